@@ -1,0 +1,171 @@
+"""Runs and restarts the media processes of one role (nginx, ffmpeg, srt-live-transmit).
+
+Why our own: the pod must stay up and keep serving /status while a child crashes, restart it
+with backoff, stop it the way the child needs (SIGINT lets ffmpeg finalize files), and never
+print a secret that happens to be on a command line.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable, Iterable, Optional, Sequence
+
+log = logging.getLogger("onair.agent.supervisor")
+
+LineHandler = Callable[[str], None]
+ExitHandler = Callable[[int], Awaitable[None] | None]
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+@dataclass
+class Child:
+    """One supervised process. ``restart`` decides whether an exit is followed by a new start."""
+
+    name: str
+    argv: Sequence[str]
+    env: Optional[dict[str, str]] = None
+    cwd: Optional[str] = None
+    restart: bool = True
+    stop_signal: int = signal.SIGTERM
+    stop_timeout: float = 5.0
+    backoff_initial: float = 0.5
+    backoff_max: float = 10.0
+    secrets: Sequence[str] = ()
+    on_line: Optional[LineHandler] = None
+    on_exit: Optional[ExitHandler] = None
+    # Output that is not a progress line goes to the log at this level.
+    log_level: int = logging.INFO
+
+    proc: Optional[asyncio.subprocess.Process] = field(default=None, init=False)
+    restarts: int = field(default=0, init=False)
+    started_at: Optional[float] = field(default=None, init=False)
+    _task: Optional[asyncio.Task] = field(default=None, init=False)
+    _stopping: bool = field(default=False, init=False)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    @property
+    def pid(self) -> Optional[int]:
+        return self.proc.pid if self.running else None
+
+    def start(self) -> None:
+        if self._task and not self._task.done():
+            return
+        self._stopping = False
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"child:{self.name}")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        proc = self.proc
+        if proc is not None and proc.returncode is None:
+            try:
+                proc.send_signal(self.stop_signal)
+                await asyncio.wait_for(proc.wait(), self.stop_timeout)
+            except ProcessLookupError:
+                pass
+            except asyncio.TimeoutError:
+                log.warning("%s did not stop within %.0fs; killing", self.name, self.stop_timeout)
+                try:
+                    proc.kill()
+                except ProcessLookupError:
+                    pass
+                await proc.wait()
+        if self._task:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), self.stop_timeout + 1)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                self._task.cancel()
+        self._task = None
+
+    async def _run(self) -> None:
+        backoff = self.backoff_initial
+        while not self._stopping:
+            shown = redact(" ".join(self.argv), self.secrets)
+            log.info("starting %s: %s", self.name, shown)
+            try:
+                self.proc = await asyncio.create_subprocess_exec(
+                    *self.argv,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.STDOUT,
+                    env={**os.environ, **(self.env or {})},
+                    cwd=self.cwd,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                log.error("cannot start %s (%s): %s", self.name, self.argv[0], exc)
+                code = -1
+            else:
+                self.started_at = time.monotonic()
+                await self._pump(self.proc)
+                code = await self.proc.wait()
+                log.log(logging.INFO if self._stopping else logging.WARNING,
+                        "%s exited with code %s", self.name, code)
+            if self.on_exit:
+                result = self.on_exit(code)
+                if asyncio.iscoroutine(result):
+                    await result
+            if self._stopping or not self.restart:
+                return
+            # A child that ran for a while earns a fresh backoff: it was a blip, not a crash loop.
+            if self.started_at and time.monotonic() - self.started_at > 30:
+                backoff = self.backoff_initial
+            self.restarts += 1
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self.backoff_max)
+
+    async def _pump(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        buf = b""
+        while True:
+            chunk = await proc.stdout.read(65536)
+            if not chunk:
+                break
+            buf += chunk
+            # ffmpeg ends progress lines with \r; treat both as line ends.
+            *lines, buf = buf.replace(b"\r", b"\n").split(b"\n")
+            for raw in lines:
+                line = redact(raw.decode("utf-8", "replace").rstrip(), self.secrets)
+                if not line:
+                    continue
+                if self.on_line:
+                    try:
+                        self.on_line(line)
+                    except Exception:  # a parser bug must not kill the pump
+                        log.exception("line handler of %s failed", self.name)
+                else:
+                    log.log(self.log_level, "[%s] %s", self.name, line)
+
+
+class Supervisor:
+    """A named set of children that stop together."""
+
+    def __init__(self) -> None:
+        self.children: dict[str, Child] = {}
+
+    def add(self, child: Child, start: bool = True) -> Child:
+        self.children[child.name] = child
+        if start:
+            child.start()
+        return child
+
+    async def remove(self, name: str) -> None:
+        child = self.children.pop(name, None)
+        if child:
+            await child.stop()
+
+    async def stop_all(self) -> None:
+        await asyncio.gather(*(c.stop() for c in list(self.children.values())), return_exceptions=True)
+        self.children.clear()

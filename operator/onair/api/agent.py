@@ -1,0 +1,168 @@
+"""The contract between the control plane and the media agents (`onair agent <role>`).
+
+Three things cross that boundary, and this module is their only definition:
+
+* ``*Config``: the static configuration of one role. The operator renders it into a ConfigMap
+  (``config.json``) mounted at ``/etc/onair/config.json``; tests build it directly. Secrets are
+  never in it: only the *paths* of files mounted from the Livestream's Secret.
+* ``Desired``: the dynamic desired state (phase, broadcasting, recording) that the operator
+  PUTs to ``/desired`` on every status poll. Level-based and idempotent: the agent converges on
+  the last one it got, so a restarted agent or operator loses nothing.
+* ``*Status``: what ``GET /status`` returns. The operator turns it into Livestream status
+  (``live``, ``backupLive``, ``transcodingSpeed``, ``recordingDurationSeconds``).
+
+Every role also serves ``GET /metrics`` (Prometheus text) and ``GET /healthz``.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal, Optional
+
+from pydantic import Field
+
+from .base import ApiModel
+
+Slot = Literal["main", "backup"]
+Phase = Literal["backstage", "live", "ended"]
+Protocol = Literal["rtmp", "rtmps", "srt", "whip"]
+
+
+# ----------------------------------------------------------------------------- configs
+class Rung(ApiModel):
+    """One rendition of the ABR ladder (computed by ``onair.render.ladder``)."""
+
+    name: str = Field(description="e.g. 720p, or 'source' for the passthrough rung")
+    width: int
+    height: int
+    video_bitrate_kbps: int
+    audio_bitrate_kbps: int = 128
+    fps: float | None = None
+    passthrough: bool = False
+
+
+class IngestConfig(ApiModel):
+    role: Literal["ingest"] = "ingest"
+    livestream: str = Field(description="namespace/name, for logs and metrics labels")
+    slot: Slot = "main"
+    protocols: list[Protocol] = ["rtmp", "rtmps", "srt", "whip"]
+    listen_host: str = "0.0.0.0"
+    agent_port: int = 8080
+    rtmp_port: int = 1935
+    rtmps_port: int = 1936
+    srt_port: int = 9998
+    whip_port: int = 8443
+    srt_latency_ms: int = 2000
+    stream_key_file: str = "/etc/onair/secret/streamKey"
+    srt_passphrase_file: str = "/etc/onair/secret/srtPassphrase"
+    whip_token_file: str = "/etc/onair/secret/whipToken"
+    tls_cert_file: Optional[str] = None
+    tls_key_file: Optional[str] = None
+    work_dir: str = "/var/lib/onair/ingest"
+    active: bool = Field(True, description="Gcore's on/off switch: when false every push is refused")
+
+
+class TranscoderConfig(ApiModel):
+    role: Literal["transcoder"] = "transcoder"
+    livestream: str
+    agent_port: int = 8080
+    main_url: Optional[str] = Field(None, description="RTMP URL to read the main ingest from")
+    backup_url: Optional[str] = None
+    pull_uris: list[str] = Field(default_factory=list, description="pull mode: tried round-robin")
+    ladder: list[Rung]
+    hls_cmaf: bool = True
+    hls_mpegts: bool = True
+    dash: bool = True
+    low_latency: bool = False
+    segment_seconds: float = 2.0
+    screenshot_interval_seconds: int = 10
+    screenshot_width: int = 1080
+    output_dir: Optional[str] = Field(None, description="write outputs here (shared volume / local tests)")
+    output_url: Optional[str] = Field(None, description="or HTTP PUT them to the origin's ingest URL")
+    output_token_file: Optional[str] = None
+    work_dir: str = "/var/lib/onair/transcoder"
+
+
+class OriginConfig(ApiModel):
+    role: Literal["origin"] = "origin"
+    livestream: str
+    listen_host: str = "0.0.0.0"
+    agent_port: int = 8080
+    http_port: int = 8081
+    data_dir: str = "/var/lib/onair/origin"
+    dvr_enabled: bool = True
+    dvr_window_seconds: int = Field(3600, ge=30, le=14400)
+    playback_secret_file: str = "/etc/onair/secret/playbackSecret"
+    upload_token_file: Optional[str] = None
+    projection: Literal["regular", "vr360", "vr180", "vr360tb"] = "regular"
+    cors_origins: list[str] = ["*"]
+
+
+class RecorderConfig(ApiModel):
+    role: Literal["recorder"] = "recorder"
+    livestream: str
+    agent_port: int = 8080
+    source_url: str = Field(description="RTMP ingest (recordType origin) or transcoded HLS URL")
+    record_type: Literal["origin", "transcoded"] = "origin"
+    output_dir: str = "/recordings"
+    split_seconds: int = 4 * 3600
+    finalize_after_seconds: int = 10
+
+
+# ----------------------------------------------------------------------------- desired state
+class Desired(ApiModel):
+    """PUT /desired body. Missing fields keep their current value."""
+
+    phase: Phase = "backstage"
+    broadcasting: bool = False
+    recording: bool = False
+    active: bool = True
+    generation: int = 0
+
+
+# ----------------------------------------------------------------------------- statuses
+class VideoInfo(ApiModel):
+    codec: Optional[str] = None
+    width: Optional[int] = None
+    height: Optional[int] = None
+    fps: Optional[float] = None
+
+
+class AudioInfo(ApiModel):
+    codec: Optional[str] = None
+    channels: Optional[int] = None
+    sample_rate: Optional[int] = None
+
+
+class IngestStatus(ApiModel):
+    role: Literal["ingest"] = "ingest"
+    slot: Slot
+    receiving: bool
+    since: Optional[datetime] = None
+    protocol: Optional[Protocol] = None
+    bitrate_kbps: Optional[float] = None
+    video: Optional[VideoInfo] = None
+    audio: Optional[AudioInfo] = None
+
+
+class TranscoderStatus(ApiModel):
+    role: Literal["transcoder"] = "transcoder"
+    active_source: Optional[Literal["main", "backup", "pull"]] = None
+    speed: Optional[float] = Field(None, description="ffmpeg speed=; ~1.0 is real time")
+    qualities: list[str] = Field(default_factory=list)
+    last_segment_at: Optional[datetime] = None
+
+
+class RecorderStatus(ApiModel):
+    role: Literal["recorder"] = "recorder"
+    recording: bool
+    duration_seconds: float = 0.0
+    files: list[str] = Field(default_factory=list)
+
+
+class OriginStatus(ApiModel):
+    role: Literal["origin"] = "origin"
+    dvr_window_seconds: int
+    playlists: list[str] = Field(default_factory=list)
+
+
+AgentStatus = IngestStatus | TranscoderStatus | RecorderStatus | OriginStatus

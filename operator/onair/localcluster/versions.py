@@ -1,0 +1,21 @@
+"""Pinned upstream versions of the local control plane.
+
+This is the only place versions live: the build cache is keyed by them, so bumping a value
+here is all it takes to get a fresh build on the next `onair localcluster build`.
+"""
+from __future__ import annotations
+
+# k8s.io/kubernetes release tag. Its staging modules (k8s.io/api, ...) are published as
+# v0.<minor>.<patch>, which build.py derives from this value.
+# 1.35.x: go directive 1.25, builds with the go1.26 toolchain we have; 1.36 needs go1.26.0+
+# everywhere and is too fresh for the operator's client library matrix.
+KUBERNETES_VERSION = "v1.35.4"
+
+# etcd server for 1.35: upstream kubernetes 1.35 tests against etcd 3.6.x.
+ETCD_VERSION = "v3.6.16"
+
+# helm v3 (cmd/helm) for chart tests.
+HELM_VERSION = "v3.22.0"
+
+# Oldest Go toolchain known to build all of the above (etcd 3.6.16 and helm 3.22 declare go 1.26.0).
+MIN_GO_VERSION = (1, 26)

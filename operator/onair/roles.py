@@ -1,0 +1,46 @@
+"""Images, commands and ports of every media role: the one place both planes read.
+
+The operator renders Deployments from this; the agent binds the same ports; the Dockerfile
+exposes them. Change a port here and all three follow.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+DEFAULT_IMAGE = os.environ.get("ONAIR_IMAGE", "ghcr.io/onair-dev/onair:0.1.0")
+CONFIG_PATH = "/etc/onair/config.json"
+SECRET_DIR = "/etc/onair/secret"
+AGENT_PORT = 8080
+
+
+@dataclass(frozen=True)
+class Port:
+    name: str
+    number: int
+    protocol: str = "TCP"
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str
+    ports: tuple[Port, ...]
+    # Every role is the same binary; the config file says the rest.
+    command: tuple[str, ...] = field(default=())
+
+    def args(self) -> list[str]:
+        return ["onair", "agent", self.name, "--config", CONFIG_PATH]
+
+
+INGEST = Role("ingest", (
+    Port("agent", AGENT_PORT),
+    Port("rtmp", 1935),
+    Port("rtmps", 1936),
+    Port("srt", 9998, "UDP"),
+    Port("whip", 8443),
+))
+TRANSCODER = Role("transcoder", (Port("agent", AGENT_PORT),))
+ORIGIN = Role("origin", (Port("agent", AGENT_PORT), Port("http", 8081)))
+RECORDER = Role("recorder", (Port("agent", AGENT_PORT),))
+
+ROLES: dict[str, Role] = {r.name: r for r in (INGEST, TRANSCODER, ORIGIN, RECORDER)}
