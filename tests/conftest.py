@@ -1,0 +1,13 @@
+"""Test-wide plugins. Each fixture module owns one kind of real dependency."""
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# The package's source root is operator/, never the repo root (an importable `operator`
+# would shadow the standard library).
+if str(ROOT / "operator") not in sys.path:
+    sys.path.insert(0, str(ROOT / "operator"))
+
+pytest_plugins = [
+    "tests.fixtures.media",
+]
