@@ -1,0 +1,62 @@
+"""URLs that cross role boundaries: how encoders push, how roles read each other, where viewers play.
+
+Pure string builders shared by the operator (status URLs, rendered configs), the agents and the
+tests, so a path is spelled in one place only.
+"""
+from __future__ import annotations
+
+from urllib.parse import quote
+
+RTMP_APP = "live"
+# Publishers use their stream key as the RTMP stream name; the ingest renames the accepted
+# publish to this fixed internal name so readers never need the key.
+INTERNAL_STREAM = "stream"
+
+# Paths on the origin's public HTTP port.
+PLAYBACK_PATHS = {
+    "hlsCmaf": "hls/cmaf/master.m3u8",
+    "hlsMpegts": "hls/ts/master.m3u8",
+    "dash": "dash/manifest.mpd",
+    "player": "player",
+    "screenshot": "screenshot.jpg",
+}
+# The transcoder PUTs (and DELETEs) every output file under this prefix of the origin's HTTP port,
+# at the same relative path it is served from (hls/cmaf/720p/..., dash/..., screenshot.jpg).
+UPLOAD_PREFIX = "upload"
+
+
+def rtmp_push_url(host: str, port: int = 1935, tls: bool = False) -> str:
+    scheme = "rtmps" if tls else "rtmp"
+    return f"{scheme}://{host}:{port}/{RTMP_APP}"
+
+
+def rtmp_publish_url(host: str, stream_key: str, port: int = 1935, tls: bool = False) -> str:
+    """What an encoder pushes to: server URL + stream key, as OBS joins them."""
+    return f"{rtmp_push_url(host, port, tls)}/{quote(stream_key, safe='')}"
+
+
+def srt_push_url(host: str, port: int = 9998, passphrase: str | None = None, latency_ms: int | None = None) -> str:
+    params = ["streamid=publish"]
+    if passphrase:
+        params.append(f"passphrase={quote(passphrase, safe='')}")
+    if latency_ms is not None:
+        params.append(f"latency={latency_ms * 1000}")  # ffmpeg's srt latency is in microseconds
+    return f"srt://{host}:{port}?{'&'.join(params)}"
+
+
+def whip_url(host: str, port: int = 8443, tls: bool = False) -> str:
+    return f"{'https' if tls else 'http'}://{host}:{port}/whip"
+
+
+def ingest_read_url(host: str, port: int = 1935) -> str:
+    """Where the transcoder and the recorder read an ingest slot (cluster-internal)."""
+    return f"rtmp://{host}:{port}/{RTMP_APP}/{INTERNAL_STREAM}"
+
+
+def origin_upload_url(host: str, port: int = 8081) -> str:
+    return f"http://{host}:{port}/{UPLOAD_PREFIX}"
+
+
+def playback_urls(base_url: str) -> dict[str, str]:
+    base = base_url.rstrip("/")
+    return {key: f"{base}/{path}" for key, path in PLAYBACK_PATHS.items()}
