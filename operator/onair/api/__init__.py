@@ -1,0 +1,7 @@
+"""The onair API (group onair.dev, version v1alpha1). These models are the only source of the CRDs."""
+from .calltype import GROUP, VERSION, CallType, CallTypeSpec, CallTypeStatus
+from .livestream import Livestream, LivestreamSpec, LivestreamStatus
+from .settings import DEFAULT_SETTINGS, CallSettings
+
+__all__ = ["GROUP", "VERSION", "CallType", "CallTypeSpec", "CallTypeStatus", "Livestream",
+           "LivestreamSpec", "LivestreamStatus", "CallSettings", "DEFAULT_SETTINGS"]

@@ -1,0 +1,44 @@
+"""CallType: cluster-scoped presets and role grants, like a StorageClass for livestreams."""
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import Field
+
+from .base import ApiModel
+from .conditions import Condition
+from .settings import CallSettings
+
+GROUP = "onair.dev"
+VERSION = "v1alpha1"
+
+Capability = Literal[
+    "join-backstage", "join-call", "read-call", "create-call", "update-call", "update-call-settings",
+    "end-call", "send-audio", "send-video", "screenshare",
+    "start-broadcast-call", "stop-broadcast-call", "start-record-call", "stop-record-call",
+    "start-transcription-call", "stop-transcription-call", "mute-users", "remove-call-member",
+    "update-call-member", "block-users", "pin-for-everyone",
+]
+
+
+class CallTypeSpec(ApiModel):
+    settings: Optional[CallSettings] = Field(None, description=(
+        "Presets for every Livestream of this type. Unset fields fall back to onair's built-in "
+        "defaults; a Livestream's settingsOverride wins over these."))
+    grants: Optional[dict[str, list[Capability]]] = Field(None, description=(
+        "Role name → capabilities, e.g. host: [join-backstage, send-audio, send-video, "
+        "start-broadcast-call]. Members of a Livestream get the capabilities of their role."))
+
+
+class CallTypeStatus(ApiModel):
+    observed_generation: Optional[int] = None
+    livestreams: Optional[int] = Field(None, description="Livestreams that use this CallType")
+    conditions: Optional[list[Condition]] = None
+
+
+class CallType(ApiModel):
+    api_version: Literal["onair.dev/v1alpha1"] = "onair.dev/v1alpha1"
+    kind: Literal["CallType"] = "CallType"
+    metadata: Optional[dict] = None
+    spec: CallTypeSpec = CallTypeSpec()
+    status: Optional[CallTypeStatus] = None

@@ -1,0 +1,155 @@
+"""Livestream: one stream or event, namespaced.
+
+The lifecycle is desired state in ``spec`` so a GitOps commit or a ``kubectl patch`` expresses
+every transition (GetStream's goLive/stopLive calls, Gcore's active switch, start/stop
+recording, clear DVR); what actually happened is in ``status``.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal, Optional
+
+from pydantic import ConfigDict, Field
+
+from .base import ApiModel
+from .conditions import Condition
+from .settings import CallSettings
+
+Phase = Literal["backstage", "live", "ended"]
+Projection = Literal["regular", "vr360", "vr180", "vr360tb"]
+PULL_URI_PATTERN = r"^(rtmps?|srt|https?)://[^\s]+$"
+
+
+class Member(ApiModel):
+    user_id: str = Field(min_length=1, max_length=128, description="Your system's user id")
+    role: str = Field(min_length=1, max_length=64, description="A role named in the CallType's grants, e.g. host")
+
+
+class GoLiveOptions(ApiModel):
+    """Applied whenever spec.phase is live: GetStream's goLive flags."""
+
+    start_hls: Optional[bool] = Field(None, description=(
+        "Start HLS/DASH broadcasting when going live even if broadcasting.mode is 'available'."))
+    start_recording: Optional[bool] = Field(None, description=(
+        "Start recording when going live even if recording.mode is 'available'."))
+
+
+class StopLiveOptions(ApiModel):
+    """Applied whenever spec.phase is backstage after going live: GetStream's stopLive flags."""
+
+    continue_hls: Optional[bool] = Field(None, description="Keep broadcasting while back in backstage.")
+    continue_recording: Optional[bool] = Field(None, description="Keep recording while back in backstage.")
+
+
+class Source(ApiModel):
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        {"rule": "self.mode != 'pull' || (has(self.uris) && size(self.uris) > 0)",
+         "message": "source.mode pull needs at least one entry in source.uris",
+         "reason": "FieldValueRequired"},
+        {"rule": "self.mode != 'push' || !has(self.uris) || size(self.uris) == 0",
+         "message": "source.uris is only used with source.mode pull; remove it or set mode: pull"},
+    ]})
+
+    mode: Literal["push", "pull"] = Field(description=(
+        "push: encoders push to the ingest URLs (default). pull: the transcoder pulls from uris."))
+    uris: Optional[list[str]] = Field(None, max_length=8, description=(
+        "Pull mode: HLS, RTMP(S) or SRT URLs, tried round-robin when one fails."),
+        json_schema_extra={"items": {"pattern": PULL_URI_PATTERN, "maxLength": 2048}})
+
+
+class LivestreamSpec(ApiModel):
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        {"rule": "!has(self.members) || self.members.all(m, self.members.exists_one(n, n.userId == m.userId))",
+         "message": "each userId may appear in members only once"},
+    ]})
+
+    call_type: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+                           description="Name of the cluster-scoped CallType with this stream's presets and grants. Immutable.",
+                           json_schema_extra={"x-kubernetes-validations": [
+                               {"rule": "self == oldSelf", "message": "callType is immutable; create a new Livestream to change it"}]})
+    display_name: Optional[str] = Field(None, max_length=256, description="Human-readable name, e.g. 'Conference in July'.")
+    active: Optional[bool] = Field(None, description=(
+        "On/off switch. false stops pulling and refuses every push; the objects and URLs stay. Default true."))
+    phase: Optional[Phase] = Field(None, description=(
+        "Desired lifecycle phase. backstage: only members with join-backstage can watch; live: "
+        "everyone can; ended: the event is over, pushes are refused and the DVR stays playable. "
+        "backstage ↔ live any number of times; ended is final. Default: backstage when the "
+        "CallType enables backstage, otherwise live."))
+    starts_at: Optional[datetime] = Field(None, description=(
+        "Scheduled start. With backstage.joinAheadTimeSeconds, viewers may join that long before it."))
+    go_live: Optional[GoLiveOptions] = None
+    stop_live: Optional[StopLiveOptions] = None
+    broadcasting: Optional[bool] = Field(None, description=(
+        "Explicitly start (true) or stop (false) HLS/DASH broadcasting, like start/stopHLSBroadcasting. "
+        "Unset: follow the phase and broadcasting.mode."))
+    recording: Optional[bool] = Field(None, description=(
+        "Explicitly start (true) or stop (false) recording, like start/stopRecording. Unset: follow "
+        "the phase and recording.mode."))
+    dvr_cleared_at: Optional[datetime] = Field(None, description=(
+        "Set to now to clear the DVR window (like ClearDvr); the operator clears once per new value."))
+    source: Optional[Source] = None
+    settings_override: Optional[CallSettings] = Field(None, description=(
+        "Any subset of the CallType's settings; wins over the CallType."))
+    members: Optional[list[Member]] = Field(None, max_length=100, description="Users and their roles.",
+                                            json_schema_extra={"x-kubernetes-list-type": "atomic"})
+    projection: Optional[Projection] = Field(None, description="360° mode of the player. Default regular.")
+    custom_data: Optional[dict[str, Any]] = Field(None, description="Free metadata for your own systems.",
+                                                  json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
+
+
+class IngestEndpoints(ApiModel):
+    """Push URLs without credentials: keys live in the Secret named by status.credentialsSecret."""
+
+    rtmp: Optional[str] = None
+    rtmps: Optional[str] = None
+    srt: Optional[str] = None
+    whip: Optional[str] = None
+    backup_rtmp: Optional[str] = None
+    backup_rtmps: Optional[str] = None
+    backup_srt: Optional[str] = None
+    backup_whip: Optional[str] = None
+
+
+class PlaybackUrls(ApiModel):
+    hls_cmaf: Optional[str] = None
+    hls_mpegts: Optional[str] = None
+    dash: Optional[str] = None
+    player: Optional[str] = None
+    screenshot: Optional[str] = None
+
+
+class LivestreamStatus(ApiModel):
+    observed_generation: Optional[int] = None
+    phase: Optional[Phase] = Field(None, description="The phase the stream is in now.")
+    live: Optional[bool] = Field(None, description="The main ingest is receiving media.")
+    backup_live: Optional[bool] = Field(None, description="The backup ingest is receiving media.")
+    active_source: Optional[Literal["main", "backup", "pull"]] = None
+    viewers_allowed: Optional[bool] = Field(None, description="Playback open to everyone (live, or join-ahead reached).")
+    broadcasting: Optional[bool] = None
+    recording: Optional[bool] = None
+    recording_duration_seconds: Optional[float] = None
+    transcoding_speed: Optional[float] = None
+    transcoded_qualities: Optional[list[str]] = None
+    ingest: Optional[IngestEndpoints] = None
+    playback: Optional[PlaybackUrls] = None
+    credentials_secret: Optional[str] = Field(None, description="Secret with streamKey, srtPassphrase, whipToken and full publish URLs.")
+    live_since: Optional[datetime] = None
+    dvr_cleared_at: Optional[datetime] = None
+    effective_settings: Optional[CallSettings] = Field(None, description="CallType settings merged with the override and defaults.")
+    conditions: Optional[list[Condition]] = Field(None, json_schema_extra={
+        "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]})
+
+
+class Livestream(ApiModel):
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        {"rule": "self.metadata.name.size() <= 45",
+         "message": "metadata.name must be at most 45 characters: child objects append suffixes such as -ingest-backup"},
+        {"rule": "!has(oldSelf.spec.phase) || oldSelf.spec.phase != 'ended' || (has(self.spec.phase) && self.spec.phase == 'ended')",
+         "message": "an ended Livestream cannot go back to backstage or live; create a new Livestream"},
+    ]})
+
+    api_version: Literal["onair.dev/v1alpha1"] = "onair.dev/v1alpha1"
+    kind: Literal["Livestream"] = "Livestream"
+    metadata: Optional[dict] = None
+    spec: LivestreamSpec
+    status: Optional[LivestreamStatus] = None

@@ -1,0 +1,127 @@
+"""Call settings: the shape shared by ``CallType.spec.settings``, ``Livestream.spec.settingsOverride``
+and ``Livestream.status.effectiveSettings``.
+
+Every field is optional on the wire so an override can name any subset; the effective value
+is resolved in code (``onair.render.effective``): built-in defaults, then the CallType, then
+the Livestream's override. No schema defaults: a defaulted field would appear in the stored
+object and GitOps tools would report drift against the user's YAML.
+"""
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import Field
+
+from .base import ApiModel
+
+ProcessMode = Literal["auto-on", "available", "disabled"]
+IngestProtocol = Literal["rtmp", "srt", "whip"]
+Quality = Literal["2160p", "1440p", "1080p", "720p", "480p", "360p", "240p", "144p"]
+RecordType = Literal["origin", "transcoded"]
+
+
+class BackstageSettings(ApiModel):
+    enabled: Optional[bool] = Field(None, description=(
+        "Create streams in backstage: only members whose role grants join-backstage can watch "
+        "until the stream goes live. Default true."))
+    join_ahead_time_seconds: Optional[int] = Field(None, ge=0, le=86400, description=(
+        "Open playback to everyone this many seconds before spec.startsAt, even while still in "
+        "backstage. 0 (default) means viewers join only when the stream goes live."))
+
+
+class IngestSettings(ApiModel):
+    protocols: Optional[list[IngestProtocol]] = Field(None, min_length=1, max_length=3, description=(
+        "Push protocols the ingest accepts. RTMPS is served whenever rtmp is on and a TLS "
+        "certificate is configured. Default [rtmp, srt, whip]. Only one protocol can be active at a time."),
+        json_schema_extra={"x-kubernetes-list-type": "set"})
+    backup: Optional[bool] = Field(None, description=(
+        "Run a second, independent ingest (backup push URLs) and fail over to it when the main "
+        "input stops or freezes. Default false."))
+    srt_latency_ms: Optional[int] = Field(None, ge=20, le=8000, description=(
+        "SRT receiver latency in milliseconds (400–2000 suits most networks). Default 2000."))
+
+
+class HlsSettings(ApiModel):
+    quality_tracks: Optional[list[Quality]] = Field(None, min_length=1, max_length=8, description=(
+        "ABR ladder, e.g. [1080p, 720p, 480p, 360p]. Rungs above the source resolution are skipped "
+        "(never upscaled). Default [1080p, 720p, 480p, 360p]."),
+        json_schema_extra={"x-kubernetes-list-type": "set"})
+    source_passthrough: Optional[bool] = Field(None, description=(
+        "Add the source as an extra rung without re-encoding. Default false."))
+
+
+class OutputSettings(ApiModel):
+    hls_cmaf: Optional[bool] = Field(None, description="HLS with CMAF (fMP4) segments. Default true.")
+    hls_mpegts: Optional[bool] = Field(None, description="Legacy HLS with MPEG-TS segments. Default true.")
+    dash: Optional[bool] = Field(None, description="MPEG-DASH. Default true.")
+
+
+class BroadcastingSettings(ApiModel):
+    mode: Optional[ProcessMode] = Field(None, description=(
+        "auto-on: HLS/DASH broadcasting starts when the stream goes live; available: starts only "
+        "when spec.goLive.startHls or spec.broadcasting asks; disabled: never. Default auto-on."))
+    hls: Optional[HlsSettings] = None
+    outputs: Optional[OutputSettings] = None
+    low_latency: Optional[bool] = Field(None, description=(
+        "Low-latency delivery: shorter segments and chunked DASH. Default false."))
+    segment_duration_seconds: Optional[int] = Field(None, ge=1, le=10, description=(
+        "Target media segment duration. Default 2."))
+
+
+class DvrSettings(ApiModel):
+    enabled: Optional[bool] = Field(None, description="Keep a rewindable window of the live stream. Default true.")
+    duration_seconds: Optional[int] = Field(None, ge=30, le=14400, description=(
+        "DVR window in seconds, 30–14400 (4 h). Default 3600."))
+
+
+class RecordingStorage(ApiModel):
+    persistent_volume_claim: Optional[str] = Field(None, max_length=253, description=(
+        "Existing PVC (same namespace) to write recordings to. When unset the operator creates "
+        "one per Livestream that outlives it (not owned, so deleting the Livestream keeps recordings)."))
+    size: Optional[str] = Field(None, pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$",
+                                description="Size of the created PVC. Default 20Gi.")
+    storage_class_name: Optional[str] = Field(None, max_length=253, description="StorageClass of the created PVC.")
+
+
+class RecordingSettings(ApiModel):
+    mode: Optional[ProcessMode] = Field(None, description=(
+        "auto-on: record from backstage onward; available: record when spec.goLive.startRecording or "
+        "spec.recording asks; disabled: never. Default available."))
+    type: Optional[RecordType] = Field(None, description=(
+        "origin: record the pushed source as is; transcoded: record the top transcoded rung. Default origin."))
+    split_seconds: Optional[int] = Field(None, ge=60, le=86400, description=(
+        "Split long broadcasts into parts of this length. Default 14400 (4 h)."))
+    storage: Optional[RecordingStorage] = None
+
+
+class ScreenshotSettings(ApiModel):
+    enabled: Optional[bool] = Field(None, description="Publish a JPEG screenshot while broadcasting. Default true.")
+    interval_seconds: Optional[int] = Field(None, ge=1, le=3600, description="Default 10.")
+    width: Optional[int] = Field(None, ge=64, le=3840, description="Width in pixels. Default 1080.")
+
+
+class CallSettings(ApiModel):
+    backstage: Optional[BackstageSettings] = None
+    ingest: Optional[IngestSettings] = None
+    broadcasting: Optional[BroadcastingSettings] = None
+    dvr: Optional[DvrSettings] = None
+    recording: Optional[RecordingSettings] = None
+    screenshots: Optional[ScreenshotSettings] = None
+
+
+# The values used where neither the CallType nor the override says anything.
+DEFAULT_SETTINGS = CallSettings(
+    backstage=BackstageSettings(enabled=True, join_ahead_time_seconds=0),
+    ingest=IngestSettings(protocols=["rtmp", "srt", "whip"], backup=False, srt_latency_ms=2000),
+    broadcasting=BroadcastingSettings(
+        mode="auto-on",
+        hls=HlsSettings(quality_tracks=["1080p", "720p", "480p", "360p"], source_passthrough=False),
+        outputs=OutputSettings(hls_cmaf=True, hls_mpegts=True, dash=True),
+        low_latency=False,
+        segment_duration_seconds=2,
+    ),
+    dvr=DvrSettings(enabled=True, duration_seconds=3600),
+    recording=RecordingSettings(mode="available", type="origin", split_seconds=14400,
+                                storage=RecordingStorage(size="20Gi")),
+    screenshots=ScreenshotSettings(enabled=True, interval_seconds=10, width=1080),
+)
