@@ -59,6 +59,13 @@ class IngestConfig(ApiModel):
     tls_key_file: Optional[str] = None
     work_dir: str = "/var/lib/onair/ingest"
     active: bool = Field(True, description="Gcore's on/off switch: when false every push is refused")
+    idle_publisher_timeout_seconds: float = Field(
+        3.0, gt=0, description="a publisher that sends nothing for this long is dropped (frozen encoder)")
+    whip_ice_addresses: Optional[list[str]] = Field(
+        None, description="local addresses WebRTC gathers host candidates on; default every non-loopback "
+                          "interface (tests set 127.0.0.1)")
+    whip_ice_servers: list[str] = Field(
+        default_factory=list, description="STUN/TURN URLs for WHIP sessions, e.g. stun:stun.example.org:3478")
 
 
 class TranscoderConfig(ApiModel):
