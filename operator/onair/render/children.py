@@ -1,0 +1,508 @@
+"""Every Kubernetes object a Livestream owns, rendered from (Livestream, CallType, config, credentials).
+
+Pure and deterministic: the same inputs give byte-identical manifests (sorted JSON in
+ConfigMaps, no clocks, no randomness), so re-applying them with server-side apply is a no-op.
+
+Children (``<ls>`` is the Livestream name, at most 45 characters by CEL):
+
+=====================================  =======================================================
+``Secret <ls>-credentials``             keys and publish URLs (``onair.render.credentials``)
+``ConfigMap <ls>-<key>``                ``config.json`` = the role's agent config, per key below
+``Deployment <ls>-<key>``               one pod per key, Recreate (one writer per volume/slot)
+``Service <ls>-ingest[-backup]``        push ports of the enabled protocols (type from config)
+``Service <ls>-origin``                 the origin's HTTP port (playback, uploads)
+``PersistentVolumeClaim <ls>-dvr``      the origin's live/DVR window (owned)
+``PersistentVolumeClaim <ls>-recordings``  in ``keep``: created, never owned, never pruned
+=====================================  =======================================================
+
+Keys: ``ingest`` and ``ingest-backup`` (push mode; the backup only with ``ingest.backup``),
+``transcoder``, ``origin``, ``recorder`` (unless ``recording.mode`` is disabled). Pull mode
+(``spec.source.mode: pull``) renders no ingest at all and hands the URIs to the transcoder.
+
+``spec.active: false`` changes configs and ``Desired`` only: pods, Services and URLs stay.
+
+How the controller uses the result:
+
+* apply every object in ``objects`` (server-side apply, field manager ``onair-operator``);
+  PersistentVolumeClaims are mostly immutable once bound, so create them when absent and do not
+  re-apply them (``create_only(obj)``);
+* create every object in ``keep`` when absent and never update or delete it;
+* prune: list ``CHILD_KINDS`` with ``child_selector(name)`` and delete those whose
+  ``ownerReferences`` name this Livestream's uid but that are not in ``objects`` (e.g. the backup
+  ingest after ``ingest.backup`` is turned off). The kept recordings PVC carries no label of
+  ``child_selector`` and no ownerReference, so it can never be pruned;
+* poll the agents: pods matching ``agent_selectors[key]`` on ``roles.AGENT_PORT``.
+
+A missing CallType is not handled here: the controller calls ``onair.render.resolve.resolve``
+first and, on a problem, reports it in status (Stalled) and leaves existing children alone.
+``calltype=None`` here means "built-in defaults + override" and is meant for tests and tools.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Mapping, Optional
+
+from pydantic import BaseModel
+
+from onair import endpoints, roles
+from onair.api.agent import IngestConfig, OriginConfig, RecorderConfig, Rung, TranscoderConfig
+from onair.api.calltype import GROUP, VERSION, CallType
+from onair.api.livestream import IngestEndpoints, LivestreamSpec, PlaybackUrls
+from onair.api.settings import CallSettings
+from onair.controller.config import OperatorConfig
+from onair.render import credentials as creds_mod
+from onair.render.credentials import Credentials
+from onair.render.effective import effective_settings
+
+MANAGER = "onair-operator"
+LABEL_LIVESTREAM = "onair.dev/livestream"
+LABEL_ROLE = "onair.dev/role"
+LABEL_RECORDINGS_OF = "onair.dev/recordings-of"
+CONFIG_HASH_ANNOTATION = "onair.dev/config-sha256"
+CONFIG_KEY = "config.json"
+UID = 10001
+TLS_DIR = "/etc/onair/tls"
+RECORDINGS_DIR = "/recordings"
+
+# (apiVersion, kind) of everything render_children can own, for pruning.
+CHILD_KINDS: tuple[tuple[str, str], ...] = (
+    ("v1", "Secret"), ("v1", "ConfigMap"), ("v1", "Service"), ("v1", "PersistentVolumeClaim"),
+    ("apps/v1", "Deployment"),
+)
+
+# Which credential files each role may read: least privilege, and the convenience publish URLs
+# never reach a pod.
+_SECRET_KEYS: dict[str, tuple[str, ...]] = {
+    "ingest": (creds_mod.STREAM_KEY, creds_mod.SRT_PASSPHRASE, creds_mod.WHIP_TOKEN),
+    "transcoder": (creds_mod.UPLOAD_TOKEN,),
+    "origin": (creds_mod.PLAYBACK_SECRET, creds_mod.UPLOAD_TOKEN),
+    "recorder": (),
+}
+# Grace before SIGKILL: the recorder finalises its MP4 on SIGTERM, the others just stop.
+_GRACE_SECONDS = {"ingest": 15, "transcoder": 30, "origin": 15, "recorder": 60}
+
+
+@dataclass(frozen=True)
+class Urls:
+    """What goes into status: push endpoints (no credentials) and playback URLs."""
+
+    ingest: IngestEndpoints
+    playback: PlaybackUrls
+
+
+@dataclass(frozen=True)
+class RenderedChildren:
+    objects: list[dict]
+    keep: list[dict]
+    effective: CallSettings
+    urls: Urls
+    agent_configs: dict[str, BaseModel]
+    agent_selectors: dict[str, dict[str, str]] = field(default_factory=dict)
+    credentials_secret: str = ""
+
+
+# ----------------------------------------------------------------------------- names & labels
+def child_name(livestream: str, key: str) -> str:
+    return f"{livestream}-{key}"
+
+
+def service_host(livestream: str, namespace: str, key: str) -> str:
+    """Cluster DNS of a child Service, without the cluster domain (pods resolve it via search)."""
+    return f"{child_name(livestream, key)}.{namespace}.svc"
+
+
+def role_of(key: str) -> str:
+    return "ingest" if key.startswith("ingest") else key
+
+
+def child_selector(name: str) -> dict[str, str]:
+    """Labels every owned child of Livestream ``name`` carries (and the kept PVC does not)."""
+    return {"app.kubernetes.io/managed-by": MANAGER, LABEL_LIVESTREAM: name}
+
+
+def labels(name: str, component: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "onair",
+        "app.kubernetes.io/instance": name,
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/part-of": "onair",
+        **child_selector(name),
+    }
+
+
+def selector_labels(name: str, key: str) -> dict[str, str]:
+    """A Deployment's (immutable) selector: never add to it, or existing Deployments cannot update."""
+    return {"app.kubernetes.io/name": "onair", "app.kubernetes.io/instance": name,
+            "app.kubernetes.io/component": key}
+
+
+def owner_reference(meta: Mapping) -> dict:
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Livestream", "name": meta["name"],
+            "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}
+
+
+def create_only(obj: Mapping) -> bool:
+    """True for objects the controller should create when absent but never re-apply."""
+    return obj.get("kind") == "PersistentVolumeClaim"
+
+
+def _meta(ls_meta: Mapping, name: str, component: str) -> dict:
+    return {"name": name, "namespace": ls_meta["namespace"], "labels": labels(ls_meta["name"], component),
+            "ownerReferences": [owner_reference(ls_meta)]}
+
+
+# ----------------------------------------------------------------------------- urls
+def _tls(config: OperatorConfig) -> bool:
+    return config.ingest_tls_secret is not None
+
+
+def render_urls(name: str, namespace: str, spec: LivestreamSpec, effective: CallSettings,
+                config: OperatorConfig) -> Urls:
+    ingest: dict[str, str] = {}
+    if not _pull(spec):
+        protocols = effective.ingest.protocols
+        slots = ("main", "backup") if effective.ingest.backup else ("main",)
+        for slot in slots:
+            host = config.ingest_host(name, namespace, slot)
+            prefix = "" if slot == "main" else "backup_"
+            if "rtmp" in protocols:
+                ingest[prefix + "rtmp"] = endpoints.rtmp_push_url(host, _port(roles.INGEST, "rtmp"))
+                if _tls(config):
+                    ingest[prefix + "rtmps"] = endpoints.rtmp_push_url(host, _port(roles.INGEST, "rtmps"), tls=True)
+            if "srt" in protocols:
+                ingest[prefix + "srt"] = endpoints.srt_push_url(host, _port(roles.INGEST, "srt"))
+            if "whip" in protocols:
+                ingest[prefix + "whip"] = endpoints.whip_url(host, _port(roles.INGEST, "whip"), tls=_tls(config))
+    playback: dict[str, str] = {}
+    b = effective.broadcasting
+    if b.mode != "disabled":
+        all_urls = endpoints.playback_urls(config.playback_base_url(name, namespace))
+        wanted = {"hlsCmaf": b.outputs.hls_cmaf, "hlsMpegts": b.outputs.hls_mpegts, "dash": b.outputs.dash,
+                  "player": True, "screenshot": effective.screenshots.enabled}
+        playback = {key: url for key, url in all_urls.items() if wanted[key]}
+    return Urls(ingest=IngestEndpoints(**ingest), playback=PlaybackUrls.model_validate(playback))
+
+
+# ----------------------------------------------------------------------------- agent configs
+def _pull(spec: LivestreamSpec) -> bool:
+    return spec.source is not None and spec.source.mode == "pull"
+
+
+def _port(role: roles.Role, port_name: str) -> int:
+    return next(p.number for p in role.ports if p.name == port_name)
+
+
+def _secret_file(key: str) -> str:
+    return f"{roles.SECRET_DIR}/{key}"
+
+
+def render_ladder(effective: CallSettings) -> list[Rung]:
+    """The full configured ladder; rungs above the source are dropped by the transcoder, which alone
+    sees the source resolution."""
+    from onair.render.ladder import ladder_for  # written with the transcoder
+
+    hls = effective.broadcasting.hls
+    return list(ladder_for(hls.quality_tracks, passthrough=bool(hls.source_passthrough)))
+
+
+def render_agent_configs(name: str, namespace: str, spec: LivestreamSpec, effective: CallSettings,
+                         config: OperatorConfig) -> dict[str, BaseModel]:
+    ident = f"{namespace}/{name}"
+    active = spec.active is not False
+    pull = _pull(spec)
+    out: dict[str, BaseModel] = {}
+    if not pull:
+        protocols: list[str] = []
+        for proto in effective.ingest.protocols:
+            protocols.append(proto)
+            if proto == "rtmp" and _tls(config):
+                protocols.append("rtmps")
+        tls_files = ({"tls_cert_file": f"{TLS_DIR}/tls.crt", "tls_key_file": f"{TLS_DIR}/tls.key"}
+                     if _tls(config) else {})
+        for slot in ("main", "backup") if effective.ingest.backup else ("main",):
+            out["ingest" if slot == "main" else "ingest-backup"] = IngestConfig(
+                livestream=ident, slot=slot, protocols=protocols,
+                agent_port=roles.AGENT_PORT, rtmp_port=_port(roles.INGEST, "rtmp"),
+                rtmps_port=_port(roles.INGEST, "rtmps"), srt_port=_port(roles.INGEST, "srt"),
+                whip_port=_port(roles.INGEST, "whip"), srt_latency_ms=effective.ingest.srt_latency_ms,
+                stream_key_file=_secret_file(creds_mod.STREAM_KEY),
+                srt_passphrase_file=_secret_file(creds_mod.SRT_PASSPHRASE),
+                whip_token_file=_secret_file(creds_mod.WHIP_TOKEN),
+                active=active, whip_ice_servers=list(config.whip_ice_servers), **tls_files)
+
+    ingest_port = _port(roles.INGEST, "rtmp")
+    origin_http = _port(roles.ORIGIN, "http")
+    origin_host = service_host(name, namespace, "origin")
+    b = effective.broadcasting
+    out["transcoder"] = TranscoderConfig(
+        livestream=ident, agent_port=roles.AGENT_PORT,
+        main_url=None if pull else endpoints.ingest_read_url(service_host(name, namespace, "ingest"), ingest_port),
+        backup_url=(endpoints.ingest_read_url(service_host(name, namespace, "ingest-backup"), ingest_port)
+                    if not pull and effective.ingest.backup else None),
+        pull_uris=list(spec.source.uris or []) if pull else [],
+        ladder=render_ladder(effective),
+        hls_cmaf=b.outputs.hls_cmaf, hls_mpegts=b.outputs.hls_mpegts, dash=b.outputs.dash,
+        low_latency=b.low_latency, segment_seconds=float(b.segment_duration_seconds),
+        screenshot_interval_seconds=effective.screenshots.interval_seconds,
+        screenshot_width=effective.screenshots.width,
+        output_url=endpoints.origin_upload_url(origin_host, origin_http),
+        output_token_file=_secret_file(creds_mod.UPLOAD_TOKEN),
+    )
+    out["origin"] = OriginConfig(
+        livestream=ident, agent_port=roles.AGENT_PORT, http_port=origin_http,
+        dvr_enabled=effective.dvr.enabled, dvr_window_seconds=effective.dvr.duration_seconds,
+        playback_secret_file=_secret_file(creds_mod.PLAYBACK_SECRET),
+        upload_token_file=_secret_file(creds_mod.UPLOAD_TOKEN),
+        projection=spec.projection or "regular",
+    )
+    rec = effective.recording
+    if rec.mode != "disabled":
+        if rec.type == "transcoded":
+            path = endpoints.PLAYBACK_PATHS["hlsCmaf" if b.outputs.hls_cmaf else "hlsMpegts"]
+            source_url = f"http://{origin_host}:{origin_http}/{path}"
+        elif pull:
+            # "origin" means the source as pushed; in pull mode that is the first pull URI.
+            source_url = spec.source.uris[0]
+        else:
+            source_url = endpoints.ingest_read_url(service_host(name, namespace, "ingest"), ingest_port)
+        out["recorder"] = RecorderConfig(
+            livestream=ident, agent_port=roles.AGENT_PORT, source_url=source_url, record_type=rec.type,
+            output_dir=RECORDINGS_DIR, split_seconds=rec.split_seconds)
+    return out
+
+
+def config_json(model: BaseModel) -> str:
+    """The ConfigMap payload: sorted keys so re-rendering is byte-identical."""
+    wire = model.wire() if hasattr(model, "wire") else model.model_dump(by_alias=True, exclude_none=True, mode="json")
+    return json.dumps(wire, sort_keys=True, indent=2) + "\n"
+
+
+# ----------------------------------------------------------------------------- pod pieces
+def pod_security_context() -> dict:
+    return {"runAsNonRoot": True, "runAsUser": UID, "runAsGroup": UID, "fsGroup": UID,
+            "fsGroupChangePolicy": "OnRootMismatch", "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def container_security_context() -> dict:
+    return {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+            "runAsUser": UID, "runAsGroup": UID, "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def _probe(period: int, failures: int) -> dict:
+    return {"httpGet": {"path": "/healthz", "port": "agent"}, "periodSeconds": period,
+            "timeoutSeconds": 3, "failureThreshold": failures}
+
+
+def _volumes(name: str, key: str, agent: BaseModel, effective: CallSettings,
+             config: OperatorConfig) -> tuple[list[dict], list[dict]]:
+    role = role_of(key)
+    volumes = [{"name": "config", "configMap": {"name": child_name(name, key),
+                                                "items": [{"key": CONFIG_KEY, "path": CONFIG_KEY}]}},
+               {"name": "tmp", "emptyDir": {}}]
+    # subPath: the config file sits next to the secret directory; agents read it once at start
+    # and the config hash annotation restarts the pod when it changes.
+    mounts = [{"name": "config", "mountPath": roles.CONFIG_PATH, "subPath": CONFIG_KEY, "readOnly": True},
+              {"name": "tmp", "mountPath": "/tmp"}]
+    secret_keys = _SECRET_KEYS[role]
+    if secret_keys:
+        volumes.append({"name": "credentials", "secret": {
+            "secretName": creds_mod.secret_name(name), "defaultMode": 0o440,
+            "items": [{"key": k, "path": k} for k in secret_keys]}})
+        mounts.append({"name": "credentials", "mountPath": roles.SECRET_DIR, "readOnly": True})
+    if role == "ingest" and _tls(config):
+        volumes.append({"name": "tls", "secret": {"secretName": config.ingest_tls_secret, "defaultMode": 0o440,
+                                                  "items": [{"key": "tls.crt", "path": "tls.crt"},
+                                                            {"key": "tls.key", "path": "tls.key"}]}})
+        mounts.append({"name": "tls", "mountPath": TLS_DIR, "readOnly": True})
+    if role in ("ingest", "transcoder"):
+        volumes.append({"name": "work", "emptyDir": {}})
+        mounts.append({"name": "work", "mountPath": agent.work_dir})
+    if role == "origin":
+        volumes.append({"name": "data", "persistentVolumeClaim": {"claimName": child_name(name, "dvr")}})
+        mounts.append({"name": "data", "mountPath": agent.data_dir})
+    if role == "recorder":
+        volumes.append({"name": "recordings", "persistentVolumeClaim": {"claimName": recordings_claim(name, effective)}})
+        mounts.append({"name": "recordings", "mountPath": agent.output_dir})
+    return volumes, mounts
+
+
+def _spread(name: str) -> dict:
+    """Main and backup ingest on different nodes and zones when the cluster has them.
+
+    ScheduleAnyway/preferred: a one-node cluster still runs both (a backup on the same node still
+    covers a crashed or frozen encoder connection).
+    """
+    ingest_pods = {"matchLabels": {"app.kubernetes.io/instance": name, LABEL_ROLE: "ingest"}}
+    return {
+        "topologySpreadConstraints": [
+            {"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": ingest_pods}
+            for key in ("kubernetes.io/hostname", "topology.kubernetes.io/zone")
+        ],
+        "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": weight, "podAffinityTerm": {"topologyKey": key, "labelSelector": ingest_pods}}
+            for weight, key in ((100, "kubernetes.io/hostname"), (50, "topology.kubernetes.io/zone"))
+        ]}},
+    }
+
+
+def render_deployment(ls_meta: Mapping, key: str, agent: BaseModel, effective: CallSettings,
+                      config: OperatorConfig) -> dict:
+    name = ls_meta["name"]
+    role = roles.ROLES[role_of(key)]
+    volumes, mounts = _volumes(name, key, agent, effective, config)
+    container: dict = {
+        "name": role.name,
+        "image": config.image,
+        "imagePullPolicy": config.image_pull_policy,
+        "args": role.args(),
+        "ports": [{"name": p.name, "containerPort": p.number, "protocol": p.protocol} for p in role.ports],
+        "resources": config.resources_for(role.name).manifest(),
+        "securityContext": container_security_context(),
+        "volumeMounts": mounts,
+        "readinessProbe": _probe(5, 3),
+        "livenessProbe": _probe(10, 6),
+    }
+    if role.command:
+        container["command"] = list(role.command)
+    pod_labels = {**labels(name, key), LABEL_ROLE: role.name}
+    pod_spec: dict = {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": pod_security_context(),
+        "terminationGracePeriodSeconds": _GRACE_SECONDS[role.name],
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if config.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": s} for s in config.image_pull_secrets]
+    if role.name == "ingest":
+        pod_spec.update(_spread(name))
+    digest = hashlib.sha256(config_json(agent).encode()).hexdigest()
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(ls_meta, child_name(name, key), key),
+        "spec": {
+            "replicas": 1,
+            "revisionHistoryLimit": 3,
+            # One pod at a time: a second origin/recorder could not mount the RWO volume, and two
+            # ingests or transcoders of one slot would race for the same publisher/outputs.
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": selector_labels(name, key)},
+            "template": {
+                "metadata": {"labels": pod_labels, "annotations": {CONFIG_HASH_ANNOTATION: digest}},
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+# ----------------------------------------------------------------------------- other objects
+def render_configmap(ls_meta: Mapping, key: str, agent: BaseModel) -> dict:
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": _meta(ls_meta, child_name(ls_meta["name"], key), key),
+            "data": {CONFIG_KEY: config_json(agent)}}
+
+
+def render_ingest_service(ls_meta: Mapping, key: str, agent: IngestConfig, config: OperatorConfig) -> dict:
+    port_names = {"rtmp": "rtmp", "rtmps": "rtmps", "srt": "srt", "whip": "whip"}
+    ports = [p for p in roles.INGEST.ports if p.name in {port_names[x] for x in agent.protocols}]
+    return {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": _meta(ls_meta, child_name(ls_meta["name"], key), key),
+        "spec": {
+            "type": config.ingest_service_type,
+            "selector": selector_labels(ls_meta["name"], key),
+            "ports": [{"name": p.name, "port": p.number, "targetPort": p.name, "protocol": p.protocol} for p in ports],
+        },
+    }
+
+
+def render_origin_service(ls_meta: Mapping) -> dict:
+    http = next(p for p in roles.ORIGIN.ports if p.name == "http")
+    return {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": _meta(ls_meta, child_name(ls_meta["name"], "origin"), "origin"),
+        "spec": {"type": "ClusterIP", "selector": selector_labels(ls_meta["name"], "origin"),
+                 "ports": [{"name": http.name, "port": http.number, "targetPort": http.name, "protocol": "TCP"}]},
+    }
+
+
+def _pvc_spec(size: str, storage_class: Optional[str]) -> dict:
+    spec: dict = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}
+    if storage_class:
+        spec["storageClassName"] = storage_class
+    return spec
+
+
+def render_dvr_pvc(ls_meta: Mapping, config: OperatorConfig) -> dict:
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": _meta(ls_meta, child_name(ls_meta["name"], "dvr"), "dvr"),
+            "spec": _pvc_spec(config.dvr_volume_size, config.storage_class)}
+
+
+def recordings_claim(name: str, effective: CallSettings) -> str:
+    storage = effective.recording.storage
+    return (storage.persistent_volume_claim if storage and storage.persistent_volume_claim
+            else child_name(name, "recordings"))
+
+
+def render_recordings_pvc(ls_meta: Mapping, effective: CallSettings, config: OperatorConfig) -> dict:
+    """Created for the Livestream but not owned by it: deleting the Livestream keeps the recordings.
+
+    Labelled for discovery only; none of ``child_selector``'s labels, so pruning never sees it.
+    """
+    storage = effective.recording.storage
+    return {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {
+            "name": child_name(ls_meta["name"], "recordings"), "namespace": ls_meta["namespace"],
+            "labels": {"app.kubernetes.io/name": "onair", "app.kubernetes.io/part-of": "onair",
+                       "app.kubernetes.io/component": "recordings", LABEL_RECORDINGS_OF: ls_meta["name"]},
+        },
+        "spec": _pvc_spec(storage.size, storage.storage_class_name or config.storage_class),
+    }
+
+
+# ----------------------------------------------------------------------------- entry point
+def render_children(livestream: Mapping, calltype: Optional[CallType], config: OperatorConfig,
+                    creds: Credentials) -> RenderedChildren:
+    """Render every child of ``livestream`` (the raw object: ``metadata`` with name, namespace, uid; ``spec``).
+
+    Raises ``pydantic.ValidationError`` when the spec does not parse (``resolve`` reports that as
+    a condition before this is called).
+    """
+    meta = livestream["metadata"]
+    name, namespace = meta["name"], meta["namespace"]
+    spec = LivestreamSpec.model_validate(livestream["spec"])
+    effective = effective_settings(calltype.spec.settings if calltype else None, spec.settings_override)
+    urls = render_urls(name, namespace, spec, effective, config)
+    agents = render_agent_configs(name, namespace, spec, effective, config)
+
+    objects: list[dict] = [
+        creds_mod.render_credentials_secret(meta, creds, urls.ingest, labels=labels(name, "credentials"),
+                                            owner_references=[owner_reference(meta)]),
+    ]
+    for key, agent in agents.items():
+        objects.append(render_configmap(meta, key, agent))
+    objects.append(render_dvr_pvc(meta, config))
+    for key, agent in agents.items():
+        if role_of(key) == "ingest":
+            objects.append(render_ingest_service(meta, key, agent, config))
+    objects.append(render_origin_service(meta))
+    for key, agent in agents.items():
+        objects.append(render_deployment(meta, key, agent, effective, config))
+
+    keep: list[dict] = []
+    storage = effective.recording.storage
+    if "recorder" in agents and not (storage and storage.persistent_volume_claim):
+        keep.append(render_recordings_pvc(meta, effective, config))
+
+    return RenderedChildren(
+        objects=objects, keep=keep, effective=effective, urls=urls, agent_configs=agents,
+        agent_selectors={key: selector_labels(name, key) for key in agents},
+        credentials_secret=creds_mod.secret_name(name),
+    )
