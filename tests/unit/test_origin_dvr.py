@@ -1,0 +1,313 @@
+"""The origin's DVR index, driven by synthetic transcoder uploads (what ffmpeg's hls muxer PUTs)."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import m3u8
+import pytest
+
+from onair.agent.origin import dvr as dvrmod
+from onair.agent.origin.dvr import Dvr
+from onair.agent.origin.hls import parse_media_playlist
+
+PLAYLIST = "hls/cmaf/360p/index.m3u8"
+T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
+
+
+class FakeTranscoder:
+    """One ffmpeg run: uploads a segment, then its short live playlist, like hlsenc over HTTP."""
+
+    def __init__(self, dvr: Dvr, run: str = "r1", init: str | None = "init_{run}.mp4", list_size: int = 4,
+                 duration: float = 1.0, start_sequence: int = 0, clock: list[float] | None = None,
+                 name: str = "seg_{run}_{n:05d}.m4s", playlist: str = PLAYLIST, init_bytes: bytes | None = None) -> None:
+        self.dvr = dvr
+        self.run = run
+        self.init = init.format(run=run) if init else None
+        self.list_size = list_size
+        self.duration = duration
+        self.sequence = start_sequence
+        self.listed: list[tuple[int, str, datetime]] = []
+        self.clock = clock if clock is not None else [0.0]
+        self.name = name
+        self.playlist = playlist
+        self.dir = playlist.rsplit("/", 1)[0]
+        self.init_bytes = init_bytes or f"init-{run}".encode()
+        # what the origin holds on "disk", shared by every run writing to this DVR
+        self.stored: dict[str, bytes] = dvr.__dict__.setdefault("_test_disk", {})
+        if self.init:
+            self.put(self.init, self.init_bytes)
+
+    def put(self, name: str, data: bytes) -> str | None:
+        path = f"{self.dir}/{name}"
+        stored = self.dvr.placement(path, lambda p: self.stored.get(p) == data)
+        if stored is not None:
+            self.stored[stored] = data
+            self.dvr.uploaded(path, stored, self.clock[0])
+        return stored
+
+    def text(self, endlist: bool = False) -> str:
+        lines = ["#EXTM3U", "#EXT-X-VERSION:7", f"#EXT-X-TARGETDURATION:{round(self.duration)}",
+                 f"#EXT-X-MEDIA-SEQUENCE:{self.listed[0][0] if self.listed else self.sequence}",
+                 "#EXT-X-INDEPENDENT-SEGMENTS"]
+        if self.init:
+            lines.append(f'#EXT-X-MAP:URI="{self.init}"')
+        for _, name, pdt in self.listed:
+            # ffmpeg 5 writes PROGRAM-DATE-TIME after EXTINF
+            lines += [f"#EXTINF:{self.duration:.6f},", f"#EXT-X-PROGRAM-DATE-TIME:{pdt.isoformat(timespec='milliseconds')}", name]
+        if endlist:
+            lines.append("#EXT-X-ENDLIST")
+        return "\n".join(lines) + "\n"
+
+    def segment(self, upload: bool = True, publish: bool = True):
+        name = self.name.format(run=self.run, n=self.sequence)
+        pdt = T0 + timedelta(seconds=self.clock[0])
+        if upload:
+            self.put(name, f"{self.run}-{self.sequence}".encode())
+        self.listed.append((self.sequence, name, pdt))
+        self.listed = self.listed[-self.list_size:]
+        self.sequence += 1
+        self.clock[0] += self.duration
+        return self.publish() if publish else None
+
+    def publish(self, endlist: bool = False):
+        return self.dvr.ingest(self.playlist, parse_media_playlist(self.text(endlist)), self.clock[0])
+
+    def run_for(self, n: int):
+        return [self.segment() for _ in range(n)]
+
+
+def served(dvr: Dvr, ended: bool = False, query: str = "", path: str = PLAYLIST) -> m3u8.M3U8:
+    text = dvr.render(path, ended=ended, query=query)
+    assert text is not None
+    return m3u8.loads(text)
+
+
+def test_window_slides_by_duration():
+    dvr = Dvr(window_seconds=30)
+    tx = FakeTranscoder(dvr)
+    results = tx.run_for(40)
+    pl = served(dvr)
+    assert len(pl.segments) == 30
+    assert sum(s.duration for s in pl.segments) == pytest.approx(30)
+    assert pl.media_sequence == 10
+    assert pl.segments[0].uri == "seg_r1_00010.m4s" and pl.segments[-1].uri == "seg_r1_00039.m4s"
+    removed = [s.path for r in results for s in r.removed]
+    assert removed == [f"hls/cmaf/360p/seg_r1_{n:05d}.m4s" for n in range(10)]
+
+
+def test_window_holds_longer_than_the_transcoders_list_and_ignores_its_deletes():
+    dvr = Dvr(window_seconds=60)
+    tx = FakeTranscoder(dvr, list_size=4)
+    tx.run_for(20)
+    assert len(served(dvr).segments) == 20
+    # The transcoder deletes what left its own 4-segment list; the DVR still serves it.
+    assert dvr.keeps("hls/cmaf/360p/seg_r1_00000.m4s")
+    assert dvr.keeps("hls/cmaf/360p/init_r1.mp4")
+    assert not dvr.keeps("hls/cmaf/360p/unknown.m4s")
+
+
+def test_slid_out_files_are_deleted_after_a_grace_period_not_before():
+    dvr = Dvr(window_seconds=30)
+    tx = FakeTranscoder(dvr)
+    tx.run_for(35)
+    now = tx.clock[0]
+    assert dvr.due(now) == []
+    grace = max(dvrmod.GRACE_MIN_SECONDS, dvrmod.GRACE_TARGET_DURATIONS * 1)
+    doomed = dvr.due(now + grace)
+    assert sorted(doomed) == [f"hls/cmaf/360p/seg_r1_{n:05d}.m4s" for n in range(5)]
+    # the init is still in use by the window
+    assert "hls/cmaf/360p/init_r1.mp4" not in doomed
+    assert dvr.due(now + grace + 100) == []
+
+
+def test_program_date_time_and_durations_are_kept():
+    dvr = Dvr(window_seconds=30)
+    tx = FakeTranscoder(dvr, duration=2.0)
+    tx.run_for(3)
+    pl = served(dvr)
+    assert [s.program_date_time for s in pl.segments] == [T0, T0 + timedelta(seconds=2), T0 + timedelta(seconds=4)]
+    assert [s.duration for s in pl.segments] == [2.0, 2.0, 2.0]
+    assert pl.target_duration == 2
+    assert pl.is_independent_segments
+
+
+def test_no_endlist_while_live_even_when_the_upload_has_one():
+    dvr = Dvr(window_seconds=30)
+    tx = FakeTranscoder(dvr)
+    tx.run_for(5)
+    tx.publish(endlist=True)  # ffmpeg stopped with SIGINT
+    assert not served(dvr).is_endlist
+    rendition = dvr.renditions[PLAYLIST]
+    assert not rendition.upstream_ended(tx.clock[0] + dvrmod.UPSTREAM_END_GRACE_SECONDS - 1)
+    assert rendition.upstream_ended(tx.clock[0] + dvrmod.UPSTREAM_END_GRACE_SECONDS)
+    # the caller decides; ended=True is the stream's end (phase ended or upstream end confirmed)
+    assert served(dvr, ended=True).is_endlist
+
+
+def test_a_new_run_withdraws_the_upstream_endlist():
+    dvr = Dvr(window_seconds=30)
+    clock = [0.0]
+    FakeTranscoder(dvr, clock=clock).run_for(3)
+    FakeTranscoder(dvr, clock=clock).publish(endlist=True)
+    FakeTranscoder(dvr, run="r2", clock=clock).run_for(1)
+    assert dvr.renditions[PLAYLIST].upstream_ended_at is None
+
+
+def test_restart_with_new_init_is_a_discontinuity_with_its_own_map():
+    dvr = Dvr(window_seconds=60)
+    clock = [0.0]
+    FakeTranscoder(dvr, run="r1", clock=clock).run_for(5)
+    FakeTranscoder(dvr, run="r2", clock=clock).run_for(3)
+    text = dvr.render(PLAYLIST, ended=False)
+    pl = m3u8.loads(text)
+    assert [s.uri for s in pl.segments][4:6] == ["seg_r1_00004.m4s", "seg_r2_00000.m4s"]
+    assert [s.discontinuity for s in pl.segments] == [False] * 5 + [True, False, False]
+    assert pl.segments[0].init_section.uri == "init_r1.mp4"
+    assert pl.segments[5].init_section.uri == "init_r2.mp4"
+    assert text.count("#EXT-X-MAP") == 2
+    # the origin's sequence keeps counting through the restart
+    assert pl.media_sequence == 0 and len(pl.segments) == 8
+
+
+def test_sequence_reset_with_identical_init_bytes_repeats_the_map():
+    dvr = Dvr(window_seconds=60)
+    clock = [0.0]
+    FakeTranscoder(dvr, run="r1", init="init.mp4", name="seg_{run}_{n:05d}.m4s", clock=clock).run_for(3)
+    # same init name, same bytes (same encoder settings), sequence back to 0
+    second = FakeTranscoder(dvr, run="r2", init="init.mp4", clock=clock, init_bytes=b"init-r1")
+    second.run_for(2)
+    text = dvr.render(PLAYLIST, ended=False)
+    pl = m3u8.loads(text)
+    assert [s.discontinuity for s in pl.segments] == [False, False, False, True, False]
+    assert text.count('#EXT-X-MAP:URI="init.mp4"') == 2
+
+
+def test_sequence_jump_forward_is_a_discontinuity():
+    dvr = Dvr(window_seconds=60)
+    clock = [0.0]
+    FakeTranscoder(dvr, run="r1", init=None, name="seg_{run}_{n}.ts", clock=clock).run_for(3)
+    # MPEG-TS run restarted with -hls_start_number_source epoch
+    FakeTranscoder(dvr, run="r2", init=None, name="seg_{run}_{n}.ts", start_sequence=1_700_000_000, clock=clock).run_for(2)
+    pl = served(dvr)
+    assert [s.discontinuity for s in pl.segments] == [False, False, False, True, False]
+    assert "#EXT-X-MAP" not in dvr.render(PLAYLIST, ended=False)
+    assert pl.version == 7  # the upstream version is kept
+
+
+def test_init_overwritten_in_place_is_versioned_so_old_segments_keep_theirs():
+    dvr = Dvr(window_seconds=60)
+    clock = [0.0]
+    first = FakeTranscoder(dvr, run="r1", init="init.mp4", clock=clock)
+    first.run_for(3)
+    # A restarted ffmpeg rewrites init.mp4 with different bytes under the same name.
+    second = FakeTranscoder(dvr, run="r2", init="init.mp4", clock=clock)
+    assert dvr.latest["hls/cmaf/360p/init.mp4"] == "hls/cmaf/360p/init~2.mp4"
+    assert first.stored["hls/cmaf/360p/init.mp4"] == b"init-r1"  # never overwritten
+    assert second.stored["hls/cmaf/360p/init~2.mp4"] == b"init-r2"
+    second.run_for(2)
+    pl = served(dvr)
+    assert [s.init_section.uri for s in pl.segments] == ["init.mp4"] * 3 + ["init~2.mp4"] * 2
+    assert pl.segments[3].discontinuity
+
+
+def test_retried_upload_of_identical_bytes_is_not_indexed_twice():
+    dvr = Dvr(window_seconds=60)
+    tx = FakeTranscoder(dvr)
+    tx.run_for(3)
+    assert tx.put("seg_r1_00002.m4s", b"r1-2") is None
+    tx.publish()
+    assert len(served(dvr).segments) == 3
+
+
+def test_segment_listed_before_its_bytes_arrive_is_indexed_when_they_do():
+    dvr = Dvr(window_seconds=60)
+    tx = FakeTranscoder(dvr)
+    tx.run_for(2)
+    r = tx.segment(upload=False)
+    assert r.appended == ()
+    tx.put("seg_r1_00002.m4s", b"r1-2")
+    tx.segment()
+    assert [s.uri for s in served(dvr).segments] == [f"seg_r1_{n:05d}.m4s" for n in range(4)]
+    assert not any(s.discontinuity for s in served(dvr).segments)
+
+
+def test_clear_empties_the_window_deletes_files_and_new_segments_keep_coming():
+    dvr = Dvr(window_seconds=60)
+    tx = FakeTranscoder(dvr)
+    tx.run_for(10)
+    doomed = dvr.clear()
+    assert sorted(doomed) == [f"hls/cmaf/360p/seg_r1_{n:05d}.m4s" for n in range(10)]
+    assert "hls/cmaf/360p/init_r1.mp4" not in doomed  # still the current init
+    assert dvr.render(PLAYLIST, ended=False) is None
+    assert dvr.playlists() == []
+    tx.segment()  # the transcoder's playlist still lists 3 cleared segments: they stay out
+    pl = served(dvr)
+    assert [s.uri for s in pl.segments] == ["seg_r1_00010.m4s"]
+    assert pl.media_sequence == 10
+    assert pl.segments[0].init_section.uri == "init_r1.mp4"
+    assert not pl.segments[0].discontinuity
+
+
+def test_discontinuity_sequence_advances_when_a_discontinuity_slides_out():
+    dvr = Dvr(window_seconds=30)
+    clock = [0.0]
+    FakeTranscoder(dvr, run="r1", clock=clock).run_for(5)
+    FakeTranscoder(dvr, run="r2", clock=clock).run_for(40)
+    pl = served(dvr)
+    assert pl.discontinuity_sequence == 1
+    assert not any(s.discontinuity for s in pl.segments)
+    # the first period's init is no longer referenced: it goes once its grace passes
+    assert "hls/cmaf/360p/init_r1.mp4" in dvr.due(clock[0] + 100)
+
+
+def test_without_dvr_a_short_live_window_is_served():
+    dvr = Dvr(window_seconds=3600, enabled=False)
+    tx = FakeTranscoder(dvr, duration=2.0)
+    tx.run_for(30)
+    pl = served(dvr)
+    assert sum(s.duration for s in pl.segments) == pytest.approx(max(dvrmod.LIVE_WINDOW_MIN_SECONDS, 6 * 2.0))
+
+
+def test_token_query_is_carried_by_every_uri():
+    dvr = Dvr(window_seconds=30)
+    FakeTranscoder(dvr).run_for(2)
+    text = dvr.render(PLAYLIST, ended=False, query="token=abc.def")
+    assert '#EXT-X-MAP:URI="init_r1.mp4?token=abc.def"' in text
+    assert [s.uri for s in m3u8.loads(text).segments] == ["seg_r1_00000.m4s?token=abc.def", "seg_r1_00001.m4s?token=abc.def"]
+
+
+def test_target_duration_never_shrinks():
+    dvr = Dvr(window_seconds=60)
+    clock = [0.0]
+    FakeTranscoder(dvr, run="r1", duration=4.0, clock=clock).run_for(2)
+    FakeTranscoder(dvr, run="r2", duration=1.0, clock=clock).run_for(2)
+    assert served(dvr).target_duration == 4
+
+
+def test_uris_leaving_the_tree_are_skipped():
+    dvr = Dvr(window_seconds=60)
+    text = "\n".join(["#EXTM3U", "#EXT-X-TARGETDURATION:1", "#EXTINF:1.0,", "../../../../etc/passwd",
+                      "#EXTINF:1.0,", "http://evil.example/x.ts", "#EXTINF:1.0,", "ok.ts", ""])
+    dvr.uploaded("hls/ts/360p/ok.ts", "hls/ts/360p/ok.ts", 0.0)
+    result = dvr.ingest("hls/ts/360p/index.m3u8", parse_media_playlist(text), 0.0)
+    assert result.skipped == ("../../../../etc/passwd", "http://evil.example/x.ts")
+    assert [s.path for s in result.appended] == ["hls/ts/360p/ok.ts"]
+
+
+def test_uploads_never_listed_are_deleted_after_a_while():
+    dvr = Dvr(window_seconds=60)
+    tx = FakeTranscoder(dvr)
+    tx.segment(publish=False)  # crashed before writing the playlist
+    assert dvr.due(1.0) == []
+    doomed = dvr.due(dvrmod.FRESH_TTL_SECONDS + 2)
+    assert "hls/cmaf/360p/seg_r1_00000.m4s" in doomed
+
+
+def test_two_renditions_are_independent():
+    dvr = Dvr(window_seconds=60)
+    clock = [0.0]
+    FakeTranscoder(dvr, run="r1", clock=clock).run_for(3)
+    FakeTranscoder(dvr, run="r1", clock=[0.0], playlist="hls/cmaf/720p/index.m3u8").run_for(5)
+    assert dvr.playlists() == ["hls/cmaf/360p/index.m3u8", "hls/cmaf/720p/index.m3u8"]
+    assert dvr.segment_count("hls/cmaf/720p/index.m3u8") == 5
+    assert dvr.available_seconds() == pytest.approx(3.0)
