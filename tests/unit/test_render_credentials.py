@@ -1,0 +1,98 @@
+import base64
+
+import pytest
+from pydantic import ValidationError
+
+from onair.api.livestream import IngestEndpoints
+from onair.render.credentials import (
+    CREDENTIAL_KEYS, Credentials, credentials_from_secret_data, generate_credentials, render_credentials_secret,
+)
+
+FIXED = Credentials(stream_key="key-0123456789", srt_passphrase="pass phrase/&=1", whip_token="whiptoken123",
+                    playback_secret="p" * 32, upload_token="u" * 32)
+
+
+def b64(value: str) -> str:
+    return base64.b64encode(value.encode()).decode()
+
+
+def secret_data(creds: Credentials) -> dict[str, str]:
+    return {k: b64(v) for k, v in creds.data().items()}
+
+
+def test_generated_credentials_are_valid_and_distinct():
+    a, b = generate_credentials(), generate_credentials()
+    assert a != b
+    assert 10 <= len(a.srt_passphrase) <= 79
+    assert len({a.stream_key, a.srt_passphrase, a.whip_token, a.playback_secret, a.upload_token}) == 5
+
+
+def test_srt_passphrase_follows_libsrt_length_rule():
+    for bad in ("x" * 9, "x" * 80):
+        with pytest.raises(ValidationError):
+            Credentials(**{**FIXED.model_dump(), "srt_passphrase": bad})
+    Credentials(**{**FIXED.model_dump(), "srt_passphrase": "x" * 79})
+
+
+def test_repr_never_shows_a_key():
+    assert FIXED.stream_key not in repr(FIXED) and FIXED.stream_key not in str(FIXED)
+    assert FIXED.stream_key not in f"{FIXED!r} {FIXED}"
+
+
+def test_round_trip_through_secret_data_keeps_every_value():
+    assert credentials_from_secret_data(secret_data(FIXED)) == FIXED
+
+
+def test_no_secret_or_no_credential_keys_means_generate():
+    assert credentials_from_secret_data(None) is None
+    assert credentials_from_secret_data({}) is None
+    assert credentials_from_secret_data({"rtmpPublishUrl": b64("rtmp://x/live/k")}) is None
+
+
+def test_missing_and_unusable_values_are_filled_without_rotating_the_others():
+    data = secret_data(FIXED)
+    del data["uploadToken"]
+    data["srtPassphrase"] = b64("short")     # a user shortened it below libsrt's minimum
+    data["whipToken"] = "%%% not base64"
+    fill = Credentials(stream_key="other-stream-key", srt_passphrase="fresh-passphrase",
+                       whip_token="fresh-whip-token", playback_secret="f" * 32, upload_token="g" * 32)
+    got = credentials_from_secret_data(data, fill=lambda: fill)
+    assert got.stream_key == FIXED.stream_key and got.playback_secret == FIXED.playback_secret
+    assert got.upload_token == fill.upload_token
+    assert got.srt_passphrase == fill.srt_passphrase and got.whip_token == fill.whip_token
+
+
+def test_a_user_rotated_key_is_kept():
+    data = secret_data(FIXED)
+    data["streamKey"] = b64("my-own-rotated-key")
+    assert credentials_from_secret_data(data).stream_key == "my-own-rotated-key"
+
+
+URLS = IngestEndpoints(rtmp="rtmp://ls-ingest.ns.svc:1935/live", srt="srt://ls-ingest.ns.svc:9998?streamid=publish",
+                       whip="http://ls-ingest.ns.svc:8443/whip",
+                       backup_rtmp="rtmp://ls-ingest-backup.ns.svc:1935/live")
+
+
+def decoded(secret: dict) -> dict[str, str]:
+    return {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+
+
+def test_secret_manifest_has_credentials_and_publish_urls():
+    owner = [{"apiVersion": "onair.dev/v1alpha1", "kind": "Livestream", "name": "ls", "uid": "u1",
+              "controller": True, "blockOwnerDeletion": True}]
+    secret = render_credentials_secret({"name": "ls", "namespace": "ns", "uid": "u1"}, FIXED, URLS,
+                                       labels={"a": "b"}, owner_references=owner)
+    assert secret["kind"] == "Secret" and secret["type"] == "Opaque" and "stringData" not in secret
+    assert secret["metadata"] == {"name": "ls-credentials", "namespace": "ns", "labels": {"a": "b"},
+                                  "ownerReferences": owner}
+    data = decoded(secret)
+    assert {k: data[k] for k in CREDENTIAL_KEYS} == FIXED.data()
+    assert data["rtmpPublishUrl"] == "rtmp://ls-ingest.ns.svc:1935/live/key-0123456789"
+    assert data["backupRtmpPublishUrl"] == "rtmp://ls-ingest-backup.ns.svc:1935/live/key-0123456789"
+    # The passphrase is URL-quoted: it may hold characters a user chose.
+    assert data["srtPublishUrl"] == "srt://ls-ingest.ns.svc:9998?streamid=publish&passphrase=pass%20phrase%2F%26%3D1"
+    assert data["whipUrl"] == URLS.whip
+    assert "rtmpsPublishUrl" not in data and "backupSrtPublishUrl" not in data
+    assert list(secret["data"]) == sorted(secret["data"])
+    # Reading the rendered Secret back gives the same credentials: regeneration never happens.
+    assert credentials_from_secret_data(secret["data"]) == FIXED
