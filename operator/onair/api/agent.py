@@ -107,12 +107,16 @@ class OriginConfig(ApiModel):
 class RecorderConfig(ApiModel):
     role: Literal["recorder"] = "recorder"
     livestream: str
+    listen_host: str = "0.0.0.0"
     agent_port: int = 8080
     source_url: str = Field(description="RTMP ingest (recordType origin) or transcoded HLS URL")
     record_type: Literal["origin", "transcoded"] = "origin"
     output_dir: str = "/recordings"
-    split_seconds: int = 4 * 3600
-    finalize_after_seconds: int = 10
+    split_seconds: int = Field(4 * 3600, gt=0)
+    finalize_after_seconds: float = Field(10, ge=0, description="wait this long for a dropped stream before finalizing")
+    stall_timeout_seconds: float = Field(8, gt=0, description="no media for this long = the source dropped")
+    retry_max_seconds: float = Field(5, gt=0, description="ceiling of the retry backoff while the source is not live")
+    min_free_bytes: int = Field(64 * 1024 * 1024, ge=0, description="pause recording below this much free space")
 
 
 # ----------------------------------------------------------------------------- desired state
@@ -161,9 +165,12 @@ class TranscoderStatus(ApiModel):
 
 class RecorderStatus(ApiModel):
     role: Literal["recorder"] = "recorder"
-    recording: bool
-    duration_seconds: float = 0.0
-    files: list[str] = Field(default_factory=list)
+    recording: bool = Field(description="media is being written right now")
+    duration_seconds: float = Field(0.0, description="recorded seconds of the current session; 0 when none is open")
+    files: list[str] = Field(default_factory=list, description="part files of this livestream in outputDir, sorted")
+    state: Optional[Literal["idle", "waiting", "recording", "reconnecting", "disk_full", "error"]] = None
+    started_at: Optional[datetime] = Field(None, description="first media of the current session")
+    error: Optional[str] = Field(None, description="what keeps the recorder from recording (disk full, volume missing)")
 
 
 class OriginStatus(ApiModel):
