@@ -1,0 +1,402 @@
+import copy
+import json
+from typing import Optional
+
+import pytest
+from kubernetes import client as k8s
+
+from onair import roles
+from onair.api.agent import IngestConfig, OriginConfig, RecorderConfig, TranscoderConfig
+from onair.api.calltype import CallType
+from onair.controller.config import OperatorConfig
+from onair.render.children import (
+    CHILD_KINDS, CONFIG_HASH_ANNOTATION, RenderedChildren, child_selector, create_only, render_children,
+)
+from onair.render.credentials import Credentials, credentials_from_secret_data
+
+# The transcoder's ladder module is written concurrently; until it lands nothing here can render.
+pytest.importorskip("onair.render.ladder", reason="onair.render.ladder (transcoder) not written yet")
+
+CREDS = Credentials(stream_key="streamkey0123", srt_passphrase="srtpassphrase0123", whip_token="whiptoken0123",
+                    playback_secret="p" * 32, upload_token="u" * 32)
+UID = "6f1c1f8e-0000-4000-8000-000000000001"
+CONFIG = OperatorConfig()
+MODELS = {"ingest": IngestConfig, "ingest-backup": IngestConfig, "transcoder": TranscoderConfig,
+          "origin": OriginConfig, "recorder": RecorderConfig}
+
+
+def livestream(name="show", namespace="media", **spec) -> dict:
+    return {"apiVersion": "onair.dev/v1alpha1", "kind": "Livestream",
+            "metadata": {"name": name, "namespace": namespace, "uid": UID, "generation": 3},
+            "spec": {"callType": "livestream", **spec}}
+
+
+def calltype(**settings) -> CallType:
+    return CallType.model_validate({"metadata": {"name": "livestream"}, "spec": {"settings": settings}})
+
+
+def render(ls=None, ct: Optional[CallType] = None, config=CONFIG) -> RenderedChildren:
+    return render_children(ls or livestream(), ct if ct is not None else calltype(), config, CREDS)
+
+
+def by_kind(out: RenderedChildren, kind: str) -> dict[str, dict]:
+    return {o["metadata"]["name"]: o for o in out.objects if o["kind"] == kind}
+
+
+def names(out: RenderedChildren) -> set[tuple[str, str]]:
+    return {(o["kind"], o["metadata"]["name"]) for o in out.objects}
+
+
+def pods(out: RenderedChildren) -> dict[str, dict]:
+    return {name: d["spec"]["template"]["spec"] for name, d in by_kind(out, "Deployment").items()}
+
+
+def config_of(out: RenderedChildren, key: str):
+    cm = by_kind(out, "ConfigMap")[f"show-{key}"]
+    return MODELS[key].model_validate(json.loads(cm["data"]["config.json"]))
+
+
+# ----------------------------------------------------------------------------- the set of children
+def test_default_push_stream_children():
+    out = render()
+    assert names(out) == {
+        ("Secret", "show-credentials"),
+        ("ConfigMap", "show-ingest"), ("ConfigMap", "show-transcoder"), ("ConfigMap", "show-origin"),
+        ("ConfigMap", "show-recorder"),
+        ("Deployment", "show-ingest"), ("Deployment", "show-transcoder"), ("Deployment", "show-origin"),
+        ("Deployment", "show-recorder"),
+        ("Service", "show-ingest"), ("Service", "show-origin"),
+        ("PersistentVolumeClaim", "show-dvr"),
+    }
+    assert [(o["kind"], o["metadata"]["name"]) for o in out.keep] == [("PersistentVolumeClaim", "show-recordings")]
+    assert set(out.agent_configs) == {"ingest", "transcoder", "origin", "recorder"}
+    assert out.credentials_secret == "show-credentials"
+    assert {(api, kind) for api, kind in CHILD_KINDS} >= {(o["apiVersion"], o["kind"]) for o in out.objects}
+
+
+def test_backup_ingest_is_rendered_only_when_enabled():
+    out = render(ct=calltype(ingest={"backup": True}))
+    assert {("ConfigMap", "show-ingest-backup"), ("Deployment", "show-ingest-backup"),
+            ("Service", "show-ingest-backup")} <= names(out)
+    main, backup = config_of(out, "ingest"), config_of(out, "ingest-backup")
+    assert (main.slot, backup.slot) == ("main", "backup")
+    transcoder = config_of(out, "transcoder")
+    assert transcoder.main_url == "rtmp://show-ingest.media.svc:1935/live/stream"
+    assert transcoder.backup_url == "rtmp://show-ingest-backup.media.svc:1935/live/stream"
+    # The two slots select disjoint pods.
+    deps = by_kind(out, "Deployment")
+    sel_main = deps["show-ingest"]["spec"]["selector"]["matchLabels"]
+    sel_backup = deps["show-ingest-backup"]["spec"]["selector"]["matchLabels"]
+    assert not set(sel_main.items()) <= set(deps["show-ingest-backup"]["spec"]["template"]["metadata"]["labels"].items())
+    assert not set(sel_backup.items()) <= set(deps["show-ingest"]["spec"]["template"]["metadata"]["labels"].items())
+    assert by_kind(out, "Service")["show-ingest-backup"]["spec"]["selector"] == sel_backup
+    # Spread away from each other on hostname and zone, without making one node unschedulable.
+    spread = pods(out)["show-ingest-backup"]["topologySpreadConstraints"]
+    assert {c["topologyKey"] for c in spread} == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
+    assert all(c["whenUnsatisfiable"] == "ScheduleAnyway" for c in spread)
+    for c in spread:
+        assert set(c["labelSelector"]["matchLabels"].items()) <= set(
+            deps["show-ingest"]["spec"]["template"]["metadata"]["labels"].items())
+    off = render(ct=calltype(ingest={"backup": False}))
+    assert not any(n.endswith("backup") for _, n in names(off))
+    assert config_of(off, "transcoder").backup_url is None
+
+
+def test_pull_mode_renders_no_ingest_and_hands_uris_to_the_transcoder():
+    uris = ["srt://encoder.example.org:9000?streamid=x", "https://cdn.example.org/live.m3u8"]
+    out = render(livestream(source={"mode": "pull", "uris": uris}), calltype(ingest={"backup": True}))
+    assert not any("ingest" in n for _, n in names(out))
+    assert "ingest" not in out.agent_configs and "ingest-backup" not in out.agent_configs
+    t = config_of(out, "transcoder")
+    assert t.pull_uris == uris and t.main_url is None and t.backup_url is None
+    assert out.urls.ingest.wire() == {}
+    assert config_of(out, "recorder").source_url == uris[0]
+
+
+def test_recording_disabled_renders_no_recorder_and_no_recordings_volume():
+    out = render(ct=calltype(recording={"mode": "disabled"}))
+    assert not any("recorder" in n or "recordings" in n for _, n in names(out))
+    assert out.keep == [] and "recorder" not in out.agent_configs
+
+
+def test_existing_recordings_pvc_is_used_instead_of_creating_one():
+    out = render(livestream(settingsOverride={"recording": {"storage": {"persistentVolumeClaim": "archive"}}}))
+    assert out.keep == []
+    vols = {v["name"]: v for v in pods(out)["show-recorder"]["volumes"]}
+    assert vols["recordings"]["persistentVolumeClaim"] == {"claimName": "archive"}
+
+
+def test_created_recordings_pvc_follows_settings_and_config():
+    out = render(ct=calltype(recording={"storage": {"size": "200Gi", "storageClassName": "slow"}}),
+                 config=OperatorConfig(storage_class="fast"))
+    pvc = out.keep[0]
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "200Gi"
+    assert pvc["spec"]["storageClassName"] == "slow"
+    assert by_kind(out, "PersistentVolumeClaim")["show-dvr"]["spec"]["storageClassName"] == "fast"
+    vols = {v["name"]: v for v in pods(out)["show-recorder"]["volumes"]}
+    assert vols["recordings"]["persistentVolumeClaim"] == {"claimName": "show-recordings"}
+    assert create_only(pvc) and create_only(by_kind(out, "PersistentVolumeClaim")["show-dvr"])
+    assert not create_only(by_kind(out, "Deployment")["show-origin"])
+
+
+# ----------------------------------------------------------------------------- ownership & labels
+ALL_VARIANTS = {
+    "default": lambda: render(),
+    "backup": lambda: render(ct=calltype(ingest={"backup": True})),
+    "pull": lambda: render(livestream(source={"mode": "pull", "uris": ["rtmp://example.org/live/x"]})),
+    "no-recording": lambda: render(ct=calltype(recording={"mode": "disabled"})),
+    "transcoded-recording": lambda: render(ct=calltype(recording={"mode": "auto-on", "type": "transcoded"})),
+    "tls": lambda: render(config=OperatorConfig(ingest_tls_secret="ingest-tls", image_pull_secrets=["regcred"])),
+    "inactive": lambda: render(livestream(active=False, phase="live")),
+}
+
+
+@pytest.fixture(params=sorted(ALL_VARIANTS))
+def rendered(request) -> RenderedChildren:
+    return ALL_VARIANTS[request.param]()
+
+
+def test_every_owned_object_is_labelled_and_owned(rendered):
+    selector = child_selector("show")
+    for obj in rendered.objects:
+        meta = obj["metadata"]
+        assert meta["namespace"] == "media"
+        assert set(selector.items()) <= set(meta["labels"].items()), meta["name"]
+        assert meta["labels"]["app.kubernetes.io/name"] == "onair"
+        assert meta["labels"]["app.kubernetes.io/instance"] == "show"
+        assert meta["labels"]["app.kubernetes.io/part-of"] == "onair"
+        assert meta["labels"]["app.kubernetes.io/component"]
+        assert meta["ownerReferences"] == [{"apiVersion": "onair.dev/v1alpha1", "kind": "Livestream", "name": "show",
+                                            "uid": UID, "controller": True, "blockOwnerDeletion": True}]
+
+
+def test_kept_objects_are_neither_owned_nor_prunable(rendered):
+    selector = child_selector("show")
+    for obj in rendered.keep:
+        assert "ownerReferences" not in obj["metadata"]
+        assert not set(selector.items()) <= set(obj["metadata"].get("labels", {}).items())
+        assert obj["metadata"]["labels"]["onair.dev/recordings-of"] == "show"
+
+
+def test_every_pod_is_restricted(rendered):
+    for name, pod in pods(rendered).items():
+        psc = pod["securityContext"]
+        assert psc["runAsNonRoot"] is True and psc["runAsUser"] == 10001
+        assert psc["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert pod["automountServiceAccountToken"] is False
+        assert pod.get("hostNetwork") is None and pod.get("hostPID") is None
+        for c in pod["containers"] + pod.get("initContainers", []):
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False, name
+            assert sc["readOnlyRootFilesystem"] is True
+            assert sc["capabilities"] == {"drop": ["ALL"]}
+            assert sc["runAsNonRoot"] is True and sc["seccompProfile"] == {"type": "RuntimeDefault"}
+            assert c["image"] == CONFIG.image and c["imagePullPolicy"] == CONFIG.image_pull_policy
+            assert c["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "agent"}
+            assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "agent"}
+            assert c["resources"]["requests"] and c["resources"]["limits"]
+        for v in pod["volumes"]:
+            assert set(v) & {"configMap", "secret", "emptyDir", "persistentVolumeClaim"}, v  # no hostPath
+
+
+def test_pods_run_the_role_binary_with_its_ports(rendered):
+    for name, dep in by_kind(rendered, "Deployment").items():
+        key = name.removeprefix("show-")
+        role = roles.ROLES["ingest" if key.startswith("ingest") else key]
+        pod = dep["spec"]["template"]["spec"]
+        (c,) = pod["containers"]
+        assert c["args"] == role.args()
+        assert [(p["name"], p["containerPort"], p["protocol"]) for p in c["ports"]] == \
+            [(p.name, p.number, p.protocol) for p in role.ports]
+        assert dep["spec"]["strategy"] == {"type": "Recreate"} and dep["spec"]["replicas"] == 1
+        assert set(dep["spec"]["selector"]["matchLabels"].items()) <= set(dep["spec"]["template"]["metadata"]["labels"].items())
+        assert rendered.agent_selectors[key] == dep["spec"]["selector"]["matchLabels"]
+
+
+# ----------------------------------------------------------------------------- configs & mounts
+def test_configmaps_hold_the_agent_configs_as_sorted_json(rendered):
+    for key, model in rendered.agent_configs.items():
+        cm = by_kind(rendered, "ConfigMap")[f"show-{key}"]
+        text = cm["data"]["config.json"]
+        assert text == json.dumps(json.loads(text), sort_keys=True, indent=2) + "\n"
+        assert MODELS[key].model_validate(json.loads(text)) == model
+        assert model.livestream == "media/show"
+
+
+def mounted_files(pod: dict, secret_items: bool = True) -> dict[str, dict]:
+    """mountPath -> volume, and for secret volumes every projected file path -> volume."""
+    vols = {v["name"]: v for v in pod["volumes"]}
+    out = {}
+    for m in pod["containers"][0]["volumeMounts"]:
+        vol = vols[m["name"]]
+        out[m["mountPath"]] = vol
+        if secret_items and "secret" in vol:
+            for item in vol["secret"]["items"]:
+                out[f"{m['mountPath']}/{item['path']}"] = vol
+    return out
+
+
+def test_agent_paths_match_the_pod_mounts(rendered):
+    dep_pods = pods(rendered)
+    for key, model in rendered.agent_configs.items():
+        pod = dep_pods[f"show-{key}"]
+        files = mounted_files(pod)
+        config_mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "config")
+        assert config_mount["mountPath"] == roles.CONFIG_PATH and config_mount["subPath"] == "config.json"
+        assert files[roles.CONFIG_PATH]["configMap"]["name"] == f"show-{key}"
+        for field, value in model.model_dump().items():
+            if field.endswith("_file") and value:
+                assert value in files, f"{key}.{field}={value} is not mounted"
+            if field in ("work_dir", "data_dir", "output_dir") and value:
+                assert value in files, f"{key}.{field}={value} is not mounted"
+                assert "emptyDir" in files[value] or "persistentVolumeClaim" in files[value]
+        assert "/tmp" in files
+        for vol in pod["volumes"]:
+            if vol.get("secret", {}).get("secretName") == "show-credentials":
+                # Agents read only keys, never the convenience URLs.
+                assert all(not i["key"].endswith("Url") for i in vol["secret"]["items"])
+
+
+def test_config_change_rolls_the_pod_and_nothing_else_does():
+    a, b = render(), render(ct=calltype(dvr={"durationSeconds": 600}))
+    hashes = lambda out: {n: d["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
+                          for n, d in by_kind(out, "Deployment").items()}
+    ha, hb = hashes(a), hashes(b)
+    assert ha["show-origin"] != hb["show-origin"]
+    assert {k: v for k, v in ha.items() if k != "show-origin"} == {k: v for k, v in hb.items() if k != "show-origin"}
+
+
+def test_settings_reach_the_agent_configs():
+    ct = calltype(
+        ingest={"protocols": ["rtmp", "srt"], "srtLatencyMs": 500},
+        broadcasting={"hls": {"qualityTracks": ["720p", "360p"]}, "outputs": {"dash": False},
+                      "lowLatency": True, "segmentDurationSeconds": 1},
+        dvr={"enabled": False, "durationSeconds": 600},
+        recording={"mode": "auto-on", "splitSeconds": 3600},
+        screenshots={"intervalSeconds": 5, "width": 640},
+    )
+    out = render(livestream(projection="vr360"), ct)
+    ingest, t = config_of(out, "ingest"), config_of(out, "transcoder")
+    origin, rec = config_of(out, "origin"), config_of(out, "recorder")
+    assert ingest.protocols == ["rtmp", "srt"] and ingest.srt_latency_ms == 500 and ingest.active is True
+    assert [r.name for r in t.ladder] == ["720p", "360p"]
+    assert (t.dash, t.hls_cmaf, t.low_latency, t.segment_seconds) == (False, True, True, 1.0)
+    assert (t.screenshot_interval_seconds, t.screenshot_width) == (5, 640)
+    assert t.output_url == "http://show-origin.media.svc:8081/upload"
+    assert (origin.dvr_enabled, origin.dvr_window_seconds, origin.projection) == (False, 600, "vr360")
+    assert rec.split_seconds == 3600 and rec.record_type == "origin"
+    assert rec.source_url == "rtmp://show-ingest.media.svc:1935/live/stream"
+    svc = by_kind(out, "Service")["show-ingest"]
+    assert [(p["name"], p["protocol"]) for p in svc["spec"]["ports"]] == [("rtmp", "TCP"), ("srt", "UDP")]
+
+
+def test_override_wins_over_calltype():
+    out = render(livestream(settingsOverride={"broadcasting": {"hls": {"qualityTracks": ["480p"]}}}),
+                 calltype(broadcasting={"hls": {"qualityTracks": ["1080p", "720p"]}}))
+    assert [r.name for r in config_of(out, "transcoder").ladder] == ["480p"]
+    assert out.effective.broadcasting.hls.quality_tracks == ["480p"]
+
+
+def test_inactive_keeps_every_object_and_url_and_tells_the_ingest():
+    on, off = render(livestream(phase="live")), render(livestream(phase="live", active=False))
+    assert names(on) == names(off) and on.urls == off.urls
+    assert config_of(off, "ingest").active is False and config_of(on, "ingest").active is True
+
+
+def test_transcoded_recording_reads_the_origin():
+    out = render(ct=calltype(recording={"type": "transcoded"}))
+    assert config_of(out, "recorder").source_url == "http://show-origin.media.svc:8081/hls/cmaf/master.m3u8"
+
+
+# ----------------------------------------------------------------------------- urls
+def test_default_urls():
+    out = render(ct=calltype(ingest={"backup": True}))
+    assert out.urls.ingest.wire() == {
+        "rtmp": "rtmp://show-ingest.media.svc:1935/live",
+        "srt": "srt://show-ingest.media.svc:9998?streamid=publish",
+        "whip": "http://show-ingest.media.svc:8443/whip",
+        "backupRtmp": "rtmp://show-ingest-backup.media.svc:1935/live",
+        "backupSrt": "srt://show-ingest-backup.media.svc:9998?streamid=publish",
+        "backupWhip": "http://show-ingest-backup.media.svc:8443/whip",
+    }
+    assert out.urls.playback.wire() == {
+        "hlsCmaf": "http://show-origin.media.svc:8081/hls/cmaf/master.m3u8",
+        "hlsMpegts": "http://show-origin.media.svc:8081/hls/ts/master.m3u8",
+        "dash": "http://show-origin.media.svc:8081/dash/manifest.mpd",
+        "player": "http://show-origin.media.svc:8081/player",
+        "screenshot": "http://show-origin.media.svc:8081/screenshot.jpg",
+    }
+
+
+def test_tls_adds_rtmps_and_https_whip_with_the_certificate_mounted():
+    cfg = OperatorConfig(ingest_tls_secret="ingest-tls", ingest_host_template="{name}-{slot}.live.example.org",
+                         ingest_service_type="LoadBalancer")
+    out = render(config=cfg)
+    assert out.urls.ingest.rtmps == "rtmps://show-main.live.example.org:1936/live"
+    assert out.urls.ingest.whip == "https://show-main.live.example.org:8443/whip"
+    ingest = config_of(out, "ingest")
+    assert ingest.protocols == ["rtmp", "rtmps", "srt", "whip"]
+    files = mounted_files(pods(out)["show-ingest"])
+    assert files[ingest.tls_cert_file]["secret"]["secretName"] == "ingest-tls"
+    assert files[ingest.tls_key_file]["secret"]["secretName"] == "ingest-tls"
+    svc = by_kind(out, "Service")["show-ingest"]
+    assert svc["spec"]["type"] == "LoadBalancer"
+    assert [p["name"] for p in svc["spec"]["ports"]] == ["rtmp", "rtmps", "srt", "whip"]
+    secret = by_kind(out, "Secret")["show-credentials"]
+    assert "rtmpsPublishUrl" in secret["data"]
+
+
+def test_playback_urls_follow_outputs_and_broadcasting_mode():
+    out = render(ct=calltype(broadcasting={"outputs": {"hlsMpegts": False, "dash": False}},
+                             screenshots={"enabled": False}),
+                 config=OperatorConfig(playback_base_url_template="https://play.example.org/{namespace}/{name}/"))
+    assert out.urls.playback.wire() == {"hlsCmaf": "https://play.example.org/media/show/hls/cmaf/master.m3u8",
+                                        "player": "https://play.example.org/media/show/player"}
+    assert render(ct=calltype(broadcasting={"mode": "disabled"})).urls.playback.wire() == {}
+
+
+def test_credentials_secret_is_rendered_from_the_given_credentials():
+    secret = by_kind(render(), "Secret")["show-credentials"]
+    assert credentials_from_secret_data(secret["data"]) == CREDS
+
+
+# ----------------------------------------------------------------------------- determinism & validity
+def test_rendering_twice_is_identical_and_inputs_are_untouched(rendered):
+    ls = livestream(phase="live")
+    snapshot = copy.deepcopy(ls)
+    a, b = render(ls), render(ls)
+    assert json.dumps(a.objects, sort_keys=False) == json.dumps(b.objects, sort_keys=False)
+    assert json.dumps(a.keep) == json.dumps(b.keep)
+    assert a.urls == b.urls and a.agent_configs == b.agent_configs
+    assert ls == snapshot
+    # No object shares structure with another render (the controller may mutate what it applies).
+    a.objects[0]["metadata"]["labels"]["x"] = "y"
+    assert "x" not in render(ls).objects[0]["metadata"]["labels"]
+
+
+def test_longest_allowed_name_fits_kubernetes_limits():
+    name = "a" * 45
+    out = render(livestream(name=name), calltype(ingest={"backup": True}))
+    for obj in out.objects + out.keep:
+        assert len(obj["metadata"]["name"]) <= 63  # Services are DNS-1035 labels
+        assert all(len(v) <= 63 for v in obj["metadata"]["labels"].values())
+    for dep in by_kind(out, "Deployment").values():
+        assert all(len(v) <= 63 for v in dep["spec"]["template"]["metadata"]["labels"].values())
+
+
+K8S_MODELS = {"Secret": "V1Secret", "ConfigMap": "V1ConfigMap", "Service": "V1Service",
+              "PersistentVolumeClaim": "V1PersistentVolumeClaim", "Deployment": "V1Deployment"}
+
+
+def test_every_object_round_trips_through_the_kubernetes_models(rendered):
+    """Required fields present and no misspelt field: the client's models drop unknown keys, so a
+    round trip that loses anything means a field Kubernetes would ignore or reject."""
+    api = k8s.ApiClient()
+    for obj in rendered.objects + rendered.keep:
+        model = api._ApiClient__deserialize(copy.deepcopy(obj), K8S_MODELS[obj["kind"]])
+        assert api.sanitize_for_serialization(model) == obj, obj["metadata"]["name"]
+
+
+def test_missing_calltype_means_builtin_defaults():
+    out = render_children(livestream(), None, CONFIG, CREDS)
+    assert [r.name for r in config_of(out, "transcoder").ladder] == ["1080p", "720p", "480p", "360p"]
