@@ -13,9 +13,7 @@ from onair.render.children import (
     CHILD_KINDS, CONFIG_HASH_ANNOTATION, RenderedChildren, child_selector, create_only, render_children,
 )
 from onair.render.credentials import Credentials, credentials_from_secret_data
-
-# The transcoder's ladder module is written concurrently; until it lands nothing here can render.
-pytest.importorskip("onair.render.ladder", reason="onair.render.ladder (transcoder) not written yet")
+from onair.render.ladder import fit_ladder
 
 CREDS = Credentials(stream_key="streamkey0123", srt_passphrase="srtpassphrase0123", whip_token="whiptoken0123",
                     playback_secret="p" * 32, upload_token="u" * 32)
@@ -400,3 +398,31 @@ def test_every_object_round_trips_through_the_kubernetes_models(rendered):
 def test_missing_calltype_means_builtin_defaults():
     out = render_children(livestream(), None, CONFIG, CREDS)
     assert [r.name for r in config_of(out, "transcoder").ladder] == ["1080p", "720p", "480p", "360p"]
+
+
+# ----------------------------------------------------------------------------- ladder
+def ladder_of(out: RenderedChildren):
+    return config_of(out, "transcoder").ladder
+
+
+def test_rendered_ladder_keeps_every_configured_track_biggest_first():
+    rungs = ladder_of(render(ct=calltype(broadcasting={"hls": {"qualityTracks": ["360p", "2160p", "720p"]}})))
+    assert [(r.name, r.width, r.height) for r in rungs] == [("2160p", 3840, 2160), ("720p", 1280, 720), ("360p", 640, 360)]
+    assert all(not r.passthrough for r in rungs)
+    assert rungs[0].video_bitrate_kbps > rungs[1].video_bitrate_kbps > rungs[2].video_bitrate_kbps
+
+
+def test_source_passthrough_adds_a_copied_rung():
+    rungs = ladder_of(render(ct=calltype(broadcasting={"hls": {"qualityTracks": ["720p", "480p"],
+                                                               "sourcePassthrough": True}})))
+    assert [(r.name, r.passthrough) for r in rungs] == [("720p", False), ("480p", False), ("source", True)]
+
+
+@pytest.mark.parametrize("source", [(1280, 720), (640, 360), (720, 1280), (320, 180)])
+def test_rendered_ladder_never_upscales_once_fitted_to_the_source(source):
+    rungs = ladder_of(render())
+    fitted = fit_ladder(rungs, *source)
+    assert fitted, "a ladder is never empty"
+    for r in fitted:
+        assert r.width <= source[0] and r.height <= source[1]
+        assert r.width % 2 == 0 and r.height % 2 == 0

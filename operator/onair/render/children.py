@@ -53,6 +53,7 @@ from onair.api.livestream import IngestEndpoints, LivestreamSpec, PlaybackUrls
 from onair.api.settings import CallSettings
 from onair.controller.config import OperatorConfig
 from onair.render import credentials as creds_mod
+from onair.render import ladder
 from onair.render.credentials import Credentials
 from onair.render.effective import effective_settings
 
@@ -199,12 +200,19 @@ def _secret_file(key: str) -> str:
 
 
 def render_ladder(effective: CallSettings) -> list[Rung]:
-    """The full configured ladder; rungs above the source are dropped by the transcoder, which alone
-    sees the source resolution."""
-    from onair.render.ladder import ladder_for  # written with the transcoder
+    """The configured ladder, sized for a nominal 16:9 source as tall as the tallest track.
 
+    Nobody has published when this renders, so the real source size is unknown: a nominal source
+    that fits every configured track keeps them all (a 1080p guess would silently drop 1440p and
+    2160p). The transcoder fits the ladder to the source it receives (``ladder.fit_ladder``),
+    which is where upscaling rungs are dropped.
+    """
     hls = effective.broadcasting.hls
-    return list(ladder_for(hls.quality_tracks, passthrough=bool(hls.source_passthrough)))
+    tracks = list(hls.quality_tracks)
+    tallest = max(ladder.parse_track(t)[0] for t in tracks)
+    if hls.source_passthrough:
+        tracks.append(ladder.SOURCE)
+    return ladder.build_ladder(tracks, ladder.even(tallest * 16 / 9), tallest)
 
 
 def render_agent_configs(name: str, namespace: str, spec: LivestreamSpec, effective: CallSettings,

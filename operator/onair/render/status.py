@@ -15,6 +15,7 @@ from onair.render.resolve import Problem
 
 AGENTS_READY = "AgentsReady"
 AGENTS_NOT_READY = "AgentsNotReady"
+RECORDING_FAILED = "RecordingFailed"
 
 
 def _round(value: Optional[float], digits: int) -> Optional[float]:
@@ -93,13 +94,21 @@ def livestream_status(*, lifecycle: Optional[Lifecycle], rendered: Optional[Rend
     out["effectiveSettings"] = rendered.effective.wire()
 
     missing = [key for key in rendered.agent_configs if agents.get(key) is None]
+    recorder_failing = (isinstance(recorder, RecorderStatus) and lifecycle.recording
+                        and recorder.state in ("disk_full", "error"))
     if missing:
         out["conditions"] = kstatus_conditions(
             False, True, False, AGENTS_NOT_READY, f"waiting for agents: {', '.join(missing)}",
             generation=generation, now=now, previous=prev_conditions)
+    elif recorder_failing:
+        # Not Stalled: the recorder retries by itself once space is freed or the volume returns.
+        out["conditions"] = kstatus_conditions(
+            False, False, False, RECORDING_FAILED,
+            f"the recorder cannot record ({recorder.state}): {recorder.error or 'no details'}",
+            generation=generation, now=now, previous=prev_conditions)
     else:
         out["conditions"] = kstatus_conditions(
-            True, False, False, AGENTS_READY, f"all agents report; phase {lifecycle.phase}",
+            True, False, False, AGENTS_READY, "every agent is reporting",
             generation=generation, now=now, previous=prev_conditions)
     return out
 

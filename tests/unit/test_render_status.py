@@ -1,0 +1,173 @@
+from datetime import datetime, timedelta, timezone
+
+from onair.api.agent import IngestStatus, OriginStatus, RecorderStatus, TranscoderStatus
+from onair.api.calltype import CallType
+from onair.api.livestream import LivestreamSpec, LivestreamStatus
+from onair.controller.config import OperatorConfig
+from onair.render.children import render_children
+from onair.render.conditions import find_condition
+from onair.render.credentials import Credentials
+from onair.render.lifecycle import desired_lifecycle
+from onair.render.resolve import CALLTYPE_NOT_FOUND, INVALID_SPEC, Problem, resolve
+from onair.render.status import livestream_status, status_patch
+
+T0 = datetime(2025, 7, 1, 12, 0, 0, tzinfo=timezone.utc)
+T1 = T0 + timedelta(seconds=5)
+CREDS = Credentials(stream_key="streamkey0123", srt_passphrase="srtpassphrase0123", whip_token="whiptoken0123",
+                    playback_secret="p" * 32, upload_token="u" * 32)
+
+
+def ls(**spec):
+    return {"metadata": {"name": "show", "namespace": "media", "uid": "uid-1", "generation": 4},
+            "spec": {"callType": "livestream", **spec}}
+
+
+def calltype(**settings):
+    return CallType.model_validate({"spec": {"settings": settings}})
+
+
+def status(spec_fields=None, settings=None, agents=None, previous=None, now=T0, **kw):
+    obj = ls(**(spec_fields or {}))
+    rendered = render_children(obj, calltype(**(settings or {})), OperatorConfig(), CREDS)
+    lifecycle = desired_lifecycle(LivestreamSpec.model_validate(obj["spec"]), rendered.effective, now)
+    out = livestream_status(lifecycle=lifecycle, rendered=rendered, agents=agents or {}, previous=previous,
+                            generation=4, now=now, **kw)
+    LivestreamStatus.model_validate(out)  # every key is a real status field, camelCase
+    return out
+
+
+def healthy(receiving=True, **extra):
+    return {
+        "ingest": IngestStatus(slot="main", receiving=receiving, protocol="rtmp"),
+        "transcoder": TranscoderStatus(active_source="main" if receiving else None, speed=1.0123,
+                                       qualities=["720p", "360p"]),
+        "origin": OriginStatus(dvr_window_seconds=3600),
+        "recorder": RecorderStatus(recording=False),
+        **extra,
+    }
+
+
+def types(conds):
+    return {c["type"]: c["status"] for c in conds}
+
+
+def test_full_status_of_a_live_stream():
+    out = status({"phase": "live"}, agents=healthy())
+    assert out["observedGeneration"] == 4 and out["phase"] == "live"
+    assert out["live"] is True and "backupLive" not in out and out["activeSource"] == "main"
+    assert out["viewersAllowed"] is True and out["broadcasting"] is True and out["recording"] is False
+    assert out["transcodingSpeed"] == 1.0 and out["transcodedQualities"] == ["720p", "360p"]
+    assert out["ingest"]["rtmp"] == "rtmp://show-ingest.media.svc:1935/live"
+    assert out["playback"]["hlsCmaf"] == "http://show-origin.media.svc:8081/hls/cmaf/master.m3u8"
+    assert out["credentialsSecret"] == "show-credentials"
+    assert out["liveSince"] == "2025-07-01T12:00:00Z"
+    assert out["effectiveSettings"]["dvr"] == {"enabled": True, "durationSeconds": 3600}
+    assert types(out["conditions"]) == {"Ready": "True"}
+    assert "streamkey0123" not in repr(out)
+
+
+def test_unreachable_agents_mean_reconciling_and_not_live():
+    agents = healthy()
+    agents["ingest"] = None
+    del agents["recorder"]
+    out = status({"phase": "live"}, agents=agents)
+    assert out["live"] is False and "recording" not in out
+    assert types(out["conditions"]) == {"Ready": "False", "Reconciling": "True"}
+    assert find_condition(out["conditions"], "Reconciling")["message"] == "waiting for agents: ingest, recorder"
+
+
+def test_backup_and_pull_sources():
+    agents = healthy(receiving=False, **{"ingest-backup": IngestStatus(slot="backup", receiving=True)})
+    agents["transcoder"] = TranscoderStatus(active_source="backup")
+    out = status({"phase": "live"}, {"ingest": {"backup": True}}, agents=agents)
+    assert (out["live"], out["backupLive"], out["activeSource"]) == (False, True, "backup")
+    assert out["ingest"]["backupRtmp"] == "rtmp://show-ingest-backup.media.svc:1935/live"
+
+    pull = {"source": {"mode": "pull", "uris": ["rtmp://example.org/live/x"]}, "phase": "live"}
+    agents = {"transcoder": TranscoderStatus(active_source="pull"), "origin": OriginStatus(dvr_window_seconds=60),
+              "recorder": RecorderStatus(recording=True, duration_seconds=12.6)}
+    out = status(pull, agents=agents)
+    assert out["live"] is True and "ingest" not in out and out["activeSource"] == "pull"
+    assert out["recording"] is True and out["recordingDurationSeconds"] == 13.0
+    assert types(out["conditions"]) == {"Ready": "True"}
+
+
+def test_recording_is_false_without_a_recorder():
+    out = status({"phase": "live"}, {"recording": {"mode": "disabled"}},
+                 agents={k: v for k, v in healthy().items() if k != "recorder"})
+    assert out["recording"] is False and types(out["conditions"]) == {"Ready": "True"}
+
+
+def test_a_failing_recorder_is_not_ready_while_recording_is_wanted():
+    agents = healthy(recorder=RecorderStatus(recording=False, state="disk_full", error="0 bytes free on /recordings"))
+    out = status({"phase": "live", "recording": True}, agents=agents)
+    ready = find_condition(out["conditions"], "Ready")
+    assert ready["status"] == "False" and ready["reason"] == "RecordingFailed"
+    assert "0 bytes free" in ready["message"] and types(out["conditions"]) == {"Ready": "False"}
+    # Not wanted: the recorder's state does not matter.
+    assert types(status({"phase": "live"}, agents=agents)["conditions"]) == {"Ready": "True"}
+
+
+def test_live_since_is_kept_while_live_and_cleared_in_backstage():
+    first = status({"phase": "live"}, agents=healthy())
+    later = status({"phase": "live"}, agents=healthy(), previous=first, now=T1 + timedelta(hours=1))
+    assert later["liveSince"] == first["liveSince"]
+    back = status({"phase": "backstage"}, agents=healthy(), previous=later, now=T1 + timedelta(hours=2))
+    assert "liveSince" not in back and back["viewersAllowed"] is False and back["broadcasting"] is False
+    again = status({"phase": "live"}, agents=healthy(), previous=back, now=T1 + timedelta(hours=3))
+    assert again["liveSince"] == "2025-07-01T15:00:05Z"
+
+
+def test_dvr_cleared_at_is_recorded_once_and_kept():
+    first = status({"phase": "live"}, agents=healthy(), dvr_cleared_at=datetime(2025, 7, 1, 11, 59, 30, 999, timezone.utc))
+    assert first["dvrClearedAt"] == "2025-07-01T11:59:30Z"
+    assert status({"phase": "live"}, agents=healthy(), previous=first, now=T1)["dvrClearedAt"] == first["dvrClearedAt"]
+
+
+def test_problem_keeps_previous_fields_and_reports_stalled():
+    previous = status({"phase": "live"}, agents=healthy())
+    out = livestream_status(lifecycle=None, rendered=None, agents={}, previous=previous, generation=5, now=T1,
+                            problem=Problem(CALLTYPE_NOT_FOUND, "CallType 'x' does not exist"))
+    assert out["observedGeneration"] == 5 and out["playback"] == previous["playback"] and out["live"] is True
+    assert types(out["conditions"]) == {"Ready": "False", "Stalled": "True"}
+    assert find_condition(out["conditions"], "Stalled")["reason"] == CALLTYPE_NOT_FOUND
+    fresh = livestream_status(lifecycle=None, rendered=None, agents={}, previous=None, generation=1, now=T0,
+                              problem=Problem(INVALID_SPEC, "bad"))
+    assert set(fresh) == {"observedGeneration", "conditions"}
+
+
+# ----------------------------------------------------------------------------- status_patch
+def test_no_patch_when_a_poll_changes_nothing():
+    first = status({"phase": "live"}, agents=healthy())
+    second = status({"phase": "live"}, agents=healthy(), previous=first, now=T1)
+    assert second == first and status_patch(first, second) is None
+
+
+def test_patch_carries_only_what_changed():
+    first = status({"phase": "live"}, agents=healthy())
+    back = status({"phase": "backstage"}, agents=healthy(receiving=False), previous=first, now=T1)
+    patch = status_patch(first, back)
+    assert patch["phase"] == "backstage" and patch["live"] is False
+    assert patch["liveSince"] is None and patch["activeSource"] is None  # merge-patch deletes
+    assert "playback" not in patch and "effectiveSettings" not in patch and "conditions" not in patch
+    # Reading the patch back into the old status yields the new one.
+    merged = {k: v for k, v in {**first, **patch}.items() if v is not None}
+    assert merged == back
+
+
+def test_patch_recurses_into_maps_and_replaces_lists():
+    old = {"a": {"x": 1, "y": 2}, "l": [1, 2], "gone": 1}
+    new = {"a": {"x": 1, "y": 3, "z": 4}, "l": [1]}
+    assert status_patch(old, new) == {"a": {"y": 3, "z": 4}, "l": [1], "gone": None}
+    assert status_patch(None, {"a": 1}) == {"a": 1}
+    assert status_patch({}, {}) is None
+
+
+# ----------------------------------------------------------------------------- resolve
+def test_resolve_reports_missing_calltype_and_invalid_spec():
+    missing = resolve(ls(), None)
+    assert not missing.ok and missing.problem.reason == CALLTYPE_NOT_FOUND and "'livestream'" in missing.problem.message
+    invalid = resolve({"spec": {"callType": "livestream", "phase": "paused"}}, calltype())
+    assert invalid.problem.reason == INVALID_SPEC and "phase" in invalid.problem.message
+    ok = resolve(ls(settingsOverride={"dvr": {"durationSeconds": 60}}), calltype(dvr={"enabled": False}))
+    assert ok.ok and ok.effective.dvr.duration_seconds == 60 and ok.effective.dvr.enabled is False
