@@ -111,8 +111,9 @@ class Child:
                 self.started_at = time.monotonic()
                 await self._pump(self.proc)
                 code = await self.proc.wait()
-                log.log(logging.INFO if self._stopping else logging.WARNING,
-                        "%s exited with code %s", self.name, code)
+                # A one-shot child (ffprobe) finishing cleanly is routine, not a warning.
+                expected = self._stopping or (not self.restart and code == 0)
+                log.log(logging.INFO if expected else logging.WARNING, "%s exited with code %s", self.name, code)
             if self.on_exit:
                 result = self.on_exit(code)
                 if asyncio.iscoroutine(result):

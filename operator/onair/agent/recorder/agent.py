@@ -1,0 +1,477 @@
+"""The recorder role: records one livestream's source into split, fragmented MP4 files.
+
+One control loop owns all state. While ``Desired.recording`` is on it keeps one ffmpeg copying
+the source into ``output_dir``; it tells "the source is not live" (retry with backoff, no
+session yet) from "the stream dropped" (a session is open: retry quickly until
+``finalize_after_seconds`` have passed since the last media, then finalize) from "the volume is
+full" (pause, report, resume when space is back). Nothing here may raise out of the loop: the
+agent keeps serving /status whatever happens to the recording.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import signal
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+from prometheus_client import Counter, Gauge
+
+from onair.agent.app import Agent
+from onair.agent.supervisor import Child, Supervisor
+from onair.api.agent import Desired, RecorderConfig, RecorderStatus
+
+from .command import RecordingRun, ffmpeg_argv
+from .disk import free_bytes, human_bytes
+from .hls import HlsSource, choose_top_rung
+from .naming import list_parts, next_part_number, part_pattern, session_started, unused_prefix
+from .probe import probe_duration
+from .progress import ProgressReader
+from .session import Backoff, Session
+from .sidecar import PartInfo, sessions_without_sidecar, sidecar_document, write_sidecar
+
+log = logging.getLogger("onair.agent.recorder")
+FFMPEG = shutil.which("ffmpeg") or "ffmpeg"
+
+TICK_SECONDS = 0.5
+# While a session waits for its stream to come back, retry at least this often so a short drop
+# costs seconds, not a backoff ceiling.
+RECONNECT_RETRY_SECONDS = 1.0
+DISK_POLL_SECONDS = 2.0
+RESUME_FLOOR_BYTES = 1024 * 1024
+PLAYLIST_TIMEOUT_SECONDS = 5.0
+# ffmpeg lines logged per run; a timestamp storm would otherwise flood the log.
+MAX_LOGGED_LINES = 20
+
+
+def display_url(url: str) -> str:
+    """The URL without query or credentials: a playback token must never reach the log."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def url_secrets(url: str) -> list[str]:
+    parts = urlsplit(url)
+    return [secret for secret in (parts.query, parts.password) if secret]
+
+
+def is_http(url: str) -> bool:
+    return urlsplit(url).scheme in ("http", "https")
+
+
+class SourceNotLive(Exception):
+    """The source cannot be read yet; the message says why, for the log."""
+
+
+@dataclass
+class RunOutcome:
+    had_media: bool
+    reason: str
+
+
+class RecorderAgent(Agent):
+    def __init__(self, config: RecorderConfig) -> None:
+        super().__init__("recorder", config.listen_host, config.agent_port)
+        self.config = config
+        self.output_dir = Path(config.output_dir)
+        self.supervisor = Supervisor()
+        self.wanted = False
+        self.state = "idle"
+        self.error: Optional[str] = None
+        self.session: Optional[Session] = None
+        self._disk_full = False
+        self._closing = False
+        self._wake = asyncio.Event()
+        self._loop_task: Optional[asyncio.Task] = None
+        self._backoff = Backoff(1.0, max(1.0, config.retry_max_seconds))
+        self._run_reader: Optional[ProgressReader] = None
+        self._run_had_media = False
+        self._pending_sidecars: dict[str, dict] = {}
+        self._init_metrics()
+
+    # metrics ----------------------------------------------------------------------------
+    def _init_metrics(self) -> None:
+        labels = ["livestream"]
+        r = self.registry
+        self.m_recording = Gauge("onair_recorder_recording", "1 while media is being written", labels, registry=r)
+        self.m_duration = Gauge("onair_recorder_session_duration_seconds", "recorded seconds of the open session", labels, registry=r)
+        self.m_free = Gauge("onair_recorder_output_free_bytes", "free bytes on the recordings volume", labels, registry=r)
+        self.m_error = Gauge("onair_recorder_error", "1 while an error keeps the recorder from recording", labels, registry=r)
+        self.m_parts = Gauge("onair_recorder_part_files", "part files of this livestream on the volume", labels, registry=r)
+        self.m_sessions = Counter("onair_recorder_sessions_finalized", "sessions closed with a sidecar", labels, registry=r)
+        self.m_runs = Counter("onair_recorder_source_attempts", "ffmpeg runs against the source, by outcome", ["livestream", "outcome"], registry=r)
+        self.m_disk_full = Counter("onair_recorder_disk_full_events", "times the volume filled up", labels, registry=r)
+        self._labels = {"livestream": self.config.livestream}
+
+    def _refresh_metrics(self, files: Optional[list[str]] = None) -> None:
+        ls = self._labels["livestream"]
+        self.m_recording.labels(ls).set(1 if self.state == "recording" else 0)
+        self.m_duration.labels(ls).set(self.session_seconds())
+        free = free_bytes(self.output_dir)
+        if free is not None:
+            self.m_free.labels(ls).set(free)
+        self.m_error.labels(ls).set(1 if self.error else 0)
+        if files is None:
+            files = [p.name for p in list_parts(self.output_dir, self.config.livestream)]
+        self.m_parts.labels(ls).set(len(files))
+
+    # contract ---------------------------------------------------------------------------
+    def session_seconds(self) -> float:
+        if self.session is None:
+            return 0.0
+        current = self._run_reader.out_time_seconds if (self._run_reader and self._run_had_media) else 0.0
+        return round(self.session.recorded_seconds + current, 3)
+
+    def status(self) -> RecorderStatus:
+        files = [p.name for p in list_parts(self.output_dir, self.config.livestream)]
+        self._refresh_metrics(files)
+        return RecorderStatus(
+            recording=self.state == "recording",
+            duration_seconds=self.session_seconds(),
+            files=files,
+            state=self.state,
+            started_at=self.session.started_at if self.session else None,
+            error=self.error,
+        )
+
+    async def apply_desired(self, desired: Desired) -> None:
+        if desired.recording != self.wanted:
+            log.info("recording %s requested", "start" if desired.recording else "stop")
+        self.wanted = desired.recording
+        self._wake.set()
+
+    # lifecycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        if self.config.record_type == "transcoded" and not is_http(self.config.source_url):
+            log.warning("recordType is transcoded but sourceUrl %s is not an HLS (http) URL; recording it as it is",
+                        display_url(self.config.source_url))
+        self._loop_task = asyncio.get_running_loop().create_task(self._control_loop(), name="recorder")
+
+    async def shutdown(self) -> None:
+        self._closing = True
+        self._wake.set()
+        if self._loop_task:
+            try:
+                await asyncio.wait_for(self._loop_task, 120)
+            except asyncio.TimeoutError:
+                log.error("recorder loop did not stop within 120s")
+                self._loop_task.cancel()
+        await self.supervisor.stop_all()
+
+    # the loop ---------------------------------------------------------------------------
+    async def _control_loop(self) -> None:
+        await self._recover_unfinished()
+        while not self._closing:
+            try:
+                await self._step()
+            except Exception:  # a bug in one step must not end recording for good
+                log.exception("recorder step failed; retrying")
+                await self._sleep(2.0)
+        if self.session:
+            await self._finalize("agent stopped")
+        self._set_state("idle")
+
+    async def _step(self) -> None:
+        self._refresh_metrics()
+        await self._flush_pending_sidecars()
+        if not self.wanted:
+            if self.session:
+                await self._finalize("recording stopped")
+            self._set_state("idle")
+            self._backoff.reset()
+            await self._sleep(None)
+            return
+        now = time.monotonic()
+        if self.session and not self._disk_full and self.session.finalize_due(now, self.config.finalize_after_seconds):
+            await self._finalize(f"source gone for {self.config.finalize_after_seconds:g}s")
+            return
+        if not self._output_ready():
+            await self._sleep(DISK_POLL_SECONDS)
+            return
+        try:
+            source = await self._resolve_source()
+        except SourceNotLive as exc:
+            await self._retry_later(str(exc))
+            return
+        outcome = await self._record(source)
+        if self._disk_full or self._closing or not self.wanted:
+            return
+        if outcome.had_media:
+            self._backoff.reset()
+            log.warning("recording of %s interrupted: %s; waiting up to %gs for the stream to come back",
+                        self.config.livestream, outcome.reason, self.config.finalize_after_seconds)
+            self._set_state("reconnecting")
+            await self._sleep(TICK_SECONDS)
+        else:
+            await self._retry_later(outcome.reason)
+
+    async def _sleep(self, seconds: Optional[float]) -> None:
+        """Sleep, but wake at once when the desired state changes or the agent stops."""
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
+
+    async def _retry_later(self, reason: str) -> None:
+        delay = self._backoff.next()
+        if self.session:
+            delay = min(delay, RECONNECT_RETRY_SECONDS,
+                        max(TICK_SECONDS, self.session.seconds_until_due(time.monotonic(), self.config.finalize_after_seconds)))
+            self._set_state("reconnecting")
+            log.info("source %s still not back (%s); retrying in %.1fs",
+                     display_url(self.config.source_url), reason, delay)
+        else:
+            self._set_state("waiting")
+            log.info("source %s is not live (%s); recording starts when it is, retrying in %.1fs",
+                     display_url(self.config.source_url), reason, delay)
+        await self._sleep(delay)
+
+    def _set_state(self, state: str) -> None:
+        self.state = state
+
+    # output volume ----------------------------------------------------------------------
+    def _output_ready(self) -> bool:
+        """The volume exists and has room; otherwise say so in /status and the log, once."""
+        try:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self._report_error("error", f"cannot use output directory {self.output_dir}: {exc.strerror}; is the recordings volume mounted?")
+            return False
+        free = free_bytes(self.output_dir)
+        # After a write failed for lack of space, wait for real room: resuming into a few free
+        # bytes would only fail again at once.
+        needed = max(self.config.min_free_bytes, RESUME_FLOOR_BYTES if self._disk_full else 0)
+        if free is not None and free < needed:
+            self._report_error("disk_full", f"recordings volume {self.output_dir} is full: {human_bytes(free)} free, "
+                                            f"recording paused until {human_bytes(needed)} are free")
+            self._disk_full = True
+            return False
+        if self.error:
+            log.info("recordings volume %s is usable again (%s free); resuming",
+                     self.output_dir, human_bytes(free) if free is not None else "unknown")
+            self.error = None
+        if self._disk_full:
+            self._disk_full = False
+            if self.session:
+                # Time spent paused for space is not the stream's absence.
+                self.session.last_media_at = time.monotonic()
+        return True
+
+    def _report_error(self, state: str, message: str) -> None:
+        if message != self.error:
+            log.error("%s", message)
+        self.error = message
+        self._set_state(state)
+
+    # source -----------------------------------------------------------------------------
+    async def _resolve_source(self) -> HlsSource | str:
+        url = self.config.source_url
+        if not is_http(url):
+            return url
+        try:
+            timeout = aiohttp.ClientTimeout(total=PLAYLIST_TIMEOUT_SECONDS)
+            async with aiohttp.ClientSession(timeout=timeout) as http:
+                async with http.get(url) as response:
+                    if response.status != 200:
+                        raise SourceNotLive(f"playlist answered HTTP {response.status}")
+                    text = await response.text()
+        except (aiohttp.ClientError, asyncio.TimeoutError, UnicodeDecodeError) as exc:
+            raise SourceNotLive(f"playlist unreachable: {type(exc).__name__}: {exc}".rstrip(": ")) from None
+        try:
+            return choose_top_rung(text, url)
+        except ValueError as exc:
+            raise SourceNotLive(str(exc)) from None
+
+    # one ffmpeg run ---------------------------------------------------------------------
+    async def _record(self, source: HlsSource | str) -> RunOutcome:
+        prefix = self.session.prefix if self.session else unused_prefix(
+            self.output_dir, self.config.livestream, datetime.now(timezone.utc))
+        start_number = next_part_number(list_parts(self.output_dir, self.config.livestream), prefix)
+        run = RecordingRun(
+            output_pattern=str(self.output_dir / part_pattern(prefix)),
+            split_seconds=self.config.split_seconds,
+            start_number=start_number,
+            rtmp_url=source if isinstance(source, str) else None,
+            hls=source if isinstance(source, HlsSource) else None,
+        )
+        reader = ProgressReader()
+        self._run_reader, self._run_had_media = reader, False
+        exited = asyncio.Event()
+        flags = {"discontinuity": False, "logged": 0}
+
+        def on_line(line: str) -> None:
+            kind = reader.feed(line)
+            if kind.progress:
+                return
+            if kind.discontinuity:
+                flags["discontinuity"] = True
+            if kind.disk_full:
+                log.error("[ffmpeg] %s", line)
+            elif flags["logged"] < MAX_LOGGED_LINES:
+                flags["logged"] += 1
+                log.info("[ffmpeg] %s", line)
+
+        child = Child(
+            name="recorder-ffmpeg",
+            argv=ffmpeg_argv(run, FFMPEG),
+            restart=False,
+            stop_signal=signal.SIGINT,
+            stop_timeout=3.0,
+            secrets=url_secrets(self.config.source_url),
+            on_line=on_line,
+            on_exit=lambda code: exited.set(),
+        )
+        self.supervisor.add(child)
+        spawned = time.monotonic()
+        last_advance: Optional[float] = None
+        seen_out_time = -1.0
+        seen_blocks = 0
+        reason = "ffmpeg exited"
+        try:
+            while True:
+                self._wake.clear()
+                waiters = [asyncio.ensure_future(exited.wait()), asyncio.ensure_future(self._wake.wait())]
+                await asyncio.wait(waiters, timeout=TICK_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+                for waiter in waiters:
+                    waiter.cancel()
+                now = time.monotonic()
+                if reader.blocks != seen_blocks and (seen_blocks == 0 or reader.out_time_seconds > seen_out_time):
+                    last_advance = now
+                    seen_out_time = reader.out_time_seconds
+                    if not self._run_had_media:
+                        self._run_had_media = True
+                        self._on_media(prefix, run)
+                seen_blocks = reader.blocks
+                if self._run_had_media:
+                    self.session.last_media_at = last_advance  # type: ignore[union-attr]
+                if exited.is_set():
+                    reason = self._exit_reason(reader)
+                    break
+                if self._closing or not self.wanted:
+                    reason = "recording stopped"
+                    break
+                if flags["discontinuity"]:
+                    reason = "source timestamps restarted (a new publisher took over)"
+                    break
+                quiet_since = last_advance if last_advance is not None else spawned
+                if now - quiet_since > self.config.stall_timeout_seconds:
+                    reason = (f"no media for {self.config.stall_timeout_seconds:g}s" if last_advance is not None
+                              else f"no media within {self.config.stall_timeout_seconds:g}s of connecting")
+                    break
+                if self.session and not self._run_had_media and self.session.finalize_due(now, self.config.finalize_after_seconds):
+                    reason = "the stream did not come back in time"
+                    break
+        finally:
+            await self.supervisor.remove(child.name)
+            if self.session and self._run_had_media:
+                self.session.recorded_seconds += reader.out_time_seconds
+            self._run_reader, self._run_had_media = None, False
+        had_media = last_advance is not None
+        self.m_runs.labels(self._labels["livestream"], "media" if had_media else "no_media").inc()
+        if reader.disk_full:
+            self._disk_full = True
+            self.m_disk_full.labels(self._labels["livestream"]).inc()
+            free = free_bytes(self.output_dir)
+            self._report_error("disk_full", f"recordings volume {self.output_dir} is full (No space left on device, "
+                                            f"{human_bytes(free or 0)} free); recording paused, the stream is unaffected; "
+                                            "it resumes when space is freed")
+        return RunOutcome(had_media, reason)
+
+    def _exit_reason(self, reader: ProgressReader) -> str:
+        if reader.disk_full:
+            return "no space left on device"
+        if reader.last_message:
+            return f"ffmpeg: {reader.last_message}"
+        return "the source ended the stream"
+
+    def _on_media(self, prefix: str, run: RecordingRun) -> None:
+        if self.session is None:
+            self.session = Session(prefix=prefix, started_at=datetime.now(timezone.utc), last_media_at=time.monotonic())
+            log.info("recording %s started: %s -> %s (part %d, split every %ds)", self.config.livestream,
+                     display_url(self.config.source_url), self.output_dir / part_pattern(prefix), run.start_number,
+                     self.config.split_seconds)
+        else:
+            log.info("stream of %s is back; recording continues with part %d", self.config.livestream, run.start_number)
+        self._set_state("recording")
+
+    # finishing --------------------------------------------------------------------------
+    async def _finalize(self, reason: str) -> None:
+        session, self.session = self.session, None
+        if session is None:
+            return
+        parts = [p for p in list_parts(self.output_dir, self.config.livestream) if p.prefix == session.prefix]
+        if not parts:
+            log.info("recording session %s ended (%s) without any file", session.prefix, reason)
+            return
+        infos = await self._part_infos(parts)
+        document = sidecar_document(
+            livestream=self.config.livestream, record_type=self.config.record_type,
+            started_at=session.started_at, ended_at=datetime.now(timezone.utc), parts=infos,
+            end_reason=reason, recorded_seconds=session.recorded_seconds)
+        self._store_sidecar(session.prefix, document)
+        log.info("recording %s finalized (%s): %d part(s), %.1fs", session.prefix, reason, len(infos),
+                 document["durationSeconds"])
+
+    async def _part_infos(self, parts) -> list[PartInfo]:
+        infos = []
+        for part in parts:
+            path = self.output_dir / part.name
+            try:
+                size = path.stat().st_size
+            except OSError:
+                size = 0
+            infos.append(PartInfo(part.name, size, await probe_duration(path)))
+        return infos
+
+    def _store_sidecar(self, prefix: str, document: dict) -> None:
+        try:
+            write_sidecar(self.output_dir, prefix, document)
+        except OSError as exc:
+            self._pending_sidecars[prefix] = document
+            message = f"cannot write the sidecar of recording {prefix} ({exc.strerror}); retrying"
+            if message != self.error:
+                log.error("%s", message)
+            self.error = message
+            return
+        self._pending_sidecars.pop(prefix, None)
+        self.m_sessions.labels(self._labels["livestream"]).inc()
+
+    async def _flush_pending_sidecars(self) -> None:
+        for prefix, document in list(self._pending_sidecars.items()):
+            self._store_sidecar(prefix, document)
+            if prefix not in self._pending_sidecars and self.error and "sidecar" in self.error:
+                self.error = None
+
+    async def _recover_unfinished(self) -> None:
+        """Sessions a killed agent left without a sidecar get one now, marked recovered."""
+        parts = list_parts(self.output_dir, self.config.livestream)
+        for prefix, members in sessions_without_sidecar(self.output_dir, parts).items():
+            infos = await self._part_infos(members)
+            mtimes = []
+            for part in members:
+                try:
+                    mtimes.append((self.output_dir / part.name).stat().st_mtime)
+                except OSError:
+                    pass
+            started = session_started(prefix)
+            ended = datetime.fromtimestamp(max(mtimes), timezone.utc) if mtimes else started
+            recorded = sum(i.duration_seconds or 0.0 for i in infos)
+            document = sidecar_document(
+                livestream=self.config.livestream, record_type=self.config.record_type, started_at=started,
+                ended_at=max(ended, started), parts=infos,
+                end_reason="recovered: the previous recorder stopped without finalizing", recorded_seconds=recorded,
+                recovered=True)
+            self._store_sidecar(prefix, document)
+            log.warning("recording %s had no sidecar (the recorder was killed mid-recording); finalized it now: "
+                        "%d part(s), %.1fs", prefix, len(infos), document["durationSeconds"])
+

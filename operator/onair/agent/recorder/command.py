@@ -1,0 +1,68 @@
+"""The ffmpeg command line of one recording run: stream copy into split, fragmented MP4.
+
+Fragmented MP4 (empty moov, a fragment at every keyframe and at least every second) keeps every
+finished fragment playable when ffmpeg dies without writing a trailer (SIGKILL, OOM, power):
+at most the last second is lost. The segment muxer splits at the first keyframe after each
+``split_seconds`` without a gap, and numbers parts from ``start_number`` so a resumed session
+continues after the part already on disk.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from .hls import HlsSource
+
+MOVFLAGS = "+frag_keyframe+empty_moov+default_base_moof"
+FRAGMENT_MICROSECONDS = 1_000_000
+
+
+@dataclass(frozen=True)
+class RecordingRun:
+    """Everything that varies between two runs of the recording ffmpeg."""
+
+    output_pattern: str
+    split_seconds: int
+    start_number: int
+    rtmp_url: Optional[str] = None
+    hls: Optional[HlsSource] = None
+
+
+def input_args(run: RecordingRun) -> list[str]:
+    if run.hls is not None:
+        # Start a few segments behind the live edge, like a player does: the recording then
+        # begins with what viewers were seeing when it was switched on.
+        args = ["-live_start_index", "-3", "-i", run.hls.video_url]
+        if run.hls.audio_url:
+            args += ["-live_start_index", "-3", "-i", run.hls.audio_url]
+        return args
+    if run.rtmp_url is None:
+        raise ValueError("a recording run needs an RTMP URL or an HLS source")
+    return ["-i", run.rtmp_url]
+
+
+def map_args(run: RecordingRun) -> list[str]:
+    if run.hls is not None and run.hls.audio_url:
+        return ["-map", "0:v:0", "-map", "1:a:0"]
+    # Optional maps: an audio-less (or video-less) source is still recorded.
+    return ["-map", "0:v:0?", "-map", "0:a:0?"]
+
+
+def ffmpeg_argv(run: RecordingRun, ffmpeg: str = "ffmpeg") -> list[str]:
+    if run.split_seconds <= 0:
+        raise ValueError("split_seconds must be positive")
+    return [
+        ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "warning",
+        # Machine-readable progress on stdout drives the duration and the stall watchdog.
+        "-nostats", "-progress", "pipe:1", "-stats_period", "1",
+        *input_args(run),
+        *map_args(run),
+        "-c", "copy",
+        "-f", "segment",
+        "-segment_time", str(run.split_seconds),
+        "-segment_start_number", str(run.start_number),
+        "-reset_timestamps", "1",
+        "-segment_format", "mp4",
+        "-segment_format_options", f"movflags={MOVFLAGS}:frag_duration={FRAGMENT_MICROSECONDS}",
+        run.output_pattern,
+    ]

@@ -1,0 +1,78 @@
+"""Reading the recording ffmpeg's output: progress blocks, and the few log lines we act on.
+
+``-progress pipe:1`` prints ``key=value`` lines ending with ``progress=continue|end``; ffmpeg only
+prints a block after it has muxed packets, so a block whose ``out_time_us`` moved is the proof
+that media is flowing, and no such block for a while means the source stalled.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Optional
+
+PROGRESS_KEYS = frozenset({
+    "frame", "fps", "bitrate", "total_size", "out_time_us", "out_time_ms", "out_time",
+    "dup_frames", "drop_frames", "speed", "progress",
+})
+# ffmpeg pads some values (``speed= 1.2x``).
+_KEY_VALUE = re.compile(r"^(?P<key>[a-z_0-9]+)=\s*(?P<value>\S*)\s*$")
+
+DISK_FULL_MARKERS = ("No space left on device", "Disk quota exceeded")
+# A new publisher on the same RTMP stream restarts its timestamps under a connected reader;
+# copying on would pile the new media onto the old timeline, so the run must start over.
+# Encoders jitter a DTS backwards now and then, which ffmpeg fixes up harmlessly: only a burst
+# (every packet going backwards) is a new timeline.
+NON_MONOTONIC_MARKERS = ("Non-monotonous DTS", "non monotonically increasing dts")
+DISCONTINUITY_WARNINGS_PER_BLOCK = 10
+
+
+@dataclass
+class LineKind:
+    progress: bool = False
+    advanced: bool = False
+    disk_full: bool = False
+    discontinuity: bool = False
+    message: Optional[str] = None
+
+
+@dataclass
+class ProgressReader:
+    """State of one ffmpeg run, fed line by line."""
+
+    out_time_seconds: float = 0.0
+    blocks: int = 0
+    last_message: Optional[str] = None
+    disk_full: bool = False
+    _pending_out_time: Optional[float] = field(default=None, repr=False)
+    _non_monotonic: int = field(default=0, repr=False)
+
+    def feed(self, line: str) -> LineKind:
+        match = _KEY_VALUE.match(line.strip())
+        if match and (match["key"] in PROGRESS_KEYS or match["key"].startswith("stream_")):
+            return self._feed_progress(match["key"], match["value"])
+        kind = LineKind(message=line)
+        if any(marker in line for marker in DISK_FULL_MARKERS):
+            kind.disk_full = True
+            self.disk_full = True
+        if any(marker in line for marker in NON_MONOTONIC_MARKERS):
+            self._non_monotonic += 1
+            if self._non_monotonic == DISCONTINUITY_WARNINGS_PER_BLOCK:
+                kind.discontinuity = True
+        self.last_message = line
+        return kind
+
+    def _feed_progress(self, key: str, value: str) -> LineKind:
+        kind = LineKind(progress=True)
+        if key == "out_time_us":
+            try:
+                self._pending_out_time = max(0.0, int(value) / 1_000_000)
+            except ValueError:  # N/A before the first packet
+                self._pending_out_time = None
+        elif key == "progress":
+            self.blocks += 1
+            if self._pending_out_time is not None and (self.blocks == 1 or self._pending_out_time > self.out_time_seconds):
+                self.out_time_seconds = max(self.out_time_seconds, self._pending_out_time)
+                kind.advanced = True
+            self._pending_out_time = None
+            self._non_monotonic = 0
+        return kind
