@@ -1,5 +1,6 @@
 import copy
 import json
+import re
 from typing import Optional
 
 import pytest
@@ -288,6 +289,19 @@ def test_settings_reach_the_agent_configs():
     assert [(p["name"], p["protocol"]) for p in svc["spec"]["ports"]] == [("rtmp", "TCP"), ("srt", "UDP")]
 
 
+def test_ingest_service_always_carries_the_internal_read_port():
+    out = render(ct=calltype(ingest={"protocols": ["srt", "whip"], "backup": True}))
+    for key in ("ingest", "ingest-backup"):
+        ports = {p["name"]: p for p in by_kind(out, "Service")[f"show-{key}"]["spec"]["ports"]}
+        assert set(ports) == {"rtmp", "srt", "whip"}
+        read = config_of(out, "transcoder").main_url if key == "ingest" else config_of(out, "transcoder").backup_url
+        assert read.startswith(f"rtmp://show-{key}.media.svc:{ports['rtmp']['port']}/")
+    # Pushing over RTMP stays off: the agent only accepts the configured protocols, and status
+    # advertises none.
+    assert config_of(out, "ingest").protocols == ["srt", "whip"]
+    assert out.urls.ingest.rtmp is None and out.urls.ingest.backup_rtmp is None
+
+
 def test_override_wins_over_calltype():
     out = render(livestream(settingsOverride={"broadcasting": {"hls": {"qualityTracks": ["480p"]}}}),
                  calltype(broadcasting={"hls": {"qualityTracks": ["1080p", "720p"]}}))
@@ -380,6 +394,24 @@ def test_longest_allowed_name_fits_kubernetes_limits():
         assert all(len(v) <= 63 for v in obj["metadata"]["labels"].values())
     for dep in by_kind(out, "Deployment").values():
         assert all(len(v) <= 63 for v in dep["spec"]["template"]["metadata"]["labels"].values())
+
+
+IANA_SVC_NAME = re.compile(r"^(?=.{1,15}$)(?=.*[a-z])[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def test_names_follow_kubernetes_syntax(rendered):
+    for obj in rendered.objects + rendered.keep:
+        assert DNS_LABEL.match(obj["metadata"]["name"])
+        if obj["kind"] == "Service":
+            assert all(IANA_SVC_NAME.match(p["name"]) for p in obj["spec"]["ports"])
+    for pod in pods(rendered).values():
+        assert all(DNS_LABEL.match(v["name"]) for v in pod["volumes"])
+        mounts = [m["name"] for c in pod["containers"] for m in c["volumeMounts"]]
+        assert set(mounts) == {v["name"] for v in pod["volumes"]}  # nothing mounted twice or left over
+        assert len(mounts) == len(set(mounts))
+        for c in pod["containers"]:
+            assert all(IANA_SVC_NAME.match(p["name"]) for p in c["ports"])
 
 
 K8S_MODELS = {"Secret": "V1Secret", "ConfigMap": "V1ConfigMap", "Service": "V1Service",

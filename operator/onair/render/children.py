@@ -416,8 +416,10 @@ def render_configmap(ls_meta: Mapping, key: str, agent: BaseModel) -> dict:
 
 
 def render_ingest_service(ls_meta: Mapping, key: str, agent: IngestConfig, config: OperatorConfig) -> dict:
-    port_names = {"rtmp": "rtmp", "rtmps": "rtmps", "srt": "srt", "whip": "whip"}
-    ports = [p for p in roles.INGEST.ports if p.name in {port_names[x] for x in agent.protocols}]
+    """The push ports of the enabled protocols, and always RTMP: it is also the in-cluster read
+    path of the transcoder and recorder (the agent refuses RTMP pushes when rtmp is not enabled)."""
+    wanted = {"rtmp", *agent.protocols}
+    ports = [p for p in roles.INGEST.ports if p.name in wanted]
     return {
         "apiVersion": "v1", "kind": "Service",
         "metadata": _meta(ls_meta, child_name(ls_meta["name"], key), key),
