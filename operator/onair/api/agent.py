@@ -102,6 +102,8 @@ class OriginConfig(ApiModel):
     upload_token_file: Optional[str] = None
     projection: Literal["regular", "vr360", "vr180", "vr360tb"] = "regular"
     cors_origins: list[str] = ["*"]
+    max_upload_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024,
+                                  description="largest segment/screenshot the transcoder may PUT (413 above)")
 
 
 class RecorderConfig(ApiModel):
@@ -175,8 +177,11 @@ class RecorderStatus(ApiModel):
 
 class OriginStatus(ApiModel):
     role: Literal["origin"] = "origin"
-    dvr_window_seconds: int
+    dvr_window_seconds: int = Field(description="configured DVR window; 0 when DVR is off")
     playlists: list[str] = Field(default_factory=list)
+    dvr_available_seconds: Optional[float] = Field(
+        None, description="rewind depth every rendition offers right now (grows to the window, 0 after a clear)")
+    last_upload_at: Optional[datetime] = None
 
 
 AgentStatus = IngestStatus | TranscoderStatus | RecorderStatus | OriginStatus

@@ -1,0 +1,74 @@
+"""Who may play: open while live or ended, token holders only while in backstage."""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Mapping, Optional
+
+from onair import tokens
+
+# A token is echoed into every URI of the playlists we serve; anything but the JWT alphabet
+# could inject playlist lines into a link someone else opens.
+_TOKEN_CHARS = re.compile(r"^[A-Za-z0-9._-]{1,4096}$")
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str = ""
+    token: Optional[str] = None  # verified token to carry into playlist URIs
+
+
+def request_token(query: Mapping[str, str], authorization: Optional[str]) -> tuple[Optional[str], bool]:
+    """The presented token and whether it came in the query string (then it must be propagated)."""
+    token = query.get("token")
+    if token:
+        return token, True
+    if authorization and authorization[:7].lower() == "bearer ":
+        return authorization[7:].strip() or None, False
+    return None, False
+
+
+def decide(phase: str, token: Optional[str], secret: Optional[str], livestream: str, now: float) -> Decision:
+    carried = token if token and _TOKEN_CHARS.match(token) else None
+    if phase != "backstage":
+        return Decision(True, token=carried)
+    if not secret:
+        return Decision(False, "this livestream is in backstage and no playback secret is configured: nobody can play it yet")
+    if not token:
+        return Decision(False, "this livestream is in backstage: a playback token is required (?token= or Authorization: Bearer)")
+    if carried is None:
+        return Decision(False, "malformed playback token")
+    try:
+        tokens.verify(secret, token, livestream, now)
+    except tokens.TokenError as exc:
+        return Decision(False, f"playback token refused: {exc}")
+    return Decision(True, token=carried)
+
+
+class SecretFile:
+    """A mounted secret, re-read when the file changes (Kubernetes swaps Secret volumes atomically)."""
+
+    def __init__(self, path: Optional[str]) -> None:
+        self.path = path
+        self._stamp: Optional[tuple[int, int, int]] = None
+        self._value: Optional[str] = None
+
+    def get(self) -> Optional[str]:
+        if not self.path:
+            return None
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            self._stamp, self._value = None, None
+            return None
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if stamp != self._stamp:
+            try:
+                with open(self.path, encoding="utf-8") as f:
+                    self._value = f.read().strip() or None
+            except (OSError, UnicodeDecodeError):
+                self._value = None
+            self._stamp = stamp
+        return self._value

@@ -1,0 +1,377 @@
+"""The origin role: the public HTTP port players (and a CDN) read from, fed by the transcoder.
+
+Public port (``http_port``): ``/hls/...``, ``/dash/...``, ``/screenshot.jpg``, ``/player``,
+``/time`` (DASH UTCTiming), ``/static/vendor/hls.min.js`` and the transcoder's
+``PUT/DELETE /upload/...``. Agent port: the shared ``/status``, ``/metrics``, ``/desired``,
+plus ``POST /dvr/clear``.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from datetime import datetime, timezone
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, Optional
+from urllib.parse import quote
+
+import jinja2
+from aiohttp import web
+from prometheus_client import Counter, Gauge
+
+from onair.agent.app import Agent, load_config, parse_args, run, setup_logging
+from onair.api.agent import Desired, OriginConfig, OriginStatus
+from onair.endpoints import PLAYBACK_PATHS, UPLOAD_PREFIX
+
+from . import access
+from .dash import rewrite_mpd
+from .dvr import GRACE_MIN_SECONDS, Dvr
+from .hls import add_query
+from .paths import BadPath, is_publishable, kind_of, safe_relpath
+from .storage import Storage
+from .uploads import Uploads
+
+log = logging.getLogger("onair.agent.origin")
+
+AGENT_DIR = Path(__file__).resolve().parent.parent
+HLS_JS = AGENT_DIR / "static" / "vendor" / "hls.min.js"
+TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(str(AGENT_DIR / "templates" / "origin")),
+                               autoescape=True, undefined=jinja2.StrictUndefined)
+JANITOR_INTERVAL = 1.0
+# On clear, DASH segments younger than the transcoder's own window (plus this) are kept: the
+# current MPD still lists them.
+DASH_CLEAR_MARGIN_SECONDS = 10.0
+CORS_HEADERS = "Authorization, Range, Content-Type"
+CORS_EXPOSE = "Content-Length, Content-Range, Date, ETag"
+PLAYER_FORMATS = {"cmaf": PLAYBACK_PATHS["hlsCmaf"], "ts": PLAYBACK_PATHS["hlsMpegts"]}
+
+
+class Metrics:
+    def __init__(self, registry) -> None:
+        self.requests = Counter("onair_origin_http_requests", "Public port responses by status", ["status"],
+                                registry=registry)
+        self.sent_bytes = Counter("onair_origin_http_sent_bytes", "Body bytes served on the public port",
+                                  registry=registry)
+        self.uploads = Counter("onair_origin_uploads", "Transcoder uploads by kind and outcome", ["kind", "result"],
+                               registry=registry)
+        self.upload_bytes = Counter("onair_origin_upload_bytes", "Bytes received from the transcoder",
+                                    registry=registry)
+        self.dvr_segments = Gauge("onair_origin_dvr_segments", "Segments in the DVR window", ["playlist"],
+                                  registry=registry)
+        self.dvr_seconds = Gauge("onair_origin_dvr_available_seconds",
+                                 "Rewind depth every rendition offers right now", registry=registry)
+        self.deleted = Counter("onair_origin_deleted_files", "Files the origin deleted (window slide, clear)",
+                               registry=registry)
+        self.refused = Counter("onair_origin_playback_refused", "Playback requests refused in backstage",
+                               registry=registry)
+
+
+class OriginAgent(Agent):
+    def __init__(self, config: OriginConfig) -> None:
+        super().__init__("origin", config.listen_host, config.agent_port)
+        self.config = config
+        self.storage = Storage(config.data_dir)
+        self.dvr = Dvr(config.dvr_window_seconds, config.dvr_enabled)
+        self.upload_token = access.SecretFile(config.upload_token_file)
+        self.playback_secret = access.SecretFile(config.playback_secret_file)
+        self.metrics = Metrics(self.registry)
+        self.manifests: set[str] = set()  # masters and MPDs on disk
+        self.mpds: dict[str, Optional[float]] = {}  # MPD -> the transcoder's own timeShiftBufferDepth
+        self.dash_files: deque[tuple[float, str]] = deque()
+        self.dash_uploaded_at: dict[str, float] = {}
+        self.last_upload_at: Optional[float] = None
+        self._log_times: dict[str, float] = {}
+        self._janitor: Optional[asyncio.Task] = None
+        self._public_runner: Optional[web.AppRunner] = None
+        self.uploads = Uploads(self)
+        self.app.add_routes([web.post("/dvr/clear", self._post_clear)])
+        self.public = self._public_app()
+
+    # ------------------------------------------------------------------------- helpers
+    async def run_io(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """File I/O off the event loop: a slow volume must not stall every viewer."""
+        return await asyncio.get_running_loop().run_in_executor(None, partial(fn, *args))
+
+    def log_limited(self, key: str, level: int, msg: str, *args: Any, every: float = 10.0) -> None:
+        """Log at most once per ``every`` seconds per key: refusals can come by the thousand."""
+        now = time.monotonic()
+        if now - self._log_times.get(key, -every) >= every:
+            self._log_times[key] = now
+            log.log(level, msg, *args)
+
+    def update_dvr_metrics(self, path: Optional[str] = None) -> None:
+        for p in ([path] if path else list(self.dvr.renditions)):
+            self.metrics.dvr_segments.labels(playlist=p).set(self.dvr.segment_count(p))
+        self.metrics.dvr_seconds.set(self.dvr.available_seconds() or 0.0)
+
+    def dash_uploaded(self, path: str) -> None:
+        if path.endswith(".mpd"):
+            return
+        now = time.monotonic()
+        self.dash_uploaded_at[path] = now
+        self.dash_files.append((now, path))
+
+    def ended(self, playlist: str) -> bool:
+        if self.desired.phase == "ended":
+            return True
+        rendition = self.dvr.renditions.get(playlist)
+        return rendition is not None and rendition.upstream_ended(time.monotonic())
+
+    # ------------------------------------------------------------------------- agent API
+    def status(self) -> OriginStatus:
+        available = self.dvr.available_seconds()
+        return OriginStatus(
+            dvr_window_seconds=self.config.dvr_window_seconds if self.config.dvr_enabled else 0,
+            playlists=sorted(self.manifests | set(self.dvr.playlists())),
+            dvr_available_seconds=round(available, 3) if available is not None else None,
+            last_upload_at=datetime.fromtimestamp(self.last_upload_at, timezone.utc) if self.last_upload_at else None,
+        )
+
+    async def apply_desired(self, desired: Desired) -> None:
+        if getattr(self, "_phase_logged", None) != desired.phase:
+            log.info("phase is now %s: %s", desired.phase, {
+                "backstage": "playback needs a valid token",
+                "live": "anyone may play",
+                "ended": "DVR playable as VOD, playlists end with ENDLIST"}[desired.phase])
+            self._phase_logged = desired.phase
+
+    async def _post_clear(self, request: web.Request) -> web.Response:
+        doomed = self.dvr.clear()
+        deleted = await self.run_io(self.storage.delete, doomed)
+        deleted += await self._clear_dash()
+        self.metrics.deleted.inc(deleted)
+        self.update_dvr_metrics()
+        log.info("DVR cleared on request: %d files deleted; new segments keep coming", deleted)
+        return web.json_response({"cleared": True, "deletedFiles": deleted})
+
+    async def _clear_dash(self) -> int:
+        upstream = max((d for d in self.mpds.values() if d), default=30.0)
+        cutoff = time.monotonic() - upstream - DASH_CLEAR_MARGIN_SECONDS
+        doomed = [p for p, t in self.dash_uploaded_at.items() if t < cutoff]
+        for p in doomed:
+            del self.dash_uploaded_at[p]
+        return await self.run_io(self.storage.delete, doomed)
+
+    # ------------------------------------------------------------------------- public app
+    def _public_app(self) -> web.Application:
+        # Bodies are only read by /upload, which streams them under its own per-file cap.
+        app = web.Application(client_max_size=64 * 1024, middlewares=[self._errors])
+        app.add_routes(self.uploads.routes(UPLOAD_PREFIX))
+        app.add_routes([
+            web.get("/time", self._time),
+            web.get("/player", self._player),
+            web.get("/static/vendor/hls.min.js", self._hls_js),
+            web.get("/{path:.*}", self._playback),
+            web.options("/{path:.*}", self._preflight),
+        ])
+        app.on_response_prepare.append(self._on_prepare)
+        return app
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        except Exception:
+            log.exception("error serving %s %s", request.method, request.path[:200])
+            return web.json_response({"error": "internal error"}, status=500)
+
+    async def _on_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
+        self.metrics.requests.labels(status=str(response.status)).inc()
+        if request.method == "GET" and response.content_length:
+            self.metrics.sent_bytes.inc(response.content_length)
+        if not request.path.startswith(f"/{UPLOAD_PREFIX}/"):
+            self._cors(request, response.headers)
+
+    def _cors(self, request: web.Request, headers) -> None:
+        origin = request.headers.get("Origin")
+        allowed = self.config.cors_origins
+        if "*" in allowed:
+            headers["Access-Control-Allow-Origin"] = "*"
+        elif origin and origin in allowed:
+            headers["Access-Control-Allow-Origin"] = origin
+            headers["Vary"] = "Origin"
+        else:
+            return
+        headers["Access-Control-Expose-Headers"] = CORS_EXPOSE
+
+    async def _preflight(self, request: web.Request) -> web.Response:
+        return web.Response(status=204, headers={
+            "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
+            "Access-Control-Allow-Headers": CORS_HEADERS,
+            "Access-Control-Max-Age": "86400",
+        })
+
+    async def _time(self, request: web.Request) -> web.Response:
+        now = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return web.Response(text=now, content_type="text/plain", headers={"Cache-Control": "no-store"})
+
+    def _access(self, request: web.Request) -> access.Decision:
+        token, _ = access.request_token(request.query, request.headers.get("Authorization"))
+        decision = access.decide(self.desired.phase, token, self.playback_secret.get(), self.config.livestream,
+                                 time.time())
+        if not decision.allowed:
+            self.metrics.refused.inc()
+            self.log_limited(f"refused:{decision.reason}", logging.INFO, "refused playback of %s from %s: %s",
+                             request.path[:200], request.remote, decision.reason)
+        elif decision.token and "token" not in request.query:
+            decision = access.Decision(True, token=None)  # a header token is not written into URIs
+        return decision
+
+    def _cache(self, value: str) -> str:
+        # In backstage the bytes are for token holders: no shared cache may keep them.
+        return value.replace("max-age", "private, max-age") if self.desired.phase == "backstage" else value
+
+    async def _playback(self, request: web.Request) -> web.StreamResponse:
+        try:
+            path = safe_relpath(request.match_info["path"])
+        except BadPath as exc:
+            return web.json_response({"error": f"bad path: {exc}"}, status=400)
+        kind = kind_of(path)
+        if kind is None or not is_publishable(path):
+            return web.json_response({"error": "not found"}, status=404)
+        decision = self._access(request)
+        if not decision.allowed:
+            return web.json_response({"error": decision.reason, "phase": self.desired.phase}, status=403)
+        query = f"token={quote(decision.token, safe='')}" if decision.token else ""
+        headers = {"Cache-Control": self._cache(kind.cache)}
+
+        if path in self.dvr.renditions:
+            text = self.dvr.render(path, ended=self.ended(path), query=query)
+            if text is None:
+                return web.json_response({"error": "no segments yet"}, status=404, headers={"Cache-Control": "no-cache"})
+            return web.Response(text=text, content_type=kind.content_type, headers=headers)
+        if kind.playlist:
+            raw = await self.run_io(self.storage.read, path)
+            if raw is None:
+                return web.json_response({"error": "not found"}, status=404, headers={"Cache-Control": "no-cache"})
+            text = raw.decode("utf-8", "replace")
+            if path.endswith(".mpd"):
+                host = request.headers.get("X-Forwarded-Host") or request.host
+                # Scheme-relative: right behind a TLS-terminating ingress as well as on plain HTTP.
+                text = rewrite_mpd(text, f"//{host}/time",
+                                   self.config.dvr_window_seconds if self.config.dvr_enabled else None, query)
+            else:
+                text = add_query(text, query)
+            return web.Response(text=text, content_type=kind.content_type, headers=headers)
+        try:
+            full = self.storage.path(path)
+        except BadPath as exc:
+            return web.json_response({"error": f"bad path: {exc}"}, status=400)
+        if not full.is_file():
+            return web.json_response({"error": "not found"}, status=404)
+        headers["Content-Type"] = kind.content_type
+        return web.FileResponse(full, headers=headers)
+
+    async def _player(self, request: web.Request) -> web.Response:
+        decision = self._access(request)
+        if not decision.allowed:
+            page = TEMPLATES.get_template("refused.html.j2").render(reason=decision.reason)
+            return web.Response(text=page, status=403, content_type="text/html")
+        if not HLS_JS.is_file():
+            return web.Response(status=503, text="The player is not available: hls.js was not built into this image "
+                                                 "(run scripts/build-player).\n")
+        fmt = request.query.get("format", "cmaf")
+        source = PLAYER_FORMATS.get(fmt, PLAYER_FORMATS["cmaf"])
+        if decision.token:
+            source += f"?token={quote(decision.token, safe='')}"
+        page = TEMPLATES.get_template("player.html.j2").render(
+            source=source, projection=self.config.projection, livestream=self.config.livestream,
+            hls_js="static/vendor/hls.min.js", autoplay=request.query.get("autoplay", "1") != "0")
+        return web.Response(text=page, content_type="text/html", headers={"Cache-Control": "no-cache"})
+
+    async def _hls_js(self, request: web.Request) -> web.StreamResponse:
+        if not HLS_JS.is_file():
+            return web.Response(status=503, text="hls.js was not built into this image: run scripts/build-player.\n")
+        return web.FileResponse(HLS_JS, headers={"Content-Type": "application/javascript",
+                                                 "Cache-Control": "max-age=3600"})
+
+    # ------------------------------------------------------------------------- background
+    async def _janitor_loop(self) -> None:
+        while True:
+            await asyncio.sleep(JANITOR_INTERVAL)
+            try:
+                await self._sweep()
+            except Exception:  # the sweep must never stop for good
+                log.exception("janitor sweep failed")
+
+    async def _sweep(self) -> None:
+        now = time.monotonic()
+        doomed = self.dvr.due(now)
+        if self.config.dvr_enabled:
+            cutoff = now - self.config.dvr_window_seconds - GRACE_MIN_SECONDS
+            while self.dash_files and self.dash_files[0][0] < cutoff:
+                uploaded, path = self.dash_files.popleft()
+                if self.dash_uploaded_at.get(path) == uploaded:
+                    del self.dash_uploaded_at[path]
+                    doomed.append(path)
+        else:
+            # The transcoder's DELETEs govern DASH without DVR; only remember recent uploads.
+            while self.dash_files and self.dash_files[0][0] < now - 3600:
+                self.dash_files.popleft()
+        if doomed:
+            self.metrics.deleted.inc(await self.run_io(self.storage.delete, doomed))
+            self.update_dvr_metrics()
+
+    def _adopt_existing_files(self) -> None:
+        """Start from what a previous process left: serve its manifests, drop its unindexed segments.
+
+        The DVR index lives in memory, so HLS segments on disk from before a restart are not
+        reachable from any playlist we will serve; deleting them keeps data_dir bounded.
+        """
+        for rel, _ in self.storage.walk("hls", (".m3u8",)) + self.storage.walk("dash", (".mpd",)):
+            self.manifests.add(rel)
+        orphans = [rel for rel, _ in self.storage.walk("hls", (".m4s", ".mp4", ".m4v", ".m4a", ".ts", ".aac", ".vtt"))]
+        if orphans:
+            log.info("deleting %d HLS files left by a previous run (not in this process's DVR index)", len(orphans))
+            self.storage.delete(orphans)
+        now = time.monotonic()
+        for rel, mtime in sorted(self.storage.walk("dash", (".m4s", ".mp4", ".m4v", ".m4a", ".webm")), key=lambda x: x[1]):
+            uploaded = now - max(0.0, time.time() - mtime)
+            self.dash_uploaded_at[rel] = uploaded
+            self.dash_files.append((uploaded, rel))
+
+    async def start_public(self) -> None:
+        # No handler cancellation: ffmpeg closes its socket right after the last chunk without
+        # reading our response, and the upload must still be stored.
+        self._public_runner = web.AppRunner(self.public, access_log=None)
+        await self._public_runner.setup()
+        site = web.TCPSite(self._public_runner, self.config.listen_host, self.config.http_port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise SystemExit(
+                f"onair agent origin: cannot listen on {self.config.listen_host}:{self.config.http_port}: "
+                f"{exc.strerror}. Another process holds the port; free it or set httpPort in the config.")
+        log.info("origin for %s serving on http://%s:%s (DVR %s, uploads %s, player %s)", self.config.livestream,
+                 self.config.listen_host, self.config.http_port,
+                 f"{self.config.dvr_window_seconds}s" if self.config.dvr_enabled else "off",
+                 "enabled" if self.upload_token.get() else "DISABLED: no upload token configured",
+                 "ready" if HLS_JS.is_file() else "unavailable: hls.js not built")
+
+    async def serve(self) -> None:
+        self.storage.prepare()
+        await self.run_io(self._adopt_existing_files)
+        await self.start_http()
+        try:
+            await self.start_public()
+            self._janitor = asyncio.get_running_loop().create_task(self._janitor_loop(), name="origin-janitor")
+            await self.wait_for_stop_signal()
+        finally:
+            if self._janitor:
+                self._janitor.cancel()
+            if self._public_runner:
+                await self._public_runner.cleanup()
+            await self.stop_http()
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args("origin", argv)
+    setup_logging(args.log_level)
+    config = load_config(args.config, OriginConfig)
+    return run(OriginAgent(config).serve)

@@ -1,0 +1,216 @@
+"""``PUT``/``DELETE /upload/<path>``: how the transcoder hands its output to the origin.
+
+ffmpeg's HLS and DASH muxers PUT every file (chunked, one request per file) and DELETE the
+segments that leave their own short window. Media playlists are not stored: they feed the DVR
+index (``dvr.py``), which decides what is served and which DELETEs to ignore.
+"""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from typing import TYPE_CHECKING, Optional
+
+from aiohttp import web
+
+from .dash import MpdError, check_mpd, time_shift_buffer_depth
+from .hls import PlaylistError, is_master, parse_media_playlist
+from .paths import SCREENSHOT, BadPath, is_publishable, kind_of, resolve_uri, safe_relpath
+
+if TYPE_CHECKING:
+    from .server import OriginAgent
+
+log = logging.getLogger("onair.agent.origin")
+# A media playlist lists a short live window; a master a few renditions. Megabytes of
+# "playlist" are a bug or an attack.
+MAX_MANIFEST_BYTES = 2 * 1024 * 1024
+# ffmpeg starts PUTting the playlist that lists a segment without waiting for the segment's
+# response, so the two race; the playlist waits this long for segments still arriving.
+INFLIGHT_WAIT_SECONDS = 10.0
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+class Uploads:
+    def __init__(self, origin: "OriginAgent") -> None:
+        self.origin = origin
+        self.inflight: dict[str, asyncio.Event] = {}
+
+    def routes(self, prefix: str) -> list[web.RouteDef]:
+        return [web.put(f"/{prefix}/{{path:.*}}", self.put), web.delete(f"/{prefix}/{{path:.*}}", self.delete)]
+
+    # ------------------------------------------------------------------------- checks
+    def _authorize(self, request: web.Request) -> Optional[web.Response]:
+        expected = self.origin.upload_token.get()
+        if not expected:
+            return _error(403, "uploads are disabled: no upload token is configured (uploadTokenFile)")
+        header = request.headers.get("Authorization", "")
+        if header[:7].lower() != "bearer " or not header[7:].strip():
+            return web.json_response({"error": "upload requires Authorization: Bearer <upload token>"}, status=401,
+                                     headers={"WWW-Authenticate": 'Bearer realm="onair-origin-upload"'})
+        if not hmac.compare_digest(header[7:].strip().encode(), expected.encode()):
+            return _error(403, "wrong upload token")
+        return None
+
+    def _target(self, request: web.Request) -> tuple[Optional[str], Optional[web.Response]]:
+        try:
+            path = safe_relpath(request.match_info["path"])
+        except BadPath as exc:
+            return None, _error(400, f"bad upload path: {exc}")
+        if not is_publishable(path):
+            return None, _error(400, "not part of the output tree: expected hls/..., dash/... or screenshot.jpg "
+                                     "with a playlist, manifest, segment or image extension")
+        return path, None
+
+    def _refuse(self, request: web.Request, response: web.Response, path: str = "") -> web.Response:
+        kind = "unknown"
+        if path:
+            k = kind_of(path)
+            kind = "playlist" if k and k.playlist else ("screenshot" if path == SCREENSHOT else "segment")
+        self.origin.metrics.uploads.labels(kind=kind, result="refused").inc()
+        self.origin.log_limited(f"upload-refused:{response.status}", logging.WARNING,
+                                "refused %s /upload/%s from %s: HTTP %s %s", request.method,
+                                request.match_info.get("path", "")[:200], request.remote, response.status,
+                                getattr(response, "text", "") or "")
+        return response
+
+    async def _body(self, request: web.Request, cap: int) -> Optional[bytes]:
+        """The request body, or None as soon as it exceeds ``cap`` (ffmpeg sends chunked bodies)."""
+        if request.content_length is not None and request.content_length > cap:
+            return None
+        body = bytearray()
+        async for chunk in request.content.iter_any():
+            body += chunk
+            if len(body) > cap:
+                return None
+        return bytes(body)
+
+    # ------------------------------------------------------------------------- PUT
+    async def put(self, request: web.Request) -> web.Response:
+        denied = self._authorize(request)
+        if denied:
+            return self._refuse(request, denied)
+        path, bad = self._target(request)
+        if bad:
+            return self._refuse(request, bad)
+        assert path is not None
+        kind = kind_of(path)
+        assert kind is not None
+        if kind.playlist or path in self.inflight:
+            return await self._put(request, path, kind)
+        done = self.inflight[path] = asyncio.Event()
+        try:
+            return await self._put(request, path, kind)
+        finally:
+            done.set()
+            del self.inflight[path]
+
+    async def _put(self, request: web.Request, path: str, kind) -> web.Response:
+        cap = MAX_MANIFEST_BYTES if kind.playlist else self.origin.config.max_upload_bytes
+        body = await self._body(request, cap)
+        if body is None:
+            return self._refuse(request, _error(413, f"upload larger than the {cap} byte limit for this file type"), path)
+        origin = self.origin
+        origin.last_upload_at = time.time()
+        origin.metrics.upload_bytes.inc(len(body))
+        try:
+            if path.endswith(".m3u8"):
+                return await self._playlist(request, path, body)
+            if path.endswith(".mpd"):
+                text = body.decode("utf-8")
+                check_mpd(text)
+                await origin.run_io(origin.storage.write, path, body)
+                origin.mpds[path] = time_shift_buffer_depth(text)
+                origin.manifests.add(path)
+                origin.metrics.uploads.labels(kind="playlist", result="stored").inc()
+                return web.Response(status=201)
+        except (UnicodeDecodeError, PlaylistError, MpdError) as exc:
+            return self._refuse(request, _error(400, f"unusable {path.rsplit('.', 1)[-1]} upload: {exc}"), path)
+        return await self._file(path, body)
+
+    async def _playlist(self, request: web.Request, path: str, body: bytes) -> web.Response:
+        origin = self.origin
+        text = body.decode("utf-8")
+        if is_master(text):
+            await origin.run_io(origin.storage.write, path, body)
+            if path not in origin.manifests:
+                log.info("master playlist %s received", path)
+            origin.manifests.add(path)
+            origin.metrics.uploads.labels(kind="playlist", result="stored").inc()
+            return web.Response(status=201)
+        playlist = parse_media_playlist(text)
+        await self._wait_for_listed(path, playlist)
+        had = origin.dvr.segment_count(path)
+        result = origin.dvr.ingest(path, playlist, time.monotonic())
+        log.debug("playlist %s: %d listed, %d appended, %d slid out", path, len(playlist.segments),
+                  len(result.appended), len(result.removed))
+        if result.skipped:
+            origin.log_limited(f"skipped:{path}", logging.WARNING, "%s lists URIs the origin refuses (%s): skipped",
+                               path, ", ".join(u[:60] for u in result.skipped[:3]))
+        if result.appended and not had:
+            log.info("DVR %s: first segment %s", path, result.appended[0].path)
+        origin.metrics.uploads.labels(kind="playlist", result="indexed").inc()
+        origin.update_dvr_metrics(path)
+        return web.Response(status=201)
+
+    async def _wait_for_listed(self, path: str, playlist) -> None:
+        pending = []
+        for seg in playlist.segments:
+            for uri in (seg.uri, seg.map_uri):
+                try:
+                    event = self.inflight.get(resolve_uri(path, uri)) if uri else None
+                except BadPath:
+                    continue
+                if event is not None:
+                    pending.append(event.wait())
+        if pending:
+            try:
+                await asyncio.wait_for(asyncio.gather(*pending), INFLIGHT_WAIT_SECONDS)
+            except asyncio.TimeoutError:
+                self.origin.log_limited(f"slow:{path}", logging.WARNING, "%s lists segments still uploading after "
+                                        "%.0fs; indexing them with a later playlist", path, INFLIGHT_WAIT_SECONDS)
+
+    async def _file(self, path: str, body: bytes) -> web.Response:
+        origin = self.origin
+        label = "screenshot" if path == SCREENSHOT else "segment"
+        if path.startswith("hls/"):
+            stored = origin.dvr.placement(path, lambda rel: origin.storage.same_bytes(rel, body))
+            if stored is None:
+                origin.metrics.uploads.labels(kind=label, result="duplicate").inc()
+                return web.Response(status=204)
+            if stored != path:
+                log.warning("%s overwritten while the DVR still serves it: new bytes stored as %s "
+                            "(give every transcoder run its own file names)", path, stored)
+            await origin.run_io(origin.storage.write, stored, body)
+            origin.dvr.uploaded(path, stored, time.monotonic())
+            log.debug("stored %s (%d bytes)%s", path, len(body), f" as {stored}" if stored != path else "")
+        else:
+            await origin.run_io(origin.storage.write, path, body)
+            if path.startswith("dash/"):
+                origin.dash_uploaded(path)
+        origin.metrics.uploads.labels(kind=label, result="stored").inc()
+        return web.Response(status=201)
+
+    # ------------------------------------------------------------------------- DELETE
+    async def delete(self, request: web.Request) -> web.Response:
+        denied = self._authorize(request)
+        if denied:
+            return self._refuse(request, denied)
+        path, bad = self._target(request)
+        if bad:
+            return self._refuse(request, bad)
+        assert path is not None
+        origin = self.origin
+        if path.startswith("hls/"):
+            if origin.dvr.keeps(path):
+                return web.Response(status=204)  # still inside the DVR window: the origin decides
+            origin.dvr.forget(path)
+        elif path.startswith("dash/") and origin.config.dvr_enabled and not path.endswith(".mpd"):
+            return web.Response(status=204)  # DASH segments are kept for the DVR window by age
+        origin.manifests.discard(path)
+        origin.mpds.pop(path, None)
+        await origin.run_io(origin.storage.delete, [path])
+        return web.Response(status=204)

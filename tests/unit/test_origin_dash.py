@@ -1,0 +1,68 @@
+"""MPD rewriting: UTCTiming to the origin's /time, DVR depth, tokens in segment URLs."""
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from onair.agent.origin.dash import (MpdError, UTC_TIMING_SCHEME, parse_duration, rewrite_mpd,
+                                     time_shift_buffer_depth)
+
+NS = {"d": "urn:mpeg:dash:schema:mpd:2011"}
+# Trimmed from ffmpeg 5.1 dashenc output (-utc_timing_url set, live)
+FFMPEG_MPD = """<?xml version="1.0" encoding="utf-8"?>
+<MPD xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
+\txmlns="urn:mpeg:dash:schema:mpd:2011"
+\ttype="dynamic"
+\tminimumUpdatePeriod="PT1S"
+\tavailabilityStartTime="2026-11-21T10:57:49.794Z"
+\ttimeShiftBufferDepth="PT5.0S"
+\tminBufferTime="PT2.0S">
+\t<Period id="0" start="PT0.0S">
+\t\t<AdaptationSet id="0" contentType="video">
+\t\t\t<Representation id="0" mimeType="video/mp4" codecs="avc1.42c00c" bandwidth="615208" width="320" height="180">
+\t\t\t\t<SegmentTemplate timescale="12800" initialization="init-stream$RepresentationID$.m4s" media="chunk-stream$RepresentationID$-$Number%05d$.m4s" startNumber="1">
+\t\t\t\t\t<SegmentTimeline><S t="0" d="12800" r="2" /></SegmentTimeline>
+\t\t\t\t</SegmentTemplate>
+\t\t\t</Representation>
+\t\t</AdaptationSet>
+\t</Period>
+\t<UTCTiming schemeIdUri="urn:mpeg:dash:utc:http-xsdate:2014" value="https://time.akamai.com/?iso"/>
+</MPD>
+"""
+
+
+def test_utc_timing_points_at_the_origin_only():
+    out = rewrite_mpd(FFMPEG_MPD, "//origin.example/time")
+    root = ET.fromstring(out.encode())
+    timings = root.findall("d:UTCTiming", NS)
+    assert [(t.get("schemeIdUri"), t.get("value")) for t in timings] == [(UTC_TIMING_SCHEME, "//origin.example/time")]
+    assert list(root)[-1].tag.endswith("UTCTiming")  # after the Periods, as the schema orders it
+
+
+def test_dvr_window_becomes_the_time_shift_buffer_depth():
+    out = rewrite_mpd(FFMPEG_MPD, "/time", dvr_seconds=3600)
+    assert time_shift_buffer_depth(out) == 3600
+    assert out.count("timeShiftBufferDepth") == 1
+    ET.fromstring(out.encode())
+
+
+def test_static_mpd_gets_no_time_shift_buffer():
+    static = FFMPEG_MPD.replace('type="dynamic"', 'type="static"').replace('\ttimeShiftBufferDepth="PT5.0S"\n', "")
+    assert "timeShiftBufferDepth" not in rewrite_mpd(static, "/time", dvr_seconds=3600)
+
+
+def test_token_goes_into_template_urls():
+    out = rewrite_mpd(FFMPEG_MPD, "/time", query="token=a.b&x=1")
+    template = ET.fromstring(out.encode()).find(".//d:SegmentTemplate", NS)
+    assert template.get("media") == "chunk-stream$RepresentationID$-$Number%05d$.m4s?token=a.b&x=1"
+    assert template.get("initialization") == "init-stream$RepresentationID$.m4s?token=a.b&x=1"
+
+
+def test_not_an_mpd_is_refused():
+    with pytest.raises(MpdError):
+        rewrite_mpd("<html></html>", "/time")
+
+
+@pytest.mark.parametrize("text, seconds", [("PT5.0S", 5.0), ("PT1H", 3600.0), ("PT1M30S", 90.0), ("P1DT1S", 86401.0),
+                                           ("PT", None), ("garbage", None)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
