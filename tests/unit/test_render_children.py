@@ -13,7 +13,7 @@ from onair.controller.config import OperatorConfig
 from onair.render.children import (
     CHILD_KINDS, CONFIG_HASH_ANNOTATION, RenderedChildren, child_selector, create_only, render_children,
 )
-from onair.render.credentials import Credentials, credentials_from_secret_data
+from onair.render.credentials import Credentials, credentials_from_secret_data, render_credentials_secret
 from onair.render.ladder import fit_ladder
 
 CREDS = Credentials(stream_key="streamkey0123", srt_passphrase="srtpassphrase0123", whip_token="whiptoken0123",
@@ -368,8 +368,10 @@ def test_playback_urls_follow_outputs_and_broadcasting_mode():
 
 
 def test_credentials_secret_is_rendered_from_the_given_credentials():
-    secret = by_kind(render(), "Secret")["show-credentials"]
+    out = render()
+    secret = by_kind(out, "Secret")["show-credentials"]
     assert credentials_from_secret_data(secret["data"]) == CREDS
+    assert secret == render_credentials_secret(livestream()["metadata"], CREDS, out.urls.ingest)
 
 
 # ----------------------------------------------------------------------------- determinism & validity

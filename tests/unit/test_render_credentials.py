@@ -96,3 +96,12 @@ def test_secret_manifest_has_credentials_and_publish_urls():
     assert list(secret["data"]) == sorted(secret["data"])
     # Reading the rendered Secret back gives the same credentials: regeneration never happens.
     assert credentials_from_secret_data(secret["data"]) == FIXED
+
+
+def test_standalone_secret_matches_the_one_render_children_makes():
+    from onair.render.children import child_selector
+
+    secret = render_credentials_secret({"name": "ls", "namespace": "ns", "uid": "u1"}, FIXED, URLS)
+    assert set(child_selector("ls").items()) <= set(secret["metadata"]["labels"].items())
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == "u1"
+    assert "ownerReferences" not in render_credentials_secret({"name": "ls", "namespace": "ns"}, FIXED, URLS)["metadata"]

@@ -166,11 +166,16 @@ def render_credentials_secret(ls_meta: Mapping, creds: Credentials, urls: Ingest
     ``data`` (base64), not ``stringData``: stringData is write-only, so a server-side apply of it
     never compares equal to what is stored. Keys: streamKey, srtPassphrase, whipToken,
     playbackSecret, uploadToken, plus the publish URLs with credentials (rtmpPublishUrl, ...).
+    Labels and the ownerReference default to those of every other child (the latter when
+    ``ls_meta`` has a uid), so this alone restores a deleted Secret exactly as ``render_children`` would.
     """
+    from onair.render import children  # children renders this Secret too; import late to avoid a cycle
+
     values = {**creds.data(), **publish_urls(creds, urls)}
     metadata: dict = {"name": secret_name(ls_meta["name"]), "namespace": ls_meta.get("namespace")}
-    if labels:
-        metadata["labels"] = dict(labels)
+    metadata["labels"] = dict(labels) if labels is not None else children.labels(ls_meta["name"], "credentials")
+    if owner_references is None and ls_meta.get("uid"):
+        owner_references = [children.owner_reference(ls_meta)]
     if owner_references:
         metadata["ownerReferences"] = owner_references
     return {
