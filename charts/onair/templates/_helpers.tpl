@@ -1,0 +1,112 @@
+{{/* Chart name, overridable. */}}
+{{- define "onair.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Release-qualified name; the release name alone when it already contains the chart name. */}}
+{{- define "onair.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "onair.operatorName" -}}
+{{- printf "%s-operator" (include "onair.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "onair.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "onair.operatorName" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Labels on every object: the same app.kubernetes.io vocabulary the operator puts on children. */}}
+{{- define "onair.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/name: {{ include "onair.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: onair
+{{- end -}}
+
+{{- define "onair.operatorSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "onair.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end -}}
+
+{{/* The one onair image, by digest when given: the operator runs it and hands it to the agents. */}}
+{{- define "onair.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Namespaces the operator watches, as a list (empty: all). */}}
+{{- define "onair.watchAll" -}}
+{{- if not .Values.watchNamespaces -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+Least privilege, no wildcards: exactly the verbs on exactly the resources the operator calls
+(operator/onair/controller/: kubeapi.py, apply.py, reconcile.py, calltype.py, owned.py, and kopf).
+Children are written with server-side apply (patch; the API server also checks create when the
+apply creates the object), PVCs are created once (create), pruning deletes (delete), kopf lists
+and watches every kind it handles. get is granted wherever list is: it reveals nothing more.
+*/}}
+{{- define "onair.namespacedRules" }}
+# kopf watches Livestreams and patches its finalizer and progress annotations onto them.
+- apiGroups: ["onair.dev"]
+  resources: ["livestreams"]
+  verbs: ["get", "list", "watch", "patch"]
+# Status is the operator's only write to a Livestream.
+- apiGroups: ["onair.dev"]
+  resources: ["livestreams/status"]
+  verbs: ["patch"]
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: [""]
+  resources: ["services", "configmaps", "secrets", "persistentvolumeclaims"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# Agent pods' IPs are how the operator reaches each agent's /status and /desired.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list", "watch"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create"]
+{{- end }}
+{{- define "onair.clusterRules" }}
+# CallTypes are read from kopf's watch; no finalizer or annotation is ever written to them.
+- apiGroups: ["onair.dev"]
+  resources: ["calltypes"]
+  verbs: ["get", "list", "watch"]
+# status.livestreams: how many Livestreams use the CallType.
+- apiGroups: ["onair.dev"]
+  resources: ["calltypes/status"]
+  verbs: ["patch"]
+# kopf discovers and follows the resources it serves through the CRDs.
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  verbs: ["get", "list", "watch"]
+# kopf follows namespaces to start and stop its per-namespace watches.
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["list", "watch"]
+{{- end }}

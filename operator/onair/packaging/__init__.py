@@ -1,0 +1,1 @@
+"""Release packaging: the Helm chart's generated inputs and the plain manifests rendered from it."""
