@@ -10,4 +10,8 @@ if str(ROOT / "operator") not in sys.path:
 
 pytest_plugins = [
     "tests.fixtures.media",
+    "tests.fixtures.cluster",
+    "tests.fixtures.ingest",
+    "tests.fixtures.operator",
+    "tests.fixtures.recorder_source",
 ]

@@ -187,5 +187,9 @@ def test_naive_times_are_utc():
 # ----------------------------------------------------------------------------- agent desired
 def test_to_agent_desired_carries_the_lifecycle_and_generation():
     got = to_agent_desired(lc({"phase": "live", "active": False}), generation=7)
-    assert got == Desired(phase="live", broadcasting=False, recording=False, active=False, generation=7)
+    assert got == Desired(phase="live", broadcasting=False, recording=False, active=False,
+                          viewers_allowed=True, generation=7)
     assert Desired.model_validate(got.model_dump(by_alias=True, mode="json")) == got
+    # Join-ahead reaches the origin as viewersAllowed, so it can open backstage playback early.
+    backstage = to_agent_desired(lc({"phase": "backstage"}), generation=1)
+    assert backstage.phase == "backstage" and backstage.viewers_allowed is False

@@ -129,6 +129,9 @@ class Desired(ApiModel):
     broadcasting: bool = False
     recording: bool = False
     active: bool = True
+    viewers_allowed: Optional[bool] = Field(None, description=(
+        "Playback open to everyone: live, backstage disabled, or the join-ahead window reached. "
+        "When false the origin requires a playback token; unset means 'unless phase is backstage'."))
     generation: int = 0
 
 

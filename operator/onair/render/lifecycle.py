@@ -117,5 +117,6 @@ def to_agent_desired(lifecycle: Lifecycle, generation: int) -> Desired:
         broadcasting=lifecycle.broadcasting,
         recording=lifecycle.recording,
         active=lifecycle.active,
+        viewers_allowed=lifecycle.viewers_allowed,
         generation=generation,
     )
