@@ -1,8 +1,8 @@
 """The ffmpeg command line of one recording run: stream copy into split, fragmented MP4.
 
-Fragmented MP4 (empty moov, a fragment at every keyframe and at least every second) keeps every
-finished fragment playable when ffmpeg dies without writing a trailer (SIGKILL, OOM, power):
-at most the last second is lost. The segment muxer splits at the first keyframe after each
+Fragmented MP4 (empty moov, a fragment at every keyframe and at least every half second) keeps
+every finished fragment playable when ffmpeg dies without writing a trailer (SIGKILL, OOM,
+power): what is lost is the fragment still in memory plus the one being written, about a second. The segment muxer splits at the first keyframe after each
 ``split_seconds`` without a gap, and numbers parts from ``start_number`` so a resumed session
 continues after the part already on disk.
 """
@@ -14,7 +14,7 @@ from typing import Optional
 from .hls import HlsSource
 
 MOVFLAGS = "+frag_keyframe+empty_moov+default_base_moof"
-FRAGMENT_MICROSECONDS = 1_000_000
+FRAGMENT_MICROSECONDS = 500_000
 
 
 @dataclass(frozen=True)
