@@ -52,6 +52,10 @@ class HelmMissing(RuntimeError):
     pass
 
 
+class HelmFailed(RuntimeError):
+    """helm exited non-zero; the message is its stderr (schema errors, template errors)."""
+
+
 def find_helm() -> Path:
     """The helm binary: $ONAIR_HELM, else the pinned build of the local-cluster builder, else PATH."""
     env = os.environ.get("ONAIR_HELM")
@@ -94,7 +98,7 @@ def template(*extra: str, release: str = RELEASE, namespace: str = NAMESPACE, ch
         args.append("--include-crds")
     proc = helm(*args, helm_bin=helm_bin)
     if proc.returncode != 0:
-        raise subprocess.CalledProcessError(proc.returncode, proc.args, proc.stdout, proc.stderr)
+        raise HelmFailed(f"helm {' '.join(args)}:\n{proc.stderr.strip()}")
     return proc.stdout
 
 
@@ -199,8 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     except HelmMissing as e:
         print(f"generate-manifests: {e}", file=sys.stderr)
         return 2
-    except subprocess.CalledProcessError as e:
-        print(f"generate-manifests: helm failed:\n{e.stderr}", file=sys.stderr)
+    except HelmFailed as e:
+        print(f"generate-manifests: {e}", file=sys.stderr)
         return 1
     return 0
 

@@ -1,0 +1,339 @@
+"""The chart as Helm renders it: lint, schema, RBAC, pod security, operator env, manifests/.
+
+Needs the pinned helm binary (`onair localcluster build helm`, which scripts/install-deps runs).
+Without it these tests skip on a developer machine and fail in CI, where it is always built.
+"""
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from onair.packaging import manifests
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "onair"
+
+
+def _helm() -> Path | None:
+    try:
+        path = manifests.find_helm()
+    except manifests.HelmMissing as e:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must build helm: {e}")
+        return None
+    return path if path.is_file() else None
+
+
+HELM = _helm()
+pytestmark = pytest.mark.skipif(HELM is None, reason="helm is not built yet: run `onair localcluster build helm`")
+
+
+def render(*args: str, namespace: str = "onair-system", crds: bool = False, values: dict | None = None,
+           tmp: Path | None = None) -> list[dict]:
+    if values is not None:
+        assert tmp is not None
+        path = tmp / "values.yaml"
+        path.write_text(yaml.safe_dump(values))
+        args = (*args, "--values", str(path))
+    out = manifests.template(*args, namespace=namespace, include_crds=crds, helm_bin=HELM)
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def helm_fails(*args: str) -> str:
+    proc = manifests.helm("template", "x", str(CHART), "--kube-version", manifests.kube_version(), *args, helm_bin=HELM)
+    assert proc.returncode != 0, f"helm accepted {args}"
+    return proc.stderr
+
+
+def by_kind(docs: list[dict], kind: str) -> list[dict]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def only(docs: list[dict], kind: str) -> dict:
+    found = by_kind(docs, kind)
+    assert len(found) == 1, f"expected one {kind}, got {len(found)}"
+    return found[0]
+
+
+NON_DEFAULT = ("--set", "watchNamespaces={team-a,team-b}", "--set", "builtinCallTypes.development.enabled=false",
+               "--set", "image.digest=sha256:" + "a" * 64, "--set", "operator.logLevel=debug",
+               "--set", "livestreams.ingest.serviceType=LoadBalancer",
+               "--set", "livestreams.resources.transcoder.limits.cpu=6",
+               "--set", "serviceAccount.name=streams", "--set", "fullnameOverride=media")
+
+
+# ----------------------------------------------------------------------------- lint and schema
+
+
+@pytest.mark.parametrize("extra", [(), NON_DEFAULT, ("--set", "rbac.create=false", "--set", "serviceAccount.create=false")])
+def test_helm_lint_passes(extra):
+    proc = manifests.helm("lint", "--strict", str(CHART), "--kube-version", manifests.kube_version(), *extra, helm_bin=HELM)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("args, complaint", [
+    (("--set", "operator.logLevel=loud"), "logLevel"),
+    (("--set", "watchNamespace={a}"), "watchNamespace"),
+    (("--set", "builtinCallTypes.audio_room.enabled=true"), "audio_room"),
+    (("--set", "image.pullPolicy=Sometimes"), "pullPolicy"),
+    (("--set", "livestreams.resources.encoder.limits.cpu=1"), "encoder"),
+    (("--set", "watchNamespaces={Bad_Name}"), "watchNamespaces"),
+])
+def test_schema_rejects_bad_values_in_helm(args, complaint):
+    err = helm_fails(*args)
+    assert "schema" in err and complaint in err, err
+
+
+# ----------------------------------------------------------------------------- RBAC
+
+NAMESPACED = {
+    ("onair.dev", "livestreams"): {"get", "list", "watch", "patch"},
+    ("onair.dev", "livestreams/status"): {"patch"},
+    ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("", "services"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("", "configmaps"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("", "secrets"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("", "persistentvolumeclaims"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("", "pods"): {"list", "watch"},
+    ("", "events"): {"create"},
+    ("events.k8s.io", "events"): {"create"},
+}
+CLUSTER = {
+    ("onair.dev", "calltypes"): {"get", "list", "watch"},
+    ("onair.dev", "calltypes/status"): {"patch"},
+    ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
+    ("", "namespaces"): {"list", "watch"},
+}
+
+
+def grants(role: dict) -> dict[tuple[str, str], set[str]]:
+    out: dict[tuple[str, str], set[str]] = {}
+    for rule in role["rules"]:
+        assert not rule.get("resourceNames") and not rule.get("nonResourceURLs"), rule
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                out.setdefault((group, resource), set()).update(rule["verbs"])
+    return out
+
+
+def all_rule_strings(role: dict) -> list[str]:
+    return [s for rule in role["rules"] for key in ("apiGroups", "resources", "verbs") for s in rule.get(key, [])]
+
+
+@pytest.mark.parametrize("extra", [(), NON_DEFAULT])
+def test_rbac_has_no_wildcard_and_no_escalation_verbs(extra):
+    docs = render(*extra)
+    roles = by_kind(docs, "ClusterRole") + by_kind(docs, "Role")
+    assert roles
+    for role in roles:
+        strings = all_rule_strings(role)
+        assert not any("*" in s for s in strings), role["metadata"]["name"]
+        assert not {"escalate", "bind", "impersonate", "deletecollection"} & set(strings)
+
+
+def test_cluster_wide_rbac_is_exactly_what_the_operator_calls():
+    docs = render()
+    assert by_kind(docs, "Role") == [] and by_kind(docs, "RoleBinding") == []
+    role = only(docs, "ClusterRole")
+    assert grants(role) == {**NAMESPACED, **CLUSTER}
+    binding = only(docs, "ClusterRoleBinding")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                  "name": role["metadata"]["name"]}
+    sa = only(docs, "ServiceAccount")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"],
+                                    "namespace": "onair-system"}]
+    assert only(docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == sa["metadata"]["name"]
+
+
+def test_watch_namespaces_gets_a_role_per_namespace_and_keeps_only_cluster_reads_cluster_wide():
+    docs = render("--set", "watchNamespaces={team-a,team-b}", namespace="ops")
+    assert grants(only(docs, "ClusterRole")) == CLUSTER
+    roles = by_kind(docs, "Role")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    for role in roles:
+        assert grants(role) == NAMESPACED
+    bindings = by_kind(docs, "RoleBinding")
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
+    for b in bindings:
+        assert b["roleRef"]["kind"] == "Role"
+        assert b["subjects"] == [{"kind": "ServiceAccount", "name": "onair-operator", "namespace": "ops"}]
+    args = only(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--namespace=team-a" in args and "--namespace=team-b" in args and "--all-namespaces" not in args
+
+
+def test_rbac_and_service_account_can_be_brought_along():
+    docs = render("--set", "rbac.create=false", "--set", "serviceAccount.create=false", "--set", "serviceAccount.name=mine")
+    assert not {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount"} & {d["kind"] for d in docs}
+    assert only(docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "mine"
+
+
+# ----------------------------------------------------------------------------- pods
+
+POD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet"}
+
+
+def pod_specs(docs: list[dict]) -> list[tuple[str, dict]]:
+    out = []
+    for d in docs:
+        if d["kind"] in POD_KINDS:
+            out.append((d["metadata"]["name"], d["spec"]["template"]["spec"]))
+        elif d["kind"] == "CronJob":
+            out.append((d["metadata"]["name"], d["spec"]["jobTemplate"]["spec"]["template"]["spec"]))
+        elif d["kind"] == "Pod":
+            out.append((d["metadata"]["name"], d["spec"]))
+    return out
+
+
+@pytest.mark.parametrize("extra", [(), NON_DEFAULT])
+def test_every_pod_template_meets_the_restricted_pod_security_standard(extra):
+    specs = pod_specs(render(*extra))
+    assert specs
+    for name, spec in specs:
+        psc = spec.get("securityContext", {})
+        assert psc.get("runAsNonRoot") is True, name
+        assert psc.get("runAsUser") == 10001, name
+        assert psc.get("seccompProfile") == {"type": "RuntimeDefault"}, name
+        assert not (spec.get("hostNetwork") or spec.get("hostPID") or spec.get("hostIPC")), name
+        assert not any("hostPath" in v for v in spec.get("volumes", [])), name
+        for c in spec.get("initContainers", []) + spec["containers"]:
+            sc = c.get("securityContext", {})
+            assert sc.get("allowPrivilegeEscalation") is False, (name, c["name"])
+            assert sc.get("readOnlyRootFilesystem") is True, (name, c["name"])
+            assert sc.get("capabilities") == {"drop": ["ALL"]}, (name, c["name"])
+            assert not sc.get("privileged"), (name, c["name"])
+            assert sc.get("runAsUser", 10001) == 10001 and sc.get("runAsNonRoot", True) is True
+            assert c["resources"].get("requests") and c["resources"].get("limits"), (name, c["name"])
+
+
+def test_operator_is_one_recreated_standalone_kopf_replica_with_liveness_probes():
+    dep = only(render(), "Deployment")
+    assert dep["spec"]["replicas"] == 1
+    assert dep["spec"]["strategy"] == {"type": "Recreate"}
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    assert c["image"] == "ghcr.io/onair-dev/onair:0.1.0"
+    assert c["args"][:2] == ["onair", "run"]
+    assert "--standalone" in c["args"] and "--all-namespaces" in c["args"]
+    assert "--liveness=http://0.0.0.0:8080/healthz" in c["args"]
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert c[probe]["httpGet"] == {"path": "/healthz", "port": "healthz"}
+    assert {"name": "healthz", "containerPort": 8080, "protocol": "TCP"} in c["ports"]
+    # The root filesystem is read-only, so every writable path is a volume.
+    assert [m["mountPath"] for m in c["volumeMounts"]] == ["/tmp"]
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    assert all(labels[k] == v for k, v in dep["spec"]["selector"]["matchLabels"].items())
+
+
+def test_the_run_args_are_accepted_by_onair_run():
+    """The chart's args must parse with the real `onair run` argument parser (up to connecting)."""
+    from onair.controller import runner
+
+    args = only(render("--set", "watchNamespaces={a,b}", "--set", "operator.logLevel=verbose"),
+                "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[:2] == ["onair", "run"]
+    proc = subprocess.run(["onair", "run", *args[2:], "--help"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    for flag in args[2:]:
+        assert flag.split("=", 1)[0] in proc.stdout, flag
+    assert hasattr(runner, "main")
+
+
+def env_of(docs: list[dict]) -> dict[str, str]:
+    container = only(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e["value"] for e in container["env"] if "value" in e}
+
+
+def test_operator_env_is_what_the_operator_config_reads(tmp_path):
+    from onair.controller.config import OperatorConfig
+
+    docs = render(values={
+        "image": {"repository": "ghcr.io/onair-dev/onair", "tag": "1.2.3", "pullPolicy": "Always"},
+        "livestreams": {
+            "imagePullSecrets": ["regcred"],
+            "ingest": {"serviceType": "LoadBalancer", "hostTemplate": "{service}.live.example.com",
+                       "tlsSecret": "live-tls",
+                       "whipIceServers": ["stun:stun.example.com:3478", "turn:turn.example.com"]},
+            "playback": {"baseUrlTemplate": "https://play.example.com/{namespace}/{name}"},
+            "storage": {"storageClass": "fast", "dvrVolumeSize": "20Gi"},
+            "resources": {"transcoder": {"limits": {"cpu": 6}, "requests": {"memory": "1Gi"}}},
+            "statusPollIntervalSeconds": 2.5,
+        }}, tmp=tmp_path)
+    env = env_of(docs)
+    assert all(k.startswith("ONAIR_") for k in env)
+    config = OperatorConfig.from_env(env)
+    assert config.image == "ghcr.io/onair-dev/onair:1.2.3"
+    assert config.image_pull_policy == "Always"
+    assert config.image_pull_secrets == ["regcred"]
+    assert config.ingest_service_type == "LoadBalancer"
+    assert config.ingest_host("show", "team") == "show-ingest.live.example.com"
+    assert config.ingest_tls_secret == "live-tls"
+    assert config.whip_ice_servers == ["stun:stun.example.com:3478", "turn:turn.example.com"]
+    assert config.playback_base_url("show", "team") == "https://play.example.com/team/show"
+    assert config.storage_class == "fast"
+    assert config.dvr_volume_size == "20Gi"
+    assert config.resources_for("transcoder").limits == {"cpu": "6"}
+    assert config.resources_for("transcoder").requests == {"memory": "1Gi"}
+    assert config.resources_for("ingest") == OperatorConfig().resources_for("ingest")
+    assert config.status_poll_interval_seconds == 2.5
+
+
+def test_default_env_keeps_the_operator_defaults_except_the_image():
+    from onair.controller.config import OperatorConfig
+
+    env = env_of(render())
+    assert set(env) == {"ONAIR_IMAGE", "ONAIR_IMAGE_PULL_POLICY"}
+    config = OperatorConfig.from_env(env)
+    defaults = OperatorConfig()
+    assert config.model_dump(exclude={"image"}) == defaults.model_dump(exclude={"image"})
+    assert config.image == "ghcr.io/onair-dev/onair:0.1.0"
+
+
+def test_digest_pins_the_operator_and_the_agents():
+    docs = render("--set", "image.digest=sha256:" + "b" * 64)
+    image = "ghcr.io/onair-dev/onair@sha256:" + "b" * 64
+    assert only(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"] == image
+    assert env_of(docs)["ONAIR_IMAGE"] == image
+
+
+# ----------------------------------------------------------------------------- CallTypes, CRDs
+
+
+def test_builtin_calltypes_are_the_files_and_follow_their_toggles():
+    docs = render()
+    calltypes = {d["metadata"]["name"]: d for d in by_kind(docs, "CallType")}
+    assert sorted(calltypes) == ["default", "development", "livestream"]
+    for name, obj in calltypes.items():
+        source = yaml.safe_load((CHART / "files" / "calltypes" / f"{name}.yaml").read_text())
+        assert obj["spec"] == source["spec"]
+        assert obj["metadata"]["labels"]["onair.dev/builtin"] == "true"
+    off = render("--set", "builtinCallTypes.development.enabled=false", "--set", "builtinCallTypes.default.enabled=false")
+    assert [d["metadata"]["name"] for d in by_kind(off, "CallType")] == ["livestream"]
+
+
+def test_crds_come_only_from_the_crds_directory():
+    assert by_kind(render(), "CustomResourceDefinition") == []
+    crds = by_kind(render(crds=True), "CustomResourceDefinition")
+    assert sorted(c["metadata"]["name"] for c in crds) == ["calltypes.onair.dev", "livestreams.onair.dev"]
+    for c in crds:
+        assert "helm.sh/resource-policy" not in (c["metadata"].get("annotations") or {})
+
+
+# ----------------------------------------------------------------------------- manifests/
+
+
+def test_committed_manifests_are_fresh():
+    assert manifests.stale_manifests(helm_bin=HELM) == [], "run scripts/generate-manifests and commit manifests/"
+
+
+def test_manifests_split_crds_operator_and_calltypes_without_helm_bookkeeping():
+    rendered = manifests.render_manifests(helm_bin=HELM)
+    kinds = {name: [d["kind"] for d in yaml.safe_load_all(text) if d] for name, text in rendered.items()}
+    assert kinds["crds.yaml"] == ["CustomResourceDefinition"] * 2
+    assert kinds["builtin-calltypes.yaml"] == ["CallType"] * 3
+    assert kinds["onair.yaml"][0] == "Namespace"
+    assert set(kinds["onair.yaml"]) == {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment"}
+    for text in rendered.values():
+        assert "helm.sh/chart" not in text and "managed-by: Helm" not in text
+    ns = yaml.safe_load(rendered["onair.yaml"].split("---", 1)[0])
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
