@@ -45,6 +45,8 @@ class Child:
     on_exit: Optional[ExitHandler] = None
     # Output that is not a progress line goes to the log at this level.
     log_level: int = logging.INFO
+    # Extra descriptors the child inherits under the same numbers (e.g. a pipe read as pipe:N).
+    pass_fds: Sequence[int] = ()
 
     proc: Optional[asyncio.subprocess.Process] = field(default=None, init=False)
     restarts: int = field(default=0, init=False)
@@ -103,6 +105,7 @@ class Child:
                     env={**os.environ, **(self.env or {})},
                     cwd=self.cwd,
                     start_new_session=True,
+                    pass_fds=tuple(self.pass_fds),
                 )
             except OSError as exc:
                 log.error("cannot start %s (%s): %s", self.name, self.argv[0], exc)

@@ -1,0 +1,534 @@
+"""The ingest agent of one slot: nginx (RTMP/RTMPS), the SRT listener and bridge, WHIP, and the
+one place that decides who may publish.
+
+Every publish, whatever its protocol, ends up as an RTMP publish into nginx and passes through
+``on_publish`` here; the accepted one is renamed to the internal stream readers use. nginx's stat
+XML is polled to tell a live publisher from a frozen or vanished one.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import secrets
+import signal
+import ssl
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import Counter, Gauge
+
+from onair import endpoints
+from onair.agent.app import Agent, read_secret
+from onair.agent.supervisor import Child, Supervisor
+from onair.api.agent import Desired, IngestConfig, IngestStatus
+
+from . import auth, nginx, ports, srt
+from .rtmpstat import ReceiveMonitor, StreamStat, parse_stat
+from .whip import WhipServer, install_ice_addresses
+
+log = logging.getLogger("onair.agent.ingest")
+
+POLL_INTERVAL = 0.5
+STALL_SECONDS = 2.0  # no new bytes for this long: not receiving (nginx drops the publisher later)
+ACCEPT_GRACE = 3.0  # an accepted publish may take this long to show up in nginx's stats
+NO_VIDEO_GRACE = 5.0  # a publish still without a video track after this long is dropped
+WHIP_CLAIM_SECONDS = 15.0  # a WHIP session holds the slot this long before its RTMP publish arrives
+RTMPS_SOURCE = "127.0.0.2"  # the TLS proxy connects from here, so RTMPS publishes are recognisable
+
+
+@dataclass
+class Holder:
+    """The accepted publish that owns the slot."""
+
+    protocol: str
+    clientid: str
+    addr: str
+    accepted_at: float
+    since: dt.datetime
+
+
+class IngestAgent(Agent):
+    def __init__(self, config: IngestConfig) -> None:
+        super().__init__("ingest", config.listen_host, config.agent_port)
+        self.config = config
+        self.desired = Desired(active=config.active)
+        self.supervisor = Supervisor()
+        self.bridge_token = secrets.token_urlsafe(24)
+        self.work_dir = Path(config.work_dir)
+        self.local_host = nginx.local_address(config.listen_host)
+        self.stat_port = 0
+        self.udp_port = 0
+        self.rtmps_addr: Optional[str] = None
+        self.rtmps_enabled = False
+        self.srt_enabled = False
+        self.srt_passphrase: Optional[str] = None
+        self.holder: Optional[Holder] = None
+        self.whip_claim: Optional[tuple[str, float]] = None
+        self.srt_caller = False
+        self.srt_peer: Optional[str] = None
+        self.srt_ready = False
+        self.monitor = ReceiveMonitor(stall_seconds=STALL_SECONDS)
+        self.last_stat: Optional[StreamStat] = None
+        self.stat_ok = False
+        self.whip: Optional[WhipServer] = None
+        self._http: Optional[aiohttp.ClientSession] = None
+        self._poll_task: Optional[asyncio.Task] = None
+        self._was_receiving = False
+        self._dropping: set[str] = set()
+        self._active_applied = self.active
+        self._init_metrics()
+        self.app.add_routes([
+            web.post("/internal/rtmp/publish", self._on_publish),
+            web.post("/internal/rtmp/publish_done", self._on_publish_done),
+            web.get("/readyz", self._get_readyz),
+        ])
+
+    # metrics ------------------------------------------------------------------------------
+    def _init_metrics(self) -> None:
+        labels = {"livestream": self.config.livestream, "slot": self.config.slot}
+        self._labels = labels
+        self.m_receiving = Gauge("onair_ingest_receiving", "1 while media is arriving on this slot",
+                                 list(labels), registry=self.registry).labels(**labels)
+        self.m_bitrate = Gauge("onair_ingest_bitrate_kbps", "incoming bitrate over the last seconds",
+                               list(labels), registry=self.registry).labels(**labels)
+        self.m_publishes = Counter("onair_ingest_publishes", "publish attempts by protocol and outcome",
+                                   [*labels, "protocol", "outcome"], registry=self.registry)
+        self.m_drops = Counter("onair_ingest_publisher_drops", "live publishers the ingest dropped, by reason",
+                               [*labels, "reason"], registry=self.registry)
+
+    def _count(self, protocol: Optional[str], outcome: str) -> None:
+        self.m_publishes.labels(**self._labels, protocol=protocol or "unknown", outcome=outcome).inc()
+
+    # publish decisions --------------------------------------------------------------------
+    @property
+    def active(self) -> bool:
+        return self.desired.active
+
+    def _current_claim(self, protocol: Optional[str]) -> Optional[auth.Claim]:
+        if self.holder is not None:
+            return auth.Claim(self.holder.protocol, self.holder.clientid)
+        now = time.monotonic()
+        if self.whip_claim and protocol != "whip":
+            if now - self.whip_claim[1] < WHIP_CLAIM_SECONDS or (self.whip and self.whip.sessions):
+                return auth.Claim("whip")
+        if self.srt_caller and protocol != "srt":
+            return auth.Claim("srt")
+        return None
+
+    async def _on_publish(self, request: web.Request) -> web.Response:
+        if not auth.is_loopback(request.remote or ""):
+            return web.Response(status=403, text="callbacks are for the local nginx only\n")
+        req = auth.PublishRequest.from_form(await request.post())
+        protocol, _ = auth.identify(req, read_secret(self.config.stream_key_file), self.bridge_token, self.rtmps_addr)
+        if self.holder is not None and time.monotonic() - self.holder.accepted_at > ACCEPT_GRACE:
+            await self._refresh_stat()  # the holder may have vanished since the last poll
+        decision = auth.decide(
+            req, stream_key=read_secret(self.config.stream_key_file), bridge_token=self.bridge_token,
+            protocols=self.config.protocols, active=self.active, holder=self._current_claim(protocol),
+            rtmps_addr=self.rtmps_addr)
+        self._count(decision.protocol, decision.reason)
+        if not decision.accept:
+            log.warning("%s", decision.message)
+            if decision.protocol == "srt" and decision.reason in (auth.BUSY, auth.OTHER_PROTOCOL, auth.INACTIVE):
+                # The caller is connected at the SRT level; hanging up is the only way to tell it.
+                asyncio.get_running_loop().create_task(self._restart_srt("its publish was refused"))
+            return web.Response(status=403, text=decision.reason + "\n")
+        self.holder = Holder(decision.protocol or "rtmp", req.clientid, req.addr, time.monotonic(),
+                             dt.datetime.now(dt.timezone.utc))
+        if decision.protocol == "whip":
+            self.whip_claim = None
+        log.info("%s (client %s)", decision.message, req.clientid)
+        return web.Response(status=302, headers={"Location": endpoints.INTERNAL_STREAM})
+
+    async def _on_publish_done(self, request: web.Request) -> web.Response:
+        if not auth.is_loopback(request.remote or ""):
+            return web.Response(status=403)
+        req = auth.PublishRequest.from_form(await request.post())
+        if self.holder is not None and self.holder.clientid == req.clientid:
+            log.info("%s publisher (client %s) left", self.holder.protocol, req.clientid)
+            self.holder = None
+        return web.Response(text="ok\n")
+
+    # WHIP gate ----------------------------------------------------------------------------
+    def whip_refusal(self) -> Optional[tuple[int, str, str]]:
+        if "whip" not in self.config.protocols:
+            return 403, auth.PROTOCOL_DISABLED, "whip is not enabled for this livestream"
+        if not self.active:
+            return 403, auth.INACTIVE, "the livestream is not active"
+        claim = self._current_claim("whip")
+        if claim is not None and claim.protocol != "whip":
+            return 409, auth.OTHER_PROTOCOL, f"{claim.protocol} is already live on this slot (only one protocol at a time)"
+        if claim is not None or self.whip_claim or (self.whip and self.whip.sessions):
+            return 409, auth.BUSY, "another whip publisher is already live on this slot"
+        return None
+
+    def whip_claim_slot(self, session_id: str) -> None:
+        self.whip_claim = (session_id, time.monotonic())
+
+    def whip_release(self, session_id: str) -> None:
+        if self.whip_claim and self.whip_claim[0] == session_id:
+            self.whip_claim = None
+
+    def whip_publish_url(self) -> str:
+        return self._bridge_url("whip")
+
+    def whip_refused(self, reason: str, message: str) -> None:
+        self._count("whip", reason)
+        log.warning("%s", message)
+
+    def _bridge_url(self, protocol: str) -> str:
+        return f"rtmp://{nginx.listen_address(self.local_host, self.config.rtmp_port)}/{endpoints.RTMP_APP}/" \
+               f"{auth.BRIDGE_PREFIX[protocol]}{self.bridge_token}"
+
+    # status -------------------------------------------------------------------------------
+    def status(self) -> IngestStatus:
+        stat = self.last_stat
+        connected = bool(stat and stat.publishing)
+        receiving = connected and self.monitor.receiving
+        holder = self.holder if connected else None
+        return IngestStatus(
+            slot=self.config.slot,
+            receiving=receiving,
+            since=holder.since if holder and receiving else None,
+            protocol=holder.protocol if holder else None,
+            bitrate_kbps=self.monitor.bitrate_kbps if receiving else None,
+            video=stat.video if connected else None,
+            audio=stat.audio if connected else None,
+        )
+
+    def ready(self) -> Optional[str]:
+        """None when every enabled listener is up, else what is missing."""
+        if not self.stat_ok:
+            return "nginx is not answering yet"
+        if self.srt_enabled and self.active and not self.srt_ready:
+            return "the SRT listener is not up yet"
+        return None
+
+    async def _get_readyz(self, request: web.Request) -> web.Response:
+        missing = self.ready()
+        if missing:
+            return web.Response(status=503, text=missing + "\n")
+        return web.Response(text="ready\n")
+
+    async def apply_desired(self, desired: Desired) -> None:
+        if desired.active == self._active_applied:
+            return
+        self._active_applied = desired.active
+        if desired.active:
+            log.info("livestream activated: accepting publishes again")
+            if self.srt_enabled:
+                self._start_srt()
+            return
+        log.warning("livestream deactivated: refusing every publish and dropping the live one")
+        if self.whip:
+            await self.whip.end_all("livestream deactivated")
+        if self.srt_enabled:
+            await self._stop_srt()
+        if self.holder is not None:
+            await self._drop_publisher("deactivated")
+
+    # stats polling ------------------------------------------------------------------------
+    async def _refresh_stat(self) -> None:
+        assert self._http is not None
+        try:
+            async with self._http.get(f"http://127.0.0.1:{self.stat_port}/stat") as resp:
+                body = await resp.text()
+            stat = parse_stat(body)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            if self.stat_ok:
+                log.warning("cannot read nginx stats (nginx restarting?): %s", exc)
+            self.stat_ok = False
+            stat = None
+        except Exception as exc:  # malformed XML must not stop the poller
+            log.warning("cannot parse nginx stats: %s", exc)
+            stat = None
+        else:
+            self.stat_ok = True
+        now = time.monotonic()
+        self.last_stat = stat
+        self.monitor.update(now, stat)
+        holder = self.holder
+        if holder is not None and now - holder.accepted_at > ACCEPT_GRACE:
+            if stat is None or not stat.publishing or stat.client_id != holder.clientid:
+                log.info("%s publisher (client %s) is gone from nginx", holder.protocol, holder.clientid)
+                self.holder = None
+
+    async def _poll(self) -> None:
+        while True:
+            try:
+                await self._refresh_stat()
+                await self._watch()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("stats poll failed")
+            await asyncio.sleep(POLL_INTERVAL)
+
+    async def _watch(self) -> None:
+        st = self.status()
+        if st.receiving != self._was_receiving:
+            if st.receiving:
+                v = st.video
+                log.info("receiving %s: %s %sx%s@%s", st.protocol, v.codec if v else "no video",
+                         v.width if v else "?", v.height if v else "?", v.fps if v else "?")
+            elif self.last_stat and self.last_stat.publishing:
+                log.warning("not receiving: no data for %.0fs although the publisher is connected (frozen?)",
+                            self.monitor.stalled_for or STALL_SECONDS)
+            else:
+                log.info("not receiving: no publisher")
+            self._was_receiving = st.receiving
+        self.m_receiving.set(1 if st.receiving else 0)
+        self.m_bitrate.set(st.bitrate_kbps or 0)
+        holder, stat = self.holder, self.last_stat
+        if (holder and stat and stat.publishing and stat.client_id == holder.clientid and stat.video is None
+                and stat.bytes_in > 0 and time.monotonic() - holder.accepted_at > NO_VIDEO_GRACE):
+            log.warning("dropping %s publish from %s: it carries no video (audio only?); the transcoder needs "
+                        "a video track", holder.protocol, holder.addr)
+            self._count(holder.protocol, auth.NO_VIDEO)
+            await self._drop_publisher(auth.NO_VIDEO)
+
+    async def _drop_publisher(self, reason: str) -> None:
+        holder = self.holder
+        if holder is None or holder.clientid in self._dropping:
+            return
+        self._dropping.add(holder.clientid)
+        self.m_drops.labels(**self._labels, reason=reason).inc()
+        url = (f"http://127.0.0.1:{self.stat_port}/control/drop/client?app={endpoints.RTMP_APP}"
+               f"&name={endpoints.INTERNAL_STREAM}&clientid={holder.clientid}")
+        try:
+            assert self._http is not None
+            async with self._http.get(url) as resp:
+                await resp.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            log.warning("could not drop the publisher through nginx: %s", exc)
+        if holder.protocol == "srt":
+            await self._restart_srt(f"its publish was dropped ({reason})")
+        elif holder.protocol == "whip" and self.whip:
+            await self.whip.end_all(f"publish dropped ({reason})")
+        if self.holder is holder:
+            self.holder = None
+        self._dropping.discard(holder.clientid)
+
+    # children -----------------------------------------------------------------------------
+    def _nginx_params(self, rtmps: bool) -> nginx.NginxParams:
+        c = self.config
+        return nginx.NginxParams(
+            livestream=c.livestream, slot=c.slot, work_dir=str(self.work_dir.resolve()),
+            rtmp_listen=nginx.listen_address(c.listen_host, c.rtmp_port),
+            stat_listen=nginx.listen_address("127.0.0.1", self.stat_port),
+            callback_base=f"http://{nginx.listen_address(self.local_host, c.agent_port)}/internal/rtmp",
+            idle_timeout_ms=int(c.idle_publisher_timeout_seconds * 1000),
+            rtmps_listen=nginx.listen_address(c.listen_host, c.rtmps_port) if rtmps else None,
+            tls_cert_file=str(Path(c.tls_cert_file).resolve()) if rtmps and c.tls_cert_file else None,
+            tls_key_file=str(Path(c.tls_key_file).resolve()) if rtmps and c.tls_key_file else None,
+            rtmp_upstream=nginx.listen_address(self.local_host, c.rtmp_port) if rtmps else None,
+            rtmps_bind=self.rtmps_addr if rtmps else None,
+            user=nginx.worker_user())
+
+    async def _nginx_test(self, conf: Path) -> Optional[str]:
+        proc = await asyncio.create_subprocess_exec(
+            *nginx.nginx_test_argv(str(conf), str(self.work_dir.resolve())),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), 15)
+        except asyncio.TimeoutError:
+            proc.kill()
+            return "nginx -t did not finish within 15s"
+        if proc.returncode == 0:
+            return None
+        return " ".join(out.decode(errors="replace").split())
+
+    async def _write_nginx_conf(self) -> Path:
+        conf = self.work_dir / "nginx.conf"
+        rtmps = self.rtmps_enabled
+        conf.write_text(nginx.render_nginx_conf(self._nginx_params(rtmps)))
+        problem = await self._nginx_test(conf)
+        if problem and rtmps:
+            log.error("RTMPS disabled: nginx rejects the TLS configuration (%s)", problem)
+            self.rtmps_enabled = False
+            conf.write_text(nginx.render_nginx_conf(self._nginx_params(False)))
+            problem = await self._nginx_test(conf)
+        if problem:
+            raise SystemExit(f"onair agent ingest: nginx rejects the rendered {conf}: {problem}")
+        return conf
+
+    def _on_nginx_line(self, line: str) -> None:
+        level, message = nginx.classify_log_line(line)
+        log.log(level, "%s", message)
+
+    def _start_srt(self) -> None:
+        c = self.config
+        assert self.srt_passphrase is not None
+        self.srt_ready = False
+        self.supervisor.add(Child(
+            name="srt-bridge", argv=srt.bridge_argv(self.udp_port, self._bridge_url("srt")),
+            secrets=[self.bridge_token], on_line=self._on_bridge_line,
+            # A remux has nothing to finalize, and ffmpeg blocked on an idle UDP input ignores
+            # SIGTERM for seconds; nginx sees the TCP close at once either way.
+            stop_signal=signal.SIGKILL, backoff_initial=0.3, backoff_max=2.0))
+        self.supervisor.add(Child(
+            name="srt-listener",
+            argv=srt.srt_live_transmit_argv(c.listen_host, c.srt_port, self.srt_passphrase, c.srt_latency_ms,
+                                            self.udp_port),
+            secrets=[self.srt_passphrase], on_line=self._on_srt_line, on_exit=self._on_srt_exit,
+            backoff_initial=0.3, backoff_max=5.0))
+
+    async def _stop_srt(self) -> None:
+        await self.supervisor.remove("srt-listener")
+        await self.supervisor.remove("srt-bridge")
+        self.srt_caller = False
+        self.srt_ready = False
+
+    async def _restart_srt(self, why: str) -> None:
+        if not self.srt_enabled or "srt-listener" not in self.supervisor.children:
+            return
+        log.warning("hanging up on the SRT caller: %s", why)
+        await self._stop_srt()
+        if self.active:
+            self._start_srt()
+
+    async def _restart_bridge(self) -> None:
+        child = self.supervisor.children.get("srt-bridge")
+        if child is not None:
+            await child.stop()
+            child.start()
+
+    def _on_srt_line(self, line: str) -> None:
+        event = srt.parse_srt_line(line)
+        if event is None:
+            log.debug("[srt-live-transmit] %s", line)
+            return
+        if event.kind == "listening":
+            if not self.srt_ready:
+                log.info("SRT listener on %s:%s/udp", self.config.listen_host, self.config.srt_port)
+            self.srt_ready = True
+        elif event.kind == "peer":
+            self.srt_peer = event.detail
+        elif event.kind == "connected":
+            self.srt_caller = True
+            log.info("SRT caller %s connected", self.srt_peer or "")
+        elif event.kind == "disconnected":
+            self.srt_caller = False
+            log.info("SRT caller %s left", self.srt_peer or "")
+            # The next caller's MPEG-TS starts over; a fresh remux must read it.
+            asyncio.get_running_loop().create_task(self._restart_bridge())
+        elif event.kind == "rejected":
+            reason = "wrong passphrase" if "passphrase" in event.detail.lower() else event.detail
+            log.warning("refused srt publish from %s: %s", self.srt_peer or "unknown address", reason)
+            self._count("srt", auth.WRONG_KEY if reason == "wrong passphrase" else "rejected")
+
+    def _on_srt_exit(self, code: int) -> None:
+        self.srt_caller = False
+        self.srt_ready = False
+
+    def _on_bridge_line(self, line: str) -> None:
+        if "not currently supported in container" in line or "codec not supported" in line.lower():
+            log.warning("SRT input cannot be forwarded: RTMP carries H.264 video and AAC audio only (%s)", line)
+        elif "Input/output error" in line or "Broken pipe" in line or "Connection refused" in line:
+            log.info("[srt-bridge] %s", line)
+        else:
+            log.debug("[srt-bridge] %s", line)
+
+    # lifecycle ----------------------------------------------------------------------------
+    def _listeners(self) -> list[ports.Listener]:
+        c = self.config
+        items = [ports.Listener("agentPort", "agent API", c.listen_host, c.agent_port),
+                 ports.Listener("rtmpPort", "RTMP", c.listen_host, c.rtmp_port)]
+        if self.rtmps_enabled:
+            items.append(ports.Listener("rtmpsPort", "RTMPS", c.listen_host, c.rtmps_port))
+        if self.srt_enabled:
+            items.append(ports.Listener("srtPort", "SRT", c.listen_host, c.srt_port, udp=True))
+        if "whip" in c.protocols:
+            items.append(ports.Listener("whipPort", "WHIP", c.listen_host, c.whip_port))
+        return items
+
+    def _decide_features(self) -> None:
+        c = self.config
+        if "rtmps" in c.protocols:
+            missing = [f for f, v in (("tlsCertFile", c.tls_cert_file), ("tlsKeyFile", c.tls_key_file))
+                       if not v or not Path(v).is_file()]
+            if missing:
+                log.error("RTMPS disabled: %s not set or not readable", " and ".join(missing))
+            else:
+                self.rtmps_enabled = True
+                if self.local_host.startswith("127.") and ports.can_bind(RTMPS_SOURCE):
+                    self.rtmps_addr = RTMPS_SOURCE
+        if "srt" in c.protocols:
+            self.srt_passphrase = read_secret(c.srt_passphrase_file)
+            problem = srt.passphrase_problem(self.srt_passphrase)
+            if problem:
+                log.error("SRT disabled: %s (file %s)", problem, c.srt_passphrase_file)
+            else:
+                self.srt_enabled = True
+        if "rtmp" in c.protocols or "rtmps" in c.protocols:
+            if not read_secret(c.stream_key_file):
+                log.error("no stream key in %s: every RTMP/RTMPS publish will be refused", c.stream_key_file)
+        if "whip" in c.protocols and not read_secret(c.whip_token_file):
+            log.error("no WHIP token in %s: every WHIP publish will be refused", c.whip_token_file)
+
+    def _whip_ssl(self) -> Optional[ssl.SSLContext]:
+        c = self.config
+        if not (c.tls_cert_file and c.tls_key_file):
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(c.tls_cert_file, c.tls_key_file)
+        except (OSError, ssl.SSLError) as exc:
+            log.error("WHIP falls back to plain HTTP: cannot load %s/%s: %s", c.tls_cert_file, c.tls_key_file, exc)
+            return None
+        return context
+
+    async def run(self) -> None:
+        self._active_applied = self.active
+        self._decide_features()
+        problem = ports.first_problem(self._listeners())
+        if problem:
+            raise SystemExit(f"onair agent ingest: {problem}")
+        nginx.prepare_work_dir(str(self.work_dir))
+        self.stat_port = ports.ephemeral_port()
+        self.udp_port = ports.ephemeral_port(udp=True)
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2))
+        try:
+            await self.start_http()
+            conf = await self._write_nginx_conf()
+            self.supervisor.add(Child(name="nginx", argv=nginx.nginx_argv(str(conf.resolve()),
+                                                                          str(self.work_dir.resolve())),
+                                      on_line=self._on_nginx_line, backoff_initial=0.5, backoff_max=5.0))
+            if self.srt_enabled and self.active:
+                self._start_srt()
+            if "whip" in self.config.protocols:
+                install_ice_addresses(self.config.whip_ice_addresses)
+                self.whip = WhipServer(self, lambda: read_secret(self.config.whip_token_file),
+                                       self.config.listen_host, self.config.whip_port, self.config.whip_ice_servers,
+                                       self.supervisor, secrets=[self.bridge_token], ssl_context=self._whip_ssl())
+                await self.whip.start()
+            self._poll_task = asyncio.get_running_loop().create_task(self._poll())
+            log.info("ingest %s (%s) up: rtmp %s%s%s%s; readers use %s", self.config.livestream, self.config.slot,
+                     self.config.rtmp_port,
+                     f", rtmps {self.config.rtmps_port}" if self.rtmps_enabled else "",
+                     f", srt {self.config.srt_port}/udp" if self.srt_enabled else "",
+                     f", whip {self.config.whip_port}" if self.whip else "",
+                     endpoints.ingest_read_url(self.local_host, self.config.rtmp_port))
+            await self.wait_for_stop_signal()
+            log.info("stopping")
+        finally:
+            await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        if self._poll_task:
+            self._poll_task.cancel()
+            try:
+                await self._poll_task
+            except (asyncio.CancelledError, Exception):
+                pass
+        if self.whip:
+            await self.whip.stop()
+        await self.supervisor.stop_all()
+        await self.stop_http()
+        if self._http:
+            await self._http.close()

@@ -1,0 +1,117 @@
+"""Who may publish on this slot, decided on every nginx-rtmp ``on_publish`` callback.
+
+Pure: the agent gathers the facts (request, secrets, what is live) and logs/counts the verdict.
+Messages never contain a secret nor the name a publisher tried (a near miss of the key is a
+secret too).
+"""
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from dataclasses import dataclass
+from typing import Optional, Sequence
+from urllib.parse import unquote
+
+# Internal publishers (SRT and WHIP bridges) publish as "<prefix><token>"; the token is
+# random per agent start, so only processes the agent started can use these names.
+BRIDGE_PREFIX = {"srt": "_onair_srt_", "whip": "_onair_whip_"}
+
+ACCEPTED = "accepted"
+WRONG_KEY = "wrong_key"
+NO_KEY = "no_key_configured"
+INACTIVE = "inactive"
+BUSY = "busy"
+OTHER_PROTOCOL = "other_protocol_live"
+PROTOCOL_DISABLED = "protocol_disabled"
+NO_VIDEO = "no_video"
+
+
+@dataclass(frozen=True)
+class PublishRequest:
+    """The form nginx-rtmp posts. Publisher-supplied query args are appended after nginx's own
+    fields, so only the first value of each field can be trusted."""
+
+    name: str
+    addr: str
+    clientid: str
+    tcurl: str = ""
+    app: str = ""
+
+    @classmethod
+    def from_form(cls, form) -> "PublishRequest":
+        """``form``: a multidict (aiohttp's ``await request.post()``)."""
+        def first(key: str) -> str:
+            values = form.getall(key, [])
+            return str(values[0]) if values else ""
+        return cls(name=first("name"), addr=first("addr"), clientid=first("clientid"), tcurl=first("tcurl"),
+                   app=first("app"))
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A protocol that holds (or is about to hold) the slot."""
+
+    protocol: str
+    clientid: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    accept: bool
+    protocol: Optional[str]
+    reason: str
+    message: str
+
+
+def secret_equals(candidate: str, secret: Optional[str]) -> bool:
+    if not secret:
+        return False
+    return hmac.compare_digest(candidate.encode(), secret.encode())
+
+
+def is_loopback(addr: str) -> bool:
+    try:
+        return ipaddress.ip_address(addr).is_loopback
+    except ValueError:
+        return False
+
+
+def identify(req: PublishRequest, stream_key: Optional[str], bridge_token: str,
+             rtmps_addr: Optional[str]) -> tuple[Optional[str], bool]:
+    """(protocol, credentials_ok). protocol is None only when nothing matched."""
+    for protocol, prefix in BRIDGE_PREFIX.items():
+        if req.name.startswith(prefix):
+            ok = is_loopback(req.addr) and secret_equals(req.name[len(prefix):], bridge_token)
+            return protocol, ok
+    if rtmps_addr:
+        protocol = "rtmps" if req.addr == rtmps_addr else "rtmp"
+    else:  # no distinct proxy address: the client's own tcUrl is the best we have
+        protocol = "rtmps" if req.tcurl.lower().startswith("rtmps://") else "rtmp"
+    # OBS sends the key verbatim; URL builders percent-encode it. Either spelling is the key.
+    ok = secret_equals(req.name, stream_key) or secret_equals(unquote(req.name), stream_key)
+    return protocol, ok
+
+
+def decide(req: PublishRequest, *, stream_key: Optional[str], bridge_token: str, protocols: Sequence[str],
+           active: bool, holder: Optional[Claim], rtmps_addr: Optional[str]) -> Decision:
+    protocol, ok = identify(req, stream_key, bridge_token, rtmps_addr)
+    who = f"{protocol or 'rtmp'} publish from {req.addr or 'unknown address'}"
+    if protocol in ("rtmp", "rtmps") and not stream_key:
+        return Decision(False, protocol, NO_KEY, f"refused {who}: no stream key is configured for this slot")
+    if not ok:
+        what = "stream key" if protocol in ("rtmp", "rtmps") else "internal bridge token"
+        return Decision(False, protocol, WRONG_KEY, f"refused {who}: wrong {what}")
+    if protocol not in protocols:
+        return Decision(False, protocol, PROTOCOL_DISABLED,
+                        f"refused {who}: {protocol} is not enabled for this livestream "
+                        f"(enabled: {', '.join(protocols) or 'none'})")
+    if not active:
+        return Decision(False, protocol, INACTIVE, f"refused {who}: the livestream is not active")
+    if holder is not None:
+        if holder.protocol == protocol:
+            return Decision(False, protocol, BUSY,
+                            f"refused {who}: another {protocol} publisher is already live on this slot")
+        return Decision(False, protocol, OTHER_PROTOCOL,
+                        f"refused {who}: {holder.protocol} is already live on this slot "
+                        "(only one protocol at a time)")
+    return Decision(True, protocol, ACCEPTED, f"accepted {who}")

@@ -1,0 +1,362 @@
+"""WHIP (WebRTC-HTTP ingestion, RFC 9725) for one ingest slot.
+
+``POST /whip`` with ``Authorization: Bearer <token>`` and an SDP offer answers ``201`` with the
+SDP answer and a ``Location`` to ``DELETE`` when done. aiortc receives and decodes; the session's
+``RtmpEncoder`` re-encodes into the slot's RTMP application as an internal publish, so readers
+see WHIP exactly like any other protocol.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import os
+import secrets
+import shutil
+import ssl
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Protocol, Sequence
+
+from aiohttp import web
+
+from onair.agent.supervisor import Child, Supervisor
+
+log = logging.getLogger("onair.agent.ingest.whip")
+
+CODEC_REQUIREMENT = "WebRTC requires H.264 video and OPUS audio. Both tracks must be present"
+MEDIA_TIMEOUT = 5.0  # no frame for this long on a track ends the session (frozen/vanished sender)
+CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "POST, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
+    "Access-Control-Expose-Headers": "Location, ETag",
+}
+
+
+# ------------------------------------------------------------------------------------ SDP check
+def offer_codecs(sdp: str) -> dict[str, set[str]]:
+    """Codec names offered per media kind, e.g. {"video": {"h264", "vp8"}, "audio": {"opus"}}."""
+    found: dict[str, set[str]] = {}
+    kind: Optional[str] = None
+    for raw in sdp.splitlines():
+        line = raw.strip()
+        if line.startswith("m="):
+            kind = line[2:].split(" ", 1)[0].lower()
+            found.setdefault(kind, set())
+        elif kind and line.startswith("a=rtpmap:"):
+            try:
+                codec = line.split(" ", 1)[1].split("/", 1)[0].lower()
+            except IndexError:
+                continue
+            found[kind].add(codec)
+    return found
+
+
+def offer_problem(sdp: str) -> Optional[tuple[int, str]]:
+    """(HTTP status, message) when the offer cannot be ingested, None when it can."""
+    if "v=0" not in sdp or "m=" not in sdp:
+        return 400, "the body is not an SDP offer"
+    codecs = offer_codecs(sdp)
+    has_video = "h264" in codecs.get("video", set())
+    has_audio = "opus" in codecs.get("audio", set())
+    if has_video and has_audio:
+        return None
+    offered = "; ".join(f"{kind}: {', '.join(sorted(names)) or 'no codecs'}" for kind, names in sorted(codecs.items()))
+    return 406, f"{CODEC_REQUIREMENT} (offered {offered or 'no media'})"
+
+
+def bearer_ok(header: Optional[str], token: Optional[str]) -> bool:
+    if not token or not header:
+        return False
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(value.strip().encode(), token.encode())
+
+
+def install_ice_addresses(addresses: Optional[list[str]]) -> None:
+    """aioice gathers host candidates on every interface except loopback and has no option for
+    it; loopback tests and pods that must advertise one address set the list here."""
+    if not addresses:
+        return
+    import aioice.ice
+
+    chosen = list(addresses)
+
+    def host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+
+    aioice.ice.get_host_addresses = host_addresses
+
+
+def remux_argv(fd: int, rtmp_url: str, binary: Optional[str] = None) -> list[str]:
+    """ffmpeg publishing the encoder's FLV (read from inherited descriptor ``fd``) to nginx."""
+    return [binary or shutil.which("ffmpeg") or "ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "warning",
+            "-f", "flv", "-i", f"pipe:{fd}", "-c", "copy",
+            "-f", "flv", "-flvflags", "no_duration_filesize", rtmp_url]
+
+
+# ------------------------------------------------------------------------------------ sessions
+class SlotGate(Protocol):
+    """What the WHIP server asks the agent: may a session start, and where does it publish."""
+
+    def whip_refusal(self) -> Optional[tuple[int, str, str]]: ...  # (status, reason, message)
+
+    def whip_claim_slot(self, session_id: str) -> None: ...
+
+    def whip_release(self, session_id: str) -> None: ...
+
+    def whip_publish_url(self) -> str: ...
+
+    def whip_refused(self, reason: str, message: str) -> None: ...
+
+
+@dataclass
+class WhipSession:
+    id: str
+    etag: str
+    pc: object
+    remote: str
+    encoder: object = None
+    child: Optional[str] = None
+    tasks: list = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+    closed: bool = False
+
+
+class WhipServer:
+    def __init__(self, gate: SlotGate, token_source: Callable[[], Optional[str]], host: str, port: int,
+                 ice_servers: list[str], supervisor: Supervisor, secrets: Sequence[str] = (),
+                 ssl_context: Optional[ssl.SSLContext] = None) -> None:
+        self.gate = gate
+        self.supervisor = supervisor
+        self.secrets = list(secrets)
+        self.token_source = token_source
+        self.host = host
+        self.port = port
+        self.ice_servers = ice_servers
+        self.ssl_context = ssl_context
+        self.sessions: dict[str, WhipSession] = {}
+        self.app = web.Application(client_max_size=256 * 1024, middlewares=[self._errors])
+        self.app.add_routes([
+            web.post("/whip", self.post),
+            web.options("/whip", self.options),
+            web.delete("/whip/{id}", self.delete),
+            web.options("/whip/{id}", self.options),
+            web.patch("/whip/{id}", self.patch),
+        ])
+        self._runner: Optional[web.AppRunner] = None
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler):
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            exc.headers.update(CORS)
+            raise
+        response.headers.update(CORS)
+        return response
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.ssl_context)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise SystemExit(f"onair agent ingest: cannot listen on {self.host}:{self.port} (whipPort, WHIP): "
+                             f"{exc.strerror}. Another process holds the port; free it or change whipPort.")
+        log.info("WHIP endpoint on %s://%s:%s/whip", "https" if self.ssl_context else "http", self.host, self.port)
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(self.end(s, "agent stopping") for s in list(self.sessions.values())),
+                             return_exceptions=True)
+        if self._runner:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # http -------------------------------------------------------------------------------
+    def _text(self, status: int, message: str, **headers) -> web.Response:
+        return web.Response(status=status, text=message + "\n", headers=headers)
+
+    async def options(self, request: web.Request) -> web.Response:
+        return web.Response(status=204, headers={"Accept-Post": "application/sdp"})
+
+    async def patch(self, request: web.Request) -> web.Response:
+        # Trickle ICE is optional in WHIP; aiortc gathers every candidate before answering.
+        return self._text(405, "trickle ICE is not supported: send all candidates in the offer",
+                          Allow="DELETE")
+
+    async def post(self, request: web.Request) -> web.Response:
+        remote = request.remote or "unknown address"
+        if not bearer_ok(request.headers.get("Authorization"), self.token_source()):
+            self.gate.whip_refused("wrong_key", f"refused whip publish from {remote}: missing or wrong bearer token")
+            return self._text(401, "missing or wrong bearer token", **{"WWW-Authenticate": 'Bearer realm="whip"'})
+        ctype = request.content_type
+        if ctype != "application/sdp":
+            return self._text(415, f"expected Content-Type application/sdp, got {ctype or 'none'}")
+        try:
+            offer = (await request.read()).decode("utf-8")
+        except UnicodeDecodeError:
+            return self._text(400, "the SDP offer is not UTF-8 text")
+        problem = offer_problem(offer)
+        if problem:
+            status, message = problem
+            self.gate.whip_refused("bad_offer", f"refused whip publish from {remote}: {message}")
+            return self._text(status, message)
+        refusal = self.gate.whip_refusal()
+        if refusal:
+            status, reason, message = refusal
+            self.gate.whip_refused(reason, f"refused whip publish from {remote}: {message}")
+            return self._text(status, message)
+        session_id = uuid.uuid4().hex
+        self.gate.whip_claim_slot(session_id)
+        try:
+            answer, session = await self._negotiate(session_id, offer, remote)
+        except Exception as exc:
+            self.gate.whip_release(session_id)
+            log.warning("WHIP offer from %s could not be negotiated: %s", remote, exc)
+            return self._text(400, f"cannot negotiate this offer: {exc}")
+        self.sessions[session_id] = session
+        log.info("WHIP session %s from %s started", session_id[:8], remote)
+        return web.Response(status=201, text=answer, content_type="application/sdp",
+                            headers={"Location": f"/whip/{session_id}", "ETag": f'"{session.etag}"'})
+
+    async def delete(self, request: web.Request) -> web.Response:
+        if not bearer_ok(request.headers.get("Authorization"), self.token_source()):
+            return self._text(401, "missing or wrong bearer token")
+        session = self.sessions.get(request.match_info["id"])
+        if session is None:
+            return self._text(404, "no such WHIP session")
+        await self.end(session, "client sent DELETE")
+        return web.Response(status=200)
+
+    # media ------------------------------------------------------------------------------
+    async def _negotiate(self, session_id: str, offer: str, remote: str) -> tuple[str, WhipSession]:
+        from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
+
+        config = RTCConfiguration(iceServers=[RTCIceServer(urls=u) for u in self.ice_servers])
+        pc = RTCPeerConnection(config)
+        session = WhipSession(id=session_id, etag=secrets.token_hex(8), pc=pc, remote=remote)
+        # Receivers created up front carry our codec preferences into the answer.
+        for kind, wanted in (("video", ("video/h264", "video/rtx")), ("audio", ("audio/opus",))):
+            transceiver = pc.addTransceiver(kind, direction="recvonly")
+            transceiver.setCodecPreferences([c for c in RTCRtpReceiver.getCapabilities(kind).codecs
+                                             if c.mimeType.lower() in wanted])
+
+        tracks: dict[str, object] = {}
+
+        @pc.on("track")
+        def on_track(track) -> None:
+            tracks[track.kind] = track
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if pc.connectionState in ("failed", "closed") and not session.closed:
+                await self.end(session, f"WebRTC connection {pc.connectionState}")
+
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        answer = await pc.createAnswer()
+        await pc.setLocalDescription(answer)
+        if "video" not in tracks or "audio" not in tracks:
+            await pc.close()
+            raise ValueError(CODEC_REQUIREMENT)
+        session.tasks.append(asyncio.get_running_loop().create_task(self._pump(session, tracks)))
+        return pc.localDescription.sdp, session
+
+    async def _pump(self, session: WhipSession, tracks: dict) -> None:
+        from .encoder import FlvEncoder
+
+        read_fd, write_fd = os.pipe()
+        name = f"whip-remux-{session.id[:8]}"
+
+        def on_exit(code: int) -> None:
+            # With the read end gone too, the encoder's next write fails and the session ends.
+            with contextlib.suppress(OSError):
+                os.close(read_fd)
+
+        session.child = name
+        self.supervisor.add(Child(name=name, argv=remux_argv(read_fd, self.gate.whip_publish_url()),
+                                  pass_fds=(read_fd,), restart=False, secrets=self.secrets,
+                                  on_exit=on_exit, log_level=logging.INFO))
+        encoder = FlvEncoder(os.fdopen(write_fd, "wb"), session.id[:8])
+        session.encoder = encoder
+        encoder.start()
+        reason = "ended"
+        try:
+            readers = [asyncio.create_task(self._read(session, track, encoder)) for track in tracks.values()]
+            done, pending = await asyncio.wait(readers, return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
+            for task in done:
+                if task.cancelled():
+                    reason = "cancelled"
+                elif task.exception() is not None:
+                    reason = f"receiver failed: {task.exception()!r}"
+                else:
+                    reason = task.result()
+        except asyncio.CancelledError:
+            reason = "cancelled"
+        finally:
+            if not session.closed:
+                asyncio.get_running_loop().create_task(self.end(session, reason))
+
+    async def _read(self, session: WhipSession, track, encoder) -> str:
+        from aiortc.mediastreams import MediaStreamError
+
+        anchor: Optional[tuple[float, float]] = None  # (wall time, media time) of this track's first frame
+        while not session.closed:
+            if encoder.error:
+                return f"the RTMP publish failed or was refused ({encoder.error})"
+            try:
+                frame = await asyncio.wait_for(track.recv(), MEDIA_TIMEOUT)
+            except asyncio.TimeoutError:
+                return f"no {track.kind} for {MEDIA_TIMEOUT:.0f}s"
+            except MediaStreamError:
+                return f"{track.kind} track ended"
+            now = time.monotonic()
+            media_t = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else None
+            # RTP clocks keep each track smooth; the wall clock of its first frame lines the tracks
+            # up. A jump (sender restart, wrap) re-anchors on arrival time.
+            if media_t is None:
+                t = now
+            else:
+                if anchor is None or abs(anchor[0] + (media_t - anchor[1]) - now) > 1.0:
+                    anchor = (now, media_t)
+                t = anchor[0] + (media_t - anchor[1])
+            if track.kind == "video":
+                encoder.put_video(frame, t)
+            else:
+                encoder.put_audio(frame, t)
+        return "closed"
+
+    async def end(self, session: WhipSession, reason: str) -> None:
+        if session.closed:
+            return
+        session.closed = True
+        self.sessions.pop(session.id, None)
+        log.info("WHIP session %s ended: %s", session.id[:8], reason)
+        current = asyncio.current_task()
+        for task in session.tasks:
+            if task is not current:
+                task.cancel()
+        try:
+            await asyncio.wait_for(session.pc.close(), 5)
+        except Exception as exc:
+            log.debug("closing WHIP peer connection: %s", exc)
+        if session.encoder is not None:
+            await asyncio.get_running_loop().run_in_executor(None, session.encoder.close)
+        if session.child:
+            child = self.supervisor.children.get(session.child)
+            if child is not None and child.proc is not None:
+                # EOF on its input lets the remux unpublish cleanly; do not wait long for it.
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(child.proc.wait(), 2)
+            await self.supervisor.remove(session.child)
+        self.gate.whip_release(session.id)
+
+    async def end_all(self, reason: str) -> None:
+        await asyncio.gather(*(self.end(s, reason) for s in list(self.sessions.values())), return_exceptions=True)
