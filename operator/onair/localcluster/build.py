@@ -167,10 +167,12 @@ class Component:
     local_version: Callable[[str], str]
     ldflags: Callable[[dict], list[str]]  # receives the module's .info JSON
 
-    def key(self, go_version: str) -> str:
-        """Identity of a build: any change here means the binaries must be rebuilt."""
+    def key(self) -> str:
+        """Identity of a build: any change here means the binaries must be rebuilt. The Go
+        toolchain version is deliberately not part of it, so starting a cluster never needs a
+        Go toolchain once binaries exist; `onair localcluster build --force` rebuilds."""
         h = hashlib.sha256(json.dumps(
-            [self.module, self.version, sorted(self.binaries.items()), go_version, _RECIPE_REV],
+            [self.module, self.version, sorted(self.binaries.items()), _RECIPE_REV],
         ).encode()).hexdigest()
         return h[:16]
 
@@ -382,26 +384,24 @@ def _stamp_path(comp: Component) -> Path:
     return bin_dir() / f".{comp.name}.stamp"
 
 
-def _is_built(comp: Component, key: str) -> bool:
+def _is_built(comp: Component) -> bool:
     try:
         stamp = json.loads(_stamp_path(comp).read_text())
     except (OSError, ValueError):
         return False
-    return stamp.get("key") == key and all((bin_dir() / b).is_file() for b in comp.binaries)
+    return stamp.get("key") == comp.key() and all((bin_dir() / b).is_file() for b in comp.binaries)
 
 
 def _dir_empty(p: Path) -> bool:
     return not p.exists() or not any(p.iterdir())
 
 
-def build_component(comp: Component, go: str, env: dict[str, str], go_version: str) -> float:
+def build_component(comp: Component, go: str, env: dict[str, str], go_version: str, cold: bool) -> float:
     src = controlplane_dir() / "src" / comp.name
     src.mkdir(parents=True, exist_ok=True)
     log = controlplane_dir() / "logs" / f"build-{comp.name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    cold = _dir_empty(Path(env["GOCACHE"]))
-
     info = _mod_info(go, env, comp.module, comp.version, src, log)
     upstream_text = Path(info["GoMod"]).read_text()
     upstream = parse_gomod(upstream_text)
@@ -433,11 +433,11 @@ def build_component(comp: Component, go: str, env: dict[str, str], go_version: s
         shutil.rmtree(tmp_out, ignore_errors=True)
     elapsed = time.monotonic() - t0
     _stamp_path(comp).write_text(json.dumps({
-        "key": comp.key(go_version), "module": comp.module, "version": comp.version,
+        "key": comp.key(), "module": comp.module, "version": comp.version,
         "go": go_version, "seconds": round(elapsed, 1), "cold_go_cache": cold,
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }, indent=1))
-    _log(f"built {comp.name} {comp.version} in {elapsed:.1f}s ({'cold' if cold else 'warm'} Go build cache)")
+    _log(f"built {comp.name} {comp.version} in {elapsed:.1f}s")
     return elapsed
 
 
@@ -447,34 +447,32 @@ def ensure_built(only: list[str] | None = None, force: bool = False) -> dict[str
     wanted = [c for c in components() if not only or c.name in only or set(c.binaries) & set(only)]
     paths = binary_paths()
     # Fast path without the lock or a Go toolchain: every stamp matches the pins.
-    if not force and all(_stamp_ok_without_go(c) for c in wanted):
+    if not force and all(_is_built(c) for c in wanted):
         return paths
     go = find_go()
     go_version = _check_go(go)
     env = go_env(go)
     bin_dir().mkdir(parents=True, exist_ok=True)
-    built_any = False
+    built: list[str] = []
     with build_lock():
+        # Another process may have finished the build while we waited for the lock.
+        todo = [c for c in wanted if force or not _is_built(c)]
+        cold_mod = _dir_empty(Path(env["GOMODCACHE"]) / "cache" / "download")
+        cold_build = _dir_empty(Path(env["GOCACHE"]))
+        if todo:
+            _log(f"building {', '.join(f'{c.name} {c.version}' for c in todo)} with {go_version}; "
+                 f"module cache {'empty (cold)' if cold_mod else 'warm'}, "
+                 f"build cache {'empty (cold)' if cold_build else 'warm'}")
         for comp in wanted:
-            if not force and _is_built(comp, comp.key(go_version)):
+            if comp not in todo:
                 _log(f"{comp.name} {comp.version}: up to date")
                 continue
-            build_component(comp, go, env, go_version)
-            built_any = True
-    if built_any:
-        _log(f"done in {time.monotonic() - t0:.1f}s; binaries in {bin_dir()}")
+            build_component(comp, go, env, go_version, cold_build)
+            built.append(comp.name)
+    if built:
+        label = "cold" if cold_build and cold_mod else "warm" if not cold_build else "partly cold"
+        _log(f"{label} build of {', '.join(built)} done in {time.monotonic() - t0:.1f}s; binaries in {bin_dir()}")
     return paths
-
-
-def _stamp_ok_without_go(comp: Component) -> bool:
-    """Stamp matches the pins (module, version, recipe); ignores the Go version on purpose so
-    that starting a cluster does not require a Go toolchain once binaries exist."""
-    try:
-        stamp = json.loads(_stamp_path(comp).read_text())
-    except (OSError, ValueError):
-        return False
-    return (stamp.get("key") == comp.key(stamp.get("go", ""))
-            and all((bin_dir() / b).is_file() for b in comp.binaries))
 
 
 def disk_usage(path: Path) -> int:
@@ -487,6 +485,7 @@ def disk_usage(path: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python -m onair.localcluster.build`, for environments without the console script."""
     import argparse
 
     ap = argparse.ArgumentParser(prog="python -m onair.localcluster.build")

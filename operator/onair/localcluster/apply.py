@@ -1,0 +1,91 @@
+"""Apply YAML manifests (CRDs and custom resources) with the Python client.
+
+Shared by `onair dev` and the pytest fixture. Uses the dynamic client with server-side apply,
+so it handles arbitrary kinds (CallType objects, not just built-ins) and is idempotent,
+without depending on a kubectl binary being installed.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+FIELD_MANAGER = "onair-localcluster"
+
+
+def api_client(kubeconfig: Path | str):
+    from kubernetes import client, config
+
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
+    return client.ApiClient(cfg)
+
+
+def load_documents(paths: Iterable[Path]) -> list[dict[str, Any]]:
+    docs: list[dict[str, Any]] = []
+    for p in paths:
+        for doc in yaml.safe_load_all(Path(p).read_text()):
+            if not doc:
+                continue
+            if doc.get("kind") == "List":
+                docs += [d for d in doc.get("items", []) if d]
+            else:
+                docs.append(doc)
+    return docs
+
+
+def yaml_files(directory: Path) -> list[Path]:
+    return sorted(p for p in Path(directory).iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+
+
+def apply_documents(api, docs: list[dict[str, Any]], *, default_namespace: str = "default") -> list[str]:
+    """Server-side apply every document; CRDs first, then wait for them before the rest so
+    custom resources in the same batch can be resolved. Returns 'Kind/name' per object."""
+    from kubernetes import dynamic
+
+    crds = [d for d in docs if d.get("kind") == "CustomResourceDefinition"]
+    rest = [d for d in docs if d.get("kind") != "CustomResourceDefinition"]
+    applied: list[str] = []
+    dyn = dynamic.DynamicClient(api)
+    for group in (crds, rest):
+        if not group:
+            continue
+        if group is rest and crds:
+            wait_crds_established(api, [c["metadata"]["name"] for c in crds])
+            dyn = dynamic.DynamicClient(api)  # fresh discovery now that the new kinds exist
+        for doc in group:
+            res = dyn.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
+            kwargs: dict[str, Any] = {}
+            if res.namespaced:
+                kwargs["namespace"] = doc.get("metadata", {}).get("namespace") or default_namespace
+            res.server_side_apply(body=doc, name=doc["metadata"]["name"], field_manager=FIELD_MANAGER,
+                                  force_conflicts=True, **kwargs)
+            applied.append(f"{doc['kind']}/{doc['metadata']['name']}")
+    return applied
+
+
+def apply_files(api, paths: Iterable[Path], **kw: Any) -> list[str]:
+    return apply_documents(api, load_documents(paths), **kw)
+
+
+def wait_crds_established(api, names: Iterable[str], timeout: float = 60.0) -> None:
+    """Block until each CRD reports Established=True (its REST endpoint is being served)
+    and NamesAccepted, so the first create against it does not 404."""
+    from kubernetes import client
+
+    ext = client.ApiextensionsV1Api(api)
+    pending = set(names)
+    deadline = time.monotonic() + timeout
+    while pending:
+        for name in sorted(pending):
+            crd = ext.read_custom_resource_definition(name)
+            conds = {c.type: c.status for c in (crd.status.conditions or [])} if crd.status else {}
+            if conds.get("Established") == "True" and conds.get("NamesAccepted") == "True":
+                pending.discard(name)
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"CRDs not Established after {timeout:.0f}s: {sorted(pending)}")
+        time.sleep(0.1)
