@@ -47,6 +47,12 @@ class Child:
     log_level: int = logging.INFO
     # Extra descriptors the child inherits under the same numbers (e.g. a pipe read as pipe:N).
     pass_fds: Sequence[int] = ()
+    # Media through pipes: with ``on_data`` stdout is raw bytes handed over as they come (only
+    # stderr is read as lines); ``stdin_pipe`` leaves ``proc.stdin`` open for the role to feed;
+    # ``on_start`` hears of every new process before any of its output is read.
+    on_data: Optional[Callable[[bytes], None]] = None
+    stdin_pipe: bool = False
+    on_start: Optional[Callable[[asyncio.subprocess.Process], None]] = None
 
     proc: Optional[asyncio.subprocess.Process] = field(default=None, init=False)
     restarts: int = field(default=0, init=False)
@@ -99,9 +105,9 @@ class Child:
             try:
                 self.proc = await asyncio.create_subprocess_exec(
                     *self.argv,
-                    stdin=asyncio.subprocess.DEVNULL,
+                    stdin=asyncio.subprocess.PIPE if self.stdin_pipe else asyncio.subprocess.DEVNULL,
                     stdout=asyncio.subprocess.PIPE,
-                    stderr=asyncio.subprocess.STDOUT,
+                    stderr=asyncio.subprocess.PIPE if self.on_data else asyncio.subprocess.STDOUT,
                     env={**os.environ, **(self.env or {})},
                     cwd=self.cwd,
                     start_new_session=True,
@@ -112,7 +118,15 @@ class Child:
                 code = -1
             else:
                 self.started_at = time.monotonic()
-                await self._pump(self.proc)
+                if self.on_start:
+                    try:
+                        self.on_start(self.proc)
+                    except Exception:
+                        log.exception("start handler of %s failed", self.name)
+                if self.on_data:
+                    await asyncio.gather(self._pump_data(self.proc), self._pump(self.proc, self.proc.stderr))
+                else:
+                    await self._pump(self.proc)
                 code = await self.proc.wait()
                 # A one-shot child (ffprobe) finishing cleanly is routine, not a warning.
                 expected = self._stopping or (not self.restart and code == 0)
@@ -130,11 +144,23 @@ class Child:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self.backoff_max)
 
-    async def _pump(self, proc: asyncio.subprocess.Process) -> None:
-        assert proc.stdout is not None
-        buf = b""
+    async def _pump_data(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None and self.on_data is not None
         while True:
             chunk = await proc.stdout.read(65536)
+            if not chunk:
+                return
+            try:
+                self.on_data(chunk)
+            except Exception:  # a consumer bug must not leave the child blocked on a full pipe
+                log.exception("data handler of %s failed", self.name)
+
+    async def _pump(self, proc: asyncio.subprocess.Process, stream: Optional[asyncio.StreamReader] = None) -> None:
+        stream = stream or proc.stdout
+        assert stream is not None
+        buf = b""
+        while True:
+            chunk = await stream.read(65536)
             if not chunk:
                 break
             buf += chunk
