@@ -87,6 +87,11 @@ class TranscoderConfig(ApiModel):
     output_url: Optional[str] = Field(None, description="or HTTP PUT them to the origin's ingest URL")
     output_token_file: Optional[str] = None
     work_dir: str = "/var/lib/onair/transcoder"
+    listen_host: str = "0.0.0.0"
+    preset: str = Field("veryfast", description="x264 preset of every encoded rung")
+    playlist_segments: int = Field(8, ge=3, le=30, description="live HLS window; the origin keeps the DVR")
+    freeze_seconds: float = Field(1.0, gt=0, description="a source silent this long is failed over")
+    return_seconds: float = Field(3.0, ge=0, description="main must be healthy this long before it takes over again")
 
 
 class OriginConfig(ApiModel):
@@ -166,6 +171,8 @@ class TranscoderStatus(ApiModel):
     speed: Optional[float] = Field(None, description="ffmpeg speed=; ~1.0 is real time")
     qualities: list[str] = Field(default_factory=list)
     last_segment_at: Optional[datetime] = None
+    broadcasting: bool = Field(False, description="the encoder is producing outputs (Desired.broadcasting)")
+    run_id: Optional[str] = Field(None, description="encoder run; part of every output file name")
 
 
 class RecorderStatus(ApiModel):
