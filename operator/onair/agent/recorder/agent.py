@@ -29,7 +29,7 @@ from onair.api.agent import Desired, RecorderConfig, RecorderStatus
 
 from .command import RecordingRun, ffmpeg_argv
 from .disk import free_bytes, human_bytes
-from .hls import HlsSource, choose_top_rung
+from .hls import HlsSource, choose_top_rung, media_playlist_state
 from .naming import list_parts, next_part_number, part_pattern, session_started, unused_prefix
 from .probe import probe_duration
 from .progress import ProgressReader
@@ -72,6 +72,18 @@ class SourceNotLive(Exception):
     """The source cannot be read yet; the message says why, for the log."""
 
 
+async def fetch_playlist(url: str) -> str:
+    try:
+        timeout = aiohttp.ClientTimeout(total=PLAYLIST_TIMEOUT_SECONDS)
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            async with http.get(url) as response:
+                if response.status != 200:
+                    raise SourceNotLive(f"playlist answered HTTP {response.status}")
+                return await response.text()
+    except (aiohttp.ClientError, asyncio.TimeoutError, UnicodeDecodeError) as exc:
+        raise SourceNotLive(f"playlist unreachable: {type(exc).__name__} {exc}".strip()) from None
+
+
 @dataclass
 class RunOutcome:
     had_media: bool
@@ -96,6 +108,7 @@ class RecorderAgent(Agent):
         self._run_reader: Optional[ProgressReader] = None
         self._run_had_media = False
         self._pending_sidecars: dict[str, dict] = {}
+        self._hls_recorded_up_to: Optional[str] = None
         self._init_metrics()
 
     # metrics ----------------------------------------------------------------------------
@@ -207,8 +220,10 @@ class RecorderAgent(Agent):
             return
         if outcome.had_media:
             self._backoff.reset()
-            log.warning("recording of %s interrupted: %s; waiting up to %gs for the stream to come back",
-                        self.config.livestream, outcome.reason, self.config.finalize_after_seconds)
+            remaining = self.session.seconds_until_due(time.monotonic(), self.config.finalize_after_seconds) \
+                if self.session else 0.0
+            log.warning("recording of %s interrupted: %s; the session is finalized in %.0fs unless the stream "
+                        "comes back", self.config.livestream, outcome.reason, remaining)
             self._set_state("reconnecting")
             await self._sleep(TICK_SECONDS)
         else:
@@ -279,18 +294,24 @@ class RecorderAgent(Agent):
         if not is_http(url):
             return url
         try:
-            timeout = aiohttp.ClientTimeout(total=PLAYLIST_TIMEOUT_SECONDS)
-            async with aiohttp.ClientSession(timeout=timeout) as http:
-                async with http.get(url) as response:
-                    if response.status != 200:
-                        raise SourceNotLive(f"playlist answered HTTP {response.status}")
-                    text = await response.text()
-        except (aiohttp.ClientError, asyncio.TimeoutError, UnicodeDecodeError) as exc:
-            raise SourceNotLive(f"playlist unreachable: {type(exc).__name__}: {exc}".rstrip(": ")) from None
-        try:
-            return choose_top_rung(text, url)
+            source = choose_top_rung(await fetch_playlist(url), url)
+            state = media_playlist_state(await fetch_playlist(source.video_url))
         except ValueError as exc:
             raise SourceNotLive(str(exc)) from None
+        if state.ended:
+            raise SourceNotLive("the playlist has ENDLIST: the broadcast is over")
+        if state.last_segment is None:
+            raise SourceNotLive("the playlist has no segment yet")
+        if state.last_segment == self._hls_recorded_up_to:
+            raise SourceNotLive("the playlist has no new segment since the last recording")
+        return source
+
+    async def _remember_hls_position(self, source: HlsSource) -> None:
+        """The newest segment when a run ends: a retry needs a newer one to count as live."""
+        try:
+            self._hls_recorded_up_to = media_playlist_state(await fetch_playlist(source.video_url)).last_segment
+        except (SourceNotLive, ValueError):
+            pass
 
     # one ffmpeg run ---------------------------------------------------------------------
     async def _record(self, source: HlsSource | str) -> RunOutcome:
@@ -303,10 +324,12 @@ class RecorderAgent(Agent):
             start_number=start_number,
             rtmp_url=source if isinstance(source, str) else None,
             hls=source if isinstance(source, HlsSource) else None,
+            hls_live_start_index=-1 if self.session else -3,
         )
         reader = ProgressReader()
         self._run_reader, self._run_had_media = reader, False
         exited = asyncio.Event()
+        exit_codes: list[int] = []
         flags = {"discontinuity": False, "logged": 0}
 
         def on_line(line: str) -> None:
@@ -329,7 +352,7 @@ class RecorderAgent(Agent):
             stop_timeout=3.0,
             secrets=url_secrets(self.config.source_url),
             on_line=on_line,
-            on_exit=lambda code: exited.set(),
+            on_exit=lambda code: (exit_codes.append(code), exited.set()),
         )
         self.supervisor.add(child)
         spawned = time.monotonic()
@@ -355,7 +378,7 @@ class RecorderAgent(Agent):
                 if self._run_had_media:
                     self.session.last_media_at = last_advance  # type: ignore[union-attr]
                 if exited.is_set():
-                    reason = self._exit_reason(reader)
+                    reason = self._exit_reason(reader, exit_codes[-1] if exit_codes else None)
                     break
                 if self._closing or not self.wanted:
                     reason = "recording stopped"
@@ -376,6 +399,8 @@ class RecorderAgent(Agent):
             if self.session and self._run_had_media:
                 self.session.recorded_seconds += reader.out_time_seconds
             self._run_reader, self._run_had_media = None, False
+        if run.hls is not None:
+            await self._remember_hls_position(run.hls)
         had_media = last_advance is not None
         self.m_runs.labels(self._labels["livestream"], "media" if had_media else "no_media").inc()
         if reader.disk_full:
@@ -387,12 +412,14 @@ class RecorderAgent(Agent):
                                             "it resumes when space is freed")
         return RunOutcome(had_media, reason)
 
-    def _exit_reason(self, reader: ProgressReader) -> str:
+    def _exit_reason(self, reader: ProgressReader, code: Optional[int]) -> str:
         if reader.disk_full:
             return "no space left on device"
+        if code == 0:
+            return "the source ended the stream"
         if reader.last_message:
-            return f"ffmpeg: {reader.last_message}"
-        return "the source ended the stream"
+            return f"ffmpeg exited with code {code}: {reader.last_message}"
+        return f"ffmpeg exited with code {code}"
 
     def _on_media(self, prefix: str, run: RecordingRun) -> None:
         if self.session is None:
@@ -401,7 +428,7 @@ class RecorderAgent(Agent):
                      display_url(self.config.source_url), self.output_dir / part_pattern(prefix), run.start_number,
                      self.config.split_seconds)
         else:
-            log.info("stream of %s is back; recording continues with part %d", self.config.livestream, run.start_number)
+            log.info("recording of %s continues with part %d", self.config.livestream, run.start_number)
         self._set_state("recording")
 
     # finishing --------------------------------------------------------------------------

@@ -26,15 +26,17 @@ class RecordingRun:
     start_number: int
     rtmp_url: Optional[str] = None
     hls: Optional[HlsSource] = None
+    # -3: start like a player, a few segments behind the live edge. A session that resumes after
+    # a drop starts at the newest segment instead, so the part does not repeat the previous one.
+    hls_live_start_index: int = -3
 
 
 def input_args(run: RecordingRun) -> list[str]:
     if run.hls is not None:
-        # Start a few segments behind the live edge, like a player does: the recording then
-        # begins with what viewers were seeing when it was switched on.
-        args = ["-live_start_index", "-3", "-i", run.hls.video_url]
+        start = str(run.hls_live_start_index)
+        args = ["-live_start_index", start, "-i", run.hls.video_url]
         if run.hls.audio_url:
-            args += ["-live_start_index", "-3", "-i", run.hls.audio_url]
+            args += ["-live_start_index", start, "-i", run.hls.audio_url]
         return args
     if run.rtmp_url is None:
         raise ValueError("a recording run needs an RTMP URL or an HLS source")

@@ -74,3 +74,21 @@ def choose_top_rung(text: str, base_url: str) -> HlsSource:
         audio_url = urljoin(base_url, chosen["URI"])
     return HlsSource(video_url=urljoin(base_url, uri), audio_url=audio_url,
                      bandwidth=bandwidth or None, resolution=attrs.get("RESOLUTION"))
+
+
+@dataclass(frozen=True)
+class MediaPlaylistState:
+    ended: bool
+    last_segment: Optional[str]
+
+
+def media_playlist_state(text: str) -> MediaPlaylistState:
+    """Whether a media playlist is over (ENDLIST) and which segment is its newest.
+
+    A playlist that ended, or whose newest segment has not changed since we last recorded it,
+    is not a live source: ffmpeg would only record its old segments over again.
+    """
+    if not text.lstrip().startswith("#EXTM3U"):
+        raise ValueError("not an HLS playlist (no #EXTM3U header)")
+    segments = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    return MediaPlaylistState(ended="#EXT-X-ENDLIST" in text, last_segment=segments[-1] if segments else None)
