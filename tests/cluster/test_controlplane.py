@@ -113,3 +113,17 @@ def test_crds_from_repo_are_established(kube_api):
         for doc in yaml.safe_load_all(f.read_text()):
             if doc and doc.get("kind") == "CustomResourceDefinition":
                 assert doc["metadata"]["name"] in names
+
+
+def test_dead_component_reports_its_log_tail(tmp_path):
+    from onair.localcluster.cluster import ClusterError, LocalCluster
+
+    cluster = LocalCluster(apiserver_args=["--no-such-flag=1"], run_dir=tmp_path / "run", start_timeout=60)
+    with pytest.raises(ClusterError) as exc:
+        cluster.start()
+    msg = str(exc.value)
+    assert "kube-apiserver exited" in msg
+    assert "unknown flag: --no-such-flag" in msg
+    # etcd was started first and must not outlive the failed start
+    leftovers = subprocess.run(["pgrep", "-f", str(tmp_path / "run")], capture_output=True, text=True).stdout
+    assert leftovers.strip() == ""

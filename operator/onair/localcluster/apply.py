@@ -71,19 +71,35 @@ def apply_files(api, paths: Iterable[Path], **kw: Any) -> list[str]:
 
 
 def wait_crds_established(api, names: Iterable[str], timeout: float = 60.0) -> None:
-    """Block until each CRD reports Established=True (its REST endpoint is being served)
-    and NamesAccepted, so the first create against it does not 404."""
+    """Block until each CRD reports Established=True and NamesAccepted, and a LIST of every
+    served version succeeds.
+
+    Established alone is not enough: right after it, the watch cache for the new resource is
+    still initializing and LIST/WATCH answer 429 "storage is (re)initializing" for a moment,
+    which a test (or the operator's first watch) would otherwise see.
+    """
     from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
 
     ext = client.ApiextensionsV1Api(api)
+    objs = client.CustomObjectsApi(api)
     pending = set(names)
     deadline = time.monotonic() + timeout
     while pending:
         for name in sorted(pending):
             crd = ext.read_custom_resource_definition(name)
             conds = {c.type: c.status for c in (crd.status.conditions or [])} if crd.status else {}
-            if conds.get("Established") == "True" and conds.get("NamesAccepted") == "True":
-                pending.discard(name)
+            if conds.get("Established") != "True" or conds.get("NamesAccepted") != "True":
+                continue
+            try:
+                for v in crd.spec.versions:
+                    if v.served:
+                        objs.list_cluster_custom_object(crd.spec.group, v.name, crd.spec.names.plural, limit=1)
+            except ApiException as e:
+                if e.status in (404, 429, 503):
+                    continue
+                raise
+            pending.discard(name)
         if not pending:
             return
         if time.monotonic() > deadline:

@@ -74,6 +74,44 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+_RUN_PREFIX = "onair-cluster-"
+_OWNER_FILE = "owner.pid"
+
+
+def _run_base() -> str | None:
+    return "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_stale_run_dirs(base: str | None = None) -> list[Path]:
+    """Delete run dirs whose owning process is gone.
+
+    A SIGKILLed test run cannot clean up, and on /dev/shm its etcd data is RAM. Only dirs
+    with an owner.pid naming a dead process are touched, never a live cluster's (another
+    xdist worker's or another user's), and never dirs without an owner file.
+    """
+    root = Path(base or tempfile.gettempdir())
+    removed = []
+    for d in root.glob(_RUN_PREFIX + "*"):
+        try:
+            pid = int((d / _OWNER_FILE).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if not _pid_alive(pid):
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+    return removed
+
+
 def _tail(path: Path, lines: int = 40) -> str:
     try:
         data = path.read_text(errors="replace").splitlines()
@@ -183,9 +221,14 @@ class LocalCluster:
     def start(self) -> "LocalCluster":
         t0 = time.monotonic()
         bins = self._binaries()
-        self.run_dir = Path(self._run_dir_arg) if self._run_dir_arg else Path(
-            tempfile.mkdtemp(prefix="onair-cluster-", dir="/dev/shm" if os.access("/dev/shm", os.W_OK) else None))
+        if self._run_dir_arg:
+            self.run_dir = Path(self._run_dir_arg)
+        else:
+            base = _run_base()
+            reap_stale_run_dirs(base)
+            self.run_dir = Path(tempfile.mkdtemp(prefix=_RUN_PREFIX, dir=base))
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / _OWNER_FILE).write_text(str(os.getpid()))
         (self.run_dir / "logs").mkdir(exist_ok=True)
         self.pki = certs.generate(self.run_dir / "pki")
         atexit.register(self.stop)

@@ -1,0 +1,107 @@
+"""`onair localcluster build|start|info`."""
+from __future__ import annotations
+
+import argparse
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+from . import build, versions
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    t0 = time.monotonic()
+    try:
+        paths = build.ensure_built(args.only or None, force=args.force)
+    except build.BuildError as e:
+        print(f"build failed: {e}", file=sys.stderr)
+        return 1
+    for name, p in paths.items():
+        print(f"{name:<24} {p}")
+    print(f"elapsed {time.monotonic() - t0:.1f}s")
+    return 0
+
+
+def _cmd_info(_args: argparse.Namespace) -> int:
+    print(f"kubernetes {versions.KUBERNETES_VERSION}  etcd {versions.ETCD_VERSION}  helm {versions.HELM_VERSION}")
+    for name, p in build.binary_paths().items():
+        print(f"{name:<24} {p}{'' if p.is_file() else '  (not built)'}")
+    root = build.cache_root()
+    for sub in ("controlplane", "go/mod", "go/build"):
+        d = root / sub
+        print(f"cache {str(d):<50} {_human(build.disk_usage(d)) if d.exists() else '-'}")
+    return 0
+
+
+def wait_for_interrupt(cluster, extra_check=None) -> None:
+    """Block until SIGINT/SIGTERM, failing loudly if a component dies meanwhile."""
+    stop = {"flag": False}
+
+    def handler(_sig, _frm):
+        stop["flag"] = True
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stop["flag"]:
+            cluster.check_alive()
+            if extra_check:
+                extra_check()
+            time.sleep(0.5)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _cmd_start(args: argparse.Namespace) -> int:
+    from .cluster import ClusterError, LocalCluster
+
+    try:
+        with LocalCluster(keep_run_dir=args.keep) as c:
+            kc = c.kubeconfig_path
+            if args.kubeconfig:
+                out = Path(args.kubeconfig).expanduser().resolve()
+                out.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(c.kubeconfig_path, out)
+                out.chmod(0o600)
+                kc = out
+            print(f"\nkube-apiserver {versions.KUBERNETES_VERSION} at {c.server_url} (started in {c.start_seconds:.1f}s)")
+            print(f"component logs: {c.run_dir / 'logs'}")
+            print(f"\nexport KUBECONFIG={kc}\n\nCtrl-C to stop.", flush=True)
+            wait_for_interrupt(c)
+            print("\nstopping...", flush=True)
+    except (ClusterError, build.BuildError) as e:
+        print(f"localcluster: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="onair localcluster",
+                                 description="Build or run the pinned local Kubernetes control plane.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="build etcd, kube-apiserver, kube-controller-manager and helm from source")
+    b.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    b.add_argument("only", nargs="*", help="components or binaries (etcd, kubernetes, helm, kube-apiserver, ...)")
+    b.set_defaults(func=_cmd_build)
+    s = sub.add_parser("start", help="run a cluster until Ctrl-C")
+    s.add_argument("--kubeconfig", help="also write the admin kubeconfig to this path")
+    s.add_argument("--keep", action="store_true", help="keep the run dir (logs, etcd data) after stopping")
+    s.set_defaults(func=_cmd_start)
+    i = sub.add_parser("info", help="show pinned versions, binary paths and cache sizes")
+    i.set_defaults(func=_cmd_info)
+    args = ap.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
