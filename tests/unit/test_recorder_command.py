@@ -1,0 +1,50 @@
+import pytest
+
+from onair.agent.recorder.command import RecordingRun, ffmpeg_argv
+from onair.agent.recorder.hls import HlsSource
+
+
+def option(argv, name):
+    return argv[argv.index(name) + 1]
+
+
+def test_rtmp_run_copies_into_split_fragmented_mp4():
+    argv = ffmpeg_argv(RecordingRun(output_pattern="/rec/x_part%04d.mp4", split_seconds=14400, start_number=3,
+                                    rtmp_url="rtmp://ingest:1935/live/stream"))
+    assert option(argv, "-i") == "rtmp://ingest:1935/live/stream"
+    assert option(argv, "-c") == "copy"
+    assert "-c:v" not in argv and "libx264" not in argv, "origin recordings are never re-encoded"
+    assert option(argv, "-f") == "segment" and option(argv, "-segment_format") == "mp4"
+    assert option(argv, "-segment_time") == "14400"
+    assert option(argv, "-segment_start_number") == "3"
+    assert option(argv, "-reset_timestamps") == "1"
+    movflags = option(argv, "-segment_format_options")
+    for flag in ("frag_keyframe", "empty_moov", "default_base_moof"):
+        assert f"+{flag}" in movflags
+    assert "frag_duration=" in movflags
+    assert argv[-1] == "/rec/x_part%04d.mp4"
+    assert option(argv, "-progress") == "pipe:1"
+
+
+def test_hls_with_separate_audio_maps_both_inputs():
+    run = RecordingRun(output_pattern="p%04d.mp4", split_seconds=10, start_number=1,
+                       hls=HlsSource("http://o/v720.m3u8", "http://o/a.m3u8"), hls_live_start_index=-1)
+    argv = ffmpeg_argv(run)
+    inputs = [argv[i + 1] for i, a in enumerate(argv) if a == "-i"]
+    assert inputs == ["http://o/v720.m3u8", "http://o/a.m3u8"]
+    maps = [argv[i + 1] for i, a in enumerate(argv) if a == "-map"]
+    assert maps == ["0:v:0", "1:a:0"]
+    assert [argv[i + 1] for i, a in enumerate(argv) if a == "-live_start_index"] == ["-1", "-1"]
+
+
+def test_muxed_sources_map_optionally_so_audio_less_streams_still_record():
+    argv = ffmpeg_argv(RecordingRun(output_pattern="p%04d.mp4", split_seconds=10, start_number=1,
+                                    hls=HlsSource("http://o/v.m3u8")))
+    assert [argv[i + 1] for i, a in enumerate(argv) if a == "-map"] == ["0:v:0?", "0:a:0?"]
+
+
+def test_a_run_needs_a_source_and_a_positive_split():
+    with pytest.raises(ValueError):
+        ffmpeg_argv(RecordingRun(output_pattern="p%04d.mp4", split_seconds=10, start_number=1))
+    with pytest.raises(ValueError):
+        ffmpeg_argv(RecordingRun(output_pattern="p%04d.mp4", split_seconds=0, start_number=1, rtmp_url="rtmp://x/a/b"))
