@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 import jinja2
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import Counter, Gauge
 
 from onair.agent.app import Agent, load_config, parse_args, run, setup_logging
@@ -45,6 +46,8 @@ JANITOR_INTERVAL = 1.0
 DASH_CLEAR_MARGIN_SECONDS = 10.0
 CORS_HEADERS = "Authorization, Range, Content-Type"
 CORS_EXPOSE = "Content-Length, Content-Range, Date, ETag"
+# Playback requests carry no body; only /upload reads one (under its own per-file cap).
+MAX_REQUEST_BODY = 64 * 1024
 PLAYER_FORMATS = {"cmaf": PLAYBACK_PATHS["hlsCmaf"], "ts": PLAYBACK_PATHS["hlsMpegts"]}
 
 
@@ -157,7 +160,7 @@ class OriginAgent(Agent):
     # ------------------------------------------------------------------------- public app
     def _public_app(self) -> web.Application:
         # Bodies are only read by /upload, which streams them under its own per-file cap.
-        app = web.Application(client_max_size=64 * 1024, middlewares=[self._errors])
+        app = web.Application(client_max_size=MAX_REQUEST_BODY, middlewares=[self._errors])
         app.add_routes(self.uploads.routes(UPLOAD_PREFIX))
         app.add_routes([
             web.get("/time", self._time),
@@ -171,6 +174,12 @@ class OriginAgent(Agent):
 
     @web.middleware
     async def _errors(self, request: web.Request, handler) -> web.StreamResponse:
+        if request.body_exists and not request.path.startswith(f"/{UPLOAD_PREFIX}/"):
+            length = request.content_length
+            if length is None or length > MAX_REQUEST_BODY:
+                response = web.json_response({"error": "request body too large"}, status=413)
+                response.force_close()  # do not read a body nobody asked for
+                return response
         try:
             return await handler(request)
         except web.HTTPException:
@@ -370,8 +379,24 @@ class OriginAgent(Agent):
             await self.stop_http()
 
 
+class _OneLineProtocolErrors(logging.Filter):
+    """aiohttp logs a traceback for every malformed request; on a public port that is noise.
+
+    Scanners and garbage bytes become one WARNING line each (the client already got its 400)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            message = str(getattr(exc, "message", "") or exc).strip().splitlines()[0][:160]
+            record.msg, record.args = "malformed HTTP request refused (%s): %s", (exc.code, message)
+            record.exc_info = record.exc_text = None
+        return True
+
+
 def main(argv: list[str]) -> int:
     args = parse_args("origin", argv)
     setup_logging(args.log_level)
+    logging.getLogger("aiohttp.server").addFilter(_OneLineProtocolErrors())
     config = load_config(args.config, OriginConfig)
     return run(OriginAgent(config).serve)
