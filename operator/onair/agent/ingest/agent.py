@@ -313,6 +313,7 @@ class IngestAgent(Agent):
         if self.holder is holder:
             self.holder = None
         self._dropping.discard(holder.clientid)
+        await self._refresh_stat()  # /status must not keep showing what was just dropped
 
     # children -----------------------------------------------------------------------------
     def _nginx_params(self, rtmps: bool) -> nginx.NginxParams:
@@ -498,7 +499,9 @@ class IngestAgent(Agent):
             conf = await self._write_nginx_conf()
             self.supervisor.add(Child(name="nginx", argv=nginx.nginx_argv(str(conf.resolve()),
                                                                           str(self.work_dir.resolve())),
-                                      on_line=self._on_nginx_line, backoff_initial=0.5, backoff_max=5.0))
+                                      on_line=self._on_nginx_line, backoff_initial=0.5, backoff_max=5.0,
+                                      secrets=[s for s in (read_secret(self.config.stream_key_file),
+                                                           self.bridge_token) if s]))
             if self.srt_enabled and self.active:
                 self._start_srt()
             if "whip" in self.config.protocols:

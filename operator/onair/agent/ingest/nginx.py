@@ -102,6 +102,12 @@ def nginx_test_argv(conf_path: str, work_dir: str, binary: Optional[str] = None)
 
 _LINE = re.compile(r"^\S+ \S+ \[(?P<level>\w+)\] \d+#\d+: (?:\*\d+ )?(?P<msg>.*)$")
 _CLIENT = re.compile(r", client: ([^,]+)")
+# nginx-rtmp logs the stream name a publisher asked for, which is the stream key.
+_NAMES = re.compile(r"\b(name|args)='[^']*'")
+
+
+def _hide_names(text: str) -> str:
+    return _NAMES.sub(r"\1=***", text)
 
 
 def classify_log_line(line: str) -> tuple[int, str]:
@@ -109,8 +115,8 @@ def classify_log_line(line: str) -> tuple[int, str]:
     words they understand, the per-connection chatter at DEBUG."""
     m = _LINE.match(line)
     if not m:
-        return logging.INFO, f"nginx: {line}"
-    level, msg = m.group("level"), m.group("msg")
+        return logging.INFO, "nginx: " + _hide_names(line)
+    level, msg = m.group("level"), _hide_names(m.group("msg"))
     client = _CLIENT.search(msg)
     who = client.group(1) if client else "unknown client"
     detail = _CLIENT.split(msg)[0]

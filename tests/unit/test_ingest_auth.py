@@ -1,0 +1,71 @@
+from multidict import MultiDict
+
+from onair.agent.ingest import auth
+
+KEY = "sk_live/abc+def"
+TOKEN = "internal-token"
+
+
+def req(name, addr="203.0.113.7", tcurl="rtmp://ingest.example/live", clientid="1"):
+    return auth.PublishRequest(name=name, addr=addr, clientid=clientid, tcurl=tcurl, app="live")
+
+
+def decide(request, **kw):
+    args = dict(stream_key=KEY, bridge_token=TOKEN, protocols=["rtmp", "rtmps", "srt", "whip"], active=True,
+                holder=None, rtmps_addr="127.0.0.2")
+    args.update(kw)
+    return auth.decide(request, **args)
+
+
+def test_right_key_is_accepted_verbatim_or_percent_encoded():
+    assert decide(req(KEY)).accept
+    assert decide(req("sk_live%2Fabc%2Bdef")).reason == auth.ACCEPTED
+
+
+def test_wrong_key_is_refused_without_echoing_it():
+    d = decide(req("sk_live/abc+deX"))
+    assert not d.accept and d.reason == auth.WRONG_KEY
+    assert "deX" not in d.message and KEY not in d.message and "203.0.113.7" in d.message
+
+
+def test_no_configured_key_refuses_everything_even_an_empty_name():
+    assert decide(req(""), stream_key=None).reason == auth.NO_KEY
+    assert decide(req(""), stream_key="").reason == auth.NO_KEY
+
+
+def test_protocol_comes_from_the_tls_proxy_address_not_the_client():
+    assert decide(req(KEY, addr="127.0.0.2")).protocol == "rtmps"
+    assert decide(req(KEY, addr="127.0.0.1", tcurl="rtmps://x/live")).protocol == "rtmp"
+
+
+def test_without_a_proxy_address_tcurl_tells_rtmps():
+    assert decide(req(KEY, tcurl="RTMPS://x:443/live"), rtmps_addr=None).protocol == "rtmps"
+    assert decide(req(KEY), rtmps_addr=None).protocol == "rtmp"
+
+
+def test_bridge_names_need_the_token_and_a_loopback_peer():
+    srt_name = auth.BRIDGE_PREFIX["srt"] + TOKEN
+    assert decide(req(srt_name, addr="127.0.0.1")).protocol == "srt"
+    assert decide(req(srt_name, addr="127.0.0.1")).accept
+    assert decide(req(srt_name, addr="198.51.100.1")).reason == auth.WRONG_KEY
+    assert decide(req(auth.BRIDGE_PREFIX["whip"] + "guess", addr="127.0.0.1")).reason == auth.WRONG_KEY
+
+
+def test_disabled_protocol_inactive_and_busy_slots_refuse():
+    assert decide(req(KEY), protocols=["srt"]).reason == auth.PROTOCOL_DISABLED
+    assert decide(req(KEY), active=False).reason == auth.INACTIVE
+    assert decide(req(KEY), holder=auth.Claim("rtmp", "7")).reason == auth.BUSY
+    d = decide(req(KEY), holder=auth.Claim("srt"))
+    assert d.reason == auth.OTHER_PROTOCOL and "srt is already live" in d.message
+
+
+def test_credentials_are_checked_before_anything_is_revealed():
+    # A stranger learns nothing about what is live or whether the slot is active.
+    assert decide(req("guess"), active=False, holder=auth.Claim("srt")).reason == auth.WRONG_KEY
+
+
+def test_publisher_args_cannot_override_nginx_fields():
+    form = MultiDict([("app", "live"), ("addr", "198.51.100.9"), ("clientid", "4"), ("call", "publish"),
+                      ("name", "k"), ("type", "live"), ("addr", "127.0.0.2"), ("name", "other")])
+    r = auth.PublishRequest.from_form(form)
+    assert (r.addr, r.name, r.clientid) == ("198.51.100.9", "k", "4")
