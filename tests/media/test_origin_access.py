@@ -1,0 +1,111 @@
+"""Backstage: real uploads keep flowing, but only token holders can play until the stream goes live."""
+from __future__ import annotations
+
+import subprocess
+
+import httpx
+import m3u8
+import pytest
+
+from tests.fixtures.media import FFMPEG, wait_for
+from tests.fixtures.origin import origins, transcoders  # noqa: F401  (fixtures)
+
+pytestmark = pytest.mark.media
+
+PLAYBACK = ["hls/cmaf/master.m3u8", "hls/cmaf/360p/index.m3u8", "player", "screenshot.jpg"]
+
+
+@pytest.fixture
+def backstage_origin(origins, transcoders):
+    origin = origins.start()  # phase defaults to backstage
+    transcoders.start(origin)
+    auth = {"Authorization": f"Bearer {origin.token()}"}
+
+    def ready():
+        response = origin.get("hls/cmaf/360p/index.m3u8", headers=auth)
+        return response.status_code == 200 and len(m3u8.loads(response.text).segments) >= 2
+
+    wait_for(ready, timeout=30, what="segments uploaded in backstage")
+    # the transcoder's screenshot, as it would PUT it
+    jpg = origin.data_dir.parent / "shot.jpg"
+    subprocess.run([FFMPEG, "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x180", "-frames:v", "1", "-y", str(jpg)],
+                   check=True, timeout=30)
+    httpx.put(f"{origin.upload_url}/screenshot.jpg", content=jpg.read_bytes(),
+              headers={"Authorization": f"Bearer {origin.upload_token}"}, timeout=10).raise_for_status()
+    return origin
+
+
+def test_backstage_refuses_playback_without_a_token(backstage_origin):
+    origin = backstage_origin
+    listed = m3u8.loads(origin.get("hls/cmaf/360p/index.m3u8", params={"token": origin.token()}).text)
+    segment = listed.segments[0].uri.split("?")[0]
+    for path in PLAYBACK + [f"hls/cmaf/360p/{segment}", "hls/cmaf/360p/init_r1_360p.mp4"]:
+        response = origin.get(path)
+        assert response.status_code == 403, path
+        if path != "player":
+            body = response.json()
+            assert body["phase"] == "backstage" and "token is required" in body["error"], path
+        else:
+            assert "token is required" in response.text
+    assert "refused playback" in origin.log_text()
+    refused = [line for line in origin.metrics().splitlines() if line.startswith("onair_origin_playback_refused_total")]
+    assert float(refused[0].split()[-1]) >= len(PLAYBACK) + 2
+
+
+@pytest.mark.parametrize("bad", ["expired", "other-stream", "wrong-secret", "garbage"])
+def test_backstage_refuses_bad_tokens_with_the_reason(backstage_origin, bad):
+    origin = backstage_origin
+    token = {"expired": origin.token(ttl=-5), "other-stream": origin.token(livestream="media/other"),
+             "wrong-secret": origin.token(secret="not-the-secret"), "garbage": "not.a.jwt"}[bad]
+    response = origin.get("hls/cmaf/master.m3u8", params={"token": token})
+    assert response.status_code == 403
+    reason = {"expired": "expired", "other-stream": "another livestream", "wrong-secret": "signature",
+              "garbage": "token"}[bad]
+    assert reason in response.json()["error"]
+
+
+def test_a_token_in_the_query_opens_the_whole_chain(backstage_origin):
+    origin = backstage_origin
+    token = origin.token(user_id="producer-1")
+    master = m3u8.loads(origin.get("hls/cmaf/master.m3u8", params={"token": token}).text)
+    # players drop the master's query string when they follow its URIs: the token must be in them
+    assert all(p.uri.endswith(f"?token={token}") for p in master.playlists)
+    media_uri = master.playlists[0].uri
+    media = origin.get(f"hls/cmaf/{media_uri}")
+    assert media.status_code == 200
+    assert media.headers["cache-control"] == "no-cache"
+    pl = m3u8.loads(media.text)
+    assert pl.segments[0].init_section.uri.endswith(f"?token={token}")
+    rung = media_uri.split("/")[0]
+    segment = origin.get(f"hls/cmaf/{rung}/{pl.segments[0].uri}")
+    assert segment.status_code == 200 and len(segment.content) > 1000
+    # bytes meant for token holders must not land in a shared cache
+    assert segment.headers["cache-control"].startswith("private")
+    assert origin.get(f"hls/cmaf/{rung}/{pl.segments[0].init_section.uri}").status_code == 200
+    shot = origin.get("screenshot.jpg", params={"token": token})
+    assert shot.status_code == 200 and shot.headers["content-type"] == "image/jpeg"
+    player = origin.get("player", params={"token": token})
+    assert player.status_code == 200 and f"master.m3u8?token={token}" in player.text
+
+
+def test_a_bearer_header_works_too_and_is_not_echoed(backstage_origin):
+    origin = backstage_origin
+    response = origin.get("hls/cmaf/master.m3u8", headers={"Authorization": f"Bearer {origin.token()}"})
+    assert response.status_code == 200
+    assert "token=" not in response.text
+
+
+def test_going_live_opens_playback_and_ending_keeps_it_open(backstage_origin):
+    origin = backstage_origin
+    origin.set_phase("live")
+    for path in PLAYBACK:
+        assert origin.get(path).status_code == 200, path
+    segment = m3u8.loads(origin.get("hls/cmaf/360p/index.m3u8").text).segments[0].uri
+    response = origin.get(f"hls/cmaf/360p/{segment}")
+    assert response.status_code == 200 and response.headers["cache-control"].startswith("max-age")
+    origin.set_phase("ended")
+    pl = m3u8.loads(origin.get("hls/cmaf/360p/index.m3u8").text)
+    assert pl.is_endlist
+    assert origin.get(f"hls/cmaf/360p/{pl.segments[0].uri}").status_code == 200
+    origin.set_phase("backstage")  # a stream can go back to backstage: closed again
+    assert origin.get("hls/cmaf/master.m3u8").status_code == 403
