@@ -6,7 +6,6 @@ import subprocess
 import pytest
 
 from tests.fixtures.media import FFPROBE, wait_for
-from tests.fixtures.recorder_source import recorder_agent, rtmp_source  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.media, pytest.mark.timeout(150)]
 

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.media import ffprobe_json
-from tests.fixtures.recorder_source import recorder_agent, rtmp_source  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.media, pytest.mark.timeout(180)]
 

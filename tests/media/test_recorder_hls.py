@@ -6,7 +6,6 @@ import time
 import pytest
 
 from tests.fixtures.media import ffprobe_json, wait_for
-from tests.fixtures.recorder_source import hls_source, recorder_agent  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.media, pytest.mark.timeout(150)]
 

@@ -6,7 +6,6 @@ import time
 import pytest
 
 from tests.fixtures.media import ffprobe_json, wait_for
-from tests.fixtures.recorder_source import recorder_agent, rtmp_source  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.media, pytest.mark.slow, pytest.mark.timeout(200)]
 

@@ -7,7 +7,6 @@ import subprocess
 import pytest
 
 from tests.fixtures.media import FFPROBE, ffprobe_json
-from tests.fixtures.recorder_source import recorder_agent, rtmp_source  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.media, pytest.mark.timeout(150)]
 

@@ -1,0 +1,32 @@
+"""The recorder against the real ingest agent: what production wires together for recordType origin."""
+from __future__ import annotations
+
+import pytest
+
+from tests.fixtures.media import ffprobe_json, wait_for
+
+pytestmark = [pytest.mark.media, pytest.mark.timeout(180)]
+
+
+def test_records_the_ingest_read_url_and_finalizes_when_the_agent_is_stopped(ingest_agent, recorder_agent, publishers):
+    ingest = ingest_agent.start(slot="main", protocols=("rtmp",))
+    recorder = recorder_agent.start(ingest.read_url, split_seconds=4)
+    recorder.put_desired(recording=True)
+    recorder.wait_status(lambda s: s["state"] == "waiting", 20, "waiting for a publisher")
+
+    publisher = publishers.rtmp(ingest.rtmp_url)
+    ingest.wait_receiving()
+    recorder.wait_status(lambda s: s["recording"], 30, "recording to start")
+    status = recorder.wait_status(lambda s: s["durationSeconds"] >= 6 and len(s["files"]) >= 2, 40, "two parts")
+
+    # Kubernetes stops the pod with SIGTERM: the open session is finalized, nothing is left running.
+    assert recorder.stop(timeout=30) == 0
+    assert not recorder.ffmpeg_pids()
+    sidecar = wait_for(lambda: recorder.sidecars(), 5, what="sidecar")[0]
+    assert sidecar["endReason"] == "agent stopped"
+    assert [p["file"] for p in sidecar["parts"]] == sorted(p.name for p in recorder.output_dir.glob("*.mp4"))
+    assert sidecar["durationSeconds"] >= status["durationSeconds"] - 1
+    for part in sidecar["parts"]:
+        info = ffprobe_json(str(recorder.output_dir / part["file"]))
+        assert {s["codec_type"] for s in info["streams"]} == {"video", "audio"}
+    assert publisher.running and ingest.status()["receiving"], "the recorder going away does not touch the stream"
