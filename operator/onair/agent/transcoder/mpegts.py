@@ -234,6 +234,8 @@ class Feed:
         self.keyframes = 0
         self.bytes = 0
         self.resyncs = 0
+        self._gop_first: Optional[int] = None  # decode time of the cached keyframe
+        self._video_last: Optional[int] = None  # decode time of the latest video PES
 
     @property
     def video_pid(self) -> Optional[int]:
@@ -242,6 +244,13 @@ class Feed:
     @property
     def has_audio(self) -> bool:
         return bool(self.program and self.program.audio)
+
+    @property
+    def gop_seconds(self) -> float:
+        """Media time the cache holds (what a splice from it would replay at once)."""
+        if not self.gop or self._gop_first is None or self._video_last is None:
+            return 0.0
+        return max(0, sdiff(self._video_last, self._gop_first)) / CLOCK
 
     @property
     def ready(self) -> bool:
@@ -296,6 +305,12 @@ class Feed:
         if self.program is None or pid == NULL_PID:
             return False
         keyframe = pid == self.program.video and self.is_keyframe(pkt)
+        if pid == self.program.video and unit_start(pkt):
+            times = pes_times(pkt)
+            if times is not None and times.decode is not None:
+                self._video_last = times.decode
+                if keyframe:
+                    self._gop_first = times.decode
         if keyframe:
             self.keyframes += 1
             self.gop = [pkt]

@@ -1,0 +1,60 @@
+"""`onair agent transcoder --config FILE`: one livestream's ABR ladder, HLS (CMAF + MPEG-TS), DASH
+and screenshots, fed by the main ingest with a warm backup, or by pull URIs.
+
+How it is put together (each module says why in more detail):
+
+* ``relay``: a reader process per source runs all the time (``ffmpeg -c copy`` -> MPEG-TS
+  pipe); the relay forwards the active one into the encoder's stdin. ``source`` decides which:
+  main while healthy; the backup the moment main's reader ends or stays silent for
+  ``freeze_seconds``; main again once it has been healthy for ``return_seconds``.
+  ``mpegts.Splicer`` starts each source at a keyframe with continuous timestamps, so a switch
+  needs no new process and leaves no trace in the outputs.
+* ``ffmpeg_args``: one encoder process per run encodes the ladder once (keyframes on segment
+  boundaries in every rung) and the tee muxer writes HLS fMP4, HLS TS and DASH from the same
+  frames, plus the screenshot.
+* ``packager``: publishes to ``output_dir`` or PUTs to ``output_url`` (bearer token), with
+  its own HLS playlists that outlive encoder runs (see ``playlists``).
+
+Desired state (``PUT /desired``), GetStream's backstage semantics:
+
+* The readers (and so source selection, ``activeSource`` and failover) run in every phase:
+  hosts rehearse in backstage and the transcoder knows what it would put on air.
+* ``broadcasting: true`` (and a phase other than ``ended``) starts the encoder as soon as a
+  source delivers; the ladder is fitted to that source (never upscaled). Outputs start with a
+  new run id.
+* ``broadcasting: false`` or ``phase: ended`` stops the encoder: its last segments are
+  published and every playlist ends with ``EXT-X-ENDLIST`` (DASH: ffmpeg's final static MPD).
+  Broadcasting again starts a new run: playlists resume with a discontinuity, media sequence
+  numbers keep growing.
+* An encoder crash is not a stop: it is restarted as a new run, playlists continue with a
+  discontinuity and the new run's own init segment, and never get ``EXT-X-ENDLIST``.
+
+``GET /status`` (``TranscoderStatus``): ``activeSource`` is the source on air while
+broadcasting (the one that would be otherwise), null while no source delivers; ``speed`` is
+ffmpeg's ``speed=`` (Gcore's ``transcoding_speed``); ``qualities`` the renditions of the
+running encoder once it has published a segment; ``lastSegmentAt`` the last publication.
+"""
+from __future__ import annotations
+
+from onair.agent.app import load_config, parse_args, run, setup_logging
+from onair.api.agent import TranscoderConfig
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args("transcoder", argv)
+    setup_logging(args.log_level)
+    config = load_config(args.config, TranscoderConfig)
+    return run(lambda: _serve(config))
+
+
+async def _serve(config: TranscoderConfig) -> None:
+    from .agent import TranscoderAgent
+
+    agent = TranscoderAgent(config)
+    await agent.start_http()
+    agent.start()
+    try:
+        await agent.wait_for_stop_signal()
+    finally:
+        await agent.shutdown()
+        await agent.stop_http()

@@ -1,0 +1,250 @@
+"""The transcoder agent: warm readers, one encoder per broadcast, a packager, and the HTTP API."""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import secrets
+import shutil
+import signal
+import time
+from pathlib import Path
+from typing import Optional
+
+from prometheus_client import Counter, Gauge
+
+from onair.agent.app import Agent, read_secret
+from onair.agent.supervisor import Child, Supervisor
+from onair.api.agent import Desired, TranscoderConfig, TranscoderStatus
+from onair.render.ladder import fit_ladder
+
+from .ffmpeg_args import EncoderPlan, encoder_args
+from .packager import Packager
+from .progress import parse_speed
+from .relay import Relay
+from .sinks import DirSink, HttpSink, Sink
+
+log = logging.getLogger("onair.transcoder")
+
+CONVERGE_SECONDS = 0.2
+SPEED_STALE_SECONDS = 5.0
+
+
+def new_run_id() -> str:
+    """Sortable, unique per encoder process; in every output file name."""
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(2)
+
+
+class TranscoderAgent(Agent):
+    def __init__(self, config: TranscoderConfig, ffmpeg: str = "ffmpeg") -> None:
+        super().__init__("transcoder", config.listen_host, config.agent_port)
+        self.config = config
+        self.ffmpeg = ffmpeg
+        self.supervisor = Supervisor()
+        self.work_dir = Path(config.work_dir) / "out"
+        labels = ["livestream"]
+        r = self.registry
+        self.m_speed = Gauge("onair_transcoder_speed", "ffmpeg speed= of the encoder (1.0 is real time)", labels, registry=r)
+        self.m_switches = Counter("onair_transcoder_source_switches", "times the encoder's source changed", ["livestream", "to"], registry=r)
+        self.m_restarts = Counter("onair_transcoder_encoder_restarts", "encoder processes that died and were restarted", labels, registry=r)
+        self.m_segments = Counter("onair_transcoder_segments_written", "segments published", ["livestream", "format"], registry=r)
+        self.m_upload_errors = Counter("onair_transcoder_upload_errors", "files that could not be published", labels, registry=r)
+        self.m_active = Gauge("onair_transcoder_active_source", "1 for the source on air", ["livestream", "source"], registry=r)
+        self.m_broadcasting = Gauge("onair_transcoder_broadcasting", "1 while the encoder produces outputs", labels, registry=r)
+        self.relay = Relay(self.supervisor, main_url=config.main_url, backup_url=config.backup_url,
+                           pull_uris=config.pull_uris, ffmpeg=ffmpeg, freeze_seconds=config.freeze_seconds,
+                           return_seconds=config.return_seconds, on_switch=self._switched)
+        self.sink = self._make_sink()
+        kinds = [k for k, on in (("cmaf", config.hls_cmaf), ("ts", config.hls_mpegts)) if on]
+        self.packager = Packager(self.work_dir, self.sink, kinds=kinds, dash=config.dash,
+                                 window=config.playlist_segments,
+                                 on_segment=lambda kind: self.m_segments.labels(config.livestream, kind).inc(),
+                                 on_error=lambda: self.m_upload_errors.labels(config.livestream).inc())
+        self.encoder: Optional[Child] = None
+        self.plan: Optional[EncoderPlan] = None
+        self.speed: Optional[float] = None
+        self._speed_at = 0.0
+        self._produced_run: Optional[str] = None
+        self._stopping_encoder = False
+        self._lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task] = []
+        self._packager_stop = asyncio.Event()
+        if not config.main_url and not config.backup_url and not config.pull_uris:
+            log.error("no source configured (mainUrl, backupUrl or pullUris): nothing to transcode")
+
+    def _make_sink(self) -> Sink:
+        if self.config.output_dir:
+            return DirSink(self.config.output_dir)
+        if self.config.output_url:
+            token_file = self.config.output_token_file
+            if token_file and read_secret(token_file) is None:
+                log.error("output token file %s is missing or empty: uploads will be refused", token_file)
+            return HttpSink(self.config.output_url, token=lambda: read_secret(token_file))
+        fallback = Path(self.config.work_dir) / "public"
+        log.error("neither outputDir nor outputUrl is set: publishing to %s, which nobody serves", fallback)
+        return DirSink(fallback)
+
+    # ------------------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        shutil.rmtree(self.work_dir, ignore_errors=True)  # files of a previous life are no run's
+        (self.work_dir / "dash").mkdir(parents=True, exist_ok=True)
+        self.relay.start()
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self.packager.run(self._packager_stop), name="packager"))
+        self._tasks.append(loop.create_task(self._converge_forever(), name="converge"))
+
+    async def shutdown(self) -> None:
+        for task in self._tasks:
+            if task.get_name() == "converge":
+                task.cancel()
+        async with self._lock:
+            await self._stop_encoder(ended=True)
+        self._packager_stop.set()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.relay.stop()
+        await self.supervisor.stop_all()
+        await self.sink.close()
+
+    async def apply_desired(self, desired: Desired) -> None:
+        await self._converge()
+
+    def wants_outputs(self) -> bool:
+        return self.desired.broadcasting and self.desired.phase != "ended"
+
+    async def _converge_forever(self) -> None:
+        while True:
+            try:
+                await self._converge()
+                self._refresh_gauges()
+            except Exception:
+                log.exception("transcoder converge failed")
+            await asyncio.sleep(CONVERGE_SECONDS)
+
+    async def _converge(self) -> None:
+        async with self._lock:
+            if self.wants_outputs() and self.encoder is None:
+                await self._start_encoder()
+            elif not self.wants_outputs() and self.encoder is not None:
+                await self._stop_encoder(ended=True)
+
+    # ------------------------------------------------------------------------- encoder
+    def _plan(self) -> Optional[EncoderPlan]:
+        info = self.relay.source_info()
+        if info is None:
+            return None  # nothing on air yet: the ladder depends on what arrives
+        cfg = self.config
+        rungs = list(cfg.ladder)
+        fps = None
+        if info.video is not None:
+            rungs = fit_ladder(cfg.ladder, info.video.width, info.video.height, info.video.fps)
+            fps = info.video.fps
+        if not rungs:
+            log.error("the configured ladder is empty: nothing to encode")
+            return None
+        segment = min(cfg.segment_seconds, 1.0) if cfg.low_latency else cfg.segment_seconds
+        return EncoderPlan(
+            rungs=rungs, run_id=new_run_id(), segment_seconds=segment, fps=fps, has_audio=info.has_audio,
+            hls_cmaf=cfg.hls_cmaf, hls_mpegts=cfg.hls_mpegts, dash=cfg.dash, low_latency=cfg.low_latency,
+            dash_window=cfg.playlist_segments, screenshot_width=cfg.screenshot_width,
+            screenshot_interval_seconds=cfg.screenshot_interval_seconds, preset=cfg.preset, ffmpeg=self.ffmpeg)
+
+    async def _start_encoder(self) -> None:
+        plan = self._plan()
+        if plan is None:
+            return
+        self.plan = plan
+        self._stopping_encoder = False
+        log.info("broadcast starts: run %s, ladder %s from %s", plan.run_id,
+                 ", ".join(f"{r.name}={r.width}x{r.height}" for r in plan.rungs), self.relay.selected())
+        self.encoder = Child(
+            name="encoder", argv=encoder_args(plan), cwd=str(self.work_dir), stdin_pipe=True,
+            # SIGINT lets ffmpeg write its last segments; the packager, not ffmpeg, decides ENDLIST.
+            stop_signal=signal.SIGINT, stop_timeout=10.0, backoff_initial=0.5, backoff_max=5.0,
+            on_start=self._encoder_started, on_line=self._encoder_line, on_exit=self._encoder_exited)
+        self.supervisor.add(self.encoder)
+
+    def _encoder_started(self, proc: asyncio.subprocess.Process) -> None:
+        assert self.plan is not None
+        self.packager.begin_run(self.plan.run_id, [r.name for r in self.plan.rungs])
+        self.relay.attach(proc.stdin)
+
+    async def _encoder_exited(self, code: int) -> None:
+        self.relay.detach()
+        self.speed = None
+        if self._stopping_encoder:
+            return
+        # A crash (or a source we could not decode). The next process is a new run: new file
+        # names, a discontinuity with its own init in every playlist, no ENDLIST in between.
+        self.m_restarts.labels(self.config.livestream).inc()
+        await self.packager.finish(ended=False)
+        plan = self._plan() or self.plan
+        if plan is not None and self.encoder is not None:
+            if plan is self.plan:
+                plan = dataclasses.replace(plan, run_id=new_run_id())
+            self.plan = plan
+            self.encoder.argv = encoder_args(plan)
+            log.warning("encoder exited with code %s; restarting as run %s", code, plan.run_id)
+
+    async def _stop_encoder(self, ended: bool) -> None:
+        encoder = self.encoder
+        if encoder is None:
+            return
+        self._stopping_encoder = True
+        proc = encoder.proc
+        self.relay.detach()
+        if proc is not None and proc.stdin is not None:
+            proc.stdin.close()  # EOF: ffmpeg drains what it has and writes its trailers
+        await self.supervisor.remove(encoder.name)
+        self.encoder = None
+        self.speed = None
+        await self.packager.finish(ended=ended)
+        log.info("broadcast stopped (run %s)", self.plan.run_id if self.plan else None)
+
+    def _encoder_line(self, line: str) -> None:
+        speed = parse_speed(line)
+        if speed is not None:
+            self.speed = speed
+            self._speed_at = time.monotonic()
+            self.m_speed.labels(self.config.livestream).set(speed)
+            return
+        if ("frame=" in line and "fps=" in line) or "deprecated pixel format" in line:
+            return  # stats without speed; swscale's standing complaint about JPEG's yuvj420p
+        log.info("[encoder] %s", line)
+
+    def _switched(self, previous: Optional[str], current: str) -> None:
+        self.m_switches.labels(self.config.livestream, current).inc()
+
+    # ------------------------------------------------------------------------- status
+    def _current_speed(self) -> Optional[float]:
+        if self.speed is None or time.monotonic() - self._speed_at > SPEED_STALE_SECONDS:
+            return None
+        return self.speed
+
+    def _qualities(self) -> list[str]:
+        """Renditions of the running encoder, once its first segment is published."""
+        if self.encoder is None or self.plan is None or not self.encoder.running:
+            return []
+        names = [r.name for r in self.plan.rungs]
+        published = self.packager.run_id == self.plan.run_id and any(
+            rendition.playlist.last is not None and rendition.playlist.last.run_id == self.plan.run_id
+            for rendition in self.packager.renditions.values())
+        return names if published or not self.packager.kinds else []
+
+    def _refresh_gauges(self) -> None:
+        on_air = self.relay.on_air() if self.encoder is not None else self.relay.selected()
+        for name in self.relay.readers:
+            self.m_active.labels(self.config.livestream, name).set(1 if name == on_air else 0)
+        self.m_broadcasting.labels(self.config.livestream).set(1 if self.encoder is not None else 0)
+        if self._current_speed() is None:
+            self.m_speed.labels(self.config.livestream).set(0)
+
+    def status(self) -> TranscoderStatus:
+        broadcasting = self.encoder is not None
+        return TranscoderStatus(
+            active_source=self.relay.on_air() if broadcasting else self.relay.selected(),
+            speed=self._current_speed(),
+            qualities=self._qualities(),
+            last_segment_at=self.packager.stats.last_segment_at,
+            broadcasting=broadcasting,
+            run_id=self.plan.run_id if broadcasting and self.plan else None,
+        )

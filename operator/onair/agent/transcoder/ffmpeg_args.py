@@ -1,0 +1,271 @@
+"""ffmpeg command lines of the transcoder, built from data and nothing else.
+
+Two kinds of process:
+
+* a *reader* per source: remux (``-c copy``) whatever the source sends into MPEG-TS on stdout,
+  video first, so the relay can splice sources whose PIDs and codecs line up;
+* one *encoder* per run: MPEG-TS on stdin, the whole ladder encoded once, and the ``tee``
+  muxer writing every packaging from those same encoded frames: HLS fMP4 (CMAF), HLS MPEG-TS,
+  DASH, plus a JPEG screenshot as a second output. Everything lands under the encoder's working
+  directory with the run id in every file name; the packager publishes from there.
+
+Keyframes line up across rungs and segments because every rung gets the same
+``-force_key_frames`` times (segment boundaries), a GOP of exactly one segment and no scene-cut
+keyframes; segmenters cut at the first keyframe past each boundary, i.e. at the same instant in
+every rung and every packaging.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Optional, Sequence
+from urllib.parse import urlsplit
+
+from onair.api.agent import Rung
+from onair.render.ladder import display_aspect, sample_aspect_ratio
+
+# Seconds a reader waits on a silent connection before giving up (it is restarted at once).
+READ_TIMEOUT_SECONDS = 10
+DEFAULT_FPS = 30.0
+
+
+def reader_args(url: str, ffmpeg: str = "ffmpeg") -> list[str]:
+    scheme = urlsplit(url).scheme.lower()
+    args = [ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "info"]
+    if scheme in ("rtmp", "rtmps", "http", "https"):
+        args += ["-rw_timeout", str(READ_TIMEOUT_SECONDS * 1_000_000)]
+    args += [
+        "-i", url,
+        # Fixed stream order -> fixed PIDs (0x100 video, 0x101 audio) whatever order the source
+        # announced its tracks in, so main and backup splice without a PMT change.
+        "-map", "0:v:0", "-map", "0:a:0?", "-c", "copy", "-dn", "-sn",
+        "-f", "mpegts",
+        # One audio frame per PES: a splice drops at most one frame of overlapping audio.
+        "-pes_payload_size", "0",
+        # Bytes leave as soon as they are muxed: a silent pipe must mean a silent source.
+        "-flush_packets", "1", "-muxdelay", "0", "-muxpreload", "0",
+        "-max_interleave_delta", "500000",
+        "pipe:1",
+    ]
+    return args
+
+
+@dataclass(frozen=True)
+class EncoderPlan:
+    rungs: Sequence[Rung]
+    run_id: str
+    segment_seconds: float = 2.0
+    fps: Optional[float] = None  # the source's, for the GOP length of rungs that keep it
+    has_audio: bool = True
+    hls_cmaf: bool = True
+    hls_mpegts: bool = True
+    dash: bool = True
+    low_latency: bool = False
+    list_size: int = 20  # ffmpeg's own playlists: the packager makes the public ones
+    dash_window: int = 8
+    screenshot_width: int = 1080
+    screenshot_interval_seconds: int = 10
+    preset: str = "veryfast"
+    ffmpeg: str = "ffmpeg"
+
+    @property
+    def encoded(self) -> list[Rung]:
+        return [r for r in self.rungs if not r.passthrough]
+
+
+# Local layout, relative to the encoder's working directory. The packager mirrors it.
+def cmaf_playlist(run_id: str, rung: str = "%v") -> str:
+    return f"hls/cmaf/{rung}/{run_id}.m3u8"
+
+
+def ts_playlist(run_id: str, rung: str = "%v") -> str:
+    return f"hls/ts/{rung}/{run_id}.m3u8"
+
+
+def master_name(run_id: str) -> str:
+    return f"{run_id}_master.m3u8"
+
+
+def dash_manifest(run_id: str) -> str:
+    return f"dash/{run_id}.mpd"
+
+
+SCREENSHOT = "screenshot.jpg"
+
+
+def tee_value(value: str) -> str:
+    """Quote a tee slave option value: the tee muxer unescapes twice (slave list, then options)."""
+    if "'" in value or "|" in value:
+        raise ValueError(f"cannot pass {value!r} through the tee muxer")
+    return "\\'" + value + "\\'"
+
+
+def tee_slave(fmt: str, target: str, options: dict[str, str]) -> str:
+    opts = ":".join([f"f={fmt}"] + [f"{k}={v}" for k, v in options.items()])
+    return f"[{opts}]{target}"
+
+
+def profile_for(rung: Rung) -> str:
+    # Baseline/main for small rungs keeps old phones happy; high saves bits where they count.
+    return "high" if min(rung.width, rung.height) >= 720 else "main"
+
+
+def gop_frames(fps: float, segment_seconds: float) -> int:
+    return max(1, int(round(fps * segment_seconds)))
+
+
+def _sar(rung: Rung, dar: Fraction) -> str:
+    sar = sample_aspect_ratio(rung, dar)
+    return f"{sar.numerator}/{sar.denominator}"
+
+
+def filter_graph(plan: EncoderPlan) -> str:
+    encoded = plan.encoded
+    shots = 1 if plan.screenshot_interval_seconds > 0 else 0
+    branches = len(encoded) + shots
+    parts = []
+    labels = [f"[s{i}]" for i in range(branches)]
+    parts.append(f"[0:v:0]split={branches}{''.join(labels)}" if branches > 1 else "[0:v:0]null[s0]")
+    dar = display_aspect(encoded) if encoded else Fraction(16, 9)
+    for i, rung in enumerate(encoded):
+        chain = []
+        if rung.fps:
+            chain.append(f"fps={rung.fps:g}")
+        # Exact W:H from the ladder (what scale=-2:H gives for this source, fixed even if a
+        # backup of another size takes over: the encoders cannot change size mid-run), and the
+        # SAR that keeps every rung at one display aspect (DASH requires it).
+        chain.append(f"scale={rung.width}:{rung.height}")
+        # setsar reduces the ratio to terms <= max (default 100, i.e. 640/639 -> 1): lift that.
+        chain.append(f"setsar=sar={_sar(rung, dar)}:max=1000000")
+        chain.append("format=yuv420p")  # what every H.264 profile we ask for can carry
+        parts.append(f"[s{i}]{','.join(chain)}[v{i}]")
+    if shots:
+        interval = plan.screenshot_interval_seconds
+        parts.append(f"[s{len(encoded)}]fps=1/{interval},scale={plan.screenshot_width}:-2,setsar=1[shot]")
+    return ";".join(parts)
+
+
+def _video_options(plan: EncoderPlan) -> list[str]:
+    args: list[str] = []
+    seg = plan.segment_seconds
+    for i, rung in enumerate(plan.rungs):
+        if rung.passthrough:
+            args += [f"-c:v:{i}", "copy"]
+            continue
+        fps = rung.fps or plan.fps or DEFAULT_FPS
+        gop = gop_frames(fps, seg)
+        kbps = rung.video_bitrate_kbps
+        args += [
+            f"-c:v:{i}", "libx264", f"-preset:v:{i}", plan.preset,
+            # Per output stream: a bare -profile:v would also hit a copied (passthrough) rung.
+            f"-profile:v:{i}", profile_for(rung),
+            f"-b:v:{i}", f"{kbps}k", f"-maxrate:v:{i}", f"{int(kbps * 1.1)}k", f"-bufsize:v:{i}", f"{kbps * 2}k",
+            f"-g:v:{i}", str(gop), f"-keyint_min:v:{i}", str(gop), f"-sc_threshold:v:{i}", "0",
+            f"-force_key_frames:v:{i}", f"expr:gte(t,n_forced*{seg:g})",
+        ]
+    # tee hands packets to several muxers: the parameter sets must be in the stream headers.
+    args += ["-flags:v", "+global_header"]
+    return args
+
+
+def _audio_options(plan: EncoderPlan) -> list[str]:
+    if not plan.has_audio:
+        return []
+    args = ["-c:a", "aac", "-ar", "48000", "-ac", "2", "-flags:a", "+global_header",
+            # Splices leave tiny audio gaps/overlaps: fill and trim them, keep A/V in sync.
+            "-af", "aresample=async=1:first_pts=0"]
+    for i, rung in enumerate(plan.rungs):
+        args += [f"-b:a:{i}", f"{rung.audio_bitrate_kbps}k"]
+    return args
+
+
+def var_stream_map(plan: EncoderPlan) -> str:
+    variants = []
+    for i, rung in enumerate(plan.rungs):
+        streams = [f"v:{i}"] + ([f"a:{i}"] if plan.has_audio else [])
+        variants.append(",".join(streams + [f"name:{rung.name}"]))
+    return " ".join(variants)
+
+
+def _hls_slave(plan: EncoderPlan, kind: str) -> str:
+    run = plan.run_id
+    ext = "m4s" if kind == "cmaf" else "ts"
+    options = {
+        "hls_time": f"{plan.segment_seconds:g}",
+        "hls_list_size": str(plan.list_size),
+        # temp_file: a file the packager sees under its final name is complete.
+        "hls_flags": "independent_segments+temp_file+omit_endlist",
+        "hls_segment_type": "fmp4" if kind == "cmaf" else "mpegts",
+        "hls_segment_filename": f"hls/{kind}/%v/{run}_%06d.{ext}",
+        "master_pl_name": master_name(run),
+        "var_stream_map": tee_value(var_stream_map(plan)),
+    }
+    if kind == "cmaf":
+        # ffmpeg expands %v here only when there are several variants (and then insists on it).
+        variant = "%v" if len(plan.rungs) > 1 else plan.rungs[0].name
+        options["hls_fmp4_init_filename"] = f"{run}_init_{variant}.mp4"
+    target = cmaf_playlist(run) if kind == "cmaf" else ts_playlist(run)
+    return tee_slave("hls", target, options)
+
+
+def _dash_slave(plan: EncoderPlan) -> str:
+    run = plan.run_id
+    streams = "id=0,streams=v id=1,streams=a" if plan.has_audio else "id=0,streams=v"
+    # The passthrough rung stays out of DASH: the dash muxer cannot start a copied stream whose
+    # parameter sets only arrive in-band, and its GOP would not line up anyway. One audio
+    # rendition is enough for DASH; the per-rung audio copies exist for muxed HLS.
+    select = [f"v:{i}" for i, rung in enumerate(plan.rungs) if not rung.passthrough]
+    if plan.has_audio:
+        select.append("a:0")
+    options = {
+        "select": tee_value(",".join(select)),
+        "seg_duration": f"{plan.segment_seconds:g}",
+        "use_template": "1",
+        "use_timeline": "1",
+        "window_size": str(plan.dash_window),
+        "extra_window_size": str(plan.dash_window),
+        "remove_at_exit": "0",
+        "adaptation_sets": tee_value(streams),
+        "init_seg_name": tee_value(f"{run}_init_$RepresentationID$.m4s"),
+        "media_seg_name": tee_value(f"{run}_$RepresentationID$_$Number%06d$.m4s"),
+    }
+    if plan.low_latency:
+        options.update({"streaming": "1", "ldash": "1"})
+    return tee_slave("dash", dash_manifest(run), options)
+
+
+def encoder_args(plan: EncoderPlan) -> list[str]:
+    if not plan.rungs:
+        raise ValueError("an encoder needs at least one rung")
+    args = [
+        plan.ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "warning", "-stats", "-stats_period", "1",
+        # The relay starts every stream with PAT/PMT and a keyframe: little probing is needed.
+        "-f", "mpegts", "-probesize", "1000000", "-analyzeduration", "1000000",
+        "-thread_queue_size", "1024", "-i", "pipe:0",
+        "-filter_complex", filter_graph(plan),
+    ]
+    for i, rung in enumerate(plan.rungs):
+        args += ["-map", "0:v:0" if rung.passthrough else f"[v{plan.encoded.index(rung)}]"]
+    if plan.has_audio:
+        for _ in plan.rungs:
+            args += ["-map", "0:a:0"]
+    args += _video_options(plan) + _audio_options(plan)
+    args += ["-max_muxing_queue_size", "4096"]
+    slaves = []
+    if plan.hls_cmaf:
+        slaves.append(_hls_slave(plan, "cmaf"))
+    if plan.hls_mpegts:
+        slaves.append(_hls_slave(plan, "ts"))
+    if plan.dash:
+        slaves.append(_dash_slave(plan))
+    if slaves:
+        args += ["-f", "tee", "|".join(slaves)]
+    if plan.screenshot_interval_seconds > 0:
+        args += ["-map", "[shot]", "-c:v", "mjpeg", "-q:v", "3", "-f", "image2", "-update", "1",
+                 "-atomic_writing", "1", SCREENSHOT]
+    return args
+
+
+def segment_count_for(window_seconds: float, segment_seconds: float) -> int:
+    return max(3, math.ceil(window_seconds / segment_seconds))

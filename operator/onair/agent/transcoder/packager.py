@@ -1,0 +1,294 @@
+"""Publishes what the encoder writes into its working directory, in an order players can trust.
+
+ffmpeg writes every file under a temporary name and renames it when complete; the packager
+polls the directory and, per scan, sends new segments and init segments first, then the media
+playlists that list them, then master playlists and manifests, so the origin never serves a
+playlist naming a file it does not have.
+
+* HLS (CMAF and MPEG-TS): public playlists are the packager's own (see ``playlists``);
+  ffmpeg's per-run playlists are only read. Uploaded segments are removed from local disk; ones
+  that slid out of the live window are deleted from the destination a few segments later (a
+  player that loaded the previous playlist may still be fetching them).
+* DASH: ffmpeg's manifest is published as ``dash/manifest.mpd``; files are mirrored (uploaded
+  when they appear, deleted when ffmpeg deletes them); a new run starts a new manifest and the
+  previous run's files are deleted after a grace period.
+* ``screenshot.jpg`` is sent whenever ffmpeg replaces it.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from . import ffmpeg_args as fa
+from .playlists import Entry, MediaPlaylist, parse_media_playlist, public_master
+from .sinks import Sink, SinkError
+
+log = logging.getLogger("onair.transcoder.packager")
+
+HLS_KINDS = ("cmaf", "ts")
+DELETE_LAG_SEGMENTS = 4
+OLD_RUN_GRACE_SECONDS = 30.0
+POLL_SECONDS = 0.1
+PUBLIC_PLAYLIST = "index.m3u8"
+MASTER = "master.m3u8"
+DASH_MANIFEST = "dash/manifest.mpd"
+
+
+@dataclass
+class _Rendition:
+    kind: str
+    rung: str
+    playlist: MediaPlaylist
+    seen: set[str] = field(default_factory=set)  # local URIs of the current run already handled
+    inits: set[str] = field(default_factory=set)  # init URIs already published
+    trash: deque[Entry] = field(default_factory=deque)  # out of the window, not yet deleted
+
+    @property
+    def base(self) -> str:
+        return f"hls/{self.kind}/{self.rung}"
+
+
+@dataclass
+class PackagerStats:
+    segments: dict[str, int] = field(default_factory=dict)
+    upload_errors: int = 0
+    last_segment_at: Optional[datetime] = None
+
+
+class Packager:
+    def __init__(self, work_dir: Path, sink: Sink, *, kinds: Sequence[str] = HLS_KINDS, dash: bool = True,
+                 window: int = 8, on_segment: Optional[Callable[[str], None]] = None,
+                 on_error: Optional[Callable[[], None]] = None) -> None:
+        self.work_dir = Path(work_dir)
+        self.sink = sink
+        self.kinds = tuple(kinds)
+        self.dash = dash
+        self.window = window
+        self.on_segment = on_segment
+        self.on_error = on_error
+        self.stats = PackagerStats()
+        self.run_id: Optional[str] = None
+        self.rungs: list[str] = []
+        self.renditions: dict[tuple[str, str], _Rendition] = {}
+        self._masters_sent: set[str] = set()  # kinds whose master of the current run is out
+        self._dash_files: dict[str, tuple[float, int]] = {}  # published name -> (mtime, size)
+        self._dash_manifest: Optional[tuple[float, int]] = None
+        self._dash_old: dict[str, float] = {}  # file -> delete after (monotonic)
+        self._screenshot: Optional[tuple[float, int]] = None
+        self._lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------------- runs
+    def begin_run(self, run_id: str, rungs: Sequence[str]) -> None:
+        """A new encoder process starts writing with this run id and these renditions."""
+        self.run_id = run_id
+        self.rungs = list(rungs)
+        self._masters_sent = set()
+        self._dash_manifest = None
+        for kind in self.kinds:
+            for rung in self.rungs:
+                key = (kind, rung)
+                if key not in self.renditions:
+                    self.renditions[key] = _Rendition(kind, rung, MediaPlaylist(
+                        self.window, version=7 if kind == "cmaf" else 6))
+                self.renditions[key].seen = set()
+        # Renditions of an earlier ladder that this run does not produce end cleanly.
+        for key, rendition in self.renditions.items():
+            if key[1] not in self.rungs and not rendition.playlist.ended:
+                rendition.playlist.end()
+        deadline = time.monotonic() + OLD_RUN_GRACE_SECONDS
+        for name in self._dash_files:
+            if not name.startswith(f"dash/{run_id}_"):
+                self._dash_old.setdefault(name, deadline)
+
+    async def finish(self, ended: bool) -> None:
+        """The encoder exited: publish what it left; with ``ended`` (broadcast stopped on
+        purpose) close every playlist with ENDLIST."""
+        await self.sync()
+        if not ended:
+            return
+        async with self._lock:
+            for rendition in self.renditions.values():
+                if not rendition.playlist.ended and rendition.playlist.entries:
+                    rendition.playlist.end()
+                    await self._put(f"{rendition.base}/{PUBLIC_PLAYLIST}", rendition.playlist.render().encode())
+
+    # ------------------------------------------------------------------------- scanning
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.sync()
+            except Exception:  # a packaging bug must not stop publishing for good
+                log.exception("packager scan failed")
+            try:
+                await asyncio.wait_for(stop.wait(), POLL_SECONDS)
+            except asyncio.TimeoutError:
+                pass
+
+    async def sync(self) -> None:
+        async with self._lock:
+            if self.run_id is not None:
+                for kind in self.kinds:
+                    await self._sync_hls(kind)
+            if self.dash:
+                await self._sync_dash()
+            await self._sync_screenshot()
+            await self._collect_dash_garbage()
+
+    async def _sync_hls(self, kind: str) -> None:
+        run = self.run_id
+        assert run is not None
+        changed = []
+        for rung in self.rungs:
+            rendition = self.renditions[(kind, rung)]
+            local = self.work_dir / (fa.cmaf_playlist(run, rung) if kind == "cmaf" else fa.ts_playlist(run, rung))
+            try:
+                parsed = parse_media_playlist(local.read_text())
+            except FileNotFoundError:
+                continue
+            new = [s for s in parsed.segments if s.uri not in rendition.seen]
+            if not new:
+                continue
+            init = parsed.map_uri
+            if init and init not in rendition.inits:
+                if await self._upload_file(rendition.base, init, keep=True):
+                    rendition.inits.add(init)
+                else:
+                    continue  # segments are useless without their init: try again next scan
+            for segment in new:
+                rendition.seen.add(segment.uri)
+                if not await self._upload_file(rendition.base, segment.uri):
+                    continue
+                now = datetime.now(timezone.utc)
+                removed = rendition.playlist.add(segment.uri, segment.duration, run, init, now)
+                rendition.trash.extend(removed)
+                self.stats.segments[kind] = self.stats.segments.get(kind, 0) + 1
+                self.stats.last_segment_at = now
+                if self.on_segment:
+                    self.on_segment(kind)
+            changed.append(rendition)
+        for rendition in changed:
+            await self._put(f"{rendition.base}/{PUBLIC_PLAYLIST}", rendition.playlist.render().encode())
+            await self._take_out_trash(rendition)
+        # The master goes out once every rendition it lists has a playlist to fetch.
+        if kind not in self._masters_sent and all(self.renditions[(kind, r)].playlist.entries for r in self.rungs):
+            master = self.work_dir / "hls" / kind / fa.master_name(run)
+            try:
+                text = master.read_text()
+            except FileNotFoundError:
+                return
+            if await self._put(f"hls/{kind}/{MASTER}", public_master(text, run, PUBLIC_PLAYLIST).encode()):
+                self._masters_sent.add(kind)
+
+    async def _take_out_trash(self, rendition: _Rendition) -> None:
+        while len(rendition.trash) > DELETE_LAG_SEGMENTS:
+            entry = rendition.trash.popleft()
+            await self._delete(f"{rendition.base}/{entry.uri}")
+            still_used = {e.init for e in rendition.playlist.entries} | {e.init for e in rendition.trash}
+            if entry.init and entry.init not in still_used and entry.run_id != self.run_id:
+                await self._delete(f"{rendition.base}/{entry.init}")
+                rendition.inits.discard(entry.init)
+                _unlink(self.work_dir / rendition.base / entry.init)
+
+    async def _upload_file(self, base: str, uri: str, keep: bool = False) -> bool:
+        local = self.work_dir / base / uri
+        try:
+            data = local.read_bytes()
+        except FileNotFoundError:
+            log.warning("segment %s/%s vanished before it was published", base, uri)
+            return False
+        ok = await self._put(f"{base}/{uri}", data)
+        if ok and not keep:
+            _unlink(local)  # published: the destination has it now
+        return ok
+
+    async def _sync_dash(self) -> None:
+        root = self.work_dir / "dash"
+        if not root.is_dir():
+            return
+        # Manifest first: every segment it names was renamed into place before ffmpeg wrote it,
+        # so the listing below is sure to include them.
+        manifest: Optional[tuple[tuple[float, int], bytes]] = None
+        if self.run_id is not None:
+            path = self.work_dir / fa.dash_manifest(self.run_id)
+            try:
+                st = path.stat()
+                stamp = (st.st_mtime, st.st_size)
+                if stamp != self._dash_manifest:
+                    manifest = (stamp, path.read_bytes())
+            except FileNotFoundError:
+                pass
+        present: dict[str, tuple[float, int]] = {}
+        for entry in root.iterdir():
+            if entry.name.endswith(".tmp") or entry.name.endswith(".mpd") or not entry.is_file():
+                continue
+            try:
+                st = entry.stat()
+            except FileNotFoundError:
+                continue
+            present[f"dash/{entry.name}"] = (st.st_mtime, st.st_size)
+        for name, stamp in sorted(present.items(), key=lambda kv: ("init" not in kv[0], kv[1][0])):
+            if self._dash_files.get(name) == stamp:
+                continue
+            try:
+                data = (self.work_dir / name).read_bytes()
+            except FileNotFoundError:
+                continue
+            if await self._put(name, data):
+                self._dash_files[name] = stamp
+        for name in [n for n in self._dash_files if n not in present]:
+            del self._dash_files[name]  # ffmpeg slid it out of its window: so do we
+            self._dash_old.pop(name, None)
+            await self._delete(name)
+        if manifest is not None and await self._put(DASH_MANIFEST, manifest[1]):
+            self._dash_manifest = manifest[0]
+
+    async def _collect_dash_garbage(self) -> None:
+        now = time.monotonic()
+        for name, deadline in list(self._dash_old.items()):
+            if now >= deadline:
+                del self._dash_old[name]
+                self._dash_files.pop(name, None)
+                _unlink(self.work_dir / name)
+                await self._delete(name)
+
+    async def _sync_screenshot(self) -> None:
+        shot = self.work_dir / fa.SCREENSHOT
+        try:
+            st = shot.stat()
+            stamp = (st.st_mtime, st.st_size)
+            if stamp != self._screenshot:
+                if await self._put(fa.SCREENSHOT, shot.read_bytes()):
+                    self._screenshot = stamp
+        except FileNotFoundError:
+            pass
+
+    # ------------------------------------------------------------------------- transport
+    async def _put(self, path: str, data: bytes) -> bool:
+        try:
+            await self.sink.put(path, data)
+            return True
+        except SinkError as exc:
+            self.stats.upload_errors += 1
+            if self.on_error:
+                self.on_error()
+            log.error("publishing %s failed: %s", path, exc)
+            return False
+
+    async def _delete(self, path: str) -> None:
+        try:
+            await self.sink.delete(path)
+        except SinkError as exc:
+            log.warning("deleting %s failed: %s", path, exc)
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass

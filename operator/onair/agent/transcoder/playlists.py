@@ -1,0 +1,194 @@
+"""The public HLS playlists, made from ffmpeg's per-run ones.
+
+ffmpeg's hls muxer knows one run only: after a restart it starts a fresh playlist, rewrites the
+init segment and would end the old one with ENDLIST. Viewers need one playlist that outlives
+runs, so the packager keeps its own per rendition:
+
+* media sequence numbers only grow; a new run starts with ``EXT-X-DISCONTINUITY`` and its own
+  ``EXT-X-MAP`` (every file name carries the run id, so nothing is ever overwritten);
+* ``EXT-X-PROGRAM-DATE-TIME`` on every segment: contiguous while the encoder keeps up, moved
+  forward to the wall clock after an outage (media time stood still, real time did not);
+* ``EXT-X-ENDLIST`` only when the broadcast is stopped on purpose, never on a source switch
+  (sources are spliced inside one run and need no tag at all) nor on an encoder crash;
+* a short window (the origin keeps the DVR), ``EXT-X-DISCONTINUITY-SEQUENCE`` kept right as
+  discontinuities slide out of it.
+
+Pure: parse text, render text; the packager does the I/O.
+"""
+from __future__ import annotations
+
+import math
+import posixpath
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Iterable, Optional
+
+# Media time running this far behind the wall clock means an outage, not jitter.
+PDT_RESYNC_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class LocalSegment:
+    uri: str
+    duration: float
+
+
+@dataclass
+class LocalPlaylist:
+    segments: list[LocalSegment] = field(default_factory=list)
+    map_uri: Optional[str] = None
+    target_duration: Optional[int] = None
+    ended: bool = False
+
+
+def parse_media_playlist(text: str) -> LocalPlaylist:
+    playlist = LocalPlaylist()
+    duration: Optional[float] = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        if line.startswith("#EXTINF:"):
+            try:
+                duration = float(line[len("#EXTINF:"):].split(",", 1)[0])
+            except ValueError:
+                duration = None
+        elif line.startswith("#EXT-X-MAP:"):
+            playlist.map_uri = _attribute(line, "URI")
+        elif line.startswith("#EXT-X-TARGETDURATION:"):
+            try:
+                playlist.target_duration = int(line.split(":", 1)[1])
+            except ValueError:
+                pass
+        elif line == "#EXT-X-ENDLIST":
+            playlist.ended = True
+        elif not line.startswith("#"):
+            if duration is not None:
+                playlist.segments.append(LocalSegment(line, duration))
+            duration = None
+    return playlist
+
+
+def _attribute(line: str, name: str) -> Optional[str]:
+    body = line.split(":", 1)[1] if ":" in line else ""
+    for part in _split_attributes(body):
+        key, _, value = part.partition("=")
+        if key.strip() == name:
+            return value.strip().strip('"')
+    return None
+
+
+def _split_attributes(body: str) -> Iterable[str]:
+    current, quoted = [], False
+    for ch in body:
+        if ch == '"':
+            quoted = not quoted
+        if ch == "," and not quoted:
+            yield "".join(current)
+            current = []
+        else:
+            current.append(ch)
+    if current:
+        yield "".join(current)
+
+
+def format_pdt(when: datetime) -> str:
+    return when.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Entry:
+    uri: str  # relative to the media playlist
+    duration: float
+    run_id: str
+    init: Optional[str]
+    program_date_time: datetime
+    discontinuity: bool
+
+
+class MediaPlaylist:
+    """One public media playlist (one rendition of one packaging)."""
+
+    def __init__(self, window: int, version: int) -> None:
+        self.window = window
+        self.version = version
+        self.entries: deque[Entry] = deque()
+        self.media_sequence = 0
+        self.discontinuity_sequence = 0
+        self.ended = False
+        self._last: Optional[Entry] = None  # survives the window: continuity with what comes next
+        self._target = 1
+
+    def add(self, uri: str, duration: float, run_id: str, init: Optional[str], seen_at: datetime) -> list[Entry]:
+        """Append a finished segment; returns the entries that slid out of the window."""
+        last = self._last
+        self.ended = False
+        discontinuity = last is not None and (last.run_id != run_id or last.init != init)
+        observed = seen_at - timedelta(seconds=duration)
+        if last is None:
+            pdt = observed
+        else:
+            pdt = last.program_date_time + timedelta(seconds=last.duration)
+            if (observed - pdt).total_seconds() > PDT_RESYNC_SECONDS:
+                pdt = observed
+        entry = Entry(uri, duration, run_id, init, pdt, discontinuity)
+        self.entries.append(entry)
+        self._last = entry
+        self._target = max(self._target, math.ceil(duration - 1e-3))
+        removed = []
+        while len(self.entries) > self.window:
+            gone = self.entries.popleft()
+            self.media_sequence += 1
+            # The first remaining entry's own tag still counts inside the window.
+            if self.entries and self.entries[0].discontinuity:
+                self.discontinuity_sequence += 1
+            removed.append(gone)
+        return removed
+
+    def end(self) -> None:
+        self.ended = True
+
+    @property
+    def last(self) -> Optional[Entry]:
+        return self._last
+
+    def render(self) -> str:
+        lines = [
+            "#EXTM3U",
+            f"#EXT-X-VERSION:{self.version}",
+            f"#EXT-X-TARGETDURATION:{self._target}",
+            f"#EXT-X-MEDIA-SEQUENCE:{self.media_sequence}",
+            f"#EXT-X-DISCONTINUITY-SEQUENCE:{self.discontinuity_sequence}",
+            "#EXT-X-INDEPENDENT-SEGMENTS",
+        ]
+        current_init: Optional[str] = None
+        for i, entry in enumerate(self.entries):
+            if entry.discontinuity and i > 0:
+                lines.append("#EXT-X-DISCONTINUITY")
+            if entry.init and (i == 0 or entry.init != current_init):
+                lines.append(f'#EXT-X-MAP:URI="{entry.init}"')
+            current_init = entry.init
+            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{format_pdt(entry.program_date_time)}")
+            lines.append(f"#EXTINF:{entry.duration:.6f},")
+            lines.append(entry.uri)
+        if self.ended:
+            lines.append("#EXT-X-ENDLIST")
+        return "\n".join(lines) + "\n"
+
+
+def public_master(text: str, run_id: str, playlist_name: str = "index.m3u8") -> str:
+    """ffmpeg's master of one run, pointing at the public media playlists instead."""
+    out = []
+    suffix = f"/{run_id}.m3u8"
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line and not line.startswith("#") and line.endswith(suffix):
+            line = posixpath.join(posixpath.dirname(line), playlist_name)
+        if line or (out and out[-1]):
+            out.append(line)
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def master_variants(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]

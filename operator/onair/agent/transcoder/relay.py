@@ -1,0 +1,302 @@
+"""Warm sources and the splice into the one long-lived encoder.
+
+Every configured source has its own reader process all the time (``ffmpeg -c copy`` to MPEG-TS
+on a pipe), whether or not it is the one on air. The relay reads all of them, keeps each one's
+packets since its last keyframe, and forwards the active one to the encoder's stdin through the
+``Splicer``. Failing over is therefore a matter of which pipe gets forwarded: no process
+starts, no probing, no new encoder, and the backup's cached keyframe goes out the moment main
+is declared dead (reader EOF: at once; silence: after ``freeze_seconds``).
+
+Pull mode has a single reader that walks ``pull_uris`` round-robin: a URI whose reader exits
+or stays silent is replaced by the next one.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+from onair.agent.supervisor import Child, Supervisor
+
+from .ffmpeg_args import reader_args
+from .mpegts import Feed, Splicer
+from .progress import InputProbe, InputVideo
+from .source import FREEZE_SECONDS, RETURN_SECONDS, PullRotation, SourceSelector
+
+log = logging.getLogger("onair.transcoder.relay")
+
+TICK_SECONDS = 0.1
+# A cached GOP longer than this is not replayed on a switch (the output would run that far
+# ahead of the wall clock); the switch waits for the next keyframe instead.
+MAX_CACHE_BURST_SECONDS = 3.0
+# A pull URI that connected but delivers nothing usable for this long is given up.
+PULL_STARTUP_SECONDS = 10.0
+PULL_STALL_SECONDS = 5.0
+# More unsent bytes than this at the encoder means it cannot keep up: drop, resume at a keyframe.
+MAX_ENCODER_BACKLOG = 64 * 1024 * 1024
+_NOISY = ("error", "failed", "refused", "invalid", "timed out", "not found", "denied")
+
+
+@dataclass
+class _Reader:
+    name: str
+    child: Child
+    feed: Feed
+    probe: InputProbe = field(default_factory=InputProbe)
+    rotation: Optional[PullRotation] = None
+    started_at: float = 0.0
+    last_data_at: Optional[float] = None
+
+    @property
+    def url(self) -> str:
+        return self.rotation.current if self.rotation else self.child.argv[self.child.argv.index("-i") + 1]
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    name: str
+    video: Optional[InputVideo]
+    has_audio: bool
+
+
+class Relay:
+    def __init__(self, supervisor: Supervisor, *, main_url: Optional[str] = None, backup_url: Optional[str] = None,
+                 pull_uris: Sequence[str] = (), ffmpeg: str = "ffmpeg",
+                 freeze_seconds: float = FREEZE_SECONDS, return_seconds: float = RETURN_SECONDS,
+                 on_switch: Optional[Callable[[Optional[str], str], None]] = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.supervisor = supervisor
+        self.ffmpeg = ffmpeg
+        self.clock = clock
+        self.on_switch = on_switch
+        self.readers: dict[str, _Reader] = {}
+        self.splicer = Splicer()
+        self.active: Optional[str] = None  # the source being forwarded (or last forwarded)
+        self.pending: Optional[str] = None  # switch to this one at its next keyframe
+        self.switches = 0
+        self.dropped_bytes = 0
+        self._forwarding: Optional[Feed] = None  # the exact reader incarnation being forwarded
+        self._sink: Optional[asyncio.StreamWriter] = None
+        self._task: Optional[asyncio.Task] = None
+        sources: list[tuple[str, list[str]]] = []
+        if main_url:
+            sources.append(("main", [main_url]))
+        if backup_url:
+            sources.append(("backup", [backup_url]))
+        if not sources and pull_uris:
+            sources.append(("pull", list(pull_uris)))
+        self.selector = SourceSelector([name for name, _ in sources], freeze_seconds, return_seconds)
+        for name, urls in sources:
+            rotation = PullRotation(urls) if name == "pull" else None
+            self._add_reader(name, urls[0], rotation)
+
+    # ------------------------------------------------------------------------- readers
+    def _add_reader(self, name: str, url: str, rotation: Optional[PullRotation]) -> None:
+        child = Child(
+            name=f"reader-{name}", argv=reader_args(url, self.ffmpeg),
+            # Readers must come back fast: they are what makes the backup warm.
+            backoff_initial=0.2, backoff_max=1.0, stop_timeout=3.0,
+            secrets=_url_secrets(rotation.uris if rotation else [url]),
+        )
+        reader = _Reader(name, child, Feed(name), rotation=rotation)
+        child.on_start = lambda proc, r=reader: self._reader_started(r)
+        child.on_data = lambda data, r=reader: self._reader_data(r, data)
+        child.on_line = lambda line, r=reader: self._reader_line(r, line)
+        child.on_exit = lambda code, r=reader: self._reader_exited(r, code)
+        self.readers[name] = reader
+
+    def _reader_started(self, reader: _Reader) -> None:
+        reader.feed = Feed(reader.name)
+        reader.probe = InputProbe()
+        reader.started_at = self.clock()
+        reader.last_data_at = None
+        self.selector.restarted(reader.name)
+
+    def _reader_line(self, reader: _Reader, line: str) -> None:
+        reader.probe.feed(line)
+        lowered = line.lower()
+        level = logging.INFO if any(word in lowered for word in _NOISY) else logging.DEBUG
+        log.log(level, "[reader-%s] %s", reader.name, line)
+
+    def _reader_exited(self, reader: _Reader, code: int) -> None:
+        self.selector.restarted(reader.name)
+        if reader.rotation is not None:
+            failed = reader.rotation.current
+            nxt = reader.rotation.failed()
+            log.warning("pull source %s ended (code %s); trying %s", _redact(failed), code, _redact(nxt))
+            reader.child.argv = reader_args(nxt, self.ffmpeg)
+        self._decide()  # a reader EOF is the fastest failure signal there is: act on it now
+
+    def _reader_data(self, reader: _Reader, data: bytes) -> None:
+        now = self.clock()
+        packets, key_at = reader.feed.push(data)
+        reader.last_data_at = now
+        was_healthy = self.selector.healthy(reader.name, now - 1e-6)
+        self.selector.data(reader.name, now, reader.feed.ready)
+        if not was_healthy and self.selector.healthy(reader.name, now):
+            log.info("source %s healthy", reader.name)
+        if self._forwarding is reader.feed:
+            if self._sink is not None:  # no encoder (backstage): selection only, no splicing work
+                self._write(self.splicer.forward(packets))
+            return
+        if key_at is None:
+            return
+        if self.pending == reader.name or (self.active == reader.name and self._forwarding is None):
+            # Planned switch, a restarted reader of the active source, or a new encoder: all
+            # resume at this keyframe.
+            self._start_forwarding(reader, packets[key_at:])
+
+    # ------------------------------------------------------------------------- switching
+    def _start_forwarding(self, reader: _Reader, packets: Sequence[bytes]) -> None:
+        previous = self.active
+        self._forwarding = reader.feed
+        self.active = reader.name
+        self.pending = None
+        if self._sink is not None:
+            self._write(self.splicer.splice(reader.feed, packets))
+        if previous != reader.name:
+            log.info("source %s: %s", "switch" if previous else "selected", f"{previous} -> {reader.name}" if previous else reader.name)
+            # Only what viewers see counts: not the first selection, not changes in backstage.
+            if previous is not None and self._sink is not None:
+                self.switches += 1
+                if self.on_switch:
+                    self.on_switch(previous, reader.name)
+
+    def _decide(self) -> None:
+        now = self.clock()
+        decision = self.selector.decide(self.active, now, hysteresis=self._sink is not None)
+        target = decision.target
+        if target is None:
+            return
+        reader = self.readers[target]
+        if target == self.active and self._forwarding is reader.feed:
+            self.pending = None
+            return
+        cache_ok = reader.feed.ready and reader.feed.gop_seconds <= MAX_CACHE_BURST_SECONDS
+        if decision.immediate and cache_ok:
+            self._start_forwarding(reader, list(reader.feed.gop))
+        elif self.pending != target:
+            self.pending = target
+            if decision.immediate:
+                # Nothing usable cached: forget the dead source now, resume at the next keyframe.
+                self._forwarding = None
+            log.info("switching to %s at its next keyframe", target)
+
+    def _check_pull(self) -> None:
+        reader = self.readers.get("pull")
+        if reader is None or not reader.child.running or reader.child.proc is None:
+            return
+        now = self.clock()
+        silent_for = now - (reader.last_data_at or reader.started_at)
+        limit = PULL_STALL_SECONDS if reader.feed.ready else PULL_STARTUP_SECONDS
+        if silent_for > limit:
+            log.warning("pull source %s silent for %.0fs; giving up on it", _redact(reader.url), silent_for)
+            try:
+                reader.child.proc.kill()
+            except ProcessLookupError:
+                pass
+
+    async def _tick(self) -> None:
+        while True:
+            try:
+                self._decide()
+                self._check_pull()
+            except Exception:
+                log.exception("relay tick failed")
+            await asyncio.sleep(TICK_SECONDS)
+
+    # ------------------------------------------------------------------------- encoder side
+    def attach(self, stdin: Optional[asyncio.StreamWriter]) -> None:
+        """A new encoder process: it must start from a keyframe, with the program tables."""
+        self._sink = stdin
+        self.splicer.reset()
+        self._forwarding = None
+        if stdin is None or self.active is None:
+            return
+        reader = self.readers[self.active]
+        if reader.feed.ready and reader.feed.gop_seconds <= MAX_CACHE_BURST_SECONDS:
+            self._start_forwarding(reader, list(reader.feed.gop))
+
+    def detach(self) -> None:
+        self._sink = None
+        self._forwarding = None
+        self.splicer.reset()
+
+    def _write(self, data: bytes) -> None:
+        sink = self._sink
+        if not data or sink is None:
+            return
+        if sink.is_closing():
+            self.detach()
+            return
+        if sink.transport.get_write_buffer_size() > MAX_ENCODER_BACKLOG:
+            # The encoder is far behind: skip to a later keyframe rather than grow without end.
+            self.dropped_bytes += len(data)
+            self._forwarding = None
+            return
+        try:
+            sink.write(data)
+        except (BrokenPipeError, ConnectionResetError, RuntimeError):
+            self.detach()
+
+    # ------------------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        for reader in self.readers.values():
+            self.supervisor.add(reader.child)
+        self._task = asyncio.get_running_loop().create_task(self._tick(), name="relay")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        for reader in self.readers.values():
+            await self.supervisor.remove(reader.child.name)
+
+    # ------------------------------------------------------------------------- state
+    def on_air(self) -> Optional[str]:
+        """The source viewers are getting now: forwarded and healthy."""
+        if self.active is not None and self._forwarding is not None \
+                and self._forwarding is self.readers[self.active].feed \
+                and self.selector.healthy(self.active, self.clock()):
+            return self.active
+        return None
+
+    def selected(self) -> Optional[str]:
+        """The source the relay would put on air (also while no encoder runs)."""
+        if self.active is not None and self.selector.healthy(self.active, self.clock()):
+            return self.active
+        return None
+
+    def source_info(self) -> Optional[SourceInfo]:
+        name = self.selected()
+        if name is None:
+            return None
+        reader = self.readers[name]
+        return SourceInfo(name, reader.probe.video, reader.feed.has_audio)
+
+
+def _url_secrets(urls: Sequence[str]) -> list[str]:
+    """Stream keys / passphrases / tokens in source URLs must not reach the logs."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    secrets: list[str] = []
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.password:
+            secrets.append(parts.password)
+        for key, value in parse_qsl(parts.query):
+            if key.lower() in ("passphrase", "token", "key", "streamid", "auth", "secret") and value:
+                secrets.append(value)
+    return secrets
+
+
+def _redact(url: str) -> str:
+    for secret in _url_secrets([url]):
+        url = url.replace(secret, "***")
+    return url

@@ -1,0 +1,123 @@
+"""Where published files go: a local directory (shared volume, tests) or the origin over HTTP.
+
+HTTP: ``PUT <output_url>/<relative path>`` and ``DELETE`` likewise, with
+``Authorization: Bearer <token>``, over one keep-alive connection pool. A failed PUT is retried
+a few times; after that the caller decides (a segment is skipped, a playlist is sent again with
+the next segment anyway).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import posixpath
+from pathlib import Path
+from typing import Callable, Optional, Protocol
+
+import aiohttp
+
+log = logging.getLogger("onair.transcoder.sinks")
+
+CONTENT_TYPES = {
+    ".m3u8": "application/vnd.apple.mpegurl",
+    ".mpd": "application/dash+xml",
+    ".m4s": "video/iso.segment",
+    ".mp4": "video/mp4",
+    ".ts": "video/mp2t",
+    ".jpg": "image/jpeg",
+}
+RETRY_DELAYS = (0.2, 0.5, 1.0)
+
+
+class SinkError(Exception):
+    pass
+
+
+def content_type(path: str) -> str:
+    return CONTENT_TYPES.get(posixpath.splitext(path)[1], "application/octet-stream")
+
+
+class Sink(Protocol):
+    async def put(self, path: str, data: bytes) -> None: ...
+    async def delete(self, path: str) -> None: ...
+    async def close(self) -> None: ...
+
+
+class DirSink:
+    """Writes atomically (temp file + rename): a reader never sees half a playlist."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, path: str) -> Path:
+        target = (self.root / path).resolve()
+        if self.root.resolve() not in target.parents:
+            raise SinkError(f"refusing to write outside {self.root}: {path}")
+        return target
+
+    async def put(self, path: str, data: bytes) -> None:
+        target = self._path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+
+    async def delete(self, path: str) -> None:
+        try:
+            self._path(path).unlink()
+        except FileNotFoundError:
+            pass
+
+    async def close(self) -> None:
+        pass
+
+
+class HttpSink:
+    def __init__(self, base_url: str, token: Callable[[], Optional[str]], timeout: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._token = token
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: Optional[aiohttp.ClientSession] = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            # One pool, connections kept alive between segments: no handshake per file.
+            connector = aiohttp.TCPConnector(limit=8, keepalive_timeout=60)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+        return self._session
+
+    def _headers(self, path: str) -> dict[str, str]:
+        headers = {"Content-Type": content_type(path)}
+        token = self._token()
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return headers
+
+    async def _request(self, method: str, path: str, data: Optional[bytes] = None) -> None:
+        url = f"{self.base_url}/{path}"
+        last = ""
+        for attempt, delay in enumerate((0.0,) + RETRY_DELAYS):
+            if delay:
+                await asyncio.sleep(delay)
+            try:
+                async with self._client().request(method, url, data=data, headers=self._headers(path)) as resp:
+                    if resp.status < 300 or (method == "DELETE" and resp.status == 404):
+                        return
+                    last = f"HTTP {resp.status}"
+                    if resp.status in (400, 401, 403, 413):
+                        break  # retrying will not change the answer
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                last = f"{type(exc).__name__}: {exc}"
+        raise SinkError(f"{method} {url}: {last}")
+
+    async def put(self, path: str, data: bytes) -> None:
+        await self._request("PUT", path, data)
+
+    async def delete(self, path: str) -> None:
+        await self._request("DELETE", path)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

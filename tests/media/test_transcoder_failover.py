@@ -1,0 +1,150 @@
+"""Main dies or freezes -> the warm backup goes on air inside the same encoder run; main comes
+back -> it takes over again after its hysteresis. The status says so all along.
+
+Main publishes red frames, the backup blue ones, so every segment tells which source it holds.
+Sources are spliced into one encoder with continuous timestamps: the playlist shows no
+discontinuity and keeps one init segment across switches (discontinuities with their own init
+are for encoder restarts: see test_transcoder_restart).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import m3u8
+import pytest
+
+from tests.fixtures.media import FFMPEG, first_frame_is_keyframe, wait_for
+from tests.fixtures.rtmp_server import rtmp_server  # noqa: F401
+from tests.fixtures.transcoder import dominant, frame_colors, transcoder_agent  # noqa: F401
+
+pytestmark = [pytest.mark.media, pytest.mark.slow, pytest.mark.timeout(240)]
+RUNG = "180p"
+
+
+def publish_color(publishers, url: str, color: str):
+    """A small solid-colour source with a tone, 1 s GOP, paced in real time."""
+    return publishers.custom([
+        "-loglevel", "error", "-re", "-f", "lavfi", "-i", f"color=c={color}:size=320x180:rate=30",
+        "-re", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+        "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p",
+        "-g", "30", "-keyint_min", "30", "-c:a", "aac", "-b:a", "64k", "-f", "flv", url])
+
+
+class Timeline:
+    """The public CMAF playlist of the one rung, with the colour of every segment it listed."""
+
+    def __init__(self, out: Path) -> None:
+        self.dir = out / "hls/cmaf" / RUNG
+        self.colors: dict[str, list[str]] = {}  # segment uri -> colours of its frames
+        self.order: list[str] = []
+
+    def playlist(self) -> m3u8.M3U8:
+        return m3u8.loads((self.dir / "index.m3u8").read_text())
+
+    def refresh(self) -> m3u8.M3U8:
+        playlist = self.playlist()
+        for segment in playlist.segments:
+            if segment.uri not in self.colors:
+                init = self.dir / segment.init_section.uri
+                self.colors[segment.uri] = [dominant(c) for c in frame_colors([init, self.dir / segment.uri])]
+                self.order.append(segment.uri)
+        return playlist
+
+    def wait_color(self, color: str, timeout: float, after: int = 0) -> str:
+        """The first segment listed after index ``after`` holding a ``color`` frame."""
+        def found():
+            self.refresh()
+            return next((uri for uri in self.order[after:] if color in self.colors[uri]), None)
+        return wait_for(found, timeout, interval=0.2, what=f"a {color} segment")
+
+
+def start_pair(rtmp_server, publishers, transcoder_agent, **overrides):
+    tx = transcoder_agent.start(main_url=rtmp_server.url("main"), backup_url=rtmp_server.url("backup"),
+                                tracks=[RUNG], source_size=(320, 180), hls_mpegts=False, dash=False,
+                                screenshot_interval_seconds=0, **overrides)
+    main = publish_color(publishers, rtmp_server.url("main"), "red")
+    backup = publish_color(publishers, rtmp_server.url("backup"), "blue")
+    tx.wait_status(lambda s: s.get("activeSource") == "main", 30, "main selected")
+    tx.put_desired(phase="live", broadcasting=True)
+    timeline = Timeline(tx.out)
+    tx.wait_file(f"hls/cmaf/{RUNG}/index.m3u8", 40)
+    timeline.wait_color("red", 20)
+    return tx, main, backup, timeline
+
+
+def assert_one_seamless_run(timeline: Timeline) -> None:
+    playlist = timeline.refresh()
+    assert not playlist.is_endlist
+    assert not any(s.discontinuity for s in playlist.segments), "a source switch needs no discontinuity"
+    assert len({s.init_section.uri for s in playlist.segments}) == 1, "one run, one init segment"
+    for segment in playlist.segments:
+        joined = timeline.dir / f"check-{segment.uri}"
+        joined.write_bytes((timeline.dir / segment.init_section.uri).read_bytes() + (timeline.dir / segment.uri).read_bytes())
+        assert first_frame_is_keyframe(str(joined)), segment.uri
+        joined.unlink()
+    pdts = [s.program_date_time for s in playlist.segments]
+    assert all(b > a for a, b in zip(pdts, pdts[1:]))
+
+
+def test_main_killed_backup_takes_over_then_main_returns(rtmp_server, publishers, transcoder_agent):
+    tx, main, backup, timeline = start_pair(rtmp_server, publishers, transcoder_agent)
+    main.kill()
+    tx.wait_status(lambda s: s.get("activeSource") == "backup", 10, "backup on air after main was killed")
+    blue = timeline.wait_color("blue", 20)
+    assert_one_seamless_run(timeline)
+
+    after = timeline.order.index(blue)
+    main = publish_color(publishers, rtmp_server.url("main"), "red")
+    tx.wait_status(lambda s: s.get("activeSource") == "main", 30, "main back on air")
+    timeline.wait_color("red", 20, after=after + 1)
+    assert_one_seamless_run(timeline)
+    metrics = tx.metrics()
+    assert 'onair_transcoder_source_switches_total{livestream="default/test",to="backup"} 1.0' in metrics
+    assert 'onair_transcoder_source_switches_total{livestream="default/test",to="main"} 1.0' in metrics
+    assert tx.status()["broadcasting"] is True
+
+
+def test_main_frozen_backup_takes_over_then_thawed_main_returns(rtmp_server, publishers, transcoder_agent):
+    tx, main, backup, timeline = start_pair(rtmp_server, publishers, transcoder_agent)
+    main.freeze()
+    try:
+        tx.wait_status(lambda s: s.get("activeSource") == "backup", 10, "backup on air while main is frozen")
+        blue = timeline.wait_color("blue", 20)
+    finally:
+        main.thaw()  # within nginx's drop_idle_publisher: the same publisher carries on
+    tx.wait_status(lambda s: s.get("activeSource") == "main", 30, "thawed main back on air")
+    timeline.wait_color("red", 20, after=timeline.order.index(blue) + 1)
+    assert_one_seamless_run(timeline)
+
+    # Nobody publishing: the status must say so rather than name a dead source.
+    main.kill()
+    backup.kill()
+    tx.wait_status(lambda s: s.get("activeSource") is None, 10, "no source on air")
+    assert tx.status()["broadcasting"] is True  # still broadcasting: it resumes when a source does
+
+
+def test_backup_only_goes_on_air_and_main_takes_over_after_hysteresis(rtmp_server, publishers, transcoder_agent):
+    tx = transcoder_agent.start(main_url=rtmp_server.url("main"), backup_url=rtmp_server.url("backup"),
+                                tracks=[RUNG], source_size=(320, 180), hls_mpegts=False, dash=False,
+                                screenshot_interval_seconds=0, return_seconds=4)
+    publish_color(publishers, rtmp_server.url("backup"), "blue")
+    tx.wait_status(lambda s: s.get("activeSource") == "backup", 30, "backup selected when main is absent")
+    tx.put_desired(phase="live", broadcasting=True)
+    timeline = Timeline(tx.out)
+    tx.wait_file(f"hls/cmaf/{RUNG}/index.m3u8", 40)
+    timeline.wait_color("blue", 20)
+    publish_color(publishers, rtmp_server.url("main"), "red")
+    tx.wait_status(lambda s: s.get("activeSource") == "main", 40, "main on air after its hysteresis")
+    log = tx.log_text().splitlines()
+    healthy = _log_time(next(line for line in log if "source main healthy" in line))
+    switched = _log_time(next(line for line in log if "source switch: backup -> main" in line))
+    assert switched - healthy >= 4 - 0.2, "main must stay healthy for return_seconds before taking over"
+    timeline.wait_color("red", 20)
+    assert_one_seamless_run(timeline)
+
+
+def _log_time(line: str) -> float:
+    from datetime import datetime
+
+    return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()

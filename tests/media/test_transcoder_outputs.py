@@ -1,0 +1,109 @@
+"""Publish over RTMP -> every packaging of every rung, valid, aligned, and a screenshot."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import m3u8
+import pytest
+from mpegdash.parser import MPEGDASHParser
+
+from tests.fixtures.media import ffprobe_json, first_frame_is_keyframe, wait_for
+from tests.fixtures.rtmp_server import rtmp_server  # noqa: F401
+from tests.fixtures.transcoder import transcoder_agent  # noqa: F401
+
+pytestmark = [pytest.mark.media, pytest.mark.timeout(180)]
+
+
+def _joined(tmp: Path, *parts: Path) -> Path:
+    target = tmp / ("joined-" + "-".join(p.name for p in parts))
+    target.write_bytes(b"".join(p.read_bytes() for p in parts))
+    return target
+
+
+def _media(out: Path, kind: str, rung: str) -> m3u8.M3U8:
+    return m3u8.loads((out / "hls" / kind / rung / "index.m3u8").read_text())
+
+
+@pytest.mark.slow
+def test_publish_gives_hls_cmaf_ts_dash_and_a_screenshot(rtmp_server, publishers, transcoder_agent, tmp_path):
+    tx = transcoder_agent.start(main_url=rtmp_server.url("main"), tracks=["360p", "240p"], preset="veryfast")
+    publishers.rtmp(rtmp_server.url("main"), width=640, height=360)
+    tx.wait_status(lambda s: s.get("activeSource") == "main", 30, "main selected in backstage")
+    assert tx.status()["broadcasting"] is False
+    assert not (tx.out / "hls").exists(), "nothing is published before broadcasting starts"
+
+    tx.put_desired(phase="live", broadcasting=True)
+    out = tx.out
+    tx.wait_file("hls/cmaf/master.m3u8", 60)
+    tx.wait_file("hls/ts/master.m3u8", 30)
+    # Three segments per rendition so alignment and the window are visible.
+    wait_for(lambda: all(len(_media(out, k, r).segments) >= 3 for k in ("cmaf", "ts") for r in ("360p", "240p")),
+             60, what="three segments in every media playlist")
+
+    master = m3u8.loads((out / "hls/cmaf/master.m3u8").read_text())
+    assert master.is_variant
+    variants = {p.uri: p.stream_info for p in master.playlists}
+    assert set(variants) == {"360p/index.m3u8", "240p/index.m3u8"}
+    assert variants["360p/index.m3u8"].resolution == (640, 360)
+    assert variants["240p/index.m3u8"].resolution == (426, 240)
+    for info in variants.values():
+        assert info.bandwidth > 0 and "avc1." in info.codecs and "mp4a." in info.codecs
+
+    for rung in ("360p", "240p"):
+        media = _media(out, "cmaf", rung)
+        assert media.segment_map and media.segment_map[0].uri.endswith(".mp4")
+        assert all(s.program_date_time is not None for s in media.segments)
+        assert not media.is_endlist
+        init = out / "hls/cmaf" / rung / media.segment_map[0].uri
+        first = out / "hls/cmaf" / rung / media.segments[0].uri
+        joined = _joined(tmp_path, init, first)
+        assert first_frame_is_keyframe(str(joined))
+        probe = ffprobe_json(str(joined))
+        video = next(s for s in probe["streams"] if s["codec_type"] == "video")
+        assert (video["width"], video["height"]) == ((640, 360) if rung == "360p" else (426, 240))
+        assert video["profile"] in ("Main", "High")
+
+    # Keyframes are aligned: every rung cuts its segments at the same instants.
+    durations = {rung: [round(s.duration, 2) for s in _media(out, "cmaf", rung).segments] for rung in ("360p", "240p")}
+    n = min(len(d) for d in durations.values())
+    assert durations["360p"][:n] == durations["240p"][:n]
+    assert all(abs(d - 2.0) < 0.05 for d in durations["360p"][:n - 1])
+
+    ts_master = m3u8.loads((out / "hls/ts/master.m3u8").read_text())
+    assert ts_master.is_variant and len(ts_master.playlists) == 2
+    ts_media = _media(out, "ts", "240p")
+    assert ts_media.target_duration >= 2 and all(s.uri.endswith(".ts") for s in ts_media.segments)
+    assert first_frame_is_keyframe(str(out / "hls/ts/240p" / ts_media.segments[0].uri))
+
+    mpd_path = tx.wait_file("dash/manifest.mpd", 30)
+    mpd = MPEGDASHParser.parse(mpd_path.read_text())
+    assert mpd.type == "dynamic"
+    sets = mpd.periods[0].adaptation_sets
+    video_set = next(a for a in sets if a.content_type == "video")
+    assert sorted(r.height for r in video_set.representations) == [240, 360]
+    template = video_set.representations[0].segment_templates[0]
+    assert (out / "dash" / template.initialization.replace("$RepresentationID$", video_set.representations[0].id)).exists()
+
+    shot = tx.wait_file("screenshot.jpg", 30)
+    info = ffprobe_json(str(shot))["streams"][0]
+    assert info["codec_name"] == "mjpeg" and info["width"] == 1080
+
+    status = tx.wait_status(lambda s: s.get("speed") is not None and s.get("qualities"), 20, "speed and qualities")
+    assert status["activeSource"] == "main" and status["broadcasting"] is True
+    assert status["qualities"] == ["360p", "240p"]
+    assert 0.1 < status["speed"] < 10
+    assert status["lastSegmentAt"]
+    metrics = tx.metrics()
+    assert 'onair_transcoder_segments_written_total{format="cmaf",livestream="default/test"}' in metrics
+    assert "onair_transcoder_speed{" in metrics
+
+    # Stopping the broadcast ends every playlist; the readers (and selection) keep running.
+    tx.put_desired(broadcasting=False)
+    wait_for(lambda: all(_media(out, k, r).is_endlist for k in ("cmaf", "ts") for r in ("360p", "240p")),
+             30, what="ENDLIST in every media playlist")
+    status = tx.wait_status(lambda s: not s["broadcasting"], 10, "encoder stopped")
+    assert status["activeSource"] == "main" and status["qualities"] == [] and status.get("speed") is None
+    assert tx.encoder_pid() is None
+    final = MPEGDASHParser.parse((out / "dash/manifest.mpd").read_text())
+    assert final.type == "static"
