@@ -1,0 +1,110 @@
+from datetime import datetime, timedelta, timezone
+
+import m3u8
+
+from onair.agent.transcoder.playlists import MediaPlaylist, parse_media_playlist, public_master
+
+T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+
+FFMPEG_PLAYLIST = """#EXTM3U
+#EXT-X-VERSION:7
+#EXT-X-TARGETDURATION:2
+#EXT-X-MEDIA-SEQUENCE:0
+#EXT-X-INDEPENDENT-SEGMENTS
+#EXT-X-MAP:URI="r1_init_720p.mp4"
+#EXTINF:2.000000,
+r1_000000.m4s
+#EXTINF:1.966667,
+r1_000001.m4s
+#EXT-X-ENDLIST
+"""
+
+
+def test_parse_ffmpeg_media_playlist():
+    parsed = parse_media_playlist(FFMPEG_PLAYLIST)
+    assert parsed.map_uri == "r1_init_720p.mp4" and parsed.ended and parsed.target_duration == 2
+    assert [(s.uri, s.duration) for s in parsed.segments] == [("r1_000000.m4s", 2.0), ("r1_000001.m4s", 1.966667)]
+
+
+def _fill(playlist, run, n, start, init="init.mp4", step=2.0):
+    for i in range(n):
+        playlist.add(f"{run}_{i}.m4s", step, run, f"{run}_{init}", start + timedelta(seconds=step * (i + 1)))
+
+
+def test_window_slides_with_media_sequence_and_contiguous_program_date_time():
+    playlist = MediaPlaylist(window=3, version=7)
+    _fill(playlist, "r1", 5, T0)
+    parsed = m3u8.loads(playlist.render())
+    assert parsed.media_sequence == 2 and [s.uri for s in parsed.segments] == ["r1_2.m4s", "r1_3.m4s", "r1_4.m4s"]
+    assert parsed.segment_map[0].uri == "r1_init.mp4"
+    pdts = [s.program_date_time for s in parsed.segments]
+    assert pdts == [T0 + timedelta(seconds=4 + 2 * i) for i in range(3)]
+    assert not parsed.is_endlist and parsed.target_duration == 2
+
+
+def test_new_run_is_a_discontinuity_with_its_own_init_and_the_sequences_never_reset():
+    playlist = MediaPlaylist(window=4, version=7)
+    _fill(playlist, "r1", 3, T0)
+    # The encoder crashed and came back 5 s later as run r2.
+    _fill(playlist, "r2", 2, T0 + timedelta(seconds=11))
+    text = playlist.render()
+    parsed = m3u8.loads(text)
+    assert [s.uri for s in parsed.segments] == ["r1_1.m4s", "r1_2.m4s", "r2_0.m4s", "r2_1.m4s"]
+    assert [s.discontinuity for s in parsed.segments] == [False, False, True, False]
+    assert [s.init_section.uri for s in parsed.segments] == ["r1_init.mp4"] * 2 + ["r2_init.mp4"] * 2
+    assert text.count("#EXT-X-MAP") == 2
+    # Media time stood still for the outage: the date moves on with the wall clock.
+    assert parsed.segments[2].program_date_time == T0 + timedelta(seconds=11)
+    assert "#EXT-X-ENDLIST" not in text
+
+    # Slide the discontinuity out of the window: its tag becomes the discontinuity sequence.
+    for i in range(2, 5):
+        playlist.add(f"r2_{i}.m4s", 2.0, "r2", "r2_init.mp4", T0 + timedelta(seconds=13 + 2 * i))
+    parsed = m3u8.loads(playlist.render())
+    assert parsed.media_sequence == 4 and parsed.discontinuity_sequence == 1
+    assert not any(s.discontinuity for s in parsed.segments)
+    assert parsed.segment_map[0].uri == "r2_init.mp4"
+
+
+def test_discontinuity_sequence_counts_each_tag_once():
+    playlist = MediaPlaylist(window=2, version=6)
+    runs = ["a", "b", "c"]
+    for n, run in enumerate(runs):
+        playlist.add(f"{run}.ts", 2.0, run, None, T0 + timedelta(seconds=2 * (n + 1)))
+    parsed = m3u8.loads(playlist.render())
+    assert [s.uri for s in parsed.segments] == ["b.ts", "c.ts"]
+    assert parsed.discontinuity_sequence == 1  # b's tag left with a
+    assert [s.discontinuity for s in parsed.segments] == [False, True]
+    assert "EXT-X-MAP" not in playlist.render()
+
+
+def test_endlist_only_when_ended_and_cleared_by_a_new_segment():
+    playlist = MediaPlaylist(window=5, version=7)
+    _fill(playlist, "r1", 2, T0)
+    playlist.end()
+    assert m3u8.loads(playlist.render()).is_endlist
+    playlist.add("r2_0.m4s", 2.0, "r2", "r2_init.mp4", T0 + timedelta(seconds=60))
+    assert not m3u8.loads(playlist.render()).is_endlist
+
+
+def test_program_date_time_ignores_jitter_and_never_goes_back():
+    playlist = MediaPlaylist(window=5, version=7)
+    playlist.add("a.m4s", 2.0, "r", None, T0 + timedelta(seconds=2))
+    playlist.add("b.m4s", 2.0, "r", None, T0 + timedelta(seconds=4.4))  # late by 0.4 s: jitter
+    playlist.add("c.m4s", 2.0, "r", None, T0 + timedelta(seconds=5))  # early: a burst
+    pdts = [e.program_date_time for e in playlist.entries]
+    assert pdts == [T0, T0 + timedelta(seconds=2), T0 + timedelta(seconds=4)]
+
+
+def test_public_master_points_at_the_public_media_playlists():
+    text = """#EXTM3U
+#EXT-X-VERSION:7
+#EXT-X-STREAM-INF:BANDWIDTH=985600,RESOLUTION=640x360,CODECS="avc1.4d401e,mp4a.40.2"
+360p/r1.m3u8
+
+#EXT-X-STREAM-INF:BANDWIDTH=545600,RESOLUTION=426x240,CODECS="avc1.4d4015,mp4a.40.2"
+240p/r1.m3u8
+"""
+    master = m3u8.loads(public_master(text, "r1"))
+    assert [p.uri for p in master.playlists] == ["360p/index.m3u8", "240p/index.m3u8"]
+    assert master.playlists[0].stream_info.codecs == "avc1.4d401e,mp4a.40.2"
