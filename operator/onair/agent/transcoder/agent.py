@@ -98,7 +98,8 @@ class TranscoderAgent(Agent):
             if task.get_name() == "converge":
                 task.cancel()
         async with self._lock:
-            await self._stop_encoder(ended=True)
+            # The pod going away is a restart as far as viewers are concerned: no ENDLIST.
+            await self._stop_encoder(ended=False)
         self._packager_stop.set()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.relay.stop()
