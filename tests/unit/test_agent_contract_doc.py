@@ -25,7 +25,8 @@ DOC = ROOT / "docs" / "agent-api.md"
 AGENT_SOURCES = ROOT / "operator" / "onair" / "agent"
 HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*$")
 FIRST_CELL = re.compile(r"^\|\s*`([^`]+)`\s*\|")
-METRIC_DEFINITION = re.compile(r"(?:Counter|Gauge|Histogram|Summary)\(\s*[\"'](onair_[a-z0-9_]+)[\"']")
+# Metric names are string literals named after their role, however the metric is constructed.
+METRIC_DEFINITION = re.compile(r"[\"'](onair_(?:%s)_[a-z0-9_]+)[\"']" % "|".join(ROLES))
 DOCUMENTED_METRIC = re.compile(r"`(onair_[a-z0-9_]+)`")
 
 MODELS = sorted(

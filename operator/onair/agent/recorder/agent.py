@@ -113,29 +113,27 @@ class RecorderAgent(Agent):
 
     # metrics ----------------------------------------------------------------------------
     def _init_metrics(self) -> None:
+        """Gauges are read at scrape time, so /metrics is current whoever polls /status."""
+        ls = self.config.livestream
         labels = ["livestream"]
         r = self.registry
-        self.m_recording = Gauge("onair_recorder_recording", "1 while media is being written", labels, registry=r)
-        self.m_duration = Gauge("onair_recorder_session_duration_seconds", "recorded seconds of the open session", labels, registry=r)
-        self.m_free = Gauge("onair_recorder_output_free_bytes", "free bytes on the recordings volume", labels, registry=r)
-        self.m_error = Gauge("onair_recorder_error", "1 while an error keeps the recorder from recording", labels, registry=r)
-        self.m_parts = Gauge("onair_recorder_part_files", "part files of this livestream on the volume", labels, registry=r)
+        gauges = {
+            "onair_recorder_recording": ("1 while media is being written",
+                                         lambda: 1.0 if self.state == "recording" else 0.0),
+            "onair_recorder_session_duration_seconds": ("recorded seconds of the open session", self.session_seconds),
+            "onair_recorder_output_free_bytes": ("free bytes on the recordings volume (-1: unreadable)",
+                                                 lambda: float(free_bytes(self.output_dir) or -1)),
+            "onair_recorder_error": ("1 while an error keeps the recorder from recording",
+                                     lambda: 1.0 if self.error else 0.0),
+            "onair_recorder_part_files": ("part files of this livestream on the volume",
+                                          lambda: float(len(list_parts(self.output_dir, ls)))),
+        }
+        for name, (help_text, read) in gauges.items():
+            Gauge(name, help_text, labels, registry=r).labels(ls).set_function(read)
         self.m_sessions = Counter("onair_recorder_sessions_finalized", "sessions closed with a sidecar", labels, registry=r)
         self.m_runs = Counter("onair_recorder_source_attempts", "ffmpeg runs against the source, by outcome", ["livestream", "outcome"], registry=r)
         self.m_disk_full = Counter("onair_recorder_disk_full_events", "times the volume filled up", labels, registry=r)
-        self._labels = {"livestream": self.config.livestream}
-
-    def _refresh_metrics(self, files: Optional[list[str]] = None) -> None:
-        ls = self._labels["livestream"]
-        self.m_recording.labels(ls).set(1 if self.state == "recording" else 0)
-        self.m_duration.labels(ls).set(self.session_seconds())
-        free = free_bytes(self.output_dir)
-        if free is not None:
-            self.m_free.labels(ls).set(free)
-        self.m_error.labels(ls).set(1 if self.error else 0)
-        if files is None:
-            files = [p.name for p in list_parts(self.output_dir, self.config.livestream)]
-        self.m_parts.labels(ls).set(len(files))
+        self._labels = {"livestream": ls}
 
     # contract ---------------------------------------------------------------------------
     def session_seconds(self) -> float:
@@ -146,7 +144,6 @@ class RecorderAgent(Agent):
 
     def status(self) -> RecorderStatus:
         files = [p.name for p in list_parts(self.output_dir, self.config.livestream)]
-        self._refresh_metrics(files)
         return RecorderStatus(
             recording=self.state == "recording",
             duration_seconds=self.session_seconds(),
@@ -194,7 +191,6 @@ class RecorderAgent(Agent):
         self._set_state("idle")
 
     async def _step(self) -> None:
-        self._refresh_metrics()
         await self._flush_pending_sidecars()
         if not self.wanted:
             if self.session:
