@@ -1,0 +1,115 @@
+"""Kubernetes Events for every transition a user cares about, derived from status changes.
+
+Level-based like the rest of the operator: an Event is the difference between the status that
+was stored and the status being written, so a restarted operator (which starts from the stored
+status) never repeats one, and a transition is announced exactly when it becomes visible in
+``kubectl get``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
+
+import kopf
+
+NORMAL = "Normal"
+WARNING = "Warning"
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str
+    reason: str
+    message: str
+
+
+def _ready_reason(status: Mapping[str, Any]) -> Optional[str]:
+    for cond in status.get("conditions") or ():
+        if cond.get("type") == "Ready":
+            return cond.get("reason")
+    return None
+
+
+def _stalled(status: Mapping[str, Any]) -> Optional[dict]:
+    for cond in status.get("conditions") or ():
+        if cond.get("type") == "Stalled" and cond.get("status") == "True":
+            return cond
+    return None
+
+
+def transition_events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Event]:
+    """Events for the changes from ``old`` to ``new`` (camelCase status dicts); pure."""
+    old, new = old or {}, new or {}
+    out: list[Event] = []
+
+    def changed(key: str) -> bool:
+        return key in new and new.get(key) != old.get(key)
+
+    if changed("phase"):
+        phase = new["phase"]
+        if phase == "live":
+            out.append(Event(NORMAL, "WentLive", "The livestream is live: everyone with the playback URL can watch."))
+        elif phase == "backstage" and old.get("phase") == "live":
+            out.append(Event(NORMAL, "ReturnedToBackstage",
+                             "Back in backstage: only members allowed to join backstage can watch."))
+        elif phase == "backstage":
+            out.append(Event(NORMAL, "Backstage", "The livestream is in backstage: hosts can prepare before going live."))
+        elif phase == "ended":
+            out.append(Event(NORMAL, "Ended", "The livestream has ended: pushes are refused, the DVR stays playable."))
+
+    if changed("live") and (new["live"] or old.get("live")):
+        if new["live"]:
+            out.append(Event(NORMAL, "IngestStarted", "The main ingest is receiving media."))
+        else:
+            out.append(Event(WARNING, "IngestStopped", "The main ingest stopped receiving media."))
+    if changed("backupLive") and (new["backupLive"] or old.get("backupLive")):
+        if new["backupLive"]:
+            out.append(Event(NORMAL, "BackupLive", "The backup ingest is receiving media."))
+        else:
+            out.append(Event(WARNING, "BackupLost", "The backup ingest stopped receiving media."))
+    if changed("activeSource") and old.get("activeSource") and new.get("activeSource"):
+        if new["activeSource"] == "backup":
+            out.append(Event(WARNING, "FailedOverToBackup", "The transcoder switched to the backup ingest."))
+        elif new["activeSource"] == "main":
+            out.append(Event(NORMAL, "ReturnedToMain", "The transcoder is back on the main ingest."))
+
+    if changed("broadcasting") and (new["broadcasting"] or old.get("broadcasting")):
+        if new["broadcasting"]:
+            out.append(Event(NORMAL, "BroadcastingStarted", "HLS/DASH broadcasting started."))
+        else:
+            out.append(Event(NORMAL, "BroadcastingStopped", "HLS/DASH broadcasting stopped."))
+    if changed("recording") and (new["recording"] or old.get("recording")):
+        if new["recording"]:
+            out.append(Event(NORMAL, "RecordingStarted", "Recording started."))
+        else:
+            out.append(Event(NORMAL, "RecordingStopped", "Recording stopped."))
+    if changed("viewersAllowed") and new["viewersAllowed"] and old.get("phase") == new.get("phase") == "backstage":
+        out.append(Event(NORMAL, "JoinAheadOpened",
+                         "Viewers may join: the join-ahead window before startsAt has opened."))
+    if changed("dvrClearedAt") and new.get("dvrClearedAt"):
+        out.append(Event(NORMAL, "DvrCleared", f"The DVR window was cleared (request of {new['dvrClearedAt']})."))
+
+    old_stalled, new_stalled = _stalled(old), _stalled(new)
+    if new_stalled and (not old_stalled or old_stalled.get("reason") != new_stalled.get("reason")):
+        reason = "CallTypeMissing" if new_stalled.get("reason") == "CallTypeNotFound" else new_stalled.get("reason", "Stalled")
+        out.append(Event(WARNING, reason, new_stalled.get("message", "")))
+    elif old_stalled and not new_stalled:
+        if old_stalled.get("reason") == "CallTypeNotFound":
+            out.append(Event(NORMAL, "CallTypeFound", "The CallType now exists; reconciling the livestream."))
+        else:
+            out.append(Event(NORMAL, "Recovered", f"No longer stalled ({old_stalled.get('reason')})."))
+    return out
+
+
+def post(body: Mapping[str, Any], events: list[Event]) -> None:
+    """Queue Events for ``body`` (posted in the background by kopf, retried on API errors)."""
+    for ev in events:
+        kopf.event(body, type=ev.type, reason=ev.reason, message=ev.message)
+
+
+def warn(body: Mapping[str, Any], reason: str, message: str) -> None:
+    kopf.event(body, type=WARNING, reason=reason, message=message)
+
+
+def normal(body: Mapping[str, Any], reason: str, message: str) -> None:
+    kopf.event(body, type=NORMAL, reason=reason, message=message)

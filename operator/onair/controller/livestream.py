@@ -1,0 +1,116 @@
+"""Livestream handlers: create/update/resume reconcile at once; a daemon per Livestream keeps it so.
+
+Why a daemon and not only handlers: the status comes from the agents (polled), the lifecycle
+changes with the clock (join-ahead), and children drift (deleted, hand-edited). The daemon is
+the one loop that sleeps until the earliest of: the poll interval, ``next_change_at``, or a
+wake-up (spec change, CallType change, child event), then re-applies when something asks for it
+and refreshes status. Handlers and daemon share one lock per Livestream, so there is never more
+than one writer of a Livestream's children or status.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+
+from onair.api.calltype import GROUP, VERSION
+
+from . import reconcile
+from .kubeapi import KubeError
+from .runtime import LivestreamState, Runtime
+
+log = logging.getLogger("onair.controller")
+RESOURCE = (GROUP, VERSION, "livestreams")
+# Transient API failures: retry quickly at first, then settle.
+RETRY_DELAYS = (1, 2, 5, 10, 30)
+
+
+async def reconcile_now(rt: Runtime, state: LivestreamState, body: Any, *, force_apply: bool, probe: bool = True) -> None:
+    """Apply if needed (or forced) and refresh status, under the Livestream's lock."""
+    async with state.lock:
+        ls = reconcile.plain(body)
+        if force_apply and ls["metadata"].get("generation") != state.rendered_generation:
+            state.dirty.add("spec changed")
+        if force_apply or reconcile.needs_apply(rt, state, ls):
+            await reconcile.sync_children(rt, state, ls, body)
+        await reconcile.sync_status(rt, state, ls, body, probe=probe)
+        state.transient_failures = 0
+
+
+def _wait_seconds(rt: Runtime, state: LivestreamState) -> float:
+    wait = rt.poll_interval
+    if state.transient_failures:
+        wait = min(wait, RETRY_DELAYS[min(state.transient_failures, len(RETRY_DELAYS)) - 1])
+    nxt = state.lifecycle.next_change_at if state.lifecycle else None
+    if nxt is not None:
+        # +50 ms: wake just after the instant, so the lifecycle computed then has flipped.
+        wait = min(wait, max(0.0, (nxt - rt.clock()).total_seconds() + 0.05))
+    return max(wait, 0.0)
+
+
+def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
+
+    @kopf.index(*RESOURCE, id="livestreams_by_calltype", registry=registry)
+    def livestreams_by_calltype(namespace: str, name: str, spec: kopf.Spec, **_: Any) -> dict:
+        return {spec.get("callType", ""): (namespace, name)}
+
+    async def on_change(body: kopf.Body, **_: Any) -> None:
+        state = rt.state_for(body)
+        try:
+            await reconcile_now(rt, state, body, force_apply=True)
+        except KubeError as exc:
+            # Only transient failures get here (user errors become conditions).
+            raise kopf.TemporaryError(f"Kubernetes API: {exc}", delay=5) from None
+        finally:
+            state.wake.set()  # the daemon re-arms its timer for the new lifecycle
+        await sync_calltype_status_soon(rt, body.get("spec", {}).get("callType", ""))
+
+    kopf.on.create(*RESOURCE, id="reconcile", registry=registry)(on_change)
+    kopf.on.update(*RESOURCE, id="reconcile", registry=registry)(on_change)
+    kopf.on.resume(*RESOURCE, id="reconcile", registry=registry)(on_change)
+
+    @kopf.on.event(*RESOURCE, id="calltype-count", registry=registry)
+    async def count_users(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        # Create/delete changes the CallType's status.livestreams; every other event is a no-op
+        # against the cache.
+        if event.get("type") in ("ADDED", "DELETED", None):
+            await sync_calltype_status_soon(rt, body.get("spec", {}).get("callType", ""))
+        if event.get("type") == "DELETED":
+            meta = body.get("metadata", {})
+            rt.forget(meta.get("namespace"), meta.get("name"), meta.get("uid"))
+
+    @kopf.daemon(*RESOURCE, id="status", cancellation_timeout=5.0, registry=registry)
+    async def status_daemon(stopped: kopf.DaemonStopped, body: kopf.Body, **_: Any) -> None:
+        state = rt.state_for(body)
+        stop_task = asyncio.ensure_future(stopped.wait())
+        try:
+            while not stopped:
+                wake_task = asyncio.ensure_future(state.wake.wait())
+                done, _pending = await asyncio.wait({stop_task, wake_task}, timeout=_wait_seconds(rt, state),
+                                                    return_when=asyncio.FIRST_COMPLETED)
+                wake_task.cancel()
+                if stopped:
+                    break
+                state.wake.clear()
+                try:
+                    await reconcile_now(rt, state, body, force_apply=False)
+                except KubeError as exc:
+                    state.transient_failures += 1
+                    log.warning("%s/%s: Kubernetes API unavailable (%s); retrying", state.namespace, state.name, exc)
+                except Exception:  # noqa: BLE001 - the loop must survive anything; the next poll retries
+                    state.transient_failures += 1
+                    log.exception("%s/%s: reconcile failed", state.namespace, state.name)
+        finally:
+            stop_task.cancel()
+
+
+async def sync_calltype_status_soon(rt: Runtime, calltype: str) -> None:
+    from .calltype import sync_calltype_status
+
+    if calltype:
+        try:
+            await sync_calltype_status(rt, calltype)
+        except KubeError as exc:
+            log.warning("could not update status of CallType %s: %s", calltype, exc)

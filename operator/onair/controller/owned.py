@@ -1,0 +1,80 @@
+"""Watch what the operator owns, so drift is repaired within a second instead of at the next resync.
+
+Children are watched by label (server-side selector, see ``settings.CHILD_SELECTOR``) and mapped
+back to their Livestream by ``onair.dev/livestream``. A DELETED child, or a change the operator
+did not write itself, wakes that Livestream's daemon with a re-apply request; server-side apply
+then restores exactly the fields the operator owns (a hand-edited image or replicas is reverted,
+an annotation someone else added is left alone).
+
+"Did not write itself" compares the event with the version marker recorded at apply time:
+a Deployment's generation (its status churns while pods roll; that is not drift), every other
+kind's resourceVersion. An event racing ahead of our own apply response causes at most one
+extra, no-op apply.
+
+Pods of media roles are watched too (same label): their IPs are how the operator reaches agents
+in a real cluster (the Services expose only the push and playback ports, never the agent API).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from onair.render.children import LABEL_LIVESTREAM
+
+from .apply import version_marker
+from .runtime import Runtime
+from .settings import CHILD_RESOURCES
+
+
+def register(registry: kopf.OperatorRegistry, rt: Runtime, watch_pods: bool) -> None:
+
+    async def on_child(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        kind = event.get("type")
+        if kind is None:
+            return  # initial listing: resume handlers reconcile every Livestream anyway
+        meta = body.get("metadata") or {}
+        owner = (meta.get("labels") or {}).get(LABEL_LIVESTREAM)
+        state = rt.livestreams.get((meta.get("namespace"), owner)) if owner else None
+        if state is None:
+            return
+        if not any(ref.get("uid") == state.uid for ref in meta.get("ownerReferences") or ()):
+            return
+        what = f"{body.get('kind')} {meta.get('name')}"
+        key = (body.get("kind"), meta.get("name"))
+        if kind == "DELETED":
+            state.versions.pop(key, None)
+            state.mark_dirty(f"child {what} was deleted")
+            return
+        if body.get("kind") == "PersistentVolumeClaim":
+            return  # created once, never re-applied; binding churns its status
+        if meta.get("deletionTimestamp"):
+            return
+        recorded = state.versions.get(key)
+        if recorded is not None and recorded != version_marker(body):
+            state.mark_dirty(f"child {what} was modified")
+
+    for group, version, plural in CHILD_RESOURCES:
+        kopf.on.event(group, version, plural, id=f"child-{plural}", registry=registry,
+                      labels={"app.kubernetes.io/managed-by": "onair-operator", LABEL_LIVESTREAM: kopf.PRESENT})(on_child)
+
+    if not watch_pods:
+        return
+
+    @kopf.on.event("", "v1", "pods", id="agent-pods", registry=registry,
+                   labels={"app.kubernetes.io/managed-by": "onair-operator", LABEL_LIVESTREAM: kopf.PRESENT})
+    async def on_pod(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        meta = body.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        key = (meta.get("namespace"), labels.get(LABEL_LIVESTREAM), labels.get("app.kubernetes.io/component"))
+        status = body.get("status") or {}
+        ip = status.get("podIP")
+        alive = event.get("type") != "DELETED" and not meta.get("deletionTimestamp") and status.get("phase") == "Running"
+        if alive and ip:
+            changed = rt.pod_ips.get(key) != ip
+            rt.pod_ips[key] = ip
+            if changed:
+                rt.wake(key[0], key[1], "agent pod address changed", reapply=False)
+        elif ip and rt.pod_ips.get(key) == ip:
+            # Only forget the address this pod had: with Recreate, the replacement may be listed first.
+            rt.pod_ips.pop(key, None)

@@ -1,0 +1,213 @@
+"""One reconcile of one Livestream: resolve -> render -> apply -> probe -> status (+ Events).
+
+Split in two halves so the status daemon can refresh status every poll without re-applying:
+
+* ``sync_children``: render every child and apply it (only when something asks for it: a new
+  generation, a changed CallType, a drifted child, a periodic resync);
+* ``sync_status``: PUT the desired lifecycle to every agent, read their status, clear the DVR
+  once per new ``spec.dvrClearedAt``, and patch ``status`` if and only if it changed.
+
+Callers hold ``state.lock``. Problems a user can fix become ``Stalled`` conditions and Warning
+Events (never exceptions); only transient API failures raise ``KubeError`` for a retry.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from typing import Any, Mapping, Optional
+
+from pydantic import ValidationError
+
+from onair.api.calltype import CallType
+from onair.api.livestream import LivestreamSpec
+from onair.render import credentials as rcreds
+from onair.render.children import render_children
+from onair.render.lifecycle import desired_lifecycle, to_agent_desired
+from onair.render.resolve import Problem, resolve
+from onair.render.status import livestream_status, status_patch
+
+from . import events
+from .apply import apply_children
+from .calltype import calltype_version
+from .kubeapi import KINDS, LIVESTREAM, KubeError
+from .runtime import LivestreamState, Runtime
+
+log = logging.getLogger("onair.controller")
+
+APPLY_FAILED = "ApplyFailed"
+INVALID_CALLTYPE = "InvalidCallType"
+SECRET = KINDS[("v1", "Secret")]
+
+
+def plain(body: Mapping) -> dict:
+    """A detached plain-dict copy of a kopf body (kopf bodies are live views)."""
+    return {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": dict(body.get("metadata") or {}),
+        "spec": _deep(body.get("spec") or {}),
+        "status": _deep(body.get("status") or {}),
+    }
+
+
+def _deep(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _deep(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_deep(v) for v in value]
+    return value
+
+
+def _calltype(rt: Runtime, name: str) -> tuple[Optional[CallType], Optional[str], Optional[Problem]]:
+    body = rt.calltype_body(name)
+    if body is None:
+        return None, None, None
+    try:
+        model = CallType.model_validate({k: body.get(k) for k in ("apiVersion", "kind", "metadata", "spec")
+                                         if body.get(k) is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return None, None, Problem(INVALID_CALLTYPE, f"CallType {name!r} is invalid at {where}: {first['msg']}; "
+                                                     "fix the CallType (kubectl edit calltype " + name + ")")
+    return model, calltype_version(body), None
+
+
+async def _credentials(rt: Runtime, state: LivestreamState) -> rcreds.Credentials:
+    """The Secret is the source of truth; memory only restores a Secret someone deleted."""
+    secret = await rt.kube.get(SECRET, state.namespace, rcreds.secret_name(state.name))
+    creds = rcreds.credentials_from_secret_data((secret or {}).get("data"))
+    if creds is None:
+        creds = state.credentials or rcreds.generate_credentials()
+    state.credentials = creds
+    return creds
+
+
+def needs_apply(rt: Runtime, state: LivestreamState, ls: Mapping) -> bool:
+    if state.dirty or state.rendered is None:
+        return True
+    if state.rendered_generation != ls["metadata"].get("generation"):
+        return True
+    ct = rt.calltype_body(ls["spec"].get("callType", ""))
+    if calltype_version(ct) != state.rendered_calltype:
+        return True
+    now = rt.clock()
+    return state.applied_at is None or (now - state.applied_at).total_seconds() >= rt.resync_seconds
+
+
+async def sync_children(rt: Runtime, state: LivestreamState, ls: Mapping, body: Mapping) -> None:
+    """Render and apply. Sets ``state.problem`` for user-fixable failures; raises KubeError if transient."""
+    reasons = sorted(state.dirty)
+    state.dirty.clear()
+    name = ls["spec"].get("callType", "")
+    calltype, calltype_rv, problem = _calltype(rt, name)
+    if problem is None:
+        problem = resolve(ls, calltype).problem
+    if problem is not None:
+        state.problem, state.lifecycle = problem, None
+        state.rendered_generation = ls["metadata"].get("generation")
+        return
+    try:
+        creds = await _credentials(rt, state)
+        rendered = render_children(ls, calltype, rt.config, creds)
+    except KubeError:
+        state.dirty.update(reasons or {"retry"})
+        raise
+    except Exception as exc:  # noqa: BLE001 - a render bug must surface as a condition, not kill the loop
+        log.exception("rendering %s/%s failed", state.namespace, state.name)
+        state.problem = Problem("RenderFailed", f"could not render the children: {type(exc).__name__}: {exc}")
+        return
+    try:
+        result = await apply_children(rt.kube, rendered, ls["metadata"], state.versions)
+    except KubeError as exc:
+        if exc.transient:
+            state.dirty.update(reasons or {"retry"})
+            raise
+        where = f" ({exc.method} {exc.path.rsplit('/', 2)[-2]}/{exc.path.rsplit('/', 1)[-1]})" if exc.path else ""
+        state.problem = Problem(APPLY_FAILED, f"the API server rejected a child object{where}: {exc.message}")
+        state.rendered_generation = ls["metadata"].get("generation")
+        return
+    state.versions.update(result.versions)
+    for gone in result.pruned:
+        kind, _, obj = gone.partition(" ")
+        state.versions.pop((kind, obj), None)
+    first = state.rendered is None
+    state.problem = None
+    state.rendered = rendered
+    state.rendered_generation = ls["metadata"].get("generation")
+    state.rendered_calltype = calltype_rv
+    state.applied_at = rt.clock()
+    drift = [r for r in reasons if r.startswith("child ")]
+    if result.changed or result.created or result.pruned:
+        log.info("%s/%s: applied %s%s%s", state.namespace, state.name,
+                 ", ".join(result.changed) or "nothing new",
+                 f"; created {', '.join(result.created)}" if result.created else "",
+                 f"; pruned {', '.join(result.pruned)}" if result.pruned else "")
+        if drift and not first:
+            events.normal(body, "DriftCorrected", f"Restored children changed outside the operator: {'; '.join(drift)}"[:1000])
+        if result.pruned:
+            events.normal(body, "ChildrenPruned", f"Deleted children no longer needed: {', '.join(result.pruned)}")
+
+
+def _parse_time(value: Any) -> Optional[datetime]:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if isinstance(value, str) and value:
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return None
+
+
+async def _dvr_clear(rt: Runtime, state: LivestreamState, ls: Mapping, body: Mapping,
+                     stored: Mapping) -> Optional[datetime]:
+    wanted = _parse_time(ls["spec"].get("dvrClearedAt"))
+    if wanted is None or state.rendered is None or "origin" not in state.rendered.agent_configs:
+        return None
+    wanted = wanted.replace(microsecond=0)
+    done = _parse_time(stored.get("dvrClearedAt"))
+    if done is not None and done >= wanted:
+        return None
+    ok, why = await rt.prober.clear_dvr(state.namespace, state.name)
+    if ok:
+        return wanted
+    marker = wanted.isoformat()
+    if state.dvr_warned_for != marker:
+        state.dvr_warned_for = marker
+        events.warn(body, "DvrClearPending", f"Could not clear the DVR yet ({why}); retrying every poll.")
+    return None
+
+
+async def sync_status(rt: Runtime, state: LivestreamState, ls: Mapping, body: Mapping, probe: bool = True) -> None:
+    now = rt.clock()
+    stored = state.status if state.status is not None else dict(ls.get("status") or {})
+    generation = ls["metadata"].get("generation")
+    if state.problem is not None or state.rendered is None:
+        new = livestream_status(lifecycle=None, rendered=None, agents={}, previous=stored,
+                                generation=generation, now=now, problem=state.problem)
+        await write_status(rt, state, body, stored, new)
+        return
+    rendered = state.rendered
+    spec = LivestreamSpec.model_validate(ls["spec"])  # parsed fine when it was rendered
+    lifecycle = desired_lifecycle(spec, rendered.effective, now)
+    state.lifecycle = lifecycle
+    if probe:
+        desired = to_agent_desired(lifecycle, generation or 0)
+        state.agents = await rt.prober.poll(state.namespace, state.name, list(rendered.agent_configs), desired)
+    cleared = await _dvr_clear(rt, state, ls, body, stored) if probe else None
+    agents = {key: (r.status if r.reachable else None) for key, r in state.agents.items()}
+    new = livestream_status(lifecycle=lifecycle, rendered=rendered, agents=agents, previous=stored,
+                            generation=state.rendered_generation, now=now, dvr_cleared_at=cleared)
+    await write_status(rt, state, body, stored, new)
+
+
+async def write_status(rt: Runtime, state: LivestreamState, body: Mapping, stored: Mapping, new: dict) -> None:
+    patch = status_patch(stored, new)
+    if not patch:
+        state.status = dict(stored)
+        return
+    response = await rt.kube.patch_status(LIVESTREAM, state.namespace, state.name, patch)
+    state.status = dict((response or {}).get("status") or new)
+    events.post(body, events.transition_events(stored, state.status))

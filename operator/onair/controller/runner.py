@@ -1,0 +1,140 @@
+"""`onair run`, and ``run_operator`` for running the operator in-process (tests, `onair dev`).
+
+The kopf registry is built per call from the handler modules' ``register`` functions, never at
+import time, so importing the handlers twice (or running two operators one after the other in
+one interpreter) cannot register anything twice.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import threading
+from typing import Any, Optional, Sequence
+
+import kopf
+
+from . import calltype, kubeapi, livestream, owned
+from .config import OperatorConfig
+from .probe import Prober, Resolver
+from .runtime import Runtime
+from .settings import build_settings
+
+log = logging.getLogger("onair.controller")
+
+
+def build_registry(rt: Runtime, api: Any, *, watch_pods: bool) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.login(registry=registry)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        # The same credentials as our own client (re-read on every call: in-cluster tokens rotate).
+        return kubeapi.connection_info(api)
+
+    @kopf.on.startup(registry=registry)
+    async def capture_indexes(**kwargs: Any) -> None:
+        # Indexes are handed to handlers as kwargs only; the runtime needs them from anywhere.
+        rt.calltype_index = kwargs["calltypes_by_name"]
+        rt.users_index = kwargs["livestreams_by_calltype"]
+
+    @kopf.on.cleanup(registry=registry)
+    async def close_http(**_: Any) -> None:
+        await rt.prober.close()
+
+    calltype.register(registry, rt)
+    livestream.register(registry, rt)
+    owned.register(registry, rt, watch_pods=watch_pods)
+    return registry
+
+
+async def operator(*, kubeconfig: Optional[str] = None, context: Optional[str] = None,
+                   namespaces: Optional[Sequence[str]] = None, resolver: Optional[Resolver] = None,
+                   config: Optional[OperatorConfig] = None, stop_flag: Any = None, ready_flag: Any = None,
+                   standalone: bool = True, liveness_endpoint: Optional[str] = None,
+                   resync_seconds: float = 600.0, probe_timeout: float = 2.0) -> None:
+    """Run until ``stop_flag`` is set (or a signal, in the main thread)."""
+    config = config or OperatorConfig.from_env()
+    namespaces = list(namespaces if namespaces is not None else config.watch_namespaces)
+    api = await asyncio.to_thread(kubeapi.api_client, kubeconfig, context)
+    kube = kubeapi.Kube(api, request_timeout=30.0)
+    holder: dict[str, Runtime] = {}
+
+    def default_resolver(namespace: str, name: str, role_key: str) -> Optional[str]:
+        return holder["rt"].pod_resolver(namespace, name, role_key)
+
+    prober = Prober(resolver or default_resolver, timeout=probe_timeout)
+    rt = Runtime(config, kube, prober, resync_seconds=resync_seconds)
+    holder["rt"] = rt
+    registry = build_registry(rt, api, watch_pods=resolver is None)
+    settings = build_settings(standalone=standalone)
+    if resolver is None:
+        settings.watching.label_selectors["", "v1", "pods"] = "app.kubernetes.io/managed-by=onair-operator"
+    log.info("onair operator starting: %s, poll every %ss",
+             f"namespaces {', '.join(namespaces)}" if namespaces else "all namespaces",
+             config.status_poll_interval_seconds)
+    try:
+        await kopf.operator(
+            registry=registry, settings=settings, standalone=standalone,
+            clusterwide=not namespaces, namespaces=namespaces,
+            stop_flag=stop_flag, ready_flag=ready_flag, liveness_endpoint=liveness_endpoint,
+        )
+    finally:
+        await prober.close()
+        kube.close()
+
+
+def run_operator(kubeconfig: Optional[str] = None, namespaces: Optional[Sequence[str]] = None,
+                 resolver: Optional[Resolver] = None, stop_flag: Optional[threading.Event] = None,
+                 ready_flag: Optional[threading.Event] = None, **kwargs: Any) -> None:
+    """Blocking: run the operator on a fresh event loop in the calling thread.
+
+    From tests: ``threading.Thread(target=run_operator, kwargs=dict(kubeconfig=..., stop_flag=ev))``;
+    setting ``stop_flag`` makes it return. ``resolver`` maps (namespace, livestream, role key) to an
+    agent base URL (default: the agent pods' IPs from a pods watch).
+    """
+    asyncio.run(operator(kubeconfig=kubeconfig, namespaces=namespaces, resolver=resolver,
+                         stop_flag=stop_flag, ready_flag=ready_flag, **kwargs))
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog="onair run", description="Run the onair operator against the current kubeconfig "
+                                 "or, inside a Pod, its ServiceAccount.")
+    scope = ap.add_mutually_exclusive_group()
+    scope.add_argument("-n", "--namespace", action="append", default=None,
+                       help="watch only this namespace (repeatable; default ONAIR_WATCH_NAMESPACES or all)")
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
+    ap.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, then $KUBECONFIG)")
+    ap.add_argument("--context", default=None, help="kubeconfig context")
+    ap.add_argument("--standalone", action="store_true", default=True,
+                    help="no kopf peering (the default and only mode: run one replica)")
+    ap.add_argument("--liveness", default=None, metavar="URL",
+                    help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    ap.add_argument("--debug", action="store_true")
+    args = ap.parse_args(argv)
+
+    kopf.configure(verbose=args.verbose, debug=args.debug)
+    try:
+        config = OperatorConfig.from_env()
+    except ValueError as exc:
+        print(f"onair run: {exc}", file=sys.stderr)
+        return 2
+    namespaces: Optional[list[str]] = [] if args.all_namespaces else args.namespace
+    try:
+        asyncio.run(operator(kubeconfig=args.kubeconfig, context=args.context, namespaces=namespaces,
+                             config=config, standalone=args.standalone, liveness_endpoint=args.liveness))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - e.g. no kubeconfig: one readable line, not a traceback
+        from kubernetes.config import ConfigException
+
+        if isinstance(exc, ConfigException):
+            print(f"onair run: cannot find cluster credentials: {exc}", file=sys.stderr)
+            return 1
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""State one running operator keeps in memory: per-Livestream locks, wake-ups and caches.
+
+Nothing here is needed for correctness after a restart (everything is re-derived from the
+cluster and the agents); it only avoids redundant work and serialises the writers of one
+Livestream (its create/update/resume handlers and its status daemon).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Mapping, Optional
+
+from onair.render.children import RenderedChildren
+from onair.render.credentials import Credentials
+from onair.render.lifecycle import Lifecycle
+from onair.render.resolve import Problem
+
+from .config import OperatorConfig
+from .kubeapi import Kube
+from .probe import AgentReport, Prober
+
+log = logging.getLogger("onair.controller")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(eq=False)
+class LivestreamState:
+    namespace: str
+    name: str
+    uid: str
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    # Why the children must be re-applied (empty: only the status needs refreshing).
+    dirty: set[str] = field(default_factory=set)
+    # Never logged, never in status: kept so a deleted Secret is restored with the same keys.
+    credentials: Optional[Credentials] = field(default=None, repr=False)
+    rendered: Optional[RenderedChildren] = None
+    rendered_generation: Optional[int] = None
+    rendered_calltype: Optional[str] = None  # calltype_version() of the CallType it was rendered from
+    applied_at: Optional[datetime] = None
+    versions: dict[tuple[str, str], str] = field(default_factory=dict)
+    lifecycle: Optional[Lifecycle] = None
+    problem: Optional[Problem] = None
+    agents: dict[str, AgentReport] = field(default_factory=dict)
+    # The status as last written by this operator (the watch may not have delivered it yet).
+    status: Optional[dict] = None
+    dvr_warned_for: Optional[str] = None
+    transient_failures: int = 0
+
+    def mark_dirty(self, reason: str) -> None:
+        self.dirty.add(reason)
+        self.wake.set()
+
+
+class Runtime:
+    """Everything the handlers of one operator instance share."""
+
+    def __init__(self, config: OperatorConfig, kube: Kube, prober: Prober,
+                 clock: Callable[[], datetime] = utcnow, resync_seconds: float = 600.0) -> None:
+        self.config = config
+        self.kube = kube
+        self.prober = prober
+        self.clock = clock
+        self.resync_seconds = resync_seconds
+        self.livestreams: dict[tuple[str, str], LivestreamState] = {}
+        # kopf indexes, captured from handler kwargs at startup (same objects for the whole run).
+        self.calltype_index: Any = None
+        self.users_index: Any = None
+        self.calltype_status_cache: dict[str, dict] = {}
+        self.calltype_versions: dict[str, str] = {}
+        # (namespace, livestream, role key) -> pod IP, fed by the pods watch (default resolver).
+        self.pod_ips: dict[tuple[str, str, str], str] = {}
+
+    @property
+    def poll_interval(self) -> float:
+        return float(self.config.status_poll_interval_seconds)
+
+    def state_for(self, body: Mapping) -> LivestreamState:
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        state = self.livestreams.get(key)
+        if state is None or state.uid != meta["uid"]:
+            state = LivestreamState(meta["namespace"], meta["name"], meta["uid"])
+            self.livestreams[key] = state
+        return state
+
+    def forget(self, namespace: str, name: str, uid: str) -> None:
+        state = self.livestreams.get((namespace, name))
+        if state is not None and state.uid == uid:
+            del self.livestreams[(namespace, name)]
+
+    def wake(self, namespace: str, name: str, reason: str, reapply: bool = True) -> None:
+        state = self.livestreams.get((namespace, name))
+        if state is None:
+            return
+        if reapply:
+            state.mark_dirty(reason)
+        else:
+            state.wake.set()
+
+    def calltype_body(self, name: str) -> Optional[dict]:
+        if self.calltype_index is None:
+            return None
+        for body in self.calltype_index.get(name, ()):
+            return body
+        return None
+
+    def calltype_users(self, name: str) -> list[tuple[str, str]]:
+        if self.users_index is None:
+            return []
+        return sorted(set(self.users_index.get(name, ())))
+
+    def pod_resolver(self, namespace: str, livestream: str, role_key: str) -> Optional[str]:
+        from onair.roles import AGENT_PORT
+
+        ip = self.pod_ips.get((namespace, livestream, role_key))
+        return f"http://{ip}:{AGENT_PORT}" if ip else None

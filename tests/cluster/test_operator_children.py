@@ -1,0 +1,168 @@
+"""The operator against a real API server: children rendered, applied, kept, restored, pruned, collected."""
+from __future__ import annotations
+
+import base64
+import secrets
+
+import pytest
+
+from tests.fixtures.cluster import wait_for
+from tests.fixtures.operator import condition
+
+pytestmark = pytest.mark.cluster
+
+ROLES = ("ingest", "transcoder", "origin", "recorder")
+
+
+@pytest.fixture
+def calltype(kube):
+    name = f"ct-{secrets.token_hex(3)}"
+    kube.create_calltype(name, settings={"broadcasting": {"hls": {"qualityTracks": ["720p", "360p"]}}})
+    yield name
+    kube.delete_calltype(name)
+
+
+def test_livestream_gets_every_child_with_the_right_spec(operator, kube, calltype, namespace):
+    kube.create_livestream(namespace, "show", {"callType": calltype})
+    obj = kube.wait_reconciled(namespace, "show")
+    uid = obj["metadata"]["uid"]
+    children = kube.children(namespace, "show")
+
+    expected = {("Secret", "show-credentials"), ("PersistentVolumeClaim", "show-dvr"), ("Service", "show-ingest"),
+                ("Service", "show-origin")}
+    expected |= {("ConfigMap", f"show-{r}") for r in ROLES} | {("Deployment", f"show-{r}") for r in ROLES}
+    assert set(children) == expected
+    for (kind, name), child in children.items():
+        refs = child["metadata"]["ownerReferences"]
+        assert [(r["kind"], r["name"], r["uid"], r["controller"]) for r in refs] == [("Livestream", "show", uid, True)], name
+        assert child["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "onair-operator"
+        assert child["metadata"]["labels"]["app.kubernetes.io/instance"] == "show"
+
+    # Role configs: what each agent will run with.
+    ingest = kube.configmap_json(namespace, "show-ingest")
+    assert ingest["role"] == "ingest" and ingest["livestream"] == f"{namespace}/show" and ingest["slot"] == "main"
+    transcoder = kube.configmap_json(namespace, "show-transcoder")
+    assert [r["name"] for r in transcoder["ladder"]] == ["720p", "360p"]  # from the CallType
+    assert transcoder["mainUrl"].startswith(f"rtmp://show-ingest.{namespace}.svc:1935/")
+    origin = kube.configmap_json(namespace, "show-origin")
+    assert origin["dvrWindowSeconds"] == 3600
+
+    # Pods: the one image, restricted security, agent probes.
+    dep = children[("Deployment", "show-transcoder")]
+    pod = dep["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["args"] == ["onair", "agent", "transcoder", "--config", "/etc/onair/config.json"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+
+    # The credentials Secret: every key present, and none of them leaks into status.
+    secret = children[("Secret", "show-credentials")]
+    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    for key in ("streamKey", "srtPassphrase", "whipToken", "playbackSecret", "uploadToken"):
+        assert len(data[key]) >= 10
+    status = obj["status"]
+    assert data["streamKey"] not in repr(status)
+
+    # The recordings PVC: created for the stream but not owned, so it outlives it.
+    rec = kube.core.read_namespaced_persistent_volume_claim("show-recordings", namespace)
+    assert not rec.metadata.owner_references
+
+    # Status: URLs, effective settings, credentials, conditions with observedGeneration.
+    assert status["credentialsSecret"] == "show-credentials"
+    assert status["phase"] == "backstage" and status["live"] is False
+    assert status["ingest"]["rtmp"] == f"rtmp://show-ingest.{namespace}.svc:1935/live"
+    assert status["playback"]["hlsCmaf"].endswith("/hls/cmaf/master.m3u8")
+    assert status["effectiveSettings"]["broadcasting"]["hls"]["qualityTracks"] == ["720p", "360p"]
+    assert status["effectiveSettings"]["dvr"]["durationSeconds"] == 3600
+    ready = condition(status, "Ready")
+    assert ready["status"] == "False" and ready["observedGeneration"] == 1
+    assert condition(status, "Reconciling")["reason"] == "AgentsNotReady"
+
+
+def test_second_reconcile_changes_nothing(operator, kube, calltype, namespace):
+    kube.create_livestream(namespace, "idem", {"callType": calltype})
+    kube.wait_reconciled(namespace, "idem")
+    before = kube.resource_versions(namespace, "idem")
+    status_rv = kube.livestream(namespace, "idem")["metadata"]["resourceVersion"]
+
+    # A metadata-only change runs the update handler: a full render + apply of every child.
+    kube.patch_livestream(namespace, "idem", {"metadata": {"labels": {"touched": "yes"}}})
+    wait_for(lambda: "touched" in kube.livestream(namespace, "idem")["metadata"]["annotations"].get(
+        "onair.dev/last-handled-configuration", ""), 20, what="update handled")
+    assert kube.resource_versions(namespace, "idem") == before
+    # ...and the status was not rewritten either (only kopf's own annotation changed the object).
+    obj = kube.livestream(namespace, "idem")
+    assert obj["status"]["observedGeneration"] == 1
+    assert int(obj["metadata"]["resourceVersion"]) > int(status_rv)
+
+
+def test_spec_change_rolls_out_and_prunes(operator, kube, calltype, namespace):
+    kube.create_livestream(namespace, "roll", {"callType": calltype})
+    kube.wait_reconciled(namespace, "roll")
+
+    kube.patch_livestream(namespace, "roll", {"spec": {"settingsOverride": {
+        "dvr": {"durationSeconds": 600}, "ingest": {"backup": True}}}})
+    obj = kube.wait_reconciled(namespace, "roll")
+    assert obj["status"]["observedGeneration"] == 2
+    assert kube.configmap_json(namespace, "roll-origin")["dvrWindowSeconds"] == 600
+    children = kube.children(namespace, "roll")
+    for kind in ("Deployment", "Service", "ConfigMap"):
+        assert (kind, "roll-ingest-backup") in children
+    assert kube.configmap_json(namespace, "roll-transcoder")["backupUrl"].startswith(f"rtmp://roll-ingest-backup.{namespace}.svc")
+    assert obj["status"]["ingest"]["backupRtmp"] == f"rtmp://roll-ingest-backup.{namespace}.svc:1935/live"
+
+    kube.patch_livestream(namespace, "roll", {"spec": {"settingsOverride": {"ingest": {"backup": False}}}})
+    kube.wait_reconciled(namespace, "roll")
+    wait_for(lambda: not any(name == "roll-ingest-backup" for _, name in kube.children(namespace, "roll")),
+             20, what="backup ingest pruned")
+    assert "backupRtmp" not in kube.livestream(namespace, "roll")["status"]["ingest"]
+
+
+def test_deleted_configmap_and_hand_edited_deployment_are_restored(operator, kube, calltype, namespace):
+    kube.create_livestream(namespace, "drift", {"callType": calltype})
+    kube.wait_reconciled(namespace, "drift")
+    original = kube.configmap_json(namespace, "drift-origin")
+    image = kube.apps.read_namespaced_deployment("drift-ingest", namespace).spec.template.spec.containers[0].image
+
+    kube.core.delete_namespaced_config_map("drift-origin", namespace)
+    wait_for(lambda: kube.configmap_json(namespace, "drift-origin") == original, 20, what="ConfigMap restored")
+
+    kube.apps.patch_namespaced_deployment("drift-ingest", namespace, {"spec": {"replicas": 3, "template": {
+        "spec": {"containers": [{"name": "ingest", "image": "evil/image:latest"}]}}}})
+
+    def restored():
+        dep = kube.apps.read_namespaced_deployment("drift-ingest", namespace)
+        return dep.spec.replicas == 1 and dep.spec.template.spec.containers[0].image == image
+    wait_for(restored, 20, what="Deployment restored")
+    assert "DriftCorrected" in kube.event_reasons(namespace, "drift")
+
+
+def test_deleting_livestream_collects_children_but_keeps_recordings(operator, kube, calltype, namespace):
+    kube.create_livestream(namespace, "gone", {"callType": calltype})
+    kube.wait_reconciled(namespace, "gone")
+    assert kube.children(namespace, "gone")
+
+    kube.delete_livestream(namespace, "gone")
+    wait_for(lambda: not kube.livestream_exists(namespace, "gone"), 30, what="Livestream deleted (finalizer released)")
+
+    def collected():
+        # The DVR claim is deleted too, but kubernetes.io/pvc-protection holds it while a pod
+        # could still use it, so "being deleted" is the end state there.
+        left = kube.children(namespace, "gone")
+        return all(kind == "PersistentVolumeClaim" and obj["metadata"].get("deletionTimestamp")
+                   for (kind, _), obj in left.items())
+    # The garbage collector learns new CRDs on a 30 s discovery resync: allow for one.
+    wait_for(collected, 90, what="children garbage-collected")
+    rec = kube.core.read_namespaced_persistent_volume_claim("gone-recordings", namespace)
+    assert rec.metadata.deletion_timestamp is None
+
+
+def test_recording_disabled_renders_no_recorder(operator, kube, calltype, namespace):
+    kube.create_livestream(namespace, "norec", {"callType": calltype,
+                                               "settingsOverride": {"recording": {"mode": "disabled"}}})
+    kube.wait_reconciled(namespace, "norec")
+    names = {name for _, name in kube.children(namespace, "norec")}
+    assert "norec-recorder" not in names
+    assert "norec-recordings" not in {p.metadata.name for p in kube.core.list_namespaced_persistent_volume_claim(namespace).items}
