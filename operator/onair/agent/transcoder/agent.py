@@ -51,6 +51,11 @@ class TranscoderAgent(Agent):
         self.m_upload_errors = Counter("onair_transcoder_upload_errors", "files that could not be published", labels, registry=r)
         self.m_active = Gauge("onair_transcoder_active_source", "1 for the source on air", ["livestream", "source"], registry=r)
         self.m_broadcasting = Gauge("onair_transcoder_broadcasting", "1 while the encoder produces outputs", labels, registry=r)
+        # Every series exists from the start (at 0), so rates and alerts need no special case.
+        for metric in (self.m_speed, self.m_restarts, self.m_upload_errors, self.m_broadcasting):
+            metric.labels(config.livestream)
+        for kind in ("cmaf", "ts"):
+            self.m_segments.labels(config.livestream, kind)
         self.relay = Relay(self.supervisor, main_url=config.main_url, backup_url=config.backup_url,
                            pull_uris=config.pull_uris, ffmpeg=ffmpeg, freeze_seconds=config.freeze_seconds,
                            return_seconds=config.return_seconds, on_switch=self._switched)
