@@ -311,3 +311,16 @@ def test_two_renditions_are_independent():
     assert dvr.playlists() == ["hls/cmaf/360p/index.m3u8", "hls/cmaf/720p/index.m3u8"]
     assert dvr.segment_count("hls/cmaf/720p/index.m3u8") == 5
     assert dvr.available_seconds() == pytest.approx(3.0)
+
+
+def test_rendered_playlist_follows_every_change():
+    dvr = Dvr(window_seconds=30)
+    tx = FakeTranscoder(dvr)
+    tx.run_for(2)
+    first = dvr.render(PLAYLIST, ended=False)
+    assert dvr.render(PLAYLIST, ended=False) is first  # served from cache while nothing changed
+    tx.segment()
+    assert len(served(dvr).segments) == 3
+    assert served(dvr, ended=True).is_endlist and not served(dvr).is_endlist
+    dvr.clear()
+    assert dvr.render(PLAYLIST, ended=False) is None

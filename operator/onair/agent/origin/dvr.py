@@ -72,6 +72,7 @@ class Rendition:
         self.version = 3
         self.independent_segments = False
         self.upstream_ended_at: Optional[float] = None
+        self.revision = 0  # bumped on every change: keys the rendered-playlist cache
 
     def upstream_ended(self, now: float, grace: float = UPSTREAM_END_GRACE_SECONDS) -> bool:
         return self.upstream_ended_at is not None and now - self.upstream_ended_at >= grace
@@ -97,6 +98,7 @@ class Dvr:
         self.latest: dict[str, str] = {}  # upstream path -> where its last upload was stored
         self.fresh: dict[str, float] = {}  # upstream path -> upload time, not yet indexed
         self.pending_delete: dict[str, float] = {}  # stored path -> delete-after time
+        self._rendered: dict[str, tuple[tuple, str]] = {}
 
     # ------------------------------------------------------------------------- uploads
     def placement(self, path: str, identical: Callable[[str], bool]) -> Optional[str]:
@@ -171,6 +173,8 @@ class Dvr:
             appended.append(seg)
         r.upstream_ended_at = (r.upstream_ended_at or now) if playlist.endlist else None
         removed = self._trim(r, now)
+        if appended or removed:
+            r.revision += 1
         return Ingested(tuple(appended), tuple(removed), tuple(skipped))
 
     def keeps(self, path: str) -> bool:
@@ -220,6 +224,7 @@ class Dvr:
                 self._release(seg, 0.0)
             r.segments.clear()
             r.duration = 0.0
+            r.revision += 1
         doomed = [p for p in self.pending_delete if not self.refs.get(p) and not self._is_current_init(p)]
         for p in doomed:
             del self.pending_delete[p]
@@ -259,7 +264,15 @@ class Dvr:
         r = self.renditions.get(path)
         if r is None or not r.segments:
             return None
-        return render_playlist(r, r.segments, ended, query)
+        if query:
+            return render_playlist(r, r.segments, ended, query)
+        # Every viewer reloads the same playlist each target duration, and a 4 h window is
+        # thousands of lines: render once per change.
+        key = (r.revision, ended)
+        cached = self._rendered.get(path)
+        if cached is None or cached[0] != key:
+            cached = self._rendered[path] = (key, render_playlist(r, r.segments, ended))
+        return cached[1]
 
 
 def render_playlist(r: Rendition, segments: Iterable[Segment], ended: bool, query: str = "") -> str:
