@@ -22,6 +22,7 @@ def test_rtmp_run_copies_into_split_fragmented_mp4():
     for flag in ("frag_keyframe", "empty_moov", "default_base_moof"):
         assert f"+{flag}" in movflags
     assert "frag_duration=" in movflags
+    assert "flush_packets=1" in movflags, "each finished fragment must reach the file at once"
     assert argv[-1] == "/rec/x_part%04d.mp4"
     assert option(argv, "-progress") == "pipe:1"
 

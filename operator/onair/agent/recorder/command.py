@@ -2,7 +2,9 @@
 
 Fragmented MP4 (empty moov, a fragment at every keyframe and at least every half second) keeps
 every finished fragment playable when ffmpeg dies without writing a trailer (SIGKILL, OOM,
-power): what is lost is the fragment still in memory plus the one being written, about a second. The segment muxer splits at the first keyframe after each
+power). ``flush_packets`` hands each fragment to the kernel as soon as it is complete; without it
+ffmpeg flushes in 32 KiB blocks and a kill leaves half a fragment behind. What a kill loses is
+the fragment still in memory: at most half a second. The segment muxer splits at the first keyframe after each
 ``split_seconds`` without a gap, and numbers parts from ``start_number`` so a resumed session
 continues after the part already on disk.
 """
@@ -65,6 +67,6 @@ def ffmpeg_argv(run: RecordingRun, ffmpeg: str = "ffmpeg") -> list[str]:
         "-segment_start_number", str(run.start_number),
         "-reset_timestamps", "1",
         "-segment_format", "mp4",
-        "-segment_format_options", f"movflags={MOVFLAGS}:frag_duration={FRAGMENT_MICROSECONDS}",
+        "-segment_format_options", f"movflags={MOVFLAGS}:frag_duration={FRAGMENT_MICROSECONDS}:flush_packets=1",
         run.output_pattern,
     ]
