@@ -107,3 +107,25 @@ def test_publish_gives_hls_cmaf_ts_dash_and_a_screenshot(rtmp_server, publishers
     assert tx.encoder_pid() is None
     final = MPEGDASHParser.parse((out / "dash/manifest.mpd").read_text())
     assert final.type == "static"
+
+
+@pytest.mark.slow
+def test_low_latency_one_second_segments_and_low_latency_dash(rtmp_server, publishers, transcoder_agent):
+    tx = transcoder_agent.start(main_url=rtmp_server.url("main"), tracks=["180p"], source_size=(320, 180),
+                                low_latency=True, segment_seconds=1, hls_mpegts=False, screenshot_interval_seconds=0)
+    publishers.rtmp(rtmp_server.url("main"), width=320, height=180)
+    tx.wait_status(lambda s: s.get("activeSource") == "main", 30, "main selected")
+    tx.put_desired(phase="live", broadcasting=True)
+    path = tx.wait_file("hls/cmaf/180p/index.m3u8", 40)
+    playlist = wait_for(lambda: (lambda p: p if len(p.segments) >= 4 else None)(m3u8.loads(path.read_text())),
+                        30, what="four segments")
+    assert all(abs(s.duration - 1.0) < 0.05 for s in playlist.segments[:-1])
+    assert playlist.target_duration == 1
+    mpd_text = tx.wait_file("dash/manifest.mpd").read_text()
+    mpd = MPEGDASHParser.parse(mpd_text)
+    assert mpd.type == "dynamic"
+    # Segments are published whole, so no availabilityTimeOffset may promise them earlier.
+    assert "availabilityTimeOffset" not in mpd_text
+    video = next(a for a in mpd.periods[0].adaptation_sets if a.content_type == "video")
+    template = video.representations[0].segment_templates[0]
+    assert template.segment_timelines[0].Ss[0].d == template.timescale  # 1 s segments in DASH too
