@@ -73,3 +73,25 @@ def test_disk_full_is_reported_and_recording_resumes_when_space_is_freed(
     sidecar = recorder.sidecars()[0]
     assert [p["file"] for p in sidecar["parts"]] == resumed["files"]
     assert publisher.running
+
+
+def test_read_only_volume_is_an_error_in_status_until_it_becomes_writable(tmp_path, rtmp_source, recorder_agent,
+                                                                            publishers):
+    volume = tmp_path / "ro-volume"
+    volume.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,ro", "tmpfs", str(volume)],
+                             capture_output=True, text=True, timeout=10)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()}); needs root")
+    try:
+        publishers.rtmp(rtmp_source.publish_url)
+        recorder = recorder_agent.start(rtmp_source.read_url, output_dir=volume)
+        recorder.put_desired(recording=True)
+        broken = recorder.wait_status(lambda s: s["state"] == "error", 20, "the read-only volume to be reported")
+        assert "not writable" in broken["error"] and not broken["recording"]
+        assert recorder.healthy()
+
+        subprocess.run(["mount", "-o", "remount,rw", str(volume)], check=True, timeout=10)
+        recorder.wait_status(lambda s: s["recording"] and s["error"] is None, 30, "recording once writable")
+    finally:
+        subprocess.run(["umount", "-l", str(volume)], capture_output=True, timeout=10)

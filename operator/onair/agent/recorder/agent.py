@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import signal
 import time
@@ -258,6 +259,10 @@ class RecorderAgent(Agent):
         except OSError as exc:
             self._report_error("error", f"cannot use output directory {self.output_dir}: {exc.strerror}; is the recordings volume mounted?")
             return False
+        if not os.access(self.output_dir, os.W_OK | os.X_OK):
+            self._report_error("error", f"output directory {self.output_dir} is not writable (read-only volume or wrong "
+                                        f"owner; the recorder runs as uid {os.getuid()})")
+            return False
         free = free_bytes(self.output_dir)
         # After a write failed for lack of space, wait for real room: resuming into a few free
         # bytes would only fail again at once.
@@ -267,7 +272,7 @@ class RecorderAgent(Agent):
                                             f"recording paused until {human_bytes(needed)} are free")
             self._disk_full = True
             return False
-        if self.error:
+        if self.error and self.state in ("disk_full", "error"):
             log.info("recordings volume %s is usable again (%s free); resuming",
                      self.output_dir, human_bytes(free) if free is not None else "unknown")
             self.error = None
