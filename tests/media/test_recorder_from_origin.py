@@ -1,0 +1,33 @@
+"""recordType transcoded against the real origin agent: its CMAF ladder, its backstage gate."""
+from __future__ import annotations
+
+import pytest
+
+from tests.fixtures.media import ffprobe_json
+from tests.fixtures.origin import origins, transcoders  # noqa: F401  (fixtures)
+
+pytestmark = [pytest.mark.media, pytest.mark.timeout(180)]
+
+
+def test_records_the_top_cmaf_rung_once_the_origin_lets_viewers_in(origins, transcoders, recorder_agent):
+    origin = origins.start()  # backstage: playback needs a token
+    transcoders.start(origin)
+    recorder = recorder_agent.start(origin.url("hls/cmaf/master.m3u8"), record_type="transcoded", split_seconds=3600)
+    recorder.put_desired(recording=True)
+    waiting = recorder.wait_status(lambda s: s["state"] == "waiting", 30, "the backstage gate to keep it waiting")
+    assert waiting["files"] == []
+    recorder.wait_log("playlist answered HTTP 403", 30)
+
+    origin.set_phase("live")
+    recorder.wait_status(lambda s: s["recording"], 40, "recording once the stream is public")
+    recorder.wait_status(lambda s: s["durationSeconds"] >= 5, 40, "5 s recorded")
+    recorder.put_desired(recording=False)
+    idle = recorder.wait_status(lambda s: s["state"] == "idle", 30, "recording to stop")
+
+    [name] = idle["files"]
+    info = ffprobe_json(str(recorder.output_dir / name))
+    video = next(s for s in info["streams"] if s["codec_type"] == "video")
+    assert (video["width"], video["height"]) == (640, 360), "the 360p rung, not 180p"
+    assert any(s["codec_type"] == "audio" for s in info["streams"])
+    assert float(info["format"]["duration"]) >= 4
+    assert recorder.sidecars()[0]["recordType"] == "transcoded"
