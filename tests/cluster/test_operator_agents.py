@@ -1,0 +1,79 @@
+"""Status driven by real ingest agents on loopback: publish -> live, stop -> not live, backup, active switch.
+
+The operator polls the agents (GET /status) and pushes the desired lifecycle (PUT /desired)
+exactly as in a cluster; only the address of each agent comes from the test's routes instead
+of pod IPs.
+"""
+from __future__ import annotations
+
+import secrets
+
+import pytest
+
+from tests.fixtures.cluster import wait_for
+
+pytestmark = [pytest.mark.cluster, pytest.mark.media]
+
+SMALL = dict(width=320, height=180, fps=15)
+
+
+@pytest.fixture
+def calltype(kube):
+    name = f"ct-{secrets.token_hex(3)}"
+    kube.create_calltype(name, settings={"ingest": {"backup": True}})
+    yield name
+    kube.delete_calltype(name)
+
+
+def test_status_follows_real_ingest_agents(routes, kube, calltype, namespace, ingest_agent, publishers):
+    main = ingest_agent.start(slot="main", protocols=("rtmp",), livestream=f"{namespace}/tv")
+    backup = ingest_agent.start(slot="backup", protocols=("rtmp",), livestream=f"{namespace}/tv")
+    routes.route(namespace, "tv", "ingest", main.agent_url)
+    routes.route(namespace, "tv", "ingest-backup", backup.agent_url)
+    kube.create_livestream(namespace, "tv", {"callType": calltype, "phase": "live"})
+    st = kube.wait_reconciled(namespace, "tv")["status"]
+    assert st["live"] is False and st["backupLive"] is False
+
+    pub = publishers.rtmp(main.rtmp_url, **SMALL)
+    kube.wait_status(namespace, "tv", lambda s: s.get("live") is True, timeout=30, what="live from the main ingest")
+
+    pub_backup = publishers.rtmp(backup.rtmp_url, **SMALL)
+    kube.wait_status(namespace, "tv", lambda s: s.get("backupLive") is True, timeout=30, what="backup live")
+    pub_backup.stop()
+    kube.wait_status(namespace, "tv", lambda s: s.get("backupLive") is False, timeout=30, what="backup lost")
+
+    pub.stop()
+    kube.wait_status(namespace, "tv", lambda s: s.get("live") is False, timeout=30, what="main stopped")
+
+    def reasons():
+        got = kube.event_reasons(namespace, "tv")
+        return got if {"IngestStarted", "BackupLive", "BackupLost", "IngestStopped"} <= set(got) else None
+    wait_for(reasons, 15, what="ingest Events")
+
+
+def test_active_false_reaches_the_agent_and_drops_the_publisher(routes, kube, calltype, namespace, ingest_agent,
+                                                               publishers):
+    main = ingest_agent.start(slot="main", protocols=("rtmp",), livestream=f"{namespace}/onoff")
+    routes.route(namespace, "onoff", "ingest", main.agent_url)
+    kube.create_livestream(namespace, "onoff", {"callType": calltype, "phase": "live"})
+    publishers.rtmp(main.rtmp_url, **SMALL)
+    kube.wait_status(namespace, "onoff", lambda s: s.get("live") is True, timeout=30, what="live")
+
+    # Gcore's on/off switch: the operator PUTs active=false on its next poll, the agent drops the
+    # publisher and refuses it, and status follows.
+    kube.patch_livestream(namespace, "onoff", {"spec": {"active": False}})
+    kube.wait_status(namespace, "onoff", lambda s: s.get("live") is False, timeout=30, what="not live once inactive")
+    main.wait_log("deactivated", timeout=10)
+    assert main.status()["receiving"] is False
+
+
+def test_unreachable_agents_mean_not_live_and_never_crash(routes, kube, calltype, namespace):
+    # A route to a port nobody listens on, and one to something that is not an agent at all.
+    routes.route(namespace, "dark", "ingest", "http://127.0.0.1:9")
+    routes.route(namespace, "dark", "origin", "http://127.0.0.1:9/not-an-agent")
+    kube.create_livestream(namespace, "dark", {"callType": calltype, "phase": "live"})
+    st = kube.wait_reconciled(namespace, "dark")["status"]
+    assert st["live"] is False
+    ready = [c for c in st["conditions"] if c["type"] == "Ready"][0]
+    assert ready["status"] == "False" and "waiting for agents" in ready["message"]
+    routes.check()
