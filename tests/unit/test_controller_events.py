@@ -1,0 +1,58 @@
+"""Events are the differences between stored and new status: each transition once, none on repeats."""
+from __future__ import annotations
+
+from onair.controller.events import NORMAL, WARNING, transition_events
+
+
+def reasons(old, new):
+    return [e.reason for e in transition_events(old, new)]
+
+
+def stalled(reason: str, message: str = "m") -> dict:
+    return {"conditions": [{"type": "Ready", "status": "False", "reason": reason},
+                           {"type": "Stalled", "status": "True", "reason": reason, "message": message}]}
+
+
+def test_phase_transitions():
+    assert reasons({}, {"phase": "backstage"}) == ["Backstage"]
+    assert reasons({"phase": "backstage"}, {"phase": "live"}) == ["WentLive"]
+    assert reasons({"phase": "live"}, {"phase": "backstage"}) == ["ReturnedToBackstage"]
+    assert reasons({"phase": "live"}, {"phase": "ended"}) == ["Ended"]
+    assert reasons({"phase": "live"}, {"phase": "live"}) == []
+
+
+def test_ingest_and_backup():
+    assert reasons({"live": False}, {"live": True}) == ["IngestStarted"]
+    ev = transition_events({"live": True}, {"live": False})
+    assert [(e.type, e.reason) for e in ev] == [(WARNING, "IngestStopped")]
+    # The first status ever says "not live": nothing stopped, so nothing to announce.
+    assert reasons({}, {"live": False, "backupLive": False}) == []
+    assert reasons({"backupLive": False}, {"backupLive": True}) == ["BackupLive"]
+    assert reasons({"backupLive": True}, {"backupLive": False}) == ["BackupLost"]
+    assert reasons({"activeSource": "main"}, {"activeSource": "backup"}) == ["FailedOverToBackup"]
+    assert reasons({"activeSource": "backup"}, {"activeSource": "main"}) == ["ReturnedToMain"]
+
+
+def test_broadcasting_recording_viewers_dvr():
+    assert reasons({"broadcasting": False}, {"broadcasting": True}) == ["BroadcastingStarted"]
+    assert reasons({"broadcasting": True}, {"broadcasting": False}) == ["BroadcastingStopped"]
+    assert reasons({}, {"broadcasting": False, "recording": False}) == []
+    assert reasons({"recording": False}, {"recording": True}) == ["RecordingStarted"]
+    assert reasons({"recording": True}, {"recording": False}) == ["RecordingStopped"]
+    assert reasons({"phase": "backstage", "viewersAllowed": False},
+                   {"phase": "backstage", "viewersAllowed": True}) == ["JoinAheadOpened"]
+    # Going live opens playback too, but that is WentLive, not join-ahead.
+    assert reasons({"phase": "backstage", "viewersAllowed": False}, {"phase": "live", "viewersAllowed": True}) == ["WentLive"]
+    assert reasons({}, {"dvrClearedAt": "2026-01-01T00:00:00Z"}) == ["DvrCleared"]
+    assert reasons({"dvrClearedAt": "2026-01-01T00:00:00Z"}, {"dvrClearedAt": "2026-01-01T00:00:00Z"}) == []
+
+
+def test_stalled_and_recovered():
+    ev = transition_events({}, stalled("CallTypeNotFound", "CallType 'x' does not exist"))
+    assert [(e.type, e.reason, e.message) for e in ev] == [(WARNING, "CallTypeMissing", "CallType 'x' does not exist")]
+    # Still stalled for the same reason: no repeat.
+    assert reasons(stalled("CallTypeNotFound"), stalled("CallTypeNotFound")) == []
+    assert reasons(stalled("CallTypeNotFound"), stalled("ApplyFailed")) == ["ApplyFailed"]
+    ev = transition_events(stalled("CallTypeNotFound"), {"conditions": [{"type": "Ready", "status": "True", "reason": "x"}]})
+    assert [(e.type, e.reason) for e in ev] == [(NORMAL, "CallTypeFound")]
+    assert reasons(stalled("ApplyFailed"), {"conditions": []}) == ["Recovered"]

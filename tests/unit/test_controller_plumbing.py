@@ -1,0 +1,108 @@
+"""Pure pieces of the controller: API paths, error classes, kopf settings, wake-up timing, markers."""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta, timezone
+
+import kopf
+
+from onair.controller import kubeapi, settings
+from onair.controller.apply import version_marker
+from onair.controller.config import OperatorConfig
+from onair.controller.livestream import RETRY_DELAYS, _wait_seconds
+from onair.controller.probe import Prober, role_of, service_dns_resolver
+from onair.controller.runtime import LivestreamState, Runtime
+from onair.render.lifecycle import Lifecycle
+
+
+def test_paths_for_every_owned_kind():
+    assert kubeapi.KINDS[("v1", "Secret")].path("ns", "a") == "/api/v1/namespaces/ns/secrets/a"
+    assert kubeapi.KINDS[("apps/v1", "Deployment")].path("ns") == "/apis/apps/v1/namespaces/ns/deployments"
+    assert kubeapi.LIVESTREAM.path("ns", "show", "status") == "/apis/onair.dev/v1alpha1/namespaces/ns/livestreams/show/status"
+    assert kubeapi.CALLTYPE.path(None, "default", "status") == "/apis/onair.dev/v1alpha1/calltypes/default/status"
+
+
+def test_unknown_kind_is_a_clear_error():
+    try:
+        kubeapi.kind_of({"apiVersion": "batch/v1", "kind": "Job"})
+    except ValueError as exc:
+        assert "no REST mapping for Job batch/v1" in str(exc)
+    else:
+        raise AssertionError("expected ValueError")
+
+
+def test_transient_errors():
+    assert kubeapi.KubeError(0, "ConnectionError", "x").transient
+    assert kubeapi.KubeError(503, "ServiceUnavailable", "x").transient
+    assert kubeapi.KubeError(409, "Conflict", "x").transient
+    assert not kubeapi.KubeError(422, "Invalid", "x").transient
+    assert not kubeapi.KubeError(403, "Forbidden", "x").transient
+
+
+def test_owned_by_requires_controller_reference_with_uid():
+    obj = {"metadata": {"ownerReferences": [{"uid": "u1", "controller": True}]}}
+    assert kubeapi.owned_by(obj, "u1")
+    assert not kubeapi.owned_by(obj, "u2")
+    assert not kubeapi.owned_by({"metadata": {"ownerReferences": [{"uid": "u1"}]}}, "u1")
+    assert not kubeapi.owned_by({"metadata": {}}, "u1")
+
+
+def test_version_marker_ignores_deployment_status_churn():
+    dep = {"kind": "Deployment", "metadata": {"generation": 3, "resourceVersion": "100"}}
+    dep_status_update = {"kind": "Deployment", "metadata": {"generation": 3, "resourceVersion": "101"}}
+    assert version_marker(dep) == version_marker(dep_status_update)
+    cm = {"kind": "ConfigMap", "metadata": {"resourceVersion": "5"}}
+    assert version_marker(cm) != version_marker({"kind": "ConfigMap", "metadata": {"resourceVersion": "6"}})
+
+
+def test_kopf_settings_as_decided():
+    s = settings.build_settings()
+    assert s.persistence.finalizer == "onair.dev/finalizer"
+    assert isinstance(s.persistence.progress_storage, kopf.AnnotationsProgressStorage)
+    assert s.persistence.progress_storage.prefix == "onair.dev"
+    assert isinstance(s.persistence.diffbase_storage, kopf.AnnotationsDiffBaseStorage)
+    assert s.persistence.diffbase_storage.prefix == "onair.dev"
+    assert s.persistence.diffbase_storage.key == "last-handled-configuration"
+    assert s.peering.standalone is True
+    assert s.posting.level == logging.WARNING
+    assert isinstance(s.watching.server_timeout, int)
+    assert s.watching.client_timeout > s.watching.server_timeout
+    selectors = {str(sel.group) + "/" + str(sel.any_name): v for sel, v in s.watching.label_selectors.items()}
+    assert selectors["apps/deployments"] == "app.kubernetes.io/managed-by=onair-operator"
+    assert selectors["/secrets"] == "app.kubernetes.io/managed-by=onair-operator"
+
+
+def _runtime(now: datetime, poll: float = 5.0) -> Runtime:
+    return Runtime(OperatorConfig(status_poll_interval_seconds=poll), kube=None, prober=None, clock=lambda: now)  # type: ignore[arg-type]
+
+
+def test_daemon_wakes_at_the_next_lifecycle_change():
+    now = datetime(2026, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
+    rt = _runtime(now, poll=30)
+    state = LivestreamState("ns", "ls", "uid")
+    assert _wait_seconds(rt, state) == 30
+    state.lifecycle = Lifecycle(phase="backstage", broadcasting=False, recording=False, viewers_allowed=False,
+                                active=True, next_change_at=now + timedelta(seconds=7))
+    assert 7.0 <= _wait_seconds(rt, state) <= 7.1
+    state.lifecycle = Lifecycle(phase="backstage", broadcasting=False, recording=False, viewers_allowed=False,
+                                active=True, next_change_at=now - timedelta(seconds=1))
+    assert _wait_seconds(rt, state) == 0
+    state.lifecycle = None
+    state.transient_failures = 1
+    assert _wait_seconds(rt, state) == RETRY_DELAYS[0]
+    state.transient_failures = 99
+    assert _wait_seconds(rt, state) == min(30, RETRY_DELAYS[-1])
+
+
+def test_role_keys_and_default_resolver():
+    assert role_of("ingest-backup") == "ingest"
+    assert role_of("transcoder") == "transcoder"
+    assert service_dns_resolver("ns", "show", "origin") == "http://show-origin.ns.svc:8080"
+
+
+def test_a_broken_resolver_means_no_address():
+    def broken(namespace, name, role):
+        raise KeyError(role)
+    prober = Prober(broken)
+    assert prober.url("ns", "ls", "ingest") is None
+    assert Prober(lambda *a: "http://127.0.0.1:1/").url("ns", "ls", "ingest") == "http://127.0.0.1:1"
