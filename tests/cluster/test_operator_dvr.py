@@ -1,0 +1,84 @@
+"""spec.dvrClearedAt: the operator asks the real origin agent to clear once per new value."""
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+
+from onair.api.agent import OriginConfig
+from tests.fixtures.cluster import wait_for
+from tests.fixtures.media import free_port
+
+pytestmark = [pytest.mark.cluster, pytest.mark.media]
+
+
+@pytest.fixture
+def origin_agent(tmp_path):
+    """The real `onair agent origin` on free loopback ports."""
+    secret = tmp_path / "playbackSecret"
+    secret.write_text(secrets.token_urlsafe(32))
+    config = OriginConfig(livestream="test/origin", listen_host="127.0.0.1", agent_port=free_port(),
+                          http_port=free_port(), data_dir=str(tmp_path / "data"), playback_secret_file=str(secret))
+    path = tmp_path / "origin.json"
+    path.write_text(config.model_dump_json(by_alias=True))
+    log_path = tmp_path / "origin.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "onair.cli", "agent", "origin", "--config", str(path)],
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{config.agent_port}"
+
+    def healthy():
+        assert proc.poll() is None, log_path.read_text()
+        with urllib.request.urlopen(url + "/healthz", timeout=2) as resp:
+            return resp.status == 200
+    try:
+        wait_for(healthy, 20, what="origin agent healthy")
+        yield url, log_path
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@pytest.fixture
+def calltype(kube):
+    name = f"ct-{secrets.token_hex(3)}"
+    kube.create_calltype(name)
+    yield name
+    kube.delete_calltype(name)
+
+
+def test_dvr_is_cleared_once_per_new_request(routes, kube, calltype, namespace, origin_agent):
+    url, log_path = origin_agent
+    routes.route(namespace, "dvr", "origin", url)
+    kube.create_livestream(namespace, "dvr", {"callType": calltype, "phase": "live"})
+    kube.wait_reconciled(namespace, "dvr")
+
+    def clears() -> int:
+        return log_path.read_text(errors="replace").count("DVR cleared on request")
+    assert clears() == 0
+
+    kube.patch_livestream(namespace, "dvr", {"spec": {"dvrClearedAt": "2026-03-01T10:00:00Z"}})
+    kube.wait_status(namespace, "dvr", lambda s: s.get("dvrClearedAt") == "2026-03-01T10:00:00Z", what="DVR cleared")
+    wait_for(lambda: clears() == 1, 10, what="origin cleared once")
+    wait_for(lambda: "DvrCleared" in kube.event_reasons(namespace, "dvr"), 15, what="DvrCleared Event")
+
+    # Other spec changes and further polls do not clear again...
+    kube.patch_livestream(namespace, "dvr", {"spec": {"displayName": "renamed"}})
+    kube.wait_reconciled(namespace, "dvr")
+    kube.wait_status(namespace, "dvr", lambda s: s.get("observedGeneration") == 3, what="generation 3 observed")
+    assert clears() == 1
+
+    # ...a newer request does.
+    kube.patch_livestream(namespace, "dvr", {"spec": {"dvrClearedAt": "2026-03-01T11:30:00Z"}})
+    kube.wait_status(namespace, "dvr", lambda s: s.get("dvrClearedAt") == "2026-03-01T11:30:00Z", what="cleared again")
+    wait_for(lambda: clears() == 2, 10, what="origin cleared twice")
+    with urllib.request.urlopen(url + "/status", timeout=2) as resp:
+        assert json.loads(resp.read())["role"] == "origin"
