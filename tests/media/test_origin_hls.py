@@ -149,6 +149,27 @@ def test_transcoder_restart_is_a_discontinuity_with_its_own_init(origins, transc
         assert int(probe["streams"][0]["nb_read_frames"]) >= frames, segment.uri
 
 
+def test_dvr_survives_an_origin_restart(origins, transcoders, tmp_path):
+    origin = origins.start(phase="live")
+    first = transcoders.start(origin, run_id="r1")
+    wait_for(segments_available(origin, 5), timeout=30, what="segments before the restart")
+    first.stop()
+    time.sleep(1.5)  # one journal flush
+    before = origin.get("hls/cmaf/360p/index.m3u8").text
+    origins.restart(origin, phase="live")
+    assert origin.get("hls/cmaf/360p/index.m3u8").text == before
+    assert "DVR restored from the journal" in origin.log_text()
+    pl = m3u8.loads(before)
+    decode(origin, tmp_path, pl.segments[0], origin.url("hls/cmaf/360p/index.m3u8"))
+    # the next transcoder run continues the same playlist after a discontinuity
+    transcoders.start(origin, run_id="r2")
+    wait_for(lambda: len(media_playlist(origin).segments) >= len(pl.segments) + 2, timeout=30, what="new segments")
+    after = media_playlist(origin)
+    assert [s.uri for s in after.segments[:len(pl.segments)]] == [s.uri for s in pl.segments]
+    assert after.segments[len(pl.segments)].discontinuity
+    assert after.media_sequence == pl.media_sequence
+
+
 def test_ended_phase_serves_the_dvr_as_vod(origins, transcoders):
     origin = origins.start(phase="live")
     transcoder = transcoders.start(origin)

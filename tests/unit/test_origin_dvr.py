@@ -324,3 +324,66 @@ def test_rendered_playlist_follows_every_change():
     assert served(dvr, ended=True).is_endlist and not served(dvr).is_endlist
     dvr.clear()
     assert dvr.render(PLAYLIST, ended=False) is None
+
+
+def _restarted(records: list[dict], window: float = 60, now: float = 0.0) -> Dvr:
+    fresh = Dvr(window_seconds=window)
+    assert fresh.replay(records, now) == 0
+    return fresh
+
+
+def test_journal_replay_rebuilds_the_same_playlists():
+    dvr = Dvr(window_seconds=30)
+    clock = [0.0]
+    FakeTranscoder(dvr, run="r1", clock=clock).run_for(20)
+    FakeTranscoder(dvr, run="r2", clock=clock).run_for(15)  # slides, discontinuity, trims
+    journal = dvr.drain_journal()
+    assert dvr.journal == []
+    again = _restarted(journal, window=30)
+    assert again.render(PLAYLIST, ended=False) == dvr.render(PLAYLIST, ended=False)
+    assert again.refs == dvr.refs
+    # and it goes on where the previous process stopped: sequence and periods continue
+    FakeTranscoder(again, run="r3", clock=clock).run_for(1)
+    pl = served(again)
+    assert pl.segments[-1].uri == "seg_r3_00000.m4s" and pl.segments[-1].discontinuity
+    assert pl.media_sequence + len(pl.segments) - 1 == 35
+
+
+def test_snapshot_compacts_the_journal_without_losing_anything():
+    dvr = Dvr(window_seconds=30)
+    FakeTranscoder(dvr).run_for(50)
+    full = dvr.drain_journal()
+    snapshot = dvr.snapshot()
+    assert len(snapshot) < len(full)
+    assert _restarted(snapshot, window=30).render(PLAYLIST, ended=False) == dvr.render(PLAYLIST, ended=False)
+
+
+def test_replay_after_a_clear_keeps_continuity():
+    dvr = Dvr(window_seconds=30)
+    tx = FakeTranscoder(dvr)
+    tx.run_for(5)
+    dvr.clear()
+    again = _restarted(dvr.snapshot())
+    assert again.render(PLAYLIST, ended=False) is None
+    assert again.keeps("hls/cmaf/360p/init_r1.mp4")  # the current init survives the restart
+    tx.dvr = again
+    tx.segment()
+    pl = served(again)
+    assert pl.media_sequence == 5 and not pl.segments[0].discontinuity
+
+
+def test_replay_applies_a_window_that_shrank_meanwhile():
+    dvr = Dvr(window_seconds=60)
+    FakeTranscoder(dvr).run_for(60)
+    again = _restarted(dvr.drain_journal(), window=30, now=100.0)
+    assert sum(s.duration for s in served(again).segments) == pytest.approx(30)
+    assert "hls/cmaf/360p/seg_r1_00000.m4s" in again.due(1000.0)
+
+
+def test_corrupt_journal_records_are_skipped():
+    dvr = Dvr(window_seconds=30)
+    FakeTranscoder(dvr).run_for(3)
+    records = dvr.drain_journal() + [{"op": "add", "p": PLAYLIST, "s": ["x"]}, {"nope": 1}, {"op": "what", "p": "x"}]
+    again = Dvr(window_seconds=30)
+    assert again.replay(records, 0.0) == 3
+    assert len(served(again).segments) == 3

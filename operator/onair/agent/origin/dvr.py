@@ -99,6 +99,8 @@ class Dvr:
         self.fresh: dict[str, float] = {}  # upstream path -> upload time, not yet indexed
         self.pending_delete: dict[str, float] = {}  # stored path -> delete-after time
         self._rendered: dict[str, tuple[tuple, str]] = {}
+        # Changes since the last drain_journal(), for the server to persist (see replay()).
+        self.journal: list[dict] = []
 
     # ------------------------------------------------------------------------- uploads
     def placement(self, path: str, identical: Callable[[str], bool]) -> Optional[str]:
@@ -132,12 +134,9 @@ class Dvr:
 
     def ingest(self, path: str, playlist: MediaPlaylist, now: float) -> Ingested:
         """Append the fresh segments an uploaded media playlist lists, then slide the window."""
-        r = self.renditions.get(path)
-        if r is None:
-            r = self.renditions[path] = Rendition(path)
-        r.target_duration = max(r.target_duration, playlist.target_duration)
-        r.version = max(r.version, playlist.version)
-        r.independent_segments = r.independent_segments or playlist.independent_segments
+        r = self._rendition(path)
+        self._set_meta(r, max(r.target_duration, playlist.target_duration), max(r.version, playlist.version),
+                       r.independent_segments or playlist.independent_segments)
         appended: list[Segment] = []
         skipped: list[str] = []
         for up in playlist.segments:
@@ -160,22 +159,43 @@ class Dvr:
                 r.discontinuity += 1
             seg = Segment(self.latest.get(up_path, up_path), up.duration, r.next_sequence, r.discontinuity,
                           init, up.program_date_time, up.sequence)
-            r.next_sequence += 1
-            r.segments.append(seg)
-            r.duration += seg.duration
-            r.last = seg
-            r.target_duration = max(r.target_duration, int(seg.duration + 0.5))
             del self.fresh[up_path]
-            for stored in (seg.path, seg.init):
-                if stored:
-                    self.refs[stored] += 1
-                    self.pending_delete.pop(stored, None)
+            if int(seg.duration + 0.5) > r.target_duration:
+                self._set_meta(r, int(seg.duration + 0.5), r.version, r.independent_segments)
+            self._append(r, seg)
+            self.journal.append({"op": "add", "p": r.path, "s": _encode(seg)})
             appended.append(seg)
         r.upstream_ended_at = (r.upstream_ended_at or now) if playlist.endlist else None
         removed = self._trim(r, now)
         if appended or removed:
             r.revision += 1
         return Ingested(tuple(appended), tuple(removed), tuple(skipped))
+
+    def _rendition(self, path: str) -> Rendition:
+        r = self.renditions.get(path)
+        if r is None:
+            r = self.renditions[path] = Rendition(path)
+        return r
+
+    def _set_meta(self, r: Rendition, target_duration: int, version: int, independent: bool) -> None:
+        if (r.target_duration, r.version, r.independent_segments) != (target_duration, version, independent):
+            r.target_duration, r.version, r.independent_segments = target_duration, version, independent
+            self.journal.append({"op": "meta", "p": r.path, "td": target_duration, "v": version, "ind": independent})
+
+    def _append(self, r: Rendition, seg: Segment) -> None:
+        r.segments.append(seg)
+        r.duration += seg.duration
+        self._continue_after(r, seg)
+        for stored in (seg.path, seg.init):
+            if stored:
+                self.refs[stored] += 1
+                self.pending_delete.pop(stored, None)
+
+    @staticmethod
+    def _continue_after(r: Rendition, seg: Segment) -> None:
+        r.last = seg
+        r.next_sequence = seg.sequence + 1
+        r.discontinuity = seg.discontinuity
 
     def keeps(self, path: str) -> bool:
         """Whether a transcoder DELETE of ``path`` must be ignored: the DVR still serves it."""
@@ -203,6 +223,8 @@ class Dvr:
             r.duration -= seg.duration
             self._release(seg, now + r.grace_seconds)
             removed.append(seg)
+        if removed:
+            self.journal.append({"op": "trim", "p": r.path, "n": len(removed)})
         return removed
 
     def _release(self, seg: Segment, delete_after: float) -> None:
@@ -219,6 +241,7 @@ class Dvr:
 
     def clear(self) -> list[str]:
         """Empty every window; returns the files to delete now. New uploads keep appending."""
+        self.journal.append({"op": "clear"})
         for r in self.renditions.values():
             for seg in r.segments:
                 self._release(seg, 0.0)
@@ -247,6 +270,56 @@ class Dvr:
                     doomed.append(path)
         return doomed
 
+    # ------------------------------------------------------------------------- persistence
+    def drain_journal(self) -> list[dict]:
+        records, self.journal = self.journal, []
+        return records
+
+    def snapshot(self) -> list[dict]:
+        """Records that rebuild the current index from nothing (to compact a journal)."""
+        records: list[dict] = []
+        for r in self.renditions.values():
+            records.append({"op": "meta", "p": r.path, "td": r.target_duration, "v": r.version,
+                            "ind": r.independent_segments})
+            records += [{"op": "add", "p": r.path, "s": _encode(seg)} for seg in r.segments]
+            if not r.segments and r.last is not None:
+                records.append({"op": "cont", "p": r.path, "s": _encode(r.last)})
+        return records
+
+    def replay(self, records: Iterable[dict], now: float) -> int:
+        """Rebuild the index a previous process journaled; returns the records it could not use.
+
+        The window is re-applied afterwards: the configured window may have shrunk meanwhile.
+        """
+        bad = 0
+        for record in records:
+            try:
+                op = record["op"]
+                if op == "clear":
+                    self.clear()
+                    continue
+                r = self._rendition(record["p"])
+                if op == "meta":
+                    r.target_duration, r.version, r.independent_segments = int(record["td"]), int(record["v"]), bool(record["ind"])
+                elif op == "add":
+                    self._append(r, _decode(record["s"]))
+                elif op == "cont":
+                    self._continue_after(r, _decode(record["s"]))
+                elif op == "trim":
+                    for _ in range(min(int(record["n"]), len(r.segments))):
+                        seg = r.segments.popleft()
+                        r.duration -= seg.duration
+                        self._release(seg, now + r.grace_seconds)
+                else:
+                    bad += 1
+            except (KeyError, TypeError, ValueError, IndexError):
+                bad += 1
+        for r in self.renditions.values():
+            self._trim(r, now)
+            r.revision += 1
+        self.journal.clear()
+        return bad
+
     # ------------------------------------------------------------------------- serving
     def playlists(self) -> list[str]:
         return sorted(p for p, r in self.renditions.items() if r.segments)
@@ -273,6 +346,17 @@ class Dvr:
         if cached is None or cached[0] != key:
             cached = self._rendered[path] = (key, render_playlist(r, r.segments, ended))
         return cached[1]
+
+
+def _encode(seg: Segment) -> list:
+    return [seg.path, seg.duration, seg.sequence, seg.discontinuity, seg.init,
+            seg.program_date_time.isoformat() if seg.program_date_time else None, seg.upstream_sequence]
+
+
+def _decode(raw: list) -> Segment:
+    path, duration, sequence, discontinuity, init, pdt, upstream = raw
+    return Segment(str(path), float(duration), int(sequence), int(discontinuity), str(init) if init else None,
+                   datetime.fromisoformat(pdt) if pdt else None, int(upstream))
 
 
 def render_playlist(r: Rendition, segments: Iterable[Segment], ended: bool, query: str = "") -> str:

@@ -30,6 +30,7 @@ from . import access
 from .dash import rewrite_mpd
 from .dvr import GRACE_MIN_SECONDS, Dvr
 from .hls import add_query
+from .journal import Journal
 from .paths import BadPath, is_publishable, kind_of, safe_relpath
 from .storage import Storage
 from .uploads import Uploads
@@ -88,6 +89,7 @@ class OriginAgent(Agent):
         self._log_times: dict[str, float] = {}
         self._janitor: Optional[asyncio.Task] = None
         self._public_runner: Optional[web.AppRunner] = None
+        self.journal = Journal(self.storage.root / ".dvr")
         self.uploads = Uploads(self)
         self.app.add_routes([web.post("/dvr/clear", self._post_clear)])
         self.public = self._public_app()
@@ -311,6 +313,7 @@ class OriginAgent(Agent):
 
     async def _sweep(self) -> None:
         now = time.monotonic()
+        await self._persist()
         doomed = self.dvr.due(now)
         if self.config.dvr_enabled:
             cutoff = now - self.config.dvr_window_seconds - GRACE_MIN_SECONDS
@@ -327,17 +330,39 @@ class OriginAgent(Agent):
             self.metrics.deleted.inc(await self.run_io(self.storage.delete, doomed))
             self.update_dvr_metrics()
 
-    def _adopt_existing_files(self) -> None:
-        """Start from what a previous process left: serve its manifests, drop its unindexed segments.
+    async def _persist(self) -> None:
+        records = self.dvr.drain_journal()
+        if self.journal.needs_compaction(sum(len(r.segments) + 2 for r in self.dvr.renditions.values())):
+            snapshot = self.dvr.snapshot()
+            try:
+                await self.run_io(self.journal.rewrite, snapshot)
+            except OSError as exc:
+                log.error("cannot compact the DVR journal: %s", exc)
+        elif records:
+            await self.run_io(self.journal.append, records)
 
-        The DVR index lives in memory, so HLS segments on disk from before a restart are not
-        reachable from any playlist we will serve; deleting them keeps data_dir bounded.
+    def _adopt_existing_files(self) -> None:
+        """Start from what a previous process left: its DVR index, manifests and DASH segments.
+
+        HLS files the replayed index does not reference can never be served again: deleted.
         """
+        records = self.journal.load()
+        if records:
+            bad = self.dvr.replay(records, time.monotonic())
+            log.info("DVR restored from the journal: %s%s", ", ".join(
+                f"{p} {len(r.segments)} segments" for p, r in self.dvr.renditions.items()) or "empty",
+                f" ({bad} unreadable records skipped)" if bad else "")
+        try:
+            self.journal.rewrite(self.dvr.snapshot())
+        except OSError as exc:
+            log.error("cannot write the DVR journal %s: %s; the DVR would not survive a restart", self.journal.path, exc)
+        self.update_dvr_metrics()
         for rel, _ in self.storage.walk("hls", (".m3u8",)) + self.storage.walk("dash", (".mpd",)):
             self.manifests.add(rel)
-        orphans = [rel for rel, _ in self.storage.walk("hls", (".m4s", ".mp4", ".m4v", ".m4a", ".ts", ".aac", ".vtt"))]
+        orphans = [rel for rel, _ in self.storage.walk("hls", (".m4s", ".mp4", ".m4v", ".m4a", ".ts", ".aac", ".vtt"))
+                   if not self.dvr.keeps(rel) and rel not in self.dvr.pending_delete]
         if orphans:
-            log.info("deleting %d HLS files left by a previous run (not in this process's DVR index)", len(orphans))
+            log.info("deleting %d HLS files no DVR playlist references (left by a previous run)", len(orphans))
             self.storage.delete(orphans)
         now = time.monotonic()
         for rel, mtime in sorted(self.storage.walk("dash", (".m4s", ".mp4", ".m4v", ".m4a", ".webm")), key=lambda x: x[1]):
@@ -377,6 +402,8 @@ class OriginAgent(Agent):
             if self._public_runner:
                 await self._public_runner.cleanup()
             await self.stop_http()
+            self.journal.append(self.dvr.drain_journal())
+            self.journal.close()
 
 
 class _OneLineProtocolErrors(logging.Filter):
