@@ -65,3 +65,24 @@ def test_dash_token_reaches_segment_urls_in_backstage(origins, transcoders):
     init = template.initialization.replace("$RepresentationID$", "0")
     assert origin.get(f"dash/{init}").status_code == 200
     assert origin.get(f"dash/{init.split('?')[0]}").status_code == 403
+
+
+@pytest.mark.slow
+def test_dash_clear_keeps_the_init_segments_the_mpd_needs(origins, transcoders, tmp_path):
+    origin = origins.start(phase="live", dvr_window_seconds=120)
+    transcoders.start(origin, dash=True, window_size=3)
+    dash = origin.data_dir / "dash"
+    wait_for(lambda: live_mpd(origin) and (dash / "init-stream0.m4s").is_file(), timeout=30, what="a live MPD")
+    # old enough for the clear to take everything but the transcoder's current window
+    wait_for(lambda: len(list(dash.glob("chunk-stream0-*.m4s"))) >= 22, timeout=60, what="22 s of DASH segments")
+    result = origin.clear_dvr()
+    assert result["deletedFiles"] > 0
+    assert not (dash / "chunk-stream0-00001.m4s").exists()
+    assert (dash / "init-stream0.m4s").is_file() and (dash / "init-stream1.m4s").is_file()
+    mpd = MPEGDASHParser.parse(live_mpd(origin).text)
+    template = mpd.periods[0].adaptation_sets[0].representations[0].segment_templates[0]
+    name = re.sub(r"\$Number%05d\$", f"{template.start_number:05d}", template.media).replace("$RepresentationID$", "0")
+    init, segment = origin.get("dash/init-stream0.m4s"), origin.get(f"dash/{name}")
+    assert init.status_code == segment.status_code == 200
+    (tmp_path / "after-clear.mp4").write_bytes(init.content + segment.content)
+    assert ffprobe_json(str(tmp_path / "after-clear.mp4"))["streams"][0]["codec_name"] == "h264"

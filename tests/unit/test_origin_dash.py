@@ -3,7 +3,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from onair.agent.origin.dash import (MpdError, UTC_TIMING_SCHEME, parse_duration, rewrite_mpd,
+from onair.agent.origin.dash import (MpdError, UTC_TIMING_SCHEME, init_patterns, parse_duration, rewrite_mpd,
                                      time_shift_buffer_depth)
 
 NS = {"d": "urn:mpeg:dash:schema:mpd:2011"}
@@ -66,3 +66,10 @@ def test_not_an_mpd_is_refused():
                                            ("PT", None), ("garbage", None)])
 def test_durations(text, seconds):
     assert parse_duration(text) == seconds
+
+
+def test_init_patterns_match_the_init_segments_only():
+    patterns = init_patterns(FFMPEG_MPD)
+    assert any(p.match("init-stream0.m4s") for p in patterns)
+    assert any(p.match("init-stream12.m4s") for p in patterns)
+    assert not any(p.match("chunk-stream0-00001.m4s") for p in patterns)

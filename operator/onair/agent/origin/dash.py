@@ -58,6 +58,22 @@ def time_shift_buffer_depth(text: str) -> Optional[float]:
     return parse_duration(match.group(1)) if match else None
 
 
+def init_patterns(text: str) -> list[re.Pattern]:
+    """File names the MPD's ``initialization`` templates can produce.
+
+    Init segments are uploaded once per transcoder run and never again, so age-based DVR
+    retention must never take them while an MPD still points at them.
+    """
+    patterns = []
+    for template in set(re.findall(r'\binitialization="([^"]*)"', text)):
+        name = template.split("/")[-1]
+        parts = re.split(r"(\$[A-Za-z]+(?:%0\d+d)?\$)", name)
+        regex = "".join(r"[^/]+" if part.startswith("$") and part.endswith("$") and len(part) > 1 else re.escape(part)
+                        for part in parts)
+        patterns.append(re.compile(f"^{regex}$"))
+    return patterns
+
+
 def rewrite_mpd(text: str, utc_timing_url: str, dvr_seconds: Optional[float] = None, query: str = "") -> str:
     check_mpd(text)
     text = _UTC_TIMING.sub("", text)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections import deque
 from datetime import datetime, timezone
@@ -27,7 +28,7 @@ from onair.api.agent import Desired, OriginConfig, OriginStatus
 from onair.endpoints import PLAYBACK_PATHS, UPLOAD_PREFIX
 
 from . import access
-from .dash import rewrite_mpd
+from .dash import init_patterns, rewrite_mpd, time_shift_buffer_depth
 from .dvr import GRACE_MIN_SECONDS, Dvr
 from .hls import add_query
 from .journal import Journal
@@ -82,7 +83,8 @@ class OriginAgent(Agent):
         self.playback_secret = access.SecretFile(config.playback_secret_file)
         self.metrics = Metrics(self.registry)
         self.manifests: set[str] = set()  # masters and MPDs on disk
-        self.mpds: dict[str, Optional[float]] = {}  # MPD -> the transcoder's own timeShiftBufferDepth
+        # MPD -> (the transcoder's own timeShiftBufferDepth, its init segment name patterns)
+        self.mpds: dict[str, tuple[Optional[float], list[re.Pattern]]] = {}
         self.dash_files: deque[tuple[float, str]] = deque()
         self.dash_uploaded_at: dict[str, float] = {}
         self.last_upload_at: Optional[float] = None
@@ -118,6 +120,11 @@ class OriginAgent(Agent):
         self.dash_uploaded_at[path] = now
         self.dash_files.append((now, path))
 
+    def dash_protected(self, path: str) -> bool:
+        directory, _, name = path.rpartition("/")
+        return any(p.match(name) for mpd, (_, patterns) in self.mpds.items()
+                   if mpd.rpartition("/")[0] == directory for p in patterns)
+
     def ended(self, playlist: str) -> bool:
         if self.desired.phase == "ended":
             return True
@@ -152,9 +159,9 @@ class OriginAgent(Agent):
         return web.json_response({"cleared": True, "deletedFiles": deleted})
 
     async def _clear_dash(self) -> int:
-        upstream = max((d for d in self.mpds.values() if d), default=30.0)
+        upstream = max((d for d, _ in self.mpds.values() if d), default=30.0)
         cutoff = time.monotonic() - upstream - DASH_CLEAR_MARGIN_SECONDS
-        doomed = [p for p, t in self.dash_uploaded_at.items() if t < cutoff]
+        doomed = [p for p, t in self.dash_uploaded_at.items() if t < cutoff and not self.dash_protected(p)]
         for p in doomed:
             del self.dash_uploaded_at[p]
         return await self.run_io(self.storage.delete, doomed)
@@ -319,9 +326,14 @@ class OriginAgent(Agent):
             cutoff = now - self.config.dvr_window_seconds - GRACE_MIN_SECONDS
             while self.dash_files and self.dash_files[0][0] < cutoff:
                 uploaded, path = self.dash_files.popleft()
-                if self.dash_uploaded_at.get(path) == uploaded:
-                    del self.dash_uploaded_at[path]
-                    doomed.append(path)
+                if self.dash_uploaded_at.get(path) != uploaded:
+                    continue  # re-uploaded since: a later entry decides
+                if self.dash_protected(path):
+                    self.dash_uploaded_at[path] = now  # an init the MPD still needs: look again later
+                    self.dash_files.append((now, path))
+                    continue
+                del self.dash_uploaded_at[path]
+                doomed.append(path)
         else:
             # The transcoder's DELETEs govern DASH without DVR; only remember recent uploads.
             while self.dash_files and self.dash_files[0][0] < now - 3600:
@@ -357,8 +369,12 @@ class OriginAgent(Agent):
         except OSError as exc:
             log.error("cannot write the DVR journal %s: %s; the DVR would not survive a restart", self.journal.path, exc)
         self.update_dvr_metrics()
-        for rel, _ in self.storage.walk("hls", (".m3u8",)) + self.storage.walk("dash", (".mpd",)):
+        for rel, _ in self.storage.walk("hls", (".m3u8",)):
             self.manifests.add(rel)
+        for rel, _ in self.storage.walk("dash", (".mpd",)):
+            self.manifests.add(rel)
+            text = (self.storage.read(rel) or b"").decode("utf-8", "replace")
+            self.mpds[rel] = (time_shift_buffer_depth(text), init_patterns(text))
         orphans = [rel for rel, _ in self.storage.walk("hls", (".m4s", ".mp4", ".m4v", ".m4a", ".ts", ".aac", ".vtt"))
                    if not self.dvr.keeps(rel) and rel not in self.dvr.pending_delete]
         if orphans:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Optional
 
 from aiohttp import web
 
-from .dash import MpdError, check_mpd, time_shift_buffer_depth
+from .dash import MpdError, check_mpd, init_patterns, time_shift_buffer_depth
 from .hls import PlaylistError, is_master, parse_media_playlist
 from .paths import SCREENSHOT, BadPath, is_publishable, kind_of, resolve_uri, safe_relpath
 
@@ -123,7 +123,7 @@ class Uploads:
                 text = body.decode("utf-8")
                 check_mpd(text)
                 await origin.run_io(origin.storage.write, path, body)
-                origin.mpds[path] = time_shift_buffer_depth(text)
+                origin.mpds[path] = (time_shift_buffer_depth(text), init_patterns(text))
                 origin.manifests.add(path)
                 origin.metrics.uploads.labels(kind="playlist", result="stored").inc()
                 return web.Response(status=201)
