@@ -36,6 +36,10 @@ def test_status_follows_real_ingest_agents(routes, kube, calltype, namespace, in
 
     pub = publishers.rtmp(main.rtmp_url, **SMALL)
     kube.wait_status(namespace, "tv", lambda s: s.get("live") is True, timeout=30, what="live from the main ingest")
+    # Live input, broadcasting wanted (auto-on), but no transcoder answers: announced once.
+    wait_for(lambda: "BroadcastingFailed" in kube.event_reasons(namespace, "tv"), 20, what="BroadcastingFailed Event")
+    failed = [e for e in kube.events(namespace, "tv") if e["reason"] == "BroadcastingFailed"]
+    assert failed[0]["type"] == "Warning" and "transcoder agent is unreachable" in failed[0]["message"]
 
     pub_backup = publishers.rtmp(backup.rtmp_url, **SMALL)
     kube.wait_status(namespace, "tv", lambda s: s.get("backupLive") is True, timeout=30, what="backup live")

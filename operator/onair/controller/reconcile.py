@@ -201,6 +201,29 @@ async def sync_status(rt: Runtime, state: LivestreamState, ls: Mapping, body: Ma
     new = livestream_status(lifecycle=lifecycle, rendered=rendered, agents=agents, previous=stored,
                             generation=state.rendered_generation, now=now, dvr_cleared_at=cleared)
     await write_status(rt, state, body, stored, new)
+    if probe:
+        _watch_broadcast(rt, state, body, new, agents.get("transcoder"), now)
+
+
+def _watch_broadcast(rt: Runtime, state: LivestreamState, body: Mapping, status: Mapping, transcoder: Any,
+                     now: datetime) -> None:
+    """BroadcastingFailed once a failure has lasted the grace period; BroadcastingRecovered after."""
+    assert state.lifecycle is not None and state.rendered is not None
+    problem = events.broadcast_problem(
+        state.lifecycle.broadcasting, bool(status.get("live") or status.get("backupLive")), transcoder, now,
+        float(state.rendered.effective.broadcasting.segment_duration_seconds or 2))
+    if problem is None:
+        state.broadcast_failing_since = None
+        if state.broadcast_failed:
+            state.broadcast_failed = False
+            events.normal(body, "BroadcastingRecovered", "HLS/DASH broadcasting is producing segments again.")
+        return
+    if state.broadcast_failing_since is None:
+        state.broadcast_failing_since = now
+    elapsed = (now - state.broadcast_failing_since).total_seconds()
+    if not state.broadcast_failed and elapsed >= rt.broadcast_grace_seconds:
+        state.broadcast_failed = True
+        events.warn(body, "BroadcastingFailed", f"Broadcasting should be on and the input is live, but {problem}.")
 
 
 async def write_status(rt: Runtime, state: LivestreamState, body: Mapping, stored: Mapping, new: dict) -> None:

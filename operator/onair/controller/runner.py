@@ -52,7 +52,8 @@ async def operator(*, kubeconfig: Optional[str] = None, context: Optional[str] =
                    namespaces: Optional[Sequence[str]] = None, resolver: Optional[Resolver] = None,
                    config: Optional[OperatorConfig] = None, stop_flag: Any = None, ready_flag: Any = None,
                    standalone: bool = True, liveness_endpoint: Optional[str] = None,
-                   resync_seconds: float = 600.0, probe_timeout: float = 2.0) -> None:
+                   resync_seconds: float = 600.0, probe_timeout: float = 2.0,
+                   broadcast_grace_seconds: float = 20.0) -> None:
     """Run until ``stop_flag`` is set (or a signal, in the main thread)."""
     config = config or OperatorConfig.from_env()
     namespaces = list(namespaces if namespaces is not None else config.watch_namespaces)
@@ -64,7 +65,7 @@ async def operator(*, kubeconfig: Optional[str] = None, context: Optional[str] =
         return holder["rt"].pod_resolver(namespace, name, role_key)
 
     prober = Prober(resolver or default_resolver, timeout=probe_timeout)
-    rt = Runtime(config, kube, prober, resync_seconds=resync_seconds)
+    rt = Runtime(config, kube, prober, resync_seconds=resync_seconds, broadcast_grace_seconds=broadcast_grace_seconds)
     holder["rt"] = rt
     registry = build_registry(rt, api, watch_pods=resolver is None)
     settings = build_settings(standalone=standalone)

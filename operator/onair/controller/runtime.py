@@ -50,6 +50,8 @@ class LivestreamState:
     # The status as last written by this operator (the watch may not have delivered it yet).
     status: Optional[dict] = None
     dvr_warned_for: Optional[str] = None
+    broadcast_failing_since: Optional[datetime] = None
+    broadcast_failed: bool = False
     transient_failures: int = 0
 
     def mark_dirty(self, reason: str) -> None:
@@ -61,12 +63,16 @@ class Runtime:
     """Everything the handlers of one operator instance share."""
 
     def __init__(self, config: OperatorConfig, kube: Kube, prober: Prober,
-                 clock: Callable[[], datetime] = utcnow, resync_seconds: float = 600.0) -> None:
+                 clock: Callable[[], datetime] = utcnow, resync_seconds: float = 600.0,
+                 broadcast_grace_seconds: float = 20.0) -> None:
         self.config = config
         self.kube = kube
         self.prober = prober
         self.clock = clock
         self.resync_seconds = resync_seconds
+        # How long "input live but no segments" may last before it is a BroadcastingFailed:
+        # the transcoder needs a few seconds from first input to first segment.
+        self.broadcast_grace_seconds = broadcast_grace_seconds
         self.livestreams: dict[tuple[str, str], LivestreamState] = {}
         # kopf indexes, captured from handler kwargs at startup (same objects for the whole run).
         self.calltype_index: Any = None
