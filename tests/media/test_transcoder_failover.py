@@ -99,6 +99,7 @@ def test_main_killed_backup_takes_over_then_main_returns(rtmp_server, publishers
     tx.wait_status(lambda s: s.get("activeSource") == "main", 30, "main back on air")
     timeline.wait_color("red", 20, after=after + 1)
     assert_one_seamless_run(timeline)
+    assert "Non-monotonous DTS" not in tx.log_text()
     metrics = tx.metrics()
     assert 'onair_transcoder_source_switches_total{livestream="default/test",to="backup"} 1.0' in metrics
     assert 'onair_transcoder_source_switches_total{livestream="default/test",to="main"} 1.0' in metrics
@@ -148,3 +149,25 @@ def _log_time(line: str) -> float:
     from datetime import datetime
 
     return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def test_backup_of_another_size_and_sample_rate_is_spliced_into_the_same_run(rtmp_server, publishers, transcoder_agent):
+    tx = transcoder_agent.start(main_url=rtmp_server.url("main"), backup_url=rtmp_server.url("backup"),
+                                tracks=[RUNG], source_size=(320, 180), hls_mpegts=False,
+                                screenshot_interval_seconds=0)
+    main = publish_color(publishers, rtmp_server.url("main"), "red")
+    publishers.custom([
+        "-loglevel", "error", "-re", "-f", "lavfi", "-i", "color=c=blue:size=640x360:rate=25",
+        "-re", "-f", "lavfi", "-i", "sine=frequency=880:sample_rate=44100", "-ac", "1",
+        "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-c:a", "aac", "-f", "flv", rtmp_server.url("backup")])
+    tx.wait_status(lambda s: s.get("activeSource") == "main", 30, "main selected")
+    tx.put_desired(phase="live", broadcasting=True)
+    timeline = Timeline(tx.out)
+    tx.wait_file(f"hls/cmaf/{RUNG}/index.m3u8", 40)
+    timeline.wait_color("red", 20)
+    main.kill()
+    blue = timeline.wait_color("blue", 20)
+    timeline.wait_color("blue", 20, after=timeline.order.index(blue) + 1)  # and it keeps going
+    assert_one_seamless_run(timeline)
+    assert 'onair_transcoder_encoder_restarts_total{livestream="default/test"} 0.0' in tx.metrics()
+    assert "Non-monotonous DTS" not in tx.log_text(), "audio must stay on one timeline across the splice"

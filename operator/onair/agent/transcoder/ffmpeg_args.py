@@ -174,7 +174,7 @@ def _audio_options(plan: EncoderPlan) -> list[str]:
         return []
     args = ["-c:a", "aac", "-ar", "48000", "-ac", "2", "-flags:a", "+global_header",
             # Splices leave tiny audio gaps/overlaps: fill and trim them, keep A/V in sync.
-            "-af", "aresample=async=1:first_pts=0"]
+            "-af", "aresample=async=1"]
     for i, rung in enumerate(plan.rungs):
         args += [f"-b:a:{i}", f"{rung.audio_bitrate_kbps}k"]
     return args
