@@ -81,3 +81,27 @@ def test_unreachable_agents_mean_not_live_and_never_crash(routes, kube, calltype
     ready = [c for c in st["conditions"] if c["type"] == "Ready"][0]
     assert ready["status"] == "False" and "waiting for agents" in ready["message"]
     routes.check()
+
+
+def test_recording_switch_reaches_a_real_recorder(routes, kube, calltype, namespace, ingest_agent, recorder_agent,
+                                                  publishers, tmp_path):
+    main = ingest_agent.start(slot="main", protocols=("rtmp",), livestream=f"{namespace}/rec")
+    recorder = recorder_agent.start(source_url=main.read_url, output_dir=tmp_path / "recordings",
+                                    livestream=f"{namespace}/rec")
+    routes.route(namespace, "rec", "ingest", main.agent_url)
+    routes.route(namespace, "rec", "recorder", recorder.url)
+    # recording.mode available: nothing records until asked (GetStream's startRecording).
+    kube.create_livestream(namespace, "rec", {"callType": calltype, "phase": "live"})
+    publishers.rtmp(main.rtmp_url, **SMALL)
+    st = kube.wait_status(namespace, "rec", lambda s: s.get("live") is True and "recording" in s, timeout=30,
+                          what="live, recorder reporting")["status"]
+    assert st["recording"] is False
+
+    kube.patch_livestream(namespace, "rec", {"spec": {"recording": True}})
+    kube.wait_status(namespace, "rec", lambda s: s.get("recording") is True and (s.get("recordingDurationSeconds") or 0) >= 1,
+                     timeout=30, what="recording with duration")
+    kube.patch_livestream(namespace, "rec", {"spec": {"recording": False}})
+    kube.wait_status(namespace, "rec", lambda s: s.get("recording") is False, timeout=30, what="recording stopped")
+    wait_for(lambda: {"RecordingStarted", "RecordingStopped"} <= set(kube.event_reasons(namespace, "rec")), 15,
+             what="recording Events")
+    recorder.wait_status(lambda s: s["files"], 20, "a finished recording file")
