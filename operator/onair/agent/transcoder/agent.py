@@ -74,6 +74,7 @@ class TranscoderAgent(Agent):
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task] = []
         self._packager_stop = asyncio.Event()
+        self._wake = asyncio.Event()
         if not config.main_url and not config.backup_url and not config.pull_uris:
             log.error("no source configured (mainUrl, backupUrl or pullUris): nothing to transcode")
 
@@ -112,19 +113,24 @@ class TranscoderAgent(Agent):
         await self.sink.close()
 
     async def apply_desired(self, desired: Desired) -> None:
-        await self._converge()
+        # Stopping an encoder takes seconds (its last segments): the operator's PUT must not wait.
+        self._wake.set()
 
     def wants_outputs(self) -> bool:
         return self.desired.broadcasting and self.desired.phase != "ended"
 
     async def _converge_forever(self) -> None:
         while True:
+            self._wake.clear()
             try:
                 await self._converge()
                 self._refresh_gauges()
             except Exception:
                 log.exception("transcoder converge failed")
-            await asyncio.sleep(CONVERGE_SECONDS)
+            try:
+                await asyncio.wait_for(self._wake.wait(), CONVERGE_SECONDS)
+            except asyncio.TimeoutError:
+                pass
 
     async def _converge(self) -> None:
         async with self._lock:
