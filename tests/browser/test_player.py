@@ -80,3 +80,34 @@ async def test_backstage_player_needs_a_token(origins, transcoders, browser):
     # Without the token the media itself is refused too, not just the page.
     status = await refused.evaluate("fetch('hls/cmaf/master.m3u8').then(r => r.status)")
     assert status == 403
+
+
+async def test_player_rides_through_a_transcoder_restart(origins, transcoders, browser):
+    """A restarted ffmpeg reuses every file name and overwrites its init: the origin turns that
+    into a discontinuity with its own init, and hls.js keeps playing the new period."""
+    origin = origins.start(phase="live")
+    names = dict(segment_name="seg_%05d.m4s", init_name="init_%v.mp4", segment_seconds=1)
+    first = transcoders.start(origin, ladder=LADDER, **names)
+    await asyncio.to_thread(wait_for, stream_ready(origin), 40, 0.3, "3 segments")
+    page = await browser.new_page(origin.url("player"))
+    await assert_plays(page, seconds=2)
+
+    first.stop()
+    other = tuple(LadderRung(r.name, r.width, r.height, r.bitrate_kbps + 100) for r in LADDER)
+    transcoders.start(origin, ladder=other, **names)
+
+    def second_period():
+        text = origin.get("hls/cmaf/360p/index.m3u8").text
+        periods = text.split("\n#EXT-X-DISCONTINUITY\n")
+        return len(periods) == 2 and periods[1].count("#EXTINF") >= 3
+    await asyncio.to_thread(wait_for, second_period, 40, 0.3, "3 segments after the restart")
+    # playing the second period: its program-date-time is later than anything of the first run
+    boundary = m3u8.loads(origin.get("hls/cmaf/360p/index.m3u8").text)
+    restart_date = next(s.program_date_time for s in boundary.segments if s.discontinuity).timestamp() * 1000
+    await page.wait_for(f"onairPlayer.hls.playingDate && onairPlayer.hls.playingDate.getTime() > {restart_date}",
+                        timeout=40, what="playback past the discontinuity")
+    await assert_plays(page, seconds=3)
+    assert await page.evaluate("onairPlayer.fatal") is None
+    errors = await page.evaluate("onairPlayer.errors")
+    # a stall at the live edge while the transcoder restarts is expected; decode errors are not
+    assert [e for e in errors if e["type"] != "mediaError" or "Stall" not in e["details"]] == [], errors

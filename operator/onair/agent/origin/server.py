@@ -89,6 +89,7 @@ class OriginAgent(Agent):
         self.dash_uploaded_at: dict[str, float] = {}
         self.last_upload_at: Optional[float] = None
         self._log_times: dict[str, float] = {}
+        self._phase_logged = self.desired.phase
         self._janitor: Optional[asyncio.Task] = None
         self._public_runner: Optional[web.AppRunner] = None
         self.journal = Journal(self.storage.root / ".dvr")
@@ -142,7 +143,7 @@ class OriginAgent(Agent):
         )
 
     async def apply_desired(self, desired: Desired) -> None:
-        if getattr(self, "_phase_logged", None) != desired.phase:
+        if self._phase_logged != desired.phase:
             log.info("phase is now %s: %s", desired.phase, {
                 "backstage": "playback needs a valid token",
                 "live": "anyone may play",
@@ -398,8 +399,8 @@ class OriginAgent(Agent):
             raise SystemExit(
                 f"onair agent origin: cannot listen on {self.config.listen_host}:{self.config.http_port}: "
                 f"{exc.strerror}. Another process holds the port; free it or set httpPort in the config.")
-        log.info("origin for %s serving on http://%s:%s (DVR %s, uploads %s, player %s)", self.config.livestream,
-                 self.config.listen_host, self.config.http_port,
+        log.info("origin for %s serving on http://%s:%s (phase %s, DVR %s, uploads %s, player %s)",
+                 self.config.livestream, self.config.listen_host, self.config.http_port, self.desired.phase,
                  f"{self.config.dvr_window_seconds}s" if self.config.dvr_enabled else "off",
                  "enabled" if self.upload_token.get() else "DISABLED: no upload token configured",
                  "ready" if HLS_JS.is_file() else "unavailable: hls.js not built")
