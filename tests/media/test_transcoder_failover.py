@@ -171,3 +171,28 @@ def test_backup_of_another_size_and_sample_rate_is_spliced_into_the_same_run(rtm
     assert_one_seamless_run(timeline)
     assert 'onair_transcoder_encoder_restarts_total{livestream="default/test"} 0.0' in tx.metrics()
     assert "Non-monotonous DTS" not in tx.log_text(), "audio must stay on one timeline across the splice"
+
+
+def test_a_backup_without_audio_gets_a_new_run_instead_of_a_stall(rtmp_server, publishers, transcoder_agent, tmp_path):
+    from tests.fixtures.media import ffprobe_json
+
+    tx = transcoder_agent.start(main_url=rtmp_server.url("main"), backup_url=rtmp_server.url("backup"),
+                                tracks=[RUNG], source_size=(320, 180), hls_mpegts=False, dash=False,
+                                screenshot_interval_seconds=0)
+    main = publish_color(publishers, rtmp_server.url("main"), "red")
+    publishers.custom(["-loglevel", "error", "-re", "-f", "lavfi", "-i", "color=c=blue:size=320x180:rate=30",
+                       "-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-f", "flv", rtmp_server.url("backup")])
+    tx.wait_status(lambda s: s.get("activeSource") == "main", 30, "main selected")
+    tx.put_desired(phase="live", broadcasting=True)
+    timeline = Timeline(tx.out)
+    tx.wait_file(f"hls/cmaf/{RUNG}/index.m3u8", 40)
+    timeline.wait_color("red", 20)
+    main.kill()
+    blue = timeline.wait_color("blue", 20)
+    playlist = timeline.refresh()
+    segment = next(s for s in playlist.segments if s.uri == blue)
+    assert segment.discontinuity, "the audio-less source starts a new run"
+    joined = tmp_path / "joined.mp4"
+    joined.write_bytes((timeline.dir / segment.init_section.uri).read_bytes() + (timeline.dir / blue).read_bytes())
+    assert [s["codec_type"] for s in ffprobe_json(str(joined))["streams"]] == ["video"]
+    assert not playlist.is_endlist

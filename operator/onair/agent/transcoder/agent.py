@@ -138,6 +138,19 @@ class TranscoderAgent(Agent):
                 await self._start_encoder()
             elif not self.wants_outputs() and self.encoder is not None:
                 await self._stop_encoder(ended=True)
+            elif self.encoder is not None and self._audio_mismatch():
+                # A source without audio (or the first with it) cannot be spliced into an encoder
+                # built the other way: its muxers would wait for audio that never comes. A new
+                # run is a discontinuity, which players handle; a stalled playlist is not.
+                log.warning("source %s %s audio: restarting the encoder as a new run", self.relay.on_air(),
+                            "has" if self.plan and not self.plan.has_audio else "has no")
+                await self._stop_encoder(ended=False)
+                await self._start_encoder()
+
+    def _audio_mismatch(self) -> bool:
+        info = self.relay.source_info()
+        return (info is not None and self.plan is not None and self.relay.on_air() == info.name
+                and info.has_audio != self.plan.has_audio)
 
     # ------------------------------------------------------------------------- encoder
     def _plan(self) -> Optional[EncoderPlan]:
