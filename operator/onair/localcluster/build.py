@@ -302,10 +302,12 @@ def go_env(go: str) -> dict[str, str]:
         "GOFLAGS": "-mod=mod -modcacherw -buildvcs=false",
         # Never fetch a different toolchain behind our back.
         "GOTOOLCHAIN": "local",
+        # Static binaries, as upstream ships its control-plane release binaries; also means
+        # no C toolchain is needed.
         "CGO_ENABLED": "0",
+        # A go.work somewhere above the cache dir must not pull the wrapper modules in.
+        "GOWORK": "off",
     })
-    env.pop("GOWORK", None)
-    env["GOWORK"] = "off"
     return env
 
 

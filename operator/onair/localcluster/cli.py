@@ -43,6 +43,19 @@ def _cmd_info(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_clean(args: argparse.Namespace) -> int:
+    root = build.cache_root()
+    # The Go build cache is the bulk (GiBs) and only speeds up rebuilds after a version bump;
+    # the module cache is kept so such a rebuild still needs no downloads.
+    targets = [root] if args.all else [root / "go" / "build"]
+    for t in targets:
+        if t.exists():
+            size = build.disk_usage(t)
+            shutil.rmtree(t, ignore_errors=True)
+            print(f"removed {t} ({_human(size)})")
+    return 0
+
+
 def wait_for_interrupt(cluster, extra_check=None) -> None:
     """Block until SIGINT/SIGTERM, failing loudly if a component dies meanwhile."""
     stop = {"flag": False}
@@ -97,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--kubeconfig", help="also write the admin kubeconfig to this path")
     s.add_argument("--keep", action="store_true", help="keep the run dir (logs, etcd data) after stopping")
     s.set_defaults(func=_cmd_start)
+    c = sub.add_parser("clean", help="free disk: drop the Go build cache (keeps binaries and modules)")
+    c.add_argument("--all", action="store_true", help=f"remove the whole cache dir ({build.cache_root()})")
+    c.set_defaults(func=_cmd_clean)
     i = sub.add_parser("info", help="show pinned versions, binary paths and cache sizes")
     i.set_defaults(func=_cmd_info)
     args = ap.parse_args(argv)
