@@ -109,3 +109,14 @@ def test_going_live_opens_playback_and_ending_keeps_it_open(backstage_origin):
     assert origin.get(f"hls/cmaf/360p/{pl.segments[0].uri}").status_code == 200
     origin.set_phase("backstage")  # a stream can go back to backstage: closed again
     assert origin.get("hls/cmaf/master.m3u8").status_code == 403
+
+
+def test_viewers_allowed_opens_backstage_and_can_close_live(backstage_origin):
+    origin = backstage_origin
+    origin.put_desired(viewersAllowed=True)  # join-ahead window reached, still backstage
+    assert origin.get("hls/cmaf/master.m3u8").status_code == 200
+    origin.put_desired(phase="live", viewersAllowed=False)
+    assert origin.get("hls/cmaf/master.m3u8").status_code == 403
+    assert origin.get("hls/cmaf/master.m3u8", params={"token": origin.token()}).status_code == 200
+    origin.put_desired(viewersAllowed=None)  # unset: the phase decides again
+    assert origin.get("hls/cmaf/master.m3u8").status_code == 200

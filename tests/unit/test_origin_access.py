@@ -2,10 +2,14 @@
 import time
 
 from onair import tokens
-from onair.agent.origin.access import SecretFile, decide, request_token
+from onair.agent.origin.access import SecretFile, decide as _decide, open_to_viewers, request_token
 
 STREAM = "media/show"
 SECRET = "k"
+
+
+def decide(phase, token, secret, livestream, now, viewers_allowed=None):
+    return _decide(open_to_viewers(phase, viewers_allowed), token, secret, livestream, now)
 
 
 def test_live_and_ended_are_open_to_anyone():
@@ -54,3 +58,12 @@ def test_secret_file_is_reread_when_it_changes(tmp_path):
     replacement.replace(path)  # how a Secret volume update lands
     assert secret.get() == "two"
     assert SecretFile(None).get() is None
+
+
+def test_viewers_allowed_overrides_the_phase():
+    now = time.time()
+    # join-ahead window reached, or backstage disabled: open while still in backstage
+    assert decide("backstage", None, SECRET, STREAM, now, viewers_allowed=True).allowed
+    # the control plane can keep a live stream closed to token holders
+    assert not decide("live", None, SECRET, STREAM, now, viewers_allowed=False).allowed
+    assert decide("live", tokens.mint(SECRET, STREAM, now + 60), SECRET, STREAM, now, viewers_allowed=False).allowed

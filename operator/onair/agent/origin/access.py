@@ -1,4 +1,8 @@
-"""Who may play: open while live or ended, token holders only while in backstage."""
+"""Who may play: everyone once the stream is open to viewers, only token holders before.
+
+"Open" is ``Desired.viewersAllowed`` when the control plane sets it (join-ahead window,
+backstage disabled), else every phase but ``backstage``.
+"""
 from __future__ import annotations
 
 import os
@@ -30,14 +34,20 @@ def request_token(query: Mapping[str, str], authorization: Optional[str]) -> tup
     return None, False
 
 
-def decide(phase: str, token: Optional[str], secret: Optional[str], livestream: str, now: float) -> Decision:
+def open_to_viewers(phase: str, viewers_allowed: Optional[bool]) -> bool:
+    return viewers_allowed if viewers_allowed is not None else phase != "backstage"
+
+
+def decide(open_: bool, token: Optional[str], secret: Optional[str], livestream: str, now: float) -> Decision:
     carried = token if token and _TOKEN_CHARS.match(token) else None
-    if phase != "backstage":
+    if open_:
         return Decision(True, token=carried)
     if not secret:
-        return Decision(False, "this livestream is in backstage and no playback secret is configured: nobody can play it yet")
+        return Decision(False, "this livestream is not open to viewers yet (backstage) and no playback secret is "
+                               "configured: nobody can play it")
     if not token:
-        return Decision(False, "this livestream is in backstage: a playback token is required (?token= or Authorization: Bearer)")
+        return Decision(False, "this livestream is not open to viewers yet (backstage): a playback token is required "
+                               "(?token= or Authorization: Bearer)")
     if carried is None:
         return Decision(False, "malformed playback token")
     try:

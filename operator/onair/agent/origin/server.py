@@ -89,7 +89,7 @@ class OriginAgent(Agent):
         self.dash_uploaded_at: dict[str, float] = {}
         self.last_upload_at: Optional[float] = None
         self._log_times: dict[str, float] = {}
-        self._phase_logged = self.desired.phase
+        self._phase_logged: Optional[tuple[str, bool]] = (self.desired.phase, False)
         self._janitor: Optional[asyncio.Task] = None
         self._public_runner: Optional[web.AppRunner] = None
         self.journal = Journal(self.storage.root / ".dvr")
@@ -143,12 +143,12 @@ class OriginAgent(Agent):
         )
 
     async def apply_desired(self, desired: Desired) -> None:
-        if self._phase_logged != desired.phase:
-            log.info("phase is now %s: %s", desired.phase, {
-                "backstage": "playback needs a valid token",
-                "live": "anyone may play",
-                "ended": "DVR playable as VOD, playlists end with ENDLIST"}[desired.phase])
-            self._phase_logged = desired.phase
+        state = (desired.phase, self.open_to_viewers())
+        if self._phase_logged != state:
+            log.info("phase is now %s: %s%s", desired.phase,
+                     "anyone may play" if state[1] else "playback needs a valid token",
+                     ", DVR playable as VOD with ENDLIST" if desired.phase == "ended" else "")
+            self._phase_logged = state
 
     async def _post_clear(self, request: web.Request) -> web.Response:
         doomed = self.dvr.clear()
@@ -232,7 +232,7 @@ class OriginAgent(Agent):
 
     def _access(self, request: web.Request) -> access.Decision:
         token, _ = access.request_token(request.query, request.headers.get("Authorization"))
-        decision = access.decide(self.desired.phase, token, self.playback_secret.get(), self.config.livestream,
+        decision = access.decide(self.open_to_viewers(), token, self.playback_secret.get(), self.config.livestream,
                                  time.time())
         if not decision.allowed:
             self.metrics.refused.inc()
@@ -242,9 +242,12 @@ class OriginAgent(Agent):
             decision = access.Decision(True, token=None)  # a header token is not written into URIs
         return decision
 
+    def open_to_viewers(self) -> bool:
+        return access.open_to_viewers(self.desired.phase, self.desired.viewers_allowed)
+
     def _cache(self, value: str) -> str:
-        # In backstage the bytes are for token holders: no shared cache may keep them.
-        return value.replace("max-age", "private, max-age") if self.desired.phase == "backstage" else value
+        # Before the stream opens the bytes are for token holders: no shared cache may keep them.
+        return value if self.open_to_viewers() else value.replace("max-age", "private, max-age")
 
     async def _playback(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -256,7 +259,8 @@ class OriginAgent(Agent):
             return web.json_response({"error": "not found"}, status=404)
         decision = self._access(request)
         if not decision.allowed:
-            return web.json_response({"error": decision.reason, "phase": self.desired.phase}, status=403)
+            return web.json_response({"error": decision.reason, "phase": self.desired.phase}, status=403,
+                                     headers={"Cache-Control": "no-store"})
         query = f"token={quote(decision.token, safe='')}" if decision.token else ""
         headers = {"Cache-Control": self._cache(kind.cache)}
 
