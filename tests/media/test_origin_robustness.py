@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from onair.agent.origin import server as origin_server
 from onair.api.agent import OriginConfig
+from tests.fixtures.media import wait_for
 from tests.fixtures.origin import origins  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.media
@@ -129,6 +130,13 @@ def test_garbage_on_the_port_is_dropped_and_the_server_keeps_serving(origins):
     for data in junk:
         response = raw_request(port, data)
         assert response == b"" or status_of(response) in (400, 401, 413, 431), response[:100]
+    # an upload whose sender vanishes mid-body stores nothing
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(f"PUT /upload/hls/cmaf/360p/cut.m4s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                  f"{origin.upload_token}\r\nContent-Length: 100000\r\n\r\n".encode() + b"a" * 1000)
+        time.sleep(0.3)
+    wait_for(lambda: "upload of hls/cmaf/360p/cut.m4s aborted" in origin.log_text(), 10, what="the abort logged")
+    assert not (origin.data_dir / "hls/cmaf/360p/cut.m4s").exists()
     # half-open connections that never finish their request do not block others
     idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(20)]
     for s in idle:

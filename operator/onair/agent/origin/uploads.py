@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING, Optional
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .dash import MpdError, check_mpd, init_patterns, time_shift_buffer_depth
 from .hls import PlaylistError, is_master, parse_media_playlist
@@ -28,6 +29,10 @@ MAX_MANIFEST_BYTES = 2 * 1024 * 1024
 # ffmpeg starts PUTting the playlist that lists a segment without waiting for the segment's
 # response, so the two race; the playlist waits this long for segments still arriving.
 INFLIGHT_WAIT_SECONDS = 10.0
+
+
+class _Aborted(Exception):
+    """The uploader went away before the body was complete."""
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -82,10 +87,13 @@ class Uploads:
         if request.content_length is not None and request.content_length > cap:
             return None
         body = bytearray()
-        async for chunk in request.content.iter_any():
-            body += chunk
-            if len(body) > cap:
-                return None
+        try:
+            async for chunk in request.content.iter_any():
+                body += chunk
+                if len(body) > cap:
+                    return None
+        except (ConnectionResetError, HttpProcessingError) as exc:
+            raise _Aborted(str(exc) or type(exc).__name__) from exc
         return bytes(body)
 
     # ------------------------------------------------------------------------- PUT
@@ -110,7 +118,13 @@ class Uploads:
 
     async def _put(self, request: web.Request, path: str, kind) -> web.Response:
         cap = MAX_MANIFEST_BYTES if kind.playlist else self.origin.config.max_upload_bytes
-        body = await self._body(request, cap)
+        try:
+            body = await self._body(request, cap)
+        except _Aborted as exc:
+            self.origin.metrics.uploads.labels(kind="playlist" if kind.playlist else "segment", result="aborted").inc()
+            self.origin.log_limited("upload-aborted", logging.WARNING, "upload of %s aborted by the sender (%s): "
+                                    "nothing stored", path, exc)
+            return web.Response(status=400)
         if body is None:
             return self._refuse(request, _error(413, f"upload larger than the {cap} byte limit for this file type"), path)
         origin = self.origin
