@@ -40,6 +40,17 @@ def test_rtmps_conf_proxies_tls_to_rtmp_from_the_marker_address():
         assert line in conf, line
 
 
+def test_whip_is_proxied_with_tls_when_a_certificate_is_there():
+    conf = nginx.render_nginx_conf(params(whip_listen="0.0.0.0:8443", whip_upstream="127.0.0.1:41000",
+                                          tls_cert_file="/s/tls.crt", tls_key_file="/s/tls.key"))
+    for line in ("listen 0.0.0.0:8443 ssl;", "proxy_pass http://127.0.0.1:41000;",
+                 "proxy_set_header X-Forwarded-For $remote_addr;", "ssl_certificate /s/tls.crt;"):
+        assert line in conf, line
+    assert "stream {" not in conf  # TLS certificate alone does not make RTMPS
+    plain = nginx.render_nginx_conf(params(whip_listen="0.0.0.0:8443", whip_upstream="127.0.0.1:41000"))
+    assert "listen 0.0.0.0:8443;" in plain and "ssl_certificate" not in plain
+
+
 def test_rtmps_needs_every_piece():
     assert not params(rtmps_listen="0.0.0.0:1936", tls_cert_file="/c").rtmps
 
@@ -65,8 +76,16 @@ def test_log_lines_become_words():
     assert level == logging.WARNING and "bad handshake from 10.1.2.3" in msg and "version: 29" in msg
     level, msg = nginx.classify_log_line(
         "2026/11/21 10:58:30 [info] 24081#24081: *91 SSL_do_handshake() failed (SSL: error:0A00009C:SSL "
-        "routines::http request) while SSL handshaking, client: 10.1.2.3, server: 127.0.0.1:55927")
+        "routines::http request) while SSL handshaking, client: 10.1.2.3, server: 127.0.0.1:55927", {55927: "RTMPS"})
     assert level == logging.WARNING and msg.startswith("RTMPS: TLS handshake failed from 10.1.2.3")
+    level, msg = nginx.classify_log_line(
+        "2026/11/21 10:58:30 [info] 1#1: *9 client sent invalid method while reading client request line, "
+        "client: 10.1.2.3, server: whip, request: \"\x02\"", {8443: "WHIP", "whip": "WHIP"})
+    assert level == logging.WARNING and msg.startswith("WHIP: malformed HTTP request from 10.1.2.3")
+    _, msg = nginx.classify_log_line(
+        "2026/11/21 10:58:29 [info] 1#1: *8 handshake: error parsing challenge, client: 127.0.0.2, server: x:1",
+        proxy_addr="127.0.0.2")
+    assert "from a client of the RTMPS port" in msg
     level, msg = nginx.classify_log_line(
         "2026/11/21 10:56:39 [error] 24081#24081: *49 live: drop idle publisher, client: 127.0.0.1, server: x")
     assert level == logging.WARNING and "frozen" in msg

@@ -12,13 +12,13 @@ import datetime as dt
 import logging
 import secrets
 import signal
-import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import aiohttp
+import aiohttp.http_exceptions
 from aiohttp import web
 from prometheus_client import Counter, Gauge
 
@@ -39,6 +39,29 @@ ACCEPT_GRACE = 3.0  # an accepted publish may take this long to show up in nginx
 NO_VIDEO_GRACE = 5.0  # a publish still without a video track after this long is dropped
 WHIP_CLAIM_SECONDS = 15.0  # a WHIP session holds the slot this long before its RTMP publish arrives
 RTMPS_SOURCE = "127.0.0.2"  # the TLS proxy connects from here, so RTMPS publishes are recognisable
+
+
+class _MalformedHttpFilter(logging.Filter):
+    """aiohttp logs a non-HTTP client at DEBUG with a traceback holding every byte it sent; make
+    it one WARNING line instead, and keep the rest of aiohttp.server at the configured level."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, aiohttp.http_exceptions.HttpProcessingError):
+            reason = (exc.message or type(exc).__name__).splitlines()[0].strip()[:120]
+            record.msg = "agent API: malformed HTTP request from %s: %s"
+            record.args = (record.args[0] if record.args else "unknown client", reason)
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info, record.exc_text = None, None
+            return True
+        return record.levelno >= logging.getLogger().getEffectiveLevel()
+
+
+def install_http_error_filter() -> None:
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _MalformedHttpFilter) for f in server_log.filters):
+        server_log.addFilter(_MalformedHttpFilter())
+        server_log.setLevel(logging.DEBUG)  # the filter decides; aiohttp logs garbage at DEBUG
 
 
 @dataclass
@@ -65,6 +88,8 @@ class IngestAgent(Agent):
         self.udp_port = 0
         self.rtmps_addr: Optional[str] = None
         self.rtmps_enabled = False
+        self.tls_usable = False
+        self.whip_port = 0  # the agent's loopback WHIP server; nginx owns the public port
         self.srt_enabled = False
         self.srt_passphrase: Optional[str] = None
         self.holder: Optional[Holder] = None
@@ -316,8 +341,9 @@ class IngestAgent(Agent):
         await self._refresh_stat()  # /status must not keep showing what was just dropped
 
     # children -----------------------------------------------------------------------------
-    def _nginx_params(self, rtmps: bool) -> nginx.NginxParams:
+    def _nginx_params(self, tls: bool) -> nginx.NginxParams:
         c = self.config
+        rtmps = tls and self.rtmps_enabled
         return nginx.NginxParams(
             livestream=c.livestream, slot=c.slot, work_dir=str(self.work_dir.resolve()),
             rtmp_listen=nginx.listen_address(c.listen_host, c.rtmp_port),
@@ -325,10 +351,12 @@ class IngestAgent(Agent):
             callback_base=f"http://{nginx.listen_address(self.local_host, c.agent_port)}/internal/rtmp",
             idle_timeout_ms=int(c.idle_publisher_timeout_seconds * 1000),
             rtmps_listen=nginx.listen_address(c.listen_host, c.rtmps_port) if rtmps else None,
-            tls_cert_file=str(Path(c.tls_cert_file).resolve()) if rtmps and c.tls_cert_file else None,
-            tls_key_file=str(Path(c.tls_key_file).resolve()) if rtmps and c.tls_key_file else None,
+            tls_cert_file=str(Path(c.tls_cert_file).resolve()) if tls and c.tls_cert_file else None,
+            tls_key_file=str(Path(c.tls_key_file).resolve()) if tls and c.tls_key_file else None,
             rtmp_upstream=nginx.listen_address(self.local_host, c.rtmp_port) if rtmps else None,
             rtmps_bind=self.rtmps_addr if rtmps else None,
+            whip_listen=nginx.listen_address(c.listen_host, c.whip_port) if self.whip_port else None,
+            whip_upstream=nginx.listen_address("127.0.0.1", self.whip_port) if self.whip_port else None,
             user=nginx.worker_user())
 
     async def _nginx_test(self, conf: Path) -> Optional[str]:
@@ -346,12 +374,13 @@ class IngestAgent(Agent):
 
     async def _write_nginx_conf(self) -> Path:
         conf = self.work_dir / "nginx.conf"
-        rtmps = self.rtmps_enabled
-        conf.write_text(nginx.render_nginx_conf(self._nginx_params(rtmps)))
+        tls = self.tls_usable
+        conf.write_text(nginx.render_nginx_conf(self._nginx_params(tls)))
         problem = await self._nginx_test(conf)
-        if problem and rtmps:
-            log.error("RTMPS disabled: nginx rejects the TLS configuration (%s)", problem)
-            self.rtmps_enabled = False
+        if problem and tls:
+            log.error("TLS disabled (no RTMPS, WHIP over plain HTTP): nginx rejects the certificate or key (%s)",
+                      problem)
+            self.tls_usable = self.rtmps_enabled = False
             conf.write_text(nginx.render_nginx_conf(self._nginx_params(False)))
             problem = await self._nginx_test(conf)
         if problem:
@@ -359,7 +388,9 @@ class IngestAgent(Agent):
         return conf
 
     def _on_nginx_line(self, line: str) -> None:
-        level, message = nginx.classify_log_line(line)
+        c = self.config
+        level, message = nginx.classify_log_line(
+            line, {c.rtmp_port: "RTMP", c.rtmps_port: "RTMPS", c.whip_port: "WHIP", "whip": "WHIP"}, self.rtmps_addr)
         log.log(level, "%s", message)
 
     def _start_srt(self) -> None:
@@ -450,15 +481,21 @@ class IngestAgent(Agent):
 
     def _decide_features(self) -> None:
         c = self.config
+        missing = [f for f, v in (("tlsCertFile", c.tls_cert_file), ("tlsKeyFile", c.tls_key_file))
+                   if not v or not Path(v).is_file()]
+        self.tls_usable = not missing
         if "rtmps" in c.protocols:
-            missing = [f for f, v in (("tlsCertFile", c.tls_cert_file), ("tlsKeyFile", c.tls_key_file))
-                       if not v or not Path(v).is_file()]
             if missing:
                 log.error("RTMPS disabled: %s not set or not readable", " and ".join(missing))
             else:
                 self.rtmps_enabled = True
                 if self.local_host.startswith("127.") and ports.can_bind(RTMPS_SOURCE):
                     self.rtmps_addr = RTMPS_SOURCE
+        if "whip" in c.protocols:
+            self.whip_port = ports.ephemeral_port()
+            if missing:
+                log.warning("WHIP is served over plain HTTP: %s not set (browsers on HTTPS pages need HTTPS)",
+                            " and ".join(missing))
         if "srt" in c.protocols:
             self.srt_passphrase = read_secret(c.srt_passphrase_file)
             problem = srt.passphrase_problem(self.srt_passphrase)
@@ -472,20 +509,9 @@ class IngestAgent(Agent):
         if "whip" in c.protocols and not read_secret(c.whip_token_file):
             log.error("no WHIP token in %s: every WHIP publish will be refused", c.whip_token_file)
 
-    def _whip_ssl(self) -> Optional[ssl.SSLContext]:
-        c = self.config
-        if not (c.tls_cert_file and c.tls_key_file):
-            return None
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        try:
-            context.load_cert_chain(c.tls_cert_file, c.tls_key_file)
-        except (OSError, ssl.SSLError) as exc:
-            log.error("WHIP falls back to plain HTTP: cannot load %s/%s: %s", c.tls_cert_file, c.tls_key_file, exc)
-            return None
-        return context
-
     async def run(self) -> None:
         self._active_applied = self.active
+        install_http_error_filter()
         self._decide_features()
         problem = ports.first_problem(self._listeners())
         if problem:
@@ -506,10 +532,12 @@ class IngestAgent(Agent):
                 self._start_srt()
             if "whip" in self.config.protocols:
                 install_ice_addresses(self.config.whip_ice_addresses)
-                self.whip = WhipServer(self, lambda: read_secret(self.config.whip_token_file),
-                                       self.config.listen_host, self.config.whip_port, self.config.whip_ice_servers,
-                                       self.supervisor, secrets=[self.bridge_token], ssl_context=self._whip_ssl())
+                self.whip = WhipServer(self, lambda: read_secret(self.config.whip_token_file), "127.0.0.1",
+                                       self.whip_port, self.config.whip_ice_servers, self.supervisor,
+                                       secrets=[self.bridge_token])
                 await self.whip.start()
+                log.info("WHIP endpoint on %s://%s:%s/whip", "https" if self.tls_usable else "http",
+                         self.config.listen_host, self.config.whip_port)
             self._poll_task = asyncio.get_running_loop().create_task(self._poll())
             log.info("ingest %s (%s) up: rtmp %s%s%s%s; readers use %s", self.config.livestream, self.config.slot,
                      self.config.rtmp_port,

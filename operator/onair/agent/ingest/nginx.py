@@ -40,12 +40,18 @@ class NginxParams:
     tls_key_file: Optional[str] = None
     rtmp_upstream: Optional[str] = None
     rtmps_bind: Optional[str] = None
+    whip_listen: Optional[str] = None
+    whip_upstream: Optional[str] = None
     user: Optional[str] = None
     modules_dir: str = MODULES_DIR
 
     @property
     def rtmps(self) -> bool:
         return bool(self.rtmps_listen and self.tls_cert_file and self.tls_key_file and self.rtmp_upstream)
+
+    @property
+    def whip_tls(self) -> bool:
+        return bool(self.whip_listen and self.tls_cert_file and self.tls_key_file)
 
 
 def render_nginx_conf(params: NginxParams) -> str:
@@ -55,7 +61,8 @@ def render_nginx_conf(params: NginxParams) -> str:
             raise ValueError(f"path {value!r} cannot be used in nginx.conf (whitespace or special characters)")
     return _env.get_template("nginx.conf.j2").render(
         **{k: getattr(params, k) for k in params.__dataclass_fields__},
-        rtmps=params.rtmps, app=endpoints.RTMP_APP, internal_stream=endpoints.INTERNAL_STREAM)
+        rtmps=params.rtmps, whip_tls=params.whip_tls, app=endpoints.RTMP_APP,
+        internal_stream=endpoints.INTERNAL_STREAM)
 
 
 def listen_address(host: str, port: int) -> str:
@@ -110,28 +117,41 @@ def _hide_names(text: str) -> str:
     return _NAMES.sub(r"\1=***", text)
 
 
-def classify_log_line(line: str) -> tuple[int, str]:
+_SERVER = re.compile(r", server: ([^,:\s]*)(?::(\d+))?")
+
+
+def classify_log_line(line: str, listeners: Optional[dict[int | str, str]] = None,
+                      proxy_addr: Optional[str] = None) -> tuple[int, str]:
     """(log level, message) for one nginx error-log line: the events users need at WARNING in
-    words they understand, the per-connection chatter at DEBUG."""
+    words they understand, the per-connection chatter at DEBUG. ``listeners`` names ports or
+    http server names (e.g. {1936: "RTMPS", "whip": "WHIP"}); ``proxy_addr`` is where the RTMPS
+    proxy connects from."""
     m = _LINE.match(line)
     if not m:
         return logging.INFO, "nginx: " + _hide_names(line)
     level, msg = m.group("level"), _hide_names(m.group("msg"))
     client = _CLIENT.search(msg)
     who = client.group(1) if client else "unknown client"
+    if proxy_addr and who == proxy_addr:
+        who = "a client of the RTMPS port"
+    server = _SERVER.search(msg)
+    listener = None
+    if server:
+        key = int(server.group(2)) if server.group(2) else server.group(1)
+        listener = (listeners or {}).get(key)
     detail = _CLIENT.split(msg)[0]
     if detail.startswith("handshake:"):
         return logging.WARNING, f"RTMP: bad handshake from {who} (not an RTMP client?): {detail[len('handshake:'):].strip()}"
-    if "SSL_do_handshake() failed" in detail or "SSL_read() failed" in detail:
-        return logging.WARNING, f"RTMPS: TLS handshake failed from {who}: {detail}"
+    if "SSL handshaking" in detail or "SSL_do_handshake() failed" in detail:
+        return logging.WARNING, f"{listener or 'TLS'}: TLS handshake failed from {who}: {detail}"
+    if re.match(r"client (sent|intended)", detail) or "while reading client request" in detail:
+        return logging.WARNING, f"{listener or 'HTTP'}: malformed HTTP request from {who}: {detail}"
     if "drop idle publisher" in detail:
         return logging.WARNING, f"RTMP: dropped the publisher from {who}: it sent nothing for too long (frozen encoder?)"
     if "already publishing" in detail:
         return logging.WARNING, f"RTMP: nginx refused a second publisher from {who}: the stream is already published"
     if level in ("emerg", "alert", "crit"):
         return logging.ERROR, f"nginx: {msg}"
-    if level == "error":
-        return logging.WARNING, f"nginx: {msg}"
-    if level == "warn":
+    if level in ("error", "warn"):
         return logging.WARNING, f"nginx: {msg}"
     return logging.DEBUG, f"nginx: {msg}"

@@ -2,8 +2,11 @@
 
 ``POST /whip`` with ``Authorization: Bearer <token>`` and an SDP offer answers ``201`` with the
 SDP answer and a ``Location`` to ``DELETE`` when done. aiortc receives and decodes; the session's
-``RtmpEncoder`` re-encodes into the slot's RTMP application as an internal publish, so readers
-see WHIP exactly like any other protocol.
+``FlvEncoder`` re-encodes, and an ffmpeg remux publishes into the slot's RTMP application as an
+internal publish, so readers see WHIP exactly like any other protocol.
+
+This server listens on loopback only: nginx owns the public WHIP port (TLS, HTTP parsing and
+the log lines for garbage) and passes the client address in X-Forwarded-For.
 """
 from __future__ import annotations
 
@@ -14,7 +17,6 @@ import logging
 import os
 import secrets
 import shutil
-import ssl
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -129,8 +131,7 @@ class WhipSession:
 
 class WhipServer:
     def __init__(self, gate: SlotGate, token_source: Callable[[], Optional[str]], host: str, port: int,
-                 ice_servers: list[str], supervisor: Supervisor, secrets: Sequence[str] = (),
-                 ssl_context: Optional[ssl.SSLContext] = None) -> None:
+                 ice_servers: list[str], supervisor: Supervisor, secrets: Sequence[str] = ()) -> None:
         self.gate = gate
         self.supervisor = supervisor
         self.secrets = list(secrets)
@@ -138,7 +139,6 @@ class WhipServer:
         self.host = host
         self.port = port
         self.ice_servers = ice_servers
-        self.ssl_context = ssl_context
         self.sessions: dict[str, WhipSession] = {}
         self.app = web.Application(client_max_size=256 * 1024, middlewares=[self._errors])
         self.app.add_routes([
@@ -163,13 +163,12 @@ class WhipServer:
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.ssl_context)
+        site = web.TCPSite(self._runner, self.host, self.port)
         try:
             await site.start()
         except OSError as exc:
-            raise SystemExit(f"onair agent ingest: cannot listen on {self.host}:{self.port} (whipPort, WHIP): "
-                             f"{exc.strerror}. Another process holds the port; free it or change whipPort.")
-        log.info("WHIP endpoint on %s://%s:%s/whip", "https" if self.ssl_context else "http", self.host, self.port)
+            raise SystemExit(f"onair agent ingest: cannot listen on internal WHIP port {self.host}:{self.port}: "
+                             f"{exc.strerror}")
 
     async def stop(self) -> None:
         await asyncio.gather(*(self.end(s, "agent stopping") for s in list(self.sessions.values())),
@@ -190,8 +189,16 @@ class WhipServer:
         return self._text(405, "trickle ICE is not supported: send all candidates in the offer",
                           Allow="DELETE")
 
+    @staticmethod
+    def client_address(request: web.Request) -> str:
+        remote = request.remote or ""
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        if forwarded and (remote.startswith("127.") or remote == "::1"):  # set by our nginx only
+            return forwarded.split(",")[-1].strip()
+        return remote or "unknown address"
+
     async def post(self, request: web.Request) -> web.Response:
-        remote = request.remote or "unknown address"
+        remote = self.client_address(request)
         if not bearer_ok(request.headers.get("Authorization"), self.token_source()):
             self.gate.whip_refused("wrong_key", f"refused whip publish from {remote}: missing or wrong bearer token")
             return self._text(401, "missing or wrong bearer token", **{"WWW-Authenticate": 'Bearer realm="whip"'})
