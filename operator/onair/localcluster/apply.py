@@ -41,8 +41,8 @@ def yaml_files(directory: Path) -> list[Path]:
 
 
 def apply_documents(api, docs: list[dict[str, Any]], *, default_namespace: str = "default") -> list[str]:
-    """Server-side apply every document; CRDs first, then wait for them before the rest so
-    custom resources in the same batch can be resolved. Returns 'Kind/name' per object."""
+    """Server-side apply every document; CRDs first, waited for until usable, then the rest
+    (so custom resources in the same batch resolve). Returns 'Kind/name' per object."""
     from kubernetes import dynamic
 
     crds = [d for d in docs if d.get("kind") == "CustomResourceDefinition"]
@@ -50,11 +50,6 @@ def apply_documents(api, docs: list[dict[str, Any]], *, default_namespace: str =
     applied: list[str] = []
     dyn = dynamic.DynamicClient(api)
     for group in (crds, rest):
-        if not group:
-            continue
-        if group is rest and crds:
-            wait_crds_established(api, [c["metadata"]["name"] for c in crds])
-            dyn = dynamic.DynamicClient(api)  # fresh discovery now that the new kinds exist
         for doc in group:
             res = dyn.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
             kwargs: dict[str, Any] = {}
@@ -63,6 +58,10 @@ def apply_documents(api, docs: list[dict[str, Any]], *, default_namespace: str =
             res.server_side_apply(body=doc, name=doc["metadata"]["name"], field_manager=FIELD_MANAGER,
                                   force_conflicts=True, **kwargs)
             applied.append(f"{doc['kind']}/{doc['metadata']['name']}")
+        if group is crds and crds:
+            # Callers (and the custom resources below) expect usable CRDs on return.
+            wait_crds_established(api, [c["metadata"]["name"] for c in crds])
+            dyn = dynamic.DynamicClient(api)  # fresh discovery now that the new kinds exist
     return applied
 
 

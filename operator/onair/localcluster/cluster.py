@@ -190,8 +190,14 @@ class LocalCluster:
         apiserver_args: Iterable[str] = (),
         controller_manager_args: Iterable[str] = (),
         start_timeout: float = 120.0,
+        crd_paths: Iterable[Path] = (),
         log: Callable[[str], None] | None = None,
     ):
+        """crd_paths: YAML files (CRDs, and anything else) applied once the apiserver is
+        ready but before kube-controller-manager starts. The garbage collector only
+        re-discovers resource types every 30s, so objects owned by custom resources created
+        later would wait up to that long to be collected; installed up front they are
+        known from its first discovery."""
         self._bin_dir = bin_dir
         self._run_dir_arg = run_dir
         self._build = build_if_missing
@@ -200,6 +206,7 @@ class LocalCluster:
         self.apiserver_args = list(apiserver_args)
         self.controller_manager_args = list(controller_manager_args)
         self.start_timeout = start_timeout
+        self.crd_paths = [Path(p) for p in crd_paths]
         self._log = log or (lambda m: print(f"[localcluster] {m}", flush=True))
         self._procs: list[_Proc] = []
         self.run_dir: Path | None = None
@@ -330,6 +337,9 @@ class LocalCluster:
         self._wait("kube-apiserver /readyz", deadline, lambda: self._http_ok(f"{self.server_url}/readyz"),
                    [etcd, apiserver])
 
+        if self.crd_paths:
+            self._apply_early(self.crd_paths)
+
         # --- kube-controller-manager
         kcm_kubeconfig = write_kubeconfig(rd / "kube-controller-manager.kubeconfig", kubeconfig_dict(
             self.server_url, pki.ca.cert_pem(),
@@ -360,6 +370,17 @@ class LocalCluster:
         self._wait("kube-controller-manager (default ServiceAccount)", deadline,
                    lambda: self._http_ok(f"{self.server_url}/api/v1/namespaces/default/serviceaccounts/default"),
                    [etcd, apiserver, kcm])
+
+    def _apply_early(self, paths: list[Path]) -> None:
+        from . import apply
+
+        t0 = time.monotonic()
+        api = apply.api_client(self.kubeconfig_path)
+        try:
+            applied = apply.apply_files(api, paths)
+        finally:
+            api.close()
+        self._log(f"applied {len(applied)} object(s) before the controllers in {time.monotonic() - t0:.1f}s")
 
     def _wait(self, what: str, deadline: float, ready: Callable[[], bool], procs: list[_Proc]) -> None:
         t0 = time.monotonic()

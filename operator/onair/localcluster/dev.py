@@ -30,26 +30,33 @@ def repo_root() -> Path:
     return Path.cwd()
 
 
-def _apply_repo_manifests(cluster, root: Path) -> None:
+def _crd_files(root: Path) -> list[Path]:
     from . import apply
 
-    api = apply.api_client(cluster.kubeconfig_path)
     crd_dir = root / "crds"
-    crd_files = apply.yaml_files(crd_dir) if crd_dir.is_dir() else []
-    if crd_files:
-        applied = apply.apply_files(api, crd_files)
-        print(f"applied {len(applied)} CRD(s) from {crd_dir}: {', '.join(applied)}")
+    files = apply.yaml_files(crd_dir) if crd_dir.is_dir() else []
+    if files:
+        print(f"installing CRDs from {crd_dir}: {', '.join(p.name for p in files)}")
     else:
         print(f"no CRDs found in {crd_dir} (generate them with `onair crds`); continuing without")
+    return files
+
+
+def _apply_builtin_calltypes(cluster, root: Path) -> None:
+    from . import apply
+
     builtin = root / "manifests" / "builtin-calltypes.yaml"
-    if builtin.is_file():
-        try:
-            applied = apply.apply_files(api, [builtin])
-            print(f"applied {len(applied)} built-in CallType(s) from {builtin}")
-        except Exception as e:  # noqa: BLE001 - a bad manifest must not take the dev cluster down
-            print(f"could not apply {builtin}: {e}", file=sys.stderr)
-    else:
+    if not builtin.is_file():
         print(f"{builtin} not present; no built-in CallTypes installed")
+        return
+    api = apply.api_client(cluster.kubeconfig_path)
+    try:
+        applied = apply.apply_files(api, [builtin])
+        print(f"applied {len(applied)} built-in CallType(s) from {builtin}")
+    except Exception as e:  # noqa: BLE001 - a bad manifest must not take the dev cluster down
+        print(f"could not apply {builtin}: {e}", file=sys.stderr)
+    finally:
+        api.close()
 
 
 def _load_runner():
@@ -128,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     root = repo_root()
 
     try:
-        with LocalCluster(keep_run_dir=args.keep) as cluster:
+        # CRDs go in before kube-controller-manager starts so its garbage collector knows
+        # the custom kinds at once instead of after its 30s rediscovery.
+        with LocalCluster(keep_run_dir=args.keep, crd_paths=_crd_files(root)) as cluster:
             out = Path(args.kubeconfig).expanduser().resolve()
             out.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(cluster.kubeconfig_path, out)
@@ -136,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             # Anything in-process that falls back to the default kubeconfig must see this cluster,
             # never whatever cluster the developer's shell points at.
             os.environ["KUBECONFIG"] = str(out)
-            _apply_repo_manifests(cluster, root)
+            _apply_builtin_calltypes(cluster, root)
             print(f"\nkube-apiserver {versions.KUBERNETES_VERSION} at {cluster.server_url}; "
                   f"component logs in {cluster.run_dir / 'logs'}")
             print(f"\n    export KUBECONFIG={out}\n", flush=True)
