@@ -166,3 +166,35 @@ def test_recording_disabled_renders_no_recorder(operator, kube, calltype, namesp
     names = {name for _, name in kube.children(namespace, "norec")}
     assert "norec-recorder" not in names
     assert "norec-recordings" not in {p.metadata.name for p in kube.core.list_namespaced_persistent_volume_claim(namespace).items}
+
+
+def test_operator_writes_only_status_finalizer_and_its_annotations(operator, kube, calltype, namespace):
+    kube.create_livestream(namespace, "mine", {"callType": calltype, "phase": "live"})
+    kube.wait_reconciled(namespace, "mine")
+    kube.patch_livestream(namespace, "mine", {"spec": {"displayName": "changed"}})
+    obj = kube.wait_reconciled(namespace, "mine")
+    by_manager: dict[str, list[dict]] = {}
+    for entry in obj["metadata"]["managedFields"]:
+        by_manager.setdefault(entry["manager"], []).append(entry)
+    ours = by_manager.get("onair-operator")
+    assert ours and all(e.get("subresource") == "status" for e in ours), ours
+    for manager, entries in by_manager.items():
+        if manager == "onair-operator":
+            continue
+        for entry in entries:
+            fields = entry.get("fieldsV1", {})
+            if "f:spec" in fields:
+                # Only the test client (the "user") ever wrote spec.
+                assert entry["operation"] in ("Update", "Apply") and entry.get("subresource") is None
+                assert manager not in ("kopf",), manager
+            if entry.get("subresource") == "status":
+                raise AssertionError(f"{manager} wrote status: {entry}")
+    meta_writes = [e for m, es in by_manager.items() if m != "onair-operator" for e in es
+                   if "f:metadata" in e.get("fieldsV1", {}) and "f:spec" not in e.get("fieldsV1", {})]
+    for entry in meta_writes:
+        # kopf's own bookkeeping: the finalizer and onair.dev/* annotations, nothing else.
+        meta = entry["fieldsV1"]["f:metadata"]
+        assert set(meta) <= {"f:finalizers", "f:annotations"}, meta
+        for key in meta.get("f:annotations", {}):
+            assert key.startswith("f:onair.dev/") or key == ".", key
+    assert obj["metadata"]["finalizers"] == ["onair.dev/finalizer"]

@@ -239,6 +239,7 @@ class Kube:
     async def patch_status(self, kind: Kind, namespace: Optional[str], name: str, status: dict) -> dict:
         """JSON merge patch of the status subresource (None values delete keys)."""
         return await self.request("PATCH", kind.path(namespace, name, "status"), body={"status": status},
+                                  query={"fieldManager": FIELD_MANAGER},
                                   content_type="application/merge-patch+json")
 
 
