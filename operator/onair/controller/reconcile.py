@@ -83,15 +83,23 @@ async def _credentials(rt: Runtime, state: LivestreamState) -> rcreds.Credential
     return creds
 
 
+# A child the API server rejected stays rejected until the spec or CallType changes; retrying
+# every poll would only load the API server.
+APPLY_FAILED_RETRY_SECONDS = 60.0
+
+
 def needs_apply(rt: Runtime, state: LivestreamState, ls: Mapping) -> bool:
-    if state.dirty or state.rendered is None:
+    if state.dirty:
         return True
-    if state.rendered_generation != ls["metadata"].get("generation"):
-        return True
-    ct = rt.calltype_body(ls["spec"].get("callType", ""))
-    if calltype_version(ct) != state.rendered_calltype:
-        return True
+    ct_version = calltype_version(rt.calltype_body(ls["spec"].get("callType", "")))
+    inputs = (ls["metadata"].get("generation"), ct_version)
     now = rt.clock()
+    if state.problem is not None and state.problem.reason == APPLY_FAILED and state.failed_inputs == inputs:
+        return state.failed_at is None or (now - state.failed_at).total_seconds() >= APPLY_FAILED_RETRY_SECONDS
+    if state.rendered is None:
+        return True
+    if state.rendered_generation != inputs[0] or state.rendered_calltype != inputs[1]:
+        return True
     return state.applied_at is None or (now - state.applied_at).total_seconds() >= rt.resync_seconds
 
 
@@ -126,6 +134,8 @@ async def sync_children(rt: Runtime, state: LivestreamState, ls: Mapping, body: 
         where = f" ({exc.method} {exc.path.rsplit('/', 2)[-2]}/{exc.path.rsplit('/', 1)[-1]})" if exc.path else ""
         state.problem = Problem(APPLY_FAILED, f"the API server rejected a child object{where}: {exc.message}")
         state.rendered_generation = ls["metadata"].get("generation")
+        state.failed_inputs = (ls["metadata"].get("generation"), calltype_rv)
+        state.failed_at = rt.clock()
         return
     state.versions.update(result.versions)
     for gone in result.pruned:

@@ -46,6 +46,8 @@ class LivestreamState:
     versions: dict[tuple[str, str], str] = field(default_factory=dict)
     lifecycle: Optional[Lifecycle] = None
     problem: Optional[Problem] = None
+    failed_inputs: Optional[tuple] = None  # (generation, CallType version) an apply was rejected for
+    failed_at: Optional[datetime] = None
     agents: dict[str, AgentReport] = field(default_factory=dict)
     # The status as last written by this operator (the watch may not have delivered it yet).
     status: Optional[dict] = None
