@@ -34,7 +34,7 @@ from .whip import WhipServer, install_ice_addresses
 log = logging.getLogger("onair.agent.ingest")
 
 POLL_INTERVAL = 0.5
-STALL_SECONDS = 2.0  # no new bytes for this long: not receiving (nginx drops the publisher later)
+STALL_SECONDS = 1.5  # no new bytes for this long: not receiving (nginx drops the publisher later)
 ACCEPT_GRACE = 3.0  # an accepted publish may take this long to show up in nginx's stats
 NO_VIDEO_GRACE = 5.0  # a publish still without a video track after this long is dropped
 WHIP_CLAIM_SECONDS = 15.0  # a WHIP session holds the slot this long before its RTMP publish arrives
