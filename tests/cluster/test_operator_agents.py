@@ -98,9 +98,17 @@ def test_recording_switch_reaches_a_real_recorder(routes, kube, calltype, namesp
     assert st["recording"] is False
 
     kube.patch_livestream(namespace, "rec", {"spec": {"recording": True}})
-    kube.wait_status(namespace, "rec", lambda s: s.get("recording") is True and (s.get("recordingDurationSeconds") or 0) >= 1,
-                     timeout=30, what="recording with duration")
+    # The operator's part: the start request reaches the recorder through PUT /desired...
+    recorder.wait_log("recording start requested", 15)
+    # ...and the recorder's report comes back as status.
+    try:
+        kube.wait_status(namespace, "rec", lambda s: s.get("recording") is True and (s.get("recordingDurationSeconds") or 0) >= 1,
+                         timeout=30, what="recording with duration")
+    except BaseException:
+        print("recorder status:", recorder.status(), "\nrecorder log:\n", recorder.log_text()[-3000:])
+        raise
     kube.patch_livestream(namespace, "rec", {"spec": {"recording": False}})
+    recorder.wait_log("recording stop requested", 15)
     kube.wait_status(namespace, "rec", lambda s: s.get("recording") is False, timeout=30, what="recording stopped")
     wait_for(lambda: {"RecordingStarted", "RecordingStopped"} <= set(kube.event_reasons(namespace, "rec")), 15,
              what="recording Events")
