@@ -1,6 +1,7 @@
 """`onair run` as users start it: a process with a kubeconfig, one namespace, stopped by SIGTERM."""
 from __future__ import annotations
 
+import os
 import secrets
 import signal
 import subprocess
@@ -8,7 +9,6 @@ import sys
 
 import pytest
 
-from tests.fixtures.cluster import wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -42,6 +42,4 @@ def test_onair_run_reconciles_its_namespace_and_exits_on_sigterm(operator, kube,
 
 
 def _env() -> dict:
-    import os
-
     return {k: v for k, v in os.environ.items() if not k.startswith("ONAIR_")}
