@@ -1,7 +1,6 @@
 """Real ffmpeg HLS output PUT to a real origin: what players then get from it."""
 from __future__ import annotations
 
-import subprocess
 import time
 from pathlib import Path
 from urllib.parse import urljoin
@@ -9,7 +8,7 @@ from urllib.parse import urljoin
 import m3u8
 import pytest
 
-from tests.fixtures.media import FFPROBE, ffprobe_json, wait_for
+from tests.fixtures.media import ffprobe_json, wait_for
 from tests.fixtures.origin import SMALL_LADDER, LadderRung, origins, transcoders  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.media

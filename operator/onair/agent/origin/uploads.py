@@ -16,8 +16,8 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from .dash import MpdError, check_mpd, init_patterns, time_shift_buffer_depth
-from .hls import PlaylistError, is_master, parse_media_playlist
-from .paths import SCREENSHOT, BadPath, is_publishable, kind_of, resolve_uri, safe_relpath
+from .hls import MediaPlaylist, PlaylistError, is_master, parse_media_playlist
+from .paths import SCREENSHOT, BadPath, Kind, is_publishable, kind_of, resolve_uri, safe_relpath
 
 if TYPE_CHECKING:
     from .server import OriginAgent
@@ -116,7 +116,7 @@ class Uploads:
             done.set()
             del self.inflight[path]
 
-    async def _put(self, request: web.Request, path: str, kind) -> web.Response:
+    async def _put(self, request: web.Request, path: str, kind: Kind) -> web.Response:
         cap = MAX_MANIFEST_BYTES if kind.playlist else self.origin.config.max_upload_bytes
         try:
             body = await self._body(request, cap)
@@ -170,7 +170,7 @@ class Uploads:
         origin.update_dvr_metrics(path)
         return web.Response(status=201)
 
-    async def _wait_for_listed(self, path: str, playlist) -> None:
+    async def _wait_for_listed(self, path: str, playlist: MediaPlaylist) -> None:
         pending = []
         for seg in playlist.segments:
             for uri in (seg.uri, seg.map_uri):
