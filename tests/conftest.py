@@ -14,4 +14,6 @@ pytest_plugins = [
     "tests.fixtures.ingest",
     "tests.fixtures.operator",
     "tests.fixtures.recorder_source",
+    "tests.fixtures.origin",
+    "tests.fixtures.browser",
 ]
