@@ -44,6 +44,8 @@ DEFAULT_CONTROLLERS = (
     "endpoints-controller", "endpointslice-controller", "disruption-controller",
     "ttl-after-finished-controller", "root-ca-certificate-publisher-controller",
     "resourcequota-controller",
+    # Without it a deleted PVC (the DVR volume of a deleted Livestream) stays Terminating for ever.
+    "persistentvolumeclaim-protection-controller", "persistentvolume-protection-controller",
     # Aggregated ClusterRoles (admin/edit/view pick up rules labelled for aggregation): RBAC
     # tests of the operator's own roles depend on it.
     "clusterrole-aggregation-controller",
