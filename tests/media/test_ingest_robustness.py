@@ -2,15 +2,19 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import ssl
 import subprocess
 import sys
+import tempfile
+import urllib.request
+from pathlib import Path
 
 import pytest
 
 from tests.fixtures.ingest import WhipPublisher
-from tests.fixtures.media import wait_for
+from tests.fixtures.media import free_port, wait_for
 
 pytestmark = pytest.mark.media
 
@@ -137,3 +141,35 @@ def test_cli_usage_errors_are_one_line(tmp_path):
     out = subprocess.run([sys.executable, "-m", "onair.cli", "agent", "ingest", "--config", str(bad)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode != 0 and "is invalid" in out.stderr and "livestream" in out.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to switch to nobody")
+def test_rendered_nginx_runs_as_an_unprivileged_user():
+    """The container may run as any uid: nginx must need nothing but its work dir."""
+    from onair.agent.ingest import nginx
+
+    work = Path(tempfile.mkdtemp(prefix="onair-nonroot-", dir="/tmp"))
+    try:
+        work.chmod(0o777)
+        stat_port = free_port()
+        params = nginx.NginxParams(
+            livestream="t/t", slot="main", work_dir=str(work), rtmp_listen=f"127.0.0.1:{free_port()}",
+            stat_listen=f"127.0.0.1:{stat_port}", callback_base="http://127.0.0.1:9/internal/rtmp",
+            idle_timeout_ms=3000, whip_listen=f"127.0.0.1:{free_port()}", whip_upstream="127.0.0.1:9", user=None)
+        conf = work / "nginx.conf"
+        conf.write_text(nginx.render_nginx_conf(params))
+        nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+        subprocess.run([*nobody, "mkdir", "-p", *(str(work / "tmp" / d) for d in nginx.TEMP_DIRS)], check=True,
+                       timeout=10)
+        proc = subprocess.Popen([*nobody, *nginx.nginx_argv(str(conf), str(work))], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT)
+        try:
+            body = wait_for(lambda: urllib.request.urlopen(f"http://127.0.0.1:{stat_port}/stat", timeout=2).read(),
+                            10, what="nginx stats as nobody")
+            assert b"<rtmp>" in body
+        finally:
+            proc.terminate()
+            out = proc.communicate(timeout=10)[0].decode()
+        assert "Permission denied" not in out and "[emerg]" not in out, out
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -28,6 +28,8 @@ def test_rtmp_only_conf():
         if "/" in line and not line.lstrip().startswith(("#", "load_module", "on_publish", "location")):
             assert "/work/ingest" in line, line
     assert "user " not in conf
+    # http and nginx-rtmp both default to an access log under /var/log.
+    assert conf.count("access_log off;") == 2
 
 
 def test_rtmps_conf_proxies_tls_to_rtmp_from_the_marker_address():

@@ -30,6 +30,7 @@ log = logging.getLogger("onair.agent.ingest.whip")
 
 CODEC_REQUIREMENT = "WebRTC requires H.264 video and OPUS audio. Both tracks must be present"
 MEDIA_TIMEOUT = 5.0  # no frame for this long on a track ends the session (frozen/vanished sender)
+FIRST_MEDIA_TIMEOUT = 15.0  # ICE + DTLS through TURN can take a while before the first frame
 CORS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Methods": "POST, DELETE, OPTIONS",
@@ -315,15 +316,18 @@ class WhipServer:
         from aiortc.mediastreams import MediaStreamError
 
         anchor: Optional[tuple[float, float]] = None  # (wall time, media time) of this track's first frame
+        frames = 0
         while not session.closed:
             if encoder.error:
                 return f"the RTMP publish failed or was refused ({encoder.error})"
+            timeout = MEDIA_TIMEOUT if frames else FIRST_MEDIA_TIMEOUT
             try:
-                frame = await asyncio.wait_for(track.recv(), MEDIA_TIMEOUT)
+                frame = await asyncio.wait_for(track.recv(), timeout)
             except asyncio.TimeoutError:
-                return f"no {track.kind} for {MEDIA_TIMEOUT:.0f}s"
+                return f"no {track.kind} for {timeout:.0f}s"
             except MediaStreamError:
                 return f"{track.kind} track ended"
+            frames += 1
             now = time.monotonic()
             media_t = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else None
             # RTP clocks keep each track smooth; the wall clock of its first frame lines the tracks
