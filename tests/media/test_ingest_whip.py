@@ -97,3 +97,25 @@ def test_whip_client_that_vanishes_ends_its_session(ingest_agent):
         ingest.wait_receiving()
     finally:
         again.stop()
+
+
+def test_whip_cors_preflight_and_content_type(ingest_agent):
+    import urllib.error
+    import urllib.request
+
+    ingest = ingest_agent.start(protocols=("whip",))
+    preflight = urllib.request.Request(ingest.whip_url, method="OPTIONS", headers={
+        "Origin": "https://studio.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type"})
+    with urllib.request.urlopen(preflight, timeout=10) as resp:
+        assert resp.status == 204
+        assert resp.headers["Access-Control-Allow-Origin"] == "*"
+        assert "Authorization" in resp.headers["Access-Control-Allow-Headers"]
+        assert "Location" in resp.headers["Access-Control-Expose-Headers"]
+    wrong_type = urllib.request.Request(ingest.whip_url, data=b"v=0", method="POST", headers={
+        "Authorization": f"Bearer {ingest.whip_token}", "Content-Type": "application/json"})
+    try:
+        urllib.request.urlopen(wrong_type, timeout=10)
+        raise AssertionError("a JSON body must not be accepted")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 415 and b"application/sdp" in exc.read()
