@@ -62,8 +62,10 @@ def measure_bare(r, url: str, tracks: list[str], seconds: float, warmup: float) 
     start = args.index("-f")  # the encoder's input block: -f mpegts ... -i pipe:0
     end = args.index("pipe:0") + 1
     args[start:end] = ["-i", url]
-    work = r.tmp / "bare"
-    (work / "dash").mkdir(parents=True)
+    import tempfile
+
+    work = Path(tempfile.mkdtemp(prefix="bare-", dir=r.tmp))
+    (work / "dash").mkdir()
     log = open(work / "ffmpeg.log", "wb")
     proc = subprocess.Popen(args, cwd=work, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -139,7 +141,7 @@ def main() -> None:
             if tx.get("speed") and bare.get("speed"):
                 ratios.append((tx["cpu"] / (tx["wall"] * tx["speed"])) / (bare["cpu"] / (bare["wall"] * bare["speed"])))
     if ratios:
-        print(f"ratio transcoder / bare ffmpeg (CPU per media second): "
+        print("ratio transcoder / bare ffmpeg (CPU per media second): "
               + ", ".join(f"{x:.3f}" for x in ratios) + f"; mean {statistics.mean(ratios):.3f}")
     print(f"live real-time factor (speed=) of the transcoder: {tx['speed'] or float('nan'):.2f}x")
     throughput = measure_throughput(source, tracks, args.seconds)

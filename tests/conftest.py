@@ -14,6 +14,8 @@ pytest_plugins = [
     "tests.fixtures.ingest",
     "tests.fixtures.operator",
     "tests.fixtures.recorder_source",
+    "tests.fixtures.rtmp_server",
+    "tests.fixtures.transcoder",
     "tests.fixtures.origin",
     "tests.fixtures.browser",
 ]

@@ -8,15 +8,13 @@ are for encoder restarts: see test_transcoder_restart).
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import m3u8
 import pytest
 
-from tests.fixtures.media import FFMPEG, first_frame_is_keyframe, wait_for
-from tests.fixtures.rtmp_server import rtmp_server  # noqa: F401
-from tests.fixtures.transcoder import dominant, frame_colors, transcoder_agent  # noqa: F401
+from tests.fixtures.media import first_frame_is_keyframe, wait_for
+from tests.fixtures.transcoder import dominant, frame_colors
 
 pytestmark = [pytest.mark.media, pytest.mark.slow, pytest.mark.timeout(240)]
 RUNG = "180p"

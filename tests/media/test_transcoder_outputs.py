@@ -1,7 +1,6 @@
 """Publish over RTMP -> every packaging of every rung, valid, aligned, and a screenshot."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import m3u8
@@ -9,8 +8,6 @@ import pytest
 from mpegdash.parser import MPEGDASHParser
 
 from tests.fixtures.media import ffprobe_json, first_frame_is_keyframe, wait_for
-from tests.fixtures.rtmp_server import rtmp_server  # noqa: F401
-from tests.fixtures.transcoder import transcoder_agent  # noqa: F401
 
 pytestmark = [pytest.mark.media, pytest.mark.timeout(180)]
 

@@ -7,9 +7,7 @@ import sys
 import m3u8
 import pytest
 
-from tests.fixtures.media import FFMPEG, free_port, wait_for
-from tests.fixtures.rtmp_server import rtmp_server  # noqa: F401
-from tests.fixtures.transcoder import transcoder_agent  # noqa: F401
+from tests.fixtures.media import free_port, wait_for
 
 pytestmark = [pytest.mark.media, pytest.mark.timeout(150)]
 

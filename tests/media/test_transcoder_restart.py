@@ -11,8 +11,6 @@ import pytest
 from mpegdash.parser import MPEGDASHParser
 
 from tests.fixtures.media import first_frame_is_keyframe, wait_for
-from tests.fixtures.rtmp_server import rtmp_server  # noqa: F401
-from tests.fixtures.transcoder import transcoder_agent  # noqa: F401
 
 pytestmark = [pytest.mark.media, pytest.mark.slow, pytest.mark.timeout(180)]
 

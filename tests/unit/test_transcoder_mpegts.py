@@ -1,8 +1,6 @@
 """The TS splicer on hand-built packets: every byte that matters is known here."""
 from __future__ import annotations
 
-import pytest
-
 from onair.agent.transcoder.mpegts import (
     PACKET, WRAP, Feed, Splicer, parse_pat, parse_pmt, pes_times, pid_of, read_pcr, read_timestamp,
     has_pcr, write_pcr, write_timestamp,
