@@ -162,3 +162,27 @@ async def test_dir_sink_refuses_paths_outside_its_root(tmp_path):
     else:
         raise AssertionError("wrote outside the root")
     assert not (tmp_path / "escape.m3u8").exists()
+
+
+async def test_a_new_process_continues_the_playlist_it_finds(tmp_path):
+    out = tmp_path / "out"
+    first = Packager(tmp_path / "work1", DirSink(out), kinds=("cmaf",), dash=False, window=4)
+    first.begin_run("r1", ["360p"])
+    ffmpeg = FfmpegLike(tmp_path / "work1", "r1")
+    for _ in range(5):
+        ffmpeg.segment()
+        await first.sync()
+    before = _playlist(out)
+    assert before.media_sequence == 1
+    # The pod restarts: a new packager, a new run, the same destination.
+    second = Packager(tmp_path / "work2", DirSink(out), kinds=("cmaf",), dash=False, window=4)
+    second.begin_run("r2", ["360p"])
+    FfmpegLike(tmp_path / "work2", "r2").segment()
+    await second.sync()
+    after = _playlist(out)
+    assert after.media_sequence == 2, "sequence numbers never go back"
+    assert [s.uri for s in after.segments] == [s.uri for s in before.segments][1:] + ["r2_000000.m4s"]
+    assert [s.discontinuity for s in after.segments] == [False, False, False, True]
+    assert after.segments[-1].init_section.uri == "r2_init_360p.mp4"
+    assert after.segments[0].init_section.uri == "r1_init_360p.mp4"
+    assert after.segments[0].program_date_time == before.segments[1].program_date_time

@@ -108,3 +108,17 @@ def test_public_master_points_at_the_public_media_playlists():
     master = m3u8.loads(public_master(text, "r1"))
     assert [p.uri for p in master.playlists] == ["360p/index.m3u8", "240p/index.m3u8"]
     assert master.playlists[0].stream_info.codecs == "avc1.4d401e,mp4a.40.2"
+
+
+def test_resume_round_trips_what_was_rendered():
+    playlist = MediaPlaylist(window=4, version=7)
+    _fill(playlist, "r1", 3, T0)
+    _fill(playlist, "r2", 3, T0 + timedelta(seconds=20))
+    playlist.end()
+    text = playlist.render()
+    resumed = MediaPlaylist.resume(text, window=4, version=7)
+    assert resumed.render() == text
+    resumed.add("r3_0.m4s", 2.0, "r3", "r3_init.mp4", T0 + timedelta(seconds=60))
+    parsed = m3u8.loads(resumed.render())
+    assert not parsed.is_endlist and parsed.media_sequence == 3 and parsed.discontinuity_sequence == 1
+    assert [s.discontinuity for s in parsed.segments] == [False, False, False, True]

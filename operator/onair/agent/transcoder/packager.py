@@ -48,6 +48,7 @@ class _Rendition:
     seen: set[str] = field(default_factory=set)  # local URIs of the current run already handled
     inits: set[str] = field(default_factory=set)  # init URIs already published
     trash: deque[Entry] = field(default_factory=deque)  # out of the window, not yet deleted
+    resumed: bool = False  # looked for a playlist a previous process left
 
     @property
     def base(self) -> str:
@@ -154,6 +155,8 @@ class Packager:
             new = [s for s in parsed.segments if s.uri not in rendition.seen]
             if not new:
                 continue
+            if not rendition.resumed:
+                await self._resume(rendition)
             init = parsed.map_uri
             if init and init not in rendition.inits:
                 if await self._upload_file(rendition.base, init, keep=True):
@@ -184,6 +187,26 @@ class Packager:
                 return
             if await self._put(f"hls/{kind}/{MASTER}", public_master(text, run, PUBLIC_PLAYLIST).encode()):
                 self._masters_sent.add(kind)
+
+    async def _resume(self, rendition: _Rendition) -> None:
+        """Before a rendition's first segment in this process: continue what a previous
+        process published there (same sequence numbers, old segments until they slide out)."""
+        rendition.resumed = True
+        if rendition.playlist.last is not None:
+            return
+        try:
+            previous = await self.sink.get(f"{rendition.base}/{PUBLIC_PLAYLIST}")
+        except SinkError:
+            previous = None
+        if not previous:
+            return
+        try:
+            playlist = MediaPlaylist.resume(previous.decode(), self.window, rendition.playlist.version)
+        except (ValueError, UnicodeDecodeError) as exc:
+            log.warning("cannot continue %s/%s (%s): starting a new playlist", rendition.base, PUBLIC_PLAYLIST, exc)
+            return
+        rendition.playlist = playlist
+        log.info("continuing %s from media sequence %d", rendition.base, playlist.media_sequence)
 
     async def _take_out_trash(self, rendition: _Rendition) -> None:
         while len(rendition.trash) > DELETE_LAG_SEGMENTS:

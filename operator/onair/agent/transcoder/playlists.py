@@ -140,7 +140,7 @@ class MediaPlaylist:
         while len(self.entries) > self.window:
             gone = self.entries.popleft()
             self.media_sequence += 1
-            # The first remaining entry's own tag still counts inside the window.
+            # Once first, an entry's tag is no longer rendered: the sequence number carries it.
             if self.entries and self.entries[0].discontinuity:
                 self.discontinuity_sequence += 1
             removed.append(gone)
@@ -148,6 +148,53 @@ class MediaPlaylist:
 
     def end(self) -> None:
         self.ended = True
+
+    @classmethod
+    def resume(cls, text: str, window: int, version: int) -> "MediaPlaylist":
+        """A playlist this packager published before (the pod restarted): carry on from it.
+
+        Sequence numbers continue, its segments stay listed until they slide out, and whatever
+        comes next is a new run, hence a discontinuity. Its ENDLIST (if any) is dropped by the
+        next segment, like after any stop.
+        """
+        playlist = cls(window, version)
+        init: Optional[str] = None
+        pdt: Optional[datetime] = None
+        duration: Optional[float] = None
+        discontinuity = False
+        runs = 0
+        for raw in text.splitlines():
+            line = raw.strip()
+            if line.startswith("#EXT-X-MEDIA-SEQUENCE:"):
+                playlist.media_sequence = int(line.split(":", 1)[1])
+            elif line.startswith("#EXT-X-DISCONTINUITY-SEQUENCE:"):
+                playlist.discontinuity_sequence = int(line.split(":", 1)[1])
+            elif line == "#EXT-X-DISCONTINUITY":
+                discontinuity = True
+            elif line.startswith("#EXT-X-MAP:"):
+                init = _attribute(line, "URI")
+            elif line.startswith("#EXT-X-PROGRAM-DATE-TIME:"):
+                pdt = datetime.fromisoformat(line.split(":", 1)[1].replace("Z", "+00:00"))
+            elif line.startswith("#EXTINF:"):
+                duration = float(line[len("#EXTINF:"):].split(",", 1)[0])
+            elif line == "#EXT-X-ENDLIST":
+                playlist.ended = True
+            elif line and not line.startswith("#") and duration is not None and pdt is not None:
+                if discontinuity:
+                    runs += 1
+                # The run id only has to differ between runs: the old ones are named by position.
+                entry = Entry(line, duration, f"resumed-{runs}", init, pdt, discontinuity and bool(playlist.entries))
+                playlist.entries.append(entry)
+                playlist._last = entry
+                playlist._target = max(playlist._target, math.ceil(duration - 1e-3))
+                pdt = pdt + timedelta(seconds=duration)
+                duration, discontinuity = None, False
+        while len(playlist.entries) > window:
+            playlist.entries.popleft()
+            playlist.media_sequence += 1
+            if playlist.entries and playlist.entries[0].discontinuity:
+                playlist.discontinuity_sequence += 1
+        return playlist
 
     @property
     def last(self) -> Optional[Entry]:

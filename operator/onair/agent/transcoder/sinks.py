@@ -40,6 +40,7 @@ def content_type(path: str) -> str:
 class Sink(Protocol):
     async def put(self, path: str, data: bytes) -> None: ...
     async def delete(self, path: str) -> None: ...
+    async def get(self, path: str) -> Optional[bytes]: ...
     async def close(self) -> None: ...
 
 
@@ -68,6 +69,12 @@ class DirSink:
             self._path(path).unlink()
         except FileNotFoundError:
             pass
+
+    async def get(self, path: str) -> Optional[bytes]:
+        try:
+            return self._path(path).read_bytes()
+        except FileNotFoundError:
+            return None
 
     async def close(self) -> None:
         pass
@@ -116,6 +123,10 @@ class HttpSink:
 
     async def delete(self, path: str) -> None:
         await self._request("DELETE", path)
+
+    async def get(self, path: str) -> Optional[bytes]:
+        """The upload API is write-only; the origin's DVR copes with a restarted sequence."""
+        return None
 
     async def close(self) -> None:
         if self._session is not None:
