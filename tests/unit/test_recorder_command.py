@@ -49,3 +49,21 @@ def test_a_run_needs_a_source_and_a_positive_split():
         ffmpeg_argv(RecordingRun(output_pattern="p%04d.mp4", split_seconds=10, start_number=1))
     with pytest.raises(ValueError):
         ffmpeg_argv(RecordingRun(output_pattern="p%04d.mp4", split_seconds=0, start_number=1, rtmp_url="rtmp://x/a/b"))
+
+
+def test_every_input_is_probed_briefly_and_the_first_media_timeout_covers_the_probe():
+    from onair.agent.recorder.agent import first_media_timeout_seconds
+
+    for run in (RecordingRun(output_pattern="p%04d.mp4", split_seconds=10, start_number=1, rtmp_url="rtmp://i/live/s"),
+                RecordingRun(output_pattern="p%04d.mp4", split_seconds=10, start_number=1,
+                             hls=HlsSource("http://o/v.m3u8", "http://o/a.m3u8"))):
+        argv = ffmpeg_argv(run)
+        inputs = [i for i, a in enumerate(argv) if a == "-i"]
+        for at in inputs:
+            # Input options apply to the next -i only.
+            before = argv[:at][-6:]
+            assert option(before, "-fpsprobesize") == "0", "stream copy never needs the frame rate"
+            analyze = int(option(before, "-analyzeduration")) / 1_000_000
+            assert 0 < analyze <= 3
+        stats_period = float(option(argv, "-stats_period"))
+        assert first_media_timeout_seconds(3) >= 3 + analyze + stats_period

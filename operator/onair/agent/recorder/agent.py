@@ -28,9 +28,10 @@ from onair.agent.app import Agent
 from onair.agent.supervisor import Child, Supervisor
 from onair.api.agent import Desired, RecorderConfig, RecorderStatus
 
-from .command import RecordingRun, ffmpeg_argv
+from .command import PROBE_SECONDS, PROGRESS_PERIOD_SECONDS, RecordingRun, ffmpeg_argv
 from .disk import free_bytes, human_bytes
 from .hls import HlsSource, choose_top_rung, media_playlist_state
+from .mp4 import holds_media
 from .naming import list_parts, next_part_number, part_pattern, session_started, unused_prefix
 from .probe import probe_duration
 from .progress import ProgressReader
@@ -63,6 +64,15 @@ def display_url(url: str) -> str:
 def url_secrets(url: str) -> list[str]:
     parts = urlsplit(url)
     return [secret for secret in (parts.query, parts.password) if secret]
+
+
+def first_media_timeout_seconds(stall_timeout_seconds: float) -> float:
+    """How long a run may go without media after its start before the source counts as not live.
+
+    Connecting and probing come before the first progress block: killing ffmpeg while it still
+    probes a live source ("Immediate exit requested") would retry the same way forever.
+    """
+    return stall_timeout_seconds + PROBE_SECONDS + PROGRESS_PERIOD_SECONDS
 
 
 def is_http(url: str) -> bool:
@@ -357,6 +367,7 @@ class RecorderAgent(Agent):
         )
         self.supervisor.add(child)
         spawned = time.monotonic()
+        first_media_timeout = first_media_timeout_seconds(self.config.stall_timeout_seconds)
         last_advance: Optional[float] = None
         seen_out_time = -1.0
         seen_blocks = 0
@@ -387,10 +398,11 @@ class RecorderAgent(Agent):
                 if flags["discontinuity"]:
                     reason = "source timestamps restarted (a new publisher took over)"
                     break
-                quiet_since = last_advance if last_advance is not None else spawned
-                if now - quiet_since > self.config.stall_timeout_seconds:
-                    reason = (f"no media for {self.config.stall_timeout_seconds:g}s" if last_advance is not None
-                              else f"no media within {self.config.stall_timeout_seconds:g}s of connecting")
+                if last_advance is not None and now - last_advance > self.config.stall_timeout_seconds:
+                    reason = f"no media for {self.config.stall_timeout_seconds:g}s"
+                    break
+                if last_advance is None and now - spawned > first_media_timeout:
+                    reason = f"no media within {first_media_timeout:g}s of connecting"
                     break
                 if self.session and not self._run_had_media and self.session.finalize_due(now, self.config.finalize_after_seconds):
                     reason = "the stream did not come back in time"
@@ -403,6 +415,8 @@ class RecorderAgent(Agent):
         if run.hls is not None:
             await self._remember_hls_position(run.hls)
         had_media = last_advance is not None
+        if not had_media:
+            self._discard_empty_parts(prefix, start_number)
         self.m_runs.labels(self._labels["livestream"], "media" if had_media else "no_media").inc()
         if reader.disk_full:
             self._disk_full = True
@@ -412,6 +426,21 @@ class RecorderAgent(Agent):
                                             f"{human_bytes(free or 0)} free); recording paused, the stream is unaffected; "
                                             "it resumes when space is freed")
         return RunOutcome(had_media, reason)
+
+    def _discard_empty_parts(self, prefix: str, start_number: int) -> None:
+        """Files a run without media left behind (0 bytes or only headers) are not recordings."""
+        for part in list_parts(self.output_dir, self.config.livestream):
+            if part.prefix != prefix or part.number < start_number:
+                continue
+            path = self.output_dir / part.name
+            if holds_media(path):
+                continue
+            try:
+                path.unlink()
+            except OSError as exc:
+                log.warning("cannot remove %s, which a run without media left behind: %s", part.name, exc.strerror)
+            else:
+                log.debug("removed %s: the run wrote no media into it", part.name)
 
     def _exit_reason(self, reader: ProgressReader, code: Optional[int]) -> str:
         if reader.disk_full:

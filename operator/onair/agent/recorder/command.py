@@ -7,6 +7,13 @@ ffmpeg flushes in 32 KiB blocks and a kill leaves half a fragment behind. What a
 the fragment still in memory: at most half a second. The segment muxer splits at the first keyframe after each
 ``split_seconds`` without a gap, and numbers parts from ``start_number`` so a resumed session
 continues after the part already on disk.
+
+Probing is bounded on purpose. Stream copy never needs the frame rate, yet ffmpeg would read
+40 frames to estimate it from FLV's 1 ms timestamps (2.7 s of a 15 fps stream before the first
+packet is written), and an FLV reader waits ``analyzeduration`` (5 s by default) for the audio
+stream the RTMP header announces even when the publisher sends none. The agent's first-media
+timeout adds ``PROBE_SECONDS`` on top of its stall timeout, so a slow probe is never taken for
+a dead source.
 """
 from __future__ import annotations
 
@@ -17,6 +24,11 @@ from .hls import HlsSource
 
 MOVFLAGS = "+frag_keyframe+empty_moov+default_base_moof"
 FRAGMENT_MICROSECONDS = 500_000
+# Longest ffmpeg analyses its input before the first packet is written.
+PROBE_SECONDS = 2
+# ffmpeg prints a progress block this often; the first one comes this long after media starts.
+PROGRESS_PERIOD_SECONDS = 1
+PROBE_ARGS = ["-fpsprobesize", "0", "-analyzeduration", str(PROBE_SECONDS * 1_000_000)]
 
 
 @dataclass(frozen=True)
@@ -36,13 +48,13 @@ class RecordingRun:
 def input_args(run: RecordingRun) -> list[str]:
     if run.hls is not None:
         start = str(run.hls_live_start_index)
-        args = ["-live_start_index", start, "-i", run.hls.video_url]
+        args = [*PROBE_ARGS, "-live_start_index", start, "-i", run.hls.video_url]
         if run.hls.audio_url:
-            args += ["-live_start_index", start, "-i", run.hls.audio_url]
+            args += [*PROBE_ARGS, "-live_start_index", start, "-i", run.hls.audio_url]
         return args
     if run.rtmp_url is None:
         raise ValueError("a recording run needs an RTMP URL or an HLS source")
-    return ["-i", run.rtmp_url]
+    return [*PROBE_ARGS, "-i", run.rtmp_url]
 
 
 def map_args(run: RecordingRun) -> list[str]:
@@ -58,7 +70,7 @@ def ffmpeg_argv(run: RecordingRun, ffmpeg: str = "ffmpeg") -> list[str]:
     return [
         ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "warning",
         # Machine-readable progress on stdout drives the duration and the stall watchdog.
-        "-nostats", "-progress", "pipe:1", "-stats_period", "1",
+        "-nostats", "-progress", "pipe:1", "-stats_period", str(PROGRESS_PERIOD_SECONDS),
         *input_args(run),
         *map_args(run),
         "-c", "copy",

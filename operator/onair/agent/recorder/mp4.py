@@ -1,0 +1,42 @@
+"""Whether a part file holds any media, read from its top-level MP4 boxes.
+
+A run that ffmpeg never got to write media into (stopped while probing, source gone at once)
+still leaves the file the segment muxer opened: empty, or only ``ftyp``+``moov`` (our fragmented
+MP4 keeps every sample in ``moof``/``mdat`` boxes after an empty ``moov``). Such a file is not a
+recording and must not pile up on the volume or become a session.
+"""
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+MEDIA_BOXES = frozenset({b"moof", b"mdat"})
+# Header boxes come first and are small; a file whose first boxes hold no media within this many
+# bytes is not worth reading further.
+SCAN_LIMIT = 16 * 1024 * 1024
+
+
+def holds_media(path: Path) -> bool:
+    """True when ``path`` contains a moof or mdat box; unreadable or truncated files hold none."""
+    try:
+        with open(path, "rb") as f:
+            offset = 0
+            while offset < SCAN_LIMIT:
+                f.seek(offset)
+                header = f.read(8)
+                if len(header) < 8:
+                    return False
+                size, kind = struct.unpack(">I4s", header)
+                if kind in MEDIA_BOXES:
+                    return True
+                if size == 1:  # 64-bit size follows the type
+                    large = f.read(8)
+                    if len(large) < 8:
+                        return False
+                    size = struct.unpack(">Q", large)[0]
+                if size < 8:  # 0 = "to the end of the file", anything else is corrupt
+                    return False
+                offset += size
+    except OSError:
+        return False
+    return False
