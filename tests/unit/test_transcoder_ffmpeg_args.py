@@ -22,6 +22,16 @@ def test_reader_remuxes_video_first_to_a_pipe_and_only_times_out_where_it_can():
     assert "-rw_timeout" not in reader_args("srt://host:9000?mode=caller")
 
 
+def test_rtmp_reader_probes_briefly_and_keeps_the_probed_keyframe():
+    args = reader_args("rtmp://ingest:1935/live/stream")
+    before_input = args[:args.index("-i")]
+    assert _after(before_input, "-fpsprobesize") == "0", "FLV metadata carries the rate; copy never needs it"
+    assert 0 < int(_after(before_input, "-analyzeduration")) <= 1_000_000, "0 would mean ffmpeg's 5 s default"
+    assert "nobuffer" not in " ".join(args), "nobuffer drops the packets read while probing: the first keyframe"
+    # Other protocols carry no such metadata: ffmpeg's own probing stays.
+    assert "-fpsprobesize" not in reader_args("srt://host:9000?mode=caller")
+
+
 def test_every_rung_gets_its_own_scale_sar_and_the_screenshot_is_1080_wide():
     graph = filter_graph(_plan())
     assert graph.startswith("[0:v:0]split=4[s0][s1][s2][s3]")

@@ -27,6 +27,10 @@ from onair.render.ladder import display_aspect, sample_aspect_ratio
 
 # Seconds a reader waits on a silent connection before giving up (it is restarted at once).
 READ_TIMEOUT_SECONDS = 10
+# RTMP readers: how long ffmpeg may wait for a stream the FLV header announced but no packet
+# has shown yet (a video-only publisher). Audio+video sources end probing as soon as both
+# streams are decoded, whatever this is.
+RTMP_ANALYZE_SECONDS = 1
 DEFAULT_FPS = 30.0
 
 
@@ -35,6 +39,12 @@ def reader_args(url: str, ffmpeg: str = "ffmpeg") -> list[str]:
     args = [ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "info"]
     if scheme in ("rtmp", "rtmps", "http", "https"):
         args += ["-rw_timeout", str(READ_TIMEOUT_SECONDS * 1_000_000)]
+    if scheme in ("rtmp", "rtmps"):
+        # Probing is most of publish -> first playable. Stream copy needs no frame rate, yet
+        # ffmpeg reads 40 frames (1.3 s at 30 fps) to estimate one from FLV's 1 ms timestamps;
+        # the onMetaData framerate that nginx-rtmp passes on first is what the ladder uses.
+        # No -fflags nobuffer: it discards the probed packets, i.e. the first keyframe.
+        args += ["-fpsprobesize", "0", "-analyzeduration", str(RTMP_ANALYZE_SECONDS * 1_000_000)]
     args += [
         "-i", url,
         # Fixed stream order -> fixed PIDs (0x100 video, 0x101 audio) whatever order the source
