@@ -89,12 +89,14 @@ class Show:
         self.timeline.append(f"{time.monotonic() - self.t0:7.1f}s  {what}")
         print(self.timeline[-1], flush=True)
 
-    def until(self, predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
+    def until(self, predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.5,
+              quiet: bool = False) -> Any:
         try:
             value = wait_for(predicate, timeout, interval=interval, what=what)
         except TimeoutError as exc:
             pytest.fail(f"{exc}{self.diagnostics()}", pytrace=False)
-        self.step(f"ok: {what}")
+        if not quiet:
+            self.step(f"ok: {what}")
         return value
 
     def until_status(self, predicate: Callable[[dict], Any], timeout: float, what: str) -> dict:
@@ -135,16 +137,17 @@ class Show:
         data = self.kube.core.read_namespaced_secret(f"{LS}-credentials", self.ns).data
         return base64.b64decode(data[key]).decode()
 
-    def endpoints(self) -> dict:
-        return self.runner.endpoints(self.ns, LS) or {}
+    def local_url(self, section: str, key: str) -> str:
+        """A status URL as served on this machine (listed once the pod behind it is ready)."""
+        return self.until(lambda: (self.runner.endpoints(self.ns, LS) or {}).get(section, {}).get(key), 30,
+                          f"a local {section} URL for {key}", quiet=True)
 
     def publish_url(self, slot: str) -> str:
-        ingest = self.endpoints()["ingest"]
-        base = ingest["rtmp" if slot == "main" else "backupRtmp"]
+        base = self.local_url("ingest", "rtmp" if slot == "main" else "backupRtmp")
         return f"{base}/{self.secret('streamKey')}"
 
     def master_url(self, token: Optional[str] = None) -> str:
-        url = self.endpoints()["playback"]["hlsCmaf"]
+        url = self.local_url("playback", "hlsCmaf")
         return f"{url}?token={token}" if token else url
 
     # ------------------------------------------------------------------ playback
@@ -219,8 +222,8 @@ def _scenario(show: Show, kube, runner, ns: str, calltype: str, publishers) -> N
                  ("Secret", f"{LS}-credentials"), ("PersistentVolumeClaim", f"{LS}-dvr")})
     show.until(lambda: wanted <= set(kube.children(ns, LS)), 60, "every child object exists")
     kube.core.read_namespaced_persistent_volume_claim(f"{LS}-recordings", ns)  # kept, not owned
-    show.until(lambda: {p.name for p in runner.pods(ns, LS)} == {f"{LS}-{k}" for k in ROLE_KEYS}, 90,
-               "the pod runner runs one agent per Deployment")
+    show.until(lambda: {p.name for p in runner.pods(ns, LS) if p.ready} == {f"{LS}-{k}" for k in ROLE_KEYS}, 90,
+               "the pod runner runs one ready agent per Deployment")
     st = show.until_status(lambda s: any(c["type"] == "Ready" and c["status"] == "True"
                                          for c in s.get("conditions") or ()), 120,
                            "Ready: every agent reports to the operator")

@@ -67,6 +67,16 @@ def test_plan_of_a_rendered_ingest(rendered):
     assert plan.volumes["credentials"].source == f"{LS}-credentials"
     assert ("streamKey", "streamKey") in plan.volumes["credentials"].items
     assert plan.wanted and plan.grace_seconds == 15
+    assert plan.readiness == ("/healthz", 8080)
+
+
+def test_readiness_probe_on_a_port_that_does_not_exist_is_an_error(rendered):
+    dep = json.loads(json.dumps(deployment(rendered, "origin")))
+    dep["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["port"] = "nope"
+    with pytest.raises(PlanError, match="readinessProbe port 'nope'"):
+        loopback.pod_plan(dep)
+    del dep["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
+    assert loopback.pod_plan(dep).readiness is None
 
 
 def test_fingerprint_follows_the_template_and_the_object_only(rendered):

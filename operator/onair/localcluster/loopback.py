@@ -76,6 +76,7 @@ class PodPlan:
     livestream: Optional[str] = None
     component: Optional[str] = None
     deleting: bool = False
+    readiness: Optional[tuple[str, int]] = None  # readinessProbe httpGet (path, container port number)
 
     @property
     def wanted(self) -> bool:
@@ -135,6 +136,14 @@ def pod_plan(deployment: Mapping[str, Any]) -> PodPlan:
         mounts.append(Mount(raw["name"], raw["mountPath"].rstrip("/") or "/", raw.get("subPath") or None))
     ports = tuple(ContainerPort(p.get("name"), int(p["containerPort"]), p.get("protocol") or "TCP")
                   for p in container.get("ports") or ())
+    readiness = None
+    probe = (container.get("readinessProbe") or {}).get("httpGet")
+    if probe:
+        port = probe.get("port")
+        number = next((p.number for p in ports if p.name == port), None) if isinstance(port, str) else int(port)
+        if number is None:
+            raise PlanError(f"{where}: readinessProbe port {port!r} is not a container port")
+        readiness = (probe.get("path") or "/", number)
     replicas = spec.get("replicas")
     grace = pod_spec.get("terminationGracePeriodSeconds")
     meta_labels = meta.get("labels") or {}
@@ -147,6 +156,7 @@ def pod_plan(deployment: Mapping[str, Any]) -> PodPlan:
         livestream=meta_labels.get("onair.dev/livestream"),
         component=meta_labels.get("app.kubernetes.io/component"),
         deleting=bool(meta.get("deletionTimestamp")),
+        readiness=readiness,
     )
 
 

@@ -164,6 +164,7 @@ class LocalPod:
     stopped: bool = False
     secret_dir: Optional[Path] = None
     secret_refreshed: float = 0.0
+    ready: bool = False
 
     @property
     def key(self) -> tuple[str, str]:
@@ -183,6 +184,7 @@ class PodInfo:
     pid: int
     ports: dict[str, int]  # container port name -> local port
     log_path: Path
+    ready: bool
 
 
 # ----------------------------------------------------------------------------- the runner
@@ -206,7 +208,10 @@ class PodRunner:
         self._lock = threading.RLock()
         self._pods: dict[tuple[str, str], LocalPod] = {}
         self._ports: dict[tuple[str, str, int], int] = {}
+        # Service ports of every wanted pod (what configs are rewritten with: DNS resolves before
+        # a pod is ready) and of ready pods only (what users are shown, as Service endpoints).
         self._services: dict[tuple[str, str, int], int] = {}
+        self._ready_services: dict[tuple[str, str, int], int] = {}
         self._notes: dict[tuple[str, str], str] = {}
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -285,7 +290,7 @@ class PodRunner:
                 ports = {p.name or str(p.number): self._ports[(plan.namespace, plan.name, p.number)]
                          for p in plan.ports if (plan.namespace, plan.name, p.number) in self._ports}
                 out.append(PodInfo(plan.namespace, plan.name, plan.livestream, plan.component, pod.proc.pid,
-                                   ports, pod.log_path))
+                                   ports, pod.log_path, pod.ready))
         return sorted(out, key=lambda i: (i.namespace, i.name))
 
     def livestreams(self) -> list[tuple[str, str]]:
@@ -329,7 +334,8 @@ class PodRunner:
             if pod is None:
                 return f"unknown{f' ({note})' if note else ''}"
             if pod.running:
-                return f"running pid {pod.proc.pid} (restarts {pod.restarts})"
+                return (f"running pid {pod.proc.pid}, {'ready' if pod.ready else 'not ready'} "
+                        f"(restarts {pod.restarts})")
             if pod.stopping:
                 return "stopping"
             if pod.pending:
@@ -338,7 +344,9 @@ class PodRunner:
 
     def endpoints(self, namespace: str, livestream: str) -> Optional[dict[str, dict[str, str]]]:
         """Local push and playback URLs of a Livestream (its status URLs with local ports), or None
-        if it does not exist. Credentials are not included: they are in ``status.credentialsSecret``."""
+        if it does not exist. Only URLs served by a ready pod (readinessProbe passed) are listed, as
+        a Service only routes to ready pods. Credentials are not included: they are in
+        ``status.credentialsSecret``."""
         from kubernetes import client
         from kubernetes.client.exceptions import ApiException
 
@@ -355,7 +363,7 @@ class PodRunner:
         finally:
             api.close()
         with self._lock:
-            table = dict(self._services)
+            table = dict(self._ready_services)
         return loopback.local_endpoints(obj.get("status") or {}, table, namespace)
 
     # ------------------------------------------------------------------ threads
@@ -463,6 +471,9 @@ class PodRunner:
                 self._allocate(plan, [(p.number, p.protocol) for p in plan.ports])
         with self._lock:
             self._services = loopback.service_table(services, wanted.values(), self._ports)
+            ready = [p.plan for k, p in self._pods.items() if p.ready and p.running and k in wanted
+                     and p.plan.fingerprint == wanted[k].fingerprint]
+            self._ready_services = loopback.service_table(services, ready, self._ports)
 
         with self._lock:
             pods = list(self._pods.items())
@@ -492,11 +503,35 @@ class PodRunner:
                 self._crashed(pod, now)
             if pod.proc is None and now >= pod.next_start:
                 self._start(pod)
-            elif pod.running and now - pod.secret_refreshed > 10:
-                self._refresh_secrets(pod)
+            elif pod.running:
+                self._probe(pod)
+                if now - pod.secret_refreshed > 10:
+                    self._refresh_secrets(pod)
+
+    def _probe(self, pod: LocalPod) -> None:
+        """The readinessProbe (httpGet) on the local port; no probe means ready once started."""
+        import urllib.error
+        import urllib.request
+
+        if pod.plan.readiness is None:
+            ready = True
+        else:
+            path, number = pod.plan.readiness
+            with self._lock:
+                local = self._ports.get((pod.plan.namespace, pod.plan.name, number))
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+            try:
+                with opener.open(f"http://{loopback.LOCAL_HOST}:{local}{path}", timeout=1.0) as resp:
+                    ready = 200 <= resp.status < 400
+            except (urllib.error.URLError, OSError, ValueError):
+                ready = False
+        if ready != pod.ready:
+            pod.ready = ready
+            self._wake.set()  # Service endpoints changed: recompute them now, not at the next resync
 
     def _crashed(self, pod: LocalPod, now: float) -> None:
         code = pod.proc.returncode
+        pod.ready = False
         _kill_all(_family(None, pod.tag))  # whatever it left behind, as a container's cgroup would
         pod.proc = None
         if now - pod.started_at > 60:
@@ -674,6 +709,7 @@ class PodRunner:
     # ------------------------------------------------------------------ stopping
     def _begin_stop(self, pod: LocalPod, why: str) -> None:
         pod.stopping = True
+        pod.ready = False
         if pod.proc is None:
             self._cleanup(pod)
             pod.stopped = True
