@@ -3,6 +3,11 @@
 The operator runs in-process (not as a Pod: there is no kubelet) against the local cluster's
 admin kubeconfig, so a code change is one Ctrl-C and re-run away. The cluster itself stays
 up when the operator is missing or crashes, so the API can still be poked at with kubectl.
+
+With ``--media`` (the default when ffmpeg and nginx with the RTMP module are installed) the pod
+runner (``podrunner``) plays the kubelet for the operator's media Deployments: every agent runs
+as a local process on 127.0.0.1, so `onair dev` is a complete streaming server and prints each
+Livestream's local push and playback URLs as they appear.
 """
 from __future__ import annotations
 
@@ -79,8 +84,8 @@ class _OperatorThread:
     the cluster; stopped through run_operator's stop_flag. Falls back to a blocking call in
     the main thread for a runner without stop_flag."""
 
-    def __init__(self, fn, kubeconfig: Path):
-        self.fn, self.kubeconfig = fn, kubeconfig
+    def __init__(self, fn, kubeconfig: Path, resolver=None):
+        self.fn, self.kubeconfig, self.resolver = fn, kubeconfig, resolver
         self.params = inspect.signature(fn).parameters
         self.stop = threading.Event()
         self.ready = threading.Event()
@@ -94,6 +99,8 @@ class _OperatorThread:
 
     def _call(self, **extra) -> None:
         kwargs = {"kubeconfig": str(self.kubeconfig), **extra}
+        if self.resolver is not None and "resolver" in self.params:
+            kwargs["resolver"] = self.resolver
         if inspect.iscoroutinefunction(self.fn):
             asyncio.run(self.fn(**kwargs))
             return
@@ -122,8 +129,62 @@ class _OperatorThread:
             print(f"operator {what}; cluster stays up until Ctrl-C", file=sys.stderr, flush=True)
 
 
+def media_tools_missing() -> list[str]:
+    """What the media agents need and this machine lacks (empty: `--media` can run)."""
+    from onair.agent.ingest.nginx import MODULES_DIR, nginx_binary
+
+    missing = [tool for tool in ("ffmpeg", "ffprobe") if shutil.which(tool) is None]
+    if not Path(nginx_binary()).is_file():
+        missing.append("nginx")
+    elif not Path(MODULES_DIR, "ngx_rtmp_module.so").is_file():
+        missing.append("libnginx-mod-rtmp")
+    return missing
+
+
+class _EndpointPrinter:
+    """Prints a Livestream's local push/playback URLs whenever they change (checked every 2 s)."""
+
+    def __init__(self, runner, interval: float = 2.0):
+        self.runner, self.interval = runner, interval
+        self.shown: dict[tuple[str, str], dict] = {}
+        self._next = 0.0
+
+    def poll(self) -> None:
+        import time
+
+        if time.monotonic() < self._next:
+            return
+        self._next = time.monotonic() + self.interval
+        for ns, name in self.runner.livestreams():
+            try:
+                eps = self.runner.endpoints(ns, name)
+            except Exception:  # noqa: BLE001 - the API may be busy; next round
+                continue
+            if not eps or not (eps["ingest"] or eps["playback"]) or self.shown.get((ns, name)) == eps:
+                continue
+            self.shown[(ns, name)] = eps
+            lines = [f"\nLivestream {ns}/{name} on this machine:"]
+            lines += [f"  push  {key:<12} {url}" for key, url in sorted(eps["ingest"].items())]
+            lines += [f"  play  {key:<12} {url}" for key, url in sorted(eps["playback"].items())]
+            lines.append(f"  RTMP needs the stream key: kubectl -n {ns} get secret {name}-credentials "
+                         "-o jsonpath='{.data.streamKey}' | base64 -d")
+            print("\n".join(lines), flush=True)
+
+
+def _start_media(kubeconfig: Path, media_dir: Path):
+    from .podrunner import PodRunner
+
+    runner = PodRunner(kubeconfig, media_dir)
+    try:
+        runner.start()
+    except Exception as e:  # noqa: BLE001 - the control plane is still useful without media
+        print(f"media agents not started: {e}", file=sys.stderr, flush=True)
+        return None
+    print(f"media agents run as local processes (pod runner); volumes and logs in {media_dir}", flush=True)
+    return runner
+
+
 def main(argv: list[str] | None = None) -> int:
-    from .cli import wait_for_interrupt
     from .cluster import ClusterError, LocalCluster
 
     ap = argparse.ArgumentParser(prog="onair dev", description=__doc__.splitlines()[0])
@@ -131,7 +192,19 @@ def main(argv: list[str] | None = None) -> int:
                     help="stable path the admin kubeconfig is copied to (default: %(default)s)")
     ap.add_argument("--no-operator", action="store_true", help="only the cluster, CRDs and CallTypes")
     ap.add_argument("--keep", action="store_true", help="keep the run dir (logs, etcd data) after stopping")
+    ap.add_argument("--media", action=argparse.BooleanOptionalAction, default=None,
+                    help="run every Livestream's media agents as local processes (default: on when ffmpeg and "
+                         "nginx with the RTMP module are installed)")
+    ap.add_argument("--media-dir", default=str(build.cache_root() / "dev" / "media"),
+                    help="where local agents keep volumes (DVR, recordings) and logs (default: %(default)s)")
     args = ap.parse_args(argv)
+    missing = media_tools_missing() if args.media is not False else []
+    if args.media and missing:
+        print(f"onair dev: --media needs {', '.join(missing)}", file=sys.stderr)
+        return 2
+    media = args.media if args.media is not None else not missing
+    if args.media is None and missing:
+        print(f"media agents off: {', '.join(missing)} not installed (control plane only)", flush=True)
     root = repo_root()
 
     try:
@@ -150,31 +223,14 @@ def main(argv: list[str] | None = None) -> int:
                   f"component logs in {cluster.run_dir / 'logs'}")
             print(f"\n    export KUBECONFIG={out}\n", flush=True)
 
-            fn = None if args.no_operator else _load_runner()
-            if fn is None:
-                print("Ctrl-C to stop.", flush=True)
-                wait_for_interrupt(cluster)
-            else:
-                op = _OperatorThread(fn, out)
-                print("starting operator in-process; Ctrl-C to stop.", flush=True)
-                if op.stoppable:
-                    op.thread.start()
-                    wait_for_interrupt(cluster, extra_check=op.poll)
-                    print("\nstopping operator...", flush=True)
-                    op.stop.set()
-                    op.thread.join(timeout=20)
-                    if op.thread.is_alive():
-                        print("operator did not stop within 20s; tearing the cluster down anyway",
-                              file=sys.stderr, flush=True)
-                else:
-                    try:
-                        op._call()
-                    except KeyboardInterrupt:
-                        pass
-                    except Exception:  # noqa: BLE001 - keep the cluster for post-mortem poking
-                        traceback.print_exc()
-                    print("operator stopped; cluster stays up until Ctrl-C", flush=True)
-                    wait_for_interrupt(cluster)
+            runner = _start_media(out, Path(args.media_dir).expanduser().resolve()) if media else None
+            printer = _EndpointPrinter(runner) if runner else None
+            try:
+                _run(cluster, args, out, runner, printer)
+            finally:
+                if runner is not None:
+                    print("stopping media agents...", flush=True)
+                    runner.stop()
             print("\nstopping cluster...", flush=True)
     except (ClusterError, build.BuildError) as e:
         print(f"onair dev: {e}", file=sys.stderr)
@@ -182,6 +238,41 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def _run(cluster, args, out: Path, runner, printer) -> None:
+    """The operator (with the pod runner's resolver when media agents run) until Ctrl-C."""
+    from .cli import wait_for_interrupt
+
+    def check() -> None:
+        if printer is not None:
+            printer.poll()
+
+    fn = None if args.no_operator else _load_runner()
+    if fn is None:
+        print("Ctrl-C to stop.", flush=True)
+        wait_for_interrupt(cluster, extra_check=check)
+        return
+    op = _OperatorThread(fn, out, resolver=runner.resolver if runner else None)
+    print("starting operator in-process; Ctrl-C to stop.", flush=True)
+    if op.stoppable:
+        op.thread.start()
+        wait_for_interrupt(cluster, extra_check=lambda: (op.poll(), check()))
+        print("\nstopping operator...", flush=True)
+        op.stop.set()
+        op.thread.join(timeout=20)
+        if op.thread.is_alive():
+            print("operator did not stop within 20s; tearing the cluster down anyway",
+                  file=sys.stderr, flush=True)
+    else:
+        try:
+            op._call()
+        except KeyboardInterrupt:
+            pass
+        except Exception:  # noqa: BLE001 - keep the cluster for post-mortem poking
+            traceback.print_exc()
+        print("operator stopped; cluster stays up until Ctrl-C", flush=True)
+        wait_for_interrupt(cluster, extra_check=check)
 
 
 if __name__ == "__main__":
