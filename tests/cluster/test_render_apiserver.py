@@ -17,15 +17,15 @@ from onair.render.credentials import Credentials
 pytestmark = pytest.mark.cluster
 
 CREDS = Credentials(stream_key="streamkey0123", srt_passphrase="srtpassphrase0123", whip_token="whiptoken0123",
-                    playback_secret="p" * 32, upload_token="u" * 32)
+                    playback_secret="p" * 32, upload_token="u" * 32, read_token="r" * 32)
 UID = "6f1c1f8e-0000-4000-8000-000000000002"
 PLURALS = {"Secret": "secrets", "ConfigMap": "configmaps", "Service": "services",
            "PersistentVolumeClaim": "persistentvolumeclaims", "Deployment": "deployments"}
 
 
 def render(namespace: str, settings: Optional[dict] = None, config: Optional[OperatorConfig] = None,
-           **spec) -> RenderedChildren:
-    ls = {"metadata": {"name": "show", "namespace": namespace, "uid": UID},
+           uid: str = UID, **spec) -> RenderedChildren:
+    ls = {"metadata": {"name": "show", "namespace": namespace, "uid": uid},
           "spec": {"callType": "livestream", **spec}}
     ct = CallType.model_validate({"spec": {"settings": settings or {}}})
     return render_children(ls, ct, config or OperatorConfig(), CREDS)
@@ -115,19 +115,30 @@ def versions(api: client.ApiClient, objects: list[dict]) -> dict[str, tuple]:
     return out
 
 
+def create_owner(api: client.ApiClient, namespace: str) -> str:
+    """A real Livestream to own the children: the garbage collector deletes objects whose owner
+    does not exist. Nothing reconciles it here (no operator runs in this test)."""
+    body = {"apiVersion": "onair.dev/v1alpha1", "kind": "Livestream", "metadata": {"name": "show"},
+            "spec": {"callType": "livestream"}}
+    created = client.CustomObjectsApi(api).create_namespaced_custom_object(
+        "onair.dev", "v1alpha1", namespace, "livestreams", body)
+    return created["metadata"]["uid"]
+
+
 def test_reapplying_the_same_render_is_a_no_op_and_a_change_touches_only_its_objects(kube_api, namespace):
-    first = render(namespace, settings={"ingest": {"backup": True}})
+    uid = create_owner(kube_api, namespace)
+    first = render(namespace, settings={"ingest": {"backup": True}}, uid=uid)
     for obj in first.objects:
         apply(kube_api, obj)
     before = versions(kube_api, first.objects)
 
-    again = render(namespace, settings={"ingest": {"backup": True}})
+    again = render(namespace, settings={"ingest": {"backup": True}}, uid=uid)
     for obj in again.objects:
         apply(kube_api, obj)
     assert versions(kube_api, again.objects) == before
 
     # A shorter DVR window changes the origin's config (and so its pod template) and nothing else.
-    changed = render(namespace, settings={"ingest": {"backup": True}, "dvr": {"durationSeconds": 600}})
+    changed = render(namespace, settings={"ingest": {"backup": True}, "dvr": {"durationSeconds": 600}}, uid=uid)
     for obj in changed.objects:
         if obj["kind"] != "PersistentVolumeClaim":  # create-only
             apply(kube_api, obj)
