@@ -48,9 +48,24 @@ def whip_url(host: str, port: int = 8443, tls: bool = False) -> str:
     return f"{'https' if tls else 'http'}://{host}:{port}/whip"
 
 
-def ingest_read_url(host: str, port: int = 1935) -> str:
-    """Where the transcoder and the recorder read an ingest slot (cluster-internal)."""
-    return f"rtmp://{host}:{port}/{RTMP_APP}/{INTERNAL_STREAM}"
+def ingest_read_url(host: str, port: int = 1935, token: str | None = None) -> str:
+    """Where the transcoder and the recorder read an ingest slot (cluster-internal).
+
+    Rendered configs never carry ``token`` (it is a secret): readers add it at run time from
+    their ``readTokenFile`` with ``with_read_token``.
+    """
+    return with_read_token(f"rtmp://{host}:{port}/{RTMP_APP}/{INTERNAL_STREAM}", token)
+
+
+def with_read_token(url: str, token: str | None) -> str:
+    """``url`` with ``token=<token>`` added to its query; unchanged without a token.
+
+    nginx-rtmp splits ``?...`` off the played stream name and posts it to the ingest's
+    ``on_play`` callback, which checks the token.
+    """
+    if not token:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}token={quote(token, safe='')}"
 
 
 def origin_upload_url(host: str, port: int = 8081) -> str:

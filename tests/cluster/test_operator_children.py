@@ -60,7 +60,7 @@ def test_livestream_gets_every_child_with_the_right_spec(operator, kube, calltyp
     # The credentials Secret: every key present, and none of them leaks into status.
     secret = children[("Secret", "show-credentials")]
     data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
-    for key in ("streamKey", "srtPassphrase", "whipToken", "playbackSecret", "uploadToken"):
+    for key in ("streamKey", "srtPassphrase", "whipToken", "playbackSecret", "uploadToken", "readToken"):
         assert len(data[key]) >= 10
     status = obj["status"]
     assert data["streamKey"] not in repr(status)

@@ -69,3 +69,41 @@ def test_publisher_args_cannot_override_nginx_fields():
                       ("name", "k"), ("type", "live"), ("addr", "127.0.0.2"), ("name", "other")])
     r = auth.PublishRequest.from_form(form)
     assert (r.addr, r.name, r.clientid) == ("198.51.100.9", "k", "4")
+
+
+READ = "r3adT0ken"
+
+
+def play(name="stream", token=READ, checked=True, read_token=READ):
+    req = auth.PlayRequest(name=name, addr="198.51.100.9", clientid="7", token=token)
+    return auth.decide_play(req, internal_stream="stream", checked=checked, read_token=read_token)
+
+
+def test_a_play_needs_the_read_token():
+    assert play().accept and play().reason == auth.PLAY_ACCEPTED
+    assert (play(token="").accept, play(token="").reason) == (False, auth.PLAY_NO_TOKEN)
+    wrong = play(token=READ + "x")
+    assert (wrong.accept, wrong.reason) == (False, auth.PLAY_WRONG_TOKEN)
+    assert READ not in wrong.message and READ + "x" not in wrong.message
+    assert "198.51.100.9" in wrong.message
+
+
+def test_a_configured_but_missing_token_refuses_every_play():
+    missing = play(read_token=None)
+    assert (missing.accept, missing.reason) == (False, auth.PLAY_NO_TOKEN_CONFIGURED)
+
+
+def test_unchecked_plays_are_allowed_only_for_the_internal_stream():
+    assert play(token="", checked=False, read_token=None).accept
+    for checked in (True, False):
+        other = play(name="sk_guessed_key", checked=checked)
+        assert (other.accept, other.reason) == (False, auth.PLAY_UNKNOWN_STREAM)
+        assert "sk_guessed_key" not in other.message
+
+
+def test_play_form_fields_trust_nginx_first():
+    # nginx-rtmp posts its own fields first and the player's query args after them.
+    form = MultiDict([("call", "play"), ("addr", "10.0.0.5"), ("clientid", "3"), ("name", "stream"),
+                      ("token", "t1"), ("name", "forged"), ("addr", "127.0.0.1")])
+    req = auth.PlayRequest.from_form(form)
+    assert (req.name, req.addr, req.clientid, req.token) == ("stream", "10.0.0.5", "3", "t1")

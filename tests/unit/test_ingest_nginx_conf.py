@@ -20,12 +20,13 @@ def test_rtmp_only_conf():
     for line in ("listen 0.0.0.0:1935;", "publish_notify on;", "drop_idle_publisher 3000ms;",
                  "on_publish http://127.0.0.1:8080/internal/rtmp/publish;",
                  "on_publish_done http://127.0.0.1:8080/internal/rtmp/publish_done;",
+                 "on_play http://127.0.0.1:8080/internal/rtmp/play;",
                  "pid /work/ingest/nginx.pid;", "listen 127.0.0.1:40000;", "rtmp_stat all;", "rtmp_control all;",
                  "worker_processes 1;", "daemon off;", "application live {"):
         assert line in conf, line
     # Nothing outside the work dir is written (module directory is read only).
     for line in conf.splitlines():
-        if "/" in line and not line.lstrip().startswith(("#", "load_module", "on_publish", "location")):
+        if "/" in line and not line.lstrip().startswith(("#", "load_module", "on_publish", "on_play", "location")):
             assert "/work/ingest" in line, line
     assert "user " not in conf
     # http and nginx-rtmp both default to an access log under /var/log.

@@ -17,7 +17,7 @@ from onair.render.credentials import Credentials, credentials_from_secret_data, 
 from onair.render.ladder import fit_ladder
 
 CREDS = Credentials(stream_key="streamkey0123", srt_passphrase="srtpassphrase0123", whip_token="whiptoken0123",
-                    playback_secret="p" * 32, upload_token="u" * 32)
+                    playback_secret="p" * 32, upload_token="u" * 32, read_token="r" * 32)
 UID = "6f1c1f8e-0000-4000-8000-000000000001"
 CONFIG = OperatorConfig()
 MODELS = {"ingest": IngestConfig, "ingest-backup": IngestConfig, "transcoder": TranscoderConfig,
@@ -110,6 +110,35 @@ def test_pull_mode_renders_no_ingest_and_hands_uris_to_the_transcoder():
     assert t.pull_uris == uris and t.main_url is None and t.backup_url is None
     assert out.urls.ingest.wire() == {}
     assert config_of(out, "recorder").source_url == uris[0]
+
+
+def secret_items(pod: dict) -> set[str]:
+    return {i["key"] for v in pod["volumes"] if v.get("secret", {}).get("secretName") == "show-credentials"
+            for i in v["secret"]["items"]}
+
+
+@pytest.mark.parametrize("record_type", ["origin", "transcoded"])
+def test_internal_readers_get_the_read_token_as_a_mounted_file_never_in_a_configmap(record_type):
+    out = render(ct=calltype(ingest={"backup": True}, recording={"type": record_type}))
+    token_file = f"{roles.SECRET_DIR}/readToken"
+    for key in ("ingest", "ingest-backup", "transcoder", "origin", "recorder"):
+        assert config_of(out, key).read_token_file == token_file, key
+        assert "readToken" in secret_items(pods(out)[f"show-{key}"]), key
+    for cm in by_kind(out, "ConfigMap").values():
+        assert CREDS.read_token not in cm["data"]["config.json"]
+    transcoder = config_of(out, "transcoder")
+    assert "token" not in transcoder.main_url and "token" not in transcoder.backup_url
+    assert "token" not in config_of(out, "recorder").source_url
+
+
+def test_a_pull_source_never_gets_the_read_token():
+    uris = ["srt://encoder.example.org:9000?streamid=x"]
+    out = render(livestream(source={"mode": "pull", "uris": uris}))
+    for key in ("transcoder", "recorder"):
+        assert config_of(out, key).read_token_file is None, key
+        assert "readToken" not in secret_items(pods(out)[f"show-{key}"]), key
+    # The origin still lets in-cluster readers in.
+    assert config_of(out, "origin").read_token_file == f"{roles.SECRET_DIR}/readToken"
 
 
 def test_recording_disabled_renders_no_recorder_and_no_recordings_volume():

@@ -9,7 +9,7 @@ from onair.render.credentials import (
 )
 
 FIXED = Credentials(stream_key="key-0123456789", srt_passphrase="pass phrase/&=1", whip_token="whiptoken123",
-                    playback_secret="p" * 32, upload_token="u" * 32)
+                    playback_secret="p" * 32, upload_token="u" * 32, read_token="r" * 32)
 
 
 def b64(value: str) -> str:
@@ -24,7 +24,9 @@ def test_generated_credentials_are_valid_and_distinct():
     a, b = generate_credentials(), generate_credentials()
     assert a != b
     assert 10 <= len(a.srt_passphrase) <= 79
-    assert len({a.stream_key, a.srt_passphrase, a.whip_token, a.playback_secret, a.upload_token}) == 5
+    assert len({a.stream_key, a.srt_passphrase, a.whip_token, a.playback_secret, a.upload_token, a.read_token}) == 6
+    # The read token travels in an RTMP play URL's query: nothing in it may need escaping.
+    assert a.read_token.isalnum() and len(a.read_token) >= 32
 
 
 def test_srt_passphrase_follows_libsrt_length_rule():
@@ -55,11 +57,29 @@ def test_missing_and_unusable_values_are_filled_without_rotating_the_others():
     data["srtPassphrase"] = b64("short")     # a user shortened it below libsrt's minimum
     data["whipToken"] = "%%% not base64"
     fill = Credentials(stream_key="other-stream-key", srt_passphrase="fresh-passphrase",
-                       whip_token="fresh-whip-token", playback_secret="f" * 32, upload_token="g" * 32)
+                       whip_token="fresh-whip-token", playback_secret="f" * 32, upload_token="g" * 32,
+                       read_token="h" * 32)
     got = credentials_from_secret_data(data, fill=lambda: fill)
     assert got.stream_key == FIXED.stream_key and got.playback_secret == FIXED.playback_secret
     assert got.upload_token == fill.upload_token
     assert got.srt_passphrase == fill.srt_passphrase and got.whip_token == fill.whip_token
+
+
+def test_a_secret_from_before_the_read_token_gains_one_and_keeps_everything_else():
+    data = secret_data(FIXED)
+    del data["readToken"]
+    got = credentials_from_secret_data(data)
+    assert got.read_token and got.read_token != FIXED.read_token
+    assert {k: v for k, v in got.data().items() if k != "readToken"} == {
+        k: v for k, v in FIXED.data().items() if k != "readToken"}
+    # Once stored, it is preserved like every other key.
+    assert credentials_from_secret_data(secret_data(got)) == got
+
+
+def test_a_read_token_that_cannot_travel_in_a_url_is_replaced():
+    data = secret_data(FIXED)
+    data["readToken"] = b64("has spaces & ampersands " * 2)
+    assert credentials_from_secret_data(data).read_token != "has spaces & ampersands " * 2
 
 
 def test_a_user_rotated_key_is_kept():

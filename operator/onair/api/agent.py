@@ -55,6 +55,9 @@ class IngestConfig(ApiModel):
     stream_key_file: str = "/etc/onair/secret/streamKey"
     srt_passphrase_file: str = "/etc/onair/secret/srtPassphrase"
     whip_token_file: str = "/etc/onair/secret/whipToken"
+    read_token_file: Optional[str] = Field(
+        None, description="internal readers (transcoder, recorder) must play with ?token=<this file's token>; "
+                          "unset: plays are not checked (local runs and tests without a token)")
     tls_cert_file: Optional[str] = None
     tls_key_file: Optional[str] = None
     work_dir: str = "/var/lib/onair/ingest"
@@ -74,6 +77,8 @@ class TranscoderConfig(ApiModel):
     agent_port: int = 8080
     main_url: Optional[str] = Field(None, description="RTMP URL to read the main ingest from")
     backup_url: Optional[str] = None
+    read_token_file: Optional[str] = Field(
+        None, description="the ingest's read token, appended as ?token= to mainUrl and backupUrl at run time")
     pull_uris: list[str] = Field(default_factory=list, description="pull mode: tried round-robin")
     ladder: list[Rung]
     hls_cmaf: bool = True
@@ -105,6 +110,9 @@ class OriginConfig(ApiModel):
     dvr_window_seconds: int = Field(3600, ge=30, le=14400)
     playback_secret_file: str = "/etc/onair/secret/playbackSecret"
     upload_token_file: Optional[str] = None
+    read_token_file: Optional[str] = Field(
+        None, description="Authorization: Bearer <this file's token> reads playlists and segments in any phase "
+                          "(in-cluster readers such as the recorder)")
     projection: Literal["regular", "vr360", "vr180", "vr360tb"] = "regular"
     cors_origins: list[str] = ["*"]
     max_upload_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024,
@@ -118,6 +126,9 @@ class RecorderConfig(ApiModel):
     agent_port: int = 8080
     source_url: str = Field(description="RTMP ingest (recordType origin) or transcoded HLS URL")
     record_type: Literal["origin", "transcoded"] = "origin"
+    read_token_file: Optional[str] = Field(
+        None, description="the livestream's internal read token: appended as ?token= to an RTMP source, sent as "
+                          "Authorization: Bearer to an HTTP(S) one")
     output_dir: str = "/recordings"
     split_seconds: int = Field(4 * 3600, gt=0)
     finalize_after_seconds: float = Field(10, ge=0, description="wait this long for a dropped stream before finalizing")

@@ -74,7 +74,8 @@ CHILD_KINDS: tuple[tuple[str, str], ...] = (
 )
 
 # Which credential files each role may read: least privilege, and the convenience publish URLs
-# never reach a pod.
+# never reach a pod. The read token is added for a role whose config names it (``_secret_keys``):
+# a recorder or transcoder reading a third-party pull source never gets it.
 _SECRET_KEYS: dict[str, tuple[str, ...]] = {
     "ingest": (creds_mod.STREAM_KEY, creds_mod.SRT_PASSPHRASE, creds_mod.WHIP_TOKEN),
     "transcoder": (creds_mod.UPLOAD_TOKEN,),
@@ -238,6 +239,7 @@ def render_agent_configs(name: str, namespace: str, spec: LivestreamSpec, effect
                 stream_key_file=_secret_file(creds_mod.STREAM_KEY),
                 srt_passphrase_file=_secret_file(creds_mod.SRT_PASSPHRASE),
                 whip_token_file=_secret_file(creds_mod.WHIP_TOKEN),
+                read_token_file=_secret_file(creds_mod.READ_TOKEN),
                 active=active, whip_ice_servers=list(config.whip_ice_servers), **tls_files)
 
     ingest_port = _port(roles.INGEST, "rtmp")
@@ -249,6 +251,8 @@ def render_agent_configs(name: str, namespace: str, spec: LivestreamSpec, effect
         main_url=None if pull else endpoints.ingest_read_url(service_host(name, namespace, "ingest"), ingest_port),
         backup_url=(endpoints.ingest_read_url(service_host(name, namespace, "ingest-backup"), ingest_port)
                     if not pull and effective.ingest.backup else None),
+        # The URLs above carry no token (a ConfigMap is no place for it): the transcoder adds it.
+        read_token_file=None if pull else _secret_file(creds_mod.READ_TOKEN),
         pull_uris=list(spec.source.uris or []) if pull else [],
         ladder=render_ladder(effective),
         hls_cmaf=b.outputs.hls_cmaf, hls_mpegts=b.outputs.hls_mpegts, dash=b.outputs.dash,
@@ -263,21 +267,25 @@ def render_agent_configs(name: str, namespace: str, spec: LivestreamSpec, effect
         dvr_enabled=effective.dvr.enabled, dvr_window_seconds=effective.dvr.duration_seconds,
         playback_secret_file=_secret_file(creds_mod.PLAYBACK_SECRET),
         upload_token_file=_secret_file(creds_mod.UPLOAD_TOKEN),
+        read_token_file=_secret_file(creds_mod.READ_TOKEN),
         projection=spec.projection or "regular",
     )
     rec = effective.recording
     if rec.mode != "disabled":
+        read_token_file: Optional[str] = _secret_file(creds_mod.READ_TOKEN)
         if rec.type == "transcoded":
             path = endpoints.PLAYBACK_PATHS["hlsCmaf" if b.outputs.hls_cmaf else "hlsMpegts"]
             source_url = f"http://{origin_host}:{origin_http}/{path}"
         elif pull:
-            # "origin" means the source as pushed; in pull mode that is the first pull URI.
+            # "origin" means the source as pushed; in pull mode that is the first pull URI, a third
+            # party that must never see our token.
             source_url = spec.source.uris[0]
+            read_token_file = None
         else:
             source_url = endpoints.ingest_read_url(service_host(name, namespace, "ingest"), ingest_port)
         out["recorder"] = RecorderConfig(
             livestream=ident, agent_port=roles.AGENT_PORT, source_url=source_url, record_type=rec.type,
-            output_dir=RECORDINGS_DIR, split_seconds=rec.split_seconds)
+            read_token_file=read_token_file, output_dir=RECORDINGS_DIR, split_seconds=rec.split_seconds)
     return out
 
 
@@ -314,7 +322,7 @@ def _volumes(name: str, key: str, agent: BaseModel, effective: CallSettings,
     # and the config hash annotation restarts the pod when it changes.
     mounts = [{"name": "config", "mountPath": roles.CONFIG_PATH, "subPath": CONFIG_KEY, "readOnly": True},
               {"name": "tmp", "mountPath": "/tmp"}]
-    secret_keys = _SECRET_KEYS[role]
+    secret_keys = _secret_keys(role, agent)
     if secret_keys:
         volumes.append({"name": "credentials", "secret": {
             "secretName": creds_mod.secret_name(name), "defaultMode": 0o440,
@@ -335,6 +343,13 @@ def _volumes(name: str, key: str, agent: BaseModel, effective: CallSettings,
         volumes.append({"name": "recordings", "persistentVolumeClaim": {"claimName": recordings_claim(name, effective)}})
         mounts.append({"name": "recordings", "mountPath": agent.output_dir})
     return volumes, mounts
+
+
+def _secret_keys(role: str, agent: BaseModel) -> tuple[str, ...]:
+    keys = _SECRET_KEYS[role]
+    if getattr(agent, "read_token_file", None) == _secret_file(creds_mod.READ_TOKEN):
+        keys += (creds_mod.READ_TOKEN,)
+    return keys
 
 
 def _spread(name: str) -> dict:

@@ -23,7 +23,10 @@ SRT_PASSPHRASE = "srtPassphrase"
 WHIP_TOKEN = "whipToken"
 PLAYBACK_SECRET = "playbackSecret"
 UPLOAD_TOKEN = "uploadToken"
-CREDENTIAL_KEYS = (STREAM_KEY, SRT_PASSPHRASE, WHIP_TOKEN, PLAYBACK_SECRET, UPLOAD_TOKEN)
+# Internal readers (transcoder, recorder) present it to the ingest (RTMP ?token=) and the origin
+# (Authorization: Bearer): the raw source and backstage playback stay closed to anyone else.
+READ_TOKEN = "readToken"
+CREDENTIAL_KEYS = (STREAM_KEY, SRT_PASSPHRASE, WHIP_TOKEN, PLAYBACK_SECRET, UPLOAD_TOKEN, READ_TOKEN)
 
 # Convenience keys: full publish URLs with the credentials in them, for copy-paste into OBS.
 PUBLISH_URL_KEYS = {
@@ -45,6 +48,8 @@ class Credentials(BaseModel):
     whip_token: str = Field(min_length=8, max_length=256)
     playback_secret: str = Field(min_length=16, max_length=256)
     upload_token: str = Field(min_length=16, max_length=256)
+    # URL-safe: it travels in the RTMP play URL's query.
+    read_token: str = Field(min_length=16, max_length=256, pattern=r"^[A-Za-z0-9._~-]+$")
 
     def __repr__(self) -> str:  # a stray log line must not print keys
         return "Credentials(<redacted>)"
@@ -59,12 +64,13 @@ class Credentials(BaseModel):
             WHIP_TOKEN: self.whip_token,
             PLAYBACK_SECRET: self.playback_secret,
             UPLOAD_TOKEN: self.upload_token,
+            READ_TOKEN: self.read_token,
         }
 
 
 _FIELD_BY_KEY = {
     STREAM_KEY: "stream_key", SRT_PASSPHRASE: "srt_passphrase", WHIP_TOKEN: "whip_token",
-    PLAYBACK_SECRET: "playback_secret", UPLOAD_TOKEN: "upload_token",
+    PLAYBACK_SECRET: "playback_secret", UPLOAD_TOKEN: "upload_token", READ_TOKEN: "read_token",
 }
 
 
@@ -79,6 +85,7 @@ def _fresh_values() -> dict[str, str]:
         "whip_token": _token(32),
         "playback_secret": _token(48),
         "upload_token": _token(48),
+        "read_token": _token(48),
     }
 
 
@@ -96,7 +103,7 @@ def _decode(value: str) -> Optional[str]:
 
 # Known-valid values to check one field at a time against the model's constraints.
 _VALID = {"stream_key": "k" * 24, "srt_passphrase": "p" * 32, "whip_token": "w" * 32,
-          "playback_secret": "s" * 48, "upload_token": "u" * 48}
+          "playback_secret": "s" * 48, "upload_token": "u" * 48, "read_token": "r" * 48}
 
 
 def _valid(field: str, value: str) -> bool:
@@ -165,7 +172,7 @@ def render_credentials_secret(ls_meta: Mapping, creds: Credentials, urls: Ingest
 
     ``data`` (base64), not ``stringData``: stringData is write-only, so a server-side apply of it
     never compares equal to what is stored. Keys: streamKey, srtPassphrase, whipToken,
-    playbackSecret, uploadToken, plus the publish URLs with credentials (rtmpPublishUrl, ...).
+    playbackSecret, uploadToken, readToken, plus the publish URLs with credentials (rtmpPublishUrl, ...).
     Labels and the ownerReference default to those of every other child (the latter when
     ``ls_meta`` has a uid), so this alone restores a deleted Secret exactly as ``render_children`` would.
     """

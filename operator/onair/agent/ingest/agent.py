@@ -1,9 +1,10 @@
 """The ingest agent of one slot: nginx (RTMP/RTMPS), the SRT listener and bridge, WHIP, and the
-one place that decides who may publish.
+one place that decides who may publish and who may read.
 
 Every publish, whatever its protocol, ends up as an RTMP publish into nginx and passes through
-``on_publish`` here; the accepted one is renamed to the internal stream readers use. nginx's stat
-XML is polled to tell a live publisher from a frozen or vanished one.
+``on_publish`` here; the accepted one is renamed to the internal stream readers use. Every read
+(an RTMP play: the transcoder, the recorder) passes through ``on_play``, which wants the read
+token. nginx's stat XML is polled to tell a live publisher from a frozen or vanished one.
 """
 from __future__ import annotations
 
@@ -110,6 +111,7 @@ class IngestAgent(Agent):
         self.app.add_routes([
             web.post("/internal/rtmp/publish", self._on_publish),
             web.post("/internal/rtmp/publish_done", self._on_publish_done),
+            web.post("/internal/rtmp/play", self._on_play),
             web.get("/readyz", self._get_readyz),
         ])
 
@@ -123,6 +125,8 @@ class IngestAgent(Agent):
                                list(labels), registry=self.registry).labels(**labels)
         self.m_publishes = Counter("onair_ingest_publishes", "publish attempts by protocol and outcome",
                                    [*labels, "protocol", "outcome"], registry=self.registry)
+        self.m_plays = Counter("onair_ingest_plays", "internal read attempts (nginx-rtmp plays) by outcome",
+                               [*labels, "outcome"], registry=self.registry)
         self.m_drops = Counter("onair_ingest_publisher_drops", "live publishers the ingest dropped, by reason",
                                [*labels, "reason"], registry=self.registry)
 
@@ -177,6 +181,20 @@ class IngestAgent(Agent):
         if self.holder is not None and self.holder.clientid == req.clientid:
             log.info("%s publisher (client %s) left", self.holder.protocol, req.clientid)
             self.holder = None
+        return web.Response(text="ok\n")
+
+    async def _on_play(self, request: web.Request) -> web.Response:
+        if not auth.is_loopback(request.remote or ""):
+            return web.Response(status=403, text="callbacks are for the local nginx only\n")
+        req = auth.PlayRequest.from_form(await request.post())
+        token_file = self.config.read_token_file
+        decision = auth.decide_play(req, internal_stream=endpoints.INTERNAL_STREAM, checked=token_file is not None,
+                                    read_token=read_secret(token_file))
+        self.m_plays.labels(**self._labels, outcome=decision.reason).inc()
+        if not decision.accept:
+            log.warning("%s", decision.message)
+            return web.Response(status=403, text=decision.reason + "\n")
+        log.info("%s (client %s)", decision.message, req.clientid)
         return web.Response(text="ok\n")
 
     # WHIP gate ----------------------------------------------------------------------------
@@ -508,6 +526,11 @@ class IngestAgent(Agent):
                 log.error("no stream key in %s: every RTMP/RTMPS publish will be refused", c.stream_key_file)
         if "whip" in c.protocols and not read_secret(c.whip_token_file):
             log.error("no WHIP token in %s: every WHIP publish will be refused", c.whip_token_file)
+        if c.read_token_file is None:
+            log.warning("no readTokenFile configured: anyone who reaches the RTMP port can read the stream")
+        elif not read_secret(c.read_token_file):
+            log.error("no read token in %s: every internal read (transcoder, recorder) will be refused",
+                      c.read_token_file)
 
     async def run(self) -> None:
         self._active_applied = self.active
@@ -527,6 +550,7 @@ class IngestAgent(Agent):
                                                                           str(self.work_dir.resolve())),
                                       on_line=self._on_nginx_line, backoff_initial=0.5, backoff_max=5.0,
                                       secrets=[s for s in (read_secret(self.config.stream_key_file),
+                                                           read_secret(self.config.read_token_file),
                                                            self.bridge_token) if s]))
             if self.srt_enabled and self.active:
                 self._start_srt()

@@ -1,4 +1,4 @@
-"""Who may publish on this slot, decided on every nginx-rtmp ``on_publish`` callback.
+"""Who may publish on this slot (nginx-rtmp ``on_publish``) and who may read it (``on_play``).
 
 Pure: the agent gathers the facts (request, secrets, what is live) and logs/counts the verdict.
 Messages never contain a secret nor the name a publisher tried (a near miss of the key is a
@@ -115,3 +115,49 @@ def decide(req: PublishRequest, *, stream_key: Optional[str], bridge_token: str,
                         f"refused {who}: {holder.protocol} is already live on this slot "
                         "(only one protocol at a time)")
     return Decision(True, protocol, ACCEPTED, f"accepted {who}")
+
+
+# ----------------------------------------------------------------------------- plays
+PLAY_ACCEPTED = "accepted"
+PLAY_UNKNOWN_STREAM = "unknown_stream"
+PLAY_NO_TOKEN = "no_token"
+PLAY_WRONG_TOKEN = "wrong_token"
+PLAY_NO_TOKEN_CONFIGURED = "no_token_configured"
+
+
+@dataclass(frozen=True)
+class PlayRequest:
+    """nginx-rtmp's ``on_play`` form; the player's ``?token=`` arrives as a field of its own,
+    after nginx's fields (so ``name`` and ``addr`` come first and cannot be forged)."""
+
+    name: str
+    addr: str
+    clientid: str
+    token: str = ""
+
+    @classmethod
+    def from_form(cls, form) -> "PlayRequest":
+        def first(key: str) -> str:
+            values = form.getall(key, [])
+            return str(values[0]) if values else ""
+        return cls(name=first("name"), addr=first("addr"), clientid=first("clientid"), token=first("token"))
+
+
+def decide_play(req: PlayRequest, *, internal_stream: str, checked: bool, read_token: Optional[str]) -> Decision:
+    """Whether a reader may play. ``checked`` is False only when no read token file is configured
+    (local runs and tests): then any play of the internal stream is allowed."""
+    who = f"play from {req.addr or 'unknown address'}"
+    if req.name != internal_stream:
+        # Only the renamed publish is ever live here; any other name is a probe for stream keys.
+        return Decision(False, None, PLAY_UNKNOWN_STREAM, f"refused {who}: no such stream (readers play "
+                                                           f"'{internal_stream}')")
+    if not checked:
+        return Decision(True, None, PLAY_ACCEPTED, f"accepted {who} (plays are not checked: no read token file)")
+    if not read_token:
+        return Decision(False, None, PLAY_NO_TOKEN_CONFIGURED,
+                        f"refused {who}: no read token is configured for this slot")
+    if not req.token:
+        return Decision(False, None, PLAY_NO_TOKEN, f"refused {who}: no read token (?token=) in the play URL")
+    if not secret_equals(req.token, read_token):
+        return Decision(False, None, PLAY_WRONG_TOKEN, f"refused {who}: wrong read token")
+    return Decision(True, None, PLAY_ACCEPTED, f"accepted {who}")
