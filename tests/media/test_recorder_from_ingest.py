@@ -10,7 +10,9 @@ pytestmark = [pytest.mark.media, pytest.mark.timeout(180)]
 
 def test_records_the_ingest_read_url_and_finalizes_when_the_agent_is_stopped(ingest_agent, recorder_agent, publishers):
     ingest = ingest_agent.start(slot="main", protocols=("rtmp",))
-    recorder = recorder_agent.start(ingest.read_url, split_seconds=4)
+    # Wired as the operator renders it: the URL without the token, the token in a mounted file.
+    recorder = recorder_agent.start(ingest.anonymous_read_url, split_seconds=4,
+                                    read_token_file=ingest.config.read_token_file)
     recorder.put_desired(recording=True)
     recorder.wait_status(lambda s: s["state"] == "waiting", 20, "waiting for a publisher")
 
@@ -30,6 +32,8 @@ def test_records_the_ingest_read_url_and_finalizes_when_the_agent_is_stopped(ing
         info = ffprobe_json(str(recorder.output_dir / part["file"]))
         assert {s["codec_type"] for s in info["streams"]} == {"video", "audio"}
     assert publisher.running and ingest.status()["receiving"], "the recorder going away does not touch the stream"
+    assert ingest.read_token not in recorder.log_text()
+    assert "accepted play from 127.0.0.1" in ingest.log_text() and "refused play" not in ingest.log_text()
 
 
 @pytest.mark.parametrize("audio", [True, False], ids=["audio", "video-only"])

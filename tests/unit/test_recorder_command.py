@@ -67,3 +67,16 @@ def test_every_input_is_probed_briefly_and_the_first_media_timeout_covers_the_pr
             assert 0 < analyze <= 3
         stats_period = float(option(argv, "-stats_period"))
         assert first_media_timeout_seconds(3) >= 3 + analyze + stats_period
+
+
+def test_the_read_token_goes_in_a_header_of_every_hls_input_and_nowhere_else():
+    run = RecordingRun(output_pattern="p%04d.mp4", split_seconds=10, start_number=1,
+                       hls=HlsSource("http://o/v.m3u8", "http://o/a.m3u8"), bearer_token="r3ad")
+    argv = ffmpeg_argv(run)
+    headers = [argv[i + 1] for i, a in enumerate(argv) if a == "-headers"]
+    assert headers == ["Authorization: Bearer r3ad\r\n"] * 2
+    assert all(argv.index("-headers", at) < argv.index("-i", at) for at in (0, argv.index("-i") + 1))
+    assert not any("r3ad" in a for a in argv if not a.startswith("Authorization:"))
+    plain = ffmpeg_argv(RecordingRun(output_pattern="p%04d.mp4", split_seconds=10, start_number=1,
+                                     hls=HlsSource("http://o/v.m3u8")))
+    assert "-headers" not in plain

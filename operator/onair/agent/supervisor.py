@@ -27,6 +27,12 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
+def shown_argv(argv: Sequence[str], secrets: Iterable[str]) -> str:
+    """A command line for the log: secrets redacted, and on one line (an HTTP header argument
+    ends with CRLF, which would otherwise split the log record)."""
+    return redact(" ".join(argv), secrets).replace("\r", "\\r").replace("\n", "\\n")
+
+
 @dataclass
 class Child:
     """One supervised process. ``restart`` decides whether an exit is followed by a new start."""
@@ -100,7 +106,7 @@ class Child:
     async def _run(self) -> None:
         backoff = self.backoff_initial
         while not self._stopping:
-            shown = redact(" ".join(self.argv), self.secrets)
+            shown = shown_argv(self.argv, self.secrets)
             log.info("starting %s: %s", self.name, shown)
             try:
                 self.proc = await asyncio.create_subprocess_exec(

@@ -24,7 +24,8 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 from prometheus_client import Counter, Gauge
 
-from onair.agent.app import Agent
+from onair import endpoints
+from onair.agent.app import Agent, read_secret
 from onair.agent.supervisor import Child, Supervisor
 from onair.api.agent import Desired, RecorderConfig, RecorderStatus
 
@@ -83,11 +84,15 @@ class SourceNotLive(Exception):
     """The source cannot be read yet; the message says why, for the log."""
 
 
-async def fetch_playlist(url: str) -> str:
+def bearer_header(token: Optional[str]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+async def fetch_playlist(url: str, token: Optional[str] = None) -> str:
     try:
         timeout = aiohttp.ClientTimeout(total=PLAYLIST_TIMEOUT_SECONDS)
         async with aiohttp.ClientSession(timeout=timeout) as http:
-            async with http.get(url) as response:
+            async with http.get(url, headers=bearer_header(token)) as response:
                 if response.status != 200:
                     raise SourceNotLive(f"playlist answered HTTP {response.status}")
                 return await response.text()
@@ -175,6 +180,8 @@ class RecorderAgent(Agent):
         if self.config.record_type == "transcoded" and not is_http(self.config.source_url):
             log.warning("recordType is transcoded but sourceUrl %s is not an HLS (http) URL; recording it as it is",
                         display_url(self.config.source_url))
+        if self.config.read_token_file and not read_secret(self.config.read_token_file):
+            log.error("no read token in %s: the source will refuse the recorder", self.config.read_token_file)
         self._loop_task = asyncio.get_running_loop().create_task(self._control_loop(), name="recorder")
 
     async def shutdown(self) -> None:
@@ -300,13 +307,20 @@ class RecorderAgent(Agent):
         self._set_state(state)
 
     # source -----------------------------------------------------------------------------
+    def _read_token(self) -> Optional[str]:
+        """Read at every attempt: a rotated Secret reaches the mounted file without a restart."""
+        return read_secret(self.config.read_token_file)
+
     async def _resolve_source(self) -> HlsSource | str:
+        """An RTMP URL (the ingest reads the token from its query) or the HLS playlists to copy
+        (the origin reads it from the Authorization header)."""
         url = self.config.source_url
+        token = self._read_token()
         if not is_http(url):
-            return url
+            return endpoints.with_read_token(url, token)
         try:
-            source = choose_top_rung(await fetch_playlist(url), url)
-            state = media_playlist_state(await fetch_playlist(source.video_url))
+            source = choose_top_rung(await fetch_playlist(url, token), url)
+            state = media_playlist_state(await fetch_playlist(source.video_url, token))
         except ValueError as exc:
             raise SourceNotLive(str(exc)) from None
         if state.ended:
@@ -320,7 +334,8 @@ class RecorderAgent(Agent):
     async def _remember_hls_position(self, source: HlsSource) -> None:
         """The newest segment when a run ends: a retry needs a newer one to count as live."""
         try:
-            self._hls_recorded_up_to = media_playlist_state(await fetch_playlist(source.video_url)).last_segment
+            self._hls_recorded_up_to = media_playlist_state(
+                await fetch_playlist(source.video_url, self._read_token())).last_segment
         except (SourceNotLive, ValueError):
             pass
 
@@ -336,6 +351,7 @@ class RecorderAgent(Agent):
             rtmp_url=source if isinstance(source, str) else None,
             hls=source if isinstance(source, HlsSource) else None,
             hls_live_start_index=-1 if self.session else -3,
+            bearer_token=self._read_token() if isinstance(source, HlsSource) else None,
         )
         reader = ProgressReader()
         self._run_reader, self._run_had_media = reader, False
@@ -361,7 +377,8 @@ class RecorderAgent(Agent):
             restart=False,
             stop_signal=signal.SIGINT,
             stop_timeout=3.0,
-            secrets=url_secrets(self.config.source_url),
+            secrets=[*url_secrets(self.config.source_url), *(url_secrets(source) if isinstance(source, str) else []),
+                     *filter(None, [run.bearer_token])],
             on_line=on_line,
             on_exit=lambda code: (exit_codes.append(code), exited.set()),
         )

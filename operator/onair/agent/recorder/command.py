@@ -43,14 +43,18 @@ class RecordingRun:
     # -3: start like a player, a few segments behind the live edge. A session that resumes after
     # a drop starts at the newest segment instead, so the part does not repeat the previous one.
     hls_live_start_index: int = -3
+    # Sent as Authorization: Bearer with every HLS request (the origin's internal read token).
+    bearer_token: Optional[str] = None
 
 
 def input_args(run: RecordingRun) -> list[str]:
     if run.hls is not None:
         start = str(run.hls_live_start_index)
-        args = [*PROBE_ARGS, "-live_start_index", start, "-i", run.hls.video_url]
+        # The HLS demuxer passes -headers on to every playlist, init segment and segment it opens.
+        headers = ["-headers", f"Authorization: Bearer {run.bearer_token}\r\n"] if run.bearer_token else []
+        args = [*PROBE_ARGS, *headers, "-live_start_index", start, "-i", run.hls.video_url]
         if run.hls.audio_url:
-            args += [*PROBE_ARGS, "-live_start_index", start, "-i", run.hls.audio_url]
+            args += [*PROBE_ARGS, *headers, "-live_start_index", start, "-i", run.hls.audio_url]
         return args
     if run.rtmp_url is None:
         raise ValueError("a recording run needs an RTMP URL or an HLS source")
