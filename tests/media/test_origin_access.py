@@ -95,6 +95,39 @@ def test_a_bearer_header_works_too_and_is_not_echoed(backstage_origin):
     assert "token=" not in response.text
 
 
+def test_the_read_token_lets_in_cluster_readers_read_backstage_without_opening_it(backstage_origin):
+    origin = backstage_origin
+    internal = {"Authorization": f"Bearer {origin.read_token}"}
+    master = origin.get("hls/cmaf/master.m3u8", headers=internal)
+    assert master.status_code == 200 and "token=" not in master.text
+    uri = m3u8.loads(master.text).playlists[0].uri
+    media = origin.get(f"hls/cmaf/{uri}", headers=internal)
+    assert media.status_code == 200 and "token=" not in media.text
+    pl = m3u8.loads(media.text)
+    rung = uri.split("/")[0]
+    for path in (pl.segments[0].uri, pl.segments[0].init_section.uri):
+        response = origin.get(f"hls/cmaf/{rung}/{path}", headers=internal)
+        assert response.status_code == 200 and len(response.content) > 500, path
+        assert response.headers["cache-control"].startswith("private"), "backstage bytes stay out of shared caches"
+    assert origin.get("screenshot.jpg", headers=internal).status_code == 200
+    # It is a reader's credential, not a viewer's: no player page, not in the query, not a near miss.
+    assert origin.get("player", headers=internal).status_code == 403
+    assert origin.get("hls/cmaf/master.m3u8", params={"token": origin.read_token}).status_code == 403
+    assert origin.get("hls/cmaf/master.m3u8",
+                      headers={"Authorization": f"Bearer {origin.read_token}x"}).status_code == 403
+    assert origin.get("hls/cmaf/master.m3u8").status_code == 403, "anonymous backstage playback stays refused"
+    assert origin.read_token not in origin.log_text()
+
+
+def test_without_a_read_token_file_no_reader_gets_in_backstage(origins, transcoders):
+    origin = origins.start(read_token=None)
+    transcoders.start(origin)
+    auth = {"Authorization": f"Bearer {origin.token()}"}
+    wait_for(lambda: origin.get("hls/cmaf/master.m3u8", headers=auth).status_code == 200, 30, what="a master playlist")
+    # The token a configured origin would have expected opens nothing here.
+    assert origin.get("hls/cmaf/master.m3u8", headers={"Authorization": "Bearer read-token-0123456789"}).status_code == 403
+
+
 def test_going_live_opens_playback_and_ending_keeps_it_open(backstage_origin):
     origin = backstage_origin
     origin.set_phase("live")

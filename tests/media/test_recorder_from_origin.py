@@ -31,3 +31,24 @@ def test_records_the_top_cmaf_rung_once_the_origin_lets_viewers_in(origins, tran
     assert any(s["codec_type"] == "audio" for s in info["streams"])
     assert float(info["format"]["duration"]) >= 4
     assert recorder.sidecars()[0]["recordType"] == "transcoded"
+
+
+def test_with_the_read_token_a_transcoded_recording_starts_in_backstage(origins, transcoders, recorder_agent):
+    # GetStream: "recording starts in backstage mode"; the origin still keeps viewers out.
+    origin = origins.start()
+    transcoders.start(origin)
+    recorder = recorder_agent.start(origin.url("hls/cmaf/master.m3u8"), record_type="transcoded",
+                                    read_token_file=origin.config.read_token_file)
+    recorder.put_desired(recording=True)
+    recorder.wait_status(lambda s: s["durationSeconds"] >= 4, 60, "4 s recorded in backstage")
+    assert origin.get("hls/cmaf/master.m3u8").status_code == 403, "anonymous backstage playback stays refused"
+    recorder.put_desired(recording=False)
+    [name] = recorder.wait_status(lambda s: s["state"] == "idle", 30, "recording to stop")["files"]
+
+    info = ffprobe_json(str(recorder.output_dir / name))
+    video = next(s for s in info["streams"] if s["codec_type"] == "video")
+    assert (video["width"], video["height"]) == (640, 360)
+    assert float(info["format"]["duration"]) >= 3
+    log = recorder.log_text()
+    assert "HTTP 403" not in log and origin.read_token not in log
+    assert "Authorization: Bearer ***" in log, "the header reached ffmpeg, redacted in the log"

@@ -67,3 +67,13 @@ def test_viewers_allowed_overrides_the_phase():
     # the control plane can keep a live stream closed to token holders
     assert not decide("live", None, SECRET, STREAM, now, viewers_allowed=False).allowed
     assert decide("live", tokens.mint(SECRET, STREAM, now + 60), SECRET, STREAM, now, viewers_allowed=False).allowed
+
+
+def test_the_read_token_is_an_internal_reader_not_a_viewer():
+    from onair.agent.origin.access import internal_reader
+
+    assert internal_reader("Bearer r3ad", "r3ad") and internal_reader("bearer  r3ad ", "r3ad")
+    assert not internal_reader("Bearer r3adx", "r3ad")
+    assert not internal_reader("Bearer r3ad", None), "no read token configured: nobody is an internal reader"
+    assert not internal_reader(None, "r3ad") and not internal_reader("Basic r3ad", "r3ad")
+    assert not internal_reader("Bearer ", "r3ad")

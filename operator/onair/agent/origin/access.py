@@ -1,10 +1,13 @@
 """Who may play: everyone once the stream is open to viewers, only token holders before.
 
 "Open" is ``Desired.viewersAllowed`` when the control plane sets it (join-ahead window,
-backstage disabled), else every phase but ``backstage``.
+backstage disabled), else every phase but ``backstage``. In-cluster readers (the recorder of a
+transcoded recording) are no viewers: they present the livestream's read token as a bearer token
+and read in any phase.
 """
 from __future__ import annotations
 
+import hmac
 import os
 import re
 from dataclasses import dataclass
@@ -32,6 +35,13 @@ def request_token(query: Mapping[str, str], authorization: Optional[str]) -> tup
     if authorization and authorization[:7].lower() == "bearer ":
         return authorization[7:].strip() or None, False
     return None, False
+
+
+def internal_reader(authorization: Optional[str], read_token: Optional[str]) -> bool:
+    """``Authorization: Bearer <read token>``: an in-cluster reader, whatever the phase."""
+    if not read_token or not authorization or authorization[:7].lower() != "bearer ":
+        return False
+    return hmac.compare_digest(authorization[7:].strip().encode(), read_token.encode())
 
 
 def open_to_viewers(phase: str, viewers_allowed: Optional[bool]) -> bool:
