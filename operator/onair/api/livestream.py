@@ -22,7 +22,9 @@ PULL_URI_PATTERN = r"^(rtmps?|srt|https?)://[^\s]+$"
 
 class Member(ApiModel):
     user_id: str = Field(min_length=1, max_length=128, description="Your system's user id")
-    role: str = Field(min_length=1, max_length=64, description="A role named in the CallType's grants, e.g. host")
+    role: str = Field(min_length=1, max_length=64, description=(
+        "A role named in the CallType's grants, e.g. host; the member gets that role's capabilities "
+        "(an unknown role grants none and is reported with an UnknownMemberRole Event)"))
 
 
 class GoLiveOptions(ApiModel):
@@ -133,6 +135,11 @@ class LivestreamStatus(ApiModel):
     ingest: Optional[IngestEndpoints] = None
     playback: Optional[PlaybackUrls] = None
     credentials_secret: Optional[str] = Field(None, description="Secret with streamKey, srtPassphrase, whipToken and full publish URLs.")
+    backstage_members: Optional[list[str]] = Field(None, description=(
+        "userIds of the members whose role (CallType grants) has join-backstage: they may watch in backstage."))
+    member_tokens_secret: Optional[str] = Field(None, description=(
+        "Secret with one playback token per backstage member (key: the userId, characters outside "
+        "[-._a-zA-Z0-9] replaced and a hash appended), re-minted every 12 h, valid 24 h."))
     live_since: Optional[datetime] = None
     dvr_cleared_at: Optional[datetime] = None
     effective_settings: Optional[CallSettings] = Field(None, description="CallType settings merged with the override and defaults.")

@@ -17,7 +17,7 @@ import kopf
 
 from onair.api.calltype import GROUP, VERSION
 
-from . import reconcile
+from . import members, reconcile
 from .kubeapi import KubeError
 from .runtime import LivestreamState, Runtime
 
@@ -43,7 +43,8 @@ def _wait_seconds(rt: Runtime, state: LivestreamState) -> float:
     wait = rt.poll_interval
     if state.transient_failures:
         wait = min(wait, RETRY_DELAYS[min(state.transient_failures, len(RETRY_DELAYS)) - 1])
-    nxt = state.lifecycle.next_change_at if state.lifecycle else None
+    changes = (state.lifecycle.next_change_at if state.lifecycle else None, members.tokens_refresh_at(state))
+    nxt = min((t for t in changes if t is not None), default=None)
     if nxt is not None:
         # +50 ms: wake just after the instant, so the lifecycle computed then has flipped.
         wait = min(wait, max(0.0, (nxt - rt.clock()).total_seconds() + 0.05))

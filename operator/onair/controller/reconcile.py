@@ -26,7 +26,7 @@ from onair.render.lifecycle import desired_lifecycle, to_agent_desired
 from onair.render.resolve import Problem, resolve
 from onair.render.status import livestream_status, status_patch
 
-from . import events
+from . import events, members
 from .apply import apply_children
 from .calltype import calltype_version
 from .kubeapi import KINDS, LIVESTREAM, KubeError
@@ -100,6 +100,8 @@ def needs_apply(rt: Runtime, state: LivestreamState, ls: Mapping) -> bool:
         return True
     if state.rendered_generation != inputs[0] or state.rendered_calltype != inputs[1]:
         return True
+    if members.tokens_due(state, now):
+        return True
     return state.applied_at is None or (now - state.applied_at).total_seconds() >= rt.resync_seconds
 
 
@@ -117,7 +119,7 @@ async def sync_children(rt: Runtime, state: LivestreamState, ls: Mapping, body: 
         return
     try:
         creds = await _credentials(rt, state)
-        rendered = render_children(ls, calltype, rt.config, creds)
+        rendered = render_children(ls, calltype, rt.config, creds, now=rt.clock())
     except KubeError:
         state.dirty.update(reasons or {"retry"})
         raise
@@ -147,6 +149,7 @@ async def sync_children(rt: Runtime, state: LivestreamState, ls: Mapping, body: 
     state.rendered_generation = ls["metadata"].get("generation")
     state.rendered_calltype = calltype_rv
     state.applied_at = rt.clock()
+    members.report_unknown_roles(state, body, rendered)
     drift = [r for r in reasons if r.startswith("child ")]
     if result.changed or result.created or result.pruned:
         log.info("%s/%s: applied %s%s%s", state.namespace, state.name,

@@ -52,6 +52,7 @@ class LivestreamState:
     # The status as last written by this operator (the watch may not have delivered it yet).
     status: Optional[dict] = None
     dvr_warned_for: Optional[str] = None
+    unknown_roles_warned: frozenset = frozenset()  # UnknownRole entries already announced by an Event
     broadcast_failing_since: Optional[datetime] = None
     broadcast_failed: bool = False
     transient_failures: int = 0

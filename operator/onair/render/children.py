@@ -2,11 +2,14 @@
 
 Pure and deterministic: the same inputs give byte-identical manifests (sorted JSON in
 ConfigMaps, no clocks, no randomness), so re-applying them with server-side apply is a no-op.
+The one time-dependent child, the member tokens, takes ``now`` as an input and changes only when
+``now`` enters a new 12 h bucket.
 
 Children (``<ls>`` is the Livestream name, at most 45 characters by CEL):
 
 =====================================  =======================================================
 ``Secret <ls>-credentials``             keys and publish URLs (``onair.render.credentials``)
+``Secret <ls>-member-tokens``           playback tokens of members who may join backstage (``onair.render.grants``)
 ``ConfigMap <ls>-<key>``                ``config.json`` = the role's agent config, per key below
 ``Deployment <ls>-<key>``               one pod per key, Recreate (one writer per volume/slot)
 ``Service <ls>-ingest[-backup]``        push ports of the enabled protocols (type from config)
@@ -42,6 +45,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Mapping, Optional
 
 from pydantic import BaseModel
@@ -53,6 +57,7 @@ from onair.api.livestream import IngestEndpoints, LivestreamSpec, PlaybackUrls
 from onair.api.settings import CallSettings
 from onair.controller.config import OperatorConfig
 from onair.render import credentials as creds_mod
+from onair.render import grants
 from onair.render import ladder
 from onair.render.credentials import Credentials
 from onair.render.effective import effective_settings
@@ -103,6 +108,10 @@ class RenderedChildren:
     agent_configs: dict[str, BaseModel]
     agent_selectors: dict[str, dict[str, str]] = field(default_factory=dict)
     credentials_secret: str = ""
+    members: grants.MemberAccess = field(default_factory=grants.MemberAccess)
+    member_tokens_secret: str = ""  # "" when no member may join backstage (no Secret rendered)
+    # When the member tokens must be re-minted (see onair.render.grants); None without tokens.
+    tokens_refresh_at: Optional[datetime] = None
 
 
 # ----------------------------------------------------------------------------- names & labels
@@ -494,8 +503,11 @@ def render_recordings_pvc(ls_meta: Mapping, effective: CallSettings, config: Ope
 
 # ----------------------------------------------------------------------------- entry point
 def render_children(livestream: Mapping, calltype: Optional[CallType], config: OperatorConfig,
-                    creds: Credentials) -> RenderedChildren:
+                    creds: Credentials, now: Optional[datetime] = None) -> RenderedChildren:
     """Render every child of ``livestream`` (the raw object: ``metadata`` with name, namespace, uid; ``spec``).
+
+    ``now`` renders the member playback tokens (``onair.render.grants``): the controller always
+    passes its clock; without it no ``<ls>-member-tokens`` Secret is rendered.
 
     Raises ``pydantic.ValidationError`` when the spec does not parse (``resolve`` reports that as
     a condition before this is called).
@@ -521,6 +533,14 @@ def render_children(livestream: Mapping, calltype: Optional[CallType], config: O
     for key, agent in agents.items():
         objects.append(render_deployment(meta, key, agent, effective, config))
 
+    access = grants.member_access(spec, calltype)
+    tokens_secret = None
+    if now is not None:
+        tokens_secret = grants.render_member_tokens_secret(meta, access.backstage, creds.playback_secret, now,
+                                                           labels(name, grants.COMPONENT), [owner_reference(meta)])
+    if tokens_secret is not None:
+        objects.insert(1, tokens_secret)
+
     keep: list[dict] = []
     storage = effective.recording.storage
     if "recorder" in agents and not (storage and storage.persistent_volume_claim):
@@ -530,4 +550,7 @@ def render_children(livestream: Mapping, calltype: Optional[CallType], config: O
         objects=objects, keep=keep, effective=effective, urls=urls, agent_configs=agents,
         agent_selectors={key: selector_labels(name, key) for key in agents},
         credentials_secret=creds_mod.secret_name(name),
+        members=access,
+        member_tokens_secret=tokens_secret["metadata"]["name"] if tokens_secret else "",
+        tokens_refresh_at=grants.tokens_refresh_at(now) if tokens_secret and now else None,
     )

@@ -84,6 +84,10 @@ def livestream_status(*, lifecycle: Optional[Lifecycle], rendered: Optional[Rend
     if playback:
         out["playback"] = playback
     out["credentialsSecret"] = rendered.credentials_secret
+    if rendered.members.backstage:
+        out["backstageMembers"] = list(rendered.members.backstage)
+    if rendered.member_tokens_secret:
+        out["memberTokensSecret"] = rendered.member_tokens_secret
     if lifecycle.phase == "live":
         # GetStream's live_started_at: when the stream last went live, kept while it stays live.
         kept = previous.get("liveSince") if previous.get("phase") == "live" else None
