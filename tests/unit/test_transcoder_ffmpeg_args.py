@@ -1,5 +1,5 @@
 from onair.agent.transcoder.ffmpeg_args import (
-    EncoderPlan, encoder_args, filter_graph, gop_frames, reader_args, tee_value, var_stream_map,
+    EncoderPlan, encoder_args, filter_graph, frame_rate, gop_frames, reader_args, tee_value, var_stream_map,
 )
 from onair.render.ladder import build_ladder
 
@@ -115,3 +115,26 @@ def test_tee_value_quoting():
 
 def test_gop_frames():
     assert gop_frames(29.97, 2) == 60 and gop_frames(25, 1) == 25 and gop_frames(1, 0.1) == 1
+
+
+def test_encoder_probes_its_pipe_briefly_when_the_plan_knows_the_frame_rate():
+    rungs = build_ladder(["720p", "source"], 1920, 1080, 30)
+    args = encoder_args(_plan(rungs=rungs))
+    before_input = args[:args.index("pipe:0")]
+    assert 0 < int(_after(before_input, "-analyzeduration")) <= 200_000
+    # ... and then the encoded rungs run at the source's rate, not at the short probe's guess.
+    assert _after(args, "-r:v:0") == "30" and "-r:v:1" not in args  # the copied rung keeps its own
+    unknown = encoder_args(EncoderPlan(rungs=rungs, run_id="r", fps=None))
+    assert int(_after(unknown, "-analyzeduration")) >= 1_000_000 and "-r:v:0" not in unknown
+
+
+def test_a_rung_with_its_own_rate_keeps_it():
+    rungs = [r.model_copy(update={"fps": 30}) for r in build_ladder(["720p"], 1920, 1080, 60)]
+    args = encoder_args(EncoderPlan(rungs=rungs, run_id="r", fps=60))
+    assert "-r:v:0" not in args and "fps=30" in filter_graph(EncoderPlan(rungs=rungs, run_id="r", fps=60))
+
+
+def test_frame_rates_are_passed_exactly():
+    assert [frame_rate(x) for x in (30, 29.97, 23.976, 59.94, 25, 12.5)] == \
+        ["30", "30000/1001", "24000/1001", "60000/1001", "25", "12.5"]
+

@@ -32,6 +32,9 @@ READ_TIMEOUT_SECONDS = 10
 # streams are decoded, whatever this is.
 RTMP_ANALYZE_SECONDS = 1
 DEFAULT_FPS = 30.0
+# Encoder input analysis (microseconds of media): short when the plan knows the frame rate.
+ENCODER_ANALYZE_US = 1_000_000
+ENCODER_ANALYZE_FAST_US = 100_000
 
 
 def reader_args(url: str, ffmpeg: str = "ffmpeg") -> list[str]:
@@ -121,6 +124,16 @@ def profile_for(rung: Rung) -> str:
     return "high" if min(rung.width, rung.height) >= 720 else "main"
 
 
+def frame_rate(fps: float) -> str:
+    """ffmpeg's rate for what ffmpeg printed (``29.97 fps``): NTSC rates exactly, as N/1001."""
+    if abs(fps - round(fps)) < 0.005:
+        return str(round(fps))
+    ntsc = round(fps * 1.001)
+    if abs(ntsc / 1.001 - fps) < 0.01:
+        return f"{ntsc * 1000}/1001"
+    return f"{fps:g}"
+
+
 def gop_frames(fps: float, segment_seconds: float) -> int:
     return max(1, int(round(fps * segment_seconds)))
 
@@ -166,6 +179,8 @@ def _video_options(plan: EncoderPlan) -> list[str]:
         fps = rung.fps or plan.fps or DEFAULT_FPS
         gop = gop_frames(fps, seg)
         kbps = rung.video_bitrate_kbps
+        if plan.fps and not rung.fps:
+            args += [f"-r:v:{i}", frame_rate(plan.fps)]  # not the short probe's guess (see _input_probe)
         args += [
             f"-c:v:{i}", "libx264", f"-preset:v:{i}", plan.preset,
             # Per output stream: a bare -profile:v would also hit a copied (passthrough) rung.
@@ -245,14 +260,27 @@ def _dash_slave(plan: EncoderPlan) -> str:
     return tee_slave("dash", dash_manifest(run), options)
 
 
+def _input_probe(plan: EncoderPlan) -> list[str]:
+    """How long the encoder analyses its pipe before it encodes anything.
+
+    The relay starts every stream with PAT/PMT and a keyframe, so the streams and their codecs
+    are known from the first packets. MPEG-TS may add streams at any time, though, so ffmpeg
+    reads for the whole ``analyzeduration`` whatever it finds: that delays every first
+    segment. What a short analysis gets wrong is the frame rate (guessed from a few frames of
+    FLV's millisecond timestamps, 29.4 for 30), which sets the rate of the encoded rungs; when
+    the plan knows the source's rate the rungs get it explicitly (``-r``) and a tenth of a
+    second of analysis is enough to decode the first frames.
+    """
+    analyze = ENCODER_ANALYZE_FAST_US if plan.fps else ENCODER_ANALYZE_US
+    return ["-probesize", "1000000", "-analyzeduration", str(analyze)]
+
+
 def encoder_args(plan: EncoderPlan) -> list[str]:
     if not plan.rungs:
         raise ValueError("an encoder needs at least one rung")
     args = [
         plan.ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "warning", "-stats", "-stats_period", "1",
-        # The relay starts every stream with PAT/PMT and a keyframe: little probing is needed.
-        "-f", "mpegts", "-probesize", "1000000", "-analyzeduration", "1000000",
-        "-thread_queue_size", "1024", "-i", "pipe:0",
+        "-f", "mpegts", *_input_probe(plan), "-thread_queue_size", "1024", "-i", "pipe:0",
         "-filter_complex", filter_graph(plan),
     ]
     for i, rung in enumerate(plan.rungs):
