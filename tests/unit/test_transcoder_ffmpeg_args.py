@@ -138,3 +138,7 @@ def test_frame_rates_are_passed_exactly():
     assert [frame_rate(x) for x in (30, 29.97, 23.976, 59.94, 25, 12.5)] == \
         ["30", "30000/1001", "24000/1001", "60000/1001", "25", "12.5"]
 
+
+def test_x264_keeps_one_frame_between_lookahead_and_encoder():
+    args = encoder_args(_plan())
+    assert [_after(args, f"-x264-params:v:{i}") for i in range(3)] == ["sync-lookahead=1"] * 3
