@@ -45,11 +45,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 from uuid import uuid4
 
-from . import loopback
+from . import loopback, proctree
 from .loopback import PlanError, PodPlan
 
 SELECTOR = "app.kubernetes.io/managed-by=onair-operator"
-TAG_VAR = "ONAIR_PODRUNNER_TAG"
 GROUP, VERSION = "onair.dev", "v1alpha1"
 BACKOFF_MAX_SECONDS = 30.0
 
@@ -63,78 +62,6 @@ def _die_with_parent() -> None:
     # stops its own children gracefully.
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-# ----------------------------------------------------------------------------- process table
-@dataclass(frozen=True)
-class _Proc:
-    pid: int
-    ppid: int
-    sid: int
-    start: int  # starttime in clock ticks: (pid, start) names a process even after pid reuse
-
-
-def _proc_table() -> dict[int, _Proc]:
-    table: dict[int, _Proc] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                raw = f.read().decode(errors="replace")
-        except OSError:
-            continue
-        fields = raw[raw.rfind(")") + 2:].split()
-        try:
-            table[int(entry)] = _Proc(int(entry), int(fields[1]), int(fields[3]), int(fields[19]))
-        except (IndexError, ValueError):
-            continue
-    return table
-
-
-def _tagged(tag: str, table: dict[int, _Proc]) -> set[int]:
-    needle = f"{TAG_VAR}={tag}".encode()
-    found = set()
-    for pid in table:
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                if needle in f.read().split(b"\0"):
-                    found.add(pid)
-        except OSError:
-            continue
-    return found
-
-
-def _family(root: Optional[int], tag: str) -> dict[int, _Proc]:
-    """Every live process of one pod: the agent, its descendants, whatever carries its tag, and
-    everything in the sessions of those (nginx rewrites its environment for the process title)."""
-    table = _proc_table()
-    members = _tagged(tag, table)
-    if root is not None and root in table:
-        members.add(root)
-    children: dict[int, list[int]] = {}
-    for proc in table.values():
-        children.setdefault(proc.ppid, []).append(proc.pid)
-    stack = list(members)
-    while stack:
-        for child in children.get(stack.pop(), ()):
-            if child not in members:
-                members.add(child)
-                stack.append(child)
-    own = {os.getsid(0), 0, 1}
-    sessions = {table[p].sid for p in members if p in table} - own
-    members |= {p.pid for p in table.values() if p.sid in sessions}
-    members.discard(os.getpid())
-    return {p: table[p] for p in members if p in table}
-
-
-def _kill_all(procs: dict[int, _Proc]) -> None:
-    current = _proc_table()
-    for pid, proc in procs.items():
-        now = current.get(pid)
-        if now is not None and now.start == proc.start:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
 
 
 # ----------------------------------------------------------------------------- ports
@@ -165,6 +92,9 @@ class LocalPod:
     secret_dir: Optional[Path] = None
     secret_refreshed: float = 0.0
     ready: bool = False
+    # Every process seen in this pod's family while it ran: what a crash leaves behind is killed
+    # even once it is reparented and untagged (a container's cgroup would take it down too).
+    known: dict[int, proctree.Proc] = field(default_factory=dict)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -296,15 +226,17 @@ class PodRunner:
     def livestreams(self) -> list[tuple[str, str]]:
         return sorted({(p.namespace, p.livestream) for p in self.pods() if p.livestream})
 
-    def pids(self, namespace: str, livestream: str) -> set[int]:
-        """Every live process the pods of one Livestream run (agents and their children)."""
+    def pids(self, namespace: str, livestream: str, deployment: Optional[str] = None) -> set[int]:
+        """Every live process the pods of one Livestream (or one of its Deployments) run: agents and
+        their children."""
         with self._lock:
             pods = [p for p in self._pods.values()
-                    if p.plan.namespace == namespace and p.plan.livestream == livestream]
+                    if p.plan.namespace == namespace and p.plan.livestream == livestream
+                    and deployment in (None, p.plan.name)]
         out: set[int] = set()
         for pod in pods:
             root = pod.proc.pid if pod.proc is not None and pod.proc.poll() is None else None
-            out |= set(_family(root, pod.tag))
+            out |= set(proctree.family(root, pod.tag))
         return out
 
     def log_path(self, namespace: str, deployment: str) -> Path:
@@ -490,6 +422,7 @@ class PodRunner:
             elif plan.fingerprint != pod.plan.fingerprint:
                 self._begin_stop(pod, "pod template changed")
 
+        self._track()
         now = time.monotonic()
         for key, plan in wanted.items():
             with self._lock:
@@ -529,10 +462,28 @@ class PodRunner:
             pod.ready = ready
             self._wake.set()  # Service endpoints changed: recompute them now, not at the next resync
 
+    def _track(self) -> None:
+        """Remember each running pod's processes (one /proc pass for all pods)."""
+        with self._lock:
+            running = [p for p in self._pods.values() if p.proc is not None and not p.stopping]
+        if not running:
+            return
+        table = proctree.proc_table()
+        tags = proctree.tags_of(table)
+        for pod in running:
+            root = pod.proc.pid if pod.proc.poll() is None else None
+            pod.known = {pid: proc for pid, proc in pod.known.items()
+                         if pid in table and table[pid].start == proc.start}
+            pod.known.update(proctree.family(root, pod.tag, table, tags))
+
     def _crashed(self, pod: LocalPod, now: float) -> None:
         code = pod.proc.returncode
         pod.ready = False
-        _kill_all(_family(None, pod.tag))  # whatever it left behind, as a container's cgroup would
+        # Whatever it left behind (its nginx still holding the ports), as a container's cgroup would.
+        leftovers = {**pod.known, **proctree.family(None, pod.tag)}
+        leftovers.pop(pod.proc.pid, None)
+        proctree.kill_all(leftovers)
+        pod.known = {}
         pod.proc = None
         if now - pod.started_at > 60:
             pod.restarts = 0
@@ -687,7 +638,7 @@ class PodRunner:
             return
         pod.pending = None
         self._note(key, None)
-        env = {**os.environ, TAG_VAR: pod.tag, "PYTHONUNBUFFERED": "1",
+        env = {**os.environ, proctree.TAG_VAR: pod.tag, "PYTHONUNBUFFERED": "1",
                "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
         # The editable checkout the runner itself imports, whatever the agent's cwd.
         src = str(Path(loopback.__file__).resolve().parents[2])
@@ -723,24 +674,26 @@ class PodRunner:
     def _stop_pod(self, pod: LocalPod) -> None:
         try:
             proc = pod.proc
-            known: dict[int, _Proc] = {}
+            known: dict[int, proctree.Proc] = dict(pod.known)
+            if proc is not None:
+                known.pop(proc.pid, None)  # waited for below; never signal a reaped pid
             if proc is not None and proc.poll() is None:
                 grace = pod.plan.grace_seconds
                 if self.max_grace_seconds is not None:
                     grace = min(grace, self.max_grace_seconds)
-                known.update(_family(proc.pid, pod.tag))
+                known.update(proctree.family(proc.pid, pod.tag))
                 # Like the kubelet: SIGTERM to the container's main process, which stops its own children.
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(proc.pid, signal.SIGTERM)
                 deadline = time.monotonic() + grace
                 while proc.poll() is None and time.monotonic() < deadline:
                     # Children started during shutdown (or reparented) are still ours.
-                    known.update(_family(proc.pid, pod.tag))
+                    known.update(proctree.family(proc.pid, pod.tag))
                     time.sleep(0.2)
                 if proc.poll() is None:
                     self._log(f"{pod.plan.namespace}/{pod.plan.name} did not stop within {grace:.0f}s; killing it")
-            known.update(_family(proc.pid if proc and proc.poll() is None else None, pod.tag))
-            _kill_all(known)
+            known.update(proctree.family(proc.pid if proc and proc.poll() is None else None, pod.tag))
+            proctree.kill_all(known)
             if proc is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(5)
