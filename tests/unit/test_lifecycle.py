@@ -193,3 +193,10 @@ def test_to_agent_desired_carries_the_lifecycle_and_generation():
     # Join-ahead reaches the origin as viewersAllowed, so it can open backstage playback early.
     backstage = to_agent_desired(lc({"phase": "backstage"}), generation=1)
     assert backstage.phase == "backstage" and backstage.viewers_allowed is False
+
+
+def test_an_ended_stream_switches_the_agents_off_but_stays_playable():
+    # "ended: pushes are refused, the DVR stays playable": the ingest refuses on active=false.
+    ended = to_agent_desired(lc({"phase": "ended"}), generation=3)
+    assert ended.active is False and ended.phase == "ended" and ended.viewers_allowed is True
+    assert to_agent_desired(lc({"phase": "live"}), generation=3).active is True

@@ -111,12 +111,16 @@ def desired_lifecycle(spec: LivestreamSpec, effective: CallSettings, now: dateti
 
 
 def to_agent_desired(lifecycle: Lifecycle, generation: int) -> Desired:
-    """The ``PUT /desired`` body every agent of the Livestream gets."""
+    """The ``PUT /desired`` body every agent of the Livestream gets.
+
+    ``active`` is false once ended: "pushes are refused" is the agents' on/off switch (the ingest
+    drops and refuses publishers, a pulling transcoder stops); the origin keeps serving the DVR.
+    """
     return Desired(
         phase=lifecycle.phase,
         broadcasting=lifecycle.broadcasting,
         recording=lifecycle.recording,
-        active=lifecycle.active,
+        active=lifecycle.active and lifecycle.phase != "ended",
         viewers_allowed=lifecycle.viewers_allowed,
         generation=generation,
     )
