@@ -186,3 +186,22 @@ async def test_a_new_process_continues_the_playlist_it_finds(tmp_path):
     assert after.segments[-1].init_section.uri == "r2_init_360p.mp4"
     assert after.segments[0].init_section.uri == "r1_init_360p.mp4"
     assert after.segments[0].program_date_time == before.segments[1].program_date_time
+
+
+async def test_looks_often_only_while_a_run_waits_for_its_first_segment(tmp_path):
+    work, out = tmp_path / "work", tmp_path / "out"
+    packager = Packager(work, DirSink(out), kinds=("cmaf",), dash=False)
+    fast, slow = packager_module.FIRST_SEGMENT_POLL_SECONDS, packager_module.POLL_SECONDS
+    assert fast < slow
+    assert packager.poll_seconds(0.0) == slow, "no run: nothing to wait for"
+    packager.begin_run("r1", ["360p"])
+    started = packager._run_started
+    assert packager.poll_seconds(started + 1) == fast
+    ffmpeg = FfmpegLike(work, "r1")
+    ffmpeg.segment()
+    await packager.sync()
+    assert (out / "hls/cmaf/master.m3u8").exists()
+    assert packager.poll_seconds(started + 1) == slow, "the run is on air: back to the steady pace"
+    packager.begin_run("r2", ["360p"])
+    assert packager.poll_seconds(packager._run_started + packager_module.FIRST_SEGMENT_FAST_SECONDS + 1) == slow, \
+        "a run that never produces must not keep the packager busy"

@@ -58,7 +58,9 @@ class TranscoderAgent(Agent):
             self.m_segments.labels(config.livestream, kind)
         self.relay = Relay(self.supervisor, main_url=config.main_url, backup_url=config.backup_url,
                            pull_uris=config.pull_uris, ffmpeg=ffmpeg, freeze_seconds=config.freeze_seconds,
-                           return_seconds=config.return_seconds, on_switch=self._switched)
+                           return_seconds=config.return_seconds, on_switch=self._switched,
+                           # A broadcast waiting for a source starts its encoder now, not at the next tick.
+                           on_select=lambda _name: self._wake.set())
         self.sink = self._make_sink()
         kinds = [k for k, on in (("cmaf", config.hls_cmaf), ("ts", config.hls_mpegts)) if on]
         self.packager = Packager(self.work_dir, self.sink, kinds=kinds, dash=config.dash,

@@ -35,6 +35,10 @@ HLS_KINDS = ("cmaf", "ts")
 DELETE_LAG_SEGMENTS = 4
 OLD_RUN_GRACE_SECONDS = 30.0
 POLL_SECONDS = 0.1
+# From a run's start until its first segments and masters are out, viewers are waiting for the
+# stream to start: look more often (bounded, in case the run never produces anything).
+FIRST_SEGMENT_POLL_SECONDS = 0.02
+FIRST_SEGMENT_FAST_SECONDS = 15.0
 PUBLIC_PLAYLIST = "index.m3u8"
 MASTER = "master.m3u8"
 DASH_MANIFEST = "dash/manifest.mpd"
@@ -82,6 +86,7 @@ class Packager:
         self._dash_manifest: Optional[tuple[float, int]] = None
         self._dash_old: dict[str, float] = {}  # file -> delete after (monotonic)
         self._screenshot: Optional[tuple[float, int]] = None
+        self._run_started = 0.0
         self._lock = asyncio.Lock()
 
     # ------------------------------------------------------------------------- runs
@@ -90,6 +95,7 @@ class Packager:
         self.run_id = run_id
         self.rungs = list(rungs)
         self._masters_sent = set()
+        self._run_started = time.monotonic()
         self._dash_manifest = None
         for kind in self.kinds:
             for rung in self.rungs:
@@ -127,9 +133,14 @@ class Packager:
             except Exception:  # a packaging bug must not stop publishing for good
                 log.exception("packager scan failed")
             try:
-                await asyncio.wait_for(stop.wait(), POLL_SECONDS)
+                await asyncio.wait_for(stop.wait(), self.poll_seconds(time.monotonic()))
             except asyncio.TimeoutError:
                 pass
+
+    def poll_seconds(self, now: float) -> float:
+        starting = self.run_id is not None and now - self._run_started < FIRST_SEGMENT_FAST_SECONDS \
+            and any(kind not in self._masters_sent for kind in self.kinds)
+        return FIRST_SEGMENT_POLL_SECONDS if starting else POLL_SECONDS
 
     async def sync(self) -> None:
         async with self._lock:

@@ -66,11 +66,13 @@ class Relay:
                  pull_uris: Sequence[str] = (), ffmpeg: str = "ffmpeg",
                  freeze_seconds: float = FREEZE_SECONDS, return_seconds: float = RETURN_SECONDS,
                  on_switch: Optional[Callable[[Optional[str], str], None]] = None,
+                 on_select: Optional[Callable[[str], None]] = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.supervisor = supervisor
         self.ffmpeg = ffmpeg
         self.clock = clock
-        self.on_switch = on_switch
+        self.on_switch = on_switch  # viewers saw the source change
+        self.on_select = on_select  # any change of the selected source, backstage included
         self.readers: dict[str, _Reader] = {}
         self.splicer = Splicer()
         self.active: Optional[str] = None  # the source being forwarded (or last forwarded)
@@ -135,8 +137,14 @@ class Relay:
         reader.last_data_at = now
         was_healthy = self.selector.healthy(reader.name, now - 1e-6)
         self.selector.data(reader.name, now, reader.feed.ready)
-        if not was_healthy and self.selector.healthy(reader.name, now):
+        became_healthy = not was_healthy and self.selector.healthy(reader.name, now)
+        if became_healthy:
             log.info("source %s healthy", reader.name)
+        self._forward(reader, packets, key_at)
+        if became_healthy:
+            self._decide()  # a source that just became usable (the first one, say) need not wait for the tick
+
+    def _forward(self, reader: _Reader, packets: list[bytes], key_at: Optional[int]) -> None:
         if self._forwarding is reader.feed:
             if self._sink is not None:  # no encoder (backstage): selection only, no splicing work
                 self._write(self.splicer.forward(packets))
@@ -158,6 +166,8 @@ class Relay:
             self._write(self.splicer.splice(reader.feed, packets))
         if previous != reader.name:
             log.info("source %s: %s", "switch" if previous else "selected", f"{previous} -> {reader.name}" if previous else reader.name)
+            if self.on_select:
+                self.on_select(reader.name)
             # Only what viewers see counts: not the first selection, not changes in backstage.
             if previous is not None and self._sink is not None:
                 self.switches += 1

@@ -1,0 +1,40 @@
+"""Relay source selection fed with hand-built TS, without reader processes (nothing is started)."""
+from __future__ import annotations
+
+from onair.agent.supervisor import Supervisor
+from onair.agent.transcoder.relay import Relay
+from tests.unit.test_transcoder_mpegts import stream
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _relay(clock: Clock, selected: list[str]) -> Relay:
+    relay = Relay(Supervisor(), main_url="rtmp://ingest/live/main", backup_url="rtmp://ingest/live/backup",
+                  on_select=selected.append, clock=clock)
+    for reader in relay.readers.values():
+        reader.child.on_start(None)  # what the supervisor calls when a reader process starts
+    return relay
+
+
+def test_the_first_healthy_source_is_selected_on_its_keyframe_not_at_the_next_tick():
+    clock, selected = Clock(), []
+    relay = _relay(clock, selected)
+    relay.readers["backup"].child.on_data(b"".join(stream(0, 3)))
+    assert relay.selected() == "backup" and selected == ["backup"]
+    clock.now += 0.05
+    relay.readers["main"].child.on_data(b"".join(stream(0, 3)))
+    # Nobody watches yet (no encoder): the preferred source wins at once, and says so.
+    assert relay.selected() == "main" and selected == ["backup", "main"]
+
+
+def test_a_source_without_a_keyframe_is_not_selected():
+    clock, selected = Clock(), []
+    relay = _relay(clock, selected)
+    relay.readers["main"].child.on_data(b"".join(stream(0, 3)[:2]))  # PAT and PMT only
+    assert relay.selected() is None and selected == []
