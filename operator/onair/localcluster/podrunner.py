@@ -150,6 +150,8 @@ class PodRunner:
         self._stoppers: list[threading.Thread] = []
         self._secret_root: Optional[Path] = None
         self._api: Any = None
+        self._query_api: Any = None
+        self._query_lock = threading.Lock()
         self.error: Optional[BaseException] = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -190,10 +192,11 @@ class PodRunner:
         if self._secret_root is not None:
             shutil.rmtree(self._secret_root, ignore_errors=True)
             self._secret_root = None
-        if self._api is not None:
-            with contextlib.suppress(Exception):
-                self._api.close()
-            self._api = None
+        for api in (self._api, self._query_api):
+            if api is not None:
+                with contextlib.suppress(Exception):
+                    api.close()
+        self._api = self._query_api = None
 
     def wake(self) -> None:
         self._wake.set()
@@ -284,16 +287,16 @@ class PodRunner:
 
         from .apply import api_client
 
-        api = api_client(self.kubeconfig)
-        try:
-            obj = client.CustomObjectsApi(api).get_namespaced_custom_object(
-                GROUP, VERSION, namespace, "livestreams", livestream)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        finally:
-            api.close()
+        with self._query_lock:  # callers poll this (onair dev every 2 s): one client, not one per call
+            if self._query_api is None:
+                self._query_api = api_client(self.kubeconfig)
+            try:
+                obj = client.CustomObjectsApi(self._query_api).get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, "livestreams", livestream, _request_timeout=10)
+            except ApiException as exc:
+                if exc.status == 404:
+                    return None
+                raise
         with self._lock:
             table = dict(self._ready_services)
         return loopback.local_endpoints(obj.get("status") or {}, table, namespace)
