@@ -18,6 +18,7 @@ def test_reader_remuxes_video_first_to_a_pipe_and_only_times_out_where_it_can():
     assert _after(args, "-i") == "rtmp://ingest:1935/live/stream"
     assert args[args.index("-map"):args.index("-map") + 4] == ["-map", "0:v:0", "-map", "0:a:0?"]
     assert _after(args, "-c") == "copy" and _after(args, "-f") == "mpegts" and args[-1] == "pipe:1"
+    assert _after(args, "-omit_video_pes_length") == "0", "complete frames say so: nobody waits for the next"
     assert "-rw_timeout" in args
     assert "-rw_timeout" not in reader_args("srt://host:9000?mode=caller")
 

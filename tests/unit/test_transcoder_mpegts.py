@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from onair.agent.transcoder.mpegts import (
-    PACKET, WRAP, Feed, Splicer, parse_pat, parse_pmt, pes_times, pid_of, read_pcr, read_timestamp,
+    PACKET, WRAP, Feed, Splicer, parse_pat, parse_pmt, pes_missing, pes_times, pid_of, read_pcr, read_timestamp,
     has_pcr, write_pcr, write_timestamp,
 )
 
@@ -53,8 +53,9 @@ def pmt(audio: bool = True) -> bytes:
 
 
 def pes(pid: int, pts: int, dts: int | None = None, *, key: bool = False, size: int = 400,
-        pcr: int | None = None, tag: int = 0) -> list[bytes]:
-    """A PES split into packets; ``tag`` fills the payload so tests can tell frames apart."""
+        pcr: int | None = None, tag: int = 0, bounded: bool = False) -> list[bytes]:
+    """A PES split into packets; ``tag`` fills the payload so tests can tell frames apart;
+    ``bounded`` declares its length (PES_packet_length), as muxers do for audio."""
     header = bytearray([0, 0, 1, 0xE0 if pid == VIDEO else 0xC0, 0, 0, 0x80])
     if dts is None:
         header += bytes([0x80, 5, 0x20]) + bytes(4)
@@ -65,6 +66,8 @@ def pes(pid: int, pts: int, dts: int | None = None, *, key: bool = False, size: 
         write_timestamp(header, 14, dts)
     nal = b"\x00\x00\x00\x01\x65" if key else b"\x00\x00\x00\x01\x41"
     data = bytes(header) + nal + bytes([tag]) * size
+    if bounded:
+        data = data[:4] + (len(data) - 6).to_bytes(2, "big") + data[6:]
     packets = []
     first = True
     while data:
@@ -226,3 +229,43 @@ def test_a_feed_without_a_keyframe_is_not_ready():
     feed = Feed("main")
     feed.push(pat() + pmt() + b"".join(pes(VIDEO, 3000, 0, key=False)))
     assert feed.program is not None and not feed.ready
+
+
+def test_a_pes_that_declares_its_length_goes_out_as_soon_as_it_is_complete():
+    feed = Feed("main")
+    splicer = Splicer()
+    head, key_at = feed.push(pat() + pmt() + b"".join(pes(VIDEO, 3000, 0, key=True, bounded=True, tag=1)))
+    out = splicer.splice(feed, head[key_at:])
+    assert frames(out) == [(0, 1)], "complete by its length: no need to wait for the next frame"
+    two = pes(VIDEO, 6000, 3000, size=600, bounded=True, tag=2)
+    assert len(two) > 2
+    packets, _ = feed.push(b"".join(two[:-1]))
+    assert splicer.forward(packets) == b"", "incomplete: held"
+    packets, _ = feed.push(two[-1])
+    assert frames(splicer.forward(packets)) == [(3000, 2)]
+    # Without a length (big video frames) the next PES start is what says it is complete.
+    packets, _ = feed.push(b"".join(pes(VIDEO, 9000, 6000, tag=3)))
+    assert splicer.forward(packets) == b""
+    packets, _ = feed.push(b"".join(pes(VIDEO, 12000, 9000, bounded=True, tag=4)))
+    assert frames(splicer.forward(packets)) == [(6000, 3), (9000, 4)]
+
+
+def test_a_bounded_pes_cut_short_by_a_splice_is_still_dropped():
+    main, backup = Feed("main"), Feed("backup")
+    splicer = Splicer()
+    head, key_at = main.push(pat() + pmt(audio=False) + b"".join(pes(VIDEO, 3000, 0, key=True, bounded=True, tag=1)))
+    out = splicer.splice(main, head[key_at:])
+    cut = pes(VIDEO, 6000, 3000, size=600, bounded=True, tag=2)[:-1]  # main dies mid-frame
+    packets, _ = main.push(b"".join(cut))
+    out += splicer.forward(packets)
+    backup.push(pat() + pmt(audio=False) + b"".join(pes(VIDEO, 900_000, 897_000, key=True, bounded=True, tag=3)))
+    out += splicer.splice(backup, backup.gop)
+    assert [tag for _, tag in frames(out)] == [1, 3]
+    assert [ts for ts, _ in frames(out)] == [0, 3000], "the timeline continues from what was sent"
+
+
+def test_pes_missing_counts_what_a_declared_length_still_needs():
+    one = pes(AUDIO, 0, size=100, bounded=True)
+    assert len(one) == 1 and pes_missing(one[0]) <= 0
+    assert pes_missing(pes(VIDEO, 0, size=600, bounded=True)[0]) > 0
+    assert pes_missing(pes(VIDEO, 0, size=600)[0]) is None

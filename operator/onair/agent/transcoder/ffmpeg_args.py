@@ -56,6 +56,9 @@ def reader_args(url: str, ffmpeg: str = "ffmpeg") -> list[str]:
         "-f", "mpegts",
         # One audio frame per PES: a splice drops at most one frame of overlapping audio.
         "-pes_payload_size", "0",
+        # Video PES declare their length too (below 64 KiB): the splicer and the encoder's
+        # demuxer pass a frame on once it is complete instead of waiting for the next one.
+        "-omit_video_pes_length", "0",
         # Bytes leave as soon as they are muxed: a silent pipe must mean a silent source.
         "-flush_packets", "1", "-muxdelay", "0", "-muxpreload", "0",
         "-max_interleave_delta", "500000",

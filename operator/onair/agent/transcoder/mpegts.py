@@ -139,6 +139,18 @@ def pes_times(pkt: bytes | bytearray) -> Optional[PesTimes]:
     return PesTimes(pts, dts, pts_at, dts_at)
 
 
+def pes_missing(pkt: bytes | bytearray) -> Optional[int]:
+    """Bytes of the PES starting in ``pkt`` that are still to come; None when it does not say
+    (PES_packet_length 0, which video may use)."""
+    p = payload_offset(pkt)
+    if p + 6 > PACKET or pkt[p] != 0 or pkt[p + 1] != 0 or pkt[p + 2] != 1:
+        return None
+    length = (pkt[p + 4] << 8) | pkt[p + 5]
+    if length == 0:
+        return None
+    return 6 + length - (PACKET - p)
+
+
 def _nal_keyframe(payload: bytes | bytearray, codec: int) -> bool:
     """An IDR/IRAP NAL (or a parameter set, which encoders only send before one) in ``payload``."""
     i = 0
@@ -377,9 +389,11 @@ def _audio_track() -> _Track:
 class Splicer:
     """Turns packets of whichever feed is active into one continuous stream.
 
-    Every PES is held back until the next one on its PID starts, i.e. until it is known to be
-    complete: a source that dies (or is switched away from) mid-frame would otherwise hand the
-    decoder a truncated frame. Costs one frame of latency.
+    Every PES is held back until it is known to be complete: a source that dies (or is switched
+    away from) mid-frame would otherwise hand the decoder a truncated frame. A PES that declares
+    its length (audio always; video below 64 KiB, as the readers write it) goes out as soon as
+    that many bytes are in; one without (big keyframes) waits for the next PES on its PID, a
+    frame of latency.
     """
 
     offset: int = 0
@@ -391,6 +405,7 @@ class Splicer:
     _cc: dict[int, int] = field(default_factory=dict)
     _held: dict[int, list[bytearray]] = field(default_factory=dict)
     _held_ts: dict[int, Optional[int]] = field(default_factory=dict)
+    _missing: dict[int, Optional[int]] = field(default_factory=dict)  # bytes a held PES still lacks
     _feed: Optional[Feed] = None
 
     @property
@@ -405,6 +420,7 @@ class Splicer:
         self._feed = feed
         self._held = {}
         self._held_ts = {}
+        self._missing = {}
         self.video.rollback()
         self.audio.rollback()
         self.splices += 1
@@ -417,6 +433,7 @@ class Splicer:
         self._cc = {}
         self._held = {}
         self._held_ts = {}
+        self._missing = {}
         self.video.rollback()
         self.audio.rollback()
         self._feed = None
@@ -455,15 +472,11 @@ class Splicer:
                 self._emit(out, buf, pid)
                 continue
             if unit_start(pkt):
-                held = self._held.pop(pid, None)
-                if held:
-                    for part in held:
-                        self._emit(out, part, pid)
-                    track = self.video if kind == "v" else self.audio
-                    track.emitted = self._held_ts.pop(pid, track.emitted)
+                self._release(out, pid, kind)
                 buf = bytearray(pkt)
                 if self._retime(buf, kind):
                     self._held[pid] = [buf]
+                    self._missing[pid] = pes_missing(buf)
                 else:
                     self.dropped_pes += 1
             elif pid in self._held:
@@ -471,8 +484,24 @@ class Splicer:
                 if has_pcr(buf):
                     self._shift_pcr(buf)
                 self._held[pid].append(buf)
-            # else: the tail of a PES whose head was before the splice, or one we dropped
+                missing = self._missing.get(pid)
+                if missing is not None:
+                    self._missing[pid] = missing - (PACKET - payload_offset(buf))
+            else:
+                continue  # the tail of a PES whose head was before the splice, or one we dropped
+            missing = self._missing.get(pid)
+            if missing is not None and missing <= 0:
+                self._release(out, pid, kind)  # its declared length is in: complete, no need to wait
         return bytes(out)
+
+    def _release(self, out: bytearray, pid: int, kind: str) -> None:
+        self._missing.pop(pid, None)
+        held = self._held.pop(pid, None)
+        if held:
+            for part in held:
+                self._emit(out, part, pid)
+            track = self.video if kind == "v" else self.audio
+            track.emitted = self._held_ts.pop(pid, track.emitted)
 
     def _emit(self, out: bytearray, buf: bytearray, pid: int) -> None:
         if has_payload(buf):
