@@ -1,0 +1,223 @@
+"""`onair token`: mint a backstage playback token for one member of a Livestream.
+
+    onair token events/keynote --user alice            # prints the token
+    onair token events/keynote --user alice --url      # prints the player URL with ?token=
+    onair token events/keynote --user alice --ttl 30m
+
+Runs with the RBAC of whoever runs it: ``get`` on the Livestream and on the Secret named by its
+``status.credentialsSecret`` (the playback secret signs the token) in its namespace, and ``get``
+on its CallType (cluster-scoped). The user must be a member whose role the CallType grants
+``join-backstage`` (GetStream: only those may join a call in backstage); ``--force`` mints for
+anyone, e.g. a support engineer checking the stream.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import json
+import re
+import sys
+from datetime import datetime, timedelta, timezone
+from typing import Any, Mapping, Optional
+from urllib.parse import quote
+
+from pydantic import ValidationError
+
+from onair import tokens
+from onair.api.calltype import GROUP, VERSION, CallType
+from onair.render import grants
+from onair.render.credentials import PLAYBACK_SECRET
+from onair.render.credentials import secret_name as credentials_secret_name
+
+DEFAULT_TTL = timedelta(hours=2)
+MAX_TTL = timedelta(days=30)
+_TTL_PART = re.compile(r"(\d+)([smhd])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class Refused(Exception):
+    """A reason to mint nothing; the message is for the person at the terminal."""
+
+
+def parse_ttl(text: str) -> timedelta:
+    """``90``, ``90s``, ``30m``, ``2h``, ``1d``, ``1h30m``: a positive duration up to MAX_TTL."""
+    value = text.strip().lower()
+    if value.isdigit():
+        seconds = int(value)
+    else:
+        parts = _TTL_PART.findall(value)
+        if not parts or "".join(n + u for n, u in parts) != value:
+            raise argparse.ArgumentTypeError(f"invalid --ttl {text!r}: use e.g. 90s, 30m, 2h, 1d or 1h30m")
+        seconds = sum(int(n) * _UNITS[u] for n, u in parts)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError("--ttl must be positive")
+    if seconds > MAX_TTL.total_seconds():
+        raise argparse.ArgumentTypeError(f"--ttl is at most {MAX_TTL.days} days: a leaked token must expire")
+    return timedelta(seconds=seconds)
+
+
+def parse_target(text: str) -> tuple[str, str]:
+    namespace, sep, name = text.partition("/")
+    if not sep or not namespace or not name or "/" in name:
+        raise argparse.ArgumentTypeError(f"expected <namespace>/<livestream>, got {text!r}")
+    return namespace, name
+
+
+def check_member(livestream: Mapping, calltype: Optional[CallType], user: str) -> None:
+    """Raise ``Refused`` unless ``user`` is a member whose role grants join-backstage."""
+    spec = livestream.get("spec") or {}
+    target = f"{livestream['metadata']['namespace']}/{livestream['metadata']['name']}"
+    ct_name = spec.get("callType", "")
+    members = spec.get("members") or []
+    member = next((m for m in members if m.get("userId") == user), None)
+    if member is None:
+        listed = ", ".join(m.get("userId", "?") for m in members[:20]) or "none"
+        raise Refused(f"{user!r} is not a member of {target} (members: {listed}); add them to spec.members "
+                      "with a role that has join-backstage, or pass --force")
+    if calltype is None:
+        raise Refused(f"CallType {ct_name!r} of {target} does not exist, so no role grants join-backstage; "
+                      "pass --force to mint anyway")
+    caps = grants.role_capabilities(calltype, member["role"])
+    if caps is None:
+        raise Refused(f"{user!r} has role {member['role']!r}, which CallType {ct_name!r} does not grant "
+                      f"(its roles: {', '.join(sorted(calltype.spec.grants or {})) or 'none'}); pass --force to mint anyway")
+    if grants.JOIN_BACKSTAGE not in caps:
+        allowed = sorted(r for r, c in (calltype.spec.grants or {}).items() if grants.JOIN_BACKSTAGE in c)
+        raise Refused(f"{user!r} has role {member['role']!r}, which CallType {ct_name!r} does not grant "
+                      f"{grants.JOIN_BACKSTAGE} (roles with it: {', '.join(allowed) or 'none'}); pass --force to "
+                      "mint anyway")
+
+
+def player_url(livestream: Mapping, token: str) -> str:
+    player = ((livestream.get("status") or {}).get("playback") or {}).get("player")
+    if not player:
+        raise Refused("the Livestream has no status.playback.player yet (not reconciled, or broadcasting is "
+                      "disabled); run without --url for the bare token")
+    return f"{player}{'&' if '?' in player else '?'}token={quote(token, safe='')}"
+
+
+# ----------------------------------------------------------------------------- cluster access
+def _api_client(kubeconfig: Optional[str], context: Optional[str]) -> Any:
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+
+    cfg = k8s.Configuration()
+    if kubeconfig:
+        k8s_config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg)
+    else:
+        # A person's kubeconfig first ($KUBECONFIG, ~/.kube/config); in a pod, its ServiceAccount.
+        try:
+            k8s_config.load_kube_config(context=context, client_configuration=cfg)
+        except k8s_config.ConfigException:
+            k8s_config.load_incluster_config(client_configuration=cfg)
+    return k8s.ApiClient(cfg)
+
+
+def _api_message(exc: Any) -> str:
+    try:
+        return json.loads(exc.body).get("message") or exc.reason
+    except (TypeError, ValueError, AttributeError):
+        return str(getattr(exc, "reason", exc))
+
+
+def _get(what: str, call: Any, *args: Any) -> Optional[dict]:
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        return call(*args)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        if exc.status in (401, 403):
+            raise Refused(f"not allowed to read {what}: {_api_message(exc)}") from None
+        raise Refused(f"could not read {what}: {_api_message(exc)}") from None
+
+
+def _playback_secret(secret: Optional[Mapping], name: str) -> str:
+    raw = ((secret or {}).get("data") or {}).get(PLAYBACK_SECRET)
+    if not raw:
+        raise Refused(f"Secret {name} has no {PLAYBACK_SECRET} yet (the operator creates it when it reconciles)")
+    try:
+        return base64.b64decode(raw, validate=True).decode("utf-8").strip()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise Refused(f"Secret {name} holds an unreadable {PLAYBACK_SECRET}") from None
+
+
+def mint_for(api: Any, namespace: str, name: str, user: str, ttl: timedelta, *, force: bool, url: bool,
+             now: datetime) -> tuple[str, list[str]]:
+    """(what to print, warnings) for ``user`` on Livestream ``namespace/name``."""
+    from kubernetes import client as k8s
+
+    custom, core = k8s.CustomObjectsApi(api), k8s.CoreV1Api(api)
+    target = f"{namespace}/{name}"
+    ls = _get(f"Livestream {target}", custom.get_namespaced_custom_object, GROUP, VERSION, namespace, "livestreams", name)
+    if ls is None:
+        raise Refused(f"Livestream {target} not found")
+    warnings: list[str] = []
+    ct_name = (ls.get("spec") or {}).get("callType", "")
+    ct_body = _get(f"CallType {ct_name}", custom.get_cluster_custom_object, GROUP, VERSION, "calltypes", ct_name)
+    calltype: Optional[CallType] = None
+    if ct_body is not None:
+        try:
+            calltype = CallType.model_validate({k: ct_body[k] for k in ("apiVersion", "kind", "metadata", "spec")
+                                                if k in ct_body})
+        except ValidationError as exc:
+            raise Refused(f"CallType {ct_name} is invalid: {exc.errors()[0]['msg']}") from None
+    try:
+        check_member(ls, calltype, user)
+    except Refused as refusal:
+        if not force:
+            raise
+        warnings.append(f"--force: minting although {refusal}")
+
+    secret_name = (ls.get("status") or {}).get("credentialsSecret") or credentials_secret_name(name)
+    secret = _get(f"Secret {namespace}/{secret_name}", core.read_namespaced_secret, secret_name, namespace)
+    if secret is not None and not isinstance(secret, dict):
+        secret = api.sanitize_for_serialization(secret)
+    if secret is None:
+        raise Refused(f"Secret {namespace}/{secret_name} not found (is the operator running?)")
+    token = tokens.mint(_playback_secret(secret, f"{namespace}/{secret_name}"), target, now + ttl,
+                        user_id=user, issued_at=now)
+    return (player_url(ls, token) if url else token), warnings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="onair token",
+        description="Print a playback token (or player URL) that lets a member watch a Livestream in backstage.",
+        epilog="Needs get on the Livestream and its credentials Secret, and on its CallType.")
+    ap.add_argument("target", type=parse_target, metavar="NAMESPACE/LIVESTREAM")
+    ap.add_argument("--user", required=True, help="the member's userId (the token's sub)")
+    ap.add_argument("--ttl", type=parse_ttl, default=DEFAULT_TTL,
+                    help="validity, e.g. 30m, 2h, 1d (default 2h, at most 30d)")
+    ap.add_argument("--url", action="store_true", help="print the player URL with the token instead of the token")
+    ap.add_argument("--force", action="store_true",
+                    help="mint even when USER is not a member or their role lacks join-backstage")
+    ap.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
+    ap.add_argument("--context", default=None, help="kubeconfig context")
+    return ap
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    namespace, name = args.target
+    try:
+        api = _api_client(args.kubeconfig, args.context)
+    except Exception as exc:  # noqa: BLE001 - no kubeconfig etc.: one readable line, not a traceback
+        print(f"onair token: cannot reach the cluster: {exc}", file=sys.stderr)
+        return 1
+    try:
+        with api:
+            out, warnings = mint_for(api, namespace, name, args.user, args.ttl, force=args.force, url=args.url,
+                                     now=datetime.now(timezone.utc))
+    except Refused as refusal:
+        print(f"onair token: {refusal}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - e.g. the API server is unreachable
+        print(f"onair token: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    for warning in warnings:
+        print(f"onair token: {warning}", file=sys.stderr)
+    print(out)
+    return 0
