@@ -60,7 +60,8 @@ class TranscoderAgent(Agent):
                            pull_uris=config.pull_uris, ffmpeg=ffmpeg, freeze_seconds=config.freeze_seconds,
                            return_seconds=config.return_seconds, on_switch=self._switched,
                            # A broadcast waiting for a source starts its encoder now, not at the next tick.
-                           on_select=lambda _name: self._wake.set())
+                           on_select=lambda _name: self._wake.set(),
+                           read_token=lambda: read_secret(config.read_token_file))
         self.sink = self._make_sink()
         kinds = [k for k, on in (("cmaf", config.hls_cmaf), ("ts", config.hls_mpegts)) if on]
         self.packager = Packager(self.work_dir, self.sink, kinds=kinds, dash=config.dash,
@@ -79,6 +80,10 @@ class TranscoderAgent(Agent):
         self._wake = asyncio.Event()
         if not config.main_url and not config.backup_url and not config.pull_uris:
             log.error("no source configured (mainUrl, backupUrl or pullUris): nothing to transcode")
+        if config.read_token_file and (config.main_url or config.backup_url) \
+                and not read_secret(config.read_token_file):
+            log.error("no read token in %s: the ingest will refuse the readers of mainUrl/backupUrl",
+                      config.read_token_file)
 
     def _make_sink(self) -> Sink:
         if self.config.output_dir:

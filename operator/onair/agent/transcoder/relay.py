@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
 from onair.agent.supervisor import Child, Supervisor
+from onair.endpoints import with_read_token
 
 from .ffmpeg_args import reader_args
 from .mpegts import Feed, Splicer
@@ -44,6 +45,7 @@ class _Reader:
     name: str
     child: Child
     feed: Feed
+    source_url: str = ""  # as configured: never with the read token
     probe: InputProbe = field(default_factory=InputProbe)
     rotation: Optional[PullRotation] = None
     started_at: float = 0.0
@@ -51,7 +53,7 @@ class _Reader:
 
     @property
     def url(self) -> str:
-        return self.rotation.current if self.rotation else self.child.argv[self.child.argv.index("-i") + 1]
+        return self.rotation.current if self.rotation else self.source_url
 
 
 @dataclass(frozen=True)
@@ -67,9 +69,11 @@ class Relay:
                  freeze_seconds: float = FREEZE_SECONDS, return_seconds: float = RETURN_SECONDS,
                  on_switch: Optional[Callable[[Optional[str], str], None]] = None,
                  on_select: Optional[Callable[[str], None]] = None,
+                 read_token: Callable[[], Optional[str]] = lambda: None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.supervisor = supervisor
         self.ffmpeg = ffmpeg
+        self.read_token = read_token  # the ingest's, for main and backup (never a pull source's)
         self.clock = clock
         self.on_switch = on_switch  # viewers saw the source change
         self.on_select = on_select  # any change of the selected source, backstage included
@@ -97,17 +101,30 @@ class Relay:
     # ------------------------------------------------------------------------- readers
     def _add_reader(self, name: str, url: str, rotation: Optional[PullRotation]) -> None:
         child = Child(
-            name=f"reader-{name}", argv=reader_args(url, self.ffmpeg),
+            name=f"reader-{name}", argv=[],
             # Readers must come back fast: they are what makes the backup warm.
             backoff_initial=0.2, backoff_max=1.0, stop_timeout=3.0,
-            secrets=_url_secrets(rotation.uris if rotation else [url]),
         )
-        reader = _Reader(name, child, Feed(name), rotation=rotation)
+        reader = _Reader(name, child, Feed(name), source_url=url, rotation=rotation)
         child.on_start = lambda proc, r=reader: self._reader_started(r)
         child.on_data = lambda data, r=reader: self._reader_data(r, data)
         child.on_line = lambda line, r=reader: self._reader_line(r, line)
         child.on_exit = lambda code, r=reader: self._reader_exited(r, code)
         self.readers[name] = reader
+        self._prepare(reader)
+
+    def _prepare(self, reader: _Reader) -> None:
+        """The command line of the reader's next process. The read token is read from its file
+        every time (a rotated Secret reaches the mount without a restart) and is redacted from
+        every log line, like any secret in a source URL."""
+        url = reader.url
+        secrets = _url_secrets(reader.rotation.uris if reader.rotation else [url])
+        if reader.rotation is None:
+            token = self.read_token()
+            url = with_read_token(url, token)
+            secrets += [token] if token else []
+        reader.child.argv = reader_args(url, self.ffmpeg)
+        reader.child.secrets = secrets
 
     def _reader_started(self, reader: _Reader) -> None:
         reader.feed = Feed(reader.name)
@@ -128,7 +145,7 @@ class Relay:
             failed = reader.rotation.current
             nxt = reader.rotation.failed()
             log.warning("pull source %s ended (code %s); trying %s", _redact(failed), code, _redact(nxt))
-            reader.child.argv = reader_args(nxt, self.ffmpeg)
+        self._prepare(reader)
         self._decide()  # a reader EOF is the fastest failure signal there is: act on it now
 
     def _reader_data(self, reader: _Reader, data: bytes) -> None:
