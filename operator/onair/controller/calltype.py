@@ -20,6 +20,15 @@ log = logging.getLogger("onair.controller")
 RESOURCE = (GROUP, VERSION, "calltypes")
 
 
+def request_status_sync(rt: Runtime, name: str) -> None:
+    """Recount CallType ``name``'s users soon: bursts of creates/deletes share one status patch.
+
+    Every path that can change ``status.livestreams``/``observedGeneration`` goes through the
+    runtime's coalescer, so one CallType never has two status patches in flight."""
+    if name:
+        rt.calltype_status.request(name)
+
+
 async def sync_calltype_status(rt: Runtime, name: str) -> None:
     """Patch ``status.livestreams``/``observedGeneration`` of CallType ``name`` when they differ."""
     body = rt.calltype_body(name)
@@ -52,7 +61,7 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
         if kind is None:
             # Initial listing: every Livestream is reconciled by its resume handler anyway.
             rt.calltype_versions[name] = calltype_version(body)
-            await _sync_status(rt, name)
+            request_status_sync(rt, name)
             return
         users = rt.calltype_users(name)
         if kind == "DELETED":
@@ -61,7 +70,7 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
         elif _status_only(rt, name, body):
             return
         else:
-            await _sync_status(rt, name)
+            request_status_sync(rt, name)
         for namespace, ls in users:
             rt.wake(namespace, ls, f"CallType {name} {kind.lower()}")
         if users:
@@ -79,13 +88,6 @@ def _status_only(rt: Runtime, name: str, body: kopf.Body) -> bool:
     seen = rt.calltype_versions.get(name)
     rt.calltype_versions[name] = calltype_version(body)
     return seen == rt.calltype_versions[name]
-
-
-async def _sync_status(rt: Runtime, name: str) -> None:
-    try:
-        await sync_calltype_status(rt, name)
-    except Exception as exc:  # noqa: BLE001 - a count is cosmetic; never fail the fan-out over it
-        log.warning("could not update status of CallType %s: %s", name, exc)
 
 
 def _plain(value: Any) -> Any:

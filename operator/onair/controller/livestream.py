@@ -18,6 +18,7 @@ import kopf
 from onair.api.calltype import GROUP, VERSION
 
 from . import members, reconcile
+from .calltype import request_status_sync
 from .kubeapi import KubeError
 from .runtime import LivestreamState, Runtime
 
@@ -66,7 +67,7 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
             raise kopf.TemporaryError(f"Kubernetes API: {exc}", delay=5) from None
         finally:
             state.wake.set()  # the daemon re-arms its timer for the new lifecycle
-        await sync_calltype_status_soon(rt, body.get("spec", {}).get("callType", ""))
+        request_status_sync(rt, body.get("spec", {}).get("callType", ""))
 
     kopf.on.create(*RESOURCE, id="reconcile", registry=registry)(on_change)
     kopf.on.update(*RESOURCE, id="reconcile", registry=registry)(on_change)
@@ -77,7 +78,7 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
         # Create/delete changes the CallType's status.livestreams; every other event is a no-op
         # against the cache.
         if event.get("type") in ("ADDED", "DELETED", None):
-            await sync_calltype_status_soon(rt, body.get("spec", {}).get("callType", ""))
+            request_status_sync(rt, body.get("spec", {}).get("callType", ""))
         if event.get("type") == "DELETED":
             meta = body.get("metadata", {})
             rt.forget(meta.get("namespace"), meta.get("name"), meta.get("uid"))
@@ -105,13 +106,3 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
                     log.exception("%s/%s: reconcile failed", state.namespace, state.name)
         finally:
             stop_task.cancel()
-
-
-async def sync_calltype_status_soon(rt: Runtime, calltype: str) -> None:
-    from .calltype import sync_calltype_status
-
-    if calltype:
-        try:
-            await sync_calltype_status(rt, calltype)
-        except KubeError as exc:
-            log.warning("could not update status of CallType %s: %s", calltype, exc)

@@ -40,6 +40,7 @@ def build_registry(rt: Runtime, api: Any, *, watch_pods: bool) -> kopf.OperatorR
 
     @kopf.on.cleanup(registry=registry)
     async def close_http(**_: Any) -> None:
+        await rt.calltype_status.close()
         await rt.prober.close()
 
     calltype.register(registry, rt)

@@ -17,6 +17,7 @@ from onair.render.credentials import Credentials
 from onair.render.lifecycle import Lifecycle
 from onair.render.resolve import Problem
 
+from .coalesce import Coalescer
 from .config import OperatorConfig
 from .kubeapi import Kube
 from .probe import AgentReport, Prober
@@ -67,7 +68,7 @@ class Runtime:
 
     def __init__(self, config: OperatorConfig, kube: Kube, prober: Prober,
                  clock: Callable[[], datetime] = utcnow, resync_seconds: float = 600.0,
-                 broadcast_grace_seconds: float = 20.0) -> None:
+                 broadcast_grace_seconds: float = 20.0, calltype_status_window: float = 1.0) -> None:
         self.config = config
         self.kube = kube
         self.prober = prober
@@ -81,9 +82,17 @@ class Runtime:
         self.calltype_index: Any = None
         self.users_index: Any = None
         self.calltype_status_cache: dict[str, dict] = {}
+        # A burst of Livestream creates/deletes becomes one status patch per CallType and window.
+        self.calltype_status = Coalescer(self._sync_calltype_status, window=calltype_status_window,
+                                         what="updating the CallType status")
         self.calltype_versions: dict[str, str] = {}
         # (namespace, livestream, role key) -> pod IP, fed by the pods watch (default resolver).
         self.pod_ips: dict[tuple[str, str, str], str] = {}
+
+    async def _sync_calltype_status(self, name: str) -> None:
+        from .calltype import sync_calltype_status
+
+        await sync_calltype_status(self, name)
 
     @property
     def poll_interval(self) -> float:
