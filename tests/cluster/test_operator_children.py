@@ -120,6 +120,55 @@ def test_spec_change_rolls_out_and_prunes(operator, kube, calltype, namespace):
     assert "backupRtmp" not in kube.livestream(namespace, "roll")["status"]["ingest"]
 
 
+def test_owned_children_the_operator_never_wrote_are_pruned_and_foreign_ones_kept(operator, kube, calltype, namespace):
+    """Pruning asks the watch cache what exists: an owned child this operator run never applied
+    (left by an older version, or restored from a backup) is found and deleted on the next
+    reconcile; a look-alike without our ownerReference is left alone."""
+    from kubernetes import client
+
+    obj = kube.create_livestream(namespace, "stray", {"callType": calltype})
+    kube.wait_reconciled(namespace, "stray")
+    labels = {"app.kubernetes.io/managed-by": "onair-operator", "onair.dev/livestream": "stray"}
+    owner = client.V1OwnerReference(api_version="onair.dev/v1alpha1", kind="Livestream", name="stray",
+                                    uid=obj["metadata"]["uid"], controller=True, block_owner_deletion=True)
+    kube.core.create_namespaced_config_map(namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(
+        name="stray-leftover", labels=labels, owner_references=[owner])))
+    kube.core.create_namespaced_config_map(namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(
+        name="stray-lookalike", labels=labels)))
+
+    kube.patch_livestream(namespace, "stray", {"spec": {"settingsOverride": {"dvr": {"durationSeconds": 600}}}})
+    kube.wait_reconciled(namespace, "stray")
+    wait_for(lambda: ("ConfigMap", "stray-leftover") not in kube.children(namespace, "stray"), 20,
+             what="the leftover ConfigMap pruned")
+    assert ("ConfigMap", "stray-lookalike") in kube.children(namespace, "stray")
+    assert "ChildrenPruned" in kube.event_reasons(namespace, "stray")
+
+
+def test_children_dropped_while_the_operator_was_down_are_pruned_after_restart(operator, kube, calltype, namespace):
+    """A restarted operator knows nothing it wrote before; the watch cache (complete before any
+    handler runs) still shows the backup ingest, so turning the backup off while it was down prunes it."""
+    kube.create_livestream(namespace, "down", {"callType": calltype, "settingsOverride": {"ingest": {"backup": True}}})
+    kube.wait_reconciled(namespace, "down")
+    assert ("Deployment", "down-ingest-backup") in kube.children(namespace, "down")
+    with operator.stopped():
+        kube.patch_livestream(namespace, "down", {"spec": {"settingsOverride": {"ingest": {"backup": False}}}})
+    kube.wait_reconciled(namespace, "down")
+    wait_for(lambda: not any(name == "down-ingest-backup" for _, name in kube.children(namespace, "down")),
+             20, what="backup ingest pruned after the restart")
+
+
+def test_deleted_dvr_claim_is_created_again(operator, kube, calltype, namespace):
+    kube.create_livestream(namespace, "claim", {"callType": calltype})
+    kube.wait_reconciled(namespace, "claim")
+    old = kube.core.read_namespaced_persistent_volume_claim("claim-dvr", namespace).metadata.uid
+    kube.core.delete_namespaced_persistent_volume_claim("claim-dvr", namespace)
+
+    def recreated():
+        claim = kube.children(namespace, "claim").get(("PersistentVolumeClaim", "claim-dvr"))
+        return claim is not None and claim["metadata"]["uid"] != old
+    wait_for(recreated, 30, what="the DVR claim created again")
+
+
 def test_deleted_configmap_and_hand_edited_deployment_are_restored(operator, kube, calltype, namespace):
     kube.create_livestream(namespace, "drift", {"callType": calltype})
     kube.wait_reconciled(namespace, "drift")

@@ -8,6 +8,12 @@
   is turned off. The ownerReference check means a user's object that merely copies our labels
   is never deleted.
 
+What the operator's watches already know (``known``: this Livestream's labelled children from
+the watch cache) saves round trips: a PVC the cache has is not asked for again, and the prune
+LISTs run only for kinds where the cache or the operator's own earlier writes show an owned
+child that is no longer rendered (usually none: a new Livestream has nothing to prune). The
+LIST, not the cache, still decides what is deleted (with the listed uid as precondition).
+
 Re-applying unchanged manifests is a no-op on the API server (no write, resourceVersion kept), so
 this runs on every reconcile without churning watches.
 """
@@ -15,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Iterable, Mapping, Optional
 
 from onair.render import children as rc
 
@@ -31,6 +37,16 @@ class ApplyResult:
     pruned: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class KnownChild:
+    """What the watch cache holds about one labelled child (see ``owned.index_child``)."""
+    kind: str
+    name: str
+    controller_uid: Optional[str]
+    deleting: bool
+    marker: str
+
+
 def version_marker(obj: Mapping) -> str:
     """What identifies "the state we wrote": a Deployment's generation (its status churns the
     resourceVersion while pods roll), every other kind's resourceVersion."""
@@ -44,10 +60,16 @@ def _label(obj: Mapping) -> str:
     return f"{obj['kind']} {obj['metadata']['name']}"
 
 
-async def _apply_one(kube: Kube, obj: dict, result: ApplyResult, before: Mapping[tuple[str, str], str]) -> None:
+async def _apply_one(kube: Kube, obj: dict, result: ApplyResult, before: Mapping[tuple[str, str], str],
+                     known: Optional[Mapping[tuple[str, str], KnownChild]]) -> None:
     key = (obj["kind"], obj["metadata"]["name"])
     if rc.create_only(obj):
-        created = await kube.create_if_absent(obj)
+        seen = known.get(key) if known is not None else None
+        if seen is not None:
+            result.versions[key] = seen.marker
+            return
+        # The cache says absent: try to create at once (a stale cache only costs a 409).
+        created = await kube.create_if_absent(obj, check_first=known is None)
         if created is not None:
             result.created.append(_label(obj))
             result.versions[key] = version_marker(created)
@@ -63,45 +85,67 @@ async def _apply_one(kube: Kube, obj: dict, result: ApplyResult, before: Mapping
     result.versions[key] = marker
 
 
+async def _keep_one(kube: Kube, obj: dict, result: ApplyResult, check_first: bool) -> None:
+    if await kube.create_if_absent(obj, check_first=check_first) is not None:
+        result.created.append(_label(obj))
+
+
 async def apply_children(kube: Kube, rendered: rc.RenderedChildren, owner_meta: Mapping,
-                         previous_versions: Mapping[tuple[str, str], str] | None = None) -> ApplyResult:
-    """Apply, create and prune; raises the first KubeError after attempting every object."""
+                         previous_versions: Mapping[tuple[str, str], str] | None = None,
+                         known: Optional[Mapping[tuple[str, str], KnownChild]] = None) -> ApplyResult:
+    """Apply, create and prune; raises the first KubeError after attempting every object.
+
+    ``known``: this Livestream's labelled children as the watch cache has them; None without a
+    cache (every question then goes to the API server)."""
     result = ApplyResult()
     before = dict(previous_versions or {})
-    # Secrets and ConfigMaps first: a Deployment created before the volume it mounts would make
-    # a real kubelet wait (and log) until they appear.
-    order = {"Secret": 0, "ConfigMap": 0, "PersistentVolumeClaim": 1, "Service": 2, "Deployment": 3}
-    groups: dict[int, list[dict]] = {}
-    for obj in rendered.objects:
-        groups.setdefault(order.get(obj["kind"], 2), []).append(obj)
+    # Deployments last: one created before a Secret, ConfigMap or claim it mounts would make a
+    # real kubelet wait (and log) until they appear. Everything else is independent.
+    first = [o for o in rendered.objects if o["kind"] != "Deployment"]
+    last = [o for o in rendered.objects if o["kind"] == "Deployment"]
+    # The kept PVC is not labelled as a child, so no cache knows it: a Livestream the operator
+    # has never written anything for (and the cache has nothing of) tries to create it at once.
+    new = known is not None and not known and not before
     errors: list[KubeError] = []
-    for rank in sorted(groups):
-        outcomes = await asyncio.gather(*(_apply_one(kube, o, result, before) for o in groups[rank]),
-                                        return_exceptions=True)
+    for rank, batch in enumerate((first, last)):
+        steps = [_apply_one(kube, o, result, before, known) for o in batch]
+        if rank == 0:
+            steps += [_keep_one(kube, o, result, check_first=not new) for o in rendered.keep]
+        outcomes = await asyncio.gather(*steps, return_exceptions=True)
         for outcome in outcomes:
             if isinstance(outcome, KubeError):
                 errors.append(outcome)
             elif isinstance(outcome, BaseException):
                 raise outcome
-    for obj in rendered.keep:
-        try:
-            if await kube.create_if_absent(obj) is not None:
-                result.created.append(_label(obj))
-        except KubeError as exc:
-            errors.append(exc)
     if errors:
         raise errors[0]
-    result.pruned = await prune(kube, rendered, owner_meta)
+    candidates = None
+    if known is not None:
+        uid = owner_meta["uid"]
+        candidates = set(before) | {key for key, child in known.items()
+                                    if child.controller_uid == uid and not child.deleting}
+    result.pruned = await prune(kube, rendered, owner_meta, candidates)
     return result
 
 
-async def prune(kube: Kube, rendered: rc.RenderedChildren, owner_meta: Mapping) -> list[str]:
+async def prune(kube: Kube, rendered: rc.RenderedChildren, owner_meta: Mapping,
+                candidates: Optional[Iterable[tuple[str, str]]] = None) -> list[str]:
+    """Delete owned children that are no longer rendered.
+
+    ``candidates``: (kind, name) of every owned child that may exist; only kinds with a candidate
+    that is not rendered are listed. None: list every kind."""
     namespace, name, uid = owner_meta["namespace"], owner_meta["name"], owner_meta["uid"]
     wanted = {(o["kind"], o["metadata"]["name"]) for o in rendered.objects}
+    kinds = rc.CHILD_KINDS
+    if candidates is not None:
+        stale = {kind for kind, obj in candidates if (kind, obj) not in wanted}
+        kinds = tuple(k for k in rc.CHILD_KINDS if k[1] in stale)
+        if not kinds:
+            return []
     selector = label_selector(rc.child_selector(name))
     pruned: list[str] = []
-    listings = await asyncio.gather(*(kube.list(KINDS[k], namespace, selector) for k in rc.CHILD_KINDS))
-    for (api_version, kind), items in zip(rc.CHILD_KINDS, listings):
+    listings = await asyncio.gather(*(kube.list(KINDS[k], namespace, selector) for k in kinds))
+    for (api_version, kind), items in zip(kinds, listings):
         for item in items:
             item_name = item["metadata"]["name"]
             if (kind, item_name) in wanted or not owned_by(item, uid):

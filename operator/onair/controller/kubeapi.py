@@ -209,11 +209,16 @@ class Kube:
                                   query={"fieldManager": field_manager, "force": "true"},
                                   content_type="application/apply-patch+yaml")
 
-    async def create_if_absent(self, obj: dict, field_manager: str = FIELD_MANAGER) -> Optional[dict]:
-        """Create ``obj`` unless an object of that name exists; never touch an existing one."""
+    async def create_if_absent(self, obj: dict, field_manager: str = FIELD_MANAGER,
+                               check_first: bool = True) -> Optional[dict]:
+        """Create ``obj`` unless an object of that name exists; never touch an existing one.
+
+        ``check_first``: GET before POST. Without it an existing object costs a refused POST
+        instead of a GET (cheaper when the caller expects it to be absent). Admission (e.g. a
+        full ResourceQuota) judges a POST before the name clash, hence GET first by default."""
         kind = kind_of(obj)
         meta = obj["metadata"]
-        if await self.get(kind, meta.get("namespace"), meta["name"]) is not None:
+        if check_first and await self.get(kind, meta.get("namespace"), meta["name"]) is not None:
             return None
         try:
             return await self.request("POST", kind.path(meta.get("namespace")), body=obj,

@@ -11,6 +11,9 @@ a Deployment's generation (its status churns while pods roll; that is not drift)
 kind's resourceVersion. An event racing ahead of our own apply response causes at most one
 extra, no-op apply.
 
+The same watches feed an index (``index_child``) of every labelled child per Livestream, which
+``apply`` consults instead of asking the API server (existing PVCs, anything to prune?).
+
 Pods of media roles are watched too (same label): their IPs are how the operator reaches agents
 in a real cluster (the Services expose only the push and playback ports, never the agent API).
 """
@@ -22,9 +25,21 @@ import kopf
 
 from onair.render.children import LABEL_LIVESTREAM
 
-from .apply import version_marker
+from .apply import KnownChild, version_marker
 from .runtime import Runtime
 from .settings import CHILD_RESOURCES
+
+# kopf hands indexes to handlers as kwargs named by these ids (see runner.capture_indexes).
+CHILD_INDEXES = tuple(f"children_{plural}" for _, _, plural in CHILD_RESOURCES)
+CHILD_LABELS = {"app.kubernetes.io/managed-by": "onair-operator", LABEL_LIVESTREAM: kopf.PRESENT}
+
+
+def index_child(namespace: str, name: str, body: kopf.Body, meta: kopf.Meta, labels: kopf.Labels,
+                **_: Any) -> dict:
+    controller = next((ref.get("uid") for ref in meta.get("ownerReferences") or () if ref.get("controller")), None)
+    return {(namespace, labels.get(LABEL_LIVESTREAM)): KnownChild(
+        kind=body.get("kind"), name=name, controller_uid=controller,
+        deleting=bool(meta.get("deletionTimestamp")), marker=version_marker(body))}
 
 
 def register(registry: kopf.OperatorRegistry, rt: Runtime, watch_pods: bool) -> None:
@@ -54,9 +69,9 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime, watch_pods: bool) -> 
         if recorded is not None and recorded != version_marker(body):
             state.mark_dirty(f"child {what} was modified")
 
-    for group, version, plural in CHILD_RESOURCES:
-        kopf.on.event(group, version, plural, id=f"child-{plural}", registry=registry,
-                      labels={"app.kubernetes.io/managed-by": "onair-operator", LABEL_LIVESTREAM: kopf.PRESENT})(on_child)
+    for (group, version, plural), index_id in zip(CHILD_RESOURCES, CHILD_INDEXES):
+        kopf.on.event(group, version, plural, id=f"child-{plural}", registry=registry, labels=CHILD_LABELS)(on_child)
+        kopf.index(group, version, plural, id=index_id, registry=registry, labels=CHILD_LABELS)(index_child)
 
     if not watch_pods:
         return

@@ -128,7 +128,8 @@ async def sync_children(rt: Runtime, state: LivestreamState, ls: Mapping, body: 
         state.problem = Problem("RenderFailed", f"could not render the children: {type(exc).__name__}: {exc}")
         return
     try:
-        result = await apply_children(rt.kube, rendered, ls["metadata"], state.versions)
+        result = await apply_children(rt.kube, rendered, ls["metadata"], state.versions,
+                                      known=rt.known_children(state.namespace, state.name))
     except KubeError as exc:
         if exc.transient:
             state.dirty.update(reasons or {"retry"})

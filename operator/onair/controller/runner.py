@@ -37,6 +37,7 @@ def build_registry(rt: Runtime, api: Any, *, watch_pods: bool) -> kopf.OperatorR
         # Indexes are handed to handlers as kwargs only; the runtime needs them from anywhere.
         rt.calltype_index = kwargs["calltypes_by_name"]
         rt.users_index = kwargs["livestreams_by_calltype"]
+        rt.child_indexes = [kwargs[index_id] for index_id in owned.CHILD_INDEXES]
 
     @kopf.on.cleanup(registry=registry)
     async def close_http(**_: Any) -> None:

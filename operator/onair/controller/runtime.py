@@ -81,6 +81,8 @@ class Runtime:
         # kopf indexes, captured from handler kwargs at startup (same objects for the whole run).
         self.calltype_index: Any = None
         self.users_index: Any = None
+        # One kopf index per child kind: (namespace, livestream) -> KnownChild (owned.index_child).
+        self.child_indexes: list[Any] = []
         self.calltype_status_cache: dict[str, dict] = {}
         # A burst of Livestream creates/deletes becomes one status patch per CallType and window.
         self.calltype_status = Coalescer(self._sync_calltype_status, window=calltype_status_window,
@@ -132,6 +134,17 @@ class Runtime:
         if self.users_index is None:
             return []
         return sorted(set(self.users_index.get(name, ())))
+
+    def known_children(self, namespace: str, name: str) -> Optional[dict[tuple[str, str], Any]]:
+        """(kind, name) -> KnownChild of every labelled child of Livestream ``name`` the watches
+        have seen; None when there are no indexes (the caller then asks the API server)."""
+        if not self.child_indexes:
+            return None
+        out: dict[tuple[str, str], Any] = {}
+        for index in self.child_indexes:
+            for child in index.get((namespace, name), ()):
+                out[(child.kind, child.name)] = child
+        return out
 
     def pod_resolver(self, namespace: str, livestream: str, role_key: str) -> Optional[str]:
         from onair.roles import AGENT_PORT
