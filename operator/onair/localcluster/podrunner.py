@@ -651,9 +651,15 @@ class PodRunner:
             log.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} start #{pod.restarts}: "
                       f"{' '.join(argv)}\n".encode())
             log.flush()
-            pod.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                        env=env, cwd=str(self._pod_dir(pod.plan)), start_new_session=True,
-                                        preexec_fn=_die_with_parent)
+            try:
+                pod.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            env=env, cwd=str(self._pod_dir(pod.plan)), start_new_session=True,
+                                            preexec_fn=_die_with_parent)
+            except OSError as exc:  # e.g. the container's command does not exist here
+                pod.pending = f"cannot run {argv[0]}: {exc.strerror or exc}"
+                pod.next_start = time.monotonic() + 10
+                self._note(key, pod.pending)
+                return
         pod.started_at = time.monotonic()
         with self._lock:
             ports = {p.name: self._ports.get((pod.plan.namespace, pod.plan.name, p.number)) for p in pod.plan.ports}
