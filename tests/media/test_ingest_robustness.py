@@ -135,6 +135,42 @@ def test_sigterm_stops_every_child(ingest_agent, publishers):
     assert "stopping" in ingest.log_text()
 
 
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2:].split()[0] != "Z"
+
+
+def _port_free(port: int, kind: int = socket.SOCK_STREAM) -> bool:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        # What nginx itself sets: only a socket still bound (not TIME_WAIT) makes this fail.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def test_a_killed_agent_takes_its_children_and_ports_along(ingest_agent, publishers):
+    # SIGKILL (OOM, a crashed node agent): the agent cannot stop anything itself.
+    ingest = ingest_agent.start(protocols=("rtmp", "srt"))
+    publishers.rtmp(ingest.rtmp_url, width=320, height=240)
+    ingest.wait_receiving()
+    children = [pid for pid in ingest.process_tree() if pid != ingest.proc.pid]
+    assert len(children) >= 4, children  # nginx master + worker, srt listener, srt bridge
+    assert not _port_free(ingest.ports.rtmp) and not _port_free(ingest.ports.srt, socket.SOCK_DGRAM)
+    ingest.proc.kill()
+    ingest.proc.wait(5)
+    wait_for(lambda: not [pid for pid in children if _alive(pid)], 10,
+             what="every child of the killed agent to exit")
+    for port, kind in ((ingest.ports.rtmp, socket.SOCK_STREAM), (ingest.ports.agent, socket.SOCK_STREAM),
+                       (ingest.ports.srt, socket.SOCK_DGRAM)):
+        assert _port_free(port, kind), f"port {port} still bound after the agent was killed"
+
+
 def test_cli_usage_errors_are_one_line(tmp_path):
     bad = tmp_path / "config.json"
     bad.write_text('{"role": "ingest"}')

@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Iterable, Optional, Sequence
 
+from .parentdeath import die_with_parent
+
 log = logging.getLogger("onair.agent.supervisor")
 
 LineHandler = Callable[[str], None]
@@ -118,6 +120,9 @@ class Child:
                     cwd=self.cwd,
                     start_new_session=True,
                     pass_fds=tuple(self.pass_fds),
+                    # Its own session keeps a child out of the agent's signals; this makes it
+                    # go when the agent is killed without a chance to stop it.
+                    preexec_fn=die_with_parent(),
                 )
             except OSError as exc:
                 log.error("cannot start %s (%s): %s", self.name, self.argv[0], exc)
