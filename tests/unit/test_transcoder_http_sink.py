@@ -68,3 +68,36 @@ async def test_transient_errors_are_retried_and_refusals_are_not():
         await sink.close()
         await runner.cleanup()
     assert calls == {"flaky": 3, "denied": 1}
+
+
+async def test_after_the_shutdown_deadline_nothing_is_retried_or_sent():
+    calls = {"n": 0}
+
+    async def handler(request: web.Request) -> web.Response:
+        calls["n"] += 1
+        return web.Response(status=503)
+
+    runner, url = await _server(handler)
+    sink = HttpSink(url, token=lambda: None)
+    try:
+        # Less time left than the first retry delay: one attempt, no retry.
+        sink.give_up_after(0.1)
+        try:
+            await sink.put("hls/cmaf/720p/index.m3u8", b"#EXTM3U\n")
+        except SinkError as exc:
+            assert "HTTP 503; not retried, the agent is stopping" in str(exc)
+        else:
+            raise AssertionError("an unanswered upload must raise")
+        assert calls["n"] == 1
+        # Past the deadline: nothing goes out at all.
+        sink.give_up_after(0)
+        try:
+            await sink.put("hls/cmaf/720p/index.m3u8", b"#EXTM3U\n")
+        except SinkError as exc:
+            assert "not sent, the agent is stopping" in str(exc)
+        else:
+            raise AssertionError("an upload after the deadline must raise")
+        assert calls["n"] == 1
+    finally:
+        await sink.close()
+        await runner.cleanup()

@@ -28,6 +28,9 @@ log = logging.getLogger("onair.transcoder")
 
 CONVERGE_SECONDS = 0.2
 SPEED_STALE_SECONDS = 5.0
+# What the last segments may cost on SIGTERM. When the whole Livestream is being deleted the
+# origin is gone too, and retrying every file would outlast the pod's grace period.
+SHUTDOWN_UPLOAD_SECONDS = 3.0
 
 
 def new_run_id() -> str:
@@ -110,6 +113,9 @@ class TranscoderAgent(Agent):
         for task in self._tasks:
             if task.get_name() == "converge":
                 task.cancel()
+        # Nothing new is read from now on: a source that went away with us is not waited for.
+        self.relay.stop_restarting()
+        self.sink.give_up_after(SHUTDOWN_UPLOAD_SECONDS)
         async with self._lock:
             # The pod going away is a restart as far as viewers are concerned: no ENDLIST.
             await self._stop_encoder(ended=False)

@@ -274,6 +274,12 @@ class Relay:
             self.supervisor.add(reader.child)
         self._task = asyncio.get_running_loop().create_task(self._tick(), name="relay")
 
+    def stop_restarting(self) -> None:
+        """Shutting down: a reader that ends now stays ended (the source is likely going away
+        with us), while one still running keeps feeding the encoder until it stops."""
+        for reader in self.readers.values():
+            reader.child.restart = False
+
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
@@ -282,8 +288,7 @@ class Relay:
             except asyncio.CancelledError:
                 pass
             self._task = None
-        for reader in self.readers.values():
-            await self.supervisor.remove(reader.child.name)
+        await asyncio.gather(*(self.supervisor.remove(reader.child.name) for reader in self.readers.values()))
 
     # ------------------------------------------------------------------------- state
     def on_air(self) -> Optional[str]:

@@ -3,7 +3,8 @@
 HTTP: ``PUT <output_url>/<relative path>`` and ``DELETE`` likewise, with
 ``Authorization: Bearer <token>``, over one keep-alive connection pool. A failed PUT is retried
 a few times; after that the caller decides (a segment is skipped, a playlist is sent again with
-the next segment anyway).
+the next segment anyway). On shutdown the agent gives the sink a deadline: the last segments
+are worth a few seconds, not the pod's whole grace period when the origin is gone too.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import asyncio
 import logging
 import os
 import posixpath
+import time
 from pathlib import Path
 from typing import Callable, Optional, Protocol
 
@@ -42,6 +44,7 @@ class Sink(Protocol):
     async def delete(self, path: str) -> None: ...
     async def get(self, path: str) -> Optional[bytes]: ...
     async def close(self) -> None: ...
+    def give_up_after(self, seconds: float) -> None: ...
 
 
 class DirSink:
@@ -79,6 +82,9 @@ class DirSink:
     async def close(self) -> None:
         pass
 
+    def give_up_after(self, seconds: float) -> None:
+        pass  # local writes do not hang
+
 
 class HttpSink:
     def __init__(self, base_url: str, token: Callable[[], Optional[str]], timeout: float = 10.0) -> None:
@@ -86,6 +92,14 @@ class HttpSink:
         self._token = token
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: Optional[aiohttp.ClientSession] = None
+        self._deadline: Optional[float] = None  # monotonic; no request runs past it
+
+    def give_up_after(self, seconds: float) -> None:
+        """From now on every request (retries included) ends within ``seconds``."""
+        self._deadline = time.monotonic() + seconds
+
+    def _remaining(self) -> Optional[float]:
+        return None if self._deadline is None else self._deadline - time.monotonic()
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -105,10 +119,17 @@ class HttpSink:
         url = f"{self.base_url}/{path}"
         last = ""
         for attempt, delay in enumerate((0.0,) + RETRY_DELAYS):
+            remaining = self._remaining()
+            if remaining is not None and remaining <= delay:
+                last = f"{last}; not retried, the agent is stopping" if last else "not sent, the agent is stopping"
+                break
             if delay:
                 await asyncio.sleep(delay)
+            timeout = self._timeout if remaining is None else \
+                aiohttp.ClientTimeout(total=min(self._timeout.total or remaining, remaining - delay))
             try:
-                async with self._client().request(method, url, data=data, headers=self._headers(path)) as resp:
+                async with self._client().request(method, url, data=data, headers=self._headers(path),
+                                                  timeout=timeout) as resp:
                     if resp.status < 300 or (method == "DELETE" and resp.status == 404):
                         return
                     last = f"HTTP {resp.status}"
