@@ -13,7 +13,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Awaitable, Callable, Optional, Type, TypeVar
+from typing import Any, Awaitable, Callable, Optional, Sequence, Type, TypeVar
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -148,3 +148,27 @@ def run(main_coro: Callable[[], Awaitable[None]]) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def run_role(role: str, argv: list[str], config_model: Type[C], serve: Callable[[C], Awaitable[None]],
+             quiet_loggers: Sequence[str] = ()) -> int:
+    """The whole of ``onair agent <role>``: arguments, logging, the config, then ``serve(config)``
+    until it returns. ``quiet_loggers`` stay at INFO or above even at ``--log-level DEBUG``."""
+    args = parse_args(role, argv)
+    setup_logging(args.log_level)
+    for name in quiet_loggers:
+        logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger().level))
+    config = load_config(args.config, config_model)
+    return run(lambda: serve(config))
+
+
+async def serve_until_stopped(agent: Any) -> None:
+    """The lifecycle of a role whose agent has ``start()`` and ``async shutdown()`` besides the
+    ``Agent`` HTTP API: serve, start, wait for SIGTERM/SIGINT, shut down, stop serving."""
+    await agent.start_http()
+    agent.start()
+    try:
+        await agent.wait_for_stop_signal()
+    finally:
+        await agent.shutdown()
+        await agent.stop_http()

@@ -36,25 +36,15 @@ running encoder once it has published a segment; ``lastSegmentAt`` the last publ
 """
 from __future__ import annotations
 
-from onair.agent.app import load_config, parse_args, run, setup_logging
+from onair.agent.app import run_role, serve_until_stopped
 from onair.api.agent import TranscoderConfig
 
 
 def main(argv: list[str]) -> int:
-    args = parse_args("transcoder", argv)
-    setup_logging(args.log_level)
-    config = load_config(args.config, TranscoderConfig)
-    return run(lambda: _serve(config))
+    return run_role("transcoder", argv, TranscoderConfig, _serve)
 
 
 async def _serve(config: TranscoderConfig) -> None:
     from .agent import TranscoderAgent
 
-    agent = TranscoderAgent(config)
-    await agent.start_http()
-    agent.start()
-    try:
-        await agent.wait_for_stop_signal()
-    finally:
-        await agent.shutdown()
-        await agent.stop_http()
+    await serve_until_stopped(TranscoderAgent(config))
