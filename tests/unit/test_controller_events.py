@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from onair.api.agent import TranscoderStatus
+from onair.api.agent import IngestStatus, TranscoderStatus
 from onair.controller.events import NORMAL, WARNING, broadcast_problem, transition_events
 
 
@@ -73,3 +73,35 @@ def test_broadcast_problem_only_when_it_matters():
     assert broadcast_problem(True, True, stale, now, 2) == "the transcoder wrote no segment for 60 s"
     # Long segments get proportionally more slack.
     assert broadcast_problem(True, True, TranscoderStatus(last_segment_at=now - timedelta(seconds=25)), now, 10) is None
+
+
+def test_failover_through_a_poll_that_finds_no_source_on_air():
+    # Stored statuses as the operator writes them (render.status keeps lastActiveSource).
+    on_main = {"activeSource": "main", "lastActiveSource": "main"}
+    between = {"lastActiveSource": "main"}
+    on_backup = {"activeSource": "backup", "lastActiveSource": "backup"}
+    assert reasons(on_main, between) == []
+    assert reasons(between, on_backup) == ["FailedOverToBackup"]
+    assert reasons(on_backup, {"lastActiveSource": "backup"}) == []
+    assert reasons({"lastActiveSource": "backup"}, on_main) == ["ReturnedToMain"]
+    # The first source of a Livestream is no failover, whichever it is.
+    assert reasons({}, on_backup) == [] and reasons({}, on_main) == []
+    # Statuses stored before lastActiveSource existed.
+    assert reasons({"activeSource": "main"}, on_backup) == ["FailedOverToBackup"]
+
+
+def test_events_follow_the_transcoder_across_polls_including_a_gap():
+    from tests.unit.test_render_status import healthy, status
+
+    def poll(previous, active, backup_receiving=True):
+        agents = healthy(**{"ingest-backup": IngestStatus(slot="backup", receiving=backup_receiving)})
+        agents["transcoder"] = TranscoderStatus(active_source=active)
+        return status({"phase": "live"}, {"ingest": {"backup": True}}, agents=agents, previous=previous)
+
+    seen, stored = [], None
+    for active in ("main", "main", None, None, "backup", "backup", None, "backup", None, "main"):
+        new = poll(stored, active)
+        seen += reasons(stored or {}, new)
+        stored = new
+    assert [r for r in seen if r in ("FailedOverToBackup", "ReturnedToMain")] == ["FailedOverToBackup", "ReturnedToMain"]
+    assert "activeSource" not in poll(stored, None) and poll(stored, None)["lastActiveSource"] == "main"

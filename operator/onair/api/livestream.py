@@ -125,7 +125,12 @@ class LivestreamStatus(ApiModel):
     phase: Optional[Phase] = Field(None, description="The phase the stream is in now.")
     live: Optional[bool] = Field(None, description="The main ingest is receiving media.")
     backup_live: Optional[bool] = Field(None, description="The backup ingest is receiving media.")
-    active_source: Optional[Literal["main", "backup", "pull"]] = None
+    active_source: Optional[Literal["main", "backup", "pull"]] = Field(
+        None, description="The source the transcoder has on air now; unset while none is (during a switch, or no "
+                          "source delivers).")
+    last_active_source: Optional[Literal["main", "backup", "pull"]] = Field(
+        None, description="The source most recently on air, kept while none is: how a failover through a moment "
+                          "without any source is still told apart from a source that merely came back.")
     viewers_allowed: Optional[bool] = Field(None, description="Playback open to everyone (live, or join-ahead reached).")
     broadcasting: Optional[bool] = None
     recording: Optional[bool] = None

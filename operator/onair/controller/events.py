@@ -38,6 +38,11 @@ def _stalled(status: Mapping[str, Any]) -> Optional[dict]:
     return None
 
 
+def _last_source(status: Mapping[str, Any]) -> Optional[str]:
+    # A status stored by an operator that did not know lastActiveSource has only activeSource.
+    return status.get("lastActiveSource") or status.get("activeSource")
+
+
 def transition_events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Event]:
     """Events for the changes from ``old`` to ``new`` (camelCase status dicts); pure."""
     old, new = old or {}, new or {}
@@ -68,10 +73,14 @@ def transition_events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Ev
             out.append(Event(NORMAL, "BackupLive", "The backup ingest is receiving media."))
         else:
             out.append(Event(WARNING, "BackupLost", "The backup ingest stopped receiving media."))
-    if changed("activeSource") and old.get("activeSource") and new.get("activeSource"):
-        if new["activeSource"] == "backup":
+    # Compared by the last source on air, not the current one: a poll that lands while neither
+    # source is on air (the switch itself) must not make the failover look like a first start.
+    # The very first source (nothing before it) is no failover.
+    old_source, new_source = _last_source(old), _last_source(new)
+    if old_source and new_source and new_source != old_source:
+        if new_source == "backup":
             out.append(Event(WARNING, "FailedOverToBackup", "The transcoder switched to the backup ingest."))
-        elif new["activeSource"] == "main":
+        elif new_source == "main":
             out.append(Event(NORMAL, "ReturnedToMain", "The transcoder is back on the main ingest."))
 
     if changed("broadcasting") and (new["broadcasting"] or old.get("broadcasting")):

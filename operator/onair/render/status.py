@@ -63,13 +63,18 @@ def livestream_status(*, lifecycle: Optional[Lifecycle], rendered: Optional[Rend
         out["live"] = isinstance(main, IngestStatus) and main.receiving
     if "ingest-backup" in rendered.agent_configs:
         out["backupLive"] = isinstance(backup, IngestStatus) and backup.receiving
+    # Remembered across polls that find no source on air (the moment between main and backup),
+    # so the Events can tell a failover from a return whatever the polls happen to see.
+    last_source = previous.get("lastActiveSource") or previous.get("activeSource")
     if isinstance(transcoder, TranscoderStatus):
         if transcoder.active_source:
-            out["activeSource"] = transcoder.active_source
+            out["activeSource"] = last_source = transcoder.active_source
         if transcoder.speed is not None:
             out["transcodingSpeed"] = _round(transcoder.speed, 1)
         if transcoder.qualities:
             out["transcodedQualities"] = list(transcoder.qualities)
+    if last_source:
+        out["lastActiveSource"] = last_source
     out["viewersAllowed"] = lifecycle.viewers_allowed
     out["broadcasting"] = lifecycle.broadcasting
     if "recorder" not in rendered.agent_configs:
