@@ -47,14 +47,6 @@ def origin_agent(tmp_path):
             proc.wait(5)
 
 
-@pytest.fixture
-def calltype(kube):
-    name = f"ct-{secrets.token_hex(3)}"
-    kube.create_calltype(name)
-    yield name
-    kube.delete_calltype(name)
-
-
 def test_dvr_is_cleared_once_per_new_request(routes, kube, calltype, namespace, origin_agent):
     url, log_path = origin_agent
     routes.route(namespace, "dvr", "origin", url)

@@ -1,22 +1,12 @@
 """Errors a user can cause past admission become conditions and Events, and heal when fixed."""
 from __future__ import annotations
 
-import secrets
-
 import pytest
 
 from tests.fixtures.cluster import wait_for
 from tests.fixtures.operator import condition
 
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture
-def calltype(kube):
-    name = f"ct-{secrets.token_hex(3)}"
-    kube.create_calltype(name)
-    yield name
-    kube.delete_calltype(name)
 
 
 def test_child_rejected_by_the_api_server_is_a_condition_not_a_crash(operator, kube, calltype, namespace):

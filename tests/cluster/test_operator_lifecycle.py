@@ -1,7 +1,6 @@
 """The lifecycle as desired state: backstage -> live -> backstage -> ended, join-ahead by the clock."""
 from __future__ import annotations
 
-import secrets
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -9,14 +8,6 @@ import pytest
 from tests.fixtures.cluster import wait_for
 
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture
-def calltype(kube):
-    name = f"ct-{secrets.token_hex(3)}"
-    kube.create_calltype(name)
-    yield name
-    kube.delete_calltype(name)
 
 
 def test_backstage_live_backstage_ended_with_events(operator, kube, calltype, namespace):

@@ -1,7 +1,6 @@
 """An operator restart loses nothing and duplicates nothing: all state is in the cluster."""
 from __future__ import annotations
 
-import secrets
 import time
 
 import pytest
@@ -10,14 +9,6 @@ from tests.fixtures.cluster import wait_for
 from tests.fixtures.operator import condition
 
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture
-def calltype(kube):
-    name = f"ct-{secrets.token_hex(3)}"
-    kube.create_calltype(name)
-    yield name
-    kube.delete_calltype(name)
 
 
 def test_restart_keeps_children_status_and_secrets(operator, kube, calltype, namespace):
