@@ -109,7 +109,20 @@ def test_pull_mode_renders_no_ingest_and_hands_uris_to_the_transcoder():
     t = config_of(out, "transcoder")
     assert t.pull_uris == uris and t.main_url is None and t.backup_url is None
     assert out.urls.ingest.wire() == {}
-    assert config_of(out, "recorder").source_url == uris[0]
+    rec = config_of(out, "recorder")
+    assert rec.source_url == uris[0] and rec.fallback_source_urls == uris[1:]
+
+
+def test_an_origin_recording_goes_on_from_the_backup_ingest():
+    out = render(ct=calltype(ingest={"backup": True}))
+    rec = config_of(out, "recorder")
+    assert rec.source_url == config_of(out, "transcoder").main_url == "rtmp://show-ingest.media.svc:1935/live/stream"
+    assert rec.fallback_source_urls == [config_of(out, "transcoder").backup_url] \
+        == ["rtmp://show-ingest-backup.media.svc:1935/live/stream"]
+    assert config_of(render(ct=calltype(ingest={"backup": False})), "recorder").fallback_source_urls == []
+    # A transcoded recording reads the origin, which carries on by itself when main drops.
+    transcoded = render(ct=calltype(ingest={"backup": True}, recording={"type": "transcoded"}))
+    assert config_of(transcoded, "recorder").fallback_source_urls == []
 
 
 def secret_items(pod: dict) -> set[str]:
@@ -128,7 +141,8 @@ def test_internal_readers_get_the_read_token_as_a_mounted_file_never_in_a_config
         assert CREDS.read_token not in cm["data"]["config.json"]
     transcoder = config_of(out, "transcoder")
     assert "token" not in transcoder.main_url and "token" not in transcoder.backup_url
-    assert "token" not in config_of(out, "recorder").source_url
+    recorder = config_of(out, "recorder")
+    assert "token" not in recorder.source_url and not any("token" in u for u in recorder.fallback_source_urls)
 
 
 def test_a_pull_source_never_gets_the_read_token():

@@ -125,6 +125,9 @@ class RecorderConfig(ApiModel):
     listen_host: str = "0.0.0.0"
     agent_port: int = 8080
     source_url: str = Field(description="RTMP ingest (recordType origin) or transcoded HLS URL")
+    fallback_source_urls: list[str] = Field(
+        default_factory=list, description="tried in turn when the source in use drops (the backup ingest): the "
+                                          "session goes on from whichever delivers")
     record_type: Literal["origin", "transcoded"] = "origin"
     read_token_file: Optional[str] = Field(
         None, description="the livestream's internal read token: appended as ?token= to an RTMP source, sent as "

@@ -282,19 +282,25 @@ def render_agent_configs(name: str, namespace: str, spec: LivestreamSpec, effect
     rec = effective.recording
     if rec.mode != "disabled":
         read_token_file: Optional[str] = _secret_file(creds_mod.READ_TOKEN)
+        fallbacks: list[str] = []
         if rec.type == "transcoded":
             path = endpoints.PLAYBACK_PATHS["hlsCmaf" if b.outputs.hls_cmaf else "hlsMpegts"]
             source_url = f"http://{origin_host}:{origin_http}/{path}"
         elif pull:
-            # "origin" means the source as pushed; in pull mode that is the first pull URI, a third
-            # party that must never see our token.
-            source_url = spec.source.uris[0]
+            # "origin" means the source as pushed; in pull mode that is the pull URIs, third
+            # parties that must never see our token.
+            source_url, *fallbacks = spec.source.uris
             read_token_file = None
         else:
+            # The recording is of the show, not of one encoder: it goes on from the backup ingest
+            # when main drops (the same read token opens both).
             source_url = endpoints.ingest_read_url(service_host(name, namespace, "ingest"), ingest_port)
+            if effective.ingest.backup:
+                fallbacks = [endpoints.ingest_read_url(service_host(name, namespace, "ingest-backup"), ingest_port)]
         out["recorder"] = RecorderConfig(
-            livestream=ident, agent_port=roles.AGENT_PORT, source_url=source_url, record_type=rec.type,
-            read_token_file=read_token_file, output_dir=RECORDINGS_DIR, split_seconds=rec.split_seconds)
+            livestream=ident, agent_port=roles.AGENT_PORT, source_url=source_url, fallback_source_urls=fallbacks,
+            record_type=rec.type, read_token_file=read_token_file, output_dir=RECORDINGS_DIR,
+            split_seconds=rec.split_seconds)
     return out
 
 

@@ -4,7 +4,9 @@ One control loop owns all state. While ``Desired.recording`` is on it keeps one 
 the source into ``output_dir``; it tells "the source is not live" (retry with backoff, no
 session yet) from "the stream dropped" (a session is open: retry quickly until
 ``finalize_after_seconds`` have passed since the last media, then finalize) from "the volume is
-full" (pause, report, resume when space is back). Nothing here may raise out of the loop: the
+full" (pause, report, resume when space is back). A source that drops hands over to the next
+of ``source_url`` + ``fallback_source_urls`` (the backup ingest), and the session goes on from
+it in a new part (``sources`` says when and why). Nothing here may raise out of the loop: the
 agent keeps serving /status whatever happens to the recording.
 """
 from __future__ import annotations
@@ -37,6 +39,7 @@ from .naming import list_parts, next_part_number, part_pattern, session_started,
 from .probe import probe_duration
 from .progress import ProgressReader
 from .session import Backoff, Session
+from .sources import SourceRotation
 from .sidecar import PartInfo, sessions_without_sidecar, sidecar_document, write_sidecar
 
 log = logging.getLogger("onair.agent.recorder")
@@ -104,6 +107,8 @@ async def fetch_playlist(url: str, token: Optional[str] = None) -> str:
 class RunOutcome:
     had_media: bool
     reason: str
+    # The source dropped or gave nothing (not: recording stopped, a new publisher on the same source).
+    source_gone: bool = True
 
 
 class RecorderAgent(Agent):
@@ -121,6 +126,7 @@ class RecorderAgent(Agent):
         self._wake = asyncio.Event()
         self._loop_task: Optional[asyncio.Task] = None
         self._backoff = Backoff(1.0, max(1.0, config.retry_max_seconds))
+        self.sources = SourceRotation([config.source_url, *config.fallback_source_urls])
         self._run_reader: Optional[ProgressReader] = None
         self._run_had_media = False
         self._pending_sidecars: dict[str, dict] = {}
@@ -177,9 +183,10 @@ class RecorderAgent(Agent):
 
     # lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
-        if self.config.record_type == "transcoded" and not is_http(self.config.source_url):
-            log.warning("recordType is transcoded but sourceUrl %s is not an HLS (http) URL; recording it as it is",
-                        display_url(self.config.source_url))
+        for url in self.sources.urls:
+            if self.config.record_type == "transcoded" and not is_http(url):
+                log.warning("recordType is transcoded but source %s is not an HLS (http) URL; recording it as it is",
+                            display_url(url))
         if self.config.read_token_file and not read_secret(self.config.read_token_file):
             log.error("no read token in %s: the source will refuse the recorder", self.config.read_token_file)
         self._loop_task = asyncio.get_running_loop().create_task(self._control_loop(), name="recorder")
@@ -227,21 +234,26 @@ class RecorderAgent(Agent):
         try:
             source = await self._resolve_source()
         except SourceNotLive as exc:
-            await self._retry_later(str(exc))
+            tried = self.sources.current
+            self._next_source()
+            await self._retry_later(str(exc), tried)
             return
+        tried = self.sources.current
         outcome = await self._record(source)
         if self._disk_full or self._closing or not self.wanted:
             return
+        if outcome.source_gone:
+            self._next_source()
         if outcome.had_media:
             self._backoff.reset()
             remaining = self.session.seconds_until_due(time.monotonic(), self.config.finalize_after_seconds) \
                 if self.session else 0.0
-            log.warning("recording of %s interrupted: %s; the session is finalized in %.0fs unless the stream "
-                        "comes back", self.config.livestream, outcome.reason, remaining)
+            log.warning("recording of %s from %s interrupted: %s; the session is finalized in %.0fs unless the "
+                        "stream comes back", self.config.livestream, display_url(tried), outcome.reason, remaining)
             self._set_state("reconnecting")
             await self._sleep(TICK_SECONDS)
         else:
-            await self._retry_later(outcome.reason)
+            await self._retry_later(outcome.reason, tried)
 
     async def _sleep(self, seconds: Optional[float]) -> None:
         """Sleep, but wake at once when the desired state changes or the agent stops."""
@@ -251,18 +263,24 @@ class RecorderAgent(Agent):
         except asyncio.TimeoutError:
             pass
 
-    async def _retry_later(self, reason: str) -> None:
+    def _next_source(self) -> None:
+        if self.sources.several:
+            log.info("trying source %s next", display_url(self.sources.advance()))
+
+    async def _retry_later(self, reason: str, tried: str) -> None:
         delay = self._backoff.next()
         if self.session:
             delay = min(delay, RECONNECT_RETRY_SECONDS,
                         max(TICK_SECONDS, self.session.seconds_until_due(time.monotonic(), self.config.finalize_after_seconds)))
+            if self.sources.several:
+                # Another source may be live right now: the backoff is for sources that are all down.
+                delay = TICK_SECONDS
             self._set_state("reconnecting")
-            log.info("source %s still not back (%s); retrying in %.1fs",
-                     display_url(self.config.source_url), reason, delay)
+            log.info("source %s still not back (%s); retrying in %.1fs", display_url(tried), reason, delay)
         else:
             self._set_state("waiting")
             log.info("source %s is not live (%s); recording starts when it is, retrying in %.1fs",
-                     display_url(self.config.source_url), reason, delay)
+                     display_url(tried), reason, delay)
         await self._sleep(delay)
 
     def _set_state(self, state: str) -> None:
@@ -314,7 +332,7 @@ class RecorderAgent(Agent):
     async def _resolve_source(self) -> HlsSource | str:
         """An RTMP URL (the ingest reads the token from its query) or the HLS playlists to copy
         (the origin reads it from the Authorization header)."""
-        url = self.config.source_url
+        url = self.sources.current
         token = self._read_token()
         if not is_http(url):
             return endpoints.with_read_token(url, token)
@@ -377,18 +395,20 @@ class RecorderAgent(Agent):
             restart=False,
             stop_signal=signal.SIGINT,
             stop_timeout=3.0,
-            secrets=[*url_secrets(self.config.source_url), *(url_secrets(source) if isinstance(source, str) else []),
+            secrets=[*url_secrets(self.sources.current), *(url_secrets(source) if isinstance(source, str) else []),
                      *filter(None, [run.bearer_token])],
             on_line=on_line,
             on_exit=lambda code: (exit_codes.append(code), exited.set()),
         )
         self.supervisor.add(child)
         spawned = time.monotonic()
-        first_media_timeout = first_media_timeout_seconds(self.config.stall_timeout_seconds)
+        first_media_timeout = self.sources.attempt_timeout(
+            first_media_timeout_seconds(self.config.stall_timeout_seconds), reconnecting=self.session is not None)
         last_advance: Optional[float] = None
         seen_out_time = -1.0
         seen_blocks = 0
         reason = "ffmpeg exited"
+        source_gone = True
         try:
             while True:
                 self._wake.clear()
@@ -410,10 +430,10 @@ class RecorderAgent(Agent):
                     reason = self._exit_reason(reader, exit_codes[-1] if exit_codes else None)
                     break
                 if self._closing or not self.wanted:
-                    reason = "recording stopped"
+                    reason, source_gone = "recording stopped", False
                     break
                 if flags["discontinuity"]:
-                    reason = "source timestamps restarted (a new publisher took over)"
+                    reason, source_gone = "source timestamps restarted (a new publisher took over)", False
                     break
                 if last_advance is not None and now - last_advance > self.config.stall_timeout_seconds:
                     reason = f"no media for {self.config.stall_timeout_seconds:g}s"
@@ -442,7 +462,7 @@ class RecorderAgent(Agent):
             self._report_error("disk_full", f"recordings volume {self.output_dir} is full (No space left on device, "
                                             f"{human_bytes(free or 0)} free); recording paused, the stream is unaffected; "
                                             "it resumes when space is freed")
-        return RunOutcome(had_media, reason)
+        return RunOutcome(had_media, reason, source_gone and not reader.disk_full)
 
     def _discard_empty_parts(self, prefix: str, start_number: int) -> None:
         """Files a run without media left behind (0 bytes or only headers) are not recordings."""
@@ -472,15 +492,17 @@ class RecorderAgent(Agent):
         if self.session is None:
             self.session = Session(prefix=prefix, started_at=datetime.now(timezone.utc), last_media_at=time.monotonic())
             log.info("recording %s started: %s -> %s (part %d, split every %ds)", self.config.livestream,
-                     display_url(self.config.source_url), self.output_dir / part_pattern(prefix), run.start_number,
+                     display_url(self.sources.current), self.output_dir / part_pattern(prefix), run.start_number,
                      self.config.split_seconds)
         else:
-            log.info("recording of %s continues with part %d", self.config.livestream, run.start_number)
+            log.info("recording of %s continues from %s with part %d", self.config.livestream,
+                     display_url(self.sources.current), run.start_number)
         self._set_state("recording")
 
     # finishing --------------------------------------------------------------------------
     async def _finalize(self, reason: str) -> None:
         session, self.session = self.session, None
+        self.sources.reset()  # the next session prefers sourceUrl again
         if session is None:
             return
         parts = [p for p in list_parts(self.output_dir, self.config.livestream) if p.prefix == session.prefix]
