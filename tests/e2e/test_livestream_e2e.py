@@ -50,12 +50,7 @@ SETTINGS = {
 
 # Product gaps this test found and reported, each tolerated by name only (xfail, not pass) until
 # fixed; remove an entry once the test logs that it no longer reproduces.
-KNOWN_GAPS = {
-    "recorder-main-only": "the recorder reads only the main ingest (RecorderConfig.sourceUrl), so a failover to the "
-                          "backup encoder interrupts the recording",
-    "failover-event-race": "FailedOverToBackup is only emitted when the operator never polls the transcoder between "
-                           "main and backup (controller/events.py needs both activeSource values non-empty)",
-}
+KNOWN_GAPS: dict[str, str] = {}
 
 
 def http_get(url: str, timeout: float = 10) -> tuple[int, bytes]:
@@ -315,7 +310,7 @@ def _scenario(show: Show, kube, runner, ns: str, calltype: str, publishers) -> N
     recorded = show.status().get("recordingDurationSeconds") or 0
     show.eventually_status(lambda s: s.get("recording") is True
                            and (s.get("recordingDurationSeconds") or 0) >= recorded + 4, 30,
-                           "recording continues from the backup encoder", gap=KNOWN_GAPS["recorder-main-only"])
+                           "recording continues from the backup encoder")
 
     # -------------------------------------------------------------- end: pushes refused, DVR playable
     kube.patch_livestream(ns, LS, {"spec": {"phase": "ended"}})
@@ -347,8 +342,7 @@ def _scenario(show: Show, kube, runner, ns: str, calltype: str, publishers) -> N
     if reasons is None:
         show.expect(False, f"Events missing: {sorted(wanted_events - set(got))} (got {', '.join(got)})")
     show.step(f"events: {', '.join(got)}")
-    show.expect("FailedOverToBackup" in got, f"no FailedOverToBackup Event (got {', '.join(got)})",
-                gap=KNOWN_GAPS["failover-event-race"])
+    show.expect("FailedOverToBackup" in got, f"no FailedOverToBackup Event (got {', '.join(got)})")
     # Expected warnings: the encoder leaving, the failover, and BroadcastingFailed when the first
     # segment takes longer than the test operator's short grace (3 s) under load.
     expected_warnings = {"IngestStopped", "FailedOverToBackup", "BackupLost", "BroadcastingFailed"}
