@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import json
 import secrets
-import subprocess
-import sys
 import urllib.request
 
 import pytest
 
 from onair.api.agent import OriginConfig
+from tests.fixtures.agentproc import AgentProcess
 from tests.fixtures.cluster import wait_for
 from tests.fixtures.media import free_port
 
@@ -23,28 +22,12 @@ def origin_agent(tmp_path):
     secret.write_text(secrets.token_urlsafe(32))
     config = OriginConfig(livestream="test/origin", listen_host="127.0.0.1", agent_port=free_port(),
                           http_port=free_port(), data_dir=str(tmp_path / "data"), playback_secret_file=str(secret))
-    path = tmp_path / "origin.json"
-    path.write_text(config.model_dump_json(by_alias=True))
-    log_path = tmp_path / "origin.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "onair.cli", "agent", "origin", "--config", str(path)],
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{config.agent_port}"
-
-    def healthy():
-        assert proc.poll() is None, log_path.read_text()
-        with urllib.request.urlopen(url + "/healthz", timeout=2) as resp:
-            return resp.status == 200
+    agent = AgentProcess("origin", config, tmp_path / "origin.json", tmp_path / "origin.log", log_level=None)
     try:
-        wait_for(healthy, 20, what="origin agent healthy")
-        yield url, log_path
+        agent.wait_ready(20)
+        yield agent.agent_url, agent.log_path
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        agent.stop(10)
 
 
 def test_dvr_is_cleared_once_per_new_request(routes, kube, calltype, namespace, origin_agent):
