@@ -51,7 +51,21 @@ def test_restart_does_not_repeat_events(operator, kube, calltype, namespace):
     kube.create_livestream(namespace, "quiet", {"callType": calltype, "phase": "live"})
     kube.wait_reconciled(namespace, "quiet")
     wait_for(lambda: "WentLive" in kube.event_reasons(namespace, "quiet"), 15, what="WentLive")
-    counts = {e["reason"]: e.get("count", 1) for e in kube.events(namespace, "quiet")}
+
+    def counts_now() -> dict:
+        return {e["reason"]: e.get("count", 1) for e in kube.events(namespace, "quiet")}
+
+    # The Events of one reconcile are posted one by one (WentLive, then BroadcastingStarted ...):
+    # take the snapshot only once two polls in a row saw the same set.
+    seen: list[dict] = []
+
+    def settled() -> bool:
+        seen.append(counts_now())
+        time.sleep(operator.poll_interval)
+        return len(seen) >= 2 and seen[-1] == seen[-2] == counts_now()
+
+    wait_for(settled, 30, what="the Events of the first reconcile to settle")
+    counts = seen[-1]
     operator.stop()
     operator.start()
     kube.wait_reconciled(namespace, "quiet")
