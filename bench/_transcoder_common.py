@@ -35,6 +35,35 @@ def cpu_seconds(pids: Iterable[int]) -> float:
     return total / CLK_TCK
 
 
+def _stat(pid: int) -> Optional[list[str]]:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """utime + stime of ``root`` and every live descendant, plus what ``root``'s reaped
+    children used (cutime + cstime), so a child that exits inside a window still counts."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat(int(entry.name))
+            if fields is not None:
+                parents.setdefault(int(fields[1]), []).append(int(entry.name))  # field 4: ppid
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        fields = _stat(pid)
+        if fields is None:
+            continue
+        total += int(fields[11]) + int(fields[12])
+        if pid == root:
+            total += int(fields[13]) + int(fields[14])  # cutime, cstime: reaped descendants
+        todo.extend(parents.get(pid, []))
+    return total / CLK_TCK
+
+
 def clip(width: int, height: int, fps: int = 30, seconds: int = 20, bitrate: str = "4000k") -> Path:
     """A pre-encoded H.264/AAC clip, so publishing it costs no encoding (looped with -c copy)."""
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -116,4 +145,4 @@ def wait(predicate, timeout: float, interval: float = 0.05) -> Optional[float]:
     return None
 
 
-__all__ = ["cpu_seconds", "clip", "publish_clip", "publish_color", "rig", "stats", "load", "wait", "tagged_pids"]
+__all__ = ["cpu_seconds", "tree_cpu_seconds", "clip", "publish_clip", "publish_color", "rig", "stats", "load", "wait", "tagged_pids"]
