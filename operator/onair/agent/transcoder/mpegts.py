@@ -204,14 +204,15 @@ def parse_pat(pkt: bytes | bytearray) -> Optional[int]:
 class ProgramMap:
     pcr_pid: int
     streams: dict[int, int]  # pid -> stream_type
+    # Looked up for every packet: worked out once, not per packet.
+    video: Optional[int] = field(init=False, compare=False)
+    audio: list[int] = field(init=False, compare=False)
+    kinds: dict[int, str] = field(init=False, compare=False, repr=False)
 
-    @property
-    def video(self) -> Optional[int]:
-        return next((pid for pid, t in self.streams.items() if t in VIDEO_STREAM_TYPES), None)
-
-    @property
-    def audio(self) -> list[int]:
-        return [pid for pid, t in self.streams.items() if t in AUDIO_STREAM_TYPES]
+    def __post_init__(self) -> None:
+        self.video = next((pid for pid, t in self.streams.items() if t in VIDEO_STREAM_TYPES), None)
+        self.audio = [pid for pid, t in self.streams.items() if t in AUDIO_STREAM_TYPES]
+        self.kinds = {pid: ("v" if pid == self.video else "a") for pid in self.streams}
 
 
 def parse_pmt(pkt: bytes | bytearray) -> Optional[ProgramMap]:
@@ -297,7 +298,16 @@ class Feed:
 
     def _observe(self, pkt: bytes) -> bool:
         """Update program state and the GOP cache; True if ``pkt`` starts a video keyframe."""
-        pid = pid_of(pkt)
+        pid = ((pkt[1] & 0x1F) << 8) | pkt[2]
+        program = self.program
+        # The bulk of the stream (no PES start, not a table): only the GOP cache cares.
+        if program is not None and not pkt[1] & 0x40 and pid != self.pmt_pid and pid != PAT_PID:
+            if self.gop and pid != NULL_PID:
+                if len(self.gop) >= MAX_GOP_PACKETS:
+                    self.gop = []  # no keyframe in sight: a stale cache would splice garbage
+                else:
+                    self.gop.append(pkt)
+            return False
         if pid == PAT_PID:
             pmt_pid = parse_pat(pkt)
             if pmt_pid is not None:
@@ -342,13 +352,7 @@ class Feed:
         return _nal_keyframe(pkt[payload_offset(pkt):], codec)
 
     def kind(self, pid: int) -> Optional[str]:
-        if not self.program:
-            return None
-        if pid == self.program.video:
-            return "v"
-        if pid in self.program.streams:
-            return "a"
-        return None
+        return self.program.kinds.get(pid) if self.program else None
 
 
 # ----------------------------------------------------------------------------- the output
@@ -403,7 +407,7 @@ class Splicer:
     video: _Track = field(default_factory=_video_track)
     audio: _Track = field(default_factory=_audio_track)
     _cc: dict[int, int] = field(default_factory=dict)
-    _held: dict[int, list[bytearray]] = field(default_factory=dict)
+    _held: dict[int, list[bytes | bytearray]] = field(default_factory=dict)
     _held_ts: dict[int, Optional[int]] = field(default_factory=dict)
     _missing: dict[int, Optional[int]] = field(default_factory=dict)  # bytes a held PES still lacks
     _feed: Optional[Feed] = None
@@ -480,8 +484,9 @@ class Splicer:
                 else:
                     self.dropped_pes += 1
             elif pid in self._held:
-                buf = bytearray(pkt)
-                if has_pcr(buf):
+                buf = pkt
+                if has_pcr(pkt):  # copied only to be rewritten: most packets go out as they came
+                    buf = bytearray(pkt)
                     self._shift_pcr(buf)
                 self._held[pid].append(buf)
                 missing = self._missing.get(pid)
@@ -503,14 +508,16 @@ class Splicer:
             track = self.video if kind == "v" else self.audio
             track.emitted = self._held_ts.pop(pid, track.emitted)
 
-    def _emit(self, out: bytearray, buf: bytearray, pid: int) -> None:
-        if has_payload(buf):
+    def _emit(self, out: bytearray, buf: bytes | bytearray, pid: int) -> None:
+        """Append one packet with its continuity counter renumbered (in ``out``: no copy)."""
+        flags = buf[3]
+        out += buf
+        if flags & 0x10:  # has payload
             cc = (self._cc.get(pid, -1) + 1) & 0x0F
             self._cc[pid] = cc
-            buf[3] = (buf[3] & 0xF0) | cc
+            out[-PACKET + 3] = (flags & 0xF0) | cc
         elif pid in self._cc:
-            buf[3] = (buf[3] & 0xF0) | self._cc[pid]
-        out += buf
+            out[-PACKET + 3] = (flags & 0xF0) | self._cc[pid]
 
     def _shift_pcr(self, buf: bytearray) -> None:
         base, ext = read_pcr(buf)
