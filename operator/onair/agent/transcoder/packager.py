@@ -53,6 +53,9 @@ class _Rendition:
     inits: set[str] = field(default_factory=set)  # init URIs already published
     trash: deque[Entry] = field(default_factory=deque)  # out of the window, not yet deleted
     resumed: bool = False  # looked for a playlist a previous process left
+    # (path, inode, mtime_ns, size) of ffmpeg's playlist when it was last fully handled: unchanged,
+    # it has nothing new, so most scans cost a stat instead of a read and a parse.
+    handled: Optional[tuple[Path, int, int, int]] = None
 
     @property
     def base(self) -> str:
@@ -84,6 +87,8 @@ class Packager:
         self._masters_sent: set[str] = set()  # kinds whose master of the current run is out
         self._dash_files: dict[str, tuple[float, int]] = {}  # published name -> (mtime, size)
         self._dash_manifest: Optional[tuple[float, int]] = None
+        self._dash_dirty = True  # the directory may hold files not yet published: list it
+        self._dash_dir: Optional[int] = None  # mtime_ns of the directory when last fully listed
         self._dash_old: dict[str, float] = {}  # file -> delete after (monotonic)
         self._screenshot: Optional[tuple[float, int]] = None
         self._run_started = 0.0
@@ -97,6 +102,7 @@ class Packager:
         self._masters_sent = set()
         self._run_started = time.monotonic()
         self._dash_manifest = None
+        self._dash_dirty = True
         for kind in self.kinds:
             for rung in self.rungs:
                 key = (kind, rung)
@@ -160,11 +166,16 @@ class Packager:
             rendition = self.renditions[(kind, rung)]
             local = self.work_dir / (fa.cmaf_playlist(run, rung) if kind == "cmaf" else fa.ts_playlist(run, rung))
             try:
+                st = local.stat()
+                stamp = (local, st.st_ino, st.st_mtime_ns, st.st_size)  # ffmpeg renames a new one in
+                if stamp == rendition.handled:
+                    continue
                 parsed = parse_media_playlist(local.read_text())
             except FileNotFoundError:
                 continue
             new = [s for s in parsed.segments if s.uri not in rendition.seen]
             if not new:
+                rendition.handled = stamp
                 continue
             if not rendition.resumed:
                 await self._resume(rendition)
@@ -174,6 +185,7 @@ class Packager:
                     rendition.inits.add(init)
                 else:
                     continue  # segments are useless without their init: try again next scan
+            rendition.handled = stamp
             for segment in new:
                 rendition.seen.add(segment.uri)
                 if not await self._upload_file(rendition.base, segment.uri):
@@ -257,6 +269,17 @@ class Packager:
                     manifest = (stamp, path.read_bytes())
             except FileNotFoundError:
                 pass
+        # A file appearing, being renamed into place or deleted changes the directory's mtime:
+        # unchanged (and no new manifest, no failed upload), there is nothing to do but a stat.
+        try:
+            dir_stamp: Optional[int] = root.stat().st_mtime_ns
+        except FileNotFoundError:
+            return
+        if manifest is None and not self._dash_dirty and dir_stamp == self._dash_dir:
+            return
+        if time.time_ns() - dir_stamp < 50_000_000:
+            dir_stamp = None  # mtime ticks coarsely: a change in this same tick could hide behind it
+        dirty = False
         present: dict[str, tuple[float, int]] = {}
         for entry in root.iterdir():
             if entry.name.endswith(".tmp") or entry.name.endswith(".mpd") or not entry.is_file():
@@ -275,12 +298,16 @@ class Packager:
                 continue
             if await self._put(name, data):
                 self._dash_files[name] = stamp
+            else:
+                dirty = True
         for name in [n for n in self._dash_files if n not in present]:
             del self._dash_files[name]  # ffmpeg slid it out of its window: so do we
             self._dash_old.pop(name, None)
             await self._delete(name)
         if manifest is not None and await self._put(DASH_MANIFEST, manifest[1]):
             self._dash_manifest = manifest[0]
+        self._dash_dirty = dirty
+        self._dash_dir = dir_stamp
 
     async def _collect_dash_garbage(self) -> None:
         now = time.monotonic()

@@ -53,10 +53,11 @@ class DirSink:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._resolved = self.root.resolve()  # once: resolving costs a syscall per component
 
     def _path(self, path: str) -> Path:
         target = (self.root / path).resolve()
-        if self.root.resolve() not in target.parents:
+        if self._resolved not in target.parents:
             raise SinkError(f"refusing to write outside {self.root}: {path}")
         return target
 
