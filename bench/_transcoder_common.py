@@ -14,6 +14,9 @@ from typing import Iterable, Iterator, Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "operator")]
+# The agents the bench starts must run this tree's code too, wherever `pip install -e` points.
+os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT / "operator"), str(ROOT)] + (
+    [os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
 
 from tests.fixtures.media import FFMPEG, PublisherFactory  # noqa: E402
 from tests.fixtures.rtmp_server import RtmpServer  # noqa: E402
