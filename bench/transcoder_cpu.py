@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _transcoder_common import clip, cpu_seconds, load, publish_clip, rig, tagged_pids, tree_cpu_seconds
+from _transcoder_common import CLK_TCK, clip, cpu_seconds, load, publish_clip, rig, tagged_pids, tree_cpu_seconds
 
 from onair.agent.transcoder.ffmpeg_args import EncoderPlan, encoder_args  # noqa: E402
 from onair.render.ladder import build_ladder  # noqa: E402
@@ -55,6 +55,13 @@ def stop_bare(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(5)
+
+
+def _stime(pid: int) -> float:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[12]) / CLK_TCK
+    except OSError:
+        return 0.0
 
 
 def bare_speed(log: Path, skip: int) -> tuple[float | None, int]:
@@ -110,6 +117,7 @@ def main() -> None:
             for round_ in range(args.rounds):
                 encoder = tx.encoder_pid()
                 others = [p for p in tagged_pids(tx.tag) if p not in (agent, encoder)]
+                sys0 = _stime(agent)
                 split0 = {"agent": cpu_seconds([agent]), "encoder": cpu_seconds([encoder] if encoder else []),
                           "readers": cpu_seconds(others)}
                 _, skip = bare_speed(bare_log, 0)
@@ -121,6 +129,7 @@ def main() -> None:
                         speeds.append(speed)
                     time.sleep(1)
                 t1, tx1, bare1 = time.monotonic(), tree_cpu_seconds(agent), tree_cpu_seconds(bare.pid)
+                agent_sys = _stime(agent) - sys0  # kernel side: pipes, reading and writing segments
                 split = {"agent": cpu_seconds([agent]) - split0["agent"],
                          "encoder": cpu_seconds([encoder] if encoder else []) - split0["encoder"],
                          "readers": cpu_seconds(others) - split0["readers"]}
@@ -134,7 +143,8 @@ def main() -> None:
                     old_ratios.append(old)
                 print(f"round {round_ + 1}: {wall:.1f} s window ({load()})\n"
                       f"  transcoder tree {tx_cpu:.2f} CPU s ({tx_cpu / wall:.3f} cores: "
-                      + ", ".join(f"{k} {v / wall:.3f}" for k, v in split.items()) + ")\n"
+                      + ", ".join(f"{k} {v / wall:.3f}" for k, v in split.items())
+                      + f"; agent in the kernel {agent_sys / wall:.3f})\n"
                       f"  bare ffmpeg     {bare_cpu:.2f} CPU s ({bare_cpu / wall:.3f} cores)\n"
                       f"  ratio {ratio:.3f}   [old speed-normalised: transcoder speed "
                       f"{tx_speed or float('nan'):.2f}x, bare {b_speed or float('nan'):.2f}x, ratio "
