@@ -1,4 +1,5 @@
 """Test-wide plugins. Each fixture module owns one kind of real dependency."""
+import os
 import sys
 from pathlib import Path
 
@@ -7,6 +8,10 @@ ROOT = Path(__file__).resolve().parent.parent
 # would shadow the standard library).
 if str(ROOT / "operator") not in sys.path:
     sys.path.insert(0, str(ROOT / "operator"))
+# Agents, operators and pod runners started as subprocesses must run this tree's code too, not
+# whichever checkout `pip install -e` last pointed at.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(ROOT / "operator")] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
 
 pytest_plugins = [
     "tests.fixtures.media",
