@@ -58,6 +58,12 @@ def test_agents_are_reached_at_their_pod_ips(operator, kubeconfig, kube, namespa
             publishers.rtmp(f"rtmp://{POD_IP}:{main.ports.rtmp}/live/{main.stream_key}", width=320, height=180, fps=15)
             kube.wait_status(namespace, "pods", lambda s: s.get("live") is True, timeout=30, what="live via the pod IP")
 
+            # A pod that stops running is unreachable at once, and reachable again when it runs.
+            kube.core.patch_namespaced_pod_status(pod.metadata.name, namespace, {"status": {"phase": "Failed"}})
+            kube.wait_status(namespace, "pods", lambda s: s.get("live") is False, timeout=30, what="pod failed")
+            kube.core.patch_namespaced_pod_status(pod.metadata.name, namespace, {"status": {"phase": "Running"}})
+            kube.wait_status(namespace, "pods", lambda s: s.get("live") is True, timeout=30, what="pod running again")
+
             # The pod goes away: its address is forgotten, the stream is no longer live.
             kube.core.delete_namespaced_pod(pod.metadata.name, namespace, grace_period_seconds=0)
             kube.wait_status(namespace, "pods", lambda s: s.get("live") is False, timeout=30, what="pod gone")

@@ -106,3 +106,39 @@ def test_a_broken_resolver_means_no_address():
     prober = Prober(broken)
     assert prober.url("ns", "ls", "ingest") is None
     assert Prober(lambda *a: "http://127.0.0.1:1/").url("ns", "ls", "ingest") == "http://127.0.0.1:1"
+
+
+def test_lean_diff_base_is_what_kopf_builds():
+    """The operator's diff-base storage only avoids copying what kopf drops: the essence it
+    stores (and compares on every event) is the same as kopf's own."""
+    body = {
+        "apiVersion": "onair.dev/v1alpha1", "kind": "Livestream",
+        "metadata": {
+            "name": "show", "namespace": "ns", "uid": "u-1", "generation": 3, "resourceVersion": "42",
+            "labels": {"team": "a"},
+            "annotations": {"onair.dev/last-handled-configuration": '{"spec": {}}',
+                            "onair.dev/reconcile": '{"started": "x"}',
+                            "kopf.zalando.org/last-handled-configuration": "{}",
+                            "kubectl.kubernetes.io/last-applied-configuration": "{}",
+                            "note": "kept"},
+            "finalizers": ["onair.dev/finalizer"],
+            "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {"f:callType": {}}}}],
+        },
+        "spec": {"callType": "livestream", "settingsOverride": {"dvr": {"durationSeconds": 600}},
+                 "members": [{"userId": "u", "role": "host"}]},
+        "status": {"phase": "backstage", "effectiveSettings": {"dvr": {"durationSeconds": 600}}},
+    }
+    kopf_storage = kopf.AnnotationsDiffBaseStorage(prefix="onair.dev", key="last-handled-configuration")
+    lean = settings.LeanDiffBaseStorage(prefix="onair.dev", key="last-handled-configuration")
+    for variant in (body, {k: v for k, v in body.items() if k != "status"},
+                    {**body, "metadata": {"name": "bare", "namespace": "ns"}}):
+        expected = kopf_storage.build(body=kopf.Body(variant))
+        assert lean.build(body=kopf.Body(variant)) == expected
+    essence = lean.build(body=kopf.Body(body))
+    assert essence["spec"] == body["spec"] and set(essence) == {"spec", "metadata"}
+    assert "onair.dev/last-handled-configuration" not in essence["metadata"]["annotations"]
+    essence["spec"]["settingsOverride"]["dvr"]["durationSeconds"] = 1
+    assert body["spec"]["settingsOverride"]["dvr"]["durationSeconds"] == 600, "the essence is a copy"
+    # With extra fields (handlers on status fields) it is kopf's own code path.
+    assert lean.build(body=kopf.Body(body), extra_fields=["status.phase"]) == \
+        kopf_storage.build(body=kopf.Body(body), extra_fields=["status.phase"])

@@ -49,7 +49,7 @@ async def sync_calltype_status(rt: Runtime, name: str) -> None:
 def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
 
     @kopf.index(*RESOURCE, id="calltypes_by_name", registry=registry)
-    def calltypes_by_name(name: str, body: kopf.Body, **_: Any) -> dict:
+    async def calltypes_by_name(name: str, body: kopf.Body, **_: Any) -> dict:
         # A detached copy: the index outlives this event's body.
         return {name: {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"),
                        "metadata": dict(body.get("metadata") or {}),

@@ -34,8 +34,10 @@ CHILD_INDEXES = tuple(f"children_{plural}" for _, _, plural in CHILD_RESOURCES)
 CHILD_LABELS = {"app.kubernetes.io/managed-by": "onair-operator", LABEL_LIVESTREAM: kopf.PRESENT}
 
 
-def index_child(namespace: str, name: str, body: kopf.Body, meta: kopf.Meta, labels: kopf.Labels,
-                **_: Any) -> dict:
+async def index_child(namespace: str, name: str, body: kopf.Body, meta: kopf.Meta, labels: kopf.Labels,
+                      **_: Any) -> dict:
+    # async: kopf runs a plain def in its thread pool, which cost more than the work itself
+    # (one hand-off per child event).
     controller = next((ref.get("uid") for ref in meta.get("ownerReferences") or () if ref.get("controller")), None)
     return {(namespace, labels.get(LABEL_LIVESTREAM)): KnownChild(
         kind=body.get("kind"), name=name, controller_uid=controller,

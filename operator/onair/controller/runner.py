@@ -73,6 +73,9 @@ async def operator(*, kubeconfig: Optional[str] = None, context: Optional[str] =
     settings = build_settings(standalone=standalone)
     if resolver is None:
         settings.watching.label_selectors["", "v1", "pods"] = "app.kubernetes.io/managed-by=onair-operator"
+        # Only Running pods have an agent to reach: Pending ones (most events while pods start)
+        # are never sent, and a pod leaving Running arrives as DELETED, which forgets its address.
+        settings.watching.field_selectors["", "v1", "pods"] = "status.phase=Running"
     log.info("onair operator starting: %s, poll every %ss",
              f"namespaces {', '.join(namespaces)}" if namespaces else "all namespaces",
              config.status_poll_interval_seconds)

@@ -9,7 +9,7 @@ import logging
 import os
 import socket
 import threading
-from typing import Optional
+from typing import Any, Iterable, Optional
 
 import kopf
 
@@ -30,6 +30,26 @@ CHILD_RESOURCES = (
 )
 
 
+class LeanDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """kopf's annotation diff-base with the same result, minus a deep copy of the whole object.
+
+    kopf builds the "essence" of every event of a Livestream by deep-copying the full body
+    (status with the effective settings, managedFields) and then dropping metadata and status:
+    13% of the operator's CPU while creating 300 Livestreams. Here only what survives is copied.
+    """
+
+    def build(self, *, body: kopf.Body, extra_fields: Optional[Iterable[Any]] = None) -> Any:
+        if extra_fields:
+            return super().build(body=body, extra_fields=extra_fields)
+        meta = body.get("metadata") or {}
+        slim = {k: v for k, v in body.items() if k not in ("metadata", "status")}
+        slim["metadata"] = {k: meta[k] for k in ("labels", "annotations") if k in meta}
+        essence = kopf.DiffBaseStorage.build(self, body=slim)  # type: ignore[arg-type]
+        self.remove_annotations(essence, set(self.make_keys(self.key, body=body)))
+        self.remove_empty_stanzas(essence)
+        return essence
+
+
 def build_settings(*, standalone: bool = True, instance: Optional[str] = None,
                    request_timeout: float = 30.0, watch_timeout: int = 300) -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
@@ -38,7 +58,7 @@ def build_settings(*, standalone: bool = True, instance: Optional[str] = None,
     # Annotations, never status: handler progress in status would be pruned by the structural
     # schema (and would show up as drift in GitOps diffs of the status-less manifests).
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP, key=LAST_HANDLED)
+    settings.persistence.diffbase_storage = LeanDiffBaseStorage(prefix=GROUP, key=LAST_HANDLED)
 
     # Our Events are posted explicitly with kopf.event (any level); kopf's own chatter
     # ("Handler ... succeeded") would double every transition, so only its warnings and
