@@ -35,7 +35,8 @@ async def reconcile_now(rt: Runtime, state: LivestreamState, body: Any, *, force
         if force_apply and ls["metadata"].get("generation") != state.rendered_generation:
             state.dirty.add("spec changed")
         if force_apply or reconcile.needs_apply(rt, state, ls):
-            await reconcile.sync_children(rt, state, ls, body)
+            async with rt.apply_slots:
+                await reconcile.sync_children(rt, state, ls, body)
         await reconcile.sync_status(rt, state, ls, body, probe=probe)
         state.transient_failures = 0
 
