@@ -13,6 +13,7 @@ Events (never exceptions); only transient API failures raise ``KubeError`` for a
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, Mapping, Optional
 
@@ -146,7 +147,9 @@ async def sync_children(rt: Runtime, state: LivestreamState, ls: Mapping, body: 
         state.versions.pop((kind, obj), None)
     first = state.rendered is None
     state.problem = None
-    state.rendered = rendered
+    # The applied manifests are not needed after this (status reads URLs, settings and agent
+    # keys) and were most of a stream's memory (~50 KB, the credentials Secret among them).
+    state.rendered = replace(rendered, objects=[], keep=[])
     state.rendered_generation = ls["metadata"].get("generation")
     state.rendered_calltype = calltype_rv
     state.applied_at = rt.clock()

@@ -45,6 +45,7 @@ class LivestreamState:
     dirty: set[str] = field(default_factory=set)
     # Never logged, never in status: kept so a deleted Secret is restored with the same keys.
     credentials: Optional[Credentials] = field(default=None, repr=False)
+    # What was last applied, without ``objects``/``keep`` (the manifests are not kept in memory).
     rendered: Optional[RenderedChildren] = None
     rendered_generation: Optional[int] = None
     rendered_calltype: Optional[str] = None  # calltype_version() of the CallType it was rendered from
