@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from onair.api import GROUP, VERSION, CallType, Livestream
+from onair.dicts import deep_merge
 
 REPO_CRDS = Path(__file__).resolve().parents[2] / "crds"
 _DROP = {"title", "default", "additionalProperties", "$defs", "discriminator"}
@@ -35,18 +36,8 @@ def _resolve(schema: dict, defs: dict) -> dict:
             raise ValueError(f"unions are not structural: {schema}")
         inner = _resolve(options[0], defs)
         # Field-level extras (description, items overrides, CEL) sit beside anyOf: fold them in.
-        return _merge(inner, _resolve_children(outer, defs))
+        return deep_merge(inner, _resolve_children(outer, defs))
     return _resolve_children(schema, defs)
-
-
-def _merge(base: dict, extra: dict) -> dict:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def _resolve_children(schema: dict, defs: dict) -> dict:
