@@ -23,6 +23,8 @@ from kubernetes import config as k8s_config
 
 import kopf
 
+from .workpool import OldestFirstExecutor
+
 FIELD_MANAGER = "onair-operator"
 
 
@@ -154,7 +156,7 @@ class Kube:
                  request_timeout: float = 30.0) -> None:
         self.api = api
         self._own_executor = executor is None
-        self.executor = executor or concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="onair-kube")
+        self.executor = executor or OldestFirstExecutor(max_workers=8, thread_name_prefix="onair-kube")
         self.request_timeout = request_timeout
 
     def close(self) -> None:

@@ -17,7 +17,7 @@ import kopf
 
 from onair.api.calltype import GROUP, VERSION
 
-from . import members, reconcile
+from . import members, reconcile, workpool
 from .calltype import request_status_sync
 from .kubeapi import KubeError
 from .runtime import LivestreamState, Runtime
@@ -31,14 +31,18 @@ RETRY_DELAYS = (1, 2, 5, 10, 30)
 async def reconcile_now(rt: Runtime, state: LivestreamState, body: Any, *, force_apply: bool, probe: bool = True) -> None:
     """Apply if needed (or forced) and refresh status, under the Livestream's lock."""
     async with state.lock:
-        ls = reconcile.plain(body)
-        if force_apply and ls["metadata"].get("generation") != state.rendered_generation:
-            state.dirty.add("spec changed")
-        if force_apply or reconcile.needs_apply(rt, state, ls):
-            async with rt.apply_slots:
+        # The Kubernetes client's pool serves the oldest reconcile first (see workpool).
+        order = workpool.request_order.set(next(rt.reconcile_order))
+        try:
+            ls = reconcile.plain(body)
+            if force_apply and ls["metadata"].get("generation") != state.rendered_generation:
+                state.dirty.add("spec changed")
+            if force_apply or reconcile.needs_apply(rt, state, ls):
                 await reconcile.sync_children(rt, state, ls, body)
-        await reconcile.sync_status(rt, state, ls, body, probe=probe)
-        state.transient_failures = 0
+            await reconcile.sync_status(rt, state, ls, body, probe=probe)
+            state.transient_failures = 0
+        finally:
+            workpool.request_order.reset(order)
 
 
 def _wait_seconds(rt: Runtime, state: LivestreamState) -> float:

@@ -7,6 +7,7 @@ Livestream (its create/update/resume handlers and its status daemon).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -23,11 +24,6 @@ from .kubeapi import Kube
 from .probe import AgentReport, Prober
 
 log = logging.getLogger("onair.controller")
-
-
-# As many as the client's thread pool has threads: each stream applies up to ~10 children at
-# once, so the pool always has work queued and no throughput is lost to the bound.
-APPLY_CONCURRENCY = 8
 
 
 def utcnow() -> datetime:
@@ -74,8 +70,7 @@ class Runtime:
 
     def __init__(self, config: OperatorConfig, kube: Kube, prober: Prober,
                  clock: Callable[[], datetime] = utcnow, resync_seconds: float = 600.0,
-                 broadcast_grace_seconds: float = 20.0, calltype_status_window: float = 1.0,
-                 apply_concurrency: int = APPLY_CONCURRENCY) -> None:
+                 broadcast_grace_seconds: float = 20.0, calltype_status_window: float = 1.0) -> None:
         self.config = config
         self.kube = kube
         self.prober = prober
@@ -85,11 +80,8 @@ class Runtime:
         # the transcoder needs a few seconds from first input to first segment.
         self.broadcast_grace_seconds = broadcast_grace_seconds
         self.livestreams: dict[tuple[str, str], LivestreamState] = {}
-        # How many Livestreams apply their children at once. Unbounded, a burst of creates (or
-        # the periodic resync of every stream) queued each stream's requests behind everyone
-        # else's in the client's thread pool, so all of them finished together at the end; a few
-        # at a time, they finish in turn (FIFO) and status follows at once.
-        self.apply_slots = asyncio.Semaphore(apply_concurrency)
+        # Numbers each reconcile; the Kubernetes client serves lower numbers first (workpool).
+        self.reconcile_order = itertools.count(1)
         # kopf indexes, captured from handler kwargs at startup (same objects for the whole run).
         self.calltype_index: Any = None
         self.users_index: Any = None
