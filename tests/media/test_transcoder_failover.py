@@ -14,6 +14,7 @@ import m3u8
 import pytest
 
 from tests.fixtures.media import first_frame_is_keyframe, wait_for
+from tests.fixtures.rtmp_server import RtmpServer
 from tests.fixtures.transcoder import dominant, frame_colors
 
 pytestmark = [pytest.mark.media, pytest.mark.slow, pytest.mark.timeout(240)]
@@ -104,7 +105,18 @@ def test_main_killed_backup_takes_over_then_main_returns(rtmp_server, publishers
     assert tx.status()["broadcasting"] is True
 
 
-def test_main_frozen_backup_takes_over_then_thawed_main_returns(rtmp_server, publishers, transcoder_agent):
+@pytest.fixture
+def patient_rtmp_server(tmp_path: Path):
+    """nginx-rtmp that keeps a frozen publisher for 30 s: the thaw must find it still there
+    however long the wait for a backup segment took on a busy machine (the default fixture drops
+    idle publishers after 3 s, which a slow freeze-to-blue-segment wait can outlast)."""
+    server = RtmpServer(tmp_path / "nginx-rtmp-patient", drop_idle_seconds=30)
+    yield server
+    server.stop()
+
+
+def test_main_frozen_backup_takes_over_then_thawed_main_returns(patient_rtmp_server, publishers, transcoder_agent):
+    rtmp_server = patient_rtmp_server
     tx, main, backup, timeline = start_pair(rtmp_server, publishers, transcoder_agent)
     main.freeze()
     try:
