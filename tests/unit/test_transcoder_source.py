@@ -101,3 +101,25 @@ def test_video_stream_without_fps_and_with_tbr_only():
     video = parse_video_stream("Stream #0:0[0x100]: Video: h264 (Main) ([27][0][0][0] / 0x001B), yuv420p(tv, bt709), 1280x720, 50 tbr, 90k tbn")
     assert (video.width, video.height, video.fps) == (1280, 720, 50.0)
     assert parse_video_stream("Stream #0:0: Audio: aac") is None
+
+
+def test_next_change_is_when_a_silent_source_would_be_declared_frozen():
+    sel = SourceSelector(["main", "backup"], freeze_seconds=1.0, return_seconds=3.0)
+    assert sel.next_change(0.0) is None  # nothing healthy: only new data can change anything
+    _feed(sel, "main", 0, 5)
+    due = sel.next_change(5.0)
+    assert due is not None and 6.0 < due < 6.01
+    # Just before the due time the decision still holds; just after it, it changed.
+    assert sel.decide("main", due - 0.002) == Decision("main")
+    _feed(sel, "backup", 5, 7)
+    assert sel.decide("main", due) == Decision("backup", immediate=True)
+
+
+def test_next_change_includes_a_recovering_source_becoming_stable():
+    sel = SourceSelector(["main", "backup"], freeze_seconds=1.0, return_seconds=3.0)
+    _feed(sel, "backup", 0, 10)
+    _feed(sel, "main", 9.5, 10)  # healthy since 9.5: stable at 12.5, if it keeps delivering
+    assert abs(sel.next_change(10.0) - 11.001) < 1e-6  # both go silent first without new data
+    _feed(sel, "main", 10.1, 12.0)
+    _feed(sel, "backup", 10.1, 12.0)
+    assert abs(sel.next_change(12.0) - 12.5) < 1e-6

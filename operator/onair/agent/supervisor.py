@@ -59,6 +59,10 @@ class Child:
     # stderr is read as lines); ``stdin_pipe`` leaves ``proc.stdin`` open for the role to feed;
     # ``on_start`` hears of every new process before any of its output is read.
     on_data: Optional[Callable[[bytes], None]] = None
+    # With ``on_data``: hand stdout over at most this often (seconds), in bigger chunks. Every
+    # read wakes the agent up, and a reader that flushes each frame would wake it ~80 times a
+    # second; waking costs more CPU than the bytes do (see bench/transcoder_cpu.py).
+    data_interval: float = 0.0
     stdin_pipe: bool = False
     on_start: Optional[Callable[[asyncio.subprocess.Process], None]] = None
 
@@ -110,11 +114,16 @@ class Child:
         while not self._stopping:
             shown = shown_argv(self.argv, self.secrets)
             log.info("starting %s: %s", self.name, shown)
+            # Media output comes through a pipe of our own, read at our pace (``_pump_data``).
+            data_fd = write_fd = None
+            if self.on_data:
+                data_fd, write_fd = os.pipe()
+                _grow_pipe(data_fd)
             try:
                 self.proc = await asyncio.create_subprocess_exec(
                     *self.argv,
                     stdin=asyncio.subprocess.PIPE if self.stdin_pipe else asyncio.subprocess.DEVNULL,
-                    stdout=asyncio.subprocess.PIPE,
+                    stdout=write_fd if write_fd is not None else asyncio.subprocess.PIPE,
                     stderr=asyncio.subprocess.PIPE if self.on_data else asyncio.subprocess.STDOUT,
                     env={**os.environ, **(self.env or {})},
                     cwd=self.cwd,
@@ -127,15 +136,21 @@ class Child:
             except OSError as exc:
                 log.error("cannot start %s (%s): %s", self.name, self.argv[0], exc)
                 code = -1
+                _close(data_fd)
+                _close(write_fd)
             else:
+                _close(write_fd)  # the child has its copy: EOF on ours means it is gone
                 self.started_at = time.monotonic()
                 if self.on_start:
                     try:
                         self.on_start(self.proc)
                     except Exception:
                         log.exception("start handler of %s failed", self.name)
-                if self.on_data:
-                    await asyncio.gather(self._pump_data(self.proc), self._pump(self.proc, self.proc.stderr))
+                if data_fd is not None:
+                    try:
+                        await asyncio.gather(self._pump_data(data_fd), self._pump(self.proc, self.proc.stderr))
+                    finally:
+                        _close(data_fd)
                 else:
                     await self._pump(self.proc)
                 code = await self.proc.wait()
@@ -155,16 +170,27 @@ class Child:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self.backoff_max)
 
-    async def _pump_data(self, proc: asyncio.subprocess.Process) -> None:
-        assert proc.stdout is not None and self.on_data is not None
+    async def _pump_data(self, fd: int) -> None:
+        """Hand the child's stdout to ``on_data`` until EOF: whatever the pipe holds, then (with
+        ``data_interval``) a pause in which the pipe fills up again. In steady flow that is one
+        wake-up per interval: the next read finds data without waiting for the descriptor."""
+        assert self.on_data is not None
+        os.set_blocking(fd, False)
+        loop = asyncio.get_running_loop()
         while True:
-            chunk = await proc.stdout.read(65536)
+            try:
+                chunk = os.read(fd, READ_CHUNK)
+            except BlockingIOError:
+                await _readable(loop, fd)
+                continue
             if not chunk:
                 return
             try:
                 self.on_data(chunk)
             except Exception:  # a consumer bug must not leave the child blocked on a full pipe
                 log.exception("data handler of %s failed", self.name)
+            if self.data_interval > 0:
+                await asyncio.sleep(self.data_interval)
 
     async def _pump(self, proc: asyncio.subprocess.Process, stream: Optional[asyncio.StreamReader] = None) -> None:
         stream = stream or proc.stdout
@@ -188,6 +214,37 @@ class Child:
                         log.exception("line handler of %s failed", self.name)
                 else:
                     log.log(self.log_level, "[%s] %s", self.name, line)
+
+
+READ_CHUNK = 1 << 20
+PIPE_SIZE = 1 << 20  # room for a data_interval of a high-bitrate source (Linux' default is 64 KiB)
+F_SETPIPE_SZ = 1031
+
+
+def _grow_pipe(fd: int) -> None:
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
+    except OSError:
+        pass  # above /proc/sys/fs/pipe-max-size: the writer just waits a little longer
+
+
+def _close(fd: Optional[int]) -> None:
+    if fd is not None:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+async def _readable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    waiter = loop.create_future()
+    loop.add_reader(fd, lambda: waiter.done() or waiter.set_result(None))
+    try:
+        await waiter
+    finally:
+        loop.remove_reader(fd)
 
 
 class Supervisor:

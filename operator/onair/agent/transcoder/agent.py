@@ -26,7 +26,9 @@ from .sinks import DirSink, HttpSink, Sink
 
 log = logging.getLogger("onair.transcoder")
 
-CONVERGE_SECONDS = 0.2
+# Changes that matter wake the loop at once (desired state, a source selected or restarted);
+# the period only backs that up.
+CONVERGE_SECONDS = 1.0
 SPEED_STALE_SECONDS = 5.0
 # What the last segments may cost on SIGTERM. When the whole Livestream is being deleted the
 # origin is gone too, and retrying every file would outlast the pod's grace period.

@@ -34,7 +34,9 @@ log = logging.getLogger("onair.transcoder.packager")
 HLS_KINDS = ("cmaf", "ts")
 DELETE_LAG_SEGMENTS = 4
 OLD_RUN_GRACE_SECONDS = 30.0
-POLL_SECONDS = 0.1
+# Steady state: a segment waits on average half of this before it is published (wake-ups cost
+# CPU; bench/transcoder_cpu.py counts them against the 3 % budget).
+POLL_SECONDS = 0.25
 # From a run's start until its first segments and masters are out, viewers are waiting for the
 # stream to start: look more often (bounded, in case the run never produces anything).
 FIRST_SEGMENT_POLL_SECONDS = 0.02

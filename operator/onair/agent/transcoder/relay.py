@@ -28,7 +28,13 @@ from .source import FREEZE_SECONDS, RETURN_SECONDS, PullRotation, SourceSelector
 
 log = logging.getLogger("onair.transcoder.relay")
 
-TICK_SECONDS = 0.1
+# The tick sleeps until the next moment a decision can change (a source falling silent for
+# ``freeze_seconds``, one becoming stable), at most this long (pull watchdogs, a clock to lean on).
+MAX_TICK_SECONDS = 0.5
+MIN_TICK_SECONDS = 0.01
+# Readers' output is taken this often, in chunks: ~20 wake-ups a second per source instead of one
+# per muxed frame (~80), for at most this much added latency.
+READ_INTERVAL_SECONDS = 0.05
 # A cached GOP longer than this is not replayed on a switch (the output would run that far
 # ahead of the wall clock); the switch waits for the next keyframe instead.
 MAX_CACHE_BURST_SECONDS = 3.0
@@ -76,7 +82,7 @@ class Relay:
         self.read_token = read_token  # the ingest's, for main and backup (never a pull source's)
         self.clock = clock
         self.on_switch = on_switch  # viewers saw the source change
-        self.on_select = on_select  # any change of the selected source, backstage included
+        self.on_select = on_select  # the selected source changed (backstage included) or restarted
         self.readers: dict[str, _Reader] = {}
         self.splicer = Splicer()
         self.active: Optional[str] = None  # the source being forwarded (or last forwarded)
@@ -103,7 +109,7 @@ class Relay:
         child = Child(
             name=f"reader-{name}", argv=[],
             # Readers must come back fast: they are what makes the backup warm.
-            backoff_initial=0.2, backoff_max=1.0, stop_timeout=3.0,
+            backoff_initial=0.2, backoff_max=1.0, stop_timeout=3.0, data_interval=READ_INTERVAL_SECONDS,
         )
         reader = _Reader(name, child, Feed(name), source_url=url, rotation=rotation)
         child.on_start = lambda proc, r=reader: self._reader_started(r)
@@ -190,6 +196,9 @@ class Relay:
                 self.switches += 1
                 if self.on_switch:
                     self.on_switch(previous, reader.name)
+        elif self.on_select:
+            # The same source again, from a new reader: what it carries (audio or not) may differ.
+            self.on_select(reader.name)
 
     def _decide(self) -> None:
         now = self.clock()
@@ -227,12 +236,17 @@ class Relay:
 
     async def _tick(self) -> None:
         while True:
+            delay = MAX_TICK_SECONDS
             try:
                 self._decide()
                 self._check_pull()
+                now = self.clock()
+                due = self.selector.next_change(now)
+                if due is not None:
+                    delay = min(delay, max(MIN_TICK_SECONDS, due - now))
             except Exception:
                 log.exception("relay tick failed")
-            await asyncio.sleep(TICK_SECONDS)
+            await asyncio.sleep(delay)
 
     # ------------------------------------------------------------------------- encoder side
     def attach(self, stdin: Optional[asyncio.StreamWriter]) -> None:

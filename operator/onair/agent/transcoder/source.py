@@ -67,6 +67,20 @@ class SourceSelector:
         return self.healthy(name, now) and h.healthy_since is not None \
             and now - h.healthy_since >= self.return_seconds
 
+    def next_change(self, now: float) -> Optional[float]:
+        """The earliest time after ``now`` at which ``decide`` could answer differently without
+        new data: a healthy source going silent, or a recovered one becoming stable."""
+        times = []
+        for name in self.priority:
+            h = self.health[name]
+            if not self.healthy(name, now):
+                continue
+            assert h.last_data is not None
+            times.append(h.last_data + self.freeze_seconds + 1e-3)
+            if h.healthy_since is not None and now - h.healthy_since < self.return_seconds:
+                times.append(h.healthy_since + self.return_seconds)
+        return min(times) if times else None
+
     def decide(self, active: Optional[str], now: float, hysteresis: bool = True) -> Decision:
         """``hysteresis=False`` when nobody watches (no encoder): the best source wins at once."""
         if self.healthy(active, now):
