@@ -354,6 +354,9 @@ def _scenario(show: Show, kube, runner, ns: str, calltype: str, publishers) -> N
         show.expect(False, f"Events missing: {sorted(wanted_events - set(got))} (got {', '.join(got)})")
     show.step(f"events: {', '.join(got)}")
     show.expect("FailedOverToBackup" in got, f"no FailedOverToBackup Event (got {', '.join(got)})")
+    # The failover is one recording: the recorder reconnecting to the backup is no stop and start.
+    show.expect(got.count("RecordingStarted") == 1 and got.count("RecordingStopped") == 1,
+                f"one RecordingStarted and one RecordingStopped expected (got {', '.join(got)})")
     # Expected warnings: the encoder leaving, the failover, and BroadcastingFailed when the first
     # segment takes longer than the test operator's short grace (3 s) under load.
     expected_warnings = {"IngestStopped", "FailedOverToBackup", "BackupLost", "BroadcastingFailed"}

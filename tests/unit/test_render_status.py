@@ -171,3 +171,13 @@ def test_resolve_reports_missing_calltype_and_invalid_spec():
     assert invalid.problem.reason == INVALID_SPEC and "phase" in invalid.problem.message
     ok = resolve(ls(settingsOverride={"dvr": {"durationSeconds": 60}}), calltype(dvr={"enabled": False}))
     assert ok.ok and ok.effective.dvr.duration_seconds == 60 and ok.effective.dvr.enabled is False
+
+
+def test_a_reconnecting_recorder_is_still_recording():
+    """Main -> backup: the recorder reconnects within its finalize window; one recording, so no
+    recording=false blip (and no RecordingStopped/RecordingStarted pair) in between."""
+    agents = healthy(recorder=RecorderStatus(recording=False, state="reconnecting", duration_seconds=40))
+    out = status({"phase": "live", "recording": True}, agents=agents)
+    assert out["recording"] is True and out["recordingDurationSeconds"] == 40
+    waiting = healthy(recorder=RecorderStatus(recording=False, state="waiting"))
+    assert status({"phase": "live", "recording": True}, agents=waiting)["recording"] is False

@@ -133,7 +133,9 @@ class LivestreamStatus(ApiModel):
                           "without any source is still told apart from a source that merely came back.")
     viewers_allowed: Optional[bool] = Field(None, description="Playback open to everyone (live, or join-ahead reached).")
     broadcasting: Optional[bool] = None
-    recording: Optional[bool] = None
+    recording: Optional[bool] = Field(None, description=(
+        "A recording session is open: media is being written, or the recorder is reconnecting to a source "
+        "within its finalize window (a failover from main to backup is one recording, not two)."))
     recording_duration_seconds: Optional[float] = None
     transcoding_speed: Optional[float] = None
     transcoded_qualities: Optional[list[str]] = None

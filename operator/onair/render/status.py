@@ -80,7 +80,9 @@ def livestream_status(*, lifecycle: Optional[Lifecycle], rendered: Optional[Rend
     if "recorder" not in rendered.agent_configs:
         out["recording"] = False
     elif isinstance(recorder, RecorderStatus):
-        out["recording"] = recorder.recording
+        # A session the recorder is reconnecting (main -> backup, a publisher's blip) is still
+        # one recording: it goes on in the same file set unless the finalize window runs out.
+        out["recording"] = recorder.recording or recorder.state == "reconnecting"
         out["recordingDurationSeconds"] = _round(recorder.duration_seconds, 0)
     ingest = rendered.urls.ingest.wire()
     if ingest:
