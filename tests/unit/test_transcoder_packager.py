@@ -107,6 +107,11 @@ class FlakySink(DirSink):
             raise SinkError(f"PUT {path}: HTTP 503")
         await super().put(path, data)
 
+    async def put_file(self, path, local, keep):
+        if any(path.endswith(f) for f in self.fail):
+            raise SinkError(f"PUT {path}: HTTP 503")
+        await super().put_file(path, local, keep)
+
 
 async def test_a_segment_that_cannot_be_uploaded_is_not_listed(tmp_path):
     work, out = tmp_path / "work", tmp_path / "out"

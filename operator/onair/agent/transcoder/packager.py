@@ -23,7 +23,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Awaitable, Callable, Optional, Sequence
 
 from . import ffmpeg_args as fa
 from .playlists import Entry, MediaPlaylist, parse_media_playlist, public_master
@@ -244,16 +244,12 @@ class Packager:
                 _unlink(self.work_dir / rendition.base / entry.init)
 
     async def _upload_file(self, base: str, uri: str, keep: bool = False) -> bool:
-        local = self.work_dir / base / uri
+        """Publish a finished file; without ``keep`` it leaves local disk once published."""
         try:
-            data = local.read_bytes()
+            return await self._put_file(f"{base}/{uri}", self.work_dir / base / uri, keep)
         except FileNotFoundError:
             log.warning("segment %s/%s vanished before it was published", base, uri)
             return False
-        ok = await self._put(f"{base}/{uri}", data)
-        if ok and not keep:
-            _unlink(local)  # published: the destination has it now
-        return ok
 
     async def _sync_dash(self) -> None:
         root = self.work_dir / "dash"
@@ -295,10 +291,11 @@ class Packager:
             if self._dash_files.get(name) == stamp:
                 continue
             try:
-                data = (self.work_dir / name).read_bytes()
+                # Kept: ffmpeg deletes its DASH files itself when they leave its window.
+                published = await self._put_file(name, self.work_dir / name, keep=True)
             except FileNotFoundError:
                 continue
-            if await self._put(name, data):
+            if published:
                 self._dash_files[name] = stamp
             else:
                 dirty = True
@@ -333,8 +330,14 @@ class Packager:
 
     # ------------------------------------------------------------------------- transport
     async def _put(self, path: str, data: bytes) -> bool:
+        return await self._publishing(path, self.sink.put(path, data))
+
+    async def _put_file(self, path: str, local: Path, keep: bool) -> bool:
+        return await self._publishing(path, self.sink.put_file(path, local, keep))
+
+    async def _publishing(self, path: str, upload: Awaitable[None]) -> bool:
         try:
-            await self.sink.put(path, data)
+            await upload
             return True
         except SinkError as exc:
             self.stats.upload_errors += 1

@@ -9,6 +9,7 @@ are worth a few seconds, not the pod's whole grace period when the origin is gon
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import posixpath
@@ -41,6 +42,9 @@ def content_type(path: str) -> str:
 
 class Sink(Protocol):
     async def put(self, path: str, data: bytes) -> None: ...
+    async def put_file(self, path: str, local: Path, keep: bool) -> None:
+        """Publish the finished file ``local`` as ``path``; without ``keep`` the local file is
+        the sink's afterwards (gone once published). FileNotFoundError if ``local`` is missing."""
     async def delete(self, path: str) -> None: ...
     async def get(self, path: str) -> Optional[bytes]: ...
     async def close(self) -> None: ...
@@ -54,6 +58,7 @@ class DirSink:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self._resolved = self.root.resolve()  # once: resolving costs a syscall per component
+        self._same_fs: Optional[bool] = None  # can files be moved in by rename/link? learnt on first try
 
     def _path(self, path: str) -> Path:
         target = (self.root / path).resolve()
@@ -67,6 +72,34 @@ class DirSink:
         tmp = target.with_name(f".{target.name}.tmp")
         tmp.write_bytes(data)
         os.replace(tmp, target)
+
+    async def put_file(self, path: str, local: Path, keep: bool) -> None:
+        """On the same filesystem a segment is moved (or, kept, hard-linked) into place: no copy
+        of its bytes. Across filesystems (a volume mounted apart) it is copied."""
+        if self._same_fs is not False:
+            target = self._path(path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                if keep:
+                    tmp = target.with_name(f".{target.name}.tmp")
+                    _unlink_quietly(tmp)
+                    os.link(local, tmp)
+                    os.replace(tmp, target)
+                    _unlink_quietly(tmp)  # left when target already was this very file (rename's no-op)
+                else:
+                    os.replace(local, target)
+                self._same_fs = True
+                return
+            except FileNotFoundError:
+                if not local.exists():
+                    raise
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                    raise
+                self._same_fs = False
+        await self.put(path, local.read_bytes())
+        if not keep:
+            _unlink_quietly(local)
 
     async def delete(self, path: str) -> None:
         try:
@@ -143,6 +176,11 @@ class HttpSink:
     async def put(self, path: str, data: bytes) -> None:
         await self._request("PUT", path, data)
 
+    async def put_file(self, path: str, local: Path, keep: bool) -> None:
+        await self.put(path, local.read_bytes())
+        if not keep:
+            _unlink_quietly(local)
+
     async def delete(self, path: str) -> None:
         await self._request("DELETE", path)
 
@@ -154,3 +192,10 @@ class HttpSink:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
