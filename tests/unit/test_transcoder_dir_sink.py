@@ -61,3 +61,28 @@ async def test_across_filesystems_the_file_is_copied(tmp_path):
         for f in shm.iterdir():
             f.unlink()
         shm.rmdir()
+
+
+async def test_paths_outside_the_root_are_refused(tmp_path):
+    from onair.agent.transcoder.sinks import SinkError
+
+    sink = DirSink(tmp_path / "out")
+    for bad in ("../escape.m3u8", "/etc/passwd", "hls//x.m4s", "hls/./x.m4s", "hls/../../x"):
+        with pytest.raises(SinkError):
+            await sink.put(bad, b"x")
+    assert not (tmp_path / "escape.m3u8").exists()
+
+
+async def test_a_directory_removed_behind_the_sink_is_made_again(tmp_path):
+    import shutil
+
+    sink = DirSink(tmp_path / "out")
+    await sink.put("hls/cmaf/360p/index.m3u8", b"1")
+    shutil.rmtree(tmp_path / "out/hls")
+    await sink.put("hls/cmaf/360p/index.m3u8", b"2")
+    local = tmp_path / "seg.m4s"
+    local.write_bytes(b"s")
+    shutil.rmtree(tmp_path / "out/hls")
+    await sink.put_file("hls/cmaf/360p/seg.m4s", local, keep=False)
+    assert (tmp_path / "out/hls/cmaf/360p/index.m3u8").exists() is False
+    assert (tmp_path / "out/hls/cmaf/360p/seg.m4s").read_bytes() == b"s"

@@ -90,11 +90,15 @@ class Agent:
     async def apply_desired(self, desired: Desired) -> None:
         """Converge on ``desired``; default: just remember it."""
 
+    def before_scrape(self) -> None:
+        """Bring gauges up to date right before ``/metrics`` is rendered (none by default)."""
+
     # http -------------------------------------------------------------------------------
     async def _get_status(self, request: web.Request) -> web.Response:
         return web.json_response(self.status().model_dump(by_alias=True, mode="json"))
 
     async def _get_metrics(self, request: web.Request) -> web.Response:
+        self.before_scrape()
         body = generate_latest(self.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -140,6 +140,12 @@ class Child:
                 _close(write_fd)
             else:
                 _close(write_fd)  # the child has its copy: EOF on ours means it is gone
+                if self.proc.stdin is not None:
+                    # Room for a whole chunk of media: a write that fits is done at once, no
+                    # wake-up later to finish it when the child has read some.
+                    pipe = self.proc.stdin.get_extra_info("pipe")
+                    if pipe is not None:
+                        _grow_pipe(pipe.fileno())
                 self.started_at = time.monotonic()
                 if self.on_start:
                     try:

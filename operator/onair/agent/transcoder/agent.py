@@ -28,7 +28,7 @@ log = logging.getLogger("onair.transcoder")
 
 # Changes that matter wake the loop at once (desired state, a source selected or restarted);
 # the period only backs that up.
-CONVERGE_SECONDS = 1.0
+CONVERGE_SECONDS = 5.0
 SPEED_STALE_SECONDS = 5.0
 # What the last segments may cost on SIGTERM. When the whole Livestream is being deleted the
 # origin is gone too, and retrying every file would outlast the pod's grace period.
@@ -139,7 +139,6 @@ class TranscoderAgent(Agent):
             self._wake.clear()
             try:
                 await self._converge()
-                self._refresh_gauges()
             except Exception:
                 log.exception("transcoder converge failed")
             try:
@@ -270,7 +269,7 @@ class TranscoderAgent(Agent):
             for rendition in self.packager.renditions.values())
         return names if published or not self.packager.kinds else []
 
-    def _refresh_gauges(self) -> None:
+    def before_scrape(self) -> None:
         on_air = self.relay.on_air() if self.encoder is not None else self.relay.selected()
         for name in self.relay.readers:
             self.m_active.labels(self.config.livestream, name).set(1 if name == on_air else 0)

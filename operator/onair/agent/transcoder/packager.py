@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Awaitable, Callable, Optional, Sequence
 
 from . import ffmpeg_args as fa
+from .dirwatch import DirWatch, open_watch
 from .playlists import Entry, MediaPlaylist, parse_media_playlist, public_master
 from .sinks import Sink, SinkError
 
@@ -37,6 +39,11 @@ OLD_RUN_GRACE_SECONDS = 30.0
 # Steady state: a segment waits on average half of this before it is published (wake-ups cost
 # CPU; bench/transcoder_cpu.py counts them against the 3 % budget).
 POLL_SECONDS = 0.25
+# With inotify (``dirwatch``) the packager scans when ffmpeg has finished a file: a short pause
+# first gathers the burst (every rung cuts its segment at the same moment), and a scan every
+# few seconds regardless covers anything a watch could miss.
+SETTLE_SECONDS = 0.03
+WATCH_SAFETY_SECONDS = 2.0
 # From a run's start until its first segments and masters are out, viewers are waiting for the
 # stream to start: look more often (bounded, in case the run never produces anything).
 FIRST_SEGMENT_POLL_SECONDS = 0.02
@@ -87,7 +94,9 @@ class Packager:
         self.rungs: list[str] = []
         self.renditions: dict[tuple[str, str], _Rendition] = {}
         self._masters_sent: set[str] = set()  # kinds whose master of the current run is out
-        self._dash_files: dict[str, tuple[float, int]] = {}  # published name -> (mtime, size)
+        # Published DASH files, by name -> when ffmpeg renamed it into place (its listing order).
+        # A name, once there, is final: ffmpeg writes each file under .tmp and renames it.
+        self._dash_files: dict[str, float] = {}
         self._dash_manifest: Optional[tuple[float, int]] = None
         self._dash_dirty = True  # the directory may hold files not yet published: list it
         self._dash_dir: Optional[int] = None  # mtime_ns of the directory when last fully listed
@@ -95,6 +104,8 @@ class Packager:
         self._screenshot: Optional[tuple[float, int]] = None
         self._run_started = 0.0
         self._lock = asyncio.Lock()
+        self._watch: Optional[DirWatch] = None
+        self._watching = True  # False once inotify failed: poll from then on
 
     # ------------------------------------------------------------------------- runs
     def begin_run(self, run_id: str, rungs: Sequence[str]) -> None:
@@ -116,6 +127,7 @@ class Packager:
         for key, rendition in self.renditions.items():
             if key[1] not in self.rungs and not rendition.playlist.ended:
                 rendition.playlist.end()
+        self._watch_directories()
         deadline = time.monotonic() + OLD_RUN_GRACE_SECONDS
         for name in self._dash_files:
             if not name.startswith(f"dash/{run_id}_"):
@@ -134,16 +146,53 @@ class Packager:
                     await self._put(f"{rendition.base}/{PUBLIC_PLAYLIST}", rendition.playlist.render().encode())
 
     # ------------------------------------------------------------------------- scanning
+    def _watch_directories(self) -> None:
+        """Every directory ffmpeg writes this run's files into, watched (made if missing)."""
+        if not self._watching:
+            return
+        directories = [self.work_dir]
+        if self.dash:
+            directories.append(self.work_dir / "dash")
+        for kind in self.kinds:
+            directories.append(self.work_dir / "hls" / kind)
+            directories += [self.work_dir / "hls" / kind / rung for rung in self.rungs]
+        if self._watch is None:
+            self._watch = open_watch(directories)
+            self._watching = self._watch is not None
+            return
+        try:
+            for directory in directories:
+                directory.mkdir(parents=True, exist_ok=True)
+                self._watch.add(directory)
+        except OSError as exc:
+            log.info("cannot watch %s (%s): the packager polls instead", directory, exc)
+            self._watch.close()
+            self._watch, self._watching = None, False
+
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self.sync()
-            except Exception:  # a packaging bug must not stop publishing for good
-                log.exception("packager scan failed")
+        try:
+            while not stop.is_set():
+                try:
+                    await self.sync()
+                except Exception:  # a packaging bug must not stop publishing for good
+                    log.exception("packager scan failed")
+                await self._wait(stop)
+        finally:
+            if self._watch is not None:
+                self._watch.close()
+                self._watch = None
+
+    async def _wait(self, stop: asyncio.Event) -> None:
+        watch = self._watch
+        if watch is None:
             try:
                 await asyncio.wait_for(stop.wait(), self.poll_seconds(time.monotonic()))
             except asyncio.TimeoutError:
                 pass
+            return
+        if await watch.wait(WATCH_SAFETY_SECONDS, stop) and not stop.is_set():
+            await asyncio.sleep(SETTLE_SECONDS)
+            watch.drain()  # the rest of the burst: this one scan covers it
 
     def poll_seconds(self, now: float) -> float:
         starting = self.run_id is not None and now - self._run_started < FIRST_SEGMENT_FAST_SECONDS \
@@ -278,25 +327,29 @@ class Packager:
         if time.time_ns() - dir_stamp < 50_000_000:
             dir_stamp = None  # mtime ticks coarsely: a change in this same tick could hide behind it
         dirty = False
-        present: dict[str, tuple[float, int]] = {}
-        for entry in root.iterdir():
-            if entry.name.endswith(".tmp") or entry.name.endswith(".mpd") or not entry.is_file():
-                continue
-            try:
-                st = entry.stat()
-            except FileNotFoundError:
-                continue
-            present[f"dash/{entry.name}"] = (st.st_mtime, st.st_size)
-        for name, stamp in sorted(present.items(), key=lambda kv: ("init" not in kv[0], kv[1][0])):
-            if self._dash_files.get(name) == stamp:
-                continue
+        present: set[str] = set()
+        new: list[tuple[bool, float, str]] = []
+        with os.scandir(root) as entries:  # d_type: no stat per entry to tell files apart
+            for entry in entries:
+                if entry.name.endswith(".tmp") or entry.name.endswith(".mpd") or not entry.is_file():
+                    continue
+                name = f"dash/{entry.name}"
+                present.add(name)
+                if name in self._dash_files:
+                    continue  # published already, and final: no stat, no upload
+                try:
+                    mtime = entry.stat().st_mtime
+                except FileNotFoundError:
+                    continue
+                new.append(("init" not in entry.name, mtime, name))
+        for _, mtime, name in sorted(new):  # init segments first, then in the order ffmpeg wrote them
             try:
                 # Kept: ffmpeg deletes its DASH files itself when they leave its window.
                 published = await self._put_file(name, self.work_dir / name, keep=True)
             except FileNotFoundError:
                 continue
             if published:
-                self._dash_files[name] = stamp
+                self._dash_files[name] = mtime
             else:
                 dirty = True
         for name in [n for n in self._dash_files if n not in present]:

@@ -59,18 +59,32 @@ class DirSink:
         self.root.mkdir(parents=True, exist_ok=True)
         self._resolved = self.root.resolve()  # once: resolving costs a syscall per component
         self._same_fs: Optional[bool] = None  # can files be moved in by rename/link? learnt on first try
+        self._dirs: set[Path] = set()  # directories known to exist: no mkdir per file
 
     def _path(self, path: str) -> Path:
-        target = (self.root / path).resolve()
-        if self._resolved not in target.parents:
+        # Lexically, without resolve(): that costs a stat per path component on every file. The
+        # names come from our own packager, and the root holds no symlinks we did not put there.
+        parts = path.split("/")
+        if path.startswith("/") or any(part in ("", ".", "..") for part in parts):
             raise SinkError(f"refusing to write outside {self.root}: {path}")
-        return target
+        return self._resolved.joinpath(*parts)
+
+    def _parent_ready(self, target: Path) -> None:
+        parent = target.parent
+        if parent not in self._dirs:
+            parent.mkdir(parents=True, exist_ok=True)
+            self._dirs.add(parent)
 
     async def put(self, path: str, data: bytes) -> None:
         target = self._path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        self._parent_ready(target)
         tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_bytes(data)
+        try:
+            tmp.write_bytes(data)
+        except FileNotFoundError:  # the directory went away since we made it (a DVR clear, say)
+            self._dirs.discard(target.parent)
+            self._parent_ready(target)
+            tmp.write_bytes(data)
         os.replace(tmp, target)
 
     async def put_file(self, path: str, local: Path, keep: bool) -> None:
@@ -78,7 +92,7 @@ class DirSink:
         of its bytes. Across filesystems (a volume mounted apart) it is copied."""
         if self._same_fs is not False:
             target = self._path(path)
-            target.parent.mkdir(parents=True, exist_ok=True)
+            self._parent_ready(target)
             try:
                 if keep:
                     tmp = target.with_name(f".{target.name}.tmp")
@@ -93,6 +107,7 @@ class DirSink:
             except FileNotFoundError:
                 if not local.exists():
                     raise
+                self._dirs.discard(target.parent)  # gone since we made it: put() makes it again
             except OSError as exc:
                 if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
                     raise

@@ -1,0 +1,117 @@
+"""Wake the packager when ffmpeg finishes a file, instead of looking every few hundred ms.
+
+Linux inotify through libc (no dependency): a file renamed into place (``temp_file`` segments
+and playlists, DASH segments, the screenshot) or closed after writing in a watched
+directory makes ``wait`` return. Which file does not matter: the packager scans what it knows
+anyway; the point is to scan right after ffmpeg acted and not in between (every scan and every
+wake-up costs CPU that bench/transcoder_cpu.py counts against the 3 % budget).
+
+Where inotify is missing or out of watches, ``open_watch`` returns None and the packager polls.
+"""
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import logging
+import os
+from pathlib import Path
+from typing import Optional
+
+log = logging.getLogger("onair.transcoder.dirwatch")
+
+IN_CLOSE_WRITE = 0x00000008
+IN_MOVED_TO = 0x00000080
+IN_NONBLOCK = 0o4000
+IN_CLOEXEC = 0o2000000
+# Files finished, not files begun (IN_CREATE would wake us for every .tmp ffmpeg opens) nor
+# deleted (our own unlinks after uploading would wake us again; ffmpeg deletes old DASH
+# segments in the same burst that brings a new one).
+MASK = IN_CLOSE_WRITE | IN_MOVED_TO
+READ_SIZE = 64 * 1024
+
+_libc: Optional[ctypes.CDLL] = None
+
+
+def _lib() -> ctypes.CDLL:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    return _libc
+
+
+class DirWatch:
+    """One inotify instance over a set of directories; any event in any of them counts."""
+
+    def __init__(self) -> None:
+        fd = _lib().inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
+        if fd < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"inotify_init1: {os.strerror(err)}")
+        self.fd = fd
+        self.watched: set[Path] = set()
+
+    def add(self, directory: Path) -> None:
+        if directory in self.watched:
+            return
+        wd = _lib().inotify_add_watch(self.fd, os.fsencode(str(directory)), MASK)
+        if wd < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"inotify_add_watch {directory}: {os.strerror(err)}")
+        self.watched.add(directory)
+
+    def drain(self) -> bool:
+        """Consume every pending event; True if there was any."""
+        seen = False
+        while True:
+            try:
+                data = os.read(self.fd, READ_SIZE)
+            except BlockingIOError:
+                return seen
+            if not data:
+                return seen
+            seen = True
+
+    async def wait(self, timeout: float, stop: Optional[asyncio.Event] = None) -> bool:
+        """Until something happens in a watched directory (True), ``timeout`` passes or ``stop``
+        is set (False unless events came meanwhile)."""
+        if self.drain():
+            return True
+        loop = asyncio.get_running_loop()
+        ready = loop.create_future()
+        loop.add_reader(self.fd, lambda: ready.done() or ready.set_result(None))
+        waiting: set[asyncio.Future] = {ready}
+        stopped = None
+        if stop is not None:
+            stopped = loop.create_task(stop.wait())
+            waiting.add(stopped)
+        try:
+            await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            loop.remove_reader(self.fd)
+            if stopped is not None:
+                stopped.cancel()
+        return self.drain()
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def open_watch(directories: list[Path]) -> Optional[DirWatch]:
+    """A watch over ``directories`` (created if missing), or None where inotify cannot do it."""
+    try:
+        watch = DirWatch()
+    except (OSError, AttributeError) as exc:  # AttributeError: a libc without inotify
+        log.info("no inotify (%s): the packager polls instead", exc)
+        return None
+    try:
+        for directory in directories:
+            directory.mkdir(parents=True, exist_ok=True)
+            watch.add(directory)
+    except OSError as exc:
+        log.info("cannot watch %s (%s): the packager polls instead", directory, exc)
+        watch.close()
+        return None
+    return watch
