@@ -104,8 +104,12 @@ class Rig:
         self.rtmp = RtmpServer(tmp / "nginx-rtmp")
         self.publishers = PublisherFactory(tmp)
         self.transcoders = TranscoderFactory(tmp)
+        self.extra: list = []  # more agent factories a benchmark started (closed first)
 
     def close(self) -> None:
+        for factory in self.extra:
+            with contextlib.suppress(Exception):
+                factory.close()
         with contextlib.suppress(Exception):
             self.transcoders.close()
         with contextlib.suppress(Exception):

@@ -16,7 +16,12 @@ older speed-normalised figures are printed alongside for comparison. Then the sa
 from the file as fast as it goes (its speed is the real-time factor). Prints figures, asserts
 nothing.
 
+Output goes to a directory (``--sink dir``, a shared volume) or, as in the cluster, over HTTP
+to a real origin agent (``--sink http``: the uploads are the transcoder's work too; the
+origin's CPU is printed apart, it is not part of the transcoder tree).
+
     python bench/transcoder_cpu.py [--seconds 20] [--warmup 8] [--rounds 5] [--tracks 720p,480p,360p]
+                                   [--sink dir|http]
 """
 from __future__ import annotations
 
@@ -29,6 +34,8 @@ import time
 from pathlib import Path
 
 from _transcoder_common import CLK_TCK, clip, cpu_seconds, load, publish_clip, rig, tagged_pids, tree_cpu_seconds
+
+from tests.fixtures.origin import OriginFactory  # noqa: E402
 
 from onair.agent.transcoder.ffmpeg_args import EncoderPlan, encoder_args  # noqa: E402
 from onair.render.ladder import build_ladder  # noqa: E402
@@ -97,16 +104,27 @@ def main() -> None:
     parser.add_argument("--tracks", default="720p,480p,360p")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--throughput-seconds", type=float, default=30, help="0 skips the as-fast-as-possible run")
+    parser.add_argument("--sink", choices=("dir", "http"), default="dir",
+                        help="where the transcoder publishes: a directory, or an origin agent over HTTP")
     args = parser.parse_args()
     tracks = args.tracks.split(",")
     source = clip(1920, 1080)
-    print(f"1080p30 source, ladder {tracks}, x264 veryfast, {load()}", flush=True)
+    print(f"1080p30 source, ladder {tracks}, x264 veryfast, output to {args.sink}, {load()}", flush=True)
     ratios, old_ratios = [], []
     with rig("onair-cpu-") as r:
         url = r.rtmp.url("main")
         publish_clip(r.publishers, source, url)
         time.sleep(2)
-        tx = r.transcoders.start(main_url=url, tracks=tracks, source_size=(1920, 1080), preset="veryfast")
+        sink: dict = {}
+        origin = None
+        if args.sink == "http":
+            origin = OriginFactory(r.tmp)
+            r.extra.append(origin)
+            o = origin.start(phase="live", dvr_window_seconds=120)
+            token_file = r.tmp / "upload-token"
+            token_file.write_text(o.upload_token)
+            sink = dict(output_dir=None, output_url=o.upload_url, output_token_file=str(token_file))
+        tx = r.transcoders.start(main_url=url, tracks=tracks, source_size=(1920, 1080), preset="veryfast", **sink)
         tx.wait_status(lambda s: s.get("activeSource") == "main", 40, "main")
         tx.put_desired(phase="live", broadcasting=True)
         bare, bare_log = start_bare(r, url, tracks)
@@ -121,6 +139,8 @@ def main() -> None:
                 split0 = {"agent": cpu_seconds([agent]), "encoder": cpu_seconds([encoder] if encoder else []),
                           "readers": cpu_seconds(others)}
                 _, skip = bare_speed(bare_log, 0)
+                origin_pid = origin.handles[0].proc.pid if origin else None
+                origin0 = tree_cpu_seconds(origin_pid) if origin_pid else 0.0
                 t0, tx0, bare0 = time.monotonic(), tree_cpu_seconds(agent), tree_cpu_seconds(bare.pid)
                 speeds = []
                 while time.monotonic() - t0 < args.seconds:
@@ -129,6 +149,7 @@ def main() -> None:
                         speeds.append(speed)
                     time.sleep(1)
                 t1, tx1, bare1 = time.monotonic(), tree_cpu_seconds(agent), tree_cpu_seconds(bare.pid)
+                origin_cpu = (tree_cpu_seconds(origin_pid) - origin0) if origin_pid else None
                 agent_sys = _stime(agent) - sys0  # kernel side: pipes, reading and writing segments
                 split = {"agent": cpu_seconds([agent]) - split0["agent"],
                          "encoder": cpu_seconds([encoder] if encoder else []) - split0["encoder"],
@@ -146,6 +167,8 @@ def main() -> None:
                       + ", ".join(f"{k} {v / wall:.3f}" for k, v in split.items())
                       + f"; agent in the kernel {agent_sys / wall:.3f})\n"
                       f"  bare ffmpeg     {bare_cpu:.2f} CPU s ({bare_cpu / wall:.3f} cores)\n"
+                      + (f"  origin agent    {origin_cpu:.2f} CPU s ({origin_cpu / wall:.3f} cores; not counted)\n"
+                         if origin_cpu is not None else "") +
                       f"  ratio {ratio:.3f}   [old speed-normalised: transcoder speed "
                       f"{tx_speed or float('nan'):.2f}x, bare {b_speed or float('nan'):.2f}x, ratio "
                       f"{old if old is not None else float('nan'):.3f}]", flush=True)
