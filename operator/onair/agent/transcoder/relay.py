@@ -32,7 +32,7 @@ log = logging.getLogger("onair.transcoder.relay")
 # ``freeze_seconds``, one becoming stable), at most this long (pull watchdogs, a clock to lean on).
 MAX_TICK_SECONDS = 1.0
 MIN_TICK_SECONDS = 0.01
-# Readers' output is taken this often, in chunks: ~20 wake-ups a second per source instead of one
+# Readers' output is taken this often, in chunks: ~10 wake-ups a second per source instead of one
 # per muxed frame (~80), for at most this much added latency.
 READ_INTERVAL_SECONDS = 0.1
 # A cached GOP longer than this is not replayed on a switch (the output would run that far
