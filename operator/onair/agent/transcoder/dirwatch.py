@@ -6,19 +6,18 @@ directory makes ``wait`` return. Which file does not matter: the packager scans 
 anyway; the point is to scan right after ffmpeg acted and not in between (every scan and every
 wake-up costs CPU that bench/transcoder_cpu.py counts against the 3 % budget).
 
-Where inotify is missing or out of watches, ``open_watch`` returns None and the packager polls.
+Where inotify is missing or out of watches (OSError, or AttributeError from a libc without it),
+the packager polls instead.
 """
 from __future__ import annotations
 
 import asyncio
 import ctypes
 import ctypes.util
-import logging
 import os
 from pathlib import Path
 from typing import Optional
 
-log = logging.getLogger("onair.transcoder.dirwatch")
 
 IN_CLOSE_WRITE = 0x00000008
 IN_MOVED_TO = 0x00000080
@@ -51,14 +50,17 @@ class DirWatch:
         self.fd = fd
         self.watched: set[Path] = set()
 
-    def add(self, directory: Path) -> None:
-        if directory in self.watched:
-            return
-        wd = _lib().inotify_add_watch(self.fd, os.fsencode(str(directory)), MASK)
-        if wd < 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"inotify_add_watch {directory}: {os.strerror(err)}")
-        self.watched.add(directory)
+    def add(self, directories: list[Path]) -> None:
+        """Watch these directories too (made if missing); OSError when one cannot be."""
+        for directory in directories:
+            if directory in self.watched:
+                continue
+            directory.mkdir(parents=True, exist_ok=True)
+            wd = _lib().inotify_add_watch(self.fd, os.fsencode(str(directory)), MASK)
+            if wd < 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"inotify_add_watch {directory}: {os.strerror(err)}")
+            self.watched.add(directory)
 
     def drain(self) -> bool:
         """Consume every pending event; True if there was any."""
@@ -97,21 +99,3 @@ class DirWatch:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
-
-
-def open_watch(directories: list[Path]) -> Optional[DirWatch]:
-    """A watch over ``directories`` (created if missing), or None where inotify cannot do it."""
-    try:
-        watch = DirWatch()
-    except (OSError, AttributeError) as exc:  # AttributeError: a libc without inotify
-        log.info("no inotify (%s): the packager polls instead", exc)
-        return None
-    try:
-        for directory in directories:
-            directory.mkdir(parents=True, exist_ok=True)
-            watch.add(directory)
-    except OSError as exc:
-        log.info("cannot watch %s (%s): the packager polls instead", directory, exc)
-        watch.close()
-        return None
-    return watch

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Awaitable, Callable, Optional, Sequence
 
 from . import ffmpeg_args as fa
-from .dirwatch import DirWatch, open_watch
+from .dirwatch import DirWatch
 from .playlists import Entry, MediaPlaylist, parse_media_playlist, public_master
 from .sinks import Sink, SinkError
 
@@ -156,17 +156,14 @@ class Packager:
         for kind in self.kinds:
             directories.append(self.work_dir / "hls" / kind)
             directories += [self.work_dir / "hls" / kind / rung for rung in self.rungs]
-        if self._watch is None:
-            self._watch = open_watch(directories)
-            self._watching = self._watch is not None
-            return
         try:
-            for directory in directories:
-                directory.mkdir(parents=True, exist_ok=True)
-                self._watch.add(directory)
-        except OSError as exc:
-            log.info("cannot watch %s (%s): the packager polls instead", directory, exc)
-            self._watch.close()
+            if self._watch is None:
+                self._watch = DirWatch()
+            self._watch.add(directories)
+        except (OSError, AttributeError) as exc:  # AttributeError: a libc without inotify
+            log.info("cannot watch %s for new files (%s): the packager polls instead", self.work_dir, exc)
+            if self._watch is not None:
+                self._watch.close()
             self._watch, self._watching = None, False
 
     async def run(self, stop: asyncio.Event) -> None:
