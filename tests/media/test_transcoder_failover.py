@@ -103,6 +103,7 @@ def test_main_killed_backup_takes_over_then_main_returns(rtmp_server, publishers
     assert 'onair_transcoder_source_switches_total{livestream="default/test",to="backup"} 1.0' in metrics
     assert 'onair_transcoder_source_switches_total{livestream="default/test",to="main"} 1.0' in metrics
     assert tx.status()["broadcasting"] is True
+    assert tx.status()["sourceSwitches"] == {"backup": 1, "main": 1}
 
 
 @pytest.fixture

@@ -90,6 +90,33 @@ def test_failover_through_a_poll_that_finds_no_source_on_air():
     assert reasons({"activeSource": "main"}, on_backup) == ["FailedOverToBackup"]
 
 
+def test_a_failover_and_return_between_two_polls_is_told_by_the_switch_counts():
+    before = {"activeSource": "main", "lastActiveSource": "main", "sourceSwitches": {"backup": 1, "main": 1}}
+    after = {"activeSource": "main", "lastActiveSource": "main", "sourceSwitches": {"backup": 2, "main": 2}}
+    assert reasons(before, after) == ["FailedOverToBackup", "ReturnedToMain"]
+    assert reasons(after, after) == []  # nothing new: nothing again
+    # The other way round: on backup before and after, main was on air in between.
+    on_backup = {"activeSource": "backup", "lastActiveSource": "backup", "sourceSwitches": {"backup": 1}}
+    flipped = {"activeSource": "backup", "lastActiveSource": "backup", "sourceSwitches": {"backup": 2, "main": 1}}
+    assert reasons(on_backup, flipped) == ["ReturnedToMain", "FailedOverToBackup"]
+    # Counts that went down come from a new transcoder process; counts first seen compare with nothing.
+    restarted = {"activeSource": "main", "lastActiveSource": "main", "sourceSwitches": {"backup": 1, "main": 1}}
+    assert reasons(after, restarted) == []
+    assert reasons({"activeSource": "main", "lastActiveSource": "main"}, after) == []
+    # A switch that the source comparison already reports is not reported twice.
+    to_backup = {"activeSource": "backup", "lastActiveSource": "backup", "sourceSwitches": {"backup": 2, "main": 1}}
+    assert reasons(before, to_backup) == ["FailedOverToBackup"]
+
+
+def test_the_status_carries_the_transcoders_switch_counts():
+    from tests.unit.test_render_status import healthy, status
+
+    agents = healthy()
+    agents["transcoder"] = TranscoderStatus(active_source="main", source_switches={"backup": 3, "main": 3})
+    assert status({"phase": "live"}, agents=agents)["sourceSwitches"] == {"backup": 3, "main": 3}
+    assert "sourceSwitches" not in status({"phase": "live"}, agents=healthy())
+
+
 def test_events_follow_the_transcoder_across_polls_including_a_gap():
     from tests.unit.test_render_status import healthy, status
 

@@ -187,6 +187,9 @@ class TranscoderStatus(ApiModel):
     last_segment_at: Optional[datetime] = None
     broadcasting: bool = Field(False, description="the encoder is producing outputs (Desired.broadcasting)")
     run_id: Optional[str] = Field(None, description="encoder run; part of every output file name")
+    source_switches: dict[str, int] = Field(default_factory=dict, description=(
+        "switches viewers saw, by the source switched to (main, backup), since this agent started: "
+        "how a failover and return between two status polls is still noticed"))
 
 
 class RecorderStatus(ApiModel):

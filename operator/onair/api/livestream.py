@@ -131,6 +131,9 @@ class LivestreamStatus(ApiModel):
     last_active_source: Optional[Literal["main", "backup", "pull"]] = Field(
         None, description="The source most recently on air, kept while none is: how a failover through a moment "
                           "without any source is still told apart from a source that merely came back.")
+    source_switches: Optional[dict[str, int]] = Field(None, description=(
+        "Source switches viewers saw, by the source switched to (main, backup), as counted by the running "
+        "transcoder (they restart from 0 with it)."))
     viewers_allowed: Optional[bool] = Field(None, description="Playback open to everyone (live, or join-ahead reached).")
     broadcasting: Optional[bool] = None
     recording: Optional[bool] = Field(None, description=(

@@ -43,6 +43,16 @@ def _last_source(status: Mapping[str, Any]) -> Optional[str]:
     return status.get("lastActiveSource") or status.get("activeSource")
 
 
+def _unseen_round_trip(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Both a switch to backup and one to main since the last poll, by the same transcoder
+    (counts that went down mean a new transcoder process: nothing to compare)."""
+    before, after = old.get("sourceSwitches"), new.get("sourceSwitches")
+    if not isinstance(before, Mapping) or not isinstance(after, Mapping):
+        return False
+    deltas = {source: after.get(source, 0) - before.get(source, 0) for source in ("main", "backup")}
+    return all(delta > 0 for delta in deltas.values())
+
+
 def transition_events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Event]:
     """Events for the changes from ``old`` to ``new`` (camelCase status dicts); pure."""
     old, new = old or {}, new or {}
@@ -82,6 +92,14 @@ def transition_events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Ev
             out.append(Event(WARNING, "FailedOverToBackup", "The transcoder switched to the backup ingest."))
         elif new_source == "main":
             out.append(Event(NORMAL, "ReturnedToMain", "The transcoder is back on the main ingest."))
+    elif old_source in ("main", "backup") and old_source == new_source and _unseen_round_trip(old, new):
+        # Main -> backup -> main (or the other way) between two polls: the source looks unchanged,
+        # the transcoder's switch counts tell.
+        failover = Event(WARNING, "FailedOverToBackup",
+                         "The transcoder switched to the backup ingest (seen in its switch counts: it happened "
+                         "between two status polls).")
+        back = Event(NORMAL, "ReturnedToMain", "The transcoder is back on the main ingest.")
+        out += [failover, back] if new_source == "main" else [back, failover]
 
     if changed("broadcasting") and (new["broadcasting"] or old.get("broadcasting")):
         if new["broadcasting"]:

@@ -73,6 +73,8 @@ def livestream_status(*, lifecycle: Optional[Lifecycle], rendered: Optional[Rend
             out["transcodingSpeed"] = _round(transcoder.speed, 1)
         if transcoder.qualities:
             out["transcodedQualities"] = list(transcoder.qualities)
+        if transcoder.source_switches:
+            out["sourceSwitches"] = dict(transcoder.source_switches)
     if last_source:
         out["lastActiveSource"] = last_source
     out["viewersAllowed"] = lifecycle.viewers_allowed

@@ -83,6 +83,7 @@ class TranscoderAgent(Agent):
         self._tasks: list[asyncio.Task] = []
         self._packager_stop = asyncio.Event()
         self._wake = asyncio.Event()
+        self._switches: dict[str, int] = {}  # source -> switches to it that viewers saw
         if not config.main_url and not config.backup_url and not config.pull_uris:
             log.error("no source configured (mainUrl, backupUrl or pullUris): nothing to transcode")
         if config.read_token_file and (config.main_url or config.backup_url) \
@@ -252,6 +253,7 @@ class TranscoderAgent(Agent):
 
     def _switched(self, previous: Optional[str], current: str) -> None:
         self.m_switches.labels(self.config.livestream, current).inc()
+        self._switches[current] = self._switches.get(current, 0) + 1
 
     # ------------------------------------------------------------------------- status
     def _current_speed(self) -> Optional[float]:
@@ -286,4 +288,5 @@ class TranscoderAgent(Agent):
             last_segment_at=self.packager.stats.last_segment_at,
             broadcasting=broadcasting,
             run_id=self.plan.run_id if broadcasting and self.plan else None,
+            source_switches=dict(self._switches),
         )
