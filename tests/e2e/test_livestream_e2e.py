@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 from onair import tokens
-from tests.fixtures.media import ffprobe_json, wait_for
+from tests.fixtures.media import ffprobe_json, process_alive, wait_for
 from tests.fixtures.podrunner import operator_with_podrunner, podrunner  # noqa: F401
 
 pytestmark = [pytest.mark.cluster, pytest.mark.media, pytest.mark.slow, pytest.mark.timeout(900)]
@@ -373,18 +373,10 @@ def _scenario(show: Show, kube, runner, ns: str, calltype: str, publishers) -> N
     show.step(f"Livestream deleted ({len(pids)} processes running)")
     show.until(lambda: not kube.livestream_exists(ns, LS), 60, "the Livestream is gone (finalizer released)")
     show.until(lambda: not runner.pods(ns, LS), 120, "every agent stopped")
-    show.until(lambda: not [p for p in pids if Path(f"/proc/{p}").exists() and _not_zombie(p)], 30,
+    show.until(lambda: not [p for p in pids if process_alive(p)], 30,
                "no process of the show is left")
     files = sorted(p for p in recordings_dirs[0].rglob("*.mp4") if p.stat().st_size > 0)
     show.check(files, f"no recording left in {recordings_dirs[0]}: {list(recordings_dirs[0].rglob('*'))}")
     info = ffprobe_json(str(files[0]))
     show.check(float(info["format"]["duration"]) >= 3, f"the recording is too short: {info['format']}")
     show.step(f"recordings kept after deletion: {[f.name for f in files]}")
-
-
-def _not_zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2:].split()[0] != "Z"

@@ -20,7 +20,7 @@ from onair.controller.config import OperatorConfig
 from onair.localcluster import apply
 from onair.render.children import render_children
 from onair.render.credentials import generate_credentials
-from tests.fixtures.media import wait_for
+from tests.fixtures.media import process_alive, wait_for
 from tests.fixtures.podrunner import podrunner  # noqa: F401
 
 pytestmark = [pytest.mark.cluster, pytest.mark.media, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -52,14 +52,6 @@ def get_json(url: str) -> dict:
 
 def pods(runner) -> dict[str, object]:
     return {p.component: p for p in runner.pods(None, LS) if p.ready}
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return state[state.rfind(")") + 2:].split()[0] != "Z"
 
 
 def test_runner_follows_templates_crashes_scaling_and_deletion(podrunner, kube, kube_api, namespace):  # noqa: F811
@@ -100,7 +92,7 @@ def test_runner_follows_templates_crashes_scaling_and_deletion(podrunner, kube, 
     assert get_json(f"{runner.resolver(namespace, LS, 'origin')}/status")["dvrWindowSeconds"] == 900
     now = pods(runner)
     assert now["ingest"].pid == first["ingest"].pid and now["transcoder"].pid == first["transcoder"].pid
-    assert not alive(first["origin"].pid)
+    assert not process_alive(first["origin"].pid)
 
     # A crashed agent is restarted, and what it started (nginx) does not outlive it.
     ingest_family = runner.pids(namespace, LS, f"{LS}-ingest")
@@ -109,11 +101,11 @@ def test_runner_follows_templates_crashes_scaling_and_deletion(podrunner, kube, 
     restarted = until(lambda: (lambda p: p.get("ingest") if p.get("ingest") and p["ingest"].pid != now["ingest"].pid
                                else None)(pods(runner)), 60, "the killed ingest restarted")
     assert restarted.ports == now["ingest"].ports
-    until(lambda: not [p for p in ingest_family if alive(p)], 20, "nothing of the killed ingest left")
+    until(lambda: not [p for p in ingest_family if process_alive(p)], 20, "nothing of the killed ingest left")
 
     # Scaled to 0: stopped; back to 1: started again.
     kube.apps.patch_namespaced_deployment(f"{LS}-transcoder", namespace, {"spec": {"replicas": 0}})
-    until(lambda: "transcoder" not in pods(runner) and not alive(now["transcoder"].pid), 60, "transcoder stopped")
+    until(lambda: "transcoder" not in pods(runner) and not process_alive(now["transcoder"].pid), 60, "transcoder stopped")
     assert runner.resolver(namespace, LS, "transcoder") is None
     kube.apps.patch_namespaced_deployment(f"{LS}-transcoder", namespace, {"spec": {"replicas": 1}})
     until(lambda: "transcoder" in pods(runner), 60, "transcoder started again")
@@ -123,7 +115,7 @@ def test_runner_follows_templates_crashes_scaling_and_deletion(podrunner, kube, 
     assert len(family) > len(KEYS), f"agents and their children expected, got {family}"
     for key in KEYS:
         kube.apps.delete_namespaced_deployment(f"{LS}-{key}", namespace)
-    until(lambda: not runner.pods(None, LS) and not [p for p in family if alive(p)], 60, "every process stopped")
+    until(lambda: not runner.pods(None, LS) and not [p for p in family if process_alive(p)], 60, "every process stopped")
     assert (runner.root / "namespaces" / namespace / "volumes").is_dir()
     assert [d.name for d in (runner.root / "namespaces" / namespace / "volumes").iterdir()
             if d.name.startswith(f"{LS}-dvr-")]

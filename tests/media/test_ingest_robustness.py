@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.ingest import WhipPublisher
-from tests.fixtures.media import free_port, wait_for
+from tests.fixtures.media import free_port, process_alive, wait_for
 
 pytestmark = pytest.mark.media
 
@@ -135,14 +135,6 @@ def test_sigterm_stops_every_child(ingest_agent, publishers):
     assert "stopping" in ingest.log_text()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2:].split()[0] != "Z"
-
-
 def _port_free(port: int, kind: int = socket.SOCK_STREAM) -> bool:
     with socket.socket(socket.AF_INET, kind) as sock:
         # What nginx itself sets: only a socket still bound (not TIME_WAIT) makes this fail.
@@ -164,7 +156,7 @@ def test_a_killed_agent_takes_its_children_and_ports_along(ingest_agent, publish
     assert not _port_free(ingest.ports.rtmp) and not _port_free(ingest.ports.srt, socket.SOCK_DGRAM)
     ingest.proc.kill()
     ingest.proc.wait(5)
-    wait_for(lambda: not [pid for pid in children if _alive(pid)], 10,
+    wait_for(lambda: not [pid for pid in children if process_alive(pid)], 10,
              what="every child of the killed agent to exit")
     for port, kind in ((ingest.ports.rtmp, socket.SOCK_STREAM), (ingest.ports.agent, socket.SOCK_STREAM),
                        (ingest.ports.srt, socket.SOCK_DGRAM)):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from pathlib import Path
 
 import pytest
 
@@ -13,15 +14,22 @@ pytestmark = [pytest.mark.media, pytest.mark.slow, pytest.mark.timeout(240)]
 SMALL = dict(width=320, height=180, fps=15)
 
 
-def test_main_drops_the_session_goes_on_from_the_backup_and_stays_there(ingest_agent, recorder_agent, publishers):
-    # One read token for both slots, as the operator mounts it.
+
+def main_backup_and_recorder(ingest_agent, recorder_agent):
+    """Main and backup ingests sharing one read token, as the operator mounts it, and a recorder
+    wired to them as the operator renders it, with the production timeouts (finalize 10 s,
+    stall 8 s)."""
     token = secrets.token_urlsafe(24)
     main = ingest_agent.start(slot="main", protocols=("rtmp",), read_token=token)
     backup = ingest_agent.start(slot="backup", protocols=("rtmp",), read_token=token)
-    # Wired as the operator renders it, with the production timeouts (finalize 10 s, stall 8 s).
     recorder = recorder_agent.start(main.anonymous_read_url, fallback_source_urls=[backup.anonymous_read_url],
                                     read_token_file=main.config.read_token_file, finalize_after_seconds=10,
                                     stall_timeout_seconds=8)
+    return main, backup, recorder
+
+
+def test_main_drops_the_session_goes_on_from_the_backup_and_stays_there(ingest_agent, recorder_agent, publishers):
+    main, backup, recorder = main_backup_and_recorder(ingest_agent, recorder_agent)
     main_encoder = publishers.rtmp(main.rtmp_url, **SMALL)
     publishers.rtmp(backup.rtmp_url, **SMALL)
     main.wait_receiving()
@@ -63,7 +71,7 @@ def test_main_drops_the_session_goes_on_from_the_backup_and_stays_there(ingest_a
     print(f"published {published:.1f}s, recorded {sidecar['durationSeconds']:.1f}s, failover gap {gap:.1f}s")
     assert -1.5 <= gap < 10, (published, sidecar)
     log = recorder.log_text()
-    assert token not in log
+    assert Path(main.config.read_token_file).read_text().strip() not in log  # the read token
     assert "accepted play" in backup.log_text() and "refused play" not in backup.log_text()
 
 
@@ -71,12 +79,7 @@ def test_with_the_backup_silent_a_returning_main_still_continues_the_session(ing
                                                                             publishers):
     # Nobody publishes to the backup: a play there is accepted and stays silent. The recorder must
     # not sit on it for the whole finalize window while main comes back.
-    token = secrets.token_urlsafe(24)
-    main = ingest_agent.start(slot="main", protocols=("rtmp",), read_token=token)
-    backup = ingest_agent.start(slot="backup", protocols=("rtmp",), read_token=token)
-    recorder = recorder_agent.start(main.anonymous_read_url, fallback_source_urls=[backup.anonymous_read_url],
-                                    read_token_file=main.config.read_token_file, finalize_after_seconds=10,
-                                    stall_timeout_seconds=8)
+    main, backup, recorder = main_backup_and_recorder(ingest_agent, recorder_agent)
     main_encoder = publishers.rtmp(main.rtmp_url, **SMALL)
     main.wait_receiving()
     recorder.put_desired(recording=True)
