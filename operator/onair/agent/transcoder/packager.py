@@ -287,7 +287,7 @@ class Packager:
             if entry.init and entry.init not in still_used and entry.run_id != self.run_id:
                 await self._delete(f"{rendition.base}/{entry.init}")
                 rendition.inits.discard(entry.init)
-                _unlink(self.work_dir / rendition.base / entry.init)
+                (self.work_dir / rendition.base / entry.init).unlink(missing_ok=True)
 
     async def _upload_file(self, base: str, uri: str, keep: bool = False) -> bool:
         """Publish a finished file; without ``keep`` it leaves local disk once published."""
@@ -364,7 +364,7 @@ class Packager:
             if now >= deadline:
                 del self._dash_old[name]
                 self._dash_files.pop(name, None)
-                _unlink(self.work_dir / name)
+                (self.work_dir / name).unlink(missing_ok=True)
                 await self._delete(name)
 
     async def _sync_screenshot(self) -> None:
@@ -401,10 +401,3 @@ class Packager:
             await self.sink.delete(path)
         except SinkError as exc:
             log.warning("deleting %s failed: %s", path, exc)
-
-
-def _unlink(path: Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass

@@ -96,10 +96,10 @@ class DirSink:
             try:
                 if keep:
                     tmp = target.with_name(f".{target.name}.tmp")
-                    _unlink_quietly(tmp)
+                    tmp.unlink(missing_ok=True)
                     os.link(local, tmp)
                     os.replace(tmp, target)
-                    _unlink_quietly(tmp)  # left when target already was this very file (rename's no-op)
+                    tmp.unlink(missing_ok=True)  # left when target already was this very file (rename's no-op)
                 else:
                     os.replace(local, target)
                 self._same_fs = True
@@ -114,7 +114,7 @@ class DirSink:
                 self._same_fs = False
         await self.put(path, local.read_bytes())
         if not keep:
-            _unlink_quietly(local)
+            local.unlink(missing_ok=True)
 
     async def delete(self, path: str) -> None:
         try:
@@ -194,7 +194,7 @@ class HttpSink:
     async def put_file(self, path: str, local: Path, keep: bool) -> None:
         await self.put(path, local.read_bytes())
         if not keep:
-            _unlink_quietly(local)
+            local.unlink(missing_ok=True)
 
     async def delete(self, path: str) -> None:
         await self._request("DELETE", path)
@@ -207,10 +207,3 @@ class HttpSink:
         if self._session is not None:
             await self._session.close()
             self._session = None
-
-
-def _unlink_quietly(path: Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
