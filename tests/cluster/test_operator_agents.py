@@ -28,8 +28,8 @@ def calltype(kube):
 def test_status_follows_real_ingest_agents(routes, kube, calltype, namespace, ingest_agent, publishers):
     main = ingest_agent.start(slot="main", protocols=("rtmp",), livestream=f"{namespace}/tv")
     backup = ingest_agent.start(slot="backup", protocols=("rtmp",), livestream=f"{namespace}/tv")
-    routes.route(namespace, "tv", "ingest", main.agent_url)
-    routes.route(namespace, "tv", "ingest-backup", backup.agent_url)
+    routes.route(namespace, "tv", "ingest", main)
+    routes.route(namespace, "tv", "ingest-backup", backup)
     kube.create_livestream(namespace, "tv", {"callType": calltype, "phase": "live"})
     st = kube.wait_reconciled(namespace, "tv")["status"]
     assert st["live"] is False and st["backupLive"] is False
@@ -58,7 +58,7 @@ def test_status_follows_real_ingest_agents(routes, kube, calltype, namespace, in
 def test_active_false_reaches_the_agent_and_drops_the_publisher(routes, kube, calltype, namespace, ingest_agent,
                                                                publishers):
     main = ingest_agent.start(slot="main", protocols=("rtmp",), livestream=f"{namespace}/onoff")
-    routes.route(namespace, "onoff", "ingest", main.agent_url)
+    routes.route(namespace, "onoff", "ingest", main)
     kube.create_livestream(namespace, "onoff", {"callType": calltype, "phase": "live"})
     publishers.rtmp(main.rtmp_url, **SMALL)
     kube.wait_status(namespace, "onoff", lambda s: s.get("live") is True, timeout=30, what="live")
@@ -88,8 +88,8 @@ def test_recording_switch_reaches_a_real_recorder(routes, kube, calltype, namesp
     main = ingest_agent.start(slot="main", protocols=("rtmp",), livestream=f"{namespace}/rec")
     recorder = recorder_agent.start(source_url=main.read_url, output_dir=tmp_path / "recordings",
                                     livestream=f"{namespace}/rec")
-    routes.route(namespace, "rec", "ingest", main.agent_url)
-    routes.route(namespace, "rec", "recorder", recorder.url)
+    routes.route(namespace, "rec", "ingest", main)
+    routes.route(namespace, "rec", "recorder", recorder)
     # recording.mode available: nothing records until asked (GetStream's startRecording).
     kube.create_livestream(namespace, "rec", {"callType": calltype, "phase": "live"})
     publishers.rtmp(main.rtmp_url, **SMALL)

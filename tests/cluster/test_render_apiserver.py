@@ -17,7 +17,8 @@ from onair.render.credentials import Credentials
 pytestmark = pytest.mark.cluster
 
 CREDS = Credentials(stream_key="streamkey0123", srt_passphrase="srtpassphrase0123", whip_token="whiptoken0123",
-                    playback_secret="p" * 32, upload_token="u" * 32, read_token="r" * 32)
+                    playback_secret="p" * 32, upload_token="u" * 32, read_token="r" * 32,
+                    agent_token="a" * 32)
 UID = "6f1c1f8e-0000-4000-8000-000000000002"
 PLURALS = {"Secret": "secrets", "ConfigMap": "configmaps", "Service": "services",
            "PersistentVolumeClaim": "persistentvolumeclaims", "Deployment": "deployments"}
