@@ -44,7 +44,7 @@ RUN groupadd --system --gid 10001 onair \
 WORKDIR /var/lib/onair
 USER 10001:10001
 
-# Every port of onair/roles.py (agent API, RTMP, RTMPS, SRT, WHIP, origin HTTP).
-EXPOSE 8080 1935 1936 9998/udp 8443 8081
+# Every port of onair/roles.py (agent API, RTMP, RTMPS, SRT, WHIP, origin HTTP and upload).
+EXPOSE 8080 1935 1936 9998/udp 8443 8081 8082
 
 ENTRYPOINT ["onair"]

@@ -20,8 +20,9 @@ PLAYBACK_PATHS = {
     "player": "player",
     "screenshot": "screenshot.jpg",
 }
-# The transcoder PUTs (and DELETEs) every output file under this prefix of the origin's HTTP port,
-# at the same relative path it is served from (hls/cmaf/720p/..., dash/..., screenshot.jpg).
+# The transcoder PUTs (and DELETEs) every output file under this prefix of the origin's upload port
+# (never the public one), at the same relative path it is served from (hls/cmaf/720p/..., dash/...,
+# screenshot.jpg).
 UPLOAD_PREFIX = "upload"
 
 
@@ -68,7 +69,7 @@ def with_read_token(url: str, token: str | None) -> str:
     return f"{url}{'&' if '?' in url else '?'}token={quote(token, safe='')}"
 
 
-def origin_upload_url(host: str, port: int = 8081) -> str:
+def origin_upload_url(host: str, port: int = 8082) -> str:
     return f"http://{host}:{port}/{UPLOAD_PREFIX}"
 
 

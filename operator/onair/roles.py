@@ -40,7 +40,9 @@ INGEST = Role("ingest", (
     Port("whip", 8443),
 ))
 TRANSCODER = Role("transcoder", (Port("agent", AGENT_PORT),))
-ORIGIN = Role("origin", (Port("agent", AGENT_PORT), Port("http", 8081)))
+# ``http`` is the public playback port; ``upload`` takes the transcoder's output only, on a listener of
+# its own so viewers cannot starve it, and the origin Service keeps it cluster-internal.
+ORIGIN = Role("origin", (Port("agent", AGENT_PORT), Port("http", 8081), Port("upload", 8082)))
 RECORDER = Role("recorder", (Port("agent", AGENT_PORT),))
 
 ROLES: dict[str, Role] = {r.name: r for r in (INGEST, TRANSCODER, ORIGIN, RECORDER)}

@@ -180,7 +180,13 @@ def test_rendered_chart_is_accepted_and_the_operator_pod_is_admitted_as_restrict
     restrict(kube_api, namespace)
     inst = install(namespace)
     assert {d["kind"] for d in inst.docs} == {"CustomResourceDefinition", "ServiceAccount", "ClusterRole",
-                                               "ClusterRoleBinding", "Deployment", "CallType"}
+                                               "ClusterRoleBinding", "Deployment", "CallType", "NetworkPolicy"}
+    # The API server stored the operator's NetworkPolicy as rendered: it selects the operator's pod.
+    policy = next(d for d in inst.docs if d["kind"] == "NetworkPolicy")
+    stored = client.NetworkingV1Api(kube_api).read_namespaced_network_policy(policy["metadata"]["name"], namespace)
+    deployment = next(d for d in inst.docs if d["kind"] == "Deployment")
+    assert stored.spec.pod_selector.match_labels == deployment["spec"]["selector"]["matchLabels"]
+    assert stored.spec.policy_types == ["Ingress"] and not stored.spec.ingress
 
     custom = client.CustomObjectsApi(kube_api)
     for name in BUILTINS:
@@ -266,6 +272,10 @@ def _exercise_operator_calls(admin: Api, sa: Api, ns: str, ct: str) -> None:
             "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {
                 "metadata": {"labels": labels},
                 "spec": {"containers": [{"name": "agent", "image": "ghcr.io/onair-dev/onair:0.1.0"}]}}}},
+        f"/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies": {
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta,
+            "spec": {"podSelector": {"matchLabels": labels}, "policyTypes": ["Ingress"],
+                     "ingress": [{"ports": [{"protocol": "TCP", "port": "agent"}]}]}},
     }
     selector = ",".join(f"{k}={v}" for k, v in labels.items())
     for path, obj in children.items():

@@ -6,7 +6,9 @@ of pod IPs.
 """
 from __future__ import annotations
 
+import base64
 import secrets
+from pathlib import Path
 
 import pytest
 
@@ -28,8 +30,8 @@ def calltype(kube):
 def test_status_follows_real_ingest_agents(routes, kube, calltype, namespace, ingest_agent, publishers):
     main = ingest_agent.start(slot="main", protocols=("rtmp",), livestream=f"{namespace}/tv")
     backup = ingest_agent.start(slot="backup", protocols=("rtmp",), livestream=f"{namespace}/tv")
-    routes.route(namespace, "tv", "ingest", main.agent_url)
-    routes.route(namespace, "tv", "ingest-backup", backup.agent_url)
+    routes.route(namespace, "tv", "ingest", main)
+    routes.route(namespace, "tv", "ingest-backup", backup)
     kube.create_livestream(namespace, "tv", {"callType": calltype, "phase": "live"})
     st = kube.wait_reconciled(namespace, "tv")["status"]
     assert st["live"] is False and st["backupLive"] is False
@@ -58,7 +60,7 @@ def test_status_follows_real_ingest_agents(routes, kube, calltype, namespace, in
 def test_active_false_reaches_the_agent_and_drops_the_publisher(routes, kube, calltype, namespace, ingest_agent,
                                                                publishers):
     main = ingest_agent.start(slot="main", protocols=("rtmp",), livestream=f"{namespace}/onoff")
-    routes.route(namespace, "onoff", "ingest", main.agent_url)
+    routes.route(namespace, "onoff", "ingest", main)
     kube.create_livestream(namespace, "onoff", {"callType": calltype, "phase": "live"})
     publishers.rtmp(main.rtmp_url, **SMALL)
     kube.wait_status(namespace, "onoff", lambda s: s.get("live") is True, timeout=30, what="live")
@@ -88,8 +90,8 @@ def test_recording_switch_reaches_a_real_recorder(routes, kube, calltype, namesp
     main = ingest_agent.start(slot="main", protocols=("rtmp",), livestream=f"{namespace}/rec")
     recorder = recorder_agent.start(source_url=main.read_url, output_dir=tmp_path / "recordings",
                                     livestream=f"{namespace}/rec")
-    routes.route(namespace, "rec", "ingest", main.agent_url)
-    routes.route(namespace, "rec", "recorder", recorder.url)
+    routes.route(namespace, "rec", "ingest", main)
+    routes.route(namespace, "rec", "recorder", recorder)
     # recording.mode available: nothing records until asked (GetStream's startRecording).
     kube.create_livestream(namespace, "rec", {"callType": calltype, "phase": "live"})
     publishers.rtmp(main.rtmp_url, **SMALL)
@@ -113,3 +115,35 @@ def test_recording_switch_reaches_a_real_recorder(routes, kube, calltype, namesp
     wait_for(lambda: {"RecordingStarted", "RecordingStopped"} <= set(kube.event_reasons(namespace, "rec")), 15,
              what="recording Events")
     recorder.wait_status(lambda s: s["files"], 20, "a finished recording file")
+
+
+def test_the_operator_calls_agents_with_the_livestreams_agent_token(routes, kube, calltype, namespace, ingest_agent,
+                                                                  publishers):
+    """The agent refuses every other token: live status and the desired state reach it only because
+    the operator sends the agentToken of the Livestream's Secret, as the agent's pod mounts it."""
+    main = ingest_agent.start(slot="main", protocols=("rtmp",), livestream=f"{namespace}/cred")
+    own_token = main.agent_token
+    routes.route(namespace, "cred", "ingest", main)
+    kube.create_livestream(namespace, "cred", {"callType": calltype, "phase": "live"})
+    publishers.rtmp(main.rtmp_url, **SMALL)
+    kube.wait_status(namespace, "cred", lambda s: s.get("live") is True, timeout=30, what="live")
+    secret = kube.core.read_namespaced_secret("cred-credentials", namespace)
+    assert base64.b64decode(secret.data["agentToken"]).decode() == main.agent_token != own_token
+    assert "AgentRefusedCredential" not in kube.event_reasons(namespace, "cred")
+
+    # A pod left with another token (a stale mount): refused, reported, not live.
+    routes.mounts.unmount((namespace, "cred", "ingest"))
+    Path(main.config.agent_token_file).write_text("a-stale-token-0123456789")
+    kube.wait_status(namespace, "cred", lambda s: s.get("live") is False, timeout=30, what="not live while refused")
+    wait_for(lambda: "AgentRefusedCredential" in kube.event_reasons(namespace, "cred"), 15,
+             what="AgentRefusedCredential Event")
+    event = next(e for e in kube.events(namespace, "cred") if e["reason"] == "AgentRefusedCredential")
+    assert event["type"] == "Warning" and "HTTP 403: wrong agent token" in event["message"]
+    assert "agentToken of Secret cred-credentials" in event["message"]
+    assert main.status()["receiving"] is True  # the stream itself never stopped
+    assert "refused agent API call PUT /desired" in main.log_text()
+
+    # The kubelet catches up with the Secret: live again, without another Warning.
+    routes.mount(namespace, "cred", "ingest", main)
+    kube.wait_status(namespace, "cred", lambda s: s.get("live") is True, timeout=30, what="live again")
+    assert kube.event_reasons(namespace, "cred").count("AgentRefusedCredential") == 1

@@ -31,6 +31,7 @@ def test_livestream_gets_every_child_with_the_right_spec(operator, kube, calltyp
     expected = {("Secret", "show-credentials"), ("PersistentVolumeClaim", "show-dvr"), ("Service", "show-ingest"),
                 ("Service", "show-origin")}
     expected |= {("ConfigMap", f"show-{r}") for r in ROLES} | {("Deployment", f"show-{r}") for r in ROLES}
+    expected |= {("NetworkPolicy", f"show-{r}") for r in ROLES}
     assert set(children) == expected
     for (kind, name), child in children.items():
         refs = child["metadata"]["ownerReferences"]
@@ -44,6 +45,7 @@ def test_livestream_gets_every_child_with_the_right_spec(operator, kube, calltyp
     transcoder = kube.configmap_json(namespace, "show-transcoder")
     assert [r["name"] for r in transcoder["ladder"]] == ["720p", "360p"]  # from the CallType
     assert transcoder["mainUrl"].startswith(f"rtmp://show-ingest.{namespace}.svc:1935/")
+    assert transcoder["outputUrl"] == f"http://show-origin.{namespace}.svc:8082/upload"
     origin = kube.configmap_json(namespace, "show-origin")
     assert origin["dvrWindowSeconds"] == 3600
 
@@ -60,10 +62,21 @@ def test_livestream_gets_every_child_with_the_right_spec(operator, kube, calltyp
     # The credentials Secret: every key present, and none of them leaks into status.
     secret = children[("Secret", "show-credentials")]
     data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
-    for key in ("streamKey", "srtPassphrase", "whipToken", "playbackSecret", "uploadToken", "readToken"):
+    for key in ("streamKey", "srtPassphrase", "whipToken", "playbackSecret", "uploadToken", "readToken", "agentToken"):
         assert len(data[key]) >= 10
     status = obj["status"]
-    assert data["streamKey"] not in repr(status)
+    assert data["streamKey"] not in repr(status) and data["agentToken"] not in repr(status)
+
+    # The agent token: in every pod as a file of the Secret, named by every config, in no ConfigMap.
+    for role in ROLES:
+        pod = children[("Deployment", f"show-{role}")]["spec"]["template"]["spec"]
+        items = [i for v in pod["volumes"] if v.get("secret", {}).get("secretName") == "show-credentials"
+                 for i in v["secret"]["items"]]
+        assert {"key": "agentToken", "path": "agentToken"} in items, role
+        mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+        assert mounts["credentials"] == "/etc/onair/secret", role
+        assert kube.configmap_json(namespace, f"show-{role}")["agentTokenFile"] == "/etc/onair/secret/agentToken"
+        assert data["agentToken"] not in children[("ConfigMap", f"show-{role}")]["data"]["config.json"]
 
     # The recordings PVC: created for the stream but not owned, so it outlives it.
     rec = kube.core.read_namespaced_persistent_volume_claim("show-recordings", namespace)
@@ -79,6 +92,45 @@ def test_livestream_gets_every_child_with_the_right_spec(operator, kube, calltyp
     ready = condition(status, "Ready")
     assert ready["status"] == "False" and ready["observedGeneration"] == 1
     assert condition(status, "Reconciling")["reason"] == "AgentsNotReady"
+
+
+def test_network_policies_are_accepted_and_select_the_pods_and_ports_they_mean(operator, kube, calltype, namespace):
+    """What the API server stored (it validates every field, e.g. a named port or endPort) selects
+    exactly the pods of the Deployment of the same name, and names only ports those pods declare."""
+    kube.create_livestream(namespace, "fence", {"callType": calltype,
+                                               "settingsOverride": {"ingest": {"protocols": ["srt", "whip"]}}})
+    kube.wait_reconciled(namespace, "fence")
+    children = kube.children(namespace, "fence")
+    operator_peer = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "onair-system"}},
+                     "podSelector": {"matchLabels": {"app.kubernetes.io/name": "onair",
+                                                     "app.kubernetes.io/component": "operator"}}}
+
+    def pods_of(role: str) -> dict:
+        return {"podSelector": {"matchLabels": children[("Deployment", f"fence-{role}")]["spec"]["selector"]["matchLabels"]}}
+
+    rules: dict[str, list[dict]] = {}
+    for role in ROLES:
+        policy = children[("NetworkPolicy", f"fence-{role}")]["spec"]
+        template = children[("Deployment", f"fence-{role}")]["spec"]["template"]
+        assert policy["podSelector"]["matchLabels"].items() <= template["metadata"]["labels"].items(), role
+        assert policy["policyTypes"] == ["Ingress"]
+        declared = {(p["name"], p["protocol"]) for p in template["spec"]["containers"][0]["ports"]}
+        for rule in policy["ingress"]:
+            for port in rule["ports"]:
+                assert isinstance(port["port"], int) or (port["port"], port["protocol"]) in declared, (role, port)
+        rules[role] = [{k: v for k, v in rule.items()} for rule in policy["ingress"]]
+        assert rules[role][0] == {"from": [operator_peer], "ports": [{"port": "agent", "protocol": "TCP"}]}, role
+    assert rules["transcoder"] == rules["recorder"] == rules["transcoder"][:1]
+    assert rules["origin"][1:] == [{"ports": [{"port": "http", "protocol": "TCP"}]},
+                                   {"from": [pods_of("transcoder")], "ports": [{"port": "upload", "protocol": "TCP"}]}]
+    # No RTMP pushes here: the RTMP port is only the read path of this stream's transcoder and recorder.
+    assert rules["ingest"][1:] == [
+        {"from": [pods_of("transcoder"), pods_of("recorder")], "ports": [{"port": "rtmp", "protocol": "TCP"}]},
+        {"ports": [{"port": "srt", "protocol": "UDP"}, {"port": "whip", "protocol": "TCP"},
+                   {"port": 1024, "endPort": 65535, "protocol": "UDP"}]}]
+    origin_service = children[("Service", "fence-origin")]["spec"]
+    assert [(p["name"], p["port"]) for p in origin_service["ports"]] == [("http", 8081), ("upload", 8082)]
+    assert origin_service["type"] == "ClusterIP"
 
 
 def test_second_reconcile_changes_nothing(operator, kube, calltype, namespace):

@@ -1,9 +1,7 @@
 """spec.dvrClearedAt: the operator asks the real origin agent to clear once per new value."""
 from __future__ import annotations
 
-import json
 import secrets
-import urllib.request
 
 import pytest
 
@@ -21,18 +19,19 @@ def origin_agent(tmp_path):
     secret = tmp_path / "playbackSecret"
     secret.write_text(secrets.token_urlsafe(32))
     config = OriginConfig(livestream="test/origin", listen_host="127.0.0.1", agent_port=free_port(),
-                          http_port=free_port(), data_dir=str(tmp_path / "data"), playback_secret_file=str(secret))
+                          http_port=free_port(), upload_port=free_port(), data_dir=str(tmp_path / "data"),
+                          playback_secret_file=str(secret))
     agent = AgentProcess("origin", config, tmp_path / "origin.json", tmp_path / "origin.log", log_level=None)
     try:
         agent.wait_ready(20)
-        yield agent.agent_url, agent.log_path
+        yield agent
     finally:
         agent.stop(10)
 
 
 def test_dvr_is_cleared_once_per_new_request(routes, kube, calltype, namespace, origin_agent):
-    url, log_path = origin_agent
-    routes.route(namespace, "dvr", "origin", url)
+    log_path = origin_agent.log_path
+    routes.route(namespace, "dvr", "origin", origin_agent)
     kube.create_livestream(namespace, "dvr", {"callType": calltype, "phase": "live"})
     kube.wait_reconciled(namespace, "dvr")
 
@@ -55,5 +54,4 @@ def test_dvr_is_cleared_once_per_new_request(routes, kube, calltype, namespace, 
     kube.patch_livestream(namespace, "dvr", {"spec": {"dvrClearedAt": "2026-03-01T11:30:00Z"}})
     kube.wait_status(namespace, "dvr", lambda s: s.get("dvrClearedAt") == "2026-03-01T11:30:00Z", what="cleared again")
     wait_for(lambda: clears() == 2, 10, what="origin cleared twice")
-    with urllib.request.urlopen(url + "/status", timeout=2) as resp:
-        assert json.loads(resp.read())["role"] == "origin"
+    assert origin_agent.status()["role"] == "origin"

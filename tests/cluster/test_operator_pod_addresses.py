@@ -49,6 +49,8 @@ def test_agents_are_reached_at_their_pod_ips(operator, kubeconfig, kube, namespa
                     namespace, label_selector="onair.dev/livestream=pods,app.kubernetes.io/component=ingest").items
                 return pods[0] if pods else None
             pod = wait_for(ingest_pod, 30, what="the ReplicaSet controller creating the ingest pod")
+            own.mount(namespace, "pods", "ingest", main)  # the pod's Secret volume, before it runs
+            wait_for(lambda: own.mounted(namespace, "pods", "ingest"), 20, what="the agent token mounted")
             kube.core.patch_namespaced_pod_status(pod.metadata.name, namespace, {"status": {
                 "phase": "Running", "podIP": POD_IP, "podIPs": [{"ip": POD_IP}]}})
 
@@ -69,4 +71,5 @@ def test_agents_are_reached_at_their_pod_ips(operator, kubeconfig, kube, namespa
             kube.wait_status(namespace, "pods", lambda s: s.get("live") is False, timeout=30, what="pod gone")
         finally:
             own.stop()
+            own.mounts.close()
             kube.delete_calltype(ct)

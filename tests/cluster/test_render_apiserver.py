@@ -17,10 +17,12 @@ from onair.render.credentials import Credentials
 pytestmark = pytest.mark.cluster
 
 CREDS = Credentials(stream_key="streamkey0123", srt_passphrase="srtpassphrase0123", whip_token="whiptoken0123",
-                    playback_secret="p" * 32, upload_token="u" * 32, read_token="r" * 32)
+                    playback_secret="p" * 32, upload_token="u" * 32, read_token="r" * 32,
+                    agent_token="a" * 32)
 UID = "6f1c1f8e-0000-4000-8000-000000000002"
 PLURALS = {"Secret": "secrets", "ConfigMap": "configmaps", "Service": "services",
-           "PersistentVolumeClaim": "persistentvolumeclaims", "Deployment": "deployments"}
+           "PersistentVolumeClaim": "persistentvolumeclaims", "Deployment": "deployments",
+           "NetworkPolicy": "networkpolicies"}
 
 
 def render(namespace: str, settings: Optional[dict] = None, config: Optional[OperatorConfig] = None,
@@ -64,7 +66,11 @@ VARIANTS = {
     "default": {},
     "backup-tls-loadbalancer": {"settings": {"ingest": {"backup": True}},
                                 "config": OperatorConfig(ingest_tls_secret="ingest-tls", ingest_service_type="LoadBalancer",
-                                                         image_pull_secrets=["regcred"], storage_class="standard")},
+                                                         image_pull_secrets=["regcred"], storage_class="standard",
+                                                         agent_metrics_from=[
+                                                             {"namespaceSelector": {"matchLabels": {"team": "mon"}},
+                                                              "podSelector": {"matchLabels": {"app": "prometheus"}}},
+                                                             {"ipBlock": {"cidr": "10.0.0.0/8"}}])},
     "pull-transcoded-recording": {"settings": {"recording": {"mode": "auto-on", "type": "transcoded"}},
                                   "source": {"mode": "pull", "uris": ["https://example.org/live.m3u8"]}},
 }

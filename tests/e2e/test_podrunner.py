@@ -45,8 +45,10 @@ CREDS = generate_credentials()
 
 
 def get_json(url: str) -> dict:
+    """An agent's answer, asked as the operator does (with the agent token its pod mounts)."""
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(url, timeout=5) as resp:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {CREDS.agent_token}"})
+    with opener.open(request, timeout=5) as resp:
         return json.loads(resp.read())
 
 

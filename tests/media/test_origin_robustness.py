@@ -67,7 +67,8 @@ def test_traversal_never_leaves_data_dir(origins, tmp_path, method):
         body = b"x" * 10 if method == "PUT" else b""
         request = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {origin.upload_token}\r\n"
                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
-        response = raw_request(origin.config.http_port, request)
+        # Playback on the public port, uploads on theirs.
+        response = raw_request(origin.config.http_port if method == "GET" else origin.config.upload_port, request)
         assert status_of(response) in (400, 404), (path, response[:200])
         assert b"root:" not in response and b"TOP-SECRET" not in response
     assert secret.read_bytes() == b"TOP-SECRET"
@@ -127,11 +128,14 @@ def test_garbage_on_the_port_is_dropped_and_the_server_keeps_serving(origins):
         b"\r\n\r\n\r\n",
         b"PUT /upload/hls/cmaf/x.m4s HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzzzz\r\n",
     ]
-    for data in junk:
-        response = raw_request(port, data)
-        assert response == b"" or status_of(response) in (400, 401, 413, 431), response[:100]
+    for target in (port, origin.config.upload_port):
+        # The public port refuses every upload (403) before reading a body.
+        expected = (400, 401, 413, 431) + ((403,) if target == port else ())
+        for data in junk:
+            response = raw_request(target, data)
+            assert response == b"" or status_of(response) in expected, (target, response[:100])
     # an upload whose sender vanishes mid-body stores nothing
-    with socket.create_connection(("127.0.0.1", port)) as s:
+    with socket.create_connection(("127.0.0.1", origin.config.upload_port)) as s:
         s.sendall(f"PUT /upload/hls/cmaf/360p/cut.m4s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
                   f"{origin.upload_token}\r\nContent-Length: 100000\r\n\r\n".encode() + b"a" * 1000)
         time.sleep(0.3)

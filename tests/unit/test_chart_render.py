@@ -96,6 +96,7 @@ NAMESPACED = {
     ("", "configmaps"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "secrets"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "persistentvolumeclaims"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("networking.k8s.io", "networkpolicies"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "pods"): {"list", "watch"},
     ("", "events"): {"create"},
     ("events.k8s.io", "events"): {"create"},
@@ -278,15 +279,49 @@ def test_operator_env_is_what_the_operator_config_reads(tmp_path):
     assert config.status_poll_interval_seconds == 2.5
 
 
-def test_default_env_keeps_the_operator_defaults_except_the_image():
+def test_default_env_keeps_the_operator_defaults_except_the_image_and_who_the_operator_is():
     from onair.controller.config import OperatorConfig
 
     env = env_of(render())
-    assert set(env) == {"ONAIR_IMAGE", "ONAIR_IMAGE_PULL_POLICY"}
+    assert set(env) == {"ONAIR_IMAGE", "ONAIR_IMAGE_PULL_POLICY", "ONAIR_OPERATOR_NAMESPACE", "ONAIR_OPERATOR_POD_LABELS"}
     config = OperatorConfig.from_env(env)
     defaults = OperatorConfig()
-    assert config.model_dump(exclude={"image"}) == defaults.model_dump(exclude={"image"})
+    mine = {"image", "operator_pod_labels"}
+    assert config.model_dump(exclude=mine) == defaults.model_dump(exclude=mine)
     assert config.image == "ghcr.io/onair-dev/onair:0.1.0"
+    assert config.network_policies is True and config.agent_metrics_from == []
+
+
+def test_media_pod_network_policies_admit_exactly_the_operator_pod(tmp_path):
+    """The operator's labels and namespace, as the chart sets them, select the operator's pod: the
+    NetworkPolicies it renders for agent ports let this pod in."""
+    from onair.controller.config import OperatorConfig
+
+    docs = render("--set", "fullnameOverride=media", namespace="streaming")
+    config = OperatorConfig.from_env(env_of(docs))
+    pod_labels = only(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert config.operator_namespace == "streaming"
+    assert config.operator_pod_labels.items() <= pod_labels.items()
+    assert config.operator_pod_labels["app.kubernetes.io/instance"] == "onair"  # not another release's operator
+
+    scrapers = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+    off = render(values={"networkPolicy": {"enabled": False, "agentMetricsFrom": scrapers}}, tmp=tmp_path)
+    config = OperatorConfig.from_env(env_of(off))
+    assert config.network_policies is False and config.agent_metrics_from == scrapers
+    assert by_kind(off, "NetworkPolicy") == []
+
+
+def test_the_operator_pod_accepts_no_connections():
+    docs = render()
+    policy = only(docs, "NetworkPolicy")
+    assert policy["metadata"]["namespace"] == "onair-system"
+    assert policy["spec"] == {"podSelector": {"matchLabels": only(docs, "Deployment")["spec"]["selector"]["matchLabels"]},
+                              "policyTypes": ["Ingress"], "ingress": []}
+
+
+def test_schema_rejects_a_metrics_peer_that_is_not_one():
+    err = helm_fails("--set", "networkPolicy.agentMetricsFrom[0].namespace=monitoring")
+    assert "schema" in err and "agentMetricsFrom" in err, err
 
 
 def test_digest_pins_the_operator_and_the_agents():
@@ -332,7 +367,8 @@ def test_manifests_split_crds_operator_and_calltypes_without_helm_bookkeeping():
     assert kinds["crds.yaml"] == ["CustomResourceDefinition"] * 2
     assert kinds["builtin-calltypes.yaml"] == ["CallType"] * 3
     assert kinds["onair.yaml"][0] == "Namespace"
-    assert set(kinds["onair.yaml"]) == {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment"}
+    assert set(kinds["onair.yaml"]) == {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment",
+                                        "NetworkPolicy"}
     for text in rendered.values():
         assert "helm.sh/chart" not in text and "managed-by: Helm" not in text
     ns = yaml.safe_load(rendered["onair.yaml"].split("---", 1)[0])

@@ -22,7 +22,8 @@ from onair.render.lifecycle import desired_lifecycle
 from onair.render.status import livestream_status
 
 CREDS = Credentials(stream_key="streamkey0123", srt_passphrase="srtpassphrase0123", whip_token="whiptoken0123",
-                    playback_secret="p" * 32, upload_token="u" * 32, read_token="r" * 32)
+                    playback_secret="p" * 32, upload_token="u" * 32, read_token="r" * 32,
+                    agent_token="a" * 32)
 UID = "6f1c1f8e-0000-4000-8000-000000000001"
 NOW = datetime(2026, 7, 14, 9, 30, 5, tzinfo=timezone.utc)
 HOST = ["join-backstage", "send-audio", "send-video"]

@@ -132,6 +132,7 @@ def test_service_table_goes_through_selectors_and_target_ports(rendered):
     assert table[(NS, f"{LS}-ingest-backup", 1935)] == ports[(NS, f"{LS}-ingest-backup", 1935)]
     assert table[(NS, f"{LS}-ingest", 1935)] != table[(NS, f"{LS}-ingest-backup", 1935)]
     assert table[(NS, f"{LS}-origin", 8081)] == ports[(NS, f"{LS}-origin", 8081)]
+    assert table[(NS, f"{LS}-origin", 8082)] == ports[(NS, f"{LS}-origin", 8082)] != table[(NS, f"{LS}-origin", 8081)]
     # The agent port is not behind any Service (the operator reaches agents directly).
     assert (NS, f"{LS}-origin", 8080) not in table
 
@@ -228,8 +229,9 @@ def test_transcoder_config_reads_and_uploads_through_local_ports(rendered):
     assert out.ok
     assert cfg["mainUrl"] == f"rtmp://127.0.0.1:{ports[(NS, f'{LS}-ingest', 1935)]}/live/stream"
     assert cfg["backupUrl"] == f"rtmp://127.0.0.1:{ports[(NS, f'{LS}-ingest-backup', 1935)]}/live/stream"
-    assert cfg["outputUrl"] == f"http://127.0.0.1:{ports[(NS, f'{LS}-origin', 8081)]}/upload"
+    assert cfg["outputUrl"] == f"http://127.0.0.1:{ports[(NS, f'{LS}-origin', 8082)]}/upload"
     assert cfg["outputTokenFile"] == "/root/transcoder/credentials/uploadToken"
+    assert cfg["agentTokenFile"] == "/root/transcoder/credentials/agentToken"
     assert cfg["ladder"] == config(rendered, "transcoder")["ladder"]
 
 
@@ -237,6 +239,7 @@ def test_origin_and_recorder_directories_are_their_volumes(rendered):
     _, origin, ports = _rewrite(rendered, "origin")
     assert origin.config["dataDir"] == "/root/origin/data"
     assert origin.config["httpPort"] == ports[(NS, f"{LS}-origin", 8081)]
+    assert origin.config["uploadPort"] == ports[(NS, f"{LS}-origin", 8082)]
     _, recorder, _ = _rewrite(rendered, "recorder")
     assert recorder.config["outputDir"] == "/root/recorder/recordings"
     assert recorder.config["sourceUrl"] == f"rtmp://127.0.0.1:{ports[(NS, f'{LS}-ingest', 1935)]}/live/stream"

@@ -17,7 +17,8 @@ from onair.render.credentials import Credentials, credentials_from_secret_data, 
 from onair.render.ladder import fit_ladder
 
 CREDS = Credentials(stream_key="streamkey0123", srt_passphrase="srtpassphrase0123", whip_token="whiptoken0123",
-                    playback_secret="p" * 32, upload_token="u" * 32, read_token="r" * 32)
+                    playback_secret="p" * 32, upload_token="u" * 32, read_token="r" * 32,
+                    agent_token="a" * 32)
 UID = "6f1c1f8e-0000-4000-8000-000000000001"
 CONFIG = OperatorConfig()
 MODELS = {"ingest": IngestConfig, "ingest-backup": IngestConfig, "transcoder": TranscoderConfig,
@@ -66,6 +67,8 @@ def test_default_push_stream_children():
         ("Deployment", "show-recorder"),
         ("Service", "show-ingest"), ("Service", "show-origin"),
         ("PersistentVolumeClaim", "show-dvr"),
+        ("NetworkPolicy", "show-ingest"), ("NetworkPolicy", "show-transcoder"), ("NetworkPolicy", "show-origin"),
+        ("NetworkPolicy", "show-recorder"),
     }
     assert [(o["kind"], o["metadata"]["name"]) for o in out.keep] == [("PersistentVolumeClaim", "show-recordings")]
     assert set(out.agent_configs) == {"ingest", "transcoder", "origin", "recorder"}
@@ -153,6 +156,92 @@ def test_a_pull_source_never_gets_the_read_token():
         assert "readToken" not in secret_items(pods(out)[f"show-{key}"]), key
     # The origin still lets in-cluster readers in.
     assert config_of(out, "origin").read_token_file == f"{roles.SECRET_DIR}/readToken"
+
+
+@pytest.mark.parametrize("record_type", ["origin", "transcoded"])
+def test_every_agent_gets_the_agent_token_as_a_mounted_file_never_in_a_configmap(record_type):
+    out = render(ct=calltype(ingest={"backup": True}, recording={"type": record_type}))
+    for key in ("ingest", "ingest-backup", "transcoder", "origin", "recorder"):
+        assert config_of(out, key).agent_token_file == f"{roles.SECRET_DIR}/agentToken", key
+        assert "agentToken" in secret_items(pods(out)[f"show-{key}"]), key
+    for cm in by_kind(out, "ConfigMap").values():
+        assert CREDS.agent_token not in cm["data"]["config.json"]
+    secret = by_kind(out, "Secret")["show-credentials"]
+    assert credentials_from_secret_data(secret["data"]).agent_token == CREDS.agent_token
+
+
+def ingress_of(out: RenderedChildren, key: str) -> list[dict]:
+    policy = by_kind(out, "NetworkPolicy")[f"show-{key}"]
+    assert policy["spec"]["podSelector"]["matchLabels"] == \
+        by_kind(out, "Deployment")[f"show-{key}"]["spec"]["selector"]["matchLabels"]
+    assert policy["spec"]["policyTypes"] == ["Ingress"] and "egress" not in policy["spec"]
+    return policy["spec"]["ingress"]
+
+
+def open_ports(rules: list[dict]) -> set[str]:
+    """Ports a rule without ``from`` (anyone) admits."""
+    return {str(p["port"]) for r in rules if "from" not in r for p in r["ports"]}
+
+
+def peers_of(rules: list[dict], port: str) -> list[dict]:
+    return [peer for r in rules if "from" in r and any(p["port"] == port for p in r["ports"]) for peer in r["from"]]
+
+
+OPERATOR_PEER = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "onair-system"}},
+                 "podSelector": {"matchLabels": {"app.kubernetes.io/name": "onair",
+                                                 "app.kubernetes.io/component": "operator"}}}
+
+
+def pod_of(out: RenderedChildren, key: str) -> dict:
+    return {"podSelector": {"matchLabels": by_kind(out, "Deployment")[f"show-{key}"]["spec"]["selector"]["matchLabels"]}}
+
+
+def test_network_policies_let_only_the_operator_reach_agent_ports_and_only_the_transcoder_upload():
+    out = render(ct=calltype(ingest={"backup": True, "protocols": ["rtmp", "srt", "whip"]}))
+    for key in ("ingest", "ingest-backup", "transcoder", "origin", "recorder"):
+        rules = ingress_of(out, key)
+        assert peers_of(rules, "agent") == [OPERATOR_PEER], key
+        assert "agent" not in open_ports(rules), key
+    assert ingress_of(out, "transcoder") == ingress_of(out, "recorder")[:1] and len(ingress_of(out, "recorder")) == 1
+    origin = ingress_of(out, "origin")
+    assert open_ports(origin) == {"http"}
+    assert peers_of(origin, "upload") == [pod_of(out, "transcoder")]
+    for key in ("ingest", "ingest-backup"):
+        ingest = ingress_of(out, key)
+        # Encoders push from anywhere; RTMP pushes share the port with the internal read path.
+        assert {"rtmp", "srt", "whip"} <= open_ports(ingest)
+        assert {"protocol": "UDP", "port": 1024, "endPort": 65535} in [p for r in ingest for p in r["ports"]]
+
+
+def test_without_rtmp_pushes_the_ingest_rtmp_port_is_only_the_read_path_of_transcoder_and_recorder():
+    out = render(ct=calltype(ingest={"protocols": ["srt"]}))
+    ingest = ingress_of(out, "ingest")
+    assert open_ports(ingest) == {"srt"}
+    assert peers_of(ingest, "rtmp") == [pod_of(out, "transcoder"), pod_of(out, "recorder")]
+    # A transcoded recording reads the origin, not the ingest.
+    transcoded = render(ct=calltype(ingest={"protocols": ["srt"]}, recording={"type": "transcoded"}))
+    assert peers_of(ingress_of(transcoded, "ingest"), "rtmp") == [pod_of(transcoded, "transcoder")]
+
+
+def test_network_policy_peers_follow_the_operator_config():
+    config = OperatorConfig(operator_namespace="ops", operator_pod_labels={"app": "onair-operator"},
+                            agent_metrics_from=[{"namespaceSelector": {"matchLabels": {"team": "monitoring"}}}])
+    out = render(config=config)
+    assert peers_of(ingress_of(out, "origin"), "agent") == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ops"}},
+         "podSelector": {"matchLabels": {"app": "onair-operator"}}},
+        {"namespaceSelector": {"matchLabels": {"team": "monitoring"}}}]
+    off = render(config=OperatorConfig(network_policies=False))
+    assert by_kind(off, "NetworkPolicy") == {}
+
+
+def test_origin_service_carries_playback_and_uploads_but_never_the_agent_port():
+    svc = by_kind(render(), "Service")["show-origin"]
+    assert svc["spec"]["type"] == "ClusterIP"
+    assert [(p["name"], p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] == [
+        ("http", 8081, "http"), ("upload", 8082, "upload")]
+    origin = config_of(render(), "origin")
+    assert (origin.http_port, origin.upload_port) == (8081, 8082)
 
 
 def test_recording_disabled_renders_no_recorder_and_no_recordings_volume():
@@ -324,7 +413,7 @@ def test_settings_reach_the_agent_configs():
     assert [r.name for r in t.ladder] == ["720p", "360p"]
     assert (t.dash, t.hls_cmaf, t.low_latency, t.segment_seconds) == (False, True, True, 1.0)
     assert (t.screenshot_interval_seconds, t.screenshot_width) == (5, 640)
-    assert t.output_url == "http://show-origin.media.svc:8081/upload"
+    assert t.output_url == "http://show-origin.media.svc:8082/upload"
     assert (origin.dvr_enabled, origin.dvr_window_seconds, origin.projection) == (False, 600, "vr360")
     assert rec.split_seconds == 3600 and rec.record_type == "origin"
     assert rec.source_url == "rtmp://show-ingest.media.svc:1935/live/stream"
@@ -460,7 +549,8 @@ def test_names_follow_kubernetes_syntax(rendered):
 
 
 K8S_MODELS = {"Secret": "V1Secret", "ConfigMap": "V1ConfigMap", "Service": "V1Service",
-              "PersistentVolumeClaim": "V1PersistentVolumeClaim", "Deployment": "V1Deployment"}
+              "PersistentVolumeClaim": "V1PersistentVolumeClaim", "Deployment": "V1Deployment",
+              "NetworkPolicy": "V1NetworkPolicy"}
 
 
 def test_every_object_round_trips_through_the_kubernetes_models(rendered):

@@ -9,7 +9,8 @@ from onair.render.credentials import (
 )
 
 FIXED = Credentials(stream_key="key-0123456789", srt_passphrase="pass phrase/&=1", whip_token="whiptoken123",
-                    playback_secret="p" * 32, upload_token="u" * 32, read_token="r" * 32)
+                    playback_secret="p" * 32, upload_token="u" * 32, read_token="r" * 32,
+                    agent_token="a" * 32)
 
 
 def b64(value: str) -> str:
@@ -24,7 +25,9 @@ def test_generated_credentials_are_valid_and_distinct():
     a, b = generate_credentials(), generate_credentials()
     assert a != b
     assert 10 <= len(a.srt_passphrase) <= 79
-    assert len({a.stream_key, a.srt_passphrase, a.whip_token, a.playback_secret, a.upload_token, a.read_token}) == 6
+    assert len({a.stream_key, a.srt_passphrase, a.whip_token, a.playback_secret, a.upload_token, a.read_token,
+                a.agent_token}) == 7
+    assert len(a.agent_token) >= 32
     # The read token travels in an RTMP play URL's query: nothing in it may need escaping.
     assert a.read_token.isalnum() and len(a.read_token) >= 32
 
@@ -58,7 +61,7 @@ def test_missing_and_unusable_values_are_filled_without_rotating_the_others():
     data["whipToken"] = "%%% not base64"
     fill = Credentials(stream_key="other-stream-key", srt_passphrase="fresh-passphrase",
                        whip_token="fresh-whip-token", playback_secret="f" * 32, upload_token="g" * 32,
-                       read_token="h" * 32)
+                       read_token="h" * 32, agent_token="i" * 32)
     got = credentials_from_secret_data(data, fill=lambda: fill)
     assert got.stream_key == FIXED.stream_key and got.playback_secret == FIXED.playback_secret
     assert got.upload_token == fill.upload_token
@@ -125,3 +128,20 @@ def test_standalone_secret_matches_the_one_render_children_makes():
     assert set(child_selector("ls").items()) <= set(secret["metadata"]["labels"].items())
     assert secret["metadata"]["ownerReferences"][0]["uid"] == "u1"
     assert "ownerReferences" not in render_credentials_secret({"name": "ls", "namespace": "ns"}, FIXED, URLS)["metadata"]
+
+
+def test_a_secret_from_before_the_agent_token_gains_one_and_keeps_everything_else():
+    """Upgrading the operator adds agentToken to existing Secrets; every key handed out stays."""
+    data = secret_data(FIXED)
+    del data["agentToken"]
+    got = credentials_from_secret_data(data)
+    assert got.agent_token and got.agent_token != FIXED.agent_token
+    assert {k: v for k, v in got.data().items() if k != "agentToken"} == {
+        k: v for k, v in FIXED.data().items() if k != "agentToken"}
+
+
+def test_an_agent_token_that_cannot_travel_in_a_header_is_replaced():
+    data = secret_data(FIXED)
+    data["agentToken"] = b64("has a space but long enough")
+    got = credentials_from_secret_data(data, fill=generate_credentials)
+    assert " " not in got.agent_token and got.read_token == FIXED.read_token

@@ -14,7 +14,8 @@ from onair.render.status import livestream_status, status_patch
 T0 = datetime(2025, 7, 1, 12, 0, 0, tzinfo=timezone.utc)
 T1 = T0 + timedelta(seconds=5)
 CREDS = Credentials(stream_key="streamkey0123", srt_passphrase="srtpassphrase0123", whip_token="whiptoken0123",
-                    playback_secret="p" * 32, upload_token="u" * 32, read_token="r" * 32)
+                    playback_secret="p" * 32, upload_token="u" * 32, read_token="r" * 32,
+                    agent_token="a" * 32)
 
 
 def ls(**spec):

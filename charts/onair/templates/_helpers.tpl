@@ -81,6 +81,11 @@ and watches every kind it handles. get is granted wherever list is: it reveals n
 - apiGroups: [""]
   resources: ["services", "configmaps", "secrets", "persistentvolumeclaims"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# NetworkPolicies of every Livestream's media pods are children like the rest; granted even with
+# networkPolicy.enabled false, so that pruning removes those an earlier setting created.
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Agent pods' IPs are how the operator reaches each agent's /status and /desired.
 - apiGroups: [""]
   resources: ["pods"]

@@ -3,15 +3,21 @@
 Routes every role gets: ``GET /status`` (the role's ``*Status`` from ``onair.api.agent``),
 ``GET /metrics`` (Prometheus text), ``GET /healthz``, ``PUT /desired`` (``Desired``).
 A role adds its own routes to ``Agent.app`` before ``serve()``.
+
+The agent API is the control plane's: with ``agentTokenFile`` configured (the operator always
+does), every call except ``open_paths`` must carry ``Authorization: Bearer <agent token>``.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hmac
 import json
 import logging
+import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Optional, Sequence, Type, TypeVar
 
@@ -23,6 +29,12 @@ from onair.api.agent import Desired
 
 log = logging.getLogger("onair.agent")
 C = TypeVar("C", bound=BaseModel)
+
+# Kubelet probes and Prometheus scrapes cannot carry a per-Livestream secret, and these answer
+# nothing that needs one: liveness, and counters labelled with the livestream's name.
+OPEN_PATHS = frozenset({"/healthz", "/metrics"})
+AUTH_REALM = 'Bearer realm="onair-agent"'
+REFUSAL_LOG_INTERVAL = 10.0  # refusals can come by the thousand: one log line per reason and interval
 
 
 def setup_logging(level: str = "INFO") -> None:
@@ -64,16 +76,56 @@ def read_secret(path: Optional[str]) -> Optional[str]:
         return None
 
 
+class SecretFile:
+    """A mounted secret, re-read when the file changes (Kubernetes swaps Secret volumes atomically)."""
+
+    def __init__(self, path: Optional[str]) -> None:
+        self.path = path
+        self._stamp: Optional[tuple[int, int, int]] = None
+        self._value: Optional[str] = None
+
+    def get(self) -> Optional[str]:
+        if not self.path:
+            return None
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            self._stamp, self._value = None, None
+            return None
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if stamp != self._stamp:
+            try:
+                with open(self.path, encoding="utf-8") as f:
+                    self._value = f.read().strip() or None
+            except (OSError, UnicodeDecodeError):
+                self._value = None
+            self._stamp = stamp
+        return self._value
+
+
+def bearer_matches(authorization: Optional[str], expected: str) -> bool:
+    """``Authorization: Bearer <expected>``, compared in constant time."""
+    if not authorization or authorization[:7].lower() != "bearer ":
+        return False
+    return hmac.compare_digest(authorization[7:].strip().encode(), expected.encode())
+
+
 class Agent:
     """HTTP surface + lifecycle for one role. Subclass hooks: ``status()``, ``apply_desired()``."""
 
-    def __init__(self, role: str, host: str, port: int) -> None:
+    def __init__(self, role: str, host: str, port: int, token_file: Optional[str] = None) -> None:
         self.role = role
         self.host = host
         self.port = port
         self.registry = CollectorRegistry()
         self.desired = Desired()
-        self.app = web.Application(client_max_size=1024 * 1024)
+        # No file configured: open (local runs; start_http warns). A configured file that is
+        # missing or empty locks the API instead: a Secret that failed to mount must not open it.
+        self.agent_token = SecretFile(token_file)
+        # Paths served without the token; a role adds those it guards otherwise (or that are probes).
+        self.open_paths: set[str] = set(OPEN_PATHS)
+        self._refusals_logged: dict[str, float] = {}
+        self.app = web.Application(client_max_size=1024 * 1024, middlewares=[self._authenticate])
         self.app.add_routes([
             web.get("/status", self._get_status),
             web.get("/metrics", self._get_metrics),
@@ -94,6 +146,43 @@ class Agent:
         """Bring gauges up to date right before ``/metrics`` is rendered (none by default)."""
 
     # http -------------------------------------------------------------------------------
+    def refusal(self, request: web.Request) -> Optional[web.Response]:
+        """Why ``request`` may not use the agent API; None when it may."""
+        if request.path in self.open_paths or self.agent_token.path is None:
+            return None
+        expected = self.agent_token.get()
+        if not expected:
+            self._log_refusal("locked", logging.ERROR, "agent API locked: the agent token file %s is missing or "
+                              "empty; every call but %s is refused (is the <livestream>-credentials Secret "
+                              "mounted?)", self.agent_token.path, ", ".join(sorted(self.open_paths)))
+            return web.json_response({"error": "the agent API is locked: this agent has no agent token (its "
+                                               "agentTokenFile is missing or empty)"}, status=503)
+        authorization = request.headers.get("Authorization")
+        if not authorization or authorization[:7].lower() != "bearer " or not authorization[7:].strip():
+            self._log_refusal("missing", logging.WARNING, "refused agent API call %s %s from %s: no agent token",
+                              request.method, request.path[:200], request.remote)
+            return web.json_response({"error": "the agent API requires Authorization: Bearer <agent token> (the "
+                                               "agentToken key of the livestream's credentials Secret)"},
+                                     status=401, headers={"WWW-Authenticate": AUTH_REALM})
+        if not bearer_matches(authorization, expected):
+            self._log_refusal("wrong", logging.WARNING, "refused agent API call %s %s from %s: wrong agent token",
+                              request.method, request.path[:200], request.remote)
+            return web.json_response({"error": "wrong agent token"}, status=403)
+        return None
+
+    def _log_refusal(self, key: str, level: int, msg: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self._refusals_logged.get(key, -REFUSAL_LOG_INTERVAL) >= REFUSAL_LOG_INTERVAL:
+            self._refusals_logged[key] = now
+            log.log(level, msg, *args)
+
+    @web.middleware
+    async def _authenticate(self, request: web.Request, handler) -> web.StreamResponse:
+        refused = self.refusal(request)
+        if refused is not None:
+            return refused
+        return await handler(request)
+
     async def _get_status(self, request: web.Request) -> web.Response:
         return web.json_response(self.status().model_dump(by_alias=True, mode="json"))
 
@@ -126,7 +215,16 @@ class Agent:
             raise SystemExit(
                 f"onair agent {self.role}: cannot listen on {self.host}:{self.port}: {exc.strerror}. "
                 "Another process holds the port; free it or set agentPort in the config.")
-        log.info("%s agent API on http://%s:%s", self.role, self.host, self.port)
+        if self.agent_token.path is None:
+            log.warning("%s agent API on http://%s:%s is OPEN: no agentTokenFile is configured, so anyone who "
+                        "reaches this port may change the desired state (fine on loopback only)",
+                        self.role, self.host, self.port)
+        elif not self.agent_token.get():
+            log.error("%s agent API on http://%s:%s is LOCKED: the agent token file %s is missing or empty; every "
+                      "call but %s is refused until it appears", self.role, self.host, self.port,
+                      self.agent_token.path, ", ".join(sorted(self.open_paths)))
+        else:
+            log.info("%s agent API on http://%s:%s (calls need the agent token)", self.role, self.host, self.port)
 
     async def stop_http(self) -> None:
         if self._runner:

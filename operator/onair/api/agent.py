@@ -28,6 +28,11 @@ Protocol = Literal["rtmp", "rtmps", "srt", "whip"]
 
 
 # ----------------------------------------------------------------------------- configs
+AGENT_TOKEN_DESCRIPTION = (
+    "the livestream's agent token: every agent API call but /healthz, /readyz and /metrics must carry "
+    "Authorization: Bearer <it>; a named file that is missing or empty locks the API; unset: open (local runs)")
+
+
 class Rung(ApiModel):
     """One rendition of the ABR ladder (computed by ``onair.render.ladder``)."""
 
@@ -47,6 +52,7 @@ class IngestConfig(ApiModel):
     protocols: list[Protocol] = ["rtmp", "rtmps", "srt", "whip"]
     listen_host: str = "0.0.0.0"
     agent_port: int = 8080
+    agent_token_file: Optional[str] = Field(None, description=AGENT_TOKEN_DESCRIPTION)
     rtmp_port: int = 1935
     rtmps_port: int = 1936
     srt_port: int = 9998
@@ -75,6 +81,7 @@ class TranscoderConfig(ApiModel):
     role: Literal["transcoder"] = "transcoder"
     livestream: str
     agent_port: int = 8080
+    agent_token_file: Optional[str] = Field(None, description=AGENT_TOKEN_DESCRIPTION)
     main_url: Optional[str] = Field(None, description="RTMP URL to read the main ingest from")
     backup_url: Optional[str] = None
     read_token_file: Optional[str] = Field(
@@ -104,7 +111,9 @@ class OriginConfig(ApiModel):
     livestream: str
     listen_host: str = "0.0.0.0"
     agent_port: int = 8080
+    agent_token_file: Optional[str] = Field(None, description=AGENT_TOKEN_DESCRIPTION)
     http_port: int = 8081
+    upload_port: int = Field(8082, description="the transcoder's uploads (PUT/DELETE /upload/...); never viewers")
     data_dir: str = "/var/lib/onair/origin"
     dvr_enabled: bool = True
     dvr_window_seconds: int = Field(3600, ge=30, le=14400)
@@ -124,6 +133,7 @@ class RecorderConfig(ApiModel):
     livestream: str
     listen_host: str = "0.0.0.0"
     agent_port: int = 8080
+    agent_token_file: Optional[str] = Field(None, description=AGENT_TOKEN_DESCRIPTION)
     source_url: str = Field(description="RTMP ingest (recordType origin) or transcoded HLS URL")
     fallback_source_urls: list[str] = Field(
         default_factory=list, description="tried in turn when the source in use drops (the backup ingest): the "

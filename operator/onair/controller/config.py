@@ -1,7 +1,7 @@
 """Operator configuration: one plain pydantic model, read from ``ONAIR_*`` environment variables.
 
-Every field ``foo_bar`` is set by ``ONAIR_FOO_BAR``; lists are comma-separated, ``resources`` is
-JSON. Unset variables keep the documented defaults, which suit a single-cluster setup where
+Every field ``foo_bar`` is set by ``ONAIR_FOO_BAR``; lists are comma-separated, ``resources``,
+``operator_pod_labels`` and ``agent_metrics_from`` are JSON. Unset variables keep the documented defaults, which suit a single-cluster setup where
 encoders and players reach the stream through cluster DNS (ClusterIP Services); a public setup
 sets ``ONAIR_INGEST_SERVICE_TYPE=LoadBalancer``, ``ONAIR_INGEST_HOST_TEMPLATE`` and
 ``ONAIR_PLAYBACK_BASE_URL_TEMPLATE`` to the names its DNS/Ingress serves.
@@ -69,6 +69,19 @@ class OperatorConfig(BaseModel):
         description="Size of each <ls>-dvr PVC. Fixed, not derived from the DVR window: a PVC cannot shrink.")
     resources: dict[str, Resources] = Field(default_factory=lambda: dict(DEFAULT_RESOURCES))
     status_poll_interval_seconds: float = Field(5.0, gt=0, le=3600)
+    network_policies: bool = Field(
+        True, description="Give every media pod a NetworkPolicy: agent ports from the operator only, the origin's "
+                          "upload port from the transcoder only, push and playback ports from anywhere.")
+    operator_namespace: str = Field(
+        "onair-system", min_length=1, max_length=63,
+        description="Namespace of the operator's pod, which the NetworkPolicies let reach the agent ports.")
+    operator_pod_labels: dict[str, str] = Field(
+        default_factory=lambda: {"app.kubernetes.io/name": "onair", "app.kubernetes.io/component": "operator"},
+        min_length=1, description="Labels of the operator's pod (JSON), which the NetworkPolicies select it by.")
+    agent_metrics_from: list[dict] = Field(
+        default_factory=list,
+        description="NetworkPolicy peers (JSON list) also let in on the agent port, for GET /metrics (e.g. "
+                    "Prometheus' namespace); every other agent call still needs the agent token.")
 
     @field_validator("resources")
     @classmethod
@@ -85,6 +98,17 @@ class OperatorConfig(BaseModel):
             value.format(name="n", namespace="ns", service="n-ingest", slot="main")
         except (KeyError, IndexError, ValueError) as exc:
             raise ValueError(f"{value!r} is not a valid template (use {{name}}, {{namespace}}, {{service}}, {{slot}}): {exc}")
+        return value
+
+    @field_validator("agent_metrics_from")
+    @classmethod
+    def _peers(cls, value: list[dict]) -> list[dict]:
+        allowed = {"podSelector", "namespaceSelector", "ipBlock"}
+        for peer in value:
+            if not peer or set(peer) - allowed:
+                raise ValueError(f"{peer!r} is not a NetworkPolicy peer: use podSelector, namespaceSelector "
+                                 "and/or ipBlock, e.g. [{\"namespaceSelector\": {\"matchLabels\": "
+                                 "{\"kubernetes.io/metadata.name\": \"monitoring\"}}}]")
         return value
 
     def resources_for(self, role: str) -> Resources:
@@ -121,14 +145,19 @@ class OperatorConfig(BaseModel):
 
 
 _LIST_FIELDS = {"image_pull_secrets", "watch_namespaces", "whip_ice_servers"}
+_JSON_EXAMPLES = {
+    "resources": '{"requests": {"cpu": "1"}}',
+    "operator_pod_labels": '{"app.kubernetes.io/name": "onair", "app.kubernetes.io/component": "operator"}',
+    "agent_metrics_from": '[{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]',
+}
 
 
 def _parse(var: str, value: str, field: str) -> object:
     if field in _LIST_FIELDS:
         return [item.strip() for item in value.split(",") if item.strip()]
-    if field == "resources":
+    if field in _JSON_EXAMPLES:
         try:
             return json.loads(value)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{var} must be JSON, e.g. '{{\"requests\": {{\"cpu\": \"1\"}}}}': {exc}") from None
+            raise ValueError(f"{var} must be JSON, e.g. '{_JSON_EXAMPLES[field]}': {exc}") from None
     return value

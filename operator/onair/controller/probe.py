@@ -7,6 +7,9 @@ counts exactly like an unreachable agent.
 
 Nothing here raises: an agent that is down, slow, or answers garbage is reported as unreachable
 with a one-line reason, and the Livestream simply is not live.
+
+Every call carries the Livestream's agent token (``agentToken`` of its credentials Secret) as
+``Authorization: Bearer``; an agent that refuses it is reported with ``refused`` set.
 """
 from __future__ import annotations
 
@@ -22,6 +25,10 @@ from onair.api.agent import Desired, IngestStatus, OriginStatus, RecorderStatus,
 from onair.roles import AGENT_PORT
 
 Resolver = Callable[[str, str, str], Optional[str]]
+
+# What an agent answers when it refuses the caller's agent token (onair.agent.app.Agent.refusal):
+# 401 none sent, 403 wrong one, 503 the agent has none to compare with.
+REFUSED_STATUSES = frozenset({401, 403, 503})
 
 STATUS_MODELS: dict[str, type[BaseModel]] = {
     "ingest": IngestStatus,
@@ -49,6 +56,8 @@ class AgentReport:
     status: Optional[BaseModel] = None
     error: Optional[str] = None
     desired_accepted: bool = False
+    # The agent refused the agent token (the reason, with its HTTP status); None otherwise.
+    refused: Optional[str] = None
 
 
 class Prober:
@@ -78,21 +87,25 @@ class Prober:
         return url.rstrip("/") if url else None
 
     async def poll_one(self, namespace: str, livestream: str, role_key: str,
-                       desired: Optional[Desired]) -> AgentReport:
+                       desired: Optional[Desired], token: Optional[str] = None) -> AgentReport:
         base = self.url(namespace, livestream, role_key)
         if not base:
             return AgentReport(role_key, None, False, error="no address")
         session = await self._http()
+        headers = _auth(token)
         accepted = False
         try:
             if desired is not None:
-                async with session.put(f"{base}/desired", json=desired.model_dump(by_alias=True, mode="json")) as resp:
+                async with session.put(f"{base}/desired", json=desired.model_dump(by_alias=True, mode="json"),
+                                       headers=headers) as resp:
                     accepted = resp.status == 200
                     await resp.read()
-            async with session.get(f"{base}/status") as resp:
+            async with session.get(f"{base}/status", headers=headers) as resp:
                 if resp.status != 200:
-                    return AgentReport(role_key, base, False, error=f"GET /status answered HTTP {resp.status}",
-                                       desired_accepted=accepted)
+                    answer = f"HTTP {resp.status}{await _error_of(resp)}"
+                    return AgentReport(role_key, base, False, error=f"GET /status answered {answer}",
+                                       desired_accepted=accepted,
+                                       refused=answer if resp.status in REFUSED_STATUSES else None)
                 payload = await resp.json(content_type=None)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError, json.JSONDecodeError, ValueError) as exc:
             return AgentReport(role_key, base, False, error=_short(exc), desired_accepted=accepted)
@@ -107,25 +120,40 @@ class Prober:
         return AgentReport(role_key, base, True, status=status, desired_accepted=accepted)
 
     async def poll(self, namespace: str, livestream: str, role_keys: Iterable[str],
-                   desired: Optional[Desired]) -> dict[str, AgentReport]:
+                   desired: Optional[Desired], token: Optional[str] = None) -> dict[str, AgentReport]:
         keys = list(role_keys)
-        reports = await asyncio.gather(*(self.poll_one(namespace, livestream, k, desired) for k in keys))
+        reports = await asyncio.gather(*(self.poll_one(namespace, livestream, k, desired, token) for k in keys))
         return dict(zip(keys, reports))
 
-    async def clear_dvr(self, namespace: str, livestream: str, role_key: str = "origin") -> tuple[bool, str]:
+    async def clear_dvr(self, namespace: str, livestream: str, role_key: str = "origin",
+                        token: Optional[str] = None) -> tuple[bool, str]:
         """POST /dvr/clear on the origin; (done, reason when not)."""
         base = self.url(namespace, livestream, role_key)
         if not base:
             return False, "origin agent has no address"
         session = await self._http()
         try:
-            async with session.post(f"{base}/dvr/clear") as resp:
-                await resp.read()
+            async with session.post(f"{base}/dvr/clear", headers=_auth(token)) as resp:
                 if 200 <= resp.status < 300:
+                    await resp.read()
                     return True, ""
-                return False, f"origin answered HTTP {resp.status} to POST /dvr/clear"
+                return False, f"origin answered HTTP {resp.status}{await _error_of(resp)} to POST /dvr/clear"
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             return False, f"origin unreachable: {_short(exc)}"
+
+
+def _auth(token: Optional[str]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+async def _error_of(resp: aiohttp.ClientResponse) -> str:
+    """``: <the agent's "error">`` from a JSON error answer, or nothing."""
+    try:
+        payload = json.loads(await resp.read())
+    except (ValueError, aiohttp.ClientError, asyncio.TimeoutError, OSError):
+        return ""
+    error = payload.get("error") if isinstance(payload, dict) else None
+    return f": {str(error).splitlines()[0][:200]}" if error else ""
 
 
 def _short(exc: BaseException) -> str:

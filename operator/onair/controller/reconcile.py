@@ -37,6 +37,7 @@ log = logging.getLogger("onair.controller")
 
 APPLY_FAILED = "ApplyFailed"
 INVALID_CALLTYPE = "InvalidCallType"
+AGENT_REFUSED_CREDENTIAL = "AgentRefusedCredential"
 SECRET = KINDS[("v1", "Secret")]
 
 
@@ -193,7 +194,7 @@ async def _dvr_clear(rt: Runtime, state: LivestreamState, ls: Mapping, body: Map
     done = _parse_time(stored.get("dvrClearedAt"))
     if done is not None and done >= wanted:
         return None
-    ok, why = await rt.prober.clear_dvr(state.namespace, state.name)
+    ok, why = await rt.prober.clear_dvr(state.namespace, state.name, token=_agent_token(state))
     if ok:
         return wanted
     marker = wanted.isoformat()
@@ -218,7 +219,9 @@ async def sync_status(rt: Runtime, state: LivestreamState, ls: Mapping, body: Ma
     state.lifecycle = lifecycle
     if probe:
         desired = to_agent_desired(lifecycle, generation or 0)
-        state.agents = await rt.prober.poll(state.namespace, state.name, list(rendered.agent_configs), desired)
+        state.agents = await rt.prober.poll(state.namespace, state.name, list(rendered.agent_configs), desired,
+                                            token=_agent_token(state))
+        _watch_agent_credentials(state, body)
     cleared = await _dvr_clear(rt, state, ls, body, stored) if probe else None
     agents = {key: (r.status if r.reachable else None) for key, r in state.agents.items()}
     new = livestream_status(lifecycle=lifecycle, rendered=rendered, agents=agents, previous=stored,
@@ -226,6 +229,24 @@ async def sync_status(rt: Runtime, state: LivestreamState, ls: Mapping, body: Ma
     await write_status(rt, state, body, stored, new)
     if probe:
         _watch_broadcast(rt, state, body, new, agents.get("transcoder"), now)
+
+
+def _agent_token(state: LivestreamState) -> Optional[str]:
+    return state.credentials.agent_token if state.credentials is not None else None
+
+
+def _watch_agent_credentials(state: LivestreamState, body: Mapping) -> None:
+    """One Warning per agent that starts refusing the operator's agent token, again only after it
+    accepted it in between: the stream is not live while its agents refuse the control plane."""
+    refusing = {key: r.refused for key, r in state.agents.items() if r.refused}
+    for key in sorted(set(refusing) - state.agents_refusing):
+        secret = rcreds.secret_name(state.name)
+        events.warn(body, AGENT_REFUSED_CREDENTIAL, (
+            f"The {key} agent refuses the operator's agent token ({refusing[key]}), so its status is unknown and "
+            f"the desired state does not reach it. Its pod must mount key {rcreds.AGENT_TOKEN} of Secret {secret}: "
+            "after the key was changed the kubelet updates the file within about a minute; otherwise delete the "
+            "pod so that it restarts with the current Secret.")[:1000])
+    state.agents_refusing = frozenset(refusing)
 
 
 def _watch_broadcast(rt: Runtime, state: LivestreamState, body: Mapping, status: Mapping, transcoder: Any,

@@ -52,6 +52,7 @@ class LivestreamState:
     failed_inputs: Optional[tuple] = None  # (generation, CallType version) an apply was rejected for
     failed_at: Optional[datetime] = None
     agents: dict[str, AgentReport] = field(default_factory=dict)
+    agents_refusing: frozenset = frozenset()  # role keys whose agent refused the agent token at the last poll
     # The status as last written by this operator (the watch may not have delivered it yet).
     status: Optional[dict] = None
     dvr_warned_for: Optional[str] = None

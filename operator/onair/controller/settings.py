@@ -27,6 +27,7 @@ CHILD_RESOURCES = (
     ("", "v1", "services"),
     ("", "v1", "persistentvolumeclaims"),
     ("apps", "v1", "deployments"),
+    ("networking.k8s.io", "v1", "networkpolicies"),
 )
 
 

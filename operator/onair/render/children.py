@@ -13,7 +13,8 @@ Children (``<ls>`` is the Livestream name, at most 45 characters by CEL):
 ``ConfigMap <ls>-<key>``                ``config.json`` = the role's agent config, per key below
 ``Deployment <ls>-<key>``               one pod per key, Recreate (one writer per volume/slot)
 ``Service <ls>-ingest[-backup]``        push ports of the enabled protocols (type from config)
-``Service <ls>-origin``                 the origin's HTTP port (playback, uploads)
+``Service <ls>-origin``                 the origin's HTTP port (playback) and upload port (the transcoder's)
+``NetworkPolicy <ls>-<key>``            who may reach each pod's ports (``render_network_policy``)
 ``PersistentVolumeClaim <ls>-dvr``      the origin's live/DVR window (owned)
 ``PersistentVolumeClaim <ls>-recordings``  in ``keep``: created, never owned, never pruned
 =====================================  =======================================================
@@ -75,17 +76,18 @@ RECORDINGS_DIR = "/recordings"
 # (apiVersion, kind) of everything render_children can own, for pruning.
 CHILD_KINDS: tuple[tuple[str, str], ...] = (
     ("v1", "Secret"), ("v1", "ConfigMap"), ("v1", "Service"), ("v1", "PersistentVolumeClaim"),
-    ("apps/v1", "Deployment"),
+    ("apps/v1", "Deployment"), ("networking.k8s.io/v1", "NetworkPolicy"),
 )
 
 # Which credential files each role may read: least privilege, and the convenience publish URLs
 # never reach a pod. The read token is added for a role whose config names it (``_secret_keys``):
-# a recorder or transcoder reading a third-party pull source never gets it.
+# a recorder or transcoder reading a third-party pull source never gets it. Every agent checks the
+# agent token the operator calls it with.
 _SECRET_KEYS: dict[str, tuple[str, ...]] = {
-    "ingest": (creds_mod.STREAM_KEY, creds_mod.SRT_PASSPHRASE, creds_mod.WHIP_TOKEN),
-    "transcoder": (creds_mod.UPLOAD_TOKEN,),
-    "origin": (creds_mod.PLAYBACK_SECRET, creds_mod.UPLOAD_TOKEN),
-    "recorder": (),
+    "ingest": (creds_mod.STREAM_KEY, creds_mod.SRT_PASSPHRASE, creds_mod.WHIP_TOKEN, creds_mod.AGENT_TOKEN),
+    "transcoder": (creds_mod.UPLOAD_TOKEN, creds_mod.AGENT_TOKEN),
+    "origin": (creds_mod.PLAYBACK_SECRET, creds_mod.UPLOAD_TOKEN, creds_mod.AGENT_TOKEN),
+    "recorder": (creds_mod.AGENT_TOKEN,),
 }
 # Grace before SIGKILL: the recorder finalises its MP4 on SIGTERM, the others just stop.
 _GRACE_SECONDS = {"ingest": 15, "transcoder": 30, "origin": 15, "recorder": 60}
@@ -249,14 +251,16 @@ def render_agent_configs(name: str, namespace: str, spec: LivestreamSpec, effect
                 srt_passphrase_file=_secret_file(creds_mod.SRT_PASSPHRASE),
                 whip_token_file=_secret_file(creds_mod.WHIP_TOKEN),
                 read_token_file=_secret_file(creds_mod.READ_TOKEN),
+                agent_token_file=_secret_file(creds_mod.AGENT_TOKEN),
                 active=active, whip_ice_servers=list(config.whip_ice_servers), **tls_files)
 
     ingest_port = _port(roles.INGEST, "rtmp")
     origin_http = _port(roles.ORIGIN, "http")
+    origin_upload = _port(roles.ORIGIN, "upload")
     origin_host = service_host(name, namespace, "origin")
     b = effective.broadcasting
     out["transcoder"] = TranscoderConfig(
-        livestream=ident, agent_port=roles.AGENT_PORT,
+        livestream=ident, agent_port=roles.AGENT_PORT, agent_token_file=_secret_file(creds_mod.AGENT_TOKEN),
         main_url=None if pull else endpoints.ingest_read_url(service_host(name, namespace, "ingest"), ingest_port),
         backup_url=(endpoints.ingest_read_url(service_host(name, namespace, "ingest-backup"), ingest_port)
                     if not pull and effective.ingest.backup else None),
@@ -268,11 +272,12 @@ def render_agent_configs(name: str, namespace: str, spec: LivestreamSpec, effect
         low_latency=b.low_latency, segment_seconds=float(b.segment_duration_seconds),
         screenshot_interval_seconds=effective.screenshots.interval_seconds,
         screenshot_width=effective.screenshots.width,
-        output_url=endpoints.origin_upload_url(origin_host, origin_http),
+        output_url=endpoints.origin_upload_url(origin_host, origin_upload),
         output_token_file=_secret_file(creds_mod.UPLOAD_TOKEN),
     )
     out["origin"] = OriginConfig(
-        livestream=ident, agent_port=roles.AGENT_PORT, http_port=origin_http,
+        livestream=ident, agent_port=roles.AGENT_PORT, agent_token_file=_secret_file(creds_mod.AGENT_TOKEN),
+        http_port=origin_http, upload_port=origin_upload,
         dvr_enabled=effective.dvr.enabled, dvr_window_seconds=effective.dvr.duration_seconds,
         playback_secret_file=_secret_file(creds_mod.PLAYBACK_SECRET),
         upload_token_file=_secret_file(creds_mod.UPLOAD_TOKEN),
@@ -298,7 +303,8 @@ def render_agent_configs(name: str, namespace: str, spec: LivestreamSpec, effect
             if effective.ingest.backup:
                 fallbacks = [endpoints.ingest_read_url(service_host(name, namespace, "ingest-backup"), ingest_port)]
         out["recorder"] = RecorderConfig(
-            livestream=ident, agent_port=roles.AGENT_PORT, source_url=source_url, fallback_source_urls=fallbacks,
+            livestream=ident, agent_port=roles.AGENT_PORT, agent_token_file=_secret_file(creds_mod.AGENT_TOKEN),
+            source_url=source_url, fallback_source_urls=fallbacks,
             record_type=rec.type, read_token_file=read_token_file, output_dir=RECORDINGS_DIR,
             split_seconds=rec.split_seconds)
     return out
@@ -462,13 +468,83 @@ def render_ingest_service(ls_meta: Mapping, key: str, agent: IngestConfig, confi
 
 
 def render_origin_service(ls_meta: Mapping) -> dict:
-    http = next(p for p in roles.ORIGIN.ports if p.name == "http")
+    """Playback (``http``, what an Ingress or CDN points at) and the transcoder's ``upload`` port.
+
+    ClusterIP, so the upload port never leaves the cluster; the agent port is not listed at all
+    (the operator calls the pod).
+    """
+    ports = [p for p in roles.ORIGIN.ports if p.name in ("http", "upload")]
     return {
         "apiVersion": "v1", "kind": "Service",
         "metadata": _meta(ls_meta, child_name(ls_meta["name"], "origin"), "origin"),
         "spec": {"type": "ClusterIP", "selector": selector_labels(ls_meta["name"], "origin"),
-                 "ports": [{"name": http.name, "port": http.number, "targetPort": http.name, "protocol": "TCP"}]},
+                 "ports": [{"name": p.name, "port": p.number, "targetPort": p.name, "protocol": p.protocol}
+                           for p in ports]},
     }
+
+
+# WebRTC (WHIP) media arrives on UDP ports the ICE stack picks at random.
+_WEBRTC_UDP = {"protocol": "UDP", "port": 1024, "endPort": 65535}
+
+
+def _policy_port(port_name: str, role: roles.Role) -> dict:
+    port = next(p for p in role.ports if p.name == port_name)
+    return {"protocol": port.protocol, "port": port.name}
+
+
+def _pods_of(name: str, keys: list[str]) -> list[dict]:
+    return [{"podSelector": {"matchLabels": selector_labels(name, key)}} for key in keys]
+
+
+def render_network_policy(ls_meta: Mapping, key: str, agent: BaseModel, readers: list[str],
+                          config: OperatorConfig) -> dict:
+    """Who may reach the pod of ``key``, port by port; everything else is dropped where the
+    cluster's network plugin enforces NetworkPolicy.
+
+    * ``agent``: the operator's pods (``operatorNamespace``/``operatorPodLabels``) and the
+      ``agentMetricsFrom`` peers (for ``/metrics``; every other call still needs the agent token);
+    * ingest: every enabled push port from anywhere (WHIP: any UDP port too, for WebRTC media);
+      RTMP, also the internal read path, from anywhere when RTMP pushes are enabled, else only
+      from ``readers`` (this Livestream's transcoder and the recorder reading the ingest);
+    * origin: ``http`` (playback) from anywhere, ``upload`` only from this Livestream's transcoder;
+    * transcoder and recorder: nothing but the agent port (they only connect out).
+
+    Egress is not restricted: pull sources, TURN servers and DNS are wherever the user says.
+    """
+    name = ls_meta["name"]
+    role = roles.ROLES[role_of(key)]
+    operator = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": config.operator_namespace}},
+                "podSelector": {"matchLabels": dict(config.operator_pod_labels)}}
+    rules: list[dict] = [{"from": [operator, *config.agent_metrics_from],
+                          "ports": [_policy_port("agent", role)]}]
+    if role is roles.INGEST:
+        assert isinstance(agent, IngestConfig)
+        public = [_policy_port(p, role) for p in ("rtmps", "srt", "whip") if p in agent.protocols]
+        if "whip" in agent.protocols:
+            public.append(dict(_WEBRTC_UDP))
+        if "rtmp" in agent.protocols:
+            public.insert(0, _policy_port("rtmp", role))
+        else:
+            rules.append({"from": _pods_of(name, readers), "ports": [_policy_port("rtmp", role)]})
+        if public:
+            rules.append({"ports": public})
+    elif role is roles.ORIGIN:
+        rules.append({"ports": [_policy_port("http", role)]})
+        rules.append({"from": _pods_of(name, ["transcoder"]), "ports": [_policy_port("upload", role)]})
+    return {
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": _meta(ls_meta, child_name(name, key), key),
+        "spec": {"podSelector": {"matchLabels": selector_labels(name, key)}, "policyTypes": ["Ingress"],
+                 "ingress": rules},
+    }
+
+
+def _ingest_readers(agents: Mapping[str, BaseModel]) -> list[str]:
+    """Keys of this Livestream's pods that read the ingest's RTMP (the transcoder always; the
+    recorder when it records the source as pushed)."""
+    recorder = agents.get("recorder")
+    reads_ingest = isinstance(recorder, RecorderConfig) and recorder.source_url.startswith("rtmp")
+    return ["transcoder", *(["recorder"] if reads_ingest else [])]
 
 
 def _pvc_spec(size: str, storage_class: Optional[str]) -> dict:
@@ -536,6 +612,10 @@ def render_children(livestream: Mapping, calltype: Optional[CallType], config: O
         if role_of(key) == "ingest":
             objects.append(render_ingest_service(meta, key, agent, config))
     objects.append(render_origin_service(meta))
+    if config.network_policies:
+        readers = _ingest_readers(agents)
+        for key, agent in agents.items():
+            objects.append(render_network_policy(meta, key, agent, readers, config))
     for key, agent in agents.items():
         objects.append(render_deployment(meta, key, agent, effective, config))
 

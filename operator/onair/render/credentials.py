@@ -26,7 +26,10 @@ UPLOAD_TOKEN = "uploadToken"
 # Internal readers (transcoder, recorder) present it to the ingest (RTMP ?token=) and the origin
 # (Authorization: Bearer): the raw source and backstage playback stay closed to anyone else.
 READ_TOKEN = "readToken"
-CREDENTIAL_KEYS = (STREAM_KEY, SRT_PASSPHRASE, WHIP_TOKEN, PLAYBACK_SECRET, UPLOAD_TOKEN, READ_TOKEN)
+# The operator presents it on every agent API call (Authorization: Bearer): whoever else reaches an
+# agent port cannot change the desired state, clear the DVR or read /status.
+AGENT_TOKEN = "agentToken"
+CREDENTIAL_KEYS = (STREAM_KEY, SRT_PASSPHRASE, WHIP_TOKEN, PLAYBACK_SECRET, UPLOAD_TOKEN, READ_TOKEN, AGENT_TOKEN)
 
 # Convenience keys: full publish URLs with the credentials in them, for copy-paste into OBS.
 PUBLISH_URL_KEYS = {
@@ -50,6 +53,8 @@ class Credentials(BaseModel):
     upload_token: str = Field(min_length=16, max_length=256)
     # URL-safe: it travels in the RTMP play URL's query.
     read_token: str = Field(min_length=16, max_length=256, pattern=r"^[A-Za-z0-9._~-]+$")
+    # Travels in an HTTP header: no whitespace or control characters.
+    agent_token: str = Field(min_length=16, max_length=256, pattern=r"^[\x21-\x7e]+$")
 
     def __repr__(self) -> str:  # a stray log line must not print keys
         return "Credentials(<redacted>)"
@@ -65,12 +70,14 @@ class Credentials(BaseModel):
             PLAYBACK_SECRET: self.playback_secret,
             UPLOAD_TOKEN: self.upload_token,
             READ_TOKEN: self.read_token,
+            AGENT_TOKEN: self.agent_token,
         }
 
 
 _FIELD_BY_KEY = {
     STREAM_KEY: "stream_key", SRT_PASSPHRASE: "srt_passphrase", WHIP_TOKEN: "whip_token",
     PLAYBACK_SECRET: "playback_secret", UPLOAD_TOKEN: "upload_token", READ_TOKEN: "read_token",
+    AGENT_TOKEN: "agent_token",
 }
 
 
@@ -86,6 +93,7 @@ def _fresh_values() -> dict[str, str]:
         "playback_secret": _token(48),
         "upload_token": _token(48),
         "read_token": _token(48),
+        "agent_token": _token(48),
     }
 
 
@@ -103,7 +111,7 @@ def _decode(value: str) -> Optional[str]:
 
 # Known-valid values to check one field at a time against the model's constraints.
 _VALID = {"stream_key": "k" * 24, "srt_passphrase": "p" * 32, "whip_token": "w" * 32,
-          "playback_secret": "s" * 48, "upload_token": "u" * 48, "read_token": "r" * 48}
+          "playback_secret": "s" * 48, "upload_token": "u" * 48, "read_token": "r" * 48, "agent_token": "a" * 48}
 
 
 def _valid(field: str, value: str) -> bool:
@@ -172,7 +180,7 @@ def render_credentials_secret(ls_meta: Mapping, creds: Credentials, urls: Ingest
 
     ``data`` (base64), not ``stringData``: stringData is write-only, so a server-side apply of it
     never compares equal to what is stored. Keys: streamKey, srtPassphrase, whipToken,
-    playbackSecret, uploadToken, readToken, plus the publish URLs with credentials (rtmpPublishUrl, ...).
+    playbackSecret, uploadToken, readToken, agentToken, plus the publish URLs with credentials (rtmpPublishUrl, ...).
     Labels and the ownerReference default to those of every other child (the latter when
     ``ls_meta`` has a uid), so this alone restores a deleted Secret exactly as ``render_children`` would.
     """

@@ -78,7 +78,7 @@ class Holder:
 
 class IngestAgent(Agent):
     def __init__(self, config: IngestConfig) -> None:
-        super().__init__("ingest", config.listen_host, config.agent_port)
+        super().__init__("ingest", config.listen_host, config.agent_port, config.agent_token_file)
         self.config = config
         self.desired = Desired(active=config.active)
         self.supervisor = Supervisor()
@@ -114,6 +114,10 @@ class IngestAgent(Agent):
             web.post("/internal/rtmp/play", self._on_play),
             web.get("/readyz", self._get_readyz),
         ])
+        # nginx cannot send the agent token: its callbacks are refused unless they come from
+        # loopback instead. /readyz is a probe, like /healthz.
+        self.open_paths |= {"/internal/rtmp/publish", "/internal/rtmp/publish_done", "/internal/rtmp/play",
+                            "/readyz"}
 
     # metrics ------------------------------------------------------------------------------
     def _init_metrics(self) -> None:

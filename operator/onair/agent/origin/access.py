@@ -8,12 +8,12 @@ and read in any phase.
 from __future__ import annotations
 
 import hmac
-import os
 import re
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
 from onair import tokens
+from onair.agent.app import SecretFile  # noqa: F401 - re-exported: the origin's secrets are read with it
 
 # A token is echoed into every URI of the playlists we serve; anything but the JWT alphabet
 # could inject playlist lines into a link someone else opens.
@@ -65,30 +65,3 @@ def decide(open_: bool, token: Optional[str], secret: Optional[str], livestream:
     except tokens.TokenError as exc:
         return Decision(False, f"playback token refused: {exc}")
     return Decision(True, token=carried)
-
-
-class SecretFile:
-    """A mounted secret, re-read when the file changes (Kubernetes swaps Secret volumes atomically)."""
-
-    def __init__(self, path: Optional[str]) -> None:
-        self.path = path
-        self._stamp: Optional[tuple[int, int, int]] = None
-        self._value: Optional[str] = None
-
-    def get(self) -> Optional[str]:
-        if not self.path:
-            return None
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            self._stamp, self._value = None, None
-            return None
-        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
-        if stamp != self._stamp:
-            try:
-                with open(self.path, encoding="utf-8") as f:
-                    self._value = f.read().strip() or None
-            except (OSError, UnicodeDecodeError):
-                self._value = None
-            self._stamp = stamp
-        return self._value

@@ -1,9 +1,10 @@
 """The origin role: the public HTTP port players (and a CDN) read from, fed by the transcoder.
 
 Public port (``http_port``): ``/hls/...``, ``/dash/...``, ``/screenshot.jpg``, ``/player``,
-``/time`` (DASH UTCTiming), ``/static/vendor/hls.min.js`` and the transcoder's
-``PUT/DELETE /upload/...``. Agent port: the shared ``/status``, ``/metrics``, ``/desired``,
-plus ``POST /dvr/clear``.
+``/time`` (DASH UTCTiming), ``/static/vendor/hls.min.js``. Upload port (``upload_port``): the
+transcoder's ``PUT/DELETE /upload/...`` only, on a listener of its own so that viewers (however
+many, however slow) never share its accept queue and connections. Agent port: the shared
+``/status``, ``/metrics``, ``/desired``, plus ``POST /dvr/clear``.
 """
 from __future__ import annotations
 
@@ -75,7 +76,7 @@ class Metrics:
 
 class OriginAgent(Agent):
     def __init__(self, config: OriginConfig) -> None:
-        super().__init__("origin", config.listen_host, config.agent_port)
+        super().__init__("origin", config.listen_host, config.agent_port, config.agent_token_file)
         self.config = config
         self.storage = Storage(config.data_dir)
         self.dvr = Dvr(config.dvr_window_seconds, config.dvr_enabled)
@@ -93,10 +94,12 @@ class OriginAgent(Agent):
         self._phase_logged: Optional[tuple[str, bool]] = (self.desired.phase, False)
         self._janitor: Optional[asyncio.Task] = None
         self._public_runner: Optional[web.AppRunner] = None
+        self._upload_runner: Optional[web.AppRunner] = None
         self.journal = Journal(self.storage.root / ".dvr")
         self.uploads = Uploads(self)
         self.app.add_routes([web.post("/dvr/clear", self._post_clear)])
         self.public = self._public_app()
+        self.upload = self._upload_app()
 
     # ------------------------------------------------------------------------- helpers
     async def run_io(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -172,8 +175,9 @@ class OriginAgent(Agent):
     def _public_app(self) -> web.Application:
         # Bodies are only read by /upload, which streams them under its own per-file cap.
         app = web.Application(client_max_size=MAX_REQUEST_BODY, middlewares=[self._errors])
-        app.add_routes(self.uploads.routes(UPLOAD_PREFIX))
         app.add_routes([
+            web.put(f"/{UPLOAD_PREFIX}/{{path:.*}}", self._not_an_upload_port),
+            web.delete(f"/{UPLOAD_PREFIX}/{{path:.*}}", self._not_an_upload_port),
             web.get("/time", self._time),
             web.get("/player", self._player),
             web.get("/static/vendor/hls.min.js", self._hls_js),
@@ -182,6 +186,17 @@ class OriginAgent(Agent):
         ])
         app.on_response_prepare.append(self._on_prepare)
         return app
+
+    def _upload_app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_REQUEST_BODY, middlewares=[self._errors])
+        app.add_routes(self.uploads.routes(UPLOAD_PREFIX))
+        return app
+
+    async def _not_an_upload_port(self, request: web.Request) -> web.Response:
+        response = web.json_response({"error": "uploads are not accepted on the public port: the transcoder "
+                                               "uploads to the origin's upload port (uploadPort)"}, status=403)
+        response.force_close()  # never read an upload body here
+        return response
 
     @web.middleware
     async def _errors(self, request: web.Request, handler) -> web.StreamResponse:
@@ -413,11 +428,27 @@ class OriginAgent(Agent):
                  "enabled" if self.upload_token.get() else "DISABLED: no upload token configured",
                  "ready" if HLS_JS.is_file() else "unavailable: hls.js not built")
 
+    async def start_upload(self) -> None:
+        # No handler cancellation (as on the public port): ffmpeg closes its socket right after the
+        # last chunk without reading our response, and the upload must still be stored.
+        self._upload_runner = web.AppRunner(self.upload, access_log=None, handler_cancellation=False)
+        await self._upload_runner.setup()
+        site = web.TCPSite(self._upload_runner, self.config.listen_host, self.config.upload_port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise SystemExit(
+                f"onair agent origin: cannot listen on {self.config.listen_host}:{self.config.upload_port}: "
+                f"{exc.strerror}. Another process holds the port; free it or set uploadPort in the config.")
+        log.info("transcoder uploads on http://%s:%s/%s/", self.config.listen_host, self.config.upload_port,
+                 UPLOAD_PREFIX)
+
     async def serve(self) -> None:
         self.storage.prepare()
         await self.run_io(self._adopt_existing_files)
         await self.start_http()
         try:
+            await self.start_upload()
             await self.start_public()
             self._janitor = asyncio.get_running_loop().create_task(self._janitor_loop(), name="origin-janitor")
             await self.wait_for_stop_signal()
@@ -426,6 +457,8 @@ class OriginAgent(Agent):
                 self._janitor.cancel()
             if self._public_runner:
                 await self._public_runner.cleanup()
+            if self._upload_runner:
+                await self._upload_runner.cleanup()
             await self.stop_http()
             self.journal.append(self.dvr.drain_journal())
             self.journal.close()

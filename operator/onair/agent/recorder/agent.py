@@ -113,7 +113,7 @@ class RunOutcome:
 
 class RecorderAgent(Agent):
     def __init__(self, config: RecorderConfig) -> None:
-        super().__init__("recorder", config.listen_host, config.agent_port)
+        super().__init__("recorder", config.listen_host, config.agent_port, config.agent_token_file)
         self.config = config
         self.output_dir = Path(config.output_dir)
         self.supervisor = Supervisor()

@@ -42,7 +42,7 @@ def new_run_id() -> str:
 
 class TranscoderAgent(Agent):
     def __init__(self, config: TranscoderConfig, ffmpeg: str = "ffmpeg") -> None:
-        super().__init__("transcoder", config.listen_host, config.agent_port)
+        super().__init__("transcoder", config.listen_host, config.agent_port, config.agent_token_file)
         self.config = config
         self.ffmpeg = ffmpeg
         self.supervisor = Supervisor()
