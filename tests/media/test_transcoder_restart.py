@@ -169,3 +169,23 @@ def test_sources_with_and_without_audio_each_get_a_run_that_publishes(rtmp_serve
     assert tx.status()["activeSource"] == "main"
     assert not playlist.is_endlist and not cmaf.endlisted
     assert "already exists" not in tx.log_text()
+
+
+def test_an_encoder_that_keeps_failing_says_why_and_recovers_when_it_can(rtmp_server, publishers, transcoder_agent):
+    tx = transcoder_agent.start(main_url=rtmp_server.url("main"), tracks=["180p"], source_size=(320, 180),
+                                screenshot_interval_seconds=SCREENSHOT_EVERY, hls_mpegts=False, dash=False)
+    publishers.rtmp(rtmp_server.url("main"), width=320, height=180)
+    tx.wait_status(lambda s: s.get("activeSource") == "main", 30, "main selected")
+    # A real, lasting failure: ffmpeg cannot rename its screenshot onto a directory.
+    blocker = Path(tx.config.work_dir) / "out" / "screenshot.jpg"
+    blocker.mkdir(parents=True)
+    tx.put_desired(phase="live", broadcasting=True)
+    status = tx.wait_status(lambda s: s.get("error"), 40, "the encoder's failure in the status")
+    assert status["broadcasting"] is False
+    assert "exited with code" in status["error"] and "Is a directory" in status["error"], status["error"]
+    assert " @ 0x" not in status["error"], "worded the same for every process"
+
+    blocker.rmdir()
+    tx.wait_status(lambda s: s["broadcasting"] and s.get("error") is None, 40, "broadcasting once the encoder can")
+    tx.put_desired(broadcasting=False)
+    tx.wait_status(lambda s: not s["broadcasting"] and s.get("error") is None, 20, "stopped on purpose: no error")
