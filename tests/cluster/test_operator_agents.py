@@ -7,6 +7,7 @@ of pod IPs.
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
 
 import pytest
 
@@ -113,3 +114,53 @@ def test_recording_switch_reaches_a_real_recorder(routes, kube, calltype, namesp
     wait_for(lambda: {"RecordingStarted", "RecordingStopped"} <= set(kube.event_reasons(namespace, "rec")), 15,
              what="recording Events")
     recorder.wait_status(lambda s: s["files"], 20, "a finished recording file")
+
+
+def test_broadcasting_is_what_the_transcoder_produces_and_a_failing_one_is_not_ready(
+        routes, kube, namespace, ingest_agent, transcoder_agent, origins, publishers, tmp_path):
+    """status.broadcasting follows the outputs, not the wish (broadcastingDesired); an encoder that
+    keeps failing makes the Livestream Ready=False with what failed, until it works again."""
+    name = "onair-tx"
+    ct = f"ct-{secrets.token_hex(3)}"
+    kube.create_calltype(ct, settings={"recording": {"mode": "disabled"}})
+    try:
+        ingest = ingest_agent.start(slot="main", protocols=("rtmp",), livestream=f"{namespace}/{name}")
+        token_file = tmp_path / "readToken"
+        token_file.write_text(ingest.read_token)
+        tx = transcoder_agent.start(main_url=ingest.anonymous_read_url, read_token_file=str(token_file),
+                                    livestream=f"{namespace}/{name}", tracks=["180p"], source_size=(320, 180),
+                                    hls_mpegts=False, dash=False, screenshot_interval_seconds=1)
+        # A real, lasting encoder failure: ffmpeg cannot rename its screenshot onto a directory.
+        blocker = Path(tx.config.work_dir) / "out" / "screenshot.jpg"
+        assert blocker.parent.is_dir()
+        blocker.mkdir()
+        origin = origins.start()
+        for key, agent in (("ingest", ingest), ("transcoder", tx), ("origin", origin)):
+            routes.route(namespace, name, key, agent.agent_url)
+        kube.create_livestream(namespace, name, {"callType": ct, "phase": "live"})
+        publishers.rtmp(ingest.rtmp_url, **SMALL)
+
+        def failed(s):
+            ready = next((c for c in s.get("conditions") or () if c["type"] == "Ready"), {})
+            return ready.get("reason") == "BroadcastingFailed" and ready
+        st = kube.wait_status(namespace, name, failed, timeout=60, what="Ready=False BroadcastingFailed")["status"]
+        ready = failed(st)
+        assert ready["status"] == "False" and "Is a directory" in ready["message"], ready
+        assert f"kubectl logs -n {namespace} deploy/{name}-transcoder" in ready["message"]
+        assert st["live"] is True and st["broadcastingDesired"] is True and st["broadcasting"] is False
+        assert "BroadcastingFailed" in kube.event_reasons(namespace, name)
+
+        blocker.rmdir()
+        st = kube.wait_status(namespace, name, lambda s: s.get("broadcasting") is True, timeout=60,
+                              what="broadcasting once the encoder works")["status"]
+        kube.wait_status(namespace, name, lambda s: any(c["type"] == "Ready" and c["status"] == "True"
+                                                        for c in s.get("conditions") or ()), timeout=20, what="Ready")
+        wait_for(lambda: {"BroadcastingRecovered", "BroadcastingStarted"} <= set(kube.event_reasons(namespace, name)),
+                 15, what="BroadcastingRecovered and BroadcastingStarted Events")
+
+        kube.patch_livestream(namespace, name, {"spec": {"broadcasting": False}})
+        st = kube.wait_status(namespace, name, lambda s: s.get("broadcastingDesired") is False
+                              and s.get("broadcasting") is False, timeout=30, what="stopped")["status"]
+        wait_for(lambda: "BroadcastingStopped" in kube.event_reasons(namespace, name), 15, what="BroadcastingStopped")
+    finally:
+        kube.delete_calltype(ct)
