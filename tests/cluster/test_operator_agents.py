@@ -164,3 +164,36 @@ def test_broadcasting_is_what_the_transcoder_produces_and_a_failing_one_is_not_r
         wait_for(lambda: "BroadcastingStopped" in kube.event_reasons(namespace, name), 15, what="BroadcastingStopped")
     finally:
         kube.delete_calltype(ct)
+
+
+def test_turning_the_backup_on_reaches_the_running_transcoder_without_a_rollout(routes, kube, namespace,
+                                                                               transcoder_agent, rtmp_server):
+    """ingest.backup on a live stream: the backup ingest's objects appear, the transcoder's and
+    recorder's Deployments stay as they are, and the running transcoder hears of it (Desired.backup)."""
+    name = "tog"
+    ct = f"ct-{secrets.token_hex(3)}"
+    kube.create_calltype(ct, settings={"ingest": {"backup": False}})
+    try:
+        tx = transcoder_agent.start(main_url=rtmp_server.url("main"), backup_url=rtmp_server.url("backup"),
+                                    livestream=f"{namespace}/{name}", tracks=["180p"], source_size=(320, 180),
+                                    screenshot_interval_seconds=0)
+        routes.route(namespace, name, "transcoder", tx.agent_url)
+        kube.create_livestream(namespace, name, {"callType": ct, "phase": "live"})
+        kube.wait_reconciled(namespace, name)
+        gone, there = "source backup: reader stopped (the backup ingest is gone)", \
+            "source backup: reading again (the backup ingest exists)"
+        wait_for(lambda: gone in tx.log_text(), 15, what="Desired.backup false at the transcoder")
+
+        def templates():
+            return {key: (d.metadata.generation, d.spec.template.metadata.annotations)
+                    for key in ("transcoder", "recorder")
+                    for d in [kube.apps.read_namespaced_deployment(f"{name}-{key}", namespace)]}
+        before = templates()
+        kube.patch_livestream(namespace, name, {"spec": {"settingsOverride": {"ingest": {"backup": True}}}})
+        kube.wait_reconciled(namespace, name)
+        wait_for(lambda: ("Deployment", f"{name}-ingest-backup") in kube.children(namespace, name), 20,
+                 what="the backup ingest Deployment")
+        wait_for(lambda: there in tx.log_text(), 15, what="Desired.backup true at the transcoder")
+        assert templates() == before, "neither the transcoder nor the recorder is rolled out again"
+    finally:
+        kube.delete_calltype(ct)
