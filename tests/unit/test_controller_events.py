@@ -1,8 +1,6 @@
 """Events are the differences between stored and new status: each transition once, none on repeats."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-
 from onair.api.agent import IngestStatus, TranscoderStatus
 from onair.controller.events import NORMAL, WARNING, transition_events
 
