@@ -142,6 +142,7 @@ def crds() -> dict[str, dict]:
                 {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
                 {"name": "Live", "type": "boolean", "jsonPath": ".status.live"},
                 {"name": "Backup", "type": "boolean", "jsonPath": ".status.backupLive"},
+                {"name": "Broadcasting", "type": "boolean", "jsonPath": ".status.broadcasting"},
                 {"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"},
                 {"name": "Playback URL", "type": "string", "jsonPath": ".status.playback.hlsCmaf"},
                 {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

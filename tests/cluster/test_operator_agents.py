@@ -147,3 +147,86 @@ def test_the_operator_calls_agents_with_the_livestreams_agent_token(routes, kube
     routes.mount(namespace, "cred", "ingest", main)
     kube.wait_status(namespace, "cred", lambda s: s.get("live") is True, timeout=30, what="live again")
     assert kube.event_reasons(namespace, "cred").count("AgentRefusedCredential") == 1
+
+
+def test_broadcasting_is_what_the_transcoder_produces_and_a_failing_one_is_not_ready(
+        routes, kube, namespace, ingest_agent, transcoder_agent, origins, publishers, tmp_path):
+    """status.broadcasting follows the outputs, not the wish (broadcastingDesired); an encoder that
+    keeps failing makes the Livestream Ready=False with what failed, until it works again."""
+    name = "onair-tx"
+    ct = f"ct-{secrets.token_hex(3)}"
+    kube.create_calltype(ct, settings={"recording": {"mode": "disabled"}})
+    try:
+        ingest = ingest_agent.start(slot="main", protocols=("rtmp",), livestream=f"{namespace}/{name}")
+        token_file = tmp_path / "readToken"
+        token_file.write_text(ingest.read_token)
+        tx = transcoder_agent.start(main_url=ingest.anonymous_read_url, read_token_file=str(token_file),
+                                    livestream=f"{namespace}/{name}", tracks=["180p"], source_size=(320, 180),
+                                    hls_mpegts=False, dash=False, screenshot_interval_seconds=1)
+        # A real, lasting encoder failure: ffmpeg cannot rename its screenshot onto a directory.
+        blocker = Path(tx.config.work_dir) / "out" / "screenshot.jpg"
+        assert blocker.parent.is_dir()
+        blocker.mkdir()
+        origin = origins.start()
+        for key, agent in (("ingest", ingest), ("transcoder", tx), ("origin", origin)):
+            routes.route(namespace, name, key, agent)
+        kube.create_livestream(namespace, name, {"callType": ct, "phase": "live"})
+        publishers.rtmp(ingest.rtmp_url, **SMALL)
+
+        def failed(s):
+            ready = next((c for c in s.get("conditions") or () if c["type"] == "Ready"), {})
+            return ready.get("reason") == "BroadcastingFailed" and ready
+        st = kube.wait_status(namespace, name, failed, timeout=60, what="Ready=False BroadcastingFailed")["status"]
+        ready = failed(st)
+        assert ready["status"] == "False" and "Is a directory" in ready["message"], ready
+        assert f"kubectl logs -n {namespace} deploy/{name}-transcoder" in ready["message"]
+        assert st["live"] is True and st["broadcastingDesired"] is True and st["broadcasting"] is False
+        assert "BroadcastingFailed" in kube.event_reasons(namespace, name)
+
+        blocker.rmdir()
+        st = kube.wait_status(namespace, name, lambda s: s.get("broadcasting") is True, timeout=60,
+                              what="broadcasting once the encoder works")["status"]
+        kube.wait_status(namespace, name, lambda s: any(c["type"] == "Ready" and c["status"] == "True"
+                                                        for c in s.get("conditions") or ()), timeout=20, what="Ready")
+        wait_for(lambda: {"BroadcastingRecovered", "BroadcastingStarted"} <= set(kube.event_reasons(namespace, name)),
+                 15, what="BroadcastingRecovered and BroadcastingStarted Events")
+
+        kube.patch_livestream(namespace, name, {"spec": {"broadcasting": False}})
+        st = kube.wait_status(namespace, name, lambda s: s.get("broadcastingDesired") is False
+                              and s.get("broadcasting") is False, timeout=30, what="stopped")["status"]
+        wait_for(lambda: "BroadcastingStopped" in kube.event_reasons(namespace, name), 15, what="BroadcastingStopped")
+    finally:
+        kube.delete_calltype(ct)
+
+
+def test_turning_the_backup_on_reaches_the_running_transcoder_without_a_rollout(routes, kube, namespace,
+                                                                               transcoder_agent, rtmp_server):
+    """ingest.backup on a live stream: the backup ingest's objects appear, the transcoder's and
+    recorder's Deployments stay as they are, and the running transcoder hears of it (Desired.backup)."""
+    name = "tog"
+    ct = f"ct-{secrets.token_hex(3)}"
+    kube.create_calltype(ct, settings={"ingest": {"backup": False}})
+    try:
+        tx = transcoder_agent.start(main_url=rtmp_server.url("main"), backup_url=rtmp_server.url("backup"),
+                                    livestream=f"{namespace}/{name}", tracks=["180p"], source_size=(320, 180),
+                                    screenshot_interval_seconds=0)
+        routes.route(namespace, name, "transcoder", tx)
+        kube.create_livestream(namespace, name, {"callType": ct, "phase": "live"})
+        kube.wait_reconciled(namespace, name)
+        gone, there = "source backup: reader stopped (the backup ingest is gone)", \
+            "source backup: reading again (the backup ingest exists)"
+        wait_for(lambda: gone in tx.log_text(), 15, what="Desired.backup false at the transcoder")
+
+        def templates():
+            return {key: (d.metadata.generation, d.spec.template.metadata.annotations)
+                    for key in ("transcoder", "recorder")
+                    for d in [kube.apps.read_namespaced_deployment(f"{name}-{key}", namespace)]}
+        before = templates()
+        kube.patch_livestream(namespace, name, {"spec": {"settingsOverride": {"ingest": {"backup": True}}}})
+        kube.wait_reconciled(namespace, name)
+        wait_for(lambda: ("Deployment", f"{name}-ingest-backup") in kube.children(namespace, name), 20,
+                 what="the backup ingest Deployment")
+        wait_for(lambda: there in tx.log_text(), 15, what="Desired.backup true at the transcoder")
+        assert templates() == before, "neither the transcoder nor the recorder is rolled out again"
+    finally:
+        kube.delete_calltype(ct)

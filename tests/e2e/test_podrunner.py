@@ -31,9 +31,11 @@ SETTINGS = {"ingest": {"protocols": ["rtmp"]}, "recording": {"mode": "disabled"}
             "broadcasting": {"mode": "available", "hls": {"qualityTracks": ["240p"]}}}
 
 
-def rendered(namespace: str, dvr_seconds: int = 600) -> list[dict]:
+def rendered(namespace: str, dvr_seconds: int = 600, backup: bool = False) -> list[dict]:
+    settings = {**SETTINGS, "dvr": {"durationSeconds": dvr_seconds},
+                "ingest": {**SETTINGS["ingest"], "backup": backup}}
     ct = CallType.model_validate({"apiVersion": "onair.dev/v1alpha1", "kind": "CallType", "metadata": {"name": "c"},
-                                  "spec": {"settings": {**SETTINGS, "dvr": {"durationSeconds": dvr_seconds}}}})
+                                  "spec": {"settings": settings}})
     ls = {"metadata": {"name": LS, "namespace": namespace, "uid": "not-a-livestream"}, "spec": {"callType": "c"}}
     objects = render_children(ls, ct, OperatorConfig(), CREDS).objects
     for obj in objects:
@@ -122,3 +124,22 @@ def test_runner_follows_templates_crashes_scaling_and_deletion(podrunner, kube, 
     assert [d.name for d in (runner.root / "namespaces" / namespace / "volumes").iterdir()
             if d.name.startswith(f"{LS}-dvr-")]
     until(lambda: not key_file.exists(), 10, "the secret files removed with their pod")
+
+
+def test_a_backup_ingest_turned_on_later_gets_the_port_the_transcoder_already_reads(podrunner, kube_api,  # noqa: F811
+                                                                                     namespace):
+    """The transcoder's config names the backup ingest before it exists (so turning it on restarts
+    nothing): its local process starts anyway, and the backup ingest, when it comes, listens
+    exactly where the transcoder already looks."""
+    runner = podrunner
+    apply.apply_documents(kube_api, rendered(namespace))
+    first = wait_for(lambda: (lambda p: p if set(p) == set(KEYS) else None)(pods(runner)), 90,
+                     what=f"three ready agents{runner.logs(namespace, LS, 20)}")
+    config_path = runner.root / "namespaces" / namespace / "pods" / f"{LS}-transcoder" / "volumes" / "config" / "config.json"
+    backup_url = json.loads(config_path.read_text())["backupUrl"]
+    assert backup_url.startswith("rtmp://127.0.0.1:"), backup_url
+
+    apply.apply_documents(kube_api, rendered(namespace, backup=True))
+    backup = wait_for(lambda: (lambda p: p.get("ingest-backup"))(pods(runner)), 90, what="the backup ingest ready")
+    assert backup_url.startswith(f"rtmp://127.0.0.1:{backup.ports['rtmp']}/"), (backup_url, backup.ports)
+    assert pods(runner)["transcoder"].pid == first["transcoder"].pid, "the transcoder was not restarted"

@@ -92,3 +92,32 @@ def test_with_the_backup_silent_a_returning_main_still_continues_the_session(ing
                                    "the recording to go on from main")
     assert resumed["startedAt"] == first["startedAt"] and not recorder.sidecars()
     recorder.wait_log(f"continues from {main.anonymous_read_url}", 5)
+
+
+def test_a_backup_turned_on_during_a_recording_is_used_without_a_cut(ingest_agent, recorder_agent, publishers):
+    """``ingest.backup`` switched on while recording reaches the recorder as Desired.backup: no
+    restart, no new part; main dropping later continues the session from the backup."""
+    token = secrets.token_urlsafe(24)
+    main = ingest_agent.start(slot="main", protocols=("rtmp",), read_token=token)
+    backup = ingest_agent.start(slot="backup", protocols=("rtmp",), read_token=token)
+    recorder = recorder_agent.start(main.anonymous_read_url, backup_source_url=backup.anonymous_read_url,
+                                    read_token_file=main.config.read_token_file, finalize_after_seconds=10,
+                                    stall_timeout_seconds=8)
+    main_encoder = publishers.rtmp(main.rtmp_url, **SMALL)
+    publishers.rtmp(backup.rtmp_url, **SMALL)
+    main.wait_receiving()
+    backup.wait_receiving()
+
+    recorder.put_desired(recording=True, backup=False)  # what the operator sends without ingest.backup
+    first = recorder.wait_status(lambda s: s["recording"] and s["durationSeconds"] >= 3, 40, "3 s recorded from main")
+    recorder.put_desired(backup=True)
+    recorder.wait_log(f"sources now {main.anonymous_read_url}, {backup.anonymous_read_url}", 5)
+    on = recorder.wait_status(lambda s: s["durationSeconds"] >= first["durationSeconds"] + 3, 30, "3 s more")
+    assert on["recording"] and on["files"] == first["files"] and on["startedAt"] == first["startedAt"], on
+
+    main_encoder.kill()
+    main.wait_receiving(False)
+    resumed = recorder.wait_status(lambda s: s["recording"] and len(s["files"]) == 2, 30,
+                                   "the recording to go on from the backup")
+    assert resumed["startedAt"] == first["startedAt"], "the failover must not start a new session"
+    recorder.wait_log(f"continues from {backup.anonymous_read_url}", 5)

@@ -207,3 +207,38 @@ def test_a_backup_without_audio_gets_a_new_run_instead_of_a_stall(rtmp_server, p
     joined.write_bytes((timeline.dir / segment.init_section.uri).read_bytes() + (timeline.dir / blue).read_bytes())
     assert [s["codec_type"] for s in ffprobe_json(str(joined))["streams"]] == ["video"]
     assert not playlist.is_endlist
+
+
+def test_a_backup_turned_on_live_is_read_and_used_without_a_new_run(rtmp_server, publishers, transcoder_agent):
+    """``ingest.backup`` switched on a live stream reaches the running transcoder as Desired.backup:
+    its warm reader starts, and a failover to it is a splice in the same run; switched off, the
+    reader stops and the backup is not put on air again."""
+    backup_url = rtmp_server.url("backup")
+    tx = transcoder_agent.start(main_url=rtmp_server.url("main"), backup_url=backup_url, tracks=[RUNG],
+                                source_size=(320, 180), hls_mpegts=False, dash=False, screenshot_interval_seconds=0)
+    tx.put_desired(backup=False)
+    main = publish_color(publishers, rtmp_server.url("main"), "red")
+    publish_color(publishers, backup_url, "blue")
+    tx.wait_status(lambda s: s.get("activeSource") == "main", 30, "main selected")
+    tx.put_desired(phase="live", broadcasting=True)
+    timeline = Timeline(tx.out)
+    tx.wait_file(f"hls/cmaf/{RUNG}/index.m3u8", 40)
+    red = timeline.wait_color("red", 20)
+    run = tx.status()["runId"]
+    assert tx.reader_pid(backup_url) is None, "no backup ingest: nothing reads it"
+
+    tx.put_desired(backup=True)
+    wait_for(lambda: tx.reader_pid(backup_url), 10, what="the backup's reader")
+    wait_for(lambda: "source backup healthy" in tx.log_text(), 20, what="the backup warm")
+    main.kill()
+    tx.wait_status(lambda s: s.get("activeSource") == "backup", 10, "backup on air after main was killed")
+    timeline.wait_color("blue", 20, after=timeline.order.index(red) + 1)
+    assert_one_seamless_run(timeline)
+    assert tx.status()["runId"] == run
+    assert 'onair_transcoder_encoder_restarts_total{livestream="default/test"} 0.0' in tx.metrics()
+
+    tx.put_desired(backup=False)  # the backup ingest is going away
+    wait_for(lambda: tx.reader_pid(backup_url) is None, 10, what="the backup's reader stopped")
+    tx.wait_status(lambda s: s.get("activeSource") is None and not s["broadcasting"], 20, "nothing on air")
+    publish_color(publishers, rtmp_server.url("main"), "red")
+    tx.wait_status(lambda s: s.get("activeSource") == "main", 30, "main back on air")

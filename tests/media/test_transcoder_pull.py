@@ -80,3 +80,28 @@ def test_hls_pull(publishers, transcoder_agent, tmp_path):
     finally:
         http.kill()
         http.wait(5)
+
+
+@pytest.mark.slow
+def test_inactive_or_ended_pulls_nothing_and_active_pulls_again(rtmp_server, publishers, transcoder_agent):
+    """Gcore: "When false, PULL is deactivated"; an ended stream pulls nothing either."""
+    source = rtmp_server.url("pulled")
+    publishers.rtmp(source, width=320, height=180)
+    tx = transcoder_agent.start(pull_uris=[source], tracks=["180p"], source_size=(320, 180),
+                                hls_mpegts=False, dash=False, screenshot_interval_seconds=0)
+    _pull(tx)
+
+    # What the operator PUTs for spec.active: false (broadcasting is never desired then).
+    tx.put_desired(active=False, broadcasting=False)
+    tx.wait_status(lambda s: s.get("activeSource") is None and not s["broadcasting"], 20, "not pulling")
+    wait_for(lambda: tx.reader_pid(source) is None, 10, what="the pull reader stopped")
+    wait_for(lambda: "active is false" in tx.log_text(), 5, what="the reason in the log")
+
+    tx.put_desired(active=True)
+    _pull(tx)
+
+    # Ended: the operator sends active false too, but the phase alone must stop the pull.
+    tx.put_desired(phase="ended", active=True, broadcasting=True)
+    tx.wait_status(lambda s: s.get("activeSource") is None and not s["broadcasting"], 20, "not pulling once ended")
+    wait_for(lambda: tx.reader_pid(source) is None, 10, what="the pull reader stopped")
+    assert tx.encoder_pid() is None

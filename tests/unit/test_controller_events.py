@@ -1,10 +1,8 @@
 """Events are the differences between stored and new status: each transition once, none on repeats."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-
 from onair.api.agent import IngestStatus, TranscoderStatus
-from onair.controller.events import NORMAL, WARNING, broadcast_problem, transition_events
+from onair.controller.events import NORMAL, WARNING, transition_events
 
 
 def reasons(old, new):
@@ -59,20 +57,6 @@ def test_stalled_and_recovered():
     ev = transition_events(stalled("CallTypeNotFound"), {"conditions": [{"type": "Ready", "status": "True", "reason": "x"}]})
     assert [(e.type, e.reason) for e in ev] == [(NORMAL, "CallTypeFound")]
     assert reasons(stalled("ApplyFailed"), {"conditions": []}) == ["Recovered"]
-
-
-def test_broadcast_problem_only_when_it_matters():
-    now = datetime(2026, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
-    fresh = TranscoderStatus(last_segment_at=now - timedelta(seconds=2), qualities=["720p"])
-    stale = TranscoderStatus(last_segment_at=now - timedelta(seconds=60))
-    assert broadcast_problem(False, True, None, now, 2) is None  # not wanted
-    assert broadcast_problem(True, False, None, now, 2) is None  # nothing to transcode
-    assert broadcast_problem(True, True, fresh, now, 2) is None
-    assert broadcast_problem(True, True, None, now, 2) == "the transcoder agent is unreachable"
-    assert broadcast_problem(True, True, TranscoderStatus(), now, 2) == "the transcoder has not written any segment"
-    assert broadcast_problem(True, True, stale, now, 2) == "the transcoder wrote no segment for 60 s"
-    # Long segments get proportionally more slack.
-    assert broadcast_problem(True, True, TranscoderStatus(last_segment_at=now - timedelta(seconds=25)), now, 10) is None
 
 
 def test_failover_through_a_poll_that_finds_no_source_on_air():

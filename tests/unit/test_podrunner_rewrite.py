@@ -153,6 +153,14 @@ def test_numeric_target_port_and_empty_selector():
             {"metadata": {"name": "other-ns", "namespace": "b"},
              "spec": {"selector": {"app": "web"}, "ports": [{"port": 82, "targetPort": 8000}]}}]
     assert loopback.service_table(svcs, [plan], {("a", "web", 8000): 41000}) == {("a", "web", 80): 41000}
+    # The target is known before any local port is: a port reserved for the Service can be given to it.
+    assert loopback.service_targets(svcs, [plan]) == {("a", "web", 80): ("a", "web", 8000)}
+
+
+def test_an_unresolved_address_names_its_service_port():
+    assert loopback.service_port_of("show-ingest-backup.ns1.svc:1935") == ("ns1", "show-ingest-backup", 1935)
+    assert loopback.service_port_of("show-origin.ns1.svc.cluster.local:8081") == ("ns1", "show-origin", 8081)
+    assert loopback.service_port_of("example.org:1935") is None
 
 
 @pytest.mark.parametrize("host,expected", [

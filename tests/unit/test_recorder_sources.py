@@ -31,3 +31,13 @@ def test_attempts_are_sliced_only_while_a_session_waits_with_somewhere_else_to_l
     assert SourceRotation([MAIN, BACKUP]).attempt_timeout(full, reconnecting=False) == full
     assert SourceRotation([MAIN]).attempt_timeout(full, reconnecting=True) == full
     assert SourceRotation([MAIN, BACKUP]).attempt_timeout(2.0, reconnecting=True) == 2.0
+
+
+def test_the_backup_joins_and_leaves_without_losing_the_source_in_use():
+    sources = SourceRotation([MAIN])
+    assert sources.use([MAIN, BACKUP]) and sources.current == MAIN and sources.several
+    assert not sources.use([MAIN, BACKUP])
+    assert sources.advance() == BACKUP
+    assert sources.use([MAIN]) and sources.current == MAIN, "a source that is gone is not tried again"
+    with pytest.raises(ValueError):
+        sources.use([])

@@ -101,7 +101,19 @@ def test_backup_ingest_is_rendered_only_when_enabled():
             deps["show-ingest"]["spec"]["template"]["metadata"]["labels"].items())
     off = render(ct=calltype(ingest={"backup": False}))
     assert not any(n.endswith("backup") for _, n in names(off))
-    assert config_of(off, "transcoder").backup_url is None
+
+
+def test_turning_the_backup_on_or_off_restarts_neither_the_transcoder_nor_the_recorder():
+    """Desired.backup tells them whether the backup ingest exists: their configs, and so their
+    pod templates (config hash), are the same either way."""
+    on, off = render(ct=calltype(ingest={"backup": True})), render(ct=calltype(ingest={"backup": False}))
+    for key in ("transcoder", "recorder", "origin", "ingest"):
+        assert by_kind(on, "ConfigMap")[f"show-{key}"] == by_kind(off, "ConfigMap")[f"show-{key}"], key
+        assert by_kind(on, "Deployment")[f"show-{key}"] == by_kind(off, "Deployment")[f"show-{key}"], key
+    backup = "rtmp://show-ingest-backup.media.svc:1935/live/stream"
+    assert config_of(off, "transcoder").backup_url == backup
+    assert config_of(off, "recorder").backup_source_url == backup
+    assert ("ingest-backup" in on.agent_configs, "ingest-backup" in off.agent_configs) == (True, False)
 
 
 def test_pull_mode_renders_no_ingest_and_hands_uris_to_the_transcoder():
@@ -113,19 +125,19 @@ def test_pull_mode_renders_no_ingest_and_hands_uris_to_the_transcoder():
     assert t.pull_uris == uris and t.main_url is None and t.backup_url is None
     assert out.urls.ingest.wire() == {}
     rec = config_of(out, "recorder")
-    assert rec.source_url == uris[0] and rec.fallback_source_urls == uris[1:]
+    assert rec.source_url == uris[0] and rec.fallback_source_urls == uris[1:] and rec.backup_source_url is None
 
 
 def test_an_origin_recording_goes_on_from_the_backup_ingest():
     out = render(ct=calltype(ingest={"backup": True}))
     rec = config_of(out, "recorder")
     assert rec.source_url == config_of(out, "transcoder").main_url == "rtmp://show-ingest.media.svc:1935/live/stream"
-    assert rec.fallback_source_urls == [config_of(out, "transcoder").backup_url] \
-        == ["rtmp://show-ingest-backup.media.svc:1935/live/stream"]
-    assert config_of(render(ct=calltype(ingest={"backup": False})), "recorder").fallback_source_urls == []
+    assert rec.backup_source_url == config_of(out, "transcoder").backup_url \
+        == "rtmp://show-ingest-backup.media.svc:1935/live/stream"
+    assert rec.fallback_source_urls == []
     # A transcoded recording reads the origin, which carries on by itself when main drops.
-    transcoded = render(ct=calltype(ingest={"backup": True}, recording={"type": "transcoded"}))
-    assert config_of(transcoded, "recorder").fallback_source_urls == []
+    transcoded = config_of(render(ct=calltype(ingest={"backup": True}, recording={"type": "transcoded"})), "recorder")
+    assert transcoded.fallback_source_urls == [] and transcoded.backup_source_url is None
 
 
 def secret_items(pod: dict) -> set[str]:

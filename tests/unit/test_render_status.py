@@ -9,7 +9,7 @@ from onair.render.conditions import find_condition
 from onair.render.credentials import Credentials
 from onair.render.lifecycle import desired_lifecycle
 from onair.render.resolve import CALLTYPE_NOT_FOUND, INVALID_SPEC, Problem, resolve
-from onair.render.status import livestream_status, status_patch
+from onair.render.status import BROADCASTING_FAILED, broadcast_problem, livestream_status, status_patch
 
 T0 = datetime(2025, 7, 1, 12, 0, 0, tzinfo=timezone.utc)
 T1 = T0 + timedelta(seconds=5)
@@ -41,7 +41,8 @@ def healthy(receiving=True, **extra):
     return {
         "ingest": IngestStatus(slot="main", receiving=receiving, protocol="rtmp"),
         "transcoder": TranscoderStatus(active_source="main" if receiving else None, speed=1.0123,
-                                       qualities=["720p", "360p"]),
+                                       qualities=["720p", "360p"], broadcasting=receiving,
+                                       last_segment_at=T0 - timedelta(seconds=1) if receiving else None),
         "origin": OriginStatus(dvr_window_seconds=3600),
         "recorder": RecorderStatus(recording=False),
         **extra,
@@ -56,7 +57,8 @@ def test_full_status_of_a_live_stream():
     out = status({"phase": "live"}, agents=healthy())
     assert out["observedGeneration"] == 4 and out["phase"] == "live"
     assert out["live"] is True and "backupLive" not in out and out["activeSource"] == "main"
-    assert out["viewersAllowed"] is True and out["broadcasting"] is True and out["recording"] is False
+    assert out["viewersAllowed"] is True and out["recording"] is False
+    assert out["broadcasting"] is True and out["broadcastingDesired"] is True
     assert out["transcodingSpeed"] == 1.0 and out["transcodedQualities"] == ["720p", "360p"]
     assert out["ingest"]["rtmp"] == "rtmp://show-ingest.media.svc:1935/live"
     assert out["playback"]["hlsCmaf"] == "http://show-origin.media.svc:8081/hls/cmaf/master.m3u8"
@@ -114,7 +116,7 @@ def test_live_since_is_kept_while_live_and_cleared_in_backstage():
     later = status({"phase": "live"}, agents=healthy(), previous=first, now=T1 + timedelta(hours=1))
     assert later["liveSince"] == first["liveSince"]
     back = status({"phase": "backstage"}, agents=healthy(), previous=later, now=T1 + timedelta(hours=2))
-    assert "liveSince" not in back and back["viewersAllowed"] is False and back["broadcasting"] is False
+    assert "liveSince" not in back and back["viewersAllowed"] is False and back["broadcastingDesired"] is False
     again = status({"phase": "live"}, agents=healthy(), previous=back, now=T1 + timedelta(hours=3))
     assert again["liveSince"] == "2025-07-01T15:00:05Z"
 
@@ -182,3 +184,42 @@ def test_a_reconnecting_recorder_is_still_recording():
     assert out["recording"] is True and out["recordingDurationSeconds"] == 40
     waiting = healthy(recorder=RecorderStatus(recording=False, state="waiting"))
     assert status({"phase": "live", "recording": True}, agents=waiting)["recording"] is False
+
+
+# ----------------------------------------------------------------------------- broadcasting
+def test_broadcasting_is_what_the_transcoder_produces_next_to_what_is_desired():
+    stopped = healthy()
+    stopped["transcoder"] = TranscoderStatus(active_source="main", run_id="r1", error="the encoder exited with code 1")
+    out = status({"phase": "live"}, agents=stopped)
+    assert (out["broadcasting"], out["broadcastingDesired"]) == (False, True)
+    out = status({"phase": "live", "broadcasting": False}, agents=healthy())
+    assert (out["broadcasting"], out["broadcastingDesired"]) == (True, False)  # still stopping, say
+    unreachable = healthy()
+    unreachable["transcoder"] = None
+    assert status({"phase": "live"}, agents=unreachable)["broadcasting"] is False
+
+
+def test_broadcast_problem_only_when_it_matters_and_worded_the_same_every_poll():
+    producing = TranscoderStatus(broadcasting=True, last_segment_at=T0)
+    assert broadcast_problem(False, True, None) is None  # not wanted
+    assert broadcast_problem(True, False, None) is None  # nothing to transcode
+    assert broadcast_problem(True, True, producing) is None
+    assert broadcast_problem(True, True, None) == "the transcoder agent is unreachable"
+    assert broadcast_problem(True, True, TranscoderStatus()) == "the transcoder has not published any segment"
+    stale = TranscoderStatus(last_segment_at=T0 - timedelta(seconds=60))
+    assert broadcast_problem(True, True, stale) == "the transcoder has published no segment since 2025-07-01T11:59:00Z"
+    failing = TranscoderStatus(last_segment_at=T0, error="the encoder exited with code 1 (File 'x' already exists)")
+    assert broadcast_problem(True, True, failing) == (
+        "the transcoder's encoder keeps failing: the encoder exited with code 1 (File 'x' already exists)")
+
+
+def test_a_broadcast_failure_makes_the_livestream_not_ready_until_it_is_gone():
+    message = "HLS/DASH broadcasting should be on and the input is live, but the transcoder agent is unreachable."
+    failing = status({"phase": "live"}, agents=healthy(), broadcast_failure=message)
+    ready = find_condition(failing["conditions"], "Ready")
+    assert (ready["status"], ready["reason"], ready["message"]) == ("False", BROADCASTING_FAILED, message)
+    assert types(failing["conditions"]) == {"Ready": "False"}, "not Stalled: the transcoder retries by itself"
+    again = status({"phase": "live"}, agents=healthy(), broadcast_failure=message, previous=failing, now=T1)
+    assert status_patch(failing, again) is None
+    recovered = status({"phase": "live"}, agents=healthy(), previous=failing, now=T1)
+    assert find_condition(recovered["conditions"], "Ready")["status"] == "True"

@@ -1,5 +1,6 @@
 from onair.agent.transcoder.ffmpeg_args import (
-    EncoderPlan, encoder_args, filter_graph, frame_rate, gop_frames, reader_args, tee_value, var_stream_map,
+    SCREENSHOT, EncoderPlan, encoder_args, filter_graph, frame_rate, gop_frames, reader_args, tee_value,
+    var_stream_map,
 )
 from onair.render.ladder import build_ladder
 
@@ -143,3 +144,9 @@ def test_frame_rates_are_passed_exactly():
 def test_x264_keeps_one_frame_between_lookahead_and_encoder():
     args = encoder_args(_plan())
     assert [_after(args, f"-x264-params:v:{i}") for i in range(3)] == ["sync-lookahead=1"] * 3
+
+
+def test_every_encoder_overwrites_what_the_previous_run_left_under_a_fixed_name():
+    args = encoder_args(_plan(screenshot_interval_seconds=10))
+    assert "-y" in args[:args.index("-i")], "a global option, before the input"
+    assert args[-1] == SCREENSHOT

@@ -140,6 +140,8 @@ async def test_dash_is_mirrored_and_the_manifest_goes_last(tmp_path):
     await packager.sync()
     assert (out / "dash/manifest.mpd").read_text() == "<MPD type=\"dynamic\"/>"
     assert (out / "dash/r1_0_000001.m4s").exists() and not (out / "dash/r1_0_000002.m4s.tmp").exists()
+    # A DASH-only stream counts its segments too: they are what says outputs are produced.
+    assert packager.stats.segments == {"dash": 1} and packager.stats.last_segment_at is not None
     (dash / "r1_0_000001.m4s").unlink()  # ffmpeg slid it out of its window
     await packager.sync()
     assert not (out / "dash/r1_0_000001.m4s").exists()
@@ -210,3 +212,17 @@ async def test_looks_often_only_while_a_run_waits_for_its_first_segment(tmp_path
     packager.begin_run("r2", ["360p"])
     assert packager.poll_seconds(packager._run_started + packager_module.FIRST_SEGMENT_FAST_SECONDS + 1) == slow, \
         "a run that never produces must not keep the packager busy"
+
+
+async def test_a_screenshot_that_cannot_be_read_does_not_hold_up_the_segments(tmp_path, caplog):
+    work, out = tmp_path / "work", tmp_path / "out"
+    packager = Packager(work, DirSink(out), kinds=("cmaf",), dash=False, window=3)
+    packager.begin_run("r1", ["360p"])
+    ffmpeg = FfmpegLike(work, "r1")
+    (work / "screenshot.jpg").mkdir()
+    for _ in range(2):
+        ffmpeg.segment()
+        await packager.sync()
+    assert len(_playlist(out).segments) == 2
+    assert [r.message for r in caplog.records].count("cannot read the screenshot: [Errno 21] Is a directory: "
+                                                     f"'{work / 'screenshot.jpg'}'") == 1

@@ -136,8 +136,10 @@ class RecorderConfig(ApiModel):
     agent_token_file: Optional[str] = Field(None, description=AGENT_TOKEN_DESCRIPTION)
     source_url: str = Field(description="RTMP ingest (recordType origin) or transcoded HLS URL")
     fallback_source_urls: list[str] = Field(
-        default_factory=list, description="tried in turn when the source in use drops (the backup ingest): the "
+        default_factory=list, description="tried in turn when the source in use drops (other pull URIs): the "
                                           "session goes on from whichever delivers")
+    backup_source_url: Optional[str] = Field(None, description=(
+        "the backup ingest's read URL: tried after the fallbacks while Desired.backup is true or unset"))
     record_type: Literal["origin", "transcoded"] = "origin"
     read_token_file: Optional[str] = Field(
         None, description="the livestream's internal read token: appended as ?token= to an RTMP source, sent as "
@@ -158,6 +160,10 @@ class Desired(ApiModel):
     broadcasting: bool = False
     recording: bool = False
     active: bool = True
+    backup: Optional[bool] = Field(None, description=(
+        "The backup ingest exists (push mode with ingest.backup). Transcoder: read backupUrl only while "
+        "true; recorder: fall back to backupSourceUrl only while true. Unset: use them whenever configured. "
+        "Lets the backup come and go without a restart."))
     viewers_allowed: Optional[bool] = Field(None, description=(
         "Playback open to everyone: live, backstage disabled, or the join-ahead window reached. "
         "When false the origin requires a playback token; unset means 'unless phase is backstage'."))
@@ -195,11 +201,16 @@ class TranscoderStatus(ApiModel):
     speed: Optional[float] = Field(None, description="ffmpeg speed=; ~1.0 is real time")
     qualities: list[str] = Field(default_factory=list)
     last_segment_at: Optional[datetime] = None
-    broadcasting: bool = Field(False, description="the encoder is producing outputs (Desired.broadcasting)")
+    broadcasting: bool = Field(False, description=(
+        "outputs are being produced now: the running encoder published a segment within the last "
+        "max(10 s, 3 segments)"))
     run_id: Optional[str] = Field(None, description="encoder run; part of every output file name")
     source_switches: dict[str, int] = Field(default_factory=dict, description=(
         "switches viewers saw, by the source switched to (main, backup), since this agent started: "
         "how a failover and return between two status polls is still noticed"))
+    error: Optional[str] = Field(None, description=(
+        "why outputs are not being produced although an encoder should run: how its last process ended "
+        "(exit code and last message); cleared once a segment is published"))
 
 
 class RecorderStatus(ApiModel):

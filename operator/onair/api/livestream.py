@@ -135,7 +135,13 @@ class LivestreamStatus(ApiModel):
         "Source switches viewers saw, by the source switched to (main, backup), as counted by the running "
         "transcoder (they restart from 0 with it)."))
     viewers_allowed: Optional[bool] = Field(None, description="Playback open to everyone (live, or join-ahead reached).")
-    broadcasting: Optional[bool] = None
+    broadcasting: Optional[bool] = Field(None, description=(
+        "HLS/DASH outputs are being produced now: the transcoder published a segment within the last few "
+        "segment durations (GetStream's egress.broadcasting). False while broadcasting is off, while no source "
+        "delivers, and while the transcoder fails (then the Ready condition says why)."))
+    broadcasting_desired: Optional[bool] = Field(None, description=(
+        "HLS/DASH broadcasting should be on now, from spec.broadcasting, goLive/stopLive, broadcasting.mode, "
+        "active and the phase; broadcasting says whether it is."))
     recording: Optional[bool] = Field(None, description=(
         "A recording session is open: media is being written, or the recorder is reconnecting to a source "
         "within its finalize window (a failover from main to backup is one recording, not two)."))

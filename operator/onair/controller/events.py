@@ -8,7 +8,6 @@ status) never repeats one, and a transition is announced exactly when it becomes
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any, Mapping, Optional
 
 import kopf
@@ -142,25 +141,3 @@ def warn(body: Mapping[str, Any], reason: str, message: str) -> None:
 def normal(body: Mapping[str, Any], reason: str, message: str) -> None:
     kopf.event(body, type=NORMAL, reason=reason, message=message)
 
-
-def broadcast_problem(broadcasting: bool, input_live: bool, transcoder: Any, now: datetime,
-                      segment_seconds: float) -> Optional[str]:
-    """Why HLS/DASH is not being produced although it should be; None when fine or not expected.
-
-    ``transcoder``: the transcoder's ``TranscoderStatus``, or None when it could not be reached.
-    Only judged while the input is live: without media there is nothing to transcode.
-    """
-    if not broadcasting or not input_live:
-        return None
-    if transcoder is None:
-        return "the transcoder agent is unreachable"
-    last = getattr(transcoder, "last_segment_at", None)
-    if last is None:
-        return "the transcoder has not written any segment"
-    if last.tzinfo is None:
-        last = last.replace(tzinfo=timezone.utc)
-    stale_after = max(10.0, 3 * segment_seconds)
-    age = (now - last).total_seconds()
-    if age > stale_after:
-        return f"the transcoder wrote no segment for {age:.0f} s"
-    return None

@@ -22,10 +22,10 @@ from pydantic import ValidationError
 from onair.api.calltype import CallType
 from onair.api.livestream import LivestreamSpec
 from onair.render import credentials as rcreds
-from onair.render.children import render_children
+from onair.render.children import child_name, render_children
 from onair.render.lifecycle import desired_lifecycle, to_agent_desired
 from onair.render.resolve import Problem, resolve
-from onair.render.status import livestream_status, status_patch
+from onair.render.status import BROADCASTING_FAILED, broadcast_problem, input_live, livestream_status, status_patch
 
 from . import events, members
 from .apply import apply_children
@@ -218,17 +218,20 @@ async def sync_status(rt: Runtime, state: LivestreamState, ls: Mapping, body: Ma
     lifecycle = desired_lifecycle(spec, rendered.effective, now)
     state.lifecycle = lifecycle
     if probe:
-        desired = to_agent_desired(lifecycle, generation or 0)
+        # Which sources exist is the render's business, not the lifecycle's.
+        desired = to_agent_desired(lifecycle, generation or 0).model_copy(
+            update={"backup": "ingest-backup" in rendered.agent_configs})
         state.agents = await rt.prober.poll(state.namespace, state.name, list(rendered.agent_configs), desired,
                                             token=_agent_token(state))
         _watch_agent_credentials(state, body)
     cleared = await _dvr_clear(rt, state, ls, body, stored) if probe else None
     agents = {key: (r.status if r.reachable else None) for key, r in state.agents.items()}
-    new = livestream_status(lifecycle=lifecycle, rendered=rendered, agents=agents, previous=stored,
-                            generation=state.rendered_generation, now=now, dvr_cleared_at=cleared)
-    await write_status(rt, state, body, stored, new)
     if probe:
-        _watch_broadcast(rt, state, body, new, agents.get("transcoder"), now)
+        _watch_broadcast(rt, state, body, agents, now)
+    new = livestream_status(lifecycle=lifecycle, rendered=rendered, agents=agents, previous=stored,
+                            generation=state.rendered_generation, now=now, dvr_cleared_at=cleared,
+                            broadcast_failure=state.broadcast_failure)
+    await write_status(rt, state, body, stored, new)
 
 
 def _agent_token(state: LivestreamState) -> Optional[str]:
@@ -249,25 +252,30 @@ def _watch_agent_credentials(state: LivestreamState, body: Mapping) -> None:
     state.agents_refusing = frozenset(refusing)
 
 
-def _watch_broadcast(rt: Runtime, state: LivestreamState, body: Mapping, status: Mapping, transcoder: Any,
+def _watch_broadcast(rt: Runtime, state: LivestreamState, body: Mapping, agents: Mapping[str, Any],
                      now: datetime) -> None:
-    """BroadcastingFailed once a failure has lasted the grace period; BroadcastingRecovered after."""
+    """A failure that outlasts the grace period (a transcoder starting needs a few seconds to its
+    first segment) becomes ``state.broadcast_failure``: a BroadcastingFailed Warning Event once,
+    Ready=False for as long as it lasts, BroadcastingRecovered after."""
     assert state.lifecycle is not None and state.rendered is not None
-    problem = events.broadcast_problem(
-        state.lifecycle.broadcasting, bool(status.get("live") or status.get("backupLive")), transcoder, now,
-        float(state.rendered.effective.broadcasting.segment_duration_seconds or 2))
+    live, backup_live = input_live(state.rendered, agents)
+    problem = broadcast_problem(state.lifecycle.broadcasting, live or bool(backup_live), agents.get("transcoder"))
     if problem is None:
         state.broadcast_failing_since = None
-        if state.broadcast_failed:
-            state.broadcast_failed = False
+        if state.broadcast_failure is not None:
+            state.broadcast_failure = None
             events.normal(body, "BroadcastingRecovered", "HLS/DASH broadcasting is producing segments again.")
         return
     if state.broadcast_failing_since is None:
         state.broadcast_failing_since = now
-    elapsed = (now - state.broadcast_failing_since).total_seconds()
-    if not state.broadcast_failed and elapsed >= rt.broadcast_grace_seconds:
-        state.broadcast_failed = True
-        events.warn(body, "BroadcastingFailed", f"Broadcasting should be on and the input is live, but {problem}.")
+    if (now - state.broadcast_failing_since).total_seconds() < rt.broadcast_grace_seconds:
+        return
+    transcoder = f"deploy/{child_name(state.name, 'transcoder')}"
+    message = (f"HLS/DASH broadcasting should be on and the input is live, but {problem}. The transcoder "
+               f"retries by itself; its log says why: kubectl logs -n {state.namespace} {transcoder}")
+    if state.broadcast_failure is None:
+        events.warn(body, BROADCASTING_FAILED, message)
+    state.broadcast_failure = message
 
 
 async def write_status(rt: Runtime, state: LivestreamState, body: Mapping, stored: Mapping, new: dict) -> None:

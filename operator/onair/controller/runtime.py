@@ -58,7 +58,7 @@ class LivestreamState:
     dvr_warned_for: Optional[str] = None
     unknown_roles_warned: frozenset = frozenset()  # UnknownRole entries already announced by an Event
     broadcast_failing_since: Optional[datetime] = None
-    broadcast_failed: bool = False
+    broadcast_failure: Optional[str] = None  # the message, once failing has outlasted the grace period
     transient_failures: int = 0
 
     def mark_dirty(self, reason: str) -> None:

@@ -10,7 +10,8 @@ and a role config written for a pod into one that works on loopback:
 * every URL naming a cluster Service (``<svc>.<ns>.svc[.cluster.local]:<port>``) -> the local
   port of the container port that Service targets, found through the Service's selector exactly
   as kube-proxy would (so a renamed Service or port still resolves, and nothing is guessed
-  from naming conventions).
+  from naming conventions). A Service that does not exist at all (a backup ingest not turned on)
+  is given a reserved port by the runner, which the pod backing it later gets (``service_targets``).
 
 No I/O, no clock: the runner (``podrunner``) does the API calls, files and processes.
 """
@@ -175,15 +176,13 @@ def selector_matches(selector: Mapping[str, str], labels: Mapping[str, str]) -> 
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
-def service_table(services: Iterable[Mapping[str, Any]], plans: Iterable[PodPlan],
-                  local_ports: Mapping[tuple[str, str, int], int]) -> dict[tuple[str, str, int], int]:
-    """Every Service port whose selector picks a planned pod, mapped to that pod's local port.
-
-    ``local_ports``: (namespace, deployment, container port number) -> local port. A Service
-    selecting several pods resolves to the first in ``plans`` order (kube-proxy would balance).
-    """
+def service_targets(services: Iterable[Mapping[str, Any]],
+                    plans: Iterable[PodPlan]) -> dict[tuple[str, str, int], tuple[str, str, int]]:
+    """Every Service port whose selector picks a planned pod -> (namespace, deployment, container
+    port number) it targets. A Service selecting several pods targets the first in ``plans`` order
+    (kube-proxy would balance)."""
     plans = list(plans)
-    table: dict[tuple[str, str, int], int] = {}
+    table: dict[tuple[str, str, int], tuple[str, str, int]] = {}
     for svc in services:
         meta = svc.get("metadata") or {}
         spec = svc.get("spec") or {}
@@ -195,10 +194,28 @@ def service_table(services: Iterable[Mapping[str, Any]], plans: Iterable[PodPlan
         for port in spec.get("ports") or ():
             target = port.get("targetPort", port["port"])
             number = pod.port_number(target) if isinstance(target, str) else int(target)
-            local = local_ports.get((ns, pod.name, number)) if number is not None else None
-            if local is not None:
-                table[(ns, meta["name"], int(port["port"]))] = local
+            if number is not None:
+                table[(ns, meta["name"], int(port["port"]))] = (ns, pod.name, number)
     return table
+
+
+def service_table(services: Iterable[Mapping[str, Any]], plans: Iterable[PodPlan],
+                  local_ports: Mapping[tuple[str, str, int], int]) -> dict[tuple[str, str, int], int]:
+    """Every Service port whose selector picks a planned pod, mapped to that pod's local port.
+
+    ``local_ports``: (namespace, deployment, container port number) -> local port.
+    """
+    return {key: local_ports[target] for key, target in service_targets(services, plans).items()
+            if target in local_ports}
+
+
+def service_port_of(address: str) -> Optional[tuple[str, str, int]]:
+    """(namespace, service, port) of an address ``rewrite_url`` could not resolve (``host:port``)."""
+    host, _, port = address.rpartition(":")
+    svc = service_of_host(host, "")
+    if svc is None or not port.isdigit():
+        return None
+    return svc[0], svc[1], int(port)
 
 
 def service_of_host(host: str, namespace: str, cluster_domain: str = CLUSTER_DOMAIN) -> Optional[tuple[str, str]]:

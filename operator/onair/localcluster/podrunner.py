@@ -142,6 +142,14 @@ class PodRunner:
         # a pod is ready) and of ready pods only (what users are shown, as Service endpoints).
         self._services: dict[tuple[str, str, int], int] = {}
         self._ready_services: dict[tuple[str, str, int], int] = {}
+        # A config may name a Service that does not exist (the backup ingest of a Livestream that
+        # has none: it is there for when it is turned on, without restarting the reader). Like a
+        # ClusterIP that refuses connections, it gets a local port nobody listens on yet, and the
+        # pod that comes to back that Service later is given exactly that port.
+        self._service_names: set[tuple[str, str]] = set()
+        self._known_services: dict[tuple[str, str, int], int] = {}  # every Service port ever resolved
+        self._reserved: dict[tuple[str, str, int], int] = {}  # absent Service port -> its local port
+        self._reserved_for: dict[tuple[str, str, int], set[tuple[str, str]]] = {}  # -> pods using it
         self._notes: dict[tuple[str, str], str] = {}
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -384,7 +392,7 @@ class PodRunner:
 
     def _allocate(self, plan: PodPlan, numbers: Iterable[tuple[int, str]]) -> None:
         with self._lock:
-            taken = set(self._ports.values())
+            taken = set(self._ports.values()) | set(self._reserved.values())
             for number, protocol in numbers:
                 key = (plan.namespace, plan.name, number)
                 if key not in self._ports:
@@ -403,9 +411,14 @@ class PodRunner:
                 continue
             if plan.wanted:
                 wanted[key] = plan
-                self._allocate(plan, [(p.number, p.protocol) for p in plan.ports])
+        self._claim_reservations(services, wanted.values())
+        for plan in wanted.values():
+            self._allocate(plan, [(p.number, p.protocol) for p in plan.ports])
         with self._lock:
+            self._service_names = {((s.get("metadata") or {}).get("namespace"), (s.get("metadata") or {}).get("name"))
+                                   for s in services}
             self._services = loopback.service_table(services, wanted.values(), self._ports)
+            self._known_services.update(self._services)
             ready = [p.plan for k, p in self._pods.items() if p.ready and p.running and k in wanted
                      and p.plan.fingerprint == wanted[k].fingerprint]
             self._ready_services = loopback.service_table(services, ready, self._ports)
@@ -607,6 +620,42 @@ class PodRunner:
         pod.secret_refreshed = time.monotonic()
         return loopback.rewrite_args(plan.args, mounts, self.python)
 
+    def _claim_reservations(self, services: list[dict], plans: Iterable[PodPlan]) -> None:
+        """A Service that was reserved a port now exists: the pod behind it gets that port. Should
+        that pod already have another one (it was planned before its Service was listed), the pods
+        that were given the reserved port start again with the real one."""
+        stale: set[tuple[str, str]] = set()
+        with self._lock:
+            for service_port, target in loopback.service_targets(services, plans).items():
+                reserved = self._reserved.pop(service_port, None)
+                if reserved is None:
+                    continue
+                users = self._reserved_for.pop(service_port, set())
+                if self._ports.setdefault(target, reserved) != reserved:
+                    stale |= users
+            pods = [self._pods[key] for key in stale if key in self._pods]
+        for pod in pods:
+            if not pod.stopping:
+                self._begin_stop(pod, "a Service it reads appeared on another local port")
+
+    def _reserve(self, plan: PodPlan, addresses: Iterable[str]) -> dict[tuple[str, str, int], int]:
+        """Local ports for the unresolved ``addresses`` that name Services which do not exist (those
+        that exist but have no pod yet are waited for)."""
+        out: dict[tuple[str, str, int], int] = {}
+        with self._lock:
+            for address in addresses:
+                service_port = loopback.service_port_of(address)
+                if service_port is None or service_port[:2] in self._service_names:
+                    continue
+                local = self._known_services.get(service_port) or self._reserved.get(service_port)
+                if local is None:
+                    taken = set(self._ports.values()) | set(self._reserved.values())
+                    local = self._reserved[service_port] = _free_port("TCP", taken)
+                if service_port in self._reserved:
+                    self._reserved_for.setdefault(service_port, set()).add((plan.namespace, plan.name))
+                out[service_port] = local
+        return out
+
     def _rewrite(self, plan: PodPlan, text: str, mounts: dict[str, str]) -> bytes:
         """A role config (JSON with a ``role``) rewritten for loopback; any other file as it is."""
         try:
@@ -622,6 +671,11 @@ class PodRunner:
             services = dict(self._services)
         result = loopback.rewrite_config(config, namespace=plan.namespace, ports=ports, mounts=mounts,
                                          services=services)
+        if not result.ok:
+            absent = self._reserve(plan, result.unresolved)
+            if absent:
+                result = loopback.rewrite_config(config, namespace=plan.namespace, ports=ports, mounts=mounts,
+                                                 services={**services, **absent})
         if not result.ok:
             raise _Pending(f"waiting for Service(s) {', '.join(sorted(set(result.unresolved)))} to have a local pod")
         return (json.dumps(result.config, indent=2, sort_keys=True) + "\n").encode()

@@ -25,6 +25,10 @@ Keys: ``ingest`` and ``ingest-backup`` (push mode; the backup only with ``ingest
 
 ``spec.active: false`` changes configs and ``Desired`` only: pods, Services and URLs stay.
 
+``ingest.backup`` adds or removes the backup ingest's own objects and sets ``Desired.backup``;
+the transcoder's and recorder's configs name the backup ingest either way, so turning it on or off
+on a live stream restarts neither (no lost segments, no cut in the recording).
+
 How the controller uses the result:
 
 * apply every object in ``objects`` (server-side apply, field manager ``onair-operator``);
@@ -227,6 +231,10 @@ def render_ladder(effective: CallSettings) -> list[Rung]:
     return ladder.build_ladder(tracks, ladder.even(tallest * 16 / 9), tallest)
 
 
+def backup_read_url(name: str, namespace: str) -> str:
+    return endpoints.ingest_read_url(service_host(name, namespace, "ingest-backup"), _port(roles.INGEST, "rtmp"))
+
+
 def render_agent_configs(name: str, namespace: str, spec: LivestreamSpec, effective: CallSettings,
                          config: OperatorConfig) -> dict[str, BaseModel]:
     ident = f"{namespace}/{name}"
@@ -262,8 +270,9 @@ def render_agent_configs(name: str, namespace: str, spec: LivestreamSpec, effect
     out["transcoder"] = TranscoderConfig(
         livestream=ident, agent_port=roles.AGENT_PORT, agent_token_file=_secret_file(creds_mod.AGENT_TOKEN),
         main_url=None if pull else endpoints.ingest_read_url(service_host(name, namespace, "ingest"), ingest_port),
-        backup_url=(endpoints.ingest_read_url(service_host(name, namespace, "ingest-backup"), ingest_port)
-                    if not pull and effective.ingest.backup else None),
+        # Always, in push mode: whether the backup ingest exists reaches the transcoder through
+        # Desired.backup, so turning it on or off on a live stream restarts nothing.
+        backup_url=None if pull else backup_read_url(name, namespace),
         # The URLs above carry no token (a ConfigMap is no place for it): the transcoder adds it.
         read_token_file=None if pull else _secret_file(creds_mod.READ_TOKEN),
         pull_uris=list(spec.source.uris or []) if pull else [],
@@ -288,6 +297,7 @@ def render_agent_configs(name: str, namespace: str, spec: LivestreamSpec, effect
     if rec.mode != "disabled":
         read_token_file: Optional[str] = _secret_file(creds_mod.READ_TOKEN)
         fallbacks: list[str] = []
+        backup_source: Optional[str] = None
         if rec.type == "transcoded":
             path = endpoints.PLAYBACK_PATHS["hlsCmaf" if b.outputs.hls_cmaf else "hlsMpegts"]
             source_url = f"http://{origin_host}:{origin_http}/{path}"
@@ -298,13 +308,12 @@ def render_agent_configs(name: str, namespace: str, spec: LivestreamSpec, effect
             read_token_file = None
         else:
             # The recording is of the show, not of one encoder: it goes on from the backup ingest
-            # when main drops (the same read token opens both).
+            # when main drops (the same read token opens both), while Desired.backup says it exists.
             source_url = endpoints.ingest_read_url(service_host(name, namespace, "ingest"), ingest_port)
-            if effective.ingest.backup:
-                fallbacks = [endpoints.ingest_read_url(service_host(name, namespace, "ingest-backup"), ingest_port)]
+            backup_source = backup_read_url(name, namespace)
         out["recorder"] = RecorderConfig(
             livestream=ident, agent_port=roles.AGENT_PORT, agent_token_file=_secret_file(creds_mod.AGENT_TOKEN),
-            source_url=source_url, fallback_source_urls=fallbacks,
+            source_url=source_url, fallback_source_urls=fallbacks, backup_source_url=backup_source,
             record_type=rec.type, read_token_file=read_token_file, output_dir=RECORDINGS_DIR,
             split_seconds=rec.split_seconds)
     return out

@@ -16,6 +16,7 @@ from onair.render.resolve import Problem
 AGENTS_READY = "AgentsReady"
 AGENTS_NOT_READY = "AgentsNotReady"
 RECORDING_FAILED = "RecordingFailed"
+BROADCASTING_FAILED = "BroadcastingFailed"
 
 
 def _round(value: Optional[float], digits: int) -> Optional[float]:
@@ -23,10 +24,43 @@ def _round(value: Optional[float], digits: int) -> Optional[float]:
     return None if value is None else round(float(value), digits)
 
 
+def input_live(rendered: RenderedChildren, agents: Mapping[str, Any]) -> tuple[bool, Optional[bool]]:
+    """(media arrives on the main ingest or from the pull source, on the backup ingest or None
+    when there is no backup ingest)."""
+    main, backup, transcoder = agents.get("ingest"), agents.get("ingest-backup"), agents.get("transcoder")
+    if "ingest" not in rendered.agent_configs:
+        live = isinstance(transcoder, TranscoderStatus) and transcoder.active_source == "pull"
+    else:
+        live = isinstance(main, IngestStatus) and main.receiving
+    if "ingest-backup" not in rendered.agent_configs:
+        return live, None
+    return live, isinstance(backup, IngestStatus) and backup.receiving
+
+
+def broadcast_problem(desired: bool, live: bool, transcoder: Optional[TranscoderStatus]) -> Optional[str]:
+    """Why HLS/DASH is not being produced although it should be; None when it is, or when it is
+    not expected (not wanted, or no input: without media there is nothing to transcode).
+
+    Worded to stay the same from one poll to the next while nothing changes (it becomes a
+    condition message, and status is patched only on change): no ages, no counts.
+    """
+    if not desired or not live:
+        return None
+    if not isinstance(transcoder, TranscoderStatus):
+        return "the transcoder agent is unreachable"
+    if transcoder.broadcasting:
+        return None
+    if transcoder.error:
+        return f"the transcoder's encoder keeps failing: {transcoder.error}"
+    if transcoder.last_segment_at is None:
+        return "the transcoder has not published any segment"
+    return f"the transcoder has published no segment since {rfc3339(transcoder.last_segment_at)}"
+
+
 def livestream_status(*, lifecycle: Optional[Lifecycle], rendered: Optional[RenderedChildren],
                       agents: Mapping[str, Any], previous: Optional[Mapping], generation: Optional[int],
                       now: datetime, problem: Optional[Problem] = None,
-                      dvr_cleared_at: Optional[datetime] = None) -> dict:
+                      dvr_cleared_at: Optional[datetime] = None, broadcast_failure: Optional[str] = None) -> dict:
     """The desired ``status`` dict (camelCase, JSON-ready).
 
     ``agents``: role key (as in ``rendered.agent_configs``) → the agent's ``*Status`` model, or
@@ -35,6 +69,9 @@ def livestream_status(*, lifecycle: Optional[Lifecycle], rendered: Optional[Rend
     ``onair.render.resolve``; then only conditions and observedGeneration are updated and every
     other field keeps its previous value (``lifecycle``/``rendered`` may be None).
     ``dvr_cleared_at``: pass the spec's value once the origin confirmed the clear.
+    ``broadcast_failure``: what keeps broadcasting from working (``broadcast_problem``, worded for
+    the user), once it has lasted long enough to be more than a start-up delay; Ready is False
+    with reason ``BroadcastingFailed`` while it is set.
     """
     previous = dict(previous or {})
     prev_conditions = previous.get("conditions")
@@ -47,22 +84,16 @@ def livestream_status(*, lifecycle: Optional[Lifecycle], rendered: Optional[Rend
                                                generation=generation, now=now, previous=prev_conditions)
         return out
 
-    main = agents.get("ingest")
-    backup = agents.get("ingest-backup")
     transcoder = agents.get("transcoder")
     recorder = agents.get("recorder")
-    pull = "ingest" not in rendered.agent_configs
 
     out: dict[str, Any] = {}
     if generation is not None:
         out["observedGeneration"] = generation
     out["phase"] = lifecycle.phase
-    if pull:
-        out["live"] = isinstance(transcoder, TranscoderStatus) and transcoder.active_source == "pull"
-    else:
-        out["live"] = isinstance(main, IngestStatus) and main.receiving
-    if "ingest-backup" in rendered.agent_configs:
-        out["backupLive"] = isinstance(backup, IngestStatus) and backup.receiving
+    out["live"], backup_live = input_live(rendered, agents)
+    if backup_live is not None:
+        out["backupLive"] = backup_live
     # Remembered across polls that find no source on air (the moment between main and backup),
     # so the Events can tell a failover from a return whatever the polls happen to see.
     last_source = previous.get("lastActiveSource") or previous.get("activeSource")
@@ -78,7 +109,9 @@ def livestream_status(*, lifecycle: Optional[Lifecycle], rendered: Optional[Rend
     if last_source:
         out["lastActiveSource"] = last_source
     out["viewersAllowed"] = lifecycle.viewers_allowed
-    out["broadcasting"] = lifecycle.broadcasting
+    # What is happening (GetStream's egress.broadcasting), next to what is asked for.
+    out["broadcasting"] = isinstance(transcoder, TranscoderStatus) and transcoder.broadcasting
+    out["broadcastingDesired"] = lifecycle.broadcasting
     if "recorder" not in rendered.agent_configs:
         out["recording"] = False
     elif isinstance(recorder, RecorderStatus):
@@ -112,6 +145,11 @@ def livestream_status(*, lifecycle: Optional[Lifecycle], rendered: Optional[Rend
     if missing:
         out["conditions"] = kstatus_conditions(
             False, True, False, AGENTS_NOT_READY, f"waiting for agents: {', '.join(missing)}",
+            generation=generation, now=now, previous=prev_conditions)
+    elif broadcast_failure:
+        # Not Stalled either: the transcoder restarts its encoder by itself.
+        out["conditions"] = kstatus_conditions(
+            False, False, False, BROADCASTING_FAILED, broadcast_failure,
             generation=generation, now=now, previous=prev_conditions)
     elif recorder_failing:
         # Not Stalled: the recorder retries by itself once space is freed or the volume returns.

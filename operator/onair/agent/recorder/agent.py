@@ -5,8 +5,9 @@ the source into ``output_dir``; it tells "the source is not live" (retry with ba
 session yet) from "the stream dropped" (a session is open: retry quickly until
 ``finalize_after_seconds`` have passed since the last media, then finalize) from "the volume is
 full" (pause, report, resume when space is back). A source that drops hands over to the next
-of ``source_url`` + ``fallback_source_urls`` (the backup ingest), and the session goes on from
-it in a new part (``sources`` says when and why). Nothing here may raise out of the loop: the
+of ``source_url`` + ``fallback_source_urls`` + ``backup_source_url`` (the backup ingest, while
+``Desired.backup`` allows it), and the session goes on from it in a new part (``sources`` says
+when and why). Nothing here may raise out of the loop: the
 agent keeps serving /status whatever happens to the recording.
 """
 from __future__ import annotations
@@ -126,7 +127,7 @@ class RecorderAgent(Agent):
         self._wake = asyncio.Event()
         self._loop_task: Optional[asyncio.Task] = None
         self._backoff = Backoff(1.0, max(1.0, config.retry_max_seconds))
-        self.sources = SourceRotation([config.source_url, *config.fallback_source_urls])
+        self.sources = SourceRotation(self._source_urls(backup=None))
         self._run_reader: Optional[ProgressReader] = None
         self._run_had_media = False
         self._pending_sidecars: dict[str, dict] = {}
@@ -175,7 +176,16 @@ class RecorderAgent(Agent):
             error=self.error,
         )
 
+    def _source_urls(self, backup: Optional[bool]) -> list[str]:
+        """The backup ingest comes and goes with the Livestream's ``ingest.backup`` (Desired.backup):
+        a recording in progress must not be restarted for it."""
+        config = self.config
+        with_backup = config.backup_source_url and backup is not False
+        return [config.source_url, *config.fallback_source_urls, *([config.backup_source_url] if with_backup else [])]
+
     async def apply_desired(self, desired: Desired) -> None:
+        if self.sources.use(self._source_urls(desired.backup)):
+            log.info("sources now %s", ", ".join(display_url(u) for u in self.sources.urls))
         if desired.recording != self.wanted:
             log.info("recording %s requested", "start" if desired.recording else "stop")
         self.wanted = desired.recording

@@ -48,6 +48,18 @@ class SourceRotation:
     def reset(self) -> None:
         self.index = 0
 
+    def use(self, urls: Sequence[str]) -> bool:
+        """The sources changed (the backup ingest came or went); True when they did. The source
+        in use stays current if it is still listed; otherwise the next attempt is from the first."""
+        if not urls:
+            raise ValueError("a recorder needs at least one source")
+        if list(urls) == list(self.urls):
+            return False
+        current = self.current
+        self.urls = list(urls)
+        self.index = self.urls.index(current) if current in self.urls else 0
+        return True
+
     def attempt_timeout(self, first_media_timeout: float, reconnecting: bool) -> float:
         """How long an attempt may go without media before the next source is tried."""
         if self.several and reconnecting:

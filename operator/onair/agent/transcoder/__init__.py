@@ -28,11 +28,17 @@ Desired state (``PUT /desired``), GetStream's backstage semantics:
   numbers keep growing.
 * An encoder crash is not a stop: it is restarted as a new run, playlists continue with a
   discontinuity and the new run's own init segment, and never get ``EXT-X-ENDLIST``.
+* ``active: false`` or ``phase: ended`` also stops pulling (Gcore: "PULL is deactivated"): the
+  pull reader stops until the stream is active again.
+* ``backup: false`` stops the backup's reader (the backup ingest is not deployed), ``true``
+  starts it: the backup comes and goes without a new process.
 
 ``GET /status`` (``TranscoderStatus``): ``activeSource`` is the source on air while
 broadcasting (the one that would be otherwise), null while no source delivers; ``speed`` is
 ffmpeg's ``speed=`` (Gcore's ``transcoding_speed``); ``qualities`` the renditions of the
-running encoder once it has published a segment; ``lastSegmentAt`` the last publication.
+running encoder once it has published a segment; ``lastSegmentAt`` the last publication;
+``broadcasting`` whether outputs are being produced now (a fresh segment of the running run);
+``error`` how the last encoder process ended while none produces.
 """
 from __future__ import annotations
 

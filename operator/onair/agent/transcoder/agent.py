@@ -4,10 +4,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import re
 import secrets
 import shutil
 import signal
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
@@ -33,6 +35,13 @@ SPEED_STALE_SECONDS = 5.0
 # What the last segments may cost on SIGTERM. When the whole Livestream is being deleted the
 # origin is gone too, and retrying every file would outlast the pod's grace period.
 SHUTDOWN_UPLOAD_SECONDS = 3.0
+# Outputs count as produced while the last segment is at most this old (and this many segment
+# durations): a failover or a publisher reconnecting is a gap of a second or two, not a stop.
+OUTPUT_FRESH_MIN_SECONDS = 10.0
+OUTPUT_FRESH_SEGMENTS = 3
+# ffmpeg prefixes messages with its context's address ("[image2 @ 0x55d0...]"), different in
+# every process: without it the same failure reads the same every time.
+_FFMPEG_CONTEXT_ADDRESS = re.compile(r" @ 0x[0-9a-f]+")
 
 
 def new_run_id() -> str:
@@ -59,7 +68,7 @@ class TranscoderAgent(Agent):
         # Every series exists from the start (at 0), so rates and alerts need no special case.
         for metric in (self.m_speed, self.m_restarts, self.m_upload_errors, self.m_broadcasting):
             metric.labels(config.livestream)
-        for kind in ("cmaf", "ts"):
+        for kind in ("cmaf", "ts", "dash"):
             self.m_segments.labels(config.livestream, kind)
         self.relay = Relay(self.supervisor, main_url=config.main_url, backup_url=config.backup_url,
                            pull_uris=config.pull_uris, ffmpeg=ffmpeg, freeze_seconds=config.freeze_seconds,
@@ -71,14 +80,17 @@ class TranscoderAgent(Agent):
         kinds = [k for k, on in (("cmaf", config.hls_cmaf), ("ts", config.hls_mpegts)) if on]
         self.packager = Packager(self.work_dir, self.sink, kinds=kinds, dash=config.dash,
                                  window=config.playlist_segments,
-                                 on_segment=lambda kind: self.m_segments.labels(config.livestream, kind).inc(),
+                                 on_segment=self._segment_published,
                                  on_error=lambda: self.m_upload_errors.labels(config.livestream).inc())
         self.encoder: Optional[Child] = None
         self.plan: Optional[EncoderPlan] = None
         self.speed: Optional[float] = None
         self._speed_at = 0.0
-        self._produced_run: Optional[str] = None
         self._stopping_encoder = False
+        # Why the last encoder process ended on its own (its last words), until one publishes again.
+        self._encoder_failure: Optional[str] = None
+        self._encoder_said: list[str] = []  # its last distinct messages
+        self._run_started_at: Optional[datetime] = None  # of the running encoder process
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task] = []
         self._packager_stop = asyncio.Event()
@@ -133,7 +145,20 @@ class TranscoderAgent(Agent):
         self._wake.set()
 
     def wants_outputs(self) -> bool:
-        return self.desired.broadcasting and self.desired.phase != "ended"
+        return self.desired.broadcasting and self.desired.active and self.desired.phase != "ended"
+
+    def wants_pull(self) -> bool:
+        """Gcore: "when false, PULL is deactivated"; an ended stream pulls nothing either."""
+        return self.desired.active and self.desired.phase != "ended"
+
+    async def _apply_sources(self) -> None:
+        desired = self.desired
+        # Unset (no operator, or one that predates the field): the backup is read when configured.
+        backup = desired.backup is not False
+        await self.relay.set_enabled("backup", backup, "the backup ingest " + ("exists" if backup else "is gone"))
+        pull = self.wants_pull()
+        await self.relay.set_enabled("pull", pull, "active again" if pull else
+                                     "phase ended" if desired.phase == "ended" else "active is false")
 
     async def _converge_forever(self) -> None:
         while True:
@@ -149,6 +174,7 @@ class TranscoderAgent(Agent):
 
     async def _converge(self) -> None:
         async with self._lock:
+            await self._apply_sources()
             if self.wants_outputs() and self.encoder is None:
                 await self._start_encoder()
             elif not self.wants_outputs() and self.encoder is not None:
@@ -205,8 +231,14 @@ class TranscoderAgent(Agent):
 
     def _encoder_started(self, proc: asyncio.subprocess.Process) -> None:
         assert self.plan is not None
+        self._encoder_said = []
+        self._run_started_at = datetime.now(timezone.utc)
         self.packager.begin_run(self.plan.run_id, [r.name for r in self.plan.rungs])
         self.relay.attach(proc.stdin)
+
+    def _segment_published(self, kind: str) -> None:
+        self.m_segments.labels(self.config.livestream, kind).inc()
+        self._encoder_failure = None
 
     async def _encoder_exited(self, code: int) -> None:
         self.relay.detach()
@@ -216,7 +248,13 @@ class TranscoderAgent(Agent):
         # A crash (or a source we could not decode). The next process is a new run: new file
         # names, a discontinuity with its own init in every playlist, no ENDLIST in between.
         self.m_restarts.labels(self.config.livestream).inc()
-        await self.packager.finish(ended=False)
+        try:
+            await self.packager.finish(ended=False)
+        except Exception:  # what it left is lost; the next run must start all the same
+            log.exception("publishing what the encoder left failed")
+        # After its last segments: those are no sign that encoding works.
+        said = "; ".join(self._encoder_said)
+        self._encoder_failure = f"the encoder exited with code {code}" + (f" ({said})" if said else "")
         plan = self._plan() or self.plan
         if plan is not None and self.encoder is not None:
             if plan is self.plan:
@@ -237,6 +275,7 @@ class TranscoderAgent(Agent):
         await self.supervisor.remove(encoder.name)
         self.encoder = None
         self.speed = None
+        self._encoder_failure = None
         await self.packager.finish(ended=ended)
         log.info("broadcast stopped (run %s)", self.plan.run_id if self.plan else None)
 
@@ -250,6 +289,9 @@ class TranscoderAgent(Agent):
         if ("frame=" in line and "fps=" in line) or "deprecated pixel format" in line:
             return  # stats without speed; swscale's standing complaint about JPEG's yuvj420p
         log.info("[encoder] %s", line)
+        message = _FFMPEG_CONTEXT_ADDRESS.sub("", line.strip())[:300]
+        if message and message not in self._encoder_said:
+            self._encoder_said = [*self._encoder_said, message][-2:]
 
     def _switched(self, previous: Optional[str], current: str) -> None:
         self.m_switches.labels(self.config.livestream, current).inc()
@@ -260,6 +302,17 @@ class TranscoderAgent(Agent):
         if self.speed is None or time.monotonic() - self._speed_at > SPEED_STALE_SECONDS:
             return None
         return self.speed
+
+    def producing(self) -> bool:
+        """Outputs are being produced now: the running encoder's run published a fresh segment."""
+        if self.encoder is None or self.plan is None or not self.encoder.running:
+            return False
+        last = self.packager.stats.last_segment_at
+        started = self._run_started_at
+        if self.packager.run_id != self.plan.run_id or last is None or started is None or last < started:
+            return False
+        fresh = max(OUTPUT_FRESH_MIN_SECONDS, OUTPUT_FRESH_SEGMENTS * self.plan.segment_seconds)
+        return (datetime.now(timezone.utc) - last).total_seconds() <= fresh
 
     def _qualities(self) -> list[str]:
         """Renditions of the running encoder, once its first segment is published."""
@@ -275,18 +328,20 @@ class TranscoderAgent(Agent):
         on_air = self.relay.on_air() if self.encoder is not None else self.relay.selected()
         for name in self.relay.readers:
             self.m_active.labels(self.config.livestream, name).set(1 if name == on_air else 0)
-        self.m_broadcasting.labels(self.config.livestream).set(1 if self.encoder is not None else 0)
+        self.m_broadcasting.labels(self.config.livestream).set(1 if self.producing() else 0)
         if self._current_speed() is None:
             self.m_speed.labels(self.config.livestream).set(0)
 
     def status(self) -> TranscoderStatus:
-        broadcasting = self.encoder is not None
+        encoding = self.encoder is not None
+        producing = self.producing()
         return TranscoderStatus(
-            active_source=self.relay.on_air() if broadcasting else self.relay.selected(),
+            active_source=self.relay.on_air() if encoding else self.relay.selected(),
             speed=self._current_speed(),
             qualities=self._qualities(),
             last_segment_at=self.packager.stats.last_segment_at,
-            broadcasting=broadcasting,
-            run_id=self.plan.run_id if broadcasting and self.plan else None,
+            broadcasting=producing,
+            run_id=self.plan.run_id if encoding and self.plan else None,
             source_switches=dict(self._switches),
+            error=self._encoder_failure if encoding and not producing else None,
         )

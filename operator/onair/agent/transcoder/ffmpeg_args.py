@@ -288,6 +288,10 @@ def encoder_args(plan: EncoderPlan) -> list[str]:
         raise ValueError("an encoder needs at least one rung")
     args = [
         plan.ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "warning", "-stats", "-stats_period", "1",
+        # Overwrite: the screenshot keeps one name across runs, and every encoder after the first
+        # (a crash, a source with or without audio, a broadcast started again) finds the last
+        # one's file in the working directory; without -y ffmpeg exits at once, forever.
+        "-y",
         "-f", "mpegts", *_input_probe(plan), "-thread_queue_size", "1024", "-i", "pipe:0",
         "-filter_complex", filter_graph(plan),
     ]

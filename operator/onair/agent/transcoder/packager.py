@@ -102,6 +102,7 @@ class Packager:
         self._dash_dir: Optional[int] = None  # mtime_ns of the directory when last fully listed
         self._dash_old: dict[str, float] = {}  # file -> delete after (monotonic)
         self._screenshot: Optional[tuple[float, int]] = None
+        self._screenshot_error: Optional[str] = None
         self._run_started = 0.0
         self._lock = asyncio.Lock()
         self._watch: Optional[DirWatch] = None
@@ -241,10 +242,7 @@ class Packager:
                 now = datetime.now(timezone.utc)
                 removed = rendition.playlist.add(segment.uri, segment.duration, run, init, now)
                 rendition.trash.extend(removed)
-                self.stats.segments[kind] = self.stats.segments.get(kind, 0) + 1
-                self.stats.last_segment_at = now
-                if self.on_segment:
-                    self.on_segment(kind)
+                self._count_segment(kind, now)
             changed.append(rendition)
         for rendition in changed:
             await self._put(f"{rendition.base}/{PUBLIC_PLAYLIST}", rendition.playlist.render().encode())
@@ -258,6 +256,12 @@ class Packager:
                 return
             if await self._put(f"hls/{kind}/{MASTER}", public_master(text, run, PUBLIC_PLAYLIST).encode()):
                 self._masters_sent.add(kind)
+
+    def _count_segment(self, kind: str, now: Optional[datetime] = None) -> None:
+        self.stats.segments[kind] = self.stats.segments.get(kind, 0) + 1
+        self.stats.last_segment_at = now or datetime.now(timezone.utc)
+        if self.on_segment:
+            self.on_segment(kind)
 
     async def _resume(self, rendition: _Rendition) -> None:
         """Before a rendition's first segment in this process: continue what a previous
@@ -347,6 +351,8 @@ class Packager:
                 continue
             if published:
                 self._dash_files[name] = mtime
+                if "init" not in name and self.run_id is not None and name.startswith(f"dash/{self.run_id}_"):
+                    self._count_segment("dash")
             else:
                 dirty = True
         for name in [n for n in self._dash_files if n not in present]:
@@ -372,11 +378,20 @@ class Packager:
         try:
             st = shot.stat()
             stamp = (st.st_mtime, st.st_size)
-            if stamp != self._screenshot:
-                if await self._put(fa.SCREENSHOT, shot.read_bytes()):
-                    self._screenshot = stamp
+            if stamp == self._screenshot:
+                return
+            data = shot.read_bytes()
         except FileNotFoundError:
-            pass
+            return
+        except OSError as exc:
+            # Logged once: the segments published in the same scan matter more than the picture.
+            if str(exc) != self._screenshot_error:
+                self._screenshot_error = str(exc)
+                log.error("cannot read the screenshot: %s", exc)
+            return
+        self._screenshot_error = None
+        if await self._put(fa.SCREENSHOT, data):
+            self._screenshot = stamp
 
     # ------------------------------------------------------------------------- transport
     async def _put(self, path: str, data: bytes) -> bool:

@@ -9,6 +9,11 @@ is declared dead (reader EOF: at once; silence: after ``freeze_seconds``).
 
 Pull mode has a single reader that walks ``pull_uris`` round-robin: a URI whose reader exits
 or stays silent is replaced by the next one.
+
+A configured source can be switched off and on while the agent runs (``set_enabled``): the
+backup ingest exists only while the Livestream asks for it, and a pull source is not pulled
+while the stream is inactive or ended. Switched off, its reader is stopped and it counts as
+silent, so a source on air fails over exactly as if it had died.
 """
 from __future__ import annotations
 
@@ -52,6 +57,7 @@ class _Reader:
     child: Child
     feed: Feed
     source_url: str = ""  # as configured: never with the read token
+    enabled: bool = True  # False: no reader process, the source counts as silent
     probe: InputProbe = field(default_factory=InputProbe)
     rotation: Optional[PullRotation] = None
     started_at: float = 0.0
@@ -147,6 +153,9 @@ class Relay:
 
     def _reader_exited(self, reader: _Reader, code: int) -> None:
         self.selector.restarted(reader.name)
+        if not reader.enabled:
+            self._decide()  # switched off on purpose: not a failure of its URI
+            return
         if reader.rotation is not None:
             failed = reader.rotation.current
             nxt = reader.rotation.failed()
@@ -285,8 +294,27 @@ class Relay:
     # ------------------------------------------------------------------------- lifecycle
     def start(self) -> None:
         for reader in self.readers.values():
-            self.supervisor.add(reader.child)
+            if reader.enabled:
+                self.supervisor.add(reader.child)
         self._task = asyncio.get_running_loop().create_task(self._tick(), name="relay")
+
+    async def set_enabled(self, name: str, enabled: bool, why: str) -> None:
+        """Start or stop reading source ``name`` (a no-op for one not configured or already so)."""
+        reader = self.readers.get(name)
+        if reader is None or reader.enabled == enabled:
+            return
+        reader.enabled = enabled
+        if self._task is None:
+            return  # not started: ``start`` honours it
+        if enabled:
+            log.info("source %s: reading again (%s)", name, why)
+            self._prepare(reader)
+            self.supervisor.add(reader.child)
+        else:
+            log.info("source %s: reader stopped (%s)", name, why)
+            await self.supervisor.remove(reader.child.name)
+            self.selector.restarted(name)
+            self._decide()
 
     def stop_restarting(self) -> None:
         """Shutting down: a reader that ends now stays ended (the source is likely going away
