@@ -31,7 +31,6 @@ import ssl
 import subprocess
 import sys
 import tarfile
-import tempfile
 import time
 import tomllib
 import zlib
