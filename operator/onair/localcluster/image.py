@@ -586,7 +586,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     t0 = time.monotonic()
     try:
-        ref = build_image(force=args.force, refresh_base=args.refresh_base)
+        # With --json, stdout carries the JSON alone: progress goes to stderr.
+        with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+            ref = build_image(force=args.force, refresh_base=args.refresh_base)
     except BuildError as e:
         print(f"build-image: {e}", file=sys.stderr)
         return 1
