@@ -81,6 +81,14 @@ def test_context_files_are_what_the_dockerfile_copies_minus_dockerignore(tmp_pat
                                    "operator/onair/agent/static/vendor/hls.min.js", "packaging/list.txt"]
 
 
+def test_an_exception_brings_a_file_back_from_an_ignored_directory(tmp_path):
+    root = _mini_repo(tmp_path)
+    (root / ".dockerignore").write_text("**/node_modules\n!operator/onair/agent/player/node_modules/hls.js/x.js\n")
+    files = context_files(root)
+    assert "operator/onair/agent/player/node_modules/hls.js/x.js" in files
+    assert "operator/onair/__pycache__/__init__.cpython-311.pyc" in files  # no longer ignored
+
+
 def test_digest_follows_the_build_inputs_only(tmp_path):
     root = _mini_repo(tmp_path)
     base = "sha256:" + "a" * 64

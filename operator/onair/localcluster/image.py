@@ -202,14 +202,18 @@ def context_files(root: Path) -> list[str]:
     ignore_file = root / ".dockerignore"
     patterns = parse_dockerignore(ignore_file.read_text()) if ignore_file.exists() else []
     found = {"Dockerfile"} | ({".dockerignore"} if ignore_file.exists() else set())
+    # An exception (`!dir/file`) can bring back a file inside an ignored directory: then every
+    # directory has to be walked.
+    prune = not any(p.negated for p in patterns)
     for source in copy_sources(dockerfile):
         for path in sorted(root.glob(source.strip("/"))) or [root / source]:
             if path.is_dir() and not path.is_symlink():
                 for dirpath, dirnames, filenames in os.walk(path):
                     rel_dir = os.path.relpath(dirpath, root)
                     # Pruning ignored directories keeps node_modules and caches out of the walk.
-                    dirnames[:] = [d for d in dirnames
-                                   if not is_ignored(os.path.join(rel_dir, d), patterns)]
+                    if prune:
+                        dirnames[:] = [d for d in dirnames
+                                       if not is_ignored(os.path.join(rel_dir, d), patterns)]
                     for f in filenames:
                         rel = os.path.normpath(os.path.join(rel_dir, f))
                         if not is_ignored(rel, patterns):
