@@ -23,4 +23,5 @@ pytest_plugins = [
     "tests.fixtures.transcoder",
     "tests.fixtures.origin",
     "tests.fixtures.browser",
+    "tests.fixtures.image",
 ]
