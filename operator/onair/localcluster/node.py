@@ -109,6 +109,8 @@ def _used_networks() -> list[ipaddress.IPv4Network]:
     nets = []
     for cmd in (["ip", "-4", "-o", "addr", "show"], ["ip", "-4", "route", "show", "table", "all"]):
         for line in _run(cmd, check=False).stdout.splitlines():
+            if line.startswith("blackhole"):  # the nodes' own guard routes (see add_guard_routes)
+                continue
             for word in line.split():
                 with contextlib.suppress(ValueError):
                     if "/" in word or word[:1].isdigit():
@@ -128,6 +130,54 @@ def pick_link(used: Iterable[ipaddress.IPv4Network], pool: ipaddress.IPv4Network
         if not any(cand.overlaps(u) for u in used):
             return cand
     raise NodeError(f"no free /30 left in {pool} for a node link")
+
+
+# Ranges that exist only inside node network namespaces. While any node exists, the host
+# drops traffic to them instead of following its default route off the machine: kube-apiserver
+# dialing a pod or Service address (a proxy subresource, a webhook) or a straggler to a link
+# just removed. A node's own /30 is more specific and still reaches it.
+GUARD_ROUTES = (CLUSTER_CIDR, certs.SERVICE_CIDR, str(LINK_POOL))
+_LINK_LOCK = ".onair-node-link.lock"
+
+
+@contextlib.contextmanager
+def _link_lock():
+    """Serializes address picking and guard-route bookkeeping among nodes starting and stopping."""
+    with open(_state_base() / _LINK_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _host_routes() -> list[str]:
+    return _run(["ip", "-4", "route", "show"], check=False).stdout.splitlines()
+
+
+def add_guard_routes() -> list[str]:
+    """Blackhole GUARD_ROUTES on the host, except a range the host really routes somewhere
+    (then it is not ours to shadow). Returns the ranges guarded."""
+    routes = _host_routes()
+    real = [ipaddress.ip_network(line.split()[0], strict=False) for line in routes
+            if line.split() and not line.startswith(("default", "blackhole")) and line.split()[0][:1].isdigit()]
+    guarded = []
+    for net in GUARD_ROUTES:
+        n = ipaddress.ip_network(net)
+        if any(n.overlaps(r) and not (r.subnet_of(n) and n == LINK_POOL) for r in real):
+            continue
+        _run(["ip", "route", "replace", "blackhole", net])
+        guarded.append(net)
+    return guarded
+
+
+def remove_guard_routes(except_netns: str = "") -> None:
+    """Drop the guard routes once no node is left (callers hold _link_lock)."""
+    others = [line.split()[0] for line in _run(["ip", "netns", "list"], check=False).stdout.splitlines()
+              if line.startswith(_STATE_PREFIX) and line.split()[0] != except_netns]
+    if others:
+        return
+    for line in _host_routes():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "blackhole" and parts[1] in GUARD_ROUTES:
+            _run(["ip", "route", "del", "blackhole", parts[1]], check=False)
 
 
 # ----------------------------------------------------------------------------- processes
@@ -302,8 +352,10 @@ def teardown_state(state_dir: Path, info: dict[str, Any]) -> list[str]:
         problems += [f"cgroup not removable: {d}" for d in remove_cgroup_root(info["cgroup"])]
     if info.get("host_if"):
         _run(["ip", "link", "del", info["host_if"]], check=False)
-    if info.get("netns"):
-        _run(["ip", "netns", "del", info["netns"]], check=False)
+    with _link_lock():
+        if info.get("netns"):
+            _run(["ip", "netns", "del", info["netns"]], check=False)
+        remove_guard_routes(except_netns=info.get("netns") or "")
     # Mounts the node made live in its own mount namespace, gone with its last process; a
     # failure to unmount here would mean one escaped to the host, so look and report.
     for m in _host_mounts_under(str(state_dir)):
@@ -351,7 +403,7 @@ class Node:
     >>> cluster = LocalCluster(**node.cluster_options()).start()
     >>> node.start(cluster)
     ...
-    >>> node.stop(); cluster.stop()
+    >>> node.stop_components(); cluster.stop(); node.stop()
 
     `LocalNodeCluster` does exactly that as one context manager.
     """
@@ -375,7 +427,7 @@ class Node:
         self._holder: _Proc | None = None
         self._namespaces: dict[str, int] = {}
         self.timings: dict[str, float] = {}
-        self._stopped = False
+        self._stopped = self._components_stopped = False
 
     # ------------------------------------------------------------------ phase 1: network
 
@@ -392,9 +444,8 @@ class Node:
         self._save_state()
         try:
             # The lock makes "pick an unused /30, then take it" atomic among nodes starting at once.
-            lock_path = _state_base() / ".onair-node-link.lock"
-            with open(lock_path, "w") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)
+            with _link_lock():
+                add_guard_routes()
                 self.link = pick_link(_used_networks())
                 hosts = list(self.link.hosts())
                 self.host_ip, self.node_ip = str(hosts[0]), str(hosts[1])
@@ -473,7 +524,8 @@ class Node:
                        [containerd, kubelet, proxy])
         except BaseException as e:
             self.keep_state = self.keep_state or isinstance(e, ClusterError)
-            self.stop()
+            # The network stays until the caller has stopped the control plane (see stop_components).
+            self.stop_components()
             if isinstance(e, ClusterError) and self.state_dir:
                 raise NodeError(f"{e}\n(node state dir kept for inspection: {self.state_dir})") from e
             raise
@@ -662,12 +714,13 @@ class Node:
 
     # ------------------------------------------------------------------ teardown
 
-    def stop(self) -> list[str]:
-        """Stop everything and remove every trace; returns what could not be removed (empty
-        on success; `leftovers()` checks independently)."""
-        if self._stopped or self.state_dir is None:
-            return []
-        self._stopped = True
+    def stop_components(self) -> None:
+        """Stop every process of the node (containers included) but keep its network: the
+        control plane listens on the link's host end and must be stopped before it goes, or
+        its last requests to that address would follow the host's default route."""
+        if self._components_stopped or self.state_dir is None:
+            return
+        self._components_stopped = True
         t0 = time.monotonic()
         # kubelet first, so it does not restart what is being killed; containerd and the
         # shims after their containers; the holder (and with it the mount namespace) last.
@@ -686,6 +739,16 @@ class Node:
         if self._holder:
             with contextlib.suppress(Exception):
                 self._holder.stop(timeout=5)
+        self.timings["teardown"] = self.timings.get("teardown", 0.0) + time.monotonic() - t0
+
+    def stop(self) -> list[str]:
+        """Stop everything and remove every trace; returns what could not be removed (empty
+        on success; `leftovers()` checks independently)."""
+        if self._stopped or self.state_dir is None:
+            return []
+        self.stop_components()
+        self._stopped = True
+        t0 = time.monotonic()
         info = json.loads(self._p(_STATE_FILE).read_text()) if self._p(_STATE_FILE).is_file() else {
             "netns": self.netns, "host_if": self.host_if, "cgroup": self.cgroup, "namespaces": self._namespaces}
         if self.keep_state:
@@ -694,7 +757,7 @@ class Node:
                 shutil.copytree(self._p("logs"), kept / "logs", dirs_exist_ok=True)
                 self._log(f"node logs kept in {kept / 'logs'}")
         problems = teardown_state(self.state_dir, info)
-        self.timings["teardown"] = time.monotonic() - t0
+        self.timings["teardown"] = self.timings.get("teardown", 0.0) + time.monotonic() - t0
         self._log(f"node {self.name} torn down in {self.timings['teardown']:.1f}s"
                   + (f"; PROBLEMS: {problems}" if problems else ""))
         return problems
@@ -720,6 +783,10 @@ class Node:
         out += [f"cgroup {h / self.cgroup}" for h in cgroup_hierarchies() if (h / self.cgroup).exists()]
         if self.state_dir and self.state_dir.exists():
             out.append(f"state dir {self.state_dir}")
+        others = [n for n in _run(["ip", "netns", "list"], check=False).stdout.split() if n.startswith(_STATE_PREFIX)]
+        if not others:
+            out += [f"guard route {line}" for line in _host_routes()
+                    if line.startswith("blackhole") and line.split()[1] in GUARD_ROUTES]
         return out
 
 
@@ -1021,10 +1088,10 @@ class LocalNodeCluster:
         return self
 
     def stop(self) -> list[str]:
-        problems = self.node.stop()
+        self.node.stop_components()
         if self.cluster:
             self.cluster.stop()
-        return problems
+        return self.node.stop()
 
     def check_alive(self) -> None:
         if self.cluster:
