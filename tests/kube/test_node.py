@@ -170,3 +170,54 @@ def test_teardown_leaves_no_process_mount_link_chain_or_namespace_behind():
     with open("/proc/self/mountinfo") as fh:
         mounts = fh.read()
     assert kc.node.netns not in mounts and str(kc.node.state_dir) not in mounts
+
+
+_KILLED_OWNER = """
+import sys, time
+from onair.localcluster.node import LocalNodeCluster
+kc = LocalNodeCluster().start()
+print("NODE", kc.node.state_dir, kc.node.netns, kc.node.host_if, kc.node.cgroup, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_node_whose_owner_was_killed_is_reaped_by_the_next_one(tmp_path):
+    """pytest killed by a timeout cannot clean up: its containers and shims outlive it. The next
+    node start must remove them, with the namespace, link, cgroups and state dir."""
+    import os
+    import signal
+    import sys
+
+    from onair.localcluster import node as nodemod
+
+    owner = subprocess.Popen([sys.executable, "-c", _KILLED_OWNER], stdout=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    try:
+        for out in owner.stdout:
+            if out.startswith("NODE "):
+                break
+        else:
+            pytest.fail(f"node did not start (exit {owner.wait()})")
+        state_dir, netns, host_if, cgroup = out.split()[1:]
+        # CoreDNS and the provisioner run: there are containers to outlive their owner.
+        assert nodemod.node_processes(cgroup_root="/" + cgroup)
+    finally:
+        os.kill(owner.pid, signal.SIGKILL)
+        owner.wait()
+    survivors = wait_for(lambda: nodemod.node_processes(cgroup_root="/" + cgroup) or None, timeout=5,
+                         what="containers surviving their owner")
+    assert survivors
+    reaped = nodemod.reap_stale_nodes()
+    assert state_dir in [str(d) for d in reaped]
+    assert nodemod.node_processes(marker=state_dir, cgroup_root="/" + cgroup) == []
+    assert netns not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert host_if not in subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    assert not [h for h in nodemod.cgroup_hierarchies() if (h / cgroup).exists()]
+    with open("/proc/self/mountinfo") as fh:
+        mounts = fh.read()
+    assert netns not in mounts and state_dir not in mounts
+    assert not os.path.exists(state_dir)
+    # The killed owner's control plane died with it; its run dir goes as the next cluster's would.
+    from onair.localcluster.cluster import _run_base, reap_stale_run_dirs
+
+    reap_stale_run_dirs(_run_base())

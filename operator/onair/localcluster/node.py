@@ -26,6 +26,7 @@ Isolation, so a node can neither reach the network nor leave anything behind:
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import fcntl
@@ -1085,9 +1086,13 @@ class LocalNodeCluster:
             self.stop()
             raise
         self.start_seconds = time.monotonic() - t0
+        # Runs before LocalCluster's own atexit hook (registered earlier), keeping the order.
+        atexit.register(self.stop)
         return self
 
     def stop(self) -> list[str]:
+        with contextlib.suppress(Exception):
+            atexit.unregister(self.stop)
         self.node.stop_components()
         if self.cluster:
             self.cluster.stop()
