@@ -45,8 +45,8 @@ from typing import Any, Callable, Iterable
 
 import yaml
 
-from . import build, certs, images, versions
-from .cluster import (DEFAULT_CONTROLLERS, NODE_CONTROLLERS, ClusterError, ComponentDied, LocalCluster, _b64,
+from . import build, certs, images
+from .cluster import (DEFAULT_CONTROLLERS, NODE_CONTROLLERS, ClusterError, LocalCluster, _b64,
                       _Proc, _tail, kubeconfig_dict, write_kubeconfig)
 
 NODE_NAME = "onair-node"
