@@ -13,6 +13,9 @@ from onair.localcluster import certs
 from onair.localcluster.node import DNS_SERVICE_IP, GUARD_ROUTES, LOCAL_PATH_PROVISIONER_NAME, STORAGE_CLASS, LocalNodeCluster
 from tests.fixtures.cluster import wait_for
 
+# Also the tests that start nodes of their own, without the fixtures.
+pytestmark = [pytest.mark.kube, pytest.mark.slow]
+
 HTTPD = ["sh", "-c", 'mkdir -p /www && echo "hello from $(hostname)" > /www/index.html && exec httpd -f -p 8080 -h /www']
 SLEEP = ["sleep", "3600"]
 
