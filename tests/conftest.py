@@ -16,6 +16,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 pytest_plugins = [
     "tests.fixtures.media",
     "tests.fixtures.cluster",
+    "tests.fixtures.node",
     "tests.fixtures.ingest",
     "tests.fixtures.operator",
     "tests.fixtures.recorder_source",

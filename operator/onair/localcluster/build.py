@@ -166,6 +166,10 @@ class Component:
     binaries: dict[str, str]  # output name -> package import path
     local_version: Callable[[str], str]
     ldflags: Callable[[dict], list[str]]  # receives the module's .info JSON
+    # Directory of the wrapper module under src/ (default: name). Components built from the
+    # same module at the same version share one wrapper, so they share go.sum and every
+    # compiled package in the build cache.
+    src: str = ""
 
     def key(self) -> str:
         """Identity of a build: any change here means the binaries must be rebuilt. The Go
@@ -206,6 +210,15 @@ def _etcd_ldflags(info: dict) -> list[str]:
     return [f"-X go.etcd.io/etcd/api/v3/version.GitSHA={commit[:10]}"]
 
 
+def _coredns_ldflags(info: dict) -> list[str]:
+    commit = ((info.get("Origin") or {}).get("Hash")) or ""
+    return [f"-X github.com/coredns/coredns/coremain.GitCommit={commit[:7]}"]
+
+
+def _local_path_provisioner_ldflags(info: dict) -> list[str]:
+    return [f"-X main.VERSION={versions.LOCAL_PATH_PROVISIONER_VERSION}"]
+
+
 def _helm_ldflags(info: dict) -> list[str]:
     commit = ((info.get("Origin") or {}).get("Hash")) or ""
     return [
@@ -237,6 +250,37 @@ def components() -> list[Component]:
             local_version=lambda _path: staging_version(kv),
             ldflags=_k8s_ldflags,
         ),
+        # The node binaries: a component of their own so control-plane-only runs never compile
+        # them, but the same wrapper module as kube-apiserver.
+        Component(
+            name="kubernetes-node",
+            module="k8s.io/kubernetes",
+            version=kv,
+            binaries={
+                "kubelet": "k8s.io/kubernetes/cmd/kubelet",
+                "kube-scheduler": "k8s.io/kubernetes/cmd/kube-scheduler",
+                "kube-proxy": "k8s.io/kubernetes/cmd/kube-proxy",
+            },
+            local_version=lambda _path: staging_version(kv),
+            ldflags=_k8s_ldflags,
+            src="kubernetes",
+        ),
+        Component(
+            name="coredns",
+            module="github.com/coredns/coredns",
+            version=versions.COREDNS_VERSION,
+            binaries={"coredns": "github.com/coredns/coredns"},
+            local_version=lambda _path: versions.COREDNS_VERSION,
+            ldflags=_coredns_ldflags,
+        ),
+        Component(
+            name="local-path-provisioner",
+            module="github.com/rancher/local-path-provisioner",
+            version=versions.LOCAL_PATH_PROVISIONER_VERSION,
+            binaries={"local-path-provisioner": "github.com/rancher/local-path-provisioner"},
+            local_version=lambda _path: versions.LOCAL_PATH_PROVISIONER_VERSION,
+            ldflags=_local_path_provisioner_ldflags,
+        ),
         Component(
             name="helm",
             module="helm.sh/helm/v3",
@@ -265,10 +309,13 @@ def bin_dir() -> Path:
 
 
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "helm")
+# What a real node adds (onair.localcluster.node); built only when a node is asked for.
+NODE_BINARIES = ("kubelet", "kube-scheduler", "kube-proxy", "coredns", "local-path-provisioner")
+NODE_COMPONENTS = ["kubernetes-node", "coredns", "local-path-provisioner"]
 
 
 def binary_paths() -> dict[str, Path]:
-    return {name: bin_dir() / name for name in BINARIES}
+    return {name: bin_dir() / name for name in BINARIES + NODE_BINARIES}
 
 
 def find_go() -> str:
@@ -399,7 +446,7 @@ def _dir_empty(p: Path) -> bool:
 
 
 def build_component(comp: Component, go: str, env: dict[str, str], go_version: str, cold: bool) -> float:
-    src = controlplane_dir() / "src" / comp.name
+    src = controlplane_dir() / "src" / (comp.src or comp.name)
     src.mkdir(parents=True, exist_ok=True)
     log = controlplane_dir() / "logs" / f"build-{comp.name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)

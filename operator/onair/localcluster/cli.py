@@ -33,11 +33,12 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(_args: argparse.Namespace) -> int:
-    print(f"kubernetes {versions.KUBERNETES_VERSION}  etcd {versions.ETCD_VERSION}  helm {versions.HELM_VERSION}")
+    print(f"kubernetes {versions.KUBERNETES_VERSION}  etcd {versions.ETCD_VERSION}  helm {versions.HELM_VERSION}  "
+          f"coredns {versions.COREDNS_VERSION}  local-path-provisioner {versions.LOCAL_PATH_PROVISIONER_VERSION}")
     for name, p in build.binary_paths().items():
         print(f"{name:<24} {p}{'' if p.is_file() else '  (not built)'}")
     root = build.cache_root()
-    for sub in ("controlplane", "go/mod", "go/build"):
+    for sub in ("controlplane", "images", "go/mod", "go/build"):
         d = root / sub
         print(f"cache {str(d):<50} {_human(build.disk_usage(d)) if d.exists() else '-'}")
     return 0
@@ -79,7 +80,15 @@ def _cmd_start(args: argparse.Namespace) -> int:
     from .cluster import ClusterError, LocalCluster
 
     try:
-        with LocalCluster(keep_run_dir=args.keep) as c:
+        if args.node:
+            from .node import LocalNodeCluster
+
+            handle = LocalNodeCluster()
+            handle.node.keep_state = args.keep
+        else:
+            handle = LocalCluster(keep_run_dir=args.keep)
+        with handle:
+            c = handle.cluster if args.node else handle
             kc = c.kubeconfig_path
             if args.kubeconfig:
                 out = Path(args.kubeconfig).expanduser().resolve()
@@ -89,8 +98,12 @@ def _cmd_start(args: argparse.Namespace) -> int:
                 kc = out
             print(f"\nkube-apiserver {versions.KUBERNETES_VERSION} at {c.server_url} (started in {c.start_seconds:.1f}s)")
             print(f"component logs: {c.run_dir / 'logs'}")
+            if args.node:
+                n = handle.node
+                print(f"node {n.name}: {n.node_ip} in network namespace {n.netns} (`ip netns exec {n.netns} ...`); "
+                      f"logs in {n.state_dir / 'logs'}; NodePorts answer on {n.node_ip}")
             print(f"\nexport KUBECONFIG={kc}\n\nCtrl-C to stop.", flush=True)
-            wait_for_interrupt(c)
+            wait_for_interrupt(handle)
             print("\nstopping...", flush=True)
     except (ClusterError, build.BuildError) as e:
         print(f"localcluster: {e}", file=sys.stderr)
@@ -109,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("start", help="run a cluster until Ctrl-C")
     s.add_argument("--kubeconfig", help="also write the admin kubeconfig to this path")
     s.add_argument("--keep", action="store_true", help="keep the run dir (logs, etcd data) after stopping")
+    s.add_argument("--node", action="store_true",
+                   help="also run a real node (containerd, kubelet, kube-proxy, CoreDNS, local-path-provisioner) "
+                        "in its own network namespace; needs root")
     s.set_defaults(func=_cmd_start)
     c = sub.add_parser("clean", help="free disk: drop the Go build cache (keeps binaries and modules)")
     c.add_argument("--all", action="store_true", help=f"remove the whole cache dir ({build.cache_root()})")

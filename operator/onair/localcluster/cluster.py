@@ -15,6 +15,7 @@ import atexit
 import base64
 import contextlib
 import ctypes
+import ipaddress
 import json
 import os
 import shutil
@@ -49,6 +50,17 @@ DEFAULT_CONTROLLERS = (
     # Aggregated ClusterRoles (admin/edit/view pick up rules labelled for aggregation): RBAC
     # tests of the operator's own roles depend on it.
     "clusterrole-aggregation-controller",
+)
+
+# What a cluster with a real node (onair.localcluster.node) needs on top: the node lifecycle
+# controller removes the node.kubernetes.io/not-ready taint once the kubelet reports Ready
+# (nothing schedules before that) and taint-based eviction goes with it; the PV binder hands
+# claims to the provisioner and binds them; pod GC and the TTL controller run on every real
+# cluster; the ephemeral-volume controller makes `ephemeral:` volumes work.
+NODE_CONTROLLERS = (
+    "node-lifecycle-controller", "taint-eviction-controller", "persistentvolume-binder-controller",
+    "persistentvolume-attach-detach-controller", "pod-garbage-collector-controller", "ttl-controller",
+    "ephemeral-volume-controller", "persistentvolume-expander-controller",
 )
 
 SERVICE_ACCOUNT_ISSUER = f"https://kubernetes.default.svc.{certs.CLUSTER_DOMAIN}"
@@ -194,12 +206,22 @@ class LocalCluster:
         start_timeout: float = 120.0,
         crd_paths: Iterable[Path] = (),
         log: Callable[[str], None] | None = None,
+        address: str = "127.0.0.1",
+        node_access: bool = False,
     ):
         """crd_paths: YAML files (CRDs, and anything else) applied once the apiserver is
         ready but before kube-controller-manager starts. The garbage collector only
         re-discovers resource types every 30s, so objects owned by custom resources created
         later would wait up to that long to be collected; installed up front they are
-        known from its first discovery."""
+        known from its first discovery.
+
+        address: where kube-apiserver listens and what it advertises. Loopback (the default)
+        is enough for clients on this host; a real node (onair.localcluster.node) needs an
+        address its kubelet and its pods can reach, which also lets the `kubernetes` Service
+        get real endpoints.
+        node_access: prepare for kubelets as a real cluster does: the Node authorizer and
+        NodeRestriction admission, a client certificate the apiserver presents to kubelets
+        (logs, exec, port-forward) and their InternalIP as the address to dial."""
         self._bin_dir = bin_dir
         self._run_dir_arg = run_dir
         self._build = build_if_missing
@@ -218,6 +240,8 @@ class LocalCluster:
         self.etcd_url = ""
         self.start_seconds = 0.0
         self._ssl: ssl.SSLContext | None = None
+        self.address = address
+        self.node_access = node_access
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -239,7 +263,7 @@ class LocalCluster:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / _OWNER_FILE).write_text(str(os.getpid()))
         (self.run_dir / "logs").mkdir(exist_ok=True)
-        self.pki = certs.generate(self.run_dir / "pki")
+        self.pki = certs.generate(self.run_dir / "pki", extra_sans=[] if self._loopback else [self.address])
         atexit.register(self.stop)
         # Free ports are picked, then bound by a child later: another process (an xdist
         # sibling) can grab one in between. Such a collision shows up as a dead component,
@@ -266,6 +290,25 @@ class LocalCluster:
         self.keep_run_dir = True
         self.stop()
         raise ClusterError(f"{e}\n(run dir kept for inspection: {self.run_dir})") from e
+
+    @property
+    def _loopback(self) -> bool:
+        return ipaddress.ip_address(self.address).is_loopback
+
+    def _node_access_args(self) -> list[str]:
+        assert self.pki
+        if not self.node_access:
+            return ["--authorization-mode=RBAC"]
+        kubelet_client = self.pki.issue_client("apiserver-kubelet-client", "kube-apiserver-kubelet-client",
+                                               ["system:masters"])
+        return [
+            "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction",
+            f"--kubelet-client-certificate={kubelet_client.cert}",
+            f"--kubelet-client-key={kubelet_client.key}",
+            # A kubelet's self-chosen hostname means nothing on this host; its InternalIP does.
+            "--kubelet-preferred-address-types=InternalIP",
+        ]
 
     def _binaries(self) -> dict[str, Path]:
         if self._bin_dir:
@@ -309,15 +352,15 @@ class LocalCluster:
 
         # --- kube-apiserver
         port = free_port()
-        self.server_url = f"https://127.0.0.1:{port}"
+        self.server_url = f"https://{self.address}:{port}"
         apiserver = _Proc("kube-apiserver", [
             str(bins["kube-apiserver"]),
             f"--etcd-servers={self.etcd_url}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={port}",
+            f"--bind-address={self.address}", f"--advertise-address={self.address}", f"--secure-port={port}",
             f"--cert-dir={rd / 'apiserver-certs'}",
             f"--tls-cert-file={pki.apiserver.cert}", f"--tls-private-key-file={pki.apiserver.key}",
             f"--client-ca-file={pki.ca.cert}",
-            "--authorization-mode=RBAC",
+            *self._node_access_args(),
             f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
             f"--service-account-key-file={pki.sa_pub}",
             f"--service-account-signing-key-file={pki.sa_key}",
@@ -326,8 +369,9 @@ class LocalCluster:
             # PodSecurity, webhooks, ValidatingAdmissionPolicy, ...) is what real clusters run.
             "--allow-privileged=true",
             # A loopback address is rejected as an Endpoints IP, so the `kubernetes` Service
-            # reconciler would only log validation errors forever.
-            "--endpoint-reconciler-type=none",
+            # reconciler would only log validation errors forever; any other address gets
+            # the default lease reconciler, as on a real cluster.
+            *(["--endpoint-reconciler-type=none"] if self._loopback else []),
             "--profiling=false",
             "--event-ttl=1h",
             *self.apiserver_args,

@@ -19,3 +19,11 @@ HELM_VERSION = "v3.22.0"
 
 # Oldest Go toolchain known to build all of the above (etcd 3.6.16 and helm 3.22 declare go 1.26.0).
 MIN_GO_VERSION = (1, 26)
+
+# Cluster DNS for the local node (onair.localcluster.node): the github.com/coredns/coredns main
+# package. 1.14.x declares go 1.25, so it builds with the same toolchain as kubernetes 1.35.
+COREDNS_VERSION = "v1.14.2"
+
+# The PersistentVolume provisioner k3s and kind ship (hostPath volumes under a node
+# directory, WaitForFirstConsumer); the newest tag the Go module proxy has.
+LOCAL_PATH_PROVISIONER_VERSION = "v0.0.30"
