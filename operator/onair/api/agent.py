@@ -145,7 +145,13 @@ class Desired(ApiModel):
     """PUT /desired body. Missing fields keep their current value."""
 
     phase: Phase = "backstage"
-    broadcasting: bool = False
+    broadcasting: bool = Field(False, description=(
+        "Transcoder: produce the outputs (public broadcasting, the backstage preview, a transcoded "
+        "recording's source)."))
+    public_broadcasting: Optional[bool] = Field(None, description=(
+        "GetStream's HLS broadcast: outputs the origin indexes while this and viewersAllowed are both on "
+        "are for viewers; the rest only for token holders and in-cluster readers. Unset: every output "
+        "is for viewers while they are allowed."))
     recording: bool = False
     active: bool = True
     viewers_allowed: Optional[bool] = Field(None, description=(
