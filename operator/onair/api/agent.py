@@ -198,6 +198,24 @@ class TranscoderStatus(ApiModel):
         "how a failover and return between two status polls is still noticed"))
 
 
+class RecordedPart(ApiModel):
+    file: str = Field(description="part file name in the recordings volume")
+    bytes: int = Field(ge=0)
+    duration_seconds: Optional[float] = Field(None, description="what ffprobe reads from the file; null when unreadable")
+
+
+class Recording(ApiModel):
+    """One finished recording session, as its sidecar on the recordings volume describes it."""
+
+    session: str = Field(description="<namespace>_<name>_<start>: names its parts and its sidecar (<session>.json)")
+    started_at: datetime
+    ended_at: datetime
+    duration_seconds: float = Field(description="recorded seconds, all parts")
+    end_reason: str = Field(description="recording stopped, source gone for <n>s, agent stopped, or recovered: ...")
+    recovered: bool = Field(False, description="finalized by a later recorder: the one recording it was killed")
+    parts: list[RecordedPart] = Field(default_factory=list)
+
+
 class RecorderStatus(ApiModel):
     role: Literal["recorder"] = "recorder"
     recording: bool = Field(description="media is being written right now")
@@ -206,6 +224,12 @@ class RecorderStatus(ApiModel):
     state: Optional[Literal["idle", "waiting", "recording", "reconnecting", "disk_full", "error"]] = None
     started_at: Optional[datetime] = Field(None, description="first media of the current session")
     error: Optional[str] = Field(None, description="what keeps the recorder from recording (disk full, volume missing)")
+    source_error: Optional[str] = Field(None, description=(
+        "why the last attempt to read the source gave no media (e.g. 'playlist answered HTTP 404'), while "
+        "waiting or reconnecting; null once media flows or recording is not desired"))
+    recordings: list[Recording] = Field(default_factory=list, description=(
+        "finished sessions of this livestream on the volume (their sidecars), oldest first, at most the "
+        "latest 50"))
 
 
 class OriginStatus(ApiModel):
