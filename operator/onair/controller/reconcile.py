@@ -233,7 +233,7 @@ def _watch_broadcast(rt: Runtime, state: LivestreamState, body: Mapping, status:
     """BroadcastingFailed once a failure has lasted the grace period; BroadcastingRecovered after."""
     assert state.lifecycle is not None and state.rendered is not None
     problem = events.broadcast_problem(
-        state.lifecycle.broadcasting, bool(status.get("live") or status.get("backupLive")), transcoder, now,
+        state.lifecycle.outputs, bool(status.get("live") or status.get("backupLive")), transcoder, now,
         float(state.rendered.effective.broadcasting.segment_duration_seconds or 2))
     if problem is None:
         state.broadcast_failing_since = None
