@@ -84,7 +84,7 @@ class LivestreamSpec(ApiModel):
     stop_live: Optional[StopLiveOptions] = None
     broadcasting: Optional[bool] = Field(None, description=(
         "Explicitly start (true) or stop (false) HLS/DASH broadcasting, like start/stopHLSBroadcasting. "
-        "Unset: follow the phase and broadcasting.mode."))
+        "false also stops the backstage preview. Unset: follow the phase and broadcasting.mode."))
     recording: Optional[bool] = Field(None, description=(
         "Explicitly start (true) or stop (false) recording, like start/stopRecording. Unset: follow "
         "the phase and recording.mode."))
