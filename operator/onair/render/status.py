@@ -12,7 +12,8 @@ from onair.api.conditions import (NOTHING_TRANSCODED_TO_RECORD, RECORDER_NOT_REP
                                   RECORDING_IN_PROGRESS, RECORDING_SOURCE_UNAVAILABLE, RECORDING_STARTING,
                                   RECORDING_WAITING_FOR_INPUT)
 from onair.render.children import RenderedChildren
-from onair.render.conditions import find_condition, kstatus_conditions, remove_condition, rfc3339, set_condition
+from onair.render.conditions import (find_condition, kstatus_conditions, parse_rfc3339, remove_condition, rfc3339,
+                                    set_condition)
 from onair.render.lifecycle import Lifecycle, recording_without_outputs
 from onair.render.resolve import Problem
 
@@ -26,13 +27,6 @@ RECORDING_START_GRACE_SECONDS = 30.0
 def _round(value: Optional[float], digits: int) -> Optional[float]:
     # Status is patched only on change: unrounded rates would patch on every poll.
     return None if value is None else round(float(value), digits)
-
-
-def _parse_rfc3339(value: Any) -> Optional[datetime]:
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def recording_duration(recorder: RecorderStatus) -> float:
@@ -70,7 +64,7 @@ def recording_condition(lifecycle: Lifecycle, rendered: RenderedChildren, record
         return ("False", RECORDING_WAITING_FOR_INPUT,
                 "recording starts when the input is live: nothing is being received now")
     before = find_condition(previous, RECORDING)
-    since = _parse_rfc3339(before.get("lastTransitionTime")) if before else None
+    since = parse_rfc3339(before.get("lastTransitionTime")) if before else None
     stuck = before is not None and (
         before.get("reason") == RECORDING_SOURCE_UNAVAILABLE
         or (before.get("status") == "Unknown" and since is not None
