@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.cluster import wait_for
+from tests.fixtures.origin import origins  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.cluster, pytest.mark.media]
 
@@ -230,3 +231,96 @@ def test_turning_the_backup_on_reaches_the_running_transcoder_without_a_rollout(
         assert templates() == before, "neither the transcoder nor the recorder is rolled out again"
     finally:
         kube.delete_calltype(ct)
+
+
+def recording_condition(status: dict) -> dict:
+    return next((c for c in status.get("conditions") or () if c["type"] == "Recording"), {})
+
+
+def test_what_was_recorded_stays_in_the_status_after_the_end_and_the_recorder(routes, kube, calltype, namespace,
+                                                                              ingest_agent, recorder_agent,
+                                                                              publishers, tmp_path):
+    main = ingest_agent.start(slot="main", protocols=("rtmp",), livestream=f"{namespace}/kept")
+    recordings = tmp_path / "recordings"
+    recorder = recorder_agent.start(source_url=main.read_url, output_dir=recordings, livestream=f"{namespace}/kept")
+    routes.route(namespace, "kept", "ingest", main)
+    routes.route(namespace, "kept", "recorder", recorder)
+    kube.create_livestream(namespace, "kept", {"callType": calltype, "phase": "live", "recording": True})
+    publishers.rtmp(main.rtmp_url, **SMALL)
+    kube.wait_status(namespace, "kept", lambda s: s.get("recording") is True and (s.get("recordingDurationSeconds") or 0) >= 4
+                     and recording_condition(s).get("reason") == "RecordingInProgress", timeout=60,
+                     what="recording for 4 s")
+
+    kube.patch_livestream(namespace, "kept", {"spec": {"phase": "ended"}})
+    st = kube.wait_status(namespace, "kept", lambda s: s.get("phase") == "ended" and s.get("recordings"), timeout=60,
+                          what="the finished recording listed")["status"]
+    # The final duration, not 0; and what was recorded: the files on the volume, their sizes and durations.
+    [session] = st["recordings"]
+    assert st["recording"] is False and st["recordingDurationSeconds"] >= 4
+    assert st["recordingDurationSeconds"] == round(session["durationSeconds"])
+    assert session["endReason"] == "recording stopped"
+    assert [p["file"] for p in session["parts"]] == sorted(p.name for p in recordings.glob("*.mp4"))
+    for part in session["parts"]:
+        assert part["bytes"] == (recordings / part["file"]).stat().st_size and part["durationSeconds"] > 0
+    assert recording_condition(st) == {}, "nothing is wanted any more: no Recording condition"
+
+    # The recorder pod goes away (scaled down, evicted, the node lost): the status remembers.
+    recorder.stop()
+    later = kube.wait_status(namespace, "kept", lambda s: "recording" not in s, timeout=30,
+                             what="the recorder no longer reporting")["status"]
+    assert later["recordings"] == st["recordings"]
+    assert later["recordingDurationSeconds"] == st["recordingDurationSeconds"]
+
+
+def test_a_wanted_recording_that_cannot_read_its_source_says_why(routes, kube, namespace, ingest_agent, recorder_agent,
+                                                                 origins, publishers, tmp_path):
+    # A transcoded recording reads the origin; here no transcoder feeds it, so the playlist is missing.
+    name = f"ct-{secrets.token_hex(3)}"
+    kube.create_calltype(name, settings={"recording": {"mode": "auto-on", "type": "transcoded"}})
+    try:
+        main = ingest_agent.start(slot="main", protocols=("rtmp",), livestream=f"{namespace}/why")
+        origin = origins.start(livestream=f"{namespace}/why")
+        recorder = recorder_agent.start(source_url=origin.url("hls/cmaf/master.m3u8"), record_type="transcoded",
+                                        output_dir=tmp_path / "recordings", livestream=f"{namespace}/why",
+                                        read_token_file=origin.config.read_token_file)
+        routes.route(namespace, "why", "ingest", main)
+        routes.route(namespace, "why", "recorder", recorder)
+        kube.create_livestream(namespace, "why", {"callType": name, "phase": "live"})
+        kube.wait_status(namespace, "why", lambda s: recording_condition(s).get("reason") == "WaitingForInput",
+                         timeout=30, what="a recording waiting for its input")
+        publishers.rtmp(main.rtmp_url, **SMALL)
+        kube.wait_status(namespace, "why", lambda s: recording_condition(s).get("reason") == "RecordingStarting",
+                         timeout=30, what="the recording starting once the input is live")
+        st = kube.wait_status(namespace, "why",
+                              lambda s: recording_condition(s).get("reason") == "RecordingSourceUnavailable",
+                              timeout=90, what="the recording reported as unable to start")["status"]
+        condition = recording_condition(st)
+        assert condition["status"] == "False" and st["recording"] is False
+        assert "playlist answered HTTP 404" in condition["message"], condition
+        assert "transcoder produces segments" in condition["message"], "the message says what to check"
+        warnings = [e for e in kube.events(namespace, "why") if e["reason"] == "RecordingSourceUnavailable"]
+        assert [e["type"] for e in warnings] == ["Warning"] and "HTTP 404" in warnings[0]["message"]
+    finally:
+        kube.delete_calltype(name)
+
+
+def test_a_transcoded_recording_with_broadcasting_disabled_is_reported(routes, kube, namespace):
+    name = f"ct-{secrets.token_hex(3)}"
+    kube.create_calltype(name, settings={"broadcasting": {"mode": "disabled"},
+                                         "recording": {"mode": "auto-on", "type": "transcoded"}})
+    try:
+        kube.create_livestream(namespace, "nothing", {"callType": name, "phase": "live"})
+        st = kube.wait_status(namespace, "nothing", lambda s: recording_condition(s).get("status") == "False",
+                              timeout=30, what="a Recording condition")["status"]
+        condition = recording_condition(st)
+        assert condition["reason"] == "NothingTranscodedToRecord", condition
+        assert "recording.type: origin" in condition["message"] and "broadcasting.mode" in condition["message"]
+        wait_for(lambda: "NothingTranscodedToRecord" in kube.event_reasons(namespace, "nothing"), 15,
+                 what="a NothingTranscodedToRecord Warning Event")
+        # Fixed by the user: the condition follows.
+        kube.patch_livestream(namespace, "nothing", {"spec": {"settingsOverride": {"recording": {"type": "origin"}}}})
+        kube.wait_status(namespace, "nothing",
+                         lambda s: recording_condition(s).get("reason") not in (None, "NothingTranscodedToRecord"),
+                         timeout=30, what="the condition to follow the fix")
+    finally:
+        kube.delete_calltype(name)

@@ -278,6 +278,10 @@ def _scenario(show: Show, kube, runner, ns: str, calltype: str, publishers) -> N
                       "status.phase live, viewersAllowed")
     variants = show.until(lambda: (lambda v: v if set(v) == RUNGS else None)(show.variants(show.master_url())),
                           30, "live master playlist without a token lists every rung")
+    # Viewers' playlists start with the first segment that began after they were let in: the
+    # backstage preview is never theirs.
+    show.until(lambda: all(http_get(url)[0] == 200 for url in variants.values()), 30,
+               "every viewers' playlist lists a segment made after going live")
     for rung, url in sorted(variants.items()):
         video = show.decode_segment(url)
         show.check(int(video["height"]) == int(rung[:-1]), f"{rung} decodes at {video['height']}p")

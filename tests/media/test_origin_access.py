@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 
 import httpx
 import m3u8
@@ -26,12 +27,7 @@ def backstage_origin(origins, transcoders):
         return response.status_code == 200 and len(m3u8.loads(response.text).segments) >= 2
 
     wait_for(ready, timeout=30, what="segments uploaded in backstage")
-    # the transcoder's screenshot, as it would PUT it
-    jpg = origin.data_dir.parent / "shot.jpg"
-    subprocess.run([FFMPEG, "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x180", "-frames:v", "1", "-y", str(jpg)],
-                   check=True, timeout=30)
-    httpx.put(f"{origin.upload_url}/screenshot.jpg", content=jpg.read_bytes(),
-              headers={"Authorization": f"Bearer {origin.upload_token}"}, timeout=10).raise_for_status()
+    put_screenshot(origin)
     return origin
 
 
@@ -128,20 +124,72 @@ def test_without_a_read_token_file_no_reader_gets_in_backstage(origins, transcod
     assert origin.get("hls/cmaf/master.m3u8", headers={"Authorization": "Bearer read-token-0123456789"}).status_code == 403
 
 
-def test_going_live_opens_playback_and_ending_keeps_it_open(backstage_origin):
+def put_screenshot(origin) -> None:
+    """The transcoder's screenshot, as it would PUT it."""
+    jpg = origin.data_dir.parent / "shot.jpg"
+    subprocess.run([FFMPEG, "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x180", "-frames:v", "1", "-y", str(jpg)],
+                   check=True, timeout=30)
+    httpx.put(f"{origin.upload_url}/screenshot.jpg", content=jpg.read_bytes(),
+              headers={"Authorization": f"Bearer {origin.upload_token}"}, timeout=10).raise_for_status()
+
+
+def test_going_live_opens_playback_but_never_publishes_the_backstage_preview(backstage_origin):
+    """GetStream's public HLS starts at go-live: what hosts previewed in backstage stays theirs,
+    in the live DVR and in the ended one; members keep the whole window."""
     origin = backstage_origin
+    member = {"token": origin.token(user_id="host")}
+    preview = [s.uri.split("?")[0] for s in
+               m3u8.loads(origin.get("hls/cmaf/360p/index.m3u8", params=member).text).segments]
     origin.set_phase("live")
-    for path in PLAYBACK:
+    for path in ("hls/cmaf/master.m3u8", "player"):
         assert origin.get(path).status_code == 200, path
-    segment = m3u8.loads(origin.get("hls/cmaf/360p/index.m3u8").text).segments[0].uri
-    response = origin.get(f"hls/cmaf/360p/{segment}")
+
+    def public_segments():
+        response = origin.get("hls/cmaf/360p/index.m3u8")
+        return m3u8.loads(response.text) if response.status_code == 200 and m3u8.loads(response.text).segments else None
+
+    live = wait_for(public_segments, timeout=30, what="a segment made after going live")
+    public = [s.uri for s in live.segments]
+    assert not set(public) & set(preview), f"backstage segments in the viewers' playlist: {public}"
+    response = origin.get(f"hls/cmaf/360p/{public[0]}")
     assert response.status_code == 200 and response.headers["cache-control"].startswith("max-age")
+    for uri in preview:
+        refused = origin.get(f"hls/cmaf/360p/{uri}")
+        assert refused.status_code == 403 and "not broadcast to viewers" in refused.json()["error"], uri
+        assert refused.headers["cache-control"] == "no-store"
+    assert origin.get("hls/cmaf/360p/init_r1_360p.mp4").status_code == 200  # codec headers, no picture
+    # The member's view still has the preview, and the bytes stay out of shared caches.
+    full = m3u8.loads(origin.get("hls/cmaf/360p/index.m3u8", params=member).text)
+    assert [s.uri.split("?")[0] for s in full.segments][:len(preview)] == preview
+    kept = origin.get(f"hls/cmaf/360p/{preview[0]}", params=member)
+    assert kept.status_code == 200 and kept.headers["cache-control"].startswith("private")
+    # The backstage screenshot is the preview too; the next one is for everyone.
+    assert origin.get("screenshot.jpg").status_code == 403
+    put_screenshot(origin)
+    assert origin.get("screenshot.jpg").status_code == 200
+
     origin.set_phase("ended")
-    pl = m3u8.loads(origin.get("hls/cmaf/360p/index.m3u8").text)
-    assert pl.is_endlist
-    assert origin.get(f"hls/cmaf/360p/{pl.segments[0].uri}").status_code == 200
+    ended = m3u8.loads(origin.get("hls/cmaf/360p/index.m3u8").text)
+    assert ended.is_endlist and ended.segments[0].uri == public[0]
+    assert origin.get(f"hls/cmaf/360p/{ended.segments[0].uri}").status_code == 200
+    assert origin.get(f"hls/cmaf/360p/{preview[-1]}").status_code == 403
     origin.set_phase("backstage")  # a stream can go back to backstage: closed again
     assert origin.get("hls/cmaf/master.m3u8").status_code == 403
+
+
+def test_outputs_made_only_for_a_recording_are_not_broadcast(backstage_origin):
+    """Live, but HLS broadcasting off (a transcoded recording keeps the transcoder running):
+    viewers may come in, yet get none of it; in-cluster readers get all of it."""
+    origin = backstage_origin
+    origin.put_desired(phase="live", publicBroadcasting=False)
+    assert origin.get("hls/cmaf/master.m3u8").status_code == 200
+    time.sleep(4)  # a few more segments, all private
+    assert origin.get("hls/cmaf/360p/index.m3u8").status_code == 404
+    internal = {"Authorization": f"Bearer {origin.read_token}"}
+    assert len(m3u8.loads(origin.get("hls/cmaf/360p/index.m3u8", headers=internal).text).segments) >= 3
+    origin.put_desired(publicBroadcasting=True)  # startHLSBroadcasting
+    wait_for(lambda: origin.get("hls/cmaf/360p/index.m3u8").status_code == 200, timeout=30,
+             what="the first broadcast segment")
 
 
 def test_viewers_allowed_opens_backstage_and_can_close_live(backstage_origin):

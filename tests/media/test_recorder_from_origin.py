@@ -14,8 +14,11 @@ def test_records_the_top_cmaf_rung_once_the_origin_lets_viewers_in(origins, tran
     transcoders.start(origin)
     recorder = recorder_agent.start(origin.url("hls/cmaf/master.m3u8"), record_type="transcoded", split_seconds=3600)
     recorder.put_desired(recording=True)
-    waiting = recorder.wait_status(lambda s: s["state"] == "waiting", 30, "the backstage gate to keep it waiting")
-    assert waiting["files"] == []
+    waiting = recorder.wait_status(lambda s: s["state"] == "waiting" and s["sourceError"], 30,
+                                   "the backstage gate to keep it waiting")
+    assert waiting["files"] == [] and waiting["recordings"] == []
+    # Why it waits is in /status, for the operator to tell the user (the token never is).
+    assert waiting["sourceError"].endswith("/hls/cmaf/master.m3u8: playlist answered HTTP 403"), waiting
     recorder.wait_log("playlist answered HTTP 403", 30)
 
     origin.set_phase("live")
@@ -25,6 +28,14 @@ def test_records_the_top_cmaf_rung_once_the_origin_lets_viewers_in(origins, tran
     idle = recorder.wait_status(lambda s: s["state"] == "idle", 30, "recording to stop")
 
     [name] = idle["files"]
+    assert idle["sourceError"] is None
+    # What was recorded stays in /status once the session is over: parts, sizes, durations.
+    [recording] = idle["recordings"]
+    assert recording["session"] + "_part0001.mp4" == name
+    assert recording["endReason"] == "recording stopped" and not recording["recovered"]
+    [part] = recording["parts"]
+    assert part["file"] == name and part["bytes"] == (recorder.output_dir / name).stat().st_size
+    assert part["durationSeconds"] >= 4 and recording["durationSeconds"] == part["durationSeconds"]
     info = ffprobe_json(str(recorder.output_dir / name))
     video = next(s for s in info["streams"] if s["codec_type"] == "video")
     assert (video["width"], video["height"]) == (640, 360), "the 360p rung, not 180p"

@@ -116,3 +116,22 @@ def test_events_follow_the_transcoder_across_polls_including_a_gap():
         stored = new
     assert [r for r in seen if r in ("FailedOverToBackup", "ReturnedToMain")] == ["FailedOverToBackup", "ReturnedToMain"]
     assert "activeSource" not in poll(stored, None) and poll(stored, None)["lastActiveSource"] == "main"
+
+
+def recording_condition(status: str, reason: str, message: str = "why and the fix") -> dict:
+    return {"conditions": [{"type": "Ready", "status": "True", "reason": "AgentsReady"},
+                           {"type": "Recording", "status": status, "reason": reason, "message": message}]}
+
+
+def test_a_recording_that_cannot_start_is_a_warning_once_per_reason():
+    starting = recording_condition("Unknown", "RecordingStarting")
+    stuck = recording_condition("False", "RecordingSourceUnavailable", "playlist answered HTTP 404; check the transcoder")
+    ev = transition_events(starting, stuck)
+    assert [(e.type, e.reason, e.message) for e in ev] == [
+        (WARNING, "RecordingSourceUnavailable", "playlist answered HTTP 404; check the transcoder")]
+    assert reasons(stuck, recording_condition("False", "RecordingSourceUnavailable", "other words")) == []
+    assert reasons(stuck, recording_condition("False", "RecordingFailed")) == ["RecordingFailed"]
+    assert reasons({}, recording_condition("False", "NothingTranscodedToRecord")) == ["NothingTranscodedToRecord"]
+    # The normal states of a recording are no warnings.
+    for normal in ("WaitingForInput", "RecordingStarting", "RecordingInProgress", "RecorderNotReporting"):
+        assert reasons({}, recording_condition("False", normal)) == []

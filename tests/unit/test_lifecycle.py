@@ -6,7 +6,7 @@ from onair.api.agent import Desired
 from onair.api.livestream import LivestreamSpec
 from onair.api.settings import CallSettings
 from onair.render.effective import effective_settings
-from onair.render.lifecycle import Lifecycle, desired_lifecycle, to_agent_desired
+from onair.render.lifecycle import Lifecycle, desired_lifecycle, recording_without_outputs, to_agent_desired
 
 NOW = datetime(2025, 7, 1, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -77,6 +77,69 @@ def test_explicit_broadcasting_switch(mode, phase, explicit, expected):
     assert lc({"phase": phase, "broadcasting": explicit}, {"broadcasting": {"mode": mode}}).broadcasting is expected
 
 
+# ----------------------------------------------------------------------------- outputs
+# (mode, phase, spec.broadcasting, recording type or None for no recording) -> (public broadcasting, outputs)
+OUTPUTS = [
+    # The backstage preview: the built-in livestream CallType (auto-on) produces outputs in backstage
+    # for members with join-backstage, without anyone writing spec.broadcasting; viewers see none of it.
+    ("auto-on", "backstage", None, None, False, True),
+    ("available", "backstage", None, None, False, True),
+    ("auto-on", "backstage", False, None, False, False),     # stopHLSBroadcasting stops the preview too
+    ("auto-on", "backstage", True, None, True, True),        # startHLSBroadcasting: public in backstage
+    ("disabled", "backstage", None, None, False, False),     # disabled is never overridden
+    ("auto-on", "live", None, None, True, True),
+    ("available", "live", None, None, False, False),         # nothing asked for HLS once live
+    ("auto-on", "live", False, None, False, False),
+    # A transcoded recording reads the origin: outputs for it even with public broadcasting off.
+    ("available", "live", None, "transcoded", False, True),
+    ("auto-on", "live", False, "transcoded", False, True),
+    ("auto-on", "backstage", False, "transcoded", False, True),
+    ("available", "live", None, "origin", False, False),     # an origin recording reads the ingest
+    ("disabled", "live", None, "transcoded", False, False),  # nothing to transcode: reported in status
+    ("auto-on", "ended", True, "transcoded", False, False),
+]
+
+
+@pytest.mark.parametrize("mode,phase,explicit,record_type,public,outputs", OUTPUTS)
+def test_outputs_truth_table(mode, phase, explicit, record_type, public, outputs):
+    fields = {"phase": phase}
+    if explicit is not None:
+        fields["broadcasting"] = explicit
+    recording = {"mode": "disabled"}
+    if record_type is not None:
+        fields["recording"] = True
+        recording = {"mode": "available", "type": record_type}
+    got = lc(fields, {"broadcasting": {"mode": mode}, "recording": recording})
+    assert (got.broadcasting, got.outputs) == (public, outputs)
+
+
+def test_inactive_stream_produces_no_outputs():
+    assert lc({"phase": "backstage", "active": False}).outputs is False
+    assert lc({"phase": "live", "active": False, "recording": True},
+              {"recording": {"mode": "available", "type": "transcoded"}}).outputs is False
+
+
+def test_recording_without_outputs_only_for_a_transcoded_recording_with_broadcasting_disabled():
+    def check(broadcasting_mode, record_type, recording=True):
+        effective = settings(broadcasting={"mode": broadcasting_mode}, recording={"mode": "available", "type": record_type})
+        lifecycle = desired_lifecycle(spec(phase="live", recording=recording), effective, NOW)
+        return recording_without_outputs(lifecycle, effective)
+    assert check("disabled", "transcoded") is True
+    assert check("disabled", "transcoded", recording=False) is False
+    assert check("disabled", "origin") is False
+    assert check("available", "transcoded") is False
+
+
+def test_the_transcoder_gets_outputs_and_the_origin_public_broadcasting():
+    preview = to_agent_desired(lc({"phase": "backstage"}), generation=1)
+    assert (preview.broadcasting, preview.public_broadcasting, preview.viewers_allowed) == (True, False, False)
+    live = to_agent_desired(lc({"phase": "live"}), generation=2)
+    assert (live.broadcasting, live.public_broadcasting, live.viewers_allowed) == (True, True, True)
+    recording_only = to_agent_desired(lc({"phase": "live", "broadcasting": False, "recording": True},
+                                         {"recording": {"type": "transcoded"}}), generation=3)
+    assert (recording_only.broadcasting, recording_only.public_broadcasting) == (True, False)
+
+
 def test_inactive_stream_neither_broadcasts_nor_records():
     got = lc({"phase": "live", "active": False, "broadcasting": True, "recording": True},
              {"recording": {"mode": "auto-on"}})
@@ -130,6 +193,7 @@ def test_explicit_recording_switch(mode, phase, explicit, expected):
 def test_defaults_backstage_auto_on_broadcast_available_recording():
     got = lc()
     assert (got.phase, got.broadcasting, got.recording, got.viewers_allowed) == ("backstage", False, False, False)
+    assert got.outputs is True  # the preview for members with join-backstage
     got = lc({"phase": "live"})
     assert (got.broadcasting, got.recording, got.viewers_allowed) == (True, False, True)
 
@@ -187,8 +251,8 @@ def test_naive_times_are_utc():
 # ----------------------------------------------------------------------------- agent desired
 def test_to_agent_desired_carries_the_lifecycle_and_generation():
     got = to_agent_desired(lc({"phase": "live", "active": False}), generation=7)
-    assert got == Desired(phase="live", broadcasting=False, recording=False, active=False,
-                          viewers_allowed=True, generation=7)
+    assert got == Desired(phase="live", broadcasting=False, public_broadcasting=False, recording=False,
+                          active=False, viewers_allowed=True, generation=7)
     assert Desired.model_validate(got.model_dump(by_alias=True, mode="json")) == got
     # Join-ahead reaches the origin as viewersAllowed, so it can open backstage playback early.
     backstage = to_agent_desired(lc({"phase": "backstage"}), generation=1)

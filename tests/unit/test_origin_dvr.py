@@ -19,8 +19,11 @@ class FakeTranscoder:
 
     def __init__(self, dvr: Dvr, run: str = "r1", init: str | None = "init_{run}.mp4", list_size: int = 4,
                  duration: float = 1.0, start_sequence: int = 0, clock: list[float] | None = None,
-                 name: str = "seg_{run}_{n:05d}.m4s", playlist: str = PLAYLIST, init_bytes: bytes | None = None) -> None:
+                 name: str = "seg_{run}_{n:05d}.m4s", playlist: str = PLAYLIST, init_bytes: bytes | None = None,
+                 uploads_when_done: bool = False) -> None:
         self.dvr = dvr
+        # Like the real transcoder: a segment's bytes arrive once its last frame is encoded.
+        self.uploads_when_done = uploads_when_done
         self.run = run
         self.init = init.format(run=run) if init else None
         self.list_size = list_size
@@ -61,12 +64,15 @@ class FakeTranscoder:
     def segment(self, upload: bool = True, publish: bool = True):
         name = self.name.format(run=self.run, n=self.sequence)
         pdt = T0 + timedelta(seconds=self.clock[0])
-        if upload:
-            self.put(name, f"{self.run}-{self.sequence}".encode())
+        data = f"{self.run}-{self.sequence}".encode()
+        if upload and not self.uploads_when_done:
+            self.put(name, data)
         self.listed.append((self.sequence, name, pdt))
         self.listed = self.listed[-self.list_size:]
         self.sequence += 1
         self.clock[0] += self.duration
+        if upload and self.uploads_when_done:
+            self.put(name, data)
         return self.publish() if publish else None
 
     def publish(self, endlist: bool = False):
@@ -387,3 +393,122 @@ def test_corrupt_journal_records_are_skipped():
     again = Dvr(window_seconds=30)
     assert again.replay(records, 0.0) == 3
     assert len(served(again).segments) == 3
+
+
+# ----------------------------------------------------------------------------- public and private segments
+def viewers(dvr: Dvr, ended: bool = False, path: str = PLAYLIST) -> m3u8.M3U8 | None:
+    text = dvr.render(path, ended=ended, public=True)
+    return m3u8.loads(text) if text is not None else None
+
+
+def make_public(dvr: Dvr, clock: list[float], public: bool = True) -> None:
+    dvr.set_public(public, clock[0], T0 + timedelta(seconds=clock[0]))
+
+
+def test_the_backstage_preview_never_becomes_public_and_viewers_start_at_going_live():
+    dvr = Dvr(window_seconds=600)
+    dvr.set_public(False, 0.0, T0)  # backstage: the origin makes nothing public
+    clock = [0.0]
+    tx = FakeTranscoder(dvr, clock=clock, duration=2.0, uploads_when_done=True)
+    tx.run_for(5)  # the preview: seg 0..4
+    assert viewers(dvr) is None, "nothing was broadcast to viewers yet"
+    assert len(served(dvr).segments) == 5  # token holders and the recorder get the preview
+    make_public(dvr, clock)  # go live at t=10, while seg 5 (10..12) is being encoded
+    tx.run_for(4)
+    pl = viewers(dvr)
+    # seg 5 started at the switch and its upload proves nothing about what it holds: private too.
+    assert [s.uri for s in pl.segments] == ["seg_r1_00006.m4s", "seg_r1_00007.m4s", "seg_r1_00008.m4s"]
+    assert pl.media_sequence == 0 and pl.discontinuity_sequence == 0
+    assert not any(s.discontinuity for s in pl.segments)
+    assert pl.segments[0].init_section.uri == "init_r1.mp4"
+    # Files follow the playlists: viewers get the public segments and the init, never the preview.
+    assert dvr.public_file("hls/cmaf/360p/seg_r1_00006.m4s") and dvr.public_file("hls/cmaf/360p/init_r1.mp4")
+    assert not dvr.public_file("hls/cmaf/360p/seg_r1_00000.m4s")
+    assert not dvr.public_file("hls/cmaf/360p/seg_r1_00005.m4s")
+    assert not dvr.public_file("hls/cmaf/360p/unknown.m4s")
+    # The full view is unchanged: same numbers as before going live.
+    full = served(dvr)
+    assert len(full.segments) == 9 and full.media_sequence == 0
+    # Ended: the viewers' DVR is what was broadcast to them, as VOD.
+    ended = viewers(dvr, ended=True)
+    assert ended.is_endlist and [s.uri for s in ended.segments] == [s.uri for s in pl.segments]
+
+
+def test_private_stretches_leave_a_consistent_viewers_playlist():
+    """live -> backstage (preview) -> live: viewers see both live stretches, numbered on their own
+    with a discontinuity between them, and each reload agrees with the previous one."""
+    dvr = Dvr(window_seconds=16)
+    clock = [0.0]
+    tx = FakeTranscoder(dvr, clock=clock, duration=2.0, uploads_when_done=True)
+    tx.run_for(3)  # public from the start (a bare Dvr): seg 0..2
+    make_public(dvr, clock, False)
+    tx.run_for(2)  # backstage preview: seg 3, 4
+    make_public(dvr, clock)
+    tx.run_for(3)  # seg 5 overlaps the switch: private; seg 6, 7 public
+    first = viewers(dvr)
+    assert [s.uri for s in first.segments] == ["seg_r1_00000.m4s", "seg_r1_00001.m4s", "seg_r1_00002.m4s",
+                                               "seg_r1_00006.m4s", "seg_r1_00007.m4s"]
+    assert first.media_sequence == 0
+    assert [bool(s.discontinuity) for s in first.segments] == [False, False, False, True, False]
+    tx.run_for(3)  # the window slides past the first live stretch
+    later = viewers(dvr)
+    assert later.segments[0].uri == "seg_r1_00006.m4s"
+    # seg 6 was number 3 in the first reload and still is; its period is still number 1.
+    assert later.media_sequence == 3 and later.discontinuity_sequence == 1
+    assert not later.segments[0].discontinuity
+
+
+def test_public_flags_and_numbering_survive_a_restart():
+    dvr = Dvr(window_seconds=8)
+    clock = [0.0]
+    tx = FakeTranscoder(dvr, clock=clock, duration=2.0, uploads_when_done=True)
+    tx.run_for(2)
+    make_public(dvr, clock, False)
+    tx.run_for(6)  # the public segments slide out of the window: only private ones are left
+    assert viewers(dvr) is None
+    for records in (dvr.snapshot(), dvr.drain_journal()):
+        again = _restarted(records, window=8, now=clock[0])
+        assert again.render(PLAYLIST, ended=False) == dvr.render(PLAYLIST, ended=False)
+        assert viewers(again) is None
+        assert not again.public_file("hls/cmaf/360p/seg_r1_00007.m4s")
+        # Public again after the restart: the viewers' numbering goes on after their last segment.
+        clock2 = list(clock)
+        tx2 = FakeTranscoder(again, clock=clock2, duration=2.0, start_sequence=8, uploads_when_done=True)
+        tx2.dvr = again
+        tx2.run_for(3)
+        pl = viewers(again)
+        assert pl.media_sequence == 2 and pl.discontinuity_sequence == 1
+
+
+def test_segments_journaled_before_private_segments_existed_are_public():
+    dvr = Dvr(window_seconds=30)
+    FakeTranscoder(dvr).run_for(3)
+    old_format = [dict(r, s=r["s"][:7]) if r["op"] == "add" else r for r in dvr.drain_journal()]
+    again = _restarted(old_format)
+    assert again.render(PLAYLIST, ended=False, public=True) == dvr.render(PLAYLIST, ended=False, public=True)
+
+
+def test_without_a_private_stretch_the_first_segment_is_public():
+    dvr = Dvr(window_seconds=60)
+    dvr.set_public(False, 0.0, T0)  # how an origin starts, until the control plane says more
+    clock = [0.0]
+    make_public(dvr, clock)
+    tx = FakeTranscoder(dvr, clock=clock, duration=2.0, uploads_when_done=True)
+    tx.run_for(2)
+    assert [s.uri for s in viewers(dvr).segments] == ["seg_r1_00000.m4s", "seg_r1_00001.m4s"]
+
+
+def test_a_late_upload_of_the_segment_in_flight_at_the_switch_stays_private():
+    """Its PROGRAM-DATE-TIME says it began before viewers were let in, however late it arrives."""
+    dvr = Dvr(window_seconds=60)
+    dvr.set_public(False, 0.0, T0)
+    clock = [0.0]
+    tx = FakeTranscoder(dvr, clock=clock, duration=2.0, uploads_when_done=True)
+    tx.run_for(3)  # 0..6, last private upload at 6
+    tx.segment(upload=False, publish=False)  # seg 3 (6..8) is encoded...
+    dvr.set_public(True, 6.5, T0 + timedelta(seconds=6.5))  # ...viewers are let in while it is...
+    clock[0] += 1.0  # ...and its upload is held up
+    tx.put("seg_r1_00003.m4s", b"r1-3")  # ...arriving at 9: the upload time alone would call it public
+    tx.publish()
+    assert viewers(dvr) is None
+    assert not dvr.public_file("hls/cmaf/360p/seg_r1_00003.m4s")

@@ -1,6 +1,6 @@
 from datetime import datetime, timedelta, timezone
 
-from onair.api.agent import IngestStatus, OriginStatus, RecorderStatus, TranscoderStatus
+from onair.api.agent import IngestStatus, OriginStatus, RecordedPart, RecorderStatus, Recording, TranscoderStatus
 from onair.api.calltype import CallType
 from onair.api.livestream import LivestreamSpec, LivestreamStatus
 from onair.controller.config import OperatorConfig
@@ -106,7 +106,9 @@ def test_a_failing_recorder_is_not_ready_while_recording_is_wanted():
     out = status({"phase": "live", "recording": True}, agents=agents)
     ready = find_condition(out["conditions"], "Ready")
     assert ready["status"] == "False" and ready["reason"] == "RecordingFailed"
-    assert "0 bytes free" in ready["message"] and types(out["conditions"]) == {"Ready": "False"}
+    assert "0 bytes free" in ready["message"] and types(out["conditions"]) == {"Ready": "False", "Recording": "False"}
+    recording = find_condition(out["conditions"], "Recording")
+    assert recording["reason"] == "RecordingFailed" and "0 bytes free" in recording["message"]
     # Not wanted: the recorder's state does not matter.
     assert types(status({"phase": "live"}, agents=agents)["conditions"]) == {"Ready": "True"}
 
@@ -223,3 +225,89 @@ def test_a_broadcast_failure_makes_the_livestream_not_ready_until_it_is_gone():
     assert status_patch(failing, again) is None
     recovered = status({"phase": "live"}, agents=healthy(), previous=failing, now=T1)
     assert find_condition(recovered["conditions"], "Ready")["status"] == "True"
+
+
+# ----------------------------------------------------------------------------- recording: why not, what was
+TRANSCODED = {"recording": {"mode": "auto-on", "type": "transcoded"}}
+
+
+def recording_of(out):
+    cond = find_condition(out["conditions"], "Recording")
+    return (cond["status"], cond["reason"]) if cond else None
+
+
+def test_the_recording_condition_follows_a_wanted_recording_from_waiting_to_writing():
+    waiting = RecorderStatus(recording=False, state="waiting", source_error="http://o/hls/cmaf/master.m3u8: "
+                                                                           "playlist answered HTTP 404")
+    # Nothing pushed yet: waiting is normal, no problem.
+    out = status({}, TRANSCODED, agents=healthy(receiving=False, recorder=waiting))
+    assert recording_of(out) == ("False", "WaitingForInput")
+    # The input is live: the recorder gets its grace.
+    started = status({}, TRANSCODED, agents=healthy(recorder=waiting), previous=out, now=T1)
+    assert recording_of(started) == ("Unknown", "RecordingStarting")
+    still = status({}, TRANSCODED, agents=healthy(recorder=waiting), previous=started, now=T1 + timedelta(seconds=29))
+    assert recording_of(still) == ("Unknown", "RecordingStarting")
+    # Past it: why (the recorder's words) and how to fix it.
+    stuck = status({}, TRANSCODED, agents=healthy(recorder=waiting), previous=still, now=T1 + timedelta(seconds=30))
+    assert recording_of(stuck) == ("False", "RecordingSourceUnavailable")
+    message = find_condition(stuck["conditions"], "Recording")["message"]
+    assert "playlist answered HTTP 404" in message and "transcoder produces segments" in message
+    assert "recording.type: origin" in message
+    again = status({}, TRANSCODED, agents=healthy(recorder=waiting), previous=stuck, now=T1 + timedelta(seconds=31))
+    assert recording_of(again) == ("False", "RecordingSourceUnavailable")
+    # Writing: True; a reconnect is still the same recording.
+    writing = RecorderStatus(recording=True, state="recording", duration_seconds=3.0, started_at=T1)
+    ok = status({}, TRANSCODED, agents=healthy(recorder=writing), previous=again, now=T1 + timedelta(seconds=32))
+    assert recording_of(ok) == ("True", "RecordingInProgress")
+    assert types(ok["conditions"])["Ready"] == "True"
+    reconnecting = RecorderStatus(recording=False, state="reconnecting", duration_seconds=9.0, started_at=T1)
+    assert recording_of(status({}, TRANSCODED, agents=healthy(recorder=reconnecting), previous=ok)) == \
+        ("True", "RecordingInProgress")
+    # Not wanted any more: the condition goes away.
+    assert recording_of(status({"recording": False}, TRANSCODED, agents=healthy(), previous=ok)) is None
+
+
+def test_an_unreachable_recorder_never_starts_the_grace_clock():
+    unreachable = status({}, TRANSCODED, agents=healthy(recorder=None))
+    assert recording_of(unreachable) == ("False", "RecorderNotReporting")
+    waiting = RecorderStatus(recording=False, state="waiting")
+    later = status({}, TRANSCODED, agents=healthy(recorder=waiting), previous=unreachable, now=T1 + timedelta(hours=1))
+    assert recording_of(later) == ("Unknown", "RecordingStarting")
+
+
+def test_a_transcoded_recording_with_broadcasting_disabled_says_there_is_nothing_to_record():
+    settings = {"broadcasting": {"mode": "disabled"}, **TRANSCODED}
+    out = status({"phase": "live"}, settings, agents=healthy(recorder=RecorderStatus(recording=False, state="waiting")))
+    assert recording_of(out) == ("False", "NothingTranscodedToRecord")
+    message = find_condition(out["conditions"], "Recording")["message"]
+    assert "broadcasting.mode is disabled" in message and "recording.type: origin" in message
+
+
+def finished(seconds: float, session: str = "media_show_20250701T120000Z") -> Recording:
+    return Recording(session=session, started_at=T0, ended_at=T1, duration_seconds=seconds, end_reason="recording stopped",
+                     parts=[RecordedPart(file=f"{session}_part0001.mp4", bytes=123456, duration_seconds=seconds)])
+
+
+def test_what_was_recorded_stays_in_the_status_after_the_session_the_stream_and_the_recorder():
+    recording = status({"phase": "live"}, TRANSCODED, agents=healthy(recorder=RecorderStatus(
+        recording=True, state="recording", duration_seconds=41.6, started_at=T0)))
+    assert recording["recordingDurationSeconds"] == 42 and "recordings" not in recording
+    # Ended: the session is over, its duration and parts stay.
+    done = RecorderStatus(recording=False, state="idle", recordings=[finished(42.4)])
+    ended = status({"phase": "ended"}, TRANSCODED, agents=healthy(recorder=done), previous=recording)
+    assert ended["recordingDurationSeconds"] == 42
+    assert ended["recordings"] == [{
+        "session": "media_show_20250701T120000Z", "startedAt": "2025-07-01T12:00:00Z",
+        "endedAt": "2025-07-01T12:00:05Z", "durationSeconds": 42.4, "endReason": "recording stopped",
+        "recovered": False, "parts": [{"file": "media_show_20250701T120000Z_part0001.mp4", "bytes": 123456,
+                                       "durationSeconds": 42.4}]}]
+    # The recorder pod is gone: nothing is forgotten.
+    gone = status({"phase": "ended"}, TRANSCODED, agents=healthy(recorder=None), previous=ended)
+    assert gone["recordingDurationSeconds"] == 42 and gone["recordings"] == ended["recordings"]
+    patch = status_patch(ended, gone) or {}
+    assert "recordings" not in patch and "recordingDurationSeconds" not in patch
+    # A new session counts from 0; the finished ones are still listed.
+    again = status({"phase": "live"}, TRANSCODED, agents=healthy(recorder=RecorderStatus(
+        recording=True, state="recording", duration_seconds=2.0, started_at=T1, recordings=[finished(42.4)])),
+        previous=gone)
+    assert again["recordingDurationSeconds"] == 2 and len(again["recordings"]) == 1

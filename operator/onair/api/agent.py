@@ -157,7 +157,13 @@ class Desired(ApiModel):
     """PUT /desired body. Missing fields keep their current value."""
 
     phase: Phase = "backstage"
-    broadcasting: bool = False
+    broadcasting: bool = Field(False, description=(
+        "Transcoder: produce the outputs (public broadcasting, the backstage preview, a transcoded "
+        "recording's source)."))
+    public_broadcasting: Optional[bool] = Field(None, description=(
+        "GetStream's HLS broadcast: outputs the origin indexes while this and viewersAllowed are both on "
+        "are for viewers; the rest only for token holders and in-cluster readers. Unset: every output "
+        "is for viewers while they are allowed."))
     recording: bool = False
     active: bool = True
     backup: Optional[bool] = Field(None, description=(
@@ -213,6 +219,24 @@ class TranscoderStatus(ApiModel):
         "(exit code and last message); cleared once a segment is published"))
 
 
+class RecordedPart(ApiModel):
+    file: str = Field(description="part file name in the recordings volume")
+    bytes: int = Field(ge=0)
+    duration_seconds: Optional[float] = Field(None, description="what ffprobe reads from the file; null when unreadable")
+
+
+class Recording(ApiModel):
+    """One finished recording session, as its sidecar on the recordings volume describes it."""
+
+    session: str = Field(description="<namespace>_<name>_<start>: names its parts and its sidecar (<session>.json)")
+    started_at: datetime
+    ended_at: datetime
+    duration_seconds: float = Field(description="recorded seconds, all parts")
+    end_reason: str = Field(description="recording stopped, source gone for <n>s, agent stopped, or recovered: ...")
+    recovered: bool = Field(False, description="finalized by a later recorder: the one recording it was killed")
+    parts: list[RecordedPart] = Field(default_factory=list)
+
+
 class RecorderStatus(ApiModel):
     role: Literal["recorder"] = "recorder"
     recording: bool = Field(description="media is being written right now")
@@ -221,6 +245,12 @@ class RecorderStatus(ApiModel):
     state: Optional[Literal["idle", "waiting", "recording", "reconnecting", "disk_full", "error"]] = None
     started_at: Optional[datetime] = Field(None, description="first media of the current session")
     error: Optional[str] = Field(None, description="what keeps the recorder from recording (disk full, volume missing)")
+    source_error: Optional[str] = Field(None, description=(
+        "why the last attempt to read the source gave no media (e.g. 'playlist answered HTTP 404'), while "
+        "waiting or reconnecting; null once media flows or recording is not desired"))
+    recordings: list[Recording] = Field(default_factory=list, description=(
+        "finished sessions of this livestream on the volume (their sidecars), oldest first, at most the "
+        "latest 50"))
 
 
 class OriginStatus(ApiModel):

@@ -4,6 +4,11 @@
 operator is converging (children rolling out, waiting on pods); ``Stalled`` is True when it
 cannot converge without the user changing something (missing CallType, invalid combination).
 Flux and Argo CD read exactly these.
+
+``Recording`` is present while a recording is wanted (``onair.render.lifecycle``): True while a
+session is open, Unknown while it is starting (the input is live, the recorder not yet writing),
+False with the reason it cannot start. The reasons under it that are problems also become Warning
+Events (``RECORDING_PROBLEMS``).
 """
 from __future__ import annotations
 
@@ -18,6 +23,21 @@ ConditionStatus = Literal["True", "False", "Unknown"]
 READY = "Ready"
 RECONCILING = "Reconciling"
 STALLED = "Stalled"
+RECORDING = "Recording"
+
+# Reasons of the Recording condition.
+RECORDING_IN_PROGRESS = "RecordingInProgress"
+RECORDING_WAITING_FOR_INPUT = "WaitingForInput"
+RECORDING_STARTING = "RecordingStarting"
+RECORDER_NOT_REPORTING = "RecorderNotReporting"
+# Problems: each also a Warning Event.
+RECORDING_FAILED = "RecordingFailed"  # the recordings volume is full or unusable (also Ready's reason)
+RECORDING_SOURCE_UNAVAILABLE = "RecordingSourceUnavailable"
+NOTHING_TRANSCODED_TO_RECORD = "NothingTranscodedToRecord"
+RECORDING_PROBLEMS = (RECORDING_FAILED, RECORDING_SOURCE_UNAVAILABLE, NOTHING_TRANSCODED_TO_RECORD)
+
+# Ready=False while outputs that should be produced are not (also a Warning Event).
+BROADCASTING_FAILED = "BroadcastingFailed"
 
 
 class Condition(ApiModel):

@@ -11,6 +11,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import ConfigDict, Field
 
+from .agent import Recording
 from .base import ApiModel
 from .conditions import Condition
 from .settings import CallSettings
@@ -83,7 +84,7 @@ class LivestreamSpec(ApiModel):
     stop_live: Optional[StopLiveOptions] = None
     broadcasting: Optional[bool] = Field(None, description=(
         "Explicitly start (true) or stop (false) HLS/DASH broadcasting, like start/stopHLSBroadcasting. "
-        "Unset: follow the phase and broadcasting.mode."))
+        "false also stops the backstage preview. Unset: follow the phase and broadcasting.mode."))
     recording: Optional[bool] = Field(None, description=(
         "Explicitly start (true) or stop (false) recording, like start/stopRecording. Unset: follow "
         "the phase and recording.mode."))
@@ -145,7 +146,13 @@ class LivestreamStatus(ApiModel):
     recording: Optional[bool] = Field(None, description=(
         "A recording session is open: media is being written, or the recorder is reconnecting to a source "
         "within its finalize window (a failover from main to backup is one recording, not two)."))
-    recording_duration_seconds: Optional[float] = None
+    recording_duration_seconds: Optional[float] = Field(None, description=(
+        "Seconds recorded in the open recording session, else in the last finished one (kept after the "
+        "recording, the stream or the recorder pod is gone)."))
+    recordings: Optional[list[Recording]] = Field(None, description=(
+        "Finished recording sessions on the recordings volume, oldest first (at most the latest 50): parts "
+        "with their file names, sizes and durations. Kept when the recorder stops reporting."),
+        json_schema_extra={"x-kubernetes-list-type": "atomic"})
     transcoding_speed: Optional[float] = None
     transcoded_qualities: Optional[list[str]] = None
     ingest: Optional[IngestEndpoints] = None

@@ -59,7 +59,9 @@ class OutputSettings(ApiModel):
 class BroadcastingSettings(ApiModel):
     mode: Optional[ProcessMode] = Field(None, description=(
         "auto-on: HLS/DASH broadcasting starts when the stream goes live; available: starts only "
-        "when spec.goLive.startHls or spec.broadcasting asks; disabled: never. Default auto-on."))
+        "when spec.goLive.startHls or spec.broadcasting asks; disabled: never. Unless disabled, the "
+        "outputs are also produced in backstage for members with join-backstage to preview (viewers never "
+        "get them) and for a transcoded recording. Default auto-on."))
     hls: Optional[HlsSettings] = None
     outputs: Optional[OutputSettings] = None
     low_latency: Optional[bool] = Field(None, description=(

@@ -12,6 +12,9 @@ from typing import Any, Mapping, Optional
 
 import kopf
 
+from onair.api.conditions import RECORDING, RECORDING_PROBLEMS
+from onair.render.conditions import find_condition
+
 NORMAL = "Normal"
 WARNING = "Warning"
 
@@ -115,6 +118,11 @@ def transition_events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Ev
                          "Viewers may join: the join-ahead window before startsAt has opened."))
     if changed("dvrClearedAt") and new.get("dvrClearedAt"):
         out.append(Event(NORMAL, "DvrCleared", f"The DVR window was cleared (request of {new['dvrClearedAt']})."))
+
+    # A wanted recording that cannot start (or stopped writing) says why, once per reason.
+    old_rec, new_rec = find_condition(old.get("conditions"), RECORDING), find_condition(new.get("conditions"), RECORDING)
+    if new_rec and new_rec.get("reason") in RECORDING_PROBLEMS and (old_rec or {}).get("reason") != new_rec["reason"]:
+        out.append(Event(WARNING, new_rec["reason"], new_rec.get("message", "")))
 
     old_stalled, new_stalled = _stalled(old), _stalled(new)
     if new_stalled and (not old_stalled or old_stalled.get("reason") != new_stalled.get("reason")):

@@ -20,12 +20,13 @@ from typing import Any, Mapping, Optional
 from pydantic import ValidationError
 
 from onair.api.calltype import CallType
+from onair.api.conditions import BROADCASTING_FAILED
 from onair.api.livestream import LivestreamSpec
 from onair.render import credentials as rcreds
 from onair.render.children import child_name, render_children
 from onair.render.lifecycle import desired_lifecycle, to_agent_desired
 from onair.render.resolve import Problem, resolve
-from onair.render.status import BROADCASTING_FAILED, broadcast_problem, input_live, livestream_status, status_patch
+from onair.render.status import broadcast_problem, input_live, livestream_status, status_patch
 
 from . import events, members
 from .apply import apply_children
@@ -259,7 +260,7 @@ def _watch_broadcast(rt: Runtime, state: LivestreamState, body: Mapping, agents:
     Ready=False for as long as it lasts, BroadcastingRecovered after."""
     assert state.lifecycle is not None and state.rendered is not None
     live, backup_live = input_live(state.rendered, agents)
-    problem = broadcast_problem(state.lifecycle.broadcasting, live or bool(backup_live), agents.get("transcoder"))
+    problem = broadcast_problem(state.lifecycle.outputs, live or bool(backup_live), agents.get("transcoder"))
     if problem is None:
         state.broadcast_failing_since = None
         if state.broadcast_failure is not None:

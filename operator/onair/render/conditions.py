@@ -20,6 +20,15 @@ def rfc3339(value: datetime) -> str:
     return value.astimezone(timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def parse_rfc3339(value: object) -> Optional[datetime]:
+    """A metav1.Time string (as ``rfc3339`` writes it) back to an aware datetime; None if it is not one."""
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
 def _status(value: bool | str) -> ConditionStatus:
     if isinstance(value, bool):
         return "True" if value else "False"

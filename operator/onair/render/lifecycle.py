@@ -8,10 +8,18 @@ Semantics (GetStream backstage/goLive/stopLive in Kubernetes terms, Gcore's ``ac
 
 * phase: ``spec.phase``; unset means backstage when the effective ``backstage.enabled`` is true,
   otherwise live. ``ended`` is final (CEL enforces it on the API server).
-* broadcasting (HLS/DASH output): never when ``broadcasting.mode`` is disabled, ``spec.active`` is
-  false or the phase is ended. Otherwise ``spec.broadcasting`` when set (start/stopHLSBroadcasting).
+* broadcasting -- public HLS/DASH broadcasting, GetStream's HLS broadcast: what is produced while
+  it is on is for viewers. Never when ``broadcasting.mode`` is disabled, ``spec.active`` is false or
+  the phase is ended. Otherwise ``spec.broadcasting`` when set (start/stopHLSBroadcasting).
   Otherwise live: mode auto-on or ``goLive.startHls``; backstage: ``stopLive.continueHls`` and
   (mode auto-on or ``goLive.startHls``) -- stopLive stops HLS unless asked to continue it.
+* outputs -- the transcoder runs its ladder (HLS/DASH, screenshots) into the origin. Never when
+  ``broadcasting.mode`` is disabled, ``spec.active`` is false or the phase is ended. Otherwise when
+  broadcasting; in backstage unless ``spec.broadcasting`` is false (the backstage preview: GetStream's
+  backstage exists so hosts can check the feed before going live; the origin lets only token holders
+  play it); and while recording with ``recording.type: transcoded`` (the recorder reads the origin),
+  even with public broadcasting off. A transcoded recording with broadcasting disabled has nothing to
+  read: ``recording_without_outputs`` says so and the status reports it.
 * recording: never when ``recording.mode`` is disabled, ``spec.active`` is false or the phase is
   ended (pushes are refused once ended, so there is nothing to record; this wins over an explicit
   ``spec.recording: true``). Otherwise ``spec.recording`` when set (start/stopRecording). Otherwise
@@ -20,7 +28,10 @@ Semantics (GetStream backstage/goLive/stopLive in Kubernetes terms, Gcore's ``ac
 * viewers_allowed: live, or backstage disabled, or the join-ahead window is open
   (``joinAheadTimeSeconds > 0``, ``startsAt`` set and now >= startsAt - joinAhead), or ended (the
   DVR stays playable). A join-ahead of 0 opens nothing early: the setting documents 0 as "viewers
-  join only when the stream goes live", which is also GetStream's meaning.
+  join only when the stream goes live", which is also GetStream's meaning. Viewers only ever see
+  what was produced while broadcasting and viewers_allowed were both on (the origin keeps the
+  backstage preview and recording-only outputs for token holders), so going live never publishes
+  the preview as DVR.
 """
 from __future__ import annotations
 
@@ -36,13 +47,16 @@ from onair.api.settings import CallSettings
 @dataclass(frozen=True)
 class Lifecycle:
     phase: Phase
-    broadcasting: bool
+    broadcasting: bool  # public: viewers may play what is produced
     recording: bool
     viewers_allowed: bool
     active: bool
     # The instant viewers_allowed flips because startsAt - joinAheadTimeSeconds is reached; None when
     # nothing in the lifecycle changes by the clock alone. The controller arms a timer for it.
     next_change_at: Optional[datetime] = None
+    # The transcoder produces outputs: public broadcasting, the backstage preview, or a transcoded
+    # recording's source.
+    outputs: bool = False
 
 
 def _aware(value: datetime) -> datetime:
@@ -68,6 +82,20 @@ def _broadcasting(spec: LivestreamSpec, effective: CallSettings, phase: Phase, a
         return wanted_when_live
     continue_hls = bool(spec.stop_live and spec.stop_live.continue_hls)
     return continue_hls and wanted_when_live
+
+
+def _outputs(spec: LivestreamSpec, effective: CallSettings, phase: Phase, active: bool,
+             broadcasting: bool, recording: bool) -> bool:
+    if effective.broadcasting.mode == "disabled" or not active or phase == "ended":
+        return False
+    if broadcasting or (recording and effective.recording.type == "transcoded"):
+        return True
+    return phase == "backstage" and spec.broadcasting is not False
+
+
+def recording_without_outputs(lifecycle: Lifecycle, effective: CallSettings) -> bool:
+    """A transcoded recording is wanted but nothing is transcoded: broadcasting is disabled."""
+    return lifecycle.recording and effective.recording.type == "transcoded" and not lifecycle.outputs
 
 
 def _recording(spec: LivestreamSpec, effective: CallSettings, phase: Phase, active: bool) -> bool:
@@ -100,13 +128,16 @@ def desired_lifecycle(spec: LivestreamSpec, effective: CallSettings, now: dateti
     open_regardless = phase in ("live", "ended") or not effective.backstage.enabled
     viewers_allowed = open_regardless or (opens_at is not None and now >= opens_at)
     next_change_at = opens_at if (not open_regardless and opens_at is not None and now < opens_at) else None
+    broadcasting = _broadcasting(spec, effective, phase, active)
+    recording = _recording(spec, effective, phase, active)
     return Lifecycle(
         phase=phase,
-        broadcasting=_broadcasting(spec, effective, phase, active),
-        recording=_recording(spec, effective, phase, active),
+        broadcasting=broadcasting,
+        recording=recording,
         viewers_allowed=viewers_allowed,
         active=active,
         next_change_at=next_change_at,
+        outputs=_outputs(spec, effective, phase, active, broadcasting, recording),
     )
 
 
@@ -115,10 +146,13 @@ def to_agent_desired(lifecycle: Lifecycle, generation: int) -> Desired:
 
     ``active`` is false once ended: "pushes are refused" is the agents' on/off switch (the ingest
     drops and refuses publishers, a pulling transcoder stops); the origin keeps serving the DVR.
+    ``broadcasting`` is what the transcoder acts on (produce outputs); ``publicBroadcasting`` tells
+    the origin which of them viewers may see.
     """
     return Desired(
         phase=lifecycle.phase,
-        broadcasting=lifecycle.broadcasting,
+        broadcasting=lifecycle.outputs,
+        public_broadcasting=lifecycle.broadcasting,
         recording=lifecycle.recording,
         active=lifecycle.active and lifecycle.phase != "ended",
         viewers_allowed=lifecycle.viewers_allowed,

@@ -8,15 +8,21 @@ from datetime import datetime
 from typing import Any, Mapping, Optional
 
 from onair.api.agent import IngestStatus, RecorderStatus, TranscoderStatus
+from onair.api.conditions import (BROADCASTING_FAILED, NOTHING_TRANSCODED_TO_RECORD, RECORDER_NOT_REPORTING,
+                                  RECORDING, RECORDING_FAILED, RECORDING_IN_PROGRESS, RECORDING_SOURCE_UNAVAILABLE, RECORDING_STARTING,
+                                  RECORDING_WAITING_FOR_INPUT)
 from onair.render.children import RenderedChildren
-from onair.render.conditions import kstatus_conditions, rfc3339
-from onair.render.lifecycle import Lifecycle
+from onair.render.conditions import (find_condition, kstatus_conditions, parse_rfc3339, remove_condition, rfc3339,
+                                    set_condition)
+from onair.render.lifecycle import Lifecycle, recording_without_outputs
 from onair.render.resolve import Problem
 
 AGENTS_READY = "AgentsReady"
 AGENTS_NOT_READY = "AgentsNotReady"
-RECORDING_FAILED = "RecordingFailed"
-BROADCASTING_FAILED = "BroadcastingFailed"
+
+# How long the input may be live with a wanted recording not started before it is a problem: the
+# recorder retries with backoff, probes its source, and a transcoded one waits for segments.
+RECORDING_START_GRACE_SECONDS = 30.0
 
 
 def _round(value: Optional[float], digits: int) -> Optional[float]:
@@ -55,6 +61,59 @@ def broadcast_problem(desired: bool, live: bool, transcoder: Optional[Transcoder
     if transcoder.last_segment_at is None:
         return "the transcoder has not published any segment"
     return f"the transcoder has published no segment since {rfc3339(transcoder.last_segment_at)}"
+
+def recording_duration(recorder: RecorderStatus) -> float:
+    """The open session's seconds, else the last finished session's: never 0 once something was recorded."""
+    if recorder.started_at is not None or not recorder.recordings:
+        return recorder.duration_seconds
+    return recorder.recordings[-1].duration_seconds
+
+
+def recording_condition(lifecycle: Lifecycle, rendered: RenderedChildren, recorder: Any, input_live: bool,
+                        previous: Optional[list[dict]], now: datetime) -> Optional[tuple[str, str, str]]:
+    """(status, reason, message) of the ``Recording`` condition; None while no recording is wanted.
+
+    Pure: the grace a starting recording gets is measured from the condition's own
+    ``lastTransitionTime`` (Unknown is only ever "starting").
+    """
+    if not lifecycle.recording:
+        return None
+    record_type = rendered.effective.recording.type
+    if recording_without_outputs(lifecycle, rendered.effective):
+        return ("False", NOTHING_TRANSCODED_TO_RECORD,
+                "recording.type is transcoded but broadcasting.mode is disabled: nothing is transcoded, so there is "
+                "nothing to record. Record the pushed source (settingsOverride.recording.type: origin) or allow "
+                "broadcasting (settingsOverride.broadcasting.mode: available).")
+    if not isinstance(recorder, RecorderStatus):
+        return ("False", RECORDER_NOT_REPORTING,
+                "the recorder agent is not reporting; the recording starts once its pod runs")
+    if recorder.state in ("disk_full", "error"):
+        return ("False", RECORDING_FAILED,
+                f"the recorder cannot record ({recorder.state}): {recorder.error or 'no details'}. Free space on the "
+                "recordings volume or give it more (recording.storage), or fix its mount.")
+    if recorder.recording or recorder.state == "reconnecting":
+        return "True", RECORDING_IN_PROGRESS, f"the {record_type} recording is being written"
+    if not input_live:
+        return ("False", RECORDING_WAITING_FOR_INPUT,
+                "recording starts when the input is live: nothing is being received now")
+    before = find_condition(previous, RECORDING)
+    since = parse_rfc3339(before.get("lastTransitionTime")) if before else None
+    stuck = before is not None and (
+        before.get("reason") == RECORDING_SOURCE_UNAVAILABLE
+        or (before.get("status") == "Unknown" and since is not None
+            and (now - since).total_seconds() >= RECORDING_START_GRACE_SECONDS))
+    if not stuck:
+        return "Unknown", RECORDING_STARTING, "the input is live; the recorder is connecting to its source"
+    why = recorder.source_error or "no details from the recorder"
+    if record_type == "transcoded":
+        fix = ("A transcoded recording copies the top rendition of the origin's HLS playlist: check that the "
+               "transcoder produces segments (status.transcodingSpeed, BroadcastingFailed Events) and that the origin "
+               "runs, or record the pushed source instead (recording.type: origin).")
+    else:
+        fix = ("The recorder reads the source as pushed (the ingest, or the pull URIs): check that the ingest runs "
+               "and that the credentials Secret still has its readToken.")
+    return ("False", RECORDING_SOURCE_UNAVAILABLE,
+            f"the input is live but the {record_type} recording has not started: {why}. {fix}")
 
 
 def livestream_status(*, lifecycle: Optional[Lifecycle], rendered: Optional[RenderedChildren],
@@ -118,7 +177,14 @@ def livestream_status(*, lifecycle: Optional[Lifecycle], rendered: Optional[Rend
         # A session the recorder is reconnecting (main -> backup, a publisher's blip) is still
         # one recording: it goes on in the same file set unless the finalize window runs out.
         out["recording"] = recorder.recording or recorder.state == "reconnecting"
-        out["recordingDurationSeconds"] = _round(recorder.duration_seconds, 0)
+        out["recordingDurationSeconds"] = _round(recording_duration(recorder), 0)
+        if recorder.recordings:
+            out["recordings"] = [recording.wire() for recording in recorder.recordings]
+    if not isinstance(recorder, RecorderStatus):
+        # What was recorded outlives the recorder pod (ended, deleted, crashed, not yet back).
+        for key in ("recordingDurationSeconds", "recordings"):
+            if key in previous:
+                out[key] = previous[key]
     ingest = rendered.urls.ingest.wire()
     if ingest:
         out["ingest"] = ingest
@@ -161,6 +227,12 @@ def livestream_status(*, lifecycle: Optional[Lifecycle], rendered: Optional[Rend
         out["conditions"] = kstatus_conditions(
             True, False, False, AGENTS_READY, "every agent is reporting",
             generation=generation, now=now, previous=prev_conditions)
+    recording = recording_condition(lifecycle, rendered, recorder, bool(out.get("live") or out.get("backupLive")),
+                                    prev_conditions, now)
+    if recording is None:
+        out["conditions"] = remove_condition(out["conditions"], RECORDING)
+    else:
+        out["conditions"] = set_condition(out["conditions"], RECORDING, *recording, generation, now)
     return out
 
 

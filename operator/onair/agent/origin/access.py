@@ -3,7 +3,8 @@
 "Open" is ``Desired.viewersAllowed`` when the control plane sets it (join-ahead window,
 backstage disabled), else every phase but ``backstage``. In-cluster readers (the recorder of a
 transcoded recording) are no viewers: they present the livestream's read token as a bearer token
-and read in any phase.
+and read in any phase. Once open, a valid token still matters: its holder is a member and gets
+every segment, viewers only the public ones (``dvr.py``).
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ _TOKEN_CHARS = re.compile(r"^[A-Za-z0-9._-]{1,4096}$")
 class Decision:
     allowed: bool
     reason: str = ""
-    token: Optional[str] = None  # verified token to carry into playlist URIs
+    token: Optional[str] = None  # token to carry into playlist URIs
+    member: bool = False  # a valid playback token: sees the private segments (backstage preview) too
 
 
 def request_token(query: Mapping[str, str], authorization: Optional[str]) -> tuple[Optional[str], bool]:
@@ -51,7 +53,14 @@ def open_to_viewers(phase: str, viewers_allowed: Optional[bool]) -> bool:
 def decide(open_: bool, token: Optional[str], secret: Optional[str], livestream: str, now: float) -> Decision:
     carried = token if token and _TOKEN_CHARS.match(token) else None
     if open_:
-        return Decision(True, token=carried)
+        member = False
+        if carried and secret:
+            try:
+                tokens.verify(secret, carried, livestream, now)
+                member = True
+            except tokens.TokenError:
+                pass  # an expired or foreign token is no reason to refuse what everyone may watch
+        return Decision(True, token=carried, member=member)
     if not secret:
         return Decision(False, "this livestream is not open to viewers yet (backstage) and no playback secret is "
                                "configured: nobody can play it")
@@ -64,4 +73,4 @@ def decide(open_: bool, token: Optional[str], secret: Optional[str], livestream:
         tokens.verify(secret, token, livestream, now)
     except tokens.TokenError as exc:
         return Decision(False, f"playback token refused: {exc}")
-    return Decision(True, token=carried)
+    return Decision(True, token=carried, member=True)

@@ -17,6 +17,14 @@ A segment enters the index when an uploaded playlist lists it *and* its bytes we
 since it was last indexed ("fresh"), which makes retries, restarts that reuse names, and
 playlists listing not-yet-uploaded segments all come out right.
 
+Public and private segments. Viewers see only what was broadcast to them: a segment is public
+when it began after the origin was last made public (``set_public``: viewers allowed and public
+broadcasting on) and no later than it was made private again; the backstage preview and outputs
+made only for a transcoded recording stay private for good, also once the stream is live or
+ended. Token holders and in-cluster readers get every segment; viewers get the public ones,
+numbered on their own (``public_sequence``, ``public_discontinuity``, a discontinuity wherever
+private segments were left out) so their playlist stays consistent from one reload to the next.
+
 Pure: no I/O and no clock; the server passes ``now`` and performs the deletions it is told to.
 """
 from __future__ import annotations
@@ -41,6 +49,11 @@ GRACE_MIN_SECONDS = 10.0
 # An uploaded ENDLIST becomes ours only if no new segment follows within this many seconds;
 # a restarting transcoder (SIGINT writes ENDLIST) resumes well within it.
 UPSTREAM_END_GRACE_SECONDS = 30.0
+# After a private stretch, a segment is public only if it began after the switch: its upload time
+# minus its duration at least this long after the last upload made while private (the transcoder
+# uploads a segment a little after its last frame, give or take this much), and its
+# PROGRAM-DATE-TIME not before the switch.
+PUBLIC_MARGIN_SECONDS = 0.5
 # Uploaded files no playlist has listed after this long are abandoned (transcoder crashed
 # between segment and playlist) and deleted.
 FRESH_TTL_SECONDS = 120.0
@@ -56,6 +69,9 @@ class Segment:
     init: Optional[str]  # stored path of the EXT-X-MAP, if any
     program_date_time: Optional[datetime]
     upstream_sequence: int
+    public: bool = True  # viewers without a token may get it
+    public_sequence: int = 0  # its media sequence number in the viewers' playlist (public segments only)
+    public_discontinuity: int = 0
 
 
 class Rendition:
@@ -68,6 +84,9 @@ class Rendition:
         self.next_sequence = 0
         self.discontinuity = 0
         self.last: Optional[Segment] = None  # survives clear(): continuity with what comes next
+        self.last_public: Optional[Segment] = None  # the same for the viewers' playlist
+        self.next_public_sequence = 0
+        self.public_discontinuity = 0
         self.target_duration = 1
         self.version = 3
         self.independent_segments = False
@@ -98,7 +117,15 @@ class Dvr:
         self.latest: dict[str, str] = {}  # upstream path -> where its last upload was stored
         self.fresh: dict[str, float] = {}  # upstream path -> upload time, not yet indexed
         self.pending_delete: dict[str, float] = {}  # stored path -> delete-after time
-        self._rendered: dict[str, tuple[tuple, str]] = {}
+        self._rendered: dict[tuple[str, bool], tuple[tuple, str]] = {}
+        # Segments beginning after this (monotonic; the wall clock one for PROGRAM-DATE-TIME) are
+        # public; None: no new segment is. Public from the start for a bare Dvr; the origin decides
+        # (set_public).
+        self.public_since: Optional[float] = float("-inf")
+        self.public_since_wall: Optional[datetime] = None
+        self.private_upload_at: Optional[float] = None  # last upload while not public
+        # Stored segment and init paths -> may viewers without a token get them (inits always may).
+        self.visibility: dict[str, bool] = {}
         # Changes since the last drain_journal(), for the server to persist (see replay()).
         self.journal: list[dict] = []
 
@@ -125,6 +152,7 @@ class Dvr:
 
     def uploaded(self, path: str, stored: str, now: float) -> None:
         """Record that the bytes for upstream ``path`` now live at ``stored``."""
+        self.upload_seen(now)
         self.latest[path] = stored
         self.fresh.pop(path, None)
         self.fresh[path] = now
@@ -157,8 +185,15 @@ class Dvr:
             if prev is not None and (up.discontinuity or init != prev.init
                                      or up.sequence != prev.upstream_sequence + 1):
                 r.discontinuity += 1
+            public = self.began_public(self.fresh[up_path], up.duration, up.program_date_time)
+            public_discontinuity = r.public_discontinuity
+            last_public = r.last_public
+            if public and last_public is not None and (last_public.discontinuity != r.discontinuity
+                                                       or last_public.sequence != r.next_sequence - 1):
+                public_discontinuity += 1  # a new period, or private segments left out in between
             seg = Segment(self.latest.get(up_path, up_path), up.duration, r.next_sequence, r.discontinuity,
-                          init, up.program_date_time, up.sequence)
+                          init, up.program_date_time, up.sequence, public,
+                          r.next_public_sequence if public else 0, public_discontinuity if public else 0)
             del self.fresh[up_path]
             if int(seg.duration + 0.5) > r.target_duration:
                 self._set_meta(r, int(seg.duration + 0.5), r.version, r.independent_segments)
@@ -170,6 +205,42 @@ class Dvr:
         if appended or removed:
             r.revision += 1
         return Ingested(tuple(appended), tuple(removed), tuple(skipped))
+
+    # ------------------------------------------------------------------------- public or private
+    def set_public(self, public: bool, now: float, wall: datetime) -> bool:
+        """Segments beginning from now on are public (or private); True when that changed.
+
+        Nothing uploaded while private (no preview, a fresh origin): every segment from now on is
+        public, the first one included.
+        """
+        if public == (self.public_since is not None):
+            return False
+        if not public:
+            self.public_since, self.public_since_wall = None, None
+        elif self.private_upload_at is None:
+            self.public_since, self.public_since_wall = float("-inf"), None
+        else:
+            self.public_since, self.public_since_wall = self.private_upload_at, wall
+        self.private_upload_at = None
+        return True
+
+    def upload_seen(self, now: float) -> None:
+        """Any output file arrived (HLS here; the origin reports DASH segments and screenshots)."""
+        if self.public_since is None:
+            self.private_upload_at = now
+
+    def began_public(self, uploaded_at: float, duration: float, program_date_time: Optional[datetime] = None) -> bool:
+        """Whether a file uploaded at ``uploaded_at`` and holding ``duration`` seconds began while public."""
+        if self.public_since is None:
+            return False
+        if uploaded_at - duration - PUBLIC_MARGIN_SECONDS < self.public_since:
+            return False
+        return (program_date_time is None or self.public_since_wall is None
+                or program_date_time >= self.public_since_wall)
+
+    def public_file(self, stored: str) -> bool:
+        """Whether viewers without a token may get this stored HLS file (segment or init)."""
+        return self.visibility.get(stored, False)
 
     def _rendition(self, path: str) -> Rendition:
         r = self.renditions.get(path)
@@ -190,12 +261,19 @@ class Dvr:
             if stored:
                 self.refs[stored] += 1
                 self.pending_delete.pop(stored, None)
+        self.visibility[seg.path] = seg.public
+        if seg.init:
+            self.visibility[seg.init] = True  # codec headers only, shared by private and public segments
 
     @staticmethod
     def _continue_after(r: Rendition, seg: Segment) -> None:
         r.last = seg
         r.next_sequence = seg.sequence + 1
         r.discontinuity = seg.discontinuity
+        if seg.public:
+            r.last_public = seg
+            r.next_public_sequence = seg.public_sequence + 1
+            r.public_discontinuity = seg.public_discontinuity
 
     def keeps(self, path: str) -> bool:
         """Whether a transcoder DELETE of ``path`` must be ignored: the DVR still serves it."""
@@ -207,6 +285,7 @@ class Dvr:
         if self.latest.get(path) == path:
             del self.latest[path]
         self.pending_delete.pop(path, None)
+        self.visibility.pop(path, None)
 
     # ------------------------------------------------------------------------- window
     def window_for(self, r: Rendition) -> float:
@@ -251,6 +330,7 @@ class Dvr:
         doomed = [p for p in self.pending_delete if not self.refs.get(p) and not self._is_current_init(p)]
         for p in doomed:
             del self.pending_delete[p]
+            self.visibility.pop(p, None)
         return doomed
 
     def due(self, now: float) -> list[str]:
@@ -268,6 +348,7 @@ class Dvr:
                 del self.pending_delete[path]
                 if not self.refs.get(path) and not self._is_current_init(path):
                     doomed.append(path)
+                    self.visibility.pop(path, None)
         return doomed
 
     # ------------------------------------------------------------------------- persistence
@@ -281,8 +362,11 @@ class Dvr:
         for r in self.renditions.values():
             records.append({"op": "meta", "p": r.path, "td": r.target_duration, "v": r.version,
                             "ind": r.independent_segments})
+            # The viewers' numbering goes on from their last segment, even one no longer in the window.
+            if r.last_public is not None and (not r.segments or r.last_public.sequence < r.segments[0].sequence):
+                records.append({"op": "cont", "p": r.path, "s": _encode(r.last_public)})
             records += [{"op": "add", "p": r.path, "s": _encode(seg)} for seg in r.segments]
-            if not r.segments and r.last is not None:
+            if not r.segments and r.last is not None and r.last is not r.last_public:
                 records.append({"op": "cont", "p": r.path, "s": _encode(r.last)})
         return records
 
@@ -328,54 +412,73 @@ class Dvr:
         r = self.renditions.get(path)
         return len(r.segments) if r else 0
 
+    def public_segment_count(self, path: str) -> int:
+        r = self.renditions.get(path)
+        return sum(1 for seg in r.segments if seg.public) if r else 0
+
     def available_seconds(self) -> Optional[float]:
         """The rewind depth every rendition can offer (the shortest window), None if empty."""
         durations = [r.duration for r in self.renditions.values() if r.segments]
         return min(durations) if durations else None
 
-    def render(self, path: str, ended: bool, query: str = "") -> Optional[str]:
+    def render(self, path: str, ended: bool, query: str = "", public: bool = False) -> Optional[str]:
+        """The media playlist; ``public``: the viewers' one, made of the public segments only."""
         r = self.renditions.get(path)
         if r is None or not r.segments:
             return None
+        segments = [seg for seg in r.segments if seg.public] if public else r.segments
+        if not segments:
+            return None
         if query:
-            return render_playlist(r, r.segments, ended, query)
+            return render_playlist(r, segments, ended, query, public)
         # Every viewer reloads the same playlist each target duration, and a 4 h window is
         # thousands of lines: render once per change.
         key = (r.revision, ended)
-        cached = self._rendered.get(path)
+        cached = self._rendered.get((path, public))
         if cached is None or cached[0] != key:
-            cached = self._rendered[path] = (key, render_playlist(r, r.segments, ended))
+            cached = self._rendered[(path, public)] = (key, render_playlist(r, segments, ended, public=public))
         return cached[1]
 
 
 def _encode(seg: Segment) -> list:
     return [seg.path, seg.duration, seg.sequence, seg.discontinuity, seg.init,
-            seg.program_date_time.isoformat() if seg.program_date_time else None, seg.upstream_sequence]
+            seg.program_date_time.isoformat() if seg.program_date_time else None, seg.upstream_sequence,
+            seg.public, seg.public_sequence, seg.public_discontinuity]
 
 
 def _decode(raw: list) -> Segment:
-    path, duration, sequence, discontinuity, init, pdt, upstream = raw
+    path, duration, sequence, discontinuity, init, pdt, upstream = raw[:7]
+    if len(raw) > 7:
+        public, public_sequence, public_discontinuity = bool(raw[7]), int(raw[8]), int(raw[9])
+    else:  # journaled before segments could be private: every one was public, numbered alike
+        public, public_sequence, public_discontinuity = True, int(sequence), int(discontinuity)
     return Segment(str(path), float(duration), int(sequence), int(discontinuity), str(init) if init else None,
-                   datetime.fromisoformat(pdt) if pdt else None, int(upstream))
+                   datetime.fromisoformat(pdt) if pdt else None, int(upstream), public, public_sequence,
+                   public_discontinuity)
 
 
-def render_playlist(r: Rendition, segments: Iterable[Segment], ended: bool, query: str = "") -> str:
+def render_playlist(r: Rendition, segments: Iterable[Segment], ended: bool, query: str = "",
+                    public: bool = False) -> str:
     segments = list(segments)
     first = segments[0]
     suffix = f"?{query}" if query else ""
     has_map = any(s.init for s in segments)
+
+    def period(seg: Segment) -> int:
+        return seg.public_discontinuity if public else seg.discontinuity
+
     lines = [
         "#EXTM3U",
         f"#EXT-X-VERSION:{max(r.version, 6 if has_map else 3)}",
         f"#EXT-X-TARGETDURATION:{r.target_duration}",
-        f"#EXT-X-MEDIA-SEQUENCE:{first.sequence}",
-        f"#EXT-X-DISCONTINUITY-SEQUENCE:{first.discontinuity}",
+        f"#EXT-X-MEDIA-SEQUENCE:{first.public_sequence if public else first.sequence}",
+        f"#EXT-X-DISCONTINUITY-SEQUENCE:{period(first)}",
     ]
     if r.independent_segments:
         lines.append("#EXT-X-INDEPENDENT-SEGMENTS")
     prev: Optional[Segment] = None
     for seg in segments:
-        new_period = prev is not None and seg.discontinuity != prev.discontinuity
+        new_period = prev is not None and period(seg) != period(prev)
         if new_period:
             lines.append("#EXT-X-DISCONTINUITY")
         # Each discontinuity repeats its EXT-X-MAP, even an unchanged one: a player joining or

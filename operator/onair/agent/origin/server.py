@@ -33,7 +33,7 @@ from .dash import init_patterns, rewrite_mpd, time_shift_buffer_depth
 from .dvr import GRACE_MIN_SECONDS, Dvr
 from .hls import add_query
 from .journal import Journal
-from .paths import BadPath, is_publishable, kind_of, safe_relpath
+from .paths import SCREENSHOT, BadPath, is_publishable, kind_of, safe_relpath
 from .storage import Storage
 from .uploads import Uploads
 
@@ -49,6 +49,11 @@ JANITOR_INTERVAL = 1.0
 DASH_CLEAR_MARGIN_SECONDS = 10.0
 CORS_HEADERS = "Authorization, Range, Content-Type"
 CORS_EXPOSE = "Content-Length, Content-Range, Date, ETag"
+# DASH segment length assumed when no HLS rendition tells the real one (deciding whether a DASH
+# segment began after the origin was made public).
+DASH_SEGMENT_GUESS_SECONDS = 10.0
+NOT_BROADCAST = ("this part of the stream was not broadcast to viewers (backstage preview, or made only for a "
+                 "recording): a playback token of a member is required")
 # Playback requests carry no body; only /upload reads one (under its own per-file cap).
 MAX_REQUEST_BODY = 64 * 1024
 PLAYER_FORMATS = {"cmaf": PLAYBACK_PATHS["hlsCmaf"], "ts": PLAYBACK_PATHS["hlsMpegts"]}
@@ -80,6 +85,9 @@ class OriginAgent(Agent):
         self.config = config
         self.storage = Storage(config.data_dir)
         self.dvr = Dvr(config.dvr_window_seconds, config.dvr_enabled)
+        self.dvr.set_public(False, time.monotonic(), datetime.now(timezone.utc))  # until told otherwise
+        # DASH segments and screenshots uploaded while the origin was not public: members only.
+        self.private_files: set[str] = set()
         self.upload_token = access.SecretFile(config.upload_token_file)
         self.playback_secret = access.SecretFile(config.playback_secret_file)
         self.read_token = access.SecretFile(config.read_token_file)
@@ -146,7 +154,25 @@ class OriginAgent(Agent):
             last_upload_at=datetime.fromtimestamp(self.last_upload_at, timezone.utc) if self.last_upload_at else None,
         )
 
+    def public_now(self) -> bool:
+        """What the transcoder uploads now is for viewers: they are allowed and it is broadcast to them."""
+        return self.open_to_viewers() and self.desired.public_broadcasting is not False
+
+    def note_upload_visibility(self, path: str) -> None:
+        """A DASH segment or screenshot just stored: remember it when viewers must not get it."""
+        duration = 0.0 if path == SCREENSHOT else max(
+            (r.target_duration for r in self.dvr.renditions.values()), default=DASH_SEGMENT_GUESS_SECONDS)
+        now = time.monotonic()
+        self.dvr.upload_seen(now)
+        if self.dvr.began_public(now, duration):
+            self.private_files.discard(path)
+        else:
+            self.private_files.add(path)
+
     async def apply_desired(self, desired: Desired) -> None:
+        if self.dvr.set_public(self.public_now(), time.monotonic(), datetime.now(timezone.utc)):
+            log.info("%s", "segments from now on are public" if self.dvr.public_since is not None else
+                     "segments from now on are private: only playback-token holders and in-cluster readers get them")
         state = (desired.phase, self.open_to_viewers())
         if self._phase_logged != state:
             log.info("phase is now %s: %s%s", desired.phase,
@@ -169,6 +195,7 @@ class OriginAgent(Agent):
         doomed = [p for p, t in self.dash_uploaded_at.items() if t < cutoff and not self.dash_protected(p)]
         for p in doomed:
             del self.dash_uploaded_at[p]
+        self.private_files.difference_update(doomed)
         return await self.run_io(self.storage.delete, doomed)
 
     # ------------------------------------------------------------------------- public app
@@ -255,15 +282,16 @@ class OriginAgent(Agent):
             self.log_limited(f"refused:{decision.reason}", logging.INFO, "refused playback of %s from %s: %s",
                              request.path[:200], request.remote, decision.reason)
         elif decision.token and "token" not in request.query:
-            decision = access.Decision(True, token=None)  # a header token is not written into URIs
+            decision = access.Decision(True, token=None, member=decision.member)  # a header token is not written into URIs
         return decision
 
     def open_to_viewers(self) -> bool:
         return access.open_to_viewers(self.desired.phase, self.desired.viewers_allowed)
 
-    def _cache(self, value: str) -> str:
-        # Before the stream opens the bytes are for token holders: no shared cache may keep them.
-        return value if self.open_to_viewers() else value.replace("max-age", "private, max-age")
+    def _cache(self, value: str, full_view: bool = False) -> str:
+        # Before the stream opens the bytes are for token holders: no shared cache may keep them. Nor
+        # may it keep a member's view (private segments) under a URL viewers ask for too.
+        return value if self.open_to_viewers() and not full_view else value.replace("max-age", "private, max-age")
 
     async def _playback(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -274,17 +302,18 @@ class OriginAgent(Agent):
         if kind is None or not is_publishable(path):
             return web.json_response({"error": "not found"}, status=404)
         if access.internal_reader(request.headers.get("Authorization"), self.read_token.get()):
-            decision = access.Decision(True)  # nothing to carry into URIs: the reader sends the header again
+            # Nothing to carry into URIs: the reader sends the header again.
+            decision = access.Decision(True, member=True)
         else:
             decision = self._access(request)
         if not decision.allowed:
             return web.json_response({"error": decision.reason, "phase": self.desired.phase}, status=403,
                                      headers={"Cache-Control": "no-store"})
         query = f"token={quote(decision.token, safe='')}" if decision.token else ""
-        headers = {"Cache-Control": self._cache(kind.cache)}
+        headers = {"Cache-Control": self._cache(kind.cache, full_view=decision.member)}
 
         if path in self.dvr.renditions:
-            text = self.dvr.render(path, ended=self.ended(path), query=query)
+            text = self.dvr.render(path, ended=self.ended(path), query=query, public=not decision.member)
             if text is None:
                 return web.json_response({"error": "no segments yet"}, status=404, headers={"Cache-Control": "no-cache"})
             return web.Response(text=text, content_type=kind.content_type, headers=headers)
@@ -307,8 +336,18 @@ class OriginAgent(Agent):
             return web.json_response({"error": f"bad path: {exc}"}, status=400)
         if not full.is_file():
             return web.json_response({"error": "not found"}, status=404)
+        if not decision.member and self._private(path):
+            self.metrics.refused.inc()
+            return web.json_response({"error": NOT_BROADCAST, "phase": self.desired.phase}, status=403,
+                                     headers={"Cache-Control": "no-store"})
         headers["Content-Type"] = kind.content_type
         return web.FileResponse(full, headers=headers)
+
+    def _private(self, path: str) -> bool:
+        """A stored media file viewers must not get: made while the origin was not public (backstage preview)."""
+        if path.startswith("hls/"):
+            return not self.dvr.public_file(path)
+        return path in self.private_files and not self.dash_protected(path)
 
     async def _player(self, request: web.Request) -> web.Response:
         decision = self._access(request)
@@ -363,6 +402,7 @@ class OriginAgent(Agent):
             while self.dash_files and self.dash_files[0][0] < now - 3600:
                 self.dash_files.popleft()
         if doomed:
+            self.private_files.difference_update(doomed)
             self.metrics.deleted.inc(await self.run_io(self.storage.delete, doomed))
             self.update_dvr_metrics()
 
@@ -409,6 +449,9 @@ class OriginAgent(Agent):
             uploaded = now - max(0.0, time.time() - mtime)
             self.dash_uploaded_at[rel] = uploaded
             self.dash_files.append((uploaded, rel))
+            # Nothing tells whether a previous process made it public: members only.
+            self.private_files.add(rel)
+        self.private_files.add(SCREENSHOT)
 
     async def start_public(self) -> None:
         # No handler cancellation: ffmpeg closes its socket right after the last chunk without

@@ -203,6 +203,7 @@ class Uploads:
             log.debug("stored %s (%d bytes)%s", path, len(body), f" as {stored}" if stored != path else "")
         else:
             await origin.run_io(origin.storage.write, path, body)
+            origin.note_upload_visibility(path)
             if path.startswith("dash/"):
                 origin.dash_uploaded(path)
         origin.metrics.uploads.labels(kind=label, result="stored").inc()
@@ -226,5 +227,6 @@ class Uploads:
             return web.Response(status=204)  # DASH segments are kept for the DVR window by age
         origin.manifests.discard(path)
         origin.mpds.pop(path, None)
+        origin.private_files.discard(path)
         await origin.run_io(origin.storage.delete, [path])
         return web.Response(status=204)

@@ -41,7 +41,7 @@ from .probe import probe_duration
 from .progress import ProgressReader
 from .session import Backoff, Session
 from .sources import SourceRotation
-from .sidecar import PartInfo, sessions_without_sidecar, sidecar_document, write_sidecar
+from .sidecar import FinishedSessions, PartInfo, sessions_without_sidecar, sidecar_document, write_sidecar
 
 log = logging.getLogger("onair.agent.recorder")
 FFMPEG = shutil.which("ffmpeg") or "ffmpeg"
@@ -121,7 +121,9 @@ class RecorderAgent(Agent):
         self.wanted = False
         self.state = "idle"
         self.error: Optional[str] = None
+        self.source_error: Optional[str] = None
         self.session: Optional[Session] = None
+        self.finished = FinishedSessions(self.output_dir, config.livestream)
         self._disk_full = False
         self._closing = False
         self._wake = asyncio.Event()
@@ -174,6 +176,8 @@ class RecorderAgent(Agent):
             state=self.state,
             started_at=self.session.started_at if self.session else None,
             error=self.error,
+            source_error=self.source_error,
+            recordings=self.finished.list(),
         )
 
     def _source_urls(self, backup: Optional[bool]) -> list[str]:
@@ -230,6 +234,7 @@ class RecorderAgent(Agent):
         if not self.wanted:
             if self.session:
                 await self._finalize("recording stopped")
+            self.source_error = None
             self._set_state("idle")
             self._backoff.reset()
             await self._sleep(None)
@@ -260,6 +265,7 @@ class RecorderAgent(Agent):
                 if self.session else 0.0
             log.warning("recording of %s from %s interrupted: %s; the session is finalized in %.0fs unless the "
                         "stream comes back", self.config.livestream, display_url(tried), outcome.reason, remaining)
+            self.source_error = f"{display_url(tried)}: {outcome.reason}"
             self._set_state("reconnecting")
             await self._sleep(TICK_SECONDS)
         else:
@@ -278,6 +284,7 @@ class RecorderAgent(Agent):
             log.info("trying source %s next", display_url(self.sources.advance()))
 
     async def _retry_later(self, reason: str, tried: str) -> None:
+        self.source_error = f"{display_url(tried)}: {reason}"
         delay = self._backoff.next()
         if self.session:
             delay = min(delay, RECONNECT_RETRY_SECONDS,
@@ -507,23 +514,29 @@ class RecorderAgent(Agent):
         else:
             log.info("recording of %s continues from %s with part %d", self.config.livestream,
                      display_url(self.sources.current), run.start_number)
+        self.source_error = None
         self._set_state("recording")
 
     # finishing --------------------------------------------------------------------------
     async def _finalize(self, reason: str) -> None:
-        session, self.session = self.session, None
+        # The session stays in /status (its duration) until its sidecar lists it among the
+        # finished ones: a poll in between must not see the recording vanish.
+        session = self.session
         self.sources.reset()  # the next session prefers sourceUrl again
         if session is None:
             return
         parts = [p for p in list_parts(self.output_dir, self.config.livestream) if p.prefix == session.prefix]
         if not parts:
+            self.session = None
             log.info("recording session %s ended (%s) without any file", session.prefix, reason)
             return
+        ended_at = datetime.now(timezone.utc)
         infos = await self._part_infos(parts)
         document = sidecar_document(
             livestream=self.config.livestream, record_type=self.config.record_type,
-            started_at=session.started_at, ended_at=datetime.now(timezone.utc), parts=infos,
+            started_at=session.started_at, ended_at=ended_at, parts=infos,
             end_reason=reason, recorded_seconds=session.recorded_seconds)
+        self.session = None
         self._store_sidecar(session.prefix, document)
         log.info("recording %s finalized (%s): %d part(s), %.1fs", session.prefix, reason, len(infos),
                  document["durationSeconds"])

@@ -7,15 +7,25 @@ with a sidecar. Written to a temporary name and renamed: a reader never sees hal
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .naming import PartFile, sidecar_name
+from pydantic import ValidationError
 
+from onair.api.agent import Recording
+
+from .naming import PartFile, livestream_slug, sidecar_name
+
+log = logging.getLogger("onair.agent.recorder")
 SCHEMA_VERSION = 1
+# /status lists this many finished sessions (the newest): a status object must stay small.
+LISTED_SESSIONS = 50
+SUMMARY_KEYS = ("startedAt", "endedAt", "durationSeconds", "endReason", "recovered", "parts")
 
 
 @dataclass(frozen=True)
@@ -82,3 +92,51 @@ def sessions_without_sidecar(output_dir: Path, parts: Sequence[PartFile]) -> dic
         sessions.setdefault(part.prefix, []).append(part)
     return {prefix: members for prefix, members in sessions.items()
             if not (output_dir / sidecar_name(prefix)).exists()}
+
+
+class FinishedSessions:
+    """The finished sessions of one livestream (its sidecars on the volume), for ``/status``.
+
+    Read from the volume, so a restarted recorder still reports what earlier ones recorded; each
+    sidecar is parsed once (re-read only when its size or mtime changes).
+    """
+
+    def __init__(self, output_dir: Path, livestream: str) -> None:
+        self.output_dir = output_dir
+        self._name = re.compile(rf"^{re.escape(livestream_slug(livestream))}_\d{{8}}T\d{{6}}Z\.json$")
+        self._cache: dict[str, tuple[tuple[int, int], Optional[Recording]]] = {}
+
+    def list(self) -> list[Recording]:
+        try:
+            names = sorted(entry.name for entry in os.scandir(self.output_dir) if self._name.match(entry.name))
+        except OSError:
+            return []
+        names = names[-LISTED_SESSIONS:]
+        for gone in set(self._cache) - set(names):
+            del self._cache[gone]
+        out = []
+        for name in names:
+            recording = self._read(name)
+            if recording is not None:
+                out.append(recording)
+        return out
+
+    def _read(self, name: str) -> Optional[Recording]:
+        path = self.output_dir / name
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        stamp = (st.st_size, st.st_mtime_ns)
+        cached = self._cache.get(name)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        recording: Optional[Recording] = None
+        try:
+            document = json.loads(path.read_text())
+            fields = {key: document[key] for key in SUMMARY_KEYS if key in document}
+            recording = Recording.model_validate({**fields, "session": name[:-len(".json")]})
+        except (OSError, ValueError, TypeError, ValidationError) as exc:
+            log.warning("sidecar %s is unreadable (%s): it is left out of /status", name, str(exc).splitlines()[0][:200])
+        self._cache[name] = (stamp, recording)
+        return recording
