@@ -195,7 +195,10 @@ def test_broadcasting_is_what_the_transcoder_produces_next_to_what_is_desired():
     out = status({"phase": "live"}, agents=stopped)
     assert (out["broadcasting"], out["broadcastingDesired"]) == (False, True)
     out = status({"phase": "live", "broadcasting": False}, agents=healthy())
-    assert (out["broadcasting"], out["broadcastingDesired"]) == (True, False)  # still stopping, say
+    # Still producing (stopping, say), but what it makes now is no broadcast: viewers never get it.
+    assert (out["broadcasting"], out["broadcastingDesired"], out["outputsProduced"]) == (False, False, True)
+    preview = status({"phase": "backstage"}, agents=healthy())
+    assert (preview["broadcasting"], preview["broadcastingDesired"], preview["outputsProduced"]) == (False, False, True)
     unreachable = healthy()
     unreachable["transcoder"] = None
     assert status({"phase": "live"}, agents=unreachable)["broadcasting"] is False

@@ -137,12 +137,16 @@ class LivestreamStatus(ApiModel):
         "transcoder (they restart from 0 with it)."))
     viewers_allowed: Optional[bool] = Field(None, description="Playback open to everyone (live, or join-ahead reached).")
     broadcasting: Optional[bool] = Field(None, description=(
-        "HLS/DASH outputs are being produced now: the transcoder published a segment within the last few "
-        "segment durations (GetStream's egress.broadcasting). False while broadcasting is off, while no source "
-        "delivers, and while the transcoder fails (then the Ready condition says why)."))
+        "Public HLS/DASH broadcasting is happening now (GetStream's egress.broadcasting): it should be on "
+        "(broadcastingDesired) and the transcoder published a segment within the last few segment durations. "
+        "False while broadcasting is off, while no source delivers, and while the transcoder fails (then the "
+        "Ready condition says why). The backstage preview is not broadcasting: see outputsProduced."))
     broadcasting_desired: Optional[bool] = Field(None, description=(
-        "HLS/DASH broadcasting should be on now, from spec.broadcasting, goLive/stopLive, broadcasting.mode, "
-        "active and the phase; broadcasting says whether it is."))
+        "Public HLS/DASH broadcasting should be on now, from spec.broadcasting, goLive/stopLive, "
+        "broadcasting.mode, active and the phase; broadcasting says whether it is."))
+    outputs_produced: Optional[bool] = Field(None, description=(
+        "The transcoder is producing HLS/DASH segments now, for viewers (broadcasting), for members with a "
+        "playback token (the backstage preview) or for a transcoded recording."))
     recording: Optional[bool] = Field(None, description=(
         "A recording session is open: media is being written, or the recorder is reconnecting to a source "
         "within its finalize window (a failover from main to backup is one recording, not two)."))

@@ -168,8 +168,11 @@ def livestream_status(*, lifecycle: Optional[Lifecycle], rendered: Optional[Rend
     if last_source:
         out["lastActiveSource"] = last_source
     out["viewersAllowed"] = lifecycle.viewers_allowed
-    # What is happening (GetStream's egress.broadcasting), next to what is asked for.
-    out["broadcasting"] = isinstance(transcoder, TranscoderStatus) and transcoder.broadcasting
+    # What is happening, next to what is asked for. Outputs made while public broadcasting is off
+    # (the backstage preview, a transcoded recording) are not broadcasting: viewers never get them.
+    produced = isinstance(transcoder, TranscoderStatus) and transcoder.broadcasting
+    out["outputsProduced"] = produced
+    out["broadcasting"] = produced and lifecycle.broadcasting
     out["broadcastingDesired"] = lifecycle.broadcasting
     if "recorder" not in rendered.agent_configs:
         out["recording"] = False
