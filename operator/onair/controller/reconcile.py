@@ -27,7 +27,7 @@ from onair.render.lifecycle import desired_lifecycle, to_agent_desired
 from onair.render.resolve import Problem, resolve
 from onair.render.status import livestream_status, status_patch
 
-from . import events, members
+from . import events, members, refusals
 from .apply import apply_children
 from .calltype import calltype_version
 from .kubeapi import KINDS, LIVESTREAM, KubeError
@@ -226,6 +226,10 @@ async def sync_status(rt: Runtime, state: LivestreamState, ls: Mapping, body: Ma
     await write_status(rt, state, body, stored, new)
     if probe:
         _watch_broadcast(rt, state, body, new, agents.get("transcoder"), now)
+        if state.refusals is None:
+            state.refusals = refusals.RefusalAnnouncer(rt.refusal_event_interval_seconds)
+        refusals.announce(state.refusals, body, agents, state.namespace, state.name, rendered.credentials_secret,
+                          now)
 
 
 def _watch_broadcast(rt: Runtime, state: LivestreamState, body: Mapping, status: Mapping, transcoder: Any,
