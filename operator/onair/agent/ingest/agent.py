@@ -154,8 +154,8 @@ class IngestAgent(Agent):
         peer = self.srt_peer
         if not peer:
             return None
-        host = peer.rsplit(":", 1)[0] if peer.count(":") == 1 or peer.startswith("[") else peer
-        return host.strip("[]")
+        # srt-live-transmit prints host:port (IPv6 hosts contain colons themselves).
+        return peer.rsplit(":", 1)[0].strip("[]") if ":" in peer else peer
 
     # publish decisions --------------------------------------------------------------------
     @property
@@ -526,8 +526,9 @@ class IngestAgent(Agent):
             return
         loop = asyncio.get_running_loop()
         if event.kind == "undecodable":
+            self._count("srt", refusals.UNSUPPORTED_CODEC)
             self._refuse(refusals.UNSUPPORTED_CODEC, "srt", self._srt_caller_address(),
-                         f"{event.detail} cannot be decoded here: send H.264 or HEVC video with AAC audio")
+                         f"codec {event.detail} cannot be decoded here: send H.264 or HEVC video with AAC audio")
             loop.create_task(self._restart_srt(f"its {event.detail} cannot be decoded"))
         elif event.video is None and event.audio is not None:
             # MPEG-TS announces every track up front: no video in it means none is coming.
