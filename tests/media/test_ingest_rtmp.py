@@ -118,7 +118,7 @@ def test_audio_only_publish_is_dropped_with_a_reason(ingest_agent, publishers):
     ingest = ingest_agent.start(protocols=("rtmp",))
     pub = publishers.custom(["-re", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
                              "-c:a", "aac", "-b:a", "96k", "-f", "flv", ingest.rtmp_url])
-    ingest.wait_log("carries no video", timeout=20)
+    ingest.wait_log("no video arrived", timeout=20)
     assert pub.wait(15) != 0
     assert _outcome_count(ingest.metrics(), "rtmp", "no_video") == 1
     ingest.wait_receiving(False, timeout=5)

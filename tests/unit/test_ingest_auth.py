@@ -107,3 +107,18 @@ def test_play_form_fields_trust_nginx_first():
                       ("token", "t1"), ("name", "forged"), ("addr", "127.0.0.1")])
     req = auth.PlayRequest.from_form(form)
     assert (req.name, req.addr, req.clientid, req.token) == ("stream", "10.0.0.5", "3", "t1")
+
+
+def test_an_ended_livestream_refuses_with_its_own_reason():
+    d = decide(req(KEY), active=False, ended=True)
+    assert (d.accept, d.reason, d.detail) == (False, auth.ENDED, "the livestream has ended")
+    assert d.message == "refused rtmp publish from 203.0.113.7: the livestream has ended"
+
+
+def test_a_bridge_refusal_names_the_real_caller_and_a_guessed_bridge_name_is_an_rtmp_key_guess():
+    srt_name = auth.BRIDGE_PREFIX["srt"] + TOKEN
+    d = decide(req(srt_name, addr="127.0.0.1"), active=False, addr="198.51.100.4")
+    assert (d.protocol, d.reason) == ("srt", auth.INACTIVE)
+    assert d.message == "refused srt publish from 198.51.100.4: the livestream is not active"
+    guess = decide(req(auth.BRIDGE_PREFIX["srt"] + "guess", addr="198.51.100.1"))
+    assert (guess.protocol, guess.reason, guess.detail) == ("rtmp", auth.WRONG_KEY, "wrong stream key")

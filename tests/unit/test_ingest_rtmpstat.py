@@ -1,4 +1,5 @@
-from onair.agent.ingest.rtmpstat import ReceiveMonitor, StreamStat, parse_stat
+from onair.agent.ingest.rtmpstat import ReceiveMonitor, StreamStat, parse_stat, track_problem, usable
+from onair.api import refusals
 
 # Captured from nginx 1.22.1 / nginx-rtmp 1.1.4 (Debian libnginx-mod-rtmp) with one ffmpeg publisher.
 STAT = """<?xml version="1.0" encoding="utf-8" ?>
@@ -57,3 +58,20 @@ def test_new_publisher_or_no_publisher_resets():
     assert not m.receiving and m.stalled_for is None
     m.update(2.5, stat(10, publishing=False))
     assert not m.receiving
+
+
+def test_only_h264_video_with_aac_or_mp3_audio_is_usable():
+    st = parse_stat(STAT)
+    assert usable(st) and track_problem(st) is None
+    assert usable(parse_stat(STAT.replace("<codec>AAC</codec>", "<codec>MP3</codec>")))
+    no_audio = parse_stat(STAT.replace("<audio><codec>AAC</codec>", "<audio><codec></codec>"))
+    assert no_audio.audio is None and usable(no_audio)  # video without audio goes on air
+    sorenson = parse_stat(STAT.replace("<codec>H264</codec>", "<codec>Sorenson-H263</codec>"))
+    assert not usable(sorenson)
+    reason, words = track_problem(sorenson)
+    assert reason == refusals.UNSUPPORTED_CODEC and words.startswith("video codec sorenson-h263 ")
+    speex = parse_stat(STAT.replace("<codec>AAC</codec>", "<codec>Speex</codec>"))
+    assert track_problem(speex)[1].startswith("audio codec speex ") and not usable(speex)
+    audio_only = parse_stat(STAT.replace("<codec>H264</codec>", "<codec></codec>"))
+    assert track_problem(audio_only) is None and not usable(audio_only)  # judged after a grace period
+    assert not usable(None) and track_problem(None) is None

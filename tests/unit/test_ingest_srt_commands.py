@@ -30,3 +30,49 @@ def test_srt_live_transmit_lines():
                              "Incorrect passphrase")
     assert (rej.kind, rej.detail) == ("rejected", "Incorrect passphrase")
     assert srt.parse_srt_line("SrtCommon: ... done.") is None
+
+
+def test_bridge_converts_only_what_flv_cannot_carry():
+    assert srt.conversions("h264", "aac") == (False, False)
+    assert srt.conversions("h264", "mp3") == (False, False)
+    assert srt.conversions("hevc", "aac") == (True, False)
+    assert srt.conversions("h264", "mp2") == (False, True)
+    assert srt.conversions("mpeg2video", "ac3") == (True, True)
+    assert srt.conversions(None, "aac") == (False, False)
+    copy = srt.bridge_argv(5000, "rtmp://x/live/y", binary="ffmpeg")
+    assert copy[copy.index("-c:v") + 1] == "copy" and copy[copy.index("-c:a") + 1] == "copy"
+    both = srt.bridge_argv(5000, "rtmp://x/live/y", binary="ffmpeg", convert_video=True, convert_audio=True)
+    assert both[both.index("-c:v") + 1] == "libx264" and both[both.index("-c:a") + 1] == "aac"
+    assert both[both.index("-pix_fmt") + 1] == "yuv420p"  # HEVC Main10 must not become High10 H.264
+    assert both[both.index("-force_key_frames") + 1] == "source"
+    assert both[-1] == "rtmp://x/live/y"
+
+
+# ffmpeg 5.1's own words, at -loglevel info.
+HEVC_MP2_DUMP = """Input #0, mpegts, from 'udp://127.0.0.1:5000?fifo_size=1000000':
+  Duration: N/A, start: 1.400000, bitrate: N/A
+  Program 1 
+    Metadata:
+      service_name    : Service01
+  Stream #0:0[0x100]: Video: hevc (Main) (HEVC / 0x43564548), yuv420p(tv), 320x240, 25 fps, 25 tbr, 90k tbn
+  Stream #0:1[0x101]: Audio: mp2 ([3][0][0][0] / 0x0003), 48000 Hz, stereo, fltp, 384 kb/s
+  Stream #0:2[0x102]: Audio: aac (LC) ([15][0][0][0] / 0x000F), 48000 Hz, stereo, fltp
+[flv @ 0x5595b2ae0500] Video codec hevc not compatible with flv
+Could not write header for output file #0 (incorrect codec parameters ?): Function not implemented"""
+
+
+def test_bridge_log_reports_the_input_codecs_once_the_dump_ends():
+    bridge = srt.BridgeLog()
+    events = [e for e in (bridge.feed(line) for line in HEVC_MP2_DUMP.splitlines()) if e]
+    assert events == [srt.BridgeEvent("input", "hevc", "mp2")]  # the first audio track is the mapped one
+
+
+def test_bridge_log_audio_only_input_and_a_missing_decoder():
+    bridge = srt.BridgeLog()
+    lines = ["Input #0, mpegts, from 'udp://x':", "  Stream #0:0[0x100]: Audio: aac (LC), 48000 Hz",
+             "Output #0, flv, to 'rtmp://x':"]
+    assert [e for e in map(bridge.feed, lines) if e] == [srt.BridgeEvent("input", None, "aac")]
+    missing = bridge.feed("Decoder (codec vvc) not found for input stream #0:0")
+    assert missing == srt.BridgeEvent("undecodable", detail="vvc")
+    bridge.reset()
+    assert bridge.feed("  Stream #0:0[0x100]: Video: h264") is None  # outside an input dump

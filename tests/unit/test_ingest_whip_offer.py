@@ -1,4 +1,5 @@
 from onair.agent.ingest import whip
+from onair.api import refusals
 
 OFFER = """v=0
 o=- 1 1 IN IP4 0.0.0.0
@@ -19,15 +20,20 @@ def test_offer_with_h264_and_opus_is_fine_even_among_other_codecs():
     assert whip.offer_problem(OFFER) is None
 
 
-def test_missing_h264_or_opus_or_a_track_is_406_with_the_reference_message():
-    for offer in (OFFER.replace("H264", "AV1"), OFFER.replace("opus", "G722"), OFFER.split("m=video")[0]):
-        status, message = whip.offer_problem(offer)
-        assert status == 406
+def test_missing_h264_or_opus_or_a_track_is_406_with_the_reference_message_and_a_reason():
+    audio_only = OFFER.split("m=video")[0]
+    video_only = "m=video" + OFFER.split("m=video")[1]
+    video_only = OFFER.split("m=audio")[0] + video_only
+    for offer, reason in ((OFFER.replace("H264", "AV1"), refusals.UNSUPPORTED_CODEC),
+                          (OFFER.replace("opus", "G722"), refusals.UNSUPPORTED_CODEC),
+                          (audio_only, refusals.NO_VIDEO), (video_only, refusals.NO_AUDIO)):
+        status, why, message = whip.offer_problem(offer)
+        assert (status, why) == (406, reason)
         assert message.startswith("WebRTC requires H.264 video and OPUS audio. Both tracks must be present")
 
 
 def test_non_sdp_is_400():
-    assert whip.offer_problem("hello")[0] == 400
+    assert whip.offer_problem("hello")[:2] == (400, refusals.BAD_REQUEST)
 
 
 def test_bearer_token():

@@ -190,6 +190,18 @@ class AudioInfo(ApiModel):
     sample_rate: Optional[int] = None
 
 
+class IngestRefusal(ApiModel):
+    """Publishes refused (or dropped) for one reason over one protocol since the agent started."""
+
+    reason: str = Field(description="a code of onair.api.refusals, e.g. wrong_key, no_video")
+    protocol: Optional[Protocol] = None
+    count: int = Field(ge=1, description="refusals of this reason and protocol since the agent started")
+    first_at: datetime
+    last_at: datetime
+    last_address: Optional[str] = Field(None, description="the publisher's address at the last refusal")
+    message: str = Field(description="what was wrong at the last refusal, in words; never a credential")
+
+
 class IngestStatus(ApiModel):
     role: Literal["ingest"] = "ingest"
     slot: Slot
@@ -199,6 +211,9 @@ class IngestStatus(ApiModel):
     bitrate_kbps: Optional[float] = None
     video: Optional[VideoInfo] = None
     audio: Optional[AudioInfo] = None
+    refusals: list[IngestRefusal] = Field(default_factory=list, description=(
+        "refusals by reason and protocol, the most recent first (at most 16 kinds): the operator turns new "
+        "ones into Warning Events"))
 
 
 class TranscoderStatus(ApiModel):

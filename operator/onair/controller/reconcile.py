@@ -28,7 +28,7 @@ from onair.render.lifecycle import desired_lifecycle, to_agent_desired
 from onair.render.resolve import Problem, resolve
 from onair.render.status import broadcast_problem, input_live, livestream_status, status_patch
 
-from . import events, members
+from . import events, members, refusals
 from .apply import apply_children
 from .calltype import calltype_version
 from .kubeapi import KINDS, LIVESTREAM, KubeError
@@ -229,6 +229,10 @@ async def sync_status(rt: Runtime, state: LivestreamState, ls: Mapping, body: Ma
     agents = {key: (r.status if r.reachable else None) for key, r in state.agents.items()}
     if probe:
         _watch_broadcast(rt, state, body, agents, now)
+        if state.refusals is None:
+            state.refusals = refusals.RefusalAnnouncer(rt.refusal_event_interval_seconds)
+        refusals.announce(state.refusals, body, agents, state.namespace, state.name, rendered.credentials_secret,
+                          now)
     new = livestream_status(lifecycle=lifecycle, rendered=rendered, agents=agents, previous=stored,
                             generation=state.rendered_generation, now=now, dvr_cleared_at=cleared,
                             broadcast_failure=state.broadcast_failure)

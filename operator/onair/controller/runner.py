@@ -18,6 +18,7 @@ import kopf
 from . import calltype, kubeapi, livestream, owned
 from .config import OperatorConfig
 from .probe import Prober, Resolver
+from .refusals import DEFAULT_INTERVAL_SECONDS
 from .runtime import Runtime
 from .settings import build_settings
 
@@ -55,7 +56,8 @@ async def operator(*, kubeconfig: Optional[str] = None, context: Optional[str] =
                    config: Optional[OperatorConfig] = None, stop_flag: Any = None, ready_flag: Any = None,
                    standalone: bool = True, liveness_endpoint: Optional[str] = None,
                    resync_seconds: float = 600.0, probe_timeout: float = 2.0,
-                   broadcast_grace_seconds: float = 20.0) -> None:
+                   broadcast_grace_seconds: float = 20.0,
+                   refusal_event_interval_seconds: float = DEFAULT_INTERVAL_SECONDS) -> None:
     """Run until ``stop_flag`` is set (or a signal, in the main thread)."""
     config = config or OperatorConfig.from_env()
     namespaces = list(namespaces if namespaces is not None else config.watch_namespaces)
@@ -67,7 +69,8 @@ async def operator(*, kubeconfig: Optional[str] = None, context: Optional[str] =
         return holder["rt"].pod_resolver(namespace, name, role_key)
 
     prober = Prober(resolver or default_resolver, timeout=probe_timeout)
-    rt = Runtime(config, kube, prober, resync_seconds=resync_seconds, broadcast_grace_seconds=broadcast_grace_seconds)
+    rt = Runtime(config, kube, prober, resync_seconds=resync_seconds, broadcast_grace_seconds=broadcast_grace_seconds,
+                 refusal_event_interval_seconds=refusal_event_interval_seconds)
     holder["rt"] = rt
     registry = build_registry(rt, api, watch_pods=resolver is None)
     settings = build_settings(standalone=standalone)

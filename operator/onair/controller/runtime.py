@@ -22,6 +22,7 @@ from .coalesce import Coalescer
 from .config import OperatorConfig
 from .kubeapi import Kube
 from .probe import AgentReport, Prober
+from .refusals import DEFAULT_INTERVAL_SECONDS, RefusalAnnouncer
 
 log = logging.getLogger("onair.controller")
 
@@ -60,6 +61,7 @@ class LivestreamState:
     broadcast_failing_since: Optional[datetime] = None
     broadcast_failure: Optional[str] = None  # the message, once failing has outlasted the grace period
     transient_failures: int = 0
+    refusals: Optional[RefusalAnnouncer] = None  # created by the first status poll
 
     def mark_dirty(self, reason: str) -> None:
         self.dirty.add(reason)
@@ -71,7 +73,8 @@ class Runtime:
 
     def __init__(self, config: OperatorConfig, kube: Kube, prober: Prober,
                  clock: Callable[[], datetime] = utcnow, resync_seconds: float = 600.0,
-                 broadcast_grace_seconds: float = 20.0, calltype_status_window: float = 1.0) -> None:
+                 broadcast_grace_seconds: float = 20.0, calltype_status_window: float = 1.0,
+                 refusal_event_interval_seconds: float = DEFAULT_INTERVAL_SECONDS) -> None:
         self.config = config
         self.kube = kube
         self.prober = prober
@@ -80,6 +83,8 @@ class Runtime:
         # How long "input live but no segments" may last before it is a BroadcastingFailed:
         # the transcoder needs a few seconds from first input to first segment.
         self.broadcast_grace_seconds = broadcast_grace_seconds
+        # At most one Warning Event per ingest refusal reason and Livestream this often.
+        self.refusal_event_interval_seconds = refusal_event_interval_seconds
         self.livestreams: dict[tuple[str, str], LivestreamState] = {}
         # Numbers each reconcile; the Kubernetes client serves lower numbers first (workpool).
         self.reconcile_order = itertools.count(1)

@@ -26,10 +26,12 @@ from prometheus_client import Counter, Gauge
 from onair import endpoints
 from onair.agent.app import Agent, read_secret
 from onair.agent.supervisor import Child, Supervisor
+from onair.api import refusals
 from onair.api.agent import Desired, IngestConfig, IngestStatus
 
 from . import auth, nginx, ports, srt
-from .rtmpstat import ReceiveMonitor, StreamStat, parse_stat
+from .refusal_log import RefusalLog
+from .rtmpstat import ReceiveMonitor, StreamStat, parse_stat, track_problem, usable
 from .whip import WhipServer, install_ice_addresses
 
 log = logging.getLogger("onair.agent.ingest")
@@ -38,6 +40,8 @@ POLL_INTERVAL = 0.5
 STALL_SECONDS = 1.5  # no new bytes for this long: not receiving (nginx drops the publisher later)
 ACCEPT_GRACE = 3.0  # an accepted publish may take this long to show up in nginx's stats
 NO_VIDEO_GRACE = 5.0  # a publish still without a video track after this long is dropped
+NO_VIDEO_DETAIL = (f"no video arrived within {NO_VIDEO_GRACE:.0f} s (audio only, or video RTMP cannot carry here, "
+                   "such as HEVC or AV1 over Enhanced RTMP): a livestream needs an H.264 video track")
 WHIP_CLAIM_SECONDS = 15.0  # a WHIP session holds the slot this long before its RTMP publish arrives
 RTMPS_SOURCE = "127.0.0.2"  # the TLS proxy connects from here, so RTMPS publishes are recognisable
 
@@ -98,6 +102,10 @@ class IngestAgent(Agent):
         self.srt_caller = False
         self.srt_peer: Optional[str] = None
         self.srt_ready = False
+        # The SRT caller's codecs decide what the bridge converts; reset for every caller.
+        self.bridge_log = srt.BridgeLog()
+        self.bridge_conversions = (False, False)
+        self.refusals = RefusalLog()
         self.monitor = ReceiveMonitor(stall_seconds=STALL_SECONDS)
         self.last_stat: Optional[StreamStat] = None
         self.stat_ok = False
@@ -133,9 +141,25 @@ class IngestAgent(Agent):
                                [*labels, "outcome"], registry=self.registry)
         self.m_drops = Counter("onair_ingest_publisher_drops", "live publishers the ingest dropped, by reason",
                                [*labels, "reason"], registry=self.registry)
+        self.m_refusals = Counter("onair_ingest_refusals", "publishes refused or dropped, by reason and protocol",
+                                  [*labels, "reason", "protocol"], registry=self.registry)
 
     def _count(self, protocol: Optional[str], outcome: str) -> None:
         self.m_publishes.labels(**self._labels, protocol=protocol or "unknown", outcome=outcome).inc()
+
+    def _refuse(self, reason: str, protocol: Optional[str], address: Optional[str], detail: str) -> None:
+        """Every refusal and drop ends here: the log, the counter and /status (for the owner's Events).
+        ``detail`` must never hold a credential, nor the name a publisher tried."""
+        log.warning("%s", auth.refused_message(protocol, address, detail))
+        self.m_refusals.labels(**self._labels, reason=reason, protocol=protocol or "unknown").inc()
+        self.refusals.record(reason, protocol, address, detail)
+
+    def _srt_caller_address(self) -> Optional[str]:
+        peer = self.srt_peer
+        if not peer:
+            return None
+        # srt-live-transmit prints host:port (IPv6 hosts contain colons themselves).
+        return peer.rsplit(":", 1)[0].strip("[]") if ":" in peer else peer
 
     # publish decisions --------------------------------------------------------------------
     @property
@@ -160,14 +184,15 @@ class IngestAgent(Agent):
         protocol, _ = auth.identify(req, read_secret(self.config.stream_key_file), self.bridge_token, self.rtmps_addr)
         if self.holder is not None and time.monotonic() - self.holder.accepted_at > ACCEPT_GRACE:
             await self._refresh_stat()  # the holder may have vanished since the last poll
+        addr = self._srt_caller_address() if protocol == "srt" else None
         decision = auth.decide(
             req, stream_key=read_secret(self.config.stream_key_file), bridge_token=self.bridge_token,
             protocols=self.config.protocols, active=self.active, holder=self._current_claim(protocol),
-            rtmps_addr=self.rtmps_addr)
+            rtmps_addr=self.rtmps_addr, ended=self.desired.phase == "ended", addr=addr)
         self._count(decision.protocol, decision.reason)
         if not decision.accept:
-            log.warning("%s", decision.message)
-            if decision.protocol == "srt" and decision.reason in (auth.BUSY, auth.OTHER_PROTOCOL, auth.INACTIVE):
+            self._refuse(decision.reason, decision.protocol, addr or req.addr, decision.detail)
+            if decision.protocol == "srt":
                 # The caller is connected at the SRT level; hanging up is the only way to tell it.
                 asyncio.get_running_loop().create_task(self._restart_srt("its publish was refused"))
             return web.Response(status=403, text=decision.reason + "\n")
@@ -204,14 +229,15 @@ class IngestAgent(Agent):
     # WHIP gate ----------------------------------------------------------------------------
     def whip_refusal(self) -> Optional[tuple[int, str, str]]:
         if "whip" not in self.config.protocols:
-            return 403, auth.PROTOCOL_DISABLED, "whip is not enabled for this livestream"
+            return 403, refusals.PROTOCOL_DISABLED, "whip is not enabled for this livestream"
         if not self.active:
-            return 403, auth.INACTIVE, "the livestream is not active"
+            reason = refusals.ENDED if self.desired.phase == "ended" else refusals.INACTIVE
+            return 403, reason, auth.refusal_detail(reason, "whip")
         claim = self._current_claim("whip")
         if claim is not None and claim.protocol != "whip":
-            return 409, auth.OTHER_PROTOCOL, f"{claim.protocol} is already live on this slot (only one protocol at a time)"
+            return 409, refusals.OTHER_PROTOCOL, f"{claim.protocol} is already live on this slot (only one protocol at a time)"
         if claim is not None or self.whip_claim or (self.whip and self.whip.sessions):
-            return 409, auth.BUSY, "another whip publisher is already live on this slot"
+            return 409, refusals.BUSY, "another whip publisher is already live on this slot"
         return None
 
     def whip_claim_slot(self, session_id: str) -> None:
@@ -224,9 +250,9 @@ class IngestAgent(Agent):
     def whip_publish_url(self) -> str:
         return self._bridge_url("whip")
 
-    def whip_refused(self, reason: str, message: str) -> None:
+    def whip_refused(self, reason: str, address: str, detail: str) -> None:
         self._count("whip", reason)
-        log.warning("%s", message)
+        self._refuse(reason, "whip", address, detail)
 
     def _bridge_url(self, protocol: str) -> str:
         return f"rtmp://{nginx.listen_address(self.local_host, self.config.rtmp_port)}/{endpoints.RTMP_APP}/" \
@@ -236,7 +262,9 @@ class IngestAgent(Agent):
     def status(self) -> IngestStatus:
         stat = self.last_stat
         connected = bool(stat and stat.publishing)
-        receiving = connected and self.monitor.receiving
+        # Media the ingest is about to drop (no video, a codec the pipeline cannot use) is not
+        # "receiving": the Livestream must not flash live for a publish that cannot go on air.
+        receiving = connected and self.monitor.receiving and usable(stat)
         holder = self.holder if connected else None
         return IngestStatus(
             slot=self.config.slot,
@@ -246,13 +274,14 @@ class IngestAgent(Agent):
             bitrate_kbps=self.monitor.bitrate_kbps if receiving else None,
             video=stat.video if connected else None,
             audio=stat.audio if connected else None,
+            refusals=self.refusals.snapshot(),
         )
 
     def ready(self) -> Optional[str]:
         """None when every enabled listener is up, else what is missing."""
         if not self.stat_ok:
             return "nginx is not answering yet"
-        if self.srt_enabled and self.active and not self.srt_ready:
+        if self.srt_enabled and not self.srt_ready:
             return "the SRT listener is not up yet"
         return None
 
@@ -268,14 +297,14 @@ class IngestAgent(Agent):
         self._active_applied = desired.active
         if desired.active:
             log.info("livestream activated: accepting publishes again")
-            if self.srt_enabled:
-                self._start_srt()
             return
-        log.warning("livestream deactivated: refusing every publish and dropping the live one")
+        log.warning("livestream %s: refusing every publish and dropping the live one",
+                    "ended" if desired.phase == "ended" else "deactivated")
         if self.whip:
             await self.whip.end_all("livestream deactivated")
-        if self.srt_enabled:
-            await self._stop_srt()
+        if self.srt_caller:
+            # The SRT listener stays up while inactive, so later callers hear why they are refused.
+            await self._restart_srt("the livestream was deactivated")
         if self.holder is not None:
             await self._drop_publisher("deactivated")
 
@@ -332,12 +361,17 @@ class IngestAgent(Agent):
         self.m_receiving.set(1 if st.receiving else 0)
         self.m_bitrate.set(st.bitrate_kbps or 0)
         holder, stat = self.holder, self.last_stat
-        if (holder and stat and stat.publishing and stat.client_id == holder.clientid and stat.video is None
-                and stat.bytes_in > 0 and time.monotonic() - holder.accepted_at > NO_VIDEO_GRACE):
-            log.warning("dropping %s publish from %s: it carries no video (audio only?); the transcoder needs "
-                        "a video track", holder.protocol, holder.addr)
-            self._count(holder.protocol, auth.NO_VIDEO)
-            await self._drop_publisher(auth.NO_VIDEO)
+        if not (holder and stat and stat.publishing and stat.client_id == holder.clientid):
+            return
+        problem = track_problem(stat)
+        if problem is None and stat.video is None and stat.bytes_in > 0 \
+                and time.monotonic() - holder.accepted_at > NO_VIDEO_GRACE:
+            problem = refusals.NO_VIDEO, NO_VIDEO_DETAIL
+        if problem is not None:
+            reason, detail = problem
+            self._count(holder.protocol, reason)
+            self._refuse(reason, holder.protocol, holder.addr, detail)
+            await self._drop_publisher(reason)
 
     async def _drop_publisher(self, reason: str) -> None:
         holder = self.holder
@@ -419,9 +453,11 @@ class IngestAgent(Agent):
         c = self.config
         assert self.srt_passphrase is not None
         self.srt_ready = False
+        self.bridge_conversions = (False, False)
         self.supervisor.add(Child(
             name="srt-bridge", argv=srt.bridge_argv(self.udp_port, self._bridge_url("srt")),
             secrets=[self.bridge_token], on_line=self._on_bridge_line,
+            on_start=lambda proc: self.bridge_log.reset(),
             # A remux has nothing to finalize, and ffmpeg blocked on an idle UDP input ignores
             # SIGTERM for seconds; nginx sees the TCP close at once either way.
             stop_signal=signal.SIGKILL, backoff_initial=0.3, backoff_max=2.0))
@@ -443,13 +479,15 @@ class IngestAgent(Agent):
             return
         log.warning("hanging up on the SRT caller: %s", why)
         await self._stop_srt()
-        if self.active:
-            self._start_srt()
+        self._start_srt()
 
-    async def _restart_bridge(self) -> None:
+    async def _restart_bridge(self, conversions: tuple[bool, bool] = (False, False)) -> None:
         child = self.supervisor.children.get("srt-bridge")
         if child is not None:
             await child.stop()
+            self.bridge_conversions = conversions
+            child.argv = srt.bridge_argv(self.udp_port, self._bridge_url("srt"), convert_video=conversions[0],
+                                         convert_audio=conversions[1])
             child.start()
 
     def _on_srt_line(self, line: str) -> None:
@@ -472,21 +510,46 @@ class IngestAgent(Agent):
             # The next caller's MPEG-TS starts over; a fresh remux must read it.
             asyncio.get_running_loop().create_task(self._restart_bridge())
         elif event.kind == "rejected":
-            reason = "wrong passphrase" if "passphrase" in event.detail.lower() else event.detail
-            log.warning("refused srt publish from %s: %s", self.srt_peer or "unknown address", reason)
-            self._count("srt", auth.WRONG_KEY if reason == "wrong passphrase" else "rejected")
+            wrong_key = "passphrase" in event.detail.lower()
+            reason = refusals.WRONG_KEY if wrong_key else refusals.BAD_REQUEST
+            detail = "wrong passphrase" if wrong_key else f"the SRT handshake was rejected: {event.detail}"
+            self._count("srt", reason)
+            self._refuse(reason, "srt", self._srt_caller_address(), detail)
 
     def _on_srt_exit(self, code: int) -> None:
         self.srt_caller = False
         self.srt_ready = False
 
     def _on_bridge_line(self, line: str) -> None:
-        if "not currently supported in container" in line or "codec not supported" in line.lower():
-            log.warning("SRT input cannot be forwarded: RTMP carries H.264 video and AAC audio only (%s)", line)
-        elif "Input/output error" in line or "Broken pipe" in line or "Connection refused" in line:
+        if "Input/output error" in line or "Broken pipe" in line or "Connection refused" in line:
             log.info("[srt-bridge] %s", line)
         else:
             log.debug("[srt-bridge] %s", line)
+        event = self.bridge_log.feed(line)
+        if event is None:
+            return
+        loop = asyncio.get_running_loop()
+        if event.kind == "undecodable":
+            self._count("srt", refusals.UNSUPPORTED_CODEC)
+            self._refuse(refusals.UNSUPPORTED_CODEC, "srt", self._srt_caller_address(),
+                         f"codec {event.detail} cannot be decoded here: send H.264 or HEVC video with AAC audio")
+            loop.create_task(self._restart_srt(f"its {event.detail} cannot be decoded"))
+        elif event.video is None and event.audio is not None:
+            # MPEG-TS announces every track up front: no video in it means none is coming.
+            self._count("srt", refusals.NO_VIDEO)
+            self._refuse(refusals.NO_VIDEO, "srt", self._srt_caller_address(),
+                         "the SRT stream has no video track (audio only): a livestream needs video")
+            loop.create_task(self._restart_srt("it sends no video"))
+        else:
+            wanted = srt.conversions(event.video, event.audio)
+            if wanted != self.bridge_conversions and any(wanted):
+                # Copying would fail at the FLV header ("codec not compatible with flv") on every
+                # retry; converting once costs about what one transcoder rung does.
+                what = [f"{codec} {kind} to {target}" for codec, kind, target, on in (
+                    (event.video, "video", "H.264", wanted[0]), (event.audio, "audio", "AAC", wanted[1])) if on]
+                log.info("SRT caller sends %s: converting %s (RTMP carries H.264 and AAC)",
+                         " + ".join(c for c in (event.video, event.audio) if c), " and ".join(what))
+                loop.create_task(self._restart_bridge(wanted))
 
     # lifecycle ----------------------------------------------------------------------------
     def _listeners(self) -> list[ports.Listener]:
@@ -556,7 +619,7 @@ class IngestAgent(Agent):
                                       secrets=[s for s in (read_secret(self.config.stream_key_file),
                                                            read_secret(self.config.read_token_file),
                                                            self.bridge_token) if s]))
-            if self.srt_enabled and self.active:
+            if self.srt_enabled:
                 self._start_srt()
             if "whip" in self.config.protocols:
                 install_ice_addresses(self.config.whip_ice_addresses)

@@ -12,18 +12,13 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 from urllib.parse import unquote
 
+from onair.api.refusals import BUSY, ENDED, INACTIVE, NO_KEY, OTHER_PROTOCOL, PROTOCOL_DISABLED, WRONG_KEY
+
 # Internal publishers (SRT and WHIP bridges) publish as "<prefix><token>"; the token is
 # random per agent start, so only processes the agent started can use these names.
 BRIDGE_PREFIX = {"srt": "_onair_srt_", "whip": "_onair_whip_"}
 
 ACCEPTED = "accepted"
-WRONG_KEY = "wrong_key"
-NO_KEY = "no_key_configured"
-INACTIVE = "inactive"
-BUSY = "busy"
-OTHER_PROTOCOL = "other_protocol_live"
-PROTOCOL_DISABLED = "protocol_disabled"
-NO_VIDEO = "no_video"
 
 
 @dataclass(frozen=True)
@@ -60,7 +55,8 @@ class Decision:
     accept: bool
     protocol: Optional[str]
     reason: str
-    message: str
+    message: str  # for the log: who, and the verdict
+    detail: str = ""  # the verdict alone, for the owner (IngestStatus.refusals)
 
 
 def secret_equals(candidate: str, secret: Optional[str]) -> bool:
@@ -80,9 +76,10 @@ def identify(req: PublishRequest, stream_key: Optional[str], bridge_token: str,
              rtmps_addr: Optional[str]) -> tuple[Optional[str], bool]:
     """(protocol, credentials_ok). protocol is None only when nothing matched."""
     for protocol, prefix in BRIDGE_PREFIX.items():
-        if req.name.startswith(prefix):
-            ok = is_loopback(req.addr) and secret_equals(req.name[len(prefix):], bridge_token)
-            return protocol, ok
+        if req.name.startswith(prefix) and is_loopback(req.addr) and secret_equals(req.name[len(prefix):],
+                                                                                   bridge_token):
+            return protocol, True
+    # Anything else, a guessed bridge name included, is an RTMP(S) publisher trying a key.
     if rtmps_addr:
         protocol = "rtmps" if req.addr == rtmps_addr else "rtmp"
     else:  # no distinct proxy address: the client's own tcUrl is the best we have
@@ -92,29 +89,49 @@ def identify(req: PublishRequest, stream_key: Optional[str], bridge_token: str,
     return protocol, ok
 
 
+def refused_message(protocol: Optional[str], addr: Optional[str], detail: str) -> str:
+    return f"refused {protocol or 'rtmp'} publish from {addr or 'unknown address'}: {detail}"
+
+
+def refusal_detail(reason: str, protocol: Optional[str], *, protocols: Sequence[str] = (),
+                   holder: Optional[Claim] = None) -> str:
+    """The owner-facing words for a slot-level refusal (credentials are checked elsewhere)."""
+    if reason == PROTOCOL_DISABLED:
+        return f"{protocol} is not enabled for this livestream (enabled: {', '.join(protocols) or 'none'})"
+    if reason == ENDED:
+        return "the livestream has ended"
+    if reason == INACTIVE:
+        return "the livestream is not active"
+    if reason == BUSY:
+        return f"another {protocol} publisher is already live on this slot"
+    if reason == OTHER_PROTOCOL and holder is not None:
+        return f"{holder.protocol} is already live on this slot (only one protocol at a time)"
+    return reason
+
+
 def decide(req: PublishRequest, *, stream_key: Optional[str], bridge_token: str, protocols: Sequence[str],
-           active: bool, holder: Optional[Claim], rtmps_addr: Optional[str]) -> Decision:
+           active: bool, holder: Optional[Claim], rtmps_addr: Optional[str], ended: bool = False,
+           addr: Optional[str] = None) -> Decision:
+    """``addr``: the publisher's real address when ``req.addr`` is a bridge's (SRT: the caller)."""
     protocol, ok = identify(req, stream_key, bridge_token, rtmps_addr)
-    who = f"{protocol or 'rtmp'} publish from {req.addr or 'unknown address'}"
+    addr = addr or req.addr
+
+    def refuse(reason: str, detail: str) -> Decision:
+        return Decision(False, protocol, reason, refused_message(protocol, addr, detail), detail)
+
     if protocol in ("rtmp", "rtmps") and not stream_key:
-        return Decision(False, protocol, NO_KEY, f"refused {who}: no stream key is configured for this slot")
+        return refuse(NO_KEY, "no stream key is configured for this slot")
     if not ok:
-        what = "stream key" if protocol in ("rtmp", "rtmps") else "internal bridge token"
-        return Decision(False, protocol, WRONG_KEY, f"refused {who}: wrong {what}")
+        return refuse(WRONG_KEY, "wrong stream key")
     if protocol not in protocols:
-        return Decision(False, protocol, PROTOCOL_DISABLED,
-                        f"refused {who}: {protocol} is not enabled for this livestream "
-                        f"(enabled: {', '.join(protocols) or 'none'})")
+        return refuse(PROTOCOL_DISABLED, refusal_detail(PROTOCOL_DISABLED, protocol, protocols=protocols))
     if not active:
-        return Decision(False, protocol, INACTIVE, f"refused {who}: the livestream is not active")
+        reason = ENDED if ended else INACTIVE
+        return refuse(reason, refusal_detail(reason, protocol))
     if holder is not None:
-        if holder.protocol == protocol:
-            return Decision(False, protocol, BUSY,
-                            f"refused {who}: another {protocol} publisher is already live on this slot")
-        return Decision(False, protocol, OTHER_PROTOCOL,
-                        f"refused {who}: {holder.protocol} is already live on this slot "
-                        "(only one protocol at a time)")
-    return Decision(True, protocol, ACCEPTED, f"accepted {who}")
+        reason = BUSY if holder.protocol == protocol else OTHER_PROTOCOL
+        return refuse(reason, refusal_detail(reason, protocol, holder=holder))
+    return Decision(True, protocol, ACCEPTED, f"accepted {protocol} publish from {addr or 'unknown address'}")
 
 
 # ----------------------------------------------------------------------------- plays

@@ -13,6 +13,13 @@ from typing import Optional
 
 from onair import endpoints
 from onair.api.agent import AudioInfo, VideoInfo
+from onair.api.refusals import UNSUPPORTED_CODEC
+
+# What the readers can take as it comes: the transcoder remuxes the RTMP stream into MPEG-TS
+# (H.264 video; AAC or MP3 audio) and the recorder copies it into MP4. Names as nginx-rtmp's
+# stats spell them, lowercased.
+USABLE_VIDEO_CODECS = frozenset({"h264"})
+USABLE_AUDIO_CODECS = frozenset({"aac", "mp3"})
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,27 @@ def parse_stat(xml_text: str, app: str = endpoints.RTMP_APP,
                 readers=readers,
             )
     return None
+
+
+def track_problem(stat: Optional[StreamStat]) -> Optional[tuple[str, str]]:
+    """(refusal reason, words) when the publish carries a codec the pipeline cannot use; None
+    while nothing is known yet (a missing video track is judged after a grace period instead)."""
+    if stat is None:
+        return None
+    video = stat.video.codec if stat.video else None
+    audio = stat.audio.codec if stat.audio else None
+    if video and video not in USABLE_VIDEO_CODECS:
+        return UNSUPPORTED_CODEC, (f"video codec {video} is not supported over RTMP: send H.264 video "
+                                   "(with AAC or MP3 audio)")
+    if audio and audio not in USABLE_AUDIO_CODECS:
+        return UNSUPPORTED_CODEC, (f"audio codec {audio} is not supported over RTMP: send AAC (or MP3) audio "
+                                   "with the H.264 video")
+    return None
+
+
+def usable(stat: Optional[StreamStat]) -> bool:
+    """The publish carries video the pipeline can use (audio is optional)."""
+    return stat is not None and stat.video is not None and track_problem(stat) is None
 
 
 class ReceiveMonitor:

@@ -25,6 +25,7 @@ from typing import Callable, Optional, Protocol, Sequence
 from aiohttp import web
 
 from onair.agent.supervisor import Child, Supervisor
+from onair.api import refusals
 
 log = logging.getLogger("onair.agent.ingest.whip")
 
@@ -58,17 +59,21 @@ def offer_codecs(sdp: str) -> dict[str, set[str]]:
     return found
 
 
-def offer_problem(sdp: str) -> Optional[tuple[int, str]]:
-    """(HTTP status, message) when the offer cannot be ingested, None when it can."""
+def offer_problem(sdp: str) -> Optional[tuple[int, str, str]]:
+    """(HTTP status, refusal reason, message) when the offer cannot be ingested, None when it can."""
     if "v=0" not in sdp or "m=" not in sdp:
-        return 400, "the body is not an SDP offer"
+        return 400, refusals.BAD_REQUEST, "the body is not an SDP offer"
     codecs = offer_codecs(sdp)
-    has_video = "h264" in codecs.get("video", set())
-    has_audio = "opus" in codecs.get("audio", set())
-    if has_video and has_audio:
+    if "h264" in codecs.get("video", set()) and "opus" in codecs.get("audio", set()):
         return None
+    if "video" not in codecs:
+        reason = refusals.NO_VIDEO
+    elif "audio" not in codecs:
+        reason = refusals.NO_AUDIO
+    else:
+        reason = refusals.UNSUPPORTED_CODEC
     offered = "; ".join(f"{kind}: {', '.join(sorted(names)) or 'no codecs'}" for kind, names in sorted(codecs.items()))
-    return 406, f"{CODEC_REQUIREMENT} (offered {offered or 'no media'})"
+    return 406, reason, f"{CODEC_REQUIREMENT} (offered {offered or 'no media'})"
 
 
 def bearer_ok(header: Optional[str], token: Optional[str]) -> bool:
@@ -114,7 +119,7 @@ class SlotGate(Protocol):
 
     def whip_publish_url(self) -> str: ...
 
-    def whip_refused(self, reason: str, message: str) -> None: ...
+    def whip_refused(self, reason: str, address: str, detail: str) -> None: ...
 
 
 @dataclass
@@ -179,16 +184,22 @@ class WhipServer:
             self._runner = None
 
     # http -------------------------------------------------------------------------------
-    def _text(self, status: int, message: str, **headers) -> web.Response:
-        return web.Response(status=status, text=message + "\n", headers=headers)
+    @staticmethod
+    def _error(status: int, message: str, reason: Optional[str] = None, **headers) -> web.Response:
+        """A JSON error body: WHIP clients show it, and ``reason`` is the refusal code for scripts."""
+        body = {"error": message} if reason is None else {"error": message, "reason": reason}
+        return web.json_response(body, status=status, headers=headers)
+
+    def _refuse(self, status: int, reason: str, remote: str, message: str, **headers) -> web.Response:
+        self.gate.whip_refused(reason, remote, message)
+        return self._error(status, message, reason, **headers)
 
     async def options(self, request: web.Request) -> web.Response:
         return web.Response(status=204, headers={"Accept-Post": "application/sdp"})
 
     async def patch(self, request: web.Request) -> web.Response:
         # Trickle ICE is optional in WHIP; aiortc gathers every candidate before answering.
-        return self._text(405, "trickle ICE is not supported: send all candidates in the offer",
-                          Allow="DELETE")
+        return self._error(405, "trickle ICE is not supported: send all candidates in the offer", Allow="DELETE")
 
     @staticmethod
     def client_address(request: web.Request) -> str:
@@ -200,34 +211,35 @@ class WhipServer:
 
     async def post(self, request: web.Request) -> web.Response:
         remote = self.client_address(request)
-        if not bearer_ok(request.headers.get("Authorization"), self.token_source()):
-            self.gate.whip_refused("wrong_key", f"refused whip publish from {remote}: missing or wrong bearer token")
-            return self._text(401, "missing or wrong bearer token", **{"WWW-Authenticate": 'Bearer realm="whip"'})
+        token = self.token_source()
+        if not token:
+            return self._refuse(403, refusals.NO_KEY, remote, "no WHIP token is configured for this slot")
+        if not bearer_ok(request.headers.get("Authorization"), token):
+            return self._refuse(401, refusals.WRONG_KEY, remote, "missing or wrong bearer token",
+                                **{"WWW-Authenticate": 'Bearer realm="whip"'})
         ctype = request.content_type
         if ctype != "application/sdp":
-            return self._text(415, f"expected Content-Type application/sdp, got {ctype or 'none'}")
+            return self._refuse(415, refusals.BAD_REQUEST, remote,
+                                f"expected Content-Type application/sdp, got {ctype or 'none'}")
         try:
             offer = (await request.read()).decode("utf-8")
         except UnicodeDecodeError:
-            return self._text(400, "the SDP offer is not UTF-8 text")
+            return self._refuse(400, refusals.BAD_REQUEST, remote, "the SDP offer is not UTF-8 text")
         problem = offer_problem(offer)
         if problem:
-            status, message = problem
-            self.gate.whip_refused("bad_offer", f"refused whip publish from {remote}: {message}")
-            return self._text(status, message)
+            status, reason, message = problem
+            return self._refuse(status, reason, remote, message)
         refusal = self.gate.whip_refusal()
         if refusal:
             status, reason, message = refusal
-            self.gate.whip_refused(reason, f"refused whip publish from {remote}: {message}")
-            return self._text(status, message)
+            return self._refuse(status, reason, remote, message)
         session_id = uuid.uuid4().hex
         self.gate.whip_claim_slot(session_id)
         try:
             answer, session = await self._negotiate(session_id, offer, remote)
         except Exception as exc:
             self.gate.whip_release(session_id)
-            log.warning("WHIP offer from %s could not be negotiated: %s", remote, exc)
-            return self._text(400, f"cannot negotiate this offer: {exc}")
+            return self._refuse(400, refusals.BAD_REQUEST, remote, f"cannot negotiate this offer: {exc}")
         self.sessions[session_id] = session
         log.info("WHIP session %s from %s started", session_id[:8], remote)
         return web.Response(status=201, text=answer, content_type="application/sdp",
@@ -235,10 +247,10 @@ class WhipServer:
 
     async def delete(self, request: web.Request) -> web.Response:
         if not bearer_ok(request.headers.get("Authorization"), self.token_source()):
-            return self._text(401, "missing or wrong bearer token")
+            return self._error(401, "missing or wrong bearer token")
         session = self.sessions.get(request.match_info["id"])
         if session is None:
-            return self._text(404, "no such WHIP session")
+            return self._error(404, "no such WHIP session")
         await self.end(session, "client sent DELETE")
         return web.Response(status=200)
 
