@@ -37,7 +37,7 @@ def wait_events(kube, namespace: str, name: str, reason: str, count: int = 1, ti
 def test_wrong_stream_key_becomes_a_rate_limited_warning_event(routes, kube, calltype, namespace, ingest_agent,
                                                                 publishers):
     main = ingest_agent.start(slot="main", protocols=("rtmp",), livestream=f"{namespace}/keys")
-    routes.route(namespace, "keys", "ingest", main.agent_url)
+    routes.route(namespace, "keys", "ingest", main)
     kube.create_livestream(namespace, "keys", {"callType": calltype, "phase": "live"})
     kube.wait_reconciled(namespace, "keys")
     wrong = main.rtmp_url.replace(main.stream_key, "not-the-key")
@@ -67,7 +67,7 @@ def test_wrong_stream_key_becomes_a_rate_limited_warning_event(routes, kube, cal
 def test_audio_only_publish_is_never_live_and_the_owner_is_told_why(routes, kube, calltype, namespace, ingest_agent,
                                                                     publishers):
     main = ingest_agent.start(slot="main", protocols=("rtmp",), livestream=f"{namespace}/radio")
-    routes.route(namespace, "radio", "ingest", main.agent_url)
+    routes.route(namespace, "radio", "ingest", main)
     kube.create_livestream(namespace, "radio", {"callType": calltype, "phase": "live"})
     kube.wait_reconciled(namespace, "radio")
     pub = publishers.custom(["-re", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
@@ -100,7 +100,7 @@ def backup_calltype(kube):
 def test_srt_refusals_on_the_backup_ingest_name_the_backup_credentials(routes, kube, backup_calltype, namespace,
                                                                       ingest_agent, publishers):
     backup = ingest_agent.start(slot="backup", protocols=("srt",), livestream=f"{namespace}/srtb")
-    routes.route(namespace, "srtb", "ingest-backup", backup.agent_url)
+    routes.route(namespace, "srtb", "ingest-backup", backup)
     kube.create_livestream(namespace, "srtb", {"callType": backup_calltype, "phase": "live"})
     kube.wait_reconciled(namespace, "srtb")
     pub = publishers.srt(backup.srt_url.replace(backup.srt_passphrase, "wrong-passphrase-123"), **SMALL)
