@@ -1,12 +1,16 @@
 """Backstage: real uploads keep flowing, but only token holders can play until the stream goes live."""
 from __future__ import annotations
 
+import base64
+import json
 import subprocess
+import time
 
 import httpx
 import m3u8
 import pytest
 
+from onair import tokens
 from tests.fixtures.media import FFMPEG, wait_for
 from tests.fixtures.origin import origins, transcoders  # noqa: F401  (fixtures)
 
@@ -62,6 +66,36 @@ def test_backstage_refuses_bad_tokens_with_the_reason(backstage_origin, bad):
     reason = {"expired": "expired", "other-stream": "another livestream", "wrong-secret": "signature",
               "garbage": "token"}[bad]
     assert reason in response.json()["error"]
+
+
+def _signed(secret: str, payload: str) -> str:
+    """A correctly signed token around raw JSON (NaN and Infinity: Python reads them, JSON has none)."""
+    b64 = lambda raw: base64.urlsafe_b64encode(raw.encode()).rstrip(b"=").decode()  # noqa: E731
+    head, body = b64('{"alg":"HS256","typ":"JWT"}'), b64(payload)
+    return f"{head}.{body}.{tokens._sign(secret.encode(), f'{head}.{body}')}"
+
+
+def test_tokens_with_impossible_times_are_refused_with_a_reason(origins):
+    origin = origins.start()  # backstage, no transcoder needed: the token is checked first
+    aud, now = json.dumps(origin.config.livestream), int(time.time())
+    refused = {
+        f'{{"aud":{aud},"exp":NaN}}': "exp is not a finite number",
+        f'{{"aud":{aud},"exp":Infinity}}': "exp is not a finite number",
+        f'{{"aud":{aud},"exp":{now + 60},"nbf":NaN}}': "nbf is not a finite number",
+        f'{{"aud":{aud},"exp":{now + 60},"iat":-Infinity}}': "iat is not a finite number",
+        f'{{"aud":{aud},"exp":1e308}}': "30-day maximum",
+        f'{{"aud":{aud},"exp":{now + 31 * 86400}}}': "30-day maximum",
+        "[" * 1500 + "]" * 1500: "malformed token payload",
+    }
+    for payload, reason in refused.items():
+        for request in ({"params": {"token": _signed(origin.playback_secret, payload)}},
+                        {"headers": {"Authorization": f"Bearer {_signed(origin.playback_secret, payload)}"}}):
+            response = origin.get("hls/cmaf/master.m3u8", **request)
+            assert response.status_code == 403, (payload[:60], response.status_code, response.text[:200])
+            assert reason in response.json()["error"], payload[:60]
+    ok = _signed(origin.playback_secret, f'{{"aud":{aud},"exp":{now + 29 * 86400}}}')
+    assert origin.get("hls/cmaf/master.m3u8", params={"token": ok}).status_code == 404  # let in: nothing uploaded
+    assert "Traceback" not in origin.log_text()
 
 
 def test_a_token_in_the_query_opens_the_whole_chain(backstage_origin):
