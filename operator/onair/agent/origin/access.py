@@ -67,6 +67,19 @@ def decide(open_: bool, token: Optional[str], secret: Optional[str], livestream:
     return Decision(True, token=carried)
 
 
+def private_cache_control(value: Optional[str]) -> str:
+    """``value`` (a Cache-Control header) made unfit for shared caches, lifetimes kept for the
+    holder's own browser. What a token or the read token opened is for that holder only: a CDN
+    in front of the origin that stored it would hand backstage bytes (and playlists carrying the
+    token) to anyone asking for the same URL."""
+    directives = [d.strip() for d in (value or "").split(",") if d.strip()]
+    names = {d.split("=")[0].lower() for d in directives}
+    if "no-store" in names:
+        return ", ".join(directives)
+    kept = [d for d in directives if d.split("=")[0].lower() not in ("public", "private", "s-maxage")]
+    return ", ".join(["private"] + (kept or ["no-cache"]))
+
+
 class SecretFile:
     """A mounted secret, re-read when the file changes (Kubernetes swaps Secret volumes atomically)."""
 

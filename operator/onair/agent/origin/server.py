@@ -51,6 +51,8 @@ CORS_EXPOSE = "Content-Length, Content-Range, Date, ETag"
 # Playback requests carry no body; only /upload reads one (under its own per-file cap).
 MAX_REQUEST_BODY = 64 * 1024
 PLAYER_FORMATS = {"cmaf": PLAYBACK_PATHS["hlsCmaf"], "ts": PLAYBACK_PATHS["hlsMpegts"]}
+# Request key: the stream was closed to viewers when this request was let in (or refused).
+CLOSED_TO_VIEWERS = "onair.closed_to_viewers"
 
 
 class Metrics:
@@ -207,6 +209,10 @@ class OriginAgent(Agent):
             self.metrics.sent_bytes.inc(response.content_length)
         if not request.path.startswith(f"/{UPLOAD_PREFIX}/"):
             self._cors(request, response.headers)
+        if request.get(CLOSED_TO_VIEWERS):
+            # Whatever the handler answered (playlist, segment, 206, 304, 404): a shared cache
+            # must not keep it; the public cache headers are for once viewers are allowed.
+            response.headers["Cache-Control"] = access.private_cache_control(response.headers.get("Cache-Control"))
 
     def _cors(self, request: web.Request, headers) -> None:
         origin = request.headers.get("Origin")
@@ -231,9 +237,14 @@ class OriginAgent(Agent):
         now = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         return web.Response(text=now, content_type="text/plain", headers={"Cache-Control": "no-store"})
 
+    def _closed(self, request: web.Request) -> bool:
+        """Whether the stream is closed to viewers for this request (then its response is private)."""
+        closed = request[CLOSED_TO_VIEWERS] = not self.open_to_viewers()
+        return closed
+
     def _access(self, request: web.Request) -> access.Decision:
         token, _ = access.request_token(request.query, request.headers.get("Authorization"))
-        decision = access.decide(self.open_to_viewers(), token, self.playback_secret.get(), self.config.livestream,
+        decision = access.decide(not self._closed(request), token, self.playback_secret.get(), self.config.livestream,
                                  time.time())
         if not decision.allowed:
             self.metrics.refused.inc()
@@ -246,10 +257,6 @@ class OriginAgent(Agent):
     def open_to_viewers(self) -> bool:
         return access.open_to_viewers(self.desired.phase, self.desired.viewers_allowed)
 
-    def _cache(self, value: str) -> str:
-        # Before the stream opens the bytes are for token holders: no shared cache may keep them.
-        return value if self.open_to_viewers() else value.replace("max-age", "private, max-age")
-
     async def _playback(self, request: web.Request) -> web.StreamResponse:
         try:
             path = safe_relpath(request.match_info["path"])
@@ -259,6 +266,7 @@ class OriginAgent(Agent):
         if kind is None or not is_publishable(path):
             return web.json_response({"error": "not found"}, status=404)
         if access.internal_reader(request.headers.get("Authorization"), self.read_token.get()):
+            self._closed(request)
             decision = access.Decision(True)  # nothing to carry into URIs: the reader sends the header again
         else:
             decision = self._access(request)
@@ -266,7 +274,7 @@ class OriginAgent(Agent):
             return web.json_response({"error": decision.reason, "phase": self.desired.phase}, status=403,
                                      headers={"Cache-Control": "no-store"})
         query = f"token={quote(decision.token, safe='')}" if decision.token else ""
-        headers = {"Cache-Control": self._cache(kind.cache)}
+        headers = {"Cache-Control": kind.cache}
 
         if path in self.dvr.renditions:
             text = self.dvr.render(path, ended=self.ended(path), query=query)
