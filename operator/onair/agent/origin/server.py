@@ -23,6 +23,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import Counter, Gauge
 
+from onair.agent import http_limits
 from onair.agent.app import Agent, load_config, parse_args, run, setup_logging
 from onair.api.agent import Desired, OriginConfig, OriginStatus
 from onair.endpoints import PLAYBACK_PATHS, UPLOAD_PREFIX
@@ -51,8 +52,6 @@ CORS_EXPOSE = "Content-Length, Content-Range, Date, ETag"
 # Playback requests carry no body; only /upload reads one (under its own per-file cap).
 MAX_REQUEST_BODY = 64 * 1024
 PLAYER_FORMATS = {"cmaf": PLAYBACK_PATHS["hlsCmaf"], "ts": PLAYBACK_PATHS["hlsMpegts"]}
-# Request key: the stream was closed to viewers when this request was let in (or refused).
-CLOSED_TO_VIEWERS = "onair.closed_to_viewers"
 
 
 class Metrics:
@@ -73,6 +72,8 @@ class Metrics:
                                registry=registry)
         self.refused = Counter("onair_origin_playback_refused", "Playback requests refused in backstage",
                                registry=registry)
+        self.connections = http_limits.ConnectionMetrics(registry, "onair_origin_connections",
+                                                         "onair_origin_connections_refused")
 
 
 class OriginAgent(Agent):
@@ -91,10 +92,11 @@ class OriginAgent(Agent):
         self.dash_files: deque[tuple[float, str]] = deque()
         self.dash_uploaded_at: dict[str, float] = {}
         self.last_upload_at: Optional[float] = None
-        self._log_times: dict[str, float] = {}
+        self._log_limiter = http_limits.LogLimiter(log)
         self._phase_logged: Optional[tuple[str, bool]] = (self.desired.phase, False)
         self._janitor: Optional[asyncio.Task] = None
         self._public_runner: Optional[web.AppRunner] = None
+        self.public_guard: Optional[http_limits.ConnectionGuard] = None
         self.journal = Journal(self.storage.root / ".dvr")
         self.uploads = Uploads(self)
         self.app.add_routes([web.post("/dvr/clear", self._post_clear)])
@@ -105,12 +107,12 @@ class OriginAgent(Agent):
         """File I/O off the event loop: a slow volume must not stall every viewer."""
         return await asyncio.get_running_loop().run_in_executor(None, partial(fn, *args))
 
-    def log_limited(self, key: str, level: int, msg: str, *args: Any, every: float = 10.0) -> None:
-        """Log at most once per ``every`` seconds per key: refusals can come by the thousand."""
-        now = time.monotonic()
-        if now - self._log_times.get(key, -every) >= every:
-            self._log_times[key] = now
-            log.log(level, msg, *args)
+    def log_limited(self, key: str, level: int, msg: str, *args: Any, exc_info: Any = None) -> None:
+        """Log at most once every few seconds per key: refusals and failures can come by the thousand."""
+        self._log_limiter.log(key, level, msg, *args, exc_info=exc_info)
+
+    def public_connections(self) -> int:
+        return self.public_guard.open if self.public_guard else 0
 
     def update_dvr_metrics(self, path: Optional[str] = None) -> None:
         for p in ([path] if path else list(self.dvr.renditions)):
@@ -183,6 +185,7 @@ class OriginAgent(Agent):
             web.options("/{path:.*}", self._preflight),
         ])
         app.on_response_prepare.append(self._on_prepare)
+        self._gated = (self._playback, self._player)  # what a closed stream needs a token for
         return app
 
     @web.middleware
@@ -199,8 +202,9 @@ class OriginAgent(Agent):
             raise
         except (ConnectionResetError, asyncio.CancelledError):
             raise
-        except Exception:
-            log.exception("error serving %s %s", request.method, request.path[:200])
+        except Exception as exc:
+            self.log_limited(f"error:{type(exc).__name__}", logging.ERROR, "error serving %s %s",
+                             request.method, request.path[:200], exc_info=True)
             return web.json_response({"error": "internal error"}, status=500)
 
     async def _on_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
@@ -209,7 +213,7 @@ class OriginAgent(Agent):
             self.metrics.sent_bytes.inc(response.content_length)
         if not request.path.startswith(f"/{UPLOAD_PREFIX}/"):
             self._cors(request, response.headers)
-        if request.get(CLOSED_TO_VIEWERS):
+        if request.match_info.handler in self._gated and not self.open_to_viewers():
             # Whatever the handler answered (playlist, segment, 206, 304, 404): a shared cache
             # must not keep it; the public cache headers are for once viewers are allowed.
             response.headers["Cache-Control"] = access.private_cache_control(response.headers.get("Cache-Control"))
@@ -237,14 +241,9 @@ class OriginAgent(Agent):
         now = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         return web.Response(text=now, content_type="text/plain", headers={"Cache-Control": "no-store"})
 
-    def _closed(self, request: web.Request) -> bool:
-        """Whether the stream is closed to viewers for this request (then its response is private)."""
-        closed = request[CLOSED_TO_VIEWERS] = not self.open_to_viewers()
-        return closed
-
     def _access(self, request: web.Request) -> access.Decision:
         token, _ = access.request_token(request.query, request.headers.get("Authorization"))
-        decision = access.decide(not self._closed(request), token, self.playback_secret.get(), self.config.livestream,
+        decision = access.decide(self.open_to_viewers(), token, self.playback_secret.get(), self.config.livestream,
                                  time.time())
         if not decision.allowed:
             self.metrics.refused.inc()
@@ -266,7 +265,6 @@ class OriginAgent(Agent):
         if kind is None or not is_publishable(path):
             return web.json_response({"error": "not found"}, status=404)
         if access.internal_reader(request.headers.get("Authorization"), self.read_token.get()):
-            self._closed(request)
             decision = access.Decision(True)  # nothing to carry into URIs: the reader sends the header again
         else:
             decision = self._access(request)
@@ -404,11 +402,16 @@ class OriginAgent(Agent):
             self.dash_files.append((uploaded, rel))
 
     async def start_public(self) -> None:
+        http_limits.install_loop_exception_handler(asyncio.get_running_loop(), log)
+        fds = http_limits.FdBudget.of_this_process()
+        limits = fds.allot("public")
+        self.public_guard = http_limits.ConnectionGuard(limits, self.metrics.connections, log)
         # No handler cancellation: ffmpeg closes its socket right after the last chunk without
         # reading our response, and the upload must still be stored.
-        self._public_runner = web.AppRunner(self.public, access_log=None)
+        self._public_runner = web.AppRunner(self.public, access_log=None, keepalive_timeout=limits.idle_timeout)
         await self._public_runner.setup()
-        site = web.TCPSite(self._public_runner, self.config.listen_host, self.config.http_port)
+        site = http_limits.GuardedSite(self._public_runner, self.config.listen_host, self.config.http_port,
+                                       self.public_guard)
         try:
             await site.start()
         except OSError as exc:
@@ -420,6 +423,8 @@ class OriginAgent(Agent):
                  f"{self.config.dvr_window_seconds}s" if self.config.dvr_enabled else "off",
                  "enabled" if self.upload_token.get() else "DISABLED: no upload token configured",
                  "ready" if HLS_JS.is_file() else "unavailable: hls.js not built")
+        log.log(logging.WARNING if fds.short else logging.INFO, "public port: %s (RLIMIT_NOFILE %d%s)",
+                limits.describe(), fds.limit, ": raise it for more" if fds.short else "")
 
     async def serve(self) -> None:
         self.storage.prepare()
@@ -458,5 +463,6 @@ def main(argv: list[str]) -> int:
     args = parse_args("origin", argv)
     setup_logging(args.log_level)
     logging.getLogger("aiohttp.server").addFilter(_OneLineProtocolErrors())
+    http_limits.quiet_library_logs()
     config = load_config(args.config, OriginConfig)
     return run(OriginAgent(config).serve)
