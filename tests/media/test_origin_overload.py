@@ -129,7 +129,7 @@ def test_a_flood_of_half_sent_requests_starves_neither_viewers_nor_uploads(origi
             time.sleep(0.5)
         _, per_client = limits_of(origin)
         refused = metric(origin, "onair_origin_connections_refused_total", listener="public", reason="client")
-        assert refused >= 500 - per_client
+        assert refused >= len(flood) - per_client > 0
         wait_for(lambda: contiguous(origin)[-1] >= before + 4, 20, what="segments uploaded during the flood")
     finally:
         for s in flood:

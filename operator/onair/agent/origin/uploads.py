@@ -110,7 +110,8 @@ class Uploads:
 
     def _store_failed(self, path: str, kind: Kind, exc: OSError) -> web.Response:
         """Storing failed for want of a resource: the sender must know, to send it again."""
-        self.origin.metrics.uploads.labels(kind="playlist" if kind.playlist else "segment", result="failed").inc()
+        label = "playlist" if kind.playlist else ("screenshot" if path == SCREENSHOT else "segment")
+        self.origin.metrics.uploads.labels(kind=label, result="failed").inc()
         if exc.errno in EMFILE_ERRNOS:
             status, cause = 503, (f"the origin is out of file descriptors (RLIMIT_NOFILE "
                                   f"{resource.getrlimit(resource.RLIMIT_NOFILE)[0]}, "
