@@ -164,26 +164,32 @@ def test_a_full_listener_refuses_new_connections_at_once_with_a_503(origins):
     assert "the listener is full" in origin.log_text()
 
 
-def test_an_upload_the_origin_cannot_store_for_want_of_fds_is_a_clear_503(origins):
+def test_out_of_fds_an_upload_or_a_read_is_a_clear_503_not_a_loss_or_a_404(origins):
     origin = origins.start(phase="live")
     pid = origin.proc.pid
     body = b"\x00\x00\x00\x18ftypiso6" + os.urandom(2000)
     headers = {"Authorization": f"Bearer {origin.upload_token}"}
     with httpx.Client(timeout=10, headers=headers) as client:
         assert client.put(f"{origin.upload_url}/hls/cmaf/360p/a.m4s", content=body).status_code == 201
+        master = b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=800000,RESOLUTION=640x360\n360p/index.m3u8\n"
+        assert client.put(f"{origin.upload_url}/hls/cmaf/master.m3u8", content=master).status_code == 201
         # The kept-alive connection stays open; the next fd the origin would get is over the limit,
         # so the file the upload goes to cannot be opened.
         soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
         resource.prlimit(pid, resource.RLIMIT_NOFILE, (lowest_free_fd(pid), hard))
         try:
             response = client.put(f"{origin.upload_url}/hls/cmaf/360p/b.m4s", content=body)
+            read = client.get(origin.url("hls/cmaf/master.m3u8"))
         finally:
             resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
         assert response.status_code == 503, response.text
         assert "out of file descriptors" in response.json()["error"] and response.headers["retry-after"]
+        assert read.status_code == 503 and read.headers["retry-after"], (read.status_code, read.text)
         assert client.put(f"{origin.upload_url}/hls/cmaf/360p/b.m4s", content=body).status_code == 201
+        assert client.get(origin.url("hls/cmaf/master.m3u8")).content == master
     log = origin.log_text()
     assert "upload of hls/cmaf/360p/b.m4s NOT stored: the origin is out of file descriptors" in log
+    assert "cannot serve GET /hls/cmaf/master.m3u8: Too many open files" in log
     assert "Traceback" not in log
     assert (Path(origin.data_dir) / "hls/cmaf/360p/b.m4s").read_bytes() == body
     assert metric(origin, "onair_origin_uploads_total", kind="segment", result="failed") == 1

@@ -122,10 +122,9 @@ def install_loop_exception_handler(loop: asyncio.AbstractEventLoop, logger: logg
         message = context.get("message", "event loop error")
         exc = context.get("exception")
         if isinstance(exc, OSError) and exc.errno in EMFILE_ERRNOS:
-            soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
             limiter.log(f"loop:{message}:{exc.errno}", logging.ERROR,
                         "%s: %s (RLIMIT_NOFILE %d); new connections wait until fds are free again",
-                        message, exc.strerror, soft)
+                        message, exc.strerror, fd_limit())
             return
         limiter.log(f"loop:{message}:{type(exc).__name__}", logging.ERROR, "%s: %r", message, exc,
                     exc_info=(type(exc), exc, exc.__traceback__) if exc else None)
@@ -158,6 +157,10 @@ def raise_fd_limit(wanted: int = FD_LIMIT_WANTED) -> int:
         except (ValueError, OSError):
             pass
     return soft
+
+
+def fd_limit() -> int:
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def open_fds() -> int:

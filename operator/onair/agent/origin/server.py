@@ -203,6 +203,13 @@ class OriginAgent(Agent):
         except (ConnectionResetError, asyncio.CancelledError):
             raise
         except Exception as exc:
+            if isinstance(exc, OSError) and exc.errno in http_limits.EMFILE_ERRNOS:
+                self.log_limited(f"exhausted:{exc.errno}", logging.ERROR, "cannot serve %s %s: %s (RLIMIT_NOFILE %d, "
+                                 "%d public connections open)", request.method, request.path[:200], exc.strerror,
+                                 http_limits.fd_limit(), self.public_connections())
+                return web.json_response({"error": "the server is short of resources: retry shortly"}, status=503,
+                                         headers={"Retry-After": str(http_limits.RETRY_AFTER_SECONDS),
+                                                  "Cache-Control": "no-store"})
             self.log_limited(f"error:{type(exc).__name__}", logging.ERROR, "error serving %s %s",
                              request.method, request.path[:200], exc_info=True)
             return web.json_response({"error": "internal error"}, status=500)

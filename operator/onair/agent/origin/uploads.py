@@ -10,14 +10,13 @@ import asyncio
 import errno
 import hmac
 import logging
-import resource
 import time
 from typing import TYPE_CHECKING, Optional
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from onair.agent.http_limits import EMFILE_ERRNOS, RETRY_AFTER_SECONDS
+from onair.agent.http_limits import EMFILE_ERRNOS, RETRY_AFTER_SECONDS, fd_limit
 from .dash import MpdError, check_mpd, init_patterns, time_shift_buffer_depth
 from .hls import MediaPlaylist, PlaylistError, is_master, parse_media_playlist
 from .paths import SCREENSHOT, BadPath, Kind, is_publishable, kind_of, resolve_uri, safe_relpath
@@ -113,8 +112,7 @@ class Uploads:
         label = "playlist" if kind.playlist else ("screenshot" if path == SCREENSHOT else "segment")
         self.origin.metrics.uploads.labels(kind=label, result="failed").inc()
         if exc.errno in EMFILE_ERRNOS:
-            status, cause = 503, (f"the origin is out of file descriptors (RLIMIT_NOFILE "
-                                  f"{resource.getrlimit(resource.RLIMIT_NOFILE)[0]}, "
+            status, cause = 503, (f"the origin is out of file descriptors (RLIMIT_NOFILE {fd_limit()}, "
                                   f"{self.origin.public_connections()} public connections open)")
         elif exc.errno in (errno.ENOSPC, errno.EDQUOT):
             status, cause = 507, "the data volume is full"
