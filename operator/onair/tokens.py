@@ -4,9 +4,14 @@ A token is a standard JWT signed with HS256 using the Livestream's own playback 
 control plane mints them here and anyone else can mint them with any JWT library:
 
 * ``aud``: the Livestream, ``namespace/name`` (a token for one stream never opens another)
-* ``exp``: expiry, Unix seconds (required: a leaked token must stop working by itself)
+* ``exp``: expiry, Unix seconds (required: a leaked token must stop working by itself), at most
+  ``MAX_LIFETIME`` (30 days) after ``iat`` and after the moment it is checked: a token that claims
+  to live longer is refused, whoever signed it
 * ``sub``: optional user id, for logs and for the embedding application
 * ``iat``/``nbf``: optional, honoured when present
+
+Every time claim must be a finite number (JSON allows NaN and Infinity through Python's parser;
+they would compare false against any clock and slip through).
 
 Only HS256 is accepted whatever the header says, so a forged ``alg: none`` or a public-key
 algorithm can never be used to skip the signature. Pure functions; the clock is a parameter.
@@ -18,14 +23,19 @@ import binascii
 import hashlib
 import hmac
 import json
+import math
+import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Optional, Union
 
 ALGORITHM = "HS256"
 _HEADER = {"alg": ALGORITHM, "typ": "JWT"}
 # Tokens travel in query strings; anything longer than this is not one of ours.
 MAX_TOKEN_LENGTH = 4096
+# The longest validity a token may have. Member tokens live 24 h (render.grants) and `onair token
+# --ttl` mints up to this; a longer claim (``exp: 1e308``) is a token that would never expire.
+MAX_LIFETIME = timedelta(days=30)
 
 Timestamp = Union[int, float, datetime]
 
@@ -69,10 +79,16 @@ def _sign(key: bytes, signing_input: str) -> str:
 
 def mint(secret: str | bytes, livestream: str, expires_at: Timestamp, user_id: Optional[str] = None,
          issued_at: Optional[Timestamp] = None) -> str:
-    """A playback token for ``livestream`` valid until ``expires_at``."""
+    """A playback token for ``livestream`` valid until ``expires_at``, at most ``MAX_LIFETIME``
+    after ``issued_at`` (default: now); ``ValueError`` for a longer one, which no origin accepts."""
     if not livestream:
         raise ValueError("livestream is required")
-    claims: dict = {"aud": livestream, "exp": _seconds(expires_at)}
+    expires = _seconds(expires_at)
+    start = _seconds(issued_at) if issued_at is not None else time.time()
+    if expires - start > MAX_LIFETIME.total_seconds():
+        raise ValueError(f"a playback token may be valid for at most {MAX_LIFETIME.days} days, not "
+                         f"{(expires - start) / 86400:.1f}: mint a shorter one (and a new one when it expires)")
+    claims: dict = {"aud": livestream, "exp": expires}
     if user_id is not None:
         claims["sub"] = str(user_id)
     if issued_at is not None:
@@ -81,6 +97,25 @@ def mint(secret: str | bytes, livestream: str, expires_at: Timestamp, user_id: O
     payload = _b64encode(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
     signing_input = f"{header}.{payload}"
     return f"{signing_input}.{_sign(_key(secret), signing_input)}"
+
+
+def _json(segment: str, what: str) -> object:
+    try:
+        return json.loads(_b64decode(segment))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: [[[[...
+        raise TokenError(f"malformed token {what}") from exc
+
+
+def _time_claim(claims: dict, name: str) -> Optional[float]:
+    """A time claim as a finite number of seconds, or None when absent."""
+    value = claims.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise TokenError(f"token claim {name} is not a number of seconds")
+    if not math.isfinite(value):
+        raise TokenError(f"token claim {name} is not a finite number")
+    return value
 
 
 def verify(secret: str | bytes, token: str, livestream: str, now: Timestamp, leeway_seconds: int = 0) -> PlaybackClaims:
@@ -92,10 +127,7 @@ def verify(secret: str | bytes, token: str, livestream: str, now: Timestamp, lee
     if len(parts) != 3:
         raise TokenError("malformed token: expected header.payload.signature")
     header_b64, payload_b64, signature = parts
-    try:
-        header = json.loads(_b64decode(header_b64))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise TokenError("malformed token header") from exc
+    header = _json(header_b64, "header")
     if not isinstance(header, dict) or header.get("alg") != ALGORITHM:
         raise TokenError(f"unsupported token algorithm (only {ALGORITHM} is accepted)")
     try:
@@ -104,10 +136,7 @@ def verify(secret: str | bytes, token: str, livestream: str, now: Timestamp, lee
         raise TokenError("malformed token") from exc
     if not hmac.compare_digest(expected.encode("ascii"), signature.encode("ascii", "replace")):
         raise TokenError("invalid token signature (wrong secret or altered token)")
-    try:
-        claims = json.loads(_b64decode(payload_b64))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise TokenError("malformed token payload") from exc
+    claims = _json(payload_b64, "payload")
     if not isinstance(claims, dict):
         raise TokenError("malformed token payload")
 
@@ -115,15 +144,19 @@ def verify(secret: str | bytes, token: str, livestream: str, now: Timestamp, lee
     audiences = audience if isinstance(audience, list) else [audience]
     if livestream not in audiences:
         raise TokenError("token was issued for another livestream")
-    expires_at = claims.get("exp")
-    if not isinstance(expires_at, (int, float)) or isinstance(expires_at, bool):
+    expires_at = _time_claim(claims, "exp")
+    if expires_at is None:
         raise TokenError("token has no expiry (exp)")
+    not_before = _time_claim(claims, "nbf")
+    issued_at = _time_claim(claims, "iat")
     current = _seconds(now)
     if current >= expires_at + leeway_seconds:
         raise TokenError("token expired")
-    not_before = claims.get("nbf")
-    if isinstance(not_before, (int, float)) and current < not_before - leeway_seconds:
+    if not_before is not None and current < not_before - leeway_seconds:
         raise TokenError("token is not valid yet")
+    longest = MAX_LIFETIME.total_seconds() + leeway_seconds
+    if expires_at - current > longest or (issued_at is not None and expires_at - issued_at > longest):
+        raise TokenError(f"token validity exceeds the {MAX_LIFETIME.days}-day maximum (exp too far ahead)")
     user_id = claims.get("sub")
     return PlaybackClaims(livestream=livestream, expires_at=int(expires_at),
                           user_id=str(user_id) if user_id is not None else None)

@@ -31,7 +31,7 @@ from onair.render.credentials import PLAYBACK_SECRET
 from onair.render.credentials import secret_name as credentials_secret_name
 
 DEFAULT_TTL = timedelta(hours=2)
-MAX_TTL = timedelta(days=30)
+MAX_TTL = tokens.MAX_LIFETIME  # what the origin accepts
 _TTL_PART = re.compile(r"(\d+)([smhd])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 

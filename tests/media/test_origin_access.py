@@ -1,6 +1,8 @@
 """Backstage: real uploads keep flowing, but only token holders can play until the stream goes live."""
 from __future__ import annotations
 
+import base64
+import json
 import subprocess
 import time
 
@@ -8,6 +10,7 @@ import httpx
 import m3u8
 import pytest
 
+from onair import tokens
 from tests.fixtures.media import FFMPEG, wait_for
 from tests.fixtures.origin import origins, transcoders  # noqa: F401  (fixtures)
 
@@ -60,6 +63,36 @@ def test_backstage_refuses_bad_tokens_with_the_reason(backstage_origin, bad):
     assert reason in response.json()["error"]
 
 
+def _signed(secret: str, payload: str) -> str:
+    """A correctly signed token around raw JSON (NaN and Infinity: Python reads them, JSON has none)."""
+    b64 = lambda raw: base64.urlsafe_b64encode(raw.encode()).rstrip(b"=").decode()  # noqa: E731
+    head, body = b64('{"alg":"HS256","typ":"JWT"}'), b64(payload)
+    return f"{head}.{body}.{tokens._sign(secret.encode(), f'{head}.{body}')}"
+
+
+def test_tokens_with_impossible_times_are_refused_with_a_reason(origins):
+    origin = origins.start()  # backstage, no transcoder needed: the token is checked first
+    aud, now = json.dumps(origin.config.livestream), int(time.time())
+    refused = {
+        f'{{"aud":{aud},"exp":NaN}}': "exp is not a finite number",
+        f'{{"aud":{aud},"exp":Infinity}}': "exp is not a finite number",
+        f'{{"aud":{aud},"exp":{now + 60},"nbf":NaN}}': "nbf is not a finite number",
+        f'{{"aud":{aud},"exp":{now + 60},"iat":-Infinity}}': "iat is not a finite number",
+        f'{{"aud":{aud},"exp":1e308}}': "30-day maximum",
+        f'{{"aud":{aud},"exp":{now + 31 * 86400}}}': "30-day maximum",
+        "[" * 1500 + "]" * 1500: "malformed token payload",
+    }
+    for payload, reason in refused.items():
+        for request in ({"params": {"token": _signed(origin.playback_secret, payload)}},
+                        {"headers": {"Authorization": f"Bearer {_signed(origin.playback_secret, payload)}"}}):
+            response = origin.get("hls/cmaf/master.m3u8", **request)
+            assert response.status_code == 403, (payload[:60], response.status_code, response.text[:200])
+            assert reason in response.json()["error"], payload[:60]
+    ok = _signed(origin.playback_secret, f'{{"aud":{aud},"exp":{now + 29 * 86400}}}')
+    assert origin.get("hls/cmaf/master.m3u8", params={"token": ok}).status_code == 404  # let in: nothing uploaded
+    assert "Traceback" not in origin.log_text()
+
+
 def test_a_token_in_the_query_opens_the_whole_chain(backstage_origin):
     origin = backstage_origin
     token = origin.token(user_id="producer-1")
@@ -69,7 +102,7 @@ def test_a_token_in_the_query_opens_the_whole_chain(backstage_origin):
     media_uri = master.playlists[0].uri
     media = origin.get(f"hls/cmaf/{media_uri}")
     assert media.status_code == 200
-    assert media.headers["cache-control"] == "no-cache"
+    assert media.headers["cache-control"] == "private, no-cache"
     pl = m3u8.loads(media.text)
     assert pl.segments[0].init_section.uri.endswith(f"?token={token}")
     rung = media_uri.split("/")[0]
@@ -82,6 +115,48 @@ def test_a_token_in_the_query_opens_the_whole_chain(backstage_origin):
     assert shot.status_code == 200 and shot.headers["content-type"] == "image/jpeg"
     player = origin.get("player", params={"token": token})
     assert player.status_code == 200 and f"master.m3u8?token={token}" in player.text
+
+
+def shared_cache_may_store(response: httpx.Response) -> bool:
+    """RFC 9111: a shared cache (a CDN in front of the origin) must not store a response marked
+    private or no-store; anything else it may keep and serve to whoever asks next."""
+    directives = {d.strip().split("=")[0].lower() for d in response.headers.get("cache-control", "").split(",")}
+    return not directives & {"private", "no-store"}
+
+
+def test_nothing_served_before_the_stream_opens_may_land_in_a_shared_cache(backstage_origin):
+    origin = backstage_origin
+    token = origin.token()
+    media = m3u8.loads(origin.get("hls/cmaf/360p/index.m3u8", params={"token": token}).text)
+    segment = f"hls/cmaf/360p/{media.segments[0].uri.split('?')[0]}"
+    init = f"hls/cmaf/360p/{media.segments[0].init_section.uri.split('?')[0]}"
+    paths = PLAYBACK + [segment, init, "hls/cmaf/360p/seg_r1_99999.m4s"]  # the last one: a 404
+    credentials = {"query token": {"params": {"token": token}},
+                   "bearer token": {"headers": {"Authorization": f"Bearer {token}"}},
+                   "read token": {"headers": {"Authorization": f"Bearer {origin.read_token}"}}}
+    for how, request in credentials.items():
+        for path in paths:
+            if path == "player" and how == "read token":
+                continue  # not a viewer's credential: refused, and refusals are no-store anyway
+            response = origin.get(path, **request)
+            assert response.status_code in (200, 404), (how, path, response.status_code)
+            assert not shared_cache_may_store(response), (how, path, response.headers.get("cache-control"))
+        headers = dict(request.get("headers", {}))
+        for extra in ({"Range": "bytes=0-99"}, {"If-None-Match": origin.get(segment, **request).headers["etag"]}):
+            response = httpx.get(origin.url(segment), params=request.get("params"), headers={**headers, **extra},
+                                 timeout=10)
+            assert response.status_code in (206, 304), (how, extra, response.status_code)
+            assert not shared_cache_may_store(response), (how, extra, response.headers.get("cache-control"))
+        head = httpx.head(origin.url(segment), params=request.get("params"), headers=headers, timeout=10)
+        assert head.status_code == 200 and not shared_cache_may_store(head), (how, head.headers)
+    # Once viewers are allowed, a CDN may keep segments forever and revalidate playlists.
+    origin.put_desired(viewersAllowed=True)
+    for path in paths[:-1]:
+        assert shared_cache_may_store(origin.get(path)), path
+    assert origin.get(segment).headers["cache-control"] == "max-age=31536000, immutable"
+    assert origin.get("hls/cmaf/360p/index.m3u8").headers["cache-control"] == "no-cache"
+    origin.put_desired(viewersAllowed=False)
+    assert not shared_cache_may_store(origin.get(segment, params={"token": token}))
 
 
 def test_a_bearer_header_works_too_and_is_not_echoed(backstage_origin):

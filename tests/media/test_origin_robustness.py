@@ -156,6 +156,17 @@ def test_garbage_on_the_port_is_dropped_and_the_server_keeps_serving(origins):
     assert "malformed HTTP request refused" in log
 
 
+def test_a_deeply_nested_desired_body_is_a_400(origins):
+    origin = origins.start()
+    for body in ('{"phase":' + "[" * 100_000 + "]" * 100_000 + "}", "[" * 100_000 + "]" * 100_000):
+        response = httpx.put(f"{origin.agent}/desired", content=body, timeout=10,
+                             headers={"Content-Type": "application/json"})
+        assert response.status_code == 400, (response.status_code, response.text[:200])
+        assert "invalid desired state" in response.json()["error"]
+    assert origin.put_desired(phase="live")["phase"] == "live"
+    assert "Traceback" not in origin.log_text()
+
+
 def test_cors_preflight_time_and_headers(origins):
     origin = origins.start(phase="live", cors_origins=["https://app.example"])
     preflight = httpx.options(origin.url("hls/cmaf/master.m3u8"), timeout=5, headers={

@@ -1,7 +1,10 @@
 """Who may play: the phase decides, the token opens backstage."""
 import time
 
+import pytest
+
 from onair import tokens
+from onair.agent.origin import access
 from onair.agent.origin.access import SecretFile, decide as _decide, open_to_viewers, request_token
 
 STREAM = "media/show"
@@ -77,3 +80,17 @@ def test_the_read_token_is_an_internal_reader_not_a_viewer():
     assert not internal_reader("Bearer r3ad", None), "no read token configured: nobody is an internal reader"
     assert not internal_reader(None, "r3ad") and not internal_reader("Basic r3ad", "r3ad")
     assert not internal_reader("Bearer ", "r3ad")
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("max-age=31536000, immutable", "private, max-age=31536000, immutable"),
+    ("no-cache", "private, no-cache"),
+    ("public, max-age=5", "private, max-age=5"),
+    ("max-age=60, s-maxage=3600", "private, max-age=60"),
+    ("private, max-age=5", "private, max-age=5"),
+    ("no-store", "no-store"),
+    (None, "private, no-cache"),
+    ("", "private, no-cache"),
+])
+def test_private_cache_control_keeps_shared_caches_out(value, expected):
+    assert access.private_cache_control(value) == expected

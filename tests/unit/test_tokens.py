@@ -113,3 +113,59 @@ def test_signature_is_standard_hs256_jwt():
         tokens.verify("your-256-bit-secret", example, STREAM, now=NOW)
     with pytest.raises(TokenError, match="signature"):
         tokens.verify("not-the-secret", example, STREAM, now=NOW)
+
+
+def _signed(payload: str, header: str | None = None) -> str:
+    """A correctly signed token around a raw JSON payload (NaN and Infinity are not valid JSON
+    for json.dumps, but Python's parser reads them)."""
+    head = header or _b64({"alg": "HS256", "typ": "JWT"})
+    body = base64.urlsafe_b64encode(payload.encode()).rstrip(b"=").decode()
+    return f"{head}.{body}.{tokens._sign(SECRET.encode(), f'{head}.{body}')}"
+
+
+@pytest.mark.parametrize("claim", ["exp", "nbf", "iat"])
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_non_finite_time_claims_are_refused(claim, value):
+    claims = {"aud": STREAM, "exp": NOW + 60}
+    raw = json.dumps(claims)[:-1] + f', "{claim}": {value}}}' if claim != "exp" else \
+        json.dumps({"aud": STREAM})[:-1] + f', "exp": {value}}}'
+    with pytest.raises(TokenError, match=f"{claim} is not a finite number"):
+        tokens.verify(SECRET, _signed(raw), STREAM, now=NOW)
+
+
+@pytest.mark.parametrize("claim", ["nbf", "iat"])
+def test_time_claims_must_be_numbers(claim):
+    with pytest.raises(TokenError, match=f"{claim} is not a number"):
+        tokens.verify(SECRET, _signed(json.dumps({"aud": STREAM, "exp": NOW + 60, claim: "soon"})), STREAM, now=NOW)
+
+
+def test_validity_is_capped():
+    longest = int(tokens.MAX_LIFETIME.total_seconds())
+    assert tokens.verify(SECRET, _signed(json.dumps({"aud": STREAM, "exp": NOW + longest})), STREAM, now=NOW)
+    for exp in (NOW + longest + 1, 1e308, 10**30):
+        with pytest.raises(TokenError, match="30-day maximum"):
+            tokens.verify(SECRET, _signed(json.dumps({"aud": STREAM, "exp": exp})), STREAM, now=NOW)
+    # Minted long ago for a long time: still within 30 days of now, but not of its own iat.
+    old = json.dumps({"aud": STREAM, "iat": NOW - longest, "exp": NOW + 3600})
+    with pytest.raises(TokenError, match="30-day maximum"):
+        tokens.verify(SECRET, _signed(old), STREAM, now=NOW)
+
+
+def test_minting_refuses_a_longer_validity():
+    longest = tokens.MAX_LIFETIME.total_seconds()
+    assert tokens.mint(SECRET, STREAM, NOW + longest, issued_at=NOW)
+    with pytest.raises(ValueError, match="at most 30 days"):
+        tokens.mint(SECRET, STREAM, NOW + longest + 1, issued_at=NOW)
+    with pytest.raises(ValueError, match="at most 30 days"):
+        tokens.mint(SECRET, STREAM, datetime.now(timezone.utc).timestamp() + 31 * 86400)
+
+
+@pytest.mark.parametrize("part", ["header", "payload"])
+def test_deeply_nested_json_is_a_token_error_not_a_crash(part):
+    nested = "[" * 1500 + "]" * 1500  # fits in a 4 kB token, deeper than the JSON parser's recursion
+    if part == "header":
+        token = f"{base64.urlsafe_b64encode(nested.encode()).rstrip(b'=').decode()}.e30.x"
+    else:
+        token = _signed(nested)
+    with pytest.raises(TokenError, match=f"malformed token {part}"):
+        tokens.verify(SECRET, token, STREAM, now=NOW)

@@ -198,7 +198,8 @@ class Agent:
         try:
             merged = {**self.desired.model_dump(), **Desired.model_validate(await request.json()).model_dump(exclude_unset=True)}
             desired = Desired.model_validate(merged)
-        except (ValidationError, json.JSONDecodeError, ValueError) as exc:
+        # RecursionError: JSON nested deeper than the parser's recursion limit ([[[[...).
+        except (ValidationError, json.JSONDecodeError, ValueError, RecursionError) as exc:
             return web.json_response({"error": f"invalid desired state: {exc}"}, status=400)
         self.desired = desired
         await self.apply_desired(desired)

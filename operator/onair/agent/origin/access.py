@@ -74,3 +74,17 @@ def decide(open_: bool, token: Optional[str], secret: Optional[str], livestream:
     except tokens.TokenError as exc:
         return Decision(False, f"playback token refused: {exc}")
     return Decision(True, token=carried, member=True)
+
+
+def private_cache_control(value: Optional[str]) -> str:
+    """``value`` (a Cache-Control header) made unfit for shared caches, lifetimes kept for the
+    holder's own browser. What a token or the read token opened is for that holder only: a CDN
+    in front of the origin that stored it would hand backstage bytes (and playlists carrying the
+    token) to anyone asking for the same URL."""
+    directives = [d.strip() for d in (value or "").split(",") if d.strip()]
+    names = {d.split("=")[0].lower() for d in directives}
+    if "no-store" in names:
+        return ", ".join(directives)
+    kept = [d for d in directives if d.split("=")[0].lower() not in ("public", "private", "s-maxage")]
+    return ", ".join(["private"] + (kept or ["no-cache"]))
+

@@ -24,6 +24,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import Counter, Gauge
 
+from onair.agent import http_limits
 from onair.agent.app import Agent, load_config, parse_args, run, setup_logging
 from onair.api.agent import Desired, OriginConfig, OriginStatus
 from onair.endpoints import PLAYBACK_PATHS, UPLOAD_PREFIX
@@ -44,6 +45,8 @@ HLS_JS = AGENT_DIR / "static" / "vendor" / "hls.min.js"
 TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(str(AGENT_DIR / "templates" / "origin")),
                                autoescape=True, undefined=jinja2.StrictUndefined)
 JANITOR_INTERVAL = 1.0
+# The upload listener's connections: the transcoder's sink keeps a few open per rendition and retries.
+UPLOAD_CONNECTIONS = 64
 # On clear, DASH segments younger than the transcoder's own window (plus this) are kept: the
 # current MPD still lists them.
 DASH_CLEAR_MARGIN_SECONDS = 10.0
@@ -77,6 +80,8 @@ class Metrics:
                                registry=registry)
         self.refused = Counter("onair_origin_playback_refused", "Playback requests refused in backstage",
                                registry=registry)
+        self.connections = http_limits.ConnectionMetrics(registry, "onair_origin_connections",
+                                                         "onair_origin_connections_refused")
 
 
 class OriginAgent(Agent):
@@ -98,11 +103,13 @@ class OriginAgent(Agent):
         self.dash_files: deque[tuple[float, str]] = deque()
         self.dash_uploaded_at: dict[str, float] = {}
         self.last_upload_at: Optional[float] = None
-        self._log_times: dict[str, float] = {}
+        self._log_limiter = http_limits.LogLimiter(log)
         self._phase_logged: Optional[tuple[str, bool]] = (self.desired.phase, False)
         self._janitor: Optional[asyncio.Task] = None
         self._public_runner: Optional[web.AppRunner] = None
         self._upload_runner: Optional[web.AppRunner] = None
+        self.public_guard: Optional[http_limits.ConnectionGuard] = None
+        self.upload_guard: Optional[http_limits.ConnectionGuard] = None
         self.journal = Journal(self.storage.root / ".dvr")
         self.uploads = Uploads(self)
         self.app.add_routes([web.post("/dvr/clear", self._post_clear)])
@@ -114,12 +121,12 @@ class OriginAgent(Agent):
         """File I/O off the event loop: a slow volume must not stall every viewer."""
         return await asyncio.get_running_loop().run_in_executor(None, partial(fn, *args))
 
-    def log_limited(self, key: str, level: int, msg: str, *args: Any, every: float = 10.0) -> None:
-        """Log at most once per ``every`` seconds per key: refusals can come by the thousand."""
-        now = time.monotonic()
-        if now - self._log_times.get(key, -every) >= every:
-            self._log_times[key] = now
-            log.log(level, msg, *args)
+    def log_limited(self, key: str, level: int, msg: str, *args: Any, exc_info: Any = None) -> None:
+        """Log at most once every few seconds per key: refusals and failures can come by the thousand."""
+        self._log_limiter.log(key, level, msg, *args, exc_info=exc_info)
+
+    def public_connections(self) -> int:
+        return self.public_guard.open if self.public_guard else 0
 
     def update_dvr_metrics(self, path: Optional[str] = None) -> None:
         for p in ([path] if path else list(self.dvr.renditions)):
@@ -212,6 +219,7 @@ class OriginAgent(Agent):
             web.options("/{path:.*}", self._preflight),
         ])
         app.on_response_prepare.append(self._on_prepare)
+        self._gated = (self._playback, self._player)  # what a closed stream needs a token for
         return app
 
     def _upload_app(self) -> web.Application:
@@ -239,8 +247,16 @@ class OriginAgent(Agent):
             raise
         except (ConnectionResetError, asyncio.CancelledError):
             raise
-        except Exception:
-            log.exception("error serving %s %s", request.method, request.path[:200])
+        except Exception as exc:
+            if isinstance(exc, OSError) and exc.errno in http_limits.EMFILE_ERRNOS:
+                self.log_limited(f"exhausted:{exc.errno}", logging.ERROR, "cannot serve %s %s: %s (RLIMIT_NOFILE %d, "
+                                 "%d public connections open)", request.method, request.path[:200], exc.strerror,
+                                 http_limits.fd_limit(), self.public_connections())
+                return web.json_response({"error": "the server is short of resources: retry shortly"}, status=503,
+                                         headers={"Retry-After": str(http_limits.RETRY_AFTER_SECONDS),
+                                                  "Cache-Control": "no-store"})
+            self.log_limited(f"error:{type(exc).__name__}", logging.ERROR, "error serving %s %s",
+                             request.method, request.path[:200], exc_info=True)
             return web.json_response({"error": "internal error"}, status=500)
 
     async def _on_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
@@ -249,6 +265,10 @@ class OriginAgent(Agent):
             self.metrics.sent_bytes.inc(response.content_length)
         if not request.path.startswith(f"/{UPLOAD_PREFIX}/"):
             self._cors(request, response.headers)
+        if request.match_info.handler in self._gated and not self.open_to_viewers():
+            # Whatever the handler answered (playlist, segment, 206, 304, 404): a shared cache
+            # must not keep it; the public cache headers are for once viewers are allowed.
+            response.headers["Cache-Control"] = access.private_cache_control(response.headers.get("Cache-Control"))
 
     def _cors(self, request: web.Request, headers) -> None:
         origin = request.headers.get("Origin")
@@ -453,12 +473,15 @@ class OriginAgent(Agent):
             self.private_files.add(rel)
         self.private_files.add(SCREENSHOT)
 
-    async def start_public(self) -> None:
+    async def start_public(self, fds: http_limits.FdBudget) -> None:
+        limits = fds.allot("public")
+        self.public_guard = http_limits.ConnectionGuard(limits, self.metrics.connections, log)
         # No handler cancellation: ffmpeg closes its socket right after the last chunk without
         # reading our response, and the upload must still be stored.
-        self._public_runner = web.AppRunner(self.public, access_log=None)
+        self._public_runner = web.AppRunner(self.public, access_log=None, keepalive_timeout=limits.idle_timeout)
         await self._public_runner.setup()
-        site = web.TCPSite(self._public_runner, self.config.listen_host, self.config.http_port)
+        site = http_limits.GuardedSite(self._public_runner, self.config.listen_host, self.config.http_port,
+                                       self.public_guard)
         try:
             await site.start()
         except OSError as exc:
@@ -470,13 +493,21 @@ class OriginAgent(Agent):
                  f"{self.config.dvr_window_seconds}s" if self.config.dvr_enabled else "off",
                  "enabled" if self.upload_token.get() else "DISABLED: no upload token configured",
                  "ready" if HLS_JS.is_file() else "unavailable: hls.js not built")
+        log.log(logging.WARNING if fds.short else logging.INFO, "public port: %s (RLIMIT_NOFILE %d%s)",
+                limits.describe(), fds.limit, ": raise it for more" if fds.short else "")
 
-    async def start_upload(self) -> None:
+    async def start_upload(self, fds: http_limits.FdBudget) -> None:
+        # Allotted before the viewers' listener, so no number of viewers can take the fds uploads
+        # need. One transcoder uploads a handful of files at a time from one address: all its own.
+        limits = fds.allot("upload", max_connections=UPLOAD_CONNECTIONS, max_per_client=UPLOAD_CONNECTIONS)
+        self.upload_guard = http_limits.ConnectionGuard(limits, self.metrics.connections, log)
         # No handler cancellation (as on the public port): ffmpeg closes its socket right after the
         # last chunk without reading our response, and the upload must still be stored.
-        self._upload_runner = web.AppRunner(self.upload, access_log=None, handler_cancellation=False)
+        self._upload_runner = web.AppRunner(self.upload, access_log=None, handler_cancellation=False,
+                                            keepalive_timeout=limits.idle_timeout)
         await self._upload_runner.setup()
-        site = web.TCPSite(self._upload_runner, self.config.listen_host, self.config.upload_port)
+        site = http_limits.GuardedSite(self._upload_runner, self.config.listen_host, self.config.upload_port,
+                                       self.upload_guard)
         try:
             await site.start()
         except OSError as exc:
@@ -491,8 +522,10 @@ class OriginAgent(Agent):
         await self.run_io(self._adopt_existing_files)
         await self.start_http()
         try:
-            await self.start_upload()
-            await self.start_public()
+            http_limits.install_loop_exception_handler(asyncio.get_running_loop(), log)
+            fds = http_limits.FdBudget.of_this_process()
+            await self.start_upload(fds)
+            await self.start_public(fds)
             self._janitor = asyncio.get_running_loop().create_task(self._janitor_loop(), name="origin-janitor")
             await self.wait_for_stop_signal()
         finally:
@@ -526,5 +559,6 @@ def main(argv: list[str]) -> int:
     args = parse_args("origin", argv)
     setup_logging(args.log_level)
     logging.getLogger("aiohttp.server").addFilter(_OneLineProtocolErrors())
+    http_limits.quiet_library_logs()
     config = load_config(args.config, OriginConfig)
     return run(OriginAgent(config).serve)

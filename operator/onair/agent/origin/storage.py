@@ -56,8 +56,8 @@ class Storage:
             return None
         try:
             return full.read_bytes()
-        except OSError:
-            return None
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None  # gone since (a window slide): other errors are not a "not found"
 
     def write(self, rel: str, data: bytes) -> None:
         full = self.path(rel)

@@ -7,6 +7,7 @@ index (``dvr.py``), which decides what is served and which DELETEs to ignore.
 from __future__ import annotations
 
 import asyncio
+import errno
 import hmac
 import logging
 import time
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Optional
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from onair.agent.http_limits import EMFILE_ERRNOS, RETRY_AFTER_SECONDS, fd_limit
 from .dash import MpdError, check_mpd, init_patterns, time_shift_buffer_depth
 from .hls import MediaPlaylist, PlaylistError, is_master, parse_media_playlist
 from .paths import SCREENSHOT, BadPath, Kind, is_publishable, kind_of, resolve_uri, safe_relpath
@@ -29,6 +31,9 @@ MAX_MANIFEST_BYTES = 2 * 1024 * 1024
 # ffmpeg starts PUTting the playlist that lists a segment without waiting for the segment's
 # response, so the two race; the playlist waits this long for segments still arriving.
 INFLIGHT_WAIT_SECONDS = 10.0
+# A sender that stops sending mid-body holds a connection for nothing. ffmpeg streams a segment
+# as it encodes it: gaps last at most a segment's duration.
+UPLOAD_STALL_SECONDS = 30.0
 
 
 class _Aborted(Exception):
@@ -88,13 +93,36 @@ class Uploads:
             return None
         body = bytearray()
         try:
-            async for chunk in request.content.iter_any():
+            while True:
+                async with asyncio.timeout(UPLOAD_STALL_SECONDS):  # inline: no task per chunk
+                    chunk = await request.content.readany()
+                if not chunk:
+                    break
                 body += chunk
                 if len(body) > cap:
                     return None
+        except TimeoutError as exc:
+            raise _Aborted(f"nothing received for {UPLOAD_STALL_SECONDS:.0f}s") from exc
         except (ConnectionResetError, HttpProcessingError) as exc:
             raise _Aborted(str(exc) or type(exc).__name__) from exc
         return bytes(body)
+
+    def _store_failed(self, path: str, kind: Kind, exc: OSError) -> web.Response:
+        """Storing failed for want of a resource: the sender must know, to send it again."""
+        label = "playlist" if kind.playlist else ("screenshot" if path == SCREENSHOT else "segment")
+        self.origin.metrics.uploads.labels(kind=label, result="failed").inc()
+        if exc.errno in EMFILE_ERRNOS:
+            status, cause = 503, (f"the origin is out of file descriptors (RLIMIT_NOFILE {fd_limit()}, "
+                                  f"{self.origin.public_connections()} public connections open)")
+        elif exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            status, cause = 507, "the data volume is full"
+        else:
+            status, cause = 500, "storage error"
+        self.origin.log_limited(f"store-failed:{exc.errno}", logging.ERROR, "upload of %s NOT stored: %s: %s; "
+                                "answered %d so the transcoder sends it again (it is lost if that fails too)",
+                                path, cause, exc.strerror or exc, status)
+        return web.json_response({"error": f"upload not stored: {cause}: {exc.strerror or exc}"}, status=status,
+                                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
     # ------------------------------------------------------------------------- PUT
     async def put(self, request: web.Request) -> web.Response:
@@ -141,9 +169,11 @@ class Uploads:
                 origin.manifests.add(path)
                 origin.metrics.uploads.labels(kind="playlist", result="stored").inc()
                 return web.Response(status=201)
+            return await self._file(path, body)
         except (UnicodeDecodeError, PlaylistError, MpdError) as exc:
             return self._refuse(request, _error(400, f"unusable {path.rsplit('.', 1)[-1]} upload: {exc}"), path)
-        return await self._file(path, body)
+        except OSError as exc:
+            return self._store_failed(path, kind, exc)
 
     async def _playlist(self, request: web.Request, path: str, body: bytes) -> web.Response:
         origin = self.origin

@@ -1,0 +1,346 @@
+"""What keeps a public HTTP listener serving under abuse: timeouts, connection caps, quiet logs.
+
+A listener (one aiohttp runner and port) gets ``ListenerLimits``:
+
+* ``idle_timeout``: a connection must deliver a complete request head within this long of
+  opening or of its previous response, and an idle keep-alive connection is closed after it
+  (aiohttp's keep-alive deadline, which half-sent headers do not push back).
+* ``max_connections``: open connections on this listener; ``max_per_client``: of those, from
+  one client address. A connection over either cap is refused at once, before any parsing: a
+  fixed ``503`` with ``Retry-After``, the write side closed, and at most ``REFUSAL_LINGER_SECONDS``
+  for the client to read it (beyond ``MAX_LINGERING`` refusals at a time it is just reset).
+
+The caps come out of the process's file descriptors (``FdBudget``): every connection may hold
+its socket and one file (a segment being sent or an upload being written), and the fds the
+process needs anyway (its own files, the agent API, transient accepts) stay reserved, so a flood
+of connections meets a cap and never EMFILE, which would fail uploads and stall ``accept()``.
+Each listener allots its own share, so when uploads get a listener of their own, viewers cannot
+use up their connections or fds: allot the uploads' listener first.
+
+Logs: every refusal, malformed request or event-loop error is counted; a line is written at
+most every ``LOG_EVERY_SECONDS`` per kind, saying how many more were left out.
+"""
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import resource
+import time
+from collections import Counter as Tally
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from aiohttp import web
+from prometheus_client import Counter, Gauge
+
+DEFAULT_IDLE_TIMEOUT = 15.0
+DEFAULT_MAX_CONNECTIONS = 4096
+# One client address may use this share of a listener: an office NAT, a CDN node or an ingress
+# controller carries many viewers on one address, so the share is large; four such addresses
+# still cannot fill the listener.
+CLIENT_SHARE = 4
+MIN_CONNECTIONS = 16
+MIN_PER_CLIENT = 8
+FDS_PER_CONNECTION = 2  # its socket and the one file it reads or writes
+ACCEPT_BACKLOG = 128  # asyncio accepts up to this many sockets in one go before any is refused
+# fds the process needs besides its listeners' connections: the agent API and its clients,
+# journal, logs, uploads being written, the executor's file operations.
+FD_RESERVE = 64
+# Raise the soft RLIMIT_NOFILE to the hard limit, up to this: enough for the default caps.
+FD_LIMIT_WANTED = 65536
+REFUSAL_LINGER_SECONDS = 1.0
+MAX_LINGERING = 64
+LOG_EVERY_SECONDS = 10.0
+RETRY_AFTER_SECONDS = 5
+EMFILE_ERRNOS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+
+# ----------------------------------------------------------------------------- rate-limited logs
+class LogLimiter:
+    """At most one line per key every ``every`` seconds; the next one says how many were left out."""
+
+    MAX_KEYS = 1024
+
+    def __init__(self, logger: logging.Logger, every: float = LOG_EVERY_SECONDS) -> None:
+        self.logger = logger
+        self.every = every
+        self._next: dict[str, float] = {}
+        self._suppressed: Tally[str] = Tally()
+
+    def allow(self, key: str) -> tuple[bool, int]:
+        """(log now?, how many of this key were left out since the last line)."""
+        now = time.monotonic()
+        if now < self._next.get(key, 0.0):
+            self._suppressed[key] += 1
+            return False, 0
+        if len(self._next) >= self.MAX_KEYS:  # keys may carry paths: never grow without bound
+            self._next = {k: t for k, t in self._next.items() if t > now}
+        self._next[key] = now + self.every
+        return True, self._suppressed.pop(key, 0)
+
+    def log(self, key: str, level: int, msg: str, *args: Any, exc_info: Any = None) -> bool:
+        allowed, left_out = self.allow(key)
+        if allowed:
+            if left_out:
+                msg, args = f"{msg} (and %d more like it in the last %.0fs)", (*args, left_out, self.every)
+            self.logger.log(level, msg, *args, exc_info=exc_info)
+        return allowed
+
+
+class RateLimitFilter(logging.Filter):
+    """For loggers we do not write ourselves (aiohttp.server, asyncio): one record per logger,
+    level and message template every ``every`` seconds, later ones counted into the next."""
+
+    def __init__(self, every: float = LOG_EVERY_SECONDS) -> None:
+        super().__init__()
+        self.limiter = LogLimiter(logging.getLogger(__name__), every)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        allowed, left_out = self.limiter.allow(f"{record.name}:{record.levelno}:{record.msg}")
+        if allowed and left_out:
+            record.msg = f"{record.getMessage()} (and %d more like it in the last %.0fs)"
+            record.args = (left_out, self.limiter.every)
+        return allowed
+
+
+def quiet_library_logs(*names: str) -> None:
+    """Rate-limit what the HTTP stack and the event loop log about each bad connection."""
+    for name in names or ("aiohttp.server", "aiohttp.web", "aiohttp.internal", "asyncio"):
+        logging.getLogger(name).addFilter(RateLimitFilter())
+
+
+def install_loop_exception_handler(loop: asyncio.AbstractEventLoop, logger: logging.Logger) -> None:
+    """Event-loop errors, one line per kind every LOG_EVERY_SECONDS.
+
+    Out of fds, CPython's accept loop reports the same EMFILE up to backlog times per wake-up,
+    each with a traceback (megabytes a second); one line names the cause instead."""
+    limiter = LogLimiter(logger)
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+        message = context.get("message", "event loop error")
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and exc.errno in EMFILE_ERRNOS:
+            limiter.log(f"loop:{message}:{exc.errno}", logging.ERROR,
+                        "%s: %s (RLIMIT_NOFILE %d); new connections wait until fds are free again",
+                        message, exc.strerror, fd_limit())
+            return
+        limiter.log(f"loop:{message}:{type(exc).__name__}", logging.ERROR, "%s: %r", message, exc,
+                    exc_info=(type(exc), exc, exc.__traceback__) if exc else None)
+
+    loop.set_exception_handler(handle)
+
+
+# ----------------------------------------------------------------------------- budgets
+@dataclass(frozen=True)
+class ListenerLimits:
+    name: str
+    max_connections: int
+    max_per_client: int
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    backlog: int = ACCEPT_BACKLOG
+
+    def describe(self) -> str:
+        return (f"at most {self.max_connections} connections, {self.max_per_client} per client address, "
+                f"{self.idle_timeout:g}s to send a request head and for idle keep-alive")
+
+
+def raise_fd_limit(wanted: int = FD_LIMIT_WANTED) -> int:
+    """The soft RLIMIT_NOFILE, raised towards the hard limit first (containers often start at 1024)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+def fd_limit() -> int:
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def open_fds() -> int:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return 32
+
+
+class FdBudget:
+    """The process's file descriptors, shared out between its listeners."""
+
+    def __init__(self, limit: int, in_use: int) -> None:
+        self.limit = limit
+        self.free = limit - in_use - FD_RESERVE
+        self.short = False  # some listener got less than it wanted
+
+    @classmethod
+    def of_this_process(cls) -> "FdBudget":
+        return cls(raise_fd_limit(), open_fds())
+
+    def allot(self, name: str, max_connections: int = DEFAULT_MAX_CONNECTIONS,
+              max_per_client: Optional[int] = None, idle_timeout: float = DEFAULT_IDLE_TIMEOUT) -> ListenerLimits:
+        """Limits for one listener, its fds taken from what is left (the first allotted is served first)."""
+        transient = ACCEPT_BACKLOG + MAX_LINGERING  # accepted-then-refused sockets not yet closed
+        fits = max(0, self.free - transient) // FDS_PER_CONNECTION
+        connections = max(MIN_CONNECTIONS, min(max_connections, fits))
+        self.short = self.short or connections < max_connections
+        self.free -= transient + connections * FDS_PER_CONNECTION
+        per_client = max_per_client or max(MIN_PER_CLIENT, connections // CLIENT_SHARE)
+        return ListenerLimits(name, connections, min(per_client, connections), idle_timeout)
+
+
+# ----------------------------------------------------------------------------- connection caps
+class ConnectionMetrics:
+    """One set per registry (names spelled out by the role); every listener is a label value."""
+
+    def __init__(self, registry: Any, open_name: str, refused_name: str) -> None:
+        self.open = Gauge(open_name, "Open connections by listener", ["listener"], registry=registry)
+        self.refused = Counter(refused_name, "Connections refused at once by listener and reason (client: that "
+                               "address is at its cap; total: the listener is full)", ["listener", "reason"],
+                               registry=registry)
+
+
+def _refusal(message: str) -> bytes:
+    body = ('{"error": "%s"}' % message).encode()
+    return (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nCache-Control: no-store\r\n"
+            b"Retry-After: %d\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
+            % (RETRY_AFTER_SECONDS, len(body), body))
+
+
+class ConnectionGuard:
+    """Counts one listener's connections by client address and admits or refuses new ones."""
+
+    def __init__(self, limits: ListenerLimits, metrics: Optional[ConnectionMetrics], logger: logging.Logger) -> None:
+        self.limits = limits
+        self.open = 0
+        self.by_client: Tally[str] = Tally()
+        self.lingering = 0
+        self._metrics = metrics
+        self._log = LogLimiter(logger)
+        self._responses = {
+            "client": _refusal(f"too many connections from your address (at most {limits.max_per_client}): "
+                               "close some and retry"),
+            "total": _refusal(f"the server is at its connection limit ({limits.max_connections}): retry shortly"),
+        }
+        if metrics:
+            metrics.open.labels(listener=limits.name).set_function(lambda: self.open)
+
+    def protocol_factory(self, inner: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
+        return lambda: _Gate(self, inner)
+
+    def admit(self, client: str) -> Optional[str]:
+        """None, and the connection counted, or why it is refused."""
+        if self.by_client[client] >= self.limits.max_per_client:
+            return "client"
+        if self.open >= self.limits.max_connections:
+            return "total"
+        self.open += 1
+        self.by_client[client] += 1
+        return None
+
+    def release(self, client: str) -> None:
+        self.open -= 1
+        self.by_client[client] -= 1
+        if self.by_client[client] <= 0:
+            del self.by_client[client]
+
+    def refuse(self, transport: asyncio.Transport, client: str, reason: str) -> bool:
+        """Answer 503 and close; True when the connection lingers so the client can read it."""
+        if self._metrics:
+            self._metrics.refused.labels(listener=self.limits.name, reason=reason).inc()
+        if reason == "client":
+            self._log.log("refused:client", logging.WARNING, "%s listener: refused a connection from %s, which "
+                          "already holds %d (the per-client cap)", self.limits.name, client, self.by_client[client])
+        else:
+            self._log.log("refused:total", logging.WARNING, "%s listener: refused a connection from %s, the "
+                          "listener is full (%d connections open, %d addresses)", self.limits.name, client,
+                          self.open, len(self.by_client))
+        transport.write(self._responses[reason])
+        if self.lingering >= MAX_LINGERING or not transport.can_write_eof():
+            transport.abort()
+            return False
+        self.lingering += 1
+        transport.write_eof()
+        return True
+
+
+class _Gate(asyncio.Protocol):
+    """Sits in front of the HTTP protocol of one connection: counts it, or refuses it unparsed."""
+
+    __slots__ = ("guard", "factory", "inner", "client", "transport", "timer")
+
+    def __init__(self, guard: ConnectionGuard, factory: Callable[[], asyncio.Protocol]) -> None:
+        self.guard = guard
+        self.factory = factory
+        self.inner: Optional[asyncio.Protocol] = None
+        self.client = ""
+        self.transport: Optional[asyncio.Transport] = None
+        self.timer: Optional[asyncio.TimerHandle] = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.client = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+        reason = self.guard.admit(self.client)
+        if reason is None:
+            self.inner = self.factory()
+            self.inner.connection_made(transport)
+        elif self.guard.refuse(transport, self.client, reason):
+            self.timer = asyncio.get_running_loop().call_later(REFUSAL_LINGER_SECONDS, transport.abort)
+        else:
+            self.transport = None  # aborted: connection_lost only releases the lingering slot if set
+
+    def data_received(self, data: bytes) -> None:
+        if self.inner is not None:
+            self.inner.data_received(data)
+
+    def eof_received(self) -> Optional[bool]:
+        if self.inner is not None:
+            return self.inner.eof_received()
+        return None  # a refused client read its 503 and left: close
+
+    def pause_writing(self) -> None:
+        if self.inner is not None:
+            self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.inner is not None:
+            self.inner.resume_writing()
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        if self.inner is not None:
+            self.guard.release(self.client)
+            inner, self.inner = self.inner, None
+            inner.connection_lost(exc)
+        elif self.transport is not None:
+            self.guard.lingering -= 1
+            if self.timer:
+                self.timer.cancel()
+        self.transport = None
+
+
+class GuardedSite(web.BaseSite):
+    """An aiohttp TCP site whose connections pass ``guard`` first."""
+
+    def __init__(self, runner: web.BaseRunner, host: str, port: int, guard: ConnectionGuard) -> None:
+        super().__init__(runner, backlog=guard.limits.backlog)
+        self._host = host
+        self._port = port
+        self._guard = guard
+
+    @property
+    def name(self) -> str:
+        return f"http://{self._host}:{self._port}"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            self._guard.protocol_factory(server), self._host, self._port, backlog=self._backlog)
