@@ -160,7 +160,7 @@ def test_a_deeply_nested_desired_body_is_a_400(origins):
     origin = origins.start()
     for body in ('{"phase":' + "[" * 100_000 + "]" * 100_000 + "}", "[" * 100_000 + "]" * 100_000):
         response = httpx.put(f"{origin.agent}/desired", content=body, timeout=10,
-                             headers={"Content-Type": "application/json"})
+                             headers={"Content-Type": "application/json", **origin.auth_headers()})
         assert response.status_code == 400, (response.status_code, response.text[:200])
         assert "invalid desired state" in response.json()["error"]
     assert origin.put_desired(phase="live")["phase"] == "live"
