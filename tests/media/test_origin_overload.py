@@ -173,7 +173,8 @@ def test_out_of_fds_an_upload_or_a_read_is_a_clear_503_not_a_loss_or_a_404(origi
         assert client.put(f"{origin.upload_url}/hls/cmaf/360p/a.m4s", content=body).status_code == 201
         master = b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=800000,RESOLUTION=640x360\n360p/index.m3u8\n"
         assert client.put(f"{origin.upload_url}/hls/cmaf/master.m3u8", content=master).status_code == 201
-        # The kept-alive connection stays open; the next fd the origin would get is over the limit,
+        assert client.get(origin.url("hls/cmaf/master.m3u8")).status_code == 200
+        # The kept-alive connections (one per port) stay open; the next fd the origin would get is over the limit,
         # so the file the upload goes to cannot be opened.
         soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
         resource.prlimit(pid, resource.RLIMIT_NOFILE, (lowest_free_fd(pid), hard))
