@@ -157,6 +157,12 @@ def test_a_full_listener_refuses_new_connections_at_once_with_a_503(origins):
         assert response.status_code == 503 and "connection limit" in response.json()["error"]
         assert response.headers["retry-after"] and response.headers["cache-control"] == "no-store"
         assert metric(origin, "onair_origin_connections_refused_total", listener="public", reason="total") >= 1
+        # The transcoder's uploads have a listener and a budget of their own: a full public port
+        # takes nothing from them.
+        upload = httpx.put(f"{origin.upload_url}/hls/cmaf/360p/during.m4s", timeout=10,
+                           content=b"\x00\x00\x00\x18ftypiso6" + os.urandom(2000),
+                           headers={"Authorization": f"Bearer {origin.upload_token}"})
+        assert upload.status_code == 201, upload.text
     finally:
         for s in held:
             s.close()
