@@ -101,3 +101,33 @@ async def test_after_the_shutdown_deadline_nothing_is_retried_or_sent():
     finally:
         await sink.close()
         await runner.cleanup()
+
+
+async def test_a_busy_origin_gets_more_tries_after_its_retry_after_and_its_reason_is_kept():
+    calls = {"busy": 0, "full": 0}
+
+    async def handler(request: web.Request) -> web.Response:
+        name = request.match_info["path"]
+        calls[name] += 1
+        if name == "busy" and calls[name] <= 4:  # past the short schedule: only a busy answer earns more
+            return web.json_response({"error": "the origin is out of file descriptors"}, status=503,
+                                     headers={"Retry-After": "0.1"})
+        if name == "full":
+            return web.json_response({"error": "the origin's volume is full"}, status=507,
+                                     headers={"Retry-After": "1e999"})
+        return web.Response(status=201)
+
+    runner, url = await _server(handler)
+    sink = HttpSink(url, token=lambda: None)
+    try:
+        await sink.put("busy", b"x")
+        try:
+            await sink.put("full", b"x")
+        except SinkError as exc:
+            assert "HTTP 507: the origin's volume is full" in str(exc)
+        else:
+            raise AssertionError("an upload never stored must raise")
+    finally:
+        await sink.close()
+        await runner.cleanup()
+    assert calls == {"busy": 5, "full": 6}

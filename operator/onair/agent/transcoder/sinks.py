@@ -30,6 +30,13 @@ CONTENT_TYPES = {
     ".jpg": "image/jpeg",
 }
 RETRY_DELAYS = (0.2, 0.5, 1.0)
+# An origin that answers 503 (out of file descriptors) or 507 (volume full) is alive and says the
+# file was not stored: it gets these further tries, each after its Retry-After (capped), so a few
+# seconds of trouble cost no segment. Errors without an answer keep the short schedule, so a dead
+# origin does not hold the packager up longer than before.
+BUSY_STATUSES = (503, 507)
+BUSY_RETRY_DELAYS = (2.0, 2.0)
+MAX_RETRY_AFTER = 2.0
 
 
 class SinkError(Exception):
@@ -135,6 +142,25 @@ class DirSink:
         pass  # local writes do not hang
 
 
+def _retry_after(value: Optional[str]) -> float:
+    """Seconds from a Retry-After header (delta-seconds only; the origin sends no dates), capped."""
+    try:
+        seconds = float(value) if value is not None else 0.0
+    except ValueError:
+        return 0.0
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER) if seconds == seconds else 0.0
+
+
+async def _reason(resp: aiohttp.ClientResponse) -> str:
+    """The origin's own words (its JSON ``error``), so the log says why a file was not stored."""
+    try:
+        body = await resp.json(content_type=None)
+    except (ValueError, aiohttp.ClientError, asyncio.TimeoutError):
+        return ""
+    error = body.get("error") if isinstance(body, dict) else None
+    return f": {str(error)[:200]}" if error else ""
+
+
 class HttpSink:
     def __init__(self, base_url: str, token: Callable[[], Optional[str]], timeout: float = 10.0) -> None:
         self.base_url = base_url.rstrip("/")
@@ -167,7 +193,11 @@ class HttpSink:
     async def _request(self, method: str, path: str, data: Optional[bytes] = None) -> None:
         url = f"{self.base_url}/{path}"
         last = ""
-        for attempt, delay in enumerate((0.0,) + RETRY_DELAYS):
+        busy_after: Optional[float] = None  # the origin's Retry-After when it last answered busy
+        for attempt, scheduled in enumerate((0.0,) + RETRY_DELAYS + BUSY_RETRY_DELAYS):
+            if attempt > len(RETRY_DELAYS) and busy_after is None:
+                break
+            delay = scheduled if busy_after is None else max(scheduled, busy_after)
             remaining = self._remaining()
             if remaining is not None and remaining <= delay:
                 last = f"{last}; not retried, the agent is stopping" if last else "not sent, the agent is stopping"
@@ -176,14 +206,17 @@ class HttpSink:
                 await asyncio.sleep(delay)
             timeout = self._timeout if remaining is None else \
                 aiohttp.ClientTimeout(total=min(self._timeout.total or remaining, remaining - delay))
+            busy_after = None
             try:
                 async with self._client().request(method, url, data=data, headers=self._headers(path),
                                                   timeout=timeout) as resp:
                     if resp.status < 300 or (method == "DELETE" and resp.status == 404):
                         return
-                    last = f"HTTP {resp.status}"
+                    last = f"HTTP {resp.status}{await _reason(resp)}"
                     if resp.status in (400, 401, 403, 413):
                         break  # retrying will not change the answer
+                    if resp.status in BUSY_STATUSES:
+                        busy_after = _retry_after(resp.headers.get("Retry-After"))
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
                 last = f"{type(exc).__name__}: {exc}"
         raise SinkError(f"{method} {url}: {last}")
