@@ -411,16 +411,17 @@ def _escape_path(module: str) -> str:
 
 
 @contextlib.contextmanager
-def build_lock() -> Iterator[None]:
-    """Serialize builds across processes (pytest-xdist workers all call ensure_built())."""
-    d = controlplane_dir()
+def build_lock(directory: Path | None = None) -> Iterator[None]:
+    """Serialize builds across processes (pytest-xdist workers all call ensure_built()); one lock
+    per cache ``directory`` (the control plane's by default)."""
+    d = directory or controlplane_dir()
     d.mkdir(parents=True, exist_ok=True)
     with open(d / ".build.lock", "w") as fh:
         t0 = time.monotonic()
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            _log("another process is building; waiting for its lock")
+            _log(f"another process is building in {d}; waiting for its lock")
             fcntl.flock(fh, fcntl.LOCK_EX)
             _log(f"lock acquired after {time.monotonic() - t0:.1f}s")
         try:

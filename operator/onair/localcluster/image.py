@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import json
 import os
@@ -35,7 +34,6 @@ import time
 import tomllib
 import zlib
 from pathlib import Path
-from typing import Iterator
 
 from . import build
 from .build import BuildError
@@ -301,23 +299,6 @@ def _host_ca_bundle() -> Path | None:
     return None
 
 
-@contextlib.contextmanager
-def _build_lock() -> Iterator[None]:
-    image_dir().mkdir(parents=True, exist_ok=True)
-    with open(image_dir() / ".build.lock", "w") as fh:
-        t0 = time.monotonic()
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            _log("another process is building the image; waiting for its lock")
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            _log(f"lock acquired after {time.monotonic() - t0:.1f}s")
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 class _Buildah:
     def __init__(self, driver: str, log: Path):
         self.exe = _tool("buildah", "buildah")
@@ -493,7 +474,7 @@ def build_image(force: bool = False, refresh_base: bool = False, root: Path | No
         ref = cached_image(root)
         if ref:
             return ref
-    with _build_lock():
+    with build.build_lock(image_dir()):
         if not (force or refresh_base):
             ref = cached_image(root)  # built by whoever held the lock before us
             if ref:

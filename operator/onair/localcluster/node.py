@@ -46,7 +46,7 @@ from typing import Any, Callable, Iterable
 import yaml
 
 from . import build, certs, images
-from .cluster import (DEFAULT_CONTROLLERS, NODE_CONTROLLERS, ClusterError, LocalCluster, _b64,
+from .cluster import (DEFAULT_CONTROLLERS, NODE_CONTROLLERS, ClusterError, LocalCluster, _b64, _pid_alive,
                       _Proc, _tail, kubeconfig_dict, write_kubeconfig)
 
 NODE_NAME = "onair-node"
@@ -326,16 +326,6 @@ def remove_cgroup_root(name: str, timeout: float = 10.0) -> list[str]:
 
 def _state_base() -> Path:
     return Path(tempfile.gettempdir())
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def teardown_state(state_dir: Path, info: dict[str, Any]) -> list[str]:
