@@ -128,6 +128,17 @@ async def apply_children(kube: Kube, rendered: rc.RenderedChildren, owner_meta: 
     return result
 
 
+async def _list_served(kube: Kube, kind, namespace: str, selector: str) -> list[dict]:
+    """A kind whose API the cluster does not serve (HTTPRoute without the Gateway API CRDs) has no
+    children to prune: 404 on the collection is an empty list, not a failed reconcile."""
+    try:
+        return await kube.list(kind, namespace, selector)
+    except KubeError as exc:
+        if exc.status == 404 and kind.api_version not in ("v1", "apps/v1", "networking.k8s.io/v1"):
+            return []
+        raise
+
+
 async def prune(kube: Kube, rendered: rc.RenderedChildren, owner_meta: Mapping,
                 candidates: Optional[Iterable[tuple[str, str]]] = None) -> list[str]:
     """Delete owned children that are no longer rendered.
@@ -144,7 +155,7 @@ async def prune(kube: Kube, rendered: rc.RenderedChildren, owner_meta: Mapping,
             return []
     selector = label_selector(rc.child_selector(name))
     pruned: list[str] = []
-    listings = await asyncio.gather(*(kube.list(KINDS[k], namespace, selector) for k in kinds))
+    listings = await asyncio.gather(*(_list_served(kube, KINDS[k], namespace, selector) for k in kinds))
     for (api_version, kind), items in zip(kinds, listings):
         for item in items:
             item_name = item["metadata"]["name"]

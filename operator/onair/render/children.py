@@ -15,6 +15,7 @@ Children (``<ls>`` is the Livestream name, at most 45 characters by CEL):
 ``Service <ls>-ingest[-backup]``        push ports of the enabled protocols (type from config)
 ``Service <ls>-origin``                 the origin's HTTP port (playback) and upload port (the transcoder's)
 ``NetworkPolicy <ls>-<key>``            who may reach each pod's ports (``render_network_policy``)
+``Ingress|HTTPRoute <ls>-playback``     with ``playbackRoute``: the public host to the origin's ``http`` port
 ``PersistentVolumeClaim <ls>-dvr``      the origin's live/DVR window (owned)
 ``PersistentVolumeClaim <ls>-recordings``  in ``keep``: created, never owned, never pruned
 =====================================  =======================================================
@@ -81,6 +82,7 @@ RECORDINGS_DIR = "/recordings"
 CHILD_KINDS: tuple[tuple[str, str], ...] = (
     ("v1", "Secret"), ("v1", "ConfigMap"), ("v1", "Service"), ("v1", "PersistentVolumeClaim"),
     ("apps/v1", "Deployment"), ("networking.k8s.io/v1", "NetworkPolicy"),
+    ("networking.k8s.io/v1", "Ingress"), ("gateway.networking.k8s.io/v1", "HTTPRoute"),
 )
 
 # Which credential files each role may read: least privilege, and the convenience publish URLs
@@ -175,6 +177,16 @@ def _tls(config: OperatorConfig) -> bool:
     return config.ingest_tls_secret is not None
 
 
+def public_ingest_port(config: OperatorConfig, slot: str, port_name: str) -> int:
+    """The port encoders dial: a NodePort Service's fixed nodePort, else the Service port (which a
+    LoadBalancer's address and cluster DNS both answer on)."""
+    if config.ingest_service_type == "NodePort":
+        fixed = config.ingest_node_ports.get(slot, {}).get(port_name)
+        if fixed is not None:
+            return fixed
+    return _port(roles.INGEST, port_name)
+
+
 def render_urls(name: str, namespace: str, spec: LivestreamSpec, effective: CallSettings,
                 config: OperatorConfig) -> Urls:
     ingest: dict[str, str] = {}
@@ -184,14 +196,17 @@ def render_urls(name: str, namespace: str, spec: LivestreamSpec, effective: Call
         for slot in slots:
             host = config.ingest_host(name, namespace, slot)
             prefix = "" if slot == "main" else "backup_"
+
+            def port(port_name: str, slot: str = slot) -> int:
+                return public_ingest_port(config, slot, port_name)
             if "rtmp" in protocols:
-                ingest[prefix + "rtmp"] = endpoints.rtmp_push_url(host, _port(roles.INGEST, "rtmp"))
+                ingest[prefix + "rtmp"] = endpoints.rtmp_push_url(host, port("rtmp"))
                 if _tls(config):
-                    ingest[prefix + "rtmps"] = endpoints.rtmp_push_url(host, _port(roles.INGEST, "rtmps"), tls=True)
+                    ingest[prefix + "rtmps"] = endpoints.rtmp_push_url(host, port("rtmps"), tls=True)
             if "srt" in protocols:
-                ingest[prefix + "srt"] = endpoints.srt_push_url(host, _port(roles.INGEST, "srt"))
+                ingest[prefix + "srt"] = endpoints.srt_push_url(host, port("srt"))
             if "whip" in protocols:
-                ingest[prefix + "whip"] = endpoints.whip_url(host, _port(roles.INGEST, "whip"), tls=_tls(config))
+                ingest[prefix + "whip"] = endpoints.whip_url(host, port("whip"), tls=_tls(config))
     playback: dict[str, str] = {}
     b = effective.broadcasting
     if b.mode != "disabled":
@@ -460,20 +475,79 @@ def render_configmap(ls_meta: Mapping, key: str, agent: BaseModel) -> dict:
             "data": {CONFIG_KEY: config_json(agent)}}
 
 
+def slot_of(key: str) -> str:
+    return "backup" if key == "ingest-backup" else "main"
+
+
 def render_ingest_service(ls_meta: Mapping, key: str, agent: IngestConfig, config: OperatorConfig) -> dict:
     """The push ports of the enabled protocols, and always RTMP: it is also the in-cluster read
-    path of the transcoder and recorder (the agent refuses RTMP pushes when rtmp is not enabled)."""
+    path of the transcoder and recorder (the agent refuses RTMP pushes when rtmp is not enabled).
+
+    Port names are stable (rtmp, rtmps, srt, whip), so a load balancer or firewall rule can name
+    them; SRT is UDP. A NodePort/LoadBalancer Service mixes TCP and UDP ports (GA since 1.26; a
+    cloud whose load balancers cannot must be given ``ingest.protocols`` of one transport).
+    """
     wanted = {"rtmp", *agent.protocols}
     ports = [p for p in roles.INGEST.ports if p.name in wanted]
-    return {
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": _meta(ls_meta, child_name(ls_meta["name"], key), key),
-        "spec": {
-            "type": config.ingest_service_type,
-            "selector": selector_labels(ls_meta["name"], key),
-            "ports": [{"name": p.name, "port": p.number, "targetPort": p.name, "protocol": p.protocol} for p in ports],
-        },
+    external = config.ingest_service_type != "ClusterIP"
+    fixed = config.ingest_node_ports.get(slot_of(key), {}) if external else {}
+    spec: dict = {
+        "type": config.ingest_service_type,
+        "selector": selector_labels(ls_meta["name"], key),
+        "ports": [{"name": p.name, "port": p.number, "targetPort": p.name, "protocol": p.protocol,
+                   **({"nodePort": fixed[p.name]} if p.name in fixed else {})} for p in ports],
     }
+    if external and config.ingest_external_traffic_policy:
+        spec["externalTrafficPolicy"] = config.ingest_external_traffic_policy
+    metadata = _meta(ls_meta, child_name(ls_meta["name"], key), key)
+    if config.ingest_service_annotations:
+        metadata["annotations"] = dict(sorted(config.ingest_service_annotations.items()))
+    return {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": spec}
+
+
+PLAYBACK_ROUTE_KEY = "playback"
+
+
+def render_playback_route(ls_meta: Mapping, config: OperatorConfig) -> Optional[dict]:
+    """The Ingress or HTTPRoute from the public host (and path prefix) to the origin's ``http`` port
+    only: never the upload port (the transcoder's) or the agent port. None without ``playbackRoute``.
+
+    The origin serves at ``/`` and its player page loads everything by relative URL, so a path
+    prefix works once it is stripped: the HTTPRoute strips it with URLRewrite (core Gateway API);
+    an Ingress cannot portably, so the config admits only ``/`` with an Ingress.
+    """
+    if config.playback_route == "none":
+        return None
+    name, namespace = ls_meta["name"], ls_meta["namespace"]
+    host = config.playback_route_host(name, namespace)
+    prefix = config.playback_route_path(name, namespace)
+    origin = child_name(name, "origin")
+    metadata = _meta(ls_meta, child_name(name, PLAYBACK_ROUTE_KEY), PLAYBACK_ROUTE_KEY)
+    if config.playback_route_annotations:
+        metadata["annotations"] = dict(sorted(config.playback_route_annotations.items()))
+    if config.playback_route == "ingress":
+        spec: dict = {"rules": [{"host": host, "http": {"paths": [{
+            "path": "/", "pathType": "Prefix",
+            "backend": {"service": {"name": origin, "port": {"name": "http"}}}}]}}]}
+        if config.playback_ingress_class:
+            spec["ingressClassName"] = config.playback_ingress_class
+        secret = config.playback_tls_secret(name, namespace)
+        if secret:
+            spec["tls"] = [{"hosts": [host], "secretName": secret}]
+        return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": metadata, "spec": spec}
+    parent: dict = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": config.playback_gateway_name}
+    if config.playback_gateway_namespace:
+        parent["namespace"] = config.playback_gateway_namespace
+    if config.playback_gateway_section_name:
+        parent["sectionName"] = config.playback_gateway_section_name
+    rule: dict = {"matches": [{"path": {"type": "PathPrefix", "value": prefix or "/"}}],
+                  "backendRefs": [{"group": "", "kind": "Service", "name": origin,
+                                   "port": _port(roles.ORIGIN, "http")}]}
+    if prefix:
+        rule["filters"] = [{"type": "URLRewrite", "urlRewrite": {
+            "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}}}]
+    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": metadata,
+            "spec": {"parentRefs": [parent], "hostnames": [host], "rules": [rule]}}
 
 
 def render_origin_service(ls_meta: Mapping) -> dict:
@@ -621,6 +695,9 @@ def render_children(livestream: Mapping, calltype: Optional[CallType], config: O
         if role_of(key) == "ingest":
             objects.append(render_ingest_service(meta, key, agent, config))
     objects.append(render_origin_service(meta))
+    route = render_playback_route(meta, config)
+    if route is not None:
+        objects.append(route)
     if config.network_policies:
         readers = _ingest_readers(agents)
         for key, agent in agents.items():
