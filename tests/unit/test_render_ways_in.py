@@ -113,3 +113,39 @@ def test_load_balancer_ingest_carries_the_annotations_and_service_ports():
     assert svc["metadata"]["annotations"] == {"metallb.universe.tf/address-pool": "public"}
     assert svc["spec"]["externalTrafficPolicy"] == "Local"
     assert out.urls.ingest.rtmp == "rtmp://show-main.ingest.example.com:1935/live"
+
+
+def _urls(config, exposure=None, **spec):
+    from onair.api.livestream import LivestreamSpec
+    from onair.render.children import render_urls
+
+    out = render(livestream(**spec), config=config)
+    return render_urls("show", "media", LivestreamSpec.model_validate({"callType": "livestream", **spec}),
+                       out.effective, config, exposure)
+
+
+def test_node_port_urls_use_the_allocated_ports_on_the_ingest_pods_node():
+    from onair.render.children import ingest_exposure
+
+    config = OperatorConfig(ingest_service_type="NodePort", ingest_node_ports={"main": {"srt": 30900}})
+    service = {"spec": {"ports": [{"name": "rtmp", "port": 1935, "nodePort": 31935},
+                                  {"name": "srt", "port": 9998, "nodePort": 30900, "protocol": "UDP"}]}}
+    # Before Kubernetes allocated anything (or the pod has a node): the in-cluster URL.
+    assert _urls(config).ingest.rtmp == "rtmp://show-ingest.media.svc:1935/live"
+    assert _urls(config, {"main": ingest_exposure(service, None)}).ingest.rtmp == "rtmp://show-ingest.media.svc:1935/live"
+    urls = _urls(config, {"main": ingest_exposure(service, "192.0.2.10")})
+    assert urls.ingest.rtmp == "rtmp://192.0.2.10:31935/live"
+    assert urls.ingest.srt.startswith("srt://192.0.2.10:30900")
+
+
+def test_load_balancer_urls_use_its_address_unless_a_host_template_names_it():
+    from onair.render.children import ingest_exposure
+
+    config = OperatorConfig(ingest_service_type="LoadBalancer")
+    pending = {"spec": {"ports": [{"name": "rtmp", "port": 1935, "nodePort": 31935}]}, "status": {"loadBalancer": {}}}
+    assert _urls(config, {"main": ingest_exposure(pending, "10.0.0.5")}).ingest.rtmp == \
+        "rtmp://show-ingest.media.svc:1935/live"
+    ready = {**pending, "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.7"}]}}}
+    assert _urls(config, {"main": ingest_exposure(ready, "10.0.0.5")}).ingest.rtmp == "rtmp://203.0.113.7:1935/live"
+    named = OperatorConfig(ingest_service_type="LoadBalancer", ingest_host_template="{name}.ingest.example.com")
+    assert _urls(named, {"main": ingest_exposure(ready, None)}).ingest.rtmp == "rtmp://show.ingest.example.com:1935/live"

@@ -45,6 +45,9 @@ DEFAULT_RESOURCES: dict[str, Resources] = {
 }
 
 
+DEFAULT_INGEST_HOST_TEMPLATE = "{service}.{namespace}.svc"
+
+
 class OperatorConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -52,9 +55,10 @@ class OperatorConfig(BaseModel):
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     image_pull_secrets: list[str] = Field(default_factory=list, description="Secret names in each Livestream's namespace.")
     watch_namespaces: list[str] = Field(default_factory=list, description="Empty: every namespace (cluster-wide).")
-    ingest_host_template: str = Field(
-        "{service}.{namespace}.svc",
-        description="Host encoders push to; with LoadBalancer Services point a wildcard DNS name at them.")
+    ingest_host_template: Optional[str] = Field(
+        None, description="Host encoders push to, e.g. a wildcard DNS name pointed at the LoadBalancers. Unset: "
+                          "the LoadBalancer's address or, with NodePort, the address of the ingest pod's node once "
+                          "Kubernetes assigned them, and {service}.{namespace}.svc (cluster DNS) until then.")
     playback_base_url_template: str = Field(
         "http://{name}-origin.{namespace}.svc:8081",
         description="Base of every playback URL in status (HLS, DASH, player, screenshot).")
@@ -130,7 +134,9 @@ class OperatorConfig(BaseModel):
 
     @field_validator("ingest_host_template", "playback_base_url_template")
     @classmethod
-    def _template_formats(cls, value: str) -> str:
+    def _template_formats(cls, value: Optional[str]) -> Optional[str]:
+        if value is None:
+            return value
         try:
             value.format(name="n", namespace="ns", service="n-ingest", slot="main")
         except (KeyError, IndexError, ValueError) as exc:
@@ -215,7 +221,7 @@ class OperatorConfig(BaseModel):
 
     def ingest_host(self, name: str, namespace: str, slot: str = "main") -> str:
         service = f"{name}-ingest" if slot == "main" else f"{name}-ingest-backup"
-        return self.ingest_host_template.format(name=name, namespace=namespace, service=service, slot=slot)
+        return (self.ingest_host_template or DEFAULT_INGEST_HOST_TEMPLATE).format(name=name, namespace=namespace, service=service, slot=slot)
 
     def playback_base_url(self, name: str, namespace: str) -> str:
         """Where players reach the origin: the route's public URL when a route is rendered, else the template."""

@@ -23,7 +23,8 @@ from onair.api.calltype import CallType
 from onair.api.conditions import BROADCASTING_FAILED
 from onair.api.livestream import LivestreamSpec
 from onair.render import credentials as rcreds
-from onair.render.children import child_name, render_children
+from onair.render.children import (IngestExposure, RenderedChildren, child_name, render_children, render_urls,
+                                   slot_of)
 from onair.render.lifecycle import desired_lifecycle, to_agent_desired
 from onair.render.resolve import Problem, resolve
 from onair.render.status import broadcast_problem, input_live, livestream_status, status_patch
@@ -216,6 +217,8 @@ async def sync_status(rt: Runtime, state: LivestreamState, ls: Mapping, body: Ma
         return
     rendered = state.rendered
     spec = LivestreamSpec.model_validate(ls["spec"])  # parsed fine when it was rendered
+    if rt.config.ingest_service_type != "ClusterIP":
+        rendered = state.rendered = with_public_ingest(rt, state, spec, rendered)
     lifecycle = desired_lifecycle(spec, rendered.effective, now)
     state.lifecycle = lifecycle
     if probe:
@@ -237,6 +240,19 @@ async def sync_status(rt: Runtime, state: LivestreamState, ls: Mapping, body: Ma
                             generation=state.rendered_generation, now=now, dvr_cleared_at=cleared,
                             broadcast_failure=state.broadcast_failure)
     await write_status(rt, state, body, stored, new)
+
+
+def with_public_ingest(rt: Runtime, state: LivestreamState, spec: LivestreamSpec,
+                       rendered: RenderedChildren) -> RenderedChildren:
+    """The render with the ingest URLs encoders outside the cluster dial: the nodePorts and load
+    balancer address Kubernetes assigned after the Services were applied, and the ingest pods' nodes."""
+    exposure: dict[str, IngestExposure] = {}
+    for key in rendered.agent_configs:
+        seen = rt.ingest_services.get((state.namespace, state.name, key))
+        if seen is not None:
+            exposure[slot_of(key)] = replace(seen, node_address=rt.host_ips.get((state.namespace, state.name, key)))
+    urls = render_urls(state.name, state.namespace, spec, rendered.effective, rt.config, exposure)
+    return rendered if urls == rendered.urls else replace(rendered, urls=urls)
 
 
 def _agent_token(state: LivestreamState) -> Optional[str]:

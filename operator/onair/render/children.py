@@ -52,7 +52,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Mapping, Optional
+from typing import Callable, Mapping, Optional
 
 from pydantic import BaseModel
 
@@ -177,28 +177,61 @@ def _tls(config: OperatorConfig) -> bool:
     return config.ingest_tls_secret is not None
 
 
-def public_ingest_port(config: OperatorConfig, slot: str, port_name: str) -> int:
-    """The port encoders dial: a NodePort Service's fixed nodePort, else the Service port (which a
-    LoadBalancer's address and cluster DNS both answer on)."""
-    if config.ingest_service_type == "NodePort":
-        fixed = config.ingest_node_ports.get(slot, {}).get(port_name)
-        if fixed is not None:
-            return fixed
+@dataclass(frozen=True)
+class IngestExposure:
+    """What Kubernetes assigned to one ingest Service (read from the Service and its pod by the
+    controller): the nodePort of each port name, the load balancer's address, the pod's node."""
+
+    node_ports: Mapping[str, int] = field(default_factory=dict)
+    load_balancer: Optional[str] = None
+    node_address: Optional[str] = None
+
+
+def ingest_exposure(service: Mapping, host_ip: Optional[str]) -> IngestExposure:
+    """From a Service object as the API server returns it, and the ingest pod's ``status.hostIP``."""
+    ports = {p["name"]: p["nodePort"] for p in (service.get("spec") or {}).get("ports") or ()
+             if p.get("name") and p.get("nodePort")}
+    ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    address = next((i.get("hostname") or i.get("ip") for i in ingress if i.get("hostname") or i.get("ip")), None)
+    return IngestExposure(node_ports=ports, load_balancer=address, node_address=host_ip)
+
+
+def _service_port(port_name: str) -> int:
     return _port(roles.INGEST, port_name)
 
 
+def public_ingest(config: OperatorConfig, name: str, namespace: str, slot: str,
+                  exposure: Optional[IngestExposure] = None) -> tuple[str, Callable[[str], int]]:
+    """(host, port of a port name) encoders dial.
+
+    ClusterIP: cluster DNS (or the host template) and the Service port. LoadBalancer: the host
+    template or the load balancer's address, and the Service port. NodePort: the host template or
+    the ingest pod's node, and the nodePort (fixed in config or allocated). Until Kubernetes has
+    assigned what is needed: the in-cluster address, which works from inside the cluster.
+    """
+    internal = config.ingest_host(name, namespace, slot)
+    kind = config.ingest_service_type
+    if kind == "LoadBalancer" and not config.ingest_host_template and exposure and exposure.load_balancer:
+        return exposure.load_balancer, _service_port
+    if kind == "NodePort":
+        node_ports = {**(dict(exposure.node_ports) if exposure else {}), **config.ingest_node_ports.get(slot, {})}
+        host = internal if config.ingest_host_template else (exposure.node_address if exposure else None)
+        if host and node_ports:
+            return host, lambda port_name: node_ports.get(port_name, _service_port(port_name))
+    return internal, _service_port
+
+
 def render_urls(name: str, namespace: str, spec: LivestreamSpec, effective: CallSettings,
-                config: OperatorConfig) -> Urls:
+                config: OperatorConfig, exposure: Optional[Mapping[str, IngestExposure]] = None) -> Urls:
+    """``exposure``: per slot (main/backup), what Kubernetes assigned to the ingest Service; without
+    it a NodePort/LoadBalancer URL is the in-cluster one until the controller has read it."""
     ingest: dict[str, str] = {}
     if not _pull(spec):
         protocols = effective.ingest.protocols
         slots = ("main", "backup") if effective.ingest.backup else ("main",)
         for slot in slots:
-            host = config.ingest_host(name, namespace, slot)
+            host, port = public_ingest(config, name, namespace, slot, (exposure or {}).get(slot))
             prefix = "" if slot == "main" else "backup_"
-
-            def port(port_name: str, slot: str = slot) -> int:
-                return public_ingest_port(config, slot, port_name)
             if "rtmp" in protocols:
                 ingest[prefix + "rtmp"] = endpoints.rtmp_push_url(host, port("rtmp"))
                 if _tls(config):

@@ -1,0 +1,92 @@
+"""status.ingest shows the URLs encoders outside the cluster dial, once Kubernetes has assigned
+them: the allocated nodePorts on the ingest pod's node (NodePort), the load balancer's address
+(LoadBalancer).
+
+There is no kubelet and no cloud here, so the test plays their parts on the real API server: it
+marks the ingest pod Running on a node address (what the kubelet reports) and writes the
+Service's status.loadBalancer (what a cloud's or MetalLB's controller writes).
+"""
+from __future__ import annotations
+
+import secrets
+
+import pytest
+
+from tests.fixtures.cluster import wait_for
+from tests.fixtures.operator import OperatorHandle
+
+pytestmark = pytest.mark.cluster
+NODE_ADDRESS = "192.0.2.10"
+LB_ADDRESS = "203.0.113.7"
+
+
+def _own_operator(kubeconfig: str, **config) -> OperatorHandle:
+    handle = OperatorHandle(kubeconfig, pod_ips=True, config=config)
+    handle.start()
+    return handle
+
+
+def _node_ports(kube, namespace: str, name: str) -> dict[str, int]:
+    svc = kube.core.read_namespaced_service(name, namespace)
+    return {p.name: p.node_port for p in svc.spec.ports}
+
+
+def test_node_port_status_shows_the_allocated_ports_on_the_ingest_pods_node(operator, kubeconfig, kube, namespace):
+    ct = f"ct-{secrets.token_hex(3)}"
+    kube.create_calltype(ct, settings={"ingest": {"protocols": ["rtmp", "srt"], "backup": True}})
+    with operator.stopped():
+        own = _own_operator(kubeconfig, ingest_service_type="NodePort", ingest_external_traffic_policy="Local",
+                            ingest_node_ports={"backup": {"rtmp": 30936}})
+        try:
+            kube.create_livestream(namespace, "np", {"callType": ct})
+            kube.wait_reconciled(namespace, "np")
+            main = _node_ports(kube, namespace, "np-ingest")
+            assert all(30000 <= p <= 32767 for p in main.values()) and set(main) == {"rtmp", "srt"}
+            assert _node_ports(kube, namespace, "np-ingest-backup")["rtmp"] == 30936
+            # No node runs the ingest pod yet: the in-cluster URL, which works from inside.
+            status = kube.livestream(namespace, "np")["status"]
+            assert "ingest" in status, status
+            assert status["ingest"]["rtmp"] == f"rtmp://np-ingest.{namespace}.svc:1935/live"
+
+            def ingest_pod(component):
+                pods = kube.core.list_namespaced_pod(
+                    namespace, label_selector=f"onair.dev/livestream=np,app.kubernetes.io/component={component}").items
+                return pods[0] if pods else None
+            for component in ("ingest", "ingest-backup"):
+                pod = wait_for(lambda: ingest_pod(component), 30, what=f"the {component} pod")
+                kube.core.patch_namespaced_pod_status(pod.metadata.name, namespace, {"status": {
+                    "phase": "Running", "podIP": "127.0.0.3", "podIPs": [{"ip": "127.0.0.3"}],
+                    "hostIP": NODE_ADDRESS, "hostIPs": [{"ip": NODE_ADDRESS}]}})
+            status = kube.wait_status(
+                namespace, "np", lambda s: NODE_ADDRESS in (s.get("ingest") or {}).get("backupRtmp", ""),
+                timeout=30, what="status.ingest on the node address")["status"]
+            assert status["ingest"]["rtmp"] == f"rtmp://{NODE_ADDRESS}:{main['rtmp']}/live"
+            assert status["ingest"]["srt"].startswith(f"srt://{NODE_ADDRESS}:{main['srt']}?")
+            assert status["ingest"]["backupRtmp"] == f"rtmp://{NODE_ADDRESS}:30936/live"
+        finally:
+            own.stop()
+            kube.delete_calltype(ct)
+
+
+def test_load_balancer_status_shows_its_address_once_assigned(operator, kubeconfig, kube, namespace):
+    ct = f"ct-{secrets.token_hex(3)}"
+    kube.create_calltype(ct, settings={"ingest": {"protocols": ["rtmp", "srt"]}})
+    with operator.stopped():
+        own = _own_operator(kubeconfig, ingest_service_type="LoadBalancer",
+                            ingest_service_annotations={"metallb.universe.tf/address-pool": "public"})
+        try:
+            kube.create_livestream(namespace, "lb", {"callType": ct})
+            kube.wait_reconciled(namespace, "lb")
+            svc = kube.core.read_namespaced_service("lb-ingest", namespace)
+            assert svc.spec.type == "LoadBalancer"
+            assert svc.metadata.annotations["metallb.universe.tf/address-pool"] == "public"
+            assert kube.livestream(namespace, "lb")["status"]["ingest"]["rtmp"].startswith("rtmp://lb-ingest.")
+            kube.core.patch_namespaced_service_status("lb-ingest", namespace, {"status": {"loadBalancer": {
+                "ingress": [{"ip": LB_ADDRESS, "ipMode": "VIP"}]}}})
+            status = kube.wait_status(namespace, "lb", lambda s: LB_ADDRESS in (s.get("ingest") or {}).get("rtmp", ""),
+                                      timeout=30, what="status.ingest on the load balancer's address")["status"]
+            assert status["ingest"]["rtmp"] == f"rtmp://{LB_ADDRESS}:1935/live"
+            assert status["ingest"]["srt"].startswith(f"srt://{LB_ADDRESS}:9998?")
+        finally:
+            own.stop()
+            kube.delete_calltype(ct)
