@@ -410,3 +410,22 @@ def test_manifests_split_crds_operator_and_calltypes_without_helm_bookkeeping():
         assert "helm.sh/chart" not in text and "managed-by: Helm" not in text
     ns = yaml.safe_load(rendered["onair.yaml"].split("---", 1)[0])
     assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_agents_pod_monitor_is_off_by_default_and_selects_the_media_pods_agent_port(tmp_path):
+    from onair.render.children import LABEL_ROLE, labels
+
+    assert by_kind(render(), "PodMonitor") == []
+    monitor = only(render(values={"metrics": {"podMonitor": {"enabled": True, "labels": {"release": "prom"}}}},
+                          tmp=tmp_path), "PodMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    assert monitor["spec"]["namespaceSelector"] == {"any": True}
+    assert monitor["spec"]["podMetricsEndpoints"] == [{"port": "agent", "path": "/metrics", "interval": "30s"}]
+    # The selector matches the labels the operator gives every media pod, and only those.
+    pod_labels = {**labels("show", "ingest"), LABEL_ROLE: "ingest"}
+    selector = monitor["spec"]["selector"]
+    assert selector["matchLabels"].items() <= pod_labels.items()
+    assert [e["key"] for e in selector["matchExpressions"]] == [LABEL_ROLE]
+    scoped = only(render("--set", "watchNamespaces={media}", "--set", "metrics.podMonitor.enabled=true"),
+                  "PodMonitor")
+    assert scoped["spec"]["namespaceSelector"] == {"matchNames": ["media"]}
