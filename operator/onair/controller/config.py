@@ -3,11 +3,13 @@
 Every field ``foo_bar`` is set by ``ONAIR_FOO_BAR``; lists are comma-separated, ``resources``,
 ``operator_pod_labels`` and ``agent_metrics_from`` are JSON. Unset variables keep the documented defaults, which suit a single-cluster setup where
 encoders and players reach the stream through cluster DNS (ClusterIP Services); a public setup
-sets ``ONAIR_INGEST_SERVICE_TYPE=LoadBalancer``, ``ONAIR_INGEST_HOST_TEMPLATE`` and
-``ONAIR_PLAYBACK_BASE_URL_TEMPLATE`` to the names its DNS/Ingress serves.
+sets ``ONAIR_INGEST_SERVICE_TYPE`` (NodePort or LoadBalancer; the URLs then follow what Kubernetes
+assigns) and ``ONAIR_PLAYBACK_ROUTE`` (an Ingress or HTTPRoute per Livestream), see the README's
+"Ways in from outside the cluster".
 
 URL templates are ``str.format`` strings with ``{name}`` (Livestream), ``{namespace}`` and, for the
 ingest host, ``{service}`` (``<name>-ingest`` or ``<name>-ingest-backup``) and ``{slot}`` (main/backup).
+The playback route's templates (host, path, TLS Secret) take ``{name}`` and ``{namespace}``.
 """
 from __future__ import annotations
 
