@@ -31,6 +31,13 @@ def _node_ports(kube, namespace: str, name: str) -> dict[str, int]:
     return {p.name: p.node_port for p in svc.spec.ports}
 
 
+def _publish_url(kube, namespace: str, name: str, key: str = "rtmpPublishUrl") -> str:
+    import base64
+
+    data = kube.core.read_namespaced_secret(f"{name}-credentials", namespace).data or {}
+    return base64.b64decode(data.get(key, "")).decode()
+
+
 def test_node_port_status_shows_the_allocated_ports_on_the_ingest_pods_node(operator, kubeconfig, kube, namespace):
     ct = f"ct-{secrets.token_hex(3)}"
     kube.create_calltype(ct, settings={"ingest": {"protocols": ["rtmp", "srt"], "backup": True}})
@@ -63,6 +70,9 @@ def test_node_port_status_shows_the_allocated_ports_on_the_ingest_pods_node(oper
             assert status["ingest"]["rtmp"] == f"rtmp://{NODE_ADDRESS}:{main['rtmp']}/live"
             assert status["ingest"]["srt"].startswith(f"srt://{NODE_ADDRESS}:{main['srt']}?")
             assert status["ingest"]["backupRtmp"] == f"rtmp://{NODE_ADDRESS}:30936/live"
+            # The copy-paste publish URLs in the credentials Secret follow.
+            wait_for(lambda: _publish_url(kube, namespace, "np").startswith(f"rtmp://{NODE_ADDRESS}:{main['rtmp']}/live/"),
+                     30, what="rtmpPublishUrl on the node address")
         finally:
             own.stop()
             kube.delete_calltype(ct)
@@ -87,6 +97,8 @@ def test_load_balancer_status_shows_its_address_once_assigned(operator, kubeconf
                                       timeout=30, what="status.ingest on the load balancer's address")["status"]
             assert status["ingest"]["rtmp"] == f"rtmp://{LB_ADDRESS}:1935/live"
             assert status["ingest"]["srt"].startswith(f"srt://{LB_ADDRESS}:9998?")
+            wait_for(lambda: _publish_url(kube, namespace, "lb").startswith(f"rtmp://{LB_ADDRESS}:1935/live/"),
+                     30, what="rtmpPublishUrl on the load balancer's address")
         finally:
             own.stop()
             kube.delete_calltype(ct)

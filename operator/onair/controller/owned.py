@@ -60,7 +60,8 @@ def note_ingest_service(rt: Runtime, event: kopf.RawEvent, body: kopf.Body) -> N
     exposure = ingest_exposure(body, None)
     if rt.ingest_services.get(key) != exposure:
         rt.ingest_services[key] = exposure
-        rt.wake(key[0], key[1], "ingest Service address assigned", reapply=False)
+        # Re-render: the publish URLs in the credentials Secret change too.
+        rt.wake(key[0], key[1], "ingest Service address assigned")
 
 
 def register(registry: kopf.OperatorRegistry, rt: Runtime, watch_pods: bool) -> None:
@@ -113,10 +114,13 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime, watch_pods: bool) -> 
             rt.pod_ips[key] = ip
             # The node's address is where a NodePort ingest answers (status.ingest).
             host_ip = status.get("hostIP")
-            if host_ip and rt.host_ips.get(key) != host_ip:
+            moved = bool(host_ip) and rt.host_ips.get(key) != host_ip
+            if moved:
                 rt.host_ips[key] = host_ip
-                changed = True
-            if changed:
+            if moved and rt.config.ingest_service_type == "NodePort" and role_of(key[2] or "") == "ingest":
+                # Re-render: the publish URLs in the credentials Secret name the node.
+                rt.wake(key[0], key[1], "ingest pod moved to another node")
+            elif changed or moved:
                 rt.wake(key[0], key[1], "agent pod address changed", reapply=False)
         elif ip and rt.pod_ips.get(key) == ip:
             # Only forget the address this pod had: with Recreate, the replacement may be listed first.

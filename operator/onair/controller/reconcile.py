@@ -129,7 +129,8 @@ async def sync_children(rt: Runtime, state: LivestreamState, ls: Mapping, body: 
         return
     try:
         creds = await _credentials(rt, state)
-        rendered = render_children(ls, calltype, rt.config, creds, now=rt.clock())
+        rendered = render_children(ls, calltype, rt.config, creds, now=rt.clock(),
+                                   exposure=ingest_exposures(rt, state.namespace, state.name))
     except KubeError:
         state.dirty.update(reasons or {"retry"})
         raise
@@ -242,15 +243,22 @@ async def sync_status(rt: Runtime, state: LivestreamState, ls: Mapping, body: Ma
     await write_status(rt, state, body, stored, new)
 
 
+def ingest_exposures(rt: Runtime, namespace: str, name: str) -> dict[str, IngestExposure]:
+    """Per slot, what Kubernetes assigned to the ingest Service (nodePorts, load balancer address)
+    and the node its pod runs on, as the watches last saw them."""
+    exposure: dict[str, IngestExposure] = {}
+    for key in ("ingest", "ingest-backup"):
+        seen = rt.ingest_services.get((namespace, name, key))
+        if seen is not None:
+            exposure[slot_of(key)] = replace(seen, node_address=rt.host_ips.get((namespace, name, key)))
+    return exposure
+
+
 def with_public_ingest(rt: Runtime, state: LivestreamState, spec: LivestreamSpec,
                        rendered: RenderedChildren) -> RenderedChildren:
     """The render with the ingest URLs encoders outside the cluster dial: the nodePorts and load
     balancer address Kubernetes assigned after the Services were applied, and the ingest pods' nodes."""
-    exposure: dict[str, IngestExposure] = {}
-    for key in rendered.agent_configs:
-        seen = rt.ingest_services.get((state.namespace, state.name, key))
-        if seen is not None:
-            exposure[slot_of(key)] = replace(seen, node_address=rt.host_ips.get((state.namespace, state.name, key)))
+    exposure = ingest_exposures(rt, state.namespace, state.name)
     urls = render_urls(state.name, state.namespace, spec, rendered.effective, rt.config, exposure)
     return rendered if urls == rendered.urls else replace(rendered, urls=urls)
 

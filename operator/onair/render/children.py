@@ -701,7 +701,8 @@ def render_recordings_pvc(ls_meta: Mapping, effective: CallSettings, config: Ope
 
 # ----------------------------------------------------------------------------- entry point
 def render_children(livestream: Mapping, calltype: Optional[CallType], config: OperatorConfig,
-                    creds: Credentials, now: Optional[datetime] = None) -> RenderedChildren:
+                    creds: Credentials, now: Optional[datetime] = None,
+                    exposure: Optional[Mapping[str, IngestExposure]] = None) -> RenderedChildren:
     """Render every child of ``livestream`` (the raw object: ``metadata`` with name, namespace, uid; ``spec``).
 
     ``now`` renders the member playback tokens (``onair.render.grants``): the controller always
@@ -714,7 +715,9 @@ def render_children(livestream: Mapping, calltype: Optional[CallType], config: O
     name, namespace = meta["name"], meta["namespace"]
     spec = LivestreamSpec.model_validate(livestream["spec"])
     effective = effective_settings(calltype.spec.settings if calltype else None, spec.settings_override)
-    urls = render_urls(name, namespace, spec, effective, config)
+    # The publish URLs in the credentials Secret are the public ones once ``exposure`` (what
+    # Kubernetes assigned to the ingest Services, per slot) is known.
+    urls = render_urls(name, namespace, spec, effective, config, exposure)
     agents = render_agent_configs(name, namespace, spec, effective, config)
 
     objects: list[dict] = [
