@@ -102,3 +102,58 @@ def test_load_balancer_status_shows_its_address_once_assigned(operator, kubeconf
         finally:
             own.stop()
             kube.delete_calltype(ct)
+
+
+from tests.cluster.test_render_apiserver import gateway_api  # noqa: E402,F401 - the Gateway API CRDs fixture
+
+
+@pytest.mark.parametrize("kind", ["ingress", "httproute"])
+def test_playback_route_is_applied_owned_and_its_url_is_in_status(operator, kubeconfig, kube, namespace, gateway_api,
+                                                                    kind):
+    ct = f"ct-{secrets.token_hex(3)}"
+    kube.create_calltype(ct)
+    route = ({"playback_route": "ingress", "playback_host_template": "{name}.{namespace}.live.example.com",
+              "playback_ingress_class": "traefik", "playback_tls_secret_template": "{name}-tls"}
+             if kind == "ingress" else
+             {"playback_route": "httproute", "playback_host_template": "live.example.com",
+              "playback_path_template": "/{namespace}/{name}", "playback_gateway_name": "public",
+              "playback_gateway_namespace": "gateways", "playback_https": True})
+    with operator.stopped():
+        own = _own_operator(kubeconfig, **route)
+        try:
+            kube.create_livestream(namespace, "rt", {"callType": ct})
+            obj = kube.wait_reconciled(namespace, "rt")
+            plural, group = ("ingresses", "networking.k8s.io") if kind == "ingress" else \
+                ("httproutes", "gateway.networking.k8s.io")
+            stored = kube.custom.get_namespaced_custom_object(group, "v1", namespace, plural, "rt-playback")
+            assert [r["uid"] for r in stored["metadata"]["ownerReferences"]] == [obj["metadata"]["uid"]]
+            base = (f"https://rt.{namespace}.live.example.com" if kind == "ingress"
+                    else f"https://live.example.com/{namespace}/rt")
+            assert obj["status"]["playback"]["hlsCmaf"] == f"{base}/hls/cmaf/master.m3u8"
+            # Deleted by hand: restored (Ingresses are watched; HTTPRoutes at the next resync or change).
+            if kind == "ingress":
+                kube.custom.delete_namespaced_custom_object(group, "v1", namespace, plural, "rt-playback")
+                wait_for(lambda: _exists(kube, group, namespace, plural, "rt-playback"), 30,
+                         what="the deleted Ingress restored")
+            # The route switched off: the restarted operator prunes it and status is in-cluster again.
+            own.stop()
+            own = _own_operator(kubeconfig)
+            wait_for(lambda: not _exists(kube, group, namespace, plural, "rt-playback"), 30,
+                     what=f"the {kind} pruned once the route is off")
+            kube.wait_status(namespace, "rt", lambda s: (s.get("playback") or {}).get("hlsCmaf", "").startswith(
+                f"http://rt-origin.{namespace}.svc:8081/"), timeout=30, what="in-cluster playback URLs")
+        finally:
+            own.stop()
+            kube.delete_calltype(ct)
+
+
+def _exists(kube, group: str, namespace: str, plural: str, name: str) -> bool:
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        kube.custom.get_namespaced_custom_object(group, "v1", namespace, plural, name)
+        return True
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise

@@ -149,3 +149,16 @@ def test_load_balancer_urls_use_its_address_unless_a_host_template_names_it():
     assert _urls(config, {"main": ingest_exposure(ready, "10.0.0.5")}).ingest.rtmp == "rtmp://203.0.113.7:1935/live"
     named = OperatorConfig(ingest_service_type="LoadBalancer", ingest_host_template="{name}.ingest.example.com")
     assert _urls(named, {"main": ingest_exposure(ready, None)}).ingest.rtmp == "rtmp://show.ingest.example.com:1935/live"
+
+
+def test_every_child_kind_is_watched_or_looked_for_after_a_start():
+    """A kind in neither list would never be pruned once the operator restarted."""
+    from onair.controller.apply import UNWATCHED_CHILD_KINDS
+    from onair.controller.kubeapi import KINDS
+    from onair.controller.settings import CHILD_RESOURCES
+    from onair.render.children import CHILD_KINDS
+
+    watched = {(f"{g}/{v}" if g else v, plural) for g, v, plural in CHILD_RESOURCES}
+    for api_version, kind in CHILD_KINDS:
+        plural = KINDS[(api_version, kind)].plural
+        assert ((api_version, plural) in watched) != (kind in UNWATCHED_CHILD_KINDS), kind

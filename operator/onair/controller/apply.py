@@ -124,8 +124,17 @@ async def apply_children(kube: Kube, rendered: rc.RenderedChildren, owner_meta: 
         uid = owner_meta["uid"]
         candidates = set(before) | {key for key, child in known.items()
                                     if child.controller_uid == uid and not child.deleting}
+        if not before:
+            # Kinds no watch feeds the cache with: looked for once per Livestream and operator
+            # start, so a route switched off while the operator was down is still pruned.
+            candidates |= {(kind, "") for kind in UNWATCHED_CHILD_KINDS}
     result.pruned = await prune(kube, rendered, owner_meta, candidates)
     return result
+
+
+# HTTPRoute: the Gateway API is optional, and a watch on a kind the cluster does not serve would
+# fail the operator (onair.controller.settings.CHILD_RESOURCES lists the watched ones).
+UNWATCHED_CHILD_KINDS = ("HTTPRoute",)
 
 
 async def _list_served(kube: Kube, kind, namespace: str, selector: str) -> list[dict]:
