@@ -48,6 +48,8 @@ def note_ingest_service(rt: Runtime, event: kopf.RawEvent, body: kopf.Body) -> N
     """Keep what Kubernetes assigned to each ingest Service (nodePorts, the load balancer's
     address): status.ingest shows the URLs encoders outside the cluster dial. The initial listing
     counts too, so a restarted operator knows them at once."""
+    if rt.config.ingest_service_type == "ClusterIP":
+        return  # cluster DNS and the Service port: nothing assigned matters (and no re-render)
     meta = body.get("metadata") or {}
     labels = meta.get("labels") or {}
     component = labels.get("app.kubernetes.io/component") or ""
