@@ -276,6 +276,12 @@ def _exercise_operator_calls(admin: Api, sa: Api, ns: str, ct: str) -> None:
             "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta,
             "spec": {"podSelector": {"matchLabels": labels}, "policyTypes": ["Ingress"],
                      "ingress": [{"ports": [{"protocol": "TCP", "port": "agent"}]}]}},
+        # The playback route (livestreams.playback.route.kind: ingress).
+        f"/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses": {
+            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": meta,
+            "spec": {"rules": [{"host": "show.live.example.com", "http": {"paths": [{
+                "path": "/", "pathType": "Prefix",
+                "backend": {"service": {"name": "show-origin", "port": {"name": "http"}}}}]}}]}},
     }
     selector = ",".join(f"{k}={v}" for k, v in labels.items())
     for path, obj in children.items():

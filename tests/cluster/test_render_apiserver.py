@@ -3,6 +3,7 @@ admission, and server-side apply idempotence (re-applying the same render change
 from __future__ import annotations
 
 import json
+import time
 from typing import Optional
 
 import pytest
@@ -22,7 +23,7 @@ CREDS = Credentials(stream_key="streamkey0123", srt_passphrase="srtpassphrase012
 UID = "6f1c1f8e-0000-4000-8000-000000000002"
 PLURALS = {"Secret": "secrets", "ConfigMap": "configmaps", "Service": "services",
            "PersistentVolumeClaim": "persistentvolumeclaims", "Deployment": "deployments",
-           "NetworkPolicy": "networkpolicies"}
+           "NetworkPolicy": "networkpolicies", "Ingress": "ingresses", "HTTPRoute": "httproutes"}
 
 
 def render(namespace: str, settings: Optional[dict] = None, config: Optional[OperatorConfig] = None,
@@ -71,6 +72,14 @@ VARIANTS = {
                                                              {"namespaceSelector": {"matchLabels": {"team": "mon"}},
                                                               "podSelector": {"matchLabels": {"app": "prometheus"}}},
                                                              {"ipBlock": {"cidr": "10.0.0.0/8"}}])},
+    "ingress-nodeport": {"settings": {"ingest": {"backup": True, "protocols": ["rtmp", "srt", "whip"]}},
+                         "config": OperatorConfig(
+                             playback_route="ingress", playback_host_template="{name}.{namespace}.live.example.com",
+                             playback_ingress_class="traefik", playback_tls_secret_template="{name}-tls",
+                             playback_route_annotations={"cert-manager.io/cluster-issuer": "letsencrypt"},
+                             ingest_service_type="NodePort", ingest_external_traffic_policy="Local",
+                             ingest_service_annotations={"example.com/exposed": "true"},
+                             ingest_node_ports={"main": {"rtmp": 30935, "srt": 30900, "whip": 30980}})},
     "pull-transcoded-recording": {"settings": {"recording": {"mode": "auto-on", "type": "transcoded"}},
                                   "source": {"mode": "pull", "uris": ["https://example.org/live.m3u8"]}},
 }
@@ -95,6 +104,69 @@ def test_api_server_accepts_every_rendered_object_and_restricted_pods(kube_api, 
             core.create_namespaced_pod(namespace, pod, dry_run="All")
         except ApiException as exc:
             pytest.fail(f"pod of {dep['metadata']['name']} violates PodSecurity restricted: {exc.body}")
+
+
+@pytest.fixture(scope="module")
+def gateway_api(kube_api):
+    """The Gateway API's standard CRDs at the pinned version (onair.localcluster.versions)."""
+    import yaml
+
+    from onair.localcluster import build
+
+    ext = client.ApiextensionsV1Api(kube_api)
+    for path_ in build.gateway_api_crds():
+        crd = yaml.safe_load(path_.read_text())
+        try:
+            ext.create_custom_resource_definition(crd)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        crd = ext.read_custom_resource_definition("httproutes.gateway.networking.k8s.io")
+        if any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or []):
+            return
+        time.sleep(0.2)
+    pytest.fail("the HTTPRoute CRD never became Established")
+
+
+@pytest.mark.parametrize("path_template", ["/", "/{namespace}/{name}"])
+def test_api_server_accepts_the_rendered_httproute(kube_api, namespace, gateway_api, path_template):
+    config = OperatorConfig(playback_route="httproute", playback_host_template="live.example.com",
+                            playback_path_template=path_template, playback_gateway_name="public",
+                            playback_gateway_namespace="gateways", playback_gateway_section_name="https",
+                            playback_https=True)
+    [route] = [o for o in render(namespace, config=config).objects if o["kind"] == "HTTPRoute"]
+    try:
+        stored = apply(kube_api, route)
+    except ApiException as exc:
+        pytest.fail(f"HTTPRoute rejected: {exc.body}")
+    assert stored["spec"]["rules"][0]["backendRefs"][0]["port"] == 8081
+    assert stored["spec"]["parentRefs"][0]["name"] == "public"
+
+
+def test_api_server_keeps_the_fixed_node_ports_and_allocates_the_others(kube_api, namespace):
+    config = VARIANTS["ingress-nodeport"]["config"]
+    # A real owner: the garbage collector deletes children of a missing one (and a re-created
+    # Service gets new nodePorts).
+    uid = create_owner(kube_api, namespace)
+    rendered = render(namespace, settings={"ingest": {"backup": True, "protocols": ["rtmp", "srt"]}}, config=config,
+                      uid=uid)
+    stored = {}
+    for svc in (o for o in rendered.objects if o["kind"] == "Service"):
+        stored[svc["metadata"]["name"]] = apply(kube_api, svc)
+    main = {p["name"]: p for p in stored["show-ingest"]["spec"]["ports"]}
+    assert (main["rtmp"]["nodePort"], main["srt"]["nodePort"]) == (30935, 30900)
+    assert main["srt"]["protocol"] == "UDP"
+    assert stored["show-ingest"]["spec"]["externalTrafficPolicy"] == "Local"
+    backup = {p["name"]: p for p in stored["show-ingest-backup"]["spec"]["ports"]}
+    assert all(30000 <= p["nodePort"] <= 32767 for p in backup.values())
+    # No node address known to a pure render: the in-cluster URL (cluster DNS, Service port).
+    assert rendered.urls.ingest.rtmp == f"rtmp://show-ingest.{namespace}.svc:1935/live"
+    # Re-applying the same render keeps the allocated ports (the operator does not own them).
+    again = apply(kube_api, next(o for o in rendered.objects
+                                 if o["kind"] == "Service" and o["metadata"]["name"] == "show-ingest-backup"))
+    assert {p["name"]: p["nodePort"] for p in again["spec"]["ports"]} == {n: p["nodePort"] for n, p in backup.items()}
 
 
 def test_pod_security_admission_is_really_enforcing(kube_api, namespace):

@@ -97,6 +97,8 @@ NAMESPACED = {
     ("", "secrets"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "persistentvolumeclaims"): {"get", "list", "watch", "create", "patch", "delete"},
     ("networking.k8s.io", "networkpolicies"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("networking.k8s.io", "ingresses"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("gateway.networking.k8s.io", "httproutes"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "pods"): {"list", "watch"},
     ("", "events"): {"create"},
     ("events.k8s.io", "events"): {"create"},
@@ -279,6 +281,41 @@ def test_operator_env_is_what_the_operator_config_reads(tmp_path):
     assert config.status_poll_interval_seconds == 2.5
 
 
+def test_ways_in_values_become_the_operator_config(tmp_path):
+    from onair.controller.config import OperatorConfig
+
+    env = env_of(render(values={"livestreams": {
+        "ingest": {"serviceType": "NodePort", "hostTemplate": "node1.example.com", "externalTrafficPolicy": "Local",
+                   "serviceAnnotations": {"metallb.universe.tf/address-pool": "public"},
+                   "nodePorts": {"main": {"rtmp": 30935, "srt": 30900}}},
+        "playback": {"route": {"kind": "httproute", "hostTemplate": "live.example.com",
+                               "pathTemplate": "/{namespace}/{name}", "https": True,
+                               "annotations": {"example.com/team": "video"},
+                               "gateway": {"name": "public", "namespace": "gateways", "sectionName": "https"}}},
+    }}, tmp=tmp_path))
+    config = OperatorConfig.from_env(env)
+    assert config.ingest_external_traffic_policy == "Local"
+    assert config.ingest_service_annotations == {"metallb.universe.tf/address-pool": "public"}
+    assert config.ingest_node_ports == {"main": {"rtmp": 30935, "srt": 30900}}
+    assert config.playback_route == "httproute"
+    assert (config.playback_gateway_name, config.playback_gateway_namespace,
+            config.playback_gateway_section_name) == ("public", "gateways", "https")
+    assert config.playback_route_annotations == {"example.com/team": "video"}
+    assert config.playback_base_url("show", "team") == "https://live.example.com/team/show"
+
+    env = env_of(render(values={"livestreams": {"playback": {"route": {
+        "kind": "ingress", "hostTemplate": "{name}.{namespace}.live.example.com", "ingressClassName": "traefik",
+        "tlsSecretTemplate": "{name}-tls"}}}}, tmp=tmp_path))
+    config = OperatorConfig.from_env(env)
+    assert config.playback_ingress_class == "traefik" and config.playback_tls_secret("show", "team") == "show-tls"
+    assert config.playback_base_url("show", "team") == "https://show.team.live.example.com"
+
+
+def test_a_route_without_a_host_is_refused_by_helm():
+    assert "hostTemplate is required" in helm_fails("--set", "livestreams.playback.route.kind=ingress")
+    assert "kind" in helm_fails("--set", "livestreams.playback.route.kind=gateway")
+
+
 def test_default_env_keeps_the_operator_defaults_except_the_image_and_who_the_operator_is():
     from onair.controller.config import OperatorConfig
 
@@ -373,3 +410,22 @@ def test_manifests_split_crds_operator_and_calltypes_without_helm_bookkeeping():
         assert "helm.sh/chart" not in text and "managed-by: Helm" not in text
     ns = yaml.safe_load(rendered["onair.yaml"].split("---", 1)[0])
     assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_agents_pod_monitor_is_off_by_default_and_selects_the_media_pods_agent_port(tmp_path):
+    from onair.render.children import LABEL_ROLE, labels
+
+    assert by_kind(render(), "PodMonitor") == []
+    monitor = only(render(values={"metrics": {"podMonitor": {"enabled": True, "labels": {"release": "prom"}}}},
+                          tmp=tmp_path), "PodMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    assert monitor["spec"]["namespaceSelector"] == {"any": True}
+    assert monitor["spec"]["podMetricsEndpoints"] == [{"port": "agent", "path": "/metrics", "interval": "30s"}]
+    # The selector matches the labels the operator gives every media pod, and only those.
+    pod_labels = {**labels("show", "ingest"), LABEL_ROLE: "ingest"}
+    selector = monitor["spec"]["selector"]
+    assert selector["matchLabels"].items() <= pod_labels.items()
+    assert [e["key"] for e in selector["matchExpressions"]] == [LABEL_ROLE]
+    scoped = only(render("--set", "watchNamespaces={media}", "--set", "metrics.podMonitor.enabled=true"),
+                  "PodMonitor")
+    assert scoped["spec"]["namespaceSelector"] == {"matchNames": ["media"]}

@@ -86,6 +86,16 @@ and watches every kind it handles. get is granted wherever list is: it reveals n
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# The playback route of each Livestream (livestreams.playback.route). Granted whatever the route
+# kind, like NetworkPolicies: switching the route off or from one kind to the other prunes the
+# routes an earlier setting created. Rules for a resource the cluster does not serve (HTTPRoute
+# without the Gateway API CRDs) are valid and grant nothing.
+- apiGroups: ["networking.k8s.io"]
+  resources: ["ingresses"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["httproutes"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Agent pods' IPs are how the operator reaches each agent's /status and /desired.
 - apiGroups: [""]
   resources: ["pods"]

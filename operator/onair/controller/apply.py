@@ -124,8 +124,28 @@ async def apply_children(kube: Kube, rendered: rc.RenderedChildren, owner_meta: 
         uid = owner_meta["uid"]
         candidates = set(before) | {key for key, child in known.items()
                                     if child.controller_uid == uid and not child.deleting}
+        if not before:
+            # Kinds no watch feeds the cache with: looked for once per Livestream and operator
+            # start, so a route switched off while the operator was down is still pruned.
+            candidates |= {(kind, "") for kind in UNWATCHED_CHILD_KINDS}
     result.pruned = await prune(kube, rendered, owner_meta, candidates)
     return result
+
+
+# HTTPRoute: the Gateway API is optional, and a watch on a kind the cluster does not serve would
+# fail the operator (onair.controller.settings.CHILD_RESOURCES lists the watched ones).
+UNWATCHED_CHILD_KINDS = ("HTTPRoute",)
+
+
+async def _list_served(kube: Kube, kind, namespace: str, selector: str) -> list[dict]:
+    """A kind whose API the cluster does not serve (HTTPRoute without the Gateway API CRDs) has no
+    children to prune: 404 on the collection is an empty list, not a failed reconcile."""
+    try:
+        return await kube.list(kind, namespace, selector)
+    except KubeError as exc:
+        if exc.status == 404 and kind.api_version not in ("v1", "apps/v1", "networking.k8s.io/v1"):
+            return []
+        raise
 
 
 async def prune(kube: Kube, rendered: rc.RenderedChildren, owner_meta: Mapping,
@@ -144,7 +164,7 @@ async def prune(kube: Kube, rendered: rc.RenderedChildren, owner_meta: Mapping,
             return []
     selector = label_selector(rc.child_selector(name))
     pruned: list[str] = []
-    listings = await asyncio.gather(*(kube.list(KINDS[k], namespace, selector) for k in kinds))
+    listings = await asyncio.gather(*(_list_served(kube, KINDS[k], namespace, selector) for k in kinds))
     for (api_version, kind), items in zip(kinds, listings):
         for item in items:
             item_name = item["metadata"]["name"]

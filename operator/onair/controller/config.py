@@ -3,11 +3,13 @@
 Every field ``foo_bar`` is set by ``ONAIR_FOO_BAR``; lists are comma-separated, ``resources``,
 ``operator_pod_labels`` and ``agent_metrics_from`` are JSON. Unset variables keep the documented defaults, which suit a single-cluster setup where
 encoders and players reach the stream through cluster DNS (ClusterIP Services); a public setup
-sets ``ONAIR_INGEST_SERVICE_TYPE=LoadBalancer``, ``ONAIR_INGEST_HOST_TEMPLATE`` and
-``ONAIR_PLAYBACK_BASE_URL_TEMPLATE`` to the names its DNS/Ingress serves.
+sets ``ONAIR_INGEST_SERVICE_TYPE`` (NodePort or LoadBalancer; the URLs then follow what Kubernetes
+assigns) and ``ONAIR_PLAYBACK_ROUTE`` (an Ingress or HTTPRoute per Livestream), see the README's
+"Ways in from outside the cluster".
 
 URL templates are ``str.format`` strings with ``{name}`` (Livestream), ``{namespace}`` and, for the
 ingest host, ``{service}`` (``<name>-ingest`` or ``<name>-ingest-backup``) and ``{slot}`` (main/backup).
+The playback route's templates (host, path, TLS Secret) take ``{name}`` and ``{namespace}``.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import json
 import os
 from typing import Literal, Mapping, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from onair import roles
 
@@ -45,6 +47,9 @@ DEFAULT_RESOURCES: dict[str, Resources] = {
 }
 
 
+DEFAULT_INGEST_HOST_TEMPLATE = "{service}.{namespace}.svc"
+
+
 class OperatorConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -52,9 +57,10 @@ class OperatorConfig(BaseModel):
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     image_pull_secrets: list[str] = Field(default_factory=list, description="Secret names in each Livestream's namespace.")
     watch_namespaces: list[str] = Field(default_factory=list, description="Empty: every namespace (cluster-wide).")
-    ingest_host_template: str = Field(
-        "{service}.{namespace}.svc",
-        description="Host encoders push to; with LoadBalancer Services point a wildcard DNS name at them.")
+    ingest_host_template: Optional[str] = Field(
+        None, description="Host encoders push to, e.g. a wildcard DNS name pointed at the LoadBalancers. Unset: "
+                          "the LoadBalancer's address or, with NodePort, the address of the ingest pod's node once "
+                          "Kubernetes assigned them, and {service}.{namespace}.svc (cluster DNS) until then.")
     playback_base_url_template: str = Field(
         "http://{name}-origin.{namespace}.svc:8081",
         description="Base of every playback URL in status (HLS, DASH, player, screenshot).")
@@ -82,6 +88,43 @@ class OperatorConfig(BaseModel):
         default_factory=list,
         description="NetworkPolicy peers (JSON list) also let in on the agent port, for GET /metrics (e.g. "
                     "Prometheus' namespace); every other agent call still needs the agent token.")
+    # --- ways in from outside the cluster: playback
+    playback_route: Literal["none", "ingress", "httproute"] = Field(
+        "none", description="Render a route per Livestream to the origin's public port: a networking.k8s.io/v1 "
+                            "Ingress or a Gateway API HTTPRoute. The route's URL then goes into status.playback.")
+    playback_host_template: Optional[str] = Field(
+        None, description="Host of each Livestream's route, with {name} {namespace}, e.g. "
+                          "{name}.{namespace}.live.example.com (one wildcard DNS name for all).")
+    playback_path_template: str = Field(
+        "/", description="Path prefix of each Livestream's route, with {name} {namespace}, e.g. /{namespace}/{name}. "
+                         "The origin serves at /, so a prefix needs the HTTPRoute's URLRewrite (Ingress cannot "
+                         "rewrite portably): with an Ingress only / is accepted.")
+    playback_tls_secret_template: Optional[str] = Field(
+        None, description="Ingress only: kubernetes.io/tls Secret (in the Livestream's namespace, with {name} "
+                          "{namespace}) the Ingress controller terminates TLS with; URLs become https.")
+    playback_https: bool = Field(
+        False, description="The public URLs are https although no Ingress TLS Secret is set: TLS terminates at the "
+                           "Gateway's listener, a load balancer or a CDN in front.")
+    playback_ingress_class: Optional[str] = Field(None, description="spec.ingressClassName of each Ingress.")
+    playback_route_annotations: dict[str, str] = Field(
+        default_factory=dict, description="Annotations (JSON) of each Ingress/HTTPRoute, e.g. cert-manager's.")
+    playback_gateway_name: Optional[str] = Field(None, description="The Gateway every HTTPRoute attaches to.")
+    playback_gateway_namespace: Optional[str] = Field(
+        None, description="The Gateway's namespace (default: the Livestream's); its listener must allow routes "
+                          "from the Livestreams' namespaces (allowedRoutes.namespaces.from: All or Selector).")
+    playback_gateway_section_name: Optional[str] = Field(None, description="The Gateway listener to attach to.")
+    # --- ways in from outside the cluster: ingest
+    ingest_external_traffic_policy: Optional[Literal["Cluster", "Local"]] = Field(
+        None, description="externalTrafficPolicy of NodePort/LoadBalancer ingest Services. Local keeps the "
+                          "encoder's source address (SRT and WebRTC see the real peer) and avoids a second hop; "
+                          "only nodes running the ingest pod answer.")
+    ingest_service_annotations: dict[str, str] = Field(
+        default_factory=dict, description="Annotations (JSON) of the ingest Services, e.g. a cloud's load "
+                                          "balancer type or a MetalLB address pool.")
+    ingest_node_ports: dict[str, dict[str, int]] = Field(
+        default_factory=dict, description="Fixed nodePorts (JSON) per slot and port name, e.g. "
+                                          "{\"main\": {\"rtmp\": 30935, \"srt\": 30900}}; one Livestream per "
+                                          "cluster can own a given nodePort. Unset ports are allocated by Kubernetes.")
 
     @field_validator("resources")
     @classmethod
@@ -93,7 +136,9 @@ class OperatorConfig(BaseModel):
 
     @field_validator("ingest_host_template", "playback_base_url_template")
     @classmethod
-    def _template_formats(cls, value: str) -> str:
+    def _template_formats(cls, value: Optional[str]) -> Optional[str]:
+        if value is None:
+            return value
         try:
             value.format(name="n", namespace="ns", service="n-ingest", slot="main")
         except (KeyError, IndexError, ValueError) as exc:
@@ -111,14 +156,84 @@ class OperatorConfig(BaseModel):
                                  "{\"kubernetes.io/metadata.name\": \"monitoring\"}}}]")
         return value
 
+    @field_validator("ingest_node_ports")
+    @classmethod
+    def _node_ports(cls, value: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+        from onair.roles import INGEST  # the port names the ingest Service can carry
+        names = {p.name for p in INGEST.ports if p.name != "agent"}
+        for slot, ports in value.items():
+            if slot not in ("main", "backup"):
+                raise ValueError(f"slot {slot!r}: use \"main\" and/or \"backup\"")
+            for port, number in ports.items():
+                if port not in names:
+                    raise ValueError(f"{slot}.{port}: the ingest Service's ports are {sorted(names)}")
+                if not 1 <= number <= 65535:
+                    raise ValueError(f"{slot}.{port}: {number} is not a port (the default nodePort range is "
+                                     "30000-32767)")
+        return value
+
+    @field_validator("playback_host_template", "playback_path_template", "playback_tls_secret_template")
+    @classmethod
+    def _route_template_formats(cls, value: Optional[str]) -> Optional[str]:
+        if value is None:
+            return value
+        try:
+            value.format(name="n", namespace="ns")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"{value!r} is not a valid template (use {{name}} and {{namespace}}): {exc}")
+        return value
+
+    @model_validator(mode="after")
+    def _route_complete(self) -> "OperatorConfig":
+        if self.playback_route == "none":
+            return self
+        if not self.playback_host_template:
+            raise ValueError(f"ONAIR_PLAYBACK_ROUTE={self.playback_route} needs ONAIR_PLAYBACK_HOST_TEMPLATE (the public host "
+                             "of each Livestream's route, e.g. {name}.{namespace}.live.example.com)")
+        if not self.playback_path_template.startswith("/"):
+            raise ValueError(f"ONAIR_PLAYBACK_PATH_TEMPLATE {self.playback_path_template!r} must start with /")
+        if self.playback_route == "ingress" and self.playback_path_template.rstrip("/") != "":
+            raise ValueError("ONAIR_PLAYBACK_PATH_TEMPLATE must be / with ONAIR_PLAYBACK_ROUTE=ingress: the origin serves at / "
+                             "and an Ingress cannot strip a prefix portably. Give each Livestream its own host "
+                             "(ONAIR_PLAYBACK_HOST_TEMPLATE {name}.{namespace}.live.example.com) or use httproute, "
+                             "whose URLRewrite strips the prefix.")
+        if self.playback_route == "httproute" and not self.playback_gateway_name:
+            raise ValueError("ONAIR_PLAYBACK_ROUTE=httproute needs ONAIR_PLAYBACK_GATEWAY_NAME (the Gateway the routes "
+                             "attach to)")
+        if self.playback_route == "httproute" and self.playback_tls_secret_template:
+            raise ValueError("ONAIR_PLAYBACK_TLS_SECRET_TEMPLATE is for Ingress: with an HTTPRoute TLS terminates at the "
+                             "Gateway's listener; set ONAIR_PLAYBACK_HTTPS=true instead")
+        return self
+
+    def playback_route_host(self, name: str, namespace: str) -> str:
+        assert self.playback_host_template is not None
+        return self.playback_host_template.format(name=name, namespace=namespace)
+
+    def playback_route_path(self, name: str, namespace: str) -> str:
+        """The route's path prefix, without a trailing slash ("" for the root)."""
+        return self.playback_path_template.format(name=name, namespace=namespace).rstrip("/")
+
+    def playback_tls_secret(self, name: str, namespace: str) -> Optional[str]:
+        if self.playback_tls_secret_template is None:
+            return None
+        return self.playback_tls_secret_template.format(name=name, namespace=namespace)
+
     def resources_for(self, role: str) -> Resources:
         return self.resources.get(role, DEFAULT_RESOURCES[role])
 
     def ingest_host(self, name: str, namespace: str, slot: str = "main") -> str:
         service = f"{name}-ingest" if slot == "main" else f"{name}-ingest-backup"
-        return self.ingest_host_template.format(name=name, namespace=namespace, service=service, slot=slot)
+        return (self.ingest_host_template or DEFAULT_INGEST_HOST_TEMPLATE).format(name=name, namespace=namespace, service=service, slot=slot)
 
     def playback_base_url(self, name: str, namespace: str) -> str:
+        """Where players reach the origin: the route's public URL when a route is rendered, else the template."""
+        if self.playback_route != "none":
+            scheme = "https" if self.playback_https or self.playback_tls_secret_template else "http"
+            host = self.playback_route_host(name, namespace)
+            return f"{scheme}://{host}{self.playback_route_path(name, namespace)}"
+        return self.internal_playback_base_url(name, namespace)
+
+    def internal_playback_base_url(self, name: str, namespace: str) -> str:
         return self.playback_base_url_template.format(name=name, namespace=namespace, service=f"{name}-origin", slot="main")
 
     @classmethod
@@ -140,12 +255,16 @@ class OperatorConfig(BaseModel):
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:
-            lines = [f"{ENV_PREFIX}{'_'.join(str(p) for p in err['loc'][:1]).upper()}: {err['msg']}" for err in exc.errors()]
+            lines = [f"{ENV_PREFIX}{str(err['loc'][0]).upper()}: {err['msg']}" if err["loc"] else err["msg"]
+                     for err in exc.errors()]
             raise ValueError("invalid operator configuration:\n  " + "\n  ".join(lines)) from None
 
 
 _LIST_FIELDS = {"image_pull_secrets", "watch_namespaces", "whip_ice_servers"}
 _JSON_EXAMPLES = {
+    "playback_route_annotations": '{"cert-manager.io/cluster-issuer": "letsencrypt"}',
+    "ingest_service_annotations": '{"metallb.universe.tf/address-pool": "public"}',
+    "ingest_node_ports": '{"main": {"rtmp": 30935, "srt": 30900}}',
     "resources": '{"requests": {"cpu": "1"}}',
     "operator_pod_labels": '{"app.kubernetes.io/name": "onair", "app.kubernetes.io/component": "operator"}',
     "agent_metrics_from": '[{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]',

@@ -63,6 +63,8 @@ KINDS: dict[tuple[str, str], Kind] = {(k.api_version, k.kind): k for k in (
     Kind("apps/v1", "Deployment", "deployments"),
     Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
     Kind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
+    Kind("networking.k8s.io/v1", "Ingress", "ingresses"),
+    Kind("gateway.networking.k8s.io/v1", "HTTPRoute", "httproutes"),
     Kind("onair.dev/v1alpha1", "Livestream", "livestreams"),
     Kind("onair.dev/v1alpha1", "CallType", "calltypes", namespaced=False),
 )}

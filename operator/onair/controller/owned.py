@@ -23,7 +23,7 @@ from typing import Any
 
 import kopf
 
-from onair.render.children import LABEL_LIVESTREAM
+from onair.render.children import LABEL_LIVESTREAM, ingest_exposure, role_of
 
 from .apply import KnownChild, version_marker
 from .runtime import Runtime
@@ -44,9 +44,33 @@ async def index_child(namespace: str, name: str, body: kopf.Body, meta: kopf.Met
         deleting=bool(meta.get("deletionTimestamp")), marker=version_marker(body))}
 
 
+def note_ingest_service(rt: Runtime, event: kopf.RawEvent, body: kopf.Body) -> None:
+    """Keep what Kubernetes assigned to each ingest Service (nodePorts, the load balancer's
+    address): status.ingest shows the URLs encoders outside the cluster dial. The initial listing
+    counts too, so a restarted operator knows them at once."""
+    if rt.config.ingest_service_type == "ClusterIP":
+        return  # cluster DNS and the Service port: nothing assigned matters (and no re-render)
+    meta = body.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    component = labels.get("app.kubernetes.io/component") or ""
+    if role_of(component) != "ingest" or not labels.get(LABEL_LIVESTREAM):
+        return
+    key = (meta.get("namespace"), labels[LABEL_LIVESTREAM], component)
+    if event.get("type") == "DELETED" or meta.get("deletionTimestamp"):
+        rt.ingest_services.pop(key, None)
+        return
+    exposure = ingest_exposure(body, None)
+    if rt.ingest_services.get(key) != exposure:
+        rt.ingest_services[key] = exposure
+        # Re-render: the publish URLs in the credentials Secret change too.
+        rt.wake(key[0], key[1], "ingest Service address assigned")
+
+
 def register(registry: kopf.OperatorRegistry, rt: Runtime, watch_pods: bool) -> None:
 
     async def on_child(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        if body.get("kind") == "Service":
+            note_ingest_service(rt, event, body)
         kind = event.get("type")
         if kind is None:
             return  # initial listing: resume handlers reconcile every Livestream anyway
@@ -90,8 +114,17 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime, watch_pods: bool) -> 
         if alive and ip:
             changed = rt.pod_ips.get(key) != ip
             rt.pod_ips[key] = ip
-            if changed:
+            # The node's address is where a NodePort ingest answers (status.ingest).
+            host_ip = status.get("hostIP")
+            moved = bool(host_ip) and rt.host_ips.get(key) != host_ip
+            if moved:
+                rt.host_ips[key] = host_ip
+            if moved and rt.config.ingest_service_type == "NodePort" and role_of(key[2] or "") == "ingest":
+                # Re-render: the publish URLs in the credentials Secret name the node.
+                rt.wake(key[0], key[1], "ingest pod moved to another node")
+            elif changed or moved:
                 rt.wake(key[0], key[1], "agent pod address changed", reapply=False)
         elif ip and rt.pod_ips.get(key) == ip:
             # Only forget the address this pod had: with Recreate, the replacement may be listed first.
             rt.pod_ips.pop(key, None)
+            rt.host_ips.pop(key, None)

@@ -23,7 +23,8 @@ from onair.api.calltype import CallType
 from onair.api.conditions import BROADCASTING_FAILED
 from onair.api.livestream import LivestreamSpec
 from onair.render import credentials as rcreds
-from onair.render.children import child_name, render_children
+from onair.render.children import (IngestExposure, RenderedChildren, child_name, render_children, render_urls,
+                                   slot_of)
 from onair.render.lifecycle import desired_lifecycle, to_agent_desired
 from onair.render.resolve import Problem, resolve
 from onair.render.status import broadcast_problem, input_live, livestream_status, status_patch
@@ -128,7 +129,8 @@ async def sync_children(rt: Runtime, state: LivestreamState, ls: Mapping, body: 
         return
     try:
         creds = await _credentials(rt, state)
-        rendered = render_children(ls, calltype, rt.config, creds, now=rt.clock())
+        rendered = render_children(ls, calltype, rt.config, creds, now=rt.clock(),
+                                   exposure=ingest_exposures(rt, state.namespace, state.name))
     except KubeError:
         state.dirty.update(reasons or {"retry"})
         raise
@@ -216,6 +218,8 @@ async def sync_status(rt: Runtime, state: LivestreamState, ls: Mapping, body: Ma
         return
     rendered = state.rendered
     spec = LivestreamSpec.model_validate(ls["spec"])  # parsed fine when it was rendered
+    if rt.config.ingest_service_type != "ClusterIP":
+        rendered = state.rendered = with_public_ingest(rt, state, spec, rendered)
     lifecycle = desired_lifecycle(spec, rendered.effective, now)
     state.lifecycle = lifecycle
     if probe:
@@ -237,6 +241,26 @@ async def sync_status(rt: Runtime, state: LivestreamState, ls: Mapping, body: Ma
                             generation=state.rendered_generation, now=now, dvr_cleared_at=cleared,
                             broadcast_failure=state.broadcast_failure)
     await write_status(rt, state, body, stored, new)
+
+
+def ingest_exposures(rt: Runtime, namespace: str, name: str) -> dict[str, IngestExposure]:
+    """Per slot, what Kubernetes assigned to the ingest Service (nodePorts, load balancer address)
+    and the node its pod runs on, as the watches last saw them."""
+    exposure: dict[str, IngestExposure] = {}
+    for key in ("ingest", "ingest-backup"):
+        seen = rt.ingest_services.get((namespace, name, key))
+        if seen is not None:
+            exposure[slot_of(key)] = replace(seen, node_address=rt.host_ips.get((namespace, name, key)))
+    return exposure
+
+
+def with_public_ingest(rt: Runtime, state: LivestreamState, spec: LivestreamSpec,
+                       rendered: RenderedChildren) -> RenderedChildren:
+    """The render with the ingest URLs encoders outside the cluster dial: the nodePorts and load
+    balancer address Kubernetes assigned after the Services were applied, and the ingest pods' nodes."""
+    exposure = ingest_exposures(rt, state.namespace, state.name)
+    urls = render_urls(state.name, state.namespace, spec, rendered.effective, rt.config, exposure)
+    return rendered if urls == rendered.urls else replace(rendered, urls=urls)
 
 
 def _agent_token(state: LivestreamState) -> Optional[str]:

@@ -100,6 +100,11 @@ class Runtime:
         self.calltype_versions: dict[str, str] = {}
         # (namespace, livestream, role key) -> pod IP, fed by the pods watch (default resolver).
         self.pod_ips: dict[tuple[str, str, str], str] = {}
+        # ... -> the node's address (status.hostIP), where a NodePort ingest answers.
+        self.host_ips: dict[tuple[str, str, str], str] = {}
+        # (namespace, livestream, ingest key) -> what Kubernetes assigned to that ingest Service,
+        # fed by the children watch (onair.controller.owned.note_ingest_service).
+        self.ingest_services: dict[tuple[str, str, str], Any] = {}
 
     async def _sync_calltype_status(self, name: str) -> None:
         from .calltype import sync_calltype_status

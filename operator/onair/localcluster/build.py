@@ -525,6 +525,28 @@ def ensure_built(only: list[str] | None = None, force: bool = False) -> dict[str
     return paths
 
 
+GATEWAY_API_MODULE = "sigs.k8s.io/gateway-api"
+
+
+def gateway_api_crds() -> list[Path]:
+    """The Gateway API's standard-channel CRD YAMLs at the pinned version, from the Go module
+    proxy into the build's module cache (downloaded once; no build, nothing from a Git host)."""
+    go = find_go()
+    env = go_env(go)
+    module = f"{GATEWAY_API_MODULE}@{versions.GATEWAY_API_VERSION}"
+    with tempfile.TemporaryDirectory(prefix="onair-gomod-") as tmp:
+        proc = subprocess.run([go, "mod", "download", "-json", module], cwd=tmp,
+                              env={**env, "GOFLAGS": "-modcacherw", "GO111MODULE": "on"},
+                              capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BuildError(f"go mod download {module} failed:\n{(proc.stdout + proc.stderr).strip()}")
+    crd_dir = Path(json.loads(proc.stdout)["Dir"]) / "config" / "crd" / "standard"
+    files = sorted(crd_dir.glob("*.yaml"))
+    if not files:
+        raise BuildError(f"{module} has no CRDs under {crd_dir}")
+    return files
+
+
 def disk_usage(path: Path) -> int:
     total = 0
     for dirpath, _dirs, files in os.walk(path):

@@ -27,3 +27,7 @@ COREDNS_VERSION = "v1.14.2"
 # The PersistentVolume provisioner k3s and kind ship (hostPath volumes under a node
 # directory, WaitForFirstConsumer); the newest tag the Go module proxy has.
 LOCAL_PATH_PROVISIONER_VERSION = "v0.0.30"
+
+# Gateway API CRDs (config/crd/standard of the sigs.k8s.io/gateway-api Go module), installed by the
+# tests that check the operator's HTTPRoutes against the real API server. v1.3: HTTPRoute v1 GA.
+GATEWAY_API_VERSION = "v1.3.0"

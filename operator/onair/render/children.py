@@ -15,6 +15,7 @@ Children (``<ls>`` is the Livestream name, at most 45 characters by CEL):
 ``Service <ls>-ingest[-backup]``        push ports of the enabled protocols (type from config)
 ``Service <ls>-origin``                 the origin's HTTP port (playback) and upload port (the transcoder's)
 ``NetworkPolicy <ls>-<key>``            who may reach each pod's ports (``render_network_policy``)
+``Ingress|HTTPRoute <ls>-playback``     with ``playbackRoute``: the public host to the origin's ``http`` port
 ``PersistentVolumeClaim <ls>-dvr``      the origin's live/DVR window (owned)
 ``PersistentVolumeClaim <ls>-recordings``  in ``keep``: created, never owned, never pruned
 =====================================  =======================================================
@@ -51,7 +52,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Mapping, Optional
+from typing import Callable, Mapping, Optional
 
 from pydantic import BaseModel
 
@@ -81,6 +82,7 @@ RECORDINGS_DIR = "/recordings"
 CHILD_KINDS: tuple[tuple[str, str], ...] = (
     ("v1", "Secret"), ("v1", "ConfigMap"), ("v1", "Service"), ("v1", "PersistentVolumeClaim"),
     ("apps/v1", "Deployment"), ("networking.k8s.io/v1", "NetworkPolicy"),
+    ("networking.k8s.io/v1", "Ingress"), ("gateway.networking.k8s.io/v1", "HTTPRoute"),
 )
 
 # Which credential files each role may read: least privilege, and the convenience publish URLs
@@ -175,23 +177,69 @@ def _tls(config: OperatorConfig) -> bool:
     return config.ingest_tls_secret is not None
 
 
+@dataclass(frozen=True)
+class IngestExposure:
+    """What Kubernetes assigned to one ingest Service (read from the Service and its pod by the
+    controller): the nodePort of each port name, the load balancer's address, the pod's node."""
+
+    node_ports: Mapping[str, int] = field(default_factory=dict)
+    load_balancer: Optional[str] = None
+    node_address: Optional[str] = None
+
+
+def ingest_exposure(service: Mapping, host_ip: Optional[str]) -> IngestExposure:
+    """From a Service object as the API server returns it, and the ingest pod's ``status.hostIP``."""
+    ports = {p["name"]: p["nodePort"] for p in (service.get("spec") or {}).get("ports") or ()
+             if p.get("name") and p.get("nodePort")}
+    ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    address = next((i.get("hostname") or i.get("ip") for i in ingress if i.get("hostname") or i.get("ip")), None)
+    return IngestExposure(node_ports=ports, load_balancer=address, node_address=host_ip)
+
+
+def _service_port(port_name: str) -> int:
+    return _port(roles.INGEST, port_name)
+
+
+def public_ingest(config: OperatorConfig, name: str, namespace: str, slot: str,
+                  exposure: Optional[IngestExposure] = None) -> tuple[str, Callable[[str], int]]:
+    """(host, port of a port name) encoders dial.
+
+    ClusterIP: cluster DNS (or the host template) and the Service port. LoadBalancer: the host
+    template or the load balancer's address, and the Service port. NodePort: the host template or
+    the ingest pod's node, and the nodePort (fixed in config or allocated). Until Kubernetes has
+    assigned what is needed: the in-cluster address, which works from inside the cluster.
+    """
+    internal = config.ingest_host(name, namespace, slot)
+    kind = config.ingest_service_type
+    if kind == "LoadBalancer" and not config.ingest_host_template and exposure and exposure.load_balancer:
+        return exposure.load_balancer, _service_port
+    if kind == "NodePort":
+        node_ports = {**(dict(exposure.node_ports) if exposure else {}), **config.ingest_node_ports.get(slot, {})}
+        host = internal if config.ingest_host_template else (exposure.node_address if exposure else None)
+        if host and node_ports:
+            return host, lambda port_name: node_ports.get(port_name, _service_port(port_name))
+    return internal, _service_port
+
+
 def render_urls(name: str, namespace: str, spec: LivestreamSpec, effective: CallSettings,
-                config: OperatorConfig) -> Urls:
+                config: OperatorConfig, exposure: Optional[Mapping[str, IngestExposure]] = None) -> Urls:
+    """``exposure``: per slot (main/backup), what Kubernetes assigned to the ingest Service; without
+    it a NodePort/LoadBalancer URL is the in-cluster one until the controller has read it."""
     ingest: dict[str, str] = {}
     if not _pull(spec):
         protocols = effective.ingest.protocols
         slots = ("main", "backup") if effective.ingest.backup else ("main",)
         for slot in slots:
-            host = config.ingest_host(name, namespace, slot)
+            host, port = public_ingest(config, name, namespace, slot, (exposure or {}).get(slot))
             prefix = "" if slot == "main" else "backup_"
             if "rtmp" in protocols:
-                ingest[prefix + "rtmp"] = endpoints.rtmp_push_url(host, _port(roles.INGEST, "rtmp"))
+                ingest[prefix + "rtmp"] = endpoints.rtmp_push_url(host, port("rtmp"))
                 if _tls(config):
-                    ingest[prefix + "rtmps"] = endpoints.rtmp_push_url(host, _port(roles.INGEST, "rtmps"), tls=True)
+                    ingest[prefix + "rtmps"] = endpoints.rtmp_push_url(host, port("rtmps"), tls=True)
             if "srt" in protocols:
-                ingest[prefix + "srt"] = endpoints.srt_push_url(host, _port(roles.INGEST, "srt"))
+                ingest[prefix + "srt"] = endpoints.srt_push_url(host, port("srt"))
             if "whip" in protocols:
-                ingest[prefix + "whip"] = endpoints.whip_url(host, _port(roles.INGEST, "whip"), tls=_tls(config))
+                ingest[prefix + "whip"] = endpoints.whip_url(host, port("whip"), tls=_tls(config))
     playback: dict[str, str] = {}
     b = effective.broadcasting
     if b.mode != "disabled":
@@ -460,20 +508,79 @@ def render_configmap(ls_meta: Mapping, key: str, agent: BaseModel) -> dict:
             "data": {CONFIG_KEY: config_json(agent)}}
 
 
+def slot_of(key: str) -> str:
+    return "backup" if key == "ingest-backup" else "main"
+
+
 def render_ingest_service(ls_meta: Mapping, key: str, agent: IngestConfig, config: OperatorConfig) -> dict:
     """The push ports of the enabled protocols, and always RTMP: it is also the in-cluster read
-    path of the transcoder and recorder (the agent refuses RTMP pushes when rtmp is not enabled)."""
+    path of the transcoder and recorder (the agent refuses RTMP pushes when rtmp is not enabled).
+
+    Port names are stable (rtmp, rtmps, srt, whip), so a load balancer or firewall rule can name
+    them; SRT is UDP. A NodePort/LoadBalancer Service mixes TCP and UDP ports (GA since 1.26; a
+    cloud whose load balancers cannot must be given ``ingest.protocols`` of one transport).
+    """
     wanted = {"rtmp", *agent.protocols}
     ports = [p for p in roles.INGEST.ports if p.name in wanted]
-    return {
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": _meta(ls_meta, child_name(ls_meta["name"], key), key),
-        "spec": {
-            "type": config.ingest_service_type,
-            "selector": selector_labels(ls_meta["name"], key),
-            "ports": [{"name": p.name, "port": p.number, "targetPort": p.name, "protocol": p.protocol} for p in ports],
-        },
+    external = config.ingest_service_type != "ClusterIP"
+    fixed = config.ingest_node_ports.get(slot_of(key), {}) if external else {}
+    spec: dict = {
+        "type": config.ingest_service_type,
+        "selector": selector_labels(ls_meta["name"], key),
+        "ports": [{"name": p.name, "port": p.number, "targetPort": p.name, "protocol": p.protocol,
+                   **({"nodePort": fixed[p.name]} if p.name in fixed else {})} for p in ports],
     }
+    if external and config.ingest_external_traffic_policy:
+        spec["externalTrafficPolicy"] = config.ingest_external_traffic_policy
+    metadata = _meta(ls_meta, child_name(ls_meta["name"], key), key)
+    if config.ingest_service_annotations:
+        metadata["annotations"] = dict(sorted(config.ingest_service_annotations.items()))
+    return {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": spec}
+
+
+PLAYBACK_ROUTE_KEY = "playback"
+
+
+def render_playback_route(ls_meta: Mapping, config: OperatorConfig) -> Optional[dict]:
+    """The Ingress or HTTPRoute from the public host (and path prefix) to the origin's ``http`` port
+    only: never the upload port (the transcoder's) or the agent port. None without ``playbackRoute``.
+
+    The origin serves at ``/`` and its player page loads everything by relative URL, so a path
+    prefix works once it is stripped: the HTTPRoute strips it with URLRewrite (core Gateway API);
+    an Ingress cannot portably, so the config admits only ``/`` with an Ingress.
+    """
+    if config.playback_route == "none":
+        return None
+    name, namespace = ls_meta["name"], ls_meta["namespace"]
+    host = config.playback_route_host(name, namespace)
+    prefix = config.playback_route_path(name, namespace)
+    origin = child_name(name, "origin")
+    metadata = _meta(ls_meta, child_name(name, PLAYBACK_ROUTE_KEY), PLAYBACK_ROUTE_KEY)
+    if config.playback_route_annotations:
+        metadata["annotations"] = dict(sorted(config.playback_route_annotations.items()))
+    if config.playback_route == "ingress":
+        spec: dict = {"rules": [{"host": host, "http": {"paths": [{
+            "path": "/", "pathType": "Prefix",
+            "backend": {"service": {"name": origin, "port": {"name": "http"}}}}]}}]}
+        if config.playback_ingress_class:
+            spec["ingressClassName"] = config.playback_ingress_class
+        secret = config.playback_tls_secret(name, namespace)
+        if secret:
+            spec["tls"] = [{"hosts": [host], "secretName": secret}]
+        return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": metadata, "spec": spec}
+    parent: dict = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": config.playback_gateway_name}
+    if config.playback_gateway_namespace:
+        parent["namespace"] = config.playback_gateway_namespace
+    if config.playback_gateway_section_name:
+        parent["sectionName"] = config.playback_gateway_section_name
+    rule: dict = {"matches": [{"path": {"type": "PathPrefix", "value": prefix or "/"}}],
+                  "backendRefs": [{"group": "", "kind": "Service", "name": origin,
+                                   "port": _port(roles.ORIGIN, "http")}]}
+    if prefix:
+        rule["filters"] = [{"type": "URLRewrite", "urlRewrite": {
+            "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}}}]
+    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": metadata,
+            "spec": {"parentRefs": [parent], "hostnames": [host], "rules": [rule]}}
 
 
 def render_origin_service(ls_meta: Mapping) -> dict:
@@ -594,7 +701,8 @@ def render_recordings_pvc(ls_meta: Mapping, effective: CallSettings, config: Ope
 
 # ----------------------------------------------------------------------------- entry point
 def render_children(livestream: Mapping, calltype: Optional[CallType], config: OperatorConfig,
-                    creds: Credentials, now: Optional[datetime] = None) -> RenderedChildren:
+                    creds: Credentials, now: Optional[datetime] = None,
+                    exposure: Optional[Mapping[str, IngestExposure]] = None) -> RenderedChildren:
     """Render every child of ``livestream`` (the raw object: ``metadata`` with name, namespace, uid; ``spec``).
 
     ``now`` renders the member playback tokens (``onair.render.grants``): the controller always
@@ -607,7 +715,9 @@ def render_children(livestream: Mapping, calltype: Optional[CallType], config: O
     name, namespace = meta["name"], meta["namespace"]
     spec = LivestreamSpec.model_validate(livestream["spec"])
     effective = effective_settings(calltype.spec.settings if calltype else None, spec.settings_override)
-    urls = render_urls(name, namespace, spec, effective, config)
+    # The publish URLs in the credentials Secret are the public ones once ``exposure`` (what
+    # Kubernetes assigned to the ingest Services, per slot) is known.
+    urls = render_urls(name, namespace, spec, effective, config, exposure)
     agents = render_agent_configs(name, namespace, spec, effective, config)
 
     objects: list[dict] = [
@@ -621,6 +731,9 @@ def render_children(livestream: Mapping, calltype: Optional[CallType], config: O
         if role_of(key) == "ingest":
             objects.append(render_ingest_service(meta, key, agent, config))
     objects.append(render_origin_service(meta))
+    route = render_playback_route(meta, config)
+    if route is not None:
+        objects.append(route)
     if config.network_policies:
         readers = _ingest_readers(agents)
         for key, agent in agents.items():
