@@ -298,7 +298,10 @@ def test_a_wanted_recording_that_cannot_read_its_source_says_why(routes, kube, n
         assert condition["status"] == "False" and st["recording"] is False
         assert "playlist answered HTTP 404" in condition["message"], condition
         assert "transcoder produces segments" in condition["message"], "the message says what to check"
-        warnings = [e for e in kube.events(namespace, "why") if e["reason"] == "RecordingSourceUnavailable"]
+        # Events are posted after the status patch, one by one: wait for it rather than race it.
+        warnings = wait_for(lambda: [e for e in kube.events(namespace, "why")
+                                     if e["reason"] == "RecordingSourceUnavailable"], 15,
+                            what="a RecordingSourceUnavailable Event")
         assert [e["type"] for e in warnings] == ["Warning"] and "HTTP 404" in warnings[0]["message"]
     finally:
         kube.delete_calltype(name)
