@@ -1,0 +1,250 @@
+"""The product as a platform engineer runs it: the onair image imported into a real node's
+containerd, the chart installed with helm into a namespace enforcing the `restricted` Pod Security
+Standard, the operator running as a pod under the chart's own ServiceAccount and RBAC, and one
+Livestream whose real media pods (ingest, transcoder, origin, recorder) start on the node, bind
+their PVCs through the node's provisioner, take an RTMP push from an encoder pod inside the
+cluster, and serve HLS that a client pod downloads through the origin's Service DNS name.
+
+Kept small for 2 cores: one Livestream, a 360p source with a one-rung ladder, HLS CMAF only.
+Timings of each step are printed (run with -s to see them).
+"""
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+
+from onair.packaging import manifests
+from tests.fixtures.cluster import wait_for
+
+pytestmark = [pytest.mark.kube, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+RELEASE = "onair"
+RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted",
+              "pod-security.kubernetes.io/enforce-version": "latest"}
+# Every media role asks for little: the node has 2 cores shared with the test machine, and the
+# operator's defaults (transcoder 1.5 cores) are sized for real streams, not for one 360p rung.
+SMALL = {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
+ROLES = ("ingest", "transcoder", "origin", "recorder")
+WAITING_FAILURES = ("ErrImageNeverPull", "ErrImagePull", "ImagePullBackOff", "CreateContainerError",
+                    "CrashLoopBackOff", "CreateContainerConfigError", "RunContainerError", "InvalidImageName")
+RESTRICTED_POD = {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
+                  "seccompProfile": {"type": "RuntimeDefault"}}
+RESTRICTED_CONTAINER = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                        "runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def _helm(*args: str, kubeconfig: str, timeout: float = 180) -> str:
+    try:
+        helm = manifests.find_helm()
+    except manifests.HelmMissing as e:
+        pytest.fail(f"the kube tier needs helm (scripts/install-deps builds it): {e}")
+    proc = subprocess.run([str(helm), "--kubeconfig", kubeconfig, *args], capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, f"helm {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def _restricted_namespace(core, name: str) -> str:
+    from kubernetes import client
+
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
+        name=name, labels={"onair.dev/test": "true", **RESTRICTED})))
+    return name
+
+
+def _pod_problems(core, namespace: str) -> str:
+    """What a platform engineer would look at when pods do not come up: phases, waiting reasons,
+    and the namespace's Warning Events."""
+    lines = []
+    for p in core.list_namespaced_pod(namespace).items:
+        states = []
+        for cs in p.status.container_statuses or []:
+            w, t = cs.state.waiting, cs.state.terminated
+            states.append(f"{cs.name}: ready={cs.ready} restarts={cs.restart_count}"
+                          + (f" waiting {w.reason}: {w.message}" if w else "")
+                          + (f" terminated {t.reason} ({t.exit_code}): {t.message}" if t else ""))
+        lines.append(f"pod {p.metadata.name} {p.status.phase} {'; '.join(states)}")
+    for e in core.list_namespaced_event(namespace).items:
+        if e.type == "Warning":
+            lines.append(f"event {e.involved_object.kind}/{e.involved_object.name} {e.reason}: {e.message}")
+    return "\n".join(lines)
+
+
+def _logs(core, namespace: str, selector: str) -> str:
+    out = []
+    for p in core.list_namespaced_pod(namespace, label_selector=selector).items:
+        for previous in (True, False):
+            try:
+                text = core.read_namespaced_pod_log(p.metadata.name, namespace, previous=previous, tail_lines=40)
+            except Exception:  # noqa: BLE001 - no previous container
+                continue
+            out.append(f"--- {p.metadata.name}{' (previous)' if previous else ''}\n{text}")
+    return "\n".join(out)
+
+
+def _wait_pods_ready(core, namespace: str, selector: str, count: int, timeout: float, what: str) -> list:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pods = [p for p in core.list_namespaced_pod(namespace, label_selector=selector).items
+                if not p.metadata.deletion_timestamp]
+        for p in pods:
+            for cs in p.status.container_statuses or []:
+                if cs.state.waiting and cs.state.waiting.reason in WAITING_FAILURES and (
+                        cs.state.waiting.reason != "CrashLoopBackOff" or cs.restart_count >= 2):
+                    pytest.fail(f"{what}: pod {p.metadata.name} cannot start: {cs.state.waiting.reason}: "
+                                f"{cs.state.waiting.message}\n{_pod_problems(core, namespace)}\n"
+                                f"{_logs(core, namespace, selector)}")
+        if len(pods) == count and all(
+                p.status.phase == "Running" and p.status.container_statuses
+                and all(cs.ready for cs in p.status.container_statuses) for p in pods):
+            return pods
+        time.sleep(0.5)
+    pytest.fail(f"{what}: not {count} pod(s) Running and Ready within {timeout:.0f}s\n"
+                f"{_pod_problems(core, namespace)}\n{_logs(core, namespace, selector)}")
+
+
+def _restricted_pod(name: str, image: str, command: list[str]) -> dict[str, Any]:
+    """A pod of the onair image that the restricted namespace admits."""
+    return {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {
+            "terminationGracePeriodSeconds": 1, "automountServiceAccountToken": False,
+            "enableServiceLinks": False, "securityContext": RESTRICTED_POD,
+            "containers": [{"name": "main", "image": image, "imagePullPolicy": "Never", "command": command,
+                            "securityContext": RESTRICTED_CONTAINER,
+                            "resources": {"requests": {"cpu": "50m", "memory": "32Mi"}}}],
+        },
+    }
+
+
+def _status(custom, namespace: str, name: str) -> dict:
+    return custom.get_namespaced_custom_object("onair.dev", "v1alpha1", namespace, "livestreams", name).get(
+        "status") or {}
+
+
+def test_chart_operator_and_a_livestream_run_on_the_node(node_cluster, onair_image):
+    from kubernetes import client
+
+    core = node_cluster.core()
+    custom = client.CustomObjectsApi(node_cluster.api)
+    timings: dict[str, float] = {}
+    suffix = str(int(time.time()) % 100000)
+    op_ns = _restricted_namespace(core, f"onair-system-{suffix}")
+    ls_ns = _restricted_namespace(core, f"streams-{suffix}")
+    installed = False
+    try:
+        t0 = time.monotonic()
+        node_cluster.node.ctr("images", "import", str(onair_image.archive), timeout=300)
+        timings["image import"] = time.monotonic() - t0
+        assert onair_image.name in node_cluster.node.ctr("images", "list", "--quiet").split()
+
+        resources = []
+        for role in ROLES:
+            for part, quantities in SMALL.items():
+                for k, v in quantities.items():
+                    resources += ["--set-string", f"livestreams.resources.{role}.{part}.{k}={v}"]
+        t0 = time.monotonic()
+        _helm("install", RELEASE, str(ROOT / "charts/onair"), "--namespace", op_ns,
+              "--set", f"image.repository={onair_image.repository}", "--set", f"image.tag={onair_image.tag}",
+              "--set", "image.pullPolicy=Never", "--set", "livestreams.statusPollIntervalSeconds=1",
+              *resources, kubeconfig=node_cluster.kubeconfig)
+        installed = True
+        selector = "app.kubernetes.io/component=operator"
+        [op_pod] = _wait_pods_ready(core, op_ns, selector, 1, 120, "operator")
+        timings["helm install -> operator Ready"] = time.monotonic() - t0
+        assert op_pod.spec.service_account_name == f"{RELEASE}-operator"
+
+        t0 = time.monotonic()
+        custom.create_namespaced_custom_object("onair.dev", "v1alpha1", ls_ns, "livestreams", {
+            "apiVersion": "onair.dev/v1alpha1", "kind": "Livestream", "metadata": {"name": "show"},
+            "spec": {"callType": "development", "settingsOverride": {
+                "ingest": {"protocols": ["rtmp"]},
+                "broadcasting": {"hls": {"qualityTracks": ["360p"]}, "segmentDurationSeconds": 1,
+                                 "outputs": {"hlsCmaf": True, "hlsMpegts": False, "dash": False}},
+                "dvr": {"durationSeconds": 60},
+                "recording": {"mode": "available", "storage": {"size": "1Gi"}},
+                "screenshots": {"enabled": False},
+            }}})
+        pods = _wait_pods_ready(core, ls_ns, "app.kubernetes.io/instance=show", len(ROLES), 240,
+                                "the Livestream's media pods")
+        timings["Livestream apply -> all pods Ready"] = time.monotonic() - t0
+        by_role = {p.metadata.labels.get("onair.dev/role"): p for p in pods}
+        assert set(by_role) == set(ROLES), sorted(by_role)
+        claims = core.list_namespaced_persistent_volume_claim(ls_ns).items
+        assert claims and all(c.status.phase == "Bound" for c in claims), \
+            [(c.metadata.name, c.status.phase) for c in claims]
+
+        status = wait_for(lambda: (s := _status(custom, ls_ns, "show")).get("credentialsSecret") and s,
+                          timeout=30, what="status.credentialsSecret")
+        secret = core.read_namespaced_secret(status["credentialsSecret"], ls_ns)
+        publish = base64.b64decode(secret.data["rtmpPublishUrl"]).decode()
+        assert f".{ls_ns}.svc" in publish, publish
+
+        # The encoder: ffmpeg of the onair image, in its own pod, pushing through the Service name.
+        t0 = time.monotonic()
+        core.create_namespaced_pod(ls_ns, _restricted_pod("encoder", onair_image.name, [
+            "ffmpeg", "-hide_banner", "-loglevel", "warning", "-re",
+            "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=15", "-f", "lavfi", "-i", "sine=frequency=440",
+            "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "15", "-pix_fmt", "yuv420p",
+            "-c:a", "aac", "-b:a", "64k", "-f", "flv", publish]))
+        try:
+            wait_for(lambda: _status(custom, ls_ns, "show").get("live") is True, timeout=90, interval=0.5,
+                     what="status.live after the encoder pod's RTMP push")
+        except BaseException:
+            print(_pod_problems(core, ls_ns), _logs(core, ls_ns, "app=encoder"),
+                  _logs(core, ls_ns, "app.kubernetes.io/instance=show"), json.dumps(_status(custom, ls_ns, "show"),
+                                                                                 indent=1, default=str))
+            raise
+        timings["push -> status.live"] = time.monotonic() - t0
+
+        hls = wait_for(lambda: (_status(custom, ls_ns, "show").get("playback") or {}).get("hlsCmaf"),
+                       timeout=30, what="status.playback.hlsCmaf")
+        assert f"show-origin.{ls_ns}.svc" in hls, hls
+        # A viewer inside the cluster: follows the master playlist to a media playlist and
+        # downloads one segment, through the origin Service's DNS name.
+        fetch = (
+            "import sys, time, urllib.request, urllib.parse\n"
+            "def get(u):\n"
+            "    with urllib.request.urlopen(u, timeout=5) as r: return r.read()\n"
+            "url = sys.argv[1]\n"
+            "deadline = time.monotonic() + 60\n"
+            "while True:\n"
+            "    try:\n"
+            "        master = get(url).decode()\n"
+            "        media = urllib.parse.urljoin(url, [l for l in master.splitlines() if l and not l.startswith('#')][0])\n"
+            "        playlist = get(media).decode()\n"
+            "        seg = [l for l in playlist.splitlines() if l and not l.startswith('#')]\n"
+            "        data = get(urllib.parse.urljoin(media, seg[-1]))\n"
+            "        print(len(data), seg[-1]); break\n"
+            "    except Exception as e:\n"
+            "        if time.monotonic() > deadline: print('FAILED', repr(e)); sys.exit(1)\n"
+            "        time.sleep(0.5)\n")
+        core.create_namespaced_pod(ls_ns, _restricted_pod("viewer", onair_image.name, ["sleep", "600"]))
+        node_cluster.wait_running(ls_ns, "viewer", timeout=60)
+        out = node_cluster.exec(ls_ns, "viewer", ["python3", "-c", fetch, hls], timeout=90)
+        timings["push -> first HLS segment downloaded"] = time.monotonic() - t0
+        size = int(out.split()[0])
+        assert size > 1000, out
+    finally:
+        print("\n" + "\n".join(f"  {k}: {v:.1f}s" for k, v in timings.items()))
+        # Teardown in the order a user would: the Livestream (its finalizer needs the operator),
+        # then the release, then the namespaces.
+        try:
+            custom.delete_namespaced_custom_object("onair.dev", "v1alpha1", ls_ns, "livestreams", "show")
+            wait_for(lambda: not custom.list_namespaced_custom_object("onair.dev", "v1alpha1", ls_ns,
+                                                                      "livestreams")["items"],
+                     timeout=60, what="Livestream deleted")
+        except Exception as e:  # noqa: BLE001 - reported, teardown continues
+            print(f"teardown: {e}")
+        if installed:
+            _helm("uninstall", RELEASE, "--namespace", op_ns, "--wait", "--timeout", "60s",
+                  kubeconfig=node_cluster.kubeconfig)
+        for ns in (ls_ns, op_ns):
+            core.delete_namespace(ns, propagation_policy="Background")
