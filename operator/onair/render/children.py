@@ -410,6 +410,7 @@ def render_deployment(ls_meta: Mapping, key: str, agent: BaseModel, effective: C
         "name": role.name,
         "image": config.image,
         "imagePullPolicy": config.image_pull_policy,
+        "command": list(role.command),
         "args": role.args(),
         "ports": [{"name": p.name, "containerPort": p.number, "protocol": p.protocol} for p in role.ports],
         "resources": config.resources_for(role.name).manifest(),
@@ -418,8 +419,6 @@ def render_deployment(ls_meta: Mapping, key: str, agent: BaseModel, effective: C
         "readinessProbe": _probe(5, 3),
         "livenessProbe": _probe(10, 6),
     }
-    if role.command:
-        container["command"] = list(role.command)
     pod_labels = {**labels(name, key), LABEL_ROLE: role.name}
     pod_spec: dict = {
         "automountServiceAccountToken": False,
