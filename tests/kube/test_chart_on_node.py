@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -124,6 +125,10 @@ def _restricted_pod(name: str, image: str, command: list[str]) -> dict[str, Any]
     }
 
 
+def _patch_spec(custom, namespace: str, spec: dict) -> None:
+    custom.patch_namespaced_custom_object("onair.dev", "v1alpha1", namespace, "livestreams", "show", {"spec": spec})
+
+
 def _status(custom, namespace: str, name: str) -> dict:
     return custom.get_namespaced_custom_object("onair.dev", "v1alpha1", namespace, "livestreams", name).get(
         "status") or {}
@@ -154,6 +159,8 @@ def test_chart_operator_and_a_livestream_run_on_the_node(node_cluster, onair_ima
         _helm("install", RELEASE, str(ROOT / "charts/onair"), "--namespace", op_ns,
               "--set", f"image.repository={onair_image.repository}", "--set", f"image.tag={onair_image.tag}",
               "--set", "image.pullPolicy=Never", "--set", "livestreams.statusPollIntervalSeconds=1",
+              # Encoders outside the cluster push to the node's address.
+              "--set", "livestreams.ingest.serviceType=NodePort",
               *resources, kubeconfig=node_cluster.kubeconfig)
         installed = True
         selector = "app.kubernetes.io/component=operator"
@@ -232,6 +239,48 @@ def test_chart_operator_and_a_livestream_run_on_the_node(node_cluster, onair_ima
         timings["push -> first HLS segment downloaded"] = time.monotonic() - t0
         size = int(out.split()[0])
         assert size > 1000, out
+
+        # A recording on the recordings PVC (written as the image's user through fsGroup).
+        t0 = time.monotonic()
+        _patch_spec(custom, ls_ns, {"recording": True})
+        wait_for(lambda: (s := _status(custom, ls_ns, "show")).get("recording") is True
+                 and (s.get("recordingDurationSeconds") or 0) >= 2, timeout=60, interval=0.5,
+                 what="status.recording with recorded seconds")
+        _patch_spec(custom, ls_ns, {"recording": False})
+        recordings = wait_for(lambda: _status(custom, ls_ns, "show").get("recordings"), timeout=60, interval=0.5,
+                              what="status.recordings after stopping the recording")
+        parts = recordings[-1]["parts"]
+        assert parts and all(p["bytes"] > 0 for p in parts), recordings
+        timings["recording on -> finished recording in status"] = time.monotonic() - t0
+
+        # An encoder outside the cluster: the host pushes to the ingest's NodePort on the node.
+        core.delete_namespaced_pod("encoder", ls_ns, grace_period_seconds=0)
+        wait_for(lambda: _status(custom, ls_ns, "show").get("live") is False, timeout=60, interval=0.5,
+                 what="status.live false once the encoder pod is gone")
+        svc = core.read_namespaced_service("show-ingest", ls_ns)
+        assert svc.spec.type == "NodePort"
+        node_port = next(p.node_port for p in svc.spec.ports if p.name == "rtmp")
+        key = base64.b64decode(secret.data["streamKey"]).decode()
+        outside = f"rtmp://{node_cluster.node.node_ip}:{node_port}/live/{key}"
+        t0 = time.monotonic()
+        host_encoder = subprocess.Popen(
+            ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-re",
+             "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=15", "-f", "lavfi", "-i", "sine=frequency=440",
+             "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "15", "-pix_fmt", "yuv420p",
+             "-c:a", "aac", "-b:a", "64k", "-t", "120", "-f", "flv", outside],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for(lambda: host_encoder.poll() is None and _status(custom, ls_ns, "show").get("live") is True,
+                     timeout=60, interval=0.5, what=f"status.live from the host's push to {outside}")
+            timings["host push via NodePort -> status.live"] = time.monotonic() - t0
+        finally:
+            host_encoder.terminate()
+            _, err = host_encoder.communicate(timeout=10)
+        assert "Error" not in (err or ""), err
+
+        logs = _logs(core, op_ns, selector)
+        assert not re.search(r"\b403\b|Forbidden|Traceback", logs), \
+            f"the operator hit missing RBAC or crashed in a handler:\n{logs}"
     finally:
         print("\n" + "\n".join(f"  {k}: {v:.1f}s" for k, v in timings.items()))
         # Teardown in the order a user would: the Livestream (its finalizer needs the operator),
