@@ -278,6 +278,26 @@ def test_chart_operator_and_a_livestream_run_on_the_node(node_cluster, onair_ima
             _, err = host_encoder.communicate(timeout=10)
         assert "Error" not in (err or ""), err
 
+        # The operator pod replaced (a node drain, an upgrade): the new one picks the Livestream up.
+        t0 = time.monotonic()
+        generation_seen = _status(custom, ls_ns, "show").get("observedGeneration")
+        core.delete_namespaced_pod(op_pod.metadata.name, op_ns)
+        [new_op] = _wait_pods_ready(core, op_ns, selector, 1, 90, "the replacement operator pod")
+        assert new_op.metadata.name != op_pod.metadata.name
+        _patch_spec(custom, ls_ns, {"displayName": "after the operator restart"})
+        wait_for(lambda: (_status(custom, ls_ns, "show").get("observedGeneration") or 0) > (generation_seen or 0),
+                 timeout=60, interval=0.5, what="the replacement operator reconciling a spec change")
+        timings["operator pod replaced -> reconciling again"] = time.monotonic() - t0
+
+        # Nothing restarted behind our back (a liveness probe killing an agent, an OOM kill).
+        restarted = {p.metadata.name: cs.restart_count for ns in (ls_ns, op_ns)
+                     for p in core.list_namespaced_pod(ns).items for cs in p.status.container_statuses or []
+                     if cs.restart_count}
+        assert not restarted, f"containers restarted: {restarted}\n{_pod_problems(core, ls_ns)}"
+        warnings = [f"{e.involved_object.kind}/{e.involved_object.name} {e.reason}: {e.message}"
+                    for ns in (ls_ns, op_ns) for e in core.list_namespaced_event(ns).items if e.type == "Warning"]
+        print("Warning Events:\n  " + "\n  ".join(warnings))
+
         logs = _logs(core, op_ns, selector)
         assert not re.search(r"\b403\b|Forbidden|Traceback", logs), \
             f"the operator hit missing RBAC or crashed in a handler:\n{logs}"
