@@ -125,6 +125,14 @@ def _restricted_pod(name: str, image: str, command: list[str]) -> dict[str, Any]
     }
 
 
+def _ffmpeg_push(fmt: str, url: str) -> list[str]:
+    """A small live source: 360p at 15 fps with a tone, encoded as an encoder app would."""
+    return ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "warning", "-re",
+            "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=15", "-f", "lavfi", "-i", "sine=frequency=440",
+            "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "15", "-pix_fmt", "yuv420p",
+            "-c:a", "aac", "-b:a", "64k", "-f", fmt, url]
+
+
 def _patch_spec(custom, namespace: str, spec: dict) -> None:
     custom.patch_namespaced_custom_object("onair.dev", "v1alpha1", namespace, "livestreams", "show", {"spec": spec})
 
@@ -172,7 +180,7 @@ def test_chart_operator_and_a_livestream_run_on_the_node(node_cluster, onair_ima
         custom.create_namespaced_custom_object("onair.dev", "v1alpha1", ls_ns, "livestreams", {
             "apiVersion": "onair.dev/v1alpha1", "kind": "Livestream", "metadata": {"name": "show"},
             "spec": {"callType": "development", "settingsOverride": {
-                "ingest": {"protocols": ["rtmp"]},
+                "ingest": {"protocols": ["rtmp", "srt"]},
                 "broadcasting": {"hls": {"qualityTracks": ["360p"]}, "segmentDurationSeconds": 1,
                                  "outputs": {"hlsCmaf": True, "hlsMpegts": False, "dash": False}},
                 "dvr": {"durationSeconds": 60},
@@ -196,11 +204,8 @@ def test_chart_operator_and_a_livestream_run_on_the_node(node_cluster, onair_ima
 
         # The encoder: ffmpeg of the onair image, in its own pod, pushing through the Service name.
         t0 = time.monotonic()
-        core.create_namespaced_pod(ls_ns, _restricted_pod("encoder", onair_image.name, [
-            "ffmpeg", "-hide_banner", "-loglevel", "warning", "-re",
-            "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=15", "-f", "lavfi", "-i", "sine=frequency=440",
-            "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "15", "-pix_fmt", "yuv420p",
-            "-c:a", "aac", "-b:a", "64k", "-f", "flv", publish]))
+        core.create_namespaced_pod(ls_ns, _restricted_pod("encoder", onair_image.name,
+                                                          _ffmpeg_push("flv", publish)))
         try:
             wait_for(lambda: _status(custom, ls_ns, "show").get("live") is True, timeout=90, interval=0.5,
                      what="status.live after the encoder pod's RTMP push")
@@ -263,12 +268,8 @@ def test_chart_operator_and_a_livestream_run_on_the_node(node_cluster, onair_ima
         key = base64.b64decode(secret.data["streamKey"]).decode()
         outside = f"rtmp://{node_cluster.node.node_ip}:{node_port}/live/{key}"
         t0 = time.monotonic()
-        host_encoder = subprocess.Popen(
-            ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-re",
-             "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=15", "-f", "lavfi", "-i", "sine=frequency=440",
-             "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "15", "-pix_fmt", "yuv420p",
-             "-c:a", "aac", "-b:a", "64k", "-t", "120", "-f", "flv", outside],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        host_encoder = subprocess.Popen(_ffmpeg_push("flv", outside), stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE, text=True)
         try:
             wait_for(lambda: host_encoder.poll() is None and _status(custom, ls_ns, "show").get("live") is True,
                      timeout=60, interval=0.5, what=f"status.live from the host's push to {outside}")
@@ -277,6 +278,22 @@ def test_chart_operator_and_a_livestream_run_on_the_node(node_cluster, onair_ima
             host_encoder.terminate()
             _, err = host_encoder.communicate(timeout=10)
         assert "Error" not in (err or ""), err
+        wait_for(lambda: _status(custom, ls_ns, "show").get("live") is False, timeout=60, interval=0.5,
+                 what="status.live false once the host encoder stopped")
+
+        # SRT (UDP through the Service) from an encoder pod.
+        srt = base64.b64decode(secret.data["srtPublishUrl"]).decode()
+        t0 = time.monotonic()
+        core.create_namespaced_pod(ls_ns, _restricted_pod("srt-encoder", onair_image.name, _ffmpeg_push("mpegts", srt)))
+        try:
+            wait_for(lambda: _status(custom, ls_ns, "show").get("live") is True, timeout=60, interval=0.5,
+                     what="status.live after the encoder pod's SRT push")
+        except BaseException:
+            print(_pod_problems(core, ls_ns), _logs(core, ls_ns, "app=srt-encoder"),
+                  _logs(core, ls_ns, "app.kubernetes.io/instance=show"))
+            raise
+        timings["SRT push from a pod -> status.live"] = time.monotonic() - t0
+        core.delete_namespaced_pod("srt-encoder", ls_ns, grace_period_seconds=0)
 
         # The operator pod replaced (a node drain, an upgrade): the new one picks the Livestream up.
         t0 = time.monotonic()
@@ -301,12 +318,27 @@ def test_chart_operator_and_a_livestream_run_on_the_node(node_cluster, onair_ima
         logs = _logs(core, op_ns, selector)
         assert not re.search(r"\b403\b|Forbidden|Traceback", logs), \
             f"the operator hit missing RBAC or crashed in a handler:\n{logs}"
+
+        # Deleting the Livestream removes everything the operator made for it but the recordings.
+        custom.delete_namespaced_custom_object("onair.dev", "v1alpha1", ls_ns, "livestreams", "show")
+        wait_for(lambda: not custom.list_namespaced_custom_object("onair.dev", "v1alpha1", ls_ns,
+                                                                  "livestreams")["items"],
+                 timeout=60, what="Livestream deleted (finalizer released by the operator pod)")
+        apps = client.AppsV1Api(node_cluster.api)
+        owned = "app.kubernetes.io/instance=show"
+        wait_for(lambda: not apps.list_namespaced_deployment(ls_ns, label_selector=owned).items
+                 and not core.list_namespaced_service(ls_ns, label_selector=owned).items
+                 and not core.list_namespaced_pod(ls_ns, label_selector=owned).items,
+                 timeout=60, what="the Livestream's Deployments, Services and pods gone")
+        left = sorted(c.metadata.name for c in core.list_namespaced_persistent_volume_claim(ls_ns).items)
+        assert left == ["show-recordings"], left
     finally:
         print("\n" + "\n".join(f"  {k}: {v:.1f}s" for k, v in timings.items()))
         # Teardown in the order a user would: the Livestream (its finalizer needs the operator),
         # then the release, then the namespaces.
         try:
-            custom.delete_namespaced_custom_object("onair.dev", "v1alpha1", ls_ns, "livestreams", "show")
+            if custom.list_namespaced_custom_object("onair.dev", "v1alpha1", ls_ns, "livestreams")["items"]:
+                custom.delete_namespaced_custom_object("onair.dev", "v1alpha1", ls_ns, "livestreams", "show")
             wait_for(lambda: not custom.list_namespaced_custom_object("onair.dev", "v1alpha1", ls_ns,
                                                                       "livestreams")["items"],
                      timeout=60, what="Livestream deleted")
