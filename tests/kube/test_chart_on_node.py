@@ -332,13 +332,39 @@ def test_chart_operator_and_a_livestream_run_on_the_node(node_cluster, onair_ima
                  timeout=60, what="the Livestream's Deployments, Services and pods gone")
         left = sorted(c.metadata.name for c in core.list_namespaced_persistent_volume_claim(ls_ns).items)
         assert left == ["show-recordings"], left
+
+        # A Livestream whose recorder cannot start (its recordings volume names a StorageClass the
+        # cluster does not have): the Ready condition says why, as `kubectl describe pod` would.
+        custom.create_namespaced_custom_object("onair.dev", "v1alpha1", ls_ns, "livestreams", {
+            "apiVersion": "onair.dev/v1alpha1", "kind": "Livestream", "metadata": {"name": "stuck"},
+            "spec": {"callType": "development", "settingsOverride": {
+                "ingest": {"protocols": ["rtmp"]}, "broadcasting": {"mode": "disabled"},
+                "recording": {"mode": "available", "storage": {"storageClassName": "no-such-class"}}}}})
+
+        def ready_message() -> Optional[str]:
+            conds = {c["type"]: c for c in _status(custom, ls_ns, "stuck").get("conditions") or ()}
+            msg = (conds.get("Ready") or {}).get("message") or ""
+            return msg if "recorder (pod stuck-recorder-" in msg else None
+
+        try:
+            message = wait_for(ready_message, timeout=90, interval=0.5, what="Ready naming the recorder pod's problem")
+        except BaseException:
+            print(json.dumps(_status(custom, ls_ns, "stuck").get("conditions"), indent=1))
+            raise
+        assert "cannot be scheduled" in message and "PersistentVolumeClaim" in message, message
+        custom.delete_namespaced_custom_object("onair.dev", "v1alpha1", ls_ns, "livestreams", "stuck")
+        wait_for(lambda: not custom.list_namespaced_custom_object("onair.dev", "v1alpha1", ls_ns,
+                                                                  "livestreams")["items"],
+                 timeout=60, what="Livestream stuck deleted")
     finally:
         print("\n" + "\n".join(f"  {k}: {v:.1f}s" for k, v in timings.items()))
         # Teardown in the order a user would: the Livestream (its finalizer needs the operator),
         # then the release, then the namespaces.
         try:
             if custom.list_namespaced_custom_object("onair.dev", "v1alpha1", ls_ns, "livestreams")["items"]:
-                custom.delete_namespaced_custom_object("onair.dev", "v1alpha1", ls_ns, "livestreams", "show")
+                for ls in custom.list_namespaced_custom_object("onair.dev", "v1alpha1", ls_ns, "livestreams")["items"]:
+                    custom.delete_namespaced_custom_object("onair.dev", "v1alpha1", ls_ns, "livestreams",
+                                                           ls["metadata"]["name"])
             wait_for(lambda: not custom.list_namespaced_custom_object("onair.dev", "v1alpha1", ls_ns,
                                                                       "livestreams")["items"],
                      timeout=60, what="Livestream deleted")
