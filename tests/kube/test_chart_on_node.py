@@ -245,6 +245,18 @@ def test_chart_operator_and_a_livestream_run_on_the_node(node_cluster, onair_ima
         size = int(out.split()[0])
         assert size > 1000, out
 
+        # The player page, and the hls.js it loads, from the same origin.
+        player = (_status(custom, ls_ns, "show").get("playback") or {}).get("player")
+        assert player, _status(custom, ls_ns, "show").get("playback")
+        page = (
+            "import re, sys, urllib.request, urllib.parse\n"
+            "url = sys.argv[1]\n"
+            "html = urllib.request.urlopen(url, timeout=5).read().decode()\n"
+            "srcs = [urllib.parse.urljoin(url, s) for s in re.findall(r'src=\"([^\"]+\\.js)\"', html)]\n"
+            "print(len(html), *[f'{s} {len(urllib.request.urlopen(s, timeout=5).read())}' for s in srcs])\n")
+        out = node_cluster.exec(ls_ns, "viewer", ["python3", "-c", page, player], timeout=30)
+        assert "hls.min.js" in out and int(out.split()[-1]) > 100_000, out
+
         # A recording on the recordings PVC (written as the image's user through fsGroup).
         t0 = time.monotonic()
         _patch_spec(custom, ls_ns, {"recording": True})

@@ -337,6 +337,9 @@ def test_every_pod_is_restricted(rendered):
             assert c["image"] == CONFIG.image and c["imagePullPolicy"] == CONFIG.image_pull_policy
             assert c["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "agent"}
             assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "agent"}
+            assert c["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "agent"}
+            assert c["startupProbe"]["periodSeconds"] == 1
+            assert c["startupProbe"]["periodSeconds"] * c["startupProbe"]["failureThreshold"] >= 60
             assert c["resources"]["requests"] and c["resources"]["limits"]
         for v in pod["volumes"]:
             assert set(v) & {"configMap", "secret", "emptyDir", "persistentVolumeClaim"}, v  # no hostPath

@@ -416,6 +416,10 @@ def render_deployment(ls_meta: Mapping, key: str, agent: BaseModel, effective: C
         "resources": config.resources_for(role.name).manifest(),
         "securityContext": container_security_context(),
         "volumeMounts": mounts,
+        # Readiness and liveness wait for the first answer, asked every second: a (re)started
+        # agent joins its Service (encoders, viewers) a second after it listens instead of at
+        # the next 5 s readiness period, and a slow start is never a liveness failure.
+        "startupProbe": _probe(1, 120),
         "readinessProbe": _probe(5, 3),
         "livenessProbe": _probe(10, 6),
     }
