@@ -133,6 +133,51 @@ def _ffmpeg_push(fmt: str, url: str) -> list[str]:
             "-c:a", "aac", "-b:a", "64k", "-f", fmt, url]
 
 
+def _selects(selector: Optional[dict], labels: dict) -> bool:
+    """A LabelSelector against labels; an absent selector selects nothing, an empty one everything."""
+    if selector is None:
+        return False
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for e in selector.get("matchExpressions") or ():
+        key, op, values = e["key"], e["operator"], e.get("values") or []
+        if not {"In": key in labels and labels[key] in values, "NotIn": labels.get(key) not in values,
+                "Exists": key in labels, "DoesNotExist": key not in labels}[op]:
+            return False
+    return True
+
+
+def _policy_allows(policies: list[dict], target: dict, port: str, source: dict, source_ns: dict) -> bool:
+    """Whether NetworkPolicy semantics let `source` (a pod, in namespace `source_ns`) reach the
+    container port named `port` of pod `target`: what an enforcing network plugin would decide."""
+    tmeta, tns = target["metadata"], target["metadata"]["namespace"]
+    number = next(p["containerPort"] for c in target["spec"]["containers"] for p in c.get("ports") or ()
+                  if p.get("name") == port)
+    selecting = [p for p in policies if p["metadata"]["namespace"] == tns
+                 and _selects(p["spec"].get("podSelector") or {}, tmeta.get("labels") or {})
+                 and "Ingress" in (p["spec"].get("policyTypes") or ["Ingress"])]
+    if not selecting:
+        return True
+    for policy in selecting:
+        for rule in policy["spec"].get("ingress") or ():
+            if rule.get("ports") and not any(rp.get("port") in (port, number) for rp in rule["ports"]):
+                continue
+            peers = rule.get("from")
+            if not peers:
+                return True
+            for peer in peers:
+                if "ipBlock" in peer:
+                    return True
+                if "namespaceSelector" in peer:
+                    ns_ok = _selects(peer["namespaceSelector"], source_ns["metadata"].get("labels") or {})
+                else:
+                    ns_ok = source["metadata"]["namespace"] == tns
+                if ns_ok and ("podSelector" not in peer
+                              or _selects(peer["podSelector"], source["metadata"].get("labels") or {})):
+                    return True
+    return False
+
+
 def _patch_spec(custom, namespace: str, spec: dict) -> None:
     custom.patch_namespaced_custom_object("onair.dev", "v1alpha1", namespace, "livestreams", "show", {"spec": spec})
 
@@ -256,6 +301,27 @@ def test_chart_operator_and_a_livestream_run_on_the_node(node_cluster, onair_ima
             "print(len(html), *[f'{s} {len(urllib.request.urlopen(s, timeout=5).read())}' for s in srcs])\n")
         out = node_cluster.exec(ls_ns, "viewer", ["python3", "-c", page, player], timeout=30)
         assert "hls.min.js" in out and int(out.split()[-1]) > 100_000, out
+
+        # The NetworkPolicies the operator made, judged against the real pods (the node's bridge
+        # plugin does not enforce them; Calico or Cilium would): the operator pod reaches every
+        # agent, encoders the ingest, viewers the origin's playback port and nothing private.
+        ser = node_cluster.api.sanitize_for_serialization
+        policies = [ser(p) for p in client.NetworkingV1Api(node_cluster.api).list_namespaced_network_policy(ls_ns).items]
+        assert policies
+        live_pods = {p.metadata.labels.get("onair.dev/role"): ser(p) for p in core.list_namespaced_pod(
+            ls_ns, label_selector="app.kubernetes.io/instance=show").items}
+        operator_pod = ser(core.list_namespaced_pod(op_ns, label_selector=selector).items[0])
+        viewer = ser(core.read_namespaced_pod("viewer", ls_ns))
+        namespaces = {ns: ser(core.read_namespace(ns)) for ns in (op_ns, ls_ns)}
+        for role, pod in live_pods.items():
+            assert _policy_allows(policies, pod, "agent", operator_pod, namespaces[op_ns]), \
+                f"the operator pod may not reach the {role} agent:\n{json.dumps(policies, indent=1)}"
+            assert not _policy_allows(policies, pod, "agent", viewer, namespaces[ls_ns]), \
+                f"any pod may reach the {role} agent API"
+        assert _policy_allows(policies, live_pods["ingest"], "rtmp", viewer, namespaces[ls_ns])
+        assert _policy_allows(policies, live_pods["origin"], "http", viewer, namespaces[ls_ns])
+        assert _policy_allows(policies, live_pods["origin"], "upload", live_pods["transcoder"], namespaces[ls_ns])
+        assert not _policy_allows(policies, live_pods["origin"], "upload", viewer, namespaces[ls_ns])
 
         # A recording on the recordings PVC (written as the image's user through fsGroup).
         t0 = time.monotonic()
