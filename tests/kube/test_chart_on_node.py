@@ -373,6 +373,10 @@ def test_chart_operator_and_a_livestream_run_on_the_node(node_cluster, onair_ima
         timings["SRT push from a pod -> status.live"] = time.monotonic() - t0
         core.delete_namespaced_pod("srt-encoder", ls_ns, grace_period_seconds=0)
 
+        logs = _logs(core, op_ns, selector)
+        assert not re.search(r"\b403\b|Forbidden|Traceback", logs), \
+            f"the operator hit missing RBAC or crashed in a handler:\n{logs}"
+
         # The operator pod replaced (a node drain, an upgrade): the new one picks the Livestream up.
         t0 = time.monotonic()
         generation_seen = _status(custom, ls_ns, "show").get("observedGeneration")
@@ -392,6 +396,8 @@ def test_chart_operator_and_a_livestream_run_on_the_node(node_cluster, onair_ima
         warnings = [f"{e.involved_object.kind}/{e.involved_object.name} {e.reason}: {e.message}"
                     for ns in (ls_ns, op_ns) for e in core.list_namespaced_event(ns).items if e.type == "Warning"]
         print("Warning Events:\n  " + "\n  ".join(warnings))
+        # The operator's Events reach the user (its RBAC allows creating them).
+        assert any(w.startswith("Livestream/show IngestStopped") for w in warnings), warnings
 
         logs = _logs(core, op_ns, selector)
         assert not re.search(r"\b403\b|Forbidden|Traceback", logs), \
