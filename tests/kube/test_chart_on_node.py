@@ -454,8 +454,10 @@ def test_chart_operator_and_a_livestream_run_on_the_node(node_cluster, onair_ima
                      timeout=60, what="Livestream deleted")
         except Exception as e:  # noqa: BLE001 - reported, teardown continues
             print(f"teardown: {e}")
-        if installed:
-            _helm("uninstall", RELEASE, "--namespace", op_ns, "--wait", "--timeout", "60s",
-                  kubeconfig=node_cluster.kubeconfig)
-        for ns in (ls_ns, op_ns):
-            core.delete_namespace(ns, propagation_policy="Background")
+        try:
+            if installed:
+                _helm("uninstall", RELEASE, "--namespace", op_ns, "--wait", "--timeout", "60s",
+                      kubeconfig=node_cluster.kubeconfig)
+        finally:
+            for ns in (ls_ns, op_ns):
+                core.delete_namespace(ns, propagation_policy="Background")
