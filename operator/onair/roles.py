@@ -25,11 +25,12 @@ class Port:
 class Role:
     name: str
     ports: tuple[Port, ...]
-    # Every role is the same binary; the config file says the rest.
-    command: tuple[str, ...] = field(default=())
+    # Every role is the same binary; the config file says the rest. The pod names the command
+    # itself: args alone would be appended to the image's ENTRYPOINT (`onair onair agent ...`).
+    command: tuple[str, ...] = field(default=("onair",))
 
     def args(self) -> list[str]:
-        return ["onair", "agent", self.name, "--config", CONFIG_PATH]
+        return ["agent", self.name, "--config", CONFIG_PATH]
 
 
 INGEST = Role("ingest", (

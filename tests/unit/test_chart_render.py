@@ -216,7 +216,9 @@ def test_operator_is_one_recreated_standalone_kopf_replica_with_liveness_probes(
     assert dep["spec"]["strategy"] == {"type": "Recreate"}
     c = dep["spec"]["template"]["spec"]["containers"][0]
     assert c["image"] == "ghcr.io/onair-dev/onair:0.1.0"
-    assert c["args"][:2] == ["onair", "run"]
+    # Explicit command: args alone would follow the image's ENTRYPOINT (`onair onair run`).
+    assert c["command"] == ["onair"]
+    assert c["args"][0] == "run"
     assert "--standalone" in c["args"] and "--all-namespaces" in c["args"]
     assert "--liveness=http://0.0.0.0:8080/healthz" in c["args"]
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
@@ -233,7 +235,8 @@ def test_operator_is_one_recreated_standalone_kopf_replica_with_liveness_probes(
 def test_the_run_args_are_accepted_by_onair_run(extra):
     """The real `onair run` parses the chart's args and gets as far as looking for credentials
     (an unknown flag would stop it at argument parsing, with exit code 2)."""
-    args = only(render(*extra), "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    c = only(render(*extra), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    args = c["command"] + c["args"]
     assert args[:2] == ["onair", "run"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ONAIR_") and k != "KUBECONFIG"}
     proc = subprocess.run(["onair", "run", *args[2:], "--kubeconfig", "/nonexistent/kubeconfig"],

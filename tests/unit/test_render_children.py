@@ -337,6 +337,9 @@ def test_every_pod_is_restricted(rendered):
             assert c["image"] == CONFIG.image and c["imagePullPolicy"] == CONFIG.image_pull_policy
             assert c["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "agent"}
             assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "agent"}
+            assert c["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "agent"}
+            assert c["startupProbe"]["periodSeconds"] == 1
+            assert c["startupProbe"]["periodSeconds"] * c["startupProbe"]["failureThreshold"] >= 60
             assert c["resources"]["requests"] and c["resources"]["limits"]
         for v in pod["volumes"]:
             assert set(v) & {"configMap", "secret", "emptyDir", "persistentVolumeClaim"}, v  # no hostPath
@@ -348,7 +351,9 @@ def test_pods_run_the_role_binary_with_its_ports(rendered):
         role = roles.ROLES["ingest" if key.startswith("ingest") else key]
         pod = dep["spec"]["template"]["spec"]
         (c,) = pod["containers"]
-        assert c["args"] == role.args()
+        # The command is explicit: args alone would follow the image's ENTRYPOINT (onair).
+        assert c["command"] == ["onair"]
+        assert c["args"] == ["agent", role.name, "--config", roles.CONFIG_PATH]
         assert [(p["name"], p["containerPort"], p["protocol"]) for p in c["ports"]] == \
             [(p.name, p.number, p.protocol) for p in role.ports]
         assert dep["spec"]["strategy"] == {"type": "Recreate"} and dep["spec"]["replicas"] == 1

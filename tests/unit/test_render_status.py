@@ -79,6 +79,15 @@ def test_unreachable_agents_mean_reconciling_and_not_live():
     assert find_condition(out["conditions"], "Reconciling")["message"] == "waiting for agents: ingest, recorder"
 
 
+def test_unreachable_agents_say_why_their_pods_do_not_run():
+    agents = healthy()
+    agents["ingest"] = None
+    del agents["recorder"]
+    why = "pod show-recorder-1 cannot be scheduled: 0/1 nodes are available: 1 Insufficient cpu."
+    out = status({"phase": "live"}, agents=agents, pod_problems={"recorder": why, "origin": "not missing"})
+    assert find_condition(out["conditions"], "Ready")["message"] == f"waiting for agents: ingest, recorder ({why})"
+
+
 def test_backup_and_pull_sources():
     agents = healthy(receiving=False, **{"ingest-backup": IngestStatus(slot="backup", receiving=True)})
     agents["transcoder"] = TranscoderStatus(active_source="backup")

@@ -96,7 +96,8 @@ and watches every kind it handles. get is granted wherever list is: it reveals n
 - apiGroups: ["gateway.networking.k8s.io"]
   resources: ["httproutes"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
-# Agent pods' IPs are how the operator reaches each agent's /status and /desired.
+# Agent pods' IPs are how the operator reaches each agent's /status and /desired; their status
+# says why an agent does not answer (unschedulable, crash loop, image), for the Ready condition.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch"]

@@ -70,6 +70,8 @@ KINDS: dict[tuple[str, str], Kind] = {(k.api_version, k.kind): k for k in (
 )}
 LIVESTREAM = KINDS[("onair.dev/v1alpha1", "Livestream")]
 CALLTYPE = KINDS[("onair.dev/v1alpha1", "CallType")]
+# Read only (why an agent does not answer); pods are the Deployments' business, never applied.
+POD = Kind("v1", "Pod", "pods")
 
 
 def kind_of(obj: dict) -> Kind:

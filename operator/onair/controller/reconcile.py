@@ -23,16 +23,17 @@ from onair.api.calltype import CallType
 from onair.api.conditions import BROADCASTING_FAILED
 from onair.api.livestream import LivestreamSpec
 from onair.render import credentials as rcreds
-from onair.render.children import (IngestExposure, RenderedChildren, child_name, render_children, render_urls,
-                                   slot_of)
+from onair.render.children import (IngestExposure, RenderedChildren, child_name, child_selector, render_children,
+                                   render_urls, slot_of)
 from onair.render.lifecycle import desired_lifecycle, to_agent_desired
+from onair.render.pods import pod_problem
 from onair.render.resolve import Problem, resolve
 from onair.render.status import broadcast_problem, input_live, livestream_status, status_patch
 
 from . import events, members, refusals
 from .apply import apply_children
 from .calltype import calltype_version
-from .kubeapi import KINDS, LIVESTREAM, KubeError
+from .kubeapi import KINDS, LIVESTREAM, POD, KubeError
 from .runtime import LivestreamState, Runtime
 
 log = logging.getLogger("onair.controller")
@@ -237,9 +238,14 @@ async def sync_status(rt: Runtime, state: LivestreamState, ls: Mapping, body: Ma
             state.refusals = refusals.RefusalAnnouncer(rt.refusal_event_interval_seconds)
         refusals.announce(state.refusals, body, agents, state.namespace, state.name, rendered.credentials_secret,
                           now)
+    missing = [key for key in rendered.agent_configs if agents.get(key) is None]
+    if probe and missing:
+        state.pod_problems = await _pod_problems(rt, state, missing)
+    elif not missing:
+        state.pod_problems = {}
     new = livestream_status(lifecycle=lifecycle, rendered=rendered, agents=agents, previous=stored,
                             generation=state.rendered_generation, now=now, dvr_cleared_at=cleared,
-                            broadcast_failure=state.broadcast_failure)
+                            broadcast_failure=state.broadcast_failure, pod_problems=state.pod_problems)
     await write_status(rt, state, body, stored, new)
 
 
@@ -261,6 +267,24 @@ def with_public_ingest(rt: Runtime, state: LivestreamState, spec: LivestreamSpec
     exposure = ingest_exposures(rt, state.namespace, state.name)
     urls = render_urls(state.name, state.namespace, spec, rendered.effective, rt.config, exposure)
     return rendered if urls == rendered.urls else replace(rendered, urls=urls)
+
+
+async def _pod_problems(rt: Runtime, state: LivestreamState, keys: list[str]) -> dict[str, str]:
+    """Why the pods of the agents ``keys`` (which do not answer) are not running: read only while
+    some agent is missing, so a healthy Livestream costs no pod reads."""
+    selector = ",".join(f"{k}={v}" for k, v in child_selector(state.name).items())
+    try:
+        pods = await rt.kube.list(POD, state.namespace, label_selector=selector)
+    except KubeError as exc:
+        log.debug("%s/%s: cannot read the agents' pods: %s", state.namespace, state.name, exc)
+        return dict(state.pod_problems)
+    out: dict[str, str] = {}
+    for pod in pods:
+        key = ((pod.get("metadata") or {}).get("labels") or {}).get("app.kubernetes.io/component")
+        problem = pod_problem(pod) if key in keys else None
+        if problem:
+            out[key] = problem
+    return out
 
 
 def _agent_token(state: LivestreamState) -> Optional[str]:

@@ -60,6 +60,7 @@ class LivestreamState:
     unknown_roles_warned: frozenset = frozenset()  # UnknownRole entries already announced by an Event
     broadcast_failing_since: Optional[datetime] = None
     broadcast_failure: Optional[str] = None  # the message, once failing has outlasted the grace period
+    pod_problems: dict[str, str] = field(default_factory=dict)  # role key -> why its pod does not run
     transient_failures: int = 0
     refusals: Optional[RefusalAnnouncer] = None  # created by the first status poll
 

@@ -458,16 +458,19 @@ def render_deployment(ls_meta: Mapping, key: str, agent: BaseModel, effective: C
         "name": role.name,
         "image": config.image,
         "imagePullPolicy": config.image_pull_policy,
+        "command": list(role.command),
         "args": role.args(),
         "ports": [{"name": p.name, "containerPort": p.number, "protocol": p.protocol} for p in role.ports],
         "resources": config.resources_for(role.name).manifest(),
         "securityContext": container_security_context(),
         "volumeMounts": mounts,
+        # Readiness and liveness wait for the first answer, asked every second: a (re)started
+        # agent joins its Service (encoders, viewers) a second after it listens instead of at
+        # the next 5 s readiness period, and a slow start is never a liveness failure.
+        "startupProbe": _probe(1, 120),
         "readinessProbe": _probe(5, 3),
         "livenessProbe": _probe(10, 6),
     }
-    if role.command:
-        container["command"] = list(role.command)
     pod_labels = {**labels(name, key), LABEL_ROLE: role.name}
     pod_spec: dict = {
         "automountServiceAccountToken": False,

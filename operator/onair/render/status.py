@@ -119,7 +119,8 @@ def recording_condition(lifecycle: Lifecycle, rendered: RenderedChildren, record
 def livestream_status(*, lifecycle: Optional[Lifecycle], rendered: Optional[RenderedChildren],
                       agents: Mapping[str, Any], previous: Optional[Mapping], generation: Optional[int],
                       now: datetime, problem: Optional[Problem] = None,
-                      dvr_cleared_at: Optional[datetime] = None, broadcast_failure: Optional[str] = None) -> dict:
+                      dvr_cleared_at: Optional[datetime] = None, broadcast_failure: Optional[str] = None,
+                      pod_problems: Optional[Mapping[str, str]] = None) -> dict:
     """The desired ``status`` dict (camelCase, JSON-ready).
 
     ``agents``: role key (as in ``rendered.agent_configs``) → the agent's ``*Status`` model, or
@@ -131,6 +132,8 @@ def livestream_status(*, lifecycle: Optional[Lifecycle], rendered: Optional[Rend
     ``broadcast_failure``: what keeps broadcasting from working (``broadcast_problem``, worded for
     the user), once it has lasted long enough to be more than a start-up delay; Ready is False
     with reason ``BroadcastingFailed`` while it is set.
+    ``pod_problems``: role key → why its pod does not run (``onair.render.pods.pod_problem``),
+    added to the AgentsNotReady message of the agents that do not report.
     """
     previous = dict(previous or {})
     prev_conditions = previous.get("conditions")
@@ -213,7 +216,8 @@ def livestream_status(*, lifecycle: Optional[Lifecycle], rendered: Optional[Rend
                         and recorder.state in ("disk_full", "error"))
     if missing:
         out["conditions"] = kstatus_conditions(
-            False, True, False, AGENTS_NOT_READY, f"waiting for agents: {', '.join(missing)}",
+            False, True, False, AGENTS_NOT_READY, "waiting for agents: " + ", ".join(
+                f"{key} ({(pod_problems or {})[key]})" if (pod_problems or {}).get(key) else key for key in missing),
             generation=generation, now=now, previous=prev_conditions)
     elif broadcast_failure:
         # Not Stalled either: the transcoder restarts its encoder by itself.
