@@ -53,7 +53,8 @@ def test_livestream_gets_every_child_with_the_right_spec(operator, kube, calltyp
     dep = children[("Deployment", "show-transcoder")]
     pod = dep["spec"]["template"]["spec"]
     container = pod["containers"][0]
-    assert container["args"] == ["onair", "agent", "transcoder", "--config", "/etc/onair/config.json"]
+    assert container["command"] == ["onair"]
+    assert container["args"] == ["agent", "transcoder", "--config", "/etc/onair/config.json"]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert pod["securityContext"]["runAsNonRoot"] is True
