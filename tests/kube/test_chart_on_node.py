@@ -243,9 +243,24 @@ def test_chart_operator_and_a_livestream_run_on_the_node(node_cluster, onair_ima
 
         status = wait_for(lambda: (s := _status(custom, ls_ns, "show")).get("credentialsSecret") and s,
                           timeout=30, what="status.credentialsSecret")
-        secret = core.read_namespaced_secret(status["credentialsSecret"], ls_ns)
-        publish = base64.b64decode(secret.data["rtmpPublishUrl"]).decode()
-        assert f".{ls_ns}.svc" in publish, publish
+        # The URLs the owner is given are the ones encoders outside dial: the node's address and
+        # the nodePorts Kubernetes allocated to the ingest Service.
+        svc = core.read_namespaced_service("show-ingest", ls_ns)
+        assert svc.spec.type == "NodePort"
+        node_ports = {p.name: p.node_port for p in svc.spec.ports}
+        outside_host = f"{node_cluster.node.node_ip}:{node_ports['rtmp']}"
+
+        def secret_with_outside_urls():
+            got = core.read_namespaced_secret(status["credentialsSecret"], ls_ns)
+            return got if outside_host in base64.b64decode(got.data["rtmpPublishUrl"]).decode() else None
+
+        secret = wait_for(secret_with_outside_urls, timeout=30, what=f"publish URLs naming {outside_host}")
+        key = base64.b64decode(secret.data["streamKey"]).decode()
+        outside = base64.b64decode(secret.data["rtmpPublishUrl"]).decode()
+        assert outside == f"rtmp://{outside_host}/live/{key}", outside
+        assert _status(custom, ls_ns, "show")["ingest"]["rtmp"].startswith(f"rtmp://{outside_host}/")
+        # Inside the cluster the Service name works too.
+        publish = f"rtmp://show-ingest.{ls_ns}.svc:1935/live/{key}"
 
         # The encoder: ffmpeg of the onair image, in its own pod, pushing through the Service name.
         t0 = time.monotonic()
@@ -340,11 +355,6 @@ def test_chart_operator_and_a_livestream_run_on_the_node(node_cluster, onair_ima
         core.delete_namespaced_pod("encoder", ls_ns, grace_period_seconds=0)
         wait_for(lambda: _status(custom, ls_ns, "show").get("live") is False, timeout=60, interval=0.5,
                  what="status.live false once the encoder pod is gone")
-        svc = core.read_namespaced_service("show-ingest", ls_ns)
-        assert svc.spec.type == "NodePort"
-        node_port = next(p.node_port for p in svc.spec.ports if p.name == "rtmp")
-        key = base64.b64decode(secret.data["streamKey"]).decode()
-        outside = f"rtmp://{node_cluster.node.node_ip}:{node_port}/live/{key}"
         t0 = time.monotonic()
         host_encoder = subprocess.Popen(_ffmpeg_push("flv", outside), stdout=subprocess.DEVNULL,
                                         stderr=subprocess.PIPE, text=True)
@@ -360,7 +370,10 @@ def test_chart_operator_and_a_livestream_run_on_the_node(node_cluster, onair_ima
                  what="status.live false once the host encoder stopped")
 
         # SRT (UDP through the Service) from an encoder pod.
-        srt = base64.b64decode(secret.data["srtPublishUrl"]).decode()
+        srt_outside = base64.b64decode(secret.data["srtPublishUrl"]).decode()
+        srt_host = f"{node_cluster.node.node_ip}:{node_ports['srt']}"
+        assert srt_outside.startswith(f"srt://{srt_host}?"), srt_outside
+        srt = srt_outside.replace(srt_host, f"show-ingest.{ls_ns}.svc:9998", 1)
         t0 = time.monotonic()
         core.create_namespaced_pod(ls_ns, _restricted_pod("srt-encoder", onair_image.name, _ffmpeg_push("mpegts", srt)))
         try:
