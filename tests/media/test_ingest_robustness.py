@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -65,6 +66,9 @@ def test_garbage_on_every_port_is_logged_and_survived(ingest_agent, publishers):
     assert ingest.wait_receiving()["protocol"] == "srt"
     pub.stop()
     ingest.wait_receiving(False, timeout=10)
+    # The SRT caller holds the slot until srt-live-transmit sees it hang up, which can come a
+    # moment after nginx's bridge stopped publishing; WHIP before that is rightly a 409.
+    wait_for(lambda: re.search(r"SRT caller .*left", ingest.log_text()), 15, what="the SRT caller to leave")
     client = WhipPublisher(ingest.whip_url, ingest.whip_token).start()
     try:
         assert client.status == 201
