@@ -16,121 +16,18 @@ import re
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import pytest
 
-from onair.packaging import manifests
 from tests.fixtures.cluster import wait_for
+from tests.fixtures.kube import (ROLES, SMALL, ffmpeg_push, helm, livestream_status, patch_spec, pod_logs,
+                                 pod_problems, restricted_namespace, restricted_pod, wait_pods_ready)
 
 pytestmark = [pytest.mark.kube, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 RELEASE = "onair"
-RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted",
-              "pod-security.kubernetes.io/enforce-version": "latest"}
-# Every media role asks for little: the node has 2 cores shared with the test machine, and the
-# operator's defaults (transcoder 1.5 cores) are sized for real streams, not for one 360p rung.
-SMALL = {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
-ROLES = ("ingest", "transcoder", "origin", "recorder")
-WAITING_FAILURES = ("ErrImageNeverPull", "ErrImagePull", "ImagePullBackOff", "CreateContainerError",
-                    "CrashLoopBackOff", "CreateContainerConfigError", "RunContainerError", "InvalidImageName")
-RESTRICTED_POD = {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
-                  "seccompProfile": {"type": "RuntimeDefault"}}
-RESTRICTED_CONTAINER = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
-                        "runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
-
-
-def _helm(*args: str, kubeconfig: str, timeout: float = 180) -> str:
-    try:
-        helm = manifests.find_helm()
-    except manifests.HelmMissing as e:
-        pytest.fail(f"the kube tier needs helm (scripts/install-deps builds it): {e}")
-    proc = subprocess.run([str(helm), "--kubeconfig", kubeconfig, *args], capture_output=True, text=True,
-                          timeout=timeout)
-    assert proc.returncode == 0, f"helm {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout
-
-
-def _restricted_namespace(core, name: str) -> str:
-    from kubernetes import client
-
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
-        name=name, labels={"onair.dev/test": "true", **RESTRICTED})))
-    return name
-
-
-def _pod_problems(core, namespace: str) -> str:
-    """What a platform engineer would look at when pods do not come up: phases, waiting reasons,
-    and the namespace's Warning Events."""
-    lines = []
-    for p in core.list_namespaced_pod(namespace).items:
-        states = []
-        for cs in p.status.container_statuses or []:
-            w, t = cs.state.waiting, cs.state.terminated
-            states.append(f"{cs.name}: ready={cs.ready} restarts={cs.restart_count}"
-                          + (f" waiting {w.reason}: {w.message}" if w else "")
-                          + (f" terminated {t.reason} ({t.exit_code}): {t.message}" if t else ""))
-        lines.append(f"pod {p.metadata.name} {p.status.phase} {'; '.join(states)}")
-    for e in core.list_namespaced_event(namespace).items:
-        if e.type == "Warning":
-            lines.append(f"event {e.involved_object.kind}/{e.involved_object.name} {e.reason}: {e.message}")
-    return "\n".join(lines)
-
-
-def _logs(core, namespace: str, selector: str) -> str:
-    out = []
-    for p in core.list_namespaced_pod(namespace, label_selector=selector).items:
-        for previous in (True, False):
-            try:
-                text = core.read_namespaced_pod_log(p.metadata.name, namespace, previous=previous, tail_lines=40)
-            except Exception:  # noqa: BLE001 - no previous container
-                continue
-            out.append(f"--- {p.metadata.name}{' (previous)' if previous else ''}\n{text}")
-    return "\n".join(out)
-
-
-def _wait_pods_ready(core, namespace: str, selector: str, count: int, timeout: float, what: str) -> list:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pods = [p for p in core.list_namespaced_pod(namespace, label_selector=selector).items
-                if not p.metadata.deletion_timestamp]
-        for p in pods:
-            for cs in p.status.container_statuses or []:
-                if cs.state.waiting and cs.state.waiting.reason in WAITING_FAILURES and (
-                        cs.state.waiting.reason != "CrashLoopBackOff" or cs.restart_count >= 2):
-                    pytest.fail(f"{what}: pod {p.metadata.name} cannot start: {cs.state.waiting.reason}: "
-                                f"{cs.state.waiting.message}\n{_pod_problems(core, namespace)}\n"
-                                f"{_logs(core, namespace, selector)}")
-        if len(pods) == count and all(
-                p.status.phase == "Running" and p.status.container_statuses
-                and all(cs.ready for cs in p.status.container_statuses) for p in pods):
-            return pods
-        time.sleep(0.5)
-    pytest.fail(f"{what}: not {count} pod(s) Running and Ready within {timeout:.0f}s\n"
-                f"{_pod_problems(core, namespace)}\n{_logs(core, namespace, selector)}")
-
-
-def _restricted_pod(name: str, image: str, command: list[str]) -> dict[str, Any]:
-    """A pod of the onair image that the restricted namespace admits."""
-    return {
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": name}},
-        "spec": {
-            "terminationGracePeriodSeconds": 1, "automountServiceAccountToken": False,
-            "enableServiceLinks": False, "securityContext": RESTRICTED_POD,
-            "containers": [{"name": "main", "image": image, "imagePullPolicy": "Never", "command": command,
-                            "securityContext": RESTRICTED_CONTAINER,
-                            "resources": {"requests": {"cpu": "50m", "memory": "32Mi"}}}],
-        },
-    }
-
-
-def _ffmpeg_push(fmt: str, url: str) -> list[str]:
-    """A small live source: 360p at 15 fps with a tone, encoded as an encoder app would."""
-    return ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "warning", "-re",
-            "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=15", "-f", "lavfi", "-i", "sine=frequency=440",
-            "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "15", "-pix_fmt", "yuv420p",
-            "-c:a", "aac", "-b:a", "64k", "-f", fmt, url]
 
 
 def _selects(selector: Optional[dict], labels: dict) -> bool:
@@ -178,15 +75,6 @@ def _policy_allows(policies: list[dict], target: dict, port: str, source: dict, 
     return False
 
 
-def _patch_spec(custom, namespace: str, spec: dict) -> None:
-    custom.patch_namespaced_custom_object("onair.dev", "v1alpha1", namespace, "livestreams", "show", {"spec": spec})
-
-
-def _status(custom, namespace: str, name: str) -> dict:
-    return custom.get_namespaced_custom_object("onair.dev", "v1alpha1", namespace, "livestreams", name).get(
-        "status") or {}
-
-
 def test_chart_operator_and_a_livestream_run_on_the_node(node_cluster, onair_image):
     from kubernetes import client
 
@@ -194,8 +82,8 @@ def test_chart_operator_and_a_livestream_run_on_the_node(node_cluster, onair_ima
     custom = client.CustomObjectsApi(node_cluster.api)
     timings: dict[str, float] = {}
     suffix = str(int(time.time()) % 100000)
-    op_ns = _restricted_namespace(core, f"onair-system-{suffix}")
-    ls_ns = _restricted_namespace(core, f"streams-{suffix}")
+    op_ns = restricted_namespace(core, f"onair-system-{suffix}")
+    ls_ns = restricted_namespace(core, f"streams-{suffix}")
     installed = False
     try:
         t0 = time.monotonic()
@@ -209,7 +97,7 @@ def test_chart_operator_and_a_livestream_run_on_the_node(node_cluster, onair_ima
                 for k, v in quantities.items():
                     resources += ["--set-string", f"livestreams.resources.{role}.{part}.{k}={v}"]
         t0 = time.monotonic()
-        _helm("install", RELEASE, str(ROOT / "charts/onair"), "--namespace", op_ns,
+        helm("install", RELEASE, str(ROOT / "charts/onair"), "--namespace", op_ns,
               "--set", f"image.repository={onair_image.repository}", "--set", f"image.tag={onair_image.tag}",
               "--set", "image.pullPolicy=Never", "--set", "livestreams.statusPollIntervalSeconds=1",
               # Encoders outside the cluster push to the node's address.
@@ -217,7 +105,7 @@ def test_chart_operator_and_a_livestream_run_on_the_node(node_cluster, onair_ima
               *resources, kubeconfig=node_cluster.kubeconfig)
         installed = True
         selector = "app.kubernetes.io/component=operator"
-        [op_pod] = _wait_pods_ready(core, op_ns, selector, 1, 120, "operator")
+        [op_pod] = wait_pods_ready(core, op_ns, selector, 1, 120, "operator")
         timings["helm install -> operator Ready"] = time.monotonic() - t0
         assert op_pod.spec.service_account_name == f"{RELEASE}-operator"
 
@@ -232,7 +120,7 @@ def test_chart_operator_and_a_livestream_run_on_the_node(node_cluster, onair_ima
                 "recording": {"mode": "available", "storage": {"size": "1Gi"}},
                 "screenshots": {"enabled": False},
             }}})
-        pods = _wait_pods_ready(core, ls_ns, "app.kubernetes.io/instance=show", len(ROLES), 240,
+        pods = wait_pods_ready(core, ls_ns, "app.kubernetes.io/instance=show", len(ROLES), 240,
                                 "the Livestream's media pods")
         timings["Livestream apply -> all pods Ready"] = time.monotonic() - t0
         by_role = {p.metadata.labels.get("onair.dev/role"): p for p in pods}
@@ -241,7 +129,7 @@ def test_chart_operator_and_a_livestream_run_on_the_node(node_cluster, onair_ima
         assert claims and all(c.status.phase == "Bound" for c in claims), \
             [(c.metadata.name, c.status.phase) for c in claims]
 
-        status = wait_for(lambda: (s := _status(custom, ls_ns, "show")).get("credentialsSecret") and s,
+        status = wait_for(lambda: (s := livestream_status(custom, ls_ns, "show")).get("credentialsSecret") and s,
                           timeout=30, what="status.credentialsSecret")
         # The URLs the owner is given are the ones encoders outside dial: the node's address and
         # the nodePorts Kubernetes allocated to the ingest Service.
@@ -258,25 +146,25 @@ def test_chart_operator_and_a_livestream_run_on_the_node(node_cluster, onair_ima
         key = base64.b64decode(secret.data["streamKey"]).decode()
         outside = base64.b64decode(secret.data["rtmpPublishUrl"]).decode()
         assert outside == f"rtmp://{outside_host}/live/{key}", outside
-        assert _status(custom, ls_ns, "show")["ingest"]["rtmp"].startswith(f"rtmp://{outside_host}/")
+        assert livestream_status(custom, ls_ns, "show")["ingest"]["rtmp"].startswith(f"rtmp://{outside_host}/")
         # Inside the cluster the Service name works too.
         publish = f"rtmp://show-ingest.{ls_ns}.svc:1935/live/{key}"
 
         # The encoder: ffmpeg of the onair image, in its own pod, pushing through the Service name.
         t0 = time.monotonic()
-        core.create_namespaced_pod(ls_ns, _restricted_pod("encoder", onair_image.name,
-                                                          _ffmpeg_push("flv", publish)))
+        core.create_namespaced_pod(ls_ns, restricted_pod("encoder", onair_image.name,
+                                                          ffmpeg_push("flv", publish)))
         try:
-            wait_for(lambda: _status(custom, ls_ns, "show").get("live") is True, timeout=90, interval=0.5,
+            wait_for(lambda: livestream_status(custom, ls_ns, "show").get("live") is True, timeout=90, interval=0.5,
                      what="status.live after the encoder pod's RTMP push")
         except BaseException:
-            print(_pod_problems(core, ls_ns), _logs(core, ls_ns, "app=encoder"),
-                  _logs(core, ls_ns, "app.kubernetes.io/instance=show"), json.dumps(_status(custom, ls_ns, "show"),
+            print(pod_problems(core, ls_ns), pod_logs(core, ls_ns, "app=encoder"),
+                  pod_logs(core, ls_ns, "app.kubernetes.io/instance=show"), json.dumps(livestream_status(custom, ls_ns, "show"),
                                                                                  indent=1, default=str))
             raise
         timings["push -> status.live"] = time.monotonic() - t0
 
-        hls = wait_for(lambda: (_status(custom, ls_ns, "show").get("playback") or {}).get("hlsCmaf"),
+        hls = wait_for(lambda: (livestream_status(custom, ls_ns, "show").get("playback") or {}).get("hlsCmaf"),
                        timeout=30, what="status.playback.hlsCmaf")
         assert f"show-origin.{ls_ns}.svc" in hls, hls
         # A viewer inside the cluster: follows the master playlist to a media playlist and
@@ -298,7 +186,7 @@ def test_chart_operator_and_a_livestream_run_on_the_node(node_cluster, onair_ima
             "    except Exception as e:\n"
             "        if time.monotonic() > deadline: print('FAILED', repr(e)); sys.exit(1)\n"
             "        time.sleep(0.5)\n")
-        core.create_namespaced_pod(ls_ns, _restricted_pod("viewer", onair_image.name, ["sleep", "600"]))
+        core.create_namespaced_pod(ls_ns, restricted_pod("viewer", onair_image.name, ["sleep", "600"]))
         node_cluster.wait_running(ls_ns, "viewer", timeout=60)
         out = node_cluster.exec(ls_ns, "viewer", ["python3", "-c", fetch, hls], timeout=90)
         timings["push -> first HLS segment downloaded"] = time.monotonic() - t0
@@ -306,8 +194,8 @@ def test_chart_operator_and_a_livestream_run_on_the_node(node_cluster, onair_ima
         assert size > 1000, out
 
         # The player page, and the hls.js it loads, from the same origin.
-        player = (_status(custom, ls_ns, "show").get("playback") or {}).get("player")
-        assert player, _status(custom, ls_ns, "show").get("playback")
+        player = (livestream_status(custom, ls_ns, "show").get("playback") or {}).get("player")
+        assert player, livestream_status(custom, ls_ns, "show").get("playback")
         page = (
             "import re, sys, urllib.request, urllib.parse\n"
             "url = sys.argv[1]\n"
@@ -340,12 +228,12 @@ def test_chart_operator_and_a_livestream_run_on_the_node(node_cluster, onair_ima
 
         # A recording on the recordings PVC (written as the image's user through fsGroup).
         t0 = time.monotonic()
-        _patch_spec(custom, ls_ns, {"recording": True})
-        wait_for(lambda: (s := _status(custom, ls_ns, "show")).get("recording") is True
+        patch_spec(custom, ls_ns, {"recording": True})
+        wait_for(lambda: (s := livestream_status(custom, ls_ns, "show")).get("recording") is True
                  and (s.get("recordingDurationSeconds") or 0) >= 2, timeout=60, interval=0.5,
                  what="status.recording with recorded seconds")
-        _patch_spec(custom, ls_ns, {"recording": False})
-        recordings = wait_for(lambda: _status(custom, ls_ns, "show").get("recordings"), timeout=60, interval=0.5,
+        patch_spec(custom, ls_ns, {"recording": False})
+        recordings = wait_for(lambda: livestream_status(custom, ls_ns, "show").get("recordings"), timeout=60, interval=0.5,
                               what="status.recordings after stopping the recording")
         parts = recordings[-1]["parts"]
         assert parts and all(p["bytes"] > 0 for p in parts), recordings
@@ -353,20 +241,20 @@ def test_chart_operator_and_a_livestream_run_on_the_node(node_cluster, onair_ima
 
         # An encoder outside the cluster: the host pushes to the ingest's NodePort on the node.
         core.delete_namespaced_pod("encoder", ls_ns, grace_period_seconds=0)
-        wait_for(lambda: _status(custom, ls_ns, "show").get("live") is False, timeout=60, interval=0.5,
+        wait_for(lambda: livestream_status(custom, ls_ns, "show").get("live") is False, timeout=60, interval=0.5,
                  what="status.live false once the encoder pod is gone")
         t0 = time.monotonic()
-        host_encoder = subprocess.Popen(_ffmpeg_push("flv", outside), stdout=subprocess.DEVNULL,
+        host_encoder = subprocess.Popen(ffmpeg_push("flv", outside), stdout=subprocess.DEVNULL,
                                         stderr=subprocess.PIPE, text=True)
         try:
-            wait_for(lambda: host_encoder.poll() is None and _status(custom, ls_ns, "show").get("live") is True,
+            wait_for(lambda: host_encoder.poll() is None and livestream_status(custom, ls_ns, "show").get("live") is True,
                      timeout=60, interval=0.5, what=f"status.live from the host's push to {outside}")
             timings["host push via NodePort -> status.live"] = time.monotonic() - t0
         finally:
             host_encoder.terminate()
             _, err = host_encoder.communicate(timeout=10)
         assert "Error" not in (err or ""), err
-        wait_for(lambda: _status(custom, ls_ns, "show").get("live") is False, timeout=60, interval=0.5,
+        wait_for(lambda: livestream_status(custom, ls_ns, "show").get("live") is False, timeout=60, interval=0.5,
                  what="status.live false once the host encoder stopped")
 
         # SRT (UDP through the Service) from an encoder pod.
@@ -375,29 +263,29 @@ def test_chart_operator_and_a_livestream_run_on_the_node(node_cluster, onair_ima
         assert srt_outside.startswith(f"srt://{srt_host}?"), srt_outside
         srt = srt_outside.replace(srt_host, f"show-ingest.{ls_ns}.svc:9998", 1)
         t0 = time.monotonic()
-        core.create_namespaced_pod(ls_ns, _restricted_pod("srt-encoder", onair_image.name, _ffmpeg_push("mpegts", srt)))
+        core.create_namespaced_pod(ls_ns, restricted_pod("srt-encoder", onair_image.name, ffmpeg_push("mpegts", srt)))
         try:
-            wait_for(lambda: _status(custom, ls_ns, "show").get("live") is True, timeout=60, interval=0.5,
+            wait_for(lambda: livestream_status(custom, ls_ns, "show").get("live") is True, timeout=60, interval=0.5,
                      what="status.live after the encoder pod's SRT push")
         except BaseException:
-            print(_pod_problems(core, ls_ns), _logs(core, ls_ns, "app=srt-encoder"),
-                  _logs(core, ls_ns, "app.kubernetes.io/instance=show"))
+            print(pod_problems(core, ls_ns), pod_logs(core, ls_ns, "app=srt-encoder"),
+                  pod_logs(core, ls_ns, "app.kubernetes.io/instance=show"))
             raise
         timings["SRT push from a pod -> status.live"] = time.monotonic() - t0
         core.delete_namespaced_pod("srt-encoder", ls_ns, grace_period_seconds=0)
 
-        logs = _logs(core, op_ns, selector)
+        logs = pod_logs(core, op_ns, selector)
         assert not re.search(r"\b403\b|Forbidden|Traceback", logs), \
             f"the operator hit missing RBAC or crashed in a handler:\n{logs}"
 
         # The operator pod replaced (a node drain, an upgrade): the new one picks the Livestream up.
         t0 = time.monotonic()
-        generation_seen = _status(custom, ls_ns, "show").get("observedGeneration")
+        generation_seen = livestream_status(custom, ls_ns, "show").get("observedGeneration")
         core.delete_namespaced_pod(op_pod.metadata.name, op_ns)
-        [new_op] = _wait_pods_ready(core, op_ns, selector, 1, 90, "the replacement operator pod")
+        [new_op] = wait_pods_ready(core, op_ns, selector, 1, 90, "the replacement operator pod")
         assert new_op.metadata.name != op_pod.metadata.name
-        _patch_spec(custom, ls_ns, {"displayName": "after the operator restart"})
-        wait_for(lambda: (_status(custom, ls_ns, "show").get("observedGeneration") or 0) > (generation_seen or 0),
+        patch_spec(custom, ls_ns, {"displayName": "after the operator restart"})
+        wait_for(lambda: (livestream_status(custom, ls_ns, "show").get("observedGeneration") or 0) > (generation_seen or 0),
                  timeout=60, interval=0.5, what="the replacement operator reconciling a spec change")
         timings["operator pod replaced -> reconciling again"] = time.monotonic() - t0
 
@@ -405,14 +293,14 @@ def test_chart_operator_and_a_livestream_run_on_the_node(node_cluster, onair_ima
         restarted = {p.metadata.name: cs.restart_count for ns in (ls_ns, op_ns)
                      for p in core.list_namespaced_pod(ns).items for cs in p.status.container_statuses or []
                      if cs.restart_count}
-        assert not restarted, f"containers restarted: {restarted}\n{_pod_problems(core, ls_ns)}"
+        assert not restarted, f"containers restarted: {restarted}\n{pod_problems(core, ls_ns)}"
         warnings = [f"{e.involved_object.kind}/{e.involved_object.name} {e.reason}: {e.message}"
                     for ns in (ls_ns, op_ns) for e in core.list_namespaced_event(ns).items if e.type == "Warning"]
         print("Warning Events:\n  " + "\n  ".join(warnings))
         # The operator's Events reach the user (its RBAC allows creating them).
         assert any(w.startswith("Livestream/show IngestStopped") for w in warnings), warnings
 
-        logs = _logs(core, op_ns, selector)
+        logs = pod_logs(core, op_ns, selector)
         assert not re.search(r"\b403\b|Forbidden|Traceback", logs), \
             f"the operator hit missing RBAC or crashed in a handler:\n{logs}"
 
@@ -439,14 +327,14 @@ def test_chart_operator_and_a_livestream_run_on_the_node(node_cluster, onair_ima
                 "recording": {"mode": "available", "storage": {"storageClassName": "no-such-class"}}}}})
 
         def ready_message() -> Optional[str]:
-            conds = {c["type"]: c for c in _status(custom, ls_ns, "stuck").get("conditions") or ()}
+            conds = {c["type"]: c for c in livestream_status(custom, ls_ns, "stuck").get("conditions") or ()}
             msg = (conds.get("Ready") or {}).get("message") or ""
             return msg if "recorder (pod stuck-recorder-" in msg else None
 
         try:
             message = wait_for(ready_message, timeout=90, interval=0.5, what="Ready naming the recorder pod's problem")
         except BaseException:
-            print(json.dumps(_status(custom, ls_ns, "stuck").get("conditions"), indent=1))
+            print(json.dumps(livestream_status(custom, ls_ns, "stuck").get("conditions"), indent=1))
             raise
         assert "cannot be scheduled" in message and "PersistentVolumeClaim" in message, message
         custom.delete_namespaced_custom_object("onair.dev", "v1alpha1", ls_ns, "livestreams", "stuck")
@@ -469,7 +357,7 @@ def test_chart_operator_and_a_livestream_run_on_the_node(node_cluster, onair_ima
             print(f"teardown: {e}")
         try:
             if installed:
-                _helm("uninstall", RELEASE, "--namespace", op_ns, "--wait", "--timeout", "60s",
+                helm("uninstall", RELEASE, "--namespace", op_ns, "--wait", "--timeout", "60s",
                       kubeconfig=node_cluster.kubeconfig)
         finally:
             for ns in (ls_ns, op_ns):
