@@ -116,3 +116,18 @@ def test_livestream_webhooks_replace_the_calltypes():
     override = CallSettings.model_validate({"webhooks": []})
     assert effective_settings(calltype, None).webhooks[0].name == "a"
     assert effective_settings(calltype, override).webhooks == []
+
+
+def test_status_webhooks_changes_make_events_once():
+    from onair.controller.events import transition_events
+
+    failing = {"webhooks": {"failing": [{"endpoint": "backend", "lastError": "HTTP 503: down"}]}}
+    assert [(e.type, e.reason) for e in transition_events({}, failing)] == [("Warning", "WebhookDeliveryFailed")]
+    assert "HTTP 503: down" in transition_events({}, failing)[0].message
+    assert transition_events(failing, failing) == []
+    assert [e.reason for e in transition_events(failing, {"webhooks": {}})] == ["WebhookDeliveryRecovered"]
+    gave_up = {"webhooks": {"abandoned": 1, "lastAbandoned": {"endpoint": "backend", "event": "ended", "id": "x",
+                                                              "error": "HTTP 500"}}}
+    [event] = transition_events({}, gave_up)
+    assert event.reason == "WebhookDeliveryAbandoned" and "ended" in event.message and "HTTP 500" in event.message
+    assert transition_events(gave_up, gave_up) == []

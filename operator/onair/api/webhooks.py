@@ -35,7 +35,7 @@ GETSTREAM_TYPES = {
     "recording_failed": "call.recording_failed",
 }
 
-# Event reasons of the delivery loop, on the Livestream the deliveries are about.
+# Event reasons of the deliveries, told by status.webhooks changes (onair.controller.events).
 WEBHOOK_DELIVERY_FAILED = "WebhookDeliveryFailed"
 WEBHOOK_DELIVERY_RECOVERED = "WebhookDeliveryRecovered"
 WEBHOOK_DELIVERY_ABANDONED = "WebhookDeliveryAbandoned"
@@ -83,6 +83,14 @@ class FailingWebhook(ApiModel):
     next_attempt_at: str
 
 
+class AbandonedDelivery(ApiModel):
+    endpoint: str
+    event: str
+    id: str
+    at: str = Field(description="When it was given up.")
+    error: str = Field(description="What the last attempt got.")
+
+
 class WebhookStatus(ApiModel):
     sequence: Optional[int] = Field(None, description=(
         "Number of the last event queued for the webhooks (data.sequence of its CloudEvent)."))
@@ -90,3 +98,6 @@ class WebhookStatus(ApiModel):
     failing: Optional[list[FailingWebhook]] = Field(None, description=(
         "Endpoints whose next delivery failed at least once, with the error; later events wait for it."),
         json_schema_extra={"x-kubernetes-list-type": "atomic"})
+    abandoned: Optional[int] = Field(None, description=(
+        "Deliveries given up after their endpoint's retryForSeconds, since the Livestream was created."))
+    last_abandoned: Optional[AbandonedDelivery] = None

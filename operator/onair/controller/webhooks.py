@@ -11,8 +11,9 @@ Delivery: one loop per operator scans the outboxes (every few seconds, and at on
 reconcile queued something), POSTs what is due, removes what was answered 2xx, and reschedules
 the rest with exponential backoff until the endpoint's ``retryForSeconds`` has passed. A failing
 delivery holds back the later ones of the same endpoint, so receivers see events in order.
-Failures show in ``status.webhooks`` (through the Livestream's next status write), in Events
-(once per failing streak) and in the operator's metrics.
+Failures show in ``status.webhooks`` (through the Livestream's next status write, which also
+makes the Events from its changes: the loop runs outside any object's handler, where kopf
+cannot post Events) and in the operator's metrics.
 """
 from __future__ import annotations
 
@@ -32,7 +33,6 @@ from onair.api import webhooks as api
 from onair.api.settings import CallSettings
 from onair.render import webhooks as render
 
-from . import events
 from .kubeapi import FIELD_MANAGER, KINDS, KubeError
 
 if TYPE_CHECKING:
@@ -120,6 +120,12 @@ async def enqueue(rt: "Runtime", state: "LivestreamState", stored: Mapping, new:
             rt.webhooks.wake()
         sequence += len(notes)
     summary = rt.webhooks.summary(state.namespace, state.name)
+    abandoned = rt.webhooks.take_abandoned(state.namespace, state.name)
+    if abandoned:
+        summary["abandoned"] = int(previous.get("abandoned") or 0) + len(abandoned)
+        summary["lastAbandoned"] = abandoned[-1]
+    else:
+        summary.update({k: previous[k] for k in ("abandoned", "lastAbandoned") if k in previous})
     if endpoints or previous or summary:
         new["webhooks"] = {"sequence": sequence, **summary}
 
@@ -164,12 +170,16 @@ class WebhookDeliverer:
         self.clock = clock
         self.scan_interval = scan_interval
         self._summaries: dict[tuple[str, str], dict] = {}
+        self._abandoned: dict[tuple[str, str], list[dict]] = {}
         self._wake = asyncio.Event()
         self._task: Optional[asyncio.Task] = None
 
     # ---------------------------------------------------------------- seen by the reconcile
     def summary(self, namespace: str, livestream: str) -> dict:
         return dict(self._summaries.get((namespace, livestream)) or {})
+
+    def take_abandoned(self, namespace: str, livestream: str) -> list[dict]:
+        return self._abandoned.pop((namespace, livestream), [])
 
     def wake(self) -> None:
         self._wake.set()
@@ -313,32 +323,21 @@ class WebhookDeliverer:
             raise
         except Exception as exc:  # noqa: BLE001 - every failure is a reason to retry, said in status
             error = _error_text(exc)
-        owner = {"apiVersion": "onair.dev/v1alpha1", "kind": "Livestream",
-                 "metadata": {"namespace": namespace, "name": livestream,
-                              "uid": json.loads(delivery.body)["data"]["uid"]}}
         if error is None:
             DELIVERIES.labels(outcome="delivered").inc()
-            if delivery.last_error:
-                events.normal(owner, api.WEBHOOK_DELIVERY_RECOVERED,
-                              f"Webhook {delivery.endpoint} accepts deliveries again ({delivery.event} delivered "
-                              f"after {attempt} attempts).")
             log.info("webhook %s: delivered %s of %s/%s (attempt %d)", delivery.endpoint, delivery.event,
                      namespace, livestream, attempt)
             return None
         first_failed = delivery.first_failed_at or now
         if now - delivery.created_at >= delivery.retry_for:
             DELIVERIES.labels(outcome="abandoned").inc()
-            events.warn(owner, api.WEBHOOK_DELIVERY_ABANDONED, (
-                f"Gave up delivering {delivery.event} (id {delivery.id}) to webhook {delivery.endpoint} after "
-                f"{attempt} attempts over {int(now - delivery.created_at)}s: {error}")[:1000])
+            self._abandoned.setdefault((namespace, livestream), []).append({
+                "endpoint": delivery.endpoint, "event": delivery.event, "id": delivery.id, "at": _rfc3339(now),
+                "error": f"{error} (after {attempt} attempts over {int(now - delivery.created_at)}s)"})
             log.warning("webhook %s: gave up %s of %s/%s: %s", delivery.endpoint, delivery.event, namespace,
                         livestream, error)
             return replace(delivery, attempts=0)
         DELIVERIES.labels(outcome="failed").inc()
-        if not delivery.last_error:
-            events.warn(owner, api.WEBHOOK_DELIVERY_FAILED, (
-                f"Webhook {delivery.endpoint} ({delivery.url}) refused or missed {delivery.event}: {error}. "
-                f"Retrying with backoff for up to {int(delivery.retry_for)}s; later events wait for it.")[:1000])
         log.warning("webhook %s: %s of %s/%s failed (attempt %d): %s", delivery.endpoint, delivery.event,
                     namespace, livestream, attempt, error)
         return replace(delivery, attempts=attempt, last_error=error, first_failed_at=first_failed,
