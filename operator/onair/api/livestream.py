@@ -15,6 +15,7 @@ from .agent import Recording
 from .base import ApiModel
 from .conditions import Condition
 from .settings import CallSettings
+from .webhooks import WebhookStatus
 
 Phase = Literal["backstage", "live", "ended"]
 Projection = Literal["regular", "vr360", "vr180", "vr360tb"]
@@ -170,6 +171,9 @@ class LivestreamStatus(ApiModel):
     live_since: Optional[datetime] = None
     dvr_cleared_at: Optional[datetime] = None
     effective_settings: Optional[CallSettings] = Field(None, description="CallType settings merged with the override and defaults.")
+    webhooks: Optional[WebhookStatus] = Field(None, description=(
+        "Deliveries to settings.webhooks: pending and failing ones (kubectl get configmap <name>-webhook-outbox "
+        "holds the queue)."))
     conditions: Optional[list[Condition]] = Field(None, json_schema_extra={
         "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]})
 

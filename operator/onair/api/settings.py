@@ -13,6 +13,7 @@ from typing import Literal, Optional
 from pydantic import Field
 
 from .base import ApiModel
+from .webhooks import WebhookEndpoint
 
 ProcessMode = Literal["auto-on", "available", "disabled"]
 IngestProtocol = Literal["rtmp", "srt", "whip"]
@@ -109,6 +110,10 @@ class CallSettings(ApiModel):
     dvr: Optional[DvrSettings] = None
     recording: Optional[RecordingSettings] = None
     screenshots: Optional[ScreenshotSettings] = None
+    webhooks: Optional[list[WebhookEndpoint]] = Field(None, max_length=8, description=(
+        "Endpoints notified of the stream's events (went live, ended, broadcasting and recording "
+        "started/stopped/failed, a recording ready): signed CloudEvents, retried until delivered. "
+        "A Livestream's list replaces its CallType's."))
 
 
 # The values used where neither the CallType nor the override says anything.

@@ -13,6 +13,7 @@ from typing import Any, Mapping, Optional
 import kopf
 
 from onair.api.conditions import RECORDING, RECORDING_PROBLEMS
+from onair.api.webhooks import WEBHOOK_DELIVERY_ABANDONED, WEBHOOK_DELIVERY_FAILED, WEBHOOK_DELIVERY_RECOVERED
 from onair.render.conditions import find_condition
 
 NORMAL = "Normal"
@@ -124,6 +125,8 @@ def transition_events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Ev
     if new_rec and new_rec.get("reason") in RECORDING_PROBLEMS and (old_rec or {}).get("reason") != new_rec["reason"]:
         out.append(Event(WARNING, new_rec["reason"], new_rec.get("message", "")))
 
+    out += _webhook_events(old.get("webhooks") or {}, new.get("webhooks") or {})
+
     old_stalled, new_stalled = _stalled(old), _stalled(new)
     if new_stalled and (not old_stalled or old_stalled.get("reason") != new_stalled.get("reason")):
         reason = "CallTypeMissing" if new_stalled.get("reason") == "CallTypeNotFound" else new_stalled.get("reason", "Stalled")
@@ -133,6 +136,26 @@ def transition_events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Ev
             out.append(Event(NORMAL, "CallTypeFound", "The CallType now exists; reconciling the livestream."))
         else:
             out.append(Event(NORMAL, "Recovered", f"No longer stalled ({old_stalled.get('reason')})."))
+    return out
+
+
+def _webhook_events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Event]:
+    out = []
+    was_failing = {f["endpoint"]: f for f in old.get("failing") or ()}
+    failing = {f["endpoint"]: f for f in new.get("failing") or ()}
+    for endpoint, f in failing.items():
+        if endpoint not in was_failing:
+            out.append(Event(WARNING, WEBHOOK_DELIVERY_FAILED, (
+                f"Webhook {endpoint} did not accept a delivery: {f.get('lastError')}. Retrying with backoff "
+                "(status.webhooks.failing); later events wait for it.")[:1000]))
+    for endpoint in was_failing:
+        if endpoint not in failing:
+            out.append(Event(NORMAL, WEBHOOK_DELIVERY_RECOVERED, f"Webhook {endpoint} accepts deliveries again."))
+    if (new.get("abandoned") or 0) > (old.get("abandoned") or 0):
+        last = new.get("lastAbandoned") or {}
+        out.append(Event(WARNING, WEBHOOK_DELIVERY_ABANDONED, (
+            f"Gave up delivering {last.get('event')} (id {last.get('id')}) to webhook {last.get('endpoint')}: "
+            f"{last.get('error')}")[:1000]))
     return out
 
 

@@ -30,7 +30,7 @@ from onair.render.pods import pod_problem
 from onair.render.resolve import Problem, resolve
 from onair.render.status import broadcast_problem, input_live, livestream_status, status_patch
 
-from . import events, members, refusals
+from . import events, members, refusals, webhooks
 from .apply import apply_children
 from .calltype import calltype_version
 from .kubeapi import KINDS, LIVESTREAM, POD, KubeError
@@ -332,6 +332,8 @@ def _watch_broadcast(rt: Runtime, state: LivestreamState, body: Mapping, agents:
 
 
 async def write_status(rt: Runtime, state: LivestreamState, body: Mapping, stored: Mapping, new: dict) -> None:
+    # Queued before the status shows the transition: a crash in between queues it again, never loses it.
+    await webhooks.enqueue(rt, state, stored, new)
     patch = status_patch(stored, new)
     if not patch:
         state.status = dict(stored)

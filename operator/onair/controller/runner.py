@@ -39,9 +39,11 @@ def build_registry(rt: Runtime, api: Any, *, watch_pods: bool) -> kopf.OperatorR
         rt.calltype_index = kwargs["calltypes_by_name"]
         rt.users_index = kwargs["livestreams_by_calltype"]
         rt.child_indexes = [kwargs[index_id] for index_id in owned.CHILD_INDEXES]
+        rt.webhooks.start()
 
     @kopf.on.cleanup(registry=registry)
     async def close_http(**_: Any) -> None:
+        await rt.webhooks.stop()
         await rt.calltype_status.close()
         await rt.prober.close()
 

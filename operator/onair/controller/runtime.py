@@ -23,6 +23,7 @@ from .config import OperatorConfig
 from .kubeapi import Kube
 from .probe import AgentReport, Prober
 from .refusals import DEFAULT_INTERVAL_SECONDS, RefusalAnnouncer
+from .webhooks import WebhookDeliverer
 
 log = logging.getLogger("onair.controller")
 
@@ -106,6 +107,7 @@ class Runtime:
         # (namespace, livestream, ingest key) -> what Kubernetes assigned to that ingest Service,
         # fed by the children watch (onair.controller.owned.note_ingest_service).
         self.ingest_services: dict[tuple[str, str, str], Any] = {}
+        self.webhooks = WebhookDeliverer(self)
 
     async def _sync_calltype_status(self, name: str) -> None:
         from .calltype import sync_calltype_status
