@@ -25,7 +25,7 @@ from .settings import build_settings
 log = logging.getLogger("onair.controller")
 
 
-def build_registry(rt: Runtime, api: Any, *, watch_pods: bool) -> kopf.OperatorRegistry:
+def build_registry(rt: Runtime, api: Any, *, watch_pods: bool, namespaces: Sequence[str] = ()) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
     @kopf.on.login(registry=registry)
@@ -39,7 +39,7 @@ def build_registry(rt: Runtime, api: Any, *, watch_pods: bool) -> kopf.OperatorR
         rt.calltype_index = kwargs["calltypes_by_name"]
         rt.users_index = kwargs["livestreams_by_calltype"]
         rt.child_indexes = [kwargs[index_id] for index_id in owned.CHILD_INDEXES]
-        rt.webhooks.start()
+        rt.webhooks.start(namespaces)
 
     @kopf.on.cleanup(registry=registry)
     async def close_http(**_: Any) -> None:
@@ -74,7 +74,7 @@ async def operator(*, kubeconfig: Optional[str] = None, context: Optional[str] =
     rt = Runtime(config, kube, prober, resync_seconds=resync_seconds, broadcast_grace_seconds=broadcast_grace_seconds,
                  refusal_event_interval_seconds=refusal_event_interval_seconds)
     holder["rt"] = rt
-    registry = build_registry(rt, api, watch_pods=resolver is None)
+    registry = build_registry(rt, api, watch_pods=resolver is None, namespaces=namespaces)
     settings = build_settings(standalone=standalone)
     if resolver is None:
         settings.watching.label_selectors["", "v1", "pods"] = "app.kubernetes.io/managed-by=onair-operator"

@@ -24,7 +24,7 @@ import logging
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
 
 import aiohttp
 from prometheus_client import Counter
@@ -173,6 +173,7 @@ class WebhookDeliverer:
         self._abandoned: dict[tuple[str, str], list[dict]] = {}
         self._wake = asyncio.Event()
         self._task: Optional[asyncio.Task] = None
+        self._namespaces: tuple[str, ...] = ()
 
     # ---------------------------------------------------------------- seen by the reconcile
     def summary(self, namespace: str, livestream: str) -> dict:
@@ -185,7 +186,9 @@ class WebhookDeliverer:
         self._wake.set()
 
     # ---------------------------------------------------------------- the loop
-    def start(self) -> None:
+    def start(self, namespaces: Sequence[str] = ()) -> None:
+        """``namespaces``: the ones the operator watches (and has RBAC in); none: cluster-wide."""
+        self._namespaces = tuple(namespaces)
         self._task = asyncio.get_running_loop().create_task(self._run(), name="webhook deliveries")
 
     async def stop(self) -> None:
@@ -212,7 +215,7 @@ class WebhookDeliverer:
 
     async def _outboxes(self) -> list[dict]:
         selector = OUTBOX_LABEL
-        namespaces = self.rt.config.watch_namespaces
+        namespaces = self._namespaces
         if not namespaces:
             result = await self.rt.kube.request("GET", "/api/v1/configmaps", query={"labelSelector": selector})
             return list(result.get("items") or [])
