@@ -51,6 +51,14 @@ def by_kind(docs: list[dict], kind: str) -> list[dict]:
     return [d for d in docs if d["kind"] == kind]
 
 
+MEMBER_ROLE_SUFFIX = "-livestream-member"  # templates/capabilities.yaml: for people, not the operator
+
+
+def operator_rbac(docs: list[dict]) -> list[dict]:
+    """The chart's objects without the member-role ClusterRole, which grants people, not the operator."""
+    return [d for d in docs if not (d["kind"] == "ClusterRole" and d["metadata"]["name"].endswith(MEMBER_ROLE_SUFFIX))]
+
+
 def only(docs: list[dict], kind: str) -> dict:
     found = by_kind(docs, kind)
     assert len(found) == 1, f"expected one {kind}, got {len(found)}"
@@ -137,7 +145,7 @@ def test_rbac_has_no_wildcard_and_no_escalation_verbs(extra):
 
 
 def test_cluster_wide_rbac_is_exactly_what_the_operator_calls():
-    docs = render()
+    docs = operator_rbac(render())
     assert by_kind(docs, "Role") == [] and by_kind(docs, "RoleBinding") == []
     role = only(docs, "ClusterRole")
     assert grants(role) == {**NAMESPACED, **CLUSTER}
@@ -151,7 +159,7 @@ def test_cluster_wide_rbac_is_exactly_what_the_operator_calls():
 
 
 def test_watch_namespaces_gets_a_role_per_namespace_and_keeps_only_cluster_reads_cluster_wide():
-    docs = render("--set", "watchNamespaces={team-a,team-b}", namespace="ops")
+    docs = operator_rbac(render("--set", "watchNamespaces={team-a,team-b}", namespace="ops"))
     assert grants(only(docs, "ClusterRole")) == CLUSTER
     roles = by_kind(docs, "Role")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
@@ -167,7 +175,8 @@ def test_watch_namespaces_gets_a_role_per_namespace_and_keeps_only_cluster_reads
 
 
 def test_rbac_and_service_account_can_be_brought_along():
-    docs = render("--set", "rbac.create=false", "--set", "serviceAccount.create=false", "--set", "serviceAccount.name=mine")
+    docs = operator_rbac(render("--set", "rbac.create=false", "--set", "serviceAccount.create=false",
+                                "--set", "serviceAccount.name=mine"))
     assert not {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount"} & {d["kind"] for d in docs}
     assert only(docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "mine"
 
@@ -397,6 +406,17 @@ def test_crds_come_only_from_the_crds_directory():
 # ----------------------------------------------------------------------------- manifests/
 
 
+def test_member_role_capabilities_can_be_switched_off_and_follow_the_group_prefix():
+    assert not {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"} & {
+        d["kind"] for d in render("--set", "capabilities.enabled=false")}
+    assert not [d for d in by_kind(render("--set", "capabilities.enabled=false"), "ClusterRole")
+                if d["metadata"]["name"].endswith(MEMBER_ROLE_SUFFIX)]
+    policy = only(render("--set", "capabilities.groupPrefix=oidc:onair-"), "ValidatingAdmissionPolicy")
+    assert policy["spec"]["matchConditions"][0]["expression"] == 'request.userInfo.groups.exists(g, g.startsWith("oidc:onair-"))'
+    roles = next(v for v in policy["spec"]["variables"] if v["name"] == "roles")["expression"]
+    assert "g.substring(11)" in roles
+
+
 def test_committed_manifests_are_fresh():
     assert manifests.stale_manifests(helm_bin=HELM) == [], "run scripts/generate-manifests and commit manifests/"
 
@@ -408,7 +428,7 @@ def test_manifests_split_crds_operator_and_calltypes_without_helm_bookkeeping():
     assert kinds["builtin-calltypes.yaml"] == ["CallType"] * 3
     assert kinds["onair.yaml"][0] == "Namespace"
     assert set(kinds["onair.yaml"]) == {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment",
-                                        "NetworkPolicy"}
+                                        "NetworkPolicy", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
     for text in rendered.values():
         assert "helm.sh/chart" not in text and "managed-by: Helm" not in text
     ns = yaml.safe_load(rendered["onair.yaml"].split("---", 1)[0])

@@ -12,6 +12,7 @@ from .settings import CallSettings
 GROUP = "onair.dev"
 VERSION = "v1alpha1"
 
+# GetStream's capability names. Those with an effect in onair: EFFECTIVE_CAPABILITIES.
 Capability = Literal[
     "join-backstage", "join-call", "read-call", "create-call", "update-call", "update-call-settings",
     "end-call", "send-audio", "send-video", "screenshare",
@@ -20,14 +21,21 @@ Capability = Literal[
     "update-call-member", "block-users", "pin-for-everyone",
 ]
 
+EFFECTIVE_CAPABILITIES = ("join-backstage", "start-broadcast-call", "stop-broadcast-call", "start-record-call",
+                          "stop-record-call", "update-call", "end-call")
+
 
 class CallTypeSpec(ApiModel):
     settings: Optional[CallSettings] = Field(None, description=(
         "Presets for every Livestream of this type. Unset fields fall back to onair's built-in "
         "defaults; a Livestream's settingsOverride wins over these."))
     grants: Optional[dict[str, list[Capability]]] = Field(None, description=(
-        "Role name → capabilities, e.g. host: [join-backstage, send-audio, send-video, "
-        "start-broadcast-call]. Members of a Livestream get the capabilities of their role."))
+        "Role name → capabilities, e.g. host: [join-backstage, start-broadcast-call]. Members of a "
+        "Livestream get the capabilities of their role. In effect: join-backstage (a playback token to "
+        "watch in backstage); for Kubernetes users in the group <prefix><role> (docs/capabilities.md): "
+        "start-/stop-broadcast-call (spec.broadcasting), start-/stop-record-call (spec.recording), "
+        "update-call (spec.phase backstage/live) and end-call (spec.phase ended). The others are "
+        "accepted for GetStream compatibility and have no effect."))
 
 
 class CallTypeStatus(ApiModel):
