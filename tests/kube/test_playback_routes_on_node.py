@@ -180,7 +180,7 @@ def test_viewers_play_through_traefik_by_ingress_then_by_httproute(node_cluster,
                 for k, v in quantities.items():
                     values += ["--set-string", f"livestreams.resources.{role}.{part}.{k}={v}"]
         ingress_route = ["--set", "livestreams.playback.route.kind=ingress",
-                         "--set-string", f"livestreams.playback.route.hostTemplate={INGRESS_HOST}",
+                         "--set-json", f"livestreams.playback.route.hostTemplate={json.dumps(INGRESS_HOST)}",
                          "--set", f"livestreams.playback.route.ingressClassName={entry.ingress_class}"]
         helm("install", RELEASE, str(ROOT / "charts/onair"), "--namespace", op_ns, *values, *ingress_route,
              kubeconfig=node_cluster.kubeconfig)
@@ -226,9 +226,13 @@ def test_viewers_play_through_traefik_by_ingress_then_by_httproute(node_cluster,
                             timeout=30, what=f"status.playback on http://{host}/")
         assert playback["dash"] == f"http://{host}/dash/manifest.mpd", playback
         # Traefik took the Ingress: it published the load balancer's address in its status.
-        ingress = wait_for(lambda: (i := networking.read_namespaced_ingress("show-playback", ls_ns))
-                           and i.status.load_balancer.ingress and i, timeout=30,
-                           what="Traefik writing the Ingress's load balancer status")
+        try:
+            ingress = wait_for(lambda: (i := networking.read_namespaced_ingress("show-playback", ls_ns))
+                               and i.status.load_balancer.ingress and i, timeout=30,
+                               what="Traefik writing the Ingress's load balancer status")
+        except BaseException:
+            print(pod_logs(core, entry.namespace, "app.kubernetes.io/name=traefik"))
+            raise
         assert ingress.spec.ingress_class_name == entry.ingress_class
         assert [i.ip for i in ingress.status.load_balancer.ingress] == [entry.address]
         wait_for(lambda: _through_traefik(entry, playback["hlsCmaf"]).status_code == 200, timeout=30,
@@ -242,8 +246,8 @@ def test_viewers_play_through_traefik_by_ingress_then_by_httproute(node_cluster,
         # ---- phase 2: helm upgrade to an HTTPRoute on Traefik's Gateway, one host, a path each
         t0 = time.monotonic()
         gateway_route = ["--set", "livestreams.playback.route.kind=httproute",
-                         "--set-string", f"livestreams.playback.route.hostTemplate={GATEWAY_HOST}",
-                         "--set-string", f"livestreams.playback.route.pathTemplate={GATEWAY_PATH}",
+                         "--set-json", f"livestreams.playback.route.hostTemplate={json.dumps(GATEWAY_HOST)}",
+                         "--set-json", f"livestreams.playback.route.pathTemplate={json.dumps(GATEWAY_PATH)}",
                          "--set", f"livestreams.playback.route.gateway.name={entry.gateway_name}",
                          "--set", f"livestreams.playback.route.gateway.namespace={entry.namespace}",
                          "--set", f"livestreams.playback.route.gateway.sectionName={entry.gateway_listener}"]
@@ -267,6 +271,7 @@ def test_viewers_play_through_traefik_by_ingress_then_by_httproute(node_cluster,
         try:
             wait_for(accepted, timeout=30, what="Traefik accepting the HTTPRoute (Accepted, ResolvedRefs)")
         except BaseException:
+            print(pod_logs(core, entry.namespace, "app.kubernetes.io/name=traefik"))
             print(json.dumps(custom.get_namespaced_custom_object("gateway.networking.k8s.io", "v1", ls_ns,
                                                                  "httproutes", "show-playback"), indent=1))
             raise

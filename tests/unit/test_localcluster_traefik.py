@@ -51,6 +51,8 @@ def test_rbac_lets_both_providers_read_routes_and_write_their_status():
         assert allowed("gateway.networking.k8s.io", f"{resource}/status", "update")
     assert allowed("", "services", "watch") and allowed("discovery.k8s.io", "endpointslices", "watch")
     assert allowed("", "namespaces", "watch")
+    # The Ingress provider blocks on its Node informer: without this it never handles an Ingress.
+    assert allowed("", "nodes", "watch")
 
 
 def test_statuses_name_the_published_load_balancer_service():

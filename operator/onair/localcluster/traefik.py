@@ -69,13 +69,15 @@ def _meta(name: str, namespace: str | None = None, **labels: str) -> dict[str, A
 
 def cluster_role_rules() -> list[dict[str, Any]]:
     """What the Ingress and Gateway providers read and the statuses they write (Traefik's
-    documented RBAC for both, less the OTel pod lookup it does not use here)."""
+    documented RBAC for both, less the OTel pod lookup it does not use here). The Ingress
+    provider also watches Nodes and waits for that informer: without the rule it never
+    processes an Ingress, although the pod is Ready."""
     read = ["get", "list", "watch"]
     gateway_kinds = ["gatewayclasses", "gateways", "httproutes", "grpcroutes", "tcproutes", "tlsroutes",
                      "referencegrants", "backendtlspolicies"]
     return [
         {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
-        {"apiGroups": [""], "resources": ["services", "secrets", "configmaps"], "verbs": read},
+        {"apiGroups": [""], "resources": ["services", "secrets", "configmaps", "nodes"], "verbs": read},
         {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]},
         {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses", "ingressclasses"], "verbs": read},
         {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses/status"], "verbs": ["update"]},
