@@ -110,6 +110,36 @@ def test_wrapper_gomod_requires_pin_and_keeps_godebug():
     assert ("k8s.io/api", "", "k8s.io/api", "v0.35.4") in again.replace
 
 
+# The shape of Traefik's go.mod: forks replaced, and a version excluded whose packages would
+# otherwise be ambiguous imports. Both only hold in the main module, so the wrapper repeats them.
+TRAEFIK_GOMOD = """module github.com/traefik/traefik/v3
+
+go 1.25.0
+
+require (
+	github.com/gorilla/mux v1.8.1
+	github.com/tencentcloud/tencentcloud-sdk-go v1.0.0 // indirect
+)
+
+replace (
+	github.com/gorilla/mux => github.com/containous/mux v0.0.0-20250523120546-41b6ec3aed59
+)
+
+// tencentcloud uses monorepo with multimodule but the go.mod files are incomplete.
+exclude github.com/tencentcloud/tencentcloud-sdk-go v3.0.83+incompatible
+"""
+
+
+def test_wrapper_gomod_keeps_upstream_excludes_and_fork_replacements():
+    up = build.parse_gomod(TRAEFIK_GOMOD)
+    assert up.exclude == ["github.com/tencentcloud/tencentcloud-sdk-go v3.0.83+incompatible"]
+    text = build.wrapper_gomod(up, TRAEFIK_GOMOD, "github.com/traefik/traefik/v3", "v3.6.12", lambda _p: "v3.6.12")
+    assert "\nexclude github.com/tencentcloud/tencentcloud-sdk-go v3.0.83+incompatible\n" in text
+    assert "\tgithub.com/gorilla/mux => github.com/containous/mux v0.0.0-20250523120546-41b6ec3aed59\n" in text
+    again = build.parse_gomod(text)
+    assert again.exclude == up.exclude and again.require == {"github.com/traefik/traefik/v3": "v3.6.12"}
+
+
 def test_component_key_changes_with_version():
     c = next(c for c in build.components() if c.name == "kubernetes")
     other = build.Component(c.name, c.module, "v1.35.5", c.binaries, c.local_version, c.ldflags)

@@ -42,6 +42,8 @@ class GoMod:
     require: dict[str, str] = dataclasses.field(default_factory=dict)
     # (old path, old version or "", new path, new version or "") in file order
     replace: list[tuple[str, str, str, str]] = dataclasses.field(default_factory=list)
+    # "path version" in file order
+    exclude: list[str] = dataclasses.field(default_factory=list)
 
 
 _COMMENT = re.compile(r"//.*$")
@@ -52,7 +54,7 @@ def _strip_quotes(s: str) -> str:
 
 
 def parse_gomod(text: str) -> GoMod:
-    """Parse the subset of go.mod syntax we need (module, go, godebug, require, replace)."""
+    """Parse the subset of go.mod syntax we need (module, go, godebug, require, replace, exclude)."""
     mod = GoMod()
     block: str | None = None
     for raw in text.splitlines():
@@ -85,6 +87,10 @@ def _gomod_directive(mod: GoMod, verb: str, rest: str) -> None:
         parts = rest.split()
         if len(parts) >= 2:
             mod.require[_strip_quotes(parts[0])] = parts[1]
+    elif verb == "exclude":
+        parts = rest.split()
+        if len(parts) >= 2:
+            mod.exclude.append(f"{_strip_quotes(parts[0])} {parts[1]}")
     elif verb == "replace":
         left, sep, right = rest.partition("=>")
         if not sep:
@@ -147,6 +153,11 @@ def wrapper_gomod(upstream: GoMod, upstream_text: str, module: str, version: str
     # behaving as upstream's own builds do.
     lines += [f"godebug {g}" for g in upstream.godebug]
     lines += ["", f"require {module} {version}", ""]
+    # Like replace, exclude only applies in the main module; Traefik excludes a tencentcloud
+    # SDK version whose packages would otherwise be ambiguous imports.
+    lines += [f"exclude {e}" for e in upstream.exclude]
+    if upstream.exclude:
+        lines.append("")
     repl = replace_lines(upstream_text, local_version)
     if repl:
         lines.append("replace (")
@@ -219,6 +230,14 @@ def _local_path_provisioner_ldflags(info: dict) -> list[str]:
     return [f"-X main.VERSION={versions.LOCAL_PATH_PROVISIONER_VERSION}"]
 
 
+def _traefik_ldflags(info: dict) -> list[str]:
+    build_date = (info.get("Time") or "1970-01-01T00:00:00Z").replace(".000", "")
+    return [
+        f"-X github.com/traefik/traefik/v3/pkg/version.Version={versions.TRAEFIK_VERSION}",
+        f"-X github.com/traefik/traefik/v3/pkg/version.BuildDate={build_date}",
+    ]
+
+
 def _helm_ldflags(info: dict) -> list[str]:
     commit = ((info.get("Origin") or {}).get("Hash")) or ""
     return [
@@ -281,6 +300,16 @@ def components() -> list[Component]:
             local_version=lambda _path: versions.LOCAL_PATH_PROVISIONER_VERSION,
             ldflags=_local_path_provisioner_ldflags,
         ),
+        # The cluster's HTTP entry point for playback routes (Ingress and Gateway API), installed
+        # on the node by onair.localcluster.traefik.
+        Component(
+            name="traefik",
+            module="github.com/traefik/traefik/v3",
+            version=versions.TRAEFIK_VERSION,
+            binaries={"traefik": "github.com/traefik/traefik/v3/cmd/traefik"},
+            local_version=lambda _path: versions.TRAEFIK_VERSION,
+            ldflags=_traefik_ldflags,
+        ),
         Component(
             name="helm",
             module="helm.sh/helm/v3",
@@ -310,8 +339,8 @@ def bin_dir() -> Path:
 
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "helm")
 # What a real node adds (onair.localcluster.node); built only when a node is asked for.
-NODE_BINARIES = ("kubelet", "kube-scheduler", "kube-proxy", "coredns", "local-path-provisioner")
-NODE_COMPONENTS = ["kubernetes-node", "coredns", "local-path-provisioner"]
+NODE_BINARIES = ("kubelet", "kube-scheduler", "kube-proxy", "coredns", "local-path-provisioner", "traefik")
+NODE_COMPONENTS = ["kubernetes-node", "coredns", "local-path-provisioner", "traefik"]
 
 
 def binary_paths() -> dict[str, Path]:

@@ -2,7 +2,7 @@
 
 There is no registry to pull from, so every image a local node runs is assembled here from a
 static binary this machine already has (Debian's busybox-static and catatonit) or that
-`onair localcluster build` compiled (CoreDNS, local-path-provisioner). An image is one
+`onair localcluster build` compiled (CoreDNS, local-path-provisioner, Traefik). An image is one
 uncompressed layer plus config, manifest and index: what `ctr images import` reads. Archives
 are deterministic (fixed mtimes, owners and order), cached under ``<cache>/images`` and keyed by
 what goes into them, so they are written once per binary version.
@@ -263,6 +263,13 @@ def local_path_provisioner() -> Image:
                  (Entry("local-path-provisioner", source=_built("local-path-provisioner")),
                   Entry("tmp", mode=0o1777)),
                  entrypoint=("/local-path-provisioner",))
+
+
+def traefik() -> Image:
+    """Traefik alone: static, no shell; runs as any non-root UID (it writes nothing but to /tmp)."""
+    return Image("traefik", versions.TRAEFIK_VERSION,
+                 (Entry("traefik", source=_built("traefik")), Entry("tmp", mode=0o1777)),
+                 entrypoint=("/traefik",))
 
 
 def node_images() -> dict[str, Image]:

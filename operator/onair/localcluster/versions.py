@@ -29,5 +29,13 @@ COREDNS_VERSION = "v1.14.2"
 LOCAL_PATH_PROVISIONER_VERSION = "v0.0.30"
 
 # Gateway API CRDs (config/crd/standard of the sigs.k8s.io/gateway-api Go module), installed by the
-# tests that check the operator's HTTPRoutes against the real API server. v1.3: HTTPRoute v1 GA.
-GATEWAY_API_VERSION = "v1.3.0"
+# tests that check the operator's HTTPRoutes against the real API server. The version Traefik
+# (below) is built against: its Gateway provider watches BackendTLSPolicy v1, which entered the
+# standard channel in v1.4, and waits for every informer, so older CRDs leave it never ready.
+GATEWAY_API_VERSION = "v1.4.0"
+
+# The node's HTTP entry point (Ingress + Gateway API) that playback routes are tested through.
+# v3.6.x is the newest line whose module builds as published: from v3.7 its go.mod replaces
+# github.com/traefik/traefik/dynamic/ext with a nested module (./pkg/config/dynamic/ext) that
+# the module zip leaves out and the proxy does not serve. 3.6 declares go 1.25.
+TRAEFIK_VERSION = "v3.6.12"
