@@ -159,9 +159,11 @@ def run(args: Any, root: Path, crd_files: list[Path], kubeconfig_out: Path) -> i
     try:
         ref = image.build_image(root=root)
         print(f"onair image {ref.name} ({ref.size_bytes / 2**20:.0f} MiB)", flush=True)
-        with LocalNodeCluster(crd_paths=crd_files) as kc:
-            node = kc.node
-            node.keep_state = bool(args.keep)
+        kc = LocalNodeCluster(crd_paths=crd_files)
+        node = kc.node
+        node.keep_state = bool(args.keep)
+        kc.start()
+        try:
             assert kc.cluster is not None
             kubeconfig_out.parent.mkdir(parents=True, exist_ok=True)
             kubeconfig_out.write_bytes(kc.cluster.kubeconfig_path.read_bytes())
@@ -198,9 +200,12 @@ def run(args: Any, root: Path, crd_files: list[Path], kubeconfig_out: Path) -> i
                 print("\nstopping the node and the cluster...", flush=True)
             finally:
                 api.close()
-        left = [] if args.keep else node.leftovers()
-        if left:
-            print(f"onair dev: the node left behind: {', '.join(left)}", file=sys.stderr, flush=True)
+        finally:
+            # What teardown could not remove. Not node.leftovers() afterwards: with other nodes on this
+            # machine, a namespace inode of ours may already be reused by one of theirs.
+            problems = kc.stop()
+        if problems:
+            print(f"onair dev: the node left behind: {', '.join(problems)}", file=sys.stderr, flush=True)
             return 1
     except (ClusterError, build.BuildError) as e:
         print(f"onair dev: {e}", file=sys.stderr, flush=True)
