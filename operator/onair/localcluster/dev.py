@@ -183,7 +183,7 @@ def _start_media(kubeconfig: Path, media_dir: Path):
     except Exception as e:  # noqa: BLE001 - the control plane is still useful without media
         print(f"media agents not started: {e}", file=sys.stderr, flush=True)
         return None
-    print(f"media agents run as local processes (pod runner); volumes and logs in {media_dir}", flush=True)
+    print(f"media agents run as local processes (process runner); volumes and logs in {media_dir}", flush=True)
     return runner
 
 
