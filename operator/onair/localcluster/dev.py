@@ -200,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
                          "machine can run one at once, else process, saying why")
     ap.add_argument("--no-operator", action="store_true",
                     help="process runtime: only the cluster, CRDs and CallTypes")
-    ap.add_argument("--keep", action="store_true", help="keep the run dir (logs, etcd data) after stopping")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the run dir (logs, etcd data) after stopping; node runtime: the node's logs")
     ap.add_argument("--media", action=argparse.BooleanOptionalAction, default=None,
                     help="run every Livestream's media agents as local processes (default: on when ffmpeg and "
                          "nginx with the RTMP module are installed)")
