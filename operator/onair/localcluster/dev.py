@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-operator", action="store_true",
                     help="process runtime: only the cluster, CRDs and CallTypes")
     ap.add_argument("--keep", action="store_true",
-                    help="keep the run dir (logs, etcd data) after stopping; node runtime: the node's logs")
+                    help="keep the run dir (logs, etcd data) after stopping, and with the node runtime the node's logs")
     ap.add_argument("--media", action=argparse.BooleanOptionalAction, default=None,
                     help="run every Livestream's media agents as local processes (default: on when ffmpeg and "
                          "nginx with the RTMP module are installed)")
