@@ -159,7 +159,7 @@ def run(args: Any, root: Path, crd_files: list[Path], kubeconfig_out: Path) -> i
     try:
         ref = image.build_image(root=root)
         print(f"onair image {ref.name} ({ref.size_bytes / 2**20:.0f} MiB)", flush=True)
-        kc = LocalNodeCluster(crd_paths=crd_files, keep_run_dir=bool(args.keep))
+        kc = LocalNodeCluster(crd_paths=crd_files, keep_run_dir=args.keep or None)
         node = kc.node
         node.keep_state = bool(args.keep)
         kc.start()
