@@ -87,10 +87,17 @@ def test_onair_dev_on_the_node_takes_a_push_and_plays_it(tmp_path):
                         what="the printed RTMP push URL")
         secret = core.read_namespaced_secret("show-credentials", ns)
         key = base64.b64decode(secret.data["streamKey"]).decode()
-        encoder = subprocess.Popen(ffmpeg_push("flv", f"{rtmp}/{key}"), stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-        wait_for(lambda: livestream_status(custom, ns, "show").get("live") is True, 120, interval=1,
-                 what="status.live after pushing to the printed URL")
+        encoders: list[subprocess.Popen] = []
+
+        def live() -> bool:
+            # An encoder whose connection dropped dials again, as OBS does.
+            if not encoders or encoders[-1].poll() is not None:
+                encoders.append(subprocess.Popen(ffmpeg_push("flv", f"{rtmp}/{key}"), stdout=subprocess.DEVNULL,
+                                                 stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL))
+            return livestream_status(custom, ns, "show").get("live") is True
+
+        encoder = encoders
+        wait_for(live, 180, interval=1, what="status.live after pushing to the printed URL")
 
         play = wait_for(lambda: _printed(log, r"play  hlsCmaf", ns, "show"), 60, interval=1,
                         what="the printed HLS play URL")
@@ -113,9 +120,10 @@ def test_onair_dev_on_the_node_takes_a_push_and_plays_it(tmp_path):
         print(log.read_text(errors="replace")[-8000:])
         raise
     finally:
-        if encoder is not None:
-            encoder.terminate()
-            encoder.wait(10)
+        for running in encoder or ():
+            if running.poll() is None:
+                running.terminate()
+                running.wait(10)
         if dev.poll() is None:
             dev.send_signal(signal.SIGINT)
             try:

@@ -110,9 +110,19 @@ def test_local_urls_are_the_ones_that_work_from_this_machine():
         "playback": {"hlsCmaf": "http://show-origin.team.svc:8081/hls/cmaf/master.m3u8",
                      "player": "http://show-origin.team.svc:8081/player.html?x=1"},
     }
-    urls = devnode.local_urls(status, "show", "team", "10.201.0.2", 30081)
+    urls = devnode.local_urls(status, "show", "team", "10.201.0.2", 30081, {"ingest", "origin"})
     # The SRT URL still names the Service (its nodePort not seen yet): not shown.
     assert urls["ingest"] == {"rtmp": "rtmp://10.201.0.2:31935/live"}
     assert urls["playback"] == {"hlsCmaf": "http://10.201.0.2:30081/hls/cmaf/master.m3u8",
                                 "player": "http://10.201.0.2:30081/player.html?x=1"}
-    assert devnode.local_urls(status, "show", "team", "10.201.0.2", None)["playback"] == {}
+    assert devnode.local_urls(status, "show", "team", "10.201.0.2", None, {"ingest", "origin"})["playback"] == {}
+
+
+def test_local_urls_wait_for_the_pod_behind_them_to_be_ready():
+    status = {"ingest": {"rtmp": "rtmp://10.201.0.2:31935/live", "backupRtmp": "rtmp://10.201.0.2:31936/live"},
+              "playback": {"hlsCmaf": "http://show-origin.team.svc:8081/hls/cmaf/master.m3u8"}}
+    assert devnode.local_urls(status, "show", "team", "10.201.0.2", 30081, set()) == {"ingest": {}, "playback": {}}
+    urls = devnode.local_urls(status, "show", "team", "10.201.0.2", 30081, {"ingest-backup"})
+    assert urls == {"ingest": {"backupRtmp": "rtmp://10.201.0.2:31936/live"}, "playback": {}}
+    urls = devnode.local_urls(status, "show", "team", "10.201.0.2", 30081, {"ingest", "origin"})
+    assert set(urls["ingest"]) == {"rtmp"} and set(urls["playback"]) == {"hlsCmaf"}

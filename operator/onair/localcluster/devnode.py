@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 from urllib.parse import urlsplit, urlunsplit
 
 RELEASE = "onair"
@@ -70,17 +70,21 @@ def playback_service(livestream: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def local_urls(status: Mapping[str, Any], name: str, namespace: str, node_ip: str,
-               playback_node_port: Optional[int]) -> dict[str, dict[str, str]]:
-    """The status' push and playback URLs that work from this machine: ingest URLs already on the
-    node's address (NodePort), playback URLs moved from the origin's Service name to the node
-    address and the dev playback Service's nodePort."""
+               playback_node_port: Optional[int], ready: Iterable[str]) -> dict[str, dict[str, str]]:
+    """The status' push and playback URLs that work from this machine now: ingest URLs already on
+    the node's address (NodePort) of an ingest whose pod is ready, playback URLs moved from the
+    origin's Service name to the node address and the dev playback Service's nodePort once the
+    origin's pod is ready. ``ready``: the components (ingest, ingest-backup, origin) with a ready pod,
+    as a Service only routes to those."""
+    ready = set(ready)
     origin_host = f"{name}-origin.{namespace}.svc"
     out: dict[str, dict[str, str]] = {"ingest": {}, "playback": {}}
     for key, url in (status.get("ingest") or {}).items():
-        if isinstance(url, str) and urlsplit(url).hostname == node_ip:
+        component = "ingest-backup" if key.startswith("backup") else "ingest"
+        if isinstance(url, str) and urlsplit(url).hostname == node_ip and component in ready:
             out["ingest"][key] = url
     for key, url in (status.get("playback") or {}).items():
-        if not isinstance(url, str) or playback_node_port is None:
+        if not isinstance(url, str) or playback_node_port is None or "origin" not in ready:
             continue
         parts = urlsplit(url)
         if parts.hostname == origin_host:
@@ -116,7 +120,7 @@ class UrlPrinter:
             if meta.get("deletionTimestamp"):
                 continue
             port = self._playback_port(core, ls)
-            urls = local_urls(ls.get("status") or {}, name, ns, self.node_ip, port)
+            urls = local_urls(ls.get("status") or {}, name, ns, self.node_ip, port, self._ready(core, ns, name))
             if not (urls["ingest"] or urls["playback"]) or self.shown.get((ns, name)) == urls:
                 continue
             self.shown[(ns, name)] = urls
@@ -126,6 +130,19 @@ class UrlPrinter:
             lines.append(f"  RTMP needs the stream key: kubectl -n {ns} get secret {name}-credentials "
                          "-o jsonpath='{.data.streamKey}' | base64 -d")
             self.out("\n".join(lines))
+
+    def _ready(self, core: Any, namespace: str, name: str) -> set[str]:
+        """The components of Livestream ``name`` that have a ready pod."""
+        from onair.render.children import child_selector
+
+        selector = ",".join(f"{k}={v}" for k, v in child_selector(name).items())
+        try:
+            pods = core.list_namespaced_pod(namespace, label_selector=selector, _request_timeout=10).items
+        except Exception:  # noqa: BLE001 - the API may be busy; next round
+            return set()
+        return {p.metadata.labels.get("app.kubernetes.io/component") for p in pods
+                if not p.metadata.deletion_timestamp
+                and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or ())}
 
     def _playback_port(self, core: Any, ls: Mapping[str, Any]) -> Optional[int]:
         from kubernetes.client.exceptions import ApiException
