@@ -11,7 +11,7 @@ import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("onair.controller.runner", "run the operator against the current kubeconfig"),
-    "dev": ("onair.localcluster.dev", "start the local pinned control plane with the operator and built-in CallTypes"),
+    "dev": ("onair.localcluster.dev", "run onair on a local cluster: a real node when this machine allows it, else the process runner"),
     "localcluster": ("onair.localcluster.cli", "build or start the pinned kube-apiserver/etcd/kube-controller-manager"),
     "crds": ("onair.crdgen", "generate crds/*.yaml from the pydantic API models (--check to verify)"),
     "agent": ("onair.agent.cli", "run a media role: ingest | transcoder | origin | recorder"),

@@ -180,13 +180,19 @@ def test_rendered_chart_is_accepted_and_the_operator_pod_is_admitted_as_restrict
     restrict(kube_api, namespace)
     inst = install(namespace)
     assert {d["kind"] for d in inst.docs} == {"CustomResourceDefinition", "ServiceAccount", "ClusterRole",
-                                               "ClusterRoleBinding", "Deployment", "CallType", "NetworkPolicy"}
+                                               "ClusterRoleBinding", "Deployment", "CallType", "NetworkPolicy",
+                                               "Service", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
     # The API server stored the operator's NetworkPolicy as rendered: it selects the operator's pod.
     policy = next(d for d in inst.docs if d["kind"] == "NetworkPolicy")
     stored = client.NetworkingV1Api(kube_api).read_namespaced_network_policy(policy["metadata"]["name"], namespace)
     deployment = next(d for d in inst.docs if d["kind"] == "Deployment")
     assert stored.spec.pod_selector.match_labels == deployment["spec"]["selector"]["matchLabels"]
     assert stored.spec.policy_types == ["Ingress"] and not stored.spec.ingress
+    # The operator's metrics Service, as stored, routes to the operator pod's named metrics port.
+    service = next(d for d in inst.docs if d["kind"] == "Service")
+    stored_svc = client.CoreV1Api(kube_api).read_namespaced_service(service["metadata"]["name"], namespace)
+    assert stored_svc.spec.selector == deployment["spec"]["selector"]["matchLabels"]
+    assert [(p.name, p.target_port) for p in stored_svc.spec.ports] == [("metrics", "metrics")]
 
     custom = client.CustomObjectsApi(kube_api)
     for name in BUILTINS:

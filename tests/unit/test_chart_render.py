@@ -233,6 +233,7 @@ def test_operator_is_one_recreated_standalone_kopf_replica_with_liveness_probes(
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert c[probe]["httpGet"] == {"path": "/healthz", "port": "healthz"}
     assert {"name": "healthz", "containerPort": 8080, "protocol": "TCP"} in c["ports"]
+    assert {"name": "metrics", "containerPort": 8090, "protocol": "TCP"} in c["ports"]
     # The root filesystem is read-only, so every writable path is a volume.
     assert [m["mountPath"] for m in c["volumeMounts"]] == ["/tmp"]
     labels = dep["spec"]["template"]["metadata"]["labels"]
@@ -332,10 +333,12 @@ def test_default_env_keeps_the_operator_defaults_except_the_image_and_who_the_op
     from onair.controller.config import OperatorConfig
 
     env = env_of(render())
-    assert set(env) == {"ONAIR_IMAGE", "ONAIR_IMAGE_PULL_POLICY", "ONAIR_OPERATOR_NAMESPACE", "ONAIR_OPERATOR_POD_LABELS"}
+    assert set(env) == {"ONAIR_IMAGE", "ONAIR_IMAGE_PULL_POLICY", "ONAIR_OPERATOR_NAMESPACE", "ONAIR_OPERATOR_POD_LABELS",
+                        "ONAIR_METRICS_PORT"}
     config = OperatorConfig.from_env(env)
     defaults = OperatorConfig()
-    mine = {"image", "operator_pod_labels"}
+    mine = {"image", "operator_pod_labels", "metrics_port"}
+    assert config.metrics_port == 8090 and defaults.metrics_port is None
     assert config.model_dump(exclude=mine) == defaults.model_dump(exclude=mine)
     assert config.image == "ghcr.io/onair-dev/onair:0.1.0"
     assert config.network_policies is True and config.agent_metrics_from == []
@@ -366,6 +369,16 @@ def test_the_operator_pod_accepts_no_connections():
     assert policy["metadata"]["namespace"] == "onair-system"
     assert policy["spec"] == {"podSelector": {"matchLabels": only(docs, "Deployment")["spec"]["selector"]["matchLabels"]},
                               "policyTypes": ["Ingress"], "ingress": []}
+
+
+def test_prometheus_peers_reach_the_operator_only_on_its_metrics_port(tmp_path):
+    scrapers = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+    docs = render(values={"networkPolicy": {"agentMetricsFrom": scrapers}}, tmp=tmp_path)
+    policy = only(docs, "NetworkPolicy")
+    assert policy["spec"]["ingress"] == [{"from": scrapers, "ports": [{"port": "metrics", "protocol": "TCP"}]}]
+    off = render(values={"networkPolicy": {"agentMetricsFrom": scrapers}, "metrics": {"operator": {"enabled": False}}},
+                 tmp=tmp_path)
+    assert only(off, "NetworkPolicy")["spec"]["ingress"] == []
 
 
 def test_schema_rejects_a_metrics_peer_that_is_not_one():
@@ -428,7 +441,8 @@ def test_manifests_split_crds_operator_and_calltypes_without_helm_bookkeeping():
     assert kinds["builtin-calltypes.yaml"] == ["CallType"] * 3
     assert kinds["onair.yaml"][0] == "Namespace"
     assert set(kinds["onair.yaml"]) == {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment",
-                                        "NetworkPolicy", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
+                                        "NetworkPolicy", "Service", "ValidatingAdmissionPolicy",
+                                        "ValidatingAdmissionPolicyBinding"}
     for text in rendered.values():
         assert "helm.sh/chart" not in text and "managed-by: Helm" not in text
     ns = yaml.safe_load(rendered["onair.yaml"].split("---", 1)[0])
@@ -452,3 +466,46 @@ def test_agents_pod_monitor_is_off_by_default_and_selects_the_media_pods_agent_p
     scoped = only(render("--set", "watchNamespaces={media}", "--set", "metrics.podMonitor.enabled=true"),
                   "PodMonitor")
     assert scoped["spec"]["namespaceSelector"] == {"matchNames": ["media"]}
+
+
+def test_operator_metrics_service_selects_the_operator_pod_on_the_port_the_operator_serves(tmp_path):
+    from onair.controller.config import OperatorConfig
+
+    docs = render("--set", "metrics.operator.port=9123", "--set", "fullnameOverride=media")
+    service = only(docs, "Service")
+    dep = only(docs, "Deployment")
+    pod = dep["spec"]["template"]
+    assert service["metadata"]["name"] == "media-operator-metrics"
+    assert service["spec"]["type"] == "ClusterIP"
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    assert service["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
+    assert service["spec"]["ports"] == [{"name": "metrics", "port": 9123, "targetPort": "metrics", "protocol": "TCP"}]
+    ports = {p["name"]: p["containerPort"] for p in pod["spec"]["containers"][0]["ports"]}
+    # The container port the Service targets is the one the operator binds (ONAIR_METRICS_PORT).
+    assert ports["metrics"] == OperatorConfig.from_env(env_of(docs)).metrics_port == 9123
+
+    off = render("--set", "metrics.operator.enabled=false")
+    assert by_kind(off, "Service") == []
+    assert "ONAIR_METRICS_PORT" not in env_of(off)
+    assert [p["name"] for p in only(off, "Deployment")["spec"]["template"]["spec"]["containers"][0]["ports"]] == ["healthz"]
+
+
+def test_operator_service_monitor_is_off_by_default_and_scrapes_the_metrics_service(tmp_path):
+    assert by_kind(render(), "ServiceMonitor") == []
+    docs = render(values={"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"},
+                                                         "interval": "15s"}}}, tmp=tmp_path, namespace="ops")
+    monitor = only(docs, "ServiceMonitor")
+    service = only(docs, "Service")
+    assert monitor["metadata"]["namespace"] == "ops" and monitor["metadata"]["labels"]["release"] == "prom"
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["ops"]}
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    # Only the metrics Service: the selector names its component, which no other object of the chart carries.
+    assert monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "operator-metrics"
+    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "15s"}]
+    err = helm_fails("--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.operator.enabled=false")
+    assert "metrics.serviceMonitor.enabled needs metrics.operator.enabled" in err
+
+
+def test_schema_keeps_the_operator_metrics_port_off_the_health_port():
+    err = helm_fails("--set", "metrics.operator.port=8080")
+    assert "schema" in err and "port" in err, err

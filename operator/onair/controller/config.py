@@ -88,6 +88,9 @@ class OperatorConfig(BaseModel):
         default_factory=list,
         description="NetworkPolicy peers (JSON list) also let in on the agent port, for GET /metrics (e.g. "
                     "Prometheus' namespace); every other agent call still needs the agent token.")
+    metrics_port: Optional[int] = Field(
+        None, ge=1, le=65535,
+        description="Serve the operator's own Prometheus metrics (GET /metrics) on this port; unset: none.")
     # --- ways in from outside the cluster: playback
     playback_route: Literal["none", "ingress", "httproute"] = Field(
         "none", description="Render a route per Livestream to the origin's public port: a networking.k8s.io/v1 "

@@ -14,6 +14,7 @@ import asyncio
 import concurrent.futures
 import functools
 import json
+import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 from urllib.parse import quote, urlencode
@@ -23,6 +24,7 @@ from kubernetes import config as k8s_config
 
 import kopf
 
+from .metrics import APPLY, STATUS_PATCH, OperatorMetrics
 from .workpool import OldestFirstExecutor
 
 FIELD_MANAGER = "onair-operator"
@@ -157,8 +159,9 @@ class Kube:
     """Async facade over one ApiClient; every call runs in ``executor``."""
 
     def __init__(self, api: k8s.ApiClient, executor: Optional[concurrent.futures.Executor] = None,
-                 request_timeout: float = 30.0) -> None:
+                 request_timeout: float = 30.0, metrics: Optional[OperatorMetrics] = None) -> None:
         self.api = api
+        self.metrics = metrics
         self._own_executor = executor is None
         self.executor = executor or OldestFirstExecutor(max_workers=8, thread_name_prefix="onair-kube")
         self.request_timeout = request_timeout
@@ -211,9 +214,9 @@ class Kube:
         """Server-side apply with force: the operator owns exactly the fields it renders."""
         kind = kind_of(obj)
         meta = obj["metadata"]
-        return await self.request("PATCH", kind.path(meta.get("namespace"), meta["name"]), body=obj,
-                                  query={"fieldManager": field_manager, "force": "true"},
-                                  content_type="application/apply-patch+yaml")
+        return await self._timed(APPLY, self.request(
+            "PATCH", kind.path(meta.get("namespace"), meta["name"]), body=obj,
+            query={"fieldManager": field_manager, "force": "true"}, content_type="application/apply-patch+yaml"))
 
     async def create_if_absent(self, obj: dict, field_manager: str = FIELD_MANAGER,
                                check_first: bool = True) -> Optional[dict]:
@@ -249,9 +252,17 @@ class Kube:
 
     async def patch_status(self, kind: Kind, namespace: Optional[str], name: str, status: dict) -> dict:
         """JSON merge patch of the status subresource (None values delete keys)."""
-        return await self.request("PATCH", kind.path(namespace, name, "status"), body={"status": status},
-                                  query={"fieldManager": FIELD_MANAGER},
-                                  content_type="application/merge-patch+json")
+        return await self._timed(STATUS_PATCH, self.request(
+            "PATCH", kind.path(namespace, name, "status"), body={"status": status},
+            query={"fieldManager": FIELD_MANAGER}, content_type="application/merge-patch+json"))
+
+    async def _timed(self, operation: str, call: Any) -> Any:
+        started = time.monotonic()
+        try:
+            return await call
+        finally:
+            if self.metrics is not None:
+                self.metrics.kube_request(operation, time.monotonic() - started)
 
 
 def label_selector(labels: dict[str, str]) -> str:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+import time
+from typing import Any, Optional
 
 import kopf
 
 from onair.api.calltype import GROUP, VERSION
 
-from . import members, reconcile, workpool
+from . import members, metrics, reconcile, workpool
 from .calltype import request_status_sync
 from .kubeapi import KubeError
 from .runtime import LivestreamState, Runtime
@@ -33,6 +34,9 @@ async def reconcile_now(rt: Runtime, state: LivestreamState, body: Any, *, force
     async with state.lock:
         # The Kubernetes client's pool serves the oldest reconcile first (see workpool).
         order = workpool.request_order.set(next(rt.reconcile_order))
+        started = time.monotonic()
+        outcome: Optional[str] = None  # stays None when cancelled (shutdown): not a reconcile outcome
+        reason: Optional[str] = None
         try:
             ls = reconcile.plain(body)
             if force_apply and ls["metadata"].get("generation") != state.rendered_generation:
@@ -41,8 +45,20 @@ async def reconcile_now(rt: Runtime, state: LivestreamState, body: Any, *, force
                 await reconcile.sync_children(rt, state, ls, body)
             await reconcile.sync_status(rt, state, ls, body, probe=probe)
             state.transient_failures = 0
+            if state.problem is not None:
+                outcome, reason = metrics.STALLED, state.problem.reason
+            else:
+                outcome = metrics.OK
+        except KubeError:
+            outcome, reason = metrics.RETRYING, metrics.KUBE_API_UNAVAILABLE
+            raise
+        except Exception as exc:
+            outcome, reason = metrics.FAILED, type(exc).__name__
+            raise
         finally:
             workpool.request_order.reset(order)
+            if outcome is not None:
+                rt.metrics.reconciled(outcome, time.monotonic() - started, reason)
 
 
 def _wait_seconds(rt: Runtime, state: LivestreamState) -> float:

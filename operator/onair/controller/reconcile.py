@@ -229,6 +229,7 @@ async def sync_status(rt: Runtime, state: LivestreamState, ls: Mapping, body: Ma
             update={"backup": "ingest-backup" in rendered.agent_configs})
         state.agents = await rt.prober.poll(state.namespace, state.name, list(rendered.agent_configs), desired,
                                             token=_agent_token(state))
+        rt.metrics.agents_polled(state.agents)
         _watch_agent_credentials(state, body)
     cleared = await _dvr_clear(rt, state, ls, body, stored) if probe else None
     agents = {key: (r.status if r.reachable else None) for key, r in state.agents.items()}

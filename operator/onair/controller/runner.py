@@ -17,6 +17,7 @@ import kopf
 
 from . import calltype, kubeapi, livestream, owned
 from .config import OperatorConfig
+from .metrics import MetricsPortUnavailable, OperatorMetrics, serve as serve_metrics
 from .probe import Prober, Resolver
 from .refusals import DEFAULT_INTERVAL_SECONDS
 from .runtime import Runtime
@@ -64,7 +65,8 @@ async def operator(*, kubeconfig: Optional[str] = None, context: Optional[str] =
     config = config or OperatorConfig.from_env()
     namespaces = list(namespaces if namespaces is not None else config.watch_namespaces)
     api = await asyncio.to_thread(kubeapi.api_client, kubeconfig, context)
-    kube = kubeapi.Kube(api, request_timeout=30.0)
+    metrics = OperatorMetrics()
+    kube = kubeapi.Kube(api, request_timeout=30.0, metrics=metrics)
     holder: dict[str, Runtime] = {}
 
     def default_resolver(namespace: str, name: str, role_key: str) -> Optional[str]:
@@ -72,7 +74,7 @@ async def operator(*, kubeconfig: Optional[str] = None, context: Optional[str] =
 
     prober = Prober(resolver or default_resolver, timeout=probe_timeout)
     rt = Runtime(config, kube, prober, resync_seconds=resync_seconds, broadcast_grace_seconds=broadcast_grace_seconds,
-                 refusal_event_interval_seconds=refusal_event_interval_seconds)
+                 refusal_event_interval_seconds=refusal_event_interval_seconds, metrics=metrics)
     holder["rt"] = rt
     registry = build_registry(rt, api, watch_pods=resolver is None, namespaces=namespaces)
     settings = build_settings(standalone=standalone)
@@ -84,13 +86,18 @@ async def operator(*, kubeconfig: Optional[str] = None, context: Optional[str] =
     log.info("onair operator starting: %s, poll every %ss",
              f"namespaces {', '.join(namespaces)}" if namespaces else "all namespaces",
              config.status_poll_interval_seconds)
+    metrics_server = None
     try:
+        if config.metrics_port is not None:
+            metrics_server = await serve_metrics(metrics, config.metrics_port)
         await kopf.operator(
             registry=registry, settings=settings, standalone=standalone,
             clusterwide=not namespaces, namespaces=namespaces,
             stop_flag=stop_flag, ready_flag=ready_flag, liveness_endpoint=liveness_endpoint,
         )
     finally:
+        if metrics_server is not None:
+            await metrics_server.cleanup()
         await prober.close()
         kube.close()
 
@@ -137,6 +144,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                              config=config, standalone=args.standalone, liveness_endpoint=args.liveness))
     except KeyboardInterrupt:
         return 130
+    except MetricsPortUnavailable as exc:
+        print(f"onair run: {exc}", file=sys.stderr)
+        return 1
     except Exception as exc:  # noqa: BLE001 - e.g. no kubeconfig: one readable line, not a traceback
         from kubernetes.config import ConfigException
 

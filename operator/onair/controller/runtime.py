@@ -21,6 +21,7 @@ from onair.render.resolve import Problem
 from .coalesce import Coalescer
 from .config import OperatorConfig
 from .kubeapi import Kube
+from .metrics import OperatorMetrics
 from .probe import AgentReport, Prober
 from .refusals import DEFAULT_INTERVAL_SECONDS, RefusalAnnouncer
 from .webhooks import WebhookDeliverer
@@ -76,7 +77,8 @@ class Runtime:
     def __init__(self, config: OperatorConfig, kube: Kube, prober: Prober,
                  clock: Callable[[], datetime] = utcnow, resync_seconds: float = 600.0,
                  broadcast_grace_seconds: float = 20.0, calltype_status_window: float = 1.0,
-                 refusal_event_interval_seconds: float = DEFAULT_INTERVAL_SECONDS) -> None:
+                 refusal_event_interval_seconds: float = DEFAULT_INTERVAL_SECONDS,
+                 metrics: Optional[OperatorMetrics] = None) -> None:
         self.config = config
         self.kube = kube
         self.prober = prober
@@ -88,6 +90,8 @@ class Runtime:
         # At most one Warning Event per ingest refusal reason and Livestream this often.
         self.refusal_event_interval_seconds = refusal_event_interval_seconds
         self.livestreams: dict[tuple[str, str], LivestreamState] = {}
+        self.metrics = metrics or OperatorMetrics()
+        self.metrics.watch_livestreams(lambda: self.livestreams.values())
         # Numbers each reconcile; the Kubernetes client serves lower numbers first (workpool).
         self.reconcile_order = itertools.count(1)
         # kopf indexes, captured from handler kwargs at startup (same objects for the whole run).

@@ -27,12 +27,12 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
 
 import aiohttp
-from prometheus_client import Counter
 
 from onair.api import webhooks as api
 from onair.api.settings import CallSettings
 from onair.render import webhooks as render
 
+from . import metrics
 from .kubeapi import FIELD_MANAGER, KINDS, KubeError
 
 if TYPE_CHECKING:
@@ -46,9 +46,6 @@ OUTBOX_LABEL = "onair.dev/webhook-outbox-of"
 REQUEST_TIMEOUT_SECONDS = 10.0
 SCAN_INTERVAL_SECONDS = 2.0
 ERROR_TEXT_LIMIT = 300
-
-DELIVERIES = Counter("onair_operator_webhook_deliveries_total",
-                     "Webhook delivery attempts by outcome (delivered, failed, abandoned).", ["outcome"])
 
 
 def outbox_name(livestream: str) -> str:
@@ -327,20 +324,20 @@ class WebhookDeliverer:
         except Exception as exc:  # noqa: BLE001 - every failure is a reason to retry, said in status
             error = _error_text(exc)
         if error is None:
-            DELIVERIES.labels(outcome="delivered").inc()
+            self.rt.metrics.webhook_deliveries.labels(metrics.DELIVERED).inc()
             log.info("webhook %s: delivered %s of %s/%s (attempt %d)", delivery.endpoint, delivery.event,
                      namespace, livestream, attempt)
             return None
         first_failed = delivery.first_failed_at or now
         if now - delivery.created_at >= delivery.retry_for:
-            DELIVERIES.labels(outcome="abandoned").inc()
+            self.rt.metrics.webhook_deliveries.labels(metrics.ABANDONED).inc()
             self._abandoned.setdefault((namespace, livestream), []).append({
                 "endpoint": delivery.endpoint, "event": delivery.event, "id": delivery.id, "at": _rfc3339(now),
                 "error": f"{error} (after {attempt} attempts over {int(now - delivery.created_at)}s)"})
             log.warning("webhook %s: gave up %s of %s/%s: %s", delivery.endpoint, delivery.event, namespace,
                         livestream, error)
             return replace(delivery, attempts=0)
-        DELIVERIES.labels(outcome="failed").inc()
+        self.rt.metrics.webhook_deliveries.labels(metrics.DELIVERY_FAILED).inc()
         log.warning("webhook %s: %s of %s/%s failed (attempt %d): %s", delivery.endpoint, delivery.event,
                     namespace, livestream, attempt, error)
         return replace(delivery, attempts=attempt, last_error=error, first_failed_at=first_failed,

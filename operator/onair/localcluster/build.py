@@ -471,6 +471,11 @@ def _is_built(comp: Component) -> bool:
     return stamp.get("key") == comp.key() and all((bin_dir() / b).is_file() for b in comp.binaries)
 
 
+def unbuilt(names: list[str]) -> list[str]:
+    """The components among ``names`` whose cached binaries are missing or stale (never builds)."""
+    return [c.name for c in components() if c.name in names and not _is_built(c)]
+
+
 def _dir_empty(p: Path) -> bool:
     return not p.exists() or not any(p.iterdir())
 

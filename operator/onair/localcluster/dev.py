@@ -1,13 +1,16 @@
-"""`onair dev`: local control plane + CRDs + built-in CallTypes + the operator, in one process.
+"""`onair dev`: a local cluster with onair in it, on a real node when this machine allows it.
 
-The operator runs in-process (not as a Pod: there is no kubelet) against the local cluster's
-admin kubeconfig, so a code change is one Ctrl-C and re-run away. The cluster itself stays
-up when the operator is missing or crashes, so the API can still be poked at with kubectl.
+Which runtime runs the pods is ``devruntime.choose``'s decision (``--runtime auto|node|process``),
+printed first:
 
-With ``--media`` (the default when ffmpeg and nginx with the RTMP module are installed) the pod
-runner (``podrunner``) plays the kubelet for the operator's media Deployments: every agent runs
-as a local process on 127.0.0.1, so `onair dev` is a complete streaming server and prints each
-Livestream's local push and playback URLs as they appear.
+* ``node`` (``devnode``): control plane + a real node, the onair image of this checkout, the chart
+  installed with helm; encoders and players on this machine use the node's address.
+* ``process``: control plane + CRDs + built-in CallTypes, the operator in-process against the
+  admin kubeconfig (a code change is one Ctrl-C and re-run away; the cluster stays up when the
+  operator crashes). With ``--media`` (the default when ffmpeg and nginx with the RTMP module are
+  installed) the process runner (``podrunner``) stands in for the kubelet: every agent runs as a
+  local process on 127.0.0.1 with its config rewritten for loopback, and each Livestream's local
+  push and playback URLs are printed as they appear.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ import threading
 import traceback
 from pathlib import Path
 
-from . import build, versions
+from . import build, devruntime, versions
 
 
 def repo_root() -> Path:
@@ -180,7 +183,7 @@ def _start_media(kubeconfig: Path, media_dir: Path):
     except Exception as e:  # noqa: BLE001 - the control plane is still useful without media
         print(f"media agents not started: {e}", file=sys.stderr, flush=True)
         return None
-    print(f"media agents run as local processes (pod runner); volumes and logs in {media_dir}", flush=True)
+    print(f"media agents run as local processes (process runner); volumes and logs in {media_dir}", flush=True)
     return runner
 
 
@@ -190,14 +193,39 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="onair dev", description=__doc__.splitlines()[0])
     ap.add_argument("--kubeconfig", default=str(build.cache_root() / "dev" / "kubeconfig"),
                     help="stable path the admin kubeconfig is copied to (default: %(default)s)")
-    ap.add_argument("--no-operator", action="store_true", help="only the cluster, CRDs and CallTypes")
-    ap.add_argument("--keep", action="store_true", help="keep the run dir (logs, etcd data) after stopping")
+    ap.add_argument("--runtime", choices=devruntime.RUNTIMES, default=devruntime.AUTO,
+                    help="node: a real kubelet and containerd run the onair image, the chart is installed with helm "
+                         "(needs root, the node's Debian packages and built node binaries); process: the process "
+                         "runner simulates the kubelet with local processes; auto (default): node when this "
+                         "machine can run one at once, else process, saying why")
+    ap.add_argument("--no-operator", action="store_true",
+                    help="process runtime: only the cluster, CRDs and CallTypes")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the run dir (logs, etcd data) after stopping, and with the node runtime the node's logs")
     ap.add_argument("--media", action=argparse.BooleanOptionalAction, default=None,
                     help="run every Livestream's media agents as local processes (default: on when ffmpeg and "
                          "nginx with the RTMP module are installed)")
     ap.add_argument("--media-dir", default=str(build.cache_root() / "dev" / "media"),
                     help="where local agents keep volumes (DVR, recordings) and logs (default: %(default)s)")
     args = ap.parse_args(argv)
+    root = repo_root()
+    control_plane_only = args.no_operator or args.media is False
+    if args.runtime == devruntime.NODE and control_plane_only:
+        print("onair dev: --no-operator and --no-media are process-runtime options; the node runtime always "
+              "installs the chart", file=sys.stderr)
+        return 2
+    requested = devruntime.PROCESS if control_plane_only else args.runtime
+    if requested == devruntime.PROCESS:
+        choice = devruntime.choose(requested, [], [])
+    else:
+        choice = devruntime.choose(requested, devruntime.node_missing(), devruntime.node_unbuilt())
+    print(f"onair dev {choice.message}", file=sys.stderr if choice.runtime is None else sys.stdout, flush=True)
+    if choice.runtime is None:
+        return 2
+    if choice.runtime == devruntime.NODE:
+        from . import devnode
+
+        return devnode.run(args, root, _crd_files(root), Path(args.kubeconfig).expanduser().resolve())
     missing = media_tools_missing() if args.media is not False else []
     if args.media and missing:
         print(f"onair dev: --media needs {', '.join(missing)}", file=sys.stderr)
@@ -205,7 +233,6 @@ def main(argv: list[str] | None = None) -> int:
     media = args.media if args.media is not None else not missing
     if args.media is None and missing:
         print(f"media agents off: {', '.join(missing)} not installed (control plane only)", flush=True)
-    root = repo_root()
 
     try:
         # CRDs go in before kube-controller-manager starts so its garbage collector knows

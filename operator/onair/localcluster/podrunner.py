@@ -1,8 +1,9 @@
 """A small kubelet for onair: every media Deployment of the local cluster runs as a local process.
 
 The local control plane has no scheduler and no kubelet, so the operator's Deployments only
-ever produce Pending Pods. For `onair dev` and the end-to-end test this runner plays the kubelet
-for exactly those Deployments (label ``app.kubernetes.io/managed-by=onair-operator``):
+ever produce Pending Pods. For the process runtime of `onair dev` (``devruntime``: the fallback
+where a real node cannot run) and the end-to-end tests this runner plays the kubelet for exactly
+those Deployments (label ``app.kubernetes.io/managed-by=onair-operator``):
 
 * one process group per Deployment with replicas > 0, running the container's command
   (``onair agent <role> --config ...`` as ``python -m onair.cli ...``);
@@ -206,9 +207,6 @@ class PodRunner:
                     api.close()
         self._api = self._query_api = None
 
-    def wake(self) -> None:
-        self._wake.set()
-
     # ------------------------------------------------------------------ queries (any thread)
     def resolver(self, namespace: str, livestream: str, role_key: str) -> Optional[str]:
         """The operator's prober: agent base URL of ``<livestream>-<role_key>``, None unless running."""
@@ -237,19 +235,6 @@ class PodRunner:
     def livestreams(self) -> list[tuple[str, str]]:
         return sorted({(p.namespace, p.livestream) for p in self.pods() if p.livestream})
 
-    def pids(self, namespace: str, livestream: str, deployment: Optional[str] = None) -> set[int]:
-        """Every live process the pods of one Livestream (or one of its Deployments) run: agents and
-        their children."""
-        with self._lock:
-            pods = [p for p in self._pods.values()
-                    if p.plan.namespace == namespace and p.plan.livestream == livestream
-                    and deployment in (None, p.plan.name)]
-        out: set[int] = set()
-        for pod in pods:
-            root = pod.proc.pid if pod.proc is not None and pod.proc.poll() is None else None
-            out |= set(proctree.family(root, pod.tag))
-        return out
-
     def log_path(self, namespace: str, deployment: str) -> Path:
         return self.root / "namespaces" / namespace / "pods" / deployment / "agent.log"
 
@@ -259,31 +244,6 @@ class PodRunner:
         except OSError:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:])
-
-    def logs(self, namespace: str, livestream: Optional[str] = None, lines: int = 30) -> str:
-        """Every pod's log tail, for failure messages."""
-        pods_dir = self.root / "namespaces" / namespace / "pods"
-        names = sorted(p.name for p in pods_dir.iterdir()) if pods_dir.is_dir() else []
-        if livestream:
-            names = [n for n in names if n.startswith(f"{livestream}-")]
-        return "\n".join(f"----- {namespace}/{n} (last {lines} lines)\n{self.log_tail(namespace, n, lines)}"
-                         for n in names) or f"(no pod logs under {pods_dir})"
-
-    def status(self, namespace: str, deployment: str) -> str:
-        """One line about a pod: running, pending (why), restarting or unknown."""
-        with self._lock:
-            pod = self._pods.get((namespace, deployment))
-            note = self._notes.get((namespace, deployment))
-            if pod is None:
-                return f"unknown{f' ({note})' if note else ''}"
-            if pod.running:
-                return (f"running pid {pod.proc.pid}, {'ready' if pod.ready else 'not ready'} "
-                        f"(restarts {pod.restarts})")
-            if pod.stopping:
-                return "stopping"
-            if pod.pending:
-                return f"pending: {pod.pending}"
-            return f"waiting to restart (restarts {pod.restarts})"
 
     def endpoints(self, namespace: str, livestream: str) -> Optional[dict[str, dict[str, str]]]:
         """Local push and playback URLs of a Livestream (its status URLs with local ports), or None
