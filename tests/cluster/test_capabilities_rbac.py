@@ -33,18 +33,21 @@ def capabilities_policy(local_cluster, kube_api):
     release = f"caps-{secrets.token_hex(3)}"
     docs = [d for d in yaml.safe_load_all(manifests.template("--show-only", "templates/capabilities.yaml",
                                                              release=release)) if d]
-    assert {d["kind"] for d in docs} == {"ClusterRole", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
+    assert sorted(d["kind"] for d in docs) == ["ClusterRole", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicy",
+                                               "ValidatingAdmissionPolicyBinding", "ValidatingAdmissionPolicyBinding"]
     rbac = client.RbacAuthorizationV1Api(kube_api)
     admission = client.AdmissionregistrationV1Api(kube_api)
+    create = {"ClusterRole": rbac.create_cluster_role,
+              "ValidatingAdmissionPolicy": admission.create_validating_admission_policy,
+              "ValidatingAdmissionPolicyBinding": admission.create_validating_admission_policy_binding}
+    delete = {"ClusterRole": rbac.delete_cluster_role,
+              "ValidatingAdmissionPolicy": admission.delete_validating_admission_policy,
+              "ValidatingAdmissionPolicyBinding": admission.delete_validating_admission_policy_binding}
     for d in docs:
-        {"ClusterRole": rbac.create_cluster_role,
-         "ValidatingAdmissionPolicy": admission.create_validating_admission_policy,
-         "ValidatingAdmissionPolicyBinding": admission.create_validating_admission_policy_binding}[d["kind"]](d)
-    names = {d["kind"]: d["metadata"]["name"] for d in docs}
-    yield names
-    admission.delete_validating_admission_policy_binding(names["ValidatingAdmissionPolicyBinding"])
-    admission.delete_validating_admission_policy(names["ValidatingAdmissionPolicy"])
-    rbac.delete_cluster_role(names["ClusterRole"])
+        create[d["kind"]](d)
+    yield next(d["metadata"]["name"] for d in docs if d["kind"] == "ClusterRole")
+    for d in reversed(docs):
+        delete[d["kind"]](d["metadata"]["name"])
 
 
 def _as(kubeconfig, user: str, group: str) -> client.CustomObjectsApi:
@@ -83,7 +86,7 @@ def test_member_roles_change_only_what_their_calltype_grants(local_cluster, kube
         rbac.create_namespaced_role_binding(namespace, {
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "members"},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                        "name": capabilities_policy["ClusterRole"]},
+                        "name": capabilities_policy},
             "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": PREFIX + role}
                          for role in GRANTS] + [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
                                                  "name": "producer"}]})

@@ -264,7 +264,9 @@ def _exercise_operator_calls(admin: Api, sa: Api, ns: str, ct: str) -> None:
           content_type=merge)
 
     # Children: server-side apply creates them (the API server checks create as well as patch).
-    labels = {"app.kubernetes.io/managed-by": "onair-operator", "onair.dev/livestream": "show"}
+    # Labelled for a Livestream that does not exist: an operator left running by an earlier test
+    # module in this process reconciles "show" above, and its real children must not be listed here.
+    labels = {"app.kubernetes.io/managed-by": "onair-operator", "onair.dev/livestream": "rbac-probe"}
     meta = {"name": "show-x", "namespace": ns, "labels": labels}
     children = {
         f"/api/v1/namespaces/{ns}/configmaps": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta,

@@ -424,9 +424,13 @@ def test_member_role_capabilities_can_be_switched_off_and_follow_the_group_prefi
         d["kind"] for d in render("--set", "capabilities.enabled=false")}
     assert not [d for d in by_kind(render("--set", "capabilities.enabled=false"), "ClusterRole")
                 if d["metadata"]["name"].endswith(MEMBER_ROLE_SUFFIX)]
-    policy = only(render("--set", "capabilities.groupPrefix=oidc:onair-"), "ValidatingAdmissionPolicy")
-    assert policy["spec"]["matchConditions"][0]["expression"] == 'request.userInfo.groups.exists(g, g.startsWith("oidc:onair-"))'
-    roles = next(v for v in policy["spec"]["variables"] if v["name"] == "roles")["expression"]
+    policies = by_kind(render("--set", "capabilities.groupPrefix=oidc:onair-"), "ValidatingAdmissionPolicy")
+    assert sorted(p["metadata"]["name"] for p in policies) == ["onair-capabilities", "onair-member-fields"]
+    for policy in policies:
+        assert policy["spec"]["matchConditions"][0]["expression"] == \
+            'request.userInfo.groups.exists(g, g.startsWith("oidc:onair-"))'
+    capabilities = next(p for p in policies if p["metadata"]["name"].endswith("-capabilities"))
+    roles = next(v for v in capabilities["spec"]["variables"] if v["name"] == "roles")["expression"]
     assert "g.substring(11)" in roles
 
 
