@@ -299,12 +299,12 @@ def _exercise_operator_calls(admin: Api, sa: Api, ns: str, ct: str) -> None:
         assert [i["metadata"]["name"] for i in sa.ok("GET", path, labelSelector=selector)["items"]] == ["show-x"]
         sa.ok("GET", path, labelSelector=selector, watch="true", timeoutSeconds=1)
     pvc_path = f"/api/v1/namespaces/{ns}/persistentvolumeclaims"
-    sa.ok("POST", pvc_path, {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {**meta, "name": "show-dvr"},
+    sa.ok("POST", pvc_path, {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {**meta, "name": "rbac-probe-dvr"},
                              "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}},
           fieldManager="onair-operator")
     children[pvc_path] = {}
     for path, obj in children.items():
-        name = "show-dvr" if path == pvc_path else "show-x"
+        name = "rbac-probe-dvr" if path == pvc_path else "show-x"
         sa.ok("DELETE", f"{path}/{name}", {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"})
 
     # Events, both APIs.

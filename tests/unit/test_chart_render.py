@@ -228,7 +228,7 @@ def test_operator_is_one_recreated_standalone_kopf_replica_with_liveness_probes(
     # Explicit command: args alone would follow the image's ENTRYPOINT (`onair onair run`).
     assert c["command"] == ["onair"]
     assert c["args"][0] == "run"
-    assert "--standalone" in c["args"] and "--all-namespaces" in c["args"]
+    assert "--all-namespaces" in c["args"]
     assert "--liveness=http://0.0.0.0:8080/healthz" in c["args"]
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert c[probe]["httpGet"] == {"path": "/healthz", "port": "healthz"}

@@ -277,4 +277,3 @@ class OriginStatus(ApiModel):
     last_upload_at: Optional[datetime] = None
 
 
-AgentStatus = IngestStatus | TranscoderStatus | RecorderStatus | OriginStatus

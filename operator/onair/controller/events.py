@@ -27,13 +27,6 @@ class Event:
     message: str
 
 
-def _ready_reason(status: Mapping[str, Any]) -> Optional[str]:
-    for cond in status.get("conditions") or ():
-        if cond.get("type") == "Ready":
-            return cond.get("reason")
-    return None
-
-
 def _stalled(status: Mapping[str, Any]) -> Optional[dict]:
     for cond in status.get("conditions") or ():
         if cond.get("type") == "Stalled" and cond.get("status") == "True":

@@ -16,7 +16,7 @@ import functools
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 from urllib.parse import quote, urlencode
 
 from kubernetes import client as k8s
@@ -271,11 +271,3 @@ def label_selector(labels: dict[str, str]) -> str:
 
 def owned_by(obj: dict, uid: str) -> bool:
     return any(ref.get("uid") == uid and ref.get("controller") for ref in obj.get("metadata", {}).get("ownerReferences") or [])
-
-
-def object_key(obj: dict) -> tuple[str, str]:
-    return obj["kind"], obj["metadata"]["name"]
-
-
-def kinds(names: Iterable[tuple[str, str]]) -> list[Kind]:
-    return [KINDS[n] for n in names]

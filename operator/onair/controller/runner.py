@@ -57,7 +57,7 @@ def build_registry(rt: Runtime, api: Any, *, watch_pods: bool, namespaces: Seque
 async def operator(*, kubeconfig: Optional[str] = None, context: Optional[str] = None,
                    namespaces: Optional[Sequence[str]] = None, resolver: Optional[Resolver] = None,
                    config: Optional[OperatorConfig] = None, stop_flag: Any = None, ready_flag: Any = None,
-                   standalone: bool = True, liveness_endpoint: Optional[str] = None,
+                   liveness_endpoint: Optional[str] = None,
                    resync_seconds: float = 600.0, probe_timeout: float = 2.0,
                    broadcast_grace_seconds: float = 20.0,
                    refusal_event_interval_seconds: float = DEFAULT_INTERVAL_SECONDS) -> None:
@@ -77,7 +77,8 @@ async def operator(*, kubeconfig: Optional[str] = None, context: Optional[str] =
                  refusal_event_interval_seconds=refusal_event_interval_seconds, metrics=metrics)
     holder["rt"] = rt
     registry = build_registry(rt, api, watch_pods=resolver is None, namespaces=namespaces)
-    settings = build_settings(standalone=standalone)
+    # Standalone: no kopf peering; one operator replica reconciles (the chart runs exactly one).
+    settings = build_settings()
     if resolver is None:
         settings.watching.label_selectors["", "v1", "pods"] = "app.kubernetes.io/managed-by=onair-operator"
         # Only Running pods have an agent to reach: Pending ones (most events while pods start)
@@ -91,7 +92,7 @@ async def operator(*, kubeconfig: Optional[str] = None, context: Optional[str] =
         if config.metrics_port is not None:
             metrics_server = await serve_metrics(metrics, config.metrics_port)
         await kopf.operator(
-            registry=registry, settings=settings, standalone=standalone,
+            registry=registry, settings=settings, standalone=True,
             clusterwide=not namespaces, namespaces=namespaces,
             stop_flag=stop_flag, ready_flag=ready_flag, liveness_endpoint=liveness_endpoint,
         )
@@ -124,8 +125,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
     ap.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, then $KUBECONFIG)")
     ap.add_argument("--context", default=None, help="kubeconfig context")
-    ap.add_argument("--standalone", action="store_true", default=True,
-                    help="no kopf peering (the default and only mode: run one replica)")
     ap.add_argument("--liveness", default=None, metavar="URL",
                     help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz")
     ap.add_argument("-v", "--verbose", action="store_true")
@@ -141,7 +140,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     namespaces: Optional[list[str]] = [] if args.all_namespaces else args.namespace
     try:
         asyncio.run(operator(kubeconfig=args.kubeconfig, context=args.context, namespaces=namespaces,
-                             config=config, standalone=args.standalone, liveness_endpoint=args.liveness))
+                             config=config, liveness_endpoint=args.liveness))
     except KeyboardInterrupt:
         return 130
     except MetricsPortUnavailable as exc:

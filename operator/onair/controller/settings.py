@@ -54,7 +54,7 @@ class LeanDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
         return essence
 
 
-def build_settings(*, standalone: bool = True, instance: Optional[str] = None,
+def build_settings(*, instance: Optional[str] = None,
                    request_timeout: float = 30.0, watch_timeout: int = 300) -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
 
@@ -76,7 +76,7 @@ def build_settings(*, standalone: bool = True, instance: Optional[str] = None,
     settings.posting.default_backoffs = (1, 2, 3, 5)
 
     # One replica (Deployment strategy Recreate): no peering objects to install or race on.
-    settings.peering.standalone = standalone
+    settings.peering.standalone = True  # one replica, no peering objects
 
     # Bounded watches: a half-open TCP connection behind a load balancer is noticed and
     # re-established instead of silently stopping all reconciliation.

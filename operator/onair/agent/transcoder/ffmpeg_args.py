@@ -16,7 +16,6 @@ every rung and every packaging.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Optional, Sequence
@@ -315,7 +314,3 @@ def encoder_args(plan: EncoderPlan) -> list[str]:
         args += ["-map", "[shot]", "-c:v", "mjpeg", "-q:v", "3", "-f", "image2", "-update", "1",
                  "-atomic_writing", "1", SCREENSHOT]
     return args
-
-
-def segment_count_for(window_seconds: float, segment_seconds: float) -> int:
-    return max(3, math.ceil(window_seconds / segment_seconds))

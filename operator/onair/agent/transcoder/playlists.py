@@ -235,7 +235,3 @@ def public_master(text: str, run_id: str, playlist_name: str = "index.m3u8") -> 
         if line or (out and out[-1]):
             out.append(line)
     return "\n".join(out).rstrip("\n") + "\n"
-
-
-def master_variants(text: str) -> list[str]:
-    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]

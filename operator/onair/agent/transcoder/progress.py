@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Optional
 
 _SPEED = re.compile(r"(?:^|\s)speed=\s*([0-9]+(?:\.[0-9]+)?)x")
-_FRAME = re.compile(r"(?:^|\s)frame=\s*([0-9]+)")
 _VIDEO = re.compile(r"Stream #\d+:\d+.*?: Video: (?P<codec>\w+)(?P<rest>.*)$")
 _AUDIO = re.compile(r"Stream #\d+:\d+.*?: Audio: (?P<codec>\w+)")
 _SIZE = re.compile(r"(?:,|\s)(?P<w>[1-9][0-9]{1,4})x(?P<h>[1-9][0-9]{1,4})(?=[\s,\[]|$)")
@@ -19,11 +18,6 @@ def parse_speed(line: str) -> Optional[float]:
     """``speed=1.01x`` from a stats line or a ``-progress`` line; None for ``speed=N/A``."""
     match = _SPEED.search(line)
     return float(match.group(1)) if match else None
-
-
-def parse_frame(line: str) -> Optional[int]:
-    match = _FRAME.search(line)
-    return int(match.group(1)) if match else None
 
 
 @dataclass(frozen=True)
