@@ -22,7 +22,8 @@ import pytest
 
 from tests.fixtures.cluster import wait_for
 from tests.fixtures.kube import (ROLES, SMALL, ffmpeg_push, helm, livestream_status, patch_spec, pod_logs,
-                                 pod_problems, restricted_namespace, restricted_pod, wait_pods_ready)
+                                 pod_problems, restricted_namespace, restricted_pod, uninstall_in_user_order,
+                                 wait_pods_ready)
 
 pytestmark = [pytest.mark.kube, pytest.mark.slow]
 
@@ -343,22 +344,5 @@ def test_chart_operator_and_a_livestream_run_on_the_node(node_cluster, onair_ima
                  timeout=60, what="Livestream stuck deleted")
     finally:
         print("\n" + "\n".join(f"  {k}: {v:.1f}s" for k, v in timings.items()))
-        # Teardown in the order a user would: the Livestream (its finalizer needs the operator),
-        # then the release, then the namespaces.
-        try:
-            if custom.list_namespaced_custom_object("onair.dev", "v1alpha1", ls_ns, "livestreams")["items"]:
-                for ls in custom.list_namespaced_custom_object("onair.dev", "v1alpha1", ls_ns, "livestreams")["items"]:
-                    custom.delete_namespaced_custom_object("onair.dev", "v1alpha1", ls_ns, "livestreams",
-                                                           ls["metadata"]["name"])
-            wait_for(lambda: not custom.list_namespaced_custom_object("onair.dev", "v1alpha1", ls_ns,
-                                                                      "livestreams")["items"],
-                     timeout=60, what="Livestream deleted")
-        except Exception as e:  # noqa: BLE001 - reported, teardown continues
-            print(f"teardown: {e}")
-        try:
-            if installed:
-                helm("uninstall", RELEASE, "--namespace", op_ns, "--wait", "--timeout", "60s",
-                      kubeconfig=node_cluster.kubeconfig)
-        finally:
-            for ns in (ls_ns, op_ns):
-                core.delete_namespace(ns, propagation_policy="Background")
+        uninstall_in_user_order(core, custom, livestream_ns=ls_ns, operator_ns=op_ns,
+                                release=RELEASE if installed else None, kubeconfig=node_cluster.kubeconfig)

@@ -29,7 +29,7 @@ from tests.browser.test_player import assert_plays
 from tests.fixtures.browser import launch
 from tests.fixtures.cluster import wait_for
 from tests.fixtures.kube import (ROLES, SMALL, ffmpeg_push, helm, livestream_status, pod_logs, pod_problems,
-                                 restricted_namespace, wait_pods_ready)
+                                 restricted_namespace, uninstall_in_user_order, wait_pods_ready)
 
 pytestmark = [pytest.mark.kube, pytest.mark.slow, pytest.mark.browser,
               pytest.mark.skipif(not HLS_JS.is_file(), reason="hls.js not built: run scripts/build-player")]
@@ -293,19 +293,5 @@ def test_viewers_play_through_traefik_by_ingress_then_by_httproute(node_cluster,
         if encoder is not None:
             encoder.terminate()
             encoder.communicate(timeout=10)
-        try:
-            for ls in custom.list_namespaced_custom_object("onair.dev", "v1alpha1", ls_ns, "livestreams")["items"]:
-                custom.delete_namespaced_custom_object("onair.dev", "v1alpha1", ls_ns, "livestreams",
-                                                       ls["metadata"]["name"])
-            wait_for(lambda: not custom.list_namespaced_custom_object("onair.dev", "v1alpha1", ls_ns,
-                                                                      "livestreams")["items"],
-                     timeout=60, what="Livestream deleted")
-        except Exception as e:  # noqa: BLE001 - reported, teardown continues
-            print(f"teardown: {e}")
-        try:
-            if installed:
-                helm("uninstall", RELEASE, "--namespace", op_ns, "--wait", "--timeout", "60s",
-                     kubeconfig=node_cluster.kubeconfig)
-        finally:
-            for ns in (ls_ns, op_ns):
-                core.delete_namespace(ns, propagation_policy="Background")
+        uninstall_in_user_order(core, custom, livestream_ns=ls_ns, operator_ns=op_ns,
+                                release=RELEASE if installed else None, kubeconfig=node_cluster.kubeconfig)

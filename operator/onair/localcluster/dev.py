@@ -166,12 +166,7 @@ class _EndpointPrinter:
             if not eps or not (eps["ingest"] or eps["playback"]) or self.shown.get((ns, name)) == eps:
                 continue
             self.shown[(ns, name)] = eps
-            lines = [f"\nLivestream {ns}/{name} on this machine:"]
-            lines += [f"  push  {key:<12} {url}" for key, url in sorted(eps["ingest"].items())]
-            lines += [f"  play  {key:<12} {url}" for key, url in sorted(eps["playback"].items())]
-            lines.append(f"  RTMP needs the stream key: kubectl -n {ns} get secret {name}-credentials "
-                         "-o jsonpath='{.data.streamKey}' | base64 -d")
-            print("\n".join(lines), flush=True)
+            print(devruntime.urls_text(ns, name, "on this machine", eps), flush=True)
 
 
 def _start_media(kubeconfig: Path, media_dir: Path):

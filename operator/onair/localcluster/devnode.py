@@ -19,13 +19,16 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional
 from urllib.parse import urlsplit, urlunsplit
 
+from onair.api.calltype import GROUP, VERSION
+
+from . import devruntime
+
 RELEASE = "onair"
 NAMESPACE = "onair-system"
 RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted",
               "pod-security.kubernetes.io/enforce-version": "latest"}
 MANAGED_BY = "onair-dev"
 PLAYBACK_SUFFIX = "-dev-playback"
-GROUP, VERSION = "onair.dev", "v1alpha1"
 # The node shares this machine's cores: the operator's request defaults are sized for real streams
 # (transcoder 1.5 cores) and would leave a laptop's node unable to schedule a second Livestream.
 DEV_REQUESTS = {"cpu": "100m", "memory": "64Mi"}
@@ -124,12 +127,7 @@ class UrlPrinter:
             if not (urls["ingest"] or urls["playback"]) or self.shown.get((ns, name)) == urls:
                 continue
             self.shown[(ns, name)] = urls
-            lines = [f"\nLivestream {ns}/{name} on the node:"]
-            lines += [f"  push  {key:<12} {url}" for key, url in sorted(urls["ingest"].items())]
-            lines += [f"  play  {key:<12} {url}" for key, url in sorted(urls["playback"].items())]
-            lines.append(f"  RTMP needs the stream key: kubectl -n {ns} get secret {name}-credentials "
-                         "-o jsonpath='{.data.streamKey}' | base64 -d")
-            self.out("\n".join(lines))
+            self.out(devruntime.urls_text(ns, name, "on the node", urls))
 
     def _ready(self, core: Any, namespace: str, name: str) -> set[str]:
         """The components of Livestream ``name`` that have a ready pod."""

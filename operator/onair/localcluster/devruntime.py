@@ -90,3 +90,13 @@ def node_unbuilt() -> list[str]:
 
 def _which(tool: str) -> Optional[str]:
     return shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/usr/bin:/sbin:/bin")
+
+
+def urls_text(namespace: str, name: str, where: str, urls: dict[str, dict[str, str]]) -> str:
+    """What `onair dev` prints for a Livestream whose push/play URLs changed, either runtime."""
+    lines = [f"\nLivestream {namespace}/{name} {where}:"]
+    lines += [f"  push  {key:<12} {url}" for key, url in sorted(urls["ingest"].items())]
+    lines += [f"  play  {key:<12} {url}" for key, url in sorted(urls["playback"].items())]
+    lines.append(f"  RTMP needs the stream key: kubectl -n {namespace} get secret {name}-credentials "
+                 "-o jsonpath='{.data.streamKey}' | base64 -d")
+    return "\n".join(lines)
