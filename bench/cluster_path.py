@@ -26,7 +26,8 @@ segments, HLS CMAF), and once its Ready condition says every agent reports:
 Context printed too: node start, image build (cached or not) and import, helm install -> operator
 Ready; `onair dev` start -> operator ready; Livestream apply -> Ready.
 
-Both ways run with the operator's defaults (status poll every 5 s) unless --status-poll-seconds.
+Both ways run with the operator's defaults (status poll every 5 s) unless --status-poll-seconds;
+the trials push at phases spread evenly over one poll interval (see push_phase).
 Prints figures and ratios, asserts nothing. Everything it starts (node, onair dev, ffmpeg,
 viewers) is stopped on exit, Ctrl-C and SIGTERM included.
 
@@ -118,6 +119,12 @@ def dev_endpoints(lines: Iterable[str]) -> dict[tuple[str, str], dict[str, dict[
         elif not line.startswith(" "):
             current = None
     return out
+
+
+def push_phase(trial: int, trials: int, poll_seconds: float) -> float:
+    """Delay before trial `trial`'s push: the trials' pushes fall at phases spread evenly over one
+    status poll interval (stratified), whatever phase the first one starts from."""
+    return (trial + 0.5) / max(trials, 1) * poll_seconds
 
 
 def viewer_events(text: str) -> list[dict]:
@@ -261,6 +268,8 @@ class Way:
     procs: Procs
     results: dict[str, list[float]] = field(default_factory=dict)
     context: dict[str, list[float]] = field(default_factory=dict)
+    poll_seconds: float = 5.0  # the operator's status poll interval
+    trials: int = 1
 
     def note(self, key: str, value: float) -> None:
         self.context.setdefault(key, []).append(value)
@@ -332,6 +341,11 @@ class Way:
             first = self.viewer("first", master, f"{name}-first")
             viewers.append(first)
             wait(lambda: event(first, "polling"), 120, "the viewer polling", interval=0.3)
+            # status.live waits for the operator's next poll of the ingest. Ready turned True at a
+            # poll, so pushing right away would hit the same phase of the poll every trial (and a
+            # different one on each way: the node's viewer pod takes longer to start); the trials
+            # push at phases spread evenly over one interval instead, as users push at any moment.
+            time.sleep(push_phase(i, self.trials, self.poll_seconds))
             t_push = time.time()
             main = self.procs.start(encoder(main_url, "red"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             wait(lambda: self.status(name).get("live") is True, 90, "status.live after the push")
@@ -437,7 +451,15 @@ class NodeWay(Way):
             self.namespace, label_selector=f"app.kubernetes.io/instance={name}").items
 
 
+def poll_interval(status_poll: Optional[float]) -> float:
+    from onair.controller.config import OperatorConfig
+
+    return status_poll if status_poll is not None else OperatorConfig.model_fields[
+        "status_poll_interval_seconds"].default
+
+
 def run_trials(way: Way, trials: int) -> None:
+    way.trials = trials
     for i in range(trials):
         print(f"[{way.label}] trial {i + 1}/{trials} ({load()})", flush=True)
         try:
@@ -505,6 +527,7 @@ def run_dev(trials: int, status_poll: Optional[float], results: dict, context: d
 
             client.CoreV1Api(api).create_namespace({"metadata": {"name": "bench"}})
             way = DevWay(api, procs, printed)
+            way.poll_seconds = poll_interval(status_poll)
             run_trials(way, trials)
             results["dev"] = way.results
             for k, v in way.context.items():
@@ -579,6 +602,7 @@ def run_node(trials: int, status_poll: Optional[float], results: dict, context: 
         wait_pods_ready(core, op_ns, "app.kubernetes.io/component=operator", 1, 180, "operator")
         took("helm install -> operator Ready", t0)
         way = NodeWay(api, procs, kc.node.node_ip, image.name, ls_ns)
+        way.poll_seconds = poll_interval(status_poll)
         run_trials(way, trials)
         results["node"] = way.results
         for k, v in way.context.items():
@@ -603,6 +627,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     results: dict[str, dict[str, list[float]]] = {}
     context: dict[str, list[float]] = {}
+    code = 0
     print(f"bench/cluster_path.py --trials {args.trials}: {os.cpu_count()} cores, {load()}", flush=True)
     try:
         if args.only in (None, "dev"):
@@ -613,13 +638,14 @@ def main(argv: Optional[list[str]] = None) -> int:
             run_node(args.trials, args.status_poll_seconds, results, context)
     except (KeyboardInterrupt, Stopped) as e:
         print(f"interrupted ({e!r}); everything started was stopped", flush=True)
+        code = 130
     finally:
         print(f"\n--- context ({load()})")
         for k, v in context.items():
             print(f"{k}: {format_summary(v)}")
         print(f"\n--- side by side ({SEGMENT_SECONDS} s segments, one 360p rung, min / median / max)")
         print(table(results), flush=True)
-    return 0
+    return code
 
 
 if __name__ == "__main__":

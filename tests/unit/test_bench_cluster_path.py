@@ -88,3 +88,8 @@ def test_viewer_parses_master_and_media_playlists(viewer):
              "#EXTINF:2.0,\nseg_1.m4s\n#EXTINF:2.0,\nseg_2.m4s\n")
     assert viewer.media_entries(media) == ("init.mp4", ["seg_1.m4s", "seg_2.m4s"])
     assert viewer.media_entries("#EXTM3U\n#EXTINF:2,\na.ts\n") == (None, ["a.ts"])
+
+
+def test_pushes_are_spread_evenly_over_one_poll_interval(cp):
+    assert [cp.push_phase(i, 4, 5.0) for i in range(4)] == [0.625, 1.875, 3.125, 4.375]
+    assert cp.push_phase(0, 1, 5.0) == 2.5
