@@ -492,7 +492,9 @@ def run_dev(trials: int, status_poll: Optional[float], results: dict, context: d
         lines: list[str] = []
         lock = threading.Lock()
         t0 = time.monotonic()
-        dev = subprocess.Popen([sys.executable, "-m", "onair.cli", "dev", "--kubeconfig", str(kubeconfig),
+        # --runtime process: as root `onair dev` would pick the real node, which is the other column.
+        dev = subprocess.Popen([sys.executable, "-m", "onair.cli", "dev", "--runtime", "process",
+                                "--kubeconfig", str(kubeconfig),
                                 "--media-dir", str(Path(tmp) / "media")], stdin=subprocess.DEVNULL,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                                start_new_session=True)
