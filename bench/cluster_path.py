@@ -40,13 +40,11 @@ import base64
 import contextlib
 import json
 import os
-import re
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +55,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "operator")]
 # `onair dev` and the agents it starts must run this tree's code.
 os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT / "operator"), str(ROOT)] + (
     [os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
+
+from bench._onair_dev import OnairDev  # noqa: E402 - needs the paths above
 
 GROUP, VERSION = "onair.dev", "v1alpha1"
 VIEWER = Path(__file__).resolve().parent / "_hls_viewer.py"
@@ -95,30 +95,6 @@ def table(results: dict[str, dict[str, list[float]]], metrics: Iterable[str] = M
         rows.append((m, format_summary(node), format_summary(runner), ratio(node, runner)))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
-
-
-DEV_HEADER = re.compile(r"^Livestream (?P<ns>[^/\s]+)/(?P<name>\S+) on this machine:$")
-DEV_URL = re.compile(r"^\s+(?P<kind>push|play)\s+(?P<key>\S+)\s+(?P<url>\S+)\s*$")
-
-
-def dev_endpoints(lines: Iterable[str]) -> dict[tuple[str, str], dict[str, dict[str, str]]]:
-    """The latest push/playback URLs `onair dev` printed per Livestream: {(ns, name): {"ingest":
-    {key: url}, "playback": {key: url}}}. A new block for a Livestream replaces the previous one."""
-    out: dict[tuple[str, str], dict[str, dict[str, str]]] = {}
-    current: Optional[tuple[str, str]] = None
-    for line in lines:
-        line = line.rstrip("\n")
-        m = DEV_HEADER.match(line.strip())
-        if m:
-            current = (m["ns"], m["name"])
-            out[current] = {"ingest": {}, "playback": {}}
-            continue
-        u = DEV_URL.match(line)
-        if u and current is not None:
-            out[current]["ingest" if u["kind"] == "push" else "playback"][u["key"]] = u["url"]
-        elif not line.startswith(" "):
-            current = None
-    return out
 
 
 def push_phase(trial: int, trials: int, poll_seconds: float) -> float:
@@ -397,12 +373,12 @@ class Way:
 class DevWay(Way):
     """`onair dev`: its printed URLs; viewers on the host."""
 
-    def __init__(self, api, procs: Procs, printed: Callable[[], list[str]]) -> None:
+    def __init__(self, api, procs: Procs, dev: OnairDev) -> None:
         super().__init__("onair dev", api, procs)
-        self.printed = printed
+        self.dev = dev
 
     def _endpoints(self, name: str) -> dict[str, dict[str, str]]:
-        return dev_endpoints(self.printed()).get((self.namespace, name)) or {"ingest": {}, "playback": {}}
+        return self.dev.endpoints(self.namespace, name)
 
     def push_urls(self, name: str) -> Optional[tuple[str, str]]:
         ingest = self._endpoints(name)["ingest"]
@@ -480,55 +456,15 @@ def load() -> str:
 
 # ----------------------------------------------------------------------------- onair dev
 def run_dev(trials: int, status_poll: Optional[float], results: dict, context: dict) -> None:
-    from onair.localcluster import apply
+    from kubernetes import client
 
     procs = Procs()
-    with tempfile.TemporaryDirectory(prefix="onair-bench-dev-") as tmp:
-        kubeconfig = Path(tmp) / "kubeconfig"
-        env = dict(os.environ)
-        if status_poll is not None:
-            env["ONAIR_STATUS_POLL_INTERVAL_SECONDS"] = str(status_poll)
-        log = open(Path(tmp) / "onair-dev.log", "w+")
-        lines: list[str] = []
-        lock = threading.Lock()
-        t0 = time.monotonic()
-        # --runtime process: as root `onair dev` would pick the real node, which is the other column.
-        dev = subprocess.Popen([sys.executable, "-m", "onair.cli", "dev", "--runtime", "process",
-                                "--kubeconfig", str(kubeconfig),
-                                "--media-dir", str(Path(tmp) / "media")], stdin=subprocess.DEVNULL,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                               start_new_session=True)
-
-        def read() -> None:
-            for line in dev.stdout:
-                log.write(line)
-                log.flush()
-                with lock:
-                    lines.append(line)
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-
-        def printed() -> list[str]:
-            with lock:
-                return list(lines)
-
-        api = None
+    # The process runner: as root `onair dev` would pick the real node, which is the other column.
+    with OnairDev(runtime="process", status_poll=status_poll) as dev:
         try:
-            wait(lambda: dev.poll() is not None or any(l.strip() == "operator ready" for l in printed()), 300,
-                 "`onair dev` saying operator ready", interval=0.2)
-            if dev.poll() is not None:
-                raise RuntimeError("onair dev exited:\n" + "".join(printed())[-3000:])
-            context.setdefault("onair dev start -> operator ready", []).append(time.monotonic() - t0)
-            mode = next((l.strip() for l in printed() if "media agents run as local processes" in l), None)
-            if mode is None:
-                raise RuntimeError("onair dev did not start the pod runner:\n" + "".join(printed())[-3000:])
-            print(f"[onair dev] {mode}", flush=True)
-            api = apply.api_client(kubeconfig)
-            from kubernetes import client
-
-            client.CoreV1Api(api).create_namespace({"metadata": {"name": "bench"}})
-            way = DevWay(api, procs, printed)
+            context.setdefault("onair dev start -> operator ready", []).append(dev.startup_seconds)
+            client.CoreV1Api(dev.api).create_namespace({"metadata": {"name": "bench"}})
+            way = DevWay(dev.api, procs, dev)
             way.poll_seconds = poll_interval(status_poll)
             run_trials(way, trials)
             results["dev"] = way.results
@@ -536,26 +472,6 @@ def run_dev(trials: int, status_poll: Optional[float], results: dict, context: d
                 context.setdefault(f"{k} (onair dev)", []).extend(v)
         finally:
             procs.close()
-            if api is not None:
-                api.close()
-            stop_dev(dev)
-            reader.join(5)
-            log.close()
-
-
-def stop_dev(dev: subprocess.Popen) -> None:
-    """Ctrl-C, as its user stops it; then the process group if it hangs."""
-    if dev.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            dev.send_signal(signal.SIGINT)
-        try:
-            dev.wait(90)
-        except subprocess.TimeoutExpired:
-            print("onair dev did not stop within 90 s after SIGINT: killing its process group", flush=True)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(dev.pid, signal.SIGKILL)
-    with contextlib.suppress(Exception):
-        dev.wait(10)
 
 
 # ----------------------------------------------------------------------------- the real node

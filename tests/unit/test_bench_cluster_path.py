@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from bench._onair_dev import dev_endpoints
+from onair.localcluster.devruntime import urls_text
+
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
@@ -47,7 +50,7 @@ def test_table_puts_both_ways_side_by_side(cp):
     assert first.split()[-3:] == ["n/a", "n/a", "n/a"]
 
 
-def test_dev_endpoints_reads_the_latest_block_per_livestream(cp):
+def test_dev_endpoints_reads_the_latest_block_per_livestream():
     printed = [
         "operator ready\n", "\n", "Livestream bench/bench-0 on this machine:\n",
         "  push  rtmp         rtmp://127.0.0.1:4001/live\n",
@@ -58,7 +61,7 @@ def test_dev_endpoints_reads_the_latest_block_per_livestream(cp):
         "  play  hlsCmaf      http://127.0.0.1:4003/hls/cmaf/master.m3u8\n",
         "something else\n", "  play  hlsCmaf      http://not-this\n",
     ]
-    assert cp.dev_endpoints(printed) == {("bench", "bench-0"): {
+    assert dev_endpoints(printed) == {("bench", "bench-0"): {
         "ingest": {"rtmp": "rtmp://127.0.0.1:4001/live", "backupRtmp": "rtmp://127.0.0.1:4002/live"},
         "playback": {"hlsCmaf": "http://127.0.0.1:4003/hls/cmaf/master.m3u8"}}}
 
@@ -93,3 +96,11 @@ def test_viewer_parses_master_and_media_playlists(viewer):
 def test_pushes_are_spread_evenly_over_one_poll_interval(cp):
     assert [cp.push_phase(i, 4, 5.0) for i in range(4)] == [0.625, 1.875, 3.125, 4.375]
     assert cp.push_phase(0, 1, 5.0) == 2.5
+
+
+@pytest.mark.parametrize("where", ["on this machine", "on the node"])
+def test_dev_endpoints_reads_what_onair_dev_prints(where):
+    urls = {"ingest": {"rtmp": "rtmp://10.0.0.1:31935/live", "srt": "srt://10.0.0.1:30998?streamid=x"},
+            "playback": {"hlsCmaf": "http://10.0.0.1:30081/hls/cmaf/master.m3u8"}}
+    printed = ("operator ready\n" + urls_text("bench", "show", where, urls) + "\nlater line\n").splitlines(True)
+    assert dev_endpoints(printed) == {("bench", "show"): urls}
