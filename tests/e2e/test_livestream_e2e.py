@@ -28,6 +28,7 @@ import pytest
 import yaml
 
 from onair import tokens
+from onair.api import refusals
 from tests.fixtures.media import ffprobe_json, process_alive, wait_for
 from tests.fixtures.podrunner import operator_with_podrunner, podrunner  # noqa: F401
 
@@ -332,6 +333,10 @@ def _scenario(show: Show, kube, runner, ns: str, calltype: str, publishers) -> N
     show.expect(refused(backup, 5), "the backup encoder should have been dropped when the stream ended")
     late.kill()
     backup.kill()
+    # The owner is told why the late push failed (the operator reports refusals from its polls).
+    refused_ended = refusals.event_reason(refusals.ENDED)
+    show.eventually(lambda: refused_ended in kube.event_reasons(ns, LS), 30,
+                    f"a {refused_ended} Event tells the owner why the late push failed")
     dvr = show.variants(show.master_url())
     show.check(set(dvr) == RUNGS, f"the DVR master lists {sorted(dvr)}")
     playlist = show.media(dvr["360p"])
@@ -361,9 +366,9 @@ def _scenario(show: Show, kube, runner, ns: str, calltype: str, publishers) -> N
     # The failover is one recording: the recorder reconnecting to the backup is no stop and start.
     show.expect(got.count("RecordingStarted") == 1 and got.count("RecordingStopped") == 1,
                 f"one RecordingStarted and one RecordingStopped expected (got {', '.join(got)})")
-    # Expected warnings: the encoder leaving, the failover, and BroadcastingFailed when the first
+    # Expected warnings: the encoder leaving, the failover, the late push refused, and BroadcastingFailed when the first
     # segment takes longer than the test operator's short grace (3 s) under load.
-    expected_warnings = {"IngestStopped", "FailedOverToBackup", "BackupLost", "BroadcastingFailed"}
+    expected_warnings = {"IngestStopped", "FailedOverToBackup", "BackupLost", "BroadcastingFailed", refused_ended}
     warnings = [(e["reason"], e["message"]) for e in kube.events(ns, LS)
                 if e["type"] == "Warning" and e["reason"] not in expected_warnings]
     show.expect(not warnings, f"unexpected Warning events: {warnings}")
