@@ -1,0 +1,78 @@
+// Mirrors bench/g2g/clock.py: two rows of BITS blocks at the top of the frame, sync bits
+// (white, black) then the capture time in Unix milliseconds; a frame counts only when the sync
+// reads right and both rows agree.
+"use strict";
+const BITS = 44, SYNC = [1, 0], ROWS = 2, ROW_HEIGHT = 1 / 18, THRESHOLD = 128;
+
+function readBand(data, width, height) {
+  // data: RGBA of the top band of the frame (width x bandHeight), read as luma.
+  const values = [];
+  for (let row = 0; row < ROWS; row++) {
+    const top = Math.round(height * ROW_HEIGHT * row), bottom = Math.round(height * ROW_HEIGHT * (row + 1));
+    const y0 = top + Math.floor((bottom - top) / 4), y1 = Math.max(bottom - Math.floor((bottom - top) / 4), y0 + 1);
+    let value = 0;
+    for (let i = 0; i < BITS; i++) {
+      const left = Math.floor(width * i / BITS), right = Math.floor(width * (i + 1) / BITS);
+      const x0 = left + Math.floor((right - left) / 4), x1 = Math.max(right - Math.floor((right - left) / 4), x0 + 1);
+      let sum = 0, n = 0;
+      for (let y = y0; y < y1; y++) {
+        for (let x = x0; x < x1; x++) {
+          const p = (y * width + x) * 4;
+          sum += 0.299 * data[p] + 0.587 * data[p + 1] + 0.114 * data[p + 2];
+          n++;
+        }
+      }
+      const bit = sum / n > THRESHOLD ? 1 : 0;
+      if (i < SYNC.length) {
+        if (bit !== SYNC[i]) { value = null; break; }
+      } else {
+        value = value * 2 + bit;  // 42 bits: past 2^32, so no bitwise operators
+      }
+    }
+    values.push(value);
+  }
+  return values[0] !== null && values[0] === values[1] ? values[0] : null;
+}
+
+const params = new URLSearchParams(location.search);
+const player = params.get("player"), src = params.get("src");
+const video = document.getElementById("video");
+const canvas = document.createElement("canvas");
+const ctx = canvas.getContext("2d", {willReadFrequently: true});
+window.g2g = {player, src, samples: [], unreadable: 0, firstFrameAt: null, openedAt: Date.now(), errors: [],
+              stalls: 0, pdtOffsets: []};
+
+function onFrame(now, meta) {
+  const width = video.videoWidth, height = video.videoHeight;
+  if (width && height) {
+    const band = Math.round(height * ROW_HEIGHT * ROWS);
+    canvas.width = width; canvas.height = band;
+    ctx.drawImage(video, 0, 0, width, band, 0, 0, width, band);
+    const captured = readBand(ctx.getImageData(0, 0, width, band).data, width, height);
+    // When this frame reaches the screen, on the same clock as Date.now().
+    const shown = performance.timeOrigin + (meta.expectedDisplayTime || now);
+    if (captured === null) {
+      g2g.unreadable++;
+    } else {
+      if (g2g.firstFrameAt === null) g2g.firstFrameAt = shown;
+      g2g.samples.push({shown, captured, latency: (shown - captured) / 1000, height});
+      if (window.hls && hls.playingDate) g2g.pdtOffsets.push((hls.playingDate.getTime() - captured) / 1000);
+    }
+  }
+  video.requestVideoFrameCallback(onFrame);
+}
+video.requestVideoFrameCallback(onFrame);
+video.addEventListener("waiting", () => { if (g2g.firstFrameAt !== null) g2g.stalls++; });
+
+if (player === "hls" || player === "hls-ll") {
+  window.hls = new Hls(player === "hls-ll" ? {lowLatencyMode: true} : {});
+  hls.on(Hls.Events.ERROR, (_, d) => g2g.errors.push(`${d.type}/${d.details}${d.fatal ? " fatal" : ""}`));
+  hls.loadSource(src);
+  hls.attachMedia(video);
+} else if (player === "dash") {
+  window.dash = dashjs.MediaPlayer().create();
+  dash.on("error", (e) => g2g.errors.push(JSON.stringify(e.error || e).slice(0, 200)));
+  dash.initialize(video, src, true);
+} else {
+  g2g.errors.push(`unknown player ${player}`);
+}
