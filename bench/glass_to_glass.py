@@ -1,0 +1,162 @@
+"""Glass-to-glass latency as a viewer gets it: from the moment a frame is made to the moment a
+stock player puts it on screen, through the whole product as its user runs it.
+
+`onair dev` (the process runner by default, `--runtime node` for the real node) with the built-in
+`livestream` CallType and a Livestream going live at once; a camera (bench/g2g/camera.py) stamps
+each 720p30 frame with its capture time and pushes it like OBS (RTMP, or SRT) to the URL onair dev
+prints; headless Chromium plays each public playback URL in a stock player (hls.js with its
+defaults for HLS CMAF and MPEG-TS, dash.js with its defaults for DASH) on a page that reads the
+stamp back from every decoded frame (bench/g2g/page.js). No server timestamp is used.
+
+Per player: startup (page open -> first frame on screen), latency p50/p95/min/max over the
+sampling window (after a settling time), stalls, and how far hls.js's program-date-time is from
+the capture time. Prints figures, asserts nothing; stops everything it started.
+
+    python3 bench/glass_to_glass.py [--runtime process|node] [--seconds 30] [--settle 10]
+                                    [--protocol rtmp|srt] [--encoder obs|zerolatency] [--size 1280x720]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "operator")]
+# `onair dev` and the agents it starts must run this tree's code.
+os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT / "operator"), str(ROOT)] + (
+    [os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
+
+from bench._onair_dev import OnairDev  # noqa: E402 - needs the paths above
+from bench.g2g import server  # noqa: E402
+from bench.g2g.camera import Camera  # noqa: E402
+
+NAMESPACE, NAME = "g2g", "g2g"
+GROUP, VERSION = "onair.dev", "v1alpha1"
+# status.playback key -> the stock player that plays it.
+PLAYERS = {"hlsCmaf": "hls", "hlsMpegts": "hls", "dash": "dash"}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def summarize(result: dict, settle_seconds: float) -> dict:
+    """Figures of one player's run: startup, latency over the samples after ``settle_seconds`` of play."""
+    samples = result.get("samples") or []
+    first = result.get("firstFrameAt")
+    steady = [s["latency"] for s in samples if first is not None and s["shown"] >= first + 1000 * settle_seconds]
+    out = {"startup": (first - result["openedAt"]) / 1000 if first is not None else None,
+           "samples": len(steady), "unreadable": result.get("unreadable", 0), "stalls": result.get("stalls", 0),
+           "errors": result.get("errors") or []}
+    if steady:
+        out.update(p50=statistics.median(steady), p95=percentile(steady, 0.95), min=min(steady), max=max(steady))
+    offsets = result.get("pdtOffsets") or []
+    if offsets:
+        out["pdt_offset"] = statistics.median(offsets)
+    return out
+
+
+def row(label: str, figures: dict) -> str:
+    def s(key: str) -> str:
+        value = figures.get(key)
+        return f"{value:6.2f}" if isinstance(value, (int, float)) else "     -"
+    return (f"{label:<22} {s('startup')} {s('p50')} {s('p95')} {s('min')} {s('max')}  {figures['samples']:>6} "
+            f"{figures['unreadable']:>6} {figures['stalls']:>6} {s('pdt_offset')}  {'; '.join(figures['errors'])[:80]}")
+
+
+def wait(predicate, timeout: float, what: str, interval: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"no {what} within {timeout:.0f}s")
+
+
+async def measure(args: argparse.Namespace) -> None:
+    from kubernetes import client
+
+    from tests.fixtures.browser import launch
+
+    width, height = (int(x) for x in args.size.split("x"))
+    with OnairDev(runtime=args.runtime) as dev, tempfile.TemporaryDirectory(prefix="onair-g2g-") as tmp:
+        core, custom = client.CoreV1Api(dev.api), client.CustomObjectsApi(dev.api)
+        core.create_namespace({"metadata": {"name": NAMESPACE}})
+        custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "livestreams", {
+            "apiVersion": f"{GROUP}/{VERSION}", "kind": "Livestream", "metadata": {"name": NAME},
+            "spec": {"callType": "livestream", "phase": "live"}})
+        urls = await asyncio.to_thread(wait, lambda: (e := dev.endpoints(NAMESPACE, NAME))["ingest"].get(
+            args.protocol) and e["playback"].get("hlsCmaf") and e, 180, "push and playback URLs from onair dev")
+        secret = core.read_namespaced_secret(f"{NAME}-credentials", NAMESPACE)
+        if args.protocol == "rtmp":
+            push = f"{urls['ingest']['rtmp']}/{base64.b64decode(secret.data['streamKey']).decode()}"
+            fmt = "flv"
+        else:
+            push, fmt = base64.b64decode(secret.data["srtPublishUrl"]).decode(), "mpegts"
+            push = urls["ingest"]["srt"].split("?")[0] + "?" + push.split("?", 1)[1]
+        camera = Camera(push, fmt=fmt, width=width, height=height, fps=30, encoder=args.encoder).start()
+        runner, base = await server.serve()
+        browser = await launch(Path(tmp))
+        results: dict[str, dict] = {}
+        try:
+            def live() -> Optional[dict]:
+                st = custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "livestreams", NAME).get(
+                    "status") or {}
+                return st if st.get("live") and st.get("broadcasting") else None
+            await asyncio.to_thread(wait, live, 120, "status.live and status.broadcasting")
+            for key, player in PLAYERS.items():
+                url = urls["playback"].get(key)
+                if not url:
+                    print(f"{key}: not in status.playback, skipped", flush=True)
+                    continue
+                page = await browser.new_page(f"{base}/page.html?player={player}&src={url}")
+                try:
+                    await page.wait_for("g2g.firstFrameAt !== null", timeout=60, interval=0.2)
+                    await asyncio.sleep(args.settle + args.seconds)
+                    results[key] = summarize(await page.evaluate("g2g"), args.settle)
+                except Exception as e:  # noqa: BLE001 - one player failing is a figure too
+                    results[key] = {"samples": 0, "unreadable": 0, "stalls": 0, "errors": [f"{type(e).__name__}: {e}"]}
+                finally:
+                    await page.close()
+                print(row(f"{key} ({player})", results[key]), flush=True)
+            status = custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "livestreams", NAME).get("status")
+        finally:
+            await browser.close()
+            await runner.cleanup()
+            err = camera.stop()
+        print(f"\nglass to glass: onair dev --runtime {args.runtime}, callType livestream, {args.protocol.upper()} "
+              f"{width}x{height}@30 ({args.encoder} x264), {args.settle:.0f} s settle + {args.seconds:.0f} s sampled per "
+              f"player; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        print(f"camera: {camera.frames} frames, {camera.late_frames} made late; transcoding speed "
+              f"{(status or {}).get('transcodingSpeed')}; ladder {(status or {}).get('transcodedQualities')}")
+        if err.strip():
+            print(f"encoder said: {err.strip()[-500:]}")
+        print(f"\n{'player':<22} {'start':>6} {'p50':>6} {'p95':>6} {'min':>6} {'max':>6}  {'frames':>6} "
+              f"{'unread':>6} {'stalls':>6} {'pdt-cap':>6}  errors   (seconds)")
+        for key, figures in results.items():
+            print(row(f"{key} ({PLAYERS[key]})", figures))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runtime", choices=("process", "node"), default="process")
+    parser.add_argument("--seconds", type=float, default=30, help="sampling window per player")
+    parser.add_argument("--settle", type=float, default=10, help="play this long before sampling")
+    parser.add_argument("--protocol", choices=("rtmp", "srt"), default="rtmp")
+    parser.add_argument("--encoder", choices=("obs", "zerolatency"), default="obs")
+    parser.add_argument("--size", default="1280x720")
+    asyncio.run(measure(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+"""The pure parts of bench/glass_to_glass.py: what one player's page results become."""
+from __future__ import annotations
+
+from bench import glass_to_glass as g2g
+
+
+def test_summarize_keeps_only_samples_after_the_settling_time():
+    opened, first = 1_000_000.0, 1_002_000.0
+    samples = [{"shown": first + 100 * i, "latency": 5.0 if i < 50 else 2.0 + i / 1000} for i in range(200)]
+    figures = g2g.summarize({"openedAt": opened, "firstFrameAt": first, "samples": samples, "unreadable": 3,
+                             "stalls": 1, "errors": [], "pdtOffsets": [0.5, 0.7, 0.6]}, settle_seconds=5)
+    assert figures["startup"] == 2.0
+    assert figures["samples"] == 150 and figures["min"] == 2.05 and figures["max"] == 2.199
+    assert abs(figures["p50"] - 2.1245) < 1e-9 and abs(figures["p95"] - 2.192) < 1e-9
+    assert figures["pdt_offset"] == 0.6 and figures["unreadable"] == 3 and figures["stalls"] == 1
+
+
+def test_a_player_that_never_showed_a_frame_has_no_figures():
+    figures = g2g.summarize({"openedAt": 1.0, "firstFrameAt": None, "samples": [], "errors": ["x"]}, 5)
+    assert figures["startup"] is None and figures["samples"] == 0 and "p50" not in figures
+    assert "-" in g2g.row("dash (dash)", figures)
