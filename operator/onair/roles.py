@@ -28,6 +28,10 @@ class Role:
     # Every role is the same binary; the config file says the rest. The pod names the command
     # itself: args alone would be appended to the image's ENTRYPOINT (`onair onair agent ...`).
     command: tuple[str, ...] = field(default=("onair",))
+    # What the readinessProbe asks: a pod joins its Service (encoders, viewers) only once this
+    # answers 200. The agent's /healthz only says that the agent answers; the ingest's /readyz
+    # also waits for its nginx (and SRT listener), which is what encoders connect to.
+    readiness_path: str = "/healthz"
 
     def args(self) -> list[str]:
         return ["agent", self.name, "--config", CONFIG_PATH]
@@ -39,7 +43,7 @@ INGEST = Role("ingest", (
     Port("rtmps", 1936),
     Port("srt", 9998, "UDP"),
     Port("whip", 8443),
-))
+), readiness_path="/readyz")
 TRANSCODER = Role("transcoder", (Port("agent", AGENT_PORT),))
 # ``http`` is the public playback port; ``upload`` takes the transcoder's output only, on a listener of
 # its own so viewers cannot starve it, and the origin Service keeps it cluster-internal.

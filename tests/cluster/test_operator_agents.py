@@ -121,7 +121,8 @@ def test_recording_switch_reaches_a_real_recorder(routes, kube, calltype, namesp
 def test_the_operator_calls_agents_with_the_livestreams_agent_token(routes, kube, calltype, namespace, ingest_agent,
                                                                   publishers):
     """The agent refuses every other token: live status and the desired state reach it only because
-    the operator sends the agentToken of the Livestream's Secret, as the agent's pod mounts it."""
+    the operator sends the agentToken of the Livestream's Secret, as the agent's pod mounts it.
+    The operator's side only: the agent is a local process whose token file the test writes."""
     main = ingest_agent.start(slot="main", protocols=("rtmp",), livestream=f"{namespace}/cred")
     own_token = main.agent_token
     routes.route(namespace, "cred", "ingest", main)
@@ -144,7 +145,9 @@ def test_the_operator_calls_agents_with_the_livestreams_agent_token(routes, kube
     assert main.status()["receiving"] is True  # the stream itself never stopped
     assert "refused agent API call PUT /desired" in main.log_text()
 
-    # The kubelet catches up with the Secret: live again, without another Warning.
+    # The token file is right again (here SecretMounts writes it, standing in for the kubelet's
+    # Secret volume sync; the real kubelet's is tested on the node, in
+    # tests/kube/test_pods_as_kubernetes_runs_them.py): live again, without another Warning.
     routes.mount(namespace, "cred", "ingest", main)
     kube.wait_status(namespace, "cred", lambda s: s.get("live") is True, timeout=30, what="live again")
     assert kube.event_reasons(namespace, "cred").count("AgentRefusedCredential") == 1

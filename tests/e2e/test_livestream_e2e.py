@@ -1,10 +1,14 @@
-"""The product, end to end: a Livestream on the local control plane, every agent a real process.
+"""The product, end to end in onair dev's fallback runtime: a Livestream on the local control plane,
+every agent a real process.
 
 Local cluster (etcd + kube-apiserver + kube-controller-manager) + the operator in-process + the
-pod runner playing the kubelet for the operator's Deployments. Nothing is routed by hand: the
-operator renders the children, the runner starts the agents from those very objects (ConfigMap
-configs, Secret keys, PVCs), and the test only does what a user does: kubectl (the API), an
-encoder pushing RTMP with the key from the Secret, and a player pulling HLS.
+pod runner (onair dev's stand-in for a kubelet where no real node can run) starting the operator's
+Deployments as local processes. What this shows of pods (started, restarted, stopped on deletion)
+is the runner's, not Kubernetes': the real kubelet's part is tested on the node, in tests/kube/.
+Nothing is routed by hand: the operator renders the children, the runner starts the agents from
+those very objects (ConfigMap configs, Secret keys, PVCs), and the test only does what a user
+does: kubectl (the API), an encoder pushing RTMP with the key from the Secret, and a player
+pulling HLS.
 
 One long scenario, because each step is the precondition of the next (the story of one show):
 backstage with a host preview -> live -> recording -> failover to the backup encoder -> ended

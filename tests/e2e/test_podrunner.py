@@ -1,4 +1,11 @@
-"""The pod runner as a kubelet: it follows Deployments, not the operator.
+"""onair dev's fallback runtime: the pod runner (``onair.localcluster.podrunner``) follows
+Deployments as it stands in for a kubelet where no real node can run.
+
+These test onair dev's fallback runtime, not Kubernetes: what a real kubelet does to the same pods
+(one role's new template, a killed agent, Secret volumes resynced, a backup ingest turned on later,
+readiness) is tested on the real node in tests/kube/test_pods_as_kubernetes_runs_them.py. Here the
+runner must imitate it well enough for ``onair dev``: its own loopback ports, local secret files
+and process trees.
 
 The children of a Livestream are rendered (``render_children``) and applied by the test, with no
 Livestream object and no ownerReferences, so the operator leaves them alone and every change
@@ -129,8 +136,9 @@ def test_runner_follows_templates_crashes_scaling_and_deletion(podrunner, kube, 
 def test_a_backup_ingest_turned_on_later_gets_the_port_the_transcoder_already_reads(podrunner, kube_api,  # noqa: F811
                                                                                      namespace):
     """The transcoder's config names the backup ingest before it exists (so turning it on restarts
-    nothing): its local process starts anyway, and the backup ingest, when it comes, listens
-    exactly where the transcoder already looks."""
+    nothing): in the runner, where that name becomes a loopback port, its local process starts
+    anyway, and the backup ingest, when it comes, listens exactly where the transcoder already
+    looks (on a real node the Service name does this: tests/kube/test_pods_as_kubernetes_runs_them.py)."""
     runner = podrunner
     apply.apply_documents(kube_api, rendered(namespace))
     first = wait_for(lambda: (lambda p: p if set(p) == set(KEYS) else None)(pods(runner)), 90,

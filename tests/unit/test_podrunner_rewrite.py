@@ -67,7 +67,7 @@ def test_plan_of_a_rendered_ingest(rendered):
     assert plan.volumes["credentials"].source == f"{LS}-credentials"
     assert ("streamKey", "streamKey") in plan.volumes["credentials"].items
     assert plan.wanted and plan.grace_seconds == 15
-    assert plan.readiness == ("/healthz", 8080)
+    assert plan.readiness == ("/readyz", 8080)
 
 
 def test_readiness_probe_on_a_port_that_does_not_exist_is_an_error(rendered):

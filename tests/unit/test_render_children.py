@@ -335,7 +335,9 @@ def test_every_pod_is_restricted(rendered):
             assert sc["capabilities"] == {"drop": ["ALL"]}
             assert sc["runAsNonRoot"] is True and sc["seccompProfile"] == {"type": "RuntimeDefault"}
             assert c["image"] == CONFIG.image and c["imagePullPolicy"] == CONFIG.image_pull_policy
-            assert c["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "agent"}
+            # The ingest is ready once its nginx answers (encoders connect to nginx, not the agent).
+            ready_path = "/readyz" if c["name"] == "ingest" else "/healthz"
+            assert c["readinessProbe"]["httpGet"] == {"path": ready_path, "port": "agent"}
             assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "agent"}
             assert c["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "agent"}
             assert c["startupProbe"]["periodSeconds"] == 1

@@ -703,6 +703,14 @@ class Node:
         if self._holder:
             self._holder.check()
 
+    def component_pid(self, name: str) -> int:
+        """The host PID of one of the node's own processes (e.g. "kubelet"), for tests that make
+        it slow or stop it as a real node's component can be."""
+        found = [p.popen.pid for p in self._procs if p.name == name and p.popen.poll() is None]
+        if not found:
+            raise NodeError(f"no running {name} on node {self.name}")
+        return found[0]
+
     # ------------------------------------------------------------------ teardown
 
     def stop_components(self) -> None:

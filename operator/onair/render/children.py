@@ -385,8 +385,8 @@ def container_security_context() -> dict:
             "seccompProfile": {"type": "RuntimeDefault"}}
 
 
-def _probe(period: int, failures: int) -> dict:
-    return {"httpGet": {"path": "/healthz", "port": "agent"}, "periodSeconds": period,
+def _probe(period: int, failures: int, path: str = "/healthz") -> dict:
+    return {"httpGet": {"path": path, "port": "agent"}, "periodSeconds": period,
             "timeoutSeconds": 3, "failureThreshold": failures}
 
 
@@ -468,7 +468,7 @@ def render_deployment(ls_meta: Mapping, key: str, agent: BaseModel, effective: C
         # agent joins its Service (encoders, viewers) a second after it listens instead of at
         # the next 5 s readiness period, and a slow start is never a liveness failure.
         "startupProbe": _probe(1, 120),
-        "readinessProbe": _probe(5, 3),
+        "readinessProbe": _probe(5, 3, role.readiness_path),
         "livenessProbe": _probe(10, 6),
     }
     pod_labels = {**labels(name, key), LABEL_ROLE: role.name}
