@@ -46,8 +46,9 @@ MEDIA_KEYS = ("ingest", "ingest-backup", "transcoder", "origin", "recorder")
 OPERATOR = "app.kubernetes.io/component=operator"
 SHOW = "app.kubernetes.io/instance=show"
 
-# A viewer: the master playlist, its first media playlist, and the newest segment, as a player
-# fetches them; prints what it got as JSON (HTTP status 0: no answer).
+# A viewer: the player page, the master playlist, its first media playlist and the newest segment,
+# as a browser fetches them, with a playback token when given one; prints what it got as JSON
+# (HTTP status 0: no answer).
 VIEW = r"""
 import json, sys, urllib.request, urllib.parse, urllib.error
 def get(u):
@@ -55,8 +56,11 @@ def get(u):
         with urllib.request.urlopen(u, timeout=5) as r: return r.status, r.read()
     except urllib.error.HTTPError as e: return e.code, e.read()[:300]
     except Exception as e: return 0, repr(e).encode()
-url = sys.argv[1]
+url, player = sys.argv[1], sys.argv[2]
+if len(sys.argv) > 3:
+    url, player = (u + ("&" if "?" in u else "?") + "token=" + sys.argv[3] for u in (url, player))
 out = {}
+out["player"], _ = get(player)
 out["master"], body = get(url)
 if out["master"] == 200:
     uris = [l for l in body.decode().splitlines() if l and not l.startswith("#")]
@@ -78,6 +82,16 @@ print(json.dumps(out))
 
 # Lists a recordings volume: {file: bytes}.
 LIST_FILES = "import json, os, sys; d = sys.argv[1]; print(json.dumps({f: os.path.getsize(os.path.join(d, f)) for f in os.listdir(d)}))"
+# Per recordings volume: [{file: bytes}, {sidecar: its document}].
+READ_VOLUMES = r"""
+import json, os, sys
+out = {}
+for d in sys.argv[1:]:
+    names = os.listdir(d)
+    out[d] = [{f: os.path.getsize(os.path.join(d, f)) for f in names},
+              {f: json.load(open(os.path.join(d, f))) for f in names if f.endswith(".json")}]
+print(json.dumps(out))
+"""
 
 
 class Encoder:
@@ -135,10 +149,11 @@ class Show:
     def status(self, name: str = "show") -> dict:
         return livestream_status(self.custom, self.ls_ns, name)
 
-    def view(self, name: str = "show") -> dict:
-        url = (self.status(name).get("playback") or {}).get("hlsCmaf")
-        assert url, self.status(name).get("playback")
-        return json.loads(self.node.exec(self.ls_ns, "viewer", ["python3", "-c", VIEW, url], timeout=30))
+    def view(self, name: str = "show", token: Optional[str] = None) -> dict:
+        playback = self.status(name).get("playback") or {}
+        assert playback.get("hlsCmaf") and playback.get("player"), playback
+        argv = ["python3", "-c", VIEW, playback["hlsCmaf"], playback["player"], *([token] if token else [])]
+        return json.loads(self.node.exec(self.ls_ns, "viewer", argv, timeout=30))
 
     def produced(self, view: dict) -> int:
         """How many segments the stream has published up to the newest in the playlist."""
@@ -169,6 +184,65 @@ class Show:
 
     def timed(self, what: str, since: float) -> None:
         self.timings[what] = time.monotonic() - since
+
+
+class StatusWatch:
+    """Polls the show's status in the background while something is done to it: what a dashboard
+    polling `kubectl get livestream -o json` every half second would have seen."""
+
+    KEYS = ("live", "backupLive", "activeSource", "broadcasting", "recording")
+
+    def __init__(self, show: "Show") -> None:
+        self.show = show
+        self.seen: list[tuple[float, dict]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                s = self.show.status()
+                self.seen.append((time.monotonic(), {k: s.get(k) for k in self.KEYS}))
+            except Exception:  # noqa: BLE001 - a missed poll
+                pass
+            self._stop.wait(0.5)
+
+    def __enter__(self) -> "StatusWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def longest(self, predicate: Callable[[dict], bool]) -> float:
+        """The longest stretch of polls for which `predicate` held."""
+        longest, since = 0.0, None
+        for t, s in self.seen:
+            if predicate(s):
+                since = t if since is None else since
+                longest = max(longest, t - since)
+            else:
+                since = None
+        return longest
+
+
+def _parse(ts: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+
+
+def _recording_coverage(recordings: list[dict]) -> str:
+    """Per session its wall-clock span and recorded seconds, and the gaps between sessions."""
+    lines, previous_end = [], None
+    for r in recordings:
+        start, end = _parse(r["startedAt"]), _parse(r["endedAt"])
+        gap = f", {start - previous_end:.1f}s after the previous one" if previous_end else ""
+        lines.append(f"{r['session']}: {len(r['parts'])} part(s), {r['durationSeconds']:.1f}s recorded over "
+                     f"{end - start:.1f}s ({r['endReason']}){gap}")
+        previous_end = end
+    return "\n    ".join(lines)
 
 
 def _livestream(name: str, override: dict, **spec: Any) -> dict:
@@ -252,7 +326,7 @@ def show(node_cluster, onair_image):
         t0 = time.monotonic()
         s.custom.create_namespaced_custom_object(GROUP, VERSION, s.ls_ns, PLURAL, _livestream(
             "show", {"backstage": {"enabled": True}, "ingest": {"protocols": ["rtmp"], "backup": True}},
-            phase="backstage"))
+            phase="backstage", members=[{"userId": "host-1", "role": "host"}]))
         pods = wait_pods_ready(core, s.ls_ns, SHOW, len(MEDIA_KEYS), 240, "the show's media pods")
         assert sorted(p.metadata.labels["app.kubernetes.io/component"] for p in pods) == sorted(MEDIA_KEYS)
         s.timed("Livestream with backup -> 5 pods Ready", t0)
@@ -287,25 +361,59 @@ def show(node_cluster, onair_image):
                 core.delete_namespace(ns, propagation_policy="Background")
 
 
-def test_backstage_then_live_as_a_viewer_sees_it(show: Show):
+def _host_token(show: Show) -> str:
+    """The playback token the operator minted for the show's host (a member with join-backstage)."""
+    name = show.wait(lambda: show.status().get("memberTokensSecret"), 30, "status.memberTokensSecret")
+    data = show.core.read_namespaced_secret(name, show.ls_ns).data
+    [key] = [k for k in data if k.startswith("host-1")]
+    return base64.b64decode(data[key]).decode()
+
+
+def _public_and_growing(show: Show) -> dict:
+    view = show.wait(lambda: (v := show.view()).get("newest") == 200 and len(v["segments"]) >= 2 and v, 60,
+                     "a viewer without a token getting segments", interval=1)
+    assert view["player"] == 200 and not view["endlist"] and view["newest_bytes"] > 1000, view
+    before = show.produced(view)
+    return show.wait(lambda: show.produced(v := show.view()) > before and v, 20, "the viewer's playlist growing",
+                     interval=1)
+
+
+def test_backstage_live_backstage_live_as_viewers_see_it(show: Show):
     status = show.status()
     assert status["phase"] == "backstage" and status["viewersAllowed"] is False, status
-    # The backstage preview is produced (hosts check the feed) but not for the public.
+    assert status.get("backstageMembers") == ["host-1"], status.get("backstageMembers")
+    host = _host_token(show)
+    # The backstage preview: the host watches, the public is refused the player and the playlists.
     show.wait(lambda: show.status().get("outputsProduced") is True, 60, "the backstage preview")
-    view = show.view()
-    assert view["master"] == 403, view
+    preview = show.wait(lambda: (v := show.view(token=host)).get("newest") == 200 and v, 30,
+                        "the host watching the backstage preview", interval=1)
+    assert preview["player"] == 200 and preview["master"] == 200, preview
+    public = show.view()
+    assert public["master"] == 403 and public["player"] == 403, public
+    assert show.status()["broadcasting"] is False
 
     t0 = time.monotonic()
     patch_spec(show.custom, show.ls_ns, {"phase": "live", "recording": True})
-    view = show.wait(lambda: (v := show.view()).get("newest") == 200 and len(v["segments"]) >= 2 and v, 60,
-                     "a viewer's playlist with segments after going live", interval=1)
-    show.timed("phase live -> viewer downloads a segment", t0)
-    assert not view["endlist"] and view["newest_bytes"] > 1000, view
-    before = show.produced(view)
-    show.wait(lambda: show.produced(show.view()) > before, 20, "the viewer's playlist growing", interval=1)
+    _public_and_growing(show)
+    show.timed("phase live -> viewer's playlist growing", t0)
     status = show.status()
     assert status["phase"] == "live" and status["viewersAllowed"] is True and status["broadcasting"] is True, status
     assert show.events("WentLive") == 1
+
+    # Back to backstage (GetStream's stopLive): the public is shut out again, the host still
+    # watches; and live once more.
+    t0 = time.monotonic()
+    patch_spec(show.custom, show.ls_ns, {"phase": "backstage"})
+    show.wait(lambda: (v := show.view())["master"] == 403 and v["player"] == 403, 30,
+              "viewers without a token refused again in backstage", interval=1)
+    show.timed("phase backstage -> public refused", t0)
+    assert show.view(token=host)["master"] == 200
+    show.wait(lambda: show.events("ReturnedToBackstage") == 1, 15, "a ReturnedToBackstage Event")
+    t0 = time.monotonic()
+    patch_spec(show.custom, show.ls_ns, {"phase": "live"})
+    _public_and_growing(show)
+    show.timed("phase live again -> viewer's playlist growing", t0)
+    assert show.events("WentLive") == 2
     show.wait(lambda: (s := show.status()).get("recording") is True and (s.get("recordingDurationSeconds") or 0) >= 2,
               60, "status.recording with recorded seconds")
 
@@ -405,11 +513,13 @@ def test_deleting_the_recorder_pod_keeps_the_recording(show: Show):
     assert files.get(f"{session['session']}.json"), files
 
 
-def test_helm_upgrade_to_a_new_image_rolls_everything_without_losing_the_recording(show: Show):
+def test_helm_upgrade_to_a_new_image_rolls_everything_without_losing_the_recording(show: Show, request):
     new_image = f"{show.image.repository}:{show.image.tag}-upgrade"
     show.node.node.ctr("images", "tag", show.image.name, new_image)
     before = _sessions(show.status().get("recordings"))
     assert show.status()["recording"] is True
+    watch = StatusWatch(show).__enter__()
+    request.addfinalizer(watch.__exit__)
     t0 = time.monotonic()
     helm("upgrade", RELEASE, str(ROOT / "charts/onair"), "--namespace", show.op_ns, *show.helm_values,
          "--set", f"image.tag={new_image.rsplit(':', 1)[1]}", kubeconfig=show.node.kubeconfig)
@@ -427,6 +537,10 @@ def test_helm_upgrade_to_a_new_image_rolls_everything_without_losing_the_recordi
     show.wait(lambda: (s := show.status()).get("live") is True and s.get("broadcasting") is True
               and s.get("recording") is True, 90, "live, broadcasting and recording again after the upgrade")
     show.timed("helm upgrade -> live, broadcasting and recording again", t0)
+    watch.__exit__()
+    show.timings["upgrade: longest poll stretch with neither ingest receiving"] = watch.longest(
+        lambda s: not s["live"] and not s["backupLive"])
+    show.timings["upgrade: longest poll stretch not broadcasting"] = watch.longest(lambda s: not s["broadcasting"])
     after = _sessions(show.status().get("recordings"))
     assert set(before) <= set(after), (sorted(before), sorted(after))
     assert len(after) > len(before), "the session interrupted by the recorder's roll is not listed"
@@ -449,6 +563,7 @@ def test_ending_the_show_as_a_viewer_sees_it(show: Show):
     show.wait(lambda: show.events("PublishRefusedEnded") > refused, 30, "a PublishRefusedEnded Event")
     assert show.events("Ended") == 1
     show.finished_recordings = status["recordings"]
+    print("\n  recordings of the show:\n    " + _recording_coverage(show.finished_recordings))
     assert all(r["parts"] for r in show.finished_recordings), show.finished_recordings
 
 
@@ -544,35 +659,55 @@ def test_manifests_install_adopts_the_show_and_runs_a_new_livestream(show: Show)
         show.wait(lambda: show.view("second").get("newest") == 200, 60, "a viewer's segment of the second Livestream",
                   interval=1)
         show.timed("manifests: push -> viewer downloads a segment", t0)
-        show.encoders.pop("second").close()
+        # Left recording for the next test, which deletes it mid-recording.
+        patch_spec(show.custom, show.ls_ns, {"recording": True}, name="second")
+        show.wait(lambda: (s := show.status("second")).get("recording") is True
+                  and (s.get("recordingDurationSeconds") or 0) >= 2, 60, "the second Livestream recording")
     except BaseException:
         print(pod_problems(show.core, namespace), pod_logs(show.core, namespace, OPERATOR))
         raise
 
 
-def test_recordings_survive_deleting_the_livestream(show: Show):
+def test_recordings_survive_deleting_the_livestreams(show: Show):
+    """The ended show, and the second Livestream deleted while it records: both recordings PVCs
+    stay Bound with every part and a sidecar per session on them."""
     assert show.finished_recordings, "needs the recordings of the ended show"
+    for name in ("show", "second"):
+        show.custom.delete_namespaced_custom_object(GROUP, VERSION, show.ls_ns, PLURAL, name)
+    show.wait(lambda: not show.custom.list_namespaced_custom_object(GROUP, VERSION, show.ls_ns, PLURAL)["items"], 60,
+              "both Livestreams deleted")
+    show.wait(lambda: not show.core.list_namespaced_pod(show.ls_ns, label_selector="onair.dev/role").items, 60,
+              "their media pods gone")
     for encoder in show.encoders.values():
         encoder.close()
     show.encoders.clear()
-    show.custom.delete_namespaced_custom_object(GROUP, VERSION, show.ls_ns, PLURAL, "show")
-    show.wait(lambda: not [ls for ls in show.custom.list_namespaced_custom_object(GROUP, VERSION, show.ls_ns, PLURAL)["items"]
-                           if ls["metadata"]["name"] == "show"], 60, "the show deleted")
-    show.wait(lambda: not show.media_pods(), 60, "the show's pods gone")
-    claim = show.core.read_namespaced_persistent_volume_claim("show-recordings", show.ls_ns)
-    assert claim.status.phase == "Bound" and not claim.metadata.deletion_timestamp
-    # Every part of every session the status listed is on the volume, byte for byte.
+    for name in ("show", "second"):
+        claim = show.core.read_namespaced_persistent_volume_claim(f"{name}-recordings", show.ls_ns)
+        assert claim.status.phase == "Bound" and not claim.metadata.deletion_timestamp, claim.status
     pod = restricted_pod("recordings-reader", show.image.name, ["sleep", "600"])
     pod["spec"]["securityContext"] = {**RESTRICTED_POD, "fsGroup": 10001}
     pod["spec"]["containers"][0]["securityContext"] = RESTRICTED_CONTAINER
-    pod["spec"]["containers"][0]["volumeMounts"] = [{"name": "r", "mountPath": "/r", "readOnly": True}]
-    pod["spec"]["volumes"] = [{"name": "r", "persistentVolumeClaim": {"claimName": "show-recordings"}}]
+    pod["spec"]["containers"][0]["volumeMounts"] = [{"name": n, "mountPath": f"/{n}", "readOnly": True}
+                                                    for n in ("show", "second")]
+    pod["spec"]["volumes"] = [{"name": n, "persistentVolumeClaim": {"claimName": f"{n}-recordings"}}
+                              for n in ("show", "second")]
     show.core.create_namespaced_pod(show.ls_ns, pod)
     show.node.wait_running(show.ls_ns, "recordings-reader", timeout=60)
-    files = json.loads(show.node.exec(show.ls_ns, "recordings-reader", ["python3", "-c", LIST_FILES, "/r"]))
+    volumes = json.loads(show.node.exec(show.ls_ns, "recordings-reader", ["python3", "-c", READ_VOLUMES, "/show", "/second"]))
+
+    # The show: every part of every session its status listed, byte for byte.
+    files, _ = volumes["/show"]
     for recording in show.finished_recordings:
         assert f"{recording['session']}.json" in files, (recording["session"], sorted(files))
         for part in recording["parts"]:
             assert files.get(part["file"]) == part["bytes"], (part, files)
-    print(f"  recordings on the PVC: {len(show.finished_recordings)} sessions, "
-          f"{sum(len(r['parts']) for r in show.finished_recordings)} parts, {sum(files.values())} bytes")
+    # The second: the recorder, stopped by the deletion, finalized its open session.
+    files, sidecars = volumes["/second"]
+    assert len(sidecars) == 1, (sidecars, files)
+    [sidecar] = sidecars.values()
+    assert sidecar["endReason"] == "agent stopped" and sidecar["durationSeconds"] >= 2, sidecar
+    assert sidecar["parts"] and all(files.get(p["file"]) == p["bytes"] > 0 for p in sidecar["parts"]), (sidecar, files)
+    assert sorted(f for f in files if f.endswith(".mp4")) == sorted(p["file"] for p in sidecar["parts"]), files
+    print(f"  recordings on the PVCs: show {len(show.finished_recordings)} sessions "
+          f"{sum(len(r['parts']) for r in show.finished_recordings)} parts, second {sidecar['durationSeconds']:.1f}s "
+          f"in {len(sidecar['parts'])} part(s)")
