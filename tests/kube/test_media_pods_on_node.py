@@ -626,7 +626,10 @@ def _delete_documents(api, docs: list[dict]) -> None:
 
 
 def test_manifests_install_adopts_the_show_and_runs_a_new_livestream(show: Show):
+    from kubernetes import client
+
     from onair.localcluster import apply
+    from tests.kube.test_chart_on_node import _policy_allows
 
     env = {f"ONAIR_RESOURCES_{role.upper()}": json.dumps(SMALL) for role in ("ingest", "transcoder", "origin", "recorder")}
     env.update(ONAIR_INGEST_SERVICE_TYPE="NodePort", ONAIR_STATUS_POLL_INTERVAL_SECONDS="1")
@@ -646,6 +649,17 @@ def test_manifests_install_adopts_the_show_and_runs_a_new_livestream(show: Show)
         patch_spec(show.custom, show.ls_ns, {"displayName": "seen by the manifests install"})
         show.wait(lambda: (show.status().get("observedGeneration") or 0) > generation, 60,
                   "the new operator reconciling the show")
+        # Its agents' NetworkPolicies now admit the new operator pod, in its other namespace (the
+        # node's bridge plugin does not enforce them; a cluster with Calico or Cilium would).
+        ser = show.node.api.sanitize_for_serialization
+        networking = client.NetworkingV1Api(show.node.api)
+
+        def operator_admitted():
+            policies = [ser(p) for p in networking.list_namespaced_network_policy(show.ls_ns).items]
+            return all(_policy_allows(policies, ser(pod), "agent", ser(op), ser(show.core.read_namespace(namespace)))
+                       for pod in show.media_pods())
+
+        show.wait(operator_admitted, 30, f"the show's NetworkPolicies admitting the operator in {namespace}")
 
         t0 = time.monotonic()
         show.custom.create_namespaced_custom_object(GROUP, VERSION, show.ls_ns, PLURAL, _livestream("second", {}))
