@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import subprocess
 import threading
 import time
@@ -361,6 +362,13 @@ def show(node_cluster, onair_image):
                 core.delete_namespace(ns, propagation_policy="Background")
 
 
+def _assert_operator_log_clean(show: Show) -> None:
+    """The whole log of the running operator pod: no missing RBAC rule, no exception in a handler."""
+    for pod in show.core.list_namespaced_pod(show.op_ns, label_selector=OPERATOR).items:
+        log = show.core.read_namespaced_pod_log(pod.metadata.name, show.op_ns)
+        assert not re.search(r"Forbidden|Traceback|\(403\)", log), f"{pod.metadata.name}:\n{log}"
+
+
 def _host_token(show: Show) -> str:
     """The playback token the operator minted for the show's host (a member with join-backstage)."""
     name = show.wait(lambda: show.status().get("memberTokensSecret"), 30, "status.memberTokensSecret")
@@ -416,6 +424,17 @@ def test_backstage_live_backstage_live_as_viewers_see_it(show: Show):
     assert show.events("WentLive") == 2
     show.wait(lambda: (s := show.status()).get("recording") is True and (s.get("recordingDurationSeconds") or 0) >= 2,
               60, "status.recording with recorded seconds")
+
+
+def test_operator_log_at_info_is_quiet_while_the_show_runs(show: Show):
+    """The chart's default logLevel (info) keeps kopf's per-object handler logs out (they are what
+    `verbose` adds): a show whose status changes every second must not write a line per watch event
+    and per probe into the operator's log."""
+    time.sleep(5)
+    [op] = show.core.list_namespaced_pod(show.op_ns, label_selector=OPERATOR).items
+    log = show.core.read_namespaced_pod_log(op.metadata.name, show.op_ns, since_seconds=5)
+    chatter = [line for line in log.splitlines() if re.search(r"Handler '[^']+' succeeded|\bGET /healthz\b", line)]
+    assert not chatter, f"{len(chatter)} lines in 5 s of a steady show:\n" + "\n".join(chatter[:20])
 
 
 def test_deleting_the_main_ingest_pod_fails_over_to_the_backup(show: Show):
@@ -518,6 +537,7 @@ def test_helm_upgrade_to_a_new_image_rolls_everything_without_losing_the_recordi
     show.node.node.ctr("images", "tag", show.image.name, new_image)
     before = _sessions(show.status().get("recordings"))
     assert show.status()["recording"] is True
+    _assert_operator_log_clean(show)
     watch = StatusWatch(show).__enter__()
     request.addfinalizer(watch.__exit__)
     t0 = time.monotonic()
@@ -562,6 +582,21 @@ def test_ending_the_show_as_a_viewer_sees_it(show: Show):
     # The encoders keep trying; the ingest refuses them and the owner reads why.
     show.wait(lambda: show.events("PublishRefusedEnded") > refused, 30, "a PublishRefusedEnded Event")
     assert show.events("Ended") == 1
+    # Rate-limited: two encoders retrying every second do not bury the Livestream in Events.
+    attempts = sum(e.starts for e in show.encoders.values())
+    show.wait(lambda: sum(e.starts for e in show.encoders.values()) >= attempts + 4, 30, "the encoders retrying")
+    assert show.events("PublishRefusedEnded") == refused + 1
+    # Through everything done to the show, no container was restarted behind its back (a liveness
+    # probe killing an agent while its peers were away, an OOM kill) and the operator hit no
+    # missing RBAC rule and no exception.
+    restarted = {p.metadata.name: cs.restart_count for p in show.media_pods()
+                 for cs in p.status.container_statuses or [] if cs.restart_count}
+    assert not restarted, f"containers restarted: {restarted}\n{pod_problems(show.core, show.ls_ns)}"
+    _assert_operator_log_clean(show)
+    print("\n  the show's Events:\n    " + "\n    ".join(
+        f"{e.type} {e.reason} x{e.count or 1}: {e.message}" for e in sorted(
+            show.core.list_namespaced_event(show.ls_ns, field_selector="involvedObject.name=show").items,
+            key=lambda e: e.metadata.creation_timestamp) if e.involved_object.kind == "Livestream"))
     show.finished_recordings = status["recordings"]
     print("\n  recordings of the show:\n    " + _recording_coverage(show.finished_recordings))
     assert all(r["parts"] for r in show.finished_recordings), show.finished_recordings
