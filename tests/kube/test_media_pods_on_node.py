@@ -191,7 +191,7 @@ class StatusWatch:
     """Polls the show's status in the background while something is done to it: what a dashboard
     polling `kubectl get livestream -o json` every half second would have seen."""
 
-    KEYS = ("live", "backupLive", "activeSource", "broadcasting", "recording")
+    KEYS = ("live", "backupLive", "activeSource", "broadcasting", "recording", "ingest")
 
     def __init__(self, show: "Show") -> None:
         self.show = show
@@ -437,13 +437,16 @@ def test_operator_log_at_info_is_quiet_while_the_show_runs(show: Show):
     assert not chatter, f"{len(chatter)} lines in 5 s of a steady show:\n" + "\n".join(chatter[:20])
 
 
-def test_deleting_the_main_ingest_pod_fails_over_to_the_backup(show: Show):
+def test_deleting_the_main_ingest_pod_fails_over_to_the_backup(show: Show, request):
     status = show.status()
     assert status["activeSource"] == "main" and status["backupLive"] is True, status
     failovers, returns = show.events("FailedOverToBackup"), show.events("ReturnedToMain")
     produced = show.produced(show.view())
     [main] = show.media_pods("ingest")
 
+    ingest_urls = status["ingest"]
+    watch = StatusWatch(show).__enter__()
+    request.addfinalizer(watch.__exit__)
     t0 = time.monotonic()
     show.core.delete_namespaced_pod(main.metadata.name, show.ls_ns)
     seen: list[dict] = []
@@ -474,6 +477,12 @@ def test_deleting_the_main_ingest_pod_fails_over_to_the_backup(show: Show):
     show.wait(lambda: show.events("ReturnedToMain") > returns, 15, "a ReturnedToMain Event")
     status = show.status()
     assert status["broadcasting"] is True and status["recording"] is True, status
+    # The URLs encoders outside dial stayed the node's address and nodePorts while the main
+    # ingest pod was replaced (an in-cluster URL in status or the Secret is useless to them).
+    watch.__exit__()
+    flips = [s["ingest"] for _, s in watch.seen if s["ingest"] != ingest_urls]
+    assert not flips, f"status.ingest changed while the pod was replaced: {ingest_urls} -> {flips[:3]}"
+    assert _publish_urls(show, "show", ("rtmpPublishUrl",))["rtmpPublishUrl"].startswith(ingest_urls["rtmp"])
 
 
 def test_deleting_the_transcoder_pod_recovers(show: Show):
@@ -593,10 +602,17 @@ def test_ending_the_show_as_a_viewer_sees_it(show: Show):
                  for cs in p.status.container_statuses or [] if cs.restart_count}
     assert not restarted, f"containers restarted: {restarted}\n{pod_problems(show.core, show.ls_ns)}"
     _assert_operator_log_clean(show)
-    print("\n  the show's Events:\n    " + "\n    ".join(
-        f"{e.type} {e.reason} x{e.count or 1}: {e.message}" for e in sorted(
-            show.core.list_namespaced_event(show.ls_ns, field_selector="involvedObject.name=show").items,
-            key=lambda e: e.metadata.creation_timestamp) if e.involved_object.kind == "Livestream"))
+    events = [f"{e.type} {e.reason} x{e.count or 1}: {e.message}" for e in sorted(
+        show.core.list_namespaced_event(show.ls_ns, field_selector="involvedObject.name=show").items,
+        key=lambda e: e.metadata.creation_timestamp) if e.involved_object.kind == "Livestream"]
+    print("\n  the show's Events:\n    " + "\n    ".join(events))
+    # Nobody but the operator touched the show's children: an Event saying someone did would send
+    # the owner looking for an intruder.
+    drift = [e for e in events if " DriftCorrected " in e]
+    if drift:
+        [op] = show.core.list_namespaced_pod(show.op_ns, label_selector=OPERATOR).items
+        print(show.core.read_namespaced_pod_log(op.metadata.name, show.op_ns))
+    assert not drift, drift
     show.finished_recordings = status["recordings"]
     print("\n  recordings of the show:\n    " + _recording_coverage(show.finished_recordings))
     assert all(r["parts"] for r in show.finished_recordings), show.finished_recordings

@@ -127,4 +127,6 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime, watch_pods: bool) -> 
         elif ip and rt.pod_ips.get(key) == ip:
             # Only forget the address this pod had: with Recreate, the replacement may be listed first.
             rt.pod_ips.pop(key, None)
-            rt.host_ips.pop(key, None)
+            # The node is kept: while the replacement starts, the last node's address is still what
+            # encoders outside should dial (the in-cluster URL never works for them), and a
+            # replacement on another node re-renders as "moved". Forgotten with the Livestream.

@@ -129,6 +129,8 @@ class Runtime:
         state = self.livestreams.get((namespace, name))
         if state is not None and state.uid == uid:
             del self.livestreams[(namespace, name)]
+            for key in [k for k in self.host_ips if k[:2] == (namespace, name)]:
+                del self.host_ips[key]
 
     def wake(self, namespace: str, name: str, reason: str, reapply: bool = True) -> None:
         state = self.livestreams.get((namespace, name))
