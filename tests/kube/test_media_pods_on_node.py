@@ -12,7 +12,8 @@ show, as an operator's day goes:
    so, viewers keep getting segments, and it returns to main once main is back; the URLs given
    to encoders outside keep naming the node throughout;
 3. the transcoder pod deleted: its Deployment brings it back and the playlist goes on;
-4. the recorder pod deleted mid-recording: the session is finalized, a new one starts;
+4. the recorder pod deleted mid-recording: the session is finalized, a new one starts; the
+   recorder killed (SIGKILL): the restarted one finalizes the session as recovered;
 5. `helm upgrade` to a new image tag rolls the operator and every media pod; no recording lost;
 6. live -> ended as a viewer sees it (the playlist ends and stays playable, pushes refused);
 7. `helm uninstall` leaves the CRDs, the Livestream, its pods and its recordings PVC;
@@ -534,7 +535,8 @@ def test_deleting_the_recorder_pod_keeps_the_recording(show: Show):
                          90, "the interrupted session in status.recordings")
     assert len(finished) == 1, finished
     session = finished[0]
-    assert session["endReason"] in ("agent stopped", "recovered: the previous recorder stopped without finalizing"), session
+    # Deleted gracefully (SIGTERM): the recorder itself finalized the session.
+    assert session["endReason"] == "agent stopped" and not session.get("recovered"), session
     assert session["parts"] and all(p["bytes"] > 0 and (p["durationSeconds"] or 0) > 0 for p in session["parts"]), session
     # The failover earlier was the same session going on from the backup: at least two parts.
     assert len(session["parts"]) >= 2, session
@@ -547,6 +549,35 @@ def test_deleting_the_recorder_pod_keeps_the_recording(show: Show):
     for part in session["parts"]:
         assert files.get(part["file"]) == part["bytes"], (part, files)
     assert files.get(f"{session['session']}.json"), files
+
+
+def test_a_killed_recorders_session_is_recovered_by_its_restart(show: Show):
+    """Killed rather than stopped (SIGKILL, as the kernel's OOM killer does; the kubelet restarts
+    the container in the same pod): the documented promise is that the parts play up to the kill
+    and the next recorder on the volume finalizes the session with recovered: true. (Deleting the
+    pod with grace period 0 is no kill: the kubelet still sends SIGTERM first.)"""
+    show.wait(lambda: (s := show.status()).get("recording") is True and (s.get("recordingDurationSeconds") or 0) >= 3,
+              30, "a few seconds in the open session")
+    before = _sessions(show.status().get("recordings"))
+    [pod] = show.media_pods("recorder")
+    [container] = pod.status.container_statuses
+    t0 = time.monotonic()
+    show.node.node.ctr("tasks", "kill", "--signal", "SIGKILL", container.container_id.split("://", 1)[1])
+    finished = show.wait(lambda: [r for k, r in _sessions(show.status().get("recordings")).items() if k not in before],
+                         90, "the killed recorder's session in status.recordings")
+    assert len(finished) == 1, finished
+    session = finished[0]
+    assert session["recovered"] is True, session
+    assert session["endReason"] == "recovered: the previous recorder stopped without finalizing", session
+    assert session["parts"] and all(p["bytes"] > 0 and (p["durationSeconds"] or 0) > 0 for p in session["parts"]), session
+    show.wait(lambda: (s := show.status()).get("recording") is True and _sessions(s["recordings"]).keys() >= before.keys(),
+              60, "recording again after the kill")
+    show.timed("recorder killed -> recovered session listed and recording again", t0)
+    [again] = show.media_pods("recorder")
+    assert again.metadata.name == pod.metadata.name and again.status.container_statuses[0].restart_count == 1
+    files = json.loads(show.node.exec(show.ls_ns, again.metadata.name, ["python3", "-c", LIST_FILES, "/recordings"]))
+    for part in session["parts"]:
+        assert files.get(part["file"]) == part["bytes"], (part, files)
 
 
 def test_helm_upgrade_to_a_new_image_rolls_everything_without_losing_the_recording(show: Show, request):
