@@ -585,6 +585,7 @@ def test_helm_upgrade_to_a_new_image_rolls_everything_without_losing_the_recordi
     show.node.node.ctr("images", "tag", show.image.name, new_image)
     before = _sessions(show.status().get("recordings"))
     assert show.status()["recording"] is True
+    viewed = show.view()
     _assert_operator_log_clean(show)
     watch = StatusWatch(show).__enter__()
     request.addfinalizer(watch.__exit__)
@@ -614,7 +615,11 @@ def test_helm_upgrade_to_a_new_image_rolls_everything_without_losing_the_recordi
     after = _sessions(show.status().get("recordings"))
     assert set(before) <= set(after), (sorted(before), sorted(after))
     assert len(after) > len(before), "the session interrupted by the recorder's roll is not listed"
-    assert show.view().get("newest") == 200
+    # The origin came back with its DVR volume: the playlist goes on where it was, never backwards
+    # (a player seeing the media sequence go down stalls).
+    view = show.wait(lambda: (v := show.view()).get("newest") == 200 and show.produced(v) > show.produced(viewed) and v,
+                     30, "the viewer's playlist going on after the upgrade", interval=1)
+    assert view["sequence"] >= viewed["sequence"] and not view["endlist"], (viewed, view)
 
 
 def test_ending_the_show_as_a_viewer_sees_it(show: Show):
@@ -765,6 +770,7 @@ def test_manifests_install_adopts_the_show_and_runs_a_new_livestream(show: Show)
         show.wait(lambda: show.view("second").get("newest") == 200, 60, "a viewer's segment of the second Livestream",
                   interval=1)
         show.timed("manifests: push -> viewer downloads a segment", t0)
+        assert not show.events("DriftCorrected", name="second"), "the operator's own writes announced as drift"
         # Left recording for the next test, which deletes it mid-recording.
         patch_spec(show.custom, show.ls_ns, {"recording": True}, name="second")
         show.wait(lambda: (s := show.status("second")).get("recording") is True

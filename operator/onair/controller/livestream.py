@@ -42,6 +42,7 @@ async def reconcile_now(rt: Runtime, state: LivestreamState, body: Any, *, force
             await reconcile.sync_status(rt, state, ls, body, probe=probe)
             state.transient_failures = 0
         finally:
+            state.confirm_child_events()
             workpool.request_order.reset(order)
 
 
