@@ -56,6 +56,7 @@ async def reconcile_now(rt: Runtime, state: LivestreamState, body: Any, *, force
             outcome, reason = metrics.FAILED, type(exc).__name__
             raise
         finally:
+            state.confirm_child_events()
             workpool.request_order.reset(order)
             if outcome is not None:
                 rt.metrics.reconciled(outcome, time.monotonic() - started, reason)

@@ -6,10 +6,13 @@ did not write itself, wakes that Livestream's daemon with a re-apply request; se
 then restores exactly the fields the operator owns (a hand-edited image or replicas is reverted,
 an annotation someone else added is left alone).
 
-"Did not write itself" compares the event with the version marker recorded at apply time:
-a Deployment's generation (its status churns while pods roll; that is not drift), every other
-kind's resourceVersion. An event racing ahead of our own apply response causes at most one
-extra, no-op apply.
+"Did not write itself" compares the event with the version markers recorded at apply time
+(``LivestreamState.child_event``): a Deployment's generation (its status churns while pods roll;
+that is not drift), every other kind's resourceVersion. An event that arrives while a reconcile
+runs is judged after it, once the apply in flight has recorded what it wrote (the watch often
+delivers our own write before the apply response), and the last few versions written count as
+ours (a lagging watch): otherwise the operator's own quick rewrites of the credentials Secret at
+creation (nodePort, then node address known) were announced as DriftCorrected.
 
 The same watches feed an index (``index_child``) of every labelled child per Livestream, which
 ``apply`` consults instead of asking the API server (existing PVCs, anything to prune?).
@@ -91,9 +94,7 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime, watch_pods: bool) -> 
             return  # created once, never re-applied; binding churns its status
         if meta.get("deletionTimestamp"):
             return
-        recorded = state.versions.get(key)
-        if recorded is not None and recorded != version_marker(body):
-            state.mark_dirty(f"child {what} was modified")
+        state.child_event(key, version_marker(body), what)
 
     for (group, version, plural), index_id in zip(CHILD_RESOURCES, CHILD_INDEXES):
         kopf.on.event(group, version, plural, id=f"child-{plural}", registry=registry, labels=CHILD_LABELS)(on_child)
@@ -127,4 +128,6 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime, watch_pods: bool) -> 
         elif ip and rt.pod_ips.get(key) == ip:
             # Only forget the address this pod had: with Recreate, the replacement may be listed first.
             rt.pod_ips.pop(key, None)
-            rt.host_ips.pop(key, None)
+            # The node is kept: while the replacement starts, the last node's address is still what
+            # encoders outside should dial (the in-cluster URL never works for them), and a
+            # replacement on another node re-renders as "moved". Forgotten with the Livestream.

@@ -152,7 +152,7 @@ async def sync_children(rt: Runtime, state: LivestreamState, ls: Mapping, body: 
         state.failed_inputs = (ls["metadata"].get("generation"), calltype_rv)
         state.failed_at = rt.clock()
         return
-    state.versions.update(result.versions)
+    state.record_versions(result.versions)
     for gone in result.pruned:
         kind, _, obj = gone.partition(" ")
         state.versions.pop((kind, obj), None)

@@ -116,6 +116,19 @@ def run_operator(kubeconfig: Optional[str] = None, namespaces: Optional[Sequence
                          stop_flag=stop_flag, ready_flag=ready_flag, **kwargs))
 
 
+# What kopf and its liveness server log at INFO for every watch event of every object ("Handler
+# 'calltype-count' succeeded.") and every kubelet probe: a line a second per live Livestream, which
+# buries the operator's own messages. Shown with --verbose (the chart's logLevel: verbose).
+PER_OBJECT_LOGGERS = ("kopf.objects", "aiohttp.access")
+
+
+def configure_logging(*, verbose: bool = False, debug: bool = False) -> None:
+    kopf.configure(verbose=verbose, debug=debug)
+    level = logging.NOTSET if verbose or debug else logging.WARNING
+    for name in PER_OBJECT_LOGGERS:
+        logging.getLogger(name).setLevel(level)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="onair run", description="Run the onair operator against the current kubeconfig "
                                  "or, inside a Pod, its ServiceAccount.")
@@ -131,7 +144,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--debug", action="store_true")
     args = ap.parse_args(argv)
 
-    kopf.configure(verbose=args.verbose, debug=args.debug)
+    configure_logging(verbose=args.verbose, debug=args.debug)
     try:
         config = OperatorConfig.from_env()
     except ValueError as exc:

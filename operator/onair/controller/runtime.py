@@ -33,6 +33,9 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+OWN_VERSIONS_KEPT = 4
+
+
 @dataclass(eq=False)
 class LivestreamState:
     namespace: str
@@ -50,6 +53,13 @@ class LivestreamState:
     rendered_calltype: Optional[str] = None  # calltype_version() of the CallType it was rendered from
     applied_at: Optional[datetime] = None
     versions: dict[tuple[str, str], str] = field(default_factory=dict)
+    # Child events that did not match ``versions`` while a reconcile held the lock: possibly the
+    # operator's own write whose apply response was not recorded yet (its watch event can arrive
+    # first). Judged once that reconcile is done (``confirm_child_events``).
+    unconfirmed: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+    # The last few versions the operator wrote per child: a watch that lags behind two writes in
+    # quick succession still delivers the first one after the second was recorded.
+    written: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     lifecycle: Optional[Lifecycle] = None
     problem: Optional[Problem] = None
     failed_inputs: Optional[tuple] = None  # (generation, CallType version) an apply was rejected for
@@ -69,6 +79,36 @@ class LivestreamState:
     def mark_dirty(self, reason: str) -> None:
         self.dirty.add(reason)
         self.wake.set()
+
+    def record_versions(self, versions: dict[tuple[str, str], str]) -> None:
+        """What an apply wrote (or found unchanged)."""
+        self.versions.update(versions)
+        for key, marker in versions.items():
+            seen = self.written.setdefault(key, [])
+            if marker not in seen:
+                seen[:] = (seen + [marker])[-OWN_VERSIONS_KEPT:]
+
+    def _own(self, key: tuple[str, str], marker: str) -> bool:
+        return self.versions.get(key) == marker or marker in self.written.get(key, ())
+
+    def child_event(self, key: tuple[str, str], marker: str, what: str) -> None:
+        """A watch event of child ``key`` at version ``marker``: a change someone else made unless
+        it is a version the operator wrote."""
+        if self.versions.get(key) is None or self._own(key, marker):
+            return
+        if self.lock.locked():
+            # An apply may be in flight whose response (this very version) is not recorded yet.
+            self.unconfirmed[key] = (marker, what)
+            return
+        self.mark_dirty(f"child {what} was modified")
+
+    def confirm_child_events(self) -> None:
+        """After a reconcile (still under the lock): the deferred events that are not the
+        operator's own writes are drift."""
+        pending, self.unconfirmed = self.unconfirmed, {}
+        for key, (marker, what) in pending.items():
+            if self.versions.get(key) is not None and not self._own(key, marker):
+                self.mark_dirty(f"child {what} was modified")
 
 
 class Runtime:
@@ -135,6 +175,8 @@ class Runtime:
         state = self.livestreams.get((namespace, name))
         if state is not None and state.uid == uid:
             del self.livestreams[(namespace, name)]
+            for key in [k for k in self.host_ips if k[:2] == (namespace, name)]:
+                del self.host_ips[key]
 
     def wake(self, namespace: str, name: str, reason: str, reapply: bool = True) -> None:
         state = self.livestreams.get((namespace, name))
