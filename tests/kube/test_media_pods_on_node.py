@@ -726,7 +726,7 @@ def test_manifests_install_adopts_the_show_and_runs_a_new_livestream(show: Show)
     from kubernetes import client
 
     from onair.localcluster import apply
-    from tests.kube.test_chart_on_node import _policy_allows
+    from tests.fixtures.kube import policy_allows
 
     env = {f"ONAIR_RESOURCES_{role.upper()}": json.dumps(SMALL) for role in ("ingest", "transcoder", "origin", "recorder")}
     env.update(ONAIR_INGEST_SERVICE_TYPE="NodePort", ONAIR_STATUS_POLL_INTERVAL_SECONDS="1")
@@ -753,7 +753,7 @@ def test_manifests_install_adopts_the_show_and_runs_a_new_livestream(show: Show)
 
         def operator_admitted():
             policies = [ser(p) for p in networking.list_namespaced_network_policy(show.ls_ns).items]
-            return all(_policy_allows(policies, ser(pod), "agent", ser(op), ser(show.core.read_namespace(namespace)))
+            return all(policy_allows(policies, ser(pod), "agent", ser(op), ser(show.core.read_namespace(namespace)))
                        for pod in show.media_pods())
 
         show.wait(operator_admitted, 30, f"the show's NetworkPolicies admitting the operator in {namespace}")
