@@ -115,6 +115,8 @@ async def measure(args: argparse.Namespace) -> None:
                 return st if st.get("live") and st.get("broadcasting") else None
             await asyncio.to_thread(wait, live, 120, "status.live and status.broadcasting")
             for key, player in PLAYERS.items():
+                if args.players and key not in args.players.split(","):
+                    continue
                 url = urls["playback"].get(key)
                 if not url:
                     print(f"{key}: not in status.playback, skipped", flush=True)
@@ -124,8 +126,13 @@ async def measure(args: argparse.Namespace) -> None:
                     await page.wait_for("g2g.firstFrameAt !== null", timeout=60, interval=0.2)
                     await asyncio.sleep(args.settle + args.seconds)
                     results[key] = summarize(await page.evaluate("g2g"), args.settle)
-                except Exception as e:  # noqa: BLE001 - one player failing is a figure too
-                    results[key] = {"samples": 0, "unreadable": 0, "stalls": 0, "errors": [f"{type(e).__name__}: {e}"]}
+                except Exception:  # noqa: BLE001 - one player failing is a figure too
+                    state = await page.evaluate("({errors: g2g.errors, unreadable: g2g.unreadable, "
+                                                "readyState: video.readyState, time: video.currentTime})")
+                    results[key] = {"samples": 0, "unreadable": state["unreadable"], "stalls": 0,
+                                    "errors": [f"no frame within 60 s (video readyState {state['readyState']}, "
+                                               f"currentTime {state['time']:.1f})", *state["errors"]]}
+                    print(f"{key}: page console: {page.console[-5:]} exceptions: {page.exceptions[-3:]}", flush=True)
                 finally:
                     await page.close()
                 print(row(f"{key} ({player})", results[key]), flush=True)
@@ -155,6 +162,7 @@ def main() -> None:
     parser.add_argument("--protocol", choices=("rtmp", "srt"), default="rtmp")
     parser.add_argument("--encoder", choices=("obs", "zerolatency"), default="obs")
     parser.add_argument("--size", default="1280x720")
+    parser.add_argument("--players", default="", help="comma-separated status.playback keys (default: all)")
     asyncio.run(measure(parser.parse_args()))
 
 

@@ -52,7 +52,7 @@ class Camera:
                 "-c:v", "libx264", *ENCODERS[self.encoder], "-pix_fmt", "yuv420p",
                 "-b:v", f"{kbps}k", "-maxrate", f"{kbps}k", "-bufsize", f"{2 * kbps}k",
                 "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0",
-                "-c:a", "aac", "-b:a", "128k", "-ar", "48000", "-f", self.fmt, self.url]
+                "-c:a", "aac", "-b:a", "128k", "-ar", "48000", "-shortest", "-f", self.fmt, self.url]
 
     def start(self) -> "Camera":
         self.proc = subprocess.Popen(self.argv(), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
