@@ -73,3 +73,14 @@ def test_init_patterns_match_the_init_segments_only():
     assert any(p.match("init-stream0.m4s") for p in patterns)
     assert any(p.match("init-stream12.m4s") for p in patterns)
     assert not any(p.match("chunk-stream0-00001.m4s") for p in patterns)
+
+
+def test_renditions_with_their_own_init_segments_are_not_bitstream_switchable():
+    # What ffmpeg's dash muxer writes on every AdaptationSet of a ladder whose rungs differ in
+    # profile and parameter sets (each has its own init segment): stock dash.js then appended a
+    # new rung's media after the old rung's init and failed on its first switch up.
+    ladder = FFMPEG_MPD.replace('contentType="video">',
+                                'contentType="video" startWithSAP="1" segmentAlignment="true" bitstreamSwitching="true">')
+    out = rewrite_mpd(ladder, "/time")
+    assert 'bitstreamSwitching="false"' in out and 'bitstreamSwitching="true"' not in out
+    assert 'segmentAlignment="true"' in out

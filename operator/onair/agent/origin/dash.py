@@ -7,7 +7,12 @@ DVR for DASH, as implemented: the MPD is the transcoder's, but the origin
   ``-use_timeline 0``) can rewind the whole window; with a ``SegmentTimeline`` the rewind depth
   is what the transcoder lists (its ``-window_size``), since the timeline is not merged;
 * points ``UTCTiming`` at its own ``/time`` so players sync their clock to the origin;
-* carries a ``?token=`` into segment URLs, as for HLS.
+* carries a ``?token=`` into segment URLs, as for HLS;
+* says ``bitstreamSwitching="false"``: ffmpeg's dash muxer declares every AdaptationSet
+  bitstream-switchable, but each rung has its own init segment (its own H.264 profile, level and
+  parameter sets), so a player that believes it can switch rungs without the new init appends one
+  rung's media after another's init and stops (stock dash.js: CHUNK_DEMUXER_ERROR_APPEND_FAILED
+  on its first switch up).
 
 Text rewriting rather than an XML round trip: it keeps ffmpeg's namespaces and formatting, and
 only touches the MPD root's attributes, UTCTiming elements and template URL attributes.
@@ -21,6 +26,7 @@ UTC_TIMING_SCHEME = "urn:mpeg:dash:utc:http-iso:2014"
 _MPD_OPEN = re.compile(r"<MPD\b[^>]*>", re.S)
 _UTC_TIMING = re.compile(r"\s*<UTCTiming\b[^>]*?(/>|>.*?</UTCTiming>)", re.S)
 _TSBD = re.compile(r'\stimeShiftBufferDepth="[^"]*"')
+_BITSTREAM_SWITCHING = re.compile(r'\bbitstreamSwitching="true"')
 _URL_ATTRS = re.compile(r'\b(media|initialization|sourceURL)="([^"]*)"')
 _DURATION = re.compile(r"^P(?:(\d+(?:\.\d+)?)D)?(?:T(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\.\d+)?)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
 
@@ -76,6 +82,7 @@ def init_patterns(text: str) -> list[re.Pattern]:
 
 def rewrite_mpd(text: str, utc_timing_url: str, dvr_seconds: Optional[float] = None, query: str = "") -> str:
     check_mpd(text)
+    text = _BITSTREAM_SWITCHING.sub('bitstreamSwitching="false"', text)
     text = _UTC_TIMING.sub("", text)
     end = text.rindex("</MPD>")
     timing = f'\t<UTCTiming schemeIdUri="{UTC_TIMING_SCHEME}" value="{_xml_attr(utc_timing_url)}"/>\n'
