@@ -234,10 +234,23 @@ class TranscoderStatus(ApiModel):
         "(exit code and last message); cleared once a segment is published"))
 
 
+class StoredObject(ApiModel):
+    """Where a finished part lives in object storage, once its upload is confirmed."""
+
+    url: str = Field(description="s3://<bucket>/<key>")
+    endpoint: str = Field(description="the S3 endpoint it was uploaded to, e.g. https://s3.example.org")
+    etag: str = Field(description="the store's ETag of the complete object")
+    uploaded_at: datetime
+
+
 class RecordedPart(ApiModel):
     file: str = Field(description="part file name in the recordings volume")
     bytes: int = Field(ge=0)
     duration_seconds: Optional[float] = Field(None, description="what ffprobe reads from the file; null when unreadable")
+    object: Optional[StoredObject] = Field(None, description=(
+        "the part in object storage once its upload is confirmed; null while it is only on the volume"))
+    upload_error: Optional[str] = Field(None, description=(
+        "why the last upload attempt failed (the recorder keeps retrying); null when none failed"))
 
 
 class Recording(ApiModel):
