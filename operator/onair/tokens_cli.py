@@ -25,7 +25,8 @@ from urllib.parse import quote
 from pydantic import ValidationError
 
 from onair import tokens
-from onair.api.calltype import GROUP, VERSION, CallType
+from onair.api.calltype import CallType
+from onair.api.meta import GROUP, VERSION
 from onair.render import grants
 from onair.render.credentials import PLAYBACK_SECRET
 from onair.render.credentials import secret_name as credentials_secret_name

@@ -1,5 +1,6 @@
 """The onair API (group onair.dev, version v1alpha1). These models are the only source of the CRDs."""
-from .calltype import GROUP, VERSION, CallType, CallTypeSpec, CallTypeStatus
+from .meta import GROUP, VERSION
+from .calltype import CallType, CallTypeSpec, CallTypeStatus
 from .livestream import Livestream, LivestreamSpec, LivestreamStatus
 from .settings import DEFAULT_SETTINGS, CallSettings
 

@@ -9,8 +9,6 @@ from .base import ApiModel
 from .conditions import Condition
 from .settings import CallSettings
 
-GROUP = "onair.dev"
-VERSION = "v1alpha1"
 
 # GetStream's capability names. Those with an effect in onair: EFFECTIVE_CAPABILITIES.
 Capability = Literal[

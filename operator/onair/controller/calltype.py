@@ -11,7 +11,7 @@ from typing import Any
 
 import kopf
 
-from onair.api.calltype import GROUP, VERSION
+from onair.api.meta import GROUP, VERSION
 
 from .kubeapi import CALLTYPE
 from .runtime import Runtime
@@ -47,6 +47,7 @@ async def sync_calltype_status(rt: Runtime, name: str) -> None:
 
 
 def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
+    rt.calltype_status_sync = lambda name: sync_calltype_status(rt, name)
 
     @kopf.index(*RESOURCE, id="calltypes_by_name", registry=registry)
     async def calltypes_by_name(name: str, body: kopf.Body, **_: Any) -> dict:

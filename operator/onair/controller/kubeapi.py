@@ -24,10 +24,12 @@ from kubernetes import config as k8s_config
 
 import kopf
 
+from onair.api.meta import MANAGER
+
 from .metrics import APPLY, STATUS_PATCH, OperatorMetrics
 from .workpool import OldestFirstExecutor
 
-FIELD_MANAGER = "onair-operator"
+FIELD_MANAGER = MANAGER
 
 
 @dataclass(frozen=True)

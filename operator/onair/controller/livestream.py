@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import kopf
 
-from onair.api.calltype import GROUP, VERSION
+from onair.api.meta import GROUP, VERSION
 
 from . import members, metrics, reconcile, workpool
 from .calltype import request_status_sync

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter as Tally
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional, Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -37,9 +37,26 @@ from prometheus_client.registry import Collector
 
 import onair
 
-if TYPE_CHECKING:
-    from .probe import AgentReport
-    from .runtime import LivestreamState
+from .probe import AgentReport
+
+
+class _Stalled(Protocol):
+    @property
+    def reason(self) -> str: ...
+
+
+class LivestreamView(Protocol):
+    """What the gauges read of one Livestream the operator keeps in memory (runtime.LivestreamState,
+    which builds on these metrics and so cannot be imported here)."""
+
+    @property
+    def status(self) -> Optional[Mapping[str, Any]]: ...
+
+    @property
+    def problem(self) -> Optional[_Stalled]: ...
+
+    @property
+    def agents(self) -> Mapping[str, AgentReport]: ...
 
 log = logging.getLogger("onair.controller")
 
@@ -106,11 +123,11 @@ class OperatorMetrics:
     def kube_request(self, operation: str, seconds: float) -> None:
         self.kube_request_duration.labels(operation).observe(seconds)
 
-    def agents_polled(self, reports: Mapping[str, "AgentReport"]) -> None:
+    def agents_polled(self, reports: Mapping[str, AgentReport]) -> None:
         for role_key, report in reports.items():
             self.agent_polls.labels(role_key, agent_outcome(report)).inc()
 
-    def watch_livestreams(self, states: Callable[[], Iterable["LivestreamState"]]) -> None:
+    def watch_livestreams(self, states: Callable[[], Iterable[LivestreamView]]) -> None:
         """Export the gauges computed from the operator's in-memory Livestreams when scraped."""
         self.registry.register(LivestreamGauges(states))
 
@@ -118,7 +135,7 @@ class OperatorMetrics:
         return generate_latest(self.registry)
 
 
-def agent_outcome(report: "AgentReport") -> str:
+def agent_outcome(report: AgentReport) -> str:
     if report.reachable:
         return AGENT_OK
     if report.refused:
@@ -129,7 +146,7 @@ def agent_outcome(report: "AgentReport") -> str:
 
 
 class LivestreamGauges(Collector):
-    def __init__(self, states: Callable[[], Iterable["LivestreamState"]]) -> None:
+    def __init__(self, states: Callable[[], Iterable[LivestreamView]]) -> None:
         self.states = states
 
     def describe(self) -> list:

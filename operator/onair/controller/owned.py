@@ -26,7 +26,8 @@ from typing import Any
 
 import kopf
 
-from onair.render.children import LABEL_LIVESTREAM, ingest_exposure, role_of
+from onair.api.meta import LABEL_LIVESTREAM, MANAGER
+from onair.render.children import ingest_exposure, role_of
 
 from .apply import KnownChild, version_marker
 from .runtime import Runtime
@@ -34,7 +35,7 @@ from .settings import CHILD_RESOURCES
 
 # kopf hands indexes to handlers as kwargs named by these ids (see runner.capture_indexes).
 CHILD_INDEXES = tuple(f"children_{plural}" for _, _, plural in CHILD_RESOURCES)
-CHILD_LABELS = {"app.kubernetes.io/managed-by": "onair-operator", LABEL_LIVESTREAM: kopf.PRESENT}
+CHILD_LABELS = {"app.kubernetes.io/managed-by": MANAGER, LABEL_LIVESTREAM: kopf.PRESENT}
 
 
 async def index_child(namespace: str, name: str, body: kopf.Body, meta: kopf.Meta, labels: kopf.Labels,
@@ -104,7 +105,7 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime, watch_pods: bool) -> 
         return
 
     @kopf.on.event("", "v1", "pods", id="agent-pods", registry=registry,
-                   labels={"app.kubernetes.io/managed-by": "onair-operator", LABEL_LIVESTREAM: kopf.PRESENT})
+                   labels=CHILD_LABELS)
     async def on_pod(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         meta = body.get("metadata") or {}
         labels = meta.get("labels") or {}

@@ -334,7 +334,8 @@ def _watch_broadcast(rt: Runtime, state: LivestreamState, body: Mapping, agents:
 
 async def write_status(rt: Runtime, state: LivestreamState, body: Mapping, stored: Mapping, new: dict) -> None:
     # Queued before the status shows the transition: a crash in between queues it again, never loses it.
-    await webhooks.enqueue(rt, state, stored, new)
+    effective = state.rendered.effective if state.rendered is not None else None
+    await rt.webhooks.enqueue(state.namespace, state.name, state.uid, effective, stored, new, now=rt.clock())
     patch = status_patch(stored, new)
     if not patch:
         state.status = dict(stored)

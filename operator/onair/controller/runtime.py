@@ -11,7 +11,7 @@ import itertools
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Awaitable, Callable, Mapping, Optional
 
 from onair.render.children import RenderedChildren
 from onair.render.credentials import Credentials
@@ -151,12 +151,17 @@ class Runtime:
         # (namespace, livestream, ingest key) -> what Kubernetes assigned to that ingest Service,
         # fed by the children watch (onair.controller.owned.note_ingest_service).
         self.ingest_services: dict[tuple[str, str, str], Any] = {}
-        self.webhooks = WebhookDeliverer(self)
+        # What updates one CallType's status; onair.controller.calltype.register sets it (the
+        # CallType handlers build on this runtime, so it cannot import them).
+        self.calltype_status_sync: Optional[Callable[[str], Awaitable[None]]] = None
+        self.webhooks = WebhookDeliverer(kube, self.metrics, on_delivered=self._webhooks_delivered)
 
     async def _sync_calltype_status(self, name: str) -> None:
-        from .calltype import sync_calltype_status
+        if self.calltype_status_sync is not None:
+            await self.calltype_status_sync(name)
 
-        await sync_calltype_status(self, name)
+    def _webhooks_delivered(self, namespace: str, livestream: str) -> None:
+        self.wake(namespace, livestream, "webhook deliveries", reapply=False)
 
     @property
     def poll_interval(self) -> float:

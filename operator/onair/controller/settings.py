@@ -13,14 +13,14 @@ from typing import Any, Iterable, Optional
 
 import kopf
 
-GROUP = "onair.dev"
-FINALIZER = "onair.dev/finalizer"
+from onair.api.meta import GROUP, MANAGER
+
+FINALIZER = f"{GROUP}/finalizer"
 LAST_HANDLED = "last-handled-configuration"
-MANAGED_BY = "onair-operator"
 
 # Children carry this label; the operator watches only objects that have it (server-side
 # selector), so it never lists every Secret and ConfigMap of the cluster.
-CHILD_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
+CHILD_SELECTOR = f"app.kubernetes.io/managed-by={MANAGER}"
 CHILD_RESOURCES = (
     ("", "v1", "configmaps"),
     ("", "v1", "secrets"),
@@ -68,7 +68,7 @@ def build_settings(*, instance: Optional[str] = None,
     # ("Handler ... succeeded") would double every transition, so only its warnings and
     # errors become Events.
     settings.posting.level = logging.WARNING
-    settings.posting.reporting_component = MANAGED_BY
+    settings.posting.reporting_component = MANAGER
     settings.posting.reporting_instance = instance or os.environ.get("POD_NAME") or socket.gethostname()
     settings.posting.event_name_prefix = "onair-"
     # An Event that cannot be posted for ~10 s (namespace terminating, API down) is dropped:

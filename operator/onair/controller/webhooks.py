@@ -24,7 +24,7 @@ import logging
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import aiohttp
 
@@ -33,10 +33,8 @@ from onair.api.settings import CallSettings
 from onair.render import webhooks as render
 
 from . import metrics
-from .kubeapi import FIELD_MANAGER, KINDS, KubeError
-
-if TYPE_CHECKING:
-    from .runtime import LivestreamState, Runtime
+from .kubeapi import FIELD_MANAGER, KINDS, Kube, KubeError
+from .metrics import OperatorMetrics
 
 log = logging.getLogger("onair.controller.webhooks")
 
@@ -99,58 +97,6 @@ def queue_for(endpoints: list[api.WebhookEndpoint], notes: list[render.Notificat
     return out
 
 
-async def enqueue(rt: "Runtime", state: "LivestreamState", stored: Mapping, new: dict) -> None:
-    """Queue what ``stored`` → ``new`` tells the Livestream's webhooks, and put
-    ``status.webhooks`` (sequence, pending, failing) into ``new``. Raises KubeError when the
-    outbox cannot be written: the status is then not written either, and the next reconcile
-    tries both again."""
-    effective: Optional[CallSettings] = state.rendered.effective if state.rendered is not None else None
-    endpoints = list((effective.webhooks if effective is not None else None) or ())
-    previous = stored.get("webhooks") or {}
-    sequence = int(previous.get("sequence") or 0)
-    if endpoints:
-        notes = render.notifications(stored, new)
-        queued = queue_for(endpoints, notes, namespace=state.namespace, name=state.name, uid=state.uid,
-                           first_sequence=sequence + 1, now=rt.clock())
-        if queued:
-            await write_outbox(rt, state.namespace, state.name, queued)
-            rt.webhooks.wake()
-        sequence += len(notes)
-    summary = rt.webhooks.summary(state.namespace, state.name)
-    abandoned = rt.webhooks.take_abandoned(state.namespace, state.name)
-    if abandoned:
-        summary["abandoned"] = int(previous.get("abandoned") or 0) + len(abandoned)
-        summary["lastAbandoned"] = abandoned[-1]
-    else:
-        summary.update({k: previous[k] for k in ("abandoned", "lastAbandoned") if k in previous})
-    if endpoints or previous or summary:
-        new["webhooks"] = {"sequence": sequence, **summary}
-
-
-async def write_outbox(rt: "Runtime", namespace: str, livestream: str, deliveries: list[Delivery]) -> None:
-    data = {d.id: d.dump() for d in deliveries}
-    path = CONFIGMAP.path(namespace, outbox_name(livestream))
-    try:
-        await rt.kube.request("PATCH", path, body={"data": data}, query={"fieldManager": FIELD_MANAGER},
-                              content_type="application/merge-patch+json")
-        return
-    except KubeError as exc:
-        if exc.status != 404:
-            raise
-    outbox = {"apiVersion": "v1", "kind": "ConfigMap",
-              "metadata": {"name": outbox_name(livestream), "namespace": namespace,
-                           "labels": {OUTBOX_LABEL: livestream, "app.kubernetes.io/created-by": FIELD_MANAGER}},
-              "data": data}
-    try:
-        await rt.kube.request("POST", CONFIGMAP.path(namespace), body=outbox, query={"fieldManager": FIELD_MANAGER})
-    except KubeError as exc:
-        if exc.status != 409:
-            raise
-        # Created by the delivery loop's view of an older outbox being deleted meanwhile: add to it.
-        await rt.kube.request("PATCH", path, body={"data": data}, query={"fieldManager": FIELD_MANAGER},
-                              content_type="application/merge-patch+json")
-
-
 def _error_text(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return text[:ERROR_TEXT_LIMIT]
@@ -161,9 +107,13 @@ def _rfc3339(epoch: float) -> str:
 
 
 class WebhookDeliverer:
-    def __init__(self, rt: "Runtime", *, clock: Callable[[], float] = time.time,
-                 scan_interval: float = SCAN_INTERVAL_SECONDS) -> None:
-        self.rt = rt
+    def __init__(self, kube: Kube, metrics: OperatorMetrics, *, on_delivered: Callable[[str, str], None],
+                 clock: Callable[[], float] = time.time, scan_interval: float = SCAN_INTERVAL_SECONDS) -> None:
+        """``on_delivered(namespace, livestream)``: a delivery of that Livestream ended (delivered or
+        abandoned), so its ``status.webhooks`` should be refreshed."""
+        self.kube = kube
+        self.metrics = metrics
+        self.on_delivered = on_delivered
         self.clock = clock
         self.scan_interval = scan_interval
         self._summaries: dict[tuple[str, str], dict] = {}
@@ -173,6 +123,57 @@ class WebhookDeliverer:
         self._namespaces: tuple[str, ...] = ()
 
     # ---------------------------------------------------------------- seen by the reconcile
+    async def enqueue(self, namespace: str, name: str, uid: str, effective: Optional[CallSettings], stored: Mapping,
+                      new: dict, *, now: datetime) -> None:
+        """Queue what ``stored`` → ``new`` tells the Livestream's webhooks, and put
+        ``status.webhooks`` (sequence, pending, failing) into ``new``. Raises KubeError when the
+        outbox cannot be written: the status is then not written either, and the next reconcile
+        tries both again."""
+        endpoints = list((effective.webhooks if effective is not None else None) or ())
+        previous = stored.get("webhooks") or {}
+        sequence = int(previous.get("sequence") or 0)
+        if endpoints:
+            notes = render.notifications(stored, new)
+            queued = queue_for(endpoints, notes, namespace=namespace, name=name, uid=uid,
+                               first_sequence=sequence + 1, now=now)
+            if queued:
+                await self.write_outbox(namespace, name, queued)
+                self.wake()
+            sequence += len(notes)
+        summary = self.summary(namespace, name)
+        abandoned = self.take_abandoned(namespace, name)
+        if abandoned:
+            summary["abandoned"] = int(previous.get("abandoned") or 0) + len(abandoned)
+            summary["lastAbandoned"] = abandoned[-1]
+        else:
+            summary.update({k: previous[k] for k in ("abandoned", "lastAbandoned") if k in previous})
+        if endpoints or previous or summary:
+            new["webhooks"] = {"sequence": sequence, **summary}
+
+    async def write_outbox(self, namespace: str, livestream: str, deliveries: list[Delivery]) -> None:
+        data = {d.id: d.dump() for d in deliveries}
+        path = CONFIGMAP.path(namespace, outbox_name(livestream))
+        try:
+            await self.kube.request("PATCH", path, body={"data": data}, query={"fieldManager": FIELD_MANAGER},
+                                    content_type="application/merge-patch+json")
+            return
+        except KubeError as exc:
+            if exc.status != 404:
+                raise
+        outbox = {"apiVersion": "v1", "kind": "ConfigMap",
+                  "metadata": {"name": outbox_name(livestream), "namespace": namespace,
+                               "labels": {OUTBOX_LABEL: livestream, "app.kubernetes.io/created-by": FIELD_MANAGER}},
+                  "data": data}
+        try:
+            await self.kube.request("POST", CONFIGMAP.path(namespace), body=outbox,
+                                    query={"fieldManager": FIELD_MANAGER})
+        except KubeError as exc:
+            if exc.status != 409:
+                raise
+            # Created by the delivery loop's view of an older outbox being deleted meanwhile: add to it.
+            await self.kube.request("PATCH", path, body={"data": data}, query={"fieldManager": FIELD_MANAGER},
+                                    content_type="application/merge-patch+json")
+
     def summary(self, namespace: str, livestream: str) -> dict:
         return dict(self._summaries.get((namespace, livestream)) or {})
 
@@ -214,11 +215,11 @@ class WebhookDeliverer:
         selector = OUTBOX_LABEL
         namespaces = self._namespaces
         if not namespaces:
-            result = await self.rt.kube.request("GET", "/api/v1/configmaps", query={"labelSelector": selector})
+            result = await self.kube.request("GET", "/api/v1/configmaps", query={"labelSelector": selector})
             return list(result.get("items") or [])
         found: list[dict] = []
         for namespace in namespaces:
-            found += await self.rt.kube.list(CONFIGMAP, namespace, selector)
+            found += await self.kube.list(CONFIGMAP, namespace, selector)
         return found
 
     async def scan(self, http: aiohttp.ClientSession) -> None:
@@ -230,7 +231,7 @@ class WebhookDeliverer:
         changed = {k for k in set(summaries) | set(self._summaries) if summaries.get(k) != self._summaries.get(k)}
         self._summaries = {k: v for k, v in summaries.items() if v}
         for namespace, livestream in changed:
-            self.rt.wake(namespace, livestream, "webhook deliveries", reapply=False)
+            self.on_delivered(namespace, livestream)
 
     async def _drain(self, http: aiohttp.ClientSession, outbox: dict) -> dict:
         meta = outbox["metadata"]
@@ -280,7 +281,7 @@ class WebhookDeliverer:
 
     async def _save(self, namespace: str, name: str, outbox: dict, changes: dict[str, Optional[str]]) -> None:
         if changes:
-            outbox = await self.rt.kube.request(
+            outbox = await self.kube.request(
                 "PATCH", CONFIGMAP.path(namespace, name), body={"data": changes},
                 query={"fieldManager": FIELD_MANAGER}, content_type="application/merge-patch+json")
         if not outbox.get("data"):
@@ -288,13 +289,13 @@ class WebhookDeliverer:
             body = {"apiVersion": "v1", "kind": "DeleteOptions",
                     "preconditions": {"resourceVersion": outbox["metadata"]["resourceVersion"]}}
             try:
-                await self.rt.kube.request("DELETE", CONFIGMAP.path(namespace, name), body=body)
+                await self.kube.request("DELETE", CONFIGMAP.path(namespace, name), body=body)
             except KubeError as exc:
                 if exc.status not in (404, 409):
                     raise
 
     async def _secret(self, namespace: str, delivery: Delivery) -> bytes:
-        secret = await self.rt.kube.get(SECRET, namespace, delivery.secret_name)
+        secret = await self.kube.get(SECRET, namespace, delivery.secret_name)
         if secret is None:
             raise LookupError(f"Secret {delivery.secret_name} (the signing secret of webhook {delivery.endpoint}) "
                               f"does not exist in namespace {namespace}: create it with key {delivery.secret_key}")
@@ -324,20 +325,20 @@ class WebhookDeliverer:
         except Exception as exc:  # noqa: BLE001 - every failure is a reason to retry, said in status
             error = _error_text(exc)
         if error is None:
-            self.rt.metrics.webhook_deliveries.labels(metrics.DELIVERED).inc()
+            self.metrics.webhook_deliveries.labels(metrics.DELIVERED).inc()
             log.info("webhook %s: delivered %s of %s/%s (attempt %d)", delivery.endpoint, delivery.event,
                      namespace, livestream, attempt)
             return None
         first_failed = delivery.first_failed_at or now
         if now - delivery.created_at >= delivery.retry_for:
-            self.rt.metrics.webhook_deliveries.labels(metrics.ABANDONED).inc()
+            self.metrics.webhook_deliveries.labels(metrics.ABANDONED).inc()
             self._abandoned.setdefault((namespace, livestream), []).append({
                 "endpoint": delivery.endpoint, "event": delivery.event, "id": delivery.id, "at": _rfc3339(now),
                 "error": f"{error} (after {attempt} attempts over {int(now - delivery.created_at)}s)"})
             log.warning("webhook %s: gave up %s of %s/%s: %s", delivery.endpoint, delivery.event, namespace,
                         livestream, error)
             return replace(delivery, attempts=0)
-        self.rt.metrics.webhook_deliveries.labels(metrics.DELIVERY_FAILED).inc()
+        self.metrics.webhook_deliveries.labels(metrics.DELIVERY_FAILED).inc()
         log.warning("webhook %s: %s of %s/%s failed (attempt %d): %s", delivery.endpoint, delivery.event,
                     namespace, livestream, attempt, error)
         return replace(delivery, attempts=attempt, last_error=error, first_failed_at=first_failed,

@@ -25,17 +25,7 @@ import traceback
 from pathlib import Path
 
 from . import build, devruntime, versions
-
-
-def repo_root() -> Path:
-    env = os.environ.get("ONAIR_REPO")
-    if env:
-        return Path(env).resolve()
-    # Editable install: operator/onair/localcluster/dev.py -> repo root three levels above onair/.
-    here = Path(__file__).resolve().parents[3]
-    if (here / "pyproject.toml").is_file():
-        return here
-    return Path.cwd()
+from .image import repo_root
 
 
 def _crd_files(root: Path) -> list[Path]:

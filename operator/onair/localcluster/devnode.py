@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional
 from urllib.parse import urlsplit, urlunsplit
 
-from onair.api.calltype import GROUP, VERSION
+from onair.api.meta import GROUP, VERSION
 
 from . import devruntime
 

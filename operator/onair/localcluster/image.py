@@ -94,9 +94,15 @@ class ImageRef:
 
 
 def repo_root() -> Path:
-    from .dev import repo_root as root
+    env = os.environ.get("ONAIR_REPO")
+    if env:
+        return Path(env).resolve()
+    # Editable install: operator/onair/localcluster/image.py -> repo root three levels above onair/.
+    here = Path(__file__).resolve().parents[3]
+    if (here / "pyproject.toml").is_file():
+        return here
+    return Path.cwd()
 
-    return root()
 
 
 def project_version(root: Path) -> str:

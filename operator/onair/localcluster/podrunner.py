@@ -46,11 +46,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 from uuid import uuid4
 
+from onair.api.meta import GROUP, VERSION
+
 from . import loopback, proctree
 from .loopback import PlanError, PodPlan
 
 SELECTOR = "app.kubernetes.io/managed-by=onair-operator"
-GROUP, VERSION = "onair.dev", "v1alpha1"
 BACKOFF_MAX_SECONDS = 30.0
 
 

@@ -58,7 +58,9 @@ from pydantic import BaseModel
 
 from onair import endpoints, roles
 from onair.api.agent import IngestConfig, OriginConfig, RecorderConfig, Rung, TranscoderConfig
-from onair.api.calltype import GROUP, VERSION, CallType
+from onair.api.calltype import CallType
+from onair.api.meta import (LABEL_LIVESTREAM, LABEL_RECORDINGS_OF, LABEL_ROLE, MANAGER, child_selector, labels,
+                             owner_reference)
 from onair.api.livestream import IngestEndpoints, LivestreamSpec, PlaybackUrls
 from onair.api.settings import CallSettings
 from onair.controller.config import OperatorConfig
@@ -68,10 +70,6 @@ from onair.render import ladder
 from onair.render.credentials import Credentials
 from onair.render.effective import effective_settings
 
-MANAGER = "onair-operator"
-LABEL_LIVESTREAM = "onair.dev/livestream"
-LABEL_ROLE = "onair.dev/role"
-LABEL_RECORDINGS_OF = "onair.dev/recordings-of"
 CONFIG_HASH_ANNOTATION = "onair.dev/config-sha256"
 CONFIG_KEY = "config.json"
 UID = 10001
@@ -136,30 +134,10 @@ def role_of(key: str) -> str:
     return "ingest" if key.startswith("ingest") else key
 
 
-def child_selector(name: str) -> dict[str, str]:
-    """Labels every owned child of Livestream ``name`` carries (and the kept PVC does not)."""
-    return {"app.kubernetes.io/managed-by": MANAGER, LABEL_LIVESTREAM: name}
-
-
-def labels(name: str, component: str) -> dict[str, str]:
-    return {
-        "app.kubernetes.io/name": "onair",
-        "app.kubernetes.io/instance": name,
-        "app.kubernetes.io/component": component,
-        "app.kubernetes.io/part-of": "onair",
-        **child_selector(name),
-    }
-
-
 def selector_labels(name: str, key: str) -> dict[str, str]:
     """A Deployment's (immutable) selector: never add to it, or existing Deployments cannot update."""
     return {"app.kubernetes.io/name": "onair", "app.kubernetes.io/instance": name,
             "app.kubernetes.io/component": key}
-
-
-def owner_reference(meta: Mapping) -> dict:
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Livestream", "name": meta["name"],
-            "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}
 
 
 def create_only(obj: Mapping) -> bool:

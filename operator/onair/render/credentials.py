@@ -16,6 +16,8 @@ from urllib.parse import quote
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from onair.api.livestream import IngestEndpoints
+from onair.api.meta import labels as labels_of
+from onair.api.meta import owner_reference
 
 # Keys of the Secret's data; the agents' ``*_file`` config fields are SECRET_DIR/<key>.
 STREAM_KEY = "streamKey"
@@ -184,13 +186,11 @@ def render_credentials_secret(ls_meta: Mapping, creds: Credentials, urls: Ingest
     Labels and the ownerReference default to those of every other child (the latter when
     ``ls_meta`` has a uid), so this alone restores a deleted Secret exactly as ``render_children`` would.
     """
-    from onair.render import children  # children renders this Secret too; import late to avoid a cycle
-
     values = {**creds.data(), **publish_urls(creds, urls)}
     metadata: dict = {"name": secret_name(ls_meta["name"]), "namespace": ls_meta.get("namespace")}
-    metadata["labels"] = dict(labels) if labels is not None else children.labels(ls_meta["name"], "credentials")
+    metadata["labels"] = dict(labels) if labels is not None else labels_of(ls_meta["name"], "credentials")
     if owner_references is None and ls_meta.get("uid"):
-        owner_references = [children.owner_reference(ls_meta)]
+        owner_references = [owner_reference(ls_meta)]
     if owner_references:
         metadata["ownerReferences"] = owner_references
     return {
