@@ -12,7 +12,8 @@ from kubernetes.client.exceptions import ApiException
 
 from onair.api.calltype import CallType
 from onair.controller.config import OperatorConfig
-from onair.render.children import MANAGER, RenderedChildren, render_children
+from onair.api.meta import MANAGER
+from onair.render.children import RenderedChildren, render_children
 from onair.render.credentials import Credentials
 
 pytestmark = pytest.mark.cluster

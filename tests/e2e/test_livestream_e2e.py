@@ -93,7 +93,7 @@ class Show:
             events = ", ".join(self.kube.event_reasons(self.ns, LS))
         except Exception as exc:  # noqa: BLE001
             events = f"(no events: {exc})"
-        return (f"\n===== timeline\n" + "\n".join(self.timeline) + f"\n===== Livestream status\n{status}"
+        return ("\n===== timeline\n" + "\n".join(self.timeline) + f"\n===== Livestream status\n{status}"
                 f"===== events: {events}\n===== pods\n{pods}\n===== agent logs\n{self.runner.logs(self.ns, LS, 25)}")
 
     def step(self, what: str) -> None:

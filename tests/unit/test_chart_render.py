@@ -454,7 +454,7 @@ def test_manifests_split_crds_operator_and_calltypes_without_helm_bookkeeping():
 
 
 def test_agents_pod_monitor_is_off_by_default_and_selects_the_media_pods_agent_port(tmp_path):
-    from onair.render.children import LABEL_ROLE, labels
+    from onair.api.meta import LABEL_ROLE, labels
 
     assert by_kind(render(), "PodMonitor") == []
     monitor = only(render(values={"metrics": {"podMonitor": {"enabled": True, "labels": {"release": "prom"}}}},

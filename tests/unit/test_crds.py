@@ -1,7 +1,6 @@
 """The CRDs are generated from the models and must be committed fresh."""
 from pathlib import Path
 
-import yaml
 
 from onair import crdgen
 

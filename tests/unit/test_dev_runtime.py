@@ -88,7 +88,7 @@ def test_the_chart_is_installed_with_the_imported_image_never_pulled_and_nodepor
 
 
 def test_the_dev_playback_service_selects_exactly_the_origin_pod_and_goes_with_the_livestream():
-    from onair.render.children import labels
+    from onair.api.meta import labels
 
     ls = {"metadata": {"name": "show", "namespace": "team", "uid": "u-1"}}
     svc = devnode.playback_service(ls)

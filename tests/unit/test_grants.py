@@ -16,7 +16,8 @@ from onair.controller.livestream import _wait_seconds
 from onair.controller.reconcile import needs_apply
 from onair.controller.runtime import LivestreamState, Runtime
 from onair.render import grants
-from onair.render.children import child_selector, render_children
+from onair.api.meta import child_selector
+from onair.render.children import render_children
 from onair.render.credentials import Credentials
 from onair.render.lifecycle import desired_lifecycle
 from onair.render.status import livestream_status

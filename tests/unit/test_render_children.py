@@ -10,9 +10,8 @@ from onair import roles
 from onair.api.agent import IngestConfig, OriginConfig, RecorderConfig, TranscoderConfig
 from onair.api.calltype import CallType
 from onair.controller.config import OperatorConfig
-from onair.render.children import (
-    CHILD_KINDS, CONFIG_HASH_ANNOTATION, RenderedChildren, child_selector, create_only, render_children,
-)
+from onair.api.meta import child_selector
+from onair.render.children import CHILD_KINDS, CONFIG_HASH_ANNOTATION, RenderedChildren, create_only, render_children
 from onair.render.credentials import Credentials, credentials_from_secret_data, render_credentials_secret
 from onair.render.ladder import fit_ladder
 

@@ -122,7 +122,7 @@ def test_secret_manifest_has_credentials_and_publish_urls():
 
 
 def test_standalone_secret_matches_the_one_render_children_makes():
-    from onair.render.children import child_selector
+    from onair.api.meta import child_selector
 
     secret = render_credentials_secret({"name": "ls", "namespace": "ns", "uid": "u1"}, FIXED, URLS)
     assert set(child_selector("ls").items()) <= set(secret["metadata"]["labels"].items())

@@ -23,6 +23,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Optional
 
+from onair.api.meta import child_selector
 from onair.render import children as rc
 
 from .kubeapi import KINDS, Kube, KubeError, kind_of, label_selector, owned_by
@@ -162,7 +163,7 @@ async def prune(kube: Kube, rendered: rc.RenderedChildren, owner_meta: Mapping,
         kinds = tuple(k for k in rc.CHILD_KINDS if k[1] in stale)
         if not kinds:
             return []
-    selector = label_selector(rc.child_selector(name))
+    selector = label_selector(child_selector(name))
     pruned: list[str] = []
     listings = await asyncio.gather(*(_list_served(kube, KINDS[k], namespace, selector) for k in kinds))
     for (api_version, kind), items in zip(kinds, listings):

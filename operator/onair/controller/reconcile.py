@@ -23,14 +23,15 @@ from onair.api.calltype import CallType
 from onair.api.conditions import BROADCASTING_FAILED
 from onair.api.livestream import LivestreamSpec
 from onair.render import credentials as rcreds
-from onair.render.children import (IngestExposure, RenderedChildren, child_name, child_selector, render_children,
+from onair.api.meta import child_selector
+from onair.render.children import (IngestExposure, RenderedChildren, child_name, render_children,
                                    render_urls, slot_of)
 from onair.render.lifecycle import desired_lifecycle, to_agent_desired
 from onair.render.pods import pod_problem
 from onair.render.resolve import Problem, resolve
 from onair.render.status import broadcast_problem, input_live, livestream_status, status_patch
 
-from . import events, members, refusals, webhooks
+from . import events, members, refusals
 from .apply import apply_children
 from .calltype import calltype_version
 from .kubeapi import KINDS, LIVESTREAM, POD, KubeError

@@ -14,13 +14,10 @@ from __future__ import annotations
 import atexit
 import base64
 import contextlib
-import ctypes
 import ipaddress
 import json
 import os
 import shutil
-import signal
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -31,6 +28,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import yaml
+
+from onair.agent.parentdeath import die_with_parent
+from onair.freeport import free_port
 
 from . import build, certs, versions
 
@@ -72,20 +72,6 @@ class ClusterError(RuntimeError):
 
 class ComponentDied(ClusterError):
     pass
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _die_with_parent() -> None:
-    """Children get SIGTERM if the Python process dies without cleaning up (pytest killed by
-    a timeout, `kill -9` of `onair dev`), so no stray apiserver keeps ports and RAM."""
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 _RUN_PREFIX = "onair-cluster-"
@@ -168,7 +154,7 @@ class _Proc:
         self._fh.write(("$ " + " ".join(argv) + "\n").encode())
         self._fh.flush()
         self.popen = subprocess.Popen(argv, stdout=self._fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                      env=env, start_new_session=True, preexec_fn=_die_with_parent)
+                                      env=env, start_new_session=True, preexec_fn=die_with_parent())
 
     def check(self) -> None:
         rc = self.popen.poll()

@@ -52,7 +52,7 @@ def helm_install_args(repository: str, tag: str, chart: Path, namespace: str = N
 
 def playback_service(livestream: Mapping[str, Any]) -> dict[str, Any]:
     """A NodePort Service to the origin's playback port of ``livestream``, deleted with it."""
-    from onair.render.children import labels
+    from onair.api.meta import labels
     from onair.roles import ORIGIN
 
     meta = livestream["metadata"]
@@ -131,7 +131,7 @@ class UrlPrinter:
 
     def _ready(self, core: Any, namespace: str, name: str) -> set[str]:
         """The components of Livestream ``name`` that have a ready pod."""
-        from onair.render.children import child_selector
+        from onair.api.meta import child_selector
 
         selector = ",".join(f"{k}={v}" for k, v in child_selector(name).items())
         try:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import ctypes
 import json
 import os
 import shutil
@@ -46,7 +45,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 from uuid import uuid4
 
+from onair.agent.parentdeath import die_with_parent
 from onair.api.meta import GROUP, VERSION
+from onair.freeport import free_port
 
 from . import loopback, proctree
 from .loopback import PlanError, PodPlan
@@ -59,23 +60,8 @@ class _Pending(Exception):
     """The pod cannot start yet (a ConfigMap, Secret, claim or Service is missing); retried."""
 
 
-def _die_with_parent() -> None:
-    # If the runner dies without cleaning up (kill -9 of `onair dev`), the agent gets SIGTERM and
-    # stops its own children gracefully.
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-# ----------------------------------------------------------------------------- ports
 def _free_port(protocol: str, taken: set[int]) -> int:
-    kind = socket.SOCK_DGRAM if protocol.upper() == "UDP" else socket.SOCK_STREAM
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, kind) as s:
-            s.bind((loopback.LOCAL_HOST, 0))
-            port = s.getsockname()[1]
-        if port not in taken:
-            return port
-    raise RuntimeError("no free local port")
+    return free_port(socket.SOCK_DGRAM if protocol.upper() == "UDP" else socket.SOCK_STREAM, loopback.LOCAL_HOST, taken)
 
 
 # ----------------------------------------------------------------------------- one pod
@@ -669,7 +655,7 @@ class PodRunner:
             try:
                 pod.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                             env=env, cwd=str(self._pod_dir(pod.plan)), start_new_session=True,
-                                            preexec_fn=_die_with_parent)
+                                            preexec_fn=die_with_parent())
             except OSError as exc:  # e.g. the container's command does not exist here
                 pod.pending = f"cannot run {argv[0]}: {exc.strerror or exc}"
                 pod.next_start = time.monotonic() + 10

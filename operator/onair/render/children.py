@@ -59,7 +59,7 @@ from pydantic import BaseModel
 from onair import endpoints, roles
 from onair.api.agent import IngestConfig, OriginConfig, RecorderConfig, Rung, TranscoderConfig
 from onair.api.calltype import CallType
-from onair.api.meta import (LABEL_LIVESTREAM, LABEL_RECORDINGS_OF, LABEL_ROLE, MANAGER, child_selector, labels,
+from onair.api.meta import (LABEL_RECORDINGS_OF, LABEL_ROLE, labels,
                              owner_reference)
 from onair.api.livestream import IngestEndpoints, LivestreamSpec, PlaybackUrls
 from onair.api.settings import CallSettings

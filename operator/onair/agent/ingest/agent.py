@@ -13,6 +13,7 @@ import datetime as dt
 import logging
 import secrets
 import signal
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from aiohttp import web
 from prometheus_client import Counter, Gauge
 
 from onair import endpoints
+from onair.freeport import free_port
 from onair.agent.app import Agent, read_secret
 from onair.agent.supervisor import Child, Supervisor
 from onair.api import refusals
@@ -577,7 +579,7 @@ class IngestAgent(Agent):
                 if self.local_host.startswith("127.") and ports.can_bind(RTMPS_SOURCE):
                     self.rtmps_addr = RTMPS_SOURCE
         if "whip" in c.protocols:
-            self.whip_port = ports.ephemeral_port()
+            self.whip_port = free_port()
             if missing:
                 log.warning("WHIP is served over plain HTTP: %s not set (browsers on HTTPS pages need HTTPS)",
                             " and ".join(missing))
@@ -607,8 +609,8 @@ class IngestAgent(Agent):
         if problem:
             raise SystemExit(f"onair agent ingest: {problem}")
         nginx.prepare_work_dir(str(self.work_dir))
-        self.stat_port = ports.ephemeral_port()
-        self.udp_port = ports.ephemeral_port(udp=True)
+        self.stat_port = free_port()
+        self.udp_port = free_port(socket.SOCK_DGRAM)
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2))
         try:
             await self.start_http()

@@ -58,13 +58,6 @@ def first_problem(listeners: list[Listener]) -> Optional[str]:
     return None
 
 
-def ephemeral_port(host: str = "127.0.0.1", udp: bool = False) -> int:
-    """A port the kernel considers free right now, for internal-only listeners."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
 def can_bind(host: str) -> bool:
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
