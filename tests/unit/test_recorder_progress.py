@@ -1,4 +1,4 @@
-from onair.agent.recorder.progress import DISCONTINUITY_WARNINGS_PER_BLOCK, ProgressReader
+from onair.agent.ffmpeg_output import DISCONTINUITY_WARNINGS_PER_BLOCK, ProgressReader
 
 
 def block(reader, out_time_us, progress="continue"):

@@ -1,4 +1,4 @@
-from onair.agent.transcoder.progress import InputProbe, parse_speed, parse_video_stream
+from onair.agent.ffmpeg_output import InputProbe, parse_speed, parse_video_stream
 from onair.agent.transcoder.source import Decision, PullRotation, SourceSelector
 
 

@@ -15,18 +15,12 @@ from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Iterable, Optional, Sequence
 
 from .parentdeath import die_with_parent
+from .redaction import redact
 
 log = logging.getLogger("onair.agent.supervisor")
 
 LineHandler = Callable[[str], None]
 ExitHandler = Callable[[int], Awaitable[None] | None]
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
 
 
 def shown_argv(argv: Sequence[str], secrets: Iterable[str]) -> str:

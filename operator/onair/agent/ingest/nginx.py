@@ -17,6 +17,7 @@ from typing import Optional
 import jinja2
 
 from onair import endpoints
+from onair.agent.redaction import MASK
 
 MODULES_DIR = "/usr/lib/nginx/modules"
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "ingest"
@@ -114,7 +115,7 @@ _NAMES = re.compile(r"\b(name|args)='[^']*'")
 
 
 def _hide_names(text: str) -> str:
-    return _NAMES.sub(r"\1=***", text)
+    return _NAMES.sub(rf"\1={MASK}", text)
 
 
 _SERVER = re.compile(r", server: ([^,:\s]*)(?::(\d+))?")

@@ -38,7 +38,7 @@ from .hls import HlsSource, choose_top_rung, media_playlist_state
 from .mp4 import holds_media
 from .naming import list_parts, next_part_number, part_pattern, session_started, unused_prefix
 from .probe import probe_duration
-from .progress import ProgressReader
+from onair.agent.ffmpeg_output import ProgressReader
 from .session import Backoff, Session
 from .sources import SourceRotation
 from .sidecar import FinishedSessions, PartInfo, sessions_without_sidecar, sidecar_document, write_sidecar

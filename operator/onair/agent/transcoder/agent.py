@@ -22,7 +22,7 @@ from onair.render.ladder import fit_ladder
 
 from .ffmpeg_args import EncoderPlan, encoder_args
 from .packager import Packager
-from .progress import parse_speed
+from onair.agent.ffmpeg_output import parse_speed
 from .relay import Relay
 from .sinks import DirSink, HttpSink, Sink
 

@@ -28,7 +28,8 @@ from onair.endpoints import with_read_token
 
 from .ffmpeg_args import reader_args
 from .mpegts import Feed, Splicer
-from .progress import InputProbe, InputVideo
+from onair.agent.ffmpeg_output import InputProbe, InputVideo
+from onair.agent.redaction import redact_url, url_secrets
 from .source import FREEZE_SECONDS, RETURN_SECONDS, PullRotation, SourceSelector
 
 log = logging.getLogger("onair.transcoder.relay")
@@ -130,7 +131,7 @@ class Relay:
         every time (a rotated Secret reaches the mount without a restart) and is redacted from
         every log line, like any secret in a source URL."""
         url = reader.url
-        secrets = _url_secrets(reader.rotation.uris if reader.rotation else [url])
+        secrets = url_secrets(reader.rotation.uris if reader.rotation else [url])
         if reader.rotation is None:
             token = self.read_token()
             url = with_read_token(url, token)
@@ -159,7 +160,7 @@ class Relay:
         if reader.rotation is not None:
             failed = reader.rotation.current
             nxt = reader.rotation.failed()
-            log.warning("pull source %s ended (code %s); trying %s", _redact(failed), code, _redact(nxt))
+            log.warning("pull source %s ended (code %s); trying %s", redact_url(failed), code, redact_url(nxt))
         self._prepare(reader)
         self._decide()  # a reader EOF is the fastest failure signal there is: act on it now
 
@@ -237,7 +238,7 @@ class Relay:
         silent_for = now - (reader.last_data_at or reader.started_at)
         limit = PULL_STALL_SECONDS if reader.feed.ready else PULL_STARTUP_SECONDS
         if silent_for > limit:
-            log.warning("pull source %s silent for %.0fs; giving up on it", _redact(reader.url), silent_for)
+            log.warning("pull source %s silent for %.0fs; giving up on it", redact_url(reader.url), silent_for)
             try:
                 reader.child.proc.kill()
             except ProcessLookupError:
@@ -353,24 +354,3 @@ class Relay:
             return None
         reader = self.readers[name]
         return SourceInfo(name, reader.probe.video, reader.feed.has_audio)
-
-
-def _url_secrets(urls: Sequence[str]) -> list[str]:
-    """Stream keys / passphrases / tokens in source URLs must not reach the logs."""
-    from urllib.parse import parse_qsl, urlsplit
-
-    secrets: list[str] = []
-    for url in urls:
-        parts = urlsplit(url)
-        if parts.password:
-            secrets.append(parts.password)
-        for key, value in parse_qsl(parts.query):
-            if key.lower() in ("passphrase", "token", "key", "streamid", "auth", "secret") and value:
-                secrets.append(value)
-    return secrets
-
-
-def _redact(url: str) -> str:
-    for secret in _url_secrets([url]):
-        url = url.replace(secret, "***")
-    return url
