@@ -29,7 +29,6 @@ import asyncio
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -385,7 +384,6 @@ def create_directly(kubeconfig: Path, objects: list[dict]) -> float:
 
 
 def run_one(n: int, idle_seconds: float, poll_interval: float, timeout: float, baseline: bool) -> dict[str, Any]:
-    from kubernetes import client
 
     log(f"N={n}: starting a fresh cluster")
     result: dict[str, Any] = {"n": n}

@@ -303,7 +303,7 @@ def _exercise_operator_calls(admin: Api, sa: Api, ns: str, ct: str) -> None:
                              "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}},
           fieldManager="onair-operator")
     children[pvc_path] = {}
-    for path, obj in children.items():
+    for path in children:
         name = "rbac-probe-dvr" if path == pvc_path else "show-x"
         sa.ok("DELETE", f"{path}/{name}", {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"})
 

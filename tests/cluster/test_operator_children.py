@@ -33,7 +33,7 @@ def test_livestream_gets_every_child_with_the_right_spec(operator, kube, calltyp
     expected |= {("ConfigMap", f"show-{r}") for r in ROLES} | {("Deployment", f"show-{r}") for r in ROLES}
     expected |= {("NetworkPolicy", f"show-{r}") for r in ROLES}
     assert set(children) == expected
-    for (kind, name), child in children.items():
+    for (_kind, name), child in children.items():
         refs = child["metadata"]["ownerReferences"]
         assert [(r["kind"], r["name"], r["uid"], r["controller"]) for r in refs] == [("Livestream", "show", uid, True)], name
         assert child["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "onair-operator"

@@ -408,8 +408,10 @@ def test_agent_paths_match_the_pod_mounts(rendered):
 
 def test_config_change_rolls_the_pod_and_nothing_else_does():
     a, b = render(), render(ct=calltype(dvr={"durationSeconds": 600}))
-    hashes = lambda out: {n: d["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
-                          for n, d in by_kind(out, "Deployment").items()}
+    def hashes(out):
+        return {n: d["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
+                for n, d in by_kind(out, "Deployment").items()}
+
     ha, hb = hashes(a), hashes(b)
     assert ha["show-origin"] != hb["show-origin"]
     assert {k: v for k, v in ha.items() if k != "show-origin"} == {k: v for k, v in hb.items() if k != "show-origin"}

@@ -50,13 +50,13 @@ def load_config(path: str, model: Type[C]) -> C:
     try:
         raw = json.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise SystemExit(f"onair agent: config file {path} does not exist (is the ConfigMap mounted?)")
+        raise SystemExit(f"onair agent: config file {path} does not exist (is the ConfigMap mounted?)") from None
     except json.JSONDecodeError as exc:
-        raise SystemExit(f"onair agent: config file {path} is not valid JSON: {exc}")
+        raise SystemExit(f"onair agent: config file {path} is not valid JSON: {exc}") from None
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        raise SystemExit(f"onair agent: config file {path} is invalid:\n{exc}")
+        raise SystemExit(f"onair agent: config file {path} is invalid:\n{exc}") from None
 
 
 def parse_args(role: str, argv: list[str]) -> argparse.Namespace:
@@ -215,7 +215,7 @@ class Agent:
         except OSError as exc:
             raise SystemExit(
                 f"onair agent {self.role}: cannot listen on {self.host}:{self.port}: {exc.strerror}. "
-                "Another process holds the port; free it or set agentPort in the config.")
+                "Another process holds the port; free it or set agentPort in the config.") from None
         if self.agent_token.path is None:
             log.warning("%s agent API on http://%s:%s is OPEN: no agentTokenFile is configured, so anyone who "
                         "reaches this port may change the desired state (fine on loopback only)",

@@ -145,7 +145,7 @@ class OperatorConfig(BaseModel):
         try:
             value.format(name="n", namespace="ns", service="n-ingest", slot="main")
         except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"{value!r} is not a valid template (use {{name}}, {{namespace}}, {{service}}, {{slot}}): {exc}")
+            raise ValueError(f"{value!r} is not a valid template (use {{name}}, {{namespace}}, {{service}}, {{slot}}): {exc}") from None
         return value
 
     @field_validator("agent_metrics_from")
@@ -183,7 +183,7 @@ class OperatorConfig(BaseModel):
         try:
             value.format(name="n", namespace="ns")
         except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"{value!r} is not a valid template (use {{name}} and {{namespace}}): {exc}")
+            raise ValueError(f"{value!r} is not a valid template (use {{name}} and {{namespace}}): {exc}") from None
         return value
 
     @model_validator(mode="after")
@@ -244,7 +244,7 @@ class OperatorConfig(BaseModel):
         """Build from ``ONAIR_*`` variables; a bad value raises ``ValueError`` naming the variable."""
         environ = os.environ if environ is None else environ
         raw: dict[str, object] = {}
-        for field, info in cls.model_fields.items():
+        for field in cls.model_fields:
             var = ENV_PREFIX + field.upper()
             if var in environ and environ[var] != "":
                 raw[field] = _parse(var, environ[var], field)

@@ -491,7 +491,7 @@ class Node:
             containerd = self._spawn("containerd", ["containerd", "--config", str(self._p("containerd/config.toml"))])
             self._wait("containerd", deadline, self._containerd_ready, [containerd])
             t_img = time.monotonic()
-            for role, archive in archives.items():
+            for archive in archives.values():
                 self.ctr("images", "import", str(archive))
             self.timings["image import"] = time.monotonic() - t_img
             self._start_control_plane_side(bins)

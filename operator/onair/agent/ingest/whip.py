@@ -174,7 +174,7 @@ class WhipServer:
             await site.start()
         except OSError as exc:
             raise SystemExit(f"onair agent ingest: cannot listen on internal WHIP port {self.host}:{self.port}: "
-                             f"{exc.strerror}")
+                             f"{exc.strerror}") from None
 
     async def stop(self) -> None:
         await asyncio.gather(*(self.end(s, "agent stopping") for s in list(self.sessions.values())),

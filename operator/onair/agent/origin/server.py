@@ -487,7 +487,7 @@ class OriginAgent(Agent):
         except OSError as exc:
             raise SystemExit(
                 f"onair agent origin: cannot listen on {self.config.listen_host}:{self.config.http_port}: "
-                f"{exc.strerror}. Another process holds the port; free it or set httpPort in the config.")
+                f"{exc.strerror}. Another process holds the port; free it or set httpPort in the config.") from None
         log.info("origin for %s serving on http://%s:%s (phase %s, DVR %s, uploads %s, player %s)",
                  self.config.livestream, self.config.listen_host, self.config.http_port, self.desired.phase,
                  f"{self.config.dvr_window_seconds}s" if self.config.dvr_enabled else "off",
@@ -513,7 +513,7 @@ class OriginAgent(Agent):
         except OSError as exc:
             raise SystemExit(
                 f"onair agent origin: cannot listen on {self.config.listen_host}:{self.config.upload_port}: "
-                f"{exc.strerror}. Another process holds the port; free it or set uploadPort in the config.")
+                f"{exc.strerror}. Another process holds the port; free it or set uploadPort in the config.") from None
         log.info("transcoder uploads on http://%s:%s/%s/", self.config.listen_host, self.config.upload_port,
                  UPLOAD_PREFIX)
 

@@ -30,7 +30,7 @@ class Storage:
             probe.unlink()
         except OSError as exc:
             raise SystemExit(f"onair agent origin: data_dir {self.root} is not writable: {exc.strerror or exc}. "
-                             "Mount a writable volume there or set dataDir in the config.")
+                             "Mount a writable volume there or set dataDir in the config.") from None
         for leftover in self.tmp.iterdir():
             leftover.unlink(missing_ok=True)
 

@@ -294,7 +294,7 @@ def encoder_args(plan: EncoderPlan) -> list[str]:
         "-f", "mpegts", *_input_probe(plan), "-thread_queue_size", "1024", "-i", "pipe:0",
         "-filter_complex", filter_graph(plan),
     ]
-    for i, rung in enumerate(plan.rungs):
+    for rung in plan.rungs:
         args += ["-map", "0:v:0" if rung.passthrough else f"[v{plan.encoded.index(rung)}]"]
     if plan.has_audio:
         for _ in plan.rungs:
