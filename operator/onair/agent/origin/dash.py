@@ -14,20 +14,18 @@ DVR for DASH, as implemented: the MPD is the transcoder's, but the origin
   rung's media after another's init and stops (stock dash.js: CHUNK_DEMUXER_ERROR_APPEND_FAILED
   on its first switch up).
 
-Text rewriting rather than an XML round trip: it keeps ffmpeg's namespaces and formatting, and
-only touches the MPD root's attributes, UTCTiming elements and template URL attributes.
+Edited as XML (xml.etree): the MPD is parsed, the few attributes and elements above are
+changed, and the tree is written back with the namespace prefixes the transcoder used.
 """
 from __future__ import annotations
 
+import io
 import re
-from typing import Optional
+import xml.etree.ElementTree as ET
+from typing import Iterator, Optional
 
 UTC_TIMING_SCHEME = "urn:mpeg:dash:utc:http-iso:2014"
-_MPD_OPEN = re.compile(r"<MPD\b[^>]*>", re.S)
-_UTC_TIMING = re.compile(r"\s*<UTCTiming\b[^>]*?(/>|>.*?</UTCTiming>)", re.S)
-_TSBD = re.compile(r'\stimeShiftBufferDepth="[^"]*"')
-_BITSTREAM_SWITCHING = re.compile(r'\bbitstreamSwitching="true"')
-_URL_ATTRS = re.compile(r'\b(media|initialization|sourceURL)="([^"]*)"')
+URL_ATTRIBUTES = ("media", "initialization", "sourceURL")
 _DURATION = re.compile(r"^P(?:(\d+(?:\.\d+)?)D)?(?:T(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\.\d+)?)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
 
 
@@ -48,20 +46,42 @@ def format_duration(seconds: float) -> str:
     return f"PT{seconds:.1f}S"
 
 
+def _local(tag: str) -> str:
+    return tag.rpartition("}")[2]
+
+
+def _parse(text: str) -> ET.Element:
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as exc:
+        raise MpdError(f"not a DASH MPD (not well-formed XML: {exc})") from None
+    if _local(root.tag) != "MPD":
+        raise MpdError(f"not a DASH MPD (the root element is <{_local(root.tag)}>, not <MPD>)")
+    return root
+
+
+def _keep_prefixes(text: str) -> None:
+    # ElementTree writes ns0:, ns1: for namespaces it was not told about; tell it the document's.
+    for _event, (prefix, uri) in ET.iterparse(io.StringIO(text), events=("start-ns",)):
+        if not re.match(r"ns\d+$", prefix):
+            ET.register_namespace(prefix, uri)
+
+
+def _templates(root: ET.Element) -> Iterator[ET.Element]:
+    return (el for el in root.iter() if any(a in el.attrib for a in URL_ATTRIBUTES))
+
+
 def check_mpd(text: str) -> None:
-    if not _MPD_OPEN.search(text) or "</MPD>" not in text:
-        raise MpdError("not a DASH MPD (no <MPD> element)")
+    _parse(text)
 
 
 def is_dynamic(text: str) -> bool:
-    root = _MPD_OPEN.search(text)
-    return bool(root and re.search(r'\stype="dynamic"', root.group(0)))
+    return _parse(text).get("type") == "dynamic"
 
 
 def time_shift_buffer_depth(text: str) -> Optional[float]:
-    root = _MPD_OPEN.search(text)
-    match = root and re.search(r'\stimeShiftBufferDepth="([^"]*)"', root.group(0))
-    return parse_duration(match.group(1)) if match else None
+    value = _parse(text).get("timeShiftBufferDepth")
+    return parse_duration(value) if value is not None else None
 
 
 def init_patterns(text: str) -> list[re.Pattern]:
@@ -70,8 +90,9 @@ def init_patterns(text: str) -> list[re.Pattern]:
     Init segments are uploaded once per transcoder run and never again, so age-based DVR
     retention must never take them while an MPD still points at them.
     """
+    templates = {el.get("initialization") for el in _parse(text).iter()} - {None}
     patterns = []
-    for template in set(re.findall(r'\binitialization="([^"]*)"', text)):
+    for template in sorted(t for t in templates if t is not None):
         name = template.split("/")[-1]
         parts = re.split(r"(\$[A-Za-z]+(?:%0\d+d)?\$)", name)
         regex = "".join(r"[^/]+" if part.startswith("$") and part.endswith("$") and len(part) > 1 else re.escape(part)
@@ -81,23 +102,21 @@ def init_patterns(text: str) -> list[re.Pattern]:
 
 
 def rewrite_mpd(text: str, utc_timing_url: str, dvr_seconds: Optional[float] = None, query: str = "") -> str:
-    check_mpd(text)
-    text = _BITSTREAM_SWITCHING.sub('bitstreamSwitching="false"', text)
-    text = _UTC_TIMING.sub("", text)
-    end = text.rindex("</MPD>")
-    timing = f'\t<UTCTiming schemeIdUri="{UTC_TIMING_SCHEME}" value="{_xml_attr(utc_timing_url)}"/>\n'
-    text = text[:end] + timing + text[end:]
-    if dvr_seconds is not None and is_dynamic(text):
-        root = _MPD_OPEN.search(text)
-        assert root is not None
-        tag = _TSBD.sub("", root.group(0))
-        tag = tag[:-1].rstrip() + f' timeShiftBufferDepth="{format_duration(dvr_seconds)}">'
-        text = text[:root.start()] + tag + text[root.end():]
+    root = _parse(text)
+    _keep_prefixes(text)
+    namespace = root.tag[:-len("MPD")]  # "{urn:mpeg:dash:schema:mpd:2011}" or ""
+    for el in root.iter():
+        if el.get("bitstreamSwitching") == "true":
+            el.set("bitstreamSwitching", "false")
+    for timing in [el for el in root if _local(el.tag) == "UTCTiming"]:
+        root.remove(timing)
+    ET.SubElement(root, f"{namespace}UTCTiming", {"schemeIdUri": UTC_TIMING_SCHEME, "value": utc_timing_url})
+    if dvr_seconds is not None and root.get("type") == "dynamic":
+        root.set("timeShiftBufferDepth", format_duration(dvr_seconds))
     if query:
-        q = _xml_attr(query)
-        text = _URL_ATTRS.sub(lambda m: f'{m.group(1)}="{m.group(2)}{"&amp;" if "?" in m.group(2) else "?"}{q}"', text)
-    return text
-
-
-def _xml_attr(value: str) -> str:
-    return value.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
+        for el in _templates(root):
+            for attr in URL_ATTRIBUTES:
+                url = el.get(attr)
+                if url is not None:
+                    el.set(attr, f"{url}{'&' if '?' in url else '?'}{query}")
+    return ET.tostring(root, encoding="unicode", xml_declaration=True)
