@@ -18,6 +18,10 @@ segments, HLS CMAF), and once its Ready condition says every agent reports:
   status.playback names the origin's cluster DNS name (no playback route is configured: there is
   no Ingress controller on the node), so the viewer runs in a pod of the onair image there and on
   the host for onair dev;
+* recording initialisation (Gcore: 3-7 s): with main live, `spec.recording: true` is patched as a
+  user starts a recording; measured until status.recording is true (a session is open) and until
+  status.recordingDurationSeconds is above 0 (media written). Both are read from the status, as a
+  user reads them, so each includes the wait for the operator's next agent poll;
 * failover gap: main (red) and backup (blue) encoders push; a watching viewer decodes each new
   segment's frames; main's ffmpeg is SIGKILLed; gap = when the first segment with a backup (blue)
   frame was listed in the public playlist - the kill. On the node a second variant deletes the
@@ -58,11 +62,12 @@ os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT / "operator"), str(ROOT)] +
 
 from bench._onair_dev import OnairDev  # noqa: E402 - needs the paths above
 
-GROUP, VERSION = "onair.dev", "v1alpha1"
+from onair.api.meta import GROUP, VERSION  # noqa: E402
 VIEWER = Path(__file__).resolve().parent / "_hls_viewer.py"
 SEGMENT_SECONDS = 2
 RELEASE = "onair"
-METRICS = ("publish -> status.live", "publish -> first playable", "main encoder killed -> backup listed",
+METRICS = ("publish -> status.live", "publish -> first playable", "spec.recording: true -> status.recording",
+           "spec.recording: true -> media recorded", "main encoder killed -> backup listed",
            "main ingest pod deleted -> backup listed")
 
 
@@ -305,6 +310,7 @@ class Way:
                 "broadcasting": {"hls": {"qualityTracks": ["360p"]}, "segmentDurationSeconds": SEGMENT_SECONDS,
                                  "outputs": {"hlsCmaf": True, "hlsMpegts": False, "dash": False}},
                 "dvr": {"durationSeconds": 60},
+                "recording": {"mode": "available", "type": "origin", "storage": {"size": "1Gi"}},
                 "screenshots": {"enabled": False},
             }}})
         viewers, main = [], None
@@ -329,6 +335,15 @@ class Way:
             playable = wait(lambda: event(first, "playable"), 90, "a playable segment", interval=0.2)
             self.record("publish -> first playable", playable["t"] - t_push)
             first.stop()
+
+            t_record = time.time()
+            self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, "livestreams", name,
+                                                       {"spec": {"recording": True}})
+            wait(lambda: self.status(name).get("recording") is True, 60, "status.recording after spec.recording")
+            self.record("spec.recording: true -> status.recording", time.time() - t_record)
+            wait(lambda: (self.status(name).get("recordingDurationSeconds") or 0) > 0, 60, "recorded media",
+                 interval=0.2)
+            self.record("spec.recording: true -> media recorded", time.time() - t_record)
 
             self.procs.start(encoder(backup_url, "blue"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             wait(lambda: (s := self.status(name)).get("backupLive") is True and s.get("activeSource") == "main", 60,

@@ -10,6 +10,7 @@ from onair.controller import kubeapi, settings
 from onair.controller.apply import version_marker
 from onair.controller.config import OperatorConfig
 from onair.controller.livestream import RETRY_DELAYS, _wait_seconds
+from onair.controller.reconcile import CONVERGE_POLL_SECONDS, CONVERGE_WINDOW_SECONDS
 from onair.controller.probe import Prober, role_of, service_dns_resolver
 from onair.controller.runtime import LivestreamState, Runtime
 from onair.render.lifecycle import Lifecycle
@@ -142,3 +143,13 @@ def test_lean_diff_base_is_what_kopf_builds():
     # With extra fields (handlers on status fields) it is kopf's own code path.
     assert lean.build(body=kopf.Body(body), extra_fields=["status.phase"]) == \
         kopf_storage.build(body=kopf.Body(body), extra_fields=["status.phase"])
+
+
+def test_after_the_agents_are_told_something_new_the_daemon_polls_every_second_for_a_while():
+    now = datetime(2026, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
+    rt = _runtime(now, poll=5)
+    state = LivestreamState("ns", "ls", "uid")
+    state.converging_until = now + timedelta(seconds=CONVERGE_WINDOW_SECONDS)
+    assert _wait_seconds(rt, state) == CONVERGE_POLL_SECONDS
+    state.converging_until = now - timedelta(seconds=1)  # the window is over: back to the poll interval
+    assert _wait_seconds(rt, state) == 5

@@ -66,6 +66,8 @@ def _wait_seconds(rt: Runtime, state: LivestreamState) -> float:
     wait = rt.poll_interval
     if state.transient_failures:
         wait = min(wait, RETRY_DELAYS[min(state.transient_failures, len(RETRY_DELAYS)) - 1])
+    if state.converging_until is not None and rt.clock() < state.converging_until:
+        wait = min(wait, reconcile.CONVERGE_POLL_SECONDS)
     changes = (state.lifecycle.next_change_at if state.lifecycle else None, members.tokens_refresh_at(state))
     nxt = min((t for t in changes if t is not None), default=None)
     if nxt is not None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping, Optional
 
 from pydantic import ValidationError
@@ -38,6 +38,11 @@ from .kubeapi import KINDS, LIVESTREAM, POD, KubeError
 from .runtime import LivestreamState, Runtime
 
 log = logging.getLogger("onair.controller")
+
+# After the agents are told something new (a spec edit, a phase reached by the clock), how long
+# to poll them every CONVERGE_POLL_SECONDS: long enough for a recording or a broadcast to start.
+CONVERGE_WINDOW_SECONDS = 10.0
+CONVERGE_POLL_SECONDS = 1.0
 
 APPLY_FAILED = "ApplyFailed"
 INVALID_CALLTYPE = "InvalidCallType"
@@ -228,6 +233,9 @@ async def sync_status(rt: Runtime, state: LivestreamState, ls: Mapping, body: Ma
         # Which sources exist is the render's business, not the lifecycle's.
         desired = to_agent_desired(lifecycle, generation or 0).model_copy(
             update={"backup": "ingest-backup" in rendered.agent_configs})
+        if desired != state.desired_sent:
+            state.desired_sent = desired
+            state.converging_until = now + timedelta(seconds=CONVERGE_WINDOW_SECONDS)
         state.agents = await rt.prober.poll(state.namespace, state.name, list(rendered.agent_configs), desired,
                                             token=_agent_token(state))
         rt.metrics.agents_polled(state.agents)

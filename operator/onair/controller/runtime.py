@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, Mapping, Optional
 
+from onair.api.agent import Desired
 from onair.render.children import RenderedChildren
 from onair.render.credentials import Credentials
 from onair.render.lifecycle import Lifecycle
@@ -73,6 +74,11 @@ class LivestreamState:
     broadcast_failing_since: Optional[datetime] = None
     broadcast_failure: Optional[str] = None  # the message, once failing has outlasted the grace period
     pod_problems: dict[str, str] = field(default_factory=dict)  # role key -> why its pod does not run
+    # The Desired last sent to the agents, and until when to poll them quickly after it changed
+    # (onair.controller.livestream.CONVERGE_POLL_SECONDS): the status follows a change in about a
+    # second instead of one poll interval.
+    desired_sent: Optional[Desired] = None
+    converging_until: Optional[datetime] = None
     transient_failures: int = 0
     refusals: Optional[RefusalAnnouncer] = None  # created by the first status poll
 
