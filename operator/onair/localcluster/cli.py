@@ -85,28 +85,29 @@ def _cmd_start(args: argparse.Namespace) -> int:
     from .cluster import ClusterError, LocalCluster
 
     try:
-        if args.node:
-            from .node import LocalNodeCluster
+        from .node import LocalNodeCluster
 
+        handle: LocalCluster | LocalNodeCluster
+        if args.node:
             handle = LocalNodeCluster()
             handle.node.keep_state = args.keep
         else:
             handle = LocalCluster(keep_run_dir=args.keep)
         with handle:
-            c = handle.cluster if args.node else handle
-            kc = c.kubeconfig_path
+            c = handle.control_plane if isinstance(handle, LocalNodeCluster) else handle
+            kc = c.kubeconfig
             if args.kubeconfig:
                 out = Path(args.kubeconfig).expanduser().resolve()
                 out.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(c.kubeconfig_path, out)
+                shutil.copyfile(c.kubeconfig, out)
                 out.chmod(0o600)
                 kc = out
             print(f"\nkube-apiserver {versions.KUBERNETES_VERSION} at {c.server_url} (started in {c.start_seconds:.1f}s)")
-            print(f"component logs: {c.run_dir / 'logs'}")
-            if args.node:
+            print(f"component logs: {c.logs_dir}")
+            if isinstance(handle, LocalNodeCluster):
                 n = handle.node
                 print(f"node {n.name}: {n.node_ip} in network namespace {n.netns} (`ip netns exec {n.netns} ...`); "
-                      f"logs in {n.state_dir / 'logs'}; NodePorts answer on {n.node_ip}")
+                      f"logs in {n.state_dir}/logs; NodePorts answer on {n.node_ip}")
                 if args.traefik:
                     from . import traefik
 

@@ -229,6 +229,19 @@ class LocalCluster:
         self.address = address
         self.node_access = node_access
 
+    @property
+    def kubeconfig(self) -> Path:
+        """The admin kubeconfig of the started cluster."""
+        if self.kubeconfig_path is None:
+            raise ClusterError("the local cluster is not started: it has no kubeconfig yet")
+        return self.kubeconfig_path
+
+    @property
+    def logs_dir(self) -> Path:
+        if self.run_dir is None:
+            raise ClusterError("the local cluster is not started: it has no run directory yet")
+        return self.run_dir / "logs"
+
     # ------------------------------------------------------------------ lifecycle
 
     def __enter__(self) -> "LocalCluster":
@@ -407,7 +420,7 @@ class LocalCluster:
         from . import apply
 
         t0 = time.monotonic()
-        api = apply.api_client(self.kubeconfig_path)
+        api = apply.api_client(self.kubeconfig)
         try:
             applied = apply.apply_files(api, paths)
         finally:

@@ -47,7 +47,7 @@ def _apply_builtin_calltypes(cluster, root: Path) -> None:
     if not builtin.is_file():
         print(f"{builtin} not present; no built-in CallTypes installed")
         return
-    api = apply.api_client(cluster.kubeconfig_path)
+    api = apply.api_client(cluster.kubeconfig)
     try:
         applied = apply.apply_files(api, [builtin])
         print(f"applied {len(applied)} built-in CallType(s) from {builtin}")
@@ -225,14 +225,14 @@ def main(argv: list[str] | None = None) -> int:
         with LocalCluster(keep_run_dir=args.keep, crd_paths=_crd_files(root)) as cluster:
             out = Path(args.kubeconfig).expanduser().resolve()
             out.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(cluster.kubeconfig_path, out)
+            shutil.copyfile(cluster.kubeconfig, out)
             out.chmod(0o600)
             # Anything in-process that falls back to the default kubeconfig must see this cluster,
             # never whatever cluster the developer's shell points at.
             os.environ["KUBECONFIG"] = str(out)
             _apply_builtin_calltypes(cluster, root)
             print(f"\nkube-apiserver {versions.KUBERNETES_VERSION} at {cluster.server_url}; "
-                  f"component logs in {cluster.run_dir / 'logs'}")
+                  f"component logs in {cluster.logs_dir}")
             print(f"\n    export KUBECONFIG={out}\n", flush=True)
 
             runner = _start_media(out, Path(args.media_dir).expanduser().resolve()) if media else None
@@ -269,7 +269,11 @@ def _run(cluster, args, out: Path, runner, printer) -> None:
     print("starting operator in-process; Ctrl-C to stop.", flush=True)
     if op.stoppable:
         op.thread.start()
-        wait_for_interrupt(cluster, extra_check=lambda: (op.poll(), check()))
+        def check_both() -> None:
+            op.poll()
+            check()
+
+        wait_for_interrupt(cluster, extra_check=check_both)
         print("\nstopping operator...", flush=True)
         op.stop.set()
         op.thread.join(timeout=20)

@@ -113,8 +113,9 @@ class UrlPrinter:
         self._next = time.monotonic() + self.interval
         core = client.CoreV1Api(self.api)
         try:
-            items = client.CustomObjectsApi(self.api).list_cluster_custom_object(
-                GROUP, VERSION, "livestreams", _request_timeout=10)["items"]
+            listed: dict = client.CustomObjectsApi(self.api).list_cluster_custom_object(  # type: ignore[assignment]
+                GROUP, VERSION, "livestreams", _request_timeout=10)
+            items = listed["items"]
         except (ApiException, OSError, Exception):  # noqa: BLE001 - the API may be busy; next round
             return
         for ls in items:
@@ -181,7 +182,7 @@ def run(args: Any, root: Path, crd_files: list[Path], kubeconfig_out: Path) -> i
         try:
             assert kc.cluster is not None
             kubeconfig_out.parent.mkdir(parents=True, exist_ok=True)
-            kubeconfig_out.write_bytes(kc.cluster.kubeconfig_path.read_bytes())
+            kubeconfig_out.write_bytes(kc.cluster.kubeconfig.read_bytes())
             kubeconfig_out.chmod(0o600)
             node.ctr("images", "import", str(ref.archive), timeout=600)
             api = apply.api_client(kubeconfig_out)

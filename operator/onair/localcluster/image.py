@@ -33,6 +33,8 @@ import tarfile
 import time
 import tomllib
 import zlib
+from functools import partial
+from typing import IO
 from pathlib import Path
 
 from . import build
@@ -242,7 +244,7 @@ def inputs_digest(root: Path, base_image_id: str) -> str:
             continue
         h.update(b"x" if os.access(path, os.X_OK) else b"-")
         with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
+            for chunk in iter(partial(fh.read, 1 << 20), b""):
                 h.update(chunk)
     return h.hexdigest()
 
@@ -436,11 +438,17 @@ def _cached(name: str) -> ImageRef | None:
 def archive_layers(archive: Path) -> tuple[dict, list[dict]]:
     """(image config, layer descriptors) of the single image in an OCI archive."""
     with tarfile.open(archive) as tar:
+        def member(name: str) -> IO[bytes]:
+            fh = tar.extractfile(name)
+            if fh is None:
+                raise BuildError(f"{archive}: {name} is not a regular file in the OCI archive")
+            return fh
+
         def blob(digest: str) -> bytes:
             algo, hexd = digest.split(":", 1)
-            return tar.extractfile(f"blobs/{algo}/{hexd}").read()
+            return member(f"blobs/{algo}/{hexd}").read()
 
-        index = json.loads(tar.extractfile("index.json").read())
+        index = json.loads(member("index.json").read())
         manifest = json.loads(blob(index["manifests"][0]["digest"]))
         return json.loads(blob(manifest["config"]["digest"])), manifest["layers"]
 
@@ -453,11 +461,13 @@ def unpacked_size(archive: Path) -> int:
         for layer in layers:
             algo, hexd = layer["digest"].split(":", 1)
             fh = tar.extractfile(f"blobs/{algo}/{hexd}")
+            if fh is None:
+                raise BuildError(f"{archive}: layer {layer['digest']} is missing from the OCI archive")
             if not layer["mediaType"].endswith("gzip"):
                 total += layer["size"]
                 continue
             decomp = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
+            for chunk in iter(partial(fh.read, 1 << 20), b""):
                 total += len(decomp.decompress(chunk))
             total += len(decomp.flush())
     return total

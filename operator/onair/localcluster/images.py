@@ -177,8 +177,8 @@ def write_archive(image: Image, out: Path) -> None:
             tar.addfile(_tarinfo("blobs/sha256", tarfile.DIRTYPE, 0o755))
             add_bytes(f"blobs/sha256/{config_digest}", config_raw)
             add_bytes(f"blobs/sha256/{manifest_digest}", manifest_raw)
-            with open(layer_path, "rb") as fh:
-                tar.addfile(_tarinfo(f"blobs/sha256/{layer_digest}", tarfile.REGTYPE, 0o644, layer_size), fh)
+            with open(layer_path, "rb") as layer_file:
+                tar.addfile(_tarinfo(f"blobs/sha256/{layer_digest}", tarfile.REGTYPE, 0o644, layer_size), layer_file)
         os.replace(partial, out)
 
 

@@ -186,7 +186,7 @@ def service_targets(services: Iterable[Mapping[str, Any]],
     for svc in services:
         meta = svc.get("metadata") or {}
         spec = svc.get("spec") or {}
-        ns = meta.get("namespace")
+        ns = meta.get("namespace") or ""
         selector = spec.get("selector") or {}
         pod = next((p for p in plans if p.namespace == ns and selector_matches(selector, p.labels)), None)
         if pod is None:

@@ -58,7 +58,7 @@ LOCAL_PATH_NAMESPACE = "local-path-storage"
 LOCAL_PATH_PROVISIONER_NAME = "rancher.io/local-path"
 # Host/node links are /30s out of this block; ones in use on the host (another node, anything
 # else) are skipped. It overlaps neither CLUSTER_CIDR nor the Service CIDR.
-LINK_POOL = ipaddress.ip_network("10.201.0.0/16")
+LINK_POOL = ipaddress.IPv4Network("10.201.0.0/16")
 
 CNI_BIN_DIR = Path("/usr/lib/cni")
 RUNC = Path("/usr/sbin/runc")
@@ -157,11 +157,11 @@ def add_guard_routes() -> list[str]:
     """Blackhole GUARD_ROUTES on the host, except a range the host really routes somewhere
     (then it is not ours to shadow). Returns the ranges guarded."""
     routes = _host_routes()
-    real = [ipaddress.ip_network(line.split()[0], strict=False) for line in routes
+    real = [ipaddress.IPv4Network(line.split()[0], strict=False) for line in routes
             if line.split() and not line.startswith(("default", "blackhole")) and line.split()[0][:1].isdigit()]
     guarded = []
     for net in GUARD_ROUTES:
-        n = ipaddress.ip_network(net)
+        n = ipaddress.IPv4Network(net)
         if any(n.overlaps(r) and not (r.subnet_of(n) and n == LINK_POOL) for r in real):
             continue
         _run(["ip", "route", "replace", "blackhole", net])
@@ -506,7 +506,7 @@ class Node:
             self.timings["node ready"] = time.monotonic() - t0
             from . import apply
 
-            api = apply.api_client(cluster.kubeconfig_path)
+            api = apply.api_client(cluster.kubeconfig)
             try:
                 apply.apply_documents(api, addon_documents(self))
             finally:
@@ -612,7 +612,7 @@ class Node:
 
     def _write_configs(self, bins: dict[str, Path]) -> None:
         assert self.cluster and self.cluster.pki and self.state_dir
-        pki = self.cluster.pki
+        pki, server_url = self.cluster.pki, self.cluster.server_url
         for d in ("containerd", "cni/net.d", "cni/ipam", "kubelet/root", "kubelet/pki", "local-path", "logs"):
             self._p(d).mkdir(parents=True, exist_ok=True)
         self._p("containerd/config.toml").write_text(containerd_config(
@@ -625,7 +625,7 @@ class Node:
         def kubeconfig(name: str, cn: str, orgs: list[str]) -> Path:
             pair = pki.issue_client(name, cn, orgs)
             return write_kubeconfig(self._p(f"{name}.kubeconfig"), kubeconfig_dict(
-                self.cluster.server_url, pki.ca.cert_pem(),
+                server_url, pki.ca.cert_pem(),
                 {"client-certificate-data": _b64(pair.cert_pem()), "client-key-data": _b64(pair.key_pem())}))
 
         # Identities the built-in RBAC bindings and the Node authorizer already know.
@@ -1065,6 +1065,13 @@ class LocalNodeCluster:
         self._log = log
         self.cluster: LocalCluster | None = None
         self.start_seconds = 0.0
+
+    @property
+    def control_plane(self) -> LocalCluster:
+        """The started control plane the node belongs to."""
+        if self.cluster is None:
+            raise ClusterError("the local node cluster is not started")
+        return self.cluster
 
     def __enter__(self) -> "LocalNodeCluster":
         return self.start()

@@ -169,7 +169,7 @@ def install(node, *, timeout: float = 120.0, log: Callable[[str], None] | None =
     crds: list[Path] = build.gateway_api_crds()
     image = images.traefik()
     node.ctr("images", "import", str(images.ensure_archive(image)), timeout=300)
-    api = apply.api_client(node.cluster.kubeconfig_path)
+    api = apply.api_client(node.cluster.kubeconfig)
     try:
         apply.apply_files(api, crds)
         apply.apply_documents(api, documents(image.ref))
