@@ -133,3 +133,9 @@ def test_srt_from_the_host_through_the_nodeport(outside):
     assert url.startswith(f"srt://{host}?"), url
     outside.push_from_host("mpegts", url, "SRT")
 
+
+def test_rtmps_from_the_host_through_the_nodeport(outside):
+    url = outside.secret()["rtmpsPublishUrl"]
+    host = f"{outside.node_cluster.node.node_ip}:{outside.node_ports()['rtmps']}"
+    assert url.startswith(f"rtmps://{host}/"), url
+    outside.push_from_host("flv", url, "RTMPS")
