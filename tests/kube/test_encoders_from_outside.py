@@ -2,24 +2,26 @@
 
 The host plays the encoder on the Internet: it reaches the node's address only (the host has no
 route to the pod or Service ranges: the node's guard routes blackhole them). One helm install
-with the ingest Service as a NodePort and the ingest TLS Secret set, one Livestream with RTMP(S),
-SRT and WHIP; each test pushes from the host's ffmpeg (or aiortc) to the URL of the credentials
-Secret exactly as given, and waits for `status.live`.
+with the ingest Service as a NodePort, the ingest TLS Secret set and the TURN relay on (a NodePort
+too), one Livestream with RTMP(S), SRT and WHIP; each test pushes from the host's ffmpeg (or
+aiortc, for WHIP) to the URL of the credentials Secret exactly as given, and waits for
+`status.live`. WebRTC media cannot reach a pod from here, so the WHIP client relays through TURN
+with the credentials the WHIP endpoint hands out.
 
 Kept small for 2 cores: one helm install, one Livestream, one 360p rung, short pushes.
 """
 from __future__ import annotations
 
 import base64
+import re
 import subprocess
 import time
 from dataclasses import dataclass, field
-from typing import Optional
 
 import pytest
 
 from tests.fixtures.cluster import wait_for
-from tests.fixtures.ingest import self_signed_cert
+from tests.fixtures.ingest import WhipPublisher, self_signed_cert
 from tests.fixtures.kube import (ffmpeg_push, install_onair, livestream_status, pod_logs, pod_problems,
                                  restricted_namespace, uninstall_in_user_order, wait_pods_ready)
 
@@ -29,6 +31,7 @@ RELEASE = "onair"
 LS = "show"
 TLS_SECRET = "ingest-tls"
 MEDIA_PODS = 3  # ingest, transcoder, origin (no recording)
+TURN_NODE_PORT = 30478
 
 
 @dataclass
@@ -100,8 +103,11 @@ def outside(node_cluster, onair_image, tmp_path_factory):
             data={"tls.crt": base64.b64encode(cert.read_bytes()).decode(),
                   "tls.key": base64.b64encode(key.read_bytes()).decode()}))
         install_onair(node_cluster, onair_image, RELEASE, op_ns,
-                      "--set", f"livestreams.ingest.tlsSecret={TLS_SECRET}")
+                      "--set", f"livestreams.ingest.tlsSecret={TLS_SECRET}",
+                      "--set", "turn.enabled=true", "--set", f"turn.publicHost={node_cluster.node.node_ip}",
+                      "--set", "turn.service.type=NodePort", "--set", f"turn.service.nodePort={TURN_NODE_PORT}")
         installed = True
+        wait_pods_ready(core, op_ns, "app.kubernetes.io/component=turn", 1, 120, "the TURN relay")
         custom.create_namespaced_custom_object("onair.dev", "v1alpha1", ls_ns, "livestreams", {
             "apiVersion": "onair.dev/v1alpha1", "kind": "Livestream", "metadata": {"name": LS},
             "spec": {"callType": "development", "settingsOverride": {
@@ -139,3 +145,43 @@ def test_rtmps_from_the_host_through_the_nodeport(outside):
     host = f"{outside.node_cluster.node.node_ip}:{outside.node_ports()['rtmps']}"
     assert url.startswith(f"rtmps://{host}/"), url
     outside.push_from_host("flv", url, "RTMPS")
+
+
+def test_whip_from_the_host_relays_through_turn_with_the_credentials_the_answer_gives(outside):
+    """The WHIP client asks OPTIONS for the ICE servers (aiortc cannot take new ones after its
+    offer), gathers relay candidates only on the TURN URL and credentials it got, and its media
+    reaches the ingest pod through coturn: the host has no route to the pod network at all."""
+    node = outside.node_cluster.node
+    secret = outside.secret()
+    url = secret["whipUrl"]
+    assert url == f"https://{node.node_ip}:{outside.node_ports()['whip']}/whip", url
+    [ingest_pod] = outside.core.list_namespaced_pod(outside.ls_ns, label_selector="app.kubernetes.io/component=ingest").items
+    route = subprocess.run(["ip", "-4", "route", "get", ingest_pod.status.pod_ip], capture_output=True, text=True)
+    assert route.returncode != 0 or re.search(r"blackhole|unreachable|prohibit", route.stdout), \
+        f"the host routes to the pod network ({route.stdout.strip()}): this test would not show that TURN is needed"
+
+    client = WhipPublisher(url, secret["whipToken"], host_addresses=[node.host_ip], ice_servers_from_options=True,
+                           relay_only=True, timeout=30)
+    try:
+        client.start()
+        assert client.status == 201, client.body
+        turn = f"turn:{node.node_ip}:{TURN_NODE_PORT}"
+        assert [s.url for s in client.options_ice_servers] == [f"{turn}?transport=udp", f"{turn}?transport=tcp"]
+        assert [s.url for s in client.answer_ice_servers] == [s.url for s in client.options_ice_servers]
+        assert all(s.username and s.credential for s in client.answer_ice_servers), client.answer_ice_servers
+        assert client.offer_candidate_types() == {"relay"}, "the client got no TURN allocation"
+        outside.until(lambda: outside.status().get("live") is True, 90, "status.live from the host's WHIP push via TURN")
+        pairs = client.nominated_pairs()
+        assert pairs and all(local == "relay" for local, _ in pairs), pairs
+    except BaseException:
+        print(pod_logs(outside.core, outside.op_ns, "app.kubernetes.io/component=turn"))
+        raise
+    finally:
+        client.stop()
+    [turn_pod] = outside.core.list_namespaced_pod(outside.op_ns, label_selector="app.kubernetes.io/component=turn").items
+    turn_logs = outside.core.read_namespaced_pod_log(turn_pod.metadata.name, outside.op_ns)
+    # coturn logs each allocation it authenticated with the minted username (<expiry>:<id>).
+    username = client.options_ice_servers[0].username
+    assert f"<{username}>" in turn_logs and "ALLOCATE processed, success" in turn_logs, turn_logs[-3000:]
+    print(f"nominated pairs {pairs}; coturn: {[l for l in turn_logs.splitlines() if username in l][:3]}")
+    outside.until(lambda: outside.status().get("live") is False, 60, "status.live false once the WHIP client left")
