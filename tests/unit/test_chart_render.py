@@ -584,3 +584,7 @@ def test_turn_relay_needs_a_public_host_and_with_nodeport_a_fixed_nodeport():
     assert "turn.service.nodePort is required" in helm_fails("--set", "turn.enabled=true", "--set", "turn.publicHost=a",
                                                              "--set", "turn.service.type=NodePort")
     assert "schema" in helm_fails("--set", "turn.enabled=true", "--set", "turn.publicHost=turn:a:3478")
+    docs = render("--set", "turn.enabled=true", "--set", "turn.publicHost=[2001:db8::7]", "--set", "turn.tcp=false")
+    env = {e["name"]: e["value"] for e in named(docs, "Deployment", "onair-operator")["spec"]["template"]["spec"]
+           ["containers"][0]["env"] if "value" in e}
+    assert env["ONAIR_WHIP_ICE_SERVERS"] == "turn:[2001:db8::7]:3478?transport=udp"
