@@ -185,3 +185,40 @@ def test_whip_from_the_host_relays_through_turn_with_the_credentials_the_answer_
     assert f"<{username}>" in turn_logs and "ALLOCATE processed, success" in turn_logs, turn_logs[-3000:]
     print(f"nominated pairs {pairs}; coturn: {[l for l in turn_logs.splitlines() if username in l][:3]}")
     outside.until(lambda: outside.status().get("live") is False, 60, "status.live false once the WHIP client left")
+
+
+def _turn_allocation(host: str, port: int, username: str, password: str) -> str:
+    """"allocated" or why coturn refused an allocation from the host (TURN over UDP)."""
+    import asyncio
+
+    import aioice.stun
+    import aioice.turn
+
+    async def attempt() -> str:
+        try:
+            transport, _ = await asyncio.wait_for(aioice.turn.create_turn_endpoint(
+                asyncio.DatagramProtocol, (host, port), username, password), 15)
+        except (aioice.stun.TransactionFailed, ConnectionError, asyncio.TimeoutError) as exc:
+            return f"refused: {exc!r}"
+        transport.close()
+        return "allocated"
+
+    return asyncio.run(attempt())
+
+
+def test_the_relay_takes_only_unexpired_credentials_minted_from_its_secret(outside):
+    """The credentials the ingest mints are the ones coturn checks (the same HMAC-SHA1 over the same
+    secret), and nothing else opens the relay: a forged password or an expired username is refused."""
+    from onair.agent.ingest.iceservers import turn_rest_credentials
+
+    node = outside.node_cluster.node
+    secret = base64.b64decode(outside.core.read_namespaced_secret(f"{RELEASE}-turn", outside.op_ns)
+                              .data["static-auth-secret"]).decode()
+    now = int(time.time())
+    username, password = turn_rest_credentials(secret, "probe", now + 300)
+    assert _turn_allocation(node.node_ip, TURN_NODE_PORT, username, password) == "allocated"
+    assert "401" in _turn_allocation(node.node_ip, TURN_NODE_PORT, username, password[:-4] + "AAA=")
+    expired = turn_rest_credentials(secret, "probe", now - 60)
+    assert "401" in _turn_allocation(node.node_ip, TURN_NODE_PORT, *expired)
+    forged = turn_rest_credentials("not-the-secret", "probe", now + 300)
+    assert "401" in _turn_allocation(node.node_ip, TURN_NODE_PORT, *forged)
