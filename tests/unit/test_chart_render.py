@@ -3,6 +3,7 @@
 Needs the pinned helm binary (`onair localcluster build helm`, which scripts/install-deps runs).
 Without it these tests skip on a developer machine and fail in CI, where it is always built.
 """
+import hashlib
 import os
 import subprocess
 from pathlib import Path
@@ -549,7 +550,10 @@ def test_turn_relay_gives_the_operator_its_public_urls_its_cluster_address_and_i
     volume = next(v for v in pod["volumes"] if v["name"] == "turn-secret")
     assert volume["secret"]["secretName"] == "onair-turn"
     assert {"name": "turn-secret", "mountPath": "/etc/onair/turn", "readOnly": True} in pod["containers"][0]["volumeMounts"]
-    turn = named(docs, "Deployment", "onair-turn")["spec"]["template"]["spec"]
+    template = named(docs, "Deployment", "onair-turn")["spec"]["template"]
+    assert template["metadata"]["annotations"]["onair.dev/turn-secret-sha256"] == hashlib.sha256(
+        secret["data"]["static-auth-secret"].encode()).hexdigest()
+    turn = template["spec"]
     assert turn["volumes"][0]["secret"]["secretName"] == "onair-turn"
     script = turn["containers"][0]["args"][0]
     # The secret never reaches coturn's command line; TCP relays (a way into the cluster) are off.
