@@ -22,8 +22,9 @@ import pytest
 
 from tests.fixtures.cluster import wait_for
 from tests.fixtures.ingest import WhipPublisher, self_signed_cert
-from tests.fixtures.kube import (ffmpeg_push, install_onair, livestream_status, pod_logs, pod_problems,
-                                 restricted_namespace, uninstall_in_user_order, wait_pods_ready)
+from tests.fixtures.kube import (CHART, ffmpeg_push, helm, install_onair, livestream_status, onair_chart_values,
+                                 pod_logs, pod_problems, restricted_namespace, uninstall_in_user_order,
+                                 wait_pods_ready)
 
 pytestmark = [pytest.mark.kube, pytest.mark.slow]
 
@@ -41,6 +42,7 @@ class Outside:
     op_ns: str
     core: object
     custom: object
+    helm_args: list = field(default_factory=list)  # what installed the release, for an upgrade
     encoders: list = field(default_factory=list)
 
     def status(self) -> dict:
@@ -102,10 +104,11 @@ def outside(node_cluster, onair_image, tmp_path_factory):
             metadata=client.V1ObjectMeta(name=TLS_SECRET), type="kubernetes.io/tls",
             data={"tls.crt": base64.b64encode(cert.read_bytes()).decode(),
                   "tls.key": base64.b64encode(key.read_bytes()).decode()}))
-        install_onair(node_cluster, onair_image, RELEASE, op_ns,
-                      "--set", f"livestreams.ingest.tlsSecret={TLS_SECRET}",
-                      "--set", "turn.enabled=true", "--set", f"turn.publicHost={node_cluster.node.node_ip}",
-                      "--set", "turn.service.type=NodePort", "--set", f"turn.service.nodePort={TURN_NODE_PORT}")
+        extra = ["--set", f"livestreams.ingest.tlsSecret={TLS_SECRET}",
+                 "--set", "turn.enabled=true", "--set", f"turn.publicHost={node_cluster.node.node_ip}",
+                 "--set", "turn.service.type=NodePort", "--set", f"turn.service.nodePort={TURN_NODE_PORT}"]
+        o.helm_args = [*onair_chart_values(onair_image), *extra]
+        install_onair(node_cluster, onair_image, RELEASE, op_ns, *extra)
         installed = True
         wait_pods_ready(core, op_ns, "app.kubernetes.io/component=turn", 1, 120, "the TURN relay")
         custom.create_namespaced_custom_object("onair.dev", "v1alpha1", ls_ns, "livestreams", {
@@ -222,3 +225,18 @@ def test_the_relay_takes_only_unexpired_credentials_minted_from_its_secret(outsi
     assert "401" in _turn_allocation(node.node_ip, TURN_NODE_PORT, *expired)
     forged = turn_rest_credentials("not-the-secret", "probe", now + 300)
     assert "401" in _turn_allocation(node.node_ip, TURN_NODE_PORT, *forged)
+
+
+def test_helm_upgrade_keeps_the_relay_secret_and_the_relay(outside):
+    """The chart made the static-auth-secret; an upgrade must find it (lookup) instead of making a
+    new one, which would restart coturn and void every credential handed out."""
+    def relay() -> tuple[str, str]:
+        data = outside.core.read_namespaced_secret(f"{RELEASE}-turn", outside.op_ns).data["static-auth-secret"]
+        [pod] = [p for p in outside.core.list_namespaced_pod(outside.op_ns, label_selector="app.kubernetes.io/component=turn")
+                 .items if not p.metadata.deletion_timestamp]
+        return data, pod.metadata.uid
+
+    before = relay()
+    helm("upgrade", RELEASE, str(CHART), "--namespace", outside.op_ns, *outside.helm_args, "--wait", "--timeout", "120s",
+         kubeconfig=outside.node_cluster.kubeconfig)
+    assert relay() == before
