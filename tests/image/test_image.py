@@ -118,6 +118,9 @@ def test_media_binaries(image_runtime):
     assert "nginx version" in out
     assert "ngx_rtmp_module.so" in out and "ngx_stream_module.so" in out
     _ok(image_runtime.run("openssl", "version"), "openssl version")
+    # The chart's TURN relay (turn.enabled) runs coturn from this image.
+    turn = image_runtime.run("turnserver", "--version")
+    assert re.match(r"^4\.\d+\.\d+", (turn.stdout + turn.stderr).strip()), turn.stdout + turn.stderr
 
 
 def test_nginx_loads_the_rtmp_module_as_the_ingest_configures_it(image_runtime):

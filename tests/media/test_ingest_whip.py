@@ -119,3 +119,54 @@ def test_whip_cors_preflight_and_content_type(ingest_agent):
         raise AssertionError("a JSON body must not be accepted")
     except urllib.error.HTTPError as exc:
         assert exc.code == 415 and b"application/sdp" in exc.read()
+
+
+def test_whip_announces_its_ice_servers_with_time_limited_turn_credentials(ingest_agent, tmp_path):
+    """The answer's Link headers (and an authenticated OPTIONS, for clients that must know them
+    before their offer) carry the client ICE servers, TURN ones with TURN REST API credentials
+    minted from the shared secret file; an OPTIONS without the token (a CORS preflight) gets none."""
+    import time
+
+    import requests
+
+    from onair.agent.ingest.iceservers import turn_rest_credentials
+
+    secret = tmp_path / "turnSecret"
+    secret.write_text("shared-with-coturn\n")
+    client_urls = ["turn:turn.example.test:31478?transport=udp", "turn:turn.example.test:31478?transport=tcp",
+                   "stun:stun.example.test:3478"]
+    ingest = ingest_agent.start(protocols=("whip",), whip_client_ice_servers=client_urls,
+                                whip_turn_secret_file=str(secret), whip_turn_credential_ttl_seconds=600)
+
+    def check(servers, when: float) -> None:
+        assert [s.url for s in servers] == client_urls
+        assert servers[2].username is None and servers[2].credential is None
+        for s in servers[:2]:
+            expiry, _, user = s.username.partition(":")
+            assert when + 600 - 5 <= int(expiry) <= time.time() + 600 + 1, (s.username, when)
+            assert s.credential == turn_rest_credentials("shared-with-coturn", user, int(expiry))[1]
+
+    preflight = requests.options(ingest.whip_url, headers={"Access-Control-Request-Method": "POST"}, timeout=5)
+    assert preflight.status_code == 204 and "Link" not in preflight.headers, preflight.headers
+    wrong = requests.options(ingest.whip_url, headers={"Authorization": "Bearer nope"}, timeout=5)
+    assert "Link" not in wrong.headers, wrong.headers
+
+    t0 = time.time()
+    client = WhipPublisher(ingest.whip_url, ingest.whip_token, ice_servers_from_options=True).start()
+    try:
+        assert client.status == 201, client.body
+        check(client.options_ice_servers, t0)
+        check(client.answer_ice_servers, t0)
+        # The session's own id names the answer's credentials, so coturn's logs tell sessions apart.
+        assert client.answer_ice_servers[0].username.endswith(":" + client.location.rsplit("/", 1)[1])
+        assert "Link" in client_expose_headers(ingest.whip_url)
+        assert ingest.wait_receiving()["protocol"] == "whip"
+    finally:
+        client.stop()
+    assert "shared-with-coturn" not in ingest.log_text()
+
+
+def client_expose_headers(url: str) -> str:
+    import requests
+
+    return requests.options(url, timeout=5).headers.get("Access-Control-Expose-Headers", "")

@@ -3,6 +3,7 @@
 Needs the pinned helm binary (`onair localcluster build helm`, which scripts/install-deps runs).
 Without it these tests skip on a developer machine and fail in CI, where it is always built.
 """
+import hashlib
 import os
 import subprocess
 from pathlib import Path
@@ -198,7 +199,11 @@ def pod_specs(docs: list[dict]) -> list[tuple[str, dict]]:
     return out
 
 
-@pytest.mark.parametrize("extra", [(), NON_DEFAULT])
+TURN_ON = ("--set", "turn.enabled=true", "--set", "turn.publicHost=turn.example.com",
+           "--set", "turn.service.type=NodePort", "--set", "turn.service.nodePort=30478")
+
+
+@pytest.mark.parametrize("extra", [(), NON_DEFAULT, TURN_ON])
 def test_every_pod_template_meets_the_restricted_pod_security_standard(extra):
     specs = pod_specs(render(*extra))
     assert specs
@@ -513,3 +518,77 @@ def test_operator_service_monitor_is_off_by_default_and_scrapes_the_metrics_serv
 def test_schema_keeps_the_operator_metrics_port_off_the_health_port():
     err = helm_fails("--set", "metrics.operator.port=8080")
     assert "schema" in err and "port" in err, err
+
+
+# ----------------------------------------------------------------------------- the TURN relay
+def named(docs: list[dict], kind: str, name: str) -> dict:
+    return next(d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name)
+
+
+def test_turn_relay_is_off_by_default():
+    docs = render()
+    assert not [d for d in docs if d["metadata"]["name"].endswith("-turn")]
+    assert not [k for k in env_of(docs) if "TURN" in k or k == "ONAIR_WHIP_INGEST_ICE_SERVERS"]
+
+
+def test_turn_relay_gives_the_operator_its_public_urls_its_cluster_address_and_its_secret():
+    from onair.controller.config import OperatorConfig
+
+    docs = render(*TURN_ON, "--set", "livestreams.ingest.whipIceServers={stun:stun.example.com}")
+    operator = named(docs, "Deployment", "onair-operator")
+    env = {e["name"]: e["value"] for e in operator["spec"]["template"]["spec"]["containers"][0]["env"] if "value" in e}
+    config = OperatorConfig.from_env({k: v for k, v in env.items() if k.startswith("ONAIR_")})
+    assert config.whip_ice_servers == ["stun:stun.example.com", "turn:turn.example.com:30478?transport=udp",
+                                       "turn:turn.example.com:30478?transport=tcp"]
+    assert config.whip_ingest_ice_servers == ["turn:onair-turn.onair-system.svc:3478?transport=udp"]
+    assert config.whip_turn_secret_file == "/etc/onair/turn/static-auth-secret"
+    assert config.whip_turn_credential_ttl_seconds == 86400
+    # The operator and coturn mount the same Secret, which holds a generated secret.
+    secret = named(docs, "Secret", "onair-turn")
+    assert len(secret["data"]["static-auth-secret"]) >= 48
+    pod = operator["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "turn-secret")
+    assert volume["secret"]["secretName"] == "onair-turn"
+    assert {"name": "turn-secret", "mountPath": "/etc/onair/turn", "readOnly": True} in pod["containers"][0]["volumeMounts"]
+    template = named(docs, "Deployment", "onair-turn")["spec"]["template"]
+    assert template["metadata"]["annotations"]["onair.dev/turn-secret-sha256"] == hashlib.sha256(
+        secret["data"]["static-auth-secret"].encode()).hexdigest()
+    turn = template["spec"]
+    assert turn["volumes"][0]["secret"]["secretName"] == "onair-turn"
+    script = turn["containers"][0]["args"][0]
+    # The secret never reaches coturn's command line; TCP relays (a way into the cluster) are off.
+    assert "static-auth-secret=%s" in script and "--static-auth-secret" not in script
+    assert "--use-auth-secret" in script and "--no-tcp-relay" in script and "--realm=onair" in script
+    service = named(docs, "Service", "onair-turn")
+    assert service["spec"]["type"] == "NodePort"
+    assert {(p["protocol"], p["port"], p["nodePort"]) for p in service["spec"]["ports"]} == {
+        ("UDP", 3478, 30478), ("TCP", 3478, 30478)}
+    policy = named(docs, "NetworkPolicy", "onair-turn")
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    [egress] = policy["spec"]["egress"]
+    assert egress["ports"] == [{"port": 1, "endPort": 65535, "protocol": "UDP"}]
+    assert {"key": "app.kubernetes.io/component", "operator": "In", "values": ["ingest", "ingest-backup"]} in \
+        egress["to"][0]["podSelector"]["matchExpressions"]
+
+
+def test_turn_relay_with_an_existing_secret_and_a_load_balancer():
+    docs = render("--set", "turn.enabled=true", "--set", "turn.publicHost=203.0.113.7",
+                  "--set", "turn.existingSecret=my-turn", "--set", "turn.tcp=false")
+    assert not [d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == "onair-turn"]
+    env = {e["name"]: e["value"] for e in named(docs, "Deployment", "onair-operator")["spec"]["template"]["spec"]
+           ["containers"][0]["env"] if "value" in e}
+    assert env["ONAIR_WHIP_ICE_SERVERS"] == "turn:203.0.113.7:3478?transport=udp"
+    assert named(docs, "Service", "onair-turn")["spec"]["type"] == "LoadBalancer"
+    assert named(docs, "Deployment", "onair-turn")["spec"]["template"]["spec"]["volumes"][0]["secret"][
+        "secretName"] == "my-turn"
+
+
+def test_turn_relay_needs_a_public_host_and_with_nodeport_a_fixed_nodeport():
+    assert "turn.publicHost is required" in helm_fails("--set", "turn.enabled=true")
+    assert "turn.service.nodePort is required" in helm_fails("--set", "turn.enabled=true", "--set", "turn.publicHost=a",
+                                                             "--set", "turn.service.type=NodePort")
+    assert "schema" in helm_fails("--set", "turn.enabled=true", "--set", "turn.publicHost=turn:a:3478")
+    docs = render("--set", "turn.enabled=true", "--set", "turn.publicHost=[2001:db8::7]", "--set", "turn.tcp=false")
+    env = {e["name"]: e["value"] for e in named(docs, "Deployment", "onair-operator")["spec"]["template"]["spec"]
+           ["containers"][0]["env"] if "value" in e}
+    assert env["ONAIR_WHIP_ICE_SERVERS"] == "turn:[2001:db8::7]:3478?transport=udp"

@@ -1,3 +1,4 @@
+import base64
 import copy
 import json
 import re
@@ -613,3 +614,63 @@ def test_rendered_ladder_never_upscales_once_fitted_to_the_source(source):
     for r in fitted:
         assert r.width <= source[0] and r.height <= source[1]
         assert r.width % 2 == 0 and r.height % 2 == 0
+
+
+# ----------------------------------------------------------------------------- WHIP through TURN
+TURN_CONFIG = OperatorConfig(whip_ice_servers=["turn:turn.example.org:3478?transport=udp",
+                                               "turn:turn.example.org:3478?transport=tcp"],
+                             whip_ingest_ice_servers=["turn:onair-turn.onair-system.svc:3478?transport=udp"],
+                             whip_turn_secret_file="/etc/onair/turn/static-auth-secret",
+                             whip_turn_credential_ttl_seconds=3600)
+
+
+def test_turn_secret_is_copied_for_the_ingest_which_announces_the_public_servers_and_uses_the_inside_one():
+    ls = livestream(settingsOverride={"ingest": {"backup": True}})
+    out = render_children(ls, calltype(), TURN_CONFIG, CREDS, turn_secret="shared")
+    secret = by_kind(out, "Secret")["show-turn"]
+    assert base64.b64decode(secret["data"]["turnSecret"]).decode() == "shared"
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == UID
+    for key in ("ingest", "ingest-backup"):
+        cfg = config_of(out, key)
+        assert cfg.whip_client_ice_servers == TURN_CONFIG.whip_ice_servers
+        assert cfg.whip_ice_servers == TURN_CONFIG.whip_ingest_ice_servers
+        assert cfg.whip_turn_secret_file == "/etc/onair/turn/turnSecret"
+        assert cfg.whip_turn_credential_ttl_seconds == 3600
+        spec = pods(out)[f"show-{key}"]
+        volume = next(v for v in spec["volumes"] if v["name"] == "turn")
+        assert volume["secret"]["secretName"] == "show-turn"
+        assert {"name": "turn", "mountPath": "/etc/onair/turn", "readOnly": True} in spec["containers"][0]["volumeMounts"]
+    # Only the ingest holds it.
+    for key in ("transcoder", "origin"):
+        assert not any(v["name"] == "turn" for v in pods(out)[f"show-{key}"]["volumes"])
+
+
+def test_no_turn_secret_without_whip_or_without_the_setting():
+    out = render_children(livestream(settingsOverride={"ingest": {"protocols": ["rtmp"]}}), calltype(), TURN_CONFIG,
+                          CREDS, turn_secret="shared")
+    assert "show-turn" not in by_kind(out, "Secret")
+    assert config_of(out, "ingest").whip_turn_secret_file is None
+    out = render(config=OperatorConfig(whip_ice_servers=["stun:stun.example.org"]))
+    assert "show-turn" not in by_kind(out, "Secret")
+    cfg = config_of(out, "ingest")
+    assert cfg.whip_ice_servers == cfg.whip_client_ice_servers == ["stun:stun.example.org"]
+
+
+def test_a_turn_secret_setting_without_its_content_is_an_error_naming_the_variable():
+    with pytest.raises(ValueError, match="ONAIR_WHIP_TURN_SECRET_FILE"):
+        render_children(livestream(), calltype(), TURN_CONFIG, CREDS)
+
+
+def test_operator_reads_the_turn_secret_file_and_says_what_is_wrong_with_it(tmp_path):
+    assert OperatorConfig().read_turn_secret() is None
+    path = tmp_path / "static-auth-secret"
+    with pytest.raises(ValueError, match="cannot be read"):
+        OperatorConfig(whip_turn_secret_file=str(path)).read_turn_secret()
+    path.write_text("\n")
+    with pytest.raises(ValueError, match="is empty"):
+        OperatorConfig(whip_turn_secret_file=str(path)).read_turn_secret()
+    path.write_text("s3cret\n")
+    assert OperatorConfig(whip_turn_secret_file=str(path)).read_turn_secret() == "s3cret"
+    env = OperatorConfig.from_env({"ONAIR_WHIP_INGEST_ICE_SERVERS": "turn:a:3478, turn:b:3478",
+                                   "ONAIR_WHIP_TURN_SECRET_FILE": str(path)})
+    assert env.whip_ingest_ice_servers == ["turn:a:3478", "turn:b:3478"]

@@ -126,3 +126,41 @@ and watches every kind it handles. get is granted wherever list is: it reveals n
   resources: ["namespaces"]
   verbs: ["list", "watch"]
 {{- end }}
+
+{{/* The TURN relay (turn.enabled): its Deployment, Service and Secret share this name. */}}
+{{- define "onair.turnName" -}}
+{{- printf "%s-turn" (include "onair.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "onair.turnSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "onair.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: turn
+{{- end -}}
+
+{{- define "onair.turnSecretName" -}}
+{{- default (include "onair.turnName" .) .Values.turn.existingSecret -}}
+{{- end -}}
+
+{{/* The port encoders outside dial: the fixed nodePort with NodePort, else the Service port. */}}
+{{- define "onair.turnPublicPort" -}}
+{{- $t := .Values.turn -}}
+{{- if $t.publicPort -}}{{ $t.publicPort }}
+{{- else if eq $t.service.type "NodePort" -}}{{ required "turn.service.nodePort is required with turn.service.type NodePort: the TURN URL encoders are given names it" $t.service.nodePort }}
+{{- else -}}{{ $t.service.port }}
+{{- end -}}
+{{- end -}}
+
+{{/* ICE servers announced to WHIP clients: the user's, then the relay at its public address. */}}
+{{- define "onair.whipIceServers" -}}
+{{- $urls := .Values.livestreams.ingest.whipIceServers | default list -}}
+{{- if .Values.turn.enabled -}}
+{{- $host := required "turn.publicHost is required with turn.enabled: the address (DNS name or IP of your nodes or load balancer) WHIP encoders reach the TURN relay at" .Values.turn.publicHost -}}
+{{- $port := include "onair.turnPublicPort" . -}}
+{{- $urls = append $urls (printf "turn:%s:%s?transport=udp" $host $port) -}}
+{{- if .Values.turn.tcp -}}
+{{- $urls = append $urls (printf "turn:%s:%s?transport=tcp" $host $port) -}}
+{{- end -}}
+{{- end -}}
+{{- join "," $urls -}}
+{{- end -}}

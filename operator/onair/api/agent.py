@@ -74,7 +74,17 @@ class IngestConfig(ApiModel):
         None, description="local addresses WebRTC gathers host candidates on; default every non-loopback "
                           "interface (tests set 127.0.0.1)")
     whip_ice_servers: list[str] = Field(
-        default_factory=list, description="STUN/TURN URLs for WHIP sessions, e.g. stun:stun.example.org:3478")
+        default_factory=list, description="STUN/TURN URLs the ingest's own WebRTC peer uses, e.g. "
+                                          "turn:onair-turn.onair-system.svc:3478?transport=udp")
+    whip_client_ice_servers: Optional[list[str]] = Field(
+        None, description="STUN/TURN URLs announced to WHIP clients in the answer's Link headers (the addresses "
+                          "encoders outside the cluster reach); null: whip_ice_servers")
+    whip_turn_secret_file: Optional[str] = Field(
+        None, description="the TURN server's shared secret (coturn static-auth-secret): every WHIP session gets "
+                          "time-limited TURN credentials minted from it; unset: TURN URLs carry no credentials")
+    whip_turn_credential_ttl_seconds: int = Field(
+        86400, ge=60, le=7 * 86400, description="how long a session's TURN credentials stay valid (the whole "
+                                                "show: the TURN server checks them on every allocation refresh)")
 
 
 class TranscoderConfig(ApiModel):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Literal, Mapping, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -67,7 +68,20 @@ class OperatorConfig(BaseModel):
     ingest_service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
     ingest_tls_secret: Optional[str] = Field(
         None, description="kubernetes.io/tls Secret in the Livestream's namespace; enables RTMPS and HTTPS WHIP.")
-    whip_ice_servers: list[str] = Field(default_factory=list, description="STUN/TURN URLs for WHIP sessions.")
+    whip_ice_servers: list[str] = Field(
+        default_factory=list, description="STUN/TURN URLs for WHIP sessions: announced to WHIP clients in the answer's "
+                                          "Link headers (the addresses encoders outside the cluster reach) and used by "
+                                          "the ingest unless ONAIR_WHIP_INGEST_ICE_SERVERS says otherwise.")
+    whip_ingest_ice_servers: Optional[list[str]] = Field(
+        None, description="STUN/TURN URLs the ingest pods themselves use, e.g. the TURN Service's cluster DNS name "
+                          "(turn:onair-turn.onair-system.svc:3478?transport=udp). Unset: ONAIR_WHIP_ICE_SERVERS.")
+    whip_turn_secret_file: Optional[str] = Field(
+        None, description="File holding the TURN server's shared secret (coturn static-auth-secret). The operator "
+                          "copies it into a <ls>-turn Secret for each Livestream's ingest, which mints time-limited "
+                          "TURN credentials per WHIP session (TURN REST API). Unset: TURN URLs carry no credentials.")
+    whip_turn_credential_ttl_seconds: int = Field(
+        86400, ge=60, le=7 * 86400, description="Validity of each WHIP session's TURN credentials; the TURN server "
+                                                "checks them on every allocation refresh, so they must outlast a show.")
     storage_class: Optional[str] = Field(
         None, description="StorageClass of the PVCs the operator creates (recording.storage.storageClassName wins).")
     dvr_volume_size: str = Field(
@@ -208,6 +222,21 @@ class OperatorConfig(BaseModel):
                              "Gateway's listener; set ONAIR_PLAYBACK_HTTPS=true instead")
         return self
 
+    def read_turn_secret(self) -> Optional[str]:
+        """The TURN shared secret from ``whip_turn_secret_file`` (None when unset); a file that is
+        missing or empty raises ValueError saying what to fix."""
+        if not self.whip_turn_secret_file:
+            return None
+        try:
+            value = Path(self.whip_turn_secret_file).read_text().strip()
+        except OSError as exc:
+            raise ValueError(f"ONAIR_WHIP_TURN_SECRET_FILE {self.whip_turn_secret_file} cannot be read ({exc.strerror}): "
+                             "mount the TURN server's shared secret there (the chart does with turn.enabled)") from None
+        if not value:
+            raise ValueError(f"ONAIR_WHIP_TURN_SECRET_FILE {self.whip_turn_secret_file} is empty: it must hold the TURN "
+                             "server's static-auth-secret")
+        return value
+
     def playback_route_host(self, name: str, namespace: str) -> str:
         assert self.playback_host_template is not None
         return self.playback_host_template.format(name=name, namespace=namespace)
@@ -263,7 +292,7 @@ class OperatorConfig(BaseModel):
             raise ValueError("invalid operator configuration:\n  " + "\n  ".join(lines)) from None
 
 
-_LIST_FIELDS = {"image_pull_secrets", "watch_namespaces", "whip_ice_servers"}
+_LIST_FIELDS = {"image_pull_secrets", "watch_namespaces", "whip_ice_servers", "whip_ingest_ice_servers"}
 _JSON_EXAMPLES = {
     "playback_route_annotations": '{"cert-manager.io/cluster-issuer": "letsencrypt"}',
     "ingest_service_annotations": '{"metallb.universe.tf/address-pool": "public"}',

@@ -137,7 +137,8 @@ async def sync_children(rt: Runtime, state: LivestreamState, ls: Mapping, body: 
     try:
         creds = await _credentials(rt, state)
         rendered = render_children(ls, calltype, rt.config, creds, now=rt.clock(),
-                                   exposure=ingest_exposures(rt, state.namespace, state.name))
+                                   exposure=ingest_exposures(rt, state.namespace, state.name),
+                                   turn_secret=rt.config.read_turn_secret())
     except KubeError:
         state.dirty.update(reasons or {"retry"})
         raise

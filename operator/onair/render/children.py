@@ -10,6 +10,7 @@ Children (``<ls>`` is the Livestream name, at most 45 characters by CEL):
 =====================================  =======================================================
 ``Secret <ls>-credentials``             keys and publish URLs (``onair.render.credentials``)
 ``Secret <ls>-member-tokens``           playback tokens of members who may join backstage (``onair.render.grants``)
+``Secret <ls>-turn``                    the TURN server's shared secret, for the ingest to mint WHIP sessions' TURN credentials
 ``ConfigMap <ls>-<key>``                ``config.json`` = the role's agent config, per key below
 ``Deployment <ls>-<key>``               one pod per key, Recreate (one writer per volume/slot)
 ``Service <ls>-ingest[-backup]``        push ports of the enabled protocols (type from config)
@@ -48,6 +49,7 @@ first and, on a problem, reports it in status (Stalled) and leaves existing chil
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -74,6 +76,11 @@ CONFIG_HASH_ANNOTATION = "onair.dev/config-sha256"
 CONFIG_KEY = "config.json"
 UID = 10001
 TLS_DIR = "/etc/onair/tls"
+# The TURN server's shared secret, copied from the operator's ONAIR_WHIP_TURN_SECRET_FILE into
+# <ls>-turn (a pod can only mount Secrets of its own namespace); the ingest mints per-session
+# TURN credentials from it.
+TURN_DIR = "/etc/onair/turn"
+TURN_SECRET_KEY = "turnSecret"
 RECORDINGS_DIR = "/recordings"
 
 # (apiVersion, kind) of everything render_children can own, for pruning.
@@ -275,6 +282,9 @@ def render_agent_configs(name: str, namespace: str, spec: LivestreamSpec, effect
                 protocols.append("rtmps")
         tls_files = ({"tls_cert_file": f"{TLS_DIR}/tls.crt", "tls_key_file": f"{TLS_DIR}/tls.key"}
                      if _tls(config) else {})
+        whip = "whip" in protocols
+        ingest_ice = config.whip_ingest_ice_servers if config.whip_ingest_ice_servers is not None \
+            else config.whip_ice_servers
         for slot in ("main", "backup") if effective.ingest.backup else ("main",):
             out["ingest" if slot == "main" else "ingest-backup"] = IngestConfig(
                 livestream=ident, slot=slot, protocols=protocols,
@@ -286,7 +296,9 @@ def render_agent_configs(name: str, namespace: str, spec: LivestreamSpec, effect
                 whip_token_file=_secret_file(creds_mod.WHIP_TOKEN),
                 read_token_file=_secret_file(creds_mod.READ_TOKEN),
                 agent_token_file=_secret_file(creds_mod.AGENT_TOKEN),
-                active=active, whip_ice_servers=list(config.whip_ice_servers), **tls_files)
+                active=active, whip_ice_servers=list(ingest_ice), whip_client_ice_servers=list(config.whip_ice_servers),
+                whip_turn_secret_file=f"{TURN_DIR}/{TURN_SECRET_KEY}" if whip and config.whip_turn_secret_file else None,
+                whip_turn_credential_ttl_seconds=config.whip_turn_credential_ttl_seconds, **tls_files)
 
     ingest_port = _port(roles.INGEST, "rtmp")
     origin_http = _port(roles.ORIGIN, "http")
@@ -389,6 +401,10 @@ def _volumes(name: str, key: str, agent: BaseModel, effective: CallSettings,
                                                   "items": [{"key": "tls.crt", "path": "tls.crt"},
                                                             {"key": "tls.key", "path": "tls.key"}]}})
         mounts.append({"name": "tls", "mountPath": TLS_DIR, "readOnly": True})
+    if role == "ingest" and getattr(agent, "whip_turn_secret_file", None):
+        volumes.append({"name": "turn", "secret": {"secretName": child_name(name, "turn"), "defaultMode": 0o440,
+                                                   "items": [{"key": TURN_SECRET_KEY, "path": TURN_SECRET_KEY}]}})
+        mounts.append({"name": "turn", "mountPath": TURN_DIR, "readOnly": True})
     if role in ("ingest", "transcoder"):
         volumes.append({"name": "work", "emptyDir": {}})
         mounts.append({"name": "work", "mountPath": agent.work_dir})
@@ -663,6 +679,14 @@ def recordings_claim(name: str, effective: CallSettings) -> str:
             else child_name(name, "recordings"))
 
 
+def render_turn_secret(ls_meta: Mapping, turn_secret: str) -> dict:
+    """``<ls>-turn``: the TURN server's shared secret for this Livestream's ingest pods. Re-rendered
+    from the operator's file on every reconcile, so a rotated secret reaches them (the kubelet
+    updates the mounted file; the ingest reads it per WHIP session)."""
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(ls_meta, child_name(ls_meta["name"], "turn"), "turn"),
+            "type": "Opaque", "data": {TURN_SECRET_KEY: base64.b64encode(turn_secret.encode()).decode("ascii")}}
+
+
 def render_recordings_pvc(ls_meta: Mapping, effective: CallSettings, config: OperatorConfig) -> dict:
     """Created for the Livestream but not owned by it: deleting the Livestream keeps the recordings.
 
@@ -683,7 +707,8 @@ def render_recordings_pvc(ls_meta: Mapping, effective: CallSettings, config: Ope
 # ----------------------------------------------------------------------------- entry point
 def render_children(livestream: Mapping, calltype: Optional[CallType], config: OperatorConfig,
                     creds: Credentials, now: Optional[datetime] = None,
-                    exposure: Optional[Mapping[str, IngestExposure]] = None) -> RenderedChildren:
+                    exposure: Optional[Mapping[str, IngestExposure]] = None,
+                    turn_secret: Optional[str] = None) -> RenderedChildren:
     """Render every child of ``livestream`` (the raw object: ``metadata`` with name, namespace, uid; ``spec``).
 
     ``now`` renders the member playback tokens (``onair.render.grants``): the controller always
@@ -691,6 +716,9 @@ def render_children(livestream: Mapping, calltype: Optional[CallType], config: O
 
     Raises ``pydantic.ValidationError`` when the spec does not parse (``resolve`` reports that as
     a condition before this is called).
+
+    ``turn_secret``: the content of ``config.whip_turn_secret_file`` (the controller reads it); it
+    must be given when that is set and an ingest takes WHIP.
     """
     meta = livestream["metadata"]
     name, namespace = meta["name"], meta["namespace"]
@@ -705,6 +733,11 @@ def render_children(livestream: Mapping, calltype: Optional[CallType], config: O
         creds_mod.render_credentials_secret(meta, creds, urls.ingest, labels=labels(name, "credentials"),
                                             owner_references=[owner_reference(meta)]),
     ]
+    if any(getattr(a, "whip_turn_secret_file", None) for a in agents.values()):
+        if not turn_secret:
+            raise ValueError(f"ONAIR_WHIP_TURN_SECRET_FILE {config.whip_turn_secret_file} gave no TURN secret to "
+                             "hand to the ingest")
+        objects.append(render_turn_secret(meta, turn_secret))
     for key, agent in agents.items():
         objects.append(render_configmap(meta, key, agent))
     objects.append(render_dvr_pvc(meta, config))

@@ -627,7 +627,10 @@ class IngestAgent(Agent):
                 install_ice_addresses(self.config.whip_ice_addresses)
                 self.whip = WhipServer(self, lambda: read_secret(self.config.whip_token_file), "127.0.0.1",
                                        self.whip_port, self.config.whip_ice_servers, self.supervisor,
-                                       secrets=[self.bridge_token])
+                                       secrets=[self.bridge_token],
+                                       client_ice_servers=self.config.whip_client_ice_servers,
+                                       turn_secret_source=lambda: read_secret(self.config.whip_turn_secret_file),
+                                       turn_ttl_seconds=self.config.whip_turn_credential_ttl_seconds)
                 await self.whip.start()
                 log.info("WHIP endpoint on %s://%s:%s/whip", "https" if self.tls_usable else "http",
                          self.config.listen_host, self.config.whip_port)

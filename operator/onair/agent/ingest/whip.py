@@ -5,6 +5,12 @@ SDP answer and a ``Location`` to ``DELETE`` when done. aiortc receives and decod
 ``FlvEncoder`` re-encodes, and an ffmpeg remux publishes into the slot's RTMP application as an
 internal publish, so readers see WHIP exactly like any other protocol.
 
+ICE servers (``iceservers``): the ``201`` answer carries one ``Link: <url>; rel="ice-server"`` per
+STUN/TURN server the client should use, TURN ones with time-limited credentials minted for the
+session. A client that cannot change its ICE servers once its offer is made (aiortc, and this server
+takes no trickle ICE) sends an authenticated ``OPTIONS /whip`` first and gets the same headers
+there (RFC 9725 section 4.6 allows it); an unauthenticated OPTIONS (a CORS preflight) gets none.
+
 This server listens on loopback only: nginx owns the public WHIP port (TLS, HTTP parsing and
 the log lines for garbage) and passes the client address in X-Forwarded-For.
 """
@@ -23,9 +29,12 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional, Protocol, Sequence
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from onair.agent.supervisor import Child, Supervisor
 from onair.api import refusals
+
+from . import iceservers
 
 log = logging.getLogger("onair.agent.ingest.whip")
 
@@ -36,7 +45,7 @@ CORS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Methods": "POST, DELETE, OPTIONS",
     "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
-    "Access-Control-Expose-Headers": "Location, ETag",
+    "Access-Control-Expose-Headers": "Location, ETag, Link",
 }
 
 
@@ -137,7 +146,10 @@ class WhipSession:
 
 class WhipServer:
     def __init__(self, gate: SlotGate, token_source: Callable[[], Optional[str]], host: str, port: int,
-                 ice_servers: list[str], supervisor: Supervisor, secrets: Sequence[str] = ()) -> None:
+                 ice_servers: list[str], supervisor: Supervisor, secrets: Sequence[str] = (),
+                 client_ice_servers: Optional[list[str]] = None,
+                 turn_secret_source: Callable[[], Optional[str]] = lambda: None,
+                 turn_ttl_seconds: int = iceservers.DEFAULT_CREDENTIAL_TTL_SECONDS) -> None:
         self.gate = gate
         self.supervisor = supervisor
         self.secrets = list(secrets)
@@ -145,6 +157,9 @@ class WhipServer:
         self.host = host
         self.port = port
         self.ice_servers = ice_servers
+        self.client_ice_servers = ice_servers if client_ice_servers is None else client_ice_servers
+        self.turn_secret_source = turn_secret_source
+        self.turn_ttl_seconds = turn_ttl_seconds
         self.sessions: dict[str, WhipSession] = {}
         self.app = web.Application(client_max_size=256 * 1024, middlewares=[self._errors])
         self.app.add_routes([
@@ -194,8 +209,20 @@ class WhipServer:
         self.gate.whip_refused(reason, remote, message)
         return self._error(status, message, reason, **headers)
 
+    def _ice_servers(self, urls: list[str], user_id: str) -> list[iceservers.IceServer]:
+        return iceservers.session_ice_servers(urls, self.turn_secret_source(), user_id, time.time(),
+                                              self.turn_ttl_seconds)
+
+    def _links(self, user_id: str) -> list[str]:
+        return [iceservers.link_header(s) for s in self._ice_servers(self.client_ice_servers, user_id)]
+
     async def options(self, request: web.Request) -> web.Response:
-        return web.Response(status=204, headers={"Accept-Post": "application/sdp"})
+        headers = CIMultiDict({"Accept-Post": "application/sdp"})
+        # Only a client holding the WHIP token gets TURN credentials; a CORS preflight has none.
+        if request.path == "/whip" and bearer_ok(request.headers.get("Authorization"), self.token_source()):
+            for link in self._links(uuid.uuid4().hex):
+                headers.add("Link", link)
+        return web.Response(status=204, headers=headers)
 
     async def patch(self, request: web.Request) -> web.Response:
         # Trickle ICE is optional in WHIP; aiortc gathers every candidate before answering.
@@ -236,14 +263,18 @@ class WhipServer:
         session_id = uuid.uuid4().hex
         self.gate.whip_claim_slot(session_id)
         try:
-            answer, session = await self._negotiate(session_id, offer, remote)
+            own = self._ice_servers(self.ice_servers, session_id)
+            links = self._links(session_id)
+            answer, session = await self._negotiate(session_id, offer, remote, own)
         except Exception as exc:
             self.gate.whip_release(session_id)
             return self._refuse(400, refusals.BAD_REQUEST, remote, f"cannot negotiate this offer: {exc}")
         self.sessions[session_id] = session
         log.info("WHIP session %s from %s started", session_id[:8], remote)
-        return web.Response(status=201, text=answer, content_type="application/sdp",
-                            headers={"Location": f"/whip/{session_id}", "ETag": f'"{session.etag}"'})
+        headers = CIMultiDict({"Location": f"/whip/{session_id}", "ETag": f'"{session.etag}"'})
+        for link in links:
+            headers.add("Link", link)
+        return web.Response(status=201, text=answer, content_type="application/sdp", headers=headers)
 
     async def delete(self, request: web.Request) -> web.Response:
         if not bearer_ok(request.headers.get("Authorization"), self.token_source()):
@@ -255,10 +286,12 @@ class WhipServer:
         return web.Response(status=200)
 
     # media ------------------------------------------------------------------------------
-    async def _negotiate(self, session_id: str, offer: str, remote: str) -> tuple[str, WhipSession]:
+    async def _negotiate(self, session_id: str, offer: str, remote: str,
+                         servers: list[iceservers.IceServer]) -> tuple[str, WhipSession]:
         from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 
-        config = RTCConfiguration(iceServers=[RTCIceServer(urls=u) for u in self.ice_servers])
+        config = RTCConfiguration(iceServers=[RTCIceServer(urls=s.url, username=s.username, credential=s.credential)
+                                              for s in servers])
         pc = RTCPeerConnection(config)
         session = WhipSession(id=session_id, etag=secrets.token_hex(8), pc=pc, remote=remote)
         # Receivers created up front carry our codec preferences into the answer.
