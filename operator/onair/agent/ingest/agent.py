@@ -17,13 +17,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
+from urllib.parse import unquote
 
 import aiohttp
 import aiohttp.http_exceptions
 from aiohttp import web
 from prometheus_client import Counter, Gauge
 
-from onair import endpoints
+from onair import endpoints, tokens
 from onair.agent.app import Agent, read_secret
 from onair.agent.supervisor import Child, Supervisor
 from onair.api import refusals
@@ -78,6 +79,8 @@ class Holder:
     addr: str
     accepted_at: float
     since: dt.datetime
+    user_id: Optional[str] = None  # a member publishing with their personal token
+    issued_at: Optional[int] = None  # that token's iat
 
 
 class IngestAgent(Agent):
@@ -98,7 +101,8 @@ class IngestAgent(Agent):
         self.srt_enabled = False
         self.srt_passphrase: Optional[str] = None
         self.holder: Optional[Holder] = None
-        self.whip_claim: Optional[tuple[str, float]] = None
+        # (session id, claimed at, member publishing with a personal token, its iat)
+        self.whip_claim: Optional[tuple[str, float, Optional[str], Optional[int]]] = None
         self.srt_caller = False
         self.srt_peer: Optional[str] = None
         self.srt_ready = False
@@ -143,9 +147,43 @@ class IngestAgent(Agent):
                                [*labels, "reason"], registry=self.registry)
         self.m_refusals = Counter("onair_ingest_refusals", "publishes refused or dropped, by reason and protocol",
                                   [*labels, "reason", "protocol"], registry=self.registry)
+        self.m_publisher = Gauge("onair_ingest_publisher", "1 for who publishes now: user is the member of a "
+                                 "personal publish token, empty for the stream key, SRT passphrase or WHIP token",
+                                 [*labels, "protocol", "user"], registry=self.registry)
+        self.m_member_publishes = Counter("onair_ingest_member_publishes", "publish attempts with a personal "
+                                          "publish token whose signature held, by member and outcome",
+                                          [*labels, "user", "outcome"], registry=self.registry)
+        self._publisher_labels: Optional[tuple[str, str]] = None
 
-    def _count(self, protocol: Optional[str], outcome: str) -> None:
+    def _count(self, protocol: Optional[str], outcome: str, user_id: Optional[str] = None) -> None:
         self.m_publishes.labels(**self._labels, protocol=protocol or "unknown", outcome=outcome).inc()
+        if user_id:
+            self.m_member_publishes.labels(**self._labels, user=user_id, outcome=outcome).inc()
+
+    def _show_publisher(self, protocol: Optional[str], user_id: Optional[str]) -> None:
+        wanted = (protocol, user_id or "") if protocol else None
+        if wanted == self._publisher_labels:
+            return
+        if self._publisher_labels is not None:
+            self.m_publisher.remove(*self._labels.values(), *self._publisher_labels)
+        if wanted is not None:
+            self.m_publisher.labels(**self._labels, protocol=wanted[0], user=wanted[1]).set(1)
+        self._publisher_labels = wanted
+
+    def personal_verdict(self, token: str) -> auth.PersonalVerdict:
+        """A personal publish token judged against the members the operator sent last."""
+        return auth.check_personal_token(token, secret=read_secret(self.config.publish_token_secret_file),
+                                         livestream=self.config.livestream, members=self.desired.members,
+                                         now=time.time())
+
+    def _personal_for(self, req: auth.PublishRequest, protocol: Optional[str]) -> Optional[auth.PersonalVerdict]:
+        """The verdict on an RTMP(S) stream name that is not the stream key but looks like a token."""
+        if protocol not in ("rtmp", "rtmps"):
+            return None
+        for name in dict.fromkeys((req.name, unquote(req.name))):
+            if tokens.looks_like_token(name):
+                return self.personal_verdict(name)
+        return None
 
     def _refuse(self, reason: str, protocol: Optional[str], address: Optional[str], detail: str) -> None:
         """Every refusal and drop ends here: the log, the counter and /status (for the owner's Events).
@@ -181,15 +219,30 @@ class IngestAgent(Agent):
         if not auth.is_loopback(request.remote or ""):
             return web.Response(status=403, text="callbacks are for the local nginx only\n")
         req = auth.PublishRequest.from_form(await request.post())
-        protocol, _ = auth.identify(req, read_secret(self.config.stream_key_file), self.bridge_token, self.rtmps_addr)
+        stream_key = read_secret(self.config.stream_key_file)
+        protocol, key_ok = auth.identify(req, stream_key, self.bridge_token, self.rtmps_addr)
         if self.holder is not None and time.monotonic() - self.holder.accepted_at > ACCEPT_GRACE:
             await self._refresh_stat()  # the holder may have vanished since the last poll
         addr = self._srt_caller_address() if protocol == "srt" else None
+        personal = None if key_ok else self._personal_for(req, protocol)
+        # A bridge publishes for the member whose token its caller presented (checked there).
+        user_id, issued_at = self._bridge_member(protocol) if key_ok else (None, None)
+        if personal is not None:
+            issued_at = personal.issued_at
+        elif user_id is not None:
+            gone = auth.still_allowed(user_id, issued_at, self.desired.members)
+            if gone is not None:
+                personal, key_ok = gone, False
         decision = auth.decide(
-            req, stream_key=read_secret(self.config.stream_key_file), bridge_token=self.bridge_token,
+            req, stream_key=stream_key, bridge_token=self.bridge_token,
             protocols=self.config.protocols, active=self.active, holder=self._current_claim(protocol),
-            rtmps_addr=self.rtmps_addr, ended=self.desired.phase == "ended", addr=addr)
-        self._count(decision.protocol, decision.reason)
+            rtmps_addr=self.rtmps_addr, ended=self.desired.phase == "ended", addr=addr, personal=personal,
+            user_id=user_id)
+        if not key_ok and personal is not None and protocol not in ("rtmp", "rtmps"):
+            decision = auth.Decision(False, protocol, personal.reason,
+                                     auth.refused_message(protocol, addr or req.addr, personal.detail),
+                                     personal.detail, personal.user_id)
+        self._count(decision.protocol, decision.reason, decision.user_id)
         if not decision.accept:
             self._refuse(decision.reason, decision.protocol, addr or req.addr, decision.detail)
             if decision.protocol == "srt":
@@ -197,11 +250,16 @@ class IngestAgent(Agent):
                 asyncio.get_running_loop().create_task(self._restart_srt("its publish was refused"))
             return web.Response(status=403, text=decision.reason + "\n")
         self.holder = Holder(decision.protocol or "rtmp", req.clientid, req.addr, time.monotonic(),
-                             dt.datetime.now(dt.timezone.utc))
+                             dt.datetime.now(dt.timezone.utc), decision.user_id, issued_at)
         if decision.protocol == "whip":
             self.whip_claim = None
         log.info("%s (client %s)", decision.message, req.clientid)
         return web.Response(status=302, headers={"Location": endpoints.INTERNAL_STREAM})
+
+    def _bridge_member(self, protocol: Optional[str]) -> tuple[Optional[str], Optional[int]]:
+        if protocol == "whip" and self.whip_claim is not None:
+            return self.whip_claim[2], self.whip_claim[3]
+        return None, None
 
     async def _on_publish_done(self, request: web.Request) -> web.Response:
         if not auth.is_loopback(request.remote or ""):
@@ -240,8 +298,9 @@ class IngestAgent(Agent):
             return 409, refusals.BUSY, "another whip publisher is already live on this slot"
         return None
 
-    def whip_claim_slot(self, session_id: str) -> None:
-        self.whip_claim = (session_id, time.monotonic())
+    def whip_claim_slot(self, session_id: str, verdict: Optional[auth.PersonalVerdict] = None) -> None:
+        self.whip_claim = (session_id, time.monotonic(), verdict.user_id if verdict else None,
+                           verdict.issued_at if verdict else None)
 
     def whip_release(self, session_id: str) -> None:
         if self.whip_claim and self.whip_claim[0] == session_id:
@@ -250,8 +309,8 @@ class IngestAgent(Agent):
     def whip_publish_url(self) -> str:
         return self._bridge_url("whip")
 
-    def whip_refused(self, reason: str, address: str, detail: str) -> None:
-        self._count("whip", reason)
+    def whip_refused(self, reason: str, address: str, detail: str, user_id: Optional[str] = None) -> None:
+        self._count("whip", reason, user_id)
         self._refuse(reason, "whip", address, detail)
 
     def _bridge_url(self, protocol: str) -> str:
@@ -271,6 +330,7 @@ class IngestAgent(Agent):
             receiving=receiving,
             since=holder.since if holder and receiving else None,
             protocol=holder.protocol if holder else None,
+            publisher=holder.user_id if holder else None,
             bitrate_kbps=self.monitor.bitrate_kbps if receiving else None,
             video=stat.video if connected else None,
             audio=stat.audio if connected else None,
@@ -292,6 +352,14 @@ class IngestAgent(Agent):
         return web.Response(text="ready\n")
 
     async def apply_desired(self, desired: Desired) -> None:
+        holder = self.holder
+        if holder is not None and holder.user_id and desired.active:
+            gone = auth.still_allowed(holder.user_id, holder.issued_at, desired.members)
+            if gone is not None:
+                # Revoking a member's right also ends the publish it is making now.
+                self._count(holder.protocol, gone.reason, holder.user_id)
+                self._refuse(gone.reason, holder.protocol, holder.addr, f"live publisher dropped: {gone.detail}")
+                await self._drop_publisher(gone.reason)
         if desired.active == self._active_applied:
             return
         self._active_applied = desired.active
@@ -359,6 +427,7 @@ class IngestAgent(Agent):
                 log.info("not receiving: no publisher")
             self._was_receiving = st.receiving
         self.m_receiving.set(1 if st.receiving else 0)
+        self._show_publisher(st.protocol, st.publisher)
         self.m_bitrate.set(st.bitrate_kbps or 0)
         holder, stat = self.holder, self.last_stat
         if not (holder and stat and stat.publishing and stat.client_id == holder.clientid):
