@@ -63,6 +63,10 @@ class TokenExpired(TokenError):
         self.claims = claims or {}
 
 
+class WrongScope(TokenError):
+    """A genuine token of this livestream made for the other purpose (watch vs publish)."""
+
+
 @dataclass(frozen=True)
 class PublishClaims:
     livestream: str
@@ -176,7 +180,7 @@ def verify(secret: str | bytes, token: str, livestream: str, now: Timestamp, lee
     """The claims of a valid playback token for ``livestream`` at time ``now``; ``TokenError`` otherwise."""
     claims = _verified_claims(secret, token, livestream, now, leeway_seconds)
     if claims.get("scope") == PUBLISH_SCOPE:
-        raise TokenError("a personal publish token cannot be used to watch: use a playback token")
+        raise WrongScope("a personal publish token cannot be used to watch: use a playback token")
     user_id = claims.get("sub")
     return PlaybackClaims(livestream=livestream, expires_at=int(claims["exp"]),
                           user_id=str(user_id) if user_id is not None else None)
@@ -188,7 +192,7 @@ def verify_publish(secret: str | bytes, token: str, livestream: str, now: Timest
     once it has expired, ``TokenError`` for any other fault."""
     claims = _verified_claims(secret, token, livestream, now, leeway_seconds)
     if claims.get("scope") != PUBLISH_SCOPE:
-        raise TokenError("a playback token cannot publish: mint a publish token (onair token --publish)")
+        raise WrongScope("a playback token cannot publish: mint a publish token (onair token --publish)")
     user_id, issued_at = claims.get("sub"), _time_claim(claims, "iat")
     if not isinstance(user_id, str) or not user_id:
         raise TokenError("publish token names no member (sub)")

@@ -110,6 +110,8 @@ def check_personal_token(token: str, *, secret: Optional[str], livestream: str,
         user = user if isinstance(user, str) and user else None
         return PersonalVerdict(TOKEN_EXPIRED, f"the personal publish token of {user or 'a member'} expired at "
                                               f"{_when(float(exc.claims.get('exp', now)))}", user)
+    except tokens.WrongScope as exc:
+        return PersonalVerdict(WRONG_KEY, str(exc))
     except tokens.TokenError as exc:
         audience = tokens.unverified_audience(token)
         if audience and audience != livestream and _LIVESTREAM_REF.match(audience):
