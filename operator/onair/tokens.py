@@ -159,6 +159,12 @@ def mint_publish(secret: str | bytes, livestream: str, user_id: str, expires_at:
     return mint(secret, livestream, expires_at, user_id=user_id, issued_at=issued_at, scope=PUBLISH_SCOPE)
 
 
+def signature(secret: str | bytes, header_and_payload: str) -> str:
+    """The HS256 signature of ``<header>.<payload>``: what completes a token whose claims came
+    without it (an SRT caller proves it holds the signature through the SRT passphrase)."""
+    return _sign(_key(secret), header_and_payload)
+
+
 def looks_like_token(text: str) -> bool:
     """Three base64url segments: worth verifying as a JWT rather than comparing as a stream key."""
     parts = text.split(".")

@@ -1,6 +1,7 @@
-"""Personal publish tokens at a real ingest agent (nginx-rtmp, ffmpeg encoders, an aiortc WHIP
-client): a member publishes with their own token next to the stream key; expired, revoked,
-foreign and non-member tokens are refused with the reason; taking the right away drops them."""
+"""Personal publish tokens at a real ingest agent (nginx-rtmp, ffmpeg encoders over RTMP and SRT,
+an aiortc WHIP client, the libsrt listener): a member publishes with their own token next to the
+stream key; expired, revoked, foreign and non-member tokens are refused with the reason; taking
+the right away drops them."""
 from __future__ import annotations
 
 import json
@@ -10,6 +11,7 @@ from datetime import datetime, timezone
 import pytest
 
 from onair import tokens
+from onair.agent.ingest import srt
 from tests.fixtures.ingest import WhipPublisher
 from tests.fixtures.media import wait_for
 
@@ -181,3 +183,47 @@ def test_removing_the_member_ends_a_live_whip_session(ingest_agent):
         ingest.wait_log("ended: publish dropped (not_member)")
     finally:
         client.stop()
+
+
+# ----------------------------------------------------------------------------- SRT
+def srt_url(ingest, key):
+    return srt.personal_srt_url(ingest.srt_url, key)
+
+
+def test_member_publishes_over_srt_with_the_token_split_into_streamid_and_passphrase(ingest_agent, publishers):
+    ingest = start(ingest_agent, protocols=("srt",))
+    personal = token(ingest)
+    url = srt_url(ingest, personal)
+    assert personal.rsplit(".", 1)[1] in url and personal not in url  # the signature is only the passphrase
+    pub = publishers.srt(url, width=320, height=180, fps=15)
+    status = ingest.wait_receiving(timeout=30)
+    assert status["protocol"] == "srt" and status["publisher"] == "alice"
+    ingest.wait_log("accepted srt publish by member alice")
+    pub.stop()
+    ingest.wait_receiving(False, timeout=20)
+    # The shared passphrase keeps working, and names nobody.
+    publishers.srt(ingest.srt_url, width=320, height=180, fps=15)
+    assert ingest.wait_receiving(timeout=30)["publisher"] is None
+    assert personal.rsplit(".", 1)[1] not in ingest.log_text()
+
+
+@pytest.mark.parametrize("case, reason, words", [
+    ("wrong passphrase", "wrong_key", "wrong passphrase for the personal publish token of alice"),
+    ("expired", "token_expired", "the personal publish token of alice expired at"),
+    ("stranger", "not_member", "mallory is not a member of the livestream"),
+    ("no grant", "no_send_grant", "bob's role 'user' does not grant send-audio and send-video"),
+])
+def test_srt_refusals_of_personal_tokens_happen_in_the_handshake(ingest_agent, publishers, case, reason, words):
+    ingest = start(ingest_agent, protocols=("srt",))
+    if case == "wrong passphrase":
+        url = srt_url(ingest, token(ingest)).replace("passphrase=", "passphrase=x")
+    elif case == "expired":
+        url = srt_url(ingest, token(ingest, issued=time.time() - 7200, ttl=3600))
+    else:
+        url = srt_url(ingest, token(ingest, "mallory" if case == "stranger" else "bob"))
+    pub = publishers.srt(url, width=320, height=180, fps=15)
+    assert pub.wait(30) != 0  # rejected before a byte of media: the caller sees its connection refused
+    entry = wait_refusal(ingest, reason)
+    assert words in entry["message"] and entry["protocol"] == "srt"
+    ingest.wait_log(f"refused srt publish from 127.0.0.1: {words}")
+    assert not ingest.status()["receiving"]

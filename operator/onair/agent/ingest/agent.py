@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import re
 import secrets
 import signal
 import time
@@ -30,7 +31,7 @@ from onair.agent.supervisor import Child, Supervisor
 from onair.api import refusals
 from onair.api.agent import Desired, IngestConfig, IngestStatus
 
-from . import auth, nginx, ports, srt
+from . import auth, nginx, ports, srt, srtlisten
 from .refusal_log import RefusalLog
 from .rtmpstat import ReceiveMonitor, StreamStat, parse_stat, track_problem, usable
 from .whip import WhipServer, install_ice_addresses
@@ -45,6 +46,14 @@ NO_VIDEO_DETAIL = (f"no video arrived within {NO_VIDEO_GRACE:.0f} s (audio only,
                    "such as HEVC or AV1 over Enhanced RTMP): a livestream needs an H.264 video track")
 WHIP_CLAIM_SECONDS = 15.0  # a WHIP session holds the slot this long before its RTMP publish arrives
 RTMPS_SOURCE = "127.0.0.2"  # the TLS proxy connects from here, so RTMPS publishes are recognisable
+
+
+# A user id worth repeating from claims nobody has proven yet (an SRT caller before its handshake).
+_READABLE_USER = re.compile(r"[\w.@+-]{1,128}")
+
+
+def refusal_detail_busy() -> str:
+    return auth.refusal_detail(refusals.BUSY, "srt")
 
 
 class _MalformedHttpFilter(logging.Filter):
@@ -105,6 +114,10 @@ class IngestAgent(Agent):
         self.whip_claim: Optional[tuple[str, float, Optional[str], Optional[int]]] = None
         self.srt_caller = False
         self.srt_peer: Optional[str] = None
+        # The listener presents this when it asks about a caller (the answer holds a passphrase).
+        self.srt_ask_token = secrets.token_urlsafe(24)
+        # (peer, member, iat) of the last caller the listener let in with a personal token
+        self.srt_member: Optional[tuple[str, str, int]] = None
         self.srt_ready = False
         # The SRT caller's codecs decide what the bridge converts; reset for every caller.
         self.bridge_log = srt.BridgeLog()
@@ -124,12 +137,13 @@ class IngestAgent(Agent):
             web.post("/internal/rtmp/publish", self._on_publish),
             web.post("/internal/rtmp/publish_done", self._on_publish_done),
             web.post("/internal/rtmp/play", self._on_play),
+            web.post("/internal/srt/caller", self._on_srt_caller),
             web.get("/readyz", self._get_readyz),
         ])
         # nginx cannot send the agent token: its callbacks are refused unless they come from
         # loopback instead. /readyz is a probe, like /healthz.
         self.open_paths |= {"/internal/rtmp/publish", "/internal/rtmp/publish_done", "/internal/rtmp/play",
-                            "/readyz"}
+                            "/internal/srt/caller", "/readyz"}
 
     # metrics ------------------------------------------------------------------------------
     def _init_metrics(self) -> None:
@@ -259,7 +273,57 @@ class IngestAgent(Agent):
     def _bridge_member(self, protocol: Optional[str]) -> tuple[Optional[str], Optional[int]]:
         if protocol == "whip" and self.whip_claim is not None:
             return self.whip_claim[2], self.whip_claim[3]
+        if protocol == "srt" and self.srt_member is not None and self.srt_member[0] == self.srt_peer:
+            return self.srt_member[1], self.srt_member[2]
         return None, None
+
+    # SRT callers ---------------------------------------------------------------------------
+    async def _on_srt_caller(self, request: web.Request) -> web.Response:
+        """The SRT listener asks, during a caller's handshake, which passphrase it must use."""
+        if not auth.is_loopback(request.remote or "") or not auth.secret_equals(
+                auth.bearer(request.headers.get("Authorization")), self.srt_ask_token):
+            return web.Response(status=403, text="for the ingest's own SRT listener only\n")
+        try:
+            body = await request.json()
+            streamid, peer, busy = str(body.get("streamid") or ""), str(body.get("peer") or ""), bool(body.get("busy"))
+        except (ValueError, AttributeError):
+            return web.json_response({"error": "expected JSON {streamid, peer, busy}"}, status=400)
+        self.srt_peer = peer
+        answer = self.srt_caller_answer(streamid, peer, busy)
+        return web.json_response(answer)
+
+    def srt_caller_answer(self, streamid: str, peer: str, busy: bool) -> dict:
+        address = self._srt_caller_address()
+
+        def refuse(reason: str, detail: str, code: int) -> dict:
+            self._count("srt", reason)  # no member label: the claims are not proven yet
+            self._refuse(reason, "srt", address, detail)
+            return {"accept": False, "reason": reason, "code": srtlisten.SRT_REJC_PREDEFINED + code}
+
+        if busy:
+            return refuse(refusals.BUSY, refusal_detail_busy(), 409)
+        claims = srt.personal_claims(streamid)
+        if claims is None:
+            self.srt_member = None
+            if not self.srt_passphrase:
+                return refuse(refusals.NO_KEY, "no SRT passphrase is configured for this slot", 403)
+            return {"accept": True, "passphrase": self.srt_passphrase}
+        secret = read_secret(self.config.publish_token_secret_file)
+        if not secret:
+            return refuse(refusals.WRONG_KEY, "personal publish tokens are not configured on this ingest (no "
+                                              "publish token secret): use the SRT passphrase", 401)
+        signature = tokens.signature(secret, claims)
+        verdict = self.personal_verdict(f"{claims}.{signature}")
+        if not verdict.accept:
+            # Not proven (the caller has not shown the signature yet): name the user only if readable.
+            detail = verdict.detail
+            if verdict.user_id and not _READABLE_USER.fullmatch(verdict.user_id):
+                detail = detail.replace(verdict.user_id, "an unreadable user id")
+            return refuse(verdict.reason, detail, 403 if verdict.reason in (refusals.NOT_MEMBER,
+                                                                             refusals.NO_SEND_GRANT) else 401)
+        assert verdict.user_id is not None and verdict.issued_at is not None
+        self.srt_member = (peer, verdict.user_id, verdict.issued_at)
+        return {"accept": True, "passphrase": signature}
 
     async def _on_publish_done(self, request: web.Request) -> web.Response:
         if not auth.is_loopback(request.remote or ""):
@@ -530,11 +594,12 @@ class IngestAgent(Agent):
             # A remux has nothing to finalize, and ffmpeg blocked on an idle UDP input ignores
             # SIGTERM for seconds; nginx sees the TCP close at once either way.
             stop_signal=signal.SIGKILL, backoff_initial=0.3, backoff_max=2.0))
+        ask_url = f"http://{nginx.listen_address(self.local_host, c.agent_port)}/internal/srt/caller"
         self.supervisor.add(Child(
             name="srt-listener",
-            argv=srt.srt_live_transmit_argv(c.listen_host, c.srt_port, self.srt_passphrase, c.srt_latency_ms,
-                                            self.udp_port),
-            secrets=[self.srt_passphrase], on_line=self._on_srt_line, on_exit=self._on_srt_exit,
+            argv=srt.listener_argv(c.listen_host, c.srt_port, c.srt_latency_ms, self.udp_port, ask_url),
+            env={srtlisten.ASK_TOKEN_ENV: self.srt_ask_token},
+            secrets=[self.srt_passphrase, self.srt_ask_token], on_line=self._on_srt_line, on_exit=self._on_srt_exit,
             backoff_initial=0.3, backoff_max=5.0))
 
     async def _stop_srt(self) -> None:
@@ -582,6 +647,12 @@ class IngestAgent(Agent):
             wrong_key = "passphrase" in event.detail.lower()
             reason = refusals.WRONG_KEY if wrong_key else refusals.BAD_REQUEST
             detail = "wrong passphrase" if wrong_key else f"the SRT handshake was rejected: {event.detail}"
+            member = self.srt_member
+            if wrong_key and member is not None and member[0] == self.srt_peer:
+                detail = (f"wrong passphrase for the personal publish token of {member[1]} (with streamid "
+                          "publish:<header>.<payload>, the passphrase is the token's signature, the part after "
+                          "its last dot)")
+                self.srt_member = None
             self._count("srt", reason)
             self._refuse(reason, "srt", self._srt_caller_address(), detail)
 

@@ -160,6 +160,12 @@ def secret_equals(candidate: str, secret: Optional[str]) -> bool:
     return hmac.compare_digest(candidate.encode(), secret.encode())
 
 
+def bearer(header: Optional[str]) -> str:
+    """The token of ``Authorization: Bearer <token>``; empty otherwise."""
+    scheme, _, value = (header or "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else ""
+
+
 def is_loopback(addr: str) -> bool:
     try:
         return ipaddress.ip_address(addr).is_loopback
