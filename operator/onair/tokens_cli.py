@@ -5,6 +5,7 @@
     onair token events/keynote --user alice --ttl 30m
     onair token events/keynote --user alice --publish  # a personal publish token (stream key / WHIP bearer)
     onair token events/keynote --user alice --publish --url   # the RTMP publish URL with it as the key
+    onair token events/keynote --user alice --publish --srt   # the SRT URL: streamid + passphrase from it
 
 Runs with the RBAC of whoever runs it: ``get`` on the Livestream and on the Secret named by its
 ``status.credentialsSecret`` (the playback secret signs the token) in its namespace, and ``get``
@@ -99,6 +100,16 @@ def check_member(livestream: Mapping, calltype: Optional[CallType], user: str, p
                       "mint anyway")
 
 
+def srt_url(livestream: Mapping, token: str) -> str:
+    """The SRT push URL of a personal token: its claims in the streamid, its signature as passphrase."""
+    from onair.agent.ingest.srt import personal_srt_url
+
+    srt = ((livestream.get("status") or {}).get("ingest") or {}).get("srt")
+    if not srt:
+        raise Refused("the Livestream has no status.ingest.srt (not reconciled, pull mode, or SRT not enabled)")
+    return personal_srt_url(srt, token)
+
+
 def publish_url(livestream: Mapping, token: str) -> str:
     """The RTMP publish URL with the personal token as its stream key (OBS: server + key in one)."""
     rtmp = ((livestream.get("status") or {}).get("ingest") or {}).get("rtmp")
@@ -164,7 +175,7 @@ def _playback_secret(secret: Optional[Mapping], name: str) -> str:
 
 
 def mint_for(api: Any, namespace: str, name: str, user: str, ttl: timedelta, *, force: bool, url: bool,
-             now: datetime, publish: bool = False) -> tuple[str, list[str]]:
+             now: datetime, publish: bool = False, srt: bool = False) -> tuple[str, list[str]]:
     """(what to print, warnings) for ``user`` on Livestream ``namespace/name``."""
     from kubernetes import client as k8s
 
@@ -199,6 +210,8 @@ def mint_for(api: Any, namespace: str, name: str, user: str, ttl: timedelta, *, 
     key = _playback_secret(secret, f"{namespace}/{secret_name}")
     if publish:
         token = tokens.mint_publish(key, target, user, now + ttl, now)
+        if srt:
+            return srt_url(ls, token), warnings
         return (publish_url(ls, token) if url else token), warnings
     token = tokens.mint(key, target, now + ttl, user_id=user, issued_at=now)
     return (player_url(ls, token) if url else token), warnings
@@ -219,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "role with send-audio and send-video; revoked by removing the member or the grant")
     ap.add_argument("--url", action="store_true", help="print the player URL (with --publish: the RTMP publish "
                                                        "URL) with the token instead of the token")
+    ap.add_argument("--srt", action="store_true", help="with --publish: print the SRT push URL (the token's claims "
+                                                       "in streamid=publish:..., its signature as the passphrase)")
     ap.add_argument("--force", action="store_true",
                     help="mint even when USER is not a member or their role lacks join-backstage (or the send grants)")
     ap.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
@@ -227,7 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.srt and not args.publish:
+        parser.error("--srt needs --publish (SRT carries publishes, not playback)")
     namespace, name = args.target
     try:
         api = _api_client(args.kubeconfig, args.context)
@@ -238,7 +256,7 @@ def main(argv: list[str]) -> int:
         with api:
             ttl = args.ttl or (DEFAULT_PUBLISH_TTL if args.publish else DEFAULT_TTL)
             out, warnings = mint_for(api, namespace, name, args.user, ttl, force=args.force, url=args.url,
-                                     now=datetime.now(timezone.utc), publish=args.publish)
+                                     now=datetime.now(timezone.utc), publish=args.publish, srt=args.srt)
     except Refused as refusal:
         print(f"onair token: {refusal}", file=sys.stderr)
         return 1

@@ -48,6 +48,8 @@ def test_removing_the_member_revokes_their_publish_token_at_the_ingest(routes, k
     assert code == 0, err
     code, url, err = mint(kubeconfig, capsys, f"{namespace}/show", "alice", "--url")
     assert code == 0 and url.startswith("rtmp://") and "/live/" in url, (url, err)
+    code, url, err = mint(kubeconfig, capsys, f"{namespace}/show", "alice", "--srt")
+    assert code == 0 and url.startswith("srt://") and "streamid=publish:" in url and "passphrase=" in url, (url, err)
 
     # The operator PUTs the members to the agent: alice publishes with her own token.
     wait_for(lambda: [m["userId"] for m in main.put_desired().get("members") or []] == ["alice", "bob"], 30,

@@ -89,3 +89,13 @@ def test_publish_url_carries_the_token_as_the_stream_key():
     assert publish_url(ls, "a.b.c") == "rtmp://ingest.example:1935/live/a.b.c"
     with pytest.raises(Refused, match="WHIP bearer"):
         publish_url(livestream(), "a.b.c")
+
+
+def test_srt_url_splits_the_token_into_streamid_and_passphrase():
+    from onair.tokens_cli import srt_url
+
+    ls = livestream({"ingest": {"srt": "srt://ingest.example:9998?streamid=publish&latency=2000000"}})
+    assert srt_url(ls, "aGVhZA.cGF5.c2ln") == \
+        "srt://ingest.example:9998?streamid=publish:aGVhZA.cGF5&passphrase=c2ln&latency=2000000"
+    with pytest.raises(Refused, match="status.ingest.srt"):
+        srt_url(livestream(), "a.b.c")
