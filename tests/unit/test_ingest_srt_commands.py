@@ -88,3 +88,20 @@ def test_bridge_log_audio_only_input_and_a_missing_decoder():
     assert missing == srt.BridgeEvent("undecodable", detail="vvc")
     bridge.reset()
     assert bridge.feed("  Stream #0:0[0x100]: Video: h264") is None  # outside an input dump
+
+
+def test_listener_reads_and_writes_socket_addresses_as_srt_prints_them():
+    import ctypes
+
+    from onair.agent.ingest import srtlisten
+
+    for host, printed in (("127.0.0.1", "127.0.0.1:9998"), ("::1", "[::1]:9998"), ("0.0.0.0", "0.0.0.0:9998")):
+        buffer, _ = srtlisten.sockaddr(host, 9998)
+        assert srtlisten.peer_address(ctypes.addressof(buffer)) == printed
+    assert srtlisten.peer_address(None) == "unknown"
+
+
+def test_listener_finds_libsrt_here():
+    from onair.agent.ingest import srtlisten
+
+    assert srtlisten.load_library().srt_listen_callback

@@ -32,6 +32,7 @@ import ctypes
 import ctypes.util
 import json
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -159,14 +160,21 @@ class Listener:
             say(text)
 
     def _caller(self, opaque, ns: int, hsversion: int, peer: Optional[int], streamid: Optional[bytes]) -> int:
-        address = peer_address(peer)
+        # An exception escaping a ctypes callback would return 0, "let the caller in": never.
+        try:
+            return self._decide(ns, peer_address(peer), (streamid or b"").decode("utf-8", "replace"))
+        except BaseException as exc:  # noqa: BLE001
+            say(f"refusing a caller: {type(exc).__name__}: {exc}")
+            return -1
+
+    def _decide(self, ns: int, address: str, streamid: str) -> int:
         say(f"PASSING request from: {address}")
         try:
-            answer = self.ask((streamid or b"").decode("utf-8", "replace"), address)
+            answer = self.ask(streamid, address)
         except Exception as exc:  # the agent is away: nobody gets in
             say(f"cannot ask the agent about the caller {address}: {exc}")
             answer = {"accept": False, "code": SRT_REJC_PREDEFINED + 503}
-        passphrase = (answer.get("passphrase") or "").encode()
+        passphrase = str(answer.get("passphrase") or "").encode()
         if answer.get("accept") and passphrase and self._flag(ns, SRTO_PASSPHRASE, passphrase) != SRT_ERROR:
             return 0
         self.lib.srt_setrejectreason(ns, int(answer.get("code") or SRT_REJC_PREDEFINED + 403))
@@ -188,6 +196,9 @@ class Listener:
         self.socket = self._check(lib.srt_create_socket(), "srt_create_socket")
         self._check(self._flag(self.socket, SRTO_RCVSYN, 1), "SRTO_RCVSYN")
         self._check(self._flag(self.socket, SRTO_LATENCY, self.latency_ms), "SRTO_LATENCY")
+        # Accepted sockets inherit the listener's passphrase: a random one nobody knows, so a caller
+        # whose own passphrase was somehow not set by the callback can never complete the handshake.
+        self._check(self._flag(self.socket, SRTO_PASSPHRASE, secrets.token_urlsafe(32).encode()), "SRTO_PASSPHRASE")
         address, length = sockaddr(self.host, self.port)
         self._check(lib.srt_bind(self.socket, address, length), f"bind {self.host}:{self.port}/udp")
         self._check(lib.srt_listen_callback(self.socket, self._on_caller, None), "srt_listen_callback")
@@ -235,7 +246,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     if not token:
         print(f"srtlisten: ${ASK_TOKEN_ENV} is not set", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))  # nothing to finalize: a remux of a live feed
+    # The kernel's default action, not a Python handler: a handler runs only between bytecodes of the
+    # main thread, which sits in srt_accept, so SIGTERM (also the parent-death signal) would wait
+    # for the next caller. Nothing here needs finalizing.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     try:
         listener = Listener(load_library(), args.host, args.port, args.latency_ms, args.forward, args.ask, token)
         listener.open()
