@@ -29,7 +29,7 @@ from urllib.parse import quote
 
 from pydantic import ValidationError
 
-from onair import tokens
+from onair import endpoints, tokens
 from onair.api.calltype import GROUP, VERSION, CallType
 from onair.render import grants
 from onair.render.credentials import PLAYBACK_SECRET
@@ -102,12 +102,10 @@ def check_member(livestream: Mapping, calltype: Optional[CallType], user: str, p
 
 def srt_url(livestream: Mapping, token: str) -> str:
     """The SRT push URL of a personal token: its claims in the streamid, its signature as passphrase."""
-    from onair.agent.ingest.srt import personal_srt_url
-
     srt = ((livestream.get("status") or {}).get("ingest") or {}).get("srt")
     if not srt:
         raise Refused("the Livestream has no status.ingest.srt (not reconciled, pull mode, or SRT not enabled)")
-    return personal_srt_url(srt, token)
+    return endpoints.personal_srt_url(srt, token)
 
 
 def publish_url(livestream: Mapping, token: str) -> str:

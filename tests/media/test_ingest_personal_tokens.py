@@ -10,8 +10,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from onair import tokens
-from onair.agent.ingest import srt
+from onair import endpoints, tokens
 from tests.fixtures.ingest import WhipPublisher
 from tests.fixtures.media import wait_for
 
@@ -187,7 +186,7 @@ def test_removing_the_member_ends_a_live_whip_session(ingest_agent):
 
 # ----------------------------------------------------------------------------- SRT
 def srt_url(ingest, key):
-    return srt.personal_srt_url(ingest.srt_url, key)
+    return endpoints.personal_srt_url(ingest.srt_url, key)
 
 
 def test_member_publishes_over_srt_with_the_token_split_into_streamid_and_passphrase(ingest_agent, publishers):

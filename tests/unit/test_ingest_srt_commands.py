@@ -1,3 +1,4 @@
+from onair import endpoints
 from onair.agent.ingest import srt
 
 
@@ -18,7 +19,7 @@ def test_personal_streamid_carries_the_claims_and_the_passphrase_is_the_signatur
     assert srt.personal_claims("publish:aGVhZA.cGF5") == "aGVhZA.cGF5"
     for shared in ("", "publish", "publish:", "publish:a.b.c", "publish:a.", "#!::r=live", "play:a.b"):
         assert srt.personal_claims(shared) is None, shared
-    url = srt.personal_srt_url("srt://ingest.example:9998?streamid=publish&latency=2000000", "aGVhZA.cGF5.c2ln")
+    url = endpoints.personal_srt_url("srt://ingest.example:9998?streamid=publish&latency=2000000", "aGVhZA.cGF5.c2ln")
     assert url == "srt://ingest.example:9998?streamid=publish:aGVhZA.cGF5&passphrase=c2ln&latency=2000000"
 
 

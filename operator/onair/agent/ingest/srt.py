@@ -9,7 +9,7 @@ caller's MPEG-TS timestamps start over.
 
 Callers: ``streamid=publish`` (or none) with the shared ``srtPassphrase``; a member with their
 personal publish token ``<header>.<payload>.<signature>`` sends ``streamid=publish:<header>.<payload>``
-and the signature as the passphrase (``personal_srt_url``): the SRT handshake proves they hold the
+and the signature as the passphrase (``endpoints.personal_srt_url``): the SRT handshake proves they hold the
 token, whose secret part never travels in the clear.
 """
 from __future__ import annotations
@@ -19,7 +19,8 @@ import shutil
 import sys
 from dataclasses import dataclass
 from typing import Optional
-from urllib.parse import quote
+
+from onair.endpoints import SRT_PERSONAL_PREFIX
 
 MIN_PASSPHRASE, MAX_PASSPHRASE = 10, 79  # libsrt refuses anything else
 
@@ -33,10 +34,6 @@ def passphrase_problem(passphrase: Optional[str]) -> Optional[str]:
     return None
 
 
-PUBLISH_STREAMID = "publish"
-PERSONAL_PREFIX = PUBLISH_STREAMID + ":"
-
-
 def listener_argv(host: str, port: int, latency_ms: int, udp_port: int, ask_url: str,
                   python: Optional[str] = None) -> list[str]:
     """The SRT listener (``onair.agent.ingest.srtlisten``); no secret on its command line: the
@@ -48,21 +45,11 @@ def listener_argv(host: str, port: int, latency_ms: int, udp_port: int, ask_url:
 def personal_claims(streamid: str) -> Optional[str]:
     """``<header>.<payload>`` of a personal publish token in ``streamid=publish:<header>.<payload>``;
     None for any other streamid (the shared passphrase applies)."""
-    if not streamid.startswith(PERSONAL_PREFIX):
+    if not streamid.startswith(SRT_PERSONAL_PREFIX):
         return None
-    claims = streamid[len(PERSONAL_PREFIX):]
+    claims = streamid[len(SRT_PERSONAL_PREFIX):]
     parts = claims.split(".")
     return claims if len(parts) == 2 and all(parts) else None
-
-
-def personal_srt_url(srt_url: str, token: str) -> str:
-    """The SRT push URL for a personal publish token: ``srt_url`` (status.ingest.srt, without
-    credentials) with ``streamid=publish:<header>.<payload>`` and ``passphrase=<signature>``."""
-    claims, _, signature = token.rpartition(".")
-    base, _, query = srt_url.partition("?")
-    kept = [p for p in query.split("&") if p and not p.startswith(("streamid=", "passphrase="))]
-    return f"{base}?" + "&".join([f"streamid={quote(PERSONAL_PREFIX + claims, safe=':')}",
-                                  f"passphrase={signature}", *kept])
 
 
 # What FLV (RTMP) carries and the readers take as it comes (see rtmpstat.USABLE_*), in ffmpeg's
