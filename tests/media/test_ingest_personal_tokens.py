@@ -226,3 +226,12 @@ def test_srt_refusals_of_personal_tokens_happen_in_the_handshake(ingest_agent, p
     assert words in entry["message"] and entry["protocol"] == "srt"
     ingest.wait_log(f"refused srt publish from 127.0.0.1: {words}")
     assert not ingest.status()["receiving"]
+
+
+def test_removing_the_member_hangs_up_on_their_srt_call(ingest_agent, publishers):
+    ingest = start(ingest_agent, protocols=("srt",))
+    pub = publishers.srt(srt_url(ingest, token(ingest)), width=320, height=180, fps=15)
+    assert ingest.wait_receiving(timeout=30)["publisher"] == "alice"
+    ingest.put_desired(members=[VIEWER])
+    assert pub.wait(30) is not None
+    assert "live publisher dropped: alice was removed" in wait_refusal(ingest, "not_member")["message"]
