@@ -15,7 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "localcluster": ("onair.localcluster.cli", "build or start the pinned kube-apiserver/etcd/kube-controller-manager"),
     "crds": ("onair.crdgen", "generate crds/*.yaml from the pydantic API models (--check to verify)"),
     "agent": ("onair.agent.cli", "run a media role: ingest | transcoder | origin | recorder"),
-    "token": ("onair.tokens_cli", "print a backstage playback token (or player URL) for a member of a Livestream"),
+    "token": ("onair.tokens_cli", "print a backstage playback token (or player URL), or --publish a personal publish token, for a member of a Livestream"),
 }
 
 

@@ -36,13 +36,31 @@ def rtmp_publish_url(host: str, stream_key: str, port: int = 1935, tls: bool = F
     return f"{rtmp_push_url(host, port, tls)}/{quote(stream_key, safe='')}"
 
 
+# SRT callers name what they do in the streamid: the shared passphrase goes with ``publish``, a
+# member's personal publish token with ``publish:<header>.<payload>`` and its signature as the
+# passphrase (``personal_srt_url``).
+SRT_PUBLISH_STREAMID = "publish"
+SRT_PERSONAL_PREFIX = SRT_PUBLISH_STREAMID + ":"
+
+
 def srt_push_url(host: str, port: int = 9998, passphrase: str | None = None, latency_ms: int | None = None) -> str:
-    params = ["streamid=publish"]
+    params = [f"streamid={SRT_PUBLISH_STREAMID}"]
     if passphrase:
         params.append(f"passphrase={quote(passphrase, safe='')}")
     if latency_ms is not None:
         params.append(f"latency={latency_ms * 1000}")  # ffmpeg's srt latency is in microseconds
     return f"srt://{host}:{port}?{'&'.join(params)}"
+
+
+def personal_srt_url(srt_url: str, token: str) -> str:
+    """The SRT push URL for a personal publish token: ``srt_url`` (status.ingest.srt, without
+    credentials) with ``streamid=publish:<header>.<payload>`` and ``passphrase=<signature>``, so
+    the token's secret part is proven by the SRT handshake and never sent in the clear."""
+    claims, _, signature = token.rpartition(".")
+    base, _, query = srt_url.partition("?")
+    kept = [p for p in query.split("&") if p and not p.startswith(("streamid=", "passphrase="))]
+    return f"{base}?" + "&".join([f"streamid={quote(SRT_PERSONAL_PREFIX + claims, safe=':')}",
+                                  f"passphrase={signature}", *kept])
 
 
 def whip_url(host: str, port: int = 8443, tls: bool = False) -> str:

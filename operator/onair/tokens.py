@@ -9,6 +9,14 @@ control plane mints them here and anyone else can mint them with any JWT library
   to live longer is refused, whoever signed it
 * ``sub``: optional user id, for logs and for the embedding application
 * ``iat``/``nbf``: optional, honoured when present
+* ``scope``: absent for a playback token; ``publish`` for a personal publish token
+
+**Personal publish tokens** (GetStream: a host pushes RTMP with their own user token as the stream
+key) are the same JWT with ``scope: publish`` and a required ``sub`` (the member) and ``iat`` (so a
+member's tokens can be revoked by time, ``revokeTokensIssuedBefore``). The scope keeps the two
+apart both ways: a playback token handed to a viewer never publishes, and a publish token never
+watches backstage. Whether the member may publish *now* (member, role grants, revocation) is the
+ingest's question (``onair.agent.ingest.auth``), not the token's.
 
 Every time claim must be a finite number (JSON allows NaN and Infinity through Python's parser;
 they would compare false against any clock and slip through).
@@ -40,8 +48,31 @@ MAX_LIFETIME = timedelta(days=30)
 Timestamp = Union[int, float, datetime]
 
 
+PUBLISH_SCOPE = "publish"
+
+
 class TokenError(ValueError):
     """Why a token was refused; the message is safe to show to the viewer."""
+
+
+class TokenExpired(TokenError):
+    """A genuine token (signature checked) whose ``exp`` has passed; ``claims`` say whose it was."""
+
+    def __init__(self, message: str, claims: Optional[dict] = None) -> None:
+        super().__init__(message)
+        self.claims = claims or {}
+
+
+class WrongScope(TokenError):
+    """A genuine token of this livestream made for the other purpose (watch vs publish)."""
+
+
+@dataclass(frozen=True)
+class PublishClaims:
+    livestream: str
+    user_id: str
+    issued_at: int
+    expires_at: int
 
 
 @dataclass(frozen=True)
@@ -78,7 +109,7 @@ def _sign(key: bytes, signing_input: str) -> str:
 
 
 def mint(secret: str | bytes, livestream: str, expires_at: Timestamp, user_id: Optional[str] = None,
-         issued_at: Optional[Timestamp] = None) -> str:
+         issued_at: Optional[Timestamp] = None, scope: Optional[str] = None) -> str:
     """A playback token for ``livestream`` valid until ``expires_at``, at most ``MAX_LIFETIME``
     after ``issued_at`` (default: now); ``ValueError`` for a longer one, which no origin accepts."""
     if not livestream:
@@ -93,6 +124,8 @@ def mint(secret: str | bytes, livestream: str, expires_at: Timestamp, user_id: O
         claims["sub"] = str(user_id)
     if issued_at is not None:
         claims["iat"] = _seconds(issued_at)
+    if scope is not None:
+        claims["scope"] = scope
     header = _b64encode(json.dumps(_HEADER, separators=(",", ":")).encode())
     payload = _b64encode(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
     signing_input = f"{header}.{payload}"
@@ -118,8 +151,64 @@ def _time_claim(claims: dict, name: str) -> Optional[float]:
     return value
 
 
+def mint_publish(secret: str | bytes, livestream: str, user_id: str, expires_at: Timestamp,
+                 issued_at: Timestamp) -> str:
+    """A personal publish token of member ``user_id`` for ``livestream``."""
+    if not user_id:
+        raise ValueError("a publish token names its member (user_id)")
+    return mint(secret, livestream, expires_at, user_id=user_id, issued_at=issued_at, scope=PUBLISH_SCOPE)
+
+
+def signature(secret: str | bytes, header_and_payload: str) -> str:
+    """The HS256 signature of ``<header>.<payload>``: what completes a token whose claims came
+    without it (an SRT caller proves it holds the signature through the SRT passphrase)."""
+    return _sign(_key(secret), header_and_payload)
+
+
+def looks_like_token(text: str) -> bool:
+    """Three base64url segments: worth verifying as a JWT rather than comparing as a stream key."""
+    parts = text.split(".")
+    return len(parts) == 3 and all(parts[:2]) and len(text) <= MAX_TOKEN_LENGTH
+
+
+def unverified_audience(token: str) -> Optional[str]:
+    """The ``aud`` a token claims, read WITHOUT checking its signature: only to tell a publisher
+    whose signature fails that the token was made for another livestream (each has its own secret)."""
+    try:
+        claims = _json(token.split(".")[1], "payload")
+    except (TokenError, IndexError):
+        return None
+    audience = claims.get("aud") if isinstance(claims, dict) else None
+    return audience if isinstance(audience, str) and len(audience) <= 300 else None
+
+
 def verify(secret: str | bytes, token: str, livestream: str, now: Timestamp, leeway_seconds: int = 0) -> PlaybackClaims:
-    """The claims of a valid token for ``livestream`` at time ``now``; ``TokenError`` otherwise."""
+    """The claims of a valid playback token for ``livestream`` at time ``now``; ``TokenError`` otherwise."""
+    claims = _verified_claims(secret, token, livestream, now, leeway_seconds)
+    if claims.get("scope") == PUBLISH_SCOPE:
+        raise WrongScope("a personal publish token cannot be used to watch: use a playback token")
+    user_id = claims.get("sub")
+    return PlaybackClaims(livestream=livestream, expires_at=int(claims["exp"]),
+                          user_id=str(user_id) if user_id is not None else None)
+
+
+def verify_publish(secret: str | bytes, token: str, livestream: str, now: Timestamp,
+                   leeway_seconds: int = 0) -> PublishClaims:
+    """The claims of a valid personal publish token for ``livestream`` at ``now``; ``TokenExpired``
+    once it has expired, ``TokenError`` for any other fault."""
+    claims = _verified_claims(secret, token, livestream, now, leeway_seconds)
+    if claims.get("scope") != PUBLISH_SCOPE:
+        raise WrongScope("a playback token cannot publish: mint a publish token (onair token --publish)")
+    user_id, issued_at = claims.get("sub"), _time_claim(claims, "iat")
+    if not isinstance(user_id, str) or not user_id:
+        raise TokenError("publish token names no member (sub)")
+    if issued_at is None:
+        raise TokenError("publish token has no issue time (iat)")
+    return PublishClaims(livestream=livestream, user_id=user_id, issued_at=int(issued_at),
+                         expires_at=int(claims["exp"]))
+
+
+def _verified_claims(secret: str | bytes, token: str, livestream: str, now: Timestamp, leeway_seconds: int) -> dict:
     key = _key(secret)
     if not token or len(token) > MAX_TOKEN_LENGTH:
         raise TokenError("malformed token")
@@ -151,12 +240,10 @@ def verify(secret: str | bytes, token: str, livestream: str, now: Timestamp, lee
     issued_at = _time_claim(claims, "iat")
     current = _seconds(now)
     if current >= expires_at + leeway_seconds:
-        raise TokenError("token expired")
+        raise TokenExpired("token expired", claims)
     if not_before is not None and current < not_before - leeway_seconds:
         raise TokenError("token is not valid yet")
     longest = MAX_LIFETIME.total_seconds() + leeway_seconds
     if expires_at - current > longest or (issued_at is not None and expires_at - issued_at > longest):
         raise TokenError(f"token validity exceeds the {MAX_LIFETIME.days}-day maximum (exp too far ahead)")
-    user_id = claims.get("sub")
-    return PlaybackClaims(livestream=livestream, expires_at=int(expires_at),
-                          user_id=str(user_id) if user_id is not None else None)
+    return claims

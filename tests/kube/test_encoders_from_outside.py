@@ -186,7 +186,7 @@ def test_whip_from_the_host_relays_through_turn_with_the_credentials_the_answer_
     # coturn logs each allocation it authenticated with the minted username (<expiry>:<id>).
     username = client.options_ice_servers[0].username
     assert f"<{username}>" in turn_logs and "ALLOCATE processed, success" in turn_logs, turn_logs[-3000:]
-    print(f"nominated pairs {pairs}; coturn: {[l for l in turn_logs.splitlines() if username in l][:3]}")
+    print(f"nominated pairs {pairs}; coturn: {[line for line in turn_logs.splitlines() if username in line][:3]}")
     outside.until(lambda: outside.status().get("live") is False, 60, "status.live false once the WHIP client left")
 
 

@@ -55,3 +55,13 @@ def test_srt_while_rtmp_is_live_is_refused_and_vice_versa(ingest_agent, publishe
     assert late.wait(15) != 0
     ingest.wait_log("refused rtmp publish from 127.0.0.1: srt is already live on this slot")
     wait_for(lambda: ingest.status()["protocol"] == "srt", 5, what="srt still live")
+
+
+def test_a_second_srt_caller_is_rejected_in_the_handshake_and_told_why(ingest_agent, publishers):
+    ingest = ingest_agent.start(protocols=("srt",))
+    first = publishers.srt(ingest.srt_url, width=320, height=240)
+    ingest.wait_receiving()
+    second = publishers.srt(ingest.srt_url, width=320, height=240)
+    assert second.wait(20) != 0
+    ingest.wait_log("refused srt publish from 127.0.0.1: another srt publisher is already live on this slot")
+    assert first.running and ingest.status()["receiving"]

@@ -1,3 +1,4 @@
+from onair import endpoints
 from onair.agent.ingest import srt
 
 
@@ -8,9 +9,18 @@ def test_passphrase_rules_follow_libsrt():
     assert srt.passphrase_problem("x" * 80)
 
 
-def test_listener_uri_quotes_the_passphrase_and_binds_all_for_wildcard():
-    uri = srt.listener_uri("0.0.0.0", 9998, "a&b c=d", 2000)
-    assert uri == "srt://:9998?mode=listener&passphrase=a%26b%20c%3Dd&latency=2000&transtype=live"
+def test_listener_has_no_secret_on_its_command_line():
+    argv = srt.listener_argv("0.0.0.0", 9998, 2000, 5000, "http://127.0.0.1:8080/internal/srt/caller", python="py")
+    assert argv == ["py", "-m", "onair.agent.ingest.srtlisten", "--host", "0.0.0.0", "--port", "9998",
+                    "--latency-ms", "2000", "--forward", "5000", "--ask", "http://127.0.0.1:8080/internal/srt/caller"]
+
+
+def test_personal_streamid_carries_the_claims_and_the_passphrase_is_the_signature():
+    assert srt.personal_claims("publish:aGVhZA.cGF5") == "aGVhZA.cGF5"
+    for shared in ("", "publish", "publish:", "publish:a.b.c", "publish:a.", "#!::r=live", "play:a.b"):
+        assert srt.personal_claims(shared) is None, shared
+    url = endpoints.personal_srt_url("srt://ingest.example:9998?streamid=publish&latency=2000000", "aGVhZA.cGF5.c2ln")
+    assert url == "srt://ingest.example:9998?streamid=publish:aGVhZA.cGF5&passphrase=c2ln&latency=2000000"
 
 
 def test_bridge_reads_the_udp_hop_and_copies_into_flv():
@@ -29,6 +39,9 @@ def test_srt_live_transmit_lines():
     rej = srt.parse_srt_line("10:56:44.093382/SRT:RcvQ:w1!W:SRT.cn: processConnectRequest: rsp(REJECT): 1010 - "
                              "Incorrect passphrase")
     assert (rej.kind, rej.detail) == ("rejected", "Incorrect passphrase")
+    # The listener's own rejections (2000 + the code the agent chose) were recorded by the agent.
+    assert srt.parse_srt_line("processConnectRequest: rsp(REJECT): 2403 - Application-defined rejection reason") \
+        is None
     assert srt.parse_srt_line("SrtCommon: ... done.") is None
 
 
@@ -76,3 +89,20 @@ def test_bridge_log_audio_only_input_and_a_missing_decoder():
     assert missing == srt.BridgeEvent("undecodable", detail="vvc")
     bridge.reset()
     assert bridge.feed("  Stream #0:0[0x100]: Video: h264") is None  # outside an input dump
+
+
+def test_listener_reads_and_writes_socket_addresses_as_srt_prints_them():
+    import ctypes
+
+    from onair.agent.ingest import srtlisten
+
+    for host, printed in (("127.0.0.1", "127.0.0.1:9998"), ("::1", "[::1]:9998"), ("0.0.0.0", "0.0.0.0:9998")):
+        buffer, _ = srtlisten.sockaddr(host, 9998)
+        assert srtlisten.peer_address(ctypes.addressof(buffer)) == printed
+    assert srtlisten.peer_address(None) == "unknown"
+
+
+def test_listener_finds_libsrt_here():
+    from onair.agent.ingest import srtlisten
+
+    assert srtlisten.load_library().srt_listen_callback

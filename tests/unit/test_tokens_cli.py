@@ -68,3 +68,34 @@ def test_player_url_carries_the_token():
     assert player_url(ls, "a.b.c") == "https://watch.example/events/keynote/player?token=a.b.c"
     with pytest.raises(Refused, match="no status.playback.player"):
         player_url(livestream(), "a.b.c")
+
+
+def test_publish_needs_both_send_grants_and_names_the_roles_that_have_them():
+    ct = CallType.model_validate({"metadata": {"name": "livestream"}, "spec": {"grants": {
+        "host": ["send-audio", "send-video"], "admin": ["send-audio", "send-video", "join-backstage"],
+        "user": ["send-video"]}}})
+    check_member(livestream(), ct, "alice", publish=True)
+    with pytest.raises(Refused, match=r"role 'user'.*does not grant send-audio \(roles with send-audio and "
+                                      r"send-video: admin, host\)"):
+        check_member(livestream(), ct, "bob", publish=True)
+    with pytest.raises(Refused, match="with a role that has send-audio and send-video"):
+        check_member(livestream(), ct, "mallory", publish=True)
+
+
+def test_publish_url_carries_the_token_as_the_stream_key():
+    from onair.tokens_cli import publish_url
+
+    ls = livestream({"ingest": {"rtmp": "rtmp://ingest.example:1935/live"}})
+    assert publish_url(ls, "a.b.c") == "rtmp://ingest.example:1935/live/a.b.c"
+    with pytest.raises(Refused, match="WHIP bearer"):
+        publish_url(livestream(), "a.b.c")
+
+
+def test_srt_url_splits_the_token_into_streamid_and_passphrase():
+    from onair.tokens_cli import srt_url
+
+    ls = livestream({"ingest": {"srt": "srt://ingest.example:9998?streamid=publish&latency=2000000"}})
+    assert srt_url(ls, "aGVhZA.cGF5.c2ln") == \
+        "srt://ingest.example:9998?streamid=publish:aGVhZA.cGF5&passphrase=c2ln&latency=2000000"
+    with pytest.raises(Refused, match="status.ingest.srt"):
+        srt_url(livestream(), "a.b.c")

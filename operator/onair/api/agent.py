@@ -61,6 +61,9 @@ class IngestConfig(ApiModel):
     stream_key_file: str = "/etc/onair/secret/streamKey"
     srt_passphrase_file: str = "/etc/onair/secret/srtPassphrase"
     whip_token_file: str = "/etc/onair/secret/whipToken"
+    publish_token_secret_file: Optional[str] = Field(None, description=(
+        "the livestream's playback secret, which also signs members' personal publish tokens (scope publish); "
+        "unset or missing: only the stream key, SRT passphrase and WHIP token publish"))
     read_token_file: Optional[str] = Field(
         None, description="internal readers (transcoder, recorder) must play with ?token=<this file's token>; "
                           "unset: plays are not checked (local runs and tests without a token)")
@@ -163,6 +166,16 @@ class RecorderConfig(ApiModel):
 
 
 # ----------------------------------------------------------------------------- desired state
+class PublishMember(ApiModel):
+    """One member of the Livestream as the ingest judges their personal publish token."""
+
+    user_id: str
+    may_publish: bool = Field(description="the member's role grants send-audio and send-video in the CallType")
+    role: str = Field(description="for the refusal message")
+    revoke_tokens_issued_before: Optional[datetime] = Field(
+        None, description="personal publish tokens issued (iat) before this are refused as revoked")
+
+
 class Desired(ApiModel):
     """PUT /desired body. Missing fields keep their current value."""
 
@@ -183,6 +196,11 @@ class Desired(ApiModel):
     viewers_allowed: Optional[bool] = Field(None, description=(
         "Playback open to everyone: live, backstage disabled, or the join-ahead window reached. "
         "When false the origin requires a playback token; unset means 'unless phase is backstage'."))
+    members: Optional[list[PublishMember]] = Field(None, description=(
+        "Ingest: the Livestream's members now, against which personal publish tokens are checked on every "
+        "publish (a member removed, a grant or tokens revoked: refused at once, and the live publisher "
+        "holding such a token is dropped). Unset: not known yet (an agent before the operator's first PUT), "
+        "personal tokens are refused."))
     generation: int = 0
 
 
@@ -221,6 +239,9 @@ class IngestStatus(ApiModel):
     bitrate_kbps: Optional[float] = None
     video: Optional[VideoInfo] = None
     audio: Optional[AudioInfo] = None
+    publisher: Optional[str] = Field(None, description=(
+        "userId of the member whose personal publish token the current publisher used; null for the stream "
+        "key, SRT passphrase or WHIP token"))
     refusals: list[IngestRefusal] = Field(default_factory=list, description=(
         "refusals by reason and protocol, the most recent first (at most 16 kinds): the operator turns new "
         "ones into Warning Events"))

@@ -19,7 +19,7 @@ Capability = Literal[
     "update-call-member", "block-users", "pin-for-everyone",
 ]
 
-EFFECTIVE_CAPABILITIES = ("join-backstage", "start-broadcast-call", "stop-broadcast-call", "start-record-call",
+EFFECTIVE_CAPABILITIES = ("join-backstage", "send-audio", "send-video", "start-broadcast-call", "stop-broadcast-call", "start-record-call",
                           "stop-record-call", "update-call", "end-call")
 
 
@@ -30,7 +30,8 @@ class CallTypeSpec(ApiModel):
     grants: Optional[dict[str, list[Capability]]] = Field(None, description=(
         "Role name → capabilities, e.g. host: [join-backstage, start-broadcast-call]. Members of a "
         "Livestream get the capabilities of their role. In effect: join-backstage (a playback token to "
-        "watch in backstage); for Kubernetes users in the group <prefix><role> (docs/capabilities.md): "
+        "watch in backstage); send-audio with send-video (publishing with a personal publish token, "
+        "onair token --publish); for Kubernetes users in the group <prefix><role> (docs/capabilities.md): "
         "start-/stop-broadcast-call (spec.broadcasting), start-/stop-record-call (spec.recording), "
         "update-call (spec.phase backstage/live) and end-call (spec.phase ended). The others are "
         "accepted for GetStream compatibility and have no effect."))

@@ -27,6 +27,10 @@ class Member(ApiModel):
     role: str = Field(min_length=1, max_length=64, description=(
         "A role named in the CallType's grants, e.g. host; the member gets that role's capabilities "
         "(an unknown role grants none and is reported with an UnknownMemberRole Event)"))
+    revoke_tokens_issued_before: Optional[datetime] = Field(None, description=(
+        "GetStream's revoke_tokens_issued_before: the ingest refuses this member's personal publish tokens "
+        "issued before this instant (token_revoked) and drops such a publisher; tokens minted later work. "
+        "Removing the member, or the role's send-audio/send-video grant, revokes all of them."))
 
 
 class GoLiveOptions(ApiModel):
@@ -127,6 +131,10 @@ class LivestreamStatus(ApiModel):
     phase: Optional[Phase] = Field(None, description="The phase the stream is in now.")
     live: Optional[bool] = Field(None, description="The main ingest is receiving media.")
     backup_live: Optional[bool] = Field(None, description="The backup ingest is receiving media.")
+    publisher: Optional[str] = Field(None, description=(
+        "userId of the member publishing on the main ingest with their personal publish token; unset while "
+        "nobody publishes or the publisher used the stream key."))
+    backup_publisher: Optional[str] = Field(None, description="The same for the backup ingest.")
     active_source: Optional[Literal["main", "backup", "pull"]] = Field(
         None, description="The source the transcoder has on air now; unset while none is (during a switch, or no "
                           "source delivers).")

@@ -19,9 +19,15 @@ UNSUPPORTED_CODEC = "unsupported_codec"  # a codec the pipeline can neither use 
 NO_VIDEO = "no_video"  # audio only: a livestream needs a video track
 NO_AUDIO = "no_audio"  # WHIP without an audio track (Gcore: "both tracks must be present")
 BAD_REQUEST = "bad_request"  # a WHIP request that is not an ingestible offer, an SRT handshake refused for another cause
+# Personal publish tokens (a member's own token instead of the stream key); a token that is not
+# one for this livestream at all (bad signature, another livestream's, a playback token) is WRONG_KEY.
+TOKEN_EXPIRED = "token_expired"  # the member's token has expired
+TOKEN_REVOKED = "token_revoked"  # issued before the member's revokeTokensIssuedBefore
+NOT_MEMBER = "not_member"  # the token's user is not (or no longer) in spec.members
+NO_SEND_GRANT = "no_send_grant"  # the member's role lacks send-video or send-audio in the CallType
 
 REFUSAL_REASONS = (WRONG_KEY, NO_KEY, INACTIVE, ENDED, BUSY, OTHER_PROTOCOL, PROTOCOL_DISABLED, UNSUPPORTED_CODEC,
-                   NO_VIDEO, NO_AUDIO, BAD_REQUEST)
+                   NO_VIDEO, NO_AUDIO, BAD_REQUEST, TOKEN_EXPIRED, TOKEN_REVOKED, NOT_MEMBER, NO_SEND_GRANT)
 
 # Event reasons (CamelCase, as Kubernetes wants them), one per refusal reason, so that
 # `kubectl get events --field-selector reason=PublishRefusedWrongKey` finds exactly those.
@@ -37,6 +43,10 @@ EVENT_REASONS = {
     NO_VIDEO: "PublishRefusedNoVideo",
     NO_AUDIO: "PublishRefusedNoAudio",
     BAD_REQUEST: "PublishRefusedBadRequest",
+    TOKEN_EXPIRED: "PublishRefusedTokenExpired",
+    TOKEN_REVOKED: "PublishRefusedTokenRevoked",
+    NOT_MEMBER: "PublishRefusedNotMember",
+    NO_SEND_GRANT: "PublishRefusedNoSendGrant",
 }
 EVENT_REASON_UNKNOWN = "PublishRefused"
 

@@ -49,6 +49,12 @@ def _unseen_round_trip(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     return all(delta > 0 for delta in deltas.values())
 
 
+def _by(status: Mapping[str, Any], field: str) -> str:
+    """Who publishes: a member with their personal token, or whoever holds the stream's credentials."""
+    user = status.get(field)
+    return f" from member {user} (personal publish token)" if user else " (with the stream's own credentials, no personal token)"
+
+
 def transition_events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Event]:
     """Events for the changes from ``old`` to ``new`` (camelCase status dicts); pure."""
     old, new = old or {}, new or {}
@@ -71,12 +77,15 @@ def transition_events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Ev
 
     if changed("live") and (new["live"] or old.get("live")):
         if new["live"]:
-            out.append(Event(NORMAL, "IngestStarted", "The main ingest is receiving media."))
+            out.append(Event(NORMAL, "IngestStarted", f"The main ingest is receiving media{_by(new, 'publisher')}."))
         else:
             out.append(Event(WARNING, "IngestStopped", "The main ingest stopped receiving media."))
+    elif new.get("live") and old.get("live") and new.get("publisher") != old.get("publisher"):
+        out.append(Event(NORMAL, "PublisherChanged", f"The main ingest is receiving media{_by(new, 'publisher')} "
+                                                     "(another publisher than before)."))
     if changed("backupLive") and (new["backupLive"] or old.get("backupLive")):
         if new["backupLive"]:
-            out.append(Event(NORMAL, "BackupLive", "The backup ingest is receiving media."))
+            out.append(Event(NORMAL, "BackupLive", f"The backup ingest is receiving media{_by(new, 'backupPublisher')}."))
         else:
             out.append(Event(WARNING, "BackupLost", "The backup ingest stopped receiving media."))
     # Compared by the last source on air, not the current one: a poll that lands while neither

@@ -22,8 +22,9 @@ from pydantic import ValidationError
 from onair.api.calltype import CallType
 from onair.api.conditions import BROADCASTING_FAILED
 from onair.api.livestream import LivestreamSpec
-from onair.render import credentials as rcreds
 from onair.api.meta import child_selector
+from onair.render import credentials as rcreds
+from onair.render import grants
 from onair.render.children import (IngestExposure, RenderedChildren, child_name, render_children,
                                    render_urls, slot_of)
 from onair.render.lifecycle import desired_lifecycle, to_agent_desired
@@ -233,7 +234,8 @@ async def sync_status(rt: Runtime, state: LivestreamState, ls: Mapping, body: Ma
     if probe:
         # Which sources exist is the render's business, not the lifecycle's.
         desired = to_agent_desired(lifecycle, generation or 0).model_copy(
-            update={"backup": "ingest-backup" in rendered.agent_configs})
+            update={"backup": "ingest-backup" in rendered.agent_configs,
+                    "members": grants.publish_members(spec, rendered.members)})
         if desired != state.desired_sent:
             state.desired_sent = desired
             state.converging_until = now + timedelta(seconds=CONVERGE_WINDOW_SECONDS)

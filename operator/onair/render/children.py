@@ -95,7 +95,9 @@ CHILD_KINDS: tuple[tuple[str, str], ...] = (
 # a recorder or transcoder reading a third-party pull source never gets it. Every agent checks the
 # agent token the operator calls it with.
 _SECRET_KEYS: dict[str, tuple[str, ...]] = {
-    "ingest": (creds_mod.STREAM_KEY, creds_mod.SRT_PASSPHRASE, creds_mod.WHIP_TOKEN, creds_mod.AGENT_TOKEN),
+    # The playback secret also signs members' personal publish tokens, which the ingest verifies.
+    "ingest": (creds_mod.STREAM_KEY, creds_mod.SRT_PASSPHRASE, creds_mod.WHIP_TOKEN, creds_mod.PLAYBACK_SECRET,
+               creds_mod.AGENT_TOKEN),
     "transcoder": (creds_mod.UPLOAD_TOKEN, creds_mod.AGENT_TOKEN),
     "origin": (creds_mod.PLAYBACK_SECRET, creds_mod.UPLOAD_TOKEN, creds_mod.AGENT_TOKEN),
     "recorder": (creds_mod.AGENT_TOKEN,),
@@ -294,6 +296,7 @@ def render_agent_configs(name: str, namespace: str, spec: LivestreamSpec, effect
                 stream_key_file=_secret_file(creds_mod.STREAM_KEY),
                 srt_passphrase_file=_secret_file(creds_mod.SRT_PASSPHRASE),
                 whip_token_file=_secret_file(creds_mod.WHIP_TOKEN),
+                publish_token_secret_file=_secret_file(creds_mod.PLAYBACK_SECRET),
                 read_token_file=_secret_file(creds_mod.READ_TOKEN),
                 agent_token_file=_secret_file(creds_mod.AGENT_TOKEN),
                 active=active, whip_ice_servers=list(ingest_ice), whip_client_ice_servers=list(config.whip_ice_servers),

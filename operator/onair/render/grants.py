@@ -15,6 +15,11 @@ key (``secret_key``), value = an HS256 JWT from ``onair.tokens`` for this Livest
 bucket is byte-identical and the server-side apply is a no-op. The Secret exists only while at
 least one member can join backstage.
 
+Members whose role grants both ``send-audio`` and ``send-video`` may publish with a personal
+publish token (``onair token --publish``; ``onair.tokens``): the ingest gets every member's
+right on each status poll (``publish_members`` → ``Desired.members``) and checks tokens against
+it, so removing a member or a grant revokes their tokens at the next poll.
+
 Pure: the clock is a parameter.
 """
 from __future__ import annotations
@@ -27,10 +32,16 @@ from datetime import datetime, timedelta, timezone
 from typing import Mapping, Optional, Union
 
 from onair import tokens
+from onair.api.agent import PublishMember
 from onair.api.calltype import CallType
 from onair.api.livestream import Livestream, LivestreamSpec
 
 JOIN_BACKSTAGE = "join-backstage"
+SEND_AUDIO = "send-audio"
+SEND_VIDEO = "send-video"
+# A publish carries video and, nearly always, audio; neither can be stripped from it, so a personal
+# publish token needs both.
+PUBLISH_CAPABILITIES = (SEND_AUDIO, SEND_VIDEO)
 TOKEN_VALIDITY = timedelta(hours=24)
 TOKEN_REFRESH = timedelta(hours=12)
 TOKENS_EXPIRE_ANNOTATION = "onair.dev/tokens-expire-at"
@@ -107,6 +118,20 @@ def capabilities(livestream: Union[Mapping, Livestream, LivestreamSpec], calltyp
 def backstage_members(livestream: Union[Mapping, Livestream, LivestreamSpec], calltype: Optional[CallType]) -> list[str]:
     """userIds allowed to watch while the Livestream is in backstage."""
     return list(member_access(livestream, calltype).backstage)
+
+
+def may_publish(capabilities: tuple[str, ...] | list[str]) -> bool:
+    return all(cap in capabilities for cap in PUBLISH_CAPABILITIES)
+
+
+def publish_members(livestream: Union[Mapping, Livestream, LivestreamSpec],
+                    access: MemberAccess) -> list[PublishMember]:
+    """Every member as the ingest judges personal publish tokens (``Desired.members``)."""
+    spec = _spec(livestream)
+    caps = dict(access.capabilities)
+    return [PublishMember(user_id=m.user_id, role=m.role, may_publish=may_publish(caps.get(m.user_id, ())),
+                          revoke_tokens_issued_before=m.revoke_tokens_issued_before)
+            for m in spec.members or ()]
 
 
 def unknown_roles_message(access: MemberAccess, unknown: Optional[tuple[UnknownRole, ...]] = None) -> str:

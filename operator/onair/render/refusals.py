@@ -83,6 +83,18 @@ def fix(reason: str, protocol: Optional[str], slot: str, namespace: str, livestr
         return "enable an audio track (Opus) in the WHIP client: WHIP publishes need both audio and video"
     if reason == refusals.BAD_REQUEST:
         return "check the encoder's push settings against the URLs in status.ingest"
+    mint = f"onair token {namespace}/{livestream} --publish --user <userId>"
+    if reason == refusals.TOKEN_EXPIRED:
+        return f"mint a new personal publish token ({mint}) and put it in the encoder"
+    if reason == refusals.TOKEN_REVOKED:
+        return (f"the member's tokens were revoked (spec.members[].revokeTokensIssuedBefore): mint a new one ({mint}) "
+                "if they may publish again")
+    if reason == refusals.NOT_MEMBER:
+        return (f"add the user to spec.members of Livestream {livestream} with a role that grants send-audio and "
+                "send-video, or publish with the stream key")
+    if reason == refusals.NO_SEND_GRANT:
+        return ("give the member a role whose CallType grants send-audio and send-video (kubectl get calltype "
+                "<name> -o jsonpath='{.spec.grants}'), or publish with the stream key")
     return "see the ingest pod's log"
 
 

@@ -156,6 +156,10 @@ def livestream_status(*, lifecycle: Optional[Lifecycle], rendered: Optional[Rend
     out["live"], backup_live = input_live(rendered, agents)
     if backup_live is not None:
         out["backupLive"] = backup_live
+    for key, field in (("ingest", "publisher"), ("ingest-backup", "backupPublisher")):
+        ingest = agents.get(key)
+        if isinstance(ingest, IngestStatus) and ingest.receiving and ingest.publisher:
+            out[field] = ingest.publisher
     # Remembered across polls that find no source on air (the moment between main and backup),
     # so the Events can tell a failover from a return whatever the polls happen to see.
     last_source = previous.get("lastActiveSource") or previous.get("activeSource")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import re
 import secrets
 import signal
 import socket
@@ -18,20 +19,21 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
+from urllib.parse import unquote
 
 import aiohttp
 import aiohttp.http_exceptions
 from aiohttp import web
 from prometheus_client import Counter, Gauge
 
-from onair import endpoints
+from onair import endpoints, tokens
 from onair.freeport import free_port
 from onair.agent.app import Agent, read_secret
 from onair.agent.supervisor import Child, Supervisor
 from onair.api import refusals
 from onair.api.agent import Desired, IngestConfig, IngestStatus
 
-from . import auth, nginx, ports, srt
+from . import auth, nginx, ports, srt, srtlisten
 from .refusal_log import RefusalLog
 from .rtmpstat import ReceiveMonitor, StreamStat, parse_stat, track_problem, usable
 from .whip import WhipServer, install_ice_addresses
@@ -46,6 +48,14 @@ NO_VIDEO_DETAIL = (f"no video arrived within {NO_VIDEO_GRACE:.0f} s (audio only,
                    "such as HEVC or AV1 over Enhanced RTMP): a livestream needs an H.264 video track")
 WHIP_CLAIM_SECONDS = 15.0  # a WHIP session holds the slot this long before its RTMP publish arrives
 RTMPS_SOURCE = "127.0.0.2"  # the TLS proxy connects from here, so RTMPS publishes are recognisable
+
+
+# A user id worth repeating from claims nobody has proven yet (an SRT caller before its handshake).
+_READABLE_USER = re.compile(r"[\w.@+-]{1,128}")
+
+
+def refusal_detail_busy() -> str:
+    return auth.refusal_detail(refusals.BUSY, "srt")
 
 
 class _MalformedHttpFilter(logging.Filter):
@@ -80,6 +90,8 @@ class Holder:
     addr: str
     accepted_at: float
     since: dt.datetime
+    user_id: Optional[str] = None  # a member publishing with their personal token
+    issued_at: Optional[int] = None  # that token's iat
 
 
 class IngestAgent(Agent):
@@ -100,9 +112,14 @@ class IngestAgent(Agent):
         self.srt_enabled = False
         self.srt_passphrase: Optional[str] = None
         self.holder: Optional[Holder] = None
-        self.whip_claim: Optional[tuple[str, float]] = None
+        # (session id, claimed at, member publishing with a personal token, its iat)
+        self.whip_claim: Optional[tuple[str, float, Optional[str], Optional[int]]] = None
         self.srt_caller = False
         self.srt_peer: Optional[str] = None
+        # The listener presents this when it asks about a caller (the answer holds a passphrase).
+        self.srt_ask_token = secrets.token_urlsafe(24)
+        # (peer, member, iat) of the last caller the listener let in with a personal token
+        self.srt_member: Optional[tuple[str, str, int]] = None
         self.srt_ready = False
         # The SRT caller's codecs decide what the bridge converts; reset for every caller.
         self.bridge_log = srt.BridgeLog()
@@ -122,12 +139,13 @@ class IngestAgent(Agent):
             web.post("/internal/rtmp/publish", self._on_publish),
             web.post("/internal/rtmp/publish_done", self._on_publish_done),
             web.post("/internal/rtmp/play", self._on_play),
+            web.post("/internal/srt/caller", self._on_srt_caller),
             web.get("/readyz", self._get_readyz),
         ])
         # nginx cannot send the agent token: its callbacks are refused unless they come from
         # loopback instead. /readyz is a probe, like /healthz.
         self.open_paths |= {"/internal/rtmp/publish", "/internal/rtmp/publish_done", "/internal/rtmp/play",
-                            "/readyz"}
+                            "/internal/srt/caller", "/readyz"}
 
     # metrics ------------------------------------------------------------------------------
     def _init_metrics(self) -> None:
@@ -145,9 +163,43 @@ class IngestAgent(Agent):
                                [*labels, "reason"], registry=self.registry)
         self.m_refusals = Counter("onair_ingest_refusals", "publishes refused or dropped, by reason and protocol",
                                   [*labels, "reason", "protocol"], registry=self.registry)
+        self.m_publisher = Gauge("onair_ingest_publisher", "1 for who publishes now: user is the member of a "
+                                 "personal publish token, empty for the stream key, SRT passphrase or WHIP token",
+                                 [*labels, "protocol", "user"], registry=self.registry)
+        self.m_member_publishes = Counter("onair_ingest_member_publishes", "publish attempts with a personal "
+                                          "publish token whose signature held, by member and outcome",
+                                          [*labels, "user", "outcome"], registry=self.registry)
+        self._publisher_labels: Optional[tuple[str, str]] = None
 
-    def _count(self, protocol: Optional[str], outcome: str) -> None:
+    def _count(self, protocol: Optional[str], outcome: str, user_id: Optional[str] = None) -> None:
         self.m_publishes.labels(**self._labels, protocol=protocol or "unknown", outcome=outcome).inc()
+        if user_id:
+            self.m_member_publishes.labels(**self._labels, user=user_id, outcome=outcome).inc()
+
+    def _show_publisher(self, protocol: Optional[str], user_id: Optional[str]) -> None:
+        wanted = (protocol, user_id or "") if protocol else None
+        if wanted == self._publisher_labels:
+            return
+        if self._publisher_labels is not None:
+            self.m_publisher.remove(*self._labels.values(), *self._publisher_labels)
+        if wanted is not None:
+            self.m_publisher.labels(**self._labels, protocol=wanted[0], user=wanted[1]).set(1)
+        self._publisher_labels = wanted
+
+    def personal_verdict(self, token: str) -> auth.PersonalVerdict:
+        """A personal publish token judged against the members the operator sent last."""
+        return auth.check_personal_token(token, secret=read_secret(self.config.publish_token_secret_file),
+                                         livestream=self.config.livestream, members=self.desired.members,
+                                         now=time.time())
+
+    def _personal_for(self, req: auth.PublishRequest, protocol: Optional[str]) -> Optional[auth.PersonalVerdict]:
+        """The verdict on an RTMP(S) stream name that is not the stream key but looks like a token."""
+        if protocol not in ("rtmp", "rtmps"):
+            return None
+        for name in dict.fromkeys((req.name, unquote(req.name))):
+            if tokens.looks_like_token(name):
+                return self.personal_verdict(name)
+        return None
 
     def _refuse(self, reason: str, protocol: Optional[str], address: Optional[str], detail: str) -> None:
         """Every refusal and drop ends here: the log, the counter and /status (for the owner's Events).
@@ -183,15 +235,30 @@ class IngestAgent(Agent):
         if not auth.is_loopback(request.remote or ""):
             return web.Response(status=403, text="callbacks are for the local nginx only\n")
         req = auth.PublishRequest.from_form(await request.post())
-        protocol, _ = auth.identify(req, read_secret(self.config.stream_key_file), self.bridge_token, self.rtmps_addr)
+        stream_key = read_secret(self.config.stream_key_file)
+        protocol, key_ok = auth.identify(req, stream_key, self.bridge_token, self.rtmps_addr)
         if self.holder is not None and time.monotonic() - self.holder.accepted_at > ACCEPT_GRACE:
             await self._refresh_stat()  # the holder may have vanished since the last poll
         addr = self._srt_caller_address() if protocol == "srt" else None
+        personal = None if key_ok else self._personal_for(req, protocol)
+        # A bridge publishes for the member whose token its caller presented (checked there).
+        user_id, issued_at = self._bridge_member(protocol) if key_ok else (None, None)
+        if personal is not None:
+            issued_at = personal.issued_at
+        elif user_id is not None:
+            gone = auth.still_allowed(user_id, issued_at, self.desired.members)
+            if gone is not None:
+                personal, key_ok = gone, False
         decision = auth.decide(
-            req, stream_key=read_secret(self.config.stream_key_file), bridge_token=self.bridge_token,
+            req, stream_key=stream_key, bridge_token=self.bridge_token,
             protocols=self.config.protocols, active=self.active, holder=self._current_claim(protocol),
-            rtmps_addr=self.rtmps_addr, ended=self.desired.phase == "ended", addr=addr)
-        self._count(decision.protocol, decision.reason)
+            rtmps_addr=self.rtmps_addr, ended=self.desired.phase == "ended", addr=addr, personal=personal,
+            user_id=user_id)
+        if not key_ok and personal is not None and protocol not in ("rtmp", "rtmps"):
+            decision = auth.Decision(False, protocol, personal.reason,
+                                     auth.refused_message(protocol, addr or req.addr, personal.detail),
+                                     personal.detail, personal.user_id)
+        self._count(decision.protocol, decision.reason, decision.user_id)
         if not decision.accept:
             self._refuse(decision.reason, decision.protocol, addr or req.addr, decision.detail)
             if decision.protocol == "srt":
@@ -199,11 +266,66 @@ class IngestAgent(Agent):
                 asyncio.get_running_loop().create_task(self._restart_srt("its publish was refused"))
             return web.Response(status=403, text=decision.reason + "\n")
         self.holder = Holder(decision.protocol or "rtmp", req.clientid, req.addr, time.monotonic(),
-                             dt.datetime.now(dt.timezone.utc))
+                             dt.datetime.now(dt.timezone.utc), decision.user_id, issued_at)
         if decision.protocol == "whip":
             self.whip_claim = None
         log.info("%s (client %s)", decision.message, req.clientid)
         return web.Response(status=302, headers={"Location": endpoints.INTERNAL_STREAM})
+
+    def _bridge_member(self, protocol: Optional[str]) -> tuple[Optional[str], Optional[int]]:
+        if protocol == "whip" and self.whip_claim is not None:
+            return self.whip_claim[2], self.whip_claim[3]
+        if protocol == "srt" and self.srt_member is not None and self.srt_member[0] == self.srt_peer:
+            return self.srt_member[1], self.srt_member[2]
+        return None, None
+
+    # SRT callers ---------------------------------------------------------------------------
+    async def _on_srt_caller(self, request: web.Request) -> web.Response:
+        """The SRT listener asks, during a caller's handshake, which passphrase it must use."""
+        if not auth.is_loopback(request.remote or "") or not auth.secret_equals(
+                auth.bearer(request.headers.get("Authorization")), self.srt_ask_token):
+            return web.Response(status=403, text="for the ingest's own SRT listener only\n")
+        try:
+            body = await request.json()
+            streamid, peer, busy = str(body.get("streamid") or ""), str(body.get("peer") or ""), bool(body.get("busy"))
+        except (ValueError, AttributeError):
+            return web.json_response({"error": "expected JSON {streamid, peer, busy}"}, status=400)
+        self.srt_peer = peer
+        answer = self.srt_caller_answer(streamid, peer, busy)
+        return web.json_response(answer)
+
+    def srt_caller_answer(self, streamid: str, peer: str, busy: bool) -> dict:
+        address = self._srt_caller_address()
+
+        def refuse(reason: str, detail: str, code: int) -> dict:
+            self._count("srt", reason)  # no member label: the claims are not proven yet
+            self._refuse(reason, "srt", address, detail)
+            return {"accept": False, "reason": reason, "code": srtlisten.SRT_REJC_PREDEFINED + code}
+
+        if busy:
+            return refuse(refusals.BUSY, refusal_detail_busy(), 409)
+        claims = srt.personal_claims(streamid)
+        if claims is None:
+            self.srt_member = None
+            if not self.srt_passphrase:
+                return refuse(refusals.NO_KEY, "no SRT passphrase is configured for this slot", 403)
+            return {"accept": True, "passphrase": self.srt_passphrase}
+        secret = read_secret(self.config.publish_token_secret_file)
+        if not secret:
+            return refuse(refusals.WRONG_KEY, "personal publish tokens are not configured on this ingest (no "
+                                              "publish token secret): use the SRT passphrase", 401)
+        signature = tokens.signature(secret, claims)
+        verdict = self.personal_verdict(f"{claims}.{signature}")
+        if not verdict.accept:
+            # Not proven (the caller has not shown the signature yet): name the user only if readable.
+            detail = verdict.detail
+            if verdict.user_id and not _READABLE_USER.fullmatch(verdict.user_id):
+                detail = detail.replace(verdict.user_id, "an unreadable user id")
+            return refuse(verdict.reason, detail, 403 if verdict.reason in (refusals.NOT_MEMBER,
+                                                                             refusals.NO_SEND_GRANT) else 401)
+        assert verdict.user_id is not None and verdict.issued_at is not None
+        self.srt_member = (peer, verdict.user_id, verdict.issued_at)
+        return {"accept": True, "passphrase": signature}
 
     async def _on_publish_done(self, request: web.Request) -> web.Response:
         if not auth.is_loopback(request.remote or ""):
@@ -242,8 +364,9 @@ class IngestAgent(Agent):
             return 409, refusals.BUSY, "another whip publisher is already live on this slot"
         return None
 
-    def whip_claim_slot(self, session_id: str) -> None:
-        self.whip_claim = (session_id, time.monotonic())
+    def whip_claim_slot(self, session_id: str, verdict: Optional[auth.PersonalVerdict] = None) -> None:
+        self.whip_claim = (session_id, time.monotonic(), verdict.user_id if verdict else None,
+                           verdict.issued_at if verdict else None)
 
     def whip_release(self, session_id: str) -> None:
         if self.whip_claim and self.whip_claim[0] == session_id:
@@ -252,8 +375,8 @@ class IngestAgent(Agent):
     def whip_publish_url(self) -> str:
         return self._bridge_url("whip")
 
-    def whip_refused(self, reason: str, address: str, detail: str) -> None:
-        self._count("whip", reason)
+    def whip_refused(self, reason: str, address: str, detail: str, user_id: Optional[str] = None) -> None:
+        self._count("whip", reason, user_id)
         self._refuse(reason, "whip", address, detail)
 
     def _bridge_url(self, protocol: str) -> str:
@@ -273,6 +396,7 @@ class IngestAgent(Agent):
             receiving=receiving,
             since=holder.since if holder and receiving else None,
             protocol=holder.protocol if holder else None,
+            publisher=holder.user_id if holder else None,
             bitrate_kbps=self.monitor.bitrate_kbps if receiving else None,
             video=stat.video if connected else None,
             audio=stat.audio if connected else None,
@@ -294,6 +418,14 @@ class IngestAgent(Agent):
         return web.Response(text="ready\n")
 
     async def apply_desired(self, desired: Desired) -> None:
+        holder = self.holder
+        if holder is not None and holder.user_id and desired.active:
+            gone = auth.still_allowed(holder.user_id, holder.issued_at, desired.members)
+            if gone is not None:
+                # Revoking a member's right also ends the publish it is making now.
+                self._count(holder.protocol, gone.reason, holder.user_id)
+                self._refuse(gone.reason, holder.protocol, holder.addr, f"live publisher dropped: {gone.detail}")
+                await self._drop_publisher(gone.reason)
         if desired.active == self._active_applied:
             return
         self._active_applied = desired.active
@@ -361,6 +493,7 @@ class IngestAgent(Agent):
                 log.info("not receiving: no publisher")
             self._was_receiving = st.receiving
         self.m_receiving.set(1 if st.receiving else 0)
+        self._show_publisher(st.protocol, st.publisher)
         self.m_bitrate.set(st.bitrate_kbps or 0)
         holder, stat = self.holder, self.last_stat
         if not (holder and stat and stat.publishing and stat.client_id == holder.clientid):
@@ -463,11 +596,12 @@ class IngestAgent(Agent):
             # A remux has nothing to finalize, and ffmpeg blocked on an idle UDP input ignores
             # SIGTERM for seconds; nginx sees the TCP close at once either way.
             stop_signal=signal.SIGKILL, backoff_initial=0.3, backoff_max=2.0))
+        ask_url = f"http://{nginx.listen_address(self.local_host, c.agent_port)}/internal/srt/caller"
         self.supervisor.add(Child(
             name="srt-listener",
-            argv=srt.srt_live_transmit_argv(c.listen_host, c.srt_port, self.srt_passphrase, c.srt_latency_ms,
-                                            self.udp_port),
-            secrets=[self.srt_passphrase], on_line=self._on_srt_line, on_exit=self._on_srt_exit,
+            argv=srt.listener_argv(c.listen_host, c.srt_port, c.srt_latency_ms, self.udp_port, ask_url),
+            env={srtlisten.ASK_TOKEN_ENV: self.srt_ask_token},
+            secrets=[self.srt_passphrase, self.srt_ask_token], on_line=self._on_srt_line, on_exit=self._on_srt_exit,
             backoff_initial=0.3, backoff_max=5.0))
 
     async def _stop_srt(self) -> None:
@@ -515,6 +649,12 @@ class IngestAgent(Agent):
             wrong_key = "passphrase" in event.detail.lower()
             reason = refusals.WRONG_KEY if wrong_key else refusals.BAD_REQUEST
             detail = "wrong passphrase" if wrong_key else f"the SRT handshake was rejected: {event.detail}"
+            member = self.srt_member
+            if wrong_key and member is not None and member[0] == self.srt_peer:
+                detail = (f"wrong passphrase for the personal publish token of {member[1]} (with streamid "
+                          "publish:<header>.<payload>, the passphrase is the token's signature, the part after "
+                          "its last dot)")
+                self.srt_member = None
             self._count("srt", reason)
             self._refuse(reason, "srt", self._srt_caller_address(), detail)
 

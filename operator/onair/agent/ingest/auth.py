@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import re
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Optional, Sequence
 from urllib.parse import unquote
 
-from onair.api.refusals import BUSY, ENDED, INACTIVE, NO_KEY, OTHER_PROTOCOL, PROTOCOL_DISABLED, WRONG_KEY
+from onair import tokens
+from onair.api.agent import PublishMember
+from onair.api.refusals import (BUSY, ENDED, INACTIVE, NO_KEY, NO_SEND_GRANT, NOT_MEMBER, OTHER_PROTOCOL,
+                                PROTOCOL_DISABLED, TOKEN_EXPIRED, TOKEN_REVOKED, WRONG_KEY)
 
 # Internal publishers (SRT and WHIP bridges) publish as "<prefix><token>"; the token is
 # random per agent start, so only processes the agent started can use these names.
@@ -57,12 +62,108 @@ class Decision:
     reason: str
     message: str  # for the log: who, and the verdict
     detail: str = ""  # the verdict alone, for the owner (IngestStatus.refusals)
+    user_id: Optional[str] = None  # the member whose personal publish token this is
+
+
+# ----------------------------------------------------------------------------- personal tokens
+# A namespace/name as Kubernetes spells it: the only kind of unverified ``aud`` worth repeating.
+_LIVESTREAM_REF = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class PersonalVerdict:
+    """What a personal publish token is worth now. ``user_id`` only once its signature held."""
+
+    reason: str  # ACCEPTED or a refusal code
+    detail: str
+    user_id: Optional[str] = None
+    issued_at: Optional[int] = None  # the token's iat, to drop its holder when tokens are revoked later
+
+    @property
+    def accept(self) -> bool:
+        return self.reason == ACCEPTED
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+
+
+def _when(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def check_personal_token(token: str, *, secret: Optional[str], livestream: str,
+                         members: Optional[Sequence[PublishMember]], now: float) -> PersonalVerdict:
+    """Whether ``token`` lets its member publish on ``livestream`` at ``now`` (Unix seconds).
+
+    ``members``: the Livestream's members as the operator last sent them (``Desired.members``);
+    None while the ingest has not heard from the operator, when no personal token is honoured.
+    Details name the member and what is wrong, never the token.
+    """
+    if not secret:
+        return PersonalVerdict(WRONG_KEY, "personal publish tokens are not configured on this ingest "
+                                          "(no publish token secret): use the stream key")
+    try:
+        claims = tokens.verify_publish(secret, token, livestream, now)
+    except tokens.TokenExpired as exc:
+        user = exc.claims.get("sub")
+        user = user if isinstance(user, str) and user else None
+        return PersonalVerdict(TOKEN_EXPIRED, f"the personal publish token of {user or 'a member'} expired at "
+                                              f"{_when(float(exc.claims.get('exp', now)))}", user)
+    except tokens.WrongScope as exc:
+        return PersonalVerdict(WRONG_KEY, str(exc))
+    except tokens.TokenError as exc:
+        audience = tokens.unverified_audience(token)
+        if audience and audience != livestream and _LIVESTREAM_REF.match(audience):
+            return PersonalVerdict(WRONG_KEY, f"the token was issued for another livestream ({audience})")
+        return PersonalVerdict(WRONG_KEY, f"wrong stream key or invalid personal publish token ({exc})")
+    user = claims.user_id
+    if members is None:
+        return PersonalVerdict(NOT_MEMBER, f"{user}'s personal token cannot be checked yet: the ingest has not "
+                                           "received the livestream's members from the operator", user)
+    member = next((m for m in members if m.user_id == user), None)
+    if member is None:
+        return PersonalVerdict(NOT_MEMBER, f"{user} is not a member of the livestream (spec.members)", user)
+    revoked = member.revoke_tokens_issued_before
+    if revoked is not None and claims.issued_at < _utc(revoked).timestamp():
+        return PersonalVerdict(TOKEN_REVOKED, f"{user}'s personal publish token was issued at "
+                                              f"{_when(claims.issued_at)}, before their tokens were revoked "
+                                              f"({_when(_utc(revoked).timestamp())})", user)
+    if not member.may_publish:
+        return PersonalVerdict(NO_SEND_GRANT, f"{user}'s role {member.role!r} does not grant send-audio and "
+                                              "send-video in the livestream's CallType", user)
+    return PersonalVerdict(ACCEPTED, f"personal publish token of {user}", user, claims.issued_at)
+
+
+def still_allowed(user_id: str, issued_at: Optional[float], members: Optional[Sequence[PublishMember]]
+                  ) -> Optional[PersonalVerdict]:
+    """None while member ``user_id`` (publishing with a token issued at ``issued_at``) may go on
+    publishing under ``members``; else why not (the live publisher is then dropped)."""
+    if members is None:
+        return None  # nothing new is known: an agent restart does not drop who publishes
+    member = next((m for m in members if m.user_id == user_id), None)
+    if member is None:
+        return PersonalVerdict(NOT_MEMBER, f"{user_id} was removed from the livestream's members", user_id)
+    revoked = member.revoke_tokens_issued_before
+    if revoked is not None and issued_at is not None and issued_at < _utc(revoked).timestamp():
+        return PersonalVerdict(TOKEN_REVOKED, f"{user_id}'s personal publish tokens issued before "
+                                              f"{_when(_utc(revoked).timestamp())} were revoked", user_id)
+    if not member.may_publish:
+        return PersonalVerdict(NO_SEND_GRANT, f"{user_id}'s role {member.role!r} no longer grants send-audio and "
+                                              "send-video", user_id)
+    return None
 
 
 def secret_equals(candidate: str, secret: Optional[str]) -> bool:
     if not secret:
         return False
     return hmac.compare_digest(candidate.encode(), secret.encode())
+
+
+def bearer(header: Optional[str]) -> str:
+    """The token of ``Authorization: Bearer <token>``; empty otherwise."""
+    scheme, _, value = (header or "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else ""
 
 
 def is_loopback(addr: str) -> bool:
@@ -111,15 +212,25 @@ def refusal_detail(reason: str, protocol: Optional[str], *, protocols: Sequence[
 
 def decide(req: PublishRequest, *, stream_key: Optional[str], bridge_token: str, protocols: Sequence[str],
            active: bool, holder: Optional[Claim], rtmps_addr: Optional[str], ended: bool = False,
-           addr: Optional[str] = None) -> Decision:
-    """``addr``: the publisher's real address when ``req.addr`` is a bridge's (SRT: the caller)."""
+           addr: Optional[str] = None, personal: Optional[PersonalVerdict] = None,
+           user_id: Optional[str] = None) -> Decision:
+    """``addr``: the publisher's real address when ``req.addr`` is a bridge's (SRT: the caller).
+    ``personal``: the verdict on the RTMP stream name as a personal publish token
+    (``check_personal_token``), when it looks like one and is not the stream key; ``user_id``:
+    the member a bridge publishes for (a WHIP or SRT caller whose token was checked there)."""
     protocol, ok = identify(req, stream_key, bridge_token, rtmps_addr)
     addr = addr or req.addr
 
     def refuse(reason: str, detail: str) -> Decision:
-        return Decision(False, protocol, reason, refused_message(protocol, addr, detail), detail)
+        return Decision(False, protocol, reason, refused_message(protocol, addr, detail), detail, user)
 
-    if protocol in ("rtmp", "rtmps") and not stream_key:
+    user = user_id if ok else None
+    if not ok and personal is not None and protocol in ("rtmp", "rtmps"):
+        user = personal.user_id
+        if not personal.accept:
+            return refuse(personal.reason, personal.detail)
+        ok = True
+    if protocol in ("rtmp", "rtmps") and not stream_key and not ok:
         return refuse(NO_KEY, "no stream key is configured for this slot")
     if not ok:
         return refuse(WRONG_KEY, "wrong stream key")
@@ -131,7 +242,9 @@ def decide(req: PublishRequest, *, stream_key: Optional[str], bridge_token: str,
     if holder is not None:
         reason = BUSY if holder.protocol == protocol else OTHER_PROTOCOL
         return refuse(reason, refusal_detail(reason, protocol, holder=holder))
-    return Decision(True, protocol, ACCEPTED, f"accepted {protocol} publish from {addr or 'unknown address'}")
+    by = f" by member {user}" if user else ""
+    return Decision(True, protocol, ACCEPTED, f"accepted {protocol} publish{by} from {addr or 'unknown address'}",
+                    user_id=user)
 
 
 # ----------------------------------------------------------------------------- plays

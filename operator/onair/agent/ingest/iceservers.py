@@ -110,7 +110,9 @@ def parse_ice_server_links(values: Sequence[str]) -> list[IceServer]:
 
 
 def _split_outside_quotes(text: str, sep: str) -> list[str]:
-    parts, current, quoted, escaped = [], [], False, False
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = escaped = False
     for c in text:
         if escaped:
             escaped = False

@@ -1,17 +1,26 @@
-"""SRT ingest: srt-live-transmit listens (and keeps listening across callers), an ffmpeg remux
-forwards what it receives into the slot's RTMP application as an internal publish.
+"""SRT ingest: our libsrt listener (``srtlisten``) listens (and keeps listening across callers)
+and asks the agent about every caller; an ffmpeg remux forwards what it receives into the slot's
+RTMP application as an internal publish.
 
-Why two processes: ffmpeg's own SRT listener exits when its caller leaves, srt-live-transmit
-does not, so callers can reconnect at any time. The bridge is restarted for every SRT session
-because a new caller's MPEG-TS timestamps start over.
+Why two processes: ffmpeg's own SRT listener exits when its caller leaves and has no per-caller
+hook; the listener does not exit, so callers can reconnect at any time, and it lets the agent
+choose each caller's passphrase. The bridge is restarted for every SRT session because a new
+caller's MPEG-TS timestamps start over.
+
+Callers: ``streamid=publish`` (or none) with the shared ``srtPassphrase``; a member with their
+personal publish token ``<header>.<payload>.<signature>`` sends ``streamid=publish:<header>.<payload>``
+and the signature as the passphrase (``endpoints.personal_srt_url``): the SRT handshake proves they hold the
+token, whose secret part never travels in the clear.
 """
 from __future__ import annotations
 
 import re
 import shutil
+import sys
 from dataclasses import dataclass
 from typing import Optional
-from urllib.parse import quote
+
+from onair.endpoints import SRT_PERSONAL_PREFIX
 
 MIN_PASSPHRASE, MAX_PASSPHRASE = 10, 79  # libsrt refuses anything else
 
@@ -25,18 +34,22 @@ def passphrase_problem(passphrase: Optional[str]) -> Optional[str]:
     return None
 
 
-def listener_uri(host: str, port: int, passphrase: str, latency_ms: int) -> str:
-    host = "" if host in ("0.0.0.0", "*") else host
-    return (f"srt://{host}:{port}?mode=listener&passphrase={quote(passphrase, safe='')}"
-            f"&latency={latency_ms}&transtype=live")
+def listener_argv(host: str, port: int, latency_ms: int, udp_port: int, ask_url: str,
+                  python: Optional[str] = None) -> list[str]:
+    """The SRT listener (``onair.agent.ingest.srtlisten``); no secret on its command line: the
+    passphrase of each caller comes from the agent's answer at ``ask_url``."""
+    return [python or sys.executable, "-m", "onair.agent.ingest.srtlisten", "--host", host, "--port", str(port),
+            "--latency-ms", str(latency_ms), "--forward", str(udp_port), "--ask", ask_url]
 
 
-def srt_live_transmit_argv(host: str, port: int, passphrase: str, latency_ms: int, udp_port: int,
-                           binary: Optional[str] = None) -> list[str]:
-    # -v prints "Accepted SRT source connection" / "SRT source disconnected"; note level adds the
-    # caller's address and the reason of a rejected handshake.
-    return [binary or shutil.which("srt-live-transmit") or "srt-live-transmit", "-v", "-ll:note",
-            "-a:yes", listener_uri(host, port, passphrase, latency_ms), f"udp://127.0.0.1:{udp_port}"]
+def personal_claims(streamid: str) -> Optional[str]:
+    """``<header>.<payload>`` of a personal publish token in ``streamid=publish:<header>.<payload>``;
+    None for any other streamid (the shared passphrase applies)."""
+    if not streamid.startswith(SRT_PERSONAL_PREFIX):
+        return None
+    claims = streamid[len(SRT_PERSONAL_PREFIX):]
+    parts = claims.split(".")
+    return claims if len(parts) == 2 and all(parts) else None
 
 
 # What FLV (RTMP) carries and the readers take as it comes (see rtmpstat.USABLE_*), in ffmpeg's
@@ -124,18 +137,21 @@ class SrtEvent:
 
 
 _PEER = re.compile(r"PASSING request from: (\S+)")
-_REJECT = re.compile(r"processConnectRequest: rsp\(REJECT\): \d+ - (.+)$")
+_REJECT = re.compile(r"processConnectRequest: rsp\(REJECT\): (\d+) - (.+)$")
+# libsrt logs a rejection as 1000 + its reason: 1010 is a wrong passphrase, and from 2000 up the
+# listener's own rejections (the agent said no and recorded why itself).
+LOGGED_APPLICATION_REJECT = 2000
 
 
 def parse_srt_line(line: str) -> Optional[SrtEvent]:
-    """The srt-live-transmit lines the agent acts on; everything else is noise."""
+    """The listener's lines the agent acts on; everything else is noise."""
     if "Accepted SRT source connection" in line:
         return SrtEvent("connected")
     if "SRT source disconnected" in line:
         return SrtEvent("disconnected")
     m = _REJECT.search(line)
     if m:
-        return SrtEvent("rejected", m.group(1).strip())
+        return None if int(m.group(1)) >= LOGGED_APPLICATION_REJECT else SrtEvent("rejected", m.group(2).strip())
     m = _PEER.search(line)
     if m:
         return SrtEvent("peer", m.group(1))

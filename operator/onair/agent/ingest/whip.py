@@ -31,6 +31,7 @@ from typing import Callable, Optional, Protocol, Sequence
 from aiohttp import web
 from multidict import CIMultiDict
 
+from onair import tokens
 from onair.agent.supervisor import Child, Supervisor
 from onair.api import refusals
 
@@ -85,13 +86,23 @@ def offer_problem(sdp: str) -> Optional[tuple[int, str, str]]:
     return 406, reason, f"{CODEC_REQUIREMENT} (offered {offered or 'no media'})"
 
 
-def bearer_ok(header: Optional[str], token: Optional[str]) -> bool:
-    if not token or not header:
-        return False
-    scheme, _, value = header.partition(" ")
+def bearer_value(header: Optional[str]) -> Optional[str]:
+    scheme, _, value = (header or "").partition(" ")
     if scheme.lower() != "bearer":
+        return None
+    return value.strip() or None
+
+
+def bearer_ok(header: Optional[str], token: Optional[str]) -> bool:
+    value = bearer_value(header)
+    if not token or not value:
         return False
-    return hmac.compare_digest(value.strip().encode(), token.encode())
+    return hmac.compare_digest(value.encode(), token.encode())
+
+
+# A refused personal publish token: 401 when a new token helps, 403 when the member's rights must change.
+PERSONAL_STATUS = {refusals.WRONG_KEY: 401, refusals.TOKEN_EXPIRED: 401, refusals.TOKEN_REVOKED: 401,
+                   refusals.NOT_MEMBER: 403, refusals.NO_SEND_GRANT: 403}
 
 
 def install_ice_addresses(addresses: Optional[list[str]]) -> None:
@@ -122,13 +133,15 @@ class SlotGate(Protocol):
 
     def whip_refusal(self) -> Optional[tuple[int, str, str]]: ...  # (status, reason, message)
 
-    def whip_claim_slot(self, session_id: str) -> None: ...
+    def whip_claim_slot(self, session_id: str, verdict=None) -> None: ...  # verdict: an accepted personal token
 
     def whip_release(self, session_id: str) -> None: ...
 
     def whip_publish_url(self) -> str: ...
 
-    def whip_refused(self, reason: str, address: str, detail: str) -> None: ...
+    def whip_refused(self, reason: str, address: str, detail: str, user_id: Optional[str] = None) -> None: ...
+
+    def personal_verdict(self, token: str): ...  # auth.PersonalVerdict of a personal publish token
 
 
 @dataclass
@@ -137,6 +150,7 @@ class WhipSession:
     etag: str
     pc: object
     remote: str
+    bearer: str = ""  # the token the session was opened with: it may DELETE the session
     encoder: object = None
     child: Optional[str] = None
     tasks: list = field(default_factory=list)
@@ -205,8 +219,9 @@ class WhipServer:
         body = {"error": message} if reason is None else {"error": message, "reason": reason}
         return web.json_response(body, status=status, headers=headers)
 
-    def _refuse(self, status: int, reason: str, remote: str, message: str, **headers) -> web.Response:
-        self.gate.whip_refused(reason, remote, message)
+    def _refuse(self, status: int, reason: str, remote: str, message: str, user_id: Optional[str] = None,
+                **headers) -> web.Response:
+        self.gate.whip_refused(reason, remote, message, user_id)
         return self._error(status, message, reason, **headers)
 
     def _ice_servers(self, urls: list[str], user_id: str) -> list[iceservers.IceServer]:
@@ -239,11 +254,22 @@ class WhipServer:
     async def post(self, request: web.Request) -> web.Response:
         remote = self.client_address(request)
         token = self.token_source()
-        if not token:
+        header = request.headers.get("Authorization")
+        bearer = bearer_value(header)
+        personal = None
+        if not bearer_ok(header, token) and bearer and tokens.looks_like_token(bearer):
+            # Not the slot's WHIP token: a member's personal publish token, or nothing.
+            personal = self.gate.personal_verdict(bearer)
+            if not personal.accept:
+                status = PERSONAL_STATUS.get(personal.reason, 403)
+                headers = {"WWW-Authenticate": 'Bearer realm="whip", error="invalid_token"'} if status == 401 else {}
+                return self._refuse(status, personal.reason, remote, personal.detail, personal.user_id, **headers)
+        elif not token:
             return self._refuse(403, refusals.NO_KEY, remote, "no WHIP token is configured for this slot")
-        if not bearer_ok(request.headers.get("Authorization"), token):
+        elif not bearer_ok(header, token):
             return self._refuse(401, refusals.WRONG_KEY, remote, "missing or wrong bearer token",
                                 **{"WWW-Authenticate": 'Bearer realm="whip"'})
+        user_id = personal.user_id if personal else None
         ctype = request.content_type
         if ctype != "application/sdp":
             return self._refuse(415, refusals.BAD_REQUEST, remote,
@@ -255,31 +281,35 @@ class WhipServer:
         problem = offer_problem(offer)
         if problem:
             status, reason, message = problem
-            return self._refuse(status, reason, remote, message)
+            return self._refuse(status, reason, remote, message, user_id)
         refusal = self.gate.whip_refusal()
         if refusal:
             status, reason, message = refusal
-            return self._refuse(status, reason, remote, message)
+            return self._refuse(status, reason, remote, message, user_id)
         session_id = uuid.uuid4().hex
-        self.gate.whip_claim_slot(session_id)
+        self.gate.whip_claim_slot(session_id, personal)
         try:
             own = self._ice_servers(self.ice_servers, session_id)
             links = self._links(session_id)
             answer, session = await self._negotiate(session_id, offer, remote, own)
         except Exception as exc:
             self.gate.whip_release(session_id)
-            return self._refuse(400, refusals.BAD_REQUEST, remote, f"cannot negotiate this offer: {exc}")
+            return self._refuse(400, refusals.BAD_REQUEST, remote, f"cannot negotiate this offer: {exc}", user_id)
+        session.bearer = bearer or ""
         self.sessions[session_id] = session
-        log.info("WHIP session %s from %s started", session_id[:8], remote)
+        log.info("WHIP session %s from %s started%s", session_id[:8], remote,
+                 f" by member {user_id}" if user_id else "")
         headers = CIMultiDict({"Location": f"/whip/{session_id}", "ETag": f'"{session.etag}"'})
         for link in links:
             headers.add("Link", link)
         return web.Response(status=201, text=answer, content_type="application/sdp", headers=headers)
 
     async def delete(self, request: web.Request) -> web.Response:
-        if not bearer_ok(request.headers.get("Authorization"), self.token_source()):
-            return self._error(401, "missing or wrong bearer token")
+        header = request.headers.get("Authorization")
         session = self.sessions.get(request.match_info["id"])
+        # The slot's WHIP token ends any session; a personal token the session it opened.
+        if not bearer_ok(header, self.token_source()) and not (session and bearer_ok(header, session.bearer)):
+            return self._error(401, "missing or wrong bearer token")
         if session is None:
             return self._error(404, "no such WHIP session")
         await self.end(session, "client sent DELETE")
