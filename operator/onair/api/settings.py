@@ -80,7 +80,7 @@ class DvrSettings(ApiModel):
 S3_ENDPOINT_PATTERN = r"^https?://[^\s/?#]+(/[^\s?#]*)?$"
 S3_BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 # Keys stay within the characters S3 calls safe, so a URL or a shell never needs to quote them.
-S3_PREFIX_PATTERN = r"^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*/?$"
+S3_PREFIX_PATTERN = r"^/?[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*/?$"
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 DEFAULT_S3_REGION = "us-east-1"
 # The keys of the Secret named by ``S3Storage.credentials_secret``.
@@ -101,7 +101,7 @@ class S3Storage(ApiModel):
     bucket: Optional[str] = Field(None, min_length=3, max_length=63, pattern=S3_BUCKET_PATTERN, description=(
         "Existing bucket the recordings go to (onair never creates one). Required."))
     prefix: Optional[str] = Field(None, max_length=512, pattern=S3_PREFIX_PATTERN, description=(
-        "Key prefix, e.g. recordings/prod. Objects are <prefix>/<namespace>/<livestream>/<session>/<file>. "
+        "Key prefix, e.g. recordings/prod (slashes around it are ignored). Objects are <prefix>/<namespace>/<livestream>/<session>/<file>. "
         "Default: none."))
     region: Optional[str] = Field(None, max_length=64, pattern=r"^[a-z0-9-]+$", description=(
         f"Region the requests are signed for. Default {DEFAULT_S3_REGION}."))
