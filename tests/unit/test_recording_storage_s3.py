@@ -205,3 +205,16 @@ def test_recording_parts_with_objects_fit_the_livestream_status():
     recording = Recording(session="events_show_20260701T120000Z", started_at=T0, ended_at=T0, duration_seconds=1,
                           end_reason="recording stopped", parts=[part])
     LivestreamStatus.model_validate({"recordings": [recording.wire()]})
+
+
+def test_the_process_runner_mounts_the_optional_secret_and_rewrites_the_credential_paths():
+    from onair.localcluster import loopback
+
+    _, out = rendered(ct_s3=S3)
+    deployment = next(o for o in out.objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "show-recorder")
+    plan = loopback.pod_plan(deployment)
+    volume = plan.volumes["s3-credentials"]
+    assert (volume.kind, volume.source, volume.optional) == ("secret", "recordings-s3", True)
+    assert volume.items == (("accessKeyId", "accessKeyId"), ("secretAccessKey", "secretAccessKey"))
+    mounts = loopback.local_mounts(plan, {name: f"/run/local/{name}" for name in plan.volumes})
+    assert loopback.rewrite_path(f"{S3_SECRET_DIR}/accessKeyId", mounts) == "/run/local/s3-credentials/accessKeyId"
