@@ -292,3 +292,36 @@ def test_recorder_killed_mid_upload_then_restarted_uploads_each_part_exactly_onc
     third.wait_status(all_uploaded, 30, "nothing left to upload")
     assert "uploaded " not in third.log_text()
     assert seaweedfs.objects(BUCKET, PREFIX) == objects
+
+
+def test_a_session_that_resumes_after_its_first_part_left_the_volume_never_reuses_its_number(
+        rtmp_source, recorder_agent, publishers, seaweedfs, keepers, tmp_path):
+    seaweedfs.create_bucket(BUCKET)
+    creds = tmp_path / "s3-secret"
+    write_credentials(creds)
+    recorder = recorder_agent.start(rtmp_source.read_url, finalize_after_seconds=15,
+                                    s3=s3_config(seaweedfs.endpoint, creds))
+    keeper = keepers(recorder.output_dir, tmp_path / "kept")
+    recorder.put_desired(recording=True)
+    first = publishers.rtmp(rtmp_source.publish_url)
+    recorder.wait_status(lambda s: s["durationSeconds"] >= 4, 40, "4 s recorded")
+    first.stop()
+    # The stream dropped: its part is finished, uploaded and removed while the session waits for it.
+    gone = recorder.wait_status(lambda s: s["state"] == "reconnecting" and not s["files"] and keeper.collect(), 30,
+                                "the first part uploaded and off the volume while reconnecting")
+    assert gone["startedAt"]
+    publishers.rtmp(rtmp_source.publish_url)
+    recorder.wait_status(lambda s: s["state"] == "recording" and s["files"], 30, "the session going on in a new part")
+    recorder.wait_status(lambda s: s["durationSeconds"] >= 8, 40, "8 s recorded")
+    recorder.put_desired(recording=False)
+    done = recorder.wait_status(all_uploaded, 60, "every file uploaded")
+
+    [session] = done["recordings"]
+    parts = keeper.collect()
+    assert [p["file"] for p in session["parts"]] == parts == [
+        f"{session['session']}_part0001.mp4", f"{session['session']}_part0002.mp4"]
+    assert all(p["durationSeconds"] and p["bytes"] for p in session["parts"]), "the removed part keeps its size and duration"
+    objects = seaweedfs.objects(BUCKET, PREFIX)
+    assert set(objects) == {key_of(p) for p in parts} | {key_of(f"{session['session']}.json")}
+    for name in parts:
+        assert seaweedfs.get(BUCKET, key_of(name)) == keeper.read(name), f"{name} was overwritten or differs"
