@@ -182,7 +182,7 @@ class UploadCancelled(Exception):
     """The agent is stopping; the upload goes on with the next recorder."""
 
 
-def _error_code(exc: Exception) -> tuple[str, str, int]:
+def error_code(exc: Exception) -> tuple[str, str, int]:
     response = getattr(exc, "response", None) or {}
     error = response.get("Error") or {}
     status = int((response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0)
@@ -197,7 +197,7 @@ def classify(exc: Exception, config: S3UploadConfig) -> UploadFailed:
     if isinstance(exc, UploadFailed):
         return exc
     if isinstance(exc, bex.ClientError):
-        code, message, status = _error_code(exc)
+        code, message, status = error_code(exc)
         said = f"{code}: {message}" if message and message != code else code
         if code in BUCKET_CODES or (code == "404" and exc.operation_name in ("HeadBucket", "ListMultipartUploads")):
             if code == "NoSuchBucket" or code == "404":
@@ -316,7 +316,7 @@ class S3Store:
         try:
             return self.client().head_object(Bucket=self.config.bucket, Key=key)
         except ClientError as exc:
-            code, _, status = _error_code(exc)
+            code, _, status = error_code(exc)
             if status == 404 or code in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise
@@ -353,7 +353,7 @@ class S3Store:
                     answer = client.upload_part(Bucket=bucket, Key=key, UploadId=progress.upload_id, PartNumber=number,
                                                 Body=data, ContentMD5=base64.b64encode(digest).decode())
                 except ClientError as exc:
-                    if _error_code(exc)[0] == "NoSuchUpload":
+                    if error_code(exc)[0] == "NoSuchUpload":
                         remember(None)  # the store dropped it: the next attempt starts a new one
                     raise
                 if plain_etag(answer.get("ETag")) != digest.hex():
@@ -368,7 +368,7 @@ class S3Store:
                 Bucket=bucket, Key=key, UploadId=progress.upload_id,
                 MultipartUpload={"Parts": [{"ETag": etag, "PartNumber": n} for n, (etag, _) in parts]})
         except ClientError as exc:
-            if _error_code(exc)[0] in ("NoSuchUpload", "InvalidPart", "InvalidPartOrder"):
+            if error_code(exc)[0] in ("NoSuchUpload", "InvalidPart", "InvalidPartOrder"):
                 remember(None)
             raise
         remember(None)

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from botocore.exceptions import ClientError
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from onair.api.agent import Recording, RecorderConfig, StoredObject, UploadStatus
@@ -32,8 +33,8 @@ from .probe import probe_duration
 from .session import Backoff
 from .sidecar import write_sidecar
 from .upload import (STORE_WIDE_KINDS, Marker, MultipartProgress, S3Store, UploadCancelled, UploadFailed, classify,
-                     file_md5, livestream_key_prefix, marker_name, now_utc, object_key, object_url, read_marker, target_url,
-                     write_marker)
+                     error_code, file_md5, livestream_key_prefix, marker_name, now_utc, object_key, object_url,
+                     read_marker, target_url, write_marker)
 
 log = logging.getLogger("onair.agent.recorder")
 
@@ -389,7 +390,17 @@ class Uploader:
 
     def _upload_blocking(self, path: Path, key: str, name: str) -> tuple[str, int, str]:
         if not self._swept:
-            aborted = self.store.abort_stale_uploads(livestream_key_prefix(self.s3.prefix, self.livestream))
+            try:
+                aborted = self.store.abort_stale_uploads(livestream_key_prefix(self.s3.prefix, self.livestream))
+            except ClientError as exc:
+                if error_code(exc)[0] != "AccessDenied":
+                    raise
+                # The key may write but not list uploads: the upload itself still works, and the
+                # bucket's lifecycle rule (AbortIncompleteMultipartUpload) is left to clean up.
+                log.warning("cannot list the multipart uploads a previous recorder may have left (AccessDenied): "
+                            "grant s3:ListBucketMultipartUploads and s3:AbortMultipartUpload, or let a lifecycle "
+                            "rule abort incomplete uploads")
+                aborted = 0
             if aborted:
                 log.warning("aborted %d multipart upload(s) a previous recorder left unfinished; their files are "
                             "uploaded again", aborted)
