@@ -99,3 +99,30 @@ def test_refused_credentials_are_a_condition_and_a_warning_until_the_secret_is_f
         assert part["object"]["url"][len(f"s3://{BUCKET}/"):] in keys
     assert len(keys) == len(session["parts"]) + 1, keys  # and the sidecar
     assert kube.event_reasons(namespace, "up").count(RECORDING_UPLOAD_FAILING) == 1
+
+
+def test_an_incomplete_s3_target_stalls_the_livestream_with_what_is_missing(routes, kube, namespace):
+    name = f"ct-{secrets.token_hex(3)}"
+    # The CallType names the store; the Livestream forgets the bucket.
+    kube.create_calltype(name, settings={"recording": {"storage": {"s3": {
+        "endpoint": "https://s3.example.org", "credentialsSecret": SECRET}}}})
+    try:
+        kube.create_livestream(namespace, "nobucket", {"callType": name,
+                                                       "settingsOverride": {"recording": {"storage": {"s3": {
+                                                           "prefix": "shows"}}}}})
+        stalled = kube.wait_status(namespace, "nobucket", lambda s: any(
+            c["type"] == "Stalled" and c["reason"] == "InvalidRecordingStorage" for c in s.get("conditions") or ()),
+            timeout=30, what="stalled on the incomplete storage")["status"]
+        message = next(c for c in stalled["conditions"] if c["type"] == "Stalled")["message"]
+        assert "recording.storage.s3 needs bucket" in message and "settingsOverride" in message, message
+        wait_for(lambda: "InvalidRecordingStorage" in kube.event_reasons(namespace, "nobucket"), 30,
+                 what="the InvalidRecordingStorage Event")
+        kube.patch_livestream(namespace, "nobucket", {"spec": {"settingsOverride": {"recording": {"storage": {"s3": {
+            "bucket": BUCKET}}}}}})
+        done = kube.wait_status(namespace, "nobucket", lambda s: not any(
+            c["type"] == "Stalled" for c in s.get("conditions") or ()), timeout=30, what="no longer stalled")["status"]
+        assert done["effectiveSettings"]["recording"]["storage"]["s3"]["bucket"] == BUCKET
+        config = wait_for(lambda: kube.configmap_json(namespace, "nobucket-recorder"), 30, what="the recorder's config")
+        assert config["s3"]["bucket"] == BUCKET and config["s3"]["endpoint"] == "https://s3.example.org"
+    finally:
+        kube.delete_calltype(name)
