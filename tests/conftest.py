@@ -21,6 +21,7 @@ pytest_plugins = [
     "tests.fixtures.operator",
     "tests.fixtures.recorder_source",
     "tests.fixtures.rtmp_server",
+    "tests.fixtures.s3",
     "tests.fixtures.transcoder",
     "tests.fixtures.origin",
     "tests.fixtures.browser",

@@ -57,6 +57,11 @@ BAD_SPECS = [
     pytest.param({"phase": "live"}, ["spec.callType: Required value"], id="calltype-missing"),
     pytest.param({"callType": "default", "settingsOverride": {"ingest": {"protocols": ["rtmp", "ftp"]}}},
                  ["spec.settingsOverride.ingest.protocols[1]", 'Unsupported value: "ftp"'], id="bad-protocol"),
+    pytest.param({"callType": "default", "settingsOverride": {"recording": {"storage": {"s3": {"bucket": "My_Bucket"}}}}},
+                 ["spec.settingsOverride.recording.storage.s3.bucket", "should match"], id="s3-bad-bucket-name"),
+    pytest.param({"callType": "default", "settingsOverride": {"recording": {"storage": {"s3": {
+        "endpoint": "s3.example.org"}}}}},
+                 ["spec.settingsOverride.recording.storage.s3.endpoint", "should match"], id="s3-endpoint-without-scheme"),
 ]
 
 

@@ -145,3 +145,28 @@ def test_component_key_changes_with_version():
     other = build.Component(c.name, c.module, "v1.35.5", c.binaries, c.local_version, c.ldflags)
     assert c.key() != other.key()
     assert c.key() == build.components()[1].key()
+
+
+# SeaweedFS pins a pseudo-version and replaces a module deleted from its host with a fork; the
+# replacement only holds in the main module, so the wrapper must repeat it.
+SEAWEEDFS_GOMOD = """module github.com/seaweedfs/seaweedfs
+
+go 1.26.6
+
+require github.com/tyler-smith/go-bip39 v1.1.0 // indirect
+
+// replace github.com/seaweedfs/raft => /Users/someone/go/src/github.com/seaweedfs/raft
+
+replace github.com/tyler-smith/go-bip39 => github.com/cosmos/go-bip39 v1.0.0
+"""
+
+
+def test_seaweedfs_wrapper_keeps_the_fork_replacement_and_builds_weed():
+    up = build.parse_gomod(SEAWEEDFS_GOMOD)
+    comp = next(c for c in build.components() if c.name == "seaweedfs")
+    assert comp.binaries == {"weed": "github.com/seaweedfs/seaweedfs/weed"}
+    assert build.binary_paths()["weed"].name == "weed"
+    text = build.wrapper_gomod(up, SEAWEEDFS_GOMOD, comp.module, comp.version, comp.local_version)
+    assert f"\nrequire github.com/seaweedfs/seaweedfs {comp.version}\n" in text
+    assert "\tgithub.com/tyler-smith/go-bip39 => github.com/cosmos/go-bip39 v1.0.0\n" in text
+    assert "/Users/" not in text

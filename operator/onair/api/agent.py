@@ -141,6 +141,24 @@ class OriginConfig(ApiModel):
                                   description="largest segment/screenshot the transcoder may PUT (413 above)")
 
 
+class S3UploadConfig(ApiModel):
+    """Where the recorder uploads finished parts and sidecars (``onair.agent.recorder.upload``)."""
+
+    endpoint: str = Field(description="S3 API endpoint URL, e.g. https://s3.eu-central-1.amazonaws.com")
+    bucket: str
+    prefix: str = Field("", description="key prefix; keys are <prefix>/<namespace>/<name>/<session>/<file>")
+    region: str = "us-east-1"
+    force_path_style: bool = Field(False, description="<endpoint>/<bucket>/<key> instead of <bucket>.<host>")
+    access_key_id_file: str = Field(description="file holding the access key id, read at every attempt")
+    secret_access_key_file: str = Field(description="file holding the secret access key, read at every attempt")
+    keep_local_copy: bool = Field(False, description="keep a part on the volume once its upload is confirmed")
+    part_size_bytes: int = Field(16 * 1024 * 1024, ge=5 * 1024 * 1024, le=5 * 1024 * 1024 * 1024,
+                                 description="size of each multipart upload part (the last may be smaller)")
+    request_timeout_seconds: float = Field(
+        30, gt=0, description="connect and read timeout of every request: bounds each attempt")
+    retry_max_seconds: float = Field(60, gt=0, description="ceiling of the backoff between failed attempts")
+
+
 class RecorderConfig(ApiModel):
     role: Literal["recorder"] = "recorder"
     livestream: str
@@ -163,6 +181,7 @@ class RecorderConfig(ApiModel):
     stall_timeout_seconds: float = Field(8, gt=0, description="no media for this long = the source dropped")
     retry_max_seconds: float = Field(5, gt=0, description="ceiling of the retry backoff while the source is not live")
     min_free_bytes: int = Field(64 * 1024 * 1024, ge=0, description="pause recording below this much free space")
+    s3: Optional[S3UploadConfig] = Field(None, description="upload finished parts and sidecars here; null: keep them on the volume only")
 
 
 # ----------------------------------------------------------------------------- desired state
@@ -296,6 +315,25 @@ class Recording(ApiModel):
     parts: list[RecordedPart] = Field(default_factory=list)
 
 
+UploadErrorKind = Literal["credentials", "bucket", "unreachable", "rejected", "local"]
+
+
+class UploadStatus(ApiModel):
+    """The recorder's uploads to object storage; present only when ``RecorderConfig.s3`` is set."""
+
+    target: str = Field(description="s3://<bucket>/<prefix>: where recordings go")
+    endpoint: str
+    pending: int = Field(ge=0, description=(
+        "finished files (parts, sidecars) on the volume whose upload is not confirmed yet; the part being "
+        "written is not counted"))
+    uploading: Optional[str] = Field(None, description="the file being uploaded now")
+    error: Optional[str] = Field(None, description=(
+        "why the last attempt failed, worded the same for the same cause; null once an upload succeeds"))
+    error_kind: Optional[UploadErrorKind] = None
+    failing_since: Optional[datetime] = Field(None, description="first failure of the current run of failures")
+    next_attempt_at: Optional[datetime] = Field(None, description="when the failed upload is retried")
+
+
 class RecorderStatus(ApiModel):
     role: Literal["recorder"] = "recorder"
     recording: bool = Field(description="media is being written right now")
@@ -310,6 +348,7 @@ class RecorderStatus(ApiModel):
     recordings: list[Recording] = Field(default_factory=list, description=(
         "finished sessions of this livestream on the volume (their sidecars), oldest first, at most the "
         "latest 50"))
+    upload: Optional[UploadStatus] = Field(None, description="uploads to object storage; null without RecorderConfig.s3")
 
 
 class OriginStatus(ApiModel):

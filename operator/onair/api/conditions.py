@@ -36,6 +36,16 @@ RECORDING_SOURCE_UNAVAILABLE = "RecordingSourceUnavailable"
 NOTHING_TRANSCODED_TO_RECORD = "NothingTranscodedToRecord"
 RECORDING_PROBLEMS = (RECORDING_FAILED, RECORDING_SOURCE_UNAVAILABLE, NOTHING_TRANSCODED_TO_RECORD)
 
+# ``RecordingsUploaded``: present while recording.storage.s3 is set. True once every finished part
+# and sidecar is in the bucket; False while some wait (pending) or uploads fail (a problem: also a
+# Warning Event, and a Normal one when uploads work again). Never touches Ready: the recorder keeps
+# every file on the volume and retries by itself.
+RECORDINGS_UPLOADED = "RecordingsUploaded"
+RECORDING_UPLOADS_DONE = "RecordingsUploaded"
+RECORDING_UPLOAD_PENDING = "RecordingUploadPending"
+RECORDING_UPLOAD_FAILING = "RecordingUploadFailing"
+RECORDING_UPLOAD_RECOVERED = "RecordingUploadRecovered"
+
 # Ready=False while outputs that should be produced are not (also a Warning Event).
 BROADCASTING_FAILED = "BroadcastingFailed"
 

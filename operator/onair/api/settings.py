@@ -77,6 +77,48 @@ class DvrSettings(ApiModel):
         "DVR window in seconds, 30–14400 (4 h). Default 3600."))
 
 
+S3_ENDPOINT_PATTERN = r"^https?://[^\s/?#]+(/[^\s?#]*)?$"
+S3_BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+# Keys stay within the characters S3 calls safe, so a URL or a shell never needs to quote them.
+S3_PREFIX_PATTERN = r"^/?[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*/?$"
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+DEFAULT_S3_REGION = "us-east-1"
+# The keys of the Secret named by ``S3Storage.credentials_secret``.
+S3_ACCESS_KEY_ID = "accessKeyId"
+S3_SECRET_ACCESS_KEY = "secretAccessKey"
+
+
+class S3Storage(ApiModel):
+    """An S3-compatible bucket every finished recording part (and its JSON sidecar) is uploaded to.
+
+    Every field is optional on the wire like the rest of the settings, so a CallType can name the
+    endpoint and bucket and a Livestream only its prefix; what is missing once merged is reported
+    as ``InvalidRecordingStorage`` on the Livestream (``onair.render.resolve``).
+    """
+
+    endpoint: Optional[str] = Field(None, max_length=2048, pattern=S3_ENDPOINT_PATTERN, description=(
+        "S3 API endpoint, e.g. https://s3.eu-central-1.amazonaws.com or http://minio.storage:9000. Required."))
+    bucket: Optional[str] = Field(None, min_length=3, max_length=63, pattern=S3_BUCKET_PATTERN, description=(
+        "Existing bucket the recordings go to (onair never creates one). Required."))
+    prefix: Optional[str] = Field(None, max_length=512, pattern=S3_PREFIX_PATTERN, description=(
+        "Key prefix, e.g. recordings/prod (slashes around it are ignored). Objects are <prefix>/<namespace>/<livestream>/<session>/<file>. "
+        "Default: none."))
+    region: Optional[str] = Field(None, max_length=64, pattern=r"^[a-z0-9-]+$", description=(
+        f"Region the requests are signed for. Default {DEFAULT_S3_REGION}."))
+    force_path_style: Optional[bool] = Field(None, description=(
+        "Address the bucket as <endpoint>/<bucket> instead of <bucket>.<endpoint> (MinIO, SeaweedFS, Ceph "
+        "and most self-hosted stores need true). Default false."))
+    credentials_secret: Optional[str] = Field(None, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN, description=(
+        f"Secret in the Livestream's namespace with the keys {S3_ACCESS_KEY_ID} and {S3_SECRET_ACCESS_KEY}, mounted "
+        "into the recorder as files (a rotated Secret is used without a restart). The key needs s3:PutObject and "
+        "s3:GetObject (each upload is checked after it completes), and s3:ListBucketMultipartUploads and "
+        "s3:AbortMultipartUpload to abort what a killed recorder left. Required."))
+    keep_local_copy: Optional[bool] = Field(None, description=(
+        "Keep each part on the recordings volume after its upload is confirmed. Default false: a part is "
+        "deleted once the store holds it with the same size and checksum (never before); the small JSON "
+        "sidecars always stay, so the recorder keeps listing the recordings."))
+
+
 class RecordingStorage(ApiModel):
     persistent_volume_claim: Optional[str] = Field(None, max_length=253, description=(
         "Existing PVC (same namespace) to write recordings to. When unset the operator creates "
@@ -84,6 +126,11 @@ class RecordingStorage(ApiModel):
     size: Optional[str] = Field(None, pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$",
                                 description="Size of the created PVC. Default 20Gi.")
     storage_class_name: Optional[str] = Field(None, max_length=253, description="StorageClass of the created PVC.")
+    s3: Optional[S3Storage] = Field(None, description=(
+        "Also upload every finished part to this S3-compatible bucket, as soon as it is finalized (multipart, "
+        "retried with backoff until it succeeds); the volume above is the buffer. GetStream's "
+        "recording_storage_name: set it per CallType or per Livestream. The RecordingsUploaded condition "
+        "says whether uploads work."))
 
 
 class RecordingSettings(ApiModel):

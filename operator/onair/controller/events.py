@@ -12,7 +12,8 @@ from typing import Any, Mapping, Optional
 
 import kopf
 
-from onair.api.conditions import RECORDING, RECORDING_PROBLEMS
+from onair.api.conditions import (RECORDING, RECORDING_PROBLEMS, RECORDING_UPLOAD_FAILING, RECORDING_UPLOAD_RECOVERED,
+                                  RECORDINGS_UPLOADED)
 from onair.api.webhooks import WEBHOOK_DELIVERY_ABANDONED, WEBHOOK_DELIVERY_FAILED, WEBHOOK_DELIVERY_RECOVERED
 from onair.render.conditions import find_condition
 
@@ -127,6 +128,8 @@ def transition_events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Ev
     if new_rec and new_rec.get("reason") in RECORDING_PROBLEMS and (old_rec or {}).get("reason") != new_rec["reason"]:
         out.append(Event(WARNING, new_rec["reason"], new_rec.get("message", "")))
 
+    out += _upload_events(find_condition(old.get("conditions"), RECORDINGS_UPLOADED),
+                          find_condition(new.get("conditions"), RECORDINGS_UPLOADED))
     out += _webhook_events(old.get("webhooks") or {}, new.get("webhooks") or {})
 
     old_stalled, new_stalled = _stalled(old), _stalled(new)
@@ -139,6 +142,19 @@ def transition_events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Ev
         else:
             out.append(Event(NORMAL, "Recovered", f"No longer stalled ({old_stalled.get('reason')})."))
     return out
+
+
+def _upload_events(old: Optional[dict], new: Optional[dict]) -> list[Event]:
+    """A Warning when recording uploads start failing or fail for another cause (the message names the
+    cause and stays the same while it does), a Normal one when they work again."""
+    was_failing = bool(old) and old.get("reason") == RECORDING_UPLOAD_FAILING
+    failing = bool(new) and new.get("reason") == RECORDING_UPLOAD_FAILING
+    if failing and (not was_failing or old.get("message") != new.get("message")):
+        return [Event(WARNING, RECORDING_UPLOAD_FAILING, new.get("message", "")[:1000])]
+    if was_failing and new and not failing:
+        return [Event(NORMAL, RECORDING_UPLOAD_RECOVERED,
+                      f"Recording uploads work again: {new.get('message', '')}"[:1000])]
+    return []
 
 
 def _webhook_events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Event]:

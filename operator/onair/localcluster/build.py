@@ -238,6 +238,11 @@ def _traefik_ldflags(info: dict) -> list[str]:
     ]
 
 
+def _seaweedfs_ldflags(info: dict) -> list[str]:
+    commit = ((info.get("Origin") or {}).get("Hash")) or versions.SEAWEEDFS_VERSION.rsplit("-", 1)[-1]
+    return [f"-X github.com/seaweedfs/seaweedfs/weed/util/version.COMMIT={commit[:8]}"]
+
+
 def _helm_ldflags(info: dict) -> list[str]:
     commit = ((info.get("Origin") or {}).get("Hash")) or ""
     return [
@@ -310,6 +315,16 @@ def components() -> list[Component]:
             local_version=lambda _path: versions.TRAEFIK_VERSION,
             ldflags=_traefik_ldflags,
         ),
+        # The S3-compatible store the recorder's uploads are tested against (tests/fixtures/s3.py);
+        # a host process, never part of a cluster.
+        Component(
+            name="seaweedfs",
+            module="github.com/seaweedfs/seaweedfs",
+            version=versions.SEAWEEDFS_VERSION,
+            binaries={"weed": "github.com/seaweedfs/seaweedfs/weed"},
+            local_version=lambda _path: versions.SEAWEEDFS_VERSION,
+            ldflags=_seaweedfs_ldflags,
+        ),
         Component(
             name="helm",
             module="helm.sh/helm/v3",
@@ -341,10 +356,12 @@ BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "helm")
 # What a real node adds (onair.localcluster.node); built only when a node is asked for.
 NODE_BINARIES = ("kubelet", "kube-scheduler", "kube-proxy", "coredns", "local-path-provisioner", "traefik")
 NODE_COMPONENTS = ["kubernetes-node", "coredns", "local-path-provisioner", "traefik"]
+# What the tests start on the host next to the control plane (the recorder's S3 store).
+TEST_BINARIES = ("weed",)
 
 
 def binary_paths() -> dict[str, Path]:
-    return {name: bin_dir() / name for name in BINARIES + NODE_BINARIES}
+    return {name: bin_dir() / name for name in BINARIES + NODE_BINARIES + TEST_BINARIES}
 
 
 def find_go() -> str:

@@ -39,7 +39,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
 def _cmd_info(_args: argparse.Namespace) -> int:
     print(f"kubernetes {versions.KUBERNETES_VERSION}  etcd {versions.ETCD_VERSION}  helm {versions.HELM_VERSION}  "
           f"coredns {versions.COREDNS_VERSION}  local-path-provisioner {versions.LOCAL_PATH_PROVISIONER_VERSION}  "
-          f"traefik {versions.TRAEFIK_VERSION}")
+          f"traefik {versions.TRAEFIK_VERSION}  seaweedfs {versions.SEAWEEDFS_VERSION}")
     for name, p in build.binary_paths().items():
         print(f"{name:<24} {p}{'' if p.is_file() else '  (not built)'}")
     root = build.cache_root()

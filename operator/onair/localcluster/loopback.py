@@ -59,6 +59,9 @@ class Volume:
     kind: str
     source: Optional[str] = None  # ConfigMap/Secret/claim name
     items: tuple[tuple[str, str], ...] = ()  # (key, path) for configMap/secret; empty = every key
+    # A Secret or ConfigMap that may be missing (or lack keys): the pod starts with what there is,
+    # as the kubelet does; the files appear once the object does.
+    optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -101,7 +104,7 @@ def _volume(raw: Mapping[str, Any]) -> Volume:
             source = {"configMap": src.get("name"), "secret": src.get("secretName"),
                       "persistentVolumeClaim": src.get("claimName")}.get(kind)
             items = tuple((i["key"], i["path"]) for i in src.get("items") or ())
-            return Volume(name, kind, source, items)
+            return Volume(name, kind, source, items, optional=bool(src.get("optional")))
     kinds = sorted(k for k in raw if k != "name")
     raise PlanError(f"volume {name!r} is of a kind a local process cannot mount ({', '.join(kinds) or 'none'})")
 

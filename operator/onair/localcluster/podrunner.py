@@ -475,6 +475,15 @@ class PodRunner:
             raise _Pending(f"{kind} {name} is being deleted")
         return obj
 
+    def _read_volume_source(self, kind: str, namespace: str, volume: loopback.Volume) -> dict:
+        """The object behind a volume; an optional one that does not exist reads as empty."""
+        try:
+            return self._read(kind, namespace, volume.source)
+        except _Pending:
+            if volume.optional:
+                return {}
+            raise
+
     def _pod_dir(self, plan: PodPlan) -> Path:
         return self.root / "namespaces" / plan.namespace / "pods" / plan.name
 
@@ -483,6 +492,8 @@ class PodRunner:
         data = secret.get("data") or {}
         items = volume.items or tuple((k, k) for k in data)
         for key, rel in items:
+            if key not in data and volume.optional:
+                continue
             if key not in data:
                 raise _Pending(f"Secret {volume.source} has no key {key}")
             target = directory / rel
@@ -506,7 +517,7 @@ class PodRunner:
             for volume in pod.plan.volumes.values():
                 if volume.kind == "secret":
                     self._write_secret(pod.secret_dir / volume.name, volume,
-                                       self._read("Secret", pod.plan.namespace, volume.source))
+                                       self._read_volume_source("Secret", pod.plan.namespace, volume))
         except _Pending:
             pass
         except Exception as exc:  # noqa: BLE001 - a failed refresh keeps the old files
@@ -528,7 +539,7 @@ class PodRunner:
                 config_maps[volume.name] = self._read("ConfigMap", ns, volume.source)
                 dirs[volume.name] = str(pod_dir / "volumes" / volume.name)
             elif volume.kind == "secret":
-                secrets[volume.name] = self._read("Secret", ns, volume.source)
+                secrets[volume.name] = self._read_volume_source("Secret", ns, volume)
                 dirs[volume.name] = str(secret_dir / volume.name)
             elif volume.kind == "persistentVolumeClaim":
                 claim = self._read("PersistentVolumeClaim", ns, volume.source)

@@ -39,3 +39,9 @@ GATEWAY_API_VERSION = "v1.4.0"
 # github.com/traefik/traefik/dynamic/ext with a nested module (./pkg/config/dynamic/ext) that
 # the module zip leaves out and the proxy does not serve. 3.6 declares go 1.25.
 TRAEFIK_VERSION = "v3.6.12"
+
+# The S3-compatible object store the recording upload is tested against (tests/fixtures/s3.py):
+# the weed command of SeaweedFS, one process serving master, volume, filer and S3 API. SeaweedFS
+# publishes no semantic-version module tags, so the pin is the pseudo-version of a commit the
+# Go module proxy serves; it declares go 1.26.6.
+SEAWEEDFS_VERSION = "v0.0.0-20261109003541-7506e5f91cd6"

@@ -59,12 +59,12 @@ from typing import Callable, Mapping, Optional
 from pydantic import BaseModel
 
 from onair import endpoints, roles
-from onair.api.agent import IngestConfig, OriginConfig, RecorderConfig, Rung, TranscoderConfig
+from onair.api.agent import IngestConfig, OriginConfig, RecorderConfig, Rung, S3UploadConfig, TranscoderConfig
 from onair.api.calltype import CallType
-from onair.api.meta import (LABEL_RECORDINGS_OF, LABEL_ROLE, labels,
-                             owner_reference)
+from onair.api.meta import LABEL_RECORDINGS_OF, LABEL_ROLE, labels, owner_reference
 from onair.api.livestream import IngestEndpoints, LivestreamSpec, PlaybackUrls
-from onair.api.settings import CallSettings
+from onair.api.settings import (DEFAULT_S3_REGION, S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY, CallSettings,
+                                RecordingStorage)
 from onair.controller.config import OperatorConfig
 from onair.render import credentials as creds_mod
 from onair.render import grants
@@ -82,6 +82,8 @@ TLS_DIR = "/etc/onair/tls"
 TURN_DIR = "/etc/onair/turn"
 TURN_SECRET_KEY = "turnSecret"
 RECORDINGS_DIR = "/recordings"
+# The recording storage's S3 credentials (recording.storage.s3.credentialsSecret), as files.
+S3_SECRET_DIR = "/etc/onair/s3"
 
 # (apiVersion, kind) of everything render_children can own, for pruning.
 CHILD_KINDS: tuple[tuple[str, str], ...] = (
@@ -356,8 +358,23 @@ def render_agent_configs(name: str, namespace: str, spec: LivestreamSpec, effect
             livestream=ident, agent_port=roles.AGENT_PORT, agent_token_file=_secret_file(creds_mod.AGENT_TOKEN),
             source_url=source_url, fallback_source_urls=fallbacks, backup_source_url=backup_source,
             record_type=rec.type, read_token_file=read_token_file, output_dir=RECORDINGS_DIR,
-            split_seconds=rec.split_seconds)
+            split_seconds=rec.split_seconds, s3=render_s3_upload(rec.storage))
     return out
+
+
+def render_s3_upload(storage: Optional[RecordingStorage]) -> Optional[S3UploadConfig]:
+    """The recorder's upload target; None without ``recording.storage.s3``. The credentials are
+    files of the mounted Secret (``_volumes``), never values in the ConfigMap. ``resolve`` has
+    already refused an ``s3`` that lacks endpoint, bucket or credentialsSecret."""
+    s3 = storage.s3 if storage else None
+    if s3 is None:
+        return None
+    return S3UploadConfig(
+        endpoint=s3.endpoint, bucket=s3.bucket, prefix=(s3.prefix or "").strip("/"),
+        region=s3.region or DEFAULT_S3_REGION, force_path_style=bool(s3.force_path_style),
+        access_key_id_file=f"{S3_SECRET_DIR}/{S3_ACCESS_KEY_ID}",
+        secret_access_key_file=f"{S3_SECRET_DIR}/{S3_SECRET_ACCESS_KEY}",
+        keep_local_copy=bool(s3.keep_local_copy))
 
 
 def config_json(model: BaseModel) -> str:
@@ -417,6 +434,15 @@ def _volumes(name: str, key: str, agent: BaseModel, effective: CallSettings,
     if role == "recorder":
         volumes.append({"name": "recordings", "persistentVolumeClaim": {"claimName": recordings_claim(name, effective)}})
         mounts.append({"name": "recordings", "mountPath": agent.output_dir})
+        storage = effective.recording.storage
+        if storage and storage.s3 and storage.s3.credentials_secret:
+            # Optional: a missing Secret must not keep the recorder (and the recording) from
+            # starting; the recorder reports it in /status and the kubelet fills the files in
+            # once the Secret exists.
+            volumes.append({"name": "s3-credentials", "secret": {
+                "secretName": storage.s3.credentials_secret, "defaultMode": 0o440, "optional": True,
+                "items": [{"key": k, "path": k} for k in (S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY)]}})
+            mounts.append({"name": "s3-credentials", "mountPath": S3_SECRET_DIR, "readOnly": True})
     return volumes, mounts
 
 

@@ -20,6 +20,7 @@ from onair.render.effective import effective_settings
 
 CALLTYPE_NOT_FOUND = "CallTypeNotFound"
 INVALID_SPEC = "InvalidSpec"
+INVALID_RECORDING_STORAGE = "InvalidRecordingStorage"
 
 
 @dataclass(frozen=True)
@@ -55,4 +56,26 @@ def resolve(livestream: Mapping, calltype: Optional[CallType]) -> Resolved:
         return Resolved(spec, None, Problem(
             CALLTYPE_NOT_FOUND,
             f"CallType {spec.call_type!r} does not exist; create it (kubectl get calltypes lists them)"))
-    return Resolved(spec, effective_settings(calltype.spec.settings, spec.settings_override))
+    effective = effective_settings(calltype.spec.settings, spec.settings_override)
+    storage = recording_storage_problem(effective)
+    if storage is not None:
+        return Resolved(spec, effective, Problem(INVALID_RECORDING_STORAGE, storage))
+    return Resolved(spec, effective)
+
+
+def recording_storage_problem(effective: CallSettings) -> Optional[str]:
+    """What ``recording.storage.s3`` lacks once CallType and override are merged (each may name only
+    some of its fields, so the API server cannot require them); None when complete or unset."""
+    recording = effective.recording
+    storage = recording.storage if recording else None
+    s3 = storage.s3 if storage else None
+    if recording is None or s3 is None or recording.mode == "disabled":
+        return None
+    missing = [name for name, value in (("endpoint", s3.endpoint), ("bucket", s3.bucket),
+                                        ("credentialsSecret", s3.credentials_secret)) if not value]
+    if not missing:
+        return None
+    return (f"recording.storage.s3 needs {', '.join(missing)} (missing from both the CallType's settings and the "
+            "Livestream's settingsOverride): set "
+            + ", ".join(f"recording.storage.s3.{name}" for name in missing)
+            + " in either, or remove recording.storage.s3 to keep recordings on the volume only")

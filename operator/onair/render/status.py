@@ -10,7 +10,9 @@ from typing import Any, Mapping, Optional
 from onair.api.agent import IngestStatus, RecorderStatus, TranscoderStatus
 from onair.api.conditions import (BROADCASTING_FAILED, NOTHING_TRANSCODED_TO_RECORD, RECORDER_NOT_REPORTING,
                                   RECORDING, RECORDING_FAILED, RECORDING_IN_PROGRESS, RECORDING_SOURCE_UNAVAILABLE, RECORDING_STARTING,
-                                  RECORDING_WAITING_FOR_INPUT)
+                                  RECORDING_UPLOAD_FAILING, RECORDING_UPLOAD_PENDING, RECORDING_UPLOADS_DONE,
+                                  RECORDING_WAITING_FOR_INPUT, RECORDINGS_UPLOADED)
+from onair.api.settings import S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY
 from onair.render.children import RenderedChildren
 from onair.render.conditions import (find_condition, kstatus_conditions, parse_rfc3339, remove_condition, rfc3339,
                                     set_condition)
@@ -114,6 +116,55 @@ def recording_condition(lifecycle: Lifecycle, rendered: RenderedChildren, record
                "and that the credentials Secret still has its readToken.")
     return ("False", RECORDING_SOURCE_UNAVAILABLE,
             f"the input is live but the {record_type} recording has not started: {why}. {fix}")
+
+
+def upload_fix(kind: Optional[str], namespace: str, s3) -> str:
+    """What the user can do about a failing upload, naming their own objects."""
+    if kind == "credentials":
+        return (f"Check the keys {S3_ACCESS_KEY_ID} and {S3_SECRET_ACCESS_KEY} of Secret {namespace}/"
+                f"{s3.credentials_secret} (recording.storage.s3.credentialsSecret) and that this key may write to bucket "
+                f"{s3.bucket}; the recorder reads a corrected Secret without a restart.")
+    if kind == "bucket":
+        return (f"Create bucket {s3.bucket} at {s3.endpoint}, or correct recording.storage.s3 (bucket, region, "
+                "endpoint, forcePathStyle).")
+    if kind == "unreachable":
+        return (f"Check that {s3.endpoint} is the store's S3 endpoint and is reachable from the recorder pod; the "
+                "files are uploaded as soon as it answers.")
+    if kind == "local":
+        return "Check the recordings volume (the recorder's log says more)."
+    return "Check the store's logs (the recorder's log says more)."
+
+
+def recordings_uploaded_condition(rendered: RenderedChildren, recorder: Any,
+                                  previous: Optional[list[dict]]) -> Optional[tuple[str, str, str]]:
+    """(status, reason, message) of ``RecordingsUploaded``; None without ``recording.storage.s3``.
+
+    Worded to stay the same while the cause does (no file names, counts only while nothing fails):
+    the Warning Event is sent when a failure starts or its cause changes.
+    """
+    storage = rendered.effective.recording.storage
+    s3 = storage.s3 if storage else None
+    config = rendered.agent_configs.get("recorder")
+    if s3 is None or config is None:
+        return None
+    upload = recorder.upload if isinstance(recorder, RecorderStatus) else None
+    if upload is None:
+        before = find_condition(previous, RECORDINGS_UPLOADED)
+        if before is not None:
+            # What was last known stays true of the files on the volume until the recorder says more.
+            return before["status"], before["reason"], before.get("message", "")
+        return ("Unknown", RECORDER_NOT_REPORTING,
+                "the recorder agent is not reporting; uploads start once its pod runs")
+    nothing_lost = "Nothing is lost: every file stays on the recordings volume until the store confirms it."
+    if upload.error:
+        namespace = config.livestream.split("/", 1)[0]
+        return ("False", RECORDING_UPLOAD_FAILING,
+                f"uploads to {upload.target} fail and are retried with backoff: {upload.error}. "
+                f"{upload_fix(upload.error_kind, namespace, s3)} {nothing_lost}")
+    if upload.pending:
+        return ("False", RECORDING_UPLOAD_PENDING,
+                f"{upload.pending} finished recording file(s) waiting to be uploaded to {upload.target}")
+    return "True", RECORDING_UPLOADS_DONE, f"every finished recording file is in {upload.target} ({upload.endpoint})"
 
 
 def livestream_status(*, lifecycle: Optional[Lifecycle], rendered: Optional[RenderedChildren],
@@ -244,6 +295,11 @@ def livestream_status(*, lifecycle: Optional[Lifecycle], rendered: Optional[Rend
         out["conditions"] = remove_condition(out["conditions"], RECORDING)
     else:
         out["conditions"] = set_condition(out["conditions"], RECORDING, *recording, generation, now)
+    uploaded = recordings_uploaded_condition(rendered, recorder, prev_conditions)
+    if uploaded is None:
+        out["conditions"] = remove_condition(out["conditions"], RECORDINGS_UPLOADED)
+    else:
+        out["conditions"] = set_condition(out["conditions"], RECORDINGS_UPLOADED, *uploaded, generation, now)
     return out
 
 

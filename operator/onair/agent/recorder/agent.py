@@ -36,12 +36,14 @@ from .command import PROBE_SECONDS, PROGRESS_PERIOD_SECONDS, RecordingRun, ffmpe
 from .disk import free_bytes, human_bytes
 from .hls import HlsSource, choose_top_rung, media_playlist_state
 from .mp4 import holds_media
-from .naming import list_parts, next_part_number, part_pattern, session_started, unused_prefix
+from .naming import PartFile, list_parts, next_part_number, part_pattern, session_started, unused_prefix
 from .probe import probe_duration
 from onair.agent.ffmpeg_output import ProgressReader
 from .session import Backoff, Session
 from .sources import SourceRotation
 from .sidecar import FinishedSessions, PartInfo, sessions_without_sidecar, sidecar_document, write_sidecar
+from .upload import read_marker, uploaded_parts
+from .uploader import Uploader
 
 log = logging.getLogger("onair.agent.recorder")
 FFMPEG = shutil.which("ffmpeg") or "ffmpeg"
@@ -134,7 +136,11 @@ class RecorderAgent(Agent):
         self._run_had_media = False
         self._pending_sidecars: dict[str, dict] = {}
         self._hls_recorded_up_to: Optional[str] = None
+        # (session prefix, first part number) of the ffmpeg run in progress: its newest part is
+        # still being written and must not be uploaded yet.
+        self._open_run: Optional[tuple[str, int]] = None
         self._init_metrics()
+        self.uploader = Uploader(config, lambda: self._open_run, self.registry) if config.s3 else None
 
     # metrics ----------------------------------------------------------------------------
     def _init_metrics(self) -> None:
@@ -177,7 +183,9 @@ class RecorderAgent(Agent):
             started_at=self.session.started_at if self.session else None,
             error=self.error,
             source_error=self.source_error,
-            recordings=self.finished.list(),
+            recordings=[self.uploader.with_uploads(r) for r in self.finished.list()] if self.uploader
+            else self.finished.list(),
+            upload=self.uploader.status() if self.uploader else None,
         )
 
     def _source_urls(self, backup: Optional[bool]) -> list[str]:
@@ -204,6 +212,8 @@ class RecorderAgent(Agent):
         if self.config.read_token_file and not read_secret(self.config.read_token_file):
             log.error("no read token in %s: the source will refuse the recorder", self.config.read_token_file)
         self._loop_task = asyncio.get_running_loop().create_task(self._control_loop(), name="recorder")
+        if self.uploader:
+            self.uploader.start()
 
     async def shutdown(self) -> None:
         self._closing = True
@@ -215,6 +225,9 @@ class RecorderAgent(Agent):
                 log.error("recorder loop did not stop within 120s")
                 self._loop_task.cancel()
         await self.supervisor.stop_all()
+        if self.uploader:
+            # The session just finalized: its last part and sidecar, if the grace period allows.
+            await self.uploader.close()
 
     # the loop ---------------------------------------------------------------------------
     async def _control_loop(self) -> None:
@@ -378,7 +391,7 @@ class RecorderAgent(Agent):
     async def _record(self, source: HlsSource | str) -> RunOutcome:
         prefix = self.session.prefix if self.session else unused_prefix(
             self.output_dir, self.config.livestream, datetime.now(timezone.utc))
-        start_number = next_part_number(list_parts(self.output_dir, self.config.livestream), prefix)
+        start_number = next_part_number(self._all_parts(), prefix)
         run = RecordingRun(
             output_pattern=str(self.output_dir / part_pattern(prefix)),
             split_seconds=self.config.split_seconds,
@@ -417,6 +430,16 @@ class RecorderAgent(Agent):
             on_line=on_line,
             on_exit=lambda code: (exit_codes.append(code), exited.set()),
         )
+        self._open_run = (prefix, start_number)
+        try:
+            return await self._run_child(child, run, reader, exited, exit_codes, flags, prefix, start_number)
+        finally:
+            self._open_run = None
+            if self.uploader:
+                self.uploader.wake()
+
+    async def _run_child(self, child: Child, run: RecordingRun, reader: ProgressReader, exited: asyncio.Event,
+                         exit_codes: list[int], flags: dict, prefix: str, start_number: int) -> RunOutcome:
         self.supervisor.add(child)
         spawned = time.monotonic()
         first_media_timeout = self.sources.attempt_timeout(
@@ -525,7 +548,7 @@ class RecorderAgent(Agent):
         self.sources.reset()  # the next session prefers sourceUrl again
         if session is None:
             return
-        parts = [p for p in list_parts(self.output_dir, self.config.livestream) if p.prefix == session.prefix]
+        parts = [p for p in self._all_parts() if p.prefix == session.prefix]
         if not parts:
             self.session = None
             log.info("recording session %s ended (%s) without any file", session.prefix, reason)
@@ -541,6 +564,14 @@ class RecorderAgent(Agent):
         log.info("recording %s finalized (%s): %d part(s), %.1fs", session.prefix, reason, len(infos),
                  document["durationSeconds"])
 
+    def _all_parts(self) -> list[PartFile]:
+        """The parts on the volume and those uploaded and removed from it (their markers stay): part
+        numbers never repeat within a session, and a sidecar lists every part."""
+        parts = set(list_parts(self.output_dir, self.config.livestream))
+        if self.uploader:
+            parts |= set(uploaded_parts(self.output_dir, self.config.livestream))
+        return sorted(parts)
+
     async def _part_infos(self, parts) -> list[PartInfo]:
         infos = []
         for part in parts:
@@ -548,6 +579,10 @@ class RecorderAgent(Agent):
             try:
                 size = path.stat().st_size
             except OSError:
+                marker = read_marker(self.output_dir, part.name)
+                if marker is not None:
+                    infos.append(PartInfo(part.name, marker.bytes, marker.duration_seconds))
+                    continue
                 size = 0
             infos.append(PartInfo(part.name, size, await probe_duration(path)))
         return infos
@@ -564,6 +599,8 @@ class RecorderAgent(Agent):
             return
         self._pending_sidecars.pop(prefix, None)
         self.m_sessions.labels(self._labels["livestream"]).inc()
+        if self.uploader:
+            self.uploader.wake()
 
     async def _flush_pending_sidecars(self) -> None:
         for prefix, document in list(self._pending_sidecars.items()):
@@ -573,7 +610,7 @@ class RecorderAgent(Agent):
 
     async def _recover_unfinished(self) -> None:
         """Sessions a killed agent left without a sidecar get one now, marked recovered."""
-        parts = list_parts(self.output_dir, self.config.livestream)
+        parts = self._all_parts()
         for prefix, members in sessions_without_sidecar(self.output_dir, parts).items():
             infos = await self._part_infos(members)
             mtimes = []
