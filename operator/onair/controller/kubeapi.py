@@ -69,11 +69,15 @@ KINDS: dict[tuple[str, str], Kind] = {(k.api_version, k.kind): k for k in (
     Kind("gateway.networking.k8s.io/v1", "HTTPRoute", "httproutes"),
     Kind("onair.dev/v1alpha1", "Livestream", "livestreams"),
     Kind("onair.dev/v1alpha1", "CallType", "calltypes", namespaced=False),
+    Kind("onair.dev/v1alpha1", "Recording", "recordings"),
+    # Only the one-shot pod that deletes a Recording's files (onair.render.recordings.deletion_pod).
+    Kind("v1", "Pod", "pods"),
 )}
 LIVESTREAM = KINDS[("onair.dev/v1alpha1", "Livestream")]
 CALLTYPE = KINDS[("onair.dev/v1alpha1", "CallType")]
-# Read only (why an agent does not answer); pods are the Deployments' business, never applied.
-POD = Kind("v1", "Pod", "pods")
+RECORDING = KINDS[("onair.dev/v1alpha1", "Recording")]
+# Agent pods are read only (why an agent does not answer), they are the Deployments' business.
+POD = KINDS[("v1", "Pod")]
 
 
 def kind_of(obj: dict) -> Kind:
@@ -249,6 +253,11 @@ class Kube:
                 return False
             raise
         return True
+
+    async def merge_patch(self, kind: Kind, namespace: Optional[str], name: str, patch: dict) -> dict:
+        """JSON merge patch of the object (never creates it: a missing object is a 404)."""
+        return await self.request("PATCH", kind.path(namespace, name), body=patch,
+                                  query={"fieldManager": FIELD_MANAGER}, content_type="application/merge-patch+json")
 
     async def patch_status(self, kind: Kind, namespace: Optional[str], name: str, status: dict) -> dict:
         """JSON merge patch of the status subresource (None values delete keys)."""

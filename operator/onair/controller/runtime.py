@@ -75,6 +75,8 @@ class LivestreamState:
     pod_problems: dict[str, str] = field(default_factory=dict)  # role key -> why its pod does not run
     transient_failures: int = 0
     refusals: Optional[RefusalAnnouncer] = None  # created by the first status poll
+    # Recording name -> the spec last written or found for it (onair.controller.recordings.sync).
+    recording_specs: dict[str, dict] = field(default_factory=dict)
 
     def mark_dirty(self, reason: str) -> None:
         self.dirty.add(reason)
@@ -152,6 +154,9 @@ class Runtime:
         # fed by the children watch (onair.controller.owned.note_ingest_service).
         self.ingest_services: dict[tuple[str, str, str], Any] = {}
         self.webhooks = WebhookDeliverer(self)
+        # Deletes a Recording's uploaded objects (onair.controller.recordings.ObjectStorage); None:
+        # Recordings with uploaded parts keep their finalizer with a condition that says so.
+        self.object_storage: Any = None
 
     async def _sync_calltype_status(self, name: str) -> None:
         from .calltype import sync_calltype_status
