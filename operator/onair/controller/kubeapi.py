@@ -69,15 +69,11 @@ KINDS: dict[tuple[str, str], Kind] = {(k.api_version, k.kind): k for k in (
     Kind("gateway.networking.k8s.io/v1", "HTTPRoute", "httproutes"),
     Kind("onair.dev/v1alpha1", "Livestream", "livestreams"),
     Kind("onair.dev/v1alpha1", "CallType", "calltypes", namespaced=False),
-    Kind("onair.dev/v1alpha1", "Recording", "recordings"),
-    # Only the one-shot pod that deletes a Recording's files (onair.render.recordings.deletion_pod).
-    Kind("v1", "Pod", "pods"),
 )}
 LIVESTREAM = KINDS[("onair.dev/v1alpha1", "Livestream")]
 CALLTYPE = KINDS[("onair.dev/v1alpha1", "CallType")]
-RECORDING = KINDS[("onair.dev/v1alpha1", "Recording")]
-# Agent pods are read only (why an agent does not answer), they are the Deployments' business.
-POD = KINDS[("v1", "Pod")]
+# Read only (why an agent does not answer); pods are the Deployments' business, never applied.
+POD = Kind("v1", "Pod", "pods")
 
 
 def kind_of(obj: dict) -> Kind:

@@ -31,7 +31,7 @@ from typing import Any, Mapping, Optional, Protocol
 import kopf
 
 from onair.api.agent import RecorderStatus
-from onair.api.calltype import GROUP, VERSION
+from onair.api.meta import API_VERSION, GROUP, VERSION
 from onair.api.recording import (MEDIA_DELETED, MEDIA_DELETED_EVENT, MEDIA_DELETION_FAILED, MEDIA_DELETION_PENDING,
                                  OBJECT_DELETION_NOT_CONFIGURED, RECORDER_UNREACHABLE, RECORDING_CREATED_EVENT)
 from onair.render.children import recordings_claim
@@ -41,12 +41,13 @@ from onair.render.recordings import (deletion_pod, deletion_pod_name, recording_
                                      recording_spec, recording_status, spec_update)
 
 from . import events
-from .kubeapi import POD, RECORDING, KubeError
+from .kubeapi import FIELD_MANAGER, POD, Kind, KubeError
 from .runtime import LivestreamState, Runtime
 from .settings import FINALIZER
 
 log = logging.getLogger("onair.controller")
 RESOURCE = (GROUP, VERSION, "recordings")
+RECORDING = Kind(API_VERSION, "Recording", "recordings")
 # Retries of a deletion that cannot finish yet: quick at first (a deletion pod starting), then settle.
 RETRY_DELAYS = (1, 2, 3, 5, 10, 20, 30)
 # The API server's refusal of new objects in a namespace being deleted (NamespaceLifecycle admission).
@@ -103,9 +104,13 @@ async def _ensure(rt: Runtime, state: LivestreamState, body: Mapping, name: str,
     current = await rt.kube.get(RECORDING, state.namespace, name)
     if current is None:
         manifest = recording_manifest(state.namespace, state.name, uid, session, claim, FINALIZER)
-        created = await rt.kube.create_if_absent(manifest, check_first=False)
-        if created is None:  # created meanwhile by someone else: judged at the next poll
-            return
+        try:
+            created = await rt.kube.request("POST", RECORDING.path(state.namespace), body=manifest,
+                                            query={"fieldManager": FIELD_MANAGER})
+        except KubeError as exc:
+            if exc.status == 409:  # created meanwhile: judged at the next poll
+                return
+            raise
         await _write_status(rt, created)
         status = recording_status(manifest["spec"])
         events.normal(body, RECORDING_CREATED_EVENT, (
@@ -196,9 +201,9 @@ async def _delete_with_pod(rt: Runtime, body: Mapping) -> str:
     if pod is not None and (pod.get("metadata") or {}).get("deletionTimestamp"):
         raise NotYet(MEDIA_DELETION_PENDING, f"waiting for the previous deletion pod {pod_name} to go", warn=False)
     if pod is None:
-        manifest = deletion_pod(body, rt.config)
+        manifest = deletion_pod(body, rt.config.image, rt.config.image_pull_policy, rt.config.image_pull_secrets)
         try:
-            await rt.kube.request("POST", POD.path(namespace), body=manifest, query={"fieldManager": "onair-operator"})
+            await rt.kube.request("POST", POD.path(namespace), body=manifest, query={"fieldManager": FIELD_MANAGER})
         except KubeError as exc:
             if exc.status == 403 and NAMESPACE_TERMINATING in exc.message:
                 # Nothing can mount the volume any more, and the claim goes with the namespace; a

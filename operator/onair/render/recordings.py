@@ -11,16 +11,12 @@ from typing import Mapping, Optional
 
 from onair import roles
 from onair.api.agent import Recording as FinishedSession
-from onair.api.calltype import GROUP, VERSION
-from onair.controller.config import OperatorConfig
-from onair.render.children import (LABEL_LIVESTREAM, MANAGER, RECORDINGS_DIR, container_security_context,
-                                   pod_security_context)
+from onair.api.meta import API_VERSION, GROUP, LABEL_LIVESTREAM, MANAGER
+from onair.render.children import RECORDINGS_DIR, container_security_context, pod_security_context
 
 KIND = "Recording"
-API_VERSION = f"{GROUP}/{VERSION}"
-LABEL_SESSION = "onair.dev/session"
-LABEL_SOURCE = "onair.dev/recording-source"
-LABEL_DELETES = "onair.dev/deletes-recording"
+LABEL_SOURCE = f"{GROUP}/recording-source"
+LABEL_DELETES = f"{GROUP}/deletes-recording"
 COMPONENT_DELETION = "recording-deletion"
 # The session prefix: ``<namespace>_<livestream>_<YYYYmmddTHHMMSSZ>`` (onair.agent.recorder.naming).
 STAMP_LENGTH = len("20250102T030405Z")
@@ -157,7 +153,7 @@ def deletion_pod_name(recording: str) -> str:
     return f"{recording}-delete-media"
 
 
-def deletion_pod(recording: Mapping, config: OperatorConfig) -> dict:
+def deletion_pod(recording: Mapping, image: str, image_pull_policy: str, image_pull_secrets: list[str]) -> dict:
     """A one-shot pod that mounts the recordings volume and deletes one session's files
     (``onair agent recorder --delete-session``): how media are deleted when no recorder runs on the
     volume (the Livestream is gone, or records no more). Same image, user and restrictions as the
@@ -166,8 +162,8 @@ def deletion_pod(recording: Mapping, config: OperatorConfig) -> dict:
     livestream = spec["livestream"]["name"]
     container = {
         "name": "delete-media",
-        "image": config.image,
-        "imagePullPolicy": config.image_pull_policy,
+        "image": image,
+        "imagePullPolicy": image_pull_policy,
         "command": list(roles.ROLES["recorder"].command),
         "args": ["agent", "recorder", "--delete-session", spec["session"],
                  "--livestream", f"{meta['namespace']}/{livestream}", "--output-dir", RECORDINGS_DIR],
@@ -186,8 +182,8 @@ def deletion_pod(recording: Mapping, config: OperatorConfig) -> dict:
         "containers": [container],
         "volumes": [{"name": "recordings", "persistentVolumeClaim": {"claimName": spec["persistentVolumeClaim"]}}],
     }
-    if config.image_pull_secrets:
-        pod_spec["imagePullSecrets"] = [{"name": s} for s in config.image_pull_secrets]
+    if image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": s} for s in image_pull_secrets]
     return {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {
