@@ -17,6 +17,9 @@ from pathlib import Path
 from .naming import list_parts, livestream_slug, sidecar_name
 
 
+TERMINATION_LOG = "/dev/termination-log"
+
+
 class NotASessionOf(ValueError):
     """The name is not a session of this livestream."""
 
@@ -67,5 +70,18 @@ def main(argv: list[str]) -> int:
     except (NotASessionOf, OSError) as exc:
         print(f"cannot delete recording {args.delete_session}: {exc}", file=sys.stderr)
         return 1
-    print(f"deleted recording {args.delete_session}: " + (", ".join(deleted) or "no file was left"))
+    said = f"deleted recording {args.delete_session}: " + (", ".join(deleted) or "no file was left")
+    print(said)
+    _tell_kubelet(said)
     return 0
+
+
+def _tell_kubelet(message: str) -> None:
+    """In a pod, the kubelet hands the termination log to the pod's status, where the operator
+    reads what was deleted; elsewhere there is no such file and nothing is written."""
+    path = Path(TERMINATION_LOG)
+    if path.exists():
+        try:
+            path.write_text(message[:4000])
+        except OSError:
+            pass
