@@ -191,6 +191,16 @@ def test_deleting_a_recording_deletes_its_files_through_the_recorder(
     assert recording(kube, namespace, first["name"]) is None
     assert recording(kube, namespace, second["name"]) is not None
 
+    # Deleted without its finalizer (removed by hand first): the files stay, so the Recording comes back.
+    kept = recording(kube, namespace, second["name"])
+    kube.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "recordings", second["name"],
+                                               {"metadata": {"finalizers": None}})
+    delete_recording(kube, namespace, second["name"])
+    back = wait_for(lambda: (r := recording(kube, namespace, second["name"])) and
+                    r["metadata"]["uid"] != kept["metadata"]["uid"] and r, 30, what="the Recording back")
+    assert back["spec"] == kept["spec"] and FINALIZER in back["metadata"]["finalizers"]
+    assert files_of(out, second["session"])
+
     # Deleting the Livestream deletes neither the Recording nor its files.
     kube.delete_livestream(namespace, "show")
     wait_for(lambda: not kube.livestream_exists(namespace, "show"), 30, what="the Livestream gone")

@@ -31,7 +31,7 @@ from typing import Any, Mapping, Optional, Protocol
 import kopf
 
 from onair.api.agent import RecorderStatus
-from onair.api.meta import API_VERSION, GROUP, VERSION
+from onair.api.meta import API_VERSION, GROUP, LABEL_LIVESTREAM, VERSION
 from onair.api.recording import (MEDIA_DELETED, MEDIA_DELETED_EVENT, MEDIA_DELETION_FAILED, MEDIA_DELETION_PENDING,
                                  OBJECT_DELETION_NOT_CONFIGURED, RECORDER_UNREACHABLE, RECORDING_CREATED_EVENT)
 from onair.render.children import recordings_claim
@@ -76,32 +76,40 @@ class NotYet(Exception):
 # ----------------------------------------------------------------------------- creation
 async def sync(rt: Runtime, state: LivestreamState, ls: Mapping, body: Mapping, recorder: RecorderStatus) -> None:
     """Create or update the Recording of every finished session the recorder lists. Callers hold
-    ``state.lock``. A failure is logged and retried at the next poll; it never fails the reconcile."""
+    ``state.lock``. A failure is logged and retried at the next poll; it never fails the reconcile.
+
+    What was written is remembered (``state.recording_specs``): an unchanged session costs nothing,
+    and the first poll after a start reads the Livestream's Recordings with one list."""
     if state.rendered is None:
         return
     claim = recordings_claim(state.name, state.rendered.effective)
     uid = ls["metadata"].get("uid")
-    for session in recorder.recordings:
-        name = recording_name(state.name, session.session)
-        wanted = recording_spec(state.name, uid, session, claim)
-        if state.recording_specs.get(name) == wanted:
-            continue
+    wanted = {recording_name(state.name, s.session): (s, recording_spec(state.name, uid, s, claim))
+              for s in recorder.recordings}
+    todo = {name: pair for name, pair in wanted.items() if state.recording_specs.get(name) != pair[1]}
+    if todo:
         try:
-            await _ensure(rt, state, body, name, session, wanted, claim, uid)
+            existing = {obj["metadata"]["name"]: obj for obj in await rt.kube.list(
+                RECORDING, state.namespace, label_selector=f"{LABEL_LIVESTREAM}={state.name}")}
         except KubeError as exc:
-            log.warning("%s/%s: cannot create or update Recording %s (%s); retrying at the next poll",
-                        state.namespace, state.name, name, exc)
-            continue
-        state.recording_specs[name] = wanted
+            log.warning("%s/%s: cannot list its Recordings (%s); retrying at the next poll",
+                        state.namespace, state.name, exc)
+            return
+        for name, (session, spec) in todo.items():
+            try:
+                await _ensure(rt, state, body, name, session, spec, claim, uid, existing.get(name))
+            except KubeError as exc:
+                log.warning("%s/%s: cannot create or update Recording %s (%s); retrying at the next poll",
+                            state.namespace, state.name, name, exc)
+                continue
+            state.recording_specs[name] = spec
     # Sessions no longer listed (deleted, or older than the latest 50) need no memory.
-    listed = {recording_name(state.name, s.session) for s in recorder.recordings}
-    for gone in set(state.recording_specs) - listed:
+    for gone in set(state.recording_specs) - set(wanted):
         del state.recording_specs[gone]
 
 
 async def _ensure(rt: Runtime, state: LivestreamState, body: Mapping, name: str, session: Any, wanted: dict,
-                  claim: str, uid: Optional[str]) -> None:
-    current = await rt.kube.get(RECORDING, state.namespace, name)
+                  claim: str, uid: Optional[str], current: Optional[dict]) -> None:
     if current is None:
         manifest = recording_manifest(state.namespace, state.name, uid, session, claim, FINALIZER)
         try:
@@ -277,6 +285,16 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
     kopf.on.resume(*RESOURCE, id="columns", registry=registry)(derive_status)
     kopf.on.create(*RESOURCE, id="columns", registry=registry)(derive_status)
     kopf.on.update(*RESOURCE, id="columns", field="spec", registry=registry)(derive_status)
+
+    @kopf.on.event(*RESOURCE, id="forget", registry=registry)
+    async def forget(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        # Gone (media deleted, or its finalizer removed by hand): the next poll judges its session
+        # afresh, and creates it again if the recorder still lists it (the files are still there).
+        if event.get("type") == "DELETED":
+            meta, spec = body.get("metadata") or {}, body.get("spec") or {}
+            state = rt.livestreams.get((meta.get("namespace"), (spec.get("livestream") or {}).get("name")))
+            if state is not None:
+                state.recording_specs.pop(meta.get("name"), None)
 
     @kopf.on.delete(*RESOURCE, id="media", registry=registry)
     async def on_delete(body: kopf.Body, **_: Any) -> None:
