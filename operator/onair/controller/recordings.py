@@ -84,8 +84,8 @@ async def sync(rt: Runtime, state: LivestreamState, ls: Mapping, body: Mapping, 
         return
     claim = recordings_claim(state.name, state.rendered.effective)
     uid = ls["metadata"].get("uid")
-    wanted = {recording_name(state.name, s.session): (s, recording_spec(state.name, uid, s, claim))
-              for s in recorder.recordings}
+    # Every poll lists up to 50 sessions per Livestream: only a changed one is rendered and written.
+    wanted = {recording_name(state.name, s.session): (s, _fingerprint(s, claim)) for s in recorder.recordings}
     todo = {name: pair for name, pair in wanted.items() if state.recording_specs.get(name) != pair[1]}
     if todo:
         try:
@@ -95,17 +95,24 @@ async def sync(rt: Runtime, state: LivestreamState, ls: Mapping, body: Mapping, 
             log.warning("%s/%s: cannot list its Recordings (%s); retrying at the next poll",
                         state.namespace, state.name, exc)
             return
-        for name, (session, spec) in todo.items():
+        for name, (session, fingerprint) in todo.items():
+            spec = recording_spec(state.name, uid, session, claim)
             try:
                 await _ensure(rt, state, body, name, session, spec, claim, uid, existing.get(name))
             except KubeError as exc:
                 log.warning("%s/%s: cannot create or update Recording %s (%s); retrying at the next poll",
                             state.namespace, state.name, name, exc)
                 continue
-            state.recording_specs[name] = spec
+            state.recording_specs[name] = fingerprint
     # Sessions no longer listed (deleted, or older than the latest 50) need no memory.
     for gone in set(state.recording_specs) - set(wanted):
         del state.recording_specs[gone]
+
+
+def _fingerprint(session: Any, claim: str) -> tuple:
+    """What a Recording's spec is made of, cheap to compare (no rendering)."""
+    return (session.session, session.ended_at, session.duration_seconds, session.record_type, claim,
+            tuple((p.file, p.bytes, p.duration_seconds, p.object, p.upload_error) for p in session.parts))
 
 
 async def _ensure(rt: Runtime, state: LivestreamState, body: Mapping, name: str, session: Any, wanted: dict,

@@ -75,8 +75,8 @@ class LivestreamState:
     pod_problems: dict[str, str] = field(default_factory=dict)  # role key -> why its pod does not run
     transient_failures: int = 0
     refusals: Optional[RefusalAnnouncer] = None  # created by the first status poll
-    # Recording name -> the spec last written or found for it (onair.controller.recordings.sync).
-    recording_specs: dict[str, dict] = field(default_factory=dict)
+    # Recording name -> what its spec was last written or found from (onair.controller.recordings.sync).
+    recording_specs: dict[str, tuple] = field(default_factory=dict)
 
     def mark_dirty(self, reason: str) -> None:
         self.dirty.add(reason)
