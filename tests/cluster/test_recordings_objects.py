@@ -321,3 +321,29 @@ def test_a_recording_outlives_its_livestream_and_a_pod_deletes_its_files_then(
     assert files_of(out, session["session"]) == []
     wait_for(lambda: deletion_pod(kube, namespace, name) is None, 20, what="the deletion pod removed")
     assert any(e["reason"] == "MediaDeleted" for e in kube.events(namespace, name))
+
+
+def test_deleting_the_namespace_is_not_held_up_by_its_recordings(
+        routes, kube, calltype, namespace, recorder_agent, rtmp_source, publishers, tmp_path):
+    """No pod can run in a namespace being deleted: the files go with its recordings claim, and the
+    Recordings' finalizer lets the namespace go instead of keeping it Terminating for ever."""
+    from kubernetes.client.exceptions import ApiException
+
+    recorder = start_show(kube, routes, recorder_agent, rtmp_source, namespace, calltype, tmp_path)
+    session = record_session(kube, namespace, "show", recorder, publishers, rtmp_source)
+    wait_for(lambda: recording(kube, namespace, session["name"]), 20, what="the Recording")
+    recorder.stop()
+    routes.unroute(namespace, "show", "recorder")
+    kube.core.delete_namespace(namespace)
+
+    def gone() -> bool:
+        try:
+            kube.core.read_namespace(namespace)
+        except ApiException as exc:
+            return exc.status == 404
+        return False
+    try:
+        wait_for(gone, 90, what="the namespace deleted")
+    except TimeoutError:
+        left = recording(kube, namespace, session["name"])
+        raise AssertionError(f"the namespace is stuck; its Recording: {left}") from None
