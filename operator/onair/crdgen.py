@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from onair.api import GROUP, VERSION, CallType, Livestream
+from onair.api import GROUP, VERSION, CallType, Livestream, Recording
 from onair.dicts import deep_merge
 
 REPO_CRDS = Path(__file__).resolve().parents[2] / "crds"
@@ -145,6 +145,22 @@ def crds() -> dict[str, dict]:
                 {"name": "Broadcasting", "type": "boolean", "jsonPath": ".status.broadcasting"},
                 {"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"},
                 {"name": "Playback URL", "type": "string", "jsonPath": ".status.playback.hlsCmaf"},
+                {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+            ]),
+        f"{GROUP}_recordings.yaml": _crd(
+            Recording, plural="recordings", singular="recording", kind="Recording", scope="Namespaced",
+            short_names=["rec"],
+            description="Recording: one finished recording session of a Livestream (its parts on the recordings "
+                        "volume and in object storage). Created by the operator, owned by nothing: it outlives "
+                        "the Livestream. Deleting it deletes its media.",
+            columns=[
+                {"name": "Livestream", "type": "string", "jsonPath": ".spec.livestream.name"},
+                {"name": "Started", "type": "string", "format": "date-time", "jsonPath": ".spec.startedAt"},
+                {"name": "Duration", "type": "string", "jsonPath": ".status.duration"},
+                {"name": "Size", "type": "string", "jsonPath": ".status.size"},
+                {"name": "Storage", "type": "string", "jsonPath": ".status.storage"},
+                {"name": "Source", "type": "string", "jsonPath": ".spec.source", "priority": 1},
+                {"name": "End reason", "type": "string", "jsonPath": ".spec.endReason", "priority": 1},
                 {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
             ]),
     }

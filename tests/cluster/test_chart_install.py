@@ -307,6 +307,30 @@ def _exercise_operator_calls(admin: Api, sa: Api, ns: str, ct: str) -> None:
         name = "rbac-probe-dvr" if path == pvc_path else "show-x"
         sa.ok("DELETE", f"{path}/{name}", {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"})
 
+    # Recordings: the operator creates them, updates their spec and status, and kopf patches its finalizer
+    # onto them; deleting one is the user's decision, never the operator's.
+    rec_path = f"/apis/onair.dev/v1alpha1/namespaces/{ns}/recordings"
+    sa.ok("GET", rec_path, labelSelector="onair.dev/livestream=show")
+    sa.ok("GET", rec_path, watch="true", timeoutSeconds=1)
+    sa.ok("POST", rec_path, {"apiVersion": "onair.dev/v1alpha1", "kind": "Recording",
+                             "metadata": {"name": "show-20260714t090005z", "finalizers": ["onair.dev/finalizer"]},
+                             "spec": {"livestream": {"name": "show"}, "session": f"{ns}_show_20260714T090005Z",
+                                      "startedAt": "2026-07-14T09:00:07Z", "endedAt": "2026-07-14T09:10:00Z",
+                                      "durationSeconds": 593.0, "sizeBytes": 1, "endReason": "recording stopped"}})
+    sa.ok("GET", f"{rec_path}/show-20260714t090005z")
+    sa.ok("PATCH", f"{rec_path}/show-20260714t090005z", {"spec": {"sizeBytes": 2}}, content_type=merge)
+    sa.ok("PATCH", f"{rec_path}/show-20260714t090005z/status", {"status": {"size": "2B"}}, content_type=merge)
+    sa.forbidden("DELETE", f"{rec_path}/show-20260714t090005z", dryRun="All")
+    sa.ok("PATCH", f"{rec_path}/show-20260714t090005z", {"metadata": {"finalizers": None}}, content_type=merge)
+    admin.ok("DELETE", f"{rec_path}/show-20260714t090005z")
+    # The one-shot pod that deletes a Recording's files when no recorder runs (no more power than the
+    # Deployments it creates anyway): create, read, delete.
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "show-x-delete-media"},
+           "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "ghcr.io/onair-dev/onair:0.1.0"}]}}
+    sa.ok("POST", f"/api/v1/namespaces/{ns}/pods", pod, fieldManager="onair-operator", dryRun="All")
+    for method in ("GET", "DELETE"):  # authorized: the answer is that there is no such pod, not 403
+        assert sa.call(method, f"/api/v1/namespaces/{ns}/pods/show-x-delete-media")[0] == 404
+
     # Events, both APIs.
     now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     ref = {"apiVersion": "onair.dev/v1alpha1", "kind": "Livestream", "name": "show", "namespace": ns}
@@ -329,9 +353,6 @@ def _exercise_operator_calls(admin: Api, sa: Api, ns: str, ct: str) -> None:
     sa.forbidden("PATCH", f"/apis/onair.dev/v1alpha1/calltypes/{ct}", {"spec": {"grants": {"user": ["join-call"]}}},
                  content_type=merge, dryRun="All")
     sa.forbidden("DELETE", f"/apis/onair.dev/v1alpha1/calltypes/{ct}", dryRun="All")
-    sa.forbidden("POST", f"/api/v1/namespaces/{ns}/pods", {
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
-        "spec": {"containers": [{"name": "c", "image": "busybox"}]}}, dryRun="All")
     sa.forbidden("GET", "/apis/rbac.authorization.k8s.io/v1/clusterroles")
     sa.forbidden("POST", f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings", {
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "rb"},

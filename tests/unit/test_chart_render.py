@@ -108,7 +108,9 @@ NAMESPACED = {
     ("networking.k8s.io", "networkpolicies"): {"get", "list", "watch", "create", "patch", "delete"},
     ("networking.k8s.io", "ingresses"): {"get", "list", "watch", "create", "patch", "delete"},
     ("gateway.networking.k8s.io", "httproutes"): {"get", "list", "watch", "create", "patch", "delete"},
-    ("", "pods"): {"list", "watch"},
+    ("", "pods"): {"get", "list", "watch", "create", "delete"},
+    ("onair.dev", "recordings"): {"get", "list", "watch", "create", "patch"},
+    ("onair.dev", "recordings/status"): {"patch"},
     ("", "events"): {"create"},
     ("events.k8s.io", "events"): {"create"},
 }
@@ -416,7 +418,8 @@ def test_builtin_calltypes_are_the_files_and_follow_their_toggles():
 def test_crds_come_only_from_the_crds_directory():
     assert by_kind(render(), "CustomResourceDefinition") == []
     crds = by_kind(render(crds=True), "CustomResourceDefinition")
-    assert sorted(c["metadata"]["name"] for c in crds) == ["calltypes.onair.dev", "livestreams.onair.dev"]
+    assert sorted(c["metadata"]["name"] for c in crds) == ["calltypes.onair.dev", "livestreams.onair.dev",
+                                                           "recordings.onair.dev"]
     for c in crds:
         assert "helm.sh/resource-policy" not in (c["metadata"].get("annotations") or {})
 
@@ -446,7 +449,7 @@ def test_committed_manifests_are_fresh():
 def test_manifests_split_crds_operator_and_calltypes_without_helm_bookkeeping():
     rendered = manifests.render_manifests(helm_bin=HELM)
     kinds = {name: [d["kind"] for d in yaml.safe_load_all(text) if d] for name, text in rendered.items()}
-    assert kinds["crds.yaml"] == ["CustomResourceDefinition"] * 2
+    assert kinds["crds.yaml"] == ["CustomResourceDefinition"] * 3
     assert kinds["builtin-calltypes.yaml"] == ["CallType"] * 3
     assert kinds["onair.yaml"][0] == "Namespace"
     assert set(kinds["onair.yaml"]) == {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment",

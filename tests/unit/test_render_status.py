@@ -323,3 +323,11 @@ def test_what_was_recorded_stays_in_the_status_after_the_session_the_stream_and_
         recording=True, state="recording", duration_seconds=2.0, started_at=T1, recordings=[finished(42.4)])),
         previous=gone)
     assert again["recordingDurationSeconds"] == 2 and len(again["recordings"]) == 1
+
+
+def test_each_finished_recording_names_its_recording_object():
+    # Gcore's StopRecording answers with the video: after the stop, the status names the object.
+    done = RecorderStatus(recording=False, state="idle", recordings=[finished(42.4)])
+    out = status({"phase": "live", "recording": False}, TRANSCODED, agents=healthy(recorder=done), name="show")
+    assert [r["name"] for r in out["recordings"]] == ["show-20250701t120000z"]
+    assert out["recordings"][0]["session"] == "media_show_20250701T120000Z"

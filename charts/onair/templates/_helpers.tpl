@@ -75,6 +75,14 @@ and watches every kind it handles. get is granted wherever list is: it reveals n
 - apiGroups: ["onair.dev"]
   resources: ["livestreams/status"]
   verbs: ["patch"]
+# One Recording per finished session: created and kept up to date by the operator (never deleted
+# by it: deleting one deletes the media, which is the user's call); kopf patches its finalizer.
+- apiGroups: ["onair.dev"]
+  resources: ["recordings"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+- apiGroups: ["onair.dev"]
+  resources: ["recordings/status"]
+  verbs: ["patch"]
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
@@ -98,9 +106,11 @@ and watches every kind it handles. get is granted wherever list is: it reveals n
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Agent pods' IPs are how the operator reaches each agent's /status and /desired; their status
 # says why an agent does not answer (unschedulable, crash loop, image), for the Ready condition.
+# Creating and deleting pods: only the one-shot pod that deletes a Recording's files from its
+# volume when no recorder runs on it (docs/recordings.md).
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list", "watch"]
+  verbs: ["get", "list", "watch", "create", "delete"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]

@@ -312,6 +312,8 @@ class Recording(ApiModel):
     duration_seconds: float = Field(description="recorded seconds, all parts")
     end_reason: str = Field(description="recording stopped, source gone for <n>s, agent stopped, or recovered: ...")
     recovered: bool = Field(False, description="finalized by a later recorder: the one recording it was killed")
+    record_type: Optional[Literal["origin", "transcoded"]] = Field(None, description=(
+        "what was recorded (the sidecar's recordType): origin, the source as pushed; transcoded, the top rendition"))
     parts: list[RecordedPart] = Field(default_factory=list)
 
 

@@ -126,6 +126,14 @@ class PlaybackUrls(ApiModel):
     screenshot: Optional[str] = None
 
 
+class FinishedRecording(Recording):
+    """A finished session as the recorder reports it, and the Recording object that stands for it."""
+
+    name: Optional[str] = Field(None, description=(
+        "the Recording object of this session in the Livestream's namespace (kubectl get recording <name>); "
+        "it outlives the Livestream"))
+
+
 class LivestreamStatus(ApiModel):
     observed_generation: Optional[int] = None
     phase: Optional[Phase] = Field(None, description="The phase the stream is in now.")
@@ -162,9 +170,10 @@ class LivestreamStatus(ApiModel):
     recording_duration_seconds: Optional[float] = Field(None, description=(
         "Seconds recorded in the open recording session, else in the last finished one (kept after the "
         "recording, the stream or the recorder pod is gone)."))
-    recordings: Optional[list[Recording]] = Field(None, description=(
+    recordings: Optional[list[FinishedRecording]] = Field(None, description=(
         "Finished recording sessions on the recordings volume, oldest first (at most the latest 50): parts "
-        "with their file names, sizes and durations. Kept when the recorder stops reporting."),
+        "with their file names, sizes and durations, and the name of the Recording object of each (Gcore's "
+        "StopRecording answers with the video). Kept when the recorder stops reporting."),
         json_schema_extra={"x-kubernetes-list-type": "atomic"})
     transcoding_speed: Optional[float] = None
     transcoded_qualities: Optional[list[str]] = None

@@ -252,6 +252,11 @@ class Kube:
             raise
         return True
 
+    async def merge_patch(self, kind: Kind, namespace: Optional[str], name: str, patch: dict) -> dict:
+        """JSON merge patch of the object (never creates it: a missing object is a 404)."""
+        return await self.request("PATCH", kind.path(namespace, name), body=patch,
+                                  query={"fieldManager": FIELD_MANAGER}, content_type="application/merge-patch+json")
+
     async def patch_status(self, kind: Kind, namespace: Optional[str], name: str, status: dict) -> dict:
         """JSON merge patch of the status subresource (None values delete keys)."""
         return await self._timed(STATUS_PATCH, self.request(

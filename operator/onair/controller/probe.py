@@ -17,6 +17,7 @@ import asyncio
 import json
 from dataclasses import dataclass
 from typing import Callable, Iterable, Optional
+from urllib.parse import quote
 
 import aiohttp
 from pydantic import BaseModel, ValidationError
@@ -140,6 +141,24 @@ class Prober:
                 return False, f"origin answered HTTP {resp.status}{await _error_of(resp)} to POST /dvr/clear"
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             return False, f"origin unreachable: {_short(exc)}"
+
+    async def delete_recording(self, namespace: str, livestream: str, session: str,
+                               token: Optional[str] = None) -> tuple[Optional[bool], str]:
+        """DELETE /recordings/<session> on the recorder: (True, files deleted), (False, why it refused or
+        failed), or (None, why it cannot be asked: no address, no answer)."""
+        base = self.url(namespace, livestream, "recorder")
+        if not base:
+            return None, "the recorder agent has no address (its pod does not run)"
+        session_http = await self._http()
+        try:
+            async with session_http.delete(f"{base}/recordings/{quote(session, safe='')}",
+                                           headers=_auth(token)) as resp:
+                if resp.status == 200:
+                    payload = json.loads(await resp.read())
+                    return True, ", ".join(payload.get("deleted") or ()) or "no file was left"
+                return False, f"the recorder answered HTTP {resp.status}{await _error_of(resp)}"
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
+            return None, f"the recorder agent does not answer: {_short(exc)}"
 
 
 def _auth(token: Optional[str]) -> dict[str, str]:

@@ -20,6 +20,7 @@ from typing import Any, Mapping, Optional
 from pydantic import ValidationError
 
 from onair.api.calltype import CallType
+from onair.api.agent import RecorderStatus
 from onair.api.conditions import BROADCASTING_FAILED
 from onair.api.livestream import LivestreamSpec
 from onair.api.meta import child_selector
@@ -32,7 +33,7 @@ from onair.render.pods import pod_problem
 from onair.render.resolve import Problem, resolve
 from onair.render.status import broadcast_problem, input_live, livestream_status, status_patch
 
-from . import events, members, refusals
+from . import events, members, recordings, refusals
 from .apply import apply_children
 from .calltype import calltype_version
 from .kubeapi import KINDS, LIVESTREAM, POD, KubeError
@@ -251,12 +252,16 @@ async def sync_status(rt: Runtime, state: LivestreamState, ls: Mapping, body: Ma
             state.refusals = refusals.RefusalAnnouncer(rt.refusal_event_interval_seconds)
         refusals.announce(state.refusals, body, agents, state.namespace, state.name, rendered.credentials_secret,
                           now)
+    recorder = agents.get("recorder")
+    if probe and isinstance(recorder, RecorderStatus):
+        # Before the status names them: a Recording named in status.recordings exists.
+        await recordings.sync(rt, state, ls, body, recorder)
     missing = [key for key in rendered.agent_configs if agents.get(key) is None]
     if probe and missing:
         state.pod_problems = await _pod_problems(rt, state, missing)
     elif not missing:
         state.pod_problems = {}
-    new = livestream_status(lifecycle=lifecycle, rendered=rendered, agents=agents, previous=stored,
+    new = livestream_status(lifecycle=lifecycle, rendered=rendered, agents=agents, previous=stored, name=state.name,
                             generation=state.rendered_generation, now=now, dvr_cleared_at=cleared,
                             broadcast_failure=state.broadcast_failure, pod_problems=state.pod_problems)
     await write_status(rt, state, body, stored, new)

@@ -15,7 +15,7 @@ from typing import Any, Optional, Sequence
 
 import kopf
 
-from . import calltype, kubeapi, livestream, owned
+from . import calltype, kubeapi, livestream, owned, recordings
 from .config import OperatorConfig
 from .metrics import MetricsPortUnavailable, OperatorMetrics, serve as serve_metrics
 from .probe import Prober, Resolver
@@ -50,6 +50,7 @@ def build_registry(rt: Runtime, api: Any, *, watch_pods: bool, namespaces: Seque
 
     calltype.register(registry, rt)
     livestream.register(registry, rt)
+    recordings.register(registry, rt)
     owned.register(registry, rt, watch_pods=watch_pods)
     return registry
 

@@ -81,6 +81,8 @@ class LivestreamState:
     converging_until: Optional[datetime] = None
     transient_failures: int = 0
     refusals: Optional[RefusalAnnouncer] = None  # created by the first status poll
+    # Recording name -> what its spec was last written or found from (onair.controller.recordings.sync).
+    recording_specs: dict[str, tuple] = field(default_factory=dict)
 
     def mark_dirty(self, reason: str) -> None:
         self.dirty.add(reason)
@@ -161,6 +163,9 @@ class Runtime:
         # CallType handlers build on this runtime, so it cannot import them).
         self.calltype_status_sync: Optional[Callable[[str], Awaitable[None]]] = None
         self.webhooks = WebhookDeliverer(kube, self.metrics, on_delivered=self._webhooks_delivered)
+        # Deletes a Recording's uploaded objects (onair.controller.recordings.ObjectStorage); None:
+        # Recordings with uploaded parts keep their finalizer with a condition that says so.
+        self.object_storage: Any = None
 
     async def _sync_calltype_status(self, name: str) -> None:
         if self.calltype_status_sync is not None:

@@ -16,6 +16,11 @@ those Deployments (label ``app.kubernetes.io/managed-by=onair-operator``):
   Service would;
 * a new pod template (the render's config-hash annotation changes with the config) restarts the
   process, deletion or ``replicas: 0`` stops it, a crash restarts it with backoff;
+* a bare pod of the operator's (no ReplicaSet owns it) with ``restartPolicy: Never`` (the
+  one-shot pod that deletes a Recording's files) runs once to completion, its volumes as above,
+  and its phase and container state are written into its status as the kubelet would
+  (``Succeeded``/``Failed``, exit code, the output's tail as the termination message of a failed
+  run with ``FallbackToLogsOnError``); ``activeDeadlineSeconds`` bounds it;
 * stopping is what the kubelet does: SIGTERM, ``terminationGracePeriodSeconds``, then SIGKILL of
   the agent and of every process it started (they run in sessions of their own, so they are
   found by a tag in their environment and by the process tree), never anything else.
@@ -149,6 +154,8 @@ class PodRunner:
         self._query_api: Any = None
         self._query_lock = threading.Lock()
         self.error: Optional[BaseException] = None
+        # uid -> the thread running that one-shot pod (kept after it ends: a pod runs once).
+        self._one_shots: dict[str, threading.Thread] = {}
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> "PodRunner":
@@ -386,6 +393,7 @@ class PodRunner:
                 self._begin_stop(pod, "pod template changed")
 
         self._track()
+        self._start_one_shots()
         now = time.monotonic()
         for key, plan in wanted.items():
             with self._lock:
@@ -677,6 +685,88 @@ class PodRunner:
             ports = {p.name: self._ports.get((pod.plan.namespace, pod.plan.name, p.number)) for p in pod.plan.ports}
         self._log(f"started {key[0]}/{key[1]} (pid {pod.proc.pid}, ports "
                   f"{', '.join(f'{n}={p}' for n, p in ports.items())}; log {pod.log_path})")
+
+    # ------------------------------------------------------------------ one-shot pods
+    def _start_one_shots(self) -> None:
+        from kubernetes import client
+
+        core = client.CoreV1Api(self._api)
+        for ns in self.namespaces or [None]:
+            items = (core.list_namespaced_pod(ns, label_selector=SELECTOR, _request_timeout=10).items if ns else
+                     core.list_pod_for_all_namespaces(label_selector=SELECTOR, _request_timeout=10).items)
+            for item in items:
+                pod = self._api.sanitize_for_serialization(item)
+                meta, spec, status = pod["metadata"], pod.get("spec") or {}, pod.get("status") or {}
+                if (spec.get("restartPolicy") != "Never" or meta.get("deletionTimestamp")
+                        or any(o.get("kind") == "ReplicaSet" for o in meta.get("ownerReferences") or ())
+                        or status.get("phase") in ("Succeeded", "Failed") or meta["uid"] in self._one_shots):
+                    continue
+                thread = threading.Thread(target=self._run_one_shot, args=(pod,), daemon=True,
+                                          name=f"one-shot-{meta['name']}")
+                self._one_shots[meta["uid"]] = thread
+                thread.start()
+
+    def _run_one_shot(self, manifest: dict) -> None:
+        """Run a one-shot pod's container to completion and report it in the pod's status."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        meta, spec = manifest["metadata"], manifest["spec"]
+        as_deployment = {"metadata": meta, "spec": {"replicas": 1, "template": {"metadata": meta, "spec": spec}}}
+        key = (meta["namespace"], meta["name"])
+        try:
+            plan = loopback.pod_plan(as_deployment)
+        except PlanError as exc:
+            self._note(key, f"cannot run locally: {exc}")
+            return
+        pod = LocalPod(plan, self.log_path(*key))
+        started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        deadline = spec.get("activeDeadlineSeconds")
+        while not self._stop.is_set():
+            try:
+                argv = self._materialize(pod)
+                break
+            except _Pending as exc:
+                self._note(key, str(exc))
+                self._stop.wait(1.0)
+        else:
+            return
+        self._note(key, None)
+        env = {**os.environ, proctree.TAG_VAR: pod.tag, "PYTHONUNBUFFERED": "1"}
+        src = str(Path(loopback.__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
+        self._log(f"running one-shot pod {key[0]}/{key[1]}: {' '.join(argv)}")
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=str(self._pod_dir(plan)),
+                                  stdin=subprocess.DEVNULL, timeout=float(deadline) if deadline else None)
+            code, output, reason = done.returncode, (done.stdout + done.stderr).strip(), None
+        except subprocess.TimeoutExpired as exc:
+            code, output, reason = 137, str(exc), "DeadlineExceeded"
+        except OSError as exc:
+            code, output, reason = 128, f"cannot run {argv[0]}: {exc.strerror or exc}", None
+        pod.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(pod.log_path, "a") as log:
+            log.write(f"{output}\n===== exited with code {code}\n")
+        [container] = spec["containers"]
+        fallback = container.get("terminationMessagePolicy") == "FallbackToLogsOnError"
+        terminated = {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
+                      "startedAt": started, "finishedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        if code != 0 and fallback:
+            terminated["message"] = "\n".join(output.splitlines()[-80:])[-2048:]
+        status: dict[str, Any] = {
+            "phase": "Succeeded" if code == 0 else "Failed", "startTime": started,
+            "containerStatuses": [{"name": container["name"], "ready": False, "restartCount": 0,
+                                   "image": container.get("image", ""), "imageID": "",
+                                   "state": {"terminated": terminated}}]}
+        if reason:
+            status["reason"] = reason
+        try:
+            client.CoreV1Api(self._api).patch_namespaced_pod_status(meta["name"], meta["namespace"],
+                                                                    {"status": status}, _request_timeout=10)
+        except ApiException as exc:
+            if exc.status != 404:
+                self._log(f"cannot report one-shot pod {key[0]}/{key[1]}: {exc.reason}")
+        self._log(f"one-shot pod {key[0]}/{key[1]} exited with code {code}")
 
     # ------------------------------------------------------------------ stopping
     def _begin_stop(self, pod: LocalPod, why: str) -> None:

@@ -17,6 +17,7 @@ from onair.render.children import RenderedChildren
 from onair.render.conditions import (find_condition, kstatus_conditions, parse_rfc3339, remove_condition, rfc3339,
                                     set_condition)
 from onair.render.lifecycle import Lifecycle, recording_without_outputs
+from onair.render.recordings import livestream_recording_entries
 from onair.render.resolve import Problem
 
 AGENTS_READY = "AgentsReady"
@@ -169,7 +170,7 @@ def recordings_uploaded_condition(rendered: RenderedChildren, recorder: Any,
 
 def livestream_status(*, lifecycle: Optional[Lifecycle], rendered: Optional[RenderedChildren],
                       agents: Mapping[str, Any], previous: Optional[Mapping], generation: Optional[int],
-                      now: datetime, problem: Optional[Problem] = None,
+                      now: datetime, problem: Optional[Problem] = None, name: str = "",
                       dvr_cleared_at: Optional[datetime] = None, broadcast_failure: Optional[str] = None,
                       pod_problems: Optional[Mapping[str, str]] = None) -> dict:
     """The desired ``status`` dict (camelCase, JSON-ready).
@@ -185,6 +186,8 @@ def livestream_status(*, lifecycle: Optional[Lifecycle], rendered: Optional[Rend
     with reason ``BroadcastingFailed`` while it is set.
     ``pod_problems``: role key → why its pod does not run (``onair.render.pods.pod_problem``),
     added to the AgentsNotReady message of the agents that do not report.
+    ``name``: the Livestream's, to name the Recording object of each finished session in
+    ``recordings`` (``onair.render.recordings``); without it they are listed unnamed.
     """
     previous = dict(previous or {})
     prev_conditions = previous.get("conditions")
@@ -240,7 +243,8 @@ def livestream_status(*, lifecycle: Optional[Lifecycle], rendered: Optional[Rend
         out["recording"] = recorder.recording or recorder.state == "reconnecting"
         out["recordingDurationSeconds"] = _round(recording_duration(recorder), 0)
         if recorder.recordings:
-            out["recordings"] = [recording.wire() for recording in recorder.recordings]
+            out["recordings"] = (livestream_recording_entries(name, recorder.recordings) if name
+                                 else [recording.wire() for recording in recorder.recordings])
     if not isinstance(recorder, RecorderStatus):
         # What was recorded outlives the recorder pod (ended, deleted, crashed, not yet back).
         for key in ("recordingDurationSeconds", "recordings"):

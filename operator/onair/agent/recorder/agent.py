@@ -25,6 +25,7 @@ from typing import Optional
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
+from aiohttp import web
 from prometheus_client import Counter, Gauge
 
 from onair import endpoints
@@ -33,6 +34,7 @@ from onair.agent.supervisor import Child, Supervisor
 from onair.api.agent import Desired, RecorderConfig, RecorderStatus
 
 from .command import PROBE_SECONDS, PROGRESS_PERIOD_SECONDS, RecordingRun, ffmpeg_argv
+from .deletion import NotASessionOf, delete_session
 from .disk import free_bytes, human_bytes
 from .hls import HlsSource, choose_top_rung, media_playlist_state
 from .mp4 import holds_media
@@ -139,6 +141,7 @@ class RecorderAgent(Agent):
         # (session prefix, first part number) of the ffmpeg run in progress: its newest part is
         # still being written and must not be uploaded yet.
         self._open_run: Optional[tuple[str, int]] = None
+        self.app.add_routes([web.delete("/recordings/{session}", self._delete_recording)])
         self._init_metrics()
         self.uploader = Uploader(config, lambda: self._open_run, self.registry) if config.s3 else None
 
@@ -164,6 +167,8 @@ class RecorderAgent(Agent):
         self.m_sessions = Counter("onair_recorder_sessions_finalized", "sessions closed with a sidecar", labels, registry=r)
         self.m_runs = Counter("onair_recorder_source_attempts", "ffmpeg runs against the source, by outcome", ["livestream", "outcome"], registry=r)
         self.m_disk_full = Counter("onair_recorder_disk_full_events", "times the volume filled up", labels, registry=r)
+        self.m_deleted = Counter("onair_recorder_sessions_deleted", "finished sessions deleted through the API",
+                                 labels, registry=r)
         self._labels = {"livestream": ls}
 
     # contract ---------------------------------------------------------------------------
@@ -187,6 +192,27 @@ class RecorderAgent(Agent):
             else self.finished.list(),
             upload=self.uploader.status() if self.uploader else None,
         )
+
+    async def _delete_recording(self, request: web.Request) -> web.Response:
+        """``DELETE /recordings/<session>``: the finished session's parts and sidecar (the operator,
+        when its Recording object is deleted). Idempotent: a session already gone deletes nothing."""
+        session = request.match_info["session"]
+        open_prefix = self.session.prefix if self.session is not None else None
+        if session == open_prefix or session in self._pending_sidecars:
+            return web.json_response({"error": f"recording {session} is not finished: it is being recorded or "
+                                               "finalized; stop the recording first"}, status=409)
+        try:
+            deleted = await asyncio.get_running_loop().run_in_executor(
+                None, delete_session, self.output_dir, self.config.livestream, session)
+        except NotASessionOf as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        except OSError as exc:
+            log.error("deleting recording %s: %s", session, exc.strerror or exc)
+            return web.json_response({"error": f"cannot delete recording {session}: {exc.strerror or exc}"},
+                                     status=500)
+        log.info("deleted recording %s: %s", session, ", ".join(deleted) or "no file was left")
+        self.m_deleted.labels(self._labels["livestream"]).inc()
+        return web.json_response({"session": session, "deleted": deleted})
 
     def _source_urls(self, backup: Optional[bool]) -> list[str]:
         """The backup ingest comes and goes with the Livestream's ``ingest.backup`` (Desired.backup):

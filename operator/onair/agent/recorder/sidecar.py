@@ -25,7 +25,7 @@ log = logging.getLogger("onair.agent.recorder")
 SCHEMA_VERSION = 1
 # /status lists this many finished sessions (the newest): a status object must stay small.
 LISTED_SESSIONS = 50
-SUMMARY_KEYS = ("startedAt", "endedAt", "durationSeconds", "endReason", "recovered", "parts")
+SUMMARY_KEYS = ("startedAt", "endedAt", "durationSeconds", "endReason", "recovered", "recordType", "parts")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,102 @@
+"""Recording: one finished recording session as a Kubernetes object (namespaced, owned by nothing).
+
+The operator creates one per session the Livestream's recorder finalized, in the Livestream's
+namespace, named ``<livestream>-<session start, lower case>`` and labelled
+``onair.dev/livestream=<livestream>``. It has no ownerReference: a recording outlives its
+Livestream (see docs/recordings.md), and deleting the Livestream never deletes it.
+
+What was recorded is in ``spec`` and not in ``status``: once the Livestream and its recorder are
+gone nothing can observe the recording again, so these facts must survive what a status does not
+(backup and restore tools, GitOps exports drop status). The operator writes ``spec`` from the
+recorder's report (and updates it when parts get uploaded); ``status`` holds what is derived from
+it (the human-readable columns) and the state of a deletion.
+
+Deleting a Recording deletes its media first (the operator's finalizer ``onair.dev/finalizer``):
+the part files and sidecar on the volume and the uploaded objects. While that cannot happen the
+``MediaDeleted`` condition (False) and a Warning Event say why and how to fix it.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal, Optional
+
+from pydantic import Field
+
+from .agent import StoredObject
+from .base import ApiModel
+from .conditions import Condition
+
+RecordingSource = Literal["origin", "transcoded"]
+
+# Condition of a Recording being deleted, and its reasons (each also an Event on the Recording).
+MEDIA_DELETED = "MediaDeleted"
+MEDIA_DELETION_PENDING = "MediaDeletionPending"          # working on it (a deletion pod runs, ...)
+MEDIA_DELETION_FAILED = "MediaDeletionFailed"            # tried and failed: the message says why and what to do
+RECORDER_UNREACHABLE = "RecorderUnreachable"             # the Livestream's recorder holds the volume but does not answer
+OBJECT_DELETION_NOT_CONFIGURED = "ObjectStorageDeletionNotConfigured"
+# Normal Event once the media are gone (the object follows at once).
+MEDIA_DELETED_EVENT = "MediaDeleted"
+# Normal Event on the Livestream when the operator creates a Recording for a finished session.
+RECORDING_CREATED_EVENT = "RecordingCreated"
+
+
+class LivestreamRef(ApiModel):
+    name: str = Field(description="the Livestream that recorded it (it may be gone)")
+    uid: Optional[str] = Field(None, description="its metadata.uid: tells a Livestream deleted and re-created "
+                                                 "under the same name apart")
+
+
+class VolumeLocation(ApiModel):
+    persistent_volume_claim: str = Field(description="the recordings PersistentVolumeClaim, in the Recording's "
+                                                     "namespace")
+    path: str = Field(description="the file's path inside that volume")
+
+
+class RecordingPart(ApiModel):
+    file: str = Field(description="the part's file name")
+    bytes: int = Field(ge=0)
+    duration_seconds: Optional[float] = Field(None, description="what ffprobe reads from the file; unset when "
+                                                                "unreadable")
+    volume: Optional[VolumeLocation] = Field(None, description="where the file is on the recordings volume")
+    object: Optional[StoredObject] = Field(None, description=(
+        "the part in object storage once its upload was confirmed; unset while it is only on the volume"))
+    upload_error: Optional[str] = Field(None, description="why the last upload attempt failed (the recorder keeps "
+                                                          "retrying)")
+
+
+class RecordingSpec(ApiModel):
+    """Written by the operator from the recorder's report; not meant to be edited."""
+
+    livestream: LivestreamRef
+    session: str = Field(description="<namespace>_<livestream>_<YYYYmmddTHHMMSSZ>: the prefix of the part files "
+                                     "and the name of the sidecar (<session>.json)")
+    source: Optional[RecordingSource] = Field(None, description=(
+        "origin: the source as pushed or pulled; transcoded: the top rendition of the HLS output"))
+    started_at: datetime = Field(description="first media")
+    ended_at: datetime = Field(description="when the session was finalized")
+    duration_seconds: float = Field(ge=0, description="recorded seconds, all parts")
+    size_bytes: int = Field(ge=0, description="bytes of all parts")
+    end_reason: str = Field(description="recording stopped, source gone for <n>s, agent stopped, or recovered: ...")
+    recovered: Optional[bool] = Field(None, description="finalized by a later recorder: the one recording it was "
+                                                        "killed")
+    persistent_volume_claim: Optional[str] = Field(None, description=(
+        "the recordings volume the parts and the sidecar were written to"))
+    parts: list[RecordingPart] = Field(default_factory=list, json_schema_extra={"x-kubernetes-list-type": "atomic"})
+
+
+class RecordingStatus(ApiModel):
+    observed_generation: Optional[int] = None
+    duration: Optional[str] = Field(None, description="spec.durationSeconds for people, e.g. 1h02m03s")
+    size: Optional[str] = Field(None, description="spec.sizeBytes for people, e.g. 1.2GiB")
+    storage: Optional[str] = Field(None, description=(
+        "where the media are: pvc (on the recordings volume only), pvc+s3 (every part uploaded too)"))
+    conditions: Optional[list[Condition]] = Field(None, json_schema_extra={
+        "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]})
+
+
+class Recording(ApiModel):
+    api_version: Literal["onair.dev/v1alpha1"] = "onair.dev/v1alpha1"
+    kind: Literal["Recording"] = "Recording"
+    metadata: Optional[dict] = None
+    spec: RecordingSpec
+    status: Optional[RecordingStatus] = None

@@ -1,0 +1,335 @@
+"""Recording objects: one per finished session, created from the recorder's report; deleting one
+deletes its media (kopf's finalizer, ``onair.dev/finalizer``).
+
+Creation is level-based: every status poll of a Livestream hands the recorder's finished sessions
+to ``sync`` (under the Livestream's lock), which creates the Recordings that do not exist and
+updates those whose parts changed (an upload confirmed). Names are derived from the session, so a
+restarted operator arrives at the same objects.
+
+Deletion (``delete_media``), in this order:
+
+1. the files on the volume: through the Livestream's recorder (``DELETE /recordings/<session>``)
+   when it runs on the Recording's volume, under the Livestream's lock so a poll that still lists
+   the session can never re-create the Recording; otherwise (the Livestream is gone, or records no
+   more) a one-shot pod mounting the volume runs ``onair agent recorder --delete-session``. First,
+   because once the sidecar is gone no recorder lists the session again: the Recording cannot come
+   back, whatever happens to the objects;
+2. uploaded objects (a part with ``object``): through ``Runtime.object_storage``; without one,
+   the Recording stays with ``MediaDeleted=False``/``ObjectStorageDeletionNotConfigured``, which
+   lists the objects left and how to let the Recording go once they are deleted by hand.
+
+While it cannot finish, the ``MediaDeleted`` condition (False) says why and how to fix it, with a
+Warning Event each time the reason changes; the handler keeps retrying with backoff, never gives
+up silently, and stops when the object is gone (someone removed the finalizer by hand).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Mapping, Optional, Protocol
+
+import kopf
+
+from onair.api.agent import RecorderStatus
+from onair.api.meta import API_VERSION, GROUP, LABEL_LIVESTREAM, VERSION
+from onair.api.recording import (MEDIA_DELETED, MEDIA_DELETED_EVENT, MEDIA_DELETION_FAILED, MEDIA_DELETION_PENDING,
+                                 OBJECT_DELETION_NOT_CONFIGURED, RECORDER_UNREACHABLE, RECORDING_CREATED_EVENT)
+from onair.render.children import recordings_claim
+from onair.render.conditions import find_condition, set_condition
+from onair.render.pods import pod_problem
+from onair.render.recordings import (deletion_pod, deletion_pod_name, recording_manifest, recording_name,
+                                     recording_spec, recording_status, spec_update)
+
+from . import events
+from .kubeapi import FIELD_MANAGER, POD, Kind, KubeError
+from .runtime import LivestreamState, Runtime
+from .settings import FINALIZER
+
+log = logging.getLogger("onair.controller")
+RESOURCE = (GROUP, VERSION, "recordings")
+RECORDING = Kind(API_VERSION, "Recording", "recordings")
+# Retries of a deletion that cannot finish yet: quick at first (a deletion pod starting), then settle.
+RETRY_DELAYS = (1, 2, 3, 5, 10, 20, 30)
+# The API server's refusal of new objects in a namespace being deleted (NamespaceLifecycle admission).
+NAMESPACE_TERMINATING = "because it is being terminated"
+
+
+class ObjectStorageError(Exception):
+    """An uploaded object could not be deleted; the message says why, for the Recording's condition."""
+
+
+class ObjectStorage(Protocol):
+    async def delete_objects(self, namespace: str, recording: Mapping[str, Any], objects: list[dict]) -> None:
+        """Delete ``objects`` (the parts' ``object`` entries); raise ObjectStorageError when it cannot."""
+
+
+class NotYet(Exception):
+    """The media are not deleted yet: (reason, message) for the MediaDeleted condition."""
+
+    def __init__(self, reason: str, message: str, warn: bool = True) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.warn = warn
+
+
+# ----------------------------------------------------------------------------- creation
+async def sync(rt: Runtime, state: LivestreamState, ls: Mapping, body: Mapping, recorder: RecorderStatus) -> None:
+    """Create or update the Recording of every finished session the recorder lists. Callers hold
+    ``state.lock``. A failure is logged and retried at the next poll; it never fails the reconcile.
+
+    What was written is remembered (``state.recording_specs``): an unchanged session costs nothing,
+    and the first poll after a start reads the Livestream's Recordings with one list."""
+    if state.rendered is None:
+        return
+    claim = recordings_claim(state.name, state.rendered.effective)
+    uid = ls["metadata"].get("uid")
+    # Every poll lists up to 50 sessions per Livestream: only a changed one is rendered and written.
+    wanted = {recording_name(state.name, s.session): (s, _fingerprint(s, claim)) for s in recorder.recordings}
+    todo = {name: pair for name, pair in wanted.items() if state.recording_specs.get(name) != pair[1]}
+    if todo:
+        try:
+            existing = {obj["metadata"]["name"]: obj for obj in await rt.kube.list(
+                RECORDING, state.namespace, label_selector=f"{LABEL_LIVESTREAM}={state.name}")}
+        except KubeError as exc:
+            log.warning("%s/%s: cannot list its Recordings (%s); retrying at the next poll",
+                        state.namespace, state.name, exc)
+            return
+        for name, (session, fingerprint) in todo.items():
+            spec = recording_spec(state.name, uid, session, claim)
+            try:
+                await _ensure(rt, state, body, name, session, spec, claim, uid, existing.get(name))
+            except KubeError as exc:
+                log.warning("%s/%s: cannot create or update Recording %s (%s); retrying at the next poll",
+                            state.namespace, state.name, name, exc)
+                continue
+            state.recording_specs[name] = fingerprint
+    # Sessions no longer listed (deleted, or older than the latest 50) need no memory.
+    for gone in set(state.recording_specs) - set(wanted):
+        del state.recording_specs[gone]
+
+
+def _fingerprint(session: Any, claim: str) -> tuple:
+    """What a Recording's spec is made of, cheap to compare (no rendering)."""
+    return (session.session, session.ended_at, session.duration_seconds, session.record_type, claim,
+            tuple((p.file, p.bytes, p.duration_seconds, p.object, p.upload_error) for p in session.parts))
+
+
+async def _ensure(rt: Runtime, state: LivestreamState, body: Mapping, name: str, session: Any, wanted: dict,
+                  claim: str, uid: Optional[str], current: Optional[dict]) -> None:
+    if current is None:
+        manifest = recording_manifest(state.namespace, state.name, uid, session, claim, FINALIZER)
+        try:
+            created = await rt.kube.request("POST", RECORDING.path(state.namespace), body=manifest,
+                                            query={"fieldManager": FIELD_MANAGER})
+        except KubeError as exc:
+            if exc.status == 409:  # created meanwhile: judged at the next poll
+                return
+            raise
+        await _write_status(rt, created)
+        status = recording_status(manifest["spec"])
+        events.normal(body, RECORDING_CREATED_EVENT, (
+            f"Recording {name}: {status['duration']}, {status['size']} in {len(session.parts)} part(s) "
+            f"({session.end_reason}). kubectl get recording {name} -n {state.namespace}"))
+        return
+    if (current.get("metadata") or {}).get("deletionTimestamp"):
+        return  # being deleted: its media are going, nothing to update
+    patch = spec_update(current.get("spec") or {}, wanted)
+    if patch:
+        current = await rt.kube.merge_patch(RECORDING, state.namespace, name, {"spec": patch})
+    await _write_status(rt, current)
+
+
+async def _write_status(rt: Runtime, obj: Mapping) -> None:
+    meta = obj.get("metadata") or {}
+    stored = obj.get("status") or {}
+    derived = recording_status(obj.get("spec") or {}, stored, meta.get("generation"))
+    changed = {key: value for key, value in derived.items() if stored.get(key) != value}
+    if changed:
+        await rt.kube.patch_status(RECORDING, meta.get("namespace"), meta["name"], changed)
+
+
+# ----------------------------------------------------------------------------- deletion
+async def delete_media(rt: Runtime, body: Mapping, progress: dict) -> str:
+    """Delete the media of the Recording ``body``; what was deleted. Raises ``NotYet``.
+
+    ``progress`` carries what is done across the attempts of one deletion: the files on the volume
+    are deleted once (through a pod, each attempt would cost one), the objects after them."""
+    meta, spec = body["metadata"], body.get("spec") or {}
+    namespace, name = meta["namespace"], meta["name"]
+    if spec.get("persistentVolumeClaim") and "volume" not in progress:
+        progress["volume"] = await _delete_files(rt, body)
+    objects = [part["object"] for part in spec.get("parts") or () if part.get("object")]
+    if objects and "objects" not in progress:
+        urls = ", ".join(o.get("url", "?") for o in objects)
+        if rt.object_storage is None:
+            volume = "The files on the volume are deleted; " if progress.get("volume") else ""
+            raise NotYet(OBJECT_DELETION_NOT_CONFIGURED, (
+                f"object storage deletion not configured: {volume}{len(objects)} part(s) of this recording were "
+                f"uploaded ({urls}) and this operator cannot delete objects from object storage. Delete them from "
+                "the bucket yourself, then let the Recording go: kubectl patch recording "
+                f"{name} -n {namespace} --type json -p '[{{\"op\":\"remove\",\"path\":\"/metadata/finalizers\"}}]'"))
+        try:
+            await rt.object_storage.delete_objects(namespace, body, objects)
+        except ObjectStorageError as exc:
+            raise NotYet(MEDIA_DELETION_FAILED, f"cannot delete the uploaded objects ({urls}): {exc}") from None
+        progress["objects"] = f"{len(objects)} object(s): {urls}"
+    return "; ".join(progress.values()) or "nothing was stored"
+
+
+def _recorder_of(rt: Runtime, namespace: str, spec: Mapping) -> Optional[LivestreamState]:
+    """The running Livestream whose recorder writes to the Recording's volume, if any."""
+    state = rt.livestreams.get((namespace, spec["livestream"]["name"]))
+    if state is None or state.rendered is None or "recorder" not in state.rendered.agent_configs:
+        return None
+    if recordings_claim(state.name, state.rendered.effective) != spec.get("persistentVolumeClaim"):
+        return None
+    return state
+
+
+async def _delete_files(rt: Runtime, body: Mapping) -> str:
+    meta, spec = body["metadata"], body["spec"]
+    namespace = meta["namespace"]
+    state = _recorder_of(rt, namespace, spec)
+    if state is None:
+        return await _delete_with_pod(rt, body)
+    async with state.lock:
+        token = state.credentials.agent_token if state.credentials is not None else None
+        ok, detail = await rt.prober.delete_recording(namespace, state.name, spec["session"], token=token)
+        if ok:
+            state.recording_specs.pop(meta["name"], None)
+            return f"files on {spec['persistentVolumeClaim']}: {detail}"
+    if ok is None:
+        raise NotYet(RECORDER_UNREACHABLE, (
+            f"the recorder of Livestream {state.name} holds volume {spec['persistentVolumeClaim']} but cannot be "
+            f"asked to delete the files: {detail}. Retrying; the deletion goes on once the recorder pod runs "
+            f"(kubectl get pods -n {namespace} -l app.kubernetes.io/instance={state.name})."))
+    raise NotYet(MEDIA_DELETION_FAILED, (
+        f"the recorder of Livestream {state.name} could not delete the files of {spec['session']}: {detail}. "
+        f"Retrying; its log says more: kubectl logs -n {namespace} deploy/{state.name}-recorder"))
+
+
+async def _delete_with_pod(rt: Runtime, body: Mapping) -> str:
+    meta, spec = body["metadata"], body["spec"]
+    namespace, pod_name = meta["namespace"], deletion_pod_name(meta["name"])
+    pod = await rt.kube.get(POD, namespace, pod_name)
+    if pod is not None and (pod.get("metadata") or {}).get("deletionTimestamp"):
+        raise NotYet(MEDIA_DELETION_PENDING, f"waiting for the previous deletion pod {pod_name} to go", warn=False)
+    if pod is None:
+        manifest = deletion_pod(body, rt.config.image, rt.config.image_pull_policy, rt.config.image_pull_secrets)
+        try:
+            await rt.kube.request("POST", POD.path(namespace), body=manifest, query={"fieldManager": FIELD_MANAGER})
+        except KubeError as exc:
+            if exc.status == 403 and NAMESPACE_TERMINATING in exc.message:
+                # Nothing can mount the volume any more, and the claim goes with the namespace; a
+                # finalizer that waited for a pod here would keep the namespace from ever going.
+                return (f"no pod can run in namespace {namespace}, which is being deleted: the files go with "
+                        f"PersistentVolumeClaim {spec['persistentVolumeClaim']} (they stay on its volume only if "
+                        "the PersistentVolume's reclaimPolicy is Retain)")
+            if exc.status != 409:
+                raise NotYet(MEDIA_DELETION_FAILED, (
+                    f"cannot create pod {pod_name} to delete the files on volume {spec['persistentVolumeClaim']} "
+                    f"(no recorder runs on it): {exc.message}")) from None
+        raise NotYet(MEDIA_DELETION_PENDING, (
+            f"no recorder runs on volume {spec['persistentVolumeClaim']}: pod {pod_name} deletes the files"),
+            warn=False)
+    status = pod.get("status") or {}
+    phase = status.get("phase")
+    said = _termination_message(pod)
+    if phase == "Succeeded":
+        await rt.kube.delete(POD, namespace, pod_name, uid=pod["metadata"].get("uid"))
+        return f"files on {spec['persistentVolumeClaim']} (pod {pod_name}): {said or 'done'}"
+    if phase == "Failed":
+        # Gone, so that the next attempt starts a new one.
+        await rt.kube.delete(POD, namespace, pod_name, uid=pod["metadata"].get("uid"))
+        why = said or status.get("message") or status.get("reason") or "no message"
+        raise NotYet(MEDIA_DELETION_FAILED, (
+            f"pod {pod_name} could not delete the files on volume {spec['persistentVolumeClaim']}: {why}. "
+            "Retrying with a new pod."))
+    problem = pod_problem(pod)
+    if problem:
+        raise NotYet(MEDIA_DELETION_FAILED, (
+            f"{problem}. The files on volume {spec['persistentVolumeClaim']} are deleted once it runs "
+            "(a ReadWriteOnce volume can only be mounted on the node that holds it)."))
+    raise NotYet(MEDIA_DELETION_PENDING, f"pod {pod_name} deletes the files ({phase or 'created'})", warn=False)
+
+
+def _termination_message(pod: Mapping) -> str:
+    for cs in (pod.get("status") or {}).get("containerStatuses") or ():
+        terminated = (cs.get("state") or {}).get("terminated") or {}
+        lines = (terminated.get("message") or "").strip().splitlines()
+        if lines:
+            return lines[-1][:500]
+    return ""
+
+
+async def _report(rt: Runtime, body: Mapping, stored: Optional[dict], not_yet: NotYet) -> dict:
+    """Set MediaDeleted=False with the reason; a Warning Event when the reason or message is new."""
+    meta = body["metadata"]
+    before = find_condition((stored or {}).get("conditions"), MEDIA_DELETED)
+    conditions = set_condition((stored or {}).get("conditions"), MEDIA_DELETED, False, not_yet.reason,
+                               not_yet.message[:32000], meta.get("generation"), rt.clock())
+    if before is None or (before.get("reason"), before.get("message")) != (not_yet.reason, not_yet.message[:32000]):
+        try:
+            await rt.kube.patch_status(RECORDING, meta["namespace"], meta["name"], {"conditions": conditions})
+        except KubeError as exc:
+            if exc.status == 404:
+                return {"conditions": conditions}
+            log.warning("recording %s/%s: cannot write its status: %s", meta["namespace"], meta["name"], exc)
+        if not_yet.warn:
+            events.warn(body, not_yet.reason, not_yet.message[:1000])
+    return {"conditions": conditions}
+
+
+def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
+
+    async def derive_status(body: kopf.Body, **_: Any) -> None:
+        # A Recording restored from a backup (or created by hand) comes without its columns.
+        if not (body.get("metadata") or {}).get("deletionTimestamp"):
+            await _write_status(rt, {"metadata": dict(body["metadata"]), "spec": dict(body.get("spec") or {}),
+                                     "status": dict(body.get("status") or {})})
+
+    kopf.on.resume(*RESOURCE, id="columns", registry=registry)(derive_status)
+    kopf.on.create(*RESOURCE, id="columns", registry=registry)(derive_status)
+    kopf.on.update(*RESOURCE, id="columns", field="spec", registry=registry)(derive_status)
+
+    @kopf.on.event(*RESOURCE, id="forget", registry=registry)
+    async def forget(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        # Gone (media deleted, or its finalizer removed by hand): the next poll judges its session
+        # afresh, and creates it again if the recorder still lists it (the files are still there).
+        if event.get("type") == "DELETED":
+            meta, spec = body.get("metadata") or {}, body.get("spec") or {}
+            key = (str(meta.get("namespace") or ""), str((spec.get("livestream") or {}).get("name") or ""))
+            state = rt.livestreams.get(key)
+            if state is not None:
+                state.recording_specs.pop(str(meta.get("name") or ""), None)
+
+    @kopf.on.delete(*RESOURCE, id="media", registry=registry)
+    async def on_delete(body: kopf.Body, **_: Any) -> None:
+        meta = body["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        stored: Optional[dict] = dict(body.get("status") or {})
+        progress: dict[str, str] = {}
+        attempt = 0
+        while True:
+            try:
+                what = await delete_media(rt, body, progress)
+            except NotYet as not_yet:
+                log.info("recording %s/%s: media not deleted yet: %s", namespace, name, not_yet.message)
+                stored = await _report(rt, body, stored, not_yet)
+            except KubeError as exc:
+                log.warning("recording %s/%s: Kubernetes API while deleting the media: %s", namespace, name, exc)
+            else:
+                log.info("recording %s/%s: media deleted: %s", namespace, name, what)
+                events.normal(body, MEDIA_DELETED_EVENT, f"Deleted the media of recording {name}: {what}"[:1000])
+                return
+            await asyncio.sleep(RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)])
+            attempt += 1
+            try:
+                current = await rt.kube.get(RECORDING, namespace, name)
+            except KubeError:
+                continue
+            if current is None or FINALIZER not in ((current.get("metadata") or {}).get("finalizers") or ()):
+                log.info("recording %s/%s: its finalizer was removed by hand; its media were not deleted",
+                         namespace, name)
+                return

@@ -1,0 +1,200 @@
+"""Recording objects (``onair.api.recording``) from what the recorder reports, and the pod that
+deletes a recording's files when no recorder runs on its volume. Pure.
+
+One Recording per finished session, named from the session so that every poll of every operator
+(a restarted one included) arrives at the same object: creating it is idempotent, and the
+Livestream's ``status.recordings`` can name it before or after it exists.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Optional
+
+from onair import roles
+from onair.api.agent import Recording as FinishedSession
+from onair.api.meta import API_VERSION, GROUP, LABEL_LIVESTREAM, MANAGER
+from onair.render.children import RECORDINGS_DIR, container_security_context, pod_security_context
+
+KIND = "Recording"
+LABEL_SOURCE = f"{GROUP}/recording-source"
+LABEL_DELETES = f"{GROUP}/deletes-recording"
+COMPONENT_DELETION = "recording-deletion"
+# The session prefix: ``<namespace>_<livestream>_<YYYYmmddTHHMMSSZ>`` (onair.agent.recorder.naming).
+STAMP_LENGTH = len("20250102T030405Z")
+STORAGE_VOLUME = "pvc"
+STORAGE_VOLUME_AND_OBJECTS = "pvc+s3"
+# Bounded so a deletion pod that cannot run (volume attached elsewhere) never lingers for ever.
+DELETION_POD_DEADLINE_SECONDS = 600
+
+
+class NotASession(ValueError):
+    """A session name that is not ``<namespace>_<livestream>_<YYYYmmddTHHMMSSZ>``."""
+
+
+def session_stamp(session: str) -> str:
+    stamp = session.rsplit("_", 1)[-1]
+    if len(stamp) != STAMP_LENGTH or stamp[8] != "T" or not stamp.endswith("Z") \
+            or not (stamp[:8] + stamp[9:15]).isdigit():
+        raise NotASession(f"{session!r} is not a recording session (<namespace>_<livestream>_<YYYYmmddTHHMMSSZ>)")
+    return stamp
+
+
+def recording_name(livestream: str, session: str) -> str:
+    """``<livestream>-<yyyymmddthhmmssz>``: a DNS label (a Livestream name has at most 45 characters,
+    so this has at most 62), unique per namespace because one Livestream's sessions never share a start
+    second (the recorder picks an unused one)."""
+    return f"{livestream}-{session_stamp(session).lower()}"
+
+
+def human_duration(seconds: float) -> str:
+    whole = int(round(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m{secs:02d}s"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+def human_size(count: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(count) < 1024 or unit == "TiB":
+            return f"{count:.0f}{unit}" if unit == "B" else f"{count:.1f}{unit}"
+        count /= 1024
+    raise AssertionError("unreachable")
+
+
+def recording_spec(livestream: str, livestream_uid: Optional[str], session: FinishedSession,
+                   claim: Optional[str]) -> dict:
+    """``spec`` of the Recording of ``session`` (camelCase, JSON-ready)."""
+    parts = []
+    for part in session.parts:
+        entry: dict = {"file": part.file, "bytes": part.bytes}
+        if part.duration_seconds is not None:
+            entry["durationSeconds"] = part.duration_seconds
+        if claim:
+            entry["volume"] = {"persistentVolumeClaim": claim, "path": part.file}
+        if part.object is not None:
+            entry["object"] = part.object.wire()
+        if part.upload_error:
+            entry["uploadError"] = part.upload_error
+        parts.append(entry)
+    wire = session.wire()  # the recorder's own spelling of its times, kept as they are
+    spec: dict = {
+        "livestream": {"name": livestream, **({"uid": livestream_uid} if livestream_uid else {})},
+        "session": session.session,
+        "startedAt": wire["startedAt"],
+        "endedAt": wire["endedAt"],
+        "durationSeconds": round(session.duration_seconds, 3),
+        "sizeBytes": sum(p.bytes for p in session.parts),
+        "endReason": session.end_reason,
+        "parts": parts,
+    }
+    if session.record_type:
+        spec["source"] = session.record_type
+    if session.recovered:
+        spec["recovered"] = True
+    if claim:
+        spec["persistentVolumeClaim"] = claim
+    return spec
+
+
+def recording_manifest(namespace: str, livestream: str, livestream_uid: Optional[str], session: FinishedSession,
+                       claim: Optional[str], finalizer: str) -> dict:
+    """The whole object to create. No ownerReference: it outlives the Livestream.
+
+    ``finalizer`` (the operator's) is set at creation, so a Recording deleted right after it was
+    created still gets its media deleted."""
+    spec = recording_spec(livestream, livestream_uid, session, claim)
+    labels = {"app.kubernetes.io/name": "onair", "app.kubernetes.io/part-of": "onair",
+              LABEL_LIVESTREAM: livestream}
+    if session.record_type:
+        labels[LABEL_SOURCE] = session.record_type
+    return {
+        "apiVersion": API_VERSION, "kind": KIND,
+        "metadata": {"name": recording_name(livestream, session.session), "namespace": namespace,
+                     "labels": labels, "finalizers": [finalizer]},
+        "spec": spec,
+    }
+
+
+def recording_status(spec: Mapping, previous: Optional[Mapping] = None, generation: Optional[int] = None) -> dict:
+    """The derived ``status`` (columns), keeping the conditions of ``previous``."""
+    parts = spec.get("parts") or []
+    uploaded = bool(parts) and all(part.get("object") for part in parts)
+    out: dict = {
+        "duration": human_duration(float(spec.get("durationSeconds") or 0)),
+        "size": human_size(float(spec.get("sizeBytes") or 0)),
+        "storage": STORAGE_VOLUME_AND_OBJECTS if uploaded else STORAGE_VOLUME,
+    }
+    if generation is not None:
+        out["observedGeneration"] = generation
+    conditions = (previous or {}).get("conditions")
+    if conditions:
+        out["conditions"] = conditions
+    return out
+
+
+def spec_update(current: Mapping, wanted: Mapping) -> Optional[dict]:
+    """What of ``wanted`` differs from the stored ``current`` spec (a merge patch of spec), None
+    when nothing does. Only what the recorder can change after the session ended is compared:
+    the parts (uploads, a part re-probed) and the totals."""
+    keys = ("parts", "sizeBytes", "durationSeconds", "source", "persistentVolumeClaim")
+    patch = {key: wanted.get(key) for key in keys if current.get(key) != wanted.get(key)}
+    return patch or None
+
+
+def livestream_recording_entries(livestream: str, sessions: list[FinishedSession]) -> list[dict]:
+    """``status.recordings`` of the Livestream: each finished session with the name of its Recording."""
+    return [{**session.wire(), "name": recording_name(livestream, session.session)} for session in sessions]
+
+
+def deletion_pod_name(recording: str) -> str:
+    return f"{recording}-delete-media"
+
+
+def deletion_pod(recording: Mapping, image: str, image_pull_policy: str, image_pull_secrets: list[str]) -> dict:
+    """A one-shot pod that mounts the recordings volume and deletes one session's files
+    (``onair agent recorder --delete-session``): how media are deleted when no recorder runs on the
+    volume (the Livestream is gone, or records no more). Same image, user and restrictions as the
+    recorder; no token, no network use."""
+    meta, spec = recording["metadata"], recording["spec"]
+    livestream = spec["livestream"]["name"]
+    container = {
+        "name": "delete-media",
+        "image": image,
+        "imagePullPolicy": image_pull_policy,
+        "command": list(roles.ROLES["recorder"].command),
+        "args": ["agent", "recorder", "--delete-session", spec["session"],
+                 "--livestream", f"{meta['namespace']}/{livestream}", "--output-dir", RECORDINGS_DIR],
+        "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+        "securityContext": container_security_context(),
+        "volumeMounts": [{"name": "recordings", "mountPath": RECORDINGS_DIR}],
+        # The error the command prints is what the operator shows on the Recording.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    pod_spec: dict = {
+        "restartPolicy": "Never",
+        "activeDeadlineSeconds": DELETION_POD_DEADLINE_SECONDS,
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": pod_security_context(),
+        "containers": [container],
+        "volumes": [{"name": "recordings", "persistentVolumeClaim": {"claimName": spec["persistentVolumeClaim"]}}],
+    }
+    if image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": s} for s in image_pull_secrets]
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {
+            "name": deletion_pod_name(meta["name"]), "namespace": meta["namespace"],
+            "labels": {"app.kubernetes.io/name": "onair", "app.kubernetes.io/part-of": "onair",
+                       "app.kubernetes.io/managed-by": MANAGER, "app.kubernetes.io/component": COMPONENT_DELETION,
+                       LABEL_DELETES: meta["name"]},
+            # Owned by the Recording: if the Recording goes some other way (its finalizer removed
+            # by hand), the pod goes with it.
+            "ownerReferences": [{"apiVersion": API_VERSION, "kind": KIND, "name": meta["name"],
+                                 "uid": meta["uid"], "controller": True, "blockOwnerDeletion": False}],
+        },
+        "spec": pod_spec,
+    }

@@ -1,0 +1,349 @@
+"""Recording objects on a real kube-apiserver, from a real recorder agent: one per finished session,
+named in the Livestream's status, updated when a part is uploaded, outliving the Livestream, and
+deleting one deletes its media (through the recorder, or a one-shot pod once the recorder is gone),
+with a condition and an Event whenever that cannot happen.
+
+The operator runs in-process (the session's), the recorder is a real agent process routed to the
+Livestream; this tier has no kubelet, so the deletion pod's command is run here on the volume's
+directory and its outcome written into the pod's status, as a kubelet would.
+"""
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.cluster import wait_for
+from tests.fixtures.operator import condition
+
+pytestmark = [pytest.mark.cluster, pytest.mark.media, pytest.mark.timeout(240)]
+
+GROUP, VERSION = "onair.dev", "v1alpha1"
+SMALL = dict(width=320, height=180, fps=15)
+FINALIZER = "onair.dev/finalizer"
+
+
+@pytest.fixture
+def calltype(kube):
+    name = f"ct-{secrets.token_hex(3)}"
+    kube.create_calltype(name, settings={"recording": {"mode": "available"}})
+    yield name
+    kube.delete_calltype(name)
+
+
+def recordings(kube, namespace: str, selector: str = "") -> list[dict]:
+    return kube.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "recordings",
+                                                     label_selector=selector)["items"]
+
+
+def recording(kube, namespace: str, name: str):
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        return kube.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "recordings", name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def delete_recording(kube, namespace: str, name: str) -> None:
+    kube.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "recordings", name)
+
+
+def start_show(kube, routes, recorder_agent, rtmp_source, namespace, calltype, tmp_path, name="show"):
+    out = tmp_path / f"{name}-recordings"
+    recorder = recorder_agent.start(source_url=rtmp_source.read_url, output_dir=out, livestream=f"{namespace}/{name}")
+    routes.route(namespace, name, "recorder", recorder)
+    kube.create_livestream(namespace, name, {"callType": calltype, "phase": "live"})
+    kube.wait_reconciled(namespace, name)
+    return recorder
+
+
+def record_session(kube, namespace, name, recorder, publishers, rtmp_source, seconds: float = 2) -> dict:
+    """Record about ``seconds`` through spec.recording true/false: the finished session as the
+    Livestream's status lists it."""
+    before = len((kube.livestream(namespace, name).get("status") or {}).get("recordings") or [])
+    publisher = publishers.rtmp(rtmp_source.publish_url, **SMALL)
+    kube.patch_livestream(namespace, name, {"spec": {"recording": True}})
+    recorder.wait_status(lambda s: s["durationSeconds"] >= seconds, 40, f"{seconds} s recorded")
+    kube.patch_livestream(namespace, name, {"spec": {"recording": False}})
+    status = kube.wait_status(namespace, name, lambda s: len(s.get("recordings") or []) == before + 1, timeout=30,
+                              what="the finished session listed")["status"]
+    publisher.stop()
+    return status["recordings"][-1]
+
+
+def upload(recorder, session: dict, etag: str) -> dict:
+    """What the S3 uploader records once a part's upload is confirmed: its object, in the sidecar."""
+    sidecar = recorder.output_dir / f"{session['session']}.json"
+    document = json.loads(sidecar.read_text())
+    stored = {"url": f"s3://media/{session['parts'][0]['file']}", "endpoint": "https://s3.example.org",
+              "etag": etag, "uploadedAt": "2026-01-02T03:04:05Z"}
+    document["parts"][0]["object"] = stored
+    sidecar.write_text(json.dumps(document))
+    return stored
+
+
+def files_of(directory: Path, session: str) -> list[str]:
+    return sorted(p.name for p in directory.glob(f"{session}*"))
+
+
+def table(kube, namespace: str) -> dict:
+    """What `kubectl get recordings` prints: the API server's Table of the CRD's printer columns."""
+    path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/recordings"
+    _, url, headers, body, _ = kube.api.param_serialize(
+        "GET", path, header_params={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"},
+        auth_settings=["BearerToken"])
+    response = kube.api.call_api("GET", url, header_params=headers, body=body)
+    return json.loads(response.read())
+
+
+def test_every_finished_session_becomes_a_recording_named_in_the_livestream_status(
+        routes, kube, calltype, namespace, recorder_agent, rtmp_source, publishers, tmp_path):
+    recorder = start_show(kube, routes, recorder_agent, rtmp_source, namespace, calltype, tmp_path)
+    session = record_session(kube, namespace, "show", recorder, publishers, rtmp_source)
+    stamp = session["session"].rsplit("_", 1)[1]
+    name = f"show-{stamp.lower()}"
+    assert session["name"] == name, "Gcore's StopRecording answers with the video: the status names the object"
+
+    obj = wait_for(lambda: recording(kube, namespace, name), 20, what=f"Recording {name}")
+    ls = kube.livestream(namespace, "show")
+    spec = obj["spec"]
+    assert spec["livestream"] == {"name": "show", "uid": ls["metadata"]["uid"]}
+    assert spec["session"] == session["session"] and spec["source"] == "origin"
+    assert (spec["startedAt"], spec["endedAt"], spec["endReason"]) == (
+        session["startedAt"], session["endedAt"], "recording stopped")
+    assert spec["durationSeconds"] == pytest.approx(session["durationSeconds"]) and spec["durationSeconds"] >= 2
+    assert spec["persistentVolumeClaim"] == "show-recordings"
+    assert [p["file"] for p in spec["parts"]] == [p["file"] for p in session["parts"]]
+    for part in spec["parts"]:
+        on_disk = recorder.output_dir / part["file"]
+        assert part["bytes"] == on_disk.stat().st_size and part["durationSeconds"] > 0
+        assert part["volume"] == {"persistentVolumeClaim": "show-recordings", "path": part["file"]}
+        assert "object" not in part
+    assert spec["sizeBytes"] == sum(p["bytes"] for p in spec["parts"])
+    meta = obj["metadata"]
+    assert meta["labels"]["onair.dev/livestream"] == "show"
+    assert not meta.get("ownerReferences"), "nothing owns a Recording: it outlives its Livestream"
+    assert FINALIZER in meta["finalizers"], "deleting it deletes its media"
+    status = wait_for(lambda: (recording(kube, namespace, name) or {}).get("status", {}).get("size") and
+                      recording(kube, namespace, name)["status"], 20, what="the Recording's columns")
+    assert status["storage"] == "pvc" and status["duration"].endswith("s")
+    assert [r["metadata"]["name"] for r in recordings(kube, namespace, "onair.dev/livestream=show")] == [name]
+    assert recordings(kube, namespace, "onair.dev/livestream=other") == []
+
+    # `kubectl get recordings -n <ns>`: what was recorded, from which Livestream, when, how long, how big, where.
+    printed = table(kube, namespace)
+    columns = [c["name"] for c in printed["columnDefinitions"] if c.get("priority", 0) == 0]
+    assert columns == ["Name", "Livestream", "Started", "Duration", "Size", "Storage", "Age"]
+    [row] = printed["rows"]
+    assert row["cells"][:6] == [name, "show", spec["startedAt"], status["duration"], status["size"], "pvc"]
+    assert any(e["reason"] == "RecordingCreated" and name in e["message"] for e in kube.events(namespace, "show"))
+
+    # A part uploaded (the recorder reports its object): the same Recording, updated.
+    stored = upload(recorder, session, etag='"abc"')
+    updated = wait_for(lambda: (r := recording(kube, namespace, name)) and r["spec"]["parts"][0].get("object") and r,
+                       20, what="the upload in the Recording")
+    assert updated["spec"]["parts"][0]["object"] == stored
+    assert updated["metadata"]["uid"] == meta["uid"]
+    wait_for(lambda: recording(kube, namespace, name)["status"].get("storage") == "pvc+s3", 20,
+             what="storage pvc+s3")
+
+    # A second session is a second Recording; the first is untouched.
+    second = record_session(kube, namespace, "show", recorder, publishers, rtmp_source)
+    wait_for(lambda: len(recordings(kube, namespace, "onair.dev/livestream=show")) == 2, 20, what="two Recordings")
+    assert second["name"] != name and recording(kube, namespace, second["name"]) is not None
+    # The status names both, the first with its upload.
+    listed = kube.livestream(namespace, "show")["status"]["recordings"]
+    assert [r["name"] for r in listed] == [name, second["name"]]
+    for obj in recordings(kube, namespace):  # leave no finalizer behind for the namespace's deletion
+        kube.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "recordings", obj["metadata"]["name"],
+                                                   {"metadata": {"finalizers": None}})
+
+
+def test_deleting_a_recording_deletes_its_files_through_the_recorder(
+        routes, kube, calltype, namespace, recorder_agent, rtmp_source, publishers, tmp_path):
+    recorder = start_show(kube, routes, recorder_agent, rtmp_source, namespace, calltype, tmp_path)
+    first = record_session(kube, namespace, "show", recorder, publishers, rtmp_source)
+    second = record_session(kube, namespace, "show", recorder, publishers, rtmp_source)
+    wait_for(lambda: recording(kube, namespace, second["name"]), 20, what="the second Recording")
+    out = recorder.output_dir
+    assert files_of(out, first["session"]) and files_of(out, second["session"])
+
+    delete_recording(kube, namespace, first["name"])
+    wait_for(lambda: recording(kube, namespace, first["name"]) is None, 30, what="the Recording gone")
+    assert files_of(out, first["session"]) == [], "its parts and sidecar are deleted"
+    assert files_of(out, second["session"]), "the other recording stays"
+    kube.wait_status(namespace, "show", lambda s: [r["name"] for r in s.get("recordings") or ()] == [second["name"]],
+                     timeout=20, what="the status without the deleted recording")
+    events = kube.events(namespace, first["name"])
+    assert any(e["reason"] == "MediaDeleted" and first["session"] in e["message"] for e in events), events
+    # Polls go on: the deleted recording never comes back.
+    recorder.wait_log(f"deleted recording {first['session']}", 5)
+    for _ in range(3):
+        kube.wait_status(namespace, "show", lambda s: True, what="a poll")
+        wait_for(lambda: True, 1)
+    assert recording(kube, namespace, first["name"]) is None
+    assert recording(kube, namespace, second["name"]) is not None
+
+    # Deleted without its finalizer (removed by hand first): the files stay, so the Recording comes back.
+    kept = recording(kube, namespace, second["name"])
+    kube.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "recordings", second["name"],
+                                               {"metadata": {"finalizers": None}})
+    delete_recording(kube, namespace, second["name"])
+    back = wait_for(lambda: (r := recording(kube, namespace, second["name"])) and
+                    r["metadata"]["uid"] != kept["metadata"]["uid"] and r, 30, what="the Recording back")
+    assert back["spec"] == kept["spec"] and FINALIZER in back["metadata"]["finalizers"]
+    assert files_of(out, second["session"])
+
+    # Deleting the Livestream deletes neither the Recording nor its files.
+    kube.delete_livestream(namespace, "show")
+    wait_for(lambda: not kube.livestream_exists(namespace, "show"), 30, what="the Livestream gone")
+    assert recording(kube, namespace, second["name"])["metadata"].get("deletionTimestamp") is None
+    assert files_of(out, second["session"])
+    kube.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "recordings", second["name"],
+                                               {"metadata": {"finalizers": None}})
+
+
+def test_uploaded_objects_without_object_storage_deletion_say_so_and_keep_the_finalizer(
+        routes, kube, calltype, namespace, recorder_agent, rtmp_source, publishers, tmp_path):
+    recorder = start_show(kube, routes, recorder_agent, rtmp_source, namespace, calltype, tmp_path)
+    session = record_session(kube, namespace, "show", recorder, publishers, rtmp_source)
+    name = session["name"]
+    stored = upload(recorder, session, etag='"e1"')
+    wait_for(lambda: (r := recording(kube, namespace, name)) and r["spec"]["parts"][0].get("object"), 20,
+             what="the upload in the Recording")
+
+    delete_recording(kube, namespace, name)
+
+    def stuck():
+        obj = recording(kube, namespace, name)
+        cond = condition((obj or {}).get("status") or {}, "MediaDeleted")
+        return cond if cond and cond["reason"] == "ObjectStorageDeletionNotConfigured" else None
+    cond = wait_for(stuck, 30, what="MediaDeleted=False ObjectStorageDeletionNotConfigured")
+    assert cond["status"] == "False"
+    assert "object storage deletion not configured" in cond["message"] and stored["url"] in cond["message"]
+    assert "kubectl patch recording" in cond["message"], "says how to let it go"
+    warning = wait_for(lambda: [e for e in kube.events(namespace, name)
+                                if e["reason"] == "ObjectStorageDeletionNotConfigured"], 20, what="the Warning Event")
+    assert warning[0]["type"] == "Warning"
+    assert files_of(recorder.output_dir, session["session"]) == [], "the files on the volume went first"
+    obj = recording(kube, namespace, name)
+    assert obj["metadata"]["deletionTimestamp"] and FINALIZER in obj["metadata"]["finalizers"]
+
+    # The user deletes the objects by hand and removes the finalizer, as the message says.
+    kube.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "recordings", name,
+                                               {"metadata": {"finalizers": None}})
+    wait_for(lambda: recording(kube, namespace, name) is None, 20, what="the Recording gone")
+    for _ in range(3):
+        wait_for(lambda: True, 1)
+    assert recording(kube, namespace, name) is None, "no sidecar lists it: it never comes back"
+
+
+def run_pod_as_kubelet(kube, namespace: str, pod: dict, volume_dir: Path) -> subprocess.CompletedProcess:
+    """Run the deletion pod's one container with its volume mounted at its mountPath, then write the
+    outcome into the pod's status as a kubelet would."""
+    [container] = pod["spec"]["containers"]
+    [mount] = container["volumeMounts"]
+    args = [volume_dir.as_posix() if a == mount["mountPath"] else a for a in container["args"]]
+    assert container["command"] == ["onair"]
+    done = subprocess.run([sys.executable, "-m", "onair.cli", *args], capture_output=True, text=True, timeout=60)
+    message = (done.stdout + done.stderr).strip()
+    kubelet_writes(kube, namespace, pod, "Succeeded" if done.returncode == 0 else "Failed", done.returncode, message)
+    return done
+
+
+def kubelet_writes(kube, namespace: str, pod: dict, phase: str, exit_code: int, message: str) -> None:
+    [container] = pod["spec"]["containers"]
+    terminated = {"exitCode": exit_code, "reason": "Completed" if exit_code == 0 else "Error", "message": message,
+                  "startedAt": "2026-01-02T03:04:05Z", "finishedAt": "2026-01-02T03:04:06Z"}
+    kube.core.patch_namespaced_pod_status(pod["metadata"]["name"], namespace, {"status": {
+        "phase": phase, "startTime": "2026-01-02T03:04:05Z",
+        "containerStatuses": [{"name": container["name"], "ready": False, "restartCount": 0,
+                               "image": container["image"], "imageID": "", "state": {"terminated": terminated}}]}})
+
+
+def deletion_pod(kube, namespace: str, name: str, other_than: str = ""):
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        pod = kube.api.sanitize_for_serialization(kube.core.read_namespaced_pod(f"{name}-delete-media", namespace))
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return pod if pod["metadata"]["uid"] != other_than and not pod["metadata"].get("deletionTimestamp") else None
+
+
+def test_a_recording_outlives_its_livestream_and_a_pod_deletes_its_files_then(
+        routes, kube, calltype, namespace, recorder_agent, rtmp_source, publishers, tmp_path):
+    recorder = start_show(kube, routes, recorder_agent, rtmp_source, namespace, calltype, tmp_path)
+    session = record_session(kube, namespace, "show", recorder, publishers, rtmp_source)
+    name = session["name"]
+    wait_for(lambda: recording(kube, namespace, name), 20, what="the Recording")
+    kube.delete_livestream(namespace, "show")
+    wait_for(lambda: not kube.livestream_exists(namespace, "show"), 30, what="the Livestream gone")
+    recorder.stop()
+    routes.unroute(namespace, "show", "recorder")
+    assert recording(kube, namespace, name)["metadata"].get("deletionTimestamp") is None
+    out = recorder.output_dir
+    assert files_of(out, session["session"])
+
+    delete_recording(kube, namespace, name)
+    pod = wait_for(lambda: deletion_pod(kube, namespace, name), 30, what="the deletion pod")
+    spec = pod["spec"]
+    [container] = spec["containers"]
+    assert container["args"][:3] == ["agent", "recorder", "--delete-session"] and session["session"] in container["args"]
+    assert spec["volumes"][0]["persistentVolumeClaim"] == {"claimName": "show-recordings"}
+    assert spec["restartPolicy"] == "Never" and spec["automountServiceAccountToken"] is False
+    assert container["securityContext"]["runAsNonRoot"] and container["securityContext"]["readOnlyRootFilesystem"]
+    assert pod["metadata"]["ownerReferences"][0]["name"] == name
+
+    # A failed run is reported on the Recording (condition and Event) and retried with a new pod.
+    kubelet_writes(kube, namespace, pod, "Failed", 1, "cannot delete recording x: Permission denied")
+    cond = wait_for(lambda: (c := condition(recording(kube, namespace, name).get("status") or {}, "MediaDeleted"))
+                    and c["reason"] == "MediaDeletionFailed" and c, 30, what="MediaDeletionFailed")
+    assert cond["status"] == "False" and "Permission denied" in cond["message"]
+    wait_for(lambda: any(e["reason"] == "MediaDeletionFailed" and e["type"] == "Warning"
+                         for e in kube.events(namespace, name)), 20, what="the Warning Event")
+    assert files_of(out, session["session"])
+    retry = wait_for(lambda: deletion_pod(kube, namespace, name, other_than=pod["metadata"]["uid"]), 60,
+                     what="a new deletion pod")
+
+    done = run_pod_as_kubelet(kube, namespace, retry, out)
+    assert done.returncode == 0, done.stderr
+    wait_for(lambda: recording(kube, namespace, name) is None, 30, what="the Recording gone")
+    assert files_of(out, session["session"]) == []
+    wait_for(lambda: deletion_pod(kube, namespace, name) is None, 20, what="the deletion pod removed")
+    assert any(e["reason"] == "MediaDeleted" for e in kube.events(namespace, name))
+
+
+def test_deleting_the_namespace_is_not_held_up_by_its_recordings(
+        routes, kube, calltype, namespace, recorder_agent, rtmp_source, publishers, tmp_path):
+    """No pod can run in a namespace being deleted: the files go with its recordings claim, and the
+    Recordings' finalizer lets the namespace go instead of keeping it Terminating for ever."""
+    from kubernetes.client.exceptions import ApiException
+
+    recorder = start_show(kube, routes, recorder_agent, rtmp_source, namespace, calltype, tmp_path)
+    session = record_session(kube, namespace, "show", recorder, publishers, rtmp_source)
+    wait_for(lambda: recording(kube, namespace, session["name"]), 20, what="the Recording")
+    recorder.stop()
+    routes.unroute(namespace, "show", "recorder")
+    kube.core.delete_namespace(namespace)
+
+    def gone() -> bool:
+        try:
+            kube.core.read_namespace(namespace)
+        except ApiException as exc:
+            return exc.status == 404
+        return False
+    try:
+        wait_for(gone, 90, what="the namespace deleted")
+    except TimeoutError:
+        left = recording(kube, namespace, session["name"])
+        raise AssertionError(f"the namespace is stuck; its Recording: {left}") from None

@@ -1,0 +1,206 @@
+"""Recording objects on a real node, with the operator as a pod under the chart's RBAC: a finished
+session becomes a Recording, deleting it deletes its files through the running recorder, the
+Recording outlives its Livestream, and once the recorder is gone the kubelet runs the one-shot
+pod that deletes the files from the recordings volume.
+
+Timings are printed (run with -s).
+"""
+from __future__ import annotations
+
+import base64
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import pytest
+
+from tests.fixtures.cluster import wait_for
+from tests.fixtures.kube import (ROLES, SMALL, ffmpeg_push, helm, livestream_status, patch_spec, pod_logs,
+                                 pod_problems, restricted_namespace, restricted_pod, wait_pods_ready)
+
+pytestmark = [pytest.mark.kube, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+RELEASE = "onair"
+LS = "show"
+GROUP, VERSION = "onair.dev", "v1alpha1"
+
+
+class Node:
+    def __init__(self, node_cluster, ns: str, op_ns: str, image: str) -> None:
+        from kubernetes import client
+
+        self.node_cluster = node_cluster
+        self.core = node_cluster.core()
+        self.custom = client.CustomObjectsApi(node_cluster.api)
+        self.ns, self.op_ns, self.image = ns, op_ns, image
+        self.encoder: Optional[subprocess.Popen] = None
+
+    def status(self) -> dict:
+        return livestream_status(self.custom, self.ns, LS)
+
+    def recording(self, name: str) -> Optional[dict]:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return self.custom.get_namespaced_custom_object(GROUP, VERSION, self.ns, "recordings", name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def events(self, name: str) -> list:
+        return self.core.list_namespaced_event(self.ns, field_selector=f"involvedObject.name={name}").items
+
+    def diagnostics(self) -> str:
+        operator = pod_logs(self.core, self.op_ns, "app.kubernetes.io/component=operator")
+        return (f"{pod_problems(self.core, self.ns)}\n{pod_logs(self.core, self.ns, '')}\n"
+                f"--- operator\n{operator[-6000:]}")
+
+    def until(self, predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+        try:
+            return wait_for(predicate, timeout=timeout, interval=0.5, what=what)
+        except BaseException:
+            print(self.diagnostics())
+            raise
+
+    def push(self) -> None:
+        if self.encoder is None or self.encoder.poll() is not None:
+            data = self.core.read_namespaced_secret(f"{LS}-credentials", self.ns).data
+            url = base64.b64decode(data["rtmpPublishUrl"]).decode()
+            self.encoder = subprocess.Popen(ffmpeg_push("flv", url), stdin=subprocess.DEVNULL,
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop_pushing(self) -> None:
+        if self.encoder is not None and self.encoder.poll() is None:
+            self.encoder.terminate()
+            self.encoder.wait(10)
+
+    def record(self, seconds: float) -> dict:
+        """One session of about ``seconds``: the finished session as status.recordings lists it."""
+        before = len(self.status().get("recordings") or [])
+        patch_spec(self.custom, self.ns, {"recording": True})
+        self.until(lambda: self.push() or ((s := self.status()).get("recording") is True
+                                           and (s.get("recordingDurationSeconds") or 0) >= seconds), 120,
+                   f"{seconds} s recorded")
+        patch_spec(self.custom, self.ns, {"recording": False})
+        status = self.until(lambda: len((s := self.status()).get("recordings") or []) == before + 1 and s, 60,
+                            "the session finished")
+        return status["recordings"][-1]
+
+    def files_on_volume(self, claim: str) -> list[str]:
+        """``ls`` of the recordings volume, from a pod that mounts it."""
+        name = f"ls-{int(time.monotonic() * 1000) % 100000}"
+        pod = restricted_pod(name, self.image, ["ls", "-1", "/recordings"])
+        pod["spec"]["restartPolicy"] = "Never"
+        pod["spec"]["volumes"] = [{"name": "r", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}]
+        pod["spec"]["containers"][0]["volumeMounts"] = [{"name": "r", "mountPath": "/recordings", "readOnly": True}]
+        self.core.create_namespaced_pod(self.ns, pod)
+        self.until(lambda: self.core.read_namespaced_pod(name, self.ns).status.phase in ("Succeeded", "Failed"), 60,
+                   f"pod {name} listing the volume")
+        out = self.core.read_namespaced_pod_log(name, self.ns)
+        self.core.delete_namespaced_pod(name, self.ns, grace_period_seconds=0)
+        return [line for line in out.splitlines() if line]
+
+
+@pytest.fixture(scope="module")
+def node(node_cluster, onair_image):
+    core = node_cluster.core()
+    suffix = str(int(time.time()) % 100000)
+    op_ns = restricted_namespace(core, f"onair-system-{suffix}")
+    ns = restricted_namespace(core, f"recordings-{suffix}")
+    n = Node(node_cluster, ns, op_ns, onair_image.name)
+    installed = False
+    try:
+        node_cluster.node.ctr("images", "import", str(onair_image.archive), timeout=300)
+        values = ["--set", f"image.repository={onair_image.repository}", "--set", f"image.tag={onair_image.tag}",
+                  "--set", "image.pullPolicy=Never", "--set", "livestreams.statusPollIntervalSeconds=1",
+                  "--set", "livestreams.ingest.serviceType=NodePort"]
+        for role in ROLES:
+            for part, quantities in SMALL.items():
+                for k, v in quantities.items():
+                    values += ["--set-string", f"livestreams.resources.{role}.{part}.{k}={v}"]
+        helm("install", RELEASE, str(ROOT / "charts/onair"), "--namespace", op_ns, *values,
+             kubeconfig=node_cluster.kubeconfig)
+        installed = True
+        wait_pods_ready(core, op_ns, "app.kubernetes.io/component=operator", 1, 120, "operator")
+        n.custom.create_namespaced_custom_object(GROUP, VERSION, ns, "livestreams", {
+            "apiVersion": f"{GROUP}/{VERSION}", "kind": "Livestream", "metadata": {"name": LS},
+            "spec": {"callType": "development", "phase": "live", "settingsOverride": {
+                "ingest": {"protocols": ["rtmp"], "backup": False},
+                "broadcasting": {"mode": "disabled"},
+                "recording": {"mode": "available", "type": "origin"},
+                "screenshots": {"enabled": False},
+            }}})
+        wait_pods_ready(core, ns, f"app.kubernetes.io/instance={LS}", 4, 240, "the Livestream's media pods")
+        n.until(lambda: node_cluster.node.node_ip in base64.b64decode(
+            core.read_namespaced_secret(f"{LS}-credentials", ns).data.get("rtmpPublishUrl", "")).decode(), 60,
+            "the publish URL on the node's NodePort")
+        yield n
+    finally:
+        n.stop_pushing()
+        try:
+            for rec in n.custom.list_namespaced_custom_object(GROUP, VERSION, ns, "recordings")["items"]:
+                n.custom.patch_namespaced_custom_object(GROUP, VERSION, ns, "recordings", rec["metadata"]["name"],
+                                                        {"metadata": {"finalizers": None}})
+            for ls in n.custom.list_namespaced_custom_object(GROUP, VERSION, ns, "livestreams")["items"]:
+                n.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, "livestreams", ls["metadata"]["name"])
+        except Exception as e:  # noqa: BLE001 - reported, teardown continues
+            print(f"teardown: {e}")
+        try:
+            if installed:
+                helm("uninstall", RELEASE, "--namespace", op_ns, "--wait", "--timeout", "60s",
+                     kubeconfig=node_cluster.kubeconfig)
+        finally:
+            for name in (ns, op_ns):
+                core.delete_namespace(name, propagation_policy="Background")
+
+
+def test_recordings_are_objects_whose_deletion_deletes_the_files_with_or_without_a_recorder(node):
+    t0 = time.monotonic()
+    first = node.record(3)
+    second = node.record(3)
+    node.stop_pushing()
+    print(f"\n  two sessions recorded: {time.monotonic() - t0:.1f}s")
+    for session in (first, second):
+        rec = node.until(lambda: node.recording(session["name"]), 30, f"Recording {session['name']}")
+        assert rec["spec"]["session"] == session["session"] and not rec["metadata"].get("ownerReferences")
+        assert rec["spec"]["persistentVolumeClaim"] == f"{LS}-recordings"
+    listed = node.custom.list_namespaced_custom_object(GROUP, VERSION, node.ns, "recordings",
+                                                       label_selector=f"onair.dev/livestream={LS}")["items"]
+    assert sorted(r["metadata"]["name"] for r in listed) == sorted([first["name"], second["name"]])
+    files = node.files_on_volume(f"{LS}-recordings")
+    assert f"{first['session']}.json" in files and f"{second['session']}.json" in files
+
+    # Through the running recorder (the operator pod calls its agent API).
+    t1 = time.monotonic()
+    node.custom.delete_namespaced_custom_object(GROUP, VERSION, node.ns, "recordings", first["name"])
+    node.until(lambda: node.recording(first["name"]) is None, 60, "the first Recording gone")
+    print(f"  deleted through the recorder: {time.monotonic() - t1:.1f}s")
+    node.until(lambda: [r["name"] for r in node.status().get("recordings") or ()] == [second["name"]], 30,
+               "the status without it")
+    files = node.files_on_volume(f"{LS}-recordings")
+    assert not [f for f in files if f.startswith(first["session"])], files
+    assert f"{second['session']}.json" in files
+
+    # The Livestream goes; its Recording and the files stay.
+    node.custom.delete_namespaced_custom_object(GROUP, VERSION, node.ns, "livestreams", LS)
+    node.until(lambda: not node.custom.list_namespaced_custom_object(GROUP, VERSION, node.ns, "livestreams")["items"]
+               and not node.core.list_namespaced_pod(node.ns, label_selector=f"app.kubernetes.io/instance={LS}").items,
+               120, "the Livestream and its pods gone")
+    assert node.recording(second["name"])["metadata"].get("deletionTimestamp") is None
+    assert f"{second['session']}.json" in node.files_on_volume(f"{LS}-recordings")
+
+    # No recorder any more: the kubelet runs the operator's one-shot pod on the volume.
+    t2 = time.monotonic()
+    node.custom.delete_namespaced_custom_object(GROUP, VERSION, node.ns, "recordings", second["name"])
+    node.until(lambda: node.recording(second["name"]) is None, 120, "the second Recording gone")
+    print(f"  deleted by the one-shot pod: {time.monotonic() - t2:.1f}s")
+    deleted = [e for e in node.events(second["name"]) if e.reason == "MediaDeleted"]
+    assert deleted and second["session"] in deleted[0].message and "-delete-media" in deleted[0].message, \
+        [(e.reason, e.message) for e in node.events(second["name"])]
+    files = node.files_on_volume(f"{LS}-recordings")
+    assert not [f for f in files if f.startswith(second["session"])], files
+    node.until(lambda: not node.core.list_namespaced_pod(
+        node.ns, label_selector="app.kubernetes.io/component=recording-deletion").items, 30, "the deletion pod gone")

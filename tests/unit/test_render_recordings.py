@@ -1,0 +1,118 @@
+"""Recording objects from finished sessions (onair.render.recordings): names, manifests, columns,
+updates, the Livestream's status entries and the media-deletion pod. Pure."""
+from __future__ import annotations
+
+import pytest
+
+from onair.api.agent import Recording as FinishedSession
+from onair.api.recording import Recording
+from onair.render import recordings as r
+
+SESSION = {
+    "session": "events_keynote_20260714T090005Z",
+    "startedAt": "2026-07-14T09:00:07.123Z",
+    "endedAt": "2026-07-14T11:05:00.456Z",
+    "durationSeconds": 7492.9,
+    "endReason": "recording stopped",
+    "recordType": "origin",
+    "parts": [
+        {"file": "events_keynote_20260714T090005Z_part0001.mp4", "bytes": 3_000_000_000, "durationSeconds": 7200.0},
+        {"file": "events_keynote_20260714T090005Z_part0002.mp4", "bytes": 120_000_000, "durationSeconds": 292.9},
+    ],
+}
+
+
+def session(**changes) -> FinishedSession:
+    return FinishedSession.model_validate({**SESSION, **changes})
+
+
+def test_the_name_is_the_livestream_and_the_session_start_a_dns_label():
+    assert r.recording_name("keynote", SESSION["session"]) == "keynote-20260714t090005z"
+    longest = "a" * 45  # the Livestream CRD caps names at 45 characters
+    name = r.recording_name(longest, f"ns_{longest}_20260714T090005Z")
+    assert len(name) <= 63 and name == name.lower()
+
+
+@pytest.mark.parametrize("bad", ["events_keynote", "events_keynote_latest", "events_keynote_20260714T0900Z",
+                                 "events_keynote_2026071XT090005Z"])
+def test_a_name_that_is_no_session_is_refused(bad):
+    with pytest.raises(r.NotASession):
+        r.recording_name("keynote", bad)
+
+
+def test_the_manifest_carries_what_was_recorded_and_is_owned_by_nothing():
+    manifest = r.recording_manifest("events", "keynote", "uid-1", session(), "keynote-recordings", "onair.dev/finalizer")
+    Recording.model_validate(manifest)  # what the CRD is generated from accepts it
+    meta, spec = manifest["metadata"], manifest["spec"]
+    assert meta["name"] == "keynote-20260714t090005z" and meta["namespace"] == "events"
+    assert meta["labels"]["onair.dev/livestream"] == "keynote"
+    assert meta["labels"]["onair.dev/recording-source"] == "origin"
+    assert "ownerReferences" not in meta and meta["finalizers"] == ["onair.dev/finalizer"]
+    assert spec["livestream"] == {"name": "keynote", "uid": "uid-1"}
+    assert spec["session"] == SESSION["session"] and spec["source"] == "origin"
+    assert spec["sizeBytes"] == 3_120_000_000 and spec["durationSeconds"] == 7492.9
+    assert spec["startedAt"].startswith("2026-07-14T09:00:07.123") and spec["endReason"] == "recording stopped"
+    assert spec["persistentVolumeClaim"] == "keynote-recordings" and "recovered" not in spec
+    assert spec["parts"][1] == {"file": SESSION["parts"][1]["file"], "bytes": 120_000_000, "durationSeconds": 292.9,
+                                "volume": {"persistentVolumeClaim": "keynote-recordings",
+                                           "path": SESSION["parts"][1]["file"]}}
+
+
+def test_uploads_and_upload_errors_are_in_the_parts_and_the_storage_column():
+    stored = {"url": "s3://media/a.mp4", "endpoint": "https://s3.example.org", "etag": '"e"',
+              "uploadedAt": "2026-07-14T11:06:00Z"}
+    parts = [{**SESSION["parts"][0], "object": stored}, {**SESSION["parts"][1], "uploadError": "HTTP 503"}]
+    spec = r.recording_spec("keynote", None, session(parts=parts, recovered=True), "keynote-recordings")
+    assert spec["parts"][0]["object"] == stored and spec["parts"][1]["uploadError"] == "HTTP 503"
+    assert spec["recovered"] is True and spec["livestream"] == {"name": "keynote"}
+    assert r.recording_status(spec)["storage"] == "pvc", "one part is only on the volume"
+    parts[1] = {**SESSION["parts"][1], "object": stored}
+    uploaded = r.recording_spec("keynote", None, session(parts=parts), "keynote-recordings")
+    assert r.recording_status(uploaded)["storage"] == "pvc+s3"
+
+
+def test_columns_for_people_and_conditions_kept():
+    spec = r.recording_spec("keynote", "u", session(), "c")
+    previous = {"conditions": [{"type": "MediaDeleted", "status": "False"}]}
+    assert r.recording_status(spec, previous, generation=3) == {
+        "duration": "2h04m53s", "size": "2.9GiB", "storage": "pvc", "observedGeneration": 3,
+        "conditions": previous["conditions"]}
+    assert r.human_duration(59.6) == "1m00s" and r.human_duration(4) == "4s"
+    assert r.human_size(512) == "512B" and r.human_size(5 * 1024 ** 4) == "5.0TiB"
+
+
+def test_only_what_can_change_after_the_end_is_updated():
+    stored = r.recording_spec("keynote", "old-uid", session(), "c")
+    assert r.spec_update(stored, r.recording_spec("keynote", "new-uid", session(), "c")) is None, \
+        "a Livestream re-created under the same name does not rewrite who recorded it"
+    stored_object = {"url": "s3://m/a", "endpoint": "e", "etag": "t", "uploadedAt": "2026-07-14T11:06:00Z"}
+    parts = [{**SESSION["parts"][0], "object": stored_object}, SESSION["parts"][1]]
+    wanted = r.recording_spec("keynote", "old-uid", session(parts=parts), "c")
+    assert r.spec_update(stored, wanted) == {"parts": wanted["parts"]}
+
+
+def test_the_livestream_status_names_the_recording_of_each_session():
+    entries = r.livestream_recording_entries("keynote", [session()])
+    assert entries[0]["name"] == "keynote-20260714t090005z" and entries[0]["session"] == SESSION["session"]
+    assert entries[0]["recordType"] == "origin"
+
+
+def test_the_deletion_pod_mounts_the_volume_and_runs_the_recorders_delete_command():
+    manifest = r.recording_manifest("events", "keynote", "u", session(), "keynote-recordings", "f")
+    manifest["metadata"]["uid"] = "rec-uid"
+    pod = r.deletion_pod(manifest, "registry/onair:1", "IfNotPresent", ["pull"])
+    meta, spec = pod["metadata"], pod["spec"]
+    assert meta["name"] == "keynote-20260714t090005z-delete-media" and meta["namespace"] == "events"
+    assert meta["ownerReferences"][0]["uid"] == "rec-uid" and meta["ownerReferences"][0]["kind"] == "Recording"
+    assert "onair.dev/livestream" not in meta["labels"], "not an agent pod of the Livestream"
+    [container] = spec["containers"]
+    assert container["image"] == "registry/onair:1" and container["command"] == ["onair"]
+    assert container["args"] == ["agent", "recorder", "--delete-session", SESSION["session"],
+                                 "--livestream", "events/keynote", "--output-dir", "/recordings"]
+    assert container["volumeMounts"] == [{"name": "recordings", "mountPath": "/recordings"}]
+    assert spec["volumes"][0]["persistentVolumeClaim"] == {"claimName": "keynote-recordings"}
+    assert spec["restartPolicy"] == "Never" and spec["activeDeadlineSeconds"] > 0
+    assert spec["automountServiceAccountToken"] is False and spec["imagePullSecrets"] == [{"name": "pull"}]
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
