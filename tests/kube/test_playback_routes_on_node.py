@@ -29,8 +29,9 @@ from onair.agent.origin.server import HLS_JS
 from tests.browser.test_player import assert_plays
 from tests.fixtures.browser import launch
 from tests.fixtures.cluster import wait_for
-from tests.fixtures.kube import (ROLES, SMALL, ffmpeg_push, helm, livestream_status, pod_logs, pod_problems,
-                                 restricted_namespace, uninstall_in_user_order, wait_pods_ready)
+from tests.fixtures.kube import (ROLES, ffmpeg_push, helm, install_onair, livestream_status, onair_chart_values,
+                                 pod_logs, pod_problems, restricted_namespace, uninstall_in_user_order,
+                                 wait_pods_ready)
 
 pytestmark = [pytest.mark.kube, pytest.mark.slow, pytest.mark.browser,
               pytest.mark.skipif(not HLS_JS.is_file(), reason="hls.js not built: run scripts/build-player")]
@@ -139,21 +140,12 @@ def test_viewers_play_through_traefik_by_ingress_then_by_httproute(node_cluster,
     encoder = None
     install_players()
     try:
-        node_cluster.node.ctr("images", "import", str(onair_image.archive), timeout=300)
-        values = ["--set", f"image.repository={onair_image.repository}", "--set", f"image.tag={onair_image.tag}",
-                  "--set", "image.pullPolicy=Never", "--set", "livestreams.statusPollIntervalSeconds=1",
-                  "--set", "livestreams.ingest.serviceType=NodePort"]
-        for role in ROLES:
-            for part, quantities in SMALL.items():
-                for k, v in quantities.items():
-                    values += ["--set-string", f"livestreams.resources.{role}.{part}.{k}={v}"]
+        values = onair_chart_values(onair_image)
         ingress_route = ["--set", "livestreams.playback.route.kind=ingress",
                          "--set-json", f"livestreams.playback.route.hostTemplate={json.dumps(INGRESS_HOST)}",
                          "--set", f"livestreams.playback.route.ingressClassName={entry.ingress_class}"]
-        helm("install", RELEASE, str(ROOT / "charts/onair"), "--namespace", op_ns, *values, *ingress_route,
-             kubeconfig=node_cluster.kubeconfig)
+        install_onair(node_cluster, onair_image, RELEASE, op_ns, *ingress_route)
         installed = True
-        wait_pods_ready(core, op_ns, "app.kubernetes.io/component=operator", 1, 120, "operator")
 
         custom.create_namespaced_custom_object("onair.dev", "v1alpha1", ls_ns, "livestreams", {
             "apiVersion": "onair.dev/v1alpha1", "kind": "Livestream", "metadata": {"name": "show"},

@@ -39,12 +39,11 @@ import pytest
 
 from onair import roles
 from tests.fixtures.cluster import wait_for
-from tests.fixtures.kube import (ROLES, SMALL, ffmpeg_push, helm, livestream_status, patch_spec, pod_logs,
+from tests.fixtures.kube import (ffmpeg_push, helm, install_onair, livestream_status, patch_spec, pod_logs,
                                  pod_problems, restricted_namespace, restricted_pod, wait_pods_ready)
 
 pytestmark = [pytest.mark.kube, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
 RELEASE = "onair"
 LS = "show"
 MEDIA_KEYS = ("ingest", "transcoder", "origin")
@@ -231,18 +230,8 @@ def show(node_cluster, onair_image):
     installed = False
     try:
         t0 = time.monotonic()
-        node_cluster.node.ctr("images", "import", str(onair_image.archive), timeout=300)
-        values = ["--set", f"image.repository={onair_image.repository}", "--set", f"image.tag={onair_image.tag}",
-                  "--set", "image.pullPolicy=Never", "--set", "livestreams.statusPollIntervalSeconds=1",
-                  "--set", "livestreams.ingest.serviceType=NodePort"]
-        for role in ROLES:
-            for part, quantities in SMALL.items():
-                for k, v in quantities.items():
-                    values += ["--set-string", f"livestreams.resources.{role}.{part}.{k}={v}"]
-        helm("install", RELEASE, str(ROOT / "charts/onair"), "--namespace", op_ns, *values,
-             kubeconfig=node_cluster.kubeconfig)
+        install_onair(node_cluster, onair_image, RELEASE, op_ns)
         installed = True
-        wait_pods_ready(core, op_ns, "app.kubernetes.io/component=operator", 1, 120, "operator")
         s.custom.create_namespaced_custom_object("onair.dev", "v1alpha1", ns, "livestreams", {
             "apiVersion": "onair.dev/v1alpha1", "kind": "Livestream", "metadata": {"name": LS},
             "spec": {"callType": "development", "settingsOverride": {
