@@ -209,6 +209,10 @@ class Dvr:
         self.fresh.pop(path, None)
         self.fresh[path] = now
         self.pending_delete.pop(stored, None)
+        if any(r.hint == path for r in self.renditions.values()):
+            # The preload hint's part, served before any playlist lists it: public as a part of
+            # the open segment would be (the playlist that lists it decides for good).
+            self.visibility[stored] = self.began_public(now, 0.0)
         while len(self.fresh) > MAX_FRESH:
             del self.fresh[next(iter(self.fresh))]
 
