@@ -461,7 +461,8 @@ class OriginAgent(Agent):
             source += f"?token={quote(decision.token, safe='')}"
         page = TEMPLATES.get_template("player.html.j2").render(
             source=source, projection=self.config.projection, livestream=self.config.livestream,
-            hls_js="static/vendor/hls.min.js", autoplay=request.query.get("autoplay", "1") != "0")
+            hls_js="static/vendor/hls.min.js", autoplay=request.query.get("autoplay", "1") != "0",
+            low_latency=self.config.low_latency)
         return web.Response(text=page, content_type="text/html", headers={"Cache-Control": "no-cache"})
 
     async def _hls_js(self, request: web.Request) -> web.StreamResponse:
