@@ -336,3 +336,18 @@ def test_blocking_reload_states():
     assert dvr.wait_state("hls/cmaf/none/index.m3u8", False, 0, None, ended=False) == "wait"
     tx.part()
     assert state(2, 2) == "ready"
+
+
+def test_the_hinted_part_is_servable_before_a_playlist_lists_it_as_the_open_segment_would_be():
+    dvr, tx = live(10)
+    hinted = f"{tx.dir}/{tx.part_name(tx.part_number)}"
+    assert dvr.renditions[tx.playlist].hint == hinted
+    tx.part(publish=False)
+    assert dvr.public_file(hinted)  # public stream: viewers may get it at once
+    private = Dvr(window_seconds=3600)
+    private.set_public(False, 0.0, T0)
+    ptx = LLTranscoder(private)
+    ptx.run_for(10)
+    hinted = f"{ptx.dir}/{ptx.part_name(ptx.part_number)}"
+    ptx.part(publish=False)
+    assert not private.public_file(hinted)  # backstage: members only

@@ -60,6 +60,7 @@ def _child(data: bytes, start: int, end: int, kind: bytes) -> Optional[tuple[int
 class InitInfo:
     video_tracks: frozenset[int] = frozenset()
     default_flags: dict[int, int] = field(default_factory=dict)  # trex default_sample_flags per track
+    tracks: frozenset[int] = frozenset()  # empty: the init was not read, every track is judged
 
 
 def read_init(data: bytes) -> InitInfo:
@@ -68,6 +69,7 @@ def read_init(data: bytes) -> InitInfo:
     if moov is None:
         return InitInfo()
     video: set[int] = set()
+    tracks: set[int] = set()
     defaults: dict[int, int] = {}
     for kind, s, e in boxes(data, *moov):
         if kind == b"trak":
@@ -80,25 +82,28 @@ def read_init(data: bytes) -> InitInfo:
             id_at = tkhd[0] + (20 if version == 1 else 12)
             if id_at + 4 > tkhd[1]:
                 continue
+            track_id = struct.unpack_from(">I", data, id_at)[0]
+            tracks.add(track_id)
             if data[hdlr[0] + 8:hdlr[0] + 12] == b"vide":
-                video.add(struct.unpack_from(">I", data, id_at)[0])
+                video.add(track_id)
         elif kind == b"mvex":
             for k, ts, te in boxes(data, s, e):
                 if k == b"trex" and te - ts >= 24:
                     track_id = struct.unpack_from(">I", data, ts + 4)[0]
                     defaults[track_id] = struct.unpack_from(">I", data, ts + 20)[0]
-    return InitInfo(frozenset(video), defaults)
+    return InitInfo(frozenset(video), defaults, frozenset(tracks))
 
 
 def starts_independent(fragment: bytes, init: InitInfo) -> bool:
     """True when every video track of the first ``moof`` starts with a sync sample.
 
-    A fragment without video (an audio-only rendition) is independent: every audio frame is.
+    A fragment of an audio-only rendition is independent: every audio frame is. Without a readable
+    init every track is judged.
     """
     moof = _child(fragment, 0, len(fragment), b"moof")
     if moof is None:
         return False
-    saw_video = False
+    judged = False
     for kind, s, e in boxes(fragment, *moof):
         if kind != b"traf":
             continue
@@ -106,12 +111,12 @@ def starts_independent(fragment: bytes, init: InitInfo) -> bool:
         if flags is None:
             return False
         track_id, sample_flags = flags
-        if track_id not in init.video_tracks and init.video_tracks:
+        if init.tracks and track_id not in init.video_tracks:
             continue
-        saw_video = True
+        judged = True
         if sample_flags is None or sample_flags & NON_SYNC:
             return False
-    return saw_video or not init.video_tracks
+    return judged or bool(init.tracks and not init.video_tracks)
 
 
 def _first_sample_flags(data: bytes, start: int, end: int, init: InitInfo) -> Optional[tuple[int, Optional[int]]]:
