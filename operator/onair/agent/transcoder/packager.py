@@ -281,6 +281,8 @@ class Packager:
                 for part in new:
                     rendition.seen.add(part.uri)
                     await self._add_part(rendition, part, init)
+                # Parts come five a second: remember only those ffmpeg still lists.
+                rendition.seen.intersection_update(p.uri for p in parsed.segments)
                 changed.append(rendition)
                 continue
             for segment in new:
@@ -393,6 +395,8 @@ class Packager:
         while len(rendition.trash) > DELETE_LAG_SEGMENTS:
             entry = rendition.trash.popleft()
             await self._delete(f"{rendition.base}/{entry.uri}")
+            for part in entry.parts:  # the origin has let them go long before (its part window)
+                await self._delete(f"{rendition.base}/{part.uri}")
             still_used = {e.init for e in rendition.playlist.entries} | {e.init for e in rendition.trash}
             if entry.init and entry.init not in still_used and entry.run_id != self.run_id:
                 await self._delete(f"{rendition.base}/{entry.init}")
