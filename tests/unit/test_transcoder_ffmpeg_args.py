@@ -171,6 +171,6 @@ def test_ll_hls_cuts_cmaf_parts_on_time_without_b_frames_and_leaves_ts_alone():
     cmaf, ts, dash = _after(args, "tee").split("|")
     assert "hls_time=0.200000" in cmaf and "split_by_time" in cmaf and "independent_segments" not in cmaf
     assert "hls_time=1" in ts and "split_by_time" not in ts and "independent_segments" in ts
-    assert all(_after(args, f"-bf:v:{i}") == "0" for i in range(3))
+    assert all(_after(args, f"-bf:v:{i}") == "0" and _after(args, f"-tune:v:{i}") == "zerolatency" for i in range(3))
     assert _after(args, "-force_key_frames:v:0") == "expr:gte(t,n_forced*1)"
     assert "-bf:v:0" not in encoder_args(_plan(low_latency=True, segment_seconds=1))

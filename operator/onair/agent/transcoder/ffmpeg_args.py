@@ -19,8 +19,9 @@ duration instead of every segment, so each file it writes is one CMAF fragment (
 ``mdat``) of one part, renamed into place the moment it is complete; the packager forwards each
 one at once and builds the segments from them. A part duration is a whole number of frames that
 divides the GOP, so every segment boundary (a keyframe) is also a part boundary, in every rung.
-No B-frames then: with them a fragment cut on presentation time would not be a clean cut in
-decoding order, and each B-frame adds a frame of delay anyway.
+No B-frames then (x264's zerolatency tune): with them a fragment cut on presentation time would
+not be a clean cut in decoding order, and B-frames, lookahead and frame threads each hold frames
+back before any part can be cut.
 """
 from __future__ import annotations
 
@@ -219,7 +220,10 @@ def _video_options(plan: EncoderPlan) -> list[str]:
             f"-force_key_frames:v:{i}", f"expr:gte(t,n_forced*{seg:g})",
         ]
         if plan.part_seconds:
-            args += [f"-bf:v:{i}", "0"]
+            # x264's zerolatency tune: no B-frames, no lookahead, slice threads instead of frame
+            # threads; each of those otherwise holds frames back (10 of lookahead at veryfast, one
+            # per frame thread), a third of a second that every LL viewer would wait too.
+            args += [f"-tune:v:{i}", "zerolatency", f"-bf:v:{i}", "0"]
     # tee hands packets to several muxers: the parameter sets must be in the stream headers.
     args += ["-flags:v", "+global_header"]
     return args
