@@ -115,12 +115,11 @@ def test_a_blocking_reload_returns_as_soon_as_the_next_part_exists(ll_chain):
         # as soon as it exists: not parts later (one more may land while the answer is written)
         distance = (got[0] - wanted[0]) * 5 + got[1] - wanted[1]
         assert distance <= 1, f"answered {got} for a reload of {wanted}: held too long"
-        assert f'#EXT-X-PRELOAD-HINT:TYPE=PART' in text
+        assert "#EXT-X-PRELOAD-HINT:TYPE=PART" in text
 
 
 def test_delta_updates_from_the_live_chain(ll_chain):
     origin, _ = ll_chain
-    pl, _ = playlist_of(origin, "180p")
     wait_for(lambda: len(complete(playlist_of(origin, "180p")[0])) >= 8, 60, what="8 segments")
     delta, text = playlist_of(origin, "180p", _HLS_skip="YES")
     full, _ = playlist_of(origin, "180p")

@@ -169,7 +169,7 @@ class Dvr:
         self.latest: dict[str, str] = {}  # upstream path -> where its last upload was stored
         self.fresh: dict[str, float] = {}  # upstream path -> upload time, not yet indexed
         self.pending_delete: dict[str, float] = {}  # stored path -> delete-after time
-        self._rendered: dict[tuple[str, bool], tuple[tuple, str]] = {}
+        self._rendered: dict[tuple[str, bool, bool], tuple[tuple, str]] = {}  # (path, public, skip)
         # Segments beginning after this (monotonic; the wall clock one for PROGRAM-DATE-TIME) are
         # public; None: no new segment is. Public from the start for a bare Dvr; the origin decides
         # (set_public).
@@ -315,7 +315,8 @@ class Dvr:
                 open_map = resolve_uri(path, playlist.open_map_uri) if playlist.open_map_uri else None
             except BadPath:
                 open_map = None
-            if r.last is None or self.latest.get(open_map, open_map) != r.last.init:
+            open_init = self.latest.get(open_map, open_map) if open_map else None
+            if r.last is None or open_init != r.last.init:
                 # A new run's first parts: they start a new period, which begins with its first
                 # segment (its discontinuity and EXT-X-MAP); until then the live edge is that segment.
                 new_open = ()

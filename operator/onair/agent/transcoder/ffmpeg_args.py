@@ -251,12 +251,11 @@ def var_stream_map(plan: EncoderPlan) -> str:
 def _hls_slave(plan: EncoderPlan, kind: str) -> str:
     run = plan.run_id
     ext = "m4s" if kind == "cmaf" else "ts"
-    parts = kind == "cmaf" and plan.part_seconds
+    parts = plan.part_seconds if kind == "cmaf" else None
     options = {
-        "hls_time": f"{plan.part_seconds:.6f}" if parts else f"{plan.segment_seconds:g}",
+        "hls_time": f"{parts:.6f}" if parts else f"{plan.segment_seconds:g}",
         # Parts: as many seconds as segments would list, so a slow scan never loses one.
-        "hls_list_size": str(round(plan.list_size * plan.segment_seconds / plan.part_seconds) if parts
-                             else plan.list_size),
+        "hls_list_size": str(round(plan.list_size * plan.segment_seconds / parts) if parts else plan.list_size),
         # temp_file: a file the packager sees under its final name is complete. Parts: cut on time,
         # which ffmpeg will not combine with independent_segments (the packager says which are).
         "hls_flags": "temp_file+omit_endlist+split_by_time" if parts else "independent_segments+temp_file+omit_endlist",
