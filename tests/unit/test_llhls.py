@@ -351,3 +351,18 @@ def test_the_hinted_part_is_servable_before_a_playlist_lists_it_as_the_open_segm
     hinted = f"{ptx.dir}/{ptx.part_name(ptx.part_number)}"
     ptx.part(publish=False)
     assert not private.public_file(hinted)  # backstage: members only
+
+
+def test_a_delta_update_that_starts_on_a_new_period_says_so():
+    dvr = Dvr(window_seconds=3600)
+    clock = [0.0]
+    LLTranscoder(dvr, run="r1", clock=clock).run_for(17)  # 4 segments
+    tx2 = LLTranscoder(dvr, run="r2", clock=clock)
+    tx2.run_for(25)  # 6 more: the 4 of r1 are skipped, the first shown is r2's first
+    text = dvr.render(CMAF.format(rung="360p"), ended=False, skip=True)
+    delta = m3u8.loads(text)
+    assert delta.skip.skipped_segments == 4
+    first = complete(delta)[0]
+    assert first.uri == "r2_segr2_000000.m4s" and first.discontinuity
+    assert first.init_section.uri == "init_r2.mp4"
+    assert "#EXT-X-DISCONTINUITY-SEQUENCE:0" in text  # the full playlist's: the skipped segments count

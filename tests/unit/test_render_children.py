@@ -612,3 +612,18 @@ def test_rendered_ladder_never_upscales_once_fitted_to_the_source(source):
     for r in fitted:
         assert r.width <= source[0] and r.height <= source[1]
         assert r.width % 2 == 0 and r.height % 2 == 0
+
+
+def test_low_latency_tier_reaches_transcoder_and_origin_from_the_calltype_or_the_livestream():
+    plain = render()
+    assert not config_of(plain, "transcoder").low_latency and not config_of(plain, "origin").low_latency
+    assert config_of(plain, "transcoder").part_seconds == 0.2  # the built-in default, unused until lowLatency
+    by_calltype = render(ct=calltype(broadcasting={"lowLatency": True}))
+    assert config_of(by_calltype, "transcoder").low_latency and config_of(by_calltype, "origin").low_latency
+    overridden = render(livestream(settingsOverride={"broadcasting": {"lowLatency": True, "partDurationMs": 333}}))
+    transcoder = config_of(overridden, "transcoder")
+    assert transcoder.low_latency and transcoder.part_seconds == 0.333
+    assert config_of(overridden, "origin").low_latency
+    off = render(livestream(settingsOverride={"broadcasting": {"lowLatency": False}}),
+                 ct=calltype(broadcasting={"lowLatency": True}))
+    assert not config_of(off, "transcoder").low_latency and not config_of(off, "origin").low_latency
