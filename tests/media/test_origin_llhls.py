@@ -175,3 +175,28 @@ def test_backstage_ll_playlists_need_a_token_and_carry_it_into_every_uri(origins
     served = origin.get(f"hls/cmaf/360p/{part}")
     assert served.status_code == 200 and served.headers["cache-control"].startswith("private")
     assert origin.get("hls/cmaf/360p/r1_000009.m4s").status_code == 403
+
+
+def test_many_held_reloads_are_all_answered_by_the_one_part_they_wait_for(live_ll):
+    import asyncio
+
+    origin, uploader = live_ll
+    other = Uploader(origin, rung="180p")  # its parts must not answer reloads of 360p
+    for _ in range(10):
+        other.part()
+
+    async def hold_many(n: int) -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=n)
+        async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+            requests = [asyncio.create_task(client.get(origin.url(PLAYLIST), params={"_HLS_msn": 2, "_HLS_part": 2}))
+                        for _ in range(n)]
+            await asyncio.sleep(1.0)
+            assert not any(r.done() for r in requests), "answered before the part existed"
+            await asyncio.to_thread(other.part)
+            await asyncio.sleep(0.3)
+            assert not any(r.done() for r in requests), "another rendition's part answered them"
+            await asyncio.to_thread(uploader.part)
+            return await asyncio.gather(*requests)
+
+    responses = asyncio.run(hold_many(200))
+    assert all(r.status_code == 200 and "r1_000010.m4s" in r.text for r in responses)

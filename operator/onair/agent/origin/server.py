@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import posixpath
 import re
 import time
-from collections import deque
+from collections import Counter as CounterOf, deque
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
@@ -118,9 +119,10 @@ class OriginAgent(Agent):
         self.public_guard: Optional[http_limits.ConnectionGuard] = None
         self.upload_guard: Optional[http_limits.ConnectionGuard] = None
         self.journal = Journal(self.storage.root / ".dvr")
-        # Replaced (and the old one set) whenever the HLS index or its files change: what held
-        # LL-HLS requests wait on.
-        self._hls_changed = asyncio.Event()
+        # Per rendition directory: replaced (and the old one set) whenever its playlist is indexed
+        # or a file lands there. What held LL-HLS requests wait on; only that rendition's wake up.
+        self._hls_changed: dict[str, asyncio.Event] = {}
+        self._hls_waiters: CounterOf[str] = CounterOf()
         self.uploads = Uploads(self)
         self.app.add_routes([web.post("/dvr/clear", self._post_clear)])
         self.public = self._public_app()
@@ -143,24 +145,44 @@ class OriginAgent(Agent):
             self.metrics.dvr_segments.labels(playlist=p).set(self.dvr.segment_count(p))
         self.metrics.dvr_seconds.set(self.dvr.available_seconds() or 0.0)
 
-    def hls_changed(self) -> None:
-        """A playlist was indexed or an HLS file stored: held LL-HLS requests look again."""
-        event, self._hls_changed = self._hls_changed, asyncio.Event()
-        event.set()
+    def hls_changed(self, path: Optional[str] = None) -> None:
+        """A playlist was indexed or an HLS file stored (``path``; None: anything, e.g. the phase):
+        requests held for that rendition look again."""
+        if path is None:
+            events = list(self._hls_changed.values())
+            self._hls_changed.clear()
+        else:
+            event = self._hls_changed.pop(posixpath.dirname(path), None)
+            events = [event] if event is not None else []
+        for event in events:
+            event.set()
 
-    async def _hold_until(self, ready: Callable[[], bool], seconds: float) -> bool:
-        deadline = asyncio.get_running_loop().time() + seconds
-        while not ready():
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0:
-                return False
-            event = self._hls_changed
-            try:
-                async with asyncio.timeout(remaining):
-                    await event.wait()
-            except TimeoutError:
-                return ready()
-        return True
+    async def _hold_until(self, path: str, ready: Callable[[], bool], seconds: float) -> bool:
+        """Wait until ``ready()``, looking again whenever ``path``'s rendition changes; False after ``seconds``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        directory = posixpath.dirname(path)
+        self._hls_waiters[directory] += 1
+        try:
+            while not ready():
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return False
+                event = self._hls_changed.get(directory)
+                if event is None:
+                    event = self._hls_changed[directory] = asyncio.Event()
+                try:
+                    async with asyncio.timeout(remaining):
+                        await event.wait()
+                except TimeoutError:
+                    return ready()
+            return True
+        finally:
+            self._hls_waiters[directory] -= 1
+            if not self._hls_waiters[directory]:
+                # Nobody waits there any more: a path asked for once (maybe made up) leaves nothing behind.
+                del self._hls_waiters[directory]
+                self._hls_changed.pop(directory, None)
 
     def _hold_seconds(self, path: Optional[str] = None) -> float:
         renditions = [self.dvr.renditions[path]] if path in self.dvr.renditions else self.dvr.renditions.values()
@@ -389,7 +411,7 @@ class OriginAgent(Agent):
             return web.json_response({"error": f"bad path: {exc}"}, status=400)
         if not full.is_file() and path.startswith("hls/") and self._hinted(path):
             # The preload hint's part: answered as soon as it is stored (RFC 8216bis 6.2.6).
-            await self._hold_until(lambda: full.is_file() or not self._hinted(path), self._hold_seconds())
+            await self._hold_until(path, lambda: full.is_file() or not self._hinted(path), self._hold_seconds())
         if not full.is_file():
             return web.json_response({"error": "not found"}, status=404, headers={"Cache-Control": "no-store"})
         if not decision.member and self._private(path):
@@ -425,7 +447,7 @@ class OriginAgent(Agent):
                 states.append(self.dvr.wait_state(path, public, msn, part, self.ended(path)))
                 return states[-1] != "wait"
 
-            if not await self._hold_until(settled, self._hold_seconds(path)):
+            if not await self._hold_until(path, settled, self._hold_seconds(path)):
                 return web.json_response({"error": f"segment {msn}" + (f" part {part}" if part is not None else "")
                                                    + " is not available yet: ask again"},
                                          status=503, headers=no_store)
