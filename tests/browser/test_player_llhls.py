@@ -22,6 +22,7 @@ async def test_stock_hlsjs_plays_the_ll_tier_with_parts_and_blocking_reloads(ll_
     page = await browser.new_page(origin.url("player"))
     assert await page.evaluate("onairPlayer.lowLatency") is True
     assert await page.evaluate("onairPlayer.hls.config.lowLatencyMode") is True
+    assert await page.evaluate("onairPlayer.hls.config.maxLiveSyncPlaybackRate") == 1.5
     await page.wait_for(PLAYING, timeout=60, what="playback to start")
     # Requests hls.js made: blocking reloads and parts, not only whole playlists and segments.
     await page.evaluate("""(() => { window.llRequests = [];
