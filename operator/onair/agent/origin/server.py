@@ -64,7 +64,6 @@ NOT_BROADCAST = ("this part of the stream was not broadcast to viewers (backstag
 # durations, which folds the viewers asking at the same moment into one origin request.
 BLOCK_TARGET_DURATIONS = 3
 BLOCKING_CACHE_TARGET_DURATIONS = 2
-LL_QUERY = ("_HLS_msn", "_HLS_part", "_HLS_skip")
 # Playback requests carry no body; only /upload reads one (under its own per-file cap).
 MAX_REQUEST_BODY = 64 * 1024
 PLAYER_FORMATS = {"cmaf": PLAYBACK_PATHS["hlsCmaf"], "ts": PLAYBACK_PATHS["hlsMpegts"]}
