@@ -627,4 +627,3 @@ def test_rendered_ladder_never_upscales_once_fitted_to_the_source(source):
     for r in fitted:
         assert r.width <= source[0] and r.height <= source[1]
         assert r.width % 2 == 0 and r.height % 2 == 0
-
