@@ -14,6 +14,11 @@ the capture time. Prints figures, asserts nothing; stops everything it started.
 
     python3 bench/glass_to_glass.py [--runtime process|node] [--seconds 30] [--settle 10]
                                     [--protocol rtmp|srt] [--encoder obs|zerolatency] [--size 1280x720]
+                                    [--low-latency [--part-ms 200]]
+
+``--low-latency`` measures the low-latency tier: the Livestream overrides its CallType with
+``broadcasting.lowLatency: true`` (LL-HLS parts on the CMAF output), and the CMAF playlist is
+played by stock hls.js with ``lowLatencyMode: true`` (its LL-HLS support, at PART-HOLD-BACK).
 """
 from __future__ import annotations
 
@@ -42,6 +47,17 @@ NAMESPACE, NAME = "g2g", "g2g"
 GROUP, VERSION = "onair.dev", "v1alpha1"
 # status.playback key -> the stock player that plays it.
 PLAYERS = {"hlsCmaf": "hls", "hlsMpegts": "hls", "dash": "dash"}
+
+
+def livestream_spec(low_latency: bool, part_ms: int) -> dict:
+    spec: dict = {"callType": "livestream", "phase": "live"}
+    if low_latency:
+        spec["settingsOverride"] = {"broadcasting": {"lowLatency": True, "partDurationMs": part_ms}}
+    return spec
+
+
+def player_for(key: str, low_latency: bool) -> str:
+    return "hls-ll" if low_latency and key == "hlsCmaf" else PLAYERS[key]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -94,7 +110,7 @@ async def measure(args: argparse.Namespace) -> None:
         core.create_namespace({"metadata": {"name": NAMESPACE}})
         custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "livestreams", {
             "apiVersion": f"{GROUP}/{VERSION}", "kind": "Livestream", "metadata": {"name": NAME},
-            "spec": {"callType": "livestream", "phase": "live"}})
+            "spec": livestream_spec(args.low_latency, args.part_ms)})
         urls = await asyncio.to_thread(wait, lambda: (e := dev.endpoints(NAMESPACE, NAME))["ingest"].get(
             args.protocol) and e["playback"].get("hlsCmaf") and e, 180, "push and playback URLs from onair dev")
         secret = core.read_namespaced_secret(f"{NAME}-credentials", NAMESPACE)
@@ -114,7 +130,8 @@ async def measure(args: argparse.Namespace) -> None:
                     "status") or {}
                 return st if st.get("live") and st.get("broadcasting") else None
             await asyncio.to_thread(wait, live, 120, "status.live and status.broadcasting")
-            for key, player in PLAYERS.items():
+            for key in PLAYERS:
+                player = player_for(key, args.low_latency)
                 if args.players and key not in args.players.split(","):
                     continue
                 url = urls["playback"].get(key)
@@ -141,7 +158,8 @@ async def measure(args: argparse.Namespace) -> None:
             await browser.close()
             await runner.cleanup()
             err = camera.stop()
-        print(f"\nglass to glass: onair dev --runtime {args.runtime}, callType livestream, {args.protocol.upper()} "
+        tier = f" + lowLatency (parts {args.part_ms} ms)" if args.low_latency else ""
+        print(f"\nglass to glass: onair dev --runtime {args.runtime}, callType livestream{tier}, {args.protocol.upper()} "
               f"{width}x{height}@30 ({args.encoder} x264), {args.settle:.0f} s settle + {args.seconds:.0f} s sampled per "
               f"player; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print(f"camera: {camera.frames} frames, {camera.late_frames} made late; transcoding speed "
@@ -151,7 +169,7 @@ async def measure(args: argparse.Namespace) -> None:
         print(f"\n{'player':<22} {'start':>6} {'p50':>6} {'p95':>6} {'min':>6} {'max':>6}  {'frames':>6} "
               f"{'unread':>6} {'stalls':>6} {'pdt-cap':>6}  errors   (seconds)")
         for key, figures in results.items():
-            print(row(f"{key} ({PLAYERS[key]})", figures))
+            print(row(f"{key} ({player_for(key, args.low_latency)})", figures))
 
 
 def main() -> None:
@@ -163,6 +181,9 @@ def main() -> None:
     parser.add_argument("--encoder", choices=("obs", "zerolatency"), default="obs")
     parser.add_argument("--size", default="1280x720")
     parser.add_argument("--players", default="", help="comma-separated status.playback keys (default: all)")
+    parser.add_argument("--low-latency", action="store_true",
+                        help="the low-latency tier: broadcasting.lowLatency on the Livestream, hls.js lowLatencyMode")
+    parser.add_argument("--part-ms", type=int, default=200, help="LL-HLS part target with --low-latency")
     asyncio.run(measure(parser.parse_args()))
 
 

@@ -19,3 +19,11 @@ def test_a_player_that_never_showed_a_frame_has_no_figures():
     figures = g2g.summarize({"openedAt": 1.0, "firstFrameAt": None, "samples": [], "errors": ["x"]}, 5)
     assert figures["startup"] is None and figures["samples"] == 0 and "p50" not in figures
     assert "-" in g2g.row("dash (dash)", figures)
+
+
+def test_the_low_latency_tier_is_a_livestream_override_played_in_lowlatency_mode():
+    assert g2g.livestream_spec(False, 200) == {"callType": "livestream", "phase": "live"}
+    assert g2g.livestream_spec(True, 333)["settingsOverride"] == {
+        "broadcasting": {"lowLatency": True, "partDurationMs": 333}}
+    assert g2g.player_for("hlsCmaf", True) == "hls-ll" and g2g.player_for("hlsCmaf", False) == "hls"
+    assert g2g.player_for("dash", True) == "dash" and g2g.player_for("hlsMpegts", True) == "hls"

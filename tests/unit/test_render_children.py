@@ -76,6 +76,21 @@ def test_default_push_stream_children():
     assert {(api, kind) for api, kind in CHILD_KINDS} >= {(o["apiVersion"], o["kind"]) for o in out.objects}
 
 
+def test_low_latency_tier_reaches_transcoder_and_origin_from_the_calltype_or_the_livestream():
+    plain = render()
+    assert not config_of(plain, "transcoder").low_latency and not config_of(plain, "origin").low_latency
+    assert config_of(plain, "transcoder").part_seconds == 0.2  # the built-in default, unused until lowLatency
+    by_calltype = render(ct=calltype(broadcasting={"lowLatency": True}))
+    assert config_of(by_calltype, "transcoder").low_latency and config_of(by_calltype, "origin").low_latency
+    overridden = render(livestream(settingsOverride={"broadcasting": {"lowLatency": True, "partDurationMs": 333}}))
+    transcoder = config_of(overridden, "transcoder")
+    assert transcoder.low_latency and transcoder.part_seconds == 0.333
+    assert config_of(overridden, "origin").low_latency
+    off = render(livestream(settingsOverride={"broadcasting": {"lowLatency": False}}),
+                 ct=calltype(broadcasting={"lowLatency": True}))
+    assert not config_of(off, "transcoder").low_latency and not config_of(off, "origin").low_latency
+
+
 def test_backup_ingest_is_rendered_only_when_enabled():
     out = render(ct=calltype(ingest={"backup": True}))
     assert {("ConfigMap", "show-ingest-backup"), ("Deployment", "show-ingest-backup"),

@@ -150,3 +150,27 @@ def test_every_encoder_overwrites_what_the_previous_run_left_under_a_fixed_name(
     args = encoder_args(_plan(screenshot_interval_seconds=10))
     assert "-y" in args[:args.index("-i")], "a global option, before the input"
     assert args[-1] == SCREENSHOT
+
+
+def test_ll_hls_parts_are_whole_frames_that_divide_the_gop():
+    from onair.agent.transcoder.ffmpeg_args import part_seconds
+    assert part_seconds(30, 1.0, 0.2) == 0.2 and part_seconds(30, 1.0, 0.333) == 0.333333
+    assert part_seconds(25, 1.0, 0.2) == 0.2 and part_seconds(60, 1.0, 0.2) == 0.2
+    assert part_seconds(29.97, 1.0, 0.2) == 0.2002  # 6 frames of 1001/30000 s, rounded down
+    assert part_seconds(24, 1.0, 0.2) == 0.166666  # 4 of the GOP's 24 frames (5 would not divide it)
+    assert part_seconds(None, 1.0, 0.25) == 0.2  # unknown rate: 30 fps assumed
+    for fps in (24, 25, 29.97, 30, 50, 60):
+        seconds = part_seconds(fps, 1.0, 0.2)
+        frames = seconds * fps
+        assert abs(frames - round(frames + 0.001)) < 0.001 and gop_frames(fps, 1.0) % round(frames + 0.001) == 0
+
+
+def test_ll_hls_cuts_cmaf_parts_on_time_without_b_frames_and_leaves_ts_alone():
+    plan = _plan(low_latency=True, segment_seconds=1, part_seconds=0.2)
+    args = encoder_args(plan)
+    cmaf, ts, dash = _after(args, "tee").split("|")
+    assert "hls_time=0.200000" in cmaf and "split_by_time" in cmaf and "independent_segments" not in cmaf
+    assert "hls_time=1" in ts and "split_by_time" not in ts and "independent_segments" in ts
+    assert all(_after(args, f"-bf:v:{i}") == "0" and _after(args, f"-tune:v:{i}") == "zerolatency" for i in range(3))
+    assert _after(args, "-force_key_frames:v:0") == "expr:gte(t,n_forced*1)"
+    assert "-bf:v:0" not in encoder_args(_plan(low_latency=True, segment_seconds=1))

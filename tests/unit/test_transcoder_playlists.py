@@ -122,3 +122,30 @@ def test_resume_round_trips_what_was_rendered():
     parsed = m3u8.loads(resumed.render())
     assert not parsed.is_endlist and parsed.media_sequence == 3 and parsed.discontinuity_sequence == 1
     assert [s.discontinuity for s in parsed.segments] == [False, False, False, True]
+
+
+def test_low_latency_playlist_lists_parts_open_parts_and_hint_for_the_origin():
+    from onair.agent.origin.hls import parse_media_playlist as origin_parse
+    from onair.agent.transcoder.playlists import PART_SEGMENTS_LISTED, Part
+
+    playlist = MediaPlaylist(window=8, version=7)
+    playlist.part_target = 0.2
+    for n in range(6):
+        parts = tuple(Part(f"r1_{5 * n + i:06d}.m4s", 0.2, i == 0) for i in range(5))
+        playlist.add(f"seg_r1_{5 * n:06d}.m4s", 1.0, "r1", "r1_init.mp4", T0 + timedelta(seconds=n + 1), parts)
+    playlist.open_parts = [Part("r1_000030.m4s", 0.2, True), Part("r1_000031.m4s", 0.2, False)]
+    playlist.open_init = "r1_init.mp4"
+    playlist.preload_hint = "r1_000032.m4s"
+    parsed = origin_parse(playlist.render())
+    assert parsed.part_target == 0.2
+    assert [len(s.parts) for s in parsed.segments] == [0] * (6 - PART_SEGMENTS_LISTED) + [5] * PART_SEGMENTS_LISTED
+    assert [p.independent for p in parsed.segments[-1].parts] == [True, False, False, False, False]
+    assert [p.uri for p in parsed.open_parts] == ["r1_000030.m4s", "r1_000031.m4s"]
+    assert parsed.preload_hint == "r1_000032.m4s" and parsed.open_map_uri == "r1_init.mp4"
+    # A new run's first parts come under its own EXT-X-MAP, before its first segment exists.
+    playlist.open_init = "r2_init.mp4"
+    assert origin_parse(playlist.render()).open_map_uri == "r2_init.mp4"
+    # Ended: no parts to wait for.
+    playlist.end()
+    text = playlist.render()
+    assert "#EXT-X-PRELOAD-HINT" not in text and "r1_000030" not in text and text.endswith("#EXT-X-ENDLIST\n")

@@ -104,7 +104,10 @@ class TranscoderConfig(ApiModel):
     hls_cmaf: bool = True
     hls_mpegts: bool = True
     dash: bool = True
-    low_latency: bool = False
+    low_latency: bool = Field(False, description="LL-HLS parts in the CMAF output (segments of at most 1 s) and "
+                                                 "chunked DASH")
+    part_seconds: float = Field(0.2, ge=0.05, le=1.0, description="LL-HLS part target; rounded to whole frames "
+                                                                   "dividing the GOP")
     segment_seconds: float = 2.0
     screenshot_interval_seconds: int = 10
     screenshot_width: int = 1080
@@ -136,6 +139,7 @@ class OriginConfig(ApiModel):
         None, description="Authorization: Bearer <this file's token> reads playlists and segments in any phase "
                           "(in-cluster readers such as the recorder)")
     projection: Literal["regular", "vr360", "vr180", "vr360tb"] = "regular"
+    low_latency: bool = Field(False, description="the player page uses hls.js lowLatencyMode")
     cors_origins: list[str] = ["*"]
     max_upload_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024,
                                   description="largest segment/screenshot the transcoder may PUT (413 above)")

@@ -66,7 +66,12 @@ class BroadcastingSettings(ApiModel):
     hls: Optional[HlsSettings] = None
     outputs: Optional[OutputSettings] = None
     low_latency: Optional[bool] = Field(None, description=(
-        "Low-latency delivery: shorter segments and chunked DASH. Default false."))
+        "Low-latency tier: LL-HLS (partial segments, blocking playlist reload, delta updates) on the CMAF "
+        "HLS output, segments of at most 1 s without B-frames, chunked DASH; the player page plays it with "
+        "hls.js lowLatencyMode. Plain HLS clients play the same playlists. Default false."))
+    part_duration_ms: Optional[int] = Field(None, ge=100, le=1000, description=(
+        "LL-HLS part target in milliseconds (with lowLatency), rounded to whole frames dividing the "
+        "keyframe interval. Default 200."))
     segment_duration_seconds: Optional[int] = Field(None, ge=1, le=10, description=(
         "Target media segment duration. Default 2."))
 
@@ -172,6 +177,7 @@ DEFAULT_SETTINGS = CallSettings(
         hls=HlsSettings(quality_tracks=["1080p", "720p", "480p", "360p"], source_passthrough=False),
         outputs=OutputSettings(hls_cmaf=True, hls_mpegts=True, dash=True),
         low_latency=False,
+        part_duration_ms=200,
         segment_duration_seconds=2,
     ),
     dvr=DvrSettings(enabled=True, duration_seconds=3600),

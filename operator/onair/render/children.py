@@ -321,7 +321,8 @@ def render_agent_configs(name: str, namespace: str, spec: LivestreamSpec, effect
         pull_uris=list(spec.source.uris or []) if pull else [],
         ladder=render_ladder(effective),
         hls_cmaf=b.outputs.hls_cmaf, hls_mpegts=b.outputs.hls_mpegts, dash=b.outputs.dash,
-        low_latency=b.low_latency, segment_seconds=float(b.segment_duration_seconds),
+        low_latency=b.low_latency, part_seconds=b.part_duration_ms / 1000,
+        segment_seconds=float(b.segment_duration_seconds),
         screenshot_interval_seconds=effective.screenshots.interval_seconds,
         screenshot_width=effective.screenshots.width,
         output_url=endpoints.origin_upload_url(origin_host, origin_upload),
@@ -334,7 +335,7 @@ def render_agent_configs(name: str, namespace: str, spec: LivestreamSpec, effect
         playback_secret_file=_secret_file(creds_mod.PLAYBACK_SECRET),
         upload_token_file=_secret_file(creds_mod.UPLOAD_TOKEN),
         read_token_file=_secret_file(creds_mod.READ_TOKEN),
-        projection=spec.projection or "regular",
+        projection=spec.projection or "regular", low_latency=b.low_latency,
     )
     rec = effective.recording
     if rec.mode != "disabled":

@@ -25,6 +25,16 @@ ended. Token holders and in-cluster readers get every segment; viewers get the p
 numbered on their own (``public_sequence``, ``public_discontinuity``, a discontinuity wherever
 private segments were left out) so their playlist stays consistent from one reload to the next.
 
+Low-latency HLS (RFC 8216bis). When the transcoder's playlists carry partial segments, the
+index also keeps the parts of the last few segments and of the segment still being written, and
+the playlist gains what LL-HLS clients need (``render_playlist``): ``EXT-X-SERVER-CONTROL``
+(blocking reload, delta updates, ``PART-HOLD-BACK``), ``EXT-X-PART-INF``, ``EXT-X-PART`` for the
+segments within ``PART_WINDOW_TARGET_DURATIONS`` of the live edge, ``EXT-X-PRELOAD-HINT`` and an
+``EXT-X-RENDITION-REPORT`` per sibling rendition. It is the same playlist, segment for segment,
+that a client ignoring parts plays; the DVR window is untouched. Parts are not journaled: after a
+restart the live edge is rebuilt from the next uploads. ``wait_state`` tells the server whether a
+blocking reload (``_HLS_msn``/``_HLS_part``) can be answered, must wait, or asks too far ahead.
+
 Pure: no I/O and no clock; the server passes ``now`` and performs the deletions it is told to.
 """
 from __future__ import annotations
@@ -35,7 +45,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable, Iterable, Optional
 
-from .hls import MediaPlaylist, format_pdt
+from .hls import MediaPlaylist, UpstreamPart, format_pdt
 from .paths import BadPath, relative_uri, resolve_uri
 
 # Without DVR the origin still serves a short live window: enough for hls.js to sit three
@@ -58,6 +68,18 @@ PUBLIC_MARGIN_SECONDS = 0.5
 # between segment and playlist) and deleted.
 FRESH_TTL_SECONDS = 120.0
 MAX_FRESH = 10000
+# LL-HLS (RFC 8216bis 6.2.2): parts are listed for the segments this many target durations from the
+# end of the playlist; older ones are only segments. The server also keeps PART-HOLD-BACK at this
+# many part targets (the RFC asks for at least two, and three for clients to ride out a late part).
+PART_WINDOW_TARGET_DURATIONS = 3
+PART_HOLD_BACK_PART_TARGETS = 3
+# Delta updates skip segments older than this many target durations from the end (the RFC's minimum).
+SKIP_TARGET_DURATIONS = 6
+# A blocking reload may ask at most this many segments beyond the last one (RFC 8216bis 6.2.5.2)...
+BLOCK_AHEAD_SEGMENTS = 2
+# ...and this many seconds of parts beyond the last part (the Advance Part Limit: 3 s, or 3 parts
+# when parts are a second or longer).
+BLOCK_AHEAD_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -72,6 +94,20 @@ class Segment:
     public: bool = True  # viewers without a token may get it
     public_sequence: int = 0  # its media sequence number in the viewers' playlist (public segments only)
     public_discontinuity: int = 0
+
+
+@dataclass(frozen=True)
+class Part:
+    path: str  # stored
+    upstream: str  # as the transcoder named it
+    duration: float
+    independent: bool
+
+
+@dataclass(frozen=True)
+class SegmentParts:
+    sequence: int  # the origin's media sequence of the segment these parts make up
+    parts: tuple[Part, ...]
 
 
 class Rendition:
@@ -92,6 +128,22 @@ class Rendition:
         self.independent_segments = False
         self.upstream_ended_at: Optional[float] = None
         self.revision = 0  # bumped on every change: keys the rendered-playlist cache
+        # LL-HLS: None while the transcoder sends no parts.
+        self.part_target: Optional[float] = None
+        self.parts: deque[SegmentParts] = deque()  # of the last few segments, oldest first
+        self.open_parts: tuple[Part, ...] = ()  # of the segment being written (sequence next_sequence)
+        self.open_public = False  # whether viewers get the open parts
+        self.hint: Optional[str] = None  # stored path the next part will have
+
+    def parts_of(self, sequence: int) -> tuple[Part, ...]:
+        for entry in self.parts:
+            if entry.sequence == sequence:
+                return entry.parts
+        return ()
+
+    @property
+    def low_latency(self) -> bool:
+        return self.part_target is not None
 
     def upstream_ended(self, now: float, grace: float = UPSTREAM_END_GRACE_SECONDS) -> bool:
         return self.upstream_ended_at is not None and now - self.upstream_ended_at >= grace
@@ -117,7 +169,7 @@ class Dvr:
         self.latest: dict[str, str] = {}  # upstream path -> where its last upload was stored
         self.fresh: dict[str, float] = {}  # upstream path -> upload time, not yet indexed
         self.pending_delete: dict[str, float] = {}  # stored path -> delete-after time
-        self._rendered: dict[tuple[str, bool], tuple[tuple, str]] = {}
+        self._rendered: dict[tuple[str, bool, bool], tuple[tuple, str]] = {}  # (path, public, skip)
         # Segments beginning after this (monotonic; the wall clock one for PROGRAM-DATE-TIME) are
         # public; None: no new segment is. Public from the start for a bare Dvr; the origin decides
         # (set_public).
@@ -157,6 +209,10 @@ class Dvr:
         self.fresh.pop(path, None)
         self.fresh[path] = now
         self.pending_delete.pop(stored, None)
+        if any(r.hint == path for r in self.renditions.values()):
+            # The preload hint's part, served before any playlist lists it: public as a part of
+            # the open segment would be (the playlist that lists it decides for good).
+            self.visibility[stored] = self.began_public(now, 0.0)
         while len(self.fresh) > MAX_FRESH:
             del self.fresh[next(iter(self.fresh))]
 
@@ -200,11 +256,103 @@ class Dvr:
             self._append(r, seg)
             self.journal.append({"op": "add", "p": r.path, "s": _encode(seg)})
             appended.append(seg)
+            if up.parts:
+                parts = self._uploaded_parts(path, up.parts)
+                if len(parts) == len(up.parts):  # all or nothing: a segment is never half made of parts
+                    self._hold_parts(parts, seg.public)
+                    r.parts.append(SegmentParts(seg.sequence, parts))
         r.upstream_ended_at = (r.upstream_ended_at or now) if playlist.endlist else None
+        parts_changed = self._ingest_open_parts(r, path, playlist, now)
         removed = self._trim(r, now)
-        if appended or removed:
+        if appended or removed or parts_changed:
             r.revision += 1
         return Ingested(tuple(appended), tuple(removed), tuple(skipped))
+
+    # ------------------------------------------------------------------------- LL-HLS parts
+    def _uploaded_parts(self, playlist_path: str, ups: Iterable[UpstreamPart]) -> tuple[Part, ...]:
+        """The leading parts whose bytes arrived, in order (a later one is useless without them)."""
+        parts = []
+        for up in ups:
+            try:
+                up_path = resolve_uri(playlist_path, up.uri)
+            except BadPath:
+                break
+            stored = self.latest.get(up_path)
+            if stored is None:
+                break
+            parts.append(Part(stored, up_path, up.duration, up.independent))
+        return tuple(parts)
+
+    def _hold_parts(self, parts: Iterable[Part], public: bool) -> None:
+        """One reference per holder (the open segment, a finished segment): a part moving from one
+        to the other is never unreferenced in between."""
+        for part in parts:
+            self.refs[part.path] += 1
+            self.pending_delete.pop(part.path, None)
+            self.fresh.pop(part.upstream, None)
+            self.visibility[part.path] = public
+
+    def _release_parts(self, parts: Iterable[Part], delete_after: float) -> None:
+        for part in parts:
+            self.refs[part.path] -= 1
+            if self.refs[part.path] <= 0:
+                del self.refs[part.path]
+                self.pending_delete[part.path] = delete_after
+                if self.latest.get(part.upstream) == part.path:
+                    del self.latest[part.upstream]
+
+    def _ingest_open_parts(self, r: Rendition, path: str, playlist: MediaPlaylist, now: float) -> bool:
+        before = (r.part_target, r.open_parts, r.hint, len(r.parts))
+        if playlist.part_target is None:
+            r.part_target = None
+            new_open: tuple[Part, ...] = ()
+            r.hint = None
+        else:
+            longest = max([p.duration for p in r.open_parts] + [p.duration for e in r.parts for p in e.parts] + [0.0])
+            r.part_target = max(playlist.part_target, longest)
+            new_open = self._uploaded_parts(path, playlist.open_parts)
+            try:
+                open_map = resolve_uri(path, playlist.open_map_uri) if playlist.open_map_uri else None
+            except BadPath:
+                open_map = None
+            open_init = self.latest.get(open_map, open_map) if open_map else None
+            if r.last is None or open_init != r.last.init:
+                # A new run's first parts: they start a new period, which begins with its first
+                # segment (its discontinuity and EXT-X-MAP); until then the live edge is that segment.
+                new_open = ()
+            try:
+                r.hint = resolve_uri(path, playlist.preload_hint) if playlist.preload_hint else None
+            except BadPath:
+                r.hint = None
+            if len(new_open) < len(playlist.open_parts):
+                r.hint = None  # the parts after a missing one are not listed: nor is what follows them
+        if new_open and not r.open_parts or (new_open and r.open_parts and new_open[0] != r.open_parts[0]):
+            first = new_open[0]
+            # Like a segment: public when it began after the origin was made public.
+            r.open_public = self.began_public(self.latest_upload(first.upstream, now), first.duration)
+        self._hold_parts(new_open, r.open_public)
+        self._release_parts(r.open_parts, now + r.grace_seconds)
+        r.open_parts = new_open
+        self._trim_parts(r, now)
+        return before != (r.part_target, r.open_parts, r.hint, len(r.parts))
+
+    def latest_upload(self, upstream: str, now: float) -> float:
+        return self.fresh.get(upstream, now)
+
+    def _trim_parts(self, r: Rendition, now: float) -> None:
+        """Parts of the segments within PART_WINDOW_TARGET_DURATIONS of the end, and of none that left the window."""
+        first = r.segments[0].sequence if r.segments else r.next_sequence
+        keep_seconds = PART_WINDOW_TARGET_DURATIONS * r.target_duration
+        kept = sum(p.duration for p in r.open_parts)
+        keep_from = r.next_sequence
+        for seg in reversed(r.segments):
+            if kept >= keep_seconds:
+                break
+            kept += seg.duration
+            keep_from = seg.sequence
+        while r.parts and (r.parts[0].sequence < max(first, keep_from) or r.part_target is None):
+            self._release_parts(r.parts.popleft().parts, now + r.grace_seconds)
+
 
     # ------------------------------------------------------------------------- public or private
     def set_public(self, public: bool, now: float, wall: datetime) -> bool:
@@ -326,6 +474,8 @@ class Dvr:
                 self._release(seg, 0.0)
             r.segments.clear()
             r.duration = 0.0
+            while r.parts:
+                self._release_parts(r.parts.popleft().parts, 0.0)
             r.revision += 1
         doomed = [p for p in self.pending_delete if not self.refs.get(p) and not self._is_current_init(p)]
         for p in doomed:
@@ -421,23 +571,95 @@ class Dvr:
         durations = [r.duration for r in self.renditions.values() if r.segments]
         return min(durations) if durations else None
 
-    def render(self, path: str, ended: bool, query: str = "", public: bool = False) -> Optional[str]:
-        """The media playlist; ``public``: the viewers' one, made of the public segments only."""
+    def render(self, path: str, ended: bool, query: str = "", public: bool = False,
+               skip: bool = False) -> Optional[str]:
+        """The media playlist; ``public``: the viewers' one, made of the public segments only;
+        ``skip``: an LL-HLS delta update (``_HLS_skip=YES``) when the playlist is long enough."""
         r = self.renditions.get(path)
         if r is None or not r.segments:
             return None
         segments = [seg for seg in r.segments if seg.public] if public else r.segments
         if not segments:
             return None
+        siblings = self._siblings(r) if r.low_latency else []
         if query:
-            return render_playlist(r, segments, ended, query, public)
-        # Every viewer reloads the same playlist each target duration, and a 4 h window is
-        # thousands of lines: render once per change.
-        key = (r.revision, ended)
-        cached = self._rendered.get((path, public))
+            return render_playlist(r, segments, ended, query, public, skip, self._reports(r, siblings, public))
+        # Every viewer reloads the same playlist each target duration (each part, with LL-HLS), and
+        # a 4 h window is thousands of lines: render once per change.
+        key = (r.revision, ended, tuple(s.revision for s in siblings))
+        cached = self._rendered.get((path, public, skip))
         if cached is None or cached[0] != key:
-            cached = self._rendered[(path, public)] = (key, render_playlist(r, segments, ended, public=public))
+            text = render_playlist(r, segments, ended, public=public, skip=skip,
+                                   reports=self._reports(r, siblings, public))
+            cached = self._rendered[(path, public, skip)] = (key, text)
         return cached[1]
+
+    def _siblings(self, r: Rendition) -> list[Rendition]:
+        """The other renditions of the same master (``hls/cmaf/<rung>/index.m3u8``): rendition reports."""
+        family = posixpath.dirname(posixpath.dirname(r.path))
+        return [other for p, other in sorted(self.renditions.items())
+                if other is not r and other.segments and posixpath.dirname(posixpath.dirname(p)) == family]
+
+    def _reports(self, r: Rendition, siblings: list[Rendition], public: bool) -> list[tuple[str, "Edge"]]:
+        reports = []
+        for other in siblings:
+            edge = live_edge(other, public)
+            if edge is not None:
+                reports.append((relative_uri(r.path, other.path), edge))
+        return reports
+
+    def wait_state(self, path: str, public: bool, msn: int, part: Optional[int], ended: bool) -> str:
+        """``ready``, ``wait`` or ``bad`` for a blocking reload of ``path`` (RFC 8216bis 6.2.5.2)."""
+        r = self.renditions.get(path)
+        edge = live_edge(r, public) if r is not None else None
+        if edge is None:
+            return "wait"  # nothing playable yet: the first segment is the answer
+        if ended:
+            return "ready"
+        if msn > edge.last_msn + BLOCK_AHEAD_SEGMENTS:
+            return "bad"
+        if msn <= edge.last_msn:
+            return "ready"
+        if part is None:
+            return "wait"
+        if msn == edge.open_msn and part < edge.open_parts:
+            return "ready"
+        assert r is not None
+        target = r.part_target or r.target_duration
+        per_segment = max(1, round((edge.last_duration or r.target_duration) / target))
+        # Parts from the last one listed to the one asked for.
+        have = edge.open_parts if edge.open_msn is not None else 0
+        ahead = (msn - edge.last_msn - 1) * per_segment + part + 1 - have
+        return "bad" if ahead * target > max(BLOCK_AHEAD_SECONDS, 3 * target) + 1e-6 else "wait"
+
+
+@dataclass(frozen=True)
+class Edge:
+    """Where a rendition's playlist ends, in the numbering of the view (viewers' or members')."""
+    last_msn: int  # the last complete segment
+    last_parts: int  # its parts still listed
+    last_duration: float
+    open_msn: Optional[int]  # the segment being written, when its parts are listed
+    open_parts: int
+
+    @property
+    def report(self) -> tuple[int, Optional[int]]:
+        """LAST-MSN and LAST-PART of an EXT-X-RENDITION-REPORT."""
+        if self.open_msn is not None and self.open_parts:
+            return self.open_msn, self.open_parts - 1
+        return self.last_msn, (self.last_parts - 1 if self.last_parts else None)
+
+
+def live_edge(r: Rendition, public: bool) -> Optional[Edge]:
+    last = next((seg for seg in reversed(r.segments) if seg.public), None) if public else \
+        (r.segments[-1] if r.segments else None)
+    if last is None:
+        return None
+    last_msn = last.public_sequence if public else last.sequence
+    show_open = r.low_latency and bool(r.open_parts) and (r.open_public or not public) \
+        and (not public or last is r.segments[-1])
+    return Edge(last_msn, len(r.parts_of(last.sequence)) if r.low_latency else 0, last.duration,
+                last_msn + 1 if show_open else None, len(r.open_parts) if show_open else 0)
 
 
 def _encode(seg: Segment) -> list:
@@ -458,38 +680,75 @@ def _decode(raw: list) -> Segment:
 
 
 def render_playlist(r: Rendition, segments: Iterable[Segment], ended: bool, query: str = "",
-                    public: bool = False) -> str:
+                    public: bool = False, skip: bool = False,
+                    reports: Iterable[tuple[str, Edge]] = ()) -> str:
     segments = list(segments)
     first = segments[0]
     suffix = f"?{query}" if query else ""
     has_map = any(s.init for s in segments)
+    low_latency = r.part_target is not None and not ended
+    edge = live_edge(r, public) if low_latency else None
 
     def period(seg: Segment) -> int:
         return seg.public_discontinuity if public else seg.discontinuity
 
-    lines = [
-        "#EXTM3U",
-        f"#EXT-X-VERSION:{max(r.version, 6 if has_map else 3)}",
-        f"#EXT-X-TARGETDURATION:{r.target_duration}",
+    version = max(r.version, 6 if has_map else 3)
+    lines = ["#EXTM3U", f"#EXT-X-VERSION:{max(version, 9) if low_latency else version}",
+             f"#EXT-X-TARGETDURATION:{r.target_duration}"]
+    skipped = 0
+    if low_latency:
+        assert r.part_target is not None
+        skip_until = SKIP_TARGET_DURATIONS * r.target_duration
+        lines.append(f"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL={skip_until:.1f},"
+                     f"PART-HOLD-BACK={PART_HOLD_BACK_PART_TARGETS * r.part_target:.3f}")
+        lines.append(f"#EXT-X-PART-INF:PART-TARGET={r.part_target:.3f}")
+        if skip:
+            # A segment may be left out when it ended at least CAN-SKIP-UNTIL before the playlist does.
+            remaining = sum(seg.duration for seg in segments)
+            for seg in segments[:-1]:
+                remaining -= seg.duration
+                if remaining < skip_until - 1e-6:
+                    break
+                skipped += 1
+    lines += [
         f"#EXT-X-MEDIA-SEQUENCE:{first.public_sequence if public else first.sequence}",
         f"#EXT-X-DISCONTINUITY-SEQUENCE:{period(first)}",
     ]
     if r.independent_segments:
         lines.append("#EXT-X-INDEPENDENT-SEGMENTS")
-    prev: Optional[Segment] = None
-    for seg in segments:
+    if skipped:
+        lines.append(f"#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}")
+    prev: Optional[Segment] = segments[skipped - 1] if skipped else None
+    for i, seg in enumerate(segments[skipped:]):
         new_period = prev is not None and period(seg) != period(prev)
         if new_period:
             lines.append("#EXT-X-DISCONTINUITY")
         # Each discontinuity repeats its EXT-X-MAP, even an unchanged one: a player joining or
-        # seeking into that period must not guess which init applies.
-        if seg.init and (prev is None or new_period or seg.init != prev.init):
+        # seeking into that period must not guess which init applies. So does the first segment
+        # of a delta update, whose client may have dropped the skipped ones.
+        if seg.init and (i == 0 or new_period or prev is None or seg.init != prev.init):
             lines.append(f'#EXT-X-MAP:URI="{relative_uri(r.path, seg.init)}{suffix}"')
         if seg.program_date_time is not None:
             lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{format_pdt(seg.program_date_time)}")
+        if low_latency:
+            lines += _part_lines(r, r.parts_of(seg.sequence), suffix)
         lines.append(f"#EXTINF:{seg.duration:.6f},")
         lines.append(f"{relative_uri(r.path, seg.path)}{suffix}")
         prev = seg
     if ended:
         lines.append("#EXT-X-ENDLIST")
+    elif edge is not None:
+        if edge.open_msn is not None:
+            lines += _part_lines(r, r.open_parts, suffix)
+        if r.hint and (edge.open_msn is not None or not r.open_parts) and segments[-1] is r.segments[-1]:
+            lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{relative_uri(r.path, r.hint)}{suffix}"')
+        for uri, other in reports:
+            msn, part = other.report
+            lines.append(f'#EXT-X-RENDITION-REPORT:URI="{uri}{suffix}",LAST-MSN={msn}'
+                         + (f",LAST-PART={part}" if part is not None else ""))
     return "\n".join(lines) + "\n"
+
+
+def _part_lines(r: Rendition, parts: Iterable[Part], suffix: str) -> list[str]:
+    return [f'#EXT-X-PART:DURATION={part.duration:.6f},URI="{relative_uri(r.path, part.path)}{suffix}"'
+            + (",INDEPENDENT=YES" if part.independent else "") for part in parts]

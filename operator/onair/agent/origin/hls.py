@@ -1,8 +1,10 @@
 """Just enough of HLS (RFC 8216) to read what the transcoder uploads and to re-serve it.
 
 Our own small parser instead of a library: the origin only needs the segment list of a media
-playlist (URI, duration, sequence, discontinuity, EXT-X-MAP, PROGRAM-DATE-TIME, ENDLIST) and
-must never crash on whatever bytes are PUT to it.
+playlist (URI, duration, sequence, discontinuity, EXT-X-MAP, PROGRAM-DATE-TIME, ENDLIST), and for
+low-latency HLS (RFC 8216bis) the partial segments (``EXT-X-PART``: those before a segment's URI
+are its parts, those after the last one belong to the segment still being written), the part
+target and the preload hint; it must never crash on whatever bytes are PUT to it.
 """
 from __future__ import annotations
 
@@ -20,6 +22,13 @@ class PlaylistError(ValueError):
 
 
 @dataclass(frozen=True)
+class UpstreamPart:
+    uri: str
+    duration: float
+    independent: bool = False
+
+
+@dataclass(frozen=True)
 class UpstreamSegment:
     uri: str
     duration: float
@@ -28,6 +37,7 @@ class UpstreamSegment:
     map_uri: Optional[str] = None
     program_date_time: Optional[datetime] = None
     byterange: bool = False
+    parts: tuple[UpstreamPart, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -38,6 +48,10 @@ class MediaPlaylist:
     segments: tuple[UpstreamSegment, ...] = field(default_factory=tuple)
     endlist: bool = False
     independent_segments: bool = False
+    part_target: Optional[float] = None  # EXT-X-PART-INF: the playlist carries partial segments
+    open_parts: tuple[UpstreamPart, ...] = ()  # parts of the segment not finished yet
+    preload_hint: Optional[str] = None  # URI of the next part, before it exists
+    open_map_uri: Optional[str] = None  # the EXT-X-MAP that applies to the open parts
 
 
 def attributes(value: str) -> dict[str, str]:
@@ -76,6 +90,9 @@ def parse_media_playlist(text: str) -> MediaPlaylist:
     map_uri: Optional[str] = None
     pdt: Optional[datetime] = None
     next_sequence: Optional[int] = None
+    part_target: Optional[float] = None
+    parts: list[UpstreamPart] = []
+    hint: Optional[str] = None
     for line in lines[1:]:
         if not line:
             continue
@@ -84,9 +101,10 @@ def parse_media_playlist(text: str) -> MediaPlaylist:
                 raise PlaylistError(f"segment {line[:80]!r} has no #EXTINF")
             if next_sequence is None:
                 next_sequence = sequence
-            segments.append(UpstreamSegment(line, duration, next_sequence, discontinuity, map_uri, pdt, byterange))
+            segments.append(UpstreamSegment(line, duration, next_sequence, discontinuity, map_uri, pdt, byterange,
+                                            tuple(parts)))
             next_sequence += 1
-            duration, discontinuity, byterange, pdt = None, False, False, None
+            duration, discontinuity, byterange, pdt, parts = None, False, False, None, []
             continue
         tag, _, value = line.partition(":")
         try:
@@ -112,13 +130,32 @@ def parse_media_playlist(text: str) -> MediaPlaylist:
                 endlist = True
             elif tag == "#EXT-X-INDEPENDENT-SEGMENTS":
                 independent = True
-        except ValueError as exc:
+            elif tag == "#EXT-X-PART-INF":
+                part_target = float(attributes(value)["PART-TARGET"])
+                if not 0 < part_target < 60:
+                    raise PlaylistError(f"implausible part target {part_target}")
+            elif tag == "#EXT-X-PART":
+                attrs = attributes(value)
+                if "BYTERANGE" in attrs or not attrs.get("URI"):
+                    raise PlaylistError("EXT-X-PART without URI, or with BYTERANGE (not supported)")
+                part_duration = float(attrs["DURATION"])
+                if not 0 <= part_duration < 60:
+                    raise PlaylistError(f"implausible part duration {part_duration}")
+                parts.append(UpstreamPart(attrs["URI"], part_duration, attrs.get("INDEPENDENT") == "YES"))
+            elif tag == "#EXT-X-PRELOAD-HINT":
+                attrs = attributes(value)
+                if attrs.get("TYPE") == "PART" and attrs.get("URI"):
+                    hint = attrs["URI"]
+        except (ValueError, KeyError) as exc:
             if isinstance(exc, PlaylistError):
                 raise
             raise PlaylistError(f"bad {tag} value {value[:40]!r}") from exc
     if target is None:
         raise PlaylistError("media playlist without #EXT-X-TARGETDURATION")
-    return MediaPlaylist(target, sequence, version, tuple(segments), endlist, independent)
+    if (segments and any(s.parts for s in segments) or parts) and part_target is None:
+        raise PlaylistError("EXT-X-PART without EXT-X-PART-INF")
+    return MediaPlaylist(target, sequence, version, tuple(segments), endlist, independent, part_target,
+                         tuple(parts), hint, map_uri)
 
 
 def add_query(text: str, query: str) -> str:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import posixpath
 import re
 import time
-from collections import deque
+from collections import Counter as CounterOf, deque
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
@@ -57,6 +58,12 @@ CORS_EXPOSE = "Content-Length, Content-Range, Date, ETag"
 DASH_SEGMENT_GUESS_SECONDS = 10.0
 NOT_BROADCAST = ("this part of the stream was not broadcast to viewers (backstage preview, or made only for a "
                  "recording): a playback token of a member is required")
+# LL-HLS (RFC 8216bis 6.2.5.2): a blocking playlist reload, or a request for the hinted part, is
+# held at most this many target durations; then 503 (the client asks again). A blocking response
+# names its state in its URL (_HLS_msn/_HLS_part): a CDN may share it for this many target
+# durations, which folds the viewers asking at the same moment into one origin request.
+BLOCK_TARGET_DURATIONS = 3
+BLOCKING_CACHE_TARGET_DURATIONS = 2
 # Playback requests carry no body; only /upload reads one (under its own per-file cap).
 MAX_REQUEST_BODY = 64 * 1024
 PLAYER_FORMATS = {"cmaf": PLAYBACK_PATHS["hlsCmaf"], "ts": PLAYBACK_PATHS["hlsMpegts"]}
@@ -111,6 +118,10 @@ class OriginAgent(Agent):
         self.public_guard: Optional[http_limits.ConnectionGuard] = None
         self.upload_guard: Optional[http_limits.ConnectionGuard] = None
         self.journal = Journal(self.storage.root / ".dvr")
+        # Per rendition directory: replaced (and the old one set) whenever its playlist is indexed
+        # or a file lands there. What held LL-HLS requests wait on; only that rendition's wake up.
+        self._hls_changed: dict[str, asyncio.Event] = {}
+        self._hls_waiters: CounterOf[str] = CounterOf()
         self.uploads = Uploads(self)
         self.app.add_routes([web.post("/dvr/clear", self._post_clear)])
         self.public = self._public_app()
@@ -132,6 +143,49 @@ class OriginAgent(Agent):
         for p in ([path] if path else list(self.dvr.renditions)):
             self.metrics.dvr_segments.labels(playlist=p).set(self.dvr.segment_count(p))
         self.metrics.dvr_seconds.set(self.dvr.available_seconds() or 0.0)
+
+    def hls_changed(self, path: Optional[str] = None) -> None:
+        """A playlist was indexed or an HLS file stored (``path``; None: anything, e.g. the phase):
+        requests held for that rendition look again."""
+        if path is None:
+            events = list(self._hls_changed.values())
+            self._hls_changed.clear()
+        else:
+            event = self._hls_changed.pop(posixpath.dirname(path), None)
+            events = [event] if event is not None else []
+        for event in events:
+            event.set()
+
+    async def _hold_until(self, path: str, ready: Callable[[], bool], seconds: float) -> bool:
+        """Wait until ``ready()``, looking again whenever ``path``'s rendition changes; False after ``seconds``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        directory = posixpath.dirname(path)
+        self._hls_waiters[directory] += 1
+        try:
+            while not ready():
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return False
+                event = self._hls_changed.get(directory)
+                if event is None:
+                    event = self._hls_changed[directory] = asyncio.Event()
+                try:
+                    async with asyncio.timeout(remaining):
+                        await event.wait()
+                except TimeoutError:
+                    return ready()
+            return True
+        finally:
+            self._hls_waiters[directory] -= 1
+            if not self._hls_waiters[directory]:
+                # Nobody waits there any more: a path asked for once (maybe made up) leaves nothing behind.
+                del self._hls_waiters[directory]
+                self._hls_changed.pop(directory, None)
+
+    def _hold_seconds(self, path: Optional[str] = None) -> float:
+        renditions = [self.dvr.renditions[path]] if path in self.dvr.renditions else self.dvr.renditions.values()
+        return BLOCK_TARGET_DURATIONS * max((r.target_duration for r in renditions), default=2)
 
     def dash_uploaded(self, path: str) -> None:
         if path.endswith(".mpd"):
@@ -177,6 +231,7 @@ class OriginAgent(Agent):
             self.private_files.add(path)
 
     async def apply_desired(self, desired: Desired) -> None:
+        self.hls_changed()  # an ended stream answers held reloads at once
         if self.dvr.set_public(self.public_now(), time.monotonic(), datetime.now(timezone.utc)):
             log.info("%s", "segments from now on are public" if self.dvr.public_since is not None else
                      "segments from now on are private: only playback-token holders and in-cluster readers get them")
@@ -332,11 +387,10 @@ class OriginAgent(Agent):
         query = f"token={quote(decision.token, safe='')}" if decision.token else ""
         headers = {"Cache-Control": self._cache(kind.cache, full_view=decision.member)}
 
-        if path in self.dvr.renditions:
-            text = self.dvr.render(path, ended=self.ended(path), query=query, public=not decision.member)
-            if text is None:
-                return web.json_response({"error": "no segments yet"}, status=404, headers={"Cache-Control": "no-cache"})
-            return web.Response(text=text, content_type=kind.content_type, headers=headers)
+        if path in self.dvr.renditions or (kind.playlist and path.endswith(".m3u8")
+                                           and "_HLS_msn" in request.query and not self.storage.existing(path)):
+            return await self._media_playlist(request, path, kind.content_type, query, headers,
+                                              public=not decision.member)
         if kind.playlist:
             raw = await self.run_io(self.storage.read, path)
             if raw is None:
@@ -354,14 +408,59 @@ class OriginAgent(Agent):
             full = self.storage.path(path)
         except BadPath as exc:
             return web.json_response({"error": f"bad path: {exc}"}, status=400)
+        if not full.is_file() and path.startswith("hls/") and self._hinted(path):
+            # The preload hint's part: answered as soon as it is stored (RFC 8216bis 6.2.6).
+            await self._hold_until(path, lambda: full.is_file() or not self._hinted(path), self._hold_seconds())
         if not full.is_file():
-            return web.json_response({"error": "not found"}, status=404)
+            return web.json_response({"error": "not found"}, status=404, headers={"Cache-Control": "no-store"})
         if not decision.member and self._private(path):
             self.metrics.refused.inc()
             return web.json_response({"error": NOT_BROADCAST, "phase": self.desired.phase}, status=403,
                                      headers={"Cache-Control": "no-store"})
         headers["Content-Type"] = kind.content_type
         return web.FileResponse(full, headers=headers)
+
+    def _hinted(self, path: str) -> bool:
+        return any(r.hint == path for r in self.dvr.renditions.values())
+
+    async def _media_playlist(self, request: web.Request, path: str, content_type: str, query: str,
+                              headers: dict[str, str], public: bool) -> web.Response:
+        """The DVR's media playlist; for LL-HLS clients blocking (``_HLS_msn``, ``_HLS_part``) and delta
+        (``_HLS_skip``) requests too."""
+        no_store = {"Cache-Control": "no-store"}
+        try:
+            msn = int(request.query["_HLS_msn"]) if "_HLS_msn" in request.query else None
+            part = int(request.query["_HLS_part"]) if "_HLS_part" in request.query else None
+        except ValueError:
+            return web.json_response({"error": "_HLS_msn and _HLS_part must be integers"}, status=400, headers=no_store)
+        if part is not None and msn is None:
+            return web.json_response({"error": "_HLS_part needs _HLS_msn"}, status=400, headers=no_store)
+        if (msn is not None and msn < 0) or (part is not None and part < 0):
+            return web.json_response({"error": "_HLS_msn and _HLS_part cannot be negative"}, status=400,
+                                     headers=no_store)
+        skip = request.query.get("_HLS_skip") in ("YES", "v2")
+        if msn is not None:
+            states: list[str] = []
+
+            def settled() -> bool:
+                states.append(self.dvr.wait_state(path, public, msn, part, self.ended(path)))
+                return states[-1] != "wait"
+
+            if not await self._hold_until(path, settled, self._hold_seconds(path)):
+                return web.json_response({"error": f"segment {msn}" + (f" part {part}" if part is not None else "")
+                                                   + " is not available yet: ask again"},
+                                         status=503, headers=no_store)
+            if states[-1] == "bad":
+                return web.json_response({"error": f"_HLS_msn={msn}" + (f" _HLS_part={part}" if part is not None else "")
+                                                   + " is too far beyond the end of the playlist"},
+                                         status=400, headers=no_store)
+            rendition = self.dvr.renditions[path]
+            headers = {"Cache-Control": self._cache(
+                f"max-age={BLOCKING_CACHE_TARGET_DURATIONS * rendition.target_duration}", full_view=not public)}
+        text = self.dvr.render(path, ended=self.ended(path), query=query, public=public, skip=skip)
+        if text is None:
+            return web.json_response({"error": "no segments yet"}, status=404, headers={"Cache-Control": "no-cache"})
+        return web.Response(text=text, content_type=content_type, headers=headers)
 
     def _private(self, path: str) -> bool:
         """A stored media file viewers must not get: made while the origin was not public (backstage preview)."""
@@ -383,7 +482,8 @@ class OriginAgent(Agent):
             source += f"?token={quote(decision.token, safe='')}"
         page = TEMPLATES.get_template("player.html.j2").render(
             source=source, projection=self.config.projection, livestream=self.config.livestream,
-            hls_js="static/vendor/hls.min.js", autoplay=request.query.get("autoplay", "1") != "0")
+            hls_js="static/vendor/hls.min.js", autoplay=request.query.get("autoplay", "1") != "0",
+            low_latency=self.config.low_latency)
         return web.Response(text=page, content_type="text/html", headers={"Cache-Control": "no-cache"})
 
     async def _hls_js(self, request: web.Request) -> web.StreamResponse:

@@ -198,6 +198,7 @@ class Uploads:
             log.info("DVR %s: first segment %s", path, result.appended[0].path)
         origin.metrics.uploads.labels(kind="playlist", result="indexed").inc()
         origin.update_dvr_metrics(path)
+        origin.hls_changed(path)
         return web.Response(status=201)
 
     async def _wait_for_listed(self, path: str, playlist: MediaPlaylist) -> None:
@@ -230,6 +231,7 @@ class Uploads:
                             "(give every transcoder run its own file names)", path, stored)
             await origin.run_io(origin.storage.write, stored, body)
             origin.dvr.uploaded(path, stored, time.monotonic())
+            origin.hls_changed(path)
             log.debug("stored %s (%d bytes)%s", path, len(body), f" as {stored}" if stored != path else "")
         else:
             await origin.run_io(origin.storage.write, path, body)

@@ -20,7 +20,7 @@ from onair.agent.supervisor import Child, Supervisor
 from onair.api.agent import Desired, TranscoderConfig, TranscoderStatus
 from onair.render.ladder import fit_ladder
 
-from .ffmpeg_args import EncoderPlan, encoder_args
+from .ffmpeg_args import EncoderPlan, encoder_args, part_seconds
 from .packager import Packager
 from onair.agent.ffmpeg_output import parse_speed
 from .relay import Relay
@@ -208,9 +208,12 @@ class TranscoderAgent(Agent):
             log.error("the configured ladder is empty: nothing to encode")
             return None
         segment = min(cfg.segment_seconds, 1.0) if cfg.low_latency else cfg.segment_seconds
+        # LL-HLS parts ride on the CMAF output: without it there is nothing to cut them from.
+        parts = part_seconds(fps, segment, cfg.part_seconds) if cfg.low_latency and cfg.hls_cmaf else None
         return EncoderPlan(
             rungs=rungs, run_id=new_run_id(), segment_seconds=segment, fps=fps, has_audio=info.has_audio,
             hls_cmaf=cfg.hls_cmaf, hls_mpegts=cfg.hls_mpegts, dash=cfg.dash, low_latency=cfg.low_latency,
+            part_seconds=parts,
             dash_window=cfg.playlist_segments, screenshot_width=cfg.screenshot_width,
             screenshot_interval_seconds=cfg.screenshot_interval_seconds, preset=cfg.preset, ffmpeg=self.ffmpeg)
 
@@ -233,7 +236,8 @@ class TranscoderAgent(Agent):
         assert self.plan is not None
         self._encoder_said = []
         self._run_started_at = datetime.now(timezone.utc)
-        self.packager.begin_run(self.plan.run_id, [r.name for r in self.plan.rungs])
+        self.packager.begin_run(self.plan.run_id, [r.name for r in self.plan.rungs], self.plan.part_seconds,
+                                self.plan.segment_seconds)
         self.relay.attach(proc.stdin)
 
     def _segment_published(self, kind: str) -> None:

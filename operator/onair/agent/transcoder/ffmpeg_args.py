@@ -13,6 +13,15 @@ Keyframes line up across rungs and segments because every rung gets the same
 ``-force_key_frames`` times (segment boundaries), a GOP of exactly one segment and no scene-cut
 keyframes; segmenters cut at the first keyframe past each boundary, i.e. at the same instant in
 every rung and every packaging.
+
+Low-latency HLS (``part_seconds``): the HLS fMP4 muxer cuts on time (``split_by_time``) every part
+duration instead of every segment, so each file it writes is one CMAF fragment (``moof`` +
+``mdat``) of one part, renamed into place the moment it is complete; the packager forwards each
+one at once and builds the segments from them. A part duration is a whole number of frames that
+divides the GOP, so every segment boundary (a keyframe) is also a part boundary, in every rung.
+No B-frames then (x264's zerolatency tune): with them a fragment cut on presentation time would
+not be a clean cut in decoding order, and B-frames, lookahead and frame threads each hold frames
+back before any part can be cut.
 """
 from __future__ import annotations
 
@@ -77,6 +86,7 @@ class EncoderPlan:
     hls_mpegts: bool = True
     dash: bool = True
     low_latency: bool = False
+    part_seconds: Optional[float] = None  # LL-HLS: ffmpeg's CMAF "segments" are parts this long
     list_size: int = 20  # ffmpeg's own playlists: the packager makes the public ones
     dash_window: int = 8
     screenshot_width: int = 1080
@@ -140,6 +150,19 @@ def gop_frames(fps: float, segment_seconds: float) -> int:
     return max(1, int(round(fps * segment_seconds)))
 
 
+def part_seconds(fps: Optional[float], segment_seconds: float, target_seconds: float) -> float:
+    """The LL-HLS part duration nearest ``target_seconds`` that is a whole number of frames dividing the GOP.
+
+    Rounded down to the microsecond: the muxer cuts at the first frame at or after each multiple,
+    so a hair short lands on the frame, a hair long would land one frame later.
+    """
+    rate = fps or DEFAULT_FPS
+    gop = gop_frames(rate, segment_seconds)
+    divisors = [d for d in range(1, gop + 1) if gop % d == 0]
+    frames = min(divisors, key=lambda d: (abs(d / rate - target_seconds), -d))
+    return int(frames / rate * 1_000_000) / 1_000_000
+
+
 def _sar(rung: Rung, dar: Fraction) -> str:
     sar = sample_aspect_ratio(rung, dar)
     return f"{sar.numerator}/{sar.denominator}"
@@ -196,6 +219,11 @@ def _video_options(plan: EncoderPlan) -> list[str]:
             f"-g:v:{i}", str(gop), f"-keyint_min:v:{i}", str(gop), f"-sc_threshold:v:{i}", "0",
             f"-force_key_frames:v:{i}", f"expr:gte(t,n_forced*{seg:g})",
         ]
+        if plan.part_seconds:
+            # x264's zerolatency tune: no B-frames, no lookahead, slice threads instead of frame
+            # threads; each of those otherwise holds frames back (10 of lookahead at veryfast, one
+            # per frame thread), a third of a second that every LL viewer would wait too.
+            args += [f"-tune:v:{i}", "zerolatency", f"-bf:v:{i}", "0"]
     # tee hands packets to several muxers: the parameter sets must be in the stream headers.
     args += ["-flags:v", "+global_header"]
     return args
@@ -223,11 +251,14 @@ def var_stream_map(plan: EncoderPlan) -> str:
 def _hls_slave(plan: EncoderPlan, kind: str) -> str:
     run = plan.run_id
     ext = "m4s" if kind == "cmaf" else "ts"
+    parts = plan.part_seconds if kind == "cmaf" else None
     options = {
-        "hls_time": f"{plan.segment_seconds:g}",
-        "hls_list_size": str(plan.list_size),
-        # temp_file: a file the packager sees under its final name is complete.
-        "hls_flags": "independent_segments+temp_file+omit_endlist",
+        "hls_time": f"{parts:.6f}" if parts else f"{plan.segment_seconds:g}",
+        # Parts: as many seconds as segments would list, so a slow scan never loses one.
+        "hls_list_size": str(round(plan.list_size * plan.segment_seconds / parts) if parts else plan.list_size),
+        # temp_file: a file the packager sees under its final name is complete. Parts: cut on time,
+        # which ffmpeg will not combine with independent_segments (the packager says which are).
+        "hls_flags": "temp_file+omit_endlist+split_by_time" if parts else "independent_segments+temp_file+omit_endlist",
         "hls_segment_type": "fmp4" if kind == "cmaf" else "mpegts",
         "hls_segment_filename": f"hls/{kind}/%v/{run}_%06d.{ext}",
         "master_pl_name": master_name(run),

@@ -13,6 +13,12 @@ playlist naming a file it does not have.
   when they appear, deleted when ffmpeg deletes them); a new run starts a new manifest and the
   previous run's files are deleted after a grace period.
 * ``screenshot.jpg`` is sent whenever ffmpeg replaces it.
+* Low-latency HLS (a run with ``part_seconds``): each file ffmpeg's CMAF muxer writes is a part
+  (one CMAF fragment). It is PUT the moment it appears, then the playlist listing it, so parts
+  reach the origin as they are produced; it is kept in memory until its segment closes. A segment
+  closes when the next part starting with a keyframe arrives (read from the fragment, ``fmp4``):
+  its parts' bytes, concatenated, are PUT as the segment that plain HLS clients and the DVR use.
+  Parts are never deleted from here: the origin drops them once they leave its part window.
 """
 from __future__ import annotations
 
@@ -27,8 +33,9 @@ from pathlib import Path
 from typing import Awaitable, Callable, Optional, Sequence
 
 from . import ffmpeg_args as fa
+from . import fmp4
 from .dirwatch import DirWatch
-from .playlists import Entry, MediaPlaylist, parse_media_playlist, public_master
+from .playlists import Entry, LocalSegment, MediaPlaylist, Part, parse_media_playlist, public_master
 from .sinks import Sink, SinkError
 
 log = logging.getLogger("onair.transcoder.packager")
@@ -48,6 +55,9 @@ WATCH_SAFETY_SECONDS = 2.0
 # stream to start: look more often (bounded, in case the run never produces anything).
 FIRST_SEGMENT_POLL_SECONDS = 0.02
 FIRST_SEGMENT_FAST_SECONDS = 15.0
+# LL-HLS: a segment without a keyframe part for this many segment durations means ffmpeg's parts
+# and keyframes do not line up; it is closed anyway (logged) so plain HLS goes on.
+MAX_SEGMENT_WITHOUT_KEYFRAME = 3
 PUBLIC_PLAYLIST = "index.m3u8"
 MASTER = "master.m3u8"
 DASH_MANIFEST = "dash/manifest.mpd"
@@ -65,6 +75,13 @@ class _Rendition:
     # (path, inode, mtime_ns, size) of ffmpeg's playlist when it was last fully handled: unchanged,
     # it has nothing new, so most scans cost a stat instead of a read and a parse.
     handled: Optional[tuple[Path, int, int, int]] = None
+    # LL-HLS: the parts of the segment being cut, with their bytes (the segment is made of them),
+    # whether each reached the destination, and when the last one arrived.
+    open_parts: list[tuple[Part, bytes, bool]] = field(default_factory=list)
+    open_init: Optional[str] = None
+    last_part_at: Optional[datetime] = None
+    init_info: dict[str, fmp4.InitInfo] = field(default_factory=dict)
+    warned_unaligned: bool = False
 
     @property
     def base(self) -> str:
@@ -76,6 +93,15 @@ class PackagerStats:
     segments: dict[str, int] = field(default_factory=dict)
     upload_errors: int = 0
     last_segment_at: Optional[datetime] = None
+
+
+def _next_part(uri: str) -> Optional[str]:
+    """The name ffmpeg gives the part after ``uri`` (``<run>_%06d.m4s``)."""
+    stem, dot, ext = uri.rpartition(".")
+    prefix, _, number = stem.rpartition("_")
+    if not number.isdigit():
+        return None
+    return f"{prefix}_{int(number) + 1:0{len(number)}d}{dot}{ext}"
 
 
 class Packager:
@@ -92,6 +118,8 @@ class Packager:
         self.stats = PackagerStats()
         self.run_id: Optional[str] = None
         self.rungs: list[str] = []
+        self.part_seconds: Optional[float] = None  # LL-HLS parts in the current run's CMAF output
+        self.segment_seconds = 2.0
         self.renditions: dict[tuple[str, str], _Rendition] = {}
         self._masters_sent: set[str] = set()  # kinds whose master of the current run is out
         # Published DASH files, by name -> when ffmpeg renamed it into place (its listing order).
@@ -109,10 +137,14 @@ class Packager:
         self._watching = True  # False once inotify failed: poll from then on
 
     # ------------------------------------------------------------------------- runs
-    def begin_run(self, run_id: str, rungs: Sequence[str]) -> None:
-        """A new encoder process starts writing with this run id and these renditions."""
+    def begin_run(self, run_id: str, rungs: Sequence[str], part_seconds: Optional[float] = None,
+                  segment_seconds: float = 2.0) -> None:
+        """A new encoder process starts writing with this run id and these renditions; with
+        ``part_seconds`` its CMAF files are LL-HLS parts of ``segment_seconds`` segments."""
         self.run_id = run_id
         self.rungs = list(rungs)
+        self.part_seconds = part_seconds
+        self.segment_seconds = segment_seconds
         self._masters_sent = set()
         self._run_started = time.monotonic()
         self._dash_manifest = None
@@ -138,6 +170,14 @@ class Packager:
         """The encoder exited: publish what it left; with ``ended`` (broadcast stopped on
         purpose) close every playlist with ENDLIST."""
         await self.sync()
+        async with self._lock:
+            # What was cut of the last segment is a segment too: nothing the encoder made is lost.
+            for rendition in self.renditions.values():
+                if rendition.open_parts:
+                    await self._close_segment(rendition)
+                    if not ended:
+                        rendition.playlist.preload_hint = None
+                        await self._put(f"{rendition.base}/{PUBLIC_PLAYLIST}", rendition.playlist.render().encode())
         if not ended:
             return
         async with self._lock:
@@ -232,9 +272,19 @@ class Packager:
             if init and init not in rendition.inits:
                 if await self._upload_file(rendition.base, init, keep=True):
                     rendition.inits.add(init)
+                    if self.part_seconds and kind == "cmaf":
+                        rendition.init_info[init] = self._read_init(rendition, init)
                 else:
                     continue  # segments are useless without their init: try again next scan
             rendition.handled = stamp
+            if self.part_seconds and kind == "cmaf":
+                for part in new:
+                    rendition.seen.add(part.uri)
+                    await self._add_part(rendition, part, init)
+                # Parts come five a second: remember only those ffmpeg still lists.
+                rendition.seen.intersection_update(p.uri for p in parsed.segments)
+                changed.append(rendition)
+                continue
             for segment in new:
                 rendition.seen.add(segment.uri)
                 if not await self._upload_file(rendition.base, segment.uri):
@@ -256,6 +306,64 @@ class Packager:
                 return
             if await self._put(f"hls/{kind}/{MASTER}", public_master(text, run, PUBLIC_PLAYLIST).encode()):
                 self._masters_sent.add(kind)
+
+    # ------------------------------------------------------------------------- LL-HLS parts
+    def _read_init(self, rendition: _Rendition, init: str) -> fmp4.InitInfo:
+        try:
+            return fmp4.read_init((self.work_dir / rendition.base / init).read_bytes())
+        except OSError as exc:
+            log.warning("cannot read %s/%s (%s): its parts' keyframes are found from their samples only",
+                        rendition.base, init, exc)
+            return fmp4.InitInfo()
+
+    async def _add_part(self, rendition: _Rendition, part: LocalSegment, init: Optional[str]) -> None:
+        """Forward one part the moment ffmpeg finished it; close the segment a keyframe part begins."""
+        local = self.work_dir / rendition.base / part.uri
+        try:
+            data = local.read_bytes()
+        except FileNotFoundError:
+            log.warning("part %s/%s vanished before it was published", rendition.base, part.uri)
+            return
+        now = datetime.now(timezone.utc)
+        independent = fmp4.starts_independent(data, rendition.init_info.get(init or "", fmp4.InitInfo()))
+        cut = sum(p.duration for p, _, _ in rendition.open_parts)
+        if rendition.open_parts and (independent or init != rendition.open_init
+                                     or cut >= MAX_SEGMENT_WITHOUT_KEYFRAME * self.segment_seconds):
+            if not independent and init == rendition.open_init and not rendition.warned_unaligned:
+                rendition.warned_unaligned = True
+                log.error("%s: no part began with a keyframe for %.1fs: the encoder's keyframes and parts do not "
+                          "line up; segments are cut without one (LL-HLS clients may stall)", rendition.base, cut)
+            await self._close_segment(rendition)
+        uploaded = await self._put(f"{rendition.base}/{part.uri}", data)
+        local.unlink(missing_ok=True)
+        if not rendition.open_parts:
+            rendition.open_init = init
+        rendition.open_parts.append((Part(part.uri, part.duration, independent), data, uploaded))
+        rendition.last_part_at = now
+        playlist = rendition.playlist
+        playlist.part_target = max(self.part_seconds or 0.0, part.duration)
+        playlist.open_parts = [p for p, _, ok in rendition.open_parts if ok] \
+            if all(ok for _, _, ok in rendition.open_parts) else []
+        playlist.open_init = init
+        playlist.preload_hint = _next_part(part.uri) if playlist.open_parts else None
+
+    async def _close_segment(self, rendition: _Rendition) -> None:
+        parts = rendition.open_parts
+        rendition.open_parts = []
+        playlist = rendition.playlist
+        playlist.open_parts, playlist.preload_hint = [], None
+        if not parts or self.run_id is None:
+            return
+        first = parts[0][0].uri
+        name = f"seg_{first}"
+        if not await self._put(f"{rendition.base}/{name}", b"".join(data for _, data, _ in parts)):
+            return
+        duration = sum(p.duration for p, _, _ in parts)
+        listed = tuple(p for p, _, _ in parts) if all(ok for _, _, ok in parts) else ()
+        removed = playlist.add(name, duration, self.run_id, rendition.open_init,
+                               rendition.last_part_at or datetime.now(timezone.utc), parts=listed)
+        rendition.trash.extend(removed)
+        self._count_segment(rendition.kind)
 
     def _count_segment(self, kind: str, now: Optional[datetime] = None) -> None:
         self.stats.segments[kind] = self.stats.segments.get(kind, 0) + 1
@@ -287,6 +395,8 @@ class Packager:
         while len(rendition.trash) > DELETE_LAG_SEGMENTS:
             entry = rendition.trash.popleft()
             await self._delete(f"{rendition.base}/{entry.uri}")
+            for part in entry.parts:  # the origin has let them go long before (its part window)
+                await self._delete(f"{rendition.base}/{part.uri}")
             still_used = {e.init for e in rendition.playlist.entries} | {e.init for e in rendition.trash}
             if entry.init and entry.init not in still_used and entry.run_id != self.run_id:
                 await self._delete(f"{rendition.base}/{entry.init}")

@@ -11,7 +11,11 @@ runs, so the packager keeps its own per rendition:
 * ``EXT-X-ENDLIST`` only when the broadcast is stopped on purpose, never on a source switch
   (sources are spliced inside one run and need no tag at all) nor on an encoder crash;
 * a short window (the origin keeps the DVR), ``EXT-X-DISCONTINUITY-SEQUENCE`` kept right as
-  discontinuities slide out of it.
+  discontinuities slide out of it;
+* low-latency HLS: the partial segments of the last few segments (``EXT-X-PART`` before their
+  ``EXTINF``), the parts of the segment still being cut after the last one (under its run's
+  ``EXT-X-MAP``), ``EXT-X-PART-INF`` and the next part as ``EXT-X-PRELOAD-HINT``. The origin
+  reads them to serve LL-HLS (``onair.agent.origin.dvr``).
 
 Pure: parse text, render text; the packager does the I/O.
 """
@@ -26,6 +30,8 @@ from typing import Iterable, Optional
 
 # Media time running this far behind the wall clock means an outage, not jitter.
 PDT_RESYNC_SECONDS = 1.0
+# Parts are listed for this many of the last segments: the origin keeps what its part window needs.
+PART_SEGMENTS_LISTED = 4
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,13 @@ def format_pdt(when: datetime) -> str:
 
 
 @dataclass(frozen=True)
+class Part:
+    uri: str  # relative to the media playlist
+    duration: float
+    independent: bool
+
+
+@dataclass(frozen=True)
 class Entry:
     uri: str  # relative to the media playlist
     duration: float
@@ -105,6 +118,7 @@ class Entry:
     init: Optional[str]
     program_date_time: datetime
     discontinuity: bool
+    parts: tuple[Part, ...] = ()
 
 
 class MediaPlaylist:
@@ -119,8 +133,14 @@ class MediaPlaylist:
         self.ended = False
         self._last: Optional[Entry] = None  # survives the window: continuity with what comes next
         self._target = 1
+        # LL-HLS: set while parts are cut (None: a plain playlist).
+        self.part_target: Optional[float] = None
+        self.open_parts: list[Part] = []  # of the segment being cut
+        self.open_init: Optional[str] = None  # its EXT-X-MAP
+        self.preload_hint: Optional[str] = None
 
-    def add(self, uri: str, duration: float, run_id: str, init: Optional[str], seen_at: datetime) -> list[Entry]:
+    def add(self, uri: str, duration: float, run_id: str, init: Optional[str], seen_at: datetime,
+            parts: tuple[Part, ...] = ()) -> list[Entry]:
         """Append a finished segment; returns the entries that slid out of the window."""
         last = self._last
         self.ended = False
@@ -132,7 +152,7 @@ class MediaPlaylist:
             pdt = last.program_date_time + timedelta(seconds=last.duration)
             if (observed - pdt).total_seconds() > PDT_RESYNC_SECONDS:
                 pdt = observed
-        entry = Entry(uri, duration, run_id, init, pdt, discontinuity)
+        entry = Entry(uri, duration, run_id, init, pdt, discontinuity, parts)
         self.entries.append(entry)
         self._last = entry
         self._target = max(self._target, math.ceil(duration - 1e-3))
@@ -148,6 +168,7 @@ class MediaPlaylist:
 
     def end(self) -> None:
         self.ended = True
+        self.open_parts, self.preload_hint = [], None
 
     @classmethod
     def resume(cls, text: str, window: int, version: int) -> "MediaPlaylist":
@@ -209,7 +230,10 @@ class MediaPlaylist:
             f"#EXT-X-DISCONTINUITY-SEQUENCE:{self.discontinuity_sequence}",
             "#EXT-X-INDEPENDENT-SEGMENTS",
         ]
+        if self.part_target is not None:
+            lines.insert(3, f"#EXT-X-PART-INF:PART-TARGET={self.part_target:.6f}")
         current_init: Optional[str] = None
+        with_parts = len(self.entries) - PART_SEGMENTS_LISTED
         for i, entry in enumerate(self.entries):
             if entry.discontinuity and i > 0:
                 lines.append("#EXT-X-DISCONTINUITY")
@@ -217,11 +241,23 @@ class MediaPlaylist:
                 lines.append(f'#EXT-X-MAP:URI="{entry.init}"')
             current_init = entry.init
             lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{format_pdt(entry.program_date_time)}")
+            if self.part_target is not None and i >= with_parts:
+                lines += [_part_line(part) for part in entry.parts]
             lines.append(f"#EXTINF:{entry.duration:.6f},")
             lines.append(entry.uri)
         if self.ended:
             lines.append("#EXT-X-ENDLIST")
+        elif self.part_target is not None:
+            if self.open_parts and self.open_init and self.open_init != current_init:
+                lines.append(f'#EXT-X-MAP:URI="{self.open_init}"')  # a new run's first parts
+            lines += [_part_line(part) for part in self.open_parts]
+            if self.preload_hint:
+                lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{self.preload_hint}"')
         return "\n".join(lines) + "\n"
+
+
+def _part_line(part: Part) -> str:
+    return f'#EXT-X-PART:DURATION={part.duration:.6f},URI="{part.uri}"' + (",INDEPENDENT=YES" if part.independent else "")
 
 
 def public_master(text: str, run_id: str, playlist_name: str = "index.m3u8") -> str:
