@@ -80,6 +80,18 @@ if out["master"] == 200:
         out["sequence"] = next((int(l.split(":")[1]) for l in lines if l.startswith("#EXT-X-MEDIA-SEQUENCE:")), 0)
         out["endlist"] = "#EXT-X-ENDLIST" in lines
         out["discontinuities"] = lines.count("#EXT-X-DISCONTINUITY")
+        # [sequence, period (discontinuity sequence), program date time, duration] per segment:
+        # the same segment gets the same entry from every playlist that lists it.
+        seq, period, pdt, dur, timeline = out["sequence"], 0, None, None, []
+        for l in lines:
+            if l.startswith("#EXT-X-DISCONTINUITY-SEQUENCE:"): period = int(l.split(":")[1])
+            elif l == "#EXT-X-DISCONTINUITY": period += 1
+            elif l.startswith("#EXT-X-PROGRAM-DATE-TIME:"): pdt = l.split(":", 1)[1]
+            elif l.startswith("#EXTINF:"): dur = float(l.split(":")[1].split(",")[0])
+            elif l and not l.startswith("#"):
+                timeline.append([seq, period, pdt, dur]); seq, pdt, dur = seq + 1, None, None
+        out["timeline"] = timeline
+        out["target"] = next((int(l.split(":")[1]) for l in lines if l.startswith("#EXT-X-TARGETDURATION:")), 0)
         if out["segments"]:
             out["newest"], seg = get(urllib.parse.urljoin(media, out["segments"][-1]))
             out["newest_bytes"] = len(seg)
@@ -200,7 +212,7 @@ class StatusWatch:
     """Polls the show's status in the background while something is done to it: what a dashboard
     polling `kubectl get livestream -o json` every half second would have seen."""
 
-    KEYS = ("live", "backupLive", "activeSource", "broadcasting", "recording", "ingest")
+    KEYS = ("live", "backupLive", "activeSource", "broadcasting", "recording", "ingest", "conditions")
 
     def __init__(self, show: "Show") -> None:
         self.show = show
@@ -235,6 +247,116 @@ class StatusWatch:
             else:
                 since = None
         return longest
+
+
+class PlaylistWatch:
+    """The viewer pod reading the origin's media playlist over and over in the background: every
+    segment any read listed, by media sequence number, with its period (discontinuity sequence),
+    program date time and duration. Reads that fail (the origin pod rolling) are skipped; the DVR
+    window lists the segments made meanwhile at the next read."""
+
+    def __init__(self, show: "Show") -> None:
+        self.show = show
+        self.segments: dict[int, tuple[int, float, float]] = {}
+        self.target = 0
+        self.reads = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                view = self.show.view()
+            except Exception:  # noqa: BLE001 - a failed read (origin rolling, exec refused)
+                self._stop.wait(1.0)
+                continue
+            if view.get("media") == 200:
+                self.reads += 1
+                self.target = view.get("target") or self.target
+                for seq, period, pdt, dur in view.get("timeline") or ():
+                    if pdt and dur:
+                        self.segments[seq] = (period, _parse(pdt), dur)
+            self._stop.wait(1.0)
+
+    def __enter__(self) -> "PlaylistWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(40)
+
+    def stalls(self, limit: float) -> list[str]:
+        """Consecutive segments of one encoder run (no discontinuity between them) between which
+        more than ``limit`` seconds of media time are missing: the program date times, which the
+        transcoder moves forward over an outage, say how long the playlist stood still."""
+        out = []
+        for seq in sorted(self.segments):
+            if seq + 1 not in self.segments:
+                continue
+            (period, pdt, duration), (next_period, next_pdt, _) = self.segments[seq], self.segments[seq + 1]
+            missing = next_pdt - (pdt + duration)
+            if next_period == period and missing > limit:
+                out.append(f"segments {seq}->{seq + 1}: {missing:.1f}s missing")
+        return out
+
+    def run_around(self, start: float, end: float) -> Optional[int]:
+        """The period (encoder run) with segments both before ``start`` and after ``end`` (wall-clock
+        instants, as the program date times are), if one run spans that stretch."""
+        for period in {p for p, _, _ in self.segments.values()}:
+            pdts = [pdt for p, pdt, _ in self.segments.values() if p == period]
+            if min(pdts) <= start and max(pdts) >= end:
+                return period
+        return None
+
+
+INGEST_KEYS = ("ingest", "ingest-backup")
+
+
+def _ingest_slots_down_together(events: list) -> list[str]:
+    """The EndpointSlice events after which neither ingest Service had a ready endpoint: the moments
+    no encoder could push anywhere and the transcoder had no source at all."""
+    slices: dict[str, tuple[str, frozenset]] = {}
+    out = []
+    for kind, type_, obj, _at in events:
+        if kind != "endpointslices":
+            continue
+        service = obj.metadata.labels.get("kubernetes.io/service-name")
+        if type_ == "DELETED":
+            slices.pop(obj.metadata.name, None)
+        else:
+            slices[obj.metadata.name] = (service, frozenset(
+                e.target_ref.name for e in obj.endpoints or ()
+                if e.target_ref and e.conditions and e.conditions.ready))
+        ready: dict[str, set] = {}
+        for svc, pods in slices.values():
+            ready.setdefault(svc, set()).update(pods)
+        if len(ready) == 2 and not any(ready.values()):
+            out.append(f"after {type_} {obj.metadata.name}: {dict(slices)}")
+    return out
+
+
+def _ingest_milestones(events: list, new_image: str) -> list[tuple[str, float]]:
+    """What the pod watch saw of the ingest pods, each milestone once and in the order it came:
+    '<key> new pod created', '<key> new pod Ready', '<key> old pod deleting' (key: ingest or
+    ingest-backup; new/old: the upgrade's image or not), with the host's clock at receipt."""
+    out: list[tuple[str, float]] = []
+    for kind, _type, pod, at in events:
+        if kind != "pods":
+            continue
+        key = (pod.metadata.labels or {}).get("app.kubernetes.io/component")
+        if key not in INGEST_KEYS:
+            continue
+        new = pod.spec.containers[0].image == new_image
+        ready = any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or ())
+        deleting = pod.metadata.deletion_timestamp is not None
+        seen = {m for m, _ in out}
+        for milestone, holds in ((f"{key} new pod created", new),
+                                 (f"{key} new pod Ready", new and ready and not deleting),
+                                 (f"{key} old pod deleting", not new and deleting)):
+            if holds and milestone not in seen:
+                out.append((milestone, at))
+    return out
 
 
 def _parse(ts: str) -> float:
@@ -580,15 +702,47 @@ def test_a_killed_recorders_session_is_recovered_by_its_restart(show: Show):
         assert files.get(part["file"]) == part["bytes"], (part, files)
 
 
+def _live_and_recording_from_main(show: Show) -> None:
+    """The show as the earlier tests leave it, also when a later test runs alone (`-k upgrade`):
+    the fixture leaves it in backstage."""
+    if show.status().get("phase") != "live":
+        patch_spec(show.custom, show.ls_ns, {"phase": "live", "recording": True})
+    show.wait(lambda: (s := show.status()).get("broadcasting") is True and s.get("recording") is True
+              and s.get("activeSource") == "main" and s.get("backupLive") is True, 90,
+              "live, broadcasting and recording from main, the backup receiving")
+
+
 def test_helm_upgrade_to_a_new_image_rolls_everything_without_losing_the_recording(show: Show, request):
+    """`helm upgrade` to a new image tag changes both ingest Deployments at once. The operator rolls
+    the two slots one after the other: the one not feeding the transcoder (the backup) first, the
+    other once the first's new pod is Ready and its encoder is back. So encoders always have an
+    ingest to push to, and the playlist goes on through main's roll as through any failover."""
+    from kubernetes import client
+
+    from onair.api.conditions import INGEST_ROLLOUT_CONTINUED, INGEST_ROLLOUT_NOT_BRIDGED, INGEST_ROLLOUT_STAGGERED
+    from tests.fixtures.kube import ApiWatch
+
+    _live_and_recording_from_main(show)
     new_image = f"{show.image.repository}:{show.image.tag}-upgrade"
     show.node.node.ctr("images", "tag", show.image.name, new_image)
     before = _sessions(show.status().get("recordings"))
-    assert show.status()["recording"] is True
+    staggered, continued, not_bridged = (show.events(r) for r in (
+        INGEST_ROLLOUT_STAGGERED, INGEST_ROLLOUT_CONTINUED, INGEST_ROLLOUT_NOT_BRIDGED))
     viewed = show.view()
     _assert_operator_log_clean(show)
+    # What encoders reach (the ingest Services' ready endpoints) and what the pods do, as watches
+    # deliver them; what viewers get, read by the viewer pod all along.
+    watches = ApiWatch()
+    request.addfinalizer(watches.stop)
+    watches.follow("pods", show.core.list_namespaced_pod, show.ls_ns, SHOW)
+    watches.follow("endpointslices", client.DiscoveryV1Api(show.node.api).list_namespaced_endpoint_slice, show.ls_ns,
+                   "kubernetes.io/service-name in (show-ingest,show-ingest-backup)")
+    playlist = PlaylistWatch(show).__enter__()
+    request.addfinalizer(playlist.__exit__)
     watch = StatusWatch(show).__enter__()
     request.addfinalizer(watch.__exit__)
+    show.wait(lambda: {e[0] for e in watches.events} == {"pods", "endpointslices"} and playlist.reads, 30,
+              "the watches and the viewer started")
     t0 = time.monotonic()
     helm("upgrade", RELEASE, str(ROOT / "charts/onair"), "--namespace", show.op_ns, *show.helm_values,
          "--set", f"image.tag={new_image.rsplit(':', 1)[1]}", kubeconfig=show.node.kubeconfig)
@@ -601,15 +755,54 @@ def test_helm_upgrade_to_a_new_image_rolls_everything_without_losing_the_recordi
                 and all(p.status.phase == "Running" and all(cs.ready for cs in p.status.container_statuses or [False])
                         for p in pods) and pods)
 
-    show.wait(rolled, 180, f"every media pod Ready on {new_image}", interval=1)
+    show.wait(rolled, 240, f"every media pod Ready on {new_image}", interval=1)
     show.timed("helm upgrade -> operator and media pods on the new image", t0)
-    show.wait(lambda: (s := show.status()).get("live") is True and s.get("broadcasting") is True
-              and s.get("recording") is True, 90, "live, broadcasting and recording again after the upgrade")
+    show.wait(lambda: (s := show.status()).get("live") is True and s.get("backupLive") is True
+              and s.get("broadcasting") is True and s.get("recording") is True and s.get("activeSource") == "main",
+              90, "live on main, backup receiving, broadcasting and recording again after the upgrade")
     show.timed("helm upgrade -> live, broadcasting and recording again", t0)
+    # A few more segments, so the playlist watch has read past the return to main.
+    seen = max(playlist.segments, default=0)
+    show.wait(lambda: max(playlist.segments, default=0) >= seen + 3 * 2, 60, "the playlist watch reading on")
+    events = watches.stop()
+    playlist.__exit__()
     watch.__exit__()
     show.timings["upgrade: longest poll stretch with neither ingest receiving"] = watch.longest(
         lambda s: not s["live"] and not s["backupLive"])
     show.timings["upgrade: longest poll stretch not broadcasting"] = watch.longest(lambda s: not s["broadcasting"])
+
+    # Encoders always had an ingest to push to: never were both Services without a ready pod.
+    down = _ingest_slots_down_together(events)
+    assert not down, "both ingest slots were down at once during the upgrade:\n  " + "\n  ".join(down[:5])
+    # The backup (not feeding the transcoder) rolled first; main's old pod was left alone until the
+    # backup's new pod was Ready.
+    milestones = _ingest_milestones(events, new_image)
+    names = [m for m, _ in milestones]
+    assert {"ingest-backup new pod Ready", "ingest new pod Ready", "ingest old pod deleting"} <= set(names), names
+    main_changed = min(names.index(m) for m in ("ingest new pod created", "ingest old pod deleting") if m in names)
+    assert names.index("ingest-backup new pod Ready") < main_changed, f"main rolled before the backup was back: {names}"
+    # Status and Events told the owner the order as it happened.
+    rollout_conditions = {(c["reason"], c["message"]) for _, s in watch.seen for c in s.get("conditions") or ()
+                          if c["type"] == "Reconciling" and c["reason"] == INGEST_ROLLOUT_STAGGERED}
+    assert rollout_conditions, "no Reconciling condition while the ingest slots rolled one after the other"
+    assert all("ingest-backup first" in m for _, m in rollout_conditions), rollout_conditions
+    assert show.events(INGEST_ROLLOUT_STAGGERED) == staggered + 1
+    show.wait(lambda: show.events(INGEST_ROLLOUT_CONTINUED) == continued + 1, 15,
+              f"an {INGEST_ROLLOUT_CONTINUED} Event once the backup was back")
+    assert show.events(INGEST_ROLLOUT_NOT_BRIDGED) == not_bridged
+    # Viewers: within each encoder run of the transcoder (its own roll starts a new one, with a
+    # discontinuity), the playlist never stood still for more than two segments' worth. Main's roll
+    # happened inside one run, so this covers the failover to the backup and the return.
+    target = playlist.target or 1
+    stalls = playlist.stalls(2 * target)
+    assert not stalls, f"the playlist stood still while the ingest rolled: {stalls}"
+    at = dict(milestones)
+    main_start, main_end = min(at["ingest new pod Ready"], at["ingest old pod deleting"]), max(
+        at["ingest new pod Ready"], at["ingest old pod deleting"])
+    assert playlist.run_around(main_start - target, main_end + 2 * target) is not None, (
+        "the transcoder's own roll overlapped main's: the playlist check above does not cover main's roll", milestones,
+        sorted(playlist.segments.items())[:3])
+
     urls = {json.dumps(s["ingest"], sort_keys=True) for _, s in watch.seen}
     assert len(urls) == 1, f"status.ingest changed while the ingest pods rolled: {urls}"
     after = _sessions(show.status().get("recordings"))
