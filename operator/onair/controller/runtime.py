@@ -17,6 +17,7 @@ from onair.render.children import RenderedChildren
 from onair.render.credentials import Credentials
 from onair.render.lifecycle import Lifecycle
 from onair.render.resolve import Problem
+from onair.render.rollout import NO_HOLD, IngestRollout
 
 from .coalesce import Coalescer
 from .config import OperatorConfig
@@ -34,6 +35,15 @@ def utcnow() -> datetime:
 
 
 OWN_VERSIONS_KEPT = 4
+
+
+@dataclass(frozen=True)
+class AgentPod:
+    """A Running pod of one agent, as the pods watch last saw it."""
+    ready: bool
+    created: str  # creationTimestamp (RFC 3339: orders as text)
+    ip: str
+    host_ip: Optional[str]
 
 
 @dataclass(eq=False)
@@ -75,6 +85,10 @@ class LivestreamState:
     pod_problems: dict[str, str] = field(default_factory=dict)  # role key -> why its pod does not run
     transient_failures: int = 0
     refusals: Optional[RefusalAnnouncer] = None  # created by the first status poll
+    # The ingest slots' staggered rollout as last applied (onair.render.rollout), and the ingest
+    # pod templates' hashes it was decided for: a poll re-decides from them while a slot is held.
+    ingest_rollout: IngestRollout = NO_HOLD
+    ingest_templates: dict[str, str] = field(default_factory=dict)
 
     def mark_dirty(self, reason: str) -> None:
         self.dirty.add(reason)
@@ -146,12 +160,18 @@ class Runtime:
         self.calltype_versions: dict[str, str] = {}
         # (namespace, livestream, role key) -> pod IP, fed by the pods watch (default resolver).
         self.pod_ips: dict[tuple[str, str, str], str] = {}
+        # ... -> pod name -> AgentPod: every Running pod of that agent (two while a slot rolls).
+        self.agent_pods: dict[tuple[str, str, str], dict[str, AgentPod]] = {}
         # ... -> the node's address (status.hostIP), where a NodePort ingest answers.
         self.host_ips: dict[tuple[str, str, str], str] = {}
         # (namespace, livestream, ingest key) -> what Kubernetes assigned to that ingest Service,
         # fed by the children watch (onair.controller.owned.note_ingest_service).
         self.ingest_services: dict[tuple[str, str, str], Any] = {}
         self.webhooks = WebhookDeliverer(self)
+        # Roll a Livestream's two ingest slots one after the other (onair.render.rollout). Needs
+        # Deployment status from pods a kubelet runs: off under the process runner, which runs
+        # Deployments' templates as processes without pods or ReplicaSets.
+        self.stagger_ingest_rollouts = True
 
     async def _sync_calltype_status(self, name: str) -> None:
         from .calltype import sync_calltype_status
@@ -177,6 +197,8 @@ class Runtime:
             del self.livestreams[(namespace, name)]
             for key in [k for k in self.host_ips if k[:2] == (namespace, name)]:
                 del self.host_ips[key]
+            for key in [k for k in self.agent_pods if k[:2] == (namespace, name)]:
+                del self.agent_pods[key]
 
     def wake(self, namespace: str, name: str, reason: str, reapply: bool = True) -> None:
         state = self.livestreams.get((namespace, name))
