@@ -771,12 +771,19 @@ def test_helm_upgrade_to_a_new_image_rolls_everything_without_losing_the_recordi
         lambda s: not s["live"] and not s["backupLive"])
     show.timings["upgrade: longest poll stretch not broadcasting"] = watch.longest(lambda s: not s["broadcasting"])
 
+    milestones = _ingest_milestones(events, new_image)
+    rollout_events = [f"{e.reason}: {e.message}" for e in sorted(
+        show.core.list_namespaced_event(show.ls_ns, field_selector="involvedObject.name=show").items,
+        key=lambda e: e.metadata.creation_timestamp) if e.reason.startswith("IngestRollout")]
+    print("\n  upgrade: the ingest pods as the watch saw them: " + ", ".join(m for m, _ in milestones)
+          + "\n  upgrade: " + "\n  upgrade: ".join(rollout_events)
+          + f"\n  upgrade: {len(playlist.segments)} segments read in {playlist.reads} playlist reads, "
+          f"{len({p for p, _, _ in playlist.segments.values()})} encoder run(s)")
     # Encoders always had an ingest to push to: never were both Services without a ready pod.
     down = _ingest_slots_down_together(events)
     assert not down, "both ingest slots were down at once during the upgrade:\n  " + "\n  ".join(down[:5])
     # The backup (not feeding the transcoder) rolled first; main's old pod was left alone until the
     # backup's new pod was Ready.
-    milestones = _ingest_milestones(events, new_image)
     names = [m for m, _ in milestones]
     assert {"ingest-backup new pod Ready", "ingest new pod Ready", "ingest old pod deleting"} <= set(names), names
     main_changed = min(names.index(m) for m in ("ingest new pod created", "ingest old pod deleting") if m in names)
