@@ -150,10 +150,10 @@ def test_observing_a_rolled_out_deployment():
 @pytest.mark.parametrize("kwargs, pods", [
     (dict(observed=1), "1 of 1 pods updated and available"),  # the controller has not seen the new template
     (dict(updated=1, available=1, total=2, progressing=("ReplicaSetUpdated", "2026-07-14T09:00:30Z")),
-     "1 of 1 pods updated and available, 1 old still running"),  # the surge pod Ready, the old one not gone
+     "1 of 1 pods updated and available, 1 old left"),  # the surge pod Ready, the old one not gone
     (dict(updated=1, available=0, progressing=("ReplicaSetUpdated", "2026-07-14T09:00:30Z")),
      "0 of 1 pods updated and available"),  # the new pod not Ready
-    (dict(paused=True, updated=0, available=1), "0 of 1 pods updated and available, 1 old still running"),
+    (dict(paused=True, updated=0, available=1), "0 of 1 pods updated and available, 1 old left"),
 ], ids=["not-observed", "old-pod-left", "not-ready", "paused"])
 def test_observing_a_deployment_that_is_not_rolled_out(kwargs, pods):
     seen = observe_deployment(deployment(**kwargs))

@@ -79,7 +79,7 @@ def observe_deployment(deployment: Mapping[str, Any]) -> SlotDeployment:
                if progressing.get("reason") == "NewReplicaSetAvailable" else None)
     pods = f"{min(updated, available)} of {wanted} pods updated and available"
     if total > updated:
-        pods += f", {total - updated} old still running"
+        pods += f", {total - updated} old left"
     return SlotDeployment(template_hash=annotations.get(TEMPLATE_HASH_ANNOTATION),
                           held_since=parse_rfc3339(annotations[HELD_SINCE_ANNOTATION])
                           if annotations.get(HELD_SINCE_ANNOTATION) else None,
