@@ -74,7 +74,8 @@ def observe_deployment(deployment: Mapping[str, Any]) -> SlotDeployment:
     paused = bool(spec.get("paused"))
     rolled_out = (not paused and (status.get("observedGeneration") or 0) >= (meta.get("generation") or 0)
                   and updated == wanted and total == wanted and available >= wanted)
-    progressing = next((c for c in status.get("conditions") or () if c.get("type") == "Progressing"), {})
+    progressing: Mapping[str, Any] = next(
+        (c for c in status.get("conditions") or () if c.get("type") == "Progressing"), {})
     done_at = (parse_rfc3339(progressing.get("lastUpdateTime"))
                if progressing.get("reason") == "NewReplicaSetAvailable" else None)
     pods = f"{min(updated, available)} of {wanted} pods updated and available"
@@ -135,9 +136,10 @@ def plan_ingest_rollout(desired: Mapping[str, str], observed: Mapping[str, Optio
     main, backup = observed.get(MAIN), observed.get(BACKUP)
     if main is None or backup is None:
         return NO_HOLD  # a slot being created has nothing to keep running
-    held = next((key for key in (MAIN, BACKUP) if observed[key].held_since is not None), None)
+    slots = {MAIN: main, BACKUP: backup}
+    held = next((key for key in (MAIN, BACKUP) if slots[key].held_since is not None), None)
     if held is None:
-        changing = [key for key in (MAIN, BACKUP) if observed[key].template_hash != desired[key]]
+        changing = [key for key in (MAIN, BACKUP) if slots[key].template_hash != desired[key]]
         if len(changing) < 2:
             return NO_HOLD
         if receiving.get(MAIN) is False and receiving.get(BACKUP) is False:
@@ -153,9 +155,9 @@ def plan_ingest_rollout(desired: Mapping[str, str], observed: Mapping[str, Optio
                 f"keeps its running pod until {first}'s new pod is Ready and its encoder has reconnected.")))
 
     second, first = held, _other(held)
-    since = observed[second].held_since
+    since = slots[second].held_since
     assert since is not None
-    state = observed[first]
+    state = slots[first]
     deadline = since + timedelta(seconds=HOLD_MAX_SECONDS)
     hold = IngestRollout(held=second, first=first, held_since=since, message=_hold_message(first, second, since),
                          recheck_at=deadline)
