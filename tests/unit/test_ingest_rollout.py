@@ -207,3 +207,20 @@ def test_the_rendered_template_hash_follows_the_pod_template_only():
     assert all(upgraded[name] != before[name] for name in before)
     # A change that restarts no pod (displayName) rolls nothing.
     assert hashes(OperatorConfig(image="onair:1"), {"displayName": "Keynote"}) == before
+
+
+# ----------------------------------------------------------------------------- the agent of a rolling slot
+def test_the_agent_of_a_rolling_slot_is_its_ready_pod_the_newer_if_both_are():
+    from onair.controller.runtime import AgentPod, current_agent_pod
+
+    old = AgentPod(ready=True, created="2026-07-14T09:00:00Z", ip="10.0.0.1", host_ip="192.0.2.1")
+    surge = AgentPod(ready=False, created="2026-07-14T09:05:00Z", ip="10.0.0.2", host_ip="192.0.2.1")
+    # The new pod starts: the old one keeps the publisher and stays the one read.
+    assert current_agent_pod([old, surge]) is old
+    assert current_agent_pod([surge, old]) is old
+    # The new one is Ready: it takes over (the old one is about to stop).
+    ready = AgentPod(ready=True, created=surge.created, ip=surge.ip, host_ip=surge.host_ip)
+    assert current_agent_pod([old, ready]) is ready
+    # One pod, Ready or not yet (a first start, a Recreate): that one; none: no address.
+    assert current_agent_pod([surge]) is surge
+    assert current_agent_pod([]) is None

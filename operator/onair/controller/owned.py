@@ -29,7 +29,7 @@ import kopf
 from onair.render.children import LABEL_LIVESTREAM, ingest_exposure, role_of
 
 from .apply import KnownChild, version_marker
-from .runtime import AgentPod, Runtime
+from .runtime import AgentPod, Runtime, current_agent_pod
 from .settings import CHILD_RESOURCES
 
 # kopf hands indexes to handlers as kwargs named by these ids (see runner.capture_indexes).
@@ -119,10 +119,7 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime, watch_pods: bool) -> 
                                               host_ip=status.get("hostIP"))
         else:
             pods.pop(meta.get("name"), None)
-        # A rolling ingest slot has two pods for a moment (the new one starts next to the old one):
-        # its agent is the Ready one, the newer if both are, so the operator reads the pod that
-        # has the publisher and only moves to the new one once it takes over.
-        agent = max(pods.values(), key=lambda p: (p.ready, p.created), default=None)
+        agent = current_agent_pod(pods.values())
         if agent is None:
             del rt.agent_pods[key]
             # With Recreate, the replacement may be listed first: only the address of a pod that

@@ -11,7 +11,7 @@ import itertools
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 from onair.render.children import RenderedChildren
 from onair.render.credentials import Credentials
@@ -44,6 +44,13 @@ class AgentPod:
     created: str  # creationTimestamp (RFC 3339: orders as text)
     ip: str
     host_ip: Optional[str]
+
+
+def current_agent_pod(pods: Iterable[AgentPod]) -> Optional[AgentPod]:
+    """The pod the operator talks to when an agent has several Running pods (a rolling ingest slot
+    starts the new one next to the old one): the Ready one, the newer if both are. So it reads the
+    pod that has the publisher, and moves to the new one once that one takes over."""
+    return max(pods, key=lambda p: (p.ready, p.created), default=None)
 
 
 @dataclass(eq=False)
