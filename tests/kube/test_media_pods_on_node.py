@@ -300,6 +300,18 @@ class PlaylistWatch:
                 out.append(f"segments {seq}->{seq + 1}: {missing:.1f}s missing")
         return out
 
+    def runs(self, milestones: list[tuple[str, float]]) -> str:
+        """Per encoder run: its segments and their program date times relative to the first
+        milestone (to read next to the ingest pods' milestones, also relative to it)."""
+        zero = milestones[0][1] if milestones else 0.0
+        out = []
+        for period in sorted({p for p, _, _ in self.segments.values()}):
+            seqs = sorted(s for s, (p, _, _) in self.segments.items() if p == period)
+            pdts = [self.segments[s][1] - zero for s in seqs]
+            out.append(f"run {period}: segments {seqs[0]}-{seqs[-1]} at {min(pdts):+.1f}..{max(pdts):+.1f}s")
+        marks = ", ".join(f"{m} {t - zero:+.1f}s" for m, t in milestones)
+        return "; ".join(out) + f" (milestones: {marks})"
+
     def run_around(self, start: float, end: float) -> Optional[int]:
         """The period (encoder run) with segments both before ``start`` and after ``end`` (wall-clock
         instants, as the program date times are), if one run spans that stretch."""
@@ -778,7 +790,7 @@ def test_helm_upgrade_to_a_new_image_rolls_everything_without_losing_the_recordi
     print("\n  upgrade: the ingest pods as the watch saw them: " + ", ".join(m for m, _ in milestones)
           + "\n  upgrade: " + "\n  upgrade: ".join(rollout_events)
           + f"\n  upgrade: {len(playlist.segments)} segments read in {playlist.reads} playlist reads, "
-          f"{len({p for p, _, _ in playlist.segments.values()})} encoder run(s)")
+          f"{len({p for p, _, _ in playlist.segments.values()})} encoder run(s): {playlist.runs(milestones)}")
     # Encoders always had an ingest to push to: never were both Services without a ready pod.
     down = _ingest_slots_down_together(events)
     assert not down, "both ingest slots were down at once during the upgrade:\n  " + "\n  ".join(down[:5])
@@ -794,6 +806,7 @@ def test_helm_upgrade_to_a_new_image_rolls_everything_without_losing_the_recordi
     assert rollout_conditions, "no Reconciling condition while the ingest slots rolled one after the other"
     assert all("ingest-backup first" in m for _, m in rollout_conditions), rollout_conditions
     assert show.events(INGEST_ROLLOUT_STAGGERED) == staggered + 1
+    assert any("rolling ingest-backup first (ingest feeds the transcoder)" in e for e in rollout_events), rollout_events
     show.wait(lambda: show.events(INGEST_ROLLOUT_CONTINUED) == continued + 1, 15,
               f"an {INGEST_ROLLOUT_CONTINUED} Event once the backup was back")
     assert show.events(INGEST_ROLLOUT_NOT_BRIDGED) == not_bridged

@@ -132,7 +132,7 @@ async def sync_children(rt: Runtime, state: LivestreamState, ls: Mapping, body: 
         creds = await _credentials(rt, state)
         rendered = render_children(ls, calltype, rt.config, creds, now=rt.clock(),
                                    exposure=ingest_exposures(rt, state.namespace, state.name))
-        ingest_rollout = await rollout.plan(rt, state, rendered)
+        ingest_rollout = await rollout.plan(rt, state, rendered, ls.get("status"))
     except KubeError:
         state.dirty.update(reasons or {"retry"})
         raise

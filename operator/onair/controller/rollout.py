@@ -48,27 +48,32 @@ def _receiving(state: LivestreamState) -> dict[str, Optional[bool]]:
     return out
 
 
-def _active_source(state: LivestreamState) -> Optional[str]:
+def _active_source(state: LivestreamState, stored: Optional[Mapping[str, Any]]) -> Optional[str]:
+    """The transcoder's source at the last poll, else as the stored status has it (right after an
+    operator restart, e.g. the one of `helm upgrade`, nothing has been polled yet)."""
     report = state.agents.get("transcoder")
     status = report.status if report is not None and report.reachable else None
     if isinstance(status, TranscoderStatus) and status.active_source:
         return status.active_source
-    stored = state.status or {}
+    stored = state.status if state.status is not None else (stored or {})
     return stored.get("activeSource") or stored.get("lastActiveSource")
 
 
-async def _decide(rt: Runtime, state: LivestreamState, templates: Mapping[str, str]) -> rr.IngestRollout:
+async def _decide(rt: Runtime, state: LivestreamState, templates: Mapping[str, str],
+                  stored: Optional[Mapping[str, Any]] = None) -> rr.IngestRollout:
     if not rt.stagger_ingest_rollouts or set(templates) != set(SLOTS):
         return rr.NO_HOLD
     found = await asyncio.gather(*(rt.kube.get(DEPLOYMENT, state.namespace, child_name(state.name, key))
                                    for key in SLOTS))
     observed = {key: rr.observe_deployment(d) if d is not None else None for key, d in zip(SLOTS, found)}
-    return rr.plan_ingest_rollout(templates, observed, _receiving(state), _active_source(state), rt.clock())
+    return rr.plan_ingest_rollout(templates, observed, _receiving(state), _active_source(state, stored), rt.clock())
 
 
-async def plan(rt: Runtime, state: LivestreamState, rendered: RenderedChildren) -> rr.IngestRollout:
-    """Raises KubeError like any read of the reconcile."""
-    return await _decide(rt, state, _templates(rendered))
+async def plan(rt: Runtime, state: LivestreamState, rendered: RenderedChildren,
+               stored: Optional[Mapping[str, Any]]) -> rr.IngestRollout:
+    """``stored``: the Livestream's status as read with it. Raises KubeError like any read of the
+    reconcile."""
+    return await _decide(rt, state, _templates(rendered), stored)
 
 
 def staggered(rendered: RenderedChildren, decision: rr.IngestRollout) -> RenderedChildren:
