@@ -287,9 +287,11 @@ class PlaylistWatch:
         self._thread.join(40)
 
     def stalls(self, limit: float) -> list[str]:
-        """Consecutive segments of one encoder run (no discontinuity between them) between which
-        more than ``limit`` seconds of media time are missing: the program date times, which the
-        transcoder moves forward over an outage, say how long the playlist stood still."""
+        """Consecutive segments of one period (no discontinuity between them: a new run of the
+        transcoder's encoder starts one, and so do segments the origin missed while it restarted)
+        between which more than ``limit`` seconds of media time are missing: the program date
+        times, which the transcoder moves forward over an outage, say how long the playlist stood
+        still."""
         out = []
         for seq in sorted(self.segments):
             if seq + 1 not in self.segments:
@@ -301,20 +303,20 @@ class PlaylistWatch:
         return out
 
     def runs(self, milestones: list[tuple[str, float]]) -> str:
-        """Per encoder run: its segments and their program date times relative to the first
+        """Per period: its segments and their program date times relative to the first
         milestone (to read next to the ingest pods' milestones, also relative to it)."""
         zero = milestones[0][1] if milestones else 0.0
         out = []
         for period in sorted({p for p, _, _ in self.segments.values()}):
             seqs = sorted(s for s, (p, _, _) in self.segments.items() if p == period)
             pdts = [self.segments[s][1] - zero for s in seqs]
-            out.append(f"run {period}: segments {seqs[0]}-{seqs[-1]} at {min(pdts):+.1f}..{max(pdts):+.1f}s")
+            out.append(f"period {period}: segments {seqs[0]}-{seqs[-1]} at {min(pdts):+.1f}..{max(pdts):+.1f}s")
         marks = ", ".join(f"{m} {t - zero:+.1f}s" for m, t in milestones)
         return "; ".join(out) + f" (milestones: {marks})"
 
     def run_around(self, start: float, end: float) -> Optional[int]:
-        """The period (encoder run) with segments both before ``start`` and after ``end`` (wall-clock
-        instants, as the program date times are), if one run spans that stretch."""
+        """The period with segments both before ``start`` and after ``end`` (wall-clock instants, as
+        the program date times are), if one period spans that stretch."""
         for period in {p for p, _, _ in self.segments.values()}:
             pdts = [pdt for p, pdt, _ in self.segments.values() if p == period]
             if min(pdts) <= start and max(pdts) >= end:
@@ -790,7 +792,7 @@ def test_helm_upgrade_to_a_new_image_rolls_everything_without_losing_the_recordi
     print("\n  upgrade: the ingest pods as the watch saw them: " + ", ".join(m for m, _ in milestones)
           + "\n  upgrade: " + "\n  upgrade: ".join(rollout_events)
           + f"\n  upgrade: {len(playlist.segments)} segments read in {playlist.reads} playlist reads, "
-          f"{len({p for p, _, _ in playlist.segments.values()})} encoder run(s): {playlist.runs(milestones)}")
+          f"{len({p for p, _, _ in playlist.segments.values()})} period(s): {playlist.runs(milestones)}")
     # Encoders always had an ingest to push to: never were both Services without a ready pod.
     down = _ingest_slots_down_together(events)
     assert not down, "both ingest slots were down at once during the upgrade:\n  " + "\n  ".join(down[:5])
@@ -810,9 +812,9 @@ def test_helm_upgrade_to_a_new_image_rolls_everything_without_losing_the_recordi
     show.wait(lambda: show.events(INGEST_ROLLOUT_CONTINUED) == continued + 1, 15,
               f"an {INGEST_ROLLOUT_CONTINUED} Event once the backup was back")
     assert show.events(INGEST_ROLLOUT_NOT_BRIDGED) == not_bridged
-    # Viewers: within each encoder run of the transcoder (its own roll starts a new one, with a
-    # discontinuity), the playlist never stood still for more than two segments' worth. Main's roll
-    # happened inside one run, so this covers the failover to the backup and the return.
+    # Viewers: between discontinuities (the transcoder's and the origin's own rolls make some), the
+    # playlist never stood still for more than two segments' worth. Main's roll happened inside one
+    # period, so this covers the failover to the backup and the return.
     target = playlist.target or 1
     stalls = playlist.stalls(2 * target)
     assert not stalls, f"the playlist stood still while the ingest rolled: {stalls}"
@@ -820,8 +822,8 @@ def test_helm_upgrade_to_a_new_image_rolls_everything_without_losing_the_recordi
     main_start, main_end = min(at["ingest new pod Ready"], at["ingest old pod deleting"]), max(
         at["ingest new pod Ready"], at["ingest old pod deleting"])
     assert playlist.run_around(main_start - target, main_end + 2 * target) is not None, (
-        "the transcoder's own roll overlapped main's: the playlist check above does not cover main's roll", milestones,
-        sorted(playlist.segments.items())[:3])
+        "a discontinuity (the transcoder's or origin's own roll) overlapped main's roll: the playlist check above "
+        "does not cover it", playlist.runs(milestones))
 
     urls = {json.dumps(s["ingest"], sort_keys=True) for _, s in watch.seen}
     assert len(urls) == 1, f"status.ingest changed while the ingest pods rolled: {urls}"
