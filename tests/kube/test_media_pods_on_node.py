@@ -14,7 +14,10 @@ show, as an operator's day goes:
 3. the transcoder pod deleted: its Deployment brings it back and the playlist goes on;
 4. the recorder pod deleted mid-recording: the session is finalized, a new one starts; the
    recorder killed (SIGKILL): the restarted one finalizes the session as recovered;
-5. `helm upgrade` to a new image tag rolls the operator and every media pod; no recording lost;
+5. `helm upgrade` of the ingest's settings rolls the two ingest slots one after the other (the
+   backup first): encoders always have one, the playlist never stands still; `helm upgrade` to a
+   new image tag rolls the operator and every media pod, the ingest slots the same way; no
+   recording lost;
 6. live -> ended as a viewer sees it (the playlist ends and stays playable, pushes refused);
 7. `helm uninstall` leaves the CRDs, the Livestream, its pods and its recordings PVC;
 8. the second install path, `manifests/` applied server-side (the Python client's server-side
@@ -40,6 +43,7 @@ from typing import Any, Callable, Optional
 
 import pytest
 
+from onair.api.conditions import INGEST_ROLLOUT_CONTINUED, INGEST_ROLLOUT_NOT_BRIDGED, INGEST_ROLLOUT_STAGGERED
 from tests.fixtures.cluster import wait_for
 from tests.fixtures.kube import (RESTRICTED_CONTAINER, RESTRICTED_POD, SMALL, ffmpeg_push, helm, livestream_status,
                                  patch_spec, pod_logs, pod_problems, restricted_namespace, restricted_pod,
@@ -350,10 +354,11 @@ def _ingest_slots_down_together(events: list) -> list[str]:
     return out
 
 
-def _ingest_milestones(events: list, new_image: str) -> list[tuple[str, float]]:
+def _ingest_milestones(events: list, old_pods: set[str]) -> list[tuple[str, float]]:
     """What the pod watch saw of the ingest pods, each milestone once and in the order it came:
     '<key> new pod created', '<key> new pod Ready', '<key> old pod deleting' (key: ingest or
-    ingest-backup; new/old: the upgrade's image or not), with the host's clock at receipt."""
+    ingest-backup; old: one of ``old_pods``, the pods before the upgrade), with the host's clock
+    at receipt."""
     out: list[tuple[str, float]] = []
     for kind, _type, pod, at in events:
         if kind != "pods":
@@ -361,7 +366,7 @@ def _ingest_milestones(events: list, new_image: str) -> list[tuple[str, float]]:
         key = (pod.metadata.labels or {}).get("app.kubernetes.io/component")
         if key not in INGEST_KEYS:
             continue
-        new = pod.spec.containers[0].image == new_image
+        new = pod.metadata.name not in old_pods
         ready = any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or ())
         deleting = pod.metadata.deletion_timestamp is not None
         seen = {m for m, _ in out}
@@ -726,23 +731,32 @@ def _live_and_recording_from_main(show: Show) -> None:
               "live, broadcasting and recording from main, the backup receiving")
 
 
-def test_helm_upgrade_to_a_new_image_rolls_everything_without_losing_the_recording(show: Show, request):
-    """`helm upgrade` to a new image tag changes both ingest Deployments at once. The operator rolls
-    the two slots one after the other: the one not feeding the transcoder (the backup) first, the
-    other once the first's new pod is Ready and its encoder is back. So encoders always have an
-    ingest to push to, and the playlist goes on through main's roll as through any failover."""
+@dataclass
+class Upgrade:
+    """What the watches saw during one `helm upgrade` of the running show."""
+
+    events: list  # ApiWatch events of the show's pods and of the ingest Services' EndpointSlices
+    milestones: list[tuple[str, float]]
+    playlist: PlaylistWatch
+    status: StatusWatch
+    rollout_events: list[str]  # the show's IngestRollout* Events: "reason: message"
+    counts: dict[str, int]  # IngestRollout* Events of the show before the upgrade, by reason
+
+
+ROLLOUT_REASONS = (INGEST_ROLLOUT_STAGGERED, INGEST_ROLLOUT_CONTINUED, INGEST_ROLLOUT_NOT_BRIDGED)
+
+
+def _helm_upgrade(show: Show, request, values: list[str], image: str, what: str) -> Upgrade:
+    """`helm upgrade` of the release with ``values`` (after the install's), watched until every
+    media pod is Ready on ``image``, the show is live on main with the backup receiving, and the
+    viewer pod has read a few more segments."""
     from kubernetes import client
 
-    from onair.api.conditions import INGEST_ROLLOUT_CONTINUED, INGEST_ROLLOUT_NOT_BRIDGED, INGEST_ROLLOUT_STAGGERED
     from tests.fixtures.kube import ApiWatch
 
     _live_and_recording_from_main(show)
-    new_image = f"{show.image.repository}:{show.image.tag}-upgrade"
-    show.node.node.ctr("images", "tag", show.image.name, new_image)
-    before = _sessions(show.status().get("recordings"))
-    staggered, continued, not_bridged = (show.events(r) for r in (
-        INGEST_ROLLOUT_STAGGERED, INGEST_ROLLOUT_CONTINUED, INGEST_ROLLOUT_NOT_BRIDGED))
-    viewed = show.view()
+    counts = {reason: show.events(reason) for reason in ROLLOUT_REASONS}
+    ingest_before = {p.metadata.name for key in INGEST_KEYS for p in show.media_pods(key)}
     _assert_operator_log_clean(show)
     # What encoders reach (the ingest Services' ready endpoints) and what the pods do, as watches
     # deliver them; what viewers get, read by the viewer pod all along.
@@ -753,80 +767,113 @@ def test_helm_upgrade_to_a_new_image_rolls_everything_without_losing_the_recordi
                    "kubernetes.io/service-name in (show-ingest,show-ingest-backup)")
     playlist = PlaylistWatch(show).__enter__()
     request.addfinalizer(playlist.__exit__)
-    watch = StatusWatch(show).__enter__()
-    request.addfinalizer(watch.__exit__)
+    status = StatusWatch(show).__enter__()
+    request.addfinalizer(status.__exit__)
     show.wait(lambda: {e[0] for e in watches.events} == {"pods", "endpointslices"} and playlist.reads, 30,
               "the watches and the viewer started")
     t0 = time.monotonic()
-    helm("upgrade", RELEASE, str(ROOT / "charts/onair"), "--namespace", show.op_ns, *show.helm_values,
-         "--set", f"image.tag={new_image.rsplit(':', 1)[1]}", kubeconfig=show.node.kubeconfig)
+    helm("upgrade", RELEASE, str(ROOT / "charts/onair"), "--namespace", show.op_ns, *show.helm_values, *values,
+         kubeconfig=show.node.kubeconfig)
     [op] = wait_pods_ready(show.core, show.op_ns, OPERATOR, 1, 120, "the upgraded operator")
-    assert [c.image for c in op.spec.containers] == [new_image]
+    assert [c.image for c in op.spec.containers] == [image]
 
     def rolled():
         pods = show.media_pods()
-        return (len(pods) == len(MEDIA_KEYS) and all(c.image == new_image for p in pods for c in p.spec.containers)
+        ingest = {p.metadata.name for p in pods if p.metadata.labels["app.kubernetes.io/component"] in INGEST_KEYS}
+        return (len(pods) == len(MEDIA_KEYS) and not ingest & ingest_before
+                and all(c.image == image for p in pods for c in p.spec.containers)
                 and all(p.status.phase == "Running" and all(cs.ready for cs in p.status.container_statuses or [False])
                         for p in pods) and pods)
 
-    show.wait(rolled, 240, f"every media pod Ready on {new_image}", interval=1)
-    show.timed("helm upgrade -> operator and media pods on the new image", t0)
+    show.wait(rolled, 240, f"every media pod Ready on {image}, both ingest pods new", interval=1)
+    show.timed(f"{what} -> media pods rolled", t0)
     show.wait(lambda: (s := show.status()).get("live") is True and s.get("backupLive") is True
               and s.get("broadcasting") is True and s.get("recording") is True and s.get("activeSource") == "main",
               90, "live on main, backup receiving, broadcasting and recording again after the upgrade")
-    show.timed("helm upgrade -> live, broadcasting and recording again", t0)
+    show.timed(f"{what} -> live, broadcasting and recording again", t0)
     # A few more segments, so the playlist watch has read past the return to main.
     seen = max(playlist.segments, default=0)
-    show.wait(lambda: max(playlist.segments, default=0) >= seen + 3 * 2, 60, "the playlist watch reading on")
+    show.wait(lambda: max(playlist.segments, default=0) >= seen + 6, 60, "the playlist watch reading on")
     events = watches.stop()
     playlist.__exit__()
-    watch.__exit__()
-    show.timings["upgrade: longest poll stretch with neither ingest receiving"] = watch.longest(
+    status.__exit__()
+    show.timings[f"{what}: longest poll stretch with neither ingest receiving"] = status.longest(
         lambda s: not s["live"] and not s["backupLive"])
-    show.timings["upgrade: longest poll stretch not broadcasting"] = watch.longest(lambda s: not s["broadcasting"])
-
-    milestones = _ingest_milestones(events, new_image)
+    show.timings[f"{what}: longest poll stretch not broadcasting"] = status.longest(lambda s: not s["broadcasting"])
+    milestones = _ingest_milestones(events, ingest_before)
     rollout_events = [f"{e.reason}: {e.message}" for e in sorted(
         show.core.list_namespaced_event(show.ls_ns, field_selector="involvedObject.name=show").items,
-        key=lambda e: e.metadata.creation_timestamp) if e.reason.startswith("IngestRollout")]
-    print("\n  upgrade: the ingest pods as the watch saw them: " + ", ".join(m for m, _ in milestones)
-          + "\n  upgrade: " + "\n  upgrade: ".join(rollout_events)
-          + f"\n  upgrade: {len(playlist.segments)} segments read in {playlist.reads} playlist reads, "
+        key=lambda e: e.metadata.creation_timestamp) if e.reason in ROLLOUT_REASONS]
+    print(f"\n  {what}: the ingest pods as the watch saw them: " + ", ".join(m for m, _ in milestones)
+          + f"\n  {what}: " + f"\n  {what}: ".join(rollout_events)
+          + f"\n  {what}: {len(playlist.segments)} segments read in {playlist.reads} playlist reads, "
           f"{len({p for p, _, _ in playlist.segments.values()})} period(s): {playlist.runs(milestones)}")
-    # Encoders always had an ingest to push to: never were both Services without a ready pod.
-    down = _ingest_slots_down_together(events)
+    return Upgrade(events, milestones, playlist, status, rollout_events, counts)
+
+
+def _assert_ingest_slots_rolled_one_after_the_other(show: Show, up: Upgrade) -> None:
+    """Encoders always had an ingest to push to, the backup (not feeding the transcoder) rolled
+    first, and status and Events told the owner so."""
+    down = _ingest_slots_down_together(up.events)
     assert not down, "both ingest slots were down at once during the upgrade:\n  " + "\n  ".join(down[:5])
-    # The backup (not feeding the transcoder) rolled first; main's old pod was left alone until the
-    # backup's new pod was Ready.
-    names = [m for m, _ in milestones]
+    # Main's old pod was left alone until the backup's new pod was Ready.
+    names = [m for m, _ in up.milestones]
     assert {"ingest-backup new pod Ready", "ingest new pod Ready", "ingest old pod deleting"} <= set(names), names
     main_changed = min(names.index(m) for m in ("ingest new pod created", "ingest old pod deleting") if m in names)
     assert names.index("ingest-backup new pod Ready") < main_changed, f"main rolled before the backup was back: {names}"
-    # Status and Events told the owner the order as it happened.
-    rollout_conditions = {(c["reason"], c["message"]) for _, s in watch.seen for c in s.get("conditions") or ()
-                          if c["type"] == "Reconciling" and c["reason"] == INGEST_ROLLOUT_STAGGERED}
-    assert rollout_conditions, "no Reconciling condition while the ingest slots rolled one after the other"
-    assert all("ingest-backup first" in m for _, m in rollout_conditions), rollout_conditions
-    assert show.events(INGEST_ROLLOUT_STAGGERED) == staggered + 1
-    assert any("rolling ingest-backup first (ingest feeds the transcoder)" in e for e in rollout_events), rollout_events
-    show.wait(lambda: show.events(INGEST_ROLLOUT_CONTINUED) == continued + 1, 15,
-              f"an {INGEST_ROLLOUT_CONTINUED} Event once the backup was back")
-    assert show.events(INGEST_ROLLOUT_NOT_BRIDGED) == not_bridged
-    # Viewers: between discontinuities (the transcoder's and the origin's own rolls make some), the
-    # playlist never stood still for more than two segments' worth. Main's roll happened inside one
-    # period, so this covers the failover to the backup and the return.
-    target = playlist.target or 1
-    stalls = playlist.stalls(2 * target)
-    assert not stalls, f"the playlist stood still while the ingest rolled: {stalls}"
-    at = dict(milestones)
-    main_start, main_end = min(at["ingest new pod Ready"], at["ingest old pod deleting"]), max(
-        at["ingest new pod Ready"], at["ingest old pod deleting"])
-    assert playlist.run_around(main_start - target, main_end + 2 * target) is not None, (
-        "a discontinuity (the transcoder's or origin's own roll) overlapped main's roll: the playlist check above "
-        "does not cover it", playlist.runs(milestones))
-
-    urls = {json.dumps(s["ingest"], sort_keys=True) for _, s in watch.seen}
+    staggered, continued, not_bridged = ROLLOUT_REASONS
+    conditions = {(c["reason"], c["message"]) for _, s in up.status.seen for c in s.get("conditions") or ()
+                  if c["type"] == "Reconciling" and c["reason"] == staggered}
+    assert conditions, "no Reconciling condition while the ingest slots rolled one after the other"
+    assert all("ingest-backup first" in m for _, m in conditions), conditions
+    assert show.events(staggered) == up.counts[staggered] + 1
+    assert any("rolling ingest-backup first (ingest feeds the transcoder)" in e for e in up.rollout_events), \
+        up.rollout_events
+    show.wait(lambda: show.events(continued) == up.counts[continued] + 1, 15,
+              f"an {continued} Event once the backup was back")
+    assert show.events(not_bridged) == up.counts[not_bridged]
+    urls = {json.dumps(s["ingest"], sort_keys=True) for _, s in up.status.seen}
     assert len(urls) == 1, f"status.ingest changed while the ingest pods rolled: {urls}"
+
+
+def test_helm_upgrade_of_the_ingest_settings_rolls_the_slots_one_after_the_other_without_a_gap(show: Show, request):
+    """A new ingest pod template for both slots while the rest keeps running (here the ingest's
+    memory request; a new image does the same, see the next test): the operator rolls the slot not
+    feeding the transcoder (the backup) first and main once the backup's new pod is Ready and its
+    encoder is back. The transcoder fails over to the backup and back, as when a pod is deleted:
+    viewers' playlist never stands still for more than two segments and has no discontinuity."""
+    image = show.image.name
+    up = _helm_upgrade(show, request, ["--set-string", "livestreams.resources.ingest.requests.memory=72Mi"], image,
+                       "ingest upgrade")
+    _assert_ingest_slots_rolled_one_after_the_other(show, up)
+    target = up.playlist.target or 1
+    assert len({p for p, _, _ in up.playlist.segments.values()}) == 1, (
+        "a discontinuity while only the ingest rolled", up.playlist.runs(up.milestones))
+    stalls = up.playlist.stalls(2 * target)
+    assert not stalls, f"the playlist stood still while the ingest rolled: {stalls}; {up.playlist.runs(up.milestones)}"
+    # The watch read the playlist all through both slots' rolls, the return to main included.
+    at = dict(up.milestones)
+    assert up.playlist.run_around(at["ingest-backup new pod created"] - target,
+                                  at["ingest old pod deleting"] + 2 * target) is not None, up.playlist.runs(up.milestones)
+
+
+def test_helm_upgrade_to_a_new_image_rolls_everything_without_losing_the_recording(show: Show, request):
+    """`helm upgrade` to a new image tag: the operator and every media pod on it, the ingest slots
+    one after the other as above. The transcoder and the origin restart too, so the playlist goes
+    on after a discontinuity; between discontinuities it never stands still for more than two
+    segments."""
+    new_image = f"{show.image.repository}:{show.image.tag}-upgrade"
+    show.node.node.ctr("images", "tag", show.image.name, new_image)
+    _live_and_recording_from_main(show)
+    before = _sessions(show.status().get("recordings"))
+    viewed = show.view()
+    up = _helm_upgrade(show, request, ["--set", f"image.tag={new_image.rsplit(':', 1)[1]}"], new_image,
+                       "image upgrade")
+    _assert_ingest_slots_rolled_one_after_the_other(show, up)
+    # (Whether main's roll falls inside one period depends on how long the transcoder's own
+    # restart takes on the node; the test above covers the playlist through main's roll.)
+    stalls = up.playlist.stalls(2 * (up.playlist.target or 1))
+    assert not stalls, f"the playlist stood still between discontinuities: {stalls}; {up.playlist.runs(up.milestones)}"
     after = _sessions(show.status().get("recordings"))
     assert set(before) <= set(after), (sorted(before), sorted(after))
     assert len(after) > len(before), "the session interrupted by the recorder's roll is not listed"
