@@ -739,7 +739,7 @@ class Upgrade:
     milestones: list[tuple[str, float]]
     playlist: PlaylistWatch
     status: StatusWatch
-    rollout_events: list[str]  # the show's IngestRollout* Events: "reason: message"
+    rollout_events: list[str]  # the show's IngestRollout* Events so far: "reason xcount: message"
     counts: dict[str, int]  # IngestRollout* Events of the show before the upgrade, by reason
 
 
@@ -756,7 +756,6 @@ def _helm_upgrade(show: Show, request, values: list[str], image: str, what: str)
 
     _live_and_recording_from_main(show)
     counts = {reason: show.events(reason) for reason in ROLLOUT_REASONS}
-    ingest_before = {p.metadata.name for key in INGEST_KEYS for p in show.media_pods(key)}
     _assert_operator_log_clean(show)
     # What encoders reach (the ingest Services' ready endpoints) and what the pods do, as watches
     # deliver them; what viewers get, read by the viewer pod all along.
@@ -771,6 +770,12 @@ def _helm_upgrade(show: Show, request, values: list[str], image: str, what: str)
     request.addfinalizer(status.__exit__)
     show.wait(lambda: {e[0] for e in watches.events} == {"pods", "endpointslices"} and playlist.reads, 30,
               "the watches and the viewer started")
+    # The ingest pods before the upgrade, terminating ones of an earlier rollout included (as the
+    # watch listed them): every other ingest pod the watch sees is one the upgrade made.
+    ingest_before = {p.metadata.name for p in show.core.list_namespaced_pod(show.ls_ns, label_selector=SHOW).items
+                     if p.metadata.labels.get("app.kubernetes.io/component") in INGEST_KEYS}
+    ingest_before |= {obj.metadata.name for kind, _, obj, _ in list(watches.events) if kind == "pods"
+                      and (obj.metadata.labels or {}).get("app.kubernetes.io/component") in INGEST_KEYS}
     t0 = time.monotonic()
     helm("upgrade", RELEASE, str(ROOT / "charts/onair"), "--namespace", show.op_ns, *show.helm_values, *values,
          kubeconfig=show.node.kubeconfig)
@@ -801,7 +806,7 @@ def _helm_upgrade(show: Show, request, values: list[str], image: str, what: str)
         lambda s: not s["live"] and not s["backupLive"])
     show.timings[f"{what}: longest poll stretch not broadcasting"] = status.longest(lambda s: not s["broadcasting"])
     milestones = _ingest_milestones(events, ingest_before)
-    rollout_events = [f"{e.reason}: {e.message}" for e in sorted(
+    rollout_events = [f"{e.reason} x{e.count or 1}: {e.message}" for e in sorted(
         show.core.list_namespaced_event(show.ls_ns, field_selector="involvedObject.name=show").items,
         key=lambda e: e.metadata.creation_timestamp) if e.reason in ROLLOUT_REASONS]
     print(f"\n  {what}: the ingest pods as the watch saw them: " + ", ".join(m for m, _ in milestones)
