@@ -813,6 +813,14 @@ def _helm_upgrade(show: Show, request, values: list[str], image: str, what: str)
           + f"\n  {what}: " + f"\n  {what}: ".join(rollout_events)
           + f"\n  {what}: {len(playlist.segments)} segments read in {playlist.reads} playlist reads, "
           f"{len({p for p, _, _ in playlist.segments.values()})} period(s): {playlist.runs(milestones)}")
+    zero = milestones[0][1] if milestones else 0.0
+    print(f"  {what}: ingest pod events: " + "; ".join(
+        f"{at - zero:+.1f}s {type_} {obj.metadata.name}"
+        f"{' (before)' if obj.metadata.name in ingest_before else ''}"
+        f"{' Ready' if any(c.type == 'Ready' and c.status == 'True' for c in obj.status.conditions or ()) else ''}"
+        f"{' deleting' if obj.metadata.deletion_timestamp else ''}"
+        for kind, type_, obj, at in events if kind == "pods"
+        and (obj.metadata.labels or {}).get("app.kubernetes.io/component") in INGEST_KEYS))
     return Upgrade(events, milestones, playlist, status, rollout_events, counts)
 
 
