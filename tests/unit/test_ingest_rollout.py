@@ -224,3 +224,26 @@ def test_the_agent_of_a_rolling_slot_is_its_ready_pod_the_newer_if_both_are():
     # One pod, Ready or not yet (a first start, a Recreate): that one; none: no address.
     assert current_agent_pod([surge]) is surge
     assert current_agent_pod([]) is None
+
+
+def test_only_a_report_of_the_pod_read_now_says_whether_a_slot_has_its_encoder_back():
+    from types import SimpleNamespace
+
+    from onair.api.agent import IngestStatus
+    from onair.controller.probe import AgentReport
+    from onair.controller.rollout import receiving
+    from onair.controller.runtime import LivestreamState
+
+    current = {MAIN: "http://10.0.0.1:8080", BACKUP: "http://10.0.0.9:8080"}
+    rt = SimpleNamespace(prober=SimpleNamespace(url=lambda namespace, name, key: current.get(key)))
+    state = LivestreamState("media", "show", "u1")
+    state.agents = {
+        MAIN: AgentReport(MAIN, "http://10.0.0.1:8080", True, IngestStatus(slot="main", receiving=True)),
+        # The backup's old pod, polled before its new pod (10.0.0.9) took over: not evidence.
+        BACKUP: AgentReport(BACKUP, "http://10.0.0.2:8080", True, IngestStatus(slot="backup", receiving=True)),
+    }
+    assert receiving(rt, state) == {MAIN: True, BACKUP: None}
+    state.agents[BACKUP] = AgentReport(BACKUP, "http://10.0.0.9:8080", True, IngestStatus(slot="backup", receiving=False))
+    assert receiving(rt, state) == {MAIN: True, BACKUP: False}
+    state.agents[MAIN] = AgentReport(MAIN, "http://10.0.0.1:8080", False, error="timeout")
+    assert receiving(rt, state) == {MAIN: None, BACKUP: False}

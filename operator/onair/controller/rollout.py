@@ -39,11 +39,15 @@ def _templates(rendered: RenderedChildren) -> dict[str, str]:
     return out
 
 
-def _receiving(state: LivestreamState) -> dict[str, Optional[bool]]:
+def receiving(rt: Runtime, state: LivestreamState) -> dict[str, Optional[bool]]:
+    """Per ingest slot, whether its encoder pushes to it, as the last poll of the pod the operator
+    reads now found it; None when unknown. A report of another pod does not count: right after a
+    slot's new pod took over, the last report is still the old pod's, whose publisher is not back."""
     out: dict[str, Optional[bool]] = {}
     for key in SLOTS:
         report = state.agents.get(key)
-        status = report.status if report is not None and report.reachable else None
+        status = (report.status if report is not None and report.reachable
+                  and report.url == rt.prober.url(state.namespace, state.name, key) else None)
         out[key] = status.receiving if isinstance(status, IngestStatus) else None
     return out
 
@@ -66,7 +70,7 @@ async def _decide(rt: Runtime, state: LivestreamState, templates: Mapping[str, s
     found = await asyncio.gather(*(rt.kube.get(DEPLOYMENT, state.namespace, child_name(state.name, key))
                                    for key in SLOTS))
     observed = {key: rr.observe_deployment(d) if d is not None else None for key, d in zip(SLOTS, found)}
-    return rr.plan_ingest_rollout(templates, observed, _receiving(state), _active_source(state, stored), rt.clock())
+    return rr.plan_ingest_rollout(templates, observed, receiving(rt, state), _active_source(state, stored), rt.clock())
 
 
 async def plan(rt: Runtime, state: LivestreamState, rendered: RenderedChildren,
