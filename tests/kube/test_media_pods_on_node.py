@@ -14,7 +14,10 @@ show, as an operator's day goes:
 3. the transcoder pod deleted: its Deployment brings it back and the playlist goes on;
 4. the recorder pod deleted mid-recording: the session is finalized, a new one starts; the
    recorder killed (SIGKILL): the restarted one finalizes the session as recovered;
-5. `helm upgrade` to a new image tag rolls the operator and every media pod; no recording lost;
+5. `helm upgrade` of the ingest's settings rolls the two ingest slots one after the other (the
+   backup first): encoders always have one, the playlist never stands still; `helm upgrade` to a
+   new image tag rolls the operator and every media pod, the ingest slots the same way; no
+   recording lost;
 6. live -> ended as a viewer sees it (the playlist ends and stays playable, pushes refused);
 7. `helm uninstall` leaves the CRDs, the Livestream, its pods and its recordings PVC;
 8. the second install path, `manifests/` applied server-side (the Python client's server-side
@@ -40,6 +43,7 @@ from typing import Any, Callable, Optional
 
 import pytest
 
+from onair.api.conditions import INGEST_ROLLOUT_CONTINUED, INGEST_ROLLOUT_NOT_BRIDGED, INGEST_ROLLOUT_STAGGERED
 from tests.fixtures.cluster import wait_for
 from tests.fixtures.kube import (RESTRICTED_CONTAINER, RESTRICTED_POD, SMALL, ffmpeg_push, helm, livestream_status,
                                  patch_spec, pod_logs, pod_problems, restricted_namespace, restricted_pod,
@@ -80,6 +84,18 @@ if out["master"] == 200:
         out["sequence"] = next((int(l.split(":")[1]) for l in lines if l.startswith("#EXT-X-MEDIA-SEQUENCE:")), 0)
         out["endlist"] = "#EXT-X-ENDLIST" in lines
         out["discontinuities"] = lines.count("#EXT-X-DISCONTINUITY")
+        # [sequence, period (discontinuity sequence), program date time, duration] per segment:
+        # the same segment gets the same entry from every playlist that lists it.
+        seq, period, pdt, dur, timeline = out["sequence"], 0, None, None, []
+        for l in lines:
+            if l.startswith("#EXT-X-DISCONTINUITY-SEQUENCE:"): period = int(l.split(":")[1])
+            elif l == "#EXT-X-DISCONTINUITY": period += 1
+            elif l.startswith("#EXT-X-PROGRAM-DATE-TIME:"): pdt = l.split(":", 1)[1]
+            elif l.startswith("#EXTINF:"): dur = float(l.split(":")[1].split(",")[0])
+            elif l and not l.startswith("#"):
+                timeline.append([seq, period, pdt, dur]); seq, pdt, dur = seq + 1, None, None
+        out["timeline"] = timeline
+        out["target"] = next((int(l.split(":")[1]) for l in lines if l.startswith("#EXT-X-TARGETDURATION:")), 0)
         if out["segments"]:
             out["newest"], seg = get(urllib.parse.urljoin(media, out["segments"][-1]))
             out["newest_bytes"] = len(seg)
@@ -200,7 +216,7 @@ class StatusWatch:
     """Polls the show's status in the background while something is done to it: what a dashboard
     polling `kubectl get livestream -o json` every half second would have seen."""
 
-    KEYS = ("live", "backupLive", "activeSource", "broadcasting", "recording", "ingest")
+    KEYS = ("live", "backupLive", "activeSource", "broadcasting", "recording", "ingest", "conditions")
 
     def __init__(self, show: "Show") -> None:
         self.show = show
@@ -235,6 +251,131 @@ class StatusWatch:
             else:
                 since = None
         return longest
+
+
+class PlaylistWatch:
+    """The viewer pod reading the origin's media playlist over and over in the background: every
+    segment any read listed, by media sequence number, with its period (discontinuity sequence),
+    program date time and duration. Reads that fail (the origin pod rolling) are skipped; the DVR
+    window lists the segments made meanwhile at the next read."""
+
+    def __init__(self, show: "Show") -> None:
+        self.show = show
+        self.segments: dict[int, tuple[int, float, float]] = {}
+        self.target = 0
+        self.reads = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                view = self.show.view()
+            except Exception:  # noqa: BLE001 - a failed read (origin rolling, exec refused)
+                self._stop.wait(1.0)
+                continue
+            if view.get("media") == 200:
+                self.reads += 1
+                self.target = view.get("target") or self.target
+                for seq, period, pdt, dur in view.get("timeline") or ():
+                    if pdt and dur:
+                        self.segments[seq] = (period, _parse(pdt), dur)
+            self._stop.wait(1.0)
+
+    def __enter__(self) -> "PlaylistWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(40)
+
+    def stalls(self, limit: float) -> list[str]:
+        """Consecutive segments of one period (no discontinuity between them: a new run of the
+        transcoder's encoder starts one, and so do segments the origin missed while it restarted)
+        between which more than ``limit`` seconds of media time are missing: the program date
+        times, which the transcoder moves forward over an outage, say how long the playlist stood
+        still."""
+        out = []
+        for seq in sorted(self.segments):
+            if seq + 1 not in self.segments:
+                continue
+            (period, pdt, duration), (next_period, next_pdt, _) = self.segments[seq], self.segments[seq + 1]
+            missing = next_pdt - (pdt + duration)
+            if next_period == period and missing > limit:
+                out.append(f"segments {seq}->{seq + 1}: {missing:.1f}s missing")
+        return out
+
+    def runs(self, milestones: list[tuple[str, float]]) -> str:
+        """Per period: its segments and their program date times relative to the first
+        milestone (to read next to the ingest pods' milestones, also relative to it)."""
+        zero = milestones[0][1] if milestones else 0.0
+        out = []
+        for period in sorted({p for p, _, _ in self.segments.values()}):
+            seqs = sorted(s for s, (p, _, _) in self.segments.items() if p == period)
+            pdts = [self.segments[s][1] - zero for s in seqs]
+            out.append(f"period {period}: segments {seqs[0]}-{seqs[-1]} at {min(pdts):+.1f}..{max(pdts):+.1f}s")
+        marks = ", ".join(f"{m} {t - zero:+.1f}s" for m, t in milestones)
+        return "; ".join(out) + f" (milestones: {marks})"
+
+    def run_around(self, start: float, end: float) -> Optional[int]:
+        """The period with segments both before ``start`` and after ``end`` (wall-clock instants, as
+        the program date times are), if one period spans that stretch."""
+        for period in {p for p, _, _ in self.segments.values()}:
+            pdts = [pdt for p, pdt, _ in self.segments.values() if p == period]
+            if min(pdts) <= start and max(pdts) >= end:
+                return period
+        return None
+
+
+INGEST_KEYS = ("ingest", "ingest-backup")
+
+
+def _ingest_slots_down_together(events: list) -> list[str]:
+    """The EndpointSlice events after which neither ingest Service had a ready endpoint: the moments
+    no encoder could push anywhere and the transcoder had no source at all."""
+    slices: dict[str, tuple[str, frozenset]] = {}
+    out = []
+    for kind, type_, obj, _at in events:
+        if kind != "endpointslices":
+            continue
+        service = obj.metadata.labels.get("kubernetes.io/service-name")
+        if type_ == "DELETED":
+            slices.pop(obj.metadata.name, None)
+        else:
+            slices[obj.metadata.name] = (service, frozenset(
+                e.target_ref.name for e in obj.endpoints or ()
+                if e.target_ref and e.conditions and e.conditions.ready))
+        ready: dict[str, set] = {}
+        for svc, pods in slices.values():
+            ready.setdefault(svc, set()).update(pods)
+        if len(ready) == 2 and not any(ready.values()):
+            out.append(f"after {type_} {obj.metadata.name}: {dict(slices)}")
+    return out
+
+
+def _ingest_milestones(events: list, old_pods: set[str]) -> list[tuple[str, float]]:
+    """What the pod watch saw of the ingest pods, each milestone once and in the order it came:
+    '<key> new pod created', '<key> new pod Ready', '<key> old pod deleting' (key: ingest or
+    ingest-backup; old: one of ``old_pods``, the pods before the upgrade), with the host's clock
+    at receipt."""
+    out: list[tuple[str, float]] = []
+    for kind, _type, pod, at in events:
+        if kind != "pods":
+            continue
+        key = (pod.metadata.labels or {}).get("app.kubernetes.io/component")
+        if key not in INGEST_KEYS:
+            continue
+        new = pod.metadata.name not in old_pods
+        ready = any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or ())
+        deleting = pod.metadata.deletion_timestamp is not None
+        seen = {m for m, _ in out}
+        for milestone, holds in ((f"{key} new pod created", new),
+                                 (f"{key} new pod Ready", new and ready and not deleting),
+                                 (f"{key} old pod deleting", not new and deleting)):
+            if holds and milestone not in seen:
+                out.append((milestone, at))
+    return out
 
 
 def _parse(ts: str) -> float:
@@ -580,38 +721,172 @@ def test_a_killed_recorders_session_is_recovered_by_its_restart(show: Show):
         assert files.get(part["file"]) == part["bytes"], (part, files)
 
 
-def test_helm_upgrade_to_a_new_image_rolls_everything_without_losing_the_recording(show: Show, request):
-    new_image = f"{show.image.repository}:{show.image.tag}-upgrade"
-    show.node.node.ctr("images", "tag", show.image.name, new_image)
-    before = _sessions(show.status().get("recordings"))
-    assert show.status()["recording"] is True
-    viewed = show.view()
+def _live_and_recording_from_main(show: Show) -> None:
+    """The show as the earlier tests leave it, also when a later test runs alone (`-k upgrade`):
+    the fixture leaves it in backstage."""
+    if show.status().get("phase") != "live":
+        patch_spec(show.custom, show.ls_ns, {"phase": "live", "recording": True})
+    show.wait(lambda: (s := show.status()).get("broadcasting") is True and s.get("recording") is True
+              and s.get("activeSource") == "main" and s.get("backupLive") is True, 90,
+              "live, broadcasting and recording from main, the backup receiving")
+
+
+@dataclass
+class Upgrade:
+    """What the watches saw during one `helm upgrade` of the running show."""
+
+    events: list  # ApiWatch events of the show's pods and of the ingest Services' EndpointSlices
+    milestones: list[tuple[str, float]]
+    playlist: PlaylistWatch
+    status: StatusWatch
+    rollout_events: list[str]  # the show's IngestRollout* Events so far: "reason xcount: message"
+    counts: dict[str, int]  # IngestRollout* Events of the show before the upgrade, by reason
+
+
+ROLLOUT_REASONS = (INGEST_ROLLOUT_STAGGERED, INGEST_ROLLOUT_CONTINUED, INGEST_ROLLOUT_NOT_BRIDGED)
+
+
+def _helm_upgrade(show: Show, request, values: list[str], image: str, what: str) -> Upgrade:
+    """`helm upgrade` of the release with ``values`` (after the install's), watched until every
+    media pod is Ready on ``image``, the show is live on main with the backup receiving, and the
+    viewer pod has read a few more segments."""
+    from kubernetes import client
+
+    from tests.fixtures.kube import ApiWatch
+
+    _live_and_recording_from_main(show)
+    counts = {reason: show.events(reason) for reason in ROLLOUT_REASONS}
     _assert_operator_log_clean(show)
-    watch = StatusWatch(show).__enter__()
-    request.addfinalizer(watch.__exit__)
+    # What encoders reach (the ingest Services' ready endpoints) and what the pods do, as watches
+    # deliver them; what viewers get, read by the viewer pod all along.
+    watches = ApiWatch()
+    request.addfinalizer(watches.stop)
+    watches.follow("pods", show.core.list_namespaced_pod, show.ls_ns, SHOW)
+    watches.follow("endpointslices", client.DiscoveryV1Api(show.node.api).list_namespaced_endpoint_slice, show.ls_ns,
+                   "kubernetes.io/service-name in (show-ingest,show-ingest-backup)")
+    playlist = PlaylistWatch(show).__enter__()
+    request.addfinalizer(playlist.__exit__)
+    status = StatusWatch(show).__enter__()
+    request.addfinalizer(status.__exit__)
+    show.wait(lambda: {e[0] for e in watches.events} == {"pods", "endpointslices"} and playlist.reads, 30,
+              "the watches and the viewer started")
+    # The ingest pods before the upgrade, terminating ones of an earlier rollout included (as the
+    # watch listed them): every other ingest pod the watch sees is one the upgrade made.
+    ingest_before = {p.metadata.name for p in show.core.list_namespaced_pod(show.ls_ns, label_selector=SHOW).items
+                     if p.metadata.labels.get("app.kubernetes.io/component") in INGEST_KEYS}
+    ingest_before |= {obj.metadata.name for kind, _, obj, _ in list(watches.events) if kind == "pods"
+                      and (obj.metadata.labels or {}).get("app.kubernetes.io/component") in INGEST_KEYS}
     t0 = time.monotonic()
-    helm("upgrade", RELEASE, str(ROOT / "charts/onair"), "--namespace", show.op_ns, *show.helm_values,
-         "--set", f"image.tag={new_image.rsplit(':', 1)[1]}", kubeconfig=show.node.kubeconfig)
+    helm("upgrade", RELEASE, str(ROOT / "charts/onair"), "--namespace", show.op_ns, *show.helm_values, *values,
+         kubeconfig=show.node.kubeconfig)
     [op] = wait_pods_ready(show.core, show.op_ns, OPERATOR, 1, 120, "the upgraded operator")
-    assert [c.image for c in op.spec.containers] == [new_image]
+    assert [c.image for c in op.spec.containers] == [image]
 
     def rolled():
         pods = show.media_pods()
-        return (len(pods) == len(MEDIA_KEYS) and all(c.image == new_image for p in pods for c in p.spec.containers)
+        ingest = {p.metadata.name for p in pods if p.metadata.labels["app.kubernetes.io/component"] in INGEST_KEYS}
+        return (len(pods) == len(MEDIA_KEYS) and not ingest & ingest_before
+                and all(c.image == image for p in pods for c in p.spec.containers)
                 and all(p.status.phase == "Running" and all(cs.ready for cs in p.status.container_statuses or [False])
                         for p in pods) and pods)
 
-    show.wait(rolled, 180, f"every media pod Ready on {new_image}", interval=1)
-    show.timed("helm upgrade -> operator and media pods on the new image", t0)
-    show.wait(lambda: (s := show.status()).get("live") is True and s.get("broadcasting") is True
-              and s.get("recording") is True, 90, "live, broadcasting and recording again after the upgrade")
-    show.timed("helm upgrade -> live, broadcasting and recording again", t0)
-    watch.__exit__()
-    show.timings["upgrade: longest poll stretch with neither ingest receiving"] = watch.longest(
+    show.wait(rolled, 240, f"every media pod Ready on {image}, both ingest pods new", interval=1)
+    show.timed(f"{what} -> media pods rolled", t0)
+    show.wait(lambda: (s := show.status()).get("live") is True and s.get("backupLive") is True
+              and s.get("broadcasting") is True and s.get("recording") is True and s.get("activeSource") == "main",
+              90, "live on main, backup receiving, broadcasting and recording again after the upgrade")
+    show.timed(f"{what} -> live, broadcasting and recording again", t0)
+    # A few more segments, so the playlist watch has read past the return to main.
+    seen = max(playlist.segments, default=0)
+    show.wait(lambda: max(playlist.segments, default=0) >= seen + 6, 60, "the playlist watch reading on")
+    events = watches.stop()
+    playlist.__exit__()
+    status.__exit__()
+    show.timings[f"{what}: longest poll stretch with neither ingest receiving"] = status.longest(
         lambda s: not s["live"] and not s["backupLive"])
-    show.timings["upgrade: longest poll stretch not broadcasting"] = watch.longest(lambda s: not s["broadcasting"])
-    urls = {json.dumps(s["ingest"], sort_keys=True) for _, s in watch.seen}
+    show.timings[f"{what}: longest poll stretch not broadcasting"] = status.longest(lambda s: not s["broadcasting"])
+    milestones = _ingest_milestones(events, ingest_before)
+    rollout_events = [f"{e.reason} x{e.count or 1}: {e.message}" for e in sorted(
+        show.core.list_namespaced_event(show.ls_ns, field_selector="involvedObject.name=show").items,
+        key=lambda e: e.metadata.creation_timestamp) if e.reason in ROLLOUT_REASONS]
+    print(f"\n  {what}: the ingest pods as the watch saw them: " + ", ".join(m for m, _ in milestones)
+          + f"\n  {what}: " + f"\n  {what}: ".join(rollout_events)
+          + f"\n  {what}: {len(playlist.segments)} segments read in {playlist.reads} playlist reads, "
+          f"{len({p for p, _, _ in playlist.segments.values()})} period(s): {playlist.runs(milestones)}")
+    zero = milestones[0][1] if milestones else 0.0
+    print(f"  {what}: ingest pod events: " + "; ".join(
+        f"{at - zero:+.1f}s {type_} {obj.metadata.name}"
+        f"{' (before)' if obj.metadata.name in ingest_before else ''}"
+        f"{' Ready' if any(c.type == 'Ready' and c.status == 'True' for c in obj.status.conditions or ()) else ''}"
+        f"{' deleting' if obj.metadata.deletion_timestamp else ''}"
+        for kind, type_, obj, at in events if kind == "pods"
+        and (obj.metadata.labels or {}).get("app.kubernetes.io/component") in INGEST_KEYS))
+    return Upgrade(events, milestones, playlist, status, rollout_events, counts)
+
+
+def _assert_ingest_slots_rolled_one_after_the_other(show: Show, up: Upgrade) -> None:
+    """Encoders always had an ingest to push to, the backup (not feeding the transcoder) rolled
+    first, and status and Events told the owner so."""
+    down = _ingest_slots_down_together(up.events)
+    assert not down, "both ingest slots were down at once during the upgrade:\n  " + "\n  ".join(down[:5])
+    # Main's old pod was left alone until the backup's new pod was Ready.
+    names = [m for m, _ in up.milestones]
+    assert {"ingest-backup new pod Ready", "ingest new pod Ready", "ingest old pod deleting"} <= set(names), names
+    main_changed = min(names.index(m) for m in ("ingest new pod created", "ingest old pod deleting") if m in names)
+    assert names.index("ingest-backup new pod Ready") < main_changed, f"main rolled before the backup was back: {names}"
+    staggered, continued, not_bridged = ROLLOUT_REASONS
+    conditions = {(c["reason"], c["message"]) for _, s in up.status.seen for c in s.get("conditions") or ()
+                  if c["type"] == "Reconciling" and c["reason"] == staggered}
+    assert conditions, "no Reconciling condition while the ingest slots rolled one after the other"
+    assert all("ingest-backup first" in m for _, m in conditions), conditions
+    assert show.events(staggered) == up.counts[staggered] + 1
+    assert any("rolling ingest-backup first (ingest feeds the transcoder)" in e for e in up.rollout_events), \
+        up.rollout_events
+    show.wait(lambda: show.events(continued) == up.counts[continued] + 1, 15,
+              f"an {continued} Event once the backup was back")
+    assert show.events(not_bridged) == up.counts[not_bridged]
+    urls = {json.dumps(s["ingest"], sort_keys=True) for _, s in up.status.seen}
     assert len(urls) == 1, f"status.ingest changed while the ingest pods rolled: {urls}"
+
+
+def test_helm_upgrade_of_the_ingest_settings_rolls_the_slots_one_after_the_other_without_a_gap(show: Show, request):
+    """A new ingest pod template for both slots while the rest keeps running (here the ingest's
+    memory request; a new image does the same, see the next test): the operator rolls the slot not
+    feeding the transcoder (the backup) first and main once the backup's new pod is Ready and its
+    encoder is back. The transcoder fails over to the backup and back, as when a pod is deleted:
+    viewers' playlist never stands still for more than two segments and has no discontinuity."""
+    image = show.image.name
+    up = _helm_upgrade(show, request, ["--set-string", "livestreams.resources.ingest.requests.memory=72Mi"], image,
+                       "ingest upgrade")
+    _assert_ingest_slots_rolled_one_after_the_other(show, up)
+    target = up.playlist.target or 1
+    assert len({p for p, _, _ in up.playlist.segments.values()}) == 1, (
+        "a discontinuity while only the ingest rolled", up.playlist.runs(up.milestones))
+    stalls = up.playlist.stalls(2 * target)
+    assert not stalls, f"the playlist stood still while the ingest rolled: {stalls}; {up.playlist.runs(up.milestones)}"
+    # The watch read the playlist all through both slots' rolls, the return to main included.
+    at = dict(up.milestones)
+    assert up.playlist.run_around(at["ingest-backup new pod created"] - target,
+                                  at["ingest old pod deleting"] + 2 * target) is not None, up.playlist.runs(up.milestones)
+
+
+def test_helm_upgrade_to_a_new_image_rolls_everything_without_losing_the_recording(show: Show, request):
+    """`helm upgrade` to a new image tag: the operator and every media pod on it, the ingest slots
+    one after the other as above. The transcoder and the origin restart too, so the playlist goes
+    on after a discontinuity; between discontinuities it never stands still for more than two
+    segments."""
+    new_image = f"{show.image.repository}:{show.image.tag}-upgrade"
+    show.node.node.ctr("images", "tag", show.image.name, new_image)
+    _live_and_recording_from_main(show)
+    before = _sessions(show.status().get("recordings"))
+    viewed = show.view()
+    up = _helm_upgrade(show, request, ["--set", f"image.tag={new_image.rsplit(':', 1)[1]}"], new_image,
+                       "image upgrade")
+    _assert_ingest_slots_rolled_one_after_the_other(show, up)
+    # (Whether main's roll falls inside one period depends on how long the transcoder's own
+    # restart takes on the node; the test above covers the playlist through main's roll.)
+    stalls = up.playlist.stalls(2 * (up.playlist.target or 1))
+    assert not stalls, f"the playlist stood still between discontinuities: {stalls}; {up.playlist.runs(up.milestones)}"
     after = _sessions(show.status().get("recordings"))
     assert set(before) <= set(after), (sorted(before), sorted(after))
     assert len(after) > len(before), "the session interrupted by the recorder's roll is not listed"

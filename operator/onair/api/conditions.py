@@ -57,3 +57,13 @@ class Condition(ApiModel):
     message: str = Field("", max_length=32768)
     last_transition_time: datetime
     observed_generation: Optional[int] = Field(None, ge=0)
+
+# A new ingest pod template for a Livestream with a backup ingest: the two slots roll one after
+# the other, so encoders and the transcoder always have one (onair.render.rollout).
+# Reconciling's reason while the second slot waits, and a Normal Event when that starts.
+INGEST_ROLLOUT_STAGGERED = "IngestRolloutStaggered"
+# Normal Event: the first slot is back (new pod Ready, its publisher reconnected); the second rolls.
+INGEST_ROLLOUT_CONTINUED = "IngestRolloutContinued"
+# Warning Event: the first slot did not come back in time; the second rolls anyway (nothing is
+# held forever), and viewers may see a gap.
+INGEST_ROLLOUT_NOT_BRIDGED = "IngestRolloutNotBridged"

@@ -18,7 +18,7 @@ import kopf
 
 from onair.api.meta import GROUP, VERSION
 
-from . import members, metrics, reconcile, workpool
+from . import members, metrics, reconcile, rollout, workpool
 from .calltype import request_status_sync
 from .kubeapi import KubeError
 from .runtime import LivestreamState, Runtime
@@ -41,7 +41,7 @@ async def reconcile_now(rt: Runtime, state: LivestreamState, body: Any, *, force
             ls = reconcile.plain(body)
             if force_apply and ls["metadata"].get("generation") != state.rendered_generation:
                 state.dirty.add("spec changed")
-            if force_apply or reconcile.needs_apply(rt, state, ls):
+            if force_apply or reconcile.needs_apply(rt, state, ls) or await rollout.release_due(rt, state):
                 await reconcile.sync_children(rt, state, ls, body)
             await reconcile.sync_status(rt, state, ls, body, probe=probe)
             state.transient_failures = 0
@@ -68,7 +68,8 @@ def _wait_seconds(rt: Runtime, state: LivestreamState) -> float:
         wait = min(wait, RETRY_DELAYS[min(state.transient_failures, len(RETRY_DELAYS)) - 1])
     if state.converging_until is not None and rt.clock() < state.converging_until:
         wait = min(wait, reconcile.CONVERGE_POLL_SECONDS)
-    changes = (state.lifecycle.next_change_at if state.lifecycle else None, members.tokens_refresh_at(state))
+    changes = (state.lifecycle.next_change_at if state.lifecycle else None, members.tokens_refresh_at(state),
+               state.ingest_rollout.recheck_at)
     nxt = min((t for t in changes if t is not None), default=None)
     if nxt is not None:
         # +50 ms: wake just after the instant, so the lifecycle computed then has flipped.

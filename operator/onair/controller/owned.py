@@ -30,7 +30,7 @@ from onair.api.meta import LABEL_LIVESTREAM, MANAGER
 from onair.render.children import ingest_exposure, role_of
 
 from .apply import KnownChild, version_marker
-from .runtime import Runtime
+from .runtime import AgentPod, Runtime, current_agent_pod
 from .settings import CHILD_RESOURCES
 
 # kopf hands indexes to handlers as kwargs named by these ids (see runner.capture_indexes).
@@ -113,22 +113,31 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime, watch_pods: bool) -> 
         status = body.get("status") or {}
         ip = status.get("podIP")
         alive = event.get("type") != "DELETED" and not meta.get("deletionTimestamp") and status.get("phase") == "Running"
+        pods = rt.agent_pods.setdefault(key, {})
         if alive and ip:
-            changed = rt.pod_ips.get(key) != ip
-            rt.pod_ips[key] = ip
-            # The node's address is where a NodePort ingest answers (status.ingest).
-            host_ip = status.get("hostIP")
-            moved = bool(host_ip) and rt.host_ips.get(key) != host_ip
-            if moved:
-                rt.host_ips[key] = host_ip
-            if moved and rt.config.ingest_service_type == "NodePort" and role_of(key[2] or "") == "ingest":
-                # Re-render: the publish URLs in the credentials Secret name the node.
-                rt.wake(key[0], key[1], "ingest pod moved to another node")
-            elif changed or moved:
-                rt.wake(key[0], key[1], "agent pod address changed", reapply=False)
-        elif ip and rt.pod_ips.get(key) == ip:
-            # Only forget the address this pod had: with Recreate, the replacement may be listed first.
+            ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or ())
+            pods[meta.get("name")] = AgentPod(ready=ready, created=meta.get("creationTimestamp") or "", ip=ip,
+                                              host_ip=status.get("hostIP"))
+        else:
+            pods.pop(meta.get("name"), None)
+        agent = current_agent_pod(pods.values())
+        if agent is None:
+            del rt.agent_pods[key]
+            # With Recreate, the replacement may be listed first: only the address of a pod that
+            # is gone is forgotten.
             rt.pod_ips.pop(key, None)
             # The node is kept: while the replacement starts, the last node's address is still what
             # encoders outside should dial (the in-cluster URL never works for them), and a
             # replacement on another node re-renders as "moved". Forgotten with the Livestream.
+            return
+        changed = rt.pod_ips.get(key) != agent.ip
+        rt.pod_ips[key] = agent.ip
+        # The node's address is where a NodePort ingest answers (status.ingest).
+        moved = bool(agent.host_ip) and rt.host_ips.get(key) != agent.host_ip
+        if moved:
+            rt.host_ips[key] = agent.host_ip
+        if moved and rt.config.ingest_service_type == "NodePort" and role_of(key[2] or "") == "ingest":
+            # Re-render: the publish URLs in the credentials Secret name the node.
+            rt.wake(key[0], key[1], "ingest pod moved to another node")
+        elif changed or moved:
+            rt.wake(key[0], key[1], "agent pod address changed", reapply=False)

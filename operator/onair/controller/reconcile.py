@@ -33,7 +33,7 @@ from onair.render.pods import pod_problem
 from onair.render.resolve import Problem, resolve
 from onair.render.status import broadcast_problem, input_live, livestream_status, status_patch
 
-from . import events, members, recordings, refusals
+from . import events, members, recordings, refusals, rollout
 from .apply import apply_children
 from .calltype import calltype_version
 from .kubeapi import KINDS, LIVESTREAM, POD, KubeError
@@ -141,6 +141,7 @@ async def sync_children(rt: Runtime, state: LivestreamState, ls: Mapping, body: 
         rendered = render_children(ls, calltype, rt.config, creds, now=rt.clock(),
                                    exposure=ingest_exposures(rt, state.namespace, state.name),
                                    turn_secret=rt.config.read_turn_secret())
+        ingest_rollout = await rollout.plan(rt, state, rendered, ls.get("status"))
     except KubeError:
         state.dirty.update(reasons or {"retry"})
         raise
@@ -149,8 +150,8 @@ async def sync_children(rt: Runtime, state: LivestreamState, ls: Mapping, body: 
         state.problem = Problem("RenderFailed", f"could not render the children: {type(exc).__name__}: {exc}")
         return
     try:
-        result = await apply_children(rt.kube, rendered, ls["metadata"], state.versions,
-                                      known=rt.known_children(state.namespace, state.name))
+        result = await apply_children(rt.kube, rollout.staggered(rendered, ingest_rollout), ls["metadata"],
+                                      state.versions, known=rt.known_children(state.namespace, state.name))
     except KubeError as exc:
         if exc.transient:
             state.dirty.update(reasons or {"retry"})
@@ -162,6 +163,7 @@ async def sync_children(rt: Runtime, state: LivestreamState, ls: Mapping, body: 
         state.failed_at = rt.clock()
         return
     state.record_versions(result.versions)
+    rollout.applied(state, body, rendered, ingest_rollout)
     for gone in result.pruned:
         kind, _, obj = gone.partition(" ")
         state.versions.pop((kind, obj), None)
@@ -263,7 +265,8 @@ async def sync_status(rt: Runtime, state: LivestreamState, ls: Mapping, body: Ma
         state.pod_problems = {}
     new = livestream_status(lifecycle=lifecycle, rendered=rendered, agents=agents, previous=stored, name=state.name,
                             generation=state.rendered_generation, now=now, dvr_cleared_at=cleared,
-                            broadcast_failure=state.broadcast_failure, pod_problems=state.pod_problems)
+                            broadcast_failure=state.broadcast_failure, pod_problems=state.pod_problems,
+                            ingest_rollout=state.ingest_rollout.message if state.ingest_rollout.held else None)
     await write_status(rt, state, body, stored, new)
 
 

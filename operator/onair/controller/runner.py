@@ -77,6 +77,7 @@ async def operator(*, kubeconfig: Optional[str] = None, context: Optional[str] =
     rt = Runtime(config, kube, prober, resync_seconds=resync_seconds, broadcast_grace_seconds=broadcast_grace_seconds,
                  refusal_event_interval_seconds=refusal_event_interval_seconds, metrics=metrics)
     holder["rt"] = rt
+    rt.stagger_ingest_rollouts = resolver is None
     registry = build_registry(rt, api, watch_pods=resolver is None, namespaces=namespaces)
     # Standalone: no kopf peering; one operator replica reconciles (the chart runs exactly one).
     settings = build_settings()

@@ -11,13 +11,14 @@ import itertools
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable, Mapping, Optional
+from typing import Any, Awaitable, Callable, Iterable, Mapping, Optional
 
 from onair.api.agent import Desired
 from onair.render.children import RenderedChildren
 from onair.render.credentials import Credentials
 from onair.render.lifecycle import Lifecycle
 from onair.render.resolve import Problem
+from onair.render.rollout import NO_HOLD, IngestRollout
 
 from .coalesce import Coalescer
 from .config import OperatorConfig
@@ -35,6 +36,22 @@ def utcnow() -> datetime:
 
 
 OWN_VERSIONS_KEPT = 4
+
+
+@dataclass(frozen=True)
+class AgentPod:
+    """A Running pod of one agent, as the pods watch last saw it."""
+    ready: bool
+    created: str  # creationTimestamp (RFC 3339: orders as text)
+    ip: str
+    host_ip: Optional[str]
+
+
+def current_agent_pod(pods: Iterable[AgentPod]) -> Optional[AgentPod]:
+    """The pod the operator talks to when an agent has several Running pods (a rolling ingest slot
+    starts the new one next to the old one): the Ready one, the newer if both are. So it reads the
+    pod that has the publisher, and moves to the new one once that one takes over."""
+    return max(pods, key=lambda p: (p.ready, p.created), default=None)
 
 
 @dataclass(eq=False)
@@ -83,6 +100,10 @@ class LivestreamState:
     refusals: Optional[RefusalAnnouncer] = None  # created by the first status poll
     # Recording name -> what its spec was last written or found from (onair.controller.recordings.sync).
     recording_specs: dict[str, tuple] = field(default_factory=dict)
+    # The ingest slots' staggered rollout as last applied (onair.render.rollout), and the ingest
+    # pod templates' hashes it was decided for: a poll re-decides from them while a slot is held.
+    ingest_rollout: IngestRollout = NO_HOLD
+    ingest_templates: dict[str, str] = field(default_factory=dict)
 
     def mark_dirty(self, reason: str) -> None:
         self.dirty.add(reason)
@@ -154,6 +175,8 @@ class Runtime:
         self.calltype_versions: dict[str, str] = {}
         # (namespace, livestream, role key) -> pod IP, fed by the pods watch (default resolver).
         self.pod_ips: dict[tuple[str, str, str], str] = {}
+        # ... -> pod name -> AgentPod: every Running pod of that agent (two while a slot rolls).
+        self.agent_pods: dict[tuple[str, str, str], dict[str, AgentPod]] = {}
         # ... -> the node's address (status.hostIP), where a NodePort ingest answers.
         self.host_ips: dict[tuple[str, str, str], str] = {}
         # (namespace, livestream, ingest key) -> what Kubernetes assigned to that ingest Service,
@@ -166,6 +189,10 @@ class Runtime:
         # Deletes a Recording's uploaded objects (onair.controller.recordings.ObjectStorage); None:
         # Recordings with uploaded parts keep their finalizer with a condition that says so.
         self.object_storage: Any = None
+        # Roll a Livestream's two ingest slots one after the other (onair.render.rollout). Needs
+        # Deployment status from pods a kubelet runs: off under the process runner, which runs
+        # Deployments' templates as processes without pods or ReplicaSets.
+        self.stagger_ingest_rollouts = True
 
     async def _sync_calltype_status(self, name: str) -> None:
         if self.calltype_status_sync is not None:
@@ -193,6 +220,8 @@ class Runtime:
             del self.livestreams[(namespace, name)]
             for key in [k for k in self.host_ips if k[:2] == (namespace, name)]:
                 del self.host_ips[key]
+            for key in [k for k in self.agent_pods if k[:2] == (namespace, name)]:
+                del self.agent_pods[key]
 
     def wake(self, namespace: str, name: str, reason: str, reapply: bool = True) -> None:
         state = self.livestreams.get((namespace, name))

@@ -12,7 +12,7 @@ Children (``<ls>`` is the Livestream name, at most 45 characters by CEL):
 ``Secret <ls>-member-tokens``           playback tokens of members who may join backstage (``onair.render.grants``)
 ``Secret <ls>-turn``                    the TURN server's shared secret, for the ingest to mint WHIP sessions' TURN credentials
 ``ConfigMap <ls>-<key>``                ``config.json`` = the role's agent config, per key below
-``Deployment <ls>-<key>``               one pod per key, Recreate (one writer per volume/slot)
+``Deployment <ls>-<key>``               one pod per key: Recreate (one writer per volume), the ingest slots roll
 ``Service <ls>-ingest[-backup]``        push ports of the enabled protocols (type from config)
 ``Service <ls>-origin``                 the origin's HTTP port (playback) and upload port (the transcoder's)
 ``NetworkPolicy <ls>-<key>``            who may reach each pod's ports (``render_network_policy``)
@@ -69,6 +69,7 @@ from onair.controller.config import OperatorConfig
 from onair.render import credentials as creds_mod
 from onair.render import grants
 from onair.render import ladder
+from onair.render import rollout
 from onair.render.credentials import Credentials
 from onair.render.effective import effective_settings
 
@@ -509,21 +510,31 @@ def render_deployment(ls_meta: Mapping, key: str, agent: BaseModel, effective: C
     if role.name == "ingest":
         pod_spec.update(_spread(name))
     digest = hashlib.sha256(config_json(agent).encode()).hexdigest()
+    template = {"metadata": {"labels": pod_labels, "annotations": {CONFIG_HASH_ANNOTATION: digest}},
+                "spec": pod_spec}
+    metadata = _meta(ls_meta, child_name(name, key), key)
+    # Whether applying this starts a rollout (onair.render.rollout staggers the ingest slots').
+    metadata["annotations"] = {rollout.TEMPLATE_HASH_ANNOTATION: rollout.template_hash(template)}
+    if role.name == "ingest":
+        # The new pod starts next to the old one and the old one goes only once the new one is
+        # Ready: the slot's Service always has a pod that takes the encoder's reconnect at once.
+        # Two pods of one slot for a moment are harmless (nothing shared but the Service; the
+        # publisher and the transcoder's read stay on the old pod until it stops).
+        strategy: dict = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    else:
+        # One pod at a time: a second origin/recorder could not mount the RWO volume, and two
+        # transcoders would race for the same outputs.
+        strategy = {"type": "Recreate"}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _meta(ls_meta, child_name(name, key), key),
+        "metadata": metadata,
         "spec": {
             "replicas": 1,
             "revisionHistoryLimit": 3,
-            # One pod at a time: a second origin/recorder could not mount the RWO volume, and two
-            # ingests or transcoders of one slot would race for the same publisher/outputs.
-            "strategy": {"type": "Recreate"},
+            "strategy": strategy,
             "selector": {"matchLabels": selector_labels(name, key)},
-            "template": {
-                "metadata": {"labels": pod_labels, "annotations": {CONFIG_HASH_ANNOTATION: digest}},
-                "spec": pod_spec,
-            },
+            "template": template,
         },
     }
 

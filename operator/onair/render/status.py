@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, Mapping, Optional
 
 from onair.api.agent import IngestStatus, RecorderStatus, TranscoderStatus
-from onair.api.conditions import (BROADCASTING_FAILED, NOTHING_TRANSCODED_TO_RECORD, RECORDER_NOT_REPORTING,
+from onair.api.conditions import (BROADCASTING_FAILED, INGEST_ROLLOUT_STAGGERED, NOTHING_TRANSCODED_TO_RECORD, RECORDER_NOT_REPORTING,
                                   RECORDING, RECORDING_FAILED, RECORDING_IN_PROGRESS, RECORDING_SOURCE_UNAVAILABLE, RECORDING_STARTING,
                                   RECORDING_UPLOAD_FAILING, RECORDING_UPLOAD_PENDING, RECORDING_UPLOADS_DONE,
                                   RECORDING_WAITING_FOR_INPUT, RECORDINGS_UPLOADED)
@@ -172,7 +172,8 @@ def livestream_status(*, lifecycle: Optional[Lifecycle], rendered: Optional[Rend
                       agents: Mapping[str, Any], previous: Optional[Mapping], generation: Optional[int],
                       now: datetime, problem: Optional[Problem] = None, name: str = "",
                       dvr_cleared_at: Optional[datetime] = None, broadcast_failure: Optional[str] = None,
-                      pod_problems: Optional[Mapping[str, str]] = None) -> dict:
+                      pod_problems: Optional[Mapping[str, str]] = None,
+                      ingest_rollout: Optional[str] = None) -> dict:
     """The desired ``status`` dict (camelCase, JSON-ready).
 
     ``agents``: role key (as in ``rendered.agent_configs``) → the agent's ``*Status`` model, or
@@ -188,6 +189,9 @@ def livestream_status(*, lifecycle: Optional[Lifecycle], rendered: Optional[Rend
     added to the AgentsNotReady message of the agents that do not report.
     ``name``: the Livestream's, to name the Recording object of each finished session in
     ``recordings`` (``onair.render.recordings``); without it they are listed unnamed.
+    ``ingest_rollout``: while one ingest slot's new template is held back for the other one to roll
+    first (``onair.render.rollout``), what happens in which order: Reconciling, with reason
+    ``IngestRolloutStaggered``.
     """
     previous = dict(previous or {})
     prev_conditions = previous.get("conditions")
@@ -273,11 +277,16 @@ def livestream_status(*, lifecycle: Optional[Lifecycle], rendered: Optional[Rend
     missing = [key for key in rendered.agent_configs if agents.get(key) is None]
     recorder_failing = (isinstance(recorder, RecorderStatus) and lifecycle.recording
                         and recorder.state in ("disk_full", "error"))
-    if missing:
+    waiting = "waiting for agents: " + ", ".join(
+        f"{key} ({(pod_problems or {})[key]})" if (pod_problems or {}).get(key) else key for key in missing)
+    if ingest_rollout:
+        # First: the agents of a rollout come and go, the order of it is what the owner wants to see.
         out["conditions"] = kstatus_conditions(
-            False, True, False, AGENTS_NOT_READY, "waiting for agents: " + ", ".join(
-                f"{key} ({(pod_problems or {})[key]})" if (pod_problems or {}).get(key) else key for key in missing),
+            False, True, False, INGEST_ROLLOUT_STAGGERED, ingest_rollout + (f"; {waiting}" if missing else ""),
             generation=generation, now=now, previous=prev_conditions)
+    elif missing:
+        out["conditions"] = kstatus_conditions(
+            False, True, False, AGENTS_NOT_READY, waiting, generation=generation, now=now, previous=prev_conditions)
     elif broadcast_failure:
         # Not Stalled either: the transcoder restarts its encoder by itself.
         out["conditions"] = kstatus_conditions(
