@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import subprocess
 import time
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import pytest
@@ -86,6 +87,13 @@ class Node:
         status = self.until(lambda: len((s := self.status()).get("recordings") or []) == before + 1 and s, 60,
                             "the session finished")
         return status["recordings"][-1]
+
+    def volume_dir(self, claim: str) -> Path:
+        """Where local-path-provisioner keeps the claim's volume on this machine (the node's disk)."""
+        pv = self.core.read_persistent_volume(self.core.read_namespaced_persistent_volume_claim(
+            claim, self.ns).spec.volume_name)
+        source = pv.spec.host_path or pv.spec.local
+        return Path(source.path)
 
     def files_on_volume(self, claim: str) -> list[str]:
         """``ls`` of the recordings volume, from a pod that mounts it."""
@@ -180,10 +188,26 @@ def test_recordings_are_objects_whose_deletion_deletes_the_files_with_or_without
     assert node.recording(second["name"])["metadata"].get("deletionTimestamp") is None
     assert f"{second['session']}.json" in node.files_on_volume(f"{LS}-recordings")
 
-    # No recorder any more: the kubelet runs the operator's one-shot pod on the volume.
-    t2 = time.monotonic()
-    node.custom.delete_namespaced_custom_object(GROUP, VERSION, node.ns, "recordings", second["name"])
-    node.until(lambda: node.recording(second["name"]) is None, 120, "the second Recording gone")
+    # No recorder any more: the kubelet runs the operator's one-shot pod on the volume. First on a
+    # volume directory the pod's user may not write to: the pod fails for real, the Recording says
+    # why (condition and Warning Event), keeps its files, and a new pod retries.
+    volume_dir = node.volume_dir(f"{LS}-recordings")
+    mode = volume_dir.stat().st_mode & 0o7777
+    volume_dir.chmod(0o555)
+    try:
+        t2 = time.monotonic()
+        node.custom.delete_namespaced_custom_object(GROUP, VERSION, node.ns, "recordings", second["name"])
+        cond = node.until(lambda: next((c for c in (node.recording(second["name"]).get("status") or {})
+                                        .get("conditions") or () if c["type"] == "MediaDeleted"
+                                        and c["reason"] == "MediaDeletionFailed"), None), 120,
+                          "MediaDeletionFailed from the failed pod")
+        assert cond["status"] == "False" and "ermission denied" in cond["message"], cond
+        assert any(e.reason == "MediaDeletionFailed" and e.type == "Warning" for e in node.events(second["name"]))
+        print(f"  failed deletion pod reported: {time.monotonic() - t2:.1f}s")
+    finally:
+        volume_dir.chmod(mode)
+    assert f"{second['session']}.json" in node.files_on_volume(f"{LS}-recordings")
+    node.until(lambda: node.recording(second["name"]) is None, 180, "the second Recording gone after a retry")
     print(f"  deleted by the one-shot pod: {time.monotonic() - t2:.1f}s")
     deleted = [e for e in node.events(second["name"]) if e.reason == "MediaDeleted"]
     assert deleted and second["session"] in deleted[0].message and "-delete-media" in deleted[0].message, \
