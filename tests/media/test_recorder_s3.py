@@ -325,3 +325,99 @@ def test_a_session_that_resumes_after_its_first_part_left_the_volume_never_reuse
     assert set(objects) == {key_of(p) for p in parts} | {key_of(f"{session['session']}.json")}
     for name in parts:
         assert seaweedfs.get(BUCKET, key_of(name)) == keeper.read(name), f"{name} was overwritten or differs"
+
+
+def test_deleting_an_uploaded_session_deletes_its_objects_and_its_files(
+        rtmp_source, recorder_agent, publishers, seaweedfs, tmp_path):
+    """DELETE /recordings/<session> (what deleting its Recording does): the parts' objects and the
+    sidecar's object go with the files and upload markers on the volume; another session stays; a
+    store that refuses says why (and nothing on the volume goes), a retry once fixed finishes it."""
+    seaweedfs.create_bucket(BUCKET)
+    creds = tmp_path / "s3-secret"
+    write_credentials(creds)
+    publisher = publishers.rtmp(rtmp_source.publish_url)
+    recorder = recorder_agent.start(rtmp_source.read_url, split_seconds=2,
+                                    s3=s3_config(seaweedfs.endpoint, creds))
+    sessions = []
+    for _ in range(2):
+        before = len(recorder.status()["recordings"])
+        recorder.put_desired(recording=True)
+        recorder.wait_status(lambda s: s["durationSeconds"] >= 4, 40, "4 s recorded")
+        recorder.put_desired(recording=False)
+        done = recorder.wait_status(lambda s: len(s["recordings"]) == before + 1 and all_uploaded(s), 60,
+                                    "the session finalized and uploaded")
+        sessions.append(done["recordings"][-1])
+    publisher.stop()
+    first, second = sessions
+    out = recorder.output_dir
+    first_keys = {key_of(p["file"]) for p in first["parts"]} | {key_of(f"{first['session']}.json")}
+    second_keys = {key_of(p["file"]) for p in second["parts"]} | {key_of(f"{second['session']}.json")}
+    assert set(seaweedfs.objects(BUCKET, PREFIX)) == first_keys | second_keys
+    assert len(first["parts"]) >= 2 and all(p["object"] for p in first["parts"])
+    assert sorted(p.name for p in out.glob(f".{first['session']}*")), "upload markers on the volume"
+
+    # The store refuses the key: nothing is deleted, and the answer says what to fix.
+    write_credentials(creds, secret_key="not-the-secret")
+    code, body = recorder.request("DELETE", f"/recordings/{first['session']}")
+    assert code == 502, body
+    error = json.loads(body)["error"]
+    assert "refused the credentials" in error and "accessKeyId and secretAccessKey" in error, error
+    assert "not-the-secret" not in error
+    assert set(seaweedfs.objects(BUCKET, PREFIX)) == first_keys | second_keys
+    assert (out / f"{first['session']}.json").exists(), "the session stays listed, so the deletion is retried"
+    assert first["session"] in [r["session"] for r in recorder.status()["recordings"]]
+
+    write_credentials(creds)
+    code, body = recorder.request("DELETE", f"/recordings/{first['session']}")
+    assert code == 200, body
+    answer = json.loads(body)
+    assert sorted(answer["objects"]) == sorted(f"s3://{BUCKET}/{key}" for key in first_keys)
+    assert set(seaweedfs.objects(BUCKET, PREFIX)) == second_keys, "the other session's objects stay"
+    assert sorted(p.name for p in out.glob(f"*{first['session']}*")) == [], "no file, sidecar or marker left"
+    assert sorted(p.name for p in out.glob(f"*{second['session']}*")), "the other session's files stay"
+    assert [r["session"] for r in recorder.status()["recordings"]] == [second["session"]]
+
+    # Retried (the answer was lost): nothing left, still a success; nothing is uploaded again.
+    code, body = recorder.request("DELETE", f"/recordings/{first['session']}")
+    assert code == 200 and json.loads(body)["objects"] == [] and json.loads(body)["deleted"] == [], body
+    recorder.wait_status(all_uploaded, 10, "the uploader idle")
+    assert set(seaweedfs.objects(BUCKET, PREFIX)) == second_keys
+
+
+def test_the_deletion_pod_command_deletes_the_objects_with_the_mounted_credentials(
+        rtmp_source, recorder_agent, publishers, seaweedfs, tmp_path):
+    """`onair agent recorder --delete-session ... --s3-config ...`: the one-shot pod the operator
+    starts when no recorder runs on the volume, with the credentials Secret mounted like the recorder's."""
+    import subprocess
+    import sys
+
+    seaweedfs.create_bucket(BUCKET)
+    creds = tmp_path / "s3-secret"
+    write_credentials(creds)
+    publisher = publishers.rtmp(rtmp_source.publish_url)
+    config = s3_config(seaweedfs.endpoint, creds)
+    recorder = recorder_agent.start(rtmp_source.read_url, split_seconds=2, s3=config)
+    recorder.put_desired(recording=True)
+    recorder.wait_status(lambda s: s["durationSeconds"] >= 3, 40, "3 s recorded")
+    recorder.put_desired(recording=False)
+    done = recorder.wait_status(lambda s: bool(s["recordings"]) and all_uploaded(s), 60, "uploaded")
+    publisher.stop()
+    session = done["recordings"][-1]["session"]
+    recorder.stop()
+    assert seaweedfs.objects(BUCKET, PREFIX)
+
+    def run(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "onair.cli", "agent", "recorder", "--delete-session", session,
+                               "--livestream", "default/show", "--output-dir", str(recorder.output_dir), *extra],
+                              capture_output=True, text=True, timeout=60)
+
+    write_credentials(creds, secret_key="not-the-secret")
+    failed = run("--s3-config", config.model_dump_json())
+    assert failed.returncode == 1 and "refused the credentials" in failed.stderr, failed.stderr
+    assert seaweedfs.objects(BUCKET, PREFIX) and (recorder.output_dir / f"{session}.json").exists()
+    write_credentials(creds)
+    ok = run("--s3-config", config.model_dump_json())
+    assert ok.returncode == 0, ok.stderr
+    assert seaweedfs.objects(BUCKET, PREFIX) == {}
+    assert sorted(p.name for p in recorder.output_dir.glob(f"*{session}*")) == []
+    assert f"s3://{BUCKET}/" in ok.stdout

@@ -12,6 +12,7 @@ is the file's (rejected, unreadable) holds back that file only, so it cannot blo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, AsyncIterator, Callable, Optional
 
 from botocore.exceptions import ClientError
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -90,6 +91,10 @@ class Uploader:
         self.livestream = config.livestream
         self.output_dir = Path(config.output_dir)
         self.store = S3Store(self.s3)
+        # Its own client: deletions run in another thread than the uploads.
+        self.deletion_store = S3Store(self.s3)
+        self._held: set[str] = set()
+        self._uploading_session: Optional[str] = None
         self._open_run = open_run
         self._wake = asyncio.Event()
         self._cancel = threading.Event()
@@ -161,6 +166,20 @@ class Uploader:
         """Markers of ``parts`` (uploaded parts, also those no longer on the volume)."""
         return {p.name: m for p in parts if (m := self._marker(p.name)) is not None}
 
+    @contextlib.asynccontextmanager
+    async def holding(self, session: str) -> AsyncIterator[None]:
+        """No upload of ``session`` starts meanwhile, and the one running (if any) has ended."""
+        self._held.add(session)
+        try:
+            while self._uploading_session == session:
+                await asyncio.sleep(0.1)
+            yield
+        finally:
+            self._held.discard(session)
+            for name in [n for n in self._markers if n.startswith(f"{session}_part") or n == sidecar_name(session)]:
+                del self._markers[name]
+            self._wake.set()
+
     # lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="recorder-upload")
@@ -222,6 +241,9 @@ class Uploader:
             return None, min(POLL_SECONDS, self._not_before - now)
         waits = []
         for item in self.pending:
+            if item.session in self._held:
+                waits.append(POLL_SECONDS)
+                continue
             not_before = self._file_not_before.get(item.name, 0.0)
             if not_before <= now:
                 return item, 0.0
@@ -361,7 +383,9 @@ class Uploader:
             if item.name not in self._durations:
                 self._durations[item.name] = await probe_duration(path)
             duration = self._durations[item.name]
-        self.uploading = item.name
+        if item.session in self._held:
+            return  # being deleted (checked after the probe's await, in the same step as the flag below)
+        self.uploading, self._uploading_session = item.name, item.session
         started = time.monotonic()
         try:
             etag, size, md5 = await run_in_daemon_thread(lambda: self._upload_blocking(path, key, item.name))
@@ -371,7 +395,7 @@ class Uploader:
             self._failed(item.name, classify(exc, self.s3))
             return
         finally:
-            self.uploading = None
+            self.uploading, self._uploading_session = None, None
         stored = StoredObject(url=object_url(self.s3.bucket, key), endpoint=self.s3.endpoint, etag=etag,
                               uploaded_at=now_utc())
         marker = Marker(file=item.name, bytes=size, md5=md5, object=stored, duration_seconds=duration)
