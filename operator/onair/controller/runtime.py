@@ -163,9 +163,6 @@ class Runtime:
         # CallType handlers build on this runtime, so it cannot import them).
         self.calltype_status_sync: Optional[Callable[[str], Awaitable[None]]] = None
         self.webhooks = WebhookDeliverer(kube, self.metrics, on_delivered=self._webhooks_delivered)
-        # Deletes a Recording's uploaded objects (onair.controller.recordings.ObjectStorage); None:
-        # Recordings with uploaded parts keep their finalizer with a condition that says so.
-        self.object_storage: Any = None
 
     async def _sync_calltype_status(self, name: str) -> None:
         if self.calltype_status_sync is not None:
