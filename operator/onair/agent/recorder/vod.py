@@ -135,7 +135,7 @@ class Track:
 
 def read_tracks(moov: bytes) -> dict[int, Track]:
     """track_id -> Track from the bytes of a ``moov`` box (header included)."""
-    [root] = list(boxes(moov))[:1] or [None]
+    root = next(boxes(moov), None)
     if root is None or root.kind != b"moov":
         raise NotFragmentedMp4("no moov box")
     tracks: dict[int, Track] = {}
@@ -169,7 +169,7 @@ def reference_track(tracks: dict[int, Track]) -> Track:
 def read_fragment(moof: bytes, tracks: dict[int, Track], reference: Track) -> Optional[tuple[float, bool]]:
     """(seconds, starts with a sync sample) of the reference track in the bytes of one ``moof``;
     None when the fragment holds no sample of it."""
-    [root] = list(boxes(moof))[:1] or [None]
+    root = next(boxes(moof), None)
     if root is None:
         return None
     for traf in _children(moof, root, b"traf"):
