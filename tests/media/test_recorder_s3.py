@@ -16,6 +16,7 @@ from typing import Callable, Iterator
 
 import pytest
 
+from onair.agent.recorder import vod
 from onair.agent.recorder.upload import object_key
 from onair.api.agent import S3UploadConfig
 from tests.fixtures.media import wait_for
@@ -92,6 +93,13 @@ def key_of(name: str, livestream: str = "default/show") -> str:
     return object_key(PREFIX, livestream, session, name)
 
 
+def keys_of(parts, livestream: str = "default/show") -> set[str]:
+    """The objects of uploaded parts: each part and its HLS VOD playlist (<part>.m3u8) next to it."""
+    parts = list(parts)
+    return {key_of(p, livestream) for p in parts} | \
+        {key_of(p, livestream).removesuffix(".mp4") + ".m3u8" for p in parts}
+
+
 def upload_of(status: dict) -> dict:
     return status.get("upload") or {}
 
@@ -122,7 +130,7 @@ def test_parts_are_uploaded_as_they_finish_and_the_objects_are_the_files(
                      what="a first part in the bucket while recording")
     during = recorder.status()
     assert during["state"] == "recording", during
-    assert all(key.endswith(".mp4") for key in first), "the sidecar waits for the end of the session"
+    assert not any(key.endswith(".json") for key in first), "the sidecar waits for the end of the session"
     recorder.wait_status(lambda s: s["durationSeconds"] >= 10, 40, "10 s recorded")
     recorder.put_desired(recording=False)
     done = recorder.wait_status(all_uploaded, 60, "every file uploaded after the recording stopped")
@@ -131,7 +139,7 @@ def test_parts_are_uploaded_as_they_finish_and_the_objects_are_the_files(
     assert len(parts) >= 3 and parts == keeper.collect(), (parts, keeper.collect())
     session = done["recordings"][-1]["session"]
     objects = seaweedfs.objects(BUCKET, PREFIX)
-    assert set(objects) == {key_of(p) for p in parts} | {key_of(f"{session}.json")}, "one object per file, no more"
+    assert set(objects) == keys_of(parts) | {key_of(f"{session}.json")}, "one object per file (and playlist), no more"
     for name in parts:
         assert seaweedfs.get(BUCKET, key_of(name)) == (recorder.output_dir / name).read_bytes() == keeper.read(name)
     assert not seaweedfs.multipart_uploads(BUCKET), "no multipart upload is left open"
@@ -144,6 +152,13 @@ def test_parts_are_uploaded_as_they_finish_and_the_objects_are_the_files(
         assert stored["endpoint"] == seaweedfs.endpoint
         assert stored["etag"] == objects[key_of(part["file"])]["ETag"]
         assert stored["uploadedAt"] and part.get("uploadError") is None
+        # The part's VOD playlist next to it, built from the very bytes uploaded, naming it relatively.
+        playlist_key = key_of(part["file"]).removesuffix(".mp4") + ".m3u8"
+        assert stored["playlist"] == f"s3://{BUCKET}/{playlist_key}"
+        with open(keeper.keep_dir / part["file"], "rb") as handle:
+            index = vod.index_fragmented_mp4(handle, os.fstat(handle.fileno()).st_size)
+        assert seaweedfs.get(BUCKET, playlist_key).decode() == vod.hls_vod_playlist(index, part["file"])
+        assert index.duration == pytest.approx(part["durationSeconds"], abs=0.6)
 
     # The sidecar in the bucket is the one on the volume, naming every part's object.
     sidecar = json.loads(seaweedfs.get(BUCKET, key_of(f"{session}.json")))
@@ -196,7 +211,7 @@ def test_store_down_during_an_upload_then_back_loses_nothing(
     session = done["recordings"][-1]["session"]
     assert [p["file"] for p in done["recordings"][-1]["parts"]] == parts, "the sidecar still lists every part"
     objects = seaweedfs.objects(BUCKET, PREFIX)
-    assert set(objects) == {key_of(p) for p in parts} | {key_of(f"{session}.json")}
+    assert set(objects) == keys_of(parts) | {key_of(f"{session}.json")}
     for name in parts:
         assert seaweedfs.get(BUCKET, key_of(name)) == keeper.read(name), f"{name} differs in the bucket"
     assert not seaweedfs.multipart_uploads(BUCKET)
@@ -246,7 +261,7 @@ def test_wrong_credentials_and_a_missing_bucket_say_so_and_recover_when_fixed(
         assert upload_of(done).get("error") is None and upload_of(done).get("errorKind") is None
         objects = seaweedfs.objects(bucket, PREFIX)
         parts = [p["file"] for p in done["recordings"][-1]["parts"]]
-        assert set(objects) == {key_of(p, livestream) for p in parts} | \
+        assert set(objects) == keys_of(parts, livestream) | \
             {key_of(f"{done['recordings'][-1]['session']}.json", livestream)}
         assert all(p.get("object") and p.get("uploadError") is None for p in done["recordings"][-1]["parts"])
     assert RECORDER_KEY  # the recorder identity may write but not create buckets (tests/fixtures/s3.py)
@@ -282,7 +297,7 @@ def test_recorder_killed_mid_upload_then_restarted_uploads_each_part_exactly_onc
     assert not seaweedfs.multipart_uploads(BUCKET), "the stale upload is aborted, not left to linger"
     session = done["recordings"][-1]["session"]
     objects = seaweedfs.objects(BUCKET, PREFIX)
-    assert set(objects) == {key_of(parts[0]), key_of(f"{session}.json")}, objects
+    assert set(objects) == keys_of(parts[:1]) | {key_of(f"{session}.json")}, objects
     assert seaweedfs.get(BUCKET, key_of(parts[0])) == keeper.read(parts[0])
     assert not (output / parts[0]).exists(), "removed from the volume once the store holds it"
 
@@ -322,7 +337,7 @@ def test_a_session_that_resumes_after_its_first_part_left_the_volume_never_reuse
         f"{session['session']}_part0001.mp4", f"{session['session']}_part0002.mp4"]
     assert all(p["durationSeconds"] and p["bytes"] for p in session["parts"]), "the removed part keeps its size and duration"
     objects = seaweedfs.objects(BUCKET, PREFIX)
-    assert set(objects) == {key_of(p) for p in parts} | {key_of(f"{session['session']}.json")}
+    assert set(objects) == keys_of(parts) | {key_of(f"{session['session']}.json")}
     for name in parts:
         assert seaweedfs.get(BUCKET, key_of(name)) == keeper.read(name), f"{name} was overwritten or differs"
 
@@ -350,8 +365,8 @@ def test_deleting_an_uploaded_session_deletes_its_objects_and_its_files(
     publisher.stop()
     first, second = sessions
     out = recorder.output_dir
-    first_keys = {key_of(p["file"]) for p in first["parts"]} | {key_of(f"{first['session']}.json")}
-    second_keys = {key_of(p["file"]) for p in second["parts"]} | {key_of(f"{second['session']}.json")}
+    first_keys = keys_of(p["file"] for p in first["parts"]) | {key_of(f"{first['session']}.json")}
+    second_keys = keys_of(p["file"] for p in second["parts"]) | {key_of(f"{second['session']}.json")}
     assert set(seaweedfs.objects(BUCKET, PREFIX)) == first_keys | second_keys
     assert len(first["parts"]) >= 2 and all(p["object"] for p in first["parts"])
     assert sorted(p.name for p in out.glob(f".{first['session']}*")), "upload markers on the volume"

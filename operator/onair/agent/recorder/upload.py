@@ -382,6 +382,16 @@ class S3Store:
                 f"{head.get('ContentLength')} instead of {stat.st_size}, or ETag {etag} instead of {expected})"))
         return etag, stat.st_size, whole.hexdigest()
 
+    def put_small(self, key: str, data: bytes) -> None:
+        """One PUT of a small object (a part's playlist), confirmed by its ETag being the MD5 sent."""
+        digest = hashlib.md5(data).digest()
+        answer = self.client().put_object(Bucket=self.config.bucket, Key=key, Body=data,
+                                          ContentType=content_type(key), ContentMD5=base64.b64encode(digest).decode())
+        if plain_etag(answer.get("ETag")) != digest.hex():
+            raise UploadFailed("rejected", (
+                f"{self.config.endpoint} stored {key.rsplit('/', 1)[-1]} with ETag {plain_etag(answer.get('ETag'))}, "
+                "not the MD5 of what was sent: the store changes or damages uploads"))
+
     def already_there(self, path: Path, key: str) -> Optional[tuple[str, int, str]]:
         """The object a predecessor uploaded before it was killed, when it is this very file."""
         head = self.existing(key)
@@ -402,6 +412,8 @@ class S3Store:
 
 
 def content_type(name: str) -> str:
+    if name.endswith(".m3u8"):
+        return "application/vnd.apple.mpegurl"
     return "application/json" if name.endswith(".json") else "video/mp4"
 
 

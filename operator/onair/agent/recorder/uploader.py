@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import re
+import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from .naming import PartFile, list_parts, livestream_slug, sidecar_name
 from .probe import probe_duration
 from .session import Backoff
 from .sidecar import write_sidecar
+from .vod import NotFragmentedMp4, hls_vod_playlist, index_fragmented_mp4, playlist_name
 from .upload import (STORE_WIDE_KINDS, Marker, MultipartProgress, S3Store, UploadCancelled, UploadFailed, classify,
                      error_code, file_md5, livestream_key_prefix, marker_name, now_utc, object_key, object_url,
                      read_marker, target_url, write_marker)
@@ -389,6 +391,7 @@ class Uploader:
         started = time.monotonic()
         try:
             etag, size, md5 = await run_in_daemon_thread(lambda: self._upload_blocking(path, key, item.name))
+            playlist = None if item.sidecar else await run_in_daemon_thread(lambda: self._upload_playlist(path, key))
         except UploadCancelled:
             return
         except Exception as exc:  # noqa: BLE001 - every failure is reported and retried
@@ -397,7 +400,7 @@ class Uploader:
         finally:
             self.uploading, self._uploading_session = None, None
         stored = StoredObject(url=object_url(self.s3.bucket, key), endpoint=self.s3.endpoint, etag=etag,
-                              uploaded_at=now_utc())
+                              uploaded_at=now_utc(), playlist=playlist)
         marker = Marker(file=item.name, bytes=size, md5=md5, object=stored, duration_seconds=duration)
         try:
             write_marker(self.output_dir, marker)
@@ -443,6 +446,20 @@ class Uploader:
                 self._progress[name] = progress
 
         return self.store.upload(path, key, self._progress.get(name), self._cancel, remember)
+
+    def _upload_playlist(self, path: Path, key: str) -> Optional[str]:
+        """Upload the part's HLS VOD playlist next to it (before the part may leave the volume: it is
+        read from the file); its URL, or None for a part that is no fragmented MP4 (then it is still
+        a recording, only without a playlist). A failed upload fails the attempt, which is retried."""
+        try:
+            with open(path, "rb") as handle:
+                index = index_fragmented_mp4(handle, os.fstat(handle.fileno()).st_size)
+        except (NotFragmentedMp4, OSError, struct.error) as exc:
+            log.warning("no VOD playlist for %s: %s", path.name, exc)
+            return None
+        playlist_key = f"{key.rsplit('/', 1)[0]}/{playlist_name(path.name)}"
+        self.store.put_small(playlist_key, hls_vod_playlist(index, path.name).encode())
+        return object_url(self.s3.bucket, playlist_key)
 
     def _failed(self, name: str, failure: UploadFailed) -> None:
         now = time.monotonic()
