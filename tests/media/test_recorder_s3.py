@@ -436,3 +436,34 @@ def test_the_deletion_pod_command_deletes_the_objects_with_the_mounted_credentia
     assert seaweedfs.objects(BUCKET, PREFIX) == {}
     assert sorted(p.name for p in recorder.output_dir.glob(f"*{session}*")) == []
     assert f"s3://{BUCKET}/" in ok.stdout
+
+
+def test_deleting_a_session_while_its_part_is_uploading_cuts_the_upload_off_and_leaves_nothing(
+        rtmp_source, recorder_agent, publishers, seaweedfs, throttled_proxy, tmp_path):
+    """A part can take minutes to upload: deleting its session does not wait for it (the operator's
+    request would time out), it cuts it off and aborts the multipart upload it leaves."""
+    seaweedfs.create_bucket(BUCKET)
+    creds = tmp_path / "s3-secret"
+    write_credentials(creds)
+    proxy = throttled_proxy(seaweedfs.ports["s3"], rate=20_000)  # far slower than the recording
+    publisher = publishers.rtmp(rtmp_source.publish_url)
+    recorder = recorder_agent.start(rtmp_source.read_url, s3=s3_config(proxy.endpoint, creds,
+                                                                       request_timeout_seconds=10,
+                                                                       part_size_bytes=5 * 1024 * 1024))
+    recorder.put_desired(recording=True)
+    recorder.wait_status(lambda s: s["durationSeconds"] >= 6, 40, "6 s recorded")
+    recorder.put_desired(recording=False)
+    done = recorder.wait_status(lambda s: bool(s["recordings"]) and upload_of(s).get("uploading"), 40,
+                                "the finished session's part uploading")
+    publisher.stop()
+    session = done["recordings"][-1]["session"]
+    wait_for(lambda: proxy.forwarded > 20_000, 20, interval=0.1, what="the upload under way")
+
+    code, body = recorder.request("DELETE", f"/recordings/{session}", timeout=30)
+    assert code == 200, body
+    assert sorted(p.name for p in recorder.output_dir.glob(f"*{session}*")) == []
+    assert seaweedfs.objects(BUCKET, PREFIX) == {}
+    assert seaweedfs.multipart_uploads(BUCKET) == [], "the cut-off upload is aborted, not left to hold storage"
+    status = recorder.wait_status(lambda s: upload_of(s).get("uploading") is None, 20, "the uploader idle")
+    assert status["recordings"] == [] and upload_of(status)["pending"] == 0
+    assert seaweedfs.objects(BUCKET, PREFIX) == {}, "nothing of the session is uploaded again"

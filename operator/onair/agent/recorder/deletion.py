@@ -25,7 +25,7 @@ from pathlib import Path
 from onair.api.agent import S3UploadConfig
 
 from .naming import list_parts, livestream_slug, sidecar_name
-from .upload import S3Store, UploadFailed, classify, marker_name, object_key, object_url, read_marker, uploaded_parts
+from .upload import S3Store, UploadFailed, classify, error_code, marker_name, object_key, object_url, read_marker, uploaded_parts
 
 
 TERMINATION_LOG = "/dev/termination-log"
@@ -72,9 +72,11 @@ def delete_session_objects(store: S3Store, output_dir: Path, livestream: str, se
     check_session(livestream, session)
     config = store.config
     keys = set(_marked_keys(config, output_dir, livestream, session))
+    prefix = object_key(config.prefix, livestream, session, "")
     try:
         client = store.client()
-        keys |= set(_listed_keys(client, config.bucket, object_key(config.prefix, livestream, session, "")))
+        _abort_uploads(store, prefix)
+        keys |= set(_listed_keys(client, config.bucket, prefix))
         for key in sorted(keys):
             client.delete_object(Bucket=config.bucket, Key=key)
     except Exception as exc:  # noqa: BLE001 - every failure is worded for the user by classify
@@ -99,6 +101,20 @@ def _marked_keys(config: S3UploadConfig, output_dir: Path, livestream: str, sess
                 f"{config.bucket}: delete that object yourself, or set the bucket back until the recording is deleted")
         keys.append(key)
     return keys
+
+
+def _abort_uploads(store: S3Store, prefix: str) -> None:
+    """Multipart uploads of the session left open (one cut off by this deletion, or by a kill): they
+    hold storage without being objects."""
+    from botocore.exceptions import ClientError
+
+    try:
+        store.abort_stale_uploads(prefix)
+    except ClientError as exc:
+        if error_code(exc)[0] != "AccessDenied":
+            raise
+        # The key may delete but not list uploads: the bucket's lifecycle rule
+        # (AbortIncompleteMultipartUpload) cleans them up.
 
 
 def _listed_keys(client, bucket: str, prefix: str) -> list[str]:

@@ -34,11 +34,10 @@ import json
 import logging
 import os
 import re
-import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Optional, Protocol
 
 from onair.api.agent import S3UploadConfig, StoredObject
 
@@ -258,6 +257,10 @@ def _read_credential(path: str, what: str) -> str:
     return value
 
 
+class Cancel(Protocol):
+    def is_set(self) -> bool: ...
+
+
 class S3Store:
     """The blocking S3 calls (run in a worker thread). Credentials are read from their files at every
     attempt: a rotated Secret is used without a restart."""
@@ -321,7 +324,7 @@ class S3Store:
                 return None
             raise
 
-    def upload(self, path: Path, key: str, progress: Optional[MultipartProgress], cancel: threading.Event,
+    def upload(self, path: Path, key: str, progress: Optional[MultipartProgress], cancel: "Cancel",
                remember: Callable[[Optional[MultipartProgress]], None]) -> tuple[str, int, str]:
         """Upload ``path`` to ``key`` as one multipart upload, resuming ``progress`` when it is of this
         same file; returns (ETag, size, MD5 of the file) once the store confirmed all three."""

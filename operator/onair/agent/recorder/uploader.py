@@ -85,6 +85,16 @@ def run_in_daemon_thread(function: Callable[[], Any]) -> "asyncio.Future[Any]":
     return future
 
 
+class _Either:
+    """Set when either event is: the agent stopping, or the running upload's session being deleted."""
+
+    def __init__(self, *events: threading.Event) -> None:
+        self.events = events
+
+    def is_set(self) -> bool:
+        return any(event.is_set() for event in self.events)
+
+
 class Uploader:
     def __init__(self, config: RecorderConfig, open_run: Callable[[], Optional[tuple[str, int]]],
                  registry: CollectorRegistry) -> None:
@@ -96,6 +106,8 @@ class Uploader:
         # Its own client: deletions run in another thread than the uploads.
         self.deletion_store = S3Store(self.s3)
         self._held: set[str] = set()
+        # Cuts off the running upload (between two multipart parts) when its session is being deleted.
+        self._cancel_current = threading.Event()
         self._uploading_session: Optional[str] = None
         self._open_run = open_run
         self._wake = asyncio.Event()
@@ -173,6 +185,10 @@ class Uploader:
         """No upload of ``session`` starts meanwhile, and the one running (if any) has ended."""
         self._held.add(session)
         try:
+            if self._uploading_session == session:
+                # Uploading what is about to be deleted is wasted time (a part can take minutes):
+                # cut it off; the multipart upload it leaves is aborted with the session's objects.
+                self._cancel_current.set()
             while self._uploading_session == session:
                 await asyncio.sleep(0.1)
             yield
@@ -388,6 +404,7 @@ class Uploader:
         if item.session in self._held:
             return  # being deleted (checked after the probe's await, in the same step as the flag below)
         self.uploading, self._uploading_session = item.name, item.session
+        self._cancel_current.clear()
         started = time.monotonic()
         try:
             etag, size, md5 = await run_in_daemon_thread(lambda: self._upload_blocking(path, key, item.name))
@@ -445,7 +462,8 @@ class Uploader:
             else:
                 self._progress[name] = progress
 
-        return self.store.upload(path, key, self._progress.get(name), self._cancel, remember)
+        return self.store.upload(path, key, self._progress.get(name), _Either(self._cancel, self._cancel_current),
+                                 remember)
 
     def _upload_playlist(self, path: Path, key: str) -> Optional[str]:
         """Upload the part's HLS VOD playlist next to it (before the part may leave the volume: it is
