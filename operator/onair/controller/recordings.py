@@ -208,7 +208,7 @@ async def _delete_files(rt: Runtime, body: Mapping, has_objects: bool) -> tuple[
             f"asked to delete the files: {detail}. Retrying; the deletion goes on once the recorder pod runs "
             f"(kubectl get pods -n {namespace} -l app.kubernetes.io/instance={state.name})."))
     raise NotYet(MEDIA_DELETION_FAILED, (
-        f"the recorder of Livestream {state.name} could not delete the files of {spec['session']}: {detail}. "
+        f"the recorder of Livestream {state.name} could not delete the media of {spec['session']}: {detail}. "
         f"Retrying; its log says more: kubectl logs -n {namespace} deploy/{state.name}-recorder"))
 
 
