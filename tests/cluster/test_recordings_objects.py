@@ -314,3 +314,139 @@ def test_deleting_the_namespace_is_not_held_up_by_its_recordings(
     except TimeoutError:
         left = recording(kube, namespace, session["name"])
         raise AssertionError(f"the namespace is stuck; its Recording: {left}") from None
+
+
+# ----------------------------------------------------------------------------- uploaded objects
+S3_BUCKET, S3_PREFIX, S3_SECRET = "recordings", "shows", "recordings-s3"
+
+
+def start_uploading_show(kube, routes, recorder_agent, rtmp_source, seaweedfs, namespace, calltype, tmp_path):
+    """A Livestream whose recorder (a real agent) uploads to SeaweedFS with the files of the Secret
+    ``S3_SECRET``, mounted at ``<tmp>/s3-secret`` (the test plays the kubelet when it changes)."""
+    import base64
+
+    from kubernetes import client as k8s
+
+    from onair.api.agent import S3UploadConfig
+    from tests.fixtures.s3 import RECORDER_KEY, RECORDER_SECRET, write_credentials
+
+    seaweedfs.create_bucket(S3_BUCKET)
+    data = {"accessKeyId": RECORDER_KEY, "secretAccessKey": RECORDER_SECRET}
+    kube.core.create_namespaced_secret(namespace, k8s.V1Secret(
+        metadata=k8s.V1ObjectMeta(name=S3_SECRET, namespace=namespace),
+        data={k: base64.b64encode(v.encode()).decode() for k, v in data.items()}))
+    mounted = tmp_path / "s3-secret"
+    write_credentials(mounted)
+    out = tmp_path / "show-recordings"
+    recorder = recorder_agent.start(
+        source_url=rtmp_source.read_url, output_dir=out, livestream=f"{namespace}/show", split_seconds=2,
+        s3=S3UploadConfig(endpoint=seaweedfs.endpoint, bucket=S3_BUCKET, prefix=S3_PREFIX, force_path_style=True,
+                          access_key_id_file=str(mounted / "accessKeyId"),
+                          secret_access_key_file=str(mounted / "secretAccessKey"),
+                          request_timeout_seconds=5, retry_max_seconds=2))
+    routes.route(namespace, "show", "recorder", recorder)
+    s3 = {"endpoint": seaweedfs.endpoint, "bucket": S3_BUCKET, "prefix": S3_PREFIX, "forcePathStyle": True,
+          "credentialsSecret": S3_SECRET}
+    kube.create_livestream(namespace, "show", {"callType": calltype, "phase": "live",
+                                               "settingsOverride": {"recording": {"storage": {"s3": s3}}}})
+    kube.wait_reconciled(namespace, "show")
+    return recorder, mounted
+
+
+def uploaded_recording(kube, namespace: str, name: str) -> dict:
+    """The Recording once every part's upload is confirmed and it names its object storage."""
+    def ready():
+        obj = recording(kube, namespace, name)
+        spec = (obj or {}).get("spec") or {}
+        return obj if spec.get("parts") and all(p.get("object") for p in spec["parts"]) and \
+            spec.get("objectStorage") else None
+    return wait_for(ready, 60, what=f"Recording {name} with every part uploaded")
+
+
+def session_objects(seaweedfs, namespace: str, session: str) -> set[str]:
+    return set(seaweedfs.objects(S3_BUCKET, f"{S3_PREFIX}/{namespace}/show/{session}/"))
+
+
+def media_condition(kube, namespace: str, name: str, reason: str):
+    cond = condition((recording(kube, namespace, name) or {}).get("status") or {}, "MediaDeleted")
+    return cond if cond and cond["reason"] == reason else None
+
+
+def test_deleting_an_uploaded_recording_deletes_its_objects_through_the_recorder(
+        routes, kube, calltype, namespace, recorder_agent, rtmp_source, publishers, seaweedfs, tmp_path):
+    from tests.fixtures.s3 import write_credentials
+
+    recorder, mounted = start_uploading_show(kube, routes, recorder_agent, rtmp_source, seaweedfs, namespace,
+                                             calltype, tmp_path)
+    first = record_session(kube, namespace, "show", recorder, publishers, rtmp_source, seconds=3)
+    second = record_session(kube, namespace, "show", recorder, publishers, rtmp_source, seconds=3)
+    obj = uploaded_recording(kube, namespace, first["name"])
+    uploaded_recording(kube, namespace, second["name"])
+    assert obj["spec"]["objectStorage"] == {"endpoint": seaweedfs.endpoint, "bucket": S3_BUCKET, "prefix": S3_PREFIX,
+                                            "forcePathStyle": True, "credentialsSecret": S3_SECRET}
+    objects = session_objects(seaweedfs, namespace, first["session"])
+    assert {f"s3://{S3_BUCKET}/{k}" for k in objects} >= {p["object"]["url"] for p in obj["spec"]["parts"]}
+    assert any(k.endswith(".json") for k in objects), "the sidecar is uploaded too"
+    wait_for(lambda: recorder.status()["upload"]["pending"] == 0, 30, what="nothing left to upload")
+
+    # The store refuses the key (the Secret was rotated wrongly): said on the Recording, retried.
+    write_credentials(mounted, secret_key="not-the-secret")
+    delete_recording(kube, namespace, first["name"])
+    cond = wait_for(lambda: media_condition(kube, namespace, first["name"], "MediaDeletionFailed"), 30,
+                    what="MediaDeleted=False MediaDeletionFailed")
+    assert cond["status"] == "False"
+    assert "refused the credentials" in cond["message"] and "accessKeyId and secretAccessKey" in cond["message"], cond
+    assert "not-the-secret" not in cond["message"]
+    warning = wait_for(lambda: [e for e in kube.events(namespace, first["name"])
+                                if e["reason"] == "MediaDeletionFailed"], 20, what="the Warning Event")
+    assert warning[0]["type"] == "Warning" and "refused the credentials" in warning[0]["message"]
+    assert session_objects(seaweedfs, namespace, first["session"]) == objects, "nothing deleted meanwhile"
+    assert (recorder.output_dir / f"{first['session']}.json").exists()
+    assert FINALIZER in recording(kube, namespace, first["name"])["metadata"]["finalizers"]
+
+    # Fixed (the kubelet rewrites the mounted Secret): the retry deletes everything, and the Recording goes.
+    write_credentials(mounted)
+    wait_for(lambda: recording(kube, namespace, first["name"]) is None, 60, what="the Recording gone")
+    assert session_objects(seaweedfs, namespace, first["session"]) == set()
+    assert sorted(p.name for p in recorder.output_dir.glob(f"*{first['session']}*")) == []
+    assert session_objects(seaweedfs, namespace, second["session"]), "the other recording's objects stay"
+    events = kube.events(namespace, first["name"])
+    assert any(e["reason"] == "MediaDeleted" and f"s3://{S3_BUCKET}/" in e["message"] for e in events), events
+    for _ in range(3):  # polls go on: it never comes back
+        kube.wait_status(namespace, "show", lambda s: True, what="a poll")
+    assert recording(kube, namespace, first["name"]) is None
+    kube.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "recordings", second["name"],
+                                               {"metadata": {"finalizers": None}})
+
+
+def test_a_recording_whose_livestream_is_gone_gets_a_deletion_pod_with_the_s3_secret(
+        routes, kube, calltype, namespace, recorder_agent, rtmp_source, publishers, seaweedfs, tmp_path):
+    recorder, mounted = start_uploading_show(kube, routes, recorder_agent, rtmp_source, seaweedfs, namespace,
+                                             calltype, tmp_path)
+    session = record_session(kube, namespace, "show", recorder, publishers, rtmp_source, seconds=3)
+    name = session["name"]
+    uploaded_recording(kube, namespace, name)
+    wait_for(lambda: recorder.status()["upload"]["pending"] == 0, 30, what="nothing left to upload")
+    assert session_objects(seaweedfs, namespace, session["session"])
+    kube.delete_livestream(namespace, "show")
+    wait_for(lambda: not kube.livestream_exists(namespace, "show"), 30, what="the Livestream gone")
+    recorder.stop()
+    routes.unroute(namespace, "show", "recorder")
+
+    delete_recording(kube, namespace, name)
+    pod = wait_for(lambda: deletion_pod(kube, namespace, name), 30, what="the deletion pod")
+    [container] = pod["spec"]["containers"]
+    assert "--s3-config" in container["args"]
+    secret = {v["name"]: v for v in pod["spec"]["volumes"]}["s3-credentials"]["secret"]
+    assert secret["secretName"] == S3_SECRET, "the pod mounts the user's Secret; the operator reads no key"
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert f"{mounts['s3-credentials']}" in " ".join(container["args"]), container["args"]
+    # No kubelet in this tier: the pod waits, and so does the Recording (what the pod's command does
+    # with these arguments is tests/media/test_recorder_s3.py's).
+    cond = wait_for(lambda: (c := condition(recording(kube, namespace, name).get("status") or {}, "MediaDeleted"))
+                    and c["reason"] == "MediaDeletionPending" and c, 30, what="MediaDeletionPending")
+    assert cond["status"] == "False", cond
+    assert session_objects(seaweedfs, namespace, session["session"]), "nothing deleted before the pod ran"
+    kube.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "recordings", name,
+                                               {"metadata": {"finalizers": None}})
+    wait_for(lambda: recording(kube, namespace, name) is None, 20, what="the Recording gone")

@@ -16,6 +16,7 @@ from typing import Callable, Iterator
 
 import pytest
 
+from onair.agent.recorder import vod
 from onair.agent.recorder.upload import object_key
 from onair.api.agent import S3UploadConfig
 from tests.fixtures.media import wait_for
@@ -92,6 +93,13 @@ def key_of(name: str, livestream: str = "default/show") -> str:
     return object_key(PREFIX, livestream, session, name)
 
 
+def keys_of(parts, livestream: str = "default/show") -> set[str]:
+    """The objects of uploaded parts: each part and its HLS VOD playlist (<part>.m3u8) next to it."""
+    parts = list(parts)
+    return {key_of(p, livestream) for p in parts} | \
+        {key_of(p, livestream).removesuffix(".mp4") + ".m3u8" for p in parts}
+
+
 def upload_of(status: dict) -> dict:
     return status.get("upload") or {}
 
@@ -122,7 +130,7 @@ def test_parts_are_uploaded_as_they_finish_and_the_objects_are_the_files(
                      what="a first part in the bucket while recording")
     during = recorder.status()
     assert during["state"] == "recording", during
-    assert all(key.endswith(".mp4") for key in first), "the sidecar waits for the end of the session"
+    assert not any(key.endswith(".json") for key in first), "the sidecar waits for the end of the session"
     recorder.wait_status(lambda s: s["durationSeconds"] >= 10, 40, "10 s recorded")
     recorder.put_desired(recording=False)
     done = recorder.wait_status(all_uploaded, 60, "every file uploaded after the recording stopped")
@@ -131,7 +139,7 @@ def test_parts_are_uploaded_as_they_finish_and_the_objects_are_the_files(
     assert len(parts) >= 3 and parts == keeper.collect(), (parts, keeper.collect())
     session = done["recordings"][-1]["session"]
     objects = seaweedfs.objects(BUCKET, PREFIX)
-    assert set(objects) == {key_of(p) for p in parts} | {key_of(f"{session}.json")}, "one object per file, no more"
+    assert set(objects) == keys_of(parts) | {key_of(f"{session}.json")}, "one object per file (and playlist), no more"
     for name in parts:
         assert seaweedfs.get(BUCKET, key_of(name)) == (recorder.output_dir / name).read_bytes() == keeper.read(name)
     assert not seaweedfs.multipart_uploads(BUCKET), "no multipart upload is left open"
@@ -144,6 +152,13 @@ def test_parts_are_uploaded_as_they_finish_and_the_objects_are_the_files(
         assert stored["endpoint"] == seaweedfs.endpoint
         assert stored["etag"] == objects[key_of(part["file"])]["ETag"]
         assert stored["uploadedAt"] and part.get("uploadError") is None
+        # The part's VOD playlist next to it, built from the very bytes uploaded, naming it relatively.
+        playlist_key = key_of(part["file"]).removesuffix(".mp4") + ".m3u8"
+        assert stored["playlist"] == f"s3://{BUCKET}/{playlist_key}"
+        with open(keeper.keep_dir / part["file"], "rb") as handle:
+            index = vod.index_fragmented_mp4(handle, os.fstat(handle.fileno()).st_size)
+        assert seaweedfs.get(BUCKET, playlist_key).decode() == vod.hls_vod_playlist(index, part["file"])
+        assert index.duration == pytest.approx(part["durationSeconds"], abs=0.6)
 
     # The sidecar in the bucket is the one on the volume, naming every part's object.
     sidecar = json.loads(seaweedfs.get(BUCKET, key_of(f"{session}.json")))
@@ -196,7 +211,7 @@ def test_store_down_during_an_upload_then_back_loses_nothing(
     session = done["recordings"][-1]["session"]
     assert [p["file"] for p in done["recordings"][-1]["parts"]] == parts, "the sidecar still lists every part"
     objects = seaweedfs.objects(BUCKET, PREFIX)
-    assert set(objects) == {key_of(p) for p in parts} | {key_of(f"{session}.json")}
+    assert set(objects) == keys_of(parts) | {key_of(f"{session}.json")}
     for name in parts:
         assert seaweedfs.get(BUCKET, key_of(name)) == keeper.read(name), f"{name} differs in the bucket"
     assert not seaweedfs.multipart_uploads(BUCKET)
@@ -246,7 +261,7 @@ def test_wrong_credentials_and_a_missing_bucket_say_so_and_recover_when_fixed(
         assert upload_of(done).get("error") is None and upload_of(done).get("errorKind") is None
         objects = seaweedfs.objects(bucket, PREFIX)
         parts = [p["file"] for p in done["recordings"][-1]["parts"]]
-        assert set(objects) == {key_of(p, livestream) for p in parts} | \
+        assert set(objects) == keys_of(parts, livestream) | \
             {key_of(f"{done['recordings'][-1]['session']}.json", livestream)}
         assert all(p.get("object") and p.get("uploadError") is None for p in done["recordings"][-1]["parts"])
     assert RECORDER_KEY  # the recorder identity may write but not create buckets (tests/fixtures/s3.py)
@@ -282,7 +297,7 @@ def test_recorder_killed_mid_upload_then_restarted_uploads_each_part_exactly_onc
     assert not seaweedfs.multipart_uploads(BUCKET), "the stale upload is aborted, not left to linger"
     session = done["recordings"][-1]["session"]
     objects = seaweedfs.objects(BUCKET, PREFIX)
-    assert set(objects) == {key_of(parts[0]), key_of(f"{session}.json")}, objects
+    assert set(objects) == keys_of(parts[:1]) | {key_of(f"{session}.json")}, objects
     assert seaweedfs.get(BUCKET, key_of(parts[0])) == keeper.read(parts[0])
     assert not (output / parts[0]).exists(), "removed from the volume once the store holds it"
 
@@ -322,6 +337,133 @@ def test_a_session_that_resumes_after_its_first_part_left_the_volume_never_reuse
         f"{session['session']}_part0001.mp4", f"{session['session']}_part0002.mp4"]
     assert all(p["durationSeconds"] and p["bytes"] for p in session["parts"]), "the removed part keeps its size and duration"
     objects = seaweedfs.objects(BUCKET, PREFIX)
-    assert set(objects) == {key_of(p) for p in parts} | {key_of(f"{session['session']}.json")}
+    assert set(objects) == keys_of(parts) | {key_of(f"{session['session']}.json")}
     for name in parts:
         assert seaweedfs.get(BUCKET, key_of(name)) == keeper.read(name), f"{name} was overwritten or differs"
+
+
+def test_deleting_an_uploaded_session_deletes_its_objects_and_its_files(
+        rtmp_source, recorder_agent, publishers, seaweedfs, tmp_path):
+    """DELETE /recordings/<session> (what deleting its Recording does): the parts' objects and the
+    sidecar's object go with the files and upload markers on the volume; another session stays; a
+    store that refuses says why (and nothing on the volume goes), a retry once fixed finishes it."""
+    seaweedfs.create_bucket(BUCKET)
+    creds = tmp_path / "s3-secret"
+    write_credentials(creds)
+    publisher = publishers.rtmp(rtmp_source.publish_url)
+    recorder = recorder_agent.start(rtmp_source.read_url, split_seconds=2,
+                                    s3=s3_config(seaweedfs.endpoint, creds))
+    sessions = []
+    for _ in range(2):
+        before = len(recorder.status()["recordings"])
+        recorder.put_desired(recording=True)
+        recorder.wait_status(lambda s: s["durationSeconds"] >= 4, 40, "4 s recorded")
+        recorder.put_desired(recording=False)
+        done = recorder.wait_status(lambda s: len(s["recordings"]) == before + 1 and all_uploaded(s), 60,
+                                    "the session finalized and uploaded")
+        sessions.append(done["recordings"][-1])
+    publisher.stop()
+    first, second = sessions
+    out = recorder.output_dir
+    first_keys = keys_of(p["file"] for p in first["parts"]) | {key_of(f"{first['session']}.json")}
+    second_keys = keys_of(p["file"] for p in second["parts"]) | {key_of(f"{second['session']}.json")}
+    assert set(seaweedfs.objects(BUCKET, PREFIX)) == first_keys | second_keys
+    assert len(first["parts"]) >= 2 and all(p["object"] for p in first["parts"])
+    assert sorted(p.name for p in out.glob(f".{first['session']}*")), "upload markers on the volume"
+
+    # The store refuses the key: nothing is deleted, and the answer says what to fix.
+    write_credentials(creds, secret_key="not-the-secret")
+    code, body = recorder.request("DELETE", f"/recordings/{first['session']}")
+    assert code == 502, body
+    error = json.loads(body)["error"]
+    assert "refused the credentials" in error and "accessKeyId and secretAccessKey" in error, error
+    assert "not-the-secret" not in error
+    assert set(seaweedfs.objects(BUCKET, PREFIX)) == first_keys | second_keys
+    assert (out / f"{first['session']}.json").exists(), "the session stays listed, so the deletion is retried"
+    assert first["session"] in [r["session"] for r in recorder.status()["recordings"]]
+
+    write_credentials(creds)
+    code, body = recorder.request("DELETE", f"/recordings/{first['session']}")
+    assert code == 200, body
+    answer = json.loads(body)
+    assert sorted(answer["objects"]) == sorted(f"s3://{BUCKET}/{key}" for key in first_keys)
+    assert set(seaweedfs.objects(BUCKET, PREFIX)) == second_keys, "the other session's objects stay"
+    assert sorted(p.name for p in out.glob(f"*{first['session']}*")) == [], "no file, sidecar or marker left"
+    assert sorted(p.name for p in out.glob(f"*{second['session']}*")), "the other session's files stay"
+    assert [r["session"] for r in recorder.status()["recordings"]] == [second["session"]]
+
+    # Retried (the answer was lost): nothing left, still a success; nothing is uploaded again.
+    code, body = recorder.request("DELETE", f"/recordings/{first['session']}")
+    assert code == 200 and json.loads(body)["objects"] == [] and json.loads(body)["deleted"] == [], body
+    recorder.wait_status(all_uploaded, 10, "the uploader idle")
+    assert set(seaweedfs.objects(BUCKET, PREFIX)) == second_keys
+
+
+def test_the_deletion_pod_command_deletes_the_objects_with_the_mounted_credentials(
+        rtmp_source, recorder_agent, publishers, seaweedfs, tmp_path):
+    """`onair agent recorder --delete-session ... --s3-config ...`: the one-shot pod the operator
+    starts when no recorder runs on the volume, with the credentials Secret mounted like the recorder's."""
+    import subprocess
+    import sys
+
+    seaweedfs.create_bucket(BUCKET)
+    creds = tmp_path / "s3-secret"
+    write_credentials(creds)
+    publisher = publishers.rtmp(rtmp_source.publish_url)
+    config = s3_config(seaweedfs.endpoint, creds)
+    recorder = recorder_agent.start(rtmp_source.read_url, split_seconds=2, s3=config)
+    recorder.put_desired(recording=True)
+    recorder.wait_status(lambda s: s["durationSeconds"] >= 3, 40, "3 s recorded")
+    recorder.put_desired(recording=False)
+    done = recorder.wait_status(lambda s: bool(s["recordings"]) and all_uploaded(s), 60, "uploaded")
+    publisher.stop()
+    session = done["recordings"][-1]["session"]
+    recorder.stop()
+    assert seaweedfs.objects(BUCKET, PREFIX)
+
+    def run(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "onair.cli", "agent", "recorder", "--delete-session", session,
+                               "--livestream", "default/show", "--output-dir", str(recorder.output_dir), *extra],
+                              capture_output=True, text=True, timeout=60)
+
+    write_credentials(creds, secret_key="not-the-secret")
+    failed = run("--s3-config", config.model_dump_json())
+    assert failed.returncode == 1 and "refused the credentials" in failed.stderr, failed.stderr
+    assert seaweedfs.objects(BUCKET, PREFIX) and (recorder.output_dir / f"{session}.json").exists()
+    write_credentials(creds)
+    ok = run("--s3-config", config.model_dump_json())
+    assert ok.returncode == 0, ok.stderr
+    assert seaweedfs.objects(BUCKET, PREFIX) == {}
+    assert sorted(p.name for p in recorder.output_dir.glob(f"*{session}*")) == []
+    assert f"s3://{BUCKET}/" in ok.stdout
+
+
+def test_deleting_a_session_while_its_part_is_uploading_cuts_the_upload_off_and_leaves_nothing(
+        rtmp_source, recorder_agent, publishers, seaweedfs, throttled_proxy, tmp_path):
+    """A part can take minutes to upload: deleting its session does not wait for it (the operator's
+    request would time out), it cuts it off and aborts the multipart upload it leaves."""
+    seaweedfs.create_bucket(BUCKET)
+    creds = tmp_path / "s3-secret"
+    write_credentials(creds)
+    proxy = throttled_proxy(seaweedfs.ports["s3"], rate=20_000)  # far slower than the recording
+    publisher = publishers.rtmp(rtmp_source.publish_url)
+    recorder = recorder_agent.start(rtmp_source.read_url, s3=s3_config(proxy.endpoint, creds,
+                                                                       request_timeout_seconds=10,
+                                                                       part_size_bytes=5 * 1024 * 1024))
+    recorder.put_desired(recording=True)
+    recorder.wait_status(lambda s: s["durationSeconds"] >= 6, 40, "6 s recorded")
+    recorder.put_desired(recording=False)
+    done = recorder.wait_status(lambda s: bool(s["recordings"]) and upload_of(s).get("uploading"), 40,
+                                "the finished session's part uploading")
+    publisher.stop()
+    session = done["recordings"][-1]["session"]
+    wait_for(lambda: proxy.forwarded > 20_000, 20, interval=0.1, what="the upload under way")
+
+    code, body = recorder.request("DELETE", f"/recordings/{session}", timeout=30)
+    assert code == 200, body
+    assert sorted(p.name for p in recorder.output_dir.glob(f"*{session}*")) == []
+    assert seaweedfs.objects(BUCKET, PREFIX) == {}
+    assert seaweedfs.multipart_uploads(BUCKET) == [], "the cut-off upload is aborted, not left to hold storage"
+    status = recorder.wait_status(lambda s: upload_of(s).get("uploading") is None, 20, "the uploader idle")
+    assert status["recordings"] == [] and upload_of(status)["pending"] == 0
+    assert seaweedfs.objects(BUCKET, PREFIX) == {}, "nothing of the session is uploaded again"

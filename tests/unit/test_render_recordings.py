@@ -116,3 +116,58 @@ def test_the_deletion_pod_mounts_the_volume_and_runs_the_recorders_delete_comman
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert spec["securityContext"]["runAsNonRoot"] is True
     assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+
+
+STORED = {"url": "s3://media/shows/events/keynote/events_keynote_20260714T090005Z/"
+                 "events_keynote_20260714T090005Z_part0001.mp4",
+          "endpoint": "https://s3.example.org", "etag": "abc-1", "uploadedAt": "2026-07-14T11:06:00Z"}
+LOCATION = {"endpoint": "https://s3.example.org", "bucket": "media", "prefix": "shows", "forcePathStyle": True,
+            "credentialsSecret": "s3-keys"}
+
+
+def uploaded_session() -> FinishedSession:
+    parts = [dict(SESSION["parts"][0], object=STORED), SESSION["parts"][1]]
+    return session(parts=parts)
+
+
+def test_the_object_storage_is_kept_once_a_part_is_in_that_bucket():
+    spec = r.recording_spec("keynote", None, uploaded_session(), "c", LOCATION)
+    assert spec["objectStorage"] == LOCATION
+    assert "objectStorage" not in r.recording_spec("keynote", None, session(), "c", LOCATION), \
+        "nothing uploaded yet: nothing to name"
+    elsewhere = dict(LOCATION, bucket="other")
+    assert "objectStorage" not in r.recording_spec("keynote", None, uploaded_session(), "c", elsewhere), \
+        "settings changed since the upload name another bucket: never the wrong one"
+    Recording.model_validate({"spec": spec})
+
+
+def test_the_object_storage_is_set_once_never_moved_by_later_settings():
+    before = r.recording_spec("keynote", None, session(), "c", LOCATION)
+    after = r.recording_spec("keynote", None, uploaded_session(), "c", LOCATION)
+    assert r.spec_update(before, after)["objectStorage"] == LOCATION
+    moved = dict(after, objectStorage=dict(LOCATION, prefix="new"))
+    assert r.spec_update(after, moved) is None
+
+
+def test_the_deletion_pod_deletes_the_objects_with_the_mounted_credentials_secret():
+    from onair.api.agent import S3UploadConfig
+
+    manifest = r.recording_manifest("events", "keynote", "u", uploaded_session(), "keynote-recordings", "f", LOCATION)
+    manifest["metadata"]["uid"] = "rec-uid"
+    pod = r.deletion_pod(manifest, "registry/onair:1", "IfNotPresent", [])
+    [container] = pod["spec"]["containers"]
+    assert container["args"][:8] == ["agent", "recorder", "--delete-session", SESSION["session"],
+                                     "--livestream", "events/keynote", "--output-dir", "/recordings"]
+    assert container["args"][8] == "--s3-config"
+    config = S3UploadConfig.model_validate_json(container["args"][9])
+    assert (config.endpoint, config.bucket, config.prefix, config.force_path_style) == (
+        "https://s3.example.org", "media", "shows", True)
+    assert config.access_key_id_file == "/etc/onair/s3/accessKeyId"
+    assert "s3-keys" not in container["args"][9], "only the Secret's name is in the pod spec, never a key"
+    secret = [v for v in pod["spec"]["volumes"] if v["name"] == "s3-credentials"]
+    assert secret and secret[0]["secret"]["secretName"] == "s3-keys"
+    assert {"name": "s3-credentials", "mountPath": "/etc/onair/s3", "readOnly": True} in container["volumeMounts"]
+    # Without spec.objectStorage the pod deletes the files only (the operator reports the objects).
+    del manifest["spec"]["objectStorage"]
+    plain = r.deletion_pod(manifest, "registry/onair:1", "IfNotPresent", [])
+    assert "--s3-config" not in plain["spec"]["containers"][0]["args"]

@@ -295,6 +295,9 @@ class StoredObject(ApiModel):
     endpoint: str = Field(description="the S3 endpoint it was uploaded to, e.g. https://s3.example.org")
     etag: str = Field(description="the store's ETag of the complete object")
     uploaded_at: datetime
+    playlist: Optional[str] = Field(None, description=(
+        "s3://<bucket>/<key> of the part's HLS VOD playlist (<part>.m3u8 next to it, naming the part by a relative "
+        "URI: it plays wherever both are readable, e.g. behind a CDN); null when the part is no fragmented MP4"))
 
 
 class RecordedPart(ApiModel):

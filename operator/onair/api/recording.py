@@ -64,6 +64,19 @@ class RecordingPart(ApiModel):
                                                           "retrying)")
 
 
+class ObjectStorageLocation(ApiModel):
+    """Where the parts were uploaded, as ``recording.storage.s3`` said then: what a deletion needs
+    once the Livestream (and its settings) may be gone. No secret value, only the Secret's name."""
+
+    endpoint: str
+    bucket: str
+    prefix: Optional[str] = None
+    region: Optional[str] = None
+    force_path_style: Optional[bool] = None
+    credentials_secret: str = Field(description="the Secret (in the Recording's namespace) with accessKeyId and "
+                                                "secretAccessKey that may list and delete the objects")
+
+
 class RecordingSpec(ApiModel):
     """Written by the operator from the recorder's report; not meant to be edited."""
 
@@ -82,6 +95,9 @@ class RecordingSpec(ApiModel):
     persistent_volume_claim: Optional[str] = Field(None, description=(
         "the recordings volume the parts and the sidecar were written to"))
     parts: list[RecordingPart] = Field(default_factory=list, json_schema_extra={"x-kubernetes-list-type": "atomic"})
+    object_storage: Optional[ObjectStorageLocation] = Field(None, description=(
+        "the object storage the parts were uploaded to (recording.storage.s3 at the time): where deleting the "
+        "Recording deletes its objects"))
 
 
 class RecordingStatus(ApiModel):

@@ -117,7 +117,8 @@ class S3Storage(ApiModel):
         f"Secret in the Livestream's namespace with the keys {S3_ACCESS_KEY_ID} and {S3_SECRET_ACCESS_KEY}, mounted "
         "into the recorder as files (a rotated Secret is used without a restart). The key needs s3:PutObject and "
         "s3:GetObject (each upload is checked after it completes), and s3:ListBucketMultipartUploads and "
-        "s3:AbortMultipartUpload to abort what a killed recorder left. Required."))
+        "s3:AbortMultipartUpload to abort what a killed recorder left, s3:ListBucket and s3:DeleteObject to delete "
+        "a Recording's objects when the Recording is deleted. Required."))
     keep_local_copy: Optional[bool] = Field(None, description=(
         "Keep each part on the recordings volume after its upload is confirmed. Default false: a part is "
         "deleted once the store holds it with the same size and checksum (never before); the small JSON "

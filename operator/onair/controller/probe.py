@@ -61,6 +61,10 @@ class AgentReport:
     refused: Optional[str] = None
 
 
+# A recorder deletes a session's objects too: one bounded request per object, more than a probe's time.
+DELETE_RECORDING_TIMEOUT = aiohttp.ClientTimeout(total=180, connect=1.0)
+
+
 class Prober:
     """One aiohttp session for every Livestream; short timeouts so one dead pod never delays others."""
 
@@ -151,11 +155,12 @@ class Prober:
             return None, "the recorder agent has no address (its pod does not run)"
         session_http = await self._http()
         try:
-            async with session_http.delete(f"{base}/recordings/{quote(session, safe='')}",
-                                           headers=_auth(token)) as resp:
+            async with session_http.delete(f"{base}/recordings/{quote(session, safe='')}", headers=_auth(token),
+                                           timeout=DELETE_RECORDING_TIMEOUT) as resp:
                 if resp.status == 200:
                     payload = json.loads(await resp.read())
-                    return True, ", ".join(payload.get("deleted") or ()) or "no file was left"
+                    return True, ", ".join([*(payload.get("objects") or ()), *(payload.get("deleted") or ())]) \
+                        or "no file was left"
                 return False, f"the recorder answered HTTP {resp.status}{await _error_of(resp)}"
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
             return None, f"the recorder agent does not answer: {_short(exc)}"
@@ -172,7 +177,8 @@ async def _error_of(resp: aiohttp.ClientResponse) -> str:
     except (ValueError, aiohttp.ClientError, asyncio.TimeoutError, OSError):
         return ""
     error = payload.get("error") if isinstance(payload, dict) else None
-    return f": {str(error).splitlines()[0][:200]}" if error else ""
+    # Long enough for the store's own words and what to fix (an object deletion's error carries both).
+    return f": {str(error).splitlines()[0][:600]}" if error else ""
 
 
 def _short(exc: BaseException) -> str:

@@ -14,9 +14,13 @@ Deletion (``delete_media``), in this order:
    more) a one-shot pod mounting the volume runs ``onair agent recorder --delete-session``. First,
    because once the sidecar is gone no recorder lists the session again: the Recording cannot come
    back, whatever happens to the objects;
-2. uploaded objects (a part with ``object``): through ``Runtime.object_storage``; without one,
-   the Recording stays with ``MediaDeleted=False``/``ObjectStorageDeletionNotConfigured``, which
-   lists the objects left and how to let the Recording go once they are deleted by hand.
+   The uploaded objects (a part with ``object``) go in the same step, before the files, by whoever
+   deletes the files and with the credentials it already has: the recorder with its uploader's
+   client, the pod with the Secret ``spec.objectStorage.credentialsSecret`` mounted. The operator
+   never holds storage credentials. When nothing knows where the objects are (the recorder uploads
+   nowhere any more, or the Recording has no ``spec.objectStorage``), the Recording stays with
+   ``MediaDeleted=False``/``ObjectStorageDeletionNotConfigured``, which lists the objects left and
+   how to let the Recording go once they are deleted by hand.
 
 While it cannot finish, the ``MediaDeleted`` condition (False) says why and how to fix it, with a
 Warning Event each time the reason changes; the handler keeps retrying with backoff, never gives
@@ -26,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Mapping, Optional, Protocol
+from typing import Any, Mapping, Optional
 
 import kopf
 
@@ -37,8 +41,8 @@ from onair.api.recording import (MEDIA_DELETED, MEDIA_DELETED_EVENT, MEDIA_DELET
 from onair.render.children import recordings_claim
 from onair.render.conditions import find_condition, set_condition
 from onair.render.pods import pod_problem
-from onair.render.recordings import (deletion_pod, deletion_pod_name, recording_manifest, recording_name,
-                                     recording_spec, recording_status, spec_update)
+from onair.render.recordings import (deletion_pod, deletion_pod_name, deletion_s3_config, object_storage_location,
+                                     recording_manifest, recording_name, recording_spec, recording_status, spec_update)
 
 from . import events
 from .kubeapi import FIELD_MANAGER, POD, Kind, KubeError
@@ -52,15 +56,6 @@ RECORDING = Kind(API_VERSION, "Recording", "recordings")
 RETRY_DELAYS = (1, 2, 3, 5, 10, 20, 30)
 # The API server's refusal of new objects in a namespace being deleted (NamespaceLifecycle admission).
 NAMESPACE_TERMINATING = "because it is being terminated"
-
-
-class ObjectStorageError(Exception):
-    """An uploaded object could not be deleted; the message says why, for the Recording's condition."""
-
-
-class ObjectStorage(Protocol):
-    async def delete_objects(self, namespace: str, recording: Mapping[str, Any], objects: list[dict]) -> None:
-        """Delete ``objects`` (the parts' ``object`` entries); raise ObjectStorageError when it cannot."""
 
 
 class NotYet(Exception):
@@ -83,9 +78,10 @@ async def sync(rt: Runtime, state: LivestreamState, ls: Mapping, body: Mapping, 
     if state.rendered is None:
         return
     claim = recordings_claim(state.name, state.rendered.effective)
+    storage = object_storage_location(state.rendered.effective)
     uid = ls["metadata"].get("uid")
     # Every poll lists up to 50 sessions per Livestream: only a changed one is rendered and written.
-    wanted = {recording_name(state.name, s.session): (s, _fingerprint(s, claim)) for s in recorder.recordings}
+    wanted = {recording_name(state.name, s.session): (s, _fingerprint(s, claim, storage)) for s in recorder.recordings}
     todo = {name: pair for name, pair in wanted.items() if state.recording_specs.get(name) != pair[1]}
     if todo:
         try:
@@ -96,9 +92,9 @@ async def sync(rt: Runtime, state: LivestreamState, ls: Mapping, body: Mapping, 
                         state.namespace, state.name, exc)
             return
         for name, (session, fingerprint) in todo.items():
-            spec = recording_spec(state.name, uid, session, claim)
+            spec = recording_spec(state.name, uid, session, claim, storage)
             try:
-                await _ensure(rt, state, body, name, session, spec, claim, uid, existing.get(name))
+                await _ensure(rt, state, body, name, session, spec, claim, uid, existing.get(name), storage)
             except KubeError as exc:
                 log.warning("%s/%s: cannot create or update Recording %s (%s); retrying at the next poll",
                             state.namespace, state.name, name, exc)
@@ -109,16 +105,17 @@ async def sync(rt: Runtime, state: LivestreamState, ls: Mapping, body: Mapping, 
         del state.recording_specs[gone]
 
 
-def _fingerprint(session: Any, claim: str) -> tuple:
+def _fingerprint(session: Any, claim: str, storage: Optional[dict]) -> tuple:
     """What a Recording's spec is made of, cheap to compare (no rendering)."""
     return (session.session, session.ended_at, session.duration_seconds, session.record_type, claim,
+            tuple(sorted((storage or {}).items())),
             tuple((p.file, p.bytes, p.duration_seconds, p.object, p.upload_error) for p in session.parts))
 
 
 async def _ensure(rt: Runtime, state: LivestreamState, body: Mapping, name: str, session: Any, wanted: dict,
-                  claim: str, uid: Optional[str], current: Optional[dict]) -> None:
+                  claim: str, uid: Optional[str], current: Optional[dict], storage: Optional[dict]) -> None:
     if current is None:
-        manifest = recording_manifest(state.namespace, state.name, uid, session, claim, FINALIZER)
+        manifest = recording_manifest(state.namespace, state.name, uid, session, claim, FINALIZER, storage)
         try:
             created = await rt.kube.request("POST", RECORDING.path(state.namespace), body=manifest,
                                             query={"fieldManager": FIELD_MANAGER})
@@ -154,26 +151,28 @@ async def delete_media(rt: Runtime, body: Mapping, progress: dict) -> str:
     """Delete the media of the Recording ``body``; what was deleted. Raises ``NotYet``.
 
     ``progress`` carries what is done across the attempts of one deletion: the files on the volume
-    are deleted once (through a pod, each attempt would cost one), the objects after them."""
+    (and the objects with them, when whoever deletes the files can) are deleted once (through a
+    pod, each attempt would cost one)."""
     meta, spec = body["metadata"], body.get("spec") or {}
     namespace, name = meta["namespace"], meta["name"]
-    if spec.get("persistentVolumeClaim") and "volume" not in progress:
-        progress["volume"] = await _delete_files(rt, body)
     objects = [part["object"] for part in spec.get("parts") or () if part.get("object")]
+    if spec.get("persistentVolumeClaim") and "volume" not in progress:
+        progress["volume"], with_objects = await _delete_files(rt, body, bool(objects))
+        if objects and with_objects:
+            progress["objects"] = f"{len(objects)} uploaded part(s) and the sidecar's object"
     if objects and "objects" not in progress:
         urls = ", ".join(o.get("url", "?") for o in objects)
-        if rt.object_storage is None:
-            volume = "The files on the volume are deleted; " if progress.get("volume") else ""
-            raise NotYet(OBJECT_DELETION_NOT_CONFIGURED, (
-                f"object storage deletion not configured: {volume}{len(objects)} part(s) of this recording were "
-                f"uploaded ({urls}) and this operator cannot delete objects from object storage. Delete them from "
-                "the bucket yourself, then let the Recording go: kubectl patch recording "
-                f"{name} -n {namespace} --type json -p '[{{\"op\":\"remove\",\"path\":\"/metadata/finalizers\"}}]'"))
-        try:
-            await rt.object_storage.delete_objects(namespace, body, objects)
-        except ObjectStorageError as exc:
-            raise NotYet(MEDIA_DELETION_FAILED, f"cannot delete the uploaded objects ({urls}): {exc}") from None
-        progress["objects"] = f"{len(objects)} object(s): {urls}"
+        volume = "The files on the volume are deleted; " if progress.get("volume") else ""
+        state = _recorder_of(rt, namespace, spec)
+        why = (f"the recorder of Livestream {state.name} uploads to no object storage any more "
+               "(recording.storage.s3 is not set)" if state is not None else
+               "this Recording does not say which object storage its parts were uploaded to (no "
+               "spec.objectStorage: it was created before onair recorded it, or by hand)")
+        raise NotYet(OBJECT_DELETION_NOT_CONFIGURED, (
+            f"object storage deletion not configured: {why}. {volume}{len(objects)} part(s) of this recording were "
+            f"uploaded ({urls}) and are left. Delete them from the bucket yourself, then let the Recording go: "
+            f"kubectl patch recording {name} -n {namespace} --type json "
+            "-p '[{\"op\":\"remove\",\"path\":\"/metadata/finalizers\"}]'"))
     return "; ".join(progress.values()) or "nothing was stored"
 
 
@@ -187,25 +186,29 @@ def _recorder_of(rt: Runtime, namespace: str, spec: Mapping) -> Optional[Livestr
     return state
 
 
-async def _delete_files(rt: Runtime, body: Mapping) -> str:
+async def _delete_files(rt: Runtime, body: Mapping, has_objects: bool) -> tuple[str, bool]:
+    """Delete the files on the volume: what was deleted, and whether the objects went with them."""
     meta, spec = body["metadata"], body["spec"]
     namespace = meta["namespace"]
     state = _recorder_of(rt, namespace, spec)
     if state is None:
-        return await _delete_with_pod(rt, body)
+        return await _delete_with_pod(rt, body), deletion_s3_config(spec) is not None
+    recorder_config = state.rendered.agent_configs["recorder"] if state.rendered is not None else None
+    uploads = getattr(recorder_config, "s3", None) is not None
     async with state.lock:
         token = state.credentials.agent_token if state.credentials is not None else None
         ok, detail = await rt.prober.delete_recording(namespace, state.name, spec["session"], token=token)
         if ok:
             state.recording_specs.pop(meta["name"], None)
-            return f"files on {spec['persistentVolumeClaim']}: {detail}"
+            what = "uploaded objects and files" if has_objects and uploads else "files"
+            return f"{what} (through the recorder, volume {spec['persistentVolumeClaim']}): {detail}", uploads
     if ok is None:
         raise NotYet(RECORDER_UNREACHABLE, (
             f"the recorder of Livestream {state.name} holds volume {spec['persistentVolumeClaim']} but cannot be "
             f"asked to delete the files: {detail}. Retrying; the deletion goes on once the recorder pod runs "
             f"(kubectl get pods -n {namespace} -l app.kubernetes.io/instance={state.name})."))
     raise NotYet(MEDIA_DELETION_FAILED, (
-        f"the recorder of Livestream {state.name} could not delete the files of {spec['session']}: {detail}. "
+        f"the recorder of Livestream {state.name} could not delete the media of {spec['session']}: {detail}. "
         f"Retrying; its log says more: kubectl logs -n {namespace} deploy/{state.name}-recorder"))
 
 

@@ -186,9 +186,6 @@ class Runtime:
         # CallType handlers build on this runtime, so it cannot import them).
         self.calltype_status_sync: Optional[Callable[[str], Awaitable[None]]] = None
         self.webhooks = WebhookDeliverer(kube, self.metrics, on_delivered=self._webhooks_delivered)
-        # Deletes a Recording's uploaded objects (onair.controller.recordings.ObjectStorage); None:
-        # Recordings with uploaded parts keep their finalizer with a condition that says so.
-        self.object_storage: Any = None
         # Roll a Livestream's two ingest slots one after the other (onair.render.rollout). Needs
         # Deployment status from pods a kubelet runs: off under the process runner, which runs
         # Deployments' templates as processes without pods or ReplicaSets.

@@ -12,7 +12,10 @@ from typing import Mapping, Optional
 from onair import roles
 from onair.api.agent import Recording as FinishedSession
 from onair.api.meta import API_VERSION, GROUP, LABEL_LIVESTREAM, MANAGER
-from onair.render.children import RECORDINGS_DIR, container_security_context, pod_security_context
+from onair.api.recording import ObjectStorageLocation
+from onair.api.settings import S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY, CallSettings, RecordingStorage, S3Storage
+from onair.render.children import (RECORDINGS_DIR, S3_SECRET_DIR, container_security_context, pod_security_context,
+                                   render_s3_upload)
 
 KIND = "Recording"
 LABEL_SOURCE = f"{GROUP}/recording-source"
@@ -64,9 +67,30 @@ def human_size(count: float) -> str:
     raise AssertionError("unreachable")
 
 
+def object_storage_location(effective: CallSettings) -> Optional[dict]:
+    """``spec.objectStorage`` from the Livestream's ``recording.storage.s3`` (None without a complete one)."""
+    storage = effective.recording.storage if effective.recording else None
+    s3 = storage.s3 if storage else None
+    if s3 is None or not (s3.endpoint and s3.bucket and s3.credentials_secret):
+        return None
+    return ObjectStorageLocation(endpoint=s3.endpoint, bucket=s3.bucket, prefix=s3.prefix, region=s3.region,
+                                 force_path_style=s3.force_path_style,
+                                 credentials_secret=s3.credentials_secret).wire()
+
+
+def stored_in(location: Optional[Mapping], stored: Mapping) -> bool:
+    """Whether the object ``stored`` (a part's ``object``) is in the bucket ``location`` names."""
+    if not location:
+        return False
+    bucket = str(stored.get("url") or "").removeprefix("s3://").partition("/")[0]
+    return bucket == location.get("bucket") and stored.get("endpoint") == location.get("endpoint")
+
+
 def recording_spec(livestream: str, livestream_uid: Optional[str], session: FinishedSession,
-                   claim: Optional[str]) -> dict:
-    """``spec`` of the Recording of ``session`` (camelCase, JSON-ready)."""
+                   claim: Optional[str], storage: Optional[dict] = None) -> dict:
+    """``spec`` of the Recording of ``session`` (camelCase, JSON-ready). ``storage``: the Livestream's
+    ``object_storage_location``, kept only once a part is in that very bucket (settings changed
+    since the upload would name the wrong one)."""
     parts = []
     for part in session.parts:
         entry: dict = {"file": part.file, "bytes": part.bytes}
@@ -96,16 +120,18 @@ def recording_spec(livestream: str, livestream_uid: Optional[str], session: Fini
         spec["recovered"] = True
     if claim:
         spec["persistentVolumeClaim"] = claim
+    if storage and any(stored_in(storage, part["object"]) for part in parts if part.get("object")):
+        spec["objectStorage"] = storage
     return spec
 
 
 def recording_manifest(namespace: str, livestream: str, livestream_uid: Optional[str], session: FinishedSession,
-                       claim: Optional[str], finalizer: str) -> dict:
+                       claim: Optional[str], finalizer: str, storage: Optional[dict] = None) -> dict:
     """The whole object to create. No ownerReference: it outlives the Livestream.
 
     ``finalizer`` (the operator's) is set at creation, so a Recording deleted right after it was
     created still gets its media deleted."""
-    spec = recording_spec(livestream, livestream_uid, session, claim)
+    spec = recording_spec(livestream, livestream_uid, session, claim, storage)
     labels = {"app.kubernetes.io/name": "onair", "app.kubernetes.io/part-of": "onair",
               LABEL_LIVESTREAM: livestream}
     if session.record_type:
@@ -141,6 +167,9 @@ def spec_update(current: Mapping, wanted: Mapping) -> Optional[dict]:
     the parts (uploads, a part re-probed) and the totals."""
     keys = ("parts", "sizeBytes", "durationSeconds", "source", "persistentVolumeClaim")
     patch = {key: wanted.get(key) for key in keys if current.get(key) != wanted.get(key)}
+    # Set once, when the first upload is confirmed: later settings may name another bucket.
+    if wanted.get("objectStorage") and not current.get("objectStorage"):
+        patch["objectStorage"] = wanted["objectStorage"]
     return patch or None
 
 
@@ -160,16 +189,29 @@ def deletion_pod(recording: Mapping, image: str, image_pull_policy: str, image_p
     recorder; no token, no network use."""
     meta, spec = recording["metadata"], recording["spec"]
     livestream = spec["livestream"]["name"]
+    volumes: list[dict] = [{"name": "recordings", "persistentVolumeClaim": {"claimName": spec["persistentVolumeClaim"]}}]
+    mounts: list[dict] = [{"name": "recordings", "mountPath": RECORDINGS_DIR}]
+    s3_args: list[str] = []
+    s3 = deletion_s3_config(spec)
+    if s3 is not None:
+        location = spec["objectStorage"]
+        s3_args = ["--s3-config", s3.model_dump_json(by_alias=True, exclude_defaults=True)]
+        # Mounted like the recorder's (optional: a missing Secret is reported by the command, in
+        # words, instead of a pod stuck in ContainerCreating).
+        volumes.append({"name": "s3-credentials", "secret": {
+            "secretName": location["credentialsSecret"], "defaultMode": 0o440, "optional": True,
+            "items": [{"key": k, "path": k} for k in (S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY)]}})
+        mounts.append({"name": "s3-credentials", "mountPath": S3_SECRET_DIR, "readOnly": True})
     container = {
         "name": "delete-media",
         "image": image,
         "imagePullPolicy": image_pull_policy,
         "command": list(roles.ROLES["recorder"].command),
         "args": ["agent", "recorder", "--delete-session", spec["session"],
-                 "--livestream", f"{meta['namespace']}/{livestream}", "--output-dir", RECORDINGS_DIR],
+                 "--livestream", f"{meta['namespace']}/{livestream}", "--output-dir", RECORDINGS_DIR, *s3_args],
         "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
         "securityContext": container_security_context(),
-        "volumeMounts": [{"name": "recordings", "mountPath": RECORDINGS_DIR}],
+        "volumeMounts": mounts,
         # The error the command prints is what the operator shows on the Recording.
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
@@ -180,7 +222,7 @@ def deletion_pod(recording: Mapping, image: str, image_pull_policy: str, image_p
         "enableServiceLinks": False,
         "securityContext": pod_security_context(),
         "containers": [container],
-        "volumes": [{"name": "recordings", "persistentVolumeClaim": {"claimName": spec["persistentVolumeClaim"]}}],
+        "volumes": volumes,
     }
     if image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": s} for s in image_pull_secrets]
@@ -198,3 +240,14 @@ def deletion_pod(recording: Mapping, image: str, image_pull_policy: str, image_p
         },
         "spec": pod_spec,
     }
+
+
+def deletion_s3_config(spec: Mapping):
+    """The S3 settings the deletion pod deletes the objects with: from ``spec.objectStorage`` when a
+    part was uploaded there; None otherwise (nothing to delete, or nowhere known to delete it from)."""
+    location = spec.get("objectStorage")
+    if not any(stored_in(location, part["object"]) for part in spec.get("parts") or () if part.get("object")):
+        return None
+    assert location is not None
+    fields = {k: v for k, v in location.items() if k != "credentialsSecret"}
+    return render_s3_upload(RecordingStorage(s3=S3Storage.model_validate(fields)))

@@ -34,7 +34,7 @@ from onair.agent.supervisor import Child, Supervisor
 from onair.api.agent import Desired, RecorderConfig, RecorderStatus
 
 from .command import PROBE_SECONDS, PROGRESS_PERIOD_SECONDS, RecordingRun, ffmpeg_argv
-from .deletion import NotASessionOf, delete_session
+from .deletion import NotASessionOf, ObjectDeletionFailed, delete_session, delete_session_objects
 from .disk import free_bytes, human_bytes
 from .hls import HlsSource, choose_top_rung, media_playlist_state
 from .mp4 import holds_media
@@ -201,18 +201,32 @@ class RecorderAgent(Agent):
         if session == open_prefix or session in self._pending_sidecars:
             return web.json_response({"error": f"recording {session} is not finished: it is being recorded or "
                                                "finalized; stop the recording first"}, status=409)
+        loop = asyncio.get_running_loop()
+        objects: list[str] = []
         try:
-            deleted = await asyncio.get_running_loop().run_in_executor(
-                None, delete_session, self.output_dir, self.config.livestream, session)
+            if self.uploader is not None:
+                # No upload of this session may run meanwhile: it would put back an object just deleted.
+                async with self.uploader.holding(session):
+                    objects = await loop.run_in_executor(None, delete_session_objects, self.uploader.deletion_store,
+                                                         self.output_dir, self.config.livestream, session)
+                    deleted = await loop.run_in_executor(
+                        None, delete_session, self.output_dir, self.config.livestream, session)
+            else:
+                deleted = await loop.run_in_executor(
+                    None, delete_session, self.output_dir, self.config.livestream, session)
         except NotASessionOf as exc:
             return web.json_response({"error": str(exc)}, status=400)
+        except ObjectDeletionFailed as exc:
+            log.error("deleting the objects of recording %s: %s", session, exc)
+            return web.json_response({"error": f"cannot delete the uploaded objects of recording {session}: {exc}"},
+                                     status=502)
         except OSError as exc:
             log.error("deleting recording %s: %s", session, exc.strerror or exc)
             return web.json_response({"error": f"cannot delete recording {session}: {exc.strerror or exc}"},
                                      status=500)
-        log.info("deleted recording %s: %s", session, ", ".join(deleted) or "no file was left")
+        log.info("deleted recording %s: %s", session, ", ".join([*objects, *deleted]) or "no file was left")
         self.m_deleted.labels(self._labels["livestream"]).inc()
-        return web.json_response({"session": session, "deleted": deleted})
+        return web.json_response({"session": session, "deleted": deleted, "objects": objects})
 
     def _source_urls(self, backup: Optional[bool]) -> list[str]:
         """The backup ingest comes and goes with the Livestream's ``ingest.backup`` (Desired.backup):

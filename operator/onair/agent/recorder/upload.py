@@ -34,11 +34,10 @@ import json
 import logging
 import os
 import re
-import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Optional, Protocol
 
 from onair.api.agent import S3UploadConfig, StoredObject
 
@@ -258,6 +257,10 @@ def _read_credential(path: str, what: str) -> str:
     return value
 
 
+class Cancel(Protocol):
+    def is_set(self) -> bool: ...
+
+
 class S3Store:
     """The blocking S3 calls (run in a worker thread). Credentials are read from their files at every
     attempt: a rotated Secret is used without a restart."""
@@ -321,7 +324,7 @@ class S3Store:
                 return None
             raise
 
-    def upload(self, path: Path, key: str, progress: Optional[MultipartProgress], cancel: threading.Event,
+    def upload(self, path: Path, key: str, progress: Optional[MultipartProgress], cancel: "Cancel",
                remember: Callable[[Optional[MultipartProgress]], None]) -> tuple[str, int, str]:
         """Upload ``path`` to ``key`` as one multipart upload, resuming ``progress`` when it is of this
         same file; returns (ETag, size, MD5 of the file) once the store confirmed all three."""
@@ -382,6 +385,16 @@ class S3Store:
                 f"{head.get('ContentLength')} instead of {stat.st_size}, or ETag {etag} instead of {expected})"))
         return etag, stat.st_size, whole.hexdigest()
 
+    def put_small(self, key: str, data: bytes) -> None:
+        """One PUT of a small object (a part's playlist), confirmed by its ETag being the MD5 sent."""
+        digest = hashlib.md5(data).digest()
+        answer = self.client().put_object(Bucket=self.config.bucket, Key=key, Body=data,
+                                          ContentType=content_type(key), ContentMD5=base64.b64encode(digest).decode())
+        if plain_etag(answer.get("ETag")) != digest.hex():
+            raise UploadFailed("rejected", (
+                f"{self.config.endpoint} stored {key.rsplit('/', 1)[-1]} with ETag {plain_etag(answer.get('ETag'))}, "
+                "not the MD5 of what was sent: the store changes or damages uploads"))
+
     def already_there(self, path: Path, key: str) -> Optional[tuple[str, int, str]]:
         """The object a predecessor uploaded before it was killed, when it is this very file."""
         head = self.existing(key)
@@ -402,6 +415,8 @@ class S3Store:
 
 
 def content_type(name: str) -> str:
+    if name.endswith(".m3u8"):
+        return "application/vnd.apple.mpegurl"
     return "application/json" if name.endswith(".json") else "video/mp4"
 
 

@@ -12,16 +12,18 @@ is the file's (rejected, unreadable) holds back that file only, so it cannot blo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import re
+import struct
 import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, AsyncIterator, Callable, Optional
 
 from botocore.exceptions import ClientError
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -32,6 +34,7 @@ from .naming import PartFile, list_parts, livestream_slug, sidecar_name
 from .probe import probe_duration
 from .session import Backoff
 from .sidecar import write_sidecar
+from .vod import NotFragmentedMp4, hls_vod_playlist, index_fragmented_mp4, playlist_name
 from .upload import (STORE_WIDE_KINDS, Marker, MultipartProgress, S3Store, UploadCancelled, UploadFailed, classify,
                      error_code, file_md5, livestream_key_prefix, marker_name, now_utc, object_key, object_url,
                      read_marker, target_url, write_marker)
@@ -82,6 +85,16 @@ def run_in_daemon_thread(function: Callable[[], Any]) -> "asyncio.Future[Any]":
     return future
 
 
+class _Either:
+    """Set when either event is: the agent stopping, or the running upload's session being deleted."""
+
+    def __init__(self, *events: threading.Event) -> None:
+        self.events = events
+
+    def is_set(self) -> bool:
+        return any(event.is_set() for event in self.events)
+
+
 class Uploader:
     def __init__(self, config: RecorderConfig, open_run: Callable[[], Optional[tuple[str, int]]],
                  registry: CollectorRegistry) -> None:
@@ -90,6 +103,12 @@ class Uploader:
         self.livestream = config.livestream
         self.output_dir = Path(config.output_dir)
         self.store = S3Store(self.s3)
+        # Its own client: deletions run in another thread than the uploads.
+        self.deletion_store = S3Store(self.s3)
+        self._held: set[str] = set()
+        # Cuts off the running upload (between two multipart parts) when its session is being deleted.
+        self._cancel_current = threading.Event()
+        self._uploading_session: Optional[str] = None
         self._open_run = open_run
         self._wake = asyncio.Event()
         self._cancel = threading.Event()
@@ -161,6 +180,24 @@ class Uploader:
         """Markers of ``parts`` (uploaded parts, also those no longer on the volume)."""
         return {p.name: m for p in parts if (m := self._marker(p.name)) is not None}
 
+    @contextlib.asynccontextmanager
+    async def holding(self, session: str) -> AsyncIterator[None]:
+        """No upload of ``session`` starts meanwhile, and the one running (if any) has ended."""
+        self._held.add(session)
+        try:
+            if self._uploading_session == session:
+                # Uploading what is about to be deleted is wasted time (a part can take minutes):
+                # cut it off; the multipart upload it leaves is aborted with the session's objects.
+                self._cancel_current.set()
+            while self._uploading_session == session:
+                await asyncio.sleep(0.1)
+            yield
+        finally:
+            self._held.discard(session)
+            for name in [n for n in self._markers if n.startswith(f"{session}_part") or n == sidecar_name(session)]:
+                del self._markers[name]
+            self._wake.set()
+
     # lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="recorder-upload")
@@ -222,6 +259,9 @@ class Uploader:
             return None, min(POLL_SECONDS, self._not_before - now)
         waits = []
         for item in self.pending:
+            if item.session in self._held:
+                waits.append(POLL_SECONDS)
+                continue
             not_before = self._file_not_before.get(item.name, 0.0)
             if not_before <= now:
                 return item, 0.0
@@ -361,19 +401,23 @@ class Uploader:
             if item.name not in self._durations:
                 self._durations[item.name] = await probe_duration(path)
             duration = self._durations[item.name]
-        self.uploading = item.name
+        if item.session in self._held:
+            return  # being deleted (checked after the probe's await, in the same step as the flag below)
+        self.uploading, self._uploading_session = item.name, item.session
+        self._cancel_current.clear()
         started = time.monotonic()
         try:
             etag, size, md5 = await run_in_daemon_thread(lambda: self._upload_blocking(path, key, item.name))
+            playlist = None if item.sidecar else await run_in_daemon_thread(lambda: self._upload_playlist(path, key))
         except UploadCancelled:
             return
         except Exception as exc:  # noqa: BLE001 - every failure is reported and retried
             self._failed(item.name, classify(exc, self.s3))
             return
         finally:
-            self.uploading = None
+            self.uploading, self._uploading_session = None, None
         stored = StoredObject(url=object_url(self.s3.bucket, key), endpoint=self.s3.endpoint, etag=etag,
-                              uploaded_at=now_utc())
+                              uploaded_at=now_utc(), playlist=playlist)
         marker = Marker(file=item.name, bytes=size, md5=md5, object=stored, duration_seconds=duration)
         try:
             write_marker(self.output_dir, marker)
@@ -418,7 +462,22 @@ class Uploader:
             else:
                 self._progress[name] = progress
 
-        return self.store.upload(path, key, self._progress.get(name), self._cancel, remember)
+        return self.store.upload(path, key, self._progress.get(name), _Either(self._cancel, self._cancel_current),
+                                 remember)
+
+    def _upload_playlist(self, path: Path, key: str) -> Optional[str]:
+        """Upload the part's HLS VOD playlist next to it (before the part may leave the volume: it is
+        read from the file); its URL, or None for a part that is no fragmented MP4 (then it is still
+        a recording, only without a playlist). A failed upload fails the attempt, which is retried."""
+        try:
+            with open(path, "rb") as handle:
+                index = index_fragmented_mp4(handle, os.fstat(handle.fileno()).st_size)
+        except (NotFragmentedMp4, OSError, struct.error) as exc:
+            log.warning("no VOD playlist for %s: %s", path.name, exc)
+            return None
+        playlist_key = f"{key.rsplit('/', 1)[0]}/{playlist_name(path.name)}"
+        self.store.put_small(playlist_key, hls_vod_playlist(index, path.name).encode())
+        return object_url(self.s3.bucket, playlist_key)
 
     def _failed(self, name: str, failure: UploadFailed) -> None:
         now = time.monotonic()
