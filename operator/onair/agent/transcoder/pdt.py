@@ -29,6 +29,13 @@ and never back (a backup's cached frames replayed at a failover are older: the t
 the content is dated as it is shown, logged). Without an arrival for a segment (nothing recorded
 near its media time) the caller falls back to the time the segment appeared, with the reason logged.
 
+DASH is not dated here: ffmpeg's dash muxer sets ``availabilityStartTime`` to its own wall clock
+when the first encoded packet reaches it (``av_gettime()``), so a DASH client's wall-clock position
+is later than the capture by what the encoder holds back (a few frames with zerolatency, a second or
+more with B-frames and lookahead); ``ProducerReferenceTime`` is not written. Moving that anchor
+earlier would also make clients ask for segments before they exist (it is their availability clock
+too), so it stays as ffmpeg writes it.
+
 Pure: no clock, no I/O.
 """
 from __future__ import annotations
