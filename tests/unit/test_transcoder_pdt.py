@@ -216,3 +216,18 @@ async def test_the_packager_falls_back_to_arrival_with_the_reason_logged(tmp_pat
     entry = packager.renditions[("cmaf", "360p")].playlist.entries[0]
     assert entry.program_date_time <= before
     assert "program-date-time falls back" in caplog.text and "media time could not be read" in caplog.text
+
+
+def test_mpegts_segment_starts_carry_on_across_the_33_bit_wrap(tmp_path):
+    from onair.agent.transcoder.packager import Packager, _Rendition
+    from onair.agent.transcoder.sinks import DirSink
+
+    packager = Packager(tmp_path / "work", DirSink(tmp_path / "out"), kinds=("ts",), dash=False)
+    rendition = _Rendition("ts", "360p", MediaPlaylist(5, 6))
+    folder = tmp_path / "work" / rendition.base
+    folder.mkdir(parents=True)
+    starts = []
+    for n, dts in enumerate((WRAP - 90_000, (WRAP + 90_000) % WRAP, 3 * 90_000)):
+        (folder / f"s{n}.ts").write_bytes(b"".join([pat(), pmt()] + pes(VIDEO, dts + FRAME, dts, key=True)))
+        starts.append(packager._segment_start(rendition, f"s{n}.ts", None))
+    assert starts[1] - starts[0] == pytest.approx(2.0) and starts[2] - starts[1] == pytest.approx(2.0)
