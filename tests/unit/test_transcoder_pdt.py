@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from onair.agent.transcoder.mpegts import WRAP, Feed, Splicer, first_video_decode_time
+from onair.agent.transcoder.mpegts import WRAP, first_video_decode_time
 from onair.agent.transcoder.pdt import ArrivalMap, ProgramDateTimes
 from onair.agent.transcoder.playlists import MediaPlaylist
 
@@ -162,35 +162,58 @@ def test_the_playlist_takes_the_date_it_is_given_but_never_goes_back():
     assert [e.program_date_time for e in playlist.entries] == [t, t + timedelta(seconds=2), t + timedelta(seconds=4)]
 
 
-def test_the_relay_side_records_arrivals_on_the_encoders_timeline_including_a_replayed_cache():
-    main, backup = Feed("main"), Feed("backup")
-    splicer = Splicer()
-    arrivals = ArrivalMap()
-    start = None
+class FakeStdin:
+    """What the relay writes to: an encoder's stdin that keeps up."""
 
-    def note(feed: Feed) -> None:
-        nonlocal start
-        for out, source, new in splicer.video_frames:
-            start = out if start is None else start
-            if new:
-                arrivals.begin_piece(out)
-            if source in feed.arrivals:
-                arrivals.record(out, feed.arrivals[source])
-        splicer.video_frames = []
+    def __init__(self) -> None:
+        self.data = bytearray()
 
-    packets = stream(5_000_000, 60)
-    for n, pkt in enumerate(packets):
-        main.push(pkt, T0 + n * 0.001)
-    splicer.splice(main, main.gop)
-    note(main)
-    # The backup's cached GOP was received well before it is spliced in.
-    for pkt in [pat(), pmt(audio=False)] + pes(VIDEO, 100 * FRAME, key=True) + pes(VIDEO, 101 * FRAME):
-        backup.push(pkt, T0 - 1.0)
-    splicer.splice(backup, backup.gop)
-    note(backup)
-    assert start is not None
-    wall, _ = arrivals.lookup((start + 5 * FRAME) % WRAP)
-    assert wall == pytest.approx(T0 - 1.0)
+        class Transport:
+            def get_write_buffer_size(self) -> int:
+                return 0
+        self.transport = Transport()
+
+    def is_closing(self) -> bool:
+        return False
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+
+def test_the_relay_records_arrivals_on_the_encoders_timeline_and_a_replayed_cache_keeps_its_own():
+    from onair.agent.supervisor import Supervisor
+    from onair.agent.transcoder.relay import Relay
+
+    mono, wall = [100.0], [T0]
+    relay = Relay(Supervisor(), main_url="rtmp://ingest/live/main", backup_url="rtmp://ingest/live/backup",
+                  clock=lambda: mono[0], wall_clock=lambda: wall[0])
+    for reader in relay.readers.values():
+        reader.child.on_start(None)
+    main, backup = relay.readers["main"], relay.readers["backup"]
+    # The backup's keyframe (and one frame) arrive 0.5 s before anything else; it stays warm.
+    backup.child.on_data(b"".join(stream(7_000_000, 2, gop=30, audio=False)))
+    wall[0] += 0.5
+    mono[0] += 0.5
+    main.child.on_data(b"".join(stream(5_000_000, 1, audio=False)))
+    relay.attach(FakeStdin())  # type: ignore[arg-type]
+    assert relay.active == "main" and relay.encoder_start_dts is not None
+    start = relay.encoder_start_dts
+    for n in range(1, 30):  # a second of main, frame by frame in real time
+        wall[0] += FRAME / 90_000
+        mono[0] += FRAME / 90_000
+        ts = 5_000_000 + n * FRAME
+        main.child.on_data(b"".join(pes(VIDEO, ts + FRAME, ts)))
+    at, _ = relay.arrivals.lookup((start + 10 * FRAME) % WRAP)
+    assert at == pytest.approx(T0 + 0.5 + 10 * FRAME / 90_000)
+    # Main falls silent while the backup goes on: its cached frames are spliced in, dated when
+    # they arrived (T0), not when they are forwarded, in a piece of their own.
+    mono[0] += 2.0
+    wall[0] += 2.0
+    backup.child.on_data(b"".join(pes(VIDEO, 7_000_000 + 3 * FRAME, 7_000_000 + 2 * FRAME)))
+    relay._decide()
+    assert relay.active == "backup"
+    at, _ = relay.arrivals.lookup((start + 30 * FRAME) % WRAP)  # the backup's keyframe, after main's 30 frames
+    assert at == pytest.approx(T0, abs=FRAME / 90_000)
 
 
 def test_the_first_video_decode_time_of_an_mpegts_segment():
