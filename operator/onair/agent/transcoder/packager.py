@@ -299,12 +299,13 @@ class Packager:
                 continue
             for segment in new:
                 rendition.seen.add(segment.uri)
-                start = self._segment_start(rendition, segment.uri, init)
+                # Dated before the upload: a run's first segment anchors its media time even if
+                # it never makes it out.
+                date = self._date(rendition, self._segment_start(rendition, segment.uri, init), segment.duration)
                 if not await self._upload_file(rendition.base, segment.uri):
                     continue
                 now = datetime.now(timezone.utc)
-                removed = rendition.playlist.add(segment.uri, segment.duration, run, init, now,
-                                                 program_date_time=self._date(rendition, start, segment.duration))
+                removed = rendition.playlist.add(segment.uri, segment.duration, run, init, now, program_date_time=date)
                 rendition.trash.extend(removed)
                 self._count_segment(kind, now)
             changed.append(rendition)
@@ -371,13 +372,14 @@ class Packager:
             return
         first = parts[0][0].uri
         name = f"seg_{first}"
+        duration = sum(p.duration for p, _, _ in parts)
+        date = self._date(rendition, rendition.open_start, duration)
         if not await self._put(f"{rendition.base}/{name}", b"".join(data for _, data, _ in parts)):
             return
-        duration = sum(p.duration for p, _, _ in parts)
         listed = tuple(p for p, _, _ in parts) if all(ok for _, _, ok in parts) else ()
         removed = playlist.add(name, duration, self.run_id, rendition.open_init,
                                rendition.last_part_at or datetime.now(timezone.utc), parts=listed,
-                               program_date_time=self._date(rendition, rendition.open_start, duration))
+                               program_date_time=date)
         rendition.trash.extend(removed)
         self._count_segment(rendition.kind)
 
