@@ -6,6 +6,8 @@ stamp read back: the segment's date must be when that frame reached the ingest, 
 plus the camera's encoding and the loopback, within a frame."""
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 from datetime import datetime
 from pathlib import Path
@@ -120,3 +122,39 @@ def test_program_date_time_is_when_the_first_frame_reached_the_ingest(ingest_age
         common = set(reference) & set(dated)
         assert len(common) >= 4, (rendition, sorted(reference), sorted(dated))
         assert all(dated[s] == reference[s] for s in common), (rendition, {s: (reference[s], dated[s]) for s in common})
+
+
+def test_a_restarted_encoder_is_dated_from_its_own_first_frame_and_never_goes_back(ingest_agent, transcoder_agent):
+    ingest = ingest_agent.start(slot="main", protocols=("rtmp",))
+    tx = transcoder_agent.start(main_url=ingest.read_url, tracks=["180p"], source_size=(WIDTH, HEIGHT),
+                                hls_mpegts=False, dash=False, segment_seconds=1, playlist_segments=20)
+    camera = VideoOnlyCamera(ingest.rtmp_url, width=WIDTH, height=HEIGHT, fps=FPS, bitrate_kbps=800,
+                             keyframe_seconds=1, encoder="zerolatency").start()
+    try:
+        ingest.wait_receiving()
+        tx.wait_status(lambda s: s.get("activeSource") == "main", 30, "main selected")
+        tx.put_desired(phase="live", broadcasting=True)
+        assert tx.out is not None
+        out = tx.out
+        wait_for(lambda: (pl := published(out, "cmaf", "180p")) is not None and len(pl.segments) >= 3, 60,
+                 what="3 segments of the first run")
+        pid = tx.encoder_pid()
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)  # a crash: the next encoder is a new run
+        after = wait_for(lambda: (pl := published(out, "cmaf", "180p")) is not None
+                         and sum(1 for s in pl.segments[next((i for i, s in enumerate(pl.segments) if s.discontinuity),
+                                                              len(pl.segments)):]) >= 4 and pl,
+                         90, what="4 segments of the restarted run")
+    finally:
+        camera.stop()
+    segments = after.segments
+    restart = next(i for i, s in enumerate(segments) if s.discontinuity)
+    for a, b in zip(segments, segments[1:]):
+        assert (b.program_date_time - a.program_date_time).total_seconds() >= a.duration - 0.002, (a.uri, b.uri)
+    rendition_dir = out / "hls/cmaf/180p"
+    errors = []
+    for seg in segments[restart + 1:]:  # the first of the run may replay frames the last one showed
+        stamp = first_frame_stamp(rendition_dir, "cmaf", seg.uri, seg.init_section.uri)
+        assert stamp is not None, seg.uri
+        errors.append((seg.uri, round(seg.program_date_time.timestamp() - stamp, 4)))
+    assert all(-FRAME <= e <= FRAME + ENCODE_AND_TRANSIT for _, e in errors), errors
