@@ -22,6 +22,7 @@ from onair.render.ladder import fit_ladder
 
 from .ffmpeg_args import EncoderPlan, encoder_args, part_seconds
 from .packager import Packager
+from .pdt import ProgramDateTimes
 from onair.agent.ffmpeg_output import parse_speed
 from .relay import Relay
 from .sinks import DirSink, HttpSink, Sink
@@ -81,7 +82,8 @@ class TranscoderAgent(Agent):
         self.packager = Packager(self.work_dir, self.sink, kinds=kinds, dash=config.dash,
                                  window=config.playlist_segments,
                                  on_segment=self._segment_published,
-                                 on_error=lambda: self.m_upload_errors.labels(config.livestream).inc())
+                                 on_error=lambda: self.m_upload_errors.labels(config.livestream).inc(),
+                                 dates=ProgramDateTimes(self.relay.arrivals, lambda: self.relay.encoder_start_dts))
         self.encoder: Optional[Child] = None
         self.plan: Optional[EncoderPlan] = None
         self.speed: Optional[float] = None

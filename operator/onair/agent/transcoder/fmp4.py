@@ -61,6 +61,7 @@ class InitInfo:
     video_tracks: frozenset[int] = frozenset()
     default_flags: dict[int, int] = field(default_factory=dict)  # trex default_sample_flags per track
     tracks: frozenset[int] = frozenset()  # empty: the init was not read, every track is judged
+    timescales: dict[int, int] = field(default_factory=dict)  # mdhd timescale per track
 
 
 def read_init(data: bytes) -> InitInfo:
@@ -71,11 +72,13 @@ def read_init(data: bytes) -> InitInfo:
     video: set[int] = set()
     tracks: set[int] = set()
     defaults: dict[int, int] = {}
+    timescales: dict[int, int] = {}
     for kind, s, e in boxes(data, *moov):
         if kind == b"trak":
             tkhd = _child(data, s, e, b"tkhd")
             mdia = _child(data, s, e, b"mdia")
             hdlr = _child(data, *mdia, b"hdlr") if mdia else None
+            mdhd = _child(data, *mdia, b"mdhd") if mdia else None
             if tkhd is None or hdlr is None or hdlr[1] - hdlr[0] < 12:
                 continue
             version = data[tkhd[0]]
@@ -84,6 +87,10 @@ def read_init(data: bytes) -> InitInfo:
                 continue
             track_id = struct.unpack_from(">I", data, id_at)[0]
             tracks.add(track_id)
+            if mdhd is not None:
+                scale_at = mdhd[0] + (20 if data[mdhd[0]] == 1 else 12)
+                if scale_at + 4 <= mdhd[1]:
+                    timescales[track_id] = struct.unpack_from(">I", data, scale_at)[0]
             if data[hdlr[0] + 8:hdlr[0] + 12] == b"vide":
                 video.add(track_id)
         elif kind == b"mvex":
@@ -91,7 +98,41 @@ def read_init(data: bytes) -> InitInfo:
                 if k == b"trex" and te - ts >= 24:
                     track_id = struct.unpack_from(">I", data, ts + 4)[0]
                     defaults[track_id] = struct.unpack_from(">I", data, ts + 20)[0]
-    return InitInfo(frozenset(video), defaults, frozenset(tracks))
+    return InitInfo(frozenset(video), defaults, frozenset(tracks), timescales)
+
+
+def start_seconds(fragment: bytes, init: InitInfo) -> Optional[float]:
+    """Decode time of the first ``moof``'s video track (``tfdt``), in seconds; None when unreadable.
+
+    Only the boxes before ``mdat`` are needed: the head of a segment file will do.
+    """
+    moof = _child(fragment, 0, len(fragment), b"moof")
+    if moof is None:
+        return None
+    found: Optional[float] = None
+    for kind, s, e in boxes(fragment, *moof):
+        if kind != b"traf":
+            continue
+        tfhd = _child(fragment, s, e, b"tfhd")
+        tfdt = _child(fragment, s, e, b"tfdt")
+        if tfhd is None or tfdt is None or tfhd[1] - tfhd[0] < 8 or tfdt[1] - tfdt[0] < 8:
+            continue
+        track_id = struct.unpack_from(">I", fragment, tfhd[0] + 4)[0]
+        scale = init.timescales.get(track_id)
+        if not scale:
+            continue
+        if fragment[tfdt[0]] == 1:
+            if tfdt[1] - tfdt[0] < 12:
+                continue
+            decode = struct.unpack_from(">Q", fragment, tfdt[0] + 4)[0]
+        else:
+            decode = struct.unpack_from(">I", fragment, tfdt[0] + 4)[0]
+        seconds = decode / scale
+        if track_id in init.video_tracks:
+            return seconds
+        if found is None:
+            found = seconds
+    return None if init.video_tracks else found
 
 
 def starts_independent(fragment: bytes, init: InitInfo) -> bool:

@@ -30,6 +30,8 @@ HEVC = 0x24
 
 # A source without keyframes for this long (or this many bytes) has no usable cache.
 MAX_GOP_PACKETS = 120_000  # ~22 MB: 20 s of 8 Mbit/s
+# Video frames whose arrival is remembered: more than a cached GOP replayed at a splice holds.
+MAX_ARRIVALS = 1024
 # Frame durations we accept as measured; anything else is a gap, not a frame.
 VIDEO_FRAME_RANGE = (CLOCK // 240, CLOCK // 5)
 AUDIO_FRAME_RANGE = (CLOCK // 1000, CLOCK // 2)
@@ -249,6 +251,10 @@ class Feed:
         self.resyncs = 0
         self._gop_first: Optional[int] = None  # decode time of the cached keyframe
         self._video_last: Optional[int] = None  # decode time of the latest video PES
+        # Decode time of each recent video PES -> when its first packet was pushed (the caller's
+        # clock): a frame replayed from the cache at a splice keeps the time it was received.
+        self.arrivals: dict[int, float] = {}
+        self._now: Optional[float] = None
 
     @property
     def video_pid(self) -> Optional[int]:
@@ -270,9 +276,11 @@ class Feed:
         """Can be spliced in now: program known and a keyframe cached."""
         return self.pat is not None and self.pmt is not None and bool(self.gop)
 
-    def push(self, data: bytes) -> tuple[list[bytes], Optional[int]]:
-        """Packets completed by ``data``, and the index of the first video keyframe among them."""
+    def push(self, data: bytes, now: Optional[float] = None) -> tuple[list[bytes], Optional[int]]:
+        """Packets completed by ``data`` (received at ``now``), and the index of the first video
+        keyframe among them."""
         self.bytes += len(data)
+        self._now = now
         buf = self._residual + data
         packets: list[bytes] = []
         i = 0
@@ -333,6 +341,11 @@ class Feed:
                 self._video_last = times.decode
                 if keyframe:
                     self._gop_first = times.decode
+                if self._now is not None:
+                    self.arrivals.pop(times.decode, None)  # a clock restarted upstream: the newest wins
+                    self.arrivals[times.decode] = self._now
+                    if len(self.arrivals) > MAX_ARRIVALS:
+                        del self.arrivals[next(iter(self.arrivals))]
         if keyframe:
             self.keyframes += 1
             self.gop = [pkt]
@@ -411,6 +424,10 @@ class Splicer:
     _held_ts: dict[int, Optional[int]] = field(default_factory=dict)
     _missing: dict[int, Optional[int]] = field(default_factory=dict)  # bytes a held PES still lacks
     _feed: Optional[Feed] = None
+    # Every video PES retimed since the caller last took them: (output decode time, the source's,
+    # whether the relation between the two changed there: a splice or a jump).
+    video_frames: list[tuple[int, int, bool]] = field(default_factory=list)
+    _new_piece: bool = True
 
     @property
     def feed(self) -> Optional[Feed]:
@@ -428,6 +445,7 @@ class Splicer:
         self.video.rollback()
         self.audio.rollback()
         self.splices += 1
+        self._new_piece = True
         self.offset = self._continuing_offset(feed, packets)
         head = [p for p in (feed.pat, feed.pmt) if p is not None]
         return self.forward(head + packets)
@@ -543,6 +561,7 @@ class Splicer:
                 self.offset = (self.offset + delta) % WRAP
                 out = wanted
                 self.jumps += 1
+                self._new_piece = True
                 if has_pcr(buf):
                     base, ext = read_pcr(buf)
                     write_pcr(buf, base + delta, ext)
@@ -554,4 +573,27 @@ class Splicer:
             write_timestamp(buf, times.dts_at, times.dts + self.offset)
         track.advance(out)
         self._held_ts[pid] = out
+        if kind == "v":
+            self.video_frames.append((out, times.decode, self._new_piece))
+            self._new_piece = False
         return True
+
+
+def first_video_decode_time(data: bytes) -> Optional[int]:
+    """Decode time of the first video PES in ``data`` (the head of an MPEG-TS segment), or None."""
+    pmt_pid: Optional[int] = None
+    program: Optional[ProgramMap] = None
+    for at in range(0, len(data) - PACKET + 1, PACKET):
+        pkt = data[at:at + PACKET]
+        if pkt[0] != SYNC:
+            return None
+        pid = pid_of(pkt)
+        if pid == PAT_PID:
+            pmt_pid = parse_pat(pkt)
+        elif pmt_pid is not None and pid == pmt_pid:
+            program = parse_pmt(pkt) or program
+        elif program is not None and pid == program.video:
+            times = pes_times(pkt)
+            if times is not None and times.decode is not None:
+                return times.decode
+    return None

@@ -35,6 +35,8 @@ from typing import Awaitable, Callable, Optional, Sequence
 from . import ffmpeg_args as fa
 from . import fmp4
 from .dirwatch import DirWatch
+from .mpegts import CLOCK, first_video_decode_time, sdiff
+from .pdt import ProgramDateTimes
 from .playlists import Entry, LocalSegment, MediaPlaylist, Part, parse_media_playlist, public_master
 from .sinks import Sink, SinkError
 
@@ -58,6 +60,8 @@ FIRST_SEGMENT_FAST_SECONDS = 15.0
 # LL-HLS: a segment without a keyframe part for this many segment durations means ffmpeg's parts
 # and keyframes do not line up; it is closed anyway (logged) so plain HLS goes on.
 MAX_SEGMENT_WITHOUT_KEYFRAME = 3
+# A segment's first frame is dated from its first fragment or PES: its head holds them.
+SEGMENT_HEAD_BYTES = 64 * 1024
 PUBLIC_PLAYLIST = "index.m3u8"
 MASTER = "master.m3u8"
 DASH_MANIFEST = "dash/manifest.mpd"
@@ -82,6 +86,9 @@ class _Rendition:
     last_part_at: Optional[datetime] = None
     init_info: dict[str, fmp4.InitInfo] = field(default_factory=dict)
     warned_unaligned: bool = False
+    open_start: Optional[float] = None  # media time of the segment being cut (LL-HLS)
+    media_ref: Optional[tuple[int, int]] = None  # MPEG-TS: (raw, unwrapped) decode time of the last segment
+    pdt_fallback_run: Optional[str] = None  # the run whose dates fell back to arrival (logged once)
 
     @property
     def base(self) -> str:
@@ -107,8 +114,11 @@ def _next_part(uri: str) -> Optional[str]:
 class Packager:
     def __init__(self, work_dir: Path, sink: Sink, *, kinds: Sequence[str] = HLS_KINDS, dash: bool = True,
                  window: int = 8, on_segment: Optional[Callable[[str], None]] = None,
-                 on_error: Optional[Callable[[], None]] = None) -> None:
+                 on_error: Optional[Callable[[], None]] = None,
+                 dates: Optional[ProgramDateTimes] = None) -> None:
         self.work_dir = Path(work_dir)
+        # When each segment's first frame was received (None: dated when the segment appears).
+        self.dates = dates
         self.sink = sink
         self.kinds = tuple(kinds)
         self.dash = dash
@@ -142,6 +152,8 @@ class Packager:
         """A new encoder process starts writing with this run id and these renditions; with
         ``part_seconds`` its CMAF files are LL-HLS parts of ``segment_seconds`` segments."""
         self.run_id = run_id
+        if self.dates is not None:
+            self.dates.begin_run(run_id)
         self.rungs = list(rungs)
         self.part_seconds = part_seconds
         self.segment_seconds = segment_seconds
@@ -272,7 +284,7 @@ class Packager:
             if init and init not in rendition.inits:
                 if await self._upload_file(rendition.base, init, keep=True):
                     rendition.inits.add(init)
-                    if self.part_seconds and kind == "cmaf":
+                    if kind == "cmaf":
                         rendition.init_info[init] = self._read_init(rendition, init)
                 else:
                     continue  # segments are useless without their init: try again next scan
@@ -287,10 +299,13 @@ class Packager:
                 continue
             for segment in new:
                 rendition.seen.add(segment.uri)
+                # Dated before the upload: a run's first segment anchors its media time even if
+                # it never makes it out.
+                date = self._date(rendition, self._segment_start(rendition, segment.uri, init), segment.duration)
                 if not await self._upload_file(rendition.base, segment.uri):
                     continue
                 now = datetime.now(timezone.utc)
-                removed = rendition.playlist.add(segment.uri, segment.duration, run, init, now)
+                removed = rendition.playlist.add(segment.uri, segment.duration, run, init, now, program_date_time=date)
                 rendition.trash.extend(removed)
                 self._count_segment(kind, now)
             changed.append(rendition)
@@ -338,6 +353,7 @@ class Packager:
         local.unlink(missing_ok=True)
         if not rendition.open_parts:
             rendition.open_init = init
+            rendition.open_start = fmp4.start_seconds(data, rendition.init_info.get(init or "", fmp4.InitInfo()))
         rendition.open_parts.append((Part(part.uri, part.duration, independent), data, uploaded))
         rendition.last_part_at = now
         playlist = rendition.playlist
@@ -356,14 +372,48 @@ class Packager:
             return
         first = parts[0][0].uri
         name = f"seg_{first}"
+        duration = sum(p.duration for p, _, _ in parts)
+        date = self._date(rendition, rendition.open_start, duration)
         if not await self._put(f"{rendition.base}/{name}", b"".join(data for _, data, _ in parts)):
             return
-        duration = sum(p.duration for p, _, _ in parts)
         listed = tuple(p for p, _, _ in parts) if all(ok for _, _, ok in parts) else ()
         removed = playlist.add(name, duration, self.run_id, rendition.open_init,
-                               rendition.last_part_at or datetime.now(timezone.utc), parts=listed)
+                               rendition.last_part_at or datetime.now(timezone.utc), parts=listed,
+                               program_date_time=date)
         rendition.trash.extend(removed)
         self._count_segment(rendition.kind)
+
+    # ------------------------------------------------------------------------- dates
+    def _segment_start(self, rendition: _Rendition, uri: str, init: Optional[str]) -> Optional[float]:
+        """Media time (seconds, on the encoder's output timeline) of a segment's first frame."""
+        try:
+            with open(self.work_dir / rendition.base / uri, "rb") as f:
+                head = f.read(SEGMENT_HEAD_BYTES)
+        except OSError:
+            return None
+        if rendition.kind == "cmaf":
+            return fmp4.start_seconds(head, rendition.init_info.get(init or "", fmp4.InitInfo()))
+        raw = first_video_decode_time(head)
+        if raw is None:
+            return None
+        ref = rendition.media_ref
+        unwrapped = raw if ref is None else ref[1] + sdiff(raw, ref[0])  # MPEG-TS wraps at 2^33
+        rendition.media_ref = (raw, unwrapped)
+        return unwrapped / CLOCK
+
+    def _date(self, rendition: _Rendition, start: Optional[float], duration: float) -> Optional[datetime]:
+        if self.dates is None:
+            return None
+        why = "its first frame's media time could not be read"
+        if start is not None:
+            when, why = self.dates.date((rendition.kind, rendition.rung), start, duration)
+            if when is not None:
+                return when
+        if rendition.pdt_fallback_run != self.run_id:
+            rendition.pdt_fallback_run = self.run_id
+            log.warning("%s: program-date-time falls back to when segments appear, a segment later than their "
+                        "capture (%s); logged once per run", rendition.base, why)
+        return None
 
     def _count_segment(self, kind: str, now: Optional[datetime] = None) -> None:
         self.stats.segments[kind] = self.stats.segments.get(kind, 0) + 1

@@ -6,8 +6,9 @@ runs, so the packager keeps its own per rendition:
 
 * media sequence numbers only grow; a new run starts with ``EXT-X-DISCONTINUITY`` and its own
   ``EXT-X-MAP`` (every file name carries the run id, so nothing is ever overwritten);
-* ``EXT-X-PROGRAM-DATE-TIME`` on every segment: contiguous while the encoder keeps up, moved
-  forward to the wall clock after an outage (media time stood still, real time did not);
+* ``EXT-X-PROGRAM-DATE-TIME`` on every segment: when its first frame was received (``pdt``),
+  never before the previous segment's end; without that, contiguous while the encoder keeps up
+  and moved forward to the wall clock after an outage (media time stood still, real time did not);
 * ``EXT-X-ENDLIST`` only when the broadcast is stopped on purpose, never on a source switch
   (sources are spliced inside one run and need no tag at all) nor on an encoder crash;
 * a short window (the origin keeps the DVR), ``EXT-X-DISCONTINUITY-SEQUENCE`` kept right as
@@ -30,6 +31,8 @@ from typing import Iterable, Optional
 
 # Media time running this far behind the wall clock means an outage, not jitter.
 PDT_RESYNC_SECONDS = 1.0
+# A given date this far before the previous segment's end is an overlap, not rounding.
+PDT_OVERLAP_SECONDS = 0.002
 # Parts are listed for this many of the last segments: the origin keeps what its part window needs.
 PART_SEGMENTS_LISTED = 4
 
@@ -140,18 +143,27 @@ class MediaPlaylist:
         self.preload_hint: Optional[str] = None
 
     def add(self, uri: str, duration: float, run_id: str, init: Optional[str], seen_at: datetime,
-            parts: tuple[Part, ...] = ()) -> list[Entry]:
-        """Append a finished segment; returns the entries that slid out of the window."""
+            parts: tuple[Part, ...] = (), program_date_time: Optional[datetime] = None) -> list[Entry]:
+        """Append a finished segment; returns the entries that slid out of the window.
+
+        ``program_date_time``: when its first frame was received (``pdt``). Without it the date
+        is worked out from ``seen_at``, when the segment appeared: a segment's duration later.
+        Either way dates never go back: a date before the previous segment's end (a new run
+        replaying frames the last one had shown) is moved to that end.
+        """
         last = self._last
         self.ended = False
         discontinuity = last is not None and (last.run_id != run_id or last.init != init)
-        observed = seen_at - timedelta(seconds=duration)
-        if last is None:
-            pdt = observed
+        follows = last.program_date_time + timedelta(seconds=last.duration) if last is not None else None
+        if program_date_time is not None:
+            pdt = program_date_time
+            if follows is not None and (follows - pdt).total_seconds() > PDT_OVERLAP_SECONDS:
+                pdt = follows
         else:
-            pdt = last.program_date_time + timedelta(seconds=last.duration)
-            if (observed - pdt).total_seconds() > PDT_RESYNC_SECONDS:
-                pdt = observed
+            observed = seen_at - timedelta(seconds=duration)
+            pdt = observed
+            if follows is not None and (observed - follows).total_seconds() <= PDT_RESYNC_SECONDS:
+                pdt = follows
         entry = Entry(uri, duration, run_id, init, pdt, discontinuity, parts)
         self.entries.append(entry)
         self._last = entry

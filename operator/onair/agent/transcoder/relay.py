@@ -28,6 +28,7 @@ from onair.endpoints import with_read_token
 
 from .ffmpeg_args import reader_args
 from .mpegts import Feed, Splicer
+from .pdt import ArrivalMap
 from onair.agent.ffmpeg_output import InputProbe, InputVideo
 from onair.agent.redaction import redact_url, url_secrets
 from .source import FREEZE_SECONDS, RETURN_SECONDS, PullRotation, SourceSelector
@@ -83,15 +84,21 @@ class Relay:
                  on_switch: Optional[Callable[[Optional[str], str], None]] = None,
                  on_select: Optional[Callable[[str], None]] = None,
                  read_token: Callable[[], Optional[str]] = lambda: None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], float] = time.time) -> None:
         self.supervisor = supervisor
         self.ffmpeg = ffmpeg
         self.read_token = read_token  # the ingest's, for main and backup (never a pull source's)
         self.clock = clock
+        self.wall_clock = wall_clock
         self.on_switch = on_switch  # viewers saw the source change
         self.on_select = on_select  # the selected source changed (backstage included) or restarted
         self.readers: dict[str, _Reader] = {}
         self.splicer = Splicer()
+        # When the frames the encoder reads were received (see ``pdt``), and the decode time of
+        # the first one the current encoder got: its outputs' media time starts there.
+        self.arrivals = ArrivalMap()
+        self.encoder_start_dts: Optional[int] = None
         self.active: Optional[str] = None  # the source being forwarded (or last forwarded)
         self.pending: Optional[str] = None  # switch to this one at its next keyframe
         self.switches = 0
@@ -166,7 +173,7 @@ class Relay:
 
     def _reader_data(self, reader: _Reader, data: bytes) -> None:
         now = self.clock()
-        packets, key_at = reader.feed.push(data)
+        packets, key_at = reader.feed.push(data, self.wall_clock())
         reader.last_data_at = now
         was_healthy = self.selector.healthy(reader.name, now - 1e-6)
         self.selector.data(reader.name, now, reader.feed.ready)
@@ -263,6 +270,8 @@ class Relay:
         """A new encoder process: it must start from a keyframe, with the program tables."""
         self._sink = stdin
         self.splicer.reset()
+        self.splicer.video_frames = []
+        self.encoder_start_dts = None
         self._forwarding = None
         if stdin is None or self.active is None:
             return
@@ -275,7 +284,25 @@ class Relay:
         self._forwarding = None
         self.splicer.reset()
 
+    def _note_arrivals(self) -> None:
+        """Give the frames the splicer just retimed their arrival, on the encoder's timeline."""
+        frames = self.splicer.video_frames
+        if not frames:
+            return
+        self.splicer.video_frames = []
+        feed = self.splicer.feed
+        arrivals = feed.arrivals if feed is not None else {}
+        for out, source, new_piece in frames:
+            if self.encoder_start_dts is None:
+                self.encoder_start_dts = out
+            if new_piece:
+                self.arrivals.begin_piece(out)
+            wall = arrivals.get(source)
+            if wall is not None:
+                self.arrivals.record(out, wall)
+
     def _write(self, data: bytes) -> None:
+        self._note_arrivals()
         sink = self._sink
         if not data or sink is None:
             return
