@@ -7,8 +7,9 @@ recording and must not pile up on the volume or become a session.
 """
 from __future__ import annotations
 
-import struct
 from pathlib import Path
+
+from onair.agent.mp4box import file_boxes
 
 MEDIA_BOXES = frozenset({b"moof", b"mdat"})
 # Header boxes come first and are small; a file whose first boxes hold no media within this many
@@ -20,23 +21,11 @@ def holds_media(path: Path) -> bool:
     """True when ``path`` contains a moof or mdat box; unreadable or truncated files hold none."""
     try:
         with open(path, "rb") as f:
-            offset = 0
-            while offset < SCAN_LIMIT:
-                f.seek(offset)
-                header = f.read(8)
-                if len(header) < 8:
+            for box in file_boxes(f, path.stat().st_size):
+                if box.offset >= SCAN_LIMIT:
                     return False
-                size, kind = struct.unpack(">I4s", header)
-                if kind in MEDIA_BOXES:
+                if box.kind in MEDIA_BOXES:
                     return True
-                if size == 1:  # 64-bit size follows the type
-                    large = f.read(8)
-                    if len(large) < 8:
-                        return False
-                    size = struct.unpack(">Q", large)[0]
-                if size < 8:  # 0 = "to the end of the file", anything else is corrupt
-                    return False
-                offset += size
     except OSError:
         return False
     return False

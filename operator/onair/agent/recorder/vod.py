@@ -21,7 +21,9 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator, Optional
+from typing import BinaryIO, Optional
+
+from onair.agent.mp4box import boxes, child, children, file_boxes
 
 TARGET_SECONDS = 4.0
 # trun/tfhd/trex sample flags: sample_is_non_sync_sample.
@@ -31,22 +33,6 @@ CONTAINERS = (b"moov", b"trak", b"mdia", b"mvex", b"moof", b"traf")
 
 class NotFragmentedMp4(ValueError):
     """The file is no fragmented MP4 with media (no moov, or no complete fragment)."""
-
-
-@dataclass(frozen=True)
-class Box:
-    kind: bytes
-    offset: int  # of the header
-    size: int  # header included
-    header: int  # 8, or 16 with a 64-bit size
-
-    @property
-    def end(self) -> int:
-        return self.offset + self.size
-
-    @property
-    def body(self) -> int:
-        return self.offset + self.header
 
 
 @dataclass(frozen=True)
@@ -75,55 +61,6 @@ class VodIndex:
         return sum(s.duration for s in self.segments)
 
 
-def boxes(data: bytes, start: int = 0, end: Optional[int] = None) -> Iterator[Box]:
-    """The boxes in ``data[start:end]``; stops at one that is cut short or malformed."""
-    end = len(data) if end is None else end
-    offset = start
-    while offset + 8 <= end:
-        size, kind = struct.unpack_from(">I4s", data, offset)
-        header = 8
-        if size == 1:
-            if offset + 16 > end:
-                return
-            size = struct.unpack_from(">Q", data, offset + 8)[0]
-            header = 16
-        elif size == 0:
-            size = end - offset
-        if size < header:
-            return
-        yield Box(kind, offset, size, header)
-        offset += size
-
-
-def top_level_boxes(handle: BinaryIO, file_size: int) -> Iterator[Box]:
-    """Top-level boxes of an open file, reading only their headers; a box that runs past the end
-    of the file is still yielded (the caller checks ``end``)."""
-    offset = 0
-    while offset + 8 <= file_size:
-        handle.seek(offset)
-        raw = handle.read(16)
-        size, kind = struct.unpack_from(">I4s", raw, 0)
-        header = 8
-        if size == 1:
-            if len(raw) < 16:
-                return
-            size, header = struct.unpack_from(">Q", raw, 8)[0], 16
-        elif size == 0:
-            size = file_size - offset
-        if size < header:
-            return
-        yield Box(kind, offset, size, header)
-        offset += size
-
-
-def _child(data: bytes, parent: Box, kind: bytes) -> Optional[Box]:
-    return next((b for b in boxes(data, parent.body, parent.end) if b.kind == kind), None)
-
-
-def _children(data: bytes, parent: Box, kind: bytes) -> list[Box]:
-    return [b for b in boxes(data, parent.body, parent.end) if b.kind == kind]
-
-
 @dataclass
 class Track:
     track_id: int
@@ -139,21 +76,21 @@ def read_tracks(moov: bytes) -> dict[int, Track]:
     if root is None or root.kind != b"moov":
         raise NotFragmentedMp4("no moov box")
     tracks: dict[int, Track] = {}
-    for trak in _children(moov, root, b"trak"):
-        tkhd, mdia = _child(moov, trak, b"tkhd"), _child(moov, trak, b"mdia")
+    for trak in children(moov, root, b"trak"):
+        tkhd, mdia = child(moov, trak, b"tkhd"), child(moov, trak, b"mdia")
         if tkhd is None or mdia is None:
             continue
         version = moov[tkhd.body]
         track_id = struct.unpack_from(">I", moov, tkhd.body + (20 if version == 1 else 12))[0]
-        mdhd, hdlr = _child(moov, mdia, b"mdhd"), _child(moov, mdia, b"hdlr")
+        mdhd, hdlr = child(moov, mdia, b"mdhd"), child(moov, mdia, b"hdlr")
         if mdhd is None:
             continue
         version = moov[mdhd.body]
         timescale = struct.unpack_from(">I", moov, mdhd.body + (20 if version == 1 else 12))[0]
         handler = moov[hdlr.body + 8:hdlr.body + 12] if hdlr is not None else b""
         tracks[track_id] = Track(track_id, timescale or 1, handler)
-    mvex = _child(moov, root, b"mvex")
-    for trex in _children(moov, mvex, b"trex") if mvex is not None else ():
+    mvex = child(moov, root, b"mvex")
+    for trex in children(moov, mvex, b"trex") if mvex is not None else ():
         track_id, _index, duration, _size, flags = struct.unpack_from(">IIIII", moov, trex.body + 4)
         if track_id in tracks:
             tracks[track_id].default_duration, tracks[track_id].default_flags = duration, flags
@@ -172,8 +109,8 @@ def read_fragment(moof: bytes, tracks: dict[int, Track], reference: Track) -> Op
     root = next(boxes(moof), None)
     if root is None:
         return None
-    for traf in _children(moof, root, b"traf"):
-        tfhd = _child(moof, traf, b"tfhd")
+    for traf in children(moof, root, b"traf"):
+        tfhd = child(moof, traf, b"tfhd")
         if tfhd is None:
             continue
         flags = int.from_bytes(moof[tfhd.body + 1:tfhd.body + 4], "big")
@@ -191,7 +128,7 @@ def read_fragment(moof: bytes, tracks: dict[int, Track], reference: Track) -> Op
         if flags & 0x20:
             default_flags = struct.unpack_from(">I", moof, at)[0]
         total, first_flags, samples = 0, None, 0
-        for trun in _children(moof, traf, b"trun"):
+        for trun in children(moof, traf, b"trun"):
             tflags = int.from_bytes(moof[trun.body + 1:trun.body + 4], "big")
             count = struct.unpack_from(">I", moof, trun.body + 4)[0]
             at = trun.body + 8 + (4 if tflags & 0x01 else 0)
@@ -235,7 +172,7 @@ def index_fragmented_mp4(handle: BinaryIO, file_size: int, target_seconds: float
         if current is not None and current_end > current[0]:
             fragments.append(Fragment(current[0], current_end - current[0], current[1], current[2]))
 
-    for box in top_level_boxes(handle, file_size):
+    for box in file_boxes(handle, file_size):
         if box.end > file_size:
             break  # cut short: a killed ffmpeg's last fragment
         if box.kind == b"moov":

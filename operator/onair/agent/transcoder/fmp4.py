@@ -14,6 +14,8 @@ import struct
 from dataclasses import dataclass, field
 from typing import Iterator, Optional
 
+from onair.agent.mp4box import boxes
+
 NON_SYNC = 0x00010000
 # tfhd flags
 _TFHD_BASE_DATA_OFFSET = 0x000001
@@ -29,31 +31,15 @@ _TRUN_SIZE = 0x000200
 _TRUN_FLAGS = 0x000400
 
 
-def boxes(data: bytes, start: int = 0, end: Optional[int] = None) -> Iterator[tuple[bytes, int, int]]:
-    """(type, payload start, box end) of the boxes in ``data[start:end]``; stops at a bad one."""
-    end = len(data) if end is None else end
-    offset = start
-    while offset + 8 <= end:
-        size, kind = struct.unpack_from(">I4s", data, offset)
-        header = 8
-        if size == 1:
-            if offset + 16 > end:
-                return
-            size = struct.unpack_from(">Q", data, offset + 8)[0]
-            header = 16
-        elif size == 0:
-            size = end - offset
-        if size < header or offset + size > end:
-            return
-        yield kind, offset + header, offset + size
-        offset += size
+def _spans(data: bytes, start: int = 0, end: Optional[int] = None) -> Iterator[tuple[bytes, int, int]]:
+    """(type, payload start, box end) of the boxes in ``data[start:end]``."""
+    for box in boxes(data, start, end):
+        yield box.kind, box.body, box.end
 
 
 def _child(data: bytes, start: int, end: int, kind: bytes) -> Optional[tuple[int, int]]:
-    for k, s, e in boxes(data, start, end):
-        if k == kind:
-            return s, e
-    return None
+    found = next((b for b in boxes(data, start, end) if b.kind == kind), None)
+    return (found.body, found.end) if found is not None else None
 
 
 @dataclass(frozen=True)
@@ -73,7 +59,7 @@ def read_init(data: bytes) -> InitInfo:
     tracks: set[int] = set()
     defaults: dict[int, int] = {}
     timescales: dict[int, int] = {}
-    for kind, s, e in boxes(data, *moov):
+    for kind, s, e in _spans(data, *moov):
         if kind == b"trak":
             tkhd = _child(data, s, e, b"tkhd")
             mdia = _child(data, s, e, b"mdia")
@@ -94,7 +80,7 @@ def read_init(data: bytes) -> InitInfo:
             if data[hdlr[0] + 8:hdlr[0] + 12] == b"vide":
                 video.add(track_id)
         elif kind == b"mvex":
-            for k, ts, te in boxes(data, s, e):
+            for k, ts, te in _spans(data, s, e):
                 if k == b"trex" and te - ts >= 24:
                     track_id = struct.unpack_from(">I", data, ts + 4)[0]
                     defaults[track_id] = struct.unpack_from(">I", data, ts + 20)[0]
@@ -110,7 +96,7 @@ def start_seconds(fragment: bytes, init: InitInfo) -> Optional[float]:
     if moof is None:
         return None
     found: Optional[float] = None
-    for kind, s, e in boxes(fragment, *moof):
+    for kind, s, e in _spans(fragment, *moof):
         if kind != b"traf":
             continue
         tfhd = _child(fragment, s, e, b"tfhd")
@@ -145,7 +131,7 @@ def starts_independent(fragment: bytes, init: InitInfo) -> bool:
     if moof is None:
         return False
     judged = False
-    for kind, s, e in boxes(fragment, *moof):
+    for kind, s, e in _spans(fragment, *moof):
         if kind != b"traf":
             continue
         flags = _first_sample_flags(fragment, s, e, init)
