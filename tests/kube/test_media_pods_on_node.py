@@ -860,7 +860,13 @@ def test_helm_upgrade_of_the_ingest_settings_rolls_the_slots_one_after_the_other
                        "ingest upgrade")
     _assert_ingest_slots_rolled_one_after_the_other(show, up)
     target = up.playlist.target or 1
-    assert len({p for p, _, _ in up.playlist.segments.values()}) == 1, (
+    # The DVR window may still hold discontinuities of this module's earlier tests (a transcoder pod
+    # deleted): only a period that begins once the upgrade started is one of this roll.
+    begins: dict[int, float] = {}
+    for period, pdt, _ in up.playlist.segments.values():
+        begins[period] = min(begins.get(period, pdt), pdt)
+    started = up.milestones[0][1] - target
+    assert not [p for p, t in begins.items() if t >= started and p != min(begins)], (
         "a discontinuity while only the ingest rolled", up.playlist.runs(up.milestones))
     stalls = up.playlist.stalls(2 * target)
     assert not stalls, f"the playlist stood still while the ingest rolled: {stalls}; {up.playlist.runs(up.milestones)}"
