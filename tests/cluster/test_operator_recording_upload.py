@@ -97,7 +97,8 @@ def test_refused_credentials_are_a_condition_and_a_warning_until_the_secret_is_f
     for part in session["parts"]:
         assert part["object"]["url"].startswith(f"s3://{BUCKET}/shows/{namespace}/up/{session['session']}/")
         assert part["object"]["url"][len(f"s3://{BUCKET}/"):] in keys
-    assert len(keys) == len(session["parts"]) + 1, keys  # and the sidecar
+        assert part["object"]["playlist"][len(f"s3://{BUCKET}/"):] in keys  # its VOD playlist
+    assert len(keys) == 2 * len(session["parts"]) + 1, keys  # each part, its playlist, and the sidecar
     assert kube.event_reasons(namespace, "up").count(RECORDING_UPLOAD_FAILING) == 1
 
 

@@ -73,8 +73,9 @@ def test_a_recording_reaches_the_bucket_once_the_users_secret_exists(
                             "every recording file uploaded once the Secret exists")
         [session] = done["recordings"]
         keys = set(seaweedfs.objects(BUCKET, f"dev/{namespace}/{LS}/"))
-        assert keys == {p["object"]["url"][len(f"s3://{BUCKET}/"):] for p in session["parts"]} | {
-            f"dev/{namespace}/{LS}/{session['session']}/{session['session']}.json"}
+        assert keys == {p["object"][field][len(f"s3://{BUCKET}/"):] for p in session["parts"]
+                        for field in ("url", "playlist")} | {
+            f"dev/{namespace}/{LS}/{session['session']}/{session['session']}.json"}, "each part, its VOD playlist, the sidecar"
         assert all(p["bytes"] == seaweedfs.objects(BUCKET, p["object"]["url"][len(f"s3://{BUCKET}/"):])[
             p["object"]["url"][len(f"s3://{BUCKET}/"):]]["Size"] for p in session["parts"])
     finally:

@@ -56,6 +56,9 @@ RECORDING = Kind(API_VERSION, "Recording", "recordings")
 RETRY_DELAYS = (1, 2, 3, 5, 10, 20, 30)
 # The API server's refusal of new objects in a namespace being deleted (NamespaceLifecycle admission).
 NAMESPACE_TERMINATING = "because it is being terminated"
+# How a deletion that ends with its namespace says so: no Event is posted then (the API server
+# refuses every new object there, Events included).
+NAMESPACE_GOING = "which is being deleted"
 
 
 class NotYet(Exception):
@@ -226,7 +229,7 @@ async def _delete_with_pod(rt: Runtime, body: Mapping) -> str:
             if exc.status == 403 and NAMESPACE_TERMINATING in exc.message:
                 # Nothing can mount the volume any more, and the claim goes with the namespace; a
                 # finalizer that waited for a pod here would keep the namespace from ever going.
-                return (f"no pod can run in namespace {namespace}, which is being deleted: the files go with "
+                return (f"no pod can run in namespace {namespace}, {NAMESPACE_GOING}: the files go with "
                         f"PersistentVolumeClaim {spec['persistentVolumeClaim']} (they stay on its volume only if "
                         "the PersistentVolume's reclaimPolicy is Retain)")
             if exc.status != 409:
@@ -324,7 +327,8 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
                 log.warning("recording %s/%s: Kubernetes API while deleting the media: %s", namespace, name, exc)
             else:
                 log.info("recording %s/%s: media deleted: %s", namespace, name, what)
-                events.normal(body, MEDIA_DELETED_EVENT, f"Deleted the media of recording {name}: {what}"[:1000])
+                if NAMESPACE_GOING not in what:
+                    events.normal(body, MEDIA_DELETED_EVENT, f"Deleted the media of recording {name}: {what}"[:1000])
                 return
             await asyncio.sleep(RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)])
             attempt += 1
