@@ -530,10 +530,15 @@ def _host_token(show: Show) -> str:
 def _public_and_growing(show: Show) -> dict:
     view = show.wait(lambda: (v := show.view()).get("newest") == 200 and len(v["segments"]) >= 2 and v, 60,
                      "a viewer without a token getting segments", interval=1)
-    assert view["player"] == 200 and not view["endlist"] and view["newest_bytes"] > 1000, view
+    assert not view["endlist"] and view["newest_bytes"] > 1000, view
     before = show.produced(view)
-    return show.wait(lambda: show.produced(v := show.view()) > before and v, 20, "the viewer's playlist growing",
-                     interval=1)
+    grown = show.wait(lambda: show.produced(v := show.view()) > before and v, 20, "the viewer's playlist growing",
+                      interval=1)
+    # The player page is asked for before the playlists within one view, so the view that first saw
+    # the playlists open may have asked for the page just before the origin let viewers in; a later
+    # view must find it open too.
+    assert grown["player"] == 200, grown
+    return grown
 
 
 def test_backstage_live_backstage_live_as_viewers_see_it(show: Show):

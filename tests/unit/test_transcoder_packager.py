@@ -148,6 +148,32 @@ async def test_dash_is_mirrored_and_the_manifest_goes_last(tmp_path):
     assert (out / "dash/r1_init_0.m4s").exists()
 
 
+async def test_a_dash_init_segment_is_published_once_ffmpeg_has_written_it(tmp_path):
+    """ffmpeg's dash muxer creates each init file when it starts and fills it only when it writes
+    the first fragment of that representation; published in between, the origin kept an empty
+    init for the whole run and every DASH viewer failed (dash.js: CHUNK_DEMUXER_ERROR_APPEND_FAILED)."""
+    work, out = tmp_path / "work", tmp_path / "out"
+    dash = work / "dash"
+    dash.mkdir(parents=True)
+    packager = Packager(work, DirSink(out), kinds=(), dash=True)
+    packager.begin_run("r1", ["360p"])
+    (dash / "r1_init_0.m4s").write_bytes(b"")
+    (dash / "r1_init_1.m4s").write_bytes(b"")
+    (dash / "r1_0_000001.m4s.tmp").write_bytes(b"first fragment")
+    await packager.sync()
+    assert not (out / "dash/r1_init_0.m4s").exists() and not (out / "dash/r1_init_1.m4s").exists()
+    (dash / "r1_init_0.m4s").write_bytes(b"init 0")
+    (dash / "r1_0_000001.m4s.tmp").rename(dash / "r1_0_000001.m4s")
+    await packager.sync()
+    assert (out / "dash/r1_init_0.m4s").read_bytes() == b"init 0"
+    assert (out / "dash/r1_0_000001.m4s").exists()
+    assert not (out / "dash/r1_init_1.m4s").exists(), "the audio init waits for the audio's first segment"
+    (dash / "r1_init_1.m4s").write_bytes(b"init 1")
+    (dash / "r1_1_000001.m4s").write_bytes(b"a1")
+    await packager.sync()
+    assert (out / "dash/r1_init_1.m4s").read_bytes() == b"init 1"
+
+
 async def test_screenshot_is_sent_when_replaced(tmp_path):
     work, out = tmp_path / "work", tmp_path / "out"
     work.mkdir()

@@ -95,6 +95,18 @@ class _Rendition:
         return f"hls/{self.kind}/{self.rung}"
 
 
+def _dash_init_written(init: str, present: set[str]) -> bool:
+    """Whether ffmpeg has filled the init segment ``dash/<run>_init_<rep>.m4s``.
+
+    Its dash muxer creates every init file when it starts and writes into it only with the first
+    fragment of that representation, so an init is complete once a media segment of its
+    representation (``<run>_<rep>_<number>.m4s``) has been renamed into place. Published any
+    earlier, the file would be empty, and a published file is never sent again."""
+    run, _, rep = init.removesuffix(".m4s").rpartition("_init_")
+    prefix = f"{run}_{rep}_"
+    return any(name.startswith(prefix) for name in present)
+
+
 @dataclass
 class PackagerStats:
     segments: dict[str, int] = field(default_factory=dict)
@@ -504,6 +516,9 @@ class Packager:
                     continue
                 new.append(("init" not in entry.name, mtime, name))
         for _, mtime, name in sorted(new):  # init segments first, then in the order ffmpeg wrote them
+            if "init" in name and not _dash_init_written(name, present):
+                dirty = True  # look again at the next scan, even if the directory does not change
+                continue
             try:
                 # Kept: ffmpeg deletes its DASH files itself when they leave its window.
                 published = await self._put_file(name, self.work_dir / name, keep=True)
