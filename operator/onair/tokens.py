@@ -97,8 +97,8 @@ def _key(secret: str | bytes) -> bytes:
 
 
 # PyJWT checks the signature, the algorithm and the audience; the time claims are ours (module doc).
-_DECODE_OPTIONS: Options = {"verify_exp": False, "verify_nbf": False, "verify_iat": False, "verify_sub": False,
-                   "verify_jti": False, "require": []}
+_DECODE_OPTIONS: Options = {"verify_exp": False, "verify_nbf": False, "verify_iat": False,
+                            "verify_sub": False, "verify_jti": False, "require": []}
 _HS256 = jwt.get_algorithm_by_name(ALGORITHM)
 
 
