@@ -21,24 +21,27 @@ ingest's question (``onair.agent.ingest.auth``), not the token's.
 Every time claim must be a finite number (JSON allows NaN and Infinity through Python's parser;
 they would compare false against any clock and slip through).
 
-Only HS256 is accepted whatever the header says, so a forged ``alg: none`` or a public-key
-algorithm can never be used to skip the signature. Pure functions; the clock is a parameter.
+Signing and checking are PyJWT's (``jwt.encode``/``jwt.decode``), the library reviewers know;
+the rules above it are ours. Only HS256 is accepted whatever the header says
+(``algorithms=[ALGORITHM]``), so a forged ``alg: none`` or a public-key algorithm can never be used
+to skip the signature. The time claims are checked here and not by PyJWT, which reads the wall
+clock itself: the clock stays a parameter (``now``), so these stay pure functions, and the claims
+get the stricter checks above (finite numbers, the 30-day cap). PyJWT checks the audience.
 """
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
-import json
 import math
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
+
+import jwt
+
+if TYPE_CHECKING:
+    from jwt.types import Options
 
 ALGORITHM = "HS256"
-_HEADER = {"alg": ALGORITHM, "typ": "JWT"}
 # Tokens travel in query strings; anything longer than this is not one of ours.
 MAX_TOKEN_LENGTH = 4096
 # The longest validity a token may have. Member tokens live 24 h (render.grants) and `onair token
@@ -82,17 +85,6 @@ class PlaybackClaims:
     user_id: Optional[str] = None
 
 
-def _b64encode(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _b64decode(text: str) -> bytes:
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError) as exc:
-        raise TokenError("malformed token: not base64url") from exc
-
-
 def _seconds(value: Timestamp) -> int:
     return int(value.timestamp()) if isinstance(value, datetime) else int(value)
 
@@ -104,8 +96,10 @@ def _key(secret: str | bytes) -> bytes:
     return key
 
 
-def _sign(key: bytes, signing_input: str) -> str:
-    return _b64encode(hmac.new(key, signing_input.encode("ascii"), hashlib.sha256).digest())
+# PyJWT checks the signature, the algorithm and the audience; the time claims are ours (module doc).
+_DECODE_OPTIONS: Options = {"verify_exp": False, "verify_nbf": False, "verify_iat": False,
+                            "verify_sub": False, "verify_jti": False, "require": []}
+_HS256 = jwt.get_algorithm_by_name(ALGORITHM)
 
 
 def mint(secret: str | bytes, livestream: str, expires_at: Timestamp, user_id: Optional[str] = None,
@@ -126,17 +120,7 @@ def mint(secret: str | bytes, livestream: str, expires_at: Timestamp, user_id: O
         claims["iat"] = _seconds(issued_at)
     if scope is not None:
         claims["scope"] = scope
-    header = _b64encode(json.dumps(_HEADER, separators=(",", ":")).encode())
-    payload = _b64encode(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
-    signing_input = f"{header}.{payload}"
-    return f"{signing_input}.{_sign(_key(secret), signing_input)}"
-
-
-def _json(segment: str, what: str) -> object:
-    try:
-        return json.loads(_b64decode(segment))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: [[[[...
-        raise TokenError(f"malformed token {what}") from exc
+    return jwt.encode(claims, _key(secret), algorithm=ALGORITHM)
 
 
 def _time_claim(claims: dict, name: str) -> Optional[float]:
@@ -162,7 +146,8 @@ def mint_publish(secret: str | bytes, livestream: str, user_id: str, expires_at:
 def signature(secret: str | bytes, header_and_payload: str) -> str:
     """The HS256 signature of ``<header>.<payload>``: what completes a token whose claims came
     without it (an SRT caller proves it holds the signature through the SRT passphrase)."""
-    return _sign(_key(secret), header_and_payload)
+    key = _HS256.prepare_key(_key(secret))
+    return jwt.utils.base64url_encode(_HS256.sign(header_and_payload.encode("utf-8"), key)).decode("ascii")
 
 
 def looks_like_token(text: str) -> bool:
@@ -175,8 +160,8 @@ def unverified_audience(token: str) -> Optional[str]:
     """The ``aud`` a token claims, read WITHOUT checking its signature: only to tell a publisher
     whose signature fails that the token was made for another livestream (each has its own secret)."""
     try:
-        claims = _json(token.split(".")[1], "payload")
-    except (TokenError, IndexError):
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except (jwt.PyJWTError, RecursionError):
         return None
     audience = claims.get("aud") if isinstance(claims, dict) else None
     return audience if isinstance(audience, str) and len(audience) <= 300 else None
@@ -212,27 +197,22 @@ def _verified_claims(secret: str | bytes, token: str, livestream: str, now: Time
     key = _key(secret)
     if not token or len(token) > MAX_TOKEN_LENGTH:
         raise TokenError("malformed token")
-    parts = token.split(".")
-    if len(parts) != 3:
+    if token.count(".") != 2:
         raise TokenError("malformed token: expected header.payload.signature")
-    header_b64, payload_b64, signature = parts
-    header = _json(header_b64, "header")
-    if not isinstance(header, dict) or header.get("alg") != ALGORITHM:
-        raise TokenError(f"unsupported token algorithm (only {ALGORITHM} is accepted)")
     try:
-        expected = _sign(key, f"{header_b64}.{payload_b64}")
-    except UnicodeEncodeError as exc:
-        raise TokenError("malformed token") from exc
-    if not hmac.compare_digest(expected.encode("ascii"), signature.encode("ascii", "replace")):
-        raise TokenError("invalid token signature (wrong secret or altered token)")
-    claims = _json(payload_b64, "payload")
-    if not isinstance(claims, dict):
-        raise TokenError("malformed token payload")
-
-    audience = claims.get("aud")
-    audiences = audience if isinstance(audience, list) else [audience]
-    if livestream not in audiences:
-        raise TokenError("token was issued for another livestream")
+        claims = jwt.decode(token, key, algorithms=[ALGORITHM], audience=livestream, options=_DECODE_OPTIONS)
+    except jwt.InvalidAlgorithmError as exc:
+        raise TokenError(f"unsupported token algorithm (only {ALGORITHM} is accepted)") from exc
+    except jwt.InvalidSignatureError as exc:
+        raise TokenError("invalid token signature (wrong secret or altered token)") from exc
+    except (jwt.InvalidAudienceError, jwt.MissingRequiredClaimError) as exc:
+        raise TokenError("token was issued for another livestream") from exc
+    except jwt.DecodeError as exc:
+        # PyJWT names the segment at fault ("Invalid header padding", "Invalid payload string: ...").
+        segment = next((name for name in ("header", "payload") if name in str(exc)), None)
+        raise TokenError(f"malformed token {segment}" if segment else f"malformed token ({exc})") from exc
+    except jwt.PyJWTError as exc:
+        raise TokenError(f"invalid token ({exc})") from exc
     expires_at = _time_claim(claims, "exp")
     if expires_at is None:
         raise TokenError("token has no expiry (exp)")

@@ -67,7 +67,7 @@ def _signed(secret: str, payload: str) -> str:
     """A correctly signed token around raw JSON (NaN and Infinity: Python reads them, JSON has none)."""
     b64 = lambda raw: base64.urlsafe_b64encode(raw.encode()).rstrip(b"=").decode()  # noqa: E731
     head, body = b64('{"alg":"HS256","typ":"JWT"}'), b64(payload)
-    return f"{head}.{body}.{tokens._sign(secret.encode(), f'{head}.{body}')}"
+    return f"{head}.{body}.{tokens.signature(secret, f'{head}.{body}')}"
 
 
 def test_tokens_with_impossible_times_are_refused_with_a_reason(origins):

@@ -10,6 +10,7 @@ never the controller; nothing in the product imports the local test cluster.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -150,3 +151,17 @@ def test_no_import_cycle(layer):
     assert not new, f"import cycles: {new} (move what both need into a module of its own, or pass it in)"
     paid = [c for c in KNOWN_CYCLES if any(_layer(m) == layer for m in c) and c not in found]
     assert not paid, f"fixed, so remove from KNOWN_CYCLES: {paid}"
+
+
+# A line tested for an HLS tag, a tag looked up in the text, or the m3u8 library imported.
+_PLAYLIST_READING = re.compile(r"""startswith\(\s*f?["']#EXT|["']#EXT[-A-Z]*["']\s+(?:not\s+)?in\s|^\s*(?:import|from)\s+m3u8""",
+                               re.MULTILINE)
+
+
+def test_only_the_hls_module_reads_playlists():
+    """One HLS reader (``agent/hls.py``, on m3u8): a module reading tags itself is a second one."""
+    shared = PACKAGE / "agent" / "hls.py"
+    readers = [str(path.relative_to(PACKAGE)) for path in sorted(PACKAGE.rglob("*.py"))
+               if path != shared and _PLAYLIST_READING.search(path.read_text())]
+    assert readers == [], "read playlists with onair.agent.hls instead"
+    assert _PLAYLIST_READING.search(shared.read_text())  # the pattern still finds a reader

@@ -9,7 +9,7 @@ import m3u8
 import pytest
 
 from onair.agent.origin.dvr import (PART_HOLD_BACK_PART_TARGETS, SKIP_TARGET_DURATIONS, Dvr, live_edge)
-from onair.agent.origin.hls import PlaylistError, parse_media_playlist
+from onair.agent.hls import PlaylistError, parse_media_playlist
 
 CMAF = "hls/cmaf/{rung}/index.m3u8"
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)

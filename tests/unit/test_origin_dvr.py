@@ -8,7 +8,7 @@ import pytest
 
 from onair.agent.origin import dvr as dvrmod
 from onair.agent.origin.dvr import Dvr
-from onair.agent.origin.hls import parse_media_playlist
+from onair.agent.hls import parse_media_playlist
 
 PLAYLIST = "hls/cmaf/360p/index.m3u8"
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)

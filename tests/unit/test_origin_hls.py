@@ -4,7 +4,7 @@ from datetime import datetime, timezone
 import m3u8
 import pytest
 
-from onair.agent.origin.hls import PlaylistError, add_query, format_pdt, is_master, parse_media_playlist
+from onair.agent.hls import PlaylistError, add_query, format_pdt, is_master, parse_media_playlist
 
 # Verbatim from ffmpeg 5.1 (-hls_flags program_date_time+independent_segments, fMP4, PUT)
 FFMPEG_MEDIA = """#EXTM3U

@@ -64,7 +64,7 @@ def test_token_for_another_livestream_is_refused():
 def test_audience_may_be_a_list():
     header = _b64({"alg": "HS256", "typ": "JWT"})
     payload = _b64({"aud": ["media/other", STREAM], "exp": NOW + 60})
-    token = f"{header}.{payload}.{tokens._sign(SECRET.encode(), f'{header}.{payload}')}"
+    token = f"{header}.{payload}.{tokens.signature(SECRET, f'{header}.{payload}')}"
     assert tokens.verify(SECRET, token, STREAM, now=NOW).livestream == STREAM
 
 
@@ -78,7 +78,7 @@ def test_alg_none_is_refused_even_without_signature():
 def test_missing_expiry_is_refused():
     header = _b64({"alg": "HS256", "typ": "JWT"})
     payload = _b64({"aud": STREAM})
-    token = f"{header}.{payload}.{tokens._sign(SECRET.encode(), f'{header}.{payload}')}"
+    token = f"{header}.{payload}.{tokens.signature(SECRET, f'{header}.{payload}')}"
     with pytest.raises(TokenError, match="expiry"):
         tokens.verify(SECRET, token, STREAM, now=NOW)
 
@@ -86,7 +86,7 @@ def test_missing_expiry_is_refused():
 def test_not_before_is_honoured():
     header = _b64({"alg": "HS256", "typ": "JWT"})
     payload = _b64({"aud": STREAM, "exp": NOW + 60, "nbf": NOW + 30})
-    token = f"{header}.{payload}.{tokens._sign(SECRET.encode(), f'{header}.{payload}')}"
+    token = f"{header}.{payload}.{tokens.signature(SECRET, f'{header}.{payload}')}"
     with pytest.raises(TokenError, match="not valid yet"):
         tokens.verify(SECRET, token, STREAM, now=NOW)
     assert tokens.verify(SECRET, token, STREAM, now=NOW + 31)
@@ -120,7 +120,7 @@ def _signed(payload: str, header: str | None = None) -> str:
     for json.dumps, but Python's parser reads them)."""
     head = header or _b64({"alg": "HS256", "typ": "JWT"})
     body = base64.urlsafe_b64encode(payload.encode()).rstrip(b"=").decode()
-    return f"{head}.{body}.{tokens._sign(SECRET.encode(), f'{head}.{body}')}"
+    return f"{head}.{body}.{tokens.signature(SECRET, f'{head}.{body}')}"
 
 
 @pytest.mark.parametrize("claim", ["exp", "nbf", "iat"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from onair.agent.origin.hls import parse_media_playlist as origin_parse
+from onair.agent.hls import parse_media_playlist as origin_parse
 from onair.agent.transcoder.packager import Packager
 from onair.agent.transcoder.sinks import DirSink
 from tests.unit.test_transcoder_fmp4 import fragment, init_segment, traf

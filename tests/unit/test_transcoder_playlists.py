@@ -2,7 +2,8 @@ from datetime import datetime, timedelta, timezone
 
 import m3u8
 
-from onair.agent.transcoder.playlists import MediaPlaylist, parse_media_playlist, public_master
+from onair.agent.hls import parse_media_playlist
+from onair.agent.transcoder.playlists import MediaPlaylist, public_master
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -22,7 +23,7 @@ r1_000001.m4s
 
 def test_parse_ffmpeg_media_playlist():
     parsed = parse_media_playlist(FFMPEG_PLAYLIST)
-    assert parsed.map_uri == "r1_init_720p.mp4" and parsed.ended and parsed.target_duration == 2
+    assert parsed.open_map_uri == "r1_init_720p.mp4" and parsed.endlist and parsed.target_duration == 2
     assert [(s.uri, s.duration) for s in parsed.segments] == [("r1_000000.m4s", 2.0), ("r1_000001.m4s", 1.966667)]
 
 
@@ -125,7 +126,6 @@ def test_resume_round_trips_what_was_rendered():
 
 
 def test_low_latency_playlist_lists_parts_open_parts_and_hint_for_the_origin():
-    from onair.agent.origin.hls import parse_media_playlist as origin_parse
     from onair.agent.transcoder.playlists import PART_SEGMENTS_LISTED, Part
 
     playlist = MediaPlaylist(window=8, version=7)
@@ -136,7 +136,7 @@ def test_low_latency_playlist_lists_parts_open_parts_and_hint_for_the_origin():
     playlist.open_parts = [Part("r1_000030.m4s", 0.2, True), Part("r1_000031.m4s", 0.2, False)]
     playlist.open_init = "r1_init.mp4"
     playlist.preload_hint = "r1_000032.m4s"
-    parsed = origin_parse(playlist.render())
+    parsed = parse_media_playlist(playlist.render())
     assert parsed.part_target == 0.2
     assert [len(s.parts) for s in parsed.segments] == [0] * (6 - PART_SEGMENTS_LISTED) + [5] * PART_SEGMENTS_LISTED
     assert [p.independent for p in parsed.segments[-1].parts] == [True, False, False, False, False]
@@ -144,7 +144,7 @@ def test_low_latency_playlist_lists_parts_open_parts_and_hint_for_the_origin():
     assert parsed.preload_hint == "r1_000032.m4s" and parsed.open_map_uri == "r1_init.mp4"
     # A new run's first parts come under its own EXT-X-MAP, before its first segment exists.
     playlist.open_init = "r2_init.mp4"
-    assert origin_parse(playlist.render()).open_map_uri == "r2_init.mp4"
+    assert parse_media_playlist(playlist.render()).open_map_uri == "r2_init.mp4"
     # Ended: no parts to wait for.
     playlist.end()
     text = playlist.render()

@@ -45,7 +45,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable, Iterable, Optional
 
-from .hls import MediaPlaylist, UpstreamPart, format_pdt
+from onair.agent import hls
+from onair.agent.hls import extinf_tag, map_tag, part_tag, pdt_tag, preload_hint_tag
 from .paths import BadPath, relative_uri, resolve_uri
 
 # Without DVR the origin still serves a short live window: enough for hls.js to sit three
@@ -216,7 +217,7 @@ class Dvr:
         while len(self.fresh) > MAX_FRESH:
             del self.fresh[next(iter(self.fresh))]
 
-    def ingest(self, path: str, playlist: MediaPlaylist, now: float) -> Ingested:
+    def ingest(self, path: str, playlist: hls.MediaPlaylist, now: float) -> Ingested:
         """Append the fresh segments an uploaded media playlist lists, then slide the window."""
         r = self._rendition(path)
         self._set_meta(r, max(r.target_duration, playlist.target_duration), max(r.version, playlist.version),
@@ -269,7 +270,7 @@ class Dvr:
         return Ingested(tuple(appended), tuple(removed), tuple(skipped))
 
     # ------------------------------------------------------------------------- LL-HLS parts
-    def _uploaded_parts(self, playlist_path: str, ups: Iterable[UpstreamPart]) -> tuple[Part, ...]:
+    def _uploaded_parts(self, playlist_path: str, ups: Iterable[hls.Part]) -> tuple[Part, ...]:
         """The leading parts whose bytes arrived, in order (a later one is useless without them)."""
         parts = []
         for up in ups:
@@ -301,7 +302,7 @@ class Dvr:
                 if self.latest.get(part.upstream) == part.path:
                     del self.latest[part.upstream]
 
-    def _ingest_open_parts(self, r: Rendition, path: str, playlist: MediaPlaylist, now: float) -> bool:
+    def _ingest_open_parts(self, r: Rendition, path: str, playlist: hls.MediaPlaylist, now: float) -> bool:
         before = (r.part_target, r.open_parts, r.hint, len(r.parts))
         if playlist.part_target is None:
             r.part_target = None
@@ -727,12 +728,12 @@ def render_playlist(r: Rendition, segments: Iterable[Segment], ended: bool, quer
         # seeking into that period must not guess which init applies. So does the first segment
         # of a delta update, whose client may have dropped the skipped ones.
         if seg.init and (i == 0 or new_period or prev is None or seg.init != prev.init):
-            lines.append(f'#EXT-X-MAP:URI="{relative_uri(r.path, seg.init)}{suffix}"')
+            lines.append(map_tag(f"{relative_uri(r.path, seg.init)}{suffix}"))
         if seg.program_date_time is not None:
-            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{format_pdt(seg.program_date_time)}")
+            lines.append(pdt_tag(seg.program_date_time))
         if low_latency:
             lines += _part_lines(r, r.parts_of(seg.sequence), suffix)
-        lines.append(f"#EXTINF:{seg.duration:.6f},")
+        lines.append(extinf_tag(seg.duration))
         lines.append(f"{relative_uri(r.path, seg.path)}{suffix}")
         prev = seg
     if ended:
@@ -741,7 +742,7 @@ def render_playlist(r: Rendition, segments: Iterable[Segment], ended: bool, quer
         if edge.open_msn is not None:
             lines += _part_lines(r, r.open_parts, suffix)
         if r.hint and (edge.open_msn is not None or not r.open_parts) and segments[-1] is r.segments[-1]:
-            lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{relative_uri(r.path, r.hint)}{suffix}"')
+            lines.append(preload_hint_tag(f"{relative_uri(r.path, r.hint)}{suffix}"))
         for uri, other in reports:
             msn, part = other.report
             lines.append(f'#EXT-X-RENDITION-REPORT:URI="{uri}{suffix}",LAST-MSN={msn}'
@@ -750,5 +751,4 @@ def render_playlist(r: Rendition, segments: Iterable[Segment], ended: bool, quer
 
 
 def _part_lines(r: Rendition, parts: Iterable[Part], suffix: str) -> list[str]:
-    return [f'#EXT-X-PART:DURATION={part.duration:.6f},URI="{relative_uri(r.path, part.path)}{suffix}"'
-            + (",INDEPENDENT=YES" if part.independent else "") for part in parts]
+    return [part_tag(f"{relative_uri(r.path, part.path)}{suffix}", part.duration, part.independent) for part in parts]

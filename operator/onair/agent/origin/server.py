@@ -27,13 +27,13 @@ from prometheus_client import Counter, Gauge
 
 from onair.agent import http_limits
 from onair.agent.app import Agent, load_config, parse_args, run, setup_logging
+from onair.agent.hls import add_query
 from onair.api.agent import Desired, OriginConfig, OriginStatus
 from onair.endpoints import PLAYBACK_PATHS, UPLOAD_PREFIX
 
 from . import access
 from .dash import init_patterns, rewrite_mpd, time_shift_buffer_depth
 from .dvr import GRACE_MIN_SECONDS, Dvr
-from .hls import add_query
 from .journal import Journal
 from .paths import SCREENSHOT, BadPath, is_publishable, kind_of, safe_relpath
 from .storage import Storage

@@ -17,8 +17,9 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from onair.agent.http_limits import EMFILE_ERRNOS, RETRY_AFTER_SECONDS, fd_limit
+from onair.agent.hls import MediaPlaylist, PlaylistError, is_master, parse_media_playlist
+
 from .dash import MpdError, check_mpd, init_patterns, time_shift_buffer_depth
-from .hls import MediaPlaylist, PlaylistError, is_master, parse_media_playlist
 from .paths import SCREENSHOT, BadPath, Kind, is_publishable, kind_of, resolve_uri, safe_relpath
 
 if TYPE_CHECKING:

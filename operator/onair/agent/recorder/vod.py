@@ -23,6 +23,7 @@ import struct
 from dataclasses import dataclass
 from typing import BinaryIO, Optional
 
+from onair.agent.hls import extinf_tag, map_tag
 from onair.agent.mp4box import boxes, child, children, file_boxes
 
 TARGET_SECONDS = 4.0
@@ -225,9 +226,9 @@ def hls_vod_playlist(index: VodIndex, uri: str) -> str:
              "#EXT-X-PLAYLIST-TYPE:VOD"]
     if all(s.keyframe for s in index.segments):
         lines.append("#EXT-X-INDEPENDENT-SEGMENTS")
-    lines.append(f'#EXT-X-MAP:URI="{uri}",BYTERANGE="{index.init_length}@0"')
+    lines.append(map_tag(uri, byterange=f"{index.init_length}@0"))
     for segment in index.segments:
-        lines += [f"#EXTINF:{segment.duration:.3f},", f"#EXT-X-BYTERANGE:{segment.length}@{segment.offset}", uri]
+        lines += [extinf_tag(segment.duration, decimals=3), f"#EXT-X-BYTERANGE:{segment.length}@{segment.offset}", uri]
     lines.append("#EXT-X-ENDLIST")
     return "\n".join(lines) + "\n"
 

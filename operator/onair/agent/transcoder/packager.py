@@ -32,12 +32,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Awaitable, Callable, Optional, Sequence
 
+from onair.agent.hls import PlaylistError, Segment, parse_media_playlist
+
 from . import ffmpeg_args as fa
 from . import fmp4
 from .dirwatch import DirWatch
 from .mpegts import CLOCK, first_video_decode_time, sdiff
 from .pdt import ProgramDateTimes
-from .playlists import Entry, LocalSegment, MediaPlaylist, Part, parse_media_playlist, public_master
+from .playlists import Entry, MediaPlaylist, Part, public_master
 from .sinks import Sink, SinkError
 
 log = logging.getLogger("onair.transcoder.packager")
@@ -286,13 +288,17 @@ class Packager:
                 parsed = parse_media_playlist(local.read_text())
             except FileNotFoundError:
                 continue
+            except PlaylistError as exc:
+                log.warning("ffmpeg's playlist %s is unusable (%s): waiting for its next one", local, exc)
+                rendition.handled = stamp
+                continue
             new = [s for s in parsed.segments if s.uri not in rendition.seen]
             if not new:
                 rendition.handled = stamp
                 continue
             if not rendition.resumed:
                 await self._resume(rendition)
-            init = parsed.map_uri
+            init = parsed.open_map_uri
             if init and init not in rendition.inits:
                 if await self._upload_file(rendition.base, init, keep=True):
                     rendition.inits.add(init)
@@ -343,7 +349,7 @@ class Packager:
                         rendition.base, init, exc)
             return fmp4.InitInfo()
 
-    async def _add_part(self, rendition: _Rendition, part: LocalSegment, init: Optional[str]) -> None:
+    async def _add_part(self, rendition: _Rendition, part: Segment, init: Optional[str]) -> None:
         """Forward one part the moment ffmpeg finished it; close the segment a keyframe part begins."""
         local = self.work_dir / rendition.base / part.uri
         try:

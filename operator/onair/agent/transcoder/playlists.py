@@ -18,16 +18,18 @@ runs, so the packager keeps its own per rendition:
   ``EXT-X-MAP``), ``EXT-X-PART-INF`` and the next part as ``EXT-X-PRELOAD-HINT``. The origin
   reads them to serve LL-HLS (``onair.agent.origin.dvr``).
 
-Pure: parse text, render text; the packager does the I/O.
+Pure: parse text (``onair.agent.hls``), render text; the packager does the I/O.
 """
 from __future__ import annotations
 
 import math
 import posixpath
 from collections import deque
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Iterable, Optional
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Optional
+
+from onair.agent.hls import extinf_tag, map_tag, parse_media_playlist, part_tag, pdt_tag, preload_hint_tag
 
 # Media time running this far behind the wall clock means an outage, not jitter.
 PDT_RESYNC_SECONDS = 1.0
@@ -35,75 +37,6 @@ PDT_RESYNC_SECONDS = 1.0
 PDT_OVERLAP_SECONDS = 0.002
 # Parts are listed for this many of the last segments: the origin keeps what its part window needs.
 PART_SEGMENTS_LISTED = 4
-
-
-@dataclass(frozen=True)
-class LocalSegment:
-    uri: str
-    duration: float
-
-
-@dataclass
-class LocalPlaylist:
-    segments: list[LocalSegment] = field(default_factory=list)
-    map_uri: Optional[str] = None
-    target_duration: Optional[int] = None
-    ended: bool = False
-
-
-def parse_media_playlist(text: str) -> LocalPlaylist:
-    playlist = LocalPlaylist()
-    duration: Optional[float] = None
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line:
-            continue
-        if line.startswith("#EXTINF:"):
-            try:
-                duration = float(line[len("#EXTINF:"):].split(",", 1)[0])
-            except ValueError:
-                duration = None
-        elif line.startswith("#EXT-X-MAP:"):
-            playlist.map_uri = _attribute(line, "URI")
-        elif line.startswith("#EXT-X-TARGETDURATION:"):
-            try:
-                playlist.target_duration = int(line.split(":", 1)[1])
-            except ValueError:
-                pass
-        elif line == "#EXT-X-ENDLIST":
-            playlist.ended = True
-        elif not line.startswith("#"):
-            if duration is not None:
-                playlist.segments.append(LocalSegment(line, duration))
-            duration = None
-    return playlist
-
-
-def _attribute(line: str, name: str) -> Optional[str]:
-    body = line.split(":", 1)[1] if ":" in line else ""
-    for part in _split_attributes(body):
-        key, _, value = part.partition("=")
-        if key.strip() == name:
-            return value.strip().strip('"')
-    return None
-
-
-def _split_attributes(body: str) -> Iterable[str]:
-    current, quoted = [], False
-    for ch in body:
-        if ch == '"':
-            quoted = not quoted
-        if ch == "," and not quoted:
-            yield "".join(current)
-            current = []
-        else:
-            current.append(ch)
-    if current:
-        yield "".join(current)
-
-
-def format_pdt(when: datetime) -> str:
-    return when.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -191,37 +124,25 @@ class MediaPlaylist:
         next segment, like after any stop.
         """
         playlist = cls(window, version)
-        init: Optional[str] = None
+        parsed = parse_media_playlist(text)
+        playlist.media_sequence = parsed.media_sequence
+        playlist.discontinuity_sequence = parsed.discontinuity_sequence
+        playlist.ended = parsed.endlist
         pdt: Optional[datetime] = None
-        duration: Optional[float] = None
-        discontinuity = False
         runs = 0
-        for raw in text.splitlines():
-            line = raw.strip()
-            if line.startswith("#EXT-X-MEDIA-SEQUENCE:"):
-                playlist.media_sequence = int(line.split(":", 1)[1])
-            elif line.startswith("#EXT-X-DISCONTINUITY-SEQUENCE:"):
-                playlist.discontinuity_sequence = int(line.split(":", 1)[1])
-            elif line == "#EXT-X-DISCONTINUITY":
-                discontinuity = True
-            elif line.startswith("#EXT-X-MAP:"):
-                init = _attribute(line, "URI")
-            elif line.startswith("#EXT-X-PROGRAM-DATE-TIME:"):
-                pdt = datetime.fromisoformat(line.split(":", 1)[1].replace("Z", "+00:00"))
-            elif line.startswith("#EXTINF:"):
-                duration = float(line[len("#EXTINF:"):].split(",", 1)[0])
-            elif line == "#EXT-X-ENDLIST":
-                playlist.ended = True
-            elif line and not line.startswith("#") and duration is not None and pdt is not None:
-                if discontinuity:
-                    runs += 1
-                # The run id only has to differ between runs: the old ones are named by position.
-                entry = Entry(line, duration, f"resumed-{runs}", init, pdt, discontinuity and bool(playlist.entries))
-                playlist.entries.append(entry)
-                playlist._last = entry
-                playlist._target = max(playlist._target, math.ceil(duration - 1e-3))
-                pdt = pdt + timedelta(seconds=duration)
-                duration, discontinuity = None, False
+        for segment in parsed.segments:
+            pdt = segment.program_date_time or pdt
+            if pdt is None:
+                continue
+            if segment.discontinuity:
+                runs += 1
+            # The run id only has to differ between runs: the old ones are named by position.
+            entry = Entry(segment.uri, segment.duration, f"resumed-{runs}", segment.map_uri, pdt,
+                          segment.discontinuity and bool(playlist.entries))
+            playlist.entries.append(entry)
+            playlist._last = entry
+            playlist._target = max(playlist._target, math.ceil(segment.duration - 1e-3))
+            pdt = pdt + timedelta(seconds=segment.duration)
         while len(playlist.entries) > window:
             playlist.entries.popleft()
             playlist.media_sequence += 1
@@ -250,31 +171,27 @@ class MediaPlaylist:
             if entry.discontinuity and i > 0:
                 lines.append("#EXT-X-DISCONTINUITY")
             if entry.init and (i == 0 or entry.init != current_init):
-                lines.append(f'#EXT-X-MAP:URI="{entry.init}"')
+                lines.append(map_tag(entry.init))
             current_init = entry.init
-            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{format_pdt(entry.program_date_time)}")
+            lines.append(pdt_tag(entry.program_date_time))
             if self.part_target is not None and i >= with_parts:
-                lines += [_part_line(part) for part in entry.parts]
-            lines.append(f"#EXTINF:{entry.duration:.6f},")
+                lines += [part_tag(part.uri, part.duration, part.independent) for part in entry.parts]
+            lines.append(extinf_tag(entry.duration))
             lines.append(entry.uri)
         if self.ended:
             lines.append("#EXT-X-ENDLIST")
         elif self.part_target is not None:
             if self.open_parts and self.open_init and self.open_init != current_init:
-                lines.append(f'#EXT-X-MAP:URI="{self.open_init}"')  # a new run's first parts
-            lines += [_part_line(part) for part in self.open_parts]
+                lines.append(map_tag(self.open_init))  # a new run's first parts
+            lines += [part_tag(part.uri, part.duration, part.independent) for part in self.open_parts]
             if self.preload_hint:
-                lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{self.preload_hint}"')
+                lines.append(preload_hint_tag(self.preload_hint))
         return "\n".join(lines) + "\n"
-
-
-def _part_line(part: Part) -> str:
-    return f'#EXT-X-PART:DURATION={part.duration:.6f},URI="{part.uri}"' + (",INDEPENDENT=YES" if part.independent else "")
 
 
 def public_master(text: str, run_id: str, playlist_name: str = "index.m3u8") -> str:
     """ffmpeg's master of one run, pointing at the public media playlists instead."""
-    out = []
+    out: list[str] = []
     suffix = f"/{run_id}.m3u8"
     for raw in text.splitlines():
         line = raw.strip()
