@@ -59,3 +59,25 @@ def test_a_child_never_applied_is_not_judged():
     state = LivestreamState("ns", "show", "uid-1")
     state.child_event(SECRET, "rv3", "Secret show-credentials")
     assert not state.dirty and not state.unconfirmed
+
+
+def test_drift_and_deletion_forget_the_applied_digest_so_the_child_is_applied_again():
+    async def scenario() -> LivestreamState:
+        state = _state()
+        state.applied_digests[SECRET] = "d1"
+        async with state.lock:
+            state.child_event(SECRET, "rv12", "Secret show-credentials")  # judged after the reconcile
+            assert state.applied_digests == {SECRET: "d1"}
+            state.confirm_child_events()
+        return state
+
+    assert asyncio.run(scenario()).applied_digests == {}
+    state = _state()
+    state.applied_digests[SECRET] = "d1"
+    state.child_event(SECRET, "rv10", "Secret show-credentials")  # our own write
+    assert state.applied_digests == {SECRET: "d1"}
+    state.child_event(SECRET, "rv13", "Secret show-credentials")
+    assert state.applied_digests == {}
+    state.applied_digests[SECRET] = "d2"
+    state.forget_child(SECRET)
+    assert state.applied_digests == {} and SECRET not in state.versions

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, Iterable, Mapping, Optional
 
 from onair.api.agent import Desired
+from onair.api.calltype import CallType
 from onair.render.children import RenderedChildren
 from onair.render.credentials import Credentials
 from onair.render.lifecycle import Lifecycle
@@ -60,7 +61,10 @@ class LivestreamState:
     name: str
     uid: str
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # wake: the daemon must reconcile now; rearm: a handler just did, the daemon only recomputes
+    # when to wake next (onair.controller.livestream).
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    rearm: asyncio.Event = field(default_factory=asyncio.Event)
     # Why the children must be re-applied (empty: only the status needs refreshing).
     dirty: set[str] = field(default_factory=set)
     # Never logged, never in status: kept so a deleted Secret is restored with the same keys.
@@ -71,6 +75,9 @@ class LivestreamState:
     rendered_calltype: Optional[str] = None  # calltype_version() of the CallType it was rendered from
     applied_at: Optional[datetime] = None
     versions: dict[tuple[str, str], str] = field(default_factory=dict)
+    # The manifest digest last applied successfully per child (onair.controller.apply): a child
+    # whose rendered digest is the same, and which nobody changed since, is not applied again.
+    applied_digests: dict[tuple[str, str], str] = field(default_factory=dict)
     # Child events that did not match ``versions`` while a reconcile held the lock: possibly the
     # operator's own write whose apply response was not recorded yet (its watch event can arrive
     # first). Judged once that reconcile is done (``confirm_child_events``).
@@ -117,6 +124,16 @@ class LivestreamState:
             if marker not in seen:
                 seen[:] = (seen + [marker])[-OWN_VERSIONS_KEPT:]
 
+    def forget_child(self, key: tuple[str, str]) -> None:
+        """Child ``key`` is gone (deleted or pruned): nothing the operator wrote to it holds any more."""
+        self.versions.pop(key, None)
+        self.applied_digests.pop(key, None)
+
+    def _drifted(self, key: tuple[str, str], what: str) -> None:
+        # Someone else's change: this child is applied again even though its manifest is the same.
+        self.applied_digests.pop(key, None)
+        self.mark_dirty(f"child {what} was modified")
+
     def _own(self, key: tuple[str, str], marker: str) -> bool:
         return self.versions.get(key) == marker or marker in self.written.get(key, ())
 
@@ -129,7 +146,7 @@ class LivestreamState:
             # An apply may be in flight whose response (this very version) is not recorded yet.
             self.unconfirmed[key] = (marker, what)
             return
-        self.mark_dirty(f"child {what} was modified")
+        self._drifted(key, what)
 
     def confirm_child_events(self) -> None:
         """After a reconcile (still under the lock): the deferred events that are not the
@@ -137,7 +154,7 @@ class LivestreamState:
         pending, self.unconfirmed = self.unconfirmed, {}
         for key, (marker, what) in pending.items():
             if self.versions.get(key) is not None and not self._own(key, marker):
-                self.mark_dirty(f"child {what} was modified")
+                self._drifted(key, what)
 
 
 class Runtime:
@@ -173,6 +190,8 @@ class Runtime:
         self.calltype_status = Coalescer(self._sync_calltype_status, window=calltype_status_window,
                                          what="updating the CallType status")
         self.calltype_versions: dict[str, str] = {}
+        # CallType name -> (calltype_version, model or None, Problem or None): parsed once per version.
+        self.parsed_calltypes: dict[str, tuple[str, Optional[CallType], Optional[Problem]]] = {}
         # (namespace, livestream, role key) -> pod IP, fed by the pods watch (default resolver).
         self.pod_ips: dict[tuple[str, str, str], str] = {}
         # ... -> pod name -> AgentPod: every Running pod of that agent (two while a slot rolls).
