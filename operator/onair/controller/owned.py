@@ -89,7 +89,7 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime, watch_pods: bool) -> 
         what = f"{body.get('kind')} {meta.get('name')}"
         key = (body.get("kind"), meta.get("name"))
         if kind == "DELETED":
-            state.forget_child(key)
+            state.children.forget(key)
             state.mark_dirty(f"child {what} was deleted")
             return
         if body.get("kind") == "PersistentVolumeClaim":

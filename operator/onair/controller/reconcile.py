@@ -164,11 +164,11 @@ async def sync_children(rt: Runtime, state: LivestreamState, ls: Mapping, body: 
         return
     if state.applied_at is None or (rt.clock() - state.applied_at).total_seconds() >= rt.resync_seconds:
         # The periodic resync re-applies everything, whatever the digests say.
-        state.applied_digests.clear()
+        state.children.digests.clear()
     try:
         result = await apply_children(rt.kube, rollout.staggered(rendered, ingest_rollout), ls["metadata"],
-                                      state.versions, known=rt.known_children(state.namespace, state.name),
-                                      applied_digests=state.applied_digests)
+                                      state.children.versions, known=rt.known_children(state.namespace, state.name),
+                                      applied_digests=state.children.digests)
     except KubeError as exc:
         if exc.transient:
             state.dirty.update(reasons or {"retry"})
@@ -179,12 +179,11 @@ async def sync_children(rt: Runtime, state: LivestreamState, ls: Mapping, body: 
         state.failed_inputs = (ls["metadata"].get("generation"), calltype_rv)
         state.failed_at = rt.clock()
         return
-    state.record_versions(result.versions)
-    state.applied_digests.update(result.digests)
+    state.children.record(result.versions, result.digests)
     rollout.applied(state, body, rendered, ingest_rollout)
     for gone in result.pruned:
         kind, _, obj = gone.partition(" ")
-        state.forget_child((kind, obj))
+        state.children.forget((kind, obj))
     first = state.rendered is None
     state.problem = None
     # The applied manifests are not needed after this (status reads URLs, settings and agent

@@ -56,6 +56,58 @@ def current_agent_pod(pods: Iterable[AgentPod]) -> Optional[AgentPod]:
 
 
 @dataclass(eq=False)
+class ChildLedger:
+    """What the operator wrote to each child of one Livestream, keyed by (kind, name): the version
+    markers of its writes (``onair.controller.apply.version_marker``), to tell its own watch
+    events from someone else's change, and the manifest digests it applied, to skip applying a
+    child whose manifest did not change. A child changed by someone else, or gone, loses its digest,
+    so the next reconcile applies it."""
+    versions: dict[tuple[str, str], str] = field(default_factory=dict)
+    digests: dict[tuple[str, str], str] = field(default_factory=dict)
+    # The last few versions written per child: a watch that lags behind two writes in quick
+    # succession still delivers the first one after the second was recorded.
+    written: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    # Events judged later (see ``judge``): key -> (marker, what).
+    unconfirmed: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+
+    def record(self, versions: Mapping[tuple[str, str], str], digests: Mapping[tuple[str, str], str]) -> None:
+        """What an apply wrote (or found unchanged)."""
+        self.versions.update(versions)
+        self.digests.update(digests)
+        for key, marker in versions.items():
+            seen = self.written.setdefault(key, [])
+            if marker not in seen:
+                seen[:] = (seen + [marker])[-OWN_VERSIONS_KEPT:]
+
+    def forget(self, key: tuple[str, str]) -> None:
+        """Child ``key`` is gone (deleted or pruned): nothing the operator wrote to it holds any more."""
+        self.versions.pop(key, None)
+        self.digests.pop(key, None)
+
+    def _own(self, key: tuple[str, str], marker: str) -> bool:
+        return self.versions.get(key) == marker or marker in self.written.get(key, ())
+
+    def _drifted(self, key: tuple[str, str], marker: str) -> bool:
+        if self.versions.get(key) is None or self._own(key, marker):
+            return False
+        self.digests.pop(key, None)
+        return True
+
+    def judge(self, key: tuple[str, str], marker: str, what: str, defer: bool) -> bool:
+        """Whether the event of child ``key`` at ``marker`` is drift; with ``defer`` a possible
+        drift is kept for ``confirm`` instead."""
+        if defer and self.versions.get(key) is not None and not self._own(key, marker):
+            self.unconfirmed[key] = (marker, what)
+            return False
+        return self._drifted(key, marker)
+
+    def confirm(self) -> list[str]:
+        """The deferred events that are drift after all (``what`` of each)."""
+        pending, self.unconfirmed = self.unconfirmed, {}
+        return [what for key, (marker, what) in pending.items() if self._drifted(key, marker)]
+
+
+@dataclass(eq=False)
 class LivestreamState:
     namespace: str
     name: str
@@ -74,17 +126,8 @@ class LivestreamState:
     rendered_generation: Optional[int] = None
     rendered_calltype: Optional[str] = None  # calltype_version() of the CallType it was rendered from
     applied_at: Optional[datetime] = None
-    versions: dict[tuple[str, str], str] = field(default_factory=dict)
-    # The manifest digest last applied successfully per child (onair.controller.apply): a child
-    # whose rendered digest is the same, and which nobody changed since, is not applied again.
-    applied_digests: dict[tuple[str, str], str] = field(default_factory=dict)
-    # Child events that did not match ``versions`` while a reconcile held the lock: possibly the
-    # operator's own write whose apply response was not recorded yet (its watch event can arrive
-    # first). Judged once that reconcile is done (``confirm_child_events``).
-    unconfirmed: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
-    # The last few versions the operator wrote per child: a watch that lags behind two writes in
-    # quick succession still delivers the first one after the second was recorded.
-    written: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    # What the operator wrote to each child (its own watch events vs drift; unchanged manifests).
+    children: ChildLedger = field(default_factory=ChildLedger)
     lifecycle: Optional[Lifecycle] = None
     problem: Optional[Problem] = None
     failed_inputs: Optional[tuple] = None  # (generation, CallType version) an apply was rejected for
@@ -116,45 +159,19 @@ class LivestreamState:
         self.dirty.add(reason)
         self.wake.set()
 
-    def record_versions(self, versions: dict[tuple[str, str], str]) -> None:
-        """What an apply wrote (or found unchanged)."""
-        self.versions.update(versions)
-        for key, marker in versions.items():
-            seen = self.written.setdefault(key, [])
-            if marker not in seen:
-                seen[:] = (seen + [marker])[-OWN_VERSIONS_KEPT:]
-
-    def forget_child(self, key: tuple[str, str]) -> None:
-        """Child ``key`` is gone (deleted or pruned): nothing the operator wrote to it holds any more."""
-        self.versions.pop(key, None)
-        self.applied_digests.pop(key, None)
-
-    def _drifted(self, key: tuple[str, str], what: str) -> None:
-        # Someone else's change: this child is applied again even though its manifest is the same.
-        self.applied_digests.pop(key, None)
-        self.mark_dirty(f"child {what} was modified")
-
-    def _own(self, key: tuple[str, str], marker: str) -> bool:
-        return self.versions.get(key) == marker or marker in self.written.get(key, ())
-
     def child_event(self, key: tuple[str, str], marker: str, what: str) -> None:
         """A watch event of child ``key`` at version ``marker``: a change someone else made unless
         it is a version the operator wrote."""
-        if self.versions.get(key) is None or self._own(key, marker):
-            return
-        if self.lock.locked():
-            # An apply may be in flight whose response (this very version) is not recorded yet.
-            self.unconfirmed[key] = (marker, what)
-            return
-        self._drifted(key, what)
+        # While a reconcile holds the lock, an apply may be in flight whose response (this very
+        # version) is not recorded yet: judged by ``confirm_child_events``.
+        if self.children.judge(key, marker, what, defer=self.lock.locked()):
+            self.mark_dirty(f"child {what} was modified")
 
     def confirm_child_events(self) -> None:
         """After a reconcile (still under the lock): the deferred events that are not the
         operator's own writes are drift."""
-        pending, self.unconfirmed = self.unconfirmed, {}
-        for key, (marker, what) in pending.items():
-            if self.versions.get(key) is not None and not self._own(key, marker):
-                self._drifted(key, what)
+        for what in self.children.confirm():
+            self.mark_dirty(f"child {what} was modified")
 
 
 class Runtime:
