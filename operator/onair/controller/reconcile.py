@@ -162,7 +162,8 @@ async def sync_children(rt: Runtime, state: LivestreamState, ls: Mapping, body: 
         log.exception("rendering %s/%s failed", state.namespace, state.name)
         state.problem = Problem("RenderFailed", f"could not render the children: {type(exc).__name__}: {exc}")
         return
-    if state.applied_at is None or (rt.clock() - state.applied_at).total_seconds() >= rt.resync_seconds:
+    full = state.applied_at is None or (rt.clock() - state.applied_at).total_seconds() >= rt.resync_seconds
+    if full:
         # The periodic resync re-applies everything, whatever the digests say.
         state.children.digests.clear()
     try:
@@ -191,7 +192,8 @@ async def sync_children(rt: Runtime, state: LivestreamState, ls: Mapping, body: 
     state.rendered = replace(rendered, objects=[], keep=[])
     state.rendered_generation = ls["metadata"].get("generation")
     state.rendered_calltype = calltype_rv
-    state.applied_at = rt.clock()
+    if full:
+        state.applied_at = rt.clock()
     members.report_unknown_roles(state, body, rendered)
     drift = [r for r in reasons if r.startswith("child ")]
     if result.changed or result.created or result.pruned:

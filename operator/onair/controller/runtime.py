@@ -125,7 +125,7 @@ class LivestreamState:
     rendered: Optional[RenderedChildren] = None
     rendered_generation: Optional[int] = None
     rendered_calltype: Optional[str] = None  # calltype_version() of the CallType it was rendered from
-    applied_at: Optional[datetime] = None
+    applied_at: Optional[datetime] = None  # of the last full apply (every child sent): the resync counts from it
     # What the operator wrote to each child (its own watch events vs drift; unchanged manifests).
     children: ChildLedger = field(default_factory=ChildLedger)
     lifecycle: Optional[Lifecycle] = None
