@@ -18,9 +18,10 @@ A child whose manifest is the one this process last applied successfully (same d
 which the watch cache shows exactly as that apply left it (same version marker, same digest
 annotation), is not sent again: a spec edit that changes no child (most ``spec.phase`` edits)
 costs no API request. A child deleted or edited by someone else fails that test (and the watch
-event forgets its digest, see ``LivestreamState.child_event``), so it is applied; after an
-operator restart nothing is remembered and everything is applied once (a digest annotation on
-the live object alone cannot tell that someone edited the object while the operator was down).
+event forgets its digest, see ``ChildLedger``), so it is applied. After an operator restart
+nothing is remembered: a child is skipped when the live object carries the digest and its
+managedFields show no write of anyone else after the operator's last apply (the annotation alone
+survives a ``kubectl edit``). The periodic resync applies everything.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Optional
 
-from onair.api.meta import MANIFEST_DIGEST_ANNOTATION, child_selector
+from onair.api.meta import MANAGER, MANIFEST_DIGEST_ANNOTATION, child_selector
 from onair.render import children as rc
 
 from .kubeapi import KINDS, Kube, KubeError, kind_of, label_selector, owned_by
@@ -57,6 +58,22 @@ class KnownChild:
     deleting: bool
     marker: str
     digest: Optional[str] = None  # its MANIFEST_DIGEST_ANNOTATION
+    # Nobody but the operator wrote the object since its last apply (see ``untouched_since_apply``).
+    untouched: bool = False
+
+
+def untouched_since_apply(meta: Mapping) -> bool:
+    """Whether the operator's server-side apply is the newest write to the object (status aside),
+    from its managedFields: every other manager's entry is older (their times have one-second
+    resolution, so a write in the same second counts as newer). ``kubectl edit`` or a script's
+    patch leaves a newer entry; so does kube-controller-manager's revision annotation on a
+    Deployment, which only costs that Deployment a no-op apply."""
+    entries = [e for e in meta.get("managedFields") or () if not e.get("subresource")]
+    ours = [e for e in entries if e.get("manager") == MANAGER and e.get("operation") == "Apply"]
+    if len(ours) != 1 or not ours[0].get("time"):
+        return False
+    applied_at = ours[0]["time"]  # RFC 3339 in UTC: orders as text
+    return all((e.get("time") or "") < applied_at for e in entries if e is not ours[0])
 
 
 def manifest_digest(obj: Mapping) -> str:
@@ -79,12 +96,18 @@ def with_digest(obj: dict, digest: str) -> dict:
 
 def up_to_date(key: tuple[str, str], digest: str, before: Mapping[tuple[str, str], str],
                applied_digests: Mapping[tuple[str, str], str],
-               known: Optional[Mapping[tuple[str, str], KnownChild]]) -> bool:
-    """Whether the cluster holds exactly what applying this manifest would leave: this process
-    applied the same digest, and the watch cache shows the child unchanged since (no cache: unknown)."""
+               known: Optional[Mapping[tuple[str, str], KnownChild]]) -> Optional[str]:
+    """The child's version marker when the cluster holds exactly what applying this manifest would
+    leave, else None (no cache: unknown). Either this process applied the same digest and the watch
+    cache shows the child unchanged since; or this process has no record of the child (it just
+    started) and the live object carries this digest with no write of anyone else after the
+    operator's last apply."""
     seen = known.get(key) if known is not None else None
-    return (seen is not None and not seen.deleting and applied_digests.get(key) == digest
-            and seen.digest == digest and before.get(key) == seen.marker)
+    if seen is None or seen.deleting or seen.digest != digest:
+        return None
+    if key in before:
+        return seen.marker if applied_digests.get(key) == digest and before[key] == seen.marker else None
+    return seen.marker if seen.untouched else None
 
 
 def version_marker(obj: Mapping) -> str:
@@ -120,9 +143,10 @@ async def _apply_one(kube: Kube, obj: dict, result: ApplyResult, before: Mapping
                 result.versions[key] = version_marker(current)
         return
     digest = manifest_digest(obj)
-    if up_to_date(key, digest, before, applied_digests, known):
+    unchanged = up_to_date(key, digest, before, applied_digests, known)
+    if unchanged is not None:
         result.unchanged.append(_label(obj))
-        result.versions[key], result.digests[key] = before[key], digest
+        result.versions[key], result.digests[key] = unchanged, digest
         return
     applied = await kube.apply(with_digest(obj, digest))
     marker = version_marker(applied)

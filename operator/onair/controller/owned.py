@@ -29,7 +29,7 @@ import kopf
 from onair.api.meta import LABEL_LIVESTREAM, MANAGER, MANIFEST_DIGEST_ANNOTATION
 from onair.render.children import ingest_exposure, role_of
 
-from .apply import KnownChild, version_marker
+from .apply import KnownChild, untouched_since_apply, version_marker
 from .runtime import AgentPod, Runtime, current_agent_pod
 from .settings import CHILD_RESOURCES
 
@@ -46,7 +46,7 @@ async def index_child(namespace: str, name: str, body: kopf.Body, meta: kopf.Met
     return {(namespace, labels.get(LABEL_LIVESTREAM)): KnownChild(
         kind=body.get("kind"), name=name, controller_uid=controller,
         deleting=bool(meta.get("deletionTimestamp")), marker=version_marker(body),
-        digest=(meta.get("annotations") or {}).get(MANIFEST_DIGEST_ANNOTATION))}
+        digest=(meta.get("annotations") or {}).get(MANIFEST_DIGEST_ANNOTATION), untouched=untouched_since_apply(meta))}
 
 
 def note_ingest_service(rt: Runtime, event: kopf.RawEvent, body: kopf.Body) -> None:

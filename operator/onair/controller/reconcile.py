@@ -164,7 +164,8 @@ async def sync_children(rt: Runtime, state: LivestreamState, ls: Mapping, body: 
         return
     full = state.applied_at is None or (rt.clock() - state.applied_at).total_seconds() >= rt.resync_seconds
     if full:
-        # The periodic resync re-applies everything, whatever the digests say.
+        # The periodic resync re-applies everything, whatever the digests say (after a restart
+        # there are none: children the live objects show untouched are still skipped).
         state.children.digests.clear()
     try:
         result = await apply_children(rt.kube, rollout.staggered(rendered, ingest_rollout), ls["metadata"],
