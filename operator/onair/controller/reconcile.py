@@ -86,7 +86,8 @@ def _calltype(rt: Runtime, name: str) -> tuple[Optional[CallType], Optional[str]
     version = calltype_version(body)
     cached = rt.parsed_calltypes.get(name)
     if cached is not None and cached[0] == version:
-        return cached[1], version, cached[2]
+        model, problem = cached[1], cached[2]
+        return model, version if model is not None else None, problem
     try:
         model = CallType.model_validate({k: body.get(k) for k in ("apiVersion", "kind", "metadata", "spec")
                                          if body.get(k) is not None})
