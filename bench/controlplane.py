@@ -11,6 +11,8 @@ For each N it prints (and asserts nothing about time):
   afterwards, from the API server's audit log (which logs only the operator's user), beside the
   whole API server's `apiserver_request_total` for the same windows, and the idle window again
   with the operator stopped (the controller manager talks too);
+* a spec edit of every Livestream that changes none of its children: time until every status
+  shows it, operator CPU and requests;
 * the time to create the same child objects directly with the Python client (server-side
   apply, 8 threads like the operator's pool), and the ratio operator / direct.
 
@@ -58,7 +60,9 @@ WATCHED = {
     "Service": ("core", "list_namespaced_service"),
     "PersistentVolumeClaim": ("core", "list_namespaced_persistent_volume_claim"),
     "Deployment": ("apps", "list_namespaced_deployment"),
+    "NetworkPolicy": ("networking", "list_namespaced_network_policy"),
 }
+API_VERSIONS = {"Deployment": "apps/v1", "NetworkPolicy": "networking.k8s.io/v1"}
 
 
 def log(msg: str) -> None:
@@ -96,13 +100,18 @@ def percentile(values: list[float], p: float) -> float:
 # ----------------------------------------------------------------------------- observation
 
 
+def typed_apis(api) -> dict[str, Any]:
+    from kubernetes import client
+
+    return {"core": client.CoreV1Api(api), "apps": client.AppsV1Api(api), "networking": client.NetworkingV1Api(api)}
+
+
 class ChildWatch:
     """First time each child object appears, from one watch per kind (started before creates)."""
 
     def __init__(self, api, namespace: str) -> None:
-        from kubernetes import client
 
-        self.apis = {"core": client.CoreV1Api(api), "apps": client.AppsV1Api(api)}
+        self.apis = typed_apis(api)
         self.namespace = namespace
         self.first_seen: dict[tuple[str, str], float] = {}
         self.lock = threading.Lock()
@@ -343,16 +352,14 @@ def portable(obj: dict, namespace: str) -> dict:
 
 
 def fetch_children(api, namespace: str, wanted: set[tuple[str, str]]) -> list[dict]:
-    from kubernetes import client
 
-    apis = {"core": client.CoreV1Api(api), "apps": client.AppsV1Api(api)}
-    api_version = {"Deployment": "apps/v1"}
+    apis = typed_apis(api)
     out = []
     for kind, (api_name, fn_name) in WATCHED.items():
         for item in getattr(apis[api_name], fn_name)(namespace).items:
             obj = api.sanitize_for_serialization(item)
             if (kind, obj["metadata"]["name"]) in wanted:
-                obj["kind"], obj["apiVersion"] = kind, api_version.get(kind, "v1")
+                obj["kind"], obj["apiVersion"] = kind, API_VERSIONS.get(kind, "v1")
                 out.append(portable(obj, DIRECT_NAMESPACE))
     return out
 
@@ -362,7 +369,7 @@ def create_directly(kubeconfig: Path, objects: list[dict]) -> float:
     client wrapper and an 8-thread pool, but without the operator deciding anything."""
     from onair.controller import kubeapi
 
-    order = {"Secret": 0, "ConfigMap": 0, "PersistentVolumeClaim": 1, "Service": 2, "Deployment": 3}
+    order = {"Secret": 0, "ConfigMap": 0, "PersistentVolumeClaim": 1, "Service": 2, "NetworkPolicy": 2, "Deployment": 3}
 
     async def run() -> float:
         api = kubeapi.api_client(str(kubeconfig))
@@ -461,6 +468,18 @@ def _run_on(cluster, workdir: Path, audit: AuditLog, result: dict[str, Any], n: 
                       op_create_by_verb=by_verb(op_create), op_create_top=top_resources(op_create),
                       all_create=sum(all_create.values()), all_create_writes=writes(all_create))
 
+        # A spec edit of every Livestream that changes none of its children (the display name):
+        # what a burst of phase changes costs the API server.
+        time.sleep(5)
+        aud1, cpu1, t_edit = audit.offset(), op.stats()["cpu_s"], time.monotonic()
+        for name in names:
+            custom.patch_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "livestreams", name,
+                                                  {"spec": {"displayName": f"{name} edited"}})
+        wait(lambda: reconciled_count(custom, NAMESPACE) == n, timeout, f"status of {n} edited Livestreams", interval=1)
+        op_edit = audit.since(aud1)
+        result.update(edit_s=time.monotonic() - t_edit, edit_cpu_s=op.stats()["cpu_s"] - cpu1,
+                      op_edit=sum(op_edit.values()), op_edit_writes=writes(op_edit), op_edit_top=top_resources(op_edit))
+
         # Idle: everything converged, nobody changes anything.
         time.sleep(5)
         req2, aud2, cpu2 = scrape_requests(api), audit.offset(), op.stats()["cpu_s"]
@@ -504,6 +523,9 @@ def report(r: dict[str, Any], idle_seconds: float) -> None:
           f"{r['op_create'] / n:.1f}/Livestream): {r['op_create_by_verb']}")
     print(f"  top: {r['op_create_top']}")
     print(f"  (whole API server meanwhile: {r['all_create']} requests, {r['all_create_writes']} writes)")
+    print(f"spec edit of every Livestream        {r['edit_s']:8.2f} s until every status has it, operator CPU "
+          f"{r['edit_cpu_s']:.1f} s, {r['op_edit']} operator requests ({r['op_edit_writes']} writes)")
+    print(f"  top: {r['op_edit_top']}")
     print(f"operator requests, idle {idle_seconds:.0f} s       {r['op_idle']} ({r['op_idle_writes']} writes): "
           f"{r['op_idle_by_verb']}  top: {r['op_idle_top']}")
     print(f"whole API server, idle {idle_seconds:.0f} s        {r['all_idle']} ({r['all_idle_writes']} writes): "

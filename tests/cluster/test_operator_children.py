@@ -140,7 +140,8 @@ def test_second_reconcile_changes_nothing(operator, kube, calltype, namespace):
     before = kube.resource_versions(namespace, "idem")
     status_rv = kube.livestream(namespace, "idem")["metadata"]["resourceVersion"]
 
-    # A metadata-only change runs the update handler: a full render + apply of every child.
+    # A metadata-only change runs the update handler (the generation did not move: nothing is
+    # rendered or applied; tests/cluster/test_operator_apply_digest.py counts the applies).
     kube.patch_livestream(namespace, "idem", {"metadata": {"labels": {"touched": "yes"}}})
     wait_for(lambda: "touched" in kube.livestream(namespace, "idem")["metadata"]["annotations"].get(
         "onair.dev/last-handled-configuration", ""), 20, what="update handled")

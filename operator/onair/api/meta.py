@@ -15,6 +15,8 @@ MANAGER = "onair-operator"
 LABEL_LIVESTREAM = f"{GROUP}/livestream"
 LABEL_ROLE = f"{GROUP}/role"
 LABEL_RECORDINGS_OF = f"{GROUP}/recordings-of"
+# On every applied child: the sha256 of its manifest as rendered (onair.controller.apply.manifest_digest).
+MANIFEST_DIGEST_ANNOTATION = f"{GROUP}/manifest-sha256"
 
 
 def child_selector(name: str) -> dict[str, str]:

@@ -14,16 +14,24 @@ LISTs run only for kinds where the cache or the operator's own earlier writes sh
 child that is no longer rendered (usually none: a new Livestream has nothing to prune). The
 LIST, not the cache, still decides what is deleted (with the listed uid as precondition).
 
-Re-applying unchanged manifests is a no-op on the API server (no write, resourceVersion kept), so
-this runs on every reconcile without churning watches.
+A child whose manifest is the one this process last applied successfully (same digest), and
+which the watch cache shows exactly as that apply left it (same version marker, same digest
+annotation), is not sent again: a spec edit that changes no child (most ``spec.phase`` edits)
+costs no API request. A child deleted or edited by someone else fails that test (and the watch
+event forgets its digest, see ``ChildLedger``), so it is applied. After an operator restart
+nothing is remembered: a child is skipped when the live object carries the digest and its
+managedFields show no write of anyone else after the operator's last apply (the annotation alone
+survives a ``kubectl edit``). The periodic resync applies everything.
 """
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Optional
 
-from onair.api.meta import child_selector
+from onair.api.meta import MANAGER, MANIFEST_DIGEST_ANNOTATION, child_selector
 from onair.render import children as rc
 
 from .kubeapi import KINDS, Kube, KubeError, kind_of, label_selector, owned_by
@@ -36,6 +44,9 @@ class ApplyResult:
     changed: list[str] = field(default_factory=list)
     created: list[str] = field(default_factory=list)
     pruned: list[str] = field(default_factory=list)
+    # (kind, name) -> manifest digest of every child applied (or found unchanged) by this call
+    digests: dict[tuple[str, str], str] = field(default_factory=dict)
+    unchanged: list[str] = field(default_factory=list)  # not sent: same digest as last applied
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,57 @@ class KnownChild:
     controller_uid: Optional[str]
     deleting: bool
     marker: str
+    digest: Optional[str] = None  # its MANIFEST_DIGEST_ANNOTATION
+    # Nobody but the operator wrote the object since its last apply (see ``untouched_since_apply``).
+    untouched: bool = False
+
+
+def untouched_since_apply(meta: Mapping) -> bool:
+    """Whether the operator's server-side apply is the newest write to the object (status aside),
+    from its managedFields: every other manager's entry is older (their times have one-second
+    resolution, so a write in the same second counts as newer). ``kubectl edit`` or a script's
+    patch leaves a newer entry; so does kube-controller-manager's revision annotation on a
+    Deployment, which only costs that Deployment a no-op apply."""
+    entries = [e for e in meta.get("managedFields") or () if not e.get("subresource")]
+    ours = [e for e in entries if e.get("manager") == MANAGER and e.get("operation") == "Apply"]
+    if len(ours) != 1 or not ours[0].get("time"):
+        return False
+    applied_at = ours[0]["time"]  # RFC 3339 in UTC: orders as text
+    return all((e.get("time") or "") < applied_at for e in entries if e is not ours[0])
+
+
+def manifest_digest(obj: Mapping) -> str:
+    """sha256 of a rendered manifest, independent of key order (and of the annotation it goes into)."""
+    meta = dict(obj.get("metadata") or {})
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k != MANIFEST_DIGEST_ANNOTATION}
+    if annotations:
+        meta["annotations"] = annotations
+    else:
+        meta.pop("annotations", None)
+    canonical = json.dumps({**obj, "metadata": meta}, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def with_digest(obj: dict, digest: str) -> dict:
+    meta = obj.get("metadata") or {}
+    return {**obj, "metadata": {**meta, "annotations": {**(meta.get("annotations") or {}),
+                                                        MANIFEST_DIGEST_ANNOTATION: digest}}}
+
+
+def up_to_date(key: tuple[str, str], digest: str, before: Mapping[tuple[str, str], str],
+               applied_digests: Mapping[tuple[str, str], str],
+               known: Optional[Mapping[tuple[str, str], KnownChild]]) -> Optional[str]:
+    """The child's version marker when the cluster holds exactly what applying this manifest would
+    leave, else None (no cache: unknown). Either this process applied the same digest and the watch
+    cache shows the child unchanged since; or this process has no record of the child (it just
+    started) and the live object carries this digest with no write of anyone else after the
+    operator's last apply."""
+    seen = known.get(key) if known is not None else None
+    if seen is None or seen.deleting or seen.digest != digest:
+        return None
+    if key in before:
+        return seen.marker if applied_digests.get(key) == digest and before[key] == seen.marker else None
+    return seen.marker if seen.untouched else None
 
 
 def version_marker(obj: Mapping) -> str:
@@ -62,7 +124,8 @@ def _label(obj: Mapping) -> str:
 
 
 async def _apply_one(kube: Kube, obj: dict, result: ApplyResult, before: Mapping[tuple[str, str], str],
-                     known: Optional[Mapping[tuple[str, str], KnownChild]]) -> None:
+                     known: Optional[Mapping[tuple[str, str], KnownChild]],
+                     applied_digests: Mapping[tuple[str, str], str]) -> None:
     key = (obj["kind"], obj["metadata"]["name"])
     if rc.create_only(obj):
         seen = known.get(key) if known is not None else None
@@ -79,11 +142,17 @@ async def _apply_one(kube: Kube, obj: dict, result: ApplyResult, before: Mapping
             if current is not None:
                 result.versions[key] = version_marker(current)
         return
-    applied = await kube.apply(obj)
+    digest = manifest_digest(obj)
+    unchanged = up_to_date(key, digest, before, applied_digests, known)
+    if unchanged is not None:
+        result.unchanged.append(_label(obj))
+        result.versions[key], result.digests[key] = unchanged, digest
+        return
+    applied = await kube.apply(with_digest(obj, digest))
     marker = version_marker(applied)
     if before.get(key) != marker:
         result.changed.append(_label(obj))
-    result.versions[key] = marker
+    result.versions[key], result.digests[key] = marker, digest
 
 
 async def _keep_one(kube: Kube, obj: dict, result: ApplyResult, check_first: bool) -> None:
@@ -93,11 +162,13 @@ async def _keep_one(kube: Kube, obj: dict, result: ApplyResult, check_first: boo
 
 async def apply_children(kube: Kube, rendered: rc.RenderedChildren, owner_meta: Mapping,
                          previous_versions: Mapping[tuple[str, str], str] | None = None,
-                         known: Optional[Mapping[tuple[str, str], KnownChild]] = None) -> ApplyResult:
+                         known: Optional[Mapping[tuple[str, str], KnownChild]] = None,
+                         applied_digests: Optional[Mapping[tuple[str, str], str]] = None) -> ApplyResult:
     """Apply, create and prune; raises the first KubeError after attempting every object.
 
     ``known``: this Livestream's labelled children as the watch cache has them; None without a
-    cache (every question then goes to the API server)."""
+    cache (every question then goes to the API server, and every child is applied).
+    ``applied_digests``: the ``ApplyResult.digests`` this process recorded for them so far."""
     result = ApplyResult()
     before = dict(previous_versions or {})
     # Deployments last: one created before a Secret, ConfigMap or claim it mounts would make a
@@ -109,7 +180,7 @@ async def apply_children(kube: Kube, rendered: rc.RenderedChildren, owner_meta: 
     new = known is not None and not known and not before
     errors: list[KubeError] = []
     for rank, batch in enumerate((first, last)):
-        steps = [_apply_one(kube, o, result, before, known) for o in batch]
+        steps = [_apply_one(kube, o, result, before, known, applied_digests or {}) for o in batch]
         if rank == 0:
             steps += [_keep_one(kube, o, result, check_first=not new) for o in rendered.keep]
         outcomes = await asyncio.gather(*steps, return_exceptions=True)

@@ -68,6 +68,7 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
         if kind == "DELETED":
             rt.calltype_status_cache.pop(name, None)
             rt.calltype_versions.pop(name, None)
+            rt.parsed_calltypes.pop(name, None)
         elif _status_only(rt, name, body):
             return
         else:

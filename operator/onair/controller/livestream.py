@@ -3,9 +3,14 @@
 Why a daemon and not only handlers: the status comes from the agents (polled), the lifecycle
 changes with the clock (join-ahead), and children drift (deleted, hand-edited). The daemon is
 the one loop that sleeps until the earliest of: the poll interval, ``next_change_at``, or a
-wake-up (spec change, CallType change, child event), then re-applies when something asks for it
-and refreshes status. Handlers and daemon share one lock per Livestream, so there is never more
-than one writer of a Livestream's children or status.
+wake-up (CallType change, child event, webhook delivery), then re-applies when something asks
+for it and refreshes status. Handlers and daemon share one lock per Livestream, so there is never
+more than one writer of a Livestream's children or status.
+
+A change of the Livestream is reconciled once, by its handler: it renders and applies only when
+the generation (or CallType) moved, so a label or annotation edit costs no apply, and it polls the
+agents; the daemon then only re-arms its timer for the new lifecycle (``LivestreamState.rearm``)
+instead of polling them a second time.
 """
 from __future__ import annotations
 
@@ -29,8 +34,8 @@ RESOURCE = (GROUP, VERSION, "livestreams")
 RETRY_DELAYS = (1, 2, 5, 10, 30)
 
 
-async def reconcile_now(rt: Runtime, state: LivestreamState, body: Any, *, force_apply: bool, probe: bool = True) -> None:
-    """Apply if needed (or forced) and refresh status, under the Livestream's lock."""
+async def reconcile_now(rt: Runtime, state: LivestreamState, body: Any, *, probe: bool = True) -> None:
+    """Apply if needed and refresh status, under the Livestream's lock."""
     async with state.lock:
         # The Kubernetes client's pool serves the oldest reconcile first (see workpool).
         order = workpool.request_order.set(next(rt.reconcile_order))
@@ -39,9 +44,7 @@ async def reconcile_now(rt: Runtime, state: LivestreamState, body: Any, *, force
         reason: Optional[str] = None
         try:
             ls = reconcile.plain(body)
-            if force_apply and ls["metadata"].get("generation") != state.rendered_generation:
-                state.dirty.add("spec changed")
-            if force_apply or reconcile.needs_apply(rt, state, ls) or await rollout.release_due(rt, state):
+            if reconcile.needs_apply(rt, state, ls) or await rollout.release_due(rt, state):
                 await reconcile.sync_children(rt, state, ls, body)
             await reconcile.sync_status(rt, state, ls, body, probe=probe)
             state.transient_failures = 0
@@ -86,12 +89,12 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
     async def on_change(body: kopf.Body, **_: Any) -> None:
         state = rt.state_for(body)
         try:
-            await reconcile_now(rt, state, body, force_apply=True)
+            await reconcile_now(rt, state, body)
         except KubeError as exc:
             # Only transient failures get here (user errors become conditions).
             raise kopf.TemporaryError(f"Kubernetes API: {exc}", delay=5) from None
         finally:
-            state.wake.set()  # the daemon re-arms its timer for the new lifecycle
+            state.rearm.set()  # the daemon re-arms its timer for the new lifecycle
         request_status_sync(rt, body.get("spec", {}).get("callType", ""))
 
     kopf.on.create(*RESOURCE, id="reconcile", registry=registry)(on_change)
@@ -115,14 +118,20 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
         try:
             while not stopped:
                 wake_task = asyncio.ensure_future(state.wake.wait())
-                done, _pending = await asyncio.wait({stop_task, wake_task}, timeout=_wait_seconds(rt, state),
-                                                    return_when=asyncio.FIRST_COMPLETED)
+                rearm_task = asyncio.ensure_future(state.rearm.wait())
+                await asyncio.wait({stop_task, wake_task, rearm_task}, timeout=_wait_seconds(rt, state),
+                                   return_when=asyncio.FIRST_COMPLETED)
                 wake_task.cancel()
+                rearm_task.cancel()
                 if stopped:
                     break
+                rearmed = state.rearm.is_set()
+                state.rearm.clear()
+                if rearmed and not state.wake.is_set():
+                    continue  # a handler has just reconciled: only the timer changes
                 state.wake.clear()
                 try:
-                    await reconcile_now(rt, state, body, force_apply=False)
+                    await reconcile_now(rt, state, body)
                 except KubeError as exc:
                     state.transient_failures += 1
                     log.warning("%s/%s: Kubernetes API unavailable (%s); retrying", state.namespace, state.name, exc)

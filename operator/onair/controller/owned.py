@@ -26,10 +26,10 @@ from typing import Any
 
 import kopf
 
-from onair.api.meta import LABEL_LIVESTREAM, MANAGER
+from onair.api.meta import LABEL_LIVESTREAM, MANAGER, MANIFEST_DIGEST_ANNOTATION
 from onair.render.children import ingest_exposure, role_of
 
-from .apply import KnownChild, version_marker
+from .apply import KnownChild, untouched_since_apply, version_marker
 from .runtime import AgentPod, Runtime, current_agent_pod
 from .settings import CHILD_RESOURCES
 
@@ -45,7 +45,8 @@ async def index_child(namespace: str, name: str, body: kopf.Body, meta: kopf.Met
     controller = next((ref.get("uid") for ref in meta.get("ownerReferences") or () if ref.get("controller")), None)
     return {(namespace, labels.get(LABEL_LIVESTREAM)): KnownChild(
         kind=body.get("kind"), name=name, controller_uid=controller,
-        deleting=bool(meta.get("deletionTimestamp")), marker=version_marker(body))}
+        deleting=bool(meta.get("deletionTimestamp")), marker=version_marker(body),
+        digest=(meta.get("annotations") or {}).get(MANIFEST_DIGEST_ANNOTATION), untouched=untouched_since_apply(meta))}
 
 
 def note_ingest_service(rt: Runtime, event: kopf.RawEvent, body: kopf.Body) -> None:
@@ -88,7 +89,7 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime, watch_pods: bool) -> 
         what = f"{body.get('kind')} {meta.get('name')}"
         key = (body.get("kind"), meta.get("name"))
         if kind == "DELETED":
-            state.versions.pop(key, None)
+            state.children.forget(key)
             state.mark_dirty(f"child {what} was deleted")
             return
         if body.get("kind") == "PersistentVolumeClaim":

@@ -78,18 +78,28 @@ def _deep(value: Any) -> Any:
 
 
 def _calltype(rt: Runtime, name: str) -> tuple[Optional[CallType], Optional[str], Optional[Problem]]:
+    """The CallType ``name`` parsed, its version, or why it is unusable; parsed once per version
+    (a CallType edit fans out to every Livestream that uses it)."""
     body = rt.calltype_body(name)
     if body is None:
         return None, None, None
+    version = calltype_version(body)
+    cached = rt.parsed_calltypes.get(name)
+    if cached is not None and cached[0] == version:
+        model, problem = cached[1], cached[2]
+        return model, version if model is not None else None, problem
     try:
         model = CallType.model_validate({k: body.get(k) for k in ("apiVersion", "kind", "metadata", "spec")
                                          if body.get(k) is not None})
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        return None, None, Problem(INVALID_CALLTYPE, f"CallType {name!r} is invalid at {where}: {first['msg']}; "
-                                                     "fix the CallType (kubectl edit calltype " + name + ")")
-    return model, calltype_version(body), None
+        problem = Problem(INVALID_CALLTYPE, f"CallType {name!r} is invalid at {where}: {first['msg']}; "
+                                            "fix the CallType (kubectl edit calltype " + name + ")")
+        rt.parsed_calltypes[name] = (version, None, problem)
+        return None, None, problem
+    rt.parsed_calltypes[name] = (version, model, None)
+    return model, version, None
 
 
 async def _credentials(rt: Runtime, state: LivestreamState) -> rcreds.Credentials:
@@ -130,9 +140,13 @@ async def sync_children(rt: Runtime, state: LivestreamState, ls: Mapping, body: 
     state.dirty.clear()
     name = ls["spec"].get("callType", "")
     calltype, calltype_rv, problem = _calltype(rt, name)
+    resolved = None
     if problem is None:
-        problem = resolve(ls, calltype).problem
-    if problem is not None:
+        # The one parse of this generation's spec and merge of its settings: the render, the
+        # lifecycle and every status poll until the next generation use these.
+        resolved = resolve(ls, calltype)
+        problem = resolved.problem
+    if problem is not None or resolved is None:
         state.problem, state.lifecycle = problem, None
         state.rendered_generation = ls["metadata"].get("generation")
         return
@@ -140,7 +154,7 @@ async def sync_children(rt: Runtime, state: LivestreamState, ls: Mapping, body: 
         creds = await _credentials(rt, state)
         rendered = render_children(ls, calltype, rt.config, creds, now=rt.clock(),
                                    exposure=ingest_exposures(rt, state.namespace, state.name),
-                                   turn_secret=rt.config.read_turn_secret())
+                                   turn_secret=rt.config.read_turn_secret(), resolved=resolved)
         ingest_rollout = await rollout.plan(rt, state, rendered, ls.get("status"))
     except KubeError:
         state.dirty.update(reasons or {"retry"})
@@ -149,9 +163,15 @@ async def sync_children(rt: Runtime, state: LivestreamState, ls: Mapping, body: 
         log.exception("rendering %s/%s failed", state.namespace, state.name)
         state.problem = Problem("RenderFailed", f"could not render the children: {type(exc).__name__}: {exc}")
         return
+    full = state.applied_at is None or (rt.clock() - state.applied_at).total_seconds() >= rt.resync_seconds
+    if full:
+        # The periodic resync re-applies everything, whatever the digests say (after a restart
+        # there are none: children the live objects show untouched are still skipped).
+        state.children.digests.clear()
     try:
         result = await apply_children(rt.kube, rollout.staggered(rendered, ingest_rollout), ls["metadata"],
-                                      state.versions, known=rt.known_children(state.namespace, state.name))
+                                      state.children.versions, known=rt.known_children(state.namespace, state.name),
+                                      applied_digests=state.children.digests)
     except KubeError as exc:
         if exc.transient:
             state.dirty.update(reasons or {"retry"})
@@ -162,11 +182,11 @@ async def sync_children(rt: Runtime, state: LivestreamState, ls: Mapping, body: 
         state.failed_inputs = (ls["metadata"].get("generation"), calltype_rv)
         state.failed_at = rt.clock()
         return
-    state.record_versions(result.versions)
+    state.children.record(result.versions, result.digests)
     rollout.applied(state, body, rendered, ingest_rollout)
     for gone in result.pruned:
         kind, _, obj = gone.partition(" ")
-        state.versions.pop((kind, obj), None)
+        state.children.forget((kind, obj))
     first = state.rendered is None
     state.problem = None
     # The applied manifests are not needed after this (status reads URLs, settings and agent
@@ -174,7 +194,8 @@ async def sync_children(rt: Runtime, state: LivestreamState, ls: Mapping, body: 
     state.rendered = replace(rendered, objects=[], keep=[])
     state.rendered_generation = ls["metadata"].get("generation")
     state.rendered_calltype = calltype_rv
-    state.applied_at = rt.clock()
+    if full:
+        state.applied_at = rt.clock()
     members.report_unknown_roles(state, body, rendered)
     drift = [r for r in reasons if r.startswith("child ")]
     if result.changed or result.created or result.pruned:
@@ -229,7 +250,8 @@ async def sync_status(rt: Runtime, state: LivestreamState, ls: Mapping, body: Ma
         await write_status(rt, state, body, stored, new)
         return
     rendered = state.rendered
-    spec = LivestreamSpec.model_validate(ls["spec"])  # parsed fine when it was rendered
+    # What this generation rendered from (a new generation is rendered before its status).
+    spec = rendered.spec if rendered.spec is not None else LivestreamSpec.model_validate(ls["spec"])
     if rt.config.ingest_service_type != "ClusterIP":
         rendered = state.rendered = with_public_ingest(rt, state, spec, rendered)
     lifecycle = desired_lifecycle(spec, rendered.effective, now)

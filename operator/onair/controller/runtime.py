@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, Iterable, Mapping, Optional
 
 from onair.api.agent import Desired
+from onair.api.calltype import CallType
 from onair.render.children import RenderedChildren
 from onair.render.credentials import Credentials
 from onair.render.lifecycle import Lifecycle
@@ -55,12 +56,67 @@ def current_agent_pod(pods: Iterable[AgentPod]) -> Optional[AgentPod]:
 
 
 @dataclass(eq=False)
+class ChildLedger:
+    """What the operator wrote to each child of one Livestream, keyed by (kind, name): the version
+    markers of its writes (``onair.controller.apply.version_marker``), to tell its own watch
+    events from someone else's change, and the manifest digests it applied, to skip applying a
+    child whose manifest did not change. A child changed by someone else, or gone, loses its digest,
+    so the next reconcile applies it."""
+    versions: dict[tuple[str, str], str] = field(default_factory=dict)
+    digests: dict[tuple[str, str], str] = field(default_factory=dict)
+    # The last few versions written per child: a watch that lags behind two writes in quick
+    # succession still delivers the first one after the second was recorded.
+    written: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    # Events judged later (see ``judge``): key -> (marker, what).
+    unconfirmed: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+
+    def record(self, versions: Mapping[tuple[str, str], str], digests: Mapping[tuple[str, str], str]) -> None:
+        """What an apply wrote (or found unchanged)."""
+        self.versions.update(versions)
+        self.digests.update(digests)
+        for key, marker in versions.items():
+            seen = self.written.setdefault(key, [])
+            if marker not in seen:
+                seen[:] = (seen + [marker])[-OWN_VERSIONS_KEPT:]
+
+    def forget(self, key: tuple[str, str]) -> None:
+        """Child ``key`` is gone (deleted or pruned): nothing the operator wrote to it holds any more."""
+        self.versions.pop(key, None)
+        self.digests.pop(key, None)
+
+    def _own(self, key: tuple[str, str], marker: str) -> bool:
+        return self.versions.get(key) == marker or marker in self.written.get(key, ())
+
+    def _drifted(self, key: tuple[str, str], marker: str) -> bool:
+        if self.versions.get(key) is None or self._own(key, marker):
+            return False
+        self.digests.pop(key, None)
+        return True
+
+    def judge(self, key: tuple[str, str], marker: str, what: str, defer: bool) -> bool:
+        """Whether the event of child ``key`` at ``marker`` is drift; with ``defer`` a possible
+        drift is kept for ``confirm`` instead."""
+        if defer and self.versions.get(key) is not None and not self._own(key, marker):
+            self.unconfirmed[key] = (marker, what)
+            return False
+        return self._drifted(key, marker)
+
+    def confirm(self) -> list[str]:
+        """The deferred events that are drift after all (``what`` of each)."""
+        pending, self.unconfirmed = self.unconfirmed, {}
+        return [what for key, (marker, what) in pending.items() if self._drifted(key, marker)]
+
+
+@dataclass(eq=False)
 class LivestreamState:
     namespace: str
     name: str
     uid: str
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # wake: the daemon must reconcile now; rearm: a handler just did, the daemon only recomputes
+    # when to wake next (onair.controller.livestream).
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    rearm: asyncio.Event = field(default_factory=asyncio.Event)
     # Why the children must be re-applied (empty: only the status needs refreshing).
     dirty: set[str] = field(default_factory=set)
     # Never logged, never in status: kept so a deleted Secret is restored with the same keys.
@@ -69,15 +125,9 @@ class LivestreamState:
     rendered: Optional[RenderedChildren] = None
     rendered_generation: Optional[int] = None
     rendered_calltype: Optional[str] = None  # calltype_version() of the CallType it was rendered from
-    applied_at: Optional[datetime] = None
-    versions: dict[tuple[str, str], str] = field(default_factory=dict)
-    # Child events that did not match ``versions`` while a reconcile held the lock: possibly the
-    # operator's own write whose apply response was not recorded yet (its watch event can arrive
-    # first). Judged once that reconcile is done (``confirm_child_events``).
-    unconfirmed: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
-    # The last few versions the operator wrote per child: a watch that lags behind two writes in
-    # quick succession still delivers the first one after the second was recorded.
-    written: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    applied_at: Optional[datetime] = None  # of the last full apply (every child sent): the resync counts from it
+    # What the operator wrote to each child (its own watch events vs drift; unchanged manifests).
+    children: ChildLedger = field(default_factory=ChildLedger)
     lifecycle: Optional[Lifecycle] = None
     problem: Optional[Problem] = None
     failed_inputs: Optional[tuple] = None  # (generation, CallType version) an apply was rejected for
@@ -109,35 +159,19 @@ class LivestreamState:
         self.dirty.add(reason)
         self.wake.set()
 
-    def record_versions(self, versions: dict[tuple[str, str], str]) -> None:
-        """What an apply wrote (or found unchanged)."""
-        self.versions.update(versions)
-        for key, marker in versions.items():
-            seen = self.written.setdefault(key, [])
-            if marker not in seen:
-                seen[:] = (seen + [marker])[-OWN_VERSIONS_KEPT:]
-
-    def _own(self, key: tuple[str, str], marker: str) -> bool:
-        return self.versions.get(key) == marker or marker in self.written.get(key, ())
-
     def child_event(self, key: tuple[str, str], marker: str, what: str) -> None:
         """A watch event of child ``key`` at version ``marker``: a change someone else made unless
         it is a version the operator wrote."""
-        if self.versions.get(key) is None or self._own(key, marker):
-            return
-        if self.lock.locked():
-            # An apply may be in flight whose response (this very version) is not recorded yet.
-            self.unconfirmed[key] = (marker, what)
-            return
-        self.mark_dirty(f"child {what} was modified")
+        # While a reconcile holds the lock, an apply may be in flight whose response (this very
+        # version) is not recorded yet: judged by ``confirm_child_events``.
+        if self.children.judge(key, marker, what, defer=self.lock.locked()):
+            self.mark_dirty(f"child {what} was modified")
 
     def confirm_child_events(self) -> None:
         """After a reconcile (still under the lock): the deferred events that are not the
         operator's own writes are drift."""
-        pending, self.unconfirmed = self.unconfirmed, {}
-        for key, (marker, what) in pending.items():
-            if self.versions.get(key) is not None and not self._own(key, marker):
-                self.mark_dirty(f"child {what} was modified")
+        for what in self.children.confirm():
+            self.mark_dirty(f"child {what} was modified")
 
 
 class Runtime:
@@ -173,6 +207,8 @@ class Runtime:
         self.calltype_status = Coalescer(self._sync_calltype_status, window=calltype_status_window,
                                          what="updating the CallType status")
         self.calltype_versions: dict[str, str] = {}
+        # CallType name -> (calltype_version, model or None, Problem or None): parsed once per version.
+        self.parsed_calltypes: dict[str, tuple[str, Optional[CallType], Optional[Problem]]] = {}
         # (namespace, livestream, role key) -> pod IP, fed by the pods watch (default resolver).
         self.pod_ips: dict[tuple[str, str, str], str] = {}
         # ... -> pod name -> AgentPod: every Running pod of that agent (two while a slot rolls).

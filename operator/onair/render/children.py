@@ -72,6 +72,7 @@ from onair.render import ladder
 from onair.render import rollout
 from onair.render.credentials import Credentials
 from onair.render.effective import effective_settings
+from onair.render.resolve import Resolved
 
 CONFIG_HASH_ANNOTATION = "onair.dev/config-sha256"
 CONFIG_KEY = "config.json"
@@ -130,6 +131,8 @@ class RenderedChildren:
     member_tokens_secret: str = ""  # "" when no member may join backstage (no Secret rendered)
     # When the member tokens must be re-minted (see onair.render.grants); None without tokens.
     tokens_refresh_at: Optional[datetime] = None
+    # The parsed spec it was rendered from: the status polls read it instead of parsing again.
+    spec: Optional[LivestreamSpec] = None
 
 
 # ----------------------------------------------------------------------------- names & labels
@@ -749,7 +752,8 @@ def render_recordings_pvc(ls_meta: Mapping, effective: CallSettings, config: Ope
 def render_children(livestream: Mapping, calltype: Optional[CallType], config: OperatorConfig,
                     creds: Credentials, now: Optional[datetime] = None,
                     exposure: Optional[Mapping[str, IngestExposure]] = None,
-                    turn_secret: Optional[str] = None) -> RenderedChildren:
+                    turn_secret: Optional[str] = None,
+                    resolved: Optional[Resolved] = None) -> RenderedChildren:
     """Render every child of ``livestream`` (the raw object: ``metadata`` with name, namespace, uid; ``spec``).
 
     ``now`` renders the member playback tokens (``onair.render.grants``): the controller always
@@ -760,11 +764,17 @@ def render_children(livestream: Mapping, calltype: Optional[CallType], config: O
 
     ``turn_secret``: the content of ``config.whip_turn_secret_file`` (the controller reads it); it
     must be given when that is set and an ingest takes WHIP.
+
+    ``resolved``: what ``onair.render.resolve.resolve`` made of this ``livestream`` and ``calltype``
+    (the controller has it already: the spec is then not parsed, nor the settings merged, again).
     """
     meta = livestream["metadata"]
     name, namespace = meta["name"], meta["namespace"]
-    spec = LivestreamSpec.model_validate(livestream["spec"])
-    effective = effective_settings(calltype.spec.settings if calltype else None, spec.settings_override)
+    if resolved is not None and resolved.spec is not None and resolved.effective is not None:
+        spec, effective = resolved.spec, resolved.effective
+    else:
+        spec = LivestreamSpec.model_validate(livestream["spec"])
+        effective = effective_settings(calltype.spec.settings if calltype else None, spec.settings_override)
     # The publish URLs in the credentials Secret are the public ones once ``exposure`` (what
     # Kubernetes assigned to the ingest Services, per slot) is known.
     urls = render_urls(name, namespace, spec, effective, config, exposure)
@@ -816,4 +826,5 @@ def render_children(livestream: Mapping, calltype: Optional[CallType], config: O
         members=access,
         member_tokens_secret=tokens_secret["metadata"]["name"] if tokens_secret else "",
         tokens_refresh_at=grants.tokens_refresh_at(now) if tokens_secret and now else None,
+        spec=spec,
     )
