@@ -12,6 +12,7 @@ import base64
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,15 +26,16 @@ from .ports import PortTable
 SECRET_REFRESH_SECONDS = 10.0
 
 
+@dataclass
 class Volumes:
-    def __init__(self, api: Any, root: Path, secret_root: Path, ports: PortTable, python: str,
-                 log: Callable[[str], None]) -> None:
-        self.api = api
-        self.root = root
-        self.secret_root = secret_root
-        self.ports = ports
-        self.python = python
-        self._log = log
+    """Writes the volumes of the pods under ``root`` (Secrets under ``secret_root``)."""
+
+    api: Any  # kubernetes ApiClient
+    root: Path
+    secret_root: Path
+    ports: PortTable
+    python: str  # the interpreter a pod's ``onair`` command runs with
+    log: Callable[[str], None]
 
     def pod_dir(self, plan: PodPlan) -> Path:
         return self.root / "namespaces" / plan.namespace / "pods" / plan.name
@@ -119,7 +121,7 @@ class Volumes:
         except Pending:
             pass
         except Exception as exc:  # noqa: BLE001 - a failed refresh keeps the old files
-            self._log(f"{pod.plan.namespace}/{pod.plan.name}: could not refresh secrets: {exc}")
+            self.log(f"{pod.plan.namespace}/{pod.plan.name}: could not refresh secrets: {exc}")
 
 
 def remove_secrets(pod: LocalPod) -> None:
