@@ -232,9 +232,6 @@ class Agent:
             await self._runner.cleanup()
             self._runner = None
 
-    def request_stop(self) -> None:
-        self._stop.set()
-
     async def wait_for_stop_signal(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
