@@ -11,7 +11,7 @@ from onair.controller.apply import version_marker
 from onair.controller.config import OperatorConfig
 from onair.controller.livestream import RETRY_DELAYS, _wait_seconds
 from onair.controller.reconcile import CONVERGE_POLL_SECONDS, CONVERGE_WINDOW_SECONDS
-from onair.controller.probe import Prober, role_of, service_dns_resolver
+from onair.controller.probe import Prober, role_of
 from onair.controller.runtime import LivestreamState, Runtime
 from onair.render.lifecycle import Lifecycle
 
@@ -95,10 +95,9 @@ def test_daemon_wakes_at_the_next_lifecycle_change():
     assert _wait_seconds(rt, state) == min(30, RETRY_DELAYS[-1])
 
 
-def test_role_keys_and_default_resolver():
+def test_role_keys():
     assert role_of("ingest-backup") == "ingest"
     assert role_of("transcoder") == "transcoder"
-    assert service_dns_resolver("ns", "show", "origin") == "http://show-origin.ns.svc:8080"
 
 
 def test_a_broken_resolver_means_no_address():

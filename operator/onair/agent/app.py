@@ -19,7 +19,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Optional, Sequence, Type, TypeVar
+from typing import Any, Callable, Coroutine, Optional, Sequence, Type, TypeVar
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -232,9 +232,6 @@ class Agent:
             await self._runner.cleanup()
             self._runner = None
 
-    def request_stop(self) -> None:
-        self._stop.set()
-
     async def wait_for_stop_signal(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -245,7 +242,7 @@ class Agent:
         await self._stop.wait()
 
 
-def run(main_coro: Callable[[], Awaitable[None]]) -> int:
+def run(main_coro: Callable[[], Coroutine[Any, Any, None]]) -> int:
     try:
         asyncio.run(main_coro())
     except KeyboardInterrupt:
@@ -253,7 +250,7 @@ def run(main_coro: Callable[[], Awaitable[None]]) -> int:
     return 0
 
 
-def run_role(role: str, argv: list[str], config_model: Type[C], serve: Callable[[C], Awaitable[None]],
+def run_role(role: str, argv: list[str], config_model: Type[C], serve: Callable[[C], Coroutine[Any, Any, None]],
              quiet_loggers: Sequence[str] = ()) -> int:
     """The whole of ``onair agent <role>``: arguments, logging, the config, then ``serve(config)``
     until it returns. ``quiet_loggers`` stay at INFO or above even at ``--log-level DEBUG``."""

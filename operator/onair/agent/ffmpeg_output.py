@@ -61,7 +61,7 @@ class InputProbe:
         self._section: Optional[str] = None
 
     def reset(self) -> None:
-        self.__init__()
+        self.video = self.audio_codec = self._section = None
 
     def feed(self, line: str) -> None:
         stripped = line.strip()

@@ -72,7 +72,7 @@ class Child:
 
     @property
     def pid(self) -> Optional[int]:
-        return self.proc.pid if self.running else None
+        return self.proc.pid if self.proc is not None and self.proc.returncode is None else None
 
     def start(self) -> None:
         if self._task and not self._task.done():
@@ -239,8 +239,13 @@ def _close(fd: Optional[int]) -> None:
 
 
 async def _readable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
-    waiter = loop.create_future()
-    loop.add_reader(fd, lambda: waiter.done() or waiter.set_result(None))
+    waiter: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    loop.add_reader(fd, wake)
     try:
         await waiter
     finally:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Literal, Mapping, Optional
+from typing import Any, Literal, Mapping, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -272,7 +272,7 @@ class OperatorConfig(BaseModel):
     def from_env(cls, environ: Optional[Mapping[str, str]] = None) -> "OperatorConfig":
         """Build from ``ONAIR_*`` variables; a bad value raises ``ValueError`` naming the variable."""
         environ = os.environ if environ is None else environ
-        raw: dict[str, object] = {}
+        raw: dict[str, Any] = {}  # parsed JSON: validated by the model below
         for field in cls.model_fields:
             var = ENV_PREFIX + field.upper()
             if var in environ and environ[var] != "":
@@ -281,7 +281,7 @@ class OperatorConfig(BaseModel):
         for role in ROLE_KEYS:
             var = f"{ENV_PREFIX}RESOURCES_{role.upper()}"
             if environ.get(var):
-                resources = dict(raw.get("resources") or {})  # type: ignore[arg-type]
+                resources = dict(raw.get("resources") or {})
                 resources[role] = _parse(var, environ[var], "resources")
                 raw["resources"] = resources
         try:
@@ -303,7 +303,7 @@ _JSON_EXAMPLES = {
 }
 
 
-def _parse(var: str, value: str, field: str) -> object:
+def _parse(var: str, value: str, field: str) -> Any:
     if field in _LIST_FIELDS:
         return [item.strip() for item in value.split(",") if item.strip()]
     if field in _JSON_EXAMPLES:

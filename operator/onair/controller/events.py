@@ -8,7 +8,7 @@ status) never repeats one, and a transition is announced exactly when it becomes
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, cast
 
 import kopf
 
@@ -147,8 +147,9 @@ def transition_events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Ev
 def _upload_events(old: Optional[dict], new: Optional[dict]) -> list[Event]:
     """A Warning when recording uploads start failing or fail for another cause (the message names the
     cause and stays the same while it does), a Normal one when they work again."""
-    was_failing = bool(old) and old.get("reason") == RECORDING_UPLOAD_FAILING
-    failing = bool(new) and new.get("reason") == RECORDING_UPLOAD_FAILING
+    old, new = old or {}, new or {}
+    was_failing = old.get("reason") == RECORDING_UPLOAD_FAILING
+    failing = new.get("reason") == RECORDING_UPLOAD_FAILING
     if failing and (not was_failing or old.get("message") != new.get("message")):
         return [Event(WARNING, RECORDING_UPLOAD_FAILING, new.get("message", "")[:1000])]
     if was_failing and new and not failing:
@@ -177,16 +178,22 @@ def _webhook_events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Even
     return out
 
 
+def _queue(body: Mapping[str, Any], event: Event) -> None:
+    # kopf.event reads only apiVersion, kind and metadata of the object (its object reference), so
+    # any manifest will do; it is typed for kopf's own Body view, which handlers pass through.
+    kopf.event(cast(kopf.Body, body), type=event.type, reason=event.reason, message=event.message)
+
+
 def post(body: Mapping[str, Any], events: list[Event]) -> None:
     """Queue Events for ``body`` (posted in the background by kopf, retried on API errors)."""
-    for ev in events:
-        kopf.event(body, type=ev.type, reason=ev.reason, message=ev.message)
+    for event in events:
+        _queue(body, event)
 
 
 def warn(body: Mapping[str, Any], reason: str, message: str) -> None:
-    kopf.event(body, type=WARNING, reason=reason, message=message)
+    _queue(body, Event(WARNING, reason, message))
 
 
 def normal(body: Mapping[str, Any], reason: str, message: str) -> None:
-    kopf.event(body, type=NORMAL, reason=reason, message=message)
+    _queue(body, Event(NORMAL, reason, message))
 

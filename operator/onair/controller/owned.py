@@ -22,7 +22,7 @@ in a real cluster (the Services expose only the push and playback ports, never t
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import kopf
 
@@ -35,16 +35,17 @@ from .settings import CHILD_RESOURCES
 
 # kopf hands indexes to handlers as kwargs named by these ids (see runner.capture_indexes).
 CHILD_INDEXES = tuple(f"children_{plural}" for _, _, plural in CHILD_RESOURCES)
-CHILD_LABELS = {"app.kubernetes.io/managed-by": MANAGER, LABEL_LIVESTREAM: kopf.PRESENT}
+# Values are label values or kopf's filter tokens (kopf.PRESENT), which kopf does not export a type for.
+CHILD_LABELS: dict[str, Any] = {"app.kubernetes.io/managed-by": MANAGER, LABEL_LIVESTREAM: kopf.PRESENT}
 
 
-async def index_child(namespace: str, name: str, body: kopf.Body, meta: kopf.Meta, labels: kopf.Labels,
+async def index_child(namespace: Optional[str], name: str, body: kopf.Body, meta: kopf.Meta, labels: kopf.Labels,
                       **_: Any) -> dict:
     # async: kopf runs a plain def in its thread pool, which cost more than the work itself
     # (one hand-off per child event).
     controller = next((ref.get("uid") for ref in meta.get("ownerReferences") or () if ref.get("controller")), None)
     return {(namespace, labels.get(LABEL_LIVESTREAM)): KnownChild(
-        kind=body.get("kind"), name=name, controller_uid=controller,
+        kind=body.get("kind") or "", name=name, controller_uid=controller,
         deleting=bool(meta.get("deletionTimestamp")), marker=version_marker(body),
         digest=(meta.get("annotations") or {}).get(MANIFEST_DIGEST_ANNOTATION), untouched=untouched_since_apply(meta))}
 
@@ -55,13 +56,12 @@ def note_ingest_service(rt: Runtime, event: kopf.RawEvent, body: kopf.Body) -> N
     counts too, so a restarted operator knows them at once."""
     if rt.config.ingest_service_type == "ClusterIP":
         return  # cluster DNS and the Service port: nothing assigned matters (and no re-render)
-    meta = body.get("metadata") or {}
-    labels = meta.get("labels") or {}
-    component = labels.get("app.kubernetes.io/component") or ""
-    if role_of(component) != "ingest" or not labels.get(LABEL_LIVESTREAM):
+    meta = body.metadata
+    component = meta.labels.get("app.kubernetes.io/component") or ""
+    if role_of(component) != "ingest" or not meta.labels.get(LABEL_LIVESTREAM):
         return
-    key = (meta.get("namespace"), labels[LABEL_LIVESTREAM], component)
-    if event.get("type") == "DELETED" or meta.get("deletionTimestamp"):
+    key = (meta.namespace or "", meta.labels[LABEL_LIVESTREAM], component)
+    if event.get("type") == "DELETED" or meta.deletion_timestamp:
         rt.ingest_services.pop(key, None)
         return
     exposure = ingest_exposure(body, None)
@@ -79,22 +79,22 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime, watch_pods: bool) -> 
         kind = event.get("type")
         if kind is None:
             return  # initial listing: resume handlers reconcile every Livestream anyway
-        meta = body.get("metadata") or {}
-        owner = (meta.get("labels") or {}).get(LABEL_LIVESTREAM)
-        state = rt.livestreams.get((meta.get("namespace"), owner)) if owner else None
+        meta = body.metadata
+        owner = meta.labels.get(LABEL_LIVESTREAM)
+        state = rt.livestreams.get((meta.namespace or "", owner)) if owner else None
         if state is None:
             return
         if not any(ref.get("uid") == state.uid for ref in meta.get("ownerReferences") or ()):
             return
-        what = f"{body.get('kind')} {meta.get('name')}"
-        key = (body.get("kind"), meta.get("name"))
+        what = f"{body.get('kind')} {meta.name}"
+        key = (body.get("kind") or "", meta.name)
         if kind == "DELETED":
             state.children.forget(key)
             state.mark_dirty(f"child {what} was deleted")
             return
         if body.get("kind") == "PersistentVolumeClaim":
             return  # created once, never re-applied; binding churns its status
-        if meta.get("deletionTimestamp"):
+        if meta.deletion_timestamp:
             return
         state.child_event(key, version_marker(body), what)
 
@@ -108,19 +108,21 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime, watch_pods: bool) -> 
     @kopf.on.event("", "v1", "pods", id="agent-pods", registry=registry,
                    labels=CHILD_LABELS)
     async def on_pod(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-        meta = body.get("metadata") or {}
-        labels = meta.get("labels") or {}
-        key = (meta.get("namespace"), labels.get(LABEL_LIVESTREAM), labels.get("app.kubernetes.io/component"))
-        status = body.get("status") or {}
+        meta = body.metadata
+        # The watch's label selector guarantees the Livestream label; a pod without a component is
+        # no agent of a role and keys as "".
+        key = (meta.namespace or "", meta.labels.get(LABEL_LIVESTREAM) or "",
+               meta.labels.get("app.kubernetes.io/component") or "")
+        status = body.status
         ip = status.get("podIP")
-        alive = event.get("type") != "DELETED" and not meta.get("deletionTimestamp") and status.get("phase") == "Running"
+        alive = event.get("type") != "DELETED" and not meta.deletion_timestamp and status.get("phase") == "Running"
         pods = rt.agent_pods.setdefault(key, {})
         if alive and ip:
             ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or ())
-            pods[meta.get("name")] = AgentPod(ready=ready, created=meta.get("creationTimestamp") or "", ip=ip,
-                                              host_ip=status.get("hostIP"))
+            pods[meta.name] = AgentPod(ready=ready, created=meta.creation_timestamp or "", ip=ip,
+                                       host_ip=status.get("hostIP"))
         else:
-            pods.pop(meta.get("name"), None)
+            pods.pop(meta.name, None)
         agent = current_agent_pod(pods.values())
         if agent is None:
             del rt.agent_pods[key]
@@ -134,9 +136,10 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime, watch_pods: bool) -> 
         changed = rt.pod_ips.get(key) != agent.ip
         rt.pod_ips[key] = agent.ip
         # The node's address is where a NodePort ingest answers (status.ingest).
-        moved = bool(agent.host_ip) and rt.host_ips.get(key) != agent.host_ip
-        if moved:
+        moved = False
+        if agent.host_ip and rt.host_ips.get(key) != agent.host_ip:
             rt.host_ips[key] = agent.host_ip
+            moved = True
         if moved and rt.config.ingest_service_type == "NodePort" and role_of(key[2] or "") == "ingest":
             # Re-render: the publish URLs in the credentials Secret name the node.
             rt.wake(key[0], key[1], "ingest pod moved to another node")

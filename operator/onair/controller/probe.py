@@ -1,9 +1,10 @@
 """Talking to a Livestream's agents: GET /status, PUT /desired, POST /dvr/clear.
 
 Where an agent lives is a *resolver*'s business: ``(namespace, livestream, role_key) -> base URL``.
-In a cluster that is the role's Service DNS name; tests and ``onair dev`` (no kubelet, agents run
-as local processes) map it to 127.0.0.1 ports. A resolver may answer None: "no address", which
-counts exactly like an unreachable agent.
+In a cluster that is the agent port on the pod IP the operator's watch of Running pods saw
+(``Runtime.pod_resolver``); tests and ``onair dev`` (no kubelet, agents run as local processes)
+map it to 127.0.0.1 ports. A resolver may answer None: "no address", which counts exactly like
+an unreachable agent.
 
 Nothing here raises: an agent that is down, slow, or answers garbage is reported as unreachable
 with a one-line reason, and the Livestream simply is not live.
@@ -23,7 +24,6 @@ import aiohttp
 from pydantic import BaseModel, ValidationError
 
 from onair.api.agent import Desired, IngestStatus, OriginStatus, RecorderStatus, TranscoderStatus
-from onair.roles import AGENT_PORT
 
 Resolver = Callable[[str, str, str], Optional[str]]
 
@@ -42,11 +42,6 @@ STATUS_MODELS: dict[str, type[BaseModel]] = {
 def role_of(role_key: str) -> str:
     """``ingest-backup`` -> ``ingest``: the key names a Deployment, the role names its agent type."""
     return role_key.split("-", 1)[0]
-
-
-def service_dns_resolver(namespace: str, livestream: str, role_key: str) -> str:
-    """In-cluster default: every role's agent port behind the Service ``<ls>-<role_key>``."""
-    return f"http://{livestream}-{role_key}.{namespace}.svc:{AGENT_PORT}"
 
 
 @dataclass(frozen=True)

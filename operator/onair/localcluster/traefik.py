@@ -207,7 +207,7 @@ def _gateway_programmed(api, address: str) -> bool:
 
     gw = client.CustomObjectsApi(api).get_namespaced_custom_object(
         "gateway.networking.k8s.io", "v1", NAMESPACE, "gateways", GATEWAY_NAME)
-    status = gw.get("status") or {}
+    status = (gw.get("status") if isinstance(gw, dict) else None) or {}
     conds = {c["type"]: c["status"] for c in status.get("conditions") or ()}
     return conds.get("Programmed") == "True" and address in [a.get("value") for a in status.get("addresses") or ()]
 
@@ -218,12 +218,16 @@ def _problems(api) -> str:
     core = client.CoreV1Api(api)
     lines = []
     for p in core.list_namespaced_pod(NAMESPACE).items:
-        for cs in p.status.container_statuses or []:
-            w = cs.state.waiting
-            lines.append(f"pod {p.metadata.name} {p.status.phase} ready={cs.ready} restarts={cs.restart_count}"
+        name = p.metadata.name if p.metadata else None
+        if not name:
+            continue
+        phase = p.status.phase if p.status else None
+        for cs in (p.status.container_statuses if p.status else None) or []:
+            w = cs.state.waiting if cs.state else None
+            lines.append(f"pod {name} {phase} ready={cs.ready} restarts={cs.restart_count}"
                          + (f" waiting {w.reason}: {w.message}" if w else ""))
         try:
-            lines.append(core.read_namespaced_pod_log(p.metadata.name, NAMESPACE, tail_lines=30))
+            lines.append(core.read_namespaced_pod_log(name, NAMESPACE, tail_lines=30))
         except Exception:  # noqa: BLE001 - no container yet
             pass
     for e in core.list_namespaced_event(NAMESPACE).items:

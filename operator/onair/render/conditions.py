@@ -65,7 +65,7 @@ def set_condition(conditions: Optional[list[dict]], type_: str, status: bool | s
     out = [dict(c) for c in conditions or () if c.get("type") != type_]
     if previous is None:
         return [*out, cond]
-    index = [c.get("type") for c in conditions].index(type_)
+    index = [c.get("type") for c in conditions or ()].index(type_)  # previous was found in them
     out.insert(index, cond)
     return out
 
@@ -91,4 +91,4 @@ def kstatus_conditions(ready: bool, reconciling: bool, stalled: bool, reason: st
         else:
             conds = remove_condition(conds, type_)
     order = {READY: 0, RECONCILING: 1, STALLED: 2}
-    return sorted(conds, key=lambda c: order.get(c.get("type"), 3))
+    return sorted(conds, key=lambda c: order.get(c.get("type") or "", 3))

@@ -56,7 +56,7 @@ def notifications(old: Optional[Mapping], new: Optional[Mapping]) -> list[Notifi
         out.append(Notification("broadcasting_started" if broadcasting else "broadcasting_stopped",
                                 {"playback": new.get("playback") or {}}))
     old_ready, new_ready = find_condition(old.get("conditions"), READY), find_condition(new.get("conditions"), READY)
-    if (new_ready or {}).get("reason") == BROADCASTING_FAILED and (old_ready or {}).get("reason") != BROADCASTING_FAILED:
+    if new_ready and new_ready.get("reason") == BROADCASTING_FAILED and (old_ready or {}).get("reason") != BROADCASTING_FAILED:
         out.append(Notification("broadcasting_failed", {"message": new_ready.get("message", "")}))
     recording = _became(old, new, "recording")
     if recording:

@@ -1,8 +1,6 @@
 """`onair agent ingest --config FILE`: one ingest slot (RTMP, RTMPS, SRT, WHIP) until SIGTERM."""
 from __future__ import annotations
 
-from typing import Awaitable
-
 from onair.agent.app import run_role
 from onair.api.agent import IngestConfig
 
@@ -12,7 +10,7 @@ def main(argv: list[str]) -> int:
     return run_role("ingest", argv, IngestConfig, _serve, quiet_loggers=("aioice", "aiortc", "asyncio"))
 
 
-def _serve(config: IngestConfig) -> Awaitable[None]:
+async def _serve(config: IngestConfig) -> None:
     from .agent import IngestAgent  # aiortc and friends load only when an agent really runs
 
-    return IngestAgent(config).run()
+    await IngestAgent(config).run()

@@ -67,7 +67,8 @@ class _MalformedHttpFilter(logging.Filter):
         if isinstance(exc, aiohttp.http_exceptions.HttpProcessingError):
             reason = (exc.message or type(exc).__name__).splitlines()[0].strip()[:120]
             record.msg = "agent API: malformed HTTP request from %s: %s"
-            record.args = (record.args[0] if record.args else "unknown client", reason)
+            client = record.args[0] if isinstance(record.args, tuple) and record.args else "unknown client"
+            record.args = (client, reason)
             record.levelno, record.levelname = logging.WARNING, "WARNING"
             record.exc_info, record.exc_text = None, None
             return True
@@ -398,8 +399,8 @@ class IngestAgent(Agent):
             protocol=holder.protocol if holder else None,
             publisher=holder.user_id if holder else None,
             bitrate_kbps=self.monitor.bitrate_kbps if receiving else None,
-            video=stat.video if connected else None,
-            audio=stat.audio if connected else None,
+            video=stat.video if stat and connected else None,
+            audio=stat.audio if stat and connected else None,
             refusals=self.refusals.snapshot(),
         )
 

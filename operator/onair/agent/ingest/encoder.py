@@ -131,6 +131,7 @@ class FlvEncoder:
                         fifo.write(res)
                     while fifo.samples >= AAC_FRAME:
                         chunk = fifo.read(AAC_FRAME)
+                        assert chunk is not None  # the fifo holds at least one whole frame
                         chunk.pts = int(audio_start * AUDIO_RATE) + samples_out
                         chunk.time_base = Fraction(1, AUDIO_RATE)
                         samples_out += AAC_FRAME

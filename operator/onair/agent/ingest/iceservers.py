@@ -31,10 +31,6 @@ class IceServer:
     username: Optional[str] = None
     credential: Optional[str] = None
 
-    @property
-    def is_turn(self) -> bool:
-        return is_turn_url(self.url)
-
     def __repr__(self) -> str:  # a log line must not carry a credential
         return f"IceServer({self.url!r}{', with credentials' if self.credential else ''})"
 

@@ -26,7 +26,7 @@ import shutil
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Optional, Protocol, Sequence
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -36,6 +36,11 @@ from onair.agent.supervisor import Child, Supervisor
 from onair.api import refusals
 
 from . import iceservers
+
+if TYPE_CHECKING:  # aiortc and the encoder load only when a WHIP session really starts
+    from aiortc import RTCPeerConnection
+
+    from .encoder import FlvEncoder
 
 log = logging.getLogger("onair.agent.ingest.whip")
 
@@ -148,10 +153,10 @@ class SlotGate(Protocol):
 class WhipSession:
     id: str
     etag: str
-    pc: object
+    pc: RTCPeerConnection
     remote: str
     bearer: str = ""  # the token the session was opened with: it may DELETE the session
-    encoder: object = None
+    encoder: Optional[FlvEncoder] = None
     child: Optional[str] = None
     tasks: list = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
@@ -262,8 +267,8 @@ class WhipServer:
             personal = self.gate.personal_verdict(bearer)
             if not personal.accept:
                 status = PERSONAL_STATUS.get(personal.reason, 403)
-                headers = {"WWW-Authenticate": 'Bearer realm="whip", error="invalid_token"'} if status == 401 else {}
-                return self._refuse(status, personal.reason, remote, personal.detail, personal.user_id, **headers)
+                challenge = {"WWW-Authenticate": 'Bearer realm="whip", error="invalid_token"'} if status == 401 else {}
+                return self._refuse(status, personal.reason, remote, personal.detail, personal.user_id, **challenge)
         elif not token:
             return self._refuse(403, refusals.NO_KEY, remote, "no WHIP token is configured for this slot")
         elif not bearer_ok(header, token):
@@ -327,8 +332,9 @@ class WhipServer:
         # Receivers created up front carry our codec preferences into the answer.
         for kind, wanted in (("video", ("video/h264", "video/rtx")), ("audio", ("audio/opus",))):
             transceiver = pc.addTransceiver(kind, direction="recvonly")
-            transceiver.setCodecPreferences([c for c in RTCRtpReceiver.getCapabilities(kind).codecs
-                                             if c.mimeType.lower() in wanted])
+            capabilities = RTCRtpReceiver.getCapabilities(kind)
+            assert capabilities is not None  # None only for a kind other than audio and video
+            transceiver.setCodecPreferences([c for c in capabilities.codecs if c.mimeType.lower() in wanted])
 
         tracks: dict[str, object] = {}
 

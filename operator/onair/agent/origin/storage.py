@@ -92,7 +92,7 @@ class Storage:
 
     def walk(self, top: str, suffixes: tuple[str, ...]) -> list[tuple[str, float]]:
         """(relative path, mtime) of the files under ``top`` with one of ``suffixes``."""
-        found = []
+        found: list[tuple[str, float]] = []
         base = self.root / top
         if not base.is_dir():
             return found
