@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from aiohttp import web
 
 from onair.agent.recorder import vod
+from onair.api.agent import Recording as FinishedSession
+from onair.api.agent import S3UploadConfig
+from onair.render.recordings import recording_spec, recording_status
 from tests.fixtures.browser import browser  # noqa: F401  (fixture)
+from tests.fixtures.origin import origins  # noqa: F401  (fixture)
+from tests.fixtures.s3 import PUBLIC_BUCKET, write_credentials
 
 pytestmark = [pytest.mark.media, pytest.mark.browser, pytest.mark.timeout(180)]
 
@@ -85,3 +91,65 @@ async def test_a_recorded_part_plays_as_hls_vod_and_seeks(rtmp_source, recorder_
         assert page.exceptions == []
     finally:
         await runner.cleanup()
+
+
+def uploaded(status: dict) -> bool:
+    upload = status.get("upload") or {}
+    return status["state"] == "idle" and bool(status["recordings"]) and upload.get("pending") == 0 \
+        and upload.get("uploading") is None
+
+
+async def test_an_uploaded_recording_plays_from_its_playback_urls_in_the_player_page(
+        rtmp_source, recorder_agent, publishers, seaweedfs, origins, browser, tmp_path):
+    """The whole path a viewer takes: the recorder uploads each part and its playlist to a real S3
+    store (SeaweedFS), the Recording's status.playback gives their HTTP URLs through the bucket's
+    public address (publicBaseUrl), and the origin's player page plays them one after the other
+    with ?src= (cross-origin: the store answers CORS and byte ranges)."""
+    if not HLS_JS.is_file():
+        pytest.fail(f"{HLS_JS} is missing: run scripts/build-player")
+    seaweedfs.create_bucket(PUBLIC_BUCKET)
+    creds = tmp_path / "s3-secret"
+    write_credentials(creds)
+    publisher = publishers.rtmp(rtmp_source.publish_url, width=320, height=180, fps=15)
+    recorder = recorder_agent.start(rtmp_source.read_url, split_seconds=4, livestream="events/keynote", s3=S3UploadConfig(
+        endpoint=seaweedfs.endpoint, bucket=PUBLIC_BUCKET, prefix="vod", force_path_style=True,
+        access_key_id_file=str(creds / "accessKeyId"), secret_access_key_file=str(creds / "secretAccessKey"),
+        request_timeout_seconds=5, retry_max_seconds=2))
+    recorder.put_desired(recording=True)
+    await asyncio.to_thread(recorder.wait_status, lambda s: s["durationSeconds"] >= 6, 60, "6 s recorded")
+    recorder.put_desired(recording=False)
+    done = await asyncio.to_thread(recorder.wait_status, uploaded, 60, "every part uploaded")
+    publisher.stop()
+    session = FinishedSession.model_validate(done["recordings"][-1])
+    assert len(session.parts) >= 2, session.parts
+
+    location = {"endpoint": seaweedfs.endpoint, "bucket": PUBLIC_BUCKET, "prefix": "vod", "forcePathStyle": True,
+                "credentialsSecret": "s3", "publicBaseUrl": f"{seaweedfs.endpoint}/{PUBLIC_BUCKET}"}
+    spec = recording_spec("keynote", None, session, "keynote-recordings", location)
+    playback = recording_status(spec)["playback"]
+    urls = [part["url"] for part in playback["parts"]]
+    assert "url" not in playback and len(urls) == len(session.parts)
+    assert all(url.startswith(f"{seaweedfs.endpoint}/{PUBLIC_BUCKET}/vod/events/keynote/") for url in urls)
+    without = recording_status(recording_spec("keynote", None, session, "c", {**location, "publicBaseUrl": None}))
+    assert without["playback"]["reason"] == "NoPublicBaseUrl"
+
+    origin = origins.start(phase="ended")
+    query = "&".join(f"src={quote(url, safe='')}" for url in urls)
+    page = await browser.new_page(f"{origin.url('player')}?{query}")
+    assert await page.evaluate("onairPlayer.vod && !onairPlayer.lowLatency") is True
+    video = "document.getElementById('video')"
+    await page.wait_for(f"{video}.currentTime > 1", timeout=30, what="the first part playing")
+    first = session.parts[0].duration_seconds or 0
+    assert await page.evaluate(f"{video}.duration") == pytest.approx(first, abs=1.0), "a VOD: its length known at once"
+    # Near the end of the first part: the player goes on with the next part, to the end of the last.
+    await page.evaluate(f"{video}.currentTime = {max(0.5, first - 1.5):.2f}")
+    last = len(urls) - 1
+    await page.wait_for(f"onairPlayer.current === {last} && {video}.currentTime > 0.5", timeout=60,
+                        what="the player reaching the last part")
+    assert await page.evaluate("onairPlayer.source") == urls[-1]
+    assert await page.evaluate("onairPlayer.errors.filter(e => e.fatal)") == []
+    assert page.exceptions == []
+
+    # Only http(s) URLs are played; anything else is refused with what to pass instead.
+    refused = await asyncio.to_thread(origin.get, "player", params={"src": "javascript:alert(1)"})
+    assert refused.status_code == 400 and "status.playback" in refused.text

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Optional
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import jinja2
 from aiohttp import web
@@ -67,6 +67,15 @@ BLOCKING_CACHE_TARGET_DURATIONS = 2
 # Playback requests carry no body; only /upload reads one (under its own per-file cap).
 MAX_REQUEST_BODY = 64 * 1024
 PLAYER_FORMATS = {"cmaf": PLAYBACK_PATHS["hlsCmaf"], "ts": PLAYBACK_PATHS["hlsMpegts"]}
+
+
+def vod_source_ok(url: str) -> bool:
+    """What the player page accepts as ``?src=``: an absolute http(s) URL (no script, data or file URL)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.netloc) and len(url) <= 4096
 
 
 class Metrics:
@@ -476,14 +485,25 @@ class OriginAgent(Agent):
         if not HLS_JS.is_file():
             return web.Response(status=503, text="The player is not available: hls.js was not built into this image "
                                                  "(run scripts/build-player).\n")
-        fmt = request.query.get("format", "cmaf")
-        source = PLAYER_FORMATS.get(fmt, PLAYER_FORMATS["cmaf"])
-        if decision.token:
-            source += f"?token={quote(decision.token, safe='')}"
+        recordings = request.query.getall("src", [])
+        if recordings:
+            # A Recording's VOD playlist(s) (its status.playback), played in order; never the live tier.
+            refused = next((url for url in recordings if not vod_source_ok(url)), None)
+            if refused is not None:
+                return web.Response(status=400, text=(
+                    f"?src= must be an absolute http(s) URL of an HLS playlist (a Recording's status.playback.url or "
+                    f"parts[].url, URL-encoded), not {refused[:200]!r}.\n"))
+            sources, low_latency = recordings, False
+        else:
+            fmt = request.query.get("format", "cmaf")
+            source = PLAYER_FORMATS.get(fmt, PLAYER_FORMATS["cmaf"])
+            if decision.token:
+                source += f"?token={quote(decision.token, safe='')}"
+            sources, low_latency = [source], self.config.low_latency
         page = TEMPLATES.get_template("player.html.j2").render(
-            source=source, projection=self.config.projection, livestream=self.config.livestream,
-            hls_js="static/vendor/hls.min.js", autoplay=request.query.get("autoplay", "1") != "0",
-            low_latency=self.config.low_latency)
+            source=sources[0], sources=sources, vod=bool(recordings), projection=self.config.projection,
+            livestream=self.config.livestream, hls_js="static/vendor/hls.min.js",
+            autoplay=request.query.get("autoplay", "1") != "0", low_latency=low_latency)
         return web.Response(text=page, content_type="text/html", headers={"Cache-Control": "no-cache"})
 
     async def _hls_js(self, request: web.Request) -> web.StreamResponse:
