@@ -153,3 +153,57 @@ async def test_an_uploaded_recording_plays_from_its_playback_urls_in_the_player_
     # Only http(s) URLs are played; anything else is refused with what to pass instead.
     refused = await asyncio.to_thread(origin.get, "player", params={"src": "javascript:alert(1)"})
     assert refused.status_code == 400 and "status.playback" in refused.text
+
+
+async def test_recordings_on_the_volume_play_through_the_origin_under_the_live_access_rules(
+        rtmp_source, recorder_agent, publishers, origins, browser):
+    """No object storage: the recorder serves the finished parts on its volume (GET /vod/<file>,
+    agent token) and the origin passes them on to viewers at /recordings/<file>, a token required
+    while the stream is closed to viewers (backstage) as for live playback, open once it ended."""
+    import httpx
+
+    if not HLS_JS.is_file():
+        pytest.fail(f"{HLS_JS} is missing: run scripts/build-player")
+    publisher = publishers.rtmp(rtmp_source.publish_url, width=320, height=180, fps=15)
+    recorder = recorder_agent.start(rtmp_source.read_url, split_seconds=3)
+    recorder.put_desired(recording=True)
+    await asyncio.to_thread(recorder.wait_status, lambda s: s["durationSeconds"] >= 5, 60, "5 s recorded")
+    recorder.put_desired(recording=False)
+    done = await asyncio.to_thread(recorder.wait_status, lambda s: bool(s["recordings"]), 30, "the session finalized")
+    publisher.stop()
+    parts = [p["file"] for p in done["recordings"][-1]["parts"]]
+    assert len(parts) >= 2, parts
+    playlists = [vod.playlist_name(p) for p in parts]
+    # Only the origin (which holds the Livestream's agent token) reads the volume.
+    assert httpx.get(f"{recorder.agent_url}/vod/{playlists[0]}", timeout=10).status_code == 401
+
+    origin = origins.start(phase="backstage", recorder_url=recorder.agent_url,
+                           agent_token_file=recorder.config.agent_token_file)
+    refused = await asyncio.to_thread(origin.get, f"recordings/{playlists[0]}")
+    assert refused.status_code == 403 and "playback token" in refused.json()["error"]
+    token = origin.token(user_id="host")
+    listing = await asyncio.to_thread(origin.get, f"recordings/{playlists[0]}", params={"token": token})
+    assert listing.status_code == 200 and "#EXT-X-PLAYLIST-TYPE:VOD" in listing.text
+    assert f'URI="{parts[0]}?token={token}"' in listing.text, "the token rides along to the part"
+    head = await asyncio.to_thread(origin.get, f"recordings/{parts[0]}", params={"token": token},
+                                   headers={"Range": "bytes=0-99"})
+    assert head.status_code == 206 and len(head.content) == 100
+    assert head.content == (recorder.output_dir / parts[0]).read_bytes()[:100]
+    for name in (f"{done['recordings'][-1]['session']}.json", "../etc/passwd", "other_20260101T000000Z_part0001.mp4"):
+        assert (await asyncio.to_thread(origin.get, f"recordings/{name}", params={"token": token})).status_code == 404
+
+    # A member watches the whole recording in the player page while the stream is in backstage.
+    query = "&".join(f"src={quote(origin.url(f'recordings/{p}') + '?token=' + token, safe='')}" for p in playlists)
+    page = await browser.new_page(f"{origin.url('player')}?token={token}&{query}")
+    video = "document.getElementById('video')"
+    await page.wait_for(f"{video}.currentTime > 0.5", timeout=30, what="the first part playing")
+    first = await page.evaluate(f"{video}.duration")
+    await page.evaluate(f"{video}.currentTime = {max(0.2, first - 1):.2f}")
+    await page.wait_for(f"onairPlayer.current === {len(playlists) - 1} && {video}.currentTime > 0.5", timeout=60,
+                        what="the player reaching the last part")
+    assert await page.evaluate("onairPlayer.errors.filter(e => e.fatal)") == []
+    assert page.exceptions == []
+
+    # Once the stream ended everyone may watch, as the live DVR.
+    origin.set_phase("ended")
+    assert (await asyncio.to_thread(origin.get, f"recordings/{playlists[-1]}")).status_code == 200
