@@ -29,7 +29,7 @@ def test_livestream_gets_every_child_with_the_right_spec(operator, kube, calltyp
     children = kube.children(namespace, "show")
 
     expected = {("Secret", "show-credentials"), ("PersistentVolumeClaim", "show-dvr"), ("Service", "show-ingest"),
-                ("Service", "show-origin")}
+                ("Service", "show-origin"), ("Service", "show-recorder")}
     expected |= {("ConfigMap", f"show-{r}") for r in ROLES} | {("Deployment", f"show-{r}") for r in ROLES}
     expected |= {("NetworkPolicy", f"show-{r}") for r in ROLES}
     assert set(children) == expected
