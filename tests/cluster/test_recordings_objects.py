@@ -132,6 +132,13 @@ def test_every_finished_session_becomes_a_recording_named_in_the_livestream_stat
     status = wait_for(lambda: (recording(kube, namespace, name) or {}).get("status", {}).get("size") and
                       recording(kube, namespace, name)["status"], 20, what="the Recording's columns")
     assert status["storage"] == "pvc" and status["duration"].endswith("s")
+    # Playable on the volume through the Livestream's origin, for as long as that exists (the message says so).
+    base = kube.livestream(namespace, "show")["status"]["playback"]["hlsCmaf"].removesuffix("hls/cmaf/master.m3u8")
+    playback = status["playback"]
+    assert playback["reason"] == "ServedFromVolume" and "stop working when the Livestream is deleted" in \
+        playback["message"]
+    assert [p["url"] for p in playback["parts"]] == [f"{base}recordings/{p['file'][:-len('.mp4')]}.m3u8"
+                                                    for p in spec["parts"]]
     assert [r["metadata"]["name"] for r in recordings(kube, namespace, "onair.dev/livestream=show")] == [name]
     assert recordings(kube, namespace, "onair.dev/livestream=other") == []
 

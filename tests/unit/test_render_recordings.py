@@ -217,3 +217,19 @@ def test_the_public_base_url_follows_the_settings_for_the_same_bucket_only():
     other_bucket = dict(cdn, bucket="elsewhere", endpoint="https://s3.example.org")
     spec = r.recording_spec("keynote", None, session(parts=parts), "c", other_bucket)
     assert r.spec_update(stored, dict(spec, objectStorage=other_bucket)) is None
+
+
+def test_recordings_on_the_volume_are_served_by_the_livestreams_origin_while_it_exists():
+    spec = r.recording_spec("keynote", None, session(), "keynote-recordings")
+    playback = r.recording_status(spec, volume_url="https://live.example.org/events/keynote/recordings/")["playback"]
+    assert playback["reason"] == "ServedFromVolume" and "url" not in playback, "two parts: each in order"
+    assert [p["url"] for p in playback["parts"]] == [
+        f"https://live.example.org/events/keynote/recordings/{p['file'][:-len('.mp4')]}.m3u8" for p in SESSION["parts"]]
+    assert "stop working when the Livestream is deleted" in playback["message"]
+    assert "keynote-recordings" in playback["message"]
+    one = r.recording_spec("keynote", None, session(parts=SESSION["parts"][:1]), "c")
+    assert r.recording_status(one, volume_url="https://x/recordings")["playback"]["url"].endswith("_part0001.m3u8")
+    # Uploading to object storage: the bucket's URLs (or why not), never the origin's.
+    uploading = r.recording_spec("keynote", None, session(parts=[_stored(SESSION["parts"][0]), SESSION["parts"][1]]),
+                                 "c", LOCATION)
+    assert r.recording_status(uploading, volume_url="https://x/recordings")["playback"]["reason"] == "NotUploadedYet"

@@ -108,6 +108,8 @@ NO_PUBLIC_BASE_URL = "NoPublicBaseUrl"          # uploaded, but the bucket's HTT
 NOT_UPLOADED_YET = "NotUploadedYet"              # object storage configured, some part still only on the volume
 VOLUME_ONLY = "VolumeOnly"                       # on the recordings volume only (no object storage)
 NO_PLAYLIST = "NoPlaylist"                       # a part is no fragmented MP4: no VOD playlist could be built
+# status.playback.reason when the URLs are the Livestream origin's, served from the recordings volume.
+SERVED_FROM_VOLUME = "ServedFromVolume"
 
 
 class PartPlayback(ApiModel):
@@ -123,7 +125,8 @@ class RecordingPlayback(ApiModel):
     parts: Optional[list[PartPlayback]] = Field(None, description="each part's playlist, in recording order",
                                                 json_schema_extra={"x-kubernetes-list-type": "atomic"})
     reason: Optional[str] = Field(None, description=(
-        "why there is no URL: NoPublicBaseUrl, NotUploadedYet, VolumeOnly or NoPlaylist"))
+        "why there is no URL: NoPublicBaseUrl, NotUploadedYet, VolumeOnly or NoPlaylist; ServedFromVolume: the "
+        "URLs are the Livestream origin's, valid while the Livestream exists"))
     message: Optional[str] = Field(None, description="what it means and what to do")
 
 

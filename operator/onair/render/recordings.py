@@ -10,10 +10,11 @@ from __future__ import annotations
 from typing import Mapping, Optional
 
 from onair import roles
+from onair.endpoints import vod_playlist_name
 from onair.api.agent import Recording as FinishedSession
 from onair.api.meta import API_VERSION, GROUP, LABEL_LIVESTREAM, MANAGER
-from onair.api.recording import (NO_PLAYLIST, NO_PUBLIC_BASE_URL, NOT_UPLOADED_YET, VOLUME_ONLY, ObjectStorageLocation,
-                                 PartPlayback, RecordingPlayback)
+from onair.api.recording import (NO_PLAYLIST, NO_PUBLIC_BASE_URL, NOT_UPLOADED_YET, SERVED_FROM_VOLUME, VOLUME_ONLY,
+                                 ObjectStorageLocation, PartPlayback, RecordingPlayback)
 from onair.api.settings import S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY, CallSettings, RecordingStorage, S3Storage
 from onair.render.children import (RECORDINGS_DIR, S3_SECRET_DIR, container_security_context, pod_security_context,
                                    render_s3_upload)
@@ -145,8 +146,11 @@ def recording_manifest(namespace: str, livestream: str, livestream_uid: Optional
     }
 
 
-def recording_status(spec: Mapping, previous: Optional[Mapping] = None, generation: Optional[int] = None) -> dict:
-    """The derived ``status`` (columns), keeping the conditions of ``previous``."""
+def recording_status(spec: Mapping, previous: Optional[Mapping] = None, generation: Optional[int] = None,
+                     volume_url: Optional[str] = None) -> dict:
+    """The derived ``status`` (columns), keeping the conditions of ``previous``. ``volume_url``:
+    where the Livestream's origin serves the recordings on its volume (``<playback base>/recordings``),
+    while the Livestream exists and records to the Recording's volume."""
     parts = spec.get("parts") or []
     uploaded = bool(parts) and all(part.get("object") for part in parts)
     out: dict = {
@@ -154,7 +158,7 @@ def recording_status(spec: Mapping, previous: Optional[Mapping] = None, generati
         "size": human_size(float(spec.get("sizeBytes") or 0)),
         "storage": STORAGE_VOLUME_AND_OBJECTS if uploaded else STORAGE_VOLUME,
     }
-    playback = recording_playback(spec)
+    playback = recording_playback(spec, volume_url)
     if playback is not None:
         out["playback"] = playback
     if generation is not None:
@@ -171,7 +175,7 @@ def object_http_url(base: str, s3_url: str) -> str:
     return f"{base.rstrip('/')}/{key}"
 
 
-def recording_playback(spec: Mapping) -> Optional[dict]:
+def recording_playback(spec: Mapping, volume_url: Optional[str] = None) -> Optional[dict]:
     """``status.playback``: the HLS VOD URLs of the recording's parts over HTTP(S), or why there are none.
 
     A URL only when every part's playlist is in the bucket and the bucket's HTTP address is known
@@ -185,6 +189,16 @@ def recording_playback(spec: Mapping) -> Optional[dict]:
         done = sum(1 for o in objects if o)
         if not location and not done and not any(part.get("uploadError") for part in parts):
             claim = spec.get("persistentVolumeClaim") or "the recordings volume"
+            livestream = (spec.get("livestream") or {}).get("name")
+            if volume_url:
+                urls = [PartPlayback(file=part["file"], url=f"{volume_url.rstrip('/')}/{vod_playlist_name(part['file'])}")
+                        for part in parts]
+                return RecordingPlayback(
+                    url=urls[0].url if len(urls) == 1 else None, parts=urls, reason=SERVED_FROM_VOLUME, message=(
+                        f"served from PersistentVolumeClaim {claim} by Livestream {livestream}'s origin, under its "
+                        "access rules (a playback token while it is in backstage): these URLs stop working when the "
+                        "Livestream is deleted or no longer records to this volume (the files stay). For URLs that "
+                        "outlive it, set recording.storage.s3 with publicBaseUrl")).wire()
             return RecordingPlayback(reason=VOLUME_ONLY, message=(
                 f"the parts are only on PersistentVolumeClaim {claim}, which players cannot read; set "
                 "recording.storage.s3 (with publicBaseUrl) on the CallType or Livestream to get a playback URL for "

@@ -29,7 +29,7 @@ from prometheus_client import Counter, Gauge
 from onair.agent import http_limits
 from onair.agent.app import Agent, load_config, parse_args, run, setup_logging
 from onair.api.agent import Desired, OriginConfig, OriginStatus
-from onair.endpoints import PLAYBACK_PATHS, UPLOAD_PREFIX
+from onair.endpoints import PLAYBACK_PATHS, RECORDINGS_PATH, UPLOAD_PREFIX
 
 from . import access
 from .dash import init_patterns, rewrite_mpd, time_shift_buffer_depth
@@ -70,8 +70,6 @@ MAX_REQUEST_BODY = 64 * 1024
 PLAYER_FORMATS = {"cmaf": PLAYBACK_PATHS["hlsCmaf"], "ts": PLAYBACK_PATHS["hlsMpegts"]}
 
 
-# Where the origin serves the finished recordings on the recorder's volume (OriginConfig.recorder_url).
-RECORDINGS_PATH = "recordings"
 RECORDING_FILE = re.compile(r"^[A-Za-z0-9._-]+_\d{8}T\d{6}Z_part\d+\.(m3u8|mp4)$")
 
 

@@ -23,6 +23,7 @@ import struct
 from dataclasses import dataclass
 from typing import BinaryIO, Optional
 
+from onair import endpoints
 from onair.agent.mp4box import boxes, child, children, file_boxes
 
 TARGET_SECONDS = 4.0
@@ -234,7 +235,7 @@ def hls_vod_playlist(index: VodIndex, uri: str) -> str:
 
 def playlist_name(part_file: str) -> str:
     """``<part>.m3u8`` for ``<part>.mp4``: side by side, on the volume's HTTP server or in the bucket."""
-    return f"{part_file.removesuffix('.mp4')}.m3u8"
+    return endpoints.vod_playlist_name(part_file)
 
 
 def part_of_playlist(playlist: str) -> Optional[str]:
