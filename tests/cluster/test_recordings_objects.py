@@ -442,6 +442,7 @@ def test_an_uploaded_recording_gets_playback_urls_once_the_bucket_has_a_public_a
     playback = wait_for(lambda: (recording(kube, namespace, name).get("status") or {}).get("playback"), 30,
                         what="status.playback")
     assert playback["reason"] == "NoPublicBaseUrl" and "publicBaseUrl" in playback["message"], playback
+    assert set(playback) == {"reason", "message"}, playback
     assert f"s3://{PUBLIC_BUCKET}/{S3_PREFIX}/{namespace}/show/" in playback["message"]
 
     # The address is added to the settings later: the Recording takes it at the next poll.
@@ -465,6 +466,12 @@ def test_an_uploaded_recording_gets_playback_urls_once_the_bucket_has_a_public_a
         media = httpx.get(entry["url"].rsplit("/", 1)[0] + "/" + entry["file"], headers={"Range": "bytes=0-99"},
                           timeout=10)
         assert media.status_code == 206 and len(media.content) == 100
+    # Taken away again (the CDN dropped): back to saying why, with no URL left over from before.
+    kube.patch_livestream(namespace, "show", {"spec": {"settingsOverride": {"recording": {"storage": {"s3": {
+        "publicBaseUrl": None}}}}}})
+    playback = wait_for(lambda: (p := recording(kube, namespace, name)["status"]["playback"]).get("reason") and p, 30,
+                        what="status.playback without URLs")
+    assert set(playback) == {"reason", "message"} and playback["reason"] == "NoPublicBaseUrl", playback
     kube.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "recordings", name,
                                                {"metadata": {"finalizers": None}})
 

@@ -84,7 +84,8 @@ async def sync(rt: Runtime, state: LivestreamState, ls: Mapping, body: Mapping, 
         return
     claim = recordings_claim(state.name, state.rendered.effective)
     storage = object_storage_location(state.rendered.effective)
-    volume_url = _volume_url(rt, state)
+    # A Livestream that uploads serves its recordings from the bucket (its parts leave the volume).
+    volume_url = _volume_url(rt, state) if storage is None else None
     uid = ls["metadata"].get("uid")
     # Every poll lists up to 50 sessions per Livestream: only a changed one is rendered and written.
     wanted = {recording_name(state.name, s.session): (s, (_fingerprint(s, claim, storage), volume_url))
@@ -167,6 +168,13 @@ async def _write_status(rt: Runtime, obj: Mapping, volume_url: Optional[str] = N
     if not volume_url_known and served and (derived.get("playback") or {}).get("reason") == VOLUME_ONLY:
         derived["playback"] = stored["playback"]
     changed = {key: value for key, value in derived.items() if stored.get(key) != value}
+    for key, value in changed.items():
+        # A merge patch merges objects: what the new value no longer has must be removed explicitly
+        # (a playback that had URLs and now has a reason instead).
+        if isinstance(value, dict) and isinstance(stored.get(key), dict):
+            changed[key] = {**{k: None for k in stored[key] if k not in value}, **value}
+    gone = [key for key in ("playback",) if key in stored and key not in derived]
+    changed.update({key: None for key in gone})
     if changed:
         await rt.kube.patch_status(RECORDING, meta.get("namespace"), meta["name"], changed)
 
