@@ -37,8 +37,7 @@ import kopf
 from onair.api.agent import RecorderStatus
 from onair.api.meta import API_VERSION, GROUP, LABEL_LIVESTREAM, VERSION
 from onair.api.recording import (MEDIA_DELETED, MEDIA_DELETED_EVENT, MEDIA_DELETION_FAILED, MEDIA_DELETION_PENDING,
-                                 OBJECT_DELETION_NOT_CONFIGURED, RECORDER_UNREACHABLE, RECORDING_CREATED_EVENT,
-                                 SERVED_FROM_VOLUME, VOLUME_ONLY)
+                                 OBJECT_DELETION_NOT_CONFIGURED, RECORDER_UNREACHABLE, RECORDING_CREATED_EVENT)
 from onair.endpoints import RECORDINGS_PATH
 from onair.render.children import recordings_claim
 from onair.render.conditions import find_condition, set_condition
@@ -157,16 +156,24 @@ async def _ensure(rt: Runtime, state: LivestreamState, body: Mapping, name: str,
     await _write_status(rt, current, volume_url if same_volume else None)
 
 
-async def _write_status(rt: Runtime, obj: Mapping, volume_url: Optional[str] = None,
-                        volume_url_known: bool = True) -> None:
-    """``volume_url_known`` False: called without the Livestream at hand (the Recording's own
-    events), so a playback URL its Livestream's origin serves is kept, not taken away."""
+def _volume_url_of(rt: Runtime, namespace: str, spec: Mapping) -> Optional[str]:
+    """Where the Recording's Livestream's origin serves it from the volume, as ``sync`` says it:
+    the same answer from the Recording's own events, which race with ``sync`` on creation."""
+    livestream = (spec.get("livestream") or {}).get("name")
+    state = rt.livestreams.get((namespace, livestream)) if livestream else None
+    if state is None or state.rendered is None:
+        return None
+    if object_storage_location(state.rendered.effective) is not None:
+        return None
+    if recordings_claim(state.name, state.rendered.effective) != spec.get("persistentVolumeClaim"):
+        return None
+    return _volume_url(rt, state)
+
+
+async def _write_status(rt: Runtime, obj: Mapping, volume_url: Optional[str] = None) -> None:
     meta = obj.get("metadata") or {}
     stored = obj.get("status") or {}
     derived = recording_status(obj.get("spec") or {}, stored, meta.get("generation"), volume_url)
-    served = (stored.get("playback") or {}).get("reason") == SERVED_FROM_VOLUME
-    if not volume_url_known and served and (derived.get("playback") or {}).get("reason") == VOLUME_ONLY:
-        derived["playback"] = stored["playback"]
     changed = {key: value for key, value in derived.items() if stored.get(key) != value}
     for key, value in changed.items():
         # A merge patch merges objects: what the new value no longer has must be removed explicitly
@@ -322,8 +329,10 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
     async def derive_status(body: kopf.Body, **_: Any) -> None:
         # A Recording restored from a backup (or created by hand) comes without its columns.
         if not (body.get("metadata") or {}).get("deletionTimestamp"):
-            await _write_status(rt, {"metadata": dict(body["metadata"]), "spec": dict(body.get("spec") or {}),
-                                     "status": dict(body.get("status") or {})}, volume_url_known=False)
+            spec = dict(body.get("spec") or {})
+            await _write_status(rt, {"metadata": dict(body["metadata"]), "spec": spec,
+                                     "status": dict(body.get("status") or {})},
+                                _volume_url_of(rt, body["metadata"]["namespace"], spec))
 
     kopf.on.resume(*RESOURCE, id="columns", registry=registry)(derive_status)
     kopf.on.create(*RESOURCE, id="columns", registry=registry)(derive_status)
