@@ -267,9 +267,14 @@ def test_a_recording_outlives_its_livestream_and_its_deletion_then_runs_a_pod(
     recorder = start_show(kube, routes, recorder_agent, rtmp_source, namespace, calltype, tmp_path)
     session = record_session(kube, namespace, "show", recorder, publishers, rtmp_source)
     name = session["name"]
-    wait_for(lambda: recording(kube, namespace, name), 20, what="the Recording")
+    wait_for(lambda: (recording(kube, namespace, name) or {}).get("status", {}).get("playback", {}).get("reason") ==
+             "ServedFromVolume", 20, what="the Recording, served from the volume by the Livestream's origin")
     kube.delete_livestream(namespace, "show")
     wait_for(lambda: not kube.livestream_exists(namespace, "show"), 30, what="the Livestream gone")
+    # Its origin went with it: the Recording stops offering URLs that answer nothing, and says why.
+    playback = wait_for(lambda: (p := recording(kube, namespace, name)["status"]["playback"])["reason"] == "VolumeOnly"
+                        and p, 30, what="status.playback VolumeOnly once the Livestream is gone")
+    assert set(playback) == {"reason", "message"} and "Livestream show" in playback["message"], playback
     recorder.stop()
     routes.unroute(namespace, "show", "recorder")
     assert recording(kube, namespace, name)["metadata"].get("deletionTimestamp") is None

@@ -156,6 +156,21 @@ async def _ensure(rt: Runtime, state: LivestreamState, body: Mapping, name: str,
     await _write_status(rt, current, volume_url if same_volume else None)
 
 
+async def livestream_gone(rt: Runtime, namespace: str, livestream: str) -> None:
+    """Re-derive the status of the Livestream's Recordings once it is gone: the URLs its origin
+    served from the volume answer nothing any more. Best effort (a restarted operator does the same
+    from each Recording's resume)."""
+    try:
+        for obj in await rt.kube.list(RECORDING, namespace, label_selector=f"{LABEL_LIVESTREAM}={livestream}"):
+            if not (obj.get("metadata") or {}).get("deletionTimestamp"):
+                await _write_status(rt, obj, _volume_url_of(rt, namespace, obj.get("spec") or {}))
+    except KubeError as exc:
+        if exc.status == 404:  # the namespace went too, Recordings with it
+            return
+        log.warning("%s/%s is gone but its Recordings' playback could not be updated (%s); a restarted operator "
+                    "does it", namespace, livestream, exc)
+
+
 def _volume_url_of(rt: Runtime, namespace: str, spec: Mapping) -> Optional[str]:
     """Where the Recording's Livestream's origin serves it from the volume, as ``sync`` says it:
     the same answer from the Recording's own events, which race with ``sync`` on creation."""

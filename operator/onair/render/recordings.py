@@ -200,9 +200,9 @@ def recording_playback(spec: Mapping, volume_url: Optional[str] = None) -> Optio
                         "Livestream is deleted or no longer records to this volume (the files stay). For URLs that "
                         "outlive it, set recording.storage.s3 with publicBaseUrl")).wire()
             return RecordingPlayback(reason=VOLUME_ONLY, message=(
-                f"the parts are only on PersistentVolumeClaim {claim}, which players cannot read; set "
-                "recording.storage.s3 (with publicBaseUrl) on the CallType or Livestream to get a playback URL for "
-                "the recordings that follow")).wire()
+                f"the parts are only on PersistentVolumeClaim {claim}, and no origin serves it: Livestream "
+                f"{livestream} is gone or no longer records to it (the files stay). Set recording.storage.s3 (with "
+                "publicBaseUrl) on the CallType or Livestream for playback URLs that outlive the stream")).wire()
         return RecordingPlayback(reason=NOT_UPLOADED_YET, message=(
             f"{done} of {len(parts)} part(s) uploaded; the URL appears once every part is in the bucket "
             "(the Livestream's RecordingsUploaded condition says why uploads wait)")).wire()
