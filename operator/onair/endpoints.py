@@ -20,6 +20,15 @@ PLAYBACK_PATHS = {
     "player": "player",
     "screenshot": "screenshot.jpg",
 }
+# The finished recordings on the recorder's volume, on the origin's public port: /recordings/<part>.m3u8 and .mp4.
+RECORDINGS_PATH = "recordings"
+
+
+def vod_playlist_name(part_file: str) -> str:
+    """``<part>.m3u8`` for ``<part>.mp4``: the part's HLS VOD playlist, next to it on the volume or in the bucket."""
+    return f"{part_file.removesuffix('.mp4')}.m3u8"
+
+
 # The transcoder PUTs (and DELETEs) every output file under this prefix of the origin's upload port
 # (never the public one), at the same relative path it is served from (hls/cmaf/720p/..., dash/...,
 # screenshot.jpg).

@@ -159,3 +159,75 @@ def _try_ok(call) -> bool:
             return False
         raise
     return True
+
+
+@pytest.fixture
+def user_roles(local_cluster, kube_api):
+    """The chart's ClusterRoles aggregated into view/edit/admin, under a release name of their own."""
+    release = f"roles-{secrets.token_hex(3)}"
+    docs = [d for d in yaml.safe_load_all(manifests.template("--show-only", "templates/user-roles.yaml",
+                                                             release=release)) if d]
+    rbac = client.RbacAuthorizationV1Api(kube_api)
+    for d in docs:
+        rbac.create_cluster_role(d)
+    yield
+    for d in docs:
+        rbac.delete_cluster_role(d["metadata"]["name"])
+
+
+def _recording(name: str) -> dict:
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Recording", "metadata": {"name": name},
+            "spec": {"livestream": {"name": "show"}, "session": "ns_show_20261206T100000Z",
+                     "startedAt": "2026-12-06T10:00:00Z", "endedAt": "2026-12-06T10:01:00Z", "durationSeconds": 60,
+                     "sizeBytes": 1000, "endReason": "recording stopped"}}
+
+
+def test_recordings_are_read_by_members_and_viewers_and_deleted_by_editors_only(
+        local_cluster, kube_api, namespace, capabilities_policy, user_roles):
+    admin = client.CustomObjectsApi(kube_api)
+    admin.create_namespaced_custom_object(GROUP, VERSION, namespace, "recordings", _recording("show-1"))
+    rbac = client.RbacAuthorizationV1Api(kube_api)
+
+    def bind(name: str, role: str, subject: dict) -> None:
+        rbac.create_namespaced_role_binding(namespace, {
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", **subject}]})
+
+    bind("members", capabilities_policy, {"kind": "Group", "name": PREFIX + "host"})
+    bind("viewers", "view", {"kind": "User", "name": "valerie"})
+    bind("editors", "edit", {"kind": "User", "name": "eddie"})
+    bind("admins", "admin", {"kind": "User", "name": "ada"})
+    kubeconfig = local_cluster.kubeconfig_path
+    host = _as(kubeconfig, "hannah", PREFIX + "host")
+    viewer = _as(kubeconfig, "valerie", "system:authenticated")
+    editor = _as(kubeconfig, "eddie", "system:authenticated")
+    namespace_admin = _as(kubeconfig, "ada", "system:authenticated")
+
+    def names(api: client.CustomObjectsApi) -> list[str]:
+        return [r["metadata"]["name"] for r in
+                api.list_namespaced_custom_object(GROUP, VERSION, namespace, "recordings")["items"]]
+
+    def delete(api: client.CustomObjectsApi, dry_run: bool = True) -> None:
+        api.delete_namespaced_custom_object(GROUP, VERSION, namespace, "recordings", "show-1",
+                                            **({"dry_run": "All"} if dry_run else {}))
+
+    # view, edit and admin get onair's rules once the controller-manager has aggregated them.
+    assert wait_for(lambda: _try_ok(lambda: names(viewer)), 30, what="view aggregating the Recordings rule")
+    assert names(host) == names(viewer) == ["show-1"]
+    assert host.get_namespaced_custom_object(GROUP, VERSION, namespace, "recordings", "show-1")["spec"][
+        "livestream"] == {"name": "show"}
+    # Reading is all members and viewers do: deleting would delete the media.
+    _refused(lambda: delete(host))
+    _refused(lambda: delete(viewer))
+    _refused(lambda: host.patch_namespaced_custom_object(GROUP, VERSION, namespace, "recordings", "show-1",
+                                                         {"spec": {"sizeBytes": 1}}))
+    _refused(lambda: viewer.create_namespaced_custom_object(GROUP, VERSION, namespace, "recordings",
+                                                            _recording("forged")))
+    assert wait_for(lambda: _try_ok(lambda: delete(editor)), 30, what="edit aggregating the delete rule")
+    # Editors delete (and with it the media); they do not write what only the operator records.
+    _refused(lambda: editor.patch_namespaced_custom_object(GROUP, VERSION, namespace, "recordings", "show-1",
+                                                           {"spec": {"sizeBytes": 1}}))
+    assert wait_for(lambda: _try_ok(lambda: delete(namespace_admin, dry_run=False)), 30,
+                    what="admin deleting the Recording")
+    assert names(viewer) == []

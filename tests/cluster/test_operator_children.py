@@ -29,7 +29,7 @@ def test_livestream_gets_every_child_with_the_right_spec(operator, kube, calltyp
     children = kube.children(namespace, "show")
 
     expected = {("Secret", "show-credentials"), ("PersistentVolumeClaim", "show-dvr"), ("Service", "show-ingest"),
-                ("Service", "show-origin")}
+                ("Service", "show-origin"), ("Service", "show-recorder")}
     expected |= {("ConfigMap", f"show-{r}") for r in ROLES} | {("Deployment", f"show-{r}") for r in ROLES}
     expected |= {("NetworkPolicy", f"show-{r}") for r in ROLES}
     assert set(children) == expected
@@ -121,7 +121,9 @@ def test_network_policies_are_accepted_and_select_the_pods_and_ports_they_mean(o
                 assert isinstance(port["port"], int) or (port["port"], port["protocol"]) in declared, (role, port)
         rules[role] = [{k: v for k, v in rule.items()} for rule in policy["ingress"]]
         assert rules[role][0] == {"from": [operator_peer], "ports": [{"port": "agent", "protocol": "TCP"}]}, role
-    assert rules["transcoder"] == rules["recorder"] == rules["transcoder"][:1]
+    assert rules["transcoder"] == rules["recorder"][:1] == rules["transcoder"][:1]
+    # The origin reads the recordings on the volume from the recorder, to serve them to viewers.
+    assert rules["recorder"][1:] == [{"from": [pods_of("origin")], "ports": [{"port": "agent", "protocol": "TCP"}]}]
     assert rules["origin"][1:] == [{"ports": [{"port": "http", "protocol": "TCP"}]},
                                    {"from": [pods_of("transcoder")], "ports": [{"port": "upload", "protocol": "TCP"}]}]
     # No RTMP pushes here: the RTMP port is only the read path of this stream's transcoder and recorder.

@@ -15,6 +15,7 @@ from kubernetes import client as k8s
 
 from onair.api.agent import S3UploadConfig
 from onair.api.conditions import RECORDING_UPLOAD_FAILING, RECORDING_UPLOAD_RECOVERED, RECORDINGS_UPLOADED
+from tests.cluster.test_operator_webhooks import Receiver
 from tests.fixtures.cluster import wait_for
 from tests.fixtures.s3 import RECORDER_KEY, RECORDER_SECRET, write_credentials
 
@@ -33,6 +34,13 @@ def calltype(kube):
     kube.delete_calltype(name)
 
 
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.close()
+
+
 def uploaded(status: dict) -> dict:
     return next((c for c in status.get("conditions") or () if c["type"] == RECORDINGS_UPLOADED), {})
 
@@ -44,9 +52,11 @@ def user_secret(namespace: str, secret_key: str) -> k8s.V1Secret:
 
 
 def test_refused_credentials_are_a_condition_and_a_warning_until_the_secret_is_fixed(
-        routes, kube, calltype, namespace, ingest_agent, recorder_agent, publishers, seaweedfs, tmp_path):
+        routes, kube, calltype, namespace, ingest_agent, recorder_agent, publishers, seaweedfs, receiver, tmp_path):
     seaweedfs.create_bucket(BUCKET)
     kube.core.create_namespaced_secret(namespace, user_secret(namespace, "not-the-secret"))
+    kube.core.create_namespaced_secret(namespace, k8s.V1Secret(
+        metadata=k8s.V1ObjectMeta(name="hook-signing"), string_data={"secret": "s3cret-for-signing"}))
     mounted = tmp_path / "s3-secret"  # what the kubelet mounts from the Secret
     write_credentials(mounted, secret_key="not-the-secret")
     main = ingest_agent.start(slot="main", protocols=("rtmp",), livestream=f"{namespace}/up")
@@ -60,8 +70,11 @@ def test_refused_credentials_are_a_condition_and_a_warning_until_the_secret_is_f
     routes.route(namespace, "up", "recorder", recorder)
     s3 = {"endpoint": seaweedfs.endpoint, "bucket": BUCKET, "prefix": "shows", "forcePathStyle": True,
           "credentialsSecret": SECRET}
+    hooks = [{"name": "backend", "url": receiver.url, "signingSecret": {"name": "hook-signing"},
+              "events": ["recording_failed", "recording_ready"]}]
     kube.create_livestream(namespace, "up", {"callType": calltype, "phase": "live", "recording": True,
-                                             "settingsOverride": {"recording": {"storage": {"s3": s3}}}})
+                                             "settingsOverride": {"recording": {"storage": {"s3": s3}},
+                                                                  "webhooks": hooks}})
     # The operator renders what this test's recorder runs with: the Secret's files, the same target.
     config = wait_for(lambda: kube.configmap_json(namespace, "up-recorder"), 30, what="the recorder's config")
     assert config["s3"]["accessKeyIdFile"] == "/etc/onair/s3/accessKeyId" and "not-the-secret" not in str(config)
@@ -81,6 +94,11 @@ def test_refused_credentials_are_a_condition_and_a_warning_until_the_secret_is_f
                                      if e["reason"] == RECORDING_UPLOAD_FAILING), None), 30,
                        what="the RecordingUploadFailing Event")
     assert warning["type"] == "Warning" and f"Secret {namespace}/{SECRET}" in warning["message"]
+    # The backend hears it too: the recording failed (for now), with the same words as the Event.
+    [failed] = wait_for(lambda: [e["data"] for e in receiver.delivered() if e["data"]["event"] == "recording_failed"]
+                        or None, 30, what="the recording_failed webhook")
+    assert failed["reason"] == RECORDING_UPLOAD_FAILING and failed["getstreamType"] == "call.recording_failed"
+    assert "refused the credentials" in failed["message"] and f"Secret {namespace}/{SECRET}" in failed["message"]
     assert all(f.name.endswith(".mp4") for f in (tmp_path / "recordings").glob("*.mp4")) and \
         list((tmp_path / "recordings").glob("*.mp4")), "the parts wait on the volume"
 
@@ -100,6 +118,9 @@ def test_refused_credentials_are_a_condition_and_a_warning_until_the_secret_is_f
         assert part["object"]["playlist"][len(f"s3://{BUCKET}/"):] in keys  # its VOD playlist
     assert len(keys) == 2 * len(session["parts"]) + 1, keys  # each part, its playlist, and the sidecar
     assert kube.event_reasons(namespace, "up").count(RECORDING_UPLOAD_FAILING) == 1
+    wait_for(lambda: any(e["data"]["event"] == "recording_ready" for e in receiver.delivered()), 30,
+             what="the recording_ready webhook")
+    assert [e["data"]["event"] for e in receiver.delivered()].count("recording_failed") == 1
 
 
 def test_an_incomplete_s3_target_stalls_the_livestream_with_what_is_missing(routes, kube, namespace):

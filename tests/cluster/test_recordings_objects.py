@@ -132,6 +132,13 @@ def test_every_finished_session_becomes_a_recording_named_in_the_livestream_stat
     status = wait_for(lambda: (recording(kube, namespace, name) or {}).get("status", {}).get("size") and
                       recording(kube, namespace, name)["status"], 20, what="the Recording's columns")
     assert status["storage"] == "pvc" and status["duration"].endswith("s")
+    # Playable on the volume through the Livestream's origin, for as long as that exists (the message says so).
+    base = kube.livestream(namespace, "show")["status"]["playback"]["hlsCmaf"].removesuffix("hls/cmaf/master.m3u8")
+    playback = status["playback"]
+    assert playback["reason"] == "ServedFromVolume" and "stop working when the Livestream is deleted" in \
+        playback["message"]
+    assert [p["url"] for p in playback["parts"]] == [f"{base}recordings/{p['file'][:-len('.mp4')]}.m3u8"
+                                                    for p in spec["parts"]]
     assert [r["metadata"]["name"] for r in recordings(kube, namespace, "onair.dev/livestream=show")] == [name]
     assert recordings(kube, namespace, "onair.dev/livestream=other") == []
 
@@ -260,9 +267,14 @@ def test_a_recording_outlives_its_livestream_and_its_deletion_then_runs_a_pod(
     recorder = start_show(kube, routes, recorder_agent, rtmp_source, namespace, calltype, tmp_path)
     session = record_session(kube, namespace, "show", recorder, publishers, rtmp_source)
     name = session["name"]
-    wait_for(lambda: recording(kube, namespace, name), 20, what="the Recording")
+    wait_for(lambda: (recording(kube, namespace, name) or {}).get("status", {}).get("playback", {}).get("reason") ==
+             "ServedFromVolume", 20, what="the Recording, served from the volume by the Livestream's origin")
     kube.delete_livestream(namespace, "show")
     wait_for(lambda: not kube.livestream_exists(namespace, "show"), 30, what="the Livestream gone")
+    # Its origin went with it: the Recording stops offering URLs that answer nothing, and says why.
+    playback = wait_for(lambda: (p := recording(kube, namespace, name)["status"]["playback"])["reason"] == "VolumeOnly"
+                        and p, 30, what="status.playback VolumeOnly once the Livestream is gone")
+    assert set(playback) == {"reason", "message"} and "Livestream show" in playback["message"], playback
     recorder.stop()
     routes.unroute(namespace, "show", "recorder")
     assert recording(kube, namespace, name)["metadata"].get("deletionTimestamp") is None
@@ -320,7 +332,8 @@ def test_deleting_the_namespace_is_not_held_up_by_its_recordings(
 S3_BUCKET, S3_PREFIX, S3_SECRET = "recordings", "shows", "recordings-s3"
 
 
-def start_uploading_show(kube, routes, recorder_agent, rtmp_source, seaweedfs, namespace, calltype, tmp_path):
+def start_uploading_show(kube, routes, recorder_agent, rtmp_source, seaweedfs, namespace, calltype, tmp_path,
+                         bucket: str = S3_BUCKET):
     """A Livestream whose recorder (a real agent) uploads to SeaweedFS with the files of the Secret
     ``S3_SECRET``, mounted at ``<tmp>/s3-secret`` (the test plays the kubelet when it changes)."""
     import base64
@@ -330,7 +343,7 @@ def start_uploading_show(kube, routes, recorder_agent, rtmp_source, seaweedfs, n
     from onair.api.agent import S3UploadConfig
     from tests.fixtures.s3 import RECORDER_KEY, RECORDER_SECRET, write_credentials
 
-    seaweedfs.create_bucket(S3_BUCKET)
+    seaweedfs.create_bucket(bucket)
     data = {"accessKeyId": RECORDER_KEY, "secretAccessKey": RECORDER_SECRET}
     kube.core.create_namespaced_secret(namespace, k8s.V1Secret(
         metadata=k8s.V1ObjectMeta(name=S3_SECRET, namespace=namespace),
@@ -340,12 +353,12 @@ def start_uploading_show(kube, routes, recorder_agent, rtmp_source, seaweedfs, n
     out = tmp_path / "show-recordings"
     recorder = recorder_agent.start(
         source_url=rtmp_source.read_url, output_dir=out, livestream=f"{namespace}/show", split_seconds=2,
-        s3=S3UploadConfig(endpoint=seaweedfs.endpoint, bucket=S3_BUCKET, prefix=S3_PREFIX, force_path_style=True,
+        s3=S3UploadConfig(endpoint=seaweedfs.endpoint, bucket=bucket, prefix=S3_PREFIX, force_path_style=True,
                           access_key_id_file=str(mounted / "accessKeyId"),
                           secret_access_key_file=str(mounted / "secretAccessKey"),
                           request_timeout_seconds=5, retry_max_seconds=2))
     routes.route(namespace, "show", "recorder", recorder)
-    s3 = {"endpoint": seaweedfs.endpoint, "bucket": S3_BUCKET, "prefix": S3_PREFIX, "forcePathStyle": True,
+    s3 = {"endpoint": seaweedfs.endpoint, "bucket": bucket, "prefix": S3_PREFIX, "forcePathStyle": True,
           "credentialsSecret": S3_SECRET}
     kube.create_livestream(namespace, "show", {"callType": calltype, "phase": "live",
                                                "settingsOverride": {"recording": {"storage": {"s3": s3}}}})
@@ -416,6 +429,55 @@ def test_deleting_an_uploaded_recording_deletes_its_objects_through_the_recorder
         kube.wait_status(namespace, "show", lambda s: True, what="a poll")
     assert recording(kube, namespace, first["name"]) is None
     kube.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "recordings", second["name"],
+                                               {"metadata": {"finalizers": None}})
+
+
+def test_an_uploaded_recording_gets_playback_urls_once_the_bucket_has_a_public_address(
+        routes, kube, calltype, namespace, recorder_agent, rtmp_source, publishers, seaweedfs, tmp_path):
+    import httpx
+
+    from tests.fixtures.s3 import PUBLIC_BUCKET
+
+    recorder, _ = start_uploading_show(kube, routes, recorder_agent, rtmp_source, seaweedfs, namespace, calltype,
+                                       tmp_path, bucket=PUBLIC_BUCKET)
+    session = record_session(kube, namespace, "show", recorder, publishers, rtmp_source, seconds=3)
+    name = session["name"]
+    uploaded_recording(kube, namespace, name)
+    # Uploaded, but nobody told onair where players read the bucket: said, not guessed.
+    playback = wait_for(lambda: (recording(kube, namespace, name).get("status") or {}).get("playback"), 30,
+                        what="status.playback")
+    assert playback["reason"] == "NoPublicBaseUrl" and "publicBaseUrl" in playback["message"], playback
+    assert set(playback) == {"reason", "message"}, playback
+    assert f"s3://{PUBLIC_BUCKET}/{S3_PREFIX}/{namespace}/show/" in playback["message"]
+
+    # The address is added to the settings later: the Recording takes it at the next poll.
+    public = f"{seaweedfs.endpoint}/{PUBLIC_BUCKET}"
+    kube.patch_livestream(namespace, "show", {"spec": {"settingsOverride": {"recording": {"storage": {"s3": {
+        "publicBaseUrl": public}}}}}})
+    playback = wait_for(lambda: ((recording(kube, namespace, name).get("status") or {}).get("playback") or {}).get(
+        "parts"), 30, what="status.playback with the parts' URLs")
+    obj = recording(kube, namespace, name)
+    assert obj["spec"]["objectStorage"]["publicBaseUrl"] == public
+    parts = obj["spec"]["parts"]
+    assert [p["file"] for p in playback] == [p["file"] for p in parts]
+    whole = obj["status"]["playback"].get("url")
+    assert whole == (playback[0]["url"] if len(parts) == 1 else None)
+    # What a viewer's player does, without any credentials: the playlist, then a byte range of the part.
+    for entry in playback:
+        assert entry["url"].startswith(f"{public}/{S3_PREFIX}/{namespace}/show/{session['session']}/")
+        listing = httpx.get(entry["url"], timeout=10)
+        assert listing.status_code == 200 and "#EXT-X-PLAYLIST-TYPE:VOD" in listing.text, listing.text[:300]
+        assert f'URI="{entry["file"]}"' in listing.text
+        media = httpx.get(entry["url"].rsplit("/", 1)[0] + "/" + entry["file"], headers={"Range": "bytes=0-99"},
+                          timeout=10)
+        assert media.status_code == 206 and len(media.content) == 100
+    # Taken away again (the CDN dropped): back to saying why, with no URL left over from before.
+    kube.patch_livestream(namespace, "show", {"spec": {"settingsOverride": {"recording": {"storage": {"s3": {
+        "publicBaseUrl": None}}}}}})
+    playback = wait_for(lambda: (p := recording(kube, namespace, name)["status"]["playback"]).get("reason") and p, 30,
+                        what="status.playback without URLs")
+    assert set(playback) == {"reason", "message"} and playback["reason"] == "NoPublicBaseUrl", playback
+    kube.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "recordings", name,
                                                {"metadata": {"finalizers": None}})
 
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 import base64
 import secrets
 
+import httpx
 import pytest
 
+from onair.localcluster import loopback
 from tests.fixtures.media import wait_for
 from tests.fixtures.podrunner import operator_with_podrunner, podrunner  # noqa: F401
 
@@ -62,6 +64,23 @@ def test_a_recording_outlives_its_livestream_and_its_deletion_deletes_the_files(
         wait_for(lambda: recording(kube, namespace, name), 30, what=f"Recording {name}")
         [volume] = (podrunner.root / "namespaces" / namespace / "volumes").glob(f"{LS}-recordings-*")
         assert sorted(p.name for p in volume.glob(f"{session['session']}*")), "files on the local volume"
+
+        # No object storage: the Livestream's origin serves it from the volume (its recorder, through
+        # the recorder's Service), at the URL the Recording names; live, so without a token.
+        playback = wait_for(lambda: (recording(kube, namespace, name).get("status") or {}).get("playback"), 30,
+                            what="status.playback")
+        assert playback["reason"] == "ServedFromVolume", playback
+        first = playback["parts"][0]["url"]
+        assert "/recordings/" in first and first.endswith(".m3u8"), first
+        # The origin Service's address in the URL, as the runner maps Services to local ports.
+        with podrunner._lock:
+            services = dict(podrunner._ready_services)
+        local = loopback.local_endpoints({"playback": {"part": first}}, services, namespace)["playback"]["part"]
+        listing = httpx.get(local, timeout=10)
+        assert listing.status_code == 200 and "#EXT-X-PLAYLIST-TYPE:VOD" in listing.text, (local, listing.text[:300])
+        part = playback["parts"][0]["file"]
+        media = httpx.get(local.rsplit("/", 1)[0] + "/" + part, headers={"Range": "bytes=0-99"}, timeout=10)
+        assert media.status_code == 206 and media.content == (volume / part).read_bytes()[:100]
 
         kube.delete_livestream(namespace, LS)
         wait_for(lambda: not kube.livestream_exists(namespace, LS), 60, what="the Livestream gone")

@@ -163,6 +163,27 @@ def test_recordings_are_objects_whose_deletion_deletes_the_files_with_or_without
         rec = node.until(lambda: node.recording(session["name"]), 30, f"Recording {session['name']}")
         assert rec["spec"]["session"] == session["session"] and not rec["metadata"].get("ownerReferences")
         assert rec["spec"]["persistentVolumeClaim"] == f"{LS}-recordings"
+    # A viewer in the cluster plays the first from the volume at the URL its Recording names: the
+    # origin reads it from the recorder through the recorder's Service (live: no token needed).
+    rec = node.until(lambda: (r := node.recording(first["name"])) and (r.get("status") or {}).get("playback", {})
+                     .get("parts") and r, 30, "the first Recording's playback URLs")
+    assert rec["status"]["playback"]["reason"] == "ServedFromVolume", rec["status"]["playback"]
+    url = rec["status"]["playback"]["parts"][0]["url"]
+    fetch = ("import sys, urllib.request as u\n"
+             "p = u.urlopen(sys.argv[1], timeout=20).read().decode()\n"
+             "part = u.urlopen(u.Request(sys.argv[1].rsplit('/', 1)[0] + '/' + sys.argv[2], "
+             "headers={'Range': 'bytes=0-99'}), timeout=20)\n"
+             "print(p.splitlines()[0], 'VOD' in p, part.status, len(part.read()))\n")
+    viewer = restricted_pod("vod-viewer", node.image, ["python3", "-c", fetch, url,
+                                                      rec["status"]["playback"]["parts"][0]["file"]])
+    viewer["spec"]["restartPolicy"] = "Never"
+    node.core.create_namespaced_pod(node.ns, viewer)
+    node.until(lambda: node.core.read_namespaced_pod("vod-viewer", node.ns).status.phase in ("Succeeded", "Failed"),
+               60, "the viewer pod fetching the recording")
+    log = node.core.read_namespaced_pod_log("vod-viewer", node.ns)
+    assert log.split() == ["#EXTM3U", "True", "206", "100"], log
+    node.core.delete_namespaced_pod("vod-viewer", node.ns, grace_period_seconds=0)
+
     listed = node.custom.list_namespaced_custom_object(GROUP, VERSION, node.ns, "recordings",
                                                        label_selector=f"onair.dev/livestream={LS}")["items"]
     assert sorted(r["metadata"]["name"] for r in listed) == sorted([first["name"], second["name"]])

@@ -55,9 +55,16 @@ def by_kind(docs: list[dict], kind: str) -> list[dict]:
 MEMBER_ROLE_SUFFIX = "-livestream-member"  # templates/capabilities.yaml: for people, not the operator
 
 
+def for_people(doc: dict) -> bool:
+    """The member-role ClusterRole and those aggregated into view/edit/admin grant people, not the operator."""
+    labels = doc["metadata"].get("labels") or {}
+    return doc["kind"] == "ClusterRole" and (doc["metadata"]["name"].endswith(MEMBER_ROLE_SUFFIX) or any(
+        key.startswith("rbac.authorization.k8s.io/aggregate-to-") for key in labels))
+
+
 def operator_rbac(docs: list[dict]) -> list[dict]:
-    """The chart's objects without the member-role ClusterRole, which grants people, not the operator."""
-    return [d for d in docs if not (d["kind"] == "ClusterRole" and d["metadata"]["name"].endswith(MEMBER_ROLE_SUFFIX))]
+    """The chart's objects without the ClusterRoles for people."""
+    return [d for d in docs if not for_people(d)]
 
 
 def only(docs: list[dict], kind: str) -> dict:
@@ -425,6 +432,23 @@ def test_crds_come_only_from_the_crds_directory():
 
 
 # ----------------------------------------------------------------------------- manifests/
+
+
+def test_recordings_are_read_by_members_and_viewers_and_deleted_only_by_editors_and_admins():
+    docs = render()
+    member = next(d for d in by_kind(docs, "ClusterRole") if d["metadata"]["name"].endswith(MEMBER_ROLE_SUFFIX))
+    assert grants(member)[("onair.dev", "recordings")] == {"get", "list", "watch"}
+    aggregated = {d["metadata"]["name"]: d for d in by_kind(docs, "ClusterRole") if for_people(d)}
+    view = aggregated["onair-aggregate-to-view"]
+    assert {k for k, v in view["metadata"]["labels"].items() if v == "true"} == {
+        f"rbac.authorization.k8s.io/aggregate-to-{r}" for r in ("view", "edit", "admin")}
+    assert grants(view) == {("onair.dev", "livestreams"): {"get", "list", "watch"},
+                            ("onair.dev", "recordings"): {"get", "list", "watch"}}
+    edit = aggregated["onair-aggregate-to-edit"]
+    assert "rbac.authorization.k8s.io/aggregate-to-view" not in edit["metadata"]["labels"]
+    assert grants(edit)[("onair.dev", "recordings")] == {"delete"}
+    assert not [d for d in render("--set", "rbac.aggregateToDefaultRoles=false") if for_people(d)
+                and not d["metadata"]["name"].endswith(MEMBER_ROLE_SUFFIX)]
 
 
 def test_member_role_capabilities_can_be_switched_off_and_follow_the_group_prefix():

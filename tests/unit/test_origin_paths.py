@@ -52,3 +52,27 @@ def test_playlist_uris_resolve_inside_the_tree_only():
 def test_relative_uri():
     assert relative_uri("hls/cmaf/720p/index.m3u8", "hls/cmaf/720p/seg.m4s") == "seg.m4s"
     assert relative_uri("hls/cmaf/720p/index.m3u8", "hls/cmaf/init.mp4") == "../init.mp4"
+
+
+@pytest.mark.parametrize("url, ok", [
+    ("https://vod.example.org/rec/a_part0001.m3u8", True),
+    ("http://127.0.0.1:9000/public-vod/a.m3u8?token=x", True),
+    ("javascript:alert(1)", False), ("data:application/vnd.apple.mpegurl,#EXTM3U", False),
+    ("file:///etc/passwd", False), ("//cdn.example.org/a.m3u8", False), ("a.m3u8", False),
+    ("https://" + "a" * 5000, False),
+])
+def test_the_player_plays_only_absolute_http_urls(url, ok):
+    from onair.agent.origin.server import vod_source_ok
+
+    assert vod_source_ok(url) is ok
+
+
+@pytest.mark.parametrize("name, ok", [
+    ("events_keynote_20260714T090005Z_part0001.m3u8", True), ("events_keynote_20260714T090005Z_part0012.mp4", True),
+    ("events_keynote_20260714T090005Z.json", False), ("events_keynote_20260714T090005Z_part0001.mp4.upload", False),
+    ("..", False), ("index.m3u8", False),
+])
+def test_only_recording_parts_are_passed_on_to_the_recorder(name, ok):
+    from onair.agent.origin.server import RECORDING_FILE
+
+    assert bool(RECORDING_FILE.match(name)) is ok

@@ -108,3 +108,9 @@ def test_segments_that_start_between_keyframes_drop_the_independent_claim():
     body = fragment(15, False) + fragment(15, True)
     text = vod.hls_vod_playlist(index(HEADER + body, target=0.5), "p.mp4")
     assert "#EXT-X-INDEPENDENT-SEGMENTS" not in text
+
+
+def test_a_playlist_name_leads_back_to_its_part():
+    part = "events_keynote_20260714T090005Z_part0001.mp4"
+    assert vod.part_of_playlist(vod.playlist_name(part)) == part
+    assert vod.part_of_playlist(part) is None and vod.part_of_playlist("x.json") is None

@@ -100,8 +100,9 @@ def test_the_crd_carries_the_s3_patterns_so_the_api_server_refuses_them_at_once(
     spec_schema = crds()["onair.dev_livestreams.yaml"]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     s3 = (spec_schema["properties"]["settingsOverride"]["properties"]["recording"]["properties"]["storage"]
           ["properties"]["s3"]["properties"])
-    assert set(s3) == {"endpoint", "bucket", "prefix", "region", "forcePathStyle", "credentialsSecret", "keepLocalCopy"}
-    for field in ("endpoint", "bucket", "prefix", "region", "credentialsSecret"):
+    assert set(s3) == {"endpoint", "bucket", "prefix", "region", "forcePathStyle", "credentialsSecret", "keepLocalCopy",
+                      "publicBaseUrl"}
+    for field in ("endpoint", "bucket", "prefix", "region", "credentialsSecret", "publicBaseUrl"):
         assert "pattern" in s3[field], field
 
 

@@ -65,7 +65,7 @@ def test_default_push_stream_children():
         ("ConfigMap", "show-recorder"),
         ("Deployment", "show-ingest"), ("Deployment", "show-transcoder"), ("Deployment", "show-origin"),
         ("Deployment", "show-recorder"),
-        ("Service", "show-ingest"), ("Service", "show-origin"),
+        ("Service", "show-ingest"), ("Service", "show-origin"), ("Service", "show-recorder"),
         ("PersistentVolumeClaim", "show-dvr"),
         ("NetworkPolicy", "show-ingest"), ("NetworkPolicy", "show-transcoder"), ("NetworkPolicy", "show-origin"),
         ("NetworkPolicy", "show-recorder"),
@@ -225,11 +225,14 @@ def pod_of(out: RenderedChildren, key: str) -> dict:
 
 def test_network_policies_let_only_the_operator_reach_agent_ports_and_only_the_transcoder_upload():
     out = render(ct=calltype(ingest={"backup": True, "protocols": ["rtmp", "srt", "whip"]}))
-    for key in ("ingest", "ingest-backup", "transcoder", "origin", "recorder"):
+    for key in ("ingest", "ingest-backup", "transcoder", "origin"):
         rules = ingress_of(out, key)
         assert peers_of(rules, "agent") == [OPERATOR_PEER], key
         assert "agent" not in open_ports(rules), key
-    assert ingress_of(out, "transcoder") == ingress_of(out, "recorder")[:1] and len(ingress_of(out, "recorder")) == 1
+    # The recorder's agent port: the operator, and this Livestream's origin (the recordings on the volume).
+    recorder = ingress_of(out, "recorder")
+    assert peers_of(recorder, "agent") == [OPERATOR_PEER, pod_of(out, "origin")] and not open_ports(recorder)
+    assert ingress_of(out, "transcoder") == recorder[:1] and len(recorder) == 2
     origin = ingress_of(out, "origin")
     assert open_ports(origin) == {"http"}
     assert peers_of(origin, "upload") == [pod_of(out, "transcoder")]
@@ -696,3 +699,14 @@ def test_operator_reads_the_turn_secret_file_and_says_what_is_wrong_with_it(tmp_
     env = OperatorConfig.from_env({"ONAIR_WHIP_INGEST_ICE_SERVERS": "turn:a:3478, turn:b:3478",
                                    "ONAIR_WHIP_TURN_SECRET_FILE": str(path)})
     assert env.whip_ingest_ice_servers == ["turn:a:3478", "turn:b:3478"]
+
+
+def test_the_origin_reads_the_recordings_from_the_recorders_service():
+    out = render()
+    service = by_kind(out, "Service")["show-recorder"]
+    assert service["spec"]["type"] == "ClusterIP"
+    assert service["spec"]["selector"] == by_kind(out, "Deployment")["show-recorder"]["spec"]["selector"]["matchLabels"]
+    assert [(p["name"], p["port"]) for p in service["spec"]["ports"]] == [("agent", 8080)]
+    assert out.agent_configs["origin"].recorder_url == f"http://show-recorder.{out.agent_configs['origin'].livestream.split('/')[0]}.svc:8080"
+    without = render(ct=calltype(recording={"mode": "disabled"}))
+    assert "show-recorder" not in by_kind(without, "Service") and without.agent_configs["origin"].recorder_url is None

@@ -74,7 +74,9 @@ def test_uploads_and_upload_errors_are_in_the_parts_and_the_storage_column():
 def test_columns_for_people_and_conditions_kept():
     spec = r.recording_spec("keynote", "u", session(), "c")
     previous = {"conditions": [{"type": "MediaDeleted", "status": "False"}]}
-    assert r.recording_status(spec, previous, generation=3) == {
+    status = r.recording_status(spec, previous, generation=3)
+    assert status.pop("playback")["reason"] == "VolumeOnly"
+    assert status == {
         "duration": "2h04m53s", "size": "2.9GiB", "storage": "pvc", "observedGeneration": 3,
         "conditions": previous["conditions"]}
     assert r.human_duration(59.6) == "1m00s" and r.human_duration(4) == "4s"
@@ -171,3 +173,63 @@ def test_the_deletion_pod_deletes_the_objects_with_the_mounted_credentials_secre
     del manifest["spec"]["objectStorage"]
     plain = r.deletion_pod(manifest, "registry/onair:1", "IfNotPresent", [])
     assert "--s3-config" not in plain["spec"]["containers"][0]["args"]
+
+
+def _stored(part: dict, playlist: bool = True) -> dict:
+    key = f"shows/events/keynote/{SESSION['session']}/{part['file']}"
+    return {**part, "object": {"url": f"s3://media/{key}", "endpoint": "https://s3.example.org", "etag": '"e"',
+                               "uploadedAt": "2026-07-14T11:06:00Z",
+                               **({"playlist": f"s3://media/{key[:-len('.mp4')]}.m3u8"} if playlist else {})}}
+
+
+def test_playback_urls_come_from_the_public_base_url_of_the_bucket():
+    public = dict(LOCATION, publicBaseUrl="https://cdn.example.org/vod/")
+    one = r.recording_spec("keynote", None, session(parts=[_stored(SESSION["parts"][0])]), "c", public)
+    playback = r.recording_status(one)["playback"]
+    url = f"https://cdn.example.org/vod/shows/events/keynote/{SESSION['session']}/{SESSION['session']}_part0001.m3u8"
+    assert playback == {"url": url, "parts": [{"file": SESSION["parts"][0]["file"], "url": url}]}
+    both = r.recording_spec("keynote", None, session(parts=[_stored(p) for p in SESSION["parts"]]), "c", public)
+    playback = r.recording_status(both)["playback"]
+    assert "url" not in playback, "several parts: no single playlist, each part in order"
+    assert [p["url"].rsplit("_", 1)[1] for p in playback["parts"]] == ["part0001.m3u8", "part0002.m3u8"]
+    Recording.model_validate({"spec": both, "status": r.recording_status(both)})
+
+
+@pytest.mark.parametrize("parts, location, reason, words", [
+    ([_stored(SESSION["parts"][0])], LOCATION, "NoPublicBaseUrl", "set recording.storage.s3.publicBaseUrl"),
+    ([_stored(SESSION["parts"][0]), SESSION["parts"][1]], LOCATION, "NotUploadedYet", "1 of 2 part(s) uploaded"),
+    ([_stored(SESSION["parts"][0], playlist=False)], dict(LOCATION, publicBaseUrl="https://cdn.example.org"),
+     "NoPlaylist", "not a fragmented MP4"),
+    (SESSION["parts"], None, "VolumeOnly", "PersistentVolumeClaim c"),
+])
+def test_no_playback_url_says_why(parts, location, reason, words):
+    spec = r.recording_spec("keynote", None, session(parts=parts), "c", location)
+    playback = r.recording_status(spec)["playback"]
+    assert set(playback) == {"reason", "message"} and playback["reason"] == reason and words in playback["message"]
+
+
+def test_the_public_base_url_follows_the_settings_for_the_same_bucket_only():
+    parts = [_stored(SESSION["parts"][0])]
+    stored = r.recording_spec("keynote", None, session(parts=parts), "c", LOCATION)
+    cdn = dict(LOCATION, publicBaseUrl="https://cdn.example.org")
+    assert r.spec_update(stored, r.recording_spec("keynote", None, session(parts=parts), "c", cdn)) == {
+        "objectStorage": {"publicBaseUrl": "https://cdn.example.org"}}
+    other_bucket = dict(cdn, bucket="elsewhere", endpoint="https://s3.example.org")
+    spec = r.recording_spec("keynote", None, session(parts=parts), "c", other_bucket)
+    assert r.spec_update(stored, dict(spec, objectStorage=other_bucket)) is None
+
+
+def test_recordings_on_the_volume_are_served_by_the_livestreams_origin_while_it_exists():
+    spec = r.recording_spec("keynote", None, session(), "keynote-recordings")
+    playback = r.recording_status(spec, volume_url="https://live.example.org/events/keynote/recordings/")["playback"]
+    assert playback["reason"] == "ServedFromVolume" and "url" not in playback, "two parts: each in order"
+    assert [p["url"] for p in playback["parts"]] == [
+        f"https://live.example.org/events/keynote/recordings/{p['file'][:-len('.mp4')]}.m3u8" for p in SESSION["parts"]]
+    assert "stop working when the Livestream is deleted" in playback["message"]
+    assert "keynote-recordings" in playback["message"]
+    one = r.recording_spec("keynote", None, session(parts=SESSION["parts"][:1]), "c")
+    assert r.recording_status(one, volume_url="https://x/recordings")["playback"]["url"].endswith("_part0001.m3u8")
+    # Uploading to object storage: the bucket's URLs (or why not), never the origin's.
+    uploading = r.recording_spec("keynote", None, session(parts=[_stored(SESSION["parts"][0]), SESSION["parts"][1]]),
+                                 "c", LOCATION)
+    assert r.recording_status(uploading, volume_url="https://x/recordings")["playback"]["reason"] == "NotUploadedYet"

@@ -8,7 +8,8 @@ from datetime import datetime, timezone
 import pytest
 from pydantic import ValidationError
 
-from onair.api.conditions import BROADCASTING_FAILED, RECORDING_FAILED
+from onair.api.conditions import (BROADCASTING_FAILED, RECORDING_FAILED, RECORDING_UPLOAD_FAILING, RECORDING_UPLOAD_PENDING,
+                                  RECORDINGS_UPLOADED)
 from onair.api.settings import CallSettings
 from onair.api.webhooks import EVENT_NAMES, GETSTREAM_TYPES, WebhookEndpoint
 from onair.controller.webhooks import Delivery, queue_for
@@ -55,6 +56,21 @@ def test_recordings_started_stopped_ready_failed():
     failing = {"conditions": [{"type": "Recording", "status": "False", "reason": RECORDING_FAILED, "message": "disk"}]}
     assert events({}, failing) == ["recording_failed"]
     assert events(failing, failing) == []
+
+
+def test_an_upload_that_keeps_failing_is_a_failed_recording_once_per_cause():
+    def uploads(reason: str, message: str) -> dict:
+        return {"conditions": [{"type": RECORDINGS_UPLOADED, "status": "False" if reason != RECORDINGS_UPLOADED
+                                else "True", "reason": reason, "message": message}]}
+
+    refused = uploads(RECORDING_UPLOAD_FAILING, "the store refused the credentials")
+    assert wh.notifications(uploads(RECORDING_UPLOAD_PENDING, "1 file"), refused) == [
+        wh.Notification("recording_failed", {"reason": RECORDING_UPLOAD_FAILING,
+                                          "message": "the store refused the credentials"})]
+    assert events(refused, refused) == [], "retries of the same failure are not announced again"
+    assert events(refused, uploads(RECORDING_UPLOAD_FAILING, "bucket missing")) == ["recording_failed"]
+    assert events(refused, uploads(RECORDINGS_UPLOADED, "every file")) == []
+    assert events({}, uploads(RECORDING_UPLOAD_PENDING, "1 file")) == []
 
 
 def test_signature_verifies_and_refuses_tampering_old_timestamps_and_garbage():

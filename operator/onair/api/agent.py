@@ -140,6 +140,10 @@ class OriginConfig(ApiModel):
                           "(in-cluster readers such as the recorder)")
     projection: Literal["regular", "vr360", "vr180", "vr360tb"] = "regular"
     low_latency: bool = Field(False, description="the player page uses hls.js lowLatencyMode")
+    recorder_url: Optional[str] = Field(None, description=(
+        "the recorder's agent URL (http://<livestream>-recorder:8080): the finished recordings on its volume are "
+        "served to viewers at /recordings/<part>.m3u8 and <part>.mp4, read from its GET /vod/<file> with the agent "
+        "token, under the same access rules as the live stream; null: no recorder"))
     cors_origins: list[str] = ["*"]
     max_upload_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024,
                                   description="largest segment/screenshot the transcoder may PUT (413 above)")

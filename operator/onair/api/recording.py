@@ -73,6 +73,9 @@ class ObjectStorageLocation(ApiModel):
     prefix: Optional[str] = None
     region: Optional[str] = None
     force_path_style: Optional[bool] = None
+    public_base_url: Optional[str] = Field(None, description=(
+        "recording.storage.s3.publicBaseUrl: where players read the objects over HTTP(S); follows the settings "
+        "while they name this bucket"))
     credentials_secret: str = Field(description="the Secret (in the Recording's namespace) with accessKeyId and "
                                                 "secretAccessKey that may list and delete the objects")
 
@@ -100,12 +103,41 @@ class RecordingSpec(ApiModel):
         "Recording deletes its objects"))
 
 
+# status.playback.reason when a Recording has no HTTP URL (the message says what to do).
+NO_PUBLIC_BASE_URL = "NoPublicBaseUrl"          # uploaded, but the bucket's HTTP address is not configured
+NOT_UPLOADED_YET = "NotUploadedYet"              # object storage configured, some part still only on the volume
+VOLUME_ONLY = "VolumeOnly"                       # on the recordings volume only (no object storage)
+NO_PLAYLIST = "NoPlaylist"                       # a part is no fragmented MP4: no VOD playlist could be built
+# status.playback.reason when the URLs are the Livestream origin's, served from the recordings volume.
+SERVED_FROM_VOLUME = "ServedFromVolume"
+
+
+class PartPlayback(ApiModel):
+    file: str
+    url: str = Field(description="the part's HLS VOD playlist over HTTP(S)")
+
+
+class RecordingPlayback(ApiModel):
+    """Where a viewer plays the recording (HLS VOD): any HLS player, or the player page with ``?src=<url>``."""
+
+    url: Optional[str] = Field(None, description=(
+        "the whole recording: its only part's playlist; unset when it has several (play parts[] in order)"))
+    parts: Optional[list[PartPlayback]] = Field(None, description="each part's playlist, in recording order",
+                                                json_schema_extra={"x-kubernetes-list-type": "atomic"})
+    reason: Optional[str] = Field(None, description=(
+        "why there is no URL: NoPublicBaseUrl, NotUploadedYet, VolumeOnly or NoPlaylist; ServedFromVolume: the "
+        "URLs are the Livestream origin's, valid while the Livestream exists"))
+    message: Optional[str] = Field(None, description="what it means and what to do")
+
+
 class RecordingStatus(ApiModel):
     observed_generation: Optional[int] = None
     duration: Optional[str] = Field(None, description="spec.durationSeconds for people, e.g. 1h02m03s")
     size: Optional[str] = Field(None, description="spec.sizeBytes for people, e.g. 1.2GiB")
     storage: Optional[str] = Field(None, description=(
         "where the media are: pvc (on the recordings volume only), pvc+s3 (every part uploaded too)"))
+    playback: Optional[RecordingPlayback] = Field(None, description=(
+        "HTTP(S) HLS VOD URLs of the recording, or why there are none"))
     conditions: Optional[list[Condition]] = Field(None, json_schema_extra={
         "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]})
 

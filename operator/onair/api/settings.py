@@ -87,6 +87,8 @@ S3_BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 # Keys stay within the characters S3 calls safe, so a URL or a shell never needs to quote them.
 S3_PREFIX_PATTERN = r"^/?[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*/?$"
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+# Where players read the bucket: no query or fragment (an object key is appended to it).
+S3_PUBLIC_BASE_URL_PATTERN = r"^https?://[^\s/?#]+(/[^\s?#]*)?$"
 DEFAULT_S3_REGION = "us-east-1"
 # The keys of the Secret named by ``S3Storage.credentials_secret``.
 S3_ACCESS_KEY_ID = "accessKeyId"
@@ -119,6 +121,12 @@ class S3Storage(ApiModel):
         "s3:GetObject (each upload is checked after it completes), and s3:ListBucketMultipartUploads and "
         "s3:AbortMultipartUpload to abort what a killed recorder left, s3:ListBucket and s3:DeleteObject to delete "
         "a Recording's objects when the Recording is deleted. Required."))
+    public_base_url: Optional[str] = Field(None, max_length=2048, pattern=S3_PUBLIC_BASE_URL_PATTERN, description=(
+        "HTTP(S) address where players read this bucket's objects by key: the bucket's public or website endpoint, "
+        "or a CDN in front of it (a Gcore CDN resource, CloudFront, ...), e.g. https://cdn.example.org. A "
+        "Recording's playback URL is <publicBaseUrl>/<object key> (the key includes the prefix); the address must "
+        "answer GET with byte ranges and CORS for the player's origin. Unset: the Recording names its objects but no "
+        "HTTP URL, and status.playback says why."))
     keep_local_copy: Optional[bool] = Field(None, description=(
         "Keep each part on the recordings volume after its upload is confirmed. Default false: a part is "
         "deleted once the store holds it with the same size and checksum (never before); the small JSON "

@@ -23,7 +23,7 @@ import kopf
 
 from onair.api.meta import GROUP, VERSION
 
-from . import members, metrics, reconcile, rollout, workpool
+from . import members, metrics, reconcile, recordings, rollout, workpool
 from .calltype import request_status_sync
 from .kubeapi import KubeError
 from .runtime import LivestreamState, Runtime
@@ -110,6 +110,8 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
         if event.get("type") == "DELETED":
             meta = body.get("metadata", {})
             rt.forget(meta.get("namespace"), meta.get("name"), meta.get("uid"))
+            # Its origin served its recordings on the volume: their URLs end with it.
+            await recordings.livestream_gone(rt, meta.get("namespace"), meta.get("name"))
 
     @kopf.daemon(*RESOURCE, id="status", cancellation_timeout=5.0, registry=registry)
     async def status_daemon(stopped: kopf.DaemonStopped, body: kopf.Body, **_: Any) -> None:

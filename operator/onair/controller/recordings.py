@@ -38,6 +38,7 @@ from onair.api.agent import RecorderStatus
 from onair.api.meta import API_VERSION, GROUP, LABEL_LIVESTREAM, VERSION
 from onair.api.recording import (MEDIA_DELETED, MEDIA_DELETED_EVENT, MEDIA_DELETION_FAILED, MEDIA_DELETION_PENDING,
                                  OBJECT_DELETION_NOT_CONFIGURED, RECORDER_UNREACHABLE, RECORDING_CREATED_EVENT)
+from onair.endpoints import RECORDINGS_PATH
 from onair.render.children import recordings_claim
 from onair.render.conditions import find_condition, set_condition
 from onair.render.pods import pod_problem
@@ -82,9 +83,12 @@ async def sync(rt: Runtime, state: LivestreamState, ls: Mapping, body: Mapping, 
         return
     claim = recordings_claim(state.name, state.rendered.effective)
     storage = object_storage_location(state.rendered.effective)
+    # A Livestream that uploads serves its recordings from the bucket (its parts leave the volume).
+    volume_url = _volume_url(rt, state) if storage is None else None
     uid = ls["metadata"].get("uid")
     # Every poll lists up to 50 sessions per Livestream: only a changed one is rendered and written.
-    wanted = {recording_name(state.name, s.session): (s, _fingerprint(s, claim, storage)) for s in recorder.recordings}
+    wanted = {recording_name(state.name, s.session): (s, (_fingerprint(s, claim, storage), volume_url))
+              for s in recorder.recordings}
     todo = {name: pair for name, pair in wanted.items() if state.recording_specs.get(name) != pair[1]}
     if todo:
         try:
@@ -97,7 +101,8 @@ async def sync(rt: Runtime, state: LivestreamState, ls: Mapping, body: Mapping, 
         for name, (session, fingerprint) in todo.items():
             spec = recording_spec(state.name, uid, session, claim, storage)
             try:
-                await _ensure(rt, state, body, name, session, spec, claim, uid, existing.get(name), storage)
+                await _ensure(rt, state, body, name, session, spec, claim, uid, existing.get(name), storage,
+                              volume_url)
             except KubeError as exc:
                 log.warning("%s/%s: cannot create or update Recording %s (%s); retrying at the next poll",
                             state.namespace, state.name, name, exc)
@@ -115,8 +120,17 @@ def _fingerprint(session: Any, claim: str, storage: Optional[dict]) -> tuple:
             tuple((p.file, p.bytes, p.duration_seconds, p.object, p.upload_error) for p in session.parts))
 
 
+def _volume_url(rt: Runtime, state: LivestreamState) -> Optional[str]:
+    """Where the Livestream's origin serves the recordings on its volume, when it does (it records)."""
+    origin = state.rendered.agent_configs.get("origin") if state.rendered else None
+    if not getattr(origin, "recorder_url", None):
+        return None
+    return f"{rt.config.playback_base_url(state.name, state.namespace).rstrip('/')}/{RECORDINGS_PATH}"
+
+
 async def _ensure(rt: Runtime, state: LivestreamState, body: Mapping, name: str, session: Any, wanted: dict,
-                  claim: str, uid: Optional[str], current: Optional[dict], storage: Optional[dict]) -> None:
+                  claim: str, uid: Optional[str], current: Optional[dict], storage: Optional[dict],
+                  volume_url: Optional[str] = None) -> None:
     if current is None:
         manifest = recording_manifest(state.namespace, state.name, uid, session, claim, FINALIZER, storage)
         try:
@@ -126,7 +140,7 @@ async def _ensure(rt: Runtime, state: LivestreamState, body: Mapping, name: str,
             if exc.status == 409:  # created meanwhile: judged at the next poll
                 return
             raise
-        await _write_status(rt, created)
+        await _write_status(rt, created, volume_url if claim == manifest["spec"].get("persistentVolumeClaim") else None)
         status = recording_status(manifest["spec"])
         events.normal(body, RECORDING_CREATED_EVENT, (
             f"Recording {name}: {status['duration']}, {status['size']} in {len(session.parts)} part(s) "
@@ -137,14 +151,52 @@ async def _ensure(rt: Runtime, state: LivestreamState, body: Mapping, name: str,
     patch = spec_update(current.get("spec") or {}, wanted)
     if patch:
         current = await rt.kube.merge_patch(RECORDING, state.namespace, name, {"spec": patch})
-    await _write_status(rt, current)
+    # Only a Recording on the volume this Livestream's recorder uses now is served by its origin.
+    same_volume = claim == (current.get("spec") or {}).get("persistentVolumeClaim")
+    await _write_status(rt, current, volume_url if same_volume else None)
 
 
-async def _write_status(rt: Runtime, obj: Mapping) -> None:
+async def livestream_gone(rt: Runtime, namespace: str, livestream: str) -> None:
+    """Re-derive the status of the Livestream's Recordings once it is gone: the URLs its origin
+    served from the volume answer nothing any more. Best effort (a restarted operator does the same
+    from each Recording's resume)."""
+    try:
+        for obj in await rt.kube.list(RECORDING, namespace, label_selector=f"{LABEL_LIVESTREAM}={livestream}"):
+            if not (obj.get("metadata") or {}).get("deletionTimestamp"):
+                await _write_status(rt, obj, _volume_url_of(rt, namespace, obj.get("spec") or {}))
+    except KubeError as exc:
+        if exc.status == 404:  # the namespace went too, Recordings with it
+            return
+        log.warning("%s/%s is gone but its Recordings' playback could not be updated (%s); a restarted operator "
+                    "does it", namespace, livestream, exc)
+
+
+def _volume_url_of(rt: Runtime, namespace: str, spec: Mapping) -> Optional[str]:
+    """Where the Recording's Livestream's origin serves it from the volume, as ``sync`` says it:
+    the same answer from the Recording's own events, which race with ``sync`` on creation."""
+    livestream = (spec.get("livestream") or {}).get("name")
+    state = rt.livestreams.get((namespace, livestream)) if livestream else None
+    if state is None or state.rendered is None:
+        return None
+    if object_storage_location(state.rendered.effective) is not None:
+        return None
+    if recordings_claim(state.name, state.rendered.effective) != spec.get("persistentVolumeClaim"):
+        return None
+    return _volume_url(rt, state)
+
+
+async def _write_status(rt: Runtime, obj: Mapping, volume_url: Optional[str] = None) -> None:
     meta = obj.get("metadata") or {}
     stored = obj.get("status") or {}
-    derived = recording_status(obj.get("spec") or {}, stored, meta.get("generation"))
+    derived = recording_status(obj.get("spec") or {}, stored, meta.get("generation"), volume_url)
     changed = {key: value for key, value in derived.items() if stored.get(key) != value}
+    for key, value in changed.items():
+        # A merge patch merges objects: what the new value no longer has must be removed explicitly
+        # (a playback that had URLs and now has a reason instead).
+        if isinstance(value, dict) and isinstance(stored.get(key), dict):
+            changed[key] = {**{k: None for k in stored[key] if k not in value}, **value}
+    gone = [key for key in ("playback",) if key in stored and key not in derived]
+    changed.update({key: None for key in gone})
     if changed:
         await rt.kube.patch_status(RECORDING, meta.get("namespace"), meta["name"], changed)
 
@@ -292,8 +344,10 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
     async def derive_status(body: kopf.Body, **_: Any) -> None:
         # A Recording restored from a backup (or created by hand) comes without its columns.
         if not (body.get("metadata") or {}).get("deletionTimestamp"):
-            await _write_status(rt, {"metadata": dict(body["metadata"]), "spec": dict(body.get("spec") or {}),
-                                     "status": dict(body.get("status") or {})})
+            spec = dict(body.get("spec") or {})
+            await _write_status(rt, {"metadata": dict(body["metadata"]), "spec": spec,
+                                     "status": dict(body.get("status") or {})},
+                                _volume_url_of(rt, body["metadata"]["namespace"], spec))
 
     kopf.on.resume(*RESOURCE, id="columns", registry=registry)(derive_status)
     kopf.on.create(*RESOURCE, id="columns", registry=registry)(derive_status)

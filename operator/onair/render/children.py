@@ -364,6 +364,9 @@ def render_agent_configs(name: str, namespace: str, spec: LivestreamSpec, effect
             source_url=source_url, fallback_source_urls=fallbacks, backup_source_url=backup_source,
             record_type=rec.type, read_token_file=read_token_file, output_dir=RECORDINGS_DIR,
             split_seconds=rec.split_seconds, s3=render_s3_upload(rec.storage))
+        # Viewers play the recordings on the volume through the origin, which reads them from the recorder.
+        out["origin"] = out["origin"].model_copy(update={
+            "recorder_url": f"http://{service_host(name, namespace, 'recorder')}:{roles.AGENT_PORT}"})
     return out
 
 
@@ -640,6 +643,17 @@ def render_origin_service(ls_meta: Mapping) -> dict:
     }
 
 
+def render_recorder_service(ls_meta: Mapping) -> dict:
+    """The recorder's agent port, for the origin alone (the NetworkPolicy): it reads the finished
+    recordings on the volume (``GET /vod/<file>``, agent token) to serve them to viewers."""
+    return {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": _meta(ls_meta, child_name(ls_meta["name"], "recorder"), "recorder"),
+        "spec": {"type": "ClusterIP", "selector": selector_labels(ls_meta["name"], "recorder"),
+                 "ports": [{"name": "agent", "port": roles.AGENT_PORT, "targetPort": "agent", "protocol": "TCP"}]},
+    }
+
+
 # WebRTC (WHIP) media arrives on UDP ports the ICE stack picks at random.
 _WEBRTC_UDP = {"protocol": "UDP", "port": 1024, "endPort": 65535}
 
@@ -664,7 +678,9 @@ def render_network_policy(ls_meta: Mapping, key: str, agent: BaseModel, readers:
       RTMP, also the internal read path, from anywhere when RTMP pushes are enabled, else only
       from ``readers`` (this Livestream's transcoder and the recorder reading the ingest);
     * origin: ``http`` (playback) from anywhere, ``upload`` only from this Livestream's transcoder;
-    * transcoder and recorder: nothing but the agent port (they only connect out).
+    * recorder: the agent port from this Livestream's origin too (it serves the recordings on the
+      volume to viewers);
+    * transcoder: nothing but the agent port (it only connects out).
 
     Egress is not restricted: pull sources, TURN servers and DNS are wherever the user says.
     """
@@ -688,6 +704,9 @@ def render_network_policy(ls_meta: Mapping, key: str, agent: BaseModel, readers:
     elif role is roles.ORIGIN:
         rules.append({"ports": [_policy_port("http", role)]})
         rules.append({"from": _pods_of(name, ["transcoder"]), "ports": [_policy_port("upload", role)]})
+    elif role is roles.RECORDER:
+        # The origin reads the finished recordings (GET /vod, agent token) to serve them to viewers.
+        rules.append({"from": _pods_of(name, ["origin"]), "ports": [_policy_port("agent", role)]})
     return {
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
         "metadata": _meta(ls_meta, child_name(name, key), key),
@@ -796,6 +815,8 @@ def render_children(livestream: Mapping, calltype: Optional[CallType], config: O
         if role_of(key) == "ingest":
             objects.append(render_ingest_service(meta, key, agent, config))
     objects.append(render_origin_service(meta))
+    if "recorder" in agents:
+        objects.append(render_recorder_service(meta))
     route = render_playback_route(meta, config)
     if route is not None:
         objects.append(route)

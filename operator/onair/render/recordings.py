@@ -10,9 +10,11 @@ from __future__ import annotations
 from typing import Mapping, Optional
 
 from onair import roles
+from onair.endpoints import vod_playlist_name
 from onair.api.agent import Recording as FinishedSession
 from onair.api.meta import API_VERSION, GROUP, LABEL_LIVESTREAM, MANAGER
-from onair.api.recording import ObjectStorageLocation
+from onair.api.recording import (NO_PLAYLIST, NO_PUBLIC_BASE_URL, NOT_UPLOADED_YET, SERVED_FROM_VOLUME, VOLUME_ONLY,
+                                 ObjectStorageLocation, PartPlayback, RecordingPlayback)
 from onair.api.settings import S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY, CallSettings, RecordingStorage, S3Storage
 from onair.render.children import (RECORDINGS_DIR, S3_SECRET_DIR, container_security_context, pod_security_context,
                                    render_s3_upload)
@@ -74,7 +76,7 @@ def object_storage_location(effective: CallSettings) -> Optional[dict]:
     if s3 is None or not (s3.endpoint and s3.bucket and s3.credentials_secret):
         return None
     return ObjectStorageLocation(endpoint=s3.endpoint, bucket=s3.bucket, prefix=s3.prefix, region=s3.region,
-                                 force_path_style=s3.force_path_style,
+                                 force_path_style=s3.force_path_style, public_base_url=s3.public_base_url,
                                  credentials_secret=s3.credentials_secret).wire()
 
 
@@ -144,8 +146,11 @@ def recording_manifest(namespace: str, livestream: str, livestream_uid: Optional
     }
 
 
-def recording_status(spec: Mapping, previous: Optional[Mapping] = None, generation: Optional[int] = None) -> dict:
-    """The derived ``status`` (columns), keeping the conditions of ``previous``."""
+def recording_status(spec: Mapping, previous: Optional[Mapping] = None, generation: Optional[int] = None,
+                     volume_url: Optional[str] = None) -> dict:
+    """The derived ``status`` (columns), keeping the conditions of ``previous``. ``volume_url``:
+    where the Livestream's origin serves the recordings on its volume (``<playback base>/recordings``),
+    while the Livestream exists and records to the Recording's volume."""
     parts = spec.get("parts") or []
     uploaded = bool(parts) and all(part.get("object") for part in parts)
     out: dict = {
@@ -153,12 +158,70 @@ def recording_status(spec: Mapping, previous: Optional[Mapping] = None, generati
         "size": human_size(float(spec.get("sizeBytes") or 0)),
         "storage": STORAGE_VOLUME_AND_OBJECTS if uploaded else STORAGE_VOLUME,
     }
+    playback = recording_playback(spec, volume_url)
+    if playback is not None:
+        out["playback"] = playback
     if generation is not None:
         out["observedGeneration"] = generation
     conditions = (previous or {}).get("conditions")
     if conditions:
         out["conditions"] = conditions
     return out
+
+
+def object_http_url(base: str, s3_url: str) -> str:
+    """``s3://<bucket>/<key>`` read through the bucket's HTTP address ``base`` (``publicBaseUrl``)."""
+    key = s3_url.removeprefix("s3://").partition("/")[2]
+    return f"{base.rstrip('/')}/{key}"
+
+
+def recording_playback(spec: Mapping, volume_url: Optional[str] = None) -> Optional[dict]:
+    """``status.playback``: the HLS VOD URLs of the recording's parts over HTTP(S), or why there are none.
+
+    A URL only when every part's playlist is in the bucket and the bucket's HTTP address is known
+    (``publicBaseUrl``): a recording with a hole in the middle is not offered as playable."""
+    parts = spec.get("parts") or []
+    if not parts:
+        return None
+    location = spec.get("objectStorage") or {}
+    objects = [part.get("object") for part in parts]
+    if not all(objects):
+        done = sum(1 for o in objects if o)
+        if not location and not done and not any(part.get("uploadError") for part in parts):
+            claim = spec.get("persistentVolumeClaim") or "the recordings volume"
+            livestream = (spec.get("livestream") or {}).get("name")
+            if volume_url:
+                urls = [PartPlayback(file=part["file"], url=f"{volume_url.rstrip('/')}/{vod_playlist_name(part['file'])}")
+                        for part in parts]
+                return RecordingPlayback(
+                    url=urls[0].url if len(urls) == 1 else None, parts=urls, reason=SERVED_FROM_VOLUME, message=(
+                        f"served from PersistentVolumeClaim {claim} by Livestream {livestream}'s origin, under its "
+                        "access rules (a playback token while it is in backstage): these URLs stop working when the "
+                        "Livestream is deleted or no longer records to this volume (the files stay). For URLs that "
+                        "outlive it, set recording.storage.s3 with publicBaseUrl")).wire()
+            return RecordingPlayback(reason=VOLUME_ONLY, message=(
+                f"the parts are only on PersistentVolumeClaim {claim}, and no origin serves it: Livestream "
+                f"{livestream} is gone or no longer records to it (the files stay). Set recording.storage.s3 (with "
+                "publicBaseUrl) on the CallType or Livestream for playback URLs that outlive the stream")).wire()
+        return RecordingPlayback(reason=NOT_UPLOADED_YET, message=(
+            f"{done} of {len(parts)} part(s) uploaded; the URL appears once every part is in the bucket "
+            "(the Livestream's RecordingsUploaded condition says why uploads wait)")).wire()
+    missing = [part["file"] for part in parts if not part["object"].get("playlist")]
+    if missing:
+        return RecordingPlayback(reason=NO_PLAYLIST, message=(
+            f"no HLS VOD playlist for {', '.join(missing)} (not a fragmented MP4, see the recorder's log); the parts "
+            "themselves are in the bucket (spec.parts[].object.url)")).wire()
+    base = location.get("publicBaseUrl")
+    if not base or not all(stored_in(location, o) for o in objects):
+        where = parts[0]["object"]["url"].rsplit("/", 1)[0] + "/"
+        return RecordingPlayback(reason=NO_PUBLIC_BASE_URL, message=(
+            f"the parts and their playlists are in {where}, but onair knows no HTTP address for that bucket: set "
+            "recording.storage.s3.publicBaseUrl (the bucket's public endpoint, or a CDN in front of it) on the "
+            "CallType or Livestream; this Recording takes it at the next status poll while its Livestream exists. "
+            "A presigned URL would not play: the playlist names its part by a relative URI, which carries no "
+            "signature")).wire()
+    urls = [PartPlayback(file=part["file"], url=object_http_url(base, part["object"]["playlist"])) for part in parts]
+    return RecordingPlayback(url=urls[0].url if len(urls) == 1 else None, parts=urls).wire()
 
 
 def spec_update(current: Mapping, wanted: Mapping) -> Optional[dict]:
@@ -170,6 +233,13 @@ def spec_update(current: Mapping, wanted: Mapping) -> Optional[dict]:
     # Set once, when the first upload is confirmed: later settings may name another bucket.
     if wanted.get("objectStorage") and not current.get("objectStorage"):
         patch["objectStorage"] = wanted["objectStorage"]
+    elif wanted.get("objectStorage") and current.get("objectStorage"):
+        # Where players read the bucket is delivery, not where the media are: it follows the
+        # settings (a CDN added or moved later) while they name the very same bucket.
+        now, then = wanted["objectStorage"], current["objectStorage"]
+        same_bucket = all(now.get(k) == then.get(k) for k in ("endpoint", "bucket"))
+        if same_bucket and now.get("publicBaseUrl") != then.get("publicBaseUrl"):
+            patch["objectStorage"] = {"publicBaseUrl": now.get("publicBaseUrl")}
     return patch or None
 
 

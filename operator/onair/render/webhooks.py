@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Mapping, Optional
 
-from onair.api.conditions import BROADCASTING_FAILED, READY, RECORDING, RECORDING_PROBLEMS
+from onair.api.conditions import (BROADCASTING_FAILED, READY, RECORDING, RECORDING_PROBLEMS, RECORDING_UPLOAD_FAILING,
+                                  RECORDINGS_UPLOADED)
 from onair.api.webhooks import CLOUDEVENT_TYPE_PREFIX, GETSTREAM_TYPES
 from onair.render.conditions import find_condition
 
@@ -70,6 +71,15 @@ def notifications(old: Optional[Mapping], new: Optional[Mapping]) -> list[Notifi
     old_rec, new_rec = find_condition(old.get("conditions"), RECORDING), find_condition(new.get("conditions"), RECORDING)
     if new_rec and new_rec.get("reason") in RECORDING_PROBLEMS and (old_rec or {}).get("reason") != new_rec["reason"]:
         out.append(Notification("recording_failed", {"reason": new_rec["reason"], "message": new_rec.get("message", "")}))
+    # A finished part that cannot be uploaded (refused credentials, missing bucket, store down) is a
+    # failed recording for the backend too, on the same transitions as the Warning Event
+    # (onair.controller.events): when uploads start failing and when the cause changes.
+    old_up = find_condition(old.get("conditions"), RECORDINGS_UPLOADED) or {}
+    new_up = find_condition(new.get("conditions"), RECORDINGS_UPLOADED) or {}
+    if new_up.get("reason") == RECORDING_UPLOAD_FAILING and (
+            old_up.get("reason") != RECORDING_UPLOAD_FAILING or old_up.get("message") != new_up.get("message")):
+        out.append(Notification("recording_failed", {"reason": RECORDING_UPLOAD_FAILING,
+                                                     "message": new_up.get("message", "")}))
     return out
 
 

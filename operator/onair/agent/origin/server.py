@@ -18,8 +18,9 @@ from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Optional
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
+import aiohttp
 import jinja2
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -29,7 +30,7 @@ from onair.agent import http_limits
 from onair.agent.app import Agent, load_config, parse_args, run, setup_logging
 from onair.agent.hls import add_query
 from onair.api.agent import Desired, OriginConfig, OriginStatus
-from onair.endpoints import PLAYBACK_PATHS, UPLOAD_PREFIX
+from onair.endpoints import PLAYBACK_PATHS, RECORDINGS_PATH, UPLOAD_PREFIX
 
 from . import access
 from .dash import init_patterns, rewrite_mpd, time_shift_buffer_depth
@@ -69,6 +70,18 @@ MAX_REQUEST_BODY = 64 * 1024
 PLAYER_FORMATS = {"cmaf": PLAYBACK_PATHS["hlsCmaf"], "ts": PLAYBACK_PATHS["hlsMpegts"]}
 
 
+RECORDING_FILE = re.compile(r"^[A-Za-z0-9._-]+_\d{8}T\d{6}Z_part\d+\.(m3u8|mp4)$")
+
+
+def vod_source_ok(url: str) -> bool:
+    """What the player page accepts as ``?src=``: an absolute http(s) URL (no script, data or file URL)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.netloc) and len(url) <= 4096
+
+
 class Metrics:
     def __init__(self, registry) -> None:
         self.requests = Counter("onair_origin_http_requests", "Public port responses by status", ["status"],
@@ -95,6 +108,7 @@ class OriginAgent(Agent):
     def __init__(self, config: OriginConfig) -> None:
         super().__init__("origin", config.listen_host, config.agent_port, config.agent_token_file)
         self.config = config
+        self._recorder_session: Optional[aiohttp.ClientSession] = None
         self.storage = Storage(config.data_dir)
         self.dvr = Dvr(config.dvr_window_seconds, config.dvr_enabled)
         self.dvr.set_public(False, time.monotonic(), datetime.now(timezone.utc))  # until told otherwise
@@ -270,11 +284,12 @@ class OriginAgent(Agent):
             web.get("/time", self._time),
             web.get("/player", self._player),
             web.get("/static/vendor/hls.min.js", self._hls_js),
+            web.get(f"/{RECORDINGS_PATH}/{{file}}", self._recording),
             web.get("/{path:.*}", self._playback),
             web.options("/{path:.*}", self._preflight),
         ])
         app.on_response_prepare.append(self._on_prepare)
-        self._gated = (self._playback, self._player)  # what a closed stream needs a token for
+        self._gated = (self._playback, self._player, self._recording)  # what a closed stream needs a token for
         return app
 
     def _upload_app(self) -> web.Application:
@@ -476,15 +491,77 @@ class OriginAgent(Agent):
         if not HLS_JS.is_file():
             return web.Response(status=503, text="The player is not available: hls.js was not built into this image "
                                                  "(run scripts/build-player).\n")
-        fmt = request.query.get("format", "cmaf")
-        source = PLAYER_FORMATS.get(fmt, PLAYER_FORMATS["cmaf"])
-        if decision.token:
-            source += f"?token={quote(decision.token, safe='')}"
+        recordings = request.query.getall("src", [])
+        if recordings:
+            # A Recording's VOD playlist(s) (its status.playback), played in order; never the live tier.
+            refused = next((url for url in recordings if not vod_source_ok(url)), None)
+            if refused is not None:
+                return web.Response(status=400, text=(
+                    f"?src= must be an absolute http(s) URL of an HLS playlist (a Recording's status.playback.url or "
+                    f"parts[].url, URL-encoded), not {refused[:200]!r}.\n"))
+            sources, low_latency = recordings, False
+        else:
+            fmt = request.query.get("format", "cmaf")
+            source = PLAYER_FORMATS.get(fmt, PLAYER_FORMATS["cmaf"])
+            if decision.token:
+                source += f"?token={quote(decision.token, safe='')}"
+            sources, low_latency = [source], self.config.low_latency
         page = TEMPLATES.get_template("player.html.j2").render(
-            source=source, projection=self.config.projection, livestream=self.config.livestream,
-            hls_js="static/vendor/hls.min.js", autoplay=request.query.get("autoplay", "1") != "0",
-            low_latency=self.config.low_latency)
+            source=sources[0], sources=sources, vod=bool(recordings), projection=self.config.projection,
+            livestream=self.config.livestream, hls_js="static/vendor/hls.min.js",
+            autoplay=request.query.get("autoplay", "1") != "0", low_latency=low_latency)
         return web.Response(text=page, content_type="text/html", headers={"Cache-Control": "no-cache"})
+
+    async def _recording(self, request: web.Request) -> web.StreamResponse:
+        """A finished recording on the recorder's volume (``/recordings/<part>.m3u8`` and ``.mp4``),
+        read from the recorder and passed on: the same access rules as the live stream, byte
+        ranges as the recorder answers them, the token carried into the playlist's URIs."""
+        name = request.match_info["file"]
+        if not RECORDING_FILE.match(name):
+            return web.json_response({"error": "not a recording part (<session>_partNNNN.m3u8 or .mp4)"}, status=404)
+        decision = self._access(request)
+        if not decision.allowed:
+            return web.json_response({"error": decision.reason, "phase": self.desired.phase}, status=403,
+                                     headers={"Cache-Control": "no-store"})
+        if not self.config.recorder_url:
+            return web.json_response({"error": "this livestream has no recorder: no recordings to serve"}, status=404)
+        headers = {"Authorization": f"Bearer {self.agent_token.get() or ''}"}
+        if "Range" in request.headers:
+            headers["Range"] = request.headers["Range"]
+        url = f"{self.config.recorder_url.rstrip('/')}/vod/{name}"
+        try:
+            async with self._recorder_http().get(url, headers=headers) as upstream:
+                if upstream.status not in (200, 206):
+                    reason = (await upstream.text())[:300]
+                    status = 404 if upstream.status == 404 else 502
+                    return web.json_response({"error": f"the recorder answered {upstream.status}: {reason}"},
+                                             status=status, headers={"Cache-Control": "no-cache"})
+                passed = {k: upstream.headers[k] for k in ("Content-Type", "Content-Range", "Accept-Ranges",
+                                                           "Last-Modified", "ETag") if k in upstream.headers}
+                passed["Cache-Control"] = upstream.headers.get("Cache-Control", "no-cache")
+                if name.endswith(".m3u8"):
+                    text = await upstream.text()
+                    if decision.token:
+                        text = add_query(text, f"token={quote(decision.token, safe='')}")
+                    return web.Response(text=text, status=upstream.status, headers={
+                        **passed, "Content-Type": "application/vnd.apple.mpegurl"})
+                response = web.StreamResponse(status=upstream.status, headers=passed)
+                if upstream.content_length is not None:
+                    response.content_length = upstream.content_length
+                await response.prepare(request)
+                async for chunk in upstream.content.iter_chunked(256 * 1024):
+                    await response.write(chunk)
+                await response.write_eof()
+                return response
+        except aiohttp.ClientError as exc:
+            return web.json_response({"error": f"the recorder does not answer ({exc}); its recordings play again "
+                                               "once its pod runs"}, status=502, headers={"Cache-Control": "no-cache"})
+
+    def _recorder_http(self) -> aiohttp.ClientSession:
+        if self._recorder_session is None or self._recorder_session.closed:
+            self._recorder_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5,
+                                                                                         sock_read=30))
+        return self._recorder_session
 
     async def _hls_js(self, request: web.Request) -> web.StreamResponse:
         if not HLS_JS.is_file():
@@ -635,6 +712,8 @@ class OriginAgent(Agent):
                 await self._public_runner.cleanup()
             if self._upload_runner:
                 await self._upload_runner.cleanup()
+            if self._recorder_session is not None:
+                await self._recorder_session.close()
             await self.stop_http()
             self.journal.append(self.dvr.drain_journal())
             self.journal.close()

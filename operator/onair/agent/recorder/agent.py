@@ -46,6 +46,7 @@ from .sources import SourceRotation
 from .sidecar import FinishedSessions, PartInfo, sessions_without_sidecar, sidecar_document, write_sidecar
 from .upload import read_marker, uploaded_parts
 from .uploader import Uploader
+from . import vod
 
 log = logging.getLogger("onair.agent.recorder")
 FFMPEG = shutil.which("ffmpeg") or "ffmpeg"
@@ -141,7 +142,9 @@ class RecorderAgent(Agent):
         # (session prefix, first part number) of the ffmpeg run in progress: its newest part is
         # still being written and must not be uploaded yet.
         self._open_run: Optional[tuple[str, int]] = None
-        self.app.add_routes([web.delete("/recordings/{session}", self._delete_recording)])
+        self.app.add_routes([web.delete("/recordings/{session}", self._delete_recording),
+                             web.get("/vod/{file}", self._vod)])
+        self._vod_playlists: dict[str, tuple[tuple[int, int], str]] = {}
         self._init_metrics()
         self.uploader = Uploader(config, lambda: self._open_run, self.registry) if config.s3 else None
 
@@ -192,6 +195,40 @@ class RecorderAgent(Agent):
             else self.finished.list(),
             upload=self.uploader.status() if self.uploader else None,
         )
+
+    def _finished_part(self, file: str) -> Optional[Path]:
+        """The part file ``file`` when a finished session lists it and it is still on the volume: never
+        the part ffmpeg is writing, nothing but parts (no sidecar, marker or other file)."""
+        if any(file == part.file for recording in self.finished.list() for part in recording.parts):
+            path = self.output_dir / file
+            return path if path.is_file() else None
+        return None
+
+    async def _vod(self, request: web.Request) -> web.StreamResponse:
+        """``GET /vod/<part>.m3u8`` (its HLS VOD playlist, built from the part's boxes) and
+        ``GET /vod/<part>.mp4`` (the part, byte ranges answered): the recordings on the volume,
+        read-only, for the origin, which serves them to viewers under the Livestream's access rules."""
+        name = request.match_info["file"]
+        part = vod.part_of_playlist(name) if name.endswith(".m3u8") else name
+        path = self._finished_part(part) if part and part.endswith(".mp4") else None
+        if path is None:
+            return web.json_response({"error": f"no finished recording part {name!r} on this volume"}, status=404)
+        if name.endswith(".mp4"):
+            return web.FileResponse(path, headers={"Content-Type": "video/mp4", "Cache-Control": "max-age=86400"})
+        stat = path.stat()
+        stamp = (stat.st_size, stat.st_mtime_ns)
+        cached = self._vod_playlists.get(part)
+        if cached is None or cached[0] != stamp:
+            def build() -> str:
+                with open(path, "rb") as handle:
+                    return vod.hls_vod_playlist(vod.index_fragmented_mp4(handle, stat.st_size), part)
+            try:
+                cached = (stamp, await asyncio.to_thread(build))
+            except vod.NotFragmentedMp4 as exc:
+                return web.json_response({"error": f"{part} has no VOD playlist: {exc}"}, status=404)
+            self._vod_playlists[part] = cached
+        return web.Response(text=cached[1], content_type="application/vnd.apple.mpegurl",
+                            headers={"Cache-Control": "max-age=60"})
 
     async def _delete_recording(self, request: web.Request) -> web.Response:
         """``DELETE /recordings/<session>``: the finished session's parts and sidecar (the operator,

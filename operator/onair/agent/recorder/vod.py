@@ -23,6 +23,7 @@ import struct
 from dataclasses import dataclass
 from typing import BinaryIO, Optional
 
+from onair import endpoints
 from onair.agent.hls import extinf_tag, map_tag
 from onair.agent.mp4box import boxes, child, children, file_boxes
 
@@ -235,4 +236,9 @@ def hls_vod_playlist(index: VodIndex, uri: str) -> str:
 
 def playlist_name(part_file: str) -> str:
     """``<part>.m3u8`` for ``<part>.mp4``: side by side, on the volume's HTTP server or in the bucket."""
-    return f"{part_file.removesuffix('.mp4')}.m3u8"
+    return endpoints.vod_playlist_name(part_file)
+
+
+def part_of_playlist(playlist: str) -> Optional[str]:
+    """``<part>.mp4`` for ``<part>.m3u8`` (the inverse of ``playlist_name``); None for another name."""
+    return f"{playlist.removesuffix('.m3u8')}.mp4" if playlist.endswith(".m3u8") else None
