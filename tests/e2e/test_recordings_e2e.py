@@ -73,8 +73,7 @@ def test_a_recording_outlives_its_livestream_and_its_deletion_deletes_the_files(
         first = playback["parts"][0]["url"]
         assert "/recordings/" in first and first.endswith(".m3u8"), first
         # The origin Service's address in the URL, as the runner maps Services to local ports.
-        with podrunner._lock:
-            services = dict(podrunner._ready_services)
+        services = podrunner._ports.ready_services()
         local = loopback.local_endpoints({"playback": {"part": first}}, services, namespace)["playback"]["part"]
         listing = httpx.get(local, timeout=10)
         assert listing.status_code == 200 and "#EXT-X-PLAYLIST-TYPE:VOD" in listing.text, (local, listing.text[:300])
