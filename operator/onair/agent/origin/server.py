@@ -30,8 +30,8 @@ from onair.agent.app import Agent, load_config, parse_args, run, setup_logging
 from onair.api.agent import Desired, OriginConfig, OriginStatus
 from onair.endpoints import PLAYBACK_PATHS, UPLOAD_PREFIX
 
-from . import access
-from .dash import init_patterns, rewrite_mpd, time_shift_buffer_depth
+from . import access, chunked
+from .dash import LowLatency, init_patterns, rewrite_mpd, time_shift_buffer_depth
 from .dvr import GRACE_MIN_SECONDS, Dvr
 from .hls import add_query
 from .journal import Journal
@@ -109,6 +109,9 @@ class OriginAgent(Agent):
         self.mpds: dict[str, tuple[Optional[float], list[re.Pattern]]] = {}
         self.dash_files: deque[tuple[float, str]] = deque()
         self.dash_uploaded_at: dict[str, float] = {}
+        # DASH segments being uploaded right now: viewers get their chunks as they arrive.
+        self.dash_live: dict[str, chunked.GrowingFile] = {}
+        self.dash_low_latency = LowLatency.for_chunks(config.part_seconds) if config.low_latency else None
         self.last_upload_at: Optional[float] = None
         self._log_limiter = http_limits.LogLimiter(log)
         self._phase_logged: Optional[tuple[str, bool]] = (self.desired.phase, False)
@@ -400,7 +403,8 @@ class OriginAgent(Agent):
                 host = request.headers.get("X-Forwarded-Host") or request.host
                 # Scheme-relative: right behind a TLS-terminating ingress as well as on plain HTTP.
                 text = rewrite_mpd(text, f"//{host}/time",
-                                   self.config.dvr_window_seconds if self.config.dvr_enabled else None, query)
+                                   self.config.dvr_window_seconds if self.config.dvr_enabled else None, query,
+                                   low_latency=self.dash_low_latency)
             else:
                 text = add_query(text, query)
             return web.Response(text=text, content_type=kind.content_type, headers=headers)
@@ -411,6 +415,19 @@ class OriginAgent(Agent):
         if not full.is_file() and path.startswith("hls/") and self._hinted(path):
             # The preload hint's part: answered as soon as it is stored (RFC 8216bis 6.2.6).
             await self._hold_until(path, lambda: full.is_file() or not self._hinted(path), self._hold_seconds())
+        if path.startswith("dash/"):
+            if path not in self.dash_live and self._dash_next(path) and not full.is_file():
+                # An LL-DASH player asks for a segment from its first chunk's availability on (the
+                # MPD's availabilityTimeOffset): held until that chunk's upload begins.
+                await self._hold_until(path, lambda: path in self.dash_live or full.is_file(), self._hold_seconds())
+            growing = self.dash_live.get(path)
+            if growing is not None:
+                if not decision.member and self._private(path):
+                    self.metrics.refused.inc()
+                    return web.json_response({"error": NOT_BROADCAST, "phase": self.desired.phase}, status=403,
+                                             headers={"Cache-Control": "no-store"})
+                headers["Content-Type"] = kind.content_type
+                return await chunked.serve(request, growing, headers)
         if not full.is_file():
             return web.json_response({"error": "not found"}, status=404, headers={"Cache-Control": "no-store"})
         if not decision.member and self._private(path):
@@ -419,6 +436,18 @@ class OriginAgent(Agent):
                                      headers={"Cache-Control": "no-store"})
         headers["Content-Type"] = kind.content_type
         return web.FileResponse(full, headers=headers)
+
+    def _dash_next(self, path: str) -> bool:
+        """Whether ``path`` is the DASH segment right after one being uploaded or just uploaded."""
+        if self.dash_low_latency is None:
+            return False
+        previous = chunked.previous_segment(path)
+        if previous is None:
+            return False
+        if previous in self.dash_live:
+            return True
+        uploaded = self.dash_uploaded_at.get(previous)
+        return uploaded is not None and time.monotonic() - uploaded < self._hold_seconds()
 
     def _hinted(self, path: str) -> bool:
         return any(r.hint == path for r in self.dvr.renditions.values())

@@ -19,6 +19,11 @@ playlist naming a file it does not have.
   closes when the next part starting with a keyframe arrives (read from the fragment, ``fmp4``):
   its parts' bytes, concatenated, are PUT as the segment that plain HLS clients and the DVR use.
   Parts are never deleted from here: the origin drops them once they leave its part window.
+* Low-latency DASH (the same runs): ffmpeg's dash muxer appends each CMAF chunk to the segment's
+  ``.tmp`` file as it makes it. One follower per representation streams that growing file to the
+  origin in a single chunked PUT, chunk by chunk, ending when ffmpeg renames the file into place
+  (it closes it first: everything is written), then follows the next segment. A stream that
+  fails is not retried (its body is gone): the mirror publishes the finished file instead.
 """
 from __future__ import annotations
 
@@ -30,7 +35,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Awaitable, Callable, Optional, Sequence
+from typing import AsyncIterator, Awaitable, Callable, Optional, Sequence
 
 from . import ffmpeg_args as fa
 from . import fmp4
@@ -62,6 +67,13 @@ FIRST_SEGMENT_FAST_SECONDS = 15.0
 MAX_SEGMENT_WITHOUT_KEYFRAME = 3
 # A segment's first frame is dated from its first fragment or PES: its head holds them.
 SEGMENT_HEAD_BYTES = 64 * 1024
+# LL-DASH: how often a follower looks for new bytes in a segment being written (each look is a
+# read of a few bytes at most; a part lasts 200 ms or more).
+FOLLOW_POLL_SECONDS = 0.025
+# A segment file that stops growing for this many segment durations belongs to an encoder that
+# died mid-segment: its stream is ended (aborted), so the origin does not hold viewers for it.
+FOLLOW_STALL_SEGMENTS = 3.0
+FOLLOW_READ_BYTES = 256 * 1024
 PUBLIC_PLAYLIST = "index.m3u8"
 MASTER = "master.m3u8"
 DASH_MANIFEST = "dash/manifest.mpd"
@@ -139,6 +151,10 @@ class Packager:
         self._dash_dirty = True  # the directory may hold files not yet published: list it
         self._dash_dir: Optional[int] = None  # mtime_ns of the directory when last fully listed
         self._dash_old: dict[str, float] = {}  # file -> delete after (monotonic)
+        # LL-DASH: representation (file name without its number) -> the task streaming its segments,
+        # and the segments being streamed right now (the mirror leaves them alone).
+        self._dash_followers: dict[str, asyncio.Task] = {}
+        self._dash_streaming: set[str] = set()
         self._screenshot: Optional[tuple[float, int]] = None
         self._screenshot_error: Optional[str] = None
         self._run_started = 0.0
@@ -181,6 +197,10 @@ class Packager:
     async def finish(self, ended: bool) -> None:
         """The encoder exited: publish what it left; with ``ended`` (broadcast stopped on
         purpose) close every playlist with ENDLIST."""
+        # The last DASH segments, renamed into place as ffmpeg exited, finish streaming first.
+        deadline = time.monotonic() + FOLLOW_STALL_SEGMENTS * self.segment_seconds
+        while self._dash_streaming and time.monotonic() < deadline:
+            await asyncio.sleep(FOLLOW_POLL_SECONDS)
         await self.sync()
         async with self._lock:
             # What was cut of the last segment is a segment too: nothing the encoder made is lost.
@@ -492,11 +512,13 @@ class Packager:
         new: list[tuple[bool, float, str]] = []
         with os.scandir(root) as entries:  # d_type: no stat per entry to tell files apart
             for entry in entries:
+                if entry.name.endswith(".m4s.tmp") and self._chunked_dash():
+                    self._follow_dash(f"dash/{entry.name[:-4]}")
                 if entry.name.endswith(".tmp") or entry.name.endswith(".mpd") or not entry.is_file():
                     continue
                 name = f"dash/{entry.name}"
                 present.add(name)
-                if name in self._dash_files:
+                if name in self._dash_files or name in self._dash_streaming:
                     continue  # published already, and final: no stat, no upload
                 try:
                     mtime = entry.stat().st_mtime
@@ -504,6 +526,8 @@ class Packager:
                     continue
                 new.append(("init" not in entry.name, mtime, name))
         for _, mtime, name in sorted(new):  # init segments first, then in the order ffmpeg wrote them
+            if name in self._dash_files or name in self._dash_streaming:
+                continue  # a follower streamed it while this scan was publishing others
             try:
                 # Kept: ffmpeg deletes its DASH files itself when they leave its window.
                 published = await self._put_file(name, self.work_dir / name, keep=True)
@@ -523,6 +547,75 @@ class Packager:
             self._dash_manifest = manifest[0]
         self._dash_dirty = dirty
         self._dash_dir = dir_stamp
+
+    # ------------------------------------------------------------------------- LL-DASH
+    def _chunked_dash(self) -> bool:
+        return self.part_seconds is not None and self.run_id is not None
+
+    def _follow_dash(self, name: str) -> None:
+        """Stream ``name`` (being written: its .tmp exists) and the representation's next segments."""
+        if "init" in name or self.run_id is None or not name.startswith(f"dash/{self.run_id}_"):
+            return
+        if name in self._dash_files or name in self._dash_streaming:
+            return
+        representation = name.rpartition("_")[0]
+        task = self._dash_followers.get(representation)
+        if task is not None and not task.done():
+            return
+        self._dash_followers[representation] = asyncio.create_task(self._dash_follower(self.run_id, name))
+
+    async def _dash_follower(self, run_id: str, name: Optional[str]) -> None:
+        while name is not None and self.run_id == run_id:
+            local = self.work_dir / name
+            tmp = local.with_name(local.name + ".tmp")
+            # The next segment's file appears with its first chunk, about a part after the last one closed.
+            deadline = time.monotonic() + FOLLOW_STALL_SEGMENTS * self.segment_seconds
+            while not tmp.exists() and not local.exists():
+                if time.monotonic() > deadline or self.run_id != run_id:
+                    return  # the encoder stopped; a scan starts a follower again when files appear
+                await asyncio.sleep(FOLLOW_POLL_SECONDS)
+            if name not in self._dash_files and name not in self._dash_streaming and tmp.exists():
+                await self._stream_dash(name, tmp, local)
+            name = _next_part(name)
+
+    async def _stream_dash(self, name: str, tmp: Path, local: Path) -> None:
+        try:
+            handle = open(tmp, "rb")
+        except FileNotFoundError:
+            return  # finished in between: the mirror publishes the whole file
+        self._dash_streaming.add(name)
+        try:
+            with handle:
+                published = await self._publishing(name, self.sink.put_stream(name, self._chunks(handle, tmp)))
+        finally:
+            self._dash_streaming.discard(name)
+        if not published:
+            self._dash_dirty = True  # the mirror sends the finished file
+            return
+        try:
+            self._dash_files[name] = local.stat().st_mtime
+        except FileNotFoundError:  # already slid out of ffmpeg's window
+            return
+        if self.run_id is not None and name.startswith(f"dash/{self.run_id}_"):
+            self._count_segment("dash")
+
+    async def _chunks(self, handle, tmp: Path) -> AsyncIterator[bytes]:
+        """The bytes of a file ffmpeg is writing, as they are written, until it renames it into place."""
+        grew_at = time.monotonic()
+        while True:
+            data = handle.read(FOLLOW_READ_BYTES)
+            if data:
+                grew_at = time.monotonic()
+                yield data
+                continue
+            if not tmp.exists():
+                # Renamed: ffmpeg closed it first, so what is left to read is the rest of it.
+                while data := handle.read(FOLLOW_READ_BYTES):
+                    yield data
+                return
+            if time.monotonic() - grew_at > FOLLOW_STALL_SEGMENTS * self.segment_seconds:
+                raise SinkError(f"{tmp.name} stopped growing (the encoder stopped mid-segment)")
+            await asyncio.sleep(FOLLOW_POLL_SECONDS)
 
     async def _collect_dash_garbage(self) -> None:
         now = time.monotonic()

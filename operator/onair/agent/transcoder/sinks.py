@@ -15,7 +15,7 @@ import os
 import posixpath
 import time
 from pathlib import Path
-from typing import Callable, Optional, Protocol
+from typing import AsyncIterator, Callable, Optional, Protocol
 
 import aiohttp
 
@@ -52,6 +52,10 @@ class Sink(Protocol):
     async def put_file(self, path: str, local: Path, keep: bool) -> None:
         """Publish the finished file ``local`` as ``path``; without ``keep`` the local file is
         the sink's afterwards (gone once published). FileNotFoundError if ``local`` is missing."""
+    async def put_stream(self, path: str, chunks: AsyncIterator[bytes]) -> None:
+        """Publish ``path`` while it is being written: each chunk goes out as it comes (LL-DASH).
+        Sent once (a body already streamed cannot be sent again): SinkError and the caller falls
+        back to ``put_file`` of the finished file."""
     async def delete(self, path: str) -> None: ...
     async def get(self, path: str) -> Optional[bytes]: ...
     async def close(self) -> None: ...
@@ -122,6 +126,10 @@ class DirSink:
         await self.put(path, local.read_bytes())
         if not keep:
             local.unlink(missing_ok=True)
+
+    async def put_stream(self, path: str, chunks: AsyncIterator[bytes]) -> None:
+        # A directory reader sees whole files only (atomic rename): nothing to gain from chunks.
+        await self.put(path, b"".join([chunk async for chunk in chunks]))
 
     async def delete(self, path: str) -> None:
         try:
@@ -228,6 +236,24 @@ class HttpSink:
         await self.put(path, local.read_bytes())
         if not keep:
             local.unlink(missing_ok=True)
+
+    async def put_stream(self, path: str, chunks: AsyncIterator[bytes]) -> None:
+        url = f"{self.base_url}/{path}"
+        remaining = self._remaining()
+        if remaining is not None and remaining <= 0:
+            raise SinkError(f"PUT {url}: not sent, the agent is stopping")
+        # No total: the body lasts as long as the segment is being written. A stalled origin
+        # still ends it (sock_read), and so does the agent stopping.
+        timeout = aiohttp.ClientTimeout(total=remaining, sock_connect=self._timeout.total,
+                                        sock_read=self._timeout.total)
+        try:
+            async with self._client().put(url, data=chunks, headers=self._headers(path), timeout=timeout,
+                                          chunked=True) as resp:
+                if resp.status < 300:
+                    return
+                raise SinkError(f"PUT {url} (chunked): HTTP {resp.status}{await _reason(resp)}")
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise SinkError(f"PUT {url} (chunked): {type(exc).__name__}: {exc}") from None
 
     async def delete(self, path: str) -> None:
         await self._request("DELETE", path)
