@@ -1,7 +1,7 @@
 """The origin role: the public HTTP port players (and a CDN) read from, fed by the transcoder.
 
 Public port (``http_port``): ``/hls/...``, ``/dash/...``, ``/screenshot.jpg``, ``/player``,
-``/time`` (DASH UTCTiming), ``/static/vendor/hls.min.js``. Upload port (``upload_port``): the
+``/time`` (DASH UTCTiming), ``/static/vendor/hls.min.js`` and ``dash.all.min.js``. Upload port (``upload_port``): the
 transcoder's ``PUT/DELETE /upload/...`` only, on a listener of its own so that viewers (however
 many, however slow) never share its accept queue and connections. Agent port: the shared
 ``/status``, ``/metrics``, ``/desired``, plus ``POST /dvr/clear``.
@@ -31,7 +31,7 @@ from onair.api.agent import Desired, OriginConfig, OriginStatus
 from onair.endpoints import PLAYBACK_PATHS, UPLOAD_PREFIX
 
 from . import access, chunked
-from .dash import LowLatency, init_patterns, rewrite_mpd, time_shift_buffer_depth
+from .dash import LL_MAX_PLAYBACK_RATE, LL_MIN_PLAYBACK_RATE, LowLatency, init_patterns, rewrite_mpd, time_shift_buffer_depth
 from .dvr import GRACE_MIN_SECONDS, Dvr
 from .hls import add_query
 from .journal import Journal
@@ -43,6 +43,7 @@ log = logging.getLogger("onair.agent.origin")
 
 AGENT_DIR = Path(__file__).resolve().parent.parent
 HLS_JS = AGENT_DIR / "static" / "vendor" / "hls.min.js"
+DASH_JS = AGENT_DIR / "static" / "vendor" / "dash.all.min.js"
 TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(str(AGENT_DIR / "templates" / "origin")),
                                autoescape=True, undefined=jinja2.StrictUndefined)
 JANITOR_INTERVAL = 1.0
@@ -66,7 +67,7 @@ BLOCK_TARGET_DURATIONS = 3
 BLOCKING_CACHE_TARGET_DURATIONS = 2
 # Playback requests carry no body; only /upload reads one (under its own per-file cap).
 MAX_REQUEST_BODY = 64 * 1024
-PLAYER_FORMATS = {"cmaf": PLAYBACK_PATHS["hlsCmaf"], "ts": PLAYBACK_PATHS["hlsMpegts"]}
+PLAYER_FORMATS = {"cmaf": PLAYBACK_PATHS["hlsCmaf"], "ts": PLAYBACK_PATHS["hlsMpegts"], "dash": PLAYBACK_PATHS["dash"]}
 
 
 class Metrics:
@@ -273,6 +274,7 @@ class OriginAgent(Agent):
             web.get("/time", self._time),
             web.get("/player", self._player),
             web.get("/static/vendor/hls.min.js", self._hls_js),
+            web.get("/static/vendor/dash.all.min.js", self._dash_js),
             web.get("/{path:.*}", self._playback),
             web.options("/{path:.*}", self._preflight),
         ])
@@ -506,13 +508,23 @@ class OriginAgent(Agent):
             return web.Response(status=503, text="The player is not available: hls.js was not built into this image "
                                                  "(run scripts/build-player).\n")
         fmt = request.query.get("format", "cmaf")
-        source = PLAYER_FORMATS.get(fmt, PLAYER_FORMATS["cmaf"])
+        fmt = fmt if fmt in PLAYER_FORMATS else "cmaf"
+        if fmt == "dash" and not DASH_JS.is_file():
+            return web.Response(status=503, text="The DASH player is not available: dash.js was not built into this "
+                                                 "image (run scripts/build-player).\n")
+        source = PLAYER_FORMATS[fmt]
         if decision.token:
             source += f"?token={quote(decision.token, safe='')}"
+        ll = self.dash_low_latency
         page = TEMPLATES.get_template("player.html.j2").render(
             source=source, projection=self.config.projection, livestream=self.config.livestream,
-            hls_js="static/vendor/hls.min.js", autoplay=request.query.get("autoplay", "1") != "0",
-            low_latency=self.config.low_latency)
+            engine="dash" if fmt == "dash" else "hls",
+            player_js="static/vendor/dash.all.min.js" if fmt == "dash" else "static/vendor/hls.min.js",
+            autoplay=request.query.get("autoplay", "1") != "0", low_latency=self.config.low_latency,
+            # dash.js in the low-latency tier holds the MPD's ServiceDescription, stated here too so the
+            # page says what it plays at (and keeps to it should a proxy strip the MPD's).
+            live_delay=ll.target_seconds if ll else None, max_drift=ll.max_seconds - ll.target_seconds if ll else None,
+            rate_min=LL_MIN_PLAYBACK_RATE - 1, rate_max=LL_MAX_PLAYBACK_RATE - 1)
         return web.Response(text=page, content_type="text/html", headers={"Cache-Control": "no-cache"})
 
     async def _hls_js(self, request: web.Request) -> web.StreamResponse:
@@ -520,6 +532,12 @@ class OriginAgent(Agent):
             return web.Response(status=503, text="hls.js was not built into this image: run scripts/build-player.\n")
         return web.FileResponse(HLS_JS, headers={"Content-Type": "application/javascript",
                                                  "Cache-Control": "max-age=3600"})
+
+    async def _dash_js(self, request: web.Request) -> web.StreamResponse:
+        if not DASH_JS.is_file():
+            return web.Response(status=503, text="dash.js was not built into this image: run scripts/build-player.\n")
+        return web.FileResponse(DASH_JS, headers={"Content-Type": "application/javascript",
+                                                  "Cache-Control": "max-age=3600"})
 
     # ------------------------------------------------------------------------- background
     async def _janitor_loop(self) -> None:
