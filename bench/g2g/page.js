@@ -69,8 +69,17 @@ if (player === "hls" || player === "hls-ll") {
   hls.on(Hls.Events.ERROR, (_, d) => g2g.errors.push(`${d.type}/${d.details}${d.fatal ? " fatal" : ""}`));
   hls.loadSource(src);
   hls.attachMedia(video);
-} else if (player === "dash") {
+} else if (player === "dash" || player === "dash-ll") {
   window.dash = dashjs.MediaPlayer().create();
+  if (player === "dash-ll") {
+    // Low-latency mode as the origin's player page sets it (dash.js itself switches to chunked
+    // fetches on availabilityTimeComplete="false" in the MPD).
+    dash.updateSettings({streaming: {
+      delay: {liveDelay: parseFloat(params.get("liveDelay"))},
+      liveCatchup: {enabled: true, maxDrift: parseFloat(params.get("maxDrift")),
+                    playbackRate: {min: parseFloat(params.get("rateMin")), max: parseFloat(params.get("rateMax"))}},
+    }});
+  }
   dash.on("error", (e) => g2g.errors.push(JSON.stringify(e.error || e).slice(0, 200)));
   dash.initialize(video, src, true);
 } else {
