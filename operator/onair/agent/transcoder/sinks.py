@@ -37,6 +37,8 @@ RETRY_DELAYS = (0.2, 0.5, 1.0)
 BUSY_STATUSES = (503, 507)
 BUSY_RETRY_DELAYS = (2.0, 2.0)
 MAX_RETRY_AFTER = 2.0
+# Concurrent LL-DASH segment streams: one per DASH representation (every encoded rung and the audio).
+STREAM_CONNECTIONS = 16
 
 
 class SinkError(Exception):
@@ -175,6 +177,9 @@ class HttpSink:
         self._token = token
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: Optional[aiohttp.ClientSession] = None
+        # LL-DASH streams hold a connection for a whole segment each: a pool of their own, so they
+        # never make LL-HLS parts and playlists wait for a free connection.
+        self._stream_session: Optional[aiohttp.ClientSession] = None
         self._deadline: Optional[float] = None  # monotonic; no request runs past it
 
     def give_up_after(self, seconds: float) -> None:
@@ -247,7 +252,10 @@ class HttpSink:
         timeout = aiohttp.ClientTimeout(total=remaining, sock_connect=self._timeout.total,
                                         sock_read=self._timeout.total)
         try:
-            async with self._client().put(url, data=chunks, headers=self._headers(path), timeout=timeout,
+            if self._stream_session is None or self._stream_session.closed:
+                self._stream_session = aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(limit=STREAM_CONNECTIONS, keepalive_timeout=60), timeout=self._timeout)
+            async with self._stream_session.put(url, data=chunks, headers=self._headers(path), timeout=timeout,
                                           chunked=True) as resp:
                 if resp.status < 300:
                     return
@@ -266,3 +274,6 @@ class HttpSink:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._stream_session is not None:
+            await self._stream_session.close()
+            self._stream_session = None
