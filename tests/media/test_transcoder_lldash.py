@@ -114,12 +114,20 @@ def test_the_segment_being_written_is_served_chunked_before_it_is_complete(lldas
 
 def test_a_request_for_the_next_segment_is_held_until_its_first_chunk(lldash_chain):
     """What availabilityTimeOffset lets a player do: ask before the segment exists at all."""
-    origin, _ = lldash_chain
-    for _ in range(10):
+    origin, tx = lldash_chain
+    work = Path(tx.config.work_dir) / "dash"
+
+    def one_being_written():
         run, rep, number = newest_segment(origin.data_dir)
-        name = f"{run}_{rep}_{number + 2:06d}.m4s"  # not even begun: the one after the one being written
-        if not (origin.data_dir / "dash" / name).exists():
-            break
+        written = work / f"{run}_{rep}_{number + 1:06d}.m4s.tmp"
+        return (run, rep, number) if written.exists() and written.stat().st_size else None
+
+    # ffmpeg is writing segment N+1 (its first chunk is out; the packager looks every 25 ms), so
+    # N+2 is not even begun.
+    run, rep, number = wait_for(one_being_written, 20, what="a segment being written", interval=0.01)
+    time.sleep(0.1)
+    name = f"{run}_{rep}_{number + 2:06d}.m4s"
+    assert not (origin.data_dir / "dash" / name).exists()
     response = httpx.get(origin.url(f"dash/{name}"), timeout=15)
     assert response.status_code == 200, response.text
     assert response.content == (origin.data_dir / "dash" / name).read_bytes()

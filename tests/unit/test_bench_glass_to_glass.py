@@ -32,5 +32,5 @@ def test_the_low_latency_tier_is_a_livestream_override_played_in_lowlatency_mode
 
 def test_dashjs_low_latency_mode_gets_the_player_pages_settings():
     query = g2g.page_query("dash-ll", 200)
-    assert "liveDelay=1.100" in query and "rateMin=-0.040" in query and "rateMax=0.040" in query
+    assert "liveDelay=0.700" in query and "rateMin=-0.040" in query and "rateMax=0.040" in query
     assert g2g.page_query("dash", 200) == "" and g2g.page_query("hls-ll", 200) == ''
