@@ -9,8 +9,10 @@ defaults for HLS CMAF and MPEG-TS, dash.js with its defaults for DASH) on a page
 stamp back from every decoded frame (bench/g2g/page.js). No server timestamp is used.
 
 Per player: startup (page open -> first frame on screen), latency p50/p95/min/max over the
-sampling window (after a settling time), stalls, and how far hls.js's program-date-time is from
-the capture time. Prints figures, asserts nothing; stops everything it started.
+sampling window (after a settling time), stalls, and how far the player's own idea of the shown
+frame's time is from its capture time (``pdt-cap``: hls.js's program-date-time; dash.js's
+``timeAsUTC()``, availabilityStartTime + media time), i.e. how much of the latency lies before the
+player's timeline begins. Prints figures, asserts nothing; stops everything it started.
 
     python3 bench/glass_to_glass.py [--runtime process|node] [--seconds 30] [--settle 10]
                                     [--protocol rtmp|srt] [--encoder obs|zerolatency] [--size 1280x720]

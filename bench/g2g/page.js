@@ -57,6 +57,9 @@ function onFrame(now, meta) {
       if (g2g.firstFrameAt === null) g2g.firstFrameAt = shown;
       g2g.samples.push({shown, captured, latency: (shown - captured) / 1000, height});
       if (window.hls && hls.playingDate) g2g.pdtOffsets.push((hls.playingDate.getTime() - captured) / 1000);
+      // DASH's wall-clock timeline: availabilityStartTime + media time, the position dash.js keeps at its
+      // latency target from the live edge.
+      if (window.dash && dash.isReady()) g2g.pdtOffsets.push(dash.timeAsUTC() - captured / 1000);
     }
   }
   video.requestVideoFrameCallback(onFrame);

@@ -33,6 +33,9 @@ async def test_stock_dashjs_plays_the_ll_tier_in_low_latency_mode(lldash_chain, 
     end = await page.evaluate("document.getElementById('video').currentTime")
     assert end - start > 5.0, f"video stalled: currentTime {start:.2f} -> {end:.2f}; console {page.console[-10:]}"
     latency = await page.evaluate("onairPlayer.dash.getCurrentLiveLatency()")
-    print(f"\ndash.js low-latency mode: live latency {latency:.2f} s (target {target:.2f} s)")
+    buffered = await page.evaluate("onairPlayer.dash.getDashMetrics().getCurrentBufferLevel('video')")
+    rate = await page.evaluate("document.getElementById('video').playbackRate")
+    print(f"\ndash.js low-latency mode: live latency {latency:.2f} s (target {target:.2f} s), "
+          f"{buffered:.2f} s buffered, playing at {rate:.3f}x")
     assert await page.evaluate("onairPlayer.errors") == []
     assert page.exceptions == []

@@ -1,10 +1,10 @@
 """The origin role: the public HTTP port players (and a CDN) read from, fed by the transcoder.
 
 Public port (``http_port``): ``/hls/...``, ``/dash/...``, ``/screenshot.jpg``, ``/player``,
-``/time`` (DASH UTCTiming), ``/static/vendor/hls.min.js`` and ``dash.all.min.js``. Upload port (``upload_port``): the
-transcoder's ``PUT/DELETE /upload/...`` only, on a listener of its own so that viewers (however
-many, however slow) never share its accept queue and connections. Agent port: the shared
-``/status``, ``/metrics``, ``/desired``, plus ``POST /dvr/clear``.
+``/time`` (DASH UTCTiming), ``/static/vendor/hls.min.js`` and ``dash.all.min.js``. Upload port
+(``upload_port``): the transcoder's ``PUT/DELETE /upload/...`` only, on a listener of its own so
+that viewers (however many, however slow) never share its accept queue and connections. Agent
+port: the shared ``/status``, ``/metrics``, ``/desired``, plus ``POST /dvr/clear``.
 """
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ from onair.api.agent import Desired, OriginConfig, OriginStatus
 from onair.endpoints import PLAYBACK_PATHS, UPLOAD_PREFIX
 
 from . import access, chunked
-from .dash import LL_MAX_PLAYBACK_RATE, LL_MIN_PLAYBACK_RATE, LowLatency, init_patterns, rewrite_mpd, time_shift_buffer_depth
+from .dash import (LL_MAX_PLAYBACK_RATE, LL_MIN_PLAYBACK_RATE, LowLatency, init_patterns, rewrite_mpd,
+                   time_shift_buffer_depth)
 from .dvr import GRACE_MIN_SECONDS, Dvr
 from .hls import add_query
 from .journal import Journal
