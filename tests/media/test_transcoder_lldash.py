@@ -115,7 +115,7 @@ def test_the_segment_being_written_is_served_chunked_before_it_is_complete(lldas
 def test_a_request_for_the_next_segment_is_held_until_its_first_chunk(lldash_chain):
     """What availabilityTimeOffset lets a player do: ask before the segment exists at all."""
     origin, tx = lldash_chain
-    work = Path(tx.config.work_dir) / "dash"
+    work = Path(tx.config.work_dir) / "out" / "dash"  # the encoder writes there (TranscoderAgent.work_dir)
 
     def one_being_written():
         run, rep, number = newest_segment(origin.data_dir)

@@ -84,3 +84,27 @@ async def test_a_failed_stream_is_published_whole_once_finished(tmp_path):
     await asyncio.sleep(0.1)
     await packager.sync()
     assert (out / "dash" / name).read_bytes() == b"a" * 10 + b"b" * 10
+
+
+MPD = b'''<?xml version="1.0"?>
+<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="dynamic" availabilityStartTime="2026-12-06T10:00:10.500Z">
+</MPD>'''
+
+
+def test_the_anchor_moves_back_to_when_first_chunks_really_came_never_forward_at_most_a_segment(tmp_path):
+    packager = Packager(tmp_path / "work", DirSink(tmp_path / "out"), kinds=(), dash=True)
+    packager.begin_run(RUN, ["180p"], part_seconds=0.2, segment_seconds=1.0)
+    written = 1796551210.5  # the MPD's 10:00:10.500Z
+    assert packager._anchored(MPD) == MPD  # nothing seen yet
+    # Segment 3's first chunk came 2 s + one chunk after a start 0.4 s before ffmpeg's anchor.
+    packager._first_chunk(f"dash/{RUN}_0_000003.m4s", written - 0.4 + 2 + 0.2)
+    assert b'availabilityStartTime="2026-12-06T10:00:10.100Z"' in packager._anchored(MPD)
+    packager._first_chunk(f"dash/{RUN}_0_000004.m4s", written + 3.5)  # a later one: no change
+    assert b'availabilityStartTime="2026-12-06T10:00:10.100Z"' in packager._anchored(MPD)
+    # A burst (a source faster than real time) cannot take it back more than a segment.
+    packager._first_chunk(f"dash/{RUN}_0_000005.m4s", written)
+    assert b'availabilityStartTime="2026-12-06T10:00:09.500Z"' in packager._anchored(MPD)
+    late = Packager(tmp_path / "w2", DirSink(tmp_path / "o2"), kinds=(), dash=True)
+    late.begin_run(RUN, ["180p"], part_seconds=0.2, segment_seconds=1.0)
+    late._first_chunk(f"dash/{RUN}_0_000001.m4s", written + 0.5)  # later than ffmpeg says: kept
+    assert late._anchored(MPD) == MPD

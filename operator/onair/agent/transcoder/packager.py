@@ -24,12 +24,18 @@ playlist naming a file it does not have.
   origin in a single chunked PUT, chunk by chunk, ending when ffmpeg renames the file into place
   (it closes it first: everything is written), then follows the next segment. A stream that
   fails is not retried (its body is gone): the mirror publishes the finished file instead.
+  The MPD's ``availabilityStartTime`` is ffmpeg's clock when the first frame reached its muxer, so
+  it keeps for good whatever the encoder's start-up cost that one frame (probing, first decode),
+  and players hold that much more latency all session long. When a segment's first chunk is seen
+  earlier than that anchor promises, the anchor published is moved back to match (never later,
+  never more than a segment), so players ask for each segment when its first chunk exists.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -74,6 +80,9 @@ FOLLOW_POLL_SECONDS = 0.025
 # died mid-segment: its stream is ended (aborted), so the origin does not hold viewers for it.
 FOLLOW_STALL_SEGMENTS = 3.0
 FOLLOW_READ_BYTES = 256 * 1024
+_AVAILABILITY_START = re.compile(rb'availabilityStartTime="([^"]+)"')
+# The anchor moves only for a gain worth a republished MPD (players re-anchor on it).
+ANCHOR_STEP_SECONDS = 0.02
 PUBLIC_PLAYLIST = "index.m3u8"
 MASTER = "master.m3u8"
 DASH_MANIFEST = "dash/manifest.mpd"
@@ -155,6 +164,8 @@ class Packager:
         # and the segments being streamed right now (the mirror leaves them alone).
         self._dash_followers: dict[str, asyncio.Task] = {}
         self._dash_streaming: set[str] = set()
+        # LL-DASH: the earliest availabilityStartTime the current run's first chunks allow (Unix seconds).
+        self._dash_anchor: Optional[float] = None
         self._screenshot: Optional[tuple[float, int]] = None
         self._screenshot_error: Optional[str] = None
         self._run_started = 0.0
@@ -177,6 +188,7 @@ class Packager:
         self._run_started = time.monotonic()
         self._dash_manifest = None
         self._dash_dirty = True
+        self._dash_anchor = None
         for kind in self.kinds:
             for rung in self.rungs:
                 key = (kind, rung)
@@ -494,7 +506,7 @@ class Packager:
                 st = path.stat()
                 stamp = (st.st_mtime, st.st_size)
                 if stamp != self._dash_manifest:
-                    manifest = (stamp, path.read_bytes())
+                    manifest = (stamp, self._anchored(path.read_bytes()))
             except FileNotFoundError:
                 pass
         # A file appearing, being renamed into place or deleted changes the directory's mtime:
@@ -599,13 +611,49 @@ class Packager:
         if self.run_id is not None and name.startswith(f"dash/{self.run_id}_"):
             self._count_segment("dash")
 
+    def _first_chunk(self, name: str, at: float) -> None:
+        """Segment ``name``'s first chunk was written at ``at``: the run's anchor is at most that early."""
+        number = name.rpartition("_")[2].partition(".")[0]
+        if not number.isdigit() or self.part_seconds is None:
+            return
+        # ffmpeg numbers segments from 1 ($Number$, startNumber 1), each segment_seconds long, and
+        # writes the first chunk once it has a chunk's worth of media.
+        anchor = at - (int(number) - 1) * self.segment_seconds - self.part_seconds
+        if self._dash_anchor is None or anchor < self._dash_anchor - ANCHOR_STEP_SECONDS:
+            self._dash_anchor = anchor
+            self._dash_manifest = None  # published again with the new anchor at the next scan
+            self._dash_dirty = True
+
+    def _anchored(self, mpd: bytes) -> bytes:
+        """ffmpeg's MPD with availabilityStartTime moved back to the run's anchor when that is earlier."""
+        match = _AVAILABILITY_START.search(mpd)
+        if self._dash_anchor is None or match is None:
+            return mpd
+        try:
+            value = match.group(1).decode().replace("Z", "+00:00")
+            written = datetime.fromisoformat(value).timestamp()
+        except ValueError:
+            return mpd
+        # At most a segment back: a source sending faster than real time (a backlog after a stall)
+        # makes chunks look early, and a player that early asks for the segment after the one being
+        # written, which the origin holds until it begins; any earlier would be answered 404.
+        earliest = max(self._dash_anchor, written - self.segment_seconds)
+        if earliest >= written:
+            return mpd
+        anchor = datetime.fromtimestamp(earliest, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        return mpd[:match.start(1)] + anchor.encode() + mpd[match.end(1):]
+
     async def _chunks(self, handle, tmp: Path) -> AsyncIterator[bytes]:
         """The bytes of a file ffmpeg is writing, as they are written, until it renames it into place."""
         grew_at = time.monotonic()
+        first = True
         while True:
             data = handle.read(FOLLOW_READ_BYTES)
             if data:
                 grew_at = time.monotonic()
+                if first:
+                    first = False
+                    self._first_chunk(f"dash/{tmp.name[:-len('.tmp')]}", time.time())
                 yield data
                 continue
             if not tmp.exists():
