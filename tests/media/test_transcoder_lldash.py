@@ -6,6 +6,7 @@ transfer: its first chunks before the segment is complete, and in the end exactl
 from __future__ import annotations
 
 import re
+import subprocess
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -14,7 +15,7 @@ import httpx
 import pytest
 
 from onair.agent import mp4box
-from tests.fixtures.media import ffprobe_json, wait_for
+from tests.fixtures.media import FFMPEG, ffprobe_json, wait_for
 
 pytestmark = [pytest.mark.media, pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -132,3 +133,12 @@ def test_a_request_for_the_next_segment_is_held_until_its_first_chunk(lldash_cha
     assert response.status_code == 200, response.text
     assert response.content == (origin.data_dir / "dash" / name).read_bytes()
     assert origin.get(f"dash/{run}_{rep}_{number + 9:06d}.m4s").status_code == 404  # far ahead: not held
+
+
+def test_a_client_without_ll_dash_support_plays_the_same_mpd(lldash_chain):
+    """ffmpeg's dash demuxer knows nothing of availabilityTimeOffset or chunks: it still decodes the live stream."""
+    origin, _ = lldash_chain
+    done = subprocess.run([FFMPEG, "-v", "error", "-stats", "-i", origin.url("dash/manifest.mpd"), "-map", "0:v:0",
+                           "-frames:v", "45", "-f", "null", "-"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert re.findall(r"frame=\s*(\d+)", done.stderr)[-1] == "45", done.stderr[-2000:]

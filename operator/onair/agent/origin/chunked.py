@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Optional
+from typing import Callable, Optional
 
 from aiohttp import web
 
@@ -58,8 +58,10 @@ def previous_segment(path: str) -> Optional[str]:
     return f"{directory}/{match['prefix']}{int(number) - 1:0{len(number)}d}{match['ext']}"
 
 
-async def serve(request: web.Request, growing: GrowingFile, headers: dict[str, str]) -> web.StreamResponse:
-    """The upload's bytes as they arrive, in one chunked response that ends with the upload."""
+async def serve(request: web.Request, growing: GrowingFile, headers: dict[str, str],
+                sent_bytes: Callable[[int], None] = lambda n: None) -> web.StreamResponse:
+    """The upload's bytes as they arrive, in one chunked response that ends with the upload
+    (``sent_bytes``: told each chunk's size, as no Content-Length says it)."""
     if request.method == "HEAD":
         return web.Response(headers=headers)
     response = web.StreamResponse(headers=headers)
@@ -71,6 +73,7 @@ async def serve(request: web.Request, growing: GrowingFile, headers: dict[str, s
             chunk = bytes(growing.data[sent:])
             sent += len(chunk)
             await response.write(chunk)
+            sent_bytes(len(chunk))
             continue
         if growing.complete:
             break

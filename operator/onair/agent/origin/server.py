@@ -430,7 +430,7 @@ class OriginAgent(Agent):
                     return web.json_response({"error": NOT_BROADCAST, "phase": self.desired.phase}, status=403,
                                              headers={"Cache-Control": "no-store"})
                 headers["Content-Type"] = kind.content_type
-                return await chunked.serve(request, growing, headers)
+                return await chunked.serve(request, growing, headers, self.metrics.sent_bytes.inc)
         if not full.is_file():
             return web.json_response({"error": "not found"}, status=404, headers={"Cache-Control": "no-store"})
         if not decision.member and self._private(path):
