@@ -44,7 +44,7 @@ def lldash_chain(ingest_agent, origins, transcoder_agent, publishers, tmp_path):
     origin = origins.start(phase="live", low_latency=True, part_seconds=0.2)
     token_file = tmp_path / "uploadToken"
     token_file.write_text(origin.upload_token + "\n")
-    tx = transcoder_agent.start(main_url=ingest.read_url, tracks=["180p"], source_size=(320, 180),
+    tx = transcoder_agent.start(main_url=ingest.read_url, tracks=["180p", "144p"], source_size=(320, 180),
                                 output_dir=None, output_url=origin.upload_url, output_token_file=str(token_file),
                                 low_latency=True, part_seconds=0.2, hls_cmaf=False, hls_mpegts=False, dash=True)
     publishers.rtmp(ingest.rtmp_url, width=320, height=180, fps=30)
