@@ -4,8 +4,9 @@ ffmpeg's HLS and DASH muxers PUT every file (chunked, one request per file) and 
 segments that leave their own short window. Media playlists are not stored: they feed the DVR
 index (``dvr.py``), which decides what is served and which DELETEs to ignore.
 
-DASH segments are readable while their upload runs (``chunked``): the low-latency transcoder
-streams each one as ffmpeg writes it, and viewers get its chunks as they arrive.
+In the low-latency tier DASH segments are readable while their upload runs (``chunked``): the
+transcoder streams each one as ffmpeg writes it, and viewers get its chunks as they arrive. Plain
+DASH keeps whole-file uploads, served once stored.
 """
 from __future__ import annotations
 
@@ -154,7 +155,8 @@ class Uploads:
 
     async def _put(self, request: web.Request, path: str, kind: Kind) -> web.Response:
         cap = MAX_MANIFEST_BYTES if kind.playlist else self.origin.config.max_upload_bytes
-        if path.startswith("dash/") and kind.media and path not in self.origin.dash_live:
+        if (self.origin.dash_low_latency is not None and path.startswith("dash/") and kind.media
+                and path not in self.origin.dash_live):
             return await self._dash_segment(request, path, cap)
         try:
             body = await self._body(request, cap)
