@@ -9,16 +9,20 @@ defaults for HLS CMAF and MPEG-TS, dash.js with its defaults for DASH) on a page
 stamp back from every decoded frame (bench/g2g/page.js). No server timestamp is used.
 
 Per player: startup (page open -> first frame on screen), latency p50/p95/min/max over the
-sampling window (after a settling time), stalls, and how far hls.js's program-date-time is from
-the capture time. Prints figures, asserts nothing; stops everything it started.
+sampling window (after a settling time), stalls, and how far the player's own idea of the shown
+frame's time is from its capture time (``pdt-cap``: hls.js's program-date-time; dash.js's
+``timeAsUTC()``, availabilityStartTime + media time), i.e. how much of the latency lies before the
+player's timeline begins. Prints figures, asserts nothing; stops everything it started.
 
     python3 bench/glass_to_glass.py [--runtime process|node] [--seconds 30] [--settle 10]
                                     [--protocol rtmp|srt] [--encoder obs|zerolatency] [--size 1280x720]
                                     [--low-latency [--part-ms 200]]
 
 ``--low-latency`` measures the low-latency tier: the Livestream overrides its CallType with
-``broadcasting.lowLatency: true`` (LL-HLS parts on the CMAF output), and the CMAF playlist is
-played by stock hls.js with ``lowLatencyMode: true`` (its LL-HLS support, at PART-HOLD-BACK).
+``broadcasting.lowLatency: true`` (LL-HLS parts on the CMAF output, chunked DASH), the CMAF playlist
+is played by stock hls.js with ``lowLatencyMode: true`` (its LL-HLS support, at PART-HOLD-BACK) and
+the MPD by stock dash.js in its low-latency mode with the settings of the origin's player page
+(``streaming.delay.liveDelay`` at the MPD's latency target, ``liveCatchup`` on).
 """
 from __future__ import annotations
 
@@ -40,6 +44,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT / "operator"), str(ROOT)] +
     [os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
 
 from bench._onair_dev import OnairDev  # noqa: E402 - needs the paths above
+from onair.agent.origin.dash import LL_MAX_PLAYBACK_RATE, LL_MIN_PLAYBACK_RATE, LowLatency  # noqa: E402
 from bench.g2g import server  # noqa: E402
 from bench.g2g.camera import Camera  # noqa: E402
 
@@ -47,6 +52,8 @@ NAMESPACE, NAME = "g2g", "g2g"
 GROUP, VERSION = "onair.dev", "v1alpha1"
 # status.playback key -> the stock player that plays it.
 PLAYERS = {"hlsCmaf": "hls", "hlsMpegts": "hls", "dash": "dash"}
+# With --low-latency: LL-HLS and LL-DASH in their players' low-latency modes.
+LOW_LATENCY_PLAYERS = {"hlsCmaf": "hls-ll", "dash": "dash-ll"}
 
 
 def livestream_spec(low_latency: bool, part_ms: int) -> dict:
@@ -57,7 +64,18 @@ def livestream_spec(low_latency: bool, part_ms: int) -> dict:
 
 
 def player_for(key: str, low_latency: bool) -> str:
-    return "hls-ll" if low_latency and key == "hlsCmaf" else PLAYERS[key]
+    if low_latency and key in LOW_LATENCY_PLAYERS:
+        return LOW_LATENCY_PLAYERS[key]
+    return PLAYERS[key]
+
+
+def page_query(player: str, part_ms: int) -> str:
+    """The measuring page's player settings: dash.js low-latency mode gets the player page's."""
+    if player != "dash-ll":
+        return ""
+    ll = LowLatency.for_chunks(part_ms / 1000)
+    return (f"&liveDelay={ll.target_seconds:.3f}&maxDrift={ll.max_seconds - ll.target_seconds:.3f}"
+            f"&rateMin={LL_MIN_PLAYBACK_RATE - 1:.3f}&rateMax={LL_MAX_PLAYBACK_RATE - 1:.3f}")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -138,7 +156,8 @@ async def measure(args: argparse.Namespace) -> None:
                 if not url:
                     print(f"{key}: not in status.playback, skipped", flush=True)
                     continue
-                page = await browser.new_page(f"{base}/page.html?player={player}&src={url}")
+                page = await browser.new_page(f"{base}/page.html?player={player}&src={url}"
+                                              f"{page_query(player, args.part_ms)}")
                 try:
                     await page.wait_for("g2g.firstFrameAt !== null", timeout=60, interval=0.2)
                     await asyncio.sleep(args.settle + args.seconds)
@@ -182,8 +201,9 @@ def main() -> None:
     parser.add_argument("--size", default="1280x720")
     parser.add_argument("--players", default="", help="comma-separated status.playback keys (default: all)")
     parser.add_argument("--low-latency", action="store_true",
-                        help="the low-latency tier: broadcasting.lowLatency on the Livestream, hls.js lowLatencyMode")
-    parser.add_argument("--part-ms", type=int, default=200, help="LL-HLS part target with --low-latency")
+                        help="the low-latency tier: broadcasting.lowLatency on the Livestream, hls.js lowLatencyMode, "
+                             "dash.js low-latency settings")
+    parser.add_argument("--part-ms", type=int, default=200, help="LL-HLS part / LL-DASH chunk target with --low-latency")
     asyncio.run(measure(parser.parse_args()))
 
 

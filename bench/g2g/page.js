@@ -57,6 +57,9 @@ function onFrame(now, meta) {
       if (g2g.firstFrameAt === null) g2g.firstFrameAt = shown;
       g2g.samples.push({shown, captured, latency: (shown - captured) / 1000, height});
       if (window.hls && hls.playingDate) g2g.pdtOffsets.push((hls.playingDate.getTime() - captured) / 1000);
+      // DASH's wall-clock timeline: availabilityStartTime + media time, the position dash.js keeps at its
+      // latency target from the live edge.
+      if (window.dash && dash.isReady()) g2g.pdtOffsets.push(dash.timeAsUTC() - captured / 1000);
     }
   }
   video.requestVideoFrameCallback(onFrame);
@@ -69,8 +72,17 @@ if (player === "hls" || player === "hls-ll") {
   hls.on(Hls.Events.ERROR, (_, d) => g2g.errors.push(`${d.type}/${d.details}${d.fatal ? " fatal" : ""}`));
   hls.loadSource(src);
   hls.attachMedia(video);
-} else if (player === "dash") {
+} else if (player === "dash" || player === "dash-ll") {
   window.dash = dashjs.MediaPlayer().create();
+  if (player === "dash-ll") {
+    // Low-latency mode as the origin's player page sets it (dash.js itself switches to chunked
+    // fetches on availabilityTimeComplete="false" in the MPD).
+    dash.updateSettings({streaming: {
+      delay: {liveDelay: parseFloat(params.get("liveDelay"))},
+      liveCatchup: {enabled: true, maxDrift: parseFloat(params.get("maxDrift")),
+                    playbackRate: {min: parseFloat(params.get("rateMin")), max: parseFloat(params.get("rateMax"))}},
+    }});
+  }
   dash.on("error", (e) => g2g.errors.push(JSON.stringify(e.error || e).slice(0, 200)));
   dash.initialize(video, src, true);
 } else {

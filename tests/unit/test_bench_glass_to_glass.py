@@ -26,4 +26,11 @@ def test_the_low_latency_tier_is_a_livestream_override_played_in_lowlatency_mode
     assert g2g.livestream_spec(True, 333)["settingsOverride"] == {
         "broadcasting": {"lowLatency": True, "partDurationMs": 333}}
     assert g2g.player_for("hlsCmaf", True) == "hls-ll" and g2g.player_for("hlsCmaf", False) == "hls"
-    assert g2g.player_for("dash", True) == "dash" and g2g.player_for("hlsMpegts", True) == "hls"
+    assert g2g.player_for("dash", True) == "dash-ll" and g2g.player_for("dash", False) == "dash"
+    assert g2g.player_for("hlsMpegts", True) == "hls"
+
+
+def test_dashjs_low_latency_mode_gets_the_player_pages_settings():
+    query = g2g.page_query("dash-ll", 200)
+    assert "liveDelay=0.700" in query and "rateMin=-0.040" in query and "rateMax=0.040" in query
+    assert g2g.page_query("dash", 200) == "" and g2g.page_query("hls-ll", 200) == ''

@@ -86,6 +86,8 @@ def test_low_latency_tier_reaches_transcoder_and_origin_from_the_calltype_or_the
     transcoder = config_of(overridden, "transcoder")
     assert transcoder.low_latency and transcoder.part_seconds == 0.333
     assert config_of(overridden, "origin").low_latency
+    # LL-DASH: the origin announces the same chunk duration the transcoder cuts.
+    assert config_of(overridden, "origin").part_seconds == 0.333
     off = render(livestream(settingsOverride={"broadcasting": {"lowLatency": False}}),
                  ct=calltype(broadcasting={"lowLatency": True}))
     assert not config_of(off, "transcoder").low_latency and not config_of(off, "origin").low_latency

@@ -83,6 +83,17 @@ def test_low_latency_dash_streams_chunks():
     assert "streaming=1" in dash and "ldash=1" in dash and "seg_duration=1" in dash
 
 
+def test_low_latency_dash_writes_a_chunk_per_part_and_numbers_segments_without_a_timeline():
+    tee = _after(encoder_args(_plan(low_latency=True, segment_seconds=1, part_seconds=0.2)), "tee")
+    dash = tee.split("|")[2]
+    assert "frag_type=duration" in dash and "frag_duration=0.200000" in dash
+    # A SegmentTimeline lists a segment only once it is complete: LL-DASH players must be able
+    # to ask for the one being written, by its number.
+    assert "use_timeline=0" in dash
+    plain = _after(encoder_args(_plan()), "tee").split("|")[2]
+    assert "use_timeline=1" in plain and "frag_type" not in plain
+
+
 def test_single_rung_init_name_has_no_placeholder():
     plan = _plan(rungs=build_ladder(["360p"], 640, 360))
     assert "hls_fmp4_init_filename=20260101T000000-abcd_init_360p.mp4" in _after(encoder_args(plan), "tee")

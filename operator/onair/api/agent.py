@@ -139,11 +139,14 @@ class OriginConfig(ApiModel):
         None, description="Authorization: Bearer <this file's token> reads playlists and segments in any phase "
                           "(in-cluster readers such as the recorder)")
     projection: Literal["regular", "vr360", "vr180", "vr360tb"] = "regular"
-    low_latency: bool = Field(False, description="the player page uses hls.js lowLatencyMode")
+    low_latency: bool = Field(False, description="the player page uses hls.js lowLatencyMode and dash.js low-latency "
+                                                 "settings; LL-DASH MPDs (availabilityTimeOffset, ServiceDescription)")
     recorder_url: Optional[str] = Field(None, description=(
         "the recorder's agent URL (http://<livestream>-recorder:8080): the finished recordings on its volume are "
         "served to viewers at /recordings/<part>.m3u8 and <part>.mp4, read from its GET /vod/<file> with the agent "
         "token, under the same access rules as the live stream; null: no recorder"))
+    part_seconds: float = Field(0.2, ge=0.05, le=1.0, description="LL-HLS part / LL-DASH chunk duration (the "
+                                                                   "transcoder's partSeconds), with lowLatency")
     cors_origins: list[str] = ["*"]
     max_upload_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024,
                                   description="largest segment/screenshot the transcoder may PUT (413 above)")

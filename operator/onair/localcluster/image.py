@@ -403,8 +403,9 @@ def ensure_base(buildah: _Buildah, refresh: bool = False) -> tuple[str, str]:
 
 
 def ensure_player(root: Path) -> None:
-    """hls.js is vendored before the build (the Dockerfile copies it and fails without it)."""
-    if (root / "operator/onair/agent/static/vendor/hls.min.js").is_file():
+    """hls.js and dash.js are vendored before the build (the Dockerfile copies them and fails without hls.js)."""
+    vendor = root / "operator/onair/agent/static/vendor"
+    if (vendor / "hls.min.js").is_file() and (vendor / "dash.all.min.js").is_file():
         return
     script = root / "scripts" / "build-player"
     _log("vendoring hls.js: scripts/build-player")

@@ -339,7 +339,7 @@ def render_agent_configs(name: str, namespace: str, spec: LivestreamSpec, effect
         playback_secret_file=_secret_file(creds_mod.PLAYBACK_SECRET),
         upload_token_file=_secret_file(creds_mod.UPLOAD_TOKEN),
         read_token_file=_secret_file(creds_mod.READ_TOKEN),
-        projection=spec.projection or "regular", low_latency=b.low_latency,
+        projection=spec.projection or "regular", low_latency=b.low_latency, part_seconds=b.part_duration_ms / 1000,
     )
     rec = effective.recording
     if rec.mode != "disabled":

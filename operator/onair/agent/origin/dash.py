@@ -8,6 +8,11 @@ DVR for DASH, as implemented: the MPD is the transcoder's, but the origin
   is what the transcoder lists (its ``-window_size``), since the timeline is not merged;
 * points ``UTCTiming`` at its own ``/time`` so players sync their clock to the origin;
 * carries a ``?token=`` into segment URLs, as for HLS;
+* in low-latency mode (``LowLatency``) on a live MPD: ``availabilityTimeOffset`` (a segment minus
+  one chunk: a segment may be asked for once its first chunk exists, and the origin answers it
+  chunk by chunk, see ``chunked``) with ``availabilityTimeComplete="false"`` on every
+  SegmentTemplate, and a ``ServiceDescription`` with the latency target and the playback rates a
+  player may use to hold it. Players without LL-DASH support ignore them and play as before;
 * says ``bitstreamSwitching="false"``: ffmpeg's dash muxer declares every AdaptationSet
   bitstream-switchable, but each rung has its own init segment (its own H.264 profile, level and
   parameter sets), so a player that believes it can switch rungs without the new init appends one
@@ -22,6 +27,7 @@ from __future__ import annotations
 import io
 import re
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from typing import Iterator, Optional
 
 UTC_TIMING_SCHEME = "urn:mpeg:dash:utc:http-iso:2014"
@@ -29,8 +35,37 @@ URL_ATTRIBUTES = ("media", "initialization", "sourceURL")
 _DURATION = re.compile(r"^P(?:(\d+(?:\.\d+)?)D)?(?:T(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\.\d+)?)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
 
 
+# Playback rates a player may use to catch up with (or fall back to) the latency target: a few
+# percent is not heard or seen (DASH-IF low-latency guidelines suggest about this).
+LL_MIN_PLAYBACK_RATE = 0.96
+LL_MAX_PLAYBACK_RATE = 1.04
+# The latency target, like LL-HLS's PART-HOLD-BACK, is three chunks behind the live edge, plus this
+# for a chunk's way from the packager to the player (upload, download). The edge is already as late
+# as ffmpeg's dash muxer: availabilityStartTime is its clock when the first frame reached it, so
+# everything before (camera, ingest, encoding) is added to it, and every tenth of a second here
+# shows in glass-to-glass latency (bench/glass_to_glass.py measured 2.14 s at 0.5 s).
+LL_TARGET_CHUNKS = 3
+LL_TRANSIT_SECONDS = 0.1
+
+
 class MpdError(ValueError):
     pass
+
+
+@dataclass(frozen=True)
+class LowLatency:
+    """What a low-latency MPD announces: chunk duration and the latency players should hold."""
+
+    chunk_seconds: float
+    target_seconds: float
+    min_seconds: float
+    max_seconds: float
+
+    @classmethod
+    def for_chunks(cls, chunk_seconds: float) -> "LowLatency":
+        target = LL_TARGET_CHUNKS * chunk_seconds + LL_TRANSIT_SECONDS
+        # Below two chunks there is nothing left to play; far beyond, a player should jump back.
+        return cls(chunk_seconds, target, min_seconds=2 * chunk_seconds, max_seconds=2 * target + 1.0)
 
 
 def parse_duration(text: str) -> Optional[float]:
@@ -101,7 +136,47 @@ def init_patterns(text: str) -> list[re.Pattern]:
     return patterns
 
 
-def rewrite_mpd(text: str, utc_timing_url: str, dvr_seconds: Optional[float] = None, query: str = "") -> str:
+def _segment_seconds(template: ET.Element, root: ET.Element) -> Optional[float]:
+    timescale = float(template.get("timescale") or 1)
+    if template.get("duration"):
+        return float(template.get("duration") or 0) / timescale
+    durations = [float(s.get("d") or 0) for s in template.iter() if _local(s.tag) == "S"]
+    if durations:
+        return max(durations) / timescale
+    longest = root.get("maxSegmentDuration")
+    return parse_duration(longest) if longest else None
+
+
+def _low_latency(root: ET.Element, namespace: str, ll: LowLatency) -> None:
+    segments = []
+    for template in [el for el in root.iter() if _local(el.tag) == "SegmentTemplate"]:
+        segment = _segment_seconds(template, root)
+        if segment is None:
+            continue
+        segments.append(segment)
+        template.set("availabilityTimeOffset", f"{max(0.0, segment - ll.chunk_seconds):.3f}")
+        template.set("availabilityTimeComplete", "false")
+    # ffmpeg says 500 s for $Number$ addressing (nothing changes in steady state), but a transcoder
+    # restart brings new segment names and a new availabilityStartTime: players must see it soon.
+    update = parse_duration(root.get("minimumUpdatePeriod") or "")
+    if segments and (update is None or update > max(segments)):
+        root.set("minimumUpdatePeriod", format_duration(max(segments)))
+    for old in [el for el in root if _local(el.tag) == "ServiceDescription"]:
+        root.remove(old)
+    service = ET.Element(f"{namespace}ServiceDescription", {"id": "0"})
+    ET.SubElement(service, f"{namespace}Latency", {
+        "target": str(round(ll.target_seconds * 1000)), "min": str(round(ll.min_seconds * 1000)),
+        "max": str(round(ll.max_seconds * 1000))})
+    ET.SubElement(service, f"{namespace}PlaybackRate", {"min": f"{LL_MIN_PLAYBACK_RATE:g}",
+                                                        "max": f"{LL_MAX_PLAYBACK_RATE:g}"})
+    # Schema order: after ProgramInformation, BaseURL and Location, before the Periods.
+    children = list(root)
+    first_period = next((i for i, el in enumerate(children) if _local(el.tag) == "Period"), len(children))
+    root.insert(first_period, service)
+
+
+def rewrite_mpd(text: str, utc_timing_url: str, dvr_seconds: Optional[float] = None, query: str = "",
+                low_latency: Optional[LowLatency] = None) -> str:
     root = _parse(text)
     _keep_prefixes(text)
     namespace = root.tag[:-len("MPD")]  # "{urn:mpeg:dash:schema:mpd:2011}" or ""
@@ -113,6 +188,8 @@ def rewrite_mpd(text: str, utc_timing_url: str, dvr_seconds: Optional[float] = N
     ET.SubElement(root, f"{namespace}UTCTiming", {"schemeIdUri": UTC_TIMING_SCHEME, "value": utc_timing_url})
     if dvr_seconds is not None and root.get("type") == "dynamic":
         root.set("timeShiftBufferDepth", format_duration(dvr_seconds))
+    if low_latency is not None and root.get("type") == "dynamic":
+        _low_latency(root, namespace, low_latency)
     if query:
         for el in _templates(root):
             for attr in URL_ATTRIBUTES:

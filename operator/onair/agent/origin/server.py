@@ -1,10 +1,10 @@
 """The origin role: the public HTTP port players (and a CDN) read from, fed by the transcoder.
 
 Public port (``http_port``): ``/hls/...``, ``/dash/...``, ``/screenshot.jpg``, ``/player``,
-``/time`` (DASH UTCTiming), ``/static/vendor/hls.min.js``. Upload port (``upload_port``): the
-transcoder's ``PUT/DELETE /upload/...`` only, on a listener of its own so that viewers (however
-many, however slow) never share its accept queue and connections. Agent port: the shared
-``/status``, ``/metrics``, ``/desired``, plus ``POST /dvr/clear``.
+``/time`` (DASH UTCTiming), ``/static/vendor/hls.min.js`` and ``dash.all.min.js``. Upload port
+(``upload_port``): the transcoder's ``PUT/DELETE /upload/...`` only, on a listener of its own so
+that viewers (however many, however slow) never share its accept queue and connections. Agent
+port: the shared ``/status``, ``/metrics``, ``/desired``, plus ``POST /dvr/clear``.
 """
 from __future__ import annotations
 
@@ -32,8 +32,9 @@ from onair.agent.hls import add_query
 from onair.api.agent import Desired, OriginConfig, OriginStatus
 from onair.endpoints import PLAYBACK_PATHS, RECORDINGS_PATH, UPLOAD_PREFIX
 
-from . import access
-from .dash import init_patterns, rewrite_mpd, time_shift_buffer_depth
+from . import access, chunked
+from .dash import (LL_MAX_PLAYBACK_RATE, LL_MIN_PLAYBACK_RATE, LowLatency, init_patterns, rewrite_mpd,
+                   time_shift_buffer_depth)
 from .dvr import GRACE_MIN_SECONDS, Dvr
 from .journal import Journal
 from .paths import SCREENSHOT, BadPath, is_publishable, kind_of, safe_relpath
@@ -44,6 +45,7 @@ log = logging.getLogger("onair.agent.origin")
 
 AGENT_DIR = Path(__file__).resolve().parent.parent
 HLS_JS = AGENT_DIR / "static" / "vendor" / "hls.min.js"
+DASH_JS = AGENT_DIR / "static" / "vendor" / "dash.all.min.js"
 TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(str(AGENT_DIR / "templates" / "origin")),
                                autoescape=True, undefined=jinja2.StrictUndefined)
 JANITOR_INTERVAL = 1.0
@@ -67,7 +69,7 @@ BLOCK_TARGET_DURATIONS = 3
 BLOCKING_CACHE_TARGET_DURATIONS = 2
 # Playback requests carry no body; only /upload reads one (under its own per-file cap).
 MAX_REQUEST_BODY = 64 * 1024
-PLAYER_FORMATS = {"cmaf": PLAYBACK_PATHS["hlsCmaf"], "ts": PLAYBACK_PATHS["hlsMpegts"]}
+PLAYER_FORMATS = {"cmaf": PLAYBACK_PATHS["hlsCmaf"], "ts": PLAYBACK_PATHS["hlsMpegts"], "dash": PLAYBACK_PATHS["dash"]}
 
 
 RECORDING_FILE = re.compile(r"^[A-Za-z0-9._-]+_\d{8}T\d{6}Z_part\d+\.(m3u8|mp4)$")
@@ -123,6 +125,9 @@ class OriginAgent(Agent):
         self.mpds: dict[str, tuple[Optional[float], list[re.Pattern]]] = {}
         self.dash_files: deque[tuple[float, str]] = deque()
         self.dash_uploaded_at: dict[str, float] = {}
+        # DASH segments being uploaded right now: viewers get their chunks as they arrive.
+        self.dash_live: dict[str, chunked.GrowingFile] = {}
+        self.dash_low_latency = LowLatency.for_chunks(config.part_seconds) if config.low_latency else None
         self.last_upload_at: Optional[float] = None
         self._log_limiter = http_limits.LogLimiter(log)
         self._phase_logged: Optional[tuple[str, bool]] = (self.desired.phase, False)
@@ -285,6 +290,7 @@ class OriginAgent(Agent):
             web.get("/player", self._player),
             web.get("/static/vendor/hls.min.js", self._hls_js),
             web.get(f"/{RECORDINGS_PATH}/{{file}}", self._recording),
+            web.get("/static/vendor/dash.all.min.js", self._dash_js),
             web.get("/{path:.*}", self._playback),
             web.options("/{path:.*}", self._preflight),
         ])
@@ -415,7 +421,8 @@ class OriginAgent(Agent):
                 host = request.headers.get("X-Forwarded-Host") or request.host
                 # Scheme-relative: right behind a TLS-terminating ingress as well as on plain HTTP.
                 text = rewrite_mpd(text, f"//{host}/time",
-                                   self.config.dvr_window_seconds if self.config.dvr_enabled else None, query)
+                                   self.config.dvr_window_seconds if self.config.dvr_enabled else None, query,
+                                   low_latency=self.dash_low_latency)
             else:
                 text = add_query(text, query)
             return web.Response(text=text, content_type=kind.content_type, headers=headers)
@@ -426,6 +433,19 @@ class OriginAgent(Agent):
         if not full.is_file() and path.startswith("hls/") and self._hinted(path):
             # The preload hint's part: answered as soon as it is stored (RFC 8216bis 6.2.6).
             await self._hold_until(path, lambda: full.is_file() or not self._hinted(path), self._hold_seconds())
+        if path.startswith("dash/"):
+            if path not in self.dash_live and self._dash_next(path) and not full.is_file():
+                # An LL-DASH player asks for a segment from its first chunk's availability on (the
+                # MPD's availabilityTimeOffset): held until that chunk's upload begins.
+                await self._hold_until(path, lambda: path in self.dash_live or full.is_file(), self._hold_seconds())
+            growing = self.dash_live.get(path)
+            if growing is not None:
+                if not decision.member and self._private(path):
+                    self.metrics.refused.inc()
+                    return web.json_response({"error": NOT_BROADCAST, "phase": self.desired.phase}, status=403,
+                                             headers={"Cache-Control": "no-store"})
+                headers["Content-Type"] = kind.content_type
+                return await chunked.serve(request, growing, headers, self.metrics.sent_bytes.inc)
         if not full.is_file():
             return web.json_response({"error": "not found"}, status=404, headers={"Cache-Control": "no-store"})
         if not decision.member and self._private(path):
@@ -434,6 +454,18 @@ class OriginAgent(Agent):
                                      headers={"Cache-Control": "no-store"})
         headers["Content-Type"] = kind.content_type
         return web.FileResponse(full, headers=headers)
+
+    def _dash_next(self, path: str) -> bool:
+        """Whether ``path`` is the DASH segment right after one being uploaded or just uploaded."""
+        if self.dash_low_latency is None:
+            return False
+        previous = chunked.previous_segment(path)
+        if previous is None:
+            return False
+        if previous in self.dash_live:
+            return True
+        uploaded = self.dash_uploaded_at.get(previous)
+        return uploaded is not None and time.monotonic() - uploaded < self._hold_seconds()
 
     def _hinted(self, path: str) -> bool:
         return any(r.hint == path for r in self.dvr.renditions.values())
@@ -492,6 +524,8 @@ class OriginAgent(Agent):
             return web.Response(status=503, text="The player is not available: hls.js was not built into this image "
                                                  "(run scripts/build-player).\n")
         recordings = request.query.getall("src", [])
+        fmt = request.query.get("format", "cmaf")
+        fmt = fmt if fmt in PLAYER_FORMATS else "cmaf"
         if recordings:
             # A Recording's VOD playlist(s) (its status.playback), played in order; never the live tier.
             refused = next((url for url in recordings if not vod_source_ok(url)), None)
@@ -499,17 +533,25 @@ class OriginAgent(Agent):
                 return web.Response(status=400, text=(
                     f"?src= must be an absolute http(s) URL of an HLS playlist (a Recording's status.playback.url or "
                     f"parts[].url, URL-encoded), not {refused[:200]!r}.\n"))
-            sources, low_latency = recordings, False
+            sources, low_latency, fmt = recordings, False, "cmaf"
         else:
-            fmt = request.query.get("format", "cmaf")
-            source = PLAYER_FORMATS.get(fmt, PLAYER_FORMATS["cmaf"])
+            if fmt == "dash" and not DASH_JS.is_file():
+                return web.Response(status=503, text="The DASH player is not available: dash.js was not built into "
+                                                     "this image (run scripts/build-player).\n")
+            source = PLAYER_FORMATS[fmt]
             if decision.token:
                 source += f"?token={quote(decision.token, safe='')}"
             sources, low_latency = [source], self.config.low_latency
+        ll = self.dash_low_latency if low_latency else None
         page = TEMPLATES.get_template("player.html.j2").render(
             source=sources[0], sources=sources, vod=bool(recordings), projection=self.config.projection,
-            livestream=self.config.livestream, hls_js="static/vendor/hls.min.js",
-            autoplay=request.query.get("autoplay", "1") != "0", low_latency=low_latency)
+            livestream=self.config.livestream, engine="dash" if fmt == "dash" else "hls",
+            player_js="static/vendor/dash.all.min.js" if fmt == "dash" else "static/vendor/hls.min.js",
+            autoplay=request.query.get("autoplay", "1") != "0", low_latency=low_latency,
+            # dash.js in the low-latency tier holds the MPD's ServiceDescription, stated here too so the
+            # page says what it plays at (and keeps to it should a proxy strip the MPD's).
+            live_delay=ll.target_seconds if ll else None, max_drift=ll.max_seconds - ll.target_seconds if ll else None,
+            rate_min=LL_MIN_PLAYBACK_RATE - 1, rate_max=LL_MAX_PLAYBACK_RATE - 1)
         return web.Response(text=page, content_type="text/html", headers={"Cache-Control": "no-cache"})
 
     async def _recording(self, request: web.Request) -> web.StreamResponse:
@@ -568,6 +610,12 @@ class OriginAgent(Agent):
             return web.Response(status=503, text="hls.js was not built into this image: run scripts/build-player.\n")
         return web.FileResponse(HLS_JS, headers={"Content-Type": "application/javascript",
                                                  "Cache-Control": "max-age=3600"})
+
+    async def _dash_js(self, request: web.Request) -> web.StreamResponse:
+        if not DASH_JS.is_file():
+            return web.Response(status=503, text="dash.js was not built into this image: run scripts/build-player.\n")
+        return web.FileResponse(DASH_JS, headers={"Content-Type": "application/javascript",
+                                                  "Cache-Control": "max-age=3600"})
 
     # ------------------------------------------------------------------------- background
     async def _janitor_loop(self) -> None:

@@ -3,6 +3,10 @@
 ffmpeg's HLS and DASH muxers PUT every file (chunked, one request per file) and DELETE the
 segments that leave their own short window. Media playlists are not stored: they feed the DVR
 index (``dvr.py``), which decides what is served and which DELETEs to ignore.
+
+In the low-latency tier DASH segments are readable while their upload runs (``chunked``): the
+transcoder streams each one as ffmpeg writes it, and viewers get its chunks as they arrive. Plain
+DASH keeps whole-file uploads, served once stored.
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from onair.agent.http_limits import EMFILE_ERRNOS, RETRY_AFTER_SECONDS, fd_limit
 from onair.agent.hls import MediaPlaylist, PlaylistError, is_master, parse_media_playlist
 
+from .chunked import GrowingFile
 from .dash import MpdError, check_mpd, init_patterns, time_shift_buffer_depth
 from .paths import SCREENSHOT, BadPath, Kind, is_publishable, kind_of, resolve_uri, safe_relpath
 
@@ -88,20 +93,24 @@ class Uploads:
                                 getattr(response, "text", "") or "")
         return response
 
-    async def _body(self, request: web.Request, cap: int) -> Optional[bytes]:
-        """The request body, or None as soon as it exceeds ``cap`` (ffmpeg sends chunked bodies)."""
+    async def _body(self, request: web.Request, cap: int, growing: Optional[GrowingFile] = None) -> Optional[bytes]:
+        """The request body, or None as soon as it exceeds ``cap`` (ffmpeg sends chunked bodies);
+        each chunk is also appended to ``growing`` as it arrives."""
         if request.content_length is not None and request.content_length > cap:
             return None
-        body = bytearray()
+        body = bytearray() if growing is None else growing.data
         try:
             while True:
                 async with asyncio.timeout(UPLOAD_STALL_SECONDS):  # inline: no task per chunk
                     chunk = await request.content.readany()
                 if not chunk:
                     break
-                body += chunk
-                if len(body) > cap:
+                if len(body) + len(chunk) > cap:
                     return None
+                if growing is None:
+                    body += chunk
+                else:
+                    growing.append(chunk)
         except TimeoutError as exc:
             raise _Aborted(f"nothing received for {UPLOAD_STALL_SECONDS:.0f}s") from exc
         except (ConnectionResetError, HttpProcessingError) as exc:
@@ -147,6 +156,9 @@ class Uploads:
 
     async def _put(self, request: web.Request, path: str, kind: Kind) -> web.Response:
         cap = MAX_MANIFEST_BYTES if kind.playlist else self.origin.config.max_upload_bytes
+        if (self.origin.dash_low_latency is not None and path.startswith("dash/") and kind.media
+                and path not in self.origin.dash_live):
+            return await self._dash_segment(request, path, cap)
         try:
             body = await self._body(request, cap)
         except _Aborted as exc:
@@ -241,6 +253,44 @@ class Uploads:
                 origin.dash_uploaded(path)
         origin.metrics.uploads.labels(kind=label, result="stored").inc()
         return web.Response(status=201)
+
+    async def _dash_segment(self, request: web.Request, path: str, cap: int) -> web.Response:
+        """A DASH segment, readable by viewers from its first chunk on (``chunked``)."""
+        origin = self.origin
+        growing = GrowingFile()
+        origin.dash_live[path] = growing
+        origin.note_upload_visibility(path)  # private or public as of when it began
+        origin.hls_changed(path)  # requests held for this very segment take it now
+        try:
+            try:
+                body = await self._body(request, cap, growing)
+            except _Aborted as exc:
+                growing.fail()
+                origin.metrics.uploads.labels(kind="segment", result="aborted").inc()
+                origin.log_limited("upload-aborted", logging.WARNING, "upload of %s aborted by the sender (%s): "
+                                   "nothing stored, its viewers' responses cut short", path, exc)
+                return web.Response(status=400)
+            if body is None:
+                growing.fail()
+                return self._refuse(request, _error(413, f"upload larger than the {cap} byte limit for this file "
+                                                         "type"), path)
+            origin.last_upload_at = time.time()
+            origin.metrics.upload_bytes.inc(len(body))
+            try:
+                await origin.run_io(origin.storage.write, path, body)
+            except OSError as exc:
+                growing.fail()
+                return self._store_failed(path, kind_of(path) or Kind("", ""), exc)
+            origin.dash_uploaded(path)
+            growing.finish()
+            origin.metrics.uploads.labels(kind="segment", result="stored").inc()
+            return web.Response(status=201)
+        finally:
+            if not growing.complete:
+                growing.fail()  # cancelled (the sender went away): readers must not wait on it
+            if origin.dash_live.get(path) is growing:
+                del origin.dash_live[path]
+            origin.hls_changed(path)
 
     # ------------------------------------------------------------------------- DELETE
     async def delete(self, request: web.Request) -> web.Response:

@@ -210,8 +210,9 @@ class TranscoderAgent(Agent):
             log.error("the configured ladder is empty: nothing to encode")
             return None
         segment = min(cfg.segment_seconds, 1.0) if cfg.low_latency else cfg.segment_seconds
-        # LL-HLS parts ride on the CMAF output: without it there is nothing to cut them from.
-        parts = part_seconds(fps, segment, cfg.part_seconds) if cfg.low_latency and cfg.hls_cmaf else None
+        # LL-HLS parts ride on the CMAF output, LL-DASH chunks on the DASH output: without either
+        # there is nothing to cut them from.
+        parts = part_seconds(fps, segment, cfg.part_seconds) if cfg.low_latency and (cfg.hls_cmaf or cfg.dash) else None
         return EncoderPlan(
             rungs=rungs, run_id=new_run_id(), segment_seconds=segment, fps=fps, has_audio=info.has_audio,
             hls_cmaf=cfg.hls_cmaf, hls_mpegts=cfg.hls_mpegts, dash=cfg.dash, low_latency=cfg.low_latency,

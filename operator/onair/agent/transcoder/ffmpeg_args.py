@@ -281,11 +281,15 @@ def _dash_slave(plan: EncoderPlan) -> str:
     select = [f"v:{i}" for i, rung in enumerate(plan.rungs) if not rung.passthrough]
     if plan.has_audio:
         select.append("a:0")
+    # LL-DASH addresses segments by number from availabilityStartTime (no SegmentTimeline): a
+    # timeline lists a segment only once it is complete, so a player could not ask for the one
+    # still being written, which the origin serves chunk by chunk.
+    chunked = plan.low_latency and plan.part_seconds is not None
     options = {
         "select": tee_value(",".join(select)),
         "seg_duration": f"{plan.segment_seconds:g}",
         "use_template": "1",
-        "use_timeline": "1",
+        "use_timeline": "0" if chunked else "1",
         "window_size": str(plan.dash_window),
         "extra_window_size": str(plan.dash_window),
         "remove_at_exit": "0",
@@ -295,6 +299,10 @@ def _dash_slave(plan: EncoderPlan) -> str:
     }
     if plan.low_latency:
         options.update({"streaming": "1", "ldash": "1"})
+    if chunked:
+        # One CMAF chunk (moof+mdat) per part duration, written to the segment's file as it is made:
+        # the packager streams the growing file to the origin.
+        options.update({"frag_type": "duration", "frag_duration": f"{plan.part_seconds:.6f}"})
     return tee_slave("dash", dash_manifest(run), options)
 
 

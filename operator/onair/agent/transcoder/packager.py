@@ -19,18 +19,29 @@ playlist naming a file it does not have.
   closes when the next part starting with a keyframe arrives (read from the fragment, ``fmp4``):
   its parts' bytes, concatenated, are PUT as the segment that plain HLS clients and the DVR use.
   Parts are never deleted from here: the origin drops them once they leave its part window.
+* Low-latency DASH (the same runs): ffmpeg's dash muxer appends each CMAF chunk to the segment's
+  ``.tmp`` file as it makes it. One follower per representation streams that growing file to the
+  origin in a single chunked PUT, chunk by chunk, ending when ffmpeg renames the file into place
+  (it closes it first: everything is written), then follows the next segment. A stream that
+  fails is not retried (its body is gone): the mirror publishes the finished file instead.
+  The MPD's ``availabilityStartTime`` is ffmpeg's clock when the first frame reached its muxer, so
+  it keeps for good whatever the encoder's start-up cost that one frame (probing, first decode),
+  and players hold that much more latency all session long. When a segment's first chunk is seen
+  earlier than that anchor promises, the anchor published is moved back to match (never later,
+  never more than a segment), so players ask for each segment when its first chunk exists.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Awaitable, Callable, Optional, Sequence
+from typing import AsyncIterator, Awaitable, Callable, Optional, Sequence
 
 from onair.agent.hls import PlaylistError, Segment, parse_media_playlist
 
@@ -64,6 +75,16 @@ FIRST_SEGMENT_FAST_SECONDS = 15.0
 MAX_SEGMENT_WITHOUT_KEYFRAME = 3
 # A segment's first frame is dated from its first fragment or PES: its head holds them.
 SEGMENT_HEAD_BYTES = 64 * 1024
+# LL-DASH: how often a follower looks for new bytes in a segment being written (each look is a
+# read of a few bytes at most; a part lasts 200 ms or more).
+FOLLOW_POLL_SECONDS = 0.025
+# A segment file that stops growing for this many segment durations belongs to an encoder that
+# died mid-segment: its stream is ended (aborted), so the origin does not hold viewers for it.
+FOLLOW_STALL_SEGMENTS = 3.0
+FOLLOW_READ_BYTES = 256 * 1024
+_AVAILABILITY_START = re.compile(rb'availabilityStartTime="([^"]+)"')
+# The anchor moves only for a gain worth a republished MPD (players re-anchor on it).
+ANCHOR_STEP_SECONDS = 0.02
 PUBLIC_PLAYLIST = "index.m3u8"
 MASTER = "master.m3u8"
 DASH_MANIFEST = "dash/manifest.mpd"
@@ -153,6 +174,12 @@ class Packager:
         self._dash_dirty = True  # the directory may hold files not yet published: list it
         self._dash_dir: Optional[int] = None  # mtime_ns of the directory when last fully listed
         self._dash_old: dict[str, float] = {}  # file -> delete after (monotonic)
+        # LL-DASH: representation (file name without its number) -> the task streaming its segments,
+        # and the segments being streamed right now (the mirror leaves them alone).
+        self._dash_followers: dict[str, asyncio.Task] = {}
+        self._dash_streaming: set[str] = set()
+        # LL-DASH: the earliest availabilityStartTime the current run's first chunks allow (Unix seconds).
+        self._dash_anchor: Optional[float] = None
         self._screenshot: Optional[tuple[float, int]] = None
         self._screenshot_error: Optional[str] = None
         self._run_started = 0.0
@@ -175,6 +202,7 @@ class Packager:
         self._run_started = time.monotonic()
         self._dash_manifest = None
         self._dash_dirty = True
+        self._dash_anchor = None
         for kind in self.kinds:
             for rung in self.rungs:
                 key = (kind, rung)
@@ -195,6 +223,10 @@ class Packager:
     async def finish(self, ended: bool) -> None:
         """The encoder exited: publish what it left; with ``ended`` (broadcast stopped on
         purpose) close every playlist with ENDLIST."""
+        # The last DASH segments, renamed into place as ffmpeg exited, finish streaming first.
+        deadline = time.monotonic() + FOLLOW_STALL_SEGMENTS * self.segment_seconds
+        while self._dash_streaming and time.monotonic() < deadline:
+            await asyncio.sleep(FOLLOW_POLL_SECONDS)
         await self.sync()
         async with self._lock:
             # What was cut of the last segment is a segment too: nothing the encoder made is lost.
@@ -492,7 +524,7 @@ class Packager:
                 st = path.stat()
                 stamp = (st.st_mtime, st.st_size)
                 if stamp != self._dash_manifest:
-                    manifest = (stamp, path.read_bytes())
+                    manifest = (stamp, self._anchored(path.read_bytes()))
             except FileNotFoundError:
                 pass
         # A file appearing, being renamed into place or deleted changes the directory's mtime:
@@ -510,11 +542,13 @@ class Packager:
         new: list[tuple[bool, float, str]] = []
         with os.scandir(root) as entries:  # d_type: no stat per entry to tell files apart
             for entry in entries:
+                if entry.name.endswith(".m4s.tmp") and self._chunked_dash():
+                    self._follow_dash(f"dash/{entry.name[:-4]}")
                 if entry.name.endswith(".tmp") or entry.name.endswith(".mpd") or not entry.is_file():
                     continue
                 name = f"dash/{entry.name}"
                 present.add(name)
-                if name in self._dash_files:
+                if name in self._dash_files or name in self._dash_streaming:
                     continue  # published already, and final: no stat, no upload
                 try:
                     mtime = entry.stat().st_mtime
@@ -522,6 +556,8 @@ class Packager:
                     continue
                 new.append(("init" not in entry.name, mtime, name))
         for _, mtime, name in sorted(new):  # init segments first, then in the order ffmpeg wrote them
+            if name in self._dash_files or name in self._dash_streaming:
+                continue  # a follower streamed it while this scan was publishing others
             if "init" in name and not _dash_init_written(name, present):
                 dirty = True  # look again at the next scan, even if the directory does not change
                 continue
@@ -544,6 +580,111 @@ class Packager:
             self._dash_manifest = manifest[0]
         self._dash_dirty = dirty
         self._dash_dir = dir_stamp
+
+    # ------------------------------------------------------------------------- LL-DASH
+    def _chunked_dash(self) -> bool:
+        return self.part_seconds is not None and self.run_id is not None
+
+    def _follow_dash(self, name: str) -> None:
+        """Stream ``name`` (being written: its .tmp exists) and the representation's next segments."""
+        if "init" in name or self.run_id is None or not name.startswith(f"dash/{self.run_id}_"):
+            return
+        if name in self._dash_files or name in self._dash_streaming:
+            return
+        representation = name.rpartition("_")[0]
+        task = self._dash_followers.get(representation)
+        if task is not None and not task.done():
+            return
+        self._dash_followers[representation] = asyncio.create_task(self._dash_follower(self.run_id, name))
+
+    async def _dash_follower(self, run_id: str, name: Optional[str]) -> None:
+        while name is not None and self.run_id == run_id:
+            local = self.work_dir / name
+            tmp = local.with_name(local.name + ".tmp")
+            # The next segment's file appears with its first chunk, about a part after the last one closed.
+            deadline = time.monotonic() + FOLLOW_STALL_SEGMENTS * self.segment_seconds
+            while not tmp.exists() and not local.exists():
+                if time.monotonic() > deadline or self.run_id != run_id:
+                    return  # the encoder stopped; a scan starts a follower again when files appear
+                await asyncio.sleep(FOLLOW_POLL_SECONDS)
+            if name not in self._dash_files and name not in self._dash_streaming and tmp.exists():
+                await self._stream_dash(name, tmp, local)
+            name = _next_part(name)
+
+    async def _stream_dash(self, name: str, tmp: Path, local: Path) -> None:
+        try:
+            handle = open(tmp, "rb")
+        except FileNotFoundError:
+            return  # finished in between: the mirror publishes the whole file
+        self._dash_streaming.add(name)
+        try:
+            with handle:
+                published = await self._publishing(name, self.sink.put_stream(name, self._chunks(handle, tmp)))
+        finally:
+            self._dash_streaming.discard(name)
+        if not published:
+            self._dash_dirty = True  # the mirror sends the finished file
+            return
+        try:
+            self._dash_files[name] = local.stat().st_mtime
+        except FileNotFoundError:  # already slid out of ffmpeg's window
+            return
+        if self.run_id is not None and name.startswith(f"dash/{self.run_id}_"):
+            self._count_segment("dash")
+
+    def _first_chunk(self, name: str, at: float) -> None:
+        """Segment ``name``'s first chunk was written at ``at``: the run's anchor is at most that early."""
+        number = name.rpartition("_")[2].partition(".")[0]
+        if not number.isdigit() or self.part_seconds is None:
+            return
+        # ffmpeg numbers segments from 1 ($Number$, startNumber 1), each segment_seconds long, and
+        # writes the first chunk once it has a chunk's worth of media.
+        anchor = at - (int(number) - 1) * self.segment_seconds - self.part_seconds
+        if self._dash_anchor is None or anchor < self._dash_anchor - ANCHOR_STEP_SECONDS:
+            self._dash_anchor = anchor
+            self._dash_manifest = None  # published again with the new anchor at the next scan
+            self._dash_dirty = True
+
+    def _anchored(self, mpd: bytes) -> bytes:
+        """ffmpeg's MPD with availabilityStartTime moved back to the run's anchor when that is earlier."""
+        match = _AVAILABILITY_START.search(mpd)
+        if self._dash_anchor is None or match is None:
+            return mpd
+        try:
+            value = match.group(1).decode().replace("Z", "+00:00")
+            written = datetime.fromisoformat(value).timestamp()
+        except ValueError:
+            return mpd
+        # At most a segment back: a source sending faster than real time (a backlog after a stall)
+        # makes chunks look early, and a player that early asks for the segment after the one being
+        # written, which the origin holds until it begins; any earlier would be answered 404.
+        earliest = max(self._dash_anchor, written - self.segment_seconds)
+        if earliest >= written:
+            return mpd
+        anchor = datetime.fromtimestamp(earliest, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        return mpd[:match.start(1)] + anchor.encode() + mpd[match.end(1):]
+
+    async def _chunks(self, handle, tmp: Path) -> AsyncIterator[bytes]:
+        """The bytes of a file ffmpeg is writing, as they are written, until it renames it into place."""
+        grew_at = time.monotonic()
+        first = True
+        while True:
+            data = handle.read(FOLLOW_READ_BYTES)
+            if data:
+                grew_at = time.monotonic()
+                if first:
+                    first = False
+                    self._first_chunk(f"dash/{tmp.name[:-len('.tmp')]}", time.time())
+                yield data
+                continue
+            if not tmp.exists():
+                # Renamed: ffmpeg closed it first, so what is left to read is the rest of it.
+                while data := handle.read(FOLLOW_READ_BYTES):
+                    yield data
+                return
+            if time.monotonic() - grew_at > FOLLOW_STALL_SEGMENTS * self.segment_seconds:
+                raise SinkError(f"{tmp.name} stopped growing (the encoder stopped mid-segment)")
+            await asyncio.sleep(FOLLOW_POLL_SECONDS)
 
     async def _collect_dash_garbage(self) -> None:
         now = time.monotonic()

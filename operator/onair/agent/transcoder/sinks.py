@@ -15,7 +15,7 @@ import os
 import posixpath
 import time
 from pathlib import Path
-from typing import Callable, Optional, Protocol
+from typing import AsyncIterator, Callable, Optional, Protocol
 
 import aiohttp
 
@@ -37,6 +37,8 @@ RETRY_DELAYS = (0.2, 0.5, 1.0)
 BUSY_STATUSES = (503, 507)
 BUSY_RETRY_DELAYS = (2.0, 2.0)
 MAX_RETRY_AFTER = 2.0
+# Concurrent LL-DASH segment streams: one per DASH representation (every encoded rung and the audio).
+STREAM_CONNECTIONS = 16
 
 
 class SinkError(Exception):
@@ -52,6 +54,10 @@ class Sink(Protocol):
     async def put_file(self, path: str, local: Path, keep: bool) -> None:
         """Publish the finished file ``local`` as ``path``; without ``keep`` the local file is
         the sink's afterwards (gone once published). FileNotFoundError if ``local`` is missing."""
+    async def put_stream(self, path: str, chunks: AsyncIterator[bytes]) -> None:
+        """Publish ``path`` while it is being written: each chunk goes out as it comes (LL-DASH).
+        Sent once (a body already streamed cannot be sent again): SinkError and the caller falls
+        back to ``put_file`` of the finished file."""
     async def delete(self, path: str) -> None: ...
     async def get(self, path: str) -> Optional[bytes]: ...
     async def close(self) -> None: ...
@@ -123,6 +129,10 @@ class DirSink:
         if not keep:
             local.unlink(missing_ok=True)
 
+    async def put_stream(self, path: str, chunks: AsyncIterator[bytes]) -> None:
+        # A directory reader sees whole files only (atomic rename): nothing to gain from chunks.
+        await self.put(path, b"".join([chunk async for chunk in chunks]))
+
     async def delete(self, path: str) -> None:
         try:
             self._path(path).unlink()
@@ -167,6 +177,9 @@ class HttpSink:
         self._token = token
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: Optional[aiohttp.ClientSession] = None
+        # LL-DASH streams hold a connection for a whole segment each: a pool of their own, so they
+        # never make LL-HLS parts and playlists wait for a free connection.
+        self._stream_session: Optional[aiohttp.ClientSession] = None
         self._deadline: Optional[float] = None  # monotonic; no request runs past it
 
     def give_up_after(self, seconds: float) -> None:
@@ -229,6 +242,27 @@ class HttpSink:
         if not keep:
             local.unlink(missing_ok=True)
 
+    async def put_stream(self, path: str, chunks: AsyncIterator[bytes]) -> None:
+        url = f"{self.base_url}/{path}"
+        remaining = self._remaining()
+        if remaining is not None and remaining <= 0:
+            raise SinkError(f"PUT {url}: not sent, the agent is stopping")
+        # No total: the body lasts as long as the segment is being written. A stalled origin
+        # still ends it (sock_read), and so does the agent stopping.
+        timeout = aiohttp.ClientTimeout(total=remaining, sock_connect=self._timeout.total,
+                                        sock_read=self._timeout.total)
+        try:
+            if self._stream_session is None or self._stream_session.closed:
+                self._stream_session = aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(limit=STREAM_CONNECTIONS, keepalive_timeout=60), timeout=self._timeout)
+            async with self._stream_session.put(url, data=chunks, headers=self._headers(path), timeout=timeout,
+                                          chunked=True) as resp:
+                if resp.status < 300:
+                    return
+                raise SinkError(f"PUT {url} (chunked): HTTP {resp.status}{await _reason(resp)}")
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise SinkError(f"PUT {url} (chunked): {type(exc).__name__}: {exc}") from None
+
     async def delete(self, path: str) -> None:
         await self._request("DELETE", path)
 
@@ -240,3 +274,6 @@ class HttpSink:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._stream_session is not None:
+            await self._stream_session.close()
+            self._stream_session = None
