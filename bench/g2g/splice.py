@@ -14,10 +14,16 @@ from __future__ import annotations
 import re
 import statistics
 import subprocess
+import time
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import m3u8
 
 from . import clock
+from .camera import Camera
 
 FRAME_MS = 1000 / 30
 
@@ -90,3 +96,91 @@ def switch_figures(frames: Sequence[Frame], switched_at_ms: float, *, settle_ms:
         newest = max(newest, f.captured_ms)
         previous = f.captured_ms
     return SwitchFigures(repeat, max(0.0, skip), statistics.median(before), statistics.median(after), len(around))
+
+
+# ----------------------------------------------------------------------------- the scenario
+class PlaylistRecording:
+    """Every segment an HLS CMAF playlist listed, kept before its window drops it."""
+
+    def __init__(self, rendition: Path) -> None:
+        self.dir = rendition
+        self.init: bytes = b""
+        self.segments: dict[str, bytes] = {}
+        self.discontinuities = 0
+
+    def poll(self) -> int:
+        try:
+            playlist = m3u8.loads((self.dir / "index.m3u8").read_text())
+        except FileNotFoundError:
+            return 0
+        for segment in playlist.segments:
+            if segment.uri not in self.segments:
+                self.discontinuities += bool(segment.discontinuity)
+                self.init = self.init or (self.dir / segment.init_section.uri).read_bytes()
+                self.segments[segment.uri] = (self.dir / segment.uri).read_bytes()
+        return len(self.segments)
+
+    def keep_for(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.poll()
+            time.sleep(0.2)
+
+    def media(self) -> bytes:
+        return self.init + b"".join(self.segments.values())
+
+
+def switch_time_ms(log: str, switch: str) -> float:
+    """When the transcoder's log says it made ``switch`` ("main -> backup"), Unix ms."""
+    line = next(line for line in log.splitlines() if f"source switch: {switch}" in line)
+    return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp() * 1000
+
+
+def _wait(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.2) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no {what} within {timeout:.0f} s")
+        time.sleep(interval)
+
+
+def failover_and_return(tx, url: Callable[[str], str], rung: str, *, width: int, height: int, fps: int = 30,
+                        gop_seconds: float = 2.0, kill_frames_before_key: int = 12) -> dict[str, SwitchFigures]:
+    """One camera feeding two encoders (two cameras painting the same clock, the wall clock at
+    capture) push main and backup to the transcoder ``tx`` (a tests.fixtures.transcoder handle,
+    started with main and backup); main's encoder is killed ``kill_frames_before_key`` frames
+    before the backup's next keyframe (its cached GOP then holds much that viewers saw from main),
+    a new one comes back and takes over. Figures of both switches, read off every frame of the
+    ``rung`` CMAF rendition."""
+    def camera(name: str) -> Camera:
+        return Camera(url(name), width=width, height=height, fps=fps, bitrate_kbps=600,
+                      keyframe_seconds=gop_seconds, encoder="obs").start()
+
+    main, backup = camera("main"), camera("backup")
+    recording = PlaylistRecording(tx.out / "hls/cmaf" / rung)
+    try:
+        tx.wait_status(lambda s: s.get("activeSource") == "main", 30, "main selected")
+        tx.put_desired(phase="live", broadcasting=True)
+        _wait(recording.poll, 40, "first segment")
+        recording.keep_for(8)
+        gop = round(fps * gop_seconds)
+        _wait(lambda: backup.frames % gop == gop - kill_frames_before_key, 10, "the backup late in its GOP", 0.005)
+        assert main.proc is not None
+        main.proc.kill()
+        tx.wait_status(lambda s: s.get("activeSource") == "backup", 10, "backup on air")
+        recording.keep_for(12)
+        main.stop()
+        main = camera("main")
+        tx.wait_status(lambda s: s.get("activeSource") == "main", 30, "main back on air")
+        recording.keep_for(14)
+    finally:
+        main.stop()
+        backup.stop()
+    if recording.discontinuities:
+        raise AssertionError(f"{recording.discontinuities} discontinuities: a failover must be a splice in the same run")
+    frames = read_frames(recording.media(), width, height)
+    unreadable = sum(f.captured_ms is None for f in frames)
+    if unreadable > len(frames) // 20:
+        raise AssertionError(f"{unreadable} of {len(frames)} frames without a readable clock")
+    log = tx.log_text()
+    return {switch: switch_figures(frames, switch_time_ms(log, switch)) for switch in ("main -> backup", "backup -> main")}
