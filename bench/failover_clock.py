@@ -71,13 +71,13 @@ class HttpRecording:
             time.sleep(0.2)
 
 
-def _until(predicate, timeout: float, what: str):
+def _until(predicate, timeout: float, what: str, interval: float = 0.3):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
-        time.sleep(0.3)
+        time.sleep(interval)
     raise TimeoutError(f"no {what} within {timeout:.0f} s")
 
 
@@ -109,7 +109,7 @@ def dev_trial(dev, trial: int, kill_frames_before_key: int) -> dict[str, SwitchF
         _until(recording.poll, 60, "the first segment")
         recording.keep_for(10)
         gop = 60
-        _until(lambda: backup.frames % gop == gop - kill_frames_before_key, 10, "the backup late in its GOP")
+        _until(lambda: backup.frames % gop == gop - kill_frames_before_key, 10, "the backup late in its GOP", 0.005)
         assert main.proc is not None
         main.proc.kill()
         killed_ms = time.time() * 1000
