@@ -205,15 +205,21 @@ def test_the_relay_records_arrivals_on_the_encoders_timeline_and_a_replayed_cach
         main.child.on_data(b"".join(pes(VIDEO, ts + FRAME, ts)))
     at, _ = relay.arrivals.lookup((start + 10 * FRAME) % WRAP)
     assert at == pytest.approx(T0 + 0.5 + 10 * FRAME / 90_000)
-    # Main falls silent while the backup goes on: its cached frames are spliced in, dated when
-    # they arrived (T0), not when they are forwarded, in a piece of their own.
-    mono[0] += 2.0
-    wall[0] += 2.0
-    backup.child.on_data(b"".join(pes(VIDEO, 7_000_000 + 3 * FRAME, 7_000_000 + 2 * FRAME)))
+    # The backup's next keyframe comes in after main's last frame (its timestamps in step with the
+    # time it arrived, as a live source's are), then main falls silent: the backup's cached frames
+    # are spliced in, dated when they arrived, not when they are forwarded, in a piece of their own.
+    key_ts = 7_000_000 + round(1.6 * 90_000)
+    mono[0], wall[0] = 101.6, T0 + 1.6
+    backup.child.on_data(b"".join(pes(VIDEO, key_ts + FRAME, key_ts, key=True)))
+    mono[0], wall[0] = 102.6, T0 + 2.6
+    backup.child.on_data(b"".join(pes(VIDEO, key_ts + 2 * FRAME, key_ts + FRAME)))
     relay._decide()
     assert relay.active == "backup"
-    at, _ = relay.arrivals.lookup((start + 30 * FRAME) % WRAP)  # the backup's keyframe, after main's 30 frames
-    assert at == pytest.approx(T0, abs=FRAME / 90_000)
+    # After main's 30 frames, and after the 0.1 s of picture between main's last frame and the
+    # backup's keyframe, which the timeline keeps.
+    hole = 1.6 - (0.5 + 29 * FRAME / 90_000) - FRAME / 90_000
+    at, _ = relay.arrivals.lookup((start + 30 * FRAME + round(hole * 90_000)) % WRAP)
+    assert at == pytest.approx(T0 + 1.6, abs=FRAME / 90_000)
 
 
 def test_the_first_video_decode_time_of_an_mpegts_segment():

@@ -68,3 +68,93 @@ def test_no_token_file_no_token_and_pull_sources_never_get_the_ingest_token():
     assert _input(relay, "pull") == "rtmp://elsewhere/app/a"
     relay.readers["pull"].child.on_exit(1)
     assert _input(relay, "pull") == "srt://elsewhere:9000"
+
+
+# ----------------------------------------------------------------------------- failover timing
+def _live(relay: Relay, clock: Clock, wall: list[float], name: str, first_ts: int, n: int, *, at: float,
+          gop: int = 60, key_at: int = 0) -> None:
+    """``n`` frames of source ``name`` in real time from wall time ``at`` (their timestamps in step
+    with it, as a live source's are), a keyframe at frame ``key_at`` and every ``gop`` after."""
+    from tests.unit.test_transcoder_mpegts import FRAME, VIDEO, pat, pes, pmt
+
+    reader = relay.readers[name]
+    for i in range(n):
+        t = at + i * FRAME / 90_000
+        clock.now, wall[0] = 100.0 + t, 1_800_000_000.0 + t
+        ts = first_ts + i * FRAME
+        head = [pat(), pmt(audio=False)] if reader.feed.pat is None else []
+        reader.child.on_data(b"".join(head + pes(VIDEO, ts + FRAME, ts, key=(i - key_at) % gop == 0)))
+
+
+def _failover_relay() -> tuple[Relay, Clock, list[float], list[bytes]]:
+    from tests.unit.test_transcoder_pdt import FakeStdin
+
+    clock, wall = Clock(), [0.0]
+    relay = Relay(Supervisor(), main_url="rtmp://ingest/live/main", backup_url="rtmp://ingest/live/backup",
+                  clock=clock, wall_clock=lambda: wall[0])
+    for reader in relay.readers.values():
+        reader.child.on_start(None)
+    sink = FakeStdin()
+    return relay, clock, wall, sink  # type: ignore[return-value]
+
+
+def _video_dts(data: bytes) -> list[int]:
+    from tests.unit.test_transcoder_mpegts import frames
+
+    return [dts for dts, _ in frames(data)]
+
+
+def test_a_cached_keyframe_older_than_what_viewers_saw_is_not_replayed_and_the_gap_stays_time():
+    from tests.unit.test_transcoder_mpegts import FRAME
+
+    relay, clock, wall, sink = _failover_relay()
+    # Both sources carry the same camera: main from 0 s, the backup from 0 s too (its own timestamps),
+    # the backup's keyframes at 0 s and 2 s. Main is on air until 1.5 s, then its reader ends.
+    _live(relay, clock, wall, "backup", 9_000_000, 1, at=0.0)
+    _live(relay, clock, wall, "main", 1_000_000, 1, at=0.0)
+    relay.attach(sink)  # type: ignore[arg-type]
+    assert relay.active == "main"
+    for i in range(1, 45):
+        _live(relay, clock, wall, "backup", 9_000_000 + i * FRAME, 1, at=i * FRAME / 90_000, key_at=i)
+        _live(relay, clock, wall, "main", 1_000_000 + i * FRAME, 1, at=i * FRAME / 90_000, key_at=-1)
+    sent_main = _video_dts(sink.data)
+    relay.readers["main"].child.on_exit(0)
+    # The backup's cached keyframe (0 s) holds 1.5 s that viewers already saw: not replayed.
+    assert relay.pending == "backup" and _video_dts(sink.data) == sent_main
+    for i in range(45, 62):
+        _live(relay, clock, wall, "backup", 9_000_000 + i * FRAME, 1, at=i * FRAME / 90_000, key_at=i)
+    assert relay.active == "backup"
+    spliced = _video_dts(sink.data)[len(sent_main):]
+    # Its next keyframe (2.0 s) goes on where main's picture ended (1.5 s, its last frame sent
+    # being held back until complete): the half second nobody delivered stays on the timeline.
+    assert spliced[0] - sent_main[-1] == (60 - (len(sent_main) - 1)) * FRAME
+
+
+def test_a_cached_keyframe_newer_than_what_viewers_saw_is_replayed_at_its_place_on_the_timeline():
+    from tests.unit.test_transcoder_mpegts import FRAME
+
+    relay, clock, wall, sink = _failover_relay()
+    _live(relay, clock, wall, "main", 1_000_000, 1, at=0.0)
+    relay.attach(sink)  # type: ignore[arg-type]
+    _live(relay, clock, wall, "main", 1_000_000 + FRAME, 29, at=FRAME / 90_000, key_at=-1)
+    sent_main = _video_dts(sink.data)
+    # Main froze after 1 s (its last frame at 29 frames); the backup's keyframe comes at 1.5 s.
+    _live(relay, clock, wall, "backup", 9_000_000 + 45 * FRAME, 40, at=45 * FRAME / 90_000)
+    relay._decide()
+    assert relay.active == "backup"
+    spliced = _video_dts(sink.data)[len(sent_main):]
+    assert spliced[0] - sent_main[-1] == 45 * FRAME - (len(sent_main) - 1) * FRAME
+
+
+def test_received_is_the_lower_envelope_of_late_chunked_reads():
+    from onair.agent.transcoder.mpegts import Feed
+    from tests.unit.test_transcoder_mpegts import FRAME, VIDEO, pat, pes, pmt
+
+    feed = Feed("main")
+    feed.push(pat() + pmt(audio=False), 0.0)
+    for i in range(90):
+        true = i * FRAME / 90_000
+        late = (0.1 - true % 0.1) % 0.1  # read in chunks every 100 ms: up to a chunk late
+        feed.push(b"".join(pes(VIDEO, 5000 + i * FRAME + FRAME, 5000 + i * FRAME, key=i % 30 == 0)), 50.0 + true + late)
+    assert abs(feed.received(5000 + 40 * FRAME) - (50.0 + 40 * FRAME / 90_000)) < 0.002
+    assert feed.received(5000 + 40 * FRAME + 20 * 90_000) is None  # nothing seen near it

@@ -37,6 +37,8 @@ VIDEO_FRAME_RANGE = (CLOCK // 240, CLOCK // 5)
 AUDIO_FRAME_RANGE = (CLOCK // 1000, CLOCK // 2)
 DEFAULT_VIDEO_FRAME = CLOCK // 30
 DEFAULT_AUDIO_FRAME = 1920  # 1024 AAC samples at 48 kHz
+# Frames this far either side of a frame estimate when it was received (``Feed.received``).
+RECEIVED_WINDOW = 5 * CLOCK
 # Inside one source, a jump this large is a restart upstream, not a late frame.
 JUMP_FORWARD = 5 * CLOCK
 JUMP_BACKWARD = 1 * CLOCK
@@ -367,6 +369,20 @@ class Feed:
     def kind(self, pid: int) -> Optional[str]:
         return self.program.kinds.get(pid) if self.program else None
 
+    def received(self, decode: int) -> Optional[float]:
+        """When the frame of decode time ``decode`` came in, without the reader's chunking: the
+        lower envelope of ``arrival - decode time`` of the frames around it (those that waited
+        least), so two sources' frames compare within a frame rather than a read interval.
+        None when no frame near it was seen."""
+        best: Optional[float] = None
+        for other, arrival in self.arrivals.items():
+            delta = sdiff(other, decode)
+            if -RECEIVED_WINDOW <= delta <= RECEIVED_WINDOW:
+                estimate = arrival - delta / CLOCK
+                if best is None or estimate < best:
+                    best = estimate
+        return best
+
 
 # ----------------------------------------------------------------------------- the output
 @dataclass
@@ -423,7 +439,11 @@ class Splicer:
     _held: dict[int, list[bytes | bytearray]] = field(default_factory=dict)
     _held_ts: dict[int, Optional[int]] = field(default_factory=dict)
     _missing: dict[int, Optional[int]] = field(default_factory=dict)  # bytes a held PES still lacks
+    _held_source: dict[int, int] = field(default_factory=dict)  # the source's decode time of a held PES
     _feed: Optional[Feed] = None
+    # The last video frame sent: its feed and that feed's decode time (what viewers saw last, for
+    # placing the next source's first frame after it). None after ``reset``: a new encoder.
+    last_video: Optional[tuple[Feed, int]] = None
     # Every video PES retimed since the caller last took them: (output decode time, the source's,
     # whether the relation between the two changed there: a splice or a jump).
     video_frames: list[tuple[int, int, bool]] = field(default_factory=list)
@@ -433,20 +453,23 @@ class Splicer:
     def feed(self) -> Optional[Feed]:
         return self._feed
 
-    def splice(self, feed: Feed, packets: Iterable[bytes]) -> bytes:
+    def splice(self, feed: Feed, packets: Iterable[bytes], hole: int = 0) -> bytes:
         """Start ``feed`` with ``packets`` (which must begin at a keyframe): its PAT/PMT first,
-        timestamps shifted so they continue the output timeline. Whatever the previous feed
-        had not completed is dropped."""
+        timestamps shifted so they continue the output timeline, ``hole`` (90 kHz) after the
+        last frame's end: picture that neither source delivered, left as time on the timeline
+        rather than squeezed out, so the output stays as far behind capture as it was. Whatever
+        the previous feed had not completed is dropped."""
         packets = list(packets)
         self._feed = feed
         self._held = {}
         self._held_ts = {}
+        self._held_source = {}
         self._missing = {}
         self.video.rollback()
         self.audio.rollback()
         self.splices += 1
         self._new_piece = True
-        self.offset = self._continuing_offset(feed, packets)
+        self.offset = self._continuing_offset(feed, packets, max(0, hole))
         head = [p for p in (feed.pat, feed.pmt) if p is not None]
         return self.forward(head + packets)
 
@@ -455,12 +478,14 @@ class Splicer:
         self._cc = {}
         self._held = {}
         self._held_ts = {}
+        self._held_source = {}
         self._missing = {}
         self.video.rollback()
         self.audio.rollback()
         self._feed = None
+        self.last_video = None
 
-    def _continuing_offset(self, feed: Feed, packets: list[bytes]) -> int:
+    def _continuing_offset(self, feed: Feed, packets: list[bytes], hole: int) -> int:
         first: dict[str, int] = {}
         for pkt in packets:
             kind = feed.kind(pid_of(pkt))
@@ -476,7 +501,7 @@ class Splicer:
         for kind, track in (("v", self.video), ("a", self.audio)):
             wanted = track.next()
             if wanted is not None and kind in first:
-                return (wanted - first[kind]) % WRAP
+                return (wanted + hole - first[kind]) % WRAP
         return self.offset
 
     def forward(self, packets: Iterable[bytes]) -> bytes:
@@ -525,6 +550,9 @@ class Splicer:
                 self._emit(out, part, pid)
             track = self.video if kind == "v" else self.audio
             track.emitted = self._held_ts.pop(pid, track.emitted)
+            source = self._held_source.pop(pid, None)
+            if kind == "v" and source is not None and self._feed is not None:
+                self.last_video = (self._feed, source)
 
     def _emit(self, out: bytearray, buf: bytes | bytearray, pid: int) -> None:
         """Append one packet with its continuity counter renumbered (in ``out``: no copy)."""
@@ -573,6 +601,7 @@ class Splicer:
             write_timestamp(buf, times.dts_at, times.dts + self.offset)
         track.advance(out)
         self._held_ts[pid] = out
+        self._held_source[pid] = times.decode
         if kind == "v":
             self.video_frames.append((out, times.decode, self._new_piece))
             self._new_piece = False

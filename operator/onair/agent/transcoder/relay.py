@@ -27,7 +27,7 @@ from onair.agent.supervisor import Child, Supervisor
 from onair.endpoints import with_read_token
 
 from .ffmpeg_args import reader_args
-from .mpegts import Feed, Splicer
+from .mpegts import CLOCK, DEFAULT_VIDEO_FRAME, Feed, Splicer, pes_times
 from .pdt import ArrivalMap
 from onair.agent.ffmpeg_output import InputProbe, InputVideo
 from onair.agent.redaction import redact_url, url_secrets
@@ -45,6 +45,16 @@ READ_INTERVAL_SECONDS = 0.1
 # A cached GOP longer than this is not replayed on a switch (the output would run that far
 # ahead of the wall clock); the switch waits for the next keyframe instead.
 MAX_CACHE_BURST_SECONDS = 3.0
+# A cached keyframe received more than this before the next frame viewers are due (the one after
+# the last they got from the source that failed) would show them content again and keep them that
+# much further behind for good: the switch waits for the new source's next keyframe instead. Two
+# sources' frames are told apart by when they were received, which the readers' chunks blur by
+# far less than this (see ``Feed.received``).
+MAX_SPLICE_REPEAT_SECONDS = 0.05
+# Picture neither source delivered around a switch stays time on the output timeline (a frozen
+# picture, no change in latency) up to this long; a longer outage is squeezed out as before (the
+# players stalled through it anyway). Below the splicer's JUMP_FORWARD, which would undo it.
+MAX_SPLICE_HOLE_SECONDS = 4.0
 # A pull URI that connected but delivers nothing usable for this long is given up.
 PULL_STARTUP_SECONDS = 10.0
 PULL_STALL_SECONDS = 5.0
@@ -197,13 +207,35 @@ class Relay:
             self._start_forwarding(reader, packets[key_at:])
 
     # ------------------------------------------------------------------------- switching
+    def _picture_gap(self, reader: _Reader, keyframe: bytes) -> Optional[float]:
+        """Seconds of capture time between the end of the last frame viewers got from another
+        source and ``keyframe`` of ``reader``, judged by when each was received (a camera feeding
+        both encoders makes them arrive together): negative when the keyframe holds picture they
+        already saw. None without such a frame (a first selection, a new encoder, the same source
+        again) or without arrival times to compare."""
+        last = self.splicer.last_video
+        times = pes_times(keyframe)
+        if last is None or last[0].name == reader.name or times is None or times.decode is None:
+            return None
+        feed, decode = last
+        shown, starts = feed.received(decode), reader.feed.received(times.decode)
+        if shown is None or starts is None:
+            return None
+        frame = (self.splicer.video.frame or DEFAULT_VIDEO_FRAME) / CLOCK
+        return starts - shown - frame
+
     def _start_forwarding(self, reader: _Reader, packets: Sequence[bytes]) -> None:
         previous = self.active
         self._forwarding = reader.feed
         self.active = reader.name
         self.pending = None
         if self._sink is not None:
-            self._write(self.splicer.splice(reader.feed, packets))
+            gap = self._picture_gap(reader, packets[0]) if packets else None
+            hole = 0
+            if gap is not None:
+                log.info("splicing %s %+.3fs of picture after the last frame shown", reader.name, gap)
+                hole = round(min(max(gap, 0.0), MAX_SPLICE_HOLE_SECONDS) * CLOCK)
+            self._write(self.splicer.splice(reader.feed, packets, hole))
         if previous != reader.name:
             log.info("source %s: %s", "switch" if previous else "selected", f"{previous} -> {reader.name}" if previous else reader.name)
             if self.on_select:
@@ -228,6 +260,13 @@ class Relay:
             self.pending = None
             return
         cache_ok = reader.feed.ready and reader.feed.gop_seconds <= MAX_CACHE_BURST_SECONDS
+        if cache_ok and decision.immediate:
+            gap = self._picture_gap(reader, reader.feed.gop[0])
+            if gap is not None and gap < -MAX_SPLICE_REPEAT_SECONDS:
+                if self.pending != target:
+                    log.info("the cached keyframe of %s holds %.3fs already shown: switching at its next keyframe",
+                             target, -gap)
+                cache_ok = False
         if decision.immediate and cache_ok:
             self._start_forwarding(reader, list(reader.feed.gop))
         elif self.pending != target:
