@@ -30,6 +30,7 @@ from _transcoder_common import load, rig
 
 from bench.g2g.camera import Camera
 from bench.g2g.splice import SwitchFigures, failover_and_return, read_frames, switch_figures
+from bench.waiting import wait_until
 
 RUNG = "180p"
 
@@ -71,16 +72,6 @@ class HttpRecording:
             time.sleep(0.2)
 
 
-def _until(predicate, timeout: float, what: str, interval: float = 0.3):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"no {what} within {timeout:.0f} s")
-
-
 def dev_trial(dev, trial: int, kill_frames_before_key: int) -> dict[str, SwitchFigures]:
     from kubernetes import client
 
@@ -94,7 +85,7 @@ def dev_trial(dev, trial: int, kill_frames_before_key: int) -> dict[str, SwitchF
 
     def status() -> dict:
         return custom.get_namespaced_custom_object(group, version, ns, "livestreams", name).get("status") or {}
-    urls = _until(lambda: (e := dev.endpoints(ns, name))["ingest"].get("backupRtmp") and e["playback"].get("hlsCmaf")
+    urls = wait_until(lambda: (e := dev.endpoints(ns, name))["ingest"].get("backupRtmp") and e["playback"].get("hlsCmaf")
                   and e, 240, "push and playback URLs")
     key = base64.b64decode(core.read_namespaced_secret(f"{name}-credentials", ns).data["streamKey"]).decode()
 
@@ -104,12 +95,12 @@ def dev_trial(dev, trial: int, kill_frames_before_key: int) -> dict[str, SwitchF
     main, backup = camera(urls["ingest"]["rtmp"]), camera(urls["ingest"]["backupRtmp"])
     recording = HttpRecording(urls["playback"]["hlsCmaf"])
     try:
-        _until(lambda: status().get("activeSource") == "main" and status().get("backupLive"), 120,
+        wait_until(lambda: status().get("activeSource") == "main" and status().get("backupLive"), 120,
                "main on air with the backup live")
-        _until(recording.poll, 60, "the first segment")
+        wait_until(recording.poll, 60, "the first segment")
         recording.keep_for(10)
         gop = 60
-        _until(lambda: backup.frames % gop == gop - kill_frames_before_key, 10, "the backup late in its GOP", 0.005)
+        wait_until(lambda: backup.frames % gop == gop - kill_frames_before_key, 10, "the backup late in its GOP", 0.005)
         assert main.proc is not None
         main.proc.kill()
         killed_ms = time.time() * 1000

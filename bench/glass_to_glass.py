@@ -33,7 +33,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Optional
 
@@ -47,6 +46,7 @@ from bench._onair_dev import OnairDev  # noqa: E402 - needs the paths above
 from onair.agent.origin.dash import LL_MAX_PLAYBACK_RATE, LL_MIN_PLAYBACK_RATE, LowLatency  # noqa: E402
 from bench.g2g import server  # noqa: E402
 from bench.g2g.camera import Camera  # noqa: E402
+from bench.waiting import wait_until  # noqa: E402
 
 NAMESPACE, NAME = "g2g", "g2g"
 GROUP, VERSION = "onair.dev", "v1alpha1"
@@ -107,16 +107,6 @@ def row(label: str, figures: dict) -> str:
             f"{figures['unreadable']:>6} {figures['stalls']:>6} {s('pdt_offset')}  {'; '.join(figures['errors'])[:80]}")
 
 
-def wait(predicate, timeout: float, what: str, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"no {what} within {timeout:.0f}s")
-
-
 async def measure(args: argparse.Namespace) -> None:
     from kubernetes import client
 
@@ -129,7 +119,7 @@ async def measure(args: argparse.Namespace) -> None:
         custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "livestreams", {
             "apiVersion": f"{GROUP}/{VERSION}", "kind": "Livestream", "metadata": {"name": NAME},
             "spec": livestream_spec(args.low_latency, args.part_ms)})
-        urls = await asyncio.to_thread(wait, lambda: (e := dev.endpoints(NAMESPACE, NAME))["ingest"].get(
+        urls = await asyncio.to_thread(wait_until, lambda: (e := dev.endpoints(NAMESPACE, NAME))["ingest"].get(
             args.protocol) and e["playback"].get("hlsCmaf") and e, 180, "push and playback URLs from onair dev")
         secret = core.read_namespaced_secret(f"{NAME}-credentials", NAMESPACE)
         if args.protocol == "rtmp":
@@ -147,7 +137,7 @@ async def measure(args: argparse.Namespace) -> None:
                 st = custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "livestreams", NAME).get(
                     "status") or {}
                 return st if st.get("live") and st.get("broadcasting") else None
-            await asyncio.to_thread(wait, live, 120, "status.live and status.broadcasting")
+            await asyncio.to_thread(wait_until, live, 120, "status.live and status.broadcasting")
             for key in PLAYERS:
                 player = player_for(key, args.low_latency)
                 if args.players and key not in args.players.split(","):

@@ -22,6 +22,8 @@ from typing import Callable, Optional, Sequence
 
 import m3u8
 
+from bench.waiting import wait_until
+
 from . import clock
 from .camera import Camera
 
@@ -136,14 +138,6 @@ def switch_time_ms(log: str, switch: str) -> float:
     return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp() * 1000
 
 
-def _wait(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no {what} within {timeout:.0f} s")
-        time.sleep(interval)
-
-
 def failover_and_return(tx, url: Callable[[str], str], rung: str, *, width: int, height: int, fps: int = 30,
                         gop_seconds: float = 2.0, kill_frames_before_key: int = 12) -> dict[str, SwitchFigures]:
     """One camera feeding two encoders (two cameras painting the same clock, the wall clock at
@@ -161,10 +155,10 @@ def failover_and_return(tx, url: Callable[[str], str], rung: str, *, width: int,
     try:
         tx.wait_status(lambda s: s.get("activeSource") == "main", 30, "main selected")
         tx.put_desired(phase="live", broadcasting=True)
-        _wait(recording.poll, 40, "first segment")
+        wait_until(recording.poll, 40, "first segment")
         recording.keep_for(8)
         gop = round(fps * gop_seconds)
-        _wait(lambda: backup.frames % gop == gop - kill_frames_before_key, 10, "the backup late in its GOP", 0.005)
+        wait_until(lambda: backup.frames % gop == gop - kill_frames_before_key, 10, "the backup late in its GOP", 0.005)
         assert main.proc is not None
         main.proc.kill()
         tx.wait_status(lambda s: s.get("activeSource") == "backup", 10, "backup on air")
