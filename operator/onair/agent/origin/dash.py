@@ -110,10 +110,6 @@ def check_mpd(text: str) -> None:
     _parse(text)
 
 
-def is_dynamic(text: str) -> bool:
-    return _parse(text).get("type") == "dynamic"
-
-
 def time_shift_buffer_depth(text: str) -> Optional[float]:
     value = _parse(text).get("timeShiftBufferDepth")
     return parse_duration(value) if value is not None else None

@@ -563,10 +563,6 @@ class Dvr:
         r = self.renditions.get(path)
         return len(r.segments) if r else 0
 
-    def public_segment_count(self, path: str) -> int:
-        r = self.renditions.get(path)
-        return sum(1 for seg in r.segments if seg.public) if r else 0
-
     def available_seconds(self) -> Optional[float]:
         """The rewind depth every rendition can offer (the shortest window), None if empty."""
         durations = [r.duration for r in self.renditions.values() if r.segments]

@@ -1,7 +1,7 @@
 """``PUT``/``DELETE /upload/<path>``: how the transcoder hands its output to the origin.
 
-ffmpeg's HLS and DASH muxers PUT every file (chunked, one request per file) and DELETE the
-segments that leave their own short window. Media playlists are not stored: they feed the DVR
+The transcoder's packager PUTs every file it publishes (one request per file) and DELETEs the
+segments that leave its own short window. Media playlists are not stored: they feed the DVR
 index (``dvr.py``), which decides what is served and which DELETEs to ignore.
 
 In the low-latency tier DASH segments are readable while their upload runs (``chunked``): the

@@ -176,10 +176,6 @@ class Uploader:
             return self._last.message
         return None
 
-    def uploaded_parts_info(self, parts: list[PartFile]) -> dict[str, Marker]:
-        """Markers of ``parts`` (uploaded parts, also those no longer on the volume)."""
-        return {p.name: m for p in parts if (m := self._marker(p.name)) is not None}
-
     @contextlib.asynccontextmanager
     async def holding(self, session: str) -> AsyncIterator[None]:
         """No upload of ``session`` starts meanwhile, and the one running (if any) has ended."""

@@ -30,7 +30,6 @@ from onair.agent.mp4box import boxes, child, children, file_boxes
 TARGET_SECONDS = 4.0
 # trun/tfhd/trex sample flags: sample_is_non_sync_sample.
 NON_SYNC_SAMPLE = 0x00010000
-CONTAINERS = (b"moov", b"trak", b"mdia", b"mvex", b"moof", b"traf")
 
 
 class NotFragmentedMp4(ValueError):

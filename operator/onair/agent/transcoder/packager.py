@@ -1,7 +1,8 @@
 """Publishes what the encoder writes into its working directory, in an order players can trust.
 
 ffmpeg writes every file under a temporary name and renames it when complete; the packager
-polls the directory and, per scan, sends new segments and init segments first, then the media
+scans the directory when inotify says it changed (and on a slow timer as a backstop) and, per
+scan, sends new segments and init segments first, then the media
 playlists that list them, then master playlists and manifests, so the origin never serves a
 playlist naming a file it does not have.
 
