@@ -166,19 +166,3 @@ def test_previous_segment_keeps_the_number_width():
     assert previous_segment("dash/run_0_000010.m4s") == "dash/run_0_000009.m4s"
     assert previous_segment("dash/run_0_000000.m4s") is None
     assert previous_segment("dash/manifest.mpd") is None
-
-
-def test_a_live_mpd_asks_players_to_stay_a_buffer_and_a_segment_behind_the_edge():
-    """ffmpeg says suggestedPresentationDelay = one segment (PT1S for 1 s segments), below its own
-    minBufferTime: dash.js plays there by default and stalls for every segment that is late. The
-    origin asks for minBufferTime + the longest segment, as hls.js keeps 3 target durations."""
-    ffmpeg = FFMPEG_MPD.replace('minBufferTime="PT2.0S"', 'minBufferTime="PT2.0S" suggestedPresentationDelay="PT1S"')
-    for text in (FFMPEG_MPD, ffmpeg):
-        root = ET.fromstring(rewrite_mpd(text, "//o/time").encode())
-        assert parse_duration(root.get("suggestedPresentationDelay")) == pytest.approx(3.0)  # 2 s + d=12800/12800
-    # A larger delay the MPD asks for is kept; an ended (static) MPD gets none.
-    larger = FFMPEG_MPD.replace('minBufferTime="PT2.0S"', 'minBufferTime="PT2.0S" suggestedPresentationDelay="PT8S"')
-    assert parse_duration(ET.fromstring(rewrite_mpd(larger, "//o/time").encode())
-                          .get("suggestedPresentationDelay")) == pytest.approx(8.0)
-    static = ET.fromstring(rewrite_mpd(FFMPEG_MPD.replace('type="dynamic"', 'type="static"'), "//o/time").encode())
-    assert static.get("suggestedPresentationDelay") is None

@@ -143,25 +143,6 @@ def _segment_seconds(template: ET.Element, root: ET.Element) -> Optional[float]:
     return parse_duration(longest) if longest else None
 
 
-def _presentation_delay(root: ET.Element) -> None:
-    """At least ``minBufferTime`` + the longest segment behind the live edge.
-
-    ffmpeg suggests one segment, below its own ``minBufferTime``; players that follow it (stock
-    dash.js by default) cannot build the buffer the MPD asks for and stall whenever a segment
-    comes late. A segment is listed only once complete, so a player that keeps ``minBufferTime``
-    buffered must start that much plus the segment being made behind the newest one (for 1 s
-    segments 3 s, the same as hls.js's 3 target durations). The low-latency tier states its
-    target in the ``ServiceDescription`` instead."""
-    durations = [d for t in root.iter() if _local(t.tag) == "SegmentTemplate" and (d := _segment_seconds(t, root))]
-    buffer = parse_duration(root.get("minBufferTime") or "")
-    if not durations or buffer is None:
-        return
-    wanted = buffer + max(durations)
-    current = parse_duration(root.get("suggestedPresentationDelay") or "")
-    if current is None or current < wanted:
-        root.set("suggestedPresentationDelay", format_duration(wanted))
-
-
 def _low_latency(root: ET.Element, namespace: str, ll: LowLatency) -> None:
     segments = []
     for template in [el for el in root.iter() if _local(el.tag) == "SegmentTemplate"]:
@@ -205,8 +186,6 @@ def rewrite_mpd(text: str, utc_timing_url: str, dvr_seconds: Optional[float] = N
         root.set("timeShiftBufferDepth", format_duration(dvr_seconds))
     if low_latency is not None and root.get("type") == "dynamic":
         _low_latency(root, namespace, low_latency)
-    elif root.get("type") == "dynamic":
-        _presentation_delay(root)
     if query:
         for el in _templates(root):
             for attr in URL_ATTRIBUTES:
