@@ -22,6 +22,7 @@ import contextlib
 import statistics
 import time
 import urllib.request
+from pathlib import Path
 from typing import Optional
 from urllib.parse import urljoin
 
@@ -29,7 +30,7 @@ import m3u8
 from _transcoder_common import load, rig
 
 from bench.g2g.camera import Camera
-from bench.g2g.splice import SwitchFigures, failover_and_return, read_frames, switch_figures
+from bench.g2g.splice import PlaylistRecording, SwitchFigures, failover_and_return, read_frames, switch_figures
 from bench.waiting import wait_until
 
 RUNG = "180p"
@@ -40,15 +41,14 @@ def _get(url: str) -> bytes:
         return response.read()
 
 
-class HttpRecording:
+class HttpRecording(PlaylistRecording):
     """Every segment of the top rendition of an HLS CMAF master playlist, fetched as listed."""
 
     def __init__(self, master: str) -> None:
+        super().__init__(Path())
         self.master = master
         self.variant: Optional[str] = None
         self.size = (0, 0)
-        self.init = b""
-        self.segments: dict[str, bytes] = {}
 
     def poll(self) -> int:
         try:
@@ -64,12 +64,6 @@ class HttpRecording:
         except OSError:
             pass
         return len(self.segments)
-
-    def keep_for(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            self.poll()
-            time.sleep(0.2)
 
 
 def dev_trial(dev, trial: int, kill_frames_before_key: int) -> dict[str, SwitchFigures]:
