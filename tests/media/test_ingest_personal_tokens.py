@@ -85,7 +85,7 @@ def test_rtmp_refusals_say_why(ingest_agent, publishers, case, reason, words):
         ingest.put_desired(members=[{**HOST, "revokeTokensIssuedBefore": revoked_at}])
         key = token(ingest, issued=now - 120)
     elif case == "foreign":
-        key = token(ingest, secret="the-other-livestreams-secret", livestream="events/other")
+        key = token(ingest, secret="the-playback-secret-of-the-other-livestream", livestream="events/other")
     elif case == "stranger":
         key = token(ingest, "mallory")
     elif case == "no grant":
@@ -161,7 +161,7 @@ def test_whip_refusals_of_personal_tokens(ingest_agent, case, status, reason):
     key = {"expired": lambda: token(ingest, issued=time.time() - 7200, ttl=3600),
            "stranger": lambda: token(ingest, "mallory"),
            "no grant": lambda: token(ingest, "bob"),
-           "foreign": lambda: token(ingest, secret="other", livestream="events/other")}[case]()
+           "foreign": lambda: token(ingest, secret="the-playback-secret-of-the-other-livestream", livestream="events/other")}[case]()
     client = WhipPublisher(ingest.whip_url, key).start()
     client.stop()
     assert client.status == status, client.body

@@ -55,7 +55,7 @@ def test_backstage_refuses_playback_without_a_token(backstage_origin):
 def test_backstage_refuses_bad_tokens_with_the_reason(backstage_origin, bad):
     origin = backstage_origin
     token = {"expired": origin.token(ttl=-5), "other-stream": origin.token(livestream="media/other"),
-             "wrong-secret": origin.token(secret="not-the-secret"), "garbage": "not.a.jwt"}[bad]
+             "wrong-secret": origin.token(secret="not-the-secret-that-signs-this-livestream"), "garbage": "not.a.jwt"}[bad]
     response = origin.get("hls/cmaf/master.m3u8", params={"token": token})
     assert response.status_code == 403
     reason = {"expired": "expired", "other-stream": "another livestream", "wrong-secret": "signature",

@@ -8,7 +8,7 @@ from onair.agent.origin import access
 from onair.agent.origin.access import SecretFile, decide as _decide, open_to_viewers, request_token
 
 STREAM = "media/show"
-SECRET = "k"
+SECRET = "k" * 32
 
 
 def decide(phase, token, secret, livestream, now, viewers_allowed=None):

@@ -13,7 +13,7 @@ from onair.controller.events import transition_events
 from onair.render import grants
 from onair.render import refusals as rrefusals
 
-SECRET = "playback-secret-of-keynote"
+SECRET = "playback-secret-of-the-keynote-livestream"
 STREAM = "events/keynote"
 NOW = 1_750_000_000
 HOST = PublishMember(user_id="alice", role="host", may_publish=True)
@@ -93,7 +93,7 @@ def test_tokens_issued_before_the_revocation_are_refused_later_ones_accepted():
 
 
 def test_token_of_another_livestream_is_a_wrong_key_naming_that_livestream():
-    foreign = publish_token(secret="secret-of-other", stream="events/other")
+    foreign = publish_token(secret="playback-secret-of-the-other-livestream", stream="events/other")
     verdict = check(foreign)
     assert verdict.reason == refusals.WRONG_KEY and "another livestream (events/other)" in verdict.detail
     # Signed with this livestream's secret but for another audience: refused just the same.
