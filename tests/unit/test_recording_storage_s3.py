@@ -16,7 +16,8 @@ from onair.api.settings import S3Storage
 from onair.controller.config import OperatorConfig
 from onair.controller.events import NORMAL, WARNING, transition_events
 from onair.crdgen import crds
-from onair.render.children import S3_SECRET_DIR, render_children
+from onair.render.agent_configs import S3_SECRET_DIR
+from onair.render.children import render_children
 from onair.render.conditions import find_condition
 from onair.render.credentials import Credentials
 from onair.render.lifecycle import desired_lifecycle

@@ -12,7 +12,8 @@ from onair.api.agent import IngestConfig, OriginConfig, RecorderConfig, Transcod
 from onair.api.calltype import CallType
 from onair.controller.config import OperatorConfig
 from onair.api.meta import child_selector
-from onair.render.children import CHILD_KINDS, CONFIG_HASH_ANNOTATION, RenderedChildren, create_only, render_children
+from onair.render.children import CHILD_KINDS, RenderedChildren, create_only, render_children
+from onair.render.deployments import CONFIG_HASH_ANNOTATION
 from onair.render.credentials import Credentials, credentials_from_secret_data, render_credentials_secret
 from onair.render.ladder import fit_ladder
 

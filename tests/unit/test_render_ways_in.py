@@ -117,7 +117,7 @@ def test_load_balancer_ingest_carries_the_annotations_and_service_ports():
 
 def _urls(config, exposure=None, **spec):
     from onair.api.livestream import LivestreamSpec
-    from onair.render.children import render_urls
+    from onair.render.urls import render_urls
 
     out = render(livestream(**spec), config=config)
     return render_urls("show", "media", LivestreamSpec.model_validate({"callType": "livestream", **spec}),
@@ -125,7 +125,7 @@ def _urls(config, exposure=None, **spec):
 
 
 def test_node_port_urls_use_the_allocated_ports_on_the_ingest_pods_node():
-    from onair.render.children import ingest_exposure
+    from onair.render.urls import ingest_exposure
 
     config = OperatorConfig(ingest_service_type="NodePort", ingest_node_ports={"main": {"srt": 30900}})
     service = {"spec": {"ports": [{"name": "rtmp", "port": 1935, "nodePort": 31935},
@@ -139,7 +139,7 @@ def test_node_port_urls_use_the_allocated_ports_on_the_ingest_pods_node():
 
 
 def test_load_balancer_urls_use_its_address_unless_a_host_template_names_it():
-    from onair.render.children import ingest_exposure
+    from onair.render.urls import ingest_exposure
 
     config = OperatorConfig(ingest_service_type="LoadBalancer")
     pending = {"spec": {"ports": [{"name": "rtmp", "port": 1935, "nodePort": 31935}]}, "status": {"loadBalancer": {}}}

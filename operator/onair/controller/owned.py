@@ -27,7 +27,8 @@ from typing import Any, Optional
 import kopf
 
 from onair.api.meta import LABEL_LIVESTREAM, MANAGER, MANIFEST_DIGEST_ANNOTATION
-from onair.render.children import ingest_exposure, role_of
+from onair.render.child_names import role_of
+from onair.render.urls import ingest_exposure
 
 from .apply import KnownChild, untouched_since_apply, version_marker
 from .runtime import AgentPod, Runtime, current_agent_pod

@@ -26,12 +26,13 @@ from onair.api.livestream import LivestreamSpec
 from onair.api.meta import child_selector
 from onair.render import credentials as rcreds
 from onair.render import grants
-from onair.render.children import (IngestExposure, RenderedChildren, child_name, render_children,
-                                   render_urls, slot_of)
+from onair.render.child_names import child_name, slot_of
+from onair.render.children import RenderedChildren, render_children
 from onair.render.lifecycle import desired_lifecycle, to_agent_desired
 from onair.render.pods import pod_problem
 from onair.render.resolve import Problem, resolve
 from onair.render.status import broadcast_problem, input_live, livestream_status, status_patch
+from onair.render.urls import IngestExposure, render_urls
 
 from . import events, members, recordings, refusals, rollout
 from .apply import apply_children

@@ -39,7 +39,7 @@ from onair.api.meta import API_VERSION, GROUP, LABEL_LIVESTREAM, VERSION
 from onair.api.recording import (MEDIA_DELETED, MEDIA_DELETED_EVENT, MEDIA_DELETION_FAILED, MEDIA_DELETION_PENDING,
                                  OBJECT_DELETION_NOT_CONFIGURED, RECORDER_UNREACHABLE, RECORDING_CREATED_EVENT)
 from onair.endpoints import RECORDINGS_PATH
-from onair.render.children import recordings_claim
+from onair.render.child_names import recordings_claim
 from onair.render.conditions import find_condition, set_condition
 from onair.render.pods import pod_problem
 from onair.render.recordings import (deletion_pod, deletion_pod_name, deletion_s3_config, object_storage_location,

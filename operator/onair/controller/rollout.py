@@ -18,7 +18,8 @@ from typing import Any, Mapping, Optional
 
 from onair.api.agent import IngestStatus, TranscoderStatus
 from onair.render import rollout as rr
-from onair.render.children import RenderedChildren, child_name
+from onair.render.child_names import child_name
+from onair.render.children import RenderedChildren
 
 from . import events
 from .kubeapi import KINDS

@@ -16,8 +16,8 @@ from onair.api.meta import API_VERSION, GROUP, LABEL_LIVESTREAM, MANAGER
 from onair.api.recording import (NO_PLAYLIST, NO_PUBLIC_BASE_URL, NOT_UPLOADED_YET, SERVED_FROM_VOLUME, VOLUME_ONLY,
                                  ObjectStorageLocation, PartPlayback, RecordingPlayback)
 from onair.api.settings import S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY, CallSettings, RecordingStorage, S3Storage
-from onair.render.children import (RECORDINGS_DIR, S3_SECRET_DIR, container_security_context, pod_security_context,
-                                   render_s3_upload)
+from onair.render.agent_configs import RECORDINGS_DIR, S3_SECRET_DIR, render_s3_upload
+from onair.render.deployments import container_security_context, pod_security_context
 
 KIND = "Recording"
 LABEL_SOURCE = f"{GROUP}/recording-source"
