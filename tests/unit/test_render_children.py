@@ -371,7 +371,7 @@ def test_every_pod_is_restricted(rendered):
 def test_pods_run_the_role_binary_with_its_ports(rendered):
     for name, dep in by_kind(rendered, "Deployment").items():
         key = name.removeprefix("show-")
-        role = roles.ROLES["ingest" if key.startswith("ingest") else key]
+        role = roles.MEDIA_ROLES["ingest" if key.startswith("ingest") else key]
         pod = dep["spec"]["template"]["spec"]
         (c,) = pod["containers"]
         # The command is explicit: args alone would follow the image's ENTRYPOINT (onair).

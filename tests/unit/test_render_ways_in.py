@@ -155,7 +155,7 @@ def test_every_child_kind_is_watched_or_looked_for_after_a_start():
     """A kind in neither list would never be pruned once the operator restarted."""
     from onair.controller.apply import UNWATCHED_CHILD_KINDS
     from onair.controller.kubeapi import KINDS
-    from onair.controller.settings import CHILD_RESOURCES
+    from onair.controller.kopf_settings import CHILD_RESOURCES
     from onair.render.children import CHILD_KINDS
 
     watched = {(f"{g}/{v}" if g else v, plural) for g, v, plural in CHILD_RESOURCES}

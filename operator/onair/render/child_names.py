@@ -37,7 +37,7 @@ def slot_of(key: str) -> str:
     return "backup" if key == "ingest-backup" else "main"
 
 
-def port_number(role: roles.Role, port_name: str) -> int:
+def port_number(role: roles.MediaRole, port_name: str) -> int:
     return next(p.number for p in role.ports if p.name == port_name)
 
 

@@ -49,7 +49,7 @@ def container_security_context() -> dict:
             "seccompProfile": {"type": "RuntimeDefault"}}
 
 
-def _probe(period: int, failures: int, path: str = "/healthz") -> dict:
+def _kubelet_probe(period: int, failures: int, path: str = "/healthz") -> dict:
     return {"httpGet": {"path": path, "port": "agent"}, "periodSeconds": period,
             "timeoutSeconds": 3, "failureThreshold": failures}
 
@@ -129,7 +129,7 @@ def _spread(name: str) -> dict:
 def render_deployment(ls_meta: Mapping, key: str, agent: BaseModel, effective: CallSettings,
                       config: OperatorConfig) -> dict:
     name = ls_meta["name"]
-    role = roles.ROLES[role_of(key)]
+    role = roles.MEDIA_ROLES[role_of(key)]
     volumes, mounts = _volumes(name, key, agent, effective, config)
     container: dict = {
         "name": role.name,
@@ -144,9 +144,9 @@ def render_deployment(ls_meta: Mapping, key: str, agent: BaseModel, effective: C
         # Readiness and liveness wait for the first answer, asked every second: a (re)started
         # agent joins its Service (encoders, viewers) a second after it listens instead of at
         # the next 5 s readiness period, and a slow start is never a liveness failure.
-        "startupProbe": _probe(1, 120),
-        "readinessProbe": _probe(5, 3, role.readiness_path),
-        "livenessProbe": _probe(10, 6),
+        "startupProbe": _kubelet_probe(1, 120),
+        "readinessProbe": _kubelet_probe(5, 3, role.readiness_path),
+        "livenessProbe": _kubelet_probe(10, 6),
     }
     pod_labels = {**labels(name, key), LABEL_ROLE: role.name}
     pod_spec: dict = {

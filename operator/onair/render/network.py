@@ -114,7 +114,7 @@ def render_recorder_service(ls_meta: Mapping) -> dict:
 _WEBRTC_UDP = {"protocol": "UDP", "port": 1024, "endPort": 65535}
 
 
-def _policy_port(port_name: str, role: roles.Role) -> dict:
+def _policy_port(port_name: str, role: roles.MediaRole) -> dict:
     port = next(p for p in role.ports if p.name == port_name)
     return {"protocol": port.protocol, "port": port.name}
 
@@ -141,7 +141,7 @@ def render_network_policy(ls_meta: Mapping, key: str, agent: BaseModel, readers:
     Egress is not restricted: pull sources, TURN servers and DNS are wherever the user says.
     """
     name = ls_meta["name"]
-    role = roles.ROLES[role_of(key)]
+    role = roles.MEDIA_ROLES[role_of(key)]
     operator = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": config.operator_namespace}},
                 "podSelector": {"matchLabels": dict(config.operator_pod_labels)}}
     rules: list[dict] = [{"from": [operator, *config.agent_metrics_from],

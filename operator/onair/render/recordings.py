@@ -276,7 +276,7 @@ def deletion_pod(recording: Mapping, image: str, image_pull_policy: str, image_p
         "name": "delete-media",
         "image": image,
         "imagePullPolicy": image_pull_policy,
-        "command": list(roles.ROLES["recorder"].command),
+        "command": list(roles.MEDIA_ROLES["recorder"].command),
         "args": ["agent", "recorder", "--delete-session", spec["session"],
                  "--livestream", f"{meta['namespace']}/{livestream}", "--output-dir", RECORDINGS_DIR, *s3_args],
         "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
