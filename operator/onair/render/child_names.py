@@ -7,6 +7,7 @@ from typing import Mapping
 from onair import roles
 from onair.api.meta import labels, owner_reference
 from onair.api.settings import CallSettings
+from onair.render.effective import recording_storage
 
 
 def child_name(livestream: str, key: str) -> str:
@@ -42,6 +43,4 @@ def port_number(role: roles.MediaRole, port_name: str) -> int:
 
 
 def recordings_claim(name: str, effective: CallSettings) -> str:
-    storage = effective.recording.storage
-    return (storage.persistent_volume_claim if storage and storage.persistent_volume_claim
-            else child_name(name, "recordings"))
+    return recording_storage(effective).persistent_volume_claim or child_name(name, "recordings")

@@ -56,6 +56,7 @@ from typing import Mapping, Optional
 
 from pydantic import BaseModel
 
+from onair.api.agent import IngestConfig
 from onair.api.calltype import CallType
 from onair.api.meta import LABEL_RECORDINGS_OF, labels, owner_reference
 from onair.api.livestream import LivestreamSpec
@@ -64,10 +65,10 @@ from onair.controller.config import OperatorConfig
 from onair.render import credentials as creds_mod
 from onair.render import grants
 from onair.render.agent_configs import CONFIG_KEY, TURN_SECRET_KEY, config_json, render_agent_configs
-from onair.render.child_names import child_meta, child_name, role_of, selector_labels
+from onair.render.child_names import child_meta, child_name, selector_labels
 from onair.render.credentials import Credentials
 from onair.render.deployments import render_deployment
-from onair.render.effective import effective_settings
+from onair.render.effective import effective_settings, recording_storage
 from onair.render.network import (ingest_readers, render_ingest_service, render_network_policy,
                                   render_origin_service, render_playback_route, render_recorder_service)
 from onair.render.resolve import Resolved
@@ -136,7 +137,8 @@ def render_recordings_pvc(ls_meta: Mapping, effective: CallSettings, config: Ope
 
     Labelled for discovery only; none of ``child_selector``'s labels, so pruning never sees it.
     """
-    storage = effective.recording.storage
+    storage = recording_storage(effective)
+    assert storage.size is not None, "DEFAULT_SETTINGS sets the size and a merge cannot unset it"
     return {
         "apiVersion": "v1", "kind": "PersistentVolumeClaim",
         "metadata": {
@@ -193,7 +195,7 @@ def render_children(livestream: Mapping, calltype: Optional[CallType], config: O
         objects.append(render_configmap(meta, key, agent))
     objects.append(render_dvr_pvc(meta, config))
     for key, agent in agents.items():
-        if role_of(key) == "ingest":
+        if isinstance(agent, IngestConfig):
             objects.append(render_ingest_service(meta, key, agent, config))
     objects.append(render_origin_service(meta))
     if "recorder" in agents:
@@ -217,8 +219,7 @@ def render_children(livestream: Mapping, calltype: Optional[CallType], config: O
         objects.insert(1, tokens_secret)
 
     keep: list[dict] = []
-    storage = effective.recording.storage
-    if "recorder" in agents and not (storage and storage.persistent_volume_claim):
+    if "recorder" in agents and not recording_storage(effective).persistent_volume_claim:
         keep.append(render_recordings_pvc(meta, effective, config))
 
     return RenderedChildren(

@@ -8,11 +8,13 @@ from typing import Mapping
 from pydantic import BaseModel
 
 from onair import roles
+from onair.api.agent import IngestConfig, OriginConfig, RecorderConfig, TranscoderConfig
 from onair.api.meta import LABEL_ROLE, labels
 from onair.api.settings import S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY, CallSettings
 from onair.controller.config import OperatorConfig
 from onair.render import credentials as creds_mod
 from onair.render import rollout
+from onair.render.effective import recording_storage
 from onair.render.agent_configs import (CONFIG_KEY, S3_SECRET_DIR, TLS_DIR, TURN_DIR, TURN_SECRET_KEY, config_json,
                                         ingest_tls, secret_file)
 from onair.render.child_names import child_meta, child_name, recordings_claim, role_of, selector_labels
@@ -57,12 +59,12 @@ def _kubelet_probe(period: int, failures: int, path: str = "/healthz") -> dict:
 def _volumes(name: str, key: str, agent: BaseModel, effective: CallSettings,
              config: OperatorConfig) -> tuple[list[dict], list[dict]]:
     role = role_of(key)
-    volumes = [{"name": "config", "configMap": {"name": child_name(name, key),
+    volumes: list[dict] = [{"name": "config", "configMap": {"name": child_name(name, key),
                                                 "items": [{"key": CONFIG_KEY, "path": CONFIG_KEY}]}},
                {"name": "tmp", "emptyDir": {}}]
     # subPath: the config file sits next to the secret directory; agents read it once at start
     # and the config hash annotation restarts the pod when it changes.
-    mounts = [{"name": "config", "mountPath": roles.CONFIG_PATH, "subPath": CONFIG_KEY, "readOnly": True},
+    mounts: list[dict] = [{"name": "config", "mountPath": roles.CONFIG_PATH, "subPath": CONFIG_KEY, "readOnly": True},
               {"name": "tmp", "mountPath": "/tmp"}]
     secret_keys = _secret_keys(role, agent)
     if secret_keys:
@@ -79,17 +81,17 @@ def _volumes(name: str, key: str, agent: BaseModel, effective: CallSettings,
         volumes.append({"name": "turn", "secret": {"secretName": child_name(name, "turn"), "defaultMode": 0o440,
                                                    "items": [{"key": TURN_SECRET_KEY, "path": TURN_SECRET_KEY}]}})
         mounts.append({"name": "turn", "mountPath": TURN_DIR, "readOnly": True})
-    if role in ("ingest", "transcoder"):
+    if isinstance(agent, (IngestConfig, TranscoderConfig)):
         volumes.append({"name": "work", "emptyDir": {}})
         mounts.append({"name": "work", "mountPath": agent.work_dir})
-    if role == "origin":
+    if isinstance(agent, OriginConfig):
         volumes.append({"name": "data", "persistentVolumeClaim": {"claimName": child_name(name, "dvr")}})
         mounts.append({"name": "data", "mountPath": agent.data_dir})
-    if role == "recorder":
+    if isinstance(agent, RecorderConfig):
         volumes.append({"name": "recordings", "persistentVolumeClaim": {"claimName": recordings_claim(name, effective)}})
         mounts.append({"name": "recordings", "mountPath": agent.output_dir})
-        storage = effective.recording.storage
-        if storage and storage.s3 and storage.s3.credentials_secret:
+        storage = recording_storage(effective)
+        if storage.s3 and storage.s3.credentials_secret:
             # Optional: a missing Secret must not keep the recorder (and the recording) from
             # starting; the recorder reports it in /status and the kubelet fills the files in
             # once the Secret exists.
