@@ -489,7 +489,7 @@ def private_cluster():
 def test_the_operator_runs_on_exactly_the_chart_rbac(private_cluster, helm_bin, scope):
     from kubernetes import client
 
-    from onair.controller.config import OperatorConfig
+    from onair.api.operator_config import OperatorConfig
     from onair.controller.runner import run_operator
 
     admin_api = apply.api_client(private_cluster.kubeconfig_path)

@@ -8,7 +8,7 @@ import kopf
 
 from onair.controller import kopf_settings, kubeapi
 from onair.controller.apply import version_marker
-from onair.controller.config import OperatorConfig
+from onair.api.operator_config import OperatorConfig
 from onair.controller.livestream import RETRY_DELAYS, _wait_seconds
 from onair.controller.reconcile import CONVERGE_POLL_SECONDS, CONVERGE_WINDOW_SECONDS
 from onair.controller.agent_client import AgentClient, role_of

@@ -11,7 +11,7 @@ import pytest
 from onair import tokens
 from onair.api.calltype import CallType
 from onair.api.livestream import LivestreamSpec
-from onair.controller.config import OperatorConfig
+from onair.api.operator_config import OperatorConfig
 from onair.controller.livestream import _wait_seconds
 from onair.controller.reconcile import needs_apply
 from onair.controller.runtime import LivestreamState, Runtime

@@ -183,7 +183,7 @@ def test_the_held_slot_is_applied_paused_and_marked_the_other_unchanged():
 
 
 def test_the_rendered_template_hash_follows_the_pod_template_only():
-    from onair.controller.config import OperatorConfig
+    from onair.api.operator_config import OperatorConfig
     from onair.render.children import render_children
     from onair.render.credentials import generate_credentials
 

@@ -10,7 +10,7 @@ from kubernetes import client as k8s
 from onair import roles
 from onair.api.agent import IngestConfig, OriginConfig, RecorderConfig, TranscoderConfig
 from onair.api.calltype import CallType
-from onair.controller.config import OperatorConfig
+from onair.api.operator_config import OperatorConfig
 from onair.api.meta import child_selector
 from onair.render.children import CHILD_KINDS, RenderedChildren, create_only, render_children
 from onair.render.deployments import CONFIG_HASH_ANNOTATION

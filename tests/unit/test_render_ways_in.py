@@ -3,7 +3,7 @@ exposure, and the public URLs status shows (pure rendering; the API server's vie
 tests/cluster/test_render_apiserver.py)."""
 import pytest
 
-from onair.controller.config import OperatorConfig
+from onair.api.operator_config import OperatorConfig
 from tests.unit.test_render_children import by_kind, livestream, render
 
 INGRESS = dict(playback_route="ingress", playback_host_template="{name}.{namespace}.live.example.com")

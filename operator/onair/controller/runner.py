@@ -16,7 +16,7 @@ from typing import Any, Optional, Sequence
 import kopf
 
 from . import calltype, kubeapi, livestream, owned, recordings
-from .config import OperatorConfig
+from onair.api.operator_config import OperatorConfig
 from .metrics import MetricsPortUnavailable, OperatorMetrics, serve as serve_metrics
 from .agent_client import AgentClient, Resolver
 from .refusals import DEFAULT_INTERVAL_SECONDS

@@ -22,7 +22,7 @@ from onair.render.resolve import Problem
 from onair.render.rollout import NO_HOLD, IngestRollout
 
 from .coalesce import Coalescer
-from .config import OperatorConfig
+from onair.api.operator_config import OperatorConfig
 from .kubeapi import Kube
 from .metrics import OperatorMetrics
 from .agent_client import AgentClient, AgentReport

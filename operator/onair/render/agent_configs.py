@@ -12,7 +12,7 @@ from onair.api.agent import IngestConfig, OriginConfig, RecorderConfig, Rung, S3
 from onair.api.livestream import LivestreamSpec
 from onair.api.settings import (DEFAULT_S3_REGION, S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY, CallSettings,
                                 RecordingStorage)
-from onair.controller.config import OperatorConfig
+from onair.api.operator_config import OperatorConfig
 from onair.render import credentials as creds_mod
 from onair.render import ladder
 from onair.render.child_names import port_number, service_host

@@ -61,7 +61,7 @@ from onair.api.calltype import CallType
 from onair.api.meta import LABEL_RECORDINGS_OF, labels, owner_reference
 from onair.api.livestream import LivestreamSpec
 from onair.api.settings import CallSettings
-from onair.controller.config import OperatorConfig
+from onair.api.operator_config import OperatorConfig
 from onair.render import credentials as creds_mod
 from onair.render import grants
 from onair.render.agent_configs import CONFIG_KEY, TURN_SECRET_KEY, config_json, render_agent_configs

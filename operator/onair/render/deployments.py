@@ -11,7 +11,7 @@ from onair import roles
 from onair.api.agent import IngestConfig, OriginConfig, RecorderConfig, TranscoderConfig
 from onair.api.meta import LABEL_ROLE, labels
 from onair.api.settings import S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY, CallSettings
-from onair.controller.config import OperatorConfig
+from onair.api.operator_config import OperatorConfig
 from onair.render import credentials as creds_mod
 from onair.render import rollout
 from onair.render.effective import recording_storage

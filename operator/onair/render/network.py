@@ -8,7 +8,7 @@ from pydantic import BaseModel
 
 from onair import roles
 from onair.api.agent import IngestConfig, RecorderConfig
-from onair.controller.config import OperatorConfig
+from onair.api.operator_config import OperatorConfig
 from onair.render.child_names import child_meta, child_name, port_number, role_of, selector_labels, slot_of
 
 

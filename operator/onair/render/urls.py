@@ -8,7 +8,7 @@ from typing import Callable, Mapping, Optional
 from onair import endpoints, roles
 from onair.api.livestream import IngestEndpoints, LivestreamSpec, PlaybackUrls
 from onair.api.settings import CallSettings
-from onair.controller.config import OperatorConfig
+from onair.api.operator_config import OperatorConfig
 from onair.render.agent_configs import ingest_tls, is_pull
 from onair.render.child_names import port_number
 
