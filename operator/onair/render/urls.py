@@ -69,10 +69,14 @@ def render_urls(name: str, namespace: str, spec: LivestreamSpec, effective: Call
                 config: OperatorConfig, exposure: Optional[Mapping[str, IngestExposure]] = None) -> Urls:
     """``exposure``: per slot (main/backup), what Kubernetes assigned to the ingest Service; without
     it a NodePort/LoadBalancer URL is the in-cluster one until the controller has read it."""
+    # Effective settings carry every section the defaults have (a merge cannot remove one).
+    settings, b, shots = effective.ingest, effective.broadcasting, effective.screenshots
+    assert settings is not None and settings.protocols is not None and b is not None and b.outputs is not None \
+        and shots is not None
     ingest: dict[str, str] = {}
     if not is_pull(spec):
-        protocols = effective.ingest.protocols
-        slots = ("main", "backup") if effective.ingest.backup else ("main",)
+        protocols = settings.protocols
+        slots = ("main", "backup") if settings.backup else ("main",)
         for slot in slots:
             host, port = public_ingest(config, name, namespace, slot, (exposure or {}).get(slot))
             prefix = "" if slot == "main" else "backup_"
@@ -85,10 +89,9 @@ def render_urls(name: str, namespace: str, spec: LivestreamSpec, effective: Call
             if "whip" in protocols:
                 ingest[prefix + "whip"] = endpoints.whip_url(host, port("whip"), tls=ingest_tls(config))
     playback: dict[str, str] = {}
-    b = effective.broadcasting
     if b.mode != "disabled":
         all_urls = endpoints.playback_urls(config.playback_base_url(name, namespace))
         wanted = {"hlsCmaf": b.outputs.hls_cmaf, "hlsMpegts": b.outputs.hls_mpegts, "dash": b.outputs.dash,
-                  "player": True, "screenshot": effective.screenshots.enabled}
+                  "player": True, "screenshot": shots.enabled}
         playback = {key: url for key, url in all_urls.items() if wanted[key]}
     return Urls(ingest=IngestEndpoints(**ingest), playback=PlaybackUrls.model_validate(playback))
