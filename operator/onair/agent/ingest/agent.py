@@ -22,9 +22,7 @@ from typing import Optional
 from urllib.parse import unquote
 
 import aiohttp
-import aiohttp.http_exceptions
 from aiohttp import web
-from prometheus_client import Counter, Gauge
 
 from onair import endpoints, tokens
 from onair.freeport import free_port
@@ -34,6 +32,8 @@ from onair.api import refusals
 from onair.api.agent import Desired, IngestConfig, IngestStatus
 
 from . import auth, nginx, ports, srt, srtlisten
+from .malformed_http import install_http_error_filter
+from .metrics import IngestMetrics
 from .refusal_log import RefusalLog
 from .rtmpstat import ReceiveMonitor, StreamStat, parse_stat, track_problem, usable
 from .whip import WhipServer, install_ice_addresses
@@ -56,30 +56,6 @@ _READABLE_USER = re.compile(r"[\w.@+-]{1,128}")
 
 def refusal_detail_busy() -> str:
     return auth.refusal_detail(refusals.BUSY, "srt")
-
-
-class _MalformedHttpFilter(logging.Filter):
-    """aiohttp logs a non-HTTP client at DEBUG with a traceback holding every byte it sent; make
-    it one WARNING line instead, and keep the rest of aiohttp.server at the configured level."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, aiohttp.http_exceptions.HttpProcessingError):
-            reason = (exc.message or type(exc).__name__).splitlines()[0].strip()[:120]
-            record.msg = "agent API: malformed HTTP request from %s: %s"
-            client = record.args[0] if isinstance(record.args, tuple) and record.args else "unknown client"
-            record.args = (client, reason)
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
-            record.exc_info, record.exc_text = None, None
-            return True
-        return record.levelno >= logging.getLogger().getEffectiveLevel()
-
-
-def install_http_error_filter() -> None:
-    server_log = logging.getLogger("aiohttp.server")
-    if not any(isinstance(f, _MalformedHttpFilter) for f in server_log.filters):
-        server_log.addFilter(_MalformedHttpFilter())
-        server_log.setLevel(logging.DEBUG)  # the filter decides; aiohttp logs garbage at DEBUG
 
 
 @dataclass
@@ -135,7 +111,7 @@ class IngestAgent(Agent):
         self._was_receiving = False
         self._dropping: set[str] = set()
         self._active_applied = self.active
-        self._init_metrics()
+        self.metrics = IngestMetrics(self.registry, config.livestream, config.slot)
         self.app.add_routes([
             web.post("/internal/rtmp/publish", self._on_publish),
             web.post("/internal/rtmp/publish_done", self._on_publish_done),
@@ -147,45 +123,6 @@ class IngestAgent(Agent):
         # loopback instead. /readyz is a probe, like /healthz.
         self.open_paths |= {"/internal/rtmp/publish", "/internal/rtmp/publish_done", "/internal/rtmp/play",
                             "/internal/srt/caller", "/readyz"}
-
-    # metrics ------------------------------------------------------------------------------
-    def _init_metrics(self) -> None:
-        labels = {"livestream": self.config.livestream, "slot": self.config.slot}
-        self._labels = labels
-        self.m_receiving = Gauge("onair_ingest_receiving", "1 while media is arriving on this slot",
-                                 list(labels), registry=self.registry).labels(**labels)
-        self.m_bitrate = Gauge("onair_ingest_bitrate_kbps", "incoming bitrate over the last seconds",
-                               list(labels), registry=self.registry).labels(**labels)
-        self.m_publishes = Counter("onair_ingest_publishes", "publish attempts by protocol and outcome",
-                                   [*labels, "protocol", "outcome"], registry=self.registry)
-        self.m_plays = Counter("onair_ingest_plays", "internal read attempts (nginx-rtmp plays) by outcome",
-                               [*labels, "outcome"], registry=self.registry)
-        self.m_drops = Counter("onair_ingest_publisher_drops", "live publishers the ingest dropped, by reason",
-                               [*labels, "reason"], registry=self.registry)
-        self.m_refusals = Counter("onair_ingest_refusals", "publishes refused or dropped, by reason and protocol",
-                                  [*labels, "reason", "protocol"], registry=self.registry)
-        self.m_publisher = Gauge("onair_ingest_publisher", "1 for who publishes now: user is the member of a "
-                                 "personal publish token, empty for the stream key, SRT passphrase or WHIP token",
-                                 [*labels, "protocol", "user"], registry=self.registry)
-        self.m_member_publishes = Counter("onair_ingest_member_publishes", "publish attempts with a personal "
-                                          "publish token whose signature held, by member and outcome",
-                                          [*labels, "user", "outcome"], registry=self.registry)
-        self._publisher_labels: Optional[tuple[str, str]] = None
-
-    def _count(self, protocol: Optional[str], outcome: str, user_id: Optional[str] = None) -> None:
-        self.m_publishes.labels(**self._labels, protocol=protocol or "unknown", outcome=outcome).inc()
-        if user_id:
-            self.m_member_publishes.labels(**self._labels, user=user_id, outcome=outcome).inc()
-
-    def _show_publisher(self, protocol: Optional[str], user_id: Optional[str]) -> None:
-        wanted = (protocol, user_id or "") if protocol else None
-        if wanted == self._publisher_labels:
-            return
-        if self._publisher_labels is not None:
-            self.m_publisher.remove(*self._labels.values(), *self._publisher_labels)
-        if wanted is not None:
-            self.m_publisher.labels(**self._labels, protocol=wanted[0], user=wanted[1]).set(1)
-        self._publisher_labels = wanted
 
     def personal_verdict(self, token: str) -> auth.PersonalVerdict:
         """A personal publish token judged against the members the operator sent last."""
@@ -206,7 +143,7 @@ class IngestAgent(Agent):
         """Every refusal and drop ends here: the log, the counter and /status (for the owner's Events).
         ``detail`` must never hold a credential, nor the name a publisher tried."""
         log.warning("%s", auth.refused_message(protocol, address, detail))
-        self.m_refusals.labels(**self._labels, reason=reason, protocol=protocol or "unknown").inc()
+        self.metrics.refusals.labels(**self.metrics.labels, reason=reason, protocol=protocol or "unknown").inc()
         self.refusals.record(reason, protocol, address, detail)
 
     def _srt_caller_address(self) -> Optional[str]:
@@ -259,7 +196,7 @@ class IngestAgent(Agent):
             decision = auth.Decision(False, protocol, personal.reason,
                                      auth.refused_message(protocol, addr or req.addr, personal.detail),
                                      personal.detail, personal.user_id)
-        self._count(decision.protocol, decision.reason, decision.user_id)
+        self.metrics.count(decision.protocol, decision.reason, decision.user_id)
         if not decision.accept:
             self._refuse(decision.reason, decision.protocol, addr or req.addr, decision.detail)
             if decision.protocol == "srt":
@@ -299,7 +236,7 @@ class IngestAgent(Agent):
         address = self._srt_caller_address()
 
         def refuse(reason: str, detail: str, code: int) -> dict:
-            self._count("srt", reason)  # no member label: the claims are not proven yet
+            self.metrics.count("srt", reason)  # no member label: the claims are not proven yet
             self._refuse(reason, "srt", address, detail)
             return {"accept": False, "reason": reason, "code": srtlisten.SRT_REJC_PREDEFINED + code}
 
@@ -344,7 +281,7 @@ class IngestAgent(Agent):
         token_file = self.config.read_token_file
         decision = auth.decide_play(req, internal_stream=endpoints.INTERNAL_STREAM, checked=token_file is not None,
                                     read_token=read_secret(token_file))
-        self.m_plays.labels(**self._labels, outcome=decision.reason).inc()
+        self.metrics.plays.labels(**self.metrics.labels, outcome=decision.reason).inc()
         if not decision.accept:
             log.warning("%s", decision.message)
             return web.Response(status=403, text=decision.reason + "\n")
@@ -377,7 +314,7 @@ class IngestAgent(Agent):
         return self._bridge_url("whip")
 
     def whip_refused(self, reason: str, address: str, detail: str, user_id: Optional[str] = None) -> None:
-        self._count("whip", reason, user_id)
+        self.metrics.count("whip", reason, user_id)
         self._refuse(reason, "whip", address, detail)
 
     def _bridge_url(self, protocol: str) -> str:
@@ -424,7 +361,7 @@ class IngestAgent(Agent):
             gone = auth.still_allowed(holder.user_id, holder.issued_at, desired.members)
             if gone is not None:
                 # Revoking a member's right also ends the publish it is making now.
-                self._count(holder.protocol, gone.reason, holder.user_id)
+                self.metrics.count(holder.protocol, gone.reason, holder.user_id)
                 self._refuse(gone.reason, holder.protocol, holder.addr, f"live publisher dropped: {gone.detail}")
                 await self._drop_publisher(gone.reason)
         if desired.active == self._active_applied:
@@ -493,9 +430,9 @@ class IngestAgent(Agent):
             else:
                 log.info("not receiving: no publisher")
             self._was_receiving = st.receiving
-        self.m_receiving.set(1 if st.receiving else 0)
-        self._show_publisher(st.protocol, st.publisher)
-        self.m_bitrate.set(st.bitrate_kbps or 0)
+        self.metrics.receiving.set(1 if st.receiving else 0)
+        self.metrics.show_publisher(st.protocol, st.publisher)
+        self.metrics.bitrate.set(st.bitrate_kbps or 0)
         holder, stat = self.holder, self.last_stat
         if not (holder and stat and stat.publishing and stat.client_id == holder.clientid):
             return
@@ -505,7 +442,7 @@ class IngestAgent(Agent):
             problem = refusals.NO_VIDEO, NO_VIDEO_DETAIL
         if problem is not None:
             reason, detail = problem
-            self._count(holder.protocol, reason)
+            self.metrics.count(holder.protocol, reason)
             self._refuse(reason, holder.protocol, holder.addr, detail)
             await self._drop_publisher(reason)
 
@@ -514,7 +451,7 @@ class IngestAgent(Agent):
         if holder is None or holder.clientid in self._dropping:
             return
         self._dropping.add(holder.clientid)
-        self.m_drops.labels(**self._labels, reason=reason).inc()
+        self.metrics.drops.labels(**self.metrics.labels, reason=reason).inc()
         url = (f"http://127.0.0.1:{self.stat_port}/control/drop/client?app={endpoints.RTMP_APP}"
                f"&name={endpoints.INTERNAL_STREAM}&clientid={holder.clientid}")
         try:
@@ -551,30 +488,17 @@ class IngestAgent(Agent):
             whip_upstream=nginx.listen_address("127.0.0.1", self.whip_port) if self.whip_port else None,
             user=nginx.worker_user())
 
-    async def _nginx_test(self, conf: Path) -> Optional[str]:
-        proc = await asyncio.create_subprocess_exec(
-            *nginx.nginx_test_argv(str(conf), str(self.work_dir.resolve())),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-        try:
-            out, _ = await asyncio.wait_for(proc.communicate(), 15)
-        except asyncio.TimeoutError:
-            proc.kill()
-            return "nginx -t did not finish within 15s"
-        if proc.returncode == 0:
-            return None
-        return " ".join(out.decode(errors="replace").split())
-
     async def _write_nginx_conf(self) -> Path:
         conf = self.work_dir / "nginx.conf"
         tls = self.tls_usable
         conf.write_text(nginx.render_nginx_conf(self._nginx_params(tls)))
-        problem = await self._nginx_test(conf)
+        problem = await nginx.test_conf(conf, self.work_dir)
         if problem and tls:
             log.error("TLS disabled (no RTMPS, WHIP over plain HTTP): nginx rejects the certificate or key (%s)",
                       problem)
             self.tls_usable = self.rtmps_enabled = False
             conf.write_text(nginx.render_nginx_conf(self._nginx_params(False)))
-            problem = await self._nginx_test(conf)
+            problem = await nginx.test_conf(conf, self.work_dir)
         if problem:
             raise SystemExit(f"onair agent ingest: nginx rejects the rendered {conf}: {problem}")
         return conf
@@ -656,7 +580,7 @@ class IngestAgent(Agent):
                           "publish:<header>.<payload>, the passphrase is the token's signature, the part after "
                           "its last dot)")
                 self.srt_member = None
-            self._count("srt", reason)
+            self.metrics.count("srt", reason)
             self._refuse(reason, "srt", self._srt_caller_address(), detail)
 
     def _on_srt_exit(self, code: int) -> None:
@@ -673,13 +597,13 @@ class IngestAgent(Agent):
             return
         loop = asyncio.get_running_loop()
         if event.kind == "undecodable":
-            self._count("srt", refusals.UNSUPPORTED_CODEC)
+            self.metrics.count("srt", refusals.UNSUPPORTED_CODEC)
             self._refuse(refusals.UNSUPPORTED_CODEC, "srt", self._srt_caller_address(),
                          f"codec {event.detail} cannot be decoded here: send H.264 or HEVC video with AAC audio")
             loop.create_task(self._restart_srt(f"its {event.detail} cannot be decoded"))
         elif event.video is None and event.audio is not None:
             # MPEG-TS announces every track up front: no video in it means none is coming.
-            self._count("srt", refusals.NO_VIDEO)
+            self.metrics.count("srt", refusals.NO_VIDEO)
             self._refuse(refusals.NO_VIDEO, "srt", self._srt_caller_address(),
                          "the SRT stream has no video track (audio only): a livestream needs video")
             loop.create_task(self._restart_srt("it sends no video"))
@@ -742,7 +666,7 @@ class IngestAgent(Agent):
             log.error("no read token in %s: every internal read (transcoder, recorder) will be refused",
                       c.read_token_file)
 
-    async def run(self) -> None:
+    async def prepare(self) -> None:
         self._active_applied = self.active
         install_http_error_filter()
         self._decide_features()
@@ -752,42 +676,38 @@ class IngestAgent(Agent):
         nginx.prepare_work_dir(str(self.work_dir))
         self.stat_port = free_port()
         self.udp_port = free_port(socket.SOCK_DGRAM)
-        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2))
-        try:
-            await self.start_http()
-            conf = await self._write_nginx_conf()
-            self.supervisor.add(Child(name="nginx", argv=nginx.nginx_argv(str(conf.resolve()),
-                                                                          str(self.work_dir.resolve())),
-                                      on_line=self._on_nginx_line, backoff_initial=0.5, backoff_max=5.0,
-                                      secrets=[s for s in (read_secret(self.config.stream_key_file),
-                                                           read_secret(self.config.read_token_file),
-                                                           self.bridge_token) if s]))
-            if self.srt_enabled:
-                self._start_srt()
-            if "whip" in self.config.protocols:
-                install_ice_addresses(self.config.whip_ice_addresses)
-                self.whip = WhipServer(self, lambda: read_secret(self.config.whip_token_file), "127.0.0.1",
-                                       self.whip_port, self.config.whip_ice_servers, self.supervisor,
-                                       secrets=[self.bridge_token],
-                                       client_ice_servers=self.config.whip_client_ice_servers,
-                                       turn_secret_source=lambda: read_secret(self.config.whip_turn_secret_file),
-                                       turn_ttl_seconds=self.config.whip_turn_credential_ttl_seconds)
-                await self.whip.start()
-                log.info("WHIP endpoint on %s://%s:%s/whip", "https" if self.tls_usable else "http",
-                         self.config.listen_host, self.config.whip_port)
-            self._poll_task = asyncio.get_running_loop().create_task(self._poll())
-            log.info("ingest %s (%s) up: rtmp %s%s%s%s; readers use %s", self.config.livestream, self.config.slot,
-                     self.config.rtmp_port,
-                     f", rtmps {self.config.rtmps_port}" if self.rtmps_enabled else "",
-                     f", srt {self.config.srt_port}/udp" if self.srt_enabled else "",
-                     f", whip {self.config.whip_port}" if self.whip else "",
-                     endpoints.ingest_read_url(self.local_host, self.config.rtmp_port))
-            await self.wait_for_stop_signal()
-            log.info("stopping")
-        finally:
-            await self._shutdown()
 
-    async def _shutdown(self) -> None:
+    async def start(self) -> None:
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2))
+        conf = await self._write_nginx_conf()
+        self.supervisor.add(Child(name="nginx", argv=nginx.nginx_argv(str(conf.resolve()),
+                                                                      str(self.work_dir.resolve())),
+                                  on_line=self._on_nginx_line, backoff_initial=0.5, backoff_max=5.0,
+                                  secrets=[s for s in (read_secret(self.config.stream_key_file),
+                                                       read_secret(self.config.read_token_file),
+                                                       self.bridge_token) if s]))
+        if self.srt_enabled:
+            self._start_srt()
+        if "whip" in self.config.protocols:
+            install_ice_addresses(self.config.whip_ice_addresses)
+            self.whip = WhipServer(self, lambda: read_secret(self.config.whip_token_file), "127.0.0.1",
+                                   self.whip_port, self.config.whip_ice_servers, self.supervisor,
+                                   secrets=[self.bridge_token],
+                                   client_ice_servers=self.config.whip_client_ice_servers,
+                                   turn_secret_source=lambda: read_secret(self.config.whip_turn_secret_file),
+                                   turn_ttl_seconds=self.config.whip_turn_credential_ttl_seconds)
+            await self.whip.start()
+            log.info("WHIP endpoint on %s://%s:%s/whip", "https" if self.tls_usable else "http",
+                     self.config.listen_host, self.config.whip_port)
+        self._poll_task = asyncio.get_running_loop().create_task(self._poll())
+        log.info("ingest %s (%s) up: rtmp %s%s%s%s; readers use %s", self.config.livestream, self.config.slot,
+                 self.config.rtmp_port,
+                 f", rtmps {self.config.rtmps_port}" if self.rtmps_enabled else "",
+                 f", srt {self.config.srt_port}/udp" if self.srt_enabled else "",
+                 f", whip {self.config.whip_port}" if self.whip else "",
+                 endpoints.ingest_read_url(self.local_host, self.config.rtmp_port))
+
+    async def stop(self) -> None:
         if self._poll_task:
             self._poll_task.cancel()
             try:
@@ -797,6 +717,5 @@ class IngestAgent(Agent):
         if self.whip:
             await self.whip.stop()
         await self.supervisor.stop_all()
-        await self.stop_http()
         if self._http:
             await self._http.close()
