@@ -83,7 +83,7 @@ def _wait_seconds(rt: Runtime, state: LivestreamState) -> float:
 def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
 
     @kopf.index(*RESOURCE, id="livestreams_by_calltype", registry=registry)
-    async def livestreams_by_calltype(namespace: str, name: str, spec: kopf.Spec, **_: Any) -> dict:
+    async def livestreams_by_calltype(*, namespace: Optional[str], name: str, spec: kopf.Spec, **_: Any) -> dict:
         return {spec.get("callType", ""): (namespace, name)}
 
     async def on_change(body: kopf.Body, **_: Any) -> None:

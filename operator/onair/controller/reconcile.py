@@ -325,7 +325,9 @@ async def _pod_problems(rt: Runtime, state: LivestreamState, keys: list[str]) ->
     out: dict[str, str] = {}
     for pod in pods:
         key = ((pod.get("metadata") or {}).get("labels") or {}).get("app.kubernetes.io/component")
-        problem = pod_problem(pod) if key in keys else None
+        if not isinstance(key, str) or key not in keys:
+            continue
+        problem = pod_problem(pod)
         if problem:
             out[key] = problem
     return out

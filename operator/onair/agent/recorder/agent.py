@@ -36,7 +36,7 @@ from .finished_api import FinishedRecordingsApi
 from .hls import HlsSource, choose_top_rung, media_playlist_state
 from .mp4 import holds_media
 from .naming import PartFile, list_parts, next_part_number, part_pattern, session_started, unused_prefix
-from .probe import probe_duration
+from .duration import probe_duration
 from onair.agent.ffmpeg_output import ProgressReader
 from .session import Backoff, Session
 from .source_access import SourceNotLive, display_url, fetch_playlist, is_http, url_secrets
