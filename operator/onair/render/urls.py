@@ -11,6 +11,7 @@ from onair.api.settings import CallSettings
 from onair.api.operator_config import OperatorConfig
 from onair.render.agent_configs import ingest_tls, is_pull
 from onair.render.child_names import port_number
+from onair.render.effective import sections
 
 
 @dataclass(frozen=True)
@@ -69,10 +70,10 @@ def render_urls(name: str, namespace: str, spec: LivestreamSpec, effective: Call
                 config: OperatorConfig, exposure: Optional[Mapping[str, IngestExposure]] = None) -> Urls:
     """``exposure``: per slot (main/backup), what Kubernetes assigned to the ingest Service; without
     it a NodePort/LoadBalancer URL is the in-cluster one until the controller has read it."""
-    # Effective settings carry every section the defaults have (a merge cannot remove one).
-    settings, b, shots = effective.ingest, effective.broadcasting, effective.screenshots
-    assert settings is not None and settings.protocols is not None and b is not None and b.outputs is not None \
-        and shots is not None
+    parts = sections(effective)
+    settings, b, shots = parts.ingest, parts.broadcasting, parts.screenshots
+    # Set in DEFAULT_SETTINGS, so set in effective settings (a merge cannot unset a value).
+    assert settings.protocols is not None and b.outputs is not None
     ingest: dict[str, str] = {}
     if not is_pull(spec):
         protocols = settings.protocols
