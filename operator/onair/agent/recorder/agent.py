@@ -151,8 +151,8 @@ class RecorderAgent(Agent):
         """The backup ingest comes and goes with the Livestream's ``ingest.backup`` (Desired.backup):
         a recording in progress must not be restarted for it."""
         config = self.config
-        with_backup = config.backup_source_url and backup is not False
-        return [config.source_url, *config.fallback_source_urls, *([config.backup_source_url] if with_backup else [])]
+        backup_urls = [config.backup_source_url] if config.backup_source_url and backup is not False else []
+        return [config.source_url, *config.fallback_source_urls, *backup_urls]
 
     async def apply_desired(self, desired: Desired) -> None:
         if self.sources.use(self._source_urls(desired.backup)):
@@ -388,6 +388,10 @@ class RecorderAgent(Agent):
                 flags["logged"] += 1
                 log.info("[ffmpeg] %s", line)
 
+        def on_exit(code: int) -> None:
+            exit_codes.append(code)
+            exited.set()
+
         child = Child(
             name="recorder-ffmpeg",
             argv=ffmpeg_argv(run, FFMPEG),
@@ -397,7 +401,7 @@ class RecorderAgent(Agent):
             secrets=[*url_secrets(self.sources.current), *(url_secrets(source) if isinstance(source, str) else []),
                      *filter(None, [run.bearer_token])],
             on_line=on_line,
-            on_exit=lambda code: (exit_codes.append(code), exited.set()),
+            on_exit=on_exit,
         )
         self._open_run = (prefix, start_number)
         try:
