@@ -16,6 +16,7 @@ from onair.api.operator_config import OperatorConfig
 from onair.render import credentials as creds_mod
 from onair.render import ladder
 from onair.render.child_names import port_number, service_host
+from onair.render.effective import sections
 
 
 CONFIG_KEY = "config.json"
@@ -50,8 +51,10 @@ def render_ladder(effective: CallSettings) -> list[Rung]:
     2160p). The transcoder fits the ladder to the source it receives (``ladder.fit_ladder``),
     which is where upscaling rungs are dropped.
     """
-    hls = effective.broadcasting.hls
-    tracks = list(hls.quality_tracks)
+    hls = sections(effective).broadcasting.hls
+    # Set in DEFAULT_SETTINGS, so set in effective settings (a merge cannot unset a value).
+    assert hls is not None and hls.quality_tracks is not None
+    tracks: list[str] = list(hls.quality_tracks)
     tallest = max(ladder.parse_track(t)[0] for t in tracks)
     if hls.source_passthrough:
         tracks.append(ladder.SOURCE)
@@ -66,11 +69,17 @@ def render_agent_configs(name: str, namespace: str, spec: LivestreamSpec, effect
                          config: OperatorConfig) -> dict[str, BaseModel]:
     ident = f"{namespace}/{name}"
     active = spec.active is not False
-    pull = is_pull(spec)
+    pull_source = spec.source if is_pull(spec) else None
+    pull = pull_source is not None
+    settings = sections(effective)
+    b = settings.broadcasting
+    # Set in DEFAULT_SETTINGS, so set in effective settings (a merge cannot unset a value).
+    assert settings.ingest.protocols is not None and b.outputs is not None and b.part_duration_ms is not None \
+        and b.segment_duration_seconds is not None
     out: dict[str, BaseModel] = {}
     if not pull:
         protocols: list[str] = []
-        for proto in effective.ingest.protocols:
+        for proto in settings.ingest.protocols:
             protocols.append(proto)
             if proto == "rtmp" and ingest_tls(config):
                 protocols.append("rtmps")
@@ -79,12 +88,12 @@ def render_agent_configs(name: str, namespace: str, spec: LivestreamSpec, effect
         whip = "whip" in protocols
         ingest_ice = config.whip_ingest_ice_servers if config.whip_ingest_ice_servers is not None \
             else config.whip_ice_servers
-        for slot in ("main", "backup") if effective.ingest.backup else ("main",):
+        for slot in ("main", "backup") if settings.ingest.backup else ("main",):
             out["ingest" if slot == "main" else "ingest-backup"] = IngestConfig(
                 livestream=ident, slot=slot, protocols=protocols,
                 agent_port=roles.AGENT_PORT, rtmp_port=port_number(roles.INGEST, "rtmp"),
                 rtmps_port=port_number(roles.INGEST, "rtmps"), srt_port=port_number(roles.INGEST, "srt"),
-                whip_port=port_number(roles.INGEST, "whip"), srt_latency_ms=effective.ingest.srt_latency_ms,
+                whip_port=port_number(roles.INGEST, "whip"), srt_latency_ms=settings.ingest.srt_latency_ms,
                 stream_key_file=secret_file(creds_mod.STREAM_KEY),
                 srt_passphrase_file=secret_file(creds_mod.SRT_PASSPHRASE),
                 whip_token_file=secret_file(creds_mod.WHIP_TOKEN),
@@ -99,7 +108,6 @@ def render_agent_configs(name: str, namespace: str, spec: LivestreamSpec, effect
     origin_http = port_number(roles.ORIGIN, "http")
     origin_upload = port_number(roles.ORIGIN, "upload")
     origin_host = service_host(name, namespace, "origin")
-    b = effective.broadcasting
     out["transcoder"] = TranscoderConfig(
         livestream=ident, agent_port=roles.AGENT_PORT, agent_token_file=secret_file(creds_mod.AGENT_TOKEN),
         main_url=None if pull else endpoints.ingest_read_url(service_host(name, namespace, "ingest"), ingest_port),
@@ -108,26 +116,26 @@ def render_agent_configs(name: str, namespace: str, spec: LivestreamSpec, effect
         backup_url=None if pull else backup_read_url(name, namespace),
         # The URLs above carry no token (a ConfigMap is no place for it): the transcoder adds it.
         read_token_file=None if pull else secret_file(creds_mod.READ_TOKEN),
-        pull_uris=list(spec.source.uris or []) if pull else [],
+        pull_uris=list(pull_source.uris or []) if pull_source else [],
         ladder=render_ladder(effective),
         hls_cmaf=b.outputs.hls_cmaf, hls_mpegts=b.outputs.hls_mpegts, dash=b.outputs.dash,
         low_latency=b.low_latency, part_seconds=b.part_duration_ms / 1000,
         segment_seconds=float(b.segment_duration_seconds),
-        screenshot_interval_seconds=effective.screenshots.interval_seconds,
-        screenshot_width=effective.screenshots.width,
+        screenshot_interval_seconds=settings.screenshots.interval_seconds,
+        screenshot_width=settings.screenshots.width,
         output_url=endpoints.origin_upload_url(origin_host, origin_upload),
         output_token_file=secret_file(creds_mod.UPLOAD_TOKEN),
     )
     out["origin"] = OriginConfig(
         livestream=ident, agent_port=roles.AGENT_PORT, agent_token_file=secret_file(creds_mod.AGENT_TOKEN),
         http_port=origin_http, upload_port=origin_upload,
-        dvr_enabled=effective.dvr.enabled, dvr_window_seconds=effective.dvr.duration_seconds,
+        dvr_enabled=settings.dvr.enabled, dvr_window_seconds=settings.dvr.duration_seconds,
         playback_secret_file=secret_file(creds_mod.PLAYBACK_SECRET),
         upload_token_file=secret_file(creds_mod.UPLOAD_TOKEN),
         read_token_file=secret_file(creds_mod.READ_TOKEN),
         projection=spec.projection or "regular", low_latency=b.low_latency, part_seconds=b.part_duration_ms / 1000,
     )
-    rec = effective.recording
+    rec = settings.recording
     if rec.mode != "disabled":
         read_token_file: Optional[str] = secret_file(creds_mod.READ_TOKEN)
         fallbacks: list[str] = []
@@ -135,10 +143,10 @@ def render_agent_configs(name: str, namespace: str, spec: LivestreamSpec, effect
         if rec.type == "transcoded":
             path = endpoints.PLAYBACK_PATHS["hlsCmaf" if b.outputs.hls_cmaf else "hlsMpegts"]
             source_url = f"http://{origin_host}:{origin_http}/{path}"
-        elif pull:
+        elif pull_source is not None:
             # "origin" means the source as pushed; in pull mode that is the pull URIs, third
             # parties that must never see our token.
-            source_url, *fallbacks = spec.source.uris
+            source_url, *fallbacks = pull_source.uris or []
             read_token_file = None
         else:
             # The recording is of the show, not of one encoder: it goes on from the backup ingest
