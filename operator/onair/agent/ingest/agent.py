@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import re
 import secrets
-import signal
 import socket
 import time
 from dataclasses import dataclass
@@ -31,10 +29,11 @@ from onair.agent.supervisor import Child, Supervisor
 from onair.api import refusals
 from onair.api.agent import Desired, IngestConfig, IngestStatus
 
-from . import auth, nginx, ports, srt, srtlisten
+from . import auth, nginx, ports, srt
 from .malformed_http import install_http_error_filter
 from .metrics import IngestMetrics
 from .refusal_log import RefusalLog
+from .srt_publishing import SrtPublishing
 from .rtmpstat import ReceiveMonitor, StreamStat, parse_stat, track_problem, usable
 from .whip import WhipServer, install_ice_addresses
 
@@ -48,14 +47,6 @@ NO_VIDEO_DETAIL = (f"no video arrived within {NO_VIDEO_GRACE:.0f} s (audio only,
                    "such as HEVC or AV1 over Enhanced RTMP): a livestream needs an H.264 video track")
 WHIP_CLAIM_SECONDS = 15.0  # a WHIP session holds the slot this long before its RTMP publish arrives
 RTMPS_SOURCE = "127.0.0.2"  # the TLS proxy connects from here, so RTMPS publishes are recognisable
-
-
-# A user id worth repeating from claims nobody has proven yet (an SRT caller before its handshake).
-_READABLE_USER = re.compile(r"[\w.@+-]{1,128}")
-
-
-def refusal_detail_busy() -> str:
-    return auth.refusal_detail(refusals.BUSY, "srt")
 
 
 @dataclass
@@ -81,26 +72,13 @@ class IngestAgent(Agent):
         self.work_dir = Path(config.work_dir)
         self.local_host = nginx.local_address(config.listen_host)
         self.stat_port = 0
-        self.udp_port = 0
         self.rtmps_addr: Optional[str] = None
         self.rtmps_enabled = False
         self.tls_usable = False
         self.whip_port = 0  # the agent's loopback WHIP server; nginx owns the public port
-        self.srt_enabled = False
-        self.srt_passphrase: Optional[str] = None
         self.holder: Optional[Holder] = None
         # (session id, claimed at, member publishing with a personal token, its iat)
         self.whip_claim: Optional[tuple[str, float, Optional[str], Optional[int]]] = None
-        self.srt_caller = False
-        self.srt_peer: Optional[str] = None
-        # The listener presents this when it asks about a caller (the answer holds a passphrase).
-        self.srt_ask_token = secrets.token_urlsafe(24)
-        # (peer, member, iat) of the last caller the listener let in with a personal token
-        self.srt_member: Optional[tuple[str, str, int]] = None
-        self.srt_ready = False
-        # The SRT caller's codecs decide what the bridge converts; reset for every caller.
-        self.bridge_log = srt.BridgeLog()
-        self.bridge_conversions = (False, False)
         self.refusals = RefusalLog()
         self.monitor = ReceiveMonitor(stall_seconds=STALL_SECONDS)
         self.last_stat: Optional[StreamStat] = None
@@ -112,11 +90,13 @@ class IngestAgent(Agent):
         self._dropping: set[str] = set()
         self._active_applied = self.active
         self.metrics = IngestMetrics(self.registry, config.livestream, config.slot)
+        self.srt = SrtPublishing(config, self.supervisor, self.local_host, self.metrics, self._refuse,
+                                 self.personal_verdict, lambda: self._bridge_url("srt"), self.bridge_token)
         self.app.add_routes([
             web.post("/internal/rtmp/publish", self._on_publish),
             web.post("/internal/rtmp/publish_done", self._on_publish_done),
             web.post("/internal/rtmp/play", self._on_play),
-            web.post("/internal/srt/caller", self._on_srt_caller),
+            web.post("/internal/srt/caller", self.srt.on_caller_request),
             web.get("/readyz", self._get_readyz),
         ])
         # nginx cannot send the agent token: its callbacks are refused unless they come from
@@ -146,13 +126,6 @@ class IngestAgent(Agent):
         self.metrics.refusals.labels(**self.metrics.labels, reason=reason, protocol=protocol or "unknown").inc()
         self.refusals.record(reason, protocol, address, detail)
 
-    def _srt_caller_address(self) -> Optional[str]:
-        peer = self.srt_peer
-        if not peer:
-            return None
-        # srt-live-transmit prints host:port (IPv6 hosts contain colons themselves).
-        return peer.rsplit(":", 1)[0].strip("[]") if ":" in peer else peer
-
     # publish decisions --------------------------------------------------------------------
     @property
     def active(self) -> bool:
@@ -165,7 +138,7 @@ class IngestAgent(Agent):
         if self.whip_claim and protocol != "whip":
             if now - self.whip_claim[1] < WHIP_CLAIM_SECONDS or (self.whip and self.whip.sessions):
                 return auth.Claim("whip")
-        if self.srt_caller and protocol != "srt":
+        if self.srt.caller_connected and protocol != "srt":
             return auth.Claim("srt")
         return None
 
@@ -177,7 +150,7 @@ class IngestAgent(Agent):
         protocol, key_ok = auth.identify(req, stream_key, self.bridge_token, self.rtmps_addr)
         if self.holder is not None and time.monotonic() - self.holder.accepted_at > ACCEPT_GRACE:
             await self._refresh_stat()  # the holder may have vanished since the last poll
-        addr = self._srt_caller_address() if protocol == "srt" else None
+        addr = self.srt.caller_address() if protocol == "srt" else None
         personal = None if key_ok else self._personal_for(req, protocol)
         # A bridge publishes for the member whose token its caller presented (checked there).
         user_id, issued_at = self._bridge_member(protocol) if key_ok else (None, None)
@@ -201,7 +174,7 @@ class IngestAgent(Agent):
             self._refuse(decision.reason, decision.protocol, addr or req.addr, decision.detail)
             if decision.protocol == "srt":
                 # The caller is connected at the SRT level; hanging up is the only way to tell it.
-                asyncio.get_running_loop().create_task(self._restart_srt("its publish was refused"))
+                asyncio.get_running_loop().create_task(self.srt.restart("its publish was refused"))
             return web.Response(status=403, text=decision.reason + "\n")
         self.holder = Holder(decision.protocol or "rtmp", req.clientid, req.addr, time.monotonic(),
                              dt.datetime.now(dt.timezone.utc), decision.user_id, issued_at)
@@ -213,57 +186,9 @@ class IngestAgent(Agent):
     def _bridge_member(self, protocol: Optional[str]) -> tuple[Optional[str], Optional[int]]:
         if protocol == "whip" and self.whip_claim is not None:
             return self.whip_claim[2], self.whip_claim[3]
-        if protocol == "srt" and self.srt_member is not None and self.srt_member[0] == self.srt_peer:
-            return self.srt_member[1], self.srt_member[2]
+        if protocol == "srt" and self.srt.member is not None and self.srt.member[0] == self.srt.peer:
+            return self.srt.member[1], self.srt.member[2]
         return None, None
-
-    # SRT callers ---------------------------------------------------------------------------
-    async def _on_srt_caller(self, request: web.Request) -> web.Response:
-        """The SRT listener asks, during a caller's handshake, which passphrase it must use."""
-        if not auth.is_loopback(request.remote or "") or not auth.secret_equals(
-                auth.bearer(request.headers.get("Authorization")), self.srt_ask_token):
-            return web.Response(status=403, text="for the ingest's own SRT listener only\n")
-        try:
-            body = await request.json()
-            streamid, peer, busy = str(body.get("streamid") or ""), str(body.get("peer") or ""), bool(body.get("busy"))
-        except (ValueError, AttributeError):
-            return web.json_response({"error": "expected JSON {streamid, peer, busy}"}, status=400)
-        self.srt_peer = peer
-        answer = self.srt_caller_answer(streamid, peer, busy)
-        return web.json_response(answer)
-
-    def srt_caller_answer(self, streamid: str, peer: str, busy: bool) -> dict:
-        address = self._srt_caller_address()
-
-        def refuse(reason: str, detail: str, code: int) -> dict:
-            self.metrics.count("srt", reason)  # no member label: the claims are not proven yet
-            self._refuse(reason, "srt", address, detail)
-            return {"accept": False, "reason": reason, "code": srtlisten.SRT_REJC_PREDEFINED + code}
-
-        if busy:
-            return refuse(refusals.BUSY, refusal_detail_busy(), 409)
-        claims = srt.personal_claims(streamid)
-        if claims is None:
-            self.srt_member = None
-            if not self.srt_passphrase:
-                return refuse(refusals.NO_KEY, "no SRT passphrase is configured for this slot", 403)
-            return {"accept": True, "passphrase": self.srt_passphrase}
-        secret = read_secret(self.config.publish_token_secret_file)
-        if not secret:
-            return refuse(refusals.WRONG_KEY, "personal publish tokens are not configured on this ingest (no "
-                                              "publish token secret): use the SRT passphrase", 401)
-        signature = tokens.signature(secret, claims)
-        verdict = self.personal_verdict(f"{claims}.{signature}")
-        if not verdict.accept:
-            # Not proven (the caller has not shown the signature yet): name the user only if readable.
-            detail = verdict.detail
-            if verdict.user_id and not _READABLE_USER.fullmatch(verdict.user_id):
-                detail = detail.replace(verdict.user_id, "an unreadable user id")
-            return refuse(verdict.reason, detail, 403 if verdict.reason in (refusals.NOT_MEMBER,
-                                                                             refusals.NO_SEND_GRANT) else 401)
-        assert verdict.user_id is not None and verdict.issued_at is not None
-        self.srt_member = (peer, verdict.user_id, verdict.issued_at)
-        return {"accept": True, "passphrase": signature}
 
     async def _on_publish_done(self, request: web.Request) -> web.Response:
         if not auth.is_loopback(request.remote or ""):
@@ -345,7 +270,7 @@ class IngestAgent(Agent):
         """None when every enabled listener is up, else what is missing."""
         if not self.stat_ok:
             return "nginx is not answering yet"
-        if self.srt_enabled and not self.srt_ready:
+        if self.srt.enabled and not self.srt.ready:
             return "the SRT listener is not up yet"
         return None
 
@@ -374,9 +299,9 @@ class IngestAgent(Agent):
                     "ended" if desired.phase == "ended" else "deactivated")
         if self.whip:
             await self.whip.end_all("livestream deactivated")
-        if self.srt_caller:
+        if self.srt.caller_connected:
             # The SRT listener stays up while inactive, so later callers hear why they are refused.
-            await self._restart_srt("the livestream was deactivated")
+            await self.srt.restart("the livestream was deactivated")
         if self.holder is not None:
             await self._drop_publisher("deactivated")
 
@@ -461,7 +386,7 @@ class IngestAgent(Agent):
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             log.warning("could not drop the publisher through nginx: %s", exc)
         if holder.protocol == "srt":
-            await self._restart_srt(f"its publish was dropped ({reason})")
+            await self.srt.restart(f"its publish was dropped ({reason})")
         elif holder.protocol == "whip" and self.whip:
             await self.whip.end_all(f"publish dropped ({reason})")
         if self.holder is holder:
@@ -509,115 +434,6 @@ class IngestAgent(Agent):
             line, {c.rtmp_port: "RTMP", c.rtmps_port: "RTMPS", c.whip_port: "WHIP", "whip": "WHIP"}, self.rtmps_addr)
         log.log(level, "%s", message)
 
-    def _start_srt(self) -> None:
-        c = self.config
-        assert self.srt_passphrase is not None
-        self.srt_ready = False
-        self.bridge_conversions = (False, False)
-        self.supervisor.add(Child(
-            name="srt-bridge", argv=srt.bridge_argv(self.udp_port, self._bridge_url("srt")),
-            secrets=[self.bridge_token], on_line=self._on_bridge_line,
-            on_start=lambda proc: self.bridge_log.reset(),
-            # A remux has nothing to finalize, and ffmpeg blocked on an idle UDP input ignores
-            # SIGTERM for seconds; nginx sees the TCP close at once either way.
-            stop_signal=signal.SIGKILL, backoff_initial=0.3, backoff_max=2.0))
-        ask_url = f"http://{nginx.listen_address(self.local_host, c.agent_port)}/internal/srt/caller"
-        self.supervisor.add(Child(
-            name="srt-listener",
-            argv=srt.listener_argv(c.listen_host, c.srt_port, c.srt_latency_ms, self.udp_port, ask_url),
-            env={srtlisten.ASK_TOKEN_ENV: self.srt_ask_token},
-            secrets=[self.srt_passphrase, self.srt_ask_token], on_line=self._on_srt_line, on_exit=self._on_srt_exit,
-            backoff_initial=0.3, backoff_max=5.0))
-
-    async def _stop_srt(self) -> None:
-        await self.supervisor.remove("srt-listener")
-        await self.supervisor.remove("srt-bridge")
-        self.srt_caller = False
-        self.srt_ready = False
-
-    async def _restart_srt(self, why: str) -> None:
-        if not self.srt_enabled or "srt-listener" not in self.supervisor.children:
-            return
-        log.warning("hanging up on the SRT caller: %s", why)
-        await self._stop_srt()
-        self._start_srt()
-
-    async def _restart_bridge(self, conversions: tuple[bool, bool] = (False, False)) -> None:
-        child = self.supervisor.children.get("srt-bridge")
-        if child is not None:
-            await child.stop()
-            self.bridge_conversions = conversions
-            child.argv = srt.bridge_argv(self.udp_port, self._bridge_url("srt"), convert_video=conversions[0],
-                                         convert_audio=conversions[1])
-            child.start()
-
-    def _on_srt_line(self, line: str) -> None:
-        event = srt.parse_srt_line(line)
-        if event is None:
-            log.debug("[srt-live-transmit] %s", line)
-            return
-        if event.kind == "listening":
-            if not self.srt_ready:
-                log.info("SRT listener on %s:%s/udp", self.config.listen_host, self.config.srt_port)
-            self.srt_ready = True
-        elif event.kind == "peer":
-            self.srt_peer = event.detail
-        elif event.kind == "connected":
-            self.srt_caller = True
-            log.info("SRT caller %s connected", self.srt_peer or "")
-        elif event.kind == "disconnected":
-            self.srt_caller = False
-            log.info("SRT caller %s left", self.srt_peer or "")
-            # The next caller's MPEG-TS starts over; a fresh remux must read it.
-            asyncio.get_running_loop().create_task(self._restart_bridge())
-        elif event.kind == "rejected":
-            wrong_key = "passphrase" in event.detail.lower()
-            reason = refusals.WRONG_KEY if wrong_key else refusals.BAD_REQUEST
-            detail = "wrong passphrase" if wrong_key else f"the SRT handshake was rejected: {event.detail}"
-            member = self.srt_member
-            if wrong_key and member is not None and member[0] == self.srt_peer:
-                detail = (f"wrong passphrase for the personal publish token of {member[1]} (with streamid "
-                          "publish:<header>.<payload>, the passphrase is the token's signature, the part after "
-                          "its last dot)")
-                self.srt_member = None
-            self.metrics.count("srt", reason)
-            self._refuse(reason, "srt", self._srt_caller_address(), detail)
-
-    def _on_srt_exit(self, code: int) -> None:
-        self.srt_caller = False
-        self.srt_ready = False
-
-    def _on_bridge_line(self, line: str) -> None:
-        if "Input/output error" in line or "Broken pipe" in line or "Connection refused" in line:
-            log.info("[srt-bridge] %s", line)
-        else:
-            log.debug("[srt-bridge] %s", line)
-        event = self.bridge_log.feed(line)
-        if event is None:
-            return
-        loop = asyncio.get_running_loop()
-        if event.kind == "undecodable":
-            self.metrics.count("srt", refusals.UNSUPPORTED_CODEC)
-            self._refuse(refusals.UNSUPPORTED_CODEC, "srt", self._srt_caller_address(),
-                         f"codec {event.detail} cannot be decoded here: send H.264 or HEVC video with AAC audio")
-            loop.create_task(self._restart_srt(f"its {event.detail} cannot be decoded"))
-        elif event.video is None and event.audio is not None:
-            # MPEG-TS announces every track up front: no video in it means none is coming.
-            self.metrics.count("srt", refusals.NO_VIDEO)
-            self._refuse(refusals.NO_VIDEO, "srt", self._srt_caller_address(),
-                         "the SRT stream has no video track (audio only): a livestream needs video")
-            loop.create_task(self._restart_srt("it sends no video"))
-        else:
-            wanted = srt.conversions(event.video, event.audio)
-            if wanted != self.bridge_conversions and any(wanted):
-                # Copying would fail at the FLV header ("codec not compatible with flv") on every
-                # retry; converting once costs about what one transcoder rung does.
-                what = [f"{codec} {kind} to {target}" for codec, kind, target, on in (
-                    (event.video, "video", "H.264", wanted[0]), (event.audio, "audio", "AAC", wanted[1])) if on]
-                log.info("SRT caller sends %s: converting %s (RTMP carries H.264 and AAC)",
-                         " + ".join(c for c in (event.video, event.audio) if c), " and ".join(what))
-                loop.create_task(self._restart_bridge(wanted))
-
     # lifecycle ----------------------------------------------------------------------------
     def _listeners(self) -> list[ports.Listener]:
         c = self.config
@@ -625,7 +441,7 @@ class IngestAgent(Agent):
                  ports.Listener("rtmpPort", "RTMP", c.listen_host, c.rtmp_port)]
         if self.rtmps_enabled:
             items.append(ports.Listener("rtmpsPort", "RTMPS", c.listen_host, c.rtmps_port))
-        if self.srt_enabled:
+        if self.srt.enabled:
             items.append(ports.Listener("srtPort", "SRT", c.listen_host, c.srt_port, udp=True))
         if "whip" in c.protocols:
             items.append(ports.Listener("whipPort", "WHIP", c.listen_host, c.whip_port))
@@ -649,12 +465,12 @@ class IngestAgent(Agent):
                 log.warning("WHIP is served over plain HTTP: %s not set (browsers on HTTPS pages need HTTPS)",
                             " and ".join(missing))
         if "srt" in c.protocols:
-            self.srt_passphrase = read_secret(c.srt_passphrase_file)
-            problem = srt.passphrase_problem(self.srt_passphrase)
+            self.srt.passphrase = read_secret(c.srt_passphrase_file)
+            problem = srt.passphrase_problem(self.srt.passphrase)
             if problem:
                 log.error("SRT disabled: %s (file %s)", problem, c.srt_passphrase_file)
             else:
-                self.srt_enabled = True
+                self.srt.enabled = True
         if "rtmp" in c.protocols or "rtmps" in c.protocols:
             if not read_secret(c.stream_key_file):
                 log.error("no stream key in %s: every RTMP/RTMPS publish will be refused", c.stream_key_file)
@@ -675,7 +491,7 @@ class IngestAgent(Agent):
             raise SystemExit(f"onair agent ingest: {problem}")
         nginx.prepare_work_dir(str(self.work_dir))
         self.stat_port = free_port()
-        self.udp_port = free_port(socket.SOCK_DGRAM)
+        self.srt.udp_port = free_port(socket.SOCK_DGRAM)
 
     async def start(self) -> None:
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2))
@@ -686,8 +502,8 @@ class IngestAgent(Agent):
                                   secrets=[s for s in (read_secret(self.config.stream_key_file),
                                                        read_secret(self.config.read_token_file),
                                                        self.bridge_token) if s]))
-        if self.srt_enabled:
-            self._start_srt()
+        if self.srt.enabled:
+            self.srt.start()
         if "whip" in self.config.protocols:
             install_ice_addresses(self.config.whip_ice_addresses)
             self.whip = WhipServer(self, lambda: read_secret(self.config.whip_token_file), "127.0.0.1",
@@ -703,7 +519,7 @@ class IngestAgent(Agent):
         log.info("ingest %s (%s) up: rtmp %s%s%s%s; readers use %s", self.config.livestream, self.config.slot,
                  self.config.rtmp_port,
                  f", rtmps {self.config.rtmps_port}" if self.rtmps_enabled else "",
-                 f", srt {self.config.srt_port}/udp" if self.srt_enabled else "",
+                 f", srt {self.config.srt_port}/udp" if self.srt.enabled else "",
                  f", whip {self.config.whip_port}" if self.whip else "",
                  endpoints.ingest_read_url(self.local_host, self.config.rtmp_port))
 
