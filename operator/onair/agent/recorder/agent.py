@@ -35,14 +35,13 @@ from .disk import free_bytes, human_bytes
 from .finished_api import FinishedRecordingsApi
 from .hls import HlsSource, choose_top_rung, media_playlist_state
 from .mp4 import holds_media
-from .naming import PartFile, list_parts, next_part_number, part_pattern, session_started, unused_prefix
-from .duration import probe_duration
+from .naming import PartFile, list_parts, next_part_number, part_pattern, unused_prefix
+from .parts import part_infos, recovered_sidecars, session_parts
 from onair.agent.ffmpeg_output import ProgressReader
 from .session import Backoff, Session
 from .source_access import SourceNotLive, display_url, fetch_playlist, is_http, url_secrets
 from .sources import SourceRotation
-from .sidecar import FinishedSessions, PartInfo, sessions_without_sidecar, sidecar_document, write_sidecar
-from .upload import read_marker, uploaded_parts
+from .sidecar import FinishedSessions, sidecar_document, write_sidecar
 from .uploader import Uploader
 
 log = logging.getLogger("onair.agent.recorder")
@@ -527,7 +526,7 @@ class RecorderAgent(Agent):
             log.info("recording session %s ended (%s) without any file", session.prefix, reason)
             return
         ended_at = datetime.now(timezone.utc)
-        infos = await self._part_infos(parts)
+        infos = await part_infos(self.output_dir, parts)
         document = sidecar_document(
             livestream=self.config.livestream, record_type=self.config.record_type,
             started_at=session.started_at, ended_at=ended_at, parts=infos,
@@ -536,29 +535,6 @@ class RecorderAgent(Agent):
         self._store_sidecar(session.prefix, document)
         log.info("recording %s finalized (%s): %d part(s), %.1fs", session.prefix, reason, len(infos),
                  document["durationSeconds"])
-
-    def _all_parts(self) -> list[PartFile]:
-        """The parts on the volume and those uploaded and removed from it (their markers stay): part
-        numbers never repeat within a session, and a sidecar lists every part."""
-        parts = set(list_parts(self.output_dir, self.config.livestream))
-        if self.uploader:
-            parts |= set(uploaded_parts(self.output_dir, self.config.livestream))
-        return sorted(parts)
-
-    async def _part_infos(self, parts) -> list[PartInfo]:
-        infos = []
-        for part in parts:
-            path = self.output_dir / part.name
-            try:
-                size = path.stat().st_size
-            except OSError:
-                marker = read_marker(self.output_dir, part.name)
-                if marker is not None:
-                    infos.append(PartInfo(part.name, marker.bytes, marker.duration_seconds))
-                    continue
-                size = 0
-            infos.append(PartInfo(part.name, size, await probe_duration(path)))
-        return infos
 
     def _store_sidecar(self, prefix: str, document: dict) -> None:
         try:
@@ -581,26 +557,13 @@ class RecorderAgent(Agent):
             if prefix not in self._pending_sidecars and self.error and "sidecar" in self.error:
                 self.error = None
 
+    def _all_parts(self) -> list[PartFile]:
+        return session_parts(self.output_dir, self.config.livestream, uploads=self.uploader is not None)
+
     async def _recover_unfinished(self) -> None:
         """Sessions a killed agent left without a sidecar get one now, marked recovered."""
-        parts = self._all_parts()
-        for prefix, members in sessions_without_sidecar(self.output_dir, parts).items():
-            infos = await self._part_infos(members)
-            mtimes = []
-            for part in members:
-                try:
-                    mtimes.append((self.output_dir / part.name).stat().st_mtime)
-                except OSError:
-                    pass
-            started = session_started(prefix)
-            ended = datetime.fromtimestamp(max(mtimes), timezone.utc) if mtimes else started
-            recorded = sum(i.duration_seconds or 0.0 for i in infos)
-            document = sidecar_document(
-                livestream=self.config.livestream, record_type=self.config.record_type, started_at=started,
-                ended_at=max(ended, started), parts=infos,
-                end_reason="recovered: the previous recorder stopped without finalizing", recorded_seconds=recorded,
-                recovered=True)
+        for prefix, document in await recovered_sidecars(self.output_dir, self.config.livestream,
+                                                         self.config.record_type, self._all_parts()):
             self._store_sidecar(prefix, document)
             log.warning("recording %s had no sidecar (the recorder was killed mid-recording); finalized it now: "
-                        "%d part(s), %.1fs", prefix, len(infos), document["durationSeconds"])
-
+                        "%d part(s), %.1fs", prefix, len(document["parts"]), document["durationSeconds"])
