@@ -22,12 +22,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     VIRTUAL_ENV=/opt/onair \
     PATH=/opt/onair/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
-# Exactly the Debian packages of packaging/debian-packages.txt (the list scripts/install-deps
+# Exactly the Debian packages of system-packages/debian-packages.txt (the list scripts/install-deps
 # installs on test machines too, so the image and the tests never run different media binaries)
-# and packaging/debian-image-packages.txt (what only the image needs: Python and its venv),
-# without the files packaging/dpkg-image-excludes.cfg names.
-COPY packaging/dpkg-image-excludes.cfg /etc/dpkg/dpkg.cfg.d/onair
-COPY packaging/debian-packages.txt packaging/debian-image-packages.txt /tmp/
+# and system-packages/debian-image-packages.txt (what only the image needs: Python and its venv),
+# without the files system-packages/dpkg-image-excludes.cfg names.
+COPY system-packages/dpkg-image-excludes.cfg /etc/dpkg/dpkg.cfg.d/onair
+COPY system-packages/debian-packages.txt system-packages/debian-image-packages.txt /tmp/
 RUN apt-get update \
  && sed -e 's/#.*//' -e '/^[[:space:]]*$/d' /tmp/debian-packages.txt /tmp/debian-image-packages.txt \
     | xargs apt-get install -y --no-install-recommends \

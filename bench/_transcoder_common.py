@@ -20,7 +20,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT / "operator"), str(ROOT)] +
 
 from tests.fixtures.media import FFMPEG, PublisherFactory  # noqa: E402
 from tests.fixtures.rtmp_server import RtmpServer  # noqa: E402
-from tests.fixtures.transcoder import TranscoderFactory, tagged_pids  # noqa: E402
+from tests.fixtures.transcoder import TranscoderAgentFactory, tagged_pids  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 CACHE = Path(os.environ.get("ONAIR_BENCH_CACHE", "/tmp/onair-bench"))
@@ -103,7 +103,7 @@ class Rig:
         self.tmp = tmp
         self.rtmp = RtmpServer(tmp / "nginx-rtmp")
         self.publishers = PublisherFactory(tmp)
-        self.transcoders = TranscoderFactory(tmp)
+        self.transcoders = TranscoderAgentFactory(tmp)
         self.extra: list = []  # more agent factories a benchmark started (closed first)
 
     def close(self) -> None:

@@ -443,7 +443,7 @@ class NodeWay(Way):
 
 
 def poll_interval(status_poll: Optional[float]) -> float:
-    from onair.controller.config import OperatorConfig
+    from onair.api.operator_config import OperatorConfig
 
     return status_poll if status_poll is not None else OperatorConfig.model_fields[
         "status_poll_interval_seconds"].default

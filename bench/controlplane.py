@@ -76,7 +76,7 @@ def expected_children(name: str, namespace: str) -> set[tuple[str, str]]:
     """(kind, name) of every object the operator creates for a Livestream of CALLTYPE, from the
     operator's own renderer (so the bench never drifts from what it should wait for)."""
     from onair.api.calltype import CallType
-    from onair.controller.config import OperatorConfig
+    from onair.api.operator_config import OperatorConfig
     from onair.render.children import render_children
     from onair.render.credentials import generate_credentials
 

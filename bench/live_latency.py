@@ -24,7 +24,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "operator")]
 from onair.agent.origin.server import HLS_JS  # noqa: E402
 from tests.fixtures.browser import launch  # noqa: E402
 from tests.fixtures.media import wait_for  # noqa: E402
-from tests.fixtures.origin import LadderRung, OriginFactory, TranscoderFactory  # noqa: E402
+from tests.fixtures.origin import LadderRung, OriginFactory, FfmpegUploaderFactory  # noqa: E402
 
 LADDER = (LadderRung("360p", 640, 360, 600), LadderRung("180p", 320, 180, 200))
 
@@ -34,7 +34,7 @@ async def measure(segment_seconds: float, samples: int, interval: float) -> None
         raise SystemExit("hls.js is not built: run scripts/build-player")
     with tempfile.TemporaryDirectory(prefix="onair-latency-") as tmp:
         tmp_path = Path(tmp)
-        origins, transcoders = OriginFactory(tmp_path), TranscoderFactory(tmp_path)
+        origins, transcoders = OriginFactory(tmp_path), FfmpegUploaderFactory(tmp_path)
         browser = None
         try:
             origin = origins.start(phase="live")

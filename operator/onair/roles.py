@@ -22,7 +22,7 @@ class Port:
 
 
 @dataclass(frozen=True)
-class Role:
+class MediaRole:
     name: str
     ports: tuple[Port, ...]
     # Every role is the same binary; the config file says the rest. The pod names the command
@@ -37,17 +37,17 @@ class Role:
         return ["agent", self.name, "--config", CONFIG_PATH]
 
 
-INGEST = Role("ingest", (
+INGEST = MediaRole("ingest", (
     Port("agent", AGENT_PORT),
     Port("rtmp", 1935),
     Port("rtmps", 1936),
     Port("srt", 9998, "UDP"),
     Port("whip", 8443),
 ), readiness_path="/readyz")
-TRANSCODER = Role("transcoder", (Port("agent", AGENT_PORT),))
+TRANSCODER = MediaRole("transcoder", (Port("agent", AGENT_PORT),))
 # ``http`` is the public playback port; ``upload`` takes the transcoder's output only, on a listener of
 # its own so viewers cannot starve it, and the origin Service keeps it cluster-internal.
-ORIGIN = Role("origin", (Port("agent", AGENT_PORT), Port("http", 8081), Port("upload", 8082)))
-RECORDER = Role("recorder", (Port("agent", AGENT_PORT),))
+ORIGIN = MediaRole("origin", (Port("agent", AGENT_PORT), Port("http", 8081), Port("upload", 8082)))
+RECORDER = MediaRole("recorder", (Port("agent", AGENT_PORT),))
 
-ROLES: dict[str, Role] = {r.name: r for r in (INGEST, TRANSCODER, ORIGIN, RECORDER)}
+MEDIA_ROLES: dict[str, MediaRole] = {r.name: r for r in (INGEST, TRANSCODER, ORIGIN, RECORDER)}

@@ -489,7 +489,7 @@ def private_cluster():
 def test_the_operator_runs_on_exactly_the_chart_rbac(private_cluster, helm_bin, scope):
     from kubernetes import client
 
-    from onair.controller.config import OperatorConfig
+    from onair.api.operator_config import OperatorConfig
     from onair.controller.runner import run_operator
 
     admin_api = apply.api_client(private_cluster.kubeconfig_path)
@@ -515,7 +515,7 @@ def test_the_operator_runs_on_exactly_the_chart_rbac(private_cluster, helm_bin, 
         try:
             run_operator(kubeconfig=str(sa_kubeconfig), namespaces=[work_ns] if scope == "namespaced" else None,
                          stop_flag=stop, ready_flag=ready,
-                         config=OperatorConfig(status_poll_interval_seconds=1.0), probe_timeout=0.5)
+                         config=OperatorConfig(status_poll_interval_seconds=1.0), agent_timeout=0.5)
         except BaseException as e:  # noqa: BLE001 - reported by the test thread
             errors.append(e)
 

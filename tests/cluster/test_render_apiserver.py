@@ -11,7 +11,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from onair.api.calltype import CallType
-from onair.controller.config import OperatorConfig
+from onair.api.operator_config import OperatorConfig
 from onair.api.meta import MANAGER
 from onair.render.children import RenderedChildren, render_children
 from onair.render.credentials import Credentials

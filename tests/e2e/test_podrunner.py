@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from onair.api.calltype import CallType
-from onair.controller.config import OperatorConfig
+from onair.api.operator_config import OperatorConfig
 from onair.localcluster import apply
 from onair.render.children import render_children
 from onair.render.credentials import generate_credentials

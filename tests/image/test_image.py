@@ -18,7 +18,7 @@ import yaml
 
 from onair import endpoints
 from onair.localcluster.image import IMAGE_REPOSITORY, archive_layers
-from onair.roles import ROLES
+from onair.roles import MEDIA_ROLES
 from tests.fixtures.ingest import self_signed_cert
 from tests.fixtures.media import free_port, wait_for
 
@@ -52,7 +52,7 @@ def test_image_config_is_what_the_pods_expect(onair_image):
     assert c["Entrypoint"] == ["onair"]
     assert c["WorkingDir"] == "/var/lib/onair"
     exposed = set(c["ExposedPorts"])
-    wanted = {f"{p.number}/{p.protocol.lower()}" for role in ROLES.values() for p in role.ports}
+    wanted = {f"{p.number}/{p.protocol.lower()}" for role in MEDIA_ROLES.values() for p in role.ports}
     assert exposed == wanted
     env = dict(e.split("=", 1) for e in c["Env"])
     assert env["PATH"].startswith("/opt/onair/bin:")
@@ -66,7 +66,7 @@ def test_image_is_small(onair_image):
     print(f"{onair_image.name}: {size_mib:.0f} MiB unpacked, {onair_image.archive_bytes / 2**20:.0f} MiB archive")
     assert size_mib < SIZE_BUDGET_MIB, (
         f"the image grew to {size_mib:.0f} MiB unpacked (budget {SIZE_BUDGET_MIB}): look at the newest "
-        "Dockerfile or packaging/ change; if the growth is wanted, raise the budget and the README figure")
+        "Dockerfile or system-packages/ change; if the growth is wanted, raise the budget and the README figure")
 
 
 def test_runs_as_uid_10001_not_root(image_runtime):
@@ -88,7 +88,7 @@ def test_operator_loads(image_runtime):
     assert "usage: onair run" in out
 
 
-@pytest.mark.parametrize("role", sorted(ROLES))
+@pytest.mark.parametrize("role", sorted(MEDIA_ROLES))
 def test_agent_role_help(image_runtime, role):
     out = _ok(image_runtime.run("onair", "agent", role, "--help"), f"onair agent {role} --help")
     assert f"usage: onair agent {role}" in out
@@ -156,7 +156,7 @@ def test_player_script_is_in_the_package(image_runtime):
 
 def test_every_binary_and_library_finds_its_libraries(image_runtime):
     """Programs and libraries resolve every shared library they link, also after the dpkg excludes
-    of packaging/dpkg-image-excludes.cfg (the GPU drivers and LLVM that only libGL would load).
+    of system-packages/dpkg-image-excludes.cfg (the GPU drivers and LLVM that only libGL would load).
     Plugins (subdirectories of the library directory, opened on demand) may lack an optional
     library Debian does not make a dependency (tc's ATM, libcaca's GL), never an excluded one."""
     code = r"""

@@ -18,7 +18,7 @@ import pytest
 from onair import endpoints
 from onair.api import agent as contract
 from onair.api.base import ApiModel
-from onair.roles import ROLES
+from onair.roles import MEDIA_ROLES
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "agent-api.md"
@@ -26,7 +26,7 @@ AGENT_SOURCES = ROOT / "operator" / "onair" / "agent"
 HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*$")
 FIRST_CELL = re.compile(r"^\|\s*`([^`]+)`\s*\|")
 # Metric names are string literals named after their role, however the metric is constructed.
-METRIC_DEFINITION = re.compile(r"[\"'](onair_(?:%s)_[a-z0-9_]+)[\"']" % "|".join(ROLES))
+METRIC_DEFINITION = re.compile(r"[\"'](onair_(?:%s)_[a-z0-9_]+)[\"']" % "|".join(MEDIA_ROLES))
 DOCUMENTED_METRIC = re.compile(r"`(onair_[a-z0-9_]+)`")
 
 MODELS = sorted(
@@ -126,7 +126,7 @@ def test_every_agent_metric_is_documented_and_none_is_stale():
 
 def test_every_role_port_is_in_the_ports_table():
     ports = sections()["Ports"]
-    for role in ROLES.values():
+    for role in MEDIA_ROLES.values():
         for port in role.ports:
             row = re.search(rf"^\|[^|\n]*\|\s*`{port.name}`\s*\|\s*{port.number}\s*\|\s*{port.protocol}\s*\|", ports,
                             re.MULTILINE)

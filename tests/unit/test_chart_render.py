@@ -275,7 +275,7 @@ def env_of(docs: list[dict]) -> dict[str, str]:
 
 
 def test_operator_env_is_what_the_operator_config_reads(tmp_path):
-    from onair.controller.config import OperatorConfig
+    from onair.api.operator_config import OperatorConfig
 
     docs = render(values={
         "image": {"repository": "ghcr.io/onair-dev/onair", "tag": "1.2.3", "pullPolicy": "Always"},
@@ -309,7 +309,7 @@ def test_operator_env_is_what_the_operator_config_reads(tmp_path):
 
 
 def test_ways_in_values_become_the_operator_config(tmp_path):
-    from onair.controller.config import OperatorConfig
+    from onair.api.operator_config import OperatorConfig
 
     env = env_of(render(values={"livestreams": {
         "ingest": {"serviceType": "NodePort", "hostTemplate": "node1.example.com", "externalTrafficPolicy": "Local",
@@ -344,7 +344,7 @@ def test_a_route_without_a_host_is_refused_by_helm():
 
 
 def test_default_env_keeps_the_operator_defaults_except_the_image_and_who_the_operator_is():
-    from onair.controller.config import OperatorConfig
+    from onair.api.operator_config import OperatorConfig
 
     env = env_of(render())
     assert set(env) == {"ONAIR_IMAGE", "ONAIR_IMAGE_PULL_POLICY", "ONAIR_OPERATOR_NAMESPACE", "ONAIR_OPERATOR_POD_LABELS",
@@ -361,7 +361,7 @@ def test_default_env_keeps_the_operator_defaults_except_the_image_and_who_the_op
 def test_media_pod_network_policies_admit_exactly_the_operator_pod(tmp_path):
     """The operator's labels and namespace, as the chart sets them, select the operator's pod: the
     NetworkPolicies it renders for agent ports let this pod in."""
-    from onair.controller.config import OperatorConfig
+    from onair.api.operator_config import OperatorConfig
 
     docs = render("--set", "fullnameOverride=media", namespace="streaming")
     config = OperatorConfig.from_env(env_of(docs))
@@ -505,7 +505,7 @@ def test_agents_pod_monitor_is_off_by_default_and_selects_the_media_pods_agent_p
 
 
 def test_operator_metrics_service_selects_the_operator_pod_on_the_port_the_operator_serves(tmp_path):
-    from onair.controller.config import OperatorConfig
+    from onair.api.operator_config import OperatorConfig
 
     docs = render("--set", "metrics.operator.port=9123", "--set", "fullnameOverride=media")
     service = only(docs, "Service")
@@ -559,7 +559,7 @@ def test_turn_relay_is_off_by_default():
 
 
 def test_turn_relay_gives_the_operator_its_public_urls_its_cluster_address_and_its_secret():
-    from onair.controller.config import OperatorConfig
+    from onair.api.operator_config import OperatorConfig
 
     docs = render(*TURN_ON, "--set", "livestreams.ingest.whipIceServers={stun:stun.example.com}")
     operator = named(docs, "Deployment", "onair-operator")

@@ -6,12 +6,12 @@ from datetime import datetime, timedelta, timezone
 
 import kopf
 
-from onair.controller import kubeapi, settings
+from onair.controller import kopf_settings, kubeapi
 from onair.controller.apply import version_marker
-from onair.controller.config import OperatorConfig
+from onair.api.operator_config import OperatorConfig
 from onair.controller.livestream import RETRY_DELAYS, _wait_seconds
 from onair.controller.reconcile import CONVERGE_POLL_SECONDS, CONVERGE_WINDOW_SECONDS
-from onair.controller.probe import Prober, role_of
+from onair.controller.agent_client import AgentClient, role_of
 from onair.controller.runtime import LivestreamState, Runtime
 from onair.render.lifecycle import Lifecycle
 
@@ -57,7 +57,7 @@ def test_version_marker_ignores_deployment_status_churn():
 
 
 def test_kopf_settings_as_decided():
-    s = settings.build_settings()
+    s = kopf_settings.build_settings()
     assert s.persistence.finalizer == "onair.dev/finalizer"
     assert isinstance(s.persistence.progress_storage, kopf.AnnotationsProgressStorage)
     assert s.persistence.progress_storage.prefix == "onair.dev"
@@ -74,7 +74,7 @@ def test_kopf_settings_as_decided():
 
 
 def _runtime(now: datetime, poll: float = 5.0) -> Runtime:
-    return Runtime(OperatorConfig(status_poll_interval_seconds=poll), kube=None, prober=None, clock=lambda: now)  # type: ignore[arg-type]
+    return Runtime(OperatorConfig(status_poll_interval_seconds=poll), kube=None, agent_client=None, clock=lambda: now)  # type: ignore[arg-type]
 
 
 def test_daemon_wakes_at_the_next_lifecycle_change():
@@ -103,9 +103,9 @@ def test_role_keys():
 def test_a_broken_resolver_means_no_address():
     def broken(namespace, name, role):
         raise KeyError(role)
-    prober = Prober(broken)
-    assert prober.url("ns", "ls", "ingest") is None
-    assert Prober(lambda *a: "http://127.0.0.1:1/").url("ns", "ls", "ingest") == "http://127.0.0.1:1"
+    agent_client = AgentClient(broken)
+    assert agent_client.url("ns", "ls", "ingest") is None
+    assert AgentClient(lambda *a: "http://127.0.0.1:1/").url("ns", "ls", "ingest") == "http://127.0.0.1:1"
 
 
 def test_lean_diff_base_is_what_kopf_builds():
@@ -129,7 +129,7 @@ def test_lean_diff_base_is_what_kopf_builds():
         "status": {"phase": "backstage", "effectiveSettings": {"dvr": {"durationSeconds": 600}}},
     }
     kopf_storage = kopf.AnnotationsDiffBaseStorage(prefix="onair.dev", key="last-handled-configuration")
-    lean = settings.LeanDiffBaseStorage(prefix="onair.dev", key="last-handled-configuration")
+    lean = kopf_settings.LeanDiffBaseStorage(prefix="onair.dev", key="last-handled-configuration")
     for variant in (body, {k: v for k, v in body.items() if k != "status"},
                     {**body, "metadata": {"name": "bare", "namespace": "ns"}}):
         expected = kopf_storage.build(body=kopf.Body(variant))

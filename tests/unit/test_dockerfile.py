@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from onair.roles import ROLES
+from onair.roles import MEDIA_ROLES
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
-PACKAGE_LIST = ROOT / "packaging" / "debian-packages.txt"
-IMAGE_PACKAGE_LIST = ROOT / "packaging" / "debian-image-packages.txt"
-DPKG_EXCLUDES = ROOT / "packaging" / "dpkg-image-excludes.cfg"
+PACKAGE_LIST = ROOT / "system-packages" / "debian-packages.txt"
+IMAGE_PACKAGE_LIST = ROOT / "system-packages" / "debian-image-packages.txt"
+DPKG_EXCLUDES = ROOT / "system-packages" / "dpkg-image-excludes.cfg"
 
 # What the agents execute or load; each must come from a package in the list.
 AGENT_BINARIES = ("nginx", "ffmpeg", "ffprobe", "srt-live-transmit")
@@ -111,7 +111,7 @@ def test_one_stage_whose_base_is_a_build_argument_defaulting_to_public_debian_bo
 def test_installs_exactly_the_package_lists(final):
     runs = final.all("RUN")
     copies = final.all("COPY")
-    assert any("packaging/debian-packages.txt" in c and "packaging/debian-image-packages.txt" in c for c in copies), \
+    assert any("system-packages/debian-packages.txt" in c and "system-packages/debian-image-packages.txt" in c for c in copies), \
         "the lists must be copied into the build"
     installs = [r for r in runs if "apt-get install" in r]
     assert len(installs) == 1, "one apt-get install, fed by the lists"
@@ -141,7 +141,7 @@ def test_the_lists_strip_to_package_names_the_way_the_dockerfile_does():
 def test_dpkg_excludes_are_in_place_before_the_install(final):
     keywords = [(i.keyword, i.args) for i in final.instructions]
     copy_at = next(n for n, (k, a) in enumerate(keywords)
-                   if k == "COPY" and a.split()[0] == "packaging/dpkg-image-excludes.cfg")
+                   if k == "COPY" and a.split()[0] == "system-packages/dpkg-image-excludes.cfg")
     assert keywords[copy_at][1].split()[1].startswith("/etc/dpkg/dpkg.cfg.d/")
     install_at = next(n for n, (k, a) in enumerate(keywords) if k == "RUN" and "apt-get install" in a)
     assert copy_at < install_at
@@ -181,7 +181,7 @@ def test_every_role_port_is_exposed(final):
         for word in args.split():
             port, _, proto = word.partition("/")
             exposed.add((int(port), (proto or "tcp").lower()))
-    wanted = {(p.number, p.protocol.lower()) for role in ROLES.values() for p in role.ports}
+    wanted = {(p.number, p.protocol.lower()) for role in MEDIA_ROLES.values() for p in role.ports}
     assert wanted <= exposed, f"missing EXPOSE for {sorted(wanted - exposed)}"
     assert exposed <= wanted, f"EXPOSEd ports no role uses: {sorted(exposed - wanted)}"
 
@@ -254,5 +254,5 @@ def test_dockerignore_keeps_the_context_small_but_not_the_sources():
     ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
                if line.strip() and not line.startswith("#")}
     assert {".git", "**/node_modules"} <= ignored
-    for needed in ("operator", "pyproject.toml", "README.md", "packaging"):
+    for needed in ("operator", "pyproject.toml", "README.md", "system-packages"):
         assert needed not in ignored

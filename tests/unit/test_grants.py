@@ -11,7 +11,7 @@ import pytest
 from onair import tokens
 from onair.api.calltype import CallType
 from onair.api.livestream import LivestreamSpec
-from onair.controller.config import OperatorConfig
+from onair.api.operator_config import OperatorConfig
 from onair.controller.livestream import _wait_seconds
 from onair.controller.reconcile import needs_apply
 from onair.controller.runtime import LivestreamState, Runtime
@@ -219,7 +219,7 @@ def test_status_names_backstage_members_and_the_secret():
 def test_operator_re_mints_when_the_bucket_ends():
     ls = livestream([("alice", "host")])
     clock = [NOW]
-    rt = Runtime(OperatorConfig(status_poll_interval_seconds=3600), kube=None, prober=None,  # type: ignore[arg-type]
+    rt = Runtime(OperatorConfig(status_poll_interval_seconds=3600), kube=None, agent_client=None,  # type: ignore[arg-type]
                  clock=lambda: clock[0], resync_seconds=10 ** 9)
     state = LivestreamState("media", "show", UID)
     state.rendered = render_children(ls, CT, OperatorConfig(), CREDS, now=NOW)

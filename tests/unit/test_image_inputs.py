@@ -45,8 +45,8 @@ def test_dockerignore_last_match_wins_and_exceptions():
 def test_copy_sources_of_the_real_dockerfile():
     sources = copy_sources((ROOT / "Dockerfile").read_text())
     assert "operator" in sources and "pyproject.toml" in sources and "README.md" in sources
-    assert {"packaging/debian-packages.txt", "packaging/debian-image-packages.txt",
-            "packaging/dpkg-image-excludes.cfg"} <= set(sources)
+    assert {"system-packages/debian-packages.txt", "system-packages/debian-image-packages.txt",
+            "system-packages/dpkg-image-excludes.cfg"} <= set(sources)
     assert not any(s.startswith("/") for s in sources), "destinations are not sources"
 
 
@@ -62,11 +62,11 @@ def _mini_repo(tmp_path: Path) -> Path:
     (root / "operator/onair/__pycache__").mkdir(parents=True)
     (root / "operator/onair/agent/player/node_modules/hls.js").mkdir(parents=True)
     (root / "tests").mkdir()
-    (root / "packaging").mkdir()
-    (root / "Dockerfile").write_text("FROM scratch\nCOPY packaging/list.txt /tmp/\nCOPY operator ./operator\n")
+    (root / "system-packages").mkdir()
+    (root / "Dockerfile").write_text("FROM scratch\nCOPY system-packages/list.txt /tmp/\nCOPY operator ./operator\n")
     (root / ".dockerignore").write_text("**/__pycache__\n**/node_modules\ntests\n")
-    (root / "packaging/list.txt").write_text("ffmpeg\n")
-    (root / "packaging/unused.txt").write_text("not copied\n")
+    (root / "system-packages/list.txt").write_text("ffmpeg\n")
+    (root / "system-packages/unused.txt").write_text("not copied\n")
     (root / "operator/onair/__init__.py").write_text("")
     (root / "operator/onair/__pycache__/__init__.cpython-311.pyc").write_bytes(b"cache")
     (root / "operator/onair/agent/static/vendor/hls.min.js").write_text("hls")
@@ -78,7 +78,7 @@ def _mini_repo(tmp_path: Path) -> Path:
 def test_context_files_are_what_the_dockerfile_copies_minus_dockerignore(tmp_path):
     root = _mini_repo(tmp_path)
     assert context_files(root) == [".dockerignore", "Dockerfile", "operator/onair/__init__.py",
-                                   "operator/onair/agent/static/vendor/hls.min.js", "packaging/list.txt"]
+                                   "operator/onair/agent/static/vendor/hls.min.js", "system-packages/list.txt"]
 
 
 def test_an_exception_brings_a_file_back_from_an_ignored_directory(tmp_path):
@@ -97,7 +97,7 @@ def test_digest_follows_the_build_inputs_only(tmp_path):
     # Outside what the build reads: same digest.
     (root / "operator/onair/__pycache__/other.pyc").write_bytes(b"x")
     (root / "tests/test_y.py").write_text("")
-    (root / "packaging/unused.txt").write_text("changed")
+    (root / "system-packages/unused.txt").write_text("changed")
     (root / "operator/onair/agent/player/node_modules/hls.js/y.js").write_text("")
     assert inputs_digest(root, base) == d0
     # What the build reads: a new digest for each change.

@@ -183,7 +183,7 @@ def test_the_held_slot_is_applied_paused_and_marked_the_other_unchanged():
 
 
 def test_the_rendered_template_hash_follows_the_pod_template_only():
-    from onair.controller.config import OperatorConfig
+    from onair.api.operator_config import OperatorConfig
     from onair.render.children import render_children
     from onair.render.credentials import generate_credentials
 
@@ -230,12 +230,12 @@ def test_only_a_report_of_the_pod_read_now_says_whether_a_slot_has_its_encoder_b
     from types import SimpleNamespace
 
     from onair.api.agent import IngestStatus
-    from onair.controller.probe import AgentReport
+    from onair.controller.agent_client import AgentReport
     from onair.controller.rollout import receiving
     from onair.controller.runtime import LivestreamState
 
     current = {MAIN: "http://10.0.0.1:8080", BACKUP: "http://10.0.0.9:8080"}
-    rt = SimpleNamespace(prober=SimpleNamespace(url=lambda namespace, name, key: current.get(key)))
+    rt = SimpleNamespace(agent_client=SimpleNamespace(url=lambda namespace, name, key: current.get(key)))
     state = LivestreamState("media", "show", "u1")
     state.agents = {
         MAIN: AgentReport(MAIN, "http://10.0.0.1:8080", True, IngestStatus(slot="main", receiving=True)),

@@ -4,7 +4,7 @@ from __future__ import annotations
 from prometheus_client.parser import text_string_to_metric_families
 
 from onair.controller.metrics import OperatorMetrics, agent_outcome
-from onair.controller.probe import AgentReport
+from onair.controller.agent_client import AgentReport
 from onair.controller.runtime import LivestreamState
 from onair.render.resolve import Problem
 

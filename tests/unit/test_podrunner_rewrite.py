@@ -10,7 +10,7 @@ import json
 import pytest
 
 from onair.api.calltype import CallType
-from onair.controller.config import OperatorConfig
+from onair.api.operator_config import OperatorConfig
 from onair.localcluster import loopback
 from onair.localcluster.loopback import PlanError
 from onair.render.children import render_children

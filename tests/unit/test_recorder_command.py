@@ -52,7 +52,7 @@ def test_a_run_needs_a_source_and_a_positive_split():
 
 
 def test_every_input_is_probed_briefly_and_the_first_media_timeout_covers_the_probe():
-    from onair.agent.recorder.agent import first_media_timeout_seconds
+    from onair.agent.recorder.command import first_media_timeout_seconds
 
     for run in (RecordingRun(output_pattern="p%04d.mp4", split_seconds=10, start_number=1, rtmp_url="rtmp://i/live/s"),
                 RecordingRun(output_pattern="p%04d.mp4", split_seconds=10, start_number=1,

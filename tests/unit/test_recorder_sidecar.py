@@ -4,7 +4,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from onair.agent.recorder.naming import parse_parts, part_name, session_prefix, sidecar_name
-from onair.agent.recorder.probe import parse_duration
+from onair.agent.recorder.duration import parse_duration
 from onair.agent.recorder.session import Backoff, Session
 from onair.agent.recorder import sidecar as sidecar_mod
 from onair.agent.recorder.sidecar import (FinishedSessions, PartInfo, sessions_without_sidecar, sidecar_document,

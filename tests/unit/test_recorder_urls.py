@@ -1,4 +1,4 @@
-from onair.agent.recorder.agent import display_url, is_http, url_secrets
+from onair.agent.recorder.source_access import display_url, is_http, url_secrets
 
 
 def test_logs_never_show_a_token_or_password():

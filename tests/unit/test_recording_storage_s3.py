@@ -13,10 +13,11 @@ from onair.api.conditions import (RECORDER_NOT_REPORTING, RECORDING_UPLOAD_FAILI
                                   RECORDING_UPLOAD_RECOVERED, RECORDINGS_UPLOADED)
 from onair.api.livestream import LivestreamSpec, LivestreamStatus
 from onair.api.settings import S3Storage
-from onair.controller.config import OperatorConfig
+from onair.api.operator_config import OperatorConfig
 from onair.controller.events import NORMAL, WARNING, transition_events
 from onair.crdgen import crds
-from onair.render.children import S3_SECRET_DIR, render_children
+from onair.render.agent_configs import S3_SECRET_DIR
+from onair.render.children import render_children
 from onair.render.conditions import find_condition
 from onair.render.credentials import Credentials
 from onair.render.lifecycle import desired_lifecycle

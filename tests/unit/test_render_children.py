@@ -10,9 +10,10 @@ from kubernetes import client as k8s
 from onair import roles
 from onair.api.agent import IngestConfig, OriginConfig, RecorderConfig, TranscoderConfig
 from onair.api.calltype import CallType
-from onair.controller.config import OperatorConfig
+from onair.api.operator_config import OperatorConfig
 from onair.api.meta import child_selector
-from onair.render.children import CHILD_KINDS, CONFIG_HASH_ANNOTATION, RenderedChildren, create_only, render_children
+from onair.render.children import CHILD_KINDS, RenderedChildren, create_only, render_children
+from onair.render.deployments import CONFIG_HASH_ANNOTATION
 from onair.render.credentials import Credentials, credentials_from_secret_data, render_credentials_secret
 from onair.render.ladder import fit_ladder
 
@@ -370,7 +371,7 @@ def test_every_pod_is_restricted(rendered):
 def test_pods_run_the_role_binary_with_its_ports(rendered):
     for name, dep in by_kind(rendered, "Deployment").items():
         key = name.removeprefix("show-")
-        role = roles.ROLES["ingest" if key.startswith("ingest") else key]
+        role = roles.MEDIA_ROLES["ingest" if key.startswith("ingest") else key]
         pod = dep["spec"]["template"]["spec"]
         (c,) = pod["containers"]
         # The command is explicit: args alone would follow the image's ENTRYPOINT (onair).

@@ -1,7 +1,7 @@
 import pytest
 
 from onair import roles
-from onair.controller.config import DEFAULT_RESOURCES, OperatorConfig
+from onair.api.operator_config import DEFAULT_RESOURCES, OperatorConfig
 
 
 def test_defaults_without_environment():

@@ -3,7 +3,7 @@ from datetime import datetime, timedelta, timezone
 from onair.api.agent import IngestStatus, OriginStatus, RecordedPart, RecorderStatus, Recording, TranscoderStatus
 from onair.api.calltype import CallType
 from onair.api.livestream import LivestreamSpec, LivestreamStatus
-from onair.controller.config import OperatorConfig
+from onair.api.operator_config import OperatorConfig
 from onair.render.children import render_children
 from onair.render.conditions import find_condition
 from onair.render.credentials import Credentials

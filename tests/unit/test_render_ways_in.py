@@ -3,7 +3,7 @@ exposure, and the public URLs status shows (pure rendering; the API server's vie
 tests/cluster/test_render_apiserver.py)."""
 import pytest
 
-from onair.controller.config import OperatorConfig
+from onair.api.operator_config import OperatorConfig
 from tests.unit.test_render_children import by_kind, livestream, render
 
 INGRESS = dict(playback_route="ingress", playback_host_template="{name}.{namespace}.live.example.com")
@@ -117,7 +117,7 @@ def test_load_balancer_ingest_carries_the_annotations_and_service_ports():
 
 def _urls(config, exposure=None, **spec):
     from onair.api.livestream import LivestreamSpec
-    from onair.render.children import render_urls
+    from onair.render.urls import render_urls
 
     out = render(livestream(**spec), config=config)
     return render_urls("show", "media", LivestreamSpec.model_validate({"callType": "livestream", **spec}),
@@ -125,7 +125,7 @@ def _urls(config, exposure=None, **spec):
 
 
 def test_node_port_urls_use_the_allocated_ports_on_the_ingest_pods_node():
-    from onair.render.children import ingest_exposure
+    from onair.render.urls import ingest_exposure
 
     config = OperatorConfig(ingest_service_type="NodePort", ingest_node_ports={"main": {"srt": 30900}})
     service = {"spec": {"ports": [{"name": "rtmp", "port": 1935, "nodePort": 31935},
@@ -139,7 +139,7 @@ def test_node_port_urls_use_the_allocated_ports_on_the_ingest_pods_node():
 
 
 def test_load_balancer_urls_use_its_address_unless_a_host_template_names_it():
-    from onair.render.children import ingest_exposure
+    from onair.render.urls import ingest_exposure
 
     config = OperatorConfig(ingest_service_type="LoadBalancer")
     pending = {"spec": {"ports": [{"name": "rtmp", "port": 1935, "nodePort": 31935}]}, "status": {"loadBalancer": {}}}
@@ -155,7 +155,7 @@ def test_every_child_kind_is_watched_or_looked_for_after_a_start():
     """A kind in neither list would never be pruned once the operator restarted."""
     from onair.controller.apply import UNWATCHED_CHILD_KINDS
     from onair.controller.kubeapi import KINDS
-    from onair.controller.settings import CHILD_RESOURCES
+    from onair.controller.kopf_settings import CHILD_RESOURCES
     from onair.render.children import CHILD_KINDS
 
     watched = {(f"{g}/{v}" if g else v, plural) for g, v, plural in CHILD_RESOURCES}

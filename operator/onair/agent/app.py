@@ -111,7 +111,24 @@ def bearer_matches(authorization: Optional[str], expected: str) -> bool:
 
 
 class Agent:
-    """HTTP surface + lifecycle for one role. Subclass hooks: ``status()``, ``apply_desired()``."""
+    """The agent API and the one lifecycle of every role.
+
+    ``run()`` is the whole life of an agent process, the same for all four roles:
+
+    1. ``prepare()``: checks and setup before anything listens (a config that cannot work ends
+       the process here with ``SystemExit`` and a clear message, before the kubelet sees a port);
+    2. the agent API listens (``start_http``);
+    3. ``start()``: the role's processes, listeners and tasks;
+    4. serve until SIGTERM or SIGINT: ``PUT /desired`` reaches ``apply_desired()``;
+    5. ``drain()``: finish what is in flight while ``/status`` still answers (the recorder
+       finalizes its session and uploads it; nothing may be lost here);
+    6. the agent API stops listening: no call reaches a role that is being taken apart;
+    7. ``stop()``: release whatever ``start()`` took; it runs after a failed ``start()`` too, so it
+       must cope with a half-started role.
+
+    The pod's ``terminationGracePeriodSeconds`` (``onair.render.deployments``) covers drain and stop.
+    Role hooks besides the lifecycle: ``status()``, ``apply_desired()``, ``before_scrape()``.
+    """
 
     def __init__(self, role: str, host: str, port: int, token_file: Optional[str] = None) -> None:
         self.role = role
@@ -135,7 +152,40 @@ class Agent:
         self._runner: Optional[web.AppRunner] = None
         self._stop = asyncio.Event()
 
-    # hooks ------------------------------------------------------------------------------
+    # lifecycle hooks --------------------------------------------------------------------
+    async def prepare(self) -> None:
+        """Before the agent API listens: checks that end the process on a config that cannot work."""
+
+    async def start(self) -> None:
+        """Once the agent API listens: start the role's processes, listeners and tasks."""
+
+    async def drain(self) -> None:
+        """After the stop signal, when ``start()`` completed: finish the work in flight."""
+
+    async def stop(self) -> None:
+        """Release what ``start()`` took, also after a ``start()`` that failed half-way."""
+
+    async def run(self) -> None:
+        """prepare → listen → start → serve until SIGTERM/SIGINT → drain → stop listening → stop."""
+        await self.prepare()
+        started = False
+        try:
+            await self.start_http()
+            await self.start()
+            started = True
+            await self.wait_for_stop_signal()
+            log.info("%s agent stopping", self.role)
+        finally:
+            try:
+                if started:
+                    await self.drain()
+            finally:
+                try:
+                    await self.stop_http()
+                finally:
+                    await self.stop()
+
+    # role hooks -------------------------------------------------------------------------
     def status(self) -> BaseModel:
         raise NotImplementedError
 
@@ -205,7 +255,7 @@ class Agent:
         await self.apply_desired(desired)
         return web.json_response(desired.model_dump(by_alias=True, mode="json"))
 
-    # lifecycle --------------------------------------------------------------------------
+    # agent API listener ---------------------------------------------------------------
     async def start_http(self) -> None:
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
@@ -261,14 +311,3 @@ def run_role(role: str, argv: list[str], config_model: Type[C], serve: Callable[
     config = load_config(args.config, config_model)
     return run(lambda: serve(config))
 
-
-async def serve_until_stopped(agent: Any) -> None:
-    """The lifecycle of a role whose agent has ``start()`` and ``async shutdown()`` besides the
-    ``Agent`` HTTP API: serve, start, wait for SIGTERM/SIGINT, shut down, stop serving."""
-    await agent.start_http()
-    agent.start()
-    try:
-        await agent.wait_for_stop_signal()
-    finally:
-        await agent.shutdown()
-        await agent.stop_http()

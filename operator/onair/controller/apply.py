@@ -205,7 +205,7 @@ async def apply_children(kube: Kube, rendered: rc.RenderedChildren, owner_meta: 
 
 
 # HTTPRoute: the Gateway API is optional, and a watch on a kind the cluster does not serve would
-# fail the operator (onair.controller.settings.CHILD_RESOURCES lists the watched ones).
+# fail the operator (onair.controller.kopf_settings.CHILD_RESOURCES lists the watched ones).
 UNWATCHED_CHILD_KINDS = ("HTTPRoute",)
 
 

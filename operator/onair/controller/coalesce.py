@@ -9,35 +9,36 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable, Callable, Hashable, Optional
+from typing import Awaitable, Callable, Generic, Hashable, Optional, TypeVar
 
 log = logging.getLogger("onair.controller")
+K = TypeVar("K", bound=Hashable)
 
 
-class Coalescer:
+class Coalescer(Generic[K]):
     """``request(key)`` schedules ``action(key)`` ``window`` seconds later; requests for the same
     key before it starts are absorbed; a request while it runs schedules exactly one more run."""
 
-    def __init__(self, action: Callable[[Hashable], Awaitable[None]], window: float = 1.0,
+    def __init__(self, action: Callable[[K], Awaitable[None]], window: float = 1.0,
                  sleep: Optional[Callable[[float], Awaitable[None]]] = None, what: str = "coalesced action") -> None:
         self.action = action
         self.window = window
         # Injectable so tests can drive the window deterministically.
         self._sleep = sleep or asyncio.sleep
         self.what = what
-        self._pending: set[Hashable] = set()
-        self._tasks: dict[Hashable, asyncio.Task] = {}
+        self._pending: set[K] = set()
+        self._tasks: dict[K, asyncio.Task] = {}
         self.runs = 0
 
-    def request(self, key: Hashable) -> None:
+    def request(self, key: K) -> None:
         self._pending.add(key)
         if key not in self._tasks:
             self._tasks[key] = asyncio.get_running_loop().create_task(self._run(key))
 
-    def busy(self, key: Hashable) -> bool:
+    def busy(self, key: K) -> bool:
         return key in self._tasks
 
-    async def _run(self, key: Hashable) -> None:
+    async def _run(self, key: K) -> None:
         try:
             while key in self._pending:
                 await self._sleep(self.window)

@@ -34,7 +34,7 @@ RESOURCE = (GROUP, VERSION, "livestreams")
 RETRY_DELAYS = (1, 2, 5, 10, 30)
 
 
-async def reconcile_now(rt: Runtime, state: LivestreamState, body: Any, *, probe: bool = True) -> None:
+async def reconcile_now(rt: Runtime, state: LivestreamState, body: Any, *, poll_agents: bool = True) -> None:
     """Apply if needed and refresh status, under the Livestream's lock."""
     async with state.lock:
         # The Kubernetes client's pool serves the oldest reconcile first (see workpool).
@@ -46,7 +46,7 @@ async def reconcile_now(rt: Runtime, state: LivestreamState, body: Any, *, probe
             ls = reconcile.plain(body)
             if reconcile.needs_apply(rt, state, ls) or await rollout.release_due(rt, state):
                 await reconcile.sync_children(rt, state, ls, body)
-            await reconcile.sync_status(rt, state, ls, body, probe=probe)
+            await reconcile.sync_status(rt, state, ls, body, poll_agents=poll_agents)
             state.transient_failures = 0
             if state.problem is not None:
                 outcome, reason = metrics.STALLED, state.problem.reason
@@ -83,7 +83,7 @@ def _wait_seconds(rt: Runtime, state: LivestreamState) -> float:
 def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
 
     @kopf.index(*RESOURCE, id="livestreams_by_calltype", registry=registry)
-    async def livestreams_by_calltype(namespace: str, name: str, spec: kopf.Spec, **_: Any) -> dict:
+    async def livestreams_by_calltype(*, namespace: Optional[str], name: str, spec: kopf.Spec, **_: Any) -> dict:
         return {spec.get("callType", ""): (namespace, name)}
 
     async def on_change(body: kopf.Body, **_: Any) -> None:

@@ -37,7 +37,7 @@ from prometheus_client.registry import Collector
 
 import onair
 
-from .probe import AgentReport
+from .agent_client import AgentReport
 
 
 class _Stalled(Protocol):

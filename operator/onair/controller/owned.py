@@ -1,6 +1,6 @@
 """Watch what the operator owns, so drift is repaired within a second instead of at the next resync.
 
-Children are watched by label (server-side selector, see ``settings.CHILD_SELECTOR``) and mapped
+Children are watched by label (server-side selector, see ``kopf_settings.CHILD_SELECTOR``) and mapped
 back to their Livestream by ``onair.dev/livestream``. A DELETED child, or a change the operator
 did not write itself, wakes that Livestream's daemon with a re-apply request; server-side apply
 then restores exactly the fields the operator owns (a hand-edited image or replicas is reverted,
@@ -27,11 +27,12 @@ from typing import Any, Optional
 import kopf
 
 from onair.api.meta import LABEL_LIVESTREAM, MANAGER, MANIFEST_DIGEST_ANNOTATION
-from onair.render.children import ingest_exposure, role_of
+from onair.render.child_names import role_of
+from onair.render.urls import ingest_exposure
 
 from .apply import KnownChild, untouched_since_apply, version_marker
 from .runtime import AgentPod, Runtime, current_agent_pod
-from .settings import CHILD_RESOURCES
+from .kopf_settings import CHILD_RESOURCES
 
 # kopf hands indexes to handlers as kwargs named by these ids (see runner.capture_indexes).
 CHILD_INDEXES = tuple(f"children_{plural}" for _, _, plural in CHILD_RESOURCES)

@@ -1,4 +1,4 @@
-"""One reconcile of one Livestream: resolve -> render -> apply -> probe -> status (+ Events).
+"""One reconcile of one Livestream: resolve -> render -> apply -> poll the agents -> status (+ Events).
 
 Split in two halves so the status daemon can refresh status every poll without re-applying:
 
@@ -26,12 +26,13 @@ from onair.api.livestream import LivestreamSpec
 from onair.api.meta import child_selector
 from onair.render import credentials as rcreds
 from onair.render import grants
-from onair.render.children import (IngestExposure, RenderedChildren, child_name, render_children,
-                                   render_urls, slot_of)
+from onair.render.child_names import child_name, slot_of
+from onair.render.children import RenderedChildren, render_children
 from onair.render.lifecycle import desired_lifecycle, to_agent_desired
 from onair.render.pods import pod_problem
 from onair.render.resolve import Problem, resolve
 from onair.render.status import broadcast_problem, input_live, livestream_status, status_patch
+from onair.render.urls import IngestExposure, render_urls
 
 from . import events, members, recordings, refusals, rollout
 from .apply import apply_children
@@ -230,7 +231,7 @@ async def _dvr_clear(rt: Runtime, state: LivestreamState, ls: Mapping, body: Map
     done = _parse_time(stored.get("dvrClearedAt"))
     if done is not None and done >= wanted:
         return None
-    ok, why = await rt.prober.clear_dvr(state.namespace, state.name, token=_agent_token(state))
+    ok, why = await rt.agent_client.clear_dvr(state.namespace, state.name, token=_agent_token(state))
     if ok:
         return wanted
     marker = wanted.isoformat()
@@ -240,7 +241,7 @@ async def _dvr_clear(rt: Runtime, state: LivestreamState, ls: Mapping, body: Map
     return None
 
 
-async def sync_status(rt: Runtime, state: LivestreamState, ls: Mapping, body: Mapping, probe: bool = True) -> None:
+async def sync_status(rt: Runtime, state: LivestreamState, ls: Mapping, body: Mapping, poll_agents: bool = True) -> None:
     now = rt.clock()
     stored = state.status if state.status is not None else dict(ls.get("status") or {})
     generation = ls["metadata"].get("generation")
@@ -256,7 +257,7 @@ async def sync_status(rt: Runtime, state: LivestreamState, ls: Mapping, body: Ma
         rendered = state.rendered = with_public_ingest(rt, state, spec, rendered)
     lifecycle = desired_lifecycle(spec, rendered.effective, now)
     state.lifecycle = lifecycle
-    if probe:
+    if poll_agents:
         # Which sources exist is the render's business, not the lifecycle's.
         desired = to_agent_desired(lifecycle, generation or 0).model_copy(
             update={"backup": "ingest-backup" in rendered.agent_configs,
@@ -264,24 +265,24 @@ async def sync_status(rt: Runtime, state: LivestreamState, ls: Mapping, body: Ma
         if desired != state.desired_sent:
             state.desired_sent = desired
             state.converging_until = now + timedelta(seconds=CONVERGE_WINDOW_SECONDS)
-        state.agents = await rt.prober.poll(state.namespace, state.name, list(rendered.agent_configs), desired,
+        state.agents = await rt.agent_client.poll(state.namespace, state.name, list(rendered.agent_configs), desired,
                                             token=_agent_token(state))
         rt.metrics.agents_polled(state.agents)
         _watch_agent_credentials(state, body)
-    cleared = await _dvr_clear(rt, state, ls, body, stored) if probe else None
+    cleared = await _dvr_clear(rt, state, ls, body, stored) if poll_agents else None
     agents = {key: (r.status if r.reachable else None) for key, r in state.agents.items()}
-    if probe:
+    if poll_agents:
         _watch_broadcast(rt, state, body, agents, now)
         if state.refusals is None:
             state.refusals = refusals.RefusalAnnouncer(rt.refusal_event_interval_seconds)
         refusals.announce(state.refusals, body, agents, state.namespace, state.name, rendered.credentials_secret,
                           now)
     recorder = agents.get("recorder")
-    if probe and isinstance(recorder, RecorderStatus):
+    if poll_agents and isinstance(recorder, RecorderStatus):
         # Before the status names them: a Recording named in status.recordings exists.
         await recordings.sync(rt, state, ls, body, recorder)
     missing = [key for key in rendered.agent_configs if agents.get(key) is None]
-    if probe and missing:
+    if poll_agents and missing:
         state.pod_problems = await _pod_problems(rt, state, missing)
     elif not missing:
         state.pod_problems = {}
@@ -324,7 +325,9 @@ async def _pod_problems(rt: Runtime, state: LivestreamState, keys: list[str]) ->
     out: dict[str, str] = {}
     for pod in pods:
         key = ((pod.get("metadata") or {}).get("labels") or {}).get("app.kubernetes.io/component")
-        problem = pod_problem(pod) if key in keys else None
+        if not isinstance(key, str) or key not in keys:
+            continue
+        problem = pod_problem(pod)
         if problem:
             out[key] = problem
     return out

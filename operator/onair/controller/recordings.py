@@ -39,7 +39,7 @@ from onair.api.meta import API_VERSION, GROUP, LABEL_LIVESTREAM, VERSION
 from onair.api.recording import (MEDIA_DELETED, MEDIA_DELETED_EVENT, MEDIA_DELETION_FAILED, MEDIA_DELETION_PENDING,
                                  OBJECT_DELETION_NOT_CONFIGURED, RECORDER_UNREACHABLE, RECORDING_CREATED_EVENT)
 from onair.endpoints import RECORDINGS_PATH
-from onair.render.children import recordings_claim
+from onair.render.child_names import recordings_claim
 from onair.render.conditions import find_condition, set_condition
 from onair.render.pods import pod_problem
 from onair.render.recordings import (deletion_pod, deletion_pod_name, deletion_s3_config, object_storage_location,
@@ -48,7 +48,7 @@ from onair.render.recordings import (deletion_pod, deletion_pod_name, deletion_s
 from . import events
 from .kubeapi import FIELD_MANAGER, POD, Kind, KubeError
 from .runtime import LivestreamState, Runtime
-from .settings import FINALIZER
+from .kopf_settings import FINALIZER
 
 log = logging.getLogger("onair.controller")
 RESOURCE = (GROUP, VERSION, "recordings")
@@ -252,7 +252,7 @@ async def _delete_files(rt: Runtime, body: Mapping, has_objects: bool) -> tuple[
     uploads = getattr(recorder_config, "s3", None) is not None
     async with state.lock:
         token = state.credentials.agent_token if state.credentials is not None else None
-        ok, detail = await rt.prober.delete_recording(namespace, state.name, spec["session"], token=token)
+        ok, detail = await rt.agent_client.delete_recording(namespace, state.name, spec["session"], token=token)
         if ok:
             state.recording_specs.pop(meta["name"], None)
             what = "uploaded objects and files" if has_objects and uploads else "files"

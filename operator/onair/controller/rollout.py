@@ -18,7 +18,8 @@ from typing import Any, Mapping, Optional
 
 from onair.api.agent import IngestStatus, TranscoderStatus
 from onair.render import rollout as rr
-from onair.render.children import RenderedChildren, child_name
+from onair.render.child_names import child_name
+from onair.render.children import RenderedChildren
 
 from . import events
 from .kubeapi import KINDS
@@ -47,7 +48,7 @@ def receiving(rt: Runtime, state: LivestreamState) -> dict[str, Optional[bool]]:
     for key in SLOTS:
         report = state.agents.get(key)
         status = (report.status if report is not None and report.reachable
-                  and report.url == rt.prober.url(state.namespace, state.name, key) else None)
+                  and report.url == rt.agent_client.url(state.namespace, state.name, key) else None)
         out[key] = status.receiving if isinstance(status, IngestStatus) else None
     return out
 

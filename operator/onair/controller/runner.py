@@ -16,12 +16,12 @@ from typing import Any, Optional, Sequence
 import kopf
 
 from . import calltype, kubeapi, livestream, owned, recordings
-from .config import OperatorConfig
+from onair.api.operator_config import OperatorConfig
 from .metrics import MetricsPortUnavailable, OperatorMetrics, serve as serve_metrics
-from .probe import Prober, Resolver
+from .agent_client import AgentClient, Resolver
 from .refusals import DEFAULT_INTERVAL_SECONDS
 from .runtime import Runtime
-from .settings import build_settings
+from .kopf_settings import build_settings
 
 log = logging.getLogger("onair.controller")
 
@@ -46,7 +46,7 @@ def build_registry(rt: Runtime, api: Any, *, watch_pods: bool, namespaces: Seque
     async def close_http(**_: Any) -> None:
         await rt.webhooks.stop()
         await rt.calltype_status.close()
-        await rt.prober.close()
+        await rt.agent_client.close()
 
     calltype.register(registry, rt)
     livestream.register(registry, rt)
@@ -59,7 +59,7 @@ async def operator(*, kubeconfig: Optional[str] = None, context: Optional[str] =
                    namespaces: Optional[Sequence[str]] = None, resolver: Optional[Resolver] = None,
                    config: Optional[OperatorConfig] = None, stop_flag: Any = None, ready_flag: Any = None,
                    liveness_endpoint: Optional[str] = None,
-                   resync_seconds: float = 600.0, probe_timeout: float = 2.0,
+                   resync_seconds: float = 600.0, agent_timeout: float = 2.0,
                    broadcast_grace_seconds: float = 20.0,
                    refusal_event_interval_seconds: float = DEFAULT_INTERVAL_SECONDS) -> None:
     """Run until ``stop_flag`` is set (or a signal, in the main thread)."""
@@ -73,8 +73,8 @@ async def operator(*, kubeconfig: Optional[str] = None, context: Optional[str] =
     def default_resolver(namespace: str, name: str, role_key: str) -> Optional[str]:
         return holder["rt"].pod_resolver(namespace, name, role_key)
 
-    prober = Prober(resolver or default_resolver, timeout=probe_timeout)
-    rt = Runtime(config, kube, prober, resync_seconds=resync_seconds, broadcast_grace_seconds=broadcast_grace_seconds,
+    agent_client = AgentClient(resolver or default_resolver, timeout=agent_timeout)
+    rt = Runtime(config, kube, agent_client, resync_seconds=resync_seconds, broadcast_grace_seconds=broadcast_grace_seconds,
                  refusal_event_interval_seconds=refusal_event_interval_seconds, metrics=metrics)
     holder["rt"] = rt
     rt.stagger_ingest_rollouts = resolver is None
@@ -101,7 +101,7 @@ async def operator(*, kubeconfig: Optional[str] = None, context: Optional[str] =
     finally:
         if metrics_server is not None:
             await metrics_server.cleanup()
-        await prober.close()
+        await agent_client.close()
         kube.close()
 
 

@@ -22,10 +22,10 @@ from onair.render.resolve import Problem
 from onair.render.rollout import NO_HOLD, IngestRollout
 
 from .coalesce import Coalescer
-from .config import OperatorConfig
+from onair.api.operator_config import OperatorConfig
 from .kubeapi import Kube
 from .metrics import OperatorMetrics
-from .probe import AgentReport, Prober
+from .agent_client import AgentClient, AgentReport
 from .refusals import DEFAULT_INTERVAL_SECONDS, RefusalAnnouncer
 from .webhooks import WebhookDeliverer
 
@@ -177,14 +177,14 @@ class LivestreamState:
 class Runtime:
     """Everything the handlers of one operator instance share."""
 
-    def __init__(self, config: OperatorConfig, kube: Kube, prober: Prober,
+    def __init__(self, config: OperatorConfig, kube: Kube, agent_client: AgentClient,
                  clock: Callable[[], datetime] = utcnow, resync_seconds: float = 600.0,
                  broadcast_grace_seconds: float = 20.0, calltype_status_window: float = 1.0,
                  refusal_event_interval_seconds: float = DEFAULT_INTERVAL_SECONDS,
                  metrics: Optional[OperatorMetrics] = None) -> None:
         self.config = config
         self.kube = kube
-        self.prober = prober
+        self.agent_client = agent_client
         self.clock = clock
         self.resync_seconds = resync_seconds
         # How long "input live but no segments" may last before it is a BroadcastingFailed:

@@ -73,12 +73,12 @@ def node_missing() -> list[str]:
     tools = node.missing_tools()
     if tools:
         out.append("the node's Debian packages: " + ", ".join(tools)
-                   + " (scripts/install-deps installs packaging/debian-test-packages.txt)")
+                   + " (scripts/install-deps installs system-packages/debian-test-packages.txt)")
     if image.cached_image() is None:
         lacking = [t for t in ("buildah", "mmdebstrap") if _which(t) is None]
         if lacking:
             out.append(f"{' and '.join(lacking)} to build the onair image (apt-get install "
-                       f"{' '.join(lacking)}; packaging/debian-image-build-packages.txt)")
+                       f"{' '.join(lacking)}; system-packages/debian-image-build-packages.txt)")
     return out
 
 

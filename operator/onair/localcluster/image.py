@@ -272,7 +272,7 @@ def _tool(name: str, package: str) -> str:
     path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/sbin:/bin")
     if not path:
         raise BuildError(f"{name} is not installed: `apt-get install {package}` "
-                         "(scripts/install-deps installs packaging/debian-image-build-packages.txt)")
+                         "(scripts/install-deps installs system-packages/debian-image-build-packages.txt)")
     return path
 
 

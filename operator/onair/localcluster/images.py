@@ -205,7 +205,7 @@ def _need(path: str, package: str) -> Path:
     p = Path(path)
     if not p.is_file():
         raise ImageError(f"{path} is missing: install the Debian package {package} "
-                         "(scripts/install-deps does, from packaging/debian-test-packages.txt)")
+                         "(scripts/install-deps does, from system-packages/debian-test-packages.txt)")
     return p
 
 

@@ -426,7 +426,7 @@ class Node:
         missing = missing_tools()
         if missing:
             raise NodeError("a local node needs " + ", ".join(missing)
-                            + "; scripts/install-deps installs them (packaging/debian-test-packages.txt)")
+                            + "; scripts/install-deps installs them (system-packages/debian-test-packages.txt)")
         t0 = time.monotonic()
         reap_stale_nodes()
         self.state_dir = Path(tempfile.mkdtemp(prefix=_STATE_PREFIX, dir=_state_base()))

@@ -42,6 +42,7 @@ from typing import Optional
 from onair.api.agent import Desired
 from onair.api.livestream import LivestreamSpec, Phase
 from onair.api.settings import CallSettings
+from onair.render.effective import sections
 
 
 @dataclass(frozen=True)
@@ -67,11 +68,11 @@ def _aware(value: datetime) -> datetime:
 def desired_phase(spec: LivestreamSpec, effective: CallSettings) -> Phase:
     if spec.phase is not None:
         return spec.phase
-    return "backstage" if effective.backstage.enabled else "live"
+    return "backstage" if sections(effective).backstage.enabled else "live"
 
 
 def _broadcasting(spec: LivestreamSpec, effective: CallSettings, phase: Phase, active: bool) -> bool:
-    mode = effective.broadcasting.mode
+    mode = sections(effective).broadcasting.mode
     if mode == "disabled" or not active or phase == "ended":
         return False
     if spec.broadcasting is not None:
@@ -86,20 +87,20 @@ def _broadcasting(spec: LivestreamSpec, effective: CallSettings, phase: Phase, a
 
 def _outputs(spec: LivestreamSpec, effective: CallSettings, phase: Phase, active: bool,
              broadcasting: bool, recording: bool) -> bool:
-    if effective.broadcasting.mode == "disabled" or not active or phase == "ended":
+    if sections(effective).broadcasting.mode == "disabled" or not active or phase == "ended":
         return False
-    if broadcasting or (recording and effective.recording.type == "transcoded"):
+    if broadcasting or (recording and sections(effective).recording.type == "transcoded"):
         return True
     return phase == "backstage" and spec.broadcasting is not False
 
 
 def recording_without_outputs(lifecycle: Lifecycle, effective: CallSettings) -> bool:
     """A transcoded recording is wanted but nothing is transcoded: broadcasting is disabled."""
-    return lifecycle.recording and effective.recording.type == "transcoded" and not lifecycle.outputs
+    return lifecycle.recording and sections(effective).recording.type == "transcoded" and not lifecycle.outputs
 
 
 def _recording(spec: LivestreamSpec, effective: CallSettings, phase: Phase, active: bool) -> bool:
-    mode = effective.recording.mode
+    mode = sections(effective).recording.mode
     if mode == "disabled" or not active or phase == "ended":
         return False
     if spec.recording is not None:
@@ -113,7 +114,7 @@ def _recording(spec: LivestreamSpec, effective: CallSettings, phase: Phase, acti
 
 def join_ahead_opens_at(spec: LivestreamSpec, effective: CallSettings) -> Optional[datetime]:
     """When backstage opens to viewers ahead of ``startsAt``; None when join-ahead is off or unscheduled."""
-    join_ahead = effective.backstage.join_ahead_time_seconds or 0
+    join_ahead = sections(effective).backstage.join_ahead_time_seconds or 0
     if spec.starts_at is None or join_ahead <= 0:
         return None
     return _aware(spec.starts_at) - timedelta(seconds=join_ahead)
@@ -125,7 +126,7 @@ def desired_lifecycle(spec: LivestreamSpec, effective: CallSettings, now: dateti
     phase = desired_phase(spec, effective)
     active = spec.active is not False
     opens_at = join_ahead_opens_at(spec, effective)
-    open_regardless = phase in ("live", "ended") or not effective.backstage.enabled
+    open_regardless = phase in ("live", "ended") or not sections(effective).backstage.enabled
     viewers_allowed = open_regardless or (opens_at is not None and now >= opens_at)
     next_change_at = opens_at if (not open_regardless and opens_at is not None and now < opens_at) else None
     broadcasting = _broadcasting(spec, effective, phase, active)

@@ -16,8 +16,8 @@ from onair.api.meta import API_VERSION, GROUP, LABEL_LIVESTREAM, MANAGER
 from onair.api.recording import (NO_PLAYLIST, NO_PUBLIC_BASE_URL, NOT_UPLOADED_YET, SERVED_FROM_VOLUME, VOLUME_ONLY,
                                  ObjectStorageLocation, PartPlayback, RecordingPlayback)
 from onair.api.settings import S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY, CallSettings, RecordingStorage, S3Storage
-from onair.render.children import (RECORDINGS_DIR, S3_SECRET_DIR, container_security_context, pod_security_context,
-                                   render_s3_upload)
+from onair.render.agent_configs import RECORDINGS_DIR, S3_SECRET_DIR, render_s3_upload
+from onair.render.deployments import container_security_context, pod_security_context
 
 KIND = "Recording"
 LABEL_SOURCE = f"{GROUP}/recording-source"
@@ -276,7 +276,7 @@ def deletion_pod(recording: Mapping, image: str, image_pull_policy: str, image_p
         "name": "delete-media",
         "image": image,
         "imagePullPolicy": image_pull_policy,
-        "command": list(roles.ROLES["recorder"].command),
+        "command": list(roles.MEDIA_ROLES["recorder"].command),
         "args": ["agent", "recorder", "--delete-session", spec["session"],
                  "--livestream", f"{meta['namespace']}/{livestream}", "--output-dir", RECORDINGS_DIR, *s3_args],
         "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},

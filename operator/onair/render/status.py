@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Mapping, Optional
 
-from onair.api.agent import IngestStatus, RecorderStatus, TranscoderStatus
+from onair.api.agent import IngestStatus, RecorderConfig, RecorderStatus, TranscoderStatus
 from onair.api.conditions import (BROADCASTING_FAILED, INGEST_ROLLOUT_STAGGERED, NOTHING_TRANSCODED_TO_RECORD, RECORDER_NOT_REPORTING,
                                   RECORDING, RECORDING_FAILED, RECORDING_IN_PROGRESS, RECORDING_SOURCE_UNAVAILABLE, RECORDING_STARTING,
                                   RECORDING_UPLOAD_FAILING, RECORDING_UPLOAD_PENDING, RECORDING_UPLOADS_DONE,
@@ -16,6 +16,7 @@ from onair.api.settings import S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY
 from onair.render.children import RenderedChildren
 from onair.render.conditions import (find_condition, kstatus_conditions, parse_rfc3339, remove_condition, rfc3339,
                                     set_condition)
+from onair.render.effective import recording_storage, sections
 from onair.render.lifecycle import Lifecycle, recording_without_outputs
 from onair.render.recordings import livestream_recording_entries
 from onair.render.resolve import Problem
@@ -81,7 +82,7 @@ def recording_condition(lifecycle: Lifecycle, rendered: RenderedChildren, record
     """
     if not lifecycle.recording:
         return None
-    record_type = rendered.effective.recording.type
+    record_type = sections(rendered.effective).recording.type
     if recording_without_outputs(lifecycle, rendered.effective):
         return ("False", NOTHING_TRANSCODED_TO_RECORD,
                 "recording.type is transcoded but broadcasting.mode is disabled: nothing is transcoded, so there is "
@@ -143,10 +144,9 @@ def recordings_uploaded_condition(rendered: RenderedChildren, recorder: Any,
     Worded to stay the same while the cause does (no file names, counts only while nothing fails):
     the Warning Event is sent when a failure starts or its cause changes.
     """
-    storage = rendered.effective.recording.storage
-    s3 = storage.s3 if storage else None
+    s3 = recording_storage(rendered.effective).s3
     config = rendered.agent_configs.get("recorder")
-    if s3 is None or config is None:
+    if s3 is None or not isinstance(config, RecorderConfig):
         return None
     upload = recorder.upload if isinstance(recorder, RecorderStatus) else None
     if upload is None:
@@ -197,7 +197,7 @@ def livestream_status(*, lifecycle: Optional[Lifecycle], rendered: Optional[Rend
     prev_conditions = previous.get("conditions")
     if problem is not None or lifecycle is None or rendered is None:
         problem = problem or Problem("NotRendered", "the Livestream could not be rendered")
-        out = {k: v for k, v in previous.items() if k not in ("conditions", "observedGeneration")}
+        out: dict[str, Any] = {k: v for k, v in previous.items() if k not in ("conditions", "observedGeneration")}
         if generation is not None:
             out["observedGeneration"] = generation
         out["conditions"] = kstatus_conditions(False, False, True, problem.reason, problem.message,
@@ -207,7 +207,7 @@ def livestream_status(*, lifecycle: Optional[Lifecycle], rendered: Optional[Rend
     transcoder = agents.get("transcoder")
     recorder = agents.get("recorder")
 
-    out: dict[str, Any] = {}
+    out = {}
     if generation is not None:
         out["observedGeneration"] = generation
     out["phase"] = lifecycle.phase
@@ -275,8 +275,8 @@ def livestream_status(*, lifecycle: Optional[Lifecycle], rendered: Optional[Rend
     out["effectiveSettings"] = rendered.effective.wire()
 
     missing = [key for key in rendered.agent_configs if agents.get(key) is None]
-    recorder_failing = (isinstance(recorder, RecorderStatus) and lifecycle.recording
-                        and recorder.state in ("disk_full", "error"))
+    failing_recorder = recorder if (isinstance(recorder, RecorderStatus) and lifecycle.recording
+                                    and recorder.state in ("disk_full", "error")) else None
     waiting = "waiting for agents: " + ", ".join(
         f"{key} ({(pod_problems or {})[key]})" if (pod_problems or {}).get(key) else key for key in missing)
     if ingest_rollout:
@@ -292,11 +292,11 @@ def livestream_status(*, lifecycle: Optional[Lifecycle], rendered: Optional[Rend
         out["conditions"] = kstatus_conditions(
             False, False, False, BROADCASTING_FAILED, broadcast_failure,
             generation=generation, now=now, previous=prev_conditions)
-    elif recorder_failing:
+    elif failing_recorder is not None:
         # Not Stalled: the recorder retries by itself once space is freed or the volume returns.
         out["conditions"] = kstatus_conditions(
             False, False, False, RECORDING_FAILED,
-            f"the recorder cannot record ({recorder.state}): {recorder.error or 'no details'}",
+            f"the recorder cannot record ({failing_recorder.state}): {failing_recorder.error or 'no details'}",
             generation=generation, now=now, previous=prev_conditions)
     else:
         out["conditions"] = kstatus_conditions(

@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import re
 import secrets
-import signal
 import socket
 import time
 from dataclasses import dataclass
@@ -22,9 +20,7 @@ from typing import Optional
 from urllib.parse import unquote
 
 import aiohttp
-import aiohttp.http_exceptions
 from aiohttp import web
-from prometheus_client import Counter, Gauge
 
 from onair import endpoints, tokens
 from onair.freeport import free_port
@@ -33,8 +29,11 @@ from onair.agent.supervisor import Child, Supervisor
 from onair.api import refusals
 from onair.api.agent import Desired, IngestConfig, IngestStatus
 
-from . import auth, nginx, ports, srt, srtlisten
+from . import auth, nginx, ports, srt
+from .malformed_http import install_http_error_filter
+from .metrics import IngestMetrics
 from .refusal_log import RefusalLog
+from .srt_publishing import SrtPublishing
 from .rtmpstat import ReceiveMonitor, StreamStat, parse_stat, track_problem, usable
 from .whip import WhipServer, install_ice_addresses
 
@@ -48,38 +47,6 @@ NO_VIDEO_DETAIL = (f"no video arrived within {NO_VIDEO_GRACE:.0f} s (audio only,
                    "such as HEVC or AV1 over Enhanced RTMP): a livestream needs an H.264 video track")
 WHIP_CLAIM_SECONDS = 15.0  # a WHIP session holds the slot this long before its RTMP publish arrives
 RTMPS_SOURCE = "127.0.0.2"  # the TLS proxy connects from here, so RTMPS publishes are recognisable
-
-
-# A user id worth repeating from claims nobody has proven yet (an SRT caller before its handshake).
-_READABLE_USER = re.compile(r"[\w.@+-]{1,128}")
-
-
-def refusal_detail_busy() -> str:
-    return auth.refusal_detail(refusals.BUSY, "srt")
-
-
-class _MalformedHttpFilter(logging.Filter):
-    """aiohttp logs a non-HTTP client at DEBUG with a traceback holding every byte it sent; make
-    it one WARNING line instead, and keep the rest of aiohttp.server at the configured level."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, aiohttp.http_exceptions.HttpProcessingError):
-            reason = (exc.message or type(exc).__name__).splitlines()[0].strip()[:120]
-            record.msg = "agent API: malformed HTTP request from %s: %s"
-            client = record.args[0] if isinstance(record.args, tuple) and record.args else "unknown client"
-            record.args = (client, reason)
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
-            record.exc_info, record.exc_text = None, None
-            return True
-        return record.levelno >= logging.getLogger().getEffectiveLevel()
-
-
-def install_http_error_filter() -> None:
-    server_log = logging.getLogger("aiohttp.server")
-    if not any(isinstance(f, _MalformedHttpFilter) for f in server_log.filters):
-        server_log.addFilter(_MalformedHttpFilter())
-        server_log.setLevel(logging.DEBUG)  # the filter decides; aiohttp logs garbage at DEBUG
 
 
 @dataclass
@@ -105,26 +72,13 @@ class IngestAgent(Agent):
         self.work_dir = Path(config.work_dir)
         self.local_host = nginx.local_address(config.listen_host)
         self.stat_port = 0
-        self.udp_port = 0
         self.rtmps_addr: Optional[str] = None
         self.rtmps_enabled = False
         self.tls_usable = False
         self.whip_port = 0  # the agent's loopback WHIP server; nginx owns the public port
-        self.srt_enabled = False
-        self.srt_passphrase: Optional[str] = None
         self.holder: Optional[Holder] = None
         # (session id, claimed at, member publishing with a personal token, its iat)
         self.whip_claim: Optional[tuple[str, float, Optional[str], Optional[int]]] = None
-        self.srt_caller = False
-        self.srt_peer: Optional[str] = None
-        # The listener presents this when it asks about a caller (the answer holds a passphrase).
-        self.srt_ask_token = secrets.token_urlsafe(24)
-        # (peer, member, iat) of the last caller the listener let in with a personal token
-        self.srt_member: Optional[tuple[str, str, int]] = None
-        self.srt_ready = False
-        # The SRT caller's codecs decide what the bridge converts; reset for every caller.
-        self.bridge_log = srt.BridgeLog()
-        self.bridge_conversions = (False, False)
         self.refusals = RefusalLog()
         self.monitor = ReceiveMonitor(stall_seconds=STALL_SECONDS)
         self.last_stat: Optional[StreamStat] = None
@@ -135,57 +89,20 @@ class IngestAgent(Agent):
         self._was_receiving = False
         self._dropping: set[str] = set()
         self._active_applied = self.active
-        self._init_metrics()
+        self.metrics = IngestMetrics(self.registry, config.livestream, config.slot)
+        self.srt = SrtPublishing(config, self.supervisor, self.local_host, self.metrics, self._refuse,
+                                 self.personal_verdict, lambda: self._bridge_url("srt"), self.bridge_token)
         self.app.add_routes([
             web.post("/internal/rtmp/publish", self._on_publish),
             web.post("/internal/rtmp/publish_done", self._on_publish_done),
             web.post("/internal/rtmp/play", self._on_play),
-            web.post("/internal/srt/caller", self._on_srt_caller),
+            web.post("/internal/srt/caller", self.srt.on_caller_request),
             web.get("/readyz", self._get_readyz),
         ])
         # nginx cannot send the agent token: its callbacks are refused unless they come from
         # loopback instead. /readyz is a probe, like /healthz.
         self.open_paths |= {"/internal/rtmp/publish", "/internal/rtmp/publish_done", "/internal/rtmp/play",
                             "/internal/srt/caller", "/readyz"}
-
-    # metrics ------------------------------------------------------------------------------
-    def _init_metrics(self) -> None:
-        labels = {"livestream": self.config.livestream, "slot": self.config.slot}
-        self._labels = labels
-        self.m_receiving = Gauge("onair_ingest_receiving", "1 while media is arriving on this slot",
-                                 list(labels), registry=self.registry).labels(**labels)
-        self.m_bitrate = Gauge("onair_ingest_bitrate_kbps", "incoming bitrate over the last seconds",
-                               list(labels), registry=self.registry).labels(**labels)
-        self.m_publishes = Counter("onair_ingest_publishes", "publish attempts by protocol and outcome",
-                                   [*labels, "protocol", "outcome"], registry=self.registry)
-        self.m_plays = Counter("onair_ingest_plays", "internal read attempts (nginx-rtmp plays) by outcome",
-                               [*labels, "outcome"], registry=self.registry)
-        self.m_drops = Counter("onair_ingest_publisher_drops", "live publishers the ingest dropped, by reason",
-                               [*labels, "reason"], registry=self.registry)
-        self.m_refusals = Counter("onair_ingest_refusals", "publishes refused or dropped, by reason and protocol",
-                                  [*labels, "reason", "protocol"], registry=self.registry)
-        self.m_publisher = Gauge("onair_ingest_publisher", "1 for who publishes now: user is the member of a "
-                                 "personal publish token, empty for the stream key, SRT passphrase or WHIP token",
-                                 [*labels, "protocol", "user"], registry=self.registry)
-        self.m_member_publishes = Counter("onair_ingest_member_publishes", "publish attempts with a personal "
-                                          "publish token whose signature held, by member and outcome",
-                                          [*labels, "user", "outcome"], registry=self.registry)
-        self._publisher_labels: Optional[tuple[str, str]] = None
-
-    def _count(self, protocol: Optional[str], outcome: str, user_id: Optional[str] = None) -> None:
-        self.m_publishes.labels(**self._labels, protocol=protocol or "unknown", outcome=outcome).inc()
-        if user_id:
-            self.m_member_publishes.labels(**self._labels, user=user_id, outcome=outcome).inc()
-
-    def _show_publisher(self, protocol: Optional[str], user_id: Optional[str]) -> None:
-        wanted = (protocol, user_id or "") if protocol else None
-        if wanted == self._publisher_labels:
-            return
-        if self._publisher_labels is not None:
-            self.m_publisher.remove(*self._labels.values(), *self._publisher_labels)
-        if wanted is not None:
-            self.m_publisher.labels(**self._labels, protocol=wanted[0], user=wanted[1]).set(1)
-        self._publisher_labels = wanted
 
     def personal_verdict(self, token: str) -> auth.PersonalVerdict:
         """A personal publish token judged against the members the operator sent last."""
@@ -206,15 +123,8 @@ class IngestAgent(Agent):
         """Every refusal and drop ends here: the log, the counter and /status (for the owner's Events).
         ``detail`` must never hold a credential, nor the name a publisher tried."""
         log.warning("%s", auth.refused_message(protocol, address, detail))
-        self.m_refusals.labels(**self._labels, reason=reason, protocol=protocol or "unknown").inc()
+        self.metrics.refusals.labels(**self.metrics.labels, reason=reason, protocol=protocol or "unknown").inc()
         self.refusals.record(reason, protocol, address, detail)
-
-    def _srt_caller_address(self) -> Optional[str]:
-        peer = self.srt_peer
-        if not peer:
-            return None
-        # srt-live-transmit prints host:port (IPv6 hosts contain colons themselves).
-        return peer.rsplit(":", 1)[0].strip("[]") if ":" in peer else peer
 
     # publish decisions --------------------------------------------------------------------
     @property
@@ -228,7 +138,7 @@ class IngestAgent(Agent):
         if self.whip_claim and protocol != "whip":
             if now - self.whip_claim[1] < WHIP_CLAIM_SECONDS or (self.whip and self.whip.sessions):
                 return auth.Claim("whip")
-        if self.srt_caller and protocol != "srt":
+        if self.srt.caller_connected and protocol != "srt":
             return auth.Claim("srt")
         return None
 
@@ -240,7 +150,7 @@ class IngestAgent(Agent):
         protocol, key_ok = auth.identify(req, stream_key, self.bridge_token, self.rtmps_addr)
         if self.holder is not None and time.monotonic() - self.holder.accepted_at > ACCEPT_GRACE:
             await self._refresh_stat()  # the holder may have vanished since the last poll
-        addr = self._srt_caller_address() if protocol == "srt" else None
+        addr = self.srt.caller_address() if protocol == "srt" else None
         personal = None if key_ok else self._personal_for(req, protocol)
         # A bridge publishes for the member whose token its caller presented (checked there).
         user_id, issued_at = self._bridge_member(protocol) if key_ok else (None, None)
@@ -259,12 +169,12 @@ class IngestAgent(Agent):
             decision = auth.Decision(False, protocol, personal.reason,
                                      auth.refused_message(protocol, addr or req.addr, personal.detail),
                                      personal.detail, personal.user_id)
-        self._count(decision.protocol, decision.reason, decision.user_id)
+        self.metrics.count(decision.protocol, decision.reason, decision.user_id)
         if not decision.accept:
             self._refuse(decision.reason, decision.protocol, addr or req.addr, decision.detail)
             if decision.protocol == "srt":
                 # The caller is connected at the SRT level; hanging up is the only way to tell it.
-                asyncio.get_running_loop().create_task(self._restart_srt("its publish was refused"))
+                asyncio.get_running_loop().create_task(self.srt.restart("its publish was refused"))
             return web.Response(status=403, text=decision.reason + "\n")
         self.holder = Holder(decision.protocol or "rtmp", req.clientid, req.addr, time.monotonic(),
                              dt.datetime.now(dt.timezone.utc), decision.user_id, issued_at)
@@ -276,57 +186,9 @@ class IngestAgent(Agent):
     def _bridge_member(self, protocol: Optional[str]) -> tuple[Optional[str], Optional[int]]:
         if protocol == "whip" and self.whip_claim is not None:
             return self.whip_claim[2], self.whip_claim[3]
-        if protocol == "srt" and self.srt_member is not None and self.srt_member[0] == self.srt_peer:
-            return self.srt_member[1], self.srt_member[2]
+        if protocol == "srt" and self.srt.member is not None and self.srt.member[0] == self.srt.peer:
+            return self.srt.member[1], self.srt.member[2]
         return None, None
-
-    # SRT callers ---------------------------------------------------------------------------
-    async def _on_srt_caller(self, request: web.Request) -> web.Response:
-        """The SRT listener asks, during a caller's handshake, which passphrase it must use."""
-        if not auth.is_loopback(request.remote or "") or not auth.secret_equals(
-                auth.bearer(request.headers.get("Authorization")), self.srt_ask_token):
-            return web.Response(status=403, text="for the ingest's own SRT listener only\n")
-        try:
-            body = await request.json()
-            streamid, peer, busy = str(body.get("streamid") or ""), str(body.get("peer") or ""), bool(body.get("busy"))
-        except (ValueError, AttributeError):
-            return web.json_response({"error": "expected JSON {streamid, peer, busy}"}, status=400)
-        self.srt_peer = peer
-        answer = self.srt_caller_answer(streamid, peer, busy)
-        return web.json_response(answer)
-
-    def srt_caller_answer(self, streamid: str, peer: str, busy: bool) -> dict:
-        address = self._srt_caller_address()
-
-        def refuse(reason: str, detail: str, code: int) -> dict:
-            self._count("srt", reason)  # no member label: the claims are not proven yet
-            self._refuse(reason, "srt", address, detail)
-            return {"accept": False, "reason": reason, "code": srtlisten.SRT_REJC_PREDEFINED + code}
-
-        if busy:
-            return refuse(refusals.BUSY, refusal_detail_busy(), 409)
-        claims = srt.personal_claims(streamid)
-        if claims is None:
-            self.srt_member = None
-            if not self.srt_passphrase:
-                return refuse(refusals.NO_KEY, "no SRT passphrase is configured for this slot", 403)
-            return {"accept": True, "passphrase": self.srt_passphrase}
-        secret = read_secret(self.config.publish_token_secret_file)
-        if not secret:
-            return refuse(refusals.WRONG_KEY, "personal publish tokens are not configured on this ingest (no "
-                                              "publish token secret): use the SRT passphrase", 401)
-        signature = tokens.signature(secret, claims)
-        verdict = self.personal_verdict(f"{claims}.{signature}")
-        if not verdict.accept:
-            # Not proven (the caller has not shown the signature yet): name the user only if readable.
-            detail = verdict.detail
-            if verdict.user_id and not _READABLE_USER.fullmatch(verdict.user_id):
-                detail = detail.replace(verdict.user_id, "an unreadable user id")
-            return refuse(verdict.reason, detail, 403 if verdict.reason in (refusals.NOT_MEMBER,
-                                                                             refusals.NO_SEND_GRANT) else 401)
-        assert verdict.user_id is not None and verdict.issued_at is not None
-        self.srt_member = (peer, verdict.user_id, verdict.issued_at)
-        return {"accept": True, "passphrase": signature}
 
     async def _on_publish_done(self, request: web.Request) -> web.Response:
         if not auth.is_loopback(request.remote or ""):
@@ -344,7 +206,7 @@ class IngestAgent(Agent):
         token_file = self.config.read_token_file
         decision = auth.decide_play(req, internal_stream=endpoints.INTERNAL_STREAM, checked=token_file is not None,
                                     read_token=read_secret(token_file))
-        self.m_plays.labels(**self._labels, outcome=decision.reason).inc()
+        self.metrics.plays.labels(**self.metrics.labels, outcome=decision.reason).inc()
         if not decision.accept:
             log.warning("%s", decision.message)
             return web.Response(status=403, text=decision.reason + "\n")
@@ -377,7 +239,7 @@ class IngestAgent(Agent):
         return self._bridge_url("whip")
 
     def whip_refused(self, reason: str, address: str, detail: str, user_id: Optional[str] = None) -> None:
-        self._count("whip", reason, user_id)
+        self.metrics.count("whip", reason, user_id)
         self._refuse(reason, "whip", address, detail)
 
     def _bridge_url(self, protocol: str) -> str:
@@ -408,7 +270,7 @@ class IngestAgent(Agent):
         """None when every enabled listener is up, else what is missing."""
         if not self.stat_ok:
             return "nginx is not answering yet"
-        if self.srt_enabled and not self.srt_ready:
+        if self.srt.enabled and not self.srt.ready:
             return "the SRT listener is not up yet"
         return None
 
@@ -424,7 +286,7 @@ class IngestAgent(Agent):
             gone = auth.still_allowed(holder.user_id, holder.issued_at, desired.members)
             if gone is not None:
                 # Revoking a member's right also ends the publish it is making now.
-                self._count(holder.protocol, gone.reason, holder.user_id)
+                self.metrics.count(holder.protocol, gone.reason, holder.user_id)
                 self._refuse(gone.reason, holder.protocol, holder.addr, f"live publisher dropped: {gone.detail}")
                 await self._drop_publisher(gone.reason)
         if desired.active == self._active_applied:
@@ -437,9 +299,9 @@ class IngestAgent(Agent):
                     "ended" if desired.phase == "ended" else "deactivated")
         if self.whip:
             await self.whip.end_all("livestream deactivated")
-        if self.srt_caller:
+        if self.srt.caller_connected:
             # The SRT listener stays up while inactive, so later callers hear why they are refused.
-            await self._restart_srt("the livestream was deactivated")
+            await self.srt.restart("the livestream was deactivated")
         if self.holder is not None:
             await self._drop_publisher("deactivated")
 
@@ -493,9 +355,9 @@ class IngestAgent(Agent):
             else:
                 log.info("not receiving: no publisher")
             self._was_receiving = st.receiving
-        self.m_receiving.set(1 if st.receiving else 0)
-        self._show_publisher(st.protocol, st.publisher)
-        self.m_bitrate.set(st.bitrate_kbps or 0)
+        self.metrics.receiving.set(1 if st.receiving else 0)
+        self.metrics.show_publisher(st.protocol, st.publisher)
+        self.metrics.bitrate.set(st.bitrate_kbps or 0)
         holder, stat = self.holder, self.last_stat
         if not (holder and stat and stat.publishing and stat.client_id == holder.clientid):
             return
@@ -505,7 +367,7 @@ class IngestAgent(Agent):
             problem = refusals.NO_VIDEO, NO_VIDEO_DETAIL
         if problem is not None:
             reason, detail = problem
-            self._count(holder.protocol, reason)
+            self.metrics.count(holder.protocol, reason)
             self._refuse(reason, holder.protocol, holder.addr, detail)
             await self._drop_publisher(reason)
 
@@ -514,7 +376,7 @@ class IngestAgent(Agent):
         if holder is None or holder.clientid in self._dropping:
             return
         self._dropping.add(holder.clientid)
-        self.m_drops.labels(**self._labels, reason=reason).inc()
+        self.metrics.drops.labels(**self.metrics.labels, reason=reason).inc()
         url = (f"http://127.0.0.1:{self.stat_port}/control/drop/client?app={endpoints.RTMP_APP}"
                f"&name={endpoints.INTERNAL_STREAM}&clientid={holder.clientid}")
         try:
@@ -524,7 +386,7 @@ class IngestAgent(Agent):
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             log.warning("could not drop the publisher through nginx: %s", exc)
         if holder.protocol == "srt":
-            await self._restart_srt(f"its publish was dropped ({reason})")
+            await self.srt.restart(f"its publish was dropped ({reason})")
         elif holder.protocol == "whip" and self.whip:
             await self.whip.end_all(f"publish dropped ({reason})")
         if self.holder is holder:
@@ -551,30 +413,17 @@ class IngestAgent(Agent):
             whip_upstream=nginx.listen_address("127.0.0.1", self.whip_port) if self.whip_port else None,
             user=nginx.worker_user())
 
-    async def _nginx_test(self, conf: Path) -> Optional[str]:
-        proc = await asyncio.create_subprocess_exec(
-            *nginx.nginx_test_argv(str(conf), str(self.work_dir.resolve())),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-        try:
-            out, _ = await asyncio.wait_for(proc.communicate(), 15)
-        except asyncio.TimeoutError:
-            proc.kill()
-            return "nginx -t did not finish within 15s"
-        if proc.returncode == 0:
-            return None
-        return " ".join(out.decode(errors="replace").split())
-
     async def _write_nginx_conf(self) -> Path:
         conf = self.work_dir / "nginx.conf"
         tls = self.tls_usable
         conf.write_text(nginx.render_nginx_conf(self._nginx_params(tls)))
-        problem = await self._nginx_test(conf)
+        problem = await nginx.test_conf(conf, self.work_dir)
         if problem and tls:
             log.error("TLS disabled (no RTMPS, WHIP over plain HTTP): nginx rejects the certificate or key (%s)",
                       problem)
             self.tls_usable = self.rtmps_enabled = False
             conf.write_text(nginx.render_nginx_conf(self._nginx_params(False)))
-            problem = await self._nginx_test(conf)
+            problem = await nginx.test_conf(conf, self.work_dir)
         if problem:
             raise SystemExit(f"onair agent ingest: nginx rejects the rendered {conf}: {problem}")
         return conf
@@ -585,115 +434,6 @@ class IngestAgent(Agent):
             line, {c.rtmp_port: "RTMP", c.rtmps_port: "RTMPS", c.whip_port: "WHIP", "whip": "WHIP"}, self.rtmps_addr)
         log.log(level, "%s", message)
 
-    def _start_srt(self) -> None:
-        c = self.config
-        assert self.srt_passphrase is not None
-        self.srt_ready = False
-        self.bridge_conversions = (False, False)
-        self.supervisor.add(Child(
-            name="srt-bridge", argv=srt.bridge_argv(self.udp_port, self._bridge_url("srt")),
-            secrets=[self.bridge_token], on_line=self._on_bridge_line,
-            on_start=lambda proc: self.bridge_log.reset(),
-            # A remux has nothing to finalize, and ffmpeg blocked on an idle UDP input ignores
-            # SIGTERM for seconds; nginx sees the TCP close at once either way.
-            stop_signal=signal.SIGKILL, backoff_initial=0.3, backoff_max=2.0))
-        ask_url = f"http://{nginx.listen_address(self.local_host, c.agent_port)}/internal/srt/caller"
-        self.supervisor.add(Child(
-            name="srt-listener",
-            argv=srt.listener_argv(c.listen_host, c.srt_port, c.srt_latency_ms, self.udp_port, ask_url),
-            env={srtlisten.ASK_TOKEN_ENV: self.srt_ask_token},
-            secrets=[self.srt_passphrase, self.srt_ask_token], on_line=self._on_srt_line, on_exit=self._on_srt_exit,
-            backoff_initial=0.3, backoff_max=5.0))
-
-    async def _stop_srt(self) -> None:
-        await self.supervisor.remove("srt-listener")
-        await self.supervisor.remove("srt-bridge")
-        self.srt_caller = False
-        self.srt_ready = False
-
-    async def _restart_srt(self, why: str) -> None:
-        if not self.srt_enabled or "srt-listener" not in self.supervisor.children:
-            return
-        log.warning("hanging up on the SRT caller: %s", why)
-        await self._stop_srt()
-        self._start_srt()
-
-    async def _restart_bridge(self, conversions: tuple[bool, bool] = (False, False)) -> None:
-        child = self.supervisor.children.get("srt-bridge")
-        if child is not None:
-            await child.stop()
-            self.bridge_conversions = conversions
-            child.argv = srt.bridge_argv(self.udp_port, self._bridge_url("srt"), convert_video=conversions[0],
-                                         convert_audio=conversions[1])
-            child.start()
-
-    def _on_srt_line(self, line: str) -> None:
-        event = srt.parse_srt_line(line)
-        if event is None:
-            log.debug("[srt-live-transmit] %s", line)
-            return
-        if event.kind == "listening":
-            if not self.srt_ready:
-                log.info("SRT listener on %s:%s/udp", self.config.listen_host, self.config.srt_port)
-            self.srt_ready = True
-        elif event.kind == "peer":
-            self.srt_peer = event.detail
-        elif event.kind == "connected":
-            self.srt_caller = True
-            log.info("SRT caller %s connected", self.srt_peer or "")
-        elif event.kind == "disconnected":
-            self.srt_caller = False
-            log.info("SRT caller %s left", self.srt_peer or "")
-            # The next caller's MPEG-TS starts over; a fresh remux must read it.
-            asyncio.get_running_loop().create_task(self._restart_bridge())
-        elif event.kind == "rejected":
-            wrong_key = "passphrase" in event.detail.lower()
-            reason = refusals.WRONG_KEY if wrong_key else refusals.BAD_REQUEST
-            detail = "wrong passphrase" if wrong_key else f"the SRT handshake was rejected: {event.detail}"
-            member = self.srt_member
-            if wrong_key and member is not None and member[0] == self.srt_peer:
-                detail = (f"wrong passphrase for the personal publish token of {member[1]} (with streamid "
-                          "publish:<header>.<payload>, the passphrase is the token's signature, the part after "
-                          "its last dot)")
-                self.srt_member = None
-            self._count("srt", reason)
-            self._refuse(reason, "srt", self._srt_caller_address(), detail)
-
-    def _on_srt_exit(self, code: int) -> None:
-        self.srt_caller = False
-        self.srt_ready = False
-
-    def _on_bridge_line(self, line: str) -> None:
-        if "Input/output error" in line or "Broken pipe" in line or "Connection refused" in line:
-            log.info("[srt-bridge] %s", line)
-        else:
-            log.debug("[srt-bridge] %s", line)
-        event = self.bridge_log.feed(line)
-        if event is None:
-            return
-        loop = asyncio.get_running_loop()
-        if event.kind == "undecodable":
-            self._count("srt", refusals.UNSUPPORTED_CODEC)
-            self._refuse(refusals.UNSUPPORTED_CODEC, "srt", self._srt_caller_address(),
-                         f"codec {event.detail} cannot be decoded here: send H.264 or HEVC video with AAC audio")
-            loop.create_task(self._restart_srt(f"its {event.detail} cannot be decoded"))
-        elif event.video is None and event.audio is not None:
-            # MPEG-TS announces every track up front: no video in it means none is coming.
-            self._count("srt", refusals.NO_VIDEO)
-            self._refuse(refusals.NO_VIDEO, "srt", self._srt_caller_address(),
-                         "the SRT stream has no video track (audio only): a livestream needs video")
-            loop.create_task(self._restart_srt("it sends no video"))
-        else:
-            wanted = srt.conversions(event.video, event.audio)
-            if wanted != self.bridge_conversions and any(wanted):
-                # Copying would fail at the FLV header ("codec not compatible with flv") on every
-                # retry; converting once costs about what one transcoder rung does.
-                what = [f"{codec} {kind} to {target}" for codec, kind, target, on in (
-                    (event.video, "video", "H.264", wanted[0]), (event.audio, "audio", "AAC", wanted[1])) if on]
-                log.info("SRT caller sends %s: converting %s (RTMP carries H.264 and AAC)",
-                         " + ".join(c for c in (event.video, event.audio) if c), " and ".join(what))
-                loop.create_task(self._restart_bridge(wanted))
-
     # lifecycle ----------------------------------------------------------------------------
     def _listeners(self) -> list[ports.Listener]:
         c = self.config
@@ -701,7 +441,7 @@ class IngestAgent(Agent):
                  ports.Listener("rtmpPort", "RTMP", c.listen_host, c.rtmp_port)]
         if self.rtmps_enabled:
             items.append(ports.Listener("rtmpsPort", "RTMPS", c.listen_host, c.rtmps_port))
-        if self.srt_enabled:
+        if self.srt.enabled:
             items.append(ports.Listener("srtPort", "SRT", c.listen_host, c.srt_port, udp=True))
         if "whip" in c.protocols:
             items.append(ports.Listener("whipPort", "WHIP", c.listen_host, c.whip_port))
@@ -725,12 +465,12 @@ class IngestAgent(Agent):
                 log.warning("WHIP is served over plain HTTP: %s not set (browsers on HTTPS pages need HTTPS)",
                             " and ".join(missing))
         if "srt" in c.protocols:
-            self.srt_passphrase = read_secret(c.srt_passphrase_file)
-            problem = srt.passphrase_problem(self.srt_passphrase)
+            self.srt.passphrase = read_secret(c.srt_passphrase_file)
+            problem = srt.passphrase_problem(self.srt.passphrase)
             if problem:
                 log.error("SRT disabled: %s (file %s)", problem, c.srt_passphrase_file)
             else:
-                self.srt_enabled = True
+                self.srt.enabled = True
         if "rtmp" in c.protocols or "rtmps" in c.protocols:
             if not read_secret(c.stream_key_file):
                 log.error("no stream key in %s: every RTMP/RTMPS publish will be refused", c.stream_key_file)
@@ -742,7 +482,7 @@ class IngestAgent(Agent):
             log.error("no read token in %s: every internal read (transcoder, recorder) will be refused",
                       c.read_token_file)
 
-    async def run(self) -> None:
+    async def prepare(self) -> None:
         self._active_applied = self.active
         install_http_error_filter()
         self._decide_features()
@@ -751,43 +491,39 @@ class IngestAgent(Agent):
             raise SystemExit(f"onair agent ingest: {problem}")
         nginx.prepare_work_dir(str(self.work_dir))
         self.stat_port = free_port()
-        self.udp_port = free_port(socket.SOCK_DGRAM)
-        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2))
-        try:
-            await self.start_http()
-            conf = await self._write_nginx_conf()
-            self.supervisor.add(Child(name="nginx", argv=nginx.nginx_argv(str(conf.resolve()),
-                                                                          str(self.work_dir.resolve())),
-                                      on_line=self._on_nginx_line, backoff_initial=0.5, backoff_max=5.0,
-                                      secrets=[s for s in (read_secret(self.config.stream_key_file),
-                                                           read_secret(self.config.read_token_file),
-                                                           self.bridge_token) if s]))
-            if self.srt_enabled:
-                self._start_srt()
-            if "whip" in self.config.protocols:
-                install_ice_addresses(self.config.whip_ice_addresses)
-                self.whip = WhipServer(self, lambda: read_secret(self.config.whip_token_file), "127.0.0.1",
-                                       self.whip_port, self.config.whip_ice_servers, self.supervisor,
-                                       secrets=[self.bridge_token],
-                                       client_ice_servers=self.config.whip_client_ice_servers,
-                                       turn_secret_source=lambda: read_secret(self.config.whip_turn_secret_file),
-                                       turn_ttl_seconds=self.config.whip_turn_credential_ttl_seconds)
-                await self.whip.start()
-                log.info("WHIP endpoint on %s://%s:%s/whip", "https" if self.tls_usable else "http",
-                         self.config.listen_host, self.config.whip_port)
-            self._poll_task = asyncio.get_running_loop().create_task(self._poll())
-            log.info("ingest %s (%s) up: rtmp %s%s%s%s; readers use %s", self.config.livestream, self.config.slot,
-                     self.config.rtmp_port,
-                     f", rtmps {self.config.rtmps_port}" if self.rtmps_enabled else "",
-                     f", srt {self.config.srt_port}/udp" if self.srt_enabled else "",
-                     f", whip {self.config.whip_port}" if self.whip else "",
-                     endpoints.ingest_read_url(self.local_host, self.config.rtmp_port))
-            await self.wait_for_stop_signal()
-            log.info("stopping")
-        finally:
-            await self._shutdown()
+        self.srt.udp_port = free_port(socket.SOCK_DGRAM)
 
-    async def _shutdown(self) -> None:
+    async def start(self) -> None:
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2))
+        conf = await self._write_nginx_conf()
+        self.supervisor.add(Child(name="nginx", argv=nginx.nginx_argv(str(conf.resolve()),
+                                                                      str(self.work_dir.resolve())),
+                                  on_line=self._on_nginx_line, backoff_initial=0.5, backoff_max=5.0,
+                                  secrets=[s for s in (read_secret(self.config.stream_key_file),
+                                                       read_secret(self.config.read_token_file),
+                                                       self.bridge_token) if s]))
+        if self.srt.enabled:
+            self.srt.start()
+        if "whip" in self.config.protocols:
+            install_ice_addresses(self.config.whip_ice_addresses)
+            self.whip = WhipServer(self, lambda: read_secret(self.config.whip_token_file), "127.0.0.1",
+                                   self.whip_port, self.config.whip_ice_servers, self.supervisor,
+                                   secrets=[self.bridge_token],
+                                   client_ice_servers=self.config.whip_client_ice_servers,
+                                   turn_secret_source=lambda: read_secret(self.config.whip_turn_secret_file),
+                                   turn_ttl_seconds=self.config.whip_turn_credential_ttl_seconds)
+            await self.whip.start()
+            log.info("WHIP endpoint on %s://%s:%s/whip", "https" if self.tls_usable else "http",
+                     self.config.listen_host, self.config.whip_port)
+        self._poll_task = asyncio.get_running_loop().create_task(self._poll())
+        log.info("ingest %s (%s) up: rtmp %s%s%s%s; readers use %s", self.config.livestream, self.config.slot,
+                 self.config.rtmp_port,
+                 f", rtmps {self.config.rtmps_port}" if self.rtmps_enabled else "",
+                 f", srt {self.config.srt_port}/udp" if self.srt.enabled else "",
+                 f", whip {self.config.whip_port}" if self.whip else "",
+                 endpoints.ingest_read_url(self.local_host, self.config.rtmp_port))
+
+    async def stop(self) -> None:
         if self._poll_task:
             self._poll_task.cancel()
             try:
@@ -797,6 +533,5 @@ class IngestAgent(Agent):
         if self.whip:
             await self.whip.stop()
         await self.supervisor.stop_all()
-        await self.stop_http()
         if self._http:
             await self._http.close()

@@ -4,6 +4,7 @@ Pure rendering plus the command line; the agent supervises the process.
 """
 from __future__ import annotations
 
+import asyncio
 import grp
 import logging
 import os
@@ -112,6 +113,21 @@ _LINE = re.compile(r"^\S+ \S+ \[(?P<level>\w+)\] \d+#\d+: (?:\*\d+ )?(?P<msg>.*)
 _CLIENT = re.compile(r", client: ([^,]+)")
 # nginx-rtmp logs the stream name a publisher asked for, which is the stream key.
 _NAMES = re.compile(r"\b(name|args)='[^']*'")
+
+
+async def test_conf(conf: Path, work_dir: Path) -> Optional[str]:
+    """``nginx -t`` of ``conf``: None when nginx takes it, else what nginx says is wrong."""
+    proc = await asyncio.create_subprocess_exec(
+        *nginx_test_argv(str(conf), str(work_dir.resolve())),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), 15)
+    except asyncio.TimeoutError:
+        proc.kill()
+        return "nginx -t did not finish within 15s"
+    if proc.returncode == 0:
+        return None
+    return " ".join(out.decode(errors="replace").split())
 
 
 def _hide_names(text: str) -> str:

@@ -742,29 +742,28 @@ class OriginAgent(Agent):
         log.info("transcoder uploads on http://%s:%s/%s/", self.config.listen_host, self.config.upload_port,
                  UPLOAD_PREFIX)
 
-    async def serve(self) -> None:
+    async def prepare(self) -> None:
         self.storage.prepare()
         await self.run_io(self._adopt_existing_files)
-        await self.start_http()
-        try:
-            http_limits.install_loop_exception_handler(asyncio.get_running_loop(), log)
-            fds = http_limits.FdBudget.of_this_process()
-            await self.start_upload(fds)
-            await self.start_public(fds)
-            self._janitor = asyncio.get_running_loop().create_task(self._janitor_loop(), name="origin-janitor")
-            await self.wait_for_stop_signal()
-        finally:
-            if self._janitor:
-                self._janitor.cancel()
-            if self._public_runner:
-                await self._public_runner.cleanup()
-            if self._upload_runner:
-                await self._upload_runner.cleanup()
-            if self._recorder_session is not None:
-                await self._recorder_session.close()
-            await self.stop_http()
-            self.journal.append(self.dvr.drain_journal())
-            self.journal.close()
+
+    async def start(self) -> None:
+        http_limits.install_loop_exception_handler(asyncio.get_running_loop(), log)
+        fds = http_limits.FdBudget.of_this_process()
+        await self.start_upload(fds)
+        await self.start_public(fds)
+        self._janitor = asyncio.get_running_loop().create_task(self._janitor_loop(), name="origin-janitor")
+
+    async def stop(self) -> None:
+        if self._janitor:
+            self._janitor.cancel()
+        if self._public_runner:
+            await self._public_runner.cleanup()
+        if self._upload_runner:
+            await self._upload_runner.cleanup()
+        if self._recorder_session is not None:
+            await self._recorder_session.close()
+        self.journal.append(self.dvr.drain_journal())
+        self.journal.close()
 
 
 class _OneLineProtocolErrors(logging.Filter):
@@ -788,4 +787,4 @@ def main(argv: list[str]) -> int:
     logging.getLogger("aiohttp.server").addFilter(_OneLineProtocolErrors())
     http_limits.quiet_library_logs()
     config = load_config(args.config, OriginConfig)
-    return run(OriginAgent(config).serve)
+    return run(OriginAgent(config).run)

@@ -6,7 +6,7 @@ See ``onair.agent.recorder.agent`` for the behaviour and ``docs/agent-api.md`` f
 """
 from __future__ import annotations
 
-from onair.agent.app import run_role, serve_until_stopped
+from onair.agent.app import run_role
 from onair.api.agent import RecorderConfig
 
 
@@ -22,4 +22,4 @@ async def _serve(config: RecorderConfig) -> None:
     # Imported here so `onair agent recorder --help` and a bad config fail fast without aiohttp.
     from .agent import RecorderAgent
 
-    await serve_until_stopped(RecorderAgent(config))
+    await RecorderAgent(config).run()

@@ -22,10 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
-from urllib.parse import urlsplit, urlunsplit
 
-import aiohttp
-from aiohttp import web
 from prometheus_client import Counter, Gauge
 
 from onair import endpoints
@@ -33,20 +30,19 @@ from onair.agent.app import Agent, read_secret
 from onair.agent.supervisor import Child, Supervisor
 from onair.api.agent import Desired, RecorderConfig, RecorderStatus
 
-from .command import PROBE_SECONDS, PROGRESS_PERIOD_SECONDS, RecordingRun, ffmpeg_argv
-from .deletion import NotASessionOf, ObjectDeletionFailed, delete_session, delete_session_objects
+from .command import RecordingRun, ffmpeg_argv, first_media_timeout_seconds
 from .disk import free_bytes, human_bytes
+from .finished_api import FinishedRecordingsApi
 from .hls import HlsSource, choose_top_rung, media_playlist_state
 from .mp4 import holds_media
-from .naming import PartFile, list_parts, next_part_number, part_pattern, session_started, unused_prefix
-from .probe import probe_duration
+from .naming import PartFile, list_parts, next_part_number, part_pattern, unused_prefix
+from .parts import part_infos, recovered_sidecars, session_parts
 from onair.agent.ffmpeg_output import ProgressReader
 from .session import Backoff, Session
+from .source_access import SourceNotLive, display_url, fetch_playlist, is_http, url_secrets
 from .sources import SourceRotation
-from .sidecar import FinishedSessions, PartInfo, sessions_without_sidecar, sidecar_document, write_sidecar
-from .upload import read_marker, uploaded_parts
+from .sidecar import FinishedSessions, sidecar_document, write_sidecar
 from .uploader import Uploader
-from . import vod
 
 log = logging.getLogger("onair.agent.recorder")
 FFMPEG = shutil.which("ffmpeg") or "ffmpeg"
@@ -57,56 +53,8 @@ TICK_SECONDS = 0.5
 RECONNECT_RETRY_SECONDS = 1.0
 DISK_POLL_SECONDS = 2.0
 RESUME_FLOOR_BYTES = 1024 * 1024
-PLAYLIST_TIMEOUT_SECONDS = 5.0
 # ffmpeg lines logged per run; a timestamp storm would otherwise flood the log.
 MAX_LOGGED_LINES = 20
-
-
-def display_url(url: str) -> str:
-    """The URL without query or credentials: a playback token must never reach the log."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
-def url_secrets(url: str) -> list[str]:
-    parts = urlsplit(url)
-    return [secret for secret in (parts.query, parts.password) if secret]
-
-
-def first_media_timeout_seconds(stall_timeout_seconds: float) -> float:
-    """How long a run may go without media after its start before the source counts as not live.
-
-    Connecting and probing come before the first progress block: killing ffmpeg while it still
-    probes a live source ("Immediate exit requested") would retry the same way forever.
-    """
-    return stall_timeout_seconds + PROBE_SECONDS + PROGRESS_PERIOD_SECONDS
-
-
-def is_http(url: str) -> bool:
-    return urlsplit(url).scheme in ("http", "https")
-
-
-class SourceNotLive(Exception):
-    """The source cannot be read yet; the message says why, for the log."""
-
-
-def bearer_header(token: Optional[str]) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"} if token else {}
-
-
-async def fetch_playlist(url: str, token: Optional[str] = None) -> str:
-    try:
-        timeout = aiohttp.ClientTimeout(total=PLAYLIST_TIMEOUT_SECONDS)
-        async with aiohttp.ClientSession(timeout=timeout) as http:
-            async with http.get(url, headers=bearer_header(token)) as response:
-                if response.status != 200:
-                    raise SourceNotLive(f"playlist answered HTTP {response.status}")
-                return await response.text()
-    except (aiohttp.ClientError, asyncio.TimeoutError, UnicodeDecodeError) as exc:
-        raise SourceNotLive(f"playlist unreachable: {type(exc).__name__} {exc}".strip()) from None
 
 
 @dataclass
@@ -142,11 +90,10 @@ class RecorderAgent(Agent):
         # (session prefix, first part number) of the ffmpeg run in progress: its newest part is
         # still being written and must not be uploaded yet.
         self._open_run: Optional[tuple[str, int]] = None
-        self.app.add_routes([web.delete("/recordings/{session}", self._delete_recording),
-                             web.get("/vod/{file}", self._vod)])
-        self._vod_playlists: dict[str, tuple[tuple[int, int], str]] = {}
         self._init_metrics()
         self.uploader = Uploader(config, lambda: self._open_run, self.registry) if config.s3 else None
+        FinishedRecordingsApi(self.output_dir, config.livestream, self.finished, self.uploader, self._not_finished,
+                              self.registry).add_routes(self.app)
 
     # metrics ----------------------------------------------------------------------------
     def _init_metrics(self) -> None:
@@ -170,8 +117,6 @@ class RecorderAgent(Agent):
         self.m_sessions = Counter("onair_recorder_sessions_finalized", "sessions closed with a sidecar", labels, registry=r)
         self.m_runs = Counter("onair_recorder_source_attempts", "ffmpeg runs against the source, by outcome", ["livestream", "outcome"], registry=r)
         self.m_disk_full = Counter("onair_recorder_disk_full_events", "times the volume filled up", labels, registry=r)
-        self.m_deleted = Counter("onair_recorder_sessions_deleted", "finished sessions deleted through the API",
-                                 labels, registry=r)
         self._labels = {"livestream": ls}
 
     # contract ---------------------------------------------------------------------------
@@ -196,81 +141,17 @@ class RecorderAgent(Agent):
             upload=self.uploader.status() if self.uploader else None,
         )
 
-    def _finished_part(self, file: str) -> Optional[Path]:
-        """The part file ``file`` when a finished session lists it and it is still on the volume: never
-        the part ffmpeg is writing, nothing but parts (no sidecar, marker or other file)."""
-        if any(file == part.file for recording in self.finished.list() for part in recording.parts):
-            path = self.output_dir / file
-            return path if path.is_file() else None
-        return None
-
-    async def _vod(self, request: web.Request) -> web.StreamResponse:
-        """``GET /vod/<part>.m3u8`` (its HLS VOD playlist, built from the part's boxes) and
-        ``GET /vod/<part>.mp4`` (the part, byte ranges answered): the recordings on the volume,
-        read-only, for the origin, which serves them to viewers under the Livestream's access rules."""
-        name = request.match_info["file"]
-        part = vod.part_of_playlist(name) if name.endswith(".m3u8") else name
-        path = self._finished_part(part) if part and part.endswith(".mp4") else None
-        if path is None:
-            return web.json_response({"error": f"no finished recording part {name!r} on this volume"}, status=404)
-        if name.endswith(".mp4"):
-            return web.FileResponse(path, headers={"Content-Type": "video/mp4", "Cache-Control": "max-age=86400"})
-        stat = path.stat()
-        stamp = (stat.st_size, stat.st_mtime_ns)
-        cached = self._vod_playlists.get(part)
-        if cached is None or cached[0] != stamp:
-            def build() -> str:
-                with open(path, "rb") as handle:
-                    return vod.hls_vod_playlist(vod.index_fragmented_mp4(handle, stat.st_size), part)
-            try:
-                cached = (stamp, await asyncio.to_thread(build))
-            except vod.NotFragmentedMp4 as exc:
-                return web.json_response({"error": f"{part} has no VOD playlist: {exc}"}, status=404)
-            self._vod_playlists[part] = cached
-        return web.Response(text=cached[1], content_type="application/vnd.apple.mpegurl",
-                            headers={"Cache-Control": "max-age=60"})
-
-    async def _delete_recording(self, request: web.Request) -> web.Response:
-        """``DELETE /recordings/<session>``: the finished session's parts and sidecar (the operator,
-        when its Recording object is deleted). Idempotent: a session already gone deletes nothing."""
-        session = request.match_info["session"]
+    def _not_finished(self, session: str) -> bool:
+        """Being recorded or finalized: not for the API to serve or delete yet."""
         open_prefix = self.session.prefix if self.session is not None else None
-        if session == open_prefix or session in self._pending_sidecars:
-            return web.json_response({"error": f"recording {session} is not finished: it is being recorded or "
-                                               "finalized; stop the recording first"}, status=409)
-        loop = asyncio.get_running_loop()
-        objects: list[str] = []
-        try:
-            if self.uploader is not None:
-                # No upload of this session may run meanwhile: it would put back an object just deleted.
-                async with self.uploader.holding(session):
-                    objects = await loop.run_in_executor(None, delete_session_objects, self.uploader.deletion_store,
-                                                         self.output_dir, self.config.livestream, session)
-                    deleted = await loop.run_in_executor(
-                        None, delete_session, self.output_dir, self.config.livestream, session)
-            else:
-                deleted = await loop.run_in_executor(
-                    None, delete_session, self.output_dir, self.config.livestream, session)
-        except NotASessionOf as exc:
-            return web.json_response({"error": str(exc)}, status=400)
-        except ObjectDeletionFailed as exc:
-            log.error("deleting the objects of recording %s: %s", session, exc)
-            return web.json_response({"error": f"cannot delete the uploaded objects of recording {session}: {exc}"},
-                                     status=502)
-        except OSError as exc:
-            log.error("deleting recording %s: %s", session, exc.strerror or exc)
-            return web.json_response({"error": f"cannot delete recording {session}: {exc.strerror or exc}"},
-                                     status=500)
-        log.info("deleted recording %s: %s", session, ", ".join([*objects, *deleted]) or "no file was left")
-        self.m_deleted.labels(self._labels["livestream"]).inc()
-        return web.json_response({"session": session, "deleted": deleted, "objects": objects})
+        return session == open_prefix or session in self._pending_sidecars
 
     def _source_urls(self, backup: Optional[bool]) -> list[str]:
         """The backup ingest comes and goes with the Livestream's ``ingest.backup`` (Desired.backup):
         a recording in progress must not be restarted for it."""
         config = self.config
-        with_backup = config.backup_source_url and backup is not False
-        return [config.source_url, *config.fallback_source_urls, *([config.backup_source_url] if with_backup else [])]
+        backup_urls = [config.backup_source_url] if config.backup_source_url and backup is not False else []
+        return [config.source_url, *config.fallback_source_urls, *backup_urls]
 
     async def apply_desired(self, desired: Desired) -> None:
         if self.sources.use(self._source_urls(desired.backup)):
@@ -281,7 +162,7 @@ class RecorderAgent(Agent):
         self._wake.set()
 
     # lifecycle --------------------------------------------------------------------------
-    def start(self) -> None:
+    async def start(self) -> None:
         for url in self.sources.urls:
             if self.config.record_type == "transcoded" and not is_http(url):
                 log.warning("recordType is transcoded but source %s is not an HLS (http) URL; recording it as it is",
@@ -292,7 +173,8 @@ class RecorderAgent(Agent):
         if self.uploader:
             self.uploader.start()
 
-    async def shutdown(self) -> None:
+    async def drain(self) -> None:
+        """The open session is finalized (its sidecar written) before the recorder goes."""
         self._closing = True
         self._wake.set()
         if self._loop_task:
@@ -301,10 +183,19 @@ class RecorderAgent(Agent):
             except asyncio.TimeoutError:
                 log.error("recorder loop did not stop within 120s")
                 self._loop_task.cancel()
-        await self.supervisor.stop_all()
         if self.uploader:
             # The session just finalized: its last part and sidecar, if the grace period allows.
             await self.uploader.close()
+
+    async def stop(self) -> None:
+        if not self._closing:
+            # start() failed half-way, so there was no drain: nothing recorded long enough to keep.
+            self._closing = True
+            if self._loop_task:
+                self._loop_task.cancel()
+            if self.uploader:
+                await self.uploader.close(drain_seconds=0)
+        await self.supervisor.stop_all()
 
     # the loop ---------------------------------------------------------------------------
     async def _control_loop(self) -> None:
@@ -496,6 +387,10 @@ class RecorderAgent(Agent):
                 flags["logged"] += 1
                 log.info("[ffmpeg] %s", line)
 
+        def on_exit(code: int) -> None:
+            exit_codes.append(code)
+            exited.set()
+
         child = Child(
             name="recorder-ffmpeg",
             argv=ffmpeg_argv(run, FFMPEG),
@@ -505,7 +400,7 @@ class RecorderAgent(Agent):
             secrets=[*url_secrets(self.sources.current), *(url_secrets(source) if isinstance(source, str) else []),
                      *filter(None, [run.bearer_token])],
             on_line=on_line,
-            on_exit=lambda code: (exit_codes.append(code), exited.set()),
+            on_exit=on_exit,
         )
         self._open_run = (prefix, start_number)
         try:
@@ -631,7 +526,7 @@ class RecorderAgent(Agent):
             log.info("recording session %s ended (%s) without any file", session.prefix, reason)
             return
         ended_at = datetime.now(timezone.utc)
-        infos = await self._part_infos(parts)
+        infos = await part_infos(self.output_dir, parts)
         document = sidecar_document(
             livestream=self.config.livestream, record_type=self.config.record_type,
             started_at=session.started_at, ended_at=ended_at, parts=infos,
@@ -640,29 +535,6 @@ class RecorderAgent(Agent):
         self._store_sidecar(session.prefix, document)
         log.info("recording %s finalized (%s): %d part(s), %.1fs", session.prefix, reason, len(infos),
                  document["durationSeconds"])
-
-    def _all_parts(self) -> list[PartFile]:
-        """The parts on the volume and those uploaded and removed from it (their markers stay): part
-        numbers never repeat within a session, and a sidecar lists every part."""
-        parts = set(list_parts(self.output_dir, self.config.livestream))
-        if self.uploader:
-            parts |= set(uploaded_parts(self.output_dir, self.config.livestream))
-        return sorted(parts)
-
-    async def _part_infos(self, parts) -> list[PartInfo]:
-        infos = []
-        for part in parts:
-            path = self.output_dir / part.name
-            try:
-                size = path.stat().st_size
-            except OSError:
-                marker = read_marker(self.output_dir, part.name)
-                if marker is not None:
-                    infos.append(PartInfo(part.name, marker.bytes, marker.duration_seconds))
-                    continue
-                size = 0
-            infos.append(PartInfo(part.name, size, await probe_duration(path)))
-        return infos
 
     def _store_sidecar(self, prefix: str, document: dict) -> None:
         try:
@@ -685,26 +557,13 @@ class RecorderAgent(Agent):
             if prefix not in self._pending_sidecars and self.error and "sidecar" in self.error:
                 self.error = None
 
+    def _all_parts(self) -> list[PartFile]:
+        return session_parts(self.output_dir, self.config.livestream, uploads=self.uploader is not None)
+
     async def _recover_unfinished(self) -> None:
         """Sessions a killed agent left without a sidecar get one now, marked recovered."""
-        parts = self._all_parts()
-        for prefix, members in sessions_without_sidecar(self.output_dir, parts).items():
-            infos = await self._part_infos(members)
-            mtimes = []
-            for part in members:
-                try:
-                    mtimes.append((self.output_dir / part.name).stat().st_mtime)
-                except OSError:
-                    pass
-            started = session_started(prefix)
-            ended = datetime.fromtimestamp(max(mtimes), timezone.utc) if mtimes else started
-            recorded = sum(i.duration_seconds or 0.0 for i in infos)
-            document = sidecar_document(
-                livestream=self.config.livestream, record_type=self.config.record_type, started_at=started,
-                ended_at=max(ended, started), parts=infos,
-                end_reason="recovered: the previous recorder stopped without finalizing", recorded_seconds=recorded,
-                recovered=True)
+        for prefix, document in await recovered_sidecars(self.output_dir, self.config.livestream,
+                                                         self.config.record_type, self._all_parts()):
             self._store_sidecar(prefix, document)
             log.warning("recording %s had no sidecar (the recorder was killed mid-recording); finalized it now: "
-                        "%d part(s), %.1fs", prefix, len(infos), document["durationSeconds"])
-
+                        "%d part(s), %.1fs", prefix, len(document["parts"]), document["durationSeconds"])

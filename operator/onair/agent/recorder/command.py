@@ -31,6 +31,16 @@ PROGRESS_PERIOD_SECONDS = 1
 PROBE_ARGS = ["-fpsprobesize", "0", "-analyzeduration", str(PROBE_SECONDS * 1_000_000)]
 
 
+
+def first_media_timeout_seconds(stall_timeout_seconds: float) -> float:
+    """How long a run may go without media after its start before the source counts as not live.
+
+    Connecting and probing come before the first progress block: killing ffmpeg while it still
+    probes a live source ("Immediate exit requested") would retry the same way forever.
+    """
+    return stall_timeout_seconds + PROBE_SECONDS + PROGRESS_PERIOD_SECONDS
+
+
 @dataclass(frozen=True)
 class RecordingRun:
     """Everything that varies between two runs of the recording ffmpeg."""

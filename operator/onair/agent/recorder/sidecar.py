@@ -44,8 +44,8 @@ def sidecar_document(*, livestream: str, record_type: str, started_at: datetime,
                      recovered: bool = False) -> dict:
     """``durationSeconds`` is what the parts hold (probed); ``recorded_seconds`` is what the
     agent counted while recording, the fallback when a part cannot be probed."""
-    probed = [p.duration_seconds for p in parts]
-    duration = sum(probed) if probed and all(d is not None for d in probed) else recorded_seconds
+    probed = [p.duration_seconds for p in parts if p.duration_seconds is not None]
+    duration = sum(probed) if probed and len(probed) == len(parts) else recorded_seconds
     doc = {
         "version": SCHEMA_VERSION,
         "livestream": livestream,

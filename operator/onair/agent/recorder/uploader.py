@@ -31,7 +31,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from onair.api.agent import Recording, RecorderConfig, StoredObject, UploadStatus
 
 from .naming import PartFile, list_parts, livestream_slug, sidecar_name
-from .probe import probe_duration
+from .duration import probe_duration
 from .session import Backoff
 from .sidecar import write_sidecar
 from .vod import NotFragmentedMp4, hls_vod_playlist, index_fragmented_mp4, playlist_name

@@ -42,7 +42,7 @@ running encoder once it has published a segment; ``lastSegmentAt`` the last publ
 """
 from __future__ import annotations
 
-from onair.agent.app import run_role, serve_until_stopped
+from onair.agent.app import run_role
 from onair.api.agent import TranscoderConfig
 
 
@@ -53,4 +53,4 @@ def main(argv: list[str]) -> int:
 async def _serve(config: TranscoderConfig) -> None:
     from .agent import TranscoderAgent
 
-    await serve_until_stopped(TranscoderAgent(config))
+    await TranscoderAgent(config).run()

@@ -118,7 +118,7 @@ class TranscoderAgent(Agent):
         return DirSink(fallback)
 
     # ------------------------------------------------------------------------- lifecycle
-    def start(self) -> None:
+    async def start(self) -> None:
         shutil.rmtree(self.work_dir, ignore_errors=True)  # files of a previous life are no run's
         (self.work_dir / "dash").mkdir(parents=True, exist_ok=True)
         self.relay.start()
@@ -126,7 +126,8 @@ class TranscoderAgent(Agent):
         self._tasks.append(loop.create_task(self.packager.run(self._packager_stop), name="packager"))
         self._tasks.append(loop.create_task(self._converge_forever(), name="converge"))
 
-    async def shutdown(self) -> None:
+    async def drain(self) -> None:
+        """The encoder's last segments are published (within ``SHUTDOWN_UPLOAD_SECONDS``)."""
         for task in self._tasks:
             if task.get_name() == "converge":
                 task.cancel()
@@ -137,6 +138,11 @@ class TranscoderAgent(Agent):
             # The pod going away is a restart as far as viewers are concerned: no ENDLIST.
             await self._stop_encoder(ended=False)
         self._packager_stop.set()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def stop(self) -> None:
+        for task in self._tasks:  # only left running when start() failed half-way (no drain)
+            task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.relay.stop()
         await self.supervisor.stop_all()

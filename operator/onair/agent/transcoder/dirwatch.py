@@ -81,7 +81,12 @@ class DirWatch:
             return True
         loop = asyncio.get_running_loop()
         ready = loop.create_future()
-        loop.add_reader(self.fd, lambda: ready.done() or ready.set_result(None))
+
+        def wake() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        loop.add_reader(self.fd, wake)
         waiting: set[asyncio.Future] = {ready}
         stopped = None
         if stop is not None:

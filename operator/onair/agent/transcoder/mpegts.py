@@ -527,14 +527,14 @@ class Splicer:
                 else:
                     self.dropped_pes += 1
             elif pid in self._held:
-                buf = pkt
+                part: bytes | bytearray = pkt
                 if has_pcr(pkt):  # copied only to be rewritten: most packets go out as they came
-                    buf = bytearray(pkt)
+                    part = buf = bytearray(pkt)
                     self._shift_pcr(buf)
-                self._held[pid].append(buf)
+                self._held[pid].append(part)
                 missing = self._missing.get(pid)
                 if missing is not None:
-                    self._missing[pid] = missing - (PACKET - payload_offset(buf))
+                    self._missing[pid] = missing - (PACKET - payload_offset(part))
             else:
                 continue  # the tail of a PES whose head was before the splice, or one we dropped
             missing = self._missing.get(pid)

@@ -531,12 +531,13 @@ class Packager:
         # A file appearing, being renamed into place or deleted changes the directory's mtime:
         # unchanged (and no new manifest, no failed upload), there is nothing to do but a stat.
         try:
-            dir_stamp: Optional[int] = root.stat().st_mtime_ns
+            dir_mtime = root.stat().st_mtime_ns
         except FileNotFoundError:
             return
+        dir_stamp: Optional[int] = dir_mtime
         if manifest is None and not self._dash_dirty and dir_stamp == self._dash_dir:
             return
-        if time.time_ns() - dir_stamp < 50_000_000:
+        if time.time_ns() - dir_mtime < 50_000_000:
             dir_stamp = None  # mtime ticks coarsely: a change in this same tick could hide behind it
         dirty = False
         present: set[str] = set()

@@ -17,7 +17,7 @@ those Deployments (label ``app.kubernetes.io/managed-by=onair-operator``):
 * a bare pod with ``restartPolicy: Never`` runs once and its status is reported: ``oneshot``;
 * every read and write of the API server: ``apiserver``.
 
-``PodRunner.resolver`` answers the operator's prober (agent base URL of a running pod) and
+``PodRunner.resolver`` answers the operator's agent client (agent base URL of a running pod) and
 ``PodRunner.endpoints`` turns a Livestream's status URLs into the local push and playback URLs.
 
 Deployment status is left to kube-controller-manager: the operator reads every agent's own

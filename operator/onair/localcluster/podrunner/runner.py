@@ -109,7 +109,7 @@ class PodRunner:
 
     # ------------------------------------------------------------------ queries (any thread)
     def resolver(self, namespace: str, livestream: str, role_key: str) -> Optional[str]:
-        """The operator's prober: agent base URL of ``<livestream>-<role_key>``, None unless running."""
+        """The operator's agent client asks this: agent base URL of ``<livestream>-<role_key>``, None unless running."""
         with self._lock:
             pod = self._pods.get((namespace, f"{livestream}-{role_key}"))
             if pod is None or not pod.running:

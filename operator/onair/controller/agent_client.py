@@ -56,11 +56,11 @@ class AgentReport:
     refused: Optional[str] = None
 
 
-# A recorder deletes a session's objects too: one bounded request per object, more than a probe's time.
+# A recorder deletes a session's objects too: one bounded request per object, more than a status poll's time.
 DELETE_RECORDING_TIMEOUT = aiohttp.ClientTimeout(total=180, connect=1.0)
 
 
-class Prober:
+class AgentClient:
     """One aiohttp session for every Livestream; short timeouts so one dead pod never delays others."""
 
     def __init__(self, resolver: Resolver, timeout: float = 2.0) -> None:

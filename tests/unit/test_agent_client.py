@@ -1,4 +1,4 @@
-"""The prober against real agent HTTP servers on loopback (the shared Agent base, not a stand-in)."""
+"""The AgentClient against real agent HTTP servers on loopback (the shared Agent base, not a stand-in)."""
 from __future__ import annotations
 
 import logging
@@ -8,7 +8,7 @@ from aiohttp import web
 
 from onair.agent.app import Agent
 from onair.api.agent import Desired, IngestStatus
-from onair.controller.probe import Prober
+from onair.controller.agent_client import AgentClient
 from tests.fixtures.media import free_port
 
 
@@ -31,17 +31,17 @@ async def test_poll_puts_desired_and_reads_status():
     port = free_port()
     agent = FakeIngest(port, receiving=True)
     await agent.start_http()
-    prober = Prober(lambda ns, ls, key: f"http://127.0.0.1:{port}" if key == "ingest" else None, timeout=1.0)
+    agent_client = AgentClient(lambda ns, ls, key: f"http://127.0.0.1:{port}" if key == "ingest" else None, timeout=1.0)
     try:
         desired = Desired(phase="live", broadcasting=True, recording=False, active=True, generation=4)
-        reports = await prober.poll("ns", "show", ["ingest", "transcoder"], desired)
+        reports = await agent_client.poll("ns", "show", ["ingest", "transcoder"], desired)
         ingest, transcoder = reports["ingest"], reports["transcoder"]
         assert ingest.reachable and ingest.desired_accepted
         assert isinstance(ingest.status, IngestStatus) and ingest.status.receiving is True
         assert agent.applied == [desired]
         assert not transcoder.reachable and transcoder.error == "no address"
     finally:
-        await prober.close()
+        await agent_client.close()
         await agent.stop_http()
 
 
@@ -61,15 +61,15 @@ async def test_dead_or_wrong_agents_are_unreachable_not_errors():
     wrong = free_port()
     await web.TCPSite(runner, "127.0.0.1", wrong).start()
     urls = {"ingest": f"http://127.0.0.1:{dead}", "origin": f"http://127.0.0.1:{wrong}"}
-    prober = Prober(lambda ns, ls, key: urls.get(key), timeout=1.0)
+    agent_client = AgentClient(lambda ns, ls, key: urls.get(key), timeout=1.0)
     try:
-        reports = await prober.poll("ns", "show", ["ingest", "origin"], Desired())
+        reports = await agent_client.poll("ns", "show", ["ingest", "origin"], Desired())
         assert not reports["ingest"].reachable and reports["ingest"].error
         assert not reports["origin"].reachable and "invalid /status payload" in reports["origin"].error
-        ok, why = await prober.clear_dvr("ns", "show")
+        ok, why = await agent_client.clear_dvr("ns", "show")
         assert not ok and "404" in why
     finally:
-        await prober.close()
+        await agent_client.close()
         await runner.cleanup()
 
 
@@ -87,7 +87,7 @@ async def _call(method: str, url: str, token: str | None = None) -> tuple[int, d
                 return r.status, body, dict(r.headers)
 
 
-async def test_the_agent_api_wants_the_agent_token_except_for_probes_and_metrics(tmp_path):
+async def test_the_agent_api_wants_the_agent_token_except_for_kubelet_probes_and_metrics(tmp_path):
     token_file = tmp_path / "agentToken"
     token_file.write_text(TOKEN + "\n")
     port = free_port()
@@ -148,27 +148,27 @@ async def test_an_agent_without_a_token_file_is_open_and_says_so(caplog):
         await agent.stop_http()
 
 
-async def test_the_prober_carries_the_token_and_reports_a_refusal(tmp_path):
+async def test_the_agent_client_carries_the_token_and_reports_a_refusal(tmp_path):
     token_file = tmp_path / "agentToken"
     token_file.write_text(TOKEN)
     port = free_port()
     agent = FakeIngest(port, receiving=True, token_file=str(token_file))
     await agent.start_http()
-    prober = Prober(lambda ns, ls, key: f"http://127.0.0.1:{port}", timeout=1.0)
+    agent_client = AgentClient(lambda ns, ls, key: f"http://127.0.0.1:{port}", timeout=1.0)
     try:
-        ok = await prober.poll_one("ns", "show", "ingest", Desired(phase="live"), token=TOKEN)
+        ok = await agent_client.poll_one("ns", "show", "ingest", Desired(phase="live"), token=TOKEN)
         assert ok.reachable and ok.desired_accepted and ok.refused is None and ok.status.receiving is True
         for token, refusal in ((None, "HTTP 401: the agent API requires Authorization: Bearer <agent token>"),
                                ("stale-token-0123456789", "HTTP 403: wrong agent token")):
-            report = await prober.poll_one("ns", "show", "ingest", Desired(phase="ended"), token=token)
+            report = await agent_client.poll_one("ns", "show", "ingest", Desired(phase="ended"), token=token)
             assert not report.reachable and not report.desired_accepted
             assert report.refused is not None and report.refused.startswith(refusal), report.refused
         assert [d.phase for d in agent.applied] == ["live"]
-        done, why = await prober.clear_dvr("ns", "show", "ingest", token="stale-token-0123456789")
+        done, why = await agent_client.clear_dvr("ns", "show", "ingest", token="stale-token-0123456789")
         assert not done and "HTTP 403: wrong agent token" in why
         token_file.unlink()
-        locked = await prober.poll_one("ns", "show", "ingest", None, token=TOKEN)
+        locked = await agent_client.poll_one("ns", "show", "ingest", None, token=TOKEN)
         assert locked.refused is not None and locked.refused.startswith("HTTP 503: the agent API is locked")
     finally:
-        await prober.close()
+        await agent_client.close()
         await agent.stop_http()
