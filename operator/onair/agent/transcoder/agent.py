@@ -26,6 +26,7 @@ from .pdt import ProgramDateTimes
 from onair.agent.ffmpeg_output import parse_speed
 from .relay import Relay
 from .sinks import DirSink, HttpSink, Sink
+from .whep import Rendition, WhepServer
 
 log = logging.getLogger("onair.transcoder")
 
@@ -98,6 +99,25 @@ class TranscoderAgent(Agent):
         self._packager_stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._switches: dict[str, int] = {}  # source -> switches to it that viewers saw
+        self.whep: Optional[WhepServer] = None
+        self.rendition: Optional[Rendition] = None
+        if config.whep:
+            self.m_whep_viewers = Gauge("onair_transcoder_whep_viewers", "WHEP (WebRTC) viewers now", labels,
+                                        registry=r)
+            self.m_whep_viewers.labels(config.livestream)
+            # Proof of forwarding: what viewers' RTP senders packetize are the encoder's packets.
+            self.m_whep_forwarded = Counter("onair_transcoder_whep_packets_forwarded",
+                                            "encoded packets handed to WHEP viewers as they are (never re-encoded)",
+                                            ["livestream", "kind"], registry=r)
+            turn = config.whep_turn_secret_file
+            self.whep = WhepServer(self._whep_refusal, list(config.whep_ice_servers),
+                                   list(config.whep_ice_servers if config.whep_client_ice_servers is None
+                                        else config.whep_client_ice_servers),
+                                   turn_secret_source=lambda: read_secret(turn),
+                                   turn_ttl_seconds=config.whep_turn_credential_ttl_seconds,
+                                   max_viewers=config.whep_max_viewers,
+                                   on_forwarded=self._whep_forwarded)
+            self.app.add_routes(self.whep.routes())
         if not config.main_url and not config.backup_url and not config.pull_uris:
             log.error("no source configured (mainUrl, backupUrl or pullUris): nothing to transcode")
         if config.read_token_file and (config.main_url or config.backup_url) \
@@ -119,6 +139,11 @@ class TranscoderAgent(Agent):
 
     # ------------------------------------------------------------------------- lifecycle
     def start(self) -> None:
+        if self.whep is not None:
+            from onair.agent.ingest.whip import install_ice_addresses
+
+            install_ice_addresses(self.config.whep_ice_addresses)
+            self.rendition = self.whep.start()
         shutil.rmtree(self.work_dir, ignore_errors=True)  # files of a previous life are no run's
         (self.work_dir / "dash").mkdir(parents=True, exist_ok=True)
         self.relay.start()
@@ -140,6 +165,8 @@ class TranscoderAgent(Agent):
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.relay.stop()
         await self.supervisor.stop_all()
+        if self.whep is not None:
+            await self.whep.stop()
         await self.sink.close()
 
     async def apply_desired(self, desired: Desired) -> None:
@@ -218,7 +245,22 @@ class TranscoderAgent(Agent):
             hls_cmaf=cfg.hls_cmaf, hls_mpegts=cfg.hls_mpegts, dash=cfg.dash, low_latency=cfg.low_latency,
             part_seconds=parts,
             dash_window=cfg.playlist_segments, screenshot_width=cfg.screenshot_width,
-            screenshot_interval_seconds=cfg.screenshot_interval_seconds, preset=cfg.preset, ffmpeg=self.ffmpeg)
+            screenshot_interval_seconds=cfg.screenshot_interval_seconds, preset=cfg.preset, ffmpeg=self.ffmpeg,
+            webrtc_url=self.rendition.url if self.rendition is not None else None)
+
+    def _whep_forwarded(self, kind: str) -> None:
+        self.m_whep_forwarded.labels(self.config.livestream, kind).inc()
+
+    def _whep_refusal(self) -> Optional[str]:
+        """Why a WHEP viewer cannot start now (503), None when the stream is broadcasting."""
+        if self.desired.phase == "ended":
+            return "the livestream has ended"
+        if not self.wants_outputs():
+            return (f"the livestream is not live: nothing is being broadcast (phase {self.desired.phase}"
+                    f"{', active is false' if not self.desired.active else ''})")
+        if self.encoder is None or not self.encoder.running:
+            return "the livestream is not live: no source is on air yet"
+        return None
 
     async def _start_encoder(self) -> None:
         plan = self._plan()
@@ -332,6 +374,8 @@ class TranscoderAgent(Agent):
         return names if published or not self.packager.kinds else []
 
     def before_scrape(self) -> None:
+        if self.whep is not None:
+            self.m_whep_viewers.labels(self.config.livestream).set(len(self.whep.viewers))
         on_air = self.relay.on_air() if self.encoder is not None else self.relay.selected()
         for name in self.relay.readers:
             self.m_active.labels(self.config.livestream, name).set(1 if name == on_air else 0)

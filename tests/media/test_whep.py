@@ -1,0 +1,102 @@
+"""WHEP playback from the transcoder: one WebRTC rendition encoded once, its packets forwarded to
+every viewer (aiortc viewers here; Chromium in tests/browser/test_player_whep.py)."""
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+
+from tests.fixtures.whep import WhepError, WhepViewer, loopback_ice
+
+pytestmark = [pytest.mark.media, pytest.mark.timeout(180)]
+
+
+@pytest.fixture
+def whep_source(ingest_agent, transcoder_agent, publishers):
+    ingest = ingest_agent.start(slot="main", protocols=("rtmp",))
+    tx = transcoder_agent.start(main_url=ingest.read_url, tracks=["360p", "240p"], source_size=(640, 360),
+                                whep=True, whep_ice_addresses=["127.0.0.1"], hls_mpegts=False, dash=False)
+    publishers.rtmp(ingest.rtmp_url, width=640, height=360, fps=30)
+    ingest.wait_receiving()
+    tx.wait_status(lambda s: s.get("activeSource") == "main", 30, "main selected")
+    return tx
+
+
+def encoders(tx) -> list[int]:
+    """x264 instances of the transcoder's processes: the encoder's (one per rung it encodes and one
+    for WebRTC) are in one ffmpeg; any other ffmpeg would be an encoder per viewer."""
+    return tx.pids("ffmpeg")
+
+
+async def test_viewers_get_the_one_encoded_rendition_and_delete_ends_the_session(whep_source):
+    tx = whep_source
+    loopback_ice()
+    url = f"{tx.url}/whep"
+    auth = tx.auth_headers()
+    # Not broadcasting: 503, with the reason.
+    with pytest.raises(WhepError) as refused:
+        await WhepViewer.open(url, headers=auth)
+    assert refused.value.status == 503 and "not live" in refused.value.body
+    tx.put_desired(phase="live", broadcasting=True)
+    tx.wait_status(lambda s: s.get("broadcasting"), 60, "broadcasting")
+    processes = sorted(encoders(tx))
+    viewers = []
+    try:
+        for _ in range(3):
+            viewers.append(await WhepViewer.open(url, headers=auth))
+        for viewer in viewers:
+            await viewer.wait_frames(60, timeout=30, audio=50)
+        for viewer in viewers:
+            assert viewer.sizes == {(640, 360)}
+            pts = viewer.video_pts
+            assert all(b > a for a, b in zip(pts, pts[1:])), "video timestamps do not advance"
+        # Forwarded, not encoded per viewer: no process was started for them, and aiortc's senders
+        # never opened an encoder (H264Encoder creates its codec context on the first encode).
+        assert sorted(encoders(tx)) == processes
+        # DELETE ends the session: the tracks end, a second DELETE is a 404.
+        assert await viewers[0].delete() == 200
+        await wait_for_async(lambda: viewers[0].ended is not None or viewers[0].pc.connectionState != "connected",
+                             10)
+        assert await viewers[0].delete() == 404
+        before = viewers[1].video_frames
+        await asyncio.sleep(2)
+        assert viewers[1].video_frames > before + 30, "the other viewers stopped with the first"
+        metrics = tx.request("GET", "/metrics")[1].decode()
+        assert 'onair_transcoder_whep_viewers{livestream="default/test"} 2.0' in metrics
+        forwarded = {kind: float(line.rsplit(" ", 1)[1]) for kind in ("video", "audio") for line in metrics.splitlines()
+                     if line.startswith(f'onair_transcoder_whep_packets_forwarded_total{{kind="{kind}"')}
+        # Every frame a viewer decoded was a packet of the shared encoder handed to its sender.
+        assert forwarded["video"] >= sum(v.video_frames for v in viewers), forwarded
+    finally:
+        for viewer in viewers:
+            await viewer.close()
+
+
+async def test_bad_offers_are_refused_with_the_reason(whep_source):
+    tx = whep_source
+    loopback_ice()
+    url = f"{tx.url}/whep"
+    auth = tx.auth_headers()
+    async with aiohttp.ClientSession(headers=auth) as http:
+        async with http.post(url, data=b"hello", headers={"Content-Type": "application/sdp"}) as resp:
+            assert resp.status == 400 and "not an SDP offer" in (await resp.json())["error"]
+        async with http.post(url, data=b"v=0\r\n", headers={"Content-Type": "text/plain"}) as resp:
+            assert resp.status == 415
+    with pytest.raises(WhepError) as refused:
+        await WhepViewer.open(url, headers=auth, offer_transform=lambda sdp: "\r\n".join(
+            line for line in sdp.split("\r\n") if "H264" not in line) + "\r\n")
+    assert refused.value.status == 406 and "H.264" in refused.value.body
+    # The agent API: without the agent token nobody gets in (the origin holds it).
+    with pytest.raises(WhepError) as refused:
+        await WhepViewer.open(url)
+    assert refused.value.status == 401
+
+
+async def wait_for_async(predicate, timeout: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise TimeoutError("condition not met")
+        await asyncio.sleep(0.1)
