@@ -100,3 +100,49 @@ async def wait_for_async(predicate, timeout: float) -> None:
         if loop.time() > deadline:
             raise TimeoutError("condition not met")
         await asyncio.sleep(0.1)
+
+
+async def test_the_origin_lets_viewers_in_as_for_hls_and_passes_sessions_on(whep_source, origins):
+    tx = whep_source
+    loopback_ice()
+    origin = origins.start(phase="backstage", whep_url=f"{tx.url}/whep", agent_token_file=tx.config.agent_token_file)
+    off = origins.start(phase="live")  # a Livestream without outputs.webrtc
+    url = origin.url("whep")
+    tx.put_desired(phase="backstage", broadcasting=True)  # the backstage preview
+    tx.wait_status(lambda s: s.get("broadcasting"), 60, "broadcasting")
+    # Backstage: a playback token is required, exactly as for HLS; a bad one is refused with the reason.
+    with pytest.raises(WhepError) as refused:
+        await WhepViewer.open(url)
+    assert refused.value.status == 403 and "playback token is required" in refused.value.body
+    with pytest.raises(WhepError) as refused:
+        await WhepViewer.open(url, headers={"Authorization": f"Bearer {origin.token(secret='another-secret')}"})
+    assert refused.value.status == 403 and "playback token refused" in refused.value.body
+    with pytest.raises(WhepError) as refused:
+        await WhepViewer.open(url, headers={"Authorization": f"Bearer {origin.token(ttl=-60)}"})
+    assert refused.value.status == 403 and "expired" in refused.value.body
+    with pytest.raises(WhepError) as refused:
+        await WhepViewer.open(off.url("whep"))
+    assert refused.value.status == 404 and "not enabled" in refused.value.body
+    member = await WhepViewer.open(url, headers={"Authorization": f"Bearer {origin.token()}"})
+    viewer = None
+    try:
+        assert member.location == f"{url}/{member.location.rsplit('/', 1)[1]}"
+        await member.wait_frames(30, timeout=30, audio=20)
+        # Live: everyone.
+        origin.set_phase("live")
+        viewer = await WhepViewer.open(f"{url}?token=ignored-once-open")
+        await viewer.wait_frames(30, timeout=30)
+        assert await member.delete() == 200  # DELETE on the origin's Location ends the transcoder's session
+        assert await member.delete() == 404
+        status, body = tx.request("GET", "/metrics")
+        assert 'onair_transcoder_whep_viewers{livestream="default/test"} 1.0' in body.decode()
+    finally:
+        await member.close(delete=False)
+        if viewer is not None:
+            await viewer.close()
+    # The stream not live: 503 with the reason, through the origin.
+    tx.put_desired(phase="live", broadcasting=False)
+    tx.wait_status(lambda s: not s.get("runId"), 30, "encoder stopped")
+    with pytest.raises(WhepError) as refused:
+        await WhepViewer.open(url)
+    assert refused.value.status == 503 and "not live" in refused.value.body

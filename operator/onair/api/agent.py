@@ -161,6 +161,10 @@ class OriginConfig(ApiModel):
         "the recorder's agent URL (http://<livestream>-recorder:8080): the finished recordings on its volume are "
         "served to viewers at /recordings/<part>.m3u8 and <part>.mp4, read from its GET /vod/<file> with the agent "
         "token, under the same access rules as the live stream; null: no recorder"))
+    whep_url: Optional[str] = Field(None, description=(
+        "the transcoder's WHEP endpoint on its agent API (http://<livestream>-transcoder:8080/whep): viewers POST "
+        "their offer to the origin's /whep, which checks playback access as for HLS and passes it on with the "
+        "agent token; null: WHEP is off (404)"))
     part_seconds: float = Field(0.2, ge=0.05, le=1.0, description="LL-HLS part / LL-DASH chunk duration (the "
                                                                    "transcoder's partSeconds), with lowLatency")
     cors_origins: list[str] = ["*"]

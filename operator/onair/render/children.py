@@ -15,6 +15,7 @@ Children (``<ls>`` is the Livestream name, at most 45 characters by CEL):
 ``Deployment <ls>-<key>``               one pod per key: Recreate (one writer per volume), the ingest slots roll
 ``Service <ls>-ingest[-backup]``        push ports of the enabled protocols (type from config)
 ``Service <ls>-origin``                 the origin's HTTP port (playback) and upload port (the transcoder's)
+``Service <ls>-transcoder``             with ``outputs.webrtc``: the transcoder's agent port, for the origin's WHEP proxy
 ``NetworkPolicy <ls>-<key>``            who may reach each pod's ports (``render_network_policy``)
 ``Ingress|HTTPRoute <ls>-playback``     with ``playbackRoute``: the public host to the origin's ``http`` port
 ``PersistentVolumeClaim <ls>-dvr``      the origin's live/DVR window (owned)
@@ -238,7 +239,7 @@ def render_urls(name: str, namespace: str, spec: LivestreamSpec, effective: Call
     if b.mode != "disabled":
         all_urls = endpoints.playback_urls(config.playback_base_url(name, namespace))
         wanted = {"hlsCmaf": b.outputs.hls_cmaf, "hlsMpegts": b.outputs.hls_mpegts, "dash": b.outputs.dash,
-                  "player": True, "screenshot": effective.screenshots.enabled}
+                  "player": True, "screenshot": effective.screenshots.enabled, "whep": bool(b.outputs.webrtc)}
         playback = {key: url for key, url in all_urls.items() if wanted[key]}
     return Urls(ingest=IngestEndpoints(**ingest), playback=PlaybackUrls.model_validate(playback))
 
@@ -274,6 +275,16 @@ def render_ladder(effective: CallSettings) -> list[Rung]:
 
 def backup_read_url(name: str, namespace: str) -> str:
     return endpoints.ingest_read_url(service_host(name, namespace, "ingest-backup"), _port(roles.INGEST, "rtmp"))
+
+
+def _whep_settings(config: OperatorConfig) -> dict:
+    """The transcoder's WHEP peers take the operator's ICE servers as the ingest's WHIP peer does: its own
+    (``whipIngestIceServers``, else ``whipIceServers``), the viewers' in the answer (``whipIceServers``),
+    TURN credentials minted per session from the same shared secret."""
+    own = config.whip_ingest_ice_servers if config.whip_ingest_ice_servers is not None else config.whip_ice_servers
+    return dict(whep=True, whep_ice_servers=list(own), whep_client_ice_servers=list(config.whip_ice_servers),
+                whep_turn_secret_file=f"{TURN_DIR}/{TURN_SECRET_KEY}" if config.whip_turn_secret_file else None,
+                whep_turn_credential_ttl_seconds=config.whip_turn_credential_ttl_seconds)
 
 
 def render_agent_configs(name: str, namespace: str, spec: LivestreamSpec, effective: CallSettings,
@@ -331,6 +342,7 @@ def render_agent_configs(name: str, namespace: str, spec: LivestreamSpec, effect
         screenshot_width=effective.screenshots.width,
         output_url=endpoints.origin_upload_url(origin_host, origin_upload),
         output_token_file=_secret_file(creds_mod.UPLOAD_TOKEN),
+        **_whep_settings(config) if b.outputs.webrtc else {},
     )
     out["origin"] = OriginConfig(
         livestream=ident, agent_port=roles.AGENT_PORT, agent_token_file=_secret_file(creds_mod.AGENT_TOKEN),
@@ -340,6 +352,8 @@ def render_agent_configs(name: str, namespace: str, spec: LivestreamSpec, effect
         upload_token_file=_secret_file(creds_mod.UPLOAD_TOKEN),
         read_token_file=_secret_file(creds_mod.READ_TOKEN),
         projection=spec.projection or "regular", low_latency=b.low_latency, part_seconds=b.part_duration_ms / 1000,
+        whep_url=(f"http://{service_host(name, namespace, 'transcoder')}:{roles.AGENT_PORT}/"
+                  f"{endpoints.PLAYBACK_PATHS['whep']}") if b.outputs.webrtc else None,
     )
     rec = effective.recording
     if rec.mode != "disabled":
@@ -429,7 +443,7 @@ def _volumes(name: str, key: str, agent: BaseModel, effective: CallSettings,
                                                   "items": [{"key": "tls.crt", "path": "tls.crt"},
                                                             {"key": "tls.key", "path": "tls.key"}]}})
         mounts.append({"name": "tls", "mountPath": TLS_DIR, "readOnly": True})
-    if role == "ingest" and getattr(agent, "whip_turn_secret_file", None):
+    if getattr(agent, "whip_turn_secret_file", None) or getattr(agent, "whep_turn_secret_file", None):
         volumes.append({"name": "turn", "secret": {"secretName": child_name(name, "turn"), "defaultMode": 0o440,
                                                    "items": [{"key": TURN_SECRET_KEY, "path": TURN_SECRET_KEY}]}})
         mounts.append({"name": "turn", "mountPath": TURN_DIR, "readOnly": True})
@@ -654,7 +668,19 @@ def render_recorder_service(ls_meta: Mapping) -> dict:
     }
 
 
-# WebRTC (WHIP) media arrives on UDP ports the ICE stack picks at random.
+def render_transcoder_service(ls_meta: Mapping) -> dict:
+    """The transcoder's agent port, for the origin alone (the NetworkPolicy): viewers' WHEP offers, which the
+    origin lets in under the playback rules and passes on with the agent token. WebRTC media itself goes
+    between the viewer and the pod (ICE), not through a Service."""
+    return {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": _meta(ls_meta, child_name(ls_meta["name"], "transcoder"), "transcoder"),
+        "spec": {"type": "ClusterIP", "selector": selector_labels(ls_meta["name"], "transcoder"),
+                 "ports": [{"name": "agent", "port": roles.AGENT_PORT, "targetPort": "agent", "protocol": "TCP"}]},
+    }
+
+
+# WebRTC (WHIP, WHEP) media arrives on UDP ports the ICE stack picks at random.
 _WEBRTC_UDP = {"protocol": "UDP", "port": 1024, "endPort": 65535}
 
 
@@ -680,7 +706,8 @@ def render_network_policy(ls_meta: Mapping, key: str, agent: BaseModel, readers:
     * origin: ``http`` (playback) from anywhere, ``upload`` only from this Livestream's transcoder;
     * recorder: the agent port from this Livestream's origin too (it serves the recordings on the
       volume to viewers);
-    * transcoder: nothing but the agent port (it only connects out).
+    * transcoder: nothing but the agent port (it only connects out); with WHEP, the agent port from this
+      Livestream's origin (the viewers' offers) and any UDP port (WebRTC media).
 
     Egress is not restricted: pull sources, TURN servers and DNS are wherever the user says.
     """
@@ -707,6 +734,9 @@ def render_network_policy(ls_meta: Mapping, key: str, agent: BaseModel, readers:
     elif role is roles.RECORDER:
         # The origin reads the finished recordings (GET /vod, agent token) to serve them to viewers.
         rules.append({"from": _pods_of(name, ["origin"]), "ports": [_policy_port("agent", role)]})
+    elif role is roles.TRANSCODER and getattr(agent, "whep", False):
+        rules.append({"from": _pods_of(name, ["origin"]), "ports": [_policy_port("agent", role)]})
+        rules.append({"ports": [dict(_WEBRTC_UDP)]})
     return {
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
         "metadata": _meta(ls_meta, child_name(name, key), key),
@@ -803,7 +833,8 @@ def render_children(livestream: Mapping, calltype: Optional[CallType], config: O
         creds_mod.render_credentials_secret(meta, creds, urls.ingest, labels=labels(name, "credentials"),
                                             owner_references=[owner_reference(meta)]),
     ]
-    if any(getattr(a, "whip_turn_secret_file", None) for a in agents.values()):
+    if any(getattr(a, "whip_turn_secret_file", None) or getattr(a, "whep_turn_secret_file", None)
+           for a in agents.values()):
         if not turn_secret:
             raise ValueError(f"ONAIR_WHIP_TURN_SECRET_FILE {config.whip_turn_secret_file} gave no TURN secret to "
                              "hand to the ingest")
@@ -817,6 +848,8 @@ def render_children(livestream: Mapping, calltype: Optional[CallType], config: O
     objects.append(render_origin_service(meta))
     if "recorder" in agents:
         objects.append(render_recorder_service(meta))
+    if getattr(agents.get("transcoder"), "whep", False):
+        objects.append(render_transcoder_service(meta))
     route = render_playback_route(meta, config)
     if route is not None:
         objects.append(route)
