@@ -529,12 +529,14 @@ class OriginAgent(Agent):
         if not decision.allowed:
             page = TEMPLATES.get_template("refused.html.j2").render(reason=decision.reason)
             return web.Response(text=page, status=403, content_type="text/html")
+        recordings = request.query.getall("src", [])
+        fmt = request.query.get("format", "cmaf")
+        fmt = fmt if fmt in PLAYER_FORMATS or fmt == "whep" else "cmaf"
+        if fmt == "whep" and not recordings:
+            return self._whep_player(request, decision)
         if not HLS_JS.is_file():
             return web.Response(status=503, text="The player is not available: hls.js was not built into this image "
                                                  "(run scripts/build-player).\n")
-        recordings = request.query.getall("src", [])
-        fmt = request.query.get("format", "cmaf")
-        fmt = fmt if fmt in PLAYER_FORMATS else "cmaf"
         if recordings:
             # A Recording's VOD playlist(s) (its status.playback), played in order; never the live tier.
             refused = next((url for url in recordings if not vod_source_ok(url)), None)
@@ -561,6 +563,19 @@ class OriginAgent(Agent):
             # page says what it plays at (and keeps to it should a proxy strip the MPD's).
             live_delay=ll.target_seconds if ll else None, max_drift=ll.max_seconds - ll.target_seconds if ll else None,
             rate_min=LL_MIN_PLAYBACK_RATE - 1, rate_max=LL_MAX_PLAYBACK_RATE - 1)
+        return web.Response(text=page, content_type="text/html", headers={"Cache-Control": "no-cache"})
+
+    def _whep_player(self, request: web.Request, decision: access.Decision) -> web.Response:
+        """``/player?format=whep``: the browser's own RTCPeerConnection against ``whep`` (no library)."""
+        if not self.config.whep_url:
+            return web.Response(status=404, text="WebRTC (WHEP) playback is not enabled for this livestream "
+                                                 "(broadcasting.outputs.webrtc): play ?format=cmaf, ts or dash.\n")
+        source = WHEP_PATH + (f"?token={quote(decision.token, safe='')}" if decision.token else "")
+        page = TEMPLATES.get_template("player.html.j2").render(
+            source=source, sources=[source], vod=False, projection=self.config.projection,
+            livestream=self.config.livestream, engine="whep", player_js=None,
+            autoplay=request.query.get("autoplay", "1") != "0", low_latency=True, live_delay=None, max_drift=None,
+            rate_min=None, rate_max=None)
         return web.Response(text=page, content_type="text/html", headers={"Cache-Control": "no-cache"})
 
     async def _recording(self, request: web.Request) -> web.StreamResponse:
