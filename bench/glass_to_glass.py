@@ -78,6 +78,8 @@ def player_for(key: str, low_latency: bool) -> str:
 
 def page_query(player: str, part_ms: int) -> str:
     """The measuring page's player settings: dash.js low-latency mode gets the player page's."""
+    if player == "whep":
+        return os.environ.get("G2G_WHEP_QUERY", "")
     if player != "dash-ll":
         return ""
     ll = LowLatency.for_chunks(part_ms / 1000)

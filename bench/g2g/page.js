@@ -89,7 +89,7 @@ if (player === "hls" || player === "hls-ll") {
   // WHEP with the browser's own RTCPeerConnection, as the origin's player page does (?format=whep).
   (async () => {
     const pc = window.pc = new RTCPeerConnection();
-    for (const kind of ["video", "audio"]) {
+    for (const kind of params.get("audio") === "0" ? ["video"] : ["video", "audio"]) {
       const receiver = pc.addTransceiver(kind, {direction: "recvonly"}).receiver;
       if ("jitterBufferTarget" in receiver) receiver.jitterBufferTarget = 0;
     }

@@ -24,7 +24,7 @@ from .ffmpeg_args import EncoderPlan, encoder_args, part_seconds
 from .packager import Packager
 from .pdt import ProgramDateTimes
 from onair.agent.ffmpeg_output import parse_speed
-from .relay import Relay
+from .relay import LOW_DELAY_READ_INTERVAL_SECONDS, READ_INTERVAL_SECONDS, Relay
 from .sinks import DirSink, HttpSink, Sink
 from .whep import Rendition, WhepServer
 
@@ -77,7 +77,8 @@ class TranscoderAgent(Agent):
                            return_seconds=config.return_seconds, on_switch=self._switched,
                            # A broadcast waiting for a source starts its encoder now, not at the next tick.
                            on_select=lambda _name: self._wake.set(),
-                           read_token=lambda: read_secret(config.read_token_file))
+                           read_token=lambda: read_secret(config.read_token_file),
+                           read_interval=LOW_DELAY_READ_INTERVAL_SECONDS if config.whep else READ_INTERVAL_SECONDS)
         self.sink = self._make_sink()
         kinds = [k for k, on in (("cmaf", config.hls_cmaf), ("ts", config.hls_mpegts)) if on]
         self.packager = Packager(self.work_dir, self.sink, kinds=kinds, dash=config.dash,

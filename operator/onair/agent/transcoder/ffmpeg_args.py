@@ -385,7 +385,11 @@ def encoder_args(plan: EncoderPlan) -> list[str]:
         # (a crash, a source with or without audio, a broadcast started again) finds the last
         # one's file in the working directory; without -y ffmpeg exits at once, forever.
         "-y",
-        "-f", "mpegts", *_input_probe(plan), "-thread_queue_size", "1024", "-i", "pipe:0",
+        "-f", "mpegts", *_input_probe(plan), "-thread_queue_size", "1024",
+        # WHEP: the decoder's frame threads hold one frame each before any output sees it; slice
+        # threads hold none (a 1080p H.264 source decodes far faster than real time on one core).
+        *(["-thread_type:v", "slice"] if plan.webrtc_url else []),
+        "-i", "pipe:0",
         "-filter_complex", filter_graph(plan),
     ]
     for rung in plan.rungs:
