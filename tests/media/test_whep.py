@@ -3,6 +3,8 @@ every viewer (aiortc viewers here; Chromium in tests/browser/test_player_whep.py
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 
 import aiohttp
 import pytest
@@ -146,3 +148,24 @@ async def test_the_origin_lets_viewers_in_as_for_hls_and_passes_sessions_on(whep
     with pytest.raises(WhepError) as refused:
         await WhepViewer.open(url)
     assert refused.value.status == 503 and "not live" in refused.value.body
+
+
+async def test_a_viewer_keeps_its_session_across_an_encoder_restart(whep_source):
+    tx = whep_source
+    loopback_ice()
+    tx.put_desired(phase="live", broadcasting=True)
+    tx.wait_status(lambda s: s.get("broadcasting"), 60, "broadcasting")
+    viewer = await WhepViewer.open(f"{tx.url}/whep", headers=tx.auth_headers())
+    try:
+        await viewer.wait_frames(30, timeout=30)
+        for _ in range(2):  # the packets still queued for viewers outlive the encoder's connection
+            run = tx.status()["runId"]
+            os.kill(tx.encoder_pid(), signal.SIGKILL)
+            tx.wait_status(lambda s: s.get("runId") not in (None, run), 30, "a new encoder run")
+            before = viewer.video_frames
+            await viewer.wait_frames(before + 45, timeout=30)
+        pts = viewer.video_pts
+        assert all(b > a for a, b in zip(pts, pts[1:])), "the forwarded clock went back at a restart"
+        assert viewer.pc.connectionState == "connected" and viewer.ended is None
+    finally:
+        await viewer.close()

@@ -57,6 +57,7 @@ RETRY_AFTER_SECONDS = 2
 # The demuxer of the rendition: its streams and codecs are known from the first packets (the
 # encoder writes PAT/PMT and a keyframe with SPS/PPS first); analysing longer only delays them.
 DEMUX_OPTIONS = {"probesize": "32768", "analyzeduration": "200000", "fflags": "nobuffer"}
+MPEGTS_TIME_BASE = Fraction(1, 90000)  # also the RTP clock of H.264
 WEBRTC_REQUIREMENT = "WHEP here sends H.264 video and Opus audio: the offer must receive H.264 video"
 
 
@@ -90,7 +91,8 @@ def h264_starts_stream(data: bytes) -> bool:
 
 class Clock:
     """Keeps the forwarded timestamps going across encoder runs: each run's first packet lands a
-    frame after the last one of the previous run, whatever ffmpeg's new timeline starts at."""
+    frame after the last one of the previous run, whatever ffmpeg's new timeline starts at.
+    Used by the demuxing thread only."""
 
     GAP = 3000  # 90 kHz ticks between the last packet of a run and the first of the next (1/30 s)
 
@@ -209,31 +211,31 @@ class Rendition:
         import av
 
         self.runs += 1
-        self.loop.call_soon_threadsafe(self.clock.new_run)
+        self.clock.new_run()
         try:
             container = av.open(conn.makefile("rb", buffering=0), format="mpegts", options=DEMUX_OPTIONS)
         except (av.error.FFmpegError, OSError) as exc:
             log.warning("WebRTC rendition: cannot read the encoder's output: %s", exc)
             return
+        # Never container.close() here: packets still queued for viewers refer to its streams, and
+        # touching one after the close crashes the process. The packets keep it alive; GC frees it.
+        streams = [s for s in container.streams if s.type in ("video", "audio")]
+        kinds = {s.index: s.type for s in streams}
+        self.has_audio = "audio" in kinds.values()
         try:
-            streams = [s for s in container.streams if s.type in ("video", "audio")]
-            self.has_audio = any(s.type == "audio" for s in streams)
             for packet in container.demux(streams):
                 if packet.size == 0 or packet.pts is None:
                     continue
-                self.loop.call_soon_threadsafe(self._publish, packet)
+                kind = kinds[packet.stream_index]
+                keyframe = kind == "video" and (packet.is_keyframe or h264_starts_stream(bytes(packet)))
+                pts = packet.pts if packet.time_base == MPEGTS_TIME_BASE else int(packet.pts * packet.time_base * 90000)
+                packet.pts = packet.dts = self.clock.map(pts)
+                packet.time_base = MPEGTS_TIME_BASE
+                self.loop.call_soon_threadsafe(self._publish, kind, packet, keyframe)
         except (av.error.FFmpegError, OSError) as exc:
             log.info("WebRTC rendition: encoder output ended: %s", exc)
-        finally:
-            container.close()
 
-    def _publish(self, packet: av.Packet) -> None:
-        kind = packet.stream.type
-        keyframe = kind == "video" and (packet.is_keyframe or h264_starts_stream(bytes(packet)))
-        packet.pts = self.clock.map(int(packet.pts * packet.time_base * 90000)) if packet.time_base != Fraction(1, 90000) \
-            else self.clock.map(packet.pts)
-        packet.dts = packet.pts
-        packet.time_base = Fraction(1, 90000)
+    def _publish(self, kind: str, packet: av.Packet, keyframe: bool) -> None:
         self.packets += 1
         self.last_packet_at = time.monotonic()
         for track in list(self.tracks):
