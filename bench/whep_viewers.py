@@ -50,9 +50,14 @@ async def viewers_main(url: str, token: str, count: int, seconds: float) -> None
     headers = {"Authorization": f"Bearer {token}"}
     viewers = []
     try:
-        for _ in range(count):
-            viewers.append(await WhepViewer.open(url, headers=headers))
-        deadline = time.monotonic() + 30
+        # Ten offers at a time: each session's ICE and DTLS handshakes cost both sides CPU once.
+        for start in range(0, count, 10):
+            opened = await asyncio.gather(*(WhepViewer.open(url, headers=headers)
+                                            for _ in range(min(10, count - start))), return_exceptions=True)
+            viewers += [v for v in opened if isinstance(v, WhepViewer)]
+            for failure in (v for v in opened if not isinstance(v, WhepViewer)):
+                print(f"viewer failed: {failure!r}", file=sys.stderr, flush=True)
+        deadline = time.monotonic() + 120
         while any(v.pc.connectionState != "connected" for v in viewers) and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
         print(json.dumps({"ready": sum(v.pc.connectionState == "connected" for v in viewers)}), flush=True)
@@ -131,7 +136,7 @@ def main() -> None:
                                     stdout=subprocess.PIPE, stderr=viewer_log, text=True,
                                     start_new_session=True)
             try:
-                ready = read_json(proc, "ready", 120)["ready"]
+                ready = read_json(proc, "ready", 240)["ready"]
                 time.sleep(2)  # past the keyframe wait and the first bursts
                 row = window(n)
                 row["ready"] = ready
