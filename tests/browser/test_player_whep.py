@@ -58,6 +58,9 @@ async def test_chromium_plays_whep_decodes_frames_and_ends_the_session(whep_chai
 
     page = await browser.new_page(origin.url(f"player?format=whep&token={origin.token()}"))
     assert await page.evaluate("onairPlayer.engine") == "whep"
+    # It asked for the ICE servers first (OPTIONS): none are configured here.
+    await page.wait_for("Array.isArray(onairPlayer.whep.iceServers)", timeout=10, what="the ICE servers")
+    assert await page.evaluate("onairPlayer.whep.iceServers") == []
     await page.wait_for("onairPlayer.whep.pc && onairPlayer.whep.pc.connectionState === 'connected'", timeout=30,
                         what="the WebRTC connection")
     await page.wait_for("document.getElementById('video').currentTime > 1", timeout=30, what="playback")

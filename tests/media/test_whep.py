@@ -7,6 +7,7 @@ import os
 import signal
 
 import aiohttp
+import httpx
 import pytest
 
 from tests.fixtures.whep import WhepError, WhepViewer, loopback_ice
@@ -169,3 +170,34 @@ async def test_a_viewer_keeps_its_session_across_an_encoder_restart(whep_source)
         assert viewer.pc.connectionState == "connected" and viewer.ended is None
     finally:
         await viewer.close()
+
+
+def test_options_hands_viewers_the_ice_servers_with_turn_credentials_only_if_they_may_watch(transcoder_agent, origins,
+                                                                                             tmp_path):
+    from onair.agent.ingest.iceservers import parse_ice_server_links
+
+    secret = tmp_path / "turnSecret"
+    secret.write_text("shared-turn-secret")
+    turn, stun = "turn:turn.example.org:3478?transport=udp", "stun:stun.example.org:3478"
+    tx = transcoder_agent.start(main_url="rtmp://127.0.0.1:9/live/none", whep=True, whep_ice_addresses=["127.0.0.1"],
+                                whep_client_ice_servers=[turn, stun], whep_turn_secret_file=str(secret))
+    origin = origins.start(phase="backstage", whep_url=f"{tx.url}/whep", agent_token_file=tx.config.agent_token_file)
+    with httpx.Client() as http:
+        refused = http.options(origin.url("whep"))
+        assert refused.status_code == 403 and "playback token is required" in refused.json()["error"]
+        answer = http.options(origin.url("whep"), headers={"Authorization": f"Bearer {origin.token()}"})
+        assert answer.status_code == 204, answer.text
+        servers = parse_ice_server_links(answer.headers.get_list("link"))
+        assert [s.url for s in servers] == [turn, stun]
+        assert servers[0].username and servers[0].credential and servers[1].credential is None
+        # A CORS preflight is no viewer: no credentials, just what the browser needs to send the real request.
+        preflight = http.options(origin.url("whep"), headers={"Origin": "https://site.example",
+                                                              "Access-Control-Request-Method": "POST"})
+        assert preflight.status_code == 204 and "link" not in preflight.headers
+        assert "POST" in preflight.headers["access-control-allow-methods"]
+        origin.set_phase("live")
+        assert http.options(origin.url("whep")).status_code == 204
+        # Not live: the offer is refused with the reason, the ICE servers are not.
+        post = http.post(origin.url("whep"), content=b"v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\na=rtpmap:102 H264/90000\r\n",
+                         headers={"Content-Type": "application/sdp"})
+        assert post.status_code == 503 and "not live" in post.json()["error"] and post.headers["retry-after"] == "2"

@@ -366,6 +366,8 @@ class OriginAgent(Agent):
         headers["Access-Control-Expose-Headers"] = CORS_EXPOSE
 
     async def _preflight(self, request: web.Request) -> web.Response:
+        if request.path == f"/{WHEP_PATH}" and "Access-Control-Request-Method" not in request.headers:
+            return await self._whep_options(request)
         whep = request.path.rstrip("/").split("/")[-2:].count(WHEP_PATH) > 0
         return web.Response(status=204, headers={
             "Access-Control-Allow-Methods": "POST, DELETE, PATCH, OPTIONS" if whep else "GET, HEAD, OPTIONS",
@@ -649,6 +651,17 @@ class OriginAgent(Agent):
             return web.json_response({"error": "the SDP offer is too large"}, status=413)
         return await self._to_transcoder("POST", self.config.whep_url, offer)
 
+    async def _whep_options(self, request: web.Request) -> web.Response:
+        """``OPTIONS /whep`` (not a CORS preflight): the ICE servers a viewer should offer with, in ``Link``
+        headers, TURN credentials included; so only for those who may watch."""
+        if not self.config.whep_url:
+            return web.json_response({"error": "WHEP playback is not enabled for this livestream"}, status=404)
+        decision = self._access(request)
+        if not decision.allowed:
+            return web.json_response({"error": decision.reason, "phase": self.desired.phase}, status=403,
+                                     headers={"Cache-Control": "no-store"})
+        return await self._to_transcoder("OPTIONS", self.config.whep_url, None)
+
     async def _whep_session(self, request: web.Request) -> web.Response:
         """``DELETE`` ends a session; whoever holds its Location (an unguessable id) may. PATCH (trickle ICE)
         is answered by the transcoder: not supported."""
@@ -669,17 +682,16 @@ class OriginAgent(Agent):
                                                      timeout=aiohttp.ClientTimeout(total=20)) as upstream:
                 text = await upstream.text()
                 passed = {k: v for k, v in upstream.headers.items()
-                          if k in ("Content-Type", "ETag", "Retry-After", "Allow", "Link")}
+                          if k in ("Content-Type", "ETag", "Retry-After", "Allow", "Accept-Post")}
                 if upstream.status in (401, 403):
                     # The agent token is the operator's business, never the viewer's: a pod out of step.
                     log.error("the transcoder refused the origin's WHEP %s (%s): is the agent token the same?",
                               method, upstream.status)
                     return web.json_response({"error": "the transcoder refused the origin: retry shortly"},
                                              status=502)
-                response = web.Response(status=upstream.status, text=text, headers={**passed,
-                                                                                      "Cache-Control": "no-store"})
-                # Link may repeat (one ICE server each): all of them.
-                response.headers.popall("Link", None)
+                response = web.Response(status=upstream.status, text=text or None, headers={
+                    **passed, "Cache-Control": "no-store"})
+                # Link repeats (one ICE server each): all of them.
                 for link in upstream.headers.getall("Link", []):
                     response.headers.add("Link", link)
                 location = upstream.headers.get("Location")

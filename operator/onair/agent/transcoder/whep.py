@@ -19,7 +19,8 @@ viewers keep their sessions.
 
 ICE: the pod's own peer uses ``whepIceServers`` (STUN/TURN, TURN credentials minted per session
 from the operator's TURN secret as for WHIP, ``ingest/iceservers.py``); the ``201`` carries the
-servers for the viewer in ``Link: rel="ice-server"`` headers.
+servers for the viewer in ``Link: rel="ice-server"`` headers, and so does an ``OPTIONS`` before the offer
+(the only way a browser can use them: this server takes no trickle ICE).
 """
 from __future__ import annotations
 
@@ -272,8 +273,8 @@ class WhepServer:
         self.rendition: Optional[Rendition] = None
 
     def routes(self) -> list[web.RouteDef]:
-        return [web.post("/whep", self.post), web.delete("/whep/{id}", self.delete),
-                web.patch("/whep/{id}", self.patch)]
+        return [web.post("/whep", self.post), web.options("/whep", self.options),
+                web.delete("/whep/{id}", self.delete), web.patch("/whep/{id}", self.patch)]
 
     def start(self) -> Rendition:
         self.rendition = Rendition(asyncio.get_running_loop())
@@ -323,6 +324,15 @@ class WhepServer:
         for server in self._ice(self.client_ice_servers, viewer_id):
             headers.add("Link", iceservers.link_header(server))
         return web.Response(status=201, text=answer, content_type="application/sdp", headers=headers)
+
+    async def options(self, request: web.Request) -> web.Response:
+        """The viewer's ICE servers before its offer (as WHIP's authenticated OPTIONS): a browser cannot use
+        servers it learns from the 201, since this server takes no trickle ICE. TURN credentials are minted
+        for this request; the origin asks only for viewers it lets in."""
+        headers = CIMultiDict({"Accept-Post": "application/sdp"})
+        for server in self._ice(self.client_ice_servers, uuid.uuid4().hex):
+            headers.add("Link", iceservers.link_header(server))
+        return web.Response(status=204, headers=headers)
 
     async def delete(self, request: web.Request) -> web.Response:
         viewer = self.viewers.get(request.match_info["id"])
