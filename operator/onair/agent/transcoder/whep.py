@@ -7,7 +7,7 @@ single hop more: its packets reach this module over loopback the moment x264 and
 them. Put on the origin instead, the rendition would cross the network and another (de)muxer
 first, and the origin would need a media path it does not have (it takes files). The origin stays
 the public HTTP front: it checks backstage tokens exactly as for HLS (``origin/access.py``) and
-proxies the two signalling requests here over the agent API (agent token), so viewers never reach
+proxies the signalling requests (POST, OPTIONS, DELETE) here over the agent API (agent token), so viewers never reach
 this pod over HTTP; WebRTC media (ICE/DTLS/SRTP over UDP) flows between the viewer and this pod.
 
 Per viewer nothing is encoded: ``ForwardedTrack.recv`` returns the encoder's ``av.Packet`` objects,
