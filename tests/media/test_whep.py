@@ -197,6 +197,13 @@ def test_options_hands_viewers_the_ice_servers_with_turn_credentials_only_if_the
         assert "POST" in preflight.headers["access-control-allow-methods"]
         origin.set_phase("live")
         assert http.options(origin.url("whep")).status_code == 204
+        # Live, but the HLS broadcast is off (GetStream's): members only, as for HLS segments.
+        origin.put_desired(phase="live", public_broadcasting=False)
+        private = http.options(origin.url("whep"))
+        assert private.status_code == 403 and "not broadcast to viewers" in private.json()["error"]
+        assert http.options(origin.url("whep"), headers={"Authorization": f"Bearer {origin.token(user_id='host-1')}"}
+                            ).status_code == 204
+        origin.put_desired(phase="live", public_broadcasting=True)
         # Not live: the offer is refused with the reason, the ICE servers are not.
         post = http.post(origin.url("whep"), content=b"v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\na=rtpmap:102 H264/90000\r\n",
                          headers={"Content-Type": "application/sdp"})

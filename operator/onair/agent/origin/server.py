@@ -63,6 +63,8 @@ MAX_SDP_BYTES = 64 * 1024
 # DASH segment length assumed when no HLS rendition tells the real one (deciding whether a DASH
 # segment began after the origin was made public).
 DASH_SEGMENT_GUESS_SECONDS = 10.0
+NOT_BROADCAST_NOW = ("the stream is not broadcast to viewers now (backstage preview, or made only for a recording): "
+                     "a playback token of a member is required")
 NOT_BROADCAST = ("this part of the stream was not broadcast to viewers (backstage preview, or made only for a "
                  "recording): a playback token of a member is required")
 # LL-HLS (RFC 8216bis 6.2.5.2): a blocking playlist reload, or a request for the hinted part, is
@@ -639,10 +641,9 @@ class OriginAgent(Agent):
         if not self.config.whep_url:
             return web.json_response({"error": "WHEP playback is not enabled for this livestream: play HLS or DASH "
                                                "(status.playback)"}, status=404)
-        decision = self._access(request)
-        if not decision.allowed:
-            return web.json_response({"error": decision.reason, "phase": self.desired.phase}, status=403,
-                                     headers={"Cache-Control": "no-store"})
+        refused = self._whep_refusal(request)
+        if refused is not None:
+            return refused
         if request.content_type != "application/sdp":
             return web.json_response({"error": f"expected Content-Type application/sdp (an SDP offer), got "
                                                f"{request.content_type or 'none'}"}, status=415)
@@ -656,11 +657,22 @@ class OriginAgent(Agent):
         headers, TURN credentials included; so only for those who may watch."""
         if not self.config.whep_url:
             return web.json_response({"error": "WHEP playback is not enabled for this livestream"}, status=404)
-        decision = self._access(request)
-        if not decision.allowed:
-            return web.json_response({"error": decision.reason, "phase": self.desired.phase}, status=403,
-                                     headers={"Cache-Control": "no-store"})
+        refused = self._whep_refusal(request)
+        if refused is not None:
+            return refused
         return await self._to_transcoder("OPTIONS", self.config.whep_url, None)
+
+    def _whep_refusal(self, request: web.Request) -> Optional[web.Response]:
+        """What HLS would refuse: a closed stream without a valid token, and while the outputs are not
+        broadcast to viewers (``publicBroadcasting`` off), anyone but a member."""
+        decision = self._access(request)
+        reason = decision.reason if not decision.allowed else None
+        if reason is None and not decision.member and not self.public_now():
+            reason = NOT_BROADCAST_NOW
+        if reason is None:
+            return None
+        return web.json_response({"error": reason, "phase": self.desired.phase}, status=403,
+                                 headers={"Cache-Control": "no-store"})
 
     async def _whep_session(self, request: web.Request) -> web.Response:
         """``DELETE`` ends a session; whoever holds its Location (an unguessable id) may. PATCH (trickle ICE)
