@@ -28,7 +28,7 @@ STATS = """(async () => {
 
 def whep_viewers(tx) -> float:
     metrics = tx.request("GET", "/metrics")[1].decode()
-    line = next(l for l in metrics.splitlines() if l.startswith("onair_transcoder_whep_viewers{"))
+    line = next(x for x in metrics.splitlines() if x.startswith("onair_transcoder_whep_viewers{"))
     return float(line.rsplit(" ", 1)[1])
 
 

@@ -214,7 +214,7 @@ class Rendition:
         self.runs += 1
         self.clock.new_run()
         try:
-            container = av.open(conn.makefile("rb", buffering=0), format="mpegts", options=DEMUX_OPTIONS)
+            container = av.open(conn.makefile("rb", buffering=0), mode="r", format="mpegts", options=DEMUX_OPTIONS)
         except (av.error.FFmpegError, OSError) as exc:
             log.warning("WebRTC rendition: cannot read the encoder's output: %s", exc)
             return
