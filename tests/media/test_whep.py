@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 
 import aiohttp
 import httpx
 import pytest
 
+from tests.fixtures.media import wait_for
 from tests.fixtures.whep import WhepError, WhepViewer, loopback_ice
 
 pytestmark = [pytest.mark.media, pytest.mark.timeout(180)]
@@ -208,3 +211,42 @@ def test_options_hands_viewers_the_ice_servers_with_turn_credentials_only_if_the
         post = http.post(origin.url("whep"), content=b"v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\na=rtpmap:102 H264/90000\r\n",
                          headers={"Content-Type": "application/sdp"})
         assert post.status_code == 503 and "not live" in post.json()["error"] and post.headers["retry-after"] == "2"
+
+
+VANISHING_VIEWER = """
+import asyncio, sys
+from tests.fixtures.whep import WhepViewer, loopback_ice
+async def main():
+    loopback_ice()
+    viewer = await WhepViewer.open(sys.argv[1], headers={"Authorization": "Bearer " + sys.argv[2]})
+    await viewer.wait_frames(15, timeout=30)
+    print("playing", flush=True)
+    await asyncio.sleep(120)
+asyncio.run(main())
+"""
+
+
+@pytest.mark.slow
+def test_a_viewer_that_vanishes_without_delete_is_dropped(whep_source):
+    """A browser tab killed, a network gone: no DELETE, no DTLS close. ICE consent checks fail and the
+    session ends by itself instead of holding its queue and sender for ever."""
+    tx = whep_source
+    tx.put_desired(phase="live", broadcasting=True)
+    tx.wait_status(lambda s: s.get("broadcasting"), 60, "broadcasting")
+    proc = subprocess.Popen([sys.executable, "-c", VANISHING_VIEWER, f"{tx.url}/whep", tx.agent_token or ""],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "playing"
+        assert whep_viewers(tx) == 1
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        wait_for(lambda: whep_viewers(tx) == 0, 60, what="the vanished viewer's session to end")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def whep_viewers(tx) -> float:
+    metrics = tx.request("GET", "/metrics")[1].decode()
+    return float(next(x for x in metrics.splitlines() if x.startswith("onair_transcoder_whep_viewers{")).rsplit(" ")[-1])
