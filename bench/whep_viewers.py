@@ -125,7 +125,8 @@ def main() -> None:
             ffmpegs = len(tx.pids("ffmpeg"))
             t0, c0 = time.monotonic(), cpu_seconds([agent])
             time.sleep(args.seconds)
-            return {"viewers": n, "cpu": (cpu_seconds([agent]) - c0) / (time.monotonic() - t0), "ffmpeg": ffmpegs}
+            cpu = (cpu_seconds([agent]) - c0) / (time.monotonic() - t0)
+            return {"viewers": n, "cpu": cpu, "ffmpeg": ffmpegs, "speed": tx.status().get("speed")}
 
         rows.append(window(0))
         print(f"0 viewers: agent CPU {rows[0]['cpu'] * 100:.1f}% of a core", flush=True)
@@ -158,14 +159,20 @@ def main() -> None:
         base = rows[0]["cpu"]
         print(f"\nWHEP viewers per core: transcoder agent (aiortc) CPU, ladder {tracks} + WebRTC rendition from a "
               f"1280x720@30 source, {args.seconds:.0f} s windows; {load()}")
-        print(f"{'viewers':>8} {'agent CPU':>10} {'per viewer':>11} {'viewers/core':>13} {'pkt/s each':>10} {'ffmpeg':>7}")
+        print(f"{'viewers':>8} {'agent CPU':>10} {'per viewer':>11} {'viewers/core':>13} {'pkt/s each':>10} {'ffmpeg':>7} "
+              f"{'speed':>6}")
         for row in rows:
             n = row["viewers"]
             per = (row["cpu"] - base) / n if n else None
             per_core = (1 / per if per and per > 0 else float("inf")) if n else None
             print(f"{n:>8} {row['cpu'] * 100:>9.1f}% {'' if per is None else f'{per * 100:.2f}%':>11} "
                   f"{'' if per_core is None else f'{per_core:.0f}':>13} {row.get('pps', 0):>10.0f} "
-                  f"{row['ffmpeg']:>7}")
+                  f"{row['ffmpeg']:>7} {row['speed'] or 0:>6.2f}")
+        full = max((row.get("pps", 0) for row in rows), default=0)
+        starved = [row["viewers"] for row in rows if row["viewers"] and row.get("pps", 0) < 0.9 * full]
+        if starved or any((row["speed"] or 0) < 0.95 for row in rows):
+            print(f"NOT VALID: the encoder fell behind real time or viewers got less than the stream (at {starved}): "
+                  "the machine is too busy; measure again when it is quieter")
         tagged = len(tagged_pids(tx.tag))
         print(f"(processes of the transcoder at the end: {tagged}, the agent and its ffmpegs)")
 
