@@ -171,6 +171,10 @@ async def test_a_viewer_keeps_its_session_across_an_encoder_restart(whep_source)
         pts = viewer.video_pts
         assert all(b > a for a, b in zip(pts, pts[1:])), "the forwarded clock went back at a restart"
         assert viewer.pc.connectionState == "connected" and viewer.ended is None
+        # The broadcast stops (backstage again, ended): the session ends, it does not idle on.
+        tx.put_desired(phase="backstage", broadcasting=False)
+        await wait_for_async(lambda: viewer.pc.connectionState == "closed" or viewer.ended is not None, 20)
+        assert whep_viewers(tx) == 0
     finally:
         await viewer.close()
 

@@ -209,6 +209,10 @@ class TranscoderAgent(Agent):
                 await self._start_encoder()
             elif not self.wants_outputs() and self.encoder is not None:
                 await self._stop_encoder(ended=True)
+            if not self.wants_outputs() and self.whep is not None and self.whep.viewers:
+                # Nothing more will come (backstage again, ended, inactive): the sessions end now
+                # instead of idling until the viewers leave.
+                await self.whep.end_all(self._whep_refusal() or "the broadcast stopped")
             elif self.encoder is not None and self._audio_mismatch():
                 # A source without audio (or the first with it) cannot be spliced into an encoder
                 # built the other way: its muxers would wait for audio that never comes. A new

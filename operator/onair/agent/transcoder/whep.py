@@ -282,8 +282,7 @@ class WhepServer:
         return self.rendition
 
     async def stop(self) -> None:
-        await asyncio.gather(*(self.end(v, "agent stopping") for v in list(self.viewers.values())),
-                             return_exceptions=True)
+        await self.end_all("agent stopping")
         if self.rendition is not None:
             self.rendition.close()
 
@@ -384,6 +383,9 @@ class WhepServer:
         for track in tracks:
             self.rendition.tracks.add(track)
         return pc.localDescription.sdp, viewer
+
+    async def end_all(self, reason: str) -> None:
+        await asyncio.gather(*(self.end(v, reason) for v in list(self.viewers.values())), return_exceptions=True)
 
     async def end(self, viewer: Viewer, reason: str) -> None:
         if viewer.closed:
