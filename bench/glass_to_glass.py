@@ -5,7 +5,9 @@ stock player puts it on screen, through the whole product as its user runs it.
 `livestream` CallType and a Livestream going live at once; a camera (bench/g2g/camera.py) stamps
 each 720p30 frame with its capture time and pushes it like OBS (RTMP, or SRT) to the URL onair dev
 prints; headless Chromium plays each public playback URL in a stock player (hls.js with its
-defaults for HLS CMAF and MPEG-TS, dash.js with its defaults for DASH) on a page that reads the
+defaults for HLS CMAF and MPEG-TS, dash.js with its defaults for DASH, the browser's own
+RTCPeerConnection for WHEP, as the origin's ``/player?format=whep`` plays it: the Livestream then
+has ``broadcasting.outputs.webrtc``) on a page that reads the
 stamp back from every decoded frame (bench/g2g/page.js). No server timestamp is used.
 
 Per player: startup (page open -> first frame on screen), latency p50/p95/min/max over the
@@ -51,15 +53,20 @@ from bench.waiting import wait_until  # noqa: E402
 NAMESPACE, NAME = "g2g", "g2g"
 GROUP, VERSION = "onair.dev", "v1alpha1"
 # status.playback key -> the stock player that plays it.
-PLAYERS = {"hlsCmaf": "hls", "hlsMpegts": "hls", "dash": "dash"}
+PLAYERS = {"hlsCmaf": "hls", "hlsMpegts": "hls", "dash": "dash", "whep": "whep"}
 # With --low-latency: LL-HLS and LL-DASH in their players' low-latency modes.
 LOW_LATENCY_PLAYERS = {"hlsCmaf": "hls-ll", "dash": "dash-ll"}
 
 
-def livestream_spec(low_latency: bool, part_ms: int) -> dict:
+def livestream_spec(low_latency: bool, part_ms: int, webrtc: bool = False) -> dict:
     spec: dict = {"callType": "livestream", "phase": "live"}
+    broadcasting: dict = {}
     if low_latency:
-        spec["settingsOverride"] = {"broadcasting": {"lowLatency": True, "partDurationMs": part_ms}}
+        broadcasting.update({"lowLatency": True, "partDurationMs": part_ms})
+    if webrtc:
+        broadcasting["outputs"] = {"webrtc": True}  # WHEP: one more rendition, so only when it is measured
+    if broadcasting:
+        spec["settingsOverride"] = {"broadcasting": broadcasting}
     return spec
 
 
@@ -71,11 +78,17 @@ def player_for(key: str, low_latency: bool) -> str:
 
 def page_query(player: str, part_ms: int) -> str:
     """The measuring page's player settings: dash.js low-latency mode gets the player page's."""
+    if player == "whep":
+        return os.environ.get("G2G_WHEP_QUERY", "")
     if player != "dash-ll":
         return ""
     ll = LowLatency.for_chunks(part_ms / 1000)
     return (f"&liveDelay={ll.target_seconds:.3f}&maxDrift={ll.max_seconds - ll.target_seconds:.3f}"
             f"&rateMin={LL_MIN_PLAYBACK_RATE - 1:.3f}&rateMax={LL_MAX_PLAYBACK_RATE - 1:.3f}")
+
+
+def measured(args: argparse.Namespace, key: str) -> bool:
+    return not args.players or key in args.players.split(",")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -118,7 +131,7 @@ async def measure(args: argparse.Namespace) -> None:
         core.create_namespace({"metadata": {"name": NAMESPACE}})
         custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "livestreams", {
             "apiVersion": f"{GROUP}/{VERSION}", "kind": "Livestream", "metadata": {"name": NAME},
-            "spec": livestream_spec(args.low_latency, args.part_ms)})
+            "spec": livestream_spec(args.low_latency, args.part_ms, webrtc=measured(args, "whep"))})
         urls = await asyncio.to_thread(wait_until, lambda: (e := dev.endpoints(NAMESPACE, NAME))["ingest"].get(
             args.protocol) and e["playback"].get("hlsCmaf") and e, 180, "push and playback URLs from onair dev")
         secret = core.read_namespaced_secret(f"{NAME}-credentials", NAMESPACE)
@@ -140,7 +153,7 @@ async def measure(args: argparse.Namespace) -> None:
             await asyncio.to_thread(wait_until, live, 120, "status.live and status.broadcasting")
             for key in PLAYERS:
                 player = player_for(key, args.low_latency)
-                if args.players and key not in args.players.split(","):
+                if not measured(args, key):
                     continue
                 url = urls["playback"].get(key)
                 if not url:

@@ -85,6 +85,28 @@ if (player === "hls" || player === "hls-ll") {
   }
   dash.on("error", (e) => g2g.errors.push(JSON.stringify(e.error || e).slice(0, 200)));
   dash.initialize(video, src, true);
+} else if (player === "whep") {
+  // WHEP with the browser's own RTCPeerConnection, as the origin's player page does (?format=whep).
+  (async () => {
+    const pc = window.pc = new RTCPeerConnection();
+    for (const kind of params.get("audio") === "0" ? ["video"] : ["video", "audio"]) {
+      const receiver = pc.addTransceiver(kind, {direction: "recvonly"}).receiver;
+      if ("jitterBufferTarget" in receiver) receiver.jitterBufferTarget = 0;
+    }
+    const stream = new MediaStream();
+    pc.ontrack = (e) => { stream.addTrack(e.track); if (video.srcObject !== stream) video.srcObject = stream; };
+    await pc.setLocalDescription(await pc.createOffer());
+    await new Promise((resolve) => {
+      if (pc.iceGatheringState === "complete") resolve();
+      pc.onicegatheringstatechange = () => { if (pc.iceGatheringState === "complete") resolve(); };
+      setTimeout(resolve, 2000);
+    });
+    const response = await fetch(src, {method: "POST", headers: {"Content-Type": "application/sdp"},
+                                       body: pc.localDescription.sdp});
+    if (response.status !== 201) { g2g.errors.push(`WHEP ${response.status}: ${(await response.text()).slice(0, 150)}`); return; }
+    g2g.whepLocation = new URL(response.headers.get("Location"), src).href;
+    await pc.setRemoteDescription({type: "answer", sdp: await response.text()});
+  })().catch((e) => g2g.errors.push(String(e).slice(0, 200)));
 } else {
   g2g.errors.push(`unknown player ${player}`);
 }

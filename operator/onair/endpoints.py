@@ -19,6 +19,8 @@ PLAYBACK_PATHS = {
     "dash": "dash/manifest.mpd",
     "player": "player",
     "screenshot": "screenshot.jpg",
+    # WHEP (draft-ietf-wish-whep): POST an SDP offer here; the origin passes it on to the transcoder.
+    "whep": "whep",
 }
 # The finished recordings on the recorder's volume, on the origin's public port: /recordings/<part>.m3u8 and .mp4.
 RECORDINGS_PATH = "recordings"

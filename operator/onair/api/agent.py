@@ -120,6 +120,22 @@ class TranscoderConfig(ApiModel):
     playlist_segments: int = Field(8, ge=3, le=30, description="live HLS window; the origin keeps the DVR")
     freeze_seconds: float = Field(1.0, gt=0, description="a source silent this long is failed over")
     return_seconds: float = Field(3.0, ge=0, description="main must be healthy this long before it takes over again")
+    whep: bool = Field(False, description=(
+        "WHEP playback: the encoder also makes one WebRTC rendition (baseline H.264 without B-frames, Opus) whose "
+        "packets go to every viewer as they are; the agent API answers POST /whep and DELETE /whep/{id} (the "
+        "origin's /whep proxies them for the viewers it lets in)"))
+    whep_ice_addresses: Optional[list[str]] = Field(
+        None, description="local addresses WebRTC gathers host candidates on; default every non-loopback "
+                          "interface (tests set 127.0.0.1)")
+    whep_ice_servers: list[str] = Field(
+        default_factory=list, description="STUN/TURN URLs the transcoder's own WebRTC peers use")
+    whep_client_ice_servers: Optional[list[str]] = Field(
+        None, description="STUN/TURN URLs announced to WHEP viewers in the answer's Link headers; null: "
+                          "whep_ice_servers")
+    whep_turn_secret_file: Optional[str] = Field(
+        None, description="the TURN server's shared secret: every WHEP session gets time-limited TURN credentials")
+    whep_turn_credential_ttl_seconds: int = Field(86400, ge=60, le=7 * 86400)
+    whep_max_viewers: int = Field(500, ge=1, description="WHEP sessions at once; more get 503 (play HLS/DASH)")
 
 
 class OriginConfig(ApiModel):
@@ -145,6 +161,10 @@ class OriginConfig(ApiModel):
         "the recorder's agent URL (http://<livestream>-recorder:8080): the finished recordings on its volume are "
         "served to viewers at /recordings/<part>.m3u8 and <part>.mp4, read from its GET /vod/<file> with the agent "
         "token, under the same access rules as the live stream; null: no recorder"))
+    whep_url: Optional[str] = Field(None, description=(
+        "the transcoder's WHEP endpoint on its agent API (http://<livestream>-transcoder:8080/whep): viewers POST "
+        "their offer to the origin's /whep, which checks playback access as for HLS and passes it on with the "
+        "agent token; null: WHEP is off (404)"))
     part_seconds: float = Field(0.2, ge=0.05, le=1.0, description="LL-HLS part / LL-DASH chunk duration (the "
                                                                    "transcoder's partSeconds), with lowLatency")
     cors_origins: list[str] = ["*"]

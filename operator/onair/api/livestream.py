@@ -124,6 +124,10 @@ class PlaybackUrls(ApiModel):
     dash: Optional[str] = None
     player: Optional[str] = None
     screenshot: Optional[str] = None
+    whep: Optional[str] = Field(None, description=(
+        "WebRTC playback (WHEP, draft-ietf-wish-whep): POST an SDP offer (Content-Type application/sdp; a playback "
+        "token as Authorization: Bearer while backstage) and get 201 with the answer and a Location to DELETE when "
+        "done. H.264 and Opus; set only when broadcasting.outputs.webrtc is on"))
 
 
 class FinishedRecording(Recording):

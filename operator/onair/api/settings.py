@@ -55,6 +55,10 @@ class OutputSettings(ApiModel):
     hls_cmaf: Optional[bool] = Field(None, description="HLS with CMAF (fMP4) segments. Default true.")
     hls_mpegts: Optional[bool] = Field(None, description="Legacy HLS with MPEG-TS segments. Default true.")
     dash: Optional[bool] = Field(None, description="MPEG-DASH. Default true.")
+    webrtc: Optional[bool] = Field(None, description=(
+        "WebRTC playback (WHEP, status.playback.whep; the player page's ?format=whep), sub-second latency: one "
+        "more rendition encoded per stream (baseline H.264 without B-frames, Opus) whose packets are forwarded to "
+        "every viewer, and the transcoder's pod takes WebRTC media on UDP. Default false."))
 
 
 class BroadcastingSettings(ApiModel):
@@ -184,7 +188,7 @@ DEFAULT_SETTINGS = CallSettings(
     broadcasting=BroadcastingSettings(
         mode="auto-on",
         hls=HlsSettings(quality_tracks=["1080p", "720p", "480p", "360p"], source_passthrough=False),
-        outputs=OutputSettings(hls_cmaf=True, hls_mpegts=True, dash=True),
+        outputs=OutputSettings(hls_cmaf=True, hls_mpegts=True, dash=True, webrtc=False),
         low_latency=False,
         part_duration_ms=200,
         segment_duration_seconds=2,

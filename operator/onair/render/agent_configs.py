@@ -65,6 +65,16 @@ def backup_read_url(name: str, namespace: str) -> str:
     return endpoints.ingest_read_url(service_host(name, namespace, "ingest-backup"), port_number(roles.INGEST, "rtmp"))
 
 
+def _whep_settings(config: OperatorConfig) -> dict:
+    """The transcoder's WHEP peers take the operator's ICE servers as the ingest's WHIP peer does: its own
+    (``whipIngestIceServers``, else ``whipIceServers``), the viewers' in the answer (``whipIceServers``),
+    TURN credentials minted per session from the same shared secret."""
+    own = config.whip_ingest_ice_servers if config.whip_ingest_ice_servers is not None else config.whip_ice_servers
+    return dict(whep=True, whep_ice_servers=list(own), whep_client_ice_servers=list(config.whip_ice_servers),
+                whep_turn_secret_file=f"{TURN_DIR}/{TURN_SECRET_KEY}" if config.whip_turn_secret_file else None,
+                whep_turn_credential_ttl_seconds=config.whip_turn_credential_ttl_seconds)
+
+
 def render_agent_configs(name: str, namespace: str, spec: LivestreamSpec, effective: CallSettings,
                          config: OperatorConfig) -> dict[str, BaseModel]:
     ident = f"{namespace}/{name}"
@@ -125,6 +135,7 @@ def render_agent_configs(name: str, namespace: str, spec: LivestreamSpec, effect
         screenshot_width=settings.screenshots.width,
         output_url=endpoints.origin_upload_url(origin_host, origin_upload),
         output_token_file=secret_file(creds_mod.UPLOAD_TOKEN),
+        **_whep_settings(config) if b.outputs.webrtc else {},
     )
     out["origin"] = OriginConfig(
         livestream=ident, agent_port=roles.AGENT_PORT, agent_token_file=secret_file(creds_mod.AGENT_TOKEN),
@@ -134,6 +145,8 @@ def render_agent_configs(name: str, namespace: str, spec: LivestreamSpec, effect
         upload_token_file=secret_file(creds_mod.UPLOAD_TOKEN),
         read_token_file=secret_file(creds_mod.READ_TOKEN),
         projection=spec.projection or "regular", low_latency=b.low_latency, part_seconds=b.part_duration_ms / 1000,
+        whep_url=(f"http://{service_host(name, namespace, 'transcoder')}:{roles.AGENT_PORT}/"
+                  f"{endpoints.PLAYBACK_PATHS['whep']}") if b.outputs.webrtc else None,
     )
     rec = settings.recording
     if rec.mode != "disabled":

@@ -15,6 +15,7 @@ Children (``<ls>`` is the Livestream name, at most 45 characters by CEL):
 ``Deployment <ls>-<key>``               one pod per key: Recreate (one writer per volume), the ingest slots roll
 ``Service <ls>-ingest[-backup]``        push ports of the enabled protocols (type from config)
 ``Service <ls>-origin``                 the origin's HTTP port (playback) and upload port (the transcoder's)
+``Service <ls>-transcoder``             with ``outputs.webrtc``: the transcoder's agent port, for the origin's WHEP proxy
 ``NetworkPolicy <ls>-<key>``            who may reach each pod's ports (``render_network_policy``)
 ``Ingress|HTTPRoute <ls>-playback``     with ``playbackRoute``: the public host to the origin's ``http`` port
 ``PersistentVolumeClaim <ls>-dvr``      the origin's live/DVR window (owned)
@@ -70,7 +71,8 @@ from onair.render.credentials import Credentials
 from onair.render.deployments import render_deployment
 from onair.render.effective import effective_settings, recording_storage
 from onair.render.network import (ingest_readers, render_ingest_service, render_network_policy,
-                                  render_origin_service, render_playback_route, render_recorder_service)
+                                  render_origin_service, render_playback_route, render_recorder_service,
+                                  render_transcoder_service)
 from onair.render.resolve import Resolved
 from onair.render.urls import IngestExposure, Urls, render_urls
 
@@ -186,7 +188,8 @@ def render_children(livestream: Mapping, calltype: Optional[CallType], config: O
         creds_mod.render_credentials_secret(meta, creds, urls.ingest, labels=labels(name, "credentials"),
                                             owner_references=[owner_reference(meta)]),
     ]
-    if any(getattr(a, "whip_turn_secret_file", None) for a in agents.values()):
+    if any(getattr(a, "whip_turn_secret_file", None) or getattr(a, "whep_turn_secret_file", None)
+           for a in agents.values()):
         if not turn_secret:
             raise ValueError(f"ONAIR_WHIP_TURN_SECRET_FILE {config.whip_turn_secret_file} gave no TURN secret to "
                              "hand to the ingest")
@@ -200,6 +203,8 @@ def render_children(livestream: Mapping, calltype: Optional[CallType], config: O
     objects.append(render_origin_service(meta))
     if "recorder" in agents:
         objects.append(render_recorder_service(meta))
+    if getattr(agents.get("transcoder"), "whep", False):
+        objects.append(render_transcoder_service(meta))
     route = render_playback_route(meta, config)
     if route is not None:
         objects.append(route)

@@ -77,7 +77,7 @@ def _volumes(name: str, key: str, agent: BaseModel, effective: CallSettings,
                                                   "items": [{"key": "tls.crt", "path": "tls.crt"},
                                                             {"key": "tls.key", "path": "tls.key"}]}})
         mounts.append({"name": "tls", "mountPath": TLS_DIR, "readOnly": True})
-    if role == "ingest" and getattr(agent, "whip_turn_secret_file", None):
+    if getattr(agent, "whip_turn_secret_file", None) or getattr(agent, "whep_turn_secret_file", None):
         volumes.append({"name": "turn", "secret": {"secretName": child_name(name, "turn"), "defaultMode": 0o440,
                                                    "items": [{"key": TURN_SECRET_KEY, "path": TURN_SECRET_KEY}]}})
         mounts.append({"name": "turn", "mountPath": TURN_DIR, "readOnly": True})

@@ -110,7 +110,19 @@ def render_recorder_service(ls_meta: Mapping) -> dict:
     }
 
 
-# WebRTC (WHIP) media arrives on UDP ports the ICE stack picks at random.
+def render_transcoder_service(ls_meta: Mapping) -> dict:
+    """The transcoder's agent port, for the origin alone (the NetworkPolicy): viewers' WHEP offers, which the
+    origin lets in under the playback rules and passes on with the agent token. WebRTC media itself goes
+    between the viewer and the pod (ICE), not through a Service."""
+    return {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": child_meta(ls_meta, child_name(ls_meta["name"], "transcoder"), "transcoder"),
+        "spec": {"type": "ClusterIP", "selector": selector_labels(ls_meta["name"], "transcoder"),
+                 "ports": [{"name": "agent", "port": roles.AGENT_PORT, "targetPort": "agent", "protocol": "TCP"}]},
+    }
+
+
+# WebRTC (WHIP, WHEP) media arrives on UDP ports the ICE stack picks at random.
 _WEBRTC_UDP = {"protocol": "UDP", "port": 1024, "endPort": 65535}
 
 
@@ -136,7 +148,8 @@ def render_network_policy(ls_meta: Mapping, key: str, agent: BaseModel, readers:
     * origin: ``http`` (playback) from anywhere, ``upload`` only from this Livestream's transcoder;
     * recorder: the agent port from this Livestream's origin too (it serves the recordings on the
       volume to viewers);
-    * transcoder: nothing but the agent port (it only connects out).
+    * transcoder: nothing but the agent port (it only connects out); with WHEP, the agent port from this
+      Livestream's origin (the viewers' offers) and any UDP port (WebRTC media).
 
     Egress is not restricted: pull sources, TURN servers and DNS are wherever the user says.
     """
@@ -163,6 +176,9 @@ def render_network_policy(ls_meta: Mapping, key: str, agent: BaseModel, readers:
     elif role is roles.RECORDER:
         # The origin reads the finished recordings (GET /vod, agent token) to serve them to viewers.
         rules.append({"from": _pods_of(name, ["origin"]), "ports": [_policy_port("agent", role)]})
+    elif role is roles.TRANSCODER and getattr(agent, "whep", False):
+        rules.append({"from": _pods_of(name, ["origin"]), "ports": [_policy_port("agent", role)]})
+        rules.append({"ports": [dict(_WEBRTC_UDP)]})
     return {
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
         "metadata": child_meta(ls_meta, child_name(name, key), key),

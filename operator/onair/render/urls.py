@@ -93,6 +93,6 @@ def render_urls(name: str, namespace: str, spec: LivestreamSpec, effective: Call
     if b.mode != "disabled":
         all_urls = endpoints.playback_urls(config.playback_base_url(name, namespace))
         wanted = {"hlsCmaf": b.outputs.hls_cmaf, "hlsMpegts": b.outputs.hls_mpegts, "dash": b.outputs.dash,
-                  "player": True, "screenshot": shots.enabled}
+                  "player": True, "screenshot": shots.enabled, "whep": bool(b.outputs.webrtc)}
         playback = {key: url for key, url in all_urls.items() if wanted[key]}
     return Urls(ingest=IngestEndpoints(**ingest), playback=PlaybackUrls.model_validate(playback))

@@ -54,11 +54,17 @@ UPLOAD_CONNECTIONS = 64
 # On clear, DASH segments younger than the transcoder's own window (plus this) are kept: the
 # current MPD still lists them.
 DASH_CLEAR_MARGIN_SECONDS = 10.0
-CORS_HEADERS = "Authorization, Range, Content-Type"
-CORS_EXPOSE = "Content-Length, Content-Range, Date, ETag"
+CORS_HEADERS = "Authorization, Range, Content-Type, If-Match"
+# Location and Link: a WHEP player in a page of another origin reads its session and ICE servers.
+CORS_EXPOSE = "Content-Length, Content-Range, Date, ETag, Location, Link"
+WHEP_PATH = PLAYBACK_PATHS["whep"]
+# What a WHEP POST may take: an SDP offer of a browser is a few kilobytes (more with many codecs).
+MAX_SDP_BYTES = 64 * 1024
 # DASH segment length assumed when no HLS rendition tells the real one (deciding whether a DASH
 # segment began after the origin was made public).
 DASH_SEGMENT_GUESS_SECONDS = 10.0
+NOT_BROADCAST_NOW = ("the stream is not broadcast to viewers now (backstage preview, or made only for a recording): "
+                     "a playback token of a member is required")
 NOT_BROADCAST = ("this part of the stream was not broadcast to viewers (backstage preview, or made only for a "
                  "recording): a playback token of a member is required")
 # LL-HLS (RFC 8216bis 6.2.5.2): a blocking playlist reload, or a request for the hinted part, is
@@ -291,6 +297,9 @@ class OriginAgent(Agent):
             web.get("/static/vendor/hls.min.js", self._hls_js),
             web.get(f"/{RECORDINGS_PATH}/{{file}}", self._recording),
             web.get("/static/vendor/dash.all.min.js", self._dash_js),
+            web.post(f"/{WHEP_PATH}", self._whep_post),
+            web.delete(f"/{WHEP_PATH}/{{id}}", self._whep_session),
+            web.patch(f"/{WHEP_PATH}/{{id}}", self._whep_session),
             web.get("/{path:.*}", self._playback),
             web.options("/{path:.*}", self._preflight),
         ])
@@ -359,8 +368,12 @@ class OriginAgent(Agent):
         headers["Access-Control-Expose-Headers"] = CORS_EXPOSE
 
     async def _preflight(self, request: web.Request) -> web.Response:
+        if request.path == f"/{WHEP_PATH}" and "Access-Control-Request-Method" not in request.headers:
+            return await self._whep_options(request)
+        whep = request.path.rstrip("/").split("/")[-2:].count(WHEP_PATH) > 0
         return web.Response(status=204, headers={
-            "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
+            "Access-Control-Allow-Methods": "POST, DELETE, PATCH, OPTIONS" if whep else "GET, HEAD, OPTIONS",
+            **({"Accept-Post": "application/sdp"} if whep and request.path.endswith(f"/{WHEP_PATH}") else {}),
             "Access-Control-Allow-Headers": CORS_HEADERS,
             "Access-Control-Max-Age": "86400",
         })
@@ -520,12 +533,14 @@ class OriginAgent(Agent):
         if not decision.allowed:
             page = TEMPLATES.get_template("refused.html.j2").render(reason=decision.reason)
             return web.Response(text=page, status=403, content_type="text/html")
+        recordings = request.query.getall("src", [])
+        fmt = request.query.get("format", "cmaf")
+        fmt = fmt if fmt in PLAYER_FORMATS or fmt == "whep" else "cmaf"
+        if fmt == "whep" and not recordings:
+            return self._whep_player(request, decision)
         if not HLS_JS.is_file():
             return web.Response(status=503, text="The player is not available: hls.js was not built into this image "
                                                  "(run scripts/build-player).\n")
-        recordings = request.query.getall("src", [])
-        fmt = request.query.get("format", "cmaf")
-        fmt = fmt if fmt in PLAYER_FORMATS else "cmaf"
         if recordings:
             # A Recording's VOD playlist(s) (its status.playback), played in order; never the live tier.
             refused = next((url for url in recordings if not vod_source_ok(url)), None)
@@ -552,6 +567,19 @@ class OriginAgent(Agent):
             # page says what it plays at (and keeps to it should a proxy strip the MPD's).
             live_delay=ll.target_seconds if ll else None, max_drift=ll.max_seconds - ll.target_seconds if ll else None,
             rate_min=LL_MIN_PLAYBACK_RATE - 1, rate_max=LL_MAX_PLAYBACK_RATE - 1)
+        return web.Response(text=page, content_type="text/html", headers={"Cache-Control": "no-cache"})
+
+    def _whep_player(self, request: web.Request, decision: access.Decision) -> web.Response:
+        """``/player?format=whep``: the browser's own RTCPeerConnection against ``whep`` (no library)."""
+        if not self.config.whep_url:
+            return web.Response(status=404, text="WebRTC (WHEP) playback is not enabled for this livestream "
+                                                 "(broadcasting.outputs.webrtc): play ?format=cmaf, ts or dash.\n")
+        source = WHEP_PATH + (f"?token={quote(decision.token, safe='')}" if decision.token else "")
+        page = TEMPLATES.get_template("player.html.j2").render(
+            source=source, sources=[source], vod=False, projection=self.config.projection,
+            livestream=self.config.livestream, engine="whep", player_js=None,
+            autoplay=request.query.get("autoplay", "1") != "0", low_latency=True, live_delay=None, max_drift=None,
+            rate_min=None, rate_max=None)
         return web.Response(text=page, content_type="text/html", headers={"Cache-Control": "no-cache"})
 
     async def _recording(self, request: web.Request) -> web.StreamResponse:
@@ -604,6 +632,89 @@ class OriginAgent(Agent):
             self._recorder_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5,
                                                                                          sock_read=30))
         return self._recorder_session
+
+    # ------------------------------------------------------------------------- WHEP
+    async def _whep_post(self, request: web.Request) -> web.Response:
+        """A WHEP viewer's offer (draft-ietf-wish-whep): the same access rules as HLS (a playback token
+        before the stream is open, as ``Authorization: Bearer`` or ``?token=``), then the transcoder,
+        which answers with its SDP and the session's Location (here, relative: ``whep/<id>``)."""
+        if not self.config.whep_url:
+            return web.json_response({"error": "WHEP playback is not enabled for this livestream: play HLS or DASH "
+                                               "(status.playback)"}, status=404)
+        refused = self._whep_refusal(request)
+        if refused is not None:
+            return refused
+        if request.content_type != "application/sdp":
+            return web.json_response({"error": f"expected Content-Type application/sdp (an SDP offer), got "
+                                               f"{request.content_type or 'none'}"}, status=415)
+        offer = await request.read()
+        if len(offer) > MAX_SDP_BYTES:
+            return web.json_response({"error": "the SDP offer is too large"}, status=413)
+        return await self._to_transcoder("POST", self.config.whep_url, offer)
+
+    async def _whep_options(self, request: web.Request) -> web.Response:
+        """``OPTIONS /whep`` (not a CORS preflight): the ICE servers a viewer should offer with, in ``Link``
+        headers, TURN credentials included; so only for those who may watch."""
+        if not self.config.whep_url:
+            return web.json_response({"error": "WHEP playback is not enabled for this livestream"}, status=404)
+        refused = self._whep_refusal(request)
+        if refused is not None:
+            return refused
+        return await self._to_transcoder("OPTIONS", self.config.whep_url, None)
+
+    def _whep_refusal(self, request: web.Request) -> Optional[web.Response]:
+        """What HLS would refuse: a closed stream without a valid token, and while the outputs are not
+        broadcast to viewers (``publicBroadcasting`` off), anyone but a member."""
+        decision = self._access(request)
+        reason = decision.reason if not decision.allowed else None
+        if reason is None and not decision.member and not self.public_now():
+            reason = NOT_BROADCAST_NOW
+        if reason is None:
+            return None
+        return web.json_response({"error": reason, "phase": self.desired.phase}, status=403,
+                                 headers={"Cache-Control": "no-store"})
+
+    async def _whep_session(self, request: web.Request) -> web.Response:
+        """``DELETE`` ends a session; whoever holds its Location (an unguessable id) may. PATCH (trickle ICE)
+        is answered by the transcoder: not supported."""
+        if not self.config.whep_url:
+            return web.json_response({"error": "WHEP playback is not enabled for this livestream"}, status=404)
+        session = request.match_info["id"]
+        if not re.fullmatch(r"[0-9a-f]{32}", session):
+            return web.json_response({"error": "no such WHEP session"}, status=404)
+        body = await request.read() if request.method == "PATCH" else None
+        return await self._to_transcoder(request.method, f"{self.config.whep_url.rstrip('/')}/{session}", body)
+
+    async def _to_transcoder(self, method: str, url: str, body: Optional[bytes]) -> web.Response:
+        headers = {"Authorization": f"Bearer {self.agent_token.get() or ''}"}
+        if body is not None:
+            headers["Content-Type"] = "application/sdp"
+        try:
+            async with self._recorder_http().request(method, url, data=body, headers=headers,
+                                                     timeout=aiohttp.ClientTimeout(total=20)) as upstream:
+                text = await upstream.text()
+                passed = {k: v for k, v in upstream.headers.items()
+                          if k in ("Content-Type", "ETag", "Retry-After", "Allow", "Accept-Post")}
+                if upstream.status in (401, 403):
+                    # The agent token is the operator's business, never the viewer's: a pod out of step.
+                    log.error("the transcoder refused the origin's WHEP %s (%s): is the agent token the same?",
+                              method, upstream.status)
+                    return web.json_response({"error": "the transcoder refused the origin: retry shortly"},
+                                             status=502)
+                response = web.Response(status=upstream.status, text=text or None, headers={
+                    **passed, "Cache-Control": "no-store"})
+                # Link repeats (one ICE server each): all of them.
+                for link in upstream.headers.getall("Link", []):
+                    response.headers.add("Link", link)
+                location = upstream.headers.get("Location")
+                if location:
+                    # Relative to the POSTed URL, so it works behind any path prefix of the playback route.
+                    response.headers["Location"] = f"{WHEP_PATH}/{location.rstrip('/').rsplit('/', 1)[-1]}"
+                return response
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            return web.json_response({"error": f"the transcoder does not answer ({exc or type(exc).__name__}): the "
+                                               "stream is not live, or its transcoder is restarting"},
+                                     status=503, headers={"Retry-After": "2", "Cache-Control": "no-store"})
 
     async def _hls_js(self, request: web.Request) -> web.StreamResponse:
         if not HLS_JS.is_file():

@@ -24,8 +24,9 @@ from .ffmpeg_args import EncoderPlan, encoder_args, part_seconds
 from .packager import Packager
 from .pdt import ProgramDateTimes
 from onair.agent.ffmpeg_output import parse_speed
-from .relay import Relay
+from .relay import LOW_DELAY_READ_INTERVAL_SECONDS, READ_INTERVAL_SECONDS, Relay
 from .sinks import DirSink, HttpSink, Sink
+from .whep import Rendition, WhepServer
 
 log = logging.getLogger("onair.transcoder")
 
@@ -76,7 +77,8 @@ class TranscoderAgent(Agent):
                            return_seconds=config.return_seconds, on_switch=self._switched,
                            # A broadcast waiting for a source starts its encoder now, not at the next tick.
                            on_select=lambda _name: self._wake.set(),
-                           read_token=lambda: read_secret(config.read_token_file))
+                           read_token=lambda: read_secret(config.read_token_file),
+                           read_interval=LOW_DELAY_READ_INTERVAL_SECONDS if config.whep else READ_INTERVAL_SECONDS)
         self.sink = self._make_sink()
         kinds = [k for k, on in (("cmaf", config.hls_cmaf), ("ts", config.hls_mpegts)) if on]
         self.packager = Packager(self.work_dir, self.sink, kinds=kinds, dash=config.dash,
@@ -98,6 +100,25 @@ class TranscoderAgent(Agent):
         self._packager_stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._switches: dict[str, int] = {}  # source -> switches to it that viewers saw
+        self.whep: Optional[WhepServer] = None
+        self.rendition: Optional[Rendition] = None
+        if config.whep:
+            self.m_whep_viewers = Gauge("onair_transcoder_whep_viewers", "WHEP (WebRTC) viewers now", labels,
+                                        registry=r)
+            self.m_whep_viewers.labels(config.livestream)
+            # Proof of forwarding: what viewers' RTP senders packetize are the encoder's packets.
+            self.m_whep_forwarded = Counter("onair_transcoder_whep_packets_forwarded",
+                                            "encoded packets handed to WHEP viewers as they are (never re-encoded)",
+                                            ["livestream", "kind"], registry=r)
+            turn = config.whep_turn_secret_file
+            self.whep = WhepServer(self._whep_refusal, list(config.whep_ice_servers),
+                                   list(config.whep_ice_servers if config.whep_client_ice_servers is None
+                                        else config.whep_client_ice_servers),
+                                   turn_secret_source=lambda: read_secret(turn),
+                                   turn_ttl_seconds=config.whep_turn_credential_ttl_seconds,
+                                   max_viewers=config.whep_max_viewers,
+                                   on_forwarded=self._whep_forwarded)
+            self.app.add_routes(self.whep.routes())
         if not config.main_url and not config.backup_url and not config.pull_uris:
             log.error("no source configured (mainUrl, backupUrl or pullUris): nothing to transcode")
         if config.read_token_file and (config.main_url or config.backup_url) \
@@ -119,6 +140,11 @@ class TranscoderAgent(Agent):
 
     # ------------------------------------------------------------------------- lifecycle
     async def start(self) -> None:
+        if self.whep is not None:
+            from onair.agent.ingest.whip import install_ice_addresses
+
+            install_ice_addresses(self.config.whep_ice_addresses)
+            self.rendition = self.whep.start()
         shutil.rmtree(self.work_dir, ignore_errors=True)  # files of a previous life are no run's
         (self.work_dir / "dash").mkdir(parents=True, exist_ok=True)
         self.relay.start()
@@ -146,6 +172,8 @@ class TranscoderAgent(Agent):
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.relay.stop()
         await self.supervisor.stop_all()
+        if self.whep is not None:
+            await self.whep.stop()
         await self.sink.close()
 
     async def apply_desired(self, desired: Desired) -> None:
@@ -187,6 +215,10 @@ class TranscoderAgent(Agent):
                 await self._start_encoder()
             elif not self.wants_outputs() and self.encoder is not None:
                 await self._stop_encoder(ended=True)
+            if not self.wants_outputs() and self.whep is not None and self.whep.viewers:
+                # Nothing more will come (backstage again, ended, inactive): the sessions end now
+                # instead of idling until the viewers leave.
+                await self.whep.end_all(self._whep_refusal() or "the broadcast stopped")
             elif self.encoder is not None and self._audio_mismatch():
                 # A source without audio (or the first with it) cannot be spliced into an encoder
                 # built the other way: its muxers would wait for audio that never comes. A new
@@ -224,7 +256,22 @@ class TranscoderAgent(Agent):
             hls_cmaf=cfg.hls_cmaf, hls_mpegts=cfg.hls_mpegts, dash=cfg.dash, low_latency=cfg.low_latency,
             part_seconds=parts,
             dash_window=cfg.playlist_segments, screenshot_width=cfg.screenshot_width,
-            screenshot_interval_seconds=cfg.screenshot_interval_seconds, preset=cfg.preset, ffmpeg=self.ffmpeg)
+            screenshot_interval_seconds=cfg.screenshot_interval_seconds, preset=cfg.preset, ffmpeg=self.ffmpeg,
+            webrtc_url=self.rendition.url if self.rendition is not None else None)
+
+    def _whep_forwarded(self, kind: str) -> None:
+        self.m_whep_forwarded.labels(self.config.livestream, kind).inc()
+
+    def _whep_refusal(self) -> Optional[str]:
+        """Why a WHEP viewer cannot start now (503), None when the stream is broadcasting."""
+        if self.desired.phase == "ended":
+            return "the livestream has ended"
+        if not self.wants_outputs():
+            return (f"the livestream is not live: nothing is being broadcast (phase {self.desired.phase}"
+                    f"{', active is false' if not self.desired.active else ''})")
+        if self.encoder is None or not self.encoder.running:
+            return "the livestream is not live: no source is on air yet"
+        return None
 
     async def _start_encoder(self) -> None:
         plan = self._plan()
@@ -338,6 +385,8 @@ class TranscoderAgent(Agent):
         return names if published or not self.packager.kinds else []
 
     def before_scrape(self) -> None:
+        if self.whep is not None:
+            self.m_whep_viewers.labels(self.config.livestream).set(len(self.whep.viewers))
         on_air = self.relay.on_air() if self.encoder is not None else self.relay.selected()
         for name in self.relay.readers:
             self.m_active.labels(self.config.livestream, name).set(1 if name == on_air else 0)

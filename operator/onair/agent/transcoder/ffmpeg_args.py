@@ -6,7 +6,8 @@ Two kinds of process:
   video first, so the relay can splice sources whose PIDs and codecs line up;
 * one *encoder* per run: MPEG-TS on stdin, the whole ladder encoded once, and the ``tee``
   muxer writing every packaging from those same encoded frames: HLS fMP4 (CMAF), HLS MPEG-TS,
-  DASH, plus a JPEG screenshot as a second output. Everything lands under the encoder's working
+  DASH, plus a JPEG screenshot as a second output and, with WHEP on, the WebRTC rendition as a
+  third (see ``webrtc_output``). Everything lands under the encoder's working
   directory with the run id in every file name; the packager publishes from there.
 
 Keyframes line up across rungs and segments because every rung gets the same
@@ -93,6 +94,7 @@ class EncoderPlan:
     screenshot_interval_seconds: int = 10
     preset: str = "veryfast"
     ffmpeg: str = "ffmpeg"
+    webrtc_url: Optional[str] = None  # WHEP: where the WebRTC rendition goes (the agent's loopback listener)
 
     @property
     def encoded(self) -> list[Rung]:
@@ -168,10 +170,28 @@ def _sar(rung: Rung, dar: Fraction) -> str:
     return f"{sar.numerator}/{sar.denominator}"
 
 
+# WHEP: the WebRTC rendition. One keyframe a second bounds how long a new viewer (who starts at
+# a keyframe) and a viewer who lost packets (aiortc cannot ask a shared encoder for a keyframe)
+# wait for a picture; Opus at WebRTC's usual voice-and-music rate.
+WEBRTC_GOP_SECONDS = 1.0
+WEBRTC_MAX_HEIGHT = 720
+WEBRTC_AUDIO_KBPS = 96
+
+
+def webrtc_rung(plan: EncoderPlan) -> Rung:
+    """The rung whose size and bitrate the WebRTC rendition takes: the largest encoded one up to
+    720p (a browser decodes baseline H.264 in software; WebRTC viewers are latency-, not
+    quality-first), else the smallest."""
+    rungs = plan.encoded or list(plan.rungs)
+    fitting = [r for r in rungs if r.height <= WEBRTC_MAX_HEIGHT]
+    return max(fitting, key=lambda r: r.height) if fitting else min(rungs, key=lambda r: r.height)
+
+
 def filter_graph(plan: EncoderPlan) -> str:
     encoded = plan.encoded
     shots = 1 if plan.screenshot_interval_seconds > 0 else 0
-    branches = len(encoded) + shots
+    webrtc = 1 if plan.webrtc_url else 0
+    branches = len(encoded) + shots + webrtc
     parts = []
     labels = [f"[s{i}]" for i in range(branches)]
     parts.append(f"[0:v:0]split={branches}{''.join(labels)}" if branches > 1 else "[0:v:0]null[s0]")
@@ -191,6 +211,12 @@ def filter_graph(plan: EncoderPlan) -> str:
     if shots:
         interval = plan.screenshot_interval_seconds
         parts.append(f"[s{len(encoded)}]fps=1/{interval},scale={plan.screenshot_width}:-2,setsar=1[shot]")
+    if webrtc:
+        rung = webrtc_rung(plan)
+        chain = [f"fps={rung.fps:g}"] if rung.fps else []
+        # Square pixels: a browser shows WebRTC video at its coded size, ignoring the SAR.
+        chain += [f"scale={rung.width}:{rung.height}", "setsar=1", "format=yuv420p"]
+        parts.append(f"[s{len(encoded) + shots}]{','.join(chain)}[webrtc]")
     return ";".join(parts)
 
 
@@ -321,6 +347,35 @@ def _input_probe(plan: EncoderPlan) -> list[str]:
     return ["-probesize", "1000000", "-analyzeduration", str(analyze)]
 
 
+def webrtc_output(plan: EncoderPlan) -> list[str]:
+    """The WHEP rendition: H.264 every browser decodes and every viewer gets as is, Opus audio.
+
+    Encoded once per stream; the agent forwards its packets to every viewer (``whep.py``), so it
+    must suit WebRTC as it leaves ffmpeg: constrained baseline (no B-frames, which WebRTC
+    receivers do not reorder for, no CABAC), x264's zerolatency tune (no lookahead, no frame
+    threads: nothing held back), SPS/PPS before every keyframe (no global header: a viewer joins
+    at any keyframe), a short GOP. MPEG-TS to the agent's loopback listener, each frame flushed as
+    soon as it is muxed and its PES length declared, so the demuxer hands it over at once.
+    """
+    assert plan.webrtc_url
+    rung = webrtc_rung(plan)
+    fps = rung.fps or plan.fps or DEFAULT_FPS
+    gop = gop_frames(fps, WEBRTC_GOP_SECONDS)
+    kbps = rung.video_bitrate_kbps
+    args = ["-map", "[webrtc]", "-c:v", "libx264", "-preset:v", plan.preset, "-tune:v", "zerolatency",
+            "-profile:v", "baseline", "-bf:v", "0", "-x264-params:v", "repeat-headers=1",
+            "-b:v", f"{kbps}k", "-maxrate:v", f"{int(kbps * 1.1)}k", "-bufsize:v", f"{kbps}k",
+            "-g:v", str(gop), "-keyint_min:v", str(gop), "-sc_threshold:v", "0"]
+    if plan.fps and not rung.fps:
+        args += ["-r:v", frame_rate(plan.fps)]
+    if plan.has_audio:
+        args += ["-map", "0:a:0", "-c:a", "libopus", "-b:a", f"{WEBRTC_AUDIO_KBPS}k", "-ar", "48000", "-ac", "2",
+                 "-application", "lowdelay", "-frame_duration", "20", "-af", "aresample=async=1"]
+    args += ["-f", "mpegts", "-pes_payload_size", "0", "-omit_video_pes_length", "0",
+             "-flush_packets", "1", "-muxdelay", "0", "-muxpreload", "0", plan.webrtc_url]
+    return args
+
+
 def encoder_args(plan: EncoderPlan) -> list[str]:
     if not plan.rungs:
         raise ValueError("an encoder needs at least one rung")
@@ -330,7 +385,11 @@ def encoder_args(plan: EncoderPlan) -> list[str]:
         # (a crash, a source with or without audio, a broadcast started again) finds the last
         # one's file in the working directory; without -y ffmpeg exits at once, forever.
         "-y",
-        "-f", "mpegts", *_input_probe(plan), "-thread_queue_size", "1024", "-i", "pipe:0",
+        "-f", "mpegts", *_input_probe(plan), "-thread_queue_size", "1024",
+        # WHEP: the decoder's frame threads hold one frame each before any output sees it; slice
+        # threads hold none (a 1080p H.264 source decodes far faster than real time on one core).
+        *(["-thread_type:v", "slice"] if plan.webrtc_url else []),
+        "-i", "pipe:0",
         "-filter_complex", filter_graph(plan),
     ]
     for rung in plan.rungs:
@@ -352,4 +411,6 @@ def encoder_args(plan: EncoderPlan) -> list[str]:
     if plan.screenshot_interval_seconds > 0:
         args += ["-map", "[shot]", "-c:v", "mjpeg", "-q:v", "3", "-f", "image2", "-update", "1",
                  "-atomic_writing", "1", SCREENSHOT]
+    if plan.webrtc_url:
+        args += webrtc_output(plan)
     return args

@@ -42,6 +42,9 @@ MIN_TICK_SECONDS = 0.01
 # Readers' output is taken this often, in chunks: ~10 wake-ups a second per source instead of one
 # per muxed frame (~80), for at most this much added latency.
 READ_INTERVAL_SECONDS = 0.1
+# With WHEP (sub-second glass to glass) the 50 ms that reading in chunks adds on average are a tenth
+# of the budget: ~50 wake-ups a second per source instead.
+LOW_DELAY_READ_INTERVAL_SECONDS = 0.02
 # A cached GOP longer than this is not replayed on a switch (the output would run that far
 # ahead of the wall clock); the switch waits for the next keyframe instead.
 MAX_CACHE_BURST_SECONDS = 3.0
@@ -95,8 +98,10 @@ class Relay:
                  on_select: Optional[Callable[[str], None]] = None,
                  read_token: Callable[[], Optional[str]] = lambda: None,
                  clock: Callable[[], float] = time.monotonic,
-                 wall_clock: Callable[[], float] = time.time) -> None:
+                 wall_clock: Callable[[], float] = time.time,
+                 read_interval: float = READ_INTERVAL_SECONDS) -> None:
         self.supervisor = supervisor
+        self.read_interval = read_interval
         self.ffmpeg = ffmpeg
         self.read_token = read_token  # the ingest's, for main and backup (never a pull source's)
         self.clock = clock
@@ -133,7 +138,7 @@ class Relay:
         child = Child(
             name=f"reader-{name}", argv=[],
             # Readers must come back fast: they are what makes the backup warm.
-            backoff_initial=0.2, backoff_max=1.0, stop_timeout=3.0, data_interval=READ_INTERVAL_SECONDS,
+            backoff_initial=0.2, backoff_max=1.0, stop_timeout=3.0, data_interval=self.read_interval,
         )
         reader = _Reader(name, child, Feed(name), source_url=url, rotation=rotation)
         child.on_start = lambda proc, r=reader: self._reader_started(r)
