@@ -121,7 +121,7 @@ async def test_the_origin_lets_viewers_in_as_for_hls_and_passes_sessions_on(whep
         await WhepViewer.open(url)
     assert refused.value.status == 403 and "playback token is required" in refused.value.body
     with pytest.raises(WhepError) as refused:
-        await WhepViewer.open(url, headers={"Authorization": f"Bearer {origin.token(secret='another-secret')}"})
+        await WhepViewer.open(url, headers={"Authorization": f"Bearer {origin.token(secret='the-playback-secret-of-another-livestream')}"})
     assert refused.value.status == 403 and "playback token refused" in refused.value.body
     with pytest.raises(WhepError) as refused:
         await WhepViewer.open(url, headers={"Authorization": f"Bearer {origin.token(ttl=-60)}"})
