@@ -171,11 +171,11 @@ class Feeder:
         self.public = httpx.Client(timeout=30)
         self.segment = payload(int(BYTES_PER_SECOND * SEGMENT_SECONDS), 1)
         self.part = payload(int(BYTES_PER_SECOND * LL_PART_SECONDS), 2)
-        self.held_part = payload(int(BYTES_PER_SECOND * HELD_PART_SECONDS), 3)
         self.std_segments: list[str] = []
         self.dash_number = 0
         self.ll = _LlRendition("hls/cmaf/720p", LL_PART_SECONDS, LL_PARTS_PER_SEGMENT, self.part)
-        self.held = _LlRendition("hls/cmaf/held", HELD_PART_SECONDS, HELD_PARTS_PER_SEGMENT, self.held_part)
+        # Its parts stay listed while it waits for the held phase: the throughput phase asks for them.
+        self.held = _LlRendition("hls/cmaf/held", HELD_PART_SECONDS, HELD_PARTS_PER_SEGMENT, self.part)
         self.started = time.time()
         self.listed_at = 0.0
         self._stop = threading.Event()
@@ -657,10 +657,11 @@ class Server:
 
 
 def throughput(servers: list[Server], feeder: Feeder, args) -> None:
-    ll_names = PART_URI.findall(httpx.get(f"http://{servers[0].host}:{servers[0].port}/{LL}").text)
+    # Files that stay in the window however long it runs: the held rendition moves in the held phase only.
+    part = PART_URI.findall(httpx.get(f"http://{servers[0].host}:{servers[0].port}/{HELD}").text)[-1]
     targets = [
-        ("segment 750 KB", f"/hls/ts/720p/{feeder.std_segments[-2]}"),
-        ("LL part 94 KB", f"/{directory_of(LL)}/{ll_names[-3]}"),
+        ("segment 750 KB", f"/hls/ts/720p/{feeder.std_segments[-1]}"),
+        ("LL part 94 KB", f"/{directory_of(HELD)}/{part}"),
         ("LL playlist", f"/{LL}"),
         ("DASH MPD", f"/{MPD}"),
     ]
