@@ -30,7 +30,7 @@ import resource
 import time
 from collections import Counter as Tally
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, cast
 
 from aiohttp import web
 from prometheus_client import Counter, Gauge
@@ -283,8 +283,8 @@ class _Gate(asyncio.Protocol):
         self.timer: Optional[asyncio.TimerHandle] = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport (uvloop's are not asyncio.Transport subclasses, only alike).
+        self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.client = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
         reason = self.guard.admit(self.client)
