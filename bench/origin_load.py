@@ -548,7 +548,7 @@ async def viewers(host: str, port: int, tier: str, count: int, seconds: float, o
 
 
 async def held(host: str, port: int, count: int, offset: int, msn: int, part: int, expected: str,
-               ready) -> Tally:
+               ready, connect_rate: float) -> Tally:
     tally = Tally()
     path = f"/{HELD}?_HLS_msn={msn}&_HLS_part={part}"
     sent = 0
@@ -556,6 +556,9 @@ async def held(host: str, port: int, count: int, offset: int, msn: int, part: in
 
     async def one(i: int) -> None:
         nonlocal sent
+        # Paced: faster than the origin accepts, connections overflow the kernel's accept queue and
+        # wait for SYN-ACK retransmissions (seconds, doubling), which measures the kernel, not the origin.
+        await asyncio.sleep(i / connect_rate)
         conn = Connection(host, port, local_address(offset + i))
         counted = False
         try:
@@ -576,7 +579,7 @@ async def held(host: str, port: int, count: int, offset: int, msn: int, part: in
                     tally.retries += 1  # held past the origin's limit before the part came: ask again, as players do
                     continue
                 if status != 200:
-                    tally.error(f"HTTP {status}")
+                    tally.error(f"HTTP {status}: {body[:80].decode(errors='replace')}")
                 elif expected not in body.decode():
                     tally.error("answered without the part")
                 else:
@@ -648,6 +651,12 @@ class Server:
     host: str
     port: int
     pids: Callable
+    log: Callable[[], str] = lambda: ""
+    metrics: Callable[[], str] = lambda: ""
+
+    def open_connections(self) -> int:
+        match = re.search(r'^onair_origin_connections\{listener="public"\} ([0-9.e+]+)$', self.metrics(), re.M)
+        return int(float(match.group(1))) if match else 0
 
     def measure(self, jobs: list[tuple]) -> tuple[Tally, float, float]:
         before, wall = cpu_seconds(self.pids()), time.monotonic()
@@ -704,7 +713,8 @@ def held_requests(origin_server: Server, feeder: Feeder, args) -> None:
     ctx = multiprocessing.get_context()
     ready = [ctx.Event() for _ in range(args.clients)]
     per = args.held // args.clients
-    jobs = [("held", origin_server.host, origin_server.port, per, i * per, msn, part, expected, ready[i]) for i in range(args.clients)]
+    jobs = [("held", origin_server.host, origin_server.port, per, i * per, msn, part, expected, ready[i],
+             args.connect_rate / args.clients) for i in range(args.clients)]
     results: multiprocessing.Queue = multiprocessing.Queue()
     procs = [multiprocessing.Process(target=_client, args=(job, results), daemon=True) for job in jobs]
     started = time.monotonic()
@@ -712,7 +722,13 @@ def held_requests(origin_server: Server, feeder: Feeder, args) -> None:
         p.start()
     for event in ready:
         event.wait(90)
-    time.sleep(1.0)  # the last requests sent are read and held by the origin
+    sent = time.monotonic() - started
+    # A connection the client sees open may still wait in the kernel's accept queue (or, the queue
+    # full, for a SYN-ACK retransmission): the part goes up once the origin holds every request.
+    deadline = time.monotonic() + 90
+    while origin_server.open_connections() < args.held and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)  # the last request heads accepted are read and held
     connected = time.monotonic() - started
     published = feeder.publish_held_part()
     at = feeder.published[published]
@@ -721,8 +737,13 @@ def held_requests(origin_server: Server, feeder: Feeder, args) -> None:
         total.merge(results.get(timeout=180))
     for p in procs:
         p.join(10)
+    origin_log = origin_server.log()
+    if origin_log:
+        print("origin log (warnings and errors):\n" + "\n".join(
+            line for line in origin_log.splitlines() if " WARNING " in line or " ERROR " in line)[-3000:])
     delays = [t - at for t in total.held_delays]
-    print(f"all {args.held} sent in {connected:.1f} s; part {published} uploaded: {total.ok} answered 200 with it, "
+    print(f"all {args.held} sent in {sent:.1f} s, {origin_server.open_connections()} connections open at the "
+          f"origin after {connected:.1f} s; part {published} uploaded: {total.ok} answered 200 with it, "
           f"errors {sum(total.errors.values())} {total.errors or ''}, re-asked after a 503 {total.retries}; "
           f"answer delay after the upload p50 {statistics.median(delays) * 1000 if delays else 0:.0f} ms, "
           f"p99 {p99(delays)}, last {max(delays, default=0) * 1000:.0f} ms", flush=True)
@@ -741,7 +762,7 @@ def rig(args) -> Iterator[tuple[list[Server], Feeder]]:
         feeder = Feeder(origin, mirror)
         feeder.start()
         origin_pid = origin.proc.pid
-        servers = [Server("origin", HOST, origin.config.http_port, lambda: [origin_pid])]
+        servers = [Server("origin", HOST, origin.config.http_port, lambda: [origin_pid], origin.log_text, origin.metrics)]
         if not args.no_nginx:
             nginx = Nginx(work, mirror)
             servers.append(Server("nginx", HOST, nginx.port, nginx.pids))
@@ -762,6 +783,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64, help="throughput phase")
     parser.add_argument("--viewers", type=int, default=500, help="per tier")
     parser.add_argument("--held", type=int, default=10000)
+    parser.add_argument("--connect-rate", type=float, default=2000.0,
+                        help="held phase: new connections per second, all client processes together")
     parser.add_argument("--clients", type=int, default=2, help="load generator processes")
     parser.add_argument("--no-nginx", action="store_true")
     args = parser.parse_args()

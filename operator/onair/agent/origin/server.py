@@ -50,6 +50,11 @@ DASH_JS = AGENT_DIR / "static" / "vendor" / "dash.all.min.js"
 TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(str(AGENT_DIR / "templates" / "origin")),
                                autoescape=True, undefined=jinja2.StrictUndefined)
 JANITOR_INTERVAL = 1.0
+# The public listener's connections: every LL-HLS viewer holds one open (a blocking reload) all the time.
+PUBLIC_CONNECTIONS = 16384
+# Its accept queue (the kernel caps it at net.core.somaxconn): thousands of viewers reconnect at
+# once after a restart; past the queue their handshakes wait for SYN-ACK retransmissions (1, 2, 4 s...).
+PUBLIC_BACKLOG = 4096
 # The upload listener's connections: the transcoder's sink keeps a few open per rendition and retries.
 UPLOAD_CONNECTIONS = 64
 # On clear, DASH segments younger than the transcoder's own window (plus this) are kept: the
@@ -741,7 +746,11 @@ class OriginAgent(Agent):
         self.private_files.add(SCREENSHOT)
 
     async def start_public(self, fds: http_limits.FdBudget) -> None:
-        limits = fds.allot("public")
+        # Viewers are mostly at the live edge, answered from memory: a connection is its socket alone
+        # (held LL-HLS reloads too). A DVR rewind read from the volume needs a second fd while it
+        # is sent; short of one, that request gets a 503 with Retry-After (see _errors).
+        limits = fds.allot("public", max_connections=PUBLIC_CONNECTIONS, fds_per_connection=1,
+                           backlog=PUBLIC_BACKLOG)
         self.public_guard = http_limits.ConnectionGuard(limits, self.metrics.connections, log)
         # No handler cancellation: ffmpeg closes its socket right after the last chunk without
         # reading our response, and the upload must still be stored.
