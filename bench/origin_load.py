@@ -690,7 +690,7 @@ def viewer_tiers(servers: list[Server], args) -> None:
     print(f"\n== viewers: {args.viewers} per tier, {args.seconds:g} s per tier and server")
     print(f"{'tier':<8} {'server':<7} {'req/s':>8} {'cores':>6} {'viewers/core':>13} {'req/s/core':>11} "
           f"{'p99':>10} {'errors':>7}")
-    for tier in ("hls", "llhls", "dash"):
+    for tier in args.tiers.split(","):
         for server in servers:
             per = args.viewers // args.clients
             blocking = server.name == "origin"
@@ -782,6 +782,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="per measurement")
     parser.add_argument("--connections", type=int, default=64, help="throughput phase")
     parser.add_argument("--viewers", type=int, default=500, help="per tier")
+    parser.add_argument("--tiers", default="hls,llhls,dash", help="viewers phase")
     parser.add_argument("--held", type=int, default=10000)
     parser.add_argument("--connect-rate", type=float, default=2000.0,
                         help="held phase: new connections per second, all client processes together")
