@@ -131,7 +131,7 @@ http {{
                 break
             except httpx.HTTPError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"nginx did not start: {(self.dir / 'error.log').read_text()[-2000:]}")
+                    raise RuntimeError(f"nginx did not start: {(self.dir / 'error.log').read_text()[-2000:]}") from None
                 time.sleep(0.1)
 
     @property

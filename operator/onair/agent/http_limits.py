@@ -285,7 +285,7 @@ class _Gate(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A stream transport (uvloop's are not asyncio.Transport subclasses, only alike).
-        self.transport = cast(asyncio.Transport, transport)
+        transport = self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.client = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
         reason = self.guard.admit(self.client)
