@@ -677,6 +677,8 @@ def throughput(servers: list[Server], feeder: Feeder, args) -> None:
     print(f"\n== throughput: {args.connections} keep-alive connections asking back to back, {args.seconds:g} s each")
     print(f"{'request':<16} {'server':<7} {'req/s':>8} {'cores':>6} {'req/s/core':>11} {'p99':>10} {'errors':>7}")
     for label, path in targets:
+        if args.requests and not any(word in label for word in args.requests.split(",")):
+            continue
         for server in servers:
             per = args.connections // args.clients
             jobs = [("hammer", server.host, server.port, path, per, args.seconds, i * per) for i in range(args.clients)]
@@ -782,6 +784,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="per measurement")
     parser.add_argument("--connections", type=int, default=64, help="throughput phase")
     parser.add_argument("--viewers", type=int, default=500, help="per tier")
+    parser.add_argument("--requests", default="", help="throughput phase: only these (segment,part,playlist,MPD)")
     parser.add_argument("--tiers", default="hls,llhls,dash", help="viewers phase")
     parser.add_argument("--held", type=int, default=10000)
     parser.add_argument("--connect-rate", type=float, default=2000.0,
