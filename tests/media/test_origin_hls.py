@@ -75,6 +75,11 @@ def test_cmaf_ladder_is_served_as_uploaded_and_decodable(origins, transcoders, t
     segment = origin.get(f"hls/cmaf/360p/{pl.segments[0].uri}".replace("180p", "360p"))
     assert segment.headers["content-type"] == "video/iso.segment"
     assert "immutable" in segment.headers["cache-control"]
+    # Answered from memory (it was just uploaded) with what a file answer has: validators, ranges
+    assert segment.headers["accept-ranges"] == "bytes" and segment.headers["last-modified"]
+    revalidated = origin.get(f"hls/cmaf/360p/{pl.segments[0].uri}".replace("180p", "360p"),
+                             headers={"If-None-Match": segment.headers["etag"]})
+    assert revalidated.status_code == 304
     init = origin.get("hls/cmaf/360p/init_r1_360p.mp4")
     assert init.headers["content-type"] == "video/mp4"
     ranged = origin.get("hls/cmaf/360p/init_r1_360p.mp4", headers={"Range": "bytes=0-7"})

@@ -200,3 +200,63 @@ def test_many_held_reloads_are_all_answered_by_the_one_part_they_wait_for(live_l
 
     responses = asyncio.run(hold_many(200))
     assert all(r.status_code == 200 and "r1_000010.m4s" in r.text for r in responses)
+
+
+def test_thousands_of_held_reloads_each_on_its_own_connection_are_all_answered(live_ll):
+    """Every LL-HLS viewer keeps a blocking reload open at all times: 5000 viewers are 5000 open
+    connections, more than the 4096 every other listener allows. None may be refused, and each
+    gets the playlist listing the part it waited for (asking again after a 503, as players do)."""
+    import asyncio
+    import resource
+
+    origin, uploader = live_ll
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    viewers = 5000
+    if hard < viewers + 256:
+        pytest.skip(f"RLIMIT_NOFILE hard limit {hard} is too low for {viewers} client sockets")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    port = origin.config.http_port
+    path = f"/{PLAYLIST}?_HLS_msn=2&_HLS_part=2"
+    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+
+    async def viewer(i: int, connected: asyncio.Queue) -> tuple[int, bytes]:
+        # One address per viewer (127.0.0.0/8 is all loopback): many viewers, not one client at its cap.
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, local_addr=(f"127.{1 + i // 250}.0.{2 + i % 250}", 0))
+        connected.put_nowait(i)
+        try:
+            while True:
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                                  if line.lower().startswith(b"content-length:")))
+                body = await reader.readexactly(length)
+                status = int(head.split(b" ", 2)[1])
+                if status == 503 and b"not available yet" in body:
+                    continue  # held longer than the origin holds: ask again
+                return status, body
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            return 0, repr(exc).encode()
+        finally:
+            writer.close()
+
+    async def hold_many() -> list[tuple[int, bytes]]:
+        connected: asyncio.Queue = asyncio.Queue()
+        tasks = []
+        for i in range(viewers):
+            tasks.append(asyncio.create_task(viewer(i, connected)))
+            if i % 500 == 499:
+                await asyncio.sleep(0.2)  # not faster than the origin accepts (its accept queue)
+        while connected.qsize() < viewers and not all(t.done() for t in tasks):
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)
+        assert not any(t.done() for t in tasks), [t.result() for t in tasks if t.done()][:3]
+        await asyncio.to_thread(uploader.part)
+        return await asyncio.gather(*tasks)
+
+    try:
+        answers = asyncio.run(hold_many())
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    failed = [(status, body[:120]) for status, body in answers if status != 200 or b"r1_000010.m4s" not in body]
+    assert not failed, f"{len(failed)} of {viewers} not answered with the part, e.g. {failed[:3]}"

@@ -180,6 +180,12 @@ def test_out_of_fds_an_upload_or_a_read_is_a_clear_503_not_a_loss_or_a_404(origi
         master = b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=800000,RESOLUTION=640x360\n360p/index.m3u8\n"
         assert client.put(f"{origin.upload_url}/hls/cmaf/master.m3u8", content=master).status_code == 201
         assert client.get(origin.url("hls/cmaf/master.m3u8")).status_code == 200
+        # What an origin uploads is served from memory while it is recent; what a previous process left (or
+        # what went out of memory) is read from the volume, and that needs a file descriptor.
+        origins.restart(origin, phase="live")
+        pid = origin.proc.pid
+        assert client.get(origin.url("hls/cmaf/master.m3u8")).status_code == 200
+        assert client.put(f"{origin.upload_url}/hls/cmaf/360p/a.m4s", content=body).status_code in (201, 204)
         # The kept-alive connections (one per port) stay open; the next fd the origin would get is over the limit,
         # so the file the upload goes to cannot be opened.
         soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
@@ -194,6 +200,14 @@ def test_out_of_fds_an_upload_or_a_read_is_a_clear_503_not_a_loss_or_a_404(origi
         assert read.status_code == 503 and read.headers["retry-after"], (read.status_code, read.text)
         assert client.put(f"{origin.upload_url}/hls/cmaf/360p/b.m4s", content=body).status_code == 201
         assert client.get(origin.url("hls/cmaf/master.m3u8")).content == master
+        # Once uploaded again the master is in memory: served however short of fds the origin is.
+        assert client.put(f"{origin.upload_url}/hls/cmaf/master.m3u8", content=master).status_code == 201
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (lowest_free_fd(pid), hard))
+        try:
+            hot = client.get(origin.url("hls/cmaf/master.m3u8"))
+        finally:
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+        assert hot.status_code == 200 and hot.content == master
     log = origin.log_text()
     assert "upload of hls/cmaf/360p/b.m4s NOT stored: the origin is out of file descriptors" in log
     assert "cannot serve GET /hls/cmaf/master.m3u8: Too many open files" in log

@@ -292,9 +292,11 @@ class Agent:
         await self._stop.wait()
 
 
-def run(main_coro: Callable[[], Coroutine[Any, Any, None]]) -> int:
+def run(main_coro: Callable[[], Coroutine[Any, Any, None]],
+        loop_factory: Optional[Callable[[], asyncio.AbstractEventLoop]] = None) -> int:
     try:
-        asyncio.run(main_coro())
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(main_coro())
     except KeyboardInterrupt:
         pass
     return 0

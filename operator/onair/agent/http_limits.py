@@ -30,7 +30,7 @@ import resource
 import time
 from collections import Counter as Tally
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, cast
 
 from aiohttp import web
 from prometheus_client import Counter, Gauge
@@ -183,15 +183,16 @@ class FdBudget:
         return cls(raise_fd_limit(), open_fds())
 
     def allot(self, name: str, max_connections: int = DEFAULT_MAX_CONNECTIONS,
-              max_per_client: Optional[int] = None, idle_timeout: float = DEFAULT_IDLE_TIMEOUT) -> ListenerLimits:
+              max_per_client: Optional[int] = None, idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+              fds_per_connection: int = FDS_PER_CONNECTION, backlog: int = ACCEPT_BACKLOG) -> ListenerLimits:
         """Limits for one listener, its fds taken from what is left (the first allotted is served first)."""
-        transient = ACCEPT_BACKLOG + MAX_LINGERING  # accepted-then-refused sockets not yet closed
-        fits = max(0, self.free - transient) // FDS_PER_CONNECTION
+        transient = backlog + MAX_LINGERING  # accepted-then-refused sockets not yet closed
+        fits = max(0, self.free - transient) // fds_per_connection
         connections = max(MIN_CONNECTIONS, min(max_connections, fits))
         self.short = self.short or connections < max_connections
-        self.free -= transient + connections * FDS_PER_CONNECTION
+        self.free -= transient + connections * fds_per_connection
         per_client = max_per_client or max(MIN_PER_CLIENT, connections // CLIENT_SHARE)
-        return ListenerLimits(name, connections, min(per_client, connections), idle_timeout)
+        return ListenerLimits(name, connections, min(per_client, connections), idle_timeout, backlog)
 
 
 # ----------------------------------------------------------------------------- connection caps
@@ -283,8 +284,8 @@ class _Gate(asyncio.Protocol):
         self.timer: Optional[asyncio.TimerHandle] = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport (uvloop's are not asyncio.Transport subclasses, only alike).
+        transport = self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.client = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
         reason = self.guard.admit(self.client)

@@ -22,6 +22,7 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 import jinja2
+import uvloop
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import Counter, Gauge
@@ -49,6 +50,11 @@ DASH_JS = AGENT_DIR / "static" / "vendor" / "dash.all.min.js"
 TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(str(AGENT_DIR / "templates" / "origin")),
                                autoescape=True, undefined=jinja2.StrictUndefined)
 JANITOR_INTERVAL = 1.0
+# The public listener's connections: every LL-HLS viewer holds one open (a blocking reload) all the time.
+PUBLIC_CONNECTIONS = 16384
+# Its accept queue (the kernel caps it at net.core.somaxconn): thousands of viewers reconnect at
+# once after a restart; past the queue their handshakes wait for SYN-ACK retransmissions (1, 2, 4 s...).
+PUBLIC_BACKLOG = 4096
 # The upload listener's connections: the transcoder's sink keeps a few open per rendition and retries.
 UPLOAD_CONNECTIONS = 64
 # On clear, DASH segments younger than the transcoder's own window (plus this) are kept: the
@@ -75,6 +81,12 @@ BLOCK_TARGET_DURATIONS = 3
 BLOCKING_CACHE_TARGET_DURATIONS = 2
 # Playback requests carry no body; only /upload reads one (under its own per-file cap).
 MAX_REQUEST_BODY = 64 * 1024
+# What FileResponse must answer (206, 304, 412): the in-memory answer is for plain GETs only.
+_CONDITIONAL = frozenset({"Range", "If-Range", "If-Match", "If-None-Match", "If-Modified-Since",
+                          "If-Unmodified-Since"})
+OPEN_TO_ANYONE = access.Decision(True)
+# Rewritten MPDs kept (per MPD, host and token).
+MPD_CACHE_ENTRIES = 64
 PLAYER_FORMATS = {"cmaf": PLAYBACK_PATHS["hlsCmaf"], "ts": PLAYBACK_PATHS["hlsMpegts"], "dash": PLAYBACK_PATHS["dash"]}
 
 
@@ -110,6 +122,14 @@ class Metrics:
                                registry=registry)
         self.connections = http_limits.ConnectionMetrics(registry, "onair_origin_connections",
                                                          "onair_origin_connections_refused")
+        self._responses: dict[int, Any] = {}
+
+    def responses(self, status: int):
+        """The counter of one status: looked up once, not per response (``labels()`` is not free)."""
+        child = self._responses.get(status)
+        if child is None:
+            child = self._responses[status] = self.requests.labels(status=str(status))
+        return child
 
 
 class OriginAgent(Agent):
@@ -147,6 +167,7 @@ class OriginAgent(Agent):
         # or a file lands there. What held LL-HLS requests wait on; only that rendition's wake up.
         self._hls_changed: dict[str, asyncio.Event] = {}
         self._hls_waiters: CounterOf[str] = CounterOf()
+        self._mpd_cache: dict[tuple[str, bytes, str, str], str] = {}
         self.uploads = Uploads(self)
         self.app.add_routes([web.post("/dvr/clear", self._post_clear)])
         self.public = self._public_app()
@@ -345,7 +366,7 @@ class OriginAgent(Agent):
             return web.json_response({"error": "internal error"}, status=500)
 
     async def _on_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
-        self.metrics.requests.labels(status=str(response.status)).inc()
+        self.metrics.responses(response.status).inc()
         if request.method == "GET" and response.content_length:
             self.metrics.sent_bytes.inc(response.content_length)
         if not request.path.startswith(f"/{UPLOAD_PREFIX}/"):
@@ -384,6 +405,8 @@ class OriginAgent(Agent):
 
     def _access(self, request: web.Request) -> access.Decision:
         token, _ = access.request_token(request.query, request.headers.get("Authorization"))
+        if token is None and self.open_to_viewers():
+            return OPEN_TO_ANYONE  # most requests: nothing to verify, no secret to look at
         decision = access.decide(self.open_to_viewers(), token, self.playback_secret.get(), self.config.livestream,
                                  time.time())
         if not decision.allowed:
@@ -410,7 +433,8 @@ class OriginAgent(Agent):
         kind = kind_of(path)
         if kind is None or not is_publishable(path):
             return web.json_response({"error": "not found"}, status=404)
-        if access.internal_reader(request.headers.get("Authorization"), self.read_token.get()):
+        authorization = request.headers.get("Authorization")
+        if authorization and access.internal_reader(authorization, self.read_token.get()):
             # Nothing to carry into URIs: the reader sends the header again.
             decision = access.Decision(True, member=True)
         else:
@@ -426,19 +450,28 @@ class OriginAgent(Agent):
             return await self._media_playlist(request, path, kind.content_type, query, headers,
                                               public=not decision.member)
         if kind.playlist:
-            raw = await self.run_io(self.storage.read, path)
+            hot = self.storage.hot(path)
+            raw = hot.data if hot is not None else await self.run_io(self.storage.read, path)
             if raw is None:
                 return web.json_response({"error": "not found"}, status=404, headers={"Cache-Control": "no-cache"})
-            text = raw.decode("utf-8", "replace")
             if path.endswith(".mpd"):
                 host = request.headers.get("X-Forwarded-Host") or request.host
-                # Scheme-relative: right behind a TLS-terminating ingress as well as on plain HTTP.
-                text = rewrite_mpd(text, f"//{host}/time",
-                                   self.config.dvr_window_seconds if self.config.dvr_enabled else None, query,
-                                   low_latency=self.dash_low_latency)
+                text = self._served_mpd(path, raw, host, query)
             else:
-                text = add_query(text, query)
+                text = add_query(raw.decode("utf-8", "replace"), query)
             return web.Response(text=text, content_type=kind.content_type, headers=headers)
+        hot = self.storage.hot(path)
+        if hot is not None and path not in self.dash_live:
+            if not decision.member and self._private(path):
+                self.metrics.refused.inc()
+                return web.json_response({"error": NOT_BROADCAST, "phase": self.desired.phase}, status=403,
+                                         headers={"Cache-Control": "no-store"})
+            if not any(name in request.headers for name in _CONDITIONAL):
+                headers["Content-Type"] = kind.content_type
+                headers["Accept-Ranges"] = "bytes"
+                response = web.Response(body=hot.data, headers=headers)
+                response.etag, response.last_modified = hot.etag, hot.mtime
+                return response
         try:
             full = self.storage.path(path)
         except BadPath as exc:
@@ -467,6 +500,20 @@ class OriginAgent(Agent):
                                      headers={"Cache-Control": "no-store"})
         headers["Content-Type"] = kind.content_type
         return web.FileResponse(full, headers=headers)
+
+    def _served_mpd(self, path: str, raw: bytes, host: str, query: str) -> str:
+        """The MPD as viewers get it, rewritten once per upload, host and token (not per request)."""
+        key = (path, raw, host, query)  # the stored bytes are one object while unchanged: hashed once
+        cached = self._mpd_cache.get(key)
+        if cached is None:
+            # Scheme-relative: right behind a TLS-terminating ingress as well as on plain HTTP.
+            cached = rewrite_mpd(raw.decode("utf-8", "replace"), f"//{host}/time",
+                                 self.config.dvr_window_seconds if self.config.dvr_enabled else None, query,
+                                 low_latency=self.dash_low_latency)
+            if len(self._mpd_cache) >= MPD_CACHE_ENTRIES:
+                self._mpd_cache.clear()  # tokens differ per viewer: never let them pile up
+            self._mpd_cache[key] = cached
+        return cached
 
     def _dash_next(self, path: str) -> bool:
         """Whether ``path`` is the DASH segment right after one being uploaded or just uploaded."""
@@ -810,7 +857,11 @@ class OriginAgent(Agent):
         self.private_files.add(SCREENSHOT)
 
     async def start_public(self, fds: http_limits.FdBudget) -> None:
-        limits = fds.allot("public")
+        # Viewers are mostly at the live edge, answered from memory: a connection is its socket alone
+        # (held LL-HLS reloads too). A DVR rewind read from the volume needs a second fd while it
+        # is sent; short of one, that request gets a 503 with Retry-After (see _errors).
+        limits = fds.allot("public", max_connections=PUBLIC_CONNECTIONS, fds_per_connection=1,
+                           backlog=PUBLIC_BACKLOG)
         self.public_guard = http_limits.ConnectionGuard(limits, self.metrics.connections, log)
         # No handler cancellation: ffmpeg closes its socket right after the last chunk without
         # reading our response, and the upload must still be stored.
@@ -898,4 +949,6 @@ def main(argv: list[str]) -> int:
     logging.getLogger("aiohttp.server").addFilter(_OneLineProtocolErrors())
     http_limits.quiet_library_logs()
     config = load_config(args.config, OriginConfig)
-    return run(OriginAgent(config).run)
+    # libuv's loop: every viewer's request is a few event-loop turns, and on the live edge the
+    # origin is nothing but that (bench/origin_load.py measures the difference).
+    return run(OriginAgent(config).run, loop_factory=uvloop.new_event_loop)
