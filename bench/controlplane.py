@@ -14,7 +14,7 @@ For each N it prints (and asserts nothing about time):
 * a spec edit of every Livestream that changes none of its children: time until every status
   shows it, operator CPU and requests;
 * the time to create the same child objects directly with the Python client (server-side
-  apply, 8 threads like the operator's pool), and the ratio operator / direct.
+  apply, at most 8 requests in flight like the operator), and the ratio operator / direct.
 
 Each N gets a fresh cluster, with the CRDs, built-in CallTypes, ServiceAccount and RBAC from
 manifests/; the operator runs with that ServiceAccount's token. No kubelet: media pods are never scheduled, so agents are
@@ -366,14 +366,13 @@ def fetch_children(api, namespace: str, wanted: set[tuple[str, str]]) -> list[di
 
 def create_directly(kubeconfig: Path, objects: list[dict]) -> float:
     """The same children, written the operator's way (server-side apply; PVCs created) with its
-    client wrapper and an 8-thread pool, but without the operator deciding anything."""
-    from onair.controller import kubeapi
+    client (onair.kube, at most 8 requests in flight), but without the operator deciding anything."""
+    from onair import kube as kubeclient
 
     order = {"Secret": 0, "ConfigMap": 0, "PersistentVolumeClaim": 1, "Service": 2, "NetworkPolicy": 2, "Deployment": 3}
 
     async def run() -> float:
-        api = kubeapi.api_client(str(kubeconfig))
-        kube = kubeapi.Kube(api)
+        kube = kubeclient.Kube(kubeclient.load_config(str(kubeconfig)))
         try:
             t0 = time.monotonic()
             for rank in sorted(set(order.values())):
@@ -382,7 +381,7 @@ def create_directly(kubeconfig: Path, objects: list[dict]) -> float:
                                        else kube.apply(o) for o in batch))
             return time.monotonic() - t0
         finally:
-            kube.close()
+            await kube.close()
 
     return asyncio.run(run())
 

@@ -36,7 +36,7 @@ from onair.render.status import broadcast_problem, input_live, livestream_status
 from . import events, members, recordings, refusals, rollout
 from .apply import apply_children
 from .calltype import calltype_version
-from .kubeapi import KINDS, LIVESTREAM, POD, KubeError
+from onair.kube import KINDS, LIVESTREAM, POD, KubeError
 from .runtime import LivestreamState, Runtime
 
 log = logging.getLogger("onair.controller")
@@ -315,9 +315,8 @@ def with_public_ingest(rt: Runtime, state: LivestreamState, spec: LivestreamSpec
 async def _pod_problems(rt: Runtime, state: LivestreamState, keys: list[str]) -> dict[str, str]:
     """Why the pods of the agents ``keys`` (which do not answer) are not running: read only while
     some agent is missing, so a healthy Livestream costs no pod reads."""
-    selector = ",".join(f"{k}={v}" for k, v in child_selector(state.name).items())
     try:
-        pods = await rt.kube.list(POD, state.namespace, label_selector=selector)
+        pods = await rt.kube.list(POD, state.namespace, child_selector(state.name))
     except KubeError as exc:
         log.debug("%s/%s: cannot read the agents' pods: %s", state.namespace, state.name, exc)
         return dict(state.pod_problems)

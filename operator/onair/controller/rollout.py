@@ -21,7 +21,7 @@ from onair.render import rollout as rr
 from onair.render.children import RenderedChildren, child_name
 
 from . import events
-from .kubeapi import KINDS
+from onair.kube import KINDS
 from .runtime import LivestreamState, Runtime
 
 log = logging.getLogger("onair.controller")

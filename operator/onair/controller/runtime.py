@@ -23,7 +23,7 @@ from onair.render.rollout import NO_HOLD, IngestRollout
 
 from .coalesce import Coalescer
 from .config import OperatorConfig
-from .kubeapi import Kube
+from onair.kube import Kube
 from .metrics import OperatorMetrics
 from .probe import AgentReport, Prober
 from .refusals import DEFAULT_INTERVAL_SECONDS, RefusalAnnouncer
