@@ -82,6 +82,8 @@ KINDS: dict[tuple[str, str], Kind] = {(k.api_version, k.kind): k for k in (
     Kind("v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
     Kind("v1", "ServiceAccount", "serviceaccounts"),
     Kind("v1", "Event", "events"),
+    # Read to say why an agent does not answer; created only to delete a Recording's files.
+    Kind("v1", "Pod", "pods"),
     Kind("apps/v1", "Deployment", "deployments"),
     Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
     Kind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
@@ -94,8 +96,7 @@ KINDS: dict[tuple[str, str], Kind] = {(k.api_version, k.kind): k for k in (
 LIVESTREAM = KINDS[(API_VERSION, "Livestream")]
 RECORDING = KINDS[(API_VERSION, "Recording")]
 CALLTYPE = KINDS[(API_VERSION, "CallType")]
-# Read only by the operator (why an agent does not answer); pods are the Deployments' business.
-POD = Kind("v1", "Pod", "pods")
+POD = KINDS[("v1", "Pod")]
 
 
 def kind_of(obj: Mapping) -> Kind:
@@ -107,15 +108,15 @@ def kind_of(obj: Mapping) -> Kind:
 
 
 class KubeError(Exception):
-    """An API call failed. ``status`` 0 means no HTTP answer at all (network, timeout)."""
+    """An API call failed. ``status`` 0 means no HTTP answer at all (network, timeout).
+    ``what``: the call, in words ("apply Deployment show-origin in namespace media")."""
 
-    def __init__(self, status: int, reason: str, message: str, method: str = "", path: str = "") -> None:
+    def __init__(self, status: int, reason: str, message: str, what: str = "") -> None:
         super().__init__(message)
         self.status = status
         self.reason = reason
         self.message = message
-        self.method = method
-        self.path = path
+        self.what = what
 
     @property
     def transient(self) -> bool:
@@ -137,14 +138,14 @@ def _decode_error(exc: Exception, verb: str, kind: Kind, namespace: Optional[str
         status = exc.status
         code = int(status.code or exc.response.status_code or 0)
         reason = status.reason or exc.response.reason_phrase or ""
-        return KubeError(code, reason, status.message or f"{what}: HTTP {code} {reason}", verb, what)
+        return KubeError(code, reason, status.message or f"{what}: HTTP {code} {reason}", what)
     if isinstance(exc, httpx2.HTTPStatusError):
         # No Status object in the answer (e.g. "404 page not found" for an API the cluster does
         # not serve): the HTTP status and the start of its text.
         code, reason = exc.response.status_code, exc.response.reason_phrase
         text = exc.response.text.strip()[:500]
-        return KubeError(code, reason, f"{what}: HTTP {code} {reason}{': ' + text if text else ''}", verb, what)
-    return KubeError(0, type(exc).__name__, f"{what}: {exc or type(exc).__name__}", verb, what)
+        return KubeError(code, reason, f"{what}: HTTP {code} {reason}{': ' + text if text else ''}", what)
+    return KubeError(0, type(exc).__name__, f"{what}: {exc or type(exc).__name__}", what)
 
 
 def load_config(kubeconfig: Optional[str] = None, context: Optional[str] = None) -> SingleConfig:

@@ -176,7 +176,7 @@ async def sync_children(rt: Runtime, state: LivestreamState, ls: Mapping, body: 
         if exc.transient:
             state.dirty.update(reasons or {"retry"})
             raise
-        where = f" ({exc.method} {exc.path.rsplit('/', 2)[-2]}/{exc.path.rsplit('/', 1)[-1]})" if exc.path else ""
+        where = f" ({exc.what})" if exc.what else ""
         state.problem = Problem(APPLY_FAILED, f"the API server rejected a child object{where}: {exc.message}")
         state.rendered_generation = ls["metadata"].get("generation")
         state.failed_inputs = (ls["metadata"].get("generation"), calltype_rv)
