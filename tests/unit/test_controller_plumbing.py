@@ -118,6 +118,9 @@ def test_lean_diff_base_is_what_kopf_builds():
     # With extra fields (handlers on status fields) it is kopf's own code path.
     assert lean.build(body=kopf.Body(body), extra_fields=["status.phase"]) == \
         kopf_storage.build(body=kopf.Body(body), extra_fields=["status.phase"])
+    # Only kopf's public hook is overridden, so a kopf upgrade cannot silently bypass it.
+    assert {n for n in vars(settings.LeanDiffBaseStorage) if callable(getattr(settings.LeanDiffBaseStorage, n))
+            and not n.startswith("__")} == {"build"}
 
 
 def test_after_the_agents_are_told_something_new_the_daemon_polls_every_second_for_a_while():
