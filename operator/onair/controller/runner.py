@@ -149,9 +149,10 @@ def run_operator(kubeconfig: Optional[str] = None, namespaces: Optional[Sequence
 
 
 # What kopf and its liveness server log at INFO for every watch event of every object ("Handler
-# 'calltype-count' succeeded.") and every kubelet probe: a line a second per live Livestream, which
-# buries the operator's own messages. Shown with --verbose (the chart's logLevel: verbose).
-PER_OBJECT_LOGGERS = ("kopf.objects", "aiohttp.access")
+# 'calltype-count' succeeded.") and every kubelet probe, and what the Kubernetes client's HTTP
+# library logs for every request: lines a second per live Livestream, which bury the operator's
+# own messages. Shown with --verbose (the chart's logLevel: verbose).
+PER_OBJECT_LOGGERS = ("kopf.objects", "aiohttp.access", "httpx2")
 
 
 def configure_logging(*, verbose: bool = False, debug: bool = False) -> None:
