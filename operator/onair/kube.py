@@ -22,7 +22,7 @@ import heapq
 import itertools
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, AsyncIterator, Callable, Mapping, Optional
 
 import httpx2
 from lightkube import ALL_NS, ApiError, AsyncClient, Client, ConfigError, KubeConfig
@@ -250,6 +250,17 @@ class Kube:
             return [item async for item in self.client.list(
                 kind.resource, namespace=namespace or ALL_NS, labels=dict(labels) if labels else None)]
         return await self._call("list", kind, namespace, None, collect)
+
+    async def watch(self, kind: Kind, namespace: Optional[str],
+                    labels: Optional[Mapping[str, Optional[str]]] = None) -> AsyncIterator[tuple[str, dict]]:
+        """(event type, object) for every change, from now on, until cancelled; the watch is
+        re-established after the server ends it. A failed (re)connection raises KubeError."""
+        try:
+            async for event, obj in self.client.watch(kind.resource, namespace=namespace or ALL_NS,
+                                                       labels=dict(labels) if labels else None):
+                yield event, obj
+        except (ApiError, httpx2.HTTPError, OSError) as exc:
+            raise _decode_error(exc, "watch", kind, namespace, None) from exc
 
     async def apply(self, obj: dict, field_manager: str = FIELD_MANAGER) -> dict:
         """Server-side apply with force: the operator owns exactly the fields it renders."""
