@@ -409,12 +409,14 @@ def run_one(n: int, idle_seconds: float, poll_interval: float, timeout: float, b
 def _run_on(cluster, workdir: Path, audit: AuditLog, result: dict[str, Any], n: int, idle_seconds: float,
             poll_interval: float, timeout: float, baseline: bool) -> None:
     from kubernetes import client
+    from kubernetes.config import new_client_from_config
 
-    api = apply.api_client(cluster.kubeconfig_path)
+    # The bench watches and counts with the official client, independent of the operator's.
+    api = new_client_from_config(str(cluster.kubeconfig_path))
     # The install from manifests/ (CRDs, built-in CallTypes, namespace, ServiceAccount, RBAC),
     # without its Deployment: the operator runs here as a process, with that ServiceAccount's token.
     docs = apply.load_documents([ROOT / "manifests" / name for name in ("crds.yaml", "onair.yaml", "builtin-calltypes.yaml")])
-    apply.apply_documents(api, [d for d in docs if d["kind"] != "Deployment"])
+    apply.apply_documents(apply.client(cluster.kubeconfig_path), [d for d in docs if d["kind"] != "Deployment"])
     sa_kubeconfig = cluster.serviceaccount_kubeconfig("onair-system", "onair-operator", create=False,
                                                       expiration_seconds=6 * 3600)
     for ns in (NAMESPACE, DIRECT_NAMESPACE, WARMUP_NAMESPACE):

@@ -29,6 +29,8 @@ from lightkube import ALL_NS, ApiError, AsyncClient, Client, ConfigError, KubeCo
 from lightkube.config.kubeconfig import SingleConfig
 from lightkube.config.models import User
 from lightkube.core import resource as lk_resource
+from lightkube.core.exceptions import LoadResourceError
+from lightkube.core.resource_registry import resource_registry
 from lightkube.generic_resource import (
     GenericGlobalResource,
     GenericGlobalStatus,
@@ -99,6 +101,27 @@ CALLTYPE = KINDS[(API_VERSION, "CallType")]
 POD = KINDS[("v1", "Pod")]
 
 
+CRD = Kind("apiextensions.k8s.io/v1", "CustomResourceDefinition", "customresourcedefinitions", namespaced=False)
+
+
+def kinds_of_crd(crd: Mapping) -> list[Kind]:
+    """The kinds a CustomResourceDefinition serves, one per version."""
+    spec = crd.get("spec") or {}
+    names = spec.get("names") or {}
+    return [Kind(f"{spec['group']}/{v['name']}", names["kind"], names["plural"], spec.get("scope") == "Namespaced")
+            for v in spec.get("versions") or [] if v.get("served", True)]
+
+
+def builtin_kind(api_version: str, kind: str) -> Optional[Kind]:
+    """Any kind Kubernetes itself serves (lightkube's models know their REST names)."""
+    try:
+        model = resource_registry.load(api_version, kind)
+    except LoadResourceError:
+        return None
+    info = model._api_info
+    return Kind(api_version, kind, info.plural, issubclass(model, lk_resource.NamespacedResource))
+
+
 def kind_of(obj: Mapping) -> Kind:
     key = (obj.get("apiVersion", ""), obj.get("kind", ""))
     try:
@@ -125,6 +148,11 @@ class KubeError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+def _scope(kind: Kind, namespace: Optional[str]) -> Optional[str]:
+    """What lightkube takes for "every namespace": ALL_NS for a namespaced kind, None otherwise."""
+    return namespace or (ALL_NS if kind.namespaced else None)
 
 
 def _what(verb: str, kind: Kind, namespace: Optional[str], name: Optional[str]) -> str:
@@ -248,7 +276,7 @@ class Kube:
         (a None value: the label exists)."""
         async def collect() -> list[dict]:
             return [item async for item in self.client.list(
-                kind.resource, namespace=namespace or ALL_NS, labels=dict(labels) if labels else None)]
+                kind.resource, namespace=_scope(kind, namespace), labels=dict(labels) if labels else None)]
         return await self._call("list", kind, namespace, None, collect)
 
     async def watch(self, kind: Kind, namespace: Optional[str],
@@ -256,7 +284,7 @@ class Kube:
         """(event type, object) for every change, from now on, until cancelled; the watch is
         re-established after the server ends it. A failed (re)connection raises KubeError."""
         try:
-            async for event, obj in self.client.watch(kind.resource, namespace=namespace or ALL_NS,
+            async for event, obj in self.client.watch(kind.resource, namespace=_scope(kind, namespace),
                                                        labels=dict(labels) if labels else None):
                 yield event, obj
         except (ApiError, httpx2.HTTPError, OSError) as exc:
@@ -362,14 +390,26 @@ class SyncKube:
     def list(self, kind: Kind, namespace: Optional[str],
              labels: Optional[Mapping[str, Optional[str]]] = None) -> list[dict]:
         return self._call("list", kind, namespace, None, lambda: list(self.client.list(
-            kind.resource, namespace=namespace or ALL_NS, labels=dict(labels) if labels else None)))
+            kind.resource, namespace=_scope(kind, namespace), labels=dict(labels) if labels else None)))
 
-    def apply(self, obj: dict, field_manager: str = FIELD_MANAGER) -> dict:
-        kind, meta = kind_of(obj), obj["metadata"]
+    def apply(self, obj: dict, field_manager: str = FIELD_MANAGER, kind: Optional[Kind] = None) -> dict:
+        """``kind``: for a kind outside onair's own table (the local cluster's manifests)."""
+        kind, meta = kind or kind_of(obj), obj["metadata"]
         namespace, name = meta.get("namespace"), meta["name"]
         return self._call("apply", kind, namespace, name, lambda: self.client.patch(
             kind.resource, name, obj, namespace=namespace, patch_type=PatchType.APPLY,
             field_manager=field_manager, force=True))
+
+    def create(self, obj: dict, field_manager: str = FIELD_MANAGER) -> dict:
+        """POST ``obj``; an existing object of that name is a 409 KubeError."""
+        kind, meta = kind_of(obj), obj["metadata"]
+        return self._call("create", kind, meta.get("namespace"), meta["name"], lambda: self.client.create(
+            kind.resource(obj), field_manager=field_manager))
+
+    def log(self, namespace: str, pod: str, tail_lines: Optional[int] = None) -> str:
+        """The last lines a pod's (only) container wrote."""
+        return self._call("read the log of", POD, namespace, pod, lambda: "".join(
+            self.client.log(pod, namespace=namespace, tail_lines=tail_lines)))
 
     def merge_patch(self, kind: Kind, namespace: Optional[str], name: str, patch: dict) -> dict:
         return self._call("patch", kind, namespace, name, lambda: self.client.patch(

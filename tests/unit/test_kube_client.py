@@ -124,3 +124,18 @@ async def test_a_cancelled_waiter_gives_its_turn_to_the_next():
     assert ran == ["kept"] and cancelled.cancelled()
     async with gate:  # the slot came back
         pass
+
+
+def test_every_namespace_is_asked_for_only_of_a_namespaced_kind():
+    assert kube._scope(kube.LIVESTREAM, None) == kube.ALL_NS
+    assert kube._scope(kube.LIVESTREAM, "media") == "media"
+    assert kube._scope(kube.CALLTYPE, None) is None
+
+
+def test_kinds_outside_onairs_table_come_from_kubernetes_or_their_crd():
+    assert kube.builtin_kind("rbac.authorization.k8s.io/v1", "ClusterRole") == kube.Kind(
+        "rbac.authorization.k8s.io/v1", "ClusterRole", "clusterroles", namespaced=False)
+    assert kube.builtin_kind("onair.dev/v1alpha1", "CallType") is None
+    crd = {"spec": {"group": "example.com", "scope": "Namespaced", "names": {"kind": "Widget", "plural": "widgets"},
+                    "versions": [{"name": "v1", "served": True}, {"name": "v0", "served": False}]}}
+    assert kube.kinds_of_crd(crd) == [kube.Kind("example.com/v1", "Widget", "widgets", namespaced=True)]
