@@ -89,7 +89,7 @@ class OnairDev:
         self._stack.close()
 
     def _start(self) -> None:
-        from onair.localcluster import apply
+        from kubernetes.config import new_client_from_config
 
         tmp = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="onair-bench-dev-")))
         self.kubeconfig = tmp / "kubeconfig"
@@ -122,7 +122,7 @@ class OnairDev:
             if mode is None:
                 raise RuntimeError("onair dev did not start the process runner:\n" + "".join(self.printed())[-3000:])
             print(f"[onair dev] {mode}", flush=True)
-        self.api = apply.api_client(self.kubeconfig)
+        self.api = new_client_from_config(str(self.kubeconfig))
         self._stack.callback(self.api.close)
 
     def _read(self, dev: subprocess.Popen, log) -> None:

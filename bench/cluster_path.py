@@ -491,6 +491,8 @@ def run_dev(trials: int, status_poll: Optional[float], results: dict, context: d
 
 # ----------------------------------------------------------------------------- the real node
 def run_node(trials: int, status_poll: Optional[float], results: dict, context: dict) -> None:
+    from kubernetes.config import new_client_from_config
+
     from onair.localcluster import apply
     from onair.localcluster.image import build_image
     from onair.localcluster.node import LocalNodeCluster
@@ -512,7 +514,7 @@ def run_node(trials: int, status_poll: Optional[float], results: dict, context: 
         t0 = time.monotonic()
         kc.start()
         took("node start (control plane + node Ready with DNS and storage)", t0)
-        api = apply.api_client(kc.cluster.kubeconfig_path)
+        api = new_client_from_config(str(kc.cluster.kubeconfig_path))
         from kubernetes import client
 
         core = client.CoreV1Api(api)

@@ -14,7 +14,7 @@ For each N it prints (and asserts nothing about time):
 * a spec edit of every Livestream that changes none of its children: time until every status
   shows it, operator CPU and requests;
 * the time to create the same child objects directly with the Python client (server-side
-  apply, 8 threads like the operator's pool), and the ratio operator / direct.
+  apply, at most 8 requests in flight like the operator), and the ratio operator / direct.
 
 Each N gets a fresh cluster, with the CRDs, built-in CallTypes, ServiceAccount and RBAC from
 manifests/; the operator runs with that ServiceAccount's token. No kubelet: media pods are never scheduled, so agents are
@@ -366,14 +366,13 @@ def fetch_children(api, namespace: str, wanted: set[tuple[str, str]]) -> list[di
 
 def create_directly(kubeconfig: Path, objects: list[dict]) -> float:
     """The same children, written the operator's way (server-side apply; PVCs created) with its
-    client wrapper and an 8-thread pool, but without the operator deciding anything."""
-    from onair.controller import kubeapi
+    client (onair.kube, at most 8 requests in flight), but without the operator deciding anything."""
+    from onair import kube as kubeclient
 
     order = {"Secret": 0, "ConfigMap": 0, "PersistentVolumeClaim": 1, "Service": 2, "NetworkPolicy": 2, "Deployment": 3}
 
     async def run() -> float:
-        api = kubeapi.api_client(str(kubeconfig))
-        kube = kubeapi.Kube(api)
+        kube = kubeclient.Kube(kubeclient.load_config(str(kubeconfig)))
         try:
             t0 = time.monotonic()
             for rank in sorted(set(order.values())):
@@ -382,7 +381,7 @@ def create_directly(kubeconfig: Path, objects: list[dict]) -> float:
                                        else kube.apply(o) for o in batch))
             return time.monotonic() - t0
         finally:
-            kube.close()
+            await kube.close()
 
     return asyncio.run(run())
 
@@ -410,12 +409,14 @@ def run_one(n: int, idle_seconds: float, poll_interval: float, timeout: float, b
 def _run_on(cluster, workdir: Path, audit: AuditLog, result: dict[str, Any], n: int, idle_seconds: float,
             poll_interval: float, timeout: float, baseline: bool) -> None:
     from kubernetes import client
+    from kubernetes.config import new_client_from_config
 
-    api = apply.api_client(cluster.kubeconfig_path)
+    # The bench watches and counts with the official client, independent of the operator's.
+    api = new_client_from_config(str(cluster.kubeconfig_path))
     # The install from manifests/ (CRDs, built-in CallTypes, namespace, ServiceAccount, RBAC),
     # without its Deployment: the operator runs here as a process, with that ServiceAccount's token.
     docs = apply.load_documents([ROOT / "manifests" / name for name in ("crds.yaml", "onair.yaml", "builtin-calltypes.yaml")])
-    apply.apply_documents(api, [d for d in docs if d["kind"] != "Deployment"])
+    apply.apply_documents(apply.client(cluster.kubeconfig_path), [d for d in docs if d["kind"] != "Deployment"])
     sa_kubeconfig = cluster.serviceaccount_kubeconfig("onair-system", "onair-operator", create=False,
                                                       expiration_seconds=6 * 3600)
     for ns in (NAMESPACE, DIRECT_NAMESPACE, WARMUP_NAMESPACE):

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
-import json
 import re
 import sys
 from datetime import datetime, timedelta, timezone
@@ -31,7 +30,6 @@ from pydantic import ValidationError
 
 from onair import endpoints, tokens
 from onair.api.calltype import CallType
-from onair.api.meta import GROUP, VERSION
 from onair.render import grants
 from onair.render.credentials import PLAYBACK_SECRET
 from onair.render.credentials import secret_name as credentials_secret_name
@@ -127,40 +125,15 @@ def player_url(livestream: Mapping, token: str) -> str:
 
 
 # ----------------------------------------------------------------------------- cluster access
-def _api_client(kubeconfig: Optional[str], context: Optional[str]) -> Any:
-    from kubernetes import client as k8s
-    from kubernetes import config as k8s_config
-
-    cfg = k8s.Configuration()
-    if kubeconfig:
-        k8s_config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg)
-    else:
-        # A person's kubeconfig first ($KUBECONFIG, ~/.kube/config); in a pod, its ServiceAccount.
-        try:
-            k8s_config.load_kube_config(context=context, client_configuration=cfg)
-        except k8s_config.ConfigException:
-            k8s_config.load_incluster_config(client_configuration=cfg)
-    return k8s.ApiClient(cfg)
-
-
-def _api_message(exc: Any) -> str:
-    try:
-        return json.loads(exc.body).get("message") or exc.reason
-    except (TypeError, ValueError, AttributeError):
-        return str(getattr(exc, "reason", exc))
-
-
-def _get(what: str, call: Any, *args: Any) -> Optional[dict]:
-    from kubernetes.client.exceptions import ApiException
+def _get(kube: Any, what: str, kind: Any, namespace: Optional[str], name: str) -> Optional[dict]:
+    from onair.kube import KubeError
 
     try:
-        return call(*args)
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
+        return kube.get(kind, namespace, name)
+    except KubeError as exc:
         if exc.status in (401, 403):
-            raise Refused(f"not allowed to read {what}: {_api_message(exc)}") from None
-        raise Refused(f"could not read {what}: {_api_message(exc)}") from None
+            raise Refused(f"not allowed to read {what}: {exc.message}") from None
+        raise Refused(f"could not read {what}: {exc.message}") from None
 
 
 def _playback_secret(secret: Optional[Mapping], name: str) -> str:
@@ -173,19 +146,19 @@ def _playback_secret(secret: Optional[Mapping], name: str) -> str:
         raise Refused(f"Secret {name} holds an unreadable {PLAYBACK_SECRET}") from None
 
 
-def mint_for(api: Any, namespace: str, name: str, user: str, ttl: timedelta, *, force: bool, url: bool,
+def mint_for(kube: Any, namespace: str, name: str, user: str, ttl: timedelta, *, force: bool, url: bool,
              now: datetime, publish: bool = False, srt: bool = False) -> tuple[str, list[str]]:
-    """(what to print, warnings) for ``user`` on Livestream ``namespace/name``."""
-    from kubernetes import client as k8s
+    """(what to print, warnings) for ``user`` on Livestream ``namespace/name``; ``kube``: an
+    :class:`onair.kube.SyncKube`."""
+    from onair.kube import CALLTYPE, KINDS, LIVESTREAM
 
-    custom, core = k8s.CustomObjectsApi(api), k8s.CoreV1Api(api)
     target = f"{namespace}/{name}"
-    ls = _get(f"Livestream {target}", custom.get_namespaced_custom_object, GROUP, VERSION, namespace, "livestreams", name)
+    ls = _get(kube, f"Livestream {target}", LIVESTREAM, namespace, name)
     if ls is None:
         raise Refused(f"Livestream {target} not found")
     warnings: list[str] = []
     ct_name = (ls.get("spec") or {}).get("callType", "")
-    ct_body = _get(f"CallType {ct_name}", custom.get_cluster_custom_object, GROUP, VERSION, "calltypes", ct_name)
+    ct_body = _get(kube, f"CallType {ct_name}", CALLTYPE, None, ct_name)
     calltype: Optional[CallType] = None
     if ct_body is not None:
         try:
@@ -201,9 +174,7 @@ def mint_for(api: Any, namespace: str, name: str, user: str, ttl: timedelta, *, 
         warnings.append(f"--force: minting although {refusal}")
 
     secret_name = (ls.get("status") or {}).get("credentialsSecret") or credentials_secret_name(name)
-    secret = _get(f"Secret {namespace}/{secret_name}", core.read_namespaced_secret, secret_name, namespace)
-    if secret is not None and not isinstance(secret, dict):
-        secret = api.sanitize_for_serialization(secret)
+    secret = _get(kube, f"Secret {namespace}/{secret_name}", KINDS[("v1", "Secret")], namespace, secret_name)
     if secret is None:
         raise Refused(f"Secret {namespace}/{secret_name} not found (is the operator running?)")
     key = _playback_secret(secret, f"{namespace}/{secret_name}")
@@ -235,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "in streamid=publish:..., its signature as the passphrase)")
     ap.add_argument("--force", action="store_true",
                     help="mint even when USER is not a member or their role lacks join-backstage (or the send grants)")
-    ap.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
+    ap.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in a pod its ServiceAccount, else $KUBECONFIG, ~/.kube/config)")
     ap.add_argument("--context", default=None, help="kubeconfig context")
     return ap
 
@@ -246,16 +217,20 @@ def main(argv: list[str]) -> int:
     if args.srt and not args.publish:
         parser.error("--srt needs --publish (SRT carries publishes, not playback)")
     namespace, name = args.target
+    from onair.kube import SyncKube, load_config
+
     try:
-        api = _api_client(args.kubeconfig, args.context)
+        kube = SyncKube(load_config(args.kubeconfig, args.context))
     except Exception as exc:  # noqa: BLE001 - no kubeconfig etc.: one readable line, not a traceback
         print(f"onair token: cannot reach the cluster: {exc}", file=sys.stderr)
         return 1
     try:
-        with api:
+        try:
             ttl = args.ttl or (DEFAULT_PUBLISH_TTL if args.publish else DEFAULT_TTL)
-            out, warnings = mint_for(api, namespace, name, args.user, ttl, force=args.force, url=args.url,
+            out, warnings = mint_for(kube, namespace, name, args.user, ttl, force=args.force, url=args.url,
                                      now=datetime.now(timezone.utc), publish=args.publish, srt=args.srt)
+        finally:
+            kube.close()
     except Refused as refusal:
         print(f"onair token: {refusal}", file=sys.stderr)
         return 1

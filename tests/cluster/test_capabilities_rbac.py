@@ -11,9 +11,8 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from onair.localcluster import apply
 from onair.packaging import manifests
-from tests.fixtures.cluster import wait_for
+from tests.fixtures.cluster import official_client, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -51,7 +50,7 @@ def capabilities_policy(local_cluster, kube_api):
 
 
 def _as(kubeconfig, user: str, group: str) -> client.CustomObjectsApi:
-    api = apply.api_client(kubeconfig)
+    api = official_client(kubeconfig)
     api.set_default_header("Impersonate-User", user)
     api.set_default_header("Impersonate-Group", group)
     return client.CustomObjectsApi(api)

@@ -25,7 +25,7 @@ import yaml
 
 from onair.localcluster import apply
 from onair.packaging import manifests
-from tests.fixtures.cluster import wait_for
+from tests.fixtures.cluster import official_client, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -102,7 +102,7 @@ class Api:
 def impersonating(kubeconfig: Path, user: str) -> Api:
     """Admin credentials acting as ``user``: the API server authorizes as that user (and, for a
     ServiceAccount, adds its groups), exactly as `kubectl --as` does."""
-    client = apply.api_client(kubeconfig)
+    client = official_client(kubeconfig)
     client.set_default_header("Impersonate-User", user)
     return Api(client)
 
@@ -124,7 +124,7 @@ class Installed:
 
 
 @pytest.fixture
-def install(local_cluster, kube_api, helm_bin) -> Iterator:
+def install(local_cluster, kube_api, sync_kube, helm_bin) -> Iterator:
     """install(namespace, *helm_args) applies `helm template` output with server-side apply and
     removes its cluster-scoped objects afterwards."""
     from kubernetes import dynamic
@@ -134,7 +134,7 @@ def install(local_cluster, kube_api, helm_bin) -> Iterator:
     def _install(namespace: str, *extra: str, release: Optional[str] = None) -> Installed:
         release = release or f"onair-{secrets.token_hex(3)}"
         docs = rendered(helm_bin, release, namespace, *extra)
-        applied = apply.apply_documents(kube_api, docs, default_namespace=namespace)
+        applied = apply.apply_documents(sync_kube, docs, default_namespace=namespace)
         assert len(applied) == len(docs)
         inst = Installed(docs, namespace)
         done.append(inst)
@@ -492,7 +492,7 @@ def test_the_operator_runs_on_exactly_the_chart_rbac(private_cluster, helm_bin, 
     from onair.api.operator_config import OperatorConfig
     from onair.controller.runner import run_operator
 
-    admin_api = apply.api_client(private_cluster.kubeconfig_path)
+    admin_api = official_client(private_cluster.kubeconfig_path)
     core = client.CoreV1Api(admin_api)
     suffix = secrets.token_hex(3)
     op_ns, work_ns = f"onair-{suffix}", f"work-{suffix}"
@@ -500,7 +500,7 @@ def test_the_operator_runs_on_exactly_the_chart_rbac(private_cluster, helm_bin, 
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
     extra: tuple[str, ...] = ("--set", f"watchNamespaces={{{work_ns}}}") if scope == "namespaced" else ()
     docs = rendered(helm_bin, f"op-{suffix}", op_ns, *extra)
-    apply.apply_documents(admin_api, docs, default_namespace=op_ns)
+    apply.apply_documents(apply.client(private_cluster.kubeconfig_path), docs, default_namespace=op_ns)
     sa_name = next(d for d in docs if d["kind"] == "ServiceAccount")["metadata"]["name"]
     sa_kubeconfig = private_cluster.serviceaccount_kubeconfig(op_ns, sa_name, create=False)
 

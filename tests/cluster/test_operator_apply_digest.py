@@ -20,7 +20,7 @@ from typing import Iterator, NamedTuple, Optional
 import pytest
 
 from onair.api.meta import MANIFEST_DIGEST_ANNOTATION
-from tests.fixtures.cluster import CRD_DIR, wait_for
+from tests.fixtures.cluster import CRD_DIR, official_client, wait_for
 from tests.fixtures.operator import Kube, OperatorHandle
 
 pytestmark = pytest.mark.cluster
@@ -95,7 +95,7 @@ def audited(tmp_path_factory) -> Iterator[Audited]:
     cluster = LocalCluster(crd_paths=apply.yaml_files(CRD_DIR), apiserver_args=[
         f"--audit-policy-file={policy}", f"--audit-log-path={log}", "--audit-log-maxsize=0",
         "--audit-log-mode=blocking"]).start()
-    api = apply.api_client(cluster.kubeconfig_path)
+    api = official_client(cluster.kubeconfig_path)
     operator = CountingOperator(str(cluster.kubeconfig_path))
     try:
         operator.start()

@@ -137,7 +137,7 @@ def test_a_burst_of_livestreams_is_counted_exactly_with_few_status_patches(opera
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda name: kube.create_livestream(namespace, name, {"callType": ct_name}), names))
     wait_for(lambda: (kube.calltype(ct_name).get("status") or {}).get("livestreams") == n, 60, what=f"count {n}")
-    # Many streams at once, served oldest reconcile first by the client pool (workpool): all get there.
+    # Many streams at once, served oldest reconcile first by the client (onair.kube.OldestFirstGate): all get there.
     for name in names:
         kube.wait_reconciled(namespace, name, timeout=120)
     with ThreadPoolExecutor(8) as pool:

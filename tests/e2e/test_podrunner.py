@@ -65,7 +65,7 @@ def pods(runner) -> dict[str, object]:
     return {p.component: p for p in runner.pods(None, LS) if p.ready}
 
 
-def test_runner_follows_templates_crashes_scaling_and_deletion(podrunner, kube, kube_api, namespace):  # noqa: F811
+def test_runner_follows_templates_crashes_scaling_and_deletion(podrunner, kube, sync_kube, namespace):  # noqa: F811
     runner = podrunner
 
     def diag() -> str:
@@ -78,7 +78,7 @@ def test_runner_follows_templates_crashes_scaling_and_deletion(podrunner, kube, 
         except TimeoutError as exc:
             pytest.fail(f"{exc}{diag()}", pytrace=False)
 
-    apply.apply_documents(kube_api, rendered(namespace))
+    apply.apply_documents(sync_kube, rendered(namespace))
     first = until(lambda: (lambda p: p if set(p) == set(KEYS) else None)(pods(runner)), 90, "three ready agents")
     for key in KEYS:
         url = runner.resolver(namespace, LS, key)
@@ -96,7 +96,7 @@ def test_runner_follows_templates_crashes_scaling_and_deletion(podrunner, kube, 
 
     # A new pod template (the origin's config hash) restarts the origin only, on the same ports.
     origin_ports = dict(first["origin"].ports)
-    apply.apply_documents(kube_api, rendered(namespace, dvr_seconds=900))
+    apply.apply_documents(sync_kube, rendered(namespace, dvr_seconds=900))
     origin = until(lambda: (lambda p: p.get("origin") if p.get("origin") and p["origin"].pid != first["origin"].pid
                             else None)(pods(runner)), 60, "the origin restarted with its new config")
     assert origin.ports == origin_ports
@@ -133,21 +133,21 @@ def test_runner_follows_templates_crashes_scaling_and_deletion(podrunner, kube, 
     until(lambda: not key_file.exists(), 10, "the secret files removed with their pod")
 
 
-def test_a_backup_ingest_turned_on_later_gets_the_port_the_transcoder_already_reads(podrunner, kube_api,  # noqa: F811
+def test_a_backup_ingest_turned_on_later_gets_the_port_the_transcoder_already_reads(podrunner, sync_kube,  # noqa: F811
                                                                                      namespace):
     """The transcoder's config names the backup ingest before it exists (so turning it on restarts
     nothing): in the runner, where that name becomes a loopback port, its local process starts
     anyway, and the backup ingest, when it comes, listens exactly where the transcoder already
     looks (on a real node the Service name does this: tests/kube/test_pods_as_kubernetes_runs_them.py)."""
     runner = podrunner
-    apply.apply_documents(kube_api, rendered(namespace))
+    apply.apply_documents(sync_kube, rendered(namespace))
     first = wait_for(lambda: (lambda p: p if set(p) == set(KEYS) else None)(pods(runner)), 90,
                      what=f"three ready agents{runner.logs(namespace, LS, 20)}")
     config_path = runner.root / "namespaces" / namespace / "pods" / f"{LS}-transcoder" / "volumes" / "config" / "config.json"
     backup_url = json.loads(config_path.read_text())["backupUrl"]
     assert backup_url.startswith("rtmp://127.0.0.1:"), backup_url
 
-    apply.apply_documents(kube_api, rendered(namespace, backup=True))
+    apply.apply_documents(sync_kube, rendered(namespace, backup=True))
     backup = wait_for(lambda: (lambda p: p.get("ingest-backup"))(pods(runner)), 90, what="the backup ingest ready")
     assert backup_url.startswith(f"rtmp://127.0.0.1:{backup.ports['rtmp']}/"), (backup_url, backup.ports)
     assert pods(runner)["transcoder"].pid == first["transcoder"].pid, "the transcoder was not restarted"

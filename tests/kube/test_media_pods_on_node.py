@@ -1020,7 +1020,7 @@ def test_manifests_install_adopts_the_show_and_runs_a_new_livestream(show: Show)
     [namespace] = [d["metadata"]["name"] for d in docs if d["kind"] == "Namespace"]
     t0 = time.monotonic()
     show.manifest_docs = docs
-    apply.apply_documents(show.node.api, docs)
+    apply.apply_documents(show.node.kube, docs)
     assert show.core.read_namespace(namespace).metadata.labels.get("pod-security.kubernetes.io/enforce") == "restricted"
     try:
         [op] = wait_pods_ready(show.core, namespace, OPERATOR, 1, 120, "the operator from manifests/")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.cluster import wait_for
+from tests.fixtures.cluster import official_client, wait_for
 from tests.fixtures.kube import ffmpeg_push, livestream_status, pod_problems, restricted_namespace, restricted_pod
 
 pytestmark = [pytest.mark.kube, pytest.mark.slow]
@@ -58,7 +58,6 @@ def _scrape_operator_metrics(api, namespace: str) -> dict:
 def test_onair_dev_on_the_node_takes_a_push_and_plays_it(tmp_path):
     from kubernetes import client
 
-    from onair.localcluster import apply
 
     kubeconfig = tmp_path / "kubeconfig"
     log = tmp_path / "dev.log"
@@ -73,7 +72,7 @@ def test_onair_dev_on_the_node_takes_a_push_and_plays_it(tmp_path):
         assert dev.poll() is None, log.read_text(errors="replace")[-5000:]
         assert "onair dev runtime: node (--runtime node)" in log.read_text()
 
-        api = apply.api_client(kubeconfig)
+        api = official_client(kubeconfig)
         core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
         ns = restricted_namespace(core, "dev-streams")
         custom.create_namespaced_custom_object("onair.dev", "v1alpha1", ns, "livestreams", {

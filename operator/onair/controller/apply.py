@@ -34,7 +34,7 @@ from typing import Iterable, Mapping, Optional
 from onair.api.meta import MANAGER, MANIFEST_DIGEST_ANNOTATION, child_selector
 from onair.render import children as rc
 
-from .kubeapi import KINDS, Kube, KubeError, kind_of, label_selector, owned_by
+from onair.kube import KINDS, Kube, KubeError, kind_of
 
 
 @dataclass
@@ -60,6 +60,12 @@ class KnownChild:
     digest: Optional[str] = None  # its MANIFEST_DIGEST_ANNOTATION
     # Nobody but the operator wrote the object since its last apply (see ``untouched_since_apply``).
     untouched: bool = False
+
+
+def owned_by(obj: Mapping, uid: str) -> bool:
+    """``obj`` is controlled by the object ``uid`` (a plain owner reference is not enough)."""
+    return any(ref.get("uid") == uid and ref.get("controller")
+               for ref in (obj.get("metadata") or {}).get("ownerReferences") or [])
 
 
 def untouched_since_apply(meta: Mapping) -> bool:
@@ -209,7 +215,7 @@ async def apply_children(kube: Kube, rendered: rc.RenderedChildren, owner_meta: 
 UNWATCHED_CHILD_KINDS = ("HTTPRoute",)
 
 
-async def _list_served(kube: Kube, kind, namespace: str, selector: str) -> list[dict]:
+async def _list_served(kube: Kube, kind, namespace: str, selector: Mapping[str, str]) -> list[dict]:
     """A kind whose API the cluster does not serve (HTTPRoute without the Gateway API CRDs) has no
     children to prune: 404 on the collection is an empty list, not a failed reconcile."""
     try:
@@ -234,7 +240,7 @@ async def prune(kube: Kube, rendered: rc.RenderedChildren, owner_meta: Mapping,
         kinds = tuple(k for k in rc.CHILD_KINDS if k[1] in stale)
         if not kinds:
             return []
-    selector = label_selector(child_selector(name))
+    selector = child_selector(name)
     pruned: list[str] = []
     listings = await asyncio.gather(*(_list_served(kube, KINDS[k], namespace, selector) for k in kinds))
     for (api_version, kind), items in zip(kinds, listings):

@@ -13,7 +13,7 @@ import kopf
 
 from onair.api.meta import GROUP, VERSION
 
-from .kubeapi import CALLTYPE
+from onair.kube import CALLTYPE
 from .runtime import Runtime
 
 log = logging.getLogger("onair.controller")

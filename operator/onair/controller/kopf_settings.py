@@ -9,7 +9,7 @@ import logging
 import os
 import socket
 import threading
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, cast
 
 import kopf
 
@@ -39,19 +39,19 @@ class LeanDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
 
     kopf builds the "essence" of every event of a Livestream by deep-copying the full body
     (status with the effective settings, managedFields) and then dropping metadata and status:
-    13% of the operator's CPU while creating 300 Livestreams. Here only what survives is copied.
+    13% of the operator's CPU while creating 300 Livestreams. Here kopf's own ``build`` gets a
+    body without what it would drop anyway. Only public kopf names are used (``build``, the
+    documented hook of the public storage class, and ``kopf.Body``), so kopf can be upgraded.
     """
 
     def build(self, *, body: kopf.Body, extra_fields: Optional[Iterable[Any]] = None) -> Any:
-        if extra_fields:
-            return super().build(body=body, extra_fields=extra_fields)
-        meta = body.get("metadata") or {}
-        slim = {k: v for k, v in body.items() if k not in ("metadata", "status")}
-        slim["metadata"] = {k: meta[k] for k in ("labels", "annotations") if k in meta}
-        essence = kopf.DiffBaseStorage.build(self, body=slim)  # type: ignore[arg-type]
-        self.remove_annotations(essence, set(self.make_keys(self.key, body=body)))
-        self.remove_empty_stanzas(essence)
-        return essence
+        if not extra_fields:  # extra fields may name status or metadata: then the whole body
+            meta = body.get("metadata") or {}
+            slim = {k: v for k, v in body.items() if k not in ("metadata", "status")}
+            # labels and annotations are kept in the essence; ownerReferences decide its key.
+            slim["metadata"] = {k: meta[k] for k in ("labels", "annotations", "ownerReferences") if k in meta}
+            body = kopf.Body(cast(kopf.RawBody, slim))
+        return super().build(body=body, extra_fields=extra_fields)
 
 
 def build_settings(*, instance: Optional[str] = None,

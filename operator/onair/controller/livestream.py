@@ -23,9 +23,9 @@ import kopf
 
 from onair.api.meta import GROUP, VERSION
 
-from . import members, metrics, reconcile, recordings, rollout, workpool
+from . import members, metrics, reconcile, recordings, rollout
 from .calltype import request_status_sync
-from .kubeapi import KubeError
+from onair.kube import KubeError, request_order
 from .runtime import LivestreamState, Runtime
 
 log = logging.getLogger("onair.controller")
@@ -37,8 +37,8 @@ RETRY_DELAYS = (1, 2, 5, 10, 30)
 async def reconcile_now(rt: Runtime, state: LivestreamState, body: Any, *, poll_agents: bool = True) -> None:
     """Apply if needed and refresh status, under the Livestream's lock."""
     async with state.lock:
-        # The Kubernetes client's pool serves the oldest reconcile first (see workpool).
-        order = workpool.request_order.set(next(rt.reconcile_order))
+        # The Kubernetes client serves the oldest reconcile first (onair.kube.OldestFirstGate).
+        order = request_order.set(next(rt.reconcile_order))
         started = time.monotonic()
         outcome: Optional[str] = None  # stays None when cancelled (shutdown): not a reconcile outcome
         reason: Optional[str] = None
@@ -60,7 +60,7 @@ async def reconcile_now(rt: Runtime, state: LivestreamState, body: Any, *, poll_
             raise
         finally:
             state.confirm_child_events()
-            workpool.request_order.reset(order)
+            request_order.reset(order)
             if outcome is not None:
                 rt.metrics.reconciled(outcome, time.monotonic() - started, reason)
 

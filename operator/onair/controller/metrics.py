@@ -36,6 +36,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 import onair
+from onair.kube import APPLY, STATUS_PATCH
 
 from .agent_client import AgentReport
 
@@ -66,7 +67,6 @@ METRICS_PATH = "/metrics"
 OK, STALLED, RETRYING, FAILED = "ok", "stalled", "retrying", "failed"
 OUTCOMES = (OK, STALLED, RETRYING, FAILED)
 KUBE_API_UNAVAILABLE = "KubernetesAPIUnavailable"
-APPLY, STATUS_PATCH = "apply", "status_patch"
 DELIVERED, DELIVERY_FAILED, ABANDONED = "delivered", "failed", "abandoned"
 AGENT_OK, AGENT_UNREACHABLE, AGENT_REFUSED, AGENT_NO_ADDRESS = "ok", "unreachable", "refused", "no_address"
 PHASES = ("backstage", "live", "ended")

@@ -37,7 +37,7 @@ from onair.render.urls import IngestExposure, render_urls
 from . import events, members, recordings, refusals, rollout
 from .apply import apply_children
 from .calltype import calltype_version
-from .kubeapi import KINDS, LIVESTREAM, POD, KubeError
+from onair.kube import KINDS, LIVESTREAM, POD, KubeError
 from .runtime import LivestreamState, Runtime
 
 log = logging.getLogger("onair.controller")
@@ -177,7 +177,7 @@ async def sync_children(rt: Runtime, state: LivestreamState, ls: Mapping, body: 
         if exc.transient:
             state.dirty.update(reasons or {"retry"})
             raise
-        where = f" ({exc.method} {exc.path.rsplit('/', 2)[-2]}/{exc.path.rsplit('/', 1)[-1]})" if exc.path else ""
+        where = f" ({exc.what})" if exc.what else ""
         state.problem = Problem(APPLY_FAILED, f"the API server rejected a child object{where}: {exc.message}")
         state.rendered_generation = ls["metadata"].get("generation")
         state.failed_inputs = (ls["metadata"].get("generation"), calltype_rv)
@@ -316,9 +316,8 @@ def with_public_ingest(rt: Runtime, state: LivestreamState, spec: LivestreamSpec
 async def _pod_problems(rt: Runtime, state: LivestreamState, keys: list[str]) -> dict[str, str]:
     """Why the pods of the agents ``keys`` (which do not answer) are not running: read only while
     some agent is missing, so a healthy Livestream costs no pod reads."""
-    selector = ",".join(f"{k}={v}" for k, v in child_selector(state.name).items())
     try:
-        pods = await rt.kube.list(POD, state.namespace, label_selector=selector)
+        pods = await rt.kube.list(POD, state.namespace, child_selector(state.name))
     except KubeError as exc:
         log.debug("%s/%s: cannot read the agents' pods: %s", state.namespace, state.name, exc)
         return dict(state.pod_problems)

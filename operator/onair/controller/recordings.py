@@ -35,7 +35,7 @@ from typing import Any, Mapping, Optional
 import kopf
 
 from onair.api.agent import RecorderStatus
-from onair.api.meta import API_VERSION, GROUP, LABEL_LIVESTREAM, VERSION
+from onair.api.meta import GROUP, LABEL_LIVESTREAM, VERSION
 from onair.api.recording import (MEDIA_DELETED, MEDIA_DELETED_EVENT, MEDIA_DELETION_FAILED, MEDIA_DELETION_PENDING,
                                  OBJECT_DELETION_NOT_CONFIGURED, RECORDER_UNREACHABLE, RECORDING_CREATED_EVENT)
 from onair.endpoints import RECORDINGS_PATH
@@ -46,13 +46,12 @@ from onair.render.recordings import (deletion_pod, deletion_pod_name, deletion_s
                                      recording_manifest, recording_name, recording_spec, recording_status, spec_update)
 
 from . import events
-from .kubeapi import FIELD_MANAGER, POD, Kind, KubeError
+from onair.kube import POD, RECORDING, KubeError
 from .runtime import LivestreamState, Runtime
 from .kopf_settings import FINALIZER
 
 log = logging.getLogger("onair.controller")
 RESOURCE = (GROUP, VERSION, "recordings")
-RECORDING = Kind(API_VERSION, "Recording", "recordings")
 # Retries of a deletion that cannot finish yet: quick at first (a deletion pod starting), then settle.
 RETRY_DELAYS = (1, 2, 3, 5, 10, 20, 30)
 # The API server's refusal of new objects in a namespace being deleted (NamespaceLifecycle admission).
@@ -93,7 +92,7 @@ async def sync(rt: Runtime, state: LivestreamState, ls: Mapping, body: Mapping, 
     if todo:
         try:
             existing = {obj["metadata"]["name"]: obj for obj in await rt.kube.list(
-                RECORDING, state.namespace, label_selector=f"{LABEL_LIVESTREAM}={state.name}")}
+                RECORDING, state.namespace, {LABEL_LIVESTREAM: state.name})}
         except KubeError as exc:
             log.warning("%s/%s: cannot list its Recordings (%s); retrying at the next poll",
                         state.namespace, state.name, exc)
@@ -134,8 +133,7 @@ async def _ensure(rt: Runtime, state: LivestreamState, body: Mapping, name: str,
     if current is None:
         manifest = recording_manifest(state.namespace, state.name, uid, session, claim, FINALIZER, storage)
         try:
-            created = await rt.kube.request("POST", RECORDING.path(state.namespace), body=manifest,
-                                            query={"fieldManager": FIELD_MANAGER})
+            created = await rt.kube.create(manifest)
         except KubeError as exc:
             if exc.status == 409:  # created meanwhile: judged at the next poll
                 return
@@ -161,7 +159,7 @@ async def livestream_gone(rt: Runtime, namespace: str, livestream: str) -> None:
     served from the volume answer nothing any more. Best effort (a restarted operator does the same
     from each Recording's resume)."""
     try:
-        for obj in await rt.kube.list(RECORDING, namespace, label_selector=f"{LABEL_LIVESTREAM}={livestream}"):
+        for obj in await rt.kube.list(RECORDING, namespace, {LABEL_LIVESTREAM: livestream}):
             if not (obj.get("metadata") or {}).get("deletionTimestamp"):
                 await _write_status(rt, obj, _volume_url_of(rt, namespace, obj.get("spec") or {}))
     except KubeError as exc:
@@ -276,7 +274,7 @@ async def _delete_with_pod(rt: Runtime, body: Mapping) -> str:
     if pod is None:
         manifest = deletion_pod(body, rt.config.image, rt.config.image_pull_policy, rt.config.image_pull_secrets)
         try:
-            await rt.kube.request("POST", POD.path(namespace), body=manifest, query={"fieldManager": FIELD_MANAGER})
+            await rt.kube.create(manifest)
         except KubeError as exc:
             if exc.status == 403 and NAMESPACE_TERMINATING in exc.message:
                 # Nothing can mount the volume any more, and the claim goes with the namespace; a

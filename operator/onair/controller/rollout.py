@@ -22,7 +22,7 @@ from onair.render.child_names import child_name
 from onair.render.children import RenderedChildren
 
 from . import events
-from .kubeapi import KINDS
+from onair.kube import KINDS
 from .runtime import LivestreamState, Runtime
 
 log = logging.getLogger("onair.controller")

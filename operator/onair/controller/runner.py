@@ -11,12 +11,15 @@ import asyncio
 import logging
 import sys
 import threading
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import kopf
 
-from . import calltype, kubeapi, livestream, owned, recordings
+from onair import kube as kubeclient
 from onair.api.operator_config import OperatorConfig
+
+from . import calltype, livestream, owned, recordings
 from .metrics import MetricsPortUnavailable, OperatorMetrics, serve as serve_metrics
 from .agent_client import AgentClient, Resolver
 from .refusals import DEFAULT_INTERVAL_SECONDS
@@ -26,13 +29,40 @@ from .kopf_settings import build_settings
 log = logging.getLogger("onair.controller")
 
 
-def build_registry(rt: Runtime, api: Any, *, watch_pods: bool, namespaces: Sequence[str] = ()) -> kopf.OperatorRegistry:
+def connection_info(config: kubeclient.SingleConfig) -> kopf.ConnectionInfo:
+    """What kopf needs to watch the cluster our client talks to, with the same credentials."""
+    cluster, user = config.cluster, config.user or kubeclient.User()
+
+    def path(name: Optional[str]) -> Optional[str]:
+        return str(config.abs_file(name)) if name else None  # relative to the kubeconfig file
+
+    token = user.token
+    if user.token_file:
+        # In-cluster the projected token rotates: read again at every login.
+        token = Path(path(user.token_file) or "").read_text().strip()
+    return kopf.ConnectionInfo(
+        server=cluster.server,
+        ca_path=path(cluster.certificate_auth),
+        ca_data=cluster.certificate_auth_data,
+        insecure=bool(cluster.insecure),
+        username=user.username,
+        password=user.password,
+        token=token,
+        certificate_path=path(user.client_cert),
+        certificate_data=user.client_cert_data,
+        private_key_path=path(user.client_key),
+        private_key_data=user.client_key_data,
+        default_namespace=config.context.namespace,
+    )
+
+
+def build_registry(rt: Runtime, kube_config: kubeclient.SingleConfig, *, watch_pods: bool, namespaces: Sequence[str] = ()) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
         # The same credentials as our own client (re-read on every call: in-cluster tokens rotate).
-        return kubeapi.connection_info(api)
+        return connection_info(kube_config)
 
     @kopf.on.startup(registry=registry)
     async def capture_indexes(**kwargs: Any) -> None:
@@ -65,9 +95,9 @@ async def operator(*, kubeconfig: Optional[str] = None, context: Optional[str] =
     """Run until ``stop_flag`` is set (or a signal, in the main thread)."""
     config = config or OperatorConfig.from_env()
     namespaces = list(namespaces if namespaces is not None else config.watch_namespaces)
-    api = await asyncio.to_thread(kubeapi.api_client, kubeconfig, context)
+    kube_config = await asyncio.to_thread(kubeclient.load_config, kubeconfig, context)
     metrics = OperatorMetrics()
-    kube = kubeapi.Kube(api, request_timeout=30.0, metrics=metrics)
+    kube = kubeclient.Kube(kube_config, request_timeout=30.0, on_request=metrics.kube_request)
     holder: dict[str, Runtime] = {}
 
     def default_resolver(namespace: str, name: str, role_key: str) -> Optional[str]:
@@ -78,7 +108,7 @@ async def operator(*, kubeconfig: Optional[str] = None, context: Optional[str] =
                  refusal_event_interval_seconds=refusal_event_interval_seconds, metrics=metrics)
     holder["rt"] = rt
     rt.stagger_ingest_rollouts = resolver is None
-    registry = build_registry(rt, api, watch_pods=resolver is None, namespaces=namespaces)
+    registry = build_registry(rt, kube_config, watch_pods=resolver is None, namespaces=namespaces)
     # Standalone: no kopf peering; one operator replica reconciles (the chart runs exactly one).
     settings = build_settings()
     if resolver is None:
@@ -102,7 +132,7 @@ async def operator(*, kubeconfig: Optional[str] = None, context: Optional[str] =
         if metrics_server is not None:
             await metrics_server.cleanup()
         await agent_client.close()
-        kube.close()
+        await kube.close()
 
 
 def run_operator(kubeconfig: Optional[str] = None, namespaces: Optional[Sequence[str]] = None,
@@ -119,9 +149,10 @@ def run_operator(kubeconfig: Optional[str] = None, namespaces: Optional[Sequence
 
 
 # What kopf and its liveness server log at INFO for every watch event of every object ("Handler
-# 'calltype-count' succeeded.") and every kubelet probe: a line a second per live Livestream, which
-# buries the operator's own messages. Shown with --verbose (the chart's logLevel: verbose).
-PER_OBJECT_LOGGERS = ("kopf.objects", "aiohttp.access")
+# 'calltype-count' succeeded.") and every kubelet probe, and what the Kubernetes client's HTTP
+# library logs for every request: lines a second per live Livestream, which bury the operator's
+# own messages. Shown with --verbose (the chart's logLevel: verbose).
+PER_OBJECT_LOGGERS = ("kopf.objects", "aiohttp.access", "httpx2")
 
 
 def configure_logging(*, verbose: bool = False, debug: bool = False) -> None:
@@ -162,9 +193,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"onair run: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:  # noqa: BLE001 - e.g. no kubeconfig: one readable line, not a traceback
-        from kubernetes.config import ConfigException
-
-        if isinstance(exc, ConfigException):
+        if isinstance(exc, kubeclient.ConfigError):
             print(f"onair run: cannot find cluster credentials: {exc}", file=sys.stderr)
             return 1
         raise

@@ -23,7 +23,7 @@ from onair.render.rollout import NO_HOLD, IngestRollout
 
 from .coalesce import Coalescer
 from onair.api.operator_config import OperatorConfig
-from .kubeapi import Kube
+from onair.kube import Kube
 from .metrics import OperatorMetrics
 from .agent_client import AgentClient, AgentReport
 from .refusals import DEFAULT_INTERVAL_SECONDS, RefusalAnnouncer
@@ -195,7 +195,7 @@ class Runtime:
         self.livestreams: dict[tuple[str, str], LivestreamState] = {}
         self.metrics = metrics or OperatorMetrics()
         self.metrics.watch_livestreams(lambda: self.livestreams.values())
-        # Numbers each reconcile; the Kubernetes client serves lower numbers first (workpool).
+        # Numbers each reconcile; the Kubernetes client serves lower numbers first (onair.kube.OldestFirstGate).
         self.reconcile_order = itertools.count(1)
         # kopf indexes, captured from handler kwargs at startup (same objects for the whole run).
         self.calltype_index: Any = None

@@ -33,7 +33,7 @@ from onair.api.settings import CallSettings
 from onair.render import webhooks as render
 
 from . import metrics
-from .kubeapi import FIELD_MANAGER, KINDS, Kube, KubeError
+from onair.kube import FIELD_MANAGER, KINDS, Kube, KubeError
 from .metrics import OperatorMetrics
 
 log = logging.getLogger("onair.controller.webhooks")
@@ -152,10 +152,8 @@ class WebhookDeliverer:
 
     async def write_outbox(self, namespace: str, livestream: str, deliveries: list[Delivery]) -> None:
         data = {d.id: d.dump() for d in deliveries}
-        path = CONFIGMAP.path(namespace, outbox_name(livestream))
         try:
-            await self.kube.request("PATCH", path, body={"data": data}, query={"fieldManager": FIELD_MANAGER},
-                                    content_type="application/merge-patch+json")
+            await self.kube.merge_patch(CONFIGMAP, namespace, outbox_name(livestream), {"data": data})
             return
         except KubeError as exc:
             if exc.status != 404:
@@ -165,14 +163,12 @@ class WebhookDeliverer:
                                "labels": {OUTBOX_LABEL: livestream, "app.kubernetes.io/created-by": FIELD_MANAGER}},
                   "data": data}
         try:
-            await self.kube.request("POST", CONFIGMAP.path(namespace), body=outbox,
-                                    query={"fieldManager": FIELD_MANAGER})
+            await self.kube.create(outbox)
         except KubeError as exc:
             if exc.status != 409:
                 raise
             # Created by the delivery loop's view of an older outbox being deleted meanwhile: add to it.
-            await self.kube.request("PATCH", path, body={"data": data}, query={"fieldManager": FIELD_MANAGER},
-                                    content_type="application/merge-patch+json")
+            await self.kube.merge_patch(CONFIGMAP, namespace, outbox_name(livestream), {"data": data})
 
     def summary(self, namespace: str, livestream: str) -> dict:
         return dict(self._summaries.get((namespace, livestream)) or {})
@@ -212,11 +208,10 @@ class WebhookDeliverer:
                     pass
 
     async def _outboxes(self) -> list[dict]:
-        selector = OUTBOX_LABEL
+        selector = {OUTBOX_LABEL: None}  # any outbox
         namespaces = self._namespaces
         if not namespaces:
-            result = await self.kube.request("GET", "/api/v1/configmaps", query={"labelSelector": selector})
-            return list(result.get("items") or [])
+            return await self.kube.list(CONFIGMAP, None, selector)
         found: list[dict] = []
         for namespace in namespaces:
             found += await self.kube.list(CONFIGMAP, namespace, selector)
@@ -281,18 +276,11 @@ class WebhookDeliverer:
 
     async def _save(self, namespace: str, name: str, outbox: dict, changes: dict[str, Optional[str]]) -> None:
         if changes:
-            outbox = await self.kube.request(
-                "PATCH", CONFIGMAP.path(namespace, name), body={"data": changes},
-                query={"fieldManager": FIELD_MANAGER}, content_type="application/merge-patch+json")
+            outbox = await self.kube.merge_patch(CONFIGMAP, namespace, name, {"data": changes})
         if not outbox.get("data"):
             # Only the version we saw empty: a delivery queued meanwhile keeps the outbox.
-            body = {"apiVersion": "v1", "kind": "DeleteOptions",
-                    "preconditions": {"resourceVersion": outbox["metadata"]["resourceVersion"]}}
-            try:
-                await self.kube.request("DELETE", CONFIGMAP.path(namespace, name), body=body)
-            except KubeError as exc:
-                if exc.status not in (404, 409):
-                    raise
+            await self.kube.delete(CONFIGMAP, namespace, name,
+                                   resource_version=outbox["metadata"]["resourceVersion"])
 
     async def _secret(self, namespace: str, delivery: Delivery) -> bytes:
         secret = await self.kube.get(SECRET, namespace, delivery.secret_name)

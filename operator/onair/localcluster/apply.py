@@ -1,26 +1,24 @@
-"""Apply YAML manifests (CRDs and custom resources) with the Python client.
+"""Apply YAML manifests (CRDs and custom resources) through onair.kube.
 
-Shared by `onair dev` and the pytest fixture. Uses the dynamic client with server-side apply,
-so it handles arbitrary kinds (CallType objects, not just built-ins) and is idempotent,
-without depending on a kubectl binary being installed.
+Shared by `onair dev`, the local cluster and the pytest fixtures. Server-side apply of any kind
+(built-in ones by lightkube's REST names, custom ones by their CRDs), idempotent, without
+depending on a kubectl binary being installed.
 """
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional
 
 import yaml
+
+from onair.kube import CRD, Kind, KubeError, SyncKube, builtin_kind, kinds_of_crd, load_config
 
 FIELD_MANAGER = "onair-localcluster"
 
 
-def api_client(kubeconfig: Path | str):
-    from kubernetes import client, config
-
-    cfg = client.Configuration()
-    config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
-    return client.ApiClient(cfg)
+def client(kubeconfig: Path | str) -> SyncKube:
+    return SyncKube(load_config(str(kubeconfig)))
 
 
 def load_documents(paths: Iterable[Path]) -> list[dict[str, Any]]:
@@ -40,36 +38,43 @@ def yaml_files(directory: Path) -> list[Path]:
     return sorted(p for p in Path(directory).iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
 
 
-def apply_documents(api, docs: list[dict[str, Any]], *, default_namespace: str = "default") -> list[str]:
+def apply_documents(kube: SyncKube, docs: list[dict[str, Any]], *, default_namespace: str = "default") -> list[str]:
     """Server-side apply every document; CRDs first, waited for until usable, then the rest
     (so custom resources in the same batch resolve). Returns 'Kind/name' per object."""
-    from kubernetes import dynamic
-
     crds = [d for d in docs if d.get("kind") == "CustomResourceDefinition"]
     rest = [d for d in docs if d.get("kind") != "CustomResourceDefinition"]
     applied: list[str] = []
-    dyn = dynamic.DynamicClient(api)
-    for group in (crds, rest):
-        for doc in group:
-            res = dyn.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
-            kwargs: dict[str, Any] = {}
-            if res.namespaced:
-                kwargs["namespace"] = doc.get("metadata", {}).get("namespace") or default_namespace
-            res.server_side_apply(body=doc, name=doc["metadata"]["name"], field_manager=FIELD_MANAGER,
-                                  force_conflicts=True, **kwargs)
-            applied.append(f"{doc['kind']}/{doc['metadata']['name']}")
-        if group is crds and crds:
-            # Callers (and the custom resources below) expect usable CRDs on return.
-            wait_crds_established(api, [c["metadata"]["name"] for c in crds])
-            dyn = dynamic.DynamicClient(api)  # fresh discovery now that the new kinds exist
+    custom: Optional[dict[tuple[str, str], Kind]] = None
+    for doc in crds:
+        _apply(kube, CRD, doc, default_namespace)
+        applied.append(f"{doc['kind']}/{doc['metadata']['name']}")
+    if crds:
+        # Callers (and the custom resources below) expect usable CRDs on return.
+        wait_crds_established(kube, [c["metadata"]["name"] for c in crds])
+    for doc in rest:
+        kind = builtin_kind(doc["apiVersion"], doc["kind"])
+        if kind is None:
+            if custom is None:  # the cluster's CRDs, read once per batch
+                custom = {(k.api_version, k.kind): k for crd in kube.list(CRD, None) for k in kinds_of_crd(crd)}
+            kind = custom.get((doc["apiVersion"], doc["kind"]))
+            if kind is None:
+                raise ValueError(f"the cluster serves no {doc['kind']} {doc['apiVersion']} (is its CRD installed?)")
+        _apply(kube, kind, doc, default_namespace)
+        applied.append(f"{doc['kind']}/{doc['metadata']['name']}")
     return applied
 
 
-def apply_files(api, paths: Iterable[Path], **kw: Any) -> list[str]:
-    return apply_documents(api, load_documents(paths), **kw)
+def _apply(kube: SyncKube, kind: Kind, doc: dict[str, Any], default_namespace: str) -> None:
+    if kind.namespaced and not doc["metadata"].get("namespace"):
+        doc = {**doc, "metadata": {**doc["metadata"], "namespace": default_namespace}}
+    kube.apply(doc, field_manager=FIELD_MANAGER, kind=kind)
 
 
-def wait_crds_established(api, names: Iterable[str], timeout: float = 60.0) -> None:
+def apply_files(kube: SyncKube, paths: Iterable[Path], **kw: Any) -> list[str]:
+    return apply_documents(kube, load_documents(paths), **kw)
+
+
+def wait_crds_established(kube: SyncKube, names: Iterable[str], timeout: float = 60.0) -> None:
     """Block until each CRD reports Established=True and NamesAccepted, and a LIST of every
     served version succeeds.
 
@@ -77,24 +82,18 @@ def wait_crds_established(api, names: Iterable[str], timeout: float = 60.0) -> N
     still initializing and LIST/WATCH answer 429 "storage is (re)initializing" for a moment,
     which a test (or the operator's first watch) would otherwise see.
     """
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
-
-    ext = client.ApiextensionsV1Api(api)
-    objs = client.CustomObjectsApi(api)
     pending = set(names)
     deadline = time.monotonic() + timeout
     while pending:
         for name in sorted(pending):
-            crd = ext.read_custom_resource_definition(name)
-            conds = {c.type: c.status for c in (crd.status.conditions or [])} if crd.status else {}
+            crd = kube.get(CRD, None, name) or {}
+            conds = {c.get("type"): c.get("status") for c in (crd.get("status") or {}).get("conditions") or []}
             if conds.get("Established") != "True" or conds.get("NamesAccepted") != "True":
                 continue
             try:
-                for v in crd.spec.versions:
-                    if v.served:
-                        objs.list_cluster_custom_object(crd.spec.group, v.name, crd.spec.names.plural, limit=1)
-            except ApiException as e:
+                for kind in kinds_of_crd(crd):
+                    kube.list(kind, None)
+            except KubeError as e:
                 if e.status in (404, 429, 503):
                     continue
                 raise

@@ -420,11 +420,11 @@ class LocalCluster:
         from . import apply
 
         t0 = time.monotonic()
-        api = apply.api_client(self.kubeconfig)
+        kube = apply.client(self.kubeconfig)
         try:
-            applied = apply.apply_files(api, paths)
+            applied = apply.apply_files(kube, paths)
         finally:
-            api.close()
+            kube.close()
         self._log(f"applied {len(applied)} object(s) before the controllers in {time.monotonic() - t0:.1f}s")
 
     def _wait(self, what: str, deadline: float, ready: Callable[[], bool], procs: list[_Proc]) -> None:

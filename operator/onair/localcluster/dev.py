@@ -47,14 +47,14 @@ def _apply_builtin_calltypes(cluster, root: Path) -> None:
     if not builtin.is_file():
         print(f"{builtin} not present; no built-in CallTypes installed")
         return
-    api = apply.api_client(cluster.kubeconfig)
+    kube = apply.client(cluster.kubeconfig)
     try:
-        applied = apply.apply_files(api, [builtin])
+        applied = apply.apply_files(kube, [builtin])
         print(f"applied {len(applied)} built-in CallType(s) from {builtin}")
     except Exception as e:  # noqa: BLE001 - a bad manifest must not take the dev cluster down
         print(f"could not apply {builtin}: {e}", file=sys.stderr)
     finally:
-        api.close()
+        kube.close()
 
 
 def _load_runner():

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 from urllib.parse import urlsplit, urlunsplit
 
 from onair.api.meta import GROUP, VERSION
+from onair.kube import KINDS, LIVESTREAM, POD, KubeError, SyncKube
 
 from . import devruntime
 
@@ -94,77 +95,65 @@ def local_urls(status: Mapping[str, Any], name: str, namespace: str, node_ip: st
             out["playback"][key] = urlunsplit(parts._replace(netloc=f"{node_ip}:{playback_node_port}"))
     return out
 
+SERVICE = KINDS[("v1", "Service")]
+
 
 class UrlPrinter:
     """Gives each Livestream its dev playback Service and prints its local URLs when they change."""
 
-    def __init__(self, api: Any, node_ip: str, interval: float = 2.0,
+    def __init__(self, kube: SyncKube, node_ip: str, interval: float = 2.0,
                  out: Callable[[str], None] = lambda text: print(text, flush=True)) -> None:
-        self.api, self.node_ip, self.interval, self.out = api, node_ip, interval, out
+        self.kube, self.node_ip, self.interval, self.out = kube, node_ip, interval, out
         self.shown: dict[tuple[str, str], dict] = {}
         self._next = 0.0
 
     def poll(self) -> None:
-        from kubernetes import client
-        from kubernetes.client.exceptions import ApiException
-
         if time.monotonic() < self._next:
             return
         self._next = time.monotonic() + self.interval
-        core = client.CoreV1Api(self.api)
         try:
-            listed: dict = client.CustomObjectsApi(self.api).list_cluster_custom_object(  # type: ignore[assignment]
-                GROUP, VERSION, "livestreams", _request_timeout=10)
-            items = listed["items"]
-        except (ApiException, OSError, Exception):  # noqa: BLE001 - the API may be busy; next round
+            items = self.kube.list(LIVESTREAM, None)
+        except Exception:  # noqa: BLE001 - the API may be busy; next round
             return
         for ls in items:
             meta = ls["metadata"]
             ns, name = meta["namespace"], meta["name"]
             if meta.get("deletionTimestamp"):
                 continue
-            port = self._playback_port(core, ls)
-            urls = local_urls(ls.get("status") or {}, name, ns, self.node_ip, port, self._ready(core, ns, name))
+            port = self._playback_port(ls)
+            urls = local_urls(ls.get("status") or {}, name, ns, self.node_ip, port, self._ready(ns, name))
             if not (urls["ingest"] or urls["playback"]) or self.shown.get((ns, name)) == urls:
                 continue
             self.shown[(ns, name)] = urls
             self.out(devruntime.urls_text(ns, name, "on the node", urls))
 
-    def _ready(self, core: Any, namespace: str, name: str) -> set[str]:
+    def _ready(self, namespace: str, name: str) -> set[str]:
         """The components of Livestream ``name`` that have a ready pod."""
         from onair.api.meta import child_selector
 
-        selector = ",".join(f"{k}={v}" for k, v in child_selector(name).items())
         try:
-            pods = core.list_namespaced_pod(namespace, label_selector=selector, _request_timeout=10).items
+            pods = self.kube.list(POD, namespace, child_selector(name))
         except Exception:  # noqa: BLE001 - the API may be busy; next round
             return set()
-        return {p.metadata.labels.get("app.kubernetes.io/component") for p in pods
-                if not p.metadata.deletion_timestamp
-                and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or ())}
+        ready = {(p["metadata"].get("labels") or {}).get("app.kubernetes.io/component") for p in pods
+                 if not p["metadata"].get("deletionTimestamp")
+                 and any(c.get("type") == "Ready" and c.get("status") == "True"
+                         for c in (p.get("status") or {}).get("conditions") or ())}
+        return {component for component in ready if component}
 
-    def _playback_port(self, core: Any, ls: Mapping[str, Any]) -> Optional[int]:
-        from kubernetes.client.exceptions import ApiException
-
+    def _playback_port(self, ls: Mapping[str, Any]) -> Optional[int]:
         meta = ls["metadata"]
         name = f"{meta['name']}{PLAYBACK_SUFFIX}"
         try:
-            svc = core.read_namespaced_service(name, meta["namespace"], _request_timeout=10)
-        except ApiException as exc:
-            if exc.status != 404:
-                return None
-            try:
-                svc = core.create_namespaced_service(meta["namespace"], playback_service(ls), _request_timeout=10)
-            except ApiException:
-                return None  # e.g. the namespace is going away; next round
-        return next((p.node_port for p in svc.spec.ports or () if p.name == "http"), None)
+            svc = self.kube.get(SERVICE, meta["namespace"], name) or self.kube.create(playback_service(ls))
+        except KubeError:
+            return None  # e.g. the namespace is going away; next round
+        return next((p.get("nodePort") for p in (svc.get("spec") or {}).get("ports") or () if p.get("name") == "http"),
+                    None)
 
 
 def run(args: Any, root: Path, crd_files: list[Path], kubeconfig_out: Path) -> int:
     """Start the node, install the chart, print URLs until Ctrl-C; tear everything down."""
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
-
     from onair.packaging import manifests
 
     from . import apply, build, image, versions
@@ -185,15 +174,10 @@ def run(args: Any, root: Path, crd_files: list[Path], kubeconfig_out: Path) -> i
             kubeconfig_out.write_bytes(kc.cluster.kubeconfig.read_bytes())
             kubeconfig_out.chmod(0o600)
             node.ctr("images", "import", str(ref.archive), timeout=600)
-            api = apply.api_client(kubeconfig_out)
+            kube = apply.client(kubeconfig_out)
             try:
-                core = client.CoreV1Api(api)
-                try:
-                    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
-                        name=NAMESPACE, labels=RESTRICTED)))
-                except ApiException as exc:
-                    if exc.status != 409:
-                        raise
+                apply.apply_documents(kube, [{"apiVersion": "v1", "kind": "Namespace",
+                                              "metadata": {"name": NAMESPACE, "labels": RESTRICTED}}])
                 print(f"installing the chart into {NAMESPACE} (helm install --wait)...", flush=True)
                 proc = manifests.helm("--kubeconfig", str(kubeconfig_out),
                                       *helm_install_args(ref.repository, ref.tag, root / "charts" / "onair"),
@@ -204,7 +188,7 @@ def run(args: Any, root: Path, crd_files: list[Path], kubeconfig_out: Path) -> i
                           f"kubectl --kubeconfig {kubeconfig_out} -n {NAMESPACE} get pods,events",
                           file=sys.stderr, flush=True)
                     return 1
-                printer = UrlPrinter(api, node.node_ip)
+                printer = UrlPrinter(kube, node.node_ip)
                 print(f"\nkube-apiserver {versions.KUBERNETES_VERSION} at {kc.cluster.server_url}; node "
                       f"{node.name} at {node.node_ip} (encoders and players on this machine reach it there); "
                       f"operator: deployment/{RELEASE}-operator in {NAMESPACE}; node logs in "
@@ -215,7 +199,7 @@ def run(args: Any, root: Path, crd_files: list[Path], kubeconfig_out: Path) -> i
                 wait_for_interrupt(kc, extra_check=printer.poll)
                 print("\nstopping the node and the cluster...", flush=True)
             finally:
-                api.close()
+                kube.close()
         finally:
             # What teardown could not remove. Not node.leftovers() afterwards: with other nodes on this
             # machine, a namespace inode of ours may already be reused by one of theirs.

@@ -506,11 +506,11 @@ class Node:
             self.timings["node ready"] = time.monotonic() - t0
             from . import apply
 
-            api = apply.api_client(cluster.kubeconfig)
+            kube = apply.client(cluster.kubeconfig)
             try:
-                apply.apply_documents(api, addon_documents(self))
+                apply.apply_documents(kube, addon_documents(self))
             finally:
-                api.close()
+                kube.close()
             self._wait("CoreDNS and local-path-provisioner available", deadline, self._addons_ready,
                        [containerd, kubelet, proxy])
         except BaseException as e:

@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from onair.kube import KINDS, POD, Kind, SyncKube
+
 from . import apply, build, images
 from .cluster import ClusterError
 
@@ -159,6 +161,9 @@ def documents(image: str) -> list[dict[str, Any]]:
     ]
 
 
+GATEWAY = Kind("gateway.networking.k8s.io/v1", "Gateway", "gateways")
+
+
 def install(node, *, timeout: float = 120.0, log: Callable[[str], None] | None = None) -> Entrypoint:
     """Install Traefik on a started `node.Node` and wait until it routes; returns where it answers."""
     say = log or (lambda m: print(f"[localcluster.traefik] {m}", flush=True))
@@ -169,74 +174,62 @@ def install(node, *, timeout: float = 120.0, log: Callable[[str], None] | None =
     crds: list[Path] = build.gateway_api_crds()
     image = images.traefik()
     node.ctr("images", "import", str(images.ensure_archive(image)), timeout=300)
-    api = apply.api_client(node.cluster.kubeconfig)
+    kube = apply.client(node.cluster.kubeconfig)
     try:
-        apply.apply_files(api, crds)
-        apply.apply_documents(api, documents(image.ref))
-        _publish_load_balancer(api, node.node_ip)
+        apply.apply_files(kube, crds)
+        apply.apply_documents(kube, documents(image.ref))
+        _publish_load_balancer(kube, node.node_ip)
         entry = Entrypoint(address=node.node_ip)
-        _wait(lambda: _deployment_available(api), timeout, "the Traefik Deployment available", api)
-        _wait(lambda: _gateway_programmed(api, node.node_ip), timeout,
-              f"Gateway {NAMESPACE}/{GATEWAY_NAME} Programmed with address {node.node_ip}", api)
+        _wait(lambda: _deployment_available(kube), timeout, "the Traefik Deployment available", kube)
+        _wait(lambda: _gateway_programmed(kube, node.node_ip), timeout,
+              f"Gateway {NAMESPACE}/{GATEWAY_NAME} Programmed with address {node.node_ip}", kube)
     finally:
-        api.close()
+        kube.close()
     say(f"Traefik {image.tag} routes Ingress (class {INGRESS_CLASS}) and Gateway API (Gateway "
         f"{NAMESPACE}/{GATEWAY_NAME}) at {entry.url} ({time.monotonic() - t0:.1f}s)")
     return entry
 
 
-def _publish_load_balancer(api, address: str) -> None:
+def _publish_load_balancer(kube: SyncKube, address: str) -> None:
     """What a load-balancer controller does: give the Service its external address. kube-proxy
     then forwards that address's port to Traefik; `ipMode: VIP` because the address is the node's
     own, so the node must route it itself rather than expect a proxy in front."""
-    from kubernetes import client
-
-    client.CoreV1Api(api).patch_namespaced_service_status(NAME, NAMESPACE, {
-        "status": {"loadBalancer": {"ingress": [{"ip": address, "ipMode": "VIP"}]}}})
+    kube.patch_status(KINDS[("v1", "Service")], NAMESPACE, NAME,
+                      {"loadBalancer": {"ingress": [{"ip": address, "ipMode": "VIP"}]}})
 
 
-def _deployment_available(api) -> bool:
-    from kubernetes import client
-
-    d = client.AppsV1Api(api).read_namespaced_deployment(NAME, NAMESPACE)
-    return bool(d.status and (d.status.available_replicas or 0) >= 1)
+def _deployment_available(kube: SyncKube) -> bool:
+    d = kube.get(KINDS[("apps/v1", "Deployment")], NAMESPACE, NAME) or {}
+    return int((d.get("status") or {}).get("availableReplicas") or 0) >= 1
 
 
-def _gateway_programmed(api, address: str) -> bool:
-    from kubernetes import client
-
-    gw = client.CustomObjectsApi(api).get_namespaced_custom_object(
-        "gateway.networking.k8s.io", "v1", NAMESPACE, "gateways", GATEWAY_NAME)
-    status = (gw.get("status") if isinstance(gw, dict) else None) or {}
+def _gateway_programmed(kube: SyncKube, address: str) -> bool:
+    status = (kube.get(GATEWAY, NAMESPACE, GATEWAY_NAME) or {}).get("status") or {}
     conds = {c["type"]: c["status"] for c in status.get("conditions") or ()}
     return conds.get("Programmed") == "True" and address in [a.get("value") for a in status.get("addresses") or ()]
 
 
-def _problems(api) -> str:
-    from kubernetes import client
-
-    core = client.CoreV1Api(api)
+def _problems(kube: SyncKube) -> str:
     lines = []
-    for p in core.list_namespaced_pod(NAMESPACE).items:
-        name = p.metadata.name if p.metadata else None
-        if not name:
-            continue
-        phase = p.status.phase if p.status else None
-        for cs in (p.status.container_statuses if p.status else None) or []:
-            w = cs.state.waiting if cs.state else None
-            lines.append(f"pod {name} {phase} ready={cs.ready} restarts={cs.restart_count}"
-                         + (f" waiting {w.reason}: {w.message}" if w else ""))
+    for p in kube.list(POD, NAMESPACE):
+        name = p["metadata"]["name"]
+        status = p.get("status") or {}
+        for cs in status.get("containerStatuses") or []:
+            w = (cs.get("state") or {}).get("waiting")
+            lines.append(f"pod {name} {status.get('phase')} ready={cs.get('ready')} restarts={cs.get('restartCount')}"
+                         + (f" waiting {w.get('reason')}: {w.get('message')}" if w else ""))
         try:
-            lines.append(core.read_namespaced_pod_log(name, NAMESPACE, tail_lines=30))
+            lines.append(kube.log(NAMESPACE, name, tail_lines=30))
         except Exception:  # noqa: BLE001 - no container yet
             pass
-    for e in core.list_namespaced_event(NAMESPACE).items:
-        if e.type == "Warning":
-            lines.append(f"event {e.involved_object.kind}/{e.involved_object.name} {e.reason}: {e.message}")
+    for e in kube.list(KINDS[("v1", "Event")], NAMESPACE):
+        if e.get("type") == "Warning":
+            involved = e.get("involvedObject") or {}
+            lines.append(f"event {involved.get('kind')}/{involved.get('name')} {e.get('reason')}: {e.get('message')}")
     return "\n".join(lines)
 
 
-def _wait(ready: Callable[[], bool], timeout: float, what: str, api) -> None:
+def _wait(ready: Callable[[], bool], timeout: float, what: str, kube: SyncKube) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -245,4 +238,4 @@ def _wait(ready: Callable[[], bool], timeout: float, what: str, api) -> None:
         except Exception:  # noqa: BLE001 - not there yet (404) or the API blinked
             pass
         time.sleep(0.5)
-    raise TraefikError(f"Traefik: no {what} within {timeout:.0f}s\n{_problems(api)}")
+    raise TraefikError(f"Traefik: no {what} within {timeout:.0f}s\n{_problems(kube)}")

@@ -3,13 +3,22 @@ operator's Deployments, Services and bare pods, the ConfigMaps, Secrets and clai
 name, and the status of a one-shot pod. Objects come back as plain dicts, as in a manifest."""
 from __future__ import annotations
 
+import asyncio
 import threading
 from typing import Any, Iterable, Optional
 
+from onair.api.meta import MANAGER
+from onair.kube import KINDS, POD, Kube, KubeError, SyncKube, load_config
+
 from .pods import Pending
 
-SELECTOR = "app.kubernetes.io/managed-by=onair-operator"
+SELECTOR = {"app.kubernetes.io/managed-by": MANAGER}
 REQUEST_TIMEOUT = 10
+DEPLOYMENT, SERVICE = KINDS[("apps/v1", "Deployment")], KINDS[("v1", "Service")]
+
+
+def client(kubeconfig: str) -> SyncKube:
+    return SyncKube(load_config(kubeconfig), request_timeout=REQUEST_TIMEOUT)
 
 
 def _scopes(namespaces: Optional[Iterable[str]]) -> list[Optional[str]]:
@@ -17,69 +26,39 @@ def _scopes(namespaces: Optional[Iterable[str]]) -> list[Optional[str]]:
     return list(namespaces) if namespaces else [None]
 
 
-def list_managed(api: Any, namespaces: Optional[Iterable[str]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def list_managed(kube: SyncKube, namespaces: Optional[Iterable[str]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The operator's Deployments and Services."""
-    from kubernetes import client
-
-    apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
     deployments: list[dict[str, Any]] = []
     services: list[dict[str, Any]] = []
     for ns in _scopes(namespaces):
-        if ns:
-            deps = apps.list_namespaced_deployment(ns, label_selector=SELECTOR, _request_timeout=REQUEST_TIMEOUT).items
-            svcs = core.list_namespaced_service(ns, label_selector=SELECTOR, _request_timeout=REQUEST_TIMEOUT).items
-        else:
-            deps = apps.list_deployment_for_all_namespaces(label_selector=SELECTOR,
-                                                           _request_timeout=REQUEST_TIMEOUT).items
-            svcs = core.list_service_for_all_namespaces(label_selector=SELECTOR,
-                                                        _request_timeout=REQUEST_TIMEOUT).items
-        deployments += [api.sanitize_for_serialization(d) for d in deps]
-        services += [api.sanitize_for_serialization(s) for s in svcs]
+        deployments += kube.list(DEPLOYMENT, ns, SELECTOR)
+        services += kube.list(SERVICE, ns, SELECTOR)
     return deployments, services
 
 
-def list_pods(api: Any, namespaces: Optional[Iterable[str]]) -> list[dict[str, Any]]:
+def list_pods(kube: SyncKube, namespaces: Optional[Iterable[str]]) -> list[dict[str, Any]]:
     """The operator's pods (those of its Deployments and its bare ones)."""
-    from kubernetes import client
-
-    core = client.CoreV1Api(api)
     out: list[dict[str, Any]] = []
     for ns in _scopes(namespaces):
-        items = (core.list_namespaced_pod(ns, label_selector=SELECTOR, _request_timeout=REQUEST_TIMEOUT).items
-                 if ns else
-                 core.list_pod_for_all_namespaces(label_selector=SELECTOR, _request_timeout=REQUEST_TIMEOUT).items)
-        out += [api.sanitize_for_serialization(item) for item in items]
+        out += kube.list(POD, ns, SELECTOR)
     return out
 
 
-def read(api: Any, kind: str, namespace: str, name: str) -> dict[str, Any]:
+def read(kube: SyncKube, kind: str, namespace: str, name: str) -> dict[str, Any]:
     """A ConfigMap, Secret or PersistentVolumeClaim; ``Pending`` while it is absent or being deleted."""
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
-
-    core = client.CoreV1Api(api)
-    fn = {"ConfigMap": core.read_namespaced_config_map, "Secret": core.read_namespaced_secret,
-          "PersistentVolumeClaim": core.read_namespaced_persistent_volume_claim}[kind]
-    try:
-        obj: dict[str, Any] = api.sanitize_for_serialization(fn(name, namespace, _request_timeout=REQUEST_TIMEOUT))
-    except ApiException as exc:
-        if exc.status == 404:
-            raise Pending(f"waiting for {kind} {name}") from None
-        raise
+    obj = kube.get(KINDS[("v1", kind)], namespace, name)
+    if obj is None:
+        raise Pending(f"waiting for {kind} {name}")
     if (obj.get("metadata") or {}).get("deletionTimestamp"):
         raise Pending(f"{kind} {name} is being deleted")
     return obj
 
 
-def patch_pod_status(api: Any, namespace: str, name: str, status: dict[str, Any]) -> bool:
+def patch_pod_status(kube: SyncKube, namespace: str, name: str, status: dict[str, Any]) -> bool:
     """Write a pod's status as the kubelet would; False if the pod is gone."""
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
-
     try:
-        client.CoreV1Api(api).patch_namespaced_pod_status(name, namespace, {"status": status},
-                                                          _request_timeout=REQUEST_TIMEOUT)
-    except ApiException as exc:
+        kube.patch_status(POD, namespace, name, status)
+    except KubeError as exc:
         if exc.status == 404:
             return False
         raise
@@ -89,38 +68,28 @@ def patch_pod_status(api: Any, namespace: str, name: str, status: dict[str, Any]
 def watch_deployments(kubeconfig: str, namespaces: Optional[Iterable[str]], stop: threading.Event,
                       wake: threading.Event) -> None:
     """Set ``wake`` on every Deployment event until ``stop``; a resync covers anything missed."""
-    from kubernetes import client, watch
+    asyncio.run(_watch_deployments(kubeconfig, namespaces, stop, wake))
 
-    from ..apply import api_client
 
-    api = api_client(kubeconfig)
-    apps = client.AppsV1Api(api)
-    scopes = _scopes(namespaces)
-    rv: dict[Optional[str], Optional[str]] = {}
+async def _watch_deployments(kubeconfig: str, namespaces: Optional[Iterable[str]], stop: threading.Event,
+                             wake: threading.Event) -> None:
+    # Async, so that ``stop`` ends a watch that is waiting for its next event (a blocking watch
+    # could only notice it after an event).
+    kube = Kube(load_config(kubeconfig), request_timeout=REQUEST_TIMEOUT)
+
+    async def watch(ns: Optional[str]) -> None:
+        while True:
+            try:
+                async for _ in kube.watch(DEPLOYMENT, ns, SELECTOR):
+                    wake.set()
+            except KubeError:  # 410 Gone, API restarts: start over, the resync covers the gap
+                await asyncio.sleep(1.0)
+
+    watches = [asyncio.create_task(watch(ns)) for ns in _scopes(namespaces)]
     try:
-        while not stop.is_set():
-            for ns in scopes:
-                if stop.is_set():
-                    break
-                w = watch.Watch()
-                kwargs: dict[str, Any] = {"label_selector": SELECTOR, "timeout_seconds": 2,
-                                          "_request_timeout": REQUEST_TIMEOUT}
-                if rv.get(ns):
-                    kwargs["resource_version"] = rv[ns]
-                fn = apps.list_namespaced_deployment if ns else apps.list_deployment_for_all_namespaces
-                args = (ns,) if ns else ()
-                try:
-                    for event in w.stream(fn, *args, **kwargs):
-                        obj = event.get("object")
-                        version = getattr(getattr(obj, "metadata", None), "resource_version", None)
-                        if version:
-                            rv[ns] = version
-                        wake.set()
-                        if stop.is_set():
-                            w.stop()
-                            break
-                except Exception:  # noqa: BLE001 - 410 Gone, API restarts: start over, the resync covers
-                    rv[ns] = None
-                    stop.wait(1.0)
+        await asyncio.to_thread(stop.wait)
     finally:
-        api.close()
+        for task in watches:
+            task.cancel()
+        await asyncio.gather(*watches, return_exceptions=True)
+        await kube.close()

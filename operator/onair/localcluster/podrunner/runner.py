@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
-from onair.api.meta import GROUP, VERSION
+from onair.kube import LIVESTREAM
 
 from .. import loopback
 from ..loopback import PlanError, PodPlan
@@ -69,13 +69,11 @@ class PodRunner:
         self.stop()
 
     def start(self, timeout: float = 30.0) -> "PodRunner":
-        from ..apply import api_client
-
         self.root.mkdir(parents=True, exist_ok=True)
         # Secrets never touch the (persistent) root: a private dir, preferably in RAM.
         base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
         self._secret_root = Path(tempfile.mkdtemp(prefix="onair-podrunner-secrets-", dir=base))
-        self._api = api_client(self.kubeconfig)
+        self._api = apiserver.client(self.kubeconfig)
         self._volumes = Volumes(self._api, self.root, self._secret_root, self._ports, self.python, self._log)
         worker = threading.Thread(target=self._work, name="onair-podrunner", daemon=True)
         watcher = threading.Thread(target=apiserver.watch_deployments, name="onair-podrunner-watch", daemon=True,
@@ -148,22 +146,13 @@ class PodRunner:
         if it does not exist. Only URLs served by a ready pod (readinessProbe passed) are listed, as
         a Service only routes to ready pods. Credentials are not included: they are in
         ``status.credentialsSecret``."""
-        from kubernetes import client
-        from kubernetes.client.exceptions import ApiException
-
-        from ..apply import api_client
-
         with self._query_lock:  # callers poll this (onair dev every 2 s): one client, not one per call
             if self._query_api is None:
-                self._query_api = api_client(self.kubeconfig)
-            try:
-                obj = client.CustomObjectsApi(self._query_api).get_namespaced_custom_object(
-                    GROUP, VERSION, namespace, "livestreams", livestream, _request_timeout=10)
-            except ApiException as exc:
-                if exc.status == 404:
-                    return None
-                raise
-        status = obj.get("status") if isinstance(obj, dict) else None
+                self._query_api = apiserver.client(self.kubeconfig)
+            obj = self._query_api.get(LIVESTREAM, namespace, livestream)
+        if obj is None:
+            return None
+        status = obj.get("status")
         return loopback.local_endpoints(status or {}, self._ports.ready_services(), namespace)
 
     # ------------------------------------------------------------------ the sync loop

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from onair.kube import SyncKube
+
 from .. import loopback
 from ..loopback import PodPlan
 from . import apiserver
@@ -30,7 +32,7 @@ SECRET_REFRESH_SECONDS = 10.0
 class Volumes:
     """Writes the volumes of the pods under ``root`` (Secrets under ``secret_root``)."""
 
-    api: Any  # kubernetes ApiClient
+    api: SyncKube
     root: Path
     secret_root: Path
     ports: PortTable
