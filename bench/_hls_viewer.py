@@ -13,6 +13,7 @@ downloaded) and exits; `watch` prints {"event": "baseline"} with what was listed
 then {"event": "segment", "t": <when first listed>, "uri": ..., "rgb": [[r, g, b], ...]} per new
 segment until killed or its deadline.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,7 +52,7 @@ def media_entries(playlist: str) -> tuple[str | None, list[str]]:
     for line in playlist.splitlines():
         line = line.strip()
         if line.startswith("#EXT-X-MAP:"):
-            for attr in line[len("#EXT-X-MAP:"):].split(","):
+            for attr in line[len("#EXT-X-MAP:") :].split(","):
                 key, _, value = attr.partition("=")
                 if key.strip() == "URI":
                     init = value.strip().strip('"')
@@ -62,10 +63,30 @@ def media_entries(playlist: str) -> tuple[str | None, list[str]]:
 
 def frame_rgb(data: bytes) -> list[list[int]]:
     """Mean RGB of every frame of (init section +) segment bytes: ffmpeg scales each to one pixel."""
-    out = subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", "pipe:0", "-map", "0:v:0",
-                          "-vf", "scale=1:1", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"],
-                         input=data, capture_output=True, timeout=30, check=True).stdout
-    return [list(out[i:i + 3]) for i in range(0, len(out) - 2, 3)]
+    out = subprocess.run(
+        [
+            "ffmpeg",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-i",
+            "pipe:0",
+            "-map",
+            "0:v:0",
+            "-vf",
+            "scale=1:1",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "pipe:1",
+        ],
+        input=data,
+        capture_output=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    return [list(out[i : i + 3]) for i in range(0, len(out) - 2, 3)]
 
 
 def first(master_url: str) -> None:
@@ -114,7 +135,8 @@ def watch(master_url: str) -> None:
             seen.add(uri)
             try:
                 data = (get(urllib.parse.urljoin(media_url, init)) if init else b"") + get(
-                    urllib.parse.urljoin(media_url, uri))
+                    urllib.parse.urljoin(media_url, uri)
+                )
                 rgb = frame_rgb(data)
             except Exception as e:  # noqa: BLE001 - reported, the host decides
                 emit("segment", t=listed, uri=uri, rgb=[], error=repr(e))

@@ -4,6 +4,7 @@ media directory, its push and playback URLs read from what it prints, stopped wi
     with OnairDev(runtime="process") as dev:
         dev.endpoints("bench", "show")   # {"ingest": {key: url}, "playback": {key: url}}
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -61,8 +62,9 @@ def stop_dev(dev: subprocess.Popen) -> None:
 
 
 class OnairDev:
-    def __init__(self, runtime: str = "process", status_poll: Optional[float] = None,
-                 ready_timeout: float = 300) -> None:
+    def __init__(
+        self, runtime: str = "process", status_poll: Optional[float] = None, ready_timeout: float = 300
+    ) -> None:
         self.runtime, self.status_poll, self.ready_timeout = runtime, status_poll, ready_timeout
         self.api = None
         self.startup_seconds: Optional[float] = None
@@ -99,10 +101,26 @@ class OnairDev:
             env["ONAIR_STATUS_POLL_INTERVAL_SECONDS"] = str(self.status_poll)
         log = self._stack.enter_context(open(self.log_path, "w+"))
         t0 = time.monotonic()
-        dev = subprocess.Popen([sys.executable, "-m", "onair.cli", "dev", "--runtime", self.runtime,
-                                "--kubeconfig", str(self.kubeconfig), "--media-dir", str(tmp / "media")],
-                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env=env, start_new_session=True)
+        dev = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "onair.cli",
+                "dev",
+                "--runtime",
+                self.runtime,
+                "--kubeconfig",
+                str(self.kubeconfig),
+                "--media-dir",
+                str(tmp / "media"),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
         reader = threading.Thread(target=self._read, args=(dev, log), daemon=True)
         reader.start()
         self._stack.callback(reader.join, 5)
@@ -113,8 +131,9 @@ class OnairDev:
             if dev.poll() is not None:
                 raise RuntimeError("onair dev exited:\n" + "".join(self.printed())[-3000:])
             if time.monotonic() > deadline:
-                raise TimeoutError(f"onair dev not ready within {self.ready_timeout:.0f}s:\n"
-                                   + "".join(self.printed())[-3000:])
+                raise TimeoutError(
+                    f"onair dev not ready within {self.ready_timeout:.0f}s:\n" + "".join(self.printed())[-3000:]
+                )
             time.sleep(0.2)
         self.startup_seconds = time.monotonic() - t0
         if self.runtime == "process":

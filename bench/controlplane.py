@@ -24,6 +24,7 @@ Services, and the default /24 would run out at ~127 Livestreams.
 
     python bench/controlplane.py --n 100 500 1000
 """
+
 from __future__ import annotations
 
 import argparse
@@ -80,10 +81,15 @@ def expected_children(name: str, namespace: str) -> set[tuple[str, str]]:
     from onair.render.children import render_children
     from onair.render.credentials import generate_credentials
 
-    calltype = CallType.model_validate(yaml.safe_load((ROOT / "charts/onair/files/calltypes" / f"{CALLTYPE}.yaml").read_text()))
-    ls = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Livestream",
-          "metadata": {"name": name, "namespace": namespace, "uid": "00000000-0000-0000-0000-000000000000"},
-          "spec": {"callType": CALLTYPE}}
+    calltype = CallType.model_validate(
+        yaml.safe_load((ROOT / "charts/onair/files/calltypes" / f"{CALLTYPE}.yaml").read_text())
+    )
+    ls = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Livestream",
+        "metadata": {"name": name, "namespace": namespace, "uid": "00000000-0000-0000-0000-000000000000"},
+        "spec": {"callType": CALLTYPE},
+    }
     rendered = render_children(ls, calltype, OperatorConfig(), generate_credentials())
     return {(o["kind"], o["metadata"]["name"]) for o in rendered.objects + rendered.keep}
 
@@ -138,8 +144,9 @@ class ChildWatch:
         while not self.stop.is_set():
             w = watch.Watch()
             try:
-                for event in w.stream(list_fn, self.namespace, resource_version=rv, timeout_seconds=5,
-                                      allow_watch_bookmarks=True):
+                for event in w.stream(
+                    list_fn, self.namespace, resource_version=rv, timeout_seconds=5, allow_watch_bookmarks=True
+                ):
                     obj = event["object"]
                     if isinstance(obj, dict):  # BOOKMARK: only a resourceVersion to resume from
                         rv = (obj.get("metadata") or {}).get("resourceVersion", rv)
@@ -167,8 +174,9 @@ def scrape_requests(api) -> Counter:
     """apiserver_request_total summed by (verb, resource) from the API server's /metrics."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    _, url, headers, _, _ = api.param_serialize("GET", "/metrics", header_params={"Accept": "text/plain"},
-                                                auth_settings=["BearerToken"])
+    _, url, headers, _, _ = api.param_serialize(
+        "GET", "/metrics", header_params={"Accept": "text/plain"}, auth_settings=["BearerToken"]
+    )
     resp = api.call_api("GET", url, header_params=headers, _request_timeout=30)
     text = resp.read().decode()
     out: Counter = Counter()
@@ -250,8 +258,11 @@ def proc_stats(pid: int) -> dict[str, float]:
     fields = {line.split(":")[0]: line.split(":")[1].strip() for line in status.splitlines() if ":" in line}
     stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
-    return {"rss_mib": int(fields["VmRSS"].split()[0]) / 1024, "peak_mib": int(fields["VmHWM"].split()[0]) / 1024,
-            "cpu_s": (int(stat[11]) + int(stat[12])) / ticks}
+    return {
+        "rss_mib": int(fields["VmRSS"].split()[0]) / 1024,
+        "peak_mib": int(fields["VmHWM"].split()[0]) / 1024,
+        "cpu_s": (int(stat[11]) + int(stat[12])) / ticks,
+    }
 
 
 # ----------------------------------------------------------------------------- operator
@@ -265,9 +276,21 @@ class Operator:
         env.pop("KUBECONFIG", None)
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "onair.cli", "run", "--all-namespaces", "--kubeconfig", str(kubeconfig),
-             f"--liveness=http://127.0.0.1:{self.port}/healthz"],
-            stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "onair.cli",
+                "run",
+                "--all-namespaces",
+                "--kubeconfig",
+                str(kubeconfig),
+                f"--liveness=http://127.0.0.1:{self.port}/healthz",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
 
     def wait_live(self, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
@@ -307,8 +330,12 @@ def create_namespace(api, name: str) -> None:
 
 
 def livestream(name: str) -> dict:
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Livestream", "metadata": {"name": name},
-            "spec": {"callType": CALLTYPE}}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Livestream",
+        "metadata": {"name": name},
+        "spec": {"callType": CALLTYPE},
+    }
 
 
 def wait(predicate, timeout: float, what: str, interval: float = 0.5) -> float:
@@ -323,13 +350,24 @@ def wait(predicate, timeout: float, what: str, interval: float = 0.5) -> float:
 
 def reconciled_count(custom, namespace: str) -> int:
     items = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "livestreams")["items"]
-    return sum(1 for o in items
-               if (o.get("status") or {}).get("observedGeneration") == o["metadata"]["generation"]
-               and (o.get("status") or {}).get("conditions"))
+    return sum(
+        1
+        for o in items
+        if (o.get("status") or {}).get("observedGeneration") == o["metadata"]["generation"]
+        and (o.get("status") or {}).get("conditions")
+    )
 
 
-_DROP_META = ("uid", "resourceVersion", "creationTimestamp", "managedFields", "ownerReferences", "generation",
-              "selfLink", "finalizers")
+_DROP_META = (
+    "uid",
+    "resourceVersion",
+    "creationTimestamp",
+    "managedFields",
+    "ownerReferences",
+    "generation",
+    "selfLink",
+    "finalizers",
+)
 
 
 def portable(obj: dict, namespace: str) -> dict:
@@ -337,8 +375,11 @@ def portable(obj: dict, namespace: str) -> dict:
     out = {k: v for k, v in obj.items() if k != "status"}
     meta = {k: v for k, v in obj["metadata"].items() if k not in _DROP_META}
     meta["namespace"] = namespace
-    annotations = {k: v for k, v in (meta.get("annotations") or {}).items()
-                   if not k.startswith(("deployment.kubernetes.io/", "pv.kubernetes.io/"))}
+    annotations = {
+        k: v
+        for k, v in (meta.get("annotations") or {}).items()
+        if not k.startswith(("deployment.kubernetes.io/", "pv.kubernetes.io/"))
+    }
     meta["annotations"] = annotations
     out["metadata"] = meta
     if obj["kind"] == "Service":
@@ -377,8 +418,12 @@ def create_directly(kubeconfig: Path, objects: list[dict]) -> float:
             t0 = time.monotonic()
             for rank in sorted(set(order.values())):
                 batch = [o for o in objects if order[o["kind"]] == rank]
-                await asyncio.gather(*(kube.create_if_absent(o) if o["kind"] == "PersistentVolumeClaim"
-                                       else kube.apply(o) for o in batch))
+                await asyncio.gather(
+                    *(
+                        kube.create_if_absent(o) if o["kind"] == "PersistentVolumeClaim" else kube.apply(o)
+                        for o in batch
+                    )
+                )
             return time.monotonic() - t0
         finally:
             await kube.close()
@@ -398,16 +443,30 @@ def run_one(n: int, idle_seconds: float, poll_interval: float, timeout: float, b
         workdir = Path(tmp)
         (workdir / "audit-policy.yaml").write_text(AUDIT_POLICY)
         audit = AuditLog(workdir / "audit.log")
-        with LocalCluster(apiserver_args=[
+        with LocalCluster(
+            apiserver_args=[
                 "--service-cluster-ip-range=10.0.0.0/16",
-                f"--audit-policy-file={workdir / 'audit-policy.yaml'}", f"--audit-log-path={audit.path}",
-                "--audit-log-maxsize=0", "--audit-log-mode=blocking"]) as cluster:
+                f"--audit-policy-file={workdir / 'audit-policy.yaml'}",
+                f"--audit-log-path={audit.path}",
+                "--audit-log-maxsize=0",
+                "--audit-log-mode=blocking",
+            ]
+        ) as cluster:
             _run_on(cluster, workdir, audit, result, n, idle_seconds, poll_interval, timeout, baseline)
     return result
 
 
-def _run_on(cluster, workdir: Path, audit: AuditLog, result: dict[str, Any], n: int, idle_seconds: float,
-            poll_interval: float, timeout: float, baseline: bool) -> None:
+def _run_on(
+    cluster,
+    workdir: Path,
+    audit: AuditLog,
+    result: dict[str, Any],
+    n: int,
+    idle_seconds: float,
+    poll_interval: float,
+    timeout: float,
+    baseline: bool,
+) -> None:
     from kubernetes import client
     from kubernetes.config import new_client_from_config
 
@@ -415,10 +474,13 @@ def _run_on(cluster, workdir: Path, audit: AuditLog, result: dict[str, Any], n: 
     api = new_client_from_config(str(cluster.kubeconfig_path))
     # The install from manifests/ (CRDs, built-in CallTypes, namespace, ServiceAccount, RBAC),
     # without its Deployment: the operator runs here as a process, with that ServiceAccount's token.
-    docs = apply.load_documents([ROOT / "manifests" / name for name in ("crds.yaml", "onair.yaml", "builtin-calltypes.yaml")])
+    docs = apply.load_documents(
+        [ROOT / "manifests" / name for name in ("crds.yaml", "onair.yaml", "builtin-calltypes.yaml")]
+    )
     apply.apply_documents(apply.client(cluster.kubeconfig_path), [d for d in docs if d["kind"] != "Deployment"])
-    sa_kubeconfig = cluster.serviceaccount_kubeconfig("onair-system", "onair-operator", create=False,
-                                                      expiration_seconds=6 * 3600)
+    sa_kubeconfig = cluster.serviceaccount_kubeconfig(
+        "onair-system", "onair-operator", create=False, expiration_seconds=6 * 3600
+    )
     for ns in (NAMESPACE, DIRECT_NAMESPACE, WARMUP_NAMESPACE):
         create_namespace(api, ns)
     custom = client.CustomObjectsApi(api)
@@ -454,8 +516,12 @@ def _run_on(cluster, workdir: Path, audit: AuditLog, result: dict[str, Any], n: 
             seen = dict(watcher.first_seen)
         result["all_children_s"] = max(seen[k] for k in all_wanted) - t_start
         latencies = [max(seen[k] for k in wanted[name]) - created_at[name] for name in names]
-        result.update(children=len(all_wanted), p50_s=percentile(latencies, 50), p99_s=percentile(latencies, 99),
-                      max_s=max(latencies))
+        result.update(
+            children=len(all_wanted),
+            p50_s=percentile(latencies, 50),
+            p99_s=percentile(latencies, 99),
+            max_s=max(latencies),
+        )
         wait(lambda: reconciled_count(custom, NAMESPACE) == n, timeout, f"status of {n} Livestreams", interval=1)
         result["all_status_s"] = time.monotonic() - t_start
         watcher.close()
@@ -465,31 +531,50 @@ def _run_on(cluster, workdir: Path, audit: AuditLog, result: dict[str, Any], n: 
         stats = op.stats()
         result.update(rss_mib=stats["rss_mib"], peak_mib=stats["peak_mib"], create_cpu_s=stats["cpu_s"] - cpu0)
         op_create, all_create = audit.since(aud0), scrape_requests(api) - req0
-        result.update(op_create=sum(op_create.values()), op_create_writes=writes(op_create),
-                      op_create_by_verb=by_verb(op_create), op_create_top=top_resources(op_create),
-                      all_create=sum(all_create.values()), all_create_writes=writes(all_create))
+        result.update(
+            op_create=sum(op_create.values()),
+            op_create_writes=writes(op_create),
+            op_create_by_verb=by_verb(op_create),
+            op_create_top=top_resources(op_create),
+            all_create=sum(all_create.values()),
+            all_create_writes=writes(all_create),
+        )
 
         # A spec edit of every Livestream that changes none of its children (the display name):
         # what a burst of phase changes costs the API server.
         time.sleep(5)
         aud1, cpu1, t_edit = audit.offset(), op.stats()["cpu_s"], time.monotonic()
         for name in names:
-            custom.patch_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "livestreams", name,
-                                                  {"spec": {"displayName": f"{name} edited"}})
+            custom.patch_namespaced_custom_object(
+                GROUP, VERSION, NAMESPACE, "livestreams", name, {"spec": {"displayName": f"{name} edited"}}
+            )
         wait(lambda: reconciled_count(custom, NAMESPACE) == n, timeout, f"status of {n} edited Livestreams", interval=1)
         op_edit = audit.since(aud1)
-        result.update(edit_s=time.monotonic() - t_edit, edit_cpu_s=op.stats()["cpu_s"] - cpu1,
-                      op_edit=sum(op_edit.values()), op_edit_writes=writes(op_edit), op_edit_top=top_resources(op_edit))
+        result.update(
+            edit_s=time.monotonic() - t_edit,
+            edit_cpu_s=op.stats()["cpu_s"] - cpu1,
+            op_edit=sum(op_edit.values()),
+            op_edit_writes=writes(op_edit),
+            op_edit_top=top_resources(op_edit),
+        )
 
         # Idle: everything converged, nobody changes anything.
         time.sleep(5)
         req2, aud2, cpu2 = scrape_requests(api), audit.offset(), op.stats()["cpu_s"]
         time.sleep(idle_seconds)
         op_idle, all_idle, stats = audit.since(aud2), scrape_requests(api) - req2, op.stats()
-        result.update(op_idle=sum(op_idle.values()), op_idle_writes=writes(op_idle), op_idle_by_verb=by_verb(op_idle),
-                      op_idle_top=top_resources(op_idle), all_idle=sum(all_idle.values()),
-                      all_idle_writes=writes(all_idle), all_idle_by_verb=by_verb(all_idle),
-                      idle_cpu_s=stats["cpu_s"] - cpu2, rss_idle_mib=stats["rss_mib"], peak_mib=stats["peak_mib"])
+        result.update(
+            op_idle=sum(op_idle.values()),
+            op_idle_writes=writes(op_idle),
+            op_idle_by_verb=by_verb(op_idle),
+            op_idle_top=top_resources(op_idle),
+            all_idle=sum(all_idle.values()),
+            all_idle_writes=writes(all_idle),
+            all_idle_by_verb=by_verb(all_idle),
+            idle_cpu_s=stats["cpu_s"] - cpu2,
+            rss_idle_mib=stats["rss_mib"],
+            peak_mib=stats["peak_mib"],
+        )
     finally:
         op.stop()
 
@@ -513,32 +598,50 @@ def report(r: dict[str, Any], idle_seconds: float) -> None:
     print(f"\n=== N = {n} Livestreams ({r['children']} children, CallType {CALLTYPE}) ===")
     print(f"create calls (client, sequential)    {r['create_calls_s']:8.2f} s")
     print(f"all children exist                   {r['all_children_s']:8.2f} s after the first create")
-    print(f"create -> children per Livestream    p50 {r['p50_s']:.2f} s   p99 {r['p99_s']:.2f} s   max {r['max_s']:.2f} s")
+    print(
+        f"create -> children per Livestream    p50 {r['p50_s']:.2f} s   p99 {r['p99_s']:.2f} s   max {r['max_s']:.2f} s"
+    )
     print(f"every Livestream has status          {r['all_status_s']:8.2f} s")
     print(f"same children created directly      {r['direct_s']:8.2f} s   operator/direct = {r['ratio']:.2f}x")
-    print(f"operator RSS                         {r['rss_before_mib']:.0f} MiB with 1 stream, {r['rss_mib']:.0f} MiB "
-          f"after {n}, {r['rss_idle_mib']:.0f} MiB idle, peak {r['peak_mib']:.0f} MiB")
-    print(f"operator CPU                         {r['create_cpu_s']:.1f} s while creating, "
-          f"{r['idle_cpu_s']:.2f} s in the idle {idle_seconds:.0f} s")
-    print(f"operator requests while creating     {r['op_create']} ({r['op_create_writes']} writes, "
-          f"{r['op_create'] / n:.1f}/Livestream): {r['op_create_by_verb']}")
+    print(
+        f"operator RSS                         {r['rss_before_mib']:.0f} MiB with 1 stream, {r['rss_mib']:.0f} MiB "
+        f"after {n}, {r['rss_idle_mib']:.0f} MiB idle, peak {r['peak_mib']:.0f} MiB"
+    )
+    print(
+        f"operator CPU                         {r['create_cpu_s']:.1f} s while creating, "
+        f"{r['idle_cpu_s']:.2f} s in the idle {idle_seconds:.0f} s"
+    )
+    print(
+        f"operator requests while creating     {r['op_create']} ({r['op_create_writes']} writes, "
+        f"{r['op_create'] / n:.1f}/Livestream): {r['op_create_by_verb']}"
+    )
     print(f"  top: {r['op_create_top']}")
     print(f"  (whole API server meanwhile: {r['all_create']} requests, {r['all_create_writes']} writes)")
-    print(f"spec edit of every Livestream        {r['edit_s']:8.2f} s until every status has it, operator CPU "
-          f"{r['edit_cpu_s']:.1f} s, {r['op_edit']} operator requests ({r['op_edit_writes']} writes)")
+    print(
+        f"spec edit of every Livestream        {r['edit_s']:8.2f} s until every status has it, operator CPU "
+        f"{r['edit_cpu_s']:.1f} s, {r['op_edit']} operator requests ({r['op_edit_writes']} writes)"
+    )
     print(f"  top: {r['op_edit_top']}")
-    print(f"operator requests, idle {idle_seconds:.0f} s       {r['op_idle']} ({r['op_idle_writes']} writes): "
-          f"{r['op_idle_by_verb']}  top: {r['op_idle_top']}")
-    print(f"whole API server, idle {idle_seconds:.0f} s        {r['all_idle']} ({r['all_idle_writes']} writes): "
-          f"{r['all_idle_by_verb']}")
+    print(
+        f"operator requests, idle {idle_seconds:.0f} s       {r['op_idle']} ({r['op_idle_writes']} writes): "
+        f"{r['op_idle_by_verb']}  top: {r['op_idle_top']}"
+    )
+    print(
+        f"whole API server, idle {idle_seconds:.0f} s        {r['all_idle']} ({r['all_idle_writes']} writes): "
+        f"{r['all_idle_by_verb']}"
+    )
     if "base_idle" in r:
-        print(f"whole API server, idle, no operator  {r['base_idle']} ({r['base_idle_writes']} writes): "
-              f"{r['base_idle_by_verb']}")
+        print(
+            f"whole API server, idle, no operator  {r['base_idle']} ({r['base_idle_writes']} writes): "
+            f"{r['base_idle_by_verb']}"
+        )
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, nargs="+", default=[100, 500, 1000], help="Livestream counts (default: %(default)s)")
+    ap.add_argument(
+        "--n", type=int, nargs="+", default=[100, 500, 1000], help="Livestream counts (default: %(default)s)"
+    )
     ap.add_argument("--idle-seconds", type=float, default=60.0)
     ap.add_argument("--poll-interval", type=float, default=5.0, help="ONAIR_STATUS_POLL_INTERVAL_SECONDS (default 5)")
     ap.add_argument("--timeout", type=float, default=1800.0, help="per wait, seconds")

@@ -8,6 +8,7 @@ published and the trial waits for the switch back. Prints figures, asserts nothi
 
     python bench/failover.py [--trials 3] [--segments 2,1]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,8 +42,14 @@ def blue_listed(out, seen: dict) -> bool:
 def run(segment_seconds: float, trials: int) -> dict[str, list[float]]:
     results: dict[str, list[float]] = {"kill": [], "freeze": [], "status_kill": [], "status_freeze": []}
     with rig("onair-failover-") as r:
-        tx = r.transcoders.start(main_url=r.rtmp.url("main"), backup_url=r.rtmp.url("backup"), tracks=["360p", "240p"],
-                                 source_size=(640, 360), segment_seconds=segment_seconds, preset="veryfast")
+        tx = r.transcoders.start(
+            main_url=r.rtmp.url("main"),
+            backup_url=r.rtmp.url("backup"),
+            tracks=["360p", "240p"],
+            source_size=(640, 360),
+            segment_seconds=segment_seconds,
+            preset="veryfast",
+        )
         main = publish_color(r.publishers, r.rtmp.url("main"), "red")
         publish_color(r.publishers, r.rtmp.url("backup"), "blue")
         tx.wait_status(lambda s: s.get("activeSource") == "main", 30, "main")

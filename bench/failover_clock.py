@@ -14,6 +14,7 @@ of the output (bench/g2g/splice.py). Prints figures, asserts nothing.
 and the output read over HTTP from ``status.playback.hlsCmaf`` (its top rendition). The switch
 moments are then estimated from the kill and the restart (the agents' logs are not at hand).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,24 +74,42 @@ def dev_trial(dev, trial: int, kill_frames_before_key: int) -> dict[str, SwitchF
     core, custom = client.CoreV1Api(dev.api), client.CustomObjectsApi(dev.api)
     if trial == 0:
         core.create_namespace({"metadata": {"name": ns}})
-    custom.create_namespaced_custom_object(group, version, ns, "livestreams", {
-        "apiVersion": f"{group}/{version}", "kind": "Livestream", "metadata": {"name": name},
-        "spec": {"callType": "livestream", "phase": "live", "settingsOverride": {"ingest": {"backup": True}}}})
+    custom.create_namespaced_custom_object(
+        group,
+        version,
+        ns,
+        "livestreams",
+        {
+            "apiVersion": f"{group}/{version}",
+            "kind": "Livestream",
+            "metadata": {"name": name},
+            "spec": {"callType": "livestream", "phase": "live", "settingsOverride": {"ingest": {"backup": True}}},
+        },
+    )
 
     def status() -> dict:
         return custom.get_namespaced_custom_object(group, version, ns, "livestreams", name).get("status") or {}
-    urls = wait_until(lambda: (e := dev.endpoints(ns, name))["ingest"].get("backupRtmp") and e["playback"].get("hlsCmaf")
-                  and e, 240, "push and playback URLs")
+
+    urls = wait_until(
+        lambda: (e := dev.endpoints(ns, name))["ingest"].get("backupRtmp") and e["playback"].get("hlsCmaf") and e,
+        240,
+        "push and playback URLs",
+    )
     key = base64.b64decode(core.read_namespaced_secret(f"{name}-credentials", ns).data["streamKey"]).decode()
 
     def camera(url: str) -> Camera:
-        return Camera(f"{url}/{key}", width=640, height=360, fps=30, bitrate_kbps=1000, keyframe_seconds=2.0,
-                      encoder="obs").start()
+        return Camera(
+            f"{url}/{key}", width=640, height=360, fps=30, bitrate_kbps=1000, keyframe_seconds=2.0, encoder="obs"
+        ).start()
+
     main, backup = camera(urls["ingest"]["rtmp"]), camera(urls["ingest"]["backupRtmp"])
     recording = HttpRecording(urls["playback"]["hlsCmaf"])
     try:
-        wait_until(lambda: status().get("activeSource") == "main" and status().get("backupLive"), 120,
-               "main on air with the backup live")
+        wait_until(
+            lambda: status().get("activeSource") == "main" and status().get("backupLive"),
+            120,
+            "main on air with the backup live",
+        )
         wait_until(recording.poll, 60, "the first segment")
         recording.keep_for(10)
         gop = 60
@@ -110,8 +129,10 @@ def dev_trial(dev, trial: int, kill_frames_before_key: int) -> dict[str, SwitchF
     width, height = recording.size
     frames = read_frames(recording.init + b"".join(recording.segments.values()), width, height)
     # The return: main healthy (its reader back, a keyframe), its 3 s hysteresis, its next keyframe.
-    return {"main -> backup": switch_figures(frames, killed_ms),
-            "backup -> main": switch_figures(frames, back_ms + 5000, settle_ms=8000)}
+    return {
+        "main -> backup": switch_figures(frames, killed_ms),
+        "backup -> main": switch_figures(frames, back_ms + 5000, settle_ms=8000),
+    }
 
 
 def main() -> None:
@@ -124,6 +145,7 @@ def main() -> None:
         dev = None
         if args.runtime == "dev":
             from bench._onair_dev import OnairDev
+
             dev = stack.enter_context(OnairDev())
         run(args, dev)
 
@@ -135,21 +157,36 @@ def run(args: argparse.Namespace, dev) -> None:
             figures = dev_trial(dev, trial, args.kill_frames_before_key)
         else:
             with rig("onair-failover-clock-") as r:
-                tx = r.transcoders.start(main_url=r.rtmp.url("main"), backup_url=r.rtmp.url("backup"), tracks=[RUNG],
-                                         source_size=(320, 180), hls_mpegts=False, dash=False,
-                                         screenshot_interval_seconds=0, segment_seconds=1.0, return_seconds=2.0)
-                figures = failover_and_return(tx, r.rtmp.url, RUNG, width=320, height=180,
-                                              kill_frames_before_key=args.kill_frames_before_key)
+                tx = r.transcoders.start(
+                    main_url=r.rtmp.url("main"),
+                    backup_url=r.rtmp.url("backup"),
+                    tracks=[RUNG],
+                    source_size=(320, 180),
+                    hls_mpegts=False,
+                    dash=False,
+                    screenshot_interval_seconds=0,
+                    segment_seconds=1.0,
+                    return_seconds=2.0,
+                )
+                figures = failover_and_return(
+                    tx, r.rtmp.url, RUNG, width=320, height=180, kill_frames_before_key=args.kill_frames_before_key
+                )
         for switch, f in figures.items():
             results.setdefault(switch, []).append(f)
             print(f"trial {trial + 1} {switch}: {f} ({load()})", flush=True)
-    print(f"python3 bench/failover_clock.py --runtime {args.runtime} --trials {args.trials} "
-          f"--kill-frames-before-key {args.kill_frames_before_key}")
+    print(
+        f"python3 bench/failover_clock.py --runtime {args.runtime} --trials {args.trials} "
+        f"--kill-frames-before-key {args.kill_frames_before_key}"
+    )
     for switch, runs in results.items():
+
         def med(key: str) -> float:
             return statistics.median(getattr(f, key) for f in runs)
-        print(f"{switch}: median of {len(runs)}: repeated {med('repeat_ms'):.0f} ms, skipped {med('skip_ms'):.0f} ms, "
-              f"latency after - before {med('latency_shift_ms'):+.0f} ms")
+
+        print(
+            f"{switch}: median of {len(runs)}: repeated {med('repeat_ms'):.0f} ms, skipped {med('skip_ms'):.0f} ms, "
+            f"latency after - before {med('latency_shift_ms'):+.0f} ms"
+        )
 
 
 if __name__ == "__main__":

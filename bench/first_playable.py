@@ -7,6 +7,7 @@ sync distance. Prints figures, asserts nothing.
 
     python bench/first_playable.py [--trials 3] [--segments 1,2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,13 +28,20 @@ def segments(out, rung: str) -> int:
 def trial(segment_seconds: float) -> tuple[float | None, float | None, float | None]:
     rungs = ("360p", "240p")
     with rig("onair-first-playable-") as r:
-        tx = r.transcoders.start(main_url=r.rtmp.url("main"), tracks=list(rungs), source_size=(640, 360),
-                                 segment_seconds=segment_seconds, preset="veryfast")
+        tx = r.transcoders.start(
+            main_url=r.rtmp.url("main"),
+            tracks=list(rungs),
+            source_size=(640, 360),
+            segment_seconds=segment_seconds,
+            preset="veryfast",
+        )
         tx.put_desired(phase="live", broadcasting=True)
         r.publishers.rtmp(r.rtmp.url("main"), width=640, height=360)
         t0 = time.monotonic()
         selected = wait(lambda: tx.status().get("activeSource") == "main", 30)
-        first = wait(lambda: (tx.out / "hls/cmaf/master.m3u8").exists() and all(segments(tx.out, x) >= 1 for x in rungs), 40)
+        first = wait(
+            lambda: (tx.out / "hls/cmaf/master.m3u8").exists() and all(segments(tx.out, x) >= 1 for x in rungs), 40
+        )
         third = wait(lambda: all(segments(tx.out, x) >= 3 for x in rungs), 40)
         return tuple(None if t is None else t - t0 for t in (selected, first, third))  # type: ignore[return-value]
 

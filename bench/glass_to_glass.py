@@ -26,6 +26,7 @@ is played by stock hls.js with ``lowLatencyMode: true`` (its LL-HLS support, at 
 the MPD by stock dash.js in its low-latency mode with the settings of the origin's player page
 (``streaming.delay.liveDelay`` at the MPD's latency target, ``liveCatchup`` on).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,8 +42,9 @@ from typing import Optional
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "operator")]
 # `onair dev` and the agents it starts must run this tree's code.
-os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT / "operator"), str(ROOT)] + (
-    [os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(ROOT / "operator"), str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])
+)
 
 from bench._onair_dev import OnairDev  # noqa: E402 - needs the paths above
 from onair.agent.origin.dash import LL_MAX_PLAYBACK_RATE, LL_MIN_PLAYBACK_RATE, LowLatency  # noqa: E402
@@ -83,8 +85,10 @@ def page_query(player: str, part_ms: int) -> str:
     if player != "dash-ll":
         return ""
     ll = LowLatency.for_chunks(part_ms / 1000)
-    return (f"&liveDelay={ll.target_seconds:.3f}&maxDrift={ll.max_seconds - ll.target_seconds:.3f}"
-            f"&rateMin={LL_MIN_PLAYBACK_RATE - 1:.3f}&rateMax={LL_MAX_PLAYBACK_RATE - 1:.3f}")
+    return (
+        f"&liveDelay={ll.target_seconds:.3f}&maxDrift={ll.max_seconds - ll.target_seconds:.3f}"
+        f"&rateMin={LL_MIN_PLAYBACK_RATE - 1:.3f}&rateMax={LL_MAX_PLAYBACK_RATE - 1:.3f}"
+    )
 
 
 def measured(args: argparse.Namespace, key: str) -> bool:
@@ -101,9 +105,13 @@ def summarize(result: dict, settle_seconds: float) -> dict:
     samples = result.get("samples") or []
     first = result.get("firstFrameAt")
     steady = [s["latency"] for s in samples if first is not None and s["shown"] >= first + 1000 * settle_seconds]
-    out = {"startup": (first - result["openedAt"]) / 1000 if first is not None else None,
-           "samples": len(steady), "unreadable": result.get("unreadable", 0), "stalls": result.get("stalls", 0),
-           "errors": result.get("errors") or []}
+    out = {
+        "startup": (first - result["openedAt"]) / 1000 if first is not None else None,
+        "samples": len(steady),
+        "unreadable": result.get("unreadable", 0),
+        "stalls": result.get("stalls", 0),
+        "errors": result.get("errors") or [],
+    }
     if steady:
         out.update(p50=statistics.median(steady), p95=percentile(steady, 0.95), min=min(steady), max=max(steady))
     offsets = result.get("pdtOffsets") or []
@@ -116,8 +124,11 @@ def row(label: str, figures: dict) -> str:
     def s(key: str) -> str:
         value = figures.get(key)
         return f"{value:6.2f}" if isinstance(value, (int, float)) else "     -"
-    return (f"{label:<22} {s('startup')} {s('p50')} {s('p95')} {s('min')} {s('max')}  {figures['samples']:>6} "
-            f"{figures['unreadable']:>6} {figures['stalls']:>6} {s('pdt_offset')}  {'; '.join(figures['errors'])[:80]}")
+
+    return (
+        f"{label:<22} {s('startup')} {s('p50')} {s('p95')} {s('min')} {s('max')}  {figures['samples']:>6} "
+        f"{figures['unreadable']:>6} {figures['stalls']:>6} {s('pdt_offset')}  {'; '.join(figures['errors'])[:80]}"
+    )
 
 
 async def measure(args: argparse.Namespace) -> None:
@@ -129,11 +140,28 @@ async def measure(args: argparse.Namespace) -> None:
     with OnairDev(runtime=args.runtime) as dev, tempfile.TemporaryDirectory(prefix="onair-g2g-") as tmp:
         core, custom = client.CoreV1Api(dev.api), client.CustomObjectsApi(dev.api)
         core.create_namespace({"metadata": {"name": NAMESPACE}})
-        custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "livestreams", {
-            "apiVersion": f"{GROUP}/{VERSION}", "kind": "Livestream", "metadata": {"name": NAME},
-            "spec": livestream_spec(args.low_latency, args.part_ms, webrtc=measured(args, "whep"))})
-        urls = await asyncio.to_thread(wait_until, lambda: (e := dev.endpoints(NAMESPACE, NAME))["ingest"].get(
-            args.protocol) and e["playback"].get("hlsCmaf") and e, 180, "push and playback URLs from onair dev")
+        custom.create_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            NAMESPACE,
+            "livestreams",
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "Livestream",
+                "metadata": {"name": NAME},
+                "spec": livestream_spec(args.low_latency, args.part_ms, webrtc=measured(args, "whep")),
+            },
+        )
+        urls = await asyncio.to_thread(
+            wait_until,
+            lambda: (
+                (e := dev.endpoints(NAMESPACE, NAME))["ingest"].get(args.protocol)
+                and e["playback"].get("hlsCmaf")
+                and e
+            ),
+            180,
+            "push and playback URLs from onair dev",
+        )
         secret = core.read_namespaced_secret(f"{NAME}-credentials", NAMESPACE)
         if args.protocol == "rtmp":
             push = f"{urls['ingest']['rtmp']}/{base64.b64decode(secret.data['streamKey']).decode()}"
@@ -146,10 +174,14 @@ async def measure(args: argparse.Namespace) -> None:
         browser = await launch(Path(tmp))
         results: dict[str, dict] = {}
         try:
+
             def live() -> Optional[dict]:
-                st = custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "livestreams", NAME).get(
-                    "status") or {}
+                st = (
+                    custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "livestreams", NAME).get("status")
+                    or {}
+                )
                 return st if st.get("live") and st.get("broadcasting") else None
+
             await asyncio.to_thread(wait_until, live, 120, "status.live and status.broadcasting")
             for key in PLAYERS:
                 player = player_for(key, args.low_latency)
@@ -159,18 +191,28 @@ async def measure(args: argparse.Namespace) -> None:
                 if not url:
                     print(f"{key}: not in status.playback, skipped", flush=True)
                     continue
-                page = await browser.new_page(f"{base}/page.html?player={player}&src={url}"
-                                              f"{page_query(player, args.part_ms)}")
+                page = await browser.new_page(
+                    f"{base}/page.html?player={player}&src={url}{page_query(player, args.part_ms)}"
+                )
                 try:
                     await page.wait_for("g2g.firstFrameAt !== null", timeout=60, interval=0.2)
                     await asyncio.sleep(args.settle + args.seconds)
                     results[key] = summarize(await page.evaluate("g2g"), args.settle)
                 except Exception:  # noqa: BLE001 - one player failing is a figure too
-                    state = await page.evaluate("({errors: g2g.errors, unreadable: g2g.unreadable, "
-                                                "readyState: video.readyState, time: video.currentTime})")
-                    results[key] = {"samples": 0, "unreadable": state["unreadable"], "stalls": 0,
-                                    "errors": [f"no frame within 60 s (video readyState {state['readyState']}, "
-                                               f"currentTime {state['time']:.1f})", *state["errors"]]}
+                    state = await page.evaluate(
+                        "({errors: g2g.errors, unreadable: g2g.unreadable, "
+                        "readyState: video.readyState, time: video.currentTime})"
+                    )
+                    results[key] = {
+                        "samples": 0,
+                        "unreadable": state["unreadable"],
+                        "stalls": 0,
+                        "errors": [
+                            f"no frame within 60 s (video readyState {state['readyState']}, "
+                            f"currentTime {state['time']:.1f})",
+                            *state["errors"],
+                        ],
+                    }
                     print(f"{key}: page console: {page.console[-5:]} exceptions: {page.exceptions[-3:]}", flush=True)
                 finally:
                     await page.close()
@@ -181,15 +223,21 @@ async def measure(args: argparse.Namespace) -> None:
             await runner.cleanup()
             err = camera.stop()
         tier = f" + lowLatency (parts {args.part_ms} ms)" if args.low_latency else ""
-        print(f"\nglass to glass: onair dev --runtime {args.runtime}, callType livestream{tier}, {args.protocol.upper()} "
-              f"{width}x{height}@30 ({args.encoder} x264), {args.settle:.0f} s settle + {args.seconds:.0f} s sampled per "
-              f"player; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-        print(f"camera: {camera.frames} frames, {camera.late_frames} made late; transcoding speed "
-              f"{(status or {}).get('transcodingSpeed')}; ladder {(status or {}).get('transcodedQualities')}")
+        print(
+            f"\nglass to glass: onair dev --runtime {args.runtime}, callType livestream{tier}, {args.protocol.upper()} "
+            f"{width}x{height}@30 ({args.encoder} x264), {args.settle:.0f} s settle + {args.seconds:.0f} s sampled per "
+            f"player; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+        )
+        print(
+            f"camera: {camera.frames} frames, {camera.late_frames} made late; transcoding speed "
+            f"{(status or {}).get('transcodingSpeed')}; ladder {(status or {}).get('transcodedQualities')}"
+        )
         if err.strip():
             print(f"encoder said: {err.strip()[-500:]}")
-        print(f"\n{'player':<22} {'start':>6} {'p50':>6} {'p95':>6} {'min':>6} {'max':>6}  {'frames':>6} "
-              f"{'unread':>6} {'stalls':>6} {'pdt-cap':>6}  errors   (seconds)")
+        print(
+            f"\n{'player':<22} {'start':>6} {'p50':>6} {'p95':>6} {'min':>6} {'max':>6}  {'frames':>6} "
+            f"{'unread':>6} {'stalls':>6} {'pdt-cap':>6}  errors   (seconds)"
+        )
         for key, figures in results.items():
             print(row(f"{key} ({player_for(key, args.low_latency)})", figures))
 
@@ -203,10 +251,15 @@ def main() -> None:
     parser.add_argument("--encoder", choices=("obs", "zerolatency"), default="obs")
     parser.add_argument("--size", default="1280x720")
     parser.add_argument("--players", default="", help="comma-separated status.playback keys (default: all)")
-    parser.add_argument("--low-latency", action="store_true",
-                        help="the low-latency tier: broadcasting.lowLatency on the Livestream, hls.js lowLatencyMode, "
-                             "dash.js low-latency settings")
-    parser.add_argument("--part-ms", type=int, default=200, help="LL-HLS part / LL-DASH chunk target with --low-latency")
+    parser.add_argument(
+        "--low-latency",
+        action="store_true",
+        help="the low-latency tier: broadcasting.lowLatency on the Livestream, hls.js lowLatencyMode, "
+        "dash.js low-latency settings",
+    )
+    parser.add_argument(
+        "--part-ms", type=int, default=200, help="LL-HLS part / LL-DASH chunk target with --low-latency"
+    )
     asyncio.run(measure(parser.parse_args()))
 
 

@@ -12,6 +12,7 @@ Runs the real agent (tests.fixtures.ingest) on 127.0.0.1 and prints, per trial:
 
 Prints figures, asserts nothing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,11 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def reader(url: str, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([FFMPEG, "-hide_banner", "-nostdin", "-loglevel", "error", "-i", url, "-c", "copy",
-                             "-f", "null", "-"], stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [FFMPEG, "-hide_banner", "-nostdin", "-loglevel", "error", "-i", url, "-c", "copy", "-f", "null", "-"],
+        stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT,
+    )
 
 
 def receiving(ingest, value: bool, timeout: float = 30) -> float:
@@ -119,7 +123,9 @@ def main() -> int:
                     break
                 time.sleep(0.2)
             got = rd.poll() is None
-            print(f"trial {trial}: a reader connected before the publisher {'stays and reads' if got else 'ended early'}")
+            print(
+                f"trial {trial}: a reader connected before the publisher {'stays and reads' if got else 'ended early'}"
+            )
             pub.stop()
             rd.wait(15)
             receiving(ingest, False)

@@ -8,6 +8,7 @@ a real origin; headless Chromium plays /player with hls.js; latency = now - hls.
 
 Needs ffmpeg, /usr/bin/chromium and hls.js (scripts/build-player).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,6 +44,7 @@ async def measure(segment_seconds: float, samples: int, interval: float) -> None
 
             def first_segment() -> bool:
                 return origin.get("hls/cmaf/360p/index.m3u8").status_code == 200
+
             await asyncio.to_thread(wait_for, first_segment, 60, 0.1, "the first segment")
             first_playlist = time.monotonic() - started
 
@@ -57,11 +59,15 @@ async def measure(segment_seconds: float, samples: int, interval: float) -> None
                 figures.append(await page.evaluate("(Date.now() - onairPlayer.hls.playingDate.getTime()) / 1000"))
             errors = await page.evaluate("onairPlayer.errors")
             print("samples (s)               ", " ".join(f"{f:.3f}" for f in figures))
-            print(f"segment duration          {segment_seconds:.1f} s (hls.js defaults: 3 target durations behind the edge)")
+            print(
+                f"segment duration          {segment_seconds:.1f} s (hls.js defaults: 3 target durations behind the edge)"
+            )
             print(f"encoder start -> playlist {first_playlist:.2f} s")
             print(f"page open -> playing      {first_frame:.2f} s")
-            print(f"live latency              median {statistics.median(figures):.2f} s, "
-                  f"min {min(figures):.2f} s, max {max(figures):.2f} s over {len(figures)} samples")
+            print(
+                f"live latency              median {statistics.median(figures):.2f} s, "
+                f"min {min(figures):.2f} s, max {max(figures):.2f} s over {len(figures)} samples"
+            )
             print(f"hls.js errors             {len(errors)} {errors[:3] if errors else ''}")
         finally:
             if browser:

@@ -34,6 +34,7 @@ process); raise the hard limit (``ulimit -Hn``, as root) for more than it allows
 
 Everything it started is stopped on exit; bounded by ``--seconds`` per measurement.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,8 +61,9 @@ import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "operator")]
-os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT / "operator"), str(ROOT)] + (
-    [os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(ROOT / "operator"), str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])
+)
 
 from tests.fixtures.media import free_port  # noqa: E402
 from tests.fixtures.origin import OriginFactory  # noqa: E402
@@ -119,11 +121,22 @@ http {{
         self.root = root
         self.port = free_port()
         nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-        (self.dir / "nginx.conf").write_text(self.CONF.format(
-            workers=os.cpu_count() or 1, dir=self.dir, nofile=nofile, connections=max(1024, nofile // 2 - 64),
-            host=HOST, port=self.port, root=root))
-        self.proc = subprocess.Popen([NGINX, "-c", str(self.dir / "nginx.conf"), "-p", str(self.dir),
-                                      "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        (self.dir / "nginx.conf").write_text(
+            self.CONF.format(
+                workers=os.cpu_count() or 1,
+                dir=self.dir,
+                nofile=nofile,
+                connections=max(1024, nofile // 2 - 64),
+                host=HOST,
+                port=self.port,
+                root=root,
+            )
+        )
+        self.proc = subprocess.Popen(
+            [NGINX, "-c", str(self.dir / "nginx.conf"), "-p", str(self.dir), "-g", "daemon off;"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -210,8 +223,12 @@ class Feeder:
         self.put(f"hls/ts/720p/{name}", self.segment)
         self.std_segments.append(name)
         window = self.std_segments[-6:]
-        lines = ["#EXTM3U", "#EXT-X-VERSION:3", f"#EXT-X-TARGETDURATION:{int(SEGMENT_SECONDS)}",
-                 f"#EXT-X-MEDIA-SEQUENCE:{len(self.std_segments) - len(window)}"]
+        lines = [
+            "#EXTM3U",
+            "#EXT-X-VERSION:3",
+            f"#EXT-X-TARGETDURATION:{int(SEGMENT_SECONDS)}",
+            f"#EXT-X-MEDIA-SEQUENCE:{len(self.std_segments) - len(window)}",
+        ]
         for seg in window:
             lines += [f"#EXTINF:{SEGMENT_SECONDS:.6f},", seg]
         self.put(STD, ("\n".join(lines) + "\n").encode())
@@ -322,14 +339,20 @@ class _LlRendition:
 
     def last_listed(self) -> tuple[int, int]:
         """(msn, part index) of the last part listed, in the origin's numbering (it starts at 0)."""
-        return self.number // self.per_segment - (0 if self.number % self.per_segment else 1), \
-            (self.number - 1) % self.per_segment
+        return self.number // self.per_segment - (0 if self.number % self.per_segment else 1), (
+            self.number - 1
+        ) % self.per_segment
 
     def playlist(self) -> str:
         first = (self.number - len(self.open)) // self.per_segment - len(self.closed)
-        lines = ["#EXTM3U", "#EXT-X-VERSION:9", f"#EXT-X-TARGETDURATION:{int(self.part_seconds * self.per_segment)}",
-                 f"#EXT-X-PART-INF:PART-TARGET={self.part_seconds}", f"#EXT-X-MEDIA-SEQUENCE:{first}",
-                 '#EXT-X-MAP:URI="init_r1.mp4"']
+        lines = [
+            "#EXTM3U",
+            "#EXT-X-VERSION:9",
+            f"#EXT-X-TARGETDURATION:{int(self.part_seconds * self.per_segment)}",
+            f"#EXT-X-PART-INF:PART-TARGET={self.part_seconds}",
+            f"#EXT-X-MEDIA-SEQUENCE:{first}",
+            '#EXT-X-MAP:URI="init_r1.mp4"',
+        ]
         for seg, parts in self.closed:
             lines += [self._part_line(p) for p in parts]
             lines += [f"#EXTINF:{self.part_seconds * len(parts):.6f},", seg]
@@ -359,7 +382,8 @@ class Connection:
         for attempt in (0, 1):
             if self.writer is None:
                 self.reader, self.writer = await asyncio.open_connection(
-                    self.host, self.port, local_addr=(self.local, 0), limit=1 << 20)
+                    self.host, self.port, local_addr=(self.local, 0), limit=1 << 20
+                )
             try:
                 self.writer.write(f"GET {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n\r\n".encode())
                 assert self.reader is not None
@@ -458,7 +482,7 @@ async def std_viewer(conn: Connection, playlist: str, period: float, deadline: f
         if body is not None:
             uris = URI_LINE.findall(body.decode())
             new = [u for u in uris if u not in seen]
-            for uri in (new[-1:] if first else new):  # a player starts at the live edge
+            for uri in new[-1:] if first else new:  # a player starts at the live edge
                 await timed_get(conn, f"/{directory_of(playlist.lstrip('/'))}/{uri}", tally)
             seen.update(uris)
             first = False
@@ -547,8 +571,9 @@ async def viewers(host: str, port: int, tier: str, count: int, seconds: float, o
     return tally
 
 
-async def held(host: str, port: int, count: int, offset: int, msn: int, part: int, expected: str,
-               ready, connect_rate: float) -> Tally:
+async def held(
+    host: str, port: int, count: int, offset: int, msn: int, part: int, expected: str, ready, connect_rate: float
+) -> Tally:
     tally = Tally()
     path = f"/{HELD}?_HLS_msn={msn}&_HLS_part={part}"
     sent = 0
@@ -603,6 +628,7 @@ def _client(job: tuple, results: "multiprocessing.Queue") -> None:
     raise_fd_limit()
     with contextlib.suppress(ImportError):
         import uvloop
+
         uvloop.install()
     kind, args = job[0], job[1:]
     if kind == "hammer":
@@ -664,7 +690,6 @@ class Server:
         return tally, cpu_seconds(self.pids()) - before, time.monotonic() - wall
 
 
-
 def throughput(servers: list[Server], feeder: Feeder, args) -> None:
     # Files that stay in the window however long it runs: the held rendition moves in the held phase only.
     part = PART_URI.findall(httpx.get(f"http://{servers[0].host}:{servers[0].port}/{HELD}").text)[-1]
@@ -683,28 +708,38 @@ def throughput(servers: list[Server], feeder: Feeder, args) -> None:
             per = args.connections // args.clients
             jobs = [("hammer", server.host, server.port, path, per, args.seconds, i * per) for i in range(args.clients)]
             tally, cpu, wall = server.measure(jobs)
-            print(f"{label:<16} {server.name:<7} {tally.ok / wall:>8.0f} {cpu / wall:>6.2f} "
-                  f"{tally.ok / cpu if cpu else 0:>11.0f} {p99(tally.latencies):>10} {sum(tally.errors.values()):>7}"
-                  + (f"  {tally.errors}" if tally.errors else ""), flush=True)
+            print(
+                f"{label:<16} {server.name:<7} {tally.ok / wall:>8.0f} {cpu / wall:>6.2f} "
+                f"{tally.ok / cpu if cpu else 0:>11.0f} {p99(tally.latencies):>10} {sum(tally.errors.values()):>7}"
+                + (f"  {tally.errors}" if tally.errors else ""),
+                flush=True,
+            )
 
 
 def viewer_tiers(servers: list[Server], args) -> None:
     print(f"\n== viewers: {args.viewers} per tier, {args.seconds:g} s per tier and server")
-    print(f"{'tier':<8} {'server':<7} {'req/s':>8} {'cores':>6} {'viewers/core':>13} {'req/s/core':>11} "
-          f"{'p99':>10} {'errors':>7}")
+    print(
+        f"{'tier':<8} {'server':<7} {'req/s':>8} {'cores':>6} {'viewers/core':>13} {'req/s/core':>11} "
+        f"{'p99':>10} {'errors':>7}"
+    )
     for tier in args.tiers.split(","):
         for server in servers:
             per = args.viewers // args.clients
             blocking = server.name == "origin"
-            jobs = [("viewers", server.host, server.port, tier, per, args.seconds, i * per, blocking)
-                    for i in range(args.clients)]
+            jobs = [
+                ("viewers", server.host, server.port, tier, per, args.seconds, i * per, blocking)
+                for i in range(args.clients)
+            ]
             tally, cpu, wall = server.measure(jobs)
             cores = cpu / wall
             label = tier + (" (poll)" if tier == "llhls" and not blocking else "")
-            print(f"{label:<8} {server.name:<7} {tally.ok / wall:>8.0f} {cores:>6.2f} "
-                  f"{(per * args.clients) / cores if cores else 0:>13.0f} {tally.ok / cpu if cpu else 0:>11.0f} "
-                  f"{p99(tally.latencies):>10} {sum(tally.errors.values()):>7}"
-                  + (f"  {tally.errors}" if tally.errors else ""), flush=True)
+            print(
+                f"{label:<8} {server.name:<7} {tally.ok / wall:>8.0f} {cores:>6.2f} "
+                f"{(per * args.clients) / cores if cores else 0:>13.0f} {tally.ok / cpu if cpu else 0:>11.0f} "
+                f"{p99(tally.latencies):>10} {sum(tally.errors.values()):>7}"
+                + (f"  {tally.errors}" if tally.errors else ""),
+                flush=True,
+            )
 
 
 def held_requests(origin_server: Server, feeder: Feeder, args) -> None:
@@ -715,8 +750,21 @@ def held_requests(origin_server: Server, feeder: Feeder, args) -> None:
     ctx = multiprocessing.get_context()
     ready = [ctx.Event() for _ in range(args.clients)]
     per = args.held // args.clients
-    jobs = [("held", origin_server.host, origin_server.port, per, i * per, msn, part, expected, ready[i],
-             args.connect_rate / args.clients) for i in range(args.clients)]
+    jobs = [
+        (
+            "held",
+            origin_server.host,
+            origin_server.port,
+            per,
+            i * per,
+            msn,
+            part,
+            expected,
+            ready[i],
+            args.connect_rate / args.clients,
+        )
+        for i in range(args.clients)
+    ]
     results: multiprocessing.Queue = multiprocessing.Queue()
     procs = [multiprocessing.Process(target=_client, args=(job, results), daemon=True) for job in jobs]
     started = time.monotonic()
@@ -741,14 +789,19 @@ def held_requests(origin_server: Server, feeder: Feeder, args) -> None:
         p.join(10)
     origin_log = origin_server.log()
     if origin_log:
-        print("origin log (warnings and errors):\n" + "\n".join(
-            line for line in origin_log.splitlines() if " WARNING " in line or " ERROR " in line)[-3000:])
+        print(
+            "origin log (warnings and errors):\n"
+            + "\n".join(line for line in origin_log.splitlines() if " WARNING " in line or " ERROR " in line)[-3000:]
+        )
     delays = [t - at for t in total.held_delays]
-    print(f"all {args.held} sent in {sent:.1f} s, {origin_server.open_connections()} connections open at the "
-          f"origin after {connected:.1f} s; part {published} uploaded: {total.ok} answered 200 with it, "
-          f"errors {sum(total.errors.values())} {total.errors or ''}, re-asked after a 503 {total.retries}; "
-          f"answer delay after the upload p50 {statistics.median(delays) * 1000 if delays else 0:.0f} ms, "
-          f"p99 {p99(delays)}, last {max(delays, default=0) * 1000:.0f} ms", flush=True)
+    print(
+        f"all {args.held} sent in {sent:.1f} s, {origin_server.open_connections()} connections open at the "
+        f"origin after {connected:.1f} s; part {published} uploaded: {total.ok} answered 200 with it, "
+        f"errors {sum(total.errors.values())} {total.errors or ''}, re-asked after a 503 {total.retries}; "
+        f"answer delay after the upload p50 {statistics.median(delays) * 1000 if delays else 0:.0f} ms, "
+        f"p99 {p99(delays)}, last {max(delays, default=0) * 1000:.0f} ms",
+        flush=True,
+    )
 
 
 @contextlib.contextmanager
@@ -764,7 +817,9 @@ def rig(args) -> Iterator[tuple[list[Server], Feeder]]:
         feeder = Feeder(origin, mirror)
         feeder.start()
         origin_pid = origin.proc.pid
-        servers = [Server("origin", HOST, origin.config.http_port, lambda: [origin_pid], origin.log_text, origin.metrics)]
+        servers = [
+            Server("origin", HOST, origin.config.http_port, lambda: [origin_pid], origin.log_text, origin.metrics)
+        ]
         if not args.no_nginx:
             nginx = Nginx(work, mirror)
             servers.append(Server("nginx", HOST, nginx.port, nginx.pids))
@@ -787,19 +842,28 @@ def main() -> None:
     parser.add_argument("--requests", default="", help="throughput phase: only these (segment,part,playlist,MPD)")
     parser.add_argument("--tiers", default="hls,llhls,dash", help="viewers phase")
     parser.add_argument("--held", type=int, default=10000)
-    parser.add_argument("--connect-rate", type=float, default=2000.0,
-                        help="held phase: new connections per second, all client processes together")
+    parser.add_argument(
+        "--connect-rate",
+        type=float,
+        default=2000.0,
+        help="held phase: new connections per second, all client processes together",
+    )
     parser.add_argument("--clients", type=int, default=2, help="load generator processes")
     parser.add_argument("--no-nginx", action="store_true")
     args = parser.parse_args()
     hard = raise_fd_limit()
     if args.held // args.clients + 64 > hard:
-        raise SystemExit(f"RLIMIT_NOFILE hard limit {hard} is below {args.held // args.clients} sockets per client "
-                         f"process: use more --clients or raise it (ulimit -Hn, as root)")
+        raise SystemExit(
+            f"RLIMIT_NOFILE hard limit {hard} is below {args.held // args.clients} sockets per client "
+            f"process: use more --clients or raise it (ulimit -Hn, as root)"
+        )
     phases = args.phases.split(",")
     with rig(args) as (servers, feeder):
-        print(f"origin pid {servers[0].pids()[0]}" + (f", nginx pids {servers[1].pids()}" if len(servers) > 1 else "")
-              + f"; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start")
+        print(
+            f"origin pid {servers[0].pids()[0]}"
+            + (f", nginx pids {servers[1].pids()}" if len(servers) > 1 else "")
+            + f"; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start"
+        )
         if "throughput" in phases:
             throughput(servers, feeder, args)
         if "viewers" in phases:

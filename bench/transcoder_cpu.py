@@ -23,6 +23,7 @@ origin's CPU is printed apart, it is not part of the transcoder tree).
     python bench/transcoder_cpu.py [--seconds 20] [--warmup 8] [--rounds 5] [--tracks 720p,480p,360p]
                                    [--sink dir|http]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,8 +51,9 @@ def start_bare(r, url: str, tracks: list[str]) -> tuple[subprocess.Popen, Path]:
     work = Path(tempfile.mkdtemp(prefix="bare-", dir=r.tmp))
     (work / "dash").mkdir()
     with open(work / "ffmpeg.log", "wb") as log:
-        proc = subprocess.Popen(args, cwd=work, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            args, cwd=work, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     return proc, work / "ffmpeg.log"
 
 
@@ -86,8 +88,14 @@ def measure_throughput(source: Path, tracks: list[str], seconds: float) -> float
     args[start:end] = ["-stream_loop", "-1", "-i", str(source)]
     with tempfile.TemporaryDirectory(prefix="onair-throughput-") as tmp:
         (Path(tmp) / "dash").mkdir()
-        proc = subprocess.Popen(args, cwd=tmp, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            args,
+            cwd=tmp,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             time.sleep(seconds)
         finally:
@@ -104,8 +112,12 @@ def main() -> None:
     parser.add_argument("--tracks", default="720p,480p,360p")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--throughput-seconds", type=float, default=30, help="0 skips the as-fast-as-possible run")
-    parser.add_argument("--sink", choices=("dir", "http"), default="dir",
-                        help="where the transcoder publishes: a directory, or an origin agent over HTTP")
+    parser.add_argument(
+        "--sink",
+        choices=("dir", "http"),
+        default="dir",
+        help="where the transcoder publishes: a directory, or an origin agent over HTTP",
+    )
     args = parser.parse_args()
     tracks = args.tracks.split(",")
     source = clip(1920, 1080)
@@ -136,8 +148,11 @@ def main() -> None:
                 encoder = tx.encoder_pid()
                 others = [p for p in tagged_pids(tx.tag) if p not in (agent, encoder)]
                 sys0 = _stime(agent)
-                split0 = {"agent": cpu_seconds([agent]), "encoder": cpu_seconds([encoder] if encoder else []),
-                          "readers": cpu_seconds(others)}
+                split0 = {
+                    "agent": cpu_seconds([agent]),
+                    "encoder": cpu_seconds([encoder] if encoder else []),
+                    "readers": cpu_seconds(others),
+                }
                 _, skip = bare_speed(bare_log, 0)
                 origin_pid = origin.handles[0].proc.pid if origin else None
                 origin0 = tree_cpu_seconds(origin_pid) if origin_pid else 0.0
@@ -151,9 +166,11 @@ def main() -> None:
                 t1, tx1, bare1 = time.monotonic(), tree_cpu_seconds(agent), tree_cpu_seconds(bare.pid)
                 origin_cpu = (tree_cpu_seconds(origin_pid) - origin0) if origin_pid else None
                 agent_sys = _stime(agent) - sys0  # kernel side: pipes, reading and writing segments
-                split = {"agent": cpu_seconds([agent]) - split0["agent"],
-                         "encoder": cpu_seconds([encoder] if encoder else []) - split0["encoder"],
-                         "readers": cpu_seconds(others) - split0["readers"]}
+                split = {
+                    "agent": cpu_seconds([agent]) - split0["agent"],
+                    "encoder": cpu_seconds([encoder] if encoder else []) - split0["encoder"],
+                    "readers": cpu_seconds(others) - split0["readers"],
+                }
                 wall, tx_cpu, bare_cpu = t1 - t0, tx1 - tx0, bare1 - bare0
                 ratio = tx_cpu / bare_cpu if bare_cpu else float("nan")
                 ratios.append(ratio)
@@ -162,16 +179,22 @@ def main() -> None:
                 old = ((tx_cpu / tx_speed) / (bare_cpu / b_speed)) if tx_speed and b_speed and bare_cpu else None
                 if old is not None:
                     old_ratios.append(old)
-                print(f"round {round_ + 1}: {wall:.1f} s window ({load()})\n"
-                      f"  transcoder tree {tx_cpu:.2f} CPU s ({tx_cpu / wall:.3f} cores: "
-                      + ", ".join(f"{k} {v / wall:.3f}" for k, v in split.items())
-                      + f"; agent in the kernel {agent_sys / wall:.3f})\n"
-                      f"  bare ffmpeg     {bare_cpu:.2f} CPU s ({bare_cpu / wall:.3f} cores)\n"
-                      + (f"  origin agent    {origin_cpu:.2f} CPU s ({origin_cpu / wall:.3f} cores; not counted)\n"
-                         if origin_cpu is not None else "") +
-                      f"  ratio {ratio:.3f}   [old speed-normalised: transcoder speed "
-                      f"{tx_speed or float('nan'):.2f}x, bare {b_speed or float('nan'):.2f}x, ratio "
-                      f"{old if old is not None else float('nan'):.3f}]", flush=True)
+                print(
+                    f"round {round_ + 1}: {wall:.1f} s window ({load()})\n"
+                    f"  transcoder tree {tx_cpu:.2f} CPU s ({tx_cpu / wall:.3f} cores: "
+                    + ", ".join(f"{k} {v / wall:.3f}" for k, v in split.items())
+                    + f"; agent in the kernel {agent_sys / wall:.3f})\n"
+                    f"  bare ffmpeg     {bare_cpu:.2f} CPU s ({bare_cpu / wall:.3f} cores)\n"
+                    + (
+                        f"  origin agent    {origin_cpu:.2f} CPU s ({origin_cpu / wall:.3f} cores; not counted)\n"
+                        if origin_cpu is not None
+                        else ""
+                    )
+                    + f"  ratio {ratio:.3f}   [old speed-normalised: transcoder speed "
+                    f"{tx_speed or float('nan'):.2f}x, bare {b_speed or float('nan'):.2f}x, ratio "
+                    f"{old if old is not None else float('nan'):.3f}]",
+                    flush=True,
+                )
                 if not (tx_speed and b_speed and min(tx_speed, b_speed) >= 0.97):
                     # Below real time the two encoded different amounts of media in the window.
                     print("  (not real time on one side: this round's ratio compares unequal work)")
@@ -180,16 +203,24 @@ def main() -> None:
             tx.put_desired(broadcasting=False)
             tx.stop()
     if ratios:
-        print("ratio transcoder tree / bare ffmpeg CPU s, same window: " + ", ".join(f"{x:.3f}" for x in ratios)
-              + f"; median {statistics.median(ratios):.3f}")
+        print(
+            "ratio transcoder tree / bare ffmpeg CPU s, same window: "
+            + ", ".join(f"{x:.3f}" for x in ratios)
+            + f"; median {statistics.median(ratios):.3f}"
+        )
     if old_ratios:
-        print("old speed-normalised ratio: " + ", ".join(f"{x:.3f}" for x in old_ratios)
-              + f"; median {statistics.median(old_ratios):.3f}")
+        print(
+            "old speed-normalised ratio: "
+            + ", ".join(f"{x:.3f}" for x in old_ratios)
+            + f"; median {statistics.median(old_ratios):.3f}"
+        )
     if args.throughput_seconds > 0:
         throughput = measure_throughput(source, tracks, args.throughput_seconds)
-        print(f"{len(tracks)}-rung ladder from 1080p30 fed as fast as possible: "
-              f"{throughput or float('nan'):.2f}x real time on {__import__('os').cpu_count()} cores ({load()})",
-              flush=True)
+        print(
+            f"{len(tracks)}-rung ladder from 1080p30 fed as fast as possible: "
+            f"{throughput or float('nan'):.2f}x real time on {__import__('os').cpu_count()} cores ({load()})",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

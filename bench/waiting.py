@@ -1,4 +1,5 @@
 """The benchmarks' one way to wait for a condition (tests have theirs in tests/fixtures/waiting.py)."""
+
 from __future__ import annotations
 
 import time

@@ -12,6 +12,7 @@ each count. Per viewer: (CPU at N - CPU at 0) / N; viewers per core: its inverse
 
 Prints figures, asserts nothing; stops everything it started.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,8 +53,9 @@ async def viewers_main(url: str, token: str, count: int, seconds: float) -> None
     try:
         # Ten offers at a time: each session's ICE and DTLS handshakes cost both sides CPU once.
         for start in range(0, count, 10):
-            opened = await asyncio.gather(*(WhepViewer.open(url, headers=headers)
-                                            for _ in range(min(10, count - start))), return_exceptions=True)
+            opened = await asyncio.gather(
+                *(WhepViewer.open(url, headers=headers) for _ in range(min(10, count - start))), return_exceptions=True
+            )
             viewers += [v for v in opened if isinstance(v, WhepViewer)]
             for failure in (v for v in opened if not isinstance(v, WhepViewer)):
                 print(f"viewer failed: {failure!r}", file=sys.stderr, flush=True)
@@ -95,8 +97,9 @@ def main() -> None:
     parser.add_argument("--viewers", default="1,10,50")
     parser.add_argument("--seconds", type=float, default=15, help="CPU window per viewer count")
     parser.add_argument("--tracks", default="720p,360p", help="the ladder; WebRTC takes the largest rung up to 720p")
-    parser.add_argument("--viewer-process", nargs=4, metavar=("URL", "TOKEN", "COUNT", "SECONDS"),
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--viewer-process", nargs=4, metavar=("URL", "TOKEN", "COUNT", "SECONDS"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.viewer_process:
         url, token, count, seconds = args.viewer_process
@@ -111,8 +114,15 @@ def main() -> None:
         url = r.rtmp.url("main")
         publish_clip(r.publishers, source, url)
         time.sleep(2)
-        tx = r.transcoders.start(main_url=url, tracks=tracks, source_size=(1280, 720), preset="veryfast",
-                                 whep=True, whep_ice_addresses=["127.0.0.1"], whep_max_viewers=max(counts) + 1)
+        tx = r.transcoders.start(
+            main_url=url,
+            tracks=tracks,
+            source_size=(1280, 720),
+            preset="veryfast",
+            whep=True,
+            whep_ice_addresses=["127.0.0.1"],
+            whep_max_viewers=max(counts) + 1,
+        )
         tx.wait_status(lambda s: s.get("activeSource") == "main", 40, "main")
         tx.put_desired(phase="live", broadcasting=True)
         tx.wait_status(lambda s: s.get("broadcasting"), 60, "broadcasting")
@@ -132,10 +142,21 @@ def main() -> None:
         print(f"0 viewers: agent CPU {rows[0]['cpu'] * 100:.1f}% of a core", flush=True)
         viewer_log = open(r.tmp / "viewers.log", "a")
         for n in counts:
-            proc = subprocess.Popen([sys.executable, str(HERE), "--viewer-process", whep_url, tx.agent_token or "",
-                                     str(n), str(args.seconds + 3)],
-                                    stdout=subprocess.PIPE, stderr=viewer_log, text=True,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    str(HERE),
+                    "--viewer-process",
+                    whep_url,
+                    tx.agent_token or "",
+                    str(n),
+                    str(args.seconds + 3),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=viewer_log,
+                text=True,
+                start_new_session=True,
+            )
             try:
                 ready = read_json(proc, "ready", 240)["ready"]
                 time.sleep(2)  # past the keyframe wait and the first bursts
@@ -153,26 +174,37 @@ def main() -> None:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
             rows.append(row)
-            print(f"{n} viewers: agent CPU {row['cpu'] * 100:.1f}% of a core ({ready} connected, the slowest received "
-                  f"{row['pps']:.0f} RTP packets/s, {row['ffmpeg']} ffmpeg processes)", flush=True)
+            print(
+                f"{n} viewers: agent CPU {row['cpu'] * 100:.1f}% of a core ({ready} connected, the slowest received "
+                f"{row['pps']:.0f} RTP packets/s, {row['ffmpeg']} ffmpeg processes)",
+                flush=True,
+            )
             time.sleep(2)  # the sessions' DELETEs and closes settle
         base = rows[0]["cpu"]
-        print(f"\nWHEP viewers per core: transcoder agent (aiortc) CPU, ladder {tracks} + WebRTC rendition from a "
-              f"1280x720@30 source, {args.seconds:.0f} s windows; {load()}")
-        print(f"{'viewers':>8} {'agent CPU':>10} {'per viewer':>11} {'viewers/core':>13} {'pkt/s each':>10} {'ffmpeg':>7} "
-              f"{'speed':>6}")
+        print(
+            f"\nWHEP viewers per core: transcoder agent (aiortc) CPU, ladder {tracks} + WebRTC rendition from a "
+            f"1280x720@30 source, {args.seconds:.0f} s windows; {load()}"
+        )
+        print(
+            f"{'viewers':>8} {'agent CPU':>10} {'per viewer':>11} {'viewers/core':>13} {'pkt/s each':>10} {'ffmpeg':>7} "
+            f"{'speed':>6}"
+        )
         for row in rows:
             n = row["viewers"]
             per = (row["cpu"] - base) / n if n else None
             per_core = (1 / per if per and per > 0 else float("inf")) if n else None
-            print(f"{n:>8} {row['cpu'] * 100:>9.1f}% {'' if per is None else f'{per * 100:.2f}%':>11} "
-                  f"{'' if per_core is None else f'{per_core:.0f}':>13} {row.get('pps', 0):>10.0f} "
-                  f"{row['ffmpeg']:>7} {row['speed'] or 0:>6.2f}")
+            print(
+                f"{n:>8} {row['cpu'] * 100:>9.1f}% {'' if per is None else f'{per * 100:.2f}%':>11} "
+                f"{'' if per_core is None else f'{per_core:.0f}':>13} {row.get('pps', 0):>10.0f} "
+                f"{row['ffmpeg']:>7} {row['speed'] or 0:>6.2f}"
+            )
         full = max((row.get("pps", 0) for row in rows), default=0)
         starved = [row["viewers"] for row in rows if row["viewers"] and row.get("pps", 0) < 0.9 * full]
         if starved or any((row["speed"] or 0) < 0.95 for row in rows):
-            print(f"NOT VALID: the encoder fell behind real time or viewers got less than the stream (at {starved}): "
-                  "the machine is too busy; measure again when it is quieter")
+            print(
+                f"NOT VALID: the encoder fell behind real time or viewers got less than the stream (at {starved}): "
+                "the machine is too busy; measure again when it is quieter"
+            )
         tagged = len(tagged_pids(tx.tag))
         print(f"(processes of the transcoder at the end: {tagged}, the agent and its ffmpegs)")
 

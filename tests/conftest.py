@@ -1,4 +1,5 @@
 """Test-wide plugins. Each fixture module owns one kind of real dependency."""
+
 import os
 import sys
 from pathlib import Path
@@ -11,7 +12,8 @@ if str(ROOT / "operator") not in sys.path:
 # Agents, operators and pod runners started as subprocesses must run this tree's code too, not
 # whichever checkout `pip install -e` last pointed at.
 os.environ["PYTHONPATH"] = os.pathsep.join(
-    [str(ROOT / "operator")] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+    [str(ROOT / "operator")] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+)
 
 pytest_plugins = [
     "tests.fixtures.media",

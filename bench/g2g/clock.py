@@ -9,6 +9,7 @@ counts only when the sync blocks read right and both rows agree, so a block smea
 encoder or a frame caught mid-scaling is dropped rather than misread. bench/g2g/page.js decodes
 the same layout from a canvas.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Optional
@@ -29,10 +30,10 @@ def bits_of(value_ms: int) -> list[int]:
 
 
 def value_of(bits: list[int]) -> Optional[int]:
-    if len(bits) != BITS or tuple(bits[:len(SYNC)]) != SYNC:
+    if len(bits) != BITS or tuple(bits[: len(SYNC)]) != SYNC:
         return None
     value = 0
-    for bit in bits[len(SYNC):]:
+    for bit in bits[len(SYNC) :]:
         value = (value << 1) | bit
     return value
 
@@ -53,8 +54,9 @@ def band_height(height: int) -> int:
 def draw_band(value_ms: int, width: int, height: int) -> bytes:
     """The top ``band_height`` rows of a gray (one byte per pixel) frame carrying ``value_ms``."""
     bits = bits_of(value_ms)
-    line = b"".join(bytes([WHITE if bit else BLACK]) * (right - left)
-                    for bit, (left, right) in zip(bits, block_edges(width)))
+    line = b"".join(
+        bytes([WHITE if bit else BLACK]) * (right - left) for bit, (left, right) in zip(bits, block_edges(width))
+    )
     return line * band_height(height)
 
 

@@ -1,5 +1,6 @@
 """Serves the measuring page and the stock players it loads (bench/g2g/node_modules, installed by
 `npm ci` in bench/g2g) on 127.0.0.1; the stream itself comes from the origin's own URL."""
+
 from __future__ import annotations
 
 import subprocess
@@ -17,8 +18,9 @@ LIBS = {
 def install_players() -> None:
     if all(p.is_file() for p in LIBS.values()):
         return
-    subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error"], cwd=HERE,
-                   check=True)
+    subprocess.run(
+        ["npm", "ci", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error"], cwd=HERE, check=True
+    )
 
 
 async def serve(port: int = 0, static: dict[str, Path] | None = None) -> tuple[web.AppRunner, str]:
@@ -27,8 +29,11 @@ async def serve(port: int = 0, static: dict[str, Path] | None = None) -> tuple[w
     app = web.Application()
     for prefix, directory in (static or {}).items():
         app.router.add_static(prefix, directory)
-    files = {"/page.html": HERE / "page.html", "/page.js": HERE / "page.js",
-             **{f"/lib/{name}": path for name, path in LIBS.items()}}
+    files = {
+        "/page.html": HERE / "page.html",
+        "/page.js": HERE / "page.js",
+        **{f"/lib/{name}": path for name, path in LIBS.items()},
+    }
 
     async def file(request: web.Request) -> web.FileResponse:
         return web.FileResponse(files[request.path])

@@ -9,6 +9,7 @@
   speed, so a positive shift is latency every viewer keeps until they reload; it compares content
   timestamps only, never how fast this machine ran.
 """
+
 from __future__ import annotations
 
 import re
@@ -39,15 +40,35 @@ class Frame:
 def read_frames(media: bytes, width: int, height: int, ffmpeg: str = "ffmpeg", timeout: float = 120) -> list[Frame]:
     """Every frame of ``media`` (an init segment + media segments, or any file ffmpeg reads)."""
     band = clock.band_height(height)
-    out = subprocess.run([ffmpeg, "-hide_banner", "-nostdin", "-i", "pipe:0", "-map", "0:v:0",
-                          "-vf", f"crop={width}:{band}:0:0,showinfo", "-fps_mode", "passthrough",
-                          "-f", "rawvideo", "-pix_fmt", "gray", "pipe:1"],
-                         input=media, capture_output=True, timeout=timeout, check=True)
+    out = subprocess.run(
+        [
+            ffmpeg,
+            "-hide_banner",
+            "-nostdin",
+            "-i",
+            "pipe:0",
+            "-map",
+            "0:v:0",
+            "-vf",
+            f"crop={width}:{band}:0:0,showinfo",
+            "-fps_mode",
+            "passthrough",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "gray",
+            "pipe:1",
+        ],
+        input=media,
+        capture_output=True,
+        timeout=timeout,
+        check=True,
+    )
     pts = [float(m) * 1000 for m in re.findall(rb"pts_time:\s*([-0-9.]+)", out.stderr)]
     size = width * band
     frames = []
     for index, at in enumerate(range(0, len(out.stdout) - size + 1, size)):
-        raw = out.stdout[at:at + size]
+        raw = out.stdout[at : at + size]
         value = clock.read_band(lambda x, y, raw=raw: raw[y * width + x], width, height)
         frames.append(Frame(pts[index], value))
     return frames
@@ -67,12 +88,15 @@ class SwitchFigures:
         return self.latency_after_ms - self.latency_before_ms
 
     def __str__(self) -> str:
-        return (f"repeated {self.repeat_ms:.0f} ms, skipped {self.skip_ms:.0f} ms, latency after - before "
-                f"{self.latency_shift_ms:+.0f} ms ({self.frames} frames around the switch)")
+        return (
+            f"repeated {self.repeat_ms:.0f} ms, skipped {self.skip_ms:.0f} ms, latency after - before "
+            f"{self.latency_shift_ms:+.0f} ms ({self.frames} frames around the switch)"
+        )
 
 
-def switch_figures(frames: Sequence[Frame], switched_at_ms: float, *, settle_ms: float = 5000,
-                   window_ms: float = 4000) -> SwitchFigures:
+def switch_figures(
+    frames: Sequence[Frame], switched_at_ms: float, *, settle_ms: float = 5000, window_ms: float = 4000
+) -> SwitchFigures:
     """Figures of the switch decided at wall time ``switched_at_ms`` (Unix ms): its content is at
     most a few seconds older than that (the encoders' and the relay's delay), so the switch lies
     in the ``settle_ms`` of media time after the first frame captured 3 s before it; the latency
@@ -81,11 +105,16 @@ def switch_figures(frames: Sequence[Frame], switched_at_ms: float, *, settle_ms:
     start = next(f.pts_ms for f in readable if f.captured_ms >= switched_at_ms - 3000)  # type: ignore[operator]
     around = [f for f in readable if start <= f.pts_ms <= start + settle_ms]
     before = [f.pts_ms - f.captured_ms for f in readable if start - window_ms <= f.pts_ms < start]  # type: ignore[operator]
-    after = [f.pts_ms - f.captured_ms for f in readable  # type: ignore[operator]
-             if start + settle_ms < f.pts_ms <= start + settle_ms + window_ms]
+    after = [
+        f.pts_ms - f.captured_ms
+        for f in readable  # type: ignore[operator]
+        if start + settle_ms < f.pts_ms <= start + settle_ms + window_ms
+    ]
     if len(around) < 2 or not before or not after:
-        raise ValueError(f"too few readable frames around the switch at {switched_at_ms:.0f}: {len(around)} around, "
-                         f"{len(before)} before, {len(after)} after")
+        raise ValueError(
+            f"too few readable frames around the switch at {switched_at_ms:.0f}: {len(around)} around, "
+            f"{len(before)} before, {len(after)} after"
+        )
     repeat = 0.0
     newest = around[0].captured_ms
     skip = 0.0
@@ -138,17 +167,34 @@ def switch_time_ms(log: str, switch: str) -> float:
     return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp() * 1000
 
 
-def failover_and_return(tx, url: Callable[[str], str], rung: str, *, width: int, height: int, fps: int = 30,
-                        gop_seconds: float = 2.0, kill_frames_before_key: int = 12) -> dict[str, SwitchFigures]:
+def failover_and_return(
+    tx,
+    url: Callable[[str], str],
+    rung: str,
+    *,
+    width: int,
+    height: int,
+    fps: int = 30,
+    gop_seconds: float = 2.0,
+    kill_frames_before_key: int = 12,
+) -> dict[str, SwitchFigures]:
     """One camera feeding two encoders (two cameras painting the same clock, the wall clock at
     capture) push main and backup to the transcoder ``tx`` (a tests.fixtures.transcoder handle,
     started with main and backup); main's encoder is killed ``kill_frames_before_key`` frames
     before the backup's next keyframe (its cached GOP then holds much that viewers saw from main),
     a new one comes back and takes over. Figures of both switches, read off every frame of the
     ``rung`` CMAF rendition."""
+
     def camera(name: str) -> Camera:
-        return Camera(url(name), width=width, height=height, fps=fps, bitrate_kbps=600,
-                      keyframe_seconds=gop_seconds, encoder="obs").start()
+        return Camera(
+            url(name),
+            width=width,
+            height=height,
+            fps=fps,
+            bitrate_kbps=600,
+            keyframe_seconds=gop_seconds,
+            encoder="obs",
+        ).start()
 
     main, backup = camera("main"), camera("backup")
     recording = PlaylistRecording(tx.out / "hls/cmaf" / rung)
@@ -171,10 +217,14 @@ def failover_and_return(tx, url: Callable[[str], str], rung: str, *, width: int,
         main.stop()
         backup.stop()
     if recording.discontinuities:
-        raise AssertionError(f"{recording.discontinuities} discontinuities: a failover must be a splice in the same run")
+        raise AssertionError(
+            f"{recording.discontinuities} discontinuities: a failover must be a splice in the same run"
+        )
     frames = read_frames(recording.media(), width, height)
     unreadable = sum(f.captured_ms is None for f in frames)
     if unreadable > len(frames) // 20:
         raise AssertionError(f"{unreadable} of {len(frames)} frames without a readable clock")
     log = tx.log_text()
-    return {switch: switch_figures(frames, switch_time_ms(log, switch)) for switch in ("main -> backup", "backup -> main")}
+    return {
+        switch: switch_figures(frames, switch_time_ms(log, switch)) for switch in ("main -> backup", "backup -> main")
+    }

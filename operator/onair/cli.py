@@ -4,6 +4,7 @@ Each subcommand lives in the module that owns the feature; this file only routes
 importing lazily so `onair agent ingest` never loads kopf and `onair run` never loads aiortc.
 Every target exposes `main(argv: list[str]) -> int`.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -11,11 +12,17 @@ import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("onair.controller.runner", "run the operator against the current kubeconfig"),
-    "dev": ("onair.localcluster.dev", "run onair on a local cluster: a real node when this machine allows it, else the process runner"),
+    "dev": (
+        "onair.localcluster.dev",
+        "run onair on a local cluster: a real node when this machine allows it, else the process runner",
+    ),
     "localcluster": ("onair.localcluster.cli", "build or start the pinned kube-apiserver/etcd/kube-controller-manager"),
     "crds": ("onair.crdgen", "generate crds/*.yaml from the pydantic API models (--check to verify)"),
     "agent": ("onair.agent.cli", "run a media role: ingest | transcoder | origin | recorder"),
-    "token": ("onair.tokens_cli", "print a backstage playback token (or player URL), or --publish a personal publish token, for a member of a Livestream"),
+    "token": (
+        "onair.tokens_cli",
+        "print a backstage playback token (or player URL), or --publish a personal publish token, for a member of a Livestream",
+    ),
 }
 
 

@@ -7,6 +7,7 @@ CEL rules the models carry kept as ``x-kubernetes-validations``.
 
 ``onair crds`` writes the files; ``onair crds --check`` exits 1 when they are stale.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,7 +60,9 @@ def _resolve_children(schema: dict, defs: dict) -> dict:
 def _clean(schema: dict) -> dict:
     out: dict[str, Any] = {}
     for key, value in schema.items():
-        if key in _DROP and not (key == "additionalProperties" and isinstance(value, dict) and "properties" not in schema):
+        if key in _DROP and not (
+            key == "additionalProperties" and isinstance(value, dict) and "properties" not in schema
+        ):
             continue
         if key == "properties":
             out[key] = {name: _clean(sub) for name, sub in value.items()}
@@ -92,8 +95,17 @@ def structural_schema(model) -> dict:
     return resolved
 
 
-def _crd(model, *, plural: str, singular: str, kind: str, scope: str, short_names: list[str],
-         columns: list[dict], description: str) -> dict:
+def _crd(
+    model,
+    *,
+    plural: str,
+    singular: str,
+    kind: str,
+    scope: str,
+    short_names: list[str],
+    columns: list[dict],
+    description: str,
+) -> dict:
     schema = structural_schema(model)
     schema["description"] = description
     return {
@@ -106,16 +118,23 @@ def _crd(model, *, plural: str, singular: str, kind: str, scope: str, short_name
         "spec": {
             "group": GROUP,
             "scope": scope,
-            "names": {"plural": plural, "singular": singular, "kind": kind,
-                      "shortNames": short_names, "categories": ["onair"]},
-            "versions": [{
-                "name": VERSION,
-                "served": True,
-                "storage": True,
-                "subresources": {"status": {}},
-                "additionalPrinterColumns": columns,
-                "schema": {"openAPIV3Schema": schema},
-            }],
+            "names": {
+                "plural": plural,
+                "singular": singular,
+                "kind": kind,
+                "shortNames": short_names,
+                "categories": ["onair"],
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": columns,
+                    "schema": {"openAPIV3Schema": schema},
+                }
+            ],
         },
     }
 
@@ -123,36 +142,50 @@ def _crd(model, *, plural: str, singular: str, kind: str, scope: str, short_name
 def crds() -> dict[str, dict]:
     return {
         f"{GROUP}_calltypes.yaml": _crd(
-            CallType, plural="calltypes", singular="calltype", kind="CallType", scope="Cluster",
+            CallType,
+            plural="calltypes",
+            singular="calltype",
+            kind="CallType",
+            scope="Cluster",
             short_names=["ct"],
             description="CallType: cluster-wide presets (backstage, ingest, broadcasting, DVR, recording) "
-                        "and role grants that Livestreams refer to by name, like a StorageClass.",
+            "and role grants that Livestreams refer to by name, like a StorageClass.",
             columns=[
                 {"name": "Broadcasting", "type": "string", "jsonPath": ".spec.settings.broadcasting.mode"},
                 {"name": "Recording", "type": "string", "jsonPath": ".spec.settings.recording.mode"},
                 {"name": "Livestreams", "type": "integer", "jsonPath": ".status.livestreams"},
                 {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-            ]),
+            ],
+        ),
         f"{GROUP}_livestreams.yaml": _crd(
-            Livestream, plural="livestreams", singular="livestream", kind="Livestream", scope="Namespaced",
+            Livestream,
+            plural="livestreams",
+            singular="livestream",
+            kind="Livestream",
+            scope="Namespaced",
             short_names=["ls", "lstream"],
             description="Livestream: one stream or event. Encoders push to status.ingest (credentials in "
-                        "status.credentialsSecret); viewers play status.playback.",
+            "status.credentialsSecret); viewers play status.playback.",
             columns=[
                 {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
                 {"name": "Live", "type": "boolean", "jsonPath": ".status.live"},
                 {"name": "Backup", "type": "boolean", "jsonPath": ".status.backupLive"},
                 {"name": "Broadcasting", "type": "boolean", "jsonPath": ".status.broadcasting"},
-                {"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"},
+                {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
                 {"name": "Playback URL", "type": "string", "jsonPath": ".status.playback.hlsCmaf"},
                 {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-            ]),
+            ],
+        ),
         f"{GROUP}_recordings.yaml": _crd(
-            Recording, plural="recordings", singular="recording", kind="Recording", scope="Namespaced",
+            Recording,
+            plural="recordings",
+            singular="recording",
+            kind="Recording",
+            scope="Namespaced",
             short_names=["rec"],
             description="Recording: one finished recording session of a Livestream (its parts on the recordings "
-                        "volume and in object storage). Created by the operator, owned by nothing: it outlives "
-                        "the Livestream. Deleting it deletes its media.",
+            "volume and in object storage). Created by the operator, owned by nothing: it outlives "
+            "the Livestream. Deleting it deletes its media.",
             columns=[
                 {"name": "Livestream", "type": "string", "jsonPath": ".spec.livestream.name"},
                 {"name": "Started", "type": "string", "format": "date-time", "jsonPath": ".spec.startedAt"},
@@ -162,7 +195,8 @@ def crds() -> dict[str, dict]:
                 {"name": "Source", "type": "string", "jsonPath": ".spec.source", "priority": 1},
                 {"name": "End reason", "type": "string", "jsonPath": ".spec.endReason", "priority": 1},
                 {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-            ]),
+            ],
+        ),
     }
 
 

@@ -1,4 +1,5 @@
 """Dict helpers shared by the schema generator and the settings merge."""
+
 from __future__ import annotations
 
 from typing import Any

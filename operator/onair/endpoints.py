@@ -3,6 +3,7 @@
 Pure string builders shared by the operator (status URLs, rendered configs), the agents and the
 tests, so a path is spelled in one place only.
 """
+
 from __future__ import annotations
 
 from urllib.parse import quote
@@ -70,8 +71,9 @@ def personal_srt_url(srt_url: str, token: str) -> str:
     claims, _, signature = token.rpartition(".")
     base, _, query = srt_url.partition("?")
     kept = [p for p in query.split("&") if p and not p.startswith(("streamid=", "passphrase="))]
-    return f"{base}?" + "&".join([f"streamid={quote(SRT_PERSONAL_PREFIX + claims, safe=':')}",
-                                  f"passphrase={signature}", *kept])
+    return f"{base}?" + "&".join(
+        [f"streamid={quote(SRT_PERSONAL_PREFIX + claims, safe=':')}", f"passphrase={signature}", *kept]
+    )
 
 
 def whip_url(host: str, port: int = 8443, tls: bool = False) -> str:

@@ -8,6 +8,7 @@ between picking it and listening on it (SeaweedFS's S3 server once lost its gRPC
 connection to the master that way). Another listener may still take a picked port first, which
 is why callers that start several listeners keep a set of taken ones.
 """
+
 from __future__ import annotations
 
 import random
@@ -39,8 +40,9 @@ def _bindable(kind: int, host: str, port: int) -> bool:
     return True
 
 
-def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1", taken: frozenset[int] | set[int] = frozenset()
-              ) -> int:
+def free_port(
+    kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1", taken: frozenset[int] | set[int] = frozenset()
+) -> int:
     """``kind``: socket.SOCK_STREAM (TCP) or socket.SOCK_DGRAM (UDP); never one of ``taken``."""
     highest = _highest()
     if highest > LOWEST:

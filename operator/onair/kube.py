@@ -13,6 +13,7 @@ Why lightkube (over kubernetes_asyncio, and over the official client in a thread
 Every failure comes back as one exception, :class:`KubeError`, carrying the API server's own
 message: that is what ends up in conditions and Events, which users read.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -46,7 +47,17 @@ FIELD_MANAGER = MANAGER
 # The operation names timed through ``on_request`` (the operator's request-duration metric).
 APPLY, STATUS_PATCH = "apply", "status_patch"
 
-__all__ = ["ConfigError", "FIELD_MANAGER", "Kind", "Kube", "KubeError", "SingleConfig", "SyncKube", "User", "load_config"]
+__all__ = [
+    "ConfigError",
+    "FIELD_MANAGER",
+    "Kind",
+    "Kube",
+    "KubeError",
+    "SingleConfig",
+    "SyncKube",
+    "User",
+    "load_config",
+]
 
 
 @dataclass(frozen=True)
@@ -69,32 +80,39 @@ def _resource_class(kind: Kind) -> Any:
     # anyone) would clash with it. Ours stay private and always decode to plain dicts.
     group, _, version = kind.api_version.rpartition("/")
     info = create_api_info(group, version, kind.kind, kind.plural)
-    status_info = lk_resource.ApiInfo(resource=info.resource, parent=info.resource, plural=kind.plural,
-                                      verbs=["get", "patch", "put"], action="status")
-    base, status_base = ((GenericNamespacedResource, GenericNamespacedStatus) if kind.namespaced
-                         else (GenericGlobalResource, GenericGlobalStatus))
+    status_info = lk_resource.ApiInfo(
+        resource=info.resource, parent=info.resource, plural=kind.plural, verbs=["get", "patch", "put"], action="status"
+    )
+    base, status_base = (
+        (GenericNamespacedResource, GenericNamespacedStatus)
+        if kind.namespaced
+        else (GenericGlobalResource, GenericGlobalStatus)
+    )
     status = type(f"{kind.kind}Status", (status_base,), {"_api_info": status_info})
     return type(kind.kind, (base,), {"_api_info": info, "Status": status})
 
 
-KINDS: dict[tuple[str, str], Kind] = {(k.api_version, k.kind): k for k in (
-    Kind("v1", "Secret", "secrets"),
-    Kind("v1", "ConfigMap", "configmaps"),
-    Kind("v1", "Service", "services"),
-    Kind("v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
-    Kind("v1", "ServiceAccount", "serviceaccounts"),
-    Kind("v1", "Event", "events"),
-    # Read to say why an agent does not answer; created only to delete a Recording's files.
-    Kind("v1", "Pod", "pods"),
-    Kind("apps/v1", "Deployment", "deployments"),
-    Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
-    Kind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
-    Kind("networking.k8s.io/v1", "Ingress", "ingresses"),
-    Kind("gateway.networking.k8s.io/v1", "HTTPRoute", "httproutes"),
-    Kind(API_VERSION, "Livestream", "livestreams"),
-    Kind(API_VERSION, "Recording", "recordings"),
-    Kind(API_VERSION, "CallType", "calltypes", namespaced=False),
-)}
+KINDS: dict[tuple[str, str], Kind] = {
+    (k.api_version, k.kind): k
+    for k in (
+        Kind("v1", "Secret", "secrets"),
+        Kind("v1", "ConfigMap", "configmaps"),
+        Kind("v1", "Service", "services"),
+        Kind("v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
+        Kind("v1", "ServiceAccount", "serviceaccounts"),
+        Kind("v1", "Event", "events"),
+        # Read to say why an agent does not answer; created only to delete a Recording's files.
+        Kind("v1", "Pod", "pods"),
+        Kind("apps/v1", "Deployment", "deployments"),
+        Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
+        Kind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
+        Kind("networking.k8s.io/v1", "Ingress", "ingresses"),
+        Kind("gateway.networking.k8s.io/v1", "HTTPRoute", "httproutes"),
+        Kind(API_VERSION, "Livestream", "livestreams"),
+        Kind(API_VERSION, "Recording", "recordings"),
+        Kind(API_VERSION, "CallType", "calltypes", namespaced=False),
+    )
+}
 LIVESTREAM = KINDS[(API_VERSION, "Livestream")]
 RECORDING = KINDS[(API_VERSION, "Recording")]
 CALLTYPE = KINDS[(API_VERSION, "CallType")]
@@ -108,8 +126,11 @@ def kinds_of_crd(crd: Mapping) -> list[Kind]:
     """The kinds a CustomResourceDefinition serves, one per version."""
     spec = crd.get("spec") or {}
     names = spec.get("names") or {}
-    return [Kind(f"{spec['group']}/{v['name']}", names["kind"], names["plural"], spec.get("scope") == "Namespaced")
-            for v in spec.get("versions") or [] if v.get("served", True)]
+    return [
+        Kind(f"{spec['group']}/{v['name']}", names["kind"], names["plural"], spec.get("scope") == "Namespaced")
+        for v in spec.get("versions") or []
+        if v.get("served", True)
+    ]
 
 
 def builtin_kind(api_version: str, kind: str) -> Optional[Kind]:
@@ -238,19 +259,33 @@ class OldestFirstGate:
 class Kube:
     """The operator's client: dicts in, dicts out, :class:`KubeError` on any failure."""
 
-    def __init__(self, config: SingleConfig, *, request_timeout: float = 30.0, max_in_flight: int = 8,
-                 on_request: Optional[Callable[[str, float], None]] = None) -> None:
+    def __init__(
+        self,
+        config: SingleConfig,
+        *,
+        request_timeout: float = 30.0,
+        max_in_flight: int = 8,
+        on_request: Optional[Callable[[str, float], None]] = None,
+    ) -> None:
         self.config = config
-        self.client = AsyncClient(config, timeout=httpx2.Timeout(request_timeout, connect=10.0),
-                                  field_manager=FIELD_MANAGER, trust_env=False)
+        self.client = AsyncClient(
+            config, timeout=httpx2.Timeout(request_timeout, connect=10.0), field_manager=FIELD_MANAGER, trust_env=False
+        )
         self.gate = OldestFirstGate(max_in_flight)
         self.on_request = on_request
 
     async def close(self) -> None:
         await self.client.close()
 
-    async def _call(self, verb: str, kind: Kind, namespace: Optional[str], name: Optional[str], call: Any,
-                    timed: Optional[str] = None) -> Any:
+    async def _call(
+        self,
+        verb: str,
+        kind: Kind,
+        namespace: Optional[str],
+        name: Optional[str],
+        call: Any,
+        timed: Optional[str] = None,
+    ) -> Any:
         started = time.monotonic()
         try:
             async with self.gate:
@@ -263,29 +298,39 @@ class Kube:
 
     async def get(self, kind: Kind, namespace: Optional[str], name: str) -> Optional[dict]:
         try:
-            return await self._call("get", kind, namespace, name,
-                                    lambda: self.client.get(kind.resource, name, namespace=namespace))
+            return await self._call(
+                "get", kind, namespace, name, lambda: self.client.get(kind.resource, name, namespace=namespace)
+            )
         except KubeError as exc:
             if exc.status == 404:
                 return None
             raise
 
-    async def list(self, kind: Kind, namespace: Optional[str],
-                   labels: Optional[Mapping[str, Optional[str]]] = None) -> list[dict]:
+    async def list(
+        self, kind: Kind, namespace: Optional[str], labels: Optional[Mapping[str, Optional[str]]] = None
+    ) -> list[dict]:
         """Every object of ``kind`` in ``namespace`` (None: all namespaces) with ``labels``
         (a None value: the label exists)."""
+
         async def collect() -> list[dict]:
-            return [item async for item in self.client.list(
-                kind.resource, namespace=_scope(kind, namespace), labels=dict(labels) if labels else None)]
+            return [
+                item
+                async for item in self.client.list(
+                    kind.resource, namespace=_scope(kind, namespace), labels=dict(labels) if labels else None
+                )
+            ]
+
         return await self._call("list", kind, namespace, None, collect)
 
-    async def watch(self, kind: Kind, namespace: Optional[str],
-                    labels: Optional[Mapping[str, Optional[str]]] = None) -> AsyncIterator[tuple[str, dict]]:
+    async def watch(
+        self, kind: Kind, namespace: Optional[str], labels: Optional[Mapping[str, Optional[str]]] = None
+    ) -> AsyncIterator[tuple[str, dict]]:
         """(event type, object) for every change, from now on, until cancelled; the watch is
         re-established after the server ends it. A failed (re)connection raises KubeError."""
         try:
-            async for event, obj in self.client.watch(kind.resource, namespace=_scope(kind, namespace),
-                                                       labels=dict(labels) if labels else None):
+            async for event, obj in self.client.watch(
+                kind.resource, namespace=_scope(kind, namespace), labels=dict(labels) if labels else None
+            ):
                 yield event, obj
         except (ApiError, httpx2.HTTPError, OSError) as exc:
             raise _decode_error(exc, "watch", kind, namespace, None) from exc
@@ -294,18 +339,37 @@ class Kube:
         """Server-side apply with force: the operator owns exactly the fields it renders."""
         kind, meta = kind_of(obj), obj["metadata"]
         namespace, name = meta.get("namespace"), meta["name"]
-        return await self._call("apply", kind, namespace, name, lambda: self.client.patch(
-            kind.resource, name, obj, namespace=namespace, patch_type=PatchType.APPLY,
-            field_manager=field_manager, force=True), timed=APPLY)
+        return await self._call(
+            "apply",
+            kind,
+            namespace,
+            name,
+            lambda: self.client.patch(
+                kind.resource,
+                name,
+                obj,
+                namespace=namespace,
+                patch_type=PatchType.APPLY,
+                field_manager=field_manager,
+                force=True,
+            ),
+            timed=APPLY,
+        )
 
     async def create(self, obj: dict, field_manager: str = FIELD_MANAGER) -> dict:
         """POST ``obj``; an existing object of that name is a 409 KubeError."""
         kind, meta = kind_of(obj), obj["metadata"]
-        return await self._call("create", kind, meta.get("namespace"), meta["name"], lambda: self.client.create(
-            kind.resource(obj), field_manager=field_manager))
+        return await self._call(
+            "create",
+            kind,
+            meta.get("namespace"),
+            meta["name"],
+            lambda: self.client.create(kind.resource(obj), field_manager=field_manager),
+        )
 
-    async def create_if_absent(self, obj: dict, field_manager: str = FIELD_MANAGER,
-                               check_first: bool = True) -> Optional[dict]:
+    async def create_if_absent(
+        self, obj: dict, field_manager: str = FIELD_MANAGER, check_first: bool = True
+    ) -> Optional[dict]:
         """Create ``obj`` unless an object of that name exists; never touch an existing one.
 
         ``check_first``: GET before POST. Without it an existing object costs a refused POST
@@ -321,8 +385,14 @@ class Kube:
                 return None
             raise
 
-    async def delete(self, kind: Kind, namespace: Optional[str], name: str, uid: Optional[str] = None,
-                     resource_version: Optional[str] = None) -> bool:
+    async def delete(
+        self,
+        kind: Kind,
+        namespace: Optional[str],
+        name: str,
+        uid: Optional[str] = None,
+        resource_version: Optional[str] = None,
+    ) -> bool:
         """Delete in the background; False when it is gone already or is not the one meant.
 
         ``uid`` / ``resource_version``: delete only that object (preconditions), never a
@@ -338,6 +408,7 @@ class Kube:
             request = generic.prepare_request("delete", kind.resource, name=name, namespace=namespace)
             request.data = body
             generic.raise_for_status(await generic.send(generic.build_adapter_request(request)))
+
         try:
             await self._call("delete", kind, namespace, name, send)
         except KubeError as exc:
@@ -348,14 +419,26 @@ class Kube:
 
     async def merge_patch(self, kind: Kind, namespace: Optional[str], name: str, patch: dict) -> dict:
         """JSON merge patch of the object (never creates it: a missing object is a 404)."""
-        return await self._call("patch", kind, namespace, name, lambda: self.client.patch(
-            kind.resource, name, patch, namespace=namespace, patch_type=PatchType.MERGE))
+        return await self._call(
+            "patch",
+            kind,
+            namespace,
+            name,
+            lambda: self.client.patch(kind.resource, name, patch, namespace=namespace, patch_type=PatchType.MERGE),
+        )
 
     async def patch_status(self, kind: Kind, namespace: Optional[str], name: str, status: dict) -> dict:
         """JSON merge patch of the status subresource (None values delete keys)."""
-        return await self._call("patch status of", kind, namespace, name, lambda: self.client.patch(
-            kind.resource.Status, name, {"status": status}, namespace=namespace, patch_type=PatchType.MERGE),
-            timed=STATUS_PATCH)
+        return await self._call(
+            "patch status of",
+            kind,
+            namespace,
+            name,
+            lambda: self.client.patch(
+                kind.resource.Status, name, {"status": status}, namespace=namespace, patch_type=PatchType.MERGE
+            ),
+            timed=STATUS_PATCH,
+        )
 
 
 # ----------------------------------------------------------------------------- blocking
@@ -366,8 +449,9 @@ class SyncKube:
 
     def __init__(self, config: SingleConfig, *, request_timeout: float = 30.0) -> None:
         self.config = config
-        self.client = Client(config, timeout=httpx2.Timeout(request_timeout, connect=10.0),
-                             field_manager=FIELD_MANAGER, trust_env=False)
+        self.client = Client(
+            config, timeout=httpx2.Timeout(request_timeout, connect=10.0), field_manager=FIELD_MANAGER, trust_env=False
+        )
 
     def close(self) -> None:
         self.client.close()
@@ -380,41 +464,86 @@ class SyncKube:
 
     def get(self, kind: Kind, namespace: Optional[str], name: str) -> Optional[dict]:
         try:
-            return self._call("get", kind, namespace, name,
-                              lambda: self.client.get(kind.resource, name, namespace=namespace))
+            return self._call(
+                "get", kind, namespace, name, lambda: self.client.get(kind.resource, name, namespace=namespace)
+            )
         except KubeError as exc:
             if exc.status == 404:
                 return None
             raise
 
-    def list(self, kind: Kind, namespace: Optional[str],
-             labels: Optional[Mapping[str, Optional[str]]] = None) -> list[dict]:
-        return self._call("list", kind, namespace, None, lambda: list(self.client.list(
-            kind.resource, namespace=_scope(kind, namespace), labels=dict(labels) if labels else None)))
+    def list(
+        self, kind: Kind, namespace: Optional[str], labels: Optional[Mapping[str, Optional[str]]] = None
+    ) -> list[dict]:
+        return self._call(
+            "list",
+            kind,
+            namespace,
+            None,
+            lambda: list(
+                self.client.list(
+                    kind.resource, namespace=_scope(kind, namespace), labels=dict(labels) if labels else None
+                )
+            ),
+        )
 
     def apply(self, obj: dict, field_manager: str = FIELD_MANAGER, kind: Optional[Kind] = None) -> dict:
         """``kind``: for a kind outside onair's own table (the local cluster's manifests)."""
         kind, meta = kind or kind_of(obj), obj["metadata"]
         namespace, name = meta.get("namespace"), meta["name"]
-        return self._call("apply", kind, namespace, name, lambda: self.client.patch(
-            kind.resource, name, obj, namespace=namespace, patch_type=PatchType.APPLY,
-            field_manager=field_manager, force=True))
+        return self._call(
+            "apply",
+            kind,
+            namespace,
+            name,
+            lambda: self.client.patch(
+                kind.resource,
+                name,
+                obj,
+                namespace=namespace,
+                patch_type=PatchType.APPLY,
+                field_manager=field_manager,
+                force=True,
+            ),
+        )
 
     def create(self, obj: dict, field_manager: str = FIELD_MANAGER) -> dict:
         """POST ``obj``; an existing object of that name is a 409 KubeError."""
         kind, meta = kind_of(obj), obj["metadata"]
-        return self._call("create", kind, meta.get("namespace"), meta["name"], lambda: self.client.create(
-            kind.resource(obj), field_manager=field_manager))
+        return self._call(
+            "create",
+            kind,
+            meta.get("namespace"),
+            meta["name"],
+            lambda: self.client.create(kind.resource(obj), field_manager=field_manager),
+        )
 
     def log(self, namespace: str, pod: str, tail_lines: Optional[int] = None) -> str:
         """The last lines a pod's (only) container wrote."""
-        return self._call("read the log of", POD, namespace, pod, lambda: "".join(
-            self.client.log(pod, namespace=namespace, tail_lines=tail_lines)))
+        return self._call(
+            "read the log of",
+            POD,
+            namespace,
+            pod,
+            lambda: "".join(self.client.log(pod, namespace=namespace, tail_lines=tail_lines)),
+        )
 
     def merge_patch(self, kind: Kind, namespace: Optional[str], name: str, patch: dict) -> dict:
-        return self._call("patch", kind, namespace, name, lambda: self.client.patch(
-            kind.resource, name, patch, namespace=namespace, patch_type=PatchType.MERGE))
+        return self._call(
+            "patch",
+            kind,
+            namespace,
+            name,
+            lambda: self.client.patch(kind.resource, name, patch, namespace=namespace, patch_type=PatchType.MERGE),
+        )
 
     def patch_status(self, kind: Kind, namespace: Optional[str], name: str, status: dict) -> dict:
-        return self._call("patch status of", kind, namespace, name, lambda: self.client.patch(
-            kind.resource.Status, name, {"status": status}, namespace=namespace, patch_type=PatchType.MERGE))
+        return self._call(
+            "patch status of",
+            kind,
+            namespace,
+            name,
+            lambda: self.client.patch(
+                kind.resource.Status, name, {"status": status}, namespace=namespace, patch_type=PatchType.MERGE
+            ),
+        )

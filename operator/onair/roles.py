@@ -3,6 +3,7 @@
 The operator renders Deployments from this; the agent binds the same ports; the Dockerfile
 exposes them. Change a port here and all three follow.
 """
+
 from __future__ import annotations
 
 import os
@@ -37,13 +38,17 @@ class MediaRole:
         return ["agent", self.name, "--config", CONFIG_PATH]
 
 
-INGEST = MediaRole("ingest", (
-    Port("agent", AGENT_PORT),
-    Port("rtmp", 1935),
-    Port("rtmps", 1936),
-    Port("srt", 9998, "UDP"),
-    Port("whip", 8443),
-), readiness_path="/readyz")
+INGEST = MediaRole(
+    "ingest",
+    (
+        Port("agent", AGENT_PORT),
+        Port("rtmp", 1935),
+        Port("rtmps", 1936),
+        Port("srt", 9998, "UDP"),
+        Port("whip", 8443),
+    ),
+    readiness_path="/readyz",
+)
 TRANSCODER = MediaRole("transcoder", (Port("agent", AGENT_PORT),))
 # ``http`` is the public playback port; ``upload`` takes the transcoder's output only, on a listener of
 # its own so viewers cannot starve it, and the origin Service keeps it cluster-internal.

@@ -28,6 +28,7 @@ to skip the signature. The time claims are checked here and not by PyJWT, which 
 clock itself: the clock stays a parameter (``now``), so these stay pure functions, and the claims
 get the stricter checks above (finite numbers, the 30-day cap). PyJWT checks the audience.
 """
+
 from __future__ import annotations
 
 import math
@@ -97,13 +98,25 @@ def _key(secret: str | bytes) -> bytes:
 
 
 # PyJWT checks the signature, the algorithm and the audience; the time claims are ours (module doc).
-_DECODE_OPTIONS: Options = {"verify_exp": False, "verify_nbf": False, "verify_iat": False,
-                            "verify_sub": False, "verify_jti": False, "require": []}
+_DECODE_OPTIONS: Options = {
+    "verify_exp": False,
+    "verify_nbf": False,
+    "verify_iat": False,
+    "verify_sub": False,
+    "verify_jti": False,
+    "require": [],
+}
 _HS256 = jwt.get_algorithm_by_name(ALGORITHM)
 
 
-def mint(secret: str | bytes, livestream: str, expires_at: Timestamp, user_id: Optional[str] = None,
-         issued_at: Optional[Timestamp] = None, scope: Optional[str] = None) -> str:
+def mint(
+    secret: str | bytes,
+    livestream: str,
+    expires_at: Timestamp,
+    user_id: Optional[str] = None,
+    issued_at: Optional[Timestamp] = None,
+    scope: Optional[str] = None,
+) -> str:
     """A playback token for ``livestream`` valid until ``expires_at``, at most ``MAX_LIFETIME``
     after ``issued_at`` (default: now); ``ValueError`` for a longer one, which no origin accepts."""
     if not livestream:
@@ -111,8 +124,10 @@ def mint(secret: str | bytes, livestream: str, expires_at: Timestamp, user_id: O
     expires = _seconds(expires_at)
     start = _seconds(issued_at) if issued_at is not None else time.time()
     if expires - start > MAX_LIFETIME.total_seconds():
-        raise ValueError(f"a playback token may be valid for at most {MAX_LIFETIME.days} days, not "
-                         f"{(expires - start) / 86400:.1f}: mint a shorter one (and a new one when it expires)")
+        raise ValueError(
+            f"a playback token may be valid for at most {MAX_LIFETIME.days} days, not "
+            f"{(expires - start) / 86400:.1f}: mint a shorter one (and a new one when it expires)"
+        )
     claims: dict = {"aud": livestream, "exp": expires}
     if user_id is not None:
         claims["sub"] = str(user_id)
@@ -135,8 +150,9 @@ def _time_claim(claims: dict, name: str) -> Optional[float]:
     return value
 
 
-def mint_publish(secret: str | bytes, livestream: str, user_id: str, expires_at: Timestamp,
-                 issued_at: Timestamp) -> str:
+def mint_publish(
+    secret: str | bytes, livestream: str, user_id: str, expires_at: Timestamp, issued_at: Timestamp
+) -> str:
     """A personal publish token of member ``user_id`` for ``livestream``."""
     if not user_id:
         raise ValueError("a publish token names its member (user_id)")
@@ -173,12 +189,14 @@ def verify(secret: str | bytes, token: str, livestream: str, now: Timestamp, lee
     if claims.get("scope") == PUBLISH_SCOPE:
         raise WrongScope("a personal publish token cannot be used to watch: use a playback token")
     user_id = claims.get("sub")
-    return PlaybackClaims(livestream=livestream, expires_at=int(claims["exp"]),
-                          user_id=str(user_id) if user_id is not None else None)
+    return PlaybackClaims(
+        livestream=livestream, expires_at=int(claims["exp"]), user_id=str(user_id) if user_id is not None else None
+    )
 
 
-def verify_publish(secret: str | bytes, token: str, livestream: str, now: Timestamp,
-                   leeway_seconds: int = 0) -> PublishClaims:
+def verify_publish(
+    secret: str | bytes, token: str, livestream: str, now: Timestamp, leeway_seconds: int = 0
+) -> PublishClaims:
     """The claims of a valid personal publish token for ``livestream`` at ``now``; ``TokenExpired``
     once it has expired, ``TokenError`` for any other fault."""
     claims = _verified_claims(secret, token, livestream, now, leeway_seconds)
@@ -189,8 +207,9 @@ def verify_publish(secret: str | bytes, token: str, livestream: str, now: Timest
         raise TokenError("publish token names no member (sub)")
     if issued_at is None:
         raise TokenError("publish token has no issue time (iat)")
-    return PublishClaims(livestream=livestream, user_id=user_id, issued_at=int(issued_at),
-                         expires_at=int(claims["exp"]))
+    return PublishClaims(
+        livestream=livestream, user_id=user_id, issued_at=int(issued_at), expires_at=int(claims["exp"])
+    )
 
 
 def _verified_claims(secret: str | bytes, token: str, livestream: str, now: Timestamp, leeway_seconds: int) -> dict:

@@ -15,6 +15,7 @@ both ``send-audio`` and ``send-video`` (GetStream: a host pushes RTMP with their
 the stream key); ``--force`` mints for anyone, e.g. a support engineer checking the stream (the
 ingest still refuses a publish token of someone who may not publish).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -82,21 +83,28 @@ def check_member(livestream: Mapping, calltype: Optional[CallType], user: str, p
     member = next((m for m in members if m.get("userId") == user), None)
     if member is None:
         listed = ", ".join(m.get("userId", "?") for m in members[:20]) or "none"
-        raise Refused(f"{user!r} is not a member of {target} (members: {listed}); add them to spec.members "
-                      f"with a role that has {what}, or pass --force")
+        raise Refused(
+            f"{user!r} is not a member of {target} (members: {listed}); add them to spec.members "
+            f"with a role that has {what}, or pass --force"
+        )
     if calltype is None:
-        raise Refused(f"CallType {ct_name!r} of {target} does not exist, so no role grants {what}; "
-                      "pass --force to mint anyway")
+        raise Refused(
+            f"CallType {ct_name!r} of {target} does not exist, so no role grants {what}; pass --force to mint anyway"
+        )
     caps = grants.role_capabilities(calltype, member["role"])
     if caps is None:
-        raise Refused(f"{user!r} has role {member['role']!r}, which CallType {ct_name!r} does not grant "
-                      f"(its roles: {', '.join(sorted(calltype.spec.grants or {})) or 'none'}); pass --force to mint anyway")
+        raise Refused(
+            f"{user!r} has role {member['role']!r}, which CallType {ct_name!r} does not grant "
+            f"(its roles: {', '.join(sorted(calltype.spec.grants or {})) or 'none'}); pass --force to mint anyway"
+        )
     missing = [cap for cap in wanted if cap not in caps]
     if missing:
         allowed = sorted(r for r, c in (calltype.spec.grants or {}).items() if all(cap in c for cap in wanted))
-        raise Refused(f"{user!r} has role {member['role']!r}, which CallType {ct_name!r} does not grant "
-                      f"{' and '.join(missing)} (roles with {'it' if len(wanted) == 1 else what}: {', '.join(allowed) or 'none'}); pass --force to "
-                      "mint anyway")
+        raise Refused(
+            f"{user!r} has role {member['role']!r}, which CallType {ct_name!r} does not grant "
+            f"{' and '.join(missing)} (roles with {'it' if len(wanted) == 1 else what}: {', '.join(allowed) or 'none'}); pass --force to "
+            "mint anyway"
+        )
 
 
 def srt_url(livestream: Mapping, token: str) -> str:
@@ -111,16 +119,20 @@ def publish_url(livestream: Mapping, token: str) -> str:
     """The RTMP publish URL with the personal token as its stream key (OBS: server + key in one)."""
     rtmp = ((livestream.get("status") or {}).get("ingest") or {}).get("rtmp")
     if not rtmp:
-        raise Refused("the Livestream has no status.ingest.rtmp (not reconciled, pull mode, or RTMP not enabled); "
-                      "run without --url for the bare token, which is also the WHIP bearer token")
+        raise Refused(
+            "the Livestream has no status.ingest.rtmp (not reconciled, pull mode, or RTMP not enabled); "
+            "run without --url for the bare token, which is also the WHIP bearer token"
+        )
     return f"{rtmp.rstrip('/')}/{quote(token, safe='')}"
 
 
 def player_url(livestream: Mapping, token: str) -> str:
     player = ((livestream.get("status") or {}).get("playback") or {}).get("player")
     if not player:
-        raise Refused("the Livestream has no status.playback.player yet (not reconciled, or broadcasting is "
-                      "disabled); run without --url for the bare token")
+        raise Refused(
+            "the Livestream has no status.playback.player yet (not reconciled, or broadcasting is "
+            "disabled); run without --url for the bare token"
+        )
     return f"{player}{'&' if '?' in player else '?'}token={quote(token, safe='')}"
 
 
@@ -146,8 +158,19 @@ def _playback_secret(secret: Optional[Mapping], name: str) -> str:
         raise Refused(f"Secret {name} holds an unreadable {PLAYBACK_SECRET}") from None
 
 
-def mint_for(kube: Any, namespace: str, name: str, user: str, ttl: timedelta, *, force: bool, url: bool,
-             now: datetime, publish: bool = False, srt: bool = False) -> tuple[str, list[str]]:
+def mint_for(
+    kube: Any,
+    namespace: str,
+    name: str,
+    user: str,
+    ttl: timedelta,
+    *,
+    force: bool,
+    url: bool,
+    now: datetime,
+    publish: bool = False,
+    srt: bool = False,
+) -> tuple[str, list[str]]:
     """(what to print, warnings) for ``user`` on Livestream ``namespace/name``; ``kube``: an
     :class:`onair.kube.SyncKube`."""
     from onair.kube import CALLTYPE, KINDS, LIVESTREAM
@@ -162,8 +185,9 @@ def mint_for(kube: Any, namespace: str, name: str, user: str, ttl: timedelta, *,
     calltype: Optional[CallType] = None
     if ct_body is not None:
         try:
-            calltype = CallType.model_validate({k: ct_body[k] for k in ("apiVersion", "kind", "metadata", "spec")
-                                                if k in ct_body})
+            calltype = CallType.model_validate(
+                {k: ct_body[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in ct_body}
+            )
         except ValidationError as exc:
             raise Refused(f"CallType {ct_name} is invalid: {exc.errors()[0]['msg']}") from None
     try:
@@ -191,22 +215,44 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="onair token",
         description="Print a playback token (or player URL) that lets a member watch a Livestream in backstage, "
-                    "or with --publish a personal publish token (or RTMP publish URL) that lets them publish.",
-        epilog="Needs get on the Livestream and its credentials Secret, and on its CallType.")
+        "or with --publish a personal publish token (or RTMP publish URL) that lets them publish.",
+        epilog="Needs get on the Livestream and its credentials Secret, and on its CallType.",
+    )
     ap.add_argument("target", type=parse_target, metavar="NAMESPACE/LIVESTREAM")
     ap.add_argument("--user", required=True, help="the member's userId (the token's sub)")
-    ap.add_argument("--ttl", type=parse_ttl, default=None,
-                    help="validity, e.g. 30m, 2h, 1d (default 2h, with --publish 24h; at most 30d)")
-    ap.add_argument("--publish", action="store_true",
-                    help="a personal publish token: the RTMP stream key or WHIP bearer token of USER, who needs a "
-                         "role with send-audio and send-video; revoked by removing the member or the grant")
-    ap.add_argument("--url", action="store_true", help="print the player URL (with --publish: the RTMP publish "
-                                                       "URL) with the token instead of the token")
-    ap.add_argument("--srt", action="store_true", help="with --publish: print the SRT push URL (the token's claims "
-                                                       "in streamid=publish:..., its signature as the passphrase)")
-    ap.add_argument("--force", action="store_true",
-                    help="mint even when USER is not a member or their role lacks join-backstage (or the send grants)")
-    ap.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in a pod its ServiceAccount, else $KUBECONFIG, ~/.kube/config)")
+    ap.add_argument(
+        "--ttl",
+        type=parse_ttl,
+        default=None,
+        help="validity, e.g. 30m, 2h, 1d (default 2h, with --publish 24h; at most 30d)",
+    )
+    ap.add_argument(
+        "--publish",
+        action="store_true",
+        help="a personal publish token: the RTMP stream key or WHIP bearer token of USER, who needs a "
+        "role with send-audio and send-video; revoked by removing the member or the grant",
+    )
+    ap.add_argument(
+        "--url",
+        action="store_true",
+        help="print the player URL (with --publish: the RTMP publish URL) with the token instead of the token",
+    )
+    ap.add_argument(
+        "--srt",
+        action="store_true",
+        help="with --publish: print the SRT push URL (the token's claims "
+        "in streamid=publish:..., its signature as the passphrase)",
+    )
+    ap.add_argument(
+        "--force",
+        action="store_true",
+        help="mint even when USER is not a member or their role lacks join-backstage (or the send grants)",
+    )
+    ap.add_argument(
+        "--kubeconfig",
+        default=None,
+        help="kubeconfig file (default: in a pod its ServiceAccount, else $KUBECONFIG, ~/.kube/config)",
+    )
     ap.add_argument("--context", default=None, help="kubeconfig context")
     return ap
 
@@ -227,8 +273,18 @@ def main(argv: list[str]) -> int:
     try:
         try:
             ttl = args.ttl or (DEFAULT_PUBLISH_TTL if args.publish else DEFAULT_TTL)
-            out, warnings = mint_for(kube, namespace, name, args.user, ttl, force=args.force, url=args.url,
-                                     now=datetime.now(timezone.utc), publish=args.publish, srt=args.srt)
+            out, warnings = mint_for(
+                kube,
+                namespace,
+                name,
+                args.user,
+                ttl,
+                force=args.force,
+                url=args.url,
+                now=datetime.now(timezone.utc),
+                publish=args.publish,
+                srt=args.srt,
+            )
         finally:
             kube.close()
     except Refused as refusal:

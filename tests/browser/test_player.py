@@ -2,6 +2,7 @@
 
 Real chain: ffmpeg (transcoder stand-in) -> PUT -> origin (DVR playlists) -> hls.js in Chromium.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -14,8 +15,11 @@ from tests.fixtures.browser import browser  # noqa: F401  (fixture)
 from tests.fixtures.media import wait_for
 from tests.fixtures.origin import LadderRung, origins, transcoders  # noqa: F401  (fixtures)
 
-pytestmark = [pytest.mark.browser, pytest.mark.media,
-              pytest.mark.skipif(not HLS_JS.is_file(), reason="hls.js not built: run scripts/build-player")]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.media,
+    pytest.mark.skipif(not HLS_JS.is_file(), reason="hls.js not built: run scripts/build-player"),
+]
 
 LADDER = (LadderRung("360p", 640, 360, 500), LadderRung("180p", 320, 180, 150))
 PLAYING = "window.onairPlayer && document.getElementById('video').currentTime > 0.5"
@@ -26,6 +30,7 @@ def stream_ready(origin, token=None):
     def check():
         response = origin.get("hls/cmaf/360p/index.m3u8", params={"token": token} if token else None)
         return response.status_code == 200 and len(m3u8.loads(response.text).segments) >= 3
+
     return check
 
 
@@ -100,12 +105,16 @@ async def test_player_rides_through_a_transcoder_restart(origins, transcoders, b
         text = origin.get("hls/cmaf/360p/index.m3u8").text
         periods = text.split("\n#EXT-X-DISCONTINUITY\n")
         return len(periods) == 2 and periods[1].count("#EXTINF") >= 3
+
     await asyncio.to_thread(wait_for, second_period, 40, 0.3, "3 segments after the restart")
     # playing the second period: its program-date-time is later than anything of the first run
     boundary = m3u8.loads(origin.get("hls/cmaf/360p/index.m3u8").text)
     restart_date = next(s.program_date_time for s in boundary.segments if s.discontinuity).timestamp() * 1000
-    await page.wait_for(f"onairPlayer.hls.playingDate && onairPlayer.hls.playingDate.getTime() > {restart_date}",
-                        timeout=40, what="playback past the discontinuity")
+    await page.wait_for(
+        f"onairPlayer.hls.playingDate && onairPlayer.hls.playingDate.getTime() > {restart_date}",
+        timeout=40,
+        what="playback past the discontinuity",
+    )
     await assert_plays(page, seconds=3)
     assert await page.evaluate("onairPlayer.fatal") is None
     errors = await page.evaluate("onairPlayer.errors")

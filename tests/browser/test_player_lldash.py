@@ -1,5 +1,6 @@
 """LL-DASH in headless Chromium: the origin's /player?format=dash page (stock dash.js in its low-latency
 mode) playing the real chain ingest -> transcoder (lowLatency) -> origin, segments fetched while written."""
+
 from __future__ import annotations
 
 import asyncio
@@ -11,8 +12,13 @@ from onair.agent.origin.server import DASH_JS
 from tests.fixtures.browser import browser  # noqa: F401  (fixture)
 from tests.media.test_transcoder_lldash import lldash_chain  # noqa: F401  (fixture)
 
-pytestmark = [pytest.mark.browser, pytest.mark.media, pytest.mark.slow, pytest.mark.timeout(300),
-              pytest.mark.skipif(not DASH_JS.is_file(), reason="dash.js not built: run scripts/build-player")]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.media,
+    pytest.mark.slow,
+    pytest.mark.timeout(300),
+    pytest.mark.skipif(not DASH_JS.is_file(), reason="dash.js not built: run scripts/build-player"),
+]
 
 PLAYING = "window.onairPlayer && document.getElementById('video').currentTime > 0.5"
 
@@ -35,7 +41,9 @@ async def test_stock_dashjs_plays_the_ll_tier_in_low_latency_mode(lldash_chain, 
     latency = await page.evaluate("onairPlayer.dash.getCurrentLiveLatency()")
     buffered = await page.evaluate("onairPlayer.dash.getDashMetrics().getCurrentBufferLevel('video')")
     rate = await page.evaluate("document.getElementById('video').playbackRate")
-    print(f"\ndash.js low-latency mode: live latency {latency:.2f} s (target {target:.2f} s), "
-          f"{buffered:.2f} s buffered, playing at {rate:.3f}x")
+    print(
+        f"\ndash.js low-latency mode: live latency {latency:.2f} s (target {target:.2f} s), "
+        f"{buffered:.2f} s buffered, playing at {rate:.3f}x"
+    )
     assert await page.evaluate("onairPlayer.errors") == []
     assert page.exceptions == []

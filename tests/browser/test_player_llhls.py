@@ -1,5 +1,6 @@
 """The low-latency tier in headless Chromium: the origin's /player page (stock hls.js, lowLatencyMode)
 playing the real chain ingest -> transcoder (lowLatency) -> origin, with parts and blocking reloads."""
+
 from __future__ import annotations
 
 import asyncio
@@ -10,8 +11,13 @@ from onair.agent.origin.server import HLS_JS
 from tests.fixtures.browser import browser  # noqa: F401  (fixture)
 from tests.media.test_transcoder_llhls import ll_chain  # noqa: F401  (fixture)
 
-pytestmark = [pytest.mark.browser, pytest.mark.media, pytest.mark.slow, pytest.mark.timeout(300),
-              pytest.mark.skipif(not HLS_JS.is_file(), reason="hls.js not built: run scripts/build-player")]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.media,
+    pytest.mark.slow,
+    pytest.mark.timeout(300),
+    pytest.mark.skipif(not HLS_JS.is_file(), reason="hls.js not built: run scripts/build-player"),
+]
 
 PLAYING = "window.onairPlayer && document.getElementById('video').currentTime > 0.5"
 DETAILS = "onairPlayer.hls.levels[Math.max(onairPlayer.hls.currentLevel, 0)].details"
@@ -36,14 +42,21 @@ async def test_stock_hlsjs_plays_the_ll_tier_with_parts_and_blocking_reloads(ll_
     assert await page.evaluate(f"{DETAILS}.partList.length") > 0
     requests = await page.evaluate("window.llRequests")
     blocking = [u for u in requests if "_HLS_msn=" in u]
-    parts = [u for u in requests if "/hls/cmaf/" in u and u.split("?")[0].rsplit("/", 1)[1].count("_") == 1
-             and not u.split("?")[0].rsplit("/", 1)[1].startswith(("seg_", "index"))]
+    parts = [
+        u
+        for u in requests
+        if "/hls/cmaf/" in u
+        and u.split("?")[0].rsplit("/", 1)[1].count("_") == 1
+        and not u.split("?")[0].rsplit("/", 1)[1].startswith(("seg_", "index"))
+    ]
     assert blocking, f"no blocking reload among {requests[-20:]}"
     assert parts, f"no part fetched among {requests[-20:]}"
     latency = await page.evaluate("onairPlayer.hls.latency")
     target = await page.evaluate("onairPlayer.hls.targetLatency")
-    print(f"\nhls.js lowLatencyMode: latency {latency:.2f} s (target {target:.2f} s), "
-          f"{len(blocking)} blocking reloads, {len(parts)} parts in 8 s")
+    print(
+        f"\nhls.js lowLatencyMode: latency {latency:.2f} s (target {target:.2f} s), "
+        f"{len(blocking)} blocking reloads, {len(parts)} parts in 8 s"
+    )
     assert await page.evaluate("onairPlayer.fatal") is None
     assert await page.evaluate("onairPlayer.errors") == []
     assert page.exceptions == []

@@ -1,5 +1,6 @@
 """WHEP in headless Chromium: the origin's /player?format=whep (the browser's own RTCPeerConnection)
 playing the chain ingest -> transcoder (WebRTC rendition) -> origin (access, signalling proxy)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -35,8 +36,15 @@ def whep_viewers(tx) -> float:
 @pytest.fixture
 def whep_chain(ingest_agent, transcoder_agent, origins, publishers):
     ingest = ingest_agent.start(slot="main", protocols=("rtmp",))
-    tx = transcoder_agent.start(main_url=ingest.read_url, tracks=["360p"], source_size=(640, 360),
-                                whep=True, whep_ice_addresses=["127.0.0.1"], hls_mpegts=False, dash=False)
+    tx = transcoder_agent.start(
+        main_url=ingest.read_url,
+        tracks=["360p"],
+        source_size=(640, 360),
+        whep=True,
+        whep_ice_addresses=["127.0.0.1"],
+        hls_mpegts=False,
+        dash=False,
+    )
     origin = origins.start(phase="backstage", whep_url=f"{tx.url}/whep", agent_token_file=tx.config.agent_token_file)
     publishers.rtmp(ingest.rtmp_url, width=640, height=360, fps=30)
     ingest.wait_receiving()
@@ -50,9 +58,11 @@ async def test_chromium_plays_whep_decodes_frames_and_ends_the_session(whep_chai
     origin, tx = whep_chain
     # Backstage without a token: the page and the endpoint refuse with the reason (as for HLS), no session.
     assert origin.get("player?format=whep").status_code == 403
-    refused = httpx.post(origin.url("whep"), content=b"v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\n"
-                                                     b"a=rtpmap:102 H264/90000\r\n",
-                         headers={"Content-Type": "application/sdp"})
+    refused = httpx.post(
+        origin.url("whep"),
+        content=b"v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\na=rtpmap:102 H264/90000\r\n",
+        headers={"Content-Type": "application/sdp"},
+    )
     assert refused.status_code == 403 and "playback token is required" in refused.json()["error"]
     assert whep_viewers(tx) == 0
 
@@ -61,8 +71,11 @@ async def test_chromium_plays_whep_decodes_frames_and_ends_the_session(whep_chai
     # It asked for the ICE servers first (OPTIONS): none are configured here.
     await page.wait_for("Array.isArray(onairPlayer.whep.iceServers)", timeout=10, what="the ICE servers")
     assert await page.evaluate("onairPlayer.whep.iceServers") == []
-    await page.wait_for("onairPlayer.whep.pc && onairPlayer.whep.pc.connectionState === 'connected'", timeout=30,
-                        what="the WebRTC connection")
+    await page.wait_for(
+        "onairPlayer.whep.pc && onairPlayer.whep.pc.connectionState === 'connected'",
+        timeout=30,
+        what="the WebRTC connection",
+    )
     await page.wait_for("document.getElementById('video').currentTime > 1", timeout=30, what="playback")
     first = await page.evaluate(STATS)
     t0 = await page.evaluate("document.getElementById('video').currentTime")

@@ -5,6 +5,7 @@ The part is recorded by the real recorder agent (real ffmpeg, the recorder's fra
 from a real RTMP publisher; the part and its playlist are served side by side as static files,
 which is how a bucket or a CDN serves them (byte ranges included).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -85,8 +86,11 @@ async def test_a_recorded_part_plays_as_hls_vod_and_seeks(rtmp_source, recorder_
         assert await page.evaluate("vodHls.levels.length") == 1
         # Seek near the end: the byte range of a later segment is fetched and plays to the end.
         await page.evaluate(f"{video}.currentTime = {max(1.0, index.duration - 3):.2f}")
-        await page.wait_for(f"{video}.ended || {video}.currentTime >= {index.duration - 1:.2f}", timeout=20,
-                            what="playback after the seek reaching the end")
+        await page.wait_for(
+            f"{video}.ended || {video}.currentTime >= {index.duration - 1:.2f}",
+            timeout=20,
+            what="playback after the seek reaching the end",
+        )
         assert await page.evaluate("vodErrors.filter(e => e.fatal)") == []
         assert page.exceptions == []
     finally:
@@ -95,12 +99,17 @@ async def test_a_recorded_part_plays_as_hls_vod_and_seeks(rtmp_source, recorder_
 
 def uploaded(status: dict) -> bool:
     upload = status.get("upload") or {}
-    return status["state"] == "idle" and bool(status["recordings"]) and upload.get("pending") == 0 \
+    return (
+        status["state"] == "idle"
+        and bool(status["recordings"])
+        and upload.get("pending") == 0
         and upload.get("uploading") is None
+    )
 
 
 async def test_an_uploaded_recording_plays_from_its_playback_urls_in_the_player_page(
-        rtmp_source, recorder_agent, publishers, seaweedfs, origins, browser, tmp_path):
+    rtmp_source, recorder_agent, publishers, seaweedfs, origins, browser, tmp_path
+):
     """The whole path a viewer takes: the recorder uploads each part and its playlist to a real S3
     store (SeaweedFS), the Recording's status.playback gives their HTTP URLs through the bucket's
     public address (publicBaseUrl), and the origin's player page plays them one after the other
@@ -111,10 +120,21 @@ async def test_an_uploaded_recording_plays_from_its_playback_urls_in_the_player_
     creds = tmp_path / "s3-secret"
     write_credentials(creds)
     publisher = publishers.rtmp(rtmp_source.publish_url, width=320, height=180, fps=15)
-    recorder = recorder_agent.start(rtmp_source.read_url, split_seconds=4, livestream="events/keynote", s3=S3UploadConfig(
-        endpoint=seaweedfs.endpoint, bucket=PUBLIC_BUCKET, prefix="vod", force_path_style=True,
-        access_key_id_file=str(creds / "accessKeyId"), secret_access_key_file=str(creds / "secretAccessKey"),
-        request_timeout_seconds=5, retry_max_seconds=2))
+    recorder = recorder_agent.start(
+        rtmp_source.read_url,
+        split_seconds=4,
+        livestream="events/keynote",
+        s3=S3UploadConfig(
+            endpoint=seaweedfs.endpoint,
+            bucket=PUBLIC_BUCKET,
+            prefix="vod",
+            force_path_style=True,
+            access_key_id_file=str(creds / "accessKeyId"),
+            secret_access_key_file=str(creds / "secretAccessKey"),
+            request_timeout_seconds=5,
+            retry_max_seconds=2,
+        ),
+    )
     recorder.put_desired(recording=True)
     await asyncio.to_thread(recorder.wait_status, lambda s: s["durationSeconds"] >= 6, 60, "6 s recorded")
     recorder.put_desired(recording=False)
@@ -123,8 +143,14 @@ async def test_an_uploaded_recording_plays_from_its_playback_urls_in_the_player_
     session = FinishedSession.model_validate(done["recordings"][-1])
     assert len(session.parts) >= 2, session.parts
 
-    location = {"endpoint": seaweedfs.endpoint, "bucket": PUBLIC_BUCKET, "prefix": "vod", "forcePathStyle": True,
-                "credentialsSecret": "s3", "publicBaseUrl": f"{seaweedfs.endpoint}/{PUBLIC_BUCKET}"}
+    location = {
+        "endpoint": seaweedfs.endpoint,
+        "bucket": PUBLIC_BUCKET,
+        "prefix": "vod",
+        "forcePathStyle": True,
+        "credentialsSecret": "s3",
+        "publicBaseUrl": f"{seaweedfs.endpoint}/{PUBLIC_BUCKET}",
+    }
     spec = recording_spec("keynote", None, session, "keynote-recordings", location)
     playback = recording_status(spec)["playback"]
     urls = [part["url"] for part in playback["parts"]]
@@ -144,8 +170,11 @@ async def test_an_uploaded_recording_plays_from_its_playback_urls_in_the_player_
     # Near the end of the first part: the player goes on with the next part, to the end of the last.
     await page.evaluate(f"{video}.currentTime = {max(0.5, first - 1.5):.2f}")
     last = len(urls) - 1
-    await page.wait_for(f"onairPlayer.current === {last} && {video}.currentTime > 0.5", timeout=60,
-                        what="the player reaching the last part")
+    await page.wait_for(
+        f"onairPlayer.current === {last} && {video}.currentTime > 0.5",
+        timeout=60,
+        what="the player reaching the last part",
+    )
     assert await page.evaluate("onairPlayer.source") == urls[-1]
     assert await page.evaluate("onairPlayer.errors.filter(e => e.fatal)") == []
     assert page.exceptions == []
@@ -156,7 +185,8 @@ async def test_an_uploaded_recording_plays_from_its_playback_urls_in_the_player_
 
 
 async def test_recordings_on_the_volume_play_through_the_origin_under_the_live_access_rules(
-        rtmp_source, recorder_agent, publishers, origins, browser):
+    rtmp_source, recorder_agent, publishers, origins, browser
+):
     """No object storage: the recorder serves the finished parts on its volume (GET /vod/<file>,
     agent token) and the origin passes them on to viewers at /recordings/<file>, a token required
     while the stream is closed to viewers (backstage) as for live playback, open once it ended."""
@@ -177,16 +207,18 @@ async def test_recordings_on_the_volume_play_through_the_origin_under_the_live_a
     # Only the origin (which holds the Livestream's agent token) reads the volume.
     assert httpx.get(f"{recorder.agent_url}/vod/{playlists[0]}", timeout=10).status_code == 401
 
-    origin = origins.start(phase="backstage", recorder_url=recorder.agent_url,
-                           agent_token_file=recorder.config.agent_token_file)
+    origin = origins.start(
+        phase="backstage", recorder_url=recorder.agent_url, agent_token_file=recorder.config.agent_token_file
+    )
     refused = await asyncio.to_thread(origin.get, f"recordings/{playlists[0]}")
     assert refused.status_code == 403 and "playback token" in refused.json()["error"]
     token = origin.token(user_id="host")
     listing = await asyncio.to_thread(origin.get, f"recordings/{playlists[0]}", params={"token": token})
     assert listing.status_code == 200 and "#EXT-X-PLAYLIST-TYPE:VOD" in listing.text
     assert f'URI="{parts[0]}?token={token}"' in listing.text, "the token rides along to the part"
-    head = await asyncio.to_thread(origin.get, f"recordings/{parts[0]}", params={"token": token},
-                                   headers={"Range": "bytes=0-99"})
+    head = await asyncio.to_thread(
+        origin.get, f"recordings/{parts[0]}", params={"token": token}, headers={"Range": "bytes=0-99"}
+    )
     assert head.status_code == 206 and len(head.content) == 100
     assert head.content == (recorder.output_dir / parts[0]).read_bytes()[:100]
     for name in (f"{done['recordings'][-1]['session']}.json", "../etc/passwd", "other_20260101T000000Z_part0001.mp4"):
@@ -199,8 +231,11 @@ async def test_recordings_on_the_volume_play_through_the_origin_under_the_live_a
     await page.wait_for(f"{video}.currentTime > 0.5", timeout=30, what="the first part playing")
     first = await page.evaluate(f"{video}.duration")
     await page.evaluate(f"{video}.currentTime = {max(0.2, first - 1):.2f}")
-    await page.wait_for(f"onairPlayer.current === {len(playlists) - 1} && {video}.currentTime > 0.5", timeout=60,
-                        what="the player reaching the last part")
+    await page.wait_for(
+        f"onairPlayer.current === {len(playlists) - 1} && {video}.currentTime > 0.5",
+        timeout=60,
+        what="the player reaching the last part",
+    )
     assert await page.evaluate("onairPlayer.errors.filter(e => e.fatal)") == []
     assert page.exceptions == []
 

@@ -6,6 +6,7 @@ that account's token).
 Cluster-scoped objects a test creates (ClusterRoles, built-in CallTypes) are removed when it
 ends: the session cluster is shared with other tests.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,14 @@ pytestmark = pytest.mark.cluster
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILTINS = ("default", "development", "livestream")
-NO_BUILTINS = ("--set", "builtinCallTypes.livestream.enabled=false", "--set", "builtinCallTypes.default.enabled=false",
-               "--set", "builtinCallTypes.development.enabled=false")
+NO_BUILTINS = (
+    "--set",
+    "builtinCallTypes.livestream.enabled=false",
+    "--set",
+    "builtinCallTypes.default.enabled=false",
+    "--set",
+    "builtinCallTypes.development.enabled=false",
+)
 
 
 def _helm() -> Path:
@@ -63,8 +70,9 @@ class Api:
     def __init__(self, api_client) -> None:
         self.client = api_client
 
-    def call(self, method: str, path: str, body: Any = None, content_type: str = "application/json",
-             **query: Any) -> tuple[int, Any]:
+    def call(
+        self, method: str, path: str, body: Any = None, content_type: str = "application/json", **query: Any
+    ) -> tuple[int, Any]:
         from urllib.parse import urlencode
 
         from kubernetes.client.exceptions import ApiException
@@ -74,8 +82,9 @@ class Api:
         headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = content_type
-        _, url, headers, body, _ = self.client.param_serialize(method, path, header_params=headers, body=body,
-                                                               auth_settings=["BearerToken"])
+        _, url, headers, body, _ = self.client.param_serialize(
+            method, path, header_params=headers, body=body, auth_settings=["BearerToken"]
+        )
         try:
             resp = self.client.call_api(method, url, header_params=headers, body=body, _request_timeout=15)
             data = resp.read()
@@ -167,8 +176,17 @@ def other_namespace(kube_api) -> Iterator[str]:
 def restrict(kube_api, namespace: str) -> None:
     from kubernetes import client
 
-    client.CoreV1Api(kube_api).patch_namespace(namespace, {"metadata": {"labels": {
-        "pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": "latest"}}})
+    client.CoreV1Api(kube_api).patch_namespace(
+        namespace,
+        {
+            "metadata": {
+                "labels": {
+                    "pod-security.kubernetes.io/enforce": "restricted",
+                    "pod-security.kubernetes.io/enforce-version": "latest",
+                }
+            }
+        },
+    )
 
 
 # ----------------------------------------------------------------------------- tests
@@ -179,9 +197,18 @@ def test_rendered_chart_is_accepted_and_the_operator_pod_is_admitted_as_restrict
 
     restrict(kube_api, namespace)
     inst = install(namespace)
-    assert {d["kind"] for d in inst.docs} == {"CustomResourceDefinition", "ServiceAccount", "ClusterRole",
-                                               "ClusterRoleBinding", "Deployment", "CallType", "NetworkPolicy",
-                                               "Service", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
+    assert {d["kind"] for d in inst.docs} == {
+        "CustomResourceDefinition",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "CallType",
+        "NetworkPolicy",
+        "Service",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    }
     # The API server stored the operator's NetworkPolicy as rendered: it selects the operator's pod.
     policy = next(d for d in inst.docs if d["kind"] == "NetworkPolicy")
     stored = client.NetworkingV1Api(kube_api).read_namespaced_network_policy(policy["metadata"]["name"], namespace)
@@ -231,8 +258,11 @@ def test_operator_service_account_can_do_exactly_its_job(install, local_cluster,
     sa = impersonating(local_cluster.kubeconfig_path, inst.service_account)
     ns = other_namespace  # cluster-wide install: any namespace
     ct = f"chart-ct-{secrets.token_hex(3)}"
-    admin.ok("POST", "/apis/onair.dev/v1alpha1/calltypes",
-             {"apiVersion": "onair.dev/v1alpha1", "kind": "CallType", "metadata": {"name": ct}, "spec": {}})
+    admin.ok(
+        "POST",
+        "/apis/onair.dev/v1alpha1/calltypes",
+        {"apiVersion": "onair.dev/v1alpha1", "kind": "CallType", "metadata": {"name": ct}, "spec": {}},
+    )
     try:
         _exercise_operator_calls(admin, sa, ns, ct)
     finally:
@@ -241,8 +271,16 @@ def test_operator_service_account_can_do_exactly_its_job(install, local_cluster,
 
 def _exercise_operator_calls(admin: Api, sa: Api, ns: str, ct: str) -> None:
     ls_path = f"/apis/onair.dev/v1alpha1/namespaces/{ns}/livestreams"
-    admin.ok("POST", ls_path, {"apiVersion": "onair.dev/v1alpha1", "kind": "Livestream",
-                               "metadata": {"name": "show"}, "spec": {"callType": ct}})
+    admin.ok(
+        "POST",
+        ls_path,
+        {
+            "apiVersion": "onair.dev/v1alpha1",
+            "kind": "Livestream",
+            "metadata": {"name": "show"},
+            "spec": {"callType": ct},
+        },
+    )
     merge = "application/merge-patch+json"
 
     # What kopf does: list and watch the kinds it handles, patch its finalizer and annotations.
@@ -252,16 +290,29 @@ def _exercise_operator_calls(admin: Api, sa: Api, ns: str, ct: str) -> None:
     sa.ok("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions")
     sa.ok("GET", "/api/v1/namespaces")
     sa.ok("GET", f"/api/v1/namespaces/{ns}/pods", watch="true", timeoutSeconds=1)
-    sa.ok("PATCH", f"{ls_path}/show", {"metadata": {"finalizers": ["onair.dev/finalizer"],
-                                                     "annotations": {"onair.dev/last-handled-configuration": "{}"}}},
-          content_type=merge)
+    sa.ok(
+        "PATCH",
+        f"{ls_path}/show",
+        {
+            "metadata": {
+                "finalizers": ["onair.dev/finalizer"],
+                "annotations": {"onair.dev/last-handled-configuration": "{}"},
+            }
+        },
+        content_type=merge,
+    )
     sa.ok("PATCH", f"{ls_path}/show", {"metadata": {"finalizers": None}}, content_type=merge)
 
     # What the operator does itself: status of Livestreams and CallTypes.
-    sa.ok("PATCH", f"{ls_path}/show/status", {"status": {"observedGeneration": 1, "phase": "backstage"}},
-          content_type=merge)
-    sa.ok("PATCH", f"/apis/onair.dev/v1alpha1/calltypes/{ct}/status", {"status": {"livestreams": 1}},
-          content_type=merge)
+    sa.ok(
+        "PATCH",
+        f"{ls_path}/show/status",
+        {"status": {"observedGeneration": 1, "phase": "backstage"}},
+        content_type=merge,
+    )
+    sa.ok(
+        "PATCH", f"/apis/onair.dev/v1alpha1/calltypes/{ct}/status", {"status": {"livestreams": 1}}, content_type=merge
+    )
 
     # Children: server-side apply creates them (the API server checks create as well as patch).
     # Labelled for a Livestream that does not exist: an operator left running by an earlier test
@@ -269,54 +320,125 @@ def _exercise_operator_calls(admin: Api, sa: Api, ns: str, ct: str) -> None:
     labels = {"app.kubernetes.io/managed-by": "onair-operator", "onair.dev/livestream": "rbac-probe"}
     meta = {"name": "show-x", "namespace": ns, "labels": labels}
     children = {
-        f"/api/v1/namespaces/{ns}/configmaps": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta,
-                                                "data": {"config.json": "{}"}},
-        f"/api/v1/namespaces/{ns}/secrets": {"apiVersion": "v1", "kind": "Secret", "metadata": meta,
-                                             "stringData": {"streamKey": "k"}},
-        f"/api/v1/namespaces/{ns}/services": {"apiVersion": "v1", "kind": "Service", "metadata": meta,
-                                              "spec": {"selector": labels, "ports": [{"name": "rtmp", "port": 1935}]}},
+        f"/api/v1/namespaces/{ns}/configmaps": {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": meta,
+            "data": {"config.json": "{}"},
+        },
+        f"/api/v1/namespaces/{ns}/secrets": {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": meta,
+            "stringData": {"streamKey": "k"},
+        },
+        f"/api/v1/namespaces/{ns}/services": {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": meta,
+            "spec": {"selector": labels, "ports": [{"name": "rtmp", "port": 1935}]},
+        },
         f"/apis/apps/v1/namespaces/{ns}/deployments": {
-            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
-            "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {
-                "metadata": {"labels": labels},
-                "spec": {"containers": [{"name": "agent", "image": "ghcr.io/onair-dev/onair:0.1.0"}]}}}},
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": meta,
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": "agent", "image": "ghcr.io/onair-dev/onair:0.1.0"}]},
+                },
+            },
+        },
         f"/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies": {
-            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta,
-            "spec": {"podSelector": {"matchLabels": labels}, "policyTypes": ["Ingress"],
-                     "ingress": [{"ports": [{"protocol": "TCP", "port": "agent"}]}]}},
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": meta,
+            "spec": {
+                "podSelector": {"matchLabels": labels},
+                "policyTypes": ["Ingress"],
+                "ingress": [{"ports": [{"protocol": "TCP", "port": "agent"}]}],
+            },
+        },
         # The playback route (livestreams.playback.route.kind: ingress).
         f"/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses": {
-            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": meta,
-            "spec": {"rules": [{"host": "show.live.example.com", "http": {"paths": [{
-                "path": "/", "pathType": "Prefix",
-                "backend": {"service": {"name": "show-origin", "port": {"name": "http"}}}}]}}]}},
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "Ingress",
+            "metadata": meta,
+            "spec": {
+                "rules": [
+                    {
+                        "host": "show.live.example.com",
+                        "http": {
+                            "paths": [
+                                {
+                                    "path": "/",
+                                    "pathType": "Prefix",
+                                    "backend": {"service": {"name": "show-origin", "port": {"name": "http"}}},
+                                }
+                            ]
+                        },
+                    }
+                ]
+            },
+        },
     }
     selector = ",".join(f"{k}={v}" for k, v in labels.items())
     for path, obj in children.items():
-        sa.ok("PATCH", f"{path}/show-x", obj, content_type="application/apply-patch+yaml",
-              fieldManager="onair-operator", force="true")
+        sa.ok(
+            "PATCH",
+            f"{path}/show-x",
+            obj,
+            content_type="application/apply-patch+yaml",
+            fieldManager="onair-operator",
+            force="true",
+        )
         sa.ok("GET", f"{path}/show-x")
         assert [i["metadata"]["name"] for i in sa.ok("GET", path, labelSelector=selector)["items"]] == ["show-x"]
         sa.ok("GET", path, labelSelector=selector, watch="true", timeoutSeconds=1)
     pvc_path = f"/api/v1/namespaces/{ns}/persistentvolumeclaims"
-    sa.ok("POST", pvc_path, {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {**meta, "name": "rbac-probe-dvr"},
-                             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}},
-          fieldManager="onair-operator")
+    sa.ok(
+        "POST",
+        pvc_path,
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {**meta, "name": "rbac-probe-dvr"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+        },
+        fieldManager="onair-operator",
+    )
     children[pvc_path] = {}
     for path in children:
         name = "rbac-probe-dvr" if path == pvc_path else "show-x"
-        sa.ok("DELETE", f"{path}/{name}", {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"})
+        sa.ok(
+            "DELETE", f"{path}/{name}", {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
+        )
 
     # Recordings: the operator creates them, updates their spec and status, and kopf patches its finalizer
     # onto them; deleting one is the user's decision, never the operator's.
     rec_path = f"/apis/onair.dev/v1alpha1/namespaces/{ns}/recordings"
     sa.ok("GET", rec_path, labelSelector="onair.dev/livestream=show")
     sa.ok("GET", rec_path, watch="true", timeoutSeconds=1)
-    sa.ok("POST", rec_path, {"apiVersion": "onair.dev/v1alpha1", "kind": "Recording",
-                             "metadata": {"name": "show-20260714t090005z", "finalizers": ["onair.dev/finalizer"]},
-                             "spec": {"livestream": {"name": "show"}, "session": f"{ns}_show_20260714T090005Z",
-                                      "startedAt": "2026-07-14T09:00:07Z", "endedAt": "2026-07-14T09:10:00Z",
-                                      "durationSeconds": 593.0, "sizeBytes": 1, "endReason": "recording stopped"}})
+    sa.ok(
+        "POST",
+        rec_path,
+        {
+            "apiVersion": "onair.dev/v1alpha1",
+            "kind": "Recording",
+            "metadata": {"name": "show-20260714t090005z", "finalizers": ["onair.dev/finalizer"]},
+            "spec": {
+                "livestream": {"name": "show"},
+                "session": f"{ns}_show_20260714T090005Z",
+                "startedAt": "2026-07-14T09:00:07Z",
+                "endedAt": "2026-07-14T09:10:00Z",
+                "durationSeconds": 593.0,
+                "sizeBytes": 1,
+                "endReason": "recording stopped",
+            },
+        },
+    )
     sa.ok("GET", f"{rec_path}/show-20260714t090005z")
     sa.ok("PATCH", f"{rec_path}/show-20260714t090005z", {"spec": {"sizeBytes": 2}}, content_type=merge)
     sa.ok("PATCH", f"{rec_path}/show-20260714t090005z/status", {"status": {"size": "2B"}}, content_type=merge)
@@ -325,8 +447,12 @@ def _exercise_operator_calls(admin: Api, sa: Api, ns: str, ct: str) -> None:
     admin.ok("DELETE", f"{rec_path}/show-20260714t090005z")
     # The one-shot pod that deletes a Recording's files when no recorder runs (no more power than the
     # Deployments it creates anyway): create, read, delete.
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "show-x-delete-media"},
-           "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "ghcr.io/onair-dev/onair:0.1.0"}]}}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "show-x-delete-media"},
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "ghcr.io/onair-dev/onair:0.1.0"}]},
+    }
     sa.ok("POST", f"/api/v1/namespaces/{ns}/pods", pod, fieldManager="onair-operator", dryRun="All")
     for method in ("GET", "DELETE"):  # authorized: the answer is that there is no such pod, not 403
         assert sa.call(method, f"/api/v1/namespaces/{ns}/pods/show-x-delete-media")[0] == 404
@@ -334,34 +460,91 @@ def _exercise_operator_calls(admin: Api, sa: Api, ns: str, ct: str) -> None:
     # Events, both APIs.
     now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     ref = {"apiVersion": "onair.dev/v1alpha1", "kind": "Livestream", "name": "show", "namespace": ns}
-    sa.ok("POST", f"/api/v1/namespaces/{ns}/events", {
-        "apiVersion": "v1", "kind": "Event", "metadata": {"generateName": "onair-"}, "involvedObject": ref,
-        "type": "Normal", "reason": "WentLive", "message": "m", "source": {"component": "onair-operator"}})
-    sa.ok("POST", f"/apis/events.k8s.io/v1/namespaces/{ns}/events", {
-        "apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"generateName": "onair-"}, "regarding": ref,
-        "type": "Normal", "reason": "WentLive", "note": "m", "action": "Reconcile", "eventTime": now,
-        "reportingController": "onair.dev/operator", "reportingInstance": "onair-operator-0"})
+    sa.ok(
+        "POST",
+        f"/api/v1/namespaces/{ns}/events",
+        {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": "onair-"},
+            "involvedObject": ref,
+            "type": "Normal",
+            "reason": "WentLive",
+            "message": "m",
+            "source": {"component": "onair-operator"},
+        },
+    )
+    sa.ok(
+        "POST",
+        f"/apis/events.k8s.io/v1/namespaces/{ns}/events",
+        {
+            "apiVersion": "events.k8s.io/v1",
+            "kind": "Event",
+            "metadata": {"generateName": "onair-"},
+            "regarding": ref,
+            "type": "Normal",
+            "reason": "WentLive",
+            "note": "m",
+            "action": "Reconcile",
+            "eventTime": now,
+            "reportingController": "onair.dev/operator",
+            "reportingInstance": "onair-operator-0",
+        },
+    )
 
     # And nothing else: each of these is dry-run, so a wrongly granted one changes nothing.
     sa.forbidden("GET", "/api/v1/nodes")
-    sa.forbidden("DELETE", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/livestreams.onair.dev", dryRun="All")
-    sa.forbidden("PATCH", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/livestreams.onair.dev",
-                 {"metadata": {"labels": {"x": "y"}}}, content_type=merge, dryRun="All")
-    sa.forbidden("POST", ls_path, {"apiVersion": "onair.dev/v1alpha1", "kind": "Livestream",
-                                   "metadata": {"name": "new"}, "spec": {"callType": ct}}, dryRun="All")
+    sa.forbidden(
+        "DELETE", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/livestreams.onair.dev", dryRun="All"
+    )
+    sa.forbidden(
+        "PATCH",
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/livestreams.onair.dev",
+        {"metadata": {"labels": {"x": "y"}}},
+        content_type=merge,
+        dryRun="All",
+    )
+    sa.forbidden(
+        "POST",
+        ls_path,
+        {
+            "apiVersion": "onair.dev/v1alpha1",
+            "kind": "Livestream",
+            "metadata": {"name": "new"},
+            "spec": {"callType": ct},
+        },
+        dryRun="All",
+    )
     sa.forbidden("DELETE", f"{ls_path}/show", dryRun="All")
-    sa.forbidden("PATCH", f"/apis/onair.dev/v1alpha1/calltypes/{ct}", {"spec": {"grants": {"user": ["join-call"]}}},
-                 content_type=merge, dryRun="All")
+    sa.forbidden(
+        "PATCH",
+        f"/apis/onair.dev/v1alpha1/calltypes/{ct}",
+        {"spec": {"grants": {"user": ["join-call"]}}},
+        content_type=merge,
+        dryRun="All",
+    )
     sa.forbidden("DELETE", f"/apis/onair.dev/v1alpha1/calltypes/{ct}", dryRun="All")
     sa.forbidden("GET", "/apis/rbac.authorization.k8s.io/v1/clusterroles")
-    sa.forbidden("POST", f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings", {
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "rb"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
-        "subjects": [{"kind": "User", "name": "x"}]}, dryRun="All")
-    sa.forbidden("POST", f"/api/v1/namespaces/{ns}/serviceaccounts/default/token",
-                 {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}})
-    sa.forbidden("PATCH", f"/api/v1/namespaces/{ns}", {"metadata": {"labels": {"x": "y"}}},
-                 content_type=merge, dryRun="All")
+    sa.forbidden(
+        "POST",
+        f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "rb"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+            "subjects": [{"kind": "User", "name": "x"}],
+        },
+        dryRun="All",
+    )
+    sa.forbidden(
+        "POST",
+        f"/api/v1/namespaces/{ns}/serviceaccounts/default/token",
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}},
+    )
+    sa.forbidden(
+        "PATCH", f"/api/v1/namespaces/{ns}", {"metadata": {"labels": {"x": "y"}}}, content_type=merge, dryRun="All"
+    )
     admin.ok("DELETE", f"{ls_path}/show")
 
 
@@ -385,13 +568,16 @@ def test_helm_installs_upgrades_and_uninstalls_keeping_the_crds(local_cluster, k
     custom = client.CustomObjectsApi(kube_api)
     kc = ["--kubeconfig", str(local_cluster.kubeconfig_path), "--namespace", namespace]
     chart = str(ROOT / "charts" / "onair")
-    existing = {c["metadata"]["name"] for c in custom.list_cluster_custom_object("onair.dev", "v1alpha1", "calltypes")["items"]}
+    existing = {
+        c["metadata"]["name"] for c in custom.list_cluster_custom_object("onair.dev", "v1alpha1", "calltypes")["items"]
+    }
     if existing & set(BUILTINS):
         pytest.skip(f"built-in CallTypes already exist in this cluster: {sorted(existing & set(BUILTINS))}")
 
     def names() -> set[str]:
-        items = custom.list_cluster_custom_object("onair.dev", "v1alpha1", "calltypes",
-                                                  label_selector="onair.dev/builtin=true")["items"]
+        items = custom.list_cluster_custom_object(
+            "onair.dev", "v1alpha1", "calltypes", label_selector="onair.dev/builtin=true"
+        )["items"]
         return {c["metadata"]["name"] for c in items}
 
     release = f"chart-{secrets.token_hex(3)}"
@@ -401,8 +587,17 @@ def test_helm_installs_upgrades_and_uninstalls_keeping_the_crds(local_cluster, k
         assert f"rollout status deployment/{release}-onair-operator" in proc.stdout  # NOTES rendered
         assert names() == set(BUILTINS)
 
-        proc = manifests.helm("upgrade", release, chart, *kc, "--set", "builtinCallTypes.development.enabled=false",
-                              "--set", "operator.logLevel=verbose", helm_bin=helm_bin)
+        proc = manifests.helm(
+            "upgrade",
+            release,
+            chart,
+            *kc,
+            "--set",
+            "builtinCallTypes.development.enabled=false",
+            "--set",
+            "operator.logLevel=verbose",
+            helm_bin=helm_bin,
+        )
         assert proc.returncode == 0, proc.stderr
         assert names() == {"default", "livestream"}
         dep = client.AppsV1Api(kube_api).read_namespaced_deployment(f"{release}-onair-operator", namespace)
@@ -424,14 +619,23 @@ def test_manifests_install_with_the_documented_kubectl_commands(local_cluster, k
     from kubernetes import client, dynamic
 
     custom = client.CustomObjectsApi(kube_api)
-    existing = {c["metadata"]["name"] for c in custom.list_cluster_custom_object("onair.dev", "v1alpha1", "calltypes")["items"]}
+    existing = {
+        c["metadata"]["name"] for c in custom.list_cluster_custom_object("onair.dev", "v1alpha1", "calltypes")["items"]
+    }
     if existing & set(BUILTINS):
         pytest.skip(f"built-in CallTypes already exist in this cluster: {sorted(existing & set(BUILTINS))}")
     env = {**os.environ, "KUBECONFIG": str(local_cluster.kubeconfig_path)}
     commands = [
         ["kubectl", "apply", "--server-side", "-f", "manifests/crds.yaml"],
-        ["kubectl", "wait", "--for", "condition=Established", "crd/livestreams.onair.dev", "crd/calltypes.onair.dev",
-         "--timeout=60s"],
+        [
+            "kubectl",
+            "wait",
+            "--for",
+            "condition=Established",
+            "crd/livestreams.onair.dev",
+            "crd/calltypes.onair.dev",
+            "--timeout=60s",
+        ],
         ["kubectl", "apply", "--server-side", "-f", "manifests/"],
     ]
     docs = [d for f in sorted((ROOT / "manifests").glob("*.yaml")) for d in yaml.safe_load_all(f.read_text()) if d]
@@ -439,8 +643,12 @@ def test_manifests_install_with_the_documented_kubectl_commands(local_cluster, k
         for cmd in commands:
             proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
             assert proc.returncode == 0, f"{' '.join(cmd)}:\n{proc.stdout}\n{proc.stderr}"
-        assert {c["metadata"]["name"] for c in custom.list_cluster_custom_object(
-            "onair.dev", "v1alpha1", "calltypes", label_selector="onair.dev/builtin=true")["items"]} == set(BUILTINS)
+        assert {
+            c["metadata"]["name"]
+            for c in custom.list_cluster_custom_object(
+                "onair.dev", "v1alpha1", "calltypes", label_selector="onair.dev/builtin=true"
+            )["items"]
+        } == set(BUILTINS)
         dep = client.AppsV1Api(kube_api).read_namespaced_deployment("onair-operator", manifests.NAMESPACE)
         assert dep.spec.strategy.type == "Recreate"
     finally:
@@ -448,7 +656,9 @@ def test_manifests_install_with_the_documented_kubectl_commands(local_cluster, k
         for doc in docs:
             if doc["kind"] in ("Namespace", "ClusterRole", "ClusterRoleBinding", "CallType"):
                 try:
-                    dyn.resources.get(api_version=doc["apiVersion"], kind=doc["kind"]).delete(name=doc["metadata"]["name"])
+                    dyn.resources.get(api_version=doc["apiVersion"], kind=doc["kind"]).delete(
+                        name=doc["metadata"]["name"]
+                    )
                 except Exception as e:  # noqa: BLE001
                     if getattr(e, "status", None) != 404:
                         raise
@@ -513,9 +723,14 @@ def test_the_operator_runs_on_exactly_the_chart_rbac(private_cluster, helm_bin, 
 
     def target() -> None:
         try:
-            run_operator(kubeconfig=str(sa_kubeconfig), namespaces=[work_ns] if scope == "namespaced" else None,
-                         stop_flag=stop, ready_flag=ready,
-                         config=OperatorConfig(status_poll_interval_seconds=1.0), agent_timeout=0.5)
+            run_operator(
+                kubeconfig=str(sa_kubeconfig),
+                namespaces=[work_ns] if scope == "namespaced" else None,
+                stop_flag=stop,
+                ready_flag=ready,
+                config=OperatorConfig(status_poll_interval_seconds=1.0),
+                agent_timeout=0.5,
+            )
         except BaseException as e:  # noqa: BLE001 - reported by the test thread
             errors.append(e)
 
@@ -526,27 +741,56 @@ def test_the_operator_runs_on_exactly_the_chart_rbac(private_cluster, helm_bin, 
     try:
         wait_for(lambda: ready.is_set() or errors, 60, what="operator ready")
         assert not errors, errors
-        custom.create_namespaced_custom_object("onair.dev", "v1alpha1", work_ns, "livestreams", {
-            "apiVersion": "onair.dev/v1alpha1", "kind": "Livestream", "metadata": {"name": "show"},
-            "spec": {"callType": "livestream"}})
+        custom.create_namespaced_custom_object(
+            "onair.dev",
+            "v1alpha1",
+            work_ns,
+            "livestreams",
+            {
+                "apiVersion": "onair.dev/v1alpha1",
+                "kind": "Livestream",
+                "metadata": {"name": "show"},
+                "spec": {"callType": "livestream"},
+            },
+        )
 
         def reconciled() -> Optional[dict]:
             obj = custom.get_namespaced_custom_object("onair.dev", "v1alpha1", work_ns, "livestreams", "show")
             st = obj.get("status") or {}
-            return obj if st.get("observedGeneration") == obj["metadata"]["generation"] and st.get("conditions") else None
+            return (
+                obj if st.get("observedGeneration") == obj["metadata"]["generation"] and st.get("conditions") else None
+            )
 
         obj = wait_for(reconciled, 60, what="the Livestream reconciled by the ServiceAccount-run operator")
         assert "onair.dev/finalizer" in obj["metadata"]["finalizers"]
         deployments = {d.metadata.name for d in apps.list_namespaced_deployment(work_ns).items}
         assert deployments == {f"show-{r}" for r in ("ingest", "transcoder", "origin", "recorder")}
-        wait_for(lambda: (custom.get_cluster_custom_object("onair.dev", "v1alpha1", "calltypes", "livestream")
-                          .get("status") or {}).get("livestreams") == 1, 30, what="CallType status.livestreams")
+        wait_for(
+            lambda: (
+                (
+                    custom.get_cluster_custom_object("onair.dev", "v1alpha1", "calltypes", "livestream").get("status")
+                    or {}
+                ).get("livestreams")
+                == 1
+            ),
+            30,
+            what="CallType status.livestreams",
+        )
 
         # A spec change that removes a child: pruning deletes it.
-        custom.patch_namespaced_custom_object("onair.dev", "v1alpha1", work_ns, "livestreams", "show",
-                                              {"spec": {"settingsOverride": {"recording": {"mode": "disabled"}}}})
-        wait_for(lambda: "show-recorder" not in {d.metadata.name for d in apps.list_namespaced_deployment(work_ns).items},
-                 60, what="recorder Deployment pruned")
+        custom.patch_namespaced_custom_object(
+            "onair.dev",
+            "v1alpha1",
+            work_ns,
+            "livestreams",
+            "show",
+            {"spec": {"settingsOverride": {"recording": {"mode": "disabled"}}}},
+        )
+        wait_for(
+            lambda: "show-recorder" not in {d.metadata.name for d in apps.list_namespaced_deployment(work_ns).items},
+            60,
+            what="recorder Deployment pruned",
+        )
 
         # Deletion: the operator removes its finalizer and the Livestream goes away.
         custom.delete_namespaced_custom_object("onair.dev", "v1alpha1", work_ns, "livestreams", "show")

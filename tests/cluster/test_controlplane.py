@@ -1,4 +1,5 @@
 """The local control plane is a real one: pinned version, controllers, GC and RBAC all work."""
+
 from __future__ import annotations
 
 import subprocess
@@ -17,22 +18,29 @@ def test_apiserver_reports_pinned_version(kube_api, local_cluster):
     info = client.VersionApi(kube_api).get_code()
     assert info.git_version == versions.KUBERNETES_VERSION
     assert local_cluster.request("GET", "/version")["gitVersion"] == versions.KUBERNETES_VERSION
-    out = subprocess.run([str(build.binary_paths()["kube-apiserver"]), "--version"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [str(build.binary_paths()["kube-apiserver"]), "--version"], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == f"Kubernetes {versions.KUBERNETES_VERSION}"
 
 
 def test_deployment_expands_to_replicaset_and_pod(kube_api, namespace):
     apps, core = client.AppsV1Api(kube_api), client.CoreV1Api(kube_api)
     labels = {"app": "web"}
-    apps.create_namespaced_deployment(namespace, client.V1Deployment(
-        metadata=client.V1ObjectMeta(name="web"),
-        spec=client.V1DeploymentSpec(
-            replicas=1,
-            selector=client.V1LabelSelector(match_labels=labels),
-            template=client.V1PodTemplateSpec(
-                metadata=client.V1ObjectMeta(labels=labels),
-                spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="example.invalid/x:1")])))))
+    apps.create_namespaced_deployment(
+        namespace,
+        client.V1Deployment(
+            metadata=client.V1ObjectMeta(name="web"),
+            spec=client.V1DeploymentSpec(
+                replicas=1,
+                selector=client.V1LabelSelector(match_labels=labels),
+                template=client.V1PodTemplateSpec(
+                    metadata=client.V1ObjectMeta(labels=labels),
+                    spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="example.invalid/x:1")]),
+                ),
+            ),
+        ),
+    )
 
     rs = wait_for(lambda: apps.list_namespaced_replica_set(namespace).items, what="ReplicaSet")
     assert rs[0].metadata.owner_references[0].kind == "Deployment"
@@ -45,10 +53,17 @@ def test_deployment_expands_to_replicaset_and_pod(kube_api, namespace):
 def test_garbage_collector_deletes_dependents(kube_api, namespace):
     core = client.CoreV1Api(kube_api)
     owner = core.create_namespaced_config_map(namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="owner")))
-    core.create_namespaced_config_map(namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(
-        name="owned",
-        owner_references=[client.V1OwnerReference(api_version="v1", kind="ConfigMap", name="owner",
-                                                  uid=owner.metadata.uid)])))
+    core.create_namespaced_config_map(
+        namespace,
+        client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(
+                name="owned",
+                owner_references=[
+                    client.V1OwnerReference(api_version="v1", kind="ConfigMap", name="owner", uid=owner.metadata.uid)
+                ],
+            )
+        ),
+    )
     core.delete_namespaced_config_map("owner", namespace, propagation_policy="Background")
 
     def owned_gone() -> bool:
@@ -77,22 +92,32 @@ def test_serviceaccount_without_rbac_is_forbidden(local_cluster, kube_api, names
 
         # Granting a Role makes the same identity succeed: the 403 was RBAC, not a broken token.
         rbac = client.RbacAuthorizationV1Api(kube_api)
-        rbac.create_namespaced_role(namespace, client.V1Role(
-            metadata=client.V1ObjectMeta(name="read-cm"),
-            rules=[client.V1PolicyRule(api_groups=[""], resources=["configmaps"], verbs=["list"])]))
-        rbac.create_namespaced_role_binding(namespace, client.V1RoleBinding(
-            metadata=client.V1ObjectMeta(name="read-cm"),
-            role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name="read-cm"),
-            subjects=[client.RbacV1Subject(kind="ServiceAccount", name="nobody", namespace=namespace)]))
-        wait_for(lambda: client.CoreV1Api(api).list_namespaced_config_map(namespace) is not None,
-                 timeout=10, what="RBAC grant to take effect")
+        rbac.create_namespaced_role(
+            namespace,
+            client.V1Role(
+                metadata=client.V1ObjectMeta(name="read-cm"),
+                rules=[client.V1PolicyRule(api_groups=[""], resources=["configmaps"], verbs=["list"])],
+            ),
+        )
+        rbac.create_namespaced_role_binding(
+            namespace,
+            client.V1RoleBinding(
+                metadata=client.V1ObjectMeta(name="read-cm"),
+                role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name="read-cm"),
+                subjects=[client.RbacV1Subject(kind="ServiceAccount", name="nobody", namespace=namespace)],
+            ),
+        )
+        wait_for(
+            lambda: client.CoreV1Api(api).list_namespaced_config_map(namespace) is not None,
+            timeout=10,
+            what="RBAC grant to take effect",
+        )
 
 
 def test_user_kubeconfig_authenticates_with_groups(local_cluster, namespace):
     path = local_cluster.user_kubeconfig("alice", ["onair-viewers"])
     with _client_for(path) as api:
-        review = client.AuthenticationV1Api(api).create_self_subject_review(
-            client.V1SelfSubjectReview())
+        review = client.AuthenticationV1Api(api).create_self_subject_review(client.V1SelfSubjectReview())
         assert review.status.user_info.username == "alice"
         assert "onair-viewers" in review.status.user_info.groups
         with pytest.raises(ApiException) as exc:

@@ -6,6 +6,7 @@ There is no kubelet here, so no pod ever becomes Ready: the first slot never rol
 exactly the case the bound is for. The test shortens the bound (the operator runs in-process).
 On the real node, `tests/kube/test_media_pods_on_node.py` runs the whole rollout with encoders.
 """
+
 from __future__ import annotations
 
 import secrets
@@ -23,11 +24,13 @@ HOLD_SECONDS = 6.0
 
 def _replica_sets(kube, namespace: str, key: str) -> list:
     return kube.apps.list_namespaced_replica_set(
-        namespace, label_selector=f"onair.dev/livestream=ro,app.kubernetes.io/component={key}").items
+        namespace, label_selector=f"onair.dev/livestream=ro,app.kubernetes.io/component={key}"
+    ).items
 
 
 def test_a_new_image_holds_main_back_until_the_backup_rolled_out_or_the_bound_is_over(
-        operator, kubeconfig, kube, namespace, monkeypatch):
+    operator, kubeconfig, kube, namespace, monkeypatch
+):
     apps = kube.apps
     monkeypatch.setattr(rollout, "HOLD_MAX_SECONDS", HOLD_SECONDS)
     ct = f"ct-{secrets.token_hex(3)}"
@@ -46,25 +49,40 @@ def test_a_new_image_holds_main_back_until_the_backup_rolled_out_or_the_bound_is
         own = OperatorHandle(kubeconfig, pod_ips=True, config={"image": "onair:after"})
         own.start()
         try:
+
             def deployment(key):
                 return apps.read_namespaced_deployment(f"ro-{key}", namespace)
 
             def held():
                 main = deployment("ingest")
-                return main.spec.paused and (main.metadata.annotations or {}).get(rollout.HELD_SINCE_ANNOTATION) and main
+                return (
+                    main.spec.paused and (main.metadata.annotations or {}).get(rollout.HELD_SINCE_ANNOTATION) and main
+                )
+
             main = wait_for(held, 30, what="main's Deployment paused with the new template")
             assert main.spec.template.spec.containers[0].image == "onair:after"
             backup = deployment("ingest-backup")
             assert not backup.spec.paused and backup.spec.template.spec.containers[0].image == "onair:after"
             assert rollout.HELD_SINCE_ANNOTATION not in (backup.metadata.annotations or {})
             # The Deployment controller rolls the backup (a ReplicaSet of the new template) and not main.
-            wait_for(lambda: len(_replica_sets(kube, namespace, "ingest-backup")) == 2, 30,
-                     what="the backup's new ReplicaSet")
-            assert [rs.spec.template.spec.containers[0].image for rs in _replica_sets(kube, namespace, "ingest")] \
-                == ["onair:before"]
-            status = kube.wait_status(namespace, "ro", lambda s: any(
-                c["type"] == "Reconciling" and c["reason"] == INGEST_ROLLOUT_STAGGERED for c in s.get("conditions") or ()),
-                timeout=15, what="the Reconciling condition naming the rollout")["status"]
+            wait_for(
+                lambda: len(_replica_sets(kube, namespace, "ingest-backup")) == 2,
+                30,
+                what="the backup's new ReplicaSet",
+            )
+            assert [rs.spec.template.spec.containers[0].image for rs in _replica_sets(kube, namespace, "ingest")] == [
+                "onair:before"
+            ]
+            status = kube.wait_status(
+                namespace,
+                "ro",
+                lambda s: any(
+                    c["type"] == "Reconciling" and c["reason"] == INGEST_ROLLOUT_STAGGERED
+                    for c in s.get("conditions") or ()
+                ),
+                timeout=15,
+                what="the Reconciling condition naming the rollout",
+            )["status"]
             [reconciling] = [c for c in status["conditions"] if c["type"] == "Reconciling"]
             assert "ingest-backup first" in reconciling["message"], reconciling
             reasons = [e["reason"] for e in kube.events(namespace, "ro")]
@@ -79,10 +97,20 @@ def test_a_new_image_holds_main_back_until_the_backup_rolled_out_or_the_bound_is
             [warning] = [e for e in kube.events(namespace, "ro") if e["reason"] == INGEST_ROLLOUT_NOT_BRIDGED]
             assert warning["type"] == "Warning"
             assert warning["message"].startswith(
-                "ingest-backup did not roll out within 6 s (0 of 1 pods updated and available"), warning
-            kube.wait_status(namespace, "ro", lambda s: not any(
-                c["type"] == "Reconciling" and c["reason"] == INGEST_ROLLOUT_STAGGERED for c in s.get("conditions") or ()),
-                timeout=15, what="the Reconciling condition of the rollout gone")
+                "ingest-backup did not roll out within 6 s (0 of 1 pods updated and available"
+            ), warning
+            kube.wait_status(
+                namespace,
+                "ro",
+                lambda s: (
+                    not any(
+                        c["type"] == "Reconciling" and c["reason"] == INGEST_ROLLOUT_STAGGERED
+                        for c in s.get("conditions") or ()
+                    )
+                ),
+                timeout=15,
+                what="the Reconciling condition of the rollout gone",
+            )
             # Level-based: one hold, one release, nothing announced twice.
             reasons = [e["reason"] for e in kube.events(namespace, "ro")]
             assert reasons.count(INGEST_ROLLOUT_STAGGERED) == 1 and reasons.count(INGEST_ROLLOUT_NOT_BRIDGED) == 1

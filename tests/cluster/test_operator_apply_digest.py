@@ -8,6 +8,7 @@ operator. The counts are per namespace, so nothing else in the cluster can distu
 polls are counted where the operator asks for an agent's address (one question per poll), with a
 status poll interval long enough that no periodic poll falls into the window.
 """
+
 from __future__ import annotations
 
 import json
@@ -92,9 +93,15 @@ def audited(tmp_path_factory) -> Iterator[Audited]:
     workdir = tmp_path_factory.mktemp("audited-cluster")
     policy, log = workdir / "audit-policy.yaml", workdir / "audit.log"
     policy.write_text(AUDIT_POLICY)
-    cluster = LocalCluster(crd_paths=apply.yaml_files(CRD_DIR), apiserver_args=[
-        f"--audit-policy-file={policy}", f"--audit-log-path={log}", "--audit-log-maxsize=0",
-        "--audit-log-mode=blocking"]).start()
+    cluster = LocalCluster(
+        crd_paths=apply.yaml_files(CRD_DIR),
+        apiserver_args=[
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={log}",
+            "--audit-log-maxsize=0",
+            "--audit-log-mode=blocking",
+        ],
+    ).start()
     api = official_client(cluster.kubeconfig_path)
     operator = CountingOperator(str(cluster.kubeconfig_path))
     try:
@@ -137,6 +144,7 @@ def settled(audited: Audited, namespace: str, name: str) -> int:
         same = count == last["writes"]
         last.update(offset=offset, writes=count)
         return same
+
     wait_for(quiet, 30, interval=2.0, what="no more child writes")
     return last["offset"]
 
@@ -153,8 +161,14 @@ def test_changes_that_alter_no_child_apply_nothing(audited, ns, ct):
     assert obj["status"]["observedGeneration"] == 2
     # ...and a metadata-only edit (kopf's update handler runs for labels and annotations too).
     kube.patch_livestream(ns, "calm", {"metadata": {"labels": {"team": "a"}, "annotations": {"note": "x"}}})
-    wait_for(lambda: '"note"' in kube.livestream(ns, "calm")["metadata"]["annotations"].get(
-        "onair.dev/last-handled-configuration", ""), 20, what="the metadata edit handled")
+    wait_for(
+        lambda: (
+            '"note"'
+            in kube.livestream(ns, "calm")["metadata"]["annotations"].get("onair.dev/last-handled-configuration", "")
+        ),
+        20,
+        what="the metadata edit handled",
+    )
 
     assert audited.writes(ns, since) == Counter()
     assert kube.resource_versions(ns, "calm") == before
@@ -188,6 +202,7 @@ def test_a_deleted_or_edited_child_is_restored_alone(audited, ns, ct):
     def recreated() -> bool:
         cm = kube.children(ns, "gone").get(("ConfigMap", "gone-origin"))
         return cm is not None and cm["metadata"]["uid"] != old_uid
+
     wait_for(recreated, 20, what="the deleted ConfigMap created again")
     assert kube.configmap_json(ns, "gone-origin") == original
     assert set(audited.writes(ns, since)) == {("configmaps", "gone-origin")}
@@ -216,13 +231,15 @@ def test_after_a_restart_a_child_edited_or_deleted_meanwhile_is_repaired(audited
     def redeployed() -> bool:
         dep = kube.children(ns, "down").get(("Deployment", "down-ingest"))
         return dep is not None and dep["spec"]["template"]["spec"]["containers"][0]["image"] == image
+
     wait_for(redeployed, 30, what="Deployment created again after restart")
 
     # What nobody touched while the operator was down is not sent again: the live object carries
     # the digest of its manifest and no write of anyone else since the operator's last apply
     # (Deployments do: kube-controller-manager writes their revision annotation).
     assert {(resource, name) for resource, name in audited.writes(ns, since) if resource != "deployments"} == {
-        ("configmaps", "down-origin")}
+        ("configmaps", "down-origin")
+    }
 
 
 def test_a_change_of_the_livestream_polls_its_agents_once(audited, ns, ct):
@@ -239,12 +256,19 @@ def test_a_change_of_the_livestream_polls_its_agents_once(audited, ns, ct):
         same = lookups[origin] == seen["polls"]
         seen["polls"] = lookups[origin]
         return same
+
     wait_for(quiet, POLL_INTERVAL, interval=3.0, what="the polls after creation to end")
 
     before = lookups[origin]
     kube.patch_livestream(ns, "once", {"metadata": {"labels": {"poll": "once"}}})
-    wait_for(lambda: '"poll"' in kube.livestream(ns, "once")["metadata"]["annotations"].get(
-        "onair.dev/last-handled-configuration", ""), 20, what="the edit handled")
+    wait_for(
+        lambda: (
+            '"poll"'
+            in kube.livestream(ns, "once")["metadata"]["annotations"].get("onair.dev/last-handled-configuration", "")
+        ),
+        20,
+        what="the edit handled",
+    )
     wait_for(lambda: lookups[origin] > before, 5, what="the agents polled for the edit")
     # A second poll would follow at once (the daemon woken); the next periodic one is far off.
     time.sleep(3)

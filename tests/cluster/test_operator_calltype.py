@@ -1,4 +1,5 @@
 """CallTypes as the operator sees them: missing, appearing, changing, counted, deleted."""
+
 from __future__ import annotations
 
 import secrets
@@ -32,8 +33,9 @@ def test_missing_calltype_stalls_then_recovers_by_itself(operator, kube, ct_name
     wait_for(lambda: "CallTypeMissing" in kube.event_reasons(namespace, "early"), 15, what="CallTypeMissing Event")
 
     kube.create_calltype(ct_name, settings={"dvr": {"durationSeconds": 120}})
-    obj = kube.wait_status(namespace, "early", lambda s: condition(s, "Stalled") is None and s.get("credentialsSecret"),
-                           what="recovery")
+    obj = kube.wait_status(
+        namespace, "early", lambda s: condition(s, "Stalled") is None and s.get("credentialsSecret"), what="recovery"
+    )
     assert condition(obj["status"], "Ready")["reason"] != "CallTypeNotFound"
     assert obj["status"]["effectiveSettings"]["dvr"]["durationSeconds"] == 120
     assert kube.configmap_json(namespace, "early-origin")["dvrWindowSeconds"] == 120
@@ -45,19 +47,37 @@ def test_calltype_change_reaches_every_livestream_using_it(operator, kube, ct_na
     for name in ("one", "two"):
         kube.create_livestream(namespace, name, {"callType": ct_name})
     # An override wins over the CallType for the field it names, and only that field.
-    kube.create_livestream(namespace, "own", {"callType": ct_name, "settingsOverride": {
-        "broadcasting": {"hls": {"qualityTracks": ["360p"]}}}})
+    kube.create_livestream(
+        namespace,
+        "own",
+        {"callType": ct_name, "settingsOverride": {"broadcasting": {"hls": {"qualityTracks": ["360p"]}}}},
+    )
     for name in ("one", "two", "own"):
         kube.wait_reconciled(namespace, name)
     assert [r["name"] for r in kube.configmap_json(namespace, "one-transcoder")["ladder"]] == ["720p", "480p"]
 
-    kube.patch_calltype(ct_name, {"spec": {"settings": {"broadcasting": {"hls": {"qualityTracks": ["1080p", "360p"]},
-                                                                           "segmentDurationSeconds": 4}}}})
+    kube.patch_calltype(
+        ct_name,
+        {
+            "spec": {
+                "settings": {"broadcasting": {"hls": {"qualityTracks": ["1080p", "360p"]}, "segmentDurationSeconds": 4}}
+            }
+        },
+    )
     for name in ("one", "two"):
-        wait_for(lambda: [r["name"] for r in kube.configmap_json(namespace, f"{name}-transcoder")["ladder"]]
-                 == ["1080p", "360p"], 20, what=f"{name} ladder updated")
-        obj = kube.wait_status(namespace, name, lambda s: s["effectiveSettings"]["broadcasting"]["hls"]["qualityTracks"]
-                               == ["1080p", "360p"], what="effective settings updated")
+        wait_for(
+            lambda: (
+                [r["name"] for r in kube.configmap_json(namespace, f"{name}-transcoder")["ladder"]] == ["1080p", "360p"]
+            ),
+            20,
+            what=f"{name} ladder updated",
+        )
+        obj = kube.wait_status(
+            namespace,
+            name,
+            lambda s: s["effectiveSettings"]["broadcasting"]["hls"]["qualityTracks"] == ["1080p", "360p"],
+            what="effective settings updated",
+        )
         assert obj["status"]["effectiveSettings"]["broadcasting"]["segmentDurationSeconds"] == 4
     own = kube.configmap_json(namespace, "own-transcoder")
     assert [r["name"] for r in own["ladder"]] == ["360p"]
@@ -76,8 +96,12 @@ def test_deleting_a_calltype_in_use_stalls_but_keeps_the_stream_running(operator
     before = kube.resource_versions(namespace, "keep")
 
     kube.delete_calltype(ct_name)
-    obj = kube.wait_status(namespace, "keep", lambda s: (condition(s, "Stalled") or {}).get("reason") == "CallTypeNotFound",
-                           what="stalled after CallType deletion")
+    obj = kube.wait_status(
+        namespace,
+        "keep",
+        lambda s: (condition(s, "Stalled") or {}).get("reason") == "CallTypeNotFound",
+        what="stalled after CallType deletion",
+    )
     # Everything the stream had stays: children untouched, URLs and settings still in status.
     assert kube.resource_versions(namespace, "keep") == before
     assert obj["status"]["credentialsSecret"] == "keep-credentials"
@@ -106,9 +130,15 @@ class CountWatch:
 
         while not self._stop.is_set():
             w = watch.Watch()
-            for event in w.stream(self.kube.custom.list_cluster_custom_object, GROUP, VERSION, "calltypes",
-                                  field_selector=f"metadata.name={self.name}", resource_version=self._rv,
-                                  timeout_seconds=2):
+            for event in w.stream(
+                self.kube.custom.list_cluster_custom_object,
+                GROUP,
+                VERSION,
+                "calltypes",
+                field_selector=f"metadata.name={self.name}",
+                resource_version=self._rv,
+                timeout_seconds=2,
+            ):
                 obj = event["object"]
                 self._rv = obj["metadata"]["resourceVersion"]
                 count = (obj.get("status") or {}).get("livestreams")
@@ -142,8 +172,11 @@ def test_a_burst_of_livestreams_is_counted_exactly_with_few_status_patches(opera
         kube.wait_reconciled(namespace, name, timeout=120)
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda name: kube.delete_livestream(namespace, name), names[: n // 2]))
-    wait_for(lambda: (kube.calltype(ct_name).get("status") or {}).get("livestreams") == n - n // 2, 60,
-             what=f"count {n - n // 2}")
+    wait_for(
+        lambda: (kube.calltype(ct_name).get("status") or {}).get("livestreams") == n - n // 2,
+        60,
+        what=f"count {n - n // 2}",
+    )
     values = counts.stop()
     assert values[-1] == n - n // 2 and n in values, values
     # Without coalescing every ADDED/DELETED event patched the status: ~n + n/2 changes.

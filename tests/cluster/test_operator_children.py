@@ -1,4 +1,5 @@
 """The operator against a real API server: children rendered, applied, kept, restored, pruned, collected."""
+
 from __future__ import annotations
 
 import base64
@@ -28,14 +29,21 @@ def test_livestream_gets_every_child_with_the_right_spec(operator, kube, calltyp
     uid = obj["metadata"]["uid"]
     children = kube.children(namespace, "show")
 
-    expected = {("Secret", "show-credentials"), ("PersistentVolumeClaim", "show-dvr"), ("Service", "show-ingest"),
-                ("Service", "show-origin"), ("Service", "show-recorder")}
+    expected = {
+        ("Secret", "show-credentials"),
+        ("PersistentVolumeClaim", "show-dvr"),
+        ("Service", "show-ingest"),
+        ("Service", "show-origin"),
+        ("Service", "show-recorder"),
+    }
     expected |= {("ConfigMap", f"show-{r}") for r in ROLES} | {("Deployment", f"show-{r}") for r in ROLES}
     expected |= {("NetworkPolicy", f"show-{r}") for r in ROLES}
     assert set(children) == expected
     for (_kind, name), child in children.items():
         refs = child["metadata"]["ownerReferences"]
-        assert [(r["kind"], r["name"], r["uid"], r["controller"]) for r in refs] == [("Livestream", "show", uid, True)], name
+        assert [(r["kind"], r["name"], r["uid"], r["controller"]) for r in refs] == [
+            ("Livestream", "show", uid, True)
+        ], name
         assert child["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "onair-operator"
         assert child["metadata"]["labels"]["app.kubernetes.io/instance"] == "show"
 
@@ -71,8 +79,12 @@ def test_livestream_gets_every_child_with_the_right_spec(operator, kube, calltyp
     # The agent token: in every pod as a file of the Secret, named by every config, in no ConfigMap.
     for role in ROLES:
         pod = children[("Deployment", f"show-{role}")]["spec"]["template"]["spec"]
-        items = [i for v in pod["volumes"] if v.get("secret", {}).get("secretName") == "show-credentials"
-                 for i in v["secret"]["items"]]
+        items = [
+            i
+            for v in pod["volumes"]
+            if v.get("secret", {}).get("secretName") == "show-credentials"
+            for i in v["secret"]["items"]
+        ]
         assert {"key": "agentToken", "path": "agentToken"} in items, role
         mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
         assert mounts["credentials"] == "/etc/onair/secret", role
@@ -98,16 +110,20 @@ def test_livestream_gets_every_child_with_the_right_spec(operator, kube, calltyp
 def test_network_policies_are_accepted_and_select_the_pods_and_ports_they_mean(operator, kube, calltype, namespace):
     """What the API server stored (it validates every field, e.g. a named port or endPort) selects
     exactly the pods of the Deployment of the same name, and names only ports those pods declare."""
-    kube.create_livestream(namespace, "fence", {"callType": calltype,
-                                               "settingsOverride": {"ingest": {"protocols": ["srt", "whip"]}}})
+    kube.create_livestream(
+        namespace, "fence", {"callType": calltype, "settingsOverride": {"ingest": {"protocols": ["srt", "whip"]}}}
+    )
     kube.wait_reconciled(namespace, "fence")
     children = kube.children(namespace, "fence")
-    operator_peer = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "onair-system"}},
-                     "podSelector": {"matchLabels": {"app.kubernetes.io/name": "onair",
-                                                     "app.kubernetes.io/component": "operator"}}}
+    operator_peer = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "onair-system"}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "onair", "app.kubernetes.io/component": "operator"}},
+    }
 
     def pods_of(role: str) -> dict:
-        return {"podSelector": {"matchLabels": children[("Deployment", f"fence-{role}")]["spec"]["selector"]["matchLabels"]}}
+        return {
+            "podSelector": {"matchLabels": children[("Deployment", f"fence-{role}")]["spec"]["selector"]["matchLabels"]}
+        }
 
     rules: dict[str, list[dict]] = {}
     for role in ROLES:
@@ -124,13 +140,21 @@ def test_network_policies_are_accepted_and_select_the_pods_and_ports_they_mean(o
     assert rules["transcoder"] == rules["recorder"][:1] == rules["transcoder"][:1]
     # The origin reads the recordings on the volume from the recorder, to serve them to viewers.
     assert rules["recorder"][1:] == [{"from": [pods_of("origin")], "ports": [{"port": "agent", "protocol": "TCP"}]}]
-    assert rules["origin"][1:] == [{"ports": [{"port": "http", "protocol": "TCP"}]},
-                                   {"from": [pods_of("transcoder")], "ports": [{"port": "upload", "protocol": "TCP"}]}]
+    assert rules["origin"][1:] == [
+        {"ports": [{"port": "http", "protocol": "TCP"}]},
+        {"from": [pods_of("transcoder")], "ports": [{"port": "upload", "protocol": "TCP"}]},
+    ]
     # No RTMP pushes here: the RTMP port is only the read path of this stream's transcoder and recorder.
     assert rules["ingest"][1:] == [
         {"from": [pods_of("transcoder"), pods_of("recorder")], "ports": [{"port": "rtmp", "protocol": "TCP"}]},
-        {"ports": [{"port": "srt", "protocol": "UDP"}, {"port": "whip", "protocol": "TCP"},
-                   {"port": 1024, "endPort": 65535, "protocol": "UDP"}]}]
+        {
+            "ports": [
+                {"port": "srt", "protocol": "UDP"},
+                {"port": "whip", "protocol": "TCP"},
+                {"port": 1024, "endPort": 65535, "protocol": "UDP"},
+            ]
+        },
+    ]
     origin_service = children[("Service", "fence-origin")]["spec"]
     assert [(p["name"], p["port"]) for p in origin_service["ports"]] == [("http", 8081), ("upload", 8082)]
     assert origin_service["type"] == "ClusterIP"
@@ -145,8 +169,16 @@ def test_second_reconcile_changes_nothing(operator, kube, calltype, namespace):
     # A metadata-only change runs the update handler (the generation did not move: nothing is
     # rendered or applied; tests/cluster/test_operator_apply_digest.py counts the applies).
     kube.patch_livestream(namespace, "idem", {"metadata": {"labels": {"touched": "yes"}}})
-    wait_for(lambda: "touched" in kube.livestream(namespace, "idem")["metadata"]["annotations"].get(
-        "onair.dev/last-handled-configuration", ""), 20, what="update handled")
+    wait_for(
+        lambda: (
+            "touched"
+            in kube.livestream(namespace, "idem")["metadata"]["annotations"].get(
+                "onair.dev/last-handled-configuration", ""
+            )
+        ),
+        20,
+        what="update handled",
+    )
     assert kube.resource_versions(namespace, "idem") == before
     # ...and the status was not rewritten either (only kopf's own annotation changed the object).
     obj = kube.livestream(namespace, "idem")
@@ -158,21 +190,27 @@ def test_spec_change_rolls_out_and_prunes(operator, kube, calltype, namespace):
     kube.create_livestream(namespace, "roll", {"callType": calltype})
     kube.wait_reconciled(namespace, "roll")
 
-    kube.patch_livestream(namespace, "roll", {"spec": {"settingsOverride": {
-        "dvr": {"durationSeconds": 600}, "ingest": {"backup": True}}}})
+    kube.patch_livestream(
+        namespace, "roll", {"spec": {"settingsOverride": {"dvr": {"durationSeconds": 600}, "ingest": {"backup": True}}}}
+    )
     obj = kube.wait_reconciled(namespace, "roll")
     assert obj["status"]["observedGeneration"] == 2
     assert kube.configmap_json(namespace, "roll-origin")["dvrWindowSeconds"] == 600
     children = kube.children(namespace, "roll")
     for kind in ("Deployment", "Service", "ConfigMap"):
         assert (kind, "roll-ingest-backup") in children
-    assert kube.configmap_json(namespace, "roll-transcoder")["backupUrl"].startswith(f"rtmp://roll-ingest-backup.{namespace}.svc")
+    assert kube.configmap_json(namespace, "roll-transcoder")["backupUrl"].startswith(
+        f"rtmp://roll-ingest-backup.{namespace}.svc"
+    )
     assert obj["status"]["ingest"]["backupRtmp"] == f"rtmp://roll-ingest-backup.{namespace}.svc:1935/live"
 
     kube.patch_livestream(namespace, "roll", {"spec": {"settingsOverride": {"ingest": {"backup": False}}}})
     kube.wait_reconciled(namespace, "roll")
-    wait_for(lambda: not any(name == "roll-ingest-backup" for _, name in kube.children(namespace, "roll")),
-             20, what="backup ingest pruned")
+    wait_for(
+        lambda: not any(name == "roll-ingest-backup" for _, name in kube.children(namespace, "roll")),
+        20,
+        what="backup ingest pruned",
+    )
     assert "backupRtmp" not in kube.livestream(namespace, "roll")["status"]["ingest"]
 
 
@@ -185,17 +223,31 @@ def test_owned_children_the_operator_never_wrote_are_pruned_and_foreign_ones_kep
     obj = kube.create_livestream(namespace, "stray", {"callType": calltype})
     kube.wait_reconciled(namespace, "stray")
     labels = {"app.kubernetes.io/managed-by": "onair-operator", "onair.dev/livestream": "stray"}
-    owner = client.V1OwnerReference(api_version="onair.dev/v1alpha1", kind="Livestream", name="stray",
-                                    uid=obj["metadata"]["uid"], controller=True, block_owner_deletion=True)
-    kube.core.create_namespaced_config_map(namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(
-        name="stray-leftover", labels=labels, owner_references=[owner])))
-    kube.core.create_namespaced_config_map(namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(
-        name="stray-lookalike", labels=labels)))
+    owner = client.V1OwnerReference(
+        api_version="onair.dev/v1alpha1",
+        kind="Livestream",
+        name="stray",
+        uid=obj["metadata"]["uid"],
+        controller=True,
+        block_owner_deletion=True,
+    )
+    kube.core.create_namespaced_config_map(
+        namespace,
+        client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(name="stray-leftover", labels=labels, owner_references=[owner])
+        ),
+    )
+    kube.core.create_namespaced_config_map(
+        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="stray-lookalike", labels=labels))
+    )
 
     kube.patch_livestream(namespace, "stray", {"spec": {"settingsOverride": {"dvr": {"durationSeconds": 600}}}})
     kube.wait_reconciled(namespace, "stray")
-    wait_for(lambda: ("ConfigMap", "stray-leftover") not in kube.children(namespace, "stray"), 20,
-             what="the leftover ConfigMap pruned")
+    wait_for(
+        lambda: ("ConfigMap", "stray-leftover") not in kube.children(namespace, "stray"),
+        20,
+        what="the leftover ConfigMap pruned",
+    )
     assert ("ConfigMap", "stray-lookalike") in kube.children(namespace, "stray")
     assert "ChildrenPruned" in kube.event_reasons(namespace, "stray")
 
@@ -209,8 +261,11 @@ def test_children_dropped_while_the_operator_was_down_are_pruned_after_restart(o
     with operator.stopped():
         kube.patch_livestream(namespace, "down", {"spec": {"settingsOverride": {"ingest": {"backup": False}}}})
     kube.wait_reconciled(namespace, "down")
-    wait_for(lambda: not any(name == "down-ingest-backup" for _, name in kube.children(namespace, "down")),
-             20, what="backup ingest pruned after the restart")
+    wait_for(
+        lambda: not any(name == "down-ingest-backup" for _, name in kube.children(namespace, "down")),
+        20,
+        what="backup ingest pruned after the restart",
+    )
 
 
 def test_deleted_dvr_claim_is_created_again(operator, kube, calltype, namespace):
@@ -222,6 +277,7 @@ def test_deleted_dvr_claim_is_created_again(operator, kube, calltype, namespace)
     def recreated():
         claim = kube.children(namespace, "claim").get(("PersistentVolumeClaim", "claim-dvr"))
         return claim is not None and claim["metadata"]["uid"] != old
+
     wait_for(recreated, 30, what="the DVR claim created again")
 
 
@@ -234,12 +290,21 @@ def test_deleted_configmap_and_hand_edited_deployment_are_restored(operator, kub
     kube.core.delete_namespaced_config_map("drift-origin", namespace)
     wait_for(lambda: kube.configmap_json(namespace, "drift-origin") == original, 20, what="ConfigMap restored")
 
-    kube.apps.patch_namespaced_deployment("drift-ingest", namespace, {"spec": {"replicas": 3, "template": {
-        "spec": {"containers": [{"name": "ingest", "image": "evil/image:latest"}]}}}})
+    kube.apps.patch_namespaced_deployment(
+        "drift-ingest",
+        namespace,
+        {
+            "spec": {
+                "replicas": 3,
+                "template": {"spec": {"containers": [{"name": "ingest", "image": "evil/image:latest"}]}},
+            }
+        },
+    )
 
     def restored():
         dep = kube.apps.read_namespaced_deployment("drift-ingest", namespace)
         return dep.spec.replicas == 1 and dep.spec.template.spec.containers[0].image == image
+
     wait_for(restored, 20, what="Deployment restored")
     assert "DriftCorrected" in kube.event_reasons(namespace, "drift")
 
@@ -256,8 +321,11 @@ def test_deleting_livestream_collects_children_but_keeps_recordings(operator, ku
         # The DVR claim is deleted too, but kubernetes.io/pvc-protection holds it while a pod
         # could still use it, so "being deleted" is the end state there.
         left = kube.children(namespace, "gone")
-        return all(kind == "PersistentVolumeClaim" and obj["metadata"].get("deletionTimestamp")
-                   for (kind, _), obj in left.items())
+        return all(
+            kind == "PersistentVolumeClaim" and obj["metadata"].get("deletionTimestamp")
+            for (kind, _), obj in left.items()
+        )
+
     # The garbage collector learns new CRDs on a 30 s discovery resync: allow for one.
     wait_for(collected, 90, what="children garbage-collected")
     rec = kube.core.read_namespaced_persistent_volume_claim("gone-recordings", namespace)
@@ -265,12 +333,15 @@ def test_deleting_livestream_collects_children_but_keeps_recordings(operator, ku
 
 
 def test_recording_disabled_renders_no_recorder(operator, kube, calltype, namespace):
-    kube.create_livestream(namespace, "norec", {"callType": calltype,
-                                               "settingsOverride": {"recording": {"mode": "disabled"}}})
+    kube.create_livestream(
+        namespace, "norec", {"callType": calltype, "settingsOverride": {"recording": {"mode": "disabled"}}}
+    )
     kube.wait_reconciled(namespace, "norec")
     names = {name for _, name in kube.children(namespace, "norec")}
     assert "norec-recorder" not in names
-    assert "norec-recordings" not in {p.metadata.name for p in kube.core.list_namespaced_persistent_volume_claim(namespace).items}
+    assert "norec-recordings" not in {
+        p.metadata.name for p in kube.core.list_namespaced_persistent_volume_claim(namespace).items
+    }
 
 
 def test_operator_writes_only_status_finalizer_and_its_annotations(operator, kube, calltype, namespace):
@@ -294,8 +365,13 @@ def test_operator_writes_only_status_finalizer_and_its_annotations(operator, kub
                 assert manager not in ("kopf",), manager
             if entry.get("subresource") == "status":
                 raise AssertionError(f"{manager} wrote status: {entry}")
-    meta_writes = [e for m, es in by_manager.items() if m != "onair-operator" for e in es
-                   if "f:metadata" in e.get("fieldsV1", {}) and "f:spec" not in e.get("fieldsV1", {})]
+    meta_writes = [
+        e
+        for m, es in by_manager.items()
+        if m != "onair-operator"
+        for e in es
+        if "f:metadata" in e.get("fieldsV1", {}) and "f:spec" not in e.get("fieldsV1", {})
+    ]
     for entry in meta_writes:
         # kopf's own bookkeeping: the finalizer and onair.dev/* annotations, nothing else.
         meta = entry["fieldsV1"]["f:metadata"]

@@ -1,4 +1,5 @@
 """`onair run` as users start it: a process with a kubeconfig, one namespace, stopped by SIGTERM."""
+
 from __future__ import annotations
 
 import secrets
@@ -27,4 +28,3 @@ def test_onair_run_reconciles_its_namespace_and_exits_on_sigterm(operator, kube,
     text = log_path.read_text(errors="replace")
     assert f"namespaces {namespace}" in text
     assert "Traceback" not in text, text[-3000:]
-

@@ -1,4 +1,5 @@
 """spec.dvrClearedAt: the operator asks the real origin agent to clear once per new value."""
+
 from __future__ import annotations
 
 import secrets
@@ -18,9 +19,15 @@ def origin_agent(tmp_path):
     """The real `onair agent origin` on free loopback ports."""
     secret = tmp_path / "playbackSecret"
     secret.write_text(secrets.token_urlsafe(32))
-    config = OriginConfig(livestream="test/origin", listen_host="127.0.0.1", agent_port=free_port(),
-                          http_port=free_port(), upload_port=free_port(), data_dir=str(tmp_path / "data"),
-                          playback_secret_file=str(secret))
+    config = OriginConfig(
+        livestream="test/origin",
+        listen_host="127.0.0.1",
+        agent_port=free_port(),
+        http_port=free_port(),
+        upload_port=free_port(),
+        data_dir=str(tmp_path / "data"),
+        playback_secret_file=str(secret),
+    )
     agent = AgentProcess("origin", config, tmp_path / "origin.json", tmp_path / "origin.log", log_level=None)
     try:
         agent.wait_ready(20)
@@ -37,6 +44,7 @@ def test_dvr_is_cleared_once_per_new_request(routes, kube, calltype, namespace, 
 
     def clears() -> int:
         return log_path.read_text(errors="replace").count("DVR cleared on request")
+
     assert clears() == 0
 
     kube.patch_livestream(namespace, "dvr", {"spec": {"dvrClearedAt": "2026-03-01T10:00:00Z"}})

@@ -1,4 +1,5 @@
 """The lifecycle as desired state: backstage -> live -> backstage -> ended, join-ahead by the clock."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -43,6 +44,7 @@ def test_backstage_live_backstage_ended_with_events(operator, kube, calltype, na
         # No transcoder here: broadcasting is only desired, never produced, so no Broadcasting* Event.
         wanted = {"Backstage", "WentLive", "ReturnedToBackstage", "Ended"}
         return got if wanted <= set(got) else None
+
     got = wait_for(reasons, 15, what="lifecycle Events")
     assert got.count("WentLive") == 2 and got.count("ReturnedToBackstage") == 2
 
@@ -53,17 +55,29 @@ def test_explicit_broadcasting_switch_and_active_false(operator, kube, calltype,
     kube.patch_livestream(namespace, "switch", {"spec": {"broadcasting": False}})
     kube.wait_status(namespace, "switch", lambda s: s.get("broadcastingDesired") is False, what="stopHLSBroadcasting")
     kube.patch_livestream(namespace, "switch", {"spec": {"broadcasting": True, "active": False}})
-    kube.wait_status(namespace, "switch", lambda s: s.get("broadcastingDesired") is False and s.get("observedGeneration") == 3,
-                     what="inactive stream never broadcasts")
+    kube.wait_status(
+        namespace,
+        "switch",
+        lambda s: s.get("broadcastingDesired") is False and s.get("observedGeneration") == 3,
+        what="inactive stream never broadcasts",
+    )
     # active: false is in the ingest config too (pushes refused even before the next /desired).
-    wait_for(lambda: kube.configmap_json(namespace, "switch-ingest")["active"] is False, 15, what="ingest config inactive")
+    wait_for(
+        lambda: kube.configmap_json(namespace, "switch-ingest")["active"] is False, 15, what="ingest config inactive"
+    )
 
 
 def test_join_ahead_opens_playback_by_the_clock(operator, kube, calltype, namespace):
     starts_at = datetime.now(timezone.utc) + timedelta(seconds=60 + 4)
-    kube.create_livestream(namespace, "soon", {
-        "callType": calltype, "startsAt": starts_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "settingsOverride": {"backstage": {"joinAheadTimeSeconds": 60}}})
+    kube.create_livestream(
+        namespace,
+        "soon",
+        {
+            "callType": calltype,
+            "startsAt": starts_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "settingsOverride": {"backstage": {"joinAheadTimeSeconds": 60}},
+        },
+    )
     st = kube.wait_reconciled(namespace, "soon")["status"]
     assert st["phase"] == "backstage"
     if datetime.now(timezone.utc) < starts_at - timedelta(seconds=60):

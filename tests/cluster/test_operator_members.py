@@ -1,5 +1,6 @@
 """Members and grants against a real API server: backstage members' tokens, kept in step with
 spec.members and the CallType's grants; unknown roles announced; `onair token` for people."""
+
 from __future__ import annotations
 
 import base64
@@ -49,8 +50,11 @@ def playback_secret(kube, namespace: str, ls: str) -> str:
 
 
 def test_each_host_gets_a_token_that_the_origin_would_accept(operator, kube, calltype, namespace):
-    kube.create_livestream(namespace, "show", {"callType": calltype, "members": members(
-        ("alice", "host"), ("bob", "user"), ("amy@example.com", "admin"))})
+    kube.create_livestream(
+        namespace,
+        "show",
+        {"callType": calltype, "members": members(("alice", "host"), ("bob", "user"), ("amy@example.com", "admin"))},
+    )
     obj = kube.wait_status(namespace, "show", lambda s: s.get("memberTokensSecret"), what="memberTokensSecret")
     assert obj["status"]["memberTokensSecret"] == "show-member-tokens"
     assert obj["status"]["backstageMembers"] == ["alice", "amy@example.com"]
@@ -58,7 +62,8 @@ def test_each_host_gets_a_token_that_the_origin_would_accept(operator, kube, cal
     children = kube.children(namespace, "show")
     secret = children[("Secret", "show-member-tokens")]
     assert [(r["kind"], r["name"], r["uid"]) for r in secret["metadata"]["ownerReferences"]] == [
-        ("Livestream", "show", obj["metadata"]["uid"])]
+        ("Livestream", "show", obj["metadata"]["uid"])
+    ]
     assert secret["metadata"]["labels"]["app.kubernetes.io/component"] == "member-tokens"
 
     data = secret_data(kube, namespace, "show-member-tokens")
@@ -76,40 +81,59 @@ def test_each_host_gets_a_token_that_the_origin_would_accept(operator, kube, cal
 
 
 def test_removing_a_member_removes_their_token(operator, kube, calltype, namespace):
-    kube.create_livestream(namespace, "cut", {"callType": calltype, "members": members(
-        ("alice", "host"), ("amy", "admin"))})
-    wait_for(lambda: set(secret_data(kube, namespace, "cut-member-tokens") or {}) == {"alice", "amy"}, 30,
-             what="tokens of alice and amy")
+    kube.create_livestream(
+        namespace, "cut", {"callType": calltype, "members": members(("alice", "host"), ("amy", "admin"))}
+    )
+    wait_for(
+        lambda: set(secret_data(kube, namespace, "cut-member-tokens") or {}) == {"alice", "amy"},
+        30,
+        what="tokens of alice and amy",
+    )
     amy_token = secret_data(kube, namespace, "cut-member-tokens")["amy"]
 
     kube.patch_livestream(namespace, "cut", {"spec": {"members": members(("amy", "admin"))}})
-    wait_for(lambda: set(secret_data(kube, namespace, "cut-member-tokens") or {}) == {"amy"}, 30,
-             what="alice's token removed")
+    wait_for(
+        lambda: set(secret_data(kube, namespace, "cut-member-tokens") or {}) == {"amy"},
+        30,
+        what="alice's token removed",
+    )
     assert secret_data(kube, namespace, "cut-member-tokens")["amy"] == amy_token  # same bucket: unchanged
     kube.wait_status(namespace, "cut", lambda s: s.get("backstageMembers") == ["amy"], what="backstageMembers [amy]")
 
     # Demoted to a role without join-backstage: the last token goes, and with it the Secret.
     kube.patch_livestream(namespace, "cut", {"spec": {"members": members(("amy", "user"))}})
     wait_for(lambda: secret_data(kube, namespace, "cut-member-tokens") is None, 30, what="member-tokens Secret pruned")
-    st = kube.wait_status(namespace, "cut", lambda s: "memberTokensSecret" not in s, what="status without tokens")["status"]
+    st = kube.wait_status(namespace, "cut", lambda s: "memberTokensSecret" not in s, what="status without tokens")[
+        "status"
+    ]
     assert "backstageMembers" not in st
 
 
 def test_a_calltype_taking_join_backstage_from_hosts_removes_their_tokens(operator, kube, calltype, namespace):
-    kube.create_livestream(namespace, "regrant", {"callType": calltype, "members": members(
-        ("alice", "host"), ("amy", "admin"))})
-    wait_for(lambda: set(secret_data(kube, namespace, "regrant-member-tokens") or {}) == {"alice", "amy"}, 30,
-             what="tokens of alice and amy")
+    kube.create_livestream(
+        namespace, "regrant", {"callType": calltype, "members": members(("alice", "host"), ("amy", "admin"))}
+    )
+    wait_for(
+        lambda: set(secret_data(kube, namespace, "regrant-member-tokens") or {}) == {"alice", "amy"},
+        30,
+        what="tokens of alice and amy",
+    )
 
     kube.patch_calltype(calltype, {"spec": {"grants": {"host": ["send-audio", "send-video"]}}})
-    wait_for(lambda: set(secret_data(kube, namespace, "regrant-member-tokens") or {}) == {"amy"}, 30,
-             what="hosts' tokens removed after the CallType change")
-    kube.wait_status(namespace, "regrant", lambda s: s.get("backstageMembers") == ["amy"], what="backstageMembers [amy]")
+    wait_for(
+        lambda: set(secret_data(kube, namespace, "regrant-member-tokens") or {}) == {"amy"},
+        30,
+        what="hosts' tokens removed after the CallType change",
+    )
+    kube.wait_status(
+        namespace, "regrant", lambda s: s.get("backstageMembers") == ["amy"], what="backstageMembers [amy]"
+    )
 
 
 def test_an_unknown_role_is_announced_and_does_not_stall_the_stream(operator, kube, calltype, namespace):
-    kube.create_livestream(namespace, "odd", {"callType": calltype, "members": members(
-        ("alice", "host"), ("carol", "guest"))})
+    kube.create_livestream(
+        namespace, "odd", {"callType": calltype, "members": members(("alice", "host"), ("carol", "guest"))}
+    )
     obj = kube.wait_reconciled(namespace, "odd")
     wait_for(lambda: "UnknownMemberRole" in kube.event_reasons(namespace, "odd"), 20, what="UnknownMemberRole Event")
     event = next(e for e in kube.events(namespace, "odd") if e["reason"] == "UnknownMemberRole")
@@ -127,10 +151,15 @@ def test_an_unknown_role_is_announced_and_does_not_stall_the_stream(operator, ku
 
 
 def test_onair_token_refuses_outsiders_and_mints_for_hosts(operator, kube, calltype, namespace, kubeconfig, capsys):
-    kube.create_livestream(namespace, "cli", {"callType": calltype, "members": members(
-        ("alice", "host"), ("bob", "user"))})
-    kube.wait_status(namespace, "cli", lambda s: s.get("credentialsSecret") and (s.get("playback") or {}).get("player"),
-                     what="credentials and player URL")
+    kube.create_livestream(
+        namespace, "cli", {"callType": calltype, "members": members(("alice", "host"), ("bob", "user"))}
+    )
+    kube.wait_status(
+        namespace,
+        "cli",
+        lambda s: s.get("credentialsSecret") and (s.get("playback") or {}).get("player"),
+        what="credentials and player URL",
+    )
     base = ["token", f"{namespace}/cli", "--kubeconfig", kubeconfig]
 
     assert cli.main(base + ["--user", "mallory"]) == 1

@@ -3,6 +3,7 @@
 No kubelet here, so the media pods never run: the agents have no address, which is exactly the
 "agent polls failing" series a platform team alerts on.
 """
+
 from __future__ import annotations
 
 import secrets
@@ -25,8 +26,11 @@ def scrape(port: int) -> dict[tuple[str, tuple], float]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
         assert resp.headers["Content-Type"].startswith("text/plain")
         text = resp.read().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def value(samples: dict, name: str, **labels: str) -> float:
@@ -47,9 +51,15 @@ def test_the_running_operator_serves_its_metrics(operator, kube, kubeconfig, nam
                 show = kube.wait_reconciled(namespace, "show", timeout=60)
                 kube.wait_reconciled(namespace, "orphan", timeout=60)
                 # A few status polls of the agents (which have no pod, so no address).
-                samples = wait_for(lambda: (s := scrape(port)) and value(
-                    s, "onair_operator_agent_polls_total", role="origin", outcome="no_address") >= 2 and s,
-                    30, what="agent polls counted")
+                samples = wait_for(
+                    lambda: (
+                        (s := scrape(port))
+                        and value(s, "onair_operator_agent_polls_total", role="origin", outcome="no_address") >= 2
+                        and s
+                    ),
+                    30,
+                    what="agent polls counted",
+                )
 
                 assert value(samples, "onair_operator_build_info", version=__import__("onair").__version__) == 1
                 assert value(samples, "onair_operator_reconciles_total", outcome="ok") >= 1
@@ -61,10 +71,17 @@ def test_the_running_operator_serves_its_metrics(operator, kube, kubeconfig, nam
                 # were patched.
                 applied = [k for k in kube.children(namespace, "show") if k[0] in ("Deployment", "Service")]
                 assert len(applied) >= 6  # four roles, two Services
-                assert value(samples, "onair_operator_kube_request_duration_seconds_count", operation="apply") >= len(applied)
-                assert value(samples, "onair_operator_kube_request_duration_seconds_count", operation="status_patch") >= 2
-                by_phase = {dict(labels)["phase"]: v for (name, labels), v in samples.items()
-                            if name == "onair_operator_livestreams"}
+                assert value(samples, "onair_operator_kube_request_duration_seconds_count", operation="apply") >= len(
+                    applied
+                )
+                assert (
+                    value(samples, "onair_operator_kube_request_duration_seconds_count", operation="status_patch") >= 2
+                )
+                by_phase = {
+                    dict(labels)["phase"]: v
+                    for (name, labels), v in samples.items()
+                    if name == "onair_operator_livestreams"
+                }
                 assert set(by_phase) >= {"backstage", "live", "ended", "unknown"}
                 assert sum(by_phase.values()) == 2
                 assert by_phase[show["status"]["phase"]] >= 1
@@ -83,10 +100,13 @@ def test_a_taken_metrics_port_stops_onair_run_with_what_to_do(kubeconfig):
         taken.bind(("0.0.0.0", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        proc = subprocess.run(onair_run_argv(kubeconfig, f"unused-{secrets.token_hex(3)}"),
-                              capture_output=True, text=True, timeout=60,
-                              env={**env_without_onair(), "ONAIR_METRICS_PORT": str(port)})
+        proc = subprocess.run(
+            onair_run_argv(kubeconfig, f"unused-{secrets.token_hex(3)}"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**env_without_onair(), "ONAIR_METRICS_PORT": str(port)},
+        )
     assert proc.returncode == 1, proc.stderr
     assert f"cannot serve metrics on 0.0.0.0:{port}" in proc.stderr and "ONAIR_METRICS_PORT" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
-

@@ -3,6 +3,7 @@
 There is no kubelet here, so the test plays its part: it marks the ingest pod the Deployment
 created as Running with a loopback IP, where a real ingest agent listens on the agent port.
 """
+
 from __future__ import annotations
 
 import secrets
@@ -39,24 +40,38 @@ def test_agents_are_reached_at_their_pod_ips(operator, kubeconfig, kube, namespa
         own = OperatorHandle(kubeconfig, pod_ips=True)
         own.start()
         try:
-            main = ingest_agent.start(slot="main", protocols=("rtmp",), livestream=f"{namespace}/pods",
-                                      listen_host=POD_IP, agent_port=AGENT_PORT, wait_ready=False)
+            main = ingest_agent.start(
+                slot="main",
+                protocols=("rtmp",),
+                livestream=f"{namespace}/pods",
+                listen_host=POD_IP,
+                agent_port=AGENT_PORT,
+                wait_ready=False,
+            )
             kube.create_livestream(namespace, "pods", {"callType": ct, "phase": "live"})
             kube.wait_reconciled(namespace, "pods")
 
             def ingest_pod():
                 pods = kube.core.list_namespaced_pod(
-                    namespace, label_selector="onair.dev/livestream=pods,app.kubernetes.io/component=ingest").items
+                    namespace, label_selector="onair.dev/livestream=pods,app.kubernetes.io/component=ingest"
+                ).items
                 return pods[0] if pods else None
+
             pod = wait_for(ingest_pod, 30, what="the ReplicaSet controller creating the ingest pod")
             own.mount(namespace, "pods", "ingest", main)  # the pod's Secret volume, before it runs
             wait_for(lambda: own.mounted(namespace, "pods", "ingest"), 20, what="the agent token mounted")
-            kube.core.patch_namespaced_pod_status(pod.metadata.name, namespace, {"status": {
-                "phase": "Running", "podIP": POD_IP, "podIPs": [{"ip": POD_IP}]}})
+            kube.core.patch_namespaced_pod_status(
+                pod.metadata.name,
+                namespace,
+                {"status": {"phase": "Running", "podIP": POD_IP, "podIPs": [{"ip": POD_IP}]}},
+            )
 
             # The fixture's own readiness check dials 127.0.0.1; this agent listens on the pod IP.
-            wait_for(lambda: urllib.request.urlopen(f"http://{POD_IP}:{AGENT_PORT}/readyz", timeout=2).status == 200,
-                     20, what="ingest agent ready on the pod IP")
+            wait_for(
+                lambda: urllib.request.urlopen(f"http://{POD_IP}:{AGENT_PORT}/readyz", timeout=2).status == 200,
+                20,
+                what="ingest agent ready on the pod IP",
+            )
             publishers.rtmp(f"rtmp://{POD_IP}:{main.ports.rtmp}/live/{main.stream_key}", width=320, height=180, fps=15)
             kube.wait_status(namespace, "pods", lambda s: s.get("live") is True, timeout=30, what="live via the pod IP")
 

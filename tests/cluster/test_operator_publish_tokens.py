@@ -3,6 +3,7 @@ Secret, a real ingest agent accepts it as the RTMP stream key, the Livestream's 
 name the member, and removing the member (a spec patch on the real kube-apiserver, the
 in-process operator) revokes the token at the ingest at once, with a Warning Event saying why.
 """
+
 from __future__ import annotations
 
 import secrets
@@ -33,12 +34,20 @@ def mint(kubeconfig, capsys, target, user, *extra) -> tuple[int, str, str]:
     return code, out.out.strip(), out.err
 
 
-def test_removing_the_member_revokes_their_publish_token_at_the_ingest(routes, kube, calltype, namespace, kubeconfig,
-                                                                        ingest_agent, publishers, capsys):
+def test_removing_the_member_revokes_their_publish_token_at_the_ingest(
+    routes, kube, calltype, namespace, kubeconfig, ingest_agent, publishers, capsys
+):
     main = ingest_agent.start(slot="main", protocols=("rtmp",), livestream=f"{namespace}/show")
     routes.route(namespace, "show", "ingest", main)
-    kube.create_livestream(namespace, "show", {"callType": calltype, "phase": "live", "members": [
-        {"userId": "alice", "role": "host"}, {"userId": "bob", "role": "user"}]})
+    kube.create_livestream(
+        namespace,
+        "show",
+        {
+            "callType": calltype,
+            "phase": "live",
+            "members": [{"userId": "alice", "role": "host"}, {"userId": "bob", "role": "user"}],
+        },
+    )
     kube.wait_reconciled(namespace, "show")
     wait_for(lambda: routes.mounted(namespace, "show", "ingest"), 30, what="the ingest's Secret files mounted")
 
@@ -52,11 +61,15 @@ def test_removing_the_member_revokes_their_publish_token_at_the_ingest(routes, k
     assert code == 0 and url.startswith("srt://") and "streamid=publish:" in url and "passphrase=" in url, (url, err)
 
     # The operator PUTs the members to the agent: alice publishes with her own token.
-    wait_for(lambda: [m["userId"] for m in main.put_desired().get("members") or []] == ["alice", "bob"], 30,
-             what="the members at the ingest")
+    wait_for(
+        lambda: [m["userId"] for m in main.put_desired().get("members") or []] == ["alice", "bob"],
+        30,
+        what="the members at the ingest",
+    )
     pub = publishers.rtmp(main.rtmp_url_with_key(token), **SMALL)
-    st = kube.wait_status(namespace, "show", lambda s: s.get("live") and s.get("publisher") == "alice",
-                          what="live, published by alice")["status"]
+    st = kube.wait_status(
+        namespace, "show", lambda s: s.get("live") and s.get("publisher") == "alice", what="live, published by alice"
+    )["status"]
     assert token not in repr(st)
     started = wait_events(kube, namespace, "show", "IngestStarted")[0]
     assert "from member alice (personal publish token)" in started["message"]
@@ -64,13 +77,16 @@ def test_removing_the_member_revokes_their_publish_token_at_the_ingest(routes, k
     # Remove her: the live publisher is dropped and the (unexpired) token is refused from now on.
     kube.patch_livestream(namespace, "show", {"spec": {"members": [{"userId": "bob", "role": "user"}]}})
     assert pub.wait(30) is not None
-    kube.wait_status(namespace, "show", lambda s: s.get("live") is False and "publisher" not in s,
-                     what="not live any more")
+    kube.wait_status(
+        namespace, "show", lambda s: s.get("live") is False and "publisher" not in s, what="not live any more"
+    )
     again = publishers.rtmp(main.rtmp_url_with_key(token), **SMALL)
     assert again.wait(15) != 0
     messages = [e["message"] for e in wait_events(kube, namespace, "show", "PublishRefusedNotMember")]
-    assert any("alice was removed from the livestream's members" in m
-               or "alice is not a member of the livestream" in m for m in messages), messages
+    assert any(
+        "alice was removed from the livestream's members" in m or "alice is not a member of the livestream" in m
+        for m in messages
+    ), messages
     assert all(token not in m for m in messages)
     assert any("Fix: add the user to spec.members" in m for m in messages), messages
     main.wait_log("refused rtmp publish from 127.0.0.1: alice is not a member of the livestream")

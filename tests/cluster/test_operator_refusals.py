@@ -2,6 +2,7 @@
 reason and the fix, rate limited per reason: real ingest agents on loopback, real publishers,
 the real operator against the local kube-apiserver.
 """
+
 from __future__ import annotations
 
 import re
@@ -19,14 +20,17 @@ SMALL = dict(width=320, height=180, fps=15)
 
 def events_of(kube, namespace: str, name: str, reason: str) -> list[dict]:
     found = [e for e in kube.events(namespace, name) if e["reason"] == reason]
-    return sorted(found, key=lambda e: (e.get("lastTimestamp") or e.get("eventTime") or "",
-                                        e["metadata"].get("creationTimestamp", "")))
+    return sorted(
+        found,
+        key=lambda e: (e.get("lastTimestamp") or e.get("eventTime") or "", e["metadata"].get("creationTimestamp", "")),
+    )
 
 
 def wait_events(kube, namespace: str, name: str, reason: str, count: int = 1, timeout: float = 30) -> list[dict]:
     def check():
         found = events_of(kube, namespace, name, reason)
         return found if len(found) >= count else None
+
     try:
         return wait_for(check, timeout, what=f"{count} {reason} Event(s)")
     except TimeoutError:
@@ -34,8 +38,9 @@ def wait_events(kube, namespace: str, name: str, reason: str, count: int = 1, ti
         raise
 
 
-def test_wrong_stream_key_becomes_a_rate_limited_warning_event(routes, kube, calltype, namespace, ingest_agent,
-                                                                publishers):
+def test_wrong_stream_key_becomes_a_rate_limited_warning_event(
+    routes, kube, calltype, namespace, ingest_agent, publishers
+):
     main = ingest_agent.start(slot="main", protocols=("rtmp",), livestream=f"{namespace}/keys")
     routes.route(namespace, "keys", "ingest", main)
     kube.create_livestream(namespace, "keys", {"callType": calltype, "phase": "live"})
@@ -55,23 +60,42 @@ def test_wrong_stream_key_becomes_a_rate_limited_warning_event(routes, kube, cal
     retries = [publishers.rtmp(wrong, **SMALL) for _ in range(3)]
     for pub in retries:
         assert pub.wait(15) != 0
-    second = wait_events(kube, namespace, "keys", "PublishRefusedWrongKey", count=2,
-                         timeout=REFUSAL_EVENT_INTERVAL + 30)[1]
-    assert re.match(r"3 publishes \(rtmp\) to the main ingest were refused since \S+; the last one at \S+, "
-                    r"from 127\.0\.0\.1: wrong stream key\. Fix: ", second["message"]), second["message"]
+    second = wait_events(
+        kube, namespace, "keys", "PublishRefusedWrongKey", count=2, timeout=REFUSAL_EVENT_INTERVAL + 30
+    )[1]
+    assert re.match(
+        r"3 publishes \(rtmp\) to the main ingest were refused since \S+; the last one at \S+, "
+        r"from 127\.0\.0\.1: wrong stream key\. Fix: ",
+        second["message"],
+    ), second["message"]
     time.sleep(REFUSAL_EVENT_INTERVAL / 2)
     assert len(events_of(kube, namespace, "keys", "PublishRefusedWrongKey")) == 2
     assert kube.livestream(namespace, "keys")["status"]["live"] is False
 
 
-def test_audio_only_publish_is_never_live_and_the_owner_is_told_why(routes, kube, calltype, namespace, ingest_agent,
-                                                                    publishers):
+def test_audio_only_publish_is_never_live_and_the_owner_is_told_why(
+    routes, kube, calltype, namespace, ingest_agent, publishers
+):
     main = ingest_agent.start(slot="main", protocols=("rtmp",), livestream=f"{namespace}/radio")
     routes.route(namespace, "radio", "ingest", main)
     kube.create_livestream(namespace, "radio", {"callType": calltype, "phase": "live"})
     kube.wait_reconciled(namespace, "radio")
-    pub = publishers.custom(["-re", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-                             "-c:a", "aac", "-b:a", "96k", "-f", "flv", main.rtmp_url])
+    pub = publishers.custom(
+        [
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "96k",
+            "-f",
+            "flv",
+            main.rtmp_url,
+        ]
+    )
     lives = []
     deadline = time.monotonic() + 30
     while pub.running and time.monotonic() < deadline:
@@ -97,8 +121,9 @@ def backup_calltype(kube):
     kube.delete_calltype(name)
 
 
-def test_srt_refusals_on_the_backup_ingest_name_the_backup_credentials(routes, kube, backup_calltype, namespace,
-                                                                      ingest_agent, publishers):
+def test_srt_refusals_on_the_backup_ingest_name_the_backup_credentials(
+    routes, kube, backup_calltype, namespace, ingest_agent, publishers
+):
     backup = ingest_agent.start(slot="backup", protocols=("srt",), livestream=f"{namespace}/srtb")
     routes.route(namespace, "srtb", "ingest-backup", backup)
     kube.create_livestream(namespace, "srtb", {"callType": backup_calltype, "phase": "live"})
@@ -118,4 +143,3 @@ def test_srt_refusals_on_the_backup_ingest_name_the_backup_credentials(routes, k
     message = wait_events(kube, namespace, "srtb", "PublishRefusedInactive")[0]["message"]
     assert "the livestream is not active" in message
     assert f"kubectl patch livestream srtb -n {namespace} --type merge" in message
-

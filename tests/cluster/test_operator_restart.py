@@ -1,4 +1,5 @@
 """An operator restart loses nothing and duplicates nothing: all state is in the cluster."""
+
 from __future__ import annotations
 
 import time

@@ -3,6 +3,7 @@
 No operator is needed: the CRD's structural schema and CEL rules reject these before anything
 reconciles, exactly as `kubectl apply` would show them.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,39 +30,73 @@ def rejection(call) -> str:
 
 
 BAD_SPECS = [
-    pytest.param({"callType": "default", "phase": "onair"}, ['spec.phase', 'Unsupported value: "onair"',
-                                                             '"backstage", "live", "ended"'], id="bad-phase-enum"),
-    pytest.param({"callType": "default", "settingsOverride": {"dvr": {"durationSeconds": 20}}},
-                 ["spec.settingsOverride.dvr.durationSeconds", "should be greater than or equal to 30"], id="dvr-too-short"),
-    pytest.param({"callType": "default", "settingsOverride": {"dvr": {"durationSeconds": 20000}}},
-                 ["spec.settingsOverride.dvr.durationSeconds", "should be less than or equal to 14400"], id="dvr-too-long"),
-    pytest.param({"callType": "default", "source": {"mode": "pull"}},
-                 ["source.mode pull needs at least one entry in source.uris"], id="pull-without-uris"),
-    pytest.param({"callType": "default", "source": {"mode": "push", "uris": ["rtmp://example.org/live/x"]}},
-                 ["source.uris is only used with source.mode pull"], id="uris-with-push"),
-    pytest.param({"callType": "default", "source": {"mode": "pull", "uris": ["ftp://example.org/x"]}},
-                 ["spec.source.uris[0]", "should match"], id="bad-pull-uri-scheme"),
-    pytest.param({"callType": "default", "members": [{"userId": "ann", "role": "host"},
-                                                     {"userId": "ann", "role": "viewer"}]},
-                 ["each userId may appear in members only once"], id="duplicate-member"),
-    pytest.param({"callType": "default", "settingsOverride": {"broadcasting": {"hls": {"qualityTracks": ["1080p", "999p"]}}}},
-                 ["spec.settingsOverride.broadcasting.hls.qualityTracks[1]", 'Unsupported value: "999p"'],
-                 id="bad-quality-track"),
-    pytest.param({"callType": "default", "settingsOverride": {"ingest": {"srtLatencyMs": 10}}},
-                 ["spec.settingsOverride.ingest.srtLatencyMs", "should be greater than or equal to 20"],
-                 id="srt-latency-out-of-range"),
-    pytest.param({"callType": "default", "settingsOverride": {"backstage": {"joinAheadTimeSeconds": -5}}},
-                 ["spec.settingsOverride.backstage.joinAheadTimeSeconds", "should be greater than or equal to 0"],
-                 id="negative-join-ahead"),
+    pytest.param(
+        {"callType": "default", "phase": "onair"},
+        ["spec.phase", 'Unsupported value: "onair"', '"backstage", "live", "ended"'],
+        id="bad-phase-enum",
+    ),
+    pytest.param(
+        {"callType": "default", "settingsOverride": {"dvr": {"durationSeconds": 20}}},
+        ["spec.settingsOverride.dvr.durationSeconds", "should be greater than or equal to 30"],
+        id="dvr-too-short",
+    ),
+    pytest.param(
+        {"callType": "default", "settingsOverride": {"dvr": {"durationSeconds": 20000}}},
+        ["spec.settingsOverride.dvr.durationSeconds", "should be less than or equal to 14400"],
+        id="dvr-too-long",
+    ),
+    pytest.param(
+        {"callType": "default", "source": {"mode": "pull"}},
+        ["source.mode pull needs at least one entry in source.uris"],
+        id="pull-without-uris",
+    ),
+    pytest.param(
+        {"callType": "default", "source": {"mode": "push", "uris": ["rtmp://example.org/live/x"]}},
+        ["source.uris is only used with source.mode pull"],
+        id="uris-with-push",
+    ),
+    pytest.param(
+        {"callType": "default", "source": {"mode": "pull", "uris": ["ftp://example.org/x"]}},
+        ["spec.source.uris[0]", "should match"],
+        id="bad-pull-uri-scheme",
+    ),
+    pytest.param(
+        {"callType": "default", "members": [{"userId": "ann", "role": "host"}, {"userId": "ann", "role": "viewer"}]},
+        ["each userId may appear in members only once"],
+        id="duplicate-member",
+    ),
+    pytest.param(
+        {"callType": "default", "settingsOverride": {"broadcasting": {"hls": {"qualityTracks": ["1080p", "999p"]}}}},
+        ["spec.settingsOverride.broadcasting.hls.qualityTracks[1]", 'Unsupported value: "999p"'],
+        id="bad-quality-track",
+    ),
+    pytest.param(
+        {"callType": "default", "settingsOverride": {"ingest": {"srtLatencyMs": 10}}},
+        ["spec.settingsOverride.ingest.srtLatencyMs", "should be greater than or equal to 20"],
+        id="srt-latency-out-of-range",
+    ),
+    pytest.param(
+        {"callType": "default", "settingsOverride": {"backstage": {"joinAheadTimeSeconds": -5}}},
+        ["spec.settingsOverride.backstage.joinAheadTimeSeconds", "should be greater than or equal to 0"],
+        id="negative-join-ahead",
+    ),
     pytest.param({"callType": "Not_A_Name"}, ["spec.callType", "should match"], id="calltype-not-a-dns-label"),
     pytest.param({"phase": "live"}, ["spec.callType: Required value"], id="calltype-missing"),
-    pytest.param({"callType": "default", "settingsOverride": {"ingest": {"protocols": ["rtmp", "ftp"]}}},
-                 ["spec.settingsOverride.ingest.protocols[1]", 'Unsupported value: "ftp"'], id="bad-protocol"),
-    pytest.param({"callType": "default", "settingsOverride": {"recording": {"storage": {"s3": {"bucket": "My_Bucket"}}}}},
-                 ["spec.settingsOverride.recording.storage.s3.bucket", "should match"], id="s3-bad-bucket-name"),
-    pytest.param({"callType": "default", "settingsOverride": {"recording": {"storage": {"s3": {
-        "endpoint": "s3.example.org"}}}}},
-                 ["spec.settingsOverride.recording.storage.s3.endpoint", "should match"], id="s3-endpoint-without-scheme"),
+    pytest.param(
+        {"callType": "default", "settingsOverride": {"ingest": {"protocols": ["rtmp", "ftp"]}}},
+        ["spec.settingsOverride.ingest.protocols[1]", 'Unsupported value: "ftp"'],
+        id="bad-protocol",
+    ),
+    pytest.param(
+        {"callType": "default", "settingsOverride": {"recording": {"storage": {"s3": {"bucket": "My_Bucket"}}}}},
+        ["spec.settingsOverride.recording.storage.s3.bucket", "should match"],
+        id="s3-bad-bucket-name",
+    ),
+    pytest.param(
+        {"callType": "default", "settingsOverride": {"recording": {"storage": {"s3": {"endpoint": "s3.example.org"}}}}},
+        ["spec.settingsOverride.recording.storage.s3.endpoint", "should match"],
+        id="s3-endpoint-without-scheme",
+    ),
 ]
 
 

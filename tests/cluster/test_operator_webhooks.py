@@ -1,6 +1,7 @@
 """Webhooks on the real kube-apiserver, delivered to a real HTTP receiver that fails on purpose:
 signed, retried with backoff, failures visible in status and Events, in order, and nothing lost
 or re-sent under a new id across an operator restart."""
+
 from __future__ import annotations
 
 import hashlib
@@ -38,8 +39,9 @@ class Receiver:
                 with receiver.lock:
                     fail = receiver.failing or receiver.fail_next > 0
                     receiver.fail_next = max(0, receiver.fail_next - 1)
-                    receiver.requests.append({"headers": dict(self.headers), "body": body,
-                                              "answered": 503 if fail else 204})
+                    receiver.requests.append(
+                        {"headers": dict(self.headers), "body": body, "answered": 503 if fail else 204}
+                    )
                 self.send_response(503 if fail else 204)
                 if fail:
                     self.send_header("Content-Length", "13")
@@ -93,22 +95,45 @@ def _outbox(kube, namespace: str, name: str) -> Optional[dict]:
 
 
 def test_webhooks_are_signed_retried_and_survive_an_operator_restart(operator, kube, calltype, namespace, receiver):
-    kube.core.create_namespaced_secret(namespace, client.V1Secret(
-        metadata=client.V1ObjectMeta(name="hook-signing"), string_data={"secret": SECRET.decode()}))
+    kube.core.create_namespaced_secret(
+        namespace,
+        client.V1Secret(metadata=client.V1ObjectMeta(name="hook-signing"), string_data={"secret": SECRET.decode()}),
+    )
     receiver.fail_next = 2
-    kube.create_livestream(namespace, "show", {"callType": calltype, "phase": "backstage", "settingsOverride": {
-        "webhooks": [{"name": "backend", "url": receiver.url, "signingSecret": {"name": "hook-signing"},
-                      "events": ["live_started", "ended"]}]}})
+    kube.create_livestream(
+        namespace,
+        "show",
+        {
+            "callType": calltype,
+            "phase": "backstage",
+            "settingsOverride": {
+                "webhooks": [
+                    {
+                        "name": "backend",
+                        "url": receiver.url,
+                        "signingSecret": {"name": "hook-signing"},
+                        "events": ["live_started", "ended"],
+                    }
+                ]
+            },
+        },
+    )
     kube.wait_reconciled(namespace, "show")
     kube.patch_livestream(namespace, "show", {"spec": {"phase": "live"}})
 
     # Refused twice: status and a Warning Event say so, with what the receiver answered.
-    failing = wait_for(lambda: (_webhooks_status(kube, namespace, "show").get("failing") or [None])[0], 30,
-                       what="status.webhooks.failing")
+    failing = wait_for(
+        lambda: (_webhooks_status(kube, namespace, "show").get("failing") or [None])[0],
+        30,
+        what="status.webhooks.failing",
+    )
     assert failing["endpoint"] == "backend" and "HTTP 503" in failing["lastError"], failing
     assert "down for test" in failing["lastError"]
-    wait_for(lambda: "WebhookDeliveryFailed" in kube.event_reasons(namespace, "show"), 30,
-             what="a WebhookDeliveryFailed Event")
+    wait_for(
+        lambda: "WebhookDeliveryFailed" in kube.event_reasons(namespace, "show"),
+        30,
+        what="a WebhookDeliveryFailed Event",
+    )
     # Then delivered, once, signed, with the same id on every attempt.
     [live] = wait_for(lambda: receiver.delivered() or None, 60, what="live_started delivered after the retries")
     assert live["type"] == "dev.onair.livestream.live_started"
@@ -119,42 +144,68 @@ def test_webhooks_are_signed_retried_and_survive_an_operator_restart(operator, k
     assert {r["headers"]["Onair-Delivery"] for r in attempts} == {live["id"]}
     assert all(_signature_ok(r) for r in attempts)
     assert attempts[0]["headers"]["Content-Type"] == "application/cloudevents+json"
-    wait_for(lambda: not _webhooks_status(kube, namespace, "show").get("failing"), 30,
-             what="status.webhooks.failing cleared after the delivery")
-    wait_for(lambda: "WebhookDeliveryRecovered" in kube.event_reasons(namespace, "show"), 30,
-             what="a WebhookDeliveryRecovered Event")
+    wait_for(
+        lambda: not _webhooks_status(kube, namespace, "show").get("failing"),
+        30,
+        what="status.webhooks.failing cleared after the delivery",
+    )
+    wait_for(
+        lambda: "WebhookDeliveryRecovered" in kube.event_reasons(namespace, "show"),
+        30,
+        what="a WebhookDeliveryRecovered Event",
+    )
     wait_for(lambda: _outbox(kube, namespace, "show") is None, 30, what="the empty outbox deleted")
 
     # The receiver goes down; the stream ends; the operator restarts while the delivery is pending.
     receiver.failing = True
     kube.patch_livestream(namespace, "show", {"spec": {"phase": "ended"}})
-    wait_for(lambda: _webhooks_status(kube, namespace, "show").get("pending") == 1, 30,
-             what="status.webhooks.pending 1 while the receiver is down")
+    wait_for(
+        lambda: _webhooks_status(kube, namespace, "show").get("pending") == 1,
+        30,
+        what="status.webhooks.pending 1 while the receiver is down",
+    )
     wait_for(lambda: len(receiver.requests) >= 4, 30, what="a failed attempt at delivering ended")
     pending_id = json.loads(receiver.requests[-1]["body"])["id"]
     with operator.stopped():
         assert list((_outbox(kube, namespace, "show") or {}).keys()) == [pending_id]
         receiver.failing = False
-    ended = wait_for(lambda: [e for e in receiver.delivered() if e["type"].endswith(".ended")] or None, 60,
-                     what="ended delivered by the restarted operator")
+    ended = wait_for(
+        lambda: [e for e in receiver.delivered() if e["type"].endswith(".ended")] or None,
+        60,
+        what="ended delivered by the restarted operator",
+    )
     assert [e["id"] for e in ended] == [pending_id]
     time.sleep(3 * operator.poll_interval)
     # Nothing sent twice: one live_started and one ended were accepted, no other event.
     assert [e["data"]["event"] for e in receiver.delivered()] == ["live_started", "ended"]
     assert [e["data"]["sequence"] for e in receiver.delivered()] == [1, 2]
-    wait_for(lambda: not _webhooks_status(kube, namespace, "show").get("pending"), 30,
-             what="nothing pending in status")
+    wait_for(lambda: not _webhooks_status(kube, namespace, "show").get("pending"), 30, what="nothing pending in status")
 
 
 def test_a_missing_signing_secret_is_said_in_status(operator, kube, calltype, namespace, receiver):
-    kube.create_livestream(namespace, "nosecret", {"callType": calltype, "phase": "live", "settingsOverride": {
-        "webhooks": [{"name": "backend", "url": receiver.url, "signingSecret": {"name": "not-created", "key": "k"}}]}})
-    failing = wait_for(lambda: (_webhooks_status(kube, namespace, "nosecret").get("failing") or [None])[0], 30,
-                       what="status.webhooks.failing naming the missing Secret")
+    kube.create_livestream(
+        namespace,
+        "nosecret",
+        {
+            "callType": calltype,
+            "phase": "live",
+            "settingsOverride": {
+                "webhooks": [
+                    {"name": "backend", "url": receiver.url, "signingSecret": {"name": "not-created", "key": "k"}}
+                ]
+            },
+        },
+    )
+    failing = wait_for(
+        lambda: (_webhooks_status(kube, namespace, "nosecret").get("failing") or [None])[0],
+        30,
+        what="status.webhooks.failing naming the missing Secret",
+    )
     assert "Secret not-created" in failing["lastError"] and "does not exist" in failing["lastError"], failing
     assert receiver.requests == []
     # Created: the next attempt signs with it and delivers.
-    kube.core.create_namespaced_secret(namespace, client.V1Secret(
-        metadata=client.V1ObjectMeta(name="not-created"), string_data={"k": SECRET.decode()}))
+    kube.core.create_namespaced_secret(
+        namespace, client.V1Secret(metadata=client.V1ObjectMeta(name="not-created"), string_data={"k": SECRET.decode()})
+    )
     wait_for(lambda: receiver.delivered() or None, 60, what="delivered once the Secret exists")
     assert _signature_ok(receiver.requests[0])

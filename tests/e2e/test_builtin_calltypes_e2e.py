@@ -6,6 +6,7 @@ encoder pushing RTMP, and hls.js in headless Chromium. The CallType is the chart
 what else the cluster holds. Nobody writes ``spec.broadcasting``: what GetStream users get from
 the built-in call type is what must happen.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -25,8 +26,14 @@ from tests.fixtures.browser import browser  # noqa: F401  (fixture)
 from tests.fixtures.media import ffprobe_json
 from tests.fixtures.podrunner import operator_with_podrunner, podrunner  # noqa: F401
 
-pytestmark = [pytest.mark.cluster, pytest.mark.media, pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600),
-              pytest.mark.skipif(not HLS_JS.is_file(), reason="hls.js not built: run scripts/build-player")]
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.media,
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.timeout(600),
+    pytest.mark.skipif(not HLS_JS.is_file(), reason="hls.js not built: run scripts/build-player"),
+]
 
 BUILTIN = Path(__file__).resolve().parents[2] / "charts" / "onair" / "files" / "calltypes" / "livestream.yaml"
 # Small and cheap: the built-in ladder is fitted to the source, so only 360p is encoded.
@@ -77,25 +84,44 @@ def member_token(show: Show, user_id: str) -> str:
 
 
 async def test_hosts_preview_the_backstage_of_the_builtin_livestream_calltype_in_a_real_player(
-        operator_with_podrunner, podrunner, kube, namespace, publishers, builtin_livestream, browser, tmp_path):  # noqa: F811
+    operator_with_podrunner, podrunner, kube, namespace, publishers, builtin_livestream, browser, tmp_path
+):  # noqa: F811
     show = Show(kube, podrunner, namespace, tmp_path)
-    await off_loop(kube.create_livestream, namespace, LS, {
-        "callType": builtin_livestream,
-        "members": [{"userId": "alice", "role": "host"}, {"userId": "bob", "role": "user"}]})
+    await off_loop(
+        kube.create_livestream,
+        namespace,
+        LS,
+        {
+            "callType": builtin_livestream,
+            "members": [{"userId": "alice", "role": "host"}, {"userId": "bob", "role": "user"}],
+        },
+    )
     show.step("Livestream created with the built-in livestream CallType: a host and a user")
-    st = await off_loop(show.until_status, lambda s: any(c["type"] == "Ready" and c["status"] == "True"
-                                                         for c in s.get("conditions") or ()), 180, "Ready")
-    show.check(st.get("phase") == "backstage" and st.get("viewersAllowed") is False,
-               f"a new stream of the livestream CallType is in backstage, closed to viewers: {st}")
-    show.check(st.get("backstageMembers") == ["alice"], f"only the host may join backstage: {st.get('backstageMembers')}")
+    st = await off_loop(
+        show.until_status,
+        lambda s: any(c["type"] == "Ready" and c["status"] == "True" for c in s.get("conditions") or ()),
+        180,
+        "Ready",
+    )
+    show.check(
+        st.get("phase") == "backstage" and st.get("viewersAllowed") is False,
+        f"a new stream of the livestream CallType is in backstage, closed to viewers: {st}",
+    )
+    show.check(
+        st.get("backstageMembers") == ["alice"], f"only the host may join backstage: {st.get('backstageMembers')}"
+    )
     publishers.rtmp(await off_loop(show.publish_url, "main"), **SOURCE)
     await off_loop(show.until_status, lambda s: s.get("live") is True, 60, "status.live")
 
     # -------------------------------------------------------------- the host's preview
     alice = await off_loop(member_token, show, "alice")
     master = await off_loop(show.master_url, alice)
-    variants = await off_loop(show.until, lambda: (lambda r: r[0] == 200 and show.variants(master))(http_get(master)),
-                              90, "the host's token opens the backstage master playlist")
+    variants = await off_loop(
+        show.until,
+        lambda: (lambda r: r[0] == 200 and show.variants(master))(http_get(master)),
+        90,
+        "the host's token opens the backstage master playlist",
+    )
     preview_url = next(iter(variants.values()))
     await off_loop(show.until, lambda: len(media_uris(show, preview_url)) >= 2, 60, "the preview has segments")
     code, _ = await off_loop(http_get, await off_loop(show.master_url))
@@ -106,46 +132,79 @@ async def test_hosts_preview_the_backstage_of_the_builtin_livestream_calltype_in
     preview = await off_loop(media_uris, show, preview_url)
     anonymous = await browser.new_page(player)
     text = await anonymous.evaluate("document.body.innerText")
-    show.check("token is required" in text, f"the player without a token should say a token is required: {text[:200]!r}")
+    show.check(
+        "token is required" in text, f"the player without a token should say a token is required: {text[:200]!r}"
+    )
 
     # -------------------------------------------------------------- live: viewers, without the preview
     await off_loop(kube.patch_livestream, namespace, LS, {"spec": {"phase": "live"}})
-    await off_loop(show.until_status, lambda s: s.get("phase") == "live" and s.get("viewersAllowed") is True, 60,
-                   "live, open to viewers")
+    await off_loop(
+        show.until_status,
+        lambda s: s.get("phase") == "live" and s.get("viewersAllowed") is True,
+        60,
+        "live, open to viewers",
+    )
     public_url = preview_url.split("?")[0]
-    public = await off_loop(show.until, lambda: (lambda r: r[0] == 200 and m3u8.loads(r[1].decode()).segments
-                                                 and [s.uri for s in m3u8.loads(r[1].decode()).segments])(
-        http_get(public_url)), 60, "a segment made after going live, for viewers")
-    show.check(not set(public) & set(preview),
-               f"the viewers' playlist lists backstage segments: {sorted(set(public) & set(preview))}")
+    public = await off_loop(
+        show.until,
+        lambda: (
+            lambda r: (
+                r[0] == 200
+                and m3u8.loads(r[1].decode()).segments
+                and [s.uri for s in m3u8.loads(r[1].decode()).segments]
+            )
+        )(http_get(public_url)),
+        60,
+        "a segment made after going live, for viewers",
+    )
+    show.check(
+        not set(public) & set(preview),
+        f"the viewers' playlist lists backstage segments: {sorted(set(public) & set(preview))}",
+    )
     code, body = await off_loop(http_get, public_url.rsplit("/", 1)[0] + "/" + preview[0])
-    show.check(code == 403 and b"not broadcast to viewers" in body,
-               f"a backstage segment without a token answered {code}: {body[:200]!r}")
+    show.check(
+        code == 403 and b"not broadcast to viewers" in body,
+        f"a backstage segment without a token answered {code}: {body[:200]!r}",
+    )
     await anonymous.navigate(player)
     await assert_plays(show, anonymous, "a viewer without a token, once live")
     await assert_plays(show, page, "the host's player across going live")
-    show.check(page.exceptions == [] and anonymous.exceptions == [],
-               f"page exceptions: {page.exceptions + anonymous.exceptions}")
+    show.check(
+        page.exceptions == [] and anonymous.exceptions == [],
+        f"page exceptions: {page.exceptions + anonymous.exceptions}",
+    )
 
 
 async def test_an_auto_on_transcoded_recording_starts_in_backstage_and_is_kept_after_the_end(
-        operator_with_podrunner, podrunner, kube, namespace, publishers, builtin_livestream, tmp_path):  # noqa: F811
+    operator_with_podrunner, podrunner, kube, namespace, publishers, builtin_livestream, tmp_path
+):  # noqa: F811
     show = Show(kube, podrunner, namespace, tmp_path)
-    await off_loop(kube.create_livestream, namespace, LS, {
-        "callType": builtin_livestream,
-        "settingsOverride": {"recording": {"mode": "auto-on", "type": "transcoded"}}})
+    await off_loop(
+        kube.create_livestream,
+        namespace,
+        LS,
+        {"callType": builtin_livestream, "settingsOverride": {"recording": {"mode": "auto-on", "type": "transcoded"}}},
+    )
     show.step("Livestream created: built-in livestream CallType, recording auto-on, transcoded")
 
     def recording_condition(status: dict) -> dict:
         return next((c for c in status.get("conditions") or () if c["type"] == "Recording"), {})
 
-    await off_loop(show.until_status, lambda s: any(c["type"] == "Ready" and c["status"] == "True"
-                                                    for c in s.get("conditions") or ()), 180, "Ready")
+    await off_loop(
+        show.until_status,
+        lambda s: any(c["type"] == "Ready" and c["status"] == "True" for c in s.get("conditions") or ()),
+        180,
+        "Ready",
+    )
     publishers.rtmp(await off_loop(show.publish_url, "main"), **SOURCE)
 
     # -------------------------------------------------------------- backstage: GetStream's "recording starts in backstage"
-    st = await off_loop(show.until_status, lambda s: s.get("recording") is True
-                        and (s.get("recordingDurationSeconds") or 0) >= 4, 120, "recording 4 s in backstage")
+    st = await off_loop(
+        show.until_status,
+        lambda s: s.get("recording") is True and (s.get("recordingDurationSeconds") or 0) >= 4,
+        120,
+        "recording 4 s in backstage",
+    )
     show.check(st["phase"] == "backstage" and st["viewersAllowed"] is False, f"still backstage, closed: {st}")
     show.check(recording_condition(st).get("reason") == "RecordingInProgress", f"{recording_condition(st)}")
     code, _ = await off_loop(http_get, await off_loop(show.master_url))
@@ -154,20 +213,35 @@ async def test_an_auto_on_transcoded_recording_starts_in_backstage_and_is_kept_a
     # -------------------------------------------------------------- live: the same recording goes on
     recorded = st["recordingDurationSeconds"]
     await off_loop(kube.patch_livestream, namespace, LS, {"spec": {"phase": "live"}})
-    st = await off_loop(show.until_status, lambda s: s.get("phase") == "live" and s.get("recording") is True
-                        and (s.get("recordingDurationSeconds") or 0) >= recorded + 4, 60,
-                        "the recording goes on after going live")
+    st = await off_loop(
+        show.until_status,
+        lambda s: (
+            s.get("phase") == "live"
+            and s.get("recording") is True
+            and (s.get("recordingDurationSeconds") or 0) >= recorded + 4
+        ),
+        60,
+        "the recording goes on after going live",
+    )
 
     # -------------------------------------------------------------- ended: what was recorded stays
     await off_loop(kube.patch_livestream, namespace, LS, {"spec": {"phase": "ended"}})
     ended_at = time.monotonic()
-    st = await off_loop(show.until_status, lambda s: s.get("phase") == "ended" and s.get("recording") is False
-                        and s.get("recordings"), 90, "the finished recording in the status")
+    st = await off_loop(
+        show.until_status,
+        lambda s: s.get("phase") == "ended" and s.get("recording") is False and s.get("recordings"),
+        90,
+        "the finished recording in the status",
+    )
     [session] = st["recordings"]
-    show.check(st["recordingDurationSeconds"] >= recorded + 4,
-               f"recordingDurationSeconds after the end is {st['recordingDurationSeconds']}, the final duration expected")
-    show.check(st["recordingDurationSeconds"] == round(session["durationSeconds"]), f"{st['recordingDurationSeconds']} "
-               f"vs the session's {session['durationSeconds']}")
+    show.check(
+        st["recordingDurationSeconds"] >= recorded + 4,
+        f"recordingDurationSeconds after the end is {st['recordingDurationSeconds']}, the final duration expected",
+    )
+    show.check(
+        st["recordingDurationSeconds"] == round(session["durationSeconds"]),
+        f"{st['recordingDurationSeconds']} vs the session's {session['durationSeconds']}",
+    )
     volumes = sorted((podrunner.root / "namespaces" / namespace / "volumes").glob(f"{LS}-recordings-*"))
     show.check(len(volumes) == 1, f"one recordings volume expected: {volumes}")
     for part in session["parts"]:
@@ -178,13 +252,23 @@ async def test_an_auto_on_transcoded_recording_starts_in_backstage_and_is_kept_a
         show.check((video["width"], video["height"]) == (640, 360), f"the top transcoded rung: {video}")
     await asyncio.sleep(max(0.0, 3 - (time.monotonic() - ended_at)))  # a few more polls: nothing drops back to 0
     later = await off_loop(show.status)
-    show.check(later.get("recordings") == st["recordings"]
-               and later.get("recordingDurationSeconds") == st["recordingDurationSeconds"], f"{later}")
+    show.check(
+        later.get("recordings") == st["recordings"]
+        and later.get("recordingDurationSeconds") == st["recordingDurationSeconds"],
+        f"{later}",
+    )
     reasons = await off_loop(kube.event_reasons, namespace, LS)
-    show.check(reasons.count("RecordingStarted") == 1 and reasons.count("RecordingStopped") == 1,
-               f"one recording from backstage to the end: {reasons}")
-    warnings = [(e["reason"], e["message"]) for e in await off_loop(kube.events, namespace, LS)
-                if e["type"] == "Warning" and e["reason"] not in ("BroadcastingFailed", "IngestStopped")]
+    show.check(
+        reasons.count("RecordingStarted") == 1 and reasons.count("RecordingStopped") == 1,
+        f"one recording from backstage to the end: {reasons}",
+    )
+    warnings = [
+        (e["reason"], e["message"])
+        for e in await off_loop(kube.events, namespace, LS)
+        if e["type"] == "Warning" and e["reason"] not in ("BroadcastingFailed", "IngestStopped")
+    ]
     show.check(not warnings, f"unexpected Warning events: {warnings}")
-    show.step(f"recorded {st['recordingDurationSeconds']} s from backstage to the end: "
-              f"{[p['file'] for p in session['parts']]}")
+    show.step(
+        f"recorded {st['recordingDurationSeconds']} s from backstage to the end: "
+        f"{[p['file'] for p in session['parts']]}"
+    )

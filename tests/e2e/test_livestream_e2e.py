@@ -15,6 +15,7 @@ backstage with a host preview -> live -> recording -> failover to the backup enc
 (pushes refused, DVR playable) -> deleted (processes gone, recordings kept). Every wait is bounded
 and a failure prints the Livestream status, each pod's state and the agents' log tails.
 """
+
 from __future__ import annotations
 
 import base64
@@ -45,8 +46,12 @@ RUNGS = {"360p", "240p"}
 SOURCE = dict(width=640, height=360, fps=15)
 SETTINGS = {
     "ingest": {"backup": True, "protocols": ["rtmp", "srt"]},
-    "broadcasting": {"mode": "auto-on", "hls": {"qualityTracks": sorted(RUNGS)}, "segmentDurationSeconds": 2,
-                     "outputs": {"hlsCmaf": True, "hlsMpegts": False, "dash": False}},
+    "broadcasting": {
+        "mode": "auto-on",
+        "hls": {"qualityTracks": sorted(RUNGS)},
+        "segmentDurationSeconds": 2,
+        "outputs": {"hlsCmaf": True, "hlsMpegts": False, "dash": False},
+    },
     "recording": {"mode": "available"},
     "dvr": {"enabled": True, "durationSeconds": 600},
     "screenshots": {"enabled": True, "intervalSeconds": 5, "width": 320},
@@ -93,15 +98,18 @@ class Show:
             events = ", ".join(self.kube.event_reasons(self.ns, LS))
         except Exception as exc:  # noqa: BLE001
             events = f"(no events: {exc})"
-        return ("\n===== timeline\n" + "\n".join(self.timeline) + f"\n===== Livestream status\n{status}"
-                f"===== events: {events}\n===== pods\n{pods}\n===== agent logs\n{self.runner.logs(self.ns, LS, 25)}")
+        return (
+            "\n===== timeline\n" + "\n".join(self.timeline) + f"\n===== Livestream status\n{status}"
+            f"===== events: {events}\n===== pods\n{pods}\n===== agent logs\n{self.runner.logs(self.ns, LS, 25)}"
+        )
 
     def step(self, what: str) -> None:
         self.timeline.append(f"{time.monotonic() - self.t0:7.1f}s  {what}")
         print(self.timeline[-1], flush=True)
 
-    def until(self, predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.5,
-              quiet: bool = False) -> Any:
+    def until(
+        self, predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.5, quiet: bool = False
+    ) -> Any:
         try:
             value = wait_for(predicate, timeout, interval=interval, what=what)
         except TimeoutError as exc:
@@ -131,8 +139,9 @@ class Show:
             self.step(f"known gap did not show this run (drop it from KNOWN_GAPS once fixed): {gap}")
         return bool(condition)
 
-    def eventually(self, predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.5,
-                   gap: Optional[str] = None) -> Any:
+    def eventually(
+        self, predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.5, gap: Optional[str] = None
+    ) -> Any:
         """``until`` for outcomes: a timeout is an ``expect`` failure, not the end of the test."""
         try:
             value = wait_for(predicate, timeout, interval=interval, what=what)
@@ -143,10 +152,10 @@ class Show:
         self.step(f"ok: {what}")
         return value
 
-    def eventually_status(self, predicate: Callable[[dict], Any], timeout: float, what: str,
-                          gap: Optional[str] = None) -> Optional[dict]:
-        return self.eventually(lambda: (lambda s: s if predicate(s) else None)(self.status()), timeout, what,
-                               gap=gap)
+    def eventually_status(
+        self, predicate: Callable[[dict], Any], timeout: float, what: str, gap: Optional[str] = None
+    ) -> Optional[dict]:
+        return self.eventually(lambda: (lambda s: s if predicate(s) else None)(self.status()), timeout, what, gap=gap)
 
     def finish(self) -> None:
         if self.failures:
@@ -162,8 +171,12 @@ class Show:
 
     def local_url(self, section: str, key: str) -> str:
         """A status URL as served on this machine (listed once the pod behind it is ready)."""
-        return self.until(lambda: (self.runner.endpoints(self.ns, LS) or {}).get(section, {}).get(key), 30,
-                          f"a local {section} URL for {key}", quiet=True)
+        return self.until(
+            lambda: (self.runner.endpoints(self.ns, LS) or {}).get(section, {}).get(key),
+            30,
+            f"a local {section} URL for {key}",
+            quiet=True,
+        )
 
     def publish_url(self, slot: str) -> str:
         base = self.local_url("ingest", "rtmp" if slot == "main" else "backupRtmp")
@@ -222,8 +235,14 @@ def refused(publisher, timeout: float) -> bool:
         return False
 
 
-def test_a_livestream_from_backstage_to_deletion(operator_with_podrunner, podrunner, kube, namespace,  # noqa: F811
-                                                 publishers, tmp_path):
+def test_a_livestream_from_backstage_to_deletion(
+    operator_with_podrunner,
+    podrunner,
+    kube,
+    namespace,  # noqa: F811
+    publishers,
+    tmp_path,
+):
     show = Show(kube, podrunner, namespace, tmp_path)
     calltype = f"e2e-{secrets.token_hex(3)}"
     kube.create_calltype(calltype, settings=SETTINGS)
@@ -240,53 +259,83 @@ def _scenario(show: Show, kube, runner, ns: str, calltype: str, publishers) -> N
     # A host preview in backstage: broadcasting explicitly on (startHLSBroadcasting), viewers not yet.
     kube.create_livestream(ns, LS, {"callType": calltype, "broadcasting": True})
     show.step("Livestream created in backstage with broadcasting on")
-    wanted = ({("Deployment", f"{LS}-{k}") for k in ROLE_KEYS} | {("ConfigMap", f"{LS}-{k}") for k in ROLE_KEYS}
-              | {("Service", f"{LS}-ingest"), ("Service", f"{LS}-ingest-backup"), ("Service", f"{LS}-origin"),
-                 ("Secret", f"{LS}-credentials"), ("PersistentVolumeClaim", f"{LS}-dvr")})
+    wanted = (
+        {("Deployment", f"{LS}-{k}") for k in ROLE_KEYS}
+        | {("ConfigMap", f"{LS}-{k}") for k in ROLE_KEYS}
+        | {
+            ("Service", f"{LS}-ingest"),
+            ("Service", f"{LS}-ingest-backup"),
+            ("Service", f"{LS}-origin"),
+            ("Secret", f"{LS}-credentials"),
+            ("PersistentVolumeClaim", f"{LS}-dvr"),
+        }
+    )
     show.until(lambda: wanted <= set(kube.children(ns, LS)), 60, "every child object exists")
     kube.core.read_namespaced_persistent_volume_claim(f"{LS}-recordings", ns)  # kept, not owned
-    show.until(lambda: {p.name for p in runner.pods(ns, LS) if p.ready} == {f"{LS}-{k}" for k in ROLE_KEYS}, 90,
-               "the pod runner runs one ready agent per Deployment")
-    st = show.until_status(lambda s: any(c["type"] == "Ready" and c["status"] == "True"
-                                         for c in s.get("conditions") or ()), 120,
-                           "Ready: every agent reports to the operator")
-    show.check(st.get("phase") == "backstage" and st.get("live") is False and st.get("viewersAllowed") is False,
-               f"a fresh Livestream should be in backstage, not live, closed to viewers: {st}")
+    show.until(
+        lambda: {p.name for p in runner.pods(ns, LS) if p.ready} == {f"{LS}-{k}" for k in ROLE_KEYS},
+        90,
+        "the pod runner runs one ready agent per Deployment",
+    )
+    st = show.until_status(
+        lambda s: any(c["type"] == "Ready" and c["status"] == "True" for c in s.get("conditions") or ()),
+        120,
+        "Ready: every agent reports to the operator",
+    )
+    show.check(
+        st.get("phase") == "backstage" and st.get("live") is False and st.get("viewersAllowed") is False,
+        f"a fresh Livestream should be in backstage, not live, closed to viewers: {st}",
+    )
 
     # -------------------------------------------------------------- publish to main
     main = publishers.rtmp(show.publish_url("main"), **SOURCE)
     show.step("publishing RTMP to the main ingest with the Secret's stream key")
     show.until_status(lambda s: s.get("live") is True, 60, "status.live")
-    st = show.until_status(lambda s: (s.get("transcodingSpeed") or 0) > 0
-                           and set(s.get("transcodedQualities") or ()) == RUNGS, 120,
-                           "status.transcodingSpeed > 0 and transcodedQualities == the ladder")
+    st = show.until_status(
+        lambda s: (s.get("transcodingSpeed") or 0) > 0 and set(s.get("transcodedQualities") or ()) == RUNGS,
+        120,
+        "status.transcodingSpeed > 0 and transcodedQualities == the ladder",
+    )
     show.check(st.get("activeSource") == "main", f"the transcoder should read the main ingest: {st}")
 
     # -------------------------------------------------------------- backstage playback: token holders only
     secret = show.secret("playbackSecret")
     token = tokens.mint(secret, f"{ns}/{LS}", expires_at=time.time() + 900, user_id="host")
-    code, body = show.until(lambda: (lambda r: r if r[0] != 404 else None)(http_get(show.master_url())), 60,
-                            "the origin serves the master playlist (or refuses it)")
+    code, body = show.until(
+        lambda: (lambda r: r if r[0] != 404 else None)(http_get(show.master_url())),
+        60,
+        "the origin serves the master playlist (or refuses it)",
+    )
     show.check(code in (401, 403), f"backstage playback without a token answered {code}: {body[:200]!r}")
     forged = tokens.mint("not-the-secret-" + secret, f"{ns}/{LS}", expires_at=time.time() + 900)
     code, _ = http_get(show.master_url(forged))
     show.check(code in (401, 403), f"a token signed with another secret answered {code}")
-    variants = show.until(lambda: (lambda v: v if set(v) == RUNGS else None)(show.variants(show.master_url(token))),
-                          60, "backstage master playlist with a valid token lists every rung")
+    variants = show.until(
+        lambda: (lambda v: v if set(v) == RUNGS else None)(show.variants(show.master_url(token))),
+        60,
+        "backstage master playlist with a valid token lists every rung",
+    )
     video = show.decode_segment(variants["240p"])
     show.check(int(video["height"]) == 240, f"the 240p rung decodes at {video['height']}p")
     show.step("backstage preview decodes with a token")
 
     # -------------------------------------------------------------- go live: everyone may watch
     kube.patch_livestream(ns, LS, {"spec": {"phase": "live"}})
-    show.until_status(lambda s: s.get("phase") == "live" and s.get("viewersAllowed") is True, 60,
-                      "status.phase live, viewersAllowed")
-    variants = show.until(lambda: (lambda v: v if set(v) == RUNGS else None)(show.variants(show.master_url())),
-                          30, "live master playlist without a token lists every rung")
+    show.until_status(
+        lambda s: s.get("phase") == "live" and s.get("viewersAllowed") is True, 60, "status.phase live, viewersAllowed"
+    )
+    variants = show.until(
+        lambda: (lambda v: v if set(v) == RUNGS else None)(show.variants(show.master_url())),
+        30,
+        "live master playlist without a token lists every rung",
+    )
     # Viewers' playlists start with the first segment that began after they were let in: the
     # backstage preview is never theirs.
-    show.until(lambda: all(http_get(url)[0] == 200 for url in variants.values()), 30,
-               "every viewers' playlist lists a segment made after going live")
+    show.until(
+        lambda: all(http_get(url)[0] == 200 for url in variants.values()),
+        30,
+        "every viewers' playlist lists a segment made after going live",
+    )
     for rung, url in sorted(variants.items()):
         video = show.decode_segment(url)
         show.check(int(video["height"]) == int(rung[:-1]), f"{rung} decodes at {video['height']}p")
@@ -297,10 +346,16 @@ def _scenario(show: Show, kube, runner, ns: str, calltype: str, publishers) -> N
 
     # -------------------------------------------------------------- recording on demand
     kube.patch_livestream(ns, LS, {"spec": {"recording": True}})
-    first = show.until_status(lambda s: s.get("recording") is True and (s.get("recordingDurationSeconds") or 0) >= 1,
-                              60, "status.recording with a duration")
-    show.until_status(lambda s: (s.get("recordingDurationSeconds") or 0) >= first["recordingDurationSeconds"] + 3,
-                      60, "recordingDurationSeconds grows")
+    first = show.until_status(
+        lambda s: s.get("recording") is True and (s.get("recordingDurationSeconds") or 0) >= 1,
+        60,
+        "status.recording with a duration",
+    )
+    show.until_status(
+        lambda s: (s.get("recordingDurationSeconds") or 0) >= first["recordingDurationSeconds"] + 3,
+        60,
+        "recordingDurationSeconds grows",
+    )
 
     # -------------------------------------------------------------- failover to the backup encoder
     backup = publishers.rtmp(show.publish_url("backup"), **SOURCE)
@@ -310,28 +365,42 @@ def _scenario(show: Show, kube, runner, ns: str, calltype: str, publishers) -> N
     before = set(show.segment_uris(url))
     main.stop()
     show.step("main encoder stopped")
-    show.until_status(lambda s: s.get("live") is False and s.get("backupLive") is True, 60,
-                      "status.live false while backupLive stays true")
+    show.until_status(
+        lambda s: s.get("live") is False and s.get("backupLive") is True,
+        60,
+        "status.live false while backupLive stays true",
+    )
     show.until_status(lambda s: s.get("activeSource") == "backup", 60, "the transcoder reads the backup")
-    show.until(lambda: len(set(show.segment_uris(url)) - before) >= 3, 60,
-               "playback continues: new segments after the main encoder left")
+    show.until(
+        lambda: len(set(show.segment_uris(url)) - before) >= 3,
+        60,
+        "playback continues: new segments after the main encoder left",
+    )
     show.decode_segment(url)
     code, _ = http_get(show.master_url())
     show.check(code == 200, f"the master playlist answered {code} after failover")
     # The recording is of the show, not of one encoder: it should go on from the backup.
     recorded = show.status().get("recordingDurationSeconds") or 0
-    show.eventually_status(lambda s: s.get("recording") is True
-                           and (s.get("recordingDurationSeconds") or 0) >= recorded + 4, 30,
-                           "recording continues from the backup encoder")
+    show.eventually_status(
+        lambda s: s.get("recording") is True and (s.get("recordingDurationSeconds") or 0) >= recorded + 4,
+        30,
+        "recording continues from the backup encoder",
+    )
 
     # -------------------------------------------------------------- end: pushes refused, DVR playable
     kube.patch_livestream(ns, LS, {"spec": {"phase": "ended"}})
     ended_at = time.monotonic()
     show.until_status(lambda s: s.get("phase") == "ended", 60, "status.phase ended")
-    show.until_status(lambda s: s.get("recording") is False and s.get("broadcasting") is False, 60,
-                      "recording and broadcasting stop when ended")
-    show.eventually_status(lambda s: s.get("backupLive") is False and s.get("live") is False, 30,
-                           "the backup encoder is dropped once ended")
+    show.until_status(
+        lambda s: s.get("recording") is False and s.get("broadcasting") is False,
+        60,
+        "recording and broadcasting stop when ended",
+    )
+    show.eventually_status(
+        lambda s: s.get("backupLive") is False and s.get("live") is False,
+        30,
+        "the backup encoder is dropped once ended",
+    )
     late = publishers.rtmp(show.publish_url("main"), **SOURCE)
     show.expect(refused(late, 30), "a push after the end should be refused, but the encoder kept publishing")
     show.expect(refused(backup, 5), "the backup encoder should have been dropped when the stream ended")
@@ -339,8 +408,11 @@ def _scenario(show: Show, kube, runner, ns: str, calltype: str, publishers) -> N
     backup.kill()
     # The owner is told why the late push failed (the operator reports refusals from its polls).
     refused_ended = refusals.event_reason(refusals.ENDED)
-    show.eventually(lambda: refused_ended in kube.event_reasons(ns, LS), 30,
-                    f"a {refused_ended} Event tells the owner why the late push failed")
+    show.eventually(
+        lambda: refused_ended in kube.event_reasons(ns, LS),
+        30,
+        f"a {refused_ended} Event tells the owner why the late push failed",
+    )
     dvr = show.variants(show.master_url())
     show.check(set(dvr) == RUNGS, f"the DVR master lists {sorted(dvr)}")
     playlist = show.media(dvr["360p"])
@@ -348,33 +420,55 @@ def _scenario(show: Show, kube, runner, ns: str, calltype: str, publishers) -> N
     show.expect(playlist.is_endlist, "the ended DVR playlist should carry EXT-X-ENDLIST (VOD)")
     # The whole show: from its first segment to the end, whatever the pace of this machine
     # (the last two segments may still be in flight when the phase flips).
-    show.expect(playlist.segments and playlist.segments[0].uri == first_segment,
-                f"the DVR should start at the show's first segment {first_segment}, "
-                f"but starts at {playlist.segments[0].uri if playlist.segments else None}")
+    show.expect(
+        playlist.segments and playlist.segments[0].uri == first_segment,
+        f"the DVR should start at the show's first segment {first_segment}, "
+        f"but starts at {playlist.segments[0].uri if playlist.segments else None}",
+    )
     lived = ended_at - first_seen_at
-    show.expect(duration >= lived - 2 * 2, f"the DVR lists {duration:.0f}s, but the show ran {lived:.0f}s since "
-                                            f"{first_segment} was listed")
+    show.expect(
+        duration >= lived - 2 * 2,
+        f"the DVR lists {duration:.0f}s, but the show ran {lived:.0f}s since {first_segment} was listed",
+    )
     show.decode_segment(dvr["360p"], index=0)
     show.step(f"DVR playable after the end: {len(playlist.segments)} segments, {duration:.0f}s")
 
     # -------------------------------------------------------------- Events along the way
-    wanted_events = {"Backstage", "BroadcastingStarted", "IngestStarted", "WentLive", "RecordingStarted",
-                     "BackupLive", "IngestStopped", "Ended", "RecordingStopped", "BroadcastingStopped"}
-    reasons = show.eventually(lambda: (lambda r: r if wanted_events <= set(r) else None)(kube.event_reasons(ns, LS)),
-                              30, "an Event for every transition")
+    wanted_events = {
+        "Backstage",
+        "BroadcastingStarted",
+        "IngestStarted",
+        "WentLive",
+        "RecordingStarted",
+        "BackupLive",
+        "IngestStopped",
+        "Ended",
+        "RecordingStopped",
+        "BroadcastingStopped",
+    }
+    reasons = show.eventually(
+        lambda: (lambda r: r if wanted_events <= set(r) else None)(kube.event_reasons(ns, LS)),
+        30,
+        "an Event for every transition",
+    )
     got = kube.event_reasons(ns, LS)
     if reasons is None:
         show.expect(False, f"Events missing: {sorted(wanted_events - set(got))} (got {', '.join(got)})")
     show.step(f"events: {', '.join(got)}")
     show.expect("FailedOverToBackup" in got, f"no FailedOverToBackup Event (got {', '.join(got)})")
     # The failover is one recording: the recorder reconnecting to the backup is no stop and start.
-    show.expect(got.count("RecordingStarted") == 1 and got.count("RecordingStopped") == 1,
-                f"one RecordingStarted and one RecordingStopped expected (got {', '.join(got)})")
+    show.expect(
+        got.count("RecordingStarted") == 1 and got.count("RecordingStopped") == 1,
+        f"one RecordingStarted and one RecordingStopped expected (got {', '.join(got)})",
+    )
     # Expected warnings: the encoder leaving, the failover, the late push refused, and BroadcastingFailed when the first
     # segment takes longer than the test operator's short grace (3 s) under load.
     expected_warnings = {"IngestStopped", "FailedOverToBackup", "BackupLost", "BroadcastingFailed", refused_ended}
-    warnings = [(e["reason"], e["message"]) for e in kube.events(ns, LS)
-                if e["type"] == "Warning" and e["reason"] not in expected_warnings]
+    warnings = [
+        (e["reason"], e["message"])
+        for e in kube.events(ns, LS)
+        if e["type"] == "Warning" and e["reason"] not in expected_warnings
+    ]
     show.expect(not warnings, f"unexpected Warning events: {warnings}")
 
     # -------------------------------------------------------------- delete: processes stop, recordings stay
@@ -386,8 +480,7 @@ def _scenario(show: Show, kube, runner, ns: str, calltype: str, publishers) -> N
     show.step(f"Livestream deleted ({len(pids)} processes running)")
     show.until(lambda: not kube.livestream_exists(ns, LS), 60, "the Livestream is gone (finalizer released)")
     show.until(lambda: not runner.pods(ns, LS), 120, "every agent stopped")
-    show.until(lambda: not [p for p in pids if process_alive(p)], 30,
-               "no process of the show is left")
+    show.until(lambda: not [p for p in pids if process_alive(p)], 30, "no process of the show is left")
     files = sorted(p for p in recordings_dirs[0].rglob("*.mp4") if p.stat().st_size > 0)
     show.check(files, f"no recording left in {recordings_dirs[0]}: {list(recordings_dirs[0].rglob('*'))}")
     info = ffprobe_json(str(files[0]))

@@ -11,6 +11,7 @@ The children of a Livestream are rendered (``render_children``) and applied by t
 Livestream object and no ownerReferences, so the operator leaves them alone and every change
 here is one the test makes: a new pod template, a crash, a scale to 0, a deletion.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,15 +35,23 @@ pytestmark = [pytest.mark.cluster, pytest.mark.media, pytest.mark.slow, pytest.m
 
 LS = "solo"
 KEYS = ("ingest", "transcoder", "origin")
-SETTINGS = {"ingest": {"protocols": ["rtmp"]}, "recording": {"mode": "disabled"},
-            "broadcasting": {"mode": "available", "hls": {"qualityTracks": ["240p"]}}}
+SETTINGS = {
+    "ingest": {"protocols": ["rtmp"]},
+    "recording": {"mode": "disabled"},
+    "broadcasting": {"mode": "available", "hls": {"qualityTracks": ["240p"]}},
+}
 
 
 def rendered(namespace: str, dvr_seconds: int = 600, backup: bool = False) -> list[dict]:
-    settings = {**SETTINGS, "dvr": {"durationSeconds": dvr_seconds},
-                "ingest": {**SETTINGS["ingest"], "backup": backup}}
-    ct = CallType.model_validate({"apiVersion": "onair.dev/v1alpha1", "kind": "CallType", "metadata": {"name": "c"},
-                                  "spec": {"settings": settings}})
+    settings = {**SETTINGS, "dvr": {"durationSeconds": dvr_seconds}, "ingest": {**SETTINGS["ingest"], "backup": backup}}
+    ct = CallType.model_validate(
+        {
+            "apiVersion": "onair.dev/v1alpha1",
+            "kind": "CallType",
+            "metadata": {"name": "c"},
+            "spec": {"settings": settings},
+        }
+    )
     ls = {"metadata": {"name": LS, "namespace": namespace, "uid": "not-a-livestream"}, "spec": {"callType": "c"}}
     objects = render_children(ls, ct, OperatorConfig(), CREDS).objects
     for obj in objects:
@@ -69,8 +78,12 @@ def test_runner_follows_templates_crashes_scaling_and_deletion(podrunner, kube, 
     runner = podrunner
 
     def diag() -> str:
-        return "\n" + "\n".join(f"{k}: {runner.status(namespace, f'{LS}-{k}')}" for k in KEYS) + "\n" + \
-            runner.logs(namespace, LS, 20)
+        return (
+            "\n"
+            + "\n".join(f"{k}: {runner.status(namespace, f'{LS}-{k}')}" for k in KEYS)
+            + "\n"
+            + runner.logs(namespace, LS, 20)
+        )
 
     def until(predicate, timeout: float, what: str):
         try:
@@ -86,8 +99,11 @@ def test_runner_follows_templates_crashes_scaling_and_deletion(podrunner, kube, 
         assert get_json(f"{url}/status")["role"] == key
 
     # Secrets: 0600 files in a private directory outside the runner's root, never in a config.
-    config = json.loads((runner.root / "namespaces" / namespace / "pods" / f"{LS}-ingest" / "volumes" / "config"
-                         / "config.json").read_text())
+    config = json.loads(
+        (
+            runner.root / "namespaces" / namespace / "pods" / f"{LS}-ingest" / "volumes" / "config" / "config.json"
+        ).read_text()
+    )
     key_file = Path(config["streamKeyFile"])
     assert not key_file.is_relative_to(runner.root)
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600 and stat.S_IMODE(key_file.parent.stat().st_mode) == 0o700
@@ -97,8 +113,13 @@ def test_runner_follows_templates_crashes_scaling_and_deletion(podrunner, kube, 
     # A new pod template (the origin's config hash) restarts the origin only, on the same ports.
     origin_ports = dict(first["origin"].ports)
     apply.apply_documents(sync_kube, rendered(namespace, dvr_seconds=900))
-    origin = until(lambda: (lambda p: p.get("origin") if p.get("origin") and p["origin"].pid != first["origin"].pid
-                            else None)(pods(runner)), 60, "the origin restarted with its new config")
+    origin = until(
+        lambda: (lambda p: p.get("origin") if p.get("origin") and p["origin"].pid != first["origin"].pid else None)(
+            pods(runner)
+        ),
+        60,
+        "the origin restarted with its new config",
+    )
     assert origin.ports == origin_ports
     assert get_json(f"{runner.resolver(namespace, LS, 'origin')}/status")["dvrWindowSeconds"] == 900
     now = pods(runner)
@@ -109,14 +130,21 @@ def test_runner_follows_templates_crashes_scaling_and_deletion(podrunner, kube, 
     ingest_family = runner.pids(namespace, LS, f"{LS}-ingest")
     assert len(ingest_family) > 1, f"the ingest agent and its nginx expected, got {ingest_family}"
     os.kill(now["ingest"].pid, signal.SIGKILL)
-    restarted = until(lambda: (lambda p: p.get("ingest") if p.get("ingest") and p["ingest"].pid != now["ingest"].pid
-                               else None)(pods(runner)), 60, "the killed ingest restarted")
+    restarted = until(
+        lambda: (lambda p: p.get("ingest") if p.get("ingest") and p["ingest"].pid != now["ingest"].pid else None)(
+            pods(runner)
+        ),
+        60,
+        "the killed ingest restarted",
+    )
     assert restarted.ports == now["ingest"].ports
     until(lambda: not [p for p in ingest_family if process_alive(p)], 20, "nothing of the killed ingest left")
 
     # Scaled to 0: stopped; back to 1: started again.
     kube.apps.patch_namespaced_deployment(f"{LS}-transcoder", namespace, {"spec": {"replicas": 0}})
-    until(lambda: "transcoder" not in pods(runner) and not process_alive(now["transcoder"].pid), 60, "transcoder stopped")
+    until(
+        lambda: "transcoder" not in pods(runner) and not process_alive(now["transcoder"].pid), 60, "transcoder stopped"
+    )
     assert runner.resolver(namespace, LS, "transcoder") is None
     kube.apps.patch_namespaced_deployment(f"{LS}-transcoder", namespace, {"spec": {"replicas": 1}})
     until(lambda: "transcoder" in pods(runner), 60, "transcoder started again")
@@ -126,24 +154,37 @@ def test_runner_follows_templates_crashes_scaling_and_deletion(podrunner, kube, 
     assert len(family) > len(KEYS), f"agents and their children expected, got {family}"
     for key in KEYS:
         kube.apps.delete_namespaced_deployment(f"{LS}-{key}", namespace)
-    until(lambda: not runner.pods(None, LS) and not [p for p in family if process_alive(p)], 60, "every process stopped")
+    until(
+        lambda: not runner.pods(None, LS) and not [p for p in family if process_alive(p)], 60, "every process stopped"
+    )
     assert (runner.root / "namespaces" / namespace / "volumes").is_dir()
-    assert [d.name for d in (runner.root / "namespaces" / namespace / "volumes").iterdir()
-            if d.name.startswith(f"{LS}-dvr-")]
+    assert [
+        d.name
+        for d in (runner.root / "namespaces" / namespace / "volumes").iterdir()
+        if d.name.startswith(f"{LS}-dvr-")
+    ]
     until(lambda: not key_file.exists(), 10, "the secret files removed with their pod")
 
 
-def test_a_backup_ingest_turned_on_later_gets_the_port_the_transcoder_already_reads(podrunner, sync_kube,  # noqa: F811
-                                                                                     namespace):
+def test_a_backup_ingest_turned_on_later_gets_the_port_the_transcoder_already_reads(
+    podrunner,
+    sync_kube,  # noqa: F811
+    namespace,
+):
     """The transcoder's config names the backup ingest before it exists (so turning it on restarts
     nothing): in the runner, where that name becomes a loopback port, its local process starts
     anyway, and the backup ingest, when it comes, listens exactly where the transcoder already
     looks (on a real node the Service name does this: tests/kube/test_pods_as_kubernetes_runs_them.py)."""
     runner = podrunner
     apply.apply_documents(sync_kube, rendered(namespace))
-    first = wait_for(lambda: (lambda p: p if set(p) == set(KEYS) else None)(pods(runner)), 90,
-                     what=f"three ready agents{runner.logs(namespace, LS, 20)}")
-    config_path = runner.root / "namespaces" / namespace / "pods" / f"{LS}-transcoder" / "volumes" / "config" / "config.json"
+    first = wait_for(
+        lambda: (lambda p: p if set(p) == set(KEYS) else None)(pods(runner)),
+        90,
+        what=f"three ready agents{runner.logs(namespace, LS, 20)}",
+    )
+    config_path = (
+        runner.root / "namespaces" / namespace / "pods" / f"{LS}-transcoder" / "volumes" / "config" / "config.json"
+    )
     backup_url = json.loads(config_path.read_text())["backupUrl"]
     assert backup_url.startswith("rtmp://127.0.0.1:"), backup_url
 

@@ -2,6 +2,7 @@
 from the operator's objects, and the one-shot pod that deletes a Recording's files once its
 Livestream is gone run by the same runner on the same local volume (the runner's part is its own;
 the kubelet's is tested on the node in tests/kube/test_recordings_on_node.py)."""
+
 from __future__ import annotations
 
 import base64
@@ -33,10 +34,17 @@ def recording(kube, namespace: str, name: str):
 
 
 def test_a_recording_outlives_its_livestream_and_its_deletion_deletes_the_files(
-        operator_with_podrunner, podrunner, kube, namespace, publishers):
+    operator_with_podrunner, podrunner, kube, namespace, publishers
+):
     calltype = f"ct-{secrets.token_hex(3)}"
-    kube.create_calltype(calltype, settings={"ingest": {"protocols": ["rtmp"]}, "broadcasting": {"mode": "disabled"},
-                                             "recording": {"mode": "available"}})
+    kube.create_calltype(
+        calltype,
+        settings={
+            "ingest": {"protocols": ["rtmp"]},
+            "broadcasting": {"mode": "disabled"},
+            "recording": {"mode": "available"},
+        },
+    )
     try:
         kube.create_livestream(namespace, LS, {"callType": calltype, "phase": "live"})
 
@@ -44,17 +52,26 @@ def test_a_recording_outlives_its_livestream_and_its_deletion_deletes_the_files(
             return f"\n{podrunner.logs(namespace)}\nstatus: {kube.livestream(namespace, LS).get('status')}"
 
         try:
-            ingest = wait_for(lambda: (podrunner.endpoints(namespace, LS) or {}).get("ingest", {}).get("rtmp"), 90,
-                              what="a local ingest URL")
+            ingest = wait_for(
+                lambda: (podrunner.endpoints(namespace, LS) or {}).get("ingest", {}).get("rtmp"),
+                90,
+                what="a local ingest URL",
+            )
             key = base64.b64decode(kube.core.read_namespaced_secret(f"{LS}-credentials", namespace).data["streamKey"])
             encoder = publishers.rtmp(f"{ingest}/{key.decode()}", **SOURCE)
             kube.wait_status(namespace, LS, lambda s: s.get("live") is True, timeout=60, what="live")
             kube.patch_livestream(namespace, LS, {"spec": {"recording": True}})
-            kube.wait_status(namespace, LS, lambda s: (s.get("recordingDurationSeconds") or 0) >= 3 and s["recording"],
-                             timeout=60, what="3 s recorded")
+            kube.wait_status(
+                namespace,
+                LS,
+                lambda s: (s.get("recordingDurationSeconds") or 0) >= 3 and s["recording"],
+                timeout=60,
+                what="3 s recorded",
+            )
             kube.patch_livestream(namespace, LS, {"spec": {"recording": False}})
-            status = kube.wait_status(namespace, LS, lambda s: s.get("recordings"), timeout=60,
-                                      what="the finished session")["status"]
+            status = kube.wait_status(
+                namespace, LS, lambda s: s.get("recordings"), timeout=60, what="the finished session"
+            )["status"]
             encoder.stop()
         except BaseException:
             print(diagnostics())
@@ -67,8 +84,9 @@ def test_a_recording_outlives_its_livestream_and_its_deletion_deletes_the_files(
 
         # No object storage: the Livestream's origin serves it from the volume (its recorder, through
         # the recorder's Service), at the URL the Recording names; live, so without a token.
-        playback = wait_for(lambda: (recording(kube, namespace, name).get("status") or {}).get("playback"), 30,
-                            what="status.playback")
+        playback = wait_for(
+            lambda: (recording(kube, namespace, name).get("status") or {}).get("playback"), 30, what="status.playback"
+        )
         assert playback["reason"] == "ServedFromVolume", playback
         first = playback["parts"][0]["url"]
         assert "/recordings/" in first and first.endswith(".m3u8"), first

@@ -3,6 +3,7 @@
 Every container runs as the image's own user (containerd applies the image config), loaded from
 the same OCI archive the node tests import; see tests/fixtures/image.py.
 """
+
 from __future__ import annotations
 
 import json
@@ -66,7 +67,8 @@ def test_image_is_small(onair_image):
     print(f"{onair_image.name}: {size_mib:.0f} MiB unpacked, {onair_image.archive_bytes / 2**20:.0f} MiB archive")
     assert size_mib < SIZE_BUDGET_MIB, (
         f"the image grew to {size_mib:.0f} MiB unpacked (budget {SIZE_BUDGET_MIB}): look at the newest "
-        "Dockerfile or system-packages/ change; if the growth is wanted, raise the budget and the README figure")
+        "Dockerfile or system-packages/ change; if the growth is wanted, raise the budget and the README figure"
+    )
 
 
 def test_runs_as_uid_10001_not_root(image_runtime):
@@ -98,11 +100,13 @@ def test_agent_role_help(image_runtime, role):
 def test_every_module_of_the_package_and_its_native_wheels_import(image_runtime):
     """What `--help` leaves out: the agents load aiortc/av (WHIP), cryptography and the rest only
     when they run; every module must import, and the manylinux wheels load on the image's glibc."""
-    code = ("import importlib, pkgutil, onair\n"
-            "names = [m.name for m in pkgutil.walk_packages(onair.__path__, 'onair.')]\n"
-            "for name in names + ['aiortc', 'av', 'pylibsrtp', 'cryptography.x509', 'kubernetes.client']:\n"
-            "    importlib.import_module(name)\n"
-            "print(len(names))\n")
+    code = (
+        "import importlib, pkgutil, onair\n"
+        "names = [m.name for m in pkgutil.walk_packages(onair.__path__, 'onair.')]\n"
+        "for name in names + ['aiortc', 'av', 'pylibsrtp', 'cryptography.x509', 'kubernetes.client']:\n"
+        "    importlib.import_module(name)\n"
+        "print(len(names))\n"
+    )
     count = int(_ok(image_runtime.run("python3", "-c", code), "imports").strip())
     assert count > 50
 
@@ -199,17 +203,27 @@ def test_ingest_agent_takes_rtmp_and_srt_pushes_in_a_pod_like_container(image_ru
     etc = tmp_path / "etc-onair"
     (etc / "secret").mkdir(parents=True)
     stream_key, passphrase = f"sk_{secrets.token_urlsafe(12)}", secrets.token_hex(12)
-    for name, value in (("streamKey", stream_key), ("srtPassphrase", passphrase),
-                        ("whipToken", secrets.token_urlsafe(16))):
+    for name, value in (
+        ("streamKey", stream_key),
+        ("srtPassphrase", passphrase),
+        ("whipToken", secrets.token_urlsafe(16)),
+    ):
         (etc / "secret" / name).write_text(value + "\n")
     self_signed_cert(etc / "secret")
     ports = {name: free_port() for name in ("agent", "rtmp", "rtmps", "whip")}
     ports["srt"] = free_port(socket.SOCK_DGRAM)
     config = IngestConfig(
-        livestream="image-test/ingest", listen_host="127.0.0.1", agent_port=ports["agent"], rtmp_port=ports["rtmp"],
-        rtmps_port=ports["rtmps"], srt_port=ports["srt"], whip_port=ports["whip"],
-        tls_cert_file="/etc/onair/secret/tls.crt", tls_key_file="/etc/onair/secret/tls.key",
-        whip_ice_addresses=["127.0.0.1"])
+        livestream="image-test/ingest",
+        listen_host="127.0.0.1",
+        agent_port=ports["agent"],
+        rtmp_port=ports["rtmp"],
+        rtmps_port=ports["rtmps"],
+        srt_port=ports["srt"],
+        whip_port=ports["whip"],
+        tls_cert_file="/etc/onair/secret/tls.crt",
+        tls_key_file="/etc/onair/secret/tls.key",
+        whip_ice_addresses=["127.0.0.1"],
+    )
     (etc / "config.json").write_text(config.model_dump_json(by_alias=True, indent=2))
     for p in [etc, etc / "secret"]:
         p.chmod(0o755)
@@ -218,8 +232,16 @@ def test_ingest_agent_takes_rtmp_and_srt_pushes_in_a_pod_like_container(image_ru
             p.chmod(0o644)
 
     agent = image_runtime.start_container(
-        "onair", "agent", "ingest", "--config", "/etc/onair/config.json", log=tmp_path / "agent.log",
-        mounts=[f"type=bind,src={etc},dst=/etc/onair,options=rbind:ro"], net_host=True, pod_like=True)
+        "onair",
+        "agent",
+        "ingest",
+        "--config",
+        "/etc/onair/config.json",
+        log=tmp_path / "agent.log",
+        mounts=[f"type=bind,src={etc},dst=/etc/onair,options=rbind:ro"],
+        net_host=True,
+        pod_like=True,
+    )
     base = f"http://127.0.0.1:{ports['agent']}"
 
     def status() -> dict:
@@ -231,8 +253,11 @@ def test_ingest_agent_takes_rtmp_and_srt_pushes_in_a_pod_like_container(image_ru
         return st if st["receiving"] is want and (not want or st.get("video", {}).get("width")) else None
 
     try:
-        wait_for(lambda: urllib.request.urlopen(base + "/readyz", timeout=2).status == 200, 60,
-                 what="the containerized ingest to be ready")
+        wait_for(
+            lambda: urllib.request.urlopen(base + "/readyz", timeout=2).status == 200,
+            60,
+            what="the containerized ingest to be ready",
+        )
         rtmp = publishers.rtmp(endpoints.rtmp_publish_url("127.0.0.1", stream_key, ports["rtmp"]))
         st = wait_for(lambda: receiving(True), 30, what="RTMP push received")
         assert st["video"]["width"] == 640

@@ -29,6 +29,7 @@ show, as an operator's day goes:
 Kept small for 2 cores: 360p source, one 360p rung, 1 s segments, HLS CMAF only. Timings of each
 step are printed at the end (run with -s).
 """
+
 from __future__ import annotations
 
 import base64
@@ -45,9 +46,20 @@ import pytest
 
 from onair.api.conditions import INGEST_ROLLOUT_CONTINUED, INGEST_ROLLOUT_NOT_BRIDGED, INGEST_ROLLOUT_STAGGERED
 from tests.fixtures.cluster import wait_for
-from tests.fixtures.kube import (RESTRICTED_CONTAINER, RESTRICTED_POD, SMALL, ffmpeg_push, helm, livestream_status,
-                                 patch_spec, pod_logs, pod_problems, restricted_namespace, restricted_pod,
-                                 wait_pods_ready)
+from tests.fixtures.kube import (
+    RESTRICTED_CONTAINER,
+    RESTRICTED_POD,
+    SMALL,
+    ffmpeg_push,
+    helm,
+    livestream_status,
+    patch_spec,
+    pod_logs,
+    pod_problems,
+    restricted_namespace,
+    restricted_pod,
+    wait_pods_ready,
+)
 
 pytestmark = [pytest.mark.kube, pytest.mark.slow]
 
@@ -138,8 +150,9 @@ class Encoder:
         argv = argv[:-3] + ["-rw_timeout", "3000000"] + argv[-3:]
         while not self._stop.is_set():
             self.starts += 1
-            self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.PIPE, text=True)
+            self._proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+            )
             _, err = self._proc.communicate()
             self.last_errors = (self.last_errors + [(err or "").strip()[-300:]])[-3:]
             self._stop.wait(1.0)
@@ -186,14 +199,19 @@ class Show:
         return view.get("sequence", 0) + len(view.get("segments") or ())
 
     def events(self, reason: str, name: str = "show") -> int:
-        return sum(e.count or 1 for e in self.core.list_namespaced_event(self.ls_ns).items
-                   if e.involved_object.kind == "Livestream" and e.involved_object.name == name
-                   and e.reason == reason)
+        return sum(
+            e.count or 1
+            for e in self.core.list_namespaced_event(self.ls_ns).items
+            if e.involved_object.kind == "Livestream" and e.involved_object.name == name and e.reason == reason
+        )
 
     def media_pods(self, key: Optional[str] = None) -> list:
         selector = SHOW + (f",app.kubernetes.io/component={key}" if key else "")
-        return [p for p in self.core.list_namespaced_pod(self.ls_ns, label_selector=selector).items
-                if not p.metadata.deletion_timestamp]
+        return [
+            p
+            for p in self.core.list_namespaced_pod(self.ls_ns, label_selector=selector).items
+            if not p.metadata.deletion_timestamp
+        ]
 
     def wait(self, predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
         try:
@@ -203,10 +221,15 @@ class Show:
             raise
 
     def diagnose(self) -> None:
-        print(pod_problems(self.core, self.ls_ns), pod_problems(self.core, self.op_ns),
-              pod_logs(self.core, self.ls_ns, SHOW), pod_logs(self.core, self.op_ns, OPERATOR),
-              json.dumps({k: v for k, v in self.status().items() if k != "effectiveSettings"}, indent=1, default=str),
-              {n: (e.starts, e.last_errors) for n, e in self.encoders.items()}, sep="\n")
+        print(
+            pod_problems(self.core, self.ls_ns),
+            pod_problems(self.core, self.op_ns),
+            pod_logs(self.core, self.ls_ns, SHOW),
+            pod_logs(self.core, self.op_ns, OPERATOR),
+            json.dumps({k: v for k, v in self.status().items() if k != "effectiveSettings"}, indent=1, default=str),
+            {n: (e.starts, e.last_errors) for n, e in self.encoders.items()},
+            sep="\n",
+        )
 
     def timed(self, what: str, since: float) -> None:
         self.timings[what] = time.monotonic() - since
@@ -343,9 +366,14 @@ def _ingest_slots_down_together(events: list) -> list[str]:
         if type_ == "DELETED":
             slices.pop(obj.metadata.name, None)
         else:
-            slices[obj.metadata.name] = (service, frozenset(
-                e.target_ref.name for e in obj.endpoints or ()
-                if e.target_ref and e.conditions and e.conditions.ready))
+            slices[obj.metadata.name] = (
+                service,
+                frozenset(
+                    e.target_ref.name
+                    for e in obj.endpoints or ()
+                    if e.target_ref and e.conditions and e.conditions.ready
+                ),
+            )
         ready: dict[str, set] = {}
         for svc, pods in slices.values():
             ready.setdefault(svc, set()).update(pods)
@@ -370,9 +398,11 @@ def _ingest_milestones(events: list, old_pods: set[str]) -> list[tuple[str, floa
         ready = any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or ())
         deleting = pod.metadata.deletion_timestamp is not None
         seen = {m for m, _ in out}
-        for milestone, holds in ((f"{key} new pod created", new),
-                                 (f"{key} new pod Ready", new and ready and not deleting),
-                                 (f"{key} old pod deleting", not new and deleting)):
+        for milestone, holds in (
+            (f"{key} new pod created", new),
+            (f"{key} new pod Ready", new and ready and not deleting),
+            (f"{key} old pod deleting", not new and deleting),
+        ):
             if holds and milestone not in seen:
                 out.append((milestone, at))
     return out
@@ -390,8 +420,10 @@ def _recording_coverage(recordings: list[dict]) -> str:
     for r in recordings:
         start, end = _parse(r["startedAt"]), _parse(r["endedAt"])
         gap = f", {start - previous_end:.1f}s after the previous one" if previous_end else ""
-        lines.append(f"{r['session']}: {len(r['parts'])} part(s), {r['durationSeconds']:.1f}s recorded over "
-                     f"{end - start:.1f}s ({r['endReason']}){gap}")
+        lines.append(
+            f"{r['session']}: {len(r['parts'])} part(s), {r['durationSeconds']:.1f}s recorded over "
+            f"{end - start:.1f}s ({r['endReason']}){gap}"
+        )
         previous_end = end
     return "\n    ".join(lines)
 
@@ -399,14 +431,21 @@ def _recording_coverage(recordings: list[dict]) -> str:
 def _livestream(name: str, override: dict, **spec: Any) -> dict:
     base = {
         "ingest": {"protocols": ["rtmp"]},
-        "broadcasting": {"hls": {"qualityTracks": ["360p"]}, "segmentDurationSeconds": 1,
-                         "outputs": {"hlsCmaf": True, "hlsMpegts": False, "dash": False}},
+        "broadcasting": {
+            "hls": {"qualityTracks": ["360p"]},
+            "segmentDurationSeconds": 1,
+            "outputs": {"hlsCmaf": True, "hlsMpegts": False, "dash": False},
+        },
         "dvr": {"durationSeconds": 60},
         "recording": {"mode": "available", "storage": {"size": "1Gi"}},
         "screenshots": {"enabled": False},
     }
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Livestream", "metadata": {"name": name},
-            "spec": {"callType": "development", "settingsOverride": {**base, **override}, **spec}}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Livestream",
+        "metadata": {"name": name},
+        "spec": {"callType": "development", "settingsOverride": {**base, **override}, **spec},
+    }
 
 
 def _publish_urls(show: Show, name: str, keys: tuple[str, ...]) -> dict[str, str]:
@@ -440,13 +479,17 @@ def _delete_livestreams(show: Show) -> None:
     for ls in items:
         show.custom.delete_namespaced_custom_object(GROUP, VERSION, show.ls_ns, PLURAL, ls["metadata"]["name"])
     try:
-        wait_for(lambda: not show.custom.list_namespaced_custom_object(GROUP, VERSION, show.ls_ns, PLURAL)["items"],
-                 timeout=60, what="Livestreams deleted")
+        wait_for(
+            lambda: not show.custom.list_namespaced_custom_object(GROUP, VERSION, show.ls_ns, PLURAL)["items"],
+            timeout=60,
+            what="Livestreams deleted",
+        )
     except BaseException:
         # No operator left to release kopf's finalizer: drop it as the chart README says.
         for ls in show.custom.list_namespaced_custom_object(GROUP, VERSION, show.ls_ns, PLURAL)["items"]:
-            show.custom.patch_namespaced_custom_object(GROUP, VERSION, show.ls_ns, PLURAL, ls["metadata"]["name"],
-                                                       {"metadata": {"finalizers": None}})
+            show.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, show.ls_ns, PLURAL, ls["metadata"]["name"], {"metadata": {"finalizers": None}}
+            )
 
 
 @pytest.fixture(scope="module")
@@ -455,12 +498,28 @@ def show(node_cluster, onair_image):
 
     core = node_cluster.core()
     suffix = str(int(time.time()) % 100000)
-    s = Show(node=node_cluster, image=onair_image, core=core, custom=client.CustomObjectsApi(node_cluster.api),
-             apps=client.AppsV1Api(node_cluster.api), op_ns=f"onair-system-{suffix}", ls_ns=f"shows-{suffix}",
-             helm_values=["--set", f"image.repository={onair_image.repository}",
-                          "--set", f"image.tag={onair_image.tag}", "--set", "image.pullPolicy=Never",
-                          "--set", "livestreams.statusPollIntervalSeconds=1",
-                          "--set", "livestreams.ingest.serviceType=NodePort", *_resources_args()])
+    s = Show(
+        node=node_cluster,
+        image=onair_image,
+        core=core,
+        custom=client.CustomObjectsApi(node_cluster.api),
+        apps=client.AppsV1Api(node_cluster.api),
+        op_ns=f"onair-system-{suffix}",
+        ls_ns=f"shows-{suffix}",
+        helm_values=[
+            "--set",
+            f"image.repository={onair_image.repository}",
+            "--set",
+            f"image.tag={onair_image.tag}",
+            "--set",
+            "image.pullPolicy=Never",
+            "--set",
+            "livestreams.statusPollIntervalSeconds=1",
+            "--set",
+            "livestreams.ingest.serviceType=NodePort",
+            *_resources_args(),
+        ],
+    )
     restricted_namespace(core, s.op_ns)
     restricted_namespace(core, s.ls_ns)
     try:
@@ -468,16 +527,32 @@ def show(node_cluster, onair_image):
         node_cluster.node.ctr("images", "import", str(onair_image.archive), timeout=300)
         s.timed("image import", t0)
         t0 = time.monotonic()
-        helm("install", RELEASE, str(ROOT / "charts/onair"), "--namespace", s.op_ns, *s.helm_values,
-             kubeconfig=node_cluster.kubeconfig)
+        helm(
+            "install",
+            RELEASE,
+            str(ROOT / "charts/onair"),
+            "--namespace",
+            s.op_ns,
+            *s.helm_values,
+            kubeconfig=node_cluster.kubeconfig,
+        )
         s.installed = True
         wait_pods_ready(core, s.op_ns, OPERATOR, 1, 120, "operator")
         s.timed("helm install -> operator Ready", t0)
 
         t0 = time.monotonic()
-        s.custom.create_namespaced_custom_object(GROUP, VERSION, s.ls_ns, PLURAL, _livestream(
-            "show", {"backstage": {"enabled": True}, "ingest": {"protocols": ["rtmp"], "backup": True}},
-            phase="backstage", members=[{"userId": "host-1", "role": "host"}]))
+        s.custom.create_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            s.ls_ns,
+            PLURAL,
+            _livestream(
+                "show",
+                {"backstage": {"enabled": True}, "ingest": {"protocols": ["rtmp"], "backup": True}},
+                phase="backstage",
+                members=[{"userId": "host-1", "role": "host"}],
+            ),
+        )
         pods = wait_pods_ready(core, s.ls_ns, SHOW, len(MEDIA_KEYS), 240, "the show's media pods")
         assert sorted(p.metadata.labels["app.kubernetes.io/component"] for p in pods) == sorted(MEDIA_KEYS)
         s.timed("Livestream with backup -> 5 pods Ready", t0)
@@ -489,8 +564,11 @@ def show(node_cluster, onair_image):
         t0 = time.monotonic()
         s.encoders["main"] = Encoder(urls["rtmpPublishUrl"], "main")
         s.encoders["backup"] = Encoder(urls["backupRtmpPublishUrl"], "backup")
-        s.wait(lambda: (st := s.status()).get("live") is True and st.get("backupLive") is True, 60,
-               "status.live and status.backupLive from the host's encoders")
+        s.wait(
+            lambda: (st := s.status()).get("live") is True and st.get("backupLive") is True,
+            60,
+            "status.live and status.backupLive from the host's encoders",
+        )
         s.timed("two host pushes -> live and backupLive", t0)
         yield s
     finally:
@@ -503,8 +581,16 @@ def show(node_cluster, onair_image):
             print(f"teardown: {e}")
         try:
             if s.installed:
-                helm("uninstall", RELEASE, "--namespace", s.op_ns, "--wait", "--timeout", "60s",
-                     kubeconfig=node_cluster.kubeconfig)
+                helm(
+                    "uninstall",
+                    RELEASE,
+                    "--namespace",
+                    s.op_ns,
+                    "--wait",
+                    "--timeout",
+                    "60s",
+                    kubeconfig=node_cluster.kubeconfig,
+                )
             if s.manifest_docs:
                 _delete_documents(node_cluster.api, s.manifest_docs)
         finally:
@@ -528,12 +614,17 @@ def _host_token(show: Show) -> str:
 
 
 def _public_and_growing(show: Show) -> dict:
-    view = show.wait(lambda: (v := show.view()).get("newest") == 200 and len(v["segments"]) >= 2 and v, 60,
-                     "a viewer without a token getting segments", interval=1)
+    view = show.wait(
+        lambda: (v := show.view()).get("newest") == 200 and len(v["segments"]) >= 2 and v,
+        60,
+        "a viewer without a token getting segments",
+        interval=1,
+    )
     assert not view["endlist"] and view["newest_bytes"] > 1000, view
     before = show.produced(view)
-    grown = show.wait(lambda: show.produced(v := show.view()) > before and v, 20, "the viewer's playlist growing",
-                      interval=1)
+    grown = show.wait(
+        lambda: show.produced(v := show.view()) > before and v, 20, "the viewer's playlist growing", interval=1
+    )
     # The player page is asked for before the playlists within one view, so the view that first saw
     # the playlists open may have asked for the page just before the origin let viewers in; a later
     # view must find it open too.
@@ -548,8 +639,12 @@ def test_backstage_live_backstage_live_as_viewers_see_it(show: Show):
     host = _host_token(show)
     # The backstage preview: the host watches, the public is refused the player and the playlists.
     show.wait(lambda: show.status().get("outputsProduced") is True, 60, "the backstage preview")
-    preview = show.wait(lambda: (v := show.view(token=host)).get("newest") == 200 and v, 30,
-                        "the host watching the backstage preview", interval=1)
+    preview = show.wait(
+        lambda: (v := show.view(token=host)).get("newest") == 200 and v,
+        30,
+        "the host watching the backstage preview",
+        interval=1,
+    )
     assert preview["player"] == 200 and preview["master"] == 200, preview
     public = show.view()
     assert public["master"] == 403 and public["player"] == 403, public
@@ -567,8 +662,12 @@ def test_backstage_live_backstage_live_as_viewers_see_it(show: Show):
     # watches; and live once more.
     t0 = time.monotonic()
     patch_spec(show.custom, show.ls_ns, {"phase": "backstage"})
-    show.wait(lambda: (v := show.view())["master"] == 403 and v["player"] == 403, 30,
-              "viewers without a token refused again in backstage", interval=1)
+    show.wait(
+        lambda: (v := show.view())["master"] == 403 and v["player"] == 403,
+        30,
+        "viewers without a token refused again in backstage",
+        interval=1,
+    )
     show.timed("phase backstage -> public refused", t0)
     assert show.view(token=host)["master"] == 200
     show.wait(lambda: show.events("ReturnedToBackstage") == 1, 15, "a ReturnedToBackstage Event")
@@ -577,8 +676,11 @@ def test_backstage_live_backstage_live_as_viewers_see_it(show: Show):
     _public_and_growing(show)
     show.timed("phase live again -> viewer's playlist growing", t0)
     assert show.events("WentLive") == 2
-    show.wait(lambda: (s := show.status()).get("recording") is True and (s.get("recordingDurationSeconds") or 0) >= 2,
-              60, "status.recording with recorded seconds")
+    show.wait(
+        lambda: (s := show.status()).get("recording") is True and (s.get("recordingDurationSeconds") or 0) >= 2,
+        60,
+        "status.recording with recorded seconds",
+    )
 
 
 def test_operator_log_at_info_is_quiet_while_the_show_runs(show: Show):
@@ -615,16 +717,21 @@ def test_deleting_the_main_ingest_pod_fails_over_to_the_backup(show: Show, reque
     show.timed("main ingest pod deleted -> activeSource backup", t0)
     show.wait(lambda: show.events("FailedOverToBackup") > failovers, 15, "a FailedOverToBackup Event")
     # Viewers keep getting new segments from the backup while main is away.
-    view = show.wait(lambda: (v := show.view()).get("newest") == 200 and show.produced(v) > produced + 2 and v,
-                     30, "new segments in the viewer's playlist on the backup", interval=1)
+    view = show.wait(
+        lambda: (v := show.view()).get("newest") == 200 and show.produced(v) > produced + 2 and v,
+        30,
+        "new segments in the viewer's playlist on the backup",
+        interval=1,
+    )
     assert not view["endlist"], view
     assert all(s["backupLive"] for s in seen), f"the backup ingest dropped during the failover: {seen}"
 
     # Main is back (the Deployment's new pod, the encoder reconnected): the transcoder returns to
     # it once it has been healthy for a while, and says so.
     t0 = time.monotonic()
-    [new_main] = wait_pods_ready(show.core, show.ls_ns, SHOW + ",app.kubernetes.io/component=ingest", 1, 90,
-                                 "the new main ingest pod")
+    [new_main] = wait_pods_ready(
+        show.core, show.ls_ns, SHOW + ",app.kubernetes.io/component=ingest", 1, 90, "the new main ingest pod"
+    )
     assert new_main.metadata.name != main.metadata.name
     show.wait(lambda: show.status().get("live") is True, 60, "status.live again from the main encoder's reconnect")
     show.wait(lambda: show.status().get("activeSource") == "main", 60, "status.activeSource back to main")
@@ -643,7 +750,11 @@ def test_deleting_the_main_ingest_pod_fails_over_to_the_backup(show: Show, reque
 def test_deleting_the_transcoder_pod_recovers(show: Show):
     [old] = show.media_pods("transcoder")
     view = show.view()
-    produced, stopped, started = show.produced(view), show.events("BroadcastingStopped"), show.events("BroadcastingStarted")
+    produced, stopped, started = (
+        show.produced(view),
+        show.events("BroadcastingStopped"),
+        show.events("BroadcastingStarted"),
+    )
     t0 = time.monotonic()
     show.core.delete_namespaced_pod(old.metadata.name, show.ls_ns)
     readies: list[str] = []
@@ -660,12 +771,19 @@ def test_deleting_the_transcoder_pod_recovers(show: Show):
     assert any("transcoder" in r for r in readies if r.startswith("False")), readies
     [new] = show.media_pods("transcoder")
     assert new.metadata.name != old.metadata.name
-    view = show.wait(lambda: (v := show.view()).get("newest") == 200 and show.produced(v) > produced + 2 and v,
-                     30, "new segments from the new transcoder", interval=1)
+    view = show.wait(
+        lambda: (v := show.view()).get("newest") == 200 and show.produced(v) > produced + 2 and v,
+        30,
+        "new segments from the new transcoder",
+        interval=1,
+    )
     # A new transcoder is a new run: the DVR window goes on with a discontinuity, not an end.
     assert view["discontinuities"] >= 1 and not view["endlist"], view
-    show.wait(lambda: show.events("BroadcastingStopped") > stopped and show.events("BroadcastingStarted") > started,
-              15, "BroadcastingStopped and BroadcastingStarted Events")
+    show.wait(
+        lambda: show.events("BroadcastingStopped") > stopped and show.events("BroadcastingStarted") > started,
+        15,
+        "BroadcastingStopped and BroadcastingStarted Events",
+    )
 
 
 def test_deleting_the_recorder_pod_keeps_the_recording(show: Show):
@@ -677,17 +795,29 @@ def test_deleting_the_recorder_pod_keeps_the_recording(show: Show):
     show.core.delete_namespaced_pod(old.metadata.name, show.ls_ns)
     # The recorder stopping finalizes its session (sidecar on the PVC); the next one lists it and
     # starts recording again while the show is still live.
-    finished = show.wait(lambda: [r for k, r in _sessions(show.status().get("recordings")).items() if k not in before],
-                         90, "the interrupted session in status.recordings")
+    finished = show.wait(
+        lambda: [r for k, r in _sessions(show.status().get("recordings")).items() if k not in before],
+        90,
+        "the interrupted session in status.recordings",
+    )
     assert len(finished) == 1, finished
     session = finished[0]
     # Deleted gracefully (SIGTERM): the recorder itself finalized the session.
     assert session["endReason"] == "agent stopped" and not session.get("recovered"), session
-    assert session["parts"] and all(p["bytes"] > 0 and (p["durationSeconds"] or 0) > 0 for p in session["parts"]), session
+    assert session["parts"] and all(p["bytes"] > 0 and (p["durationSeconds"] or 0) > 0 for p in session["parts"]), (
+        session
+    )
     # The failover earlier was the same session going on from the backup: at least two parts.
     assert len(session["parts"]) >= 2, session
-    show.wait(lambda: (s := show.status()).get("recording") is True and 0 < (s.get("recordingDurationSeconds") or 0) < 60
-              and len(show.media_pods("recorder")) == 1, 60, "a new recording session in the new recorder pod")
+    show.wait(
+        lambda: (
+            (s := show.status()).get("recording") is True
+            and 0 < (s.get("recordingDurationSeconds") or 0) < 60
+            and len(show.media_pods("recorder")) == 1
+        ),
+        60,
+        "a new recording session in the new recorder pod",
+    )
     show.timed("recorder pod deleted -> recording again", t0)
     [new] = show.media_pods("recorder")
     assert new.metadata.name != old.metadata.name
@@ -702,22 +832,33 @@ def test_a_killed_recorders_session_is_recovered_by_its_restart(show: Show):
     the container in the same pod): the documented promise is that the parts play up to the kill
     and the next recorder on the volume finalizes the session with recovered: true. (Deleting the
     pod with grace period 0 is no kill: the kubelet still sends SIGTERM first.)"""
-    show.wait(lambda: (s := show.status()).get("recording") is True and (s.get("recordingDurationSeconds") or 0) >= 3,
-              30, "a few seconds in the open session")
+    show.wait(
+        lambda: (s := show.status()).get("recording") is True and (s.get("recordingDurationSeconds") or 0) >= 3,
+        30,
+        "a few seconds in the open session",
+    )
     before = _sessions(show.status().get("recordings"))
     [pod] = show.media_pods("recorder")
     [container] = pod.status.container_statuses
     t0 = time.monotonic()
     show.node.node.ctr("tasks", "kill", "--signal", "SIGKILL", container.container_id.split("://", 1)[1])
-    finished = show.wait(lambda: [r for k, r in _sessions(show.status().get("recordings")).items() if k not in before],
-                         90, "the killed recorder's session in status.recordings")
+    finished = show.wait(
+        lambda: [r for k, r in _sessions(show.status().get("recordings")).items() if k not in before],
+        90,
+        "the killed recorder's session in status.recordings",
+    )
     assert len(finished) == 1, finished
     session = finished[0]
     assert session["recovered"] is True, session
     assert session["endReason"] == "recovered: the previous recorder stopped without finalizing", session
-    assert session["parts"] and all(p["bytes"] > 0 and (p["durationSeconds"] or 0) > 0 for p in session["parts"]), session
-    show.wait(lambda: (s := show.status()).get("recording") is True and _sessions(s["recordings"]).keys() >= before.keys(),
-              60, "recording again after the kill")
+    assert session["parts"] and all(p["bytes"] > 0 and (p["durationSeconds"] or 0) > 0 for p in session["parts"]), (
+        session
+    )
+    show.wait(
+        lambda: (s := show.status()).get("recording") is True and _sessions(s["recordings"]).keys() >= before.keys(),
+        60,
+        "recording again after the kill",
+    )
     show.timed("recorder killed -> recovered session listed and recording again", t0)
     [again] = show.media_pods("recorder")
     assert again.metadata.name == pod.metadata.name and again.status.container_statuses[0].restart_count == 1
@@ -731,9 +872,16 @@ def _live_and_recording_from_main(show: Show) -> None:
     the fixture leaves it in backstage."""
     if show.status().get("phase") != "live":
         patch_spec(show.custom, show.ls_ns, {"phase": "live", "recording": True})
-    show.wait(lambda: (s := show.status()).get("broadcasting") is True and s.get("recording") is True
-              and s.get("activeSource") == "main" and s.get("backupLive") is True, 90,
-              "live, broadcasting and recording from main, the backup receiving")
+    show.wait(
+        lambda: (
+            (s := show.status()).get("broadcasting") is True
+            and s.get("recording") is True
+            and s.get("activeSource") == "main"
+            and s.get("backupLive") is True
+        ),
+        90,
+        "live, broadcasting and recording from main, the backup receiving",
+    )
 
 
 @dataclass
@@ -767,39 +915,74 @@ def _helm_upgrade(show: Show, request, values: list[str], image: str, what: str)
     watches = ApiWatch()
     request.addfinalizer(watches.stop)
     watches.follow("pods", show.core.list_namespaced_pod, show.ls_ns, SHOW)
-    watches.follow("endpointslices", client.DiscoveryV1Api(show.node.api).list_namespaced_endpoint_slice, show.ls_ns,
-                   "kubernetes.io/service-name in (show-ingest,show-ingest-backup)")
+    watches.follow(
+        "endpointslices",
+        client.DiscoveryV1Api(show.node.api).list_namespaced_endpoint_slice,
+        show.ls_ns,
+        "kubernetes.io/service-name in (show-ingest,show-ingest-backup)",
+    )
     playlist = PlaylistWatch(show).__enter__()
     request.addfinalizer(playlist.__exit__)
     status = StatusWatch(show).__enter__()
     request.addfinalizer(status.__exit__)
-    show.wait(lambda: {e[0] for e in watches.events} == {"pods", "endpointslices"} and playlist.reads, 30,
-              "the watches and the viewer started")
+    show.wait(
+        lambda: {e[0] for e in watches.events} == {"pods", "endpointslices"} and playlist.reads,
+        30,
+        "the watches and the viewer started",
+    )
     # The ingest pods before the upgrade, terminating ones of an earlier rollout included (as the
     # watch listed them): every other ingest pod the watch sees is one the upgrade made.
-    ingest_before = {p.metadata.name for p in show.core.list_namespaced_pod(show.ls_ns, label_selector=SHOW).items
-                     if p.metadata.labels.get("app.kubernetes.io/component") in INGEST_KEYS}
-    ingest_before |= {obj.metadata.name for kind, _, obj, _ in list(watches.events) if kind == "pods"
-                      and (obj.metadata.labels or {}).get("app.kubernetes.io/component") in INGEST_KEYS}
+    ingest_before = {
+        p.metadata.name
+        for p in show.core.list_namespaced_pod(show.ls_ns, label_selector=SHOW).items
+        if p.metadata.labels.get("app.kubernetes.io/component") in INGEST_KEYS
+    }
+    ingest_before |= {
+        obj.metadata.name
+        for kind, _, obj, _ in list(watches.events)
+        if kind == "pods" and (obj.metadata.labels or {}).get("app.kubernetes.io/component") in INGEST_KEYS
+    }
     t0 = time.monotonic()
-    helm("upgrade", RELEASE, str(ROOT / "charts/onair"), "--namespace", show.op_ns, *show.helm_values, *values,
-         kubeconfig=show.node.kubeconfig)
+    helm(
+        "upgrade",
+        RELEASE,
+        str(ROOT / "charts/onair"),
+        "--namespace",
+        show.op_ns,
+        *show.helm_values,
+        *values,
+        kubeconfig=show.node.kubeconfig,
+    )
     [op] = wait_pods_ready(show.core, show.op_ns, OPERATOR, 1, 120, "the upgraded operator")
     assert [c.image for c in op.spec.containers] == [image]
 
     def rolled():
         pods = show.media_pods()
         ingest = {p.metadata.name for p in pods if p.metadata.labels["app.kubernetes.io/component"] in INGEST_KEYS}
-        return (len(pods) == len(MEDIA_KEYS) and not ingest & ingest_before
-                and all(c.image == image for p in pods for c in p.spec.containers)
-                and all(p.status.phase == "Running" and all(cs.ready for cs in p.status.container_statuses or [False])
-                        for p in pods) and pods)
+        return (
+            len(pods) == len(MEDIA_KEYS)
+            and not ingest & ingest_before
+            and all(c.image == image for p in pods for c in p.spec.containers)
+            and all(
+                p.status.phase == "Running" and all(cs.ready for cs in p.status.container_statuses or [False])
+                for p in pods
+            )
+            and pods
+        )
 
     show.wait(rolled, 240, f"every media pod Ready on {image}, both ingest pods new", interval=1)
     show.timed(f"{what} -> media pods rolled", t0)
-    show.wait(lambda: (s := show.status()).get("live") is True and s.get("backupLive") is True
-              and s.get("broadcasting") is True and s.get("recording") is True and s.get("activeSource") == "main",
-              90, "live on main, backup receiving, broadcasting and recording again after the upgrade")
+    show.wait(
+        lambda: (
+            (s := show.status()).get("live") is True
+            and s.get("backupLive") is True
+            and s.get("broadcasting") is True
+            and s.get("recording") is True
+            and s.get("activeSource") == "main"
+        ),
+        90,
+        "live on main, backup receiving, broadcasting and recording again after the upgrade",
+    )
     show.timed(f"{what} -> live, broadcasting and recording again", t0)
     # A few more segments, so the playlist watch has read past the return to main.
     seen = max(playlist.segments, default=0)
@@ -808,24 +991,38 @@ def _helm_upgrade(show: Show, request, values: list[str], image: str, what: str)
     playlist.__exit__()
     status.__exit__()
     show.timings[f"{what}: longest poll stretch with neither ingest receiving"] = status.longest(
-        lambda s: not s["live"] and not s["backupLive"])
+        lambda s: not s["live"] and not s["backupLive"]
+    )
     show.timings[f"{what}: longest poll stretch not broadcasting"] = status.longest(lambda s: not s["broadcasting"])
     milestones = _ingest_milestones(events, ingest_before)
-    rollout_events = [f"{e.reason} x{e.count or 1}: {e.message}" for e in sorted(
-        show.core.list_namespaced_event(show.ls_ns, field_selector="involvedObject.name=show").items,
-        key=lambda e: e.metadata.creation_timestamp) if e.reason in ROLLOUT_REASONS]
-    print(f"\n  {what}: the ingest pods as the watch saw them: " + ", ".join(m for m, _ in milestones)
-          + f"\n  {what}: " + f"\n  {what}: ".join(rollout_events)
-          + f"\n  {what}: {len(playlist.segments)} segments read in {playlist.reads} playlist reads, "
-          f"{len({p for p, _, _ in playlist.segments.values()})} period(s): {playlist.runs(milestones)}")
+    rollout_events = [
+        f"{e.reason} x{e.count or 1}: {e.message}"
+        for e in sorted(
+            show.core.list_namespaced_event(show.ls_ns, field_selector="involvedObject.name=show").items,
+            key=lambda e: e.metadata.creation_timestamp,
+        )
+        if e.reason in ROLLOUT_REASONS
+    ]
+    print(
+        f"\n  {what}: the ingest pods as the watch saw them: "
+        + ", ".join(m for m, _ in milestones)
+        + f"\n  {what}: "
+        + f"\n  {what}: ".join(rollout_events)
+        + f"\n  {what}: {len(playlist.segments)} segments read in {playlist.reads} playlist reads, "
+        f"{len({p for p, _, _ in playlist.segments.values()})} period(s): {playlist.runs(milestones)}"
+    )
     zero = milestones[0][1] if milestones else 0.0
-    print(f"  {what}: ingest pod events: " + "; ".join(
-        f"{at - zero:+.1f}s {type_} {obj.metadata.name}"
-        f"{' (before)' if obj.metadata.name in ingest_before else ''}"
-        f"{' Ready' if any(c.type == 'Ready' and c.status == 'True' for c in obj.status.conditions or ()) else ''}"
-        f"{' deleting' if obj.metadata.deletion_timestamp else ''}"
-        for kind, type_, obj, at in events if kind == "pods"
-        and (obj.metadata.labels or {}).get("app.kubernetes.io/component") in INGEST_KEYS))
+    print(
+        f"  {what}: ingest pod events: "
+        + "; ".join(
+            f"{at - zero:+.1f}s {type_} {obj.metadata.name}"
+            f"{' (before)' if obj.metadata.name in ingest_before else ''}"
+            f"{' Ready' if any(c.type == 'Ready' and c.status == 'True' for c in obj.status.conditions or ()) else ''}"
+            f"{' deleting' if obj.metadata.deletion_timestamp else ''}"
+            for kind, type_, obj, at in events
+            if kind == "pods" and (obj.metadata.labels or {}).get("app.kubernetes.io/component") in INGEST_KEYS
+        )
+    )
     return Upgrade(events, milestones, playlist, status, rollout_events, counts)
 
 
@@ -840,15 +1037,21 @@ def _assert_ingest_slots_rolled_one_after_the_other(show: Show, up: Upgrade) -> 
     main_changed = min(names.index(m) for m in ("ingest new pod created", "ingest old pod deleting") if m in names)
     assert names.index("ingest-backup new pod Ready") < main_changed, f"main rolled before the backup was back: {names}"
     staggered, continued, not_bridged = ROLLOUT_REASONS
-    conditions = {(c["reason"], c["message"]) for _, s in up.status.seen for c in s.get("conditions") or ()
-                  if c["type"] == "Reconciling" and c["reason"] == staggered}
+    conditions = {
+        (c["reason"], c["message"])
+        for _, s in up.status.seen
+        for c in s.get("conditions") or ()
+        if c["type"] == "Reconciling" and c["reason"] == staggered
+    }
     assert conditions, "no Reconciling condition while the ingest slots rolled one after the other"
     assert all("ingest-backup first" in m for _, m in conditions), conditions
     assert show.events(staggered) == up.counts[staggered] + 1
-    assert any("rolling ingest-backup first (ingest feeds the transcoder)" in e for e in up.rollout_events), \
+    assert any("rolling ingest-backup first (ingest feeds the transcoder)" in e for e in up.rollout_events), (
         up.rollout_events
-    show.wait(lambda: show.events(continued) == up.counts[continued] + 1, 15,
-              f"an {continued} Event once the backup was back")
+    )
+    show.wait(
+        lambda: show.events(continued) == up.counts[continued] + 1, 15, f"an {continued} Event once the backup was back"
+    )
     assert show.events(not_bridged) == up.counts[not_bridged]
     urls = {json.dumps(s["ingest"], sort_keys=True) for _, s in up.status.seen}
     assert len(urls) == 1, f"status.ingest changed while the ingest pods rolled: {urls}"
@@ -861,8 +1064,9 @@ def test_helm_upgrade_of_the_ingest_settings_rolls_the_slots_one_after_the_other
     encoder is back. The transcoder fails over to the backup and back, as when a pod is deleted:
     viewers' playlist never stands still for more than two segments and has no discontinuity."""
     image = show.image.name
-    up = _helm_upgrade(show, request, ["--set-string", "livestreams.resources.ingest.requests.memory=72Mi"], image,
-                       "ingest upgrade")
+    up = _helm_upgrade(
+        show, request, ["--set-string", "livestreams.resources.ingest.requests.memory=72Mi"], image, "ingest upgrade"
+    )
     _assert_ingest_slots_rolled_one_after_the_other(show, up)
     target = up.playlist.target or 1
     # The DVR window may still hold discontinuities of this module's earlier tests (a transcoder pod
@@ -872,13 +1076,17 @@ def test_helm_upgrade_of_the_ingest_settings_rolls_the_slots_one_after_the_other
         begins[period] = min(begins.get(period, pdt), pdt)
     started = up.milestones[0][1] - target
     assert not [p for p, t in begins.items() if t >= started and p != min(begins)], (
-        "a discontinuity while only the ingest rolled", up.playlist.runs(up.milestones))
+        "a discontinuity while only the ingest rolled",
+        up.playlist.runs(up.milestones),
+    )
     stalls = up.playlist.stalls(2 * target)
     assert not stalls, f"the playlist stood still while the ingest rolled: {stalls}; {up.playlist.runs(up.milestones)}"
     # The watch read the playlist all through both slots' rolls, the return to main included.
     at = dict(up.milestones)
-    assert up.playlist.run_around(at["ingest-backup new pod created"] - target,
-                                  at["ingest old pod deleting"] + 2 * target) is not None, up.playlist.runs(up.milestones)
+    assert (
+        up.playlist.run_around(at["ingest-backup new pod created"] - target, at["ingest old pod deleting"] + 2 * target)
+        is not None
+    ), up.playlist.runs(up.milestones)
 
 
 def test_helm_upgrade_to_a_new_image_rolls_everything_without_losing_the_recording(show: Show, request):
@@ -891,8 +1099,7 @@ def test_helm_upgrade_to_a_new_image_rolls_everything_without_losing_the_recordi
     _live_and_recording_from_main(show)
     before = _sessions(show.status().get("recordings"))
     viewed = show.view()
-    up = _helm_upgrade(show, request, ["--set", f"image.tag={new_image.rsplit(':', 1)[1]}"], new_image,
-                       "image upgrade")
+    up = _helm_upgrade(show, request, ["--set", f"image.tag={new_image.rsplit(':', 1)[1]}"], new_image, "image upgrade")
     _assert_ingest_slots_rolled_one_after_the_other(show, up)
     # (Whether main's roll falls inside one period depends on how long the transcoder's own
     # restart takes on the node; the test above covers the playlist through main's roll.)
@@ -903,8 +1110,12 @@ def test_helm_upgrade_to_a_new_image_rolls_everything_without_losing_the_recordi
     assert len(after) > len(before), "the session interrupted by the recorder's roll is not listed"
     # The origin came back with its DVR volume: the playlist goes on where it was, never backwards
     # (a player seeing the media sequence go down stalls).
-    view = show.wait(lambda: (v := show.view()).get("newest") == 200 and show.produced(v) > show.produced(viewed) and v,
-                     30, "the viewer's playlist going on after the upgrade", interval=1)
+    view = show.wait(
+        lambda: (v := show.view()).get("newest") == 200 and show.produced(v) > show.produced(viewed) and v,
+        30,
+        "the viewer's playlist going on after the upgrade",
+        interval=1,
+    )
     assert view["sequence"] >= viewed["sequence"] and not view["endlist"], (viewed, view)
 
 
@@ -912,13 +1123,17 @@ def test_ending_the_show_as_a_viewer_sees_it(show: Show):
     refused = show.events("PublishRefusedEnded")
     t0 = time.monotonic()
     patch_spec(show.custom, show.ls_ns, {"phase": "ended"})
-    view = show.wait(lambda: (v := show.view()).get("endlist") and v, 60, "EXT-X-ENDLIST in the viewer's playlist",
-                     interval=1)
+    view = show.wait(
+        lambda: (v := show.view()).get("endlist") and v, 60, "EXT-X-ENDLIST in the viewer's playlist", interval=1
+    )
     show.timed("phase ended -> viewer's playlist ended", t0)
     # The DVR stays playable after the end.
     assert view["master"] == 200 and view["newest"] == 200 and len(view["segments"]) >= 2, view
-    status = show.wait(lambda: (s := show.status()).get("live") is False and s.get("recording") is False and s, 60,
-                       "the publisher dropped and the recording finalized")
+    status = show.wait(
+        lambda: (s := show.status()).get("live") is False and s.get("recording") is False and s,
+        60,
+        "the publisher dropped and the recording finalized",
+    )
     assert status["phase"] == "ended" and status["broadcasting"] is False, status
     # The encoders keep trying; the ingest refuses them and the owner reads why.
     show.wait(lambda: show.events("PublishRefusedEnded") > refused, 30, "a PublishRefusedEnded Event")
@@ -930,13 +1145,22 @@ def test_ending_the_show_as_a_viewer_sees_it(show: Show):
     # Through everything done to the show, no container was restarted behind its back (a liveness
     # probe killing an agent while its peers were away, an OOM kill) and the operator hit no
     # missing RBAC rule and no exception.
-    restarted = {p.metadata.name: cs.restart_count for p in show.media_pods()
-                 for cs in p.status.container_statuses or [] if cs.restart_count}
+    restarted = {
+        p.metadata.name: cs.restart_count
+        for p in show.media_pods()
+        for cs in p.status.container_statuses or []
+        if cs.restart_count
+    }
     assert not restarted, f"containers restarted: {restarted}\n{pod_problems(show.core, show.ls_ns)}"
     _assert_operator_log_clean(show)
-    events = [f"{e.type} {e.reason} x{e.count or 1}: {e.message}" for e in sorted(
-        show.core.list_namespaced_event(show.ls_ns, field_selector="involvedObject.name=show").items,
-        key=lambda e: e.metadata.creation_timestamp) if e.involved_object.kind == "Livestream"]
+    events = [
+        f"{e.type} {e.reason} x{e.count or 1}: {e.message}"
+        for e in sorted(
+            show.core.list_namespaced_event(show.ls_ns, field_selector="involvedObject.name=show").items,
+            key=lambda e: e.metadata.creation_timestamp,
+        )
+        if e.involved_object.kind == "Livestream"
+    ]
     print("\n  the show's Events:\n    " + "\n    ".join(events))
     # Nobody but the operator touched the show's children: an Event saying someone did would send
     # the owner looking for an intruder.
@@ -954,11 +1178,13 @@ def test_helm_uninstall_leaves_crds_livestreams_and_recordings(show: Show):
     from kubernetes import client
 
     t0 = time.monotonic()
-    helm("uninstall", RELEASE, "--namespace", show.op_ns, "--wait", "--timeout", "60s",
-         kubeconfig=show.node.kubeconfig)
+    helm("uninstall", RELEASE, "--namespace", show.op_ns, "--wait", "--timeout", "60s", kubeconfig=show.node.kubeconfig)
     show.installed = False
-    show.wait(lambda: not show.core.list_namespaced_pod(show.op_ns, label_selector=OPERATOR).items, 60,
-              "the operator pod gone")
+    show.wait(
+        lambda: not show.core.list_namespaced_pod(show.op_ns, label_selector=OPERATOR).items,
+        60,
+        "the operator pod gone",
+    )
     show.timed("helm uninstall -> operator pod gone", t0)
     ext = client.ApiextensionsV1Api(show.node.api)
     crds = {c.metadata.name for c in ext.list_custom_resource_definition().items}
@@ -1002,7 +1228,9 @@ def _delete_documents(api, docs: list[dict]) -> None:
             continue  # the CRDs stay, as after helm; the namespace goes with the test's others
         res = dyn.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
         try:
-            res.delete(name=doc["metadata"]["name"], namespace=doc["metadata"].get("namespace") if res.namespaced else None)
+            res.delete(
+                name=doc["metadata"]["name"], namespace=doc["metadata"].get("namespace") if res.namespaced else None
+            )
         except Exception as e:  # noqa: BLE001 - already gone
             if getattr(e, "status", None) != 404:
                 raise
@@ -1014,7 +1242,9 @@ def test_manifests_install_adopts_the_show_and_runs_a_new_livestream(show: Show)
     from onair.localcluster import apply
     from tests.fixtures.kube import policy_allows
 
-    env = {f"ONAIR_RESOURCES_{role.upper()}": json.dumps(SMALL) for role in ("ingest", "transcoder", "origin", "recorder")}
+    env = {
+        f"ONAIR_RESOURCES_{role.upper()}": json.dumps(SMALL) for role in ("ingest", "transcoder", "origin", "recorder")
+    }
     env.update(ONAIR_INGEST_SERVICE_TYPE="NodePort", ONAIR_STATUS_POLL_INTERVAL_SECONDS="1")
     docs = _manifest_documents(show.image.name, env)
     [namespace] = [d["metadata"]["name"] for d in docs if d["kind"] == "Namespace"]
@@ -1030,8 +1260,11 @@ def test_manifests_install_adopts_the_show_and_runs_a_new_livestream(show: Show)
         # It picks up the show left by the uninstalled release.
         generation = show.status().get("observedGeneration") or 0
         patch_spec(show.custom, show.ls_ns, {"displayName": "seen by the manifests install"})
-        show.wait(lambda: (show.status().get("observedGeneration") or 0) > generation, 60,
-                  "the new operator reconciling the show")
+        show.wait(
+            lambda: (show.status().get("observedGeneration") or 0) > generation,
+            60,
+            "the new operator reconciling the show",
+        )
         # Its agents' NetworkPolicies now admit the new operator pod, in its other namespace (the
         # node's bridge plugin does not enforce them; a cluster with Calico or Cilium would).
         ser = show.node.api.sanitize_for_serialization
@@ -1039,8 +1272,10 @@ def test_manifests_install_adopts_the_show_and_runs_a_new_livestream(show: Show)
 
         def operator_admitted():
             policies = [ser(p) for p in networking.list_namespaced_network_policy(show.ls_ns).items]
-            return all(policy_allows(policies, ser(pod), "agent", ser(op), ser(show.core.read_namespace(namespace)))
-                       for pod in show.media_pods())
+            return all(
+                policy_allows(policies, ser(pod), "agent", ser(op), ser(show.core.read_namespace(namespace)))
+                for pod in show.media_pods()
+            )
 
         show.wait(operator_admitted, 30, f"the show's NetworkPolicies admitting the operator in {namespace}")
 
@@ -1053,14 +1288,23 @@ def test_manifests_install_adopts_the_show_and_runs_a_new_livestream(show: Show)
         show.encoders["second"] = Encoder(url, "second")
         show.wait(lambda: show.status("second").get("live") is True, 60, "the second Livestream live from a push")
         show.timed("manifests: push -> live", t0)
-        show.wait(lambda: show.view("second").get("newest") == 200, 60, "a viewer's segment of the second Livestream",
-                  interval=1)
+        show.wait(
+            lambda: show.view("second").get("newest") == 200,
+            60,
+            "a viewer's segment of the second Livestream",
+            interval=1,
+        )
         show.timed("manifests: push -> viewer downloads a segment", t0)
         assert not show.events("DriftCorrected", name="second"), "the operator's own writes announced as drift"
         # Left recording for the next test, which deletes it mid-recording.
         patch_spec(show.custom, show.ls_ns, {"recording": True}, name="second")
-        show.wait(lambda: (s := show.status("second")).get("recording") is True
-                  and (s.get("recordingDurationSeconds") or 0) >= 2, 60, "the second Livestream recording")
+        show.wait(
+            lambda: (
+                (s := show.status("second")).get("recording") is True and (s.get("recordingDurationSeconds") or 0) >= 2
+            ),
+            60,
+            "the second Livestream recording",
+        )
     except BaseException:
         print(pod_problems(show.core, namespace), pod_logs(show.core, namespace, OPERATOR))
         raise
@@ -1072,10 +1316,16 @@ def test_recordings_survive_deleting_the_livestreams(show: Show):
     assert show.finished_recordings, "needs the recordings of the ended show"
     for name in ("show", "second"):
         show.custom.delete_namespaced_custom_object(GROUP, VERSION, show.ls_ns, PLURAL, name)
-    show.wait(lambda: not show.custom.list_namespaced_custom_object(GROUP, VERSION, show.ls_ns, PLURAL)["items"], 60,
-              "both Livestreams deleted")
-    show.wait(lambda: not show.core.list_namespaced_pod(show.ls_ns, label_selector="onair.dev/role").items, 60,
-              "their media pods gone")
+    show.wait(
+        lambda: not show.custom.list_namespaced_custom_object(GROUP, VERSION, show.ls_ns, PLURAL)["items"],
+        60,
+        "both Livestreams deleted",
+    )
+    show.wait(
+        lambda: not show.core.list_namespaced_pod(show.ls_ns, label_selector="onair.dev/role").items,
+        60,
+        "their media pods gone",
+    )
     for encoder in show.encoders.values():
         encoder.close()
     show.encoders.clear()
@@ -1085,13 +1335,17 @@ def test_recordings_survive_deleting_the_livestreams(show: Show):
     pod = restricted_pod("recordings-reader", show.image.name, ["sleep", "600"])
     pod["spec"]["securityContext"] = {**RESTRICTED_POD, "fsGroup": 10001}
     pod["spec"]["containers"][0]["securityContext"] = RESTRICTED_CONTAINER
-    pod["spec"]["containers"][0]["volumeMounts"] = [{"name": n, "mountPath": f"/{n}", "readOnly": True}
-                                                    for n in ("show", "second")]
-    pod["spec"]["volumes"] = [{"name": n, "persistentVolumeClaim": {"claimName": f"{n}-recordings"}}
-                              for n in ("show", "second")]
+    pod["spec"]["containers"][0]["volumeMounts"] = [
+        {"name": n, "mountPath": f"/{n}", "readOnly": True} for n in ("show", "second")
+    ]
+    pod["spec"]["volumes"] = [
+        {"name": n, "persistentVolumeClaim": {"claimName": f"{n}-recordings"}} for n in ("show", "second")
+    ]
     show.core.create_namespaced_pod(show.ls_ns, pod)
     show.node.wait_running(show.ls_ns, "recordings-reader", timeout=60)
-    volumes = json.loads(show.node.exec(show.ls_ns, "recordings-reader", ["python3", "-c", READ_VOLUMES, "/show", "/second"]))
+    volumes = json.loads(
+        show.node.exec(show.ls_ns, "recordings-reader", ["python3", "-c", READ_VOLUMES, "/show", "/second"])
+    )
 
     # The show: every part of every session its status listed, byte for byte.
     files, _ = volumes["/show"]
@@ -1106,6 +1360,8 @@ def test_recordings_survive_deleting_the_livestreams(show: Show):
     assert sidecar["endReason"] == "agent stopped" and sidecar["durationSeconds"] >= 2, sidecar
     assert sidecar["parts"] and all(files.get(p["file"]) == p["bytes"] > 0 for p in sidecar["parts"]), (sidecar, files)
     assert sorted(f for f in files if f.endswith(".mp4")) == sorted(p["file"] for p in sidecar["parts"]), files
-    print(f"  recordings on the PVCs: show {len(show.finished_recordings)} sessions "
-          f"{sum(len(r['parts']) for r in show.finished_recordings)} parts, second {sidecar['durationSeconds']:.1f}s "
-          f"in {len(sidecar['parts'])} part(s)")
+    print(
+        f"  recordings on the PVCs: show {len(show.finished_recordings)} sessions "
+        f"{sum(len(r['parts']) for r in show.finished_recordings)} parts, second {sidecar['durationSeconds']:.1f}s "
+        f"in {len(sidecar['parts'])} part(s)"
+    )

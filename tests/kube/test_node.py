@@ -1,5 +1,6 @@
 """The local node runs what a real single-node cluster runs: pods, Service DNS, ClusterIP and
 NodePort forwarding (kube-proxy, iptables), PVCs through a provisioner, logs and exec."""
+
 from __future__ import annotations
 
 import re
@@ -10,20 +11,37 @@ from urllib.parse import urlsplit
 import pytest
 
 from onair.localcluster import certs
-from onair.localcluster.node import DNS_SERVICE_IP, GUARD_ROUTES, LOCAL_PATH_PROVISIONER_NAME, STORAGE_CLASS, LocalNodeCluster
+from onair.localcluster.node import (
+    DNS_SERVICE_IP,
+    GUARD_ROUTES,
+    LOCAL_PATH_PROVISIONER_NAME,
+    STORAGE_CLASS,
+    LocalNodeCluster,
+)
 from tests.fixtures.cluster import wait_for
 
 # Also the tests that start nodes of their own, without the fixtures.
 pytestmark = [pytest.mark.kube, pytest.mark.slow]
 
-HTTPD = ["sh", "-c", 'mkdir -p /www && echo "hello from $(hostname)" > /www/index.html && exec httpd -f -p 8080 -h /www']
+HTTPD = [
+    "sh",
+    "-c",
+    'mkdir -p /www && echo "hello from $(hostname)" > /www/index.html && exec httpd -f -p 8080 -h /www',
+]
 SLEEP = ["sleep", "3600"]
 
 
 def _service(core, namespace: str, name: str, selector: dict, port: int, target: int, node_port: bool = False):
-    body = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
-            "spec": {"type": "NodePort" if node_port else "ClusterIP", "selector": selector,
-                     "ports": [{"name": "http", "port": port, "targetPort": target, "protocol": "TCP"}]}}
+    body = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {
+            "type": "NodePort" if node_port else "ClusterIP",
+            "selector": selector,
+            "ports": [{"name": "http", "port": port, "targetPort": target, "protocol": "TCP"}],
+        },
+    }
     return core.create_namespaced_service(namespace, body)
 
 
@@ -39,8 +57,11 @@ def test_logs_and_exec_go_through_the_kubelet(node_cluster, node_namespace):
     node_cluster.pod(node_namespace, "talker", ["sh", "-c", "echo line-one; echo line-two >&2; exec sleep 3600"])
     node_cluster.wait_running(node_namespace, "talker")
     core = node_cluster.core()
-    logs = wait_for(lambda: (text := core.read_namespaced_pod_log("talker", node_namespace)) and "line-two" in text
-                    and text, timeout=20, what="pod logs")
+    logs = wait_for(
+        lambda: (text := core.read_namespaced_pod_log("talker", node_namespace)) and "line-two" in text and text,
+        timeout=20,
+        what="pod logs",
+    )
     # stdout and stderr reach the log through separate pipes: their relative order is not kept.
     assert sorted(logs.splitlines()) == ["line-one", "line-two"]
     out = node_cluster.exec(node_namespace, "talker", ["sh", "-c", "echo $((6*7)); cat /etc/hostname"])
@@ -62,13 +83,19 @@ def test_service_dns_name_resolves_and_cluster_ip_forwards(node_cluster, node_na
 
     fqdn = f"web.{node_namespace}.svc.{certs.CLUSTER_DOMAIN}"
     # CoreDNS learns the Service from the API (through the `kubernetes` ClusterIP) a moment later.
-    answer = wait_for(lambda: (out := node_cluster.exec(node_namespace, "client", ["nslookup", fqdn]))
-                      and cluster_ip in out and out, timeout=30, what=f"{fqdn} in CoreDNS")
+    answer = wait_for(
+        lambda: (out := node_cluster.exec(node_namespace, "client", ["nslookup", fqdn])) and cluster_ip in out and out,
+        timeout=30,
+        what=f"{fqdn} in CoreDNS",
+    )
     assert re.search(rf"Address:\s*{re.escape(cluster_ip)}", answer), answer
     # ClusterIP -> pod through kube-proxy's iptables rules, by full name and by search path.
     for url in (f"http://{fqdn}/", "http://web/", f"http://{cluster_ip}/"):
-        body = wait_for(lambda: node_cluster.exec(node_namespace, "client", ["timeout", "5", "wget", "-qO-", url]),
-                        timeout=30, what=f"GET {url}")
+        body = wait_for(
+            lambda: node_cluster.exec(node_namespace, "client", ["timeout", "5", "wget", "-qO-", url]),
+            timeout=30,
+            what=f"GET {url}",
+        )
         assert body.strip() == "hello from web", url
 
 
@@ -85,8 +112,15 @@ def test_kubernetes_service_forwards_to_the_apiserver(node_cluster, node_namespa
     assert env.strip() == certs.KUBERNETES_SERVICE_IP
     # busybox has no TLS client the apiserver accepts; plain HTTP to its TLS port gets Go's
     # distinctive answer, which only the apiserver behind the Service can give.
-    out = node_cluster.exec(node_namespace, "incluster", [
-        "sh", "-c", f"printf 'GET /version HTTP/1.0\\r\\n\\r\\n' | timeout 5 nc kubernetes.default.svc.{certs.CLUSTER_DOMAIN} 443"])
+    out = node_cluster.exec(
+        node_namespace,
+        "incluster",
+        [
+            "sh",
+            "-c",
+            f"printf 'GET /version HTTP/1.0\\r\\n\\r\\n' | timeout 5 nc kubernetes.default.svc.{certs.CLUSTER_DOMAIN} 443",
+        ],
+    )
     assert "Client sent an HTTP request to an HTTPS server" in out, out
 
 
@@ -107,13 +141,21 @@ def test_node_port_is_reachable_from_the_host_on_the_node_address(node_cluster, 
 
 def test_pvc_binds_through_the_provisioner_and_a_pod_writes_to_it(node_cluster, node_namespace):
     core = node_cluster.core()
-    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
-             # No storageClassName: the default class, as an operator's PVC would get.
-             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "64Mi"}}}}
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data"},
+        # No storageClassName: the default class, as an operator's PVC would get.
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "64Mi"}}},
+    }
     core.create_namespaced_persistent_volume_claim(node_namespace, claim)
-    node_cluster.pod(node_namespace, "writer", ["sh", "-c", "echo persisted > /data/proof && exec sleep 3600"],
-                     volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}],
-                     mounts=[{"name": "data", "mountPath": "/data"}])
+    node_cluster.pod(
+        node_namespace,
+        "writer",
+        ["sh", "-c", "echo persisted > /data/proof && exec sleep 3600"],
+        volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}],
+        mounts=[{"name": "data", "mountPath": "/data"}],
+    )
     node_cluster.wait_running(node_namespace, "writer", timeout=120)
     pvc = core.read_namespaced_persistent_volume_claim("data", node_namespace)
     assert pvc.status.phase == "Bound"
@@ -142,13 +184,24 @@ def test_teardown_leaves_no_process_mount_link_chain_or_namespace_behind():
         h = NodeClusterHandle(kc)
         core = h.core()
         core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "td"}})
-        core.create_namespaced_persistent_volume_claim("td", {
-            "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "vol"},
-            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "8Mi"}}}})
-        h.pod("td", "user", HTTPD, labels={"app": "user"},
-              volumes=[{"name": "vol", "persistentVolumeClaim": {"claimName": "vol"}}],
-              mounts=[{"name": "vol", "mountPath": "/vol"}],
-              ports=[{"containerPort": 8080, "hostPort": 18080}])
+        core.create_namespaced_persistent_volume_claim(
+            "td",
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "vol"},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "8Mi"}}},
+            },
+        )
+        h.pod(
+            "td",
+            "user",
+            HTTPD,
+            labels={"app": "user"},
+            volumes=[{"name": "vol", "persistentVolumeClaim": {"claimName": "vol"}}],
+            mounts=[{"name": "vol", "mountPath": "/vol"}],
+            ports=[{"containerPort": 8080, "hostPort": 18080}],
+        )
         _service(core, "td", "user", {"app": "user"}, 80, 8080, node_port=True)
         h.wait_running("td", "user", timeout=120)
         assert h.exec("td", "user", ["sh", "-c", "echo x > /vol/x && cat /vol/x"]) == "x\n"
@@ -193,8 +246,9 @@ def test_a_node_whose_owner_was_killed_is_reaped_by_the_next_one(tmp_path):
 
     from onair.localcluster import node as nodemod
 
-    owner = subprocess.Popen([sys.executable, "-c", _KILLED_OWNER], stdout=subprocess.PIPE, text=True,
-                             start_new_session=True)
+    owner = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_OWNER], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         for out in owner.stdout:
             if out.startswith("NODE "):
@@ -207,8 +261,11 @@ def test_a_node_whose_owner_was_killed_is_reaped_by_the_next_one(tmp_path):
     finally:
         os.kill(owner.pid, signal.SIGKILL)
         owner.wait()
-    survivors = wait_for(lambda: nodemod.node_processes(cgroup_root="/" + cgroup) or None, timeout=5,
-                         what="containers surviving their owner")
+    survivors = wait_for(
+        lambda: nodemod.node_processes(cgroup_root="/" + cgroup) or None,
+        timeout=5,
+        what="containers surviving their owner",
+    )
     assert survivors
     reaped = nodemod.reap_stale_nodes()
     assert state_dir in [str(d) for d in reaped]

@@ -21,6 +21,7 @@ One helm install and one Livestream (360p, one rung, 1 s segments, no recording)
 in the order of this file; each test leaves the show running for the next. Timings are printed
 (run with -s).
 """
+
 from __future__ import annotations
 
 import base64
@@ -39,8 +40,18 @@ import pytest
 
 from onair import roles
 from tests.fixtures.cluster import wait_for
-from tests.fixtures.kube import (ffmpeg_push, helm, install_onair, livestream_status, patch_spec, pod_logs,
-                                 pod_problems, restricted_namespace, restricted_pod, wait_pods_ready)
+from tests.fixtures.kube import (
+    ffmpeg_push,
+    helm,
+    install_onair,
+    livestream_status,
+    patch_spec,
+    pod_logs,
+    pod_problems,
+    restricted_namespace,
+    restricted_pod,
+    wait_pods_ready,
+)
 
 pytestmark = [pytest.mark.kube, pytest.mark.slow]
 
@@ -57,7 +68,8 @@ HTTP_GET = (
     "    with urllib.request.urlopen(req, timeout=5) as r: code, body = r.status, r.read()\n"
     "except urllib.error.HTTPError as e: code, body = e.code, e.read()\n"
     "except Exception as e: code, body = 0, repr(e).encode()\n"
-    "print(code); sys.stdout.write(body.decode(errors='replace'))\n")
+    "print(code); sys.stdout.write(body.decode(errors='replace'))\n"
+)
 # The segments a viewer's media playlist lists now (master playlist -> first variant).
 SEGMENTS = (
     "import sys, urllib.request, urllib.parse\n"
@@ -67,7 +79,8 @@ SEGMENTS = (
     "try:\n"
     "    media = urllib.parse.urljoin(url, [l for l in get(url).splitlines() if l and not l.startswith('#')][0])\n"
     "    print('\\n'.join(l for l in get(media).splitlines() if l and not l.startswith('#')))\n"
-    "except Exception as e: print('#', repr(e))\n")
+    "except Exception as e: print('#', repr(e))\n"
+)
 
 
 class Encoder:
@@ -81,8 +94,12 @@ class Encoder:
 
     def keep(self) -> "Encoder":
         if self.proc is None or self.proc.poll() is not None:
-            self.proc = subprocess.Popen(ffmpeg_push("flv", self.url()), stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(
+                ffmpeg_push("flv", self.url()),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             self.dials += 1
         return self
 
@@ -118,15 +135,22 @@ class Show:
 
     def pod(self, key: str):
         """The one live pod of component `key` (None while there is none, or more than one)."""
-        pods = [p for p in self.core.list_namespaced_pod(
-            self.ns, label_selector=f"app.kubernetes.io/instance={LS},app.kubernetes.io/component={key}").items
-            if not p.metadata.deletion_timestamp]
+        pods = [
+            p
+            for p in self.core.list_namespaced_pod(
+                self.ns, label_selector=f"app.kubernetes.io/instance={LS},app.kubernetes.io/component={key}"
+            ).items
+            if not p.metadata.deletion_timestamp
+        ]
         return pods[0] if len(pods) == 1 else None
 
     def ready_pod(self, key: str):
         pod = self.pod(key)
-        ready = pod is not None and pod.status.phase == "Running" and any(
-            c.type == "Ready" and c.status == "True" for c in pod.status.conditions or ())
+        ready = (
+            pod is not None
+            and pod.status.phase == "Running"
+            and any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or ())
+        )
         return pod if ready else None
 
     def secret(self) -> dict[str, str]:
@@ -137,7 +161,8 @@ class Show:
         """The addresses the Service routes to now (EndpointSlice endpoints with ready true)."""
         out: set[str] = set()
         for s in self.discovery.list_namespaced_endpoint_slice(
-                self.ns, label_selector=f"kubernetes.io/service-name={service}").items:
+            self.ns, label_selector=f"kubernetes.io/service-name={service}"
+        ).items:
             for e in s.endpoints or ():
                 if e.conditions is not None and e.conditions.ready:
                     out.update(e.addresses)
@@ -161,8 +186,9 @@ class Show:
     def agent(self, key: str, path: str, token: Optional[str]) -> tuple[int, str]:
         """An agent's API, asked at its pod's address as the operator asks it."""
         pod = self.ready_pod(key) or self.pod(key)
-        out = self.in_cluster(HTTP_GET, f"http://{pod.status.pod_ip}:{roles.AGENT_PORT}{path}",
-                              *([token] if token else []))
+        out = self.in_cluster(
+            HTTP_GET, f"http://{pod.status.pod_ip}:{roles.AGENT_PORT}{path}", *([token] if token else [])
+        )
         code, _, body = out.partition("\n")
         return int(code), body
 
@@ -173,8 +199,12 @@ class Show:
         return [line for line in self.in_cluster(SEGMENTS, url).splitlines() if line and not line.startswith("#")]
 
     def new_segments(self, after: set[str], count: int, timeout: float, what: str) -> list[str]:
-        return self.until(lambda: (fresh := [s for s in self.segments() if s not in after]) and len(fresh) >= count
-                          and fresh, timeout, what, interval=1)
+        return self.until(
+            lambda: (fresh := [s for s in self.segments() if s not in after]) and len(fresh) >= count and fresh,
+            timeout,
+            what,
+            interval=1,
+        )
 
     # ---------------------------------------------------------------- encoders outside the cluster
     def encoder(self, slot: str = "main") -> Encoder:
@@ -232,22 +262,41 @@ def show(node_cluster, onair_image):
         t0 = time.monotonic()
         install_onair(node_cluster, onair_image, RELEASE, op_ns)
         installed = True
-        s.custom.create_namespaced_custom_object("onair.dev", "v1alpha1", ns, "livestreams", {
-            "apiVersion": "onair.dev/v1alpha1", "kind": "Livestream", "metadata": {"name": LS},
-            "spec": {"callType": "development", "settingsOverride": {
-                "ingest": {"protocols": ["rtmp"], "backup": False},
-                "broadcasting": {"hls": {"qualityTracks": ["360p"]}, "segmentDurationSeconds": 1,
-                                 "outputs": {"hlsCmaf": True, "hlsMpegts": False, "dash": False}},
-                "dvr": {"durationSeconds": 60},
-                "recording": {"mode": "disabled"},
-                "screenshots": {"enabled": False},
-            }}})
+        s.custom.create_namespaced_custom_object(
+            "onair.dev",
+            "v1alpha1",
+            ns,
+            "livestreams",
+            {
+                "apiVersion": "onair.dev/v1alpha1",
+                "kind": "Livestream",
+                "metadata": {"name": LS},
+                "spec": {
+                    "callType": "development",
+                    "settingsOverride": {
+                        "ingest": {"protocols": ["rtmp"], "backup": False},
+                        "broadcasting": {
+                            "hls": {"qualityTracks": ["360p"]},
+                            "segmentDurationSeconds": 1,
+                            "outputs": {"hlsCmaf": True, "hlsMpegts": False, "dash": False},
+                        },
+                        "dvr": {"durationSeconds": 60},
+                        "recording": {"mode": "disabled"},
+                        "screenshots": {"enabled": False},
+                    },
+                },
+            },
+        )
         core.create_namespaced_pod(ns, restricted_pod("client", onair_image.name, ["sleep", "3600"]))
-        wait_pods_ready(core, ns, f"app.kubernetes.io/instance={LS}", len(MEDIA_KEYS), 240,
-                        "the Livestream's media pods")
+        wait_pods_ready(
+            core, ns, f"app.kubernetes.io/instance={LS}", len(MEDIA_KEYS), 240, "the Livestream's media pods"
+        )
         node_cluster.wait_running(ns, "client", timeout=60)
-        s.until(lambda: node_cluster.node.node_ip in s.secret().get("rtmpPublishUrl", ""), 60,
-                "the publish URL on the node's address (the ingest's NodePort)")
+        s.until(
+            lambda: node_cluster.node.node_ip in s.secret().get("rtmpPublishUrl", ""),
+            60,
+            "the publish URL on the node's address (the ingest's NodePort)",
+        )
         s.timings["helm install -> media pods Ready"] = time.monotonic() - t0
         yield s
     finally:
@@ -255,17 +304,28 @@ def show(node_cluster, onair_image):
         print("\n" + "\n".join(f"  {k}: {v:.1f}s" for k, v in s.timings.items()))
         try:
             for ls in s.custom.list_namespaced_custom_object("onair.dev", "v1alpha1", ns, "livestreams")["items"]:
-                s.custom.delete_namespaced_custom_object("onair.dev", "v1alpha1", ns, "livestreams",
-                                                         ls["metadata"]["name"])
-            wait_for(lambda: not s.custom.list_namespaced_custom_object("onair.dev", "v1alpha1", ns,
-                                                                        "livestreams")["items"],
-                     timeout=60, what="Livestream deleted")
+                s.custom.delete_namespaced_custom_object(
+                    "onair.dev", "v1alpha1", ns, "livestreams", ls["metadata"]["name"]
+                )
+            wait_for(
+                lambda: not s.custom.list_namespaced_custom_object("onair.dev", "v1alpha1", ns, "livestreams")["items"],
+                timeout=60,
+                what="Livestream deleted",
+            )
         except Exception as e:  # noqa: BLE001 - reported, teardown continues
             print(f"teardown: {e}")
         try:
             if installed:
-                helm("uninstall", RELEASE, "--namespace", op_ns, "--wait", "--timeout", "60s",
-                     kubeconfig=node_cluster.kubeconfig)
+                helm(
+                    "uninstall",
+                    RELEASE,
+                    "--namespace",
+                    op_ns,
+                    "--wait",
+                    "--timeout",
+                    "60s",
+                    kubeconfig=node_cluster.kubeconfig,
+                )
         finally:
             for name in (ns, op_ns):
                 core.delete_namespace(name, propagation_policy="Background")
@@ -293,9 +353,15 @@ def test_an_ingest_whose_nginx_does_not_answer_is_out_of_its_service_until_it_do
     for pid in frozen:
         os.kill(pid, signal.SIGSTOP)
     try:
-        show.until(lambda: show.pod("ingest").metadata.uid == pod.metadata.uid and show.ready_pod("ingest") is None
-                   and ip not in show.ready_endpoints(f"{LS}-ingest"), 60,
-                   "the ingest pod not Ready and out of its Service's endpoints while nginx does not answer")
+        show.until(
+            lambda: (
+                show.pod("ingest").metadata.uid == pod.metadata.uid
+                and show.ready_pod("ingest") is None
+                and ip not in show.ready_endpoints(f"{LS}-ingest")
+            ),
+            60,
+            "the ingest pod not Ready and out of its Service's endpoints while nginx does not answer",
+        )
         show.timings["nginx frozen -> ingest out of its Service"] = time.monotonic() - t0
         # The agent itself still answers: what it says is what the probe now hears.
         code, body = show.agent("ingest", "/readyz", None)
@@ -315,9 +381,15 @@ def test_an_ingest_whose_nginx_does_not_answer_is_out_of_its_service_until_it_do
             except ProcessLookupError:
                 pass
     t0 = time.monotonic()
-    show.until(lambda: (p := show.ready_pod("ingest")) is not None and p.metadata.uid == pod.metadata.uid
-               and ip in show.ready_endpoints(f"{LS}-ingest"), 60,
-               "the same ingest pod Ready and back in its Service once nginx answers")
+    show.until(
+        lambda: (
+            (p := show.ready_pod("ingest")) is not None
+            and p.metadata.uid == pod.metadata.uid
+            and ip in show.ready_endpoints(f"{LS}-ingest")
+        ),
+        60,
+        "the same ingest pod Ready and back in its Service once nginx answers",
+    )
     show.timings["nginx answers -> ingest back in its Service"] = time.monotonic() - t0
     assert show.pod("ingest").status.container_statuses[0].restart_count == 0, "readiness must not restart it"
     t0 = time.monotonic()
@@ -332,8 +404,9 @@ def test_a_killed_ingest_agent_is_restarted_by_the_kubelet_and_nothing_it_starte
     old_container = _container_id(pod)
     restarts = pod.status.container_statuses[0].restart_count
     family = {pid: _start_time(pid) for pid in _task_pids(show.node_cluster.node, old_container)}
-    assert any("nginx" in _cmdline(p) for p in family), \
+    assert any("nginx" in _cmdline(p) for p in family), (
         f"the agent and its nginx expected in the container: {[(p, _cmdline(p)) for p in family]}"
+    )
     t0 = time.monotonic()
     # The agent is the container's main process: killed as an OOM kill or a crash would.
     show.node_cluster.node.ctr("tasks", "kill", "--signal", "SIGKILL", old_container)
@@ -360,8 +433,12 @@ def test_a_killed_ingest_agent_is_restarted_by_the_kubelet_and_nothing_it_starte
 
 
 def _events(show: Show, reason: str) -> list:
-    return [e for e in show.core.list_namespaced_event(
-        show.ns, field_selector=f"involvedObject.name={LS},involvedObject.kind=Livestream,reason={reason}").items]
+    return [
+        e
+        for e in show.core.list_namespaced_event(
+            show.ns, field_selector=f"involvedObject.name={LS},involvedObject.kind=Livestream,reason={reason}"
+        ).items
+    ]
 
 
 def test_a_rotated_agent_token_reaches_the_running_pods_through_their_secret_volume(show):
@@ -381,12 +458,19 @@ def test_a_rotated_agent_token_reaches_the_running_pods_through_their_secret_vol
     t0 = time.monotonic()
     os.kill(kubelet, signal.SIGSTOP)
     try:
-        show.core.patch_namespaced_secret(f"{LS}-credentials", show.ns, {"data": {
-            "agentToken": base64.b64encode(new_token.encode()).decode()}})
+        show.core.patch_namespaced_secret(
+            f"{LS}-credentials", show.ns, {"data": {"agentToken": base64.b64encode(new_token.encode()).decode()}}
+        )
         # Short waits: the node must not miss its lease renewals for long.
-        show.until(lambda: show.encoder("main").keep() and show.status().get("live") is False
-                   and len(_events(show, "AgentRefusedCredential")) > refused_before, 25,
-                   "not live and AgentRefusedCredential while the pods still hold the old token")
+        show.until(
+            lambda: (
+                show.encoder("main").keep()
+                and show.status().get("live") is False
+                and len(_events(show, "AgentRefusedCredential")) > refused_before
+            ),
+            25,
+            "not live and AgentRefusedCredential while the pods still hold the old token",
+        )
     finally:
         os.kill(kubelet, signal.SIGCONT)
     refusals = _events(show, "AgentRefusedCredential")[refused_before:]
@@ -395,9 +479,12 @@ def test_a_rotated_agent_token_reaches_the_running_pods_through_their_secret_vol
     show.live("live again once the kubelet updated the Secret volumes", timeout=150)
     show.timings["agentToken edited -> live again (kubelet held 25 s at most)"] = time.monotonic() - t0
     for key in MEDIA_KEYS:
-        show.until(lambda: show.agent(key, "/status", new_token)[0] == 200, 150,
-                   f"the {key} pod's Secret volume updated by the kubelet (its agent accepting the new token)",
-                   interval=2)
+        show.until(
+            lambda: show.agent(key, "/status", new_token)[0] == 200,
+            150,
+            f"the {key} pod's Secret volume updated by the kubelet (its agent accepting the new token)",
+            interval=2,
+        )
         code, body = show.agent(key, "/status", old_token)
         assert code == 403 and "wrong agent token" in body, (key, code, body)
     assert {k: show.pod(k).metadata.uid for k in MEDIA_KEYS} == uids, "a rotation must not replace pods"
@@ -417,10 +504,14 @@ def test_a_rotated_stream_key_reaches_the_running_ingest_through_its_secret_volu
     show.encoder("main").stop()
     show.until(lambda: show.status().get("live") is False, 60, "not live once the encoder stopped")
     t0 = time.monotonic()
-    show.core.patch_namespaced_secret(f"{LS}-credentials", show.ns, {"data": {
-        "streamKey": base64.b64encode(new_key.encode()).decode()}})
-    show.until(lambda: new_key in show.secret()["rtmpPublishUrl"] and show.secret()["streamKey"] == new_key, 60,
-               "the operator keeping the new key and rendering the publish URL with it")
+    show.core.patch_namespaced_secret(
+        f"{LS}-credentials", show.ns, {"data": {"streamKey": base64.b64encode(new_key.encode()).decode()}}
+    )
+    show.until(
+        lambda: new_key in show.secret()["rtmpPublishUrl"] and show.secret()["streamKey"] == new_key,
+        60,
+        "the operator keeping the new key and rendering the publish URL with it",
+    )
     # The encoder dials with the new URL until the kubelet has updated the ingest's key file.
     show.live("status.live from a push with the new key", timeout=150)
     show.timings["streamKey edited -> a push with the new key live"] = time.monotonic() - t0
@@ -442,8 +533,13 @@ def test_a_rotated_stream_key_reaches_the_running_ingest_through_its_secret_volu
     refused_before = wrong_key_refusals()
     t0 = time.monotonic()
     stale_url = show.secret()["rtmpPublishUrl"].replace(new_key, old_key)
-    stale = subprocess.Popen(ffmpeg_push("flv", stale_url), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True)
+    stale = subprocess.Popen(
+        ffmpeg_push("flv", stale_url),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         _, err = stale.communicate(timeout=30)
     except subprocess.TimeoutExpired:
@@ -464,17 +560,22 @@ def test_a_new_origin_pod_template_replaces_only_the_origin_and_the_transcoder_f
     service_ip = show.core.read_namespaced_service(f"{LS}-origin", show.ns).spec.cluster_ip
     t0 = time.monotonic()
     patch_spec(show.custom, show.ns, {"settingsOverride": {"dvr": {"durationSeconds": 120}}}, name=LS)
-    origin = show.until(lambda: (p := show.ready_pod("origin")) is not None
-                        and p.metadata.uid != pods["origin"].metadata.uid and p, 120,
-                        "a new origin pod Ready with the new template")
+    origin = show.until(
+        lambda: (p := show.ready_pod("origin")) is not None and p.metadata.uid != pods["origin"].metadata.uid and p,
+        120,
+        "a new origin pod Ready with the new template",
+    )
     show.timings["dvr window changed -> new origin pod Ready"] = time.monotonic() - t0
     for key in ("ingest", "transcoder"):
         p = show.pod(key)
         assert p.metadata.uid == pods[key].metadata.uid, f"the {key} pod was replaced for the origin's change"
         assert p.status.container_statuses[0].restart_count == pods[key].status.container_statuses[0].restart_count
     assert show.core.read_namespaced_service(f"{LS}-origin", show.ns).spec.cluster_ip == service_ip
-    show.until(lambda: show.ready_endpoints(f"{LS}-origin") == {origin.status.pod_ip}, 30,
-               "the origin Service routing to the new pod only")
+    show.until(
+        lambda: show.ready_endpoints(f"{LS}-origin") == {origin.status.pod_ip},
+        30,
+        "the origin Service routing to the new pod only",
+    )
     code, body = show.agent("origin", "/status", show.secret()["agentToken"])
     assert code == 200 and json.loads(body)["dvrWindowSeconds"] == 120, (code, body)
     # The transcoder uploads to the origin by its Service name: the new pod gets the new segments.
@@ -495,16 +596,25 @@ def test_a_backup_ingest_turned_on_later_is_read_by_the_running_transcoder_throu
     t0 = time.monotonic()
     patch_spec(show.custom, show.ns, {"settingsOverride": {"ingest": {"backup": True}}}, name=LS)
     backup = show.until(lambda: show.ready_pod("ingest-backup"), 120, "the backup ingest pod Ready")
-    show.until(lambda: backup.status.pod_ip in show.ready_endpoints(f"{LS}-ingest-backup"), 30,
-               "the backup ingest Service routing to its pod")
+    show.until(
+        lambda: backup.status.pod_ip in show.ready_endpoints(f"{LS}-ingest-backup"),
+        30,
+        "the backup ingest Service routing to its pod",
+    )
     node_ip = show.node_cluster.node.node_ip
-    show.until(lambda: node_ip in show.secret().get("backupRtmpPublishUrl", ""), 60,
-               "the backup publish URL on the node's address (its NodePort)")
+    show.until(
+        lambda: node_ip in show.secret().get("backupRtmpPublishUrl", ""),
+        60,
+        "the backup publish URL on the node's address (its NodePort)",
+    )
     show.timings["backup on -> backup ingest Ready"] = time.monotonic() - t0
     t0 = time.monotonic()
     backup_encoder = show.encoder("backup")
-    show.until(lambda: backup_encoder.keep() and show.status().get("backupLive") is True, 90,
-               "status.backupLive from a push to the backup NodePort")
+    show.until(
+        lambda: backup_encoder.keep() and show.status().get("backupLive") is True,
+        90,
+        "status.backupLive from a push to the backup NodePort",
+    )
     show.timings["push to the backup NodePort -> backupLive"] = time.monotonic() - t0
     now = show.pod("transcoder")
     assert now.metadata.uid == transcoder.metadata.uid, "turning the backup on must not replace the transcoder"
@@ -514,7 +624,10 @@ def test_a_backup_ingest_turned_on_later_is_read_by_the_running_transcoder_throu
     t0 = time.monotonic()
     seen = set(show.segments())
     show.encoder("main").stop()
-    show.until(lambda: backup_encoder.keep() and show.status().get("activeSource") == "backup", 60,
-               "status.activeSource backup: the transcoder reading the backup ingest")
+    show.until(
+        lambda: backup_encoder.keep() and show.status().get("activeSource") == "backup",
+        60,
+        "status.activeSource backup: the transcoder reading the backup ingest",
+    )
     show.new_segments(seen, 3, 60, "new segments from the backup encoder")
     show.timings["main encoder gone -> transcoder on the backup"] = time.monotonic() - t0

@@ -7,6 +7,7 @@ to anonymous viewers with ``PUT /desired {"viewersAllowed": true}``, delete the 
 
 And the origin's uploads have a port of their own: the public port takes none.
 """
+
 from __future__ import annotations
 
 import httpx
@@ -44,6 +45,7 @@ def backstage_origin(origins, transcoders):  # noqa: F811
     def segments() -> bool:
         response = origin.get("hls/cmaf/360p/index.m3u8", headers=auth)
         return response.status_code == 200 and len(m3u8.loads(response.text).segments) >= 3
+
     wait_for(segments, 30, what="segments uploaded in backstage")
     return origin
 

@@ -2,6 +2,7 @@
 an aiortc WHIP client, the libsrt listener): a member publishes with their own token next to the
 stream key; expired, revoked, foreign and non-member tokens are refused with the reason; taking
 the right away drops them."""
+
 from __future__ import annotations
 
 import json
@@ -51,10 +52,13 @@ def test_member_publishes_over_rtmp_with_a_personal_token_and_the_stream_key_sti
     pub = publishers.rtmp(ingest.rtmp_url_with_key(personal))
     status = ingest.wait_receiving()
     assert status["protocol"] == "rtmp" and status["publisher"] == "alice"
-    assert any('user="alice"' in line and line.endswith(" 1.0") for line in publisher_metric(ingest)), \
-        publisher_metric(ingest)
-    assert 'onair_ingest_member_publishes_total{livestream="events/keynote",outcome="accepted",slot="main",' \
-           'user="alice"} 1.0' in ingest.metrics()
+    assert any('user="alice"' in line and line.endswith(" 1.0") for line in publisher_metric(ingest)), publisher_metric(
+        ingest
+    )
+    assert (
+        'onair_ingest_member_publishes_total{livestream="events/keynote",outcome="accepted",slot="main",'
+        'user="alice"} 1.0' in ingest.metrics()
+    )
     ingest.wait_log("accepted rtmp publish by member alice from 127.0.0.1")
     pub.stop()
     ingest.wait_receiving(False, timeout=15)
@@ -67,14 +71,17 @@ def test_member_publishes_over_rtmp_with_a_personal_token_and_the_stream_key_sti
     assert personal not in ingest.log_text() and personal.split(".")[2] not in ingest.metrics()
 
 
-@pytest.mark.parametrize("case, reason, words", [
-    ("expired", "token_expired", "the personal publish token of alice expired at"),
-    ("revoked", "token_revoked", "alice's personal publish token was issued at"),
-    ("foreign", "wrong_key", "the token was issued for another livestream (events/other)"),
-    ("stranger", "not_member", "mallory is not a member of the livestream"),
-    ("no grant", "no_send_grant", "bob's role 'user' does not grant send-audio and send-video"),
-    ("playback", "wrong_key", "a playback token cannot publish"),
-])
+@pytest.mark.parametrize(
+    "case, reason, words",
+    [
+        ("expired", "token_expired", "the personal publish token of alice expired at"),
+        ("revoked", "token_revoked", "alice's personal publish token was issued at"),
+        ("foreign", "wrong_key", "the token was issued for another livestream (events/other)"),
+        ("stranger", "not_member", "mallory is not a member of the livestream"),
+        ("no grant", "no_send_grant", "bob's role 'user' does not grant send-audio and send-video"),
+        ("playback", "wrong_key", "a playback token cannot publish"),
+    ],
+)
 def test_rtmp_refusals_say_why(ingest_agent, publishers, case, reason, words):
     ingest = start(ingest_agent)
     now = time.time()
@@ -110,8 +117,10 @@ def test_a_revoked_token_is_refused_at_once_and_its_live_publisher_dropped(inges
     assert ingest.wait_receiving()["publisher"] == "alice"
     ingest.put_desired(members=[VIEWER])
     ingest.wait_receiving(False, timeout=15)
-    assert "live publisher dropped: alice was removed from the livestream's members" in \
-        wait_refusal(ingest, "not_member")["message"]
+    assert (
+        "live publisher dropped: alice was removed from the livestream's members"
+        in wait_refusal(ingest, "not_member")["message"]
+    )
     again = publishers.rtmp(ingest.rtmp_url_with_key(personal))
     assert again.wait(15) != 0
     ingest.wait_log("refused rtmp publish from 127.0.0.1: alice is not a member of the livestream")
@@ -150,18 +159,25 @@ def test_member_publishes_over_whip_with_a_personal_bearer_token(ingest_agent):
     assert personal not in ingest.log_text()
 
 
-@pytest.mark.parametrize("case, status, reason", [
-    ("expired", 401, "token_expired"),
-    ("stranger", 403, "not_member"),
-    ("no grant", 403, "no_send_grant"),
-    ("foreign", 401, "wrong_key"),
-])
+@pytest.mark.parametrize(
+    "case, status, reason",
+    [
+        ("expired", 401, "token_expired"),
+        ("stranger", 403, "not_member"),
+        ("no grant", 403, "no_send_grant"),
+        ("foreign", 401, "wrong_key"),
+    ],
+)
 def test_whip_refusals_of_personal_tokens(ingest_agent, case, status, reason):
     ingest = start(ingest_agent, protocols=("whip",))
-    key = {"expired": lambda: token(ingest, issued=time.time() - 7200, ttl=3600),
-           "stranger": lambda: token(ingest, "mallory"),
-           "no grant": lambda: token(ingest, "bob"),
-           "foreign": lambda: token(ingest, secret="the-playback-secret-of-the-other-livestream", livestream="events/other")}[case]()
+    key = {
+        "expired": lambda: token(ingest, issued=time.time() - 7200, ttl=3600),
+        "stranger": lambda: token(ingest, "mallory"),
+        "no grant": lambda: token(ingest, "bob"),
+        "foreign": lambda: token(
+            ingest, secret="the-playback-secret-of-the-other-livestream", livestream="events/other"
+        ),
+    }[case]()
     client = WhipPublisher(ingest.whip_url, key).start()
     client.stop()
     assert client.status == status, client.body
@@ -206,12 +222,15 @@ def test_member_publishes_over_srt_with_the_token_split_into_streamid_and_passph
     assert personal.rsplit(".", 1)[1] not in ingest.log_text()
 
 
-@pytest.mark.parametrize("case, reason, words", [
-    ("wrong passphrase", "wrong_key", "wrong passphrase for the personal publish token of alice"),
-    ("expired", "token_expired", "the personal publish token of alice expired at"),
-    ("stranger", "not_member", "mallory is not a member of the livestream"),
-    ("no grant", "no_send_grant", "bob's role 'user' does not grant send-audio and send-video"),
-])
+@pytest.mark.parametrize(
+    "case, reason, words",
+    [
+        ("wrong passphrase", "wrong_key", "wrong passphrase for the personal publish token of alice"),
+        ("expired", "token_expired", "the personal publish token of alice expired at"),
+        ("stranger", "not_member", "mallory is not a member of the livestream"),
+        ("no grant", "no_send_grant", "bob's role 'user' does not grant send-audio and send-video"),
+    ],
+)
 def test_srt_refusals_of_personal_tokens_happen_in_the_handshake(ingest_agent, publishers, case, reason, words):
     ingest = start(ingest_agent, protocols=("srt",))
     if case == "wrong passphrase":

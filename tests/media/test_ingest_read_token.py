@@ -1,4 +1,5 @@
 """Reading the raw source needs the read token: the RTMP port may be a public LoadBalancer."""
+
 from __future__ import annotations
 
 import subprocess
@@ -12,8 +13,9 @@ pytestmark = [pytest.mark.media, pytest.mark.timeout(120)]
 
 
 def _probe(url: str) -> subprocess.CompletedProcess:
-    return subprocess.run([FFPROBE, "-v", "error", "-show_streams", "-of", "json", url], capture_output=True,
-                          timeout=20, text=True)
+    return subprocess.run(
+        [FFPROBE, "-v", "error", "-show_streams", "-of", "json", url], capture_output=True, timeout=20, text=True
+    )
 
 
 def _plays(metrics: str, outcome: str) -> float:
@@ -38,7 +40,7 @@ def test_only_a_reader_with_the_read_token_gets_the_stream(ingest_agent, publish
         "wrong_token": endpoints.ingest_read_url(ingest.host, ingest.ports.rtmp, token=wrong),
         # Playing the key's name (what a publisher pushes to) gets nothing either.
         "unknown_stream": f"{endpoints.rtmp_publish_url(ingest.host, ingest.stream_key, ingest.ports.rtmp)}"
-                          f"?token={ingest.read_token}",
+        f"?token={ingest.read_token}",
     }
     for outcome, url in refused.items():
         result = _probe(url)

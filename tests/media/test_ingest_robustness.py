@@ -1,4 +1,5 @@
 """Bad input and bad circumstances: the agent logs clearly and keeps serving."""
+
 from __future__ import annotations
 
 import os
@@ -77,8 +78,9 @@ def test_garbage_on_every_port_is_logged_and_survived(ingest_agent, publishers):
         client.stop()
 
 
-@pytest.mark.parametrize("field, udp", [("rtmp_port", False), ("srt_port", True), ("whip_port", False),
-                                        ("agent_port", False)])
+@pytest.mark.parametrize(
+    "field, udp", [("rtmp_port", False), ("srt_port", True), ("whip_port", False), ("agent_port", False)]
+)
 def test_port_in_use_at_startup_is_a_clear_error(ingest_agent, field, udp):
     kind = socket.SOCK_DGRAM if udp else socket.SOCK_STREAM
     with socket.socket(socket.AF_INET, kind) as held:
@@ -160,18 +162,26 @@ def test_a_killed_agent_takes_its_children_and_ports_along(ingest_agent, publish
     assert not _port_free(ingest.ports.rtmp) and not _port_free(ingest.ports.srt, socket.SOCK_DGRAM)
     ingest.proc.kill()
     ingest.proc.wait(5)
-    wait_for(lambda: not [pid for pid in children if process_alive(pid)], 10,
-             what="every child of the killed agent to exit")
-    for port, kind in ((ingest.ports.rtmp, socket.SOCK_STREAM), (ingest.ports.agent, socket.SOCK_STREAM),
-                       (ingest.ports.srt, socket.SOCK_DGRAM)):
+    wait_for(
+        lambda: not [pid for pid in children if process_alive(pid)], 10, what="every child of the killed agent to exit"
+    )
+    for port, kind in (
+        (ingest.ports.rtmp, socket.SOCK_STREAM),
+        (ingest.ports.agent, socket.SOCK_STREAM),
+        (ingest.ports.srt, socket.SOCK_DGRAM),
+    ):
         assert _port_free(port, kind), f"port {port} still bound after the agent was killed"
 
 
 def test_cli_usage_errors_are_one_line(tmp_path):
     bad = tmp_path / "config.json"
     bad.write_text('{"role": "ingest"}')
-    out = subprocess.run([sys.executable, "-m", "onair.cli", "agent", "ingest", "--config", str(bad)],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "onair.cli", "agent", "ingest", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode != 0 and "is invalid" in out.stderr and "livestream" in out.stderr
 
 
@@ -185,19 +195,32 @@ def test_rendered_nginx_runs_as_an_unprivileged_user():
         work.chmod(0o777)
         stat_port = free_port()
         params = nginx.NginxParams(
-            livestream="t/t", slot="main", work_dir=str(work), rtmp_listen=f"127.0.0.1:{free_port()}",
-            stat_listen=f"127.0.0.1:{stat_port}", callback_base="http://127.0.0.1:9/internal/rtmp",
-            idle_timeout_ms=3000, whip_listen=f"127.0.0.1:{free_port()}", whip_upstream="127.0.0.1:9", user=None)
+            livestream="t/t",
+            slot="main",
+            work_dir=str(work),
+            rtmp_listen=f"127.0.0.1:{free_port()}",
+            stat_listen=f"127.0.0.1:{stat_port}",
+            callback_base="http://127.0.0.1:9/internal/rtmp",
+            idle_timeout_ms=3000,
+            whip_listen=f"127.0.0.1:{free_port()}",
+            whip_upstream="127.0.0.1:9",
+            user=None,
+        )
         conf = work / "nginx.conf"
         conf.write_text(nginx.render_nginx_conf(params))
         nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
-        subprocess.run([*nobody, "mkdir", "-p", *(str(work / "tmp" / d) for d in nginx.TEMP_DIRS)], check=True,
-                       timeout=10)
-        proc = subprocess.Popen([*nobody, *nginx.nginx_argv(str(conf), str(work))], stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT)
+        subprocess.run(
+            [*nobody, "mkdir", "-p", *(str(work / "tmp" / d) for d in nginx.TEMP_DIRS)], check=True, timeout=10
+        )
+        proc = subprocess.Popen(
+            [*nobody, *nginx.nginx_argv(str(conf), str(work))], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
         try:
-            body = wait_for(lambda: urllib.request.urlopen(f"http://127.0.0.1:{stat_port}/stat", timeout=2).read(),
-                            10, what="nginx stats as nobody")
+            body = wait_for(
+                lambda: urllib.request.urlopen(f"http://127.0.0.1:{stat_port}/stat", timeout=2).read(),
+                10,
+                what="nginx stats as nobody",
+            )
             assert b"<rtmp>" in body
         finally:
             proc.terminate()

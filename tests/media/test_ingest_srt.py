@@ -1,4 +1,5 @@
 """SRT ingest: passphrase, callers that leave and come back, one protocol at a time."""
+
 from __future__ import annotations
 
 import pytest
@@ -45,7 +46,9 @@ def test_srt_while_rtmp_is_live_is_refused_and_vice_versa(ingest_agent, publishe
     ingest.wait_receiving()
     srt = publishers.srt(ingest.srt_url, width=320, height=240)
     assert srt.wait(30) != 0  # the agent hangs up on the SRT caller
-    ingest.wait_log("refused srt publish from 127.0.0.1: rtmp is already live on this slot (only one protocol at a time)")
+    ingest.wait_log(
+        "refused srt publish from 127.0.0.1: rtmp is already live on this slot (only one protocol at a time)"
+    )
     assert rtmp.running and ingest.status()["protocol"] == "rtmp"
     rtmp.stop()
     ingest.wait_receiving(False, timeout=10)

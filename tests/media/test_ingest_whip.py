@@ -1,4 +1,5 @@
 """WHIP ingest with a real aiortc client on 127.0.0.1 pushing synthetic H.264 + Opus."""
+
 from __future__ import annotations
 
 import pytest
@@ -40,17 +41,21 @@ def test_whip_over_https_when_a_certificate_is_configured(ingest_agent):
         client.stop()
 
 
-@pytest.mark.parametrize("token, video, audio, status, text", [
-    ("wrong", "h264", "opus", 401, "bearer token"),
-    (None, "h264", "opus", 401, "bearer token"),
-    ("right", "vp8", "opus", 406, "WebRTC requires H.264 video and OPUS audio. Both tracks must be present"),
-    ("right", "h264", None, 406, "WebRTC requires H.264 video and OPUS audio. Both tracks must be present"),
-    ("right", None, "opus", 406, "WebRTC requires H.264 video and OPUS audio. Both tracks must be present"),
-])
+@pytest.mark.parametrize(
+    "token, video, audio, status, text",
+    [
+        ("wrong", "h264", "opus", 401, "bearer token"),
+        (None, "h264", "opus", 401, "bearer token"),
+        ("right", "vp8", "opus", 406, "WebRTC requires H.264 video and OPUS audio. Both tracks must be present"),
+        ("right", "h264", None, 406, "WebRTC requires H.264 video and OPUS audio. Both tracks must be present"),
+        ("right", None, "opus", 406, "WebRTC requires H.264 video and OPUS audio. Both tracks must be present"),
+    ],
+)
 def test_whip_refusals(ingest_agent, token, video, audio, status, text):
     ingest = ingest_agent.start(protocols=("whip",))
-    client = WhipPublisher(ingest.whip_url, ingest.whip_token if token == "right" else token,
-                           video_codec=video, audio_codec=audio).start()
+    client = WhipPublisher(
+        ingest.whip_url, ingest.whip_token if token == "right" else token, video_codec=video, audio_codec=audio
+    ).start()
     client.stop()
     assert client.status == status and text in client.body
     ingest.wait_log("refused whip publish from 127.0.0.1")
@@ -104,16 +109,26 @@ def test_whip_cors_preflight_and_content_type(ingest_agent):
     import urllib.request
 
     ingest = ingest_agent.start(protocols=("whip",))
-    preflight = urllib.request.Request(ingest.whip_url, method="OPTIONS", headers={
-        "Origin": "https://studio.example", "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "authorization, content-type"})
+    preflight = urllib.request.Request(
+        ingest.whip_url,
+        method="OPTIONS",
+        headers={
+            "Origin": "https://studio.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
     with urllib.request.urlopen(preflight, timeout=10) as resp:
         assert resp.status == 204
         assert resp.headers["Access-Control-Allow-Origin"] == "*"
         assert "Authorization" in resp.headers["Access-Control-Allow-Headers"]
         assert "Location" in resp.headers["Access-Control-Expose-Headers"]
-    wrong_type = urllib.request.Request(ingest.whip_url, data=b"v=0", method="POST", headers={
-        "Authorization": f"Bearer {ingest.whip_token}", "Content-Type": "application/json"})
+    wrong_type = urllib.request.Request(
+        ingest.whip_url,
+        data=b"v=0",
+        method="POST",
+        headers={"Authorization": f"Bearer {ingest.whip_token}", "Content-Type": "application/json"},
+    )
     try:
         urllib.request.urlopen(wrong_type, timeout=10)
         raise AssertionError("a JSON body must not be accepted")
@@ -133,10 +148,17 @@ def test_whip_announces_its_ice_servers_with_time_limited_turn_credentials(inges
 
     secret = tmp_path / "turnSecret"
     secret.write_text("shared-with-coturn\n")
-    client_urls = ["turn:turn.example.test:31478?transport=udp", "turn:turn.example.test:31478?transport=tcp",
-                   "stun:stun.example.test:3478"]
-    ingest = ingest_agent.start(protocols=("whip",), whip_client_ice_servers=client_urls,
-                                whip_turn_secret_file=str(secret), whip_turn_credential_ttl_seconds=600)
+    client_urls = [
+        "turn:turn.example.test:31478?transport=udp",
+        "turn:turn.example.test:31478?transport=tcp",
+        "stun:stun.example.test:3478",
+    ]
+    ingest = ingest_agent.start(
+        protocols=("whip",),
+        whip_client_ice_servers=client_urls,
+        whip_turn_secret_file=str(secret),
+        whip_turn_credential_ttl_seconds=600,
+    )
 
     def check(servers, when: float) -> None:
         assert [s.url for s in servers] == client_urls

@@ -1,4 +1,5 @@
 """Backstage: real uploads keep flowing, but only token holders can play until the stream goes live."""
+
 from __future__ import annotations
 
 import base64
@@ -54,12 +55,20 @@ def test_backstage_refuses_playback_without_a_token(backstage_origin):
 @pytest.mark.parametrize("bad", ["expired", "other-stream", "wrong-secret", "garbage"])
 def test_backstage_refuses_bad_tokens_with_the_reason(backstage_origin, bad):
     origin = backstage_origin
-    token = {"expired": origin.token(ttl=-5), "other-stream": origin.token(livestream="media/other"),
-             "wrong-secret": origin.token(secret="not-the-secret-that-signs-this-livestream"), "garbage": "not.a.jwt"}[bad]
+    token = {
+        "expired": origin.token(ttl=-5),
+        "other-stream": origin.token(livestream="media/other"),
+        "wrong-secret": origin.token(secret="not-the-secret-that-signs-this-livestream"),
+        "garbage": "not.a.jwt",
+    }[bad]
     response = origin.get("hls/cmaf/master.m3u8", params={"token": token})
     assert response.status_code == 403
-    reason = {"expired": "expired", "other-stream": "another livestream", "wrong-secret": "signature",
-              "garbage": "token"}[bad]
+    reason = {
+        "expired": "expired",
+        "other-stream": "another livestream",
+        "wrong-secret": "signature",
+        "garbage": "token",
+    }[bad]
     assert reason in response.json()["error"]
 
 
@@ -83,8 +92,10 @@ def test_tokens_with_impossible_times_are_refused_with_a_reason(origins):
         "[" * 1500 + "]" * 1500: "malformed token payload",
     }
     for payload, reason in refused.items():
-        for request in ({"params": {"token": _signed(origin.playback_secret, payload)}},
-                        {"headers": {"Authorization": f"Bearer {_signed(origin.playback_secret, payload)}"}}):
+        for request in (
+            {"params": {"token": _signed(origin.playback_secret, payload)}},
+            {"headers": {"Authorization": f"Bearer {_signed(origin.playback_secret, payload)}"}},
+        ):
             response = origin.get("hls/cmaf/master.m3u8", **request)
             assert response.status_code == 403, (payload[:60], response.status_code, response.text[:200])
             assert reason in response.json()["error"], payload[:60]
@@ -131,9 +142,11 @@ def test_nothing_served_before_the_stream_opens_may_land_in_a_shared_cache(backs
     segment = f"hls/cmaf/360p/{media.segments[0].uri.split('?')[0]}"
     init = f"hls/cmaf/360p/{media.segments[0].init_section.uri.split('?')[0]}"
     paths = PLAYBACK + [segment, init, "hls/cmaf/360p/seg_r1_99999.m4s"]  # the last one: a 404
-    credentials = {"query token": {"params": {"token": token}},
-                   "bearer token": {"headers": {"Authorization": f"Bearer {token}"}},
-                   "read token": {"headers": {"Authorization": f"Bearer {origin.read_token}"}}}
+    credentials = {
+        "query token": {"params": {"token": token}},
+        "bearer token": {"headers": {"Authorization": f"Bearer {token}"}},
+        "read token": {"headers": {"Authorization": f"Bearer {origin.read_token}"}},
+    }
     for how, request in credentials.items():
         for path in paths:
             if path == "player" and how == "read token":
@@ -143,8 +156,9 @@ def test_nothing_served_before_the_stream_opens_may_land_in_a_shared_cache(backs
             assert not shared_cache_may_store(response), (how, path, response.headers.get("cache-control"))
         headers = dict(request.get("headers", {}))
         for extra in ({"Range": "bytes=0-99"}, {"If-None-Match": origin.get(segment, **request).headers["etag"]}):
-            response = httpx.get(origin.url(segment), params=request.get("params"), headers={**headers, **extra},
-                                 timeout=10)
+            response = httpx.get(
+                origin.url(segment), params=request.get("params"), headers={**headers, **extra}, timeout=10
+            )
             assert response.status_code in (206, 304), (how, extra, response.status_code)
             assert not shared_cache_may_store(response), (how, extra, response.headers.get("cache-control"))
         head = httpx.head(origin.url(segment), params=request.get("params"), headers=headers, timeout=10)
@@ -188,8 +202,9 @@ def test_the_read_token_lets_in_cluster_readers_read_backstage_without_opening_i
     # It is a reader's credential, not a viewer's: no player page, not in the query, not a near miss.
     assert origin.get("player", headers=internal).status_code == 403
     assert origin.get("hls/cmaf/master.m3u8", params={"token": origin.read_token}).status_code == 403
-    assert origin.get("hls/cmaf/master.m3u8",
-                      headers={"Authorization": f"Bearer {origin.read_token}x"}).status_code == 403
+    assert (
+        origin.get("hls/cmaf/master.m3u8", headers={"Authorization": f"Bearer {origin.read_token}x"}).status_code == 403
+    )
     assert origin.get("hls/cmaf/master.m3u8").status_code == 403, "anonymous backstage playback stays refused"
     assert origin.read_token not in origin.log_text()
 
@@ -200,16 +215,25 @@ def test_without_a_read_token_file_no_reader_gets_in_backstage(origins, transcod
     auth = {"Authorization": f"Bearer {origin.token()}"}
     wait_for(lambda: origin.get("hls/cmaf/master.m3u8", headers=auth).status_code == 200, 30, what="a master playlist")
     # The token a configured origin would have expected opens nothing here.
-    assert origin.get("hls/cmaf/master.m3u8", headers={"Authorization": "Bearer read-token-0123456789"}).status_code == 403
+    assert (
+        origin.get("hls/cmaf/master.m3u8", headers={"Authorization": "Bearer read-token-0123456789"}).status_code == 403
+    )
 
 
 def put_screenshot(origin) -> None:
     """The transcoder's screenshot, as it would PUT it."""
     jpg = origin.data_dir.parent / "shot.jpg"
-    subprocess.run([FFMPEG, "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x180", "-frames:v", "1", "-y", str(jpg)],
-                   check=True, timeout=30)
-    httpx.put(f"{origin.upload_url}/screenshot.jpg", content=jpg.read_bytes(),
-              headers={"Authorization": f"Bearer {origin.upload_token}"}, timeout=10).raise_for_status()
+    subprocess.run(
+        [FFMPEG, "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x180", "-frames:v", "1", "-y", str(jpg)],
+        check=True,
+        timeout=30,
+    )
+    httpx.put(
+        f"{origin.upload_url}/screenshot.jpg",
+        content=jpg.read_bytes(),
+        headers={"Authorization": f"Bearer {origin.upload_token}"},
+        timeout=10,
+    ).raise_for_status()
 
 
 def test_going_live_opens_playback_but_never_publishes_the_backstage_preview(backstage_origin):
@@ -217,8 +241,9 @@ def test_going_live_opens_playback_but_never_publishes_the_backstage_preview(bac
     in the live DVR and in the ended one; members keep the whole window."""
     origin = backstage_origin
     member = {"token": origin.token(user_id="host")}
-    preview = [s.uri.split("?")[0] for s in
-               m3u8.loads(origin.get("hls/cmaf/360p/index.m3u8", params=member).text).segments]
+    preview = [
+        s.uri.split("?")[0] for s in m3u8.loads(origin.get("hls/cmaf/360p/index.m3u8", params=member).text).segments
+    ]
     origin.set_phase("live")
     for path in ("hls/cmaf/master.m3u8", "player"):
         assert origin.get(path).status_code == 200, path
@@ -239,7 +264,7 @@ def test_going_live_opens_playback_but_never_publishes_the_backstage_preview(bac
     assert origin.get("hls/cmaf/360p/init_r1_360p.mp4").status_code == 200  # codec headers, no picture
     # The member's view still has the preview, and the bytes stay out of shared caches.
     full = m3u8.loads(origin.get("hls/cmaf/360p/index.m3u8", params=member).text)
-    assert [s.uri.split("?")[0] for s in full.segments][:len(preview)] == preview
+    assert [s.uri.split("?")[0] for s in full.segments][: len(preview)] == preview
     kept = origin.get(f"hls/cmaf/360p/{preview[0]}", params=member)
     assert kept.status_code == 200 and kept.headers["cache-control"].startswith("private")
     # The backstage screenshot is the preview too; the next one is for everyone.
@@ -267,8 +292,11 @@ def test_outputs_made_only_for_a_recording_are_not_broadcast(backstage_origin):
     internal = {"Authorization": f"Bearer {origin.read_token}"}
     assert len(m3u8.loads(origin.get("hls/cmaf/360p/index.m3u8", headers=internal).text).segments) >= 3
     origin.put_desired(publicBroadcasting=True)  # startHLSBroadcasting
-    wait_for(lambda: origin.get("hls/cmaf/360p/index.m3u8").status_code == 200, timeout=30,
-             what="the first broadcast segment")
+    wait_for(
+        lambda: origin.get("hls/cmaf/360p/index.m3u8").status_code == 200,
+        timeout=30,
+        what="the first broadcast segment",
+    )
 
 
 def test_viewers_allowed_opens_backstage_and_can_close_live(backstage_origin):

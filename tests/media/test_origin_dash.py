@@ -1,4 +1,5 @@
 """Real ffmpeg DASH output PUT to the origin: MPD rewriting, UTCTiming, DVR retention of segments."""
+
 from __future__ import annotations
 
 import re
@@ -24,15 +25,22 @@ def live_mpd(origin, **kwargs):
 def test_dash_is_served_with_origin_time_and_dvr_depth(origins, transcoders, tmp_path):
     origin = origins.start(phase="live", dvr_window_seconds=120)
     transcoders.start(origin, dash=True, window_size=3)
-    wait_for(lambda: (r := live_mpd(origin)) and r.text.count("<S ") >= 1 and
-             len(list((origin.data_dir / "dash").glob("chunk-stream0-*.m4s"))) >= 6, timeout=40,
-             what="a live MPD and 6 video segments")
+    wait_for(
+        lambda: (
+            (r := live_mpd(origin))
+            and r.text.count("<S ") >= 1
+            and len(list((origin.data_dir / "dash").glob("chunk-stream0-*.m4s"))) >= 6
+        ),
+        timeout=40,
+        what="a live MPD and 6 video segments",
+    )
     response = live_mpd(origin)
     assert response.headers["content-type"].startswith("application/dash+xml")
     assert response.headers["cache-control"] == "no-cache"
     mpd = MPEGDASHParser.parse(response.text)
     assert [(t.scheme_id_uri, t.value) for t in mpd.utc_timings] == [
-        ("urn:mpeg:dash:utc:http-iso:2014", f"//127.0.0.1:{origin.config.http_port}/time")]
+        ("urn:mpeg:dash:utc:http-iso:2014", f"//127.0.0.1:{origin.config.http_port}/time")
+    ]
     assert mpd.time_shift_buffer_depth == "PT120.0S"
     clock = origin.get("time")
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", clock.text)

@@ -1,4 +1,5 @@
 """Real ffmpeg HLS output PUT to a real origin: what players then get from it."""
+
 from __future__ import annotations
 
 import time
@@ -26,6 +27,7 @@ def segments_available(origin, n: int, rung: str = "360p", fmt: str = "cmaf"):
     def check():
         pl = media_playlist(origin, rung, fmt)
         return pl if len(pl.segments) >= n else None
+
     return check
 
 
@@ -57,7 +59,9 @@ def test_cmaf_ladder_is_served_as_uploaded_and_decodable(origins, transcoders, t
     master = m3u8.loads(master_response.text)
     assert master.is_variant
     assert sorted((p.uri, p.stream_info.resolution) for p in master.playlists) == [
-        ("180p/index.m3u8", (320, 180)), ("360p/index.m3u8", (640, 360))]
+        ("180p/index.m3u8", (320, 180)),
+        ("360p/index.m3u8", (640, 360)),
+    ]
 
     for rung in SMALL_LADDER:
         base = origin.url(f"hls/cmaf/{rung.name}/index.m3u8")
@@ -77,8 +81,10 @@ def test_cmaf_ladder_is_served_as_uploaded_and_decodable(origins, transcoders, t
     assert "immutable" in segment.headers["cache-control"]
     # Answered from memory (it was just uploaded) with what a file answer has: validators, ranges
     assert segment.headers["accept-ranges"] == "bytes" and segment.headers["last-modified"]
-    revalidated = origin.get(f"hls/cmaf/360p/{pl.segments[0].uri}".replace("180p", "360p"),
-                             headers={"If-None-Match": segment.headers["etag"]})
+    revalidated = origin.get(
+        f"hls/cmaf/360p/{pl.segments[0].uri}".replace("180p", "360p"),
+        headers={"If-None-Match": segment.headers["etag"]},
+    )
     assert revalidated.status_code == 304
     init = origin.get("hls/cmaf/360p/init_r1_360p.mp4")
     assert init.headers["content-type"] == "video/mp4"
@@ -128,8 +134,9 @@ def test_transcoder_restart_is_a_discontinuity_with_its_own_init(origins, transc
     # byte-identical segments, which the origin (rightly) takes for retries. Real cameras never do.
     other_bytes = tuple(LadderRung(r.name, r.width, r.height, r.bitrate_kbps + 100) for r in SMALL_LADDER)
     second = transcoders.start(origin, ladder=other_bytes, **names)
-    wait_for(lambda: len(media_playlist(origin).segments) >= len(before.segments) + 3, timeout=30,
-             what="second run segments")
+    wait_for(
+        lambda: len(media_playlist(origin).segments) >= len(before.segments) + 3, timeout=30, what="second run segments"
+    )
     second.stop()
     text = origin.get("hls/cmaf/360p/index.m3u8").text
     pl = m3u8.loads(text)
@@ -147,8 +154,12 @@ def test_transcoder_restart_is_a_discontinuity_with_its_own_init(origins, transc
     assert pl.media_sequence == 0
     base = origin.url("hls/cmaf/360p/index.m3u8")
     # Whole segments decode with their period's init; the one cut short by SIGINT has fewer frames.
-    for segment, frames in ((pl.segments[0], 20), (pl.segments[boundary - 1], 1), (pl.segments[boundary], 20),
-                            (pl.segments[-2], 20)):
+    for segment, frames in (
+        (pl.segments[0], 20),
+        (pl.segments[boundary - 1], 1),
+        (pl.segments[boundary], 20),
+        (pl.segments[-2], 20),
+    ):
         probe = decode(origin, tmp_path, segment, base)
         assert int(probe["streams"][0]["nb_read_frames"]) >= frames, segment.uri
 
@@ -169,7 +180,7 @@ def test_dvr_survives_an_origin_restart(origins, transcoders, tmp_path):
     transcoders.start(origin, run_id="r2")
     wait_for(lambda: len(media_playlist(origin).segments) >= len(pl.segments) + 2, timeout=30, what="new segments")
     after = media_playlist(origin)
-    assert [s.uri for s in after.segments[:len(pl.segments)]] == [s.uri for s in pl.segments]
+    assert [s.uri for s in after.segments[: len(pl.segments)]] == [s.uri for s in pl.segments]
     assert after.segments[len(pl.segments)].discontinuity
     assert after.media_sequence == pl.media_sequence
 
@@ -210,8 +221,11 @@ def test_dvr_window_holds_what_was_asked_slides_and_clears(origins, transcoders)
     assert 30 - 0.05 <= total < 30 + max(s.duration for s in pl.segments) + 0.05, total
     assert pl.segments[0].uri != "seg_r1_00000.m4s"
     # Slid-out files are deleted once their grace (10 s) has passed.
-    wait_for(lambda: not (origin.data_dir / "hls/cmaf/360p/seg_r1_00000.m4s").exists(), timeout=20,
-             what="the first segment's file to be deleted")
+    wait_for(
+        lambda: not (origin.data_dir / "hls/cmaf/360p/seg_r1_00000.m4s").exists(),
+        timeout=20,
+        what="the first segment's file to be deleted",
+    )
     assert origin.get("hls/cmaf/360p/seg_r1_00000.m4s").status_code == 404
     assert origin.status()["dvrAvailableSeconds"] >= 30 - 0.05
 

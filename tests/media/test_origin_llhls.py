@@ -1,6 +1,7 @@
 """LL-HLS at a real origin over real HTTP: parts uploaded one by one as the packager does, and what
 LL-HLS clients then get (blocking reloads, the hinted part held until it exists, delta updates,
 backstage tokens and cache headers). The full pipeline with ffmpeg is in test_transcoder_llhls."""
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -55,8 +56,14 @@ class Uploader:
         return name
 
     def publish(self) -> None:
-        lines = ["#EXTM3U", "#EXT-X-VERSION:9", "#EXT-X-TARGETDURATION:1", f"#EXT-X-PART-INF:PART-TARGET={PART}",
-                 "#EXT-X-MEDIA-SEQUENCE:0", f'#EXT-X-MAP:URI="init_{self.run}.mp4"']
+        lines = [
+            "#EXTM3U",
+            "#EXT-X-VERSION:9",
+            "#EXT-X-TARGETDURATION:1",
+            f"#EXT-X-PART-INF:PART-TARGET={PART}",
+            "#EXT-X-MEDIA-SEQUENCE:0",
+            f'#EXT-X-MAP:URI="init_{self.run}.mp4"',
+        ]
         for seg, parts in self.segments:
             lines += [self.part_line(p) for p in parts] + [f"#EXTINF:{PART * len(parts):.6f},", seg]
         lines += [self.part_line(p) for p in self.open]
@@ -112,8 +119,13 @@ def test_blocking_reload_is_answered_when_the_part_is_uploaded(live_ll):
 
 def test_requests_too_far_ahead_or_malformed_are_refused_at_once(live_ll):
     origin, _ = live_ll
-    for params in ({"_HLS_msn": 4}, {"_HLS_msn": 3, "_HLS_part": 12}, {"_HLS_part": 1}, {"_HLS_msn": "x"},
-                   {"_HLS_msn": -1}):
+    for params in (
+        {"_HLS_msn": 4},
+        {"_HLS_msn": 3, "_HLS_part": 12},
+        {"_HLS_part": 1},
+        {"_HLS_msn": "x"},
+        {"_HLS_msn": -1},
+    ):
         response = httpx.get(origin.url(PLAYLIST), params=params, timeout=2)
         assert response.status_code == 400, params
         assert response.headers["cache-control"] == "no-store"
@@ -188,8 +200,10 @@ def test_many_held_reloads_are_all_answered_by_the_one_part_they_wait_for(live_l
     async def hold_many(n: int) -> list[httpx.Response]:
         limits = httpx.Limits(max_connections=n)
         async with httpx.AsyncClient(timeout=30, limits=limits) as client:
-            requests = [asyncio.create_task(client.get(origin.url(PLAYLIST), params={"_HLS_msn": 2, "_HLS_part": 2}))
-                        for _ in range(n)]
+            requests = [
+                asyncio.create_task(client.get(origin.url(PLAYLIST), params={"_HLS_msn": 2, "_HLS_part": 2}))
+                for _ in range(n)
+            ]
             await asyncio.sleep(1.0)
             assert not any(r.done() for r in requests), "answered before the part existed"
             await asyncio.to_thread(other.part)
@@ -222,14 +236,20 @@ def test_thousands_of_held_reloads_each_on_its_own_connection_are_all_answered(l
     async def viewer(i: int, connected: asyncio.Queue) -> tuple[int, bytes]:
         # One address per viewer (127.0.0.0/8 is all loopback): many viewers, not one client at its cap.
         reader, writer = await asyncio.open_connection(
-            "127.0.0.1", port, local_addr=(f"127.{1 + i // 250}.0.{2 + i % 250}", 0))
+            "127.0.0.1", port, local_addr=(f"127.{1 + i // 250}.0.{2 + i % 250}", 0)
+        )
         connected.put_nowait(i)
         try:
             while True:
                 writer.write(request)
                 head = await reader.readuntil(b"\r\n\r\n")
-                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                                  if line.lower().startswith(b"content-length:")))
+                length = int(
+                    next(
+                        line.split(b":")[1]
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length:")
+                    )
+                )
                 body = await reader.readexactly(length)
                 status = int(head.split(b" ", 2)[1])
                 if status == 503 and b"not available yet" in body:

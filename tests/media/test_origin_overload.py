@@ -3,6 +3,7 @@
 Attackers connect from other loopback addresses (127.0.0.2, ...) to the origin on 127.0.0.1, so
 that they are other clients than the viewers and the transcoder stand-in (127.0.0.1).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -56,8 +57,11 @@ def closed_by_server(s: socket.socket) -> bool:
 
 
 def limits_of(origin) -> tuple[int, int]:
-    line = wait_for(lambda: re.search(r"public port: at most (\d+) connections, (\d+) per client", origin.log_text()),
-                    10, what="the public port's limits in the log")
+    line = wait_for(
+        lambda: re.search(r"public port: at most (\d+) connections, (\d+) per client", origin.log_text()),
+        10,
+        what="the public port's limits in the log",
+    )
     return int(line.group(1)), int(line.group(2))
 
 
@@ -115,8 +119,11 @@ def test_slow_and_silent_connections_are_closed_and_viewers_are_served_meanwhile
 def test_a_flood_of_half_sent_requests_starves_neither_viewers_nor_uploads(origins, transcoders):
     origin = origins.start(phase="live", nofile=SHORT_OF_FDS)
     transcoder = transcoders.start(origin)
-    wait_for(lambda: len(m3u8.loads(viewer_get(origin, "hls/cmaf/360p/index.m3u8").text).segments) >= 2, 30,
-             what="segments before the flood")
+    wait_for(
+        lambda: len(m3u8.loads(viewer_get(origin, "hls/cmaf/360p/index.m3u8").text).segments) >= 2,
+        30,
+        what="segments before the flood",
+    )
     before = contiguous(origin)[-1]
     flood: list[socket.socket] = []
     try:
@@ -151,17 +158,21 @@ def test_a_full_listener_refuses_new_connections_at_once_with_a_503(origins):
     try:
         for i in range(math.ceil(total / per_client)):
             held += [s for s in (attacker(f"127.0.0.{10 + i}", port) for _ in range(per_client)) if s]
-        wait_for(lambda: metric(origin, "onair_origin_connections", listener="public") >= total, 10,
-                 what="the listener full")
+        wait_for(
+            lambda: metric(origin, "onair_origin_connections", listener="public") >= total, 10, what="the listener full"
+        )
         response = viewer_get(origin, "time")
         assert response.status_code == 503 and "connection limit" in response.json()["error"]
         assert response.headers["retry-after"] and response.headers["cache-control"] == "no-store"
         assert metric(origin, "onair_origin_connections_refused_total", listener="public", reason="total") >= 1
         # The transcoder's uploads have a listener and a budget of their own: a full public port
         # takes nothing from them.
-        upload = httpx.put(f"{origin.upload_url}/hls/cmaf/360p/during.m4s", timeout=10,
-                           content=b"\x00\x00\x00\x18ftypiso6" + os.urandom(2000),
-                           headers={"Authorization": f"Bearer {origin.upload_token}"})
+        upload = httpx.put(
+            f"{origin.upload_url}/hls/cmaf/360p/during.m4s",
+            timeout=10,
+            content=b"\x00\x00\x00\x18ftypiso6" + os.urandom(2000),
+            headers={"Authorization": f"Bearer {origin.upload_token}"},
+        )
         assert upload.status_code == 201, upload.text
     finally:
         for s in held:

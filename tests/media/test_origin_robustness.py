@@ -1,4 +1,5 @@
 """What a public port gets thrown at it: traversal, oversized bodies, garbage, bad credentials."""
+
 from __future__ import annotations
 
 import os
@@ -65,8 +66,10 @@ def test_traversal_never_leaves_data_dir(origins, tmp_path, method):
     for target in TRAVERSALS + ["/hls/cmaf/../../../secret.ts", "/upload/../secret.ts"]:
         path = target if method == "GET" else f"/upload{target}"
         body = b"x" * 10 if method == "PUT" else b""
-        request = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {origin.upload_token}\r\n"
-                   f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+        request = (
+            f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {origin.upload_token}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        ).encode() + body
         # Playback on the public port, uploads on theirs.
         response = raw_request(origin.config.http_port if method == "GET" else origin.config.upload_port, request)
         assert status_of(response) in (400, 404), (path, response[:200])
@@ -105,14 +108,17 @@ def test_oversized_uploads_and_requests_get_413(origins):
 
     def chunks():
         for i in range(0, len(big), 65536):
-            yield big[i:i + 65536]
+            yield big[i : i + 65536]
+
     assert put(origin, "hls/cmaf/360p/big2.m4s", chunks()).status_code == 413  # chunked, like ffmpeg
     playlist = b"#EXTM3U\n#EXT-X-TARGETDURATION:1\n" + b"#EXTINF:1,\nx.m4s\n" * 200_000
     assert put(origin, "hls/cmaf/360p/index.m3u8", playlist).status_code == 413
     assert not list((origin.data_dir / "hls").rglob("big*"))
     # a body on a playback route is refused without being read
-    response = raw_request(origin.config.http_port, b"GET /hls/cmaf/master.m3u8 HTTP/1.1\r\nHost: x\r\n"
-                           b"Content-Length: 1000000000\r\n\r\n" + b"a" * 1000)
+    response = raw_request(
+        origin.config.http_port,
+        b"GET /hls/cmaf/master.m3u8 HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n" + b"a" * 1000,
+    )
     assert status_of(response) == 413
     assert put(origin, "hls/cmaf/360p/ok.m4s", SEGMENT).status_code == 201
 
@@ -136,8 +142,11 @@ def test_garbage_on_the_port_is_dropped_and_the_server_keeps_serving(origins):
             assert response == b"" or status_of(response) in expected, (target, response[:100])
     # an upload whose sender vanishes mid-body stores nothing
     with socket.create_connection(("127.0.0.1", origin.config.upload_port)) as s:
-        s.sendall(f"PUT /upload/hls/cmaf/360p/cut.m4s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
-                  f"{origin.upload_token}\r\nContent-Length: 100000\r\n\r\n".encode() + b"a" * 1000)
+        s.sendall(
+            f"PUT /upload/hls/cmaf/360p/cut.m4s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+            f"{origin.upload_token}\r\nContent-Length: 100000\r\n\r\n".encode()
+            + b"a" * 1000
+        )
         time.sleep(0.3)
     wait_for(lambda: "upload of hls/cmaf/360p/cut.m4s aborted" in origin.log_text(), 10, what="the abort logged")
     assert not (origin.data_dir / "hls/cmaf/360p/cut.m4s").exists()
@@ -159,8 +168,12 @@ def test_garbage_on_the_port_is_dropped_and_the_server_keeps_serving(origins):
 def test_a_deeply_nested_desired_body_is_a_400(origins):
     origin = origins.start()
     for body in ('{"phase":' + "[" * 100_000 + "]" * 100_000 + "}", "[" * 100_000 + "]" * 100_000):
-        response = httpx.put(f"{origin.agent}/desired", content=body, timeout=10,
-                             headers={"Content-Type": "application/json", **origin.auth_headers()})
+        response = httpx.put(
+            f"{origin.agent}/desired",
+            content=body,
+            timeout=10,
+            headers={"Content-Type": "application/json", **origin.auth_headers()},
+        )
         assert response.status_code == 400, (response.status_code, response.text[:200])
         assert "invalid desired state" in response.json()["error"]
     assert origin.put_desired(phase="live")["phase"] == "live"
@@ -169,9 +182,15 @@ def test_a_deeply_nested_desired_body_is_a_400(origins):
 
 def test_cors_preflight_time_and_headers(origins):
     origin = origins.start(phase="live", cors_origins=["https://app.example"])
-    preflight = httpx.options(origin.url("hls/cmaf/master.m3u8"), timeout=5, headers={
-        "Origin": "https://app.example", "Access-Control-Request-Method": "GET",
-        "Access-Control-Request-Headers": "authorization,range"})
+    preflight = httpx.options(
+        origin.url("hls/cmaf/master.m3u8"),
+        timeout=5,
+        headers={
+            "Origin": "https://app.example",
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "authorization,range",
+        },
+    )
     assert preflight.status_code == 204
     assert preflight.headers["access-control-allow-origin"] == "https://app.example"
     assert "GET" in preflight.headers["access-control-allow-methods"]
@@ -198,8 +217,9 @@ def test_player_states_its_projection(origins):
 
 async def test_player_without_built_hls_js_is_a_clear_503(tmp_path, monkeypatch):
     monkeypatch.setattr(origin_server, "HLS_JS", tmp_path / "missing" / "hls.min.js")
-    agent = origin_server.OriginAgent(OriginConfig(livestream="media/x", data_dir=str(tmp_path / "data"),
-                                                   playback_secret_file=str(tmp_path / "none")))
+    agent = origin_server.OriginAgent(
+        OriginConfig(livestream="media/x", data_dir=str(tmp_path / "data"), playback_secret_file=str(tmp_path / "none"))
+    )
     agent.storage.prepare()
     agent.desired = agent.desired.model_copy(update={"phase": "live"})
     async with TestClient(TestServer(agent.public, host="127.0.0.1")) as client:

@@ -1,4 +1,5 @@
 """A recorder SIGKILLed mid-recording leaves a playable file, and the next one finalizes it."""
+
 from __future__ import annotations
 
 import subprocess
@@ -12,14 +13,29 @@ pytestmark = [pytest.mark.media, pytest.mark.timeout(150)]
 
 def decoded_video_frames(path) -> list[float]:
     """Decode every video frame (not just read the headers); their timestamps in seconds."""
-    out = subprocess.run([FFPROBE, "-v", "quiet", "-select_streams", "v:0", "-show_entries",
-                          "frame=best_effort_timestamp_time", "-of", "csv=p=0", str(path)],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [
+            FFPROBE,
+            "-v",
+            "quiet",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "frame=best_effort_timestamp_time",
+            "-of",
+            "csv=p=0",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return [float(line.strip().strip(",")) for line in out.stdout.splitlines() if line.strip().strip(",")]
 
 
 def test_sigkill_mid_recording_leaves_a_playable_file_that_the_next_recorder_finalizes(
-        rtmp_source, recorder_agent, publishers):
+    rtmp_source, recorder_agent, publishers
+):
     publisher = publishers.rtmp(rtmp_source.publish_url, fps=30)
     recorder = recorder_agent.start(rtmp_source.read_url, split_seconds=3600)
     recorder.put_desired(recording=True)

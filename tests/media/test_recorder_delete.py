@@ -1,6 +1,7 @@
 """Deleting one finished recording through the recorder's API (DELETE /recordings/<session>) and
 with `onair agent recorder --delete-session` (the operator's one-shot pod): its parts and sidecar
 go, nothing else does, a retry is harmless, and an open session or another livestream's is refused."""
+
 from __future__ import annotations
 
 import json
@@ -73,8 +74,19 @@ def test_delete_session_command_for_a_volume_no_recorder_runs_on(rtmp_source, re
     session = record_one_session(recorder, publishers, rtmp_source, 2)
     recorder.stop()
     out = recorder.output_dir
-    argv = [sys.executable, "-m", "onair.cli", "agent", "recorder", "--delete-session", session["session"],
-            "--livestream", "events/show", "--output-dir", str(out)]
+    argv = [
+        sys.executable,
+        "-m",
+        "onair.cli",
+        "agent",
+        "recorder",
+        "--delete-session",
+        session["session"],
+        "--livestream",
+        "events/show",
+        "--output-dir",
+        str(out),
+    ]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert session["session"] in done.stdout

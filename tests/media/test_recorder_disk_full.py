@@ -3,6 +3,7 @@
 The volume is a real 4 MiB tmpfs (the tests run as root in this sandbox; without the privilege
 to mount one the test skips, saying so).
 """
+
 from __future__ import annotations
 
 import os
@@ -20,8 +21,9 @@ pytestmark = [pytest.mark.media, pytest.mark.timeout(180)]
 def small_volume(tmp_path: Path):
     volume = tmp_path / "volume"
     volume.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(volume)],
-                             capture_output=True, text=True, timeout=10)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(volume)], capture_output=True, text=True, timeout=10
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here ({mounted.stderr.strip()}); needs root")
     try:
@@ -41,11 +43,13 @@ def fill(volume: Path, leave_bytes: int) -> Path:
 
 
 def test_disk_full_is_reported_and_recording_resumes_when_space_is_freed(
-        small_volume, rtmp_source, recorder_agent, publishers):
+    small_volume, rtmp_source, recorder_agent, publishers
+):
     filler = fill(small_volume, leave_bytes=1024 * 1024)
     publisher = publishers.rtmp(rtmp_source.publish_url, extra=["-b:v", "1200k"])
-    recorder = recorder_agent.start(rtmp_source.read_url, output_dir=small_volume / "recordings", split_seconds=3600,
-                                    min_free_bytes=64 * 1024)
+    recorder = recorder_agent.start(
+        rtmp_source.read_url, output_dir=small_volume / "recordings", split_seconds=3600, min_free_bytes=64 * 1024
+    )
     recorder.put_desired(recording=True)
     recorder.wait_status(lambda s: s["recording"], 30, "recording to start")
 
@@ -53,7 +57,7 @@ def test_disk_full_is_reported_and_recording_resumes_when_space_is_freed(
     assert "full" in full["error"] and str(small_volume / "recordings") in full["error"]
     assert full["recording"] is False
     assert full["startedAt"], "the session stays open while paused for space"
-    assert "onair_recorder_error{livestream=\"default/show\"} 1.0" in recorder.metrics()
+    assert 'onair_recorder_error{livestream="default/show"} 1.0' in recorder.metrics()
     recorder.wait_log("No space left on device", 10)
     assert recorder.healthy() and recorder.running, "a full disk must not take the agent down"
     assert publisher.running, "nor the stream"
@@ -75,12 +79,14 @@ def test_disk_full_is_reported_and_recording_resumes_when_space_is_freed(
     assert publisher.running
 
 
-def test_read_only_volume_is_an_error_in_status_until_it_becomes_writable(tmp_path, rtmp_source, recorder_agent,
-                                                                            publishers):
+def test_read_only_volume_is_an_error_in_status_until_it_becomes_writable(
+    tmp_path, rtmp_source, recorder_agent, publishers
+):
     volume = tmp_path / "ro-volume"
     volume.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,ro", "tmpfs", str(volume)],
-                             capture_output=True, text=True, timeout=10)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m,ro", "tmpfs", str(volume)], capture_output=True, text=True, timeout=10
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()}); needs root")
     try:

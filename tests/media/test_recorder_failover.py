@@ -1,4 +1,5 @@
 """Main and backup ingest, recordType origin: the recording is of the show, not of one encoder."""
+
 from __future__ import annotations
 
 import secrets
@@ -14,7 +15,6 @@ pytestmark = [pytest.mark.media, pytest.mark.slow, pytest.mark.timeout(240)]
 SMALL = dict(width=320, height=180, fps=15)
 
 
-
 def main_backup_and_recorder(ingest_agent, recorder_agent):
     """Main and backup ingests sharing one read token, as the operator mounts it, and a recorder
     wired to them as the operator renders it, with the production timeouts (finalize 10 s,
@@ -22,9 +22,13 @@ def main_backup_and_recorder(ingest_agent, recorder_agent):
     token = secrets.token_urlsafe(24)
     main = ingest_agent.start(slot="main", protocols=("rtmp",), read_token=token)
     backup = ingest_agent.start(slot="backup", protocols=("rtmp",), read_token=token)
-    recorder = recorder_agent.start(main.anonymous_read_url, fallback_source_urls=[backup.anonymous_read_url],
-                                    read_token_file=main.config.read_token_file, finalize_after_seconds=10,
-                                    stall_timeout_seconds=8)
+    recorder = recorder_agent.start(
+        main.anonymous_read_url,
+        fallback_source_urls=[backup.anonymous_read_url],
+        read_token_file=main.config.read_token_file,
+        finalize_after_seconds=10,
+        stall_timeout_seconds=8,
+    )
     return main, backup, recorder
 
 
@@ -42,8 +46,9 @@ def test_main_drops_the_session_goes_on_from_the_backup_and_stays_there(ingest_a
 
     main_encoder.kill()
     main.wait_receiving(False)
-    resumed = recorder.wait_status(lambda s: s["recording"] and len(s["files"]) == 2, 30,
-                                   "the recording to go on from the backup")
+    resumed = recorder.wait_status(
+        lambda s: s["recording"] and len(s["files"]) == 2, 30, "the recording to go on from the backup"
+    )
     assert resumed["startedAt"] == first["startedAt"], "the failover must not start a new session"
     assert not recorder.sidecars(), "the failover must not finalize the session"
     recorder.wait_log(f"continues from {backup.anonymous_read_url}", 5)
@@ -75,8 +80,7 @@ def test_main_drops_the_session_goes_on_from_the_backup_and_stays_there(ingest_a
     assert "accepted play" in backup.log_text() and "refused play" not in backup.log_text()
 
 
-def test_with_the_backup_silent_a_returning_main_still_continues_the_session(ingest_agent, recorder_agent,
-                                                                            publishers):
+def test_with_the_backup_silent_a_returning_main_still_continues_the_session(ingest_agent, recorder_agent, publishers):
     # Nobody publishes to the backup: a play there is accepted and stays silent. The recorder must
     # not sit on it for the whole finalize window while main comes back.
     main, backup, recorder = main_backup_and_recorder(ingest_agent, recorder_agent)
@@ -88,8 +92,9 @@ def test_with_the_backup_silent_a_returning_main_still_continues_the_session(ing
     main_encoder.kill()
     wait_for(lambda: "accepted play" in backup.log_text(), 15, what="the recorder to try the (silent) backup")
     publishers.rtmp(main.rtmp_url, **SMALL)
-    resumed = recorder.wait_status(lambda s: s["recording"] and len(s["files"]) == 2, 30,
-                                   "the recording to go on from main")
+    resumed = recorder.wait_status(
+        lambda s: s["recording"] and len(s["files"]) == 2, 30, "the recording to go on from main"
+    )
     assert resumed["startedAt"] == first["startedAt"] and not recorder.sidecars()
     recorder.wait_log(f"continues from {main.anonymous_read_url}", 5)
 
@@ -100,9 +105,13 @@ def test_a_backup_turned_on_during_a_recording_is_used_without_a_cut(ingest_agen
     token = secrets.token_urlsafe(24)
     main = ingest_agent.start(slot="main", protocols=("rtmp",), read_token=token)
     backup = ingest_agent.start(slot="backup", protocols=("rtmp",), read_token=token)
-    recorder = recorder_agent.start(main.anonymous_read_url, backup_source_url=backup.anonymous_read_url,
-                                    read_token_file=main.config.read_token_file, finalize_after_seconds=10,
-                                    stall_timeout_seconds=8)
+    recorder = recorder_agent.start(
+        main.anonymous_read_url,
+        backup_source_url=backup.anonymous_read_url,
+        read_token_file=main.config.read_token_file,
+        finalize_after_seconds=10,
+        stall_timeout_seconds=8,
+    )
     main_encoder = publishers.rtmp(main.rtmp_url, **SMALL)
     publishers.rtmp(backup.rtmp_url, **SMALL)
     main.wait_receiving()
@@ -117,7 +126,8 @@ def test_a_backup_turned_on_during_a_recording_is_used_without_a_cut(ingest_agen
 
     main_encoder.kill()
     main.wait_receiving(False)
-    resumed = recorder.wait_status(lambda s: s["recording"] and len(s["files"]) == 2, 30,
-                                   "the recording to go on from the backup")
+    resumed = recorder.wait_status(
+        lambda s: s["recording"] and len(s["files"]) == 2, 30, "the recording to go on from the backup"
+    )
     assert resumed["startedAt"] == first["startedAt"], "the failover must not start a new session"
     recorder.wait_log(f"continues from {backup.anonymous_read_url}", 5)

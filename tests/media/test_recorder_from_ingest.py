@@ -1,4 +1,5 @@
 """The recorder against the real ingest agent: what production wires together for recordType origin."""
+
 from __future__ import annotations
 
 import pytest
@@ -11,8 +12,9 @@ pytestmark = [pytest.mark.media, pytest.mark.timeout(180)]
 def test_records_the_ingest_read_url_and_finalizes_when_the_agent_is_stopped(ingest_agent, recorder_agent, publishers):
     ingest = ingest_agent.start(slot="main", protocols=("rtmp",))
     # Wired as the operator renders it: the URL without the token, the token in a mounted file.
-    recorder = recorder_agent.start(ingest.anonymous_read_url, split_seconds=4,
-                                    read_token_file=ingest.config.read_token_file)
+    recorder = recorder_agent.start(
+        ingest.anonymous_read_url, split_seconds=4, read_token_file=ingest.config.read_token_file
+    )
     recorder.put_desired(recording=True)
     recorder.wait_status(lambda s: s["state"] == "waiting", 20, "waiting for a publisher")
 

@@ -1,4 +1,5 @@
 """recordType transcoded against the real origin agent: its CMAF ladder, its backstage gate."""
+
 from __future__ import annotations
 
 import pytest
@@ -14,8 +15,9 @@ def test_records_the_top_cmaf_rung_once_the_origin_lets_viewers_in(origins, tran
     transcoders.start(origin)
     recorder = recorder_agent.start(origin.url("hls/cmaf/master.m3u8"), record_type="transcoded", split_seconds=3600)
     recorder.put_desired(recording=True)
-    waiting = recorder.wait_status(lambda s: s["state"] == "waiting" and s["sourceError"], 30,
-                                   "the backstage gate to keep it waiting")
+    waiting = recorder.wait_status(
+        lambda s: s["state"] == "waiting" and s["sourceError"], 30, "the backstage gate to keep it waiting"
+    )
     assert waiting["files"] == [] and waiting["recordings"] == []
     # Why it waits is in /status, for the operator to tell the user (the token never is).
     assert waiting["sourceError"].endswith("/hls/cmaf/master.m3u8: playlist answered HTTP 403"), waiting
@@ -48,8 +50,9 @@ def test_with_the_read_token_a_transcoded_recording_starts_in_backstage(origins,
     # GetStream: "recording starts in backstage mode"; the origin still keeps viewers out.
     origin = origins.start()
     transcoders.start(origin)
-    recorder = recorder_agent.start(origin.url("hls/cmaf/master.m3u8"), record_type="transcoded",
-                                    read_token_file=origin.config.read_token_file)
+    recorder = recorder_agent.start(
+        origin.url("hls/cmaf/master.m3u8"), record_type="transcoded", read_token_file=origin.config.read_token_file
+    )
     recorder.put_desired(recording=True)
     recorder.wait_status(lambda s: s["durationSeconds"] >= 4, 60, "4 s recorded in backstage")
     assert origin.get("hls/cmaf/master.m3u8").status_code == 403, "anonymous backstage playback stays refused"

@@ -1,4 +1,5 @@
 """Recording the origin's HLS (recordType transcoded): the top rung, copied, not re-encoded."""
+
 from __future__ import annotations
 
 import time
@@ -11,8 +12,13 @@ pytestmark = [pytest.mark.media, pytest.mark.timeout(150)]
 
 
 def test_transcoded_recording_copies_the_top_rung_and_never_rerecords_a_stale_playlist(hls_source, recorder_agent):
-    recorder = recorder_agent.start(hls_source.master_url, record_type="transcoded", split_seconds=4,
-                                    finalize_after_seconds=4, stall_timeout_seconds=4)
+    recorder = recorder_agent.start(
+        hls_source.master_url,
+        record_type="transcoded",
+        split_seconds=4,
+        finalize_after_seconds=4,
+        stall_timeout_seconds=4,
+    )
     recorder.put_desired(recording=True)
     recorder.wait_status(lambda s: s["state"] == "waiting", 20, "waiting while the playlist does not exist")
     recorder.wait_log("playlist answered HTTP 404", 20)

@@ -1,4 +1,5 @@
 """A dropped stream: back within finalizeAfterSeconds = same session; gone longer = finalized."""
+
 from __future__ import annotations
 
 import time

@@ -1,4 +1,5 @@
 """Recording the ingest's RTMP (recordType origin): idle until live, split parts, sidecar on stop."""
+
 from __future__ import annotations
 
 import re
@@ -14,9 +15,24 @@ PART = re.compile(r"^default_show_(\d{8}T\d{6}Z)_part(\d{4})\.mp4$")
 
 
 def video_frames(path) -> int:
-    out = subprocess.run([FFPROBE, "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
-                          "stream=nb_read_frames", "-of", "default=nw=1:nk=1", str(path)],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [
+            FFPROBE,
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "default=nw=1:nk=1",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return int(out.stdout.strip().splitlines()[0])
 
 
@@ -57,8 +73,12 @@ def test_waits_for_the_source_then_records_split_parts_and_finalizes_on_stop(rtm
         video = next(s for s in info["streams"] if s["codec_type"] == "video")
         assert any(s["codec_type"] == "audio" and s["codec_name"] == "aac" for s in info["streams"])
         # Stream copy: same codec, size and profile as the publisher sent (x264 re-encodes default to High).
-        assert (video["codec_name"], video["width"], video["height"], video.get("profile")) == \
-            (source_video["codec_name"], source_video["width"], source_video["height"], source_video.get("profile"))
+        assert (video["codec_name"], video["width"], video["height"], video.get("profile")) == (
+            source_video["codec_name"],
+            source_video["width"],
+            source_video["height"],
+            source_video.get("profile"),
+        )
         duration = float(info["format"]["duration"])
         total += duration
         if index < len(files) - 1:

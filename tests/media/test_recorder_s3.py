@@ -6,6 +6,7 @@ in the bucket byte for byte under its deterministic key, exactly once, however t
 recorder fails on the way; a part leaves the volume only once the store holds it; what goes wrong
 is in /status in words that say what to fix.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,9 +31,16 @@ PREFIX = "shows/2026"
 
 def s3_config(endpoint: str, credentials_dir: Path, **overrides) -> S3UploadConfig:
     key_file, secret_file = credentials_dir / "accessKeyId", credentials_dir / "secretAccessKey"
-    fields = dict(endpoint=endpoint, bucket=BUCKET, prefix=PREFIX, force_path_style=True,
-                  access_key_id_file=str(key_file), secret_access_key_file=str(secret_file),
-                  request_timeout_seconds=3, retry_max_seconds=2)
+    fields = dict(
+        endpoint=endpoint,
+        bucket=BUCKET,
+        prefix=PREFIX,
+        force_path_style=True,
+        access_key_id_file=str(key_file),
+        secret_access_key_file=str(secret_file),
+        request_timeout_seconds=3,
+        retry_max_seconds=2,
+    )
     fields.update(overrides)
     return S3UploadConfig(**fields)
 
@@ -89,15 +97,16 @@ def session_of(part: str) -> str:
 
 
 def key_of(name: str, livestream: str = "default/show") -> str:
-    session = session_of(name) if name.endswith(".mp4") else name[:-len(".json")]
+    session = session_of(name) if name.endswith(".mp4") else name[: -len(".json")]
     return object_key(PREFIX, livestream, session, name)
 
 
 def keys_of(parts, livestream: str = "default/show") -> set[str]:
     """The objects of uploaded parts: each part and its HLS VOD playlist (<part>.m3u8) next to it."""
     parts = list(parts)
-    return {key_of(p, livestream) for p in parts} | \
-        {key_of(p, livestream).removesuffix(".mp4") + ".m3u8" for p in parts}
+    return {key_of(p, livestream) for p in parts} | {
+        key_of(p, livestream).removesuffix(".mp4") + ".m3u8" for p in parts
+    }
 
 
 def upload_of(status: dict) -> dict:
@@ -106,28 +115,44 @@ def upload_of(status: dict) -> dict:
 
 def all_uploaded(status: dict) -> bool:
     upload = upload_of(status)
-    return (status["state"] == "idle" and bool(status["recordings"]) and upload.get("pending") == 0
-            and upload.get("uploading") is None)
+    return (
+        status["state"] == "idle"
+        and bool(status["recordings"])
+        and upload.get("pending") == 0
+        and upload.get("uploading") is None
+    )
 
 
 def test_parts_are_uploaded_as_they_finish_and_the_objects_are_the_files(
-        rtmp_source, recorder_agent, publishers, seaweedfs, keepers, tmp_path):
+    rtmp_source, recorder_agent, publishers, seaweedfs, keepers, tmp_path
+):
     seaweedfs.create_bucket(BUCKET)
     creds = tmp_path / "s3-secret"
     write_credentials(creds)
     publishers.rtmp(rtmp_source.publish_url)
-    recorder = recorder_agent.start(rtmp_source.read_url, split_seconds=4,
-                                    s3=s3_config(seaweedfs.endpoint, creds, keep_local_copy=True))
+    recorder = recorder_agent.start(
+        rtmp_source.read_url, split_seconds=4, s3=s3_config(seaweedfs.endpoint, creds, keep_local_copy=True)
+    )
     keeper = keepers(recorder.output_dir, tmp_path / "kept")
     status = recorder.status()
-    assert upload_of(status) == {"target": f"s3://{BUCKET}/{PREFIX}/", "endpoint": seaweedfs.endpoint, "pending": 0,
-                                 "uploading": None, "error": None, "errorKind": None, "failingSince": None,
-                                 "nextAttemptAt": None}
+    assert upload_of(status) == {
+        "target": f"s3://{BUCKET}/{PREFIX}/",
+        "endpoint": seaweedfs.endpoint,
+        "pending": 0,
+        "uploading": None,
+        "error": None,
+        "errorKind": None,
+        "failingSince": None,
+        "nextAttemptAt": None,
+    }
 
     recorder.put_desired(recording=True)
     # A split part is uploaded while the recording goes on: the session is not waited for.
-    first = wait_for(lambda: keeper.collect() and seaweedfs.objects(BUCKET, PREFIX), 40,
-                     what="a first part in the bucket while recording")
+    first = wait_for(
+        lambda: keeper.collect() and seaweedfs.objects(BUCKET, PREFIX),
+        40,
+        what="a first part in the bucket while recording",
+    )
     during = recorder.status()
     assert during["state"] == "recording", during
     assert not any(key.endswith(".json") for key in first), "the sidecar waits for the end of the session"
@@ -166,19 +191,22 @@ def test_parts_are_uploaded_as_they_finish_and_the_objects_are_the_files(
     assert [p["object"]["url"] for p in sidecar["parts"]] == [p["object"]["url"] for p in recorded_parts]
     metrics = recorder.metrics()
     assert 'onair_recorder_upload_pending{livestream="default/show"} 0.0' in metrics
-    attempts = dict(line.rsplit(" ", 1) for line in metrics.splitlines()
-                    if line.startswith("onair_recorder_upload_attempts_total{"))
+    attempts = dict(
+        line.rsplit(" ", 1) for line in metrics.splitlines() if line.startswith("onair_recorder_upload_attempts_total{")
+    )
     # Every part and the sidecar uploaded once. A loaded machine may make an attempt time out on
     # the way (counted by its outcome, then retried as designed): that is allowed, a second object
     # or a lost part (checked above) is not.
     uploaded = 'onair_recorder_upload_attempts_total{livestream="default/show",outcome="uploaded"}'
     assert float(attempts.pop(uploaded, 0)) == len(parts) + 1, attempts
-    assert all(outcome == 'outcome="unreachable"'
-               for outcome in (key.rsplit(",", 1)[1].rstrip("}") for key in attempts)), attempts
+    assert all(
+        outcome == 'outcome="unreachable"' for outcome in (key.rsplit(",", 1)[1].rstrip("}") for key in attempts)
+    ), attempts
 
 
 def test_store_down_during_an_upload_then_back_loses_nothing(
-        rtmp_source, recorder_agent, publishers, seaweedfs, throttled_proxy, keepers, tmp_path):
+    rtmp_source, recorder_agent, publishers, seaweedfs, throttled_proxy, keepers, tmp_path
+):
     seaweedfs.create_bucket(BUCKET)
     creds = tmp_path / "s3-secret"
     write_credentials(creds)
@@ -186,18 +214,21 @@ def test_store_down_during_an_upload_then_back_loses_nothing(
     # store goes down in the middle of one.
     proxy = throttled_proxy(seaweedfs.ports["s3"], rate=300_000)
     publishers.rtmp(rtmp_source.publish_url)
-    recorder = recorder_agent.start(rtmp_source.read_url, split_seconds=4,
-                                    s3=s3_config(proxy.endpoint, creds, request_timeout_seconds=10))
+    recorder = recorder_agent.start(
+        rtmp_source.read_url, split_seconds=4, s3=s3_config(proxy.endpoint, creds, request_timeout_seconds=10)
+    )
     keeper = keepers(recorder.output_dir, tmp_path / "kept")
     recorder.put_desired(recording=True)
 
     def uploading_for_a_while():
         return upload_of(recorder.status()).get("uploading") and proxy.forwarded > 100_000
+
     wait_for(uploading_for_a_while, 60, interval=0.1, what="an upload under way")
     seaweedfs.stop()
 
-    failing = recorder.wait_status(lambda s: upload_of(s).get("errorKind") == "unreachable", 30,
-                                   "the upload failing while the store is down")
+    failing = recorder.wait_status(
+        lambda s: upload_of(s).get("errorKind") == "unreachable", 30, "the upload failing while the store is down"
+    )
     upload = upload_of(failing)
     assert proxy.endpoint in upload["error"] and "retrying" in upload["error"], upload
     assert upload["failingSince"] and upload["nextAttemptAt"] and upload["pending"] >= 1
@@ -208,7 +239,9 @@ def test_store_down_during_an_upload_then_back_loses_nothing(
 
     seaweedfs.start()
     proxy.rate = 100_000_000  # the link is back to full speed too: the backlog clears quickly
-    recorder.wait_status(lambda s: upload_of(s).get("error") is None, 60, "uploads working again once the store is back")
+    recorder.wait_status(
+        lambda s: upload_of(s).get("error") is None, 60, "uploads working again once the store is back"
+    )
     recorder.put_desired(recording=False)
     done = recorder.wait_status(all_uploaded, 120, "every file uploaded")
 
@@ -225,26 +258,35 @@ def test_store_down_during_an_upload_then_back_loses_nothing(
 
 
 def test_wrong_credentials_and_a_missing_bucket_say_so_and_recover_when_fixed(
-        rtmp_source, recorder_agent, publishers, seaweedfs, tmp_path):
+    rtmp_source, recorder_agent, publishers, seaweedfs, tmp_path
+):
     seaweedfs.create_bucket(BUCKET)
     wrong = tmp_path / "wrong-secret"
     write_credentials(wrong, secret_key="not-the-secret")
     fine = tmp_path / "fine-secret"
     write_credentials(fine)
     publishers.rtmp(rtmp_source.publish_url)
-    bad_key = recorder_agent.start(rtmp_source.read_url, livestream="default/badkey",
-                                   output_dir=tmp_path / "badkey", s3=s3_config(seaweedfs.endpoint, wrong))
-    no_bucket = recorder_agent.start(rtmp_source.read_url, livestream="default/nobucket",
-                                     output_dir=tmp_path / "nobucket",
-                                     s3=s3_config(seaweedfs.endpoint, fine, bucket="missing-bucket"))
+    bad_key = recorder_agent.start(
+        rtmp_source.read_url,
+        livestream="default/badkey",
+        output_dir=tmp_path / "badkey",
+        s3=s3_config(seaweedfs.endpoint, wrong),
+    )
+    no_bucket = recorder_agent.start(
+        rtmp_source.read_url,
+        livestream="default/nobucket",
+        output_dir=tmp_path / "nobucket",
+        s3=s3_config(seaweedfs.endpoint, fine, bucket="missing-bucket"),
+    )
     for recorder in (bad_key, no_bucket):
         recorder.put_desired(recording=True)
     for recorder in (bad_key, no_bucket):
         recorder.wait_status(lambda s: s["durationSeconds"] >= 4, 40, "4 s recorded")
         recorder.put_desired(recording=False)
 
-    refused = bad_key.wait_status(lambda s: upload_of(s).get("errorKind") == "credentials" and s["recordings"], 40,
-                                  "the credentials refused")
+    refused = bad_key.wait_status(
+        lambda s: upload_of(s).get("errorKind") == "credentials" and s["recordings"], 40, "the credentials refused"
+    )
     message = upload_of(refused)["error"]
     assert "refused the credentials" in message and "SignatureDoesNotMatch" in message, message
     assert "accessKeyId and secretAccessKey" in message and "not-the-secret" not in message
@@ -253,28 +295,33 @@ def test_wrong_credentials_and_a_missing_bucket_say_so_and_recover_when_fixed(
     assert (bad_key.output_dir / part["file"]).exists()
 
     missing = no_bucket.wait_status(lambda s: upload_of(s).get("errorKind") == "bucket", 40, "the missing bucket")
-    assert upload_of(missing)["error"].startswith(f"bucket missing-bucket does not exist at {seaweedfs.endpoint}"), \
+    assert upload_of(missing)["error"].startswith(f"bucket missing-bucket does not exist at {seaweedfs.endpoint}"), (
         upload_of(missing)["error"]
+    )
     assert "create it" in upload_of(missing)["error"]
     assert seaweedfs.objects(BUCKET) == {}
 
     # Fixed the way a user fixes them: the Secret's files rewritten (no restart), the bucket created.
     write_credentials(wrong)
     seaweedfs.create_bucket("missing-bucket")
-    for recorder, bucket, livestream in ((bad_key, BUCKET, "default/badkey"),
-                                         (no_bucket, "missing-bucket", "default/nobucket")):
+    for recorder, bucket, livestream in (
+        (bad_key, BUCKET, "default/badkey"),
+        (no_bucket, "missing-bucket", "default/nobucket"),
+    ):
         done = recorder.wait_status(all_uploaded, 60, "uploads once fixed")
         assert upload_of(done).get("error") is None and upload_of(done).get("errorKind") is None
         objects = seaweedfs.objects(bucket, PREFIX)
         parts = [p["file"] for p in done["recordings"][-1]["parts"]]
-        assert set(objects) == keys_of(parts, livestream) | \
-            {key_of(f"{done['recordings'][-1]['session']}.json", livestream)}
+        assert set(objects) == keys_of(parts, livestream) | {
+            key_of(f"{done['recordings'][-1]['session']}.json", livestream)
+        }
         assert all(p.get("object") and p.get("uploadError") is None for p in done["recordings"][-1]["parts"])
     assert RECORDER_KEY  # the recorder identity may write but not create buckets (tests/fixtures/s3.py)
 
 
 def test_recorder_killed_mid_upload_then_restarted_uploads_each_part_exactly_once(
-        rtmp_source, recorder_agent, publishers, seaweedfs, throttled_proxy, keepers, tmp_path):
+    rtmp_source, recorder_agent, publishers, seaweedfs, throttled_proxy, keepers, tmp_path
+):
     seaweedfs.create_bucket(BUCKET)
     creds = tmp_path / "s3-secret"
     write_credentials(creds)
@@ -290,8 +337,12 @@ def test_recorder_killed_mid_upload_then_restarted_uploads_each_part_exactly_onc
     parts = keeper.collect()
     assert len(parts) == 1
 
-    in_flight = wait_for(lambda: seaweedfs.multipart_uploads(BUCKET) if proxy.forwarded > 50_000 else None, 60,
-                         interval=0.1, what="a multipart upload in flight")
+    in_flight = wait_for(
+        lambda: seaweedfs.multipart_uploads(BUCKET) if proxy.forwarded > 50_000 else None,
+        60,
+        interval=0.1,
+        what="a multipart upload in flight",
+    )
     assert [u["Key"] for u in in_flight] == [key_of(parts[0])]
     recorder.kill_everything()
     assert seaweedfs.multipart_uploads(BUCKET), "the killed recorder left its multipart upload open"
@@ -316,20 +367,25 @@ def test_recorder_killed_mid_upload_then_restarted_uploads_each_part_exactly_onc
 
 
 def test_a_session_that_resumes_after_its_first_part_left_the_volume_never_reuses_its_number(
-        rtmp_source, recorder_agent, publishers, seaweedfs, keepers, tmp_path):
+    rtmp_source, recorder_agent, publishers, seaweedfs, keepers, tmp_path
+):
     seaweedfs.create_bucket(BUCKET)
     creds = tmp_path / "s3-secret"
     write_credentials(creds)
-    recorder = recorder_agent.start(rtmp_source.read_url, finalize_after_seconds=15,
-                                    s3=s3_config(seaweedfs.endpoint, creds))
+    recorder = recorder_agent.start(
+        rtmp_source.read_url, finalize_after_seconds=15, s3=s3_config(seaweedfs.endpoint, creds)
+    )
     keeper = keepers(recorder.output_dir, tmp_path / "kept")
     recorder.put_desired(recording=True)
     first = publishers.rtmp(rtmp_source.publish_url)
     recorder.wait_status(lambda s: s["durationSeconds"] >= 4, 40, "4 s recorded")
     first.stop()
     # The stream dropped: its part is finished, uploaded and removed while the session waits for it.
-    gone = recorder.wait_status(lambda s: s["state"] == "reconnecting" and not s["files"] and keeper.collect(), 30,
-                                "the first part uploaded and off the volume while reconnecting")
+    gone = recorder.wait_status(
+        lambda s: s["state"] == "reconnecting" and not s["files"] and keeper.collect(),
+        30,
+        "the first part uploaded and off the volume while reconnecting",
+    )
     assert gone["startedAt"]
     publishers.rtmp(rtmp_source.publish_url)
     recorder.wait_status(lambda s: s["state"] == "recording" and s["files"], 30, "the session going on in a new part")
@@ -339,9 +395,14 @@ def test_a_session_that_resumes_after_its_first_part_left_the_volume_never_reuse
 
     [session] = done["recordings"]
     parts = keeper.collect()
-    assert [p["file"] for p in session["parts"]] == parts == [
-        f"{session['session']}_part0001.mp4", f"{session['session']}_part0002.mp4"]
-    assert all(p["durationSeconds"] and p["bytes"] for p in session["parts"]), "the removed part keeps its size and duration"
+    assert (
+        [p["file"] for p in session["parts"]]
+        == parts
+        == [f"{session['session']}_part0001.mp4", f"{session['session']}_part0002.mp4"]
+    )
+    assert all(p["durationSeconds"] and p["bytes"] for p in session["parts"]), (
+        "the removed part keeps its size and duration"
+    )
     objects = seaweedfs.objects(BUCKET, PREFIX)
     assert set(objects) == keys_of(parts) | {key_of(f"{session['session']}.json")}
     for name in parts:
@@ -349,7 +410,8 @@ def test_a_session_that_resumes_after_its_first_part_left_the_volume_never_reuse
 
 
 def test_deleting_an_uploaded_session_deletes_its_objects_and_its_files(
-        rtmp_source, recorder_agent, publishers, seaweedfs, tmp_path):
+    rtmp_source, recorder_agent, publishers, seaweedfs, tmp_path
+):
     """DELETE /recordings/<session> (what deleting its Recording does): the parts' objects and the
     sidecar's object go with the files and upload markers on the volume; another session stays; a
     store that refuses says why (and nothing on the volume goes), a retry once fixed finishes it."""
@@ -357,16 +419,16 @@ def test_deleting_an_uploaded_session_deletes_its_objects_and_its_files(
     creds = tmp_path / "s3-secret"
     write_credentials(creds)
     publisher = publishers.rtmp(rtmp_source.publish_url)
-    recorder = recorder_agent.start(rtmp_source.read_url, split_seconds=2,
-                                    s3=s3_config(seaweedfs.endpoint, creds))
+    recorder = recorder_agent.start(rtmp_source.read_url, split_seconds=2, s3=s3_config(seaweedfs.endpoint, creds))
     sessions = []
     for _ in range(2):
         before = len(recorder.status()["recordings"])
         recorder.put_desired(recording=True)
         recorder.wait_status(lambda s: s["durationSeconds"] >= 4, 40, "4 s recorded")
         recorder.put_desired(recording=False)
-        done = recorder.wait_status(lambda s: len(s["recordings"]) == before + 1 and all_uploaded(s), 60,
-                                    "the session finalized and uploaded")
+        done = recorder.wait_status(
+            lambda s: len(s["recordings"]) == before + 1 and all_uploaded(s), 60, "the session finalized and uploaded"
+        )
         sessions.append(done["recordings"][-1])
     publisher.stop()
     first, second = sessions
@@ -406,7 +468,8 @@ def test_deleting_an_uploaded_session_deletes_its_objects_and_its_files(
 
 
 def test_the_deletion_pod_command_deletes_the_objects_with_the_mounted_credentials(
-        rtmp_source, recorder_agent, publishers, seaweedfs, tmp_path):
+    rtmp_source, recorder_agent, publishers, seaweedfs, tmp_path
+):
     """`onair agent recorder --delete-session ... --s3-config ...`: the one-shot pod the operator
     starts when no recorder runs on the volume, with the credentials Secret mounted like the recorder's."""
     import subprocess
@@ -428,9 +491,25 @@ def test_the_deletion_pod_command_deletes_the_objects_with_the_mounted_credentia
     assert seaweedfs.objects(BUCKET, PREFIX)
 
     def run(*extra: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "onair.cli", "agent", "recorder", "--delete-session", session,
-                               "--livestream", "default/show", "--output-dir", str(recorder.output_dir), *extra],
-                              capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "onair.cli",
+                "agent",
+                "recorder",
+                "--delete-session",
+                session,
+                "--livestream",
+                "default/show",
+                "--output-dir",
+                str(recorder.output_dir),
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     write_credentials(creds, secret_key="not-the-secret")
     failed = run("--s3-config", config.model_dump_json())
@@ -445,7 +524,8 @@ def test_the_deletion_pod_command_deletes_the_objects_with_the_mounted_credentia
 
 
 def test_deleting_a_session_while_its_part_is_uploading_cuts_the_upload_off_and_leaves_nothing(
-        rtmp_source, recorder_agent, publishers, seaweedfs, throttled_proxy, tmp_path):
+    rtmp_source, recorder_agent, publishers, seaweedfs, throttled_proxy, tmp_path
+):
     """A part can take minutes to upload: deleting its session does not wait for it (the operator's
     request would time out), it cuts it off and aborts the multipart upload it leaves."""
     seaweedfs.create_bucket(BUCKET)
@@ -453,14 +533,16 @@ def test_deleting_a_session_while_its_part_is_uploading_cuts_the_upload_off_and_
     write_credentials(creds)
     proxy = throttled_proxy(seaweedfs.ports["s3"], rate=20_000)  # far slower than the recording
     publisher = publishers.rtmp(rtmp_source.publish_url)
-    recorder = recorder_agent.start(rtmp_source.read_url, s3=s3_config(proxy.endpoint, creds,
-                                                                       request_timeout_seconds=10,
-                                                                       part_size_bytes=5 * 1024 * 1024))
+    recorder = recorder_agent.start(
+        rtmp_source.read_url,
+        s3=s3_config(proxy.endpoint, creds, request_timeout_seconds=10, part_size_bytes=5 * 1024 * 1024),
+    )
     recorder.put_desired(recording=True)
     recorder.wait_status(lambda s: s["durationSeconds"] >= 6, 40, "6 s recorded")
     recorder.put_desired(recording=False)
-    done = recorder.wait_status(lambda s: bool(s["recordings"]) and upload_of(s).get("uploading"), 40,
-                                "the finished session's part uploading")
+    done = recorder.wait_status(
+        lambda s: bool(s["recordings"]) and upload_of(s).get("uploading"), 40, "the finished session's part uploading"
+    )
     publisher.stop()
     session = done["recordings"][-1]["session"]
     wait_for(lambda: proxy.forwarded > 20_000, 20, interval=0.1, what="the upload under way")

@@ -13,6 +13,7 @@ the latency may not grow, beyond what telling two sources' frames apart by their
 one frame interval plus the relay's reading in chunks (``READ_INTERVAL_SECONDS``, 100 ms, on each of
 the two sources). Everything compares content timestamps with media timestamps: no wall-clock timing.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -27,13 +28,22 @@ SKIP_BOUND_MS = GOP_SECONDS * 1000 + FRAME_MS + 2 * 100
 
 
 def test_failover_and_return_neither_repeat_content_nor_add_latency(rtmp_server, transcoder_agent):
-    tx = transcoder_agent.start(main_url=rtmp_server.url("main"), backup_url=rtmp_server.url("backup"),
-                                tracks=[RUNG], source_size=(WIDTH, HEIGHT), hls_mpegts=False, dash=False,
-                                screenshot_interval_seconds=0, segment_seconds=1.0, return_seconds=2.0)
+    tx = transcoder_agent.start(
+        main_url=rtmp_server.url("main"),
+        backup_url=rtmp_server.url("backup"),
+        tracks=[RUNG],
+        source_size=(WIDTH, HEIGHT),
+        hls_mpegts=False,
+        dash=False,
+        screenshot_interval_seconds=0,
+        segment_seconds=1.0,
+        return_seconds=2.0,
+    )
     # Main is killed 12 frames before the backup's next keyframe: its cached keyframe then holds
     # about 1.6 s of capture that viewers already saw from main.
-    switches = failover_and_return(tx, rtmp_server.url, RUNG, width=WIDTH, height=HEIGHT, gop_seconds=GOP_SECONDS,
-                                   kill_frames_before_key=12)
+    switches = failover_and_return(
+        tx, rtmp_server.url, RUNG, width=WIDTH, height=HEIGHT, gop_seconds=GOP_SECONDS, kill_frames_before_key=12
+    )
     for switch, figures in switches.items():
         print(f"{switch}: {figures}")
     for switch, figures in switches.items():

@@ -3,6 +3,7 @@ segment, chunk by chunk as ffmpeg writes it -> origin agent. What an LL-DASH cli
 announces the chunks (availabilityTimeOffset, availabilityTimeComplete="false", a ServiceDescription
 latency target, the origin's UTCTiming), and the segment being written answered with HTTP chunked
 transfer: its first chunks before the segment is complete, and in the end exactly the finished segment."""
+
 from __future__ import annotations
 
 import re
@@ -44,9 +45,19 @@ def lldash_chain(ingest_agent, origins, transcoder_agent, publishers, tmp_path):
     origin = origins.start(phase="live", low_latency=True, part_seconds=0.2)
     token_file = tmp_path / "uploadToken"
     token_file.write_text(origin.upload_token + "\n")
-    tx = transcoder_agent.start(main_url=ingest.read_url, tracks=["180p", "144p"], source_size=(320, 180),
-                                output_dir=None, output_url=origin.upload_url, output_token_file=str(token_file),
-                                low_latency=True, part_seconds=0.2, hls_cmaf=False, hls_mpegts=False, dash=True)
+    tx = transcoder_agent.start(
+        main_url=ingest.read_url,
+        tracks=["180p", "144p"],
+        source_size=(320, 180),
+        output_dir=None,
+        output_url=origin.upload_url,
+        output_token_file=str(token_file),
+        low_latency=True,
+        part_seconds=0.2,
+        hls_cmaf=False,
+        hls_mpegts=False,
+        dash=True,
+    )
     publishers.rtmp(ingest.rtmp_url, width=320, height=180, fps=30)
     ingest.wait_receiving()
     tx.wait_status(lambda s: s.get("activeSource") == "main", 30, "main selected")
@@ -138,7 +149,25 @@ def test_a_request_for_the_next_segment_is_held_until_its_first_chunk(lldash_cha
 def test_a_client_without_ll_dash_support_plays_the_same_mpd(lldash_chain):
     """ffmpeg's dash demuxer knows nothing of availabilityTimeOffset or chunks: it still decodes the live stream."""
     origin, _ = lldash_chain
-    done = subprocess.run([FFMPEG, "-v", "error", "-stats", "-i", origin.url("dash/manifest.mpd"), "-map", "0:v:0",
-                           "-frames:v", "45", "-f", "null", "-"], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            FFMPEG,
+            "-v",
+            "error",
+            "-stats",
+            "-i",
+            origin.url("dash/manifest.mpd"),
+            "-map",
+            "0:v:0",
+            "-frames:v",
+            "45",
+            "-f",
+            "null",
+            "-",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert re.findall(r"frame=\s*(\d+)", done.stderr)[-1] == "45", done.stderr[-2000:]

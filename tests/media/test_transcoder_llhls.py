@@ -2,6 +2,7 @@
 part by part -> origin agent. What an LL-HLS client gets: parts of the live segment that decode,
 INDEPENDENT parts exactly where segments (keyframes) begin, aligned across the ladder, segments made
 of exactly their parts, and a blocking reload answered when the next part exists."""
+
 from __future__ import annotations
 
 import m3u8
@@ -39,9 +40,18 @@ def ll_chain(ingest_agent, origins, transcoder_agent, publishers, tmp_path):
     origin = origins.start(phase="live", low_latency=True)
     token_file = tmp_path / "uploadToken"
     token_file.write_text(origin.upload_token + "\n")
-    tx = transcoder_agent.start(main_url=ingest.read_url, tracks=list(RUNGS), source_size=(320, 180),
-                                output_dir=None, output_url=origin.upload_url, output_token_file=str(token_file),
-                                low_latency=True, part_seconds=0.2, hls_mpegts=False, dash=False)
+    tx = transcoder_agent.start(
+        main_url=ingest.read_url,
+        tracks=list(RUNGS),
+        source_size=(320, 180),
+        output_dir=None,
+        output_url=origin.upload_url,
+        output_token_file=str(token_file),
+        low_latency=True,
+        part_seconds=0.2,
+        hls_mpegts=False,
+        dash=False,
+    )
     publishers.rtmp(ingest.rtmp_url, width=320, height=180, fps=30)
     ingest.wait_receiving()
     tx.wait_status(lambda s: s.get("activeSource") == "main", 30, "main selected")
@@ -52,6 +62,7 @@ def ll_chain(ingest_agent, origins, transcoder_agent, publishers, tmp_path):
             response = origin.get(f"hls/cmaf/{rung}/index.m3u8")
             pl = m3u8.loads(response.text) if response.status_code == 200 else None
             return pl if pl and len(complete(pl)) >= n and pl.part_inf else None
+
         return check
 
     for rung in RUNGS:
@@ -94,12 +105,12 @@ def test_parts_of_a_live_stream_are_served_aligned_and_decodable(ll_chain, tmp_p
     msn, part = last_part(pl)
     other, _ = playlist_of(origin, "144p", _HLS_msn=msn, _HLS_part=part)  # the same live edge
     ours = {pl.media_sequence + i: [p.duration for p in s.parts] for i, s in enumerate(complete(pl)) if s.parts}
-    theirs = {other.media_sequence + i: [p.duration for p in s.parts] for i, s in enumerate(complete(other))
-              if s.parts}
+    theirs = {other.media_sequence + i: [p.duration for p in s.parts] for i, s in enumerate(complete(other)) if s.parts}
     common = sorted(set(ours) & set(theirs))
     assert len(common) >= 2 and all(ours[m] == theirs[m] for m in common)
-    assert [s.uri.replace("180p", "") for s in complete(pl)][:len(complete(other))] == \
-        [s.uri.replace("144p", "") for s in complete(other)][:len(complete(pl))]
+    assert [s.uri.replace("180p", "") for s in complete(pl)][: len(complete(other))] == [
+        s.uri.replace("144p", "") for s in complete(other)
+    ][: len(complete(pl))]
 
 
 def test_a_blocking_reload_returns_as_soon_as_the_next_part_exists(ll_chain):
@@ -124,6 +135,7 @@ def test_delta_updates_from_the_live_chain(ll_chain):
     delta, text = playlist_of(origin, "180p", _HLS_skip="YES")
     full, _ = playlist_of(origin, "180p")
     assert delta.skip and delta.skip.skipped_segments >= 1
-    assert [s.uri for s in complete(delta)] == [s.uri for s in complete(full)][delta.skip.skipped_segments:][
-        :len(complete(delta))]
+    assert [s.uri for s in complete(delta)] == [s.uri for s in complete(full)][delta.skip.skipped_segments :][
+        : len(complete(delta))
+    ]
     assert text.index("#EXT-X-MAP") < text.index("#EXTINF")

@@ -1,4 +1,5 @@
 """Publish over RTMP -> every packaging of every rung, valid, aligned, and a screenshot."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -35,8 +36,11 @@ def test_publish_gives_hls_cmaf_ts_dash_and_a_screenshot(rtmp_server, publishers
     tx.wait_file("hls/cmaf/master.m3u8", 60)
     tx.wait_file("hls/ts/master.m3u8", 30)
     # Three segments per rendition so alignment and the window are visible.
-    wait_for(lambda: all(len(_media(out, k, r).segments) >= 3 for k in ("cmaf", "ts") for r in ("360p", "240p")),
-             60, what="three segments in every media playlist")
+    wait_for(
+        lambda: all(len(_media(out, k, r).segments) >= 3 for k in ("cmaf", "ts") for r in ("360p", "240p")),
+        60,
+        what="three segments in every media playlist",
+    )
 
     master = m3u8.loads((out / "hls/cmaf/master.m3u8").read_text())
     assert master.is_variant
@@ -65,7 +69,7 @@ def test_publish_gives_hls_cmaf_ts_dash_and_a_screenshot(rtmp_server, publishers
     durations = {rung: [round(s.duration, 2) for s in _media(out, "cmaf", rung).segments] for rung in ("360p", "240p")}
     n = min(len(d) for d in durations.values())
     assert durations["360p"][:n] == durations["240p"][:n]
-    assert all(abs(d - 2.0) < 0.05 for d in durations["360p"][:n - 1])
+    assert all(abs(d - 2.0) < 0.05 for d in durations["360p"][: n - 1])
 
     ts_master = m3u8.loads((out / "hls/ts/master.m3u8").read_text())
     assert ts_master.is_variant and len(ts_master.playlists) == 2
@@ -80,7 +84,9 @@ def test_publish_gives_hls_cmaf_ts_dash_and_a_screenshot(rtmp_server, publishers
     video_set = next(a for a in sets if a.content_type == "video")
     assert sorted(r.height for r in video_set.representations) == [240, 360]
     template = video_set.representations[0].segment_templates[0]
-    assert (out / "dash" / template.initialization.replace("$RepresentationID$", video_set.representations[0].id)).exists()
+    assert (
+        out / "dash" / template.initialization.replace("$RepresentationID$", video_set.representations[0].id)
+    ).exists()
 
     shot = tx.wait_file("screenshot.jpg", 30)
     info = ffprobe_json(str(shot))["streams"][0]
@@ -97,8 +103,11 @@ def test_publish_gives_hls_cmaf_ts_dash_and_a_screenshot(rtmp_server, publishers
 
     # Stopping the broadcast ends every playlist; the readers (and selection) keep running.
     tx.put_desired(broadcasting=False)
-    wait_for(lambda: all(_media(out, k, r).is_endlist for k in ("cmaf", "ts") for r in ("360p", "240p")),
-             30, what="ENDLIST in every media playlist")
+    wait_for(
+        lambda: all(_media(out, k, r).is_endlist for k in ("cmaf", "ts") for r in ("360p", "240p")),
+        30,
+        what="ENDLIST in every media playlist",
+    )
     status = tx.wait_status(lambda s: not s["broadcasting"], 10, "encoder stopped")
     assert status["activeSource"] == "main" and status["qualities"] == [] and status.get("speed") is None
     assert tx.encoder_pid() is None
@@ -108,14 +117,22 @@ def test_publish_gives_hls_cmaf_ts_dash_and_a_screenshot(rtmp_server, publishers
 
 @pytest.mark.slow
 def test_low_latency_one_second_segments_and_low_latency_dash(rtmp_server, publishers, transcoder_agent):
-    tx = transcoder_agent.start(main_url=rtmp_server.url("main"), tracks=["180p"], source_size=(320, 180),
-                                low_latency=True, segment_seconds=1, hls_mpegts=False, screenshot_interval_seconds=0)
+    tx = transcoder_agent.start(
+        main_url=rtmp_server.url("main"),
+        tracks=["180p"],
+        source_size=(320, 180),
+        low_latency=True,
+        segment_seconds=1,
+        hls_mpegts=False,
+        screenshot_interval_seconds=0,
+    )
     publishers.rtmp(rtmp_server.url("main"), width=320, height=180)
     tx.wait_status(lambda s: s.get("activeSource") == "main", 30, "main selected")
     tx.put_desired(phase="live", broadcasting=True)
     path = tx.wait_file("hls/cmaf/180p/index.m3u8", 40)
-    playlist = wait_for(lambda: (lambda p: p if len(p.segments) >= 4 else None)(m3u8.loads(path.read_text())),
-                        30, what="four segments")
+    playlist = wait_for(
+        lambda: (lambda p: p if len(p.segments) >= 4 else None)(m3u8.loads(path.read_text())), 30, what="four segments"
+    )
     assert all(abs(s.duration - 1.0) < 0.05 for s in playlist.segments[:-1])
     assert playlist.target_duration == 1
     mpd_text = tx.wait_file("dash/manifest.mpd").read_text()

@@ -4,6 +4,7 @@ zerolatency tune and pushed over RTMP to the ingest agent, read by the transcode
 as HLS (CMAF and MPEG-TS, two rungs). The first frame of each published segment is decoded and its
 stamp read back: the segment's date must be when that frame reached the ingest, which is its stamp
 plus the camera's encoding and the loopback, within a frame."""
+
 from __future__ import annotations
 
 import os
@@ -40,10 +41,10 @@ class VideoOnlyCamera(Camera):
     def argv(self) -> list[str]:
         args = super().argv()
         audio = args.index("-re")
-        args[audio:audio + 5] = []  # -re -f lavfi -i sine=...
+        args[audio : audio + 5] = []  # -re -f lavfi -i sine=...
         for option in ("-c:a", "-b:a", "-ar"):
             at = args.index(option)
-            args[at:at + 2] = []
+            args[at : at + 2] = []
         args.remove("-shortest")
         return args
 
@@ -51,10 +52,31 @@ class VideoOnlyCamera(Camera):
 def first_frame_stamp(rendition_dir: Path, kind: str, uri: str, init: Optional[str]) -> Optional[float]:
     """The capture time (Unix seconds) the first frame of a published segment carries."""
     data = ((rendition_dir / init).read_bytes() if init else b"") + (rendition_dir / uri).read_bytes()
-    out = subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-f", "mp4" if kind == "cmaf" else "mpegts",
-                          "-i", "pipe:0", "-frames:v", "1", "-vf", f"scale={WIDTH}:{HEIGHT}",
-                          "-f", "rawvideo", "-pix_fmt", "gray", "pipe:1"],
-                         input=data, capture_output=True, timeout=30, check=True).stdout
+    out = subprocess.run(
+        [
+            FFMPEG,
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-f",
+            "mp4" if kind == "cmaf" else "mpegts",
+            "-i",
+            "pipe:0",
+            "-frames:v",
+            "1",
+            "-vf",
+            f"scale={WIDTH}:{HEIGHT}",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "gray",
+            "pipe:1",
+        ],
+        input=data,
+        capture_output=True,
+        timeout=30,
+        check=True,
+    ).stdout
     if len(out) < WIDTH * HEIGHT:
         return None
     value = clock.read_band(lambda x, y: out[y * WIDTH + x], WIDTH, HEIGHT)
@@ -70,14 +92,29 @@ def published(out: Path, kind: str, rung: str) -> Optional[m3u8.M3U8]:
 def test_program_date_time_is_when_the_first_frame_reached_the_ingest(ingest_agent, transcoder_agent, low_latency):
     ingest = ingest_agent.start(slot="main", protocols=("rtmp",))
     renditions = [r for r in RENDITIONS if r[0] == "cmaf" or not low_latency]
-    tx = transcoder_agent.start(main_url=ingest.read_url, tracks=["360p", "180p"], source_size=(WIDTH, HEIGHT),
-                                hls_mpegts=not low_latency, dash=False, segment_seconds=1, playlist_segments=12,
-                                low_latency=low_latency, part_seconds=0.2,
-                                # Plain HLS as in production: veryfast with B-frames, so segments
-                                # start with a decode time before their keyframe's presentation.
-                                **({} if low_latency else {"preset": "veryfast"}))
-    camera = VideoOnlyCamera(ingest.rtmp_url, width=WIDTH, height=HEIGHT, fps=FPS, bitrate_kbps=800,
-                             keyframe_seconds=1, encoder="zerolatency").start()
+    tx = transcoder_agent.start(
+        main_url=ingest.read_url,
+        tracks=["360p", "180p"],
+        source_size=(WIDTH, HEIGHT),
+        hls_mpegts=not low_latency,
+        dash=False,
+        segment_seconds=1,
+        playlist_segments=12,
+        low_latency=low_latency,
+        part_seconds=0.2,
+        # Plain HLS as in production: veryfast with B-frames, so segments
+        # start with a decode time before their keyframe's presentation.
+        **({} if low_latency else {"preset": "veryfast"}),
+    )
+    camera = VideoOnlyCamera(
+        ingest.rtmp_url,
+        width=WIDTH,
+        height=HEIGHT,
+        fps=FPS,
+        bitrate_kbps=800,
+        keyframe_seconds=1,
+        encoder="zerolatency",
+    ).start()
     try:
         ingest.wait_receiving()
         tx.wait_status(lambda s: s.get("activeSource") == "main", 30, "main selected")
@@ -115,7 +152,9 @@ def test_program_date_time_is_when_the_first_frame_reached_the_ingest(ingest_age
             errors.append((kind, rung, seg.uri, round(date.timestamp() - stamp, 4)))
         dates_by_stamp[(kind, rung)] = dated
     late = [e for e in errors if not -FRAME <= e[3] <= FRAME + ENCODE_AND_TRANSIT]
-    assert len(errors) >= 5 * len(renditions) and not late, f"date - capture stamp (s) outside one frame: {late} (all: {errors})"
+    assert len(errors) >= 5 * len(renditions) and not late, (
+        f"date - capture stamp (s) outside one frame: {late} (all: {errors})"
+    )
     # The same cut has the same date in every rendition and packaging.
     reference = dates_by_stamp[RENDITIONS[0]]
     for rendition, dated in dates_by_stamp.items():
@@ -126,25 +165,53 @@ def test_program_date_time_is_when_the_first_frame_reached_the_ingest(ingest_age
 
 def test_a_restarted_encoder_is_dated_from_its_own_first_frame_and_never_goes_back(ingest_agent, transcoder_agent):
     ingest = ingest_agent.start(slot="main", protocols=("rtmp",))
-    tx = transcoder_agent.start(main_url=ingest.read_url, tracks=["180p"], source_size=(WIDTH, HEIGHT),
-                                hls_mpegts=False, dash=False, segment_seconds=1, playlist_segments=20)
-    camera = VideoOnlyCamera(ingest.rtmp_url, width=WIDTH, height=HEIGHT, fps=FPS, bitrate_kbps=800,
-                             keyframe_seconds=1, encoder="zerolatency").start()
+    tx = transcoder_agent.start(
+        main_url=ingest.read_url,
+        tracks=["180p"],
+        source_size=(WIDTH, HEIGHT),
+        hls_mpegts=False,
+        dash=False,
+        segment_seconds=1,
+        playlist_segments=20,
+    )
+    camera = VideoOnlyCamera(
+        ingest.rtmp_url,
+        width=WIDTH,
+        height=HEIGHT,
+        fps=FPS,
+        bitrate_kbps=800,
+        keyframe_seconds=1,
+        encoder="zerolatency",
+    ).start()
     try:
         ingest.wait_receiving()
         tx.wait_status(lambda s: s.get("activeSource") == "main", 30, "main selected")
         tx.put_desired(phase="live", broadcasting=True)
         assert tx.out is not None
         out = tx.out
-        wait_for(lambda: (pl := published(out, "cmaf", "180p")) is not None and len(pl.segments) >= 3, 60,
-                 what="3 segments of the first run")
+        wait_for(
+            lambda: (pl := published(out, "cmaf", "180p")) is not None and len(pl.segments) >= 3,
+            60,
+            what="3 segments of the first run",
+        )
         pid = tx.encoder_pid()
         assert pid is not None
         os.kill(pid, signal.SIGKILL)  # a crash: the next encoder is a new run
-        after = wait_for(lambda: (pl := published(out, "cmaf", "180p")) is not None
-                         and sum(1 for s in pl.segments[next((i for i, s in enumerate(pl.segments) if s.discontinuity),
-                                                              len(pl.segments)):]) >= 4 and pl,
-                         90, what="4 segments of the restarted run")
+        after = wait_for(
+            lambda: (
+                (pl := published(out, "cmaf", "180p")) is not None
+                and sum(
+                    1
+                    for s in pl.segments[
+                        next((i for i, s in enumerate(pl.segments) if s.discontinuity), len(pl.segments)) :
+                    ]
+                )
+                >= 4
+                and pl
+            ),
+            90,
+            what="4 segments of the restarted run",
+        )
     finally:
         camera.stop()
     segments = after.segments
@@ -153,7 +220,7 @@ def test_a_restarted_encoder_is_dated_from_its_own_first_frame_and_never_goes_ba
         assert (b.program_date_time - a.program_date_time).total_seconds() >= a.duration - 0.002, (a.uri, b.uri)
     rendition_dir = out / "hls/cmaf/180p"
     errors = []
-    for seg in segments[restart + 1:]:  # the first of the run may replay frames the last one showed
+    for seg in segments[restart + 1 :]:  # the first of the run may replay frames the last one showed
         stamp = first_frame_stamp(rendition_dir, "cmaf", seg.uri, seg.init_section.uri)
         assert stamp is not None, seg.uri
         errors.append((seg.uri, round(seg.program_date_time.timestamp() - stamp, 4)))

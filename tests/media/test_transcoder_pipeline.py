@@ -1,4 +1,5 @@
 """The real chain: ingest agents (main + backup) -> transcoder -> HTTP PUT -> origin agent -> viewer."""
+
 from __future__ import annotations
 
 import m3u8
@@ -16,9 +17,15 @@ def test_ingest_to_origin_over_http_with_failover(ingest_agent, origins, transco
     origin = origins.start(phase="live")
     token_file = tmp_path / "uploadToken"
     token_file.write_text(origin.upload_token + "\n")
-    tx = transcoder_agent.start(main_url=main.read_url, backup_url=backup.read_url, tracks=["180p", "144p"],
-                                source_size=(320, 180), output_dir=None, output_url=origin.upload_url,
-                                output_token_file=str(token_file))
+    tx = transcoder_agent.start(
+        main_url=main.read_url,
+        backup_url=backup.read_url,
+        tracks=["180p", "144p"],
+        source_size=(320, 180),
+        output_dir=None,
+        output_url=origin.upload_url,
+        output_token_file=str(token_file),
+    )
     main_pub = publishers.rtmp(main.rtmp_url, width=320, height=180)
     publishers.rtmp(backup.rtmp_url, width=320, height=180)
     main.wait_receiving()
@@ -60,9 +67,15 @@ def test_ingest_to_origin_over_http_with_failover(ingest_agent, origins, transco
     last = playlist.segments[-1].uri
     main_pub.kill()
     tx.wait_status(lambda s: s.get("activeSource") == "backup", 15, "backup on air")
-    newer = wait_for(lambda: (lambda p: p if p and p.segments[-1].uri != last and
-                              sum(1 for s in p.segments if s.uri > last) >= 2 else None)(playable("180p")),
-                     30, what="new segments after the failover")
+    newer = wait_for(
+        lambda: (
+            lambda p: (
+                p if p and p.segments[-1].uri != last and sum(1 for s in p.segments if s.uri > last) >= 2 else None
+            )
+        )(playable("180p")),
+        30,
+        what="new segments after the failover",
+    )
     assert not newer.is_endlist
     assert tx.status()["qualities"] == ["180p", "144p"]
     assert "onair_transcoder_upload_errors_total" in tx.metrics()

@@ -5,6 +5,7 @@ Every new encoder process starts in a working directory where the previous one l
 screenshot: all three ways a new process starts (a crash, a source with or without audio, the
 broadcast stopped and started again) run with screenshots on and must produce the new run's
 segments and a fresh screenshot."""
+
 from __future__ import annotations
 
 import os
@@ -41,8 +42,12 @@ class Watcher:
 
     def wait_run(self, run_id: str, timeout: float) -> m3u8.M3U8:
         """The playlist once it lists a segment of ``run_id``."""
-        return wait_for(lambda: (lambda p: p if any(run_id in s.uri for s in p.segments) else None)(self.read()),
-                        timeout, interval=0.2, what=f"a segment of run {run_id} in {self.path}")
+        return wait_for(
+            lambda: (lambda p: p if any(run_id in s.uri for s in p.segments) else None)(self.read()),
+            timeout,
+            interval=0.2,
+            what=f"a segment of run {run_id} in {self.path}",
+        )
 
 
 SCREENSHOT_EVERY = 1
@@ -58,6 +63,7 @@ def wait_screenshot_after(tx, previous_mtime_ns: int = 0, timeout: float = 30) -
         except FileNotFoundError:
             return None
         return mtime if mtime > previous_mtime_ns else None
+
     try:
         return wait_for(fresh, timeout, interval=0.2, what="a new screenshot")
     except TimeoutError as exc:
@@ -69,8 +75,13 @@ def new_run(tx, previous: str, timeout: float = 40) -> str:
 
 
 def test_encoder_crash_becomes_a_discontinuity_with_its_own_init(rtmp_server, publishers, transcoder_agent, tmp_path):
-    tx = transcoder_agent.start(main_url=rtmp_server.url("main"), tracks=["180p"], source_size=(320, 180),
-                                screenshot_interval_seconds=SCREENSHOT_EVERY, playlist_segments=10)
+    tx = transcoder_agent.start(
+        main_url=rtmp_server.url("main"),
+        tracks=["180p"],
+        source_size=(320, 180),
+        screenshot_interval_seconds=SCREENSHOT_EVERY,
+        playlist_segments=10,
+    )
     publishers.rtmp(rtmp_server.url("main"), width=320, height=180)
     tx.wait_status(lambda s: s.get("activeSource") == "main", 30, "main selected")
     tx.put_desired(phase="live", broadcasting=True)
@@ -88,6 +99,7 @@ def test_encoder_crash_becomes_a_discontinuity_with_its_own_init(rtmp_server, pu
     def restarted():
         cm, t = cmaf.read(), ts.read()
         return any(s.discontinuity for s in cm.segments) and any(s.discontinuity for s in t.segments) and cm
+
     playlist = wait_for(restarted, 40, interval=0.2, what="a discontinuity after the crash")
     status = tx.wait_status(lambda s: s.get("runId") not in (None, first_run), 10, "a new run id")
     second_run = status["runId"]
@@ -118,8 +130,14 @@ def test_encoder_crash_becomes_a_discontinuity_with_its_own_init(rtmp_server, pu
 
 
 def test_broadcast_stopped_and_started_again_publishes_a_new_run(rtmp_server, publishers, transcoder_agent):
-    tx = transcoder_agent.start(main_url=rtmp_server.url("main"), tracks=["180p"], source_size=(320, 180),
-                                screenshot_interval_seconds=SCREENSHOT_EVERY, hls_mpegts=False, dash=False)
+    tx = transcoder_agent.start(
+        main_url=rtmp_server.url("main"),
+        tracks=["180p"],
+        source_size=(320, 180),
+        screenshot_interval_seconds=SCREENSHOT_EVERY,
+        hls_mpegts=False,
+        dash=False,
+    )
     publishers.rtmp(rtmp_server.url("main"), width=320, height=180)
     tx.wait_status(lambda s: s.get("activeSource") == "main", 30, "main selected")
     tx.put_desired(phase="live", broadcasting=True)
@@ -144,9 +162,16 @@ def test_broadcast_stopped_and_started_again_publishes_a_new_run(rtmp_server, pu
 
 
 def test_sources_with_and_without_audio_each_get_a_run_that_publishes(rtmp_server, publishers, transcoder_agent):
-    tx = transcoder_agent.start(main_url=rtmp_server.url("main"), backup_url=rtmp_server.url("backup"),
-                                tracks=["180p"], source_size=(320, 180), screenshot_interval_seconds=SCREENSHOT_EVERY,
-                                hls_mpegts=False, dash=False, return_seconds=2)
+    tx = transcoder_agent.start(
+        main_url=rtmp_server.url("main"),
+        backup_url=rtmp_server.url("backup"),
+        tracks=["180p"],
+        source_size=(320, 180),
+        screenshot_interval_seconds=SCREENSHOT_EVERY,
+        hls_mpegts=False,
+        dash=False,
+        return_seconds=2,
+    )
     main = publishers.rtmp(rtmp_server.url("main"), width=320, height=180)
     publishers.rtmp(rtmp_server.url("backup"), width=320, height=180, audio=False)
     tx.wait_status(lambda s: s.get("activeSource") == "main", 30, "main selected")
@@ -172,8 +197,14 @@ def test_sources_with_and_without_audio_each_get_a_run_that_publishes(rtmp_serve
 
 
 def test_an_encoder_that_keeps_failing_says_why_and_recovers_when_it_can(rtmp_server, publishers, transcoder_agent):
-    tx = transcoder_agent.start(main_url=rtmp_server.url("main"), tracks=["180p"], source_size=(320, 180),
-                                screenshot_interval_seconds=SCREENSHOT_EVERY, hls_mpegts=False, dash=False)
+    tx = transcoder_agent.start(
+        main_url=rtmp_server.url("main"),
+        tracks=["180p"],
+        source_size=(320, 180),
+        screenshot_interval_seconds=SCREENSHOT_EVERY,
+        hls_mpegts=False,
+        dash=False,
+    )
     publishers.rtmp(rtmp_server.url("main"), width=320, height=180)
     tx.wait_status(lambda s: s.get("activeSource") == "main", 30, "main selected")
     # A real, lasting failure: ffmpeg cannot rename its screenshot onto a directory.

@@ -1,5 +1,6 @@
 """WHEP playback from the transcoder: one WebRTC rendition encoded once, its packets forwarded to
 every viewer (aiortc viewers here; Chromium in tests/browser/test_player_whep.py)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -21,8 +22,15 @@ pytestmark = [pytest.mark.media, pytest.mark.timeout(180)]
 @pytest.fixture
 def whep_source(ingest_agent, transcoder_agent, publishers):
     ingest = ingest_agent.start(slot="main", protocols=("rtmp",))
-    tx = transcoder_agent.start(main_url=ingest.read_url, tracks=["360p", "240p"], source_size=(640, 360),
-                                whep=True, whep_ice_addresses=["127.0.0.1"], hls_mpegts=False, dash=False)
+    tx = transcoder_agent.start(
+        main_url=ingest.read_url,
+        tracks=["360p", "240p"],
+        source_size=(640, 360),
+        whep=True,
+        whep_ice_addresses=["127.0.0.1"],
+        hls_mpegts=False,
+        dash=False,
+    )
     publishers.rtmp(ingest.rtmp_url, width=640, height=360, fps=30)
     ingest.wait_receiving()
     tx.wait_status(lambda s: s.get("activeSource") == "main", 30, "main selected")
@@ -62,16 +70,19 @@ async def test_viewers_get_the_one_encoded_rendition_and_delete_ends_the_session
         assert sorted(encoders(tx)) == processes
         # DELETE ends the session: the tracks end, a second DELETE is a 404.
         assert await viewers[0].delete() == 200
-        await wait_for_async(lambda: viewers[0].ended is not None or viewers[0].pc.connectionState != "connected",
-                             10)
+        await wait_for_async(lambda: viewers[0].ended is not None or viewers[0].pc.connectionState != "connected", 10)
         assert await viewers[0].delete() == 404
         before = viewers[1].video_frames
         await asyncio.sleep(2)
         assert viewers[1].video_frames > before + 30, "the other viewers stopped with the first"
         metrics = tx.request("GET", "/metrics")[1].decode()
         assert 'onair_transcoder_whep_viewers{livestream="default/test"} 2.0' in metrics
-        forwarded = {kind: float(line.rsplit(" ", 1)[1]) for kind in ("video", "audio") for line in metrics.splitlines()
-                     if line.startswith(f'onair_transcoder_whep_packets_forwarded_total{{kind="{kind}"')}
+        forwarded = {
+            kind: float(line.rsplit(" ", 1)[1])
+            for kind in ("video", "audio")
+            for line in metrics.splitlines()
+            if line.startswith(f'onair_transcoder_whep_packets_forwarded_total{{kind="{kind}"')
+        }
         # Every frame a viewer decoded was a packet of the shared encoder handed to its sender.
         assert forwarded["video"] >= sum(v.video_frames for v in viewers), forwarded
     finally:
@@ -90,8 +101,11 @@ async def test_bad_offers_are_refused_with_the_reason(whep_source):
         async with http.post(url, data=b"v=0\r\n", headers={"Content-Type": "text/plain"}) as resp:
             assert resp.status == 415
     with pytest.raises(WhepError) as refused:
-        await WhepViewer.open(url, headers=auth, offer_transform=lambda sdp: "\r\n".join(
-            line for line in sdp.split("\r\n") if "H264" not in line) + "\r\n")
+        await WhepViewer.open(
+            url,
+            headers=auth,
+            offer_transform=lambda sdp: "\r\n".join(line for line in sdp.split("\r\n") if "H264" not in line) + "\r\n",
+        )
     assert refused.value.status == 406 and "H.264" in refused.value.body
     # The agent API: without the agent token nobody gets in (the origin holds it).
     with pytest.raises(WhepError) as refused:
@@ -121,7 +135,9 @@ async def test_the_origin_lets_viewers_in_as_for_hls_and_passes_sessions_on(whep
         await WhepViewer.open(url)
     assert refused.value.status == 403 and "playback token is required" in refused.value.body
     with pytest.raises(WhepError) as refused:
-        await WhepViewer.open(url, headers={"Authorization": f"Bearer {origin.token(secret='the-playback-secret-of-another-livestream')}"})
+        await WhepViewer.open(
+            url, headers={"Authorization": f"Bearer {origin.token(secret='the-playback-secret-of-another-livestream')}"}
+        )
     assert refused.value.status == 403 and "playback token refused" in refused.value.body
     with pytest.raises(WhepError) as refused:
         await WhepViewer.open(url, headers={"Authorization": f"Bearer {origin.token(ttl=-60)}"})
@@ -179,15 +195,21 @@ async def test_a_viewer_keeps_its_session_across_an_encoder_restart(whep_source)
         await viewer.close()
 
 
-def test_options_hands_viewers_the_ice_servers_with_turn_credentials_only_if_they_may_watch(transcoder_agent, origins,
-                                                                                             tmp_path):
+def test_options_hands_viewers_the_ice_servers_with_turn_credentials_only_if_they_may_watch(
+    transcoder_agent, origins, tmp_path
+):
     from onair.agent.ingest.iceservers import parse_ice_server_links
 
     secret = tmp_path / "turnSecret"
     secret.write_text("shared-turn-secret")
     turn, stun = "turn:turn.example.org:3478?transport=udp", "stun:stun.example.org:3478"
-    tx = transcoder_agent.start(main_url="rtmp://127.0.0.1:9/live/none", whep=True, whep_ice_addresses=["127.0.0.1"],
-                                whep_client_ice_servers=[turn, stun], whep_turn_secret_file=str(secret))
+    tx = transcoder_agent.start(
+        main_url="rtmp://127.0.0.1:9/live/none",
+        whep=True,
+        whep_ice_addresses=["127.0.0.1"],
+        whep_client_ice_servers=[turn, stun],
+        whep_turn_secret_file=str(secret),
+    )
     origin = origins.start(phase="backstage", whep_url=f"{tx.url}/whep", agent_token_file=tx.config.agent_token_file)
     with httpx.Client() as http:
         refused = http.options(origin.url("whep"))
@@ -198,8 +220,9 @@ def test_options_hands_viewers_the_ice_servers_with_turn_credentials_only_if_the
         assert [s.url for s in servers] == [turn, stun]
         assert servers[0].username and servers[0].credential and servers[1].credential is None
         # A CORS preflight is no viewer: no credentials, just what the browser needs to send the real request.
-        preflight = http.options(origin.url("whep"), headers={"Origin": "https://site.example",
-                                                              "Access-Control-Request-Method": "POST"})
+        preflight = http.options(
+            origin.url("whep"), headers={"Origin": "https://site.example", "Access-Control-Request-Method": "POST"}
+        )
         assert preflight.status_code == 204 and "link" not in preflight.headers
         assert "POST" in preflight.headers["access-control-allow-methods"]
         origin.set_phase("live")
@@ -208,12 +231,19 @@ def test_options_hands_viewers_the_ice_servers_with_turn_credentials_only_if_the
         origin.put_desired(phase="live", public_broadcasting=False)
         private = http.options(origin.url("whep"))
         assert private.status_code == 403 and "not broadcast to viewers" in private.json()["error"]
-        assert http.options(origin.url("whep"), headers={"Authorization": f"Bearer {origin.token(user_id='host-1')}"}
-                            ).status_code == 204
+        assert (
+            http.options(
+                origin.url("whep"), headers={"Authorization": f"Bearer {origin.token(user_id='host-1')}"}
+            ).status_code
+            == 204
+        )
         origin.put_desired(phase="live", public_broadcasting=True)
         # Not live: the offer is refused with the reason, the ICE servers are not.
-        post = http.post(origin.url("whep"), content=b"v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\na=rtpmap:102 H264/90000\r\n",
-                         headers={"Content-Type": "application/sdp"})
+        post = http.post(
+            origin.url("whep"),
+            content=b"v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\na=rtpmap:102 H264/90000\r\n",
+            headers={"Content-Type": "application/sdp"},
+        )
         assert post.status_code == 503 and "not live" in post.json()["error"] and post.headers["retry-after"] == "2"
 
 
@@ -237,8 +267,13 @@ def test_a_viewer_that_vanishes_without_delete_is_dropped(whep_source):
     tx = whep_source
     tx.put_desired(phase="live", broadcasting=True)
     tx.wait_status(lambda s: s.get("broadcasting"), 60, "broadcasting")
-    proc = subprocess.Popen([sys.executable, "-c", VANISHING_VIEWER, f"{tx.url}/whep", tx.agent_token or ""],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", VANISHING_VIEWER, f"{tx.url}/whep", tx.agent_token or ""],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "playing"
         assert whep_viewers(tx) == 1
@@ -253,4 +288,6 @@ def test_a_viewer_that_vanishes_without_delete_is_dropped(whep_source):
 
 def whep_viewers(tx) -> float:
     metrics = tx.request("GET", "/metrics")[1].decode()
-    return float(next(x for x in metrics.splitlines() if x.startswith("onair_transcoder_whep_viewers{")).rsplit(" ")[-1])
+    return float(
+        next(x for x in metrics.splitlines() if x.startswith("onair_transcoder_whep_viewers{")).rsplit(" ")[-1]
+    )

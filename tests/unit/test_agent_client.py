@@ -1,4 +1,5 @@
 """The AgentClient against real agent HTTP servers on loopback (the shared Agent base, not a stand-in)."""
+
 from __future__ import annotations
 
 import logging
@@ -47,6 +48,7 @@ async def test_poll_puts_desired_and_reads_status():
 
 async def test_dead_or_wrong_agents_are_unreachable_not_errors():
     dead = free_port()
+
     async def garbage_status(request: web.Request) -> web.Response:
         return web.json_response({"role": "ingest", "nonsense": True})
 
@@ -158,8 +160,10 @@ async def test_the_agent_client_carries_the_token_and_reports_a_refusal(tmp_path
     try:
         ok = await agent_client.poll_one("ns", "show", "ingest", Desired(phase="live"), token=TOKEN)
         assert ok.reachable and ok.desired_accepted and ok.refused is None and ok.status.receiving is True
-        for token, refusal in ((None, "HTTP 401: the agent API requires Authorization: Bearer <agent token>"),
-                               ("stale-token-0123456789", "HTTP 403: wrong agent token")):
+        for token, refusal in (
+            (None, "HTTP 401: the agent API requires Authorization: Bearer <agent token>"),
+            ("stale-token-0123456789", "HTTP 403: wrong agent token"),
+        ):
             report = await agent_client.poll_one("ns", "show", "ingest", Desired(phase="ended"), token=token)
             assert not report.reachable and not report.desired_accepted
             assert report.refused is not None and report.refused.startswith(refusal), report.refused

@@ -6,6 +6,7 @@
 * every Prometheus metric an agent registers is documented, and no documented one is gone;
 * every port of ``onair.roles`` and every URL ``onair.endpoints`` builds appears as built.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -30,9 +31,13 @@ METRIC_DEFINITION = re.compile(r"[\"'](onair_(?:%s)_[a-z0-9_]+)[\"']" % "|".join
 DOCUMENTED_METRIC = re.compile(r"`(onair_[a-z0-9_]+)`")
 
 MODELS = sorted(
-    (obj for _, obj in inspect.getmembers(contract, inspect.isclass)
-     if issubclass(obj, ApiModel) and obj is not ApiModel and obj.__module__ == contract.__name__),
-    key=lambda m: m.__name__)
+    (
+        obj
+        for _, obj in inspect.getmembers(contract, inspect.isclass)
+        if issubclass(obj, ApiModel) and obj is not ApiModel and obj.__module__ == contract.__name__
+    ),
+    key=lambda m: m.__name__,
+)
 
 
 def doc_text() -> str:
@@ -100,8 +105,9 @@ def test_section_lists_exactly_the_models_fields(model):
     assert len(listed) == len(set(listed)), f"{model.__name__}: a field is listed twice"
 
 
-@pytest.mark.parametrize("model", [m for m in MODELS if m.__name__.endswith("Status") or m is contract.Desired],
-                         ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    "model", [m for m in MODELS if m.__name__.endswith("Status") or m is contract.Desired], ids=lambda m: m.__name__
+)
 def test_every_fixed_value_of_a_status_field_is_spelled_out(model):
     section = sections()[model.__name__]
     for name, info in model.model_fields.items():
@@ -128,8 +134,9 @@ def test_every_role_port_is_in_the_ports_table():
     ports = sections()["Ports"]
     for role in MEDIA_ROLES.values():
         for port in role.ports:
-            row = re.search(rf"^\|[^|\n]*\|\s*`{port.name}`\s*\|\s*{port.number}\s*\|\s*{port.protocol}\s*\|", ports,
-                            re.MULTILINE)
+            row = re.search(
+                rf"^\|[^|\n]*\|\s*`{port.name}`\s*\|\s*{port.number}\s*\|\s*{port.protocol}\s*\|", ports, re.MULTILINE
+            )
             assert row, f"{role.name} port {port.name} {port.number}/{port.protocol} missing from the Ports table"
 
 

@@ -1,6 +1,7 @@
 """The one agent lifecycle (``Agent.run``), on the real Agent HTTP surface and a real SIGTERM:
 prepare before anything listens, drain while /status still answers, stop once nothing can call in,
 and a failed start still stopped (without a drain, since nothing ran)."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,5 @@
 """The Argo CD health check for Livestream, run in a real Lua 5.1 (Argo CD's gopher-lua dialect)."""
+
 from pathlib import Path
 
 import pytest
@@ -27,11 +28,19 @@ def cond(type_: str, status: str, reason: str = "Because", message: str = "", ge
     return c
 
 
-def livestream(generation: int = 2, observed: int | None = 2, conditions: list | None = None,
-               spec: dict | None = None, status: dict | None = None) -> dict:
-    obj = {"apiVersion": "onair.dev/v1alpha1", "kind": "Livestream",
-           "metadata": {"name": "show", "namespace": "default", "generation": generation},
-           "spec": {"callType": "livestream", **(spec or {})}}
+def livestream(
+    generation: int = 2,
+    observed: int | None = 2,
+    conditions: list | None = None,
+    spec: dict | None = None,
+    status: dict | None = None,
+) -> dict:
+    obj = {
+        "apiVersion": "onair.dev/v1alpha1",
+        "kind": "Livestream",
+        "metadata": {"name": "show", "namespace": "default", "generation": generation},
+        "spec": {"callType": "livestream", **(spec or {})},
+    }
     if status is not None or conditions is not None or observed is not None:
         obj["status"] = dict(status or {})
         if observed is not None:
@@ -42,9 +51,13 @@ def livestream(generation: int = 2, observed: int | None = 2, conditions: list |
 
 
 def test_ready_at_the_current_generation_is_healthy():
-    obj = livestream(conditions=[cond("Ready", "True", "Serving", "all roles are up", 2),
-                                 cond("Reconciling", "False", "Done", generation=2),
-                                 cond("Stalled", "False", "Fine", generation=2)])
+    obj = livestream(
+        conditions=[
+            cond("Ready", "True", "Serving", "all roles are up", 2),
+            cond("Reconciling", "False", "Done", generation=2),
+            cond("Stalled", "False", "Fine", generation=2),
+        ]
+    )
     assert health(obj) == ("Healthy", "all roles are up")
 
 
@@ -69,15 +82,23 @@ def test_missing_observed_generation_counts_as_stale():
 
 
 def test_reconciling_is_progressing_with_its_message():
-    obj = livestream(conditions=[cond("Ready", "False", "Converging", "waiting", 2),
-                                 cond("Reconciling", "True", "RollingOut", "deployment show-transcoder 0/1 ready", 2)])
+    obj = livestream(
+        conditions=[
+            cond("Ready", "False", "Converging", "waiting", 2),
+            cond("Reconciling", "True", "RollingOut", "deployment show-transcoder 0/1 ready", 2),
+        ]
+    )
     assert health(obj) == ("Progressing", "deployment show-transcoder 0/1 ready")
 
 
 def test_stalled_is_degraded_with_its_message_and_wins_over_reconciling():
-    obj = livestream(conditions=[cond("Ready", "False", "CallTypeNotFound", "x", 2),
-                                 cond("Reconciling", "True", "Retrying", "", 2),
-                                 cond("Stalled", "True", "CallTypeNotFound", 'CallType "nope" does not exist', 2)])
+    obj = livestream(
+        conditions=[
+            cond("Ready", "False", "CallTypeNotFound", "x", 2),
+            cond("Reconciling", "True", "Retrying", "", 2),
+            cond("Stalled", "True", "CallTypeNotFound", 'CallType "nope" does not exist', 2),
+        ]
+    )
     assert health(obj) == ("Degraded", 'CallType "nope" does not exist')
 
 
@@ -87,13 +108,18 @@ def test_stalled_without_message_reports_its_reason():
 
 
 def test_ready_false_when_done_converging_is_degraded():
-    obj = livestream(conditions=[cond("Ready", "False", "IngestUnavailable", "ingest has no ready pod", 2),
-                                 cond("Reconciling", "False", "Done", "", 2)])
+    obj = livestream(
+        conditions=[
+            cond("Ready", "False", "IngestUnavailable", "ingest has no ready pod", 2),
+            cond("Reconciling", "False", "Done", "", 2),
+        ]
+    )
     assert health(obj) == ("Degraded", "ingest has no ready pod")
 
 
-@pytest.mark.parametrize("conditions", [[cond("Ready", "Unknown", "Starting", "", 2)],
-                                        [cond("Reconciling", "False", "Done", "", 2)]])
+@pytest.mark.parametrize(
+    "conditions", [[cond("Ready", "Unknown", "Starting", "", 2)], [cond("Reconciling", "False", "Done", "", 2)]]
+)
 def test_unknown_or_absent_ready_is_progressing(conditions):
     assert health(livestream(conditions=conditions))[0] == "Progressing"
 

@@ -1,4 +1,5 @@
 """The pure parts of bench/glass_to_glass.py: what one player's page results become."""
+
 from __future__ import annotations
 
 from bench import glass_to_glass as g2g
@@ -7,8 +8,18 @@ from bench import glass_to_glass as g2g
 def test_summarize_keeps_only_samples_after_the_settling_time():
     opened, first = 1_000_000.0, 1_002_000.0
     samples = [{"shown": first + 100 * i, "latency": 5.0 if i < 50 else 2.0 + i / 1000} for i in range(200)]
-    figures = g2g.summarize({"openedAt": opened, "firstFrameAt": first, "samples": samples, "unreadable": 3,
-                             "stalls": 1, "errors": [], "pdtOffsets": [0.5, 0.7, 0.6]}, settle_seconds=5)
+    figures = g2g.summarize(
+        {
+            "openedAt": opened,
+            "firstFrameAt": first,
+            "samples": samples,
+            "unreadable": 3,
+            "stalls": 1,
+            "errors": [],
+            "pdtOffsets": [0.5, 0.7, 0.6],
+        },
+        settle_seconds=5,
+    )
     assert figures["startup"] == 2.0
     assert figures["samples"] == 150 and figures["min"] == 2.05 and figures["max"] == 2.199
     assert abs(figures["p50"] - 2.1245) < 1e-9 and abs(figures["p95"] - 2.192) < 1e-9
@@ -24,7 +35,8 @@ def test_a_player_that_never_showed_a_frame_has_no_figures():
 def test_the_low_latency_tier_is_a_livestream_override_played_in_lowlatency_mode():
     assert g2g.livestream_spec(False, 200) == {"callType": "livestream", "phase": "live"}
     assert g2g.livestream_spec(True, 333)["settingsOverride"] == {
-        "broadcasting": {"lowLatency": True, "partDurationMs": 333}}
+        "broadcasting": {"lowLatency": True, "partDurationMs": 333}
+    }
     assert g2g.player_for("hlsCmaf", True) == "hls-ll" and g2g.player_for("hlsCmaf", False) == "hls"
     assert g2g.player_for("dash", True) == "dash-ll" and g2g.player_for("dash", False) == "dash"
     assert g2g.player_for("hlsMpegts", True) == "hls"
@@ -33,4 +45,4 @@ def test_the_low_latency_tier_is_a_livestream_override_played_in_lowlatency_mode
 def test_dashjs_low_latency_mode_gets_the_player_pages_settings():
     query = g2g.page_query("dash-ll", 200)
     assert "liveDelay=0.700" in query and "rateMin=-0.040" in query and "rateMax=0.040" in query
-    assert g2g.page_query("dash", 200) == "" and g2g.page_query("hls-ll", 200) == ''
+    assert g2g.page_query("dash", 200) == "" and g2g.page_query("hls-ll", 200) == ""

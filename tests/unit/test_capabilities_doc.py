@@ -1,5 +1,6 @@
 """The capabilities said to have an effect are the ones the code and the policy use, and the docs
 list each of them."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """The chart's inputs that need no helm binary: CRD copies, built-in CallTypes, values schema."""
+
 import json
 from pathlib import Path
 
@@ -18,7 +19,9 @@ VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
 
 def test_chart_crds_are_fresh_copies_of_the_generated_crds():
     assert manifests.stale_chart_crds() == [], "run scripts/generate-manifests and commit charts/onair/crds"
-    assert sorted(p.name for p in (CHART / "crds").glob("*.yaml")) == sorted(p.name for p in (ROOT / "crds").glob("*.yaml"))
+    assert sorted(p.name for p in (CHART / "crds").glob("*.yaml")) == sorted(
+        p.name for p in (ROOT / "crds").glob("*.yaml")
+    )
 
 
 def test_stale_chart_crds_are_detected_and_synced(tmp_path):
@@ -56,8 +59,15 @@ def test_livestream_calltype_is_backstage_first_with_full_ladder_dvr_and_recordi
     assert s.dvr.enabled is True
     assert s.recording.mode == "available"
     grants = calltype("livestream").spec.grants
-    crew = {"join-backstage", "send-audio", "send-video", "start-broadcast-call", "stop-broadcast-call",
-            "start-record-call", "stop-record-call"}
+    crew = {
+        "join-backstage",
+        "send-audio",
+        "send-video",
+        "start-broadcast-call",
+        "stop-broadcast-call",
+        "start-record-call",
+        "stop-record-call",
+    }
     assert crew <= set(grants["host"]) and crew <= set(grants["admin"])
     assert set(grants["user"]) == {"join-call", "read-call"}
 
@@ -82,21 +92,24 @@ def test_values_yaml_satisfies_its_schema():
     jsonschema.validate(VALUES, SCHEMA)
 
 
-@pytest.mark.parametrize("override", [
-    {"watchNamespace": ["a"]},                                    # typo of watchNamespaces
-    {"watchNamespaces": ["Not_A_Namespace"]},
-    {"watchNamespaces": "default"},
-    {"image": {"repository": "ghcr.io/onair-dev/onair", "pullPolicy": "Sometimes"}},
-    {"image": {"repository": "ghcr.io/onair-dev/onair", "digest": "sha256:nothex"}},
-    {"builtinCallTypes": {"livestream": {"enabled": "yes"}}},
-    {"builtinCallTypes": {"audio_room": {"enabled": True}}},      # no such built-in
-    {"operator": {"logLevel": "loud"}},
-    {"operator": {"resources": {"limits": {"cpu": "lots"}}}},
-    {"livestreams": {"ingest": {"serviceType": "Ingress"}}},
-    {"livestreams": {"resources": {"encoder": {"limits": {"cpu": "1"}}}}},
-    {"livestreams": {"statusPollIntervalSeconds": 0}},
-    {"rbac": {"create": True, "clusterWide": True}},
-])
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"watchNamespace": ["a"]},  # typo of watchNamespaces
+        {"watchNamespaces": ["Not_A_Namespace"]},
+        {"watchNamespaces": "default"},
+        {"image": {"repository": "ghcr.io/onair-dev/onair", "pullPolicy": "Sometimes"}},
+        {"image": {"repository": "ghcr.io/onair-dev/onair", "digest": "sha256:nothex"}},
+        {"builtinCallTypes": {"livestream": {"enabled": "yes"}}},
+        {"builtinCallTypes": {"audio_room": {"enabled": True}}},  # no such built-in
+        {"operator": {"logLevel": "loud"}},
+        {"operator": {"resources": {"limits": {"cpu": "lots"}}}},
+        {"livestreams": {"ingest": {"serviceType": "Ingress"}}},
+        {"livestreams": {"resources": {"encoder": {"limits": {"cpu": "1"}}}}},
+        {"livestreams": {"statusPollIntervalSeconds": 0}},
+        {"rbac": {"create": True, "clusterWide": True}},
+    ],
+)
 def test_schema_rejects_bad_values(override):
     values = {**VALUES, **override}
     with pytest.raises(jsonschema.ValidationError):

@@ -3,6 +3,7 @@
 Needs the pinned helm binary (`onair localcluster build helm`, which scripts/install-deps runs).
 Without it these tests skip on a developer machine and fail in CI, where it is always built.
 """
+
 import hashlib
 import os
 import subprocess
@@ -31,8 +32,9 @@ HELM = _helm()
 pytestmark = pytest.mark.skipif(HELM is None, reason="helm is not built yet: run `onair localcluster build helm`")
 
 
-def render(*args: str, namespace: str = "onair-system", crds: bool = False, values: dict | None = None,
-           tmp: Path | None = None) -> list[dict]:
+def render(
+    *args: str, namespace: str = "onair-system", crds: bool = False, values: dict | None = None, tmp: Path | None = None
+) -> list[dict]:
     if values is not None:
         assert tmp is not None
         path = tmp / "values.yaml"
@@ -58,8 +60,10 @@ MEMBER_ROLE_SUFFIX = "-livestream-member"  # templates/capabilities.yaml: for pe
 def for_people(doc: dict) -> bool:
     """The member-role ClusterRole and those aggregated into view/edit/admin grant people, not the operator."""
     labels = doc["metadata"].get("labels") or {}
-    return doc["kind"] == "ClusterRole" and (doc["metadata"]["name"].endswith(MEMBER_ROLE_SUFFIX) or any(
-        key.startswith("rbac.authorization.k8s.io/aggregate-to-") for key in labels))
+    return doc["kind"] == "ClusterRole" and (
+        doc["metadata"]["name"].endswith(MEMBER_ROLE_SUFFIX)
+        or any(key.startswith("rbac.authorization.k8s.io/aggregate-to-") for key in labels)
+    )
 
 
 def operator_rbac(docs: list[dict]) -> list[dict]:
@@ -73,30 +77,50 @@ def only(docs: list[dict], kind: str) -> dict:
     return found[0]
 
 
-NON_DEFAULT = ("--set", "watchNamespaces={team-a,team-b}", "--set", "builtinCallTypes.development.enabled=false",
-               "--set", "image.digest=sha256:" + "a" * 64, "--set", "operator.logLevel=debug",
-               "--set", "livestreams.ingest.serviceType=LoadBalancer",
-               "--set", "livestreams.resources.transcoder.limits.cpu=6",
-               "--set", "serviceAccount.name=streams", "--set", "fullnameOverride=media")
+NON_DEFAULT = (
+    "--set",
+    "watchNamespaces={team-a,team-b}",
+    "--set",
+    "builtinCallTypes.development.enabled=false",
+    "--set",
+    "image.digest=sha256:" + "a" * 64,
+    "--set",
+    "operator.logLevel=debug",
+    "--set",
+    "livestreams.ingest.serviceType=LoadBalancer",
+    "--set",
+    "livestreams.resources.transcoder.limits.cpu=6",
+    "--set",
+    "serviceAccount.name=streams",
+    "--set",
+    "fullnameOverride=media",
+)
 
 
 # ----------------------------------------------------------------------------- lint and schema
 
 
-@pytest.mark.parametrize("extra", [(), NON_DEFAULT, ("--set", "rbac.create=false", "--set", "serviceAccount.create=false")])
+@pytest.mark.parametrize(
+    "extra", [(), NON_DEFAULT, ("--set", "rbac.create=false", "--set", "serviceAccount.create=false")]
+)
 def test_helm_lint_passes(extra):
-    proc = manifests.helm("lint", "--strict", str(CHART), "--kube-version", manifests.kube_version(), *extra, helm_bin=HELM)
+    proc = manifests.helm(
+        "lint", "--strict", str(CHART), "--kube-version", manifests.kube_version(), *extra, helm_bin=HELM
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("args, complaint", [
-    (("--set", "operator.logLevel=loud"), "logLevel"),
-    (("--set", "watchNamespace={a}"), "watchNamespace"),
-    (("--set", "builtinCallTypes.audio_room.enabled=true"), "audio_room"),
-    (("--set", "image.pullPolicy=Sometimes"), "pullPolicy"),
-    (("--set", "livestreams.resources.encoder.limits.cpu=1"), "encoder"),
-    (("--set", "watchNamespaces={Bad_Name}"), "watchNamespaces"),
-])
+@pytest.mark.parametrize(
+    "args, complaint",
+    [
+        (("--set", "operator.logLevel=loud"), "logLevel"),
+        (("--set", "watchNamespace={a}"), "watchNamespace"),
+        (("--set", "builtinCallTypes.audio_room.enabled=true"), "audio_room"),
+        (("--set", "image.pullPolicy=Sometimes"), "pullPolicy"),
+        (("--set", "livestreams.resources.encoder.limits.cpu=1"), "encoder"),
+        (("--set", "watchNamespaces={Bad_Name}"), "watchNamespaces"),
+    ],
+)
 def test_schema_rejects_bad_values_in_helm(args, complaint):
     err = helm_fails(*args)
     assert "schema" in err and complaint in err, err
@@ -160,11 +184,15 @@ def test_cluster_wide_rbac_is_exactly_what_the_operator_calls():
     role = only(docs, "ClusterRole")
     assert grants(role) == {**NAMESPACED, **CLUSTER}
     binding = only(docs, "ClusterRoleBinding")
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                                  "name": role["metadata"]["name"]}
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": role["metadata"]["name"],
+    }
     sa = only(docs, "ServiceAccount")
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"],
-                                    "namespace": "onair-system"}]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": "onair-system"}
+    ]
     assert only(docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == sa["metadata"]["name"]
 
 
@@ -185,9 +213,14 @@ def test_watch_namespaces_gets_a_role_per_namespace_and_keeps_only_cluster_reads
 
 
 def test_rbac_and_service_account_can_be_brought_along():
-    docs = operator_rbac(render("--set", "rbac.create=false", "--set", "serviceAccount.create=false",
-                                "--set", "serviceAccount.name=mine"))
-    assert not {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount"} & {d["kind"] for d in docs}
+    docs = operator_rbac(
+        render(
+            "--set", "rbac.create=false", "--set", "serviceAccount.create=false", "--set", "serviceAccount.name=mine"
+        )
+    )
+    assert not {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount"} & {
+        d["kind"] for d in docs
+    }
     assert only(docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "mine"
 
 
@@ -208,8 +241,16 @@ def pod_specs(docs: list[dict]) -> list[tuple[str, dict]]:
     return out
 
 
-TURN_ON = ("--set", "turn.enabled=true", "--set", "turn.publicHost=turn.example.com",
-           "--set", "turn.service.type=NodePort", "--set", "turn.service.nodePort=30478")
+TURN_ON = (
+    "--set",
+    "turn.enabled=true",
+    "--set",
+    "turn.publicHost=turn.example.com",
+    "--set",
+    "turn.service.type=NodePort",
+    "--set",
+    "turn.service.nodePort=30478",
+)
 
 
 @pytest.mark.parametrize("extra", [(), NON_DEFAULT, TURN_ON])
@@ -254,8 +295,10 @@ def test_operator_is_one_recreated_standalone_kopf_replica_with_liveness_probes(
     assert all(labels[k] == v for k, v in dep["spec"]["selector"]["matchLabels"].items())
 
 
-@pytest.mark.parametrize("extra", [("--set", "watchNamespaces={a,b}", "--set", "operator.logLevel=verbose"),
-                                   ("--set", "operator.logLevel=debug")])
+@pytest.mark.parametrize(
+    "extra",
+    [("--set", "watchNamespaces={a,b}", "--set", "operator.logLevel=verbose"), ("--set", "operator.logLevel=debug")],
+)
 def test_the_run_args_are_accepted_by_onair_run(extra):
     """The real `onair run` parses the chart's args and gets as far as looking for credentials
     (an unknown flag would stop it at argument parsing, with exit code 2)."""
@@ -263,9 +306,16 @@ def test_the_run_args_are_accepted_by_onair_run(extra):
     args = c["command"] + c["args"]
     assert args[:2] == ["onair", "run"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ONAIR_") and k != "KUBECONFIG"}
-    proc = subprocess.run(["onair", "run", *args[2:], "--kubeconfig", "/nonexistent/kubeconfig"],
-                          capture_output=True, text=True, timeout=60, env=env)
-    assert "unrecognized arguments" not in proc.stderr and "error:" not in proc.stderr.split("credentials")[0], proc.stderr
+    proc = subprocess.run(
+        ["onair", "run", *args[2:], "--kubeconfig", "/nonexistent/kubeconfig"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert "unrecognized arguments" not in proc.stderr and "error:" not in proc.stderr.split("credentials")[0], (
+        proc.stderr
+    )
     assert proc.returncode == 1 and "cannot find cluster credentials" in proc.stderr, proc.stderr
 
 
@@ -277,18 +327,25 @@ def env_of(docs: list[dict]) -> dict[str, str]:
 def test_operator_env_is_what_the_operator_config_reads(tmp_path):
     from onair.api.operator_config import OperatorConfig
 
-    docs = render(values={
-        "image": {"repository": "ghcr.io/onair-dev/onair", "tag": "1.2.3", "pullPolicy": "Always"},
-        "livestreams": {
-            "imagePullSecrets": ["regcred"],
-            "ingest": {"serviceType": "LoadBalancer", "hostTemplate": "{service}.live.example.com",
-                       "tlsSecret": "live-tls",
-                       "whipIceServers": ["stun:stun.example.com:3478", "turn:turn.example.com"]},
-            "playback": {"baseUrlTemplate": "https://play.example.com/{namespace}/{name}"},
-            "storage": {"storageClass": "fast", "dvrVolumeSize": "20Gi"},
-            "resources": {"transcoder": {"limits": {"cpu": 6}, "requests": {"memory": "1Gi"}}},
-            "statusPollIntervalSeconds": 2.5,
-        }}, tmp=tmp_path)
+    docs = render(
+        values={
+            "image": {"repository": "ghcr.io/onair-dev/onair", "tag": "1.2.3", "pullPolicy": "Always"},
+            "livestreams": {
+                "imagePullSecrets": ["regcred"],
+                "ingest": {
+                    "serviceType": "LoadBalancer",
+                    "hostTemplate": "{service}.live.example.com",
+                    "tlsSecret": "live-tls",
+                    "whipIceServers": ["stun:stun.example.com:3478", "turn:turn.example.com"],
+                },
+                "playback": {"baseUrlTemplate": "https://play.example.com/{namespace}/{name}"},
+                "storage": {"storageClass": "fast", "dvrVolumeSize": "20Gi"},
+                "resources": {"transcoder": {"limits": {"cpu": 6}, "requests": {"memory": "1Gi"}}},
+                "statusPollIntervalSeconds": 2.5,
+            },
+        },
+        tmp=tmp_path,
+    )
     env = env_of(docs)
     assert all(k.startswith("ONAIR_") for k in env)
     config = OperatorConfig.from_env(env)
@@ -311,28 +368,62 @@ def test_operator_env_is_what_the_operator_config_reads(tmp_path):
 def test_ways_in_values_become_the_operator_config(tmp_path):
     from onair.api.operator_config import OperatorConfig
 
-    env = env_of(render(values={"livestreams": {
-        "ingest": {"serviceType": "NodePort", "hostTemplate": "node1.example.com", "externalTrafficPolicy": "Local",
-                   "serviceAnnotations": {"metallb.universe.tf/address-pool": "public"},
-                   "nodePorts": {"main": {"rtmp": 30935, "srt": 30900}}},
-        "playback": {"route": {"kind": "httproute", "hostTemplate": "live.example.com",
-                               "pathTemplate": "/{namespace}/{name}", "https": True,
-                               "annotations": {"example.com/team": "video"},
-                               "gateway": {"name": "public", "namespace": "gateways", "sectionName": "https"}}},
-    }}, tmp=tmp_path))
+    env = env_of(
+        render(
+            values={
+                "livestreams": {
+                    "ingest": {
+                        "serviceType": "NodePort",
+                        "hostTemplate": "node1.example.com",
+                        "externalTrafficPolicy": "Local",
+                        "serviceAnnotations": {"metallb.universe.tf/address-pool": "public"},
+                        "nodePorts": {"main": {"rtmp": 30935, "srt": 30900}},
+                    },
+                    "playback": {
+                        "route": {
+                            "kind": "httproute",
+                            "hostTemplate": "live.example.com",
+                            "pathTemplate": "/{namespace}/{name}",
+                            "https": True,
+                            "annotations": {"example.com/team": "video"},
+                            "gateway": {"name": "public", "namespace": "gateways", "sectionName": "https"},
+                        }
+                    },
+                }
+            },
+            tmp=tmp_path,
+        )
+    )
     config = OperatorConfig.from_env(env)
     assert config.ingest_external_traffic_policy == "Local"
     assert config.ingest_service_annotations == {"metallb.universe.tf/address-pool": "public"}
     assert config.ingest_node_ports == {"main": {"rtmp": 30935, "srt": 30900}}
     assert config.playback_route == "httproute"
-    assert (config.playback_gateway_name, config.playback_gateway_namespace,
-            config.playback_gateway_section_name) == ("public", "gateways", "https")
+    assert (config.playback_gateway_name, config.playback_gateway_namespace, config.playback_gateway_section_name) == (
+        "public",
+        "gateways",
+        "https",
+    )
     assert config.playback_route_annotations == {"example.com/team": "video"}
     assert config.playback_base_url("show", "team") == "https://live.example.com/team/show"
 
-    env = env_of(render(values={"livestreams": {"playback": {"route": {
-        "kind": "ingress", "hostTemplate": "{name}.{namespace}.live.example.com", "ingressClassName": "traefik",
-        "tlsSecretTemplate": "{name}-tls"}}}}, tmp=tmp_path))
+    env = env_of(
+        render(
+            values={
+                "livestreams": {
+                    "playback": {
+                        "route": {
+                            "kind": "ingress",
+                            "hostTemplate": "{name}.{namespace}.live.example.com",
+                            "ingressClassName": "traefik",
+                            "tlsSecretTemplate": "{name}-tls",
+                        }
+                    }
+                }
+            },
+            tmp=tmp_path,
+        )
+    )
     config = OperatorConfig.from_env(env)
     assert config.playback_ingress_class == "traefik" and config.playback_tls_secret("show", "team") == "show-tls"
     assert config.playback_base_url("show", "team") == "https://show.team.live.example.com"
@@ -347,8 +438,13 @@ def test_default_env_keeps_the_operator_defaults_except_the_image_and_who_the_op
     from onair.api.operator_config import OperatorConfig
 
     env = env_of(render())
-    assert set(env) == {"ONAIR_IMAGE", "ONAIR_IMAGE_PULL_POLICY", "ONAIR_OPERATOR_NAMESPACE", "ONAIR_OPERATOR_POD_LABELS",
-                        "ONAIR_METRICS_PORT"}
+    assert set(env) == {
+        "ONAIR_IMAGE",
+        "ONAIR_IMAGE_PULL_POLICY",
+        "ONAIR_OPERATOR_NAMESPACE",
+        "ONAIR_OPERATOR_POD_LABELS",
+        "ONAIR_METRICS_PORT",
+    }
     config = OperatorConfig.from_env(env)
     defaults = OperatorConfig()
     mine = {"image", "operator_pod_labels", "metrics_port"}
@@ -381,8 +477,11 @@ def test_the_operator_pod_accepts_no_connections():
     docs = render()
     policy = only(docs, "NetworkPolicy")
     assert policy["metadata"]["namespace"] == "onair-system"
-    assert policy["spec"] == {"podSelector": {"matchLabels": only(docs, "Deployment")["spec"]["selector"]["matchLabels"]},
-                              "policyTypes": ["Ingress"], "ingress": []}
+    assert policy["spec"] == {
+        "podSelector": {"matchLabels": only(docs, "Deployment")["spec"]["selector"]["matchLabels"]},
+        "policyTypes": ["Ingress"],
+        "ingress": [],
+    }
 
 
 def test_prometheus_peers_reach_the_operator_only_on_its_metrics_port(tmp_path):
@@ -390,8 +489,10 @@ def test_prometheus_peers_reach_the_operator_only_on_its_metrics_port(tmp_path):
     docs = render(values={"networkPolicy": {"agentMetricsFrom": scrapers}}, tmp=tmp_path)
     policy = only(docs, "NetworkPolicy")
     assert policy["spec"]["ingress"] == [{"from": scrapers, "ports": [{"port": "metrics", "protocol": "TCP"}]}]
-    off = render(values={"networkPolicy": {"agentMetricsFrom": scrapers}, "metrics": {"operator": {"enabled": False}}},
-                 tmp=tmp_path)
+    off = render(
+        values={"networkPolicy": {"agentMetricsFrom": scrapers}, "metrics": {"operator": {"enabled": False}}},
+        tmp=tmp_path,
+    )
     assert only(off, "NetworkPolicy")["spec"]["ingress"] == []
 
 
@@ -418,15 +519,20 @@ def test_builtin_calltypes_are_the_files_and_follow_their_toggles():
         source = yaml.safe_load((CHART / "files" / "calltypes" / f"{name}.yaml").read_text())
         assert obj["spec"] == source["spec"]
         assert obj["metadata"]["labels"]["onair.dev/builtin"] == "true"
-    off = render("--set", "builtinCallTypes.development.enabled=false", "--set", "builtinCallTypes.default.enabled=false")
+    off = render(
+        "--set", "builtinCallTypes.development.enabled=false", "--set", "builtinCallTypes.default.enabled=false"
+    )
     assert [d["metadata"]["name"] for d in by_kind(off, "CallType")] == ["livestream"]
 
 
 def test_crds_come_only_from_the_crds_directory():
     assert by_kind(render(), "CustomResourceDefinition") == []
     crds = by_kind(render(crds=True), "CustomResourceDefinition")
-    assert sorted(c["metadata"]["name"] for c in crds) == ["calltypes.onair.dev", "livestreams.onair.dev",
-                                                           "recordings.onair.dev"]
+    assert sorted(c["metadata"]["name"] for c in crds) == [
+        "calltypes.onair.dev",
+        "livestreams.onair.dev",
+        "recordings.onair.dev",
+    ]
     for c in crds:
         assert "helm.sh/resource-policy" not in (c["metadata"].get("annotations") or {})
 
@@ -441,26 +547,38 @@ def test_recordings_are_read_by_members_and_viewers_and_deleted_only_by_editors_
     aggregated = {d["metadata"]["name"]: d for d in by_kind(docs, "ClusterRole") if for_people(d)}
     view = aggregated["onair-aggregate-to-view"]
     assert {k for k, v in view["metadata"]["labels"].items() if v == "true"} == {
-        f"rbac.authorization.k8s.io/aggregate-to-{r}" for r in ("view", "edit", "admin")}
-    assert grants(view) == {("onair.dev", "livestreams"): {"get", "list", "watch"},
-                            ("onair.dev", "recordings"): {"get", "list", "watch"}}
+        f"rbac.authorization.k8s.io/aggregate-to-{r}" for r in ("view", "edit", "admin")
+    }
+    assert grants(view) == {
+        ("onair.dev", "livestreams"): {"get", "list", "watch"},
+        ("onair.dev", "recordings"): {"get", "list", "watch"},
+    }
     edit = aggregated["onair-aggregate-to-edit"]
     assert "rbac.authorization.k8s.io/aggregate-to-view" not in edit["metadata"]["labels"]
     assert grants(edit)[("onair.dev", "recordings")] == {"delete"}
-    assert not [d for d in render("--set", "rbac.aggregateToDefaultRoles=false") if for_people(d)
-                and not d["metadata"]["name"].endswith(MEMBER_ROLE_SUFFIX)]
+    assert not [
+        d
+        for d in render("--set", "rbac.aggregateToDefaultRoles=false")
+        if for_people(d) and not d["metadata"]["name"].endswith(MEMBER_ROLE_SUFFIX)
+    ]
 
 
 def test_member_role_capabilities_can_be_switched_off_and_follow_the_group_prefix():
     assert not {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"} & {
-        d["kind"] for d in render("--set", "capabilities.enabled=false")}
-    assert not [d for d in by_kind(render("--set", "capabilities.enabled=false"), "ClusterRole")
-                if d["metadata"]["name"].endswith(MEMBER_ROLE_SUFFIX)]
+        d["kind"] for d in render("--set", "capabilities.enabled=false")
+    }
+    assert not [
+        d
+        for d in by_kind(render("--set", "capabilities.enabled=false"), "ClusterRole")
+        if d["metadata"]["name"].endswith(MEMBER_ROLE_SUFFIX)
+    ]
     policies = by_kind(render("--set", "capabilities.groupPrefix=oidc:onair-"), "ValidatingAdmissionPolicy")
     assert sorted(p["metadata"]["name"] for p in policies) == ["onair-capabilities", "onair-member-fields"]
     for policy in policies:
-        assert policy["spec"]["matchConditions"][0]["expression"] == \
-            'request.userInfo.groups.exists(g, g.startsWith("oidc:onair-"))'
+        assert (
+            policy["spec"]["matchConditions"][0]["expression"]
+            == 'request.userInfo.groups.exists(g, g.startsWith("oidc:onair-"))'
+        )
     capabilities = next(p for p in policies if p["metadata"]["name"].endswith("-capabilities"))
     roles = next(v for v in capabilities["spec"]["variables"] if v["name"] == "roles")["expression"]
     assert "g.substring(11)" in roles
@@ -476,9 +594,17 @@ def test_manifests_split_crds_operator_and_calltypes_without_helm_bookkeeping():
     assert kinds["crds.yaml"] == ["CustomResourceDefinition"] * 3
     assert kinds["builtin-calltypes.yaml"] == ["CallType"] * 3
     assert kinds["onair.yaml"][0] == "Namespace"
-    assert set(kinds["onair.yaml"]) == {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment",
-                                        "NetworkPolicy", "Service", "ValidatingAdmissionPolicy",
-                                        "ValidatingAdmissionPolicyBinding"}
+    assert set(kinds["onair.yaml"]) == {
+        "Namespace",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "NetworkPolicy",
+        "Service",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    }
     for text in rendered.values():
         assert "helm.sh/chart" not in text and "managed-by: Helm" not in text
     ns = yaml.safe_load(rendered["onair.yaml"].split("---", 1)[0])
@@ -489,8 +615,10 @@ def test_agents_pod_monitor_is_off_by_default_and_selects_the_media_pods_agent_p
     from onair.api.meta import LABEL_ROLE, labels
 
     assert by_kind(render(), "PodMonitor") == []
-    monitor = only(render(values={"metrics": {"podMonitor": {"enabled": True, "labels": {"release": "prom"}}}},
-                          tmp=tmp_path), "PodMonitor")
+    monitor = only(
+        render(values={"metrics": {"podMonitor": {"enabled": True, "labels": {"release": "prom"}}}}, tmp=tmp_path),
+        "PodMonitor",
+    )
     assert monitor["metadata"]["labels"]["release"] == "prom"
     assert monitor["spec"]["namespaceSelector"] == {"any": True}
     assert monitor["spec"]["podMetricsEndpoints"] == [{"port": "agent", "path": "/metrics", "interval": "30s"}]
@@ -499,8 +627,7 @@ def test_agents_pod_monitor_is_off_by_default_and_selects_the_media_pods_agent_p
     selector = monitor["spec"]["selector"]
     assert selector["matchLabels"].items() <= pod_labels.items()
     assert [e["key"] for e in selector["matchExpressions"]] == [LABEL_ROLE]
-    scoped = only(render("--set", "watchNamespaces={media}", "--set", "metrics.podMonitor.enabled=true"),
-                  "PodMonitor")
+    scoped = only(render("--set", "watchNamespaces={media}", "--set", "metrics.podMonitor.enabled=true"), "PodMonitor")
     assert scoped["spec"]["namespaceSelector"] == {"matchNames": ["media"]}
 
 
@@ -523,13 +650,18 @@ def test_operator_metrics_service_selects_the_operator_pod_on_the_port_the_opera
     off = render("--set", "metrics.operator.enabled=false")
     assert by_kind(off, "Service") == []
     assert "ONAIR_METRICS_PORT" not in env_of(off)
-    assert [p["name"] for p in only(off, "Deployment")["spec"]["template"]["spec"]["containers"][0]["ports"]] == ["healthz"]
+    assert [p["name"] for p in only(off, "Deployment")["spec"]["template"]["spec"]["containers"][0]["ports"]] == [
+        "healthz"
+    ]
 
 
 def test_operator_service_monitor_is_off_by_default_and_scrapes_the_metrics_service(tmp_path):
     assert by_kind(render(), "ServiceMonitor") == []
-    docs = render(values={"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"},
-                                                         "interval": "15s"}}}, tmp=tmp_path, namespace="ops")
+    docs = render(
+        values={"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}, "interval": "15s"}}},
+        tmp=tmp_path,
+        namespace="ops",
+    )
     monitor = only(docs, "ServiceMonitor")
     service = only(docs, "Service")
     assert monitor["metadata"]["namespace"] == "ops" and monitor["metadata"]["labels"]["release"] == "prom"
@@ -565,8 +697,11 @@ def test_turn_relay_gives_the_operator_its_public_urls_its_cluster_address_and_i
     operator = named(docs, "Deployment", "onair-operator")
     env = {e["name"]: e["value"] for e in operator["spec"]["template"]["spec"]["containers"][0]["env"] if "value" in e}
     config = OperatorConfig.from_env({k: v for k, v in env.items() if k.startswith("ONAIR_")})
-    assert config.whip_ice_servers == ["stun:stun.example.com", "turn:turn.example.com:30478?transport=udp",
-                                       "turn:turn.example.com:30478?transport=tcp"]
+    assert config.whip_ice_servers == [
+        "stun:stun.example.com",
+        "turn:turn.example.com:30478?transport=udp",
+        "turn:turn.example.com:30478?transport=tcp",
+    ]
     assert config.whip_ingest_ice_servers == ["turn:onair-turn.onair-system.svc:3478?transport=udp"]
     assert config.whip_turn_secret_file == "/etc/onair/turn/static-auth-secret"
     assert config.whip_turn_credential_ttl_seconds == 86400
@@ -576,10 +711,14 @@ def test_turn_relay_gives_the_operator_its_public_urls_its_cluster_address_and_i
     pod = operator["spec"]["template"]["spec"]
     volume = next(v for v in pod["volumes"] if v["name"] == "turn-secret")
     assert volume["secret"]["secretName"] == "onair-turn"
-    assert {"name": "turn-secret", "mountPath": "/etc/onair/turn", "readOnly": True} in pod["containers"][0]["volumeMounts"]
+    assert {"name": "turn-secret", "mountPath": "/etc/onair/turn", "readOnly": True} in pod["containers"][0][
+        "volumeMounts"
+    ]
     template = named(docs, "Deployment", "onair-turn")["spec"]["template"]
-    assert template["metadata"]["annotations"]["onair.dev/turn-secret-sha256"] == hashlib.sha256(
-        secret["data"]["static-auth-secret"].encode()).hexdigest()
+    assert (
+        template["metadata"]["annotations"]["onair.dev/turn-secret-sha256"]
+        == hashlib.sha256(secret["data"]["static-auth-secret"].encode()).hexdigest()
+    )
     turn = template["spec"]
     assert turn["volumes"][0]["secret"]["secretName"] == "onair-turn"
     script = turn["containers"][0]["args"][0]
@@ -589,33 +728,53 @@ def test_turn_relay_gives_the_operator_its_public_urls_its_cluster_address_and_i
     service = named(docs, "Service", "onair-turn")
     assert service["spec"]["type"] == "NodePort"
     assert {(p["protocol"], p["port"], p["nodePort"]) for p in service["spec"]["ports"]} == {
-        ("UDP", 3478, 30478), ("TCP", 3478, 30478)}
+        ("UDP", 3478, 30478),
+        ("TCP", 3478, 30478),
+    }
     policy = named(docs, "NetworkPolicy", "onair-turn")
     assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
     [egress] = policy["spec"]["egress"]
     assert egress["ports"] == [{"port": 1, "endPort": 65535, "protocol": "UDP"}]
-    assert {"key": "app.kubernetes.io/component", "operator": "In", "values": ["ingest", "ingest-backup"]} in \
-        egress["to"][0]["podSelector"]["matchExpressions"]
+    assert {"key": "app.kubernetes.io/component", "operator": "In", "values": ["ingest", "ingest-backup"]} in egress[
+        "to"
+    ][0]["podSelector"]["matchExpressions"]
 
 
 def test_turn_relay_with_an_existing_secret_and_a_load_balancer():
-    docs = render("--set", "turn.enabled=true", "--set", "turn.publicHost=203.0.113.7",
-                  "--set", "turn.existingSecret=my-turn", "--set", "turn.tcp=false")
+    docs = render(
+        "--set",
+        "turn.enabled=true",
+        "--set",
+        "turn.publicHost=203.0.113.7",
+        "--set",
+        "turn.existingSecret=my-turn",
+        "--set",
+        "turn.tcp=false",
+    )
     assert not [d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == "onair-turn"]
-    env = {e["name"]: e["value"] for e in named(docs, "Deployment", "onair-operator")["spec"]["template"]["spec"]
-           ["containers"][0]["env"] if "value" in e}
+    env = {
+        e["name"]: e["value"]
+        for e in named(docs, "Deployment", "onair-operator")["spec"]["template"]["spec"]["containers"][0]["env"]
+        if "value" in e
+    }
     assert env["ONAIR_WHIP_ICE_SERVERS"] == "turn:203.0.113.7:3478?transport=udp"
     assert named(docs, "Service", "onair-turn")["spec"]["type"] == "LoadBalancer"
-    assert named(docs, "Deployment", "onair-turn")["spec"]["template"]["spec"]["volumes"][0]["secret"][
-        "secretName"] == "my-turn"
+    assert (
+        named(docs, "Deployment", "onair-turn")["spec"]["template"]["spec"]["volumes"][0]["secret"]["secretName"]
+        == "my-turn"
+    )
 
 
 def test_turn_relay_needs_a_public_host_and_with_nodeport_a_fixed_nodeport():
     assert "turn.publicHost is required" in helm_fails("--set", "turn.enabled=true")
-    assert "turn.service.nodePort is required" in helm_fails("--set", "turn.enabled=true", "--set", "turn.publicHost=a",
-                                                             "--set", "turn.service.type=NodePort")
+    assert "turn.service.nodePort is required" in helm_fails(
+        "--set", "turn.enabled=true", "--set", "turn.publicHost=a", "--set", "turn.service.type=NodePort"
+    )
     assert "schema" in helm_fails("--set", "turn.enabled=true", "--set", "turn.publicHost=turn:a:3478")
     docs = render("--set", "turn.enabled=true", "--set", "turn.publicHost=[2001:db8::7]", "--set", "turn.tcp=false")
-    env = {e["name"]: e["value"] for e in named(docs, "Deployment", "onair-operator")["spec"]["template"]["spec"]
-           ["containers"][0]["env"] if "value" in e}
+    env = {
+        e["name"]: e["value"]
+        for e in named(docs, "Deployment", "onair-operator")["spec"]["template"]["spec"]["containers"][0]["env"]
+        if "value" in e
+    }
     assert env["ONAIR_WHIP_ICE_SERVERS"] == "turn:[2001:db8::7]:3478?transport=udp"

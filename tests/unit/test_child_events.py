@@ -1,5 +1,6 @@
 """Which watch events of a Livestream's children are someone else's change (drift) and which are
 the operator's own writes arriving early (before the apply response) or late (a lagging watch)."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,6 +1,7 @@
 """Coalescer: bursts of requests per key become one run that sees the latest state.
 
 The window is driven by a gate the test opens (no wall clock involved)."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,5 @@
 """Events are the differences between stored and new status: each transition once, none on repeats."""
+
 from __future__ import annotations
 
 from onair.api.agent import IngestStatus, TranscoderStatus
@@ -10,8 +11,12 @@ def reasons(old, new):
 
 
 def stalled(reason: str, message: str = "m") -> dict:
-    return {"conditions": [{"type": "Ready", "status": "False", "reason": reason},
-                           {"type": "Stalled", "status": "True", "reason": reason, "message": message}]}
+    return {
+        "conditions": [
+            {"type": "Ready", "status": "False", "reason": reason},
+            {"type": "Stalled", "status": "True", "reason": reason, "message": message},
+        ]
+    }
 
 
 def test_phase_transitions():
@@ -40,10 +45,13 @@ def test_broadcasting_recording_viewers_dvr():
     assert reasons({}, {"broadcasting": False, "recording": False}) == []
     assert reasons({"recording": False}, {"recording": True}) == ["RecordingStarted"]
     assert reasons({"recording": True}, {"recording": False}) == ["RecordingStopped"]
-    assert reasons({"phase": "backstage", "viewersAllowed": False},
-                   {"phase": "backstage", "viewersAllowed": True}) == ["JoinAheadOpened"]
+    assert reasons({"phase": "backstage", "viewersAllowed": False}, {"phase": "backstage", "viewersAllowed": True}) == [
+        "JoinAheadOpened"
+    ]
     # Going live opens playback too, but that is WentLive, not join-ahead.
-    assert reasons({"phase": "backstage", "viewersAllowed": False}, {"phase": "live", "viewersAllowed": True}) == ["WentLive"]
+    assert reasons({"phase": "backstage", "viewersAllowed": False}, {"phase": "live", "viewersAllowed": True}) == [
+        "WentLive"
+    ]
     assert reasons({}, {"dvrClearedAt": "2026-01-01T00:00:00Z"}) == ["DvrCleared"]
     assert reasons({"dvrClearedAt": "2026-01-01T00:00:00Z"}, {"dvrClearedAt": "2026-01-01T00:00:00Z"}) == []
 
@@ -54,7 +62,9 @@ def test_stalled_and_recovered():
     # Still stalled for the same reason: no repeat.
     assert reasons(stalled("CallTypeNotFound"), stalled("CallTypeNotFound")) == []
     assert reasons(stalled("CallTypeNotFound"), stalled("ApplyFailed")) == ["ApplyFailed"]
-    ev = transition_events(stalled("CallTypeNotFound"), {"conditions": [{"type": "Ready", "status": "True", "reason": "x"}]})
+    ev = transition_events(
+        stalled("CallTypeNotFound"), {"conditions": [{"type": "Ready", "status": "True", "reason": "x"}]}
+    )
     assert [(e.type, e.reason) for e in ev] == [(NORMAL, "CallTypeFound")]
     assert reasons(stalled("ApplyFailed"), {"conditions": []}) == ["Recovered"]
 
@@ -114,21 +124,31 @@ def test_events_follow_the_transcoder_across_polls_including_a_gap():
         new = poll(stored, active)
         seen += reasons(stored or {}, new)
         stored = new
-    assert [r for r in seen if r in ("FailedOverToBackup", "ReturnedToMain")] == ["FailedOverToBackup", "ReturnedToMain"]
+    assert [r for r in seen if r in ("FailedOverToBackup", "ReturnedToMain")] == [
+        "FailedOverToBackup",
+        "ReturnedToMain",
+    ]
     assert "activeSource" not in poll(stored, None) and poll(stored, None)["lastActiveSource"] == "main"
 
 
 def recording_condition(status: str, reason: str, message: str = "why and the fix") -> dict:
-    return {"conditions": [{"type": "Ready", "status": "True", "reason": "AgentsReady"},
-                           {"type": "Recording", "status": status, "reason": reason, "message": message}]}
+    return {
+        "conditions": [
+            {"type": "Ready", "status": "True", "reason": "AgentsReady"},
+            {"type": "Recording", "status": status, "reason": reason, "message": message},
+        ]
+    }
 
 
 def test_a_recording_that_cannot_start_is_a_warning_once_per_reason():
     starting = recording_condition("Unknown", "RecordingStarting")
-    stuck = recording_condition("False", "RecordingSourceUnavailable", "playlist answered HTTP 404; check the transcoder")
+    stuck = recording_condition(
+        "False", "RecordingSourceUnavailable", "playlist answered HTTP 404; check the transcoder"
+    )
     ev = transition_events(starting, stuck)
     assert [(e.type, e.reason, e.message) for e in ev] == [
-        (WARNING, "RecordingSourceUnavailable", "playlist answered HTTP 404; check the transcoder")]
+        (WARNING, "RecordingSourceUnavailable", "playlist answered HTTP 404; check the transcoder")
+    ]
     assert reasons(stuck, recording_condition("False", "RecordingSourceUnavailable", "other words")) == []
     assert reasons(stuck, recording_condition("False", "RecordingFailed")) == ["RecordingFailed"]
     assert reasons({}, recording_condition("False", "NothingTranscodedToRecord")) == ["NothingTranscodedToRecord"]

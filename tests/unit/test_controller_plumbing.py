@@ -1,4 +1,5 @@
 """Pure pieces of the controller: ownership, kopf settings, wake-up timing, markers."""
+
 from __future__ import annotations
 
 import logging
@@ -58,11 +59,23 @@ def test_daemon_wakes_at_the_next_lifecycle_change():
     rt = _runtime(now, poll=30)
     state = LivestreamState("ns", "ls", "uid")
     assert _wait_seconds(rt, state) == 30
-    state.lifecycle = Lifecycle(phase="backstage", broadcasting=False, recording=False, viewers_allowed=False,
-                                active=True, next_change_at=now + timedelta(seconds=7))
+    state.lifecycle = Lifecycle(
+        phase="backstage",
+        broadcasting=False,
+        recording=False,
+        viewers_allowed=False,
+        active=True,
+        next_change_at=now + timedelta(seconds=7),
+    )
     assert 7.0 <= _wait_seconds(rt, state) <= 7.1
-    state.lifecycle = Lifecycle(phase="backstage", broadcasting=False, recording=False, viewers_allowed=False,
-                                active=True, next_change_at=now - timedelta(seconds=1))
+    state.lifecycle = Lifecycle(
+        phase="backstage",
+        broadcasting=False,
+        recording=False,
+        viewers_allowed=False,
+        active=True,
+        next_change_at=now - timedelta(seconds=1),
+    )
     assert _wait_seconds(rt, state) == 0
     state.lifecycle = None
     state.transient_failures = 1
@@ -79,6 +92,7 @@ def test_role_keys():
 def test_a_broken_resolver_means_no_address():
     def broken(namespace, name, role):
         raise KeyError(role)
+
     agent_client = AgentClient(broken)
     assert agent_client.url("ns", "ls", "ingest") is None
     assert AgentClient(lambda *a: "http://127.0.0.1:1/").url("ns", "ls", "ingest") == "http://127.0.0.1:1"
@@ -88,26 +102,39 @@ def test_lean_diff_base_is_what_kopf_builds():
     """The operator's diff-base storage only avoids copying what kopf drops: the essence it
     stores (and compares on every event) is the same as kopf's own."""
     body = {
-        "apiVersion": "onair.dev/v1alpha1", "kind": "Livestream",
+        "apiVersion": "onair.dev/v1alpha1",
+        "kind": "Livestream",
         "metadata": {
-            "name": "show", "namespace": "ns", "uid": "u-1", "generation": 3, "resourceVersion": "42",
+            "name": "show",
+            "namespace": "ns",
+            "uid": "u-1",
+            "generation": 3,
+            "resourceVersion": "42",
             "labels": {"team": "a"},
-            "annotations": {"onair.dev/last-handled-configuration": '{"spec": {}}',
-                            "onair.dev/reconcile": '{"started": "x"}',
-                            "kopf.zalando.org/last-handled-configuration": "{}",
-                            "kubectl.kubernetes.io/last-applied-configuration": "{}",
-                            "note": "kept"},
+            "annotations": {
+                "onair.dev/last-handled-configuration": '{"spec": {}}',
+                "onair.dev/reconcile": '{"started": "x"}',
+                "kopf.zalando.org/last-handled-configuration": "{}",
+                "kubectl.kubernetes.io/last-applied-configuration": "{}",
+                "note": "kept",
+            },
             "finalizers": ["onair.dev/finalizer"],
             "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {"f:callType": {}}}}],
         },
-        "spec": {"callType": "livestream", "settingsOverride": {"dvr": {"durationSeconds": 600}},
-                 "members": [{"userId": "u", "role": "host"}]},
+        "spec": {
+            "callType": "livestream",
+            "settingsOverride": {"dvr": {"durationSeconds": 600}},
+            "members": [{"userId": "u", "role": "host"}],
+        },
         "status": {"phase": "backstage", "effectiveSettings": {"dvr": {"durationSeconds": 600}}},
     }
     kopf_storage = kopf.AnnotationsDiffBaseStorage(prefix="onair.dev", key="last-handled-configuration")
     lean = kopf_settings.LeanDiffBaseStorage(prefix="onair.dev", key="last-handled-configuration")
-    for variant in (body, {k: v for k, v in body.items() if k != "status"},
-                    {**body, "metadata": {"name": "bare", "namespace": "ns"}}):
+    for variant in (
+        body,
+        {k: v for k, v in body.items() if k != "status"},
+        {**body, "metadata": {"name": "bare", "namespace": "ns"}},
+    ):
         expected = kopf_storage.build(body=kopf.Body(variant))
         assert lean.build(body=kopf.Body(variant)) == expected
     essence = lean.build(body=kopf.Body(body))
@@ -116,11 +143,15 @@ def test_lean_diff_base_is_what_kopf_builds():
     essence["spec"]["settingsOverride"]["dvr"]["durationSeconds"] = 1
     assert body["spec"]["settingsOverride"]["dvr"]["durationSeconds"] == 600, "the essence is a copy"
     # With extra fields (handlers on status fields) it is kopf's own code path.
-    assert lean.build(body=kopf.Body(body), extra_fields=["status.phase"]) == \
-        kopf_storage.build(body=kopf.Body(body), extra_fields=["status.phase"])
+    assert lean.build(body=kopf.Body(body), extra_fields=["status.phase"]) == kopf_storage.build(
+        body=kopf.Body(body), extra_fields=["status.phase"]
+    )
     # Only kopf's public hook is overridden, so a kopf upgrade cannot silently bypass it.
-    assert {n for n in vars(kopf_settings.LeanDiffBaseStorage) if callable(getattr(kopf_settings.LeanDiffBaseStorage, n))
-            and not n.startswith("__")} == {"build"}
+    assert {
+        n
+        for n in vars(kopf_settings.LeanDiffBaseStorage)
+        if callable(getattr(kopf_settings.LeanDiffBaseStorage, n)) and not n.startswith("__")
+    } == {"build"}
 
 
 def test_after_the_agents_are_told_something_new_the_daemon_polls_every_second_for_a_while():

@@ -1,4 +1,5 @@
 """The CRDs are generated from the models and must be committed fresh."""
+
 from pathlib import Path
 
 

@@ -6,6 +6,7 @@ package into a venv with wheels only, copy the vendored player, and the packages
 be the ones that provide every binary the agents run (checked with dpkg on this machine, which
 installs the same list).
 """
+
 from __future__ import annotations
 
 import re
@@ -111,8 +112,9 @@ def test_one_stage_whose_base_is_a_build_argument_defaulting_to_public_debian_bo
 def test_installs_exactly_the_package_lists(final):
     runs = final.all("RUN")
     copies = final.all("COPY")
-    assert any("system-packages/debian-packages.txt" in c and "system-packages/debian-image-packages.txt" in c for c in copies), \
-        "the lists must be copied into the build"
+    assert any(
+        "system-packages/debian-packages.txt" in c and "system-packages/debian-image-packages.txt" in c for c in copies
+    ), "the lists must be copied into the build"
     installs = [r for r in runs if "apt-get install" in r]
     assert len(installs) == 1, "one apt-get install, fed by the lists"
     install = installs[0]
@@ -122,8 +124,9 @@ def test_installs_exactly_the_package_lists(final):
     # Comments are stripped before xargs sees the list (a '#' word would be a package name).
     assert "sed" in install or "grep" in install
     for package in listed_packages(PACKAGE_LIST, IMAGE_PACKAGE_LIST):
-        assert not re.search(rf"apt-get install[^&]*\b{re.escape(package)}\b", install), \
+        assert not re.search(rf"apt-get install[^&]*\b{re.escape(package)}\b", install), (
             f"{package} is named in the Dockerfile instead of coming from a list"
+        )
 
 
 def test_the_lists_strip_to_package_names_the_way_the_dockerfile_does():
@@ -131,8 +134,11 @@ def test_the_lists_strip_to_package_names_the_way_the_dockerfile_does():
     install = next(r for r in parse(DOCKERFILE.read_text())[-1].all("RUN") if "apt-get install" in r)
     sed = re.search(r"(sed .*?debian-image-packages\.txt)", install)
     assert sed, install
-    command = (sed.group(1).replace("/tmp/debian-packages.txt", shlex.quote(str(PACKAGE_LIST)))
-               .replace("/tmp/debian-image-packages.txt", shlex.quote(str(IMAGE_PACKAGE_LIST))))
+    command = (
+        sed.group(1)
+        .replace("/tmp/debian-packages.txt", shlex.quote(str(PACKAGE_LIST)))
+        .replace("/tmp/debian-image-packages.txt", shlex.quote(str(IMAGE_PACKAGE_LIST)))
+    )
     out = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=10, check=True).stdout
     assert out.split() == listed_packages(PACKAGE_LIST, IMAGE_PACKAGE_LIST)
     assert {"python3", "python3-venv"} <= set(out.split())
@@ -140,8 +146,11 @@ def test_the_lists_strip_to_package_names_the_way_the_dockerfile_does():
 
 def test_dpkg_excludes_are_in_place_before_the_install(final):
     keywords = [(i.keyword, i.args) for i in final.instructions]
-    copy_at = next(n for n, (k, a) in enumerate(keywords)
-                   if k == "COPY" and a.split()[0] == "system-packages/dpkg-image-excludes.cfg")
+    copy_at = next(
+        n
+        for n, (k, a) in enumerate(keywords)
+        if k == "COPY" and a.split()[0] == "system-packages/dpkg-image-excludes.cfg"
+    )
     assert keywords[copy_at][1].split()[1].startswith("/etc/dpkg/dpkg.cfg.d/")
     install_at = next(n for n, (k, a) in enumerate(keywords) if k == "RUN" and "apt-get install" in a)
     assert copy_at < install_at
@@ -170,8 +179,9 @@ def test_the_dependency_step_installs_exactly_pyprojects_dependencies(final):
     deps = next(r for r in final.all("RUN") if "-r /tmp/requirements.txt" in r)
     script = re.search(r"python3 -c ('[^']*')", deps)
     assert script, deps
-    out = subprocess.run(["sh", "-c", f"python3 -c {script.group(1)}"], cwd=ROOT, capture_output=True,
-                         text=True, timeout=30, check=True).stdout
+    out = subprocess.run(
+        ["sh", "-c", f"python3 -c {script.group(1)}"], cwd=ROOT, capture_output=True, text=True, timeout=30, check=True
+    ).stdout
     assert out.splitlines() == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
 
 
@@ -251,8 +261,11 @@ def test_nginx_module_comes_from_a_listed_package(path):
 
 
 def test_dockerignore_keeps_the_context_small_but_not_the_sources():
-    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
-               if line.strip() and not line.startswith("#")}
+    ignored = {
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
     assert {".git", "**/node_modules"} <= ignored
     for needed in ("operator", "pyproject.toml", "README.md", "system-packages"):
         assert needed not in ignored

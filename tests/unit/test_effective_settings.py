@@ -8,7 +8,9 @@ def test_defaults_when_nothing_is_set():
 
 def test_override_wins_over_calltype_which_wins_over_defaults():
     calltype = CallSettings.model_validate({"dvr": {"durationSeconds": 600}, "backstage": {"enabled": False}})
-    override = CallSettings.model_validate({"dvr": {"enabled": False}, "broadcasting": {"hls": {"qualityTracks": ["480p"]}}})
+    override = CallSettings.model_validate(
+        {"dvr": {"enabled": False}, "broadcasting": {"hls": {"qualityTracks": ["480p"]}}}
+    )
     eff = effective_settings(calltype, override)
     assert eff.dvr.duration_seconds == 600 and eff.dvr.enabled is False
     assert eff.backstage.enabled is False and eff.backstage.join_ahead_time_seconds == 0

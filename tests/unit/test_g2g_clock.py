@@ -1,5 +1,6 @@
 """The in-picture clock of the glass-to-glass benchmark: what is drawn reads back, at any
 rendition size, and a damaged band reads as nothing rather than as a wrong time."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """Grants and members: capabilities per role, who may watch backstage, the member-tokens Secret."""
+
 from __future__ import annotations
 
 import base64
@@ -22,9 +23,15 @@ from onair.render.credentials import Credentials
 from onair.render.lifecycle import desired_lifecycle
 from onair.render.status import livestream_status
 
-CREDS = Credentials(stream_key="streamkey0123", srt_passphrase="srtpassphrase0123", whip_token="whiptoken0123",
-                    playback_secret="p" * 32, upload_token="u" * 32, read_token="r" * 32,
-                    agent_token="a" * 32)
+CREDS = Credentials(
+    stream_key="streamkey0123",
+    srt_passphrase="srtpassphrase0123",
+    whip_token="whiptoken0123",
+    playback_secret="p" * 32,
+    upload_token="u" * 32,
+    read_token="r" * 32,
+    agent_token="a" * 32,
+)
 UID = "6f1c1f8e-0000-4000-8000-000000000001"
 NOW = datetime(2026, 7, 14, 9, 30, 5, tzinfo=timezone.utc)
 HOST = ["join-backstage", "send-audio", "send-video"]
@@ -44,8 +51,12 @@ def livestream(members: list[tuple[str, str]] | None = None, name: str = "show")
     spec: dict = {"callType": "livestream"}
     if members is not None:
         spec["members"] = [{"userId": u, "role": r} for u, r in members]
-    return {"apiVersion": "onair.dev/v1alpha1", "kind": "Livestream",
-            "metadata": {"name": name, "namespace": "media", "uid": UID, "generation": 1}, "spec": spec}
+    return {
+        "apiVersion": "onair.dev/v1alpha1",
+        "kind": "Livestream",
+        "metadata": {"name": name, "namespace": "media", "uid": UID, "generation": 1},
+        "spec": spec,
+    }
 
 
 def tokens_secret(out):
@@ -96,7 +107,9 @@ def test_backstage_members_keep_spec_order():
 
 
 def test_duplicate_capabilities_count_once():
-    assert grants.role_capabilities(calltype({"host": ["join-backstage", "join-backstage"]}), "host") == ("join-backstage",)
+    assert grants.role_capabilities(calltype({"host": ["join-backstage", "join-backstage"]}), "host") == (
+        "join-backstage",
+    )
 
 
 # ----------------------------------------------------------------------------- secret keys
@@ -137,8 +150,9 @@ def test_naive_now_is_utc():
 
 # ----------------------------------------------------------------------------- the Secret
 def test_secret_holds_a_verifiable_token_per_backstage_member():
-    out = render_children(livestream([("alice", "host"), ("bob", "user"), ("x@y", "admin")]), CT, OperatorConfig(),
-                          CREDS, now=NOW)
+    out = render_children(
+        livestream([("alice", "host"), ("bob", "user"), ("x@y", "admin")]), CT, OperatorConfig(), CREDS, now=NOW
+    )
     secret = tokens_secret(out)
     assert secret["metadata"]["name"] == "show-member-tokens" == out.member_tokens_secret
     data = decoded(secret)
@@ -162,9 +176,16 @@ def test_secret_is_owned_and_labelled_like_every_child():
     labels = secret["metadata"]["labels"]
     assert child_selector("show").items() <= labels.items()
     assert labels["app.kubernetes.io/component"] == "member-tokens"
-    assert secret["metadata"]["ownerReferences"] == [{
-        "apiVersion": "onair.dev/v1alpha1", "kind": "Livestream", "name": "show", "uid": UID,
-        "controller": True, "blockOwnerDeletion": True}]
+    assert secret["metadata"]["ownerReferences"] == [
+        {
+            "apiVersion": "onair.dev/v1alpha1",
+            "kind": "Livestream",
+            "name": "show",
+            "uid": UID,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
     assert secret["type"] == "Opaque" and "stringData" not in secret
 
 
@@ -189,8 +210,9 @@ def test_removed_members_and_lost_grants_drop_their_tokens():
     demoted = render_children(livestream([("alice", "user"), ("amy", "admin")]), CT, config, CREDS, now=NOW)
     assert set(decoded(tokens_secret(demoted))) == {"amy"}
     host_without_backstage = calltype({"host": ["send-audio"], "admin": ["join-backstage"]})
-    regranted = render_children(livestream([("alice", "host"), ("amy", "admin")]), host_without_backstage,
-                                config, CREDS, now=NOW)
+    regranted = render_children(
+        livestream([("alice", "host"), ("amy", "admin")]), host_without_backstage, config, CREDS, now=NOW
+    )
     assert set(decoded(tokens_secret(regranted))) == {"amy"}
 
 
@@ -219,8 +241,13 @@ def test_status_names_backstage_members_and_the_secret():
 def test_operator_re_mints_when_the_bucket_ends():
     ls = livestream([("alice", "host")])
     clock = [NOW]
-    rt = Runtime(OperatorConfig(status_poll_interval_seconds=3600), kube=None, agent_client=None,  # type: ignore[arg-type]
-                 clock=lambda: clock[0], resync_seconds=10 ** 9)
+    rt = Runtime(
+        OperatorConfig(status_poll_interval_seconds=3600),
+        kube=None,
+        agent_client=None,  # type: ignore[arg-type]
+        clock=lambda: clock[0],
+        resync_seconds=10**9,
+    )
     state = LivestreamState("media", "show", UID)
     state.rendered = render_children(ls, CT, OperatorConfig(), CREDS, now=NOW)
     state.rendered_generation, state.rendered_calltype, state.applied_at = 1, "None/None", NOW

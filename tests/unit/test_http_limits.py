@@ -1,4 +1,5 @@
 """Connection budgets and log rate limiting of public listeners, without sockets."""
+
 from __future__ import annotations
 
 import logging
@@ -43,8 +44,9 @@ def test_a_hopeless_limit_still_serves_a_few():
 
 
 def test_guard_caps_per_client_and_in_total():
-    guard = ConnectionGuard(ListenerLimits("public", max_connections=5, max_per_client=3), None,
-                            logging.getLogger("test"))
+    guard = ConnectionGuard(
+        ListenerLimits("public", max_connections=5, max_per_client=3), None, logging.getLogger("test")
+    )
     assert [guard.admit("a") for _ in range(4)] == [None, None, None, "client"]
     assert [guard.admit("b") for _ in range(3)] == [None, None, "total"]
     guard.release("a")
@@ -64,7 +66,10 @@ def test_log_limiter_counts_what_it_left_out(caplog, monkeypatch):
         clock[0] += 10
         assert limiter.log("k", logging.WARNING, "refused %s", 9)
     assert [r.getMessage() for r in caplog.records] == [
-        "refused 0", "another kind", "refused 9 (and 4 more like it in the last 10s)"]
+        "refused 0",
+        "another kind",
+        "refused 9 (and 4 more like it in the last 10s)",
+    ]
 
 
 def test_rate_limit_filter_keys_on_the_message_template(monkeypatch):

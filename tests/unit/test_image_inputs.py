@@ -3,6 +3,7 @@
 A digest that misses a file the Dockerfile copies would hand out a stale image; one that hashes
 caches or tests would rebuild for nothing. .dockerignore semantics follow Docker's.
 """
+
 from __future__ import annotations
 
 import os
@@ -12,25 +13,35 @@ from pathlib import Path
 import pytest
 
 from onair.localcluster import image
-from onair.localcluster.image import context_files, copy_sources, image_name, inputs_digest, is_ignored, parse_dockerignore
+from onair.localcluster.image import (
+    context_files,
+    copy_sources,
+    image_name,
+    inputs_digest,
+    is_ignored,
+    parse_dockerignore,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("pattern,path,ignored", [
-    ("**/__pycache__", "operator/onair/__pycache__/x.pyc", True),
-    ("**/__pycache__", "__pycache__/x.pyc", True),
-    ("**/*.pyc", "operator/onair/a.pyc", True),
-    ("**/node_modules", "operator/onair/agent/player/node_modules/hls.js/x.js", True),
-    ("tests", "tests/unit/test_x.py", True),
-    ("tests", "operator/tests/x.py", False),  # not anchored anywhere but the root
-    ("*.log", "build.log", True),
-    ("*.log", "operator/build.log", False),  # `*` never crosses a directory
-    ("/build", "build/lib/x", True),
-    ("operator/onair/agent/static/vendor", "operator/onair/agent/static/vendor/hls.min.js", True),
-    ("op?rator", "operator/x", True),
-    ("[a-c]ench", "bench/x.py", True),
-])
+@pytest.mark.parametrize(
+    "pattern,path,ignored",
+    [
+        ("**/__pycache__", "operator/onair/__pycache__/x.pyc", True),
+        ("**/__pycache__", "__pycache__/x.pyc", True),
+        ("**/*.pyc", "operator/onair/a.pyc", True),
+        ("**/node_modules", "operator/onair/agent/player/node_modules/hls.js/x.js", True),
+        ("tests", "tests/unit/test_x.py", True),
+        ("tests", "operator/tests/x.py", False),  # not anchored anywhere but the root
+        ("*.log", "build.log", True),
+        ("*.log", "operator/build.log", False),  # `*` never crosses a directory
+        ("/build", "build/lib/x", True),
+        ("operator/onair/agent/static/vendor", "operator/onair/agent/static/vendor/hls.min.js", True),
+        ("op?rator", "operator/x", True),
+        ("[a-c]ench", "bench/x.py", True),
+    ],
+)
 def test_dockerignore_patterns(pattern, path, ignored):
     assert is_ignored(path, parse_dockerignore(pattern)) is ignored
 
@@ -45,14 +56,19 @@ def test_dockerignore_last_match_wins_and_exceptions():
 def test_copy_sources_of_the_real_dockerfile():
     sources = copy_sources((ROOT / "Dockerfile").read_text())
     assert "operator" in sources and "pyproject.toml" in sources and "README.md" in sources
-    assert {"system-packages/debian-packages.txt", "system-packages/debian-image-packages.txt",
-            "system-packages/dpkg-image-excludes.cfg"} <= set(sources)
+    assert {
+        "system-packages/debian-packages.txt",
+        "system-packages/debian-image-packages.txt",
+        "system-packages/dpkg-image-excludes.cfg",
+    } <= set(sources)
     assert not any(s.startswith("/") for s in sources), "destinations are not sources"
 
 
 def test_copy_sources_skips_stages_and_flags_and_reads_json_form():
-    text = ("FROM x AS a\nCOPY --chown=1:1 a.txt \\\n  b.txt /dst/\n# COPY commented.txt /\n"
-            "COPY --from=a /built /built\nADD [\"c d.txt\", \"/e/\"]\n")
+    text = (
+        "FROM x AS a\nCOPY --chown=1:1 a.txt \\\n  b.txt /dst/\n# COPY commented.txt /\n"
+        'COPY --from=a /built /built\nADD ["c d.txt", "/e/"]\n'
+    )
     assert copy_sources(text) == ["a.txt", "b.txt", "c d.txt"]
 
 
@@ -77,8 +93,13 @@ def _mini_repo(tmp_path: Path) -> Path:
 
 def test_context_files_are_what_the_dockerfile_copies_minus_dockerignore(tmp_path):
     root = _mini_repo(tmp_path)
-    assert context_files(root) == [".dockerignore", "Dockerfile", "operator/onair/__init__.py",
-                                   "operator/onair/agent/static/vendor/hls.min.js", "system-packages/list.txt"]
+    assert context_files(root) == [
+        ".dockerignore",
+        "Dockerfile",
+        "operator/onair/__init__.py",
+        "operator/onair/agent/static/vendor/hls.min.js",
+        "system-packages/list.txt",
+    ]
 
 
 def test_an_exception_brings_a_file_back_from_an_ignored_directory(tmp_path):
@@ -136,7 +157,13 @@ def test_cached_image_is_none_without_a_build(tmp_path, monkeypatch):
 
 
 def test_image_ref_round_trips_through_its_stamp(tmp_path):
-    ref = image.ImageRef(name="localhost/onair:0.1.0-0123456789ab", archive=tmp_path / "a.tar", digest="0" * 64,
-                         size_bytes=1, archive_bytes=2, build_seconds=3.0)
+    ref = image.ImageRef(
+        name="localhost/onair:0.1.0-0123456789ab",
+        archive=tmp_path / "a.tar",
+        digest="0" * 64,
+        size_bytes=1,
+        archive_bytes=2,
+        build_seconds=3.0,
+    )
     assert image.ImageRef.from_json(ref.to_json()) == ref
     assert (ref.repository, ref.tag) == ("localhost/onair", "0.1.0-0123456789ab")

@@ -3,6 +3,7 @@
 It must build the repository's Dockerfile for amd64 and arm64, vendor hls.js first (the
 Dockerfile copies it), and push exactly the tag the chart installs by default: its appVersion.
 """
+
 from __future__ import annotations
 
 import re
@@ -65,5 +66,5 @@ def test_pushes_where_the_chart_pulls_from_by_default():
     version_step = next(s for s in _steps() if s.get("id") == "version")
     # ghcr.io/<owner>/<repo> of the upstream repository is the chart's default repository.
     assert values["image"]["repository"] == "ghcr.io/onair-dev/onair"
-    assert 'image=ghcr.io/${GITHUB_REPOSITORY,,}' in version_step["run"]
+    assert "image=ghcr.io/${GITHUB_REPOSITORY,,}" in version_step["run"]
     assert yaml.safe_load(WORKFLOW.read_text())["permissions"]["packages"] == "write"

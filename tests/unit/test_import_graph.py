@@ -7,6 +7,7 @@ cycle is in the design even when Python can load it.
 ``api`` ← ``render`` (pure) ← ``controller``; the agents use ``api`` and the shared pure modules,
 never the controller; nothing in the product imports the local test cluster.
 """
+
 from __future__ import annotations
 
 import ast
@@ -49,13 +50,14 @@ def _imports(module: str, path: Path, modules: set[str]) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = module.split(".") if is_package else module.split(".")[:-1]
-                base = base[:len(base) - node.level + 1]
+                base = base[: len(base) - node.level + 1]
                 prefix = ".".join(base + ([node.module] if node.module else []))
             else:
                 prefix = node.module or ""
             # `from pkg import mod` imports the module pkg.mod; `from mod import name` imports mod.
-            names = [f"{prefix}.{alias.name}" if f"{prefix}.{alias.name}" in modules else prefix
-                     for alias in node.names]
+            names = [
+                f"{prefix}.{alias.name}" if f"{prefix}.{alias.name}" in modules else prefix for alias in node.names
+            ]
         else:
             continue
         for name in names:
@@ -135,8 +137,7 @@ def test_the_graph_sees_relative_deferred_and_type_only_imports():
 
 
 def test_no_layer_imports_one_it_must_not():
-    breaches = {(m, d) for m, deps in import_graph().items() for d in deps
-                if _layer(d) in FORBIDDEN.get(_layer(m), ())}
+    breaches = {(m, d) for m, deps in import_graph().items() for d in deps if _layer(d) in FORBIDDEN.get(_layer(m), ())}
     new = breaches - KNOWN_LAYER_BREACHES
     assert not new, f"imports against the layers (api <- render <- controller; agents never the controller): {new}"
     paid = KNOWN_LAYER_BREACHES - breaches
@@ -153,14 +154,18 @@ def test_no_import_cycle(layer):
 
 
 # A line tested for an HLS tag, a tag looked up in the text, or the m3u8 library imported.
-_PLAYLIST_READING = re.compile(r"""startswith\(\s*f?["']#EXT|["']#EXT[-A-Z]*["']\s+(?:not\s+)?in\s|^\s*(?:import|from)\s+m3u8""",
-                               re.MULTILINE)
+_PLAYLIST_READING = re.compile(
+    r"""startswith\(\s*f?["']#EXT|["']#EXT[-A-Z]*["']\s+(?:not\s+)?in\s|^\s*(?:import|from)\s+m3u8""", re.MULTILINE
+)
 
 
 def test_only_the_hls_module_reads_playlists():
     """One HLS reader (``agent/hls.py``, on m3u8): a module reading tags itself is a second one."""
     shared = PACKAGE / "agent" / "hls.py"
-    readers = [str(path.relative_to(PACKAGE)) for path in sorted(PACKAGE.rglob("*.py"))
-               if path != shared and _PLAYLIST_READING.search(path.read_text())]
+    readers = [
+        str(path.relative_to(PACKAGE))
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path != shared and _PLAYLIST_READING.search(path.read_text())
+    ]
     assert readers == [], "read playlists with onair.agent.hls instead"
     assert _PLAYLIST_READING.search(shared.read_text())  # the pattern still finds a reader

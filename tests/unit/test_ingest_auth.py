@@ -11,8 +11,14 @@ def req(name, addr="203.0.113.7", tcurl="rtmp://ingest.example/live", clientid="
 
 
 def decide(request, **kw):
-    args = dict(stream_key=KEY, bridge_token=TOKEN, protocols=["rtmp", "rtmps", "srt", "whip"], active=True,
-                holder=None, rtmps_addr="127.0.0.2")
+    args = dict(
+        stream_key=KEY,
+        bridge_token=TOKEN,
+        protocols=["rtmp", "rtmps", "srt", "whip"],
+        active=True,
+        holder=None,
+        rtmps_addr="127.0.0.2",
+    )
     args.update(kw)
     return auth.decide(request, **args)
 
@@ -65,8 +71,18 @@ def test_credentials_are_checked_before_anything_is_revealed():
 
 
 def test_publisher_args_cannot_override_nginx_fields():
-    form = MultiDict([("app", "live"), ("addr", "198.51.100.9"), ("clientid", "4"), ("call", "publish"),
-                      ("name", "k"), ("type", "live"), ("addr", "127.0.0.2"), ("name", "other")])
+    form = MultiDict(
+        [
+            ("app", "live"),
+            ("addr", "198.51.100.9"),
+            ("clientid", "4"),
+            ("call", "publish"),
+            ("name", "k"),
+            ("type", "live"),
+            ("addr", "127.0.0.2"),
+            ("name", "other"),
+        ]
+    )
     r = auth.PublishRequest.from_form(form)
     assert (r.addr, r.name, r.clientid) == ("198.51.100.9", "k", "4")
 
@@ -103,8 +119,17 @@ def test_unchecked_plays_are_allowed_only_for_the_internal_stream():
 
 def test_play_form_fields_trust_nginx_first():
     # nginx-rtmp posts its own fields first and the player's query args after them.
-    form = MultiDict([("call", "play"), ("addr", "10.0.0.5"), ("clientid", "3"), ("name", "stream"),
-                      ("token", "t1"), ("name", "forged"), ("addr", "127.0.0.1")])
+    form = MultiDict(
+        [
+            ("call", "play"),
+            ("addr", "10.0.0.5"),
+            ("clientid", "3"),
+            ("name", "stream"),
+            ("token", "t1"),
+            ("name", "forged"),
+            ("addr", "127.0.0.1"),
+        ]
+    )
     req = auth.PlayRequest.from_form(form)
     assert (req.name, req.addr, req.clientid, req.token) == ("stream", "10.0.0.5", "3", "t1")
 

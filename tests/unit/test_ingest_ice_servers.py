@@ -1,10 +1,16 @@
 """TURN REST API credentials and the WHIP answer's Link headers (onair.agent.ingest.iceservers)."""
+
 from __future__ import annotations
 
 import pytest
 
-from onair.agent.ingest.iceservers import (IceServer, link_header, parse_ice_server_links, session_ice_servers,
-                                           turn_rest_credentials)
+from onair.agent.ingest.iceservers import (
+    IceServer,
+    link_header,
+    parse_ice_server_links,
+    session_ice_servers,
+    turn_rest_credentials,
+)
 
 
 def test_credentials_follow_the_turn_rest_api_scheme_coturn_checks():
@@ -20,9 +26,17 @@ def test_credentials_refuse_an_empty_secret_and_an_id_with_the_separator():
 
 
 def test_a_session_gets_credentials_for_turn_urls_only_expiring_after_the_ttl():
-    servers = session_ice_servers(["stun:stun.example.org:3478", "turn:turn.example.org:3478?transport=udp",
-                                   "turns:turn.example.org:5349?transport=tcp"], "s3cret", "sess1", now=1000.9,
-                                  ttl_seconds=60)
+    servers = session_ice_servers(
+        [
+            "stun:stun.example.org:3478",
+            "turn:turn.example.org:3478?transport=udp",
+            "turns:turn.example.org:5349?transport=tcp",
+        ],
+        "s3cret",
+        "sess1",
+        now=1000.9,
+        ttl_seconds=60,
+    )
     assert servers[0] == IceServer("stun:stun.example.org:3478")
     for server in servers[1:]:
         assert server.username == "1060:sess1"
@@ -33,9 +47,11 @@ def test_a_session_gets_credentials_for_turn_urls_only_expiring_after_the_ttl():
 
 def test_link_header_format_of_rfc_9725():
     server = IceServer("turn:turn.example.net:3478?transport=udp", "1735689600:abc123", "uZwGCx+iH0LBeA5SJY/G/6G4UAQ=")
-    assert link_header(server) == ('<turn:turn.example.net:3478?transport=udp>; rel="ice-server"; '
-                                   'username="1735689600:abc123"; credential="uZwGCx+iH0LBeA5SJY/G/6G4UAQ="; '
-                                   'credential-type="password"')
+    assert link_header(server) == (
+        '<turn:turn.example.net:3478?transport=udp>; rel="ice-server"; '
+        'username="1735689600:abc123"; credential="uZwGCx+iH0LBeA5SJY/G/6G4UAQ="; '
+        'credential-type="password"'
+    )
     assert link_header(IceServer("stun:stun.example.net")) == '<stun:stun.example.net>; rel="ice-server"'
     with pytest.raises(ValueError, match="Link header"):
         link_header(IceServer("turn:a b"))
@@ -47,7 +63,6 @@ def test_credentials_never_show_in_a_repr():
 
 
 def test_link_headers_parse_back_including_several_links_in_one_header_and_other_rels():
-    servers = [IceServer("turn:t.example:3478?transport=udp", "99:a", 'p"w\\d='),
-               IceServer("stun:s.example:3478")]
+    servers = [IceServer("turn:t.example:3478?transport=udp", "99:a", 'p"w\\d='), IceServer("stun:s.example:3478")]
     values = [link_header(servers[0]), f'<https://example.org/doc>; rel="help", {link_header(servers[1])}']
     assert parse_ice_server_links(values) == servers

@@ -34,5 +34,12 @@ def test_the_wire_form_is_camel_case():
     log = RefusalLog()
     log.record(refusals.NO_VIDEO, "srt", "203.0.113.7", "no video", at(0))
     wire = log.snapshot()[0].wire()
-    assert wire == {"reason": "no_video", "protocol": "srt", "count": 1, "firstAt": "2025-01-02T03:04:05Z",
-                    "lastAt": "2025-01-02T03:04:05Z", "lastAddress": "203.0.113.7", "message": "no video"}
+    assert wire == {
+        "reason": "no_video",
+        "protocol": "srt",
+        "count": 1,
+        "firstAt": "2025-01-02T03:04:05Z",
+        "lastAt": "2025-01-02T03:04:05Z",
+        "lastAddress": "203.0.113.7",
+        "message": "no video",
+    }

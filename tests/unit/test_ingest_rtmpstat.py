@@ -23,8 +23,11 @@ def test_parse_stat_reads_publisher_and_media():
 
 
 def test_parse_stat_audio_only_and_missing_stream():
-    audio_only = STAT.replace("<video><width>320</width><height>240</height><frame_rate>30</frame_rate>"
-                              "<codec>H264</codec><profile>Baseline</profile>\n<level>1.3</level></video>", "")
+    audio_only = STAT.replace(
+        "<video><width>320</width><height>240</height><frame_rate>30</frame_rate>"
+        "<codec>H264</codec><profile>Baseline</profile>\n<level>1.3</level></video>",
+        "",
+    )
     assert parse_stat(audio_only).video is None and parse_stat(audio_only).audio.codec == "aac"
     assert parse_stat(STAT, stream="nope") is None
     assert parse_stat("<rtmp><server/></rtmp>") is None

@@ -11,8 +11,21 @@ def test_passphrase_rules_follow_libsrt():
 
 def test_listener_has_no_secret_on_its_command_line():
     argv = srt.listener_argv("0.0.0.0", 9998, 2000, 5000, "http://127.0.0.1:8080/internal/srt/caller", python="py")
-    assert argv == ["py", "-m", "onair.agent.ingest.srtlisten", "--host", "0.0.0.0", "--port", "9998",
-                    "--latency-ms", "2000", "--forward", "5000", "--ask", "http://127.0.0.1:8080/internal/srt/caller"]
+    assert argv == [
+        "py",
+        "-m",
+        "onair.agent.ingest.srtlisten",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "9998",
+        "--latency-ms",
+        "2000",
+        "--forward",
+        "5000",
+        "--ask",
+        "http://127.0.0.1:8080/internal/srt/caller",
+    ]
 
 
 def test_personal_streamid_carries_the_claims_and_the_passphrase_is_the_signature():
@@ -36,12 +49,12 @@ def test_srt_live_transmit_lines():
     assert srt.parse_srt_line(" listen...").kind == "listening"
     peer = srt.parse_srt_line("10:56:44.091771/SRT:RcvQ:w1.N:SRT.cn: PASSING request from: 127.0.0.1:39721 to agent:5")
     assert (peer.kind, peer.detail) == ("peer", "127.0.0.1:39721")
-    rej = srt.parse_srt_line("10:56:44.093382/SRT:RcvQ:w1!W:SRT.cn: processConnectRequest: rsp(REJECT): 1010 - "
-                             "Incorrect passphrase")
+    rej = srt.parse_srt_line(
+        "10:56:44.093382/SRT:RcvQ:w1!W:SRT.cn: processConnectRequest: rsp(REJECT): 1010 - Incorrect passphrase"
+    )
     assert (rej.kind, rej.detail) == ("rejected", "Incorrect passphrase")
     # The listener's own rejections (2000 + the code the agent chose) were recorded by the agent.
-    assert srt.parse_srt_line("processConnectRequest: rsp(REJECT): 2403 - Application-defined rejection reason") \
-        is None
+    assert srt.parse_srt_line("processConnectRequest: rsp(REJECT): 2403 - Application-defined rejection reason") is None
     assert srt.parse_srt_line("SrtCommon: ... done.") is None
 
 
@@ -82,8 +95,11 @@ def test_bridge_log_reports_the_input_codecs_once_the_dump_ends():
 
 def test_bridge_log_audio_only_input_and_a_missing_decoder():
     bridge = srt.BridgeLog()
-    lines = ["Input #0, mpegts, from 'udp://x':", "  Stream #0:0[0x100]: Audio: aac (LC), 48000 Hz",
-             "Output #0, flv, to 'rtmp://x':"]
+    lines = [
+        "Input #0, mpegts, from 'udp://x':",
+        "  Stream #0:0[0x100]: Audio: aac (LC), 48000 Hz",
+        "Output #0, flv, to 'rtmp://x':",
+    ]
     assert [e for e in map(bridge.feed, lines) if e] == [srt.BridgeEvent("input", None, "aac")]
     missing = bridge.feed("Decoder (codec vvc) not found for input stream #0:0")
     assert missing == srt.BridgeEvent("undecodable", detail="vvc")

@@ -24,9 +24,12 @@ def test_missing_h264_or_opus_or_a_track_is_406_with_the_reference_message_and_a
     audio_only = OFFER.split("m=video")[0]
     video_only = "m=video" + OFFER.split("m=video")[1]
     video_only = OFFER.split("m=audio")[0] + video_only
-    for offer, reason in ((OFFER.replace("H264", "AV1"), refusals.UNSUPPORTED_CODEC),
-                          (OFFER.replace("opus", "G722"), refusals.UNSUPPORTED_CODEC),
-                          (audio_only, refusals.NO_VIDEO), (video_only, refusals.NO_AUDIO)):
+    for offer, reason in (
+        (OFFER.replace("H264", "AV1"), refusals.UNSUPPORTED_CODEC),
+        (OFFER.replace("opus", "G722"), refusals.UNSUPPORTED_CODEC),
+        (audio_only, refusals.NO_VIDEO),
+        (video_only, refusals.NO_AUDIO),
+    ):
         status, why, message = whip.offer_problem(offer)
         assert (status, why) == (406, reason)
         assert message.startswith("WebRTC requires H.264 video and OPUS audio. Both tracks must be present")

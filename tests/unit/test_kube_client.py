@@ -1,4 +1,5 @@
 """onair.kube without a cluster: the kinds' REST mapping, errors, and the oldest-first gate."""
+
 from __future__ import annotations
 
 import asyncio
@@ -69,8 +70,9 @@ async def _queue_behind_a_held_slot(gate: OldestFirstGate, requests: list[tuple[
 
 
 async def test_lowest_order_first_and_fifo_within_an_order():
-    ran = await _queue_behind_a_held_slot(OldestFirstGate(1), [
-        (5, "five"), (3, "three-a"), (9, "nine"), (3, "three-b"), (0, "outside")])
+    ran = await _queue_behind_a_held_slot(
+        OldestFirstGate(1), [(5, "five"), (3, "three-a"), (9, "nine"), (3, "three-b"), (0, "outside")]
+    )
     assert ran == ["outside", "three-a", "three-b", "five", "nine"]
 
 
@@ -134,8 +136,15 @@ def test_every_namespace_is_asked_for_only_of_a_namespaced_kind():
 
 def test_kinds_outside_onairs_table_come_from_kubernetes_or_their_crd():
     assert kube.builtin_kind("rbac.authorization.k8s.io/v1", "ClusterRole") == kube.Kind(
-        "rbac.authorization.k8s.io/v1", "ClusterRole", "clusterroles", namespaced=False)
+        "rbac.authorization.k8s.io/v1", "ClusterRole", "clusterroles", namespaced=False
+    )
     assert kube.builtin_kind("onair.dev/v1alpha1", "CallType") is None
-    crd = {"spec": {"group": "example.com", "scope": "Namespaced", "names": {"kind": "Widget", "plural": "widgets"},
-                    "versions": [{"name": "v1", "served": True}, {"name": "v0", "served": False}]}}
+    crd = {
+        "spec": {
+            "group": "example.com",
+            "scope": "Namespaced",
+            "names": {"kind": "Widget", "plural": "widgets"},
+            "versions": [{"name": "v1", "served": True}, {"name": "v0", "served": False}],
+        }
+    }
     assert kube.kinds_of_crd(crd) == [kube.Kind("example.com/v1", "Widget", "widgets", namespaced=True)]

@@ -4,7 +4,13 @@ import pytest
 
 from onair.api.agent import Rung
 from onair.render.ladder import (
-    LadderError, build_ladder, default_bitrates, display_aspect, even, fit_ladder, parse_track,
+    LadderError,
+    build_ladder,
+    default_bitrates,
+    display_aspect,
+    even,
+    fit_ladder,
+    parse_track,
     sample_aspect_ratio,
 )
 

@@ -66,13 +66,16 @@ def test_broadcasting_truth_table(mode, phase, start_hls, continue_hls, expected
     assert lc(fields, {"broadcasting": {"mode": mode}}).broadcasting is expected
 
 
-@pytest.mark.parametrize("mode,phase,explicit,expected", [
-    ("available", "backstage", True, True),   # startHLSBroadcasting in backstage
-    ("auto-on", "live", False, False),        # stopHLSBroadcasting while live
-    ("available", "live", True, True),
-    ("disabled", "live", True, False),        # disabled is never overridden
-    ("auto-on", "ended", True, False),        # ended is final
-])
+@pytest.mark.parametrize(
+    "mode,phase,explicit,expected",
+    [
+        ("available", "backstage", True, True),  # startHLSBroadcasting in backstage
+        ("auto-on", "live", False, False),  # stopHLSBroadcasting while live
+        ("available", "live", True, True),
+        ("disabled", "live", True, False),  # disabled is never overridden
+        ("auto-on", "ended", True, False),  # ended is final
+    ],
+)
 def test_explicit_broadcasting_switch(mode, phase, explicit, expected):
     assert lc({"phase": phase, "broadcasting": explicit}, {"broadcasting": {"mode": mode}}).broadcasting is expected
 
@@ -84,17 +87,17 @@ OUTPUTS = [
     # for members with join-backstage, without anyone writing spec.broadcasting; viewers see none of it.
     ("auto-on", "backstage", None, None, False, True),
     ("available", "backstage", None, None, False, True),
-    ("auto-on", "backstage", False, None, False, False),     # stopHLSBroadcasting stops the preview too
-    ("auto-on", "backstage", True, None, True, True),        # startHLSBroadcasting: public in backstage
-    ("disabled", "backstage", None, None, False, False),     # disabled is never overridden
+    ("auto-on", "backstage", False, None, False, False),  # stopHLSBroadcasting stops the preview too
+    ("auto-on", "backstage", True, None, True, True),  # startHLSBroadcasting: public in backstage
+    ("disabled", "backstage", None, None, False, False),  # disabled is never overridden
     ("auto-on", "live", None, None, True, True),
-    ("available", "live", None, None, False, False),         # nothing asked for HLS once live
+    ("available", "live", None, None, False, False),  # nothing asked for HLS once live
     ("auto-on", "live", False, None, False, False),
     # A transcoded recording reads the origin: outputs for it even with public broadcasting off.
     ("available", "live", None, "transcoded", False, True),
     ("auto-on", "live", False, "transcoded", False, True),
     ("auto-on", "backstage", False, "transcoded", False, True),
-    ("available", "live", None, "origin", False, False),     # an origin recording reads the ingest
+    ("available", "live", None, "origin", False, False),  # an origin recording reads the ingest
     ("disabled", "live", None, "transcoded", False, False),  # nothing to transcode: reported in status
     ("auto-on", "ended", True, "transcoded", False, False),
 ]
@@ -115,15 +118,23 @@ def test_outputs_truth_table(mode, phase, explicit, record_type, public, outputs
 
 def test_inactive_stream_produces_no_outputs():
     assert lc({"phase": "backstage", "active": False}).outputs is False
-    assert lc({"phase": "live", "active": False, "recording": True},
-              {"recording": {"mode": "available", "type": "transcoded"}}).outputs is False
+    assert (
+        lc(
+            {"phase": "live", "active": False, "recording": True},
+            {"recording": {"mode": "available", "type": "transcoded"}},
+        ).outputs
+        is False
+    )
 
 
 def test_recording_without_outputs_only_for_a_transcoded_recording_with_broadcasting_disabled():
     def check(broadcasting_mode, record_type, recording=True):
-        effective = settings(broadcasting={"mode": broadcasting_mode}, recording={"mode": "available", "type": record_type})
+        effective = settings(
+            broadcasting={"mode": broadcasting_mode}, recording={"mode": "available", "type": record_type}
+        )
         lifecycle = desired_lifecycle(spec(phase="live", recording=recording), effective, NOW)
         return recording_without_outputs(lifecycle, effective)
+
     assert check("disabled", "transcoded") is True
     assert check("disabled", "transcoded", recording=False) is False
     assert check("disabled", "origin") is False
@@ -135,14 +146,17 @@ def test_the_transcoder_gets_outputs_and_the_origin_public_broadcasting():
     assert (preview.broadcasting, preview.public_broadcasting, preview.viewers_allowed) == (True, False, False)
     live = to_agent_desired(lc({"phase": "live"}), generation=2)
     assert (live.broadcasting, live.public_broadcasting, live.viewers_allowed) == (True, True, True)
-    recording_only = to_agent_desired(lc({"phase": "live", "broadcasting": False, "recording": True},
-                                         {"recording": {"type": "transcoded"}}), generation=3)
+    recording_only = to_agent_desired(
+        lc({"phase": "live", "broadcasting": False, "recording": True}, {"recording": {"type": "transcoded"}}),
+        generation=3,
+    )
     assert (recording_only.broadcasting, recording_only.public_broadcasting) == (True, False)
 
 
 def test_inactive_stream_neither_broadcasts_nor_records():
-    got = lc({"phase": "live", "active": False, "broadcasting": True, "recording": True},
-             {"recording": {"mode": "auto-on"}})
+    got = lc(
+        {"phase": "live", "active": False, "broadcasting": True, "recording": True}, {"recording": {"mode": "auto-on"}}
+    )
     assert (got.active, got.broadcasting, got.recording) == (False, False, False)
     # The switch does not hide the stream: viewers still get the (idle) URLs.
     assert got.viewers_allowed is True
@@ -155,14 +169,14 @@ def test_active_defaults_to_true():
 # ----------------------------------------------------------------------------- recording
 # (mode, phase, goLive.startRecording, stopLive.continueRecording) -> recording
 RECORDING = [
-    ("auto-on", "backstage", None, None, True),     # "recording starts in backstage mode"
+    ("auto-on", "backstage", None, None, True),  # "recording starts in backstage mode"
     ("auto-on", "live", None, None, True),
     ("auto-on", "ended", None, None, False),
     ("available", "backstage", None, None, False),
     ("available", "live", None, None, False),
     ("available", "live", True, None, True),
     ("available", "backstage", True, None, False),  # stopLive stops recording...
-    ("available", "backstage", True, True, True),   # ...unless continueRecording
+    ("available", "backstage", True, True, True),  # ...unless continueRecording
     ("available", "backstage", None, True, False),  # nothing to continue
     ("disabled", "live", True, True, False),
     ("available", "ended", True, True, False),
@@ -179,13 +193,16 @@ def test_recording_truth_table(mode, phase, start, cont, expected):
     assert lc(fields, {"recording": {"mode": mode}}).recording is expected
 
 
-@pytest.mark.parametrize("mode,phase,explicit,expected", [
-    ("available", "backstage", True, True),
-    ("auto-on", "backstage", False, False),
-    ("auto-on", "live", False, False),
-    ("disabled", "live", True, False),
-    ("available", "ended", True, False),
-])
+@pytest.mark.parametrize(
+    "mode,phase,explicit,expected",
+    [
+        ("available", "backstage", True, True),
+        ("auto-on", "backstage", False, False),
+        ("auto-on", "live", False, False),
+        ("disabled", "live", True, False),
+        ("available", "ended", True, False),
+    ],
+)
 def test_explicit_recording_switch(mode, phase, explicit, expected):
     assert lc({"phase": phase, "recording": explicit}, {"recording": {"mode": mode}}).recording is expected
 
@@ -207,8 +224,11 @@ def test_viewers_allowed_by_phase():
 
 
 def join_ahead(now, starts_in: timedelta, ahead: int, **spec_fields) -> Lifecycle:
-    return lc({"startsAt": (NOW + starts_in).isoformat(), **spec_fields},
-              {"backstage": {"enabled": True, "joinAheadTimeSeconds": ahead}}, now)
+    return lc(
+        {"startsAt": (NOW + starts_in).isoformat(), **spec_fields},
+        {"backstage": {"enabled": True, "joinAheadTimeSeconds": ahead}},
+        now,
+    )
 
 
 def test_join_ahead_window_opens_exactly_at_starts_at_minus_join_ahead():
@@ -234,8 +254,10 @@ def test_no_timer_without_starts_at_or_once_live():
     assert lc({}, {"backstage": {"joinAheadTimeSeconds": 300}}).next_change_at is None
     live = join_ahead(NOW, timedelta(minutes=10), 300, phase="live")
     assert live.viewers_allowed is True and live.next_change_at is None
-    no_backstage = lc({"startsAt": (NOW + timedelta(minutes=10)).isoformat()},
-                      {"backstage": {"enabled": False, "joinAheadTimeSeconds": 300}})
+    no_backstage = lc(
+        {"startsAt": (NOW + timedelta(minutes=10)).isoformat()},
+        {"backstage": {"enabled": False, "joinAheadTimeSeconds": 300}},
+    )
     assert no_backstage.next_change_at is None
 
 
@@ -251,8 +273,15 @@ def test_naive_times_are_utc():
 # ----------------------------------------------------------------------------- agent desired
 def test_to_agent_desired_carries_the_lifecycle_and_generation():
     got = to_agent_desired(lc({"phase": "live", "active": False}), generation=7)
-    assert got == Desired(phase="live", broadcasting=False, public_broadcasting=False, recording=False,
-                          active=False, viewers_allowed=True, generation=7)
+    assert got == Desired(
+        phase="live",
+        broadcasting=False,
+        public_broadcasting=False,
+        recording=False,
+        active=False,
+        viewers_allowed=True,
+        generation=7,
+    )
     assert Desired.model_validate(got.model_dump(by_alias=True, mode="json")) == got
     # Join-ahead reaches the origin as viewersAllowed, so it can open backstage playback early.
     backstage = to_agent_desired(lc({"phase": "backstage"}), generation=1)

@@ -1,6 +1,7 @@
 """Low-latency HLS at the origin (RFC 8216bis): the index of partial segments and the playlists made
 from it, driven by synthetic transcoder uploads shaped like the packager's (parts PUT as they are
 cut, then the playlist listing them). Every rule is read back with an independent parser (m3u8)."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -8,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import m3u8
 import pytest
 
-from onair.agent.origin.dvr import (PART_HOLD_BACK_PART_TARGETS, SKIP_TARGET_DURATIONS, Dvr, live_edge)
+from onair.agent.origin.dvr import PART_HOLD_BACK_PART_TARGETS, SKIP_TARGET_DURATIONS, Dvr, live_edge
 from onair.agent.hls import PlaylistError, parse_media_playlist
 
 CMAF = "hls/cmaf/{rung}/index.m3u8"
@@ -20,8 +21,9 @@ PARTS_PER_SEGMENT = 4
 class LLTranscoder:
     """One rendition of one run: cuts 0.25 s parts, closes a 1 s segment every fourth part."""
 
-    def __init__(self, dvr: Dvr, rung: str = "360p", run: str = "r1", clock: list[float] | None = None,
-                 list_size: int = 6) -> None:
+    def __init__(
+        self, dvr: Dvr, rung: str = "360p", run: str = "r1", clock: list[float] | None = None, list_size: int = 6
+    ) -> None:
         self.dvr = dvr
         self.rung = rung
         self.run = run
@@ -69,9 +71,15 @@ class LLTranscoder:
         return self.publish() if publish else None
 
     def text(self, endlist: bool = False) -> str:
-        lines = ["#EXTM3U", "#EXT-X-VERSION:9", "#EXT-X-TARGETDURATION:1", f"#EXT-X-PART-INF:PART-TARGET={PART}",
-                 f"#EXT-X-MEDIA-SEQUENCE:{self.media_sequence}",
-                 "#EXT-X-INDEPENDENT-SEGMENTS", f'#EXT-X-MAP:URI="{self.init}"']
+        lines = [
+            "#EXTM3U",
+            "#EXT-X-VERSION:9",
+            "#EXT-X-TARGETDURATION:1",
+            f"#EXT-X-PART-INF:PART-TARGET={PART}",
+            f"#EXT-X-MEDIA-SEQUENCE:{self.media_sequence}",
+            "#EXT-X-INDEPENDENT-SEGMENTS",
+            f'#EXT-X-MAP:URI="{self.init}"',
+        ]
         for seg, parts, pdt in self.segments:
             lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{pdt.isoformat(timespec='milliseconds')}")
             lines += [self._part_line(p) for p in parts]
@@ -125,13 +133,16 @@ def test_parser_reads_parts_hint_and_the_open_segment():
     assert pl.open_map_uri == "init_r1.mp4"
 
 
-@pytest.mark.parametrize("bad", [
-    '#EXT-X-PART:DURATION=0.25,URI="a.m4s"\n',  # no PART-INF
-    '#EXT-X-PART-INF:PART-TARGET=0.25\n#EXT-X-PART:DURATION=0.25\n',  # no URI
-    '#EXT-X-PART-INF:PART-TARGET=0.25\n#EXT-X-PART:DURATION=x,URI="a.m4s"\n',
-    '#EXT-X-PART-INF:PART-TARGET=0.25\n#EXT-X-PART:DURATION=0.25,URI="a.m4s",BYTERANGE="10@0"\n',
-    '#EXT-X-PART-INF:PART-TARGET=-1\n',
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        '#EXT-X-PART:DURATION=0.25,URI="a.m4s"\n',  # no PART-INF
+        "#EXT-X-PART-INF:PART-TARGET=0.25\n#EXT-X-PART:DURATION=0.25\n",  # no URI
+        '#EXT-X-PART-INF:PART-TARGET=0.25\n#EXT-X-PART:DURATION=x,URI="a.m4s"\n',
+        '#EXT-X-PART-INF:PART-TARGET=0.25\n#EXT-X-PART:DURATION=0.25,URI="a.m4s",BYTERANGE="10@0"\n',
+        "#EXT-X-PART-INF:PART-TARGET=-1\n",
+    ],
+)
 def test_parser_refuses_unusable_parts(bad):
     with pytest.raises(PlaylistError):
         parse_media_playlist("#EXTM3U\n#EXT-X-TARGETDURATION:1\n" + bad)
@@ -175,8 +186,13 @@ def test_without_parts_it_is_the_same_playlist_segment_for_segment():
     text = dvr.render(CMAF.format(rung="360p"), ended=False)
     ll = m3u8.loads(text)
     # A client that knows nothing of LL-HLS: the lines it understands, nothing else.
-    legacy = [line for line in text.splitlines() if not line.startswith(
-        ("#EXT-X-PART", "#EXT-X-PRELOAD-HINT", "#EXT-X-SERVER-CONTROL", "#EXT-X-RENDITION-REPORT"))]
+    legacy = [
+        line
+        for line in text.splitlines()
+        if not line.startswith(
+            ("#EXT-X-PART", "#EXT-X-PRELOAD-HINT", "#EXT-X-SERVER-CONTROL", "#EXT-X-RENDITION-REPORT")
+        )
+    ]
     plain = m3u8.loads("\n".join(legacy))
     assert [(s.uri, s.duration) for s in plain.segments] == [(s.uri, s.duration) for s in complete(ll)]
     assert plain.media_sequence == ll.media_sequence and plain.segments[0].init_section.uri == "init_r1.mp4"
@@ -229,7 +245,7 @@ def test_delta_update_skips_what_is_older_than_can_skip_until():
     delta = m3u8.loads(text)
     assert delta.skip.skipped_segments == 10 - SKIP_TARGET_DURATIONS
     assert delta.media_sequence == full.media_sequence
-    assert [s.uri for s in complete(delta)] == [s.uri for s in complete(full)[delta.skip.skipped_segments:]]
+    assert [s.uri for s in complete(delta)] == [s.uri for s in complete(full)[delta.skip.skipped_segments :]]
     # the first segment after the skip still names its init: the client may have dropped the skipped ones
     assert text.index("#EXT-X-MAP") < text.index(complete(delta)[0].uri)
     # a playlist shorter than the skip boundary is served whole

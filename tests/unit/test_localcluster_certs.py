@@ -1,4 +1,5 @@
 """The generated PKI has what kube-apiserver and its clients check for."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -27,7 +28,8 @@ def test_pki_layout_and_identities(tmp_path):
     srv = _load(pki.apiserver.cert)
     san = srv.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert {"localhost", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"} <= set(
-        san.get_values_for_type(x509.DNSName))
+        san.get_values_for_type(x509.DNSName)
+    )
     ips = set(san.get_values_for_type(x509.IPAddress))
     assert ipaddress.ip_address("127.0.0.1") in ips
     assert ipaddress.ip_address(certs.KUBERNETES_SERVICE_IP) in ips

@@ -1,4 +1,5 @@
 """The wrapper-module replace lines are generated from upstream go.mod text; pin that logic."""
+
 from __future__ import annotations
 
 import pytest

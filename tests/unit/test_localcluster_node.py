@@ -1,4 +1,5 @@
 """Pure parts of the local node: address picking, process selection guards, configs, images."""
+
 from __future__ import annotations
 
 import hashlib
@@ -18,8 +19,11 @@ from onair.localcluster import certs, images, node
 
 def test_pick_link_skips_every_used_network_and_stays_in_the_pool():
     pool = ipaddress.ip_network("10.201.0.0/28")  # four /30s
-    used = [ipaddress.ip_network("10.201.0.0/30"), ipaddress.ip_network("10.201.0.9/32"),
-            ipaddress.ip_network("10.201.0.12/30")]
+    used = [
+        ipaddress.ip_network("10.201.0.0/30"),
+        ipaddress.ip_network("10.201.0.9/32"),
+        ipaddress.ip_network("10.201.0.12/30"),
+    ]
     for seed in range(20):
         link = node.pick_link(used, pool, random.Random(seed))
         assert link == ipaddress.ip_network("10.201.0.4/30")
@@ -34,14 +38,15 @@ def test_pick_link_fails_clearly_when_the_pool_is_full():
 def test_link_pool_and_cluster_ranges_do_not_overlap():
     ranges = [ipaddress.ip_network(r) for r in (node.CLUSTER_CIDR, certs.SERVICE_CIDR, str(node.LINK_POOL))]
     for i, a in enumerate(ranges):
-        for b in ranges[i + 1:]:
+        for b in ranges[i + 1 :]:
             assert not a.overlaps(b), (a, b)
     assert ipaddress.ip_address(node.DNS_SERVICE_IP) in ipaddress.ip_network(certs.SERVICE_CIDR)
     assert ipaddress.ip_network(node.POD_CIDR).subnet_of(ipaddress.ip_network(node.CLUSTER_CIDR))
 
 
-@pytest.mark.parametrize("kw", [{"cgroup_root": "/"}, {"cgroup_root": "/kubepods"}, {"marker": "/tmp"},
-                                {"marker": "/"}])
+@pytest.mark.parametrize(
+    "kw", [{"cgroup_root": "/"}, {"cgroup_root": "/kubepods"}, {"marker": "/tmp"}, {"marker": "/"}]
+)
 def test_process_selection_refuses_anything_but_a_node_s_own_names(kw):
     # A shortened selector would match the whole machine; it must be an error, never a match.
     with pytest.raises(ValueError):
@@ -62,8 +67,9 @@ def test_cgroup_names_are_checked_before_anything_is_created_or_removed():
 
 
 def test_containerd_config_confines_it_and_carries_the_measured_settings(tmp_path):
-    cfg = tomllib.loads(node.containerd_config(tmp_path, sandbox_image="onair.local/pause:1",
-                                               cni_conf_dir=tmp_path / "net.d"))
+    cfg = tomllib.loads(
+        node.containerd_config(tmp_path, sandbox_image="onair.local/pause:1", cni_conf_dir=tmp_path / "net.d")
+    )
     cri = cfg["plugins"]["io.containerd.grpc.v1.cri"]
     assert cri["restrict_oom_score_adj"] is True
     assert cri["sandbox_image"] == "onair.local/pause:1"
@@ -76,8 +82,13 @@ def test_containerd_config_confines_it_and_carries_the_measured_settings(tmp_pat
 
 
 def test_kubelet_config_for_cgroup_v1_without_host_side_effects(tmp_path):
-    cfg = node.kubelet_config(node_ip="10.201.0.2", cgroup_root="/onair-node-x", client_ca=tmp_path / "ca.crt",
-                              runtime_socket=tmp_path / "c.sock", resolv_conf=tmp_path / "resolv.conf")
+    cfg = node.kubelet_config(
+        node_ip="10.201.0.2",
+        cgroup_root="/onair-node-x",
+        client_ca=tmp_path / "ca.crt",
+        runtime_socket=tmp_path / "c.sock",
+        resolv_conf=tmp_path / "resolv.conf",
+    )
     assert cfg["failCgroupV1"] is False and cfg["cgroupDriver"] == "cgroupfs"
     assert cfg["cgroupRoot"] == "/onair-node-x"
     assert cfg["clusterDNS"] == [node.DNS_SERVICE_IP]
@@ -119,11 +130,17 @@ def test_cluster_options_need_the_network_first():
 def _image(tmp_path: Path) -> images.Image:
     binary = tmp_path / "tool"
     binary.write_bytes(b"#!/bin/sh\necho hi\n")
-    return images.Image("tool", "1.0", (images.Entry("bin/tool", source=binary),
-                                        images.Entry("bin/alias", link="/bin/tool"),
-                                        images.Entry("etc/conf", data=b"x=1\n", mode=0o644),
-                                        images.Entry("tmp", mode=0o1777)),
-                        entrypoint=("/bin/tool",))
+    return images.Image(
+        "tool",
+        "1.0",
+        (
+            images.Entry("bin/tool", source=binary),
+            images.Entry("bin/alias", link="/bin/tool"),
+            images.Entry("etc/conf", data=b"x=1\n", mode=0o644),
+            images.Entry("tmp", mode=0o1777),
+        ),
+        entrypoint=("/bin/tool",),
+    )
 
 
 def test_oci_archive_is_a_valid_layout_named_for_containerd(tmp_path):

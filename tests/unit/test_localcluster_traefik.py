@@ -1,4 +1,5 @@
 """What onair.localcluster.traefik installs, checked without a cluster (the node test runs it)."""
+
 from __future__ import annotations
 
 from onair.localcluster import traefik

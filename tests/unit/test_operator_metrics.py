@@ -1,4 +1,5 @@
 """The operator's metrics as Prometheus parses them: names, labels, and what each series counts."""
+
 from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -11,12 +12,16 @@ from onair.render.resolve import Problem
 
 def samples(metrics: OperatorMetrics) -> dict[tuple[str, tuple], float]:
     text = metrics.exposition().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
-def state(name: str, status: dict | None = None, problem: Problem | None = None,
-          agents: dict | None = None) -> LivestreamState:
+def state(
+    name: str, status: dict | None = None, problem: Problem | None = None, agents: dict | None = None
+) -> LivestreamState:
     s = LivestreamState("team", name, f"uid-{name}")
     s.status, s.problem, s.agents = status, problem, agents or {}
     return s
@@ -59,8 +64,9 @@ def test_agent_poll_outcomes():
     assert agent_outcome(AgentReport("origin", None, False, error="no address")) == "no_address"
     assert agent_outcome(AgentReport("origin", "http://a", False, error="timeout")) == "unreachable"
     metrics = OperatorMetrics()
-    metrics.agents_polled({"ingest": AgentReport("ingest", "http://a", True),
-                           "ingest-backup": AgentReport("ingest-backup", None, False)})
+    metrics.agents_polled(
+        {"ingest": AgentReport("ingest", "http://a", True), "ingest-backup": AgentReport("ingest-backup", None, False)}
+    )
     got = samples(metrics)
     assert got[("onair_operator_agent_polls_total", (("outcome", "ok"), ("role", "ingest")))] == 1
     assert got[("onair_operator_agent_polls_total", (("outcome", "no_address"), ("role", "ingest-backup")))] == 1
@@ -72,9 +78,14 @@ def test_livestream_gauges_are_read_from_the_operator_state_when_scraped():
     metrics.watch_livestreams(lambda: states)
     assert samples(metrics)[("onair_operator_livestreams", (("phase", "unknown"),))] == 0
     states += [
-        state("a", {"phase": "live", "live": True},
-              agents={"origin": AgentReport("origin", "http://a", True),
-                      "recorder": AgentReport("recorder", "http://b", False, error="timeout")}),
+        state(
+            "a",
+            {"phase": "live", "live": True},
+            agents={
+                "origin": AgentReport("origin", "http://a", True),
+                "recorder": AgentReport("recorder", "http://b", False, error="timeout"),
+            },
+        ),
         state("b", {"phase": "backstage", "live": False}),
         state("c", None, Problem("CallTypeNotFound", "no such CallType")),
     ]

@@ -1,4 +1,5 @@
 """Who may play: the phase decides, the token opens backstage."""
+
 import time
 
 import pytest
@@ -27,7 +28,10 @@ def test_backstage_needs_a_valid_token():
     assert decide("backstage", good, SECRET, STREAM, now).allowed
     assert "token is required" in decide("backstage", None, SECRET, STREAM, now).reason
     assert "expired" in decide("backstage", tokens.mint(SECRET, STREAM, now - 1), SECRET, STREAM, now).reason
-    assert "another livestream" in decide("backstage", tokens.mint(SECRET, "media/x", now + 60), SECRET, STREAM, now).reason
+    assert (
+        "another livestream"
+        in decide("backstage", tokens.mint(SECRET, "media/x", now + 60), SECRET, STREAM, now).reason
+    )
 
 
 def test_backstage_without_a_secret_is_closed_to_everyone():
@@ -36,7 +40,7 @@ def test_backstage_without_a_secret_is_closed_to_everyone():
 
 
 def test_only_jwt_shaped_tokens_are_carried_into_playlists():
-    injected = 'x\n#EXT-X-ENDLIST\nhttp://evil/'
+    injected = "x\n#EXT-X-ENDLIST\nhttp://evil/"
     assert decide("live", injected, None, STREAM, time.time()).token is None
     assert not decide("backstage", injected, SECRET, STREAM, time.time()).allowed
     assert decide("live", "a.b-c_d", None, STREAM, time.time()).token == "a.b-c_d"
@@ -82,15 +86,18 @@ def test_the_read_token_is_an_internal_reader_not_a_viewer():
     assert not internal_reader("Bearer ", "r3ad")
 
 
-@pytest.mark.parametrize("value,expected", [
-    ("max-age=31536000, immutable", "private, max-age=31536000, immutable"),
-    ("no-cache", "private, no-cache"),
-    ("public, max-age=5", "private, max-age=5"),
-    ("max-age=60, s-maxage=3600", "private, max-age=60"),
-    ("private, max-age=5", "private, max-age=5"),
-    ("no-store", "no-store"),
-    (None, "private, no-cache"),
-    ("", "private, no-cache"),
-])
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        ("max-age=31536000, immutable", "private, max-age=31536000, immutable"),
+        ("no-cache", "private, no-cache"),
+        ("public, max-age=5", "private, max-age=5"),
+        ("max-age=60, s-maxage=3600", "private, max-age=60"),
+        ("private, max-age=5", "private, max-age=5"),
+        ("no-store", "no-store"),
+        (None, "private, no-cache"),
+        ("", "private, no-cache"),
+    ],
+)
 def test_private_cache_control_keeps_shared_caches_out(value, expected):
     assert access.private_cache_control(value) == expected

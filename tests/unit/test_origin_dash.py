@@ -1,11 +1,19 @@
 """MPD rewriting: UTCTiming to the origin's /time, DVR depth, tokens in segment URLs."""
+
 import xml.etree.ElementTree as ET
 
 import pytest
 
 from onair.agent.origin.chunked import previous_segment
-from onair.agent.origin.dash import (MpdError, UTC_TIMING_SCHEME, LowLatency, init_patterns, parse_duration,
-                                     rewrite_mpd, time_shift_buffer_depth)
+from onair.agent.origin.dash import (
+    MpdError,
+    UTC_TIMING_SCHEME,
+    LowLatency,
+    init_patterns,
+    parse_duration,
+    rewrite_mpd,
+    time_shift_buffer_depth,
+)
 
 NS = {"d": "urn:mpeg:dash:schema:mpd:2011"}
 # Trimmed from ffmpeg 5.1 dashenc output (-utc_timing_url set, live)
@@ -63,8 +71,10 @@ def test_not_an_mpd_is_refused():
         rewrite_mpd("<html></html>", "/time")
 
 
-@pytest.mark.parametrize("text, seconds", [("PT5.0S", 5.0), ("PT1H", 3600.0), ("PT1M30S", 90.0), ("P1DT1S", 86401.0),
-                                           ("PT", None), ("garbage", None)])
+@pytest.mark.parametrize(
+    "text, seconds",
+    [("PT5.0S", 5.0), ("PT1H", 3600.0), ("PT1M30S", 90.0), ("P1DT1S", 86401.0), ("PT", None), ("garbage", None)],
+)
 def test_durations(text, seconds):
     assert parse_duration(text) == seconds
 
@@ -80,8 +90,10 @@ def test_renditions_with_their_own_init_segments_are_not_bitstream_switchable():
     # What ffmpeg's dash muxer writes on every AdaptationSet of a ladder whose rungs differ in
     # profile and parameter sets (each has its own init segment): stock dash.js then appended a
     # new rung's media after the old rung's init and failed on its first switch up.
-    ladder = FFMPEG_MPD.replace('contentType="video">',
-                                'contentType="video" startWithSAP="1" segmentAlignment="true" bitstreamSwitching="true">')
+    ladder = FFMPEG_MPD.replace(
+        'contentType="video">',
+        'contentType="video" startWithSAP="1" segmentAlignment="true" bitstreamSwitching="true">',
+    )
     out = rewrite_mpd(ladder, "/time")
     assert 'bitstreamSwitching="false"' in out and 'bitstreamSwitching="true"' not in out
     assert 'segmentAlignment="true"' in out
@@ -127,8 +139,10 @@ def test_low_latency_mpd_announces_chunks_a_latency_target_and_the_origin_clock(
     ll = LowLatency.for_chunks(0.25)
     root = ET.fromstring(rewrite_mpd(FFMPEG_LL_MPD, "//origin.example/time", low_latency=ll).encode())
     # A segment may be asked for once its first chunk exists: a segment minus one chunk early.
-    assert [(t.get("availabilityTimeOffset"), t.get("availabilityTimeComplete")) for t in _templates(root)] == \
-        [("0.750", "false"), ("0.750", "false")]
+    assert [(t.get("availabilityTimeOffset"), t.get("availabilityTimeComplete")) for t in _templates(root)] == [
+        ("0.750", "false"),
+        ("0.750", "false"),
+    ]
     services = root.findall("d:ServiceDescription", NS)
     assert len(services) == 1  # ffmpeg's empty one replaced, not added to
     latency = services[0].find("d:Latency", NS)
@@ -154,8 +168,10 @@ def test_low_latency_offset_from_a_segment_timeline_when_there_is_no_fixed_durat
 
 
 def test_normal_and_ended_mpds_carry_no_low_latency_signalling():
-    for text, ll in ((FFMPEG_LL_MPD.replace('type="dynamic"', 'type="static"'), LowLatency.for_chunks(0.2)),
-                     (FFMPEG_MPD, None)):
+    for text, ll in (
+        (FFMPEG_LL_MPD.replace('type="dynamic"', 'type="static"'), LowLatency.for_chunks(0.2)),
+        (FFMPEG_MPD, None),
+    ):
         root = ET.fromstring(rewrite_mpd(text, "//o/time", low_latency=ll).encode())
         assert root.find("d:ServiceDescription/d:Latency", NS) is None
     root = ET.fromstring(rewrite_mpd(FFMPEG_MPD, "//o/time").encode())

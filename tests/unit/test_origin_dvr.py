@@ -1,4 +1,5 @@
 """The origin's DVR index, driven by synthetic transcoder uploads (what ffmpeg's hls muxer PUTs)."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -17,10 +18,20 @@ T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
 class FakeTranscoder:
     """One ffmpeg run: uploads a segment, then its short live playlist, like hlsenc over HTTP."""
 
-    def __init__(self, dvr: Dvr, run: str = "r1", init: str | None = "init_{run}.mp4", list_size: int = 4,
-                 duration: float = 1.0, start_sequence: int = 0, clock: list[float] | None = None,
-                 name: str = "seg_{run}_{n:05d}.m4s", playlist: str = PLAYLIST, init_bytes: bytes | None = None,
-                 uploads_when_done: bool = False) -> None:
+    def __init__(
+        self,
+        dvr: Dvr,
+        run: str = "r1",
+        init: str | None = "init_{run}.mp4",
+        list_size: int = 4,
+        duration: float = 1.0,
+        start_sequence: int = 0,
+        clock: list[float] | None = None,
+        name: str = "seg_{run}_{n:05d}.m4s",
+        playlist: str = PLAYLIST,
+        init_bytes: bytes | None = None,
+        uploads_when_done: bool = False,
+    ) -> None:
         self.dvr = dvr
         # Like the real transcoder: a segment's bytes arrive once its last frame is encoded.
         self.uploads_when_done = uploads_when_done
@@ -49,14 +60,22 @@ class FakeTranscoder:
         return stored
 
     def text(self, endlist: bool = False) -> str:
-        lines = ["#EXTM3U", "#EXT-X-VERSION:7", f"#EXT-X-TARGETDURATION:{round(self.duration)}",
-                 f"#EXT-X-MEDIA-SEQUENCE:{self.listed[0][0] if self.listed else self.sequence}",
-                 "#EXT-X-INDEPENDENT-SEGMENTS"]
+        lines = [
+            "#EXTM3U",
+            "#EXT-X-VERSION:7",
+            f"#EXT-X-TARGETDURATION:{round(self.duration)}",
+            f"#EXT-X-MEDIA-SEQUENCE:{self.listed[0][0] if self.listed else self.sequence}",
+            "#EXT-X-INDEPENDENT-SEGMENTS",
+        ]
         if self.init:
             lines.append(f'#EXT-X-MAP:URI="{self.init}"')
         for _, name, pdt in self.listed:
             # ffmpeg 5 writes PROGRAM-DATE-TIME after EXTINF
-            lines += [f"#EXTINF:{self.duration:.6f},", f"#EXT-X-PROGRAM-DATE-TIME:{pdt.isoformat(timespec='milliseconds')}", name]
+            lines += [
+                f"#EXTINF:{self.duration:.6f},",
+                f"#EXT-X-PROGRAM-DATE-TIME:{pdt.isoformat(timespec='milliseconds')}",
+                name,
+            ]
         if endlist:
             lines.append("#EXT-X-ENDLIST")
         return "\n".join(lines) + "\n"
@@ -68,7 +87,7 @@ class FakeTranscoder:
         if upload and not self.uploads_when_done:
             self.put(name, data)
         self.listed.append((self.sequence, name, pdt))
-        self.listed = self.listed[-self.list_size:]
+        self.listed = self.listed[-self.list_size :]
         self.sequence += 1
         self.clock[0] += self.duration
         if upload and self.uploads_when_done:
@@ -193,7 +212,9 @@ def test_sequence_jump_forward_is_a_discontinuity():
     clock = [0.0]
     FakeTranscoder(dvr, run="r1", init=None, name="seg_{run}_{n}.ts", clock=clock).run_for(3)
     # MPEG-TS run restarted with -hls_start_number_source epoch
-    FakeTranscoder(dvr, run="r2", init=None, name="seg_{run}_{n}.ts", start_sequence=1_700_000_000, clock=clock).run_for(2)
+    FakeTranscoder(
+        dvr, run="r2", init=None, name="seg_{run}_{n}.ts", start_sequence=1_700_000_000, clock=clock
+    ).run_for(2)
     pl = served(dvr)
     assert [s.discontinuity for s in pl.segments] == [False, False, False, True, False]
     assert "#EXT-X-MAP" not in dvr.render(PLAYLIST, ended=False)
@@ -279,7 +300,10 @@ def test_token_query_is_carried_by_every_uri():
     FakeTranscoder(dvr).run_for(2)
     text = dvr.render(PLAYLIST, ended=False, query="token=abc.def")
     assert '#EXT-X-MAP:URI="init_r1.mp4?token=abc.def"' in text
-    assert [s.uri for s in m3u8.loads(text).segments] == ["seg_r1_00000.m4s?token=abc.def", "seg_r1_00001.m4s?token=abc.def"]
+    assert [s.uri for s in m3u8.loads(text).segments] == [
+        "seg_r1_00000.m4s?token=abc.def",
+        "seg_r1_00001.m4s?token=abc.def",
+    ]
 
 
 def test_target_duration_never_shrinks():
@@ -292,8 +316,19 @@ def test_target_duration_never_shrinks():
 
 def test_uris_leaving_the_tree_are_skipped():
     dvr = Dvr(window_seconds=60)
-    text = "\n".join(["#EXTM3U", "#EXT-X-TARGETDURATION:1", "#EXTINF:1.0,", "../../../../etc/passwd",
-                      "#EXTINF:1.0,", "http://evil.example/x.ts", "#EXTINF:1.0,", "ok.ts", ""])
+    text = "\n".join(
+        [
+            "#EXTM3U",
+            "#EXT-X-TARGETDURATION:1",
+            "#EXTINF:1.0,",
+            "../../../../etc/passwd",
+            "#EXTINF:1.0,",
+            "http://evil.example/x.ts",
+            "#EXTINF:1.0,",
+            "ok.ts",
+            "",
+        ]
+    )
     dvr.uploaded("hls/ts/360p/ok.ts", "hls/ts/360p/ok.ts", 0.0)
     result = dvr.ingest("hls/ts/360p/index.m3u8", parse_media_playlist(text), 0.0)
     assert result.skipped == ("../../../../etc/passwd", "http://evil.example/x.ts")
@@ -446,8 +481,13 @@ def test_private_stretches_leave_a_consistent_viewers_playlist():
     make_public(dvr, clock)
     tx.run_for(3)  # seg 5 overlaps the switch: private; seg 6, 7 public
     first = viewers(dvr)
-    assert [s.uri for s in first.segments] == ["seg_r1_00000.m4s", "seg_r1_00001.m4s", "seg_r1_00002.m4s",
-                                               "seg_r1_00006.m4s", "seg_r1_00007.m4s"]
+    assert [s.uri for s in first.segments] == [
+        "seg_r1_00000.m4s",
+        "seg_r1_00001.m4s",
+        "seg_r1_00002.m4s",
+        "seg_r1_00006.m4s",
+        "seg_r1_00007.m4s",
+    ]
     assert first.media_sequence == 0
     assert [bool(s.discontinuity) for s in first.segments] == [False, False, False, True, False]
     tx.run_for(3)  # the window slides past the first live stretch

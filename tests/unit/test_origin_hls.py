@@ -1,4 +1,5 @@
 """Parsing what ffmpeg's hls muxer uploads, and carrying a token through a playlist."""
+
 from datetime import datetime, timezone
 
 import m3u8
@@ -36,26 +37,44 @@ def test_parses_ffmpeg_media_playlist():
     assert pl.target_duration == 1 and pl.media_sequence == 4 and pl.version == 7
     assert pl.endlist and pl.independent_segments
     assert [(s.uri, s.sequence, s.map_uri) for s in pl.segments] == [
-        ("seg_r1_00004.m4s", 4, "init_r1_hi.mp4"), ("seg_r1_00005.m4s", 5, "init_r1_hi.mp4")]
+        ("seg_r1_00004.m4s", 4, "init_r1_hi.mp4"),
+        ("seg_r1_00005.m4s", 5, "init_r1_hi.mp4"),
+    ]
     assert pl.segments[0].program_date_time == datetime(2026, 11, 21, 10, 55, 37, 837000, tzinfo=timezone.utc)
 
 
 def test_discontinuity_and_map_changes_are_per_segment():
-    text = "\n".join(["#EXTM3U", "#EXT-X-TARGETDURATION:2", '#EXT-X-MAP:URI="a.mp4"', "#EXTINF:2,", "1.m4s",
-                      "#EXT-X-DISCONTINUITY", '#EXT-X-MAP:URI="b.mp4"', "#EXTINF:2,", "2.m4s", "#EXTINF:2,", "3.m4s"])
+    text = "\n".join(
+        [
+            "#EXTM3U",
+            "#EXT-X-TARGETDURATION:2",
+            '#EXT-X-MAP:URI="a.mp4"',
+            "#EXTINF:2,",
+            "1.m4s",
+            "#EXT-X-DISCONTINUITY",
+            '#EXT-X-MAP:URI="b.mp4"',
+            "#EXTINF:2,",
+            "2.m4s",
+            "#EXTINF:2,",
+            "3.m4s",
+        ]
+    )
     segs = parse_media_playlist(text).segments
     assert [(s.discontinuity, s.map_uri) for s in segs] == [(False, "a.mp4"), (True, "b.mp4"), (False, "b.mp4")]
 
 
-@pytest.mark.parametrize("text, why", [
-    ("", "EXTM3U"),
-    ("garbage\x00\xff", "EXTM3U"),
-    (FFMPEG_MASTER, "master"),
-    ("#EXTM3U\n#EXTINF:1,\nx.ts\n", "TARGETDURATION"),
-    ("#EXTM3U\n#EXT-X-TARGETDURATION:1\nx.ts\n", "EXTINF"),
-    ("#EXTM3U\n#EXT-X-TARGETDURATION:abc\n", "TARGETDURATION"),
-    ("#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:-5,\nx.ts\n", "duration"),
-])
+@pytest.mark.parametrize(
+    "text, why",
+    [
+        ("", "EXTM3U"),
+        ("garbage\x00\xff", "EXTM3U"),
+        (FFMPEG_MASTER, "master"),
+        ("#EXTM3U\n#EXTINF:1,\nx.ts\n", "TARGETDURATION"),
+        ("#EXTM3U\n#EXT-X-TARGETDURATION:1\nx.ts\n", "EXTINF"),
+        ("#EXTM3U\n#EXT-X-TARGETDURATION:abc\n", "TARGETDURATION"),
+        ("#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:-5,\nx.ts\n", "duration"),
+    ],
+)
 def test_bad_playlists_are_refused_with_a_reason(text, why):
     with pytest.raises(PlaylistError, match=why):
         parse_media_playlist(text)

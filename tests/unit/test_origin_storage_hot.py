@@ -1,4 +1,5 @@
 """The origin's in-memory copy of the files written last: what it keeps, drops and answers."""
+
 from __future__ import annotations
 
 import os

@@ -2,6 +2,7 @@
 ports resolved through selectors, and the port reserved for a Service that does not exist yet,
 then handed to the pod that comes to back it. Inputs are the real render, as in
 ``test_podrunner_rewrite``; ports are really free ones (bound and released)."""
+
 from __future__ import annotations
 
 import json
@@ -90,8 +91,11 @@ def test_a_reserved_port_claimed_by_a_pod_that_has_another_restarts_its_readers(
 
 
 def _pod(**overrides) -> dict:
-    pod = {"metadata": {"name": "delete-rec", "namespace": NS, "uid": "u"},
-           "spec": {"restartPolicy": "Never", "containers": [{"name": "c"}]}, "status": {"phase": "Pending"}}
+    pod = {
+        "metadata": {"name": "delete-rec", "namespace": NS, "uid": "u"},
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "c"}]},
+        "status": {"phase": "Pending"},
+    }
     for path, value in overrides.items():
         section, field = path.split("__")
         pod[section][field] = value

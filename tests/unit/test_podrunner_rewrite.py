@@ -3,6 +3,7 @@
 Inputs come from the real render (``render_children``), so a change in how the operator renders
 pods or configs that the local runner cannot follow fails here, not in a slow e2e run.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,9 +22,14 @@ NS, LS = "ns1", "show"
 
 @pytest.fixture(scope="module")
 def rendered():
-    ct = CallType.model_validate({"apiVersion": "onair.dev/v1alpha1", "kind": "CallType", "metadata": {"name": "x"},
-                                  "spec": {"settings": {"ingest": {"backup": True},
-                                                        "recording": {"mode": "available"}}}})
+    ct = CallType.model_validate(
+        {
+            "apiVersion": "onair.dev/v1alpha1",
+            "kind": "CallType",
+            "metadata": {"name": "x"},
+            "spec": {"settings": {"ingest": {"backup": True}, "recording": {"mode": "available"}}},
+        }
+    )
     ls = {"metadata": {"name": LS, "namespace": NS, "uid": "u-1"}, "spec": {"callType": "x"}}
     out = render_children(ls, ct, OperatorConfig(), generate_credentials())
     return {(o["kind"], o["metadata"]["name"]): o for o in out.objects}
@@ -144,14 +150,30 @@ def test_service_without_a_planned_pod_resolves_nothing(rendered):
 
 
 def test_numeric_target_port_and_empty_selector():
-    plan = loopback.PodPlan(namespace="a", name="web", uid="u", replicas=1, args=("x",),
-                            ports=(loopback.ContainerPort("http", 8000),), mounts=(), volumes={},
-                            labels={"app": "web"}, grace_seconds=1, fingerprint="f")
-    svcs = [{"metadata": {"name": "web", "namespace": "a"},
-             "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8000}]}},
-            {"metadata": {"name": "manual", "namespace": "a"}, "spec": {"ports": [{"port": 81, "targetPort": 8000}]}},
-            {"metadata": {"name": "other-ns", "namespace": "b"},
-             "spec": {"selector": {"app": "web"}, "ports": [{"port": 82, "targetPort": 8000}]}}]
+    plan = loopback.PodPlan(
+        namespace="a",
+        name="web",
+        uid="u",
+        replicas=1,
+        args=("x",),
+        ports=(loopback.ContainerPort("http", 8000),),
+        mounts=(),
+        volumes={},
+        labels={"app": "web"},
+        grace_seconds=1,
+        fingerprint="f",
+    )
+    svcs = [
+        {
+            "metadata": {"name": "web", "namespace": "a"},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8000}]},
+        },
+        {"metadata": {"name": "manual", "namespace": "a"}, "spec": {"ports": [{"port": 81, "targetPort": 8000}]}},
+        {
+            "metadata": {"name": "other-ns", "namespace": "b"},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 82, "targetPort": 8000}]},
+        },
+    ]
     assert loopback.service_table(svcs, [plan], {("a", "web", 8000): 41000}) == {("a", "web", 80): 41000}
     # The target is known before any local port is: a port reserved for the Service can be given to it.
     assert loopback.service_targets(svcs, [plan]) == {("a", "web", 80): ("a", "web", 8000)}
@@ -163,15 +185,18 @@ def test_an_unresolved_address_names_its_service_port():
     assert loopback.service_port_of("example.org:1935") is None
 
 
-@pytest.mark.parametrize("host,expected", [
-    ("show-ingest.ns1.svc", ("ns1", "show-ingest")),
-    ("show-ingest.ns1.svc.cluster.local", ("ns1", "show-ingest")),
-    ("SHOW-INGEST.NS1.SVC.", ("ns1", "show-ingest")),
-    ("example.org", None),
-    ("show-ingest", None),
-    ("a.b.c.svc", None),
-    ("127.0.0.1", None),
-])
+@pytest.mark.parametrize(
+    "host,expected",
+    [
+        ("show-ingest.ns1.svc", ("ns1", "show-ingest")),
+        ("show-ingest.ns1.svc.cluster.local", ("ns1", "show-ingest")),
+        ("SHOW-INGEST.NS1.SVC.", ("ns1", "show-ingest")),
+        ("example.org", None),
+        ("show-ingest", None),
+        ("a.b.c.svc", None),
+        ("127.0.0.1", None),
+    ],
+)
 def test_service_of_host(host, expected):
     assert loopback.service_of_host(host, "ns1") == expected
 
@@ -179,19 +204,29 @@ def test_service_of_host(host, expected):
 def test_rewrite_url_keeps_everything_but_the_address():
     table = {("ns1", "show-ingest", 9998): 41001, ("ns1", "show-origin", 80): 41002}
     assert loopback.rewrite_url("srt://show-ingest.ns1.svc:9998?streamid=publish&latency=2", table, "ns1") == (
-        "srt://127.0.0.1:41001?streamid=publish&latency=2", None)
+        "srt://127.0.0.1:41001?streamid=publish&latency=2",
+        None,
+    )
     # No port: the scheme's default is what the Service port must be.
     assert loopback.rewrite_url("http://u:p@show-origin.ns1.svc/x#f", table, "ns1") == (
-        "http://u:p@127.0.0.1:41002/x#f", None)
+        "http://u:p@127.0.0.1:41002/x#f",
+        None,
+    )
     assert loopback.rewrite_url("rtmp://show-ingest.ns1.svc:1935/live", table, "ns1") == (
-        "rtmp://show-ingest.ns1.svc:1935/live", "show-ingest.ns1.svc:1935")
+        "rtmp://show-ingest.ns1.svc:1935/live",
+        "show-ingest.ns1.svc:1935",
+    )
     assert loopback.rewrite_url("https://example.org:8443/a", table, "ns1") == ("https://example.org:8443/a", None)
     assert loopback.rewrite_url("not a url", table, "ns1") == ("not a url", None)
 
 
 def test_rewrite_path_picks_the_deepest_mount():
-    mounts = {"/etc/onair/config.json": "/l/cfg/config.json", "/etc/onair/secret": "/s/cred", "/var": "/l/var",
-              "/var/lib/onair/origin": "/l/dvr"}
+    mounts = {
+        "/etc/onair/config.json": "/l/cfg/config.json",
+        "/etc/onair/secret": "/s/cred",
+        "/var": "/l/var",
+        "/var/lib/onair/origin": "/l/dvr",
+    }
     assert loopback.rewrite_path("/etc/onair/secret/streamKey", mounts) == "/s/cred/streamKey"
     assert loopback.rewrite_path("/var/lib/onair/origin", mounts) == "/l/dvr"
     assert loopback.rewrite_path("/var/lib/onair/origin/hls/x", mounts) == "/l/dvr/hls/x"
@@ -254,8 +289,12 @@ def test_origin_and_recorder_directories_are_their_volumes(rendered):
 
 
 def test_a_url_to_a_service_without_a_local_pod_is_reported():
-    cfg = {"role": "transcoder", "mainUrl": "rtmp://gone.ns1.svc:1935/live/stream", "agentPort": 8080,
-           "pullUris": ["https://example.org/a.m3u8"]}
+    cfg = {
+        "role": "transcoder",
+        "mainUrl": "rtmp://gone.ns1.svc:1935/live/stream",
+        "agentPort": 8080,
+        "pullUris": ["https://example.org/a.m3u8"],
+    }
     out = loopback.rewrite_config(cfg, namespace="ns1", ports={8080: 41000}, mounts={}, services={})
     assert not out.ok and out.unresolved == ["gone.ns1.svc:1935"]
     assert out.config["pullUris"] == ["https://example.org/a.m3u8"]
@@ -267,26 +306,36 @@ def test_every_config_port_needs_a_local_port():
 
 
 def test_config_ports_finds_nested_ports_but_not_booleans():
-    assert loopback.config_ports({"agentPort": 8080, "x": [{"httpPort": 81}], "flagPort": True, "port": 9}) == {8080, 81}
+    assert loopback.config_ports({"agentPort": 8080, "x": [{"httpPort": 81}], "flagPort": True, "port": 9}) == {
+        8080,
+        81,
+    }
 
 
 def test_args_run_the_same_interpreter_with_local_paths():
     mounts = {"/etc/onair/config.json": "/l/config.json"}
-    assert loopback.rewrite_args(("onair", "agent", "origin", "--config", "/etc/onair/config.json"), mounts,
-                                 "/usr/bin/python3") == [
-        "/usr/bin/python3", "-m", "onair.cli", "agent", "origin", "--config", "/l/config.json"]
-    assert loopback.rewrite_args(("/bin/tool", "/etc/onair/config.json"), mounts, "py") == ["/bin/tool", "/l/config.json"]
+    assert loopback.rewrite_args(
+        ("onair", "agent", "origin", "--config", "/etc/onair/config.json"), mounts, "/usr/bin/python3"
+    ) == ["/usr/bin/python3", "-m", "onair.cli", "agent", "origin", "--config", "/l/config.json"]
+    assert loopback.rewrite_args(("/bin/tool", "/etc/onair/config.json"), mounts, "py") == [
+        "/bin/tool",
+        "/l/config.json",
+    ]
 
 
 def test_local_endpoints_rewrite_status_urls(rendered):
     ps = plans(rendered)
     ports = local_ports(ps)
     table = loopback.service_table(services(rendered), ps, ports)
-    status = {"ingest": {"rtmp": f"rtmp://{LS}-ingest.{NS}.svc:1935/live",
-                         "srt": f"srt://{LS}-ingest.{NS}.svc:9998?streamid=publish",
-                         "backupRtmp": f"rtmp://{LS}-ingest-backup.{NS}.svc:1935/live",
-                         "rtmps": f"rtmps://{LS}-nothing.{NS}.svc:1936/live"},
-              "playback": {"hlsCmaf": f"http://{LS}-origin.{NS}.svc:8081/hls/cmaf/master.m3u8"}}
+    status = {
+        "ingest": {
+            "rtmp": f"rtmp://{LS}-ingest.{NS}.svc:1935/live",
+            "srt": f"srt://{LS}-ingest.{NS}.svc:9998?streamid=publish",
+            "backupRtmp": f"rtmp://{LS}-ingest-backup.{NS}.svc:1935/live",
+            "rtmps": f"rtmps://{LS}-nothing.{NS}.svc:1936/live",
+        },
+        "playback": {"hlsCmaf": f"http://{LS}-origin.{NS}.svc:8081/hls/cmaf/master.m3u8"},
+    }
     out = loopback.local_endpoints(status, table, NS)
     assert out["ingest"] == {
         "rtmp": f"rtmp://127.0.0.1:{ports[(NS, f'{LS}-ingest', 1935)]}/live",

@@ -1,5 +1,6 @@
 """Personal publish tokens: minted per member, checked by the ingest against the members the
 operator sends it (issue 11, section 3)."""
+
 from datetime import datetime, timezone
 
 import pytest
@@ -25,15 +26,20 @@ def publish_token(user="alice", *, secret=SECRET, stream=STREAM, issued=NOW - 60
 
 
 def check(token, members=(HOST, VIEWER), now=NOW, secret=SECRET):
-    return auth.check_personal_token(token, secret=secret, livestream=STREAM,
-                                     members=None if members is None else list(members), now=now)
+    return auth.check_personal_token(
+        token, secret=secret, livestream=STREAM, members=None if members is None else list(members), now=now
+    )
 
 
 # ----------------------------------------------------------------------------- tokens
 def test_mint_and_verify_round_trip():
     claims = tokens.verify_publish(SECRET, publish_token(), STREAM, now=NOW)
-    assert (claims.user_id, claims.livestream, claims.issued_at, claims.expires_at) == \
-        ("alice", STREAM, NOW - 60, NOW + 3600)
+    assert (claims.user_id, claims.livestream, claims.issued_at, claims.expires_at) == (
+        "alice",
+        STREAM,
+        NOW - 60,
+        NOW + 3600,
+    )
 
 
 def test_a_playback_token_never_publishes_and_a_publish_token_never_watches():
@@ -113,8 +119,10 @@ def test_still_allowed_drops_a_live_publisher_when_rights_go():
     assert auth.still_allowed("alice", NOW - 60, [HOST]) is None
     assert auth.still_allowed("alice", NOW - 60, None) is None  # nothing known: keep
     assert auth.still_allowed("alice", NOW - 60, []).reason == refusals.NOT_MEMBER
-    assert auth.still_allowed("alice", NOW - 60, [HOST.model_copy(update={"may_publish": False})]).reason == \
-        refusals.NO_SEND_GRANT
+    assert (
+        auth.still_allowed("alice", NOW - 60, [HOST.model_copy(update={"may_publish": False})]).reason
+        == refusals.NO_SEND_GRANT
+    )
 
 
 # ----------------------------------------------------------------------------- the publish decision
@@ -123,8 +131,15 @@ def req(name):
 
 
 def decide(name, personal=None, **kw):
-    args = dict(stream_key="the-stream-key", bridge_token="bridge", protocols=["rtmp", "whip"], active=True,
-                holder=None, rtmps_addr=None, personal=personal)
+    args = dict(
+        stream_key="the-stream-key",
+        bridge_token="bridge",
+        protocols=["rtmp", "whip"],
+        active=True,
+        holder=None,
+        rtmps_addr=None,
+        personal=personal,
+    )
     args.update(kw)
     return auth.decide(req(name), **args)
 
@@ -149,14 +164,28 @@ def test_decide_refuses_with_the_tokens_reason_and_still_applies_the_slot_rules(
 
 # ----------------------------------------------------------------------------- the operator's side
 def test_publish_members_from_the_calltype_grants():
-    calltype = CallType.model_validate({"metadata": {"name": "livestream"}, "spec": {"grants": {
-        "host": ["send-audio", "send-video"], "audio": ["send-audio"], "user": []}}})
-    spec = {"callType": "livestream", "members": [
-        {"userId": "alice", "role": "host", "revokeTokensIssuedBefore": "2026-01-01T00:00:00Z"},
-        {"userId": "carol", "role": "audio"}, {"userId": "bob", "role": "user"}, {"userId": "eve", "role": "nope"}]}
+    calltype = CallType.model_validate(
+        {
+            "metadata": {"name": "livestream"},
+            "spec": {"grants": {"host": ["send-audio", "send-video"], "audio": ["send-audio"], "user": []}},
+        }
+    )
+    spec = {
+        "callType": "livestream",
+        "members": [
+            {"userId": "alice", "role": "host", "revokeTokensIssuedBefore": "2026-01-01T00:00:00Z"},
+            {"userId": "carol", "role": "audio"},
+            {"userId": "bob", "role": "user"},
+            {"userId": "eve", "role": "nope"},
+        ],
+    }
     members = grants.publish_members({"spec": spec}, grants.member_access({"spec": spec}, calltype))
-    assert [(m.user_id, m.may_publish) for m in members] == \
-        [("alice", True), ("carol", False), ("bob", False), ("eve", False)]
+    assert [(m.user_id, m.may_publish) for m in members] == [
+        ("alice", True),
+        ("carol", False),
+        ("bob", False),
+        ("eve", False),
+    ]
     assert members[0].revoke_tokens_issued_before == datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 

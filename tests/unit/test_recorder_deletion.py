@@ -1,5 +1,6 @@
 """Deleting one finished session's files (onair.agent.recorder.deletion): its parts, then its
 sidecar; nothing of another session or livestream; harmless when repeated."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,9 +11,15 @@ SESSION = "events_show_20260714T090005Z"
 
 
 def test_parts_then_sidecar_and_nothing_else(tmp_path):
-    names = [f"{SESSION}_part0001.mp4", f"{SESSION}_part0002.mp4", f"{SESSION}.json",
-             "events_show_20260714T100000Z_part0001.mp4", "events_show_20260714T100000Z.json",
-             "events_other_20260714T090005Z_part0001.mp4", "events_show-b_20260714T090005Z_part0001.mp4"]
+    names = [
+        f"{SESSION}_part0001.mp4",
+        f"{SESSION}_part0002.mp4",
+        f"{SESSION}.json",
+        "events_show_20260714T100000Z_part0001.mp4",
+        "events_show_20260714T100000Z.json",
+        "events_other_20260714T090005Z_part0001.mp4",
+        "events_show-b_20260714T090005Z_part0001.mp4",
+    ]
     for name in names:
         (tmp_path / name).write_bytes(b"x")
     deleted = delete_session(tmp_path, "events/show", SESSION)
@@ -21,8 +28,15 @@ def test_parts_then_sidecar_and_nothing_else(tmp_path):
     assert delete_session(tmp_path, "events/show", SESSION) == []
 
 
-@pytest.mark.parametrize("bad", ["events_other_20260714T090005Z", "events_show", "../events_show_20260714T090005Z",
-                                 "events_show_20260714T090005Z_part0001"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "events_other_20260714T090005Z",
+        "events_show",
+        "../events_show_20260714T090005Z",
+        "events_show_20260714T090005Z_part0001",
+    ],
+)
 def test_only_a_session_of_this_livestream(tmp_path, bad):
     with pytest.raises(NotASessionOf):
         delete_session(tmp_path, "events/show", bad)

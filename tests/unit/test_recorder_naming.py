@@ -2,8 +2,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from onair.agent.recorder.naming import (
-    livestream_slug, next_part_number, parse_parts, part_name, part_pattern, session_prefix, session_started,
-    sidecar_name, unused_prefix,
+    livestream_slug,
+    next_part_number,
+    parse_parts,
+    part_name,
+    part_pattern,
+    session_prefix,
+    session_started,
+    sidecar_name,
+    unused_prefix,
 )
 
 T0 = datetime(2025, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
@@ -19,6 +26,7 @@ def test_names_carry_livestream_start_time_and_part_number():
 
 def test_start_time_is_written_in_utc_whatever_the_zone():
     from datetime import timedelta
+
     local = T0.astimezone(timezone(timedelta(hours=5, minutes=30)))
     assert session_prefix("ns/a", local) == session_prefix("ns/a", T0)
 
@@ -43,8 +51,14 @@ def test_names_sort_by_session_then_part():
 
 def test_parse_parts_ignores_other_livestreams_and_foreign_files():
     prefix = session_prefix("ns/show", T0)
-    names = [part_name(prefix, 1), part_name(session_prefix("ns/show-2", T0), 1), part_name(session_prefix("other/show", T0), 1),
-             sidecar_name(prefix), "notes.txt", f".{sidecar_name(prefix)}.tmp"]
+    names = [
+        part_name(prefix, 1),
+        part_name(session_prefix("ns/show-2", T0), 1),
+        part_name(session_prefix("other/show", T0), 1),
+        sidecar_name(prefix),
+        "notes.txt",
+        f".{sidecar_name(prefix)}.tmp",
+    ]
     parts = parse_parts("ns/show", names)
     assert [(p.prefix, p.number) for p in parts] == [(prefix, 1)]
 

@@ -30,8 +30,10 @@ def test_highest_bandwidth_variant_wins_with_an_absolute_url():
 
 
 def test_resolution_breaks_a_bandwidth_tie():
-    text = ("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1000,RESOLUTION=640x360\na.m3u8\n"
-            "#EXT-X-STREAM-INF:BANDWIDTH=1000,RESOLUTION=1280x720\nb.m3u8\n")
+    text = (
+        "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1000,RESOLUTION=640x360\na.m3u8\n"
+        "#EXT-X-STREAM-INF:BANDWIDTH=1000,RESOLUTION=1280x720\nb.m3u8\n"
+    )
     assert choose_top_rung(text, "http://o/m.m3u8").video_url == "http://o/b.m3u8"
 
 

@@ -2,9 +2,19 @@ from onair.agent.ffmpeg_output import DISCONTINUITY_WARNINGS_PER_BLOCK, Progress
 
 
 def block(reader, out_time_us, progress="continue"):
-    kinds = [reader.feed(line) for line in
-             ("frame=10", "fps=30.0", "bitrate=N/A", "total_size=N/A", f"out_time_us={out_time_us}",
-              "out_time=00:00:01.000000", "speed= 1.2x", f"progress={progress}")]
+    kinds = [
+        reader.feed(line)
+        for line in (
+            "frame=10",
+            "fps=30.0",
+            "bitrate=N/A",
+            "total_size=N/A",
+            f"out_time_us={out_time_us}",
+            "out_time=00:00:01.000000",
+            "speed= 1.2x",
+            f"progress={progress}",
+        )
+    ]
     assert all(k.progress for k in kinds)
     return kinds[-1]
 

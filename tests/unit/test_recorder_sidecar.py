@@ -7,16 +7,27 @@ from onair.agent.recorder.naming import parse_parts, part_name, session_prefix, 
 from onair.agent.recorder.duration import parse_duration
 from onair.agent.recorder.session import Backoff, Session
 from onair.agent.recorder import sidecar as sidecar_mod
-from onair.agent.recorder.sidecar import (FinishedSessions, PartInfo, sessions_without_sidecar, sidecar_document,
-                                        write_sidecar)
+from onair.agent.recorder.sidecar import (
+    FinishedSessions,
+    PartInfo,
+    sessions_without_sidecar,
+    sidecar_document,
+    write_sidecar,
+)
 
 T0 = datetime(2025, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc)
 
 
 def doc(parts, recorded=99.0):
-    return sidecar_document(livestream="ns/show", record_type="origin", started_at=T0,
-                            ended_at=T0 + timedelta(seconds=20), parts=parts, end_reason="recording stopped",
-                            recorded_seconds=recorded)
+    return sidecar_document(
+        livestream="ns/show",
+        record_type="origin",
+        started_at=T0,
+        ended_at=T0 + timedelta(seconds=20),
+        parts=parts,
+        end_reason="recording stopped",
+        recorded_seconds=recorded,
+    )
 
 
 def test_sidecar_sums_probed_parts():
@@ -85,8 +96,11 @@ def test_backoff_doubles_to_its_ceiling_and_resets():
 def test_finished_sessions_are_read_from_the_sidecars_of_this_livestream_only(tmp_path, monkeypatch):
     first, second = session_prefix("ns/show", T0), session_prefix("ns/show", T0 + timedelta(hours=1))
     write_sidecar(tmp_path, second, doc([PartInfo(part_name(second, 1), 10, 2.0)]))
-    write_sidecar(tmp_path, first, dict(doc([PartInfo(part_name(first, 1), 100, 14.0),
-                                             PartInfo(part_name(first, 2), 50, None)]), recovered=True))
+    write_sidecar(
+        tmp_path,
+        first,
+        dict(doc([PartInfo(part_name(first, 1), 100, 14.0), PartInfo(part_name(first, 2), 50, None)]), recovered=True),
+    )
     write_sidecar(tmp_path, session_prefix("ns/other", T0), doc([]))  # another livestream on a shared volume
     (tmp_path / f"{session_prefix('ns/show', T0 + timedelta(hours=2))}.json").write_text("{ cut short")
     finished = FinishedSessions(tmp_path, "ns/show")
@@ -94,7 +108,9 @@ def test_finished_sessions_are_read_from_the_sidecars_of_this_livestream_only(tm
     assert [r.session for r in got] == [first, second]
     assert got[0].recovered and got[0].end_reason == "recording stopped" and got[0].started_at == T0
     assert [(p.file, p.bytes, p.duration_seconds) for p in got[0].parts] == [
-        (part_name(first, 1), 100, 14.0), (part_name(first, 2), 50, None)]
+        (part_name(first, 1), 100, 14.0),
+        (part_name(first, 2), 50, None),
+    ]
     assert got[1].duration_seconds == 2.0
     assert finished.list() == got  # parsed once, same answer
 

@@ -1,4 +1,5 @@
 """The recorder's choice of source: sticky while it delivers, round-robin when it drops."""
+
 import pytest
 
 from onair.agent.recorder.sources import SOURCE_SLICE_SECONDS, SourceRotation

@@ -1,5 +1,6 @@
 """The HLS VOD playlist of a recorded part (onair.agent.recorder.vod): boxes read from a synthetic
 fragmented MP4, fragments grouped into keyframe-aligned segments, the playlist text. Pure."""
+
 from __future__ import annotations
 
 import io
@@ -40,8 +41,9 @@ def moof(samples: int, keyframe: bool, per_sample_duration: int | None = None) -
     else:
         entries = b"".join(struct.pack(">I", per_sample_duration) for _ in range(samples))
         trun_video = full(b"trun", 0, 0x001 | 0x004 | 0x100, struct.pack(">IiI", samples, 0, first_flags) + entries)
-    audio = box(b"traf", full(b"tfhd", 0, 0x020000, struct.pack(">I", 2)) +
-                full(b"trun", 0, 0x001, struct.pack(">Ii", 10, 0)))
+    audio = box(
+        b"traf", full(b"tfhd", 0, 0x020000, struct.pack(">I", 2)) + full(b"trun", 0, 0x001, struct.pack(">Ii", 10, 0))
+    )
     return box(b"moof", full(b"mfhd", 0, 0, struct.pack(">I", 1)) + box(b"traf", tfhd_video + trun_video) + audio)
 
 
@@ -94,8 +96,13 @@ def test_the_playlist_maps_the_header_and_names_each_segment_by_byte_range():
     idx = index(HEADER + body, target=1.0)
     text = vod.hls_vod_playlist(idx, "show_part0001.mp4")
     lines = text.splitlines()
-    assert lines[:5] == ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-TARGETDURATION:1", "#EXT-X-MEDIA-SEQUENCE:0",
-                         "#EXT-X-PLAYLIST-TYPE:VOD"]
+    assert lines[:5] == [
+        "#EXTM3U",
+        "#EXT-X-VERSION:7",
+        "#EXT-X-TARGETDURATION:1",
+        "#EXT-X-MEDIA-SEQUENCE:0",
+        "#EXT-X-PLAYLIST-TYPE:VOD",
+    ]
     assert "#EXT-X-INDEPENDENT-SEGMENTS" in lines
     assert f'#EXT-X-MAP:URI="show_part0001.mp4",BYTERANGE="{len(HEADER)}@0"' in lines
     assert lines.count("show_part0001.mp4") == 3 and lines[-1] == "#EXT-X-ENDLIST"

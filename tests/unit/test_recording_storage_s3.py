@@ -1,4 +1,5 @@
 """recording.storage.s3 from settings to the recorder's config and pod, and back as a condition and Events."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,13 @@ from pydantic import ValidationError
 
 from onair.api.agent import RecordedPart, RecorderConfig, RecorderStatus, Recording, UploadStatus
 from onair.api.calltype import CallType
-from onair.api.conditions import (RECORDER_NOT_REPORTING, RECORDING_UPLOAD_FAILING, RECORDING_UPLOAD_PENDING,
-                                  RECORDING_UPLOAD_RECOVERED, RECORDINGS_UPLOADED)
+from onair.api.conditions import (
+    RECORDER_NOT_REPORTING,
+    RECORDING_UPLOAD_FAILING,
+    RECORDING_UPLOAD_PENDING,
+    RECORDING_UPLOAD_RECOVERED,
+    RECORDINGS_UPLOADED,
+)
 from onair.api.livestream import LivestreamSpec, LivestreamStatus
 from onair.api.settings import S3Storage
 from onair.api.operator_config import OperatorConfig
@@ -25,10 +31,20 @@ from onair.render.resolve import INVALID_RECORDING_STORAGE, resolve
 from onair.render.status import livestream_status
 
 T0 = datetime(2026, 7, 1, 12, 0, 0, tzinfo=timezone.utc)
-CREDS = Credentials(stream_key="streamkey0123", srt_passphrase="srtpassphrase0123", whip_token="whiptoken0123",
-                    playback_secret="p" * 32, upload_token="u" * 32, read_token="r" * 32, agent_token="a" * 32)
-S3 = {"endpoint": "https://s3.eu-central-1.example.org", "bucket": "show-recordings",
-      "credentialsSecret": "recordings-s3"}
+CREDS = Credentials(
+    stream_key="streamkey0123",
+    srt_passphrase="srtpassphrase0123",
+    whip_token="whiptoken0123",
+    playback_secret="p" * 32,
+    upload_token="u" * 32,
+    read_token="r" * 32,
+    agent_token="a" * 32,
+)
+S3 = {
+    "endpoint": "https://s3.eu-central-1.example.org",
+    "bucket": "show-recordings",
+    "credentialsSecret": "recordings-s3",
+}
 
 
 def livestream(**override) -> dict:
@@ -60,7 +76,13 @@ def test_calltype_names_the_store_the_livestream_its_prefix_and_the_recorder_get
     _, out = rendered(ct_s3=S3, ls_s3={"prefix": "/conference/2026/", "keepLocalCopy": True})
     s3 = recorder_config(out).s3
     assert (s3.endpoint, s3.bucket, s3.prefix, s3.region, s3.force_path_style, s3.keep_local_copy) == (
-        S3["endpoint"], "show-recordings", "conference/2026", "us-east-1", False, True)
+        S3["endpoint"],
+        "show-recordings",
+        "conference/2026",
+        "us-east-1",
+        False,
+        True,
+    )
     assert s3.access_key_id_file == f"{S3_SECRET_DIR}/accessKeyId"
     assert s3.secret_access_key_file == f"{S3_SECRET_DIR}/secretAccessKey"
 
@@ -69,9 +91,12 @@ def test_credentials_are_files_of_the_users_secret_mounted_optionally_never_conf
     _, out = rendered(ct_s3={**S3, "region": "eu-central-1", "forcePathStyle": True})
     pod = recorder_pod(out)
     volume = next(v for v in pod["volumes"] if v["name"] == "s3-credentials")
-    assert volume["secret"] == {"secretName": "recordings-s3", "defaultMode": 0o440, "optional": True,
-                                "items": [{"key": "accessKeyId", "path": "accessKeyId"},
-                                          {"key": "secretAccessKey", "path": "secretAccessKey"}]}
+    assert volume["secret"] == {
+        "secretName": "recordings-s3",
+        "defaultMode": 0o440,
+        "optional": True,
+        "items": [{"key": "accessKeyId", "path": "accessKeyId"}, {"key": "secretAccessKey", "path": "secretAccessKey"}],
+    }
     mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "s3-credentials")
     assert mount == {"name": "s3-credentials", "mountPath": S3_SECRET_DIR, "readOnly": True}
     config = recorder_config(out)
@@ -88,21 +113,41 @@ def test_without_s3_the_recorder_keeps_recordings_on_the_volume_only():
     assert all(v["name"] != "s3-credentials" for v in recorder_pod(out)["volumes"])
 
 
-@pytest.mark.parametrize("field,value", [
-    ("bucket", "My_Bucket"), ("bucket", "ab"), ("endpoint", "s3.example.org"), ("endpoint", "ftp://x"),
-    ("prefix", "a//b"), ("prefix", "with space"), ("credentialsSecret", "Not_A_Name"), ("region", "EU West"),
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("bucket", "My_Bucket"),
+        ("bucket", "ab"),
+        ("endpoint", "s3.example.org"),
+        ("endpoint", "ftp://x"),
+        ("prefix", "a//b"),
+        ("prefix", "with space"),
+        ("credentialsSecret", "Not_A_Name"),
+        ("region", "EU West"),
+    ],
+)
 def test_malformed_fields_are_refused_by_the_schema(field, value):
     with pytest.raises(ValidationError):
         S3Storage.model_validate({**S3, field: value})
 
 
 def test_the_crd_carries_the_s3_patterns_so_the_api_server_refuses_them_at_once():
-    spec_schema = crds()["onair.dev_livestreams.yaml"]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
-    s3 = (spec_schema["properties"]["settingsOverride"]["properties"]["recording"]["properties"]["storage"]
-          ["properties"]["s3"]["properties"])
-    assert set(s3) == {"endpoint", "bucket", "prefix", "region", "forcePathStyle", "credentialsSecret", "keepLocalCopy",
-                      "publicBaseUrl"}
+    spec_schema = crds()["onair.dev_livestreams.yaml"]["spec"]["versions"][0]["schema"]["openAPIV3Schema"][
+        "properties"
+    ]["spec"]
+    s3 = spec_schema["properties"]["settingsOverride"]["properties"]["recording"]["properties"]["storage"][
+        "properties"
+    ]["s3"]["properties"]
+    assert set(s3) == {
+        "endpoint",
+        "bucket",
+        "prefix",
+        "region",
+        "forcePathStyle",
+        "credentialsSecret",
+        "keepLocalCopy",
+        "publicBaseUrl",
+    }
     for field in ("endpoint", "bucket", "prefix", "region", "credentialsSecret", "publicBaseUrl"):
         assert "pattern" in s3[field], field
 
@@ -114,8 +159,9 @@ def test_an_incomplete_s3_target_is_a_problem_that_says_what_is_missing_and_wher
     message = result.problem.message
     assert "needs bucket, credentialsSecret" in message and "endpoint" not in message.split(":")[0]
     assert "recording.storage.s3.bucket" in message and "settingsOverride" in message
-    assert resolve(livestream(recording={"storage": {"s3": {"prefix": "x"}}}), calltype(recording={
-        "storage": {"s3": S3}})).ok
+    assert resolve(
+        livestream(recording={"storage": {"s3": {"prefix": "x"}}}), calltype(recording={"storage": {"s3": S3}})
+    ).ok
     # Recording disabled: nothing is uploaded, nothing to complain about.
     assert resolve(livestream(recording={"mode": "disabled", "storage": {"s3": {"prefix": "x"}}}), calltype()).ok
 
@@ -125,8 +171,9 @@ def status(upload=None, previous=None, recorder=True, now=T0):
     obj, out = rendered(ct_s3=S3, ls_s3={"prefix": "rec"})
     lifecycle = desired_lifecycle(LivestreamSpec.model_validate(obj["spec"]), out.effective, now)
     agents = {"recorder": RecorderStatus(recording=False, upload=upload)} if recorder else {}
-    result = livestream_status(lifecycle=lifecycle, rendered=out, agents=agents, previous=previous, generation=2,
-                               now=now)
+    result = livestream_status(
+        lifecycle=lifecycle, rendered=out, agents=agents, previous=previous, generation=2, now=now
+    )
     LivestreamStatus.model_validate(result)
     return result
 
@@ -149,10 +196,21 @@ def test_condition_true_when_everything_is_uploaded_false_while_files_wait():
 
 
 def test_failing_uploads_say_what_is_wrong_and_how_to_fix_it_naming_the_users_secret():
-    error = ("https://s3.eu-central-1.example.org, bucket show-recordings refused the credentials "
-             "(SignatureDoesNotMatch: ...)")
-    cond = uploaded_condition(status(upload(pending=3, error=error, error_kind="credentials",
-                                            failing_since=T0, next_attempt_at=T0 + timedelta(seconds=8))))
+    error = (
+        "https://s3.eu-central-1.example.org, bucket show-recordings refused the credentials "
+        "(SignatureDoesNotMatch: ...)"
+    )
+    cond = uploaded_condition(
+        status(
+            upload(
+                pending=3,
+                error=error,
+                error_kind="credentials",
+                failing_since=T0,
+                next_attempt_at=T0 + timedelta(seconds=8),
+            )
+        )
+    )
     assert (cond["status"], cond["reason"]) == ("False", RECORDING_UPLOAD_FAILING)
     assert error in cond["message"]
     assert "Secret events/recordings-s3" in cond["message"] and "accessKeyId and secretAccessKey" in cond["message"]
@@ -175,8 +233,14 @@ def test_a_recorder_that_does_not_report_keeps_the_last_known_condition():
 def test_no_condition_without_s3():
     obj, out = rendered()
     lifecycle = desired_lifecycle(LivestreamSpec.model_validate(obj["spec"]), out.effective, T0)
-    result = livestream_status(lifecycle=lifecycle, rendered=out, agents={"recorder": RecorderStatus(recording=False)},
-                               previous=None, generation=2, now=T0)
+    result = livestream_status(
+        lifecycle=lifecycle,
+        rendered=out,
+        agents={"recorder": RecorderStatus(recording=False)},
+        previous=None,
+        generation=2,
+        now=T0,
+    )
     assert find_condition(result["conditions"], RECORDINGS_UPLOADED) is None
 
 
@@ -204,8 +268,14 @@ def test_a_warning_when_uploads_start_failing_or_fail_for_another_cause_and_a_no
 
 def test_recording_parts_with_objects_fit_the_livestream_status():
     part = RecordedPart(file="f.mp4", bytes=1, upload_error="refused")
-    recording = Recording(session="events_show_20260701T120000Z", started_at=T0, ended_at=T0, duration_seconds=1,
-                          end_reason="recording stopped", parts=[part])
+    recording = Recording(
+        session="events_show_20260701T120000Z",
+        started_at=T0,
+        ended_at=T0,
+        duration_seconds=1,
+        end_reason="recording stopped",
+        parts=[part],
+    )
     LivestreamStatus.model_validate({"recordings": [recording.wire()]})
 
 

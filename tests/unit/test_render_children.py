@@ -17,19 +17,33 @@ from onair.render.deployments import CONFIG_HASH_ANNOTATION
 from onair.render.credentials import Credentials, credentials_from_secret_data, render_credentials_secret
 from onair.render.ladder import fit_ladder
 
-CREDS = Credentials(stream_key="streamkey0123", srt_passphrase="srtpassphrase0123", whip_token="whiptoken0123",
-                    playback_secret="p" * 32, upload_token="u" * 32, read_token="r" * 32,
-                    agent_token="a" * 32)
+CREDS = Credentials(
+    stream_key="streamkey0123",
+    srt_passphrase="srtpassphrase0123",
+    whip_token="whiptoken0123",
+    playback_secret="p" * 32,
+    upload_token="u" * 32,
+    read_token="r" * 32,
+    agent_token="a" * 32,
+)
 UID = "6f1c1f8e-0000-4000-8000-000000000001"
 CONFIG = OperatorConfig()
-MODELS = {"ingest": IngestConfig, "ingest-backup": IngestConfig, "transcoder": TranscoderConfig,
-          "origin": OriginConfig, "recorder": RecorderConfig}
+MODELS = {
+    "ingest": IngestConfig,
+    "ingest-backup": IngestConfig,
+    "transcoder": TranscoderConfig,
+    "origin": OriginConfig,
+    "recorder": RecorderConfig,
+}
 
 
 def livestream(name="show", namespace="media", **spec) -> dict:
-    return {"apiVersion": "onair.dev/v1alpha1", "kind": "Livestream",
-            "metadata": {"name": name, "namespace": namespace, "uid": UID, "generation": 3},
-            "spec": {"callType": "livestream", **spec}}
+    return {
+        "apiVersion": "onair.dev/v1alpha1",
+        "kind": "Livestream",
+        "metadata": {"name": name, "namespace": namespace, "uid": UID, "generation": 3},
+        "spec": {"callType": "livestream", **spec},
+    }
 
 
 def calltype(**settings) -> CallType:
@@ -62,13 +76,21 @@ def test_default_push_stream_children():
     out = render()
     assert names(out) == {
         ("Secret", "show-credentials"),
-        ("ConfigMap", "show-ingest"), ("ConfigMap", "show-transcoder"), ("ConfigMap", "show-origin"),
+        ("ConfigMap", "show-ingest"),
+        ("ConfigMap", "show-transcoder"),
+        ("ConfigMap", "show-origin"),
         ("ConfigMap", "show-recorder"),
-        ("Deployment", "show-ingest"), ("Deployment", "show-transcoder"), ("Deployment", "show-origin"),
+        ("Deployment", "show-ingest"),
+        ("Deployment", "show-transcoder"),
+        ("Deployment", "show-origin"),
         ("Deployment", "show-recorder"),
-        ("Service", "show-ingest"), ("Service", "show-origin"), ("Service", "show-recorder"),
+        ("Service", "show-ingest"),
+        ("Service", "show-origin"),
+        ("Service", "show-recorder"),
         ("PersistentVolumeClaim", "show-dvr"),
-        ("NetworkPolicy", "show-ingest"), ("NetworkPolicy", "show-transcoder"), ("NetworkPolicy", "show-origin"),
+        ("NetworkPolicy", "show-ingest"),
+        ("NetworkPolicy", "show-transcoder"),
+        ("NetworkPolicy", "show-origin"),
         ("NetworkPolicy", "show-recorder"),
     }
     assert [(o["kind"], o["metadata"]["name"]) for o in out.keep] == [("PersistentVolumeClaim", "show-recordings")]
@@ -89,15 +111,20 @@ def test_low_latency_tier_reaches_transcoder_and_origin_from_the_calltype_or_the
     assert config_of(overridden, "origin").low_latency
     # LL-DASH: the origin announces the same chunk duration the transcoder cuts.
     assert config_of(overridden, "origin").part_seconds == 0.333
-    off = render(livestream(settingsOverride={"broadcasting": {"lowLatency": False}}),
-                 ct=calltype(broadcasting={"lowLatency": True}))
+    off = render(
+        livestream(settingsOverride={"broadcasting": {"lowLatency": False}}),
+        ct=calltype(broadcasting={"lowLatency": True}),
+    )
     assert not config_of(off, "transcoder").low_latency and not config_of(off, "origin").low_latency
 
 
 def test_backup_ingest_is_rendered_only_when_enabled():
     out = render(ct=calltype(ingest={"backup": True}))
-    assert {("ConfigMap", "show-ingest-backup"), ("Deployment", "show-ingest-backup"),
-            ("Service", "show-ingest-backup")} <= names(out)
+    assert {
+        ("ConfigMap", "show-ingest-backup"),
+        ("Deployment", "show-ingest-backup"),
+        ("Service", "show-ingest-backup"),
+    } <= names(out)
     main, backup = config_of(out, "ingest"), config_of(out, "ingest-backup")
     assert (main.slot, backup.slot) == ("main", "backup")
     transcoder = config_of(out, "transcoder")
@@ -107,7 +134,9 @@ def test_backup_ingest_is_rendered_only_when_enabled():
     deps = by_kind(out, "Deployment")
     sel_main = deps["show-ingest"]["spec"]["selector"]["matchLabels"]
     sel_backup = deps["show-ingest-backup"]["spec"]["selector"]["matchLabels"]
-    assert not set(sel_main.items()) <= set(deps["show-ingest-backup"]["spec"]["template"]["metadata"]["labels"].items())
+    assert not set(sel_main.items()) <= set(
+        deps["show-ingest-backup"]["spec"]["template"]["metadata"]["labels"].items()
+    )
     assert not set(sel_backup.items()) <= set(deps["show-ingest"]["spec"]["template"]["metadata"]["labels"].items())
     assert by_kind(out, "Service")["show-ingest-backup"]["spec"]["selector"] == sel_backup
     # Spread away from each other on hostname and zone, without making one node unschedulable.
@@ -116,7 +145,8 @@ def test_backup_ingest_is_rendered_only_when_enabled():
     assert all(c["whenUnsatisfiable"] == "ScheduleAnyway" for c in spread)
     for c in spread:
         assert set(c["labelSelector"]["matchLabels"].items()) <= set(
-            deps["show-ingest"]["spec"]["template"]["metadata"]["labels"].items())
+            deps["show-ingest"]["spec"]["template"]["metadata"]["labels"].items()
+        )
     off = render(ct=calltype(ingest={"backup": False}))
     assert not any(n.endswith("backup") for _, n in names(off))
 
@@ -150,8 +180,11 @@ def test_an_origin_recording_goes_on_from_the_backup_ingest():
     out = render(ct=calltype(ingest={"backup": True}))
     rec = config_of(out, "recorder")
     assert rec.source_url == config_of(out, "transcoder").main_url == "rtmp://show-ingest.media.svc:1935/live/stream"
-    assert rec.backup_source_url == config_of(out, "transcoder").backup_url \
+    assert (
+        rec.backup_source_url
+        == config_of(out, "transcoder").backup_url
         == "rtmp://show-ingest-backup.media.svc:1935/live/stream"
+    )
     assert rec.fallback_source_urls == []
     # A transcoded recording reads the origin, which carries on by itself when main drops.
     transcoded = config_of(render(ct=calltype(ingest={"backup": True}, recording={"type": "transcoded"})), "recorder")
@@ -159,8 +192,12 @@ def test_an_origin_recording_goes_on_from_the_backup_ingest():
 
 
 def secret_items(pod: dict) -> set[str]:
-    return {i["key"] for v in pod["volumes"] if v.get("secret", {}).get("secretName") == "show-credentials"
-            for i in v["secret"]["items"]}
+    return {
+        i["key"]
+        for v in pod["volumes"]
+        if v.get("secret", {}).get("secretName") == "show-credentials"
+        for i in v["secret"]["items"]
+    }
 
 
 @pytest.mark.parametrize("record_type", ["origin", "transcoded"])
@@ -202,8 +239,10 @@ def test_every_agent_gets_the_agent_token_as_a_mounted_file_never_in_a_configmap
 
 def ingress_of(out: RenderedChildren, key: str) -> list[dict]:
     policy = by_kind(out, "NetworkPolicy")[f"show-{key}"]
-    assert policy["spec"]["podSelector"]["matchLabels"] == \
-        by_kind(out, "Deployment")[f"show-{key}"]["spec"]["selector"]["matchLabels"]
+    assert (
+        policy["spec"]["podSelector"]["matchLabels"]
+        == by_kind(out, "Deployment")[f"show-{key}"]["spec"]["selector"]["matchLabels"]
+    )
     assert policy["spec"]["policyTypes"] == ["Ingress"] and "egress" not in policy["spec"]
     return policy["spec"]["ingress"]
 
@@ -217,13 +256,16 @@ def peers_of(rules: list[dict], port: str) -> list[dict]:
     return [peer for r in rules if "from" in r and any(p["port"] == port for p in r["ports"]) for peer in r["from"]]
 
 
-OPERATOR_PEER = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "onair-system"}},
-                 "podSelector": {"matchLabels": {"app.kubernetes.io/name": "onair",
-                                                 "app.kubernetes.io/component": "operator"}}}
+OPERATOR_PEER = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "onair-system"}},
+    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "onair", "app.kubernetes.io/component": "operator"}},
+}
 
 
 def pod_of(out: RenderedChildren, key: str) -> dict:
-    return {"podSelector": {"matchLabels": by_kind(out, "Deployment")[f"show-{key}"]["spec"]["selector"]["matchLabels"]}}
+    return {
+        "podSelector": {"matchLabels": by_kind(out, "Deployment")[f"show-{key}"]["spec"]["selector"]["matchLabels"]}
+    }
 
 
 def test_network_policies_let_only_the_operator_reach_agent_ports_and_only_the_transcoder_upload():
@@ -257,13 +299,19 @@ def test_without_rtmp_pushes_the_ingest_rtmp_port_is_only_the_read_path_of_trans
 
 
 def test_network_policy_peers_follow_the_operator_config():
-    config = OperatorConfig(operator_namespace="ops", operator_pod_labels={"app": "onair-operator"},
-                            agent_metrics_from=[{"namespaceSelector": {"matchLabels": {"team": "monitoring"}}}])
+    config = OperatorConfig(
+        operator_namespace="ops",
+        operator_pod_labels={"app": "onair-operator"},
+        agent_metrics_from=[{"namespaceSelector": {"matchLabels": {"team": "monitoring"}}}],
+    )
     out = render(config=config)
     assert peers_of(ingress_of(out, "origin"), "agent") == [
-        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ops"}},
-         "podSelector": {"matchLabels": {"app": "onair-operator"}}},
-        {"namespaceSelector": {"matchLabels": {"team": "monitoring"}}}]
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ops"}},
+            "podSelector": {"matchLabels": {"app": "onair-operator"}},
+        },
+        {"namespaceSelector": {"matchLabels": {"team": "monitoring"}}},
+    ]
     off = render(config=OperatorConfig(network_policies=False))
     assert by_kind(off, "NetworkPolicy") == {}
 
@@ -272,7 +320,9 @@ def test_origin_service_carries_playback_and_uploads_but_never_the_agent_port():
     svc = by_kind(render(), "Service")["show-origin"]
     assert svc["spec"]["type"] == "ClusterIP"
     assert [(p["name"], p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] == [
-        ("http", 8081, "http"), ("upload", 8082, "upload")]
+        ("http", 8081, "http"),
+        ("upload", 8082, "upload"),
+    ]
     origin = config_of(render(), "origin")
     assert (origin.http_port, origin.upload_port) == (8081, 8082)
 
@@ -291,8 +341,10 @@ def test_existing_recordings_pvc_is_used_instead_of_creating_one():
 
 
 def test_created_recordings_pvc_follows_settings_and_config():
-    out = render(ct=calltype(recording={"storage": {"size": "200Gi", "storageClassName": "slow"}}),
-                 config=OperatorConfig(storage_class="fast"))
+    out = render(
+        ct=calltype(recording={"storage": {"size": "200Gi", "storageClassName": "slow"}}),
+        config=OperatorConfig(storage_class="fast"),
+    )
     pvc = out.keep[0]
     assert pvc["spec"]["resources"]["requests"]["storage"] == "200Gi"
     assert pvc["spec"]["storageClassName"] == "slow"
@@ -330,8 +382,16 @@ def test_every_owned_object_is_labelled_and_owned(rendered):
         assert meta["labels"]["app.kubernetes.io/instance"] == "show"
         assert meta["labels"]["app.kubernetes.io/part-of"] == "onair"
         assert meta["labels"]["app.kubernetes.io/component"]
-        assert meta["ownerReferences"] == [{"apiVersion": "onair.dev/v1alpha1", "kind": "Livestream", "name": "show",
-                                            "uid": UID, "controller": True, "blockOwnerDeletion": True}]
+        assert meta["ownerReferences"] == [
+            {
+                "apiVersion": "onair.dev/v1alpha1",
+                "kind": "Livestream",
+                "name": "show",
+                "uid": UID,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
 
 
 def test_kept_objects_are_neither_owned_nor_prunable(rendered):
@@ -377,17 +437,22 @@ def test_pods_run_the_role_binary_with_its_ports(rendered):
         # The command is explicit: args alone would follow the image's ENTRYPOINT (onair).
         assert c["command"] == ["onair"]
         assert c["args"] == ["agent", role.name, "--config", roles.CONFIG_PATH]
-        assert [(p["name"], p["containerPort"], p["protocol"]) for p in c["ports"]] == \
-            [(p.name, p.number, p.protocol) for p in role.ports]
+        assert [(p["name"], p["containerPort"], p["protocol"]) for p in c["ports"]] == [
+            (p.name, p.number, p.protocol) for p in role.ports
+        ]
         assert dep["spec"]["replicas"] == 1
         if role is roles.INGEST:
             # A slot's new pod is Ready before its old one goes: the encoder's reconnect lands at once.
-            assert dep["spec"]["strategy"] == {"type": "RollingUpdate",
-                                               "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+            assert dep["spec"]["strategy"] == {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+            }
         else:
             # One writer per volume and output.
             assert dep["spec"]["strategy"] == {"type": "Recreate"}
-        assert set(dep["spec"]["selector"]["matchLabels"].items()) <= set(dep["spec"]["template"]["metadata"]["labels"].items())
+        assert set(dep["spec"]["selector"]["matchLabels"].items()) <= set(
+            dep["spec"]["template"]["metadata"]["labels"].items()
+        )
         assert rendered.agent_selectors[key] == dep["spec"]["selector"]["matchLabels"]
 
 
@@ -437,9 +502,12 @@ def test_agent_paths_match_the_pod_mounts(rendered):
 
 def test_config_change_rolls_the_pod_and_nothing_else_does():
     a, b = render(), render(ct=calltype(dvr={"durationSeconds": 600}))
+
     def hashes(out):
-        return {n: d["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
-                for n, d in by_kind(out, "Deployment").items()}
+        return {
+            n: d["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
+            for n, d in by_kind(out, "Deployment").items()
+        }
 
     ha, hb = hashes(a), hashes(b)
     assert ha["show-origin"] != hb["show-origin"]
@@ -449,8 +517,12 @@ def test_config_change_rolls_the_pod_and_nothing_else_does():
 def test_settings_reach_the_agent_configs():
     ct = calltype(
         ingest={"protocols": ["rtmp", "srt"], "srtLatencyMs": 500},
-        broadcasting={"hls": {"qualityTracks": ["720p", "360p"]}, "outputs": {"dash": False},
-                      "lowLatency": True, "segmentDurationSeconds": 1},
+        broadcasting={
+            "hls": {"qualityTracks": ["720p", "360p"]},
+            "outputs": {"dash": False},
+            "lowLatency": True,
+            "segmentDurationSeconds": 1,
+        },
         dvr={"enabled": False, "durationSeconds": 600},
         recording={"mode": "auto-on", "splitSeconds": 3600},
         screenshots={"intervalSeconds": 5, "width": 640},
@@ -484,8 +556,10 @@ def test_ingest_service_always_carries_the_internal_read_port():
 
 
 def test_override_wins_over_calltype():
-    out = render(livestream(settingsOverride={"broadcasting": {"hls": {"qualityTracks": ["480p"]}}}),
-                 calltype(broadcasting={"hls": {"qualityTracks": ["1080p", "720p"]}}))
+    out = render(
+        livestream(settingsOverride={"broadcasting": {"hls": {"qualityTracks": ["480p"]}}}),
+        calltype(broadcasting={"hls": {"qualityTracks": ["1080p", "720p"]}}),
+    )
     assert [r.name for r in config_of(out, "transcoder").ladder] == ["480p"]
     assert out.effective.broadcasting.hls.quality_tracks == ["480p"]
 
@@ -522,8 +596,11 @@ def test_default_urls():
 
 
 def test_tls_adds_rtmps_and_https_whip_with_the_certificate_mounted():
-    cfg = OperatorConfig(ingest_tls_secret="ingest-tls", ingest_host_template="{name}-{slot}.live.example.org",
-                         ingest_service_type="LoadBalancer")
+    cfg = OperatorConfig(
+        ingest_tls_secret="ingest-tls",
+        ingest_host_template="{name}-{slot}.live.example.org",
+        ingest_service_type="LoadBalancer",
+    )
     out = render(config=cfg)
     assert out.urls.ingest.rtmps == "rtmps://show-main.live.example.org:1936/live"
     assert out.urls.ingest.whip == "https://show-main.live.example.org:8443/whip"
@@ -540,11 +617,14 @@ def test_tls_adds_rtmps_and_https_whip_with_the_certificate_mounted():
 
 
 def test_playback_urls_follow_outputs_and_broadcasting_mode():
-    out = render(ct=calltype(broadcasting={"outputs": {"hlsMpegts": False, "dash": False}},
-                             screenshots={"enabled": False}),
-                 config=OperatorConfig(playback_base_url_template="https://play.example.org/{namespace}/{name}/"))
-    assert out.urls.playback.wire() == {"hlsCmaf": "https://play.example.org/media/show/hls/cmaf/master.m3u8",
-                                        "player": "https://play.example.org/media/show/player"}
+    out = render(
+        ct=calltype(broadcasting={"outputs": {"hlsMpegts": False, "dash": False}}, screenshots={"enabled": False}),
+        config=OperatorConfig(playback_base_url_template="https://play.example.org/{namespace}/{name}/"),
+    )
+    assert out.urls.playback.wire() == {
+        "hlsCmaf": "https://play.example.org/media/show/hls/cmaf/master.m3u8",
+        "player": "https://play.example.org/media/show/player",
+    }
     assert render(ct=calltype(broadcasting={"mode": "disabled"})).urls.playback.wire() == {}
 
 
@@ -597,9 +677,14 @@ def test_names_follow_kubernetes_syntax(rendered):
             assert all(IANA_SVC_NAME.match(p["name"]) for p in c["ports"])
 
 
-K8S_MODELS = {"Secret": "V1Secret", "ConfigMap": "V1ConfigMap", "Service": "V1Service",
-              "PersistentVolumeClaim": "V1PersistentVolumeClaim", "Deployment": "V1Deployment",
-              "NetworkPolicy": "V1NetworkPolicy"}
+K8S_MODELS = {
+    "Secret": "V1Secret",
+    "ConfigMap": "V1ConfigMap",
+    "Service": "V1Service",
+    "PersistentVolumeClaim": "V1PersistentVolumeClaim",
+    "Deployment": "V1Deployment",
+    "NetworkPolicy": "V1NetworkPolicy",
+}
 
 
 def test_every_object_round_trips_through_the_kubernetes_models(rendered):
@@ -623,14 +708,19 @@ def ladder_of(out: RenderedChildren):
 
 def test_rendered_ladder_keeps_every_configured_track_biggest_first():
     rungs = ladder_of(render(ct=calltype(broadcasting={"hls": {"qualityTracks": ["360p", "2160p", "720p"]}})))
-    assert [(r.name, r.width, r.height) for r in rungs] == [("2160p", 3840, 2160), ("720p", 1280, 720), ("360p", 640, 360)]
+    assert [(r.name, r.width, r.height) for r in rungs] == [
+        ("2160p", 3840, 2160),
+        ("720p", 1280, 720),
+        ("360p", 640, 360),
+    ]
     assert all(not r.passthrough for r in rungs)
     assert rungs[0].video_bitrate_kbps > rungs[1].video_bitrate_kbps > rungs[2].video_bitrate_kbps
 
 
 def test_source_passthrough_adds_a_copied_rung():
-    rungs = ladder_of(render(ct=calltype(broadcasting={"hls": {"qualityTracks": ["720p", "480p"],
-                                                               "sourcePassthrough": True}})))
+    rungs = ladder_of(
+        render(ct=calltype(broadcasting={"hls": {"qualityTracks": ["720p", "480p"], "sourcePassthrough": True}}))
+    )
     assert [(r.name, r.passthrough) for r in rungs] == [("720p", False), ("480p", False), ("source", True)]
 
 
@@ -645,11 +735,12 @@ def test_rendered_ladder_never_upscales_once_fitted_to_the_source(source):
 
 
 # ----------------------------------------------------------------------------- WHIP through TURN
-TURN_CONFIG = OperatorConfig(whip_ice_servers=["turn:turn.example.org:3478?transport=udp",
-                                               "turn:turn.example.org:3478?transport=tcp"],
-                             whip_ingest_ice_servers=["turn:onair-turn.onair-system.svc:3478?transport=udp"],
-                             whip_turn_secret_file="/etc/onair/turn/static-auth-secret",
-                             whip_turn_credential_ttl_seconds=3600)
+TURN_CONFIG = OperatorConfig(
+    whip_ice_servers=["turn:turn.example.org:3478?transport=udp", "turn:turn.example.org:3478?transport=tcp"],
+    whip_ingest_ice_servers=["turn:onair-turn.onair-system.svc:3478?transport=udp"],
+    whip_turn_secret_file="/etc/onair/turn/static-auth-secret",
+    whip_turn_credential_ttl_seconds=3600,
+)
 
 
 def test_turn_secret_is_copied_for_the_ingest_which_announces_the_public_servers_and_uses_the_inside_one():
@@ -667,15 +758,22 @@ def test_turn_secret_is_copied_for_the_ingest_which_announces_the_public_servers
         spec = pods(out)[f"show-{key}"]
         volume = next(v for v in spec["volumes"] if v["name"] == "turn")
         assert volume["secret"]["secretName"] == "show-turn"
-        assert {"name": "turn", "mountPath": "/etc/onair/turn", "readOnly": True} in spec["containers"][0]["volumeMounts"]
+        assert {"name": "turn", "mountPath": "/etc/onair/turn", "readOnly": True} in spec["containers"][0][
+            "volumeMounts"
+        ]
     # Only the ingest holds it.
     for key in ("transcoder", "origin"):
         assert not any(v["name"] == "turn" for v in pods(out)[f"show-{key}"]["volumes"])
 
 
 def test_no_turn_secret_without_whip_or_without_the_setting():
-    out = render_children(livestream(settingsOverride={"ingest": {"protocols": ["rtmp"]}}), calltype(), TURN_CONFIG,
-                          CREDS, turn_secret="shared")
+    out = render_children(
+        livestream(settingsOverride={"ingest": {"protocols": ["rtmp"]}}),
+        calltype(),
+        TURN_CONFIG,
+        CREDS,
+        turn_secret="shared",
+    )
     assert "show-turn" not in by_kind(out, "Secret")
     assert config_of(out, "ingest").whip_turn_secret_file is None
     out = render(config=OperatorConfig(whip_ice_servers=["stun:stun.example.org"]))
@@ -699,8 +797,9 @@ def test_operator_reads_the_turn_secret_file_and_says_what_is_wrong_with_it(tmp_
         OperatorConfig(whip_turn_secret_file=str(path)).read_turn_secret()
     path.write_text("s3cret\n")
     assert OperatorConfig(whip_turn_secret_file=str(path)).read_turn_secret() == "s3cret"
-    env = OperatorConfig.from_env({"ONAIR_WHIP_INGEST_ICE_SERVERS": "turn:a:3478, turn:b:3478",
-                                   "ONAIR_WHIP_TURN_SECRET_FILE": str(path)})
+    env = OperatorConfig.from_env(
+        {"ONAIR_WHIP_INGEST_ICE_SERVERS": "turn:a:3478, turn:b:3478", "ONAIR_WHIP_TURN_SECRET_FILE": str(path)}
+    )
     assert env.whip_ingest_ice_servers == ["turn:a:3478", "turn:b:3478"]
 
 
@@ -710,6 +809,9 @@ def test_the_origin_reads_the_recordings_from_the_recorders_service():
     assert service["spec"]["type"] == "ClusterIP"
     assert service["spec"]["selector"] == by_kind(out, "Deployment")["show-recorder"]["spec"]["selector"]["matchLabels"]
     assert [(p["name"], p["port"]) for p in service["spec"]["ports"]] == [("agent", 8080)]
-    assert out.agent_configs["origin"].recorder_url == f"http://show-recorder.{out.agent_configs['origin'].livestream.split('/')[0]}.svc:8080"
+    assert (
+        out.agent_configs["origin"].recorder_url
+        == f"http://show-recorder.{out.agent_configs['origin'].livestream.split('/')[0]}.svc:8080"
+    )
     without = render(ct=calltype(recording={"mode": "disabled"}))
     assert "show-recorder" not in by_kind(without, "Service") and without.agent_configs["origin"].recorder_url is None

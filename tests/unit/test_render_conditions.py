@@ -17,8 +17,16 @@ def test_rfc3339_is_utc_whole_seconds():
 
 def test_new_condition_gets_now_and_validates_as_metav1_condition():
     conds = set_condition(None, "Ready", False, "Starting", "pods starting", 3, T0)
-    assert conds == [{"type": "Ready", "status": "False", "reason": "Starting", "message": "pods starting",
-                      "lastTransitionTime": "2025-07-01T12:00:00Z", "observedGeneration": 3}]
+    assert conds == [
+        {
+            "type": "Ready",
+            "status": "False",
+            "reason": "Starting",
+            "message": "pods starting",
+            "lastTransitionTime": "2025-07-01T12:00:00Z",
+            "observedGeneration": 3,
+        }
+    ]
     Condition.model_validate(conds[0])
 
 
@@ -32,8 +40,10 @@ def test_transition_time_kept_while_status_unchanged_even_if_reason_changes():
 
 
 def test_set_condition_preserves_order_and_input():
-    conds = [{"type": "A", "status": "True", "reason": "r", "message": "", "lastTransitionTime": "x"},
-             {"type": "B", "status": "True", "reason": "r", "message": "", "lastTransitionTime": "y"}]
+    conds = [
+        {"type": "A", "status": "True", "reason": "r", "message": "", "lastTransitionTime": "x"},
+        {"type": "B", "status": "True", "reason": "r", "message": "", "lastTransitionTime": "y"},
+    ]
     snapshot = [dict(c) for c in conds]
     out = set_condition(conds, "A", False, "R", "m", None, T0)
     assert [c["type"] for c in out] == ["A", "B"] and conds == snapshot
@@ -66,8 +76,9 @@ def test_kstatus_reconciling_is_never_ready_and_abnormal_true_conditions_disappe
 
 def test_kstatus_stalled_keeps_foreign_conditions_after_its_own():
     previous = [{"type": "Custom", "status": "True", "reason": "X", "message": "", "lastTransitionTime": "t"}]
-    conds = kstatus_conditions(False, False, True, "CallTypeNotFound", "missing", generation=2, now=T0,
-                               previous=previous)
+    conds = kstatus_conditions(
+        False, False, True, "CallTypeNotFound", "missing", generation=2, now=T0, previous=previous
+    )
     assert [c["type"] for c in conds] == ["Ready", "Stalled", "Custom"]
     assert find_condition(conds, "Ready")["reason"] == "CallTypeNotFound"
 

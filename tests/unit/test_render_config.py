@@ -15,21 +15,23 @@ def test_defaults_without_environment():
 
 
 def test_every_field_from_onair_variables():
-    cfg = OperatorConfig.from_env({
-        "ONAIR_IMAGE": "registry.local/onair:dev",
-        "ONAIR_IMAGE_PULL_POLICY": "Never",
-        "ONAIR_IMAGE_PULL_SECRETS": "regcred",
-        "ONAIR_WATCH_NAMESPACES": "team-a, team-b,,",
-        "ONAIR_INGEST_HOST_TEMPLATE": "{name}-{slot}.{namespace}.live.example.org",
-        "ONAIR_PLAYBACK_BASE_URL_TEMPLATE": "https://play.example.org/{namespace}/{name}",
-        "ONAIR_INGEST_SERVICE_TYPE": "LoadBalancer",
-        "ONAIR_INGEST_TLS_SECRET": "ingest-tls",
-        "ONAIR_STORAGE_CLASS": "fast",
-        "ONAIR_DVR_VOLUME_SIZE": "50Gi",
-        "ONAIR_STATUS_POLL_INTERVAL_SECONDS": "2.5",
-        "ONAIR_RESOURCES_TRANSCODER": '{"requests": {"cpu": "3"}, "limits": {"cpu": "6"}}',
-        "ONAIR_UNRELATED": "ignored",
-    })
+    cfg = OperatorConfig.from_env(
+        {
+            "ONAIR_IMAGE": "registry.local/onair:dev",
+            "ONAIR_IMAGE_PULL_POLICY": "Never",
+            "ONAIR_IMAGE_PULL_SECRETS": "regcred",
+            "ONAIR_WATCH_NAMESPACES": "team-a, team-b,,",
+            "ONAIR_INGEST_HOST_TEMPLATE": "{name}-{slot}.{namespace}.live.example.org",
+            "ONAIR_PLAYBACK_BASE_URL_TEMPLATE": "https://play.example.org/{namespace}/{name}",
+            "ONAIR_INGEST_SERVICE_TYPE": "LoadBalancer",
+            "ONAIR_INGEST_TLS_SECRET": "ingest-tls",
+            "ONAIR_STORAGE_CLASS": "fast",
+            "ONAIR_DVR_VOLUME_SIZE": "50Gi",
+            "ONAIR_STATUS_POLL_INTERVAL_SECONDS": "2.5",
+            "ONAIR_RESOURCES_TRANSCODER": '{"requests": {"cpu": "3"}, "limits": {"cpu": "6"}}',
+            "ONAIR_UNRELATED": "ignored",
+        }
+    )
     assert cfg.image == "registry.local/onair:dev" and cfg.image_pull_policy == "Never"
     assert cfg.image_pull_secrets == ["regcred"] and cfg.watch_namespaces == ["team-a", "team-b"]
     assert cfg.ingest_host("ls", "ns", "backup") == "ls-backup.ns.live.example.org"
@@ -42,14 +44,17 @@ def test_every_field_from_onair_variables():
     assert cfg.resources_for("origin") == DEFAULT_RESOURCES["origin"]
 
 
-@pytest.mark.parametrize("env,needle", [
-    ({"ONAIR_INGEST_SERVICE_TYPE": "Ingress"}, "ONAIR_INGEST_SERVICE_TYPE"),
-    ({"ONAIR_STATUS_POLL_INTERVAL_SECONDS": "soon"}, "ONAIR_STATUS_POLL_INTERVAL_SECONDS"),
-    ({"ONAIR_PLAYBACK_BASE_URL_TEMPLATE": "http://{host}/x"}, "ONAIR_PLAYBACK_BASE_URL_TEMPLATE"),
-    ({"ONAIR_RESOURCES_ORIGIN": "cpu=1"}, "ONAIR_RESOURCES_ORIGIN"),
-    ({"ONAIR_RESOURCES": '{"encoder": {}}'}, "ONAIR_RESOURCES"),
-    ({"ONAIR_DVR_VOLUME_SIZE": "lots"}, "ONAIR_DVR_VOLUME_SIZE"),
-])
+@pytest.mark.parametrize(
+    "env,needle",
+    [
+        ({"ONAIR_INGEST_SERVICE_TYPE": "Ingress"}, "ONAIR_INGEST_SERVICE_TYPE"),
+        ({"ONAIR_STATUS_POLL_INTERVAL_SECONDS": "soon"}, "ONAIR_STATUS_POLL_INTERVAL_SECONDS"),
+        ({"ONAIR_PLAYBACK_BASE_URL_TEMPLATE": "http://{host}/x"}, "ONAIR_PLAYBACK_BASE_URL_TEMPLATE"),
+        ({"ONAIR_RESOURCES_ORIGIN": "cpu=1"}, "ONAIR_RESOURCES_ORIGIN"),
+        ({"ONAIR_RESOURCES": '{"encoder": {}}'}, "ONAIR_RESOURCES"),
+        ({"ONAIR_DVR_VOLUME_SIZE": "lots"}, "ONAIR_DVR_VOLUME_SIZE"),
+    ],
+)
 def test_bad_values_name_the_variable(env, needle):
     with pytest.raises(ValueError, match=needle):
         OperatorConfig.from_env(env)

@@ -1,5 +1,6 @@
 """Recording objects from finished sessions (onair.render.recordings): names, manifests, columns,
 updates, the Livestream's status entries and the media-deletion pod. Pure."""
+
 from __future__ import annotations
 
 import pytest
@@ -33,15 +34,19 @@ def test_the_name_is_the_livestream_and_the_session_start_a_dns_label():
     assert len(name) <= 63 and name == name.lower()
 
 
-@pytest.mark.parametrize("bad", ["events_keynote", "events_keynote_latest", "events_keynote_20260714T0900Z",
-                                 "events_keynote_2026071XT090005Z"])
+@pytest.mark.parametrize(
+    "bad",
+    ["events_keynote", "events_keynote_latest", "events_keynote_20260714T0900Z", "events_keynote_2026071XT090005Z"],
+)
 def test_a_name_that_is_no_session_is_refused(bad):
     with pytest.raises(r.NotASession):
         r.recording_name("keynote", bad)
 
 
 def test_the_manifest_carries_what_was_recorded_and_is_owned_by_nothing():
-    manifest = r.recording_manifest("events", "keynote", "uid-1", session(), "keynote-recordings", "onair.dev/finalizer")
+    manifest = r.recording_manifest(
+        "events", "keynote", "uid-1", session(), "keynote-recordings", "onair.dev/finalizer"
+    )
     Recording.model_validate(manifest)  # what the CRD is generated from accepts it
     meta, spec = manifest["metadata"], manifest["spec"]
     assert meta["name"] == "keynote-20260714t090005z" and meta["namespace"] == "events"
@@ -53,14 +58,21 @@ def test_the_manifest_carries_what_was_recorded_and_is_owned_by_nothing():
     assert spec["sizeBytes"] == 3_120_000_000 and spec["durationSeconds"] == 7492.9
     assert spec["startedAt"].startswith("2026-07-14T09:00:07.123") and spec["endReason"] == "recording stopped"
     assert spec["persistentVolumeClaim"] == "keynote-recordings" and "recovered" not in spec
-    assert spec["parts"][1] == {"file": SESSION["parts"][1]["file"], "bytes": 120_000_000, "durationSeconds": 292.9,
-                                "volume": {"persistentVolumeClaim": "keynote-recordings",
-                                           "path": SESSION["parts"][1]["file"]}}
+    assert spec["parts"][1] == {
+        "file": SESSION["parts"][1]["file"],
+        "bytes": 120_000_000,
+        "durationSeconds": 292.9,
+        "volume": {"persistentVolumeClaim": "keynote-recordings", "path": SESSION["parts"][1]["file"]},
+    }
 
 
 def test_uploads_and_upload_errors_are_in_the_parts_and_the_storage_column():
-    stored = {"url": "s3://media/a.mp4", "endpoint": "https://s3.example.org", "etag": '"e"',
-              "uploadedAt": "2026-07-14T11:06:00Z"}
+    stored = {
+        "url": "s3://media/a.mp4",
+        "endpoint": "https://s3.example.org",
+        "etag": '"e"',
+        "uploadedAt": "2026-07-14T11:06:00Z",
+    }
     parts = [{**SESSION["parts"][0], "object": stored}, {**SESSION["parts"][1], "uploadError": "HTTP 503"}]
     spec = r.recording_spec("keynote", None, session(parts=parts, recovered=True), "keynote-recordings")
     assert spec["parts"][0]["object"] == stored and spec["parts"][1]["uploadError"] == "HTTP 503"
@@ -77,16 +89,21 @@ def test_columns_for_people_and_conditions_kept():
     status = r.recording_status(spec, previous, generation=3)
     assert status.pop("playback")["reason"] == "VolumeOnly"
     assert status == {
-        "duration": "2h04m53s", "size": "2.9GiB", "storage": "pvc", "observedGeneration": 3,
-        "conditions": previous["conditions"]}
+        "duration": "2h04m53s",
+        "size": "2.9GiB",
+        "storage": "pvc",
+        "observedGeneration": 3,
+        "conditions": previous["conditions"],
+    }
     assert r.human_duration(59.6) == "1m00s" and r.human_duration(4) == "4s"
-    assert r.human_size(512) == "512B" and r.human_size(5 * 1024 ** 4) == "5.0TiB"
+    assert r.human_size(512) == "512B" and r.human_size(5 * 1024**4) == "5.0TiB"
 
 
 def test_only_what_can_change_after_the_end_is_updated():
     stored = r.recording_spec("keynote", "old-uid", session(), "c")
-    assert r.spec_update(stored, r.recording_spec("keynote", "new-uid", session(), "c")) is None, \
+    assert r.spec_update(stored, r.recording_spec("keynote", "new-uid", session(), "c")) is None, (
         "a Livestream re-created under the same name does not rewrite who recorded it"
+    )
     stored_object = {"url": "s3://m/a", "endpoint": "e", "etag": "t", "uploadedAt": "2026-07-14T11:06:00Z"}
     parts = [{**SESSION["parts"][0], "object": stored_object}, SESSION["parts"][1]]
     wanted = r.recording_spec("keynote", "old-uid", session(parts=parts), "c")
@@ -109,8 +126,16 @@ def test_the_deletion_pod_mounts_the_volume_and_runs_the_recorders_delete_comman
     assert "onair.dev/livestream" not in meta["labels"], "not an agent pod of the Livestream"
     [container] = spec["containers"]
     assert container["image"] == "registry/onair:1" and container["command"] == ["onair"]
-    assert container["args"] == ["agent", "recorder", "--delete-session", SESSION["session"],
-                                 "--livestream", "events/keynote", "--output-dir", "/recordings"]
+    assert container["args"] == [
+        "agent",
+        "recorder",
+        "--delete-session",
+        SESSION["session"],
+        "--livestream",
+        "events/keynote",
+        "--output-dir",
+        "/recordings",
+    ]
     assert container["volumeMounts"] == [{"name": "recordings", "mountPath": "/recordings"}]
     assert spec["volumes"][0]["persistentVolumeClaim"] == {"claimName": "keynote-recordings"}
     assert spec["restartPolicy"] == "Never" and spec["activeDeadlineSeconds"] > 0
@@ -120,11 +145,20 @@ def test_the_deletion_pod_mounts_the_volume_and_runs_the_recorders_delete_comman
     assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
 
 
-STORED = {"url": "s3://media/shows/events/keynote/events_keynote_20260714T090005Z/"
-                 "events_keynote_20260714T090005Z_part0001.mp4",
-          "endpoint": "https://s3.example.org", "etag": "abc-1", "uploadedAt": "2026-07-14T11:06:00Z"}
-LOCATION = {"endpoint": "https://s3.example.org", "bucket": "media", "prefix": "shows", "forcePathStyle": True,
-            "credentialsSecret": "s3-keys"}
+STORED = {
+    "url": "s3://media/shows/events/keynote/events_keynote_20260714T090005Z/"
+    "events_keynote_20260714T090005Z_part0001.mp4",
+    "endpoint": "https://s3.example.org",
+    "etag": "abc-1",
+    "uploadedAt": "2026-07-14T11:06:00Z",
+}
+LOCATION = {
+    "endpoint": "https://s3.example.org",
+    "bucket": "media",
+    "prefix": "shows",
+    "forcePathStyle": True,
+    "credentialsSecret": "s3-keys",
+}
 
 
 def uploaded_session() -> FinishedSession:
@@ -135,11 +169,13 @@ def uploaded_session() -> FinishedSession:
 def test_the_object_storage_is_kept_once_a_part_is_in_that_bucket():
     spec = r.recording_spec("keynote", None, uploaded_session(), "c", LOCATION)
     assert spec["objectStorage"] == LOCATION
-    assert "objectStorage" not in r.recording_spec("keynote", None, session(), "c", LOCATION), \
+    assert "objectStorage" not in r.recording_spec("keynote", None, session(), "c", LOCATION), (
         "nothing uploaded yet: nothing to name"
+    )
     elsewhere = dict(LOCATION, bucket="other")
-    assert "objectStorage" not in r.recording_spec("keynote", None, uploaded_session(), "c", elsewhere), \
+    assert "objectStorage" not in r.recording_spec("keynote", None, uploaded_session(), "c", elsewhere), (
         "settings changed since the upload name another bucket: never the wrong one"
+    )
     Recording.model_validate({"spec": spec})
 
 
@@ -158,12 +194,24 @@ def test_the_deletion_pod_deletes_the_objects_with_the_mounted_credentials_secre
     manifest["metadata"]["uid"] = "rec-uid"
     pod = r.deletion_pod(manifest, "registry/onair:1", "IfNotPresent", [])
     [container] = pod["spec"]["containers"]
-    assert container["args"][:8] == ["agent", "recorder", "--delete-session", SESSION["session"],
-                                     "--livestream", "events/keynote", "--output-dir", "/recordings"]
+    assert container["args"][:8] == [
+        "agent",
+        "recorder",
+        "--delete-session",
+        SESSION["session"],
+        "--livestream",
+        "events/keynote",
+        "--output-dir",
+        "/recordings",
+    ]
     assert container["args"][8] == "--s3-config"
     config = S3UploadConfig.model_validate_json(container["args"][9])
     assert (config.endpoint, config.bucket, config.prefix, config.force_path_style) == (
-        "https://s3.example.org", "media", "shows", True)
+        "https://s3.example.org",
+        "media",
+        "shows",
+        True,
+    )
     assert config.access_key_id_file == "/etc/onair/s3/accessKeyId"
     assert "s3-keys" not in container["args"][9], "only the Secret's name is in the pod spec, never a key"
     secret = [v for v in pod["spec"]["volumes"] if v["name"] == "s3-credentials"]
@@ -177,9 +225,16 @@ def test_the_deletion_pod_deletes_the_objects_with_the_mounted_credentials_secre
 
 def _stored(part: dict, playlist: bool = True) -> dict:
     key = f"shows/events/keynote/{SESSION['session']}/{part['file']}"
-    return {**part, "object": {"url": f"s3://media/{key}", "endpoint": "https://s3.example.org", "etag": '"e"',
-                               "uploadedAt": "2026-07-14T11:06:00Z",
-                               **({"playlist": f"s3://media/{key[:-len('.mp4')]}.m3u8"} if playlist else {})}}
+    return {
+        **part,
+        "object": {
+            "url": f"s3://media/{key}",
+            "endpoint": "https://s3.example.org",
+            "etag": '"e"',
+            "uploadedAt": "2026-07-14T11:06:00Z",
+            **({"playlist": f"s3://media/{key[: -len('.mp4')]}.m3u8"} if playlist else {}),
+        },
+    }
 
 
 def test_playback_urls_come_from_the_public_base_url_of_the_bucket():
@@ -195,13 +250,20 @@ def test_playback_urls_come_from_the_public_base_url_of_the_bucket():
     Recording.model_validate({"spec": both, "status": r.recording_status(both)})
 
 
-@pytest.mark.parametrize("parts, location, reason, words", [
-    ([_stored(SESSION["parts"][0])], LOCATION, "NoPublicBaseUrl", "set recording.storage.s3.publicBaseUrl"),
-    ([_stored(SESSION["parts"][0]), SESSION["parts"][1]], LOCATION, "NotUploadedYet", "1 of 2 part(s) uploaded"),
-    ([_stored(SESSION["parts"][0], playlist=False)], dict(LOCATION, publicBaseUrl="https://cdn.example.org"),
-     "NoPlaylist", "not a fragmented MP4"),
-    (SESSION["parts"], None, "VolumeOnly", "PersistentVolumeClaim c"),
-])
+@pytest.mark.parametrize(
+    "parts, location, reason, words",
+    [
+        ([_stored(SESSION["parts"][0])], LOCATION, "NoPublicBaseUrl", "set recording.storage.s3.publicBaseUrl"),
+        ([_stored(SESSION["parts"][0]), SESSION["parts"][1]], LOCATION, "NotUploadedYet", "1 of 2 part(s) uploaded"),
+        (
+            [_stored(SESSION["parts"][0], playlist=False)],
+            dict(LOCATION, publicBaseUrl="https://cdn.example.org"),
+            "NoPlaylist",
+            "not a fragmented MP4",
+        ),
+        (SESSION["parts"], None, "VolumeOnly", "PersistentVolumeClaim c"),
+    ],
+)
 def test_no_playback_url_says_why(parts, location, reason, words):
     spec = r.recording_spec("keynote", None, session(parts=parts), "c", location)
     playback = r.recording_status(spec)["playback"]
@@ -213,7 +275,8 @@ def test_the_public_base_url_follows_the_settings_for_the_same_bucket_only():
     stored = r.recording_spec("keynote", None, session(parts=parts), "c", LOCATION)
     cdn = dict(LOCATION, publicBaseUrl="https://cdn.example.org")
     assert r.spec_update(stored, r.recording_spec("keynote", None, session(parts=parts), "c", cdn)) == {
-        "objectStorage": {"publicBaseUrl": "https://cdn.example.org"}}
+        "objectStorage": {"publicBaseUrl": "https://cdn.example.org"}
+    }
     other_bucket = dict(cdn, bucket="elsewhere", endpoint="https://s3.example.org")
     spec = r.recording_spec("keynote", None, session(parts=parts), "c", other_bucket)
     assert r.spec_update(stored, dict(spec, objectStorage=other_bucket)) is None
@@ -224,12 +287,14 @@ def test_recordings_on_the_volume_are_served_by_the_livestreams_origin_while_it_
     playback = r.recording_status(spec, volume_url="https://live.example.org/events/keynote/recordings/")["playback"]
     assert playback["reason"] == "ServedFromVolume" and "url" not in playback, "two parts: each in order"
     assert [p["url"] for p in playback["parts"]] == [
-        f"https://live.example.org/events/keynote/recordings/{p['file'][:-len('.mp4')]}.m3u8" for p in SESSION["parts"]]
+        f"https://live.example.org/events/keynote/recordings/{p['file'][: -len('.mp4')]}.m3u8" for p in SESSION["parts"]
+    ]
     assert "stop working when the Livestream is deleted" in playback["message"]
     assert "keynote-recordings" in playback["message"]
     one = r.recording_spec("keynote", None, session(parts=SESSION["parts"][:1]), "c")
     assert r.recording_status(one, volume_url="https://x/recordings")["playback"]["url"].endswith("_part0001.m3u8")
     # Uploading to object storage: the bucket's URLs (or why not), never the origin's.
-    uploading = r.recording_spec("keynote", None, session(parts=[_stored(SESSION["parts"][0]), SESSION["parts"][1]]),
-                                 "c", LOCATION)
+    uploading = r.recording_spec(
+        "keynote", None, session(parts=[_stored(SESSION["parts"][0]), SESSION["parts"][1]]), "c", LOCATION
+    )
     assert r.recording_status(uploading, volume_url="https://x/recordings")["playback"]["reason"] == "NotUploadedYet"

@@ -13,14 +13,22 @@ from onair.render.status import BROADCASTING_FAILED, broadcast_problem, livestre
 
 T0 = datetime(2025, 7, 1, 12, 0, 0, tzinfo=timezone.utc)
 T1 = T0 + timedelta(seconds=5)
-CREDS = Credentials(stream_key="streamkey0123", srt_passphrase="srtpassphrase0123", whip_token="whiptoken0123",
-                    playback_secret="p" * 32, upload_token="u" * 32, read_token="r" * 32,
-                    agent_token="a" * 32)
+CREDS = Credentials(
+    stream_key="streamkey0123",
+    srt_passphrase="srtpassphrase0123",
+    whip_token="whiptoken0123",
+    playback_secret="p" * 32,
+    upload_token="u" * 32,
+    read_token="r" * 32,
+    agent_token="a" * 32,
+)
 
 
 def ls(**spec):
-    return {"metadata": {"name": "show", "namespace": "media", "uid": "uid-1", "generation": 4},
-            "spec": {"callType": "livestream", **spec}}
+    return {
+        "metadata": {"name": "show", "namespace": "media", "uid": "uid-1", "generation": 4},
+        "spec": {"callType": "livestream", **spec},
+    }
 
 
 def calltype(**settings):
@@ -31,8 +39,9 @@ def status(spec_fields=None, settings=None, agents=None, previous=None, now=T0, 
     obj = ls(**(spec_fields or {}))
     rendered = render_children(obj, calltype(**(settings or {})), OperatorConfig(), CREDS)
     lifecycle = desired_lifecycle(LivestreamSpec.model_validate(obj["spec"]), rendered.effective, now)
-    out = livestream_status(lifecycle=lifecycle, rendered=rendered, agents=agents or {}, previous=previous,
-                            generation=4, now=now, **kw)
+    out = livestream_status(
+        lifecycle=lifecycle, rendered=rendered, agents=agents or {}, previous=previous, generation=4, now=now, **kw
+    )
     LivestreamStatus.model_validate(out)  # every key is a real status field, camelCase
     return out
 
@@ -40,9 +49,13 @@ def status(spec_fields=None, settings=None, agents=None, previous=None, now=T0, 
 def healthy(receiving=True, **extra):
     return {
         "ingest": IngestStatus(slot="main", receiving=receiving, protocol="rtmp"),
-        "transcoder": TranscoderStatus(active_source="main" if receiving else None, speed=1.0123,
-                                       qualities=["720p", "360p"], broadcasting=receiving,
-                                       last_segment_at=T0 - timedelta(seconds=1) if receiving else None),
+        "transcoder": TranscoderStatus(
+            active_source="main" if receiving else None,
+            speed=1.0123,
+            qualities=["720p", "360p"],
+            broadcasting=receiving,
+            last_segment_at=T0 - timedelta(seconds=1) if receiving else None,
+        ),
         "origin": OriginStatus(dvr_window_seconds=3600),
         "recorder": RecorderStatus(recording=False),
         **extra,
@@ -96,8 +109,11 @@ def test_backup_and_pull_sources():
     assert out["ingest"]["backupRtmp"] == "rtmp://show-ingest-backup.media.svc:1935/live"
 
     pull = {"source": {"mode": "pull", "uris": ["rtmp://example.org/live/x"]}, "phase": "live"}
-    agents = {"transcoder": TranscoderStatus(active_source="pull"), "origin": OriginStatus(dvr_window_seconds=60),
-              "recorder": RecorderStatus(recording=True, duration_seconds=12.6)}
+    agents = {
+        "transcoder": TranscoderStatus(active_source="pull"),
+        "origin": OriginStatus(dvr_window_seconds=60),
+        "recorder": RecorderStatus(recording=True, duration_seconds=12.6),
+    }
     out = status(pull, agents=agents)
     assert out["live"] is True and "ingest" not in out and out["activeSource"] == "pull"
     assert out["recording"] is True and out["recordingDurationSeconds"] == 13.0
@@ -105,8 +121,11 @@ def test_backup_and_pull_sources():
 
 
 def test_recording_is_false_without_a_recorder():
-    out = status({"phase": "live"}, {"recording": {"mode": "disabled"}},
-                 agents={k: v for k, v in healthy().items() if k != "recorder"})
+    out = status(
+        {"phase": "live"},
+        {"recording": {"mode": "disabled"}},
+        agents={k: v for k, v in healthy().items() if k != "recorder"},
+    )
     assert out["recording"] is False and types(out["conditions"]) == {"Ready": "True"}
 
 
@@ -133,20 +152,36 @@ def test_live_since_is_kept_while_live_and_cleared_in_backstage():
 
 
 def test_dvr_cleared_at_is_recorded_once_and_kept():
-    first = status({"phase": "live"}, agents=healthy(), dvr_cleared_at=datetime(2025, 7, 1, 11, 59, 30, 999, timezone.utc))
+    first = status(
+        {"phase": "live"}, agents=healthy(), dvr_cleared_at=datetime(2025, 7, 1, 11, 59, 30, 999, timezone.utc)
+    )
     assert first["dvrClearedAt"] == "2025-07-01T11:59:30Z"
     assert status({"phase": "live"}, agents=healthy(), previous=first, now=T1)["dvrClearedAt"] == first["dvrClearedAt"]
 
 
 def test_problem_keeps_previous_fields_and_reports_stalled():
     previous = status({"phase": "live"}, agents=healthy())
-    out = livestream_status(lifecycle=None, rendered=None, agents={}, previous=previous, generation=5, now=T1,
-                            problem=Problem(CALLTYPE_NOT_FOUND, "CallType 'x' does not exist"))
+    out = livestream_status(
+        lifecycle=None,
+        rendered=None,
+        agents={},
+        previous=previous,
+        generation=5,
+        now=T1,
+        problem=Problem(CALLTYPE_NOT_FOUND, "CallType 'x' does not exist"),
+    )
     assert out["observedGeneration"] == 5 and out["playback"] == previous["playback"] and out["live"] is True
     assert types(out["conditions"]) == {"Ready": "False", "Stalled": "True"}
     assert find_condition(out["conditions"], "Stalled")["reason"] == CALLTYPE_NOT_FOUND
-    fresh = livestream_status(lifecycle=None, rendered=None, agents={}, previous=None, generation=1, now=T0,
-                              problem=Problem(INVALID_SPEC, "bad"))
+    fresh = livestream_status(
+        lifecycle=None,
+        rendered=None,
+        agents={},
+        previous=None,
+        generation=1,
+        now=T0,
+        problem=Problem(INVALID_SPEC, "bad"),
+    )
     assert set(fresh) == {"observedGeneration", "conditions"}
 
 
@@ -224,7 +259,8 @@ def test_broadcast_problem_only_when_it_matters_and_worded_the_same_every_poll()
     assert broadcast_problem(True, True, stale) == "the transcoder has published no segment since 2025-07-01T11:59:00Z"
     failing = TranscoderStatus(last_segment_at=T0, error="the encoder exited with code 1 (File 'x' already exists)")
     assert broadcast_problem(True, True, failing) == (
-        "the transcoder's encoder keeps failing: the encoder exited with code 1 (File 'x' already exists)")
+        "the transcoder's encoder keeps failing: the encoder exited with code 1 (File 'x' already exists)"
+    )
 
 
 def test_a_broadcast_failure_makes_the_livestream_not_ready_until_it_is_gone():
@@ -249,8 +285,9 @@ def recording_of(out):
 
 
 def test_the_recording_condition_follows_a_wanted_recording_from_waiting_to_writing():
-    waiting = RecorderStatus(recording=False, state="waiting", source_error="http://o/hls/cmaf/master.m3u8: "
-                                                                           "playlist answered HTTP 404")
+    waiting = RecorderStatus(
+        recording=False, state="waiting", source_error="http://o/hls/cmaf/master.m3u8: playlist answered HTTP 404"
+    )
     # Nothing pushed yet: waiting is normal, no problem.
     out = status({}, TRANSCODED, agents=healthy(receiving=False, recorder=waiting))
     assert recording_of(out) == ("False", "WaitingForInput")
@@ -273,8 +310,10 @@ def test_the_recording_condition_follows_a_wanted_recording_from_waiting_to_writ
     assert recording_of(ok) == ("True", "RecordingInProgress")
     assert types(ok["conditions"])["Ready"] == "True"
     reconnecting = RecorderStatus(recording=False, state="reconnecting", duration_seconds=9.0, started_at=T1)
-    assert recording_of(status({}, TRANSCODED, agents=healthy(recorder=reconnecting), previous=ok)) == \
-        ("True", "RecordingInProgress")
+    assert recording_of(status({}, TRANSCODED, agents=healthy(recorder=reconnecting), previous=ok)) == (
+        "True",
+        "RecordingInProgress",
+    )
     # Not wanted any more: the condition goes away.
     assert recording_of(status({"recording": False}, TRANSCODED, agents=healthy(), previous=ok)) is None
 
@@ -296,32 +335,56 @@ def test_a_transcoded_recording_with_broadcasting_disabled_says_there_is_nothing
 
 
 def finished(seconds: float, session: str = "media_show_20250701T120000Z") -> Recording:
-    return Recording(session=session, started_at=T0, ended_at=T1, duration_seconds=seconds, end_reason="recording stopped",
-                     parts=[RecordedPart(file=f"{session}_part0001.mp4", bytes=123456, duration_seconds=seconds)])
+    return Recording(
+        session=session,
+        started_at=T0,
+        ended_at=T1,
+        duration_seconds=seconds,
+        end_reason="recording stopped",
+        parts=[RecordedPart(file=f"{session}_part0001.mp4", bytes=123456, duration_seconds=seconds)],
+    )
 
 
 def test_what_was_recorded_stays_in_the_status_after_the_session_the_stream_and_the_recorder():
-    recording = status({"phase": "live"}, TRANSCODED, agents=healthy(recorder=RecorderStatus(
-        recording=True, state="recording", duration_seconds=41.6, started_at=T0)))
+    recording = status(
+        {"phase": "live"},
+        TRANSCODED,
+        agents=healthy(
+            recorder=RecorderStatus(recording=True, state="recording", duration_seconds=41.6, started_at=T0)
+        ),
+    )
     assert recording["recordingDurationSeconds"] == 42 and "recordings" not in recording
     # Ended: the session is over, its duration and parts stay.
     done = RecorderStatus(recording=False, state="idle", recordings=[finished(42.4)])
     ended = status({"phase": "ended"}, TRANSCODED, agents=healthy(recorder=done), previous=recording)
     assert ended["recordingDurationSeconds"] == 42
-    assert ended["recordings"] == [{
-        "session": "media_show_20250701T120000Z", "startedAt": "2025-07-01T12:00:00Z",
-        "endedAt": "2025-07-01T12:00:05Z", "durationSeconds": 42.4, "endReason": "recording stopped",
-        "recovered": False, "parts": [{"file": "media_show_20250701T120000Z_part0001.mp4", "bytes": 123456,
-                                       "durationSeconds": 42.4}]}]
+    assert ended["recordings"] == [
+        {
+            "session": "media_show_20250701T120000Z",
+            "startedAt": "2025-07-01T12:00:00Z",
+            "endedAt": "2025-07-01T12:00:05Z",
+            "durationSeconds": 42.4,
+            "endReason": "recording stopped",
+            "recovered": False,
+            "parts": [{"file": "media_show_20250701T120000Z_part0001.mp4", "bytes": 123456, "durationSeconds": 42.4}],
+        }
+    ]
     # The recorder pod is gone: nothing is forgotten.
     gone = status({"phase": "ended"}, TRANSCODED, agents=healthy(recorder=None), previous=ended)
     assert gone["recordingDurationSeconds"] == 42 and gone["recordings"] == ended["recordings"]
     patch = status_patch(ended, gone) or {}
     assert "recordings" not in patch and "recordingDurationSeconds" not in patch
     # A new session counts from 0; the finished ones are still listed.
-    again = status({"phase": "live"}, TRANSCODED, agents=healthy(recorder=RecorderStatus(
-        recording=True, state="recording", duration_seconds=2.0, started_at=T1, recordings=[finished(42.4)])),
-        previous=gone)
+    again = status(
+        {"phase": "live"},
+        TRANSCODED,
+        agents=healthy(
+            recorder=RecorderStatus(
+                recording=True, state="recording", duration_seconds=2.0, started_at=T1, recordings=[finished(42.4)]
+            )
+        ),
+        previous=gone,
+    )
     assert again["recordingDurationSeconds"] == 2 and len(again["recordings"]) == 1
 
 

@@ -1,5 +1,6 @@
 """A child's media output through the supervisor: every byte arrives, in order, and with
 ``data_interval`` in fewer, bigger chunks (each chunk is a wake-up of the agent)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -8,10 +9,7 @@ import sys
 from onair.agent.supervisor import Child
 
 # 100 writes of 1000 bytes, 5 ms apart, each flushed: what a reader flushing every frame does.
-WRITER = ("import os, sys, time\n"
-          "for i in range(100):\n"
-          "    os.write(1, bytes([i]) * 1000)\n"
-          "    time.sleep(0.005)\n")
+WRITER = "import os, sys, time\nfor i in range(100):\n    os.write(1, bytes([i]) * 1000)\n    time.sleep(0.005)\n"
 
 
 async def _collect(interval: float) -> tuple[list[bytes], list[float]]:
@@ -24,8 +22,14 @@ async def _collect(interval: float) -> tuple[list[bytes], list[float]]:
         chunks.append(chunk)
         times.append(loop.time())
 
-    child = Child(name="writer", argv=[sys.executable, "-c", WRITER], restart=False, data_interval=interval,
-                  on_data=took, on_exit=lambda code: exited.set_result(code))
+    child = Child(
+        name="writer",
+        argv=[sys.executable, "-c", WRITER],
+        restart=False,
+        data_interval=interval,
+        on_data=took,
+        on_exit=lambda code: exited.set_result(code),
+    )
     child.start()
     assert await asyncio.wait_for(exited, 30) == 0
     await child.stop()

@@ -108,9 +108,11 @@ def test_empty_secret_is_a_configuration_error():
 def test_signature_is_standard_hs256_jwt():
     # The jwt.io example token: a standard library's signature must verify here, so the only
     # complaint left is about the claims it lacks.
-    example = ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."
-               "eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ."
-               "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c")
+    example = (
+        "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."
+        "eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ."
+        "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"
+    )
     with pytest.raises(TokenError, match="another livestream"):
         tokens.verify("your-256-bit-secret", example, STREAM, now=NOW)
     with pytest.raises(TokenError, match="signature"):
@@ -129,8 +131,11 @@ def _signed(payload: str, header: str | None = None) -> str:
 @pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e999"])
 def test_non_finite_time_claims_are_refused(claim, value):
     claims = {"aud": STREAM, "exp": NOW + 60}
-    raw = json.dumps(claims)[:-1] + f', "{claim}": {value}}}' if claim != "exp" else \
-        json.dumps({"aud": STREAM})[:-1] + f', "exp": {value}}}'
+    raw = (
+        json.dumps(claims)[:-1] + f', "{claim}": {value}}}'
+        if claim != "exp"
+        else json.dumps({"aud": STREAM})[:-1] + f', "exp": {value}}}'
+    )
     with pytest.raises(TokenError, match=f"{claim} is not a finite number"):
         tokens.verify(SECRET, _signed(raw), STREAM, now=NOW)
 

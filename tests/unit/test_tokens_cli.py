@@ -1,4 +1,5 @@
 """`onair token`: argument parsing and the membership check, without a cluster."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,22 +10,43 @@ import pytest
 from onair.api.calltype import CallType
 from onair.tokens_cli import Refused, check_member, parse_target, parse_ttl, player_url
 
-CT = CallType.model_validate({"metadata": {"name": "livestream"}, "spec": {"grants": {
-    "host": ["join-backstage", "send-video"], "admin": ["join-backstage"], "user": ["join-call"]}}})
+CT = CallType.model_validate(
+    {
+        "metadata": {"name": "livestream"},
+        "spec": {
+            "grants": {"host": ["join-backstage", "send-video"], "admin": ["join-backstage"], "user": ["join-call"]}
+        },
+    }
+)
 
 
 def livestream(status: dict | None = None) -> dict:
-    return {"metadata": {"namespace": "events", "name": "keynote"},
-            "spec": {"callType": "livestream", "members": [
-                {"userId": "alice", "role": "host"}, {"userId": "bob", "role": "user"},
-                {"userId": "carol", "role": "guest"}]},
-            "status": status or {}}
+    return {
+        "metadata": {"namespace": "events", "name": "keynote"},
+        "spec": {
+            "callType": "livestream",
+            "members": [
+                {"userId": "alice", "role": "host"},
+                {"userId": "bob", "role": "user"},
+                {"userId": "carol", "role": "guest"},
+            ],
+        },
+        "status": status or {},
+    }
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("90", timedelta(seconds=90)), ("90s", timedelta(seconds=90)), ("30m", timedelta(minutes=30)),
-    ("2h", timedelta(hours=2)), ("1d", timedelta(days=1)), ("1h30m", timedelta(minutes=90)), ("2H", timedelta(hours=2)),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("90", timedelta(seconds=90)),
+        ("90s", timedelta(seconds=90)),
+        ("30m", timedelta(minutes=30)),
+        ("2h", timedelta(hours=2)),
+        ("1d", timedelta(days=1)),
+        ("1h30m", timedelta(minutes=90)),
+        ("2H", timedelta(hours=2)),
+    ],
+)
 def test_ttl_forms(text, expected):
     assert parse_ttl(text) == expected
 
@@ -71,12 +93,24 @@ def test_player_url_carries_the_token():
 
 
 def test_publish_needs_both_send_grants_and_names_the_roles_that_have_them():
-    ct = CallType.model_validate({"metadata": {"name": "livestream"}, "spec": {"grants": {
-        "host": ["send-audio", "send-video"], "admin": ["send-audio", "send-video", "join-backstage"],
-        "user": ["send-video"]}}})
+    ct = CallType.model_validate(
+        {
+            "metadata": {"name": "livestream"},
+            "spec": {
+                "grants": {
+                    "host": ["send-audio", "send-video"],
+                    "admin": ["send-audio", "send-video", "join-backstage"],
+                    "user": ["send-video"],
+                }
+            },
+        }
+    )
     check_member(livestream(), ct, "alice", publish=True)
-    with pytest.raises(Refused, match=r"role 'user'.*does not grant send-audio \(roles with send-audio and "
-                                      r"send-video: admin, host\)"):
+    with pytest.raises(
+        Refused,
+        match=r"role 'user'.*does not grant send-audio \(roles with send-audio and "
+        r"send-video: admin, host\)",
+    ):
         check_member(livestream(), ct, "bob", publish=True)
     with pytest.raises(Refused, match="with a role that has send-audio and send-video"):
         check_member(livestream(), ct, "mallory", publish=True)
@@ -95,7 +129,9 @@ def test_srt_url_splits_the_token_into_streamid_and_passphrase():
     from onair.tokens_cli import srt_url
 
     ls = livestream({"ingest": {"srt": "srt://ingest.example:9998?streamid=publish&latency=2000000"}})
-    assert srt_url(ls, "aGVhZA.cGF5.c2ln") == \
-        "srt://ingest.example:9998?streamid=publish:aGVhZA.cGF5&passphrase=c2ln&latency=2000000"
+    assert (
+        srt_url(ls, "aGVhZA.cGF5.c2ln")
+        == "srt://ingest.example:9998?streamid=publish:aGVhZA.cGF5&passphrase=c2ln&latency=2000000"
+    )
     with pytest.raises(Refused, match="status.ingest.srt"):
         srt_url(livestream(), "a.b.c")

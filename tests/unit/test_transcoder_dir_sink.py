@@ -1,5 +1,6 @@
 """DirSink.put_file: segments are moved (or, kept, hard-linked) into place on the same
 filesystem, copied across filesystems; either way readers only ever see whole files."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """The packager's inotify watch on real directories: finished files wake it, nothing else does."""
+
 from __future__ import annotations
 
 import asyncio

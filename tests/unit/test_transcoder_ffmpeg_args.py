@@ -1,5 +1,12 @@
 from onair.agent.transcoder.ffmpeg_args import (
-    SCREENSHOT, EncoderPlan, encoder_args, filter_graph, frame_rate, gop_frames, reader_args, tee_value,
+    SCREENSHOT,
+    EncoderPlan,
+    encoder_args,
+    filter_graph,
+    frame_rate,
+    gop_frames,
+    reader_args,
+    tee_value,
     var_stream_map,
 )
 from onair.render.ladder import build_ladder
@@ -17,7 +24,7 @@ def _after(args, flag):
 def test_reader_remuxes_video_first_to_a_pipe_and_only_times_out_where_it_can():
     args = reader_args("rtmp://ingest:1935/live/stream")
     assert _after(args, "-i") == "rtmp://ingest:1935/live/stream"
-    assert args[args.index("-map"):args.index("-map") + 4] == ["-map", "0:v:0", "-map", "0:a:0?"]
+    assert args[args.index("-map") : args.index("-map") + 4] == ["-map", "0:v:0", "-map", "0:a:0?"]
     assert _after(args, "-c") == "copy" and _after(args, "-f") == "mpegts" and args[-1] == "pipe:1"
     assert _after(args, "-omit_video_pes_length") == "0", "complete frames say so: nobody waits for the next"
     assert "-rw_timeout" in args
@@ -26,7 +33,7 @@ def test_reader_remuxes_video_first_to_a_pipe_and_only_times_out_where_it_can():
 
 def test_rtmp_reader_probes_briefly_and_keeps_the_probed_keyframe():
     args = reader_args("rtmp://ingest:1935/live/stream")
-    before_input = args[:args.index("-i")]
+    before_input = args[: args.index("-i")]
     assert _after(before_input, "-fpsprobesize") == "0", "FLV metadata carries the rate; copy never needs it"
     assert 0 < int(_after(before_input, "-analyzeduration")) <= 1_000_000, "0 would mean ffmpeg's 5 s default"
     assert "nobuffer" not in " ".join(args), "nobuffer drops the packets read while probing: the first keyframe"
@@ -133,7 +140,7 @@ def test_gop_frames():
 def test_encoder_probes_its_pipe_briefly_when_the_plan_knows_the_frame_rate():
     rungs = build_ladder(["720p", "source"], 1920, 1080, 30)
     args = encoder_args(_plan(rungs=rungs))
-    before_input = args[:args.index("pipe:0")]
+    before_input = args[: args.index("pipe:0")]
     assert 0 < int(_after(before_input, "-analyzeduration")) <= 200_000
     # ... and then the encoded rungs run at the source's rate, not at the short probe's guess.
     assert _after(args, "-r:v:0") == "30" and "-r:v:1" not in args  # the copied rung keeps its own
@@ -148,8 +155,14 @@ def test_a_rung_with_its_own_rate_keeps_it():
 
 
 def test_frame_rates_are_passed_exactly():
-    assert [frame_rate(x) for x in (30, 29.97, 23.976, 59.94, 25, 12.5)] == \
-        ["30", "30000/1001", "24000/1001", "60000/1001", "25", "12.5"]
+    assert [frame_rate(x) for x in (30, 29.97, 23.976, 59.94, 25, 12.5)] == [
+        "30",
+        "30000/1001",
+        "24000/1001",
+        "60000/1001",
+        "25",
+        "12.5",
+    ]
 
 
 def test_x264_keeps_one_frame_between_lookahead_and_encoder():
@@ -159,12 +172,13 @@ def test_x264_keeps_one_frame_between_lookahead_and_encoder():
 
 def test_every_encoder_overwrites_what_the_previous_run_left_under_a_fixed_name():
     args = encoder_args(_plan(screenshot_interval_seconds=10))
-    assert "-y" in args[:args.index("-i")], "a global option, before the input"
+    assert "-y" in args[: args.index("-i")], "a global option, before the input"
     assert args[-1] == SCREENSHOT
 
 
 def test_ll_hls_parts_are_whole_frames_that_divide_the_gop():
     from onair.agent.transcoder.ffmpeg_args import part_seconds
+
     assert part_seconds(30, 1.0, 0.2) == 0.2 and part_seconds(30, 1.0, 0.333) == 0.333333
     assert part_seconds(25, 1.0, 0.2) == 0.2 and part_seconds(60, 1.0, 0.2) == 0.2
     assert part_seconds(29.97, 1.0, 0.2) == 0.2002  # 6 frames of 1001/30000 s, rounded down

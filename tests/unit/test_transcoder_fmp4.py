@@ -1,4 +1,5 @@
 """Which CMAF fragments start with a keyframe, read from hand-made boxes (ISO/IEC 14496-12)."""
+
 from __future__ import annotations
 
 import struct
@@ -23,14 +24,17 @@ def trak(track_id: int, handler: bytes) -> bytes:
 
 def init_segment(trex_flags: int = 0) -> bytes:
     trex = lambda t: full(b"trex", 0, struct.pack(">IIIII", t, 1, 0, 0, trex_flags))  # noqa: E731
-    return box(b"ftyp", b"iso6") + box(b"moov", trak(1, b"vide") + trak(2, b"soun") +
-                                       box(b"mvex", trex(1) + trex(2)))
+    return box(b"ftyp", b"iso6") + box(b"moov", trak(1, b"vide") + trak(2, b"soun") + box(b"mvex", trex(1) + trex(2)))
 
 
-def traf(track_id: int, first_flags: int | None = None, sample_flags: int | None = None,
-         default_flags: int | None = None) -> bytes:
-    tfhd = full(b"tfhd", 0x20000 | (0x20 if default_flags is not None else 0),
-                struct.pack(">I", track_id) + (struct.pack(">I", default_flags) if default_flags is not None else b""))
+def traf(
+    track_id: int, first_flags: int | None = None, sample_flags: int | None = None, default_flags: int | None = None
+) -> bytes:
+    tfhd = full(
+        b"tfhd",
+        0x20000 | (0x20 if default_flags is not None else 0),
+        struct.pack(">I", track_id) + (struct.pack(">I", default_flags) if default_flags is not None else b""),
+    )
     if first_flags is not None:
         trun = full(b"trun", 0x1 | 0x4, struct.pack(">IiI", 1, 0, first_flags))
     elif sample_flags is not None:

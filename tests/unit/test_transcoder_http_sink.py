@@ -1,4 +1,5 @@
 """HttpSink against a real (in-process) HTTP server shaped like the origin's upload API."""
+
 from __future__ import annotations
 
 from aiohttp import web
@@ -21,8 +22,16 @@ async def test_put_and_delete_with_bearer_token_over_one_kept_alive_connection()
     seen = []
 
     async def handler(request: web.Request) -> web.Response:
-        seen.append((request.method, request.match_info["path"], request.headers.get("Authorization"),
-                     request.headers.get("Content-Type"), await request.read(), request.transport.get_extra_info("peername")))
+        seen.append(
+            (
+                request.method,
+                request.match_info["path"],
+                request.headers.get("Authorization"),
+                request.headers.get("Content-Type"),
+                await request.read(),
+                request.transport.get_extra_info("peername"),
+            )
+        )
         return web.Response(status=201 if request.method == "PUT" else 204)
 
     runner, url = await _server(handler)
@@ -110,11 +119,13 @@ async def test_a_busy_origin_gets_more_tries_after_its_retry_after_and_its_reaso
         name = request.match_info["path"]
         calls[name] += 1
         if name == "busy" and calls[name] <= 4:  # past the short schedule: only a busy answer earns more
-            return web.json_response({"error": "the origin is out of file descriptors"}, status=503,
-                                     headers={"Retry-After": "0.1"})
+            return web.json_response(
+                {"error": "the origin is out of file descriptors"}, status=503, headers={"Retry-After": "0.1"}
+            )
         if name == "full":
-            return web.json_response({"error": "the origin's volume is full"}, status=507,
-                                     headers={"Retry-After": "1e999"})
+            return web.json_response(
+                {"error": "the origin's volume is full"}, status=507, headers={"Retry-After": "1e999"}
+            )
         return web.Response(status=201)
 
     runner, url = await _server(handler)

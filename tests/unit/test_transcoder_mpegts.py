@@ -1,9 +1,22 @@
 """The TS splicer on hand-built packets: every byte that matters is known here."""
+
 from __future__ import annotations
 
 from onair.agent.transcoder.mpegts import (
-    PACKET, WRAP, Feed, Splicer, parse_pat, parse_pmt, pes_missing, pes_times, pid_of, read_pcr, read_timestamp,
-    has_pcr, write_pcr, write_timestamp,
+    PACKET,
+    WRAP,
+    Feed,
+    Splicer,
+    parse_pat,
+    parse_pmt,
+    pes_missing,
+    pes_times,
+    pid_of,
+    read_pcr,
+    read_timestamp,
+    has_pcr,
+    write_pcr,
+    write_timestamp,
 )
 
 PMT_PID, VIDEO, AUDIO = 0x1000, 0x100, 0x101
@@ -52,8 +65,17 @@ def pmt(audio: bool = True) -> bytes:
     return _packet(PMT_PID, _section(0x02, body), start=True)
 
 
-def pes(pid: int, pts: int, dts: int | None = None, *, key: bool = False, size: int = 400,
-        pcr: int | None = None, tag: int = 0, bounded: bool = False) -> list[bytes]:
+def pes(
+    pid: int,
+    pts: int,
+    dts: int | None = None,
+    *,
+    key: bool = False,
+    size: int = 400,
+    pcr: int | None = None,
+    tag: int = 0,
+    bounded: bool = False,
+) -> list[bytes]:
     """A PES split into packets; ``tag`` fills the payload so tests can tell frames apart;
     ``bounded`` declares its length (PES_packet_length), as muxers do for audio."""
     header = bytearray([0, 0, 1, 0xE0 if pid == VIDEO else 0xC0, 0, 0, 0x80])
@@ -94,7 +116,7 @@ def frames(data: bytes, pid: int = VIDEO) -> list[tuple[int, int]]:
     """(decode timestamp, tag) of every PES starting in ``data`` on ``pid``."""
     found = []
     for i in range(0, len(data), PACKET):
-        pkt = data[i:i + PACKET]
+        pkt = data[i : i + PACKET]
         if pid_of(pkt) == pid:
             times = pes_times(pkt)
             if times is not None:
@@ -103,7 +125,7 @@ def frames(data: bytes, pid: int = VIDEO) -> list[tuple[int, int]]:
 
 
 def ccs(data: bytes, pid: int) -> list[int]:
-    return [data[i + 3] & 0x0F for i in range(0, len(data), PACKET) if pid_of(data[i:i + PACKET]) == pid]
+    return [data[i + 3] & 0x0F for i in range(0, len(data), PACKET) if pid_of(data[i : i + PACKET]) == pid]
 
 
 def test_timestamp_and_pcr_round_trip_including_the_33_bit_wrap():
@@ -122,7 +144,7 @@ def test_feed_finds_program_and_keyframes_across_arbitrary_chunk_boundaries():
     feed = Feed("main")
     keys = 0
     for i in range(0, len(data), 1000):  # chunks that split packets
-        _, key_at = feed.push(data[i:i + 1000])
+        _, key_at = feed.push(data[i : i + 1000])
         keys += key_at is not None
     assert feed.program is not None and feed.video_pid == VIDEO and feed.has_audio
     assert feed.keyframes == 3 and keys == 3
@@ -168,10 +190,11 @@ def test_splice_continues_the_timeline_and_the_continuity_counters():
         seq = ccs(out, pid)
         assert all((b - a) % 16 == 1 for a, b in zip(seq, seq[1:])), pid
     # PAT/PMT of the new feed precede its first frame.
-    first_backup = next(i for i in range(0, len(out), PACKET)
-                        if pid_of(out[i:i + PACKET]) == VIDEO and out[i + PACKET - 1] == 2)
-    assert pid_of(out[first_backup - 2 * PACKET:first_backup - PACKET]) == 0
-    assert pid_of(out[first_backup - PACKET:first_backup]) == PMT_PID
+    first_backup = next(
+        i for i in range(0, len(out), PACKET) if pid_of(out[i : i + PACKET]) == VIDEO and out[i + PACKET - 1] == 2
+    )
+    assert pid_of(out[first_backup - 2 * PACKET : first_backup - PACKET]) == 0
+    assert pid_of(out[first_backup - PACKET : first_backup]) == PMT_PID
     assert splicer.splices == 2 and splicer.jumps == 0
 
 
@@ -185,7 +208,7 @@ def test_pcr_moves_with_the_timestamps():
     more, _ = backup.push(b"".join(stream(777_000 + 5 * FRAME, 2, audio=False)[2:]))
     out += splicer.forward(more)
     for i in range(0, len(out), PACKET):
-        pkt = out[i:i + PACKET]
+        pkt = out[i : i + PACKET]
         if has_pcr(pkt):
             times = pes_times(pkt)
             assert read_pcr(pkt)[0] == times.decode  # the builder puts PCR == DTS
@@ -195,9 +218,9 @@ def test_packets_before_the_first_unit_start_are_not_forwarded():
     feed = Feed("main")
     splicer = Splicer()
     packets, key_at = feed.push(b"".join(stream(0, 6)))
-    tail = [p for p in packets[key_at + 1:] if pid_of(p) == VIDEO and not p[1] & 0x40][:1]
+    tail = [p for p in packets[key_at + 1 :] if pid_of(p) == VIDEO and not p[1] & 0x40][:1]
     assert tail
-    splicer.splice(feed, packets[key_at:key_at + 1])
+    splicer.splice(feed, packets[key_at : key_at + 1])
     assert splicer.forward(tail) == b""  # held behind its PES start, nothing emitted yet
     fresh = Splicer()
     fresh._feed = feed  # a splice that begins mid-PES must drop the orphan continuation

@@ -1,4 +1,5 @@
 """The packager against a directory laid out the way ffmpeg writes it (no ffmpeg needed)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,8 +32,13 @@ class FfmpegLike:
         name = f"{self.run}_{self.n:06d}.m4s"
         (self.dir / name).write_bytes(f"{self.run}-{self.n}".encode())
         self.n += 1
-        lines = ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-TARGETDURATION:2", "#EXT-X-MEDIA-SEQUENCE:0",
-                 f'#EXT-X-MAP:URI="{self.run}_init_{self.rung}.mp4"']
+        lines = [
+            "#EXTM3U",
+            "#EXT-X-VERSION:7",
+            "#EXT-X-TARGETDURATION:2",
+            "#EXT-X-MEDIA-SEQUENCE:0",
+            f'#EXT-X-MAP:URI="{self.run}_init_{self.rung}.mp4"',
+        ]
         for i in range(self.n):
             lines += [f"#EXTINF:{duration:.6f},", f"{self.run}_{i:06d}.m4s"]
         (self.dir / f"{self.run}.m3u8").write_text("\n".join(lines) + "\n")
@@ -116,8 +122,9 @@ class FlakySink(DirSink):
 async def test_a_segment_that_cannot_be_uploaded_is_not_listed(tmp_path):
     work, out = tmp_path / "work", tmp_path / "out"
     errors = []
-    packager = Packager(work, FlakySink(out, {"_000001.m4s"}), kinds=("cmaf",), dash=False,
-                        on_error=lambda: errors.append(1))
+    packager = Packager(
+        work, FlakySink(out, {"_000001.m4s"}), kinds=("cmaf",), dash=False, on_error=lambda: errors.append(1)
+    )
     packager.begin_run("r1", ["360p"])
     ffmpeg = FfmpegLike(work, "r1")
     for _ in range(3):
@@ -136,9 +143,9 @@ async def test_dash_is_mirrored_and_the_manifest_goes_last(tmp_path):
     (dash / "r1_init_0.m4s").write_bytes(b"i")
     (dash / "r1_0_000001.m4s").write_bytes(b"1")
     (dash / "r1_0_000002.m4s.tmp").write_bytes(b"partial")
-    (dash / "r1.mpd").write_text("<MPD type=\"dynamic\"/>")
+    (dash / "r1.mpd").write_text('<MPD type="dynamic"/>')
     await packager.sync()
-    assert (out / "dash/manifest.mpd").read_text() == "<MPD type=\"dynamic\"/>"
+    assert (out / "dash/manifest.mpd").read_text() == '<MPD type="dynamic"/>'
     assert (out / "dash/r1_0_000001.m4s").exists() and not (out / "dash/r1_0_000002.m4s.tmp").exists()
     # A DASH-only stream counts its segments too: they are what says outputs are produced.
     assert packager.stats.segments == {"dash": 1} and packager.stats.last_segment_at is not None
@@ -236,8 +243,9 @@ async def test_looks_often_only_while_a_run_waits_for_its_first_segment(tmp_path
     assert (out / "hls/cmaf/master.m3u8").exists()
     assert packager.poll_seconds(started + 1) == slow, "the run is on air: back to the steady pace"
     packager.begin_run("r2", ["360p"])
-    assert packager.poll_seconds(packager._run_started + packager_module.FIRST_SEGMENT_FAST_SECONDS + 1) == slow, \
+    assert packager.poll_seconds(packager._run_started + packager_module.FIRST_SEGMENT_FAST_SECONDS + 1) == slow, (
         "a run that never produces must not keep the packager busy"
+    )
 
 
 async def test_a_screenshot_that_cannot_be_read_does_not_hold_up_the_segments(tmp_path, caplog):
@@ -250,5 +258,6 @@ async def test_a_screenshot_that_cannot_be_read_does_not_hold_up_the_segments(tm
         ffmpeg.segment()
         await packager.sync()
     assert len(_playlist(out).segments) == 2
-    assert [r.message for r in caplog.records].count("cannot read the screenshot: [Errno 21] Is a directory: "
-                                                     f"'{work / 'screenshot.jpg'}'") == 1
+    assert [r.message for r in caplog.records].count(
+        f"cannot read the screenshot: [Errno 21] Is a directory: '{work / 'screenshot.jpg'}'"
+    ) == 1

@@ -1,6 +1,7 @@
 """The packager's LL-DASH path against a directory written the way ffmpeg's dash muxer does in
 streaming mode (chunks appended to ``<segment>.tmp``, renamed when complete): each segment goes out
 as one stream, chunk by chunk while it grows, then the next; a failed stream falls back to the file."""
+
 from __future__ import annotations
 
 import asyncio
@@ -31,8 +32,9 @@ class StreamRecorder(DirSink):
         await self.put(path, b"".join(received))
 
 
-async def write_segment(dash: Path, name: str, chunks: list[bytes], seen: Optional[dict] = None,
-                        sink: Optional[StreamRecorder] = None) -> None:
+async def write_segment(
+    dash: Path, name: str, chunks: list[bytes], seen: Optional[dict] = None, sink: Optional[StreamRecorder] = None
+) -> None:
     tmp = dash / f"{name}.tmp"
     with open(tmp, "wb") as f:
         for chunk in chunks:
@@ -86,9 +88,9 @@ async def test_a_failed_stream_is_published_whole_once_finished(tmp_path):
     assert (out / "dash" / name).read_bytes() == b"a" * 10 + b"b" * 10
 
 
-MPD = b'''<?xml version="1.0"?>
+MPD = b"""<?xml version="1.0"?>
 <MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="dynamic" availabilityStartTime="2026-12-06T10:00:10.500Z">
-</MPD>'''
+</MPD>"""
 
 
 def test_the_anchor_moves_back_to_when_first_chunks_really_came_never_forward_at_most_a_segment(tmp_path):

@@ -1,6 +1,7 @@
 """The packager's LL-HLS path against a directory laid out the way ffmpeg's HLS muxer writes parts
 (split_by_time CMAF fragments), with hand-made boxes (no ffmpeg needed): every part published at
 once, segments made of their parts at the next keyframe part, nothing lost at a restart."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,8 +32,13 @@ class FfmpegParts:
         data = fragment(traf(1, first_flags=0 if self.n % self.keyframe_every == 0 else NON_SYNC)) + name.encode()
         (self.dir / name).write_bytes(data)
         self.n += 1
-        lines = ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-TARGETDURATION:0", "#EXT-X-MEDIA-SEQUENCE:0",
-                 f'#EXT-X-MAP:URI="{self.run}_init_{self.rung}.mp4"']
+        lines = [
+            "#EXTM3U",
+            "#EXT-X-VERSION:7",
+            "#EXT-X-TARGETDURATION:0",
+            "#EXT-X-MEDIA-SEQUENCE:0",
+            f'#EXT-X-MAP:URI="{self.run}_init_{self.rung}.mp4"',
+        ]
         for i in range(self.n):
             lines += ["#EXTINF:0.200000,", f"{self.run}_{i:06d}.m4s"]
         (self.dir / f"{self.run}.m3u8").write_text("\n".join(lines) + "\n")
@@ -67,7 +73,8 @@ async def test_parts_go_out_one_by_one_and_segments_are_made_of_them(tmp_path):
     assert [p.independent for p in segment.parts] == [True, False, False, False, False]
     assert segment.duration == 1.0
     assert (out / "hls/cmaf/360p/seg_r1_000000.m4s").read_bytes() == b"".join(
-        written[f"r1_{n:06d}.m4s"] for n in range(5))
+        written[f"r1_{n:06d}.m4s"] for n in range(5)
+    )
     assert [p.uri for p in pl.open_parts] == ["r1_000005.m4s", "r1_000006.m4s"]
     assert (out / "hls/cmaf/master.m3u8").exists()
     assert packager.stats.segments == {"cmaf": 1}
@@ -83,8 +90,10 @@ async def test_what_was_cut_when_the_encoder_stops_is_a_segment_and_the_next_run
         await packager.sync()
     await packager.finish(ended=False)  # a crash: no ENDLIST, nothing lost
     pl = published(out)
-    assert [(s.uri, round(s.duration, 3)) for s in pl.segments] == [("seg_r1_000000.m4s", 1.0),
-                                                                   ("seg_r1_000005.m4s", 0.6)]
+    assert [(s.uri, round(s.duration, 3)) for s in pl.segments] == [
+        ("seg_r1_000000.m4s", 1.0),
+        ("seg_r1_000005.m4s", 0.6),
+    ]
     assert not pl.open_parts and pl.preload_hint is None and not pl.endlist
     packager.begin_run("r2", ["360p"], part_seconds=0.2, segment_seconds=1.0)
     second = FfmpegParts(work, "r2")

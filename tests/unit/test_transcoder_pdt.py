@@ -1,6 +1,7 @@
 """Program-date-time from when frames were received: the arrival estimate (lower envelope of
 chunked, late reads; pieces at splices; the 33-bit wrap), the per-run dates every rendition shares,
 the relay feeding them, and the packager's fallback with its reason."""
+
 from __future__ import annotations
 
 import logging
@@ -171,6 +172,7 @@ class FakeStdin:
         class Transport:
             def get_write_buffer_size(self) -> int:
                 return 0
+
         self.transport = Transport()
 
     def is_closing(self) -> bool:
@@ -185,8 +187,13 @@ def test_the_relay_records_arrivals_on_the_encoders_timeline_and_a_replayed_cach
     from onair.agent.transcoder.relay import Relay
 
     mono, wall = [100.0], [T0]
-    relay = Relay(Supervisor(), main_url="rtmp://ingest/live/main", backup_url="rtmp://ingest/live/backup",
-                  clock=lambda: mono[0], wall_clock=lambda: wall[0])
+    relay = Relay(
+        Supervisor(),
+        main_url="rtmp://ingest/live/main",
+        backup_url="rtmp://ingest/live/backup",
+        clock=lambda: mono[0],
+        wall_clock=lambda: wall[0],
+    )
     for reader in relay.readers.values():
         reader.child.on_start(None)
     main, backup = relay.readers["main"], relay.readers["backup"]
@@ -234,8 +241,9 @@ async def test_the_packager_falls_back_to_arrival_with_the_reason_logged(tmp_pat
     from tests.unit.test_transcoder_packager import FfmpegLike
 
     work, out = tmp_path / "work", tmp_path / "out"
-    packager = Packager(work, DirSink(out), kinds=("cmaf",), dash=False, window=3,
-                        dates=ProgramDateTimes(ArrivalMap(), lambda: None))
+    packager = Packager(
+        work, DirSink(out), kinds=("cmaf",), dash=False, window=3, dates=ProgramDateTimes(ArrivalMap(), lambda: None)
+    )
     packager.begin_run("r1", ["360p"])
     ffmpeg = FfmpegLike(work, "r1")
     ffmpeg.segment()

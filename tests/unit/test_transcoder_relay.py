@@ -1,4 +1,5 @@
 """Relay source selection fed with hand-built TS, without reader processes (nothing is started)."""
+
 from __future__ import annotations
 
 from onair.agent.supervisor import Supervisor
@@ -15,8 +16,13 @@ class Clock:
 
 
 def _relay(clock: Clock, selected: list[str]) -> Relay:
-    relay = Relay(Supervisor(), main_url="rtmp://ingest/live/main", backup_url="rtmp://ingest/live/backup",
-                  on_select=selected.append, clock=clock)
+    relay = Relay(
+        Supervisor(),
+        main_url="rtmp://ingest/live/main",
+        backup_url="rtmp://ingest/live/backup",
+        on_select=selected.append,
+        clock=clock,
+    )
     for reader in relay.readers.values():
         reader.child.on_start(None)  # what the supervisor calls when a reader process starts
     return relay
@@ -49,8 +55,12 @@ def test_ingest_readers_carry_the_read_token_read_at_every_start_and_never_shown
     from onair.agent.supervisor import shown_argv
 
     token = ["s3cr3t-one"]
-    relay = Relay(Supervisor(), main_url="rtmp://ingest/live/main", backup_url="rtmp://ingest/live/backup?x=1",
-                  read_token=lambda: token[0])
+    relay = Relay(
+        Supervisor(),
+        main_url="rtmp://ingest/live/main",
+        backup_url="rtmp://ingest/live/backup?x=1",
+        read_token=lambda: token[0],
+    )
     assert _input(relay, "main") == "rtmp://ingest/live/main?token=s3cr3t-one"
     assert _input(relay, "backup") == "rtmp://ingest/live/backup?x=1&token=s3cr3t-one"
     child = relay.readers["main"].child
@@ -63,16 +73,27 @@ def test_ingest_readers_carry_the_read_token_read_at_every_start_and_never_shown
 
 def test_no_token_file_no_token_and_pull_sources_never_get_the_ingest_token():
     assert _input(Relay(Supervisor(), main_url="rtmp://ingest/live/main"), "main") == "rtmp://ingest/live/main"
-    relay = Relay(Supervisor(), pull_uris=["rtmp://elsewhere/app/a", "srt://elsewhere:9000"],
-                  read_token=lambda: "s3cr3t")
+    relay = Relay(
+        Supervisor(), pull_uris=["rtmp://elsewhere/app/a", "srt://elsewhere:9000"], read_token=lambda: "s3cr3t"
+    )
     assert _input(relay, "pull") == "rtmp://elsewhere/app/a"
     relay.readers["pull"].child.on_exit(1)
     assert _input(relay, "pull") == "srt://elsewhere:9000"
 
 
 # ----------------------------------------------------------------------------- failover timing
-def _live(relay: Relay, clock: Clock, wall: list[float], name: str, first_ts: int, n: int, *, at: float,
-          gop: int = 60, key_at: int = 0) -> None:
+def _live(
+    relay: Relay,
+    clock: Clock,
+    wall: list[float],
+    name: str,
+    first_ts: int,
+    n: int,
+    *,
+    at: float,
+    gop: int = 60,
+    key_at: int = 0,
+) -> None:
     """``n`` frames of source ``name`` in real time from wall time ``at`` (their timestamps in step
     with it, as a live source's are), a keyframe at frame ``key_at`` and every ``gop`` after."""
     from tests.unit.test_transcoder_mpegts import FRAME, VIDEO, pat, pes, pmt
@@ -90,8 +111,13 @@ def _failover_relay() -> tuple[Relay, Clock, list[float], list[bytes]]:
     from tests.unit.test_transcoder_pdt import FakeStdin
 
     clock, wall = Clock(), [0.0]
-    relay = Relay(Supervisor(), main_url="rtmp://ingest/live/main", backup_url="rtmp://ingest/live/backup",
-                  clock=clock, wall_clock=lambda: wall[0])
+    relay = Relay(
+        Supervisor(),
+        main_url="rtmp://ingest/live/main",
+        backup_url="rtmp://ingest/live/backup",
+        clock=clock,
+        wall_clock=lambda: wall[0],
+    )
     for reader in relay.readers.values():
         reader.child.on_start(None)
     sink = FakeStdin()
@@ -124,7 +150,7 @@ def test_a_cached_keyframe_older_than_what_viewers_saw_is_not_replayed_and_the_g
     for i in range(45, 62):
         _live(relay, clock, wall, "backup", 9_000_000 + i * FRAME, 1, at=i * FRAME / 90_000, key_at=i)
     assert relay.active == "backup"
-    spliced = _video_dts(sink.data)[len(sent_main):]
+    spliced = _video_dts(sink.data)[len(sent_main) :]
     # Its next keyframe (2.0 s) goes on where main's picture ended (1.5 s, its last frame sent
     # being held back until complete): the half second nobody delivered stays on the timeline.
     assert spliced[0] - sent_main[-1] == (60 - (len(sent_main) - 1)) * FRAME
@@ -142,7 +168,7 @@ def test_a_cached_keyframe_newer_than_what_viewers_saw_is_replayed_at_its_place_
     _live(relay, clock, wall, "backup", 9_000_000 + 45 * FRAME, 40, at=45 * FRAME / 90_000)
     relay._decide()
     assert relay.active == "backup"
-    spliced = _video_dts(sink.data)[len(sent_main):]
+    spliced = _video_dts(sink.data)[len(sent_main) :]
     assert spliced[0] - sent_main[-1] == 45 * FRAME - (len(sent_main) - 1) * FRAME
 
 

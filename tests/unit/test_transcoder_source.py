@@ -75,7 +75,10 @@ def test_pull_rotation_is_round_robin():
 
 
 def test_speed_from_stats_and_progress_lines():
-    assert parse_speed("frame=  152 fps= 30 q=28.0 size=N/A time=00:00:05.01 bitrate=N/A dup=2 drop=0 speed=0.984x") == 0.984
+    assert (
+        parse_speed("frame=  152 fps= 30 q=28.0 size=N/A time=00:00:05.01 bitrate=N/A dup=2 drop=0 speed=0.984x")
+        == 0.984
+    )
     assert parse_speed("speed=1.02x") == 1.02
     assert parse_speed("speed=N/A") is None
     assert parse_speed("[hls @ 0x1] Opening 'x' for writing") is None
@@ -98,7 +101,9 @@ def test_input_probe_reads_the_input_section_only():
 
 
 def test_video_stream_without_fps_and_with_tbr_only():
-    video = parse_video_stream("Stream #0:0[0x100]: Video: h264 (Main) ([27][0][0][0] / 0x001B), yuv420p(tv, bt709), 1280x720, 50 tbr, 90k tbn")
+    video = parse_video_stream(
+        "Stream #0:0[0x100]: Video: h264 (Main) ([27][0][0][0] / 0x001B), yuv420p(tv, bt709), 1280x720, 50 tbr, 90k tbn"
+    )
     assert (video.width, video.height, video.fps) == (1280, 720, 50.0)
     assert parse_video_stream("Stream #0:0: Audio: aac") is None
 

@@ -1,5 +1,6 @@
 """Webhook notifications: which status changes make which events, the signed CloudEvent, the
 retry schedule, and what is queued per endpoint."""
+
 from __future__ import annotations
 
 import json
@@ -8,8 +9,13 @@ from datetime import datetime, timezone
 import pytest
 from pydantic import ValidationError
 
-from onair.api.conditions import (BROADCASTING_FAILED, RECORDING_FAILED, RECORDING_UPLOAD_FAILING, RECORDING_UPLOAD_PENDING,
-                                  RECORDINGS_UPLOADED)
+from onair.api.conditions import (
+    BROADCASTING_FAILED,
+    RECORDING_FAILED,
+    RECORDING_UPLOAD_FAILING,
+    RECORDING_UPLOAD_PENDING,
+    RECORDINGS_UPLOADED,
+)
 from onair.api.settings import CallSettings
 from onair.api.webhooks import EVENT_NAMES, GETSTREAM_TYPES, WebhookEndpoint
 from onair.controller.webhooks import Delivery, queue_for
@@ -48,8 +54,10 @@ def test_broadcasting_and_its_failure_once():
 def test_recordings_started_stopped_ready_failed():
     assert events({"recording": False}, {"recording": True}) == ["recording_started"]
     done = {"session": "ns_show_1", "parts": [{"name": "a.mp4", "bytes": 10}]}
-    assert events({"recording": True}, {"recording": False, "recordings": [done]}) == ["recording_stopped",
-                                                                                        "recording_ready"]
+    assert events({"recording": True}, {"recording": False, "recordings": [done]}) == [
+        "recording_stopped",
+        "recording_ready",
+    ]
     # A recording already announced is not announced again; a new one is.
     other = {"session": "ns_show_2", "parts": []}
     assert events({"recordings": [done]}, {"recordings": [done, other]}) == ["recording_ready"]
@@ -60,13 +68,23 @@ def test_recordings_started_stopped_ready_failed():
 
 def test_an_upload_that_keeps_failing_is_a_failed_recording_once_per_cause():
     def uploads(reason: str, message: str) -> dict:
-        return {"conditions": [{"type": RECORDINGS_UPLOADED, "status": "False" if reason != RECORDINGS_UPLOADED
-                                else "True", "reason": reason, "message": message}]}
+        return {
+            "conditions": [
+                {
+                    "type": RECORDINGS_UPLOADED,
+                    "status": "False" if reason != RECORDINGS_UPLOADED else "True",
+                    "reason": reason,
+                    "message": message,
+                }
+            ]
+        }
 
     refused = uploads(RECORDING_UPLOAD_FAILING, "the store refused the credentials")
     assert wh.notifications(uploads(RECORDING_UPLOAD_PENDING, "1 file"), refused) == [
-        wh.Notification("recording_failed", {"reason": RECORDING_UPLOAD_FAILING,
-                                          "message": "the store refused the credentials"})]
+        wh.Notification(
+            "recording_failed", {"reason": RECORDING_UPLOAD_FAILING, "message": "the store refused the credentials"}
+        )
+    ]
     assert events(refused, refused) == [], "retries of the same failure are not announced again"
     assert events(refused, uploads(RECORDING_UPLOAD_FAILING, "bucket missing")) == ["recording_failed"]
     assert events(refused, uploads(RECORDINGS_UPLOADED, "every file")) == []
@@ -97,19 +115,38 @@ def test_cloudevent_body():
     assert body["type"] == "dev.onair.livestream.live_started"
     assert body["source"] == "/apis/onair.dev/v1alpha1/namespaces/ns/livestreams/show"
     assert body["time"] == "2026-12-06T04:00:00Z"
-    assert body["data"] == {"event": "live_started", "getstreamType": "call.live_started", "namespace": "ns",
-                            "livestream": "show", "uid": "u", "sequence": 3, "liveSince": "2026-12-06T04:00:00Z"}
+    assert body["data"] == {
+        "event": "live_started",
+        "getstreamType": "call.live_started",
+        "namespace": "ns",
+        "livestream": "show",
+        "uid": "u",
+        "sequence": 3,
+        "liveSince": "2026-12-06T04:00:00Z",
+    }
 
 
 def test_queue_per_endpoint_filter_and_stable_ids():
-    endpoints = [WebhookEndpoint.model_validate({"name": "all", "url": "https://a.example/hook",
-                                                 "signingSecret": {"name": "s"}}),
-                 WebhookEndpoint.model_validate({"name": "rec", "url": "http://b/hook", "signingSecret":
-                                                 {"name": "s2", "key": "k"}, "events": ["recording_ready"]})]
+    endpoints = [
+        WebhookEndpoint.model_validate(
+            {"name": "all", "url": "https://a.example/hook", "signingSecret": {"name": "s"}}
+        ),
+        WebhookEndpoint.model_validate(
+            {
+                "name": "rec",
+                "url": "http://b/hook",
+                "signingSecret": {"name": "s2", "key": "k"},
+                "events": ["recording_ready"],
+            }
+        ),
+    ]
     notes = wh.notifications({"phase": "backstage"}, {"phase": "live", "recordings": [{"session": "x"}]})
     queued = queue_for(endpoints, notes, namespace="ns", name="show", uid="u", first_sequence=5, now=NOW)
     assert [(d.endpoint, d.event, d.sequence) for d in queued] == [
-        ("all", "live_started", 5), ("all", "recording_ready", 6), ("rec", "recording_ready", 6)]
+        ("all", "live_started", 5),
+        ("all", "recording_ready", 6),
+        ("rec", "recording_ready", 6),
+    ]
     assert queued[2].secret_name == "s2" and queued[2].secret_key == "k" and queued[0].secret_key == "secret"
     assert queued[0].retry_for == 86400
     again = queue_for(endpoints, notes, namespace="ns", name="show", uid="u", first_sequence=5, now=NOW)
@@ -121,14 +158,22 @@ def test_queue_per_endpoint_filter_and_stable_ids():
 def test_endpoint_validation():
     ok = {"name": "hook", "url": "https://x.example/h", "signingSecret": {"name": "s"}}
     WebhookEndpoint.model_validate(ok)
-    for bad in ({**ok, "url": "ftp://x/h"}, {**ok, "url": "https://user:pw@x/h"}, {**ok, "name": "Bad_Name"},
-                {**ok, "retryForSeconds": 60}, {**ok, "events": ["nope"]}, {k: v for k, v in ok.items() if k != "signingSecret"}):
+    for bad in (
+        {**ok, "url": "ftp://x/h"},
+        {**ok, "url": "https://user:pw@x/h"},
+        {**ok, "name": "Bad_Name"},
+        {**ok, "retryForSeconds": 60},
+        {**ok, "events": ["nope"]},
+        {k: v for k, v in ok.items() if k != "signingSecret"},
+    ):
         with pytest.raises(ValidationError):
             WebhookEndpoint.model_validate(bad)
 
 
 def test_livestream_webhooks_replace_the_calltypes():
-    calltype = CallSettings.model_validate({"webhooks": [{"name": "a", "url": "http://a/", "signingSecret": {"name": "s"}}]})
+    calltype = CallSettings.model_validate(
+        {"webhooks": [{"name": "a", "url": "http://a/", "signingSecret": {"name": "s"}}]}
+    )
     override = CallSettings.model_validate({"webhooks": []})
     assert effective_settings(calltype, None).webhooks[0].name == "a"
     assert effective_settings(calltype, override).webhooks == []
@@ -142,8 +187,12 @@ def test_status_webhooks_changes_make_events_once():
     assert "HTTP 503: down" in transition_events({}, failing)[0].message
     assert transition_events(failing, failing) == []
     assert [e.reason for e in transition_events(failing, {"webhooks": {}})] == ["WebhookDeliveryRecovered"]
-    gave_up = {"webhooks": {"abandoned": 1, "lastAbandoned": {"endpoint": "backend", "event": "ended", "id": "x",
-                                                              "error": "HTTP 500"}}}
+    gave_up = {
+        "webhooks": {
+            "abandoned": 1,
+            "lastAbandoned": {"endpoint": "backend", "event": "ended", "id": "x", "error": "HTTP 500"},
+        }
+    }
     [event] = transition_events({}, gave_up)
     assert event.reason == "WebhookDeliveryAbandoned" and "ended" in event.message and "HTTP 500" in event.message
     assert transition_events(gave_up, gave_up) == []

@@ -1,5 +1,6 @@
 """WHEP's pure parts: the offer check, keyframe detection, the forwarded clock, the encoder's WebRTC
 output, and what the operator renders for it."""
+
 from __future__ import annotations
 
 import asyncio
@@ -65,13 +66,19 @@ async def test_a_slow_viewer_drops_its_backlog_and_restarts_at_a_keyframe():
     assert await asyncio.wait_for(track.track.recv(), 1) == "k2"
     track.end()
     from aiortc.mediastreams import MediaStreamError
+
     with pytest.raises(MediaStreamError):
         await asyncio.wait_for(track.track.recv(), 1)
 
 
 def plan(**kw) -> EncoderPlan:
-    return EncoderPlan(rungs=build_ladder(["1080p", "720p", "360p"], 1920, 1080), run_id="r1", fps=30.0,
-                       webrtc_url="tcp://127.0.0.1:5000", **kw)
+    return EncoderPlan(
+        rungs=build_ladder(["1080p", "720p", "360p"], 1920, 1080),
+        run_id="r1",
+        fps=30.0,
+        webrtc_url="tcp://127.0.0.1:5000",
+        **kw,
+    )
 
 
 def test_the_webrtc_rendition_is_baseline_without_b_frames_with_headers_on_every_keyframe():
@@ -79,10 +86,17 @@ def test_the_webrtc_rendition_is_baseline_without_b_frames_with_headers_on_every
     assert webrtc_rung(p).height == 720
     assert filter_graph(p).endswith("[s4]scale=1280:720,setsar=1,format=yuv420p[webrtc]")
     args = encoder_args(p)
-    tail = args[args.index("[webrtc]") - 1:]
-    for option in (["-profile:v", "baseline"], ["-bf:v", "0"], ["-tune:v", "zerolatency"],
-                   ["-x264-params:v", "repeat-headers=1"], ["-g:v", "30"], ["-c:a", "libopus"], ["-f", "mpegts"]):
-        assert any(tail[i:i + 2] == option for i in range(len(tail))), option
+    tail = args[args.index("[webrtc]") - 1 :]
+    for option in (
+        ["-profile:v", "baseline"],
+        ["-bf:v", "0"],
+        ["-tune:v", "zerolatency"],
+        ["-x264-params:v", "repeat-headers=1"],
+        ["-g:v", "30"],
+        ["-c:a", "libopus"],
+        ["-f", "mpegts"],
+    ):
+        assert any(tail[i : i + 2] == option for i in range(len(tail))), option
     assert tail[-1] == "tcp://127.0.0.1:5000"
     assert "+global_header" not in tail  # SPS/PPS in band: viewers join at any keyframe
     assert "[webrtc]" not in encoder_args(EncoderPlan(rungs=p.rungs, run_id="r1"))
@@ -98,8 +112,13 @@ def test_whep_is_rendered_only_with_outputs_webrtc():
     assert not config_of(plain, "transcoder").whep and config_of(plain, "origin").whep_url is None
     assert plain.urls.playback.whep is None
     assert "show-transcoder" not in by_kind(plain, "Service")
-    on = render_children(livestream(settingsOverride={"broadcasting": {"outputs": {"webrtc": True}}}), calltype(),
-                         TURN_CONFIG, CREDS, turn_secret="shared")
+    on = render_children(
+        livestream(settingsOverride={"broadcasting": {"outputs": {"webrtc": True}}}),
+        calltype(),
+        TURN_CONFIG,
+        CREDS,
+        turn_secret="shared",
+    )
     tx, origin = config_of(on, "transcoder"), config_of(on, "origin")
     assert tx.whep and origin.whep_url == "http://show-transcoder.media.svc:8080/whep"
     assert on.urls.playback.whep == on.urls.playback.player.replace("/player", "/whep")

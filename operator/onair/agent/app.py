@@ -7,6 +7,7 @@ A role adds its own routes to ``Agent.app`` before ``serve()``.
 The agent API is the control plane's: with ``agentTokenFile`` configured (the operator always
 does), every call except ``open_paths`` must carry ``Authorization: Bearer <agent token>``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -143,12 +144,14 @@ class Agent:
         self.open_paths: set[str] = set(OPEN_PATHS)
         self._refusals_logged: dict[str, float] = {}
         self.app = web.Application(client_max_size=1024 * 1024, middlewares=[self._authenticate])
-        self.app.add_routes([
-            web.get("/status", self._get_status),
-            web.get("/metrics", self._get_metrics),
-            web.get("/healthz", self._get_healthz),
-            web.put("/desired", self._put_desired),
-        ])
+        self.app.add_routes(
+            [
+                web.get("/status", self._get_status),
+                web.get("/metrics", self._get_metrics),
+                web.get("/healthz", self._get_healthz),
+                web.put("/desired", self._put_desired),
+            ]
+        )
         self._runner: Optional[web.AppRunner] = None
         self._stop = asyncio.Event()
 
@@ -202,21 +205,49 @@ class Agent:
             return None
         expected = self.agent_token.get()
         if not expected:
-            self._log_refusal("locked", logging.ERROR, "agent API locked: the agent token file %s is missing or "
-                              "empty; every call but %s is refused (is the <livestream>-credentials Secret "
-                              "mounted?)", self.agent_token.path, ", ".join(sorted(self.open_paths)))
-            return web.json_response({"error": "the agent API is locked: this agent has no agent token (its "
-                                               "agentTokenFile is missing or empty)"}, status=503)
+            self._log_refusal(
+                "locked",
+                logging.ERROR,
+                "agent API locked: the agent token file %s is missing or "
+                "empty; every call but %s is refused (is the <livestream>-credentials Secret "
+                "mounted?)",
+                self.agent_token.path,
+                ", ".join(sorted(self.open_paths)),
+            )
+            return web.json_response(
+                {
+                    "error": "the agent API is locked: this agent has no agent token (its "
+                    "agentTokenFile is missing or empty)"
+                },
+                status=503,
+            )
         authorization = request.headers.get("Authorization")
         if not authorization or authorization[:7].lower() != "bearer " or not authorization[7:].strip():
-            self._log_refusal("missing", logging.WARNING, "refused agent API call %s %s from %s: no agent token",
-                              request.method, request.path[:200], request.remote)
-            return web.json_response({"error": "the agent API requires Authorization: Bearer <agent token> (the "
-                                               "agentToken key of the livestream's credentials Secret)"},
-                                     status=401, headers={"WWW-Authenticate": AUTH_REALM})
+            self._log_refusal(
+                "missing",
+                logging.WARNING,
+                "refused agent API call %s %s from %s: no agent token",
+                request.method,
+                request.path[:200],
+                request.remote,
+            )
+            return web.json_response(
+                {
+                    "error": "the agent API requires Authorization: Bearer <agent token> (the "
+                    "agentToken key of the livestream's credentials Secret)"
+                },
+                status=401,
+                headers={"WWW-Authenticate": AUTH_REALM},
+            )
         if not bearer_matches(authorization, expected):
-            self._log_refusal("wrong", logging.WARNING, "refused agent API call %s %s from %s: wrong agent token",
-                              request.method, request.path[:200], request.remote)
+            self._log_refusal(
+                "wrong",
+                logging.WARNING,
+                "refused agent API call %s %s from %s: wrong agent token",
+                request.method,
+                request.path[:200],
+                request.remote,
+            )
             return web.json_response({"error": "wrong agent token"}, status=403)
         return None
 
@@ -246,7 +277,10 @@ class Agent:
 
     async def _put_desired(self, request: web.Request) -> web.Response:
         try:
-            merged = {**self.desired.model_dump(), **Desired.model_validate(await request.json()).model_dump(exclude_unset=True)}
+            merged = {
+                **self.desired.model_dump(),
+                **Desired.model_validate(await request.json()).model_dump(exclude_unset=True),
+            }
             desired = Desired.model_validate(merged)
         # RecursionError: JSON nested deeper than the parser's recursion limit ([[[[...).
         except (ValidationError, json.JSONDecodeError, ValueError, RecursionError) as exc:
@@ -265,15 +299,26 @@ class Agent:
         except OSError as exc:
             raise SystemExit(
                 f"onair agent {self.role}: cannot listen on {self.host}:{self.port}: {exc.strerror}. "
-                "Another process holds the port; free it or set agentPort in the config.") from None
+                "Another process holds the port; free it or set agentPort in the config."
+            ) from None
         if self.agent_token.path is None:
-            log.warning("%s agent API on http://%s:%s is OPEN: no agentTokenFile is configured, so anyone who "
-                        "reaches this port may change the desired state (fine on loopback only)",
-                        self.role, self.host, self.port)
+            log.warning(
+                "%s agent API on http://%s:%s is OPEN: no agentTokenFile is configured, so anyone who "
+                "reaches this port may change the desired state (fine on loopback only)",
+                self.role,
+                self.host,
+                self.port,
+            )
         elif not self.agent_token.get():
-            log.error("%s agent API on http://%s:%s is LOCKED: the agent token file %s is missing or empty; every "
-                      "call but %s is refused until it appears", self.role, self.host, self.port,
-                      self.agent_token.path, ", ".join(sorted(self.open_paths)))
+            log.error(
+                "%s agent API on http://%s:%s is LOCKED: the agent token file %s is missing or empty; every "
+                "call but %s is refused until it appears",
+                self.role,
+                self.host,
+                self.port,
+                self.agent_token.path,
+                ", ".join(sorted(self.open_paths)),
+            )
         else:
             log.info("%s agent API on http://%s:%s (calls need the agent token)", self.role, self.host, self.port)
 
@@ -292,8 +337,10 @@ class Agent:
         await self._stop.wait()
 
 
-def run(main_coro: Callable[[], Coroutine[Any, Any, None]],
-        loop_factory: Optional[Callable[[], asyncio.AbstractEventLoop]] = None) -> int:
+def run(
+    main_coro: Callable[[], Coroutine[Any, Any, None]],
+    loop_factory: Optional[Callable[[], asyncio.AbstractEventLoop]] = None,
+) -> int:
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             runner.run(main_coro())
@@ -302,8 +349,13 @@ def run(main_coro: Callable[[], Coroutine[Any, Any, None]],
     return 0
 
 
-def run_role(role: str, argv: list[str], config_model: Type[C], serve: Callable[[C], Coroutine[Any, Any, None]],
-             quiet_loggers: Sequence[str] = ()) -> int:
+def run_role(
+    role: str,
+    argv: list[str],
+    config_model: Type[C],
+    serve: Callable[[C], Coroutine[Any, Any, None]],
+    quiet_loggers: Sequence[str] = (),
+) -> int:
     """The whole of ``onair agent <role>``: arguments, logging, the config, then ``serve(config)``
     until it returns. ``quiet_loggers`` stay at INFO or above even at ``--log-level DEBUG``."""
     args = parse_args(role, argv)
@@ -312,4 +364,3 @@ def run_role(role: str, argv: list[str], config_model: Type[C], serve: Callable[
         logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger().level))
     config = load_config(args.config, config_model)
     return run(lambda: serve(config))
-

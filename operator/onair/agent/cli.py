@@ -1,4 +1,5 @@
 """`onair agent <role> --config FILE`: dispatch to the role's module (`onair.agent.<role>`)."""
+
 from __future__ import annotations
 
 import importlib

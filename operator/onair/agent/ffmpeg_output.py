@@ -6,6 +6,7 @@ the few log lines the recorder acts on. One parser for every role that runs ffmp
 prints a block after it has muxed packets, so a block whose ``out_time_us`` moved is the proof
 that media is flowing, and no such block for a while means the source stalled.
 """
+
 from __future__ import annotations
 
 import re
@@ -82,10 +83,21 @@ class InputProbe:
             self.audio_codec = audio.group("codec")
 
 
-PROGRESS_KEYS = frozenset({
-    "frame", "fps", "bitrate", "total_size", "out_time_us", "out_time_ms", "out_time",
-    "dup_frames", "drop_frames", "speed", "progress",
-})
+PROGRESS_KEYS = frozenset(
+    {
+        "frame",
+        "fps",
+        "bitrate",
+        "total_size",
+        "out_time_us",
+        "out_time_ms",
+        "out_time",
+        "dup_frames",
+        "drop_frames",
+        "speed",
+        "progress",
+    }
+)
 # ffmpeg pads some values (``speed= 1.2x``).
 _KEY_VALUE = re.compile(r"^(?P<key>[a-z_0-9]+)=\s*(?P<value>\S*)\s*$")
 
@@ -142,7 +154,9 @@ class ProgressReader:
                 self._pending_out_time = None
         elif key == "progress":
             self.blocks += 1
-            if self._pending_out_time is not None and (self.blocks == 1 or self._pending_out_time > self.out_time_seconds):
+            if self._pending_out_time is not None and (
+                self.blocks == 1 or self._pending_out_time > self.out_time_seconds
+            ):
                 self.out_time_seconds = max(self.out_time_seconds, self._pending_out_time)
                 kind.advanced = True
             self._pending_out_time = None

@@ -14,6 +14,7 @@ an LL-HLS playlist for every part on its hot path, and ``m3u8``'s writer is slow
 of that same playlist, already loaded, takes 0.06 ms against 0.02 ms for the transcoder's
 f-strings, before counting the building of an ``M3U8`` from our own index.
 """
+
 from __future__ import annotations
 
 import re
@@ -75,6 +76,7 @@ class Variant:
 @dataclass(frozen=True)
 class Rendition:
     """An ``EXT-X-MEDIA``; ``uri`` None when it is carried inside the variants."""
+
     type: str
     group_id: str
     uri: Optional[str]
@@ -146,8 +148,18 @@ def parse_media_playlist(text: str) -> MediaPlaylist:
         if pdt is not None and pdt.tzinfo is None:
             pdt = pdt.replace(tzinfo=timezone.utc)
         init = raw.get("init_section")
-        segments.append(Segment(uri, duration, sequence + len(segments), raw["discontinuity"],
-                                init.get("uri") or None if init else None, pdt, bool(raw.get("byterange")), parts))
+        segments.append(
+            Segment(
+                uri,
+                duration,
+                sequence + len(segments),
+                raw["discontinuity"],
+                init.get("uri") or None if init else None,
+                pdt,
+                bool(raw.get("byterange")),
+                parts,
+            )
+        )
     # m3u8 skips a URI line that no #EXTINF announced; the origin refuses such a playlist.
     uris = [line for line in (line.strip() for line in text.splitlines()) if line and not line.startswith("#")]
     if len(uris) != len(segments):
@@ -158,10 +170,19 @@ def parse_media_playlist(text: str) -> MediaPlaylist:
         raise PlaylistError("EXT-X-PART without EXT-X-PART-INF")
     hint = data.get("preload_hint") or {}
     maps = data["segment_map"]
-    return MediaPlaylist(target, sequence, data.get("version") or 3, tuple(segments), data["is_endlist"],
-                         data["is_independent_segments"], part_target, open_parts,
-                         hint.get("uri") if hint.get("type") == "PART" else None,
-                         maps[-1].get("uri") if maps else None, data.get("discontinuity_sequence") or 0)
+    return MediaPlaylist(
+        target,
+        sequence,
+        data.get("version") or 3,
+        tuple(segments),
+        data["is_endlist"],
+        data["is_independent_segments"],
+        part_target,
+        open_parts,
+        hint.get("uri") if hint.get("type") == "PART" else None,
+        maps[-1].get("uri") if maps else None,
+        data.get("discontinuity_sequence") or 0,
+    )
 
 
 def _part(raw: dict[str, Any]) -> Part:
@@ -176,10 +197,19 @@ def _part(raw: dict[str, Any]) -> Part:
 def parse_master_playlist(text: str) -> MasterPlaylist:
     """The variants (those with a URI) and the ``EXT-X-MEDIA`` renditions of a master playlist."""
     data = parse(text)
-    variants = tuple(Variant(p["uri"], p["stream_info"].get("bandwidth") or 0, p["stream_info"].get("resolution"),
-                             p["stream_info"].get("audio")) for p in data["playlists"])
-    renditions = tuple(Rendition(m.get("type", ""), m.get("group_id", ""), m.get("uri") or None,
-                                 m.get("default") == "YES") for m in data["media"])
+    variants = tuple(
+        Variant(
+            p["uri"],
+            p["stream_info"].get("bandwidth") or 0,
+            p["stream_info"].get("resolution"),
+            p["stream_info"].get("audio"),
+        )
+        for p in data["playlists"]
+    )
+    renditions = tuple(
+        Rendition(m.get("type", ""), m.get("group_id", ""), m.get("uri") or None, m.get("default") == "YES")
+        for m in data["media"]
+    )
     return MasterPlaylist(variants, renditions)
 
 

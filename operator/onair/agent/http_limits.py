@@ -20,6 +20,7 @@ use up their connections or fds: allot the uploads' listener first.
 Logs: every refusal, malformed request or event-loop error is counted; a line is written at
 most every ``LOG_EVERY_SECONDS`` per kind, saying how many more were left out.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -122,12 +123,23 @@ def install_loop_exception_handler(loop: asyncio.AbstractEventLoop, logger: logg
         message = context.get("message", "event loop error")
         exc = context.get("exception")
         if isinstance(exc, OSError) and exc.errno in EMFILE_ERRNOS:
-            limiter.log(f"loop:{message}:{exc.errno}", logging.ERROR,
-                        "%s: %s (RLIMIT_NOFILE %d); new connections wait until fds are free again",
-                        message, exc.strerror, fd_limit())
+            limiter.log(
+                f"loop:{message}:{exc.errno}",
+                logging.ERROR,
+                "%s: %s (RLIMIT_NOFILE %d); new connections wait until fds are free again",
+                message,
+                exc.strerror,
+                fd_limit(),
+            )
             return
-        limiter.log(f"loop:{message}:{type(exc).__name__}", logging.ERROR, "%s: %r", message, exc,
-                    exc_info=(type(exc), exc, exc.__traceback__) if exc else None)
+        limiter.log(
+            f"loop:{message}:{type(exc).__name__}",
+            logging.ERROR,
+            "%s: %r",
+            message,
+            exc,
+            exc_info=(type(exc), exc, exc.__traceback__) if exc else None,
+        )
 
     loop.set_exception_handler(handle)
 
@@ -142,8 +154,10 @@ class ListenerLimits:
     backlog: int = ACCEPT_BACKLOG
 
     def describe(self) -> str:
-        return (f"at most {self.max_connections} connections, {self.max_per_client} per client address, "
-                f"{self.idle_timeout:g}s to send a request head and for idle keep-alive")
+        return (
+            f"at most {self.max_connections} connections, {self.max_per_client} per client address, "
+            f"{self.idle_timeout:g}s to send a request head and for idle keep-alive"
+        )
 
 
 def raise_fd_limit(wanted: int = FD_LIMIT_WANTED) -> int:
@@ -182,9 +196,15 @@ class FdBudget:
     def of_this_process(cls) -> "FdBudget":
         return cls(raise_fd_limit(), open_fds())
 
-    def allot(self, name: str, max_connections: int = DEFAULT_MAX_CONNECTIONS,
-              max_per_client: Optional[int] = None, idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
-              fds_per_connection: int = FDS_PER_CONNECTION, backlog: int = ACCEPT_BACKLOG) -> ListenerLimits:
+    def allot(
+        self,
+        name: str,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_per_client: Optional[int] = None,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        fds_per_connection: int = FDS_PER_CONNECTION,
+        backlog: int = ACCEPT_BACKLOG,
+    ) -> ListenerLimits:
         """Limits for one listener, its fds taken from what is left (the first allotted is served first)."""
         transient = backlog + MAX_LINGERING  # accepted-then-refused sockets not yet closed
         fits = max(0, self.free - transient) // fds_per_connection
@@ -201,16 +221,21 @@ class ConnectionMetrics:
 
     def __init__(self, registry: Any, open_name: str, refused_name: str) -> None:
         self.open = Gauge(open_name, "Open connections by listener", ["listener"], registry=registry)
-        self.refused = Counter(refused_name, "Connections refused at once by listener and reason (client: that "
-                               "address is at its cap; total: the listener is full)", ["listener", "reason"],
-                               registry=registry)
+        self.refused = Counter(
+            refused_name,
+            "Connections refused at once by listener and reason (client: that "
+            "address is at its cap; total: the listener is full)",
+            ["listener", "reason"],
+            registry=registry,
+        )
 
 
 def _refusal(message: str) -> bytes:
     body = ('{"error": "%s"}' % message).encode()
-    return (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nCache-Control: no-store\r\n"
-            b"Retry-After: %d\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
-            % (RETRY_AFTER_SECONDS, len(body), body))
+    return (
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nCache-Control: no-store\r\n"
+        b"Retry-After: %d\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s" % (RETRY_AFTER_SECONDS, len(body), body)
+    )
 
 
 class ConnectionGuard:
@@ -224,8 +249,9 @@ class ConnectionGuard:
         self._metrics = metrics
         self._log = LogLimiter(logger)
         self._responses = {
-            "client": _refusal(f"too many connections from your address (at most {limits.max_per_client}): "
-                               "close some and retry"),
+            "client": _refusal(
+                f"too many connections from your address (at most {limits.max_per_client}): close some and retry"
+            ),
             "total": _refusal(f"the server is at its connection limit ({limits.max_connections}): retry shortly"),
         }
         if metrics:
@@ -255,12 +281,24 @@ class ConnectionGuard:
         if self._metrics:
             self._metrics.refused.labels(listener=self.limits.name, reason=reason).inc()
         if reason == "client":
-            self._log.log("refused:client", logging.WARNING, "%s listener: refused a connection from %s, which "
-                          "already holds %d (the per-client cap)", self.limits.name, client, self.by_client[client])
+            self._log.log(
+                "refused:client",
+                logging.WARNING,
+                "%s listener: refused a connection from %s, which already holds %d (the per-client cap)",
+                self.limits.name,
+                client,
+                self.by_client[client],
+            )
         else:
-            self._log.log("refused:total", logging.WARNING, "%s listener: refused a connection from %s, the "
-                          "listener is full (%d connections open, %d addresses)", self.limits.name, client,
-                          self.open, len(self.by_client))
+            self._log.log(
+                "refused:total",
+                logging.WARNING,
+                "%s listener: refused a connection from %s, the listener is full (%d connections open, %d addresses)",
+                self.limits.name,
+                client,
+                self.open,
+                len(self.by_client),
+            )
         transport.write(self._responses[reason])
         if self.lingering >= MAX_LINGERING or not transport.can_write_eof():
             transport.abort()
@@ -344,4 +382,5 @@ class GuardedSite(web.BaseSite):
         server = self._runner.server
         assert server is not None
         self._server = await asyncio.get_running_loop().create_server(
-            self._guard.protocol_factory(server), self._host, self._port, backlog=self._backlog)
+            self._guard.protocol_factory(server), self._host, self._port, backlog=self._backlog
+        )

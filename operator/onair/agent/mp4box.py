@@ -7,6 +7,7 @@ them need only box headers and a few fields, at the speed of a packet loop, and 
 Python library reads fragments as bytes arrive (pymp4 and construct-based parsers build whole
 object trees).
 """
+
 from __future__ import annotations
 
 import struct
@@ -51,7 +52,7 @@ def boxes(data: bytes, start: int = 0, end: Optional[int] = None) -> Iterator[Bo
     end = len(data) if end is None else end
     offset = start
     while offset + 8 <= end:
-        parsed = _header(data[offset:offset + 16], offset, end - offset)
+        parsed = _header(data[offset : offset + 16], offset, end - offset)
         if parsed is None or offset + parsed[1] > end:
             return
         kind, size, header = parsed

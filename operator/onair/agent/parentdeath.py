@@ -13,6 +13,7 @@ the child when its parent goes away. Caveats that shape the code:
 * The parent may die between fork and prctl; the child checks and exits instead of running
   unwatched. ``os._exit``, not a signal: the forked child still has the agent's handlers.
 """
+
 from __future__ import annotations
 
 import ctypes

@@ -1,6 +1,7 @@
 """Secrets never reach a log: stream keys, passphrases and tokens, in command lines, in the
 output of child processes, and in source URLs. One mask, one place to say what is a secret.
 """
+
 from __future__ import annotations
 
 from typing import Iterable, Sequence

@@ -4,6 +4,7 @@ Why our own: the pod must stay up and keep serving /status while a child crashes
 with backoff, stop it the way the child needs (SIGINT lets ffmpeg finalize files), and never
 print a secret that happens to be on a command line.
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -13,6 +13,7 @@ Three things cross that boundary, and this module is their only definition:
 
 Every role also serves ``GET /metrics`` (Prometheus text) and ``GET /healthz``.
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -30,7 +31,8 @@ Protocol = Literal["rtmp", "rtmps", "srt", "whip"]
 # ----------------------------------------------------------------------------- configs
 AGENT_TOKEN_DESCRIPTION = (
     "the livestream's agent token: every agent API call but /healthz, /readyz and /metrics must carry "
-    "Authorization: Bearer <it>; a named file that is missing or empty locks the API; unset: open (local runs)")
+    "Authorization: Bearer <it>; a named file that is missing or empty locks the API; unset: open (local runs)"
+)
 
 
 class Rung(ApiModel):
@@ -61,33 +63,52 @@ class IngestConfig(ApiModel):
     stream_key_file: str = "/etc/onair/secret/streamKey"
     srt_passphrase_file: str = "/etc/onair/secret/srtPassphrase"
     whip_token_file: str = "/etc/onair/secret/whipToken"
-    publish_token_secret_file: Optional[str] = Field(None, description=(
-        "the livestream's playback secret, which also signs members' personal publish tokens (scope publish); "
-        "unset or missing: only the stream key, SRT passphrase and WHIP token publish"))
+    publish_token_secret_file: Optional[str] = Field(
+        None,
+        description=(
+            "the livestream's playback secret, which also signs members' personal publish tokens (scope publish); "
+            "unset or missing: only the stream key, SRT passphrase and WHIP token publish"
+        ),
+    )
     read_token_file: Optional[str] = Field(
-        None, description="internal readers (transcoder, recorder) must play with ?token=<this file's token>; "
-                          "unset: plays are not checked (local runs and tests without a token)")
+        None,
+        description="internal readers (transcoder, recorder) must play with ?token=<this file's token>; "
+        "unset: plays are not checked (local runs and tests without a token)",
+    )
     tls_cert_file: Optional[str] = None
     tls_key_file: Optional[str] = None
     work_dir: str = "/var/lib/onair/ingest"
     active: bool = Field(True, description="Gcore's on/off switch: when false every push is refused")
     idle_publisher_timeout_seconds: float = Field(
-        3.0, gt=0, description="a publisher that sends nothing for this long is dropped (frozen encoder)")
+        3.0, gt=0, description="a publisher that sends nothing for this long is dropped (frozen encoder)"
+    )
     whip_ice_addresses: Optional[list[str]] = Field(
-        None, description="local addresses WebRTC gathers host candidates on; default every non-loopback "
-                          "interface (tests set 127.0.0.1)")
+        None,
+        description="local addresses WebRTC gathers host candidates on; default every non-loopback "
+        "interface (tests set 127.0.0.1)",
+    )
     whip_ice_servers: list[str] = Field(
-        default_factory=list, description="STUN/TURN URLs the ingest's own WebRTC peer uses, e.g. "
-                                          "turn:onair-turn.onair-system.svc:3478?transport=udp")
+        default_factory=list,
+        description="STUN/TURN URLs the ingest's own WebRTC peer uses, e.g. "
+        "turn:onair-turn.onair-system.svc:3478?transport=udp",
+    )
     whip_client_ice_servers: Optional[list[str]] = Field(
-        None, description="STUN/TURN URLs announced to WHIP clients in the answer's Link headers (the addresses "
-                          "encoders outside the cluster reach); null: whip_ice_servers")
+        None,
+        description="STUN/TURN URLs announced to WHIP clients in the answer's Link headers (the addresses "
+        "encoders outside the cluster reach); null: whip_ice_servers",
+    )
     whip_turn_secret_file: Optional[str] = Field(
-        None, description="the TURN server's shared secret (coturn static-auth-secret): every WHIP session gets "
-                          "time-limited TURN credentials minted from it; unset: TURN URLs carry no credentials")
+        None,
+        description="the TURN server's shared secret (coturn static-auth-secret): every WHIP session gets "
+        "time-limited TURN credentials minted from it; unset: TURN URLs carry no credentials",
+    )
     whip_turn_credential_ttl_seconds: int = Field(
-        86400, ge=60, le=7 * 86400, description="how long a session's TURN credentials stay valid (the whole "
-                                                "show: the TURN server checks them on every allocation refresh)")
+        86400,
+        ge=60,
+        le=7 * 86400,
+        description="how long a session's TURN credentials stay valid (the whole "
+        "show: the TURN server checks them on every allocation refresh)",
+    )
 
 
 class TranscoderConfig(ApiModel):
@@ -98,16 +119,19 @@ class TranscoderConfig(ApiModel):
     main_url: Optional[str] = Field(None, description="RTMP URL to read the main ingest from")
     backup_url: Optional[str] = None
     read_token_file: Optional[str] = Field(
-        None, description="the ingest's read token, appended as ?token= to mainUrl and backupUrl at run time")
+        None, description="the ingest's read token, appended as ?token= to mainUrl and backupUrl at run time"
+    )
     pull_uris: list[str] = Field(default_factory=list, description="pull mode: tried round-robin")
     ladder: list[Rung]
     hls_cmaf: bool = True
     hls_mpegts: bool = True
     dash: bool = True
-    low_latency: bool = Field(False, description="LL-HLS parts in the CMAF output (segments of at most 1 s) and "
-                                                 "chunked DASH")
-    part_seconds: float = Field(0.2, ge=0.05, le=1.0, description="LL-HLS part target; rounded to whole frames "
-                                                                   "dividing the GOP")
+    low_latency: bool = Field(
+        False, description="LL-HLS parts in the CMAF output (segments of at most 1 s) and chunked DASH"
+    )
+    part_seconds: float = Field(
+        0.2, ge=0.05, le=1.0, description="LL-HLS part target; rounded to whole frames dividing the GOP"
+    )
     segment_seconds: float = 2.0
     screenshot_interval_seconds: int = 10
     screenshot_width: int = 1080
@@ -120,20 +144,29 @@ class TranscoderConfig(ApiModel):
     playlist_segments: int = Field(8, ge=3, le=30, description="live HLS window; the origin keeps the DVR")
     freeze_seconds: float = Field(1.0, gt=0, description="a source silent this long is failed over")
     return_seconds: float = Field(3.0, ge=0, description="main must be healthy this long before it takes over again")
-    whep: bool = Field(False, description=(
-        "WHEP playback: the encoder also makes one WebRTC rendition (baseline H.264 without B-frames, Opus) whose "
-        "packets go to every viewer as they are; the agent API answers POST /whep and DELETE /whep/{id} (the "
-        "origin's /whep proxies them for the viewers it lets in)"))
+    whep: bool = Field(
+        False,
+        description=(
+            "WHEP playback: the encoder also makes one WebRTC rendition (baseline H.264 without B-frames, Opus) whose "
+            "packets go to every viewer as they are; the agent API answers POST /whep and DELETE /whep/{id} (the "
+            "origin's /whep proxies them for the viewers it lets in)"
+        ),
+    )
     whep_ice_addresses: Optional[list[str]] = Field(
-        None, description="local addresses WebRTC gathers host candidates on; default every non-loopback "
-                          "interface (tests set 127.0.0.1)")
+        None,
+        description="local addresses WebRTC gathers host candidates on; default every non-loopback "
+        "interface (tests set 127.0.0.1)",
+    )
     whep_ice_servers: list[str] = Field(
-        default_factory=list, description="STUN/TURN URLs the transcoder's own WebRTC peers use")
+        default_factory=list, description="STUN/TURN URLs the transcoder's own WebRTC peers use"
+    )
     whep_client_ice_servers: Optional[list[str]] = Field(
-        None, description="STUN/TURN URLs announced to WHEP viewers in the answer's Link headers; null: "
-                          "whep_ice_servers")
+        None,
+        description="STUN/TURN URLs announced to WHEP viewers in the answer's Link headers; null: whep_ice_servers",
+    )
     whep_turn_secret_file: Optional[str] = Field(
-        None, description="the TURN server's shared secret: every WHEP session gets time-limited TURN credentials")
+        None, description="the TURN server's shared secret: every WHEP session gets time-limited TURN credentials"
+    )
     whep_turn_credential_ttl_seconds: int = Field(86400, ge=60, le=7 * 86400)
     whep_max_viewers: int = Field(500, ge=1, description="WHEP sessions at once; more get 503 (play HLS/DASH)")
 
@@ -152,24 +185,42 @@ class OriginConfig(ApiModel):
     playback_secret_file: str = "/etc/onair/secret/playbackSecret"
     upload_token_file: Optional[str] = None
     read_token_file: Optional[str] = Field(
-        None, description="Authorization: Bearer <this file's token> reads playlists and segments in any phase "
-                          "(in-cluster readers such as the recorder)")
+        None,
+        description="Authorization: Bearer <this file's token> reads playlists and segments in any phase "
+        "(in-cluster readers such as the recorder)",
+    )
     projection: Literal["regular", "vr360", "vr180", "vr360tb"] = "regular"
-    low_latency: bool = Field(False, description="the player page uses hls.js lowLatencyMode and dash.js low-latency "
-                                                 "settings; LL-DASH MPDs (availabilityTimeOffset, ServiceDescription)")
-    recorder_url: Optional[str] = Field(None, description=(
-        "the recorder's agent URL (http://<livestream>-recorder:8080): the finished recordings on its volume are "
-        "served to viewers at /recordings/<part>.m3u8 and <part>.mp4, read from its GET /vod/<file> with the agent "
-        "token, under the same access rules as the live stream; null: no recorder"))
-    whep_url: Optional[str] = Field(None, description=(
-        "the transcoder's WHEP endpoint on its agent API (http://<livestream>-transcoder:8080/whep): viewers POST "
-        "their offer to the origin's /whep, which checks playback access as for HLS and passes it on with the "
-        "agent token; null: WHEP is off (404)"))
-    part_seconds: float = Field(0.2, ge=0.05, le=1.0, description="LL-HLS part / LL-DASH chunk duration (the "
-                                                                   "transcoder's partSeconds), with lowLatency")
+    low_latency: bool = Field(
+        False,
+        description="the player page uses hls.js lowLatencyMode and dash.js low-latency "
+        "settings; LL-DASH MPDs (availabilityTimeOffset, ServiceDescription)",
+    )
+    recorder_url: Optional[str] = Field(
+        None,
+        description=(
+            "the recorder's agent URL (http://<livestream>-recorder:8080): the finished recordings on its volume are "
+            "served to viewers at /recordings/<part>.m3u8 and <part>.mp4, read from its GET /vod/<file> with the agent "
+            "token, under the same access rules as the live stream; null: no recorder"
+        ),
+    )
+    whep_url: Optional[str] = Field(
+        None,
+        description=(
+            "the transcoder's WHEP endpoint on its agent API (http://<livestream>-transcoder:8080/whep): viewers POST "
+            "their offer to the origin's /whep, which checks playback access as for HLS and passes it on with the "
+            "agent token; null: WHEP is off (404)"
+        ),
+    )
+    part_seconds: float = Field(
+        0.2,
+        ge=0.05,
+        le=1.0,
+        description="LL-HLS part / LL-DASH chunk duration (the transcoder's partSeconds), with lowLatency",
+    )
     cors_origins: list[str] = ["*"]
-    max_upload_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024,
-                                  description="largest segment/screenshot the transcoder may PUT (413 above)")
+    max_upload_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024 * 1024, description="largest segment/screenshot the transcoder may PUT (413 above)"
+    )
 
 
 class S3UploadConfig(ApiModel):
@@ -183,10 +234,15 @@ class S3UploadConfig(ApiModel):
     access_key_id_file: str = Field(description="file holding the access key id, read at every attempt")
     secret_access_key_file: str = Field(description="file holding the secret access key, read at every attempt")
     keep_local_copy: bool = Field(False, description="keep a part on the volume once its upload is confirmed")
-    part_size_bytes: int = Field(16 * 1024 * 1024, ge=5 * 1024 * 1024, le=5 * 1024 * 1024 * 1024,
-                                 description="size of each multipart upload part (the last may be smaller)")
+    part_size_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=5 * 1024 * 1024,
+        le=5 * 1024 * 1024 * 1024,
+        description="size of each multipart upload part (the last may be smaller)",
+    )
     request_timeout_seconds: float = Field(
-        30, gt=0, description="connect and read timeout of every request: bounds each attempt")
+        30, gt=0, description="connect and read timeout of every request: bounds each attempt"
+    )
     retry_max_seconds: float = Field(60, gt=0, description="ceiling of the backoff between failed attempts")
 
 
@@ -198,21 +254,29 @@ class RecorderConfig(ApiModel):
     agent_token_file: Optional[str] = Field(None, description=AGENT_TOKEN_DESCRIPTION)
     source_url: str = Field(description="RTMP ingest (recordType origin) or transcoded HLS URL")
     fallback_source_urls: list[str] = Field(
-        default_factory=list, description="tried in turn when the source in use drops (other pull URIs): the "
-                                          "session goes on from whichever delivers")
-    backup_source_url: Optional[str] = Field(None, description=(
-        "the backup ingest's read URL: tried after the fallbacks while Desired.backup is true or unset"))
+        default_factory=list,
+        description="tried in turn when the source in use drops (other pull URIs): the "
+        "session goes on from whichever delivers",
+    )
+    backup_source_url: Optional[str] = Field(
+        None,
+        description=("the backup ingest's read URL: tried after the fallbacks while Desired.backup is true or unset"),
+    )
     record_type: Literal["origin", "transcoded"] = "origin"
     read_token_file: Optional[str] = Field(
-        None, description="the livestream's internal read token: appended as ?token= to an RTMP source, sent as "
-                          "Authorization: Bearer to an HTTP(S) one")
+        None,
+        description="the livestream's internal read token: appended as ?token= to an RTMP source, sent as "
+        "Authorization: Bearer to an HTTP(S) one",
+    )
     output_dir: str = "/recordings"
     split_seconds: int = Field(4 * 3600, gt=0)
     finalize_after_seconds: float = Field(10, ge=0, description="wait this long for a dropped stream before finalizing")
     stall_timeout_seconds: float = Field(8, gt=0, description="no media for this long = the source dropped")
     retry_max_seconds: float = Field(5, gt=0, description="ceiling of the retry backoff while the source is not live")
     min_free_bytes: int = Field(64 * 1024 * 1024, ge=0, description="pause recording below this much free space")
-    s3: Optional[S3UploadConfig] = Field(None, description="upload finished parts and sidecars here; null: keep them on the volume only")
+    s3: Optional[S3UploadConfig] = Field(
+        None, description="upload finished parts and sidecars here; null: keep them on the volume only"
+    )
 
 
 # ----------------------------------------------------------------------------- desired state
@@ -223,34 +287,55 @@ class PublishMember(ApiModel):
     may_publish: bool = Field(description="the member's role grants send-audio and send-video in the CallType")
     role: str = Field(description="for the refusal message")
     revoke_tokens_issued_before: Optional[datetime] = Field(
-        None, description="personal publish tokens issued (iat) before this are refused as revoked")
+        None, description="personal publish tokens issued (iat) before this are refused as revoked"
+    )
 
 
 class Desired(ApiModel):
     """PUT /desired body. Missing fields keep their current value."""
 
     phase: Phase = "backstage"
-    broadcasting: bool = Field(False, description=(
-        "Transcoder: produce the outputs (public broadcasting, the backstage preview, a transcoded "
-        "recording's source)."))
-    public_broadcasting: Optional[bool] = Field(None, description=(
-        "GetStream's HLS broadcast: outputs the origin indexes while this and viewersAllowed are both on "
-        "are for viewers; the rest only for token holders and in-cluster readers. Unset: every output "
-        "is for viewers while they are allowed."))
+    broadcasting: bool = Field(
+        False,
+        description=(
+            "Transcoder: produce the outputs (public broadcasting, the backstage preview, a transcoded "
+            "recording's source)."
+        ),
+    )
+    public_broadcasting: Optional[bool] = Field(
+        None,
+        description=(
+            "GetStream's HLS broadcast: outputs the origin indexes while this and viewersAllowed are both on "
+            "are for viewers; the rest only for token holders and in-cluster readers. Unset: every output "
+            "is for viewers while they are allowed."
+        ),
+    )
     recording: bool = False
     active: bool = True
-    backup: Optional[bool] = Field(None, description=(
-        "The backup ingest exists (push mode with ingest.backup). Transcoder: read backupUrl only while "
-        "true; recorder: fall back to backupSourceUrl only while true. Unset: use them whenever configured. "
-        "Lets the backup come and go without a restart."))
-    viewers_allowed: Optional[bool] = Field(None, description=(
-        "Playback open to everyone: live, backstage disabled, or the join-ahead window reached. "
-        "When false the origin requires a playback token; unset means 'unless phase is backstage'."))
-    members: Optional[list[PublishMember]] = Field(None, description=(
-        "Ingest: the Livestream's members now, against which personal publish tokens are checked on every "
-        "publish (a member removed, a grant or tokens revoked: refused at once, and the live publisher "
-        "holding such a token is dropped). Unset: not known yet (an agent before the operator's first PUT), "
-        "personal tokens are refused."))
+    backup: Optional[bool] = Field(
+        None,
+        description=(
+            "The backup ingest exists (push mode with ingest.backup). Transcoder: read backupUrl only while "
+            "true; recorder: fall back to backupSourceUrl only while true. Unset: use them whenever configured. "
+            "Lets the backup come and go without a restart."
+        ),
+    )
+    viewers_allowed: Optional[bool] = Field(
+        None,
+        description=(
+            "Playback open to everyone: live, backstage disabled, or the join-ahead window reached. "
+            "When false the origin requires a playback token; unset means 'unless phase is backstage'."
+        ),
+    )
+    members: Optional[list[PublishMember]] = Field(
+        None,
+        description=(
+            "Ingest: the Livestream's members now, against which personal publish tokens are checked on every "
+            "publish (a member removed, a grant or tokens revoked: refused at once, and the live publisher "
+            "holding such a token is dropped). Unset: not known yet (an agent before the operator's first PUT), "
+            "personal tokens are refused."
+        ),
+    )
     generation: int = 0
 
 
@@ -289,12 +374,20 @@ class IngestStatus(ApiModel):
     bitrate_kbps: Optional[float] = None
     video: Optional[VideoInfo] = None
     audio: Optional[AudioInfo] = None
-    publisher: Optional[str] = Field(None, description=(
-        "userId of the member whose personal publish token the current publisher used; null for the stream "
-        "key, SRT passphrase or WHIP token"))
-    refusals: list[IngestRefusal] = Field(default_factory=list, description=(
-        "refusals by reason and protocol, the most recent first (at most 16 kinds): the operator turns new "
-        "ones into Warning Events"))
+    publisher: Optional[str] = Field(
+        None,
+        description=(
+            "userId of the member whose personal publish token the current publisher used; null for the stream "
+            "key, SRT passphrase or WHIP token"
+        ),
+    )
+    refusals: list[IngestRefusal] = Field(
+        default_factory=list,
+        description=(
+            "refusals by reason and protocol, the most recent first (at most 16 kinds): the operator turns new "
+            "ones into Warning Events"
+        ),
+    )
 
 
 class TranscoderStatus(ApiModel):
@@ -303,16 +396,28 @@ class TranscoderStatus(ApiModel):
     speed: Optional[float] = Field(None, description="ffmpeg speed=; ~1.0 is real time")
     qualities: list[str] = Field(default_factory=list)
     last_segment_at: Optional[datetime] = None
-    broadcasting: bool = Field(False, description=(
-        "outputs are being produced now: the running encoder published a segment within the last "
-        "max(10 s, 3 segments)"))
+    broadcasting: bool = Field(
+        False,
+        description=(
+            "outputs are being produced now: the running encoder published a segment within the last "
+            "max(10 s, 3 segments)"
+        ),
+    )
     run_id: Optional[str] = Field(None, description="encoder run; part of every output file name")
-    source_switches: dict[str, int] = Field(default_factory=dict, description=(
-        "switches viewers saw, by the source switched to (main, backup), since this agent started: "
-        "how a failover and return between two status polls is still noticed"))
-    error: Optional[str] = Field(None, description=(
-        "why outputs are not being produced although an encoder should run: how its last process ended "
-        "(exit code and last message); cleared once a segment is published"))
+    source_switches: dict[str, int] = Field(
+        default_factory=dict,
+        description=(
+            "switches viewers saw, by the source switched to (main, backup), since this agent started: "
+            "how a failover and return between two status polls is still noticed"
+        ),
+    )
+    error: Optional[str] = Field(
+        None,
+        description=(
+            "why outputs are not being produced although an encoder should run: how its last process ended "
+            "(exit code and last message); cleared once a segment is published"
+        ),
+    )
 
 
 class StoredObject(ApiModel):
@@ -322,19 +427,28 @@ class StoredObject(ApiModel):
     endpoint: str = Field(description="the S3 endpoint it was uploaded to, e.g. https://s3.example.org")
     etag: str = Field(description="the store's ETag of the complete object")
     uploaded_at: datetime
-    playlist: Optional[str] = Field(None, description=(
-        "s3://<bucket>/<key> of the part's HLS VOD playlist (<part>.m3u8 next to it, naming the part by a relative "
-        "URI: it plays wherever both are readable, e.g. behind a CDN); null when the part is no fragmented MP4"))
+    playlist: Optional[str] = Field(
+        None,
+        description=(
+            "s3://<bucket>/<key> of the part's HLS VOD playlist (<part>.m3u8 next to it, naming the part by a relative "
+            "URI: it plays wherever both are readable, e.g. behind a CDN); null when the part is no fragmented MP4"
+        ),
+    )
 
 
 class RecordedPart(ApiModel):
     file: str = Field(description="part file name in the recordings volume")
     bytes: int = Field(ge=0)
-    duration_seconds: Optional[float] = Field(None, description="what ffprobe reads from the file; null when unreadable")
-    object: Optional[StoredObject] = Field(None, description=(
-        "the part in object storage once its upload is confirmed; null while it is only on the volume"))
-    upload_error: Optional[str] = Field(None, description=(
-        "why the last upload attempt failed (the recorder keeps retrying); null when none failed"))
+    duration_seconds: Optional[float] = Field(
+        None, description="what ffprobe reads from the file; null when unreadable"
+    )
+    object: Optional[StoredObject] = Field(
+        None,
+        description=("the part in object storage once its upload is confirmed; null while it is only on the volume"),
+    )
+    upload_error: Optional[str] = Field(
+        None, description=("why the last upload attempt failed (the recorder keeps retrying); null when none failed")
+    )
 
 
 class Recording(ApiModel):
@@ -346,8 +460,12 @@ class Recording(ApiModel):
     duration_seconds: float = Field(description="recorded seconds, all parts")
     end_reason: str = Field(description="recording stopped, source gone for <n>s, agent stopped, or recovered: ...")
     recovered: bool = Field(False, description="finalized by a later recorder: the one recording it was killed")
-    record_type: Optional[Literal["origin", "transcoded"]] = Field(None, description=(
-        "what was recorded (the sidecar's recordType): origin, the source as pushed; transcoded, the top rendition"))
+    record_type: Optional[Literal["origin", "transcoded"]] = Field(
+        None,
+        description=(
+            "what was recorded (the sidecar's recordType): origin, the source as pushed; transcoded, the top rendition"
+        ),
+    )
     parts: list[RecordedPart] = Field(default_factory=list)
 
 
@@ -359,12 +477,18 @@ class UploadStatus(ApiModel):
 
     target: str = Field(description="s3://<bucket>/<prefix>: where recordings go")
     endpoint: str
-    pending: int = Field(ge=0, description=(
-        "finished files (parts, sidecars) on the volume whose upload is not confirmed yet; the part being "
-        "written is not counted"))
+    pending: int = Field(
+        ge=0,
+        description=(
+            "finished files (parts, sidecars) on the volume whose upload is not confirmed yet; the part being "
+            "written is not counted"
+        ),
+    )
     uploading: Optional[str] = Field(None, description="the file being uploaded now")
-    error: Optional[str] = Field(None, description=(
-        "why the last attempt failed, worded the same for the same cause; null once an upload succeeds"))
+    error: Optional[str] = Field(
+        None,
+        description=("why the last attempt failed, worded the same for the same cause; null once an upload succeeds"),
+    )
     error_kind: Optional[UploadErrorKind] = None
     failing_since: Optional[datetime] = Field(None, description="first failure of the current run of failures")
     next_attempt_at: Optional[datetime] = Field(None, description="when the failed upload is retried")
@@ -378,13 +502,22 @@ class RecorderStatus(ApiModel):
     state: Optional[Literal["idle", "waiting", "recording", "reconnecting", "disk_full", "error"]] = None
     started_at: Optional[datetime] = Field(None, description="first media of the current session")
     error: Optional[str] = Field(None, description="what keeps the recorder from recording (disk full, volume missing)")
-    source_error: Optional[str] = Field(None, description=(
-        "why the last attempt to read the source gave no media (e.g. 'playlist answered HTTP 404'), while "
-        "waiting or reconnecting; null once media flows or recording is not desired"))
-    recordings: list[Recording] = Field(default_factory=list, description=(
-        "finished sessions of this livestream on the volume (their sidecars), oldest first, at most the "
-        "latest 50"))
-    upload: Optional[UploadStatus] = Field(None, description="uploads to object storage; null without RecorderConfig.s3")
+    source_error: Optional[str] = Field(
+        None,
+        description=(
+            "why the last attempt to read the source gave no media (e.g. 'playlist answered HTTP 404'), while "
+            "waiting or reconnecting; null once media flows or recording is not desired"
+        ),
+    )
+    recordings: list[Recording] = Field(
+        default_factory=list,
+        description=(
+            "finished sessions of this livestream on the volume (their sidecars), oldest first, at most the latest 50"
+        ),
+    )
+    upload: Optional[UploadStatus] = Field(
+        None, description="uploads to object storage; null without RecorderConfig.s3"
+    )
 
 
 class OriginStatus(ApiModel):
@@ -392,7 +525,6 @@ class OriginStatus(ApiModel):
     dvr_window_seconds: int = Field(description="configured DVR window; 0 when DVR is off")
     playlists: list[str] = Field(default_factory=list)
     dvr_available_seconds: Optional[float] = Field(
-        None, description="rewind depth every rendition offers right now (grows to the window, 0 after a clear)")
+        None, description="rewind depth every rendition offers right now (grows to the window, 0 after a clear)"
+    )
     last_upload_at: Optional[datetime] = None
-
-

@@ -1,4 +1,5 @@
 """Base model shared by every API type: frozen, camelCase on the wire, snake_case in Python."""
+
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict

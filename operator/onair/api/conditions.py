@@ -10,6 +10,7 @@ session is open, Unknown while it is starting (the input is live, the recorder n
 False with the reason it cannot start. The reasons under it that are problems also become Warning
 Events (``RECORDING_PROBLEMS``).
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -57,6 +58,7 @@ class Condition(ApiModel):
     message: str = Field("", max_length=32768)
     last_transition_time: datetime
     observed_generation: Optional[int] = Field(None, ge=0)
+
 
 # A new ingest pod template for a Livestream with a backup ingest: the two slots roll one after
 # the other, so encoders and the transcoder always have one (onair.render.rollout).

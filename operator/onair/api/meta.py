@@ -2,6 +2,7 @@
 objects it owns, and the field manager of its server-side applies. One home, because the
 operator, its watches, the chart, `onair dev` and the tests must all spell them the same.
 """
+
 from __future__ import annotations
 
 from typing import Mapping
@@ -36,5 +37,11 @@ def labels(name: str, component: str) -> dict[str, str]:
 
 def owner_reference(meta: Mapping) -> dict:
     """The Livestream as the controlling owner of a child (garbage-collected with it)."""
-    return {"apiVersion": API_VERSION, "kind": "Livestream", "name": meta["name"],
-            "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Livestream",
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }

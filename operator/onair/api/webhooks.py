@@ -6,6 +6,7 @@ CloudEvents SDK, signed the way Stripe signs: ``Onair-Signature: t=<unix seconds
 HMAC-SHA256 of "<t>.<body>">``. The timestamp is inside the signed text, so a receiver that
 refuses old timestamps and remembers the ids it has seen is safe from replays.
 """
+
 from __future__ import annotations
 
 from typing import Literal, Optional
@@ -15,9 +16,15 @@ from pydantic import Field
 from .base import ApiModel
 
 WebhookEventName = Literal[
-    "live_started", "ended",
-    "broadcasting_started", "broadcasting_stopped", "broadcasting_failed",
-    "recording_started", "recording_stopped", "recording_ready", "recording_failed",
+    "live_started",
+    "ended",
+    "broadcasting_started",
+    "broadcasting_stopped",
+    "broadcasting_failed",
+    "recording_started",
+    "recording_stopped",
+    "recording_ready",
+    "recording_failed",
 ]
 EVENT_NAMES: tuple[str, ...] = WebhookEventName.__args__  # type: ignore[attr-defined]
 # CloudEvents `type` of each event: reverse-DNS of the API group, as the spec recommends.
@@ -50,26 +57,49 @@ MIN_RETRY_FOR_SECONDS = 600
 
 
 class SecretKeyRef(ApiModel):
-    name: str = Field(..., min_length=1, max_length=253, description=(
-        "Secret in the Livestream's namespace."))
-    key: Optional[str] = Field(None, min_length=1, max_length=253, description=(
-        f"Key of the Secret holding the signing secret. Default {DEFAULT_SECRET_KEY}."))
+    name: str = Field(..., min_length=1, max_length=253, description=("Secret in the Livestream's namespace."))
+    key: Optional[str] = Field(
+        None,
+        min_length=1,
+        max_length=253,
+        description=(f"Key of the Secret holding the signing secret. Default {DEFAULT_SECRET_KEY}."),
+    )
 
 
 class WebhookEndpoint(ApiModel):
-    name: str = Field(..., pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", description=(
-        "Names the endpoint in status, Events and metrics."))
-    url: str = Field(..., max_length=2048, pattern=r"^https?://[^/@\s]+(/\S*)?$", description=(
-        "Where events are POSTed. No user:password@ part: authenticate the sender by the signature."))
-    signing_secret: SecretKeyRef = Field(..., description=(
-        "The HMAC-SHA256 key of the Onair-Signature header. Read at each delivery, so rotating it "
-        "takes effect on the next attempt."))
-    events: Optional[list[WebhookEventName]] = Field(None, min_length=1, description=(
-        "Which events to send. Default: all of them."),
-        json_schema_extra={"x-kubernetes-list-type": "set"})
-    retry_for_seconds: Optional[int] = Field(None, ge=MIN_RETRY_FOR_SECONDS, le=7 * 86400, description=(
-        "Keep retrying a failing delivery (exponential backoff up to 5 minutes between attempts) "
-        f"this long before giving it up with a Warning Event. Default {DEFAULT_RETRY_FOR_SECONDS} (a day)."))
+    name: str = Field(
+        ...,
+        pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
+        description=("Names the endpoint in status, Events and metrics."),
+    )
+    url: str = Field(
+        ...,
+        max_length=2048,
+        pattern=r"^https?://[^/@\s]+(/\S*)?$",
+        description=("Where events are POSTed. No user:password@ part: authenticate the sender by the signature."),
+    )
+    signing_secret: SecretKeyRef = Field(
+        ...,
+        description=(
+            "The HMAC-SHA256 key of the Onair-Signature header. Read at each delivery, so rotating it "
+            "takes effect on the next attempt."
+        ),
+    )
+    events: Optional[list[WebhookEventName]] = Field(
+        None,
+        min_length=1,
+        description=("Which events to send. Default: all of them."),
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    retry_for_seconds: Optional[int] = Field(
+        None,
+        ge=MIN_RETRY_FOR_SECONDS,
+        le=7 * 86400,
+        description=(
+            "Keep retrying a failing delivery (exponential backoff up to 5 minutes between attempts) "
+            f"this long before giving it up with a Warning Event. Default {DEFAULT_RETRY_FOR_SECONDS} (a day)."
+        ),
+    )
 
     def wants(self, event: str) -> bool:
         return self.events is None or event in self.events
@@ -92,12 +122,17 @@ class AbandonedDelivery(ApiModel):
 
 
 class WebhookStatus(ApiModel):
-    sequence: Optional[int] = Field(None, description=(
-        "Number of the last event queued for the webhooks (data.sequence of its CloudEvent)."))
+    sequence: Optional[int] = Field(
+        None, description=("Number of the last event queued for the webhooks (data.sequence of its CloudEvent).")
+    )
     pending: Optional[int] = Field(None, description="Deliveries queued and not yet answered 2xx.")
-    failing: Optional[list[FailingWebhook]] = Field(None, description=(
-        "Endpoints whose next delivery failed at least once, with the error; later events wait for it."),
-        json_schema_extra={"x-kubernetes-list-type": "atomic"})
-    abandoned: Optional[int] = Field(None, description=(
-        "Deliveries given up after their endpoint's retryForSeconds, since the Livestream was created."))
+    failing: Optional[list[FailingWebhook]] = Field(
+        None,
+        description=("Endpoints whose next delivery failed at least once, with the error; later events wait for it."),
+        json_schema_extra={"x-kubernetes-list-type": "atomic"},
+    )
+    abandoned: Optional[int] = Field(
+        None,
+        description=("Deliveries given up after their endpoint's retryForSeconds, since the Livestream was created."),
+    )
     last_abandoned: Optional[AbandonedDelivery] = None

@@ -12,6 +12,7 @@ with a one-line reason, and the Livestream simply is not live.
 Every call carries the Livestream's agent token (``agentToken`` of its credentials Secret) as
 ``Authorization: Bearer``; an agent that refuses it is reported with ``refused`` set.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -86,8 +87,9 @@ class AgentClient:
             return None
         return url.rstrip("/") if url else None
 
-    async def poll_one(self, namespace: str, livestream: str, role_key: str,
-                       desired: Optional[Desired], token: Optional[str] = None) -> AgentReport:
+    async def poll_one(
+        self, namespace: str, livestream: str, role_key: str, desired: Optional[Desired], token: Optional[str] = None
+    ) -> AgentReport:
         base = self.url(namespace, livestream, role_key)
         if not base:
             return AgentReport(role_key, None, False, error="no address")
@@ -96,16 +98,22 @@ class AgentClient:
         accepted = False
         try:
             if desired is not None:
-                async with session.put(f"{base}/desired", json=desired.model_dump(by_alias=True, mode="json"),
-                                       headers=headers) as resp:
+                async with session.put(
+                    f"{base}/desired", json=desired.model_dump(by_alias=True, mode="json"), headers=headers
+                ) as resp:
                     accepted = resp.status == 200
                     await resp.read()
             async with session.get(f"{base}/status", headers=headers) as resp:
                 if resp.status != 200:
                     answer = f"HTTP {resp.status}{await _error_of(resp)}"
-                    return AgentReport(role_key, base, False, error=f"GET /status answered {answer}",
-                                       desired_accepted=accepted,
-                                       refused=answer if resp.status in REFUSED_STATUSES else None)
+                    return AgentReport(
+                        role_key,
+                        base,
+                        False,
+                        error=f"GET /status answered {answer}",
+                        desired_accepted=accepted,
+                        refused=answer if resp.status in REFUSED_STATUSES else None,
+                    )
                 payload = await resp.json(content_type=None)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError, json.JSONDecodeError, ValueError) as exc:
             return AgentReport(role_key, base, False, error=_short(exc), desired_accepted=accepted)
@@ -115,18 +123,30 @@ class AgentClient:
         try:
             status = model.model_validate(payload)
         except ValidationError as exc:
-            return AgentReport(role_key, base, False, error=f"invalid /status payload: {exc.error_count()} error(s)",
-                               desired_accepted=accepted)
+            return AgentReport(
+                role_key,
+                base,
+                False,
+                error=f"invalid /status payload: {exc.error_count()} error(s)",
+                desired_accepted=accepted,
+            )
         return AgentReport(role_key, base, True, status=status, desired_accepted=accepted)
 
-    async def poll(self, namespace: str, livestream: str, role_keys: Iterable[str],
-                   desired: Optional[Desired], token: Optional[str] = None) -> dict[str, AgentReport]:
+    async def poll(
+        self,
+        namespace: str,
+        livestream: str,
+        role_keys: Iterable[str],
+        desired: Optional[Desired],
+        token: Optional[str] = None,
+    ) -> dict[str, AgentReport]:
         keys = list(role_keys)
         reports = await asyncio.gather(*(self.poll_one(namespace, livestream, k, desired, token) for k in keys))
         return dict(zip(keys, reports))
 
-    async def clear_dvr(self, namespace: str, livestream: str, role_key: str = "origin",
-                        token: Optional[str] = None) -> tuple[bool, str]:
+    async def clear_dvr(
+        self, namespace: str, livestream: str, role_key: str = "origin", token: Optional[str] = None
+    ) -> tuple[bool, str]:
         """POST /dvr/clear on the origin; (done, reason when not)."""
         base = self.url(namespace, livestream, role_key)
         if not base:
@@ -141,8 +161,9 @@ class AgentClient:
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             return False, f"origin unreachable: {_short(exc)}"
 
-    async def delete_recording(self, namespace: str, livestream: str, session: str,
-                               token: Optional[str] = None) -> tuple[Optional[bool], str]:
+    async def delete_recording(
+        self, namespace: str, livestream: str, session: str, token: Optional[str] = None
+    ) -> tuple[Optional[bool], str]:
         """DELETE /recordings/<session> on the recorder: (True, files deleted), (False, why it refused or
         failed), or (None, why it cannot be asked: no address, no answer)."""
         base = self.url(namespace, livestream, "recorder")
@@ -150,12 +171,14 @@ class AgentClient:
             return None, "the recorder agent has no address (its pod does not run)"
         session_http = await self._http()
         try:
-            async with session_http.delete(f"{base}/recordings/{quote(session, safe='')}", headers=_auth(token),
-                                           timeout=DELETE_RECORDING_TIMEOUT) as resp:
+            async with session_http.delete(
+                f"{base}/recordings/{quote(session, safe='')}", headers=_auth(token), timeout=DELETE_RECORDING_TIMEOUT
+            ) as resp:
                 if resp.status == 200:
                     payload = json.loads(await resp.read())
-                    return True, ", ".join([*(payload.get("objects") or ()), *(payload.get("deleted") or ())]) \
-                        or "no file was left"
+                    return True, ", ".join(
+                        [*(payload.get("objects") or ()), *(payload.get("deleted") or ())]
+                    ) or "no file was left"
                 return False, f"the recorder answered HTTP {resp.status}{await _error_of(resp)}"
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
             return None, f"the recorder agent does not answer: {_short(exc)}"

@@ -23,6 +23,7 @@ nothing is remembered: a child is skipped when the live object carries the diges
 managedFields show no write of anyone else after the operator's last apply (the annotation alone
 survives a ``kubectl edit``). The periodic resync applies everything.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -52,6 +53,7 @@ class ApplyResult:
 @dataclass(frozen=True)
 class KnownChild:
     """What the watch cache holds about one labelled child (see ``owned.index_child``)."""
+
     kind: str
     name: str
     controller_uid: Optional[str]
@@ -64,8 +66,10 @@ class KnownChild:
 
 def owned_by(obj: Mapping, uid: str) -> bool:
     """``obj`` is controlled by the object ``uid`` (a plain owner reference is not enough)."""
-    return any(ref.get("uid") == uid and ref.get("controller")
-               for ref in (obj.get("metadata") or {}).get("ownerReferences") or [])
+    return any(
+        ref.get("uid") == uid and ref.get("controller")
+        for ref in (obj.get("metadata") or {}).get("ownerReferences") or []
+    )
 
 
 def untouched_since_apply(meta: Mapping) -> bool:
@@ -96,13 +100,19 @@ def manifest_digest(obj: Mapping) -> str:
 
 def with_digest(obj: dict, digest: str) -> dict:
     meta = obj.get("metadata") or {}
-    return {**obj, "metadata": {**meta, "annotations": {**(meta.get("annotations") or {}),
-                                                        MANIFEST_DIGEST_ANNOTATION: digest}}}
+    return {
+        **obj,
+        "metadata": {**meta, "annotations": {**(meta.get("annotations") or {}), MANIFEST_DIGEST_ANNOTATION: digest}},
+    }
 
 
-def up_to_date(key: tuple[str, str], digest: str, before: Mapping[tuple[str, str], str],
-               applied_digests: Mapping[tuple[str, str], str],
-               known: Optional[Mapping[tuple[str, str], KnownChild]]) -> Optional[str]:
+def up_to_date(
+    key: tuple[str, str],
+    digest: str,
+    before: Mapping[tuple[str, str], str],
+    applied_digests: Mapping[tuple[str, str], str],
+    known: Optional[Mapping[tuple[str, str], KnownChild]],
+) -> Optional[str]:
     """The child's version marker when the cluster holds exactly what applying this manifest would
     leave, else None (no cache: unknown). Either this process applied the same digest and the watch
     cache shows the child unchanged since; or this process has no record of the child (it just
@@ -129,9 +139,14 @@ def _label(obj: Mapping) -> str:
     return f"{obj['kind']} {obj['metadata']['name']}"
 
 
-async def _apply_one(kube: Kube, obj: dict, result: ApplyResult, before: Mapping[tuple[str, str], str],
-                     known: Optional[Mapping[tuple[str, str], KnownChild]],
-                     applied_digests: Mapping[tuple[str, str], str]) -> None:
+async def _apply_one(
+    kube: Kube,
+    obj: dict,
+    result: ApplyResult,
+    before: Mapping[tuple[str, str], str],
+    known: Optional[Mapping[tuple[str, str], KnownChild]],
+    applied_digests: Mapping[tuple[str, str], str],
+) -> None:
     key = (obj["kind"], obj["metadata"]["name"])
     if rc.create_only(obj):
         seen = known.get(key) if known is not None else None
@@ -166,10 +181,14 @@ async def _keep_one(kube: Kube, obj: dict, result: ApplyResult, check_first: boo
         result.created.append(_label(obj))
 
 
-async def apply_children(kube: Kube, rendered: rc.RenderedChildren, owner_meta: Mapping,
-                         previous_versions: Mapping[tuple[str, str], str] | None = None,
-                         known: Optional[Mapping[tuple[str, str], KnownChild]] = None,
-                         applied_digests: Optional[Mapping[tuple[str, str], str]] = None) -> ApplyResult:
+async def apply_children(
+    kube: Kube,
+    rendered: rc.RenderedChildren,
+    owner_meta: Mapping,
+    previous_versions: Mapping[tuple[str, str], str] | None = None,
+    known: Optional[Mapping[tuple[str, str], KnownChild]] = None,
+    applied_digests: Optional[Mapping[tuple[str, str], str]] = None,
+) -> ApplyResult:
     """Apply, create and prune; raises the first KubeError after attempting every object.
 
     ``known``: this Livestream's labelled children as the watch cache has them; None without a
@@ -200,8 +219,9 @@ async def apply_children(kube: Kube, rendered: rc.RenderedChildren, owner_meta: 
     candidates = None
     if known is not None:
         uid = owner_meta["uid"]
-        candidates = set(before) | {key for key, child in known.items()
-                                    if child.controller_uid == uid and not child.deleting}
+        candidates = set(before) | {
+            key for key, child in known.items() if child.controller_uid == uid and not child.deleting
+        }
         if not before:
             # Kinds no watch feeds the cache with: looked for once per Livestream and operator
             # start, so a route switched off while the operator was down is still pruned.
@@ -226,8 +246,12 @@ async def _list_served(kube: Kube, kind, namespace: str, selector: Mapping[str, 
         raise
 
 
-async def prune(kube: Kube, rendered: rc.RenderedChildren, owner_meta: Mapping,
-                candidates: Optional[Iterable[tuple[str, str]]] = None) -> list[str]:
+async def prune(
+    kube: Kube,
+    rendered: rc.RenderedChildren,
+    owner_meta: Mapping,
+    candidates: Optional[Iterable[tuple[str, str]]] = None,
+) -> list[str]:
     """Delete owned children that are no longer rendered.
 
     ``candidates``: (kind, name) of every owned child that may exist; only kinds with a candidate

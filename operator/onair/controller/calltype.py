@@ -4,6 +4,7 @@ that use it, and keep ``status.livestreams`` (how many use it) current.
 No finalizer on CallTypes (no delete handler, no daemon): deleting a CallType in use is allowed,
 and its Livestreams report ``CallTypeNotFound`` but keep running on what was last applied.
 """
+
 from __future__ import annotations
 
 import logging
@@ -37,8 +38,11 @@ async def sync_calltype_status(rt: Runtime, name: str) -> None:
     meta = body.get("metadata") or {}
     wanted = {"livestreams": len(rt.calltype_users(name)), "observedGeneration": meta.get("generation")}
     cached = rt.calltype_status_cache.get(name)
-    current = cached if cached is not None and cached.get("uid") == meta.get("uid") else {
-        "uid": meta.get("uid"), **{k: (body.get("status") or {}).get(k) for k in wanted}}
+    current = (
+        cached
+        if cached is not None and cached.get("uid") == meta.get("uid")
+        else {"uid": meta.get("uid"), **{k: (body.get("status") or {}).get(k) for k in wanted}}
+    )
     if all(current.get(k) == v for k, v in wanted.items()):
         rt.calltype_status_cache[name] = current
         return
@@ -52,9 +56,15 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
     @kopf.index(*RESOURCE, id="calltypes_by_name", registry=registry)
     async def calltypes_by_name(name: str, body: kopf.Body, **_: Any) -> dict:
         # A detached copy: the index outlives this event's body.
-        return {name: {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"),
-                       "metadata": dict(body.get("metadata") or {}),
-                       "spec": _plain(body.get("spec") or {}), "status": _plain(body.get("status") or {})}}
+        return {
+            name: {
+                "apiVersion": body.get("apiVersion"),
+                "kind": body.get("kind"),
+                "metadata": dict(body.get("metadata") or {}),
+                "spec": _plain(body.get("spec") or {}),
+                "status": _plain(body.get("status") or {}),
+            }
+        }
 
     @kopf.on.event(*RESOURCE, id="fan-out", registry=registry)
     async def fan_out(event: kopf.RawEvent, name: str, body: kopf.Body, **_: Any) -> None:

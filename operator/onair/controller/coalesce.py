@@ -5,6 +5,7 @@ that CallType's status ~1000 times (one per ADDED event, each through the API se
 count is read when the action runs, so one run after the burst settles writes the exact final
 value, and at most one run per key is ever in flight (no two patches of one object race).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -19,8 +20,13 @@ class Coalescer(Generic[K]):
     """``request(key)`` schedules ``action(key)`` ``window`` seconds later; requests for the same
     key before it starts are absorbed; a request while it runs schedules exactly one more run."""
 
-    def __init__(self, action: Callable[[K], Awaitable[None]], window: float = 1.0,
-                 sleep: Optional[Callable[[float], Awaitable[None]]] = None, what: str = "coalesced action") -> None:
+    def __init__(
+        self,
+        action: Callable[[K], Awaitable[None]],
+        window: float = 1.0,
+        sleep: Optional[Callable[[float], Awaitable[None]]] = None,
+        what: str = "coalesced action",
+    ) -> None:
         self.action = action
         self.window = window
         # Injectable so tests can drive the window deterministically.

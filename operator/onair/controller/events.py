@@ -5,6 +5,7 @@ was stored and the status being written, so a restarted operator (which starts f
 status) never repeats one, and a transition is announced exactly when it becomes visible in
 ``kubectl get``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,8 +13,13 @@ from typing import Any, Mapping, Optional, cast
 
 import kopf
 
-from onair.api.conditions import (RECORDING, RECORDING_PROBLEMS, RECORDING_UPLOAD_FAILING, RECORDING_UPLOAD_RECOVERED,
-                                  RECORDINGS_UPLOADED)
+from onair.api.conditions import (
+    RECORDING,
+    RECORDING_PROBLEMS,
+    RECORDING_UPLOAD_FAILING,
+    RECORDING_UPLOAD_RECOVERED,
+    RECORDINGS_UPLOADED,
+)
 from onair.api.webhooks import WEBHOOK_DELIVERY_ABANDONED, WEBHOOK_DELIVERY_FAILED, WEBHOOK_DELIVERY_RECOVERED
 from onair.render.conditions import find_condition
 
@@ -53,7 +59,11 @@ def _unseen_round_trip(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
 def _by(status: Mapping[str, Any], field: str) -> str:
     """Who publishes: a member with their personal token, or whoever holds the stream's credentials."""
     user = status.get(field)
-    return f" from member {user} (personal publish token)" if user else " (with the stream's own credentials, no personal token)"
+    return (
+        f" from member {user} (personal publish token)"
+        if user
+        else " (with the stream's own credentials, no personal token)"
+    )
 
 
 def transition_events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Event]:
@@ -69,10 +79,17 @@ def transition_events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Ev
         if phase == "live":
             out.append(Event(NORMAL, "WentLive", "The livestream is live: everyone with the playback URL can watch."))
         elif phase == "backstage" and old.get("phase") == "live":
-            out.append(Event(NORMAL, "ReturnedToBackstage",
-                             "Back in backstage: only members allowed to join backstage can watch."))
+            out.append(
+                Event(
+                    NORMAL,
+                    "ReturnedToBackstage",
+                    "Back in backstage: only members allowed to join backstage can watch.",
+                )
+            )
         elif phase == "backstage":
-            out.append(Event(NORMAL, "Backstage", "The livestream is in backstage: hosts can prepare before going live."))
+            out.append(
+                Event(NORMAL, "Backstage", "The livestream is in backstage: hosts can prepare before going live.")
+            )
         elif phase == "ended":
             out.append(Event(NORMAL, "Ended", "The livestream has ended: pushes are refused, the DVR stays playable."))
 
@@ -82,11 +99,18 @@ def transition_events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Ev
         else:
             out.append(Event(WARNING, "IngestStopped", "The main ingest stopped receiving media."))
     elif new.get("live") and old.get("live") and new.get("publisher") != old.get("publisher"):
-        out.append(Event(NORMAL, "PublisherChanged", f"The main ingest is receiving media{_by(new, 'publisher')} "
-                                                     "(another publisher than before)."))
+        out.append(
+            Event(
+                NORMAL,
+                "PublisherChanged",
+                f"The main ingest is receiving media{_by(new, 'publisher')} (another publisher than before).",
+            )
+        )
     if changed("backupLive") and (new["backupLive"] or old.get("backupLive")):
         if new["backupLive"]:
-            out.append(Event(NORMAL, "BackupLive", f"The backup ingest is receiving media{_by(new, 'backupPublisher')}."))
+            out.append(
+                Event(NORMAL, "BackupLive", f"The backup ingest is receiving media{_by(new, 'backupPublisher')}.")
+            )
         else:
             out.append(Event(WARNING, "BackupLost", "The backup ingest stopped receiving media."))
     # Compared by the last source on air, not the current one: a poll that lands while neither
@@ -101,9 +125,12 @@ def transition_events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Ev
     elif old_source in ("main", "backup") and old_source == new_source and _unseen_round_trip(old, new):
         # Main -> backup -> main (or the other way) between two polls: the source looks unchanged,
         # the transcoder's switch counts tell.
-        failover = Event(WARNING, "FailedOverToBackup",
-                         "The transcoder switched to the backup ingest (seen in its switch counts: it happened "
-                         "between two status polls).")
+        failover = Event(
+            WARNING,
+            "FailedOverToBackup",
+            "The transcoder switched to the backup ingest (seen in its switch counts: it happened "
+            "between two status polls).",
+        )
         back = Event(NORMAL, "ReturnedToMain", "The transcoder is back on the main ingest.")
         out += [failover, back] if new_source == "main" else [back, failover]
 
@@ -118,23 +145,33 @@ def transition_events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Ev
         else:
             out.append(Event(NORMAL, "RecordingStopped", "Recording stopped."))
     if changed("viewersAllowed") and new["viewersAllowed"] and old.get("phase") == new.get("phase") == "backstage":
-        out.append(Event(NORMAL, "JoinAheadOpened",
-                         "Viewers may join: the join-ahead window before startsAt has opened."))
+        out.append(
+            Event(NORMAL, "JoinAheadOpened", "Viewers may join: the join-ahead window before startsAt has opened.")
+        )
     if changed("dvrClearedAt") and new.get("dvrClearedAt"):
         out.append(Event(NORMAL, "DvrCleared", f"The DVR window was cleared (request of {new['dvrClearedAt']})."))
 
     # A wanted recording that cannot start (or stopped writing) says why, once per reason.
-    old_rec, new_rec = find_condition(old.get("conditions"), RECORDING), find_condition(new.get("conditions"), RECORDING)
+    old_rec, new_rec = (
+        find_condition(old.get("conditions"), RECORDING),
+        find_condition(new.get("conditions"), RECORDING),
+    )
     if new_rec and new_rec.get("reason") in RECORDING_PROBLEMS and (old_rec or {}).get("reason") != new_rec["reason"]:
         out.append(Event(WARNING, new_rec["reason"], new_rec.get("message", "")))
 
-    out += _upload_events(find_condition(old.get("conditions"), RECORDINGS_UPLOADED),
-                          find_condition(new.get("conditions"), RECORDINGS_UPLOADED))
+    out += _upload_events(
+        find_condition(old.get("conditions"), RECORDINGS_UPLOADED),
+        find_condition(new.get("conditions"), RECORDINGS_UPLOADED),
+    )
     out += _webhook_events(old.get("webhooks") or {}, new.get("webhooks") or {})
 
     old_stalled, new_stalled = _stalled(old), _stalled(new)
     if new_stalled and (not old_stalled or old_stalled.get("reason") != new_stalled.get("reason")):
-        reason = "CallTypeMissing" if new_stalled.get("reason") == "CallTypeNotFound" else new_stalled.get("reason", "Stalled")
+        reason = (
+            "CallTypeMissing"
+            if new_stalled.get("reason") == "CallTypeNotFound"
+            else new_stalled.get("reason", "Stalled")
+        )
         out.append(Event(WARNING, reason, new_stalled.get("message", "")))
     elif old_stalled and not new_stalled:
         if old_stalled.get("reason") == "CallTypeNotFound":
@@ -153,8 +190,9 @@ def _upload_events(old: Optional[dict], new: Optional[dict]) -> list[Event]:
     if failing and (not was_failing or old.get("message") != new.get("message")):
         return [Event(WARNING, RECORDING_UPLOAD_FAILING, new.get("message", "")[:1000])]
     if was_failing and new and not failing:
-        return [Event(NORMAL, RECORDING_UPLOAD_RECOVERED,
-                      f"Recording uploads work again: {new.get('message', '')}"[:1000])]
+        return [
+            Event(NORMAL, RECORDING_UPLOAD_RECOVERED, f"Recording uploads work again: {new.get('message', '')}"[:1000])
+        ]
     return []
 
 
@@ -164,17 +202,31 @@ def _webhook_events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Even
     failing = {f["endpoint"]: f for f in new.get("failing") or ()}
     for endpoint, f in failing.items():
         if endpoint not in was_failing:
-            out.append(Event(WARNING, WEBHOOK_DELIVERY_FAILED, (
-                f"Webhook {endpoint} did not accept a delivery: {f.get('lastError')}. Retrying with backoff "
-                "(status.webhooks.failing); later events wait for it.")[:1000]))
+            out.append(
+                Event(
+                    WARNING,
+                    WEBHOOK_DELIVERY_FAILED,
+                    (
+                        f"Webhook {endpoint} did not accept a delivery: {f.get('lastError')}. Retrying with backoff "
+                        "(status.webhooks.failing); later events wait for it."
+                    )[:1000],
+                )
+            )
     for endpoint in was_failing:
         if endpoint not in failing:
             out.append(Event(NORMAL, WEBHOOK_DELIVERY_RECOVERED, f"Webhook {endpoint} accepts deliveries again."))
     if (new.get("abandoned") or 0) > (old.get("abandoned") or 0):
         last = new.get("lastAbandoned") or {}
-        out.append(Event(WARNING, WEBHOOK_DELIVERY_ABANDONED, (
-            f"Gave up delivering {last.get('event')} (id {last.get('id')}) to webhook {last.get('endpoint')}: "
-            f"{last.get('error')}")[:1000]))
+        out.append(
+            Event(
+                WARNING,
+                WEBHOOK_DELIVERY_ABANDONED,
+                (
+                    f"Gave up delivering {last.get('event')} (id {last.get('id')}) to webhook {last.get('endpoint')}: "
+                    f"{last.get('error')}"
+                )[:1000],
+            )
+        )
     return out
 
 
@@ -196,4 +248,3 @@ def warn(body: Mapping[str, Any], reason: str, message: str) -> None:
 
 def normal(body: Mapping[str, Any], reason: str, message: str) -> None:
     _queue(body, Event(NORMAL, reason, message))
-

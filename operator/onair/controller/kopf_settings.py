@@ -3,6 +3,7 @@
 Built as an object handed to ``kopf.operator(settings=...)`` rather than mutated in a startup
 handler, so two operators in one process (tests restarting the operator) never share state.
 """
+
 from __future__ import annotations
 
 import logging
@@ -54,8 +55,9 @@ class LeanDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
         return super().build(body=body, extra_fields=extra_fields)
 
 
-def build_settings(*, instance: Optional[str] = None,
-                   request_timeout: float = 30.0, watch_timeout: int = 300) -> kopf.OperatorSettings:
+def build_settings(
+    *, instance: Optional[str] = None, request_timeout: float = 30.0, watch_timeout: int = 300
+) -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
 
     settings.persistence.finalizer = FINALIZER

@@ -12,6 +12,7 @@ the generation (or CallType) moved, so a label or annotation edit costs no apply
 agents; the daemon then only re-arms its timer for the new lifecycle (``LivestreamState.rearm``)
 instead of polling them a second time.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -71,8 +72,11 @@ def _wait_seconds(rt: Runtime, state: LivestreamState) -> float:
         wait = min(wait, RETRY_DELAYS[min(state.transient_failures, len(RETRY_DELAYS)) - 1])
     if state.converging_until is not None and rt.clock() < state.converging_until:
         wait = min(wait, reconcile.CONVERGE_POLL_SECONDS)
-    changes = (state.lifecycle.next_change_at if state.lifecycle else None, members.tokens_refresh_at(state),
-               state.ingest_rollout.recheck_at)
+    changes = (
+        state.lifecycle.next_change_at if state.lifecycle else None,
+        members.tokens_refresh_at(state),
+        state.ingest_rollout.recheck_at,
+    )
     nxt = min((t for t in changes if t is not None), default=None)
     if nxt is not None:
         # +50 ms: wake just after the instant, so the lifecycle computed then has flipped.
@@ -121,8 +125,11 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
             while not stopped:
                 wake_task = asyncio.ensure_future(state.wake.wait())
                 rearm_task = asyncio.ensure_future(state.rearm.wait())
-                await asyncio.wait({stop_task, wake_task, rearm_task}, timeout=_wait_seconds(rt, state),
-                                   return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(
+                    {stop_task, wake_task, rearm_task},
+                    timeout=_wait_seconds(rt, state),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
                 wake_task.cancel()
                 rearm_task.cancel()
                 if stopped:

@@ -4,6 +4,7 @@ The rendering is pure (``onair.render.grants``); this is the little state around
 unknown roles were already announced (an Event once per newly unknown member, not every
 reconcile) and when the member tokens are due for re-minting.
 """
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -24,6 +24,7 @@ Livestream's status and Events, and per-stream media series are on the agents' o
 Each operator instance has its own registry, so two operators in one process (tests restarting
 the operator) never share or double-register series.
 """
+
 from __future__ import annotations
 
 import logging
@@ -59,6 +60,7 @@ class LivestreamView(Protocol):
     @property
     def agents(self) -> Mapping[str, AgentReport]: ...
 
+
 log = logging.getLogger("onair.controller")
 
 PREFIX = "onair_operator"
@@ -84,27 +86,50 @@ class OperatorMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.reconciles = Counter(f"{PREFIX}_reconciles", "Reconcile passes of Livestreams (apply when needed, then "
-                                  "the status refresh), by outcome: ok, stalled, retrying, failed.",
-                                  ["outcome"], registry=r)
-        self.reconcile_errors = Counter(f"{PREFIX}_reconcile_errors", "Reconcile passes that were not ok, by reason: "
-                                        "the Stalled condition's reason, KubernetesAPIUnavailable, or the "
-                                        "unexpected exception's type (an operator bug; see its log).",
-                                        ["reason"], registry=r)
-        self.reconcile_duration = Histogram(f"{PREFIX}_reconcile_duration_seconds",
-                                            "Duration of one reconcile pass of a Livestream.",
-                                            buckets=DURATION_BUCKETS, registry=r)
-        self.kube_request_duration = Histogram(f"{PREFIX}_kube_request_duration_seconds",
-                                               "Kubernetes API calls of the reconcile, by operation (apply: "
-                                               "server-side apply of one child; status_patch: a Livestream's "
-                                               "status), waiting for a free API connection included.",
-                                               ["operation"], buckets=DURATION_BUCKETS, registry=r)
-        self.agent_polls = Counter(f"{PREFIX}_agent_polls", "Polls of a media agent's GET /status, by role and "
-                                   "outcome: ok, unreachable, refused (the agent refuses the agent token), "
-                                   "no_address (no running pod).", ["role", "outcome"], registry=r)
-        self.webhook_deliveries = Counter(f"{PREFIX}_webhook_deliveries", "Webhook delivery attempts by outcome: "
-                                          "delivered, failed (retried with backoff), abandoned (given up).",
-                                          ["outcome"], registry=r)
+        self.reconciles = Counter(
+            f"{PREFIX}_reconciles",
+            "Reconcile passes of Livestreams (apply when needed, then "
+            "the status refresh), by outcome: ok, stalled, retrying, failed.",
+            ["outcome"],
+            registry=r,
+        )
+        self.reconcile_errors = Counter(
+            f"{PREFIX}_reconcile_errors",
+            "Reconcile passes that were not ok, by reason: "
+            "the Stalled condition's reason, KubernetesAPIUnavailable, or the "
+            "unexpected exception's type (an operator bug; see its log).",
+            ["reason"],
+            registry=r,
+        )
+        self.reconcile_duration = Histogram(
+            f"{PREFIX}_reconcile_duration_seconds",
+            "Duration of one reconcile pass of a Livestream.",
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.kube_request_duration = Histogram(
+            f"{PREFIX}_kube_request_duration_seconds",
+            "Kubernetes API calls of the reconcile, by operation (apply: "
+            "server-side apply of one child; status_patch: a Livestream's "
+            "status), waiting for a free API connection included.",
+            ["operation"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.agent_polls = Counter(
+            f"{PREFIX}_agent_polls",
+            "Polls of a media agent's GET /status, by role and "
+            "outcome: ok, unreachable, refused (the agent refuses the agent token), "
+            "no_address (no running pod).",
+            ["role", "outcome"],
+            registry=r,
+        )
+        self.webhook_deliveries = Counter(
+            f"{PREFIX}_webhook_deliveries",
+            "Webhook delivery attempts by outcome: delivered, failed (retried with backoff), abandoned (given up).",
+            ["outcome"],
+            registry=r,
+        )
         for outcome in (DELIVERED, DELIVERY_FAILED, ABANDONED):
             self.webhook_deliveries.labels(outcome)
         info = Gauge(f"{PREFIX}_build_info", "The running operator's version (always 1).", ["version"], registry=r)
@@ -165,21 +190,31 @@ class LivestreamGauges(Collector):
                 stalled[state.problem.reason] += 1
             for role_key, report in state.agents.items():
                 unreachable[role_key] += 0 if report.reachable else 1
-        by_phase = GaugeMetricFamily(f"{PREFIX}_livestreams", "Livestreams this operator reconciles, by the phase "
-                                     "in their status (unknown: no status written yet).", labels=["phase"])
+        by_phase = GaugeMetricFamily(
+            f"{PREFIX}_livestreams",
+            "Livestreams this operator reconciles, by the phase in their status (unknown: no status written yet).",
+            labels=["phase"],
+        )
         for phase, count in sorted(phases.items()):
             by_phase.add_metric([phase], count)
         yield by_phase
-        yield GaugeMetricFamily(f"{PREFIX}_livestreams_live", "Livestreams whose main ingest receives media "
-                                "(status.live).", value=live)
-        by_reason = GaugeMetricFamily(f"{PREFIX}_livestreams_stalled", "Livestreams the operator cannot converge "
-                                      "until the user changes something, by the Stalled condition's reason.",
-                                      labels=["reason"])
+        yield GaugeMetricFamily(
+            f"{PREFIX}_livestreams_live", "Livestreams whose main ingest receives media (status.live).", value=live
+        )
+        by_reason = GaugeMetricFamily(
+            f"{PREFIX}_livestreams_stalled",
+            "Livestreams the operator cannot converge "
+            "until the user changes something, by the Stalled condition's reason.",
+            labels=["reason"],
+        )
         for reason, count in sorted(stalled.items()):
             by_reason.add_metric([reason], count)
         yield by_reason
-        by_role = GaugeMetricFamily(f"{PREFIX}_agents_unreachable", "Media agents that did not answer the last "
-                                    "status poll, by role key.", labels=["role"])
+        by_role = GaugeMetricFamily(
+            f"{PREFIX}_agents_unreachable",
+            "Media agents that did not answer the last status poll, by role key.",
+            labels=["role"],
+        )
         for role_key, count in sorted(unreachable.items()):
             by_role.add_metric([role_key], count)
         yield by_role
@@ -199,7 +234,9 @@ async def serve(metrics: OperatorMetrics, port: int, host: str = "0.0.0.0") -> w
         await web.TCPSite(runner, host, port).start()
     except OSError as exc:
         await runner.cleanup()
-        raise MetricsPortUnavailable(f"cannot serve metrics on {host}:{port} ({exc.strerror or exc}); set "
-                                     "ONAIR_METRICS_PORT to a free port, or leave it empty to serve none") from None
+        raise MetricsPortUnavailable(
+            f"cannot serve metrics on {host}:{port} ({exc.strerror or exc}); set "
+            "ONAIR_METRICS_PORT to a free port, or leave it empty to serve none"
+        ) from None
     log.info("serving the operator's metrics on http://%s:%d%s", host, port, METRICS_PATH)
     return runner

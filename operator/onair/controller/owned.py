@@ -20,6 +20,7 @@ The same watches feed an index (``index_child``) of every labelled child per Liv
 Pods of media roles are watched too (same label): their IPs are how the operator reaches agents
 in a real cluster (the Services expose only the push and playback ports, never the agent API).
 """
+
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -40,15 +41,23 @@ CHILD_INDEXES = tuple(f"children_{plural}" for _, _, plural in CHILD_RESOURCES)
 CHILD_LABELS: dict[str, Any] = {"app.kubernetes.io/managed-by": MANAGER, LABEL_LIVESTREAM: kopf.PRESENT}
 
 
-async def index_child(namespace: Optional[str], name: str, body: kopf.Body, meta: kopf.Meta, labels: kopf.Labels,
-                      **_: Any) -> dict:
+async def index_child(
+    namespace: Optional[str], name: str, body: kopf.Body, meta: kopf.Meta, labels: kopf.Labels, **_: Any
+) -> dict:
     # async: kopf runs a plain def in its thread pool, which cost more than the work itself
     # (one hand-off per child event).
     controller = next((ref.get("uid") for ref in meta.get("ownerReferences") or () if ref.get("controller")), None)
-    return {(namespace, labels.get(LABEL_LIVESTREAM)): KnownChild(
-        kind=body.get("kind") or "", name=name, controller_uid=controller,
-        deleting=bool(meta.get("deletionTimestamp")), marker=version_marker(body),
-        digest=(meta.get("annotations") or {}).get(MANIFEST_DIGEST_ANNOTATION), untouched=untouched_since_apply(meta))}
+    return {
+        (namespace, labels.get(LABEL_LIVESTREAM)): KnownChild(
+            kind=body.get("kind") or "",
+            name=name,
+            controller_uid=controller,
+            deleting=bool(meta.get("deletionTimestamp")),
+            marker=version_marker(body),
+            digest=(meta.get("annotations") or {}).get(MANIFEST_DIGEST_ANNOTATION),
+            untouched=untouched_since_apply(meta),
+        )
+    }
 
 
 def note_ingest_service(rt: Runtime, event: kopf.RawEvent, body: kopf.Body) -> None:
@@ -106,22 +115,25 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime, watch_pods: bool) -> 
     if not watch_pods:
         return
 
-    @kopf.on.event("", "v1", "pods", id="agent-pods", registry=registry,
-                   labels=CHILD_LABELS)
+    @kopf.on.event("", "v1", "pods", id="agent-pods", registry=registry, labels=CHILD_LABELS)
     async def on_pod(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         meta = body.metadata
         # The watch's label selector guarantees the Livestream label; a pod without a component is
         # no agent of a role and keys as "".
-        key = (meta.namespace or "", meta.labels.get(LABEL_LIVESTREAM) or "",
-               meta.labels.get("app.kubernetes.io/component") or "")
+        key = (
+            meta.namespace or "",
+            meta.labels.get(LABEL_LIVESTREAM) or "",
+            meta.labels.get("app.kubernetes.io/component") or "",
+        )
         status = body.status
         ip = status.get("podIP")
         alive = event.get("type") != "DELETED" and not meta.deletion_timestamp and status.get("phase") == "Running"
         pods = rt.agent_pods.setdefault(key, {})
         if alive and ip:
             ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or ())
-            pods[meta.name] = AgentPod(ready=ready, created=meta.creation_timestamp or "", ip=ip,
-                                       host_ip=status.get("hostIP"))
+            pods[meta.name] = AgentPod(
+                ready=ready, created=meta.creation_timestamp or "", ip=ip, host_ip=status.get("hostIP")
+            )
         else:
             pods.pop(meta.name, None)
         agent = current_agent_pod(pods.values())

@@ -10,6 +10,7 @@ Split in two halves so the status daemon can refresh status every poll without r
 Callers hold ``state.lock``. Problems a user can fix become ``Stalled`` conditions and Warning
 Events (never exceptions); only transient API failures raise ``KubeError`` for a retry.
 """
+
 from __future__ import annotations
 
 import logging
@@ -90,13 +91,17 @@ def _calltype(rt: Runtime, name: str) -> tuple[Optional[CallType], Optional[str]
         model, problem = cached[1], cached[2]
         return model, version if model is not None else None, problem
     try:
-        model = CallType.model_validate({k: body.get(k) for k in ("apiVersion", "kind", "metadata", "spec")
-                                         if body.get(k) is not None})
+        model = CallType.model_validate(
+            {k: body.get(k) for k in ("apiVersion", "kind", "metadata", "spec") if body.get(k) is not None}
+        )
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        problem = Problem(INVALID_CALLTYPE, f"CallType {name!r} is invalid at {where}: {first['msg']}; "
-                                            "fix the CallType (kubectl edit calltype " + name + ")")
+        problem = Problem(
+            INVALID_CALLTYPE,
+            f"CallType {name!r} is invalid at {where}: {first['msg']}; "
+            "fix the CallType (kubectl edit calltype " + name + ")",
+        )
         rt.parsed_calltypes[name] = (version, None, problem)
         return None, None, problem
     rt.parsed_calltypes[name] = (version, model, None)
@@ -153,9 +158,16 @@ async def sync_children(rt: Runtime, state: LivestreamState, ls: Mapping, body: 
         return
     try:
         creds = await _credentials(rt, state)
-        rendered = render_children(ls, calltype, rt.config, creds, now=rt.clock(),
-                                   exposure=ingest_exposures(rt, state.namespace, state.name),
-                                   turn_secret=rt.config.read_turn_secret(), resolved=resolved)
+        rendered = render_children(
+            ls,
+            calltype,
+            rt.config,
+            creds,
+            now=rt.clock(),
+            exposure=ingest_exposures(rt, state.namespace, state.name),
+            turn_secret=rt.config.read_turn_secret(),
+            resolved=resolved,
+        )
         ingest_rollout = await rollout.plan(rt, state, rendered, ls.get("status"))
     except KubeError:
         state.dirty.update(reasons or {"retry"})
@@ -170,9 +182,14 @@ async def sync_children(rt: Runtime, state: LivestreamState, ls: Mapping, body: 
         # there are none: children the live objects show untouched are still skipped).
         state.children.digests.clear()
     try:
-        result = await apply_children(rt.kube, rollout.staggered(rendered, ingest_rollout), ls["metadata"],
-                                      state.children.versions, known=rt.known_children(state.namespace, state.name),
-                                      applied_digests=state.children.digests)
+        result = await apply_children(
+            rt.kube,
+            rollout.staggered(rendered, ingest_rollout),
+            ls["metadata"],
+            state.children.versions,
+            known=rt.known_children(state.namespace, state.name),
+            applied_digests=state.children.digests,
+        )
     except KubeError as exc:
         if exc.transient:
             state.dirty.update(reasons or {"retry"})
@@ -200,12 +217,18 @@ async def sync_children(rt: Runtime, state: LivestreamState, ls: Mapping, body: 
     members.report_unknown_roles(state, body, rendered)
     drift = [r for r in reasons if r.startswith("child ")]
     if result.changed or result.created or result.pruned:
-        log.info("%s/%s: applied %s%s%s", state.namespace, state.name,
-                 ", ".join(result.changed) or "nothing new",
-                 f"; created {', '.join(result.created)}" if result.created else "",
-                 f"; pruned {', '.join(result.pruned)}" if result.pruned else "")
+        log.info(
+            "%s/%s: applied %s%s%s",
+            state.namespace,
+            state.name,
+            ", ".join(result.changed) or "nothing new",
+            f"; created {', '.join(result.created)}" if result.created else "",
+            f"; pruned {', '.join(result.pruned)}" if result.pruned else "",
+        )
         if drift and not first:
-            events.normal(body, "DriftCorrected", f"Restored children changed outside the operator: {'; '.join(drift)}"[:1000])
+            events.normal(
+                body, "DriftCorrected", f"Restored children changed outside the operator: {'; '.join(drift)}"[:1000]
+            )
         if result.pruned:
             events.normal(body, "ChildrenPruned", f"Deleted children no longer needed: {', '.join(result.pruned)}")
 
@@ -222,8 +245,9 @@ def _parse_time(value: Any) -> Optional[datetime]:
     return None
 
 
-async def _dvr_clear(rt: Runtime, state: LivestreamState, ls: Mapping, body: Mapping,
-                     stored: Mapping) -> Optional[datetime]:
+async def _dvr_clear(
+    rt: Runtime, state: LivestreamState, ls: Mapping, body: Mapping, stored: Mapping
+) -> Optional[datetime]:
     wanted = _parse_time(ls["spec"].get("dvrClearedAt"))
     if wanted is None or state.rendered is None or "origin" not in state.rendered.agent_configs:
         return None
@@ -241,13 +265,22 @@ async def _dvr_clear(rt: Runtime, state: LivestreamState, ls: Mapping, body: Map
     return None
 
 
-async def sync_status(rt: Runtime, state: LivestreamState, ls: Mapping, body: Mapping, poll_agents: bool = True) -> None:
+async def sync_status(
+    rt: Runtime, state: LivestreamState, ls: Mapping, body: Mapping, poll_agents: bool = True
+) -> None:
     now = rt.clock()
     stored = state.status if state.status is not None else dict(ls.get("status") or {})
     generation = ls["metadata"].get("generation")
     if state.problem is not None or state.rendered is None:
-        new = livestream_status(lifecycle=None, rendered=None, agents={}, previous=stored,
-                                generation=generation, now=now, problem=state.problem)
+        new = livestream_status(
+            lifecycle=None,
+            rendered=None,
+            agents={},
+            previous=stored,
+            generation=generation,
+            now=now,
+            problem=state.problem,
+        )
         await write_status(rt, state, body, stored, new)
         return
     rendered = state.rendered
@@ -260,13 +293,17 @@ async def sync_status(rt: Runtime, state: LivestreamState, ls: Mapping, body: Ma
     if poll_agents:
         # Which sources exist is the render's business, not the lifecycle's.
         desired = to_agent_desired(lifecycle, generation or 0).model_copy(
-            update={"backup": "ingest-backup" in rendered.agent_configs,
-                    "members": grants.publish_members(spec, rendered.members)})
+            update={
+                "backup": "ingest-backup" in rendered.agent_configs,
+                "members": grants.publish_members(spec, rendered.members),
+            }
+        )
         if desired != state.desired_sent:
             state.desired_sent = desired
             state.converging_until = now + timedelta(seconds=CONVERGE_WINDOW_SECONDS)
-        state.agents = await rt.agent_client.poll(state.namespace, state.name, list(rendered.agent_configs), desired,
-                                            token=_agent_token(state))
+        state.agents = await rt.agent_client.poll(
+            state.namespace, state.name, list(rendered.agent_configs), desired, token=_agent_token(state)
+        )
         rt.metrics.agents_polled(state.agents)
         _watch_agent_credentials(state, body)
     cleared = await _dvr_clear(rt, state, ls, body, stored) if poll_agents else None
@@ -275,8 +312,7 @@ async def sync_status(rt: Runtime, state: LivestreamState, ls: Mapping, body: Ma
         _watch_broadcast(rt, state, body, agents, now)
         if state.refusals is None:
             state.refusals = refusals.RefusalAnnouncer(rt.refusal_event_interval_seconds)
-        refusals.announce(state.refusals, body, agents, state.namespace, state.name, rendered.credentials_secret,
-                          now)
+        refusals.announce(state.refusals, body, agents, state.namespace, state.name, rendered.credentials_secret, now)
     recorder = agents.get("recorder")
     if poll_agents and isinstance(recorder, RecorderStatus):
         # Before the status names them: a Recording named in status.recordings exists.
@@ -286,10 +322,19 @@ async def sync_status(rt: Runtime, state: LivestreamState, ls: Mapping, body: Ma
         state.pod_problems = await _pod_problems(rt, state, missing)
     elif not missing:
         state.pod_problems = {}
-    new = livestream_status(lifecycle=lifecycle, rendered=rendered, agents=agents, previous=stored, name=state.name,
-                            generation=state.rendered_generation, now=now, dvr_cleared_at=cleared,
-                            broadcast_failure=state.broadcast_failure, pod_problems=state.pod_problems,
-                            ingest_rollout=state.ingest_rollout.message if state.ingest_rollout.held else None)
+    new = livestream_status(
+        lifecycle=lifecycle,
+        rendered=rendered,
+        agents=agents,
+        previous=stored,
+        name=state.name,
+        generation=state.rendered_generation,
+        now=now,
+        dvr_cleared_at=cleared,
+        broadcast_failure=state.broadcast_failure,
+        pod_problems=state.pod_problems,
+        ingest_rollout=state.ingest_rollout.message if state.ingest_rollout.held else None,
+    )
     await write_status(rt, state, body, stored, new)
 
 
@@ -304,8 +349,9 @@ def ingest_exposures(rt: Runtime, namespace: str, name: str) -> dict[str, Ingest
     return exposure
 
 
-def with_public_ingest(rt: Runtime, state: LivestreamState, spec: LivestreamSpec,
-                       rendered: RenderedChildren) -> RenderedChildren:
+def with_public_ingest(
+    rt: Runtime, state: LivestreamState, spec: LivestreamSpec, rendered: RenderedChildren
+) -> RenderedChildren:
     """The render with the ingest URLs encoders outside the cluster dial: the nodePorts and load
     balancer address Kubernetes assigned after the Services were applied, and the ingest pods' nodes."""
     exposure = ingest_exposures(rt, state.namespace, state.name)
@@ -342,16 +388,22 @@ def _watch_agent_credentials(state: LivestreamState, body: Mapping) -> None:
     refusing = {key: r.refused for key, r in state.agents.items() if r.refused}
     for key in sorted(set(refusing) - state.agents_refusing):
         secret = rcreds.secret_name(state.name)
-        events.warn(body, AGENT_REFUSED_CREDENTIAL, (
-            f"The {key} agent refuses the operator's agent token ({refusing[key]}), so its status is unknown and "
-            f"the desired state does not reach it. Its pod must mount key {rcreds.AGENT_TOKEN} of Secret {secret}: "
-            "after the key was changed the kubelet updates the file within about a minute; otherwise delete the "
-            "pod so that it restarts with the current Secret.")[:1000])
+        events.warn(
+            body,
+            AGENT_REFUSED_CREDENTIAL,
+            (
+                f"The {key} agent refuses the operator's agent token ({refusing[key]}), so its status is unknown and "
+                f"the desired state does not reach it. Its pod must mount key {rcreds.AGENT_TOKEN} of Secret {secret}: "
+                "after the key was changed the kubelet updates the file within about a minute; otherwise delete the "
+                "pod so that it restarts with the current Secret."
+            )[:1000],
+        )
     state.agents_refusing = frozenset(refusing)
 
 
-def _watch_broadcast(rt: Runtime, state: LivestreamState, body: Mapping, agents: Mapping[str, Any],
-                     now: datetime) -> None:
+def _watch_broadcast(
+    rt: Runtime, state: LivestreamState, body: Mapping, agents: Mapping[str, Any], now: datetime
+) -> None:
     """A failure that outlasts the grace period (a transcoder starting needs a few seconds to its
     first segment) becomes ``state.broadcast_failure``: a BroadcastingFailed Warning Event once,
     Ready=False for as long as it lasts, BroadcastingRecovered after."""
@@ -369,8 +421,10 @@ def _watch_broadcast(rt: Runtime, state: LivestreamState, body: Mapping, agents:
     if (now - state.broadcast_failing_since).total_seconds() < rt.broadcast_grace_seconds:
         return
     transcoder = f"deploy/{child_name(state.name, 'transcoder')}"
-    message = (f"HLS/DASH broadcasting should be on and the input is live, but {problem}. The transcoder "
-               f"retries by itself; its log says why: kubectl logs -n {state.namespace} {transcoder}")
+    message = (
+        f"HLS/DASH broadcasting should be on and the input is live, but {problem}. The transcoder "
+        f"retries by itself; its log says why: kubectl logs -n {state.namespace} {transcoder}"
+    )
     if state.broadcast_failure is None:
         events.warn(body, BROADCASTING_FAILED, message)
     state.broadcast_failure = message

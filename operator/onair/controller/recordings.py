@@ -26,6 +26,7 @@ While it cannot finish, the ``MediaDeleted`` condition (False) says why and how 
 Warning Event each time the reason changes; the handler keeps retrying with backoff, never gives
 up silently, and stops when the object is gone (someone removed the finalizer by hand).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -36,14 +37,30 @@ import kopf
 
 from onair.api.agent import RecorderStatus
 from onair.api.meta import GROUP, LABEL_LIVESTREAM, VERSION
-from onair.api.recording import (MEDIA_DELETED, MEDIA_DELETED_EVENT, MEDIA_DELETION_FAILED, MEDIA_DELETION_PENDING,
-                                 OBJECT_DELETION_NOT_CONFIGURED, RECORDER_UNREACHABLE, RECORDING_CREATED_EVENT)
+from onair.api.recording import (
+    MEDIA_DELETED,
+    MEDIA_DELETED_EVENT,
+    MEDIA_DELETION_FAILED,
+    MEDIA_DELETION_PENDING,
+    OBJECT_DELETION_NOT_CONFIGURED,
+    RECORDER_UNREACHABLE,
+    RECORDING_CREATED_EVENT,
+)
 from onair.endpoints import RECORDINGS_PATH
 from onair.render.child_names import recordings_claim
 from onair.render.conditions import find_condition, set_condition
 from onair.render.pods import pod_problem
-from onair.render.recordings import (deletion_pod, deletion_pod_name, deletion_s3_config, object_storage_location,
-                                     recording_manifest, recording_name, recording_spec, recording_status, spec_update)
+from onair.render.recordings import (
+    deletion_pod,
+    deletion_pod_name,
+    deletion_s3_config,
+    object_storage_location,
+    recording_manifest,
+    recording_name,
+    recording_spec,
+    recording_status,
+    spec_update,
+)
 
 from . import events
 from onair.kube import POD, RECORDING, KubeError
@@ -86,25 +103,34 @@ async def sync(rt: Runtime, state: LivestreamState, ls: Mapping, body: Mapping, 
     volume_url = _volume_url(rt, state) if storage is None else None
     uid = ls["metadata"].get("uid")
     # Every poll lists up to 50 sessions per Livestream: only a changed one is rendered and written.
-    wanted = {recording_name(state.name, s.session): (s, (_fingerprint(s, claim, storage), volume_url))
-              for s in recorder.recordings}
+    wanted = {
+        recording_name(state.name, s.session): (s, (_fingerprint(s, claim, storage), volume_url))
+        for s in recorder.recordings
+    }
     todo = {name: pair for name, pair in wanted.items() if state.recording_specs.get(name) != pair[1]}
     if todo:
         try:
-            existing = {obj["metadata"]["name"]: obj for obj in await rt.kube.list(
-                RECORDING, state.namespace, {LABEL_LIVESTREAM: state.name})}
+            existing = {
+                obj["metadata"]["name"]: obj
+                for obj in await rt.kube.list(RECORDING, state.namespace, {LABEL_LIVESTREAM: state.name})
+            }
         except KubeError as exc:
-            log.warning("%s/%s: cannot list its Recordings (%s); retrying at the next poll",
-                        state.namespace, state.name, exc)
+            log.warning(
+                "%s/%s: cannot list its Recordings (%s); retrying at the next poll", state.namespace, state.name, exc
+            )
             return
         for name, (session, fingerprint) in todo.items():
             spec = recording_spec(state.name, uid, session, claim, storage)
             try:
-                await _ensure(rt, state, body, name, session, spec, claim, uid, existing.get(name), storage,
-                              volume_url)
+                await _ensure(rt, state, body, name, session, spec, claim, uid, existing.get(name), storage, volume_url)
             except KubeError as exc:
-                log.warning("%s/%s: cannot create or update Recording %s (%s); retrying at the next poll",
-                            state.namespace, state.name, name, exc)
+                log.warning(
+                    "%s/%s: cannot create or update Recording %s (%s); retrying at the next poll",
+                    state.namespace,
+                    state.name,
+                    name,
+                    exc,
+                )
                 continue
             state.recording_specs[name] = fingerprint
     # Sessions no longer listed (deleted, or older than the latest 50) need no memory.
@@ -114,9 +140,15 @@ async def sync(rt: Runtime, state: LivestreamState, ls: Mapping, body: Mapping, 
 
 def _fingerprint(session: Any, claim: str, storage: Optional[dict]) -> tuple:
     """What a Recording's spec is made of, cheap to compare (no rendering)."""
-    return (session.session, session.ended_at, session.duration_seconds, session.record_type, claim,
-            tuple(sorted((storage or {}).items())),
-            tuple((p.file, p.bytes, p.duration_seconds, p.object, p.upload_error) for p in session.parts))
+    return (
+        session.session,
+        session.ended_at,
+        session.duration_seconds,
+        session.record_type,
+        claim,
+        tuple(sorted((storage or {}).items())),
+        tuple((p.file, p.bytes, p.duration_seconds, p.object, p.upload_error) for p in session.parts),
+    )
 
 
 def _volume_url(rt: Runtime, state: LivestreamState) -> Optional[str]:
@@ -127,9 +159,19 @@ def _volume_url(rt: Runtime, state: LivestreamState) -> Optional[str]:
     return f"{rt.config.playback_base_url(state.name, state.namespace).rstrip('/')}/{RECORDINGS_PATH}"
 
 
-async def _ensure(rt: Runtime, state: LivestreamState, body: Mapping, name: str, session: Any, wanted: dict,
-                  claim: str, uid: Optional[str], current: Optional[dict], storage: Optional[dict],
-                  volume_url: Optional[str] = None) -> None:
+async def _ensure(
+    rt: Runtime,
+    state: LivestreamState,
+    body: Mapping,
+    name: str,
+    session: Any,
+    wanted: dict,
+    claim: str,
+    uid: Optional[str],
+    current: Optional[dict],
+    storage: Optional[dict],
+    volume_url: Optional[str] = None,
+) -> None:
     if current is None:
         manifest = recording_manifest(state.namespace, state.name, uid, session, claim, FINALIZER, storage)
         try:
@@ -140,9 +182,14 @@ async def _ensure(rt: Runtime, state: LivestreamState, body: Mapping, name: str,
             raise
         await _write_status(rt, created, volume_url if claim == manifest["spec"].get("persistentVolumeClaim") else None)
         status = recording_status(manifest["spec"])
-        events.normal(body, RECORDING_CREATED_EVENT, (
-            f"Recording {name}: {status['duration']}, {status['size']} in {len(session.parts)} part(s) "
-            f"({session.end_reason}). kubectl get recording {name} -n {state.namespace}"))
+        events.normal(
+            body,
+            RECORDING_CREATED_EVENT,
+            (
+                f"Recording {name}: {status['duration']}, {status['size']} in {len(session.parts)} part(s) "
+                f"({session.end_reason}). kubectl get recording {name} -n {state.namespace}"
+            ),
+        )
         return
     if (current.get("metadata") or {}).get("deletionTimestamp"):
         return  # being deleted: its media are going, nothing to update
@@ -165,8 +212,12 @@ async def livestream_gone(rt: Runtime, namespace: str, livestream: str) -> None:
     except KubeError as exc:
         if exc.status == 404:  # the namespace went too, Recordings with it
             return
-        log.warning("%s/%s is gone but its Recordings' playback could not be updated (%s); a restarted operator "
-                    "does it", namespace, livestream, exc)
+        log.warning(
+            "%s/%s is gone but its Recordings' playback could not be updated (%s); a restarted operator does it",
+            namespace,
+            livestream,
+            exc,
+        )
 
 
 def _volume_url_of(rt: Runtime, namespace: str, spec: Mapping) -> Optional[str]:
@@ -217,15 +268,22 @@ async def delete_media(rt: Runtime, body: Mapping, progress: dict) -> str:
         urls = ", ".join(o.get("url", "?") for o in objects)
         volume = "The files on the volume are deleted; " if progress.get("volume") else ""
         state = _recorder_of(rt, namespace, spec)
-        why = (f"the recorder of Livestream {state.name} uploads to no object storage any more "
-               "(recording.storage.s3 is not set)" if state is not None else
-               "this Recording does not say which object storage its parts were uploaded to (no "
-               "spec.objectStorage: it was created before onair recorded it, or by hand)")
-        raise NotYet(OBJECT_DELETION_NOT_CONFIGURED, (
-            f"object storage deletion not configured: {why}. {volume}{len(objects)} part(s) of this recording were "
-            f"uploaded ({urls}) and are left. Delete them from the bucket yourself, then let the Recording go: "
-            f"kubectl patch recording {name} -n {namespace} --type json "
-            "-p '[{\"op\":\"remove\",\"path\":\"/metadata/finalizers\"}]'"))
+        why = (
+            f"the recorder of Livestream {state.name} uploads to no object storage any more "
+            "(recording.storage.s3 is not set)"
+            if state is not None
+            else "this Recording does not say which object storage its parts were uploaded to (no "
+            "spec.objectStorage: it was created before onair recorded it, or by hand)"
+        )
+        raise NotYet(
+            OBJECT_DELETION_NOT_CONFIGURED,
+            (
+                f"object storage deletion not configured: {why}. {volume}{len(objects)} part(s) of this recording were "
+                f"uploaded ({urls}) and are left. Delete them from the bucket yourself, then let the Recording go: "
+                f"kubectl patch recording {name} -n {namespace} --type json "
+                '-p \'[{"op":"remove","path":"/metadata/finalizers"}]\''
+            ),
+        )
     return "; ".join(progress.values()) or "nothing was stored"
 
 
@@ -256,13 +314,21 @@ async def _delete_files(rt: Runtime, body: Mapping, has_objects: bool) -> tuple[
             what = "uploaded objects and files" if has_objects and uploads else "files"
             return f"{what} (through the recorder, volume {spec['persistentVolumeClaim']}): {detail}", uploads
     if ok is None:
-        raise NotYet(RECORDER_UNREACHABLE, (
-            f"the recorder of Livestream {state.name} holds volume {spec['persistentVolumeClaim']} but cannot be "
-            f"asked to delete the files: {detail}. Retrying; the deletion goes on once the recorder pod runs "
-            f"(kubectl get pods -n {namespace} -l app.kubernetes.io/instance={state.name})."))
-    raise NotYet(MEDIA_DELETION_FAILED, (
-        f"the recorder of Livestream {state.name} could not delete the media of {spec['session']}: {detail}. "
-        f"Retrying; its log says more: kubectl logs -n {namespace} deploy/{state.name}-recorder"))
+        raise NotYet(
+            RECORDER_UNREACHABLE,
+            (
+                f"the recorder of Livestream {state.name} holds volume {spec['persistentVolumeClaim']} but cannot be "
+                f"asked to delete the files: {detail}. Retrying; the deletion goes on once the recorder pod runs "
+                f"(kubectl get pods -n {namespace} -l app.kubernetes.io/instance={state.name})."
+            ),
+        )
+    raise NotYet(
+        MEDIA_DELETION_FAILED,
+        (
+            f"the recorder of Livestream {state.name} could not delete the media of {spec['session']}: {detail}. "
+            f"Retrying; its log says more: kubectl logs -n {namespace} deploy/{state.name}-recorder"
+        ),
+    )
 
 
 async def _delete_with_pod(rt: Runtime, body: Mapping) -> str:
@@ -279,16 +345,24 @@ async def _delete_with_pod(rt: Runtime, body: Mapping) -> str:
             if exc.status == 403 and NAMESPACE_TERMINATING in exc.message:
                 # Nothing can mount the volume any more, and the claim goes with the namespace; a
                 # finalizer that waited for a pod here would keep the namespace from ever going.
-                return (f"no pod can run in namespace {namespace}, {NAMESPACE_GOING}: the files go with "
-                        f"PersistentVolumeClaim {spec['persistentVolumeClaim']} (they stay on its volume only if "
-                        "the PersistentVolume's reclaimPolicy is Retain)")
+                return (
+                    f"no pod can run in namespace {namespace}, {NAMESPACE_GOING}: the files go with "
+                    f"PersistentVolumeClaim {spec['persistentVolumeClaim']} (they stay on its volume only if "
+                    "the PersistentVolume's reclaimPolicy is Retain)"
+                )
             if exc.status != 409:
-                raise NotYet(MEDIA_DELETION_FAILED, (
-                    f"cannot create pod {pod_name} to delete the files on volume {spec['persistentVolumeClaim']} "
-                    f"(no recorder runs on it): {exc.message}")) from None
-        raise NotYet(MEDIA_DELETION_PENDING, (
-            f"no recorder runs on volume {spec['persistentVolumeClaim']}: pod {pod_name} deletes the files"),
-            warn=False)
+                raise NotYet(
+                    MEDIA_DELETION_FAILED,
+                    (
+                        f"cannot create pod {pod_name} to delete the files on volume {spec['persistentVolumeClaim']} "
+                        f"(no recorder runs on it): {exc.message}"
+                    ),
+                ) from None
+        raise NotYet(
+            MEDIA_DELETION_PENDING,
+            (f"no recorder runs on volume {spec['persistentVolumeClaim']}: pod {pod_name} deletes the files"),
+            warn=False,
+        )
     status = pod.get("status") or {}
     phase = status.get("phase")
     said = _termination_message(pod)
@@ -299,14 +373,22 @@ async def _delete_with_pod(rt: Runtime, body: Mapping) -> str:
         # Gone, so that the next attempt starts a new one.
         await rt.kube.delete(POD, namespace, pod_name, uid=pod["metadata"].get("uid"))
         why = said or status.get("message") or status.get("reason") or "no message"
-        raise NotYet(MEDIA_DELETION_FAILED, (
-            f"pod {pod_name} could not delete the files on volume {spec['persistentVolumeClaim']}: {why}. "
-            "Retrying with a new pod."))
+        raise NotYet(
+            MEDIA_DELETION_FAILED,
+            (
+                f"pod {pod_name} could not delete the files on volume {spec['persistentVolumeClaim']}: {why}. "
+                "Retrying with a new pod."
+            ),
+        )
     problem = pod_problem(pod)
     if problem:
-        raise NotYet(MEDIA_DELETION_FAILED, (
-            f"{problem}. The files on volume {spec['persistentVolumeClaim']} are deleted once it runs "
-            "(a ReadWriteOnce volume can only be mounted on the node that holds it)."))
+        raise NotYet(
+            MEDIA_DELETION_FAILED,
+            (
+                f"{problem}. The files on volume {spec['persistentVolumeClaim']} are deleted once it runs "
+                "(a ReadWriteOnce volume can only be mounted on the node that holds it)."
+            ),
+        )
     raise NotYet(MEDIA_DELETION_PENDING, f"pod {pod_name} deletes the files ({phase or 'created'})", warn=False)
 
 
@@ -323,8 +405,15 @@ async def _report(rt: Runtime, body: Mapping, stored: Optional[dict], not_yet: N
     """Set MediaDeleted=False with the reason; a Warning Event when the reason or message is new."""
     meta = body["metadata"]
     before = find_condition((stored or {}).get("conditions"), MEDIA_DELETED)
-    conditions = set_condition((stored or {}).get("conditions"), MEDIA_DELETED, False, not_yet.reason,
-                               not_yet.message[:32000], meta.get("generation"), rt.clock())
+    conditions = set_condition(
+        (stored or {}).get("conditions"),
+        MEDIA_DELETED,
+        False,
+        not_yet.reason,
+        not_yet.message[:32000],
+        meta.get("generation"),
+        rt.clock(),
+    )
     if before is None or (before.get("reason"), before.get("message")) != (not_yet.reason, not_yet.message[:32000]):
         try:
             await rt.kube.patch_status(RECORDING, meta["namespace"], meta["name"], {"conditions": conditions})
@@ -343,9 +432,11 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
         # A Recording restored from a backup (or created by hand) comes without its columns.
         if not (body.get("metadata") or {}).get("deletionTimestamp"):
             spec = dict(body.get("spec") or {})
-            await _write_status(rt, {"metadata": dict(body["metadata"]), "spec": spec,
-                                     "status": dict(body.get("status") or {})},
-                                _volume_url_of(rt, body["metadata"]["namespace"], spec))
+            await _write_status(
+                rt,
+                {"metadata": dict(body["metadata"]), "spec": spec, "status": dict(body.get("status") or {})},
+                _volume_url_of(rt, body["metadata"]["namespace"], spec),
+            )
 
     kopf.on.resume(*RESOURCE, id="columns", registry=registry)(derive_status)
     kopf.on.create(*RESOURCE, id="columns", registry=registry)(derive_status)
@@ -389,6 +480,7 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
             except KubeError:
                 continue
             if current is None or FINALIZER not in ((current.get("metadata") or {}).get("finalizers") or ()):
-                log.info("recording %s/%s: its finalizer was removed by hand; its media were not deleted",
-                         namespace, name)
+                log.info(
+                    "recording %s/%s: its finalizer was removed by hand; its media were not deleted", namespace, name
+                )
                 return

@@ -10,6 +10,7 @@ last ``interval`` (older refusals were announced by the previous operator, or ar
 an agent restart (its counts start over) is recognised by an entry's changed ``firstAt`` or a
 count that went down.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -76,18 +77,34 @@ class RefusalAnnouncer:
             if last is not None and (now - last).total_seconds() < self.interval:
                 continue
             assert pending.last is not None and pending.since is not None
-            out.append(rrefusals.RefusalBatch(
-                reason=reason, count=pending.count, since=pending.since, protocols=tuple(pending.protocols),
-                slots=tuple(pending.slots), last_protocol=pending.last.protocol, last_slot=pending.last_slot,
-                last_at=pending.last.last_at, last_address=pending.last.last_address,
-                last_message=pending.last.message))
+            out.append(
+                rrefusals.RefusalBatch(
+                    reason=reason,
+                    count=pending.count,
+                    since=pending.since,
+                    protocols=tuple(pending.protocols),
+                    slots=tuple(pending.slots),
+                    last_protocol=pending.last.protocol,
+                    last_slot=pending.last_slot,
+                    last_at=pending.last.last_at,
+                    last_address=pending.last.last_address,
+                    last_message=pending.last.message,
+                )
+            )
             del self._pending[reason]
             self._announced_at[reason] = now
         return out
 
 
-def announce(announcer: RefusalAnnouncer, body: Mapping[str, Any], agents: Mapping[str, Any], namespace: str,
-             livestream: str, secret: str, now: datetime) -> None:
+def announce(
+    announcer: RefusalAnnouncer,
+    body: Mapping[str, Any],
+    agents: Mapping[str, Any],
+    namespace: str,
+    livestream: str,
+    secret: str,
+    now: datetime,
+) -> None:
     """Feed every reachable ingest's refusals in and post the Events that are due.
     ``agents``: role key -> the agent's status model (None when unreachable)."""
     for status in agents.values():

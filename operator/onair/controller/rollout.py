@@ -9,6 +9,7 @@
   the agents' last reports (two GETs, nothing applied); True when the held slot may roll now,
   which makes that reconcile re-apply. A held slot is never waited on inside a handler.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -47,8 +48,13 @@ def receiving(rt: Runtime, state: LivestreamState) -> dict[str, Optional[bool]]:
     out: dict[str, Optional[bool]] = {}
     for key in SLOTS:
         report = state.agents.get(key)
-        status = (report.status if report is not None and report.reachable
-                  and report.url == rt.agent_client.url(state.namespace, state.name, key) else None)
+        status = (
+            report.status
+            if report is not None
+            and report.reachable
+            and report.url == rt.agent_client.url(state.namespace, state.name, key)
+            else None
+        )
         out[key] = status.receiving if isinstance(status, IngestStatus) else None
     return out
 
@@ -64,18 +70,21 @@ def _active_source(state: LivestreamState, stored: Optional[Mapping[str, Any]]) 
     return stored.get("activeSource") or stored.get("lastActiveSource")
 
 
-async def _decide(rt: Runtime, state: LivestreamState, templates: Mapping[str, str],
-                  stored: Optional[Mapping[str, Any]] = None) -> rr.IngestRollout:
+async def _decide(
+    rt: Runtime, state: LivestreamState, templates: Mapping[str, str], stored: Optional[Mapping[str, Any]] = None
+) -> rr.IngestRollout:
     if not rt.stagger_ingest_rollouts or set(templates) != set(SLOTS):
         return rr.NO_HOLD
-    found = await asyncio.gather(*(rt.kube.get(DEPLOYMENT, state.namespace, child_name(state.name, key))
-                                   for key in SLOTS))
+    found = await asyncio.gather(
+        *(rt.kube.get(DEPLOYMENT, state.namespace, child_name(state.name, key)) for key in SLOTS)
+    )
     observed = {key: rr.observe_deployment(d) if d is not None else None for key, d in zip(SLOTS, found)}
     return rr.plan_ingest_rollout(templates, observed, receiving(rt, state), _active_source(state, stored), rt.clock())
 
 
-async def plan(rt: Runtime, state: LivestreamState, rendered: RenderedChildren,
-               stored: Optional[Mapping[str, Any]]) -> rr.IngestRollout:
+async def plan(
+    rt: Runtime, state: LivestreamState, rendered: RenderedChildren, stored: Optional[Mapping[str, Any]]
+) -> rr.IngestRollout:
     """``stored``: the Livestream's status as read with it. Raises KubeError like any read of the
     reconcile."""
     return await _decide(rt, state, _templates(rendered), stored)
@@ -91,8 +100,9 @@ def staggered(rendered: RenderedChildren, decision: rr.IngestRollout) -> Rendere
     return replace(rendered, objects=objects)
 
 
-def applied(state: LivestreamState, body: Mapping[str, Any], rendered: RenderedChildren,
-            decision: rr.IngestRollout) -> None:
+def applied(
+    state: LivestreamState, body: Mapping[str, Any], rendered: RenderedChildren, decision: rr.IngestRollout
+) -> None:
     state.ingest_rollout = decision
     state.ingest_templates = _templates(rendered)
     if decision.event is not None:

@@ -4,6 +4,7 @@ The kopf registry is built per call from the handler modules' ``register`` funct
 import time, so importing the handlers twice (or running two operators one after the other in
 one interpreter) cannot register anything twice.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,7 +57,9 @@ def connection_info(config: kubeclient.SingleConfig) -> kopf.ConnectionInfo:
     )
 
 
-def build_registry(rt: Runtime, kube_config: kubeclient.SingleConfig, *, watch_pods: bool, namespaces: Sequence[str] = ()) -> kopf.OperatorRegistry:
+def build_registry(
+    rt: Runtime, kube_config: kubeclient.SingleConfig, *, watch_pods: bool, namespaces: Sequence[str] = ()
+) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
     @kopf.on.login(registry=registry)
@@ -85,13 +88,21 @@ def build_registry(rt: Runtime, kube_config: kubeclient.SingleConfig, *, watch_p
     return registry
 
 
-async def operator(*, kubeconfig: Optional[str] = None, context: Optional[str] = None,
-                   namespaces: Optional[Sequence[str]] = None, resolver: Optional[Resolver] = None,
-                   config: Optional[OperatorConfig] = None, stop_flag: Any = None, ready_flag: Any = None,
-                   liveness_endpoint: Optional[str] = None,
-                   resync_seconds: float = 600.0, agent_timeout: float = 2.0,
-                   broadcast_grace_seconds: float = 20.0,
-                   refusal_event_interval_seconds: float = DEFAULT_INTERVAL_SECONDS) -> None:
+async def operator(
+    *,
+    kubeconfig: Optional[str] = None,
+    context: Optional[str] = None,
+    namespaces: Optional[Sequence[str]] = None,
+    resolver: Optional[Resolver] = None,
+    config: Optional[OperatorConfig] = None,
+    stop_flag: Any = None,
+    ready_flag: Any = None,
+    liveness_endpoint: Optional[str] = None,
+    resync_seconds: float = 600.0,
+    agent_timeout: float = 2.0,
+    broadcast_grace_seconds: float = 20.0,
+    refusal_event_interval_seconds: float = DEFAULT_INTERVAL_SECONDS,
+) -> None:
     """Run until ``stop_flag`` is set (or a signal, in the main thread)."""
     config = config or OperatorConfig.from_env()
     namespaces = list(namespaces if namespaces is not None else config.watch_namespaces)
@@ -104,8 +115,15 @@ async def operator(*, kubeconfig: Optional[str] = None, context: Optional[str] =
         return holder["rt"].pod_resolver(namespace, name, role_key)
 
     agent_client = AgentClient(resolver or default_resolver, timeout=agent_timeout)
-    rt = Runtime(config, kube, agent_client, resync_seconds=resync_seconds, broadcast_grace_seconds=broadcast_grace_seconds,
-                 refusal_event_interval_seconds=refusal_event_interval_seconds, metrics=metrics)
+    rt = Runtime(
+        config,
+        kube,
+        agent_client,
+        resync_seconds=resync_seconds,
+        broadcast_grace_seconds=broadcast_grace_seconds,
+        refusal_event_interval_seconds=refusal_event_interval_seconds,
+        metrics=metrics,
+    )
     holder["rt"] = rt
     rt.stagger_ingest_rollouts = resolver is None
     registry = build_registry(rt, kube_config, watch_pods=resolver is None, namespaces=namespaces)
@@ -116,17 +134,24 @@ async def operator(*, kubeconfig: Optional[str] = None, context: Optional[str] =
         # Only Running pods have an agent to reach: Pending ones (most events while pods start)
         # are never sent, and a pod leaving Running arrives as DELETED, which forgets its address.
         settings.watching.field_selectors["", "v1", "pods"] = "status.phase=Running"
-    log.info("onair operator starting: %s, poll every %ss",
-             f"namespaces {', '.join(namespaces)}" if namespaces else "all namespaces",
-             config.status_poll_interval_seconds)
+    log.info(
+        "onair operator starting: %s, poll every %ss",
+        f"namespaces {', '.join(namespaces)}" if namespaces else "all namespaces",
+        config.status_poll_interval_seconds,
+    )
     metrics_server = None
     try:
         if config.metrics_port is not None:
             metrics_server = await serve_metrics(metrics, config.metrics_port)
         await kopf.operator(
-            registry=registry, settings=settings, standalone=True,
-            clusterwide=not namespaces, namespaces=namespaces,
-            stop_flag=stop_flag, ready_flag=ready_flag, liveness_endpoint=liveness_endpoint,
+            registry=registry,
+            settings=settings,
+            standalone=True,
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            stop_flag=stop_flag,
+            ready_flag=ready_flag,
+            liveness_endpoint=liveness_endpoint,
         )
     finally:
         if metrics_server is not None:
@@ -135,17 +160,30 @@ async def operator(*, kubeconfig: Optional[str] = None, context: Optional[str] =
         await kube.close()
 
 
-def run_operator(kubeconfig: Optional[str] = None, namespaces: Optional[Sequence[str]] = None,
-                 resolver: Optional[Resolver] = None, stop_flag: Optional[threading.Event] = None,
-                 ready_flag: Optional[threading.Event] = None, **kwargs: Any) -> None:
+def run_operator(
+    kubeconfig: Optional[str] = None,
+    namespaces: Optional[Sequence[str]] = None,
+    resolver: Optional[Resolver] = None,
+    stop_flag: Optional[threading.Event] = None,
+    ready_flag: Optional[threading.Event] = None,
+    **kwargs: Any,
+) -> None:
     """Blocking: run the operator on a fresh event loop in the calling thread.
 
     From tests: ``threading.Thread(target=run_operator, kwargs=dict(kubeconfig=..., stop_flag=ev))``;
     setting ``stop_flag`` makes it return. ``resolver`` maps (namespace, livestream, role key) to an
     agent base URL (default: the agent pods' IPs from a pods watch).
     """
-    asyncio.run(operator(kubeconfig=kubeconfig, namespaces=namespaces, resolver=resolver,
-                         stop_flag=stop_flag, ready_flag=ready_flag, **kwargs))
+    asyncio.run(
+        operator(
+            kubeconfig=kubeconfig,
+            namespaces=namespaces,
+            resolver=resolver,
+            stop_flag=stop_flag,
+            ready_flag=ready_flag,
+            **kwargs,
+        )
+    )
 
 
 # What kopf and its liveness server log at INFO for every watch event of every object ("Handler
@@ -163,16 +201,24 @@ def configure_logging(*, verbose: bool = False, debug: bool = False) -> None:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog="onair run", description="Run the onair operator against the current kubeconfig "
-                                 "or, inside a Pod, its ServiceAccount.")
+    ap = argparse.ArgumentParser(
+        prog="onair run",
+        description="Run the onair operator against the current kubeconfig or, inside a Pod, its ServiceAccount.",
+    )
     scope = ap.add_mutually_exclusive_group()
-    scope.add_argument("-n", "--namespace", action="append", default=None,
-                       help="watch only this namespace (repeatable; default ONAIR_WATCH_NAMESPACES or all)")
+    scope.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=None,
+        help="watch only this namespace (repeatable; default ONAIR_WATCH_NAMESPACES or all)",
+    )
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
     ap.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, then $KUBECONFIG)")
     ap.add_argument("--context", default=None, help="kubeconfig context")
-    ap.add_argument("--liveness", default=None, metavar="URL",
-                    help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz")
+    ap.add_argument(
+        "--liveness", default=None, metavar="URL", help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz"
+    )
     ap.add_argument("-v", "--verbose", action="store_true")
     ap.add_argument("--debug", action="store_true")
     args = ap.parse_args(argv)
@@ -185,8 +231,15 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     namespaces: Optional[list[str]] = [] if args.all_namespaces else args.namespace
     try:
-        asyncio.run(operator(kubeconfig=args.kubeconfig, context=args.context, namespaces=namespaces,
-                             config=config, liveness_endpoint=args.liveness))
+        asyncio.run(
+            operator(
+                kubeconfig=args.kubeconfig,
+                context=args.context,
+                namespaces=namespaces,
+                config=config,
+                liveness_endpoint=args.liveness,
+            )
+        )
     except KeyboardInterrupt:
         return 130
     except MetricsPortUnavailable as exc:

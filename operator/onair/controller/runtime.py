@@ -4,6 +4,7 @@ Nothing here is needed for correctness after a restart (everything is re-derived
 cluster and the agents); it only avoids redundant work and serialises the writers of one
 Livestream (its create/update/resume handlers and its status daemon).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -42,6 +43,7 @@ OWN_VERSIONS_KEPT = 4
 @dataclass(frozen=True)
 class AgentPod:
     """A Running pod of one agent, as the pods watch last saw it."""
+
     ready: bool
     created: str  # creationTimestamp (RFC 3339: orders as text)
     ip: str
@@ -62,6 +64,7 @@ class ChildLedger:
     events from someone else's change, and the manifest digests it applied, to skip applying a
     child whose manifest did not change. A child changed by someone else, or gone, loses its digest,
     so the next reconcile applies it."""
+
     versions: dict[tuple[str, str], str] = field(default_factory=dict)
     digests: dict[tuple[str, str], str] = field(default_factory=dict)
     # The last few versions written per child: a watch that lags behind two writes in quick
@@ -177,11 +180,18 @@ class LivestreamState:
 class Runtime:
     """Everything the handlers of one operator instance share."""
 
-    def __init__(self, config: OperatorConfig, kube: Kube, agent_client: AgentClient,
-                 clock: Callable[[], datetime] = utcnow, resync_seconds: float = 600.0,
-                 broadcast_grace_seconds: float = 20.0, calltype_status_window: float = 1.0,
-                 refusal_event_interval_seconds: float = DEFAULT_INTERVAL_SECONDS,
-                 metrics: Optional[OperatorMetrics] = None) -> None:
+    def __init__(
+        self,
+        config: OperatorConfig,
+        kube: Kube,
+        agent_client: AgentClient,
+        clock: Callable[[], datetime] = utcnow,
+        resync_seconds: float = 600.0,
+        broadcast_grace_seconds: float = 20.0,
+        calltype_status_window: float = 1.0,
+        refusal_event_interval_seconds: float = DEFAULT_INTERVAL_SECONDS,
+        metrics: Optional[OperatorMetrics] = None,
+    ) -> None:
         self.config = config
         self.kube = kube
         self.agent_client = agent_client
@@ -204,8 +214,9 @@ class Runtime:
         self.child_indexes: list[Any] = []
         self.calltype_status_cache: dict[str, dict] = {}
         # A burst of Livestream creates/deletes becomes one status patch per CallType and window.
-        self.calltype_status = Coalescer(self._sync_calltype_status, window=calltype_status_window,
-                                         what="updating the CallType status")
+        self.calltype_status = Coalescer(
+            self._sync_calltype_status, window=calltype_status_window, what="updating the CallType status"
+        )
         self.calltype_versions: dict[str, str] = {}
         # CallType name -> (calltype_version, model or None, Problem or None): parsed once per version.
         self.parsed_calltypes: dict[str, tuple[str, Optional[CallType], Optional[Problem]]] = {}

@@ -15,6 +15,7 @@ Failures show in ``status.webhooks`` (through the Livestream's next status write
 makes the Events from its changes: the loop runs outside any object's handler, where kopf
 cannot post Events) and in the operator's metrics.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -78,8 +79,16 @@ class Delivery:
         return cls(**json.loads(text))
 
 
-def queue_for(endpoints: list[api.WebhookEndpoint], notes: list[render.Notification], *, namespace: str,
-              name: str, uid: str, first_sequence: int, now: datetime) -> list[Delivery]:
+def queue_for(
+    endpoints: list[api.WebhookEndpoint],
+    notes: list[render.Notification],
+    *,
+    namespace: str,
+    name: str,
+    uid: str,
+    first_sequence: int,
+    now: datetime,
+) -> list[Delivery]:
     out = []
     for offset, note in enumerate(notes):
         sequence = first_sequence + offset
@@ -87,13 +96,23 @@ def queue_for(endpoints: list[api.WebhookEndpoint], notes: list[render.Notificat
             if not endpoint.wants(note.event):
                 continue
             delivery = render.delivery_id(uid, sequence, note.event, endpoint.name)
-            body = render.cloudevent(note, delivery=delivery, namespace=namespace, name=name, uid=uid,
-                                     sequence=sequence, at=now)
-            out.append(Delivery(
-                id=delivery, endpoint=endpoint.name, url=endpoint.url, secret_name=endpoint.signing_secret.name,
-                secret_key=endpoint.signing_secret.key or api.DEFAULT_SECRET_KEY, event=note.event,
-                sequence=sequence, body=body.decode(), created_at=now.timestamp(),
-                retry_for=float(endpoint.retry_for_seconds or api.DEFAULT_RETRY_FOR_SECONDS)))
+            body = render.cloudevent(
+                note, delivery=delivery, namespace=namespace, name=name, uid=uid, sequence=sequence, at=now
+            )
+            out.append(
+                Delivery(
+                    id=delivery,
+                    endpoint=endpoint.name,
+                    url=endpoint.url,
+                    secret_name=endpoint.signing_secret.name,
+                    secret_key=endpoint.signing_secret.key or api.DEFAULT_SECRET_KEY,
+                    event=note.event,
+                    sequence=sequence,
+                    body=body.decode(),
+                    created_at=now.timestamp(),
+                    retry_for=float(endpoint.retry_for_seconds or api.DEFAULT_RETRY_FOR_SECONDS),
+                )
+            )
     return out
 
 
@@ -107,8 +126,15 @@ def _rfc3339(epoch: float) -> str:
 
 
 class WebhookDeliverer:
-    def __init__(self, kube: Kube, metrics: OperatorMetrics, *, on_delivered: Callable[[str, str], None],
-                 clock: Callable[[], float] = time.time, scan_interval: float = SCAN_INTERVAL_SECONDS) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        metrics: OperatorMetrics,
+        *,
+        on_delivered: Callable[[str, str], None],
+        clock: Callable[[], float] = time.time,
+        scan_interval: float = SCAN_INTERVAL_SECONDS,
+    ) -> None:
         """``on_delivered(namespace, livestream)``: a delivery of that Livestream ended (delivered or
         abandoned), so its ``status.webhooks`` should be refreshed."""
         self.kube = kube
@@ -123,8 +149,17 @@ class WebhookDeliverer:
         self._namespaces: tuple[str, ...] = ()
 
     # ---------------------------------------------------------------- seen by the reconcile
-    async def enqueue(self, namespace: str, name: str, uid: str, effective: Optional[CallSettings], stored: Mapping,
-                      new: dict, *, now: datetime) -> None:
+    async def enqueue(
+        self,
+        namespace: str,
+        name: str,
+        uid: str,
+        effective: Optional[CallSettings],
+        stored: Mapping,
+        new: dict,
+        *,
+        now: datetime,
+    ) -> None:
         """Queue what ``stored`` → ``new`` tells the Livestream's webhooks, and put
         ``status.webhooks`` (sequence, pending, failing) into ``new``. Raises KubeError when the
         outbox cannot be written: the status is then not written either, and the next reconcile
@@ -134,8 +169,9 @@ class WebhookDeliverer:
         sequence = int(previous.get("sequence") or 0)
         if endpoints:
             notes = render.notifications(stored, new)
-            queued = queue_for(endpoints, notes, namespace=namespace, name=name, uid=uid,
-                               first_sequence=sequence + 1, now=now)
+            queued = queue_for(
+                endpoints, notes, namespace=namespace, name=name, uid=uid, first_sequence=sequence + 1, now=now
+            )
             if queued:
                 await self.write_outbox(namespace, name, queued)
                 self.wake()
@@ -158,10 +194,16 @@ class WebhookDeliverer:
         except KubeError as exc:
             if exc.status != 404:
                 raise
-        outbox = {"apiVersion": "v1", "kind": "ConfigMap",
-                  "metadata": {"name": outbox_name(livestream), "namespace": namespace,
-                               "labels": {OUTBOX_LABEL: livestream, "app.kubernetes.io/created-by": FIELD_MANAGER}},
-                  "data": data}
+        outbox = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": outbox_name(livestream),
+                "namespace": namespace,
+                "labels": {OUTBOX_LABEL: livestream, "app.kubernetes.io/created-by": FIELD_MANAGER},
+            },
+            "data": data,
+        }
         try:
             await self.kube.create(outbox)
         except KubeError as exc:
@@ -263,9 +305,15 @@ class WebhookDeliverer:
             pending += len(left)
             head = left[0] if left else None
             if head is not None and head.last_error:
-                failing.append({"endpoint": endpoint, "since": _rfc3339(head.first_failed_at or head.created_at),
-                                "attempts": head.attempts, "lastError": head.last_error,
-                                "nextAttemptAt": _rfc3339(head.next_at)})
+                failing.append(
+                    {
+                        "endpoint": endpoint,
+                        "since": _rfc3339(head.first_failed_at or head.created_at),
+                        "attempts": head.attempts,
+                        "lastError": head.last_error,
+                        "nextAttemptAt": _rfc3339(head.next_at),
+                    }
+                )
         await self._save(namespace, meta["name"], outbox, changes)
         summary: dict[str, Any] = {}
         if pending:
@@ -279,30 +327,37 @@ class WebhookDeliverer:
             outbox = await self.kube.merge_patch(CONFIGMAP, namespace, name, {"data": changes})
         if not outbox.get("data"):
             # Only the version we saw empty: a delivery queued meanwhile keeps the outbox.
-            await self.kube.delete(CONFIGMAP, namespace, name,
-                                   resource_version=outbox["metadata"]["resourceVersion"])
+            await self.kube.delete(CONFIGMAP, namespace, name, resource_version=outbox["metadata"]["resourceVersion"])
 
     async def _secret(self, namespace: str, delivery: Delivery) -> bytes:
         secret = await self.kube.get(SECRET, namespace, delivery.secret_name)
         if secret is None:
-            raise LookupError(f"Secret {delivery.secret_name} (the signing secret of webhook {delivery.endpoint}) "
-                              f"does not exist in namespace {namespace}: create it with key {delivery.secret_key}")
+            raise LookupError(
+                f"Secret {delivery.secret_name} (the signing secret of webhook {delivery.endpoint}) "
+                f"does not exist in namespace {namespace}: create it with key {delivery.secret_key}"
+            )
         value = (secret.get("data") or {}).get(delivery.secret_key)
         if not value:
-            raise LookupError(f"Secret {delivery.secret_name} has no key {delivery.secret_key} "
-                              f"(the signing secret of webhook {delivery.endpoint})")
+            raise LookupError(
+                f"Secret {delivery.secret_name} has no key {delivery.secret_key} "
+                f"(the signing secret of webhook {delivery.endpoint})"
+            )
         return base64.b64decode(value)
 
-    async def _attempt(self, http: aiohttp.ClientSession, namespace: str, livestream: str, delivery: Delivery,
-                       now: float) -> Optional[Delivery]:
+    async def _attempt(
+        self, http: aiohttp.ClientSession, namespace: str, livestream: str, delivery: Delivery, now: float
+    ) -> Optional[Delivery]:
         """None when delivered; the delivery with attempts=0 when given up; else the rescheduled one."""
         attempt = delivery.attempts + 1
         try:
             secret = await self._secret(namespace, delivery)
             body = delivery.body.encode()
-            headers = {"Content-Type": api.CONTENT_TYPE, api.DELIVERY_HEADER: delivery.id,
-                       api.ATTEMPT_HEADER: str(attempt),
-                       api.SIGNATURE_HEADER: render.signature(secret, int(now), body)}
+            headers = {
+                "Content-Type": api.CONTENT_TYPE,
+                api.DELIVERY_HEADER: delivery.id,
+                api.ATTEMPT_HEADER: str(attempt),
+                api.SIGNATURE_HEADER: render.signature(secret, int(now), body),
+            }
             async with http.post(delivery.url, data=body, headers=headers, allow_redirects=False) as resp:
                 if 200 <= resp.status < 300:
                     error = None
@@ -314,20 +369,45 @@ class WebhookDeliverer:
             error = _error_text(exc)
         if error is None:
             self.metrics.webhook_deliveries.labels(metrics.DELIVERED).inc()
-            log.info("webhook %s: delivered %s of %s/%s (attempt %d)", delivery.endpoint, delivery.event,
-                     namespace, livestream, attempt)
+            log.info(
+                "webhook %s: delivered %s of %s/%s (attempt %d)",
+                delivery.endpoint,
+                delivery.event,
+                namespace,
+                livestream,
+                attempt,
+            )
             return None
         first_failed = delivery.first_failed_at or now
         if now - delivery.created_at >= delivery.retry_for:
             self.metrics.webhook_deliveries.labels(metrics.ABANDONED).inc()
-            self._abandoned.setdefault((namespace, livestream), []).append({
-                "endpoint": delivery.endpoint, "event": delivery.event, "id": delivery.id, "at": _rfc3339(now),
-                "error": f"{error} (after {attempt} attempts over {int(now - delivery.created_at)}s)"})
-            log.warning("webhook %s: gave up %s of %s/%s: %s", delivery.endpoint, delivery.event, namespace,
-                        livestream, error)
+            self._abandoned.setdefault((namespace, livestream), []).append(
+                {
+                    "endpoint": delivery.endpoint,
+                    "event": delivery.event,
+                    "id": delivery.id,
+                    "at": _rfc3339(now),
+                    "error": f"{error} (after {attempt} attempts over {int(now - delivery.created_at)}s)",
+                }
+            )
+            log.warning(
+                "webhook %s: gave up %s of %s/%s: %s", delivery.endpoint, delivery.event, namespace, livestream, error
+            )
             return replace(delivery, attempts=0)
         self.metrics.webhook_deliveries.labels(metrics.DELIVERY_FAILED).inc()
-        log.warning("webhook %s: %s of %s/%s failed (attempt %d): %s", delivery.endpoint, delivery.event,
-                    namespace, livestream, attempt, error)
-        return replace(delivery, attempts=attempt, last_error=error, first_failed_at=first_failed,
-                       next_at=now + render.retry_delay(attempt))
+        log.warning(
+            "webhook %s: %s of %s/%s failed (attempt %d): %s",
+            delivery.endpoint,
+            delivery.event,
+            namespace,
+            livestream,
+            attempt,
+            error,
+        )
+        return replace(
+            delivery,
+            attempts=attempt,
+            last_error=error,
+            first_failed_at=first_failed,
+            next_at=now + render.retry_delay(attempt),
+        )

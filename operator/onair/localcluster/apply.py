@@ -4,6 +4,7 @@ Shared by `onair dev`, the local cluster and the pytest fixtures. Server-side ap
 (built-in ones by lightkube's REST names, custom ones by their CRDs), idempotent, without
 depending on a kubectl binary being installed.
 """
+
 from __future__ import annotations
 
 import time

@@ -4,6 +4,7 @@ ECDSA P-256 keeps generation in the low milliseconds, so every cluster gets fres
 instead of sharing keys between runs. The service-account key stays RSA because that is
 what every token consumer (client libraries, OIDC discovery users) handles without surprises.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -66,8 +67,9 @@ def _new_key() -> ec.EllipticCurvePrivateKey:
 
 
 def _key_pem(key) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _load_key(path: Path):
@@ -86,20 +88,39 @@ def _builder(subject: x509.Name, issuer: x509.Name, pub) -> x509.CertificateBuil
     # Backdated a little: a freshly started component must not see a cert "from the future"
     # when clocks are compared at second granularity.
     now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
-    return (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(pub)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now).not_valid_after(now + _VALIDITY))
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(pub)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + _VALIDITY)
+    )
 
 
 def _client(dir_: Path, name: str, cn: str, orgs: list[str], ca_cert: x509.Certificate, ca_key) -> CertPair:
     key = _new_key()
-    cert = (_builder(_name(cn, orgs), ca_cert.subject, key.public_key())
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=False, content_commitment=False,
-                                         data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                                         crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    cert = (
+        _builder(_name(cn, orgs), ca_cert.subject, key.public_key())
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_encipherment=False,
+                content_commitment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     return _write(dir_, name, cert, key)
 
 
@@ -107,17 +128,35 @@ def generate(dir_: Path, extra_sans: list[str] | tuple[str, ...] = ()) -> PKI:
     dir_.mkdir(parents=True, exist_ok=True)
     ca_key = _new_key()
     ca_name = _name("onair-local-ca")
-    ca_cert = (_builder(ca_name, ca_name, ca_key.public_key())
-               .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-               .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=False, content_commitment=False,
-                                            data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                                            crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
-               .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-               .sign(ca_key, hashes.SHA256()))
+    ca_cert = (
+        _builder(ca_name, ca_name, ca_key.public_key())
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_encipherment=False,
+                content_commitment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     ca = _write(dir_, "ca", ca_cert, ca_key)
 
-    dns = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-           f"kubernetes.default.svc.{CLUSTER_DOMAIN}"]
+    dns = [
+        "localhost",
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        f"kubernetes.default.svc.{CLUSTER_DOMAIN}",
+    ]
     ips = ["127.0.0.1", "::1", KUBERNETES_SERVICE_IP]
     for san in extra_sans:
         try:
@@ -126,16 +165,32 @@ def generate(dir_: Path, extra_sans: list[str] | tuple[str, ...] = ()) -> PKI:
         except ValueError:
             dns.append(san)
     srv_key = _new_key()
-    srv_cert = (_builder(_name("kube-apiserver"), ca_name, srv_key.public_key())
-                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=False, content_commitment=False,
-                                             data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                                             crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
-                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-                .add_extension(x509.SubjectAlternativeName(
-                    [x509.DNSName(d) for d in dns] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]),
-                    critical=False)
-                .sign(ca_key, hashes.SHA256()))
+    srv_cert = (
+        _builder(_name("kube-apiserver"), ca_name, srv_key.public_key())
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_encipherment=False,
+                content_commitment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName(d) for d in dns] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
+            ),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
     apiserver = _write(dir_, "apiserver", srv_cert, srv_key)
 
     admin = _client(dir_, "admin", "onair-admin", ["system:masters"], ca_cert, ca_key)
@@ -145,7 +200,7 @@ def generate(dir_: Path, extra_sans: list[str] | tuple[str, ...] = ()) -> PKI:
     sa_key, sa_pub = dir_ / "sa.key", dir_ / "sa.pub"
     sa_key.write_bytes(_key_pem(sa))
     sa_key.chmod(0o600)
-    sa_pub.write_bytes(sa.public_key().public_bytes(serialization.Encoding.PEM,
-                                                    serialization.PublicFormat.SubjectPublicKeyInfo))
-    return PKI(dir=dir_, ca=ca, apiserver=apiserver, admin=admin, controller_manager=kcm,
-               sa_key=sa_key, sa_pub=sa_pub)
+    sa_pub.write_bytes(
+        sa.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    return PKI(dir=dir_, ca=ca, apiserver=apiserver, admin=admin, controller_manager=kcm, sa_key=sa_key, sa_pub=sa_pub)

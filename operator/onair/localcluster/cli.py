@@ -1,4 +1,5 @@
 """`onair localcluster build|start|info`."""
+
 from __future__ import annotations
 
 import argparse
@@ -37,9 +38,11 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(_args: argparse.Namespace) -> int:
-    print(f"kubernetes {versions.KUBERNETES_VERSION}  etcd {versions.ETCD_VERSION}  helm {versions.HELM_VERSION}  "
-          f"coredns {versions.COREDNS_VERSION}  local-path-provisioner {versions.LOCAL_PATH_PROVISIONER_VERSION}  "
-          f"traefik {versions.TRAEFIK_VERSION}  seaweedfs {versions.SEAWEEDFS_VERSION}")
+    print(
+        f"kubernetes {versions.KUBERNETES_VERSION}  etcd {versions.ETCD_VERSION}  helm {versions.HELM_VERSION}  "
+        f"coredns {versions.COREDNS_VERSION}  local-path-provisioner {versions.LOCAL_PATH_PROVISIONER_VERSION}  "
+        f"traefik {versions.TRAEFIK_VERSION}  seaweedfs {versions.SEAWEEDFS_VERSION}"
+    )
     for name, p in build.binary_paths().items():
         print(f"{name:<24} {p}{'' if p.is_file() else '  (not built)'}")
     root = build.cache_root()
@@ -102,19 +105,25 @@ def _cmd_start(args: argparse.Namespace) -> int:
                 shutil.copyfile(c.kubeconfig, out)
                 out.chmod(0o600)
                 kc = out
-            print(f"\nkube-apiserver {versions.KUBERNETES_VERSION} at {c.server_url} (started in {c.start_seconds:.1f}s)")
+            print(
+                f"\nkube-apiserver {versions.KUBERNETES_VERSION} at {c.server_url} (started in {c.start_seconds:.1f}s)"
+            )
             print(f"component logs: {c.logs_dir}")
             if isinstance(handle, LocalNodeCluster):
                 n = handle.node
-                print(f"node {n.name}: {n.node_ip} in network namespace {n.netns} (`ip netns exec {n.netns} ...`); "
-                      f"logs in {n.state_dir}/logs; NodePorts answer on {n.node_ip}")
+                print(
+                    f"node {n.name}: {n.node_ip} in network namespace {n.netns} (`ip netns exec {n.netns} ...`); "
+                    f"logs in {n.state_dir}/logs; NodePorts answer on {n.node_ip}"
+                )
                 if args.traefik:
                     from . import traefik
 
                     entry = traefik.install(n)
-                    print(f"Traefik at {entry.url}: Ingress with ingressClassName {entry.ingress_class}, "
-                          f"HTTPRoutes with parentRef {entry.namespace}/{entry.gateway_name} "
-                          f"(sectionName {entry.gateway_listener}); point your test hostnames at {entry.address}")
+                    print(
+                        f"Traefik at {entry.url}: Ingress with ingressClassName {entry.ingress_class}, "
+                        f"HTTPRoutes with parentRef {entry.namespace}/{entry.gateway_name} "
+                        f"(sectionName {entry.gateway_listener}); point your test hostnames at {entry.address}"
+                    )
             print(f"\nexport KUBECONFIG={kc}\n\nCtrl-C to stop.", flush=True)
             wait_for_interrupt(handle)
             print("\nstopping...", flush=True)
@@ -125,8 +134,9 @@ def _cmd_start(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="onair localcluster",
-                                 description="Build or run the pinned local Kubernetes control plane.")
+    ap = argparse.ArgumentParser(
+        prog="onair localcluster", description="Build or run the pinned local Kubernetes control plane."
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="build etcd, kube-apiserver, kube-controller-manager and helm from source")
     b.add_argument("--force", action="store_true", help="rebuild even if up to date")
@@ -135,12 +145,19 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("start", help="run a cluster until Ctrl-C")
     s.add_argument("--kubeconfig", help="also write the admin kubeconfig to this path")
     s.add_argument("--keep", action="store_true", help="keep the run dir (logs, etcd data) after stopping")
-    s.add_argument("--node", action="store_true",
-                   help="also run a real node (containerd, kubelet, kube-proxy, CoreDNS, local-path-provisioner) "
-                        "in its own network namespace; needs root")
-    s.add_argument("--no-traefik", dest="traefik", action="store_false",
-                   help="with --node: do not install Traefik (by default it serves Ingress of class traefik and "
-                        "the Gateway traefik/web on port 80 of the node address)")
+    s.add_argument(
+        "--node",
+        action="store_true",
+        help="also run a real node (containerd, kubelet, kube-proxy, CoreDNS, local-path-provisioner) "
+        "in its own network namespace; needs root",
+    )
+    s.add_argument(
+        "--no-traefik",
+        dest="traefik",
+        action="store_false",
+        help="with --node: do not install Traefik (by default it serves Ingress of class traefik and "
+        "the Gateway traefik/web on port 80 of the node address)",
+    )
     s.set_defaults(func=_cmd_start)
     c = sub.add_parser("clean", help="free disk: drop the Go build cache (keeps binaries and modules)")
     c.add_argument("--all", action="store_true", help=f"remove the whole cache dir ({build.cache_root()})")

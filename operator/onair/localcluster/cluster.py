@@ -9,6 +9,7 @@ Everything a run writes (PKI, kubeconfigs, component logs, the etcd data dir) li
 run directory, on /dev/shm when available: etcd fsyncs are the main start-up and write
 latency, and tmpfs (plus --unsafe-no-fsync) takes them off the disk entirely.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -39,14 +40,25 @@ from . import build, certs, versions
 # ServiceAccount and are really deleted. StatefulSet/Job/Endpoints are cheap and make the
 # objects look as they would on a real cluster (minus running Pods).
 DEFAULT_CONTROLLERS = (
-    "garbage-collector-controller", "deployment-controller", "replicaset-controller",
-    "serviceaccount-controller", "serviceaccount-token-controller", "namespace-controller",
-    "statefulset-controller", "job-controller", "cronjob-controller", "daemonset-controller",
-    "endpoints-controller", "endpointslice-controller", "disruption-controller",
-    "ttl-after-finished-controller", "root-ca-certificate-publisher-controller",
+    "garbage-collector-controller",
+    "deployment-controller",
+    "replicaset-controller",
+    "serviceaccount-controller",
+    "serviceaccount-token-controller",
+    "namespace-controller",
+    "statefulset-controller",
+    "job-controller",
+    "cronjob-controller",
+    "daemonset-controller",
+    "endpoints-controller",
+    "endpointslice-controller",
+    "disruption-controller",
+    "ttl-after-finished-controller",
+    "root-ca-certificate-publisher-controller",
     "resourcequota-controller",
     # Without it a deleted PVC (the DVR volume of a deleted Livestream) stays Terminating for ever.
-    "persistentvolumeclaim-protection-controller", "persistentvolume-protection-controller",
+    "persistentvolumeclaim-protection-controller",
+    "persistentvolume-protection-controller",
     # Aggregated ClusterRoles (admin/edit/view pick up rules labelled for aggregation): RBAC
     # tests of the operator's own roles depend on it.
     "clusterrole-aggregation-controller",
@@ -58,9 +70,14 @@ DEFAULT_CONTROLLERS = (
 # claims to the provisioner and binds them; pod GC and the TTL controller run on every real
 # cluster; the ephemeral-volume controller makes `ephemeral:` volumes work.
 NODE_CONTROLLERS = (
-    "node-lifecycle-controller", "taint-eviction-controller", "persistentvolume-binder-controller",
-    "persistentvolume-attach-detach-controller", "pod-garbage-collector-controller", "ttl-controller",
-    "ephemeral-volume-controller", "persistentvolume-expander-controller",
+    "node-lifecycle-controller",
+    "taint-eviction-controller",
+    "persistentvolume-binder-controller",
+    "persistentvolume-attach-detach-controller",
+    "pod-garbage-collector-controller",
+    "ttl-controller",
+    "ephemeral-volume-controller",
+    "persistentvolume-expander-controller",
 )
 
 SERVICE_ACCOUNT_ISSUER = f"https://kubernetes.default.svc.{certs.CLUSTER_DOMAIN}"
@@ -124,8 +141,9 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def kubeconfig_dict(server: str, ca_pem: bytes, user: dict[str, Any], name: str = "onair-local",
-                    namespace: str | None = None) -> dict[str, Any]:
+def kubeconfig_dict(
+    server: str, ca_pem: bytes, user: dict[str, Any], name: str = "onair-local", namespace: str | None = None
+) -> dict[str, Any]:
     ctx: dict[str, Any] = {"cluster": name, "user": name}
     if namespace:
         ctx["namespace"] = namespace
@@ -153,8 +171,15 @@ class _Proc:
         self._fh = open(log, "ab")
         self._fh.write(("$ " + " ".join(argv) + "\n").encode())
         self._fh.flush()
-        self.popen = subprocess.Popen(argv, stdout=self._fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                      env=env, start_new_session=True, preexec_fn=die_with_parent())
+        self.popen = subprocess.Popen(
+            argv,
+            stdout=self._fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+            preexec_fn=die_with_parent(),
+        )
 
     def check(self) -> None:
         rc = self.popen.poll()
@@ -281,8 +306,10 @@ class LocalCluster:
         else:
             self._fail(last or ClusterError("could not start"))
         self.start_seconds = time.monotonic() - t0
-        self._log(f"cluster up in {self.start_seconds:.1f}s: {self.server_url} "
-                  f"(kubeconfig {self.kubeconfig_path}, logs {self.run_dir / 'logs'})")
+        self._log(
+            f"cluster up in {self.start_seconds:.1f}s: {self.server_url} "
+            f"(kubeconfig {self.kubeconfig_path}, logs {self.run_dir / 'logs'})"
+        )
         return self
 
     def _fail(self, e: Exception) -> None:
@@ -298,8 +325,9 @@ class LocalCluster:
         assert self.pki
         if not self.node_access:
             return ["--authorization-mode=RBAC"]
-        kubelet_client = self.pki.issue_client("apiserver-kubelet-client", "kube-apiserver-kubelet-client",
-                                               ["system:masters"])
+        kubelet_client = self.pki.issue_client(
+            "apiserver-kubelet-client", "kube-apiserver-kubelet-client", ["system:masters"]
+        )
         return [
             "--authorization-mode=Node,RBAC",
             "--enable-admission-plugins=NodeRestriction",
@@ -322,8 +350,11 @@ class LocalCluster:
         return paths
 
     def _env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("KUBECONFIG", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("KUBECONFIG", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
+        }
         env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
         return env
 
@@ -338,83 +369,128 @@ class LocalCluster:
         self.etcd_url = f"http://127.0.0.1:{client_port}"
         peer_url = f"http://127.0.0.1:{peer_port}"
         data_dir = rd / f"etcd-data-{attempt}"
-        etcd = _Proc("etcd", [
-            str(bins["etcd"]), "--name=onair", f"--data-dir={data_dir}",
-            f"--listen-client-urls={self.etcd_url}", f"--advertise-client-urls={self.etcd_url}",
-            f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
-            f"--initial-cluster=onair={peer_url}", "--initial-cluster-state=new",
-            # Throwaway data: durability buys nothing and fsync dominates write latency.
-            "--unsafe-no-fsync", "--log-level=warn", "--quota-backend-bytes=2147483648",
-        ], logs / "etcd.log", env)
+        etcd = _Proc(
+            "etcd",
+            [
+                str(bins["etcd"]),
+                "--name=onair",
+                f"--data-dir={data_dir}",
+                f"--listen-client-urls={self.etcd_url}",
+                f"--advertise-client-urls={self.etcd_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=onair={peer_url}",
+                "--initial-cluster-state=new",
+                # Throwaway data: durability buys nothing and fsync dominates write latency.
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+                "--quota-backend-bytes=2147483648",
+            ],
+            logs / "etcd.log",
+            env,
+        )
         self._procs.append(etcd)
         self._wait("etcd", deadline, lambda: self._http_ok(f"{self.etcd_url}/health", tls=False), [etcd])
 
         # --- kube-apiserver
         port = free_port()
         self.server_url = f"https://{self.address}:{port}"
-        apiserver = _Proc("kube-apiserver", [
-            str(bins["kube-apiserver"]),
-            f"--etcd-servers={self.etcd_url}",
-            f"--bind-address={self.address}", f"--advertise-address={self.address}", f"--secure-port={port}",
-            f"--cert-dir={rd / 'apiserver-certs'}",
-            f"--tls-cert-file={pki.apiserver.cert}", f"--tls-private-key-file={pki.apiserver.key}",
-            f"--client-ca-file={pki.ca.cert}",
-            *self._node_access_args(),
-            f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
-            f"--service-account-key-file={pki.sa_pub}",
-            f"--service-account-signing-key-file={pki.sa_key}",
-            f"--service-cluster-ip-range={certs.SERVICE_CIDR}",
-            # The upstream default plugin set (NamespaceLifecycle, ServiceAccount, ResourceQuota,
-            # PodSecurity, webhooks, ValidatingAdmissionPolicy, ...) is what real clusters run.
-            "--allow-privileged=true",
-            # A loopback address is rejected as an Endpoints IP, so the `kubernetes` Service
-            # reconciler would only log validation errors forever; any other address gets
-            # the default lease reconciler, as on a real cluster.
-            *(["--endpoint-reconciler-type=none"] if self._loopback else []),
-            "--profiling=false",
-            "--event-ttl=1h",
-            *self.apiserver_args,
-        ], logs / "kube-apiserver.log", env)
+        apiserver = _Proc(
+            "kube-apiserver",
+            [
+                str(bins["kube-apiserver"]),
+                f"--etcd-servers={self.etcd_url}",
+                f"--bind-address={self.address}",
+                f"--advertise-address={self.address}",
+                f"--secure-port={port}",
+                f"--cert-dir={rd / 'apiserver-certs'}",
+                f"--tls-cert-file={pki.apiserver.cert}",
+                f"--tls-private-key-file={pki.apiserver.key}",
+                f"--client-ca-file={pki.ca.cert}",
+                *self._node_access_args(),
+                f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+                f"--service-account-key-file={pki.sa_pub}",
+                f"--service-account-signing-key-file={pki.sa_key}",
+                f"--service-cluster-ip-range={certs.SERVICE_CIDR}",
+                # The upstream default plugin set (NamespaceLifecycle, ServiceAccount, ResourceQuota,
+                # PodSecurity, webhooks, ValidatingAdmissionPolicy, ...) is what real clusters run.
+                "--allow-privileged=true",
+                # A loopback address is rejected as an Endpoints IP, so the `kubernetes` Service
+                # reconciler would only log validation errors forever; any other address gets
+                # the default lease reconciler, as on a real cluster.
+                *(["--endpoint-reconciler-type=none"] if self._loopback else []),
+                "--profiling=false",
+                "--event-ttl=1h",
+                *self.apiserver_args,
+            ],
+            logs / "kube-apiserver.log",
+            env,
+        )
         self._procs.append(apiserver)
-        self.kubeconfig_path = write_kubeconfig(rd / "admin.kubeconfig", kubeconfig_dict(
-            self.server_url, pki.ca.cert_pem(),
-            {"client-certificate-data": _b64(pki.admin.cert_pem()), "client-key-data": _b64(pki.admin.key_pem())}))
-        self._wait("kube-apiserver /readyz", deadline, lambda: self._http_ok(f"{self.server_url}/readyz"),
-                   [etcd, apiserver])
+        self.kubeconfig_path = write_kubeconfig(
+            rd / "admin.kubeconfig",
+            kubeconfig_dict(
+                self.server_url,
+                pki.ca.cert_pem(),
+                {"client-certificate-data": _b64(pki.admin.cert_pem()), "client-key-data": _b64(pki.admin.key_pem())},
+            ),
+        )
+        self._wait(
+            "kube-apiserver /readyz", deadline, lambda: self._http_ok(f"{self.server_url}/readyz"), [etcd, apiserver]
+        )
 
         if self.crd_paths:
             self._apply_early(self.crd_paths)
 
         # --- kube-controller-manager
-        kcm_kubeconfig = write_kubeconfig(rd / "kube-controller-manager.kubeconfig", kubeconfig_dict(
-            self.server_url, pki.ca.cert_pem(),
-            {"client-certificate-data": _b64(pki.controller_manager.cert_pem()),
-             "client-key-data": _b64(pki.controller_manager.key_pem())}))
-        kcm = _Proc("kube-controller-manager", [
-            str(bins["kube-controller-manager"]),
-            f"--kubeconfig={kcm_kubeconfig}",
-            f"--authentication-kubeconfig={kcm_kubeconfig}", f"--authorization-kubeconfig={kcm_kubeconfig}",
-            "--leader-elect=false",
-            # No serving endpoint needed (readiness is observed through the API below), and
-            # port 0 removes one more port to race for.
-            "--bind-address=127.0.0.1", "--secure-port=0",
-            f"--controllers={','.join(self.controllers)}",
-            # Each controller acts as its own ServiceAccount, as on kubeadm clusters: the
-            # system:kube-controller-manager identity alone is not allowed to create Pods.
-            "--use-service-account-credentials=true",
-            f"--root-ca-file={pki.ca.cert}",
-            f"--service-account-private-key-file={pki.sa_key}",
-            f"--cluster-signing-cert-file={pki.ca.cert}", f"--cluster-signing-key-file={pki.ca.key}",
-            # Tests create bursts of objects; the default 20 qps makes controllers lag.
-            "--kube-api-qps=200", "--kube-api-burst=400",
-            *self.controller_manager_args,
-        ], logs / "kube-controller-manager.log", env)
+        kcm_kubeconfig = write_kubeconfig(
+            rd / "kube-controller-manager.kubeconfig",
+            kubeconfig_dict(
+                self.server_url,
+                pki.ca.cert_pem(),
+                {
+                    "client-certificate-data": _b64(pki.controller_manager.cert_pem()),
+                    "client-key-data": _b64(pki.controller_manager.key_pem()),
+                },
+            ),
+        )
+        kcm = _Proc(
+            "kube-controller-manager",
+            [
+                str(bins["kube-controller-manager"]),
+                f"--kubeconfig={kcm_kubeconfig}",
+                f"--authentication-kubeconfig={kcm_kubeconfig}",
+                f"--authorization-kubeconfig={kcm_kubeconfig}",
+                "--leader-elect=false",
+                # No serving endpoint needed (readiness is observed through the API below), and
+                # port 0 removes one more port to race for.
+                "--bind-address=127.0.0.1",
+                "--secure-port=0",
+                f"--controllers={','.join(self.controllers)}",
+                # Each controller acts as its own ServiceAccount, as on kubeadm clusters: the
+                # system:kube-controller-manager identity alone is not allowed to create Pods.
+                "--use-service-account-credentials=true",
+                f"--root-ca-file={pki.ca.cert}",
+                f"--service-account-private-key-file={pki.sa_key}",
+                f"--cluster-signing-cert-file={pki.ca.cert}",
+                f"--cluster-signing-key-file={pki.ca.key}",
+                # Tests create bursts of objects; the default 20 qps makes controllers lag.
+                "--kube-api-qps=200",
+                "--kube-api-burst=400",
+                *self.controller_manager_args,
+            ],
+            logs / "kube-controller-manager.log",
+            env,
+        )
         self._procs.append(kcm)
         # The serviceaccount controller creating `default` in `default` proves the controller
         # manager is authenticated, authorized and running its loops.
-        self._wait("kube-controller-manager (default ServiceAccount)", deadline,
-                   lambda: self._http_ok(f"{self.server_url}/api/v1/namespaces/default/serviceaccounts/default"),
-                   [etcd, apiserver, kcm])
+        self._wait(
+            "kube-controller-manager (default ServiceAccount)",
+            deadline,
+            lambda: self._http_ok(f"{self.server_url}/api/v1/namespaces/default/serviceaccounts/default"),
+            [etcd, apiserver, kcm],
+        )
 
     def _apply_early(self, paths: list[Path]) -> None:
         from . import apply
@@ -436,8 +512,10 @@ class LocalCluster:
                 self._log(f"{what} ready after {time.monotonic() - t0:.1f}s")
                 return
             if time.monotonic() > deadline:
-                raise ClusterError(f"timed out after {self.start_timeout:.0f}s waiting for {what}; last lines of "
-                                   f"{procs[-1].log}:\n{_tail(procs[-1].log)}")
+                raise ClusterError(
+                    f"timed out after {self.start_timeout:.0f}s waiting for {what}; last lines of "
+                    f"{procs[-1].log}:\n{_tail(procs[-1].log)}"
+                )
             time.sleep(0.2)
 
     def stop(self) -> None:
@@ -484,8 +562,12 @@ class LocalCluster:
     def request(self, method: str, path: str, body: Any = None, *, timeout: float = 10) -> Any:
         """Call the API as cluster-admin without a client library; returns the decoded JSON."""
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(f"{self.server_url}{path}", data=data, method=method,
-                                     headers={"Content-Type": "application/json", "Accept": "application/json"})
+        req = urllib.request.Request(
+            f"{self.server_url}{path}",
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
+        )
         try:
             with urllib.request.urlopen(req, timeout=timeout, context=self._ssl_context()) as r:
                 raw = r.read()
@@ -501,28 +583,46 @@ class LocalCluster:
         d.mkdir(exist_ok=True)
         return d
 
-    def serviceaccount_kubeconfig(self, namespace: str, name: str, *, create: bool = True,
-                                  expiration_seconds: int = 3600, path: Path | None = None) -> Path:
+    def serviceaccount_kubeconfig(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        create: bool = True,
+        expiration_seconds: int = 3600,
+        path: Path | None = None,
+    ) -> Path:
         """Kubeconfig authenticating as system:serviceaccount:<namespace>:<name> with a bound
         token from the TokenRequest API (what a Pod would get). Creates the SA if asked."""
         base = f"/api/v1/namespaces/{namespace}/serviceaccounts"
         if create:
             try:
-                self.request("POST", base, {"apiVersion": "v1", "kind": "ServiceAccount",
-                                            "metadata": {"name": name, "namespace": namespace}})
+                self.request(
+                    "POST",
+                    base,
+                    {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": namespace}},
+                )
             except ClusterError as e:
                 if "HTTP 409" not in str(e):
                     raise
-        tr = self.request("POST", f"{base}/{name}/token", {
-            "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-            "spec": {"expirationSeconds": expiration_seconds}})
+        tr = self.request(
+            "POST",
+            f"{base}/{name}/token",
+            {
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenRequest",
+                "spec": {"expirationSeconds": expiration_seconds},
+            },
+        )
         assert self.pki
-        cfg = kubeconfig_dict(self.server_url, self.pki.ca.cert_pem(), {"token": tr["status"]["token"]},
-                              namespace=namespace)
+        cfg = kubeconfig_dict(
+            self.server_url, self.pki.ca.cert_pem(), {"token": tr["status"]["token"]}, namespace=namespace
+        )
         return write_kubeconfig(path or self._kubeconfig_dir() / f"sa-{namespace}-{name}.kubeconfig", cfg)
 
-    def user_kubeconfig(self, user: str, groups: Iterable[str] = (), *, impersonate: bool = False,
-                        path: Path | None = None) -> Path:
+    def user_kubeconfig(
+        self, user: str, groups: Iterable[str] = (), *, impersonate: bool = False, path: Path | None = None
+    ) -> Path:
         """Kubeconfig acting as an arbitrary user/groups.
 
         Default: a client certificate (CN=user, O=groups) signed by the cluster CA, i.e. real
@@ -534,8 +634,11 @@ class LocalCluster:
         groups = list(groups)
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in user)
         if impersonate:
-            u: dict[str, Any] = {"client-certificate-data": _b64(self.pki.admin.cert_pem()),
-                                 "client-key-data": _b64(self.pki.admin.key_pem()), "as": user}
+            u: dict[str, Any] = {
+                "client-certificate-data": _b64(self.pki.admin.cert_pem()),
+                "client-key-data": _b64(self.pki.admin.key_pem()),
+                "as": user,
+            }
             if groups:
                 u["as-groups"] = groups
             default = self._kubeconfig_dir() / f"impersonate-{safe}.kubeconfig"

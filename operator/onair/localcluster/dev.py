@@ -12,6 +12,7 @@ printed first:
   local process on 127.0.0.1 with its config rewritten for loopback, and each Livestream's local
   push and playback URLs are printed as they appear.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,8 +63,11 @@ def _load_runner():
         from onair.controller import runner  # noqa: PLC0415 - optional, written separately
     except ModuleNotFoundError as e:
         if e.name in ("onair.controller.runner", "onair.controller"):
-            print("operator not started: onair.controller.runner does not exist yet; "
-                  "the cluster stays up for kubectl use", file=sys.stderr)
+            print(
+                "operator not started: onair.controller.runner does not exist yet; "
+                "the cluster stays up for kubectl use",
+                file=sys.stderr,
+            )
             return None
         raise
     fn = getattr(runner, "run_operator", None)
@@ -176,28 +180,47 @@ def main(argv: list[str] | None = None) -> int:
     from .cluster import ClusterError, LocalCluster
 
     ap = argparse.ArgumentParser(prog="onair dev", description=__doc__.splitlines()[0])
-    ap.add_argument("--kubeconfig", default=str(build.cache_root() / "dev" / "kubeconfig"),
-                    help="stable path the admin kubeconfig is copied to (default: %(default)s)")
-    ap.add_argument("--runtime", choices=devruntime.RUNTIMES, default=devruntime.AUTO,
-                    help="node: a real kubelet and containerd run the onair image, the chart is installed with helm "
-                         "(needs root, the node's Debian packages and built node binaries); process: the process "
-                         "runner simulates the kubelet with local processes; auto (default): node when this "
-                         "machine can run one at once, else process, saying why")
-    ap.add_argument("--no-operator", action="store_true",
-                    help="process runtime: only the cluster, CRDs and CallTypes")
-    ap.add_argument("--keep", action="store_true",
-                    help="keep the run dir (logs, etcd data) after stopping, and with the node runtime the node's logs")
-    ap.add_argument("--media", action=argparse.BooleanOptionalAction, default=None,
-                    help="run every Livestream's media agents as local processes (default: on when ffmpeg and "
-                         "nginx with the RTMP module are installed)")
-    ap.add_argument("--media-dir", default=str(build.cache_root() / "dev" / "media"),
-                    help="where local agents keep volumes (DVR, recordings) and logs (default: %(default)s)")
+    ap.add_argument(
+        "--kubeconfig",
+        default=str(build.cache_root() / "dev" / "kubeconfig"),
+        help="stable path the admin kubeconfig is copied to (default: %(default)s)",
+    )
+    ap.add_argument(
+        "--runtime",
+        choices=devruntime.RUNTIMES,
+        default=devruntime.AUTO,
+        help="node: a real kubelet and containerd run the onair image, the chart is installed with helm "
+        "(needs root, the node's Debian packages and built node binaries); process: the process "
+        "runner simulates the kubelet with local processes; auto (default): node when this "
+        "machine can run one at once, else process, saying why",
+    )
+    ap.add_argument("--no-operator", action="store_true", help="process runtime: only the cluster, CRDs and CallTypes")
+    ap.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the run dir (logs, etcd data) after stopping, and with the node runtime the node's logs",
+    )
+    ap.add_argument(
+        "--media",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run every Livestream's media agents as local processes (default: on when ffmpeg and "
+        "nginx with the RTMP module are installed)",
+    )
+    ap.add_argument(
+        "--media-dir",
+        default=str(build.cache_root() / "dev" / "media"),
+        help="where local agents keep volumes (DVR, recordings) and logs (default: %(default)s)",
+    )
     args = ap.parse_args(argv)
     root = repo_root()
     control_plane_only = args.no_operator or args.media is False
     if args.runtime == devruntime.NODE and control_plane_only:
-        print("onair dev: --no-operator and --no-media are process-runtime options; the node runtime always "
-              "installs the chart", file=sys.stderr)
+        print(
+            "onair dev: --no-operator and --no-media are process-runtime options; the node runtime always "
+            "installs the chart",
+            file=sys.stderr,
+        )
         return 2
     requested = devruntime.PROCESS if control_plane_only else args.runtime
     if requested == devruntime.PROCESS:
@@ -231,8 +254,10 @@ def main(argv: list[str] | None = None) -> int:
             # never whatever cluster the developer's shell points at.
             os.environ["KUBECONFIG"] = str(out)
             _apply_builtin_calltypes(cluster, root)
-            print(f"\nkube-apiserver {versions.KUBERNETES_VERSION} at {cluster.server_url}; "
-                  f"component logs in {cluster.logs_dir}")
+            print(
+                f"\nkube-apiserver {versions.KUBERNETES_VERSION} at {cluster.server_url}; "
+                f"component logs in {cluster.logs_dir}"
+            )
             print(f"\n    export KUBECONFIG={out}\n", flush=True)
 
             runner = _start_media(out, Path(args.media_dir).expanduser().resolve()) if media else None
@@ -269,6 +294,7 @@ def _run(cluster, args, out: Path, runner, printer) -> None:
     print("starting operator in-process; Ctrl-C to stop.", flush=True)
     if op.stoppable:
         op.thread.start()
+
         def check_both() -> None:
             op.poll()
             check()
@@ -278,8 +304,7 @@ def _run(cluster, args, out: Path, runner, printer) -> None:
         op.stop.set()
         op.thread.join(timeout=20)
         if op.thread.is_alive():
-            print("operator did not stop within 20s; tearing the cluster down anyway",
-                  file=sys.stderr, flush=True)
+            print("operator did not stop within 20s; tearing the cluster down anyway", file=sys.stderr, flush=True)
     else:
         try:
             op._call()

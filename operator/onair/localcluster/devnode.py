@@ -11,6 +11,7 @@ per Livestream (``<name>-dev-playback``, owned by the Livestream so it goes with
 chart's own ways in for playback (Ingress/HTTPRoute) need an ingress controller this node does
 not run.
 """
+
 from __future__ import annotations
 
 import sys
@@ -26,8 +27,10 @@ from . import devruntime
 
 RELEASE = "onair"
 NAMESPACE = "onair-system"
-RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted",
-              "pod-security.kubernetes.io/enforce-version": "latest"}
+RESTRICTED = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+}
 MANAGED_BY = "onair-dev"
 PLAYBACK_SUFFIX = "-dev-playback"
 # The node shares this machine's cores: the operator's request defaults are sized for real streams
@@ -38,13 +41,27 @@ ROLES = ("ingest", "transcoder", "origin", "recorder")
 
 def helm_install_args(repository: str, tag: str, chart: Path, namespace: str = NAMESPACE) -> list[str]:
     """`helm install` of the chart with the locally imported image (never pulled: there is no registry)."""
-    args = ["install", RELEASE, str(chart), "--namespace", namespace,
-            "--set", f"image.repository={repository}", "--set", f"image.tag={tag}",
-            "--set", "image.pullPolicy=Never",
-            # Encoders outside the cluster (this machine) push to the node's address.
-            "--set", "livestreams.ingest.serviceType=NodePort",
-            "--set", "livestreams.statusPollIntervalSeconds=2",
-            "--wait", "--timeout", "300s"]
+    args = [
+        "install",
+        RELEASE,
+        str(chart),
+        "--namespace",
+        namespace,
+        "--set",
+        f"image.repository={repository}",
+        "--set",
+        f"image.tag={tag}",
+        "--set",
+        "image.pullPolicy=Never",
+        # Encoders outside the cluster (this machine) push to the node's address.
+        "--set",
+        "livestreams.ingest.serviceType=NodePort",
+        "--set",
+        "livestreams.statusPollIntervalSeconds=2",
+        "--wait",
+        "--timeout",
+        "300s",
+    ]
     for role in ROLES:
         for resource, quantity in DEV_REQUESTS.items():
             args += ["--set-string", f"livestreams.resources.{role}.requests.{resource}={quantity}"]
@@ -61,20 +78,32 @@ def playback_service(livestream: Mapping[str, Any]) -> dict[str, Any]:
     selector = {k: v for k, v in labels(name, "origin").items()}
     http = next(p for p in ORIGIN.ports if p.name == "http")
     return {
-        "apiVersion": "v1", "kind": "Service",
+        "apiVersion": "v1",
+        "kind": "Service",
         "metadata": {
-            "name": f"{name}{PLAYBACK_SUFFIX}", "namespace": meta["namespace"],
+            "name": f"{name}{PLAYBACK_SUFFIX}",
+            "namespace": meta["namespace"],
             "labels": {"app.kubernetes.io/managed-by": MANAGED_BY, "app.kubernetes.io/part-of": "onair"},
-            "ownerReferences": [{"apiVersion": f"{GROUP}/{VERSION}", "kind": "Livestream", "name": name,
-                                 "uid": meta["uid"]}],
+            "ownerReferences": [
+                {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Livestream", "name": name, "uid": meta["uid"]}
+            ],
         },
-        "spec": {"type": "NodePort", "selector": selector,
-                 "ports": [{"name": "http", "port": http.number, "targetPort": "http", "protocol": "TCP"}]},
+        "spec": {
+            "type": "NodePort",
+            "selector": selector,
+            "ports": [{"name": "http", "port": http.number, "targetPort": "http", "protocol": "TCP"}],
+        },
     }
 
 
-def local_urls(status: Mapping[str, Any], name: str, namespace: str, node_ip: str,
-               playback_node_port: Optional[int], ready: Iterable[str]) -> dict[str, dict[str, str]]:
+def local_urls(
+    status: Mapping[str, Any],
+    name: str,
+    namespace: str,
+    node_ip: str,
+    playback_node_port: Optional[int],
+    ready: Iterable[str],
+) -> dict[str, dict[str, str]]:
     """The status' push and playback URLs that work from this machine now: ingest URLs already on
     the node's address (NodePort) of an ingest whose pod is ready, playback URLs moved from the
     origin's Service name to the node address and the dev playback Service's nodePort once the
@@ -95,14 +124,20 @@ def local_urls(status: Mapping[str, Any], name: str, namespace: str, node_ip: st
             out["playback"][key] = urlunsplit(parts._replace(netloc=f"{node_ip}:{playback_node_port}"))
     return out
 
+
 SERVICE = KINDS[("v1", "Service")]
 
 
 class UrlPrinter:
     """Gives each Livestream its dev playback Service and prints its local URLs when they change."""
 
-    def __init__(self, kube: SyncKube, node_ip: str, interval: float = 2.0,
-                 out: Callable[[str], None] = lambda text: print(text, flush=True)) -> None:
+    def __init__(
+        self,
+        kube: SyncKube,
+        node_ip: str,
+        interval: float = 2.0,
+        out: Callable[[str], None] = lambda text: print(text, flush=True),
+    ) -> None:
         self.kube, self.node_ip, self.interval, self.out = kube, node_ip, interval, out
         self.shown: dict[tuple[str, str], dict] = {}
         self._next = 0.0
@@ -135,10 +170,15 @@ class UrlPrinter:
             pods = self.kube.list(POD, namespace, child_selector(name))
         except Exception:  # noqa: BLE001 - the API may be busy; next round
             return set()
-        ready = {(p["metadata"].get("labels") or {}).get("app.kubernetes.io/component") for p in pods
-                 if not p["metadata"].get("deletionTimestamp")
-                 and any(c.get("type") == "Ready" and c.get("status") == "True"
-                         for c in (p.get("status") or {}).get("conditions") or ())}
+        ready = {
+            (p["metadata"].get("labels") or {}).get("app.kubernetes.io/component")
+            for p in pods
+            if not p["metadata"].get("deletionTimestamp")
+            and any(
+                c.get("type") == "Ready" and c.get("status") == "True"
+                for c in (p.get("status") or {}).get("conditions") or ()
+            )
+        }
         return {component for component in ready if component}
 
     def _playback_port(self, ls: Mapping[str, Any]) -> Optional[int]:
@@ -148,8 +188,9 @@ class UrlPrinter:
             svc = self.kube.get(SERVICE, meta["namespace"], name) or self.kube.create(playback_service(ls))
         except KubeError:
             return None  # e.g. the namespace is going away; next round
-        return next((p.get("nodePort") for p in (svc.get("spec") or {}).get("ports") or () if p.get("name") == "http"),
-                    None)
+        return next(
+            (p.get("nodePort") for p in (svc.get("spec") or {}).get("ports") or () if p.get("name") == "http"), None
+        )
 
 
 def run(args: Any, root: Path, crd_files: list[Path], kubeconfig_out: Path) -> int:
@@ -176,26 +217,39 @@ def run(args: Any, root: Path, crd_files: list[Path], kubeconfig_out: Path) -> i
             node.ctr("images", "import", str(ref.archive), timeout=600)
             kube = apply.client(kubeconfig_out)
             try:
-                apply.apply_documents(kube, [{"apiVersion": "v1", "kind": "Namespace",
-                                              "metadata": {"name": NAMESPACE, "labels": RESTRICTED}}])
+                apply.apply_documents(
+                    kube,
+                    [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE, "labels": RESTRICTED}}],
+                )
                 print(f"installing the chart into {NAMESPACE} (helm install --wait)...", flush=True)
-                proc = manifests.helm("--kubeconfig", str(kubeconfig_out),
-                                      *helm_install_args(ref.repository, ref.tag, root / "charts" / "onair"),
-                                      timeout=420)
+                proc = manifests.helm(
+                    "--kubeconfig",
+                    str(kubeconfig_out),
+                    *helm_install_args(ref.repository, ref.tag, root / "charts" / "onair"),
+                    timeout=420,
+                )
                 if proc.returncode != 0:
-                    print(f"onair dev: helm install failed:\n{proc.stdout}{proc.stderr}\n"
-                          f"node logs: {node.state_dir / 'logs' if node.state_dir else '-'}; "
-                          f"kubectl --kubeconfig {kubeconfig_out} -n {NAMESPACE} get pods,events",
-                          file=sys.stderr, flush=True)
+                    print(
+                        f"onair dev: helm install failed:\n{proc.stdout}{proc.stderr}\n"
+                        f"node logs: {node.state_dir / 'logs' if node.state_dir else '-'}; "
+                        f"kubectl --kubeconfig {kubeconfig_out} -n {NAMESPACE} get pods,events",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                     return 1
                 printer = UrlPrinter(kube, node.node_ip)
-                print(f"\nkube-apiserver {versions.KUBERNETES_VERSION} at {kc.cluster.server_url}; node "
-                      f"{node.name} at {node.node_ip} (encoders and players on this machine reach it there); "
-                      f"operator: deployment/{RELEASE}-operator in {NAMESPACE}; node logs in "
-                      f"{node.state_dir / 'logs' if node.state_dir else '-'}")
+                print(
+                    f"\nkube-apiserver {versions.KUBERNETES_VERSION} at {kc.cluster.server_url}; node "
+                    f"{node.name} at {node.node_ip} (encoders and players on this machine reach it there); "
+                    f"operator: deployment/{RELEASE}-operator in {NAMESPACE}; node logs in "
+                    f"{node.state_dir / 'logs' if node.state_dir else '-'}"
+                )
                 print(f"\n    export KUBECONFIG={kubeconfig_out}\n")
-                print("onair dev ready: create a Livestream (e.g. spec.callType: development); its push and "
-                      "play URLs appear here. Ctrl-C to stop.", flush=True)
+                print(
+                    "onair dev ready: create a Livestream (e.g. spec.callType: development); its push and "
+                    "play URLs appear here. Ctrl-C to stop.",
+                    flush=True,
+                )
                 wait_for_interrupt(kc, extra_check=printer.poll)
                 print("\nstopping the node and the cluster...", flush=True)
             finally:

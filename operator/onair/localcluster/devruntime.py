@@ -11,6 +11,7 @@
 ``choose`` is the decision, a pure function of what the machine has; ``node_missing`` and
 ``node_unbuilt`` gather those facts.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,7 +29,8 @@ PROCESS_SIMULATES = (
     "the process runner simulates Kubernetes: there is no kubelet and no container runtime, every media "
     "Deployment runs as local processes on 127.0.0.1, role configs are rewritten for loopback (Service DNS "
     "names and ports become local ports, volumes become directories), and the pods' image, probes, "
-    "securityContext, resources, Service DNS, NetworkPolicies and the operator's RBAC are not exercised")
+    "securityContext, resources, Service DNS, NetworkPolicies and the operator's RBAC are not exercised"
+)
 
 
 @dataclass(frozen=True)
@@ -46,21 +48,37 @@ def choose(requested: str, missing: list[str], unbuilt: list[str]) -> Choice:
         return Choice(PROCESS, f"runtime: process (--runtime process): {PROCESS_SIMULATES}.")
     if requested == NODE:
         if missing:
-            return Choice(None, "--runtime node cannot run on this machine, it lacks: " + "; ".join(missing)
-                          + ". Without them, `onair dev --runtime process` runs the process runner instead.")
-        building = (f" Building {', '.join(unbuilt)} first (once; cached in ~/.cache/onair)." if unbuilt else "")
-        return Choice(NODE, "runtime: node (--runtime node): a real kubelet and containerd run the onair image; "
-                            "the chart is installed with helm." + building)
+            return Choice(
+                None,
+                "--runtime node cannot run on this machine, it lacks: "
+                + "; ".join(missing)
+                + ". Without them, `onair dev --runtime process` runs the process runner instead.",
+            )
+        building = f" Building {', '.join(unbuilt)} first (once; cached in ~/.cache/onair)." if unbuilt else ""
+        return Choice(
+            NODE,
+            "runtime: node (--runtime node): a real kubelet and containerd run the onair image; "
+            "the chart is installed with helm." + building,
+        )
     # auto: the node only when it can start at once; a first build takes many minutes, so it is asked for.
     if not missing and not unbuilt:
-        return Choice(NODE, "runtime: node (this machine can run one; --runtime process for the process runner): "
-                            "a real kubelet and containerd run the onair image; the chart is installed with helm.")
+        return Choice(
+            NODE,
+            "runtime: node (this machine can run one; --runtime process for the process runner): "
+            "a real kubelet and containerd run the onair image; the chart is installed with helm.",
+        )
     why = list(missing)
     if unbuilt:
-        why.append(f"the node components {', '.join(unbuilt)} are not built yet (`onair dev --runtime node` or "
-                   f"`onair localcluster build {' '.join(unbuilt)}` builds them once)")
-    return Choice(PROCESS, "runtime: process, because the real node cannot run here: " + "; ".join(why)
-                           + f". Falling back to the process runner: {PROCESS_SIMULATES}.")
+        why.append(
+            f"the node components {', '.join(unbuilt)} are not built yet (`onair dev --runtime node` or "
+            f"`onair localcluster build {' '.join(unbuilt)}` builds them once)"
+        )
+    return Choice(
+        PROCESS,
+        "runtime: process, because the real node cannot run here: "
+        + "; ".join(why)
+        + f". Falling back to the process runner: {PROCESS_SIMULATES}.",
+    )
 
 
 def node_missing() -> list[str]:
@@ -72,13 +90,18 @@ def node_missing() -> list[str]:
         out.append("root (the node creates a network namespace, cgroups and mounts; run as root)")
     tools = node.missing_tools()
     if tools:
-        out.append("the node's Debian packages: " + ", ".join(tools)
-                   + " (scripts/install-deps installs system-packages/debian-test-packages.txt)")
+        out.append(
+            "the node's Debian packages: "
+            + ", ".join(tools)
+            + " (scripts/install-deps installs system-packages/debian-test-packages.txt)"
+        )
     if image.cached_image() is None:
         lacking = [t for t in ("buildah", "mmdebstrap") if _which(t) is None]
         if lacking:
-            out.append(f"{' and '.join(lacking)} to build the onair image (apt-get install "
-                       f"{' '.join(lacking)}; system-packages/debian-image-build-packages.txt)")
+            out.append(
+                f"{' and '.join(lacking)} to build the onair image (apt-get install "
+                f"{' '.join(lacking)}; system-packages/debian-image-build-packages.txt)"
+            )
     return out
 
 
@@ -97,6 +120,8 @@ def urls_text(namespace: str, name: str, where: str, urls: dict[str, dict[str, s
     lines = [f"\nLivestream {namespace}/{name} {where}:"]
     lines += [f"  push  {key:<12} {url}" for key, url in sorted(urls["ingest"].items())]
     lines += [f"  play  {key:<12} {url}" for key, url in sorted(urls["playback"].items())]
-    lines.append(f"  RTMP needs the stream key: kubectl -n {namespace} get secret {name}-credentials "
-                 "-o jsonpath='{.data.streamKey}' | base64 -d")
+    lines.append(
+        f"  RTMP needs the stream key: kubectl -n {namespace} get secret {name}-credentials "
+        "-o jsonpath='{.data.streamKey}' | base64 -d"
+    )
     return "\n".join(lines)

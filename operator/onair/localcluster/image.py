@@ -16,6 +16,7 @@ Everything is cached under ${ONAIR_CACHE:-~/.cache/onair}/image/, keyed by diges
 image), so a warm call only hashes the sources (well under a second). A file lock makes
 concurrent callers (pytest-xdist workers, several checkouts sharing the cache) build once.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -46,12 +47,19 @@ BASE_REPOSITORY = "localhost/onair-base"
 DEBIAN_SUITE = "bookworm"
 # Suites of the base's /etc/apt/sources.list, as in debian:bookworm-slim (security updates
 # included). ONAIR_DEBIAN_MIRROR points them at another mirror of Debian.
-_DEBIAN_SUITES = ((DEBIAN_SUITE, "debian"), (f"{DEBIAN_SUITE}-updates", "debian"),
-                  (f"{DEBIAN_SUITE}-security", "debian-security"))
+_DEBIAN_SUITES = (
+    (DEBIAN_SUITE, "debian"),
+    (f"{DEBIAN_SUITE}-updates", "debian"),
+    (f"{DEBIAN_SUITE}-security", "debian-security"),
+)
 # The docs debian:bookworm-slim leaves out; they stay out of everything installed later too.
-_DPKG_EXCLUDES = ("path-exclude=/usr/share/doc/*", "path-include=/usr/share/doc/*/copyright",
-                  "path-exclude=/usr/share/man/*", "path-exclude=/usr/share/info/*",
-                  "path-exclude=/usr/share/locale/*")
+_DPKG_EXCLUDES = (
+    "path-exclude=/usr/share/doc/*",
+    "path-include=/usr/share/doc/*/copyright",
+    "path-exclude=/usr/share/man/*",
+    "path-exclude=/usr/share/info/*",
+    "path-exclude=/usr/share/locale/*",
+)
 # Sets up merged /usr itself, so the rootfs does not need the usrmerge package (and its perl, ~45 MB).
 _MERGED_USR_HOOK = Path("/usr/share/mmdebstrap/hooks/merged-usr")
 
@@ -104,7 +112,6 @@ def repo_root() -> Path:
     if (here / "pyproject.toml").is_file():
         return here
     return Path.cwd()
-
 
 
 def project_version(root: Path) -> str:
@@ -171,7 +178,7 @@ def _pattern_regex(pattern: str) -> re.Pattern:
             if end < 0:
                 out, i = out + re.escape(pattern[i:]), len(pattern)
             else:
-                body = pattern[i + 1:end]
+                body = pattern[i + 1 : end]
                 out, i = out + "[" + ("^" + body[1:] if body.startswith("!") else body) + "]", end + 1
         else:
             out, i = out + re.escape(pattern[i]), i + 1
@@ -218,8 +225,7 @@ def context_files(root: Path) -> list[str]:
                     rel_dir = os.path.relpath(dirpath, root)
                     # Pruning ignored directories keeps node_modules and caches out of the walk.
                     if prune:
-                        dirnames[:] = [d for d in dirnames
-                                       if not is_ignored(os.path.join(rel_dir, d), patterns)]
+                        dirnames[:] = [d for d in dirnames if not is_ignored(os.path.join(rel_dir, d), patterns)]
                     for f in filenames:
                         rel = os.path.normpath(os.path.join(rel_dir, f))
                         if not is_ignored(rel, patterns):
@@ -271,14 +277,22 @@ def _log(msg: str) -> None:
 def _tool(name: str, package: str) -> str:
     path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/sbin:/bin")
     if not path:
-        raise BuildError(f"{name} is not installed: `apt-get install {package}` "
-                         "(scripts/install-deps installs system-packages/debian-image-build-packages.txt)")
+        raise BuildError(
+            f"{name} is not installed: `apt-get install {package}` "
+            "(scripts/install-deps installs system-packages/debian-image-build-packages.txt)"
+        )
     return path
 
 
 def _storage_args(driver: str) -> list[str]:
-    return ["--root", str(image_dir() / f"storage-{driver}"), "--runroot", str(image_dir() / f"run-{driver}"),
-            "--storage-driver", driver]
+    return [
+        "--root",
+        str(image_dir() / f"storage-{driver}"),
+        "--runroot",
+        str(image_dir() / f"run-{driver}"),
+        "--storage-driver",
+        driver,
+    ]
 
 
 def _storage_driver(buildah: str) -> str:
@@ -287,8 +301,9 @@ def _storage_driver(buildah: str) -> str:
     wanted = os.environ.get("ONAIR_IMAGE_STORAGE_DRIVER")
     if wanted:
         return wanted
-    probe = subprocess.run([buildah, *_storage_args("overlay"), "images", "-q"],
-                           capture_output=True, text=True, timeout=120)
+    probe = subprocess.run(
+        [buildah, *_storage_args("overlay"), "images", "-q"], capture_output=True, text=True, timeout=120
+    )
     if probe.returncode == 0:
         return "overlay"
     _log(f"overlay storage unavailable ({probe.stderr.strip().splitlines()[-1:]}); using vfs")
@@ -324,8 +339,9 @@ class _Buildah:
         return subprocess.run(self.cmd(*args), capture_output=True, text=True, timeout=300).stdout
 
     def image_id(self, name: str) -> str | None:
-        out = subprocess.run(self.cmd("images", "--no-trunc", "--format", "{{.ID}}", name),
-                             capture_output=True, text=True, timeout=300)
+        out = subprocess.run(
+            self.cmd("images", "--no-trunc", "--format", "{{.ID}}", name), capture_output=True, text=True, timeout=300
+        )
         ids = out.stdout.split()
         return ids[0] if out.returncode == 0 and ids else None
 
@@ -376,8 +392,13 @@ def ensure_base(buildah: _Buildah, refresh: bool = False) -> tuple[str, str]:
         recipe = base_recipe()
         t0 = time.monotonic()
         tmp = base_dir / "rootfs.tar.tmp"
-        cmd = [_tool("mmdebstrap", "mmdebstrap"), f"--variant={recipe['variant']}", "--mode=auto",
-               "--format=tar", *(f"--dpkgopt={o}" for o in recipe["dpkg"])]
+        cmd = [
+            _tool("mmdebstrap", "mmdebstrap"),
+            f"--variant={recipe['variant']}",
+            "--mode=auto",
+            "--format=tar",
+            *(f"--dpkgopt={o}" for o in recipe["dpkg"]),
+        ]
         if recipe["merged_usr_hook"]:
             cmd.append(f"--hook-dir={_MERGED_USR_HOOK}")
         cmd += [recipe["suite"], str(tmp), *recipe["sources"]]
@@ -387,15 +408,23 @@ def ensure_base(buildah: _Buildah, refresh: bool = False) -> tuple[str, str]:
         _log(f"rootfs {rootfs.stat().st_size / 2**20:.0f} MiB in {time.monotonic() - t0:.1f}s")
     (base_dir / "Containerfile").write_text(
         "# Generated by onair.localcluster.image: Debian's own packages, no registry.\n"
-        "FROM scratch\nADD rootfs.tar /\nCMD [\"bash\"]\n")
-    buildah.run("bud", "--isolation", "chroot", "--file", str(base_dir / "Containerfile"),
-                "--tag", name, str(base_dir))
+        'FROM scratch\nADD rootfs.tar /\nCMD ["bash"]\n'
+    )
+    buildah.run("bud", "--isolation", "chroot", "--file", str(base_dir / "Containerfile"), "--tag", name, str(base_dir))
     image_id = buildah.image_id(name)
     if not image_id:
         raise BuildError(f"buildah built {name} but cannot find it in its storage")
-    _base_stamp().write_text(json.dumps({"name": name, "image_id": image_id, "recipe": base_recipe(),
-                                         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
-                                        indent=1))
+    _base_stamp().write_text(
+        json.dumps(
+            {
+                "name": name,
+                "image_id": image_id,
+                "recipe": base_recipe(),
+                "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            },
+            indent=1,
+        )
+    )
     return name, image_id
 
 
@@ -411,8 +440,10 @@ def ensure_player(root: Path) -> None:
     _log("vendoring hls.js: scripts/build-player")
     proc = subprocess.run([str(script)], cwd=root, capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
-        raise BuildError(f"scripts/build-player failed ({proc.returncode}); the image needs the "
-                         f"vendored hls.js:\n{proc.stdout}{proc.stderr}")
+        raise BuildError(
+            f"scripts/build-player failed ({proc.returncode}); the image needs the "
+            f"vendored hls.js:\n{proc.stdout}{proc.stderr}"
+        )
 
 
 def _stamp_path(name: str) -> Path:
@@ -439,6 +470,7 @@ def _cached(name: str) -> ImageRef | None:
 def archive_layers(archive: Path) -> tuple[dict, list[dict]]:
     """(image config, layer descriptors) of the single image in an OCI archive."""
     with tarfile.open(archive) as tar:
+
         def member(name: str) -> IO[bytes]:
             fh = tar.extractfile(name)
             if fh is None:
@@ -515,8 +547,7 @@ def _build(root: Path, force: bool, refresh_base: bool) -> ImageRef:
         if ref:
             return ref
     _log(f"building {name} from {root / 'Dockerfile'} on {base_name} ({buildah.driver} storage; log {log})")
-    args = ["bud", "--isolation", "chroot", "--layers", "--pull=never",
-            "--build-arg", f"BASE_IMAGE={base_name}"]
+    args = ["bud", "--isolation", "chroot", "--layers", "--pull=never", "--build-arg", f"BASE_IMAGE={base_name}"]
     ca = _host_ca_bundle()
     if ca:
         args += ["--volume", f"{ca}:{_BUILD_CA_PATH}:ro", "--build-arg", f"PIP_CERT={_BUILD_CA_PATH}"]
@@ -531,15 +562,23 @@ def _build(root: Path, force: bool, refresh_base: bool) -> ImageRef:
         os.replace(tmp, archive)
     finally:
         tmp.unlink(missing_ok=True)
-    ref = ImageRef(name=name, archive=archive, digest=digest, size_bytes=unpacked_size(archive),
-                   archive_bytes=archive.stat().st_size, build_seconds=round(time.monotonic() - t0, 1))
+    ref = ImageRef(
+        name=name,
+        archive=archive,
+        digest=digest,
+        size_bytes=unpacked_size(archive),
+        archive_bytes=archive.stat().st_size,
+        build_seconds=round(time.monotonic() - t0, 1),
+    )
     stamp = _stamp_path(name)
     stamp_tmp = stamp.with_name(f".{stamp.name}.tmp")
     stamp_tmp.write_text(json.dumps(ref.to_json(), indent=1))
     os.replace(stamp_tmp, stamp)
     _prune(buildah, keep=name)
-    _log(f"{name}: {ref.size_bytes / 2**20:.0f} MiB unpacked, archive {ref.archive_bytes / 2**20:.0f} MiB, "
-         f"built in {ref.build_seconds:.1f}s -> {archive}")
+    _log(
+        f"{name}: {ref.size_bytes / 2**20:.0f} MiB unpacked, archive {ref.archive_bytes / 2**20:.0f} MiB, "
+        f"built in {ref.build_seconds:.1f}s -> {archive}"
+    )
     return ref
 
 
@@ -580,10 +619,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="scripts/build-image",
         description="Build the onair image from the Dockerfile with buildah, on a base made from Debian "
-                    "packages: no Docker daemon, no registry. Prints the image name and its OCI archive.")
+        "packages: no Docker daemon, no registry. Prints the image name and its OCI archive.",
+    )
     ap.add_argument("--force", action="store_true", help="rebuild even if the archive of these inputs exists")
-    ap.add_argument("--refresh-base", action="store_true",
-                    help="rebuild the Debian base from the mirror (takes in security updates)")
+    ap.add_argument(
+        "--refresh-base",
+        action="store_true",
+        help="rebuild the Debian base from the mirror (takes in security updates)",
+    )
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
     args = ap.parse_args(argv)
     t0 = time.monotonic()

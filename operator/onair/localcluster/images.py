@@ -7,6 +7,7 @@ uncompressed layer plus config, manifest and index: what `ctr images import` rea
 are deterministic (fixed mtimes, owners and order), cached under ``<cache>/images`` and keyed by
 what goes into them, so they are written once per binary version.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -53,8 +54,13 @@ class Entry:
         if self.source is not None:
             st = self.source.stat()
             src = [str(self.source), st.st_size, st.st_mtime_ns]
-        return [self.path, src, hashlib.sha256(self.data).hexdigest() if self.data is not None else None,
-                self.link, self.mode]
+        return [
+            self.path,
+            src,
+            hashlib.sha256(self.data).hexdigest() if self.data is not None else None,
+            self.link,
+            self.mode,
+        ]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,8 +77,9 @@ class Image:
         return f"{REGISTRY}/{self.name}:{self.tag}"
 
     def key(self) -> str:
-        blob = json.dumps([_RECIPE_REV, self.ref, [e.fingerprint() for e in self.entries],
-                           self.entrypoint, self.cmd, self.env, ARCH])
+        blob = json.dumps(
+            [_RECIPE_REV, self.ref, [e.fingerprint() for e in self.entries], self.entrypoint, self.cmd, self.env, ARCH]
+        )
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -142,32 +149,44 @@ def write_archive(image: Image, out: Path) -> None:
             _write_layer(image.entries, hw)
         layer_digest, layer_size = hw.sha.hexdigest(), hw.size
         config = {
-            "architecture": ARCH, "os": "linux",
-            "config": {"Env": list(image.env), "Entrypoint": list(image.entrypoint) or None,
-                       "Cmd": list(image.cmd) or None, "WorkingDir": "/"},
+            "architecture": ARCH,
+            "os": "linux",
+            "config": {
+                "Env": list(image.env),
+                "Entrypoint": list(image.entrypoint) or None,
+                "Cmd": list(image.cmd) or None,
+                "WorkingDir": "/",
+            },
             "rootfs": {"type": "layers", "diff_ids": [f"sha256:{layer_digest}"]},
             "history": [{"created_by": "onair.localcluster.images"}],
         }
         config_raw = _json(config)
         config_digest = hashlib.sha256(config_raw).hexdigest()
         manifest = {
-            "schemaVersion": 2, "mediaType": MEDIA_MANIFEST,
+            "schemaVersion": 2,
+            "mediaType": MEDIA_MANIFEST,
             "config": _descriptor(MEDIA_CONFIG, config_digest, len(config_raw)),
             "layers": [_descriptor(MEDIA_LAYER, layer_digest, layer_size)],
         }
         manifest_raw = _json(manifest)
         manifest_digest = hashlib.sha256(manifest_raw).hexdigest()
         index = {
-            "schemaVersion": 2, "mediaType": MEDIA_INDEX,
-            "manifests": [_descriptor(
-                MEDIA_MANIFEST, manifest_digest, len(manifest_raw),
-                platform={"architecture": ARCH, "os": "linux"},
-                # containerd names the imported image after the first; other tools after the second.
-                annotations={"io.containerd.image.name": image.ref,
-                             "org.opencontainers.image.ref.name": image.tag})],
+            "schemaVersion": 2,
+            "mediaType": MEDIA_INDEX,
+            "manifests": [
+                _descriptor(
+                    MEDIA_MANIFEST,
+                    manifest_digest,
+                    len(manifest_raw),
+                    platform={"architecture": ARCH, "os": "linux"},
+                    # containerd names the imported image after the first; other tools after the second.
+                    annotations={"io.containerd.image.name": image.ref, "org.opencontainers.image.ref.name": image.tag},
+                )
+            ],
         }
         partial = out.with_name(out.name + ".partial")
         with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as tar:
+
             def add_bytes(name: str, data: bytes) -> None:
                 tar.addfile(_tarinfo(name, tarfile.REGTYPE, 0o644, len(data)), io.BytesIO(data))
 
@@ -204,8 +223,10 @@ def ensure_archive(image: Image) -> Path:
 def _need(path: str, package: str) -> Path:
     p = Path(path)
     if not p.is_file():
-        raise ImageError(f"{path} is missing: install the Debian package {package} "
-                         "(scripts/install-deps does, from system-packages/debian-test-packages.txt)")
+        raise ImageError(
+            f"{path} is missing: install the Debian package {package} "
+            "(scripts/install-deps does, from system-packages/debian-test-packages.txt)"
+        )
     return p
 
 
@@ -220,8 +241,9 @@ def _debian_version(package: str) -> str:
 def pause() -> Image:
     """The pod sandbox: catatonit in pause mode (waits for signals, reaps nothing, exits on TERM)."""
     src = _need("/usr/bin/catatonit", "catatonit")
-    return Image("pause", _debian_version("catatonit"), (Entry("catatonit", source=src),),
-                 entrypoint=("/catatonit", "-P"))
+    return Image(
+        "pause", _debian_version("catatonit"), (Entry("catatonit", source=src),), entrypoint=("/catatonit", "-P")
+    )
 
 
 def _busybox_applets(busybox: Path) -> list[str]:
@@ -238,10 +260,12 @@ def busybox() -> Image:
         if applet != "bin/busybox":
             entries.append(Entry(applet, link="/bin/busybox"))
     entries += [
-        Entry("etc/passwd", data=b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
-              mode=0o644),
+        Entry(
+            "etc/passwd", data=b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n", mode=0o644
+        ),
         Entry("etc/group", data=b"root:x:0:\nnogroup:x:65534:\n", mode=0o644),
-        Entry("tmp", mode=0o1777), Entry("root", mode=0o700),
+        Entry("tmp", mode=0o1777),
+        Entry("root", mode=0o700),
     ]
     return Image("busybox", _debian_version("busybox-static"), tuple(entries), cmd=("sh",))
 
@@ -254,25 +278,35 @@ def _built(name: str) -> Path:
 
 
 def coredns() -> Image:
-    return Image("coredns", versions.COREDNS_VERSION, (Entry("coredns", source=_built("coredns")),),
-                 entrypoint=("/coredns",))
+    return Image(
+        "coredns", versions.COREDNS_VERSION, (Entry("coredns", source=_built("coredns")),), entrypoint=("/coredns",)
+    )
 
 
 def local_path_provisioner() -> Image:
-    return Image("local-path-provisioner", versions.LOCAL_PATH_PROVISIONER_VERSION,
-                 (Entry("local-path-provisioner", source=_built("local-path-provisioner")),
-                  Entry("tmp", mode=0o1777)),
-                 entrypoint=("/local-path-provisioner",))
+    return Image(
+        "local-path-provisioner",
+        versions.LOCAL_PATH_PROVISIONER_VERSION,
+        (Entry("local-path-provisioner", source=_built("local-path-provisioner")), Entry("tmp", mode=0o1777)),
+        entrypoint=("/local-path-provisioner",),
+    )
 
 
 def traefik() -> Image:
     """Traefik alone: static, no shell; runs as any non-root UID (it writes nothing but to /tmp)."""
-    return Image("traefik", versions.TRAEFIK_VERSION,
-                 (Entry("traefik", source=_built("traefik")), Entry("tmp", mode=0o1777)),
-                 entrypoint=("/traefik",))
+    return Image(
+        "traefik",
+        versions.TRAEFIK_VERSION,
+        (Entry("traefik", source=_built("traefik")), Entry("tmp", mode=0o1777)),
+        entrypoint=("/traefik",),
+    )
 
 
 def node_images() -> dict[str, Image]:
     """Every image a local node imports, by role."""
-    return {"pause": pause(), "busybox": busybox(), "coredns": coredns(),
-            "local-path-provisioner": local_path_provisioner()}
+    return {
+        "pause": pause(),
+        "busybox": busybox(),
+        "coredns": coredns(),
+        "local-path-provisioner": local_path_provisioner(),
+    }

@@ -15,6 +15,7 @@ and a role config written for a pod into one that works on loopback:
 
 No I/O, no clock: the runner (``podrunner``) does the API calls, files and processes.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -101,8 +102,11 @@ def _volume(raw: Mapping[str, Any]) -> Volume:
     for kind in _KNOWN_VOLUMES:
         if kind in raw and raw[kind] is not None:
             src = raw[kind] or {}
-            source = {"configMap": src.get("name"), "secret": src.get("secretName"),
-                      "persistentVolumeClaim": src.get("claimName")}.get(kind)
+            source = {
+                "configMap": src.get("name"),
+                "secret": src.get("secretName"),
+                "persistentVolumeClaim": src.get("claimName"),
+            }.get(kind)
             items = tuple((i["key"], i["path"]) for i in src.get("items") or ())
             return Volume(name, kind, source, items, optional=bool(src.get("optional")))
     kinds = sorted(k for k in raw if k != "name")
@@ -138,8 +142,10 @@ def pod_plan(deployment: Mapping[str, Any]) -> PodPlan:
         if raw["name"] not in volumes:
             raise PlanError(f"{where}: volumeMount {raw['name']!r} names no volume")
         mounts.append(Mount(raw["name"], raw["mountPath"].rstrip("/") or "/", raw.get("subPath") or None))
-    ports = tuple(ContainerPort(p.get("name"), int(p["containerPort"]), p.get("protocol") or "TCP")
-                  for p in container.get("ports") or ())
+    ports = tuple(
+        ContainerPort(p.get("name"), int(p["containerPort"]), p.get("protocol") or "TCP")
+        for p in container.get("ports") or ()
+    )
     readiness = None
     probe = (container.get("readinessProbe") or {}).get("httpGet")
     if probe:
@@ -152,9 +158,15 @@ def pod_plan(deployment: Mapping[str, Any]) -> PodPlan:
     grace = pod_spec.get("terminationGracePeriodSeconds")
     meta_labels = meta.get("labels") or {}
     return PodPlan(
-        namespace=meta["namespace"], name=meta["name"], uid=meta.get("uid", ""),
+        namespace=meta["namespace"],
+        name=meta["name"],
+        uid=meta.get("uid", ""),
         replicas=1 if replicas is None else int(replicas),
-        args=args, ports=ports, mounts=tuple(mounts), volumes=volumes, labels=labels,
+        args=args,
+        ports=ports,
+        mounts=tuple(mounts),
+        volumes=volumes,
+        labels=labels,
         grace_seconds=30.0 if grace is None else float(grace),
         fingerprint=fingerprint(deployment),
         livestream=meta_labels.get("onair.dev/livestream"),
@@ -179,8 +191,9 @@ def selector_matches(selector: Mapping[str, str], labels: Mapping[str, str]) -> 
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
-def service_targets(services: Iterable[Mapping[str, Any]],
-                    plans: Iterable[PodPlan]) -> dict[tuple[str, str, int], tuple[str, str, int]]:
+def service_targets(
+    services: Iterable[Mapping[str, Any]], plans: Iterable[PodPlan]
+) -> dict[tuple[str, str, int], tuple[str, str, int]]:
     """Every Service port whose selector picks a planned pod -> (namespace, deployment, container
     port number) it targets. A Service selecting several pods targets the first in ``plans`` order
     (kube-proxy would balance)."""
@@ -202,14 +215,16 @@ def service_targets(services: Iterable[Mapping[str, Any]],
     return table
 
 
-def service_table(services: Iterable[Mapping[str, Any]], plans: Iterable[PodPlan],
-                  local_ports: Mapping[tuple[str, str, int], int]) -> dict[tuple[str, str, int], int]:
+def service_table(
+    services: Iterable[Mapping[str, Any]], plans: Iterable[PodPlan], local_ports: Mapping[tuple[str, str, int], int]
+) -> dict[tuple[str, str, int], int]:
     """Every Service port whose selector picks a planned pod, mapped to that pod's local port.
 
     ``local_ports``: (namespace, deployment, container port number) -> local port.
     """
-    return {key: local_ports[target] for key, target in service_targets(services, plans).items()
-            if target in local_ports}
+    return {
+        key: local_ports[target] for key, target in service_targets(services, plans).items() if target in local_ports
+    }
 
 
 def service_port_of(address: str) -> Optional[tuple[str, str, int]]:
@@ -271,7 +286,7 @@ def rewrite_path(path: str, mounts: Mapping[str, str]) -> str:
                 best = container_path
     if best is None:
         return path
-    return mounts[best] + path[len(best):]
+    return mounts[best] + path[len(best) :]
 
 
 # ----------------------------------------------------------------------------- configs
@@ -300,8 +315,15 @@ class Rewritten:
         return not self.unresolved
 
 
-def rewrite_config(config: Mapping[str, Any], *, namespace: str, ports: Mapping[int, int],
-                   mounts: Mapping[str, str], services: ServiceTable, host: str = LOCAL_HOST) -> Rewritten:
+def rewrite_config(
+    config: Mapping[str, Any],
+    *,
+    namespace: str,
+    ports: Mapping[int, int],
+    mounts: Mapping[str, str],
+    services: ServiceTable,
+    host: str = LOCAL_HOST,
+) -> Rewritten:
     """A role config (camelCase, as in the ConfigMap) made to run as a local process.
 
     ``ports``: container port number -> local port; every ``*Port`` value must be in it
@@ -348,8 +370,9 @@ def rewrite_args(args: Iterable[str], mounts: Mapping[str, str], python: str) ->
     return args[:1] + [rewrite_path(a, mounts) if a.startswith("/") else a for a in args[1:]]
 
 
-def local_endpoints(status: Mapping[str, Any], services: ServiceTable, namespace: str,
-                    host: str = LOCAL_HOST) -> dict[str, dict[str, str]]:
+def local_endpoints(
+    status: Mapping[str, Any], services: ServiceTable, namespace: str, host: str = LOCAL_HOST
+) -> dict[str, dict[str, str]]:
     """A Livestream status' push and playback URLs (cluster DNS names) as local URLs.
 
     Only the URLs a local pod serves are returned: ``{"ingest": {...}, "playback": {...}}``.

@@ -24,6 +24,7 @@ Isolation, so a node can neither reach the network nor leave anything behind:
 
 `leftovers()` lists whatever of a node still exists; the tests assert it is empty after stop().
 """
+
 from __future__ import annotations
 
 import atexit
@@ -46,8 +47,18 @@ from typing import Any, Callable, Iterable
 import yaml
 
 from . import build, certs, images
-from .cluster import (DEFAULT_CONTROLLERS, NODE_CONTROLLERS, ClusterError, LocalCluster, _b64, _pid_alive,
-                      _Proc, _tail, kubeconfig_dict, write_kubeconfig)
+from .cluster import (
+    DEFAULT_CONTROLLERS,
+    NODE_CONTROLLERS,
+    ClusterError,
+    LocalCluster,
+    _b64,
+    _pid_alive,
+    _Proc,
+    _tail,
+    kubeconfig_dict,
+    write_kubeconfig,
+)
 
 NODE_NAME = "onair-node"
 CLUSTER_CIDR = "10.244.0.0/16"
@@ -68,15 +79,25 @@ _OWNER_FILE = "owner.pid"
 
 # What kubelet sets on start (kubelet/cm: setupKernelTunables) unless already so.
 KUBELET_SYSCTLS = {
-    "vm/overcommit_memory": 1, "vm/panic_on_oom": 0, "kernel/panic": 10, "kernel/panic_on_oops": 1,
-    "kernel/keys/root_maxkeys": 1000000, "kernel/keys/root_maxbytes": 25000000,
+    "vm/overcommit_memory": 1,
+    "vm/panic_on_oom": 0,
+    "kernel/panic": 10,
+    "kernel/panic_on_oops": 1,
+    "kernel/keys/root_maxkeys": 1000000,
+    "kernel/keys/root_maxbytes": 25000000,
 }
 
 # Debian packages the node runs (installed by scripts/install-deps from debian-test-packages.txt).
 REQUIRED_TOOLS = {
-    "containerd": "containerd", "ctr": "containerd", "containerd-shim-runc-v2": "containerd",
-    "runc": "runc", "iptables": "iptables", "ip": "iproute2", "nsenter": "util-linux",
-    "unshare": "util-linux", "catatonit": "catatonit",
+    "containerd": "containerd",
+    "ctr": "containerd",
+    "containerd-shim-runc-v2": "containerd",
+    "runc": "runc",
+    "iptables": "iptables",
+    "ip": "iproute2",
+    "nsenter": "util-linux",
+    "unshare": "util-linux",
+    "catatonit": "catatonit",
 }
 
 
@@ -86,8 +107,11 @@ class NodeError(ClusterError):
 
 def missing_tools() -> list[str]:
     """What this machine lacks to run a node, as 'tool (Debian package)'."""
-    out = [f"{tool} ({pkg})" for tool, pkg in REQUIRED_TOOLS.items()
-           if shutil.which(tool) is None and not Path("/usr/sbin", tool).is_file()]
+    out = [
+        f"{tool} ({pkg})"
+        for tool, pkg in REQUIRED_TOOLS.items()
+        if shutil.which(tool) is None and not Path("/usr/sbin", tool).is_file()
+    ]
     for plugin in ("bridge", "host-local", "portmap", "loopback"):
         if not (CNI_BIN_DIR / plugin).is_file():
             out.append(f"{CNI_BIN_DIR / plugin} (containernetworking-plugins)")
@@ -119,8 +143,9 @@ def _used_networks() -> list[ipaddress.IPv4Network]:
     return [n for n in nets if n.version == 4 and n.prefixlen > 0]
 
 
-def pick_link(used: Iterable[ipaddress.IPv4Network], pool: ipaddress.IPv4Network = LINK_POOL,
-              rng: random.Random | None = None) -> ipaddress.IPv4Network:
+def pick_link(
+    used: Iterable[ipaddress.IPv4Network], pool: ipaddress.IPv4Network = LINK_POOL, rng: random.Random | None = None
+) -> ipaddress.IPv4Network:
     """A /30 of `pool` overlapping nothing in `used` (random start, so parallel runs rarely
     even meet the lock)."""
     used = list(used)
@@ -157,8 +182,11 @@ def add_guard_routes() -> list[str]:
     """Blackhole GUARD_ROUTES on the host, except a range the host really routes somewhere
     (then it is not ours to shadow). Returns the ranges guarded."""
     routes = _host_routes()
-    real = [ipaddress.IPv4Network(line.split()[0], strict=False) for line in routes
-            if line.split() and not line.startswith(("default", "blackhole")) and line.split()[0][:1].isdigit()]
+    real = [
+        ipaddress.IPv4Network(line.split()[0], strict=False)
+        for line in routes
+        if line.split() and not line.startswith(("default", "blackhole")) and line.split()[0][:1].isdigit()
+    ]
     guarded = []
     for net in GUARD_ROUTES:
         n = ipaddress.IPv4Network(net)
@@ -171,8 +199,11 @@ def add_guard_routes() -> list[str]:
 
 def remove_guard_routes(except_netns: str = "") -> None:
     """Drop the guard routes once no node is left (callers hold _link_lock)."""
-    others = [line.split()[0] for line in _run(["ip", "netns", "list"], check=False).stdout.splitlines()
-              if line.startswith(_STATE_PREFIX) and line.split()[0] != except_netns]
+    others = [
+        line.split()[0]
+        for line in _run(["ip", "netns", "list"], check=False).stdout.splitlines()
+        if line.startswith(_STATE_PREFIX) and line.split()[0] != except_netns
+    ]
     if others:
         return
     for line in _host_routes():
@@ -194,11 +225,31 @@ def _ns_inode(pid: int | str, kind: str) -> int | None:
 # Programs a node runs on the host. A process whose command line names the node's state dir is
 # the node's only if it is one of these, so a shell or editor looking at a node's logs is never
 # mistaken for part of it.
-NODE_PROGRAMS = frozenset({
-    "containerd", "containerd-shim-runc-v2", "runc", "ctr", "kubelet", "kube-proxy", "kube-scheduler",
-    "nsenter", "unshare", "sh", "catatonit", "iptables", "iptables-nft", "iptables-restore", "ip6tables",
-    "ip6tables-restore", "xtables-nft-multi", "bridge", "host-local", "portmap", "loopback",
-})
+NODE_PROGRAMS = frozenset(
+    {
+        "containerd",
+        "containerd-shim-runc-v2",
+        "runc",
+        "ctr",
+        "kubelet",
+        "kube-proxy",
+        "kube-scheduler",
+        "nsenter",
+        "unshare",
+        "sh",
+        "catatonit",
+        "iptables",
+        "iptables-nft",
+        "iptables-restore",
+        "ip6tables",
+        "ip6tables-restore",
+        "xtables-nft-multi",
+        "bridge",
+        "host-local",
+        "portmap",
+        "loopback",
+    }
+)
 
 
 def _protected_pids() -> set[int]:
@@ -209,14 +260,13 @@ def _protected_pids() -> set[int]:
         try:
             with open(f"/proc/{pid}/stat") as fh:
                 raw = fh.read()
-            pid = int(raw[raw.rfind(")") + 2:].split()[1])
+            pid = int(raw[raw.rfind(")") + 2 :].split()[1])
         except (OSError, ValueError, IndexError):
             break
     return out
 
 
-def node_processes(*, marker: str = "", cgroup_root: str = "",
-                   namespaces: Iterable[tuple[str, int]] = ()) -> list[int]:
+def node_processes(*, marker: str = "", cgroup_root: str = "", namespaces: Iterable[tuple[str, int]] = ()) -> list[int]:
     """Pids that belong to a node: one of NODE_PROGRAMS whose command line names `marker` (the
     state dir: containerd, kubelet, every shim's -address), anything whose cgroup is below
     `cgroup_root` (every container; the root is the node's own), or anything in one of the
@@ -242,7 +292,8 @@ def node_processes(*, marker: str = "", cgroup_root: str = "",
                 with open(f"/proc/{entry}/cmdline", "rb") as fh:
                     argv = fh.read().split(b"\0")
                 hit = os.path.basename(argv[0].decode(errors="replace")) in NODE_PROGRAMS and any(
-                    mark in a for a in argv)
+                    mark in a for a in argv
+                )
         if not hit and cgroup_root:
             with contextlib.suppress(OSError):
                 with open(f"/proc/{entry}/cgroup") as fh:
@@ -399,8 +450,14 @@ class Node:
     `LocalNodeCluster` does exactly that as one context manager.
     """
 
-    def __init__(self, *, name: str = NODE_NAME, start_timeout: float = 240.0, keep_state: bool | None = None,
-                 log: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        *,
+        name: str = NODE_NAME,
+        start_timeout: float = 240.0,
+        keep_state: bool | None = None,
+        log: Callable[[str], None] | None = None,
+    ):
         self.name = name
         self.start_timeout = start_timeout
         self.keep_state = (os.environ.get("ONAIR_KEEP_CLUSTER_DIR") == "1") if keep_state is None else keep_state
@@ -425,8 +482,11 @@ class Node:
     def create_network(self) -> "Node":
         missing = missing_tools()
         if missing:
-            raise NodeError("a local node needs " + ", ".join(missing)
-                            + "; scripts/install-deps installs them (system-packages/debian-test-packages.txt)")
+            raise NodeError(
+                "a local node needs "
+                + ", ".join(missing)
+                + "; scripts/install-deps installs them (system-packages/debian-test-packages.txt)"
+            )
         t0 = time.monotonic()
         reap_stale_nodes()
         self.state_dir = Path(tempfile.mkdtemp(prefix=_STATE_PREFIX, dir=_state_base()))
@@ -464,15 +524,23 @@ class Node:
         """LocalCluster keyword arguments for a control plane this node can join."""
         if not self.host_ip:
             raise NodeError("create_network() first: the apiserver listens on the node link")
-        return {"address": self.host_ip, "node_access": True,
-                "controllers": DEFAULT_CONTROLLERS + NODE_CONTROLLERS}
+        return {"address": self.host_ip, "node_access": True, "controllers": DEFAULT_CONTROLLERS + NODE_CONTROLLERS}
 
     def _save_state(self) -> None:
         assert self.state_dir
-        (self.state_dir / _STATE_FILE).write_text(json.dumps({
-            "netns": self.netns, "host_if": self.host_if, "cgroup": self.cgroup,
-            "namespaces": self._namespaces, "host_ip": self.host_ip, "node_ip": self.node_ip,
-        }, indent=1))
+        (self.state_dir / _STATE_FILE).write_text(
+            json.dumps(
+                {
+                    "netns": self.netns,
+                    "host_if": self.host_if,
+                    "cgroup": self.cgroup,
+                    "namespaces": self._namespaces,
+                    "host_ip": self.host_ip,
+                    "node_ip": self.node_ip,
+                },
+                indent=1,
+            )
+        )
 
     # ------------------------------------------------------------------ phase 2: components
 
@@ -495,13 +563,22 @@ class Node:
                 self.ctr("images", "import", str(archive))
             self.timings["image import"] = time.monotonic() - t_img
             self._start_control_plane_side(bins)
-            kubelet = self._spawn("kubelet", [
-                str(bins["kubelet"]), f"--config={self._p('kubelet/config.yaml')}",
-                f"--kubeconfig={self._p('kubelet/kubeconfig')}", f"--root-dir={self._p('kubelet/root')}",
-                f"--cert-dir={self._p('kubelet/pki')}", f"--hostname-override={self.name}",
-                f"--node-ip={self.node_ip}", "--v=1"])
-            proxy = self._spawn("kube-proxy", [str(bins["kube-proxy"]), f"--config={self._p('kube-proxy.yaml')}",
-                                               "--v=1"])
+            kubelet = self._spawn(
+                "kubelet",
+                [
+                    str(bins["kubelet"]),
+                    f"--config={self._p('kubelet/config.yaml')}",
+                    f"--kubeconfig={self._p('kubelet/kubeconfig')}",
+                    f"--root-dir={self._p('kubelet/root')}",
+                    f"--cert-dir={self._p('kubelet/pki')}",
+                    f"--hostname-override={self.name}",
+                    f"--node-ip={self.node_ip}",
+                    "--v=1",
+                ],
+            )
+            proxy = self._spawn(
+                "kube-proxy", [str(bins["kube-proxy"]), f"--config={self._p('kube-proxy.yaml')}", "--v=1"]
+            )
             self._wait("node Ready", deadline, self._node_ready, [containerd, kubelet, proxy])
             self.timings["node ready"] = time.monotonic() - t0
             from . import apply
@@ -511,8 +588,12 @@ class Node:
                 apply.apply_documents(kube, addon_documents(self))
             finally:
                 kube.close()
-            self._wait("CoreDNS and local-path-provisioner available", deadline, self._addons_ready,
-                       [containerd, kubelet, proxy])
+            self._wait(
+                "CoreDNS and local-path-provisioner available",
+                deadline,
+                self._addons_ready,
+                [containerd, kubelet, proxy],
+            )
         except BaseException as e:
             self.keep_state = self.keep_state or isinstance(e, ClusterError)
             # The network stays until the caller has stopped the control plane (see stop_components).
@@ -521,8 +602,10 @@ class Node:
                 raise NodeError(f"{e}\n(node state dir kept for inspection: {self.state_dir})") from e
             raise
         self.timings["start"] = time.monotonic() - t0
-        self._log(f"node {self.name} Ready with DNS and storage in {self.timings['start']:.1f}s "
-                  f"({', '.join(f'{k} {v:.1f}s' for k, v in self.timings.items())}); logs in {self._p('logs')}")
+        self._log(
+            f"node {self.name} Ready with DNS and storage in {self.timings['start']:.1f}s "
+            f"({', '.join(f'{k} {v:.1f}s' for k, v in self.timings.items())}); logs in {self._p('logs')}"
+        )
         return self
 
     def _p(self, rel: str) -> Path:
@@ -551,16 +634,21 @@ class Node:
 
     def ctr(self, *args: str, timeout: float = 120) -> str:
         """Run `ctr` against this node's containerd in its k8s.io namespace (the CRI's)."""
-        proc = subprocess.run(self._in_node() + ["ctr", "--address", str(self.containerd_socket), "-n", "k8s.io",
-                                                 *args], capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(
+            self._in_node() + ["ctr", "--address", str(self.containerd_socket), "-n", "k8s.io", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if proc.returncode != 0:
             raise NodeError(f"ctr {' '.join(args)} failed: {proc.stderr.strip()}")
         return proc.stdout
 
     def exec_in_netns(self, argv: list[str], **kw: Any) -> subprocess.CompletedProcess:
         """Run a host command inside the node's network namespace (e.g. to inspect iptables)."""
-        return subprocess.run(["nsenter", f"--net=/run/netns/{self.netns}", "--", *argv],
-                              capture_output=True, text=True, **kw)
+        return subprocess.run(
+            ["nsenter", f"--net=/run/netns/{self.netns}", "--", *argv], capture_output=True, text=True, **kw
+        )
 
     def _start_holder(self) -> None:
         """The process that owns the node's mount namespace (and sets it up), in the node's
@@ -576,19 +664,32 @@ class Node:
             f = sysctl_dir / key.replace("/", ".")
             f.write_text(f"{want}\n")
             binds.append(f"mount --bind {f} {host}")
-        script = "\n".join([
-            "set -e",
-            "mount -t tmpfs -o mode=0755,size=256m onair-node-run /run",
-            "mount -t tmpfs -o mode=0755,size=256m onair-node-varlib /var/lib",
-            f"mount --bind {self._p('varlog')} /var/log",
-            *binds,
-            f": > {self._p('holder.ready')}",
-            "exec catatonit -P",
-        ])
+        script = "\n".join(
+            [
+                "set -e",
+                "mount -t tmpfs -o mode=0755,size=256m onair-node-run /run",
+                "mount -t tmpfs -o mode=0755,size=256m onair-node-varlib /var/lib",
+                f"mount --bind {self._p('varlog')} /var/log",
+                *binds,
+                f": > {self._p('holder.ready')}",
+                "exec catatonit -P",
+            ]
+        )
         self._p("varlog").mkdir(exist_ok=True)
         self._p("logs").mkdir(exist_ok=True)
-        argv = ["nsenter", f"--net=/run/netns/{self.netns}", "--", "unshare", "--mount", "--propagation", "private",
-                "--", "sh", "-c", script]
+        argv = [
+            "nsenter",
+            f"--net=/run/netns/{self.netns}",
+            "--",
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ]
         self._holder = _Proc("namespace holder", argv, self._p("logs/holder.log"), self._env())
         deadline = time.monotonic() + 10
         while not self._p("holder.ready").exists():
@@ -615,39 +716,67 @@ class Node:
         pki, server_url = self.cluster.pki, self.cluster.server_url
         for d in ("containerd", "cni/net.d", "cni/ipam", "kubelet/root", "kubelet/pki", "local-path", "logs"):
             self._p(d).mkdir(parents=True, exist_ok=True)
-        self._p("containerd/config.toml").write_text(containerd_config(
-            self._p("containerd"), sandbox_image=self.images["pause"].ref, cni_conf_dir=self._p("cni/net.d")))
-        (self._p("cni/net.d") / "10-onair.conflist").write_text(json.dumps(
-            cni_config(self._p("cni/ipam")), indent=1))
+        self._p("containerd/config.toml").write_text(
+            containerd_config(
+                self._p("containerd"), sandbox_image=self.images["pause"].ref, cni_conf_dir=self._p("cni/net.d")
+            )
+        )
+        (self._p("cni/net.d") / "10-onair.conflist").write_text(json.dumps(cni_config(self._p("cni/ipam")), indent=1))
         # Pods' resolv.conf is built from this plus cluster DNS: no host resolver is ever handed in.
         self._p("resolv.conf").write_text("# onair local node: cluster DNS only\noptions ndots:5\n")
 
         def kubeconfig(name: str, cn: str, orgs: list[str]) -> Path:
             pair = pki.issue_client(name, cn, orgs)
-            return write_kubeconfig(self._p(f"{name}.kubeconfig"), kubeconfig_dict(
-                server_url, pki.ca.cert_pem(),
-                {"client-certificate-data": _b64(pair.cert_pem()), "client-key-data": _b64(pair.key_pem())}))
+            return write_kubeconfig(
+                self._p(f"{name}.kubeconfig"),
+                kubeconfig_dict(
+                    server_url,
+                    pki.ca.cert_pem(),
+                    {"client-certificate-data": _b64(pair.cert_pem()), "client-key-data": _b64(pair.key_pem())},
+                ),
+            )
 
         # Identities the built-in RBAC bindings and the Node authorizer already know.
         kubelet_kc = kubeconfig("kubelet", f"system:node:{self.name}", ["system:nodes"])
         shutil.copyfile(kubelet_kc, self._p("kubelet/kubeconfig"))
         proxy_kc = kubeconfig("kube-proxy", "system:kube-proxy", [])
         sched_kc = kubeconfig("kube-scheduler", "system:kube-scheduler", [])
-        self._p("kubelet/config.yaml").write_text(yaml.safe_dump(kubelet_config(
-            node_ip=self.node_ip, cgroup_root="/" + self.cgroup, client_ca=pki.ca.cert,
-            runtime_socket=self.containerd_socket, resolv_conf=self._p("resolv.conf")), sort_keys=False))
-        self._p("kube-proxy.yaml").write_text(yaml.safe_dump(kube_proxy_config(
-            kubeconfig=proxy_kc, node_name=self.name, node_ip=self.node_ip), sort_keys=False))
-        self._p("kube-scheduler.yaml").write_text(yaml.safe_dump({
-            "apiVersion": "kubescheduler.config.k8s.io/v1", "kind": "KubeSchedulerConfiguration",
-            "clientConnection": {"kubeconfig": str(sched_kc), "qps": 100, "burst": 200},
-            "leaderElection": {"leaderElect": False},
-        }, sort_keys=False))
+        self._p("kubelet/config.yaml").write_text(
+            yaml.safe_dump(
+                kubelet_config(
+                    node_ip=self.node_ip,
+                    cgroup_root="/" + self.cgroup,
+                    client_ca=pki.ca.cert,
+                    runtime_socket=self.containerd_socket,
+                    resolv_conf=self._p("resolv.conf"),
+                ),
+                sort_keys=False,
+            )
+        )
+        self._p("kube-proxy.yaml").write_text(
+            yaml.safe_dump(
+                kube_proxy_config(kubeconfig=proxy_kc, node_name=self.name, node_ip=self.node_ip), sort_keys=False
+            )
+        )
+        self._p("kube-scheduler.yaml").write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "kubescheduler.config.k8s.io/v1",
+                    "kind": "KubeSchedulerConfiguration",
+                    "clientConnection": {"kubeconfig": str(sched_kc), "qps": 100, "burst": 200},
+                    "leaderElection": {"leaderElect": False},
+                },
+                sort_keys=False,
+            )
+        )
 
     def _start_control_plane_side(self, bins: dict[str, Path]) -> None:
         # The scheduler belongs to the control plane: host network namespace, like the apiserver.
-        self._spawn("kube-scheduler", [str(bins["kube-scheduler"]), f"--config={self._p('kube-scheduler.yaml')}",
-                                       "--secure-port=0", "--v=1"], in_node=False)
+        self._spawn(
+            "kube-scheduler",
+            [str(bins["kube-scheduler"]), f"--config={self._p('kube-scheduler.yaml')}", "--secure-port=0", "--v=1"],
+            in_node=False,
+        )
 
     # ------------------------------------------------------------------ readiness
 
@@ -732,9 +861,15 @@ class Node:
         self._procs.clear()
         # Shims and anything else still in the node's namespaces, while the holder pins them.
         holder_pid = self._holder.popen.pid if self._holder else -1
-        kill_until_gone(lambda: [pid for pid in node_processes(
-            marker=str(self.state_dir), cgroup_root="/" + self.cgroup, namespaces=self._holder_namespaces())
-            if pid != holder_pid])
+        kill_until_gone(
+            lambda: [
+                pid
+                for pid in node_processes(
+                    marker=str(self.state_dir), cgroup_root="/" + self.cgroup, namespaces=self._holder_namespaces()
+                )
+                if pid != holder_pid
+            ]
+        )
         if self._holder:
             with contextlib.suppress(Exception):
                 self._holder.stop(timeout=5)
@@ -748,8 +883,11 @@ class Node:
         self.stop_components()
         self._stopped = True
         t0 = time.monotonic()
-        info = json.loads(self._p(_STATE_FILE).read_text()) if self._p(_STATE_FILE).is_file() else {
-            "netns": self.netns, "host_if": self.host_if, "cgroup": self.cgroup, "namespaces": self._namespaces}
+        info = (
+            json.loads(self._p(_STATE_FILE).read_text())
+            if self._p(_STATE_FILE).is_file()
+            else {"netns": self.netns, "host_if": self.host_if, "cgroup": self.cgroup, "namespaces": self._namespaces}
+        )
         if self.keep_state:
             kept = self.state_dir.parent / (self.state_dir.name.replace(_STATE_PREFIX, "onair-kept-node-"))
             with contextlib.suppress(OSError):
@@ -757,8 +895,10 @@ class Node:
                 self._log(f"node logs kept in {kept / 'logs'}")
         problems = teardown_state(self.state_dir, info)
         self.timings["teardown"] = self.timings.get("teardown", 0.0) + time.monotonic() - t0
-        self._log(f"node {self.name} torn down in {self.timings['teardown']:.1f}s"
-                  + (f"; PROBLEMS: {problems}" if problems else ""))
+        self._log(
+            f"node {self.name} torn down in {self.timings['teardown']:.1f}s"
+            + (f"; PROBLEMS: {problems}" if problems else "")
+        )
         return problems
 
     def leftovers(self) -> list[str]:
@@ -767,8 +907,9 @@ class Node:
         out = []
         # Recorded inodes are only reported against, never acted on (see teardown_state).
         ns = [(k, v) for k, v in self._namespaces.items() if v]
-        pids = node_processes(marker=str(self.state_dir) if self.state_dir else "",
-                              cgroup_root="/" + self.cgroup, namespaces=ns)
+        pids = node_processes(
+            marker=str(self.state_dir) if self.state_dir else "", cgroup_root="/" + self.cgroup, namespaces=ns
+        )
         if pids:
             out.append(f"processes {pids}")
         if self.state_dir:
@@ -784,8 +925,11 @@ class Node:
             out.append(f"state dir {self.state_dir}")
         others = [n for n in _run(["ip", "netns", "list"], check=False).stdout.split() if n.startswith(_STATE_PREFIX)]
         if not others:
-            out += [f"guard route {line}" for line in _host_routes()
-                    if line.startswith("blackhole") and line.split()[1] in GUARD_ROUTES]
+            out += [
+                f"guard route {line}"
+                for line in _host_routes()
+                if line.startswith("blackhole") and line.split()[1] in GUARD_ROUTES
+            ]
         return out
 
 
@@ -847,28 +991,39 @@ def cni_config(ipam_dir: Path) -> dict[str, Any]:
         "name": "onair",
         "plugins": [
             {
-                "type": "bridge", "bridge": "cni0", "isGateway": True, "hairpinMode": True,
+                "type": "bridge",
+                "bridge": "cni0",
+                "isGateway": True,
+                "hairpinMode": True,
                 # Pod traffic leaving the bridge (to the apiserver on the host end of the node
                 # link) goes out as the node address: the host never needs a route to pods.
                 "ipMasq": True,
-                "ipam": {"type": "host-local", "dataDir": str(ipam_dir),
-                         "ranges": [[{"subnet": POD_CIDR}]], "routes": [{"dst": "0.0.0.0/0"}]},
+                "ipam": {
+                    "type": "host-local",
+                    "dataDir": str(ipam_dir),
+                    "ranges": [[{"subnet": POD_CIDR}]],
+                    "routes": [{"dst": "0.0.0.0/0"}],
+                },
             },
             {"type": "portmap", "capabilities": {"portMappings": True}},
         ],
     }
 
 
-def kubelet_config(*, node_ip: str, cgroup_root: str, client_ca: Path, runtime_socket: Path,
-                   resolv_conf: Path) -> dict[str, Any]:
+def kubelet_config(
+    *, node_ip: str, cgroup_root: str, client_ca: Path, runtime_socket: Path, resolv_conf: Path
+) -> dict[str, Any]:
     return {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
         "address": node_ip,
         "readOnlyPort": 0,
         "healthzBindAddress": "127.0.0.1",
-        "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True},
-                           "x509": {"clientCAFile": str(client_ca)}},
+        "authentication": {
+            "anonymous": {"enabled": False},
+            "webhook": {"enabled": True},
+            "x509": {"clientCAFile": str(client_ca)},
+        },
         "authorization": {"mode": "Webhook"},
         "containerRuntimeEndpoint": f"unix://{runtime_socket}",
         # The host has cgroup v1, which kubelet 1.35 refuses unless told otherwise.
@@ -933,47 +1088,79 @@ def coredns_documents(image: str) -> list[dict[str, Any]]:
     )
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta("coredns", ns)},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": _meta("system:coredns"),
-         "rules": [
-             {"apiGroups": [""], "resources": ["endpoints", "services", "pods", "namespaces"],
-              "verbs": ["list", "watch"]},
-             {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]},
-         ]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": _meta("system:coredns"),
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:coredns"},
-         "subjects": [{"kind": "ServiceAccount", "name": "coredns", "namespace": ns}]},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": _meta("system:coredns"),
+            "rules": [
+                {
+                    "apiGroups": [""],
+                    "resources": ["endpoints", "services", "pods", "namespaces"],
+                    "verbs": ["list", "watch"],
+                },
+                {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]},
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": _meta("system:coredns"),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:coredns"},
+            "subjects": [{"kind": "ServiceAccount", "name": "coredns", "namespace": ns}],
+        },
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta("coredns", ns), "data": {"Corefile": corefile}},
-        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta("coredns", ns, **labels),
-         "spec": {
-             "replicas": 1,
-             "selector": {"matchLabels": labels},
-             "template": {
-                 "metadata": {"labels": labels},
-                 "spec": {
-                     "serviceAccountName": "coredns",
-                     "priorityClassName": "system-cluster-critical",
-                     # Its own resolv.conf is the node's (no upstream), never itself.
-                     "dnsPolicy": "Default",
-                     "tolerations": [{"key": "CriticalAddonsOnly", "operator": "Exists"},
-                                     {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}],
-                     "containers": [{
-                         "name": "coredns", "image": image, "imagePullPolicy": "Never",
-                         "args": ["-conf", "/etc/coredns/Corefile"],
-                         "ports": [{"name": "dns", "containerPort": 53, "protocol": "UDP"},
-                                   {"name": "dns-tcp", "containerPort": 53, "protocol": "TCP"}],
-                         "volumeMounts": [{"name": "config", "mountPath": "/etc/coredns", "readOnly": True}],
-                         "livenessProbe": {"httpGet": {"path": "/health", "port": 8080}, "periodSeconds": 10},
-                         "readinessProbe": {"httpGet": {"path": "/ready", "port": 8181}, "periodSeconds": 1},
-                         "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}},
-                     }],
-                     "volumes": [{"name": "config", "configMap": {"name": "coredns"}}],
-                 },
-             },
-         }},
-        {"apiVersion": "v1", "kind": "Service", "metadata": _meta("kube-dns", ns, **labels),
-         "spec": {"clusterIP": DNS_SERVICE_IP, "selector": labels, "ports": [
-             {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
-             {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}]}},
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": _meta("coredns", ns, **labels),
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "serviceAccountName": "coredns",
+                        "priorityClassName": "system-cluster-critical",
+                        # Its own resolv.conf is the node's (no upstream), never itself.
+                        "dnsPolicy": "Default",
+                        "tolerations": [
+                            {"key": "CriticalAddonsOnly", "operator": "Exists"},
+                            {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"},
+                        ],
+                        "containers": [
+                            {
+                                "name": "coredns",
+                                "image": image,
+                                "imagePullPolicy": "Never",
+                                "args": ["-conf", "/etc/coredns/Corefile"],
+                                "ports": [
+                                    {"name": "dns", "containerPort": 53, "protocol": "UDP"},
+                                    {"name": "dns-tcp", "containerPort": 53, "protocol": "TCP"},
+                                ],
+                                "volumeMounts": [{"name": "config", "mountPath": "/etc/coredns", "readOnly": True}],
+                                "livenessProbe": {"httpGet": {"path": "/health", "port": 8080}, "periodSeconds": 10},
+                                "readinessProbe": {"httpGet": {"path": "/ready", "port": 8181}, "periodSeconds": 1},
+                                "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}},
+                            }
+                        ],
+                        "volumes": [{"name": "config", "configMap": {"name": "coredns"}}],
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _meta("kube-dns", ns, **labels),
+            "spec": {
+                "clusterIP": DNS_SERVICE_IP,
+                "selector": labels,
+                "ports": [
+                    {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                    {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
+                ],
+            },
+        },
     ]
 
 
@@ -981,70 +1168,135 @@ def local_path_documents(image: str, helper_image: str, node_path: Path) -> list
     ns, sa = LOCAL_PATH_NAMESPACE, "local-path-provisioner-service-account"
     labels = {"app": "local-path-provisioner"}
     helper_pod = {
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "helper-pod"},
-        "spec": {"priorityClassName": "system-node-critical",
-                 "tolerations": [{"key": "node.kubernetes.io/disk-pressure", "operator": "Exists",
-                                  "effect": "NoSchedule"}],
-                 "containers": [{"name": "helper-pod", "image": helper_image, "imagePullPolicy": "Never"}]},
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "helper-pod"},
+        "spec": {
+            "priorityClassName": "system-node-critical",
+            "tolerations": [{"key": "node.kubernetes.io/disk-pressure", "operator": "Exists", "effect": "NoSchedule"}],
+            "containers": [{"name": "helper-pod", "image": helper_image, "imagePullPolicy": "Never"}],
+        },
     }
     config = {"nodePathMap": [{"node": "DEFAULT_PATH_FOR_NON_LISTED_NODES", "paths": [str(node_path)]}]}
     return [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(ns)},
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(sa, ns)},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": _meta("local-path-provisioner", ns),
-         "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "create", "patch",
-                                                                         "update", "delete"]}]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": _meta("local-path-provisioner"),
-         "rules": [
-             {"apiGroups": [""], "resources": ["nodes", "persistentvolumeclaims", "configmaps", "pods", "pods/log"],
-              "verbs": ["get", "list", "watch"]},
-             {"apiGroups": [""], "resources": ["persistentvolumes"],
-              "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"]},
-             {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
-             {"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"], "verbs": ["get", "list", "watch"]},
-         ]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": _meta("local-path-provisioner", ns),
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "local-path-provisioner"},
-         "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns}]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-         "metadata": _meta("local-path-provisioner"),
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "local-path-provisioner"},
-         "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns}]},
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta("local-path-config", ns), "data": {
-            "config.json": json.dumps(config),
-            "setup": '#!/bin/sh\nset -eu\nmkdir -m 0777 -p "$VOL_DIR"\n',
-            "teardown": '#!/bin/sh\nset -eu\nrm -rf "$VOL_DIR"\n',
-            "helperPod.yaml": yaml.safe_dump(helper_pod, sort_keys=False),
-        }},
-        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta("local-path-provisioner", ns, **labels),
-         "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {
-             "metadata": {"labels": labels},
-             "spec": {
-                 "serviceAccountName": sa,
-                 "containers": [{
-                     "name": "local-path-provisioner", "image": image, "imagePullPolicy": "Never",
-                     "command": ["/local-path-provisioner", "--debug", "start",
-                                 "--config", "/etc/config/config.json",
-                                 "--helper-image", helper_image],
-                     "env": [{"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-                             {"name": "CONFIG_MOUNT_PATH", "value": "/etc/config/"}],
-                     "volumeMounts": [{"name": "config", "mountPath": "/etc/config/"}],
-                 }],
-                 "volumes": [{"name": "config", "configMap": {"name": "local-path-config"}}],
-             }}}},
-        {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
-         # The default class, as on k3s and kind: PVCs without a class bind through it.
-         "metadata": {"name": STORAGE_CLASS,
-                      "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
-         "provisioner": LOCAL_PATH_PROVISIONER_NAME, "volumeBindingMode": "WaitForFirstConsumer",
-         "reclaimPolicy": "Delete"},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": _meta("local-path-provisioner", ns),
+            "rules": [
+                {
+                    "apiGroups": [""],
+                    "resources": ["pods"],
+                    "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"],
+                }
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": _meta("local-path-provisioner"),
+            "rules": [
+                {
+                    "apiGroups": [""],
+                    "resources": ["nodes", "persistentvolumeclaims", "configmaps", "pods", "pods/log"],
+                    "verbs": ["get", "list", "watch"],
+                },
+                {
+                    "apiGroups": [""],
+                    "resources": ["persistentvolumes"],
+                    "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"],
+                },
+                {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+                {"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"], "verbs": ["get", "list", "watch"]},
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": _meta("local-path-provisioner", ns),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "local-path-provisioner"},
+            "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns}],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": _meta("local-path-provisioner"),
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "local-path-provisioner",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns}],
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": _meta("local-path-config", ns),
+            "data": {
+                "config.json": json.dumps(config),
+                "setup": '#!/bin/sh\nset -eu\nmkdir -m 0777 -p "$VOL_DIR"\n',
+                "teardown": '#!/bin/sh\nset -eu\nrm -rf "$VOL_DIR"\n',
+                "helperPod.yaml": yaml.safe_dump(helper_pod, sort_keys=False),
+            },
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": _meta("local-path-provisioner", ns, **labels),
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "serviceAccountName": sa,
+                        "containers": [
+                            {
+                                "name": "local-path-provisioner",
+                                "image": image,
+                                "imagePullPolicy": "Never",
+                                "command": [
+                                    "/local-path-provisioner",
+                                    "--debug",
+                                    "start",
+                                    "--config",
+                                    "/etc/config/config.json",
+                                    "--helper-image",
+                                    helper_image,
+                                ],
+                                "env": [
+                                    {
+                                        "name": "POD_NAMESPACE",
+                                        "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+                                    },
+                                    {"name": "CONFIG_MOUNT_PATH", "value": "/etc/config/"},
+                                ],
+                                "volumeMounts": [{"name": "config", "mountPath": "/etc/config/"}],
+                            }
+                        ],
+                        "volumes": [{"name": "config", "configMap": {"name": "local-path-config"}}],
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "StorageClass",
+            # The default class, as on k3s and kind: PVCs without a class bind through it.
+            "metadata": {"name": STORAGE_CLASS, "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+            "provisioner": LOCAL_PATH_PROVISIONER_NAME,
+            "volumeBindingMode": "WaitForFirstConsumer",
+            "reclaimPolicy": "Delete",
+        },
     ]
 
 
 def addon_documents(node: Node) -> list[dict[str, Any]]:
-    return (coredns_documents(node.images["coredns"].ref)
-            + local_path_documents(node.images["local-path-provisioner"].ref, node.images["busybox"].ref,
-                                   node._p("local-path")))
+    return coredns_documents(node.images["coredns"].ref) + local_path_documents(
+        node.images["local-path-provisioner"].ref, node.images["busybox"].ref, node._p("local-path")
+    )
 
 
 # ----------------------------------------------------------------------------- both together
@@ -1057,8 +1309,14 @@ class LocalNodeCluster:
     ...     kc.cluster.kubeconfig_path, kc.node.node_ip
     """
 
-    def __init__(self, *, crd_paths: Iterable[Path] = (), node_name: str = NODE_NAME,
-                 log: Callable[[str], None] | None = None, **cluster_kwargs: Any):
+    def __init__(
+        self,
+        *,
+        crd_paths: Iterable[Path] = (),
+        node_name: str = NODE_NAME,
+        log: Callable[[str], None] | None = None,
+        **cluster_kwargs: Any,
+    ):
         self.node = Node(name=node_name, log=log)
         self._crd_paths = list(crd_paths)
         self._cluster_kwargs = cluster_kwargs
@@ -1084,8 +1342,9 @@ class LocalNodeCluster:
         build.ensure_built(["etcd", "kubernetes", *build.NODE_COMPONENTS])
         self.node.create_network()
         try:
-            self.cluster = LocalCluster(crd_paths=self._crd_paths, log=self._log,
-                                        **{**self.node.cluster_options(), **self._cluster_kwargs}).start()
+            self.cluster = LocalCluster(
+                crd_paths=self._crd_paths, log=self._log, **{**self.node.cluster_options(), **self._cluster_kwargs}
+            ).start()
             self.node.start(self.cluster)
         except BaseException:
             self.stop()

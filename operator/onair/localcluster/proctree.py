@@ -6,6 +6,7 @@ A pod's processes are therefore: its agent, the agent's descendants, everything 
 tag in its environment, and everything in the sessions of those. A ``(pid, start time)`` pair names
 a process, so a pid reused by the kernel is never signalled.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -35,7 +36,7 @@ def proc_table() -> dict[int, Proc]:
                 raw = f.read().decode(errors="replace")
         except OSError:
             continue
-        fields = raw[raw.rfind(")") + 2:].split()
+        fields = raw[raw.rfind(")") + 2 :].split()
         try:
             table[int(entry)] = Proc(int(entry), int(fields[1]), int(fields[3]), int(fields[19]))
         except (IndexError, ValueError):
@@ -57,12 +58,13 @@ def tags_of(table: dict[int, Proc]) -> dict[str, set[int]]:
             continue
         for entry in env.split(b"\0"):
             if entry.startswith(prefix):
-                found.setdefault(entry[len(prefix):].decode(errors="replace"), set()).add(pid)
+                found.setdefault(entry[len(prefix) :].decode(errors="replace"), set()).add(pid)
     return found
 
 
-def family(root: Optional[int], tag: str, table: Optional[dict[int, Proc]] = None,
-           tags: Optional[dict[str, set[int]]] = None) -> dict[int, Proc]:
+def family(
+    root: Optional[int], tag: str, table: Optional[dict[int, Proc]] = None, tags: Optional[dict[str, set[int]]] = None
+) -> dict[int, Proc]:
     """Every live process of one pod: the agent, its descendants, whatever carries its tag, and
     everything in the sessions of those (nginx rewrites its environment for the process title,
     so an orphaned nginx is found through its session, or through what the caller remembered)."""

@@ -12,6 +12,7 @@ that address, as they would in a cloud.
 The host reaches it the way a viewer's machine would once DNS points the public names at the
 load balancer; nothing here leaves the node's network namespace.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -75,8 +76,16 @@ def cluster_role_rules() -> list[dict[str, Any]]:
     provider also watches Nodes and waits for that informer: without the rule it never
     processes an Ingress, although the pod is Ready."""
     read = ["get", "list", "watch"]
-    gateway_kinds = ["gatewayclasses", "gateways", "httproutes", "grpcroutes", "tcproutes", "tlsroutes",
-                     "referencegrants", "backendtlspolicies"]
+    gateway_kinds = [
+        "gatewayclasses",
+        "gateways",
+        "httproutes",
+        "grpcroutes",
+        "tcproutes",
+        "tlsroutes",
+        "referencegrants",
+        "backendtlspolicies",
+    ]
     return [
         {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
         {"apiGroups": [""], "resources": ["services", "secrets", "configmaps", "nodes"], "verbs": read},
@@ -84,8 +93,11 @@ def cluster_role_rules() -> list[dict[str, Any]]:
         {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses", "ingressclasses"], "verbs": read},
         {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses/status"], "verbs": ["update"]},
         {"apiGroups": ["gateway.networking.k8s.io"], "resources": gateway_kinds, "verbs": read},
-        {"apiGroups": ["gateway.networking.k8s.io"], "resources": [f"{k}/status" for k in gateway_kinds],
-         "verbs": ["update"]},
+        {
+            "apiGroups": ["gateway.networking.k8s.io"],
+            "resources": [f"{k}/status" for k in gateway_kinds],
+            "verbs": ["update"],
+        },
     ]
 
 
@@ -114,50 +126,112 @@ def documents(image: str) -> list[dict[str, Any]]:
     """Everything `install` applies but the Gateway API CRDs."""
     ns = NAMESPACE
     labels = {"app.kubernetes.io/name": "traefik", "app.kubernetes.io/instance": NAME}
-    restricted = {"pod-security.kubernetes.io/enforce": "restricted",
-                  "pod-security.kubernetes.io/enforce-version": "latest"}
+    restricted = {
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/enforce-version": "latest",
+    }
     return [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": restricted}},
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(NAME, ns)},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": _meta(f"{ns}-{NAME}"),
-         "rules": cluster_role_rules()},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": _meta(f"{ns}-{NAME}"),
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": f"{ns}-{NAME}"},
-         "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": ns}]},
-        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(NAME, ns),
-         "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {
-             "metadata": {"labels": labels},
-             "spec": {
-                 "serviceAccountName": NAME,
-                 "terminationGracePeriodSeconds": 5,
-                 "securityContext": {"runAsNonRoot": True, "runAsUser": USER, "runAsGroup": USER,
-                                     "seccompProfile": {"type": "RuntimeDefault"}},
-                 "containers": [{
-                     "name": "traefik", "image": image, "imagePullPolicy": "Never",
-                     "args": traefik_args(),
-                     "ports": [{"name": "web", "containerPort": WEB_PORT, "protocol": "TCP"},
-                               {"name": "ping", "containerPort": PING_PORT, "protocol": "TCP"}],
-                     "readinessProbe": {"httpGet": {"path": "/ping", "port": "ping"}, "periodSeconds": 1},
-                     "livenessProbe": {"httpGet": {"path": "/ping", "port": "ping"}, "periodSeconds": 10},
-                     "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                                         "capabilities": {"drop": ["ALL"]}},
-                     "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
-                     "resources": {"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"memory": "512Mi"}},
-                 }],
-                 "volumes": [{"name": "tmp", "emptyDir": {}}],
-             }}}},
-        {"apiVersion": "v1", "kind": "Service", "metadata": _meta(NAME, ns),
-         "spec": {"type": "LoadBalancer", "selector": labels,
-                  "ports": [{"name": "web", "port": HTTP_PORT, "targetPort": "web", "protocol": "TCP"}]}},
-        {"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": _meta(INGRESS_CLASS),
-         "spec": {"controller": INGRESS_CONTROLLER}},
-        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass", "metadata": _meta(GATEWAY_CLASS),
-         "spec": {"controllerName": GATEWAY_CONTROLLER}},
-        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "metadata": _meta(GATEWAY_NAME, ns),
-         "spec": {"gatewayClassName": GATEWAY_CLASS, "listeners": [{
-             "name": GATEWAY_LISTENER, "protocol": "HTTP", "port": WEB_PORT,
-             # Livestreams live in their users' namespaces; their HTTPRoutes attach from there.
-             "allowedRoutes": {"namespaces": {"from": "All"}}}]}},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": _meta(f"{ns}-{NAME}"),
+            "rules": cluster_role_rules(),
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": _meta(f"{ns}-{NAME}"),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": f"{ns}-{NAME}"},
+            "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": ns}],
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": _meta(NAME, ns),
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "serviceAccountName": NAME,
+                        "terminationGracePeriodSeconds": 5,
+                        "securityContext": {
+                            "runAsNonRoot": True,
+                            "runAsUser": USER,
+                            "runAsGroup": USER,
+                            "seccompProfile": {"type": "RuntimeDefault"},
+                        },
+                        "containers": [
+                            {
+                                "name": "traefik",
+                                "image": image,
+                                "imagePullPolicy": "Never",
+                                "args": traefik_args(),
+                                "ports": [
+                                    {"name": "web", "containerPort": WEB_PORT, "protocol": "TCP"},
+                                    {"name": "ping", "containerPort": PING_PORT, "protocol": "TCP"},
+                                ],
+                                "readinessProbe": {"httpGet": {"path": "/ping", "port": "ping"}, "periodSeconds": 1},
+                                "livenessProbe": {"httpGet": {"path": "/ping", "port": "ping"}, "periodSeconds": 10},
+                                "securityContext": {
+                                    "allowPrivilegeEscalation": False,
+                                    "readOnlyRootFilesystem": True,
+                                    "capabilities": {"drop": ["ALL"]},
+                                },
+                                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                                "resources": {
+                                    "requests": {"cpu": "20m", "memory": "64Mi"},
+                                    "limits": {"memory": "512Mi"},
+                                },
+                            }
+                        ],
+                        "volumes": [{"name": "tmp", "emptyDir": {}}],
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _meta(NAME, ns),
+            "spec": {
+                "type": "LoadBalancer",
+                "selector": labels,
+                "ports": [{"name": "web", "port": HTTP_PORT, "targetPort": "web", "protocol": "TCP"}],
+            },
+        },
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "IngressClass",
+            "metadata": _meta(INGRESS_CLASS),
+            "spec": {"controller": INGRESS_CONTROLLER},
+        },
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "GatewayClass",
+            "metadata": _meta(GATEWAY_CLASS),
+            "spec": {"controllerName": GATEWAY_CONTROLLER},
+        },
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "Gateway",
+            "metadata": _meta(GATEWAY_NAME, ns),
+            "spec": {
+                "gatewayClassName": GATEWAY_CLASS,
+                "listeners": [
+                    {
+                        "name": GATEWAY_LISTENER,
+                        "protocol": "HTTP",
+                        "port": WEB_PORT,
+                        # Livestreams live in their users' namespaces; their HTTPRoutes attach from there.
+                        "allowedRoutes": {"namespaces": {"from": "All"}},
+                    }
+                ],
+            },
+        },
     ]
 
 
@@ -181,12 +255,18 @@ def install(node, *, timeout: float = 120.0, log: Callable[[str], None] | None =
         _publish_load_balancer(kube, node.node_ip)
         entry = Entrypoint(address=node.node_ip)
         _wait(lambda: _deployment_available(kube), timeout, "the Traefik Deployment available", kube)
-        _wait(lambda: _gateway_programmed(kube, node.node_ip), timeout,
-              f"Gateway {NAMESPACE}/{GATEWAY_NAME} Programmed with address {node.node_ip}", kube)
+        _wait(
+            lambda: _gateway_programmed(kube, node.node_ip),
+            timeout,
+            f"Gateway {NAMESPACE}/{GATEWAY_NAME} Programmed with address {node.node_ip}",
+            kube,
+        )
     finally:
         kube.close()
-    say(f"Traefik {image.tag} routes Ingress (class {INGRESS_CLASS}) and Gateway API (Gateway "
-        f"{NAMESPACE}/{GATEWAY_NAME}) at {entry.url} ({time.monotonic() - t0:.1f}s)")
+    say(
+        f"Traefik {image.tag} routes Ingress (class {INGRESS_CLASS}) and Gateway API (Gateway "
+        f"{NAMESPACE}/{GATEWAY_NAME}) at {entry.url} ({time.monotonic() - t0:.1f}s)"
+    )
     return entry
 
 
@@ -194,8 +274,9 @@ def _publish_load_balancer(kube: SyncKube, address: str) -> None:
     """What a load-balancer controller does: give the Service its external address. kube-proxy
     then forwards that address's port to Traefik; `ipMode: VIP` because the address is the node's
     own, so the node must route it itself rather than expect a proxy in front."""
-    kube.patch_status(KINDS[("v1", "Service")], NAMESPACE, NAME,
-                      {"loadBalancer": {"ingress": [{"ip": address, "ipMode": "VIP"}]}})
+    kube.patch_status(
+        KINDS[("v1", "Service")], NAMESPACE, NAME, {"loadBalancer": {"ingress": [{"ip": address, "ipMode": "VIP"}]}}
+    )
 
 
 def _deployment_available(kube: SyncKube) -> bool:
@@ -216,8 +297,10 @@ def _problems(kube: SyncKube) -> str:
         status = p.get("status") or {}
         for cs in status.get("containerStatuses") or []:
             w = (cs.get("state") or {}).get("waiting")
-            lines.append(f"pod {name} {status.get('phase')} ready={cs.get('ready')} restarts={cs.get('restartCount')}"
-                         + (f" waiting {w.get('reason')}: {w.get('message')}" if w else ""))
+            lines.append(
+                f"pod {name} {status.get('phase')} ready={cs.get('ready')} restarts={cs.get('restartCount')}"
+                + (f" waiting {w.get('reason')}: {w.get('message')}" if w else "")
+            )
         try:
             lines.append(kube.log(NAMESPACE, name, tail_lines=30))
         except Exception:  # noqa: BLE001 - no container yet

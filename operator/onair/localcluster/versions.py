@@ -3,6 +3,7 @@
 This is the only place versions live: the build cache is keyed by them, so bumping a value
 here is all it takes to get a fresh build on the next `onair localcluster build`.
 """
+
 from __future__ import annotations
 
 # k8s.io/kubernetes release tag. Its staging modules (k8s.io/api, ...) are published as

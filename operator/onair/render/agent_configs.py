@@ -1,5 +1,6 @@
 """Each agent's static config (``onair.api.agent``), as its ConfigMap carries it, and the files and
 directories the configs name inside the pod (mounted by ``onair.render.deployments``)."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,7 @@ from pydantic import BaseModel
 from onair import endpoints, roles
 from onair.api.agent import IngestConfig, OriginConfig, RecorderConfig, Rung, S3UploadConfig, TranscoderConfig
 from onair.api.livestream import LivestreamSpec
-from onair.api.settings import (DEFAULT_S3_REGION, S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY, CallSettings,
-                                RecordingStorage)
+from onair.api.settings import DEFAULT_S3_REGION, S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY, CallSettings, RecordingStorage
 from onair.api.operator_config import OperatorConfig
 from onair.render import credentials as creds_mod
 from onair.render import ladder
@@ -70,13 +70,18 @@ def _whep_settings(config: OperatorConfig) -> dict:
     (``whipIngestIceServers``, else ``whipIceServers``), the viewers' in the answer (``whipIceServers``),
     TURN credentials minted per session from the same shared secret."""
     own = config.whip_ingest_ice_servers if config.whip_ingest_ice_servers is not None else config.whip_ice_servers
-    return dict(whep=True, whep_ice_servers=list(own), whep_client_ice_servers=list(config.whip_ice_servers),
-                whep_turn_secret_file=f"{TURN_DIR}/{TURN_SECRET_KEY}" if config.whip_turn_secret_file else None,
-                whep_turn_credential_ttl_seconds=config.whip_turn_credential_ttl_seconds)
+    return dict(
+        whep=True,
+        whep_ice_servers=list(own),
+        whep_client_ice_servers=list(config.whip_ice_servers),
+        whep_turn_secret_file=f"{TURN_DIR}/{TURN_SECRET_KEY}" if config.whip_turn_secret_file else None,
+        whep_turn_credential_ttl_seconds=config.whip_turn_credential_ttl_seconds,
+    )
 
 
-def render_agent_configs(name: str, namespace: str, spec: LivestreamSpec, effective: CallSettings,
-                         config: OperatorConfig) -> dict[str, BaseModel]:
+def render_agent_configs(
+    name: str, namespace: str, spec: LivestreamSpec, effective: CallSettings, config: OperatorConfig
+) -> dict[str, BaseModel]:
     ident = f"{namespace}/{name}"
     active = spec.active is not False
     pull_source = spec.source if is_pull(spec) else None
@@ -84,8 +89,12 @@ def render_agent_configs(name: str, namespace: str, spec: LivestreamSpec, effect
     settings = sections(effective)
     b = settings.broadcasting
     # Set in DEFAULT_SETTINGS, so set in effective settings (a merge cannot unset a value).
-    assert settings.ingest.protocols is not None and b.outputs is not None and b.part_duration_ms is not None \
+    assert (
+        settings.ingest.protocols is not None
+        and b.outputs is not None
+        and b.part_duration_ms is not None
         and b.segment_duration_seconds is not None
+    )
     out: dict[str, BaseModel] = {}
     if not pull:
         protocols: list[str] = []
@@ -93,33 +102,48 @@ def render_agent_configs(name: str, namespace: str, spec: LivestreamSpec, effect
             protocols.append(proto)
             if proto == "rtmp" and ingest_tls(config):
                 protocols.append("rtmps")
-        tls_files = ({"tls_cert_file": f"{TLS_DIR}/tls.crt", "tls_key_file": f"{TLS_DIR}/tls.key"}
-                     if ingest_tls(config) else {})
+        tls_files = (
+            {"tls_cert_file": f"{TLS_DIR}/tls.crt", "tls_key_file": f"{TLS_DIR}/tls.key"} if ingest_tls(config) else {}
+        )
         whip = "whip" in protocols
-        ingest_ice = config.whip_ingest_ice_servers if config.whip_ingest_ice_servers is not None \
-            else config.whip_ice_servers
+        ingest_ice = (
+            config.whip_ingest_ice_servers if config.whip_ingest_ice_servers is not None else config.whip_ice_servers
+        )
         for slot in ("main", "backup") if settings.ingest.backup else ("main",):
             out["ingest" if slot == "main" else "ingest-backup"] = IngestConfig(
-                livestream=ident, slot=slot, protocols=protocols,
-                agent_port=roles.AGENT_PORT, rtmp_port=port_number(roles.INGEST, "rtmp"),
-                rtmps_port=port_number(roles.INGEST, "rtmps"), srt_port=port_number(roles.INGEST, "srt"),
-                whip_port=port_number(roles.INGEST, "whip"), srt_latency_ms=settings.ingest.srt_latency_ms,
+                livestream=ident,
+                slot=slot,
+                protocols=protocols,
+                agent_port=roles.AGENT_PORT,
+                rtmp_port=port_number(roles.INGEST, "rtmp"),
+                rtmps_port=port_number(roles.INGEST, "rtmps"),
+                srt_port=port_number(roles.INGEST, "srt"),
+                whip_port=port_number(roles.INGEST, "whip"),
+                srt_latency_ms=settings.ingest.srt_latency_ms,
                 stream_key_file=secret_file(creds_mod.STREAM_KEY),
                 srt_passphrase_file=secret_file(creds_mod.SRT_PASSPHRASE),
                 whip_token_file=secret_file(creds_mod.WHIP_TOKEN),
                 publish_token_secret_file=secret_file(creds_mod.PLAYBACK_SECRET),
                 read_token_file=secret_file(creds_mod.READ_TOKEN),
                 agent_token_file=secret_file(creds_mod.AGENT_TOKEN),
-                active=active, whip_ice_servers=list(ingest_ice), whip_client_ice_servers=list(config.whip_ice_servers),
-                whip_turn_secret_file=f"{TURN_DIR}/{TURN_SECRET_KEY}" if whip and config.whip_turn_secret_file else None,
-                whip_turn_credential_ttl_seconds=config.whip_turn_credential_ttl_seconds, **tls_files)
+                active=active,
+                whip_ice_servers=list(ingest_ice),
+                whip_client_ice_servers=list(config.whip_ice_servers),
+                whip_turn_secret_file=f"{TURN_DIR}/{TURN_SECRET_KEY}"
+                if whip and config.whip_turn_secret_file
+                else None,
+                whip_turn_credential_ttl_seconds=config.whip_turn_credential_ttl_seconds,
+                **tls_files,
+            )
 
     ingest_port = port_number(roles.INGEST, "rtmp")
     origin_http = port_number(roles.ORIGIN, "http")
     origin_upload = port_number(roles.ORIGIN, "upload")
     origin_host = service_host(name, namespace, "origin")
     out["transcoder"] = TranscoderConfig(
-        livestream=ident, agent_port=roles.AGENT_PORT, agent_token_file=secret_file(creds_mod.AGENT_TOKEN),
+        livestream=ident,
+        agent_port=roles.AGENT_PORT,
+        agent_token_file=secret_file(creds_mod.AGENT_TOKEN),
         main_url=None if pull else endpoints.ingest_read_url(service_host(name, namespace, "ingest"), ingest_port),
         # Always, in push mode: whether the backup ingest exists reaches the transcoder through
         # Desired.backup, so turning it on or off on a live stream restarts nothing.
@@ -128,8 +152,11 @@ def render_agent_configs(name: str, namespace: str, spec: LivestreamSpec, effect
         read_token_file=None if pull else secret_file(creds_mod.READ_TOKEN),
         pull_uris=list(pull_source.uris or []) if pull_source else [],
         ladder=render_ladder(effective),
-        hls_cmaf=b.outputs.hls_cmaf, hls_mpegts=b.outputs.hls_mpegts, dash=b.outputs.dash,
-        low_latency=b.low_latency, part_seconds=b.part_duration_ms / 1000,
+        hls_cmaf=b.outputs.hls_cmaf,
+        hls_mpegts=b.outputs.hls_mpegts,
+        dash=b.outputs.dash,
+        low_latency=b.low_latency,
+        part_seconds=b.part_duration_ms / 1000,
         segment_seconds=float(b.segment_duration_seconds),
         screenshot_interval_seconds=settings.screenshots.interval_seconds,
         screenshot_width=settings.screenshots.width,
@@ -138,15 +165,25 @@ def render_agent_configs(name: str, namespace: str, spec: LivestreamSpec, effect
         **_whep_settings(config) if b.outputs.webrtc else {},
     )
     out["origin"] = OriginConfig(
-        livestream=ident, agent_port=roles.AGENT_PORT, agent_token_file=secret_file(creds_mod.AGENT_TOKEN),
-        http_port=origin_http, upload_port=origin_upload,
-        dvr_enabled=settings.dvr.enabled, dvr_window_seconds=settings.dvr.duration_seconds,
+        livestream=ident,
+        agent_port=roles.AGENT_PORT,
+        agent_token_file=secret_file(creds_mod.AGENT_TOKEN),
+        http_port=origin_http,
+        upload_port=origin_upload,
+        dvr_enabled=settings.dvr.enabled,
+        dvr_window_seconds=settings.dvr.duration_seconds,
         playback_secret_file=secret_file(creds_mod.PLAYBACK_SECRET),
         upload_token_file=secret_file(creds_mod.UPLOAD_TOKEN),
         read_token_file=secret_file(creds_mod.READ_TOKEN),
-        projection=spec.projection or "regular", low_latency=b.low_latency, part_seconds=b.part_duration_ms / 1000,
-        whep_url=(f"http://{service_host(name, namespace, 'transcoder')}:{roles.AGENT_PORT}/"
-                  f"{endpoints.PLAYBACK_PATHS['whep']}") if b.outputs.webrtc else None,
+        projection=spec.projection or "regular",
+        low_latency=b.low_latency,
+        part_seconds=b.part_duration_ms / 1000,
+        whep_url=(
+            f"http://{service_host(name, namespace, 'transcoder')}:{roles.AGENT_PORT}/"
+            f"{endpoints.PLAYBACK_PATHS['whep']}"
+        )
+        if b.outputs.webrtc
+        else None,
     )
     rec = settings.recording
     if rec.mode != "disabled":
@@ -167,13 +204,22 @@ def render_agent_configs(name: str, namespace: str, spec: LivestreamSpec, effect
             source_url = endpoints.ingest_read_url(service_host(name, namespace, "ingest"), ingest_port)
             backup_source = backup_read_url(name, namespace)
         out["recorder"] = RecorderConfig(
-            livestream=ident, agent_port=roles.AGENT_PORT, agent_token_file=secret_file(creds_mod.AGENT_TOKEN),
-            source_url=source_url, fallback_source_urls=fallbacks, backup_source_url=backup_source,
-            record_type=rec.type, read_token_file=read_token_file, output_dir=RECORDINGS_DIR,
-            split_seconds=rec.split_seconds, s3=render_s3_upload(rec.storage))
+            livestream=ident,
+            agent_port=roles.AGENT_PORT,
+            agent_token_file=secret_file(creds_mod.AGENT_TOKEN),
+            source_url=source_url,
+            fallback_source_urls=fallbacks,
+            backup_source_url=backup_source,
+            record_type=rec.type,
+            read_token_file=read_token_file,
+            output_dir=RECORDINGS_DIR,
+            split_seconds=rec.split_seconds,
+            s3=render_s3_upload(rec.storage),
+        )
         # Viewers play the recordings on the volume through the origin, which reads them from the recorder.
-        out["origin"] = out["origin"].model_copy(update={
-            "recorder_url": f"http://{service_host(name, namespace, 'recorder')}:{roles.AGENT_PORT}"})
+        out["origin"] = out["origin"].model_copy(
+            update={"recorder_url": f"http://{service_host(name, namespace, 'recorder')}:{roles.AGENT_PORT}"}
+        )
     return out
 
 
@@ -185,11 +231,15 @@ def render_s3_upload(storage: Optional[RecordingStorage]) -> Optional[S3UploadCo
     if s3 is None:
         return None
     return S3UploadConfig(
-        endpoint=s3.endpoint, bucket=s3.bucket, prefix=(s3.prefix or "").strip("/"),
-        region=s3.region or DEFAULT_S3_REGION, force_path_style=bool(s3.force_path_style),
+        endpoint=s3.endpoint,
+        bucket=s3.bucket,
+        prefix=(s3.prefix or "").strip("/"),
+        region=s3.region or DEFAULT_S3_REGION,
+        force_path_style=bool(s3.force_path_style),
         access_key_id_file=f"{S3_SECRET_DIR}/{S3_ACCESS_KEY_ID}",
         secret_access_key_file=f"{S3_SECRET_DIR}/{S3_SECRET_ACCESS_KEY}",
-        keep_local_copy=bool(s3.keep_local_copy))
+        keep_local_copy=bool(s3.keep_local_copy),
+    )
 
 
 def config_json(model: BaseModel) -> str:

@@ -1,5 +1,6 @@
 """How a Livestream's children are named, labelled and find each other: object names, Service DNS,
 the Deployment selector, the metadata every child carries, the ports of a role by name."""
+
 from __future__ import annotations
 
 from typing import Mapping
@@ -25,13 +26,16 @@ def role_of(key: str) -> str:
 
 def selector_labels(name: str, key: str) -> dict[str, str]:
     """A Deployment's (immutable) selector: never add to it, or existing Deployments cannot update."""
-    return {"app.kubernetes.io/name": "onair", "app.kubernetes.io/instance": name,
-            "app.kubernetes.io/component": key}
+    return {"app.kubernetes.io/name": "onair", "app.kubernetes.io/instance": name, "app.kubernetes.io/component": key}
 
 
 def child_meta(ls_meta: Mapping, name: str, component: str) -> dict:
-    return {"name": name, "namespace": ls_meta["namespace"], "labels": labels(ls_meta["name"], component),
-            "ownerReferences": [owner_reference(ls_meta)]}
+    return {
+        "name": name,
+        "namespace": ls_meta["namespace"],
+        "labels": labels(ls_meta["name"], component),
+        "ownerReferences": [owner_reference(ls_meta)],
+    }
 
 
 def slot_of(key: str) -> str:

@@ -48,6 +48,7 @@ A missing CallType is not handled here: the controller calls ``onair.render.reso
 first and, on a problem, reports it in status (Stalled) and leaves existing children alone.
 ``calltype=None`` here means "built-in defaults + override" and is meant for tests and tools.
 """
+
 from __future__ import annotations
 
 import base64
@@ -70,18 +71,29 @@ from onair.render.child_names import child_meta, child_name, selector_labels
 from onair.render.credentials import Credentials
 from onair.render.deployments import render_deployment
 from onair.render.effective import effective_settings, recording_storage
-from onair.render.network import (ingest_readers, render_ingest_service, render_network_policy,
-                                  render_origin_service, render_playback_route, render_recorder_service,
-                                  render_transcoder_service)
+from onair.render.network import (
+    ingest_readers,
+    render_ingest_service,
+    render_network_policy,
+    render_origin_service,
+    render_playback_route,
+    render_recorder_service,
+    render_transcoder_service,
+)
 from onair.render.resolve import Resolved
 from onair.render.urls import IngestExposure, Urls, render_urls
 
 
 # (apiVersion, kind) of everything render_children can own, for pruning.
 CHILD_KINDS: tuple[tuple[str, str], ...] = (
-    ("v1", "Secret"), ("v1", "ConfigMap"), ("v1", "Service"), ("v1", "PersistentVolumeClaim"),
-    ("apps/v1", "Deployment"), ("networking.k8s.io/v1", "NetworkPolicy"),
-    ("networking.k8s.io/v1", "Ingress"), ("gateway.networking.k8s.io/v1", "HTTPRoute"),
+    ("v1", "Secret"),
+    ("v1", "ConfigMap"),
+    ("v1", "Service"),
+    ("v1", "PersistentVolumeClaim"),
+    ("apps/v1", "Deployment"),
+    ("networking.k8s.io/v1", "NetworkPolicy"),
+    ("networking.k8s.io/v1", "Ingress"),
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"),
 )
 
 
@@ -108,9 +120,12 @@ def create_only(obj: Mapping) -> bool:
 
 
 def render_configmap(ls_meta: Mapping, key: str, agent: BaseModel) -> dict:
-    return {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": child_meta(ls_meta, child_name(ls_meta["name"], key), key),
-            "data": {CONFIG_KEY: config_json(agent)}}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": child_meta(ls_meta, child_name(ls_meta["name"], key), key),
+        "data": {CONFIG_KEY: config_json(agent)},
+    }
 
 
 def _pvc_spec(size: str, storage_class: Optional[str]) -> dict:
@@ -121,17 +136,25 @@ def _pvc_spec(size: str, storage_class: Optional[str]) -> dict:
 
 
 def render_dvr_pvc(ls_meta: Mapping, config: OperatorConfig) -> dict:
-    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-            "metadata": child_meta(ls_meta, child_name(ls_meta["name"], "dvr"), "dvr"),
-            "spec": _pvc_spec(config.dvr_volume_size, config.storage_class)}
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": child_meta(ls_meta, child_name(ls_meta["name"], "dvr"), "dvr"),
+        "spec": _pvc_spec(config.dvr_volume_size, config.storage_class),
+    }
 
 
 def render_turn_secret(ls_meta: Mapping, turn_secret: str) -> dict:
     """``<ls>-turn``: the TURN server's shared secret for this Livestream's ingest pods. Re-rendered
     from the operator's file on every reconcile, so a rotated secret reaches them (the kubelet
     updates the mounted file; the ingest reads it per WHIP session)."""
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": child_meta(ls_meta, child_name(ls_meta["name"], "turn"), "turn"),
-            "type": "Opaque", "data": {TURN_SECRET_KEY: base64.b64encode(turn_secret.encode()).decode("ascii")}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": child_meta(ls_meta, child_name(ls_meta["name"], "turn"), "turn"),
+        "type": "Opaque",
+        "data": {TURN_SECRET_KEY: base64.b64encode(turn_secret.encode()).decode("ascii")},
+    }
 
 
 def render_recordings_pvc(ls_meta: Mapping, effective: CallSettings, config: OperatorConfig) -> dict:
@@ -142,22 +165,33 @@ def render_recordings_pvc(ls_meta: Mapping, effective: CallSettings, config: Ope
     storage = recording_storage(effective)
     assert storage.size is not None, "DEFAULT_SETTINGS sets the size and a merge cannot unset it"
     return {
-        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
         "metadata": {
-            "name": child_name(ls_meta["name"], "recordings"), "namespace": ls_meta["namespace"],
-            "labels": {"app.kubernetes.io/name": "onair", "app.kubernetes.io/part-of": "onair",
-                       "app.kubernetes.io/component": "recordings", LABEL_RECORDINGS_OF: ls_meta["name"]},
+            "name": child_name(ls_meta["name"], "recordings"),
+            "namespace": ls_meta["namespace"],
+            "labels": {
+                "app.kubernetes.io/name": "onair",
+                "app.kubernetes.io/part-of": "onair",
+                "app.kubernetes.io/component": "recordings",
+                LABEL_RECORDINGS_OF: ls_meta["name"],
+            },
         },
         "spec": _pvc_spec(storage.size, storage.storage_class_name or config.storage_class),
     }
 
 
 # ----------------------------------------------------------------------------- entry point
-def render_children(livestream: Mapping, calltype: Optional[CallType], config: OperatorConfig,
-                    creds: Credentials, now: Optional[datetime] = None,
-                    exposure: Optional[Mapping[str, IngestExposure]] = None,
-                    turn_secret: Optional[str] = None,
-                    resolved: Optional[Resolved] = None) -> RenderedChildren:
+def render_children(
+    livestream: Mapping,
+    calltype: Optional[CallType],
+    config: OperatorConfig,
+    creds: Credentials,
+    now: Optional[datetime] = None,
+    exposure: Optional[Mapping[str, IngestExposure]] = None,
+    turn_secret: Optional[str] = None,
+    resolved: Optional[Resolved] = None,
+) -> RenderedChildren:
     """Render every child of ``livestream`` (the raw object: ``metadata`` with name, namespace, uid; ``spec``).
 
     ``now`` renders the member playback tokens (``onair.render.grants``): the controller always
@@ -185,14 +219,17 @@ def render_children(livestream: Mapping, calltype: Optional[CallType], config: O
     agents = render_agent_configs(name, namespace, spec, effective, config)
 
     objects: list[dict] = [
-        creds_mod.render_credentials_secret(meta, creds, urls.ingest, labels=labels(name, "credentials"),
-                                            owner_references=[owner_reference(meta)]),
+        creds_mod.render_credentials_secret(
+            meta, creds, urls.ingest, labels=labels(name, "credentials"), owner_references=[owner_reference(meta)]
+        ),
     ]
-    if any(getattr(a, "whip_turn_secret_file", None) or getattr(a, "whep_turn_secret_file", None)
-           for a in agents.values()):
+    if any(
+        getattr(a, "whip_turn_secret_file", None) or getattr(a, "whep_turn_secret_file", None) for a in agents.values()
+    ):
         if not turn_secret:
-            raise ValueError(f"ONAIR_WHIP_TURN_SECRET_FILE {config.whip_turn_secret_file} gave no TURN secret to "
-                             "hand to the ingest")
+            raise ValueError(
+                f"ONAIR_WHIP_TURN_SECRET_FILE {config.whip_turn_secret_file} gave no TURN secret to hand to the ingest"
+            )
         objects.append(render_turn_secret(meta, turn_secret))
     for key, agent in agents.items():
         objects.append(render_configmap(meta, key, agent))
@@ -218,8 +255,9 @@ def render_children(livestream: Mapping, calltype: Optional[CallType], config: O
     access = grants.member_access(spec, calltype)
     tokens_secret = None
     if now is not None:
-        tokens_secret = grants.render_member_tokens_secret(meta, access.backstage, creds.playback_secret, now,
-                                                           labels(name, grants.COMPONENT), [owner_reference(meta)])
+        tokens_secret = grants.render_member_tokens_secret(
+            meta, access.backstage, creds.playback_secret, now, labels(name, grants.COMPONENT), [owner_reference(meta)]
+        )
     if tokens_secret is not None:
         objects.insert(1, tokens_secret)
 
@@ -228,7 +266,11 @@ def render_children(livestream: Mapping, calltype: Optional[CallType], config: O
         keep.append(render_recordings_pvc(meta, effective, config))
 
     return RenderedChildren(
-        objects=objects, keep=keep, effective=effective, urls=urls, agent_configs=agents,
+        objects=objects,
+        keep=keep,
+        effective=effective,
+        urls=urls,
+        agent_configs=agents,
         agent_selectors={key: selector_labels(name, key) for key in agents},
         credentials_secret=creds_mod.secret_name(name),
         members=access,

@@ -5,6 +5,7 @@ only while True, removed otherwise, which is how kstatus (Flux, Argo CD, ``kubec
 A condition keeps its ``lastTransitionTime`` as long as its status does not change, so re-deriving
 the same conditions every poll yields the same list and no status patch.
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -44,8 +45,15 @@ def find_condition(conditions: Optional[Iterable[dict]], type_: str) -> Optional
     return None
 
 
-def set_condition(conditions: Optional[list[dict]], type_: str, status: bool | str, reason: str,
-                  message: str, generation: Optional[int], now: datetime) -> list[dict]:
+def set_condition(
+    conditions: Optional[list[dict]],
+    type_: str,
+    status: bool | str,
+    reason: str,
+    message: str,
+    generation: Optional[int],
+    now: datetime,
+) -> list[dict]:
     """A new list with condition ``type_`` set; the input is not modified.
 
     ``lastTransitionTime`` is kept from the existing condition when its status is unchanged,
@@ -58,8 +66,7 @@ def set_condition(conditions: Optional[list[dict]], type_: str, status: bool | s
         transition = previous["lastTransitionTime"]
     else:
         transition = rfc3339(now)
-    cond = {"type": type_, "status": status, "reason": reason, "message": message,
-            "lastTransitionTime": transition}
+    cond = {"type": type_, "status": status, "reason": reason, "message": message, "lastTransitionTime": transition}
     if generation is not None:
         cond["observedGeneration"] = generation
     out = [dict(c) for c in conditions or () if c.get("type") != type_]
@@ -74,9 +81,17 @@ def remove_condition(conditions: Optional[list[dict]], type_: str) -> list[dict]
     return [dict(c) for c in conditions or () if c.get("type") != type_]
 
 
-def kstatus_conditions(ready: bool, reconciling: bool, stalled: bool, reason: str, message: str, *,
-                       generation: Optional[int], now: datetime,
-                       previous: Optional[list[dict]] = None) -> list[dict]:
+def kstatus_conditions(
+    ready: bool,
+    reconciling: bool,
+    stalled: bool,
+    reason: str,
+    message: str,
+    *,
+    generation: Optional[int],
+    now: datetime,
+    previous: Optional[list[dict]] = None,
+) -> list[dict]:
     """Ready/Reconciling/Stalled from three booleans, keeping unrelated conditions of ``previous``.
 
     ``reason``/``message`` describe the current state and are used for Ready and for whichever of

@@ -5,6 +5,7 @@ The Secret is the source of truth: the controller reads it back on every reconci
 accident and a user who edits a key in the Secret (manual rotation) keeps it. Nothing here logs
 or returns a credential anywhere but the Secret manifest.
 """
+
 from __future__ import annotations
 
 import base64
@@ -35,9 +36,14 @@ CREDENTIAL_KEYS = (STREAM_KEY, SRT_PASSPHRASE, WHIP_TOKEN, PLAYBACK_SECRET, UPLO
 
 # Convenience keys: full publish URLs with the credentials in them, for copy-paste into OBS.
 PUBLISH_URL_KEYS = {
-    "rtmp": "rtmpPublishUrl", "rtmps": "rtmpsPublishUrl", "srt": "srtPublishUrl", "whip": "whipUrl",
-    "backup_rtmp": "backupRtmpPublishUrl", "backup_rtmps": "backupRtmpsPublishUrl",
-    "backup_srt": "backupSrtPublishUrl", "backup_whip": "backupWhipUrl",
+    "rtmp": "rtmpPublishUrl",
+    "rtmps": "rtmpsPublishUrl",
+    "srt": "srtPublishUrl",
+    "whip": "whipUrl",
+    "backup_rtmp": "backupRtmpPublishUrl",
+    "backup_rtmps": "backupRtmpsPublishUrl",
+    "backup_srt": "backupSrtPublishUrl",
+    "backup_whip": "backupWhipUrl",
 }
 
 # Printable, URL- and shell-safe; never contains characters an RTMP path or SRT URL must escape.
@@ -77,8 +83,12 @@ class Credentials(BaseModel):
 
 
 _FIELD_BY_KEY = {
-    STREAM_KEY: "stream_key", SRT_PASSPHRASE: "srt_passphrase", WHIP_TOKEN: "whip_token",
-    PLAYBACK_SECRET: "playback_secret", UPLOAD_TOKEN: "upload_token", READ_TOKEN: "read_token",
+    STREAM_KEY: "stream_key",
+    SRT_PASSPHRASE: "srt_passphrase",
+    WHIP_TOKEN: "whip_token",
+    PLAYBACK_SECRET: "playback_secret",
+    UPLOAD_TOKEN: "upload_token",
+    READ_TOKEN: "read_token",
     AGENT_TOKEN: "agent_token",
 }
 
@@ -112,8 +122,15 @@ def _decode(value: str) -> Optional[str]:
 
 
 # Known-valid values to check one field at a time against the model's constraints.
-_VALID = {"stream_key": "k" * 24, "srt_passphrase": "p" * 32, "whip_token": "w" * 32,
-          "playback_secret": "s" * 48, "upload_token": "u" * 48, "read_token": "r" * 48, "agent_token": "a" * 48}
+_VALID = {
+    "stream_key": "k" * 24,
+    "srt_passphrase": "p" * 32,
+    "whip_token": "w" * 32,
+    "playback_secret": "s" * 48,
+    "upload_token": "u" * 48,
+    "read_token": "r" * 48,
+    "agent_token": "a" * 48,
+}
 
 
 def _valid(field: str, value: str) -> bool:
@@ -124,8 +141,9 @@ def _valid(field: str, value: str) -> bool:
     return True
 
 
-def credentials_from_secret_data(data: Optional[Mapping[str, str]],
-                                 fill: Callable[[], Credentials] = generate_credentials) -> Optional[Credentials]:
+def credentials_from_secret_data(
+    data: Optional[Mapping[str, str]], fill: Callable[[], Credentials] = generate_credentials
+) -> Optional[Credentials]:
     """Credentials from an existing Secret's ``data`` (base64 values, as the API returns them).
 
     None when the Secret holds none of the credential keys (not created yet: generate). Every
@@ -175,9 +193,13 @@ def _b64(value: str) -> str:
     return base64.b64encode(value.encode("utf-8")).decode("ascii")
 
 
-def render_credentials_secret(ls_meta: Mapping, creds: Credentials, urls: IngestEndpoints,
-                              labels: Optional[Mapping[str, str]] = None,
-                              owner_references: Optional[list[dict]] = None) -> dict:
+def render_credentials_secret(
+    ls_meta: Mapping,
+    creds: Credentials,
+    urls: IngestEndpoints,
+    labels: Optional[Mapping[str, str]] = None,
+    owner_references: Optional[list[dict]] = None,
+) -> dict:
     """The ``<ls>-credentials`` Secret manifest.
 
     ``data`` (base64), not ``stringData``: stringData is write-only, so a server-side apply of it

@@ -1,5 +1,6 @@
 """One Deployment per agent: the pod (security contexts, kubelet probes, grace), the volumes and
 files each role may read, and the rollout strategy."""
+
 from __future__ import annotations
 
 import hashlib
@@ -15,8 +16,16 @@ from onair.api.operator_config import OperatorConfig
 from onair.render import credentials as creds_mod
 from onair.render import rollout
 from onair.render.effective import recording_storage
-from onair.render.agent_configs import (CONFIG_KEY, S3_SECRET_DIR, TLS_DIR, TURN_DIR, TURN_SECRET_KEY, config_json,
-                                        ingest_tls, secret_file)
+from onair.render.agent_configs import (
+    CONFIG_KEY,
+    S3_SECRET_DIR,
+    TLS_DIR,
+    TURN_DIR,
+    TURN_SECRET_KEY,
+    config_json,
+    ingest_tls,
+    secret_file,
+)
 from onair.render.child_names import child_meta, child_name, recordings_claim, role_of, selector_labels
 
 
@@ -30,8 +39,13 @@ UID = 10001
 # agent token the operator calls it with.
 _SECRET_KEYS: dict[str, tuple[str, ...]] = {
     # The playback secret also signs members' personal publish tokens, which the ingest verifies.
-    "ingest": (creds_mod.STREAM_KEY, creds_mod.SRT_PASSPHRASE, creds_mod.WHIP_TOKEN, creds_mod.PLAYBACK_SECRET,
-               creds_mod.AGENT_TOKEN),
+    "ingest": (
+        creds_mod.STREAM_KEY,
+        creds_mod.SRT_PASSPHRASE,
+        creds_mod.WHIP_TOKEN,
+        creds_mod.PLAYBACK_SECRET,
+        creds_mod.AGENT_TOKEN,
+    ),
     "transcoder": (creds_mod.UPLOAD_TOKEN, creds_mod.AGENT_TOKEN),
     "origin": (creds_mod.PLAYBACK_SECRET, creds_mod.UPLOAD_TOKEN, creds_mod.AGENT_TOKEN),
     "recorder": (creds_mod.AGENT_TOKEN,),
@@ -41,45 +55,90 @@ _GRACE_SECONDS = {"ingest": 15, "transcoder": 30, "origin": 15, "recorder": 60}
 
 
 def pod_security_context() -> dict:
-    return {"runAsNonRoot": True, "runAsUser": UID, "runAsGroup": UID, "fsGroup": UID,
-            "fsGroupChangePolicy": "OnRootMismatch", "seccompProfile": {"type": "RuntimeDefault"}}
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": UID,
+        "runAsGroup": UID,
+        "fsGroup": UID,
+        "fsGroupChangePolicy": "OnRootMismatch",
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
 
 
 def container_security_context() -> dict:
-    return {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
-            "runAsUser": UID, "runAsGroup": UID, "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"}}
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "runAsUser": UID,
+        "runAsGroup": UID,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
 
 
 def _kubelet_probe(period: int, failures: int, path: str = "/healthz") -> dict:
-    return {"httpGet": {"path": path, "port": "agent"}, "periodSeconds": period,
-            "timeoutSeconds": 3, "failureThreshold": failures}
+    return {
+        "httpGet": {"path": path, "port": "agent"},
+        "periodSeconds": period,
+        "timeoutSeconds": 3,
+        "failureThreshold": failures,
+    }
 
 
-def _volumes(name: str, key: str, agent: BaseModel, effective: CallSettings,
-             config: OperatorConfig) -> tuple[list[dict], list[dict]]:
+def _volumes(
+    name: str, key: str, agent: BaseModel, effective: CallSettings, config: OperatorConfig
+) -> tuple[list[dict], list[dict]]:
     role = role_of(key)
-    volumes: list[dict] = [{"name": "config", "configMap": {"name": child_name(name, key),
-                                                "items": [{"key": CONFIG_KEY, "path": CONFIG_KEY}]}},
-               {"name": "tmp", "emptyDir": {}}]
+    volumes: list[dict] = [
+        {
+            "name": "config",
+            "configMap": {"name": child_name(name, key), "items": [{"key": CONFIG_KEY, "path": CONFIG_KEY}]},
+        },
+        {"name": "tmp", "emptyDir": {}},
+    ]
     # subPath: the config file sits next to the secret directory; agents read it once at start
     # and the config hash annotation restarts the pod when it changes.
-    mounts: list[dict] = [{"name": "config", "mountPath": roles.CONFIG_PATH, "subPath": CONFIG_KEY, "readOnly": True},
-              {"name": "tmp", "mountPath": "/tmp"}]
+    mounts: list[dict] = [
+        {"name": "config", "mountPath": roles.CONFIG_PATH, "subPath": CONFIG_KEY, "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
     secret_keys = _secret_keys(role, agent)
     if secret_keys:
-        volumes.append({"name": "credentials", "secret": {
-            "secretName": creds_mod.secret_name(name), "defaultMode": 0o440,
-            "items": [{"key": k, "path": k} for k in secret_keys]}})
+        volumes.append(
+            {
+                "name": "credentials",
+                "secret": {
+                    "secretName": creds_mod.secret_name(name),
+                    "defaultMode": 0o440,
+                    "items": [{"key": k, "path": k} for k in secret_keys],
+                },
+            }
+        )
         mounts.append({"name": "credentials", "mountPath": roles.SECRET_DIR, "readOnly": True})
     if role == "ingest" and ingest_tls(config):
-        volumes.append({"name": "tls", "secret": {"secretName": config.ingest_tls_secret, "defaultMode": 0o440,
-                                                  "items": [{"key": "tls.crt", "path": "tls.crt"},
-                                                            {"key": "tls.key", "path": "tls.key"}]}})
+        volumes.append(
+            {
+                "name": "tls",
+                "secret": {
+                    "secretName": config.ingest_tls_secret,
+                    "defaultMode": 0o440,
+                    "items": [{"key": "tls.crt", "path": "tls.crt"}, {"key": "tls.key", "path": "tls.key"}],
+                },
+            }
+        )
         mounts.append({"name": "tls", "mountPath": TLS_DIR, "readOnly": True})
     if getattr(agent, "whip_turn_secret_file", None) or getattr(agent, "whep_turn_secret_file", None):
-        volumes.append({"name": "turn", "secret": {"secretName": child_name(name, "turn"), "defaultMode": 0o440,
-                                                   "items": [{"key": TURN_SECRET_KEY, "path": TURN_SECRET_KEY}]}})
+        volumes.append(
+            {
+                "name": "turn",
+                "secret": {
+                    "secretName": child_name(name, "turn"),
+                    "defaultMode": 0o440,
+                    "items": [{"key": TURN_SECRET_KEY, "path": TURN_SECRET_KEY}],
+                },
+            }
+        )
         mounts.append({"name": "turn", "mountPath": TURN_DIR, "readOnly": True})
     if isinstance(agent, (IngestConfig, TranscoderConfig)):
         volumes.append({"name": "work", "emptyDir": {}})
@@ -88,16 +147,26 @@ def _volumes(name: str, key: str, agent: BaseModel, effective: CallSettings,
         volumes.append({"name": "data", "persistentVolumeClaim": {"claimName": child_name(name, "dvr")}})
         mounts.append({"name": "data", "mountPath": agent.data_dir})
     if isinstance(agent, RecorderConfig):
-        volumes.append({"name": "recordings", "persistentVolumeClaim": {"claimName": recordings_claim(name, effective)}})
+        volumes.append(
+            {"name": "recordings", "persistentVolumeClaim": {"claimName": recordings_claim(name, effective)}}
+        )
         mounts.append({"name": "recordings", "mountPath": agent.output_dir})
         storage = recording_storage(effective)
         if storage.s3 and storage.s3.credentials_secret:
             # Optional: a missing Secret must not keep the recorder (and the recording) from
             # starting; the recorder reports it in /status and the kubelet fills the files in
             # once the Secret exists.
-            volumes.append({"name": "s3-credentials", "secret": {
-                "secretName": storage.s3.credentials_secret, "defaultMode": 0o440, "optional": True,
-                "items": [{"key": k, "path": k} for k in (S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY)]}})
+            volumes.append(
+                {
+                    "name": "s3-credentials",
+                    "secret": {
+                        "secretName": storage.s3.credentials_secret,
+                        "defaultMode": 0o440,
+                        "optional": True,
+                        "items": [{"key": k, "path": k} for k in (S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY)],
+                    },
+                }
+            )
             mounts.append({"name": "s3-credentials", "mountPath": S3_SECRET_DIR, "readOnly": True})
     return volumes, mounts
 
@@ -121,15 +190,20 @@ def _spread(name: str) -> dict:
             {"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": ingest_pods}
             for key in ("kubernetes.io/hostname", "topology.kubernetes.io/zone")
         ],
-        "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
-            {"weight": weight, "podAffinityTerm": {"topologyKey": key, "labelSelector": ingest_pods}}
-            for weight, key in ((100, "kubernetes.io/hostname"), (50, "topology.kubernetes.io/zone"))
-        ]}},
+        "affinity": {
+            "podAntiAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {"weight": weight, "podAffinityTerm": {"topologyKey": key, "labelSelector": ingest_pods}}
+                    for weight, key in ((100, "kubernetes.io/hostname"), (50, "topology.kubernetes.io/zone"))
+                ]
+            }
+        },
     }
 
 
-def render_deployment(ls_meta: Mapping, key: str, agent: BaseModel, effective: CallSettings,
-                      config: OperatorConfig) -> dict:
+def render_deployment(
+    ls_meta: Mapping, key: str, agent: BaseModel, effective: CallSettings, config: OperatorConfig
+) -> dict:
     name = ls_meta["name"]
     role = roles.MEDIA_ROLES[role_of(key)]
     volumes, mounts = _volumes(name, key, agent, effective, config)
@@ -164,8 +238,7 @@ def render_deployment(ls_meta: Mapping, key: str, agent: BaseModel, effective: C
     if role.name == "ingest":
         pod_spec.update(_spread(name))
     digest = hashlib.sha256(config_json(agent).encode()).hexdigest()
-    template = {"metadata": {"labels": pod_labels, "annotations": {CONFIG_HASH_ANNOTATION: digest}},
-                "spec": pod_spec}
+    template = {"metadata": {"labels": pod_labels, "annotations": {CONFIG_HASH_ANNOTATION: digest}}, "spec": pod_spec}
     metadata = child_meta(ls_meta, child_name(name, key), key)
     # Whether applying this starts a rollout (onair.render.rollout staggers the ingest slots').
     metadata["annotations"] = {rollout.TEMPLATE_HASH_ANNOTATION: rollout.template_hash(template)}

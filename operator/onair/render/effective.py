@@ -1,11 +1,21 @@
 """Effective settings: built-in defaults ⊕ CallType settings ⊕ Livestream override (pure)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Optional
 
-from onair.api.settings import (DEFAULT_SETTINGS, BackstageSettings, BroadcastingSettings, CallSettings, DvrSettings,
-                                IngestSettings, RecordingSettings, RecordingStorage, ScreenshotSettings)
+from onair.api.settings import (
+    DEFAULT_SETTINGS,
+    BackstageSettings,
+    BroadcastingSettings,
+    CallSettings,
+    DvrSettings,
+    IngestSettings,
+    RecordingSettings,
+    RecordingStorage,
+    ScreenshotSettings,
+)
 from onair.dicts import deep_merge
 
 
@@ -15,7 +25,6 @@ def effective_settings(calltype: Optional[CallSettings], override: Optional[Call
         if layer is not None:
             merged = deep_merge(merged, layer.model_dump(exclude_none=True))
     return CallSettings.model_validate(merged)
-
 
 
 @dataclass(frozen=True)
@@ -36,8 +45,14 @@ def sections(effective: CallSettings) -> Sections:
     """``effective`` (from ``effective_settings``) by section; ValueError for settings that were not merged."""
     backstage, ingest, broadcasting = effective.backstage, effective.ingest, effective.broadcasting
     dvr, recording, screenshots = effective.dvr, effective.recording, effective.screenshots
-    if backstage is None or ingest is None or broadcasting is None or dvr is None or recording is None \
-            or screenshots is None:
+    if (
+        backstage is None
+        or ingest is None
+        or broadcasting is None
+        or dvr is None
+        or recording is None
+        or screenshots is None
+    ):
         raise ValueError("settings without every section are not effective settings (see effective_settings)")
     return Sections(backstage, ingest, broadcasting, dvr, recording, screenshots)
 

@@ -22,6 +22,7 @@ it, so removing a member or a grant revokes their tokens at the next poll.
 
 Pure: the clock is a parameter.
 """
+
 from __future__ import annotations
 
 import base64
@@ -106,8 +107,9 @@ def member_access(livestream: Union[Mapping, Livestream, LivestreamSpec], callty
     return MemberAccess(calltype=spec.call_type, roles=roles, capabilities=tuple(caps), unknown=tuple(unknown))
 
 
-def capabilities(livestream: Union[Mapping, Livestream, LivestreamSpec], calltype: Optional[CallType],
-                 user_id: str) -> Optional[tuple[str, ...]]:
+def capabilities(
+    livestream: Union[Mapping, Livestream, LivestreamSpec], calltype: Optional[CallType], user_id: str
+) -> Optional[tuple[str, ...]]:
     """Capabilities of member ``user_id``; None when ``user_id`` is not a member."""
     for user, caps in member_access(livestream, calltype).capabilities:
         if user == user_id:
@@ -115,7 +117,9 @@ def capabilities(livestream: Union[Mapping, Livestream, LivestreamSpec], calltyp
     return None
 
 
-def backstage_members(livestream: Union[Mapping, Livestream, LivestreamSpec], calltype: Optional[CallType]) -> list[str]:
+def backstage_members(
+    livestream: Union[Mapping, Livestream, LivestreamSpec], calltype: Optional[CallType]
+) -> list[str]:
     """userIds allowed to watch while the Livestream is in backstage."""
     return list(member_access(livestream, calltype).backstage)
 
@@ -124,14 +128,21 @@ def may_publish(capabilities: tuple[str, ...] | list[str]) -> bool:
     return all(cap in capabilities for cap in PUBLISH_CAPABILITIES)
 
 
-def publish_members(livestream: Union[Mapping, Livestream, LivestreamSpec],
-                    access: MemberAccess) -> list[PublishMember]:
+def publish_members(
+    livestream: Union[Mapping, Livestream, LivestreamSpec], access: MemberAccess
+) -> list[PublishMember]:
     """Every member as the ingest judges personal publish tokens (``Desired.members``)."""
     spec = _spec(livestream)
     caps = dict(access.capabilities)
-    return [PublishMember(user_id=m.user_id, role=m.role, may_publish=may_publish(caps.get(m.user_id, ())),
-                          revoke_tokens_issued_before=m.revoke_tokens_issued_before)
-            for m in spec.members or ()]
+    return [
+        PublishMember(
+            user_id=m.user_id,
+            role=m.role,
+            may_publish=may_publish(caps.get(m.user_id, ())),
+            revoke_tokens_issued_before=m.revoke_tokens_issued_before,
+        )
+        for m in spec.members or ()
+    ]
 
 
 def unknown_roles_message(access: MemberAccess, unknown: Optional[tuple[UnknownRole, ...]] = None) -> str:
@@ -140,8 +151,10 @@ def unknown_roles_message(access: MemberAccess, unknown: Optional[tuple[UnknownR
     who = ", ".join(f"{u.user_id} (role {u.role!r})" for u in entries)
     roles = ", ".join(access.roles) if access.roles else "none"
     verb = "has a role" if len(entries) == 1 else "have roles"
-    text = (f"Member{'s' if len(entries) != 1 else ''} {who} {verb} that CallType {access.calltype!r} does not grant "
-            f"(its roles: {roles}); they get no capabilities and cannot watch backstage.")
+    text = (
+        f"Member{'s' if len(entries) != 1 else ''} {who} {verb} that CallType {access.calltype!r} does not grant "
+        f"(its roles: {roles}); they get no capabilities and cannot watch backstage."
+    )
     return text if len(text) <= 1000 else text[:997] + "..."
 
 
@@ -194,18 +207,26 @@ def _b64(value: str) -> str:
     return base64.b64encode(value.encode("utf-8")).decode("ascii")
 
 
-def member_tokens(ls_meta: Mapping, user_ids: tuple[str, ...] | list[str], playback_secret: str,
-                  now: datetime) -> dict[str, str]:
+def member_tokens(
+    ls_meta: Mapping, user_ids: tuple[str, ...] | list[str], playback_secret: str, now: datetime
+) -> dict[str, str]:
     """Secret key -> playback token for every user in ``user_ids``."""
     issued_at, expires_at = token_window(now)
     audience = livestream_audience(ls_meta)
-    return {secret_key(user): tokens.mint(playback_secret, audience, expires_at, user_id=user, issued_at=issued_at)
-            for user in user_ids}
+    return {
+        secret_key(user): tokens.mint(playback_secret, audience, expires_at, user_id=user, issued_at=issued_at)
+        for user in user_ids
+    }
 
 
-def render_member_tokens_secret(ls_meta: Mapping, user_ids: tuple[str, ...] | list[str], playback_secret: str,
-                                now: datetime, labels: Mapping[str, str],
-                                owner_references: list[dict]) -> Optional[dict]:
+def render_member_tokens_secret(
+    ls_meta: Mapping,
+    user_ids: tuple[str, ...] | list[str],
+    playback_secret: str,
+    now: datetime,
+    labels: Mapping[str, str],
+    owner_references: list[dict],
+) -> Optional[dict]:
     """The ``<ls>-member-tokens`` Secret; None when nobody may join backstage (then it is pruned)."""
     if not user_ids:
         return None

@@ -14,6 +14,7 @@ transcoder again once it has seen the real source):
 
 Pure: no I/O, so the operator and the agent compute the same ladder from the same inputs.
 """
+
 from __future__ import annotations
 
 import re
@@ -76,7 +77,7 @@ def default_bitrates(short_side: int) -> tuple[int, int]:
             # Bits grow with pixels, i.e. with the square of the short side.
             lo_v, lo_a = BITRATES[low]
             hi_v, hi_a = BITRATES[high]
-            weight = (short_side ** 2 - low ** 2) / (high ** 2 - low ** 2)
+            weight = (short_side**2 - low**2) / (high**2 - low**2)
             return int(round(lo_v + weight * (hi_v - lo_v))), (lo_a if weight < 0.5 else hi_a)
     raise AssertionError("unreachable")
 
@@ -100,17 +101,35 @@ def video_bitrate(width: int, height: int, fps: Optional[float]) -> int:
     return int(round(video * area_factor * fps_factor))
 
 
-def _rung(name: str, width: int, height: int, fps: Optional[float], passthrough: bool = False,
-          video_kbps: Optional[int] = None, source_fps: Optional[float] = None) -> Rung:
+def _rung(
+    name: str,
+    width: int,
+    height: int,
+    fps: Optional[float],
+    passthrough: bool = False,
+    video_kbps: Optional[int] = None,
+    source_fps: Optional[float] = None,
+) -> Rung:
     """``fps=None`` keeps the source rate, which is then what the bitrate must pay for."""
     _, audio = default_bitrates(min(width, height))
-    return Rung(name=name, width=width, height=height,
-                video_bitrate_kbps=video_kbps or video_bitrate(width, height, fps or source_fps),
-                audio_bitrate_kbps=audio, fps=fps, passthrough=passthrough)
+    return Rung(
+        name=name,
+        width=width,
+        height=height,
+        video_bitrate_kbps=video_kbps or video_bitrate(width, height, fps or source_fps),
+        audio_bitrate_kbps=audio,
+        fps=fps,
+        passthrough=passthrough,
+    )
 
 
-def build_ladder(quality_tracks: Sequence[str], source_width: int, source_height: int,
-                 source_fps: Optional[float] = None, source_bitrate_kbps: Optional[int] = None) -> list[Rung]:
+def build_ladder(
+    quality_tracks: Sequence[str],
+    source_width: int,
+    source_height: int,
+    source_fps: Optional[float] = None,
+    source_bitrate_kbps: Optional[int] = None,
+) -> list[Rung]:
     """Rungs for ``quality_tracks`` on a ``source_width``x``source_height`` source, biggest first.
 
     A track with a frame rate (``720p30``) caps the rung's fps; otherwise the rung keeps the
@@ -149,14 +168,23 @@ def build_ladder(quality_tracks: Sequence[str], source_width: int, source_height
         width, height = rung_size(source_short, source_width, source_height)
         add(_rung(f"{min(width, height)}p", width, height, None, source_fps=source_fps))
     if any(t.strip().lower() == SOURCE for t in tracks):
-        add(_rung(SOURCE, source_width, source_height, None, passthrough=True,
-                  video_kbps=source_bitrate_kbps or video_bitrate(source_width, source_height, source_fps)))
+        add(
+            _rung(
+                SOURCE,
+                source_width,
+                source_height,
+                None,
+                passthrough=True,
+                video_kbps=source_bitrate_kbps or video_bitrate(source_width, source_height, source_fps),
+            )
+        )
     rungs.sort(key=lambda r: (r.passthrough, -min(r.width, r.height), -(r.fps or 1000)))
     return rungs
 
 
-def fit_ladder(ladder: Iterable[Rung], source_width: int, source_height: int,
-               source_fps: Optional[float] = None) -> list[Rung]:
+def fit_ladder(
+    ladder: Iterable[Rung], source_width: int, source_height: int, source_fps: Optional[float] = None
+) -> list[Rung]:
     """A configured ladder adjusted to the source actually received.
 
     The operator may have computed the ladder before anyone published (default 1080p source);

@@ -33,6 +33,7 @@ Semantics (GetStream backstage/goLive/stopLive in Kubernetes terms, Gcore's ``ac
   backstage preview and recording-only outputs for token holders), so going live never publishes
   the preview as DVR.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -85,8 +86,9 @@ def _broadcasting(spec: LivestreamSpec, effective: CallSettings, phase: Phase, a
     return continue_hls and wanted_when_live
 
 
-def _outputs(spec: LivestreamSpec, effective: CallSettings, phase: Phase, active: bool,
-             broadcasting: bool, recording: bool) -> bool:
+def _outputs(
+    spec: LivestreamSpec, effective: CallSettings, phase: Phase, active: bool, broadcasting: bool, recording: bool
+) -> bool:
     if sections(effective).broadcasting.mode == "disabled" or not active or phase == "ended":
         return False
     if broadcasting or (recording and sections(effective).recording.type == "transcoded"):

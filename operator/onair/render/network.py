@@ -1,5 +1,6 @@
 """How each agent's pod is reached and by whom: the ingest and origin Services, the recorder's
 Service for the origin, the playback Ingress/HTTPRoute, and the NetworkPolicies."""
+
 from __future__ import annotations
 
 from typing import Mapping, Optional
@@ -27,8 +28,16 @@ def render_ingest_service(ls_meta: Mapping, key: str, agent: IngestConfig, confi
     spec: dict = {
         "type": config.ingest_service_type,
         "selector": selector_labels(ls_meta["name"], key),
-        "ports": [{"name": p.name, "port": p.number, "targetPort": p.name, "protocol": p.protocol,
-                   **({"nodePort": fixed[p.name]} if p.name in fixed else {})} for p in ports],
+        "ports": [
+            {
+                "name": p.name,
+                "port": p.number,
+                "targetPort": p.name,
+                "protocol": p.protocol,
+                **({"nodePort": fixed[p.name]} if p.name in fixed else {}),
+            }
+            for p in ports
+        ],
     }
     if external and config.ingest_external_traffic_policy:
         spec["externalTrafficPolicy"] = config.ingest_external_traffic_policy
@@ -59,9 +68,22 @@ def render_playback_route(ls_meta: Mapping, config: OperatorConfig) -> Optional[
     if config.playback_route_annotations:
         metadata["annotations"] = dict(sorted(config.playback_route_annotations.items()))
     if config.playback_route == "ingress":
-        spec: dict = {"rules": [{"host": host, "http": {"paths": [{
-            "path": "/", "pathType": "Prefix",
-            "backend": {"service": {"name": origin, "port": {"name": "http"}}}}]}}]}
+        spec: dict = {
+            "rules": [
+                {
+                    "host": host,
+                    "http": {
+                        "paths": [
+                            {
+                                "path": "/",
+                                "pathType": "Prefix",
+                                "backend": {"service": {"name": origin, "port": {"name": "http"}}},
+                            }
+                        ]
+                    },
+                }
+            ]
+        }
         if config.playback_ingress_class:
             spec["ingressClassName"] = config.playback_ingress_class
         secret = config.playback_tls_secret(name, namespace)
@@ -73,14 +95,20 @@ def render_playback_route(ls_meta: Mapping, config: OperatorConfig) -> Optional[
         parent["namespace"] = config.playback_gateway_namespace
     if config.playback_gateway_section_name:
         parent["sectionName"] = config.playback_gateway_section_name
-    rule: dict = {"matches": [{"path": {"type": "PathPrefix", "value": prefix or "/"}}],
-                  "backendRefs": [{"group": "", "kind": "Service", "name": origin,
-                                   "port": port_number(roles.ORIGIN, "http")}]}
+    rule: dict = {
+        "matches": [{"path": {"type": "PathPrefix", "value": prefix or "/"}}],
+        "backendRefs": [{"group": "", "kind": "Service", "name": origin, "port": port_number(roles.ORIGIN, "http")}],
+    }
     if prefix:
-        rule["filters"] = [{"type": "URLRewrite", "urlRewrite": {
-            "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}}}]
-    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": metadata,
-            "spec": {"parentRefs": [parent], "hostnames": [host], "rules": [rule]}}
+        rule["filters"] = [
+            {"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}}}
+        ]
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": metadata,
+        "spec": {"parentRefs": [parent], "hostnames": [host], "rules": [rule]},
+    }
 
 
 def render_origin_service(ls_meta: Mapping) -> dict:
@@ -91,11 +119,14 @@ def render_origin_service(ls_meta: Mapping) -> dict:
     """
     ports = [p for p in roles.ORIGIN.ports if p.name in ("http", "upload")]
     return {
-        "apiVersion": "v1", "kind": "Service",
+        "apiVersion": "v1",
+        "kind": "Service",
         "metadata": child_meta(ls_meta, child_name(ls_meta["name"], "origin"), "origin"),
-        "spec": {"type": "ClusterIP", "selector": selector_labels(ls_meta["name"], "origin"),
-                 "ports": [{"name": p.name, "port": p.number, "targetPort": p.name, "protocol": p.protocol}
-                           for p in ports]},
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(ls_meta["name"], "origin"),
+            "ports": [{"name": p.name, "port": p.number, "targetPort": p.name, "protocol": p.protocol} for p in ports],
+        },
     }
 
 
@@ -103,10 +134,14 @@ def render_recorder_service(ls_meta: Mapping) -> dict:
     """The recorder's agent port, for the origin alone (the NetworkPolicy): it reads the finished
     recordings on the volume (``GET /vod/<file>``, agent token) to serve them to viewers."""
     return {
-        "apiVersion": "v1", "kind": "Service",
+        "apiVersion": "v1",
+        "kind": "Service",
         "metadata": child_meta(ls_meta, child_name(ls_meta["name"], "recorder"), "recorder"),
-        "spec": {"type": "ClusterIP", "selector": selector_labels(ls_meta["name"], "recorder"),
-                 "ports": [{"name": "agent", "port": roles.AGENT_PORT, "targetPort": "agent", "protocol": "TCP"}]},
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(ls_meta["name"], "recorder"),
+            "ports": [{"name": "agent", "port": roles.AGENT_PORT, "targetPort": "agent", "protocol": "TCP"}],
+        },
     }
 
 
@@ -115,10 +150,14 @@ def render_transcoder_service(ls_meta: Mapping) -> dict:
     origin lets in under the playback rules and passes on with the agent token. WebRTC media itself goes
     between the viewer and the pod (ICE), not through a Service."""
     return {
-        "apiVersion": "v1", "kind": "Service",
+        "apiVersion": "v1",
+        "kind": "Service",
         "metadata": child_meta(ls_meta, child_name(ls_meta["name"], "transcoder"), "transcoder"),
-        "spec": {"type": "ClusterIP", "selector": selector_labels(ls_meta["name"], "transcoder"),
-                 "ports": [{"name": "agent", "port": roles.AGENT_PORT, "targetPort": "agent", "protocol": "TCP"}]},
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(ls_meta["name"], "transcoder"),
+            "ports": [{"name": "agent", "port": roles.AGENT_PORT, "targetPort": "agent", "protocol": "TCP"}],
+        },
     }
 
 
@@ -135,8 +174,9 @@ def _pods_of(name: str, keys: list[str]) -> list[dict]:
     return [{"podSelector": {"matchLabels": selector_labels(name, key)}} for key in keys]
 
 
-def render_network_policy(ls_meta: Mapping, key: str, agent: BaseModel, readers: list[str],
-                          config: OperatorConfig) -> dict:
+def render_network_policy(
+    ls_meta: Mapping, key: str, agent: BaseModel, readers: list[str], config: OperatorConfig
+) -> dict:
     """Who may reach the pod of ``key``, port by port; everything else is dropped where the
     cluster's network plugin enforces NetworkPolicy.
 
@@ -155,10 +195,11 @@ def render_network_policy(ls_meta: Mapping, key: str, agent: BaseModel, readers:
     """
     name = ls_meta["name"]
     role = roles.MEDIA_ROLES[role_of(key)]
-    operator = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": config.operator_namespace}},
-                "podSelector": {"matchLabels": dict(config.operator_pod_labels)}}
-    rules: list[dict] = [{"from": [operator, *config.agent_metrics_from],
-                          "ports": [_policy_port("agent", role)]}]
+    operator = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": config.operator_namespace}},
+        "podSelector": {"matchLabels": dict(config.operator_pod_labels)},
+    }
+    rules: list[dict] = [{"from": [operator, *config.agent_metrics_from], "ports": [_policy_port("agent", role)]}]
     if role is roles.INGEST:
         assert isinstance(agent, IngestConfig)
         public = [_policy_port(p, role) for p in ("rtmps", "srt", "whip") if p in agent.protocols]
@@ -180,10 +221,14 @@ def render_network_policy(ls_meta: Mapping, key: str, agent: BaseModel, readers:
         rules.append({"from": _pods_of(name, ["origin"]), "ports": [_policy_port("agent", role)]})
         rules.append({"ports": [dict(_WEBRTC_UDP)]})
     return {
-        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
         "metadata": child_meta(ls_meta, child_name(name, key), key),
-        "spec": {"podSelector": {"matchLabels": selector_labels(name, key)}, "policyTypes": ["Ingress"],
-                 "ingress": rules},
+        "spec": {
+            "podSelector": {"matchLabels": selector_labels(name, key)},
+            "policyTypes": ["Ingress"],
+            "ingress": rules,
+        },
     }
 
 

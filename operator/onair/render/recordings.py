@@ -5,6 +5,7 @@ One Recording per finished session, named from the session so that every poll of
 (a restarted one included) arrives at the same object: creating it is idempotent, and the
 Livestream's ``status.recordings`` can name it before or after it exists.
 """
+
 from __future__ import annotations
 
 from typing import Mapping, Optional
@@ -13,8 +14,16 @@ from onair import roles
 from onair.endpoints import vod_playlist_name
 from onair.api.agent import Recording as FinishedSession
 from onair.api.meta import API_VERSION, GROUP, LABEL_LIVESTREAM, MANAGER
-from onair.api.recording import (NO_PLAYLIST, NO_PUBLIC_BASE_URL, NOT_UPLOADED_YET, SERVED_FROM_VOLUME, VOLUME_ONLY,
-                                 ObjectStorageLocation, PartPlayback, RecordingPlayback)
+from onair.api.recording import (
+    NO_PLAYLIST,
+    NO_PUBLIC_BASE_URL,
+    NOT_UPLOADED_YET,
+    SERVED_FROM_VOLUME,
+    VOLUME_ONLY,
+    ObjectStorageLocation,
+    PartPlayback,
+    RecordingPlayback,
+)
 from onair.api.settings import S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY, CallSettings, RecordingStorage, S3Storage
 from onair.render.agent_configs import RECORDINGS_DIR, S3_SECRET_DIR, render_s3_upload
 from onair.render.deployments import container_security_context, pod_security_context
@@ -37,8 +46,12 @@ class NotASession(ValueError):
 
 def session_stamp(session: str) -> str:
     stamp = session.rsplit("_", 1)[-1]
-    if len(stamp) != STAMP_LENGTH or stamp[8] != "T" or not stamp.endswith("Z") \
-            or not (stamp[:8] + stamp[9:15]).isdigit():
+    if (
+        len(stamp) != STAMP_LENGTH
+        or stamp[8] != "T"
+        or not stamp.endswith("Z")
+        or not (stamp[:8] + stamp[9:15]).isdigit()
+    ):
         raise NotASession(f"{session!r} is not a recording session (<namespace>_<livestream>_<YYYYmmddTHHMMSSZ>)")
     return stamp
 
@@ -75,9 +88,15 @@ def object_storage_location(effective: CallSettings) -> Optional[dict]:
     s3 = storage.s3 if storage else None
     if s3 is None or not (s3.endpoint and s3.bucket and s3.credentials_secret):
         return None
-    return ObjectStorageLocation(endpoint=s3.endpoint, bucket=s3.bucket, prefix=s3.prefix, region=s3.region,
-                                 force_path_style=s3.force_path_style, public_base_url=s3.public_base_url,
-                                 credentials_secret=s3.credentials_secret).wire()
+    return ObjectStorageLocation(
+        endpoint=s3.endpoint,
+        bucket=s3.bucket,
+        prefix=s3.prefix,
+        region=s3.region,
+        force_path_style=s3.force_path_style,
+        public_base_url=s3.public_base_url,
+        credentials_secret=s3.credentials_secret,
+    ).wire()
 
 
 def stored_in(location: Optional[Mapping], stored: Mapping) -> bool:
@@ -88,8 +107,13 @@ def stored_in(location: Optional[Mapping], stored: Mapping) -> bool:
     return bucket == location.get("bucket") and stored.get("endpoint") == location.get("endpoint")
 
 
-def recording_spec(livestream: str, livestream_uid: Optional[str], session: FinishedSession,
-                   claim: Optional[str], storage: Optional[dict] = None) -> dict:
+def recording_spec(
+    livestream: str,
+    livestream_uid: Optional[str],
+    session: FinishedSession,
+    claim: Optional[str],
+    storage: Optional[dict] = None,
+) -> dict:
     """``spec`` of the Recording of ``session`` (camelCase, JSON-ready). ``storage``: the Livestream's
     ``object_storage_location``, kept only once a part is in that very bucket (settings changed
     since the upload would name the wrong one)."""
@@ -127,27 +151,42 @@ def recording_spec(livestream: str, livestream_uid: Optional[str], session: Fini
     return spec
 
 
-def recording_manifest(namespace: str, livestream: str, livestream_uid: Optional[str], session: FinishedSession,
-                       claim: Optional[str], finalizer: str, storage: Optional[dict] = None) -> dict:
+def recording_manifest(
+    namespace: str,
+    livestream: str,
+    livestream_uid: Optional[str],
+    session: FinishedSession,
+    claim: Optional[str],
+    finalizer: str,
+    storage: Optional[dict] = None,
+) -> dict:
     """The whole object to create. No ownerReference: it outlives the Livestream.
 
     ``finalizer`` (the operator's) is set at creation, so a Recording deleted right after it was
     created still gets its media deleted."""
     spec = recording_spec(livestream, livestream_uid, session, claim, storage)
-    labels = {"app.kubernetes.io/name": "onair", "app.kubernetes.io/part-of": "onair",
-              LABEL_LIVESTREAM: livestream}
+    labels = {"app.kubernetes.io/name": "onair", "app.kubernetes.io/part-of": "onair", LABEL_LIVESTREAM: livestream}
     if session.record_type:
         labels[LABEL_SOURCE] = session.record_type
     return {
-        "apiVersion": API_VERSION, "kind": KIND,
-        "metadata": {"name": recording_name(livestream, session.session), "namespace": namespace,
-                     "labels": labels, "finalizers": [finalizer]},
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {
+            "name": recording_name(livestream, session.session),
+            "namespace": namespace,
+            "labels": labels,
+            "finalizers": [finalizer],
+        },
         "spec": spec,
     }
 
 
-def recording_status(spec: Mapping, previous: Optional[Mapping] = None, generation: Optional[int] = None,
-                     volume_url: Optional[str] = None) -> dict:
+def recording_status(
+    spec: Mapping,
+    previous: Optional[Mapping] = None,
+    generation: Optional[int] = None,
+    volume_url: Optional[str] = None,
+) -> dict:
     """The derived ``status`` (columns), keeping the conditions of ``previous``. ``volume_url``:
     where the Livestream's origin serves the recordings on its volume (``<playback base>/recordings``),
     while the Livestream exists and records to the Recording's volume."""
@@ -191,35 +230,58 @@ def recording_playback(spec: Mapping, volume_url: Optional[str] = None) -> Optio
             claim = spec.get("persistentVolumeClaim") or "the recordings volume"
             livestream = (spec.get("livestream") or {}).get("name")
             if volume_url:
-                urls = [PartPlayback(file=part["file"], url=f"{volume_url.rstrip('/')}/{vod_playlist_name(part['file'])}")
-                        for part in parts]
+                urls = [
+                    PartPlayback(file=part["file"], url=f"{volume_url.rstrip('/')}/{vod_playlist_name(part['file'])}")
+                    for part in parts
+                ]
                 return RecordingPlayback(
-                    url=urls[0].url if len(urls) == 1 else None, parts=urls, reason=SERVED_FROM_VOLUME, message=(
+                    url=urls[0].url if len(urls) == 1 else None,
+                    parts=urls,
+                    reason=SERVED_FROM_VOLUME,
+                    message=(
                         f"served from PersistentVolumeClaim {claim} by Livestream {livestream}'s origin, under its "
                         "access rules (a playback token while it is in backstage): these URLs stop working when the "
                         "Livestream is deleted or no longer records to this volume (the files stay). For URLs that "
-                        "outlive it, set recording.storage.s3 with publicBaseUrl")).wire()
-            return RecordingPlayback(reason=VOLUME_ONLY, message=(
-                f"the parts are only on PersistentVolumeClaim {claim}, and no origin serves it: Livestream "
-                f"{livestream} is gone or no longer records to it (the files stay). Set recording.storage.s3 (with "
-                "publicBaseUrl) on the CallType or Livestream for playback URLs that outlive the stream")).wire()
-        return RecordingPlayback(reason=NOT_UPLOADED_YET, message=(
-            f"{done} of {len(parts)} part(s) uploaded; the URL appears once every part is in the bucket "
-            "(the Livestream's RecordingsUploaded condition says why uploads wait)")).wire()
+                        "outlive it, set recording.storage.s3 with publicBaseUrl"
+                    ),
+                ).wire()
+            return RecordingPlayback(
+                reason=VOLUME_ONLY,
+                message=(
+                    f"the parts are only on PersistentVolumeClaim {claim}, and no origin serves it: Livestream "
+                    f"{livestream} is gone or no longer records to it (the files stay). Set recording.storage.s3 (with "
+                    "publicBaseUrl) on the CallType or Livestream for playback URLs that outlive the stream"
+                ),
+            ).wire()
+        return RecordingPlayback(
+            reason=NOT_UPLOADED_YET,
+            message=(
+                f"{done} of {len(parts)} part(s) uploaded; the URL appears once every part is in the bucket "
+                "(the Livestream's RecordingsUploaded condition says why uploads wait)"
+            ),
+        ).wire()
     missing = [part["file"] for part in parts if not part["object"].get("playlist")]
     if missing:
-        return RecordingPlayback(reason=NO_PLAYLIST, message=(
-            f"no HLS VOD playlist for {', '.join(missing)} (not a fragmented MP4, see the recorder's log); the parts "
-            "themselves are in the bucket (spec.parts[].object.url)")).wire()
+        return RecordingPlayback(
+            reason=NO_PLAYLIST,
+            message=(
+                f"no HLS VOD playlist for {', '.join(missing)} (not a fragmented MP4, see the recorder's log); the parts "
+                "themselves are in the bucket (spec.parts[].object.url)"
+            ),
+        ).wire()
     base = location.get("publicBaseUrl")
     if not base or not all(stored_in(location, o) for o in objects):
         where = parts[0]["object"]["url"].rsplit("/", 1)[0] + "/"
-        return RecordingPlayback(reason=NO_PUBLIC_BASE_URL, message=(
-            f"the parts and their playlists are in {where}, but onair knows no HTTP address for that bucket: set "
-            "recording.storage.s3.publicBaseUrl (the bucket's public endpoint, or a CDN in front of it) on the "
-            "CallType or Livestream; this Recording takes it at the next status poll while its Livestream exists. "
-            "A presigned URL would not play: the playlist names its part by a relative URI, which carries no "
-            "signature")).wire()
+        return RecordingPlayback(
+            reason=NO_PUBLIC_BASE_URL,
+            message=(
+                f"the parts and their playlists are in {where}, but onair knows no HTTP address for that bucket: set "
+                "recording.storage.s3.publicBaseUrl (the bucket's public endpoint, or a CDN in front of it) on the "
+                "CallType or Livestream; this Recording takes it at the next status poll while its Livestream exists. "
+                "A presigned URL would not play: the playlist names its part by a relative URI, which carries no "
+                "signature"
+            ),
+        ).wire()
     urls = [PartPlayback(file=part["file"], url=object_http_url(base, part["object"]["playlist"])) for part in parts]
     return RecordingPlayback(url=urls[0].url if len(urls) == 1 else None, parts=urls).wire()
 
@@ -259,7 +321,9 @@ def deletion_pod(recording: Mapping, image: str, image_pull_policy: str, image_p
     recorder; no token, no network use."""
     meta, spec = recording["metadata"], recording["spec"]
     livestream = spec["livestream"]["name"]
-    volumes: list[dict] = [{"name": "recordings", "persistentVolumeClaim": {"claimName": spec["persistentVolumeClaim"]}}]
+    volumes: list[dict] = [
+        {"name": "recordings", "persistentVolumeClaim": {"claimName": spec["persistentVolumeClaim"]}}
+    ]
     mounts: list[dict] = [{"name": "recordings", "mountPath": RECORDINGS_DIR}]
     s3_args: list[str] = []
     s3 = deletion_s3_config(spec)
@@ -268,17 +332,34 @@ def deletion_pod(recording: Mapping, image: str, image_pull_policy: str, image_p
         s3_args = ["--s3-config", s3.model_dump_json(by_alias=True, exclude_defaults=True)]
         # Mounted like the recorder's (optional: a missing Secret is reported by the command, in
         # words, instead of a pod stuck in ContainerCreating).
-        volumes.append({"name": "s3-credentials", "secret": {
-            "secretName": location["credentialsSecret"], "defaultMode": 0o440, "optional": True,
-            "items": [{"key": k, "path": k} for k in (S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY)]}})
+        volumes.append(
+            {
+                "name": "s3-credentials",
+                "secret": {
+                    "secretName": location["credentialsSecret"],
+                    "defaultMode": 0o440,
+                    "optional": True,
+                    "items": [{"key": k, "path": k} for k in (S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY)],
+                },
+            }
+        )
         mounts.append({"name": "s3-credentials", "mountPath": S3_SECRET_DIR, "readOnly": True})
     container = {
         "name": "delete-media",
         "image": image,
         "imagePullPolicy": image_pull_policy,
         "command": list(roles.MEDIA_ROLES["recorder"].command),
-        "args": ["agent", "recorder", "--delete-session", spec["session"],
-                 "--livestream", f"{meta['namespace']}/{livestream}", "--output-dir", RECORDINGS_DIR, *s3_args],
+        "args": [
+            "agent",
+            "recorder",
+            "--delete-session",
+            spec["session"],
+            "--livestream",
+            f"{meta['namespace']}/{livestream}",
+            "--output-dir",
+            RECORDINGS_DIR,
+            *s3_args,
+        ],
         "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
         "securityContext": container_security_context(),
         "volumeMounts": mounts,
@@ -297,16 +378,30 @@ def deletion_pod(recording: Mapping, image: str, image_pull_policy: str, image_p
     if image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": s} for s in image_pull_secrets]
     return {
-        "apiVersion": "v1", "kind": "Pod",
+        "apiVersion": "v1",
+        "kind": "Pod",
         "metadata": {
-            "name": deletion_pod_name(meta["name"]), "namespace": meta["namespace"],
-            "labels": {"app.kubernetes.io/name": "onair", "app.kubernetes.io/part-of": "onair",
-                       "app.kubernetes.io/managed-by": MANAGER, "app.kubernetes.io/component": COMPONENT_DELETION,
-                       LABEL_DELETES: meta["name"]},
+            "name": deletion_pod_name(meta["name"]),
+            "namespace": meta["namespace"],
+            "labels": {
+                "app.kubernetes.io/name": "onair",
+                "app.kubernetes.io/part-of": "onair",
+                "app.kubernetes.io/managed-by": MANAGER,
+                "app.kubernetes.io/component": COMPONENT_DELETION,
+                LABEL_DELETES: meta["name"],
+            },
             # Owned by the Recording: if the Recording goes some other way (its finalizer removed
             # by hand), the pod goes with it.
-            "ownerReferences": [{"apiVersion": API_VERSION, "kind": KIND, "name": meta["name"],
-                                 "uid": meta["uid"], "controller": True, "blockOwnerDeletion": False}],
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": KIND,
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": False,
+                }
+            ],
         },
         "spec": pod_spec,
     }

@@ -4,6 +4,7 @@ Pure. The owner reads these in ``kubectl describe livestream`` / ``kubectl get e
 encoder of a refused RTMP publish only shows "Input/output error", so the Event is the one place
 that says why and what to change. Never names a credential's value, only where to find it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -44,15 +45,16 @@ def _credential_fix(protocol: Optional[str], slot: str, secret: str) -> str:
     if protocol == "srt":
         return f"use the SRT passphrase from Secret {secret}, key {SRT_PASSPHRASE}{whole}"
     if protocol == "whip":
-        return (f"send 'Authorization: Bearer <token>' with the token from Secret {secret}, key {WHIP_TOKEN}"
-                f"{whole}")
+        return f"send 'Authorization: Bearer <token>' with the token from Secret {secret}, key {WHIP_TOKEN}{whole}"
     return f"publish with the stream key from Secret {secret}, key {STREAM_KEY}{whole}"
 
 
 def _missing_key_fix(protocol: Optional[str], secret: str) -> str:
     key = WHIP_TOKEN if protocol == "whip" else STREAM_KEY
-    return (f"the ingest has no {key} to compare with: check that Secret {secret} has the key {key} "
-            "(the operator restores a deleted Secret) and that the ingest pod mounts it")
+    return (
+        f"the ingest has no {key} to compare with: check that Secret {secret} has the key {key} "
+        "(the operator restores a deleted Secret) and that the ingest pod mounts it"
+    )
 
 
 def fix(reason: str, protocol: Optional[str], slot: str, namespace: str, livestream: str, secret: str) -> str:
@@ -62,21 +64,29 @@ def fix(reason: str, protocol: Optional[str], slot: str, namespace: str, livestr
     if reason == refusals.NO_KEY:
         return _missing_key_fix(protocol, secret)
     if reason == refusals.INACTIVE:
-        return (f"the Livestream is switched off (spec.active: false); to accept pushes: kubectl patch livestream "
-                f"{livestream} -n {namespace} --type merge -p '{{\"spec\":{{\"active\":true}}}}'")
+        return (
+            f"the Livestream is switched off (spec.active: false); to accept pushes: kubectl patch livestream "
+            f'{livestream} -n {namespace} --type merge -p \'{{"spec":{{"active":true}}}}\''
+        )
     if reason == refusals.ENDED:
         return "an ended Livestream refuses every push for good; create a new Livestream for the next broadcast"
     if reason == refusals.BUSY:
-        return ("stop one of the two encoders; a second encoder belongs on the backup ingest "
-                "(settingsOverride.ingest.backup: true, URLs in status.ingest)")
+        return (
+            "stop one of the two encoders; a second encoder belongs on the backup ingest "
+            "(settingsOverride.ingest.backup: true, URLs in status.ingest)"
+        )
     if reason == refusals.OTHER_PROTOCOL:
         return "only one protocol at a time: stop the encoder that is live before pushing with another protocol"
     if reason == refusals.PROTOCOL_DISABLED:
-        return (f"push with a protocol listed in status.ingest, or enable {protocol} in ingest.protocols "
-                "(CallType settings or spec.settingsOverride)")
+        return (
+            f"push with a protocol listed in status.ingest, or enable {protocol} in ingest.protocols "
+            "(CallType settings or spec.settingsOverride)"
+        )
     if reason == refusals.UNSUPPORTED_CODEC:
-        return ("set the encoder to H.264 video with AAC audio (over SRT, HEVC or MPEG-2 video and MP2/AC-3 "
-                "audio are converted)")
+        return (
+            "set the encoder to H.264 video with AAC audio (over SRT, HEVC or MPEG-2 video and MP2/AC-3 "
+            "audio are converted)"
+        )
     if reason == refusals.NO_VIDEO:
         return "add a video source to the encoder: a livestream needs H.264 video"
     if reason == refusals.NO_AUDIO:
@@ -87,14 +97,20 @@ def fix(reason: str, protocol: Optional[str], slot: str, namespace: str, livestr
     if reason == refusals.TOKEN_EXPIRED:
         return f"mint a new personal publish token ({mint}) and put it in the encoder"
     if reason == refusals.TOKEN_REVOKED:
-        return (f"the member's tokens were revoked (spec.members[].revokeTokensIssuedBefore): mint a new one ({mint}) "
-                "if they may publish again")
+        return (
+            f"the member's tokens were revoked (spec.members[].revokeTokensIssuedBefore): mint a new one ({mint}) "
+            "if they may publish again"
+        )
     if reason == refusals.NOT_MEMBER:
-        return (f"add the user to spec.members of Livestream {livestream} with a role that grants send-audio and "
-                "send-video, or publish with the stream key")
+        return (
+            f"add the user to spec.members of Livestream {livestream} with a role that grants send-audio and "
+            "send-video, or publish with the stream key"
+        )
     if reason == refusals.NO_SEND_GRANT:
-        return ("give the member a role whose CallType grants send-audio and send-video (kubectl get calltype "
-                "<name> -o jsonpath='{.spec.grants}'), or publish with the stream key")
+        return (
+            "give the member a role whose CallType grants send-audio and send-video (kubectl get calltype "
+            "<name> -o jsonpath='{.spec.grants}'), or publish with the stream key"
+        )
     return "see the ingest pod's log"
 
 
@@ -109,8 +125,7 @@ def event(batch: RefusalBatch, namespace: str, livestream: str, secret: str) -> 
     if batch.count == 1:
         head += f" at {rfc3339(batch.last_at)}, {who}: {batch.last_message}."
     else:
-        head += (f" since {rfc3339(batch.since)}; the last one at {rfc3339(batch.last_at)}, {who}: "
-                 f"{batch.last_message}.")
+        head += f" since {rfc3339(batch.since)}; the last one at {rfc3339(batch.last_at)}, {who}: {batch.last_message}."
     fixes: list[str] = []
     for protocol in protocols:
         for slot in sorted(set(batch.slots) or {batch.last_slot}):
@@ -119,6 +134,5 @@ def event(batch: RefusalBatch, namespace: str, livestream: str, secret: str) -> 
                 fixes.append(text)
     message = f"{head} Fix: {'; '.join(fixes)}."
     if len(message) > MAX_MESSAGE:
-        message = message[:MAX_MESSAGE - 1] + "…"
+        message = message[: MAX_MESSAGE - 1] + "…"
     return refusals.event_reason(batch.reason), message
-

@@ -6,6 +6,7 @@ reason and message (``onair.render.status.livestream_status(problem=...)``), lea
 children untouched (a deleted CallType must not take a running stream down) and retries when
 CallTypes change.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -53,9 +54,14 @@ def resolve(livestream: Mapping, calltype: Optional[CallType]) -> Resolved:
     except ValidationError as exc:
         return Resolved(None, None, Problem(INVALID_SPEC, f"spec is invalid: {_short(exc)}"))
     if calltype is None:
-        return Resolved(spec, None, Problem(
-            CALLTYPE_NOT_FOUND,
-            f"CallType {spec.call_type!r} does not exist; create it (kubectl get calltypes lists them)"))
+        return Resolved(
+            spec,
+            None,
+            Problem(
+                CALLTYPE_NOT_FOUND,
+                f"CallType {spec.call_type!r} does not exist; create it (kubectl get calltypes lists them)",
+            ),
+        )
     effective = effective_settings(calltype.spec.settings, spec.settings_override)
     storage = recording_storage_problem(effective)
     if storage is not None:
@@ -71,11 +77,20 @@ def recording_storage_problem(effective: CallSettings) -> Optional[str]:
     s3 = storage.s3 if storage else None
     if recording is None or s3 is None or recording.mode == "disabled":
         return None
-    missing = [name for name, value in (("endpoint", s3.endpoint), ("bucket", s3.bucket),
-                                        ("credentialsSecret", s3.credentials_secret)) if not value]
+    missing = [
+        name
+        for name, value in (
+            ("endpoint", s3.endpoint),
+            ("bucket", s3.bucket),
+            ("credentialsSecret", s3.credentials_secret),
+        )
+        if not value
+    ]
     if not missing:
         return None
-    return (f"recording.storage.s3 needs {', '.join(missing)} (missing from both the CallType's settings and the "
-            "Livestream's settingsOverride): set "
-            + ", ".join(f"recording.storage.s3.{name}" for name in missing)
-            + " in either, or remove recording.storage.s3 to keep recordings on the volume only")
+    return (
+        f"recording.storage.s3 needs {', '.join(missing)} (missing from both the CallType's settings and the "
+        "Livestream's settingsOverride): set "
+        + ", ".join(f"recording.storage.s3.{name}" for name in missing)
+        + " in either, or remove recording.storage.s3 to keep recordings on the volume only"
+    )

@@ -19,6 +19,7 @@ operator restart, e.g. the one ``helm upgrade`` itself causes) and from the agen
 Pure: the controller reads, decides with ``plan_ingest_rollout`` and applies
 ``apply_ingest_rollout``'s objects.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -72,19 +73,34 @@ def observe_deployment(deployment: Mapping[str, Any]) -> SlotDeployment:
     available = status.get("availableReplicas") or 0
     total = status.get("replicas") or 0
     paused = bool(spec.get("paused"))
-    rolled_out = (not paused and (status.get("observedGeneration") or 0) >= (meta.get("generation") or 0)
-                  and updated == wanted and total == wanted and available >= wanted)
+    rolled_out = (
+        not paused
+        and (status.get("observedGeneration") or 0) >= (meta.get("generation") or 0)
+        and updated == wanted
+        and total == wanted
+        and available >= wanted
+    )
     progressing: Mapping[str, Any] = next(
-        (c for c in status.get("conditions") or () if c.get("type") == "Progressing"), {})
-    done_at = (parse_rfc3339(progressing.get("lastUpdateTime"))
-               if progressing.get("reason") == "NewReplicaSetAvailable" else None)
+        (c for c in status.get("conditions") or () if c.get("type") == "Progressing"), {}
+    )
+    done_at = (
+        parse_rfc3339(progressing.get("lastUpdateTime"))
+        if progressing.get("reason") == "NewReplicaSetAvailable"
+        else None
+    )
     pods = f"{min(updated, available)} of {wanted} pods updated and available"
     if total > updated:
         pods += f", {total - updated} old left"
-    return SlotDeployment(template_hash=annotations.get(TEMPLATE_HASH_ANNOTATION),
-                          held_since=parse_rfc3339(annotations[HELD_SINCE_ANNOTATION])
-                          if annotations.get(HELD_SINCE_ANNOTATION) else None,
-                          paused=paused, rolled_out=rolled_out, rolled_out_at=done_at, pods=pods)
+    return SlotDeployment(
+        template_hash=annotations.get(TEMPLATE_HASH_ANNOTATION),
+        held_since=parse_rfc3339(annotations[HELD_SINCE_ANNOTATION])
+        if annotations.get(HELD_SINCE_ANNOTATION)
+        else None,
+        paused=paused,
+        rolled_out=rolled_out,
+        rolled_out_at=done_at,
+        pods=pods,
+    )
 
 
 @dataclass(frozen=True)
@@ -116,14 +132,20 @@ def _other(key: str) -> str:
 
 
 def _hold_message(first: str, second: str, since: datetime) -> str:
-    return (f"rolling the ingest slots one after the other: {first} first, while {second} keeps its running "
-            f"pod; {second} follows once {first}'s new pod is Ready and its encoder has reconnected "
-            f"(at the latest {rfc3339(since + timedelta(seconds=HOLD_MAX_SECONDS))})")
+    return (
+        f"rolling the ingest slots one after the other: {first} first, while {second} keeps its running "
+        f"pod; {second} follows once {first}'s new pod is Ready and its encoder has reconnected "
+        f"(at the latest {rfc3339(since + timedelta(seconds=HOLD_MAX_SECONDS))})"
+    )
 
 
-def plan_ingest_rollout(desired: Mapping[str, str], observed: Mapping[str, Optional[SlotDeployment]],
-                        receiving: Mapping[str, Optional[bool]], active_source: Optional[str],
-                        now: datetime) -> IngestRollout:
+def plan_ingest_rollout(
+    desired: Mapping[str, str],
+    observed: Mapping[str, Optional[SlotDeployment]],
+    receiving: Mapping[str, Optional[bool]],
+    active_source: Optional[str],
+    now: datetime,
+) -> IngestRollout:
     """Which ingest slot's new template to hold back now.
 
     ``desired``: rendered ingest keys -> ``template_hash`` of the pod template about to be applied;
@@ -148,41 +170,80 @@ def plan_ingest_rollout(desired: Mapping[str, str], observed: Mapping[str, Optio
         second = _other(first)
         feeding = f"{second} feeds the transcoder" if active_source else f"{second} is the one kept"
         return IngestRollout(
-            held=second, first=first, held_since=now, message=_hold_message(first, second, now),
+            held=second,
+            first=first,
+            held_since=now,
+            message=_hold_message(first, second, now),
             recheck_at=now + timedelta(seconds=HOLD_MAX_SECONDS),
-            event=RolloutEvent("Normal", INGEST_ROLLOUT_STAGGERED, (
-                f"The ingest pod template changed for both slots: rolling {first} first ({feeding}); {second} "
-                f"keeps its running pod until {first}'s new pod is Ready and its encoder has reconnected.")))
+            event=RolloutEvent(
+                "Normal",
+                INGEST_ROLLOUT_STAGGERED,
+                (
+                    f"The ingest pod template changed for both slots: rolling {first} first ({feeding}); {second} "
+                    f"keeps its running pod until {first}'s new pod is Ready and its encoder has reconnected."
+                ),
+            ),
+        )
 
     second, first = held, _other(held)
     since = slots[second].held_since
     assert since is not None
     state = slots[first]
     deadline = since + timedelta(seconds=HOLD_MAX_SECONDS)
-    hold = IngestRollout(held=second, first=first, held_since=since, message=_hold_message(first, second, since),
-                         recheck_at=deadline)
+    hold = IngestRollout(
+        held=second, first=first, held_since=since, message=_hold_message(first, second, since), recheck_at=deadline
+    )
     if receiving.get(MAIN) is False and receiving.get(BACKUP) is False:
-        return IngestRollout(event=RolloutEvent("Normal", INGEST_ROLLOUT_CONTINUED, (
-            f"Rolling {second} now: no encoder is pushing to either slot, so there is no show to keep on air "
-            f"while {first} rolls ({state.pods}).")))
+        return IngestRollout(
+            event=RolloutEvent(
+                "Normal",
+                INGEST_ROLLOUT_CONTINUED,
+                (
+                    f"Rolling {second} now: no encoder is pushing to either slot, so there is no show to keep on air "
+                    f"while {first} rolls ({state.pods})."
+                ),
+            )
+        )
     if state.rolled_out and state.template_hash == desired[first]:
         if receiving.get(first):
-            return IngestRollout(event=RolloutEvent("Normal", INGEST_ROLLOUT_CONTINUED, (
-                f"{first} is rolled out and its encoder is back: rolling {second} now (the transcoder "
-                f"fails over to {first} meanwhile).")))
+            return IngestRollout(
+                event=RolloutEvent(
+                    "Normal",
+                    INGEST_ROLLOUT_CONTINUED,
+                    (
+                        f"{first} is rolled out and its encoder is back: rolling {second} now (the transcoder "
+                        f"fails over to {first} meanwhile)."
+                    ),
+                )
+            )
         done_at = max(state.rolled_out_at or since, since)
         give_up = done_at + timedelta(seconds=PUBLISHER_RETURN_SECONDS)
         if now >= give_up:
-            return IngestRollout(event=RolloutEvent("Warning", INGEST_ROLLOUT_NOT_BRIDGED, (
-                f"{first} is rolled out but no encoder reconnected to it within {PUBLISHER_RETURN_SECONDS:.0f} s: "
-                f"rolling {second} now; viewers get no picture until an encoder reconnects to one of them.")))
-        return IngestRollout(held=second, first=first, held_since=since, message=hold.message,
-                             recheck_at=min(give_up, deadline))
+            return IngestRollout(
+                event=RolloutEvent(
+                    "Warning",
+                    INGEST_ROLLOUT_NOT_BRIDGED,
+                    (
+                        f"{first} is rolled out but no encoder reconnected to it within {PUBLISHER_RETURN_SECONDS:.0f} s: "
+                        f"rolling {second} now; viewers get no picture until an encoder reconnects to one of them."
+                    ),
+                )
+            )
+        return IngestRollout(
+            held=second, first=first, held_since=since, message=hold.message, recheck_at=min(give_up, deadline)
+        )
     if now >= deadline:
-        return IngestRollout(event=RolloutEvent("Warning", INGEST_ROLLOUT_NOT_BRIDGED, (
-            f"{first} did not roll out within {HOLD_MAX_SECONDS:.0f} s ({state.pods}): rolling {second} anyway so "
-            f"its new template is not held back forever; viewers get no picture until one of them has a "
-            f"Ready pod and an encoder again. See `kubectl describe deployment` and the pods' Events.")))
+        return IngestRollout(
+            event=RolloutEvent(
+                "Warning",
+                INGEST_ROLLOUT_NOT_BRIDGED,
+                (
+                    f"{first} did not roll out within {HOLD_MAX_SECONDS:.0f} s ({state.pods}): rolling {second} anyway so "
+                    f"its new template is not held back forever; viewers get no picture until one of them has a "
+                    f"Ready pod and an encoder again. See `kubectl describe deployment` and the pods' Events."
+                ),
+            )
+        )
     return hold
 
 
@@ -193,6 +254,8 @@ def apply_ingest_rollout(deployment: dict, key: str, plan: IngestRollout) -> dic
     if plan.held != key or plan.held_since is None:
         return deployment
     out = {**deployment, "metadata": dict(deployment["metadata"]), "spec": {**deployment["spec"], "paused": True}}
-    out["metadata"]["annotations"] = {**(deployment["metadata"].get("annotations") or {}),
-                                      HELD_SINCE_ANNOTATION: rfc3339(plan.held_since)}
+    out["metadata"]["annotations"] = {
+        **(deployment["metadata"].get("annotations") or {}),
+        HELD_SINCE_ANNOTATION: rfc3339(plan.held_since),
+    }
     return out

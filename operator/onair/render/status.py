@@ -2,20 +2,39 @@
 effective settings) and what the agents report, then diffed against the stored status so the
 controller patches only when something changed.
 """
+
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, Mapping, Optional
 
 from onair.api.agent import IngestStatus, RecorderConfig, RecorderStatus, TranscoderStatus
-from onair.api.conditions import (BROADCASTING_FAILED, INGEST_ROLLOUT_STAGGERED, NOTHING_TRANSCODED_TO_RECORD, RECORDER_NOT_REPORTING,
-                                  RECORDING, RECORDING_FAILED, RECORDING_IN_PROGRESS, RECORDING_SOURCE_UNAVAILABLE, RECORDING_STARTING,
-                                  RECORDING_UPLOAD_FAILING, RECORDING_UPLOAD_PENDING, RECORDING_UPLOADS_DONE,
-                                  RECORDING_WAITING_FOR_INPUT, RECORDINGS_UPLOADED)
+from onair.api.conditions import (
+    BROADCASTING_FAILED,
+    INGEST_ROLLOUT_STAGGERED,
+    NOTHING_TRANSCODED_TO_RECORD,
+    RECORDER_NOT_REPORTING,
+    RECORDING,
+    RECORDING_FAILED,
+    RECORDING_IN_PROGRESS,
+    RECORDING_SOURCE_UNAVAILABLE,
+    RECORDING_STARTING,
+    RECORDING_UPLOAD_FAILING,
+    RECORDING_UPLOAD_PENDING,
+    RECORDING_UPLOADS_DONE,
+    RECORDING_WAITING_FOR_INPUT,
+    RECORDINGS_UPLOADED,
+)
 from onair.api.settings import S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY
 from onair.render.children import RenderedChildren
-from onair.render.conditions import (find_condition, kstatus_conditions, parse_rfc3339, remove_condition, rfc3339,
-                                    set_condition)
+from onair.render.conditions import (
+    find_condition,
+    kstatus_conditions,
+    parse_rfc3339,
+    remove_condition,
+    rfc3339,
+    set_condition,
+)
 from onair.render.effective import recording_storage, sections
 from onair.render.lifecycle import Lifecycle, recording_without_outputs
 from onair.render.recordings import livestream_recording_entries
@@ -66,6 +85,7 @@ def broadcast_problem(desired: bool, live: bool, transcoder: Optional[Transcoder
         return "the transcoder has not published any segment"
     return f"the transcoder has published no segment since {rfc3339(transcoder.last_segment_at)}"
 
+
 def recording_duration(recorder: RecorderStatus) -> float:
     """The open session's seconds, else the last finished session's: never 0 once something was recorded."""
     if recorder.started_at is not None or not recorder.recordings:
@@ -73,8 +93,14 @@ def recording_duration(recorder: RecorderStatus) -> float:
     return recorder.recordings[-1].duration_seconds
 
 
-def recording_condition(lifecycle: Lifecycle, rendered: RenderedChildren, recorder: Any, input_live: bool,
-                        previous: Optional[list[dict]], now: datetime) -> Optional[tuple[str, str, str]]:
+def recording_condition(
+    lifecycle: Lifecycle,
+    rendered: RenderedChildren,
+    recorder: Any,
+    input_live: bool,
+    previous: Optional[list[dict]],
+    now: datetime,
+) -> Optional[tuple[str, str, str]]:
     """(status, reason, message) of the ``Recording`` condition; None while no recording is wanted.
 
     Pure: the grace a starting recording gets is measured from the condition's own
@@ -84,61 +110,91 @@ def recording_condition(lifecycle: Lifecycle, rendered: RenderedChildren, record
         return None
     record_type = sections(rendered.effective).recording.type
     if recording_without_outputs(lifecycle, rendered.effective):
-        return ("False", NOTHING_TRANSCODED_TO_RECORD,
-                "recording.type is transcoded but broadcasting.mode is disabled: nothing is transcoded, so there is "
-                "nothing to record. Record the pushed source (settingsOverride.recording.type: origin) or allow "
-                "broadcasting (settingsOverride.broadcasting.mode: available).")
+        return (
+            "False",
+            NOTHING_TRANSCODED_TO_RECORD,
+            "recording.type is transcoded but broadcasting.mode is disabled: nothing is transcoded, so there is "
+            "nothing to record. Record the pushed source (settingsOverride.recording.type: origin) or allow "
+            "broadcasting (settingsOverride.broadcasting.mode: available).",
+        )
     if not isinstance(recorder, RecorderStatus):
-        return ("False", RECORDER_NOT_REPORTING,
-                "the recorder agent is not reporting; the recording starts once its pod runs")
+        return (
+            "False",
+            RECORDER_NOT_REPORTING,
+            "the recorder agent is not reporting; the recording starts once its pod runs",
+        )
     if recorder.state in ("disk_full", "error"):
-        return ("False", RECORDING_FAILED,
-                f"the recorder cannot record ({recorder.state}): {recorder.error or 'no details'}. Free space on the "
-                "recordings volume or give it more (recording.storage), or fix its mount.")
+        return (
+            "False",
+            RECORDING_FAILED,
+            f"the recorder cannot record ({recorder.state}): {recorder.error or 'no details'}. Free space on the "
+            "recordings volume or give it more (recording.storage), or fix its mount.",
+        )
     if recorder.recording or recorder.state == "reconnecting":
         return "True", RECORDING_IN_PROGRESS, f"the {record_type} recording is being written"
     if not input_live:
-        return ("False", RECORDING_WAITING_FOR_INPUT,
-                "recording starts when the input is live: nothing is being received now")
+        return (
+            "False",
+            RECORDING_WAITING_FOR_INPUT,
+            "recording starts when the input is live: nothing is being received now",
+        )
     before = find_condition(previous, RECORDING)
     since = parse_rfc3339(before.get("lastTransitionTime")) if before else None
     stuck = before is not None and (
         before.get("reason") == RECORDING_SOURCE_UNAVAILABLE
-        or (before.get("status") == "Unknown" and since is not None
-            and (now - since).total_seconds() >= RECORDING_START_GRACE_SECONDS))
+        or (
+            before.get("status") == "Unknown"
+            and since is not None
+            and (now - since).total_seconds() >= RECORDING_START_GRACE_SECONDS
+        )
+    )
     if not stuck:
         return "Unknown", RECORDING_STARTING, "the input is live; the recorder is connecting to its source"
     why = recorder.source_error or "no details from the recorder"
     if record_type == "transcoded":
-        fix = ("A transcoded recording copies the top rendition of the origin's HLS playlist: check that the "
-               "transcoder produces segments (status.transcodingSpeed, BroadcastingFailed Events) and that the origin "
-               "runs, or record the pushed source instead (recording.type: origin).")
+        fix = (
+            "A transcoded recording copies the top rendition of the origin's HLS playlist: check that the "
+            "transcoder produces segments (status.transcodingSpeed, BroadcastingFailed Events) and that the origin "
+            "runs, or record the pushed source instead (recording.type: origin)."
+        )
     else:
-        fix = ("The recorder reads the source as pushed (the ingest, or the pull URIs): check that the ingest runs "
-               "and that the credentials Secret still has its readToken.")
-    return ("False", RECORDING_SOURCE_UNAVAILABLE,
-            f"the input is live but the {record_type} recording has not started: {why}. {fix}")
+        fix = (
+            "The recorder reads the source as pushed (the ingest, or the pull URIs): check that the ingest runs "
+            "and that the credentials Secret still has its readToken."
+        )
+    return (
+        "False",
+        RECORDING_SOURCE_UNAVAILABLE,
+        f"the input is live but the {record_type} recording has not started: {why}. {fix}",
+    )
 
 
 def upload_fix(kind: Optional[str], namespace: str, s3) -> str:
     """What the user can do about a failing upload, naming their own objects."""
     if kind == "credentials":
-        return (f"Check the keys {S3_ACCESS_KEY_ID} and {S3_SECRET_ACCESS_KEY} of Secret {namespace}/"
-                f"{s3.credentials_secret} (recording.storage.s3.credentialsSecret) and that this key may write to bucket "
-                f"{s3.bucket}; the recorder reads a corrected Secret without a restart.")
+        return (
+            f"Check the keys {S3_ACCESS_KEY_ID} and {S3_SECRET_ACCESS_KEY} of Secret {namespace}/"
+            f"{s3.credentials_secret} (recording.storage.s3.credentialsSecret) and that this key may write to bucket "
+            f"{s3.bucket}; the recorder reads a corrected Secret without a restart."
+        )
     if kind == "bucket":
-        return (f"Create bucket {s3.bucket} at {s3.endpoint}, or correct recording.storage.s3 (bucket, region, "
-                "endpoint, forcePathStyle).")
+        return (
+            f"Create bucket {s3.bucket} at {s3.endpoint}, or correct recording.storage.s3 (bucket, region, "
+            "endpoint, forcePathStyle)."
+        )
     if kind == "unreachable":
-        return (f"Check that {s3.endpoint} is the store's S3 endpoint and is reachable from the recorder pod; the "
-                "files are uploaded as soon as it answers.")
+        return (
+            f"Check that {s3.endpoint} is the store's S3 endpoint and is reachable from the recorder pod; the "
+            "files are uploaded as soon as it answers."
+        )
     if kind == "local":
         return "Check the recordings volume (the recorder's log says more)."
     return "Check the store's logs (the recorder's log says more)."
 
 
-def recordings_uploaded_condition(rendered: RenderedChildren, recorder: Any,
-                                  previous: Optional[list[dict]]) -> Optional[tuple[str, str, str]]:
+def recordings_uploaded_condition(
+    rendered: RenderedChildren, recorder: Any, previous: Optional[list[dict]]
+) -> Optional[tuple[str, str, str]]:
     """(status, reason, message) of ``RecordingsUploaded``; None without ``recording.storage.s3``.
 
     Worded to stay the same while the cause does (no file names, counts only while nothing fails):
@@ -154,26 +210,44 @@ def recordings_uploaded_condition(rendered: RenderedChildren, recorder: Any,
         if before is not None:
             # What was last known stays true of the files on the volume until the recorder says more.
             return before["status"], before["reason"], before.get("message", "")
-        return ("Unknown", RECORDER_NOT_REPORTING,
-                "the recorder agent is not reporting; uploads start once its pod runs")
+        return (
+            "Unknown",
+            RECORDER_NOT_REPORTING,
+            "the recorder agent is not reporting; uploads start once its pod runs",
+        )
     nothing_lost = "Nothing is lost: every file stays on the recordings volume until the store confirms it."
     if upload.error:
         namespace = config.livestream.split("/", 1)[0]
-        return ("False", RECORDING_UPLOAD_FAILING,
-                f"uploads to {upload.target} fail and are retried with backoff: {upload.error}. "
-                f"{upload_fix(upload.error_kind, namespace, s3)} {nothing_lost}")
+        return (
+            "False",
+            RECORDING_UPLOAD_FAILING,
+            f"uploads to {upload.target} fail and are retried with backoff: {upload.error}. "
+            f"{upload_fix(upload.error_kind, namespace, s3)} {nothing_lost}",
+        )
     if upload.pending:
-        return ("False", RECORDING_UPLOAD_PENDING,
-                f"{upload.pending} finished recording file(s) waiting to be uploaded to {upload.target}")
+        return (
+            "False",
+            RECORDING_UPLOAD_PENDING,
+            f"{upload.pending} finished recording file(s) waiting to be uploaded to {upload.target}",
+        )
     return "True", RECORDING_UPLOADS_DONE, f"every finished recording file is in {upload.target} ({upload.endpoint})"
 
 
-def livestream_status(*, lifecycle: Optional[Lifecycle], rendered: Optional[RenderedChildren],
-                      agents: Mapping[str, Any], previous: Optional[Mapping], generation: Optional[int],
-                      now: datetime, problem: Optional[Problem] = None, name: str = "",
-                      dvr_cleared_at: Optional[datetime] = None, broadcast_failure: Optional[str] = None,
-                      pod_problems: Optional[Mapping[str, str]] = None,
-                      ingest_rollout: Optional[str] = None) -> dict:
+def livestream_status(
+    *,
+    lifecycle: Optional[Lifecycle],
+    rendered: Optional[RenderedChildren],
+    agents: Mapping[str, Any],
+    previous: Optional[Mapping],
+    generation: Optional[int],
+    now: datetime,
+    problem: Optional[Problem] = None,
+    name: str = "",
+    dvr_cleared_at: Optional[datetime] = None,
+    broadcast_failure: Optional[str] = None,
+    pod_problems: Optional[Mapping[str, str]] = None,
+    ingest_rollout: Optional[str] = None,
+) -> dict:
     """The desired ``status`` dict (camelCase, JSON-ready).
 
     ``agents``: role key (as in ``rendered.agent_configs``) → the agent's ``*Status`` model, or
@@ -200,8 +274,16 @@ def livestream_status(*, lifecycle: Optional[Lifecycle], rendered: Optional[Rend
         out: dict[str, Any] = {k: v for k, v in previous.items() if k not in ("conditions", "observedGeneration")}
         if generation is not None:
             out["observedGeneration"] = generation
-        out["conditions"] = kstatus_conditions(False, False, True, problem.reason, problem.message,
-                                               generation=generation, now=now, previous=prev_conditions)
+        out["conditions"] = kstatus_conditions(
+            False,
+            False,
+            True,
+            problem.reason,
+            problem.message,
+            generation=generation,
+            now=now,
+            previous=prev_conditions,
+        )
         return out
 
     transcoder = agents.get("transcoder")
@@ -247,8 +329,11 @@ def livestream_status(*, lifecycle: Optional[Lifecycle], rendered: Optional[Rend
         out["recording"] = recorder.recording or recorder.state == "reconnecting"
         out["recordingDurationSeconds"] = _round(recording_duration(recorder), 0)
         if recorder.recordings:
-            out["recordings"] = (livestream_recording_entries(name, recorder.recordings) if name
-                                 else [recording.wire() for recording in recorder.recordings])
+            out["recordings"] = (
+                livestream_recording_entries(name, recorder.recordings)
+                if name
+                else [recording.wire() for recording in recorder.recordings]
+            )
     if not isinstance(recorder, RecorderStatus):
         # What was recorded outlives the recorder pod (ended, deleted, crashed, not yet back).
         for key in ("recordingDurationSeconds", "recordings"):
@@ -275,35 +360,68 @@ def livestream_status(*, lifecycle: Optional[Lifecycle], rendered: Optional[Rend
     out["effectiveSettings"] = rendered.effective.wire()
 
     missing = [key for key in rendered.agent_configs if agents.get(key) is None]
-    failing_recorder = recorder if (isinstance(recorder, RecorderStatus) and lifecycle.recording
-                                    and recorder.state in ("disk_full", "error")) else None
+    failing_recorder = (
+        recorder
+        if (isinstance(recorder, RecorderStatus) and lifecycle.recording and recorder.state in ("disk_full", "error"))
+        else None
+    )
     waiting = "waiting for agents: " + ", ".join(
-        f"{key} ({(pod_problems or {})[key]})" if (pod_problems or {}).get(key) else key for key in missing)
+        f"{key} ({(pod_problems or {})[key]})" if (pod_problems or {}).get(key) else key for key in missing
+    )
     if ingest_rollout:
         # First: the agents of a rollout come and go, the order of it is what the owner wants to see.
         out["conditions"] = kstatus_conditions(
-            False, True, False, INGEST_ROLLOUT_STAGGERED, ingest_rollout + (f"; {waiting}" if missing else ""),
-            generation=generation, now=now, previous=prev_conditions)
+            False,
+            True,
+            False,
+            INGEST_ROLLOUT_STAGGERED,
+            ingest_rollout + (f"; {waiting}" if missing else ""),
+            generation=generation,
+            now=now,
+            previous=prev_conditions,
+        )
     elif missing:
         out["conditions"] = kstatus_conditions(
-            False, True, False, AGENTS_NOT_READY, waiting, generation=generation, now=now, previous=prev_conditions)
+            False, True, False, AGENTS_NOT_READY, waiting, generation=generation, now=now, previous=prev_conditions
+        )
     elif broadcast_failure:
         # Not Stalled either: the transcoder restarts its encoder by itself.
         out["conditions"] = kstatus_conditions(
-            False, False, False, BROADCASTING_FAILED, broadcast_failure,
-            generation=generation, now=now, previous=prev_conditions)
+            False,
+            False,
+            False,
+            BROADCASTING_FAILED,
+            broadcast_failure,
+            generation=generation,
+            now=now,
+            previous=prev_conditions,
+        )
     elif failing_recorder is not None:
         # Not Stalled: the recorder retries by itself once space is freed or the volume returns.
         out["conditions"] = kstatus_conditions(
-            False, False, False, RECORDING_FAILED,
+            False,
+            False,
+            False,
+            RECORDING_FAILED,
             f"the recorder cannot record ({failing_recorder.state}): {failing_recorder.error or 'no details'}",
-            generation=generation, now=now, previous=prev_conditions)
+            generation=generation,
+            now=now,
+            previous=prev_conditions,
+        )
     else:
         out["conditions"] = kstatus_conditions(
-            True, False, False, AGENTS_READY, "every agent is reporting",
-            generation=generation, now=now, previous=prev_conditions)
-    recording = recording_condition(lifecycle, rendered, recorder, bool(out.get("live") or out.get("backupLive")),
-                                    prev_conditions, now)
+            True,
+            False,
+            False,
+            AGENTS_READY,
+            "every agent is reporting",
+            generation=generation,
+            now=now,
+            previous=prev_conditions,
+        )
+    recording = recording_condition(
+        lifecycle, rendered, recorder, bool(out.get("live") or out.get("backupLive")), prev_conditions, now
+    )
     if recording is None:
         out["conditions"] = remove_condition(out["conditions"], RECORDING)
     else:

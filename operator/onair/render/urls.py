@@ -1,5 +1,6 @@
 """The URLs that go into status: where encoders push (per slot, as Kubernetes exposes the ingest
 Services) and where viewers play."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -34,8 +35,11 @@ class IngestExposure:
 
 def ingest_exposure(service: Mapping, host_ip: Optional[str]) -> IngestExposure:
     """From a Service object as the API server returns it, and the ingest pod's ``status.hostIP``."""
-    ports = {p["name"]: p["nodePort"] for p in (service.get("spec") or {}).get("ports") or ()
-             if p.get("name") and p.get("nodePort")}
+    ports = {
+        p["name"]: p["nodePort"]
+        for p in (service.get("spec") or {}).get("ports") or ()
+        if p.get("name") and p.get("nodePort")
+    }
     ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
     address = next((i.get("hostname") or i.get("ip") for i in ingress if i.get("hostname") or i.get("ip")), None)
     return IngestExposure(node_ports=ports, load_balancer=address, node_address=host_ip)
@@ -45,8 +49,9 @@ def _service_port(port_name: str) -> int:
     return port_number(roles.INGEST, port_name)
 
 
-def public_ingest(config: OperatorConfig, name: str, namespace: str, slot: str,
-                  exposure: Optional[IngestExposure] = None) -> tuple[str, Callable[[str], int]]:
+def public_ingest(
+    config: OperatorConfig, name: str, namespace: str, slot: str, exposure: Optional[IngestExposure] = None
+) -> tuple[str, Callable[[str], int]]:
     """(host, port of a port name) encoders dial.
 
     ClusterIP: cluster DNS (or the host template) and the Service port. LoadBalancer: the host
@@ -66,8 +71,14 @@ def public_ingest(config: OperatorConfig, name: str, namespace: str, slot: str,
     return internal, _service_port
 
 
-def render_urls(name: str, namespace: str, spec: LivestreamSpec, effective: CallSettings,
-                config: OperatorConfig, exposure: Optional[Mapping[str, IngestExposure]] = None) -> Urls:
+def render_urls(
+    name: str,
+    namespace: str,
+    spec: LivestreamSpec,
+    effective: CallSettings,
+    config: OperatorConfig,
+    exposure: Optional[Mapping[str, IngestExposure]] = None,
+) -> Urls:
     """``exposure``: per slot (main/backup), what Kubernetes assigned to the ingest Service; without
     it a NodePort/LoadBalancer URL is the in-cluster one until the controller has read it."""
     parts = sections(effective)
@@ -92,7 +103,13 @@ def render_urls(name: str, namespace: str, spec: LivestreamSpec, effective: Call
     playback: dict[str, str] = {}
     if b.mode != "disabled":
         all_urls = endpoints.playback_urls(config.playback_base_url(name, namespace))
-        wanted = {"hlsCmaf": b.outputs.hls_cmaf, "hlsMpegts": b.outputs.hls_mpegts, "dash": b.outputs.dash,
-                  "player": True, "screenshot": shots.enabled, "whep": bool(b.outputs.webrtc)}
+        wanted = {
+            "hlsCmaf": b.outputs.hls_cmaf,
+            "hlsMpegts": b.outputs.hls_mpegts,
+            "dash": b.outputs.dash,
+            "player": True,
+            "screenshot": shots.enabled,
+            "whep": bool(b.outputs.webrtc),
+        }
         playback = {key: url for key, url in all_urls.items() if wanted[key]}
     return Urls(ingest=IngestEndpoints(**ingest), playback=PlaybackUrls.model_validate(playback))

@@ -8,6 +8,7 @@ status and never announces a transition twice. Each notification is numbered fro
 (derived from the Livestream's uid and that number) is the same if the operator dies between
 queueing a delivery and writing the status, and the receiver can drop the repeat by id.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -17,8 +18,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Mapping, Optional
 
-from onair.api.conditions import (BROADCASTING_FAILED, READY, RECORDING, RECORDING_PROBLEMS, RECORDING_UPLOAD_FAILING,
-                                  RECORDINGS_UPLOADED)
+from onair.api.conditions import (
+    BROADCASTING_FAILED,
+    READY,
+    RECORDING,
+    RECORDING_PROBLEMS,
+    RECORDING_UPLOAD_FAILING,
+    RECORDINGS_UPLOADED,
+)
 from onair.api.webhooks import CLOUDEVENT_TYPE_PREFIX, GETSTREAM_TYPES
 from onair.render.conditions import find_condition
 
@@ -54,10 +61,18 @@ def notifications(old: Optional[Mapping], new: Optional[Mapping]) -> list[Notifi
             out.append(Notification("ended", {}))
     broadcasting = _became(old, new, "broadcasting")
     if broadcasting is not None:
-        out.append(Notification("broadcasting_started" if broadcasting else "broadcasting_stopped",
-                                {"playback": new.get("playback") or {}}))
+        out.append(
+            Notification(
+                "broadcasting_started" if broadcasting else "broadcasting_stopped",
+                {"playback": new.get("playback") or {}},
+            )
+        )
     old_ready, new_ready = find_condition(old.get("conditions"), READY), find_condition(new.get("conditions"), READY)
-    if new_ready and new_ready.get("reason") == BROADCASTING_FAILED and (old_ready or {}).get("reason") != BROADCASTING_FAILED:
+    if (
+        new_ready
+        and new_ready.get("reason") == BROADCASTING_FAILED
+        and (old_ready or {}).get("reason") != BROADCASTING_FAILED
+    ):
         out.append(Notification("broadcasting_failed", {"message": new_ready.get("message", "")}))
     recording = _became(old, new, "recording")
     if recording:
@@ -68,18 +83,25 @@ def notifications(old: Optional[Mapping], new: Optional[Mapping]) -> list[Notifi
     for finished in new.get("recordings") or ():
         if _recording_key(finished) not in seen:
             out.append(Notification("recording_ready", {"recording": dict(finished)}))
-    old_rec, new_rec = find_condition(old.get("conditions"), RECORDING), find_condition(new.get("conditions"), RECORDING)
+    old_rec, new_rec = (
+        find_condition(old.get("conditions"), RECORDING),
+        find_condition(new.get("conditions"), RECORDING),
+    )
     if new_rec and new_rec.get("reason") in RECORDING_PROBLEMS and (old_rec or {}).get("reason") != new_rec["reason"]:
-        out.append(Notification("recording_failed", {"reason": new_rec["reason"], "message": new_rec.get("message", "")}))
+        out.append(
+            Notification("recording_failed", {"reason": new_rec["reason"], "message": new_rec.get("message", "")})
+        )
     # A finished part that cannot be uploaded (refused credentials, missing bucket, store down) is a
     # failed recording for the backend too, on the same transitions as the Warning Event
     # (onair.controller.events): when uploads start failing and when the cause changes.
     old_up = find_condition(old.get("conditions"), RECORDINGS_UPLOADED) or {}
     new_up = find_condition(new.get("conditions"), RECORDINGS_UPLOADED) or {}
     if new_up.get("reason") == RECORDING_UPLOAD_FAILING and (
-            old_up.get("reason") != RECORDING_UPLOAD_FAILING or old_up.get("message") != new_up.get("message")):
-        out.append(Notification("recording_failed", {"reason": RECORDING_UPLOAD_FAILING,
-                                                     "message": new_up.get("message", "")}))
+        old_up.get("reason") != RECORDING_UPLOAD_FAILING or old_up.get("message") != new_up.get("message")
+    ):
+        out.append(
+            Notification("recording_failed", {"reason": RECORDING_UPLOAD_FAILING, "message": new_up.get("message", "")})
+        )
     return out
 
 
@@ -87,8 +109,9 @@ def delivery_id(uid: str, sequence: int, event: str, endpoint: str) -> str:
     return hashlib.sha256(f"{uid}/{sequence}/{event}/{endpoint}".encode()).hexdigest()[:32]
 
 
-def cloudevent(notification: Notification, *, delivery: str, namespace: str, name: str, uid: str,
-               sequence: int, at: datetime) -> bytes:
+def cloudevent(
+    notification: Notification, *, delivery: str, namespace: str, name: str, uid: str, sequence: int, at: datetime
+) -> bytes:
     """The request body: one CloudEvents 1.0 event in structured JSON mode."""
     event = {
         "specversion": "1.0",
@@ -98,9 +121,15 @@ def cloudevent(notification: Notification, *, delivery: str, namespace: str, nam
         "subject": f"{namespace}/{name}",
         "time": at.isoformat().replace("+00:00", "Z"),
         "datacontenttype": "application/json",
-        "data": {"event": notification.event, "getstreamType": GETSTREAM_TYPES[notification.event],
-                 "namespace": namespace, "livestream": name, "uid": uid, "sequence": sequence,
-                 **notification.data},
+        "data": {
+            "event": notification.event,
+            "getstreamType": GETSTREAM_TYPES[notification.event],
+            "namespace": namespace,
+            "livestream": name,
+            "uid": uid,
+            "sequence": sequence,
+            **notification.data,
+        },
     }
     return json.dumps(event, separators=(",", ":"), sort_keys=True).encode()
 
@@ -122,7 +151,9 @@ def verify(secret: bytes, header: str, body: bytes, now: float, tolerance_second
         return False
     if abs(now - timestamp) > tolerance_seconds:
         return False
-    return hmac.compare_digest(signature(secret, timestamp, body), f"t={timestamp},{SIGNATURE_VERSION}={fields.get(SIGNATURE_VERSION, '')}")
+    return hmac.compare_digest(
+        signature(secret, timestamp, body), f"t={timestamp},{SIGNATURE_VERSION}={fields.get(SIGNATURE_VERSION, '')}"
+    )
 
 
 def retry_delay(attempts: int) -> float:

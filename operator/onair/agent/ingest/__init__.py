@@ -1,4 +1,5 @@
 """`onair agent ingest --config FILE`: one ingest slot (RTMP, RTMPS, SRT, WHIP) until SIGTERM."""
+
 from __future__ import annotations
 
 from onair.agent.app import run_role

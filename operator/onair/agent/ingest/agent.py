@@ -6,6 +6,7 @@ Every publish, whatever its protocol, ends up as an RTMP publish into nginx and 
 (an RTMP play: the transcoder, the recorder) passes through ``on_play``, which wants the read
 token. nginx's stat XML is polled to tell a live publisher from a frozen or vanished one.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -43,8 +44,10 @@ POLL_INTERVAL = 0.5
 STALL_SECONDS = 1.5  # no new bytes for this long: not receiving (nginx drops the publisher later)
 ACCEPT_GRACE = 3.0  # an accepted publish may take this long to show up in nginx's stats
 NO_VIDEO_GRACE = 5.0  # a publish still without a video track after this long is dropped
-NO_VIDEO_DETAIL = (f"no video arrived within {NO_VIDEO_GRACE:.0f} s (audio only, or video RTMP cannot carry here, "
-                   "such as HEVC or AV1 over Enhanced RTMP): a livestream needs an H.264 video track")
+NO_VIDEO_DETAIL = (
+    f"no video arrived within {NO_VIDEO_GRACE:.0f} s (audio only, or video RTMP cannot carry here, "
+    "such as HEVC or AV1 over Enhanced RTMP): a livestream needs an H.264 video track"
+)
 WHIP_CLAIM_SECONDS = 15.0  # a WHIP session holds the slot this long before its RTMP publish arrives
 RTMPS_SOURCE = "127.0.0.2"  # the TLS proxy connects from here, so RTMPS publishes are recognisable
 
@@ -90,25 +93,44 @@ class IngestAgent(Agent):
         self._dropping: set[str] = set()
         self._active_applied = self.active
         self.metrics = IngestMetrics(self.registry, config.livestream, config.slot)
-        self.srt = SrtPublishing(config, self.supervisor, self.local_host, self.metrics, self._refuse,
-                                 self.personal_verdict, lambda: self._bridge_url("srt"), self.bridge_token)
-        self.app.add_routes([
-            web.post("/internal/rtmp/publish", self._on_publish),
-            web.post("/internal/rtmp/publish_done", self._on_publish_done),
-            web.post("/internal/rtmp/play", self._on_play),
-            web.post("/internal/srt/caller", self.srt.on_caller_request),
-            web.get("/readyz", self._get_readyz),
-        ])
+        self.srt = SrtPublishing(
+            config,
+            self.supervisor,
+            self.local_host,
+            self.metrics,
+            self._refuse,
+            self.personal_verdict,
+            lambda: self._bridge_url("srt"),
+            self.bridge_token,
+        )
+        self.app.add_routes(
+            [
+                web.post("/internal/rtmp/publish", self._on_publish),
+                web.post("/internal/rtmp/publish_done", self._on_publish_done),
+                web.post("/internal/rtmp/play", self._on_play),
+                web.post("/internal/srt/caller", self.srt.on_caller_request),
+                web.get("/readyz", self._get_readyz),
+            ]
+        )
         # nginx cannot send the agent token: its callbacks are refused unless they come from
         # loopback instead. /readyz is a probe, like /healthz.
-        self.open_paths |= {"/internal/rtmp/publish", "/internal/rtmp/publish_done", "/internal/rtmp/play",
-                            "/internal/srt/caller", "/readyz"}
+        self.open_paths |= {
+            "/internal/rtmp/publish",
+            "/internal/rtmp/publish_done",
+            "/internal/rtmp/play",
+            "/internal/srt/caller",
+            "/readyz",
+        }
 
     def personal_verdict(self, token: str) -> auth.PersonalVerdict:
         """A personal publish token judged against the members the operator sent last."""
-        return auth.check_personal_token(token, secret=read_secret(self.config.publish_token_secret_file),
-                                         livestream=self.config.livestream, members=self.desired.members,
-                                         now=time.time())
+        return auth.check_personal_token(
+            token,
+            secret=read_secret(self.config.publish_token_secret_file),
+            livestream=self.config.livestream,
+            members=self.desired.members,
+            now=time.time(),
+        )
 
     def _personal_for(self, req: auth.PublishRequest, protocol: Optional[str]) -> Optional[auth.PersonalVerdict]:
         """The verdict on an RTMP(S) stream name that is not the stream key but looks like a token."""
@@ -161,14 +183,27 @@ class IngestAgent(Agent):
             if gone is not None:
                 personal, key_ok = gone, False
         decision = auth.decide(
-            req, stream_key=stream_key, bridge_token=self.bridge_token,
-            protocols=self.config.protocols, active=self.active, holder=self._current_claim(protocol),
-            rtmps_addr=self.rtmps_addr, ended=self.desired.phase == "ended", addr=addr, personal=personal,
-            user_id=user_id)
+            req,
+            stream_key=stream_key,
+            bridge_token=self.bridge_token,
+            protocols=self.config.protocols,
+            active=self.active,
+            holder=self._current_claim(protocol),
+            rtmps_addr=self.rtmps_addr,
+            ended=self.desired.phase == "ended",
+            addr=addr,
+            personal=personal,
+            user_id=user_id,
+        )
         if not key_ok and personal is not None and protocol not in ("rtmp", "rtmps"):
-            decision = auth.Decision(False, protocol, personal.reason,
-                                     auth.refused_message(protocol, addr or req.addr, personal.detail),
-                                     personal.detail, personal.user_id)
+            decision = auth.Decision(
+                False,
+                protocol,
+                personal.reason,
+                auth.refused_message(protocol, addr or req.addr, personal.detail),
+                personal.detail,
+                personal.user_id,
+            )
         self.metrics.count(decision.protocol, decision.reason, decision.user_id)
         if not decision.accept:
             self._refuse(decision.reason, decision.protocol, addr or req.addr, decision.detail)
@@ -176,8 +211,15 @@ class IngestAgent(Agent):
                 # The caller is connected at the SRT level; hanging up is the only way to tell it.
                 asyncio.get_running_loop().create_task(self.srt.restart("its publish was refused"))
             return web.Response(status=403, text=decision.reason + "\n")
-        self.holder = Holder(decision.protocol or "rtmp", req.clientid, req.addr, time.monotonic(),
-                             dt.datetime.now(dt.timezone.utc), decision.user_id, issued_at)
+        self.holder = Holder(
+            decision.protocol or "rtmp",
+            req.clientid,
+            req.addr,
+            time.monotonic(),
+            dt.datetime.now(dt.timezone.utc),
+            decision.user_id,
+            issued_at,
+        )
         if decision.protocol == "whip":
             self.whip_claim = None
         log.info("%s (client %s)", decision.message, req.clientid)
@@ -204,8 +246,12 @@ class IngestAgent(Agent):
             return web.Response(status=403, text="callbacks are for the local nginx only\n")
         req = auth.PlayRequest.from_form(await request.post())
         token_file = self.config.read_token_file
-        decision = auth.decide_play(req, internal_stream=endpoints.INTERNAL_STREAM, checked=token_file is not None,
-                                    read_token=read_secret(token_file))
+        decision = auth.decide_play(
+            req,
+            internal_stream=endpoints.INTERNAL_STREAM,
+            checked=token_file is not None,
+            read_token=read_secret(token_file),
+        )
         self.metrics.plays.labels(**self.metrics.labels, outcome=decision.reason).inc()
         if not decision.accept:
             log.warning("%s", decision.message)
@@ -222,14 +268,22 @@ class IngestAgent(Agent):
             return 403, reason, auth.refusal_detail(reason, "whip")
         claim = self._current_claim("whip")
         if claim is not None and claim.protocol != "whip":
-            return 409, refusals.OTHER_PROTOCOL, f"{claim.protocol} is already live on this slot (only one protocol at a time)"
+            return (
+                409,
+                refusals.OTHER_PROTOCOL,
+                f"{claim.protocol} is already live on this slot (only one protocol at a time)",
+            )
         if claim is not None or self.whip_claim or (self.whip and self.whip.sessions):
             return 409, refusals.BUSY, "another whip publisher is already live on this slot"
         return None
 
     def whip_claim_slot(self, session_id: str, verdict: Optional[auth.PersonalVerdict] = None) -> None:
-        self.whip_claim = (session_id, time.monotonic(), verdict.user_id if verdict else None,
-                           verdict.issued_at if verdict else None)
+        self.whip_claim = (
+            session_id,
+            time.monotonic(),
+            verdict.user_id if verdict else None,
+            verdict.issued_at if verdict else None,
+        )
 
     def whip_release(self, session_id: str) -> None:
         if self.whip_claim and self.whip_claim[0] == session_id:
@@ -243,8 +297,10 @@ class IngestAgent(Agent):
         self._refuse(reason, "whip", address, detail)
 
     def _bridge_url(self, protocol: str) -> str:
-        return f"rtmp://{nginx.listen_address(self.local_host, self.config.rtmp_port)}/{endpoints.RTMP_APP}/" \
-               f"{auth.BRIDGE_PREFIX[protocol]}{self.bridge_token}"
+        return (
+            f"rtmp://{nginx.listen_address(self.local_host, self.config.rtmp_port)}/{endpoints.RTMP_APP}/"
+            f"{auth.BRIDGE_PREFIX[protocol]}{self.bridge_token}"
+        )
 
     # status -------------------------------------------------------------------------------
     def status(self) -> IngestStatus:
@@ -295,8 +351,10 @@ class IngestAgent(Agent):
         if desired.active:
             log.info("livestream activated: accepting publishes again")
             return
-        log.warning("livestream %s: refusing every publish and dropping the live one",
-                    "ended" if desired.phase == "ended" else "deactivated")
+        log.warning(
+            "livestream %s: refusing every publish and dropping the live one",
+            "ended" if desired.phase == "ended" else "deactivated",
+        )
         if self.whip:
             await self.whip.end_all("livestream deactivated")
         if self.srt.caller_connected:
@@ -347,11 +405,19 @@ class IngestAgent(Agent):
         if st.receiving != self._was_receiving:
             if st.receiving:
                 v = st.video
-                log.info("receiving %s: %s %sx%s@%s", st.protocol, v.codec if v else "no video",
-                         v.width if v else "?", v.height if v else "?", v.fps if v else "?")
+                log.info(
+                    "receiving %s: %s %sx%s@%s",
+                    st.protocol,
+                    v.codec if v else "no video",
+                    v.width if v else "?",
+                    v.height if v else "?",
+                    v.fps if v else "?",
+                )
             elif self.last_stat and self.last_stat.publishing:
-                log.warning("not receiving: no data for %.0fs although the publisher is connected (frozen?)",
-                            self.monitor.stalled_for or STALL_SECONDS)
+                log.warning(
+                    "not receiving: no data for %.0fs although the publisher is connected (frozen?)",
+                    self.monitor.stalled_for or STALL_SECONDS,
+                )
             else:
                 log.info("not receiving: no publisher")
             self._was_receiving = st.receiving
@@ -362,8 +428,12 @@ class IngestAgent(Agent):
         if not (holder and stat and stat.publishing and stat.client_id == holder.clientid):
             return
         problem = track_problem(stat)
-        if problem is None and stat.video is None and stat.bytes_in > 0 \
-                and time.monotonic() - holder.accepted_at > NO_VIDEO_GRACE:
+        if (
+            problem is None
+            and stat.video is None
+            and stat.bytes_in > 0
+            and time.monotonic() - holder.accepted_at > NO_VIDEO_GRACE
+        ):
             problem = refusals.NO_VIDEO, NO_VIDEO_DETAIL
         if problem is not None:
             reason, detail = problem
@@ -377,8 +447,10 @@ class IngestAgent(Agent):
             return
         self._dropping.add(holder.clientid)
         self.metrics.drops.labels(**self.metrics.labels, reason=reason).inc()
-        url = (f"http://127.0.0.1:{self.stat_port}/control/drop/client?app={endpoints.RTMP_APP}"
-               f"&name={endpoints.INTERNAL_STREAM}&clientid={holder.clientid}")
+        url = (
+            f"http://127.0.0.1:{self.stat_port}/control/drop/client?app={endpoints.RTMP_APP}"
+            f"&name={endpoints.INTERNAL_STREAM}&clientid={holder.clientid}"
+        )
         try:
             assert self._http is not None
             async with self._http.get(url) as resp:
@@ -399,7 +471,9 @@ class IngestAgent(Agent):
         c = self.config
         rtmps = tls and self.rtmps_enabled
         return nginx.NginxParams(
-            livestream=c.livestream, slot=c.slot, work_dir=str(self.work_dir.resolve()),
+            livestream=c.livestream,
+            slot=c.slot,
+            work_dir=str(self.work_dir.resolve()),
             rtmp_listen=nginx.listen_address(c.listen_host, c.rtmp_port),
             stat_listen=nginx.listen_address("127.0.0.1", self.stat_port),
             callback_base=f"http://{nginx.listen_address(self.local_host, c.agent_port)}/internal/rtmp",
@@ -411,7 +485,8 @@ class IngestAgent(Agent):
             rtmps_bind=self.rtmps_addr if rtmps else None,
             whip_listen=nginx.listen_address(c.listen_host, c.whip_port) if self.whip_port else None,
             whip_upstream=nginx.listen_address("127.0.0.1", self.whip_port) if self.whip_port else None,
-            user=nginx.worker_user())
+            user=nginx.worker_user(),
+        )
 
     async def _write_nginx_conf(self) -> Path:
         conf = self.work_dir / "nginx.conf"
@@ -419,8 +494,9 @@ class IngestAgent(Agent):
         conf.write_text(nginx.render_nginx_conf(self._nginx_params(tls)))
         problem = await nginx.test_conf(conf, self.work_dir)
         if problem and tls:
-            log.error("TLS disabled (no RTMPS, WHIP over plain HTTP): nginx rejects the certificate or key (%s)",
-                      problem)
+            log.error(
+                "TLS disabled (no RTMPS, WHIP over plain HTTP): nginx rejects the certificate or key (%s)", problem
+            )
             self.tls_usable = self.rtmps_enabled = False
             conf.write_text(nginx.render_nginx_conf(self._nginx_params(False)))
             problem = await nginx.test_conf(conf, self.work_dir)
@@ -431,14 +507,17 @@ class IngestAgent(Agent):
     def _on_nginx_line(self, line: str) -> None:
         c = self.config
         level, message = nginx.classify_log_line(
-            line, {c.rtmp_port: "RTMP", c.rtmps_port: "RTMPS", c.whip_port: "WHIP", "whip": "WHIP"}, self.rtmps_addr)
+            line, {c.rtmp_port: "RTMP", c.rtmps_port: "RTMPS", c.whip_port: "WHIP", "whip": "WHIP"}, self.rtmps_addr
+        )
         log.log(level, "%s", message)
 
     # lifecycle ----------------------------------------------------------------------------
     def _listeners(self) -> list[ports.Listener]:
         c = self.config
-        items = [ports.Listener("agentPort", "agent API", c.listen_host, c.agent_port),
-                 ports.Listener("rtmpPort", "RTMP", c.listen_host, c.rtmp_port)]
+        items = [
+            ports.Listener("agentPort", "agent API", c.listen_host, c.agent_port),
+            ports.Listener("rtmpPort", "RTMP", c.listen_host, c.rtmp_port),
+        ]
         if self.rtmps_enabled:
             items.append(ports.Listener("rtmpsPort", "RTMPS", c.listen_host, c.rtmps_port))
         if self.srt.enabled:
@@ -449,8 +528,11 @@ class IngestAgent(Agent):
 
     def _decide_features(self) -> None:
         c = self.config
-        missing = [f for f, v in (("tlsCertFile", c.tls_cert_file), ("tlsKeyFile", c.tls_key_file))
-                   if not v or not Path(v).is_file()]
+        missing = [
+            f
+            for f, v in (("tlsCertFile", c.tls_cert_file), ("tlsKeyFile", c.tls_key_file))
+            if not v or not Path(v).is_file()
+        ]
         self.tls_usable = not missing
         if "rtmps" in c.protocols:
             if missing:
@@ -462,8 +544,10 @@ class IngestAgent(Agent):
         if "whip" in c.protocols:
             self.whip_port = free_port()
             if missing:
-                log.warning("WHIP is served over plain HTTP: %s not set (browsers on HTTPS pages need HTTPS)",
-                            " and ".join(missing))
+                log.warning(
+                    "WHIP is served over plain HTTP: %s not set (browsers on HTTPS pages need HTTPS)",
+                    " and ".join(missing),
+                )
         if "srt" in c.protocols:
             self.srt.passphrase = read_secret(c.srt_passphrase_file)
             problem = srt.passphrase_problem(self.srt.passphrase)
@@ -479,8 +563,9 @@ class IngestAgent(Agent):
         if c.read_token_file is None:
             log.warning("no readTokenFile configured: anyone who reaches the RTMP port can read the stream")
         elif not read_secret(c.read_token_file):
-            log.error("no read token in %s: every internal read (transcoder, recorder) will be refused",
-                      c.read_token_file)
+            log.error(
+                "no read token in %s: every internal read (transcoder, recorder) will be refused", c.read_token_file
+            )
 
     async def prepare(self) -> None:
         self._active_applied = self.active
@@ -496,32 +581,58 @@ class IngestAgent(Agent):
     async def start(self) -> None:
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2))
         conf = await self._write_nginx_conf()
-        self.supervisor.add(Child(name="nginx", argv=nginx.nginx_argv(str(conf.resolve()),
-                                                                      str(self.work_dir.resolve())),
-                                  on_line=self._on_nginx_line, backoff_initial=0.5, backoff_max=5.0,
-                                  secrets=[s for s in (read_secret(self.config.stream_key_file),
-                                                       read_secret(self.config.read_token_file),
-                                                       self.bridge_token) if s]))
+        self.supervisor.add(
+            Child(
+                name="nginx",
+                argv=nginx.nginx_argv(str(conf.resolve()), str(self.work_dir.resolve())),
+                on_line=self._on_nginx_line,
+                backoff_initial=0.5,
+                backoff_max=5.0,
+                secrets=[
+                    s
+                    for s in (
+                        read_secret(self.config.stream_key_file),
+                        read_secret(self.config.read_token_file),
+                        self.bridge_token,
+                    )
+                    if s
+                ],
+            )
+        )
         if self.srt.enabled:
             self.srt.start()
         if "whip" in self.config.protocols:
             install_ice_addresses(self.config.whip_ice_addresses)
-            self.whip = WhipServer(self, lambda: read_secret(self.config.whip_token_file), "127.0.0.1",
-                                   self.whip_port, self.config.whip_ice_servers, self.supervisor,
-                                   secrets=[self.bridge_token],
-                                   client_ice_servers=self.config.whip_client_ice_servers,
-                                   turn_secret_source=lambda: read_secret(self.config.whip_turn_secret_file),
-                                   turn_ttl_seconds=self.config.whip_turn_credential_ttl_seconds)
+            self.whip = WhipServer(
+                self,
+                lambda: read_secret(self.config.whip_token_file),
+                "127.0.0.1",
+                self.whip_port,
+                self.config.whip_ice_servers,
+                self.supervisor,
+                secrets=[self.bridge_token],
+                client_ice_servers=self.config.whip_client_ice_servers,
+                turn_secret_source=lambda: read_secret(self.config.whip_turn_secret_file),
+                turn_ttl_seconds=self.config.whip_turn_credential_ttl_seconds,
+            )
             await self.whip.start()
-            log.info("WHIP endpoint on %s://%s:%s/whip", "https" if self.tls_usable else "http",
-                     self.config.listen_host, self.config.whip_port)
+            log.info(
+                "WHIP endpoint on %s://%s:%s/whip",
+                "https" if self.tls_usable else "http",
+                self.config.listen_host,
+                self.config.whip_port,
+            )
         self._poll_task = asyncio.get_running_loop().create_task(self._poll())
-        log.info("ingest %s (%s) up: rtmp %s%s%s%s; readers use %s", self.config.livestream, self.config.slot,
-                 self.config.rtmp_port,
-                 f", rtmps {self.config.rtmps_port}" if self.rtmps_enabled else "",
-                 f", srt {self.config.srt_port}/udp" if self.srt.enabled else "",
-                 f", whip {self.config.whip_port}" if self.whip else "",
-                 endpoints.ingest_read_url(self.local_host, self.config.rtmp_port))
+        log.info(
+            "ingest %s (%s) up: rtmp %s%s%s%s; readers use %s",
+            self.config.livestream,
+            self.config.slot,
+            self.config.rtmp_port,
+            f", rtmps {self.config.rtmps_port}" if self.rtmps_enabled else "",
+            f", srt {self.config.srt_port}/udp" if self.srt.enabled else "",
+            f", whip {self.config.whip_port}" if self.whip else "",
+            endpoints.ingest_read_url(self.local_host, self.config.rtmp_port),
+        )
 
     async def stop(self) -> None:
         if self._poll_task:

@@ -4,6 +4,7 @@ Pure: the agent gathers the facts (request, secrets, what is live) and logs/coun
 Messages never contain a secret nor the name a publisher tried (a near miss of the key is a
 secret too).
 """
+
 from __future__ import annotations
 
 import hmac
@@ -16,8 +17,19 @@ from urllib.parse import unquote
 
 from onair import tokens
 from onair.api.agent import PublishMember
-from onair.api.refusals import (BUSY, ENDED, INACTIVE, NO_KEY, NO_SEND_GRANT, NOT_MEMBER, OTHER_PROTOCOL,
-                                PROTOCOL_DISABLED, TOKEN_EXPIRED, TOKEN_REVOKED, WRONG_KEY)
+from onair.api.refusals import (
+    BUSY,
+    ENDED,
+    INACTIVE,
+    NO_KEY,
+    NO_SEND_GRANT,
+    NOT_MEMBER,
+    OTHER_PROTOCOL,
+    PROTOCOL_DISABLED,
+    TOKEN_EXPIRED,
+    TOKEN_REVOKED,
+    WRONG_KEY,
+)
 
 # Internal publishers (SRT and WHIP bridges) publish as "<prefix><token>"; the token is
 # random per agent start, so only processes the agent started can use these names.
@@ -40,11 +52,14 @@ class PublishRequest:
     @classmethod
     def from_form(cls, form) -> "PublishRequest":
         """``form``: a multidict (aiohttp's ``await request.post()``)."""
+
         def first(key: str) -> str:
             values = form.getall(key, [])
             return str(values[0]) if values else ""
-        return cls(name=first("name"), addr=first("addr"), clientid=first("clientid"), tcurl=first("tcurl"),
-                   app=first("app"))
+
+        return cls(
+            name=first("name"), addr=first("addr"), clientid=first("clientid"), tcurl=first("tcurl"), app=first("app")
+        )
 
 
 @dataclass(frozen=True)
@@ -92,8 +107,9 @@ def _when(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def check_personal_token(token: str, *, secret: Optional[str], livestream: str,
-                         members: Optional[Sequence[PublishMember]], now: float) -> PersonalVerdict:
+def check_personal_token(
+    token: str, *, secret: Optional[str], livestream: str, members: Optional[Sequence[PublishMember]], now: float
+) -> PersonalVerdict:
     """Whether ``token`` lets its member publish on ``livestream`` at ``now`` (Unix seconds).
 
     ``members``: the Livestream's members as the operator last sent them (``Desired.members``);
@@ -101,15 +117,20 @@ def check_personal_token(token: str, *, secret: Optional[str], livestream: str,
     Details name the member and what is wrong, never the token.
     """
     if not secret:
-        return PersonalVerdict(WRONG_KEY, "personal publish tokens are not configured on this ingest "
-                                          "(no publish token secret): use the stream key")
+        return PersonalVerdict(
+            WRONG_KEY,
+            "personal publish tokens are not configured on this ingest (no publish token secret): use the stream key",
+        )
     try:
         claims = tokens.verify_publish(secret, token, livestream, now)
     except tokens.TokenExpired as exc:
         user = exc.claims.get("sub")
         user = user if isinstance(user, str) and user else None
-        return PersonalVerdict(TOKEN_EXPIRED, f"the personal publish token of {user or 'a member'} expired at "
-                                              f"{_when(float(exc.claims.get('exp', now)))}", user)
+        return PersonalVerdict(
+            TOKEN_EXPIRED,
+            f"the personal publish token of {user or 'a member'} expired at {_when(float(exc.claims.get('exp', now)))}",
+            user,
+        )
     except tokens.WrongScope as exc:
         return PersonalVerdict(WRONG_KEY, str(exc))
     except tokens.TokenError as exc:
@@ -119,24 +140,36 @@ def check_personal_token(token: str, *, secret: Optional[str], livestream: str,
         return PersonalVerdict(WRONG_KEY, f"wrong stream key or invalid personal publish token ({exc})")
     user = claims.user_id
     if members is None:
-        return PersonalVerdict(NOT_MEMBER, f"{user}'s personal token cannot be checked yet: the ingest has not "
-                                           "received the livestream's members from the operator", user)
+        return PersonalVerdict(
+            NOT_MEMBER,
+            f"{user}'s personal token cannot be checked yet: the ingest has not "
+            "received the livestream's members from the operator",
+            user,
+        )
     member = next((m for m in members if m.user_id == user), None)
     if member is None:
         return PersonalVerdict(NOT_MEMBER, f"{user} is not a member of the livestream (spec.members)", user)
     revoked = member.revoke_tokens_issued_before
     if revoked is not None and claims.issued_at < _utc(revoked).timestamp():
-        return PersonalVerdict(TOKEN_REVOKED, f"{user}'s personal publish token was issued at "
-                                              f"{_when(claims.issued_at)}, before their tokens were revoked "
-                                              f"({_when(_utc(revoked).timestamp())})", user)
+        return PersonalVerdict(
+            TOKEN_REVOKED,
+            f"{user}'s personal publish token was issued at "
+            f"{_when(claims.issued_at)}, before their tokens were revoked "
+            f"({_when(_utc(revoked).timestamp())})",
+            user,
+        )
     if not member.may_publish:
-        return PersonalVerdict(NO_SEND_GRANT, f"{user}'s role {member.role!r} does not grant send-audio and "
-                                              "send-video in the livestream's CallType", user)
+        return PersonalVerdict(
+            NO_SEND_GRANT,
+            f"{user}'s role {member.role!r} does not grant send-audio and send-video in the livestream's CallType",
+            user,
+        )
     return PersonalVerdict(ACCEPTED, f"personal publish token of {user}", user, claims.issued_at)
 
 
-def still_allowed(user_id: str, issued_at: Optional[float], members: Optional[Sequence[PublishMember]]
-                  ) -> Optional[PersonalVerdict]:
+def still_allowed(
+    user_id: str, issued_at: Optional[float], members: Optional[Sequence[PublishMember]]
+) -> Optional[PersonalVerdict]:
     """None while member ``user_id`` (publishing with a token issued at ``issued_at``) may go on
     publishing under ``members``; else why not (the live publisher is then dropped)."""
     if members is None:
@@ -146,11 +179,15 @@ def still_allowed(user_id: str, issued_at: Optional[float], members: Optional[Se
         return PersonalVerdict(NOT_MEMBER, f"{user_id} was removed from the livestream's members", user_id)
     revoked = member.revoke_tokens_issued_before
     if revoked is not None and issued_at is not None and issued_at < _utc(revoked).timestamp():
-        return PersonalVerdict(TOKEN_REVOKED, f"{user_id}'s personal publish tokens issued before "
-                                              f"{_when(_utc(revoked).timestamp())} were revoked", user_id)
+        return PersonalVerdict(
+            TOKEN_REVOKED,
+            f"{user_id}'s personal publish tokens issued before {_when(_utc(revoked).timestamp())} were revoked",
+            user_id,
+        )
     if not member.may_publish:
-        return PersonalVerdict(NO_SEND_GRANT, f"{user_id}'s role {member.role!r} no longer grants send-audio and "
-                                              "send-video", user_id)
+        return PersonalVerdict(
+            NO_SEND_GRANT, f"{user_id}'s role {member.role!r} no longer grants send-audio and send-video", user_id
+        )
     return None
 
 
@@ -173,12 +210,16 @@ def is_loopback(addr: str) -> bool:
         return False
 
 
-def identify(req: PublishRequest, stream_key: Optional[str], bridge_token: str,
-             rtmps_addr: Optional[str]) -> tuple[Optional[str], bool]:
+def identify(
+    req: PublishRequest, stream_key: Optional[str], bridge_token: str, rtmps_addr: Optional[str]
+) -> tuple[Optional[str], bool]:
     """(protocol, credentials_ok). protocol is None only when nothing matched."""
     for protocol, prefix in BRIDGE_PREFIX.items():
-        if req.name.startswith(prefix) and is_loopback(req.addr) and secret_equals(req.name[len(prefix):],
-                                                                                   bridge_token):
+        if (
+            req.name.startswith(prefix)
+            and is_loopback(req.addr)
+            and secret_equals(req.name[len(prefix) :], bridge_token)
+        ):
             return protocol, True
     # Anything else, a guessed bridge name included, is an RTMP(S) publisher trying a key.
     if rtmps_addr:
@@ -194,8 +235,9 @@ def refused_message(protocol: Optional[str], addr: Optional[str], detail: str) -
     return f"refused {protocol or 'rtmp'} publish from {addr or 'unknown address'}: {detail}"
 
 
-def refusal_detail(reason: str, protocol: Optional[str], *, protocols: Sequence[str] = (),
-                   holder: Optional[Claim] = None) -> str:
+def refusal_detail(
+    reason: str, protocol: Optional[str], *, protocols: Sequence[str] = (), holder: Optional[Claim] = None
+) -> str:
     """The owner-facing words for a slot-level refusal (credentials are checked elsewhere)."""
     if reason == PROTOCOL_DISABLED:
         return f"{protocol} is not enabled for this livestream (enabled: {', '.join(protocols) or 'none'})"
@@ -210,10 +252,20 @@ def refusal_detail(reason: str, protocol: Optional[str], *, protocols: Sequence[
     return reason
 
 
-def decide(req: PublishRequest, *, stream_key: Optional[str], bridge_token: str, protocols: Sequence[str],
-           active: bool, holder: Optional[Claim], rtmps_addr: Optional[str], ended: bool = False,
-           addr: Optional[str] = None, personal: Optional[PersonalVerdict] = None,
-           user_id: Optional[str] = None) -> Decision:
+def decide(
+    req: PublishRequest,
+    *,
+    stream_key: Optional[str],
+    bridge_token: str,
+    protocols: Sequence[str],
+    active: bool,
+    holder: Optional[Claim],
+    rtmps_addr: Optional[str],
+    ended: bool = False,
+    addr: Optional[str] = None,
+    personal: Optional[PersonalVerdict] = None,
+    user_id: Optional[str] = None,
+) -> Decision:
     """``addr``: the publisher's real address when ``req.addr`` is a bridge's (SRT: the caller).
     ``personal``: the verdict on the RTMP stream name as a personal publish token
     (``check_personal_token``), when it looks like one and is not the stream key; ``user_id``:
@@ -243,8 +295,9 @@ def decide(req: PublishRequest, *, stream_key: Optional[str], bridge_token: str,
         reason = BUSY if holder.protocol == protocol else OTHER_PROTOCOL
         return refuse(reason, refusal_detail(reason, protocol, holder=holder))
     by = f" by member {user}" if user else ""
-    return Decision(True, protocol, ACCEPTED, f"accepted {protocol} publish{by} from {addr or 'unknown address'}",
-                    user_id=user)
+    return Decision(
+        True, protocol, ACCEPTED, f"accepted {protocol} publish{by} from {addr or 'unknown address'}", user_id=user
+    )
 
 
 # ----------------------------------------------------------------------------- plays
@@ -270,6 +323,7 @@ class PlayRequest:
         def first(key: str) -> str:
             values = form.getall(key, [])
             return str(values[0]) if values else ""
+
         return cls(name=first("name"), addr=first("addr"), clientid=first("clientid"), token=first("token"))
 
 
@@ -279,13 +333,15 @@ def decide_play(req: PlayRequest, *, internal_stream: str, checked: bool, read_t
     who = f"play from {req.addr or 'unknown address'}"
     if req.name != internal_stream:
         # Only the renamed publish is ever live here; any other name is a probe for stream keys.
-        return Decision(False, None, PLAY_UNKNOWN_STREAM, f"refused {who}: no such stream (readers play "
-                                                           f"'{internal_stream}')")
+        return Decision(
+            False, None, PLAY_UNKNOWN_STREAM, f"refused {who}: no such stream (readers play '{internal_stream}')"
+        )
     if not checked:
         return Decision(True, None, PLAY_ACCEPTED, f"accepted {who} (plays are not checked: no read token file)")
     if not read_token:
-        return Decision(False, None, PLAY_NO_TOKEN_CONFIGURED,
-                        f"refused {who}: no read token is configured for this slot")
+        return Decision(
+            False, None, PLAY_NO_TOKEN_CONFIGURED, f"refused {who}: no read token is configured for this slot"
+        )
     if not req.token:
         return Decision(False, None, PLAY_NO_TOKEN, f"refused {who}: no read token (?token=) in the play URL")
     if not secret_equals(req.token, read_token):

@@ -8,6 +8,7 @@ The FLV goes into a pipe read by an ffmpeg remux that does the RTMP publish: lib
 client holds the GIL while it waits for nginx, and nginx waits for this very process to answer
 ``on_publish``, so publishing from in here would deadlock.
 """
+
 from __future__ import annotations
 
 import logging
@@ -84,16 +85,21 @@ class FlvEncoder:
                 return
             frame, t0 = first
             width, height = frame.width - frame.width % 2, frame.height - frame.height % 2
-            container = av.open(self.output, mode="w", format="flv",
-                                options={"flvflags": "no_duration_filesize"})
+            container = av.open(self.output, mode="w", format="flv", options={"flvflags": "no_duration_filesize"})
             vstream = container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
             vstream.width, vstream.height, vstream.pix_fmt = width, height, "yuv420p"
             vstream.bit_rate = video_bitrate(width, height, self.fps)
             vstream.time_base = MS
             gop = max(1, int(round(self.fps * 2)))
-            vstream.codec_context.options = {"preset": "ultrafast", "tune": "zerolatency", "g": str(gop),
-                                             "keyint_min": str(gop), "sc_threshold": "0",
-                                             "maxrate": str(vstream.bit_rate), "bufsize": str(vstream.bit_rate * 2)}
+            vstream.codec_context.options = {
+                "preset": "ultrafast",
+                "tune": "zerolatency",
+                "g": str(gop),
+                "keyint_min": str(gop),
+                "sc_threshold": "0",
+                "maxrate": str(vstream.bit_rate),
+                "bufsize": str(vstream.bit_rate * 2),
+            }
             astream = container.add_stream("aac", rate=AUDIO_RATE)
             astream.layout = "stereo"
             astream.bit_rate = 128_000
@@ -103,8 +109,9 @@ class FlvEncoder:
             audio_start: Optional[float] = None
             samples_out = 0
             last_video_ms = -1
-            log.info("WHIP %s: encoding %dx%d H.264 (%d kbps) + AAC", self.name, width, height,
-                     vstream.bit_rate // 1000)
+            log.info(
+                "WHIP %s: encoding %dx%d H.264 (%d kbps) + AAC", self.name, width, height, vstream.bit_rate // 1000
+            )
             pending = [("v", frame, t0)]
             while True:
                 item = pending.pop() if pending else self._queue.get()
@@ -162,5 +169,3 @@ class FlvEncoder:
             kind, frame, t = item
             if kind == "v":
                 return frame, t
-
-

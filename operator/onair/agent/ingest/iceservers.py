@@ -12,6 +12,7 @@ A WHIP client learns the servers from the 201 answer's ``Link`` headers (RFC 972
 ``Link: <turn:turn.example.com:3478?transport=udp>; rel="ice-server"; username="..."; credential="...";
 credential-type="password"``.
 """
+
 from __future__ import annotations
 
 import base64
@@ -50,8 +51,13 @@ def turn_rest_credentials(secret: str, user_id: str, expires_at: int) -> tuple[s
     return username, base64.b64encode(digest).decode("ascii")
 
 
-def session_ice_servers(urls: Sequence[str], secret: Optional[str], user_id: str, now: float,
-                        ttl_seconds: int = DEFAULT_CREDENTIAL_TTL_SECONDS) -> list[IceServer]:
+def session_ice_servers(
+    urls: Sequence[str],
+    secret: Optional[str],
+    user_id: str,
+    now: float,
+    ttl_seconds: int = DEFAULT_CREDENTIAL_TTL_SECONDS,
+) -> list[IceServer]:
     """The ICE servers of one session: STUN URLs as they are, TURN URLs with credentials minted from
     ``secret`` (without a secret TURN URLs are passed on bare: the TURN server then needs none)."""
     servers = []

@@ -1,5 +1,6 @@
 """The agent API's log line for a client that does not speak HTTP (a scanner, an encoder pointed
 at the wrong port): one WARNING without the bytes it sent."""
+
 from __future__ import annotations
 
 import logging

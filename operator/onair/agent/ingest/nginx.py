@@ -2,6 +2,7 @@
 
 Pure rendering plus the command line; the agent supervises the process.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -24,8 +25,13 @@ MODULES_DIR = "/usr/lib/nginx/modules"
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "ingest"
 TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 
-_env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
-                          keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
 
 
 @dataclass(frozen=True)
@@ -63,8 +69,11 @@ def render_nginx_conf(params: NginxParams) -> str:
             raise ValueError(f"path {value!r} cannot be used in nginx.conf (whitespace or special characters)")
     return _env.get_template("nginx.conf.j2").render(
         **{k: getattr(params, k) for k in params.__dataclass_fields__},
-        rtmps=params.rtmps, whip_tls=params.whip_tls, app=endpoints.RTMP_APP,
-        internal_stream=endpoints.INTERNAL_STREAM)
+        rtmps=params.rtmps,
+        whip_tls=params.whip_tls,
+        app=endpoints.RTMP_APP,
+        internal_stream=endpoints.INTERNAL_STREAM,
+    )
 
 
 def listen_address(host: str, port: int) -> str:
@@ -119,7 +128,9 @@ async def test_conf(conf: Path, work_dir: Path) -> Optional[str]:
     """``nginx -t`` of ``conf``: None when nginx takes it, else what nginx says is wrong."""
     proc = await asyncio.create_subprocess_exec(
         *nginx_test_argv(str(conf), str(work_dir.resolve())),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     try:
         out, _ = await asyncio.wait_for(proc.communicate(), 15)
     except asyncio.TimeoutError:
@@ -137,8 +148,9 @@ def _hide_names(text: str) -> str:
 _SERVER = re.compile(r", server: ([^,:\s]*)(?::(\d+))?")
 
 
-def classify_log_line(line: str, listeners: Optional[dict[int | str, str]] = None,
-                      proxy_addr: Optional[str] = None) -> tuple[int, str]:
+def classify_log_line(
+    line: str, listeners: Optional[dict[int | str, str]] = None, proxy_addr: Optional[str] = None
+) -> tuple[int, str]:
     """(log level, message) for one nginx error-log line: the events users need at WARNING in
     words they understand, the per-connection chatter at DEBUG. ``listeners`` names ports or
     http server names (e.g. {1936: "RTMPS", "whip": "WHIP"}); ``proxy_addr`` is where the RTMPS
@@ -158,13 +170,19 @@ def classify_log_line(line: str, listeners: Optional[dict[int | str, str]] = Non
         listener = (listeners or {}).get(key)
     detail = _CLIENT.split(msg)[0]
     if detail.startswith("handshake:"):
-        return logging.WARNING, f"RTMP: bad handshake from {who} (not an RTMP client?): {detail[len('handshake:'):].strip()}"
+        return (
+            logging.WARNING,
+            f"RTMP: bad handshake from {who} (not an RTMP client?): {detail[len('handshake:') :].strip()}",
+        )
     if "SSL handshaking" in detail or "SSL_do_handshake() failed" in detail:
         return logging.WARNING, f"{listener or 'TLS'}: TLS handshake failed from {who}: {detail}"
     if re.match(r"client (sent|intended)", detail) or "while reading client request" in detail:
         return logging.WARNING, f"{listener or 'HTTP'}: malformed HTTP request from {who}: {detail}"
     if "drop idle publisher" in detail:
-        return logging.WARNING, f"RTMP: dropped the publisher from {who}: it sent nothing for too long (frozen encoder?)"
+        return (
+            logging.WARNING,
+            f"RTMP: dropped the publisher from {who}: it sent nothing for too long (frozen encoder?)",
+        )
     if "already publishing" in detail:
         return logging.WARNING, f"RTMP: nginx refused a second publisher from {who}: the stream is already published"
     if level in ("emerg", "alert", "crit"):

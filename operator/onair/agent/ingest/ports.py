@@ -3,6 +3,7 @@
 nginx and srt-live-transmit only say "bind() failed" in their own logs and then crash-loop under
 the supervisor; checking first turns that into one line naming the port and the config field.
 """
+
 from __future__ import annotations
 
 import socket
@@ -25,8 +26,10 @@ def duplicate_ports(listeners: Iterable[Listener]) -> Optional[str]:
         key = (listener.port, listener.udp)
         if key in seen:
             other = seen[key]
-            return (f"{other.field} and {listener.field} are both {listener.port}/"
-                    f"{'udp' if listener.udp else 'tcp'}; every listener needs its own port")
+            return (
+                f"{other.field} and {listener.field} are both {listener.port}/"
+                f"{'udp' if listener.udp else 'tcp'}; every listener needs its own port"
+            )
         seen[key] = listener
     return None
 
@@ -41,9 +44,11 @@ def bind_problem(listener: Listener) -> Optional[str]:
         try:
             sock.bind((host, listener.port))
         except OSError as exc:
-            return (f"cannot listen on {listener.host}:{listener.port}/{'udp' if listener.udp else 'tcp'} "
-                    f"({listener.field}, {listener.label}): {exc.strerror}. "
-                    f"Another process holds the port; free it or change {listener.field} in the config.")
+            return (
+                f"cannot listen on {listener.host}:{listener.port}/{'udp' if listener.udp else 'tcp'} "
+                f"({listener.field}, {listener.label}): {exc.strerror}. "
+                f"Another process holds the port; free it or change {listener.field} in the config."
+            )
     return None
 
 

@@ -4,6 +4,7 @@ with a count, so an encoder retrying a wrong key every two seconds for a day sta
 The operator compares successive snapshots (count and ``lastAt`` of each entry) to find new
 refusals; entries are never reset while the agent runs, so nothing in between two polls is lost.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -31,8 +32,14 @@ class RefusalLog:
         self.limit = limit
         self._entries: dict[tuple[str, Optional[str]], _Entry] = {}
 
-    def record(self, reason: str, protocol: Optional[str], address: Optional[str], message: str,
-               now: Optional[dt.datetime] = None) -> None:
+    def record(
+        self,
+        reason: str,
+        protocol: Optional[str],
+        address: Optional[str],
+        message: str,
+        now: Optional[dt.datetime] = None,
+    ) -> None:
         now = now or dt.datetime.now(dt.timezone.utc)
         key = (reason, protocol)
         entry = self._entries.pop(key, None)  # re-inserted last: dict order is recency
@@ -46,6 +53,15 @@ class RefusalLog:
 
     def snapshot(self) -> list[IngestRefusal]:
         """Most recent first."""
-        return [IngestRefusal(reason=e.reason, protocol=e.protocol, count=e.count, first_at=e.first_at,
-                              last_at=e.last_at, last_address=e.last_address, message=e.message)
-                for e in reversed(self._entries.values())]
+        return [
+            IngestRefusal(
+                reason=e.reason,
+                protocol=e.protocol,
+                count=e.count,
+                first_at=e.first_at,
+                last_at=e.last_at,
+                last_address=e.last_address,
+                message=e.message,
+            )
+            for e in reversed(self._entries.values())
+        ]

@@ -4,6 +4,7 @@
 still arriving, so a frozen publisher reads as not receiving long before nginx drops it) and a
 bitrate measured over our own window (nginx's bw_in only refreshes every 10 s).
 """
+
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
@@ -63,8 +64,12 @@ def _video(meta: Optional[ET.Element]) -> Optional[VideoInfo]:
     if video is None or not codec:
         return None
     fps = _float(_text(video, "frame_rate"))
-    return VideoInfo(codec=codec.lower(), width=_int(_text(video, "width")) or None,
-                     height=_int(_text(video, "height")) or None, fps=fps or None)
+    return VideoInfo(
+        codec=codec.lower(),
+        width=_int(_text(video, "width")) or None,
+        height=_int(_text(video, "height")) or None,
+        fps=fps or None,
+    )
 
 
 def _audio(meta: Optional[ET.Element]) -> Optional[AudioInfo]:
@@ -72,12 +77,16 @@ def _audio(meta: Optional[ET.Element]) -> Optional[AudioInfo]:
     codec = _text(audio, "codec")
     if audio is None or not codec:
         return None
-    return AudioInfo(codec=codec.lower(), channels=_int(_text(audio, "channels")) or None,
-                     sample_rate=_int(_text(audio, "sample_rate")) or None)
+    return AudioInfo(
+        codec=codec.lower(),
+        channels=_int(_text(audio, "channels")) or None,
+        sample_rate=_int(_text(audio, "sample_rate")) or None,
+    )
 
 
-def parse_stat(xml_text: str, app: str = endpoints.RTMP_APP,
-               stream: str = endpoints.INTERNAL_STREAM) -> Optional[StreamStat]:
+def parse_stat(
+    xml_text: str, app: str = endpoints.RTMP_APP, stream: str = endpoints.INTERNAL_STREAM
+) -> Optional[StreamStat]:
     """The named stream of the named application, or None when nginx does not list it."""
     root = ET.fromstring(xml_text)
     for application in root.iter("application"):
@@ -110,11 +119,13 @@ def track_problem(stat: Optional[StreamStat]) -> Optional[tuple[str, str]]:
     video = stat.video.codec if stat.video else None
     audio = stat.audio.codec if stat.audio else None
     if video and video not in USABLE_VIDEO_CODECS:
-        return UNSUPPORTED_CODEC, (f"video codec {video} is not supported over RTMP: send H.264 video "
-                                   "(with AAC or MP3 audio)")
+        return UNSUPPORTED_CODEC, (
+            f"video codec {video} is not supported over RTMP: send H.264 video (with AAC or MP3 audio)"
+        )
     if audio and audio not in USABLE_AUDIO_CODECS:
-        return UNSUPPORTED_CODEC, (f"audio codec {audio} is not supported over RTMP: send AAC (or MP3) audio "
-                                   "with the H.264 video")
+        return UNSUPPORTED_CODEC, (
+            f"audio codec {audio} is not supported over RTMP: send AAC (or MP3) audio with the H.264 video"
+        )
     return None
 
 

@@ -1,6 +1,7 @@
 """SRT publishing on one ingest slot: the listener (``srtlisten``), the remux bridge that hands
 the caller's MPEG-TS to nginx as RTMP, and the answers on who may call (the slot's passphrase, or
 a member's personal publish token whose signature is the passphrase)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -28,10 +29,17 @@ _READABLE_USER = re.compile(r"[\w.@+-]{1,128}")
 
 
 class SrtPublishing:
-    def __init__(self, config: IngestConfig, supervisor: Supervisor, local_host: str, metrics: IngestMetrics,
-                 refuse: Callable[[str, Optional[str], Optional[str], str], None],
-                 personal_verdict: Callable[[str], auth.PersonalVerdict], bridge_url: Callable[[], str],
-                 bridge_token: str) -> None:
+    def __init__(
+        self,
+        config: IngestConfig,
+        supervisor: Supervisor,
+        local_host: str,
+        metrics: IngestMetrics,
+        refuse: Callable[[str, Optional[str], Optional[str], str], None],
+        personal_verdict: Callable[[str], auth.PersonalVerdict],
+        bridge_url: Callable[[], str],
+        bridge_token: str,
+    ) -> None:
         self.config = config
         self.supervisor = supervisor
         self.local_host = local_host
@@ -64,7 +72,8 @@ class SrtPublishing:
     async def on_caller_request(self, request: web.Request) -> web.Response:
         """The SRT listener asks, during a caller's handshake, which passphrase it must use."""
         if not auth.is_loopback(request.remote or "") or not auth.secret_equals(
-                auth.bearer(request.headers.get("Authorization")), self.ask_token):
+            auth.bearer(request.headers.get("Authorization")), self.ask_token
+        ):
             return web.Response(status=403, text="for the ingest's own SRT listener only\n")
         try:
             body = await request.json()
@@ -93,8 +102,12 @@ class SrtPublishing:
             return {"accept": True, "passphrase": self.passphrase}
         secret = read_secret(self.config.publish_token_secret_file)
         if not secret:
-            return refuse(refusals.WRONG_KEY, "personal publish tokens are not configured on this ingest (no "
-                                              "publish token secret): use the SRT passphrase", 401)
+            return refuse(
+                refusals.WRONG_KEY,
+                "personal publish tokens are not configured on this ingest (no "
+                "publish token secret): use the SRT passphrase",
+                401,
+            )
         signature = tokens.signature(secret, claims)
         verdict = self._personal_verdict(f"{claims}.{signature}")
         if not verdict.accept:
@@ -102,8 +115,9 @@ class SrtPublishing:
             detail = verdict.detail
             if verdict.user_id and not _READABLE_USER.fullmatch(verdict.user_id):
                 detail = detail.replace(verdict.user_id, "an unreadable user id")
-            return refuse(verdict.reason, detail, 403 if verdict.reason in (refusals.NOT_MEMBER,
-                                                                             refusals.NO_SEND_GRANT) else 401)
+            return refuse(
+                verdict.reason, detail, 403 if verdict.reason in (refusals.NOT_MEMBER, refusals.NO_SEND_GRANT) else 401
+            )
         assert verdict.user_id is not None and verdict.issued_at is not None
         self.member = (peer, verdict.user_id, verdict.issued_at)
         return {"accept": True, "passphrase": signature}
@@ -113,20 +127,33 @@ class SrtPublishing:
         assert self.passphrase is not None
         self.ready = False
         self.bridge_conversions = (False, False)
-        self.supervisor.add(Child(
-            name="srt-bridge", argv=srt.bridge_argv(self.udp_port, self._bridge_url()),
-            secrets=[self.bridge_token], on_line=self._on_bridge_line,
-            on_start=lambda proc: self.bridge_log.reset(),
-            # A remux has nothing to finalize, and ffmpeg blocked on an idle UDP input ignores
-            # SIGTERM for seconds; nginx sees the TCP close at once either way.
-            stop_signal=signal.SIGKILL, backoff_initial=0.3, backoff_max=2.0))
+        self.supervisor.add(
+            Child(
+                name="srt-bridge",
+                argv=srt.bridge_argv(self.udp_port, self._bridge_url()),
+                secrets=[self.bridge_token],
+                on_line=self._on_bridge_line,
+                on_start=lambda proc: self.bridge_log.reset(),
+                # A remux has nothing to finalize, and ffmpeg blocked on an idle UDP input ignores
+                # SIGTERM for seconds; nginx sees the TCP close at once either way.
+                stop_signal=signal.SIGKILL,
+                backoff_initial=0.3,
+                backoff_max=2.0,
+            )
+        )
         ask_url = f"http://{nginx.listen_address(self.local_host, c.agent_port)}/internal/srt/caller"
-        self.supervisor.add(Child(
-            name="srt-listener",
-            argv=srt.listener_argv(c.listen_host, c.srt_port, c.srt_latency_ms, self.udp_port, ask_url),
-            env={srtlisten.ASK_TOKEN_ENV: self.ask_token},
-            secrets=[self.passphrase, self.ask_token], on_line=self._on_listener_line, on_exit=self._on_listener_exit,
-            backoff_initial=0.3, backoff_max=5.0))
+        self.supervisor.add(
+            Child(
+                name="srt-listener",
+                argv=srt.listener_argv(c.listen_host, c.srt_port, c.srt_latency_ms, self.udp_port, ask_url),
+                env={srtlisten.ASK_TOKEN_ENV: self.ask_token},
+                secrets=[self.passphrase, self.ask_token],
+                on_line=self._on_listener_line,
+                on_exit=self._on_listener_exit,
+                backoff_initial=0.3,
+                backoff_max=5.0,
+            )
+        )
 
     async def stop(self) -> None:
         await self.supervisor.remove("srt-listener")
@@ -146,8 +173,9 @@ class SrtPublishing:
         if child is not None:
             await child.stop()
             self.bridge_conversions = conversions
-            child.argv = srt.bridge_argv(self.udp_port, self._bridge_url(), convert_video=conversions[0],
-                                         convert_audio=conversions[1])
+            child.argv = srt.bridge_argv(
+                self.udp_port, self._bridge_url(), convert_video=conversions[0], convert_audio=conversions[1]
+            )
             child.start()
 
     def _on_listener_line(self, line: str) -> None:
@@ -175,9 +203,11 @@ class SrtPublishing:
             detail = "wrong passphrase" if wrong_key else f"the SRT handshake was rejected: {event.detail}"
             member = self.member
             if wrong_key and member is not None and member[0] == self.peer:
-                detail = (f"wrong passphrase for the personal publish token of {member[1]} (with streamid "
-                          "publish:<header>.<payload>, the passphrase is the token's signature, the part after "
-                          "its last dot)")
+                detail = (
+                    f"wrong passphrase for the personal publish token of {member[1]} (with streamid "
+                    "publish:<header>.<payload>, the passphrase is the token's signature, the part after "
+                    "its last dot)"
+                )
                 self.member = None
             self.metrics.count("srt", reason)
             self._refuse(reason, "srt", self.caller_address(), detail)
@@ -197,22 +227,39 @@ class SrtPublishing:
         loop = asyncio.get_running_loop()
         if event.kind == "undecodable":
             self.metrics.count("srt", refusals.UNSUPPORTED_CODEC)
-            self._refuse(refusals.UNSUPPORTED_CODEC, "srt", self.caller_address(),
-                         f"codec {event.detail} cannot be decoded here: send H.264 or HEVC video with AAC audio")
+            self._refuse(
+                refusals.UNSUPPORTED_CODEC,
+                "srt",
+                self.caller_address(),
+                f"codec {event.detail} cannot be decoded here: send H.264 or HEVC video with AAC audio",
+            )
             loop.create_task(self.restart(f"its {event.detail} cannot be decoded"))
         elif event.video is None and event.audio is not None:
             # MPEG-TS announces every track up front: no video in it means none is coming.
             self.metrics.count("srt", refusals.NO_VIDEO)
-            self._refuse(refusals.NO_VIDEO, "srt", self.caller_address(),
-                         "the SRT stream has no video track (audio only): a livestream needs video")
+            self._refuse(
+                refusals.NO_VIDEO,
+                "srt",
+                self.caller_address(),
+                "the SRT stream has no video track (audio only): a livestream needs video",
+            )
             loop.create_task(self.restart("it sends no video"))
         else:
             wanted = srt.conversions(event.video, event.audio)
             if wanted != self.bridge_conversions and any(wanted):
                 # Copying would fail at the FLV header ("codec not compatible with flv") on every
                 # retry; converting once costs about what one transcoder rung does.
-                what = [f"{codec} {kind} to {target}" for codec, kind, target, on in (
-                    (event.video, "video", "H.264", wanted[0]), (event.audio, "audio", "AAC", wanted[1])) if on]
-                log.info("SRT caller sends %s: converting %s (RTMP carries H.264 and AAC)",
-                         " + ".join(c for c in (event.video, event.audio) if c), " and ".join(what))
+                what = [
+                    f"{codec} {kind} to {target}"
+                    for codec, kind, target, on in (
+                        (event.video, "video", "H.264", wanted[0]),
+                        (event.audio, "audio", "AAC", wanted[1]),
+                    )
+                    if on
+                ]
+                log.info(
+                    "SRT caller sends %s: converting %s (RTMP carries H.264 and AAC)",
+                    " + ".join(c for c in (event.video, event.audio) if c),
+                    " and ".join(what),
+                )
                 loop.create_task(self._restart_bridge(wanted))

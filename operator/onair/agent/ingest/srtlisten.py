@@ -25,6 +25,7 @@ source connection``, ``SRT source disconnected`` and libsrt's own note-level log
 ``udp://127.0.0.1:<forward>`` (the ffmpeg bridge). One caller at a time: a second one is asked
 about with ``busy: true`` and rejected.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,8 +42,7 @@ import urllib.error
 import urllib.request
 from typing import Optional
 
-LIBRARY_NAMES = ("libsrt-gnutls.so.1.5", "libsrt-openssl.so.1.5", "libsrt.so.1.5", "libsrt-gnutls.so.1",
-                 "libsrt.so.1")
+LIBRARY_NAMES = ("libsrt-gnutls.so.1.5", "libsrt-openssl.so.1.5", "libsrt.so.1.5", "libsrt-gnutls.so.1", "libsrt.so.1")
 ASK_TOKEN_ENV = "ONAIR_SRT_ASK_TOKEN"
 
 # srt.h (libsrt 1.5)
@@ -56,10 +56,12 @@ SRT_ERROR = -1
 RECV_TIMEOUT_MS = 1000
 MAX_PAYLOAD = 1456
 
-LISTEN_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p,
-                                   ctypes.c_char_p)
-LOG_HANDLER = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
-                               ctypes.c_char_p)
+LISTEN_CALLBACK = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p
+)
+LOG_HANDLER = ctypes.CFUNCTYPE(
+    None, ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p
+)
 
 
 class SrtError(RuntimeError):
@@ -84,14 +86,20 @@ def load_library() -> ctypes.CDLL:
 def _declare(lib: ctypes.CDLL) -> None:
     c_int, c_void_p, c_char_p = ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p
     signatures = {
-        "srt_startup": ([], c_int), "srt_cleanup": ([], c_int), "srt_create_socket": ([], c_int),
+        "srt_startup": ([], c_int),
+        "srt_cleanup": ([], c_int),
+        "srt_create_socket": ([], c_int),
         "srt_setsockflag": ([c_int, c_int, c_void_p, c_int], c_int),
-        "srt_bind": ([c_int, c_void_p, c_int], c_int), "srt_listen": ([c_int, c_int], c_int),
+        "srt_bind": ([c_int, c_void_p, c_int], c_int),
+        "srt_listen": ([c_int, c_int], c_int),
         "srt_listen_callback": ([c_int, LISTEN_CALLBACK, c_void_p], c_int),
         "srt_accept": ([c_int, c_void_p, ctypes.POINTER(c_int)], c_int),
-        "srt_recvmsg": ([c_int, c_char_p, c_int], c_int), "srt_close": ([c_int], c_int),
-        "srt_getlasterror_str": ([], c_char_p), "srt_setrejectreason": ([c_int, c_int], c_int),
-        "srt_setloglevel": ([c_int], None), "srt_setloghandler": ([c_void_p, LOG_HANDLER], None),
+        "srt_recvmsg": ([c_int, c_char_p, c_int], c_int),
+        "srt_close": ([c_int], c_int),
+        "srt_getlasterror_str": ([], c_char_p),
+        "srt_setrejectreason": ([c_int, c_int], c_int),
+        "srt_setloglevel": ([c_int], None),
+        "srt_setloghandler": ([c_void_p, LOG_HANDLER], None),
     }
     for name, (args, result) in signatures.items():
         function = getattr(lib, name)
@@ -116,11 +124,20 @@ def sockaddr(host: str, port: int) -> tuple[ctypes.Array, int]:
     """A ``struct sockaddr_in``/``sockaddr_in6`` for ``bind``."""
     host = host if host not in ("", "*") else "0.0.0.0"
     if ":" in host:
-        raw = (socket.AF_INET6.to_bytes(2, sys.byteorder) + port.to_bytes(2, "big") + b"\0" * 4
-               + socket.inet_pton(socket.AF_INET6, host) + b"\0" * 4)
+        raw = (
+            socket.AF_INET6.to_bytes(2, sys.byteorder)
+            + port.to_bytes(2, "big")
+            + b"\0" * 4
+            + socket.inet_pton(socket.AF_INET6, host)
+            + b"\0" * 4
+        )
     else:
-        raw = (socket.AF_INET.to_bytes(2, sys.byteorder) + port.to_bytes(2, "big")
-               + socket.inet_pton(socket.AF_INET, host) + b"\0" * 8)
+        raw = (
+            socket.AF_INET.to_bytes(2, sys.byteorder)
+            + port.to_bytes(2, "big")
+            + socket.inet_pton(socket.AF_INET, host)
+            + b"\0" * 8
+        )
     return ctypes.create_string_buffer(raw, len(raw)), len(raw)
 
 
@@ -130,8 +147,9 @@ def say(line: str) -> None:
 
 
 class Listener:
-    def __init__(self, lib: ctypes.CDLL, host: str, port: int, latency_ms: int, forward_port: int, ask_url: str,
-                 ask_token: str) -> None:
+    def __init__(
+        self, lib: ctypes.CDLL, host: str, port: int, latency_ms: int, forward_port: int, ask_url: str, ask_token: str
+    ) -> None:
         self.lib, self.host, self.port = lib, host, port
         self.latency_ms, self.ask_url, self.ask_token = latency_ms, ask_url, ask_token
         self.forward = ("127.0.0.1", forward_port)
@@ -181,8 +199,12 @@ class Listener:
 
     def ask(self, streamid: str, peer: str) -> dict:
         body = json.dumps({"streamid": streamid[:512], "peer": peer, "busy": self.busy.is_set()}).encode()
-        request = urllib.request.Request(self.ask_url, data=body, method="POST", headers={
-            "Content-Type": "application/json", "Authorization": f"Bearer {self.ask_token}"})
+        request = urllib.request.Request(
+            self.ask_url,
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {self.ask_token}"},
+        )
         with urllib.request.urlopen(request, timeout=3) as response:
             return json.loads(response.read())
 

@@ -14,6 +14,7 @@ there (RFC 9725 section 4.6 allows it); an unauthenticated OPTIONS (a CORS prefl
 This server listens on loopback only: nginx owns the public WHIP port (TLS, HTTP parsing and
 the log lines for garbage) and passes the client address in X-Forwarded-For.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -106,8 +107,13 @@ def bearer_ok(header: Optional[str], token: Optional[str]) -> bool:
 
 
 # A refused personal publish token: 401 when a new token helps, 403 when the member's rights must change.
-PERSONAL_STATUS = {refusals.WRONG_KEY: 401, refusals.TOKEN_EXPIRED: 401, refusals.TOKEN_REVOKED: 401,
-                   refusals.NOT_MEMBER: 403, refusals.NO_SEND_GRANT: 403}
+PERSONAL_STATUS = {
+    refusals.WRONG_KEY: 401,
+    refusals.TOKEN_EXPIRED: 401,
+    refusals.TOKEN_REVOKED: 401,
+    refusals.NOT_MEMBER: 403,
+    refusals.NO_SEND_GRANT: 403,
+}
 
 
 def install_ice_addresses(addresses: Optional[list[str]]) -> None:
@@ -127,9 +133,24 @@ def install_ice_addresses(addresses: Optional[list[str]]) -> None:
 
 def remux_argv(fd: int, rtmp_url: str, binary: Optional[str] = None) -> list[str]:
     """ffmpeg publishing the encoder's FLV (read from inherited descriptor ``fd``) to nginx."""
-    return [binary or shutil.which("ffmpeg") or "ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "warning",
-            "-f", "flv", "-i", f"pipe:{fd}", "-c", "copy",
-            "-f", "flv", "-flvflags", "no_duration_filesize", rtmp_url]
+    return [
+        binary or shutil.which("ffmpeg") or "ffmpeg",
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "warning",
+        "-f",
+        "flv",
+        "-i",
+        f"pipe:{fd}",
+        "-c",
+        "copy",
+        "-f",
+        "flv",
+        "-flvflags",
+        "no_duration_filesize",
+        rtmp_url,
+    ]
 
 
 # ------------------------------------------------------------------------------------ sessions
@@ -164,11 +185,19 @@ class WhipSession:
 
 
 class WhipServer:
-    def __init__(self, gate: SlotGate, token_source: Callable[[], Optional[str]], host: str, port: int,
-                 ice_servers: list[str], supervisor: Supervisor, secrets: Sequence[str] = (),
-                 client_ice_servers: Optional[list[str]] = None,
-                 turn_secret_source: Callable[[], Optional[str]] = lambda: None,
-                 turn_ttl_seconds: int = iceservers.DEFAULT_CREDENTIAL_TTL_SECONDS) -> None:
+    def __init__(
+        self,
+        gate: SlotGate,
+        token_source: Callable[[], Optional[str]],
+        host: str,
+        port: int,
+        ice_servers: list[str],
+        supervisor: Supervisor,
+        secrets: Sequence[str] = (),
+        client_ice_servers: Optional[list[str]] = None,
+        turn_secret_source: Callable[[], Optional[str]] = lambda: None,
+        turn_ttl_seconds: int = iceservers.DEFAULT_CREDENTIAL_TTL_SECONDS,
+    ) -> None:
         self.gate = gate
         self.supervisor = supervisor
         self.secrets = list(secrets)
@@ -181,13 +210,15 @@ class WhipServer:
         self.turn_ttl_seconds = turn_ttl_seconds
         self.sessions: dict[str, WhipSession] = {}
         self.app = web.Application(client_max_size=256 * 1024, middlewares=[self._errors])
-        self.app.add_routes([
-            web.post("/whip", self.post),
-            web.options("/whip", self.options),
-            web.delete("/whip/{id}", self.delete),
-            web.options("/whip/{id}", self.options),
-            web.patch("/whip/{id}", self.patch),
-        ])
+        self.app.add_routes(
+            [
+                web.post("/whip", self.post),
+                web.options("/whip", self.options),
+                web.delete("/whip/{id}", self.delete),
+                web.options("/whip/{id}", self.options),
+                web.patch("/whip/{id}", self.patch),
+            ]
+        )
         self._runner: Optional[web.AppRunner] = None
 
     @web.middleware
@@ -207,12 +238,14 @@ class WhipServer:
         try:
             await site.start()
         except OSError as exc:
-            raise SystemExit(f"onair agent ingest: cannot listen on internal WHIP port {self.host}:{self.port}: "
-                             f"{exc.strerror}") from None
+            raise SystemExit(
+                f"onair agent ingest: cannot listen on internal WHIP port {self.host}:{self.port}: {exc.strerror}"
+            ) from None
 
     async def stop(self) -> None:
-        await asyncio.gather(*(self.end(s, "agent stopping") for s in list(self.sessions.values())),
-                             return_exceptions=True)
+        await asyncio.gather(
+            *(self.end(s, "agent stopping") for s in list(self.sessions.values())), return_exceptions=True
+        )
         if self._runner:
             await self._runner.cleanup()
             self._runner = None
@@ -224,14 +257,16 @@ class WhipServer:
         body = {"error": message} if reason is None else {"error": message, "reason": reason}
         return web.json_response(body, status=status, headers=headers)
 
-    def _refuse(self, status: int, reason: str, remote: str, message: str, user_id: Optional[str] = None,
-                **headers) -> web.Response:
+    def _refuse(
+        self, status: int, reason: str, remote: str, message: str, user_id: Optional[str] = None, **headers
+    ) -> web.Response:
         self.gate.whip_refused(reason, remote, message, user_id)
         return self._error(status, message, reason, **headers)
 
     def _ice_servers(self, urls: list[str], user_id: str) -> list[iceservers.IceServer]:
-        return iceservers.session_ice_servers(urls, self.turn_secret_source(), user_id, time.time(),
-                                              self.turn_ttl_seconds)
+        return iceservers.session_ice_servers(
+            urls, self.turn_secret_source(), user_id, time.time(), self.turn_ttl_seconds
+        )
 
     def _links(self, user_id: str) -> list[str]:
         return [iceservers.link_header(s) for s in self._ice_servers(self.client_ice_servers, user_id)]
@@ -272,13 +307,19 @@ class WhipServer:
         elif not token:
             return self._refuse(403, refusals.NO_KEY, remote, "no WHIP token is configured for this slot")
         elif not bearer_ok(header, token):
-            return self._refuse(401, refusals.WRONG_KEY, remote, "missing or wrong bearer token",
-                                **{"WWW-Authenticate": 'Bearer realm="whip"'})
+            return self._refuse(
+                401,
+                refusals.WRONG_KEY,
+                remote,
+                "missing or wrong bearer token",
+                **{"WWW-Authenticate": 'Bearer realm="whip"'},
+            )
         user_id = personal.user_id if personal else None
         ctype = request.content_type
         if ctype != "application/sdp":
-            return self._refuse(415, refusals.BAD_REQUEST, remote,
-                                f"expected Content-Type application/sdp, got {ctype or 'none'}")
+            return self._refuse(
+                415, refusals.BAD_REQUEST, remote, f"expected Content-Type application/sdp, got {ctype or 'none'}"
+            )
         try:
             offer = (await request.read()).decode("utf-8")
         except UnicodeDecodeError:
@@ -302,8 +343,9 @@ class WhipServer:
             return self._refuse(400, refusals.BAD_REQUEST, remote, f"cannot negotiate this offer: {exc}", user_id)
         session.bearer = bearer or ""
         self.sessions[session_id] = session
-        log.info("WHIP session %s from %s started%s", session_id[:8], remote,
-                 f" by member {user_id}" if user_id else "")
+        log.info(
+            "WHIP session %s from %s started%s", session_id[:8], remote, f" by member {user_id}" if user_id else ""
+        )
         headers = CIMultiDict({"Location": f"/whip/{session_id}", "ETag": f'"{session.etag}"'})
         for link in links:
             headers.add("Link", link)
@@ -321,12 +363,14 @@ class WhipServer:
         return web.Response(status=200)
 
     # media ------------------------------------------------------------------------------
-    async def _negotiate(self, session_id: str, offer: str, remote: str,
-                         servers: list[iceservers.IceServer]) -> tuple[str, WhipSession]:
+    async def _negotiate(
+        self, session_id: str, offer: str, remote: str, servers: list[iceservers.IceServer]
+    ) -> tuple[str, WhipSession]:
         from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 
-        config = RTCConfiguration(iceServers=[RTCIceServer(urls=s.url, username=s.username, credential=s.credential)
-                                              for s in servers])
+        config = RTCConfiguration(
+            iceServers=[RTCIceServer(urls=s.url, username=s.username, credential=s.credential) for s in servers]
+        )
         pc = RTCPeerConnection(config)
         session = WhipSession(id=session_id, etag=secrets.token_hex(8), pc=pc, remote=remote)
         # Receivers created up front carry our codec preferences into the answer.
@@ -368,9 +412,17 @@ class WhipServer:
                 os.close(read_fd)
 
         session.child = name
-        self.supervisor.add(Child(name=name, argv=remux_argv(read_fd, self.gate.whip_publish_url()),
-                                  pass_fds=(read_fd,), restart=False, secrets=self.secrets,
-                                  on_exit=on_exit, log_level=logging.INFO))
+        self.supervisor.add(
+            Child(
+                name=name,
+                argv=remux_argv(read_fd, self.gate.whip_publish_url()),
+                pass_fds=(read_fd,),
+                restart=False,
+                secrets=self.secrets,
+                on_exit=on_exit,
+                log_level=logging.INFO,
+            )
+        )
         encoder = FlvEncoder(os.fdopen(write_fd, "wb"), session.id[:8])
         session.encoder = encoder
         encoder.start()

@@ -6,6 +6,7 @@ transcoded recording) are no viewers: they present the livestream's read token a
 and read in any phase. Once open, a valid token still matters: its holder is a member and gets
 every segment, viewers only the public ones (``dvr.py``).
 """
+
 from __future__ import annotations
 
 import hmac
@@ -62,11 +63,17 @@ def decide(open_: bool, token: Optional[str], secret: Optional[str], livestream:
                 pass  # an expired or foreign token is no reason to refuse what everyone may watch
         return Decision(True, token=carried, member=member)
     if not secret:
-        return Decision(False, "this livestream is not open to viewers yet (backstage) and no playback secret is "
-                               "configured: nobody can play it")
+        return Decision(
+            False,
+            "this livestream is not open to viewers yet (backstage) and no playback secret is "
+            "configured: nobody can play it",
+        )
     if not token:
-        return Decision(False, "this livestream is not open to viewers yet (backstage): a playback token is required "
-                               "(?token= or Authorization: Bearer)")
+        return Decision(
+            False,
+            "this livestream is not open to viewers yet (backstage): a playback token is required "
+            "(?token= or Authorization: Bearer)",
+        )
     if carried is None:
         return Decision(False, "malformed playback token")
     try:
@@ -87,4 +94,3 @@ def private_cache_control(value: Optional[str]) -> str:
         return ", ".join(directives)
     kept = [d for d in directives if d.split("=")[0].lower() not in ("public", "private", "s-maxage")]
     return ", ".join(["private"] + (kept or ["no-cache"]))
-

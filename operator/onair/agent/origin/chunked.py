@@ -7,6 +7,7 @@ that ends when the upload completes. The finished response is exactly the finish
 carries the same cache headers (a CDN may keep it). An upload that fails mid-way ends its readers'
 connections without the terminating chunk: no cache may take a truncated segment for a whole one.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -58,8 +59,12 @@ def previous_segment(path: str) -> Optional[str]:
     return f"{directory}/{match['prefix']}{int(number) - 1:0{len(number)}d}{match['ext']}"
 
 
-async def serve(request: web.Request, growing: GrowingFile, headers: dict[str, str],
-                sent_bytes: Callable[[int], None] = lambda n: None) -> web.StreamResponse:
+async def serve(
+    request: web.Request,
+    growing: GrowingFile,
+    headers: dict[str, str],
+    sent_bytes: Callable[[int], None] = lambda n: None,
+) -> web.StreamResponse:
     """The upload's bytes as they arrive, in one chunked response that ends with the upload
     (``sent_bytes``: told each chunk's size, as no Content-Length says it)."""
     if request.method == "HEAD":

@@ -22,6 +22,7 @@ DVR for DASH, as implemented: the MPD is the transcoder's, but the origin
 Edited as XML (xml.etree): the MPD is parsed, the few attributes and elements above are
 changed, and the tree is written back with the namespace prefixes the transcoder used.
 """
+
 from __future__ import annotations
 
 import io
@@ -126,8 +127,10 @@ def init_patterns(text: str) -> list[re.Pattern]:
     for template in sorted(t for t in templates if t is not None):
         name = template.split("/")[-1]
         parts = re.split(r"(\$[A-Za-z]+(?:%0\d+d)?\$)", name)
-        regex = "".join(r"[^/]+" if part.startswith("$") and part.endswith("$") and len(part) > 1 else re.escape(part)
-                        for part in parts)
+        regex = "".join(
+            r"[^/]+" if part.startswith("$") and part.endswith("$") and len(part) > 1 else re.escape(part)
+            for part in parts
+        )
         patterns.append(re.compile(f"^{regex}$"))
     return patterns
 
@@ -160,22 +163,34 @@ def _low_latency(root: ET.Element, namespace: str, ll: LowLatency) -> None:
     for old in [el for el in root if _local(el.tag) == "ServiceDescription"]:
         root.remove(old)
     service = ET.Element(f"{namespace}ServiceDescription", {"id": "0"})
-    ET.SubElement(service, f"{namespace}Latency", {
-        "target": str(round(ll.target_seconds * 1000)), "min": str(round(ll.min_seconds * 1000)),
-        "max": str(round(ll.max_seconds * 1000))})
-    ET.SubElement(service, f"{namespace}PlaybackRate", {"min": f"{LL_MIN_PLAYBACK_RATE:g}",
-                                                        "max": f"{LL_MAX_PLAYBACK_RATE:g}"})
+    ET.SubElement(
+        service,
+        f"{namespace}Latency",
+        {
+            "target": str(round(ll.target_seconds * 1000)),
+            "min": str(round(ll.min_seconds * 1000)),
+            "max": str(round(ll.max_seconds * 1000)),
+        },
+    )
+    ET.SubElement(
+        service, f"{namespace}PlaybackRate", {"min": f"{LL_MIN_PLAYBACK_RATE:g}", "max": f"{LL_MAX_PLAYBACK_RATE:g}"}
+    )
     # Schema order: after ProgramInformation, BaseURL and Location, before the Periods.
     children = list(root)
     first_period = next((i for i, el in enumerate(children) if _local(el.tag) == "Period"), len(children))
     root.insert(first_period, service)
 
 
-def rewrite_mpd(text: str, utc_timing_url: str, dvr_seconds: Optional[float] = None, query: str = "",
-                low_latency: Optional[LowLatency] = None) -> str:
+def rewrite_mpd(
+    text: str,
+    utc_timing_url: str,
+    dvr_seconds: Optional[float] = None,
+    query: str = "",
+    low_latency: Optional[LowLatency] = None,
+) -> str:
     root = _parse(text)
     _keep_prefixes(text)
-    namespace = root.tag[:-len("MPD")]  # "{urn:mpeg:dash:schema:mpd:2011}" or ""
+    namespace = root.tag[: -len("MPD")]  # "{urn:mpeg:dash:schema:mpd:2011}" or ""
     for el in root.iter():
         if el.get("bitstreamSwitching") == "true":
             el.set("bitstreamSwitching", "false")

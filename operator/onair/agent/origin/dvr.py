@@ -37,6 +37,7 @@ blocking reload (``_HLS_msn``/``_HLS_part``) can be answered, must wait, or asks
 
 Pure: no I/O and no clock; the server passes ``now`` and performs the deletions it is told to.
 """
+
 from __future__ import annotations
 
 import posixpath
@@ -220,8 +221,12 @@ class Dvr:
     def ingest(self, path: str, playlist: hls.MediaPlaylist, now: float) -> Ingested:
         """Append the fresh segments an uploaded media playlist lists, then slide the window."""
         r = self._rendition(path)
-        self._set_meta(r, max(r.target_duration, playlist.target_duration), max(r.version, playlist.version),
-                       r.independent_segments or playlist.independent_segments)
+        self._set_meta(
+            r,
+            max(r.target_duration, playlist.target_duration),
+            max(r.version, playlist.version),
+            r.independent_segments or playlist.independent_segments,
+        )
         appended: list[Segment] = []
         skipped: list[str] = []
         for up in playlist.segments:
@@ -239,18 +244,31 @@ class Dvr:
             if map_path:
                 self.fresh.pop(map_path, None)
             prev = r.last
-            if prev is not None and (up.discontinuity or init != prev.init
-                                     or up.sequence != prev.upstream_sequence + 1):
+            if prev is not None and (
+                up.discontinuity or init != prev.init or up.sequence != prev.upstream_sequence + 1
+            ):
                 r.discontinuity += 1
             public = self.began_public(self.fresh[up_path], up.duration, up.program_date_time)
             public_discontinuity = r.public_discontinuity
             last_public = r.last_public
-            if public and last_public is not None and (last_public.discontinuity != r.discontinuity
-                                                       or last_public.sequence != r.next_sequence - 1):
+            if (
+                public
+                and last_public is not None
+                and (last_public.discontinuity != r.discontinuity or last_public.sequence != r.next_sequence - 1)
+            ):
                 public_discontinuity += 1  # a new period, or private segments left out in between
-            seg = Segment(self.latest.get(up_path, up_path), up.duration, r.next_sequence, r.discontinuity,
-                          init, up.program_date_time, up.sequence, public,
-                          r.next_public_sequence if public else 0, public_discontinuity if public else 0)
+            seg = Segment(
+                self.latest.get(up_path, up_path),
+                up.duration,
+                r.next_sequence,
+                r.discontinuity,
+                init,
+                up.program_date_time,
+                up.sequence,
+                public,
+                r.next_public_sequence if public else 0,
+                public_discontinuity if public else 0,
+            )
             del self.fresh[up_path]
             if int(seg.duration + 0.5) > r.target_duration:
                 self._set_meta(r, int(seg.duration + 0.5), r.version, r.independent_segments)
@@ -354,7 +372,6 @@ class Dvr:
         while r.parts and (r.parts[0].sequence < max(first, keep_from) or r.part_target is None):
             self._release_parts(r.parts.popleft().parts, now + r.grace_seconds)
 
-
     # ------------------------------------------------------------------------- public or private
     def set_public(self, public: bool, now: float, wall: datetime) -> bool:
         """Segments beginning from now on are public (or private); True when that changed.
@@ -384,8 +401,9 @@ class Dvr:
             return False
         if uploaded_at - duration - PUBLIC_MARGIN_SECONDS < self.public_since:
             return False
-        return (program_date_time is None or self.public_since_wall is None
-                or program_date_time >= self.public_since_wall)
+        return (
+            program_date_time is None or self.public_since_wall is None or program_date_time >= self.public_since_wall
+        )
 
     def public_file(self, stored: str) -> bool:
         """Whether viewers without a token may get this stored HLS file (segment or init)."""
@@ -511,8 +529,9 @@ class Dvr:
         """Records that rebuild the current index from nothing (to compact a journal)."""
         records: list[dict] = []
         for r in self.renditions.values():
-            records.append({"op": "meta", "p": r.path, "td": r.target_duration, "v": r.version,
-                            "ind": r.independent_segments})
+            records.append(
+                {"op": "meta", "p": r.path, "td": r.target_duration, "v": r.version, "ind": r.independent_segments}
+            )
             # The viewers' numbering goes on from their last segment, even one no longer in the window.
             if r.last_public is not None and (not r.segments or r.last_public.sequence < r.segments[0].sequence):
                 records.append({"op": "cont", "p": r.path, "s": _encode(r.last_public)})
@@ -535,7 +554,11 @@ class Dvr:
                     continue
                 r = self._rendition(record["p"])
                 if op == "meta":
-                    r.target_duration, r.version, r.independent_segments = int(record["td"]), int(record["v"]), bool(record["ind"])
+                    r.target_duration, r.version, r.independent_segments = (
+                        int(record["td"]),
+                        int(record["v"]),
+                        bool(record["ind"]),
+                    )
                 elif op == "add":
                     self._append(r, _decode(record["s"]))
                 elif op == "cont":
@@ -568,8 +591,9 @@ class Dvr:
         durations = [r.duration for r in self.renditions.values() if r.segments]
         return min(durations) if durations else None
 
-    def render(self, path: str, ended: bool, query: str = "", public: bool = False,
-               skip: bool = False) -> Optional[str]:
+    def render(
+        self, path: str, ended: bool, query: str = "", public: bool = False, skip: bool = False
+    ) -> Optional[str]:
         """The media playlist; ``public``: the viewers' one, made of the public segments only;
         ``skip``: an LL-HLS delta update (``_HLS_skip=YES``) when the playlist is long enough."""
         r = self.renditions.get(path)
@@ -586,16 +610,20 @@ class Dvr:
         key = (r.revision, ended, tuple(s.revision for s in siblings))
         cached = self._rendered.get((path, public, skip))
         if cached is None or cached[0] != key:
-            text = render_playlist(r, segments, ended, public=public, skip=skip,
-                                   reports=self._reports(r, siblings, public))
+            text = render_playlist(
+                r, segments, ended, public=public, skip=skip, reports=self._reports(r, siblings, public)
+            )
             cached = self._rendered[(path, public, skip)] = (key, text)
         return cached[1]
 
     def _siblings(self, r: Rendition) -> list[Rendition]:
         """The other renditions of the same master (``hls/cmaf/<rung>/index.m3u8``): rendition reports."""
         family = posixpath.dirname(posixpath.dirname(r.path))
-        return [other for p, other in sorted(self.renditions.items())
-                if other is not r and other.segments and posixpath.dirname(posixpath.dirname(p)) == family]
+        return [
+            other
+            for p, other in sorted(self.renditions.items())
+            if other is not r and other.segments and posixpath.dirname(posixpath.dirname(p)) == family
+        ]
 
     def _reports(self, r: Rendition, siblings: list[Rendition], public: bool) -> list[tuple[str, "Edge"]]:
         reports = []
@@ -633,6 +661,7 @@ class Dvr:
 @dataclass(frozen=True)
 class Edge:
     """Where a rendition's playlist ends, in the numbering of the view (viewers' or members')."""
+
     last_msn: int  # the last complete segment
     last_parts: int  # its parts still listed
     last_duration: float
@@ -648,21 +677,42 @@ class Edge:
 
 
 def live_edge(r: Rendition, public: bool) -> Optional[Edge]:
-    last = next((seg for seg in reversed(r.segments) if seg.public), None) if public else \
-        (r.segments[-1] if r.segments else None)
+    last = (
+        next((seg for seg in reversed(r.segments) if seg.public), None)
+        if public
+        else (r.segments[-1] if r.segments else None)
+    )
     if last is None:
         return None
     last_msn = last.public_sequence if public else last.sequence
-    show_open = r.low_latency and bool(r.open_parts) and (r.open_public or not public) \
+    show_open = (
+        r.low_latency
+        and bool(r.open_parts)
+        and (r.open_public or not public)
         and (not public or last is r.segments[-1])
-    return Edge(last_msn, len(r.parts_of(last.sequence)) if r.low_latency else 0, last.duration,
-                last_msn + 1 if show_open else None, len(r.open_parts) if show_open else 0)
+    )
+    return Edge(
+        last_msn,
+        len(r.parts_of(last.sequence)) if r.low_latency else 0,
+        last.duration,
+        last_msn + 1 if show_open else None,
+        len(r.open_parts) if show_open else 0,
+    )
 
 
 def _encode(seg: Segment) -> list:
-    return [seg.path, seg.duration, seg.sequence, seg.discontinuity, seg.init,
-            seg.program_date_time.isoformat() if seg.program_date_time else None, seg.upstream_sequence,
-            seg.public, seg.public_sequence, seg.public_discontinuity]
+    return [
+        seg.path,
+        seg.duration,
+        seg.sequence,
+        seg.discontinuity,
+        seg.init,
+        seg.program_date_time.isoformat() if seg.program_date_time else None,
+        seg.upstream_sequence,
+        seg.public,
+        seg.public_sequence,
+        seg.public_discontinuity,
+    ]
 
 
 def _decode(raw: list) -> Segment:
@@ -671,14 +721,29 @@ def _decode(raw: list) -> Segment:
         public, public_sequence, public_discontinuity = bool(raw[7]), int(raw[8]), int(raw[9])
     else:  # journaled before segments could be private: every one was public, numbered alike
         public, public_sequence, public_discontinuity = True, int(sequence), int(discontinuity)
-    return Segment(str(path), float(duration), int(sequence), int(discontinuity), str(init) if init else None,
-                   datetime.fromisoformat(pdt) if pdt else None, int(upstream), public, public_sequence,
-                   public_discontinuity)
+    return Segment(
+        str(path),
+        float(duration),
+        int(sequence),
+        int(discontinuity),
+        str(init) if init else None,
+        datetime.fromisoformat(pdt) if pdt else None,
+        int(upstream),
+        public,
+        public_sequence,
+        public_discontinuity,
+    )
 
 
-def render_playlist(r: Rendition, segments: Iterable[Segment], ended: bool, query: str = "",
-                    public: bool = False, skip: bool = False,
-                    reports: Iterable[tuple[str, Edge]] = ()) -> str:
+def render_playlist(
+    r: Rendition,
+    segments: Iterable[Segment],
+    ended: bool,
+    query: str = "",
+    public: bool = False,
+    skip: bool = False,
+    reports: Iterable[tuple[str, Edge]] = (),
+) -> str:
     segments = list(segments)
     first = segments[0]
     suffix = f"?{query}" if query else ""
@@ -690,14 +755,19 @@ def render_playlist(r: Rendition, segments: Iterable[Segment], ended: bool, quer
         return seg.public_discontinuity if public else seg.discontinuity
 
     version = max(r.version, 6 if has_map else 3)
-    lines = ["#EXTM3U", f"#EXT-X-VERSION:{max(version, 9) if low_latency else version}",
-             f"#EXT-X-TARGETDURATION:{r.target_duration}"]
+    lines = [
+        "#EXTM3U",
+        f"#EXT-X-VERSION:{max(version, 9) if low_latency else version}",
+        f"#EXT-X-TARGETDURATION:{r.target_duration}",
+    ]
     skipped = 0
     if low_latency:
         assert r.part_target is not None
         skip_until = SKIP_TARGET_DURATIONS * r.target_duration
-        lines.append(f"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL={skip_until:.1f},"
-                     f"PART-HOLD-BACK={PART_HOLD_BACK_PART_TARGETS * r.part_target:.3f}")
+        lines.append(
+            f"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL={skip_until:.1f},"
+            f"PART-HOLD-BACK={PART_HOLD_BACK_PART_TARGETS * r.part_target:.3f}"
+        )
         lines.append(f"#EXT-X-PART-INF:PART-TARGET={r.part_target:.3f}")
         if skip:
             # A segment may be left out when it ended at least CAN-SKIP-UNTIL before the playlist does.
@@ -741,8 +811,10 @@ def render_playlist(r: Rendition, segments: Iterable[Segment], ended: bool, quer
             lines.append(preload_hint_tag(f"{relative_uri(r.path, r.hint)}{suffix}"))
         for uri, other in reports:
             msn, part = other.report
-            lines.append(f'#EXT-X-RENDITION-REPORT:URI="{uri}{suffix}",LAST-MSN={msn}'
-                         + (f",LAST-PART={part}" if part is not None else ""))
+            lines.append(
+                f'#EXT-X-RENDITION-REPORT:URI="{uri}{suffix}",LAST-MSN={msn}'
+                + (f",LAST-PART={part}" if part is not None else "")
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -5,6 +5,7 @@ second and compacted into a snapshot when it grows well past the index it descri
 the last second of it costs at most a segment or two of rewind, never correctness: files the
 replayed index does not reference are deleted at startup.
 """
+
 from __future__ import annotations
 
 import json

@@ -3,6 +3,7 @@
 Every path that reaches the disk goes through ``safe_relpath`` first: the origin must never
 read or write outside its data_dir whatever a client or the transcoder sends.
 """
+
 from __future__ import annotations
 
 import posixpath

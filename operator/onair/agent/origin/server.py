@@ -6,6 +6,7 @@ Public port (``http_port``): ``/hls/...``, ``/dash/...``, ``/screenshot.jpg``, `
 that viewers (however many, however slow) never share its accept queue and connections. Agent
 port: the shared ``/status``, ``/metrics``, ``/desired``, plus ``POST /dvr/clear``.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -34,8 +35,14 @@ from onair.api.agent import Desired, OriginConfig, OriginStatus
 from onair.endpoints import PLAYBACK_PATHS, RECORDINGS_PATH, UPLOAD_PREFIX
 
 from . import access, chunked
-from .dash import (LL_MAX_PLAYBACK_RATE, LL_MIN_PLAYBACK_RATE, LowLatency, init_patterns, rewrite_mpd,
-                   time_shift_buffer_depth)
+from .dash import (
+    LL_MAX_PLAYBACK_RATE,
+    LL_MIN_PLAYBACK_RATE,
+    LowLatency,
+    init_patterns,
+    rewrite_mpd,
+    time_shift_buffer_depth,
+)
 from .dvr import GRACE_MIN_SECONDS, Dvr
 from .journal import Journal
 from .paths import SCREENSHOT, BadPath, is_publishable, kind_of, safe_relpath
@@ -47,8 +54,11 @@ log = logging.getLogger("onair.agent.origin")
 AGENT_DIR = Path(__file__).resolve().parent.parent
 HLS_JS = AGENT_DIR / "static" / "vendor" / "hls.min.js"
 DASH_JS = AGENT_DIR / "static" / "vendor" / "dash.all.min.js"
-TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(str(AGENT_DIR / "templates" / "origin")),
-                               autoescape=True, undefined=jinja2.StrictUndefined)
+TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(AGENT_DIR / "templates" / "origin")),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+)
 JANITOR_INTERVAL = 1.0
 # The public listener's connections: every LL-HLS viewer holds one open (a blocking reload) all the time.
 PUBLIC_CONNECTIONS = 16384
@@ -69,10 +79,14 @@ MAX_SDP_BYTES = 64 * 1024
 # DASH segment length assumed when no HLS rendition tells the real one (deciding whether a DASH
 # segment began after the origin was made public).
 DASH_SEGMENT_GUESS_SECONDS = 10.0
-NOT_BROADCAST_NOW = ("the stream is not broadcast to viewers now (backstage preview, or made only for a recording): "
-                     "a playback token of a member is required")
-NOT_BROADCAST = ("this part of the stream was not broadcast to viewers (backstage preview, or made only for a "
-                 "recording): a playback token of a member is required")
+NOT_BROADCAST_NOW = (
+    "the stream is not broadcast to viewers now (backstage preview, or made only for a recording): "
+    "a playback token of a member is required"
+)
+NOT_BROADCAST = (
+    "this part of the stream was not broadcast to viewers (backstage preview, or made only for a "
+    "recording): a playback token of a member is required"
+)
 # LL-HLS (RFC 8216bis 6.2.5.2): a blocking playlist reload, or a request for the hinted part, is
 # held at most this many target durations; then 503 (the client asks again). A blocking response
 # names its state in its URL (_HLS_msn/_HLS_part): a CDN may share it for this many target
@@ -82,8 +96,7 @@ BLOCKING_CACHE_TARGET_DURATIONS = 2
 # Playback requests carry no body; only /upload reads one (under its own per-file cap).
 MAX_REQUEST_BODY = 64 * 1024
 # What FileResponse must answer (206, 304, 412): the in-memory answer is for plain GETs only.
-_CONDITIONAL = frozenset({"Range", "If-Range", "If-Match", "If-None-Match", "If-Modified-Since",
-                          "If-Unmodified-Since"})
+_CONDITIONAL = frozenset({"Range", "If-Range", "If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since"})
 OPEN_TO_ANYONE = access.Decision(True)
 # Rewritten MPDs kept (per MPD, host and token).
 MPD_CACHE_ENTRIES = 64
@@ -104,24 +117,33 @@ def vod_source_ok(url: str) -> bool:
 
 class Metrics:
     def __init__(self, registry) -> None:
-        self.requests = Counter("onair_origin_http_requests", "Public port responses by status", ["status"],
-                                registry=registry)
-        self.sent_bytes = Counter("onair_origin_http_sent_bytes", "Body bytes served on the public port",
-                                  registry=registry)
-        self.uploads = Counter("onair_origin_uploads", "Transcoder uploads by kind and outcome", ["kind", "result"],
-                               registry=registry)
-        self.upload_bytes = Counter("onair_origin_upload_bytes", "Bytes received from the transcoder",
-                                    registry=registry)
-        self.dvr_segments = Gauge("onair_origin_dvr_segments", "Segments in the DVR window", ["playlist"],
-                                  registry=registry)
-        self.dvr_seconds = Gauge("onair_origin_dvr_available_seconds",
-                                 "Rewind depth every rendition offers right now", registry=registry)
-        self.deleted = Counter("onair_origin_deleted_files", "Files the origin deleted (window slide, clear)",
-                               registry=registry)
-        self.refused = Counter("onair_origin_playback_refused", "Playback requests refused in backstage",
-                               registry=registry)
-        self.connections = http_limits.ConnectionMetrics(registry, "onair_origin_connections",
-                                                         "onair_origin_connections_refused")
+        self.requests = Counter(
+            "onair_origin_http_requests", "Public port responses by status", ["status"], registry=registry
+        )
+        self.sent_bytes = Counter(
+            "onair_origin_http_sent_bytes", "Body bytes served on the public port", registry=registry
+        )
+        self.uploads = Counter(
+            "onair_origin_uploads", "Transcoder uploads by kind and outcome", ["kind", "result"], registry=registry
+        )
+        self.upload_bytes = Counter(
+            "onair_origin_upload_bytes", "Bytes received from the transcoder", registry=registry
+        )
+        self.dvr_segments = Gauge(
+            "onair_origin_dvr_segments", "Segments in the DVR window", ["playlist"], registry=registry
+        )
+        self.dvr_seconds = Gauge(
+            "onair_origin_dvr_available_seconds", "Rewind depth every rendition offers right now", registry=registry
+        )
+        self.deleted = Counter(
+            "onair_origin_deleted_files", "Files the origin deleted (window slide, clear)", registry=registry
+        )
+        self.refused = Counter(
+            "onair_origin_playback_refused", "Playback requests refused in backstage", registry=registry
+        )
+        self.connections = http_limits.ConnectionMetrics(
+            registry, "onair_origin_connections", "onair_origin_connections_refused"
+        )
         self._responses: dict[int, Any] = {}
 
     def responses(self, status: int):
@@ -186,7 +208,7 @@ class OriginAgent(Agent):
         return self.public_guard.open if self.public_guard else 0
 
     def update_dvr_metrics(self, path: Optional[str] = None) -> None:
-        for p in ([path] if path else list(self.dvr.renditions)):
+        for p in [path] if path else list(self.dvr.renditions):
             self.metrics.dvr_segments.labels(playlist=p).set(self.dvr.segment_count(p))
         self.metrics.dvr_seconds.set(self.dvr.available_seconds() or 0.0)
 
@@ -242,8 +264,12 @@ class OriginAgent(Agent):
 
     def dash_protected(self, path: str) -> bool:
         directory, _, name = path.rpartition("/")
-        return any(p.match(name) for mpd, (_, patterns) in self.mpds.items()
-                   if mpd.rpartition("/")[0] == directory for p in patterns)
+        return any(
+            p.match(name)
+            for mpd, (_, patterns) in self.mpds.items()
+            if mpd.rpartition("/")[0] == directory
+            for p in patterns
+        )
 
     def ended(self, playlist: str) -> bool:
         if self.desired.phase == "ended":
@@ -267,8 +293,11 @@ class OriginAgent(Agent):
 
     def note_upload_visibility(self, path: str) -> None:
         """A DASH segment or screenshot just stored: remember it when viewers must not get it."""
-        duration = 0.0 if path == SCREENSHOT else max(
-            (r.target_duration for r in self.dvr.renditions.values()), default=DASH_SEGMENT_GUESS_SECONDS)
+        duration = (
+            0.0
+            if path == SCREENSHOT
+            else max((r.target_duration for r in self.dvr.renditions.values()), default=DASH_SEGMENT_GUESS_SECONDS)
+        )
         now = time.monotonic()
         self.dvr.upload_seen(now)
         if self.dvr.began_public(now, duration):
@@ -279,13 +308,20 @@ class OriginAgent(Agent):
     async def apply_desired(self, desired: Desired) -> None:
         self.hls_changed()  # an ended stream answers held reloads at once
         if self.dvr.set_public(self.public_now(), time.monotonic(), datetime.now(timezone.utc)):
-            log.info("%s", "segments from now on are public" if self.dvr.public_since is not None else
-                     "segments from now on are private: only playback-token holders and in-cluster readers get them")
+            log.info(
+                "%s",
+                "segments from now on are public"
+                if self.dvr.public_since is not None
+                else "segments from now on are private: only playback-token holders and in-cluster readers get them",
+            )
         state = (desired.phase, self.open_to_viewers())
         if self._phase_logged != state:
-            log.info("phase is now %s: %s%s", desired.phase,
-                     "anyone may play" if state[1] else "playback needs a valid token",
-                     ", DVR playable as VOD with ENDLIST" if desired.phase == "ended" else "")
+            log.info(
+                "phase is now %s: %s%s",
+                desired.phase,
+                "anyone may play" if state[1] else "playback needs a valid token",
+                ", DVR playable as VOD with ENDLIST" if desired.phase == "ended" else "",
+            )
             self._phase_logged = state
 
     async def _post_clear(self, request: web.Request) -> web.Response:
@@ -310,20 +346,22 @@ class OriginAgent(Agent):
     def _public_app(self) -> web.Application:
         # Bodies are only read by /upload, which streams them under its own per-file cap.
         app = web.Application(client_max_size=MAX_REQUEST_BODY, middlewares=[self._errors])
-        app.add_routes([
-            web.put(f"/{UPLOAD_PREFIX}/{{path:.*}}", self._not_an_upload_port),
-            web.delete(f"/{UPLOAD_PREFIX}/{{path:.*}}", self._not_an_upload_port),
-            web.get("/time", self._time),
-            web.get("/player", self._player),
-            web.get("/static/vendor/hls.min.js", self._hls_js),
-            web.get(f"/{RECORDINGS_PATH}/{{file}}", self._recording),
-            web.get("/static/vendor/dash.all.min.js", self._dash_js),
-            web.post(f"/{WHEP_PATH}", self._whep_post),
-            web.delete(f"/{WHEP_PATH}/{{id}}", self._whep_session),
-            web.patch(f"/{WHEP_PATH}/{{id}}", self._whep_session),
-            web.get("/{path:.*}", self._playback),
-            web.options("/{path:.*}", self._preflight),
-        ])
+        app.add_routes(
+            [
+                web.put(f"/{UPLOAD_PREFIX}/{{path:.*}}", self._not_an_upload_port),
+                web.delete(f"/{UPLOAD_PREFIX}/{{path:.*}}", self._not_an_upload_port),
+                web.get("/time", self._time),
+                web.get("/player", self._player),
+                web.get("/static/vendor/hls.min.js", self._hls_js),
+                web.get(f"/{RECORDINGS_PATH}/{{file}}", self._recording),
+                web.get("/static/vendor/dash.all.min.js", self._dash_js),
+                web.post(f"/{WHEP_PATH}", self._whep_post),
+                web.delete(f"/{WHEP_PATH}/{{id}}", self._whep_session),
+                web.patch(f"/{WHEP_PATH}/{{id}}", self._whep_session),
+                web.get("/{path:.*}", self._playback),
+                web.options("/{path:.*}", self._preflight),
+            ]
+        )
         app.on_response_prepare.append(self._on_prepare)
         self._gated = (self._playback, self._player, self._recording)  # what a closed stream needs a token for
         return app
@@ -334,8 +372,13 @@ class OriginAgent(Agent):
         return app
 
     async def _not_an_upload_port(self, request: web.Request) -> web.Response:
-        response = web.json_response({"error": "uploads are not accepted on the public port: the transcoder "
-                                               "uploads to the origin's upload port (uploadPort)"}, status=403)
+        response = web.json_response(
+            {
+                "error": "uploads are not accepted on the public port: the transcoder "
+                "uploads to the origin's upload port (uploadPort)"
+            },
+            status=403,
+        )
         response.force_close()  # never read an upload body here
         return response
 
@@ -355,14 +398,29 @@ class OriginAgent(Agent):
             raise
         except Exception as exc:
             if isinstance(exc, OSError) and exc.errno in http_limits.EMFILE_ERRNOS:
-                self.log_limited(f"exhausted:{exc.errno}", logging.ERROR, "cannot serve %s %s: %s (RLIMIT_NOFILE %d, "
-                                 "%d public connections open)", request.method, request.path[:200], exc.strerror,
-                                 http_limits.fd_limit(), self.public_connections())
-                return web.json_response({"error": "the server is short of resources: retry shortly"}, status=503,
-                                         headers={"Retry-After": str(http_limits.RETRY_AFTER_SECONDS),
-                                                  "Cache-Control": "no-store"})
-            self.log_limited(f"error:{type(exc).__name__}", logging.ERROR, "error serving %s %s",
-                             request.method, request.path[:200], exc_info=True)
+                self.log_limited(
+                    f"exhausted:{exc.errno}",
+                    logging.ERROR,
+                    "cannot serve %s %s: %s (RLIMIT_NOFILE %d, %d public connections open)",
+                    request.method,
+                    request.path[:200],
+                    exc.strerror,
+                    http_limits.fd_limit(),
+                    self.public_connections(),
+                )
+                return web.json_response(
+                    {"error": "the server is short of resources: retry shortly"},
+                    status=503,
+                    headers={"Retry-After": str(http_limits.RETRY_AFTER_SECONDS), "Cache-Control": "no-store"},
+                )
+            self.log_limited(
+                f"error:{type(exc).__name__}",
+                logging.ERROR,
+                "error serving %s %s",
+                request.method,
+                request.path[:200],
+                exc_info=True,
+            )
             return web.json_response({"error": "internal error"}, status=500)
 
     async def _on_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
@@ -392,12 +450,15 @@ class OriginAgent(Agent):
         if request.path == f"/{WHEP_PATH}" and "Access-Control-Request-Method" not in request.headers:
             return await self._whep_options(request)
         whep = request.path.rstrip("/").split("/")[-2:].count(WHEP_PATH) > 0
-        return web.Response(status=204, headers={
-            "Access-Control-Allow-Methods": "POST, DELETE, PATCH, OPTIONS" if whep else "GET, HEAD, OPTIONS",
-            **({"Accept-Post": "application/sdp"} if whep and request.path.endswith(f"/{WHEP_PATH}") else {}),
-            "Access-Control-Allow-Headers": CORS_HEADERS,
-            "Access-Control-Max-Age": "86400",
-        })
+        return web.Response(
+            status=204,
+            headers={
+                "Access-Control-Allow-Methods": "POST, DELETE, PATCH, OPTIONS" if whep else "GET, HEAD, OPTIONS",
+                **({"Accept-Post": "application/sdp"} if whep and request.path.endswith(f"/{WHEP_PATH}") else {}),
+                "Access-Control-Allow-Headers": CORS_HEADERS,
+                "Access-Control-Max-Age": "86400",
+            },
+        )
 
     async def _time(self, request: web.Request) -> web.Response:
         now = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -407,14 +468,23 @@ class OriginAgent(Agent):
         token, _ = access.request_token(request.query, request.headers.get("Authorization"))
         if token is None and self.open_to_viewers():
             return OPEN_TO_ANYONE  # most requests: nothing to verify, no secret to look at
-        decision = access.decide(self.open_to_viewers(), token, self.playback_secret.get(), self.config.livestream,
-                                 time.time())
+        decision = access.decide(
+            self.open_to_viewers(), token, self.playback_secret.get(), self.config.livestream, time.time()
+        )
         if not decision.allowed:
             self.metrics.refused.inc()
-            self.log_limited(f"refused:{decision.reason}", logging.INFO, "refused playback of %s from %s: %s",
-                             request.path[:200], request.remote, decision.reason)
+            self.log_limited(
+                f"refused:{decision.reason}",
+                logging.INFO,
+                "refused playback of %s from %s: %s",
+                request.path[:200],
+                request.remote,
+                decision.reason,
+            )
         elif decision.token and "token" not in request.query:
-            decision = access.Decision(True, token=None, member=decision.member)  # a header token is not written into URIs
+            decision = access.Decision(
+                True, token=None, member=decision.member
+            )  # a header token is not written into URIs
         return decision
 
     def open_to_viewers(self) -> bool:
@@ -440,15 +510,20 @@ class OriginAgent(Agent):
         else:
             decision = self._access(request)
         if not decision.allowed:
-            return web.json_response({"error": decision.reason, "phase": self.desired.phase}, status=403,
-                                     headers={"Cache-Control": "no-store"})
+            return web.json_response(
+                {"error": decision.reason, "phase": self.desired.phase},
+                status=403,
+                headers={"Cache-Control": "no-store"},
+            )
         query = f"token={quote(decision.token, safe='')}" if decision.token else ""
         headers = {"Cache-Control": self._cache(kind.cache, full_view=decision.member)}
 
-        if path in self.dvr.renditions or (kind.playlist and path.endswith(".m3u8")
-                                           and "_HLS_msn" in request.query and not self.storage.existing(path)):
-            return await self._media_playlist(request, path, kind.content_type, query, headers,
-                                              public=not decision.member)
+        if path in self.dvr.renditions or (
+            kind.playlist and path.endswith(".m3u8") and "_HLS_msn" in request.query and not self.storage.existing(path)
+        ):
+            return await self._media_playlist(
+                request, path, kind.content_type, query, headers, public=not decision.member
+            )
         if kind.playlist:
             hot = self.storage.hot(path)
             raw = hot.data if hot is not None else await self.run_io(self.storage.read, path)
@@ -464,8 +539,11 @@ class OriginAgent(Agent):
         if hot is not None and path not in self.dash_live:
             if not decision.member and self._private(path):
                 self.metrics.refused.inc()
-                return web.json_response({"error": NOT_BROADCAST, "phase": self.desired.phase}, status=403,
-                                         headers={"Cache-Control": "no-store"})
+                return web.json_response(
+                    {"error": NOT_BROADCAST, "phase": self.desired.phase},
+                    status=403,
+                    headers={"Cache-Control": "no-store"},
+                )
             if not any(name in request.headers for name in _CONDITIONAL):
                 headers["Content-Type"] = kind.content_type
                 headers["Accept-Ranges"] = "bytes"
@@ -488,16 +566,20 @@ class OriginAgent(Agent):
             if growing is not None:
                 if not decision.member and self._private(path):
                     self.metrics.refused.inc()
-                    return web.json_response({"error": NOT_BROADCAST, "phase": self.desired.phase}, status=403,
-                                             headers={"Cache-Control": "no-store"})
+                    return web.json_response(
+                        {"error": NOT_BROADCAST, "phase": self.desired.phase},
+                        status=403,
+                        headers={"Cache-Control": "no-store"},
+                    )
                 headers["Content-Type"] = kind.content_type
                 return await chunked.serve(request, growing, headers, self.metrics.sent_bytes.inc)
         if not full.is_file():
             return web.json_response({"error": "not found"}, status=404, headers={"Cache-Control": "no-store"})
         if not decision.member and self._private(path):
             self.metrics.refused.inc()
-            return web.json_response({"error": NOT_BROADCAST, "phase": self.desired.phase}, status=403,
-                                     headers={"Cache-Control": "no-store"})
+            return web.json_response(
+                {"error": NOT_BROADCAST, "phase": self.desired.phase}, status=403, headers={"Cache-Control": "no-store"}
+            )
         headers["Content-Type"] = kind.content_type
         return web.FileResponse(full, headers=headers)
 
@@ -507,9 +589,13 @@ class OriginAgent(Agent):
         cached = self._mpd_cache.get(key)
         if cached is None:
             # Scheme-relative: right behind a TLS-terminating ingress as well as on plain HTTP.
-            cached = rewrite_mpd(raw.decode("utf-8", "replace"), f"//{host}/time",
-                                 self.config.dvr_window_seconds if self.config.dvr_enabled else None, query,
-                                 low_latency=self.dash_low_latency)
+            cached = rewrite_mpd(
+                raw.decode("utf-8", "replace"),
+                f"//{host}/time",
+                self.config.dvr_window_seconds if self.config.dvr_enabled else None,
+                query,
+                low_latency=self.dash_low_latency,
+            )
             if len(self._mpd_cache) >= MPD_CACHE_ENTRIES:
                 self._mpd_cache.clear()  # tokens differ per viewer: never let them pile up
             self._mpd_cache[key] = cached
@@ -530,8 +616,9 @@ class OriginAgent(Agent):
     def _hinted(self, path: str) -> bool:
         return any(r.hint == path for r in self.dvr.renditions.values())
 
-    async def _media_playlist(self, request: web.Request, path: str, content_type: str, query: str,
-                              headers: dict[str, str], public: bool) -> web.Response:
+    async def _media_playlist(
+        self, request: web.Request, path: str, content_type: str, query: str, headers: dict[str, str], public: bool
+    ) -> web.Response:
         """The DVR's media playlist; for LL-HLS clients blocking (``_HLS_msn``, ``_HLS_part``) and delta
         (``_HLS_skip``) requests too."""
         no_store = {"Cache-Control": "no-store"}
@@ -543,8 +630,9 @@ class OriginAgent(Agent):
         if part is not None and msn is None:
             return web.json_response({"error": "_HLS_part needs _HLS_msn"}, status=400, headers=no_store)
         if (msn is not None and msn < 0) or (part is not None and part < 0):
-            return web.json_response({"error": "_HLS_msn and _HLS_part cannot be negative"}, status=400,
-                                     headers=no_store)
+            return web.json_response(
+                {"error": "_HLS_msn and _HLS_part cannot be negative"}, status=400, headers=no_store
+            )
         skip = request.query.get("_HLS_skip") in ("YES", "v2")
         if msn is not None:
             states: list[str] = []
@@ -554,16 +642,31 @@ class OriginAgent(Agent):
                 return states[-1] != "wait"
 
             if not await self._hold_until(path, settled, self._hold_seconds(path)):
-                return web.json_response({"error": f"segment {msn}" + (f" part {part}" if part is not None else "")
-                                                   + " is not available yet: ask again"},
-                                         status=503, headers=no_store)
+                return web.json_response(
+                    {
+                        "error": f"segment {msn}"
+                        + (f" part {part}" if part is not None else "")
+                        + " is not available yet: ask again"
+                    },
+                    status=503,
+                    headers=no_store,
+                )
             if states[-1] == "bad":
-                return web.json_response({"error": f"_HLS_msn={msn}" + (f" _HLS_part={part}" if part is not None else "")
-                                                   + " is too far beyond the end of the playlist"},
-                                         status=400, headers=no_store)
+                return web.json_response(
+                    {
+                        "error": f"_HLS_msn={msn}"
+                        + (f" _HLS_part={part}" if part is not None else "")
+                        + " is too far beyond the end of the playlist"
+                    },
+                    status=400,
+                    headers=no_store,
+                )
             rendition = self.dvr.renditions[path]
-            headers = {"Cache-Control": self._cache(
-                f"max-age={BLOCKING_CACHE_TARGET_DURATIONS * rendition.target_duration}", full_view=not public)}
+            headers = {
+                "Cache-Control": self._cache(
+                    f"max-age={BLOCKING_CACHE_TARGET_DURATIONS * rendition.target_duration}", full_view=not public
+                )
+            }
         text = self.dvr.render(path, ended=self.ended(path), query=query, public=public, skip=skip)
         if text is None:
             return web.json_response({"error": "no segments yet"}, status=404, headers={"Cache-Control": "no-cache"})
@@ -586,47 +689,77 @@ class OriginAgent(Agent):
         if fmt == "whep" and not recordings:
             return self._whep_player(request, decision)
         if not HLS_JS.is_file():
-            return web.Response(status=503, text="The player is not available: hls.js was not built into this image "
-                                                 "(run scripts/build-player).\n")
+            return web.Response(
+                status=503,
+                text="The player is not available: hls.js was not built into this image (run scripts/build-player).\n",
+            )
         if recordings:
             # A Recording's VOD playlist(s) (its status.playback), played in order; never the live tier.
             refused = next((url for url in recordings if not vod_source_ok(url)), None)
             if refused is not None:
-                return web.Response(status=400, text=(
-                    f"?src= must be an absolute http(s) URL of an HLS playlist (a Recording's status.playback.url or "
-                    f"parts[].url, URL-encoded), not {refused[:200]!r}.\n"))
+                return web.Response(
+                    status=400,
+                    text=(
+                        f"?src= must be an absolute http(s) URL of an HLS playlist (a Recording's status.playback.url or "
+                        f"parts[].url, URL-encoded), not {refused[:200]!r}.\n"
+                    ),
+                )
             sources, low_latency, fmt = recordings, False, "cmaf"
         else:
             if fmt == "dash" and not DASH_JS.is_file():
-                return web.Response(status=503, text="The DASH player is not available: dash.js was not built into "
-                                                     "this image (run scripts/build-player).\n")
+                return web.Response(
+                    status=503,
+                    text="The DASH player is not available: dash.js was not built into "
+                    "this image (run scripts/build-player).\n",
+                )
             source = PLAYER_FORMATS[fmt]
             if decision.token:
                 source += f"?token={quote(decision.token, safe='')}"
             sources, low_latency = [source], self.config.low_latency
         ll = self.dash_low_latency if low_latency else None
         page = TEMPLATES.get_template("player.html.j2").render(
-            source=sources[0], sources=sources, vod=bool(recordings), projection=self.config.projection,
-            livestream=self.config.livestream, engine="dash" if fmt == "dash" else "hls",
+            source=sources[0],
+            sources=sources,
+            vod=bool(recordings),
+            projection=self.config.projection,
+            livestream=self.config.livestream,
+            engine="dash" if fmt == "dash" else "hls",
             player_js="static/vendor/dash.all.min.js" if fmt == "dash" else "static/vendor/hls.min.js",
-            autoplay=request.query.get("autoplay", "1") != "0", low_latency=low_latency,
+            autoplay=request.query.get("autoplay", "1") != "0",
+            low_latency=low_latency,
             # dash.js in the low-latency tier holds the MPD's ServiceDescription, stated here too so the
             # page says what it plays at (and keeps to it should a proxy strip the MPD's).
-            live_delay=ll.target_seconds if ll else None, max_drift=ll.max_seconds - ll.target_seconds if ll else None,
-            rate_min=LL_MIN_PLAYBACK_RATE - 1, rate_max=LL_MAX_PLAYBACK_RATE - 1)
+            live_delay=ll.target_seconds if ll else None,
+            max_drift=ll.max_seconds - ll.target_seconds if ll else None,
+            rate_min=LL_MIN_PLAYBACK_RATE - 1,
+            rate_max=LL_MAX_PLAYBACK_RATE - 1,
+        )
         return web.Response(text=page, content_type="text/html", headers={"Cache-Control": "no-cache"})
 
     def _whep_player(self, request: web.Request, decision: access.Decision) -> web.Response:
         """``/player?format=whep``: the browser's own RTCPeerConnection against ``whep`` (no library)."""
         if not self.config.whep_url:
-            return web.Response(status=404, text="WebRTC (WHEP) playback is not enabled for this livestream "
-                                                 "(broadcasting.outputs.webrtc): play ?format=cmaf, ts or dash.\n")
+            return web.Response(
+                status=404,
+                text="WebRTC (WHEP) playback is not enabled for this livestream "
+                "(broadcasting.outputs.webrtc): play ?format=cmaf, ts or dash.\n",
+            )
         source = WHEP_PATH + (f"?token={quote(decision.token, safe='')}" if decision.token else "")
         page = TEMPLATES.get_template("player.html.j2").render(
-            source=source, sources=[source], vod=False, projection=self.config.projection,
-            livestream=self.config.livestream, engine="whep", player_js=None,
-            autoplay=request.query.get("autoplay", "1") != "0", low_latency=True, live_delay=None, max_drift=None,
-            rate_min=None, rate_max=None)
+            source=source,
+            sources=[source],
+            vod=False,
+            projection=self.config.projection,
+            livestream=self.config.livestream,
+            engine="whep",
+            player_js=None,
+            autoplay=request.query.get("autoplay", "1") != "0",
+            low_latency=True,
+            live_delay=None,
+            max_drift=None,
+            rate_min=None,
+            rate_max=None,
+        )
         return web.Response(text=page, content_type="text/html", headers={"Cache-Control": "no-cache"})
 
     async def _recording(self, request: web.Request) -> web.StreamResponse:
@@ -638,8 +771,11 @@ class OriginAgent(Agent):
             return web.json_response({"error": "not a recording part (<session>_partNNNN.m3u8 or .mp4)"}, status=404)
         decision = self._access(request)
         if not decision.allowed:
-            return web.json_response({"error": decision.reason, "phase": self.desired.phase}, status=403,
-                                     headers={"Cache-Control": "no-store"})
+            return web.json_response(
+                {"error": decision.reason, "phase": self.desired.phase},
+                status=403,
+                headers={"Cache-Control": "no-store"},
+            )
         if not self.config.recorder_url:
             return web.json_response({"error": "this livestream has no recorder: no recordings to serve"}, status=404)
         headers = {"Authorization": f"Bearer {self.agent_token.get() or ''}"}
@@ -651,17 +787,26 @@ class OriginAgent(Agent):
                 if upstream.status not in (200, 206):
                     reason = (await upstream.text())[:300]
                     status = 404 if upstream.status == 404 else 502
-                    return web.json_response({"error": f"the recorder answered {upstream.status}: {reason}"},
-                                             status=status, headers={"Cache-Control": "no-cache"})
-                passed = {k: upstream.headers[k] for k in ("Content-Type", "Content-Range", "Accept-Ranges",
-                                                           "Last-Modified", "ETag") if k in upstream.headers}
+                    return web.json_response(
+                        {"error": f"the recorder answered {upstream.status}: {reason}"},
+                        status=status,
+                        headers={"Cache-Control": "no-cache"},
+                    )
+                passed = {
+                    k: upstream.headers[k]
+                    for k in ("Content-Type", "Content-Range", "Accept-Ranges", "Last-Modified", "ETag")
+                    if k in upstream.headers
+                }
                 passed["Cache-Control"] = upstream.headers.get("Cache-Control", "no-cache")
                 if name.endswith(".m3u8"):
                     text = await upstream.text()
                     if decision.token:
                         text = add_query(text, f"token={quote(decision.token, safe='')}")
-                    return web.Response(text=text, status=upstream.status, headers={
-                        **passed, "Content-Type": "application/vnd.apple.mpegurl"})
+                    return web.Response(
+                        text=text,
+                        status=upstream.status,
+                        headers={**passed, "Content-Type": "application/vnd.apple.mpegurl"},
+                    )
                 response = web.StreamResponse(status=upstream.status, headers=passed)
                 if upstream.content_length is not None:
                     response.content_length = upstream.content_length
@@ -671,13 +816,17 @@ class OriginAgent(Agent):
                 await response.write_eof()
                 return response
         except aiohttp.ClientError as exc:
-            return web.json_response({"error": f"the recorder does not answer ({exc}); its recordings play again "
-                                               "once its pod runs"}, status=502, headers={"Cache-Control": "no-cache"})
+            return web.json_response(
+                {"error": f"the recorder does not answer ({exc}); its recordings play again once its pod runs"},
+                status=502,
+                headers={"Cache-Control": "no-cache"},
+            )
 
     def _recorder_http(self) -> aiohttp.ClientSession:
         if self._recorder_session is None or self._recorder_session.closed:
-            self._recorder_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5,
-                                                                                         sock_read=30))
+            self._recorder_session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=30)
+            )
         return self._recorder_session
 
     # ------------------------------------------------------------------------- WHEP
@@ -686,14 +835,21 @@ class OriginAgent(Agent):
         before the stream is open, as ``Authorization: Bearer`` or ``?token=``), then the transcoder,
         which answers with its SDP and the session's Location (here, relative: ``whep/<id>``)."""
         if not self.config.whep_url:
-            return web.json_response({"error": "WHEP playback is not enabled for this livestream: play HLS or DASH "
-                                               "(status.playback)"}, status=404)
+            return web.json_response(
+                {"error": "WHEP playback is not enabled for this livestream: play HLS or DASH (status.playback)"},
+                status=404,
+            )
         refused = self._whep_refusal(request)
         if refused is not None:
             return refused
         if request.content_type != "application/sdp":
-            return web.json_response({"error": f"expected Content-Type application/sdp (an SDP offer), got "
-                                               f"{request.content_type or 'none'}"}, status=415)
+            return web.json_response(
+                {
+                    "error": f"expected Content-Type application/sdp (an SDP offer), got "
+                    f"{request.content_type or 'none'}"
+                },
+                status=415,
+            )
         offer = await request.read()
         if len(offer) > MAX_SDP_BYTES:
             return web.json_response({"error": "the SDP offer is too large"}, status=413)
@@ -718,8 +874,9 @@ class OriginAgent(Agent):
             reason = NOT_BROADCAST_NOW
         if reason is None:
             return None
-        return web.json_response({"error": reason, "phase": self.desired.phase}, status=403,
-                                 headers={"Cache-Control": "no-store"})
+        return web.json_response(
+            {"error": reason, "phase": self.desired.phase}, status=403, headers={"Cache-Control": "no-store"}
+        )
 
     async def _whep_session(self, request: web.Request) -> web.Response:
         """``DELETE`` ends a session; whoever holds its Location (an unguessable id) may. PATCH (trickle ICE)
@@ -737,19 +894,26 @@ class OriginAgent(Agent):
         if body is not None:
             headers["Content-Type"] = "application/sdp"
         try:
-            async with self._recorder_http().request(method, url, data=body, headers=headers,
-                                                     timeout=aiohttp.ClientTimeout(total=20)) as upstream:
+            async with self._recorder_http().request(
+                method, url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=20)
+            ) as upstream:
                 text = await upstream.text()
-                passed = {k: v for k, v in upstream.headers.items()
-                          if k in ("Content-Type", "ETag", "Retry-After", "Allow", "Accept-Post")}
+                passed = {
+                    k: v
+                    for k, v in upstream.headers.items()
+                    if k in ("Content-Type", "ETag", "Retry-After", "Allow", "Accept-Post")
+                }
                 if upstream.status in (401, 403):
                     # The agent token is the operator's business, never the viewer's: a pod out of step.
-                    log.error("the transcoder refused the origin's WHEP %s (%s): is the agent token the same?",
-                              method, upstream.status)
-                    return web.json_response({"error": "the transcoder refused the origin: retry shortly"},
-                                             status=502)
-                response = web.Response(status=upstream.status, text=text or None, headers={
-                    **passed, "Cache-Control": "no-store"})
+                    log.error(
+                        "the transcoder refused the origin's WHEP %s (%s): is the agent token the same?",
+                        method,
+                        upstream.status,
+                    )
+                    return web.json_response({"error": "the transcoder refused the origin: retry shortly"}, status=502)
+                response = web.Response(
+                    status=upstream.status, text=text or None, headers={**passed, "Cache-Control": "no-store"}
+                )
                 # Link repeats (one ICE server each): all of them.
                 for link in upstream.headers.getall("Link", []):
                     response.headers.add("Link", link)
@@ -759,21 +923,28 @@ class OriginAgent(Agent):
                     response.headers["Location"] = f"{WHEP_PATH}/{location.rstrip('/').rsplit('/', 1)[-1]}"
                 return response
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            return web.json_response({"error": f"the transcoder does not answer ({exc or type(exc).__name__}): the "
-                                               "stream is not live, or its transcoder is restarting"},
-                                     status=503, headers={"Retry-After": "2", "Cache-Control": "no-store"})
+            return web.json_response(
+                {
+                    "error": f"the transcoder does not answer ({exc or type(exc).__name__}): the "
+                    "stream is not live, or its transcoder is restarting"
+                },
+                status=503,
+                headers={"Retry-After": "2", "Cache-Control": "no-store"},
+            )
 
     async def _hls_js(self, request: web.Request) -> web.StreamResponse:
         if not HLS_JS.is_file():
             return web.Response(status=503, text="hls.js was not built into this image: run scripts/build-player.\n")
-        return web.FileResponse(HLS_JS, headers={"Content-Type": "application/javascript",
-                                                 "Cache-Control": "max-age=3600"})
+        return web.FileResponse(
+            HLS_JS, headers={"Content-Type": "application/javascript", "Cache-Control": "max-age=3600"}
+        )
 
     async def _dash_js(self, request: web.Request) -> web.StreamResponse:
         if not DASH_JS.is_file():
             return web.Response(status=503, text="dash.js was not built into this image: run scripts/build-player.\n")
-        return web.FileResponse(DASH_JS, headers={"Content-Type": "application/javascript",
-                                                  "Cache-Control": "max-age=3600"})
+        return web.FileResponse(
+            DASH_JS, headers={"Content-Type": "application/javascript", "Cache-Control": "max-age=3600"}
+        )
 
     # ------------------------------------------------------------------------- background
     async def _janitor_loop(self) -> None:
@@ -828,13 +999,17 @@ class OriginAgent(Agent):
         records = self.journal.load()
         if records:
             bad = self.dvr.replay(records, time.monotonic())
-            log.info("DVR restored from the journal: %s%s", ", ".join(
-                f"{p} {len(r.segments)} segments" for p, r in self.dvr.renditions.items()) or "empty",
-                f" ({bad} unreadable records skipped)" if bad else "")
+            log.info(
+                "DVR restored from the journal: %s%s",
+                ", ".join(f"{p} {len(r.segments)} segments" for p, r in self.dvr.renditions.items()) or "empty",
+                f" ({bad} unreadable records skipped)" if bad else "",
+            )
         try:
             self.journal.rewrite(self.dvr.snapshot())
         except OSError as exc:
-            log.error("cannot write the DVR journal %s: %s; the DVR would not survive a restart", self.journal.path, exc)
+            log.error(
+                "cannot write the DVR journal %s: %s; the DVR would not survive a restart", self.journal.path, exc
+            )
         self.update_dvr_metrics()
         for rel, _ in self.storage.walk("hls", (".m3u8",)):
             self.manifests.add(rel)
@@ -842,13 +1017,18 @@ class OriginAgent(Agent):
             self.manifests.add(rel)
             text = (self.storage.read(rel) or b"").decode("utf-8", "replace")
             self.mpds[rel] = (time_shift_buffer_depth(text), init_patterns(text))
-        orphans = [rel for rel, _ in self.storage.walk("hls", (".m4s", ".mp4", ".m4v", ".m4a", ".ts", ".aac", ".vtt"))
-                   if not self.dvr.keeps(rel) and rel not in self.dvr.pending_delete]
+        orphans = [
+            rel
+            for rel, _ in self.storage.walk("hls", (".m4s", ".mp4", ".m4v", ".m4a", ".ts", ".aac", ".vtt"))
+            if not self.dvr.keeps(rel) and rel not in self.dvr.pending_delete
+        ]
         if orphans:
             log.info("deleting %d HLS files no DVR playlist references (left by a previous run)", len(orphans))
             self.storage.delete(orphans)
         now = time.monotonic()
-        for rel, mtime in sorted(self.storage.walk("dash", (".m4s", ".mp4", ".m4v", ".m4a", ".webm")), key=lambda x: x[1]):
+        for rel, mtime in sorted(
+            self.storage.walk("dash", (".m4s", ".mp4", ".m4v", ".m4a", ".webm")), key=lambda x: x[1]
+        ):
             uploaded = now - max(0.0, time.time() - mtime)
             self.dash_uploaded_at[rel] = uploaded
             self.dash_files.append((uploaded, rel))
@@ -860,28 +1040,39 @@ class OriginAgent(Agent):
         # Viewers are mostly at the live edge, answered from memory: a connection is its socket alone
         # (held LL-HLS reloads too). A DVR rewind read from the volume needs a second fd while it
         # is sent; short of one, that request gets a 503 with Retry-After (see _errors).
-        limits = fds.allot("public", max_connections=PUBLIC_CONNECTIONS, fds_per_connection=1,
-                           backlog=PUBLIC_BACKLOG)
+        limits = fds.allot("public", max_connections=PUBLIC_CONNECTIONS, fds_per_connection=1, backlog=PUBLIC_BACKLOG)
         self.public_guard = http_limits.ConnectionGuard(limits, self.metrics.connections, log)
         # No handler cancellation: ffmpeg closes its socket right after the last chunk without
         # reading our response, and the upload must still be stored.
         self._public_runner = web.AppRunner(self.public, access_log=None, keepalive_timeout=limits.idle_timeout)
         await self._public_runner.setup()
-        site = http_limits.GuardedSite(self._public_runner, self.config.listen_host, self.config.http_port,
-                                       self.public_guard)
+        site = http_limits.GuardedSite(
+            self._public_runner, self.config.listen_host, self.config.http_port, self.public_guard
+        )
         try:
             await site.start()
         except OSError as exc:
             raise SystemExit(
                 f"onair agent origin: cannot listen on {self.config.listen_host}:{self.config.http_port}: "
-                f"{exc.strerror}. Another process holds the port; free it or set httpPort in the config.") from None
-        log.info("origin for %s serving on http://%s:%s (phase %s, DVR %s, uploads %s, player %s)",
-                 self.config.livestream, self.config.listen_host, self.config.http_port, self.desired.phase,
-                 f"{self.config.dvr_window_seconds}s" if self.config.dvr_enabled else "off",
-                 "enabled" if self.upload_token.get() else "DISABLED: no upload token configured",
-                 "ready" if HLS_JS.is_file() else "unavailable: hls.js not built")
-        log.log(logging.WARNING if fds.short else logging.INFO, "public port: %s (RLIMIT_NOFILE %d%s)",
-                limits.describe(), fds.limit, ": raise it for more" if fds.short else "")
+                f"{exc.strerror}. Another process holds the port; free it or set httpPort in the config."
+            ) from None
+        log.info(
+            "origin for %s serving on http://%s:%s (phase %s, DVR %s, uploads %s, player %s)",
+            self.config.livestream,
+            self.config.listen_host,
+            self.config.http_port,
+            self.desired.phase,
+            f"{self.config.dvr_window_seconds}s" if self.config.dvr_enabled else "off",
+            "enabled" if self.upload_token.get() else "DISABLED: no upload token configured",
+            "ready" if HLS_JS.is_file() else "unavailable: hls.js not built",
+        )
+        log.log(
+            logging.WARNING if fds.short else logging.INFO,
+            "public port: %s (RLIMIT_NOFILE %d%s)",
+            limits.describe(),
+            fds.limit,
+            ": raise it for more" if fds.short else "",
+        )
 
     async def start_upload(self, fds: http_limits.FdBudget) -> None:
         # Allotted before the viewers' listener, so no number of viewers can take the fds uploads
@@ -890,19 +1081,23 @@ class OriginAgent(Agent):
         self.upload_guard = http_limits.ConnectionGuard(limits, self.metrics.connections, log)
         # No handler cancellation (as on the public port): ffmpeg closes its socket right after the
         # last chunk without reading our response, and the upload must still be stored.
-        self._upload_runner = web.AppRunner(self.upload, access_log=None, handler_cancellation=False,
-                                            keepalive_timeout=limits.idle_timeout)
+        self._upload_runner = web.AppRunner(
+            self.upload, access_log=None, handler_cancellation=False, keepalive_timeout=limits.idle_timeout
+        )
         await self._upload_runner.setup()
-        site = http_limits.GuardedSite(self._upload_runner, self.config.listen_host, self.config.upload_port,
-                                       self.upload_guard)
+        site = http_limits.GuardedSite(
+            self._upload_runner, self.config.listen_host, self.config.upload_port, self.upload_guard
+        )
         try:
             await site.start()
         except OSError as exc:
             raise SystemExit(
                 f"onair agent origin: cannot listen on {self.config.listen_host}:{self.config.upload_port}: "
-                f"{exc.strerror}. Another process holds the port; free it or set uploadPort in the config.") from None
-        log.info("transcoder uploads on http://%s:%s/%s/", self.config.listen_host, self.config.upload_port,
-                 UPLOAD_PREFIX)
+                f"{exc.strerror}. Another process holds the port; free it or set uploadPort in the config."
+            ) from None
+        log.info(
+            "transcoder uploads on http://%s:%s/%s/", self.config.listen_host, self.config.upload_port, UPLOAD_PREFIX
+        )
 
     async def prepare(self) -> None:
         self.storage.prepare()

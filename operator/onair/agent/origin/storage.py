@@ -7,6 +7,7 @@ The files written last stay in memory too (``hot``), up to ``HOT_BYTES``: every 
 the same few segments and parts at the live edge, and answering them from memory costs no thread
 hop, no open, stat or realpath per request. Older files (DVR rewinds) are read from the volume.
 """
+
 from __future__ import annotations
 
 import logging
@@ -54,8 +55,10 @@ class Storage:
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as exc:
-            raise SystemExit(f"onair agent origin: data_dir {self.root} is not writable: {exc.strerror or exc}. "
-                             "Mount a writable volume there or set dataDir in the config.") from None
+            raise SystemExit(
+                f"onair agent origin: data_dir {self.root} is not writable: {exc.strerror or exc}. "
+                "Mount a writable volume there or set dataDir in the config."
+            ) from None
         for leftover in self.tmp.iterdir():
             leftover.unlink(missing_ok=True)
 

@@ -8,6 +8,7 @@ In the low-latency tier DASH segments are readable while their upload runs (``ch
 transcoder streams each one as ffmpeg writes it, and viewers get its chunks as they arrive. Plain
 DASH keeps whole-file uploads, served once stored.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -65,8 +66,11 @@ class Uploads:
             return _error(403, "uploads are disabled: no upload token is configured (uploadTokenFile)")
         header = request.headers.get("Authorization", "")
         if header[:7].lower() != "bearer " or not header[7:].strip():
-            return web.json_response({"error": "upload requires Authorization: Bearer <upload token>"}, status=401,
-                                     headers={"WWW-Authenticate": 'Bearer realm="onair-origin-upload"'})
+            return web.json_response(
+                {"error": "upload requires Authorization: Bearer <upload token>"},
+                status=401,
+                headers={"WWW-Authenticate": 'Bearer realm="onair-origin-upload"'},
+            )
         if not hmac.compare_digest(header[7:].strip().encode(), expected.encode()):
             return _error(403, "wrong upload token")
         return None
@@ -77,8 +81,11 @@ class Uploads:
         except BadPath as exc:
             return None, _error(400, f"bad upload path: {exc}")
         if not is_publishable(path):
-            return None, _error(400, "not part of the output tree: expected hls/..., dash/... or screenshot.jpg "
-                                     "with a playlist, manifest, segment or image extension")
+            return None, _error(
+                400,
+                "not part of the output tree: expected hls/..., dash/... or screenshot.jpg "
+                "with a playlist, manifest, segment or image extension",
+            )
         return path, None
 
     def _refuse(self, request: web.Request, response: web.Response, path: str = "") -> web.Response:
@@ -87,10 +94,16 @@ class Uploads:
             k = kind_of(path)
             kind = "playlist" if k and k.playlist else ("screenshot" if path == SCREENSHOT else "segment")
         self.origin.metrics.uploads.labels(kind=kind, result="refused").inc()
-        self.origin.log_limited(f"upload-refused:{response.status}", logging.WARNING,
-                                "refused %s /upload/%s from %s: HTTP %s %s", request.method,
-                                request.match_info.get("path", "")[:200], request.remote, response.status,
-                                getattr(response, "text", "") or "")
+        self.origin.log_limited(
+            f"upload-refused:{response.status}",
+            logging.WARNING,
+            "refused %s /upload/%s from %s: HTTP %s %s",
+            request.method,
+            request.match_info.get("path", "")[:200],
+            request.remote,
+            response.status,
+            getattr(response, "text", "") or "",
+        )
         return response
 
     async def _body(self, request: web.Request, cap: int, growing: Optional[GrowingFile] = None) -> Optional[bytes]:
@@ -122,17 +135,32 @@ class Uploads:
         label = "playlist" if kind.playlist else ("screenshot" if path == SCREENSHOT else "segment")
         self.origin.metrics.uploads.labels(kind=label, result="failed").inc()
         if exc.errno in EMFILE_ERRNOS:
-            status, cause = 503, (f"the origin is out of file descriptors (RLIMIT_NOFILE {fd_limit()}, "
-                                  f"{self.origin.public_connections()} public connections open)")
+            status, cause = (
+                503,
+                (
+                    f"the origin is out of file descriptors (RLIMIT_NOFILE {fd_limit()}, "
+                    f"{self.origin.public_connections()} public connections open)"
+                ),
+            )
         elif exc.errno in (errno.ENOSPC, errno.EDQUOT):
             status, cause = 507, "the data volume is full"
         else:
             status, cause = 500, "storage error"
-        self.origin.log_limited(f"store-failed:{exc.errno}", logging.ERROR, "upload of %s NOT stored: %s: %s; "
-                                "answered %d so the transcoder sends it again (it is lost if that fails too)",
-                                path, cause, exc.strerror or exc, status)
-        return web.json_response({"error": f"upload not stored: {cause}: {exc.strerror or exc}"}, status=status,
-                                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+        self.origin.log_limited(
+            f"store-failed:{exc.errno}",
+            logging.ERROR,
+            "upload of %s NOT stored: %s: %s; "
+            "answered %d so the transcoder sends it again (it is lost if that fails too)",
+            path,
+            cause,
+            exc.strerror or exc,
+            status,
+        )
+        return web.json_response(
+            {"error": f"upload not stored: {cause}: {exc.strerror or exc}"},
+            status=status,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
 
     # ------------------------------------------------------------------------- PUT
     async def put(self, request: web.Request) -> web.Response:
@@ -156,18 +184,25 @@ class Uploads:
 
     async def _put(self, request: web.Request, path: str, kind: Kind) -> web.Response:
         cap = MAX_MANIFEST_BYTES if kind.playlist else self.origin.config.max_upload_bytes
-        if (self.origin.dash_low_latency is not None and path.startswith("dash/") and kind.media
-                and path not in self.origin.dash_live):
+        if (
+            self.origin.dash_low_latency is not None
+            and path.startswith("dash/")
+            and kind.media
+            and path not in self.origin.dash_live
+        ):
             return await self._dash_segment(request, path, cap)
         try:
             body = await self._body(request, cap)
         except _Aborted as exc:
             self.origin.metrics.uploads.labels(kind="playlist" if kind.playlist else "segment", result="aborted").inc()
-            self.origin.log_limited("upload-aborted", logging.WARNING, "upload of %s aborted by the sender (%s): "
-                                    "nothing stored", path, exc)
+            self.origin.log_limited(
+                "upload-aborted", logging.WARNING, "upload of %s aborted by the sender (%s): nothing stored", path, exc
+            )
             return web.Response(status=400)
         if body is None:
-            return self._refuse(request, _error(413, f"upload larger than the {cap} byte limit for this file type"), path)
+            return self._refuse(
+                request, _error(413, f"upload larger than the {cap} byte limit for this file type"), path
+            )
         origin = self.origin
         origin.last_upload_at = time.time()
         origin.metrics.upload_bytes.inc(len(body))
@@ -202,11 +237,21 @@ class Uploads:
         await self._wait_for_listed(path, playlist)
         had = origin.dvr.segment_count(path)
         result = origin.dvr.ingest(path, playlist, time.monotonic())
-        log.debug("playlist %s: %d listed, %d appended, %d slid out", path, len(playlist.segments),
-                  len(result.appended), len(result.removed))
+        log.debug(
+            "playlist %s: %d listed, %d appended, %d slid out",
+            path,
+            len(playlist.segments),
+            len(result.appended),
+            len(result.removed),
+        )
         if result.skipped:
-            origin.log_limited(f"skipped:{path}", logging.WARNING, "%s lists URIs the origin refuses (%s): skipped",
-                               path, ", ".join(u[:60] for u in result.skipped[:3]))
+            origin.log_limited(
+                f"skipped:{path}",
+                logging.WARNING,
+                "%s lists URIs the origin refuses (%s): skipped",
+                path,
+                ", ".join(u[:60] for u in result.skipped[:3]),
+            )
         if result.appended and not had:
             log.info("DVR %s: first segment %s", path, result.appended[0].path)
         origin.metrics.uploads.labels(kind="playlist", result="indexed").inc()
@@ -228,8 +273,13 @@ class Uploads:
             try:
                 await asyncio.wait_for(asyncio.gather(*pending), INFLIGHT_WAIT_SECONDS)
             except asyncio.TimeoutError:
-                self.origin.log_limited(f"slow:{path}", logging.WARNING, "%s lists segments still uploading after "
-                                        "%.0fs; indexing them with a later playlist", path, INFLIGHT_WAIT_SECONDS)
+                self.origin.log_limited(
+                    f"slow:{path}",
+                    logging.WARNING,
+                    "%s lists segments still uploading after %.0fs; indexing them with a later playlist",
+                    path,
+                    INFLIGHT_WAIT_SECONDS,
+                )
 
     async def _file(self, path: str, body: bytes) -> web.Response:
         origin = self.origin
@@ -240,8 +290,12 @@ class Uploads:
                 origin.metrics.uploads.labels(kind=label, result="duplicate").inc()
                 return web.Response(status=204)
             if stored != path:
-                log.warning("%s overwritten while the DVR still serves it: new bytes stored as %s "
-                            "(give every transcoder run its own file names)", path, stored)
+                log.warning(
+                    "%s overwritten while the DVR still serves it: new bytes stored as %s "
+                    "(give every transcoder run its own file names)",
+                    path,
+                    stored,
+                )
             await origin.run_io(origin.storage.write, stored, body)
             origin.dvr.uploaded(path, stored, time.monotonic())
             origin.hls_changed(path)
@@ -267,13 +321,19 @@ class Uploads:
             except _Aborted as exc:
                 growing.fail()
                 origin.metrics.uploads.labels(kind="segment", result="aborted").inc()
-                origin.log_limited("upload-aborted", logging.WARNING, "upload of %s aborted by the sender (%s): "
-                                   "nothing stored, its viewers' responses cut short", path, exc)
+                origin.log_limited(
+                    "upload-aborted",
+                    logging.WARNING,
+                    "upload of %s aborted by the sender (%s): nothing stored, its viewers' responses cut short",
+                    path,
+                    exc,
+                )
                 return web.Response(status=400)
             if body is None:
                 growing.fail()
-                return self._refuse(request, _error(413, f"upload larger than the {cap} byte limit for this file "
-                                                         "type"), path)
+                return self._refuse(
+                    request, _error(413, f"upload larger than the {cap} byte limit for this file type"), path
+                )
             origin.last_upload_at = time.time()
             origin.metrics.upload_bytes.inc(len(body))
             try:

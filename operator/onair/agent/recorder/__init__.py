@@ -4,6 +4,7 @@ finished session's files (what the operator's one-shot pod runs when no recorder
 
 See ``onair.agent.recorder.agent`` for the behaviour and ``docs/agent-api.md`` for the contract.
 """
+
 from __future__ import annotations
 
 from onair.agent.app import run_role

@@ -10,6 +10,7 @@ of ``source_url`` + ``fallback_source_urls`` + ``backup_source_url`` (the backup
 when and why). Nothing here may raise out of the loop: the
 agent keeps serving /status whatever happens to the recording.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -92,8 +93,9 @@ class RecorderAgent(Agent):
         self._open_run: Optional[tuple[str, int]] = None
         self._init_metrics()
         self.uploader = Uploader(config, lambda: self._open_run, self.registry) if config.s3 else None
-        FinishedRecordingsApi(self.output_dir, config.livestream, self.finished, self.uploader, self._not_finished,
-                              self.registry).add_routes(self.app)
+        FinishedRecordingsApi(
+            self.output_dir, config.livestream, self.finished, self.uploader, self._not_finished, self.registry
+        ).add_routes(self.app)
 
     # metrics ----------------------------------------------------------------------------
     def _init_metrics(self) -> None:
@@ -102,20 +104,35 @@ class RecorderAgent(Agent):
         labels = ["livestream"]
         r = self.registry
         gauges = {
-            "onair_recorder_recording": ("1 while media is being written",
-                                         lambda: 1.0 if self.state == "recording" else 0.0),
+            "onair_recorder_recording": (
+                "1 while media is being written",
+                lambda: 1.0 if self.state == "recording" else 0.0,
+            ),
             "onair_recorder_session_duration_seconds": ("recorded seconds of the open session", self.session_seconds),
-            "onair_recorder_output_free_bytes": ("free bytes on the recordings volume (-1: unreadable)",
-                                                 lambda: float(free_bytes(self.output_dir) or -1)),
-            "onair_recorder_error": ("1 while an error keeps the recorder from recording",
-                                     lambda: 1.0 if self.error else 0.0),
-            "onair_recorder_part_files": ("part files of this livestream on the volume",
-                                          lambda: float(len(list_parts(self.output_dir, ls)))),
+            "onair_recorder_output_free_bytes": (
+                "free bytes on the recordings volume (-1: unreadable)",
+                lambda: float(free_bytes(self.output_dir) or -1),
+            ),
+            "onair_recorder_error": (
+                "1 while an error keeps the recorder from recording",
+                lambda: 1.0 if self.error else 0.0,
+            ),
+            "onair_recorder_part_files": (
+                "part files of this livestream on the volume",
+                lambda: float(len(list_parts(self.output_dir, ls))),
+            ),
         }
         for name, (help_text, read) in gauges.items():
             Gauge(name, help_text, labels, registry=r).labels(ls).set_function(read)
-        self.m_sessions = Counter("onair_recorder_sessions_finalized", "sessions closed with a sidecar", labels, registry=r)
-        self.m_runs = Counter("onair_recorder_source_attempts", "ffmpeg runs against the source, by outcome", ["livestream", "outcome"], registry=r)
+        self.m_sessions = Counter(
+            "onair_recorder_sessions_finalized", "sessions closed with a sidecar", labels, registry=r
+        )
+        self.m_runs = Counter(
+            "onair_recorder_source_attempts",
+            "ffmpeg runs against the source, by outcome",
+            ["livestream", "outcome"],
+            registry=r,
+        )
         self.m_disk_full = Counter("onair_recorder_disk_full_events", "times the volume filled up", labels, registry=r)
         self._labels = {"livestream": ls}
 
@@ -136,7 +153,8 @@ class RecorderAgent(Agent):
             started_at=self.session.started_at if self.session else None,
             error=self.error,
             source_error=self.source_error,
-            recordings=[self.uploader.with_uploads(r) for r in self.finished.list()] if self.uploader
+            recordings=[self.uploader.with_uploads(r) for r in self.finished.list()]
+            if self.uploader
             else self.finished.list(),
             upload=self.uploader.status() if self.uploader else None,
         )
@@ -165,8 +183,10 @@ class RecorderAgent(Agent):
     async def start(self) -> None:
         for url in self.sources.urls:
             if self.config.record_type == "transcoded" and not is_http(url):
-                log.warning("recordType is transcoded but source %s is not an HLS (http) URL; recording it as it is",
-                            display_url(url))
+                log.warning(
+                    "recordType is transcoded but source %s is not an HLS (http) URL; recording it as it is",
+                    display_url(url),
+                )
         if self.config.read_token_file and not read_secret(self.config.read_token_file):
             log.error("no read token in %s: the source will refuse the recorder", self.config.read_token_file)
         self._loop_task = asyncio.get_running_loop().create_task(self._control_loop(), name="recorder")
@@ -242,10 +262,19 @@ class RecorderAgent(Agent):
             self._next_source()
         if outcome.had_media:
             self._backoff.reset()
-            remaining = self.session.seconds_until_due(time.monotonic(), self.config.finalize_after_seconds) \
-                if self.session else 0.0
-            log.warning("recording of %s from %s interrupted: %s; the session is finalized in %.0fs unless the "
-                        "stream comes back", self.config.livestream, display_url(tried), outcome.reason, remaining)
+            remaining = (
+                self.session.seconds_until_due(time.monotonic(), self.config.finalize_after_seconds)
+                if self.session
+                else 0.0
+            )
+            log.warning(
+                "recording of %s from %s interrupted: %s; the session is finalized in %.0fs unless the "
+                "stream comes back",
+                self.config.livestream,
+                display_url(tried),
+                outcome.reason,
+                remaining,
+            )
             self.source_error = f"{display_url(tried)}: {outcome.reason}"
             self._set_state("reconnecting")
             await self._sleep(TICK_SECONDS)
@@ -268,8 +297,11 @@ class RecorderAgent(Agent):
         self.source_error = f"{display_url(tried)}: {reason}"
         delay = self._backoff.next()
         if self.session:
-            delay = min(delay, RECONNECT_RETRY_SECONDS,
-                        max(TICK_SECONDS, self.session.seconds_until_due(time.monotonic(), self.config.finalize_after_seconds)))
+            delay = min(
+                delay,
+                RECONNECT_RETRY_SECONDS,
+                max(TICK_SECONDS, self.session.seconds_until_due(time.monotonic(), self.config.finalize_after_seconds)),
+            )
             if self.sources.several:
                 # Another source may be live right now: the backoff is for sources that are all down.
                 delay = TICK_SECONDS
@@ -277,8 +309,12 @@ class RecorderAgent(Agent):
             log.info("source %s still not back (%s); retrying in %.1fs", display_url(tried), reason, delay)
         else:
             self._set_state("waiting")
-            log.info("source %s is not live (%s); recording starts when it is, retrying in %.1fs",
-                     display_url(tried), reason, delay)
+            log.info(
+                "source %s is not live (%s); recording starts when it is, retrying in %.1fs",
+                display_url(tried),
+                reason,
+                delay,
+            )
         await self._sleep(delay)
 
     def _set_state(self, state: str) -> None:
@@ -290,24 +326,36 @@ class RecorderAgent(Agent):
         try:
             self.output_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            self._report_error("error", f"cannot use output directory {self.output_dir}: {exc.strerror}; is the recordings volume mounted?")
+            self._report_error(
+                "error",
+                f"cannot use output directory {self.output_dir}: {exc.strerror}; is the recordings volume mounted?",
+            )
             return False
         if not os.access(self.output_dir, os.W_OK | os.X_OK):
-            self._report_error("error", f"output directory {self.output_dir} is not writable (read-only volume or wrong "
-                                        f"owner; the recorder runs as uid {os.getuid()})")
+            self._report_error(
+                "error",
+                f"output directory {self.output_dir} is not writable (read-only volume or wrong "
+                f"owner; the recorder runs as uid {os.getuid()})",
+            )
             return False
         free = free_bytes(self.output_dir)
         # After a write failed for lack of space, wait for real room: resuming into a few free
         # bytes would only fail again at once.
         needed = max(self.config.min_free_bytes, RESUME_FLOOR_BYTES if self._disk_full else 0)
         if free is not None and free < needed:
-            self._report_error("disk_full", f"recordings volume {self.output_dir} is full: {human_bytes(free)} free, "
-                                            f"recording paused until {human_bytes(needed)} are free")
+            self._report_error(
+                "disk_full",
+                f"recordings volume {self.output_dir} is full: {human_bytes(free)} free, "
+                f"recording paused until {human_bytes(needed)} are free",
+            )
             self._disk_full = True
             return False
         if self.error and self.state in ("disk_full", "error"):
-            log.info("recordings volume %s is usable again (%s free); resuming",
-                     self.output_dir, human_bytes(free) if free is not None else "unknown")
+            log.info(
+                "recordings volume %s is usable again (%s free); resuming",
+                self.output_dir,
+                human_bytes(free) if free is not None else "unknown",
+            )
             self.error = None
         if self._disk_full:
             self._disk_full = False
@@ -351,14 +399,18 @@ class RecorderAgent(Agent):
         """The newest segment when a run ends: a retry needs a newer one to count as live."""
         try:
             self._hls_recorded_up_to = media_playlist_state(
-                await fetch_playlist(source.video_url, self._read_token())).last_segment
+                await fetch_playlist(source.video_url, self._read_token())
+            ).last_segment
         except (SourceNotLive, ValueError):
             pass
 
     # one ffmpeg run ---------------------------------------------------------------------
     async def _record(self, source: HlsSource | str) -> RunOutcome:
-        prefix = self.session.prefix if self.session else unused_prefix(
-            self.output_dir, self.config.livestream, datetime.now(timezone.utc))
+        prefix = (
+            self.session.prefix
+            if self.session
+            else unused_prefix(self.output_dir, self.config.livestream, datetime.now(timezone.utc))
+        )
         start_number = next_part_number(self._all_parts(), prefix)
         run = RecordingRun(
             output_pattern=str(self.output_dir / part_pattern(prefix)),
@@ -397,8 +449,11 @@ class RecorderAgent(Agent):
             restart=False,
             stop_signal=signal.SIGINT,
             stop_timeout=3.0,
-            secrets=[*url_secrets(self.sources.current), *(url_secrets(source) if isinstance(source, str) else []),
-                     *filter(None, [run.bearer_token])],
+            secrets=[
+                *url_secrets(self.sources.current),
+                *(url_secrets(source) if isinstance(source, str) else []),
+                *filter(None, [run.bearer_token]),
+            ],
             on_line=on_line,
             on_exit=on_exit,
         )
@@ -410,12 +465,22 @@ class RecorderAgent(Agent):
             if self.uploader:
                 self.uploader.wake()
 
-    async def _run_child(self, child: Child, run: RecordingRun, reader: ProgressReader, exited: asyncio.Event,
-                         exit_codes: list[int], flags: dict, prefix: str, start_number: int) -> RunOutcome:
+    async def _run_child(
+        self,
+        child: Child,
+        run: RecordingRun,
+        reader: ProgressReader,
+        exited: asyncio.Event,
+        exit_codes: list[int],
+        flags: dict,
+        prefix: str,
+        start_number: int,
+    ) -> RunOutcome:
         self.supervisor.add(child)
         spawned = time.monotonic()
         first_media_timeout = self.sources.attempt_timeout(
-            first_media_timeout_seconds(self.config.stall_timeout_seconds), reconnecting=self.session is not None)
+            first_media_timeout_seconds(self.config.stall_timeout_seconds), reconnecting=self.session is not None
+        )
         last_advance: Optional[float] = None
         seen_out_time = -1.0
         seen_blocks = 0
@@ -453,7 +518,11 @@ class RecorderAgent(Agent):
                 if last_advance is None and now - spawned > first_media_timeout:
                     reason = f"no media within {first_media_timeout:g}s of connecting"
                     break
-                if self.session and not self._run_had_media and self.session.finalize_due(now, self.config.finalize_after_seconds):
+                if (
+                    self.session
+                    and not self._run_had_media
+                    and self.session.finalize_due(now, self.config.finalize_after_seconds)
+                ):
                     reason = "the stream did not come back in time"
                     break
         finally:
@@ -471,9 +540,12 @@ class RecorderAgent(Agent):
             self._disk_full = True
             self.m_disk_full.labels(self._labels["livestream"]).inc()
             free = free_bytes(self.output_dir)
-            self._report_error("disk_full", f"recordings volume {self.output_dir} is full (No space left on device, "
-                                            f"{human_bytes(free or 0)} free); recording paused, the stream is unaffected; "
-                                            "it resumes when space is freed")
+            self._report_error(
+                "disk_full",
+                f"recordings volume {self.output_dir} is full (No space left on device, "
+                f"{human_bytes(free or 0)} free); recording paused, the stream is unaffected; "
+                "it resumes when space is freed",
+            )
         return RunOutcome(had_media, reason, source_gone and not reader.disk_full)
 
     def _discard_empty_parts(self, prefix: str, start_number: int) -> None:
@@ -503,12 +575,21 @@ class RecorderAgent(Agent):
     def _on_media(self, prefix: str, run: RecordingRun) -> None:
         if self.session is None:
             self.session = Session(prefix=prefix, started_at=datetime.now(timezone.utc), last_media_at=time.monotonic())
-            log.info("recording %s started: %s -> %s (part %d, split every %ds)", self.config.livestream,
-                     display_url(self.sources.current), self.output_dir / part_pattern(prefix), run.start_number,
-                     self.config.split_seconds)
+            log.info(
+                "recording %s started: %s -> %s (part %d, split every %ds)",
+                self.config.livestream,
+                display_url(self.sources.current),
+                self.output_dir / part_pattern(prefix),
+                run.start_number,
+                self.config.split_seconds,
+            )
         else:
-            log.info("recording of %s continues from %s with part %d", self.config.livestream,
-                     display_url(self.sources.current), run.start_number)
+            log.info(
+                "recording of %s continues from %s with part %d",
+                self.config.livestream,
+                display_url(self.sources.current),
+                run.start_number,
+            )
         self.source_error = None
         self._set_state("recording")
 
@@ -528,13 +609,23 @@ class RecorderAgent(Agent):
         ended_at = datetime.now(timezone.utc)
         infos = await part_infos(self.output_dir, parts)
         document = sidecar_document(
-            livestream=self.config.livestream, record_type=self.config.record_type,
-            started_at=session.started_at, ended_at=ended_at, parts=infos,
-            end_reason=reason, recorded_seconds=session.recorded_seconds)
+            livestream=self.config.livestream,
+            record_type=self.config.record_type,
+            started_at=session.started_at,
+            ended_at=ended_at,
+            parts=infos,
+            end_reason=reason,
+            recorded_seconds=session.recorded_seconds,
+        )
         self.session = None
         self._store_sidecar(session.prefix, document)
-        log.info("recording %s finalized (%s): %d part(s), %.1fs", session.prefix, reason, len(infos),
-                 document["durationSeconds"])
+        log.info(
+            "recording %s finalized (%s): %d part(s), %.1fs",
+            session.prefix,
+            reason,
+            len(infos),
+            document["durationSeconds"],
+        )
 
     def _store_sidecar(self, prefix: str, document: dict) -> None:
         try:
@@ -562,8 +653,14 @@ class RecorderAgent(Agent):
 
     async def _recover_unfinished(self) -> None:
         """Sessions a killed agent left without a sidecar get one now, marked recovered."""
-        for prefix, document in await recovered_sidecars(self.output_dir, self.config.livestream,
-                                                         self.config.record_type, self._all_parts()):
+        for prefix, document in await recovered_sidecars(
+            self.output_dir, self.config.livestream, self.config.record_type, self._all_parts()
+        ):
             self._store_sidecar(prefix, document)
-            log.warning("recording %s had no sidecar (the recorder was killed mid-recording); finalized it now: "
-                        "%d part(s), %.1fs", prefix, len(document["parts"]), document["durationSeconds"])
+            log.warning(
+                "recording %s had no sidecar (the recorder was killed mid-recording); finalized it now: "
+                "%d part(s), %.1fs",
+                prefix,
+                len(document["parts"]),
+                document["durationSeconds"],
+            )

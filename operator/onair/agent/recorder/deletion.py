@@ -15,6 +15,7 @@ names any more. The objects are deleted with the recorder's own client and crede
 Secret mounted at ``/etc/onair/s3``): the operator holds no storage credentials. An object already
 gone counts as deleted (S3's DELETE of a missing key succeeds).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,7 +26,17 @@ from pathlib import Path
 from onair.api.agent import S3UploadConfig
 
 from .naming import list_parts, livestream_slug, sidecar_name
-from .upload import S3Store, UploadFailed, classify, error_code, marker_name, object_key, object_url, read_marker, uploaded_parts
+from .upload import (
+    S3Store,
+    UploadFailed,
+    classify,
+    error_code,
+    marker_name,
+    object_key,
+    object_url,
+    read_marker,
+    uploaded_parts,
+)
 
 
 TERMINATION_LOG = "/dev/termination-log"
@@ -37,8 +48,10 @@ class NotASessionOf(ValueError):
 
 def check_session(livestream: str, session: str) -> None:
     if not re.fullmatch(rf"{re.escape(livestream_slug(livestream))}_\d{{8}}T\d{{6}}Z", session):
-        raise NotASessionOf(f"{session!r} is not a recording session of {livestream} "
-                            f"(expected {livestream_slug(livestream)}_<YYYYmmddTHHMMSSZ>)")
+        raise NotASessionOf(
+            f"{session!r} is not a recording session of {livestream} "
+            f"(expected {livestream_slug(livestream)}_<YYYYmmddTHHMMSSZ>)"
+        )
 
 
 def delete_session(output_dir: Path, livestream: str, session: str) -> list[str]:
@@ -98,7 +111,8 @@ def _marked_keys(config: S3UploadConfig, output_dir: Path, livestream: str, sess
         if bucket != config.bucket:
             raise ObjectDeletionFailed(
                 f"{name} was uploaded to {marker.object.url}, but recording.storage.s3 now names bucket "
-                f"{config.bucket}: delete that object yourself, or set the bucket back until the recording is deleted")
+                f"{config.bucket}: delete that object yourself, or set the bucket back until the recording is deleted"
+            )
         keys.append(key)
     return keys
 
@@ -130,8 +144,9 @@ def _listed_keys(client, bucket: str, prefix: str) -> list[str]:
 
 def _deletion_wording(message: str) -> str:
     # classify() speaks of uploads and writing; a deletion needs s3:DeleteObject and s3:ListBucket.
-    return (message.replace("rejected the upload", "refused the deletion")
-            .replace("may write to the bucket", "may list and delete objects in the bucket"))
+    return message.replace("rejected the upload", "refused the deletion").replace(
+        "may write to the bucket", "may list and delete objects in the bucket"
+    )
 
 
 def _unlink(path: Path, deleted: list[str]) -> None:
@@ -150,8 +165,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--delete-session", required=True, metavar="SESSION")
     parser.add_argument("--livestream", required=True, metavar="NAMESPACE/NAME")
     parser.add_argument("--output-dir", default="/recordings", type=Path)
-    parser.add_argument("--s3-config", metavar="JSON", help=(
-        "the recorder's S3UploadConfig (recording.storage.s3): delete the session's objects first"))
+    parser.add_argument(
+        "--s3-config",
+        metavar="JSON",
+        help=("the recorder's S3UploadConfig (recording.storage.s3): delete the session's objects first"),
+    )
     args = parser.parse_args(argv)
     if not args.output_dir.is_dir():
         print(f"recordings volume {args.output_dir} is not mounted (no such directory)", file=sys.stderr)

@@ -1,4 +1,5 @@
 """How much room the recordings volume has left."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """How long a recorded part plays, asked of ffprobe (bounded, supervised like every child)."""
+
 from __future__ import annotations
 
 import asyncio

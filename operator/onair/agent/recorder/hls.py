@@ -4,6 +4,7 @@ The origin serves a master playlist; we record its highest-bandwidth variant, pl
 rendition it references when audio is a separate playlist (CMAF ladders usually do that).
 Pure text in, URLs out, so the choice is unit-tested without a server.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -41,14 +42,17 @@ def choose_top_rung(text: str, base_url: str) -> HlsSource:
         raise ValueError("master playlist lists no variant with a URI")
     top = max(master.variants, key=lambda v: (v.bandwidth, _pixels(v.resolution)))
     # A rendition without URI means the audio is muxed into the variant itself.
-    with_uri = [r for r in master.renditions
-                if r.type == "AUDIO" and r.group_id == (top.audio_group or "") and r.uri]
+    with_uri = [r for r in master.renditions if r.type == "AUDIO" and r.group_id == (top.audio_group or "") and r.uri]
     audio_url = None
     if with_uri:
         chosen = next((r for r in with_uri if r.default), with_uri[0])
         audio_url = urljoin(base_url, chosen.uri)
-    return HlsSource(video_url=urljoin(base_url, top.uri), audio_url=audio_url,
-                     bandwidth=top.bandwidth or None, resolution=top.resolution)
+    return HlsSource(
+        video_url=urljoin(base_url, top.uri),
+        audio_url=audio_url,
+        bandwidth=top.bandwidth or None,
+        resolution=top.resolution,
+    )
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ still leaves the file the segment muxer opened: empty, or only ``ftyp``+``moov``
 MP4 keeps every sample in ``moof``/``mdat`` boxes after an empty ``moov``). Such a file is not a
 recording and must not pile up on the volume or become a session.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -4,6 +4,7 @@
 sorts them by livestream, then by session start, then by part, and Kubernetes names never
 contain ``_``, so the fields split back unambiguously.
 """
+
 from __future__ import annotations
 
 import re

@@ -1,5 +1,6 @@
 """The parts of a livestream's recording sessions, on the volume or uploaded and removed from it
 (their upload markers stay), what each part holds, and the sidecar a session left without one gets."""
+
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -38,8 +39,9 @@ async def part_infos(output_dir: Path, parts: Iterable[PartFile]) -> list[PartIn
     return infos
 
 
-async def recovered_sidecars(output_dir: Path, livestream: str, record_type: str,
-                             parts: list[PartFile]) -> list[tuple[str, dict]]:
+async def recovered_sidecars(
+    output_dir: Path, livestream: str, record_type: str, parts: list[PartFile]
+) -> list[tuple[str, dict]]:
     """(session prefix, sidecar document) of every session a killed agent left without a sidecar:
     marked recovered, ended at its newest part's mtime, lasting what its parts hold."""
     out = []
@@ -54,8 +56,19 @@ async def recovered_sidecars(output_dir: Path, livestream: str, record_type: str
         started = session_started(prefix)
         ended = datetime.fromtimestamp(max(mtimes), timezone.utc) if mtimes else started
         recorded = sum(i.duration_seconds or 0.0 for i in infos)
-        out.append((prefix, sidecar_document(
-            livestream=livestream, record_type=record_type, started_at=started, ended_at=max(ended, started),
-            parts=infos, end_reason="recovered: the previous recorder stopped without finalizing",
-            recorded_seconds=recorded, recovered=True)))
+        out.append(
+            (
+                prefix,
+                sidecar_document(
+                    livestream=livestream,
+                    record_type=record_type,
+                    started_at=started,
+                    ended_at=max(ended, started),
+                    parts=infos,
+                    end_reason="recovered: the previous recorder stopped without finalizing",
+                    recorded_seconds=recorded,
+                    recovered=True,
+                ),
+            )
+        )
     return out

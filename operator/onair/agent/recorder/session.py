@@ -3,6 +3,7 @@
 A session starts with the first media and lasts across stream drops shorter than
 ``finalize_after_seconds``; each resumption writes new parts under the same prefix.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

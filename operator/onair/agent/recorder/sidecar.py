@@ -4,6 +4,7 @@ Written next to the parts once a session ends (stopped, source gone, agent stopp
 start-up for sessions a killed agent left without one, so every session on the volume ends up
 with a sidecar. Written to a temporary name and renamed: a reader never sees half a sidecar.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,9 +40,17 @@ def isoformat(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def sidecar_document(*, livestream: str, record_type: str, started_at: datetime, ended_at: datetime,
-                     parts: Sequence[PartInfo], end_reason: str, recorded_seconds: float,
-                     recovered: bool = False) -> dict:
+def sidecar_document(
+    *,
+    livestream: str,
+    record_type: str,
+    started_at: datetime,
+    ended_at: datetime,
+    parts: Sequence[PartInfo],
+    end_reason: str,
+    recorded_seconds: float,
+    recovered: bool = False,
+) -> dict:
     """``durationSeconds`` is what the parts hold (probed); ``recorded_seconds`` is what the
     agent counted while recording, the fallback when a part cannot be probed."""
     probed = [p.duration_seconds for p in parts if p.duration_seconds is not None]
@@ -55,8 +64,11 @@ def sidecar_document(*, livestream: str, record_type: str, started_at: datetime,
         "durationSeconds": round(duration, 3),
         "endReason": end_reason,
         "parts": [
-            {"file": p.name, "bytes": p.bytes,
-             "durationSeconds": None if p.duration_seconds is None else round(p.duration_seconds, 3)}
+            {
+                "file": p.name,
+                "bytes": p.bytes,
+                "durationSeconds": None if p.duration_seconds is None else round(p.duration_seconds, 3),
+            }
             for p in parts
         ],
     }
@@ -90,8 +102,7 @@ def sessions_without_sidecar(output_dir: Path, parts: Sequence[PartFile]) -> dic
     sessions: dict[str, list[PartFile]] = {}
     for part in parts:
         sessions.setdefault(part.prefix, []).append(part)
-    return {prefix: members for prefix, members in sessions.items()
-            if not (output_dir / sidecar_name(prefix)).exists()}
+    return {prefix: members for prefix, members in sessions.items() if not (output_dir / sidecar_name(prefix)).exists()}
 
 
 class FinishedSessions:
@@ -135,8 +146,10 @@ class FinishedSessions:
         try:
             document = json.loads(path.read_text())
             fields = {key: document[key] for key in SUMMARY_KEYS if key in document}
-            recording = Recording.model_validate({**fields, "session": name[:-len(".json")]})
+            recording = Recording.model_validate({**fields, "session": name[: -len(".json")]})
         except (OSError, ValueError, TypeError, ValidationError) as exc:
-            log.warning("sidecar %s is unreadable (%s): it is left out of /status", name, str(exc).splitlines()[0][:200])
+            log.warning(
+                "sidecar %s is unreadable (%s): it is left out of /status", name, str(exc).splitlines()[0][:200]
+            )
         self._cache[name] = (stamp, recording)
         return recording

@@ -1,5 +1,6 @@
 """Reading the recorder's source: what of a source URL may be logged, and its HLS playlists
 fetched with the read token."""
+
 from __future__ import annotations
 
 import asyncio

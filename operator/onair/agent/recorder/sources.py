@@ -13,6 +13,7 @@ sends nothing, so a dead source does not fail, it stays silent). A slice covers 
 and its first progress report with room to spare; a source slower than that is still recorded
 once the session is over and the recorder waits with full timeouts again.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -26,6 +26,7 @@ API uploads a file in one call and lists no multipart uploads). botocore is the 
 (about 30 MB installed), the price of the reference client and its signing, addressing and error
 codes; boto3 itself adds nothing this module uses, so it is not a dependency.
 """
+
 from __future__ import annotations
 
 import base64
@@ -49,10 +50,25 @@ MARKER_SUFFIX = ".uploaded.json"
 READ_CHUNK = 1024 * 1024
 # Kinds of failure that say nothing about one file: retrying another file cannot succeed either.
 STORE_WIDE_KINDS = ("credentials", "bucket", "unreachable")
-CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken", "ExpiredToken",
-                    "InvalidSecurity", "AccountProblem", "403", "Forbidden", "InvalidArgument.AccessKey"}
-BUCKET_CODES = {"NoSuchBucket", "AllAccessDisabled", "PermanentRedirect", "AuthorizationHeaderMalformed",
-                "IllegalLocationConstraintException"}
+CREDENTIAL_CODES = {
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "AccessDenied",
+    "InvalidToken",
+    "ExpiredToken",
+    "InvalidSecurity",
+    "AccountProblem",
+    "403",
+    "Forbidden",
+    "InvalidArgument.AccessKey",
+}
+BUCKET_CODES = {
+    "NoSuchBucket",
+    "AllAccessDisabled",
+    "PermanentRedirect",
+    "AuthorizationHeaderMalformed",
+    "IllegalLocationConstraintException",
+}
 
 
 # ----------------------------------------------------------------------------- keys and ETags
@@ -130,16 +146,25 @@ class Marker:
     duration_seconds: Optional[float] = None
 
     def document(self) -> dict:
-        return {"file": self.file, "bytes": self.bytes, "md5": self.md5, "durationSeconds": self.duration_seconds,
-                "object": self.object.wire()}
+        return {
+            "file": self.file,
+            "bytes": self.bytes,
+            "md5": self.md5,
+            "durationSeconds": self.duration_seconds,
+            "object": self.object.wire(),
+        }
 
 
 def read_marker(output_dir: Path, file: str) -> Optional[Marker]:
     try:
         doc = json.loads((output_dir / marker_name(file)).read_text())
-        return Marker(file=doc["file"], bytes=int(doc["bytes"]), md5=str(doc.get("md5") or ""),
-                      object=StoredObject.model_validate(doc["object"]),
-                      duration_seconds=doc.get("durationSeconds"))
+        return Marker(
+            file=doc["file"],
+            bytes=int(doc["bytes"]),
+            md5=str(doc.get("md5") or ""),
+            object=StoredObject.model_validate(doc["object"]),
+            duration_seconds=doc.get("durationSeconds"),
+        )
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -200,27 +225,42 @@ def classify(exc: Exception, config: S3UploadConfig) -> UploadFailed:
         said = f"{code}: {message}" if message and message != code else code
         if code in BUCKET_CODES or (code == "404" and exc.operation_name in ("HeadBucket", "ListMultipartUploads")):
             if code == "NoSuchBucket" or code == "404":
-                return UploadFailed("bucket", (
-                    f"bucket {config.bucket} does not exist at {config.endpoint} ({said}): create it, or name an "
-                    "existing one in recording.storage.s3.bucket"))
-            return UploadFailed("bucket", (
-                f"{where} cannot be used as configured ({said}): check recording.storage.s3.region, endpoint "
-                "and forcePathStyle"))
+                return UploadFailed(
+                    "bucket",
+                    (
+                        f"bucket {config.bucket} does not exist at {config.endpoint} ({said}): create it, or name an "
+                        "existing one in recording.storage.s3.bucket"
+                    ),
+                )
+            return UploadFailed(
+                "bucket",
+                (
+                    f"{where} cannot be used as configured ({said}): check recording.storage.s3.region, endpoint "
+                    "and forcePathStyle"
+                ),
+            )
         if code in CREDENTIAL_CODES or status in (401, 403):
-            return UploadFailed("credentials", (
-                f"{where} refused the credentials ({said}): check accessKeyId and secretAccessKey in the Secret "
-                "named by recording.storage.s3.credentialsSecret, and that this key may write to the bucket"))
+            return UploadFailed(
+                "credentials",
+                (
+                    f"{where} refused the credentials ({said}): check accessKeyId and secretAccessKey in the Secret "
+                    "named by recording.storage.s3.credentialsSecret, and that this key may write to the bucket"
+                ),
+            )
         if status >= 500 or code in ("SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout"):
             return UploadFailed("unreachable", f"{where} is failing ({said}); retrying")
         return UploadFailed("rejected", f"{where} rejected the upload ({said})")
     if isinstance(exc, bex.NoCredentialsError):
         return UploadFailed("credentials", f"no credentials for {where}")
     if isinstance(exc, (bex.ConnectTimeoutError,)):
-        return UploadFailed("unreachable", f"connecting to {config.endpoint} timed out after "
-                                           f"{config.request_timeout_seconds:g}s; retrying")
+        return UploadFailed(
+            "unreachable",
+            f"connecting to {config.endpoint} timed out after {config.request_timeout_seconds:g}s; retrying",
+        )
     if isinstance(exc, bex.ReadTimeoutError):
-        return UploadFailed("unreachable", f"{config.endpoint} did not answer within "
-                                           f"{config.request_timeout_seconds:g}s; retrying")
+        return UploadFailed(
+            "unreachable", f"{config.endpoint} did not answer within {config.request_timeout_seconds:g}s; retrying"
+        )
     if isinstance(exc, bex.EndpointConnectionError):
         return UploadFailed("unreachable", f"cannot connect to {config.endpoint}; retrying")
     if isinstance(exc, (bex.ConnectionClosedError, bex.ConnectionError, bex.HTTPClientError)):
@@ -251,9 +291,13 @@ def _read_credential(path: str, what: str) -> str:
     except OSError as exc:
         raise UploadFailed("credentials", f"cannot read the S3 {what} from {path}: {exc.strerror}") from None
     if not value:
-        raise UploadFailed("credentials", (
-            f"no S3 {what} in {path}: create the Secret named by recording.storage.s3.credentialsSecret in the "
-            "Livestream's namespace, with the keys accessKeyId and secretAccessKey"))
+        raise UploadFailed(
+            "credentials",
+            (
+                f"no S3 {what} in {path}: create the Secret named by recording.storage.s3.credentialsSecret in the "
+                "Livestream's namespace, with the keys accessKeyId and secretAccessKey"
+            ),
+        )
     return value
 
 
@@ -271,8 +315,10 @@ class S3Store:
         self._client_keys: Optional[tuple[str, str]] = None
 
     def client(self):
-        keys = (_read_credential(self.config.access_key_id_file, "access key id"),
-                _read_credential(self.config.secret_access_key_file, "secret access key"))
+        keys = (
+            _read_credential(self.config.access_key_id_file, "access key id"),
+            _read_credential(self.config.secret_access_key_file, "secret access key"),
+        )
         if self._client is None or keys != self._client_keys:
             import botocore.session
             from botocore.config import Config
@@ -280,10 +326,14 @@ class S3Store:
             timeout = self.config.request_timeout_seconds
             session = botocore.session.get_session()
             self._client = session.create_client(
-                "s3", endpoint_url=self.config.endpoint, region_name=self.config.region,
-                aws_access_key_id=keys[0], aws_secret_access_key=keys[1],
+                "s3",
+                endpoint_url=self.config.endpoint,
+                region_name=self.config.region,
+                aws_access_key_id=keys[0],
+                aws_secret_access_key=keys[1],
                 config=Config(
-                    connect_timeout=timeout, read_timeout=timeout,
+                    connect_timeout=timeout,
+                    read_timeout=timeout,
                     # One try per call: the uploader's own backoff retries, and reports each failure.
                     retries={"total_max_attempts": 1, "mode": "standard"},
                     s3={"addressing_style": "path" if self.config.force_path_style else "auto"},
@@ -292,7 +342,8 @@ class S3Store:
                     request_checksum_calculation="when_required",
                     response_checksum_validation="when_required",
                     user_agent_extra="onair-recorder",
-                ))
+                ),
+            )
             self._client_keys = keys
         return self._client
 
@@ -307,10 +358,15 @@ class S3Store:
             for upload in page.get("Uploads") or ():
                 client.abort_multipart_upload(Bucket=self.config.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
                 aborted += 1
-                log.info("aborted the stale multipart upload of %s (started %s)", upload["Key"], upload.get("Initiated"))
+                log.info(
+                    "aborted the stale multipart upload of %s (started %s)", upload["Key"], upload.get("Initiated")
+                )
             if not page.get("IsTruncated"):
                 return aborted
-            markers = {"KeyMarker": page.get("NextKeyMarker") or "", "UploadIdMarker": page.get("NextUploadIdMarker") or ""}
+            markers = {
+                "KeyMarker": page.get("NextKeyMarker") or "",
+                "UploadIdMarker": page.get("NextUploadIdMarker") or "",
+            }
 
     def existing(self, key: str) -> Optional[dict]:
         """HEAD of ``key``: None when there is no such object."""
@@ -324,8 +380,14 @@ class S3Store:
                 return None
             raise
 
-    def upload(self, path: Path, key: str, progress: Optional[MultipartProgress], cancel: "Cancel",
-               remember: Callable[[Optional[MultipartProgress]], None]) -> tuple[str, int, str]:
+    def upload(
+        self,
+        path: Path,
+        key: str,
+        progress: Optional[MultipartProgress],
+        cancel: "Cancel",
+        remember: Callable[[Optional[MultipartProgress]], None],
+    ) -> tuple[str, int, str]:
         """Upload ``path`` to ``key`` as one multipart upload, resuming ``progress`` when it is of this
         same file; returns (ETag, size, MD5 of the file) once the store confirmed all three."""
         from botocore.exceptions import ClientError
@@ -353,23 +415,36 @@ class S3Store:
                 if number in progress.done and progress.done[number][1] == digest:
                     continue
                 try:
-                    answer = client.upload_part(Bucket=bucket, Key=key, UploadId=progress.upload_id, PartNumber=number,
-                                                Body=data, ContentMD5=base64.b64encode(digest).decode())
+                    answer = client.upload_part(
+                        Bucket=bucket,
+                        Key=key,
+                        UploadId=progress.upload_id,
+                        PartNumber=number,
+                        Body=data,
+                        ContentMD5=base64.b64encode(digest).decode(),
+                    )
                 except ClientError as exc:
                     if error_code(exc)[0] == "NoSuchUpload":
                         remember(None)  # the store dropped it: the next attempt starts a new one
                     raise
                 if plain_etag(answer.get("ETag")) != digest.hex():
-                    raise UploadFailed("rejected", (
-                        f"{self.config.endpoint} stored a part with ETag {plain_etag(answer.get('ETag'))}, not the MD5 of "
-                        "what was sent: the store changes or damages uploads"))
+                    raise UploadFailed(
+                        "rejected",
+                        (
+                            f"{self.config.endpoint} stored a part with ETag {plain_etag(answer.get('ETag'))}, not the MD5 of "
+                            "what was sent: the store changes or damages uploads"
+                        ),
+                    )
                 progress.done[number] = (answer["ETag"], digest)
         parts = sorted(progress.done.items())
         expected = multipart_etag(d for _, (_, d) in parts)
         try:
             client.complete_multipart_upload(
-                Bucket=bucket, Key=key, UploadId=progress.upload_id,
-                MultipartUpload={"Parts": [{"ETag": etag, "PartNumber": n} for n, (etag, _) in parts]})
+                Bucket=bucket,
+                Key=key,
+                UploadId=progress.upload_id,
+                MultipartUpload={"Parts": [{"ETag": etag, "PartNumber": n} for n, (etag, _) in parts]},
+            )
         except ClientError as exc:
             if error_code(exc)[0] in ("NoSuchUpload", "InvalidPart", "InvalidPartOrder"):
                 remember(None)
@@ -380,20 +455,33 @@ class S3Store:
             raise UploadFailed("rejected", f"{self.config.endpoint} completed the upload but has no object afterwards")
         etag = plain_etag(head.get("ETag"))
         if int(head.get("ContentLength", -1)) != stat.st_size or etag not in (expected, whole.hexdigest()):
-            raise UploadFailed("rejected", (
-                f"{self.config.endpoint} holds a different object than the file after the upload (size "
-                f"{head.get('ContentLength')} instead of {stat.st_size}, or ETag {etag} instead of {expected})"))
+            raise UploadFailed(
+                "rejected",
+                (
+                    f"{self.config.endpoint} holds a different object than the file after the upload (size "
+                    f"{head.get('ContentLength')} instead of {stat.st_size}, or ETag {etag} instead of {expected})"
+                ),
+            )
         return etag, stat.st_size, whole.hexdigest()
 
     def put_small(self, key: str, data: bytes) -> None:
         """One PUT of a small object (a part's playlist), confirmed by its ETag being the MD5 sent."""
         digest = hashlib.md5(data).digest()
-        answer = self.client().put_object(Bucket=self.config.bucket, Key=key, Body=data,
-                                          ContentType=content_type(key), ContentMD5=base64.b64encode(digest).decode())
+        answer = self.client().put_object(
+            Bucket=self.config.bucket,
+            Key=key,
+            Body=data,
+            ContentType=content_type(key),
+            ContentMD5=base64.b64encode(digest).decode(),
+        )
         if plain_etag(answer.get("ETag")) != digest.hex():
-            raise UploadFailed("rejected", (
-                f"{self.config.endpoint} stored {key.rsplit('/', 1)[-1]} with ETag {plain_etag(answer.get('ETag'))}, "
-                "not the MD5 of what was sent: the store changes or damages uploads"))
+            raise UploadFailed(
+                "rejected",
+                (
+                    f"{self.config.endpoint} stored {key.rsplit('/', 1)[-1]} with ETag {plain_etag(answer.get('ETag'))}, "
+                    "not the MD5 of what was sent: the store changes or damages uploads"
+                ),
+            )
 
     def already_there(self, path: Path, key: str) -> Optional[tuple[str, int, str]]:
         """The object a predecessor uploaded before it was killed, when it is this very file."""

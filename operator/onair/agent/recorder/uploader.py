@@ -9,6 +9,7 @@ Order: parts oldest first, then sidecars whose parts are all in the bucket. A fa
 store's (credentials, bucket, unreachable) holds every upload back for the backoff delay; one that
 is the file's (rejected, unreadable) holds back that file only, so it cannot block the others.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -35,9 +36,25 @@ from .duration import probe_duration
 from .session import Backoff
 from .sidecar import write_sidecar
 from .vod import NotFragmentedMp4, hls_vod_playlist, index_fragmented_mp4, playlist_name
-from .upload import (STORE_WIDE_KINDS, Marker, MultipartProgress, S3Store, UploadCancelled, UploadFailed, classify,
-                     error_code, file_md5, livestream_key_prefix, marker_name, now_utc, object_key, object_url,
-                     read_marker, target_url, write_marker)
+from .upload import (
+    STORE_WIDE_KINDS,
+    Marker,
+    MultipartProgress,
+    S3Store,
+    UploadCancelled,
+    UploadFailed,
+    classify,
+    error_code,
+    file_md5,
+    livestream_key_prefix,
+    marker_name,
+    now_utc,
+    object_key,
+    object_url,
+    read_marker,
+    target_url,
+    write_marker,
+)
 
 log = logging.getLogger("onair.agent.recorder")
 
@@ -96,8 +113,9 @@ class _Either:
 
 
 class Uploader:
-    def __init__(self, config: RecorderConfig, open_run: Callable[[], Optional[tuple[str, int]]],
-                 registry: CollectorRegistry) -> None:
+    def __init__(
+        self, config: RecorderConfig, open_run: Callable[[], Optional[tuple[str, int]]], registry: CollectorRegistry
+    ) -> None:
         assert config.s3 is not None
         self.s3 = config.s3
         self.livestream = config.livestream
@@ -136,31 +154,47 @@ class Uploader:
 
     def _init_metrics(self, registry: CollectorRegistry) -> None:
         labels = ["livestream"]
-        Gauge("onair_recorder_upload_pending", "finished files on the volume not yet confirmed in object storage",
-              labels, registry=registry).labels(self.livestream).set_function(lambda: float(len(self.pending)))
-        Gauge("onair_recorder_upload_failing", "1 while the last upload attempt failed", labels,
-              registry=registry).labels(self.livestream).set_function(lambda: 1.0 if self._last else 0.0)
-        self.m_attempts = Counter("onair_recorder_upload_attempts", "upload attempts, by outcome (uploaded, or the "
-                                  "kind of failure)", ["livestream", "outcome"], registry=registry)
+        Gauge(
+            "onair_recorder_upload_pending",
+            "finished files on the volume not yet confirmed in object storage",
+            labels,
+            registry=registry,
+        ).labels(self.livestream).set_function(lambda: float(len(self.pending)))
+        Gauge(
+            "onair_recorder_upload_failing", "1 while the last upload attempt failed", labels, registry=registry
+        ).labels(self.livestream).set_function(lambda: 1.0 if self._last else 0.0)
+        self.m_attempts = Counter(
+            "onair_recorder_upload_attempts",
+            "upload attempts, by outcome (uploaded, or the kind of failure)",
+            ["livestream", "outcome"],
+            registry=registry,
+        )
         self.m_bytes = Counter("onair_recorder_uploaded_bytes", "bytes of confirmed uploads", labels, registry=registry)
 
     # contract ---------------------------------------------------------------------------
     def status(self) -> UploadStatus:
         last = self._last
         return UploadStatus(
-            target=target_url(self.s3.bucket, self.s3.prefix), endpoint=self.s3.endpoint,
-            pending=len(self.pending), uploading=self.uploading,
-            error=last.message if last else None, error_kind=last.kind if last else None,
+            target=target_url(self.s3.bucket, self.s3.prefix),
+            endpoint=self.s3.endpoint,
+            pending=len(self.pending),
+            uploading=self.uploading,
+            error=last.message if last else None,
+            error_kind=last.kind if last else None,
             failing_since=self._failing_since if last else None,
-            next_attempt_at=self._next_attempt_at if last else None)
+            next_attempt_at=self._next_attempt_at if last else None,
+        )
 
     def with_uploads(self, recording: Recording) -> Recording:
         """The recording as the sidecar lists it, plus each part's object or upload error as known now."""
         parts = []
         for part in recording.parts:
             stored = part.object or self.object_of(part.file)
-            parts.append(part.model_copy(update={
-                "object": stored, "upload_error": None if stored else self.upload_error_of(part.file)}))
+            parts.append(
+                part.model_copy(
+                    update={"object": stored, "upload_error": None if stored else self.upload_error_of(part.file)}
+                )
+            )
         return recording.model_copy(update={"parts": parts})
 
     def object_of(self, file: str) -> Optional[StoredObject]:
@@ -218,8 +252,12 @@ class Uploader:
                 self._task.cancel()
         self._scan()
         if self.pending:
-            log.warning("%d file(s) of %s not uploaded yet (%s): the next recorder on this volume uploads them",
-                        len(self.pending), self.livestream, ", ".join(p.name for p in self.pending[:5]))
+            log.warning(
+                "%d file(s) of %s not uploaded yet (%s): the next recorder on this volume uploads them",
+                len(self.pending),
+                self.livestream,
+                ", ".join(p.name for p in self.pending[:5]),
+            )
 
     # the loop ---------------------------------------------------------------------------
     async def _loop(self) -> None:
@@ -307,7 +345,7 @@ class Uploader:
             names = [e.name for e in os.scandir(self.output_dir)]
         except OSError:
             return []
-        return sorted(n[:-len(".json")] for n in names if self._sidecar_pattern.match(n))
+        return sorted(n[: -len(".json")] for n in names if self._sidecar_pattern.match(n))
 
     def _sidecar_uploaded(self, session: str) -> bool:
         marker = self._marker(sidecar_name(session))
@@ -363,8 +401,9 @@ class Uploader:
             return
         if size != marker.bytes:
             # Never delete what the bucket does not hold: a file that differs is uploaded again.
-            log.warning("%s is %d bytes on the volume but %d in the bucket: uploading it again", file, size,
-                        marker.bytes)
+            log.warning(
+                "%s is %d bytes on the volume but %d in the bucket: uploading it again", file, size, marker.bytes
+            )
             self._markers.pop(file, None)
             try:
                 (self.output_dir / marker_name(file)).unlink()
@@ -412,19 +451,37 @@ class Uploader:
             return
         finally:
             self.uploading, self._uploading_session = None, None
-        stored = StoredObject(url=object_url(self.s3.bucket, key), endpoint=self.s3.endpoint, etag=etag,
-                              uploaded_at=now_utc(), playlist=playlist)
+        stored = StoredObject(
+            url=object_url(self.s3.bucket, key),
+            endpoint=self.s3.endpoint,
+            etag=etag,
+            uploaded_at=now_utc(),
+            playlist=playlist,
+        )
         marker = Marker(file=item.name, bytes=size, md5=md5, object=stored, duration_seconds=duration)
         try:
             write_marker(self.output_dir, marker)
         except OSError as exc:
-            self._failed(item.name, UploadFailed("local", (
-                f"uploaded, but cannot record it on the volume ({exc.strerror}); the file stays and is uploaded again")))
+            self._failed(
+                item.name,
+                UploadFailed(
+                    "local",
+                    (
+                        f"uploaded, but cannot record it on the volume ({exc.strerror}); the file stays and is uploaded again"
+                    ),
+                ),
+            )
             return
         self._markers[item.name] = marker
         self._succeeded(item.name, size)
-        log.info("uploaded %s to %s (%d bytes, ETag %s) in %.1fs", item.name, stored.url, size, etag,
-                 time.monotonic() - started)
+        log.info(
+            "uploaded %s to %s (%d bytes, ETag %s) in %.1fs",
+            item.name,
+            stored.url,
+            size,
+            etag,
+            time.monotonic() - started,
+        )
         if not item.sidecar and not self.s3.keep_local_copy:
             self._delete_uploaded(item.name, marker)
 
@@ -437,13 +494,18 @@ class Uploader:
                     raise
                 # The key may write but not list uploads: the upload itself still works, and the
                 # bucket's lifecycle rule (AbortIncompleteMultipartUpload) is left to clean up.
-                log.warning("cannot list the multipart uploads a previous recorder may have left (AccessDenied): "
-                            "grant s3:ListBucketMultipartUploads and s3:AbortMultipartUpload, or let a lifecycle "
-                            "rule abort incomplete uploads")
+                log.warning(
+                    "cannot list the multipart uploads a previous recorder may have left (AccessDenied): "
+                    "grant s3:ListBucketMultipartUploads and s3:AbortMultipartUpload, or let a lifecycle "
+                    "rule abort incomplete uploads"
+                )
                 aborted = 0
             if aborted:
-                log.warning("aborted %d multipart upload(s) a previous recorder left unfinished; their files are "
-                            "uploaded again", aborted)
+                log.warning(
+                    "aborted %d multipart upload(s) a previous recorder left unfinished; their files are "
+                    "uploaded again",
+                    aborted,
+                )
             self._swept = True
         if name not in self._checked:
             found = self.store.already_there(path, key)
@@ -458,8 +520,9 @@ class Uploader:
             else:
                 self._progress[name] = progress
 
-        return self.store.upload(path, key, self._progress.get(name), _Either(self._cancel, self._cancel_current),
-                                 remember)
+        return self.store.upload(
+            path, key, self._progress.get(name), _Either(self._cancel, self._cancel_current), remember
+        )
 
     def _upload_playlist(self, path: Path, key: str) -> Optional[str]:
         """Upload the part's HLS VOD playlist next to it (before the part may leave the volume: it is
@@ -482,7 +545,8 @@ class Uploader:
             self._not_before = now + delay
         else:
             backoff = self._file_backoff.setdefault(
-                name, Backoff(FIRST_RETRY_SECONDS, max(FIRST_RETRY_SECONDS, self.s3.retry_max_seconds)))
+                name, Backoff(FIRST_RETRY_SECONDS, max(FIRST_RETRY_SECONDS, self.s3.retry_max_seconds))
+            )
             delay = backoff.next()
             self._file_not_before[name] = now + delay
         self._failures[name] = failure

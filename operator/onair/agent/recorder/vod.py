@@ -16,6 +16,7 @@ is one (its keyframes are where a player can start), the first track otherwise. 
 short by a killed ffmpeg (its ``mdat`` runs past the end of the file) and everything after it is
 left out: the playlist only ever names bytes that are there.
 """
+
 from __future__ import annotations
 
 import math
@@ -88,7 +89,7 @@ def read_tracks(moov: bytes) -> dict[int, Track]:
             continue
         version = moov[mdhd.body]
         timescale = struct.unpack_from(">I", moov, mdhd.body + (20 if version == 1 else 12))[0]
-        handler = moov[hdlr.body + 8:hdlr.body + 12] if hdlr is not None else b""
+        handler = moov[hdlr.body + 8 : hdlr.body + 12] if hdlr is not None else b""
         tracks[track_id] = Track(track_id, timescale or 1, handler)
     mvex = child(moov, root, b"mvex")
     for trex in children(moov, mvex, b"trex") if mvex is not None else ():
@@ -114,7 +115,7 @@ def read_fragment(moof: bytes, tracks: dict[int, Track], reference: Track) -> Op
         tfhd = child(moof, traf, b"tfhd")
         if tfhd is None:
             continue
-        flags = int.from_bytes(moof[tfhd.body + 1:tfhd.body + 4], "big")
+        flags = int.from_bytes(moof[tfhd.body + 1 : tfhd.body + 4], "big")
         track_id = struct.unpack_from(">I", moof, tfhd.body + 4)[0]
         if track_id != reference.track_id:
             continue
@@ -130,7 +131,7 @@ def read_fragment(moof: bytes, tracks: dict[int, Track], reference: Track) -> Op
             default_flags = struct.unpack_from(">I", moof, at)[0]
         total, first_flags, samples = 0, None, 0
         for trun in children(moof, traf, b"trun"):
-            tflags = int.from_bytes(moof[trun.body + 1:trun.body + 4], "big")
+            tflags = int.from_bytes(moof[trun.body + 1 : trun.body + 4], "big")
             count = struct.unpack_from(">I", moof, trun.body + 4)[0]
             at = trun.body + 8 + (4 if tflags & 0x01 else 0)
             run_first = None
@@ -222,8 +223,13 @@ def group_fragments(fragments: list[Fragment], target_seconds: float = TARGET_SE
 def hls_vod_playlist(index: VodIndex, uri: str) -> str:
     """The playlist (``#EXT-X-PLAYLIST-TYPE:VOD``) of one part, naming it by ``uri`` (relative)."""
     target = max(1, math.ceil(max(s.duration for s in index.segments) - 0.001))
-    lines = ["#EXTM3U", "#EXT-X-VERSION:7", f"#EXT-X-TARGETDURATION:{target}", "#EXT-X-MEDIA-SEQUENCE:0",
-             "#EXT-X-PLAYLIST-TYPE:VOD"]
+    lines = [
+        "#EXTM3U",
+        "#EXT-X-VERSION:7",
+        f"#EXT-X-TARGETDURATION:{target}",
+        "#EXT-X-MEDIA-SEQUENCE:0",
+        "#EXT-X-PLAYLIST-TYPE:VOD",
+    ]
     if all(s.keyframe for s in index.segments):
         lines.append("#EXT-X-INDEPENDENT-SEGMENTS")
     lines.append(map_tag(uri, byterange=f"{index.init_length}@0"))

@@ -40,6 +40,7 @@ running encoder once it has published a segment; ``lastSegmentAt`` the last publ
 ``broadcasting`` whether outputs are being produced now (a fresh segment of the running run);
 ``error`` how the last encoder process ended while none produces.
 """
+
 from __future__ import annotations
 
 from onair.agent.app import run_role

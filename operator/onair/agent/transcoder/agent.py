@@ -1,4 +1,5 @@
 """The transcoder agent: warm readers, one encoder per broadcast, a packager, and the HTTP API."""
+
 from __future__ import annotations
 
 import asyncio
@@ -60,32 +61,58 @@ class TranscoderAgent(Agent):
         self.work_dir = Path(config.work_dir) / "out"
         labels = ["livestream"]
         r = self.registry
-        self.m_speed = Gauge("onair_transcoder_speed", "ffmpeg speed= of the encoder (1.0 is real time)", labels, registry=r)
-        self.m_switches = Counter("onair_transcoder_source_switches", "times the encoder's source changed", ["livestream", "to"], registry=r)
-        self.m_restarts = Counter("onair_transcoder_encoder_restarts", "encoder processes that died and were restarted", labels, registry=r)
-        self.m_segments = Counter("onair_transcoder_segments_written", "segments published", ["livestream", "format"], registry=r)
-        self.m_upload_errors = Counter("onair_transcoder_upload_errors", "files that could not be published", labels, registry=r)
-        self.m_active = Gauge("onair_transcoder_active_source", "1 for the source on air", ["livestream", "source"], registry=r)
-        self.m_broadcasting = Gauge("onair_transcoder_broadcasting", "1 while the encoder produces outputs", labels, registry=r)
+        self.m_speed = Gauge(
+            "onair_transcoder_speed", "ffmpeg speed= of the encoder (1.0 is real time)", labels, registry=r
+        )
+        self.m_switches = Counter(
+            "onair_transcoder_source_switches", "times the encoder's source changed", ["livestream", "to"], registry=r
+        )
+        self.m_restarts = Counter(
+            "onair_transcoder_encoder_restarts", "encoder processes that died and were restarted", labels, registry=r
+        )
+        self.m_segments = Counter(
+            "onair_transcoder_segments_written", "segments published", ["livestream", "format"], registry=r
+        )
+        self.m_upload_errors = Counter(
+            "onair_transcoder_upload_errors", "files that could not be published", labels, registry=r
+        )
+        self.m_active = Gauge(
+            "onair_transcoder_active_source", "1 for the source on air", ["livestream", "source"], registry=r
+        )
+        self.m_broadcasting = Gauge(
+            "onair_transcoder_broadcasting", "1 while the encoder produces outputs", labels, registry=r
+        )
         # Every series exists from the start (at 0), so rates and alerts need no special case.
         for metric in (self.m_speed, self.m_restarts, self.m_upload_errors, self.m_broadcasting):
             metric.labels(config.livestream)
         for kind in ("cmaf", "ts", "dash"):
             self.m_segments.labels(config.livestream, kind)
-        self.relay = Relay(self.supervisor, main_url=config.main_url, backup_url=config.backup_url,
-                           pull_uris=config.pull_uris, ffmpeg=ffmpeg, freeze_seconds=config.freeze_seconds,
-                           return_seconds=config.return_seconds, on_switch=self._switched,
-                           # A broadcast waiting for a source starts its encoder now, not at the next tick.
-                           on_select=lambda _name: self._wake.set(),
-                           read_token=lambda: read_secret(config.read_token_file),
-                           read_interval=LOW_DELAY_READ_INTERVAL_SECONDS if config.whep else READ_INTERVAL_SECONDS)
+        self.relay = Relay(
+            self.supervisor,
+            main_url=config.main_url,
+            backup_url=config.backup_url,
+            pull_uris=config.pull_uris,
+            ffmpeg=ffmpeg,
+            freeze_seconds=config.freeze_seconds,
+            return_seconds=config.return_seconds,
+            on_switch=self._switched,
+            # A broadcast waiting for a source starts its encoder now, not at the next tick.
+            on_select=lambda _name: self._wake.set(),
+            read_token=lambda: read_secret(config.read_token_file),
+            read_interval=LOW_DELAY_READ_INTERVAL_SECONDS if config.whep else READ_INTERVAL_SECONDS,
+        )
         self.sink = self._make_sink()
         kinds = [k for k, on in (("cmaf", config.hls_cmaf), ("ts", config.hls_mpegts)) if on]
-        self.packager = Packager(self.work_dir, self.sink, kinds=kinds, dash=config.dash,
-                                 window=config.playlist_segments,
-                                 on_segment=self._segment_published,
-                                 on_error=lambda: self.m_upload_errors.labels(config.livestream).inc(),
-                                 dates=ProgramDateTimes(self.relay.arrivals, lambda: self.relay.encoder_start_dts))
+        self.packager = Packager(
+            self.work_dir,
+            self.sink,
+            kinds=kinds,
+            dash=config.dash,
+            window=config.playlist_segments,
+            on_segment=self._segment_published,
+            on_error=lambda: self.m_upload_errors.labels(config.livestream).inc(),
+            dates=ProgramDateTimes(self.relay.arrivals, lambda: self.relay.encoder_start_dts),
+        )
         self.encoder: Optional[Child] = None
         self.plan: Optional[EncoderPlan] = None
         self.speed: Optional[float] = None
@@ -103,28 +130,42 @@ class TranscoderAgent(Agent):
         self.whep: Optional[WhepServer] = None
         self.rendition: Optional[Rendition] = None
         if config.whep:
-            self.m_whep_viewers = Gauge("onair_transcoder_whep_viewers", "WHEP (WebRTC) viewers now", labels,
-                                        registry=r)
+            self.m_whep_viewers = Gauge(
+                "onair_transcoder_whep_viewers", "WHEP (WebRTC) viewers now", labels, registry=r
+            )
             self.m_whep_viewers.labels(config.livestream)
             # Proof of forwarding: what viewers' RTP senders packetize are the encoder's packets.
-            self.m_whep_forwarded = Counter("onair_transcoder_whep_packets_forwarded",
-                                            "encoded packets handed to WHEP viewers as they are (never re-encoded)",
-                                            ["livestream", "kind"], registry=r)
+            self.m_whep_forwarded = Counter(
+                "onair_transcoder_whep_packets_forwarded",
+                "encoded packets handed to WHEP viewers as they are (never re-encoded)",
+                ["livestream", "kind"],
+                registry=r,
+            )
             turn = config.whep_turn_secret_file
-            self.whep = WhepServer(self._whep_refusal, list(config.whep_ice_servers),
-                                   list(config.whep_ice_servers if config.whep_client_ice_servers is None
-                                        else config.whep_client_ice_servers),
-                                   turn_secret_source=lambda: read_secret(turn),
-                                   turn_ttl_seconds=config.whep_turn_credential_ttl_seconds,
-                                   max_viewers=config.whep_max_viewers,
-                                   on_forwarded=self._whep_forwarded)
+            self.whep = WhepServer(
+                self._whep_refusal,
+                list(config.whep_ice_servers),
+                list(
+                    config.whep_ice_servers
+                    if config.whep_client_ice_servers is None
+                    else config.whep_client_ice_servers
+                ),
+                turn_secret_source=lambda: read_secret(turn),
+                turn_ttl_seconds=config.whep_turn_credential_ttl_seconds,
+                max_viewers=config.whep_max_viewers,
+                on_forwarded=self._whep_forwarded,
+            )
             self.app.add_routes(self.whep.routes())
         if not config.main_url and not config.backup_url and not config.pull_uris:
             log.error("no source configured (mainUrl, backupUrl or pullUris): nothing to transcode")
-        if config.read_token_file and (config.main_url or config.backup_url) \
-                and not read_secret(config.read_token_file):
-            log.error("no read token in %s: the ingest will refuse the readers of mainUrl/backupUrl",
-                      config.read_token_file)
+        if (
+            config.read_token_file
+            and (config.main_url or config.backup_url)
+            and not read_secret(config.read_token_file)
+        ):
+            log.error(
+                "no read token in %s: the ingest will refuse the readers of mainUrl/backupUrl", config.read_token_file
+            )
 
     def _make_sink(self) -> Sink:
         if self.config.output_dir:
@@ -193,8 +234,9 @@ class TranscoderAgent(Agent):
         backup = desired.backup is not False
         await self.relay.set_enabled("backup", backup, "the backup ingest " + ("exists" if backup else "is gone"))
         pull = self.wants_pull()
-        await self.relay.set_enabled("pull", pull, "active again" if pull else
-                                     "phase ended" if desired.phase == "ended" else "active is false")
+        await self.relay.set_enabled(
+            "pull", pull, "active again" if pull else "phase ended" if desired.phase == "ended" else "active is false"
+        )
 
     async def _converge_forever(self) -> None:
         while True:
@@ -223,15 +265,22 @@ class TranscoderAgent(Agent):
                 # A source without audio (or the first with it) cannot be spliced into an encoder
                 # built the other way: its muxers would wait for audio that never comes. A new
                 # run is a discontinuity, which players handle; a stalled playlist is not.
-                log.warning("source %s %s audio: restarting the encoder as a new run", self.relay.on_air(),
-                            "has" if self.plan and not self.plan.has_audio else "has no")
+                log.warning(
+                    "source %s %s audio: restarting the encoder as a new run",
+                    self.relay.on_air(),
+                    "has" if self.plan and not self.plan.has_audio else "has no",
+                )
                 await self._stop_encoder(ended=False)
                 await self._start_encoder()
 
     def _audio_mismatch(self) -> bool:
         info = self.relay.source_info()
-        return (info is not None and self.plan is not None and self.relay.on_air() == info.name
-                and info.has_audio != self.plan.has_audio)
+        return (
+            info is not None
+            and self.plan is not None
+            and self.relay.on_air() == info.name
+            and info.has_audio != self.plan.has_audio
+        )
 
     # ------------------------------------------------------------------------- encoder
     def _plan(self) -> Optional[EncoderPlan]:
@@ -252,12 +301,23 @@ class TranscoderAgent(Agent):
         # there is nothing to cut them from.
         parts = part_seconds(fps, segment, cfg.part_seconds) if cfg.low_latency and (cfg.hls_cmaf or cfg.dash) else None
         return EncoderPlan(
-            rungs=rungs, run_id=new_run_id(), segment_seconds=segment, fps=fps, has_audio=info.has_audio,
-            hls_cmaf=cfg.hls_cmaf, hls_mpegts=cfg.hls_mpegts, dash=cfg.dash, low_latency=cfg.low_latency,
+            rungs=rungs,
+            run_id=new_run_id(),
+            segment_seconds=segment,
+            fps=fps,
+            has_audio=info.has_audio,
+            hls_cmaf=cfg.hls_cmaf,
+            hls_mpegts=cfg.hls_mpegts,
+            dash=cfg.dash,
+            low_latency=cfg.low_latency,
             part_seconds=parts,
-            dash_window=cfg.playlist_segments, screenshot_width=cfg.screenshot_width,
-            screenshot_interval_seconds=cfg.screenshot_interval_seconds, preset=cfg.preset, ffmpeg=self.ffmpeg,
-            webrtc_url=self.rendition.url if self.rendition is not None else None)
+            dash_window=cfg.playlist_segments,
+            screenshot_width=cfg.screenshot_width,
+            screenshot_interval_seconds=cfg.screenshot_interval_seconds,
+            preset=cfg.preset,
+            ffmpeg=self.ffmpeg,
+            webrtc_url=self.rendition.url if self.rendition is not None else None,
+        )
 
     def _whep_forwarded(self, kind: str) -> None:
         self.m_whep_forwarded.labels(self.config.livestream, kind).inc()
@@ -267,8 +327,10 @@ class TranscoderAgent(Agent):
         if self.desired.phase == "ended":
             return "the livestream has ended"
         if not self.wants_outputs():
-            return (f"the livestream is not live: nothing is being broadcast (phase {self.desired.phase}"
-                    f"{', active is false' if not self.desired.active else ''})")
+            return (
+                f"the livestream is not live: nothing is being broadcast (phase {self.desired.phase}"
+                f"{', active is false' if not self.desired.active else ''})"
+            )
         if self.encoder is None or not self.encoder.running:
             return "the livestream is not live: no source is on air yet"
         return None
@@ -279,21 +341,35 @@ class TranscoderAgent(Agent):
             return
         self.plan = plan
         self._stopping_encoder = False
-        log.info("broadcast starts: run %s, ladder %s from %s", plan.run_id,
-                 ", ".join(f"{r.name}={r.width}x{r.height}" for r in plan.rungs), self.relay.selected())
+        log.info(
+            "broadcast starts: run %s, ladder %s from %s",
+            plan.run_id,
+            ", ".join(f"{r.name}={r.width}x{r.height}" for r in plan.rungs),
+            self.relay.selected(),
+        )
         self.encoder = Child(
-            name="encoder", argv=encoder_args(plan), cwd=str(self.work_dir), stdin_pipe=True,
+            name="encoder",
+            argv=encoder_args(plan),
+            cwd=str(self.work_dir),
+            stdin_pipe=True,
             # SIGINT lets ffmpeg write its last segments; the packager, not ffmpeg, decides ENDLIST.
-            stop_signal=signal.SIGINT, stop_timeout=10.0, backoff_initial=0.5, backoff_max=5.0,
-            on_start=self._encoder_started, on_line=self._encoder_line, on_exit=self._encoder_exited)
+            stop_signal=signal.SIGINT,
+            stop_timeout=10.0,
+            backoff_initial=0.5,
+            backoff_max=5.0,
+            on_start=self._encoder_started,
+            on_line=self._encoder_line,
+            on_exit=self._encoder_exited,
+        )
         self.supervisor.add(self.encoder)
 
     def _encoder_started(self, proc: asyncio.subprocess.Process) -> None:
         assert self.plan is not None
         self._encoder_said = []
         self._run_started_at = datetime.now(timezone.utc)
-        self.packager.begin_run(self.plan.run_id, [r.name for r in self.plan.rungs], self.plan.part_seconds,
-                                self.plan.segment_seconds)
+        self.packager.begin_run(
+            self.plan.run_id, [r.name for r in self.plan.rungs], self.plan.part_seconds, self.plan.segment_seconds
+        )
         self.relay.attach(proc.stdin)
 
     def _segment_published(self, kind: str) -> None:
@@ -381,7 +457,8 @@ class TranscoderAgent(Agent):
         names = [r.name for r in self.plan.rungs]
         published = self.packager.run_id == self.plan.run_id and any(
             rendition.playlist.last is not None and rendition.playlist.last.run_id == self.plan.run_id
-            for rendition in self.packager.renditions.values())
+            for rendition in self.packager.renditions.values()
+        )
         return names if published or not self.packager.kinds else []
 
     def before_scrape(self) -> None:

@@ -9,6 +9,7 @@ wake-up costs CPU that bench/transcoder_cpu.py counts against the 3 % budget).
 Where inotify is missing or out of watches (OSError, or AttributeError from a libc without it),
 the packager polls instead.
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -8,6 +8,7 @@ the ``trun``, else the ``tfhd`` default, else the init segment's ``trex`` defaul
 
 Pure and defensive: any truncated or unexpected box makes the answer "not independent".
 """
+
 from __future__ import annotations
 
 import struct
@@ -77,7 +78,7 @@ def read_init(data: bytes) -> InitInfo:
                 scale_at = mdhd[0] + (20 if data[mdhd[0]] == 1 else 12)
                 if scale_at + 4 <= mdhd[1]:
                     timescales[track_id] = struct.unpack_from(">I", data, scale_at)[0]
-            if data[hdlr[0] + 8:hdlr[0] + 12] == b"vide":
+            if data[hdlr[0] + 8 : hdlr[0] + 12] == b"vide":
                 video.add(track_id)
         elif kind == b"mvex":
             for k, ts, te in _spans(data, s, e):
@@ -153,8 +154,12 @@ def _first_sample_flags(data: bytes, start: int, end: int, init: InitInfo) -> Op
     tf_flags = struct.unpack_from(">I", data, tfhd[0])[0] & 0xFFFFFF
     track_id = struct.unpack_from(">I", data, tfhd[0] + 4)[0]
     at = tfhd[0] + 8
-    for bit, size in ((_TFHD_BASE_DATA_OFFSET, 8), (_TFHD_SAMPLE_DESCRIPTION_INDEX, 4),
-                      (_TFHD_DEFAULT_DURATION, 4), (_TFHD_DEFAULT_SIZE, 4)):
+    for bit, size in (
+        (_TFHD_BASE_DATA_OFFSET, 8),
+        (_TFHD_SAMPLE_DESCRIPTION_INDEX, 4),
+        (_TFHD_DEFAULT_DURATION, 4),
+        (_TFHD_DEFAULT_SIZE, 4),
+    ):
         if tf_flags & bit:
             at += size
     default = init.default_flags.get(track_id)

@@ -10,6 +10,7 @@ stream and the outputs need no discontinuity at all when the source changes.
 
 Pure: bytes in, bytes out, no I/O and no clock.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -97,8 +98,13 @@ def write_pcr(pkt: bytearray, base: int, ext: int) -> None:
 
 
 def read_timestamp(buf: bytes | bytearray, i: int) -> int:
-    return (((buf[i] >> 1) & 0x07) << 30) | (buf[i + 1] << 22) | ((buf[i + 2] >> 1) << 15) \
-        | (buf[i + 3] << 7) | (buf[i + 4] >> 1)
+    return (
+        (((buf[i] >> 1) & 0x07) << 30)
+        | (buf[i + 1] << 22)
+        | ((buf[i + 2] >> 1) << 15)
+        | (buf[i + 3] << 7)
+        | (buf[i + 4] >> 1)
+    )
 
 
 def write_timestamp(buf: bytearray, i: int, value: int) -> None:
@@ -297,7 +303,7 @@ class Feed:
                     break
                 i = nxt
                 continue
-            packets.append(buf[i:i + PACKET])
+            packets.append(buf[i : i + PACKET])
             i += PACKET
         self._residual = buf[i:]
         key_at: Optional[int] = None
@@ -364,7 +370,7 @@ class Feed:
         if random_access(pkt):
             return True
         codec = self.program.streams.get(pid_of(pkt), H264) if self.program else H264
-        return _nal_keyframe(pkt[payload_offset(pkt):], codec)
+        return _nal_keyframe(pkt[payload_offset(pkt) :], codec)
 
     def kind(self, pid: int) -> Optional[str]:
         return self.program.kinds.get(pid) if self.program else None
@@ -613,7 +619,7 @@ def first_video_decode_time(data: bytes) -> Optional[int]:
     pmt_pid: Optional[int] = None
     program: Optional[ProgramMap] = None
     for at in range(0, len(data) - PACKET + 1, PACKET):
-        pkt = data[at:at + PACKET]
+        pkt = data[at : at + PACKET]
         if pkt[0] != SYNC:
             return None
         pid = pid_of(pkt)

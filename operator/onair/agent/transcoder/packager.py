@@ -31,6 +31,7 @@ playlist naming a file it does not have.
   earlier than that anchor promises, the anchor published is moved back to match (never later,
   never more than a segment), so players ask for each segment when its first chunk exists.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -148,10 +149,18 @@ def _next_part(uri: str) -> Optional[str]:
 
 
 class Packager:
-    def __init__(self, work_dir: Path, sink: Sink, *, kinds: Sequence[str] = HLS_KINDS, dash: bool = True,
-                 window: int = 8, on_segment: Optional[Callable[[str], None]] = None,
-                 on_error: Optional[Callable[[], None]] = None,
-                 dates: Optional[ProgramDateTimes] = None) -> None:
+    def __init__(
+        self,
+        work_dir: Path,
+        sink: Sink,
+        *,
+        kinds: Sequence[str] = HLS_KINDS,
+        dash: bool = True,
+        window: int = 8,
+        on_segment: Optional[Callable[[str], None]] = None,
+        on_error: Optional[Callable[[], None]] = None,
+        dates: Optional[ProgramDateTimes] = None,
+    ) -> None:
         self.work_dir = Path(work_dir)
         # When each segment's first frame was received (None: dated when the segment appears).
         self.dates = dates
@@ -189,8 +198,9 @@ class Packager:
         self._watching = True  # False once inotify failed: poll from then on
 
     # ------------------------------------------------------------------------- runs
-    def begin_run(self, run_id: str, rungs: Sequence[str], part_seconds: Optional[float] = None,
-                  segment_seconds: float = 2.0) -> None:
+    def begin_run(
+        self, run_id: str, rungs: Sequence[str], part_seconds: Optional[float] = None, segment_seconds: float = 2.0
+    ) -> None:
         """A new encoder process starts writing with this run id and these renditions; with
         ``part_seconds`` its CMAF files are LL-HLS parts of ``segment_seconds`` segments."""
         self.run_id = run_id
@@ -208,8 +218,9 @@ class Packager:
             for rung in self.rungs:
                 key = (kind, rung)
                 if key not in self.renditions:
-                    self.renditions[key] = _Rendition(kind, rung, MediaPlaylist(
-                        self.window, version=7 if kind == "cmaf" else 6))
+                    self.renditions[key] = _Rendition(
+                        kind, rung, MediaPlaylist(self.window, version=7 if kind == "cmaf" else 6)
+                    )
                 self.renditions[key].seen = set()
         # Renditions of an earlier ladder that this run does not produce end cleanly.
         for key, rendition in self.renditions.items():
@@ -292,8 +303,11 @@ class Packager:
             watch.drain()  # the rest of the burst: this one scan covers it
 
     def poll_seconds(self, now: float) -> float:
-        starting = self.run_id is not None and now - self._run_started < FIRST_SEGMENT_FAST_SECONDS \
+        starting = (
+            self.run_id is not None
+            and now - self._run_started < FIRST_SEGMENT_FAST_SECONDS
             and any(kind not in self._masters_sent for kind in self.kinds)
+        )
         return FIRST_SEGMENT_POLL_SECONDS if starting else POLL_SECONDS
 
     async def sync(self) -> None:
@@ -378,8 +392,12 @@ class Packager:
         try:
             return fmp4.read_init((self.work_dir / rendition.base / init).read_bytes())
         except OSError as exc:
-            log.warning("cannot read %s/%s (%s): its parts' keyframes are found from their samples only",
-                        rendition.base, init, exc)
+            log.warning(
+                "cannot read %s/%s (%s): its parts' keyframes are found from their samples only",
+                rendition.base,
+                init,
+                exc,
+            )
             return fmp4.InitInfo()
 
     async def _add_part(self, rendition: _Rendition, part: Segment, init: Optional[str]) -> None:
@@ -393,12 +411,17 @@ class Packager:
         now = datetime.now(timezone.utc)
         independent = fmp4.starts_independent(data, rendition.init_info.get(init or "", fmp4.InitInfo()))
         cut = sum(p.duration for p, _, _ in rendition.open_parts)
-        if rendition.open_parts and (independent or init != rendition.open_init
-                                     or cut >= MAX_SEGMENT_WITHOUT_KEYFRAME * self.segment_seconds):
+        if rendition.open_parts and (
+            independent or init != rendition.open_init or cut >= MAX_SEGMENT_WITHOUT_KEYFRAME * self.segment_seconds
+        ):
             if not independent and init == rendition.open_init and not rendition.warned_unaligned:
                 rendition.warned_unaligned = True
-                log.error("%s: no part began with a keyframe for %.1fs: the encoder's keyframes and parts do not "
-                          "line up; segments are cut without one (LL-HLS clients may stall)", rendition.base, cut)
+                log.error(
+                    "%s: no part began with a keyframe for %.1fs: the encoder's keyframes and parts do not "
+                    "line up; segments are cut without one (LL-HLS clients may stall)",
+                    rendition.base,
+                    cut,
+                )
             await self._close_segment(rendition)
         uploaded = await self._put(f"{rendition.base}/{part.uri}", data)
         local.unlink(missing_ok=True)
@@ -409,8 +432,9 @@ class Packager:
         rendition.last_part_at = now
         playlist = rendition.playlist
         playlist.part_target = max(self.part_seconds or 0.0, part.duration)
-        playlist.open_parts = [p for p, _, ok in rendition.open_parts if ok] \
-            if all(ok for _, _, ok in rendition.open_parts) else []
+        playlist.open_parts = (
+            [p for p, _, ok in rendition.open_parts if ok] if all(ok for _, _, ok in rendition.open_parts) else []
+        )
         playlist.open_init = init
         playlist.preload_hint = _next_part(part.uri) if playlist.open_parts else None
 
@@ -428,9 +452,15 @@ class Packager:
         if not await self._put(f"{rendition.base}/{name}", b"".join(data for _, data, _ in parts)):
             return
         listed = tuple(p for p, _, _ in parts) if all(ok for _, _, ok in parts) else ()
-        removed = playlist.add(name, duration, self.run_id, rendition.open_init,
-                               rendition.last_part_at or datetime.now(timezone.utc), parts=listed,
-                               program_date_time=date)
+        removed = playlist.add(
+            name,
+            duration,
+            self.run_id,
+            rendition.open_init,
+            rendition.last_part_at or datetime.now(timezone.utc),
+            parts=listed,
+            program_date_time=date,
+        )
         rendition.trash.extend(removed)
         self._count_segment(rendition.kind)
 
@@ -462,8 +492,12 @@ class Packager:
                 return when
         if rendition.pdt_fallback_run != self.run_id:
             rendition.pdt_fallback_run = self.run_id
-            log.warning("%s: program-date-time falls back to when segments appear, a segment later than their "
-                        "capture (%s); logged once per run", rendition.base, why)
+            log.warning(
+                "%s: program-date-time falls back to when segments appear, a segment later than their "
+                "capture (%s); logged once per run",
+                rendition.base,
+                why,
+            )
         return None
 
     def _count_segment(self, kind: str, now: Optional[datetime] = None) -> None:
@@ -664,7 +698,7 @@ class Packager:
         if earliest >= written:
             return mpd
         anchor = datetime.fromtimestamp(earliest, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-        return mpd[:match.start(1)] + anchor.encode() + mpd[match.end(1):]
+        return mpd[: match.start(1)] + anchor.encode() + mpd[match.end(1) :]
 
     async def _chunks(self, handle, tmp: Path) -> AsyncIterator[bytes]:
         """The bytes of a file ffmpeg is writing, as they are written, until it renames it into place."""
@@ -676,7 +710,7 @@ class Packager:
                 grew_at = time.monotonic()
                 if first:
                     first = False
-                    self._first_chunk(f"dash/{tmp.name[:-len('.tmp')]}", time.time())
+                    self._first_chunk(f"dash/{tmp.name[: -len('.tmp')]}", time.time())
                 yield data
                 continue
             if not tmp.exists():

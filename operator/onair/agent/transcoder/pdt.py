@@ -38,6 +38,7 @@ too), so it stays as ffmpeg writes it.
 
 Pure: no clock, no I/O.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -70,8 +71,12 @@ class _Piece:
 class ArrivalMap:
     """When the encoder's input frames were received, by decode timestamp (90 kHz, 33-bit)."""
 
-    def __init__(self, bucket_seconds: float = BUCKET_SECONDS, window_seconds: float = WINDOW_SECONDS,
-                 keep_seconds: float = KEEP_SECONDS) -> None:
+    def __init__(
+        self,
+        bucket_seconds: float = BUCKET_SECONDS,
+        window_seconds: float = WINDOW_SECONDS,
+        keep_seconds: float = KEEP_SECONDS,
+    ) -> None:
         self.bucket = max(1, int(bucket_seconds * CLOCK))
         self.window = int(window_seconds * CLOCK)
         self.keep = int(keep_seconds * CLOCK)
@@ -137,8 +142,10 @@ class ArrivalMap:
         low, high = (at - self.window) // self.bucket, (at + self.window) // self.bucket
         offsets = [o for b, o in piece.buckets if low <= b <= high]
         if not offsets:
-            return None, (f"no frame arrival recorded within {self.window / CLOCK:g} s of media time {dts} "
-                          f"(kept: the last {self.keep / CLOCK:g} s)")
+            return None, (
+                f"no frame arrival recorded within {self.window / CLOCK:g} s of media time {dts} "
+                f"(kept: the last {self.keep / CLOCK:g} s)"
+            )
         return min(offsets) + at / CLOCK, ""
 
 
@@ -156,8 +163,9 @@ class _Run:
 class ProgramDateTimes:
     """A segment's date from its media time, the same in every rendition of a run."""
 
-    def __init__(self, arrivals: ArrivalMap, run_start: Callable[[], Optional[int]],
-                 snap_seconds: float = SNAP_SECONDS) -> None:
+    def __init__(
+        self, arrivals: ArrivalMap, run_start: Callable[[], Optional[int]], snap_seconds: float = SNAP_SECONDS
+    ) -> None:
         self.arrivals = arrivals
         self.run_start = run_start  # decode time of the first frame the current encoder got
         self.snap = snap_seconds
@@ -203,8 +211,12 @@ class ProgramDateTimes:
             return timeline, ""  # the run's timeline carries on where no arrival is known
         if timeline is None:
             if run.not_before is not None and arrived < run.not_before:
-                log.info("run %s starts with frames received %.3f s before the previous run's last segment ended "
-                         "(replayed from the cache): dated from that end", run.run_id, run.not_before - arrived)
+                log.info(
+                    "run %s starts with frames received %.3f s before the previous run's last segment ended "
+                    "(replayed from the cache): dated from that end",
+                    run.run_id,
+                    run.not_before - arrived,
+                )
                 arrived = run.not_before
             run.epochs.append((relative, arrived))
             return arrived, ""
@@ -213,7 +225,11 @@ class ProgramDateTimes:
             return arrived, ""
         if arrived < timeline - self.snap and not run.held_logged:
             run.held_logged = True
-            log.info("run %s: frames at %.3f s were received %.3f s before the timeline's date "
-                     "(older frames spliced in): dates keep to the timeline, which never goes back",
-                     run.run_id, relative, timeline - arrived)
+            log.info(
+                "run %s: frames at %.3f s were received %.3f s before the timeline's date "
+                "(older frames spliced in): dates keep to the timeline, which never goes back",
+                run.run_id,
+                relative,
+                timeline - arrived,
+            )
         return timeline, ""

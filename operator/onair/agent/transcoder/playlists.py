@@ -20,6 +20,7 @@ runs, so the packager keeps its own per rendition:
 
 Pure: parse text (``onair.agent.hls``), render text; the packager does the I/O.
 """
+
 from __future__ import annotations
 
 import math
@@ -75,8 +76,16 @@ class MediaPlaylist:
         self.open_init: Optional[str] = None  # its EXT-X-MAP
         self.preload_hint: Optional[str] = None
 
-    def add(self, uri: str, duration: float, run_id: str, init: Optional[str], seen_at: datetime,
-            parts: tuple[Part, ...] = (), program_date_time: Optional[datetime] = None) -> list[Entry]:
+    def add(
+        self,
+        uri: str,
+        duration: float,
+        run_id: str,
+        init: Optional[str],
+        seen_at: datetime,
+        parts: tuple[Part, ...] = (),
+        program_date_time: Optional[datetime] = None,
+    ) -> list[Entry]:
         """Append a finished segment; returns the entries that slid out of the window.
 
         ``program_date_time``: when its first frame was received (``pdt``). Without it the date
@@ -137,8 +146,14 @@ class MediaPlaylist:
             if segment.discontinuity:
                 runs += 1
             # The run id only has to differ between runs: the old ones are named by position.
-            entry = Entry(segment.uri, segment.duration, f"resumed-{runs}", segment.map_uri, pdt,
-                          segment.discontinuity and bool(playlist.entries))
+            entry = Entry(
+                segment.uri,
+                segment.duration,
+                f"resumed-{runs}",
+                segment.map_uri,
+                pdt,
+                segment.discontinuity and bool(playlist.entries),
+            )
             playlist.entries.append(entry)
             playlist._last = entry
             playlist._target = max(playlist._target, math.ceil(segment.duration - 1e-3))

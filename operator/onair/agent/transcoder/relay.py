@@ -15,6 +15,7 @@ backup ingest exists only while the Livestream asks for it, and a pull source is
 while the stream is inactive or ended. Switched off, its reader is stopped and it counts as
 silent, so a source on air fails over exactly as if it had died.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -91,15 +92,23 @@ class SourceInfo:
 
 
 class Relay:
-    def __init__(self, supervisor: Supervisor, *, main_url: Optional[str] = None, backup_url: Optional[str] = None,
-                 pull_uris: Sequence[str] = (), ffmpeg: str = "ffmpeg",
-                 freeze_seconds: float = FREEZE_SECONDS, return_seconds: float = RETURN_SECONDS,
-                 on_switch: Optional[Callable[[Optional[str], str], None]] = None,
-                 on_select: Optional[Callable[[str], None]] = None,
-                 read_token: Callable[[], Optional[str]] = lambda: None,
-                 clock: Callable[[], float] = time.monotonic,
-                 wall_clock: Callable[[], float] = time.time,
-                 read_interval: float = READ_INTERVAL_SECONDS) -> None:
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        *,
+        main_url: Optional[str] = None,
+        backup_url: Optional[str] = None,
+        pull_uris: Sequence[str] = (),
+        ffmpeg: str = "ffmpeg",
+        freeze_seconds: float = FREEZE_SECONDS,
+        return_seconds: float = RETURN_SECONDS,
+        on_switch: Optional[Callable[[Optional[str], str], None]] = None,
+        on_select: Optional[Callable[[str], None]] = None,
+        read_token: Callable[[], Optional[str]] = lambda: None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        read_interval: float = READ_INTERVAL_SECONDS,
+    ) -> None:
         self.supervisor = supervisor
         self.read_interval = read_interval
         self.ffmpeg = ffmpeg
@@ -136,9 +145,13 @@ class Relay:
     # ------------------------------------------------------------------------- readers
     def _add_reader(self, name: str, url: str, rotation: Optional[PullRotation]) -> None:
         child = Child(
-            name=f"reader-{name}", argv=[],
+            name=f"reader-{name}",
+            argv=[],
             # Readers must come back fast: they are what makes the backup warm.
-            backoff_initial=0.2, backoff_max=1.0, stop_timeout=3.0, data_interval=self.read_interval,
+            backoff_initial=0.2,
+            backoff_max=1.0,
+            stop_timeout=3.0,
+            data_interval=self.read_interval,
         )
         reader = _Reader(name, child, Feed(name), source_url=url, rotation=rotation)
         child.on_start = lambda proc, r=reader: self._reader_started(r)
@@ -242,7 +255,11 @@ class Relay:
                 hole = round(min(max(gap, 0.0), MAX_SPLICE_HOLE_SECONDS) * CLOCK)
             self._write(self.splicer.splice(reader.feed, packets, hole))
         if previous != reader.name:
-            log.info("source %s: %s", "switch" if previous else "selected", f"{previous} -> {reader.name}" if previous else reader.name)
+            log.info(
+                "source %s: %s",
+                "switch" if previous else "selected",
+                f"{previous} -> {reader.name}" if previous else reader.name,
+            )
             if self.on_select:
                 self.on_select(reader.name)
             # Only what viewers see counts: not the first selection, not changes in backstage.
@@ -269,8 +286,11 @@ class Relay:
             gap = self._picture_gap(reader, reader.feed.gop[0])
             if gap is not None and gap < -MAX_SPLICE_REPEAT_SECONDS:
                 if self.pending != target:
-                    log.info("the cached keyframe of %s holds %.3fs already shown: switching at its next keyframe",
-                             target, -gap)
+                    log.info(
+                        "the cached keyframe of %s holds %.3fs already shown: switching at its next keyframe",
+                        target,
+                        -gap,
+                    )
                 cache_ok = False
         if decision.immediate and cache_ok:
             self._start_forwarding(reader, list(reader.feed.gop))
@@ -407,9 +427,12 @@ class Relay:
     # ------------------------------------------------------------------------- state
     def on_air(self) -> Optional[str]:
         """The source viewers are getting now: forwarded and healthy."""
-        if self.active is not None and self._forwarding is not None \
-                and self._forwarding is self.readers[self.active].feed \
-                and self.selector.healthy(self.active, self.clock()):
+        if (
+            self.active is not None
+            and self._forwarding is not None
+            and self._forwarding is self.readers[self.active].feed
+            and self.selector.healthy(self.active, self.clock())
+        ):
             return self.active
         return None
 

@@ -6,6 +6,7 @@ a few times; after that the caller decides (a segment is skipped, a playlist is 
 the next segment anyway). On shutdown the agent gives the sink a deadline: the last segments
 are worth a few seconds, not the pod's whole grace period when the origin is gone too.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -54,10 +55,12 @@ class Sink(Protocol):
     async def put_file(self, path: str, local: Path, keep: bool) -> None:
         """Publish the finished file ``local`` as ``path``; without ``keep`` the local file is
         the sink's afterwards (gone once published). FileNotFoundError if ``local`` is missing."""
+
     async def put_stream(self, path: str, chunks: AsyncIterator[bytes]) -> None:
         """Publish ``path`` while it is being written: each chunk goes out as it comes (LL-DASH).
         Sent once (a body already streamed cannot be sent again): SinkError and the caller falls
         back to ``put_file`` of the finished file."""
+
     async def delete(self, path: str) -> None: ...
     async def get(self, path: str) -> Optional[bytes]: ...
     async def close(self) -> None: ...
@@ -217,12 +220,16 @@ class HttpSink:
                 break
             if delay:
                 await asyncio.sleep(delay)
-            timeout = self._timeout if remaining is None else \
-                aiohttp.ClientTimeout(total=min(self._timeout.total or remaining, remaining - delay))
+            timeout = (
+                self._timeout
+                if remaining is None
+                else aiohttp.ClientTimeout(total=min(self._timeout.total or remaining, remaining - delay))
+            )
             busy_after = None
             try:
-                async with self._client().request(method, url, data=data, headers=self._headers(path),
-                                                  timeout=timeout) as resp:
+                async with self._client().request(
+                    method, url, data=data, headers=self._headers(path), timeout=timeout
+                ) as resp:
                     if resp.status < 300 or (method == "DELETE" and resp.status == 404):
                         return
                     last = f"HTTP {resp.status}{await _reason(resp)}"
@@ -249,14 +256,18 @@ class HttpSink:
             raise SinkError(f"PUT {url}: not sent, the agent is stopping")
         # No total: the body lasts as long as the segment is being written. A stalled origin
         # still ends it (sock_read), and so does the agent stopping.
-        timeout = aiohttp.ClientTimeout(total=remaining, sock_connect=self._timeout.total,
-                                        sock_read=self._timeout.total)
+        timeout = aiohttp.ClientTimeout(
+            total=remaining, sock_connect=self._timeout.total, sock_read=self._timeout.total
+        )
         try:
             if self._stream_session is None or self._stream_session.closed:
                 self._stream_session = aiohttp.ClientSession(
-                    connector=aiohttp.TCPConnector(limit=STREAM_CONNECTIONS, keepalive_timeout=60), timeout=self._timeout)
-            async with self._stream_session.put(url, data=chunks, headers=self._headers(path), timeout=timeout,
-                                          chunked=True) as resp:
+                    connector=aiohttp.TCPConnector(limit=STREAM_CONNECTIONS, keepalive_timeout=60),
+                    timeout=self._timeout,
+                )
+            async with self._stream_session.put(
+                url, data=chunks, headers=self._headers(path), timeout=timeout, chunked=True
+            ) as resp:
                 if resp.status < 300:
                     return
                 raise SinkError(f"PUT {url} (chunked): HTTP {resp.status}{await _reason(resp)}")

@@ -11,6 +11,7 @@ Rules (pure, clock passed in):
   for ``return_seconds`` (hysteresis: a flapping main must not bounce viewers back and forth),
   and then at its next keyframe, which keeps the output in step with the wall clock.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -64,8 +65,7 @@ class SourceSelector:
 
     def stable(self, name: str, now: float) -> bool:
         h = self.health[name]
-        return self.healthy(name, now) and h.healthy_since is not None \
-            and now - h.healthy_since >= self.return_seconds
+        return self.healthy(name, now) and h.healthy_since is not None and now - h.healthy_since >= self.return_seconds
 
     def next_change(self, now: float) -> Optional[float]:
         """The earliest time after ``now`` at which ``decide`` could answer differently without

@@ -22,6 +22,7 @@ from the operator's TURN secret as for WHIP, ``ingest/iceservers.py``); the ``20
 servers for the viewer in ``Link: rel="ice-server"`` headers, and so does an ``OPTIONS`` before the offer
 (the only way a browser can use them: this server takes no trickle ICE).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -258,10 +259,16 @@ class WhepServer:
     """``POST /whep`` and ``DELETE /whep/{id}`` on the transcoder's agent API (agent token: the origin
     calls them for viewers it let in)."""
 
-    def __init__(self, live: Callable[[], Optional[str]], ice_servers: list[str], client_ice_servers: list[str],
-                 turn_secret_source: Callable[[], Optional[str]] = lambda: None,
-                 turn_ttl_seconds: int = iceservers.DEFAULT_CREDENTIAL_TTL_SECONDS, max_viewers: int = 500,
-                 on_forwarded: Callable[[str], None] = lambda kind: None) -> None:
+    def __init__(
+        self,
+        live: Callable[[], Optional[str]],
+        ice_servers: list[str],
+        client_ice_servers: list[str],
+        turn_secret_source: Callable[[], Optional[str]] = lambda: None,
+        turn_ttl_seconds: int = iceservers.DEFAULT_CREDENTIAL_TTL_SECONDS,
+        max_viewers: int = 500,
+        on_forwarded: Callable[[str], None] = lambda kind: None,
+    ) -> None:
         self.on_forwarded = on_forwarded  # an encoded packet handed to a viewer's RTP sender as it is
         self.live_refusal = live  # why the stream is not live now, None when it is
         self.ice_servers = ice_servers
@@ -273,8 +280,12 @@ class WhepServer:
         self.rendition: Optional[Rendition] = None
 
     def routes(self) -> list[web.RouteDef]:
-        return [web.post("/whep", self.post), web.options("/whep", self.options),
-                web.delete("/whep/{id}", self.delete), web.patch("/whep/{id}", self.patch)]
+        return [
+            web.post("/whep", self.post),
+            web.options("/whep", self.options),
+            web.delete("/whep/{id}", self.delete),
+            web.patch("/whep/{id}", self.patch),
+        ]
 
     def start(self) -> Rendition:
         self.rendition = Rendition(asyncio.get_running_loop())
@@ -309,8 +320,11 @@ class WhepServer:
         if why is not None:
             return self._error(503, why, **{"Retry-After": str(RETRY_AFTER_SECONDS)})
         if len(self.viewers) >= self.max_viewers:
-            return self._error(503, f"this stream has its maximum of {self.max_viewers} WebRTC viewers: play HLS "
-                                    "or DASH, or retry later", **{"Retry-After": str(RETRY_AFTER_SECONDS)})
+            return self._error(
+                503,
+                f"this stream has its maximum of {self.max_viewers} WebRTC viewers: play HLS or DASH, or retry later",
+                **{"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
         viewer_id = uuid.uuid4().hex
         try:
             answer, viewer = await self._negotiate(viewer_id, offer)
@@ -348,8 +362,12 @@ class WhepServer:
         from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
         assert self.rendition is not None
-        config = RTCConfiguration(iceServers=[RTCIceServer(urls=s.url, username=s.username, credential=s.credential)
-                                              for s in self._ice(self.ice_servers, viewer_id)])
+        config = RTCConfiguration(
+            iceServers=[
+                RTCIceServer(urls=s.url, username=s.username, credential=s.credential)
+                for s in self._ice(self.ice_servers, viewer_id)
+            ]
+        )
         pc = RTCPeerConnection(config)
         tracks: list[ForwardedTrack] = []
         offered = offer_codecs(offer)
@@ -398,5 +416,10 @@ class WhepServer:
             track.end()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(viewer.pc.close(), 5)
-        log.info("WHEP viewer %s ended after %.0f s: %s (%d watching)", viewer.id[:8],
-                 time.monotonic() - viewer.started, reason, len(self.viewers))
+        log.info(
+            "WHEP viewer %s ended after %.0f s: %s (%d watching)",
+            viewer.id[:8],
+            time.monotonic() - viewer.started,
+            reason,
+            len(self.viewers),
+        )

@@ -23,6 +23,7 @@ those Deployments (label ``app.kubernetes.io/managed-by=onair-operator``):
 Deployment status is left to kube-controller-manager: the operator reads every agent's own
 ``/status``, never ``readyReplicas``, and the deployment controller would overwrite a patch anyway.
 """
+
 from .apiserver import SELECTOR
 from .pods import LocalPod, PodInfo
 from .runner import BACKOFF_MAX_SECONDS, PodRunner

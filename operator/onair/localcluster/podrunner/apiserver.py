@@ -1,6 +1,7 @@
 """What the runner reads from and writes to the API server, the kubelet's side of it: the
 operator's Deployments, Services and bare pods, the ConfigMaps, Secrets and claims their volumes
 name, and the status of a one-shot pod. Objects come back as plain dicts, as in a manifest."""
+
 from __future__ import annotations
 
 import asyncio
@@ -26,7 +27,9 @@ def _scopes(namespaces: Optional[Iterable[str]]) -> list[Optional[str]]:
     return list(namespaces) if namespaces else [None]
 
 
-def list_managed(kube: SyncKube, namespaces: Optional[Iterable[str]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def list_managed(
+    kube: SyncKube, namespaces: Optional[Iterable[str]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The operator's Deployments and Services."""
     deployments: list[dict[str, Any]] = []
     services: list[dict[str, Any]] = []
@@ -65,14 +68,16 @@ def patch_pod_status(kube: SyncKube, namespace: str, name: str, status: dict[str
     return True
 
 
-def watch_deployments(kubeconfig: str, namespaces: Optional[Iterable[str]], stop: threading.Event,
-                      wake: threading.Event) -> None:
+def watch_deployments(
+    kubeconfig: str, namespaces: Optional[Iterable[str]], stop: threading.Event, wake: threading.Event
+) -> None:
     """Set ``wake`` on every Deployment event until ``stop``; a resync covers anything missed."""
     asyncio.run(_watch_deployments(kubeconfig, namespaces, stop, wake))
 
 
-async def _watch_deployments(kubeconfig: str, namespaces: Optional[Iterable[str]], stop: threading.Event,
-                             wake: threading.Event) -> None:
+async def _watch_deployments(
+    kubeconfig: str, namespaces: Optional[Iterable[str]], stop: threading.Event, wake: threading.Event
+) -> None:
     # Async, so that ``stop`` ends a watch that is waiting for its next event (a blocking watch
     # could only notice it after an event).
     kube = Kube(load_config(kubeconfig), request_timeout=REQUEST_TIMEOUT)

@@ -3,6 +3,7 @@
 and its phase and container state are written into its status as the kubelet would
 (``Succeeded``/``Failed``, exit code, the output's tail as the termination message of a failed run
 with ``FallbackToLogsOnError``); ``activeDeadlineSeconds`` bounds it."""
+
 from __future__ import annotations
 
 import subprocess
@@ -26,18 +27,28 @@ MESSAGE_BYTES = 2048
 def wants_a_run(pod: dict[str, Any]) -> bool:
     """A bare, not yet finished, not deleted pod that runs once."""
     meta, spec, status = pod["metadata"], pod.get("spec") or {}, pod.get("status") or {}
-    return (spec.get("restartPolicy") == "Never" and not meta.get("deletionTimestamp")
-            and not any(o.get("kind") == "ReplicaSet" for o in meta.get("ownerReferences") or ())
-            and status.get("phase") not in ("Succeeded", "Failed"))
+    return (
+        spec.get("restartPolicy") == "Never"
+        and not meta.get("deletionTimestamp")
+        and not any(o.get("kind") == "ReplicaSet" for o in meta.get("ownerReferences") or ())
+        and status.get("phase") not in ("Succeeded", "Failed")
+    )
 
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def run_one_shot(manifest: dict[str, Any], *, api: Any, volumes: Volumes, log_path: Path,
-                 stop: threading.Event, note: Callable[[tuple[str, str], Optional[str]], None],
-                 log: Callable[[str], None]) -> None:
+def run_one_shot(
+    manifest: dict[str, Any],
+    *,
+    api: Any,
+    volumes: Volumes,
+    log_path: Path,
+    stop: threading.Event,
+    note: Callable[[tuple[str, str], Optional[str]], None],
+    log: Callable[[str], None],
+) -> None:
     """Run a one-shot pod's container to completion and report it in the pod's status."""
     meta, spec = manifest["metadata"], manifest["spec"]
     as_deployment = {"metadata": meta, "spec": {"replicas": 1, "template": {"metadata": meta, "spec": spec}}}
@@ -63,9 +74,15 @@ def run_one_shot(manifest: dict[str, Any], *, api: Any, volumes: Volumes, log_pa
     log(f"running one-shot pod {key[0]}/{key[1]}: {' '.join(argv)}")
     reason: Optional[str] = None
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, env=agent_env(pod.tag),
-                              cwd=str(volumes.pod_dir(plan)), stdin=subprocess.DEVNULL,
-                              timeout=float(deadline) if deadline else None)
+        done = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            env=agent_env(pod.tag),
+            cwd=str(volumes.pod_dir(plan)),
+            stdin=subprocess.DEVNULL,
+            timeout=float(deadline) if deadline else None,
+        )
         code, output = done.returncode, (done.stdout + done.stderr).strip()
     except subprocess.TimeoutExpired as exc:
         code, output, reason = 137, str(exc), "DeadlineExceeded"
@@ -76,15 +93,28 @@ def run_one_shot(manifest: dict[str, Any], *, api: Any, volumes: Volumes, log_pa
         out.write(f"{output}\n===== exited with code {code}\n")
     [container] = spec["containers"]
     fallback = container.get("terminationMessagePolicy") == "FallbackToLogsOnError"
-    terminated: dict[str, Any] = {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
-                                  "startedAt": started, "finishedAt": _now()}
+    terminated: dict[str, Any] = {
+        "exitCode": code,
+        "reason": "Completed" if code == 0 else "Error",
+        "startedAt": started,
+        "finishedAt": _now(),
+    }
     if code != 0 and fallback:
         terminated["message"] = "\n".join(output.splitlines()[-MESSAGE_LINES:])[-MESSAGE_BYTES:]
     status: dict[str, Any] = {
-        "phase": "Succeeded" if code == 0 else "Failed", "startTime": started,
-        "containerStatuses": [{"name": container["name"], "ready": False, "restartCount": 0,
-                               "image": container.get("image", ""), "imageID": "",
-                               "state": {"terminated": terminated}}]}
+        "phase": "Succeeded" if code == 0 else "Failed",
+        "startTime": started,
+        "containerStatuses": [
+            {
+                "name": container["name"],
+                "ready": False,
+                "restartCount": 0,
+                "image": container.get("image", ""),
+                "imageID": "",
+                "state": {"terminated": terminated},
+            }
+        ],
+    }
     if reason:
         status["reason"] = reason
     try:

@@ -1,4 +1,5 @@
 """What the runner knows of one local pod, and what it tells about it."""
+
 from __future__ import annotations
 
 import subprocess

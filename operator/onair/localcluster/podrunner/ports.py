@@ -10,6 +10,7 @@ it is there for when it is turned on, without restarting the reader). Like a Clu
 refuses connections, it gets a local port nobody listens on yet, and the pod that comes to back
 that Service later is given exactly that port.
 """
+
 from __future__ import annotations
 
 import json
@@ -66,25 +67,32 @@ class PortTable:
     def by_number(self, plan: PodPlan) -> dict[int, int]:
         """Container port number -> local port, for every allocated port of the pod."""
         with self._lock:
-            return {n: local for (ns, name, n), local in self._ports.items()
-                    if ns == plan.namespace and name == plan.name}
+            return {
+                n: local for (ns, name, n), local in self._ports.items() if ns == plan.namespace and name == plan.name
+            }
 
     def by_name(self, plan: PodPlan) -> dict[str, int]:
         """Container port name (its number if unnamed) -> local port, for every declared port."""
         with self._lock:
-            return {p.name or str(p.number): self._ports[(plan.namespace, plan.name, p.number)]
-                    for p in plan.ports if (plan.namespace, plan.name, p.number) in self._ports}
+            return {
+                p.name or str(p.number): self._ports[(plan.namespace, plan.name, p.number)]
+                for p in plan.ports
+                if (plan.namespace, plan.name, p.number) in self._ports
+            }
 
     def ready_services(self) -> dict[PortKey, int]:
         with self._lock:
             return dict(self._ready_services)
 
-    def update_services(self, services: list[dict[str, Any]], wanted: Iterable[PodPlan],
-                        ready: Iterable[PodPlan]) -> None:
+    def update_services(
+        self, services: list[dict[str, Any]], wanted: Iterable[PodPlan], ready: Iterable[PodPlan]
+    ) -> None:
         """The Service tables for this round: of every wanted pod, and of the ready ones."""
         with self._lock:
-            self._service_names = {(meta.get("namespace") or "", meta.get("name") or "")
-                                   for meta in (s.get("metadata") or {} for s in services)}
+            self._service_names = {
+                (meta.get("namespace") or "", meta.get("name") or "")
+                for meta in (s.get("metadata") or {} for s in services)
+            }
             self._services = loopback.service_table(services, wanted, self._ports)
             self._known_services.update(self._services)
             self._ready_services = loopback.service_table(services, ready, self._ports)
@@ -134,13 +142,15 @@ class PortTable:
         ports = self.by_number(plan)
         with self._lock:
             services = dict(self._services)
-        result = loopback.rewrite_config(config, namespace=plan.namespace, ports=ports, mounts=mounts,
-                                         services=services)
+        result = loopback.rewrite_config(
+            config, namespace=plan.namespace, ports=ports, mounts=mounts, services=services
+        )
         if not result.ok:
             absent = self._reserve(plan, result.unresolved)
             if absent:
-                result = loopback.rewrite_config(config, namespace=plan.namespace, ports=ports, mounts=mounts,
-                                                 services={**services, **absent})
+                result = loopback.rewrite_config(
+                    config, namespace=plan.namespace, ports=ports, mounts=mounts, services={**services, **absent}
+                )
         if not result.ok:
             raise Pending(f"waiting for Service(s) {', '.join(sorted(set(result.unresolved)))} to have a local pod")
         return (json.dumps(result.config, indent=2, sort_keys=True) + "\n").encode()

@@ -5,6 +5,7 @@ Stopping is SIGTERM, ``terminationGracePeriodSeconds``, then SIGKILL of the agen
 process it started (they run in sessions of their own, so they are found by a tag in their
 environment and by the process tree, see ``proctree``), never anything else.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -36,12 +37,18 @@ def spawn(pod: LocalPod, argv: list[str], cwd: Path) -> None:
     env = {**agent_env(pod.tag), "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
     pod.log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(pod.log_path, "ab") as log:
-        log.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} start #{pod.restarts}: "
-                  f"{' '.join(argv)}\n".encode())
+        log.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} start #{pod.restarts}: {' '.join(argv)}\n".encode())
         log.flush()
-        pod.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env=env, cwd=str(cwd), start_new_session=True,
-                                    preexec_fn=die_with_parent())
+        pod.proc = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=str(cwd),
+            start_new_session=True,
+            preexec_fn=die_with_parent(),
+        )
     pod.started_at = time.monotonic()
 
 
@@ -53,8 +60,7 @@ def track(pods: Iterable[LocalPod]) -> None:
     table = proctree.proc_table()
     tags = proctree.tags_of(table)
     for pod in pods:
-        pod.known = {pid: proc for pid, proc in pod.known.items()
-                     if pid in table and table[pid].start == proc.start}
+        pod.known = {pid: proc for pid, proc in pod.known.items() if pid in table and table[pid].start == proc.start}
         pod.known.update(proctree.family(pod.live_pid, pod.tag, table, tags))
 
 

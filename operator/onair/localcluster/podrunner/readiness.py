@@ -1,4 +1,5 @@
 """The readinessProbe of a local pod: its httpGet on the pod's local port."""
+
 from __future__ import annotations
 
 import urllib.error

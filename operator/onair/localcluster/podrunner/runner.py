@@ -1,4 +1,5 @@
 """The runner: the sync loop that keeps one local process per wanted pod, and its queries."""
+
 from __future__ import annotations
 
 import contextlib
@@ -33,9 +34,17 @@ class PodRunner:
     ...     run_operator(kubeconfig=kubeconfig, resolver=runner.resolver, ...)
     """
 
-    def __init__(self, kubeconfig: str | Path, root: str | Path, *, namespaces: Optional[Iterable[str]] = None,
-                 resync_seconds: float = 2.0, max_grace_seconds: Optional[float] = None,
-                 python: str = sys.executable, log: Optional[Callable[[str], None]] = None) -> None:
+    def __init__(
+        self,
+        kubeconfig: str | Path,
+        root: str | Path,
+        *,
+        namespaces: Optional[Iterable[str]] = None,
+        resync_seconds: float = 2.0,
+        max_grace_seconds: Optional[float] = None,
+        python: str = sys.executable,
+        log: Optional[Callable[[str], None]] = None,
+    ) -> None:
         self.kubeconfig = str(kubeconfig)
         self.root = Path(root)
         self.namespaces = list(namespaces) if namespaces else None
@@ -76,15 +85,21 @@ class PodRunner:
         self._api = apiserver.client(self.kubeconfig)
         self._volumes = Volumes(self._api, self.root, self._secret_root, self._ports, self.python, self._log)
         worker = threading.Thread(target=self._work, name="onair-podrunner", daemon=True)
-        watcher = threading.Thread(target=apiserver.watch_deployments, name="onair-podrunner-watch", daemon=True,
-                                   args=(self.kubeconfig, self.namespaces, self._stop, self._wake))
+        watcher = threading.Thread(
+            target=apiserver.watch_deployments,
+            name="onair-podrunner-watch",
+            daemon=True,
+            args=(self.kubeconfig, self.namespaces, self._stop, self._wake),
+        )
         self._threads = [worker, watcher]
         for t in self._threads:
             t.start()
         if not self._synced.wait(timeout):
             self.stop()
-            raise RuntimeError(f"pod runner: no successful sync with the API server within {timeout:.0f}s"
-                               + (f": {self.error}" if self.error else ""))
+            raise RuntimeError(
+                f"pod runner: no successful sync with the API server within {timeout:.0f}s"
+                + (f": {self.error}" if self.error else "")
+            )
         return self
 
     def stop(self, timeout: float = 90.0) -> None:
@@ -121,11 +136,25 @@ class PodRunner:
         with self._lock:
             for pod in self._pods.values():
                 plan, pid = pod.plan, pod.live_pid
-                if pid is None or pod.stopping or (namespace and plan.namespace != namespace) or (
-                        livestream and plan.livestream != livestream):
+                if (
+                    pid is None
+                    or pod.stopping
+                    or (namespace and plan.namespace != namespace)
+                    or (livestream and plan.livestream != livestream)
+                ):
                     continue
-                out.append(PodInfo(plan.namespace, plan.name, plan.livestream, plan.component, pid,
-                                   self._ports.by_name(plan), pod.log_path, pod.ready))
+                out.append(
+                    PodInfo(
+                        plan.namespace,
+                        plan.name,
+                        plan.livestream,
+                        plan.component,
+                        pid,
+                        self._ports.by_name(plan),
+                        pod.log_path,
+                        pod.ready,
+                    )
+                )
         return sorted(out, key=lambda i: (i.namespace, i.name))
 
     def livestreams(self) -> list[tuple[str, str]]:
@@ -198,8 +227,11 @@ class PodRunner:
         for plan in wanted.values():
             self._ports.allocate(plan, [(p.number, p.protocol) for p in plan.ports])
         with self._lock:
-            ready = [p.plan for k, p in self._pods.items() if p.ready and p.running and k in wanted
-                     and p.plan.fingerprint == wanted[k].fingerprint]
+            ready = [
+                p.plan
+                for k, p in self._pods.items()
+                if p.ready and p.running and k in wanted and p.plan.fingerprint == wanted[k].fingerprint
+            ]
         self._ports.update_services(services, wanted.values(), ready)
 
         with self._lock:
@@ -271,9 +303,11 @@ class PodRunner:
         pod.restarts += 1
         delay = min(2.0 ** (pod.restarts - 1), BACKOFF_MAX_SECONDS)
         pod.next_start = now + delay
-        self._log(f"{pod.plan.namespace}/{pod.plan.name} exited with code {code}; restarting in {delay:.0f}s "
-                  f"(restart #{pod.restarts}). Last lines of {pod.log_path}:\n"
-                  f"{self.log_tail(pod.plan.namespace, pod.plan.name, 15)}")
+        self._log(
+            f"{pod.plan.namespace}/{pod.plan.name} exited with code {code}; restarting in {delay:.0f}s "
+            f"(restart #{pod.restarts}). Last lines of {pod.log_path}:\n"
+            f"{self.log_tail(pod.plan.namespace, pod.plan.name, 15)}"
+        )
 
     # ------------------------------------------------------------------ starting
     def _start(self, pod: LocalPod) -> None:
@@ -300,8 +334,10 @@ class PodRunner:
             self._note(key, pod.pending)
             return
         ports = self._ports.by_name(pod.plan)
-        self._log(f"started {key[0]}/{key[1]} (pid {pod.live_pid}, ports "
-                  f"{', '.join(f'{n}={p}' for n, p in ports.items())}; log {pod.log_path})")
+        self._log(
+            f"started {key[0]}/{key[1]} (pid {pod.live_pid}, ports "
+            f"{', '.join(f'{n}={p}' for n, p in ports.items())}; log {pod.log_path})"
+        )
 
     def _start_one_shots(self) -> None:
         for manifest in apiserver.list_pods(self._api, self.namespaces):
@@ -310,9 +346,19 @@ class PodRunner:
                 continue
             key = (manifest["metadata"]["namespace"], manifest["metadata"]["name"])
             thread = threading.Thread(
-                target=oneshot.run_one_shot, args=(manifest,), daemon=True, name=f"one-shot-{key[1]}",
-                kwargs={"api": self._api, "volumes": self._volumes, "log_path": self.log_path(*key),
-                        "stop": self._stop, "note": self._note, "log": self._log})
+                target=oneshot.run_one_shot,
+                args=(manifest,),
+                daemon=True,
+                name=f"one-shot-{key[1]}",
+                kwargs={
+                    "api": self._api,
+                    "volumes": self._volumes,
+                    "log_path": self.log_path(*key),
+                    "stop": self._stop,
+                    "note": self._note,
+                    "log": self._log,
+                },
+            )
             self._one_shots[uid] = thread
             thread.start()
 

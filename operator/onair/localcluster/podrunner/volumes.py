@@ -6,6 +6,7 @@ stops and kept in step with the Secret while it runs, an emptyDir is fresh per s
 PersistentVolumeClaim is a directory under the runner's root that outlives the pod (and the
 Livestream: recordings stay on disk).
 """
+
 from __future__ import annotations
 
 import base64
@@ -42,8 +43,9 @@ class Volumes:
     def pod_dir(self, plan: PodPlan) -> Path:
         return self.root / "namespaces" / plan.namespace / "pods" / plan.name
 
-    def _read_source(self, kind: str, namespace: str, volume: loopback.Volume, *,
-                     absent_if_optional: bool = False) -> dict[str, Any]:
+    def _read_source(
+        self, kind: str, namespace: str, volume: loopback.Volume, *, absent_if_optional: bool = False
+    ) -> dict[str, Any]:
         """The object behind a volume; with ``absent_if_optional`` an optional one that does not
         exist reads as empty."""
         if volume.source is None:
@@ -118,8 +120,11 @@ class Volumes:
         try:
             for volume in pod.plan.volumes.values():
                 if volume.kind == "secret":
-                    _write_secret(pod.secret_dir / volume.name, volume,
-                                  self._read_source("Secret", pod.plan.namespace, volume, absent_if_optional=True))
+                    _write_secret(
+                        pod.secret_dir / volume.name,
+                        volume,
+                        self._read_source("Secret", pod.plan.namespace, volume, absent_if_optional=True),
+                    )
         except Pending:
             pass
         except Exception as exc:  # noqa: BLE001 - a failed refresh keeps the old files
