@@ -2,7 +2,6 @@
 
 Benchmarks print figures and assert nothing; every process they start is killed on exit.
 """
-
 from __future__ import annotations
 
 import contextlib
@@ -16,9 +15,8 @@ from typing import Iterable, Iterator, Optional
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "operator")]
 # The agents the bench starts must run this tree's code too, wherever `pip install -e` points.
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    [str(ROOT / "operator"), str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])
-)
+os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT / "operator"), str(ROOT)] + (
+    [os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
 
 from tests.fixtures.media import FFMPEG, PublisherFactory  # noqa: E402
 from tests.fixtures.rtmp_server import RtmpServer  # noqa: E402
@@ -75,94 +73,27 @@ def clip(width: int, height: int, fps: int = 30, seconds: int = 20, bitrate: str
     path = CACHE / f"clip_{width}x{height}_{fps}_{seconds}s.flv"
     if not path.exists():
         tmp = path.with_suffix(".tmp.flv")
-        subprocess.run(
-            [
-                FFMPEG,
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-y",
-                "-f",
-                "lavfi",
-                "-i",
-                f"testsrc2=size={width}x{height}:rate={fps}",
-                "-f",
-                "lavfi",
-                "-i",
-                "sine=frequency=440:sample_rate=48000",
-                "-t",
-                str(seconds),
-                "-c:v",
-                "libx264",
-                "-preset",
-                "veryfast",
-                "-pix_fmt",
-                "yuv420p",
-                "-b:v",
-                bitrate,
-                "-g",
-                str(fps),
-                "-keyint_min",
-                str(fps),
-                "-sc_threshold",
-                "0",
-                "-c:a",
-                "aac",
-                "-b:a",
-                "128k",
-                "-f",
-                "flv",
-                str(tmp),
-            ],
-            check=True,
-            timeout=600,
-        )
+        subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-y",
+                        "-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate={fps}",
+                        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", str(seconds),
+                        "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-b:v", bitrate,
+                        "-g", str(fps), "-keyint_min", str(fps), "-sc_threshold", "0",
+                        "-c:a", "aac", "-b:a", "128k", "-f", "flv", str(tmp)], check=True, timeout=600)
         tmp.rename(path)
     return path
 
 
 def publish_clip(publishers: PublisherFactory, path: Path, url: str):
-    return publishers.custom(
-        ["-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(path), "-c", "copy", "-f", "flv", url]
-    )
+    return publishers.custom(["-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(path),
+                              "-c", "copy", "-f", "flv", url])
 
 
 def publish_color(publishers: PublisherFactory, url: str, color: str, size: str = "640x360"):
-    return publishers.custom(
-        [
-            "-loglevel",
-            "error",
-            "-re",
-            "-f",
-            "lavfi",
-            "-i",
-            f"color=c={color}:size={size}:rate=30",
-            "-re",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=48000",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-            "-pix_fmt",
-            "yuv420p",
-            "-g",
-            "30",
-            "-keyint_min",
-            "30",
-            "-c:a",
-            "aac",
-            "-b:a",
-            "64k",
-            "-f",
-            "flv",
-            url,
-        ]
-    )
+    return publishers.custom([
+        "-loglevel", "error", "-re", "-f", "lavfi", "-i", f"color=c={color}:size={size}:rate=30",
+        "-re", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+        "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p",
+        "-g", "30", "-keyint_min", "30", "-c:a", "aac", "-b:a", "64k", "-f", "flv", url])
 
 
 class Rig:
@@ -203,9 +134,7 @@ def stats(values: list[float]) -> str:
     if not values:
         return "n/a"
     values = sorted(values)
-    median = (
-        values[len(values) // 2] if len(values) % 2 else sum(values[len(values) // 2 - 1 : len(values) // 2 + 1]) / 2
-    )
+    median = values[len(values) // 2] if len(values) % 2 else sum(values[len(values) // 2 - 1:len(values) // 2 + 1]) / 2
     return f"min {values[0]:.2f} s, median {median:.2f} s, max {values[-1]:.2f} s (n={len(values)})"
 
 
@@ -223,15 +152,4 @@ def wait(predicate, timeout: float, interval: float = 0.05) -> Optional[float]:
     return None
 
 
-__all__ = [
-    "cpu_seconds",
-    "tree_cpu_seconds",
-    "clip",
-    "publish_clip",
-    "publish_color",
-    "rig",
-    "stats",
-    "load",
-    "wait",
-    "tagged_pids",
-]
+__all__ = ["cpu_seconds", "tree_cpu_seconds", "clip", "publish_clip", "publish_color", "rig", "stats", "load", "wait", "tagged_pids"]

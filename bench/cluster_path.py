@@ -37,7 +37,6 @@ viewers) is stopped on exit, Ctrl-C and SIGTERM included.
 
     python3 bench/cluster_path.py [--trials 3] [--only node|dev] [--status-poll-seconds S]
 """
-
 from __future__ import annotations
 
 import argparse
@@ -58,25 +57,18 @@ from typing import Callable, Iterable, Optional
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "operator")]
 # `onair dev` and the agents it starts must run this tree's code.
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    [str(ROOT / "operator"), str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])
-)
+os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT / "operator"), str(ROOT)] + (
+    [os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
 
 from bench._onair_dev import OnairDev  # noqa: E402 - needs the paths above
 
 from onair.api.meta import GROUP, VERSION  # noqa: E402
-
 VIEWER = Path(__file__).resolve().parent / "_hls_viewer.py"
 SEGMENT_SECONDS = 2
 RELEASE = "onair"
-METRICS = (
-    "publish -> status.live",
-    "publish -> first playable",
-    "spec.recording: true -> status.recording",
-    "spec.recording: true -> media recorded",
-    "main encoder killed -> backup listed",
-    "main ingest pod deleted -> backup listed",
-)
+METRICS = ("publish -> status.live", "publish -> first playable", "spec.recording: true -> status.recording",
+           "spec.recording: true -> media recorded", "main encoder killed -> backup listed",
+           "main ingest pod deleted -> backup listed")
 
 
 # ----------------------------------------------------------------------------- pure helpers
@@ -199,41 +191,11 @@ class Procs:
 
 def encoder(url: str, colour: str) -> list[str]:
     """A small live source of one colour, as an encoder app pushes it (1 s GOP)."""
-    return [
-        "ffmpeg",
-        "-nostdin",
-        "-hide_banner",
-        "-loglevel",
-        "error",
-        "-re",
-        "-f",
-        "lavfi",
-        "-i",
-        f"color=c={colour}:size=640x360:rate=15",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:sample_rate=48000",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-tune",
-        "zerolatency",
-        "-pix_fmt",
-        "yuv420p",
-        "-g",
-        "15",
-        "-keyint_min",
-        "15",
-        "-c:a",
-        "aac",
-        "-b:a",
-        "64k",
-        "-f",
-        "flv",
-        url,
-    ]
+    return ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-re",
+            "-f", "lavfi", "-i", f"color=c={colour}:size=640x360:rate=15",
+            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+            "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p",
+            "-g", "15", "-keyint_min", "15", "-c:a", "aac", "-b:a", "64k", "-f", "flv", url]
 
 
 class HostViewer:
@@ -327,48 +289,30 @@ class Way:
         return client.CoreV1Api(self.api)
 
     def status(self, name: str) -> dict:
-        return (
-            self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, "livestreams", name).get("status")
-            or {}
-        )
+        return self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, "livestreams", name).get(
+            "status") or {}
 
     def secret(self, name: str, key: str) -> str:
         s = self.core.read_namespaced_secret(f"{name}-credentials", self.namespace)
         return base64.b64decode(s.data[key]).decode()
 
     def ready(self, name: str) -> bool:
-        return any(
-            c.get("type") == "Ready" and c.get("status") == "True" for c in self.status(name).get("conditions") or ()
-        )
+        return any(c.get("type") == "Ready" and c.get("status") == "True"
+                   for c in self.status(name).get("conditions") or ())
 
     def trial(self, i: int) -> None:
         name = f"bench-{i}"
         t0 = time.monotonic()
-        self.custom.create_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            self.namespace,
-            "livestreams",
-            {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": "Livestream",
-                "metadata": {"name": name},
-                "spec": {
-                    "callType": "development",
-                    "settingsOverride": {
-                        "ingest": {"protocols": ["rtmp"], "backup": True},
-                        "broadcasting": {
-                            "hls": {"qualityTracks": ["360p"]},
-                            "segmentDurationSeconds": SEGMENT_SECONDS,
-                            "outputs": {"hlsCmaf": True, "hlsMpegts": False, "dash": False},
-                        },
-                        "dvr": {"durationSeconds": 60},
-                        "recording": {"mode": "available", "type": "origin", "storage": {"size": "1Gi"}},
-                        "screenshots": {"enabled": False},
-                    },
-                },
-            },
-        )
+        self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, "livestreams", {
+            "apiVersion": f"{GROUP}/{VERSION}", "kind": "Livestream", "metadata": {"name": name},
+            "spec": {"callType": "development", "settingsOverride": {
+                "ingest": {"protocols": ["rtmp"], "backup": True},
+                "broadcasting": {"hls": {"qualityTracks": ["360p"]}, "segmentDurationSeconds": SEGMENT_SECONDS,
+                                 "outputs": {"hlsCmaf": True, "hlsMpegts": False, "dash": False}},
+                "dvr": {"durationSeconds": 60},
+                "recording": {"mode": "available", "type": "origin", "storage": {"size": "1Gi"}},
+                "screenshots": {"enabled": False},
+            }}})
         viewers, main = [], None
         try:
             wait(lambda: self.ready(name), 240, f"{name} Ready (every agent reporting)", interval=0.5)
@@ -393,42 +337,26 @@ class Way:
             first.stop()
 
             t_record = time.time()
-            self.custom.patch_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, "livestreams", name, {"spec": {"recording": True}}
-            )
+            self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, "livestreams", name,
+                                                       {"spec": {"recording": True}})
             wait(lambda: self.status(name).get("recording") is True, 60, "status.recording after spec.recording")
             self.record("spec.recording: true -> status.recording", time.time() - t_record)
-            wait(
-                lambda: (self.status(name).get("recordingDurationSeconds") or 0) > 0, 60, "recorded media", interval=0.2
-            )
+            wait(lambda: (self.status(name).get("recordingDurationSeconds") or 0) > 0, 60, "recorded media",
+                 interval=0.2)
             self.record("spec.recording: true -> media recorded", time.time() - t_record)
 
             self.procs.start(encoder(backup_url, "blue"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            wait(
-                lambda: (s := self.status(name)).get("backupLive") is True and s.get("activeSource") == "main",
-                60,
-                "backupLive with main on air",
-                interval=0.3,
-            )
-            main = self._failover(
-                name, master, main, "main encoder killed -> backup listed", viewers, lambda: Procs.kill(main)
-            )
+            wait(lambda: (s := self.status(name)).get("backupLive") is True and s.get("activeSource") == "main", 60,
+                 "backupLive with main on air", interval=0.3)
+            main = self._failover(name, master, main, "main encoder killed -> backup listed", viewers,
+                                  lambda: Procs.kill(main))
             if self.delete_main_ingest_pod(name, probe=True):
-                main = self.procs.start(encoder(main_url, "red"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                wait(
-                    lambda: (s := self.status(name)).get("live") is True and s.get("activeSource") == "main",
-                    90,
-                    "main back on air",
-                    interval=0.3,
-                )
-                self._failover(
-                    name,
-                    master,
-                    main,
-                    "main ingest pod deleted -> backup listed",
-                    viewers,
-                    lambda: self.delete_main_ingest_pod(name),
-                )
+                main = self.procs.start(encoder(main_url, "red"), stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+                wait(lambda: (s := self.status(name)).get("live") is True and s.get("activeSource") == "main", 90,
+                     "main back on air", interval=0.3)
+                self._failover(name, master, main, "main ingest pod deleted -> backup listed", viewers,
+                               lambda: self.delete_main_ingest_pod(name))
         finally:
             for v in viewers:
                 v.stop()
@@ -453,10 +381,8 @@ class Way:
         return main
 
     def gone(self, name: str) -> bool:
-        return not any(
-            i["metadata"]["name"] == name
-            for i in self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, "livestreams")["items"]
-        )
+        return not any(i["metadata"]["name"] == name for i in self.custom.list_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, "livestreams")["items"])
 
 
 class DevWay(Way):
@@ -483,6 +409,7 @@ class DevWay(Way):
         return HostViewer(self.procs, mode, url)
 
 
+
 class NodeWay(Way):
     """The real node: the Secret's outside URLs; viewers as pods (playback is a cluster DNS name)."""
 
@@ -501,35 +428,25 @@ class NodeWay(Way):
         return PodViewer(self.core, self.namespace, self.image, mode, url, name)
 
     def delete_main_ingest_pod(self, name: str, probe: bool = False) -> bool:
-        pods = [
-            p
-            for p in self.core.list_namespaced_pod(
-                self.namespace, label_selector=f"app.kubernetes.io/instance={name}"
-            ).items
-            if p.metadata.name.startswith(f"{name}-ingest-")
-            and not p.metadata.name.startswith(f"{name}-ingest-backup-")
-            and not p.metadata.deletion_timestamp
-        ]
+        pods = [p for p in self.core.list_namespaced_pod(self.namespace,
+                                                         label_selector=f"app.kubernetes.io/instance={name}").items
+                if p.metadata.name.startswith(f"{name}-ingest-")
+                and not p.metadata.name.startswith(f"{name}-ingest-backup-") and not p.metadata.deletion_timestamp]
         if probe or not pods:
             return bool(pods)
         self.core.delete_namespaced_pod(pods[0].metadata.name, self.namespace)
         return True
 
     def gone(self, name: str) -> bool:
-        return (
-            super().gone(name)
-            and not self.core.list_namespaced_pod(
-                self.namespace, label_selector=f"app.kubernetes.io/instance={name}"
-            ).items
-        )
+        return super().gone(name) and not self.core.list_namespaced_pod(
+            self.namespace, label_selector=f"app.kubernetes.io/instance={name}").items
 
 
 def poll_interval(status_poll: Optional[float]) -> float:
     from onair.api.operator_config import OperatorConfig
 
-    return (
-        status_poll if status_poll is not None else OperatorConfig.model_fields["status_poll_interval_seconds"].default
-    )
+    return status_poll if status_poll is not None else OperatorConfig.model_fields[
+        "status_poll_interval_seconds"].default
 
 
 def run_trials(way: Way, trials: int) -> None:
@@ -588,11 +505,8 @@ def run_node(trials: int, status_poll: Optional[float], results: dict, context: 
     t0 = time.monotonic()
     image = build_image()
     took("image build_image() (0 when cached)", t0)
-    print(
-        f"  [real node] image {image.name}: {image.size_bytes / 2**20:.0f} MiB unpacked, "
-        f"{image.archive_bytes / 2**20:.0f} MiB archive, its build took {image.build_seconds:.1f} s",
-        flush=True,
-    )
+    print(f"  [real node] image {image.name}: {image.size_bytes / 2**20:.0f} MiB unpacked, "
+          f"{image.archive_bytes / 2**20:.0f} MiB archive, its build took {image.build_seconds:.1f} s", flush=True)
     procs = Procs()
     kc = LocalNodeCluster(crd_paths=apply.yaml_files(ROOT / "crds"))
     api = None
@@ -609,16 +523,8 @@ def run_node(trials: int, status_poll: Optional[float], results: dict, context: 
         took("image import into the node's containerd", t0)
         op_ns = restricted_namespace(core, "onair-system")
         ls_ns = restricted_namespace(core, "bench")
-        values = [
-            "--set",
-            f"image.repository={image.repository}",
-            "--set",
-            f"image.tag={image.tag}",
-            "--set",
-            "image.pullPolicy=Never",
-            "--set",
-            "livestreams.ingest.serviceType=NodePort",
-        ]
+        values = ["--set", f"image.repository={image.repository}", "--set", f"image.tag={image.tag}",
+                  "--set", "image.pullPolicy=Never", "--set", "livestreams.ingest.serviceType=NodePort"]
         if status_poll is not None:
             values += ["--set", f"livestreams.statusPollIntervalSeconds={status_poll:g}"]
         for role in ROLES:
@@ -626,15 +532,8 @@ def run_node(trials: int, status_poll: Optional[float], results: dict, context: 
                 for k, v in quantities.items():
                     values += ["--set-string", f"livestreams.resources.{role}.{part}.{k}={v}"]
         t0 = time.monotonic()
-        helm(
-            "install",
-            RELEASE,
-            str(ROOT / "charts/onair"),
-            "--namespace",
-            op_ns,
-            *values,
-            kubeconfig=str(kc.cluster.kubeconfig_path),
-        )
+        helm("install", RELEASE, str(ROOT / "charts/onair"), "--namespace", op_ns, *values,
+             kubeconfig=str(kc.cluster.kubeconfig_path))
         wait_pods_ready(core, op_ns, "app.kubernetes.io/component=operator", 1, 180, "operator")
         took("helm install -> operator Ready", t0)
         way = NodeWay(api, procs, kc.node.node_ip, image.name, ls_ns)
@@ -649,22 +548,16 @@ def run_node(trials: int, status_poll: Optional[float], results: dict, context: 
             api.close()
         t0 = time.monotonic()
         left = kc.stop()
-        print(
-            f"  [real node] stopped in {time.monotonic() - t0:.1f} s" + (f"; LEFT BEHIND: {left}" if left else ""),
-            flush=True,
-        )
+        print(f"  [real node] stopped in {time.monotonic() - t0:.1f} s"
+              + (f"; LEFT BEHIND: {left}" if left else ""), flush=True)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=3)
     ap.add_argument("--only", choices=("node", "dev"), help="run one way only (no ratio)")
-    ap.add_argument(
-        "--status-poll-seconds",
-        type=float,
-        default=None,
-        help="operator status poll interval for both ways (default: the operator's, 5 s)",
-    )
+    ap.add_argument("--status-poll-seconds", type=float, default=None,
+                    help="operator status poll interval for both ways (default: the operator's, 5 s)")
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, _on_sigterm)
     results: dict[str, dict[str, list[float]]] = {}

@@ -5,7 +5,6 @@ an encoder app does. Glass-to-glass then starts at the stamp, as it would at a c
 Below the clock band the picture moves (scrolling diagonal stripes), so the encoder spends real
 bits on it, as on camera footage, instead of coasting on a still image.
 """
-
 from __future__ import annotations
 
 import subprocess
@@ -32,18 +31,8 @@ def _scene(width: int, height: int) -> bytes:
 
 
 class Camera:
-    def __init__(
-        self,
-        url: str,
-        *,
-        fmt: str = "flv",
-        width: int = 1280,
-        height: int = 720,
-        fps: int = 30,
-        bitrate_kbps: int = 2500,
-        keyframe_seconds: float = 2.0,
-        encoder: str = "obs",
-    ) -> None:
+    def __init__(self, url: str, *, fmt: str = "flv", width: int = 1280, height: int = 720, fps: int = 30,
+                 bitrate_kbps: int = 2500, keyframe_seconds: float = 2.0, encoder: str = "obs") -> None:
         self.url, self.fmt = url, fmt
         self.width, self.height, self.fps = width, height, fps
         self.bitrate_kbps, self.keyframe_seconds, self.encoder = bitrate_kbps, keyframe_seconds, encoder
@@ -56,60 +45,18 @@ class Camera:
     def argv(self) -> list[str]:
         gop = max(1, round(self.fps * self.keyframe_seconds))
         kbps = self.bitrate_kbps
-        return [
-            "ffmpeg",
-            "-nostdin",
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "gray",
-            "-s",
-            f"{self.width}x{self.height}",
-            "-framerate",
-            str(self.fps),
-            "-i",
-            "-",
-            "-re",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=48000",
-            "-c:v",
-            "libx264",
-            *ENCODERS[self.encoder],
-            "-pix_fmt",
-            "yuv420p",
-            "-b:v",
-            f"{kbps}k",
-            "-maxrate",
-            f"{kbps}k",
-            "-bufsize",
-            f"{2 * kbps}k",
-            "-g",
-            str(gop),
-            "-keyint_min",
-            str(gop),
-            "-sc_threshold",
-            "0",
-            "-c:a",
-            "aac",
-            "-b:a",
-            "128k",
-            "-ar",
-            "48000",
-            "-shortest",
-            "-f",
-            self.fmt,
-            self.url,
-        ]
+        return ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error",
+                "-f", "rawvideo", "-pix_fmt", "gray", "-s", f"{self.width}x{self.height}",
+                "-framerate", str(self.fps), "-i", "-",
+                "-re", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+                "-c:v", "libx264", *ENCODERS[self.encoder], "-pix_fmt", "yuv420p",
+                "-b:v", f"{kbps}k", "-maxrate", f"{kbps}k", "-bufsize", f"{2 * kbps}k",
+                "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0",
+                "-c:a", "aac", "-b:a", "128k", "-ar", "48000", "-shortest", "-f", self.fmt, self.url]
 
     def start(self) -> "Camera":
-        self.proc = subprocess.Popen(
-            self.argv(), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
+        self.proc = subprocess.Popen(self.argv(), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
         self._thread = threading.Thread(target=self._run, name="camera", daemon=True)
         self._thread.start()
         return self
@@ -129,7 +76,7 @@ class Camera:
             elif delay < -interval:
                 self.late_frames += 1
             offset = (self.frames * 4 % self.height) * self.width
-            frame = clock.draw_band(int(time.time() * 1000), self.width, self.height) + scene[offset : offset + below]
+            frame = clock.draw_band(int(time.time() * 1000), self.width, self.height) + scene[offset:offset + below]
             try:
                 self.proc.stdin.write(frame)
             except (BrokenPipeError, ValueError):

@@ -1,7 +1,6 @@
 """The glass-to-glass instrument itself, before it measures onair: the camera's stamped frames,
 encoded by ffmpeg into plain HLS on disk, played by stock hls.js in headless Chromium, read back
 by the measuring page as capture times that only move forward and give a positive latency."""
-
 from __future__ import annotations
 
 import asyncio
@@ -18,16 +17,8 @@ pytestmark = [pytest.mark.media, pytest.mark.browser]
 async def test_the_page_reads_the_capture_time_painted_into_the_frames(browser, tmp_path):
     stream = tmp_path / "stream"
     stream.mkdir()
-    camera = Camera(
-        str(stream / "index.m3u8"),
-        fmt="hls",
-        width=640,
-        height=360,
-        fps=30,
-        bitrate_kbps=800,
-        keyframe_seconds=1,
-        encoder="zerolatency",
-    )
+    camera = Camera(str(stream / "index.m3u8"), fmt="hls", width=640, height=360, fps=30, bitrate_kbps=800,
+                    keyframe_seconds=1, encoder="zerolatency")
     camera.argv = _with_hls_options(camera.argv)  # type: ignore[method-assign]
     runner, base = await server.serve(static={"/stream": stream})
     camera.start()
@@ -37,7 +28,8 @@ async def test_the_page_reads_the_capture_time_painted_into_the_frames(browser, 
             assert time.monotonic() < deadline, "ffmpeg wrote no playlist"
             await asyncio.sleep(0.2)
         page = await browser.new_page(f"{base}/page.html?player=hls&src={base}/stream/index.m3u8")
-        await page.wait_for("window.g2g && g2g.samples.length >= 60", timeout=60, what="60 frames read back")
+        await page.wait_for("window.g2g && g2g.samples.length >= 60", timeout=60,
+                            what="60 frames read back")
         result = await page.evaluate("g2g")
     finally:
         err = camera.stop()
@@ -60,42 +52,15 @@ async def test_the_page_reads_the_capture_time_painted_into_the_frames(browser, 
 def _with_hls_options(argv):
     def patched() -> list[str]:
         args = argv()
-        return args[:-3] + [
-            "-f",
-            "hls",
-            "-hls_time",
-            "1",
-            "-hls_list_size",
-            "6",
-            "-hls_flags",
-            "delete_segments+independent_segments",
-            args[-1],
-        ]
-
+        return args[:-3] + ["-f", "hls", "-hls_time", "1", "-hls_list_size", "6",
+                            "-hls_flags", "delete_segments+independent_segments", args[-1]]
     return patched
 
 
 def test_the_camera_keeps_real_time():
     camera = Camera("-", fmt="null", width=320, height=180, fps=30)
-    camera.argv = lambda: [
-        "ffmpeg",
-        "-nostdin",
-        "-loglevel",
-        "error",
-        "-f",
-        "rawvideo",
-        "-pix_fmt",
-        "gray",  # type: ignore[method-assign]
-        "-s",
-        "320x180",
-        "-framerate",
-        "30",
-        "-i",
-        "-",
-        "-f",
-        "null",
-        "-",
-    ]
+    camera.argv = lambda: ["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "gray",  # type: ignore[method-assign]
+                           "-s", "320x180", "-framerate", "30", "-i", "-", "-f", "null", "-"]
     started = time.monotonic()
     camera.start()
     time.sleep(2)

@@ -4,7 +4,6 @@ after a conversion (HEVC video or MP2 audio over SRT) is accepted instead.
 
 Real agent, nginx-rtmp, srt-live-transmit and ffmpeg publishers on 127.0.0.1.
 """
-
 from __future__ import annotations
 
 import json
@@ -32,7 +31,6 @@ def wait_refusal(ingest, reason: str, protocol: str, count: int = 1, timeout: fl
     def check() -> Optional[dict]:
         entry = refusal(ingest.status(), reason, protocol)
         return entry if entry and entry["count"] >= count else None
-
     try:
         return wait_for(check, timeout, interval=0.25, what=f"a {protocol} refusal {reason!r} in /status")
     except TimeoutError:
@@ -42,11 +40,8 @@ def wait_refusal(ingest, reason: str, protocol: str, count: int = 1, timeout: fl
 
 def refusal_metric(metrics: str, reason: str, protocol: str) -> float:
     for line in metrics.splitlines():
-        if (
-            line.startswith("onair_ingest_refusals_total{")
-            and f'reason="{reason}"' in line
-            and f'protocol="{protocol}"' in line
-        ):
+        if line.startswith("onair_ingest_refusals_total{") and f'reason="{reason}"' in line \
+                and f'protocol="{protocol}"' in line:
             return float(line.rsplit(" ", 1)[1])
     return 0.0
 
@@ -126,22 +121,8 @@ def test_audio_only_publish_is_never_live_and_is_refused(ingest_agent, publisher
     ingest = ingest_agent.start(protocols=(protocol,))
     url = ingest.rtmp_url if protocol == "rtmp" else ingest.srt_url
     fmt = "flv" if protocol == "rtmp" else "mpegts"
-    pub = publishers.custom(
-        [
-            "-re",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=48000",
-            "-c:a",
-            "aac",
-            "-b:a",
-            "96k",
-            "-f",
-            fmt,
-            url,
-        ]
-    )
+    pub = publishers.custom(["-re", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+                             "-c:a", "aac", "-b:a", "96k", "-f", fmt, url])
     seen = watch_receiving(ingest, pub, 30)
     assert pub.wait(15) != 0, "the audio-only publisher must be dropped"
     assert not [st for st in seen if st["receiving"]], "an audio-only publish was reported as receiving"
@@ -150,37 +131,16 @@ def test_audio_only_publish_is_never_live_and_is_refused(ingest_agent, publisher
     assert refusal_metric(ingest.metrics(), "no_video", protocol) == 1
 
 
-@pytest.mark.parametrize(
-    "codec_args, what",
-    [
-        (["-c:v", "flv", "-q:v", "5", "-c:a", "aac"], "video codec sorenson-h263"),
-        (
-            ["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "nellymoser", "-ar", "44100", "-ac", "1"],
-            "audio codec nellymoser",
-        ),
-    ],
-    ids=["sorenson-video", "nellymoser-audio"],
-)
+@pytest.mark.parametrize("codec_args, what", [
+    (["-c:v", "flv", "-q:v", "5", "-c:a", "aac"], "video codec sorenson-h263"),
+    (["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "nellymoser", "-ar", "44100", "-ac", "1"],
+     "audio codec nellymoser"),
+], ids=["sorenson-video", "nellymoser-audio"])
 def test_rtmp_codec_the_pipeline_cannot_use_is_refused(ingest_agent, publishers, codec_args, what):
     ingest = ingest_agent.start(protocols=("rtmp",))
-    pub = publishers.custom(
-        [
-            "-re",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x240:rate=25",
-            "-re",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=sample_rate=44100",
-            *codec_args,
-            "-f",
-            "flv",
-            ingest.rtmp_url,
-        ]
-    )
+    pub = publishers.custom(["-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
+                             "-re", "-f", "lavfi", "-i", "sine=sample_rate=44100", *codec_args,
+                             "-f", "flv", ingest.rtmp_url])
     seen = watch_receiving(ingest, pub, 30)
     assert pub.wait(15) != 0, "the publisher must be dropped"
     assert not [st for st in seen if st["receiving"]], "a publish that gets dropped was reported as receiving"
@@ -188,35 +148,15 @@ def test_rtmp_codec_the_pipeline_cannot_use_is_refused(ingest_agent, publishers,
     assert what in entry["message"] and "H.264" in entry["message"]
 
 
-@pytest.mark.parametrize(
-    "video, audio",
-    [
-        (["-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error:keyint=25"], ["-c:a", "aac"]),
-        (["-c:v", "libx264", "-preset", "ultrafast", "-g", "25"], ["-c:a", "mp2"]),
-    ],
-    ids=["hevc-aac", "h264-mp2"],
-)
+@pytest.mark.parametrize("video, audio", [
+    (["-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error:keyint=25"], ["-c:a", "aac"]),
+    (["-c:v", "libx264", "-preset", "ultrafast", "-g", "25"], ["-c:a", "mp2"]),
+], ids=["hevc-aac", "h264-mp2"])
 def test_srt_codecs_flv_cannot_carry_are_converted(ingest_agent, publishers, video, audio):
     ingest = ingest_agent.start(protocols=("srt",))
-    publishers.custom(
-        [
-            "-re",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x240:rate=25",
-            "-re",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=sample_rate=48000",
-            *video,
-            *audio,
-            "-f",
-            "mpegts",
-            ingest.srt_url,
-        ]
-    )
+    publishers.custom(["-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
+                       "-re", "-f", "lavfi", "-i", "sine=sample_rate=48000", *video, *audio,
+                       "-f", "mpegts", ingest.srt_url])
     try:
         st = ingest.wait_receiving(timeout=40)
     except TimeoutError:
@@ -257,12 +197,8 @@ def test_whip_refusals_answer_json_and_are_recorded(ingest_agent):
     assert client.status == 406 and json.loads(client.body)["reason"] == "no_audio"
     wait_refusal(ingest, "no_audio", "whip")
 
-    request = urllib.request.Request(
-        ingest.whip_url,
-        data=b"v=0",
-        method="POST",
-        headers={"Authorization": f"Bearer {ingest.whip_token}", "Content-Type": "application/json"},
-    )
+    request = urllib.request.Request(ingest.whip_url, data=b"v=0", method="POST", headers={
+        "Authorization": f"Bearer {ingest.whip_token}", "Content-Type": "application/json"})
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(request, timeout=10)
     assert err.value.code == 415 and "application/sdp" in json.loads(err.value.read())["error"]

@@ -1,5 +1,4 @@
 """RTMP and RTMPS ingest against the real agent: keys, one publisher, status, readers, odd input."""
-
 from __future__ import annotations
 
 import subprocess
@@ -19,11 +18,8 @@ def _streams(info: dict) -> dict:
 
 def _outcome_count(metrics: str, protocol: str, outcome: str) -> float:
     for line in metrics.splitlines():
-        if (
-            line.startswith("onair_ingest_publishes_total{")
-            and f'outcome="{outcome}"' in line
-            and f'protocol="{protocol}"' in line
-        ):
+        if line.startswith("onair_ingest_publishes_total{") and f'outcome="{outcome}"' in line \
+                and f'protocol="{protocol}"' in line:
             return float(line.rsplit(" ", 1)[1])
     return 0.0
 
@@ -120,22 +116,8 @@ def test_publisher_killed_mid_stream_frees_the_slot(ingest_agent, publishers):
 
 def test_audio_only_publish_is_dropped_with_a_reason(ingest_agent, publishers):
     ingest = ingest_agent.start(protocols=("rtmp",))
-    pub = publishers.custom(
-        [
-            "-re",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=48000",
-            "-c:a",
-            "aac",
-            "-b:a",
-            "96k",
-            "-f",
-            "flv",
-            ingest.rtmp_url,
-        ]
-    )
+    pub = publishers.custom(["-re", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+                             "-c:a", "aac", "-b:a", "96k", "-f", "flv", ingest.rtmp_url])
     ingest.wait_log("no video arrived", timeout=20)
     assert pub.wait(15) != 0
     assert _outcome_count(ingest.metrics(), "rtmp", "no_video") == 1
@@ -146,44 +128,17 @@ def test_audio_only_publish_is_dropped_with_a_reason(ingest_agent, publishers):
 def clip_4k60(tmp_path_factory) -> Path:
     """Two seconds of flat 4K60 H.264 + AAC: cheap to make, and copied (not encoded) when pushed."""
     path = tmp_path_factory.mktemp("media") / "4k60.flv"
-    subprocess.run(
-        [
-            FFMPEG,
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "color=c=navy:size=3840x2160:rate=60",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=sample_rate=48000",
-            "-t",
-            "2",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-            "-g",
-            "60",
-            "-c:a",
-            "aac",
-            "-shortest",
-            str(path),
-        ],
-        check=True,
-        timeout=120,
-    )
+    subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i",
+                    "color=c=navy:size=3840x2160:rate=60", "-f", "lavfi", "-i", "sine=sample_rate=48000",
+                    "-t", "2", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-g", "60",
+                    "-c:a", "aac", "-shortest", str(path)], check=True, timeout=120)
     return path
 
 
 def test_4k60_publish_is_reported_truthfully(ingest_agent, publishers, clip_4k60):
     ingest = ingest_agent.start(protocols=("rtmp",))
-    publishers.custom(["-re", "-stream_loop", "-1", "-i", str(clip_4k60), "-c", "copy", "-f", "flv", ingest.rtmp_url])
+    publishers.custom(["-re", "-stream_loop", "-1", "-i", str(clip_4k60), "-c", "copy", "-f", "flv",
+                       ingest.rtmp_url])
     st = ingest.wait_receiving()
     assert st["video"] == {"codec": "h264", "width": 3840, "height": 2160, "fps": 60.0}
     assert _streams(ffprobe_json(ingest.read_url))["video"]["width"] == 3840

@@ -6,7 +6,6 @@ Sources are spliced into one encoder with continuous timestamps: the playlist sh
 discontinuity and keeps one init segment across switches (discontinuities with their own init
 are for encoder restarts: see test_transcoder_restart).
 """
-
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,41 +23,11 @@ RUNG = "180p"
 
 def publish_color(publishers, url: str, color: str):
     """A small solid-colour source with a tone, 1 s GOP, paced in real time."""
-    return publishers.custom(
-        [
-            "-loglevel",
-            "error",
-            "-re",
-            "-f",
-            "lavfi",
-            "-i",
-            f"color=c={color}:size=320x180:rate=30",
-            "-re",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=48000",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-            "-pix_fmt",
-            "yuv420p",
-            "-g",
-            "30",
-            "-keyint_min",
-            "30",
-            "-c:a",
-            "aac",
-            "-b:a",
-            "64k",
-            "-f",
-            "flv",
-            url,
-        ]
-    )
+    return publishers.custom([
+        "-loglevel", "error", "-re", "-f", "lavfi", "-i", f"color=c={color}:size=320x180:rate=30",
+        "-re", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+        "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p",
+        "-g", "30", "-keyint_min", "30", "-c:a", "aac", "-b:a", "64k", "-f", "flv", url])
 
 
 class Timeline:
@@ -83,25 +52,16 @@ class Timeline:
 
     def wait_color(self, color: str, timeout: float, after: int = 0) -> str:
         """The first segment listed after index ``after`` holding a ``color`` frame."""
-
         def found():
             self.refresh()
             return next((uri for uri in self.order[after:] if color in self.colors[uri]), None)
-
         return wait_for(found, timeout, interval=0.2, what=f"a {color} segment")
 
 
 def start_pair(rtmp_server, publishers, transcoder_agent, **overrides):
-    tx = transcoder_agent.start(
-        main_url=rtmp_server.url("main"),
-        backup_url=rtmp_server.url("backup"),
-        tracks=[RUNG],
-        source_size=(320, 180),
-        hls_mpegts=False,
-        dash=False,
-        screenshot_interval_seconds=0,
-        **overrides,
-    )
+    tx = transcoder_agent.start(main_url=rtmp_server.url("main"), backup_url=rtmp_server.url("backup"),
+                                tracks=[RUNG], source_size=(320, 180), hls_mpegts=False, dash=False,
+                                screenshot_interval_seconds=0, **overrides)
     main = publish_color(publishers, rtmp_server.url("main"), "red")
     backup = publish_color(publishers, rtmp_server.url("backup"), "blue")
     tx.wait_status(lambda s: s.get("activeSource") == "main", 30, "main selected")
@@ -119,9 +79,7 @@ def assert_one_seamless_run(timeline: Timeline) -> None:
     assert len({s.init_section.uri for s in playlist.segments}) == 1, "one run, one init segment"
     for segment in playlist.segments:
         joined = timeline.dir / f"check-{segment.uri}"
-        joined.write_bytes(
-            (timeline.dir / segment.init_section.uri).read_bytes() + (timeline.dir / segment.uri).read_bytes()
-        )
+        joined.write_bytes((timeline.dir / segment.init_section.uri).read_bytes() + (timeline.dir / segment.uri).read_bytes())
         assert first_frame_is_keyframe(str(joined)), segment.uri
         joined.unlink()
     # Dates never go back nor overlap across the switch: one segment's date plus its duration is
@@ -182,16 +140,9 @@ def test_main_frozen_backup_takes_over_then_thawed_main_returns(patient_rtmp_ser
 
 
 def test_backup_only_goes_on_air_and_main_takes_over_after_hysteresis(rtmp_server, publishers, transcoder_agent):
-    tx = transcoder_agent.start(
-        main_url=rtmp_server.url("main"),
-        backup_url=rtmp_server.url("backup"),
-        tracks=[RUNG],
-        source_size=(320, 180),
-        hls_mpegts=False,
-        dash=False,
-        screenshot_interval_seconds=0,
-        return_seconds=4,
-    )
+    tx = transcoder_agent.start(main_url=rtmp_server.url("main"), backup_url=rtmp_server.url("backup"),
+                                tracks=[RUNG], source_size=(320, 180), hls_mpegts=False, dash=False,
+                                screenshot_interval_seconds=0, return_seconds=4)
     publish_color(publishers, rtmp_server.url("backup"), "blue")
     tx.wait_status(lambda s: s.get("activeSource") == "backup", 30, "backup selected when main is absent")
     tx.put_desired(phase="live", broadcasting=True)
@@ -215,44 +166,14 @@ def _log_time(line: str) -> float:
 
 
 def test_backup_of_another_size_and_sample_rate_is_spliced_into_the_same_run(rtmp_server, publishers, transcoder_agent):
-    tx = transcoder_agent.start(
-        main_url=rtmp_server.url("main"),
-        backup_url=rtmp_server.url("backup"),
-        tracks=[RUNG],
-        source_size=(320, 180),
-        hls_mpegts=False,
-        screenshot_interval_seconds=0,
-    )
+    tx = transcoder_agent.start(main_url=rtmp_server.url("main"), backup_url=rtmp_server.url("backup"),
+                                tracks=[RUNG], source_size=(320, 180), hls_mpegts=False,
+                                screenshot_interval_seconds=0)
     main = publish_color(publishers, rtmp_server.url("main"), "red")
-    publishers.custom(
-        [
-            "-loglevel",
-            "error",
-            "-re",
-            "-f",
-            "lavfi",
-            "-i",
-            "color=c=blue:size=640x360:rate=25",
-            "-re",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=880:sample_rate=44100",
-            "-ac",
-            "1",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "25",
-            "-c:a",
-            "aac",
-            "-f",
-            "flv",
-            rtmp_server.url("backup"),
-        ]
-    )
+    publishers.custom([
+        "-loglevel", "error", "-re", "-f", "lavfi", "-i", "color=c=blue:size=640x360:rate=25",
+        "-re", "-f", "lavfi", "-i", "sine=frequency=880:sample_rate=44100", "-ac", "1",
+        "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-c:a", "aac", "-f", "flv", rtmp_server.url("backup")])
     tx.wait_status(lambda s: s.get("activeSource") == "main", 30, "main selected")
     tx.put_desired(phase="live", broadcasting=True)
     timeline = Timeline(tx.out)
@@ -269,36 +190,12 @@ def test_backup_of_another_size_and_sample_rate_is_spliced_into_the_same_run(rtm
 def test_a_backup_without_audio_gets_a_new_run_instead_of_a_stall(rtmp_server, publishers, transcoder_agent, tmp_path):
     from tests.fixtures.media import ffprobe_json
 
-    tx = transcoder_agent.start(
-        main_url=rtmp_server.url("main"),
-        backup_url=rtmp_server.url("backup"),
-        tracks=[RUNG],
-        source_size=(320, 180),
-        hls_mpegts=False,
-        dash=False,
-        screenshot_interval_seconds=0,
-    )
+    tx = transcoder_agent.start(main_url=rtmp_server.url("main"), backup_url=rtmp_server.url("backup"),
+                                tracks=[RUNG], source_size=(320, 180), hls_mpegts=False, dash=False,
+                                screenshot_interval_seconds=0)
     main = publish_color(publishers, rtmp_server.url("main"), "red")
-    publishers.custom(
-        [
-            "-loglevel",
-            "error",
-            "-re",
-            "-f",
-            "lavfi",
-            "-i",
-            "color=c=blue:size=320x180:rate=30",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "30",
-            "-f",
-            "flv",
-            rtmp_server.url("backup"),
-        ]
-    )
+    publishers.custom(["-loglevel", "error", "-re", "-f", "lavfi", "-i", "color=c=blue:size=320x180:rate=30",
+                       "-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-f", "flv", rtmp_server.url("backup")])
     tx.wait_status(lambda s: s.get("activeSource") == "main", 30, "main selected")
     tx.put_desired(phase="live", broadcasting=True)
     timeline = Timeline(tx.out)
@@ -320,15 +217,8 @@ def test_a_backup_turned_on_live_is_read_and_used_without_a_new_run(rtmp_server,
     its warm reader starts, and a failover to it is a splice in the same run; switched off, the
     reader stops and the backup is not put on air again."""
     backup_url = rtmp_server.url("backup")
-    tx = transcoder_agent.start(
-        main_url=rtmp_server.url("main"),
-        backup_url=backup_url,
-        tracks=[RUNG],
-        source_size=(320, 180),
-        hls_mpegts=False,
-        dash=False,
-        screenshot_interval_seconds=0,
-    )
+    tx = transcoder_agent.start(main_url=rtmp_server.url("main"), backup_url=backup_url, tracks=[RUNG],
+                                source_size=(320, 180), hls_mpegts=False, dash=False, screenshot_interval_seconds=0)
     tx.put_desired(backup=False)
     main = publish_color(publishers, rtmp_server.url("main"), "red")
     publish_color(publishers, backup_url, "blue")

@@ -12,7 +12,6 @@ personal publish token ``<header>.<payload>.<signature>`` sends ``streamid=publi
 and the signature as the passphrase (``endpoints.personal_srt_url``): the SRT handshake proves they hold the
 token, whose secret part never travels in the clear.
 """
-
 from __future__ import annotations
 
 import re
@@ -30,30 +29,17 @@ def passphrase_problem(passphrase: Optional[str]) -> Optional[str]:
     if not passphrase:
         return "no SRT passphrase is configured (an SRT listener without one would accept anybody)"
     if not MIN_PASSPHRASE <= len(passphrase) <= MAX_PASSPHRASE:
-        return f"the SRT passphrase has {len(passphrase)} characters; SRT needs {MIN_PASSPHRASE} to {MAX_PASSPHRASE}"
+        return (f"the SRT passphrase has {len(passphrase)} characters; "
+                f"SRT needs {MIN_PASSPHRASE} to {MAX_PASSPHRASE}")
     return None
 
 
-def listener_argv(
-    host: str, port: int, latency_ms: int, udp_port: int, ask_url: str, python: Optional[str] = None
-) -> list[str]:
+def listener_argv(host: str, port: int, latency_ms: int, udp_port: int, ask_url: str,
+                  python: Optional[str] = None) -> list[str]:
     """The SRT listener (``onair.agent.ingest.srtlisten``); no secret on its command line: the
     passphrase of each caller comes from the agent's answer at ``ask_url``."""
-    return [
-        python or sys.executable,
-        "-m",
-        "onair.agent.ingest.srtlisten",
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--latency-ms",
-        str(latency_ms),
-        "--forward",
-        str(udp_port),
-        "--ask",
-        ask_url,
-    ]
+    return [python or sys.executable, "-m", "onair.agent.ingest.srtlisten", "--host", host, "--port", str(port),
+            "--latency-ms", str(latency_ms), "--forward", str(udp_port), "--ask", ask_url]
 
 
 def personal_claims(streamid: str) -> Optional[str]:
@@ -61,7 +47,7 @@ def personal_claims(streamid: str) -> Optional[str]:
     None for any other streamid (the shared passphrase applies)."""
     if not streamid.startswith(SRT_PERSONAL_PREFIX):
         return None
-    claims = streamid[len(SRT_PERSONAL_PREFIX) :]
+    claims = streamid[len(SRT_PERSONAL_PREFIX):]
     parts = claims.split(".")
     return claims if len(parts) == 2 and all(parts) else None
 
@@ -73,59 +59,24 @@ COPYABLE_AUDIO = frozenset({"aac", "mp3"})
 # Converted video: x264 as cheap as the WHIP path (ultrafast/zerolatency), at a quality the
 # transcoder can work from, capped like the WHIP encoder; 8-bit 4:2:0 because HEVC Main10 would
 # become High10 H.264, which few decoders play. Keyframes stay where the encoder put them.
-CONVERT_VIDEO = [
-    "-c:v",
-    "libx264",
-    "-preset",
-    "ultrafast",
-    "-tune",
-    "zerolatency",
-    "-pix_fmt",
-    "yuv420p",
-    "-crf",
-    "20",
-    "-maxrate",
-    "8M",
-    "-bufsize",
-    "16M",
-    "-force_key_frames",
-    "source",
-]
+CONVERT_VIDEO = ["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p",
+                 "-crf", "20", "-maxrate", "8M", "-bufsize", "16M", "-force_key_frames", "source"]
 CONVERT_AUDIO = ["-c:a", "aac", "-b:a", "160k", "-ac", "2"]
 
 
-def bridge_argv(
-    udp_port: int, rtmp_url: str, binary: Optional[str] = None, convert_video: bool = False, convert_audio: bool = False
-) -> list[str]:
-    source = f"udp://127.0.0.1:{udp_port}?fifo_size=1000000&overrun_nonfatal=1&buffer_size=4194304"
-    return [
-        binary or shutil.which("ffmpeg") or "ffmpeg",
-        "-hide_banner",
-        "-nostdin",
-        "-nostats",
-        # info: the input's codecs (parse_bridge_line) are only printed at this level.
-        "-loglevel",
-        "info",
-        # MPEG-TS may add streams later, so ffmpeg probes for the whole analyzeduration: keep
-        # it short, encoders start audio and video together.
-        "-analyzeduration",
-        "1000000",
-        "-probesize",
-        "1000000",
-        "-i",
-        source,
-        "-map",
-        "0:v:0?",
-        "-map",
-        "0:a:0?",
-        *(CONVERT_VIDEO if convert_video else ["-c:v", "copy"]),
-        *(CONVERT_AUDIO if convert_audio else ["-c:a", "copy"]),
-        "-f",
-        "flv",
-        "-flvflags",
-        "no_duration_filesize",
-        rtmp_url,
-    ]
+def bridge_argv(udp_port: int, rtmp_url: str, binary: Optional[str] = None, convert_video: bool = False,
+                convert_audio: bool = False) -> list[str]:
+    source = (f"udp://127.0.0.1:{udp_port}?fifo_size=1000000&overrun_nonfatal=1&buffer_size=4194304")
+    return [binary or shutil.which("ffmpeg") or "ffmpeg", "-hide_banner", "-nostdin", "-nostats",
+            # info: the input's codecs (parse_bridge_line) are only printed at this level.
+            "-loglevel", "info",
+            # MPEG-TS may add streams later, so ffmpeg probes for the whole analyzeduration: keep
+            # it short, encoders start audio and video together.
+            "-analyzeduration", "1000000", "-probesize", "1000000", "-i", source,
+            "-map", "0:v:0?", "-map", "0:a:0?",
+            *(CONVERT_VIDEO if convert_video else ["-c:v", "copy"]),
+            *(CONVERT_AUDIO if convert_audio else ["-c:a", "copy"]),
+            "-f", "flv", "-flvflags", "no_duration_filesize", rtmp_url]
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ stream the RTMP header announces even when the publisher sends none. The agent's
 timeout adds ``PROBE_SECONDS`` on top of its stall timeout, so a slow probe is never taken for
 a dead source.
 """
-
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ PROBE_SECONDS = 2
 # ffmpeg prints a progress block this often; the first one comes this long after media starts.
 PROGRESS_PERIOD_SECONDS = 1
 PROBE_ARGS = ["-fpsprobesize", "0", "-analyzeduration", str(PROBE_SECONDS * 1_000_000)]
+
 
 
 def first_media_timeout_seconds(stall_timeout_seconds: float) -> float:
@@ -82,32 +82,17 @@ def ffmpeg_argv(run: RecordingRun, ffmpeg: str = "ffmpeg") -> list[str]:
     if run.split_seconds <= 0:
         raise ValueError("split_seconds must be positive")
     return [
-        ffmpeg,
-        "-hide_banner",
-        "-nostdin",
-        "-loglevel",
-        "warning",
+        ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "warning",
         # Machine-readable progress on stdout drives the duration and the stall watchdog.
-        "-nostats",
-        "-progress",
-        "pipe:1",
-        "-stats_period",
-        str(PROGRESS_PERIOD_SECONDS),
+        "-nostats", "-progress", "pipe:1", "-stats_period", str(PROGRESS_PERIOD_SECONDS),
         *input_args(run),
         *map_args(run),
-        "-c",
-        "copy",
-        "-f",
-        "segment",
-        "-segment_time",
-        str(run.split_seconds),
-        "-segment_start_number",
-        str(run.start_number),
-        "-reset_timestamps",
-        "1",
-        "-segment_format",
-        "mp4",
-        "-segment_format_options",
-        f"movflags={MOVFLAGS}:frag_duration={FRAGMENT_MICROSECONDS}:flush_packets=1",
+        "-c", "copy",
+        "-f", "segment",
+        "-segment_time", str(run.split_seconds),
+        "-segment_start_number", str(run.start_number),
+        "-reset_timestamps", "1",
+        "-segment_format", "mp4",
+        "-segment_format_options", f"movflags={MOVFLAGS}:frag_duration={FRAGMENT_MICROSECONDS}:flush_packets=1",
         run.output_pattern,
     ]

@@ -24,7 +24,6 @@ No B-frames then (x264's zerolatency tune): with them a fragment cut on presenta
 not be a clean cut in decoding order, and B-frames, lookahead and frame threads each hold frames
 back before any part can be cut.
 """
-
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -59,36 +58,19 @@ def reader_args(url: str, ffmpeg: str = "ffmpeg") -> list[str]:
         # No -fflags nobuffer: it discards the probed packets, i.e. the first keyframe.
         args += ["-fpsprobesize", "0", "-analyzeduration", str(RTMP_ANALYZE_SECONDS * 1_000_000)]
     args += [
-        "-i",
-        url,
+        "-i", url,
         # Fixed stream order -> fixed PIDs (0x100 video, 0x101 audio) whatever order the source
         # announced its tracks in, so main and backup splice without a PMT change.
-        "-map",
-        "0:v:0",
-        "-map",
-        "0:a:0?",
-        "-c",
-        "copy",
-        "-dn",
-        "-sn",
-        "-f",
-        "mpegts",
+        "-map", "0:v:0", "-map", "0:a:0?", "-c", "copy", "-dn", "-sn",
+        "-f", "mpegts",
         # One audio frame per PES: a splice drops at most one frame of overlapping audio.
-        "-pes_payload_size",
-        "0",
+        "-pes_payload_size", "0",
         # Video PES declare their length too (below 64 KiB): the splicer and the encoder's
         # demuxer pass a frame on once it is complete instead of waiting for the next one.
-        "-omit_video_pes_length",
-        "0",
+        "-omit_video_pes_length", "0",
         # Bytes leave as soon as they are muxed: a silent pipe must mean a silent source.
-        "-flush_packets",
-        "1",
-        "-muxdelay",
-        "0",
-        "-muxpreload",
-        "0",
-        "-max_interleave_delta",
-        "500000",
+        "-flush_packets", "1", "-muxdelay", "0", "-muxpreload", "0",
+        "-max_interleave_delta", "500000",
         "pipe:1",
     ]
     return args
@@ -251,33 +233,17 @@ def _video_options(plan: EncoderPlan) -> list[str]:
         if plan.fps and not rung.fps:
             args += [f"-r:v:{i}", frame_rate(plan.fps)]  # not the short probe's guess (see _input_probe)
         args += [
-            f"-c:v:{i}",
-            "libx264",
-            f"-preset:v:{i}",
-            plan.preset,
+            f"-c:v:{i}", "libx264", f"-preset:v:{i}", plan.preset,
             # x264 buffers bframes+1 frames between its lookahead thread and the encoder by
             # default: 4 frames of latency in every segment, the first one included. One frame
             # keeps the thread (0 would serialise it: ~18% less throughput measured); the output
             # is bit-identical.
-            f"-x264-params:v:{i}",
-            "sync-lookahead=1",
+            f"-x264-params:v:{i}", "sync-lookahead=1",
             # Per output stream: a bare -profile:v would also hit a copied (passthrough) rung.
-            f"-profile:v:{i}",
-            profile_for(rung),
-            f"-b:v:{i}",
-            f"{kbps}k",
-            f"-maxrate:v:{i}",
-            f"{int(kbps * 1.1)}k",
-            f"-bufsize:v:{i}",
-            f"{kbps * 2}k",
-            f"-g:v:{i}",
-            str(gop),
-            f"-keyint_min:v:{i}",
-            str(gop),
-            f"-sc_threshold:v:{i}",
-            "0",
-            f"-force_key_frames:v:{i}",
-            f"expr:gte(t,n_forced*{seg:g})",
+            f"-profile:v:{i}", profile_for(rung),
+            f"-b:v:{i}", f"{kbps}k", f"-maxrate:v:{i}", f"{int(kbps * 1.1)}k", f"-bufsize:v:{i}", f"{kbps * 2}k",
+            f"-g:v:{i}", str(gop), f"-keyint_min:v:{i}", str(gop), f"-sc_threshold:v:{i}", "0",
+            f"-force_key_frames:v:{i}", f"expr:gte(t,n_forced*{seg:g})",
         ]
         if plan.part_seconds:
             # x264's zerolatency tune: no B-frames, no lookahead, slice threads instead of frame
@@ -292,19 +258,9 @@ def _video_options(plan: EncoderPlan) -> list[str]:
 def _audio_options(plan: EncoderPlan) -> list[str]:
     if not plan.has_audio:
         return []
-    args = [
-        "-c:a",
-        "aac",
-        "-ar",
-        "48000",
-        "-ac",
-        "2",
-        "-flags:a",
-        "+global_header",
-        # Splices leave tiny audio gaps/overlaps: fill and trim them, keep A/V in sync.
-        "-af",
-        "aresample=async=1",
-    ]
+    args = ["-c:a", "aac", "-ar", "48000", "-ac", "2", "-flags:a", "+global_header",
+            # Splices leave tiny audio gaps/overlaps: fill and trim them, keep A/V in sync.
+            "-af", "aresample=async=1"]
     for i, rung in enumerate(plan.rungs):
         args += [f"-b:a:{i}", f"{rung.audio_bitrate_kbps}k"]
     return args
@@ -406,70 +362,17 @@ def webrtc_output(plan: EncoderPlan) -> list[str]:
     fps = rung.fps or plan.fps or DEFAULT_FPS
     gop = gop_frames(fps, WEBRTC_GOP_SECONDS)
     kbps = rung.video_bitrate_kbps
-    args = [
-        "-map",
-        "[webrtc]",
-        "-c:v",
-        "libx264",
-        "-preset:v",
-        plan.preset,
-        "-tune:v",
-        "zerolatency",
-        "-profile:v",
-        "baseline",
-        "-bf:v",
-        "0",
-        "-x264-params:v",
-        "repeat-headers=1",
-        "-b:v",
-        f"{kbps}k",
-        "-maxrate:v",
-        f"{int(kbps * 1.1)}k",
-        "-bufsize:v",
-        f"{kbps}k",
-        "-g:v",
-        str(gop),
-        "-keyint_min:v",
-        str(gop),
-        "-sc_threshold:v",
-        "0",
-    ]
+    args = ["-map", "[webrtc]", "-c:v", "libx264", "-preset:v", plan.preset, "-tune:v", "zerolatency",
+            "-profile:v", "baseline", "-bf:v", "0", "-x264-params:v", "repeat-headers=1",
+            "-b:v", f"{kbps}k", "-maxrate:v", f"{int(kbps * 1.1)}k", "-bufsize:v", f"{kbps}k",
+            "-g:v", str(gop), "-keyint_min:v", str(gop), "-sc_threshold:v", "0"]
     if plan.fps and not rung.fps:
         args += ["-r:v", frame_rate(plan.fps)]
     if plan.has_audio:
-        args += [
-            "-map",
-            "0:a:0",
-            "-c:a",
-            "libopus",
-            "-b:a",
-            f"{WEBRTC_AUDIO_KBPS}k",
-            "-ar",
-            "48000",
-            "-ac",
-            "2",
-            "-application",
-            "lowdelay",
-            "-frame_duration",
-            "20",
-            "-af",
-            "aresample=async=1",
-        ]
-    args += [
-        "-f",
-        "mpegts",
-        "-pes_payload_size",
-        "0",
-        "-omit_video_pes_length",
-        "0",
-        "-flush_packets",
-        "1",
-        "-muxdelay",
-        "0",
-        "-muxpreload",
-        "0",
-        plan.webrtc_url,
-    ]
+        args += ["-map", "0:a:0", "-c:a", "libopus", "-b:a", f"{WEBRTC_AUDIO_KBPS}k", "-ar", "48000", "-ac", "2",
+                 "-application", "lowdelay", "-frame_duration", "20", "-af", "aresample=async=1"]
+    args += ["-f", "mpegts", "-pes_payload_size", "0", "-omit_video_pes_length", "0",
+             "-flush_packets", "1", "-muxdelay", "0", "-muxpreload", "0", plan.webrtc_url]
     return args
 
 
@@ -477,30 +380,17 @@ def encoder_args(plan: EncoderPlan) -> list[str]:
     if not plan.rungs:
         raise ValueError("an encoder needs at least one rung")
     args = [
-        plan.ffmpeg,
-        "-hide_banner",
-        "-nostdin",
-        "-loglevel",
-        "warning",
-        "-stats",
-        "-stats_period",
-        "1",
+        plan.ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "warning", "-stats", "-stats_period", "1",
         # Overwrite: the screenshot keeps one name across runs, and every encoder after the first
         # (a crash, a source with or without audio, a broadcast started again) finds the last
         # one's file in the working directory; without -y ffmpeg exits at once, forever.
         "-y",
-        "-f",
-        "mpegts",
-        *_input_probe(plan),
-        "-thread_queue_size",
-        "1024",
+        "-f", "mpegts", *_input_probe(plan), "-thread_queue_size", "1024",
         # WHEP: the decoder's frame threads hold one frame each before any output sees it; slice
         # threads hold none (a 1080p H.264 source decodes far faster than real time on one core).
         *(["-thread_type:v", "slice"] if plan.webrtc_url else []),
-        "-i",
-        "pipe:0",
-        "-filter_complex",
-        filter_graph(plan),
+        "-i", "pipe:0",
+        "-filter_complex", filter_graph(plan),
     ]
     for rung in plan.rungs:
         args += ["-map", "0:v:0" if rung.passthrough else f"[v{plan.encoded.index(rung)}]"]
@@ -519,21 +409,8 @@ def encoder_args(plan: EncoderPlan) -> list[str]:
     if slaves:
         args += ["-f", "tee", "|".join(slaves)]
     if plan.screenshot_interval_seconds > 0:
-        args += [
-            "-map",
-            "[shot]",
-            "-c:v",
-            "mjpeg",
-            "-q:v",
-            "3",
-            "-f",
-            "image2",
-            "-update",
-            "1",
-            "-atomic_writing",
-            "1",
-            SCREENSHOT,
-        ]
+        args += ["-map", "[shot]", "-c:v", "mjpeg", "-q:v", "3", "-f", "image2", "-update", "1",
+                 "-atomic_writing", "1", SCREENSHOT]
     if plan.webrtc_url:
         args += webrtc_output(plan)
     return args
