@@ -75,7 +75,7 @@ def test_each_host_gets_a_token_that_the_origin_would_accept(operator, kube, cal
         assert claims.user_id == user
         assert 12 * 3600 < claims.expires_at - now <= 24 * 3600
     with pytest.raises(tokens.TokenError):
-        tokens.verify("another-secret-entirely", data["alice"], f"{namespace}/show", now)
+        tokens.verify("another-playback-secret-entirely-not-this-one", data["alice"], f"{namespace}/show", now)
     # No token ever reaches status.
     assert data["alice"] not in repr(kube.livestream(namespace, "show")["status"])
 

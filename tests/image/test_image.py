@@ -103,7 +103,7 @@ def test_every_module_of_the_package_and_its_native_wheels_import(image_runtime)
     code = (
         "import importlib, pkgutil, onair\n"
         "names = [m.name for m in pkgutil.walk_packages(onair.__path__, 'onair.')]\n"
-        "for name in names + ['aiortc', 'av', 'pylibsrtp', 'cryptography.x509', 'kubernetes.client']:\n"
+        "for name in names + ['aiortc', 'av', 'pylibsrtp', 'cryptography.x509', 'lightkube', 'uvloop']:\n"
         "    importlib.import_module(name)\n"
         "print(len(names))\n"
     )
