@@ -1,5 +1,5 @@
 """Children are applied only when their rendered manifest changed, or the live object did; a
-change of the Livestream polls its agents once.
+change of the Livestream polls its agents once; agents that do not answer cost no pod reads.
 
 A no-op server-side apply leaves no trace on the object (same resourceVersion, same managedFields
 time), so what the operator sends is counted where it arrives: this module runs its own API
@@ -27,12 +27,17 @@ from tests.fixtures.operator import Kube, OperatorHandle
 pytestmark = pytest.mark.cluster
 
 # Creates and patches (server-side applies are patches) of the child kinds; kube-controller-manager
-# writes them with update.
+# writes them with update. And reads of pods (what explains an agent that does not answer).
 AUDIT_POLICY = """\
 apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: [RequestReceived, ResponseStarted]
 rules:
+- level: Metadata
+  verbs: [list, get]
+  resources:
+  - group: ""
+    resources: [pods]
 - level: Metadata
   verbs: [create, patch]
   resources:
@@ -71,6 +76,10 @@ class Audited(NamedTuple):
 
     def writes(self, namespace: str, since: int) -> Counter:
         """(resource, name) -> server-side applies and creates of children in ``namespace`` after ``since``."""
+        return self.requests(namespace, since, ("create", "patch"))
+
+    def requests(self, namespace: str, since: int, verbs: tuple[str, ...]) -> Counter:
+        """(resource, name) -> requests with one of ``verbs`` in ``namespace`` after ``since``."""
         out: Counter = Counter()
         if not self.log.exists():
             return out
@@ -79,7 +88,7 @@ class Audited(NamedTuple):
             for line in fh:
                 event = json.loads(line)
                 ref = event.get("objectRef") or {}
-                if ref.get("namespace") != namespace or ref.get("subresource"):
+                if ref.get("namespace") != namespace or ref.get("subresource") or event.get("verb") not in verbs:
                     continue
                 out[(ref.get("resource"), ref.get("name"))] += 1
         return out
@@ -273,3 +282,48 @@ def test_a_change_of_the_livestream_polls_its_agents_once(audited, ns, ct):
     # A second poll would follow at once (the daemon woken); the next periodic one is far off.
     time.sleep(3)
     assert lookups[origin] == before + 1
+
+
+def test_agents_that_do_not_answer_cost_no_pod_reads_and_their_pod_says_why(audited, ns, ct):
+    """No agent runs here, so every poll finds them all missing. Why their pods do not run comes
+    from the operator's pods watch, not from a pod listing per Livestream and poll; a pod's
+    problem reaches the Ready condition when the watch sees it, not at the next poll."""
+    kube = audited.kube
+    kube.create_livestream(ns, "idle", {"callType": ct})
+    since = settled(audited, ns, "idle")
+    # Each spec edit polls every agent once more, all of them unreachable.
+    for phase in ("backstage", "live"):
+        kube.patch_livestream(ns, "idle", {"spec": {"phase": phase}})
+        kube.wait_reconciled(ns, "idle")
+
+    pod_reads = audited.requests(ns, since, ("list", "get"))
+    assert pod_reads == Counter(), pod_reads
+
+    def origin_pod() -> Optional[str]:
+        pods = kube.core.list_namespaced_pod(
+            ns, label_selector="onair.dev/livestream=idle,app.kubernetes.io/component=origin"
+        ).items
+        return pods[0].metadata.name if pods else None
+
+    pod = wait_for(origin_pod, 30, what="the ReplicaSet controller creating the origin pod")
+
+    # No scheduler runs here: the test writes what kube-scheduler writes for a pod it cannot place.
+    why = "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector."
+    kube.core.patch_namespaced_pod_status(
+        pod,
+        ns,
+        {
+            "status": {
+                "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": why}]
+            }
+        },
+    )
+
+    def ready_message() -> Optional[str]:
+        conds = {c["type"]: c for c in kube.livestream(ns, "idle").get("status", {}).get("conditions") or ()}
+        message = (conds.get("Ready") or {}).get("message") or ""
+        return message if why in message else None
+
+    # Well before the next periodic poll (POLL_INTERVAL).
+    message = wait_for(ready_message, 10, interval=0.5, what="the Ready condition naming the pod's problem")
+    assert f"pod {pod} cannot be scheduled" in message, message

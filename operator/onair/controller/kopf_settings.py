@@ -91,6 +91,8 @@ def build_settings(
 
     for group, version, plural in CHILD_RESOURCES:
         settings.watching.label_selectors[group, version, plural] = CHILD_SELECTOR
+    # Pending ones too: their status says why an agent does not start (onair.controller.owned).
+    settings.watching.label_selectors["", "v1", "pods"] = CHILD_SELECTOR
 
     # kopf SIGKILLs its own thread if it exits for any reason but the stop flag; in-process
     # (tests, `onair dev`) that would kill the whole interpreter. Kubernetes' grace period

@@ -18,7 +18,9 @@ The same watches feed an index (``index_child``) of every labelled child per Liv
 ``apply`` consults instead of asking the API server (existing PVCs, anything to prune?).
 
 Pods of media roles are watched too (same label): their IPs are how the operator reaches agents
-in a real cluster (the Services expose only the push and playback ports, never the agent API).
+in a real cluster (the Services expose only the push and playback ports, never the agent API),
+and their status says why an agent does not answer (unschedulable, image pull, crash loop). The
+watch keeps that at hand, so a Livestream whose pods cannot start costs no pod reads per poll.
 """
 
 from __future__ import annotations
@@ -29,11 +31,27 @@ import kopf
 
 from onair.api.meta import LABEL_LIVESTREAM, MANAGER, MANIFEST_DIGEST_ANNOTATION
 from onair.render.child_names import role_of
+from onair.render.pods import pod_problem
 from onair.render.urls import ingest_exposure
 
 from .apply import KnownChild, untouched_since_apply, version_marker
 from .runtime import AgentPod, Runtime, current_agent_pod
 from .kopf_settings import CHILD_RESOURCES
+
+
+def note_pod_problem(rt: Runtime, key: tuple[str, str, str], pod: str, problem: Optional[str]) -> bool:
+    """Record why ``pod`` does not run its agent (None: nothing keeps it from running); whether
+    that changed what is known."""
+    problems = rt.pod_problems.setdefault(key, {})
+    before = problems.get(pod)
+    if problem:
+        problems[pod] = problem
+    else:
+        problems.pop(pod, None)
+    if not problems:
+        del rt.pod_problems[key]
+    return problem != before
+
 
 # kopf hands indexes to handlers as kwargs named by these ids (see runner.capture_indexes).
 CHILD_INDEXES = tuple(f"children_{plural}" for _, _, plural in CHILD_RESOURCES)
@@ -81,7 +99,9 @@ def note_ingest_service(rt: Runtime, event: kopf.RawEvent, body: kopf.Body) -> N
         rt.wake(key[0], key[1], "ingest Service address assigned")
 
 
-def register(registry: kopf.OperatorRegistry, rt: Runtime, watch_pods: bool) -> None:
+def register(registry: kopf.OperatorRegistry, rt: Runtime, pod_addresses: bool) -> None:
+    """``pod_addresses``: agents are reached at their pods' IPs (in a cluster); otherwise a resolver
+    knows where they are (``onair dev``'s process runner, tests) and pods only explain failures."""
 
     async def on_child(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         if body.get("kind") == "Service":
@@ -112,9 +132,6 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime, watch_pods: bool) -> 
         kopf.on.event(group, version, plural, id=f"child-{plural}", registry=registry, labels=CHILD_LABELS)(on_child)
         kopf.index(group, version, plural, id=index_id, registry=registry, labels=CHILD_LABELS)(index_child)
 
-    if not watch_pods:
-        return
-
     @kopf.on.event("", "v1", "pods", id="agent-pods", registry=registry, labels=CHILD_LABELS)
     async def on_pod(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         meta = body.metadata
@@ -125,6 +142,12 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime, watch_pods: bool) -> 
             meta.labels.get(LABEL_LIVESTREAM) or "",
             meta.labels.get("app.kubernetes.io/component") or "",
         )
+        problem = None if event.get("type") == "DELETED" else pod_problem(body)
+        if note_pod_problem(rt, key, meta.name, problem):
+            # The Ready condition says it now rather than at the next poll.
+            rt.wake(key[0], key[1], "agent pod problem changed", reapply=False)
+        if not pod_addresses:
+            return
         status = body.status
         ip = status.get("podIP")
         alive = event.get("type") != "DELETED" and not meta.deletion_timestamp and status.get("phase") == "Running"

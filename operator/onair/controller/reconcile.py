@@ -24,13 +24,11 @@ from onair.api.calltype import CallType
 from onair.api.agent import RecorderStatus
 from onair.api.conditions import BROADCASTING_FAILED
 from onair.api.livestream import LivestreamSpec
-from onair.api.meta import child_selector
 from onair.render import credentials as rcreds
 from onair.render import grants
 from onair.render.child_names import child_name, slot_of
 from onair.render.children import RenderedChildren, render_children
 from onair.render.lifecycle import desired_lifecycle, to_agent_desired
-from onair.render.pods import pod_problem
 from onair.render.resolve import Problem, resolve
 from onair.render.status import broadcast_problem, input_live, livestream_status, status_patch
 from onair.render.urls import IngestExposure, render_urls
@@ -38,7 +36,7 @@ from onair.render.urls import IngestExposure, render_urls
 from . import events, members, recordings, refusals, rollout
 from .apply import apply_children
 from .calltype import calltype_version
-from onair.kube import KINDS, LIVESTREAM, POD, KubeError
+from onair.kube import KINDS, LIVESTREAM, KubeError
 from .runtime import LivestreamState, Runtime
 
 log = logging.getLogger("onair.controller")
@@ -319,7 +317,7 @@ async def sync_status(
         await recordings.sync(rt, state, ls, body, recorder)
     missing = [key for key in rendered.agent_configs if agents.get(key) is None]
     if poll_agents and missing:
-        state.pod_problems = await _pod_problems(rt, state, missing)
+        state.pod_problems = _pod_problems(rt, state, missing)
     elif not missing:
         state.pod_problems = {}
     new = livestream_status(
@@ -359,22 +357,14 @@ def with_public_ingest(
     return rendered if urls == rendered.urls else replace(rendered, urls=urls)
 
 
-async def _pod_problems(rt: Runtime, state: LivestreamState, keys: list[str]) -> dict[str, str]:
-    """Why the pods of the agents ``keys`` (which do not answer) are not running: read only while
-    some agent is missing, so a healthy Livestream costs no pod reads."""
-    try:
-        pods = await rt.kube.list(POD, state.namespace, child_selector(state.name))
-    except KubeError as exc:
-        log.debug("%s/%s: cannot read the agents' pods: %s", state.namespace, state.name, exc)
-        return dict(state.pod_problems)
+def _pod_problems(rt: Runtime, state: LivestreamState, keys: list[str]) -> dict[str, str]:
+    """Why the pods of the agents ``keys`` (which do not answer) are not running, as the pods
+    watch last saw them (one line per agent; the first pod by name when several have one)."""
     out: dict[str, str] = {}
-    for pod in pods:
-        key = ((pod.get("metadata") or {}).get("labels") or {}).get("app.kubernetes.io/component")
-        if not isinstance(key, str) or key not in keys:
-            continue
-        problem = pod_problem(pod)
-        if problem:
-            out[key] = problem
+    for key in keys:
+        problems = rt.pod_problems.get((state.namespace, state.name, key))
+        if problems:
+            out[key] = problems[min(problems)]
     return out
 
 

@@ -58,7 +58,7 @@ def connection_info(config: kubeclient.SingleConfig) -> kopf.ConnectionInfo:
 
 
 def build_registry(
-    rt: Runtime, kube_config: kubeclient.SingleConfig, *, watch_pods: bool, namespaces: Sequence[str] = ()
+    rt: Runtime, kube_config: kubeclient.SingleConfig, *, pod_addresses: bool, namespaces: Sequence[str] = ()
 ) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
@@ -84,7 +84,7 @@ def build_registry(
     calltype.register(registry, rt)
     livestream.register(registry, rt)
     recordings.register(registry, rt)
-    owned.register(registry, rt, watch_pods=watch_pods)
+    owned.register(registry, rt, pod_addresses=pod_addresses)
     return registry
 
 
@@ -126,14 +126,9 @@ async def operator(
     )
     holder["rt"] = rt
     rt.stagger_ingest_rollouts = resolver is None
-    registry = build_registry(rt, kube_config, watch_pods=resolver is None, namespaces=namespaces)
+    registry = build_registry(rt, kube_config, pod_addresses=resolver is None, namespaces=namespaces)
     # Standalone: no kopf peering; one operator replica reconciles (the chart runs exactly one).
     settings = build_settings()
-    if resolver is None:
-        settings.watching.label_selectors["", "v1", "pods"] = "app.kubernetes.io/managed-by=onair-operator"
-        # Only Running pods have an agent to reach: Pending ones (most events while pods start)
-        # are never sent, and a pod leaving Running arrives as DELETED, which forgets its address.
-        settings.watching.field_selectors["", "v1", "pods"] = "status.phase=Running"
     log.info(
         "onair operator starting: %s, poll every %ss",
         f"namespaces {', '.join(namespaces)}" if namespaces else "all namespaces",

@@ -226,6 +226,9 @@ class Runtime:
         self.agent_pods: dict[tuple[str, str, str], dict[str, AgentPod]] = {}
         # ... -> the node's address (status.hostIP), where a NodePort ingest answers.
         self.host_ips: dict[tuple[str, str, str], str] = {}
+        # ... -> pod name -> why that pod does not run its agent (onair.render.pods.pod_problem),
+        # fed by the pods watch: what the Ready condition says while an agent does not answer.
+        self.pod_problems: dict[tuple[str, str, str], dict[str, str]] = {}
         # (namespace, livestream, ingest key) -> what Kubernetes assigned to that ingest Service,
         # fed by the children watch (onair.controller.owned.note_ingest_service).
         self.ingest_services: dict[tuple[str, str, str], Any] = {}
@@ -266,6 +269,8 @@ class Runtime:
                 del self.host_ips[key]
             for key in [k for k in self.agent_pods if k[:2] == (namespace, name)]:
                 del self.agent_pods[key]
+            for key in [k for k in self.pod_problems if k[:2] == (namespace, name)]:
+                del self.pod_problems[key]
 
     def wake(self, namespace: str, name: str, reason: str, reapply: bool = True) -> None:
         state = self.livestreams.get((namespace, name))
