@@ -7,9 +7,11 @@ deliveries (same ids, see ``onair.render.webhooks``) are queued again. The outbo
 the Livestream: an ``ended`` sent just before the Livestream was deleted is still delivered,
 and the outbox is deleted once empty.
 
-Delivery: one loop per operator scans the outboxes (every few seconds, and at once when the
-reconcile queued something), POSTs what is due, removes what was answered 2xx, and reschedules
-the rest with exponential backoff until the endpoint's ``retryForSeconds`` has passed. A failing
+Delivery: one loop per operator scans the outboxes (at once when the reconcile queued something,
+when the first retry falls due, and once a minute as a backstop: the operator is the only writer
+of outboxes, so an idle operator costs the API server no periodic listing), POSTs what is due,
+removes what was answered 2xx, and reschedules the rest with exponential backoff until the
+endpoint's ``retryForSeconds`` has passed. A failing
 delivery holds back the later ones of the same endpoint, so receivers see events in order.
 Failures show in ``status.webhooks`` (through the Livestream's next status write, which also
 makes the Events from its changes: the loop runs outside any object's handler, where kopf
@@ -43,7 +45,9 @@ CONFIGMAP = KINDS[("v1", "ConfigMap")]
 SECRET = KINDS[("v1", "Secret")]
 OUTBOX_LABEL = "onair.dev/webhook-outbox-of"
 REQUEST_TIMEOUT_SECONDS = 10.0
-SCAN_INTERVAL_SECONDS = 2.0
+FAILED_SCAN_RETRY_SECONDS = 2.0
+# The longest the loop sleeps: outboxes of an operator that crashed before its wake are found.
+SCAN_INTERVAL_SECONDS = 60.0
 ERROR_TEXT_LIMIT = 300
 
 
@@ -238,14 +242,18 @@ class WebhookDeliverer:
         async with aiohttp.ClientSession(timeout=timeout, headers={"User-Agent": FIELD_MANAGER}) as http:
             while True:
                 self._wake.clear()
+                sleep = self.scan_interval
                 try:
-                    await self.scan(http)
+                    next_due = await self.scan(http)
+                    if next_due is not None:
+                        sleep = min(sleep, max(0.0, next_due - self.clock()))
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - the loop must outlive any one failure
                     log.warning("webhook delivery scan failed (retrying): %s", exc)
+                    sleep = min(sleep, FAILED_SCAN_RETRY_SECONDS)
                 try:
-                    await asyncio.wait_for(self._wake.wait(), self.scan_interval)
+                    await asyncio.wait_for(self._wake.wait(), sleep)
                 except asyncio.TimeoutError:
                     pass
 
@@ -259,18 +267,25 @@ class WebhookDeliverer:
             found += await self.kube.list(CONFIGMAP, namespace, selector)
         return found
 
-    async def scan(self, http: aiohttp.ClientSession) -> None:
+    async def scan(self, http: aiohttp.ClientSession) -> Optional[float]:
+        """Deliver what is due; when the next delivery left falls due (None: nothing is left)."""
         summaries: dict[tuple[str, str], dict] = {}
+        next_due: Optional[float] = None
         for outbox in await self._outboxes():
             meta = outbox["metadata"]
             key = (meta["namespace"], meta["labels"][OUTBOX_LABEL])
-            summaries[key] = await self._drain(http, outbox)
+            summaries[key], due = await self._drain(http, outbox)
+            if due is not None and (next_due is None or due < next_due):
+                next_due = due
         changed = {k for k in set(summaries) | set(self._summaries) if summaries.get(k) != self._summaries.get(k)}
         self._summaries = {k: v for k, v in summaries.items() if v}
         for namespace, livestream in changed:
             self.on_delivered(namespace, livestream)
+        return next_due
 
-    async def _drain(self, http: aiohttp.ClientSession, outbox: dict) -> dict:
+    async def _drain(self, http: aiohttp.ClientSession, outbox: dict) -> tuple[dict, Optional[float]]:
+        """Deliver what is due in one outbox: its summary for ``status.webhooks``, and when the
+        first delivery it still holds falls due."""
         meta = outbox["metadata"]
         namespace, livestream = meta["namespace"], meta["labels"][OUTBOX_LABEL]
         queued: list[Delivery] = []
@@ -286,6 +301,7 @@ class WebhookDeliverer:
             by_endpoint.setdefault(delivery.endpoint, []).append(delivery)
         failing = []
         pending = 0
+        next_due: Optional[float] = None
         for endpoint, deliveries in sorted(by_endpoint.items()):
             for delivery in deliveries:
                 now = self.clock()
@@ -304,6 +320,8 @@ class WebhookDeliverer:
             left = [d for d in deliveries if changes.get(d.id, "") is not None]
             pending += len(left)
             head = left[0] if left else None
+            if head is not None and (next_due is None or head.next_at < next_due):
+                next_due = head.next_at
             if head is not None and head.last_error:
                 failing.append(
                     {
@@ -320,7 +338,7 @@ class WebhookDeliverer:
             summary["pending"] = pending
         if failing:
             summary["failing"] = failing
-        return summary
+        return summary, next_due
 
     async def _save(self, namespace: str, name: str, outbox: dict, changes: dict[str, Optional[str]]) -> None:
         if changes:
