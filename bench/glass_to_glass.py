@@ -110,6 +110,7 @@ def summarize(result: dict, settle_seconds: float) -> dict:
         "samples": len(steady),
         "unreadable": result.get("unreadable", 0),
         "stalls": result.get("stalls", 0),
+        "stall_events": result.get("stallEvents") or [],
         "errors": result.get("errors") or [],
     }
     if steady:
@@ -240,6 +241,11 @@ async def measure(args: argparse.Namespace) -> None:
         )
         for key, figures in results.items():
             print(row(f"{key} ({player_for(key, args.low_latency)})", figures))
+        for key, figures in results.items():
+            for stall in figures.get("stall_events") or ():
+                lasted = f"{stall['seconds']:.2f} s" if stall.get("seconds") is not None else "until the end"
+                seek = ", while seeking" if stall.get("seeking") else ""
+                print(f"stall: {key} at {stall['at']:.1f} s after the first frame, {lasted}{seek}")
 
 
 def main() -> None:

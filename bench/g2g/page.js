@@ -65,7 +65,20 @@ function onFrame(now, meta) {
   video.requestVideoFrameCallback(onFrame);
 }
 video.requestVideoFrameCallback(onFrame);
-video.addEventListener("waiting", () => { if (g2g.firstFrameAt !== null) g2g.stalls++; });
+// A stall: a "waiting" event after the first frame, with when it came (seconds after the first
+// frame), how long until "playing", and whether the player had just seeked (a jump to the live
+// edge waits too, but is no buffer running dry).
+g2g.stallEvents = [];
+video.addEventListener("waiting", () => {
+  if (g2g.firstFrameAt === null) return;
+  g2g.stalls++;
+  g2g.stallEvents.push({at: (Date.now() - g2g.firstFrameAt) / 1000, seeking: video.seeking, seconds: null,
+                        since: Date.now()});
+});
+video.addEventListener("playing", () => {
+  const last = g2g.stallEvents[g2g.stallEvents.length - 1];
+  if (last && last.seconds === null) last.seconds = (Date.now() - last.since) / 1000;
+});
 
 if (player === "hls" || player === "hls-ll") {
   window.hls = new Hls(player === "hls-ll" ? {lowLatencyMode: true} : {});
