@@ -355,12 +355,14 @@ def run_role(
     config_model: Type[C],
     serve: Callable[[C], Coroutine[Any, Any, None]],
     quiet_loggers: Sequence[str] = (),
+    loop_factory: Optional[Callable[[], asyncio.AbstractEventLoop]] = None,
 ) -> int:
     """The whole of ``onair agent <role>``: arguments, logging, the config, then ``serve(config)``
-    until it returns. ``quiet_loggers`` stay at INFO or above even at ``--log-level DEBUG``."""
+    until it returns. ``quiet_loggers`` stay at INFO or above even at ``--log-level DEBUG``;
+    ``loop_factory``: the event loop to serve on (asyncio's default when None)."""
     args = parse_args(role, argv)
     setup_logging(args.log_level)
     for name in quiet_loggers:
         logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger().level))
     config = load_config(args.config, config_model)
-    return run(lambda: serve(config))
+    return run(lambda: serve(config), loop_factory)

@@ -25,11 +25,10 @@ import aiohttp
 import jinja2
 import uvloop
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import Counter, Gauge
 
 from onair.agent import http_limits
-from onair.agent.app import Agent, load_config, parse_args, run, setup_logging
+from onair.agent.app import Agent, run_role
 from onair.agent.hls import add_query
 from onair.api.agent import Desired, OriginConfig, OriginStatus
 from onair.endpoints import PLAYBACK_PATHS, RECORDINGS_PATH, UPLOAD_PREFIX
@@ -1100,6 +1099,11 @@ class OriginAgent(Agent):
         )
 
     async def prepare(self) -> None:
+        # Every port of the origin takes requests from anyone: scanners' garbage is one line each, rate-limited.
+        http_limits.install_malformed_http_filter(
+            "malformed HTTP request refused (%(status)s) from %(client)s: %(reason)s"
+        )
+        http_limits.quiet_library_logs()
         self.storage.prepare()
         await self.run_io(self._adopt_existing_files)
 
@@ -1123,27 +1127,11 @@ class OriginAgent(Agent):
         self.journal.close()
 
 
-class _OneLineProtocolErrors(logging.Filter):
-    """aiohttp logs a traceback for every malformed request; on a public port that is noise.
-
-    Scanners and garbage bytes become one WARNING line each (the client already got its 400)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, HttpProcessingError):
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
-            message = str(getattr(exc, "message", "") or exc).strip().splitlines()[0][:160]
-            record.msg, record.args = "malformed HTTP request refused (%s): %s", (exc.code, message)
-            record.exc_info = record.exc_text = None
-        return True
-
-
 def main(argv: list[str]) -> int:
-    args = parse_args("origin", argv)
-    setup_logging(args.log_level)
-    logging.getLogger("aiohttp.server").addFilter(_OneLineProtocolErrors())
-    http_limits.quiet_library_logs()
-    config = load_config(args.config, OriginConfig)
     # libuv's loop: every viewer's request is a few event-loop turns, and on the live edge the
     # origin is nothing but that (bench/origin_load.py measures the difference).
-    return run(OriginAgent(config).run, loop_factory=uvloop.new_event_loop)
+    return run_role("origin", argv, OriginConfig, _serve, loop_factory=uvloop.new_event_loop)
+
+
+async def _serve(config: OriginConfig) -> None:
+    await OriginAgent(config).run()
