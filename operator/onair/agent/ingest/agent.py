@@ -28,6 +28,7 @@ from onair.freeport import free_port
 from onair.agent import http_limits
 from onair.agent.app import Agent, read_secret
 from onair.agent.supervisor import Child, Supervisor
+from onair.agent.webrtc.iceservers import install_ice_addresses
 from onair.api import refusals
 from onair.api.agent import Desired, IngestConfig, IngestStatus
 
@@ -36,7 +37,7 @@ from .metrics import IngestMetrics
 from .refusal_log import RefusalLog
 from .srt_publishing import SrtPublishing
 from .rtmpstat import ReceiveMonitor, StreamStat, parse_stat, track_problem, usable
-from .whip import WhipServer, install_ice_addresses
+from .whip import WhipServer
 
 log = logging.getLogger("onair.agent.ingest")
 
