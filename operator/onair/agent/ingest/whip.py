@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Callable, Optional, Protocol, Sequence
 
 from aiohttp import web
 from onair import tokens
+from onair.agent.app import listen
 from onair.agent.supervisor import Child, Supervisor
 from onair.agent.webrtc import iceservers
 from onair.agent.webrtc.signalling import (
@@ -207,14 +208,7 @@ class WhipServer:
 
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        try:
-            await site.start()
-        except OSError as exc:
-            raise SystemExit(
-                f"onair agent ingest: cannot listen on internal WHIP port {self.host}:{self.port}: {exc.strerror}"
-            ) from None
+        await listen(self._runner, self.host, self.port, "ingest", what="internal WHIP port ")
 
     async def stop(self) -> None:
         await asyncio.gather(

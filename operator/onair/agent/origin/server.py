@@ -28,7 +28,7 @@ from aiohttp import web
 from prometheus_client import Counter, Gauge
 
 from onair.agent import http_limits
-from onair.agent.app import Agent, run_role
+from onair.agent.app import Agent, listen, run_role
 from onair.agent.hls import add_query
 from onair.api.agent import Desired, OriginConfig, OriginStatus
 from onair.endpoints import PLAYBACK_PATHS, RECORDINGS_PATH, UPLOAD_PREFIX
@@ -1044,17 +1044,7 @@ class OriginAgent(Agent):
         # No handler cancellation: ffmpeg closes its socket right after the last chunk without
         # reading our response, and the upload must still be stored.
         self._public_runner = web.AppRunner(self.public, access_log=None, keepalive_timeout=limits.idle_timeout)
-        await self._public_runner.setup()
-        site = http_limits.GuardedSite(
-            self._public_runner, self.config.listen_host, self.config.http_port, self.public_guard
-        )
-        try:
-            await site.start()
-        except OSError as exc:
-            raise SystemExit(
-                f"onair agent origin: cannot listen on {self.config.listen_host}:{self.config.http_port}: "
-                f"{exc.strerror}. Another process holds the port; free it or set httpPort in the config."
-            ) from None
+        await self._listen(self._public_runner, self.config.http_port, "httpPort", self.public_guard)
         log.info(
             "origin for %s serving on http://%s:%s (phase %s, DVR %s, uploads %s, player %s)",
             self.config.livestream,
@@ -1083,20 +1073,16 @@ class OriginAgent(Agent):
         self._upload_runner = web.AppRunner(
             self.upload, access_log=None, handler_cancellation=False, keepalive_timeout=limits.idle_timeout
         )
-        await self._upload_runner.setup()
-        site = http_limits.GuardedSite(
-            self._upload_runner, self.config.listen_host, self.config.upload_port, self.upload_guard
-        )
-        try:
-            await site.start()
-        except OSError as exc:
-            raise SystemExit(
-                f"onair agent origin: cannot listen on {self.config.listen_host}:{self.config.upload_port}: "
-                f"{exc.strerror}. Another process holds the port; free it or set uploadPort in the config."
-            ) from None
+        await self._listen(self._upload_runner, self.config.upload_port, "uploadPort", self.upload_guard)
         log.info(
             "transcoder uploads on http://%s:%s/%s/", self.config.listen_host, self.config.upload_port, UPLOAD_PREFIX
         )
+
+    async def _listen(self, runner: web.AppRunner, port: int, setting: str, guard: http_limits.ConnectionGuard) -> None:
+        def guarded(runner: web.AppRunner, host: str, port: int) -> web.BaseSite:
+            return http_limits.GuardedSite(runner, host, port, guard)
+
+        await listen(runner, self.config.listen_host, port, "origin", setting, site=guarded)
 
     async def prepare(self) -> None:
         # Every port of the origin takes requests from anyone: scanners' garbage is one line each, rate-limited.
