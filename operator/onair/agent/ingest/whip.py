@@ -33,18 +33,7 @@ from aiohttp import web
 from onair import tokens
 from onair.agent.app import listen
 from onair.agent.supervisor import Child, Supervisor
-from onair.agent.webrtc import iceservers
-from onair.agent.webrtc.signalling import (
-    NOT_AN_OFFER,
-    TRICKLE_ICE_UNSUPPORTED,
-    OfferRefused,
-    describe_codecs,
-    is_offer,
-    offer_codecs,
-    prefer_codecs,
-    read_offer,
-    with_links,
-)
+from onair.agent.webrtc import iceservers, signalling
 from onair.api import refusals
 
 if TYPE_CHECKING:  # aiortc and the encoder load only when a WHIP session really starts
@@ -68,9 +57,9 @@ CORS = {
 # ------------------------------------------------------------------------------------ SDP check
 def offer_problem(sdp: str) -> Optional[tuple[int, str, str]]:
     """(HTTP status, refusal reason, message) when the offer cannot be ingested, None when it can."""
-    if not is_offer(sdp):
-        return 400, refusals.BAD_REQUEST, NOT_AN_OFFER
-    codecs = offer_codecs(sdp)
+    if not signalling.is_offer(sdp):
+        return 400, refusals.BAD_REQUEST, signalling.NOT_AN_OFFER
+    codecs = signalling.offer_codecs(sdp)
     if "h264" in codecs.get("video", set()) and "opus" in codecs.get("audio", set()):
         return None
     if "video" not in codecs:
@@ -79,7 +68,7 @@ def offer_problem(sdp: str) -> Optional[tuple[int, str, str]]:
         reason = refusals.NO_AUDIO
     else:
         reason = refusals.UNSUPPORTED_CODEC
-    return 406, reason, f"{CODEC_REQUIREMENT} (offered {describe_codecs(codecs)})"
+    return 406, reason, f"{CODEC_REQUIREMENT} (offered {signalling.describe_codecs(codecs)})"
 
 
 def bearer_value(header: Optional[str]) -> Optional[str]:
@@ -243,11 +232,11 @@ class WhipServer:
         # Only a client holding the WHIP token gets TURN credentials; a CORS preflight has none.
         authorized = request.path == "/whip" and bearer_ok(request.headers.get("Authorization"), self.token_source())
         links = self._links(uuid.uuid4().hex) if authorized else []
-        return web.Response(status=204, headers=with_links({"Accept-Post": "application/sdp"}, links))
+        return web.Response(status=204, headers=signalling.with_links({"Accept-Post": "application/sdp"}, links))
 
     async def patch(self, request: web.Request) -> web.Response:
         # Trickle ICE is optional in WHIP; aiortc gathers every candidate before answering.
-        return self._error(405, TRICKLE_ICE_UNSUPPORTED, Allow="DELETE")
+        return self._error(405, signalling.TRICKLE_ICE_UNSUPPORTED, Allow="DELETE")
 
     @staticmethod
     def client_address(request: web.Request) -> str:
@@ -282,8 +271,8 @@ class WhipServer:
             )
         user_id = personal.user_id if personal else None
         try:
-            offer = await read_offer(request)
-        except OfferRefused as exc:
+            offer = await signalling.read_offer(request)
+        except signalling.OfferRefused as exc:
             return self._refuse(exc.status, refusals.BAD_REQUEST, remote, exc.message)
         problem = offer_problem(offer)
         if problem:
@@ -307,7 +296,7 @@ class WhipServer:
         log.info(
             "WHIP session %s from %s started%s", session_id[:8], remote, f" by member {user_id}" if user_id else ""
         )
-        headers = with_links({"Location": f"/whip/{session_id}", "ETag": f'"{session.etag}"'}, links)
+        headers = signalling.with_links({"Location": f"/whip/{session_id}", "ETag": f'"{session.etag}"'}, links)
         return web.Response(status=201, text=answer, content_type="application/sdp", headers=headers)
 
     async def delete(self, request: web.Request) -> web.Response:
@@ -331,7 +320,9 @@ class WhipServer:
         session = WhipSession(id=session_id, etag=secrets.token_hex(8), pc=pc, remote=remote)
         # Receivers created up front carry our codec preferences into the answer.
         for kind, wanted in (("video", ("video/h264", "video/rtx")), ("audio", ("audio/opus",))):
-            prefer_codecs(pc.addTransceiver(kind, direction="recvonly"), RTCRtpReceiver.getCapabilities(kind), wanted)
+            signalling.prefer_codecs(
+                pc.addTransceiver(kind, direction="recvonly"), RTCRtpReceiver.getCapabilities(kind), wanted
+            )
 
         tracks: dict[str, object] = {}
 

@@ -620,18 +620,19 @@ class OriginAgent(Agent):
     ) -> web.Response:
         """The DVR's media playlist; for LL-HLS clients blocking (``_HLS_msn``, ``_HLS_part``) and delta
         (``_HLS_skip``) requests too."""
-        no_store = {"Cache-Control": "no-store"}
+
+        def refuse(status: int, error: str) -> web.Response:
+            return web.json_response({"error": error}, status=status, headers={"Cache-Control": "no-store"})
+
         try:
             msn = int(request.query["_HLS_msn"]) if "_HLS_msn" in request.query else None
             part = int(request.query["_HLS_part"]) if "_HLS_part" in request.query else None
         except ValueError:
-            return web.json_response({"error": "_HLS_msn and _HLS_part must be integers"}, status=400, headers=no_store)
+            return refuse(400, "_HLS_msn and _HLS_part must be integers")
         if part is not None and msn is None:
-            return web.json_response({"error": "_HLS_part needs _HLS_msn"}, status=400, headers=no_store)
+            return refuse(400, "_HLS_part needs _HLS_msn")
         if (msn is not None and msn < 0) or (part is not None and part < 0):
-            return web.json_response(
-                {"error": "_HLS_msn and _HLS_part cannot be negative"}, status=400, headers=no_store
-            )
+            return refuse(400, "_HLS_msn and _HLS_part cannot be negative")
         skip = request.query.get("_HLS_skip") in ("YES", "v2")
         if msn is not None:
             states: list[str] = []
@@ -641,25 +642,11 @@ class OriginAgent(Agent):
                 return states[-1] != "wait"
 
             if not await self._hold_until(path, settled, self._hold_seconds(path)):
-                return web.json_response(
-                    {
-                        "error": f"segment {msn}"
-                        + (f" part {part}" if part is not None else "")
-                        + " is not available yet: ask again"
-                    },
-                    status=503,
-                    headers=no_store,
-                )
+                segment = f"segment {msn}" + (f" part {part}" if part is not None else "")
+                return refuse(503, f"{segment} is not available yet: ask again")
             if states[-1] == "bad":
-                return web.json_response(
-                    {
-                        "error": f"_HLS_msn={msn}"
-                        + (f" _HLS_part={part}" if part is not None else "")
-                        + " is too far beyond the end of the playlist"
-                    },
-                    status=400,
-                    headers=no_store,
-                )
+                asked = f"_HLS_msn={msn}" + (f" _HLS_part={part}" if part is not None else "")
+                return refuse(400, f"{asked} is too far beyond the end of the playlist")
             rendition = self.dvr.renditions[path]
             headers = {
                 "Cache-Control": self._cache(

@@ -39,18 +39,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 from aiohttp import web
 
-from onair.agent.webrtc import iceservers
-from onair.agent.webrtc.signalling import (
-    NOT_AN_OFFER,
-    TRICKLE_ICE_UNSUPPORTED,
-    OfferRefused,
-    describe_codecs,
-    is_offer,
-    offer_codecs,
-    prefer_codecs,
-    read_offer,
-    with_links,
-)
+from onair.agent.webrtc import iceservers, signalling
 
 if TYPE_CHECKING:
     import av
@@ -75,12 +64,12 @@ WEBRTC_REQUIREMENT = "WHEP here sends H.264 video and Opus audio: the offer must
 # ------------------------------------------------------------------------------------ pure parts
 def offer_problem(sdp: str) -> Optional[tuple[int, str]]:
     """(HTTP status, message) when a viewer's offer cannot be answered, None when it can."""
-    if not is_offer(sdp):
-        return 400, NOT_AN_OFFER
-    codecs = offer_codecs(sdp)
+    if not signalling.is_offer(sdp):
+        return 400, signalling.NOT_AN_OFFER
+    codecs = signalling.offer_codecs(sdp)
     if "h264" in codecs.get("video", set()):
         return None
-    return 406, f"{WEBRTC_REQUIREMENT} (offered {describe_codecs(codecs)})"
+    return 406, f"{WEBRTC_REQUIREMENT} (offered {signalling.describe_codecs(codecs)})"
 
 
 def h264_nal_types(data: bytes) -> list[int]:
@@ -317,8 +306,8 @@ class WhepServer:
 
     async def post(self, request: web.Request) -> web.Response:
         try:
-            offer = await read_offer(request)
-        except OfferRefused as exc:
+            offer = await signalling.read_offer(request)
+        except signalling.OfferRefused as exc:
             return self._error(exc.status, exc.message)
         problem = offer_problem(offer)
         if problem:
@@ -342,7 +331,7 @@ class WhepServer:
             return self._error(400, f"cannot negotiate this offer: {exc}")
         self.viewers[viewer_id] = viewer
         log.info("WHEP viewer %s started (%d watching)", viewer_id[:8], len(self.viewers))
-        headers = with_links(
+        headers = signalling.with_links(
             {"Location": f"/whep/{viewer_id}", "ETag": f'"{secrets.token_hex(8)}"'}, self._links(viewer_id)
         )
         return web.Response(status=201, text=answer, content_type="application/sdp", headers=headers)
@@ -352,7 +341,7 @@ class WhepServer:
         servers it learns from the 201, since this server takes no trickle ICE. TURN credentials are minted
         for this request; the origin asks only for viewers it lets in."""
         return web.Response(
-            status=204, headers=with_links({"Accept-Post": "application/sdp"}, self._links(uuid.uuid4().hex))
+            status=204, headers=signalling.with_links({"Accept-Post": "application/sdp"}, self._links(uuid.uuid4().hex))
         )
 
     async def delete(self, request: web.Request) -> web.Response:
@@ -364,7 +353,7 @@ class WhepServer:
 
     async def patch(self, request: web.Request) -> web.Response:
         # Trickle ICE is optional in WHEP; aiortc answers with all its candidates.
-        return self._error(405, TRICKLE_ICE_UNSUPPORTED, Allow="DELETE")
+        return self._error(405, signalling.TRICKLE_ICE_UNSUPPORTED, Allow="DELETE")
 
     async def _negotiate(self, viewer_id: str, offer: str) -> tuple[str, Viewer]:
         from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
@@ -372,7 +361,7 @@ class WhepServer:
         assert self.rendition is not None
         pc = RTCPeerConnection(iceservers.rtc_configuration(self._ice(self.ice_servers, viewer_id)))
         tracks: list[ForwardedTrack] = []
-        offered = offer_codecs(offer)
+        offered = signalling.offer_codecs(offer)
         try:
             # Senders made before the offer is applied carry our codec preferences into the answer:
             # only what the encoder makes (aiortc would otherwise answer VP8 and encode per viewer).
@@ -381,7 +370,7 @@ class WhepServer:
                     continue
                 forwarded = ForwardedTrack(kind, self.on_forwarded)
                 transceiver = pc.addTransceiver(forwarded.track, direction="sendonly")
-                prefer_codecs(transceiver, RTCRtpSender.getCapabilities(kind), wanted)
+                signalling.prefer_codecs(transceiver, RTCRtpSender.getCapabilities(kind), wanted)
                 tracks.append(forwarded)
             if not tracks or tracks[0].kind != "video":
                 raise ValueError(WEBRTC_REQUIREMENT)
