@@ -463,6 +463,12 @@ class OriginAgent(Agent):
         now = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         return web.Response(text=now, content_type="text/plain", headers={"Cache-Control": "no-store"})
 
+    def _forbidden(self, decision: access.Decision) -> web.Response:
+        """A viewer the access rules turn away: why, and the phase that decided it (never cached)."""
+        return web.json_response(
+            {"error": decision.reason, "phase": self.desired.phase}, status=403, headers={"Cache-Control": "no-store"}
+        )
+
     def _access(self, request: web.Request) -> access.Decision:
         token, _ = access.request_token(request.query, request.headers.get("Authorization"))
         if token is None and self.open_to_viewers():
@@ -509,11 +515,7 @@ class OriginAgent(Agent):
         else:
             decision = self._access(request)
         if not decision.allowed:
-            return web.json_response(
-                {"error": decision.reason, "phase": self.desired.phase},
-                status=403,
-                headers={"Cache-Control": "no-store"},
-            )
+            return self._forbidden(decision)
         query = f"token={quote(decision.token, safe='')}" if decision.token else ""
         headers = {"Cache-Control": self._cache(kind.cache, full_view=decision.member)}
 
@@ -757,11 +759,7 @@ class OriginAgent(Agent):
             return web.json_response({"error": "not a recording part (<session>_partNNNN.m3u8 or .mp4)"}, status=404)
         decision = self._access(request)
         if not decision.allowed:
-            return web.json_response(
-                {"error": decision.reason, "phase": self.desired.phase},
-                status=403,
-                headers={"Cache-Control": "no-store"},
-            )
+            return self._forbidden(decision)
         if not self.config.recorder_url:
             return web.json_response({"error": "this livestream has no recorder: no recordings to serve"}, status=404)
         headers = {"Authorization": f"Bearer {self.agent_token.get() or ''}"}
