@@ -463,10 +463,10 @@ class OriginAgent(Agent):
         now = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         return web.Response(text=now, content_type="text/plain", headers={"Cache-Control": "no-store"})
 
-    def _forbidden(self, decision: access.Decision) -> web.Response:
+    def _forbidden(self, reason: str) -> web.Response:
         """A viewer the access rules turn away: why, and the phase that decided it (never cached)."""
         return web.json_response(
-            {"error": decision.reason, "phase": self.desired.phase}, status=403, headers={"Cache-Control": "no-store"}
+            {"error": reason, "phase": self.desired.phase}, status=403, headers={"Cache-Control": "no-store"}
         )
 
     def _access(self, request: web.Request) -> access.Decision:
@@ -515,7 +515,7 @@ class OriginAgent(Agent):
         else:
             decision = self._access(request)
         if not decision.allowed:
-            return self._forbidden(decision)
+            return self._forbidden(decision.reason)
         query = f"token={quote(decision.token, safe='')}" if decision.token else ""
         headers = {"Cache-Control": self._cache(kind.cache, full_view=decision.member)}
 
@@ -540,11 +540,7 @@ class OriginAgent(Agent):
         if hot is not None and path not in self.dash_live:
             if not decision.member and self._private(path):
                 self.metrics.refused.inc()
-                return web.json_response(
-                    {"error": NOT_BROADCAST, "phase": self.desired.phase},
-                    status=403,
-                    headers={"Cache-Control": "no-store"},
-                )
+                return self._forbidden(NOT_BROADCAST)
             if not any(name in request.headers for name in _CONDITIONAL):
                 headers["Content-Type"] = kind.content_type
                 headers["Accept-Ranges"] = "bytes"
@@ -567,20 +563,14 @@ class OriginAgent(Agent):
             if growing is not None:
                 if not decision.member and self._private(path):
                     self.metrics.refused.inc()
-                    return web.json_response(
-                        {"error": NOT_BROADCAST, "phase": self.desired.phase},
-                        status=403,
-                        headers={"Cache-Control": "no-store"},
-                    )
+                    return self._forbidden(NOT_BROADCAST)
                 headers["Content-Type"] = kind.content_type
                 return await chunked.serve(request, growing, headers, self.metrics.sent_bytes.inc)
         if not full.is_file():
             return web.json_response({"error": "not found"}, status=404, headers={"Cache-Control": "no-store"})
         if not decision.member and self._private(path):
             self.metrics.refused.inc()
-            return web.json_response(
-                {"error": NOT_BROADCAST, "phase": self.desired.phase}, status=403, headers={"Cache-Control": "no-store"}
-            )
+            return self._forbidden(NOT_BROADCAST)
         headers["Content-Type"] = kind.content_type
         return web.FileResponse(full, headers=headers)
 
@@ -759,7 +749,7 @@ class OriginAgent(Agent):
             return web.json_response({"error": "not a recording part (<session>_partNNNN.m3u8 or .mp4)"}, status=404)
         decision = self._access(request)
         if not decision.allowed:
-            return self._forbidden(decision)
+            return self._forbidden(decision.reason)
         if not self.config.recorder_url:
             return web.json_response({"error": "this livestream has no recorder: no recordings to serve"}, status=404)
         headers = {"Authorization": f"Bearer {self.agent_token.get() or ''}"}
