@@ -22,8 +22,8 @@ import functools
 import heapq
 import itertools
 import time
-from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable, Mapping, Optional
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Optional
 
 import httpx2
 from lightkube import ALL_NS, ApiError, AsyncClient, Client, ConfigError, KubeConfig
@@ -253,6 +253,72 @@ class OldestFirstGate:
         self._free += 1
 
 
+# ----------------------------------------------------------------------------- the calls
+
+
+@dataclass(frozen=True)
+class _Request:
+    """One API call, written once for both clients: ``AsyncClient`` and ``Client`` take the same
+    method with the same arguments, so only the sending (await or not) differs between them.
+
+    ``verb``/``kind``/``namespace``/``name`` name the call in a :class:`KubeError`; ``timed``: the
+    operation name the async client reports to ``on_request``; ``none_if_missing``: a 404 is an
+    answer (no such object), returned as None."""
+
+    verb: str
+    kind: Kind
+    namespace: Optional[str]
+    name: Optional[str]
+    method: str = ""
+    args: tuple = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    timed: Optional[str] = None
+    none_if_missing: bool = False
+
+    def send(self, client: Any) -> Any:
+        return getattr(client, self.method)(*self.args, **self.kwargs)
+
+    def failed(self, exc: Exception) -> None:
+        """Raise ``exc`` as a :class:`KubeError` naming this call, unless it is an expected 404."""
+        error = _decode_error(exc, self.verb, self.kind, self.namespace, self.name)
+        if not (self.none_if_missing and error.status == 404):
+            raise error from exc
+
+
+def _get(kind: Kind, namespace: Optional[str], name: str) -> _Request:
+    options = {"namespace": namespace}
+    return _Request("get", kind, namespace, name, "get", (kind.resource, name), options, none_if_missing=True)
+
+
+def _list(kind: Kind, namespace: Optional[str], labels: Optional[Mapping[str, Optional[str]]]) -> _Request:
+    options = {"namespace": _scope(kind, namespace), "labels": dict(labels) if labels else None}
+    return _Request("list", kind, namespace, None, "list", (kind.resource,), options)
+
+
+def _apply(obj: dict, field_manager: str, kind: Optional[Kind] = None) -> _Request:
+    kind, meta = kind or kind_of(obj), obj["metadata"]
+    namespace, name = meta.get("namespace"), meta["name"]
+    options = {"namespace": namespace, "patch_type": PatchType.APPLY, "field_manager": field_manager, "force": True}
+    return _Request("apply", kind, namespace, name, "patch", (kind.resource, name, obj), options, timed=APPLY)
+
+
+def _create(obj: dict, field_manager: str) -> _Request:
+    kind, meta = kind_of(obj), obj["metadata"]
+    options = {"field_manager": field_manager}
+    return _Request("create", kind, meta.get("namespace"), meta["name"], "create", (kind.resource(obj),), options)
+
+
+def _merge_patch(kind: Kind, namespace: Optional[str], name: str, patch: dict) -> _Request:
+    options = {"namespace": namespace, "patch_type": PatchType.MERGE}
+    return _Request("patch", kind, namespace, name, "patch", (kind.resource, name, patch), options)
+
+
+def _patch_status(kind: Kind, namespace: Optional[str], name: str, status: dict) -> _Request:
+    options = {"namespace": namespace, "patch_type": PatchType.MERGE}
+    args = (kind.resource.Status, name, {"status": status})
+    return _Request("patch status of", kind, namespace, name, "patch", args, options, timed=STATUS_PATCH)
+
+
 # ----------------------------------------------------------------------------- async
 
 
@@ -277,95 +343,52 @@ class Kube:
     async def close(self) -> None:
         await self.client.close()
 
-    async def _call(
-        self,
-        verb: str,
-        kind: Kind,
-        namespace: Optional[str],
-        name: Optional[str],
-        call: Any,
-        timed: Optional[str] = None,
-    ) -> Any:
+    async def _call(self, request: _Request, call: Optional[Callable[[], Awaitable[Any]]] = None) -> Any:
+        """Send ``request`` (or run ``call`` in its name) through the gate."""
         started = time.monotonic()
         try:
             async with self.gate:
-                return await call()
+                return await (call() if call is not None else request.send(self.client))
         except (ApiError, httpx2.HTTPError, OSError, asyncio.TimeoutError) as exc:
-            raise _decode_error(exc, verb, kind, namespace, name) from exc
+            return request.failed(exc)
         finally:
-            if timed and self.on_request is not None:
-                self.on_request(timed, time.monotonic() - started)
+            if request.timed and self.on_request is not None:
+                self.on_request(request.timed, time.monotonic() - started)
 
     async def get(self, kind: Kind, namespace: Optional[str], name: str) -> Optional[dict]:
-        try:
-            return await self._call(
-                "get", kind, namespace, name, lambda: self.client.get(kind.resource, name, namespace=namespace)
-            )
-        except KubeError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return await self._call(_get(kind, namespace, name))
 
     async def list(
         self, kind: Kind, namespace: Optional[str], labels: Optional[Mapping[str, Optional[str]]] = None
     ) -> list[dict]:
         """Every object of ``kind`` in ``namespace`` (None: all namespaces) with ``labels``
         (a None value: the label exists)."""
+        request = _list(kind, namespace, labels)
 
         async def collect() -> list[dict]:
-            return [
-                item
-                async for item in self.client.list(
-                    kind.resource, namespace=_scope(kind, namespace), labels=dict(labels) if labels else None
-                )
-            ]
+            return [item async for item in request.send(self.client)]
 
-        return await self._call("list", kind, namespace, None, collect)
+        return await self._call(request, collect)
 
     async def watch(
         self, kind: Kind, namespace: Optional[str], labels: Optional[Mapping[str, Optional[str]]] = None
     ) -> AsyncIterator[tuple[str, dict]]:
         """(event type, object) for every change, from now on, until cancelled; the watch is
         re-established after the server ends it. A failed (re)connection raises KubeError."""
+        listing = _list(kind, namespace, labels)  # a watch takes the arguments of the listing it follows
         try:
-            async for event, obj in self.client.watch(
-                kind.resource, namespace=_scope(kind, namespace), labels=dict(labels) if labels else None
-            ):
+            async for event, obj in self.client.watch(*listing.args, **listing.kwargs):
                 yield event, obj
         except (ApiError, httpx2.HTTPError, OSError) as exc:
             raise _decode_error(exc, "watch", kind, namespace, None) from exc
 
     async def apply(self, obj: dict, field_manager: str = FIELD_MANAGER) -> dict:
         """Server-side apply with force: the operator owns exactly the fields it renders."""
-        kind, meta = kind_of(obj), obj["metadata"]
-        namespace, name = meta.get("namespace"), meta["name"]
-        return await self._call(
-            "apply",
-            kind,
-            namespace,
-            name,
-            lambda: self.client.patch(
-                kind.resource,
-                name,
-                obj,
-                namespace=namespace,
-                patch_type=PatchType.APPLY,
-                field_manager=field_manager,
-                force=True,
-            ),
-            timed=APPLY,
-        )
+        return await self._call(_apply(obj, field_manager))
 
     async def create(self, obj: dict, field_manager: str = FIELD_MANAGER) -> dict:
         """POST ``obj``; an existing object of that name is a 409 KubeError."""
-        kind, meta = kind_of(obj), obj["metadata"]
-        return await self._call(
-            "create",
-            kind,
-            meta.get("namespace"),
-            meta["name"],
-            lambda: self.client.create(kind.resource(obj), field_manager=field_manager),
-        )
+        return await self._call(_create(obj, field_manager))
 
     async def create_if_absent(
         self, obj: dict, field_manager: str = FIELD_MANAGER, check_first: bool = True
@@ -410,7 +433,7 @@ class Kube:
             generic.raise_for_status(await generic.send(generic.build_adapter_request(request)))
 
         try:
-            await self._call("delete", kind, namespace, name, send)
+            await self._call(_Request("delete", kind, namespace, name), send)
         except KubeError as exc:
             if exc.status in (404, 409):
                 return False
@@ -419,26 +442,11 @@ class Kube:
 
     async def merge_patch(self, kind: Kind, namespace: Optional[str], name: str, patch: dict) -> dict:
         """JSON merge patch of the object (never creates it: a missing object is a 404)."""
-        return await self._call(
-            "patch",
-            kind,
-            namespace,
-            name,
-            lambda: self.client.patch(kind.resource, name, patch, namespace=namespace, patch_type=PatchType.MERGE),
-        )
+        return await self._call(_merge_patch(kind, namespace, name, patch))
 
     async def patch_status(self, kind: Kind, namespace: Optional[str], name: str, status: dict) -> dict:
         """JSON merge patch of the status subresource (None values delete keys)."""
-        return await self._call(
-            "patch status of",
-            kind,
-            namespace,
-            name,
-            lambda: self.client.patch(
-                kind.resource.Status, name, {"status": status}, namespace=namespace, patch_type=PatchType.MERGE
-            ),
-            timed=STATUS_PATCH,
-        )
+        return await self._call(_patch_status(kind, namespace, name, status))
 
 
 # ----------------------------------------------------------------------------- blocking
@@ -456,94 +464,38 @@ class SyncKube:
     def close(self) -> None:
         self.client.close()
 
-    def _call(self, verb: str, kind: Kind, namespace: Optional[str], name: Optional[str], call: Any) -> Any:
+    def _call(self, request: _Request, then: Callable[[Any], Any] = lambda answer: answer) -> Any:
+        """Send ``request``; ``then`` reads the answer (e.g. drains a listing) inside the error handling."""
         try:
-            return call()
+            return then(request.send(self.client))
         except (ApiError, httpx2.HTTPError, OSError) as exc:
-            raise _decode_error(exc, verb, kind, namespace, name) from exc
+            return request.failed(exc)
 
     def get(self, kind: Kind, namespace: Optional[str], name: str) -> Optional[dict]:
-        try:
-            return self._call(
-                "get", kind, namespace, name, lambda: self.client.get(kind.resource, name, namespace=namespace)
-            )
-        except KubeError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return self._call(_get(kind, namespace, name))
 
     def list(
         self, kind: Kind, namespace: Optional[str], labels: Optional[Mapping[str, Optional[str]]] = None
     ) -> list[dict]:
-        return self._call(
-            "list",
-            kind,
-            namespace,
-            None,
-            lambda: list(
-                self.client.list(
-                    kind.resource, namespace=_scope(kind, namespace), labels=dict(labels) if labels else None
-                )
-            ),
-        )
+        return self._call(_list(kind, namespace, labels), list)
 
     def apply(self, obj: dict, field_manager: str = FIELD_MANAGER, kind: Optional[Kind] = None) -> dict:
         """``kind``: for a kind outside onair's own table (the local cluster's manifests)."""
-        kind, meta = kind or kind_of(obj), obj["metadata"]
-        namespace, name = meta.get("namespace"), meta["name"]
-        return self._call(
-            "apply",
-            kind,
-            namespace,
-            name,
-            lambda: self.client.patch(
-                kind.resource,
-                name,
-                obj,
-                namespace=namespace,
-                patch_type=PatchType.APPLY,
-                field_manager=field_manager,
-                force=True,
-            ),
-        )
+        return self._call(_apply(obj, field_manager, kind))
 
     def create(self, obj: dict, field_manager: str = FIELD_MANAGER) -> dict:
         """POST ``obj``; an existing object of that name is a 409 KubeError."""
-        kind, meta = kind_of(obj), obj["metadata"]
-        return self._call(
-            "create",
-            kind,
-            meta.get("namespace"),
-            meta["name"],
-            lambda: self.client.create(kind.resource(obj), field_manager=field_manager),
-        )
+        return self._call(_create(obj, field_manager))
 
     def log(self, namespace: str, pod: str, tail_lines: Optional[int] = None) -> str:
         """The last lines a pod's (only) container wrote."""
-        return self._call(
-            "read the log of",
-            POD,
-            namespace,
-            pod,
-            lambda: "".join(self.client.log(pod, namespace=namespace, tail_lines=tail_lines)),
+        request = _Request(
+            "read the log of", POD, namespace, pod, "log", (pod,), {"namespace": namespace, "tail_lines": tail_lines}
         )
+        return self._call(request, "".join)
 
     def merge_patch(self, kind: Kind, namespace: Optional[str], name: str, patch: dict) -> dict:
-        return self._call(
-            "patch",
-            kind,
-            namespace,
-            name,
-            lambda: self.client.patch(kind.resource, name, patch, namespace=namespace, patch_type=PatchType.MERGE),
-        )
+        return self._call(_merge_patch(kind, namespace, name, patch))
 
     def patch_status(self, kind: Kind, namespace: Optional[str], name: str, status: dict) -> dict:
-        return self._call(
-            "patch status of",
-            kind,
-            namespace,
-            name,
-            lambda: self.client.patch(
-                kind.resource.Status, name, {"status": status}, namespace=namespace, patch_type=PatchType.MERGE
-            ),
-        )
+        return self._call(_patch_status(kind, namespace, name, status))

@@ -280,7 +280,7 @@ def _turn_allocation(host: str, port: int, username: str, password: str) -> str:
 def test_the_relay_takes_only_unexpired_credentials_minted_from_its_secret(outside):
     """The credentials the ingest mints are the ones coturn checks (the same HMAC-SHA1 over the same
     secret), and nothing else opens the relay: a forged password or an expired username is refused."""
-    from onair.agent.ingest.iceservers import turn_rest_credentials
+    from onair.agent.webrtc.iceservers import turn_rest_credentials
 
     node = outside.node_cluster.node
     secret = base64.b64decode(

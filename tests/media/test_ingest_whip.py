@@ -144,7 +144,7 @@ def test_whip_announces_its_ice_servers_with_time_limited_turn_credentials(inges
 
     import requests
 
-    from onair.agent.ingest.iceservers import turn_rest_credentials
+    from onair.agent.webrtc.iceservers import turn_rest_credentials
 
     secret = tmp_path / "turnSecret"
     secret.write_text("shared-with-coturn\n")

@@ -198,7 +198,7 @@ async def test_a_viewer_keeps_its_session_across_an_encoder_restart(whep_source)
 def test_options_hands_viewers_the_ice_servers_with_turn_credentials_only_if_they_may_watch(
     transcoder_agent, origins, tmp_path
 ):
-    from onair.agent.ingest.iceservers import parse_ice_server_links
+    from onair.agent.webrtc.iceservers import parse_ice_server_links
 
     secret = tmp_path / "turnSecret"
     secret.write_text("shared-turn-secret")

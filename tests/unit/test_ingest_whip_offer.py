@@ -1,4 +1,5 @@
 from onair.agent.ingest import whip
+from onair.agent.webrtc.signalling import offer_codecs
 from onair.api import refusals
 
 OFFER = """v=0
@@ -16,7 +17,7 @@ a=rtpmap:102 H264/90000
 
 
 def test_offer_with_h264_and_opus_is_fine_even_among_other_codecs():
-    assert whip.offer_codecs(OFFER) == {"audio": {"opus", "pcmu"}, "video": {"vp8", "rtx", "h264"}}
+    assert offer_codecs(OFFER) == {"audio": {"opus", "pcmu"}, "video": {"vp8", "rtx", "h264"}}
     assert whip.offer_problem(OFFER) is None
 
 

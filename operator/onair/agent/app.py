@@ -104,6 +104,27 @@ class SecretFile:
         return self._value
 
 
+async def listen(
+    runner: web.AppRunner,
+    host: str,
+    port: int,
+    role: str,
+    setting: Optional[str] = None,
+    what: str = "",
+    site: Callable[[web.AppRunner, str, int], web.BaseSite] = web.TCPSite,
+) -> None:
+    """Set ``runner`` up and serve it on ``host``:``port``. A port that cannot be had ends the
+    process with one line, not a traceback: the system's reason, and for a port of the role's
+    config (``setting``) what to do about it. ``what``: which port, when the address alone does
+    not say it."""
+    await runner.setup()
+    try:
+        await site(runner, host, port).start()
+    except OSError as exc:
+        hint = f". Another process holds the port; free it or set {setting} in the config." if setting else ""
+        raise SystemExit(f"onair agent {role}: cannot listen on {what}{host}:{port}: {exc.strerror}{hint}") from None
+
+
 def bearer_matches(authorization: Optional[str], expected: str) -> bool:
     """``Authorization: Bearer <expected>``, compared in constant time."""
     if not authorization or authorization[:7].lower() != "bearer ":
@@ -292,15 +313,7 @@ class Agent:
     # agent API listener ---------------------------------------------------------------
     async def start_http(self) -> None:
         self._runner = web.AppRunner(self.app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        try:
-            await site.start()
-        except OSError as exc:
-            raise SystemExit(
-                f"onair agent {self.role}: cannot listen on {self.host}:{self.port}: {exc.strerror}. "
-                "Another process holds the port; free it or set agentPort in the config."
-            ) from None
+        await listen(self._runner, self.host, self.port, self.role, "agentPort")
         if self.agent_token.path is None:
             log.warning(
                 "%s agent API on http://%s:%s is OPEN: no agentTokenFile is configured, so anyone who "
@@ -355,12 +368,14 @@ def run_role(
     config_model: Type[C],
     serve: Callable[[C], Coroutine[Any, Any, None]],
     quiet_loggers: Sequence[str] = (),
+    loop_factory: Optional[Callable[[], asyncio.AbstractEventLoop]] = None,
 ) -> int:
     """The whole of ``onair agent <role>``: arguments, logging, the config, then ``serve(config)``
-    until it returns. ``quiet_loggers`` stay at INFO or above even at ``--log-level DEBUG``."""
+    until it returns. ``quiet_loggers`` stay at INFO or above even at ``--log-level DEBUG``;
+    ``loop_factory``: the event loop to serve on (asyncio's default when None)."""
     args = parse_args(role, argv)
     setup_logging(args.log_level)
     for name in quiet_loggers:
         logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger().level))
     config = load_config(args.config, config_model)
-    return run(lambda: serve(config))
+    return run(lambda: serve(config), loop_factory)

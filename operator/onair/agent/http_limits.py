@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, cast
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import Counter, Gauge
 
 DEFAULT_IDLE_TIMEOUT = 15.0
@@ -109,7 +110,41 @@ class RateLimitFilter(logging.Filter):
 def quiet_library_logs(*names: str) -> None:
     """Rate-limit what the HTTP stack and the event loop log about each bad connection."""
     for name in names or ("aiohttp.server", "aiohttp.web", "aiohttp.internal", "asyncio"):
-        logging.getLogger(name).addFilter(RateLimitFilter())
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RateLimitFilter) for f in logger.filters):
+            logger.addFilter(RateLimitFilter())
+
+
+class MalformedHttpFilter(logging.Filter):
+    """aiohttp logs a client that does not speak HTTP (a scanner, an encoder pointed at the wrong
+    port) with a traceback holding the bytes it sent: at DEBUG for a bad first request line, as an
+    ERROR otherwise. Make each one WARNING line without the bytes (the client already got its 400),
+    and keep the rest of aiohttp.server at the configured level.
+
+    ``message``: the line, with ``%(client)s``, ``%(status)s`` and ``%(reason)s``; the process says
+    which of its listeners garbage can reach."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__()
+        self.message = message
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            reason = (exc.message or type(exc).__name__).splitlines()[0].strip()[:160]
+            client = record.args[0] if isinstance(record.args, tuple) and record.args else "unknown client"
+            record.msg, record.args = self.message, {"client": client, "status": exc.code, "reason": reason}
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info = record.exc_text = None
+            return True
+        return record.levelno >= logging.getLogger().getEffectiveLevel()
+
+
+def install_malformed_http_filter(message: str) -> None:
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, MalformedHttpFilter) for f in server_log.filters):
+        server_log.addFilter(MalformedHttpFilter(message))
+        server_log.setLevel(logging.DEBUG)  # the filter decides; aiohttp logs a bad request line at DEBUG
 
 
 def install_loop_exception_handler(loop: asyncio.AbstractEventLoop, logger: logging.Logger) -> None:

@@ -170,6 +170,14 @@ def agent_outcome(report: AgentReport) -> str:
     return AGENT_UNREACHABLE
 
 
+def _counts_by(name: str, documentation: str, label: str, counts: Mapping[str, int]) -> GaugeMetricFamily:
+    """A gauge of how many there are per value of ``label``, sorted by value so scrapes read the same."""
+    family = GaugeMetricFamily(name, documentation, labels=[label])
+    for value, count in sorted(counts.items()):
+        family.add_metric([value], count)
+    return family
+
+
 class LivestreamGauges(Collector):
     def __init__(self, states: Callable[[], Iterable[LivestreamView]]) -> None:
         self.states = states
@@ -190,34 +198,28 @@ class LivestreamGauges(Collector):
                 stalled[state.problem.reason] += 1
             for role_key, report in state.agents.items():
                 unreachable[role_key] += 0 if report.reachable else 1
-        by_phase = GaugeMetricFamily(
+        yield _counts_by(
             f"{PREFIX}_livestreams",
             "Livestreams this operator reconciles, by the phase in their status (unknown: no status written yet).",
-            labels=["phase"],
+            "phase",
+            phases,
         )
-        for phase, count in sorted(phases.items()):
-            by_phase.add_metric([phase], count)
-        yield by_phase
         yield GaugeMetricFamily(
             f"{PREFIX}_livestreams_live", "Livestreams whose main ingest receives media (status.live).", value=live
         )
-        by_reason = GaugeMetricFamily(
+        yield _counts_by(
             f"{PREFIX}_livestreams_stalled",
             "Livestreams the operator cannot converge "
             "until the user changes something, by the Stalled condition's reason.",
-            labels=["reason"],
+            "reason",
+            stalled,
         )
-        for reason, count in sorted(stalled.items()):
-            by_reason.add_metric([reason], count)
-        yield by_reason
-        by_role = GaugeMetricFamily(
+        yield _counts_by(
             f"{PREFIX}_agents_unreachable",
             "Media agents that did not answer the last status poll, by role key.",
-            labels=["role"],
+            "role",
+            unreachable,
         )
-        for role_key, count in sorted(unreachable.items()):
-            by_role.add_metric([role_key], count)
-        yield by_role
 
 
 async def serve(metrics: OperatorMetrics, port: int, host: str = "0.0.0.0") -> web.AppRunner:

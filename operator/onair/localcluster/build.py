@@ -200,13 +200,22 @@ class Component:
 _RECIPE_REV = 1
 
 
+def _commit(info: dict, fallback: str = "") -> str:
+    """The commit of the module's tag, from the Go proxy's .info JSON."""
+    return ((info.get("Origin") or {}).get("Hash")) or fallback
+
+
+def _build_date(info: dict) -> str:
+    # Release time of the tag rather than "now" so rebuilding yields identical binaries.
+    return (info.get("Time") or "1970-01-01T00:00:00Z").replace(".000", "")
+
+
 def _k8s_ldflags(info: dict) -> list[str]:
     v = versions.KUBERNETES_VERSION
     m = re.match(r"v(\d+)\.(\d+)", v)
     major, minor = (m.group(1), m.group(2)) if m else ("", "")
-    commit = ((info.get("Origin") or {}).get("Hash")) or ""
-    # Release time of the tag rather than "now" so rebuilding yields identical binaries.
-    build_date = (info.get("Time") or "1970-01-01T00:00:00Z").replace(".000", "")
+    commit = _commit(info)
+    build_date = _build_date(info)
     flags = []
     for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
         flags += [
@@ -221,13 +230,12 @@ def _k8s_ldflags(info: dict) -> list[str]:
 
 
 def _etcd_ldflags(info: dict) -> list[str]:
-    commit = ((info.get("Origin") or {}).get("Hash")) or versions.ETCD_VERSION
+    commit = _commit(info, versions.ETCD_VERSION)
     return [f"-X go.etcd.io/etcd/api/v3/version.GitSHA={commit[:10]}"]
 
 
 def _coredns_ldflags(info: dict) -> list[str]:
-    commit = ((info.get("Origin") or {}).get("Hash")) or ""
-    return [f"-X github.com/coredns/coredns/coremain.GitCommit={commit[:7]}"]
+    return [f"-X github.com/coredns/coredns/coremain.GitCommit={_commit(info)[:7]}"]
 
 
 def _local_path_provisioner_ldflags(info: dict) -> list[str]:
@@ -235,20 +243,19 @@ def _local_path_provisioner_ldflags(info: dict) -> list[str]:
 
 
 def _traefik_ldflags(info: dict) -> list[str]:
-    build_date = (info.get("Time") or "1970-01-01T00:00:00Z").replace(".000", "")
     return [
         f"-X github.com/traefik/traefik/v3/pkg/version.Version={versions.TRAEFIK_VERSION}",
-        f"-X github.com/traefik/traefik/v3/pkg/version.BuildDate={build_date}",
+        f"-X github.com/traefik/traefik/v3/pkg/version.BuildDate={_build_date(info)}",
     ]
 
 
 def _seaweedfs_ldflags(info: dict) -> list[str]:
-    commit = ((info.get("Origin") or {}).get("Hash")) or versions.SEAWEEDFS_VERSION.rsplit("-", 1)[-1]
+    commit = _commit(info, versions.SEAWEEDFS_VERSION.rsplit("-", 1)[-1])
     return [f"-X github.com/seaweedfs/seaweedfs/weed/util/version.COMMIT={commit[:8]}"]
 
 
 def _helm_ldflags(info: dict) -> list[str]:
-    commit = ((info.get("Origin") or {}).get("Hash")) or ""
+    commit = _commit(info)
     return [
         f"-X helm.sh/helm/v3/internal/version.version={versions.HELM_VERSION}",
         f"-X helm.sh/helm/v3/internal/version.gitCommit={commit}",

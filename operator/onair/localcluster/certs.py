@@ -84,10 +84,23 @@ def _write(dir_: Path, name: str, cert: x509.Certificate, key) -> CertPair:
     return cp
 
 
-def _builder(subject: x509.Name, issuer: x509.Name, pub) -> x509.CertificateBuilder:
+def _builder(subject: x509.Name, issuer: x509.Name, pub, ca: bool = False) -> x509.CertificateBuilder:
+    """A certificate of ``subject`` signed by ``issuer``: the CA signs certificates, every other
+    one only proves its key (digital signature)."""
     # Backdated a little: a freshly started component must not see a cert "from the future"
     # when clocks are compared at second granularity.
     now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
+    usage = x509.KeyUsage(
+        digital_signature=True,
+        key_encipherment=False,
+        content_commitment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=ca,
+        crl_sign=ca,
+        encipher_only=False,
+        decipher_only=False,
+    )
     return (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -96,30 +109,22 @@ def _builder(subject: x509.Name, issuer: x509.Name, pub) -> x509.CertificateBuil
         .serial_number(x509.random_serial_number())
         .not_valid_before(now)
         .not_valid_after(now + _VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(usage, critical=True)
     )
+
+
+def _leaf(
+    subject: x509.Name, ca_cert: x509.Certificate, pub, purpose: x509.ObjectIdentifier
+) -> x509.CertificateBuilder:
+    """A client or server certificate issued by the local CA."""
+    return _builder(subject, ca_cert.subject, pub).add_extension(x509.ExtendedKeyUsage([purpose]), critical=False)
 
 
 def _client(dir_: Path, name: str, cn: str, orgs: list[str], ca_cert: x509.Certificate, ca_key) -> CertPair:
     key = _new_key()
-    cert = (
-        _builder(_name(cn, orgs), ca_cert.subject, key.public_key())
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_encipherment=False,
-                content_commitment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
+    cert = _leaf(_name(cn, orgs), ca_cert, key.public_key(), ExtendedKeyUsageOID.CLIENT_AUTH).sign(
+        ca_key, hashes.SHA256()
     )
     return _write(dir_, name, cert, key)
 
@@ -129,22 +134,7 @@ def generate(dir_: Path, extra_sans: list[str] | tuple[str, ...] = ()) -> PKI:
     ca_key = _new_key()
     ca_name = _name("onair-local-ca")
     ca_cert = (
-        _builder(ca_name, ca_name, ca_key.public_key())
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_encipherment=False,
-                content_commitment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        _builder(ca_name, ca_name, ca_key.public_key(), ca=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
@@ -166,23 +156,7 @@ def generate(dir_: Path, extra_sans: list[str] | tuple[str, ...] = ()) -> PKI:
             dns.append(san)
     srv_key = _new_key()
     srv_cert = (
-        _builder(_name("kube-apiserver"), ca_name, srv_key.public_key())
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_encipherment=False,
-                content_commitment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        _leaf(_name("kube-apiserver"), ca_cert, srv_key.public_key(), ExtendedKeyUsageOID.SERVER_AUTH)
         .add_extension(
             x509.SubjectAlternativeName(
                 [x509.DNSName(d) for d in dns] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]

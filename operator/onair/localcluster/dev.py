@@ -138,29 +138,23 @@ def media_tools_missing() -> list[str]:
     return missing
 
 
-class _EndpointPrinter:
-    """Prints a Livestream's local push/playback URLs whenever they change (checked every 2 s)."""
+class _EndpointPrinter(devruntime.UrlPrinter):
+    """The process runner's Livestreams, on this machine's loopback ports."""
 
-    def __init__(self, runner, interval: float = 2.0):
-        self.runner, self.interval = runner, interval
-        self.shown: dict[tuple[str, str], dict] = {}
-        self._next = 0.0
+    where = "on this machine"
 
-    def poll(self) -> None:
-        import time
+    def __init__(self, runner) -> None:
+        super().__init__()
+        self.runner = runner
 
-        if time.monotonic() < self._next:
-            return
-        self._next = time.monotonic() + self.interval
+    def livestream_urls(self):
         for ns, name in self.runner.livestreams():
             try:
                 eps = self.runner.endpoints(ns, name)
             except Exception:  # noqa: BLE001 - the API may be busy; next round
                 continue
-            if not eps or not (eps["ingest"] or eps["playback"]) or self.shown.get((ns, name)) == eps:
-                continue
-            self.shown[(ns, name)] = eps
-            print(devruntime.urls_text(ns, name, "on this machine", eps), flush=True)
+            if eps:
+                yield ns, name, eps
 
 
 def _start_media(kubeconfig: Path, media_dir: Path):

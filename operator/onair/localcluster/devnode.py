@@ -15,7 +15,6 @@ not run.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional
 from urllib.parse import urlsplit, urlunsplit
@@ -128,8 +127,10 @@ def local_urls(
 SERVICE = KINDS[("v1", "Service")]
 
 
-class UrlPrinter:
+class UrlPrinter(devruntime.UrlPrinter):
     """Gives each Livestream its dev playback Service and prints its local URLs when they change."""
+
+    where = "on the node"
 
     def __init__(
         self,
@@ -138,14 +139,10 @@ class UrlPrinter:
         interval: float = 2.0,
         out: Callable[[str], None] = lambda text: print(text, flush=True),
     ) -> None:
-        self.kube, self.node_ip, self.interval, self.out = kube, node_ip, interval, out
-        self.shown: dict[tuple[str, str], dict] = {}
-        self._next = 0.0
+        super().__init__(interval, out)
+        self.kube, self.node_ip = kube, node_ip
 
-    def poll(self) -> None:
-        if time.monotonic() < self._next:
-            return
-        self._next = time.monotonic() + self.interval
+    def livestream_urls(self) -> Iterable[tuple[str, str, dict[str, dict[str, str]]]]:
         try:
             items = self.kube.list(LIVESTREAM, None)
         except Exception:  # noqa: BLE001 - the API may be busy; next round
@@ -156,11 +153,7 @@ class UrlPrinter:
             if meta.get("deletionTimestamp"):
                 continue
             port = self._playback_port(ls)
-            urls = local_urls(ls.get("status") or {}, name, ns, self.node_ip, port, self._ready(ns, name))
-            if not (urls["ingest"] or urls["playback"]) or self.shown.get((ns, name)) == urls:
-                continue
-            self.shown[(ns, name)] = urls
-            self.out(devruntime.urls_text(ns, name, "on the node", urls))
+            yield ns, name, local_urls(ls.get("status") or {}, name, ns, self.node_ip, port, self._ready(ns, name))
 
     def _ready(self, namespace: str, name: str) -> set[str]:
         """The components of Livestream ``name`` that have a ready pod."""

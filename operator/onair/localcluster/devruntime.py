@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Iterable, Optional
 
 NODE, PROCESS, AUTO = "node", "process", "auto"
 RUNTIMES = (AUTO, NODE, PROCESS)
@@ -113,6 +114,35 @@ def node_unbuilt() -> list[str]:
 
 def _which(tool: str) -> Optional[str]:
     return shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/usr/bin:/sbin:/bin")
+
+
+class UrlPrinter:
+    """Prints each Livestream's push/play URLs whenever they change, looked at every ``interval``
+    seconds; each runtime says where its Livestreams' URLs are (``livestream_urls``) and ``where``
+    they answer."""
+
+    where = ""
+
+    def __init__(
+        self, interval: float = 2.0, out: Callable[[str], None] = lambda text: print(text, flush=True)
+    ) -> None:
+        self.interval, self.out = interval, out
+        self.shown: dict[tuple[str, str], dict] = {}
+        self._next = 0.0
+
+    def livestream_urls(self) -> Iterable[tuple[str, str, dict[str, dict[str, str]]]]:
+        """(namespace, name, {"ingest": ..., "playback": ...}) of every Livestream there is now."""
+        raise NotImplementedError
+
+    def poll(self) -> None:
+        if time.monotonic() < self._next:
+            return
+        self._next = time.monotonic() + self.interval
+        for ns, name, urls in self.livestream_urls():
+            if not (urls["ingest"] or urls["playback"]) or self.shown.get((ns, name)) == urls:
+                continue
+            self.shown[(ns, name)] = urls
+            self.out(urls_text(ns, name, self.where, urls))
 
 
 def urls_text(namespace: str, name: str, where: str, urls: dict[str, dict[str, str]]) -> str:

@@ -1071,6 +1071,34 @@ def _meta(name: str, namespace: str | None = None, **labels: str) -> dict[str, A
     return m
 
 
+def deployment_document(metadata: dict[str, Any], labels: dict[str, str], pod_spec: dict[str, Any]) -> dict[str, Any]:
+    """One replica of ``pod_spec``, its pods labelled ``labels`` and found by them (the local
+    cluster's add-ons: CoreDNS, local-path-provisioner, Traefik)."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata,
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }
+
+
+def binding_document(
+    kind: str, metadata: dict[str, Any], role_kind: str, role: str, service_account: str, namespace: str
+) -> dict[str, Any]:
+    """A (Cluster)RoleBinding granting ``role`` to one ServiceAccount."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": kind,
+        "metadata": metadata,
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role},
+        "subjects": [{"kind": "ServiceAccount", "name": service_account, "namespace": namespace}],
+    }
+
+
 def coredns_documents(image: str) -> list[dict[str, Any]]:
     ns, labels = "kube-system", {"k8s-app": "kube-dns"}
     # Cluster names only: no `forward`, so no query ever leaves the node for an upstream resolver.
@@ -1101,53 +1129,39 @@ def coredns_documents(image: str) -> list[dict[str, Any]]:
                 {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]},
             ],
         },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": _meta("system:coredns"),
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:coredns"},
-            "subjects": [{"kind": "ServiceAccount", "name": "coredns", "namespace": ns}],
-        },
+        binding_document("ClusterRoleBinding", _meta("system:coredns"), "ClusterRole", "system:coredns", "coredns", ns),
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta("coredns", ns), "data": {"Corefile": corefile}},
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": _meta("coredns", ns, **labels),
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "serviceAccountName": "coredns",
-                        "priorityClassName": "system-cluster-critical",
-                        # Its own resolv.conf is the node's (no upstream), never itself.
-                        "dnsPolicy": "Default",
-                        "tolerations": [
-                            {"key": "CriticalAddonsOnly", "operator": "Exists"},
-                            {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"},
+        deployment_document(
+            _meta("coredns", ns, **labels),
+            labels,
+            {
+                "serviceAccountName": "coredns",
+                "priorityClassName": "system-cluster-critical",
+                # Its own resolv.conf is the node's (no upstream), never itself.
+                "dnsPolicy": "Default",
+                "tolerations": [
+                    {"key": "CriticalAddonsOnly", "operator": "Exists"},
+                    {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"},
+                ],
+                "containers": [
+                    {
+                        "name": "coredns",
+                        "image": image,
+                        "imagePullPolicy": "Never",
+                        "args": ["-conf", "/etc/coredns/Corefile"],
+                        "ports": [
+                            {"name": "dns", "containerPort": 53, "protocol": "UDP"},
+                            {"name": "dns-tcp", "containerPort": 53, "protocol": "TCP"},
                         ],
-                        "containers": [
-                            {
-                                "name": "coredns",
-                                "image": image,
-                                "imagePullPolicy": "Never",
-                                "args": ["-conf", "/etc/coredns/Corefile"],
-                                "ports": [
-                                    {"name": "dns", "containerPort": 53, "protocol": "UDP"},
-                                    {"name": "dns-tcp", "containerPort": 53, "protocol": "TCP"},
-                                ],
-                                "volumeMounts": [{"name": "config", "mountPath": "/etc/coredns", "readOnly": True}],
-                                "livenessProbe": {"httpGet": {"path": "/health", "port": 8080}, "periodSeconds": 10},
-                                "readinessProbe": {"httpGet": {"path": "/ready", "port": 8181}, "periodSeconds": 1},
-                                "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}},
-                            }
-                        ],
-                        "volumes": [{"name": "config", "configMap": {"name": "coredns"}}],
-                    },
-                },
+                        "volumeMounts": [{"name": "config", "mountPath": "/etc/coredns", "readOnly": True}],
+                        "livenessProbe": {"httpGet": {"path": "/health", "port": 8080}, "periodSeconds": 10},
+                        "readinessProbe": {"httpGet": {"path": "/ready", "port": 8181}, "periodSeconds": 1},
+                        "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}},
+                    }
+                ],
+                "volumes": [{"name": "config", "configMap": {"name": "coredns"}}],
             },
-        },
+        ),
         {
             "apiVersion": "v1",
             "kind": "Service",
@@ -1212,24 +1226,10 @@ def local_path_documents(image: str, helper_image: str, node_path: Path) -> list
                 {"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"], "verbs": ["get", "list", "watch"]},
             ],
         },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": _meta("local-path-provisioner", ns),
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "local-path-provisioner"},
-            "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns}],
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": _meta("local-path-provisioner"),
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": "local-path-provisioner",
-            },
-            "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns}],
-        },
+        binding_document("RoleBinding", _meta("local-path-provisioner", ns), "Role", "local-path-provisioner", sa, ns),
+        binding_document(
+            "ClusterRoleBinding", _meta("local-path-provisioner"), "ClusterRole", "local-path-provisioner", sa, ns
+        ),
         {
             "apiVersion": "v1",
             "kind": "ConfigMap",
@@ -1241,46 +1241,38 @@ def local_path_documents(image: str, helper_image: str, node_path: Path) -> list
                 "helperPod.yaml": yaml.safe_dump(helper_pod, sort_keys=False),
             },
         },
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": _meta("local-path-provisioner", ns, **labels),
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "serviceAccountName": sa,
-                        "containers": [
-                            {
-                                "name": "local-path-provisioner",
-                                "image": image,
-                                "imagePullPolicy": "Never",
-                                "command": [
-                                    "/local-path-provisioner",
-                                    "--debug",
-                                    "start",
-                                    "--config",
-                                    "/etc/config/config.json",
-                                    "--helper-image",
-                                    helper_image,
-                                ],
-                                "env": [
-                                    {
-                                        "name": "POD_NAMESPACE",
-                                        "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
-                                    },
-                                    {"name": "CONFIG_MOUNT_PATH", "value": "/etc/config/"},
-                                ],
-                                "volumeMounts": [{"name": "config", "mountPath": "/etc/config/"}],
-                            }
+        deployment_document(
+            _meta("local-path-provisioner", ns, **labels),
+            labels,
+            {
+                "serviceAccountName": sa,
+                "containers": [
+                    {
+                        "name": "local-path-provisioner",
+                        "image": image,
+                        "imagePullPolicy": "Never",
+                        "command": [
+                            "/local-path-provisioner",
+                            "--debug",
+                            "start",
+                            "--config",
+                            "/etc/config/config.json",
+                            "--helper-image",
+                            helper_image,
                         ],
-                        "volumes": [{"name": "config", "configMap": {"name": "local-path-config"}}],
-                    },
-                },
+                        "env": [
+                            {
+                                "name": "POD_NAMESPACE",
+                                "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+                            },
+                            {"name": "CONFIG_MOUNT_PATH", "value": "/etc/config/"},
+                        ],
+                        "volumeMounts": [{"name": "config", "mountPath": "/etc/config/"}],
+                    }
+                ],
+                "volumes": [{"name": "config", "configMap": {"name": "local-path-config"}}],
             },
-        },
+        ),
         {
             "apiVersion": "storage.k8s.io/v1",
             "kind": "StorageClass",

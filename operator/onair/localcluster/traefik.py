@@ -24,6 +24,7 @@ from onair.kube import KINDS, POD, Kind, SyncKube
 
 from . import apply, build, images
 from .cluster import ClusterError
+from .node import binding_document, deployment_document
 
 NAMESPACE = "traefik"
 NAME = "traefik"
@@ -139,60 +140,46 @@ def documents(image: str) -> list[dict[str, Any]]:
             "metadata": _meta(f"{ns}-{NAME}"),
             "rules": cluster_role_rules(),
         },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": _meta(f"{ns}-{NAME}"),
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": f"{ns}-{NAME}"},
-            "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": ns}],
-        },
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": _meta(NAME, ns),
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "serviceAccountName": NAME,
-                        "terminationGracePeriodSeconds": 5,
-                        "securityContext": {
-                            "runAsNonRoot": True,
-                            "runAsUser": USER,
-                            "runAsGroup": USER,
-                            "seccompProfile": {"type": "RuntimeDefault"},
-                        },
-                        "containers": [
-                            {
-                                "name": "traefik",
-                                "image": image,
-                                "imagePullPolicy": "Never",
-                                "args": traefik_args(),
-                                "ports": [
-                                    {"name": "web", "containerPort": WEB_PORT, "protocol": "TCP"},
-                                    {"name": "ping", "containerPort": PING_PORT, "protocol": "TCP"},
-                                ],
-                                "readinessProbe": {"httpGet": {"path": "/ping", "port": "ping"}, "periodSeconds": 1},
-                                "livenessProbe": {"httpGet": {"path": "/ping", "port": "ping"}, "periodSeconds": 10},
-                                "securityContext": {
-                                    "allowPrivilegeEscalation": False,
-                                    "readOnlyRootFilesystem": True,
-                                    "capabilities": {"drop": ["ALL"]},
-                                },
-                                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
-                                "resources": {
-                                    "requests": {"cpu": "20m", "memory": "64Mi"},
-                                    "limits": {"memory": "512Mi"},
-                                },
-                            }
-                        ],
-                        "volumes": [{"name": "tmp", "emptyDir": {}}],
-                    },
+        binding_document("ClusterRoleBinding", _meta(f"{ns}-{NAME}"), "ClusterRole", f"{ns}-{NAME}", NAME, ns),
+        deployment_document(
+            _meta(NAME, ns),
+            labels,
+            {
+                "serviceAccountName": NAME,
+                "terminationGracePeriodSeconds": 5,
+                "securityContext": {
+                    "runAsNonRoot": True,
+                    "runAsUser": USER,
+                    "runAsGroup": USER,
+                    "seccompProfile": {"type": "RuntimeDefault"},
                 },
+                "containers": [
+                    {
+                        "name": "traefik",
+                        "image": image,
+                        "imagePullPolicy": "Never",
+                        "args": traefik_args(),
+                        "ports": [
+                            {"name": "web", "containerPort": WEB_PORT, "protocol": "TCP"},
+                            {"name": "ping", "containerPort": PING_PORT, "protocol": "TCP"},
+                        ],
+                        "readinessProbe": {"httpGet": {"path": "/ping", "port": "ping"}, "periodSeconds": 1},
+                        "livenessProbe": {"httpGet": {"path": "/ping", "port": "ping"}, "periodSeconds": 10},
+                        "securityContext": {
+                            "allowPrivilegeEscalation": False,
+                            "readOnlyRootFilesystem": True,
+                            "capabilities": {"drop": ["ALL"]},
+                        },
+                        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                        "resources": {
+                            "requests": {"cpu": "20m", "memory": "64Mi"},
+                            "limits": {"memory": "512Mi"},
+                        },
+                    }
+                ],
+                "volumes": [{"name": "tmp", "emptyDir": {}}],
             },
-        },
+        ),
         {
             "apiVersion": "v1",
             "kind": "Service",

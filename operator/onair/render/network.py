@@ -118,46 +118,37 @@ def render_origin_service(ls_meta: Mapping) -> dict:
     (the operator calls the pod).
     """
     ports = [p for p in roles.ORIGIN.ports if p.name in ("http", "upload")]
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": child_meta(ls_meta, child_name(ls_meta["name"], "origin"), "origin"),
-        "spec": {
-            "type": "ClusterIP",
-            "selector": selector_labels(ls_meta["name"], "origin"),
-            "ports": [{"name": p.name, "port": p.number, "targetPort": p.name, "protocol": p.protocol} for p in ports],
-        },
-    }
+    return _service(
+        ls_meta,
+        "origin",
+        [{"name": p.name, "port": p.number, "targetPort": p.name, "protocol": p.protocol} for p in ports],
+    )
 
 
 def render_recorder_service(ls_meta: Mapping) -> dict:
     """The recorder's agent port, for the origin alone (the NetworkPolicy): it reads the finished
     recordings on the volume (``GET /vod/<file>``, agent token) to serve them to viewers."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": child_meta(ls_meta, child_name(ls_meta["name"], "recorder"), "recorder"),
-        "spec": {
-            "type": "ClusterIP",
-            "selector": selector_labels(ls_meta["name"], "recorder"),
-            "ports": [{"name": "agent", "port": roles.AGENT_PORT, "targetPort": "agent", "protocol": "TCP"}],
-        },
-    }
+    return _service(ls_meta, "recorder", [_agent_port()])
 
 
 def render_transcoder_service(ls_meta: Mapping) -> dict:
     """The transcoder's agent port, for the origin alone (the NetworkPolicy): viewers' WHEP offers, which the
     origin lets in under the playback rules and passes on with the agent token. WebRTC media itself goes
     between the viewer and the pod (ICE), not through a Service."""
+    return _service(ls_meta, "transcoder", [_agent_port()])
+
+
+def _agent_port() -> dict:
+    return {"name": "agent", "port": roles.AGENT_PORT, "targetPort": "agent", "protocol": "TCP"}
+
+
+def _service(ls_meta: Mapping, role: str, ports: list[dict]) -> dict:
+    """A ClusterIP Service of the Livestream's ``role`` pod, exposing ``ports`` only."""
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": child_meta(ls_meta, child_name(ls_meta["name"], "transcoder"), "transcoder"),
-        "spec": {
-            "type": "ClusterIP",
-            "selector": selector_labels(ls_meta["name"], "transcoder"),
-            "ports": [{"name": "agent", "port": roles.AGENT_PORT, "targetPort": "agent", "protocol": "TCP"}],
-        },
+        "metadata": child_meta(ls_meta, child_name(ls_meta["name"], role), role),
+        "spec": {"type": "ClusterIP", "selector": selector_labels(ls_meta["name"], role), "ports": ports},
     }
 
 

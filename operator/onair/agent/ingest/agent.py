@@ -25,18 +25,19 @@ from aiohttp import web
 
 from onair import endpoints, tokens
 from onair.freeport import free_port
+from onair.agent import http_limits
 from onair.agent.app import Agent, read_secret
 from onair.agent.supervisor import Child, Supervisor
+from onair.agent.webrtc.iceservers import install_ice_addresses
 from onair.api import refusals
 from onair.api.agent import Desired, IngestConfig, IngestStatus
 
 from . import auth, nginx, ports, srt
-from .malformed_http import install_http_error_filter
 from .metrics import IngestMetrics
 from .refusal_log import RefusalLog
 from .srt_publishing import SrtPublishing
 from .rtmpstat import ReceiveMonitor, StreamStat, parse_stat, track_problem, usable
-from .whip import WhipServer, install_ice_addresses
+from .whip import WhipServer
 
 log = logging.getLogger("onair.agent.ingest")
 
@@ -569,7 +570,8 @@ class IngestAgent(Agent):
 
     async def prepare(self) -> None:
         self._active_applied = self.active
-        install_http_error_filter()
+        # Only the agent API takes HTTP from anyone: nginx parses the public WHIP port's requests.
+        http_limits.install_malformed_http_filter("agent API: malformed HTTP request from %(client)s: %(reason)s")
         self._decide_features()
         problem = ports.first_problem(self._listeners())
         if problem:

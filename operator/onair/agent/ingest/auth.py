@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from typing import Optional, Sequence
 from urllib.parse import unquote
@@ -38,6 +38,16 @@ BRIDGE_PREFIX = {"srt": "_onair_srt_", "whip": "_onair_whip_"}
 ACCEPTED = "accepted"
 
 
+def _first_values(form, request_class: type) -> dict[str, str]:
+    """The first value of each of ``request_class``'s fields in nginx-rtmp's form (a multidict):
+    nginx writes its own fields first, whatever a client appends after them is ignored."""
+    values = {}
+    for field in fields(request_class):
+        given = form.getall(field.name, [])
+        values[field.name] = str(given[0]) if given else ""
+    return values
+
+
 @dataclass(frozen=True)
 class PublishRequest:
     """The form nginx-rtmp posts. Publisher-supplied query args are appended after nginx's own
@@ -52,14 +62,7 @@ class PublishRequest:
     @classmethod
     def from_form(cls, form) -> "PublishRequest":
         """``form``: a multidict (aiohttp's ``await request.post()``)."""
-
-        def first(key: str) -> str:
-            values = form.getall(key, [])
-            return str(values[0]) if values else ""
-
-        return cls(
-            name=first("name"), addr=first("addr"), clientid=first("clientid"), tcurl=first("tcurl"), app=first("app")
-        )
+        return cls(**_first_values(form, cls))
 
 
 @dataclass(frozen=True)
@@ -320,11 +323,7 @@ class PlayRequest:
 
     @classmethod
     def from_form(cls, form) -> "PlayRequest":
-        def first(key: str) -> str:
-            values = form.getall(key, [])
-            return str(values[0]) if values else ""
-
-        return cls(name=first("name"), addr=first("addr"), clientid=first("clientid"), token=first("token"))
+        return cls(**_first_values(form, cls))
 
 
 def decide_play(req: PlayRequest, *, internal_stream: str, checked: bool, read_token: Optional[str]) -> Decision:

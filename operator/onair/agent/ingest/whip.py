@@ -5,7 +5,7 @@ SDP answer and a ``Location`` to ``DELETE`` when done. aiortc receives and decod
 ``FlvEncoder`` re-encodes, and an ffmpeg remux publishes into the slot's RTMP application as an
 internal publish, so readers see WHIP exactly like any other protocol.
 
-ICE servers (``iceservers``): the ``201`` answer carries one ``Link: <url>; rel="ice-server"`` per
+ICE servers (``agent/webrtc/iceservers.py``, shared with WHEP): the ``201`` answer carries one ``Link: <url>; rel="ice-server"`` per
 STUN/TURN server the client should use, TURN ones with time-limited credentials minted for the
 session. A client that cannot change its ICE servers once its offer is made (aiortc, and this server
 takes no trickle ICE) sends an authenticated ``OPTIONS /whip`` first and gets the same headers
@@ -30,13 +30,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Optional, Protocol, Sequence
 
 from aiohttp import web
-from multidict import CIMultiDict
-
 from onair import tokens
+from onair.agent.app import listen
 from onair.agent.supervisor import Child, Supervisor
+from onair.agent.webrtc import iceservers, signalling
 from onair.api import refusals
-
-from . import iceservers
 
 if TYPE_CHECKING:  # aiortc and the encoder load only when a WHIP session really starts
     from aiortc import RTCPeerConnection
@@ -57,29 +55,11 @@ CORS = {
 
 
 # ------------------------------------------------------------------------------------ SDP check
-def offer_codecs(sdp: str) -> dict[str, set[str]]:
-    """Codec names offered per media kind, e.g. {"video": {"h264", "vp8"}, "audio": {"opus"}}."""
-    found: dict[str, set[str]] = {}
-    kind: Optional[str] = None
-    for raw in sdp.splitlines():
-        line = raw.strip()
-        if line.startswith("m="):
-            kind = line[2:].split(" ", 1)[0].lower()
-            found.setdefault(kind, set())
-        elif kind and line.startswith("a=rtpmap:"):
-            try:
-                codec = line.split(" ", 1)[1].split("/", 1)[0].lower()
-            except IndexError:
-                continue
-            found[kind].add(codec)
-    return found
-
-
 def offer_problem(sdp: str) -> Optional[tuple[int, str, str]]:
     """(HTTP status, refusal reason, message) when the offer cannot be ingested, None when it can."""
-    if "v=0" not in sdp or "m=" not in sdp:
-        return 400, refusals.BAD_REQUEST, "the body is not an SDP offer"
-    codecs = offer_codecs(sdp)
+    if not signalling.is_offer(sdp):
+        return 400, refusals.BAD_REQUEST, signalling.NOT_AN_OFFER
+    codecs = signalling.offer_codecs(sdp)
     if "h264" in codecs.get("video", set()) and "opus" in codecs.get("audio", set()):
         return None
     if "video" not in codecs:
@@ -88,8 +68,7 @@ def offer_problem(sdp: str) -> Optional[tuple[int, str, str]]:
         reason = refusals.NO_AUDIO
     else:
         reason = refusals.UNSUPPORTED_CODEC
-    offered = "; ".join(f"{kind}: {', '.join(sorted(names)) or 'no codecs'}" for kind, names in sorted(codecs.items()))
-    return 406, reason, f"{CODEC_REQUIREMENT} (offered {offered or 'no media'})"
+    return 406, reason, f"{CODEC_REQUIREMENT} (offered {signalling.describe_codecs(codecs)})"
 
 
 def bearer_value(header: Optional[str]) -> Optional[str]:
@@ -114,21 +93,6 @@ PERSONAL_STATUS = {
     refusals.NOT_MEMBER: 403,
     refusals.NO_SEND_GRANT: 403,
 }
-
-
-def install_ice_addresses(addresses: Optional[list[str]]) -> None:
-    """aioice gathers host candidates on every interface except loopback and has no option for
-    it; loopback tests and pods that must advertise one address set the list here."""
-    if not addresses:
-        return
-    import aioice.ice
-
-    chosen = list(addresses)
-
-    def host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-        return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
-
-    aioice.ice.get_host_addresses = host_addresses
 
 
 def remux_argv(fd: int, rtmp_url: str, binary: Optional[str] = None) -> list[str]:
@@ -233,14 +197,7 @@ class WhipServer:
 
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        try:
-            await site.start()
-        except OSError as exc:
-            raise SystemExit(
-                f"onair agent ingest: cannot listen on internal WHIP port {self.host}:{self.port}: {exc.strerror}"
-            ) from None
+        await listen(self._runner, self.host, self.port, "ingest", what="internal WHIP port ")
 
     async def stop(self) -> None:
         await asyncio.gather(
@@ -272,16 +229,14 @@ class WhipServer:
         return [iceservers.link_header(s) for s in self._ice_servers(self.client_ice_servers, user_id)]
 
     async def options(self, request: web.Request) -> web.Response:
-        headers = CIMultiDict({"Accept-Post": "application/sdp"})
         # Only a client holding the WHIP token gets TURN credentials; a CORS preflight has none.
-        if request.path == "/whip" and bearer_ok(request.headers.get("Authorization"), self.token_source()):
-            for link in self._links(uuid.uuid4().hex):
-                headers.add("Link", link)
-        return web.Response(status=204, headers=headers)
+        authorized = request.path == "/whip" and bearer_ok(request.headers.get("Authorization"), self.token_source())
+        links = self._links(uuid.uuid4().hex) if authorized else []
+        return web.Response(status=204, headers=signalling.with_links({"Accept-Post": "application/sdp"}, links))
 
     async def patch(self, request: web.Request) -> web.Response:
         # Trickle ICE is optional in WHIP; aiortc gathers every candidate before answering.
-        return self._error(405, "trickle ICE is not supported: send all candidates in the offer", Allow="DELETE")
+        return self._error(405, signalling.TRICKLE_ICE_UNSUPPORTED, Allow="DELETE")
 
     @staticmethod
     def client_address(request: web.Request) -> str:
@@ -315,15 +270,10 @@ class WhipServer:
                 **{"WWW-Authenticate": 'Bearer realm="whip"'},
             )
         user_id = personal.user_id if personal else None
-        ctype = request.content_type
-        if ctype != "application/sdp":
-            return self._refuse(
-                415, refusals.BAD_REQUEST, remote, f"expected Content-Type application/sdp, got {ctype or 'none'}"
-            )
         try:
-            offer = (await request.read()).decode("utf-8")
-        except UnicodeDecodeError:
-            return self._refuse(400, refusals.BAD_REQUEST, remote, "the SDP offer is not UTF-8 text")
+            offer = await signalling.read_offer(request)
+        except signalling.OfferRefused as exc:
+            return self._refuse(exc.status, refusals.BAD_REQUEST, remote, exc.message)
         problem = offer_problem(offer)
         if problem:
             status, reason, message = problem
@@ -346,9 +296,7 @@ class WhipServer:
         log.info(
             "WHIP session %s from %s started%s", session_id[:8], remote, f" by member {user_id}" if user_id else ""
         )
-        headers = CIMultiDict({"Location": f"/whip/{session_id}", "ETag": f'"{session.etag}"'})
-        for link in links:
-            headers.add("Link", link)
+        headers = signalling.with_links({"Location": f"/whip/{session_id}", "ETag": f'"{session.etag}"'}, links)
         return web.Response(status=201, text=answer, content_type="application/sdp", headers=headers)
 
     async def delete(self, request: web.Request) -> web.Response:
@@ -366,19 +314,15 @@ class WhipServer:
     async def _negotiate(
         self, session_id: str, offer: str, remote: str, servers: list[iceservers.IceServer]
     ) -> tuple[str, WhipSession]:
-        from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
+        from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 
-        config = RTCConfiguration(
-            iceServers=[RTCIceServer(urls=s.url, username=s.username, credential=s.credential) for s in servers]
-        )
-        pc = RTCPeerConnection(config)
+        pc = RTCPeerConnection(iceservers.rtc_configuration(servers))
         session = WhipSession(id=session_id, etag=secrets.token_hex(8), pc=pc, remote=remote)
         # Receivers created up front carry our codec preferences into the answer.
         for kind, wanted in (("video", ("video/h264", "video/rtx")), ("audio", ("audio/opus",))):
-            transceiver = pc.addTransceiver(kind, direction="recvonly")
-            capabilities = RTCRtpReceiver.getCapabilities(kind)
-            assert capabilities is not None  # None only for a kind other than audio and video
-            transceiver.setCodecPreferences([c for c in capabilities.codecs if c.mimeType.lower() in wanted])
+            signalling.prefer_codecs(
+                pc.addTransceiver(kind, direction="recvonly"), RTCRtpReceiver.getCapabilities(kind), wanted
+            )
 
         tracks: dict[str, object] = {}
 

@@ -25,11 +25,10 @@ import aiohttp
 import jinja2
 import uvloop
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import Counter, Gauge
 
 from onair.agent import http_limits
-from onair.agent.app import Agent, load_config, parse_args, run, setup_logging
+from onair.agent.app import Agent, listen, run_role
 from onair.agent.hls import add_query
 from onair.api.agent import Desired, OriginConfig, OriginStatus
 from onair.endpoints import PLAYBACK_PATHS, RECORDINGS_PATH, UPLOAD_PREFIX
@@ -464,6 +463,12 @@ class OriginAgent(Agent):
         now = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         return web.Response(text=now, content_type="text/plain", headers={"Cache-Control": "no-store"})
 
+    def _forbidden(self, reason: str) -> web.Response:
+        """A viewer the access rules turn away: why, and the phase that decided it (never cached)."""
+        return web.json_response(
+            {"error": reason, "phase": self.desired.phase}, status=403, headers={"Cache-Control": "no-store"}
+        )
+
     def _access(self, request: web.Request) -> access.Decision:
         token, _ = access.request_token(request.query, request.headers.get("Authorization"))
         if token is None and self.open_to_viewers():
@@ -510,11 +515,7 @@ class OriginAgent(Agent):
         else:
             decision = self._access(request)
         if not decision.allowed:
-            return web.json_response(
-                {"error": decision.reason, "phase": self.desired.phase},
-                status=403,
-                headers={"Cache-Control": "no-store"},
-            )
+            return self._forbidden(decision.reason)
         query = f"token={quote(decision.token, safe='')}" if decision.token else ""
         headers = {"Cache-Control": self._cache(kind.cache, full_view=decision.member)}
 
@@ -539,11 +540,7 @@ class OriginAgent(Agent):
         if hot is not None and path not in self.dash_live:
             if not decision.member and self._private(path):
                 self.metrics.refused.inc()
-                return web.json_response(
-                    {"error": NOT_BROADCAST, "phase": self.desired.phase},
-                    status=403,
-                    headers={"Cache-Control": "no-store"},
-                )
+                return self._forbidden(NOT_BROADCAST)
             if not any(name in request.headers for name in _CONDITIONAL):
                 headers["Content-Type"] = kind.content_type
                 headers["Accept-Ranges"] = "bytes"
@@ -566,20 +563,14 @@ class OriginAgent(Agent):
             if growing is not None:
                 if not decision.member and self._private(path):
                     self.metrics.refused.inc()
-                    return web.json_response(
-                        {"error": NOT_BROADCAST, "phase": self.desired.phase},
-                        status=403,
-                        headers={"Cache-Control": "no-store"},
-                    )
+                    return self._forbidden(NOT_BROADCAST)
                 headers["Content-Type"] = kind.content_type
                 return await chunked.serve(request, growing, headers, self.metrics.sent_bytes.inc)
         if not full.is_file():
             return web.json_response({"error": "not found"}, status=404, headers={"Cache-Control": "no-store"})
         if not decision.member and self._private(path):
             self.metrics.refused.inc()
-            return web.json_response(
-                {"error": NOT_BROADCAST, "phase": self.desired.phase}, status=403, headers={"Cache-Control": "no-store"}
-            )
+            return self._forbidden(NOT_BROADCAST)
         headers["Content-Type"] = kind.content_type
         return web.FileResponse(full, headers=headers)
 
@@ -621,18 +612,19 @@ class OriginAgent(Agent):
     ) -> web.Response:
         """The DVR's media playlist; for LL-HLS clients blocking (``_HLS_msn``, ``_HLS_part``) and delta
         (``_HLS_skip``) requests too."""
-        no_store = {"Cache-Control": "no-store"}
+
+        def refuse(status: int, error: str) -> web.Response:
+            return web.json_response({"error": error}, status=status, headers={"Cache-Control": "no-store"})
+
         try:
             msn = int(request.query["_HLS_msn"]) if "_HLS_msn" in request.query else None
             part = int(request.query["_HLS_part"]) if "_HLS_part" in request.query else None
         except ValueError:
-            return web.json_response({"error": "_HLS_msn and _HLS_part must be integers"}, status=400, headers=no_store)
+            return refuse(400, "_HLS_msn and _HLS_part must be integers")
         if part is not None and msn is None:
-            return web.json_response({"error": "_HLS_part needs _HLS_msn"}, status=400, headers=no_store)
+            return refuse(400, "_HLS_part needs _HLS_msn")
         if (msn is not None and msn < 0) or (part is not None and part < 0):
-            return web.json_response(
-                {"error": "_HLS_msn and _HLS_part cannot be negative"}, status=400, headers=no_store
-            )
+            return refuse(400, "_HLS_msn and _HLS_part cannot be negative")
         skip = request.query.get("_HLS_skip") in ("YES", "v2")
         if msn is not None:
             states: list[str] = []
@@ -642,25 +634,11 @@ class OriginAgent(Agent):
                 return states[-1] != "wait"
 
             if not await self._hold_until(path, settled, self._hold_seconds(path)):
-                return web.json_response(
-                    {
-                        "error": f"segment {msn}"
-                        + (f" part {part}" if part is not None else "")
-                        + " is not available yet: ask again"
-                    },
-                    status=503,
-                    headers=no_store,
-                )
+                segment = f"segment {msn}" + (f" part {part}" if part is not None else "")
+                return refuse(503, f"{segment} is not available yet: ask again")
             if states[-1] == "bad":
-                return web.json_response(
-                    {
-                        "error": f"_HLS_msn={msn}"
-                        + (f" _HLS_part={part}" if part is not None else "")
-                        + " is too far beyond the end of the playlist"
-                    },
-                    status=400,
-                    headers=no_store,
-                )
+                asked = f"_HLS_msn={msn}" + (f" _HLS_part={part}" if part is not None else "")
+                return refuse(400, f"{asked} is too far beyond the end of the playlist")
             rendition = self.dvr.renditions[path]
             headers = {
                 "Cache-Control": self._cache(
@@ -771,11 +749,7 @@ class OriginAgent(Agent):
             return web.json_response({"error": "not a recording part (<session>_partNNNN.m3u8 or .mp4)"}, status=404)
         decision = self._access(request)
         if not decision.allowed:
-            return web.json_response(
-                {"error": decision.reason, "phase": self.desired.phase},
-                status=403,
-                headers={"Cache-Control": "no-store"},
-            )
+            return self._forbidden(decision.reason)
         if not self.config.recorder_url:
             return web.json_response({"error": "this livestream has no recorder: no recordings to serve"}, status=404)
         headers = {"Authorization": f"Bearer {self.agent_token.get() or ''}"}
@@ -1045,17 +1019,7 @@ class OriginAgent(Agent):
         # No handler cancellation: ffmpeg closes its socket right after the last chunk without
         # reading our response, and the upload must still be stored.
         self._public_runner = web.AppRunner(self.public, access_log=None, keepalive_timeout=limits.idle_timeout)
-        await self._public_runner.setup()
-        site = http_limits.GuardedSite(
-            self._public_runner, self.config.listen_host, self.config.http_port, self.public_guard
-        )
-        try:
-            await site.start()
-        except OSError as exc:
-            raise SystemExit(
-                f"onair agent origin: cannot listen on {self.config.listen_host}:{self.config.http_port}: "
-                f"{exc.strerror}. Another process holds the port; free it or set httpPort in the config."
-            ) from None
+        await self._listen(self._public_runner, self.config.http_port, "httpPort", self.public_guard)
         log.info(
             "origin for %s serving on http://%s:%s (phase %s, DVR %s, uploads %s, player %s)",
             self.config.livestream,
@@ -1084,22 +1048,23 @@ class OriginAgent(Agent):
         self._upload_runner = web.AppRunner(
             self.upload, access_log=None, handler_cancellation=False, keepalive_timeout=limits.idle_timeout
         )
-        await self._upload_runner.setup()
-        site = http_limits.GuardedSite(
-            self._upload_runner, self.config.listen_host, self.config.upload_port, self.upload_guard
-        )
-        try:
-            await site.start()
-        except OSError as exc:
-            raise SystemExit(
-                f"onair agent origin: cannot listen on {self.config.listen_host}:{self.config.upload_port}: "
-                f"{exc.strerror}. Another process holds the port; free it or set uploadPort in the config."
-            ) from None
+        await self._listen(self._upload_runner, self.config.upload_port, "uploadPort", self.upload_guard)
         log.info(
             "transcoder uploads on http://%s:%s/%s/", self.config.listen_host, self.config.upload_port, UPLOAD_PREFIX
         )
 
+    async def _listen(self, runner: web.AppRunner, port: int, setting: str, guard: http_limits.ConnectionGuard) -> None:
+        def guarded(runner: web.AppRunner, host: str, port: int) -> web.BaseSite:
+            return http_limits.GuardedSite(runner, host, port, guard)
+
+        await listen(runner, self.config.listen_host, port, "origin", setting, site=guarded)
+
     async def prepare(self) -> None:
+        # Every port of the origin takes requests from anyone: scanners' garbage is one line each, rate-limited.
+        http_limits.install_malformed_http_filter(
+            "malformed HTTP request refused (%(status)s) from %(client)s: %(reason)s"
+        )
+        http_limits.quiet_library_logs()
         self.storage.prepare()
         await self.run_io(self._adopt_existing_files)
 
@@ -1123,27 +1088,11 @@ class OriginAgent(Agent):
         self.journal.close()
 
 
-class _OneLineProtocolErrors(logging.Filter):
-    """aiohttp logs a traceback for every malformed request; on a public port that is noise.
-
-    Scanners and garbage bytes become one WARNING line each (the client already got its 400)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, HttpProcessingError):
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
-            message = str(getattr(exc, "message", "") or exc).strip().splitlines()[0][:160]
-            record.msg, record.args = "malformed HTTP request refused (%s): %s", (exc.code, message)
-            record.exc_info = record.exc_text = None
-        return True
-
-
 def main(argv: list[str]) -> int:
-    args = parse_args("origin", argv)
-    setup_logging(args.log_level)
-    logging.getLogger("aiohttp.server").addFilter(_OneLineProtocolErrors())
-    http_limits.quiet_library_logs()
-    config = load_config(args.config, OriginConfig)
     # libuv's loop: every viewer's request is a few event-loop turns, and on the live edge the
     # origin is nothing but that (bench/origin_load.py measures the difference).
-    return run(OriginAgent(config).run, loop_factory=uvloop.new_event_loop)
+    return run_role("origin", argv, OriginConfig, _serve, loop_factory=uvloop.new_event_loop)
+
+
+async def _serve(config: OriginConfig) -> None:
+    await OriginAgent(config).run()

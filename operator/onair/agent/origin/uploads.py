@@ -88,6 +88,16 @@ class Uploads:
             )
         return path, None
 
+    def _admit(self, request: web.Request) -> tuple[str, Optional[web.Response]]:
+        """The path a PUT or DELETE may act on; else its refusal, counted and logged."""
+        refusal = self._authorize(request)
+        if refusal is None:
+            path, refusal = self._target(request)
+            if path is not None:
+                return path, None
+        assert refusal is not None
+        return "", self._refuse(request, refusal)
+
     def _refuse(self, request: web.Request, response: web.Response, path: str = "") -> web.Response:
         kind = "unknown"
         if path:
@@ -164,13 +174,9 @@ class Uploads:
 
     # ------------------------------------------------------------------------- PUT
     async def put(self, request: web.Request) -> web.Response:
-        denied = self._authorize(request)
-        if denied:
-            return self._refuse(request, denied)
-        path, bad = self._target(request)
-        if bad:
-            return self._refuse(request, bad)
-        assert path is not None
+        path, refused = self._admit(request)
+        if refused is not None:
+            return refused
         kind = kind_of(path)
         assert kind is not None
         if kind.playlist or path in self.inflight:
@@ -354,13 +360,9 @@ class Uploads:
 
     # ------------------------------------------------------------------------- DELETE
     async def delete(self, request: web.Request) -> web.Response:
-        denied = self._authorize(request)
-        if denied:
-            return self._refuse(request, denied)
-        path, bad = self._target(request)
-        if bad:
-            return self._refuse(request, bad)
-        assert path is not None
+        path, refused = self._admit(request)
+        if refused is not None:
+            return refused
         origin = self.origin
         if path.startswith("hls/"):
             if origin.dvr.keeps(path):

@@ -182,7 +182,7 @@ class TranscoderAgent(Agent):
     # ------------------------------------------------------------------------- lifecycle
     async def start(self) -> None:
         if self.whep is not None:
-            from onair.agent.ingest.whip import install_ice_addresses
+            from onair.agent.webrtc.iceservers import install_ice_addresses
 
             install_ice_addresses(self.config.whep_ice_addresses)
             self.rendition = self.whep.start()

@@ -467,12 +467,7 @@ class Splicer:
         the previous feed had not completed is dropped."""
         packets = list(packets)
         self._feed = feed
-        self._held = {}
-        self._held_ts = {}
-        self._held_source = {}
-        self._missing = {}
-        self.video.rollback()
-        self.audio.rollback()
+        self._drop_pending()
         self.splices += 1
         self._new_piece = True
         self.offset = self._continuing_offset(feed, packets, max(0, hole))
@@ -482,14 +477,18 @@ class Splicer:
     def reset(self) -> None:
         """A new encoder process: nothing of the old stream is pending; the timeline goes on."""
         self._cc = {}
+        self._drop_pending()
+        self._feed = None
+        self.last_video = None
+
+    def _drop_pending(self) -> None:
+        """Drop the PES packets held back incomplete: the tracks continue from what was sent."""
         self._held = {}
         self._held_ts = {}
         self._held_source = {}
         self._missing = {}
         self.video.rollback()
         self.audio.rollback()
-        self._feed = None
-        self.last_video = None
 
     def _continuing_offset(self, feed: Feed, packets: list[bytes], hole: int) -> int:
         first: dict[str, int] = {}

@@ -18,7 +18,7 @@ Encoder restarts (a new run, a failover that restarts ffmpeg) keep the packets' 
 viewers keep their sessions.
 
 ICE: the pod's own peer uses ``whepIceServers`` (STUN/TURN, TURN credentials minted per session
-from the operator's TURN secret as for WHIP, ``ingest/iceservers.py``); the ``201`` carries the
+from the operator's TURN secret as for WHIP, ``agent/webrtc/iceservers.py``); the ``201`` carries the
 servers for the viewer in ``Link: rel="ice-server"`` headers, and so does an ``OPTIONS`` before the offer
 (the only way a browser can use them: this server takes no trickle ICE).
 """
@@ -38,10 +38,8 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Callable, Optional
 
 from aiohttp import web
-from multidict import CIMultiDict
 
-from onair.agent.ingest import iceservers
-from onair.agent.ingest.whip import offer_codecs
+from onair.agent.webrtc import iceservers, signalling
 
 if TYPE_CHECKING:
     import av
@@ -66,13 +64,12 @@ WEBRTC_REQUIREMENT = "WHEP here sends H.264 video and Opus audio: the offer must
 # ------------------------------------------------------------------------------------ pure parts
 def offer_problem(sdp: str) -> Optional[tuple[int, str]]:
     """(HTTP status, message) when a viewer's offer cannot be answered, None when it can."""
-    if "v=0" not in sdp or "m=" not in sdp:
-        return 400, "the body is not an SDP offer"
-    codecs = offer_codecs(sdp)
+    if not signalling.is_offer(sdp):
+        return 400, signalling.NOT_AN_OFFER
+    codecs = signalling.offer_codecs(sdp)
     if "h264" in codecs.get("video", set()):
         return None
-    offered = "; ".join(f"{kind}: {', '.join(sorted(names)) or 'no codecs'}" for kind, names in sorted(codecs.items()))
-    return 406, f"{WEBRTC_REQUIREMENT} (offered {offered or 'no media'})"
+    return 406, f"{WEBRTC_REQUIREMENT} (offered {signalling.describe_codecs(codecs)})"
 
 
 def h264_nal_types(data: bytes) -> list[int]:
@@ -304,13 +301,14 @@ class WhepServer:
     def _ice(self, urls: list[str], user: str) -> list[iceservers.IceServer]:
         return iceservers.session_ice_servers(urls, self.turn_secret_source(), user, time.time(), self.turn_ttl_seconds)
 
+    def _links(self, user: str) -> list[str]:
+        return [iceservers.link_header(s) for s in self._ice(self.client_ice_servers, user)]
+
     async def post(self, request: web.Request) -> web.Response:
-        if request.content_type != "application/sdp":
-            return self._error(415, f"expected Content-Type application/sdp, got {request.content_type or 'none'}")
         try:
-            offer = (await request.read()).decode("utf-8")
-        except UnicodeDecodeError:
-            return self._error(400, "the SDP offer is not UTF-8 text")
+            offer = await signalling.read_offer(request)
+        except signalling.OfferRefused as exc:
+            return self._error(exc.status, exc.message)
         problem = offer_problem(offer)
         if problem:
             return self._error(*problem)
@@ -333,19 +331,18 @@ class WhepServer:
             return self._error(400, f"cannot negotiate this offer: {exc}")
         self.viewers[viewer_id] = viewer
         log.info("WHEP viewer %s started (%d watching)", viewer_id[:8], len(self.viewers))
-        headers = CIMultiDict({"Location": f"/whep/{viewer_id}", "ETag": f'"{secrets.token_hex(8)}"'})
-        for server in self._ice(self.client_ice_servers, viewer_id):
-            headers.add("Link", iceservers.link_header(server))
+        headers = signalling.with_links(
+            {"Location": f"/whep/{viewer_id}", "ETag": f'"{secrets.token_hex(8)}"'}, self._links(viewer_id)
+        )
         return web.Response(status=201, text=answer, content_type="application/sdp", headers=headers)
 
     async def options(self, request: web.Request) -> web.Response:
         """The viewer's ICE servers before its offer (as WHIP's authenticated OPTIONS): a browser cannot use
         servers it learns from the 201, since this server takes no trickle ICE. TURN credentials are minted
         for this request; the origin asks only for viewers it lets in."""
-        headers = CIMultiDict({"Accept-Post": "application/sdp"})
-        for server in self._ice(self.client_ice_servers, uuid.uuid4().hex):
-            headers.add("Link", iceservers.link_header(server))
-        return web.Response(status=204, headers=headers)
+        return web.Response(
+            status=204, headers=signalling.with_links({"Accept-Post": "application/sdp"}, self._links(uuid.uuid4().hex))
+        )
 
     async def delete(self, request: web.Request) -> web.Response:
         viewer = self.viewers.get(request.match_info["id"])
@@ -356,32 +353,24 @@ class WhepServer:
 
     async def patch(self, request: web.Request) -> web.Response:
         # Trickle ICE is optional in WHEP; aiortc answers with all its candidates.
-        return self._error(405, "trickle ICE is not supported: send all candidates in the offer", Allow="DELETE")
+        return self._error(405, signalling.TRICKLE_ICE_UNSUPPORTED, Allow="DELETE")
 
     async def _negotiate(self, viewer_id: str, offer: str) -> tuple[str, Viewer]:
-        from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+        from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
         assert self.rendition is not None
-        config = RTCConfiguration(
-            iceServers=[
-                RTCIceServer(urls=s.url, username=s.username, credential=s.credential)
-                for s in self._ice(self.ice_servers, viewer_id)
-            ]
-        )
-        pc = RTCPeerConnection(config)
+        pc = RTCPeerConnection(iceservers.rtc_configuration(self._ice(self.ice_servers, viewer_id)))
         tracks: list[ForwardedTrack] = []
-        offered = offer_codecs(offer)
+        offered = signalling.offer_codecs(offer)
         try:
             # Senders made before the offer is applied carry our codec preferences into the answer:
             # only what the encoder makes (aiortc would otherwise answer VP8 and encode per viewer).
-            for kind, wanted in (("video", "video/h264"), ("audio", "audio/opus")):
+            for kind, wanted in (("video", ("video/h264",)), ("audio", ("audio/opus",))):
                 if kind not in offered or (kind == "audio" and not self.rendition.has_audio):
                     continue
                 forwarded = ForwardedTrack(kind, self.on_forwarded)
                 transceiver = pc.addTransceiver(forwarded.track, direction="sendonly")
-                capabilities = RTCRtpSender.getCapabilities(kind)
-                assert capabilities is not None
-                transceiver.setCodecPreferences([c for c in capabilities.codecs if c.mimeType.lower() == wanted])
+                signalling.prefer_codecs(transceiver, RTCRtpSender.getCapabilities(kind), wanted)
                 tracks.append(forwarded)
             if not tracks or tracks[0].kind != "video":
                 raise ValueError(WEBRTC_REQUIREMENT)

@@ -1,4 +1,4 @@
-"""ICE servers of one WHIP session: time-limited TURN credentials and the answer's Link headers.
+"""ICE servers of one WHIP or WHEP session: time-limited TURN credentials and the answer's Link headers.
 
 WebRTC media from outside the cluster cannot reach a pod's host candidates (pod IPs, random UDP
 ports), so encoders relay through a TURN server reachable at one stable address. Its credentials
@@ -8,7 +8,7 @@ follow the "TURN REST API" scheme coturn implements with ``use-auth-secret``
 shared secret and refuses the username once its expiry has passed, so nothing is stored per
 session and a leaked credential dies on its own.
 
-A WHIP client learns the servers from the 201 answer's ``Link`` headers (RFC 9725, section 4.6):
+A WHIP (or WHEP) client learns the servers from the 201 answer's ``Link`` headers (RFC 9725, section 4.6):
 ``Link: <turn:turn.example.com:3478?transport=udp>; rel="ice-server"; username="..."; credential="...";
 credential-type="password"``.
 """
@@ -19,7 +19,10 @@ import base64
 import hashlib
 import hmac
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
+
+if TYPE_CHECKING:  # aiortc loads only when a session really starts
+    from aiortc import RTCConfiguration
 
 # Long enough for a whole show: coturn checks the expiry on every request that carries the
 # username, allocation refreshes included, so an expired credential ends the relay mid-stream.
@@ -70,13 +73,37 @@ def session_ice_servers(
     return servers
 
 
+def rtc_configuration(servers: Sequence[IceServer]) -> RTCConfiguration:
+    """aiortc's configuration of a peer connection that uses ``servers``."""
+    from aiortc import RTCConfiguration, RTCIceServer
+
+    return RTCConfiguration(
+        iceServers=[RTCIceServer(urls=s.url, username=s.username, credential=s.credential) for s in servers]
+    )
+
+
+def install_ice_addresses(addresses: Optional[list[str]]) -> None:
+    """aioice gathers host candidates on every interface except loopback and has no option for
+    it; loopback tests and pods that must advertise one address set the list here."""
+    if not addresses:
+        return
+    import aioice.ice
+
+    chosen = list(addresses)
+
+    def host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+
+    aioice.ice.get_host_addresses = host_addresses
+
+
 def _quoted(value: str) -> str:
     """An RFC 8288 quoted-string (RFC 9110 section 5.6.4)."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def link_header(server: IceServer) -> str:
-    """One ``Link`` header value announcing ``server`` to a WHIP client (RFC 9725 section 4.6)."""
+    """One ``Link`` header value announcing ``server`` to a WHIP or WHEP client (RFC 9725 section 4.6)."""
     if any(c in server.url for c in "<> \r\n"):
         raise ValueError(f"ICE server URL {server.url!r} cannot go into a Link header")
     parts = [f"<{server.url}>", 'rel="ice-server"']

@@ -1,10 +1,10 @@
-"""TURN REST API credentials and the WHIP answer's Link headers (onair.agent.ingest.iceservers)."""
+"""TURN REST API credentials and the WHIP answer's Link headers (onair.agent.webrtc.iceservers)."""
 
 from __future__ import annotations
 
 import pytest
 
-from onair.agent.ingest.iceservers import (
+from onair.agent.webrtc.iceservers import (
     IceServer,
     link_header,
     parse_ice_server_links,
