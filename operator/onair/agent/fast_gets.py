@@ -32,10 +32,10 @@ from typing import Any, Callable, Optional, Sequence, cast
 log = logging.getLogger("onair.agent.http")
 
 # The request head, checked whole by one match: aiohttp would answer 400 to anything else, or
-# decode what the fast path must not guess at (``%xx``, a query, an absolute URI).
+# decode what the fast path must not guess at (``%xx``, a query, an absolute URI, non-ASCII bytes).
 _HEAD = re.compile(
     rb"GET (/[^?#%\x00-\x20\x7f-\xff]*) HTTP/1\.1\r\n"
-    rb"((?:[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\t ]*[\t\x20-\x7e\x80-\xff]*\r\n)*)\r\n\Z"
+    rb"((?:[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\t ]*[\t\x20-\x7e]*\r\n)*)\r\n\Z"
 )
 # Request headers after which the connection's next bytes may not start a new request head.
 _BODY_OR_UPGRADE = re.compile(rb"\r\n(?:content-length|transfer-encoding|upgrade|expect)[\t ]*:", re.IGNORECASE)
@@ -52,6 +52,9 @@ _HANDLER_ATTRIBUTES = (
     "writing_paused",
 )
 
+FAULT_LOG_EVERY_SECONDS = 60.0
+_fault_logged_at = -FAULT_LOG_EVERY_SECONDS
+
 Headers = dict[str, str]
 # (path, lower-case header names to values) -> the whole answer, or None: aiohttp answers.
 Answer = Callable[[str, Headers], Optional[Sequence[bytes]]]
@@ -63,7 +66,7 @@ def parse_head(data: bytes) -> Optional[tuple[str, Headers]]:
     if match is None:
         return None
     headers: Headers = {}
-    for line in match.group(2).decode("latin-1").split("\r\n")[:-1]:
+    for line in match.group(2).decode("ascii").split("\r\n")[:-1]:
         name, _, value = line.partition(":")
         name = name.lower()
         if name in headers:
@@ -123,7 +126,7 @@ class FastGets(asyncio.Protocol):
             if self._idle():
                 head = parse_head(data)
                 if head is not None:
-                    answer = self.answer(*head)
+                    answer = self._answer(*head)
                     if answer is not None:
                         assert self.transport is not None
                         self.transport.writelines(answer)
@@ -134,6 +137,18 @@ class FastGets(asyncio.Protocol):
         else:
             self.own = False
         self.inner.data_received(data)
+
+    def _answer(self, path: str, headers: Headers) -> Optional[Sequence[bytes]]:
+        try:
+            return self.answer(path, headers)
+        except Exception:
+            # A fault of the fast path must not cost the viewer the answer aiohttp can give.
+            global _fault_logged_at
+            now = time.monotonic()
+            if now - _fault_logged_at >= FAULT_LOG_EVERY_SECONDS:
+                _fault_logged_at = now
+                log.exception("fast answer to GET %s failed; aiohttp answers it", path[:200])
+            return None
 
     def _idle(self) -> bool:
         """aiohttp waits for the next request, and the client reads what it is sent."""
