@@ -684,6 +684,11 @@ class Server:
         match = re.search(r'^onair_origin_connections\{listener="public"\} ([0-9.e+]+)$', self.metrics(), re.M)
         return int(float(match.group(1))) if match else 0
 
+    def fast_answers(self) -> Optional[int]:
+        """The origin's answers written without aiohttp's request handling so far (None: not the origin)."""
+        match = re.search(r"^onair_origin_http_fast_responses_total ([0-9.e+]+)$", self.metrics(), re.M)
+        return int(float(match.group(1))) if match else None
+
     def measure(self, jobs: list[tuple]) -> tuple[Tally, float, float]:
         before, wall = cpu_seconds(self.pids()), time.monotonic()
         tally = run_clients(jobs)
@@ -707,11 +712,19 @@ def throughput(servers: list[Server], feeder: Feeder, args) -> None:
         for server in servers:
             per = args.connections // args.clients
             jobs = [("hammer", server.host, server.port, path, per, args.seconds, i * per) for i in range(args.clients)]
+            fast_before = server.fast_answers()
             tally, cpu, wall = server.measure(jobs)
+            fast_after = server.fast_answers()
+            fast = (
+                f"  fast answers {100 * (fast_after - fast_before) / tally.ok:.0f}%"
+                if fast_before is not None and fast_after is not None and tally.ok
+                else ""
+            )
             print(
                 f"{label:<16} {server.name:<7} {tally.ok / wall:>8.0f} {cpu / wall:>6.2f} "
                 f"{tally.ok / cpu if cpu else 0:>11.0f} {p99(tally.latencies):>10} {sum(tally.errors.values()):>7}"
-                + (f"  {tally.errors}" if tally.errors else ""),
+                + (f"  {tally.errors}" if tally.errors else "")
+                + fast,
                 flush=True,
             )
 

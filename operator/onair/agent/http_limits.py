@@ -37,6 +37,8 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import Counter, Gauge
 
+from onair.agent import fast_gets
+
 DEFAULT_IDLE_TIMEOUT = 15.0
 DEFAULT_MAX_CONNECTIONS = 4096
 # One client address may use this share of a listener: an office NAT, a CDN node or an ingress
@@ -400,13 +402,22 @@ class _Gate(asyncio.Protocol):
 
 
 class GuardedSite(web.BaseSite):
-    """An aiohttp TCP site whose connections pass ``guard`` first."""
+    """An aiohttp TCP site whose connections pass ``guard`` first; ``fast_answer``: plain GETs it
+    answers skip aiohttp's request handling (``fast_gets``)."""
 
-    def __init__(self, runner: web.BaseRunner, host: str, port: int, guard: ConnectionGuard) -> None:
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        guard: ConnectionGuard,
+        fast_answer: Optional[fast_gets.Answer] = None,
+    ) -> None:
         super().__init__(runner, backlog=guard.limits.backlog)
         self._host = host
         self._port = port
         self._guard = guard
+        self._fast_answer = fast_answer
 
     @property
     def name(self) -> str:
@@ -416,6 +427,9 @@ class GuardedSite(web.BaseSite):
         await super().start()
         server = self._runner.server
         assert server is not None
+        protocol: Callable[[], asyncio.Protocol] = server
+        if self._fast_answer is not None:
+            protocol = fast_gets.FastGets.factory(server, self._fast_answer)
         self._server = await asyncio.get_running_loop().create_server(
-            self._guard.protocol_factory(server), self._host, self._port, backlog=self._backlog
+            self._guard.protocol_factory(protocol), self._host, self._port, backlog=self._backlog
         )

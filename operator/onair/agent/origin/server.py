@@ -25,9 +25,10 @@ import aiohttp
 import jinja2
 import uvloop
 from aiohttp import web
+from aiohttp.http import SERVER_SOFTWARE
 from prometheus_client import Counter, Gauge
 
-from onair.agent import http_limits
+from onair.agent import fast_gets, http_limits
 from onair.agent.app import Agent, listen, run_role
 from onair.agent.hls import add_query
 from onair.api.agent import Desired, OriginConfig, OriginStatus
@@ -45,7 +46,7 @@ from .dash import (
 from .dvr import GRACE_MIN_SECONDS, Dvr
 from .journal import Journal
 from .paths import SCREENSHOT, BadPath, is_publishable, kind_of, safe_relpath
-from .storage import Storage
+from .storage import HotFile, Storage
 from .uploads import Uploads
 
 log = logging.getLogger("onair.agent.origin")
@@ -96,12 +97,16 @@ BLOCKING_CACHE_TARGET_DURATIONS = 2
 MAX_REQUEST_BODY = 64 * 1024
 # What FileResponse must answer (206, 304, 412): the in-memory answer is for plain GETs only.
 _CONDITIONAL = frozenset({"Range", "If-Range", "If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since"})
+_CONDITIONAL_LOWER = frozenset(name.lower() for name in _CONDITIONAL)
+# Response heads prepared for the fast answers (per file in memory; more are made again on demand).
+FAST_HEADS = 4096
 OPEN_TO_ANYONE = access.Decision(True)
 # Rewritten MPDs kept (per MPD, host and token).
 MPD_CACHE_ENTRIES = 64
 PLAYER_FORMATS = {"cmaf": PLAYBACK_PATHS["hlsCmaf"], "ts": PLAYBACK_PATHS["hlsMpegts"], "dash": PLAYBACK_PATHS["dash"]}
 
 
+_SERVER_HEADER = f"Server: {SERVER_SOFTWARE}\r\n".encode("latin-1")
 RECORDING_FILE = re.compile(r"^[A-Za-z0-9._-]+_\d{8}T\d{6}Z_part\d+\.(m3u8|mp4)$")
 
 
@@ -139,6 +144,11 @@ class Metrics:
         )
         self.refused = Counter(
             "onair_origin_playback_refused", "Playback requests refused in backstage", registry=registry
+        )
+        self.fast = Counter(
+            "onair_origin_http_fast_responses",
+            "Public port responses written from memory without aiohttp's request handling",
+            registry=registry,
         )
         self.connections = http_limits.ConnectionMetrics(
             registry, "onair_origin_connections", "onair_origin_connections_refused"
@@ -189,6 +199,8 @@ class OriginAgent(Agent):
         self._hls_changed: dict[str, asyncio.Event] = {}
         self._hls_waiters: CounterOf[str] = CounterOf()
         self._mpd_cache: dict[tuple[str, bytes, str, str], str] = {}
+        # path -> (the file in memory it was made for, its response head up to CORS, Date and Server)
+        self._fast_heads: dict[str, tuple[HotFile, bytes]] = {}
         self.uploads = Uploads(self)
         self.app.add_routes([web.post("/dvr/clear", self._post_clear)])
         self.public = self._public_app()
@@ -427,14 +439,13 @@ class OriginAgent(Agent):
         if request.method == "GET" and response.content_length:
             self.metrics.sent_bytes.inc(response.content_length)
         if not request.path.startswith(f"/{UPLOAD_PREFIX}/"):
-            self._cors(request, response.headers)
+            self._cors(request.headers.get("Origin"), response.headers)
         if request.match_info.handler in self._gated and not self.open_to_viewers():
             # Whatever the handler answered (playlist, segment, 206, 304, 404): a shared cache
             # must not keep it; the public cache headers are for once viewers are allowed.
             response.headers["Cache-Control"] = access.private_cache_control(response.headers.get("Cache-Control"))
 
-    def _cors(self, request: web.Request, headers) -> None:
-        origin = request.headers.get("Origin")
+    def _cors(self, origin: Optional[str], headers) -> None:
         allowed = self.config.cors_origins
         if "*" in allowed:
             headers["Access-Control-Allow-Origin"] = "*"
@@ -573,6 +584,56 @@ class OriginAgent(Agent):
             return self._forbidden(NOT_BROADCAST)
         headers["Content-Type"] = kind.content_type
         return web.FileResponse(full, headers=headers)
+
+    def _fast_answer(self, target: str, headers: fast_gets.Headers) -> Optional[list[bytes]]:
+        """``_playback``'s answer to a viewer's plain GET of a media file in memory, its head prepared
+        once per file; None for every other request (aiohttp then runs ``_playback``). The same status,
+        headers and bytes as ``_playback`` and ``_on_prepare`` (tests/media/test_origin_fast_gets.py)."""
+        # Files in memory are stored under their safe_relpath form: a hit is a valid path.
+        path = target[1:]
+        hot = self.storage.hot(path)
+        if (
+            hot is None
+            or "authorization" in headers  # a token or the read token: _access decides
+            or not self.open_to_viewers()  # a token is needed, and no shared cache may keep the answer
+            or not _CONDITIONAL_LOWER.isdisjoint(headers)  # 206, 304, 412: FileResponse's
+            or path in self.dash_live
+        ):
+            return None
+        prepared = self._fast_heads.get(path)
+        if prepared is None or prepared[0] is not hot:
+            kind = kind_of(path)
+            if kind is None or not kind.media or not is_publishable(path) or path in self.dvr.renditions:
+                return None
+            response = web.Response(
+                body=hot.data,
+                headers={
+                    "Cache-Control": self._cache(kind.cache),
+                    "Content-Type": kind.content_type,
+                    "Accept-Ranges": "bytes",
+                },
+            )
+            response.etag, response.last_modified = hot.etag, hot.mtime
+            head = "HTTP/1.1 200 OK\r\n" + "".join(f"{name}: {value}\r\n" for name, value in response.headers.items())
+            if len(self._fast_heads) >= FAST_HEADS:
+                self._fast_heads.clear()
+            prepared = self._fast_heads[path] = (hot, head.encode("latin-1"))
+        if self._private(path):
+            return None  # a viewer asking for the backstage preview: _playback refuses it
+        cors: dict[str, str] = {}
+        self._cors(headers.get("origin"), cors)
+        self.metrics.responses(200).inc()
+        self.metrics.sent_bytes.inc(len(hot.data))
+        self.metrics.fast.inc()
+        return [
+            prepared[1]
+            + b"Content-Length: %d\r\n" % len(hot.data)
+            + fast_gets.date_header()
+            + _SERVER_HEADER
+            + "".join(f"{name}: {value}\r\n" for name, value in cors.items()).encode("latin-1")
+            + b"\r\n",
+            hot.data,
+        ]
 
     def _served_mpd(self, path: str, raw: bytes, host: str, query: str) -> str:
         """The MPD as viewers get it, rewritten once per upload, host and token (not per request)."""
@@ -1019,7 +1080,9 @@ class OriginAgent(Agent):
         # No handler cancellation: ffmpeg closes its socket right after the last chunk without
         # reading our response, and the upload must still be stored.
         self._public_runner = web.AppRunner(self.public, access_log=None, keepalive_timeout=limits.idle_timeout)
-        await self._listen(self._public_runner, self.config.http_port, "httpPort", self.public_guard)
+        await self._listen(
+            self._public_runner, self.config.http_port, "httpPort", self.public_guard, fast_answer=self._fast_answer
+        )
         log.info(
             "origin for %s serving on http://%s:%s (phase %s, DVR %s, uploads %s, player %s)",
             self.config.livestream,
@@ -1053,9 +1116,16 @@ class OriginAgent(Agent):
             "transcoder uploads on http://%s:%s/%s/", self.config.listen_host, self.config.upload_port, UPLOAD_PREFIX
         )
 
-    async def _listen(self, runner: web.AppRunner, port: int, setting: str, guard: http_limits.ConnectionGuard) -> None:
+    async def _listen(
+        self,
+        runner: web.AppRunner,
+        port: int,
+        setting: str,
+        guard: http_limits.ConnectionGuard,
+        fast_answer: Optional[fast_gets.Answer] = None,
+    ) -> None:
         def guarded(runner: web.AppRunner, host: str, port: int) -> web.BaseSite:
-            return http_limits.GuardedSite(runner, host, port, guard)
+            return http_limits.GuardedSite(runner, host, port, guard, fast_answer=fast_answer)
 
         await listen(runner, self.config.listen_host, port, "origin", setting, site=guarded)
 
