@@ -110,7 +110,9 @@ def summarize(result: dict, settle_seconds: float) -> dict:
         "samples": len(steady),
         "unreadable": result.get("unreadable", 0),
         "stalls": result.get("stalls", 0),
-        "stall_events": result.get("stallEvents") or [],
+        "stall_events": [
+            {**stall, "requests": _requests_around(result, stall)} for stall in result.get("stallEvents") or []
+        ],
         "errors": result.get("errors") or [],
     }
     if steady:
@@ -118,6 +120,19 @@ def summarize(result: dict, settle_seconds: float) -> dict:
     offsets = result.get("pdtOffsets") or []
     if offsets:
         out["pdt_offset"] = statistics.median(offsets)
+    return out
+
+
+def _requests_around(result: dict, stall: dict) -> list[str]:
+    """The player's fetches that were under way or began in the second before a stall and while it
+    lasted: what it waited for."""
+    began = stall["since"]
+    ended = began + 1000 * (stall.get("seconds") or 0)
+    out = []
+    for r in result.get("requests") or ():
+        finished = r["start"] + 1000 * r["seconds"]
+        if finished >= began - 1000 and r["start"] <= ended:
+            out.append(f"{r['url']} {r['status']} at {(r['start'] - began) / 1000:+.2f} s took {r['seconds']:.2f} s")
     return out
 
 
@@ -246,6 +261,8 @@ async def measure(args: argparse.Namespace) -> None:
                 lasted = f"{stall['seconds']:.2f} s" if stall.get("seconds") is not None else "until the end"
                 seek = ", while seeking" if stall.get("seeking") else ""
                 print(f"stall: {key} at {stall['at']:.1f} s after the first frame, {lasted}{seek}")
+                for request in stall["requests"]:
+                    print(f"    {request}")
 
 
 def main() -> None:

@@ -75,6 +75,14 @@ video.addEventListener("waiting", () => {
   g2g.stallEvents.push({at: (Date.now() - g2g.firstFrameAt) / 1000, seeking: video.seeking, seconds: null,
                         since: Date.now()});
 });
+// Every fetch the player made (Resource Timing), to tell what a stall waited for.
+g2g.requests = [];
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) {
+    g2g.requests.push({url: e.name.split("?")[0].split("/").slice(-2).join("/"), status: e.responseStatus || 0,
+                       start: performance.timeOrigin + e.startTime, seconds: e.duration / 1000});
+  }
+}).observe({type: "resource", buffered: true});
 video.addEventListener("playing", () => {
   const last = g2g.stallEvents[g2g.stallEvents.length - 1];
   if (last && last.seconds === null) last.seconds = (Date.now() - last.since) / 1000;
