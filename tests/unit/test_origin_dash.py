@@ -182,3 +182,31 @@ def test_previous_segment_keeps_the_number_width():
     assert previous_segment("dash/run_0_000010.m4s") == "dash/run_0_000009.m4s"
     assert previous_segment("dash/run_0_000000.m4s") is None
     assert previous_segment("dash/manifest.mpd") is None
+
+
+def test_a_standard_live_mpd_asks_players_to_stay_two_segments_behind():
+    # ffmpeg says one segment (its SegmentTimeline's edge): stock dash.js then ran dry at every
+    # segment boundary. The segments of FFMPEG_MPD are 1 s long.
+    one_segment = FFMPEG_MPD.replace('type="dynamic"', 'type="dynamic" suggestedPresentationDelay="PT1S"')
+    for mpd in (FFMPEG_MPD, one_segment):
+        root = ET.fromstring(rewrite_mpd(mpd, "/time"))
+        assert root.get("suggestedPresentationDelay") == "PT2.0S"
+    # Low latency: the ServiceDescription's target is what players follow.
+    ll = ET.fromstring(rewrite_mpd(FFMPEG_LL_MPD, "/time", low_latency=LowLatency.for_chunks(0.2)))
+    assert ll.get("suggestedPresentationDelay") is None
+
+
+def test_the_first_mpd_of_a_young_stream_waits_until_players_can_start_behind_the_edge():
+    from datetime import datetime
+
+    from onair.agent.origin.dash import MAX_YOUNG_STREAM_WAIT_SECONDS, young_stream_wait
+
+    mpd = rewrite_mpd(FFMPEG_MPD, "/time")  # 1 s segments, two of them as presentation delay
+    started = datetime.fromisoformat("2026-11-21T10:57:49.794+00:00").timestamp()
+    # Old enough once the delay and one more segment exist: 3 s after availabilityStartTime.
+    assert young_stream_wait(mpd, started + 0.5) == pytest.approx(2.5)
+    assert young_stream_wait(mpd, started + 3.0) == 0.0
+    assert young_stream_wait(mpd, started + 600) == 0.0
+    assert young_stream_wait(mpd.replace('type="dynamic"', 'type="static"'), started) == 0.0
+    slow = mpd.replace('suggestedPresentationDelay="PT2.0S"', 'suggestedPresentationDelay="PT60.0S"')
+    assert young_stream_wait(slow, started) == MAX_YOUNG_STREAM_WAIT_SECONDS

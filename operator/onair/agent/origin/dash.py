@@ -29,6 +29,7 @@ import io
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Iterator, Optional
 
 UTC_TIMING_SCHEME = "urn:mpeg:dash:utc:http-iso:2014"
@@ -47,6 +48,16 @@ LL_MAX_PLAYBACK_RATE = 1.04
 # shows in glass-to-glass latency (bench/glass_to_glass.py measured 2.14 s at 0.5 s).
 LL_TARGET_CHUNKS = 3
 LL_TRANSIT_SECONDS = 0.1
+# Standard (not low-latency) live DASH: how many segment durations behind the MPD's live edge a
+# player should play (``suggestedPresentationDelay``). A segment is whole at the origin only a
+# while after its nominal end (encoding, packaging, upload): stock dash.js one segment behind the
+# edge (ffmpeg's dash muxer says one) ran dry at every segment boundary (bench/glass_to_glass.py).
+PRESENTATION_DELAY_SEGMENTS = 2
+# dash.js fixes its delay once, at its first MPD, and never above the time the stream has existed
+# (its DVR window): a viewer who opened a stream a second old played at the edge and stalled. So
+# the first MPD of a young stream is held until the stream is old enough (``young_stream_wait``),
+# at most this long.
+MAX_YOUNG_STREAM_WAIT_SECONDS = 10.0
 
 
 class MpdError(ValueError):
@@ -76,6 +87,22 @@ def parse_duration(text: str) -> Optional[float]:
         return None
     days, hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
     return days * 86400 + hours * 3600 + minutes * 60 + seconds
+
+
+def young_stream_wait(text: str, now: float) -> float:
+    """How long to hold a request for this MPD so a player reading it can start
+    ``suggestedPresentationDelay`` behind the edge: 0 for a stream old enough or a static MPD."""
+    root = _parse(text)
+    start, delay = root.get("availabilityStartTime"), root.get("suggestedPresentationDelay")
+    if root.get("type") != "dynamic" or start is None or delay is None:
+        return 0.0
+    try:
+        started = datetime.fromisoformat(start.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+    segments = [_segment_seconds(t, root) for t in root.iter() if _local(t.tag) == "SegmentTemplate"]
+    old_enough = (parse_duration(delay) or 0.0) + max((s for s in segments if s), default=0.0)
+    return min(MAX_YOUNG_STREAM_WAIT_SECONDS, max(0.0, started + old_enough - now))
 
 
 def format_duration(seconds: float) -> str:
@@ -201,6 +228,11 @@ def rewrite_mpd(
         root.set("timeShiftBufferDepth", format_duration(dvr_seconds))
     if low_latency is not None and root.get("type") == "dynamic":
         _low_latency(root, namespace, low_latency)
+    elif root.get("type") == "dynamic":
+        segments = [_segment_seconds(t, root) for t in root.iter() if _local(t.tag) == "SegmentTemplate"]
+        longest = max((s for s in segments if s), default=None)
+        if longest:
+            root.set("suggestedPresentationDelay", format_duration(PRESENTATION_DELAY_SEGMENTS * longest))
     if query:
         for el in _templates(root):
             for attr in URL_ATTRIBUTES:

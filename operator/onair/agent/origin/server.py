@@ -41,6 +41,7 @@ from .dash import (
     LowLatency,
     init_patterns,
     rewrite_mpd,
+    young_stream_wait,
     time_shift_buffer_depth,
 )
 from .dvr import GRACE_MIN_SECONDS, Dvr
@@ -544,6 +545,14 @@ class OriginAgent(Agent):
             if path.endswith(".mpd"):
                 host = request.headers.get("X-Forwarded-Host") or request.host
                 text = self._served_mpd(path, raw, host, query)
+                # Low latency: players follow the ServiceDescription's target, shorter than any stream's age.
+                wait = young_stream_wait(text, time.time()) if self.dash_low_latency is None else 0.0
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                    hot = self.storage.hot(path)
+                    raw = hot.data if hot is not None else await self.run_io(self.storage.read, path)
+                    if raw is not None:
+                        text = self._served_mpd(path, raw, host, query)
             else:
                 text = add_query(raw.decode("utf-8", "replace"), query)
             return web.Response(text=text, content_type=kind.content_type, headers=headers)
