@@ -30,7 +30,7 @@ from prometheus_client import Counter, Gauge
 
 from onair.agent import http_limits
 from onair.agent.app import Agent, load_config, parse_args, run, setup_logging
-from onair.agent.hls import add_query
+from onair.agent.hls import MediaPlaylist, add_query
 from onair.api.agent import Desired, OriginConfig, OriginStatus
 from onair.endpoints import PLAYBACK_PATHS, RECORDINGS_PATH, UPLOAD_PREFIX
 
@@ -45,6 +45,7 @@ from .dash import (
 )
 from .dvr import GRACE_MIN_SECONDS, Dvr
 from .journal import Journal
+from .replicas import Replicas
 from .paths import SCREENSHOT, BadPath, is_publishable, kind_of, safe_relpath
 from .storage import Storage
 from .uploads import Uploads
@@ -191,6 +192,7 @@ class OriginAgent(Agent):
         self._hls_waiters: CounterOf[str] = CounterOf()
         self._mpd_cache: dict[tuple[str, bytes, str, str], str] = {}
         self.uploads = Uploads(self)
+        self.replicas = Replicas(self, config.peer_upload_urls)
         self.app.add_routes([web.post("/dvr/clear", self._post_clear)])
         self.public = self._public_app()
         self.upload = self._upload_app()
@@ -276,6 +278,30 @@ class OriginAgent(Agent):
             return True
         rendition = self.dvr.renditions.get(playlist)
         return rendition is not None and rendition.upstream_ended(time.monotonic())
+
+    def index_playlist(self, path: str, playlist: MediaPlaylist) -> None:
+        """Index an uploaded media playlist (its fresh segments, parts, the window)."""
+        had = self.dvr.segment_count(path)
+        result = self.dvr.ingest(path, playlist, time.monotonic())
+        log.debug(
+            "playlist %s: %d listed, %d appended, %d slid out",
+            path,
+            len(playlist.segments),
+            len(result.appended),
+            len(result.removed),
+        )
+        if result.skipped:
+            self.log_limited(
+                f"skipped:{path}",
+                logging.WARNING,
+                "%s lists URIs the origin refuses (%s): skipped",
+                path,
+                ", ".join(u[:60] for u in result.skipped[:3]),
+            )
+        if result.appended and not had:
+            log.info("DVR %s: first segment %s", path, result.appended[0].path)
+        self.update_dvr_metrics(path)
+        self.hls_changed(path)
 
     # ------------------------------------------------------------------------- agent API
     def status(self) -> OriginStatus:
@@ -1107,6 +1133,8 @@ class OriginAgent(Agent):
         http_limits.install_loop_exception_handler(asyncio.get_running_loop(), log)
         fds = http_limits.FdBudget.of_this_process()
         await self.start_upload(fds)
+        # Uploads flow in while a peer's index is copied; viewers come once it is in place.
+        await self.replicas.catch_up()
         await self.start_public(fds)
         self._janitor = asyncio.get_running_loop().create_task(self._janitor_loop(), name="origin-janitor")
 
