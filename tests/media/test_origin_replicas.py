@@ -146,6 +146,7 @@ def test_a_crashed_replica_is_no_outage_and_comes_back_with_the_same_numbering(r
     b.wait_ready(30, b.serving)
     b.set_phase("live")
     assert "DVR copied from the peer replica" in b.log_text()
+    assert httpx.get(f"{b.agent}/readyz", timeout=5).status_code == 200  # the StatefulSet's readinessProbe
     ours, theirs = numbering(playlist(a, "180p")), numbering(playlist(b, "180p"))
     agree(ours, theirs, at_least=4)
     assert min(theirs) <= start, "the restarted replica lost the DVR it was down for"

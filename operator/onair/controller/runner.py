@@ -114,7 +114,12 @@ async def operator(
     def default_resolver(namespace: str, name: str, role_key: str) -> Optional[str]:
         return holder["rt"].pod_resolver(namespace, name, role_key)
 
-    agent_client = AgentClient(resolver or default_resolver, timeout=agent_timeout)
+    def default_replicas(namespace: str, name: str, role_key: str) -> list[str]:
+        return holder["rt"].replica_resolver(namespace, name, role_key)
+
+    agent_client = AgentClient(
+        resolver or default_resolver, timeout=agent_timeout, replicas=default_replicas if resolver is None else None
+    )
     rt = Runtime(
         config,
         kube,

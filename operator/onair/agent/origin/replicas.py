@@ -31,7 +31,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
+from urllib.parse import urlsplit
 from typing import Any, Callable, Optional, Protocol
 
 import aiohttp
@@ -76,7 +79,10 @@ class Host(Protocol):
 class Replicas:
     def __init__(self, origin: Host, peer_urls: list[str]) -> None:
         self.origin = origin
-        self.peer_urls = [u.rstrip("/") for u in peer_urls]
+        # The operator renders one list for every replica (one ConfigMap): each leaves itself out.
+        # A pod's HOSTNAME is its name (a StatefulSet pod's is its peers-Service host's first label).
+        me = (os.environ.get("HOSTNAME") or socket.gethostname()).split(".", 1)[0]
+        self.peer_urls = [u.rstrip("/") for u in peer_urls if (urlsplit(u).hostname or "").split(".", 1)[0] != me]
         # Not None while a peer's index is being copied: the uploads received meanwhile.
         self.adopting: Optional[list[tuple[str, str]]] = None
         self.deferred: dict[str, MediaPlaylist] = {}  # playlists received meanwhile, in arrival order

@@ -192,8 +192,10 @@ class OriginAgent(Agent):
         self._hls_waiters: CounterOf[str] = CounterOf()
         self._mpd_cache: dict[tuple[str, bytes, str, str], str] = {}
         self.uploads = Uploads(self)
-        self.replicas = Replicas(self, config.peer_upload_urls)
-        self.app.add_routes([web.post("/dvr/clear", self._post_clear)])
+        self.replicas = Replicas(self, config.peer_upload_urls or [])
+        self.app.add_routes([web.post("/dvr/clear", self._post_clear), web.get("/readyz", self._get_readyz)])
+        # A probe, like /healthz: what a StatefulSet's rolling update waits for before the next replica.
+        self.open_paths.add("/readyz")
         self.public = self._public_app()
         self.upload = self._upload_app()
 
@@ -349,6 +351,12 @@ class OriginAgent(Agent):
                 ", DVR playable as VOD with ENDLIST" if desired.phase == "ended" else "",
             )
             self._phase_logged = state
+
+    async def _get_readyz(self, request: web.Request) -> web.Response:
+        """Ready once viewers are served: with replicas, only after this one copied a peer's DVR."""
+        if self._public_runner is None:
+            return web.Response(status=503, text="not serving viewers yet (copying a peer replica's DVR)\n")
+        return web.Response(text="ready\n")
 
     async def _post_clear(self, request: web.Request) -> web.Response:
         doomed = self.dvr.clear()
