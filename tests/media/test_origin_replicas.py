@@ -51,12 +51,11 @@ def agree(a: dict, b: dict, at_least: int) -> None:
             assert a[msn][2] == b[msn][2], f"parts of #{msn} differ: {a[msn][2]} vs {b[msn][2]}"
 
 
-@pytest.fixture
-def replicas(ingest_agent, origins, transcoder_agent, publishers, tmp_path):
+def start_chain(ingest_agent, origins, transcoder_agent, publishers, tmp_path, phase: str):
     ports = [free_port(), free_port()]
     urls = [f"http://127.0.0.1:{p}/upload" for p in ports]
-    a = origins.start(phase="live", low_latency=True, upload_port=ports[0], peer_upload_urls=[urls[1]])
-    b = origins.start(phase="live", low_latency=True, upload_port=ports[1], peer_upload_urls=[urls[0]])
+    a = origins.start(phase=phase, low_latency=True, upload_port=ports[0], peer_upload_urls=[urls[1]])
+    b = origins.start(phase=phase, low_latency=True, upload_port=ports[1], peer_upload_urls=[urls[0]])
     assert [a.upload_url, b.upload_url] == urls
     ingest = ingest_agent.start(slot="main", protocols=("rtmp",))
     token_file = tmp_path / "uploadToken"
@@ -76,18 +75,29 @@ def replicas(ingest_agent, origins, transcoder_agent, publishers, tmp_path):
     publishers.rtmp(ingest.rtmp_url, width=320, height=180, fps=30)
     ingest.wait_receiving()
     tx.wait_status(lambda s: s.get("activeSource") == "main", 30, "main selected")
-    tx.put_desired(phase="live", broadcasting=True)
+    tx.put_desired(phase=phase, broadcasting=True)
     for origin in (a, b):
         for rung in RUNGS:
             wait_for(
                 lambda: (
-                    origin.get(f"hls/cmaf/{rung}/index.m3u8").status_code == 200
-                    and len(numbering(playlist(origin, rung))) >= 4
+                    origin.get(f"hls/cmaf/{rung}/index.m3u8", params={"token": origin.token()}).status_code == 200
+                    and len(numbering(playlist(origin, rung, token=origin.token()))) >= 4
                 ),
                 60,
                 what=f"4 segments of {rung} on {origin.base}",
             )
     return a, b, tx
+
+
+@pytest.fixture
+def replicas(ingest_agent, origins, transcoder_agent, publishers, tmp_path):
+    return start_chain(ingest_agent, origins, transcoder_agent, publishers, tmp_path, "live")
+
+
+@pytest.fixture
+def backstage_replicas(ingest_agent, origins, transcoder_agent, publishers, tmp_path):
+    """In backstage with a host preview (private segments) until each replica is made public."""
+    return start_chain(ingest_agent, origins, transcoder_agent, publishers, tmp_path, "backstage")
 
 
 def settled(a, b, tx) -> None:
@@ -156,3 +166,33 @@ def test_a_crashed_replica_is_no_outage_and_comes_back_with_the_same_numbering(r
     settled(a, b, tx)
     identical(a, b)
     assert httpx.get(f"{b.base}/hls/cmaf/180p/index.m3u8", timeout=5).status_code == 200
+
+
+def test_replicas_made_public_a_moment_apart_end_with_the_same_viewers_numbering(backstage_replicas):
+    """The operator tells each replica in turn: a segment that begins between the two is private on
+    one and public on the other, which would number the viewers' playlists differently for good.
+    The replicas compare their last segments and the one behind copies the other."""
+    a, b, tx = backstage_replicas
+    a.set_phase("live")
+    time.sleep(2.5)  # two segments and a dozen parts: made public on a, still the preview on b
+    b.set_phase("live")
+    wait_for(
+        lambda: min(len(viewers(o)) for o in (a, b)) >= 3,
+        30,
+        what="public segments on both",
+    )
+
+    def same_public_numbering() -> bool:
+        ours, theirs = viewers(a), viewers(b)
+        common = set(ours) & set(theirs)
+        return len(common) >= 3 and all(ours[m][:2] == theirs[m][:2] for m in common)
+
+    wait_for(same_public_numbering, 30, what="the viewers' numbering to agree on both replicas")
+    assert "differs from the peer" in a.log_text() + b.log_text(), "the replicas never diverged: no test"
+    settled(a, b, tx)
+    identical(a, b)
+
+
+def viewers(origin) -> dict:
+    response = origin.get("hls/cmaf/180p/index.m3u8")
+    return numbering(response.text) if response.status_code == 200 else {}

@@ -10,7 +10,7 @@ import json
 from aiohttp import web
 
 from onair.agent.hls import parse_media_playlist
-from onair.agent.origin.dvr import Dvr
+from onair.agent.origin.dvr import Dvr, behind
 from onair.agent.transcoder.sinks import FanoutSink, SinkError
 from tests.fixtures.media import free_port
 from tests.unit.test_llhls import CMAF, T0, LLTranscoder
@@ -178,3 +178,33 @@ async def test_fanout_fails_only_when_no_replica_stored_the_file():
     finally:
         await sink.close()
         await runner.cleanup()
+
+
+def test_a_replica_made_public_a_moment_later_is_behind_and_copying_makes_them_one():
+    early, late = Dvr(window_seconds=60), Dvr(window_seconds=60)
+    for d in (early, late):
+        d.set_public(False, 0.0, T0)
+    clock = [0.0]
+    tx = LLTranscoder(Tee(early, late), clock=clock)
+    tx.run_for(12)  # the backstage preview on both
+    early.set_public(True, clock[0], T0)
+    tx.run_for(6)  # a segment begins: public on the early one only
+    late.set_public(True, clock[0], T0)
+    tx.run_for(10)
+    assert renders(early)[1] != renders(late)[1]  # the viewers' numbering differs
+    assert behind(late.recent(), early.recent()) and behind(early.recent(), late.recent()) is None
+    again = copied(early, clock[0])
+    assert renders(again) == renders(early)
+    assert behind(again.recent(), early.recent()) is None and behind(early.recent(), again.recent()) is None
+
+
+def test_a_replica_that_missed_an_upload_is_behind():
+    full, missed = Dvr(window_seconds=60), Dvr(window_seconds=60)
+    tx = LLTranscoder(Tee(full, missed))
+    tx.run_for(8)
+    tx.dvr = full  # one part (so its segment) reaches one replica only
+    tx.part()
+    tx.dvr = Tee(full, missed)
+    tx.run_for(12)
+    assert behind(missed.recent(), full.recent()) and behind(full.recent(), missed.recent()) is None
+    assert behind(full.recent(), full.recent()) is None

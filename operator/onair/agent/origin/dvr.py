@@ -82,6 +82,8 @@ BLOCK_AHEAD_SEGMENTS = 2
 # ...and this many seconds of parts beyond the last part (the Advance Part Limit: 3 s, or 3 parts
 # when parts are a second or longer).
 BLOCK_AHEAD_SECONDS = 3.0
+# Replicas compare this many of their last segments per rendition (``recent``, ``behind``).
+RECENT_SEGMENTS = 5
 
 
 @dataclass(frozen=True)
@@ -632,6 +634,14 @@ class Dvr:
             r.hint = str(ll["hint"]) if ll["hint"] else None
             r.revision += 1
 
+    def recent(self, count: int = RECENT_SEGMENTS) -> dict[str, list[list]]:
+        """The last ``count`` segments of each rendition as peers compare them (``behind``):
+        ``[stored path, sequence, public, public sequence]``."""
+        return {
+            path: [[seg.path, seg.sequence, seg.public, seg.public_sequence] for seg in list(r.segments)[-count:]]
+            for path, r in self.renditions.items()
+        }
+
     def received_while_adopting(self, path: str, stored: str, now: float) -> None:
         """An upload that reached this replica while it copied a peer's index: fresh unless the
         copied index already holds it (the peer indexed it before answering)."""
@@ -725,6 +735,27 @@ class Dvr:
         have = edge.open_parts if edge.open_msn is not None else 0
         ahead = (msn - edge.last_msn - 1) * per_segment + part + 1 - have
         return "bad" if ahead * target > max(BLOCK_AHEAD_SECONDS, 3 * target) + 1e-6 else "wait"
+
+
+def behind(ours: dict[str, list[list]], theirs: dict[str, list[list]]) -> Optional[str]:
+    """Why this replica's index is behind a peer's (``recent`` of each), None if it is not.
+
+    Replicas fed the same uploads number alike; one that missed an upload numbers what follows
+    lower, and one made public a moment later has a segment private that the other has public.
+    Both sides see the same difference and only the one with the smaller numbers says it is
+    behind, so exactly one copies the other (``replicas.Replicas.watch``).
+    """
+    for path, segments in ours.items():
+        peer = {entry[0]: entry[1:] for entry in theirs.get(path, ())}
+        for stored, *mine in segments:
+            other = peer.get(stored)
+            if other is not None and [int(mine[0]), bool(mine[1]), int(mine[2])] < [
+                int(other[0]),
+                bool(other[1]),
+                int(other[2]),
+            ]:
+                return f"{stored} is #{mine[0]} ({'public' if mine[1] else 'private'}) here, #{other[0]} ({'public' if other[1] else 'private'}) there"
+    return None
 
 
 @dataclass(frozen=True)

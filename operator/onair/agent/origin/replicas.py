@@ -17,6 +17,13 @@ uploads in the same order:
   the copy is in place, then are indexed in the order they arrived. So its numbering continues
   the peer's instead of starting again, and nothing uploaded during the copy is lost.
 
+What the fan-out cannot see is caught by comparison (``watch``): every few seconds each replica
+compares its last segments with each peer's (``GET /upload/.recent``); the one whose numbers are
+smaller for the same segment (it missed an upload, or the operator made it public a few
+milliseconds after the others and a segment began in between, so the segment is private here and
+public there) copies that peer. Both sides see the same difference and only one acts, so they
+converge, within a few seconds, on one numbering.
+
 Why not one replica indexing and the others following it: the transcoder would have to find the
 leader, and a crashed leader would stop the live edge until another took over. Here any replica
 alone keeps the stream going. A replica that finds no peer ready (the first one, or all restarted
@@ -43,7 +50,7 @@ from onair.agent.hls import MediaPlaylist
 from onair.api.agent import OriginConfig
 
 from onair.agent.app import SecretFile
-from .dvr import Dvr
+from .dvr import Dvr, behind
 from .journal import Journal
 from .storage import Storage
 
@@ -51,10 +58,13 @@ log = logging.getLogger("onair.agent.origin")
 
 ALIVE_PATH = ".alive"
 STATE_PATH = ".replica"
+RECENT_PATH = ".recent"
 RESYNC_PATH = ".resync"
 # Files copied from a peer at once: enough to fill a link, not so many that the peer's viewers wait.
 COPY_CONCURRENCY = 8
 PEER_TIMEOUT_SECONDS = 10.0
+# How often replicas compare their last segments (``watch``): a drift is repaired within this.
+COMPARE_SECONDS = 3.0
 
 
 class CatchUpFailed(Exception):
@@ -107,7 +117,7 @@ class Replicas:
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.origin.upload_token.get() or ''}"}
 
-    async def catch_up(self) -> Optional[str]:
+    async def catch_up(self, prefer: Optional[str] = None) -> Optional[str]:
         """Copy the first answering peer's index; the peer copied from, None if none answered.
 
         No peer answering is no reason to wait: this replica is the first, or the others are down
@@ -120,7 +130,7 @@ class Replicas:
             try:
                 reasons = []
                 async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=PEER_TIMEOUT_SECONDS)) as http:
-                    for peer in self.peer_urls:
+                    for peer in sorted(self.peer_urls, key=lambda u: u != prefer):
                         try:
                             await self._copy_from(http, peer)
                             return peer
@@ -178,6 +188,36 @@ class Replicas:
             len(missing),
             len(self.adopting or ()),
         )
+
+    async def watch(self) -> None:
+        """Every few seconds, compare the last segments with each peer's; a replica that is behind
+        one (it missed uploads the transcoder did not know it missed, or it was made public a moment
+        after the others) copies that peer's index. So replicas that drifted apart come together."""
+        if not self.enabled:
+            return
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=PEER_TIMEOUT_SECONDS)) as http:
+            while True:
+                await asyncio.sleep(COMPARE_SECONDS)
+                for peer in self.peer_urls:
+                    try:
+                        async with http.get(f"{peer}/{RECENT_PATH}", headers=self._headers()) as resp:
+                            if resp.status != 200:
+                                continue  # copying itself, or down: nothing to compare with
+                            theirs = await resp.json()
+                    except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
+                        continue
+                    try:
+                        why = behind(self.origin.dvr.recent(), theirs) if self.adopting is None else None
+                    except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+                        continue  # a peer of another version: its answer is not comparable
+                    if why:
+                        log.warning("this replica's DVR differs from the peer %s (%s): copying it", peer, why)
+                        await self.catch_up(prefer=peer)
+                        break
+
+    def recent(self) -> Optional[dict]:
+        """What a peer compares (``GET /upload/.recent``); None while copying a peer."""
+        return None if self.adopting is not None else self.origin.dvr.recent()
 
     def _missing(self, sizes: dict[str, int]) -> list[str]:
         missing = []

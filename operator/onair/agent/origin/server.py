@@ -181,6 +181,7 @@ class OriginAgent(Agent):
         self._log_limiter = http_limits.LogLimiter(log)
         self._phase_logged: Optional[tuple[str, bool]] = (self.desired.phase, False)
         self._janitor: Optional[asyncio.Task] = None
+        self._replica_watch: Optional[asyncio.Task] = None
         self._public_runner: Optional[web.AppRunner] = None
         self._upload_runner: Optional[web.AppRunner] = None
         self.public_guard: Optional[http_limits.ConnectionGuard] = None
@@ -1145,10 +1146,13 @@ class OriginAgent(Agent):
         await self.replicas.catch_up()
         await self.start_public(fds)
         self._janitor = asyncio.get_running_loop().create_task(self._janitor_loop(), name="origin-janitor")
+        self._replica_watch = asyncio.get_running_loop().create_task(self.replicas.watch(), name="origin-replicas")
 
     async def stop(self) -> None:
         if self._janitor:
             self._janitor.cancel()
+        if self._replica_watch:
+            self._replica_watch.cancel()
         if self._public_runner:
             await self._public_runner.cleanup()
         if self._upload_runner:

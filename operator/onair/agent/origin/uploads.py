@@ -26,7 +26,7 @@ from onair.agent.hls import MediaPlaylist, PlaylistError, is_master, parse_media
 
 from .chunked import GrowingFile
 from .dash import MpdError, check_mpd, init_patterns, time_shift_buffer_depth
-from .replicas import ALIVE_PATH, RESYNC_PATH, STATE_PATH
+from .replicas import ALIVE_PATH, RECENT_PATH, RESYNC_PATH, STATE_PATH
 from .paths import SCREENSHOT, BadPath, Kind, is_publishable, kind_of, resolve_uri, safe_relpath
 
 if TYPE_CHECKING:
@@ -61,6 +61,7 @@ class Uploads:
         return [
             web.get(f"/{prefix}/{ALIVE_PATH}", self.alive),
             web.get(f"/{prefix}/{STATE_PATH}", self.replica_state),
+            web.get(f"/{prefix}/{RECENT_PATH}", self.recent),
             web.post(f"/{prefix}/{RESYNC_PATH}", self.resync),
             web.get(f"/{prefix}/{{path:.*}}", self.get),
             web.put(f"/{prefix}/{{path:.*}}", self.put),
@@ -81,6 +82,16 @@ class Uploads:
         if state is None:
             return _error(503, "this replica is itself copying a peer's DVR: ask another one")
         return web.json_response(state)
+
+    async def recent(self, request: web.Request) -> web.Response:
+        """A peer replica compares its last segments with these (``replicas.Replicas.watch``)."""
+        denied = self._authorize(request)
+        if denied:
+            return self._refuse(request, denied)
+        recent = self.origin.replicas.recent()
+        if recent is None:
+            return _error(503, "this replica is copying a peer's DVR: nothing to compare yet")
+        return web.json_response(recent)
 
     async def resync(self, request: web.Request) -> web.Response:
         """The transcoder could not deliver every upload here: copy a peer's index again."""
