@@ -15,7 +15,10 @@ uploads in the same order:
   yet, the LL-HLS parts, public or not) and every file it references that this replica lacks.
   The fan-out keeps coming meanwhile: files are stored, playlists wait (``deferred``) until
   the copy is in place, then are indexed in the order they arrived. So its numbering continues
-  the peer's instead of starting again, and nothing uploaded during the copy is lost.
+  the peer's instead of starting again, and nothing uploaded during the copy is lost. A starting
+  replica copies twice (``settle``): the second time once the transcoder's uploads have reached
+  it for a few seconds, so nothing the peer indexed from uploads made before this replica was
+  back in the fan-out is missing when it starts serving.
 
 What the fan-out cannot see is caught by comparison (``watch``): every few seconds each replica
 compares its last segments with each peer's (``GET /upload/.recent``); the one whose numbers are
@@ -65,6 +68,10 @@ COPY_CONCURRENCY = 8
 PEER_TIMEOUT_SECONDS = 10.0
 # How often replicas compare their last segments (``watch``): a drift is repaired within this.
 COMPARE_SECONDS = 3.0
+# A replica that copied a peer on start copies it again once uploads have reached it this long
+# (``settle``), and does not wait longer than the maximum for them (a stream not broadcasting).
+SETTLE_SECONDS = 3.0
+SETTLE_MAX_SECONDS = 15.0
 
 
 class CatchUpFailed(Exception):
@@ -96,6 +103,7 @@ class Replicas:
         # Not None while a peer's index is being copied: the uploads received meanwhile.
         self.adopting: Optional[list[tuple[str, str]]] = None
         self.deferred: dict[str, MediaPlaylist] = {}  # playlists received meanwhile, in arrival order
+        self.first_upload_at: Optional[float] = None  # monotonic: when the transcoder's uploads began here
         self._lock = asyncio.Lock()
 
     @property
@@ -103,6 +111,8 @@ class Replicas:
         return bool(self.peer_urls)
 
     def received(self, path: str, stored: str) -> None:
+        if self.first_upload_at is None:
+            self.first_upload_at = time.monotonic()
         if self.adopting is not None:
             self.adopting.append((path, stored))
 
@@ -188,6 +198,21 @@ class Replicas:
             len(missing),
             len(self.adopting or ()),
         )
+
+    async def settle(self) -> None:
+        """After the first copy: once the transcoder's uploads have reached this replica for a
+        while, copy again before serving. The first copy misses what the peer indexed after it
+        answered from uploads made before this replica was back in the fan-out (the transcoder finds
+        a returning replica within a second or so); the second one is taken when every upload since
+        is here too, so viewers balanced here from the first request see the peers' numbering."""
+        deadline = time.monotonic() + SETTLE_MAX_SECONDS
+        while time.monotonic() < deadline:
+            if self.first_upload_at is not None and time.monotonic() - self.first_upload_at >= SETTLE_SECONDS:
+                break
+            await asyncio.sleep(0.2)
+        else:
+            log.warning("no upload reached this replica within %.0fs of copying a peer's DVR", SETTLE_MAX_SECONDS)
+        await self.catch_up()
 
     async def watch(self) -> None:
         """Every few seconds, compare the last segments with each peer's; a replica that is behind

@@ -1143,7 +1143,9 @@ class OriginAgent(Agent):
         fds = http_limits.FdBudget.of_this_process()
         await self.start_upload(fds)
         # Uploads flow in while a peer's index is copied; viewers come once it is in place.
-        await self.replicas.catch_up()
+        # A peer with a stream (a restart, a rolling update): copy again once uploads flow here too.
+        if await self.replicas.catch_up() and (self.dvr.playlists() or self.dvr.fresh):
+            await self.replicas.settle()
         await self.start_public(fds)
         self._janitor = asyncio.get_running_loop().create_task(self._janitor_loop(), name="origin-janitor")
         self._replica_watch = asyncio.get_running_loop().create_task(self.replicas.watch(), name="origin-replicas")

@@ -175,10 +175,16 @@ async def _reason(resp: aiohttp.ClientResponse) -> str:
 
 
 class HttpSink:
-    def __init__(self, base_url: str, token: Callable[[], Optional[str]], timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: Callable[[], Optional[str]],
+        timeout: float = 10.0,
+        connect_timeout: Optional[float] = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self._token = token
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
         self._session: Optional[aiohttp.ClientSession] = None
         # LL-DASH streams hold a connection for a whole segment each: a pool of their own, so they
         # never make LL-HLS parts and playlists wait for a free connection.
@@ -225,7 +231,10 @@ class HttpSink:
             timeout = (
                 self._timeout
                 if remaining is None
-                else aiohttp.ClientTimeout(total=min(self._timeout.total or remaining, remaining - delay))
+                else aiohttp.ClientTimeout(
+                    total=min(self._timeout.total or remaining, remaining - delay),
+                    sock_connect=self._timeout.sock_connect,
+                )
             )
             busy_after = None
             try:
@@ -295,6 +304,7 @@ class HttpSink:
 # A replica that failed an upload is left out for at least this long, then probed in the background:
 # a dead pod must not hold every upload up for its retries and timeouts.
 REPLICA_PROBE_SECONDS = 1.0
+REPLICA_CONNECT_TIMEOUT = 1.0
 REPLICA_PROBE_TIMEOUT = 2.0
 
 
@@ -310,7 +320,9 @@ class FanoutSink:
     """
 
     def __init__(self, base_urls: list[str], token: Callable[[], Optional[str]], timeout: float = 10.0) -> None:
-        self.targets = [HttpSink(url, token, timeout) for url in base_urls]
+        # A replica whose pod is gone leaves an address nothing answers at: connecting must give up
+        # fast, every upload to the others waits for it.
+        self.targets = [HttpSink(url, token, timeout, connect_timeout=REPLICA_CONNECT_TIMEOUT) for url in base_urls]
         self._down: set[int] = set()
         self._probes: dict[int, asyncio.Task] = {}
         self._token = token
