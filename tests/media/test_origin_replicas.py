@@ -5,6 +5,7 @@ continues the survivor's numbering instead of starting again (``origin/replicas.
 
 from __future__ import annotations
 
+import shutil
 import time
 
 import httpx
@@ -150,13 +151,17 @@ def test_a_crashed_replica_is_no_outage_and_comes_back_with_the_same_numbering(r
     text = playlist(a, "180p")
     newest = numbering(text)[last_msn(text)][1]
     assert a.get(f"hls/cmaf/180p/{newest}").status_code == 200
-    # Back (its volume kept, as a StatefulSet's): it copies the survivor's DVR before it serves and
-    # numbers what comes next as the survivor does, not from where its own journal stopped.
+    # Back on a new, empty volume (a StatefulSet pod whose claim was lost, or a replica added): it
+    # copies the survivor's DVR and what the transcoder sent once (the master playlist) before it
+    # serves, and numbers what comes next as the survivor does.
+    shutil.rmtree(b.data_dir)
     b.spawn()
     b.wait_ready(30, b.serving)
     b.set_phase("live")
     assert "DVR copied from the peer replica" in b.log_text()
     assert httpx.get(f"{b.agent}/readyz", timeout=5).status_code == 200  # the StatefulSet's readinessProbe
+    master = b.get("hls/cmaf/master.m3u8")
+    assert master.status_code == 200 and master.text == a.get("hls/cmaf/master.m3u8").text
     ours, theirs = numbering(playlist(a, "180p")), numbering(playlist(b, "180p"))
     agree(ours, theirs, at_least=4)
     assert min(theirs) <= start, "the restarted replica lost the DVR it was down for"

@@ -10,7 +10,8 @@ uploads in the same order:
   a segment before the playlist that lists it, as with one origin; indexing is deterministic
   given the uploads (no clock in the numbering);
 * a replica that starts (first start, restart, rolling update) or that missed uploads (the sink
-  asks it to, ``POST /upload/.resync``) copies a Ready peer's index before it serves
+  asks it to, ``POST /upload/.resync``) copies a Ready peer's index before it serves, with the
+  files the transcoder sends once (master playlists) or outside the index (MPDs, DASH segments)
   (``catch_up``): the peer's ``Dvr.replica_state`` (the journal's snapshot, uploads not indexed
   yet, the LL-HLS parts, public or not) and every file it references that this replica lacks.
   The fan-out keeps coming meanwhile: files are stored, playlists wait (``deferred``) until
@@ -42,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import socket
 import time
 from urllib.parse import urlsplit
@@ -53,6 +55,7 @@ from onair.agent.hls import MediaPlaylist
 from onair.api.agent import OriginConfig
 
 from onair.agent.app import SecretFile
+from .dash import init_patterns, time_shift_buffer_depth
 from .dvr import Dvr, behind
 from .journal import Journal
 from .storage import Storage
@@ -86,6 +89,12 @@ class Host(Protocol):
     storage: Storage
     journal: Journal
     upload_token: SecretFile
+    manifests: set[str]
+    mpds: dict[str, tuple[Optional[float], list[re.Pattern]]]
+    dash_uploaded_at: dict[str, float]
+    private_files: set[str]
+
+    def dash_uploaded(self, path: str) -> None: ...
 
     async def run_io(self, fn: Callable[..., Any], *args: Any) -> Any: ...
     def index_playlist(self, path: str, playlist: MediaPlaylist) -> None: ...
@@ -174,6 +183,7 @@ class Replicas:
                 await origin.run_io(origin.storage.write, stored, body)
 
         await asyncio.gather(*(copy(stored) for stored in missing))
+        await origin.run_io(self._adopt_files, state, set(missing))
         dvr = Dvr(origin.config.dvr_window_seconds, origin.config.dvr_enabled)
         try:
             dvr.adopt(state, time.monotonic())
@@ -244,6 +254,22 @@ class Replicas:
         """What a peer compares (``GET /upload/.recent``); None while copying a peer."""
         return None if self.adopting is not None else self.origin.dvr.recent()
 
+    def _adopt_files(self, state: dict, fetched: set[str]) -> None:
+        """What the transcoder sends once (the master playlists, at its start) or outside the HLS
+        index (MPDs, DASH segments): served here as on the peer, under the same visibility."""
+        origin = self.origin
+        for path in state.get("manifests", ()):
+            if origin.storage.existing(path) is None:
+                continue  # deleted on the peer since
+            origin.manifests.add(path)
+            if path.endswith(".mpd"):
+                text = (origin.storage.read(path) or b"").decode("utf-8", "replace")
+                origin.mpds[path] = (time_shift_buffer_depth(text), init_patterns(text))
+        for path in state.get("dash", ()):
+            if path in fetched or (path not in origin.dash_uploaded_at and origin.storage.existing(path)):
+                origin.dash_uploaded(path)
+        origin.private_files.update(state.get("private", ()))
+
     def _missing(self, sizes: dict[str, int]) -> list[str]:
         missing = []
         for stored, size in sizes.items():
@@ -268,9 +294,13 @@ class Replicas:
         """What a peer copies (``GET /upload/.replica``); None while this replica copies one itself."""
         if self.adopting is not None:
             return None
-        state = self.origin.dvr.replica_state()
+        origin = self.origin
+        state = origin.dvr.replica_state()
+        state["manifests"] = sorted(origin.manifests)
+        state["dash"] = sorted(origin.dash_uploaded_at)
+        state["private"] = sorted(origin.private_files)
         sizes = {}
-        for stored in self.origin.dvr.stored_files():
+        for stored in origin.dvr.stored_files() | origin.manifests | set(origin.dash_uploaded_at):
             full = self.origin.storage.existing(stored)
             if full is None:
                 continue
