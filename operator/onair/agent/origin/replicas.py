@@ -290,8 +290,11 @@ class Replicas:
         self.origin.update_dvr_metrics()
         self.origin.hls_changed()
 
-    def state(self) -> Optional[dict]:
-        """What a peer copies (``GET /upload/.replica``); None while this replica copies one itself."""
+    async def state(self) -> Optional[dict]:
+        """What a peer copies (``GET /upload/.replica``); None while this replica copies one itself.
+
+        The index is read on the event loop (where it changes), the file sizes off it: a long DVR
+        is thousands of stat calls."""
         if self.adopting is not None:
             return None
         origin = self.origin
@@ -299,14 +302,17 @@ class Replicas:
         state["manifests"] = sorted(origin.manifests)
         state["dash"] = sorted(origin.dash_uploaded_at)
         state["private"] = sorted(origin.private_files)
-        sizes = {}
-        for stored in origin.dvr.stored_files() | origin.manifests | set(origin.dash_uploaded_at):
-            full = self.origin.storage.existing(stored)
-            if full is None:
-                continue
-            try:
-                sizes[stored] = full.stat().st_size
-            except OSError:
-                continue
-        state["sizes"] = sizes
+        files = sorted(origin.dvr.stored_files() | origin.manifests | set(origin.dash_uploaded_at))
+        state["sizes"] = await origin.run_io(self._sizes, files)
         return state
+
+    def _sizes(self, files: list[str]) -> dict[str, int]:
+        sizes = {}
+        for stored in files:
+            full = self.origin.storage.existing(stored)
+            try:
+                if full is not None:
+                    sizes[stored] = full.stat().st_size
+            except OSError:
+                continue  # deleted since (slid out): the peer does without it
+        return sizes

@@ -78,7 +78,7 @@ class Uploads:
         denied = self._authorize(request)
         if denied:
             return self._refuse(request, denied)
-        state = self.origin.replicas.state()
+        state = await self.origin.replicas.state()
         if state is None:
             return _error(503, "this replica is itself copying a peer's DVR: ask another one")
         return web.json_response(state)
