@@ -104,6 +104,7 @@ KINDS: dict[tuple[str, str], Kind] = {
         # Read to say why an agent does not answer; created only to delete a Recording's files.
         Kind("v1", "Pod", "pods"),
         Kind("apps/v1", "Deployment", "deployments"),
+        Kind("apps/v1", "StatefulSet", "statefulsets"),
         Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
         Kind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
         Kind("networking.k8s.io/v1", "Ingress", "ingresses"),

@@ -125,7 +125,12 @@ def test_uploads_are_taken_on_the_upload_port_only(origins):  # noqa: F811
 
     assert httpx.put(f"{origin.upload_url}/screenshot.jpg", content=body, headers=auth, timeout=10).status_code == 201
     assert origin.get("screenshot.jpg").content == body
-    # ...and the upload port is no back door to playback.
+    # ...and the upload port is no back door to playback: it reads stored files back only to holders
+    # of the upload token (peer origin replicas copying this one's DVR).
     upload_port = f"http://127.0.0.1:{origin.config.upload_port}"
     assert httpx.get(f"{upload_port}/screenshot.jpg", timeout=10).status_code == 404
-    assert httpx.get(f"{upload_port}/upload/screenshot.jpg", timeout=10).status_code == 405
+    assert httpx.get(f"{upload_port}/upload/screenshot.jpg", timeout=10).status_code == 401
+    wrong = {"Authorization": "Bearer not-the-upload-token"}
+    assert httpx.get(f"{upload_port}/upload/screenshot.jpg", headers=wrong, timeout=10).status_code == 403
+    assert httpx.get(f"{upload_port}/upload/.replica", timeout=10).status_code == 401
+    assert httpx.get(f"{upload_port}/upload/screenshot.jpg", headers=auth, timeout=10).content == body

@@ -193,7 +193,9 @@ def test_an_unresolved_address_names_its_service_port():
         ("SHOW-INGEST.NS1.SVC.", ("ns1", "show-ingest")),
         ("example.org", None),
         ("show-ingest", None),
-        ("a.b.c.svc", None),
+        # One pod of a headless Service (a StatefulSet's stable name): the "service" is <pod>.<svc>.
+        ("show-origin-1.show-origin-peers.ns1.svc", ("ns1", "show-origin-1.show-origin-peers")),
+        ("a.b.c.d.svc", None),
         ("127.0.0.1", None),
     ],
 )
@@ -344,3 +346,41 @@ def test_local_endpoints_rewrite_status_urls(rendered):
     }
     assert out["playback"] == {"hlsCmaf": f"http://127.0.0.1:{ports[(NS, f'{LS}-origin', 8081)]}/hls/cmaf/master.m3u8"}
     assert loopback.local_endpoints({}, table, NS) == {"ingest": {}, "playback": {}}
+
+
+def test_origin_replicas_run_as_one_plan_each_with_their_own_claim_and_name():
+    ct = CallType.model_validate(
+        {
+            "apiVersion": "onair.dev/v1alpha1",
+            "kind": "CallType",
+            "metadata": {"name": "x"},
+            "spec": {"settings": {"origin": {"replicas": 2}, "recording": {"mode": "disabled"}}},
+        }
+    )
+    ls = {"metadata": {"name": LS, "namespace": NS, "uid": "u-1"}, "spec": {"callType": "x"}}
+    objects = render_children(ls, ct, OperatorConfig(), generate_credentials()).objects
+    workloads = [o for o in objects if o["kind"] in ("Deployment", "StatefulSet")]
+    ps = [p for w in workloads for p in loopback.pod_plans(w)]
+    replicas = [p for p in ps if p.component == "origin"]
+    assert [p.name for p in replicas] == [f"{LS}-origin-0", f"{LS}-origin-1"]
+    assert [p.volumes["data"].source for p in replicas] == [f"data-{LS}-origin-0", f"data-{LS}-origin-1"]
+    assert all(p.replicas == 1 and p.fingerprint == replicas[0].fingerprint for p in replicas)
+    ports = local_ports(ps)
+    table = loopback.service_table([o for o in objects if o["kind"] == "Service"], ps, ports)
+    # Each replica's own name under the headless Service, and the playback Service on one of them.
+    for i in (0, 1):
+        assert table[(NS, f"{LS}-origin-{i}.{LS}-origin-peers", 8082)] == ports[(NS, f"{LS}-origin-{i}", 8082)]
+    assert table[(NS, f"{LS}-origin", 8081)] == ports[(NS, f"{LS}-origin-0", 8081)]
+    tx = json.loads(
+        next(o for o in objects if o["metadata"]["name"] == f"{LS}-transcoder" and o["kind"] == "ConfigMap")["data"][
+            "config.json"
+        ]
+    )
+    transcoder = next(p for p in ps if p.component == "transcoder")
+    tx_ports = {n: local for (ns, name, n), local in ports.items() if name == transcoder.name}
+    mounts = loopback.local_mounts(transcoder, {name: f"/root/tx/{name}" for name in transcoder.volumes})
+    out = loopback.rewrite_config(tx, namespace=NS, ports=tx_ports, mounts=mounts, services=table)
+    assert out.unresolved == [f"{LS}-ingest-backup.{NS}.svc:1935"]  # not turned on: reserved by the runner
+    assert out.config["outputUrls"] == [
+        f"http://127.0.0.1:{ports[(NS, f'{LS}-origin-{i}', 8082)]}/upload" for i in (0, 1)
+    ]

@@ -63,7 +63,16 @@ def names(out: RenderedChildren) -> set[tuple[str, str]]:
 
 
 def pods(out: RenderedChildren) -> dict[str, dict]:
-    return {name: d["spec"]["template"]["spec"] for name, d in by_kind(out, "Deployment").items()}
+    """Pod specs by workload name; a StatefulSet's claim templates as the volumes its pods get."""
+    out_pods = {name: d["spec"]["template"]["spec"] for name, d in by_kind(out, "Deployment").items()}
+    for name, sts in by_kind(out, "StatefulSet").items():
+        spec = sts["spec"]["template"]["spec"]
+        claims = [
+            {"name": c["metadata"]["name"], "persistentVolumeClaim": {"claimName": c["metadata"]["name"]}}
+            for c in sts["spec"]["volumeClaimTemplates"]
+        ]
+        out_pods[name] = {**spec, "volumes": spec["volumes"] + claims}
+    return out_pods
 
 
 def config_of(out: RenderedChildren, key: str):
@@ -364,6 +373,7 @@ ALL_VARIANTS = {
     "transcoded-recording": lambda: render(ct=calltype(recording={"mode": "auto-on", "type": "transcoded"})),
     "tls": lambda: render(config=OperatorConfig(ingest_tls_secret="ingest-tls", image_pull_secrets=["regcred"])),
     "inactive": lambda: render(livestream(active=False, phase="live")),
+    "origin-replicas": lambda: render(ct=calltype(origin={"replicas": 3})),
 }
 
 
@@ -416,8 +426,10 @@ def test_every_pod_is_restricted(rendered):
             assert sc["capabilities"] == {"drop": ["ALL"]}
             assert sc["runAsNonRoot"] is True and sc["seccompProfile"] == {"type": "RuntimeDefault"}
             assert c["image"] == CONFIG.image and c["imagePullPolicy"] == CONFIG.image_pull_policy
-            # The ingest is ready once its nginx answers (encoders connect to nginx, not the agent).
-            ready_path = "/readyz" if c["name"] == "ingest" else "/healthz"
+            # The ingest is ready once its nginx answers (encoders connect to nginx, not the agent);
+            # origin replicas once they serve viewers (after copying a peer's DVR).
+            replicated = c["name"] == "origin" and "show-origin" in by_kind(rendered, "StatefulSet")
+            ready_path = "/readyz" if c["name"] == "ingest" or replicated else "/healthz"
             assert c["readinessProbe"]["httpGet"] == {"path": ready_path, "port": "agent"}
             assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "agent"}
             assert c["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "agent"}
@@ -683,6 +695,8 @@ K8S_MODELS = {
     "Service": "V1Service",
     "PersistentVolumeClaim": "V1PersistentVolumeClaim",
     "Deployment": "V1Deployment",
+    "StatefulSet": "V1StatefulSet",
+    "PodDisruptionBudget": "V1PodDisruptionBudget",
     "NetworkPolicy": "V1NetworkPolicy",
 }
 

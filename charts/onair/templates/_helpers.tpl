@@ -84,7 +84,11 @@ and watches every kind it handles. get is granted wherever list is: it reveals n
   resources: ["recordings/status"]
   verbs: ["patch"]
 - apiGroups: ["apps"]
-  resources: ["deployments"]
+  resources: ["deployments", "statefulsets"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# The origin's with origin.replicas > 1: at most one replica disrupted at a time.
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["services", "configmaps", "secrets", "persistentvolumeclaims"]

@@ -137,6 +137,13 @@ class TranscoderConfig(ApiModel):
     screenshot_width: int = 1080
     output_dir: Optional[str] = Field(None, description="write outputs here (shared volume / local tests)")
     output_url: Optional[str] = Field(None, description="or HTTP PUT them to the origin's ingest URL")
+    output_urls: Optional[list[str]] = Field(
+        None,
+        description=(
+            "instead of outputUrl, HTTP PUT every file to each of these (one per origin replica): every replica gets "
+            "every upload, in the same order, so all index the same segments under the same numbers"
+        ),
+    )
     output_token_file: Optional[str] = None
     work_dir: str = "/var/lib/onair/transcoder"
     listen_host: str = "0.0.0.0"
@@ -218,6 +225,15 @@ class OriginConfig(ApiModel):
         description="LL-HLS part / LL-DASH chunk duration (the transcoder's partSeconds), with lowLatency",
     )
     cors_origins: list[str] = ["*"]
+    peer_upload_urls: Optional[list[str]] = Field(
+        None,
+        description=(
+            "the upload URLs of the other replicas of this origin (http://<pod>.<livestream>-origin-peers:8082/upload): "
+            "on start, and when the transcoder says it missed uploads, this replica copies a ready peer's DVR index and "
+            "files so its playlists number segments as the peers do; this replica's own URL (its host name is the pod's) is skipped; "
+            "null: a single origin"
+        ),
+    )
     max_upload_bytes: int = Field(
         64 * 1024 * 1024, ge=1024 * 1024, description="largest segment/screenshot the transcoder may PUT (413 above)"
     )

@@ -49,6 +49,9 @@ RECORDING_UPLOAD_RECOVERED = "RecordingUploadRecovered"
 
 # Ready=False while outputs that should be produced are not (also a Warning Event).
 BROADCASTING_FAILED = "BroadcastingFailed"
+# Events (not conditions) of status.originReplicas: a replica down is no outage, the stream stays Ready.
+ORIGIN_REPLICAS_DOWN = "OriginReplicasDown"
+ORIGIN_REPLICAS_RECOVERED = "OriginReplicasRecovered"
 
 
 class Condition(ApiModel):

@@ -294,6 +294,14 @@ class LivestreamStatus(ApiModel):
     )
     transcoding_speed: Optional[float] = None
     transcoded_qualities: Optional[list[str]] = None
+    origin_replicas: Optional[str] = Field(
+        None,
+        description=(
+            'With settings origin.replicas > 1: origin replicas answering / wanted ("2/3"). One down is no outage '
+            "(the others serve viewers the same playlists) and is an OriginReplicasDown Warning Event, not a failure "
+            "of the stream; once back it copies a peer's DVR before it serves."
+        ),
+    )
     ingest: Optional[IngestEndpoints] = None
     playback: Optional[PlaybackUrls] = None
     credentials_secret: Optional[str] = Field(

@@ -138,6 +138,24 @@ class DvrSettings(ApiModel):
     )
 
 
+MAX_ORIGIN_REPLICAS = 10
+
+
+class OriginSettings(ApiModel):
+    replicas: Optional[int] = Field(
+        None,
+        ge=1,
+        le=MAX_ORIGIN_REPLICAS,
+        description=(
+            "Origin pods behind the playback Service, 1–10. Default 1. With more, each keeps its own DVR volume "
+            "and serves the same playlists and parts (the transcoder uploads to every one; a replica that starts "
+            "copies a peer's DVR first), so a crashed pod or a rolling update is no outage for viewers. Changing "
+            "between 1 and more replaces the origin (a Deployment with one volume, or a StatefulSet with one per "
+            "pod): the DVR starts afresh, so choose before going live."
+        ),
+    )
+
+
 S3_ENDPOINT_PATTERN = r"^https?://[^\s/?#]+(/[^\s?#]*)?$"
 S3_BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 # Keys stay within the characters S3 calls safe, so a URL or a shell never needs to quote them.
@@ -287,6 +305,7 @@ class CallSettings(ApiModel):
     ingest: Optional[IngestSettings] = None
     broadcasting: Optional[BroadcastingSettings] = None
     dvr: Optional[DvrSettings] = None
+    origin: Optional[OriginSettings] = None
     recording: Optional[RecordingSettings] = None
     screenshots: Optional[ScreenshotSettings] = None
     webhooks: Optional[list[WebhookEndpoint]] = Field(
@@ -313,6 +332,7 @@ DEFAULT_SETTINGS = CallSettings(
         segment_duration_seconds=2,
     ),
     dvr=DvrSettings(enabled=True, duration_seconds=3600),
+    origin=OriginSettings(replicas=1),
     recording=RecordingSettings(
         mode="available", type="origin", split_seconds=14400, storage=RecordingStorage(size="20Gi")
     ),

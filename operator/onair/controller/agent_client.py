@@ -16,6 +16,7 @@ Every call carries the Livestream's agent token (``agentToken`` of its credentia
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Callable, Iterable, Optional
@@ -27,6 +28,9 @@ from pydantic import BaseModel, ValidationError
 from onair.api.agent import Desired, IngestStatus, OriginStatus, RecorderStatus, TranscoderStatus
 
 Resolver = Callable[[str, str, str], Optional[str]]
+# Every Running pod of an agent, for the origin's replicas: each gets the same Desired (every one
+# must make the same segments public) and the status poll counts those that answer.
+ReplicasResolver = Callable[[str, str, str], list[str]]
 
 # What an agent answers when it refuses the caller's agent token (onair.agent.app.Agent.refusal):
 # 401 none sent, 403 wrong one, 503 the agent has none to compare with.
@@ -55,6 +59,11 @@ class AgentReport:
     desired_accepted: bool = False
     # The agent refused the agent token (the reason, with its HTTP status); None otherwise.
     refused: Optional[str] = None
+    # Several replicas (the origin's): how many were asked and how many answered; ``status`` is the
+    # first answer (every replica serves the same), ``replica_errors`` why the others did not.
+    replicas: int = 1
+    replicas_reachable: int = 1
+    replica_errors: tuple[str, ...] = ()
 
 
 # A recorder deletes a session's objects too: one bounded request per object, more than a status poll's time.
@@ -64,8 +73,9 @@ DELETE_RECORDING_TIMEOUT = aiohttp.ClientTimeout(total=180, connect=1.0)
 class AgentClient:
     """One aiohttp session for every Livestream; short timeouts so one dead pod never delays others."""
 
-    def __init__(self, resolver: Resolver, timeout: float = 2.0) -> None:
+    def __init__(self, resolver: Resolver, timeout: float = 2.0, replicas: Optional[ReplicasResolver] = None) -> None:
         self.resolver = resolver
+        self.replicas_resolver = replicas
         self.timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 1.0))
         self._session: Optional[aiohttp.ClientSession] = None
 
@@ -87,12 +97,37 @@ class AgentClient:
             return None
         return url.rstrip("/") if url else None
 
+    def replica_urls(self, namespace: str, livestream: str, role_key: str) -> list[str]:
+        """Base URLs of every replica of a replicated agent (the origin); [] for the others."""
+        if self.replicas_resolver is None or role_of(role_key) != "origin":
+            return []
+        try:
+            return [u.rstrip("/") for u in self.replicas_resolver(namespace, livestream, role_key)]
+        except Exception:  # noqa: BLE001 - as a broken resolver: no replicas known
+            return []
+
     async def poll_one(
         self, namespace: str, livestream: str, role_key: str, desired: Optional[Desired], token: Optional[str] = None
     ) -> AgentReport:
+        replicas = self.replica_urls(namespace, livestream, role_key)
+        if len(replicas) > 1:
+            reports = await asyncio.gather(*(self._poll_url(role_key, u, desired, token) for u in replicas))
+            answered = [r for r in reports if r.reachable]
+            first = answered[0] if answered else reports[0]
+            return dataclasses.replace(
+                first,
+                replicas=len(reports),
+                replicas_reachable=len(answered),
+                replica_errors=tuple(f"{r.url}: {r.error}" for r in reports if not r.reachable),
+            )
         base = self.url(namespace, livestream, role_key)
         if not base:
             return AgentReport(role_key, None, False, error="no address")
+        return await self._poll_url(role_key, base, desired, token)
+
+    async def _poll_url(
+        self, role_key: str, base: str, desired: Optional[Desired], token: Optional[str]
+    ) -> AgentReport:
         session = await self._http()
         headers = _auth(token)
         accepted = False
@@ -147,10 +182,18 @@ class AgentClient:
     async def clear_dvr(
         self, namespace: str, livestream: str, role_key: str = "origin", token: Optional[str] = None
     ) -> tuple[bool, str]:
-        """POST /dvr/clear on the origin; (done, reason when not)."""
+        """POST /dvr/clear on the origin (every replica); (done, reason when not)."""
+        replicas = self.replica_urls(namespace, livestream, role_key)
+        if len(replicas) > 1:
+            results = await asyncio.gather(*(self._clear_dvr(u, token) for u in replicas))
+            failed = [f"{u}: {why}" for u, (done, why) in zip(replicas, results) if not done]
+            return (not failed), "; ".join(failed)
         base = self.url(namespace, livestream, role_key)
         if not base:
             return False, "origin agent has no address"
+        return await self._clear_dvr(base, token)
+
+    async def _clear_dvr(self, base: str, token: Optional[str]) -> tuple[bool, str]:
         session = await self._http()
         try:
             async with session.post(f"{base}/dvr/clear", headers=_auth(token)) as resp:

@@ -126,11 +126,15 @@ def up_to_date(
     return seen.marker if seen.untouched else None
 
 
+# What runs pods: the origin is a StatefulSet with several replicas.
+WORKLOAD_KINDS = ("Deployment", "StatefulSet")
+
+
 def version_marker(obj: Mapping) -> str:
     """What identifies "the state we wrote": a Deployment's generation (its status churns the
     resourceVersion while pods roll), every other kind's resourceVersion."""
     meta = obj.get("metadata") or {}
-    if obj.get("kind") == "Deployment":
+    if obj.get("kind") in WORKLOAD_KINDS:
         return f"g{meta.get('generation')}"
     return f"rv{meta.get('resourceVersion')}"
 
@@ -198,8 +202,8 @@ async def apply_children(
     before = dict(previous_versions or {})
     # Deployments last: one created before a Secret, ConfigMap or claim it mounts would make a
     # real kubelet wait (and log) until they appear. Everything else is independent.
-    first = [o for o in rendered.objects if o["kind"] != "Deployment"]
-    last = [o for o in rendered.objects if o["kind"] == "Deployment"]
+    first = [o for o in rendered.objects if o["kind"] not in WORKLOAD_KINDS]
+    last = [o for o in rendered.objects if o["kind"] in WORKLOAD_KINDS]
     # The kept PVC is not labelled as a child, so no cache knows it: a Livestream the operator
     # has never written anything for (and the cache has nothing of) tries to create it at once.
     new = known is not None and not known and not before

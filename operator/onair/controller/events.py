@@ -14,6 +14,8 @@ from typing import Any, Mapping, Optional, cast
 import kopf
 
 from onair.api.conditions import (
+    ORIGIN_REPLICAS_DOWN,
+    ORIGIN_REPLICAS_RECOVERED,
     RECORDING,
     RECORDING_PROBLEMS,
     RECORDING_UPLOAD_FAILING,
@@ -92,6 +94,9 @@ def transition_events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Ev
             )
         elif phase == "ended":
             out.append(Event(NORMAL, "Ended", "The livestream has ended: pushes are refused, the DVR stays playable."))
+
+    if changed("originReplicas"):
+        out += _origin_replica_events(old.get("originReplicas"), new["originReplicas"])
 
     if changed("live") and (new["live"] or old.get("live")):
         if new["live"]:
@@ -179,6 +184,38 @@ def transition_events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Ev
         else:
             out.append(Event(NORMAL, "Recovered", f"No longer stalled ({old_stalled.get('reason')})."))
     return out
+
+
+def _origin_replica_events(old: Optional[str], new: str) -> list[Event]:
+    """``originReplicas`` ("answering/wanted") lost or regained replicas."""
+
+    def counts(value: Optional[str]) -> Optional[tuple[int, int]]:
+        try:
+            up, wanted = (value or "").split("/")
+            return int(up), int(wanted)
+        except ValueError:
+            return None
+
+    before, after = counts(old), counts(new)
+    if after is None:
+        return []
+    up, wanted = after
+    if up < wanted and (before is None or up < before[0] or before[0] >= before[1]):
+        return [
+            Event(
+                WARNING,
+                ORIGIN_REPLICAS_DOWN,
+                f"{wanted - up} of {wanted} origin replicas do not answer; "
+                + (
+                    "the others keep serving viewers. A replica that comes back copies a peer's DVR first."
+                    if up
+                    else "no replica serves viewers."
+                ),
+            )
+        ]
+    if up == wanted and before is not None and before[0] < before[1]:
+        return [Event(NORMAL, ORIGIN_REPLICAS_RECOVERED, f"All {wanted} origin replicas answer again.")]
+    return []
 
 
 def _upload_events(old: Optional[dict], new: Optional[dict]) -> list[Event]:

@@ -28,6 +28,8 @@ CHILD_RESOURCES = (
     ("", "v1", "services"),
     ("", "v1", "persistentvolumeclaims"),
     ("apps", "v1", "deployments"),
+    ("apps", "v1", "statefulsets"),
+    ("policy", "v1", "poddisruptionbudgets"),
     ("networking.k8s.io", "v1", "networkpolicies"),
     # The playback route when it is an Ingress. HTTPRoutes are not watched: the Gateway API is
     # optional, and a watch on a kind the cluster does not serve would fail the operator.

@@ -332,6 +332,7 @@ async def sync_status(
         broadcast_failure=state.broadcast_failure,
         pod_problems=state.pod_problems,
         ingest_rollout=state.ingest_rollout.message if state.ingest_rollout.held else None,
+        origin_replicas_reachable=state.agents["origin"].replicas_reachable if "origin" in state.agents else None,
     )
     await write_status(rt, state, body, stored, new)
 

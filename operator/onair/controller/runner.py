@@ -22,7 +22,7 @@ from onair.api.operator_config import OperatorConfig
 
 from . import calltype, livestream, owned, recordings
 from .metrics import MetricsPortUnavailable, OperatorMetrics, serve as serve_metrics
-from .agent_client import AgentClient, Resolver
+from .agent_client import AgentClient, ReplicasResolver, Resolver
 from .refusals import DEFAULT_INTERVAL_SECONDS
 from .runtime import Runtime
 from .kopf_settings import build_settings
@@ -94,6 +94,7 @@ async def operator(
     context: Optional[str] = None,
     namespaces: Optional[Sequence[str]] = None,
     resolver: Optional[Resolver] = None,
+    replicas_resolver: Optional[ReplicasResolver] = None,
     config: Optional[OperatorConfig] = None,
     stop_flag: Any = None,
     ready_flag: Any = None,
@@ -114,7 +115,14 @@ async def operator(
     def default_resolver(namespace: str, name: str, role_key: str) -> Optional[str]:
         return holder["rt"].pod_resolver(namespace, name, role_key)
 
-    agent_client = AgentClient(resolver or default_resolver, timeout=agent_timeout)
+    def default_replicas(namespace: str, name: str, role_key: str) -> list[str]:
+        return holder["rt"].replica_resolver(namespace, name, role_key)
+
+    agent_client = AgentClient(
+        resolver or default_resolver,
+        timeout=agent_timeout,
+        replicas=replicas_resolver or (default_replicas if resolver is None else None),
+    )
     rt = Runtime(
         config,
         kube,
@@ -159,6 +167,7 @@ def run_operator(
     kubeconfig: Optional[str] = None,
     namespaces: Optional[Sequence[str]] = None,
     resolver: Optional[Resolver] = None,
+    replicas_resolver: Optional[ReplicasResolver] = None,
     stop_flag: Optional[threading.Event] = None,
     ready_flag: Optional[threading.Event] = None,
     **kwargs: Any,
@@ -167,13 +176,15 @@ def run_operator(
 
     From tests: ``threading.Thread(target=run_operator, kwargs=dict(kubeconfig=..., stop_flag=ev))``;
     setting ``stop_flag`` makes it return. ``resolver`` maps (namespace, livestream, role key) to an
-    agent base URL (default: the agent pods' IPs from a pods watch).
+    agent base URL (default: the agent pods' IPs from a pods watch); ``replicas_resolver`` to every
+    replica's of a replicated agent (the origin's).
     """
     asyncio.run(
         operator(
             kubeconfig=kubeconfig,
             namespaces=namespaces,
             resolver=resolver,
+            replicas_resolver=replicas_resolver,
             stop_flag=stop_flag,
             ready_flag=ready_flag,
             **kwargs,

@@ -304,6 +304,13 @@ class Runtime:
                 out[(child.kind, child.name)] = child
         return out
 
+    def replica_resolver(self, namespace: str, livestream: str, role_key: str) -> list[str]:
+        """Agent URLs of every Running pod of ``role_key`` (the origin's replicas), by pod name."""
+        from onair.roles import AGENT_PORT
+
+        pods = sorted(self.agent_pods.get((namespace, livestream, role_key), {}).items())
+        return [f"http://{pod.ip}:{AGENT_PORT}" for _, pod in pods]
+
     def pod_resolver(self, namespace: str, livestream: str, role_key: str) -> Optional[str]:
         from onair.roles import AGENT_PORT
 

@@ -81,8 +81,8 @@ class _OperatorThread:
     the cluster; stopped through run_operator's stop_flag. Falls back to a blocking call in
     the main thread for a runner without stop_flag."""
 
-    def __init__(self, fn, kubeconfig: Path, resolver=None):
-        self.fn, self.kubeconfig, self.resolver = fn, kubeconfig, resolver
+    def __init__(self, fn, kubeconfig: Path, resolver=None, replicas=None):
+        self.fn, self.kubeconfig, self.resolver, self.replicas = fn, kubeconfig, resolver, replicas
         self.params = inspect.signature(fn).parameters
         self.stop = threading.Event()
         self.ready = threading.Event()
@@ -98,6 +98,8 @@ class _OperatorThread:
         kwargs = {"kubeconfig": str(self.kubeconfig), **extra}
         if self.resolver is not None and "resolver" in self.params:
             kwargs["resolver"] = self.resolver
+        if self.replicas is not None and "replicas_resolver" in self.params:
+            kwargs["replicas_resolver"] = self.replicas
         if inspect.iscoroutinefunction(self.fn):
             asyncio.run(self.fn(**kwargs))
             return
@@ -284,7 +286,9 @@ def _run(cluster, args, out: Path, runner, printer) -> None:
         print("Ctrl-C to stop.", flush=True)
         wait_for_interrupt(cluster, extra_check=check)
         return
-    op = _OperatorThread(fn, out, resolver=runner.resolver if runner else None)
+    op = _OperatorThread(
+        fn, out, resolver=runner.resolver if runner else None, replicas=runner.replicas if runner else None
+    )
     print("starting operator in-process; Ctrl-C to stop.", flush=True)
     if op.stoppable:
         op.thread.start()

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping, Optional
 from urllib.parse import urlsplit, urlunsplit
 
@@ -129,7 +129,7 @@ def pod_plan(deployment: Mapping[str, Any]) -> PodPlan:
     pod_spec = template.get("spec") or {}
     labels = dict((template.get("metadata") or {}).get("labels") or {})
     containers = pod_spec.get("containers") or []
-    where = f"Deployment {meta.get('namespace')}/{meta.get('name')}"
+    where = f"{deployment.get('kind') or 'Deployment'} {meta.get('namespace')}/{meta.get('name')}"
     if len(containers) != 1:
         raise PlanError(f"{where} has {len(containers)} containers; the local runner runs exactly one")
     container = containers[0]
@@ -137,9 +137,11 @@ def pod_plan(deployment: Mapping[str, Any]) -> PodPlan:
     if not args:
         raise PlanError(f"{where}: the container has neither command nor args")
     volumes = {v.name: v for v in (_volume(raw) for raw in pod_spec.get("volumes") or ())}
+    # A StatefulSet's claim templates are volumes of its pods too (``pod_plans`` names their claims).
+    templates = {t["metadata"]["name"] for t in spec.get("volumeClaimTemplates") or ()}
     mounts = []
     for raw in container.get("volumeMounts") or ():
-        if raw["name"] not in volumes:
+        if raw["name"] not in volumes and raw["name"] not in templates:
             raise PlanError(f"{where}: volumeMount {raw['name']!r} names no volume")
         mounts.append(Mount(raw["name"], raw["mountPath"].rstrip("/") or "/", raw.get("subPath") or None))
     ports = tuple(
@@ -176,6 +178,28 @@ def pod_plan(deployment: Mapping[str, Any]) -> PodPlan:
     )
 
 
+def pod_plans(workload: Mapping[str, Any]) -> list[PodPlan]:
+    """The pods of a Deployment (one plan, however many replicas: the runner runs one) or of a
+    StatefulSet: one plan per replica, ``<name>-<ordinal>``, each with its own claims from the
+    ``volumeClaimTemplates`` (``<template>-<name>-<ordinal>``, as the statefulset controller names
+    them) and its own address under the StatefulSet's headless Service (``service_targets``)."""
+    plan = pod_plan(workload)
+    if workload.get("kind") != "StatefulSet":
+        return [plan]
+    templates = [t["metadata"]["name"] for t in (workload.get("spec") or {}).get("volumeClaimTemplates") or ()]
+    plans = []
+    for ordinal in range(plan.replicas):
+        name = f"{plan.name}-{ordinal}"
+        claims = {t: Volume(t, "persistentVolumeClaim", f"{t}-{name}") for t in templates}
+        for mount in plan.mounts:
+            if mount.volume not in plan.volumes and mount.volume not in claims:
+                raise PlanError(
+                    f"StatefulSet {plan.namespace}/{plan.name}: volumeMount {mount.volume!r} names no volume"
+                )
+        plans.append(replace(plan, name=name, replicas=1, volumes={**plan.volumes, **claims}))
+    return plans
+
+
 def local_mounts(plan: PodPlan, volume_dirs: Mapping[str, str]) -> dict[str, str]:
     """Container path -> local path, given the local directory of every volume by name."""
     out: dict[str, str] = {}
@@ -204,14 +228,19 @@ def service_targets(
         spec = svc.get("spec") or {}
         ns = meta.get("namespace") or ""
         selector = spec.get("selector") or {}
-        pod = next((p for p in plans if p.namespace == ns and selector_matches(selector, p.labels)), None)
-        if pod is None:
+        selected = [p for p in plans if p.namespace == ns and selector_matches(selector, p.labels)]
+        if not selected:
             continue
-        for port in spec.get("ports") or ():
-            target = port.get("targetPort", port["port"])
-            number = pod.port_number(target) if isinstance(target, str) else int(target)
-            if number is not None:
-                table[(ns, meta["name"], int(port["port"]))] = (ns, pod.name, number)
+        # A headless Service also names each pod: ``<pod>.<service>`` (a StatefulSet's stable names).
+        named = [(meta["name"], selected[0])]
+        if spec.get("clusterIP") == "None":
+            named += [(f"{p.name}.{meta['name']}", p) for p in selected]
+        for service, pod in named:
+            for port in spec.get("ports") or ():
+                target = port.get("targetPort", port["port"])
+                number = pod.port_number(target) if isinstance(target, str) else int(target)
+                if number is not None:
+                    table[(ns, service, int(port["port"]))] = (ns, pod.name, number)
     return table
 
 
@@ -239,7 +268,8 @@ def service_port_of(address: str) -> Optional[tuple[str, str, int]]:
 def service_of_host(host: str, namespace: str, cluster_domain: str = CLUSTER_DOMAIN) -> Optional[tuple[str, str]]:
     """(namespace, service) for a cluster Service DNS name, None for anything else.
 
-    ``<svc>.<ns>.svc`` and ``<svc>.<ns>.svc.<cluster domain>``; a bare ``<svc>`` or
+    ``<svc>.<ns>.svc`` and ``<svc>.<ns>.svc.<cluster domain>``, and ``<pod>.<svc>.<ns>.svc`` (one pod
+    of a headless Service: the service is then ``<pod>.<svc>``); a bare ``<svc>`` or
     ``<svc>.<ns>`` would also resolve in a pod but is indistinguishable from a real host name,
     so it is left alone. ``namespace`` is unused today and kept for the bare-name case.
     """
@@ -250,6 +280,8 @@ def service_of_host(host: str, namespace: str, cluster_domain: str = CLUSTER_DOM
             parts = host[: -len(suffix)].split(".")
             if len(parts) == 2 and all(parts):
                 return parts[1], parts[0]
+            if len(parts) == 3 and all(parts):  # <pod>.<headless service>.<ns>: one pod of it
+                return parts[2], f"{parts[0]}.{parts[1]}"
     return None
 
 

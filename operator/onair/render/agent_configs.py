@@ -15,8 +15,8 @@ from onair.api.settings import DEFAULT_S3_REGION, S3_ACCESS_KEY_ID, S3_SECRET_AC
 from onair.api.operator_config import OperatorConfig
 from onair.render import credentials as creds_mod
 from onair.render import ladder
-from onair.render.child_names import port_number, service_host
-from onair.render.effective import sections
+from onair.render.child_names import origin_replica_host, port_number, service_host
+from onair.render.effective import origin_replicas, sections
 
 
 CONFIG_KEY = "config.json"
@@ -140,6 +140,9 @@ def render_agent_configs(
     origin_http = port_number(roles.ORIGIN, "http")
     origin_upload = port_number(roles.ORIGIN, "upload")
     origin_host = service_host(name, namespace, "origin")
+    # Several origin replicas: every upload goes to each (the same numbering everywhere), and each
+    # copies a peer's DVR when it starts (agent/origin/replicas.py). One: the Service, as always.
+    replica_urls = origin_replica_upload_urls(name, namespace, origin_replicas(effective)) or None
     out["transcoder"] = TranscoderConfig(
         livestream=ident,
         agent_port=roles.AGENT_PORT,
@@ -162,6 +165,7 @@ def render_agent_configs(
         screenshot_width=settings.screenshots.width,
         output_url=endpoints.origin_upload_url(origin_host, origin_upload),
         output_token_file=secret_file(creds_mod.UPLOAD_TOKEN),
+        output_urls=replica_urls,
         **_whep_settings(config) if b.outputs.webrtc else {},
     )
     out["origin"] = OriginConfig(
@@ -184,6 +188,7 @@ def render_agent_configs(
         )
         if b.outputs.webrtc
         else None,
+        peer_upload_urls=replica_urls,
     )
     rec = settings.recording
     if rec.mode != "disabled":
@@ -221,6 +226,14 @@ def render_agent_configs(
             update={"recorder_url": f"http://{service_host(name, namespace, 'recorder')}:{roles.AGENT_PORT}"}
         )
     return out
+
+
+def origin_replica_upload_urls(name: str, namespace: str, replicas: int) -> list[str]:
+    """Each origin replica's own upload URL; none for a single origin (reached through its Service)."""
+    if replicas <= 1:
+        return []
+    upload = port_number(roles.ORIGIN, "upload")
+    return [endpoints.origin_upload_url(origin_replica_host(name, namespace, i), upload) for i in range(replicas)]
 
 
 def render_s3_upload(storage: Optional[RecordingStorage]) -> Optional[S3UploadConfig]:

@@ -15,6 +15,15 @@ def child_name(livestream: str, key: str) -> str:
     return f"{livestream}-{key}"
 
 
+# The origin replicas' headless Service: a stable DNS name per pod for its peers and the transcoder.
+ORIGIN_PEERS_KEY = "origin-peers"
+
+
+def origin_replica_host(livestream: str, namespace: str, ordinal: int) -> str:
+    """Cluster DNS of one origin replica (a StatefulSet pod under ``ORIGIN_PEERS_KEY``)."""
+    return f"{child_name(livestream, 'origin')}-{ordinal}.{service_host(livestream, namespace, ORIGIN_PEERS_KEY)}"
+
+
 def service_host(livestream: str, namespace: str, key: str) -> str:
     """Cluster DNS of a child Service, without the cluster domain (pods resolve it via search)."""
     return f"{child_name(livestream, key)}.{namespace}.svc"

@@ -13,12 +13,16 @@ Children (``<ls>`` is the Livestream name, at most 45 characters by CEL):
 ``Secret <ls>-turn``                    the TURN server's shared secret, for the ingest to mint WHIP sessions' TURN credentials
 ``ConfigMap <ls>-<key>``                ``config.json`` = the role's agent config, per key below
 ``Deployment <ls>-<key>``               one pod per key: Recreate (one writer per volume), the ingest slots roll
+``StatefulSet <ls>-origin``             instead of the origin's Deployment with ``origin.replicas`` > 1: a volume per replica
+``Service <ls>-origin-peers``           with ``origin.replicas`` > 1: headless, a DNS name per replica (uploads, DVR copies)
+``PodDisruptionBudget <ls>-origin``     with ``origin.replicas`` > 1: at most one replica disrupted at a time
 ``Service <ls>-ingest[-backup]``        push ports of the enabled protocols (type from config)
 ``Service <ls>-origin``                 the origin's HTTP port (playback) and upload port (the transcoder's)
 ``Service <ls>-transcoder``             with ``outputs.webrtc``: the transcoder's agent port, for the origin's WHEP proxy
 ``NetworkPolicy <ls>-<key>``            who may reach each pod's ports (``render_network_policy``)
 ``Ingress|HTTPRoute <ls>-playback``     with ``playbackRoute``: the public host to the origin's ``http`` port
-``PersistentVolumeClaim <ls>-dvr``      the origin's live/DVR window (owned)
+``PersistentVolumeClaim <ls>-dvr``      the origin's live/DVR window (owned); with replicas, ``data-<ls>-origin-<i>``
+                                        from the StatefulSet's claim template (owned by it)
 ``PersistentVolumeClaim <ls>-recordings``  in ``keep``: created, never owned, never pruned
 =====================================  =======================================================
 
@@ -70,11 +74,12 @@ from onair.render.agent_configs import CONFIG_KEY, TURN_SECRET_KEY, config_json,
 from onair.render.child_names import child_meta, child_name, selector_labels
 from onair.render.credentials import Credentials
 from onair.render.deployments import render_deployment
-from onair.render.effective import effective_settings, recording_storage
+from onair.render.effective import effective_settings, origin_replicas, recording_storage
 from onair.render.network import (
     ingest_readers,
     render_ingest_service,
     render_network_policy,
+    render_origin_peers_service,
     render_origin_service,
     render_playback_route,
     render_recorder_service,
@@ -91,6 +96,8 @@ CHILD_KINDS: tuple[tuple[str, str], ...] = (
     ("v1", "Service"),
     ("v1", "PersistentVolumeClaim"),
     ("apps/v1", "Deployment"),
+    ("apps/v1", "StatefulSet"),
+    ("policy/v1", "PodDisruptionBudget"),
     ("networking.k8s.io/v1", "NetworkPolicy"),
     ("networking.k8s.io/v1", "Ingress"),
     ("gateway.networking.k8s.io/v1", "HTTPRoute"),
@@ -141,6 +148,16 @@ def render_dvr_pvc(ls_meta: Mapping, config: OperatorConfig) -> dict:
         "kind": "PersistentVolumeClaim",
         "metadata": child_meta(ls_meta, child_name(ls_meta["name"], "dvr"), "dvr"),
         "spec": _pvc_spec(config.dvr_volume_size, config.storage_class),
+    }
+
+
+def render_origin_disruption_budget(ls_meta: Mapping) -> dict:
+    """With several origin replicas, a node drain takes at most one at a time: the others serve."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": child_meta(ls_meta, child_name(ls_meta["name"], "origin"), "origin"),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(ls_meta["name"], "origin")}},
     }
 
 
@@ -233,11 +250,16 @@ def render_children(
         objects.append(render_turn_secret(meta, turn_secret))
     for key, agent in agents.items():
         objects.append(render_configmap(meta, key, agent))
-    objects.append(render_dvr_pvc(meta, config))
+    replicas = origin_replicas(effective)
+    if replicas == 1:
+        objects.append(render_dvr_pvc(meta, config))
     for key, agent in agents.items():
         if isinstance(agent, IngestConfig):
             objects.append(render_ingest_service(meta, key, agent, config))
     objects.append(render_origin_service(meta))
+    if replicas > 1:
+        objects.append(render_origin_peers_service(meta))
+        objects.append(render_origin_disruption_budget(meta))
     if "recorder" in agents:
         objects.append(render_recorder_service(meta))
     if getattr(agents.get("transcoder"), "whep", False):

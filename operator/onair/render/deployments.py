@@ -15,7 +15,7 @@ from onair.api.settings import S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY, CallSetti
 from onair.api.operator_config import OperatorConfig
 from onair.render import credentials as creds_mod
 from onair.render import rollout
-from onair.render.effective import recording_storage
+from onair.render.effective import origin_replicas, recording_storage
 from onair.render.agent_configs import (
     CONFIG_KEY,
     S3_SECRET_DIR,
@@ -26,10 +26,19 @@ from onair.render.agent_configs import (
     ingest_tls,
     secret_file,
 )
-from onair.render.child_names import child_meta, child_name, recordings_claim, role_of, selector_labels
+from onair.render.child_names import (
+    ORIGIN_PEERS_KEY,
+    child_meta,
+    child_name,
+    recordings_claim,
+    role_of,
+    selector_labels,
+)
 
 
 CONFIG_HASH_ANNOTATION = "onair.dev/config-sha256"
+# The origin replicas' readinessProbe (agent/origin/server.py): 200 once viewers are served.
+ORIGIN_READINESS_PATH = "/readyz"
 UID = 10001
 
 
@@ -201,12 +210,16 @@ def _spread(name: str) -> dict:
     }
 
 
-def render_deployment(
+def _pod_template(
     ls_meta: Mapping, key: str, agent: BaseModel, effective: CallSettings, config: OperatorConfig
-) -> dict:
+) -> tuple[dict, dict]:
+    """The pod template and the workload's metadata (with the template hash rollouts key on)."""
     name = ls_meta["name"]
     role = roles.MEDIA_ROLES[role_of(key)]
     volumes, mounts = _volumes(name, key, agent, effective, config)
+    if origin_replicas(effective) > 1 and role.name == "origin":
+        # Each replica's own volume, from the StatefulSet's volumeClaimTemplates.
+        volumes = [v for v in volumes if v["name"] != "data"]
     container: dict = {
         "name": role.name,
         "image": config.image,
@@ -242,6 +255,17 @@ def render_deployment(
     metadata = child_meta(ls_meta, child_name(name, key), key)
     # Whether applying this starts a rollout (onair.render.rollout staggers the ingest slots').
     metadata["annotations"] = {rollout.TEMPLATE_HASH_ANNOTATION: rollout.template_hash(template)}
+    return template, metadata
+
+
+def render_deployment(
+    ls_meta: Mapping, key: str, agent: BaseModel, effective: CallSettings, config: OperatorConfig
+) -> dict:
+    name = ls_meta["name"]
+    role = roles.MEDIA_ROLES[role_of(key)]
+    if role.name == "origin" and origin_replicas(effective) > 1:
+        return render_origin_statefulset(ls_meta, agent, effective, config)
+    template, metadata = _pod_template(ls_meta, key, agent, effective, config)
     if role.name == "ingest":
         # The new pod starts next to the old one and the old one goes only once the new one is
         # Ready: the slot's Service always has a pod that takes the encoder's reconnect at once.
@@ -262,5 +286,49 @@ def render_deployment(
             "strategy": strategy,
             "selector": {"matchLabels": selector_labels(name, key)},
             "template": template,
+        },
+    }
+
+
+def render_origin_statefulset(
+    ls_meta: Mapping, agent: BaseModel, effective: CallSettings, config: OperatorConfig
+) -> dict:
+    """``origin.replicas`` > 1: a StatefulSet, so that each replica keeps a volume of its own across
+    restarts (its DVR) and a stable name its peers and the transcoder reach it by
+    (``<ls>-origin-<i>.<ls>-origin-peers``, see ``agent_configs.origin_replica_upload_urls``).
+
+    Pods start in parallel (a new stream has nothing to copy), but a rolling update replaces one
+    pod at a time and waits until the new one is Ready, which it is only once it copied a peer's
+    DVR (``agent/origin/replicas.py``): the others serve meanwhile. One replica keeps today's
+    Deployment with its RWO claim: a StatefulSet cannot take over that claim, and one pod needs
+    no peer.
+    """
+    name = ls_meta["name"]
+    template, metadata = _pod_template(ls_meta, "origin", agent, effective, config)
+    # Ready once it serves viewers (after its copy), not once its agent API answers: the rolling
+    # update must not take the next replica down while this one still copies.
+    template["spec"]["containers"][0]["readinessProbe"] = _kubelet_probe(5, 3, ORIGIN_READINESS_PATH)
+    metadata["annotations"] = {rollout.TEMPLATE_HASH_ANNOTATION: rollout.template_hash(template)}
+    claim: dict = {
+        "metadata": {"name": "data", "labels": selector_labels(name, "origin")},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": config.dvr_volume_size}}},
+    }
+    if config.storage_class:
+        claim["spec"]["storageClassName"] = config.storage_class
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": metadata,
+        "spec": {
+            "replicas": origin_replicas(effective),
+            "serviceName": child_name(name, ORIGIN_PEERS_KEY),
+            "podManagementPolicy": "Parallel",
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}},
+            "revisionHistoryLimit": 3,
+            "selector": {"matchLabels": selector_labels(name, "origin")},
+            "template": template,
+            "volumeClaimTemplates": [claim],
+            # The replicas' volumes go with the StatefulSet (the Livestream deleted, or back to one replica).
+            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Delete"},
         },
     }

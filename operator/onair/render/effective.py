@@ -12,6 +12,7 @@ from onair.api.settings import (
     CallSettings,
     DvrSettings,
     IngestSettings,
+    OriginSettings,
     RecordingSettings,
     RecordingStorage,
     ScreenshotSettings,
@@ -39,12 +40,14 @@ class Sections:
     dvr: DvrSettings
     recording: RecordingSettings
     screenshots: ScreenshotSettings
+    origin: OriginSettings
 
 
 def sections(effective: CallSettings) -> Sections:
     """``effective`` (from ``effective_settings``) by section; ValueError for settings that were not merged."""
     backstage, ingest, broadcasting = effective.backstage, effective.ingest, effective.broadcasting
     dvr, recording, screenshots = effective.dvr, effective.recording, effective.screenshots
+    origin = effective.origin
     if (
         backstage is None
         or ingest is None
@@ -52,9 +55,10 @@ def sections(effective: CallSettings) -> Sections:
         or dvr is None
         or recording is None
         or screenshots is None
+        or origin is None
     ):
         raise ValueError("settings without every section are not effective settings (see effective_settings)")
-    return Sections(backstage, ingest, broadcasting, dvr, recording, screenshots)
+    return Sections(backstage, ingest, broadcasting, dvr, recording, screenshots, origin)
 
 
 def recording_storage(effective: CallSettings) -> RecordingStorage:
@@ -63,3 +67,8 @@ def recording_storage(effective: CallSettings) -> RecordingStorage:
     if storage is None:
         raise ValueError("effective settings without recording.storage (see effective_settings)")
     return storage
+
+
+def origin_replicas(effective: CallSettings) -> int:
+    """How many origin pods serve the stream (``origin.replicas``)."""
+    return (effective.origin.replicas if effective.origin else None) or 1

@@ -10,7 +10,15 @@ from pydantic import BaseModel
 from onair import roles
 from onair.api.agent import IngestConfig, RecorderConfig
 from onair.api.operator_config import OperatorConfig
-from onair.render.child_names import child_meta, child_name, port_number, role_of, selector_labels, slot_of
+from onair.render.child_names import (
+    ORIGIN_PEERS_KEY,
+    child_meta,
+    child_name,
+    port_number,
+    role_of,
+    selector_labels,
+    slot_of,
+)
 
 
 def render_ingest_service(ls_meta: Mapping, key: str, agent: IngestConfig, config: OperatorConfig) -> dict:
@@ -125,6 +133,24 @@ def render_origin_service(ls_meta: Mapping) -> dict:
     )
 
 
+def render_origin_peers_service(ls_meta: Mapping) -> dict:
+    """Headless: a DNS name per origin replica (``<ls>-origin-<i>.<ls>-origin-peers``) for the
+    transcoder's uploads to each and the replicas' copies from one another. Not-ready pods are
+    published too: a starting replica is fed uploads while it copies a peer, before it is Ready."""
+    upload = next(p for p in roles.ORIGIN.ports if p.name == "upload")
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": child_meta(ls_meta, child_name(ls_meta["name"], ORIGIN_PEERS_KEY), ORIGIN_PEERS_KEY),
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": True,
+            "selector": selector_labels(ls_meta["name"], "origin"),
+            "ports": [{"name": upload.name, "port": upload.number, "targetPort": upload.name, "protocol": "TCP"}],
+        },
+    }
+
+
 def render_recorder_service(ls_meta: Mapping) -> dict:
     """The recorder's agent port, for the origin alone (the NetworkPolicy): it reads the finished
     recordings on the volume (``GET /vod/<file>``, agent token) to serve them to viewers."""
@@ -204,7 +230,9 @@ def render_network_policy(
             rules.append({"ports": public})
     elif role is roles.ORIGIN:
         rules.append({"ports": [_policy_port("http", role)]})
-        rules.append({"from": _pods_of(name, ["transcoder"]), "ports": [_policy_port("upload", role)]})
+        # Replicas copy each other's DVR on the upload port (agent/origin/replicas.py).
+        uploaders = ["transcoder", "origin"] if getattr(agent, "peer_upload_urls", None) else ["transcoder"]
+        rules.append({"from": _pods_of(name, uploaders), "ports": [_policy_port("upload", role)]})
     elif role is roles.RECORDER:
         # The origin reads the finished recordings (GET /vod, agent token) to serve them to viewers.
         rules.append({"from": _pods_of(name, ["origin"]), "ports": [_policy_port("agent", role)]})

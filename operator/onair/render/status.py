@@ -35,7 +35,7 @@ from onair.render.conditions import (
     rfc3339,
     set_condition,
 )
-from onair.render.effective import recording_storage, sections
+from onair.render.effective import origin_replicas, recording_storage, sections
 from onair.render.lifecycle import Lifecycle, recording_without_outputs
 from onair.render.recordings import livestream_recording_entries
 from onair.render.resolve import Problem
@@ -247,6 +247,7 @@ def livestream_status(
     broadcast_failure: Optional[str] = None,
     pod_problems: Optional[Mapping[str, str]] = None,
     ingest_rollout: Optional[str] = None,
+    origin_replicas_reachable: Optional[int] = None,
 ) -> dict:
     """The desired ``status`` dict (camelCase, JSON-ready).
 
@@ -263,6 +264,7 @@ def livestream_status(
     added to the AgentsNotReady message of the agents that do not report.
     ``name``: the Livestream's, to name the Recording object of each finished session in
     ``recordings`` (``onair.render.recordings``); without it they are listed unnamed.
+    ``origin_replicas_reachable``: how many origin replicas answered the poll (several replicas).
     ``ingest_rollout``: while one ingest slot's new template is held back for the other one to roll
     first (``onair.render.rollout``), what happens in which order: Reconciling, with reason
     ``IngestRolloutStaggered``.
@@ -346,6 +348,10 @@ def livestream_status(
     if playback:
         out["playback"] = playback
     out["credentialsSecret"] = rendered.credentials_secret
+    wanted_replicas = origin_replicas(rendered.effective)
+    if wanted_replicas > 1:
+        reachable = origin_replicas_reachable if agents.get("origin") is not None else 0
+        out["originReplicas"] = f"{reachable or 0}/{wanted_replicas}"
     if rendered.members.backstage:
         out["backstageMembers"] = list(rendered.members.backstage)
     if rendered.member_tokens_secret:

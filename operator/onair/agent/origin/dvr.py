@@ -82,6 +82,8 @@ BLOCK_AHEAD_SEGMENTS = 2
 # ...and this many seconds of parts beyond the last part (the Advance Part Limit: 3 s, or 3 parts
 # when parts are a second or longer).
 BLOCK_AHEAD_SECONDS = 3.0
+# Replicas compare this many of their last segments per rendition (``recent``, ``behind``).
+RECENT_SEGMENTS = 5
 
 
 @dataclass(frozen=True)
@@ -578,6 +580,83 @@ class Dvr:
         self.journal.clear()
         return bad
 
+    # ------------------------------------------------------------------------- replicas
+    def replica_state(self) -> dict:
+        """All a replica needs to continue from this index with the same numbering (``adopt``).
+
+        The journal's snapshot plus what it leaves out because a restart rebuilds it from the next
+        uploads: the uploads not indexed yet (``fresh``: a playlist will list them), where every
+        upstream file was stored, the LL-HLS parts, and whether new segments are public. A replica
+        that rebuilt these from uploads it partly missed would number or list them differently.
+        """
+        renditions = {}
+        for path, r in self.renditions.items():
+            renditions[path] = {
+                "partTarget": r.part_target,
+                "parts": [[entry.sequence, [_encode_part(p) for p in entry.parts]] for entry in r.parts],
+                "open": [_encode_part(p) for p in r.open_parts],
+                "openPublic": r.open_public,
+                "hint": r.hint,
+            }
+        return {
+            "records": self.snapshot(),
+            "fresh": list(self.fresh),
+            "latest": dict(self.latest),
+            "public": self.public_since is not None,
+            "renditions": renditions,
+        }
+
+    def adopt(self, state: dict, now: float) -> None:
+        """Become the index ``replica_state`` described (on a fresh Dvr). Raises KeyError,
+        TypeError or ValueError on a state this version cannot read: the caller tries another peer."""
+        if self.replay(state["records"], now):
+            raise ValueError("the peer's DVR snapshot has records this origin cannot read")
+        self.latest.update({str(k): str(v) for k, v in state["latest"].items()})
+        for up in state["fresh"]:
+            self.fresh[str(up)] = now
+        if state["public"]:
+            self.public_since, self.public_since_wall = float("-inf"), None
+        else:
+            self.public_since = self.public_since_wall = None
+        for path, ll in state["renditions"].items():
+            r = self._rendition(path)
+            r.part_target = None if ll["partTarget"] is None else float(ll["partTarget"])
+            for sequence, parts in ll["parts"]:
+                seg = next((s for s in r.segments if s.sequence == int(sequence)), None)
+                if seg is None:
+                    continue  # slid out of the window since (a shorter window here)
+                decoded = tuple(_decode_part(p) for p in parts)
+                self._hold_parts(decoded, seg.public)
+                r.parts.append(SegmentParts(seg.sequence, decoded))
+            r.open_parts = tuple(_decode_part(p) for p in ll["open"])
+            r.open_public = bool(ll["openPublic"])
+            self._hold_parts(r.open_parts, r.open_public)
+            r.hint = str(ll["hint"]) if ll["hint"] else None
+            r.revision += 1
+
+    def recent(self, count: int = RECENT_SEGMENTS) -> dict[str, list[list]]:
+        """The last ``count`` segments of each rendition as peers compare them (``behind``):
+        ``[stored path, sequence, public, public sequence]``."""
+        return {
+            path: [[seg.path, seg.sequence, seg.public, seg.public_sequence] for seg in list(r.segments)[-count:]]
+            for path, r in self.renditions.items()
+        }
+
+    def received_while_adopting(self, path: str, stored: str, now: float) -> None:
+        """An upload that reached this replica while it copied a peer's index: fresh unless the
+        copied index already holds it (the peer indexed it before answering)."""
+        if self.refs.get(self.latest.get(path, stored)) or self.refs.get(stored):
+            return
+        self.latest[path] = stored
+        self.fresh.pop(path, None)
+        self.fresh[path] = now
+
+    def stored_files(self) -> set[str]:
+        """Every stored path the index references (segments, inits, parts) or will index (fresh)."""
+        files = set(self.refs)
+        files.update(self.latest.get(up, up) for up in self.fresh)
+        return files
+
     # ------------------------------------------------------------------------- serving
     def playlists(self) -> list[str]:
         return sorted(p for p, r in self.renditions.items() if r.segments)
@@ -658,6 +737,27 @@ class Dvr:
         return "bad" if ahead * target > max(BLOCK_AHEAD_SECONDS, 3 * target) + 1e-6 else "wait"
 
 
+def behind(ours: dict[str, list[list]], theirs: dict[str, list[list]]) -> Optional[str]:
+    """Why this replica's index is behind a peer's (``recent`` of each), None if it is not.
+
+    Replicas fed the same uploads number alike; one that missed an upload numbers what follows
+    lower, and one made public a moment later has a segment private that the other has public.
+    Both sides see the same difference and only the one with the smaller numbers says it is
+    behind, so exactly one copies the other (``replicas.Replicas.watch``).
+    """
+    for path, segments in ours.items():
+        peer = {entry[0]: entry[1:] for entry in theirs.get(path, ())}
+        for stored, *mine in segments:
+            other = peer.get(stored)
+            if other is not None and [int(mine[0]), bool(mine[1]), int(mine[2])] < [
+                int(other[0]),
+                bool(other[1]),
+                int(other[2]),
+            ]:
+                return f"{stored} is #{mine[0]} ({'public' if mine[1] else 'private'}) here, #{other[0]} ({'public' if other[1] else 'private'}) there"
+    return None
+
+
 @dataclass(frozen=True)
 class Edge:
     """Where a rendition's playlist ends, in the numbering of the view (viewers' or members')."""
@@ -733,6 +833,14 @@ def _decode(raw: list) -> Segment:
         public_sequence,
         public_discontinuity,
     )
+
+
+def _encode_part(part: Part) -> list:
+    return [part.path, part.upstream, part.duration, part.independent]
+
+
+def _decode_part(raw: list) -> Part:
+    return Part(str(raw[0]), str(raw[1]), float(raw[2]), bool(raw[3]))
 
 
 def render_playlist(

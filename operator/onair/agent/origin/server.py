@@ -30,7 +30,7 @@ from prometheus_client import Counter, Gauge
 
 from onair.agent import fast_gets, http_limits
 from onair.agent.app import Agent, listen, run_role
-from onair.agent.hls import add_query
+from onair.agent.hls import MediaPlaylist, add_query
 from onair.api.agent import Desired, OriginConfig, OriginStatus
 from onair.endpoints import PLAYBACK_PATHS, RECORDINGS_PATH, UPLOAD_PREFIX
 
@@ -46,6 +46,7 @@ from .dash import (
 )
 from .dvr import GRACE_MIN_SECONDS, Dvr
 from .journal import Journal
+from .replicas import Replicas
 from .paths import SCREENSHOT, BadPath, is_publishable, kind_of, safe_relpath
 from .storage import HotFile, Storage
 from .uploads import Uploads
@@ -190,6 +191,7 @@ class OriginAgent(Agent):
         self._log_limiter = http_limits.LogLimiter(log)
         self._phase_logged: Optional[tuple[str, bool]] = (self.desired.phase, False)
         self._janitor: Optional[asyncio.Task] = None
+        self._replica_watch: Optional[asyncio.Task] = None
         self._public_runner: Optional[web.AppRunner] = None
         self._upload_runner: Optional[web.AppRunner] = None
         self.public_guard: Optional[http_limits.ConnectionGuard] = None
@@ -203,7 +205,10 @@ class OriginAgent(Agent):
         # path -> (the file in memory it was made for, its response head up to CORS, Date and Server)
         self._fast_heads: dict[str, tuple[HotFile, bytes]] = {}
         self.uploads = Uploads(self)
-        self.app.add_routes([web.post("/dvr/clear", self._post_clear)])
+        self.replicas = Replicas(self, config.peer_upload_urls or [])
+        self.app.add_routes([web.post("/dvr/clear", self._post_clear), web.get("/readyz", self._get_readyz)])
+        # A probe, like /healthz: what a StatefulSet's rolling update waits for before the next replica.
+        self.open_paths.add("/readyz")
         self.public = self._public_app()
         self.upload = self._upload_app()
 
@@ -289,6 +294,30 @@ class OriginAgent(Agent):
         rendition = self.dvr.renditions.get(playlist)
         return rendition is not None and rendition.upstream_ended(time.monotonic())
 
+    def index_playlist(self, path: str, playlist: MediaPlaylist) -> None:
+        """Index an uploaded media playlist (its fresh segments, parts, the window)."""
+        had = self.dvr.segment_count(path)
+        result = self.dvr.ingest(path, playlist, time.monotonic())
+        log.debug(
+            "playlist %s: %d listed, %d appended, %d slid out",
+            path,
+            len(playlist.segments),
+            len(result.appended),
+            len(result.removed),
+        )
+        if result.skipped:
+            self.log_limited(
+                f"skipped:{path}",
+                logging.WARNING,
+                "%s lists URIs the origin refuses (%s): skipped",
+                path,
+                ", ".join(u[:60] for u in result.skipped[:3]),
+            )
+        if result.appended and not had:
+            log.info("DVR %s: first segment %s", path, result.appended[0].path)
+        self.update_dvr_metrics(path)
+        self.hls_changed(path)
+
     # ------------------------------------------------------------------------- agent API
     def status(self) -> OriginStatus:
         available = self.dvr.available_seconds()
@@ -335,6 +364,12 @@ class OriginAgent(Agent):
                 ", DVR playable as VOD with ENDLIST" if desired.phase == "ended" else "",
             )
             self._phase_logged = state
+
+    async def _get_readyz(self, request: web.Request) -> web.Response:
+        """Ready once viewers are served: with replicas, only after this one copied a peer's DVR."""
+        if self._public_runner is None:
+            return web.Response(status=503, text="not serving viewers yet (copying a peer replica's DVR)\n")
+        return web.Response(text="ready\n")
 
     async def _post_clear(self, request: web.Request) -> web.Response:
         doomed = self.dvr.clear()
@@ -1151,12 +1186,19 @@ class OriginAgent(Agent):
         http_limits.install_loop_exception_handler(asyncio.get_running_loop(), log)
         fds = http_limits.FdBudget.of_this_process()
         await self.start_upload(fds)
+        # Uploads flow in while a peer's index is copied; viewers come once it is in place.
+        # A peer with a stream (a restart, a rolling update): copy again once uploads flow here too.
+        if await self.replicas.catch_up() and (self.dvr.playlists() or self.dvr.fresh):
+            await self.replicas.settle()
         await self.start_public(fds)
         self._janitor = asyncio.get_running_loop().create_task(self._janitor_loop(), name="origin-janitor")
+        self._replica_watch = asyncio.get_running_loop().create_task(self.replicas.watch(), name="origin-replicas")
 
     async def stop(self) -> None:
         if self._janitor:
             self._janitor.cancel()
+        if self._replica_watch:
+            self._replica_watch.cancel()
         if self._public_runner:
             await self._public_runner.cleanup()
         if self._upload_runner:

@@ -26,6 +26,7 @@ from onair.agent.hls import MediaPlaylist, PlaylistError, is_master, parse_media
 
 from .chunked import GrowingFile
 from .dash import MpdError, check_mpd, init_patterns, time_shift_buffer_depth
+from .replicas import ALIVE_PATH, RECENT_PATH, RESYNC_PATH, STATE_PATH
 from .paths import SCREENSHOT, BadPath, Kind, is_publishable, kind_of, resolve_uri, safe_relpath
 
 if TYPE_CHECKING:
@@ -57,7 +58,65 @@ class Uploads:
         self.inflight: dict[str, asyncio.Event] = {}
 
     def routes(self, prefix: str) -> list[web.RouteDef]:
-        return [web.put(f"/{prefix}/{{path:.*}}", self.put), web.delete(f"/{prefix}/{{path:.*}}", self.delete)]
+        return [
+            web.get(f"/{prefix}/{ALIVE_PATH}", self.alive),
+            web.get(f"/{prefix}/{STATE_PATH}", self.replica_state),
+            web.get(f"/{prefix}/{RECENT_PATH}", self.recent),
+            web.post(f"/{prefix}/{RESYNC_PATH}", self.resync),
+            web.get(f"/{prefix}/{{path:.*}}", self.get),
+            web.put(f"/{prefix}/{{path:.*}}", self.put),
+            web.delete(f"/{prefix}/{{path:.*}}", self.delete),
+        ]
+
+    # ------------------------------------------------------------------------- peer replicas
+    async def alive(self, request: web.Request) -> web.Response:
+        """The transcoder's probe of a replica it left out (nothing to protect: no token)."""
+        return web.Response(status=204)
+
+    async def replica_state(self, request: web.Request) -> web.Response:
+        """A peer replica copies this one's index (``replicas.py``)."""
+        denied = self._authorize(request)
+        if denied:
+            return self._refuse(request, denied)
+        state = await self.origin.replicas.state()
+        if state is None:
+            return _error(503, "this replica is itself copying a peer's DVR: ask another one")
+        return web.json_response(state)
+
+    async def recent(self, request: web.Request) -> web.Response:
+        """A peer replica compares its last segments with these (``replicas.Replicas.watch``)."""
+        denied = self._authorize(request)
+        if denied:
+            return self._refuse(request, denied)
+        recent = self.origin.replicas.recent()
+        if recent is None:
+            return _error(503, "this replica is copying a peer's DVR: nothing to compare yet")
+        return web.json_response(recent)
+
+    async def resync(self, request: web.Request) -> web.Response:
+        """The transcoder could not deliver every upload here: copy a peer's index again."""
+        denied = self._authorize(request)
+        if denied:
+            return self._refuse(request, denied)
+        replicas = self.origin.replicas
+        if not replicas.enabled:
+            return _error(409, "this origin has no peer replicas (peerUploadUrls) to copy the DVR from")
+        peer = await replicas.catch_up()
+        return web.json_response({"copiedFrom": peer})
+
+    async def get(self, request: web.Request) -> web.StreamResponse:
+        """A stored file, for a peer replica copying this one's DVR (any state of it: private too)."""
+        denied = self._authorize(request)
+        if denied:
+            return self._refuse(request, denied)
+        try:
+            path = safe_relpath(request.match_info["path"])
+        except BadPath as exc:
+            return _error(400, f"bad path: {exc}")
+        body = await self.origin.run_io(self.origin.storage.read, path)
+        if body is None:
+            return _error(404, f"{path} is not stored here")
+        return web.Response(body=body, content_type="application/octet-stream")
 
     # ------------------------------------------------------------------------- checks
     def _authorize(self, request: web.Request) -> Optional[web.Response]:
@@ -241,28 +300,9 @@ class Uploads:
             return web.Response(status=201)
         playlist = parse_media_playlist(text)
         await self._wait_for_listed(path, playlist)
-        had = origin.dvr.segment_count(path)
-        result = origin.dvr.ingest(path, playlist, time.monotonic())
-        log.debug(
-            "playlist %s: %d listed, %d appended, %d slid out",
-            path,
-            len(playlist.segments),
-            len(result.appended),
-            len(result.removed),
-        )
-        if result.skipped:
-            origin.log_limited(
-                f"skipped:{path}",
-                logging.WARNING,
-                "%s lists URIs the origin refuses (%s): skipped",
-                path,
-                ", ".join(u[:60] for u in result.skipped[:3]),
-            )
-        if result.appended and not had:
-            log.info("DVR %s: first segment %s", path, result.appended[0].path)
+        if not origin.replicas.defer(path, playlist):
+            origin.index_playlist(path, playlist)
         origin.metrics.uploads.labels(kind="playlist", result="indexed").inc()
-        origin.update_dvr_metrics(path)
-        origin.hls_changed(path)
         return web.Response(status=201)
 
     async def _wait_for_listed(self, path: str, playlist: MediaPlaylist) -> None:
@@ -291,7 +331,12 @@ class Uploads:
         origin = self.origin
         label = "screenshot" if path == SCREENSHOT else "segment"
         if path.startswith("hls/"):
-            stored = origin.dvr.placement(path, lambda rel: origin.storage.same_bytes(rel, body))
+            # While a peer's index is copied the one here is about to go: names as the peer gives them.
+            stored = (
+                path
+                if origin.replicas.adopting is not None
+                else origin.dvr.placement(path, lambda rel: origin.storage.same_bytes(rel, body))
+            )
             if stored is None:
                 origin.metrics.uploads.labels(kind=label, result="duplicate").inc()
                 return web.Response(status=204)
@@ -304,6 +349,7 @@ class Uploads:
                 )
             await origin.run_io(origin.storage.write, stored, body)
             origin.dvr.uploaded(path, stored, time.monotonic())
+            origin.replicas.received(path, stored)
             origin.hls_changed(path)
             log.debug("stored %s (%d bytes)%s", path, len(body), f" as {stored}" if stored != path else "")
         else:

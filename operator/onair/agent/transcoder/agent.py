@@ -26,7 +26,7 @@ from .packager import Packager
 from .pdt import ProgramDateTimes
 from onair.agent.ffmpeg_output import parse_speed
 from .relay import LOW_DELAY_READ_INTERVAL_SECONDS, READ_INTERVAL_SECONDS, Relay
-from .sinks import DirSink, HttpSink, Sink
+from .sinks import DirSink, FanoutSink, HttpSink, Sink
 from .whep import Rendition, WhepServer
 
 log = logging.getLogger("onair.transcoder")
@@ -170,11 +170,14 @@ class TranscoderAgent(Agent):
     def _make_sink(self) -> Sink:
         if self.config.output_dir:
             return DirSink(self.config.output_dir)
-        if self.config.output_url:
+        urls = self.config.output_urls or ([self.config.output_url] if self.config.output_url else [])
+        if urls:
             token_file = self.config.output_token_file
             if token_file and read_secret(token_file) is None:
                 log.error("output token file %s is missing or empty: uploads will be refused", token_file)
-            return HttpSink(self.config.output_url, token=lambda: read_secret(token_file))
+            if len(urls) > 1:
+                return FanoutSink(urls, token=lambda: read_secret(token_file))
+            return HttpSink(urls[0], token=lambda: read_secret(token_file))
         fallback = Path(self.config.work_dir) / "public"
         log.error("neither outputDir nor outputUrl is set: publishing to %s, which nobody serves", fallback)
         return DirSink(fallback)

@@ -16,7 +16,7 @@ import os
 import posixpath
 import time
 from pathlib import Path
-from typing import AsyncIterator, Callable, Optional, Protocol
+from typing import Any, AsyncIterator, Callable, Optional, Protocol
 
 import aiohttp
 
@@ -175,10 +175,16 @@ async def _reason(resp: aiohttp.ClientResponse) -> str:
 
 
 class HttpSink:
-    def __init__(self, base_url: str, token: Callable[[], Optional[str]], timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: Callable[[], Optional[str]],
+        timeout: float = 10.0,
+        connect_timeout: Optional[float] = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self._token = token
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
         self._session: Optional[aiohttp.ClientSession] = None
         # LL-DASH streams hold a connection for a whole segment each: a pool of their own, so they
         # never make LL-HLS parts and playlists wait for a free connection.
@@ -206,11 +212,13 @@ class HttpSink:
             headers["Authorization"] = f"Bearer {token}"
         return headers
 
-    async def _request(self, method: str, path: str, data: Optional[bytes] = None) -> None:
+    async def _request(self, method: str, path: str, data: Optional[bytes] = None, retries: bool = True) -> None:
         url = f"{self.base_url}/{path}"
         last = ""
         busy_after: Optional[float] = None  # the origin's Retry-After when it last answered busy
         for attempt, scheduled in enumerate((0.0,) + RETRY_DELAYS + BUSY_RETRY_DELAYS):
+            if attempt and not retries:
+                break
             if attempt > len(RETRY_DELAYS) and busy_after is None:
                 break
             delay = scheduled if busy_after is None else max(scheduled, busy_after)
@@ -223,7 +231,10 @@ class HttpSink:
             timeout = (
                 self._timeout
                 if remaining is None
-                else aiohttp.ClientTimeout(total=min(self._timeout.total or remaining, remaining - delay))
+                else aiohttp.ClientTimeout(
+                    total=min(self._timeout.total or remaining, remaining - delay),
+                    sock_connect=self._timeout.sock_connect,
+                )
             )
             busy_after = None
             try:
@@ -288,3 +299,159 @@ class HttpSink:
         if self._stream_session is not None:
             await self._stream_session.close()
             self._stream_session = None
+
+
+# A replica that failed an upload is left out for at least this long, then probed in the background:
+# a dead pod must not hold every upload up for its retries and timeouts.
+REPLICA_PROBE_SECONDS = 1.0
+REPLICA_CONNECT_TIMEOUT = 1.0
+REPLICA_PROBE_TIMEOUT = 2.0
+
+
+class FanoutSink:
+    """Every file to every origin replica (``outputUrls``): all index the same uploads in the same
+    order and so number segments alike (``origin/replicas.py``).
+
+    Each replica is tried once per file, all at once; a replica that fails is left out until a
+    background probe finds it answering, and is then asked to copy a peer's index
+    (``POST .resync``), since it missed uploads. A file counts as published when one replica stored
+    it; only when none did are the failed ones retried as a single origin would be, and then the
+    caller hears of it (SinkError).
+    """
+
+    def __init__(self, base_urls: list[str], token: Callable[[], Optional[str]], timeout: float = 10.0) -> None:
+        # A replica whose pod is gone leaves an address nothing answers at: connecting must give up
+        # fast, every upload to the others waits for it.
+        self.targets = [HttpSink(url, token, timeout, connect_timeout=REPLICA_CONNECT_TIMEOUT) for url in base_urls]
+        self._down: set[int] = set()
+        self._probes: dict[int, asyncio.Task] = {}
+        self._token = token
+
+    def give_up_after(self, seconds: float) -> None:
+        for target in self.targets:
+            target.give_up_after(seconds)
+
+    def _live(self) -> list[int]:
+        return [i for i in range(len(self.targets)) if i not in self._down]
+
+    def _failed(self, i: int, error: BaseException) -> None:
+        if i in self._down:
+            return
+        self._down.add(i)
+        log.warning(
+            "origin replica %s missed an upload (%s): left out until it answers again, then it copies a peer's DVR",
+            self.targets[i].base_url,
+            error,
+        )
+        self._probes[i] = asyncio.get_running_loop().create_task(self._probe(i), name=f"origin-replica-probe-{i}")
+
+    async def _probe(self, i: int) -> None:
+        target = self.targets[i]
+        timeout = aiohttp.ClientTimeout(total=REPLICA_PROBE_TIMEOUT)
+        try:
+            while True:
+                await asyncio.sleep(REPLICA_PROBE_SECONDS)
+                try:
+                    async with target._client().get(f"{target.base_url}/.alive", timeout=timeout) as resp:
+                        if resp.status != 204:
+                            continue
+                except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+                    continue
+                # Back in the fan-out first: what comes during its copy is not missed again.
+                self._down.discard(i)
+                try:
+                    async with target._client().post(
+                        f"{target.base_url}/.resync",
+                        headers=target._headers(".resync"),
+                        timeout=aiohttp.ClientTimeout(total=120),
+                    ) as resp:
+                        if resp.status == 200:
+                            log.info("origin replica %s is back and copied a peer's DVR", target.base_url)
+                            return
+                        reason = f"HTTP {resp.status}{await _reason(resp)}"
+                except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                    reason = f"{type(exc).__name__}: {exc}"
+                log.warning("origin replica %s could not copy a peer's DVR: %s; trying again", target.base_url, reason)
+                self._down.add(i)
+        finally:
+            self._probes.pop(i, None)
+
+    async def _all(self, call: Callable[[HttpSink, bool], Any]) -> None:
+        live = self._live()
+        results = await asyncio.gather(*(call(self.targets[i], False) for i in live), return_exceptions=True)
+        failed = []
+        for i, result in zip(live, results):
+            if isinstance(result, SinkError):
+                failed.append((i, result))
+            elif isinstance(result, BaseException):
+                raise result
+        if len(failed) < len(live):
+            for i, error in failed:
+                self._failed(i, error)
+            return
+        # Nobody stored it: the usual retries, on each, before the caller hears of it.
+        results = await asyncio.gather(*(call(self.targets[i], True) for i in live), return_exceptions=True)
+        errors = []
+        for i, result in zip(live, results):
+            if isinstance(result, SinkError):
+                errors.append(str(result))
+                self._failed(i, result)
+            elif isinstance(result, BaseException):
+                raise result
+        if len(errors) == len(live):
+            raise SinkError("; ".join(errors) or "no origin replica is answering")
+
+    async def put(self, path: str, data: bytes) -> None:
+        await self._all(lambda target, retries: target._request("PUT", path, data, retries))
+
+    async def put_file(self, path: str, local: Path, keep: bool) -> None:
+        await self.put(path, local.read_bytes())
+        if not keep:
+            local.unlink(missing_ok=True)
+
+    async def put_stream(self, path: str, chunks: AsyncIterator[bytes]) -> None:
+        """Each chunk to every live replica as it comes; a replica that fails is left out (and
+        catches up later), the others go on."""
+        live = self._live()
+        queues: list[asyncio.Queue] = [asyncio.Queue() for _ in live]
+
+        async def feed() -> None:
+            try:
+                async for chunk in chunks:
+                    for queue in queues:
+                        queue.put_nowait(chunk)
+            finally:
+                for queue in queues:
+                    queue.put_nowait(None)
+
+        async def drain(queue: asyncio.Queue) -> AsyncIterator[bytes]:
+            while (chunk := await queue.get()) is not None:
+                yield chunk
+
+        feeder = asyncio.get_running_loop().create_task(feed())
+        results = await asyncio.gather(
+            *(self.targets[i].put_stream(path, drain(q)) for i, q in zip(live, queues)), return_exceptions=True
+        )
+        await feeder
+        errors = []
+        for i, result in zip(live, results):
+            if isinstance(result, SinkError):
+                errors.append(str(result))
+                if len(errors) < len(live):
+                    self._failed(i, result)
+            elif isinstance(result, BaseException):
+                raise result
+        if errors and len(errors) == len(live):
+            raise SinkError("; ".join(errors))
+
+    async def delete(self, path: str) -> None:
+        await self._all(lambda target, retries: target._request("DELETE", path, None, retries))
+
+    async def get(self, path: str) -> Optional[bytes]:
+        return None
+
+    async def close(self) -> None:
+        for task in list(self._probes.values()):
+            task.cancel()
+        for target in self.targets:
+            await target.close()

@@ -9,13 +9,14 @@ import threading
 from typing import Any, Iterable, Optional
 
 from onair.api.meta import MANAGER
-from onair.kube import KINDS, POD, Kube, KubeError, SyncKube, load_config
+from onair.kube import KINDS, POD, Kind, Kube, KubeError, SyncKube, load_config
 
 from .pods import Pending
 
 SELECTOR = {"app.kubernetes.io/managed-by": MANAGER}
 REQUEST_TIMEOUT = 10
 DEPLOYMENT, SERVICE = KINDS[("apps/v1", "Deployment")], KINDS[("v1", "Service")]
+STATEFULSET = KINDS[("apps/v1", "StatefulSet")]
 
 
 def client(kubeconfig: str) -> SyncKube:
@@ -30,11 +31,12 @@ def _scopes(namespaces: Optional[Iterable[str]]) -> list[Optional[str]]:
 def list_managed(
     kube: SyncKube, namespaces: Optional[Iterable[str]]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The operator's Deployments and Services."""
+    """The operator's workloads (Deployments, and the origin's StatefulSet with replicas) and Services."""
     deployments: list[dict[str, Any]] = []
     services: list[dict[str, Any]] = []
     for ns in _scopes(namespaces):
-        deployments += kube.list(DEPLOYMENT, ns, SELECTOR)
+        deployments += [{**d, "kind": "Deployment"} for d in kube.list(DEPLOYMENT, ns, SELECTOR)]
+        deployments += [{**d, "kind": "StatefulSet"} for d in kube.list(STATEFULSET, ns, SELECTOR)]
         services += kube.list(SERVICE, ns, SELECTOR)
     return deployments, services
 
@@ -82,15 +84,15 @@ async def _watch_deployments(
     # could only notice it after an event).
     kube = Kube(load_config(kubeconfig), request_timeout=REQUEST_TIMEOUT)
 
-    async def watch(ns: Optional[str]) -> None:
+    async def watch(kind: Kind, ns: Optional[str]) -> None:
         while True:
             try:
-                async for _ in kube.watch(DEPLOYMENT, ns, SELECTOR):
+                async for _ in kube.watch(kind, ns, SELECTOR):
                     wake.set()
             except KubeError:  # 410 Gone, API restarts: start over, the resync covers the gap
                 await asyncio.sleep(1.0)
 
-    watches = [asyncio.create_task(watch(ns)) for ns in _scopes(namespaces)]
+    watches = [asyncio.create_task(watch(kind, ns)) for kind in (DEPLOYMENT, STATEFULSET) for ns in _scopes(namespaces)]
     try:
         await asyncio.to_thread(stop.wait)
     finally:

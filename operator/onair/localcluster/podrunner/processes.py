@@ -35,6 +35,8 @@ def spawn(pod: LocalPod, argv: list[str], cwd: Path) -> None:
     """Start the pod's container command, its output appended to the pod's log; raises OSError
     when the command cannot run here."""
     env = {**agent_env(pod.tag), "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+    # A container's HOSTNAME is its pod's name: how an origin replica tells itself from its peers.
+    env["HOSTNAME"] = pod.plan.name
     pod.log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(pod.log_path, "ab") as log:
         log.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} start #{pod.restarts}: {' '.join(argv)}\n".encode())

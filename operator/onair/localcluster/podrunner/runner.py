@@ -122,14 +122,27 @@ class PodRunner:
 
     # ------------------------------------------------------------------ queries (any thread)
     def resolver(self, namespace: str, livestream: str, role_key: str) -> Optional[str]:
-        """The operator's agent client asks this: agent base URL of ``<livestream>-<role_key>``, None unless running."""
+        """The operator's agent client asks this: agent base URL of ``<livestream>-<role_key>``
+        (a StatefulSet's first running replica), None unless running."""
+        urls = self.replicas(namespace, livestream, role_key)
+        return urls[0] if urls else None
+
+    def replicas(self, namespace: str, livestream: str, role_key: str) -> list[str]:
+        """Agent base URLs of every running pod of ``<livestream>-<role_key>``: the Deployment's one,
+        or each replica of a StatefulSet (``<livestream>-<role_key>-<ordinal>``), by name."""
+        name = f"{livestream}-{role_key}"
+        urls = []
         with self._lock:
-            pod = self._pods.get((namespace, f"{livestream}-{role_key}"))
-            if pod is None or not pod.running:
-                return None
-            number = pod.plan.port_number("agent")
-            local = self._ports.local(pod.plan, number) if number is not None else None
-        return f"http://{loopback.LOCAL_HOST}:{local}" if local else None
+            for (ns, pod_name), pod in sorted(self._pods.items()):
+                if ns != namespace or not pod.running:
+                    continue
+                if pod_name != name and not (pod_name.startswith(f"{name}-") and pod_name[len(name) + 1 :].isdigit()):
+                    continue
+                number = pod.plan.port_number("agent")
+                local = self._ports.local(pod.plan, number) if number is not None else None
+                if local:
+                    urls.append(f"http://{loopback.LOCAL_HOST}:{local}")
+        return urls
 
     def pods(self, namespace: Optional[str] = None, livestream: Optional[str] = None) -> list[PodInfo]:
         out = []
@@ -217,12 +230,13 @@ class PodRunner:
         for dep in deployments:
             key = (dep["metadata"]["namespace"], dep["metadata"]["name"])
             try:
-                plan = loopback.pod_plan(dep)
+                plans = loopback.pod_plans(dep)
             except PlanError as exc:
                 self._note(key, f"cannot run locally: {exc}")
                 continue
-            if plan.wanted:
-                wanted[key] = plan
+            for plan in plans:
+                if plan.wanted:
+                    wanted[(plan.namespace, plan.name)] = plan
         self._claim_reservations(services, wanted.values())
         for plan in wanted.values():
             self._ports.allocate(plan, [(p.number, p.protocol) for p in plan.ports])

@@ -1,0 +1,203 @@
+"""Two origin replicas behind one (imagined) Service, fed by one real LL-HLS transcoder that PUTs
+every file to both (``outputUrls``): a viewer balanced from one replica to the other must get the
+same playlist, with the same numbering and parts; a crashed replica is no outage, and once back it
+continues the survivor's numbering instead of starting again (``origin/replicas.py``)."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import httpx
+import m3u8
+import pytest
+
+from tests.fixtures.media import free_port, wait_for
+
+pytestmark = [pytest.mark.media, pytest.mark.slow, pytest.mark.timeout(300)]
+
+RUNGS = ("180p", "144p")
+
+
+def playlist(origin, rung: str, **params) -> str:
+    response = origin.get(f"hls/cmaf/{rung}/index.m3u8", params=params)
+    assert response.status_code == 200, response.text
+    return response.text
+
+
+def numbering(text: str) -> dict[int, tuple]:
+    """media sequence number -> (discontinuity sequence, segment URI, its parts): what a player
+    that reloads from another replica relies on."""
+    pl = m3u8.loads(text)
+    out = {}
+    disc = pl.discontinuity_sequence or 0
+    for i, seg in enumerate(s for s in pl.segments if s.uri):
+        if seg.discontinuity:
+            disc += 1
+        out[pl.media_sequence + i] = (disc, seg.uri, tuple(p.uri for p in seg.parts))
+    return out
+
+
+def last_msn(text: str) -> int:
+    return max(numbering(text))
+
+
+def agree(a: dict, b: dict, at_least: int) -> None:
+    common = sorted(set(a) & set(b))
+    assert len(common) >= at_least, f"only {len(common)} segments in common: {sorted(a)} vs {sorted(b)}"
+    for msn in common:
+        assert a[msn][:2] == b[msn][:2], f"segment #{msn} differs between the replicas: {a[msn]} vs {b[msn]}"
+        # Parts: a segment finished on one replica may still be the open one on the other; listed parts agree.
+        if a[msn][2] and b[msn][2]:
+            assert a[msn][2] == b[msn][2], f"parts of #{msn} differ: {a[msn][2]} vs {b[msn][2]}"
+
+
+def start_chain(ingest_agent, origins, transcoder_agent, publishers, tmp_path, phase: str):
+    ports = [free_port(), free_port()]
+    urls = [f"http://127.0.0.1:{p}/upload" for p in ports]
+    a = origins.start(phase=phase, low_latency=True, upload_port=ports[0], peer_upload_urls=[urls[1]])
+    b = origins.start(phase=phase, low_latency=True, upload_port=ports[1], peer_upload_urls=[urls[0]])
+    assert [a.upload_url, b.upload_url] == urls
+    ingest = ingest_agent.start(slot="main", protocols=("rtmp",))
+    token_file = tmp_path / "uploadToken"
+    token_file.write_text(a.upload_token + "\n")
+    tx = transcoder_agent.start(
+        main_url=ingest.read_url,
+        tracks=list(RUNGS),
+        source_size=(320, 180),
+        output_dir=None,
+        output_urls=urls,
+        output_token_file=str(token_file),
+        low_latency=True,
+        part_seconds=0.2,
+        hls_mpegts=False,
+        dash=False,
+    )
+    publishers.rtmp(ingest.rtmp_url, width=320, height=180, fps=30)
+    ingest.wait_receiving()
+    tx.wait_status(lambda s: s.get("activeSource") == "main", 30, "main selected")
+    tx.put_desired(phase=phase, broadcasting=True)
+    for origin in (a, b):
+        for rung in RUNGS:
+            wait_for(
+                lambda: (
+                    origin.get(f"hls/cmaf/{rung}/index.m3u8", params={"token": origin.token()}).status_code == 200
+                    and len(numbering(playlist(origin, rung, token=origin.token()))) >= 4
+                ),
+                60,
+                what=f"4 segments of {rung} on {origin.base}",
+            )
+    return a, b, tx
+
+
+@pytest.fixture
+def replicas(ingest_agent, origins, transcoder_agent, publishers, tmp_path):
+    return start_chain(ingest_agent, origins, transcoder_agent, publishers, tmp_path, "live")
+
+
+@pytest.fixture
+def backstage_replicas(ingest_agent, origins, transcoder_agent, publishers, tmp_path):
+    """In backstage with a host preview (private segments) until each replica is made public."""
+    return start_chain(ingest_agent, origins, transcoder_agent, publishers, tmp_path, "backstage")
+
+
+def settled(a, b, tx) -> None:
+    """Uploads stop (broadcasting off) and both replicas finish indexing what was sent."""
+    tx.put_desired(phase="live", broadcasting=False)
+    previous: dict = {}
+
+    def still() -> bool:
+        now = {(o.base, r): playlist(o, r) for o in (a, b) for r in RUNGS}
+        same = now == previous
+        previous.clear()
+        previous.update(now)
+        if not same:
+            time.sleep(1.5)
+        return same
+
+    wait_for(still, 60, what="both replicas' playlists to stop changing")
+
+
+def identical(a, b) -> None:
+    token = a.token()
+    for rung in RUNGS:
+        for params in ({}, {"token": token}, {"_HLS_skip": "YES"}, {"token": token, "_HLS_skip": "YES"}):
+            ours, theirs = playlist(a, rung, **params), playlist(b, rung, **params)
+            assert ours == theirs, f"{rung} {params}: the replicas answer differently:\n{ours}\n----\n{theirs}"
+            assert "#EXT-X-PART:" in ours
+        last = numbering(playlist(a, rung))[last_msn(playlist(a, rung))]
+        assert a.get(f"hls/cmaf/{rung}/{last[1]}").content == b.get(f"hls/cmaf/{rung}/{last[1]}").content
+
+
+def test_both_replicas_serve_the_same_playlists_and_parts(replicas):
+    a, b, tx = replicas
+    for _ in range(5):
+        # The same blocking reload on both: the same segments under the same numbers, the same parts.
+        text = playlist(a, "180p")
+        msn = last_msn(text) + 1
+        ours, theirs = playlist(a, "180p", _HLS_msn=msn, _HLS_part=0), playlist(b, "180p", _HLS_msn=msn, _HLS_part=0)
+        agree(numbering(ours), numbering(theirs), at_least=4)
+    settled(a, b, tx)
+    identical(a, b)
+
+
+def test_a_crashed_replica_is_no_outage_and_comes_back_with_the_same_numbering(replicas, origins):
+    a, b, tx = replicas
+    b.proc.kill()
+    b.proc.wait(10)
+    # Viewers balanced to the survivor keep playing: its live edge advances, its segments are served.
+    start = last_msn(playlist(a, "180p"))
+    wait_for(lambda: last_msn(playlist(a, "180p")) >= start + 4, 30, what="the survivor's live edge to advance")
+    text = playlist(a, "180p")
+    newest = numbering(text)[last_msn(text)][1]
+    assert a.get(f"hls/cmaf/180p/{newest}").status_code == 200
+    # Back on a new, empty volume (a StatefulSet pod whose claim was lost, or a replica added): it
+    # copies the survivor's DVR and what the transcoder sent once (the master playlist) before it
+    # serves, and numbers what comes next as the survivor does.
+    shutil.rmtree(b.data_dir)
+    b.spawn()
+    b.wait_ready(30, b.serving)
+    b.set_phase("live")
+    assert "DVR copied from the peer replica" in b.log_text()
+    assert httpx.get(f"{b.agent}/readyz", timeout=5).status_code == 200  # the StatefulSet's readinessProbe
+    master = b.get("hls/cmaf/master.m3u8")
+    assert master.status_code == 200 and master.text == a.get("hls/cmaf/master.m3u8").text
+    ours, theirs = numbering(playlist(a, "180p")), numbering(playlist(b, "180p"))
+    agree(ours, theirs, at_least=4)
+    assert min(theirs) <= start, "the restarted replica lost the DVR it was down for"
+    wait_for(lambda: last_msn(playlist(b, "180p")) >= last_msn(playlist(a, "180p")) - 1, 30, what="b to follow")
+    text = playlist(a, "180p")
+    agree(numbering(text), numbering(playlist(b, "180p", _HLS_msn=last_msn(text), _HLS_part=0)), at_least=4)
+    settled(a, b, tx)
+    identical(a, b)
+    assert httpx.get(f"{b.base}/hls/cmaf/180p/index.m3u8", timeout=5).status_code == 200
+
+
+def test_replicas_made_public_a_moment_apart_end_with_the_same_viewers_numbering(backstage_replicas):
+    """The operator tells each replica in turn: a segment that begins between the two is private on
+    one and public on the other, which would number the viewers' playlists differently for good.
+    The replicas compare their last segments and the one behind copies the other."""
+    a, b, tx = backstage_replicas
+    a.set_phase("live")
+    time.sleep(2.5)  # two segments and a dozen parts: made public on a, still the preview on b
+    b.set_phase("live")
+    wait_for(
+        lambda: min(len(viewers(o)) for o in (a, b)) >= 3,
+        30,
+        what="public segments on both",
+    )
+
+    def same_public_numbering() -> bool:
+        ours, theirs = viewers(a), viewers(b)
+        common = set(ours) & set(theirs)
+        return len(common) >= 3 and all(ours[m][:2] == theirs[m][:2] for m in common)
+
+    wait_for(same_public_numbering, 30, what="the viewers' numbering to agree on both replicas")
+    assert "differs from the peer" in a.log_text() + b.log_text(), "the replicas never diverged: no test"
+    settled(a, b, tx)
+    identical(a, b)
+
+
+def viewers(origin) -> dict:
+    response = origin.get("hls/cmaf/180p/index.m3u8")
+    return numbering(response.text) if response.status_code == 200 else {}
