@@ -16,10 +16,10 @@ import signal
 import time
 import urllib.request
 
-import m3u8
 import pytest
 
 from tests.fixtures.media import wait_for
+from tests.fixtures.origin import replica_numbering, replicas_agree
 from tests.fixtures.podrunner import operator_with_podrunner, podrunner  # noqa: F401
 
 pytestmark = [pytest.mark.cluster, pytest.mark.media, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -47,24 +47,6 @@ def http_get(url: str) -> tuple[int, bytes]:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
-
-
-def numbering(text: str) -> dict[int, tuple]:
-    pl = m3u8.loads(text)
-    out, disc = {}, pl.discontinuity_sequence or 0
-    for i, seg in enumerate(s for s in pl.segments if s.uri):
-        disc += 1 if seg.discontinuity else 0
-        out[pl.media_sequence + i] = (disc, seg.uri, tuple(p.uri for p in seg.parts))
-    return out
-
-
-def agree(a: dict, b: dict, at_least: int) -> None:
-    common = sorted(set(a) & set(b))
-    assert len(common) >= at_least, f"only {len(common)} segments in common: {sorted(a)} vs {sorted(b)}"
-    for msn in common:
-        assert a[msn][:2] == b[msn][:2], f"segment #{msn} differs between the replicas: {a[msn]} vs {b[msn]}"
-        if a[msn][2] and b[msn][2]:
-            assert a[msn][2] == b[msn][2], f"parts of #{msn} differ: {a[msn][2]} vs {b[msn][2]}"
 
 
 def test_two_origin_replicas_serve_the_same_stream_and_survive_a_crash(
@@ -102,7 +84,7 @@ def test_two_origin_replicas_serve_the_same_stream_and_survive_a_crash(
 
     def segments(name: str) -> dict:
         try:
-            return numbering(playlist(name)) if pod(name) else {}
+            return replica_numbering(playlist(name)) if pod(name) else {}
         except AssertionError:
             return {}
 
@@ -125,11 +107,11 @@ def test_two_origin_replicas_serve_the_same_stream_and_survive_a_crash(
 
         # The same blocking reload on both replicas: the same segments under the same numbers, the same parts.
         for _ in range(3):
-            ahead = max(numbering(playlist(replicas[0]))) + 1
+            ahead = max(replica_numbering(playlist(replicas[0]))) + 1
             ours = playlist(replicas[0], _HLS_msn=ahead, _HLS_part=0)
             theirs = playlist(replicas[1], _HLS_msn=ahead, _HLS_part=0)
             assert "#EXT-X-PART:" in ours and "#EXT-X-PART:" in theirs
-            agree(numbering(ours), numbering(theirs), at_least=4)
+            replicas_agree(replica_numbering(ours), replica_numbering(theirs), at_least=4)
 
         # A crash of one replica: the other keeps serving, its live edge advances.
         crashed = pod(replicas[1])
@@ -146,13 +128,13 @@ def test_two_origin_replicas_serve_the_same_stream_and_survive_a_crash(
         assert "DVR copied from the peer replica" in log, log
         until(lambda: len(set(segments(replicas[0])) & set(segments(replicas[1]))) >= 4, 30, "common segments")
         theirs = segments(replicas[1])
-        agree(segments(replicas[0]), theirs, at_least=4)
+        replicas_agree(segments(replicas[0]), theirs, at_least=4)
         assert min(theirs) <= start, f"the restarted replica lost the DVR it was down for: {sorted(theirs)}"
         time.sleep(2)
-        ahead = max(numbering(playlist(replicas[0]))) + 1
-        agree(
-            numbering(playlist(replicas[0], _HLS_msn=ahead, _HLS_part=0)),
-            numbering(playlist(replicas[1], _HLS_msn=ahead, _HLS_part=0)),
+        ahead = max(replica_numbering(playlist(replicas[0]))) + 1
+        replicas_agree(
+            replica_numbering(playlist(replicas[0], _HLS_msn=ahead, _HLS_part=0)),
+            replica_numbering(playlist(replicas[1], _HLS_msn=ahead, _HLS_part=0)),
             at_least=4,
         )
         until(

@@ -9,10 +9,10 @@ import shutil
 import time
 
 import httpx
-import m3u8
 import pytest
 
 from tests.fixtures.media import free_port, wait_for
+from tests.fixtures.origin import replica_numbering, replicas_agree
 
 pytestmark = [pytest.mark.media, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -25,31 +25,8 @@ def playlist(origin, rung: str, **params) -> str:
     return response.text
 
 
-def numbering(text: str) -> dict[int, tuple]:
-    """media sequence number -> (discontinuity sequence, segment URI, its parts): what a player
-    that reloads from another replica relies on."""
-    pl = m3u8.loads(text)
-    out = {}
-    disc = pl.discontinuity_sequence or 0
-    for i, seg in enumerate(s for s in pl.segments if s.uri):
-        if seg.discontinuity:
-            disc += 1
-        out[pl.media_sequence + i] = (disc, seg.uri, tuple(p.uri for p in seg.parts))
-    return out
-
-
 def last_msn(text: str) -> int:
-    return max(numbering(text))
-
-
-def agree(a: dict, b: dict, at_least: int) -> None:
-    common = sorted(set(a) & set(b))
-    assert len(common) >= at_least, f"only {len(common)} segments in common: {sorted(a)} vs {sorted(b)}"
-    for msn in common:
-        assert a[msn][:2] == b[msn][:2], f"segment #{msn} differs between the replicas: {a[msn]} vs {b[msn]}"
-        # Parts: a segment finished on one replica may still be the open one on the other; listed parts agree.
-        if a[msn][2] and b[msn][2]:
-            assert a[msn][2] == b[msn][2], f"parts of #{msn} differ: {a[msn][2]} vs {b[msn][2]}"
+    return max(replica_numbering(text))
 
 
 def start_chain(ingest_agent, origins, transcoder_agent, publishers, tmp_path, phase: str):
@@ -82,7 +59,7 @@ def start_chain(ingest_agent, origins, transcoder_agent, publishers, tmp_path, p
             wait_for(
                 lambda: (
                     origin.get(f"hls/cmaf/{rung}/index.m3u8", params={"token": origin.token()}).status_code == 200
-                    and len(numbering(playlist(origin, rung, token=origin.token()))) >= 4
+                    and len(replica_numbering(playlist(origin, rung, token=origin.token()))) >= 4
                 ),
                 60,
                 what=f"4 segments of {rung} on {origin.base}",
@@ -125,7 +102,7 @@ def identical(a, b) -> None:
             ours, theirs = playlist(a, rung, **params), playlist(b, rung, **params)
             assert ours == theirs, f"{rung} {params}: the replicas answer differently:\n{ours}\n----\n{theirs}"
             assert "#EXT-X-PART:" in ours
-        last = numbering(playlist(a, rung))[last_msn(playlist(a, rung))]
+        last = replica_numbering(playlist(a, rung))[last_msn(playlist(a, rung))]
         assert a.get(f"hls/cmaf/{rung}/{last[1]}").content == b.get(f"hls/cmaf/{rung}/{last[1]}").content
 
 
@@ -136,7 +113,7 @@ def test_both_replicas_serve_the_same_playlists_and_parts(replicas):
         text = playlist(a, "180p")
         msn = last_msn(text) + 1
         ours, theirs = playlist(a, "180p", _HLS_msn=msn, _HLS_part=0), playlist(b, "180p", _HLS_msn=msn, _HLS_part=0)
-        agree(numbering(ours), numbering(theirs), at_least=4)
+        replicas_agree(replica_numbering(ours), replica_numbering(theirs), at_least=4)
     settled(a, b, tx)
     identical(a, b)
 
@@ -149,7 +126,7 @@ def test_a_crashed_replica_is_no_outage_and_comes_back_with_the_same_numbering(r
     start = last_msn(playlist(a, "180p"))
     wait_for(lambda: last_msn(playlist(a, "180p")) >= start + 4, 30, what="the survivor's live edge to advance")
     text = playlist(a, "180p")
-    newest = numbering(text)[last_msn(text)][1]
+    newest = replica_numbering(text)[last_msn(text)][1]
     assert a.get(f"hls/cmaf/180p/{newest}").status_code == 200
     # Back on a new, empty volume (a StatefulSet pod whose claim was lost, or a replica added): it
     # copies the survivor's DVR and what the transcoder sent once (the master playlist) before it
@@ -162,12 +139,16 @@ def test_a_crashed_replica_is_no_outage_and_comes_back_with_the_same_numbering(r
     assert httpx.get(f"{b.agent}/readyz", timeout=5).status_code == 200  # the StatefulSet's readinessProbe
     master = b.get("hls/cmaf/master.m3u8")
     assert master.status_code == 200 and master.text == a.get("hls/cmaf/master.m3u8").text
-    ours, theirs = numbering(playlist(a, "180p")), numbering(playlist(b, "180p"))
-    agree(ours, theirs, at_least=4)
+    ours, theirs = replica_numbering(playlist(a, "180p")), replica_numbering(playlist(b, "180p"))
+    replicas_agree(ours, theirs, at_least=4)
     assert min(theirs) <= start, "the restarted replica lost the DVR it was down for"
     wait_for(lambda: last_msn(playlist(b, "180p")) >= last_msn(playlist(a, "180p")) - 1, 30, what="b to follow")
     text = playlist(a, "180p")
-    agree(numbering(text), numbering(playlist(b, "180p", _HLS_msn=last_msn(text), _HLS_part=0)), at_least=4)
+    replicas_agree(
+        replica_numbering(text),
+        replica_numbering(playlist(b, "180p", _HLS_msn=last_msn(text), _HLS_part=0)),
+        at_least=4,
+    )
     settled(a, b, tx)
     identical(a, b)
     assert httpx.get(f"{b.base}/hls/cmaf/180p/index.m3u8", timeout=5).status_code == 200
@@ -200,4 +181,4 @@ def test_replicas_made_public_a_moment_apart_end_with_the_same_viewers_numbering
 
 def viewers(origin) -> dict:
     response = origin.get("hls/cmaf/180p/index.m3u8")
-    return numbering(response.text) if response.status_code == 200 else {}
+    return replica_numbering(response.text) if response.status_code == 200 else {}
