@@ -22,7 +22,8 @@ player's timeline begins. Prints figures, asserts nothing; stops everything it s
 
 ``--low-latency`` measures the low-latency tier: the Livestream overrides its CallType with
 ``broadcasting.lowLatency: true`` (LL-HLS parts on the CMAF output, chunked DASH), the CMAF playlist
-is played by stock hls.js with ``lowLatencyMode: true`` (its LL-HLS support, at PART-HOLD-BACK) and
+is played by stock hls.js with ``lowLatencyMode: true`` (its LL-HLS support, at PART-HOLD-BACK) and the
+origin player page's ``maxLiveSyncPlaybackRate`` (``--hls-max-rate 1`` for hls.js's default), and
 the MPD by stock dash.js in its low-latency mode with the settings of the origin's player page
 (``streaming.delay.liveDelay`` at the MPD's latency target, ``liveCatchup`` on).
 """
@@ -48,6 +49,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 
 from bench._onair_dev import OnairDev  # noqa: E402 - needs the paths above
 from onair.agent.origin.dash import LL_MAX_PLAYBACK_RATE, LL_MIN_PLAYBACK_RATE, LowLatency  # noqa: E402
+from onair.agent.origin.server import LL_HLS_MAX_PLAYBACK_RATE  # noqa: E402
 from bench.g2g import server  # noqa: E402
 from bench.g2g.camera import Camera  # noqa: E402
 from bench.waiting import wait_until  # noqa: E402
@@ -82,10 +84,12 @@ def player_for(key: str, low_latency: bool) -> str:
     return PLAYERS[key]
 
 
-def page_query(player: str, part_ms: int) -> str:
-    """The measuring page's player settings: dash.js low-latency mode gets the player page's."""
+def page_query(player: str, part_ms: int, hls_max_rate: float = LL_HLS_MAX_PLAYBACK_RATE) -> str:
+    """The measuring page's player settings: the low-latency modes get the player page's."""
     if player == "whep":
         return os.environ.get("G2G_WHEP_QUERY", "")
+    if player == "hls-ll":
+        return f"&maxRate={hls_max_rate:g}"
     if player != "dash-ll":
         return ""
     ll = LowLatency.for_chunks(part_ms / 1000)
@@ -108,7 +112,8 @@ def summarize(result: dict, settle_seconds: float) -> dict:
     """Figures of one player's run: startup, latency over the samples after ``settle_seconds`` of play."""
     samples = result.get("samples") or []
     first = result.get("firstFrameAt")
-    steady = [s["latency"] for s in samples if first is not None and s["shown"] >= first + 1000 * settle_seconds]
+    window = [s for s in samples if first is not None and s["shown"] >= first + 1000 * settle_seconds]
+    steady = [s["latency"] for s in window]
     out = {
         "startup": (first - result["openedAt"]) / 1000 if first is not None else None,
         "samples": len(steady),
@@ -121,6 +126,10 @@ def summarize(result: dict, settle_seconds: float) -> dict:
     }
     if steady:
         out.update(p50=statistics.median(steady), p95=percentile(steady, 0.95), min=min(steady), max=max(steady))
+    if len(window) > 1 and window[-1]["shown"] > window[0]["shown"]:
+        # How fast latency grows while sampled (seconds per minute): a player playing slower than the
+        # stream is made drifts behind, one that catches up holds 0.
+        out["drift"] = 60_000 * statistics.linear_regression([s["shown"] for s in window], steady).slope
     offsets = result.get("pdtOffsets") or []
     if offsets:
         out["pdt_offset"] = statistics.median(offsets)
@@ -147,7 +156,8 @@ def row(label: str, figures: dict) -> str:
 
     return (
         f"{label:<22} {s('startup')} {s('p50')} {s('p95')} {s('min')} {s('max')}  {figures['samples']:>6} "
-        f"{figures['unreadable']:>6} {figures['stalls']:>6} {s('pdt_offset')}  {'; '.join(figures['errors'])[:80]}"
+        f"{figures['unreadable']:>6} {figures['stalls']:>6} {s('pdt_offset')} {s('drift')}  "
+        f"{'; '.join(figures['errors'])[:80]}"
     )
 
 
@@ -217,7 +227,7 @@ async def measure(args: argparse.Namespace) -> None:
                     print(f"{key}: not in status.playback, skipped", flush=True)
                     continue
                 page = await browser.new_page(
-                    f"{base}/page.html?player={player}&src={url}{page_query(player, args.part_ms)}"
+                    f"{base}/page.html?player={player}&src={url}{page_query(player, args.part_ms, args.hls_max_rate)}"
                 )
                 try:
                     await page.wait_for("g2g.firstFrameAt !== null", timeout=60, interval=0.2)
@@ -247,7 +257,11 @@ async def measure(args: argparse.Namespace) -> None:
             await browser.close()
             await runner.cleanup()
             err = camera.stop()
-        tier = f" + lowLatency (parts {args.part_ms} ms)" if args.low_latency else ""
+        tier = (
+            f" + lowLatency (parts {args.part_ms} ms, hls.js maxLiveSyncPlaybackRate {args.hls_max_rate:g})"
+            if args.low_latency
+            else ""
+        )
         if args.segment_seconds is not None:
             tier += f" + {args.segment_seconds} s segments"
         tier += f", players opened {args.warmup:.0f} s after going live"
@@ -264,7 +278,7 @@ async def measure(args: argparse.Namespace) -> None:
             print(f"encoder said: {err.strip()[-500:]}")
         print(
             f"\n{'player':<22} {'start':>6} {'p50':>6} {'p95':>6} {'min':>6} {'max':>6}  {'frames':>6} "
-            f"{'unread':>6} {'stalls':>6} {'pdt-cap':>6}  errors   (seconds)"
+            f"{'unread':>6} {'stalls':>6} {'pdt-cap':>6} {'s/min':>6}  errors   (seconds; s/min: latency drift)"
         )
         for key, figures in results.items():
             print(row(f"{key} ({player_for(key, args.low_latency)})", figures))
@@ -285,6 +299,13 @@ def main() -> None:
     parser.add_argument("--protocol", choices=("rtmp", "srt"), default="rtmp")
     parser.add_argument("--encoder", choices=("obs", "zerolatency"), default="obs")
     parser.add_argument("--size", default="1280x720")
+    parser.add_argument(
+        "--hls-max-rate",
+        type=float,
+        default=LL_HLS_MAX_PLAYBACK_RATE,
+        help="hls.js maxLiveSyncPlaybackRate with --low-latency (default: the origin's player page's; "
+        "1: hls.js's default, no catch-up)",
+    )
     parser.add_argument("--players", default="", help="comma-separated status.playback keys (default: all)")
     parser.add_argument(
         "--low-latency",

@@ -89,7 +89,10 @@ video.addEventListener("playing", () => {
 });
 
 if (player === "hls" || player === "hls-ll") {
-  window.hls = new Hls(player === "hls-ll" ? {lowLatencyMode: true} : {});
+  // Low-latency mode as the origin's player page sets it: lowLatencyMode, and the playback rate hls.js
+  // may use to get back to PART-HOLD-BACK (maxRate=1: hls.js's default, it never catches up).
+  window.hls = new Hls(player === "hls-ll"
+    ? {lowLatencyMode: true, maxLiveSyncPlaybackRate: parseFloat(params.get("maxRate") || "1")} : {});
   hls.on(Hls.Events.ERROR, (_, d) => g2g.errors.push(`${d.type}/${d.details}${d.fatal ? " fatal" : ""}`));
   hls.loadSource(src);
   hls.attachMedia(video);

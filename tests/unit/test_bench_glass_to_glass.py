@@ -45,4 +45,21 @@ def test_the_low_latency_tier_is_a_livestream_override_played_in_lowlatency_mode
 def test_dashjs_low_latency_mode_gets_the_player_pages_settings():
     query = g2g.page_query("dash-ll", 200)
     assert "liveDelay=0.700" in query and "rateMin=-0.040" in query and "rateMax=0.040" in query
-    assert g2g.page_query("dash", 200) == "" and g2g.page_query("hls-ll", 200) == ""
+    assert g2g.page_query("dash", 200) == "" and g2g.page_query("hls", 200) == ""
+
+
+def test_hlsjs_low_latency_mode_gets_the_player_pages_catch_up_rate_unless_told_otherwise():
+    assert g2g.page_query("hls-ll", 200) == f"&maxRate={g2g.LL_HLS_MAX_PLAYBACK_RATE:g}"
+    assert g2g.page_query("hls-ll", 200, hls_max_rate=1) == "&maxRate=1"
+
+
+def test_drift_is_how_fast_latency_grows_per_minute_while_sampled():
+    first = 1_000_000.0
+    # 0.5 s more latency over 100 s of samples: 0.3 s per minute.
+    samples = [{"shown": first + 1000 * i, "latency": 2.0 + 0.005 * i} for i in range(101)]
+    figures = g2g.summarize({"openedAt": first, "firstFrameAt": first, "samples": samples}, settle_seconds=0)
+    assert abs(figures["drift"] - 0.3) < 1e-9
+    steady = g2g.summarize(
+        {"openedAt": first, "firstFrameAt": first, "samples": [{**s, "latency": 2.0} for s in samples]}, 0
+    )
+    assert steady["drift"] == 0

@@ -105,6 +105,10 @@ FAST_HEADS = 4096
 OPEN_TO_ANYONE = access.Decision(True)
 # Rewritten MPDs kept (per MPD, host and token).
 MPD_CACHE_ENTRIES = 64
+# The player page's hls.js in the low-latency tier may play up to this fast to get back to
+# PART-HOLD-BACK: at hls.js's default of 1 it never catches up, and a device whose media clock runs a
+# little slow (headless Chromium's does, by about 0.3 %) drifts further behind all session long.
+LL_HLS_MAX_PLAYBACK_RATE = 1.5
 PLAYER_FORMATS = {"cmaf": PLAYBACK_PATHS["hlsCmaf"], "ts": PLAYBACK_PATHS["hlsMpegts"], "dash": PLAYBACK_PATHS["dash"]}
 
 
@@ -816,6 +820,7 @@ class OriginAgent(Agent):
             max_drift=ll.max_seconds - ll.target_seconds if ll else None,
             rate_min=LL_MIN_PLAYBACK_RATE - 1,
             rate_max=LL_MAX_PLAYBACK_RATE - 1,
+            hls_max_rate=LL_HLS_MAX_PLAYBACK_RATE,
         )
         return web.Response(text=page, content_type="text/html", headers={"Cache-Control": "no-cache"})
 
@@ -842,6 +847,7 @@ class OriginAgent(Agent):
             max_drift=None,
             rate_min=None,
             rate_max=None,
+            hls_max_rate=None,
         )
         return web.Response(text=page, content_type="text/html", headers={"Cache-Control": "no-cache"})
 
