@@ -181,6 +181,50 @@ def test_a_full_listener_refuses_new_connections_at_once_with_a_503(origins):
     assert "the listener is full" in origin.log_text()
 
 
+def keep_alive_get(s: socket.socket, path: str) -> bytes:
+    """One request on an open connection; the response head and whatever body came with it."""
+    s.setblocking(True)
+    s.sendall(f"GET /{path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.setblocking(False)
+    return data
+
+
+def test_a_trusted_proxy_carries_more_viewers_than_one_address_may(origins):
+    """Behind an ingress controller every viewer comes from its address: listed in trustedProxies,
+    it is held only to the listener's total, while any other address keeps its per-client cap."""
+    # Enough fds for a public port of a few hundred connections, a quarter of them per address.
+    origin = origins.start(phase="live", nofile=5000, trusted_proxies=["127.0.0.2/32"])
+    total, per_client = limits_of(origin)
+    assert 2 * per_client + 40 <= total
+    port = origin.config.http_port
+    proxied: list[socket.socket] = []
+    others: list[socket.socket] = []
+    try:
+        proxied = [s for s in (attacker("127.0.0.2", port) for _ in range(per_client + 20)) if s]
+        others = [s for s in (attacker("127.0.0.3", port) for _ in range(per_client + 20)) if s]
+        time.sleep(1)
+        assert len(proxied) == per_client + 20
+        # Every proxied connection is served: a viewer's request on the last of them is answered.
+        for s in proxied[-3:]:
+            assert keep_alive_get(s, "time").startswith(b"HTTP/1.1 200"), "a proxied viewer was refused"
+        assert not any(closed_by_server(s) for s in proxied)
+        refused = [s for s in others if closed_by_server(s)]
+        assert len(refused) == 20, f"{len(refused)} of 127.0.0.3's connections over its cap refused, not 20"
+        assert metric(origin, "onair_origin_connections_refused_total", listener="public", reason="client") == 20
+    finally:
+        for s in proxied + others:
+            s.close()
+    log = origin.log_text()
+    assert "none for 127.0.0.2/32" in log
+    assert "refused a connection from 127.0.0.3" in log and "ONAIR_PLAYBACK_TRUSTED_PROXIES" in log
+
+
 def test_out_of_fds_an_upload_or_a_read_is_a_clear_503_not_a_loss_or_a_404(origins):
     origin = origins.start(phase="live")
     pid = origin.proc.pid

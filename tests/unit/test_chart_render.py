@@ -119,6 +119,7 @@ def test_helm_lint_passes(extra):
         (("--set", "image.pullPolicy=Sometimes"), "pullPolicy"),
         (("--set", "livestreams.resources.encoder.limits.cpu=1"), "encoder"),
         (("--set", "watchNamespaces={Bad_Name}"), "watchNamespaces"),
+        (("--set", "livestreams.playback.trustedProxies={ingress-controller}"), "trustedProxies"),
     ],
 )
 def test_schema_rejects_bad_values_in_helm(args, complaint):
@@ -389,7 +390,8 @@ def test_ways_in_values_become_the_operator_config(tmp_path):
                             "https": True,
                             "annotations": {"example.com/team": "video"},
                             "gateway": {"name": "public", "namespace": "gateways", "sectionName": "https"},
-                        }
+                        },
+                        "trustedProxies": ["10.42.0.0/16", "2001:db8::/32"],
                     },
                 }
             },
@@ -408,6 +410,7 @@ def test_ways_in_values_become_the_operator_config(tmp_path):
     )
     assert config.playback_route_annotations == {"example.com/team": "video"}
     assert config.playback_base_url("show", "team") == "https://live.example.com/team/show"
+    assert config.playback_trusted_proxies == ["10.42.0.0/16", "2001:db8::/32"]
 
     env = env_of(
         render(

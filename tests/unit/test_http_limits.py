@@ -56,6 +56,54 @@ def test_guard_caps_per_client_and_in_total():
     assert "a" not in guard.by_client and guard.open == 3
 
 
+def test_trusted_proxies_are_held_only_to_the_total():
+    limits = FdBudget(100_000, 60).allot(
+        "public", max_connections=8, fds_per_connection=1, trusted_clients=["10.42.0.0/16", "2001:db8::/32"]
+    )
+    assert limits.trusted_clients == ("10.42.0.0/16", "2001:db8::/32")
+    guard = ConnectionGuard(
+        ListenerLimits("public", max_connections=7, max_per_client=2, trusted_clients=limits.trusted_clients),
+        None,
+        logging.getLogger("test"),
+    )
+    assert [guard.admit("10.42.7.1") for _ in range(3)] == [None, None, None]
+    assert [guard.admit("::ffff:10.42.7.2") for _ in range(2)] == [None, None]  # IPv4 on a dual-stack socket
+    assert guard.admit("10.43.0.1") is None and guard.admit("10.43.0.1") is None
+    assert guard.admit("2001:db8::5") == "total"
+    guard.release("10.42.7.1")
+    assert guard.admit("10.43.0.1") == "client"  # not a proxy: its own cap, room or not
+    assert guard.admit("2001:db8::5") is None
+    assert guard.admit("unknown") in ("client", "total") and not guard.trusted("unknown")
+    assert "none for 10.42.0.0/16, 2001:db8::/32" in guard.limits.describe()
+
+
+def test_a_cap_refusal_says_how_to_trust_a_proxy(caplog):
+    guard = ConnectionGuard(
+        ListenerLimits("public", max_connections=6, max_per_client=1),
+        None,
+        logging.getLogger("test.hint"),
+        client_cap_hint="; list it in ONAIR_PLAYBACK_TRUSTED_PROXIES",
+    )
+
+    class Transport:
+        def write(self, data: bytes) -> None:
+            self.data = data
+
+        def can_write_eof(self) -> bool:
+            return False
+
+        def abort(self) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    assert guard.admit("192.0.2.9") is None and guard.admit("192.0.2.9") == "client"
+    with caplog.at_level(logging.WARNING, "test.hint"):
+        guard.refuse(Transport(), "192.0.2.9", "client")  # type: ignore[arg-type]
+    assert "192.0.2.9" in caplog.text and "ONAIR_PLAYBACK_TRUSTED_PROXIES" in caplog.text
+
+
 def test_log_limiter_counts_what_it_left_out(caplog, monkeypatch):
     clock = [100.0]
     monkeypatch.setattr(http_limits.time, "monotonic", lambda: clock[0])

@@ -127,6 +127,14 @@ def test_low_latency_tier_reaches_transcoder_and_origin_from_the_calltype_or_the
     assert not config_of(off, "transcoder").low_latency and not config_of(off, "origin").low_latency
 
 
+def test_the_proxies_viewers_come_through_reach_the_origin_config():
+    assert config_of(render(), "origin").trusted_proxies == []
+    config = OperatorConfig(playback_trusted_proxies=["10.42.0.0/16", "192.0.2.7"])
+    assert config_of(render(config=config), "origin").trusted_proxies == ["10.42.0.0/16", "192.0.2.7"]
+    with pytest.raises(ValueError, match="'ingress' is not an IP address or CIDR"):
+        OperatorConfig.from_env({"ONAIR_PLAYBACK_TRUSTED_PROXIES": "10.42.0.0/16,ingress"})
+
+
 def test_backup_ingest_is_rendered_only_when_enabled():
     out = render(ct=calltype(ingest={"backup": True}))
     assert {

@@ -6,7 +6,9 @@ A listener (one aiohttp runner and port) gets ``ListenerLimits``:
   opening or of its previous response, and an idle keep-alive connection is closed after it
   (aiohttp's keep-alive deadline, which half-sent headers do not push back).
 * ``max_connections``: open connections on this listener; ``max_per_client``: of those, from
-  one client address. A connection over either cap is refused at once, before any parsing: a
+  one client address, except from ``trusted_clients`` (the proxies viewers come through: an
+  ingress controller, a gateway or a CDN carries every viewer behind it on its own few addresses,
+  so only the listener's cap holds them). A connection over either cap is refused at once, before any parsing: a
   fixed ``503`` with ``Retry-After``, the write side closed, and at most ``REFUSAL_LINGER_SECONDS``
   for the client to read it (beyond ``MAX_LINGERING`` refusals at a time it is just reset).
 
@@ -25,19 +27,22 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
+import ipaddress
 import logging
 import os
 import resource
 import time
 from collections import Counter as Tally
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, cast
+from typing import Any, Callable, Optional, Sequence, cast
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import Counter, Gauge
 
 from onair.agent import fast_gets
+from onair.api.agent import ip_networks
 
 DEFAULT_IDLE_TIMEOUT = 15.0
 DEFAULT_MAX_CONNECTIONS = 4096
@@ -189,10 +194,12 @@ class ListenerLimits:
     max_per_client: int
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     backlog: int = ACCEPT_BACKLOG
+    trusted_clients: tuple[str, ...] = ()  # addresses or CIDRs not held to max_per_client
 
     def describe(self) -> str:
+        trusted = f" (none for {', '.join(self.trusted_clients)})" if self.trusted_clients else ""
         return (
-            f"at most {self.max_connections} connections, {self.max_per_client} per client address, "
+            f"at most {self.max_connections} connections, {self.max_per_client} per client address{trusted}, "
             f"{self.idle_timeout:g}s to send a request head and for idle keep-alive"
         )
 
@@ -241,6 +248,7 @@ class FdBudget:
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         fds_per_connection: int = FDS_PER_CONNECTION,
         backlog: int = ACCEPT_BACKLOG,
+        trusted_clients: Sequence[str] = (),
     ) -> ListenerLimits:
         """Limits for one listener, its fds taken from what is left (the first allotted is served first)."""
         transient = backlog + MAX_LINGERING  # accepted-then-refused sockets not yet closed
@@ -249,7 +257,9 @@ class FdBudget:
         self.short = self.short or connections < max_connections
         self.free -= transient + connections * fds_per_connection
         per_client = max_per_client or max(MIN_PER_CLIENT, connections // CLIENT_SHARE)
-        return ListenerLimits(name, connections, min(per_client, connections), idle_timeout, backlog)
+        return ListenerLimits(
+            name, connections, min(per_client, connections), idle_timeout, backlog, tuple(trusted_clients)
+        )
 
 
 # ----------------------------------------------------------------------------- connection caps
@@ -275,11 +285,32 @@ def _refusal(message: str) -> bytes:
     )
 
 
+@functools.lru_cache(maxsize=4096)
+def _in_networks(client: str, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
+    """Per connection, so remembered: a listener sees the same few proxy addresses over and over."""
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:  # a Unix socket or no peer address: nobody's proxy
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in networks)
+
+
 class ConnectionGuard:
     """Counts one listener's connections by client address and admits or refuses new ones."""
 
-    def __init__(self, limits: ListenerLimits, metrics: Optional[ConnectionMetrics], logger: logging.Logger) -> None:
+    def __init__(
+        self,
+        limits: ListenerLimits,
+        metrics: Optional[ConnectionMetrics],
+        logger: logging.Logger,
+        client_cap_hint: str = "",
+    ) -> None:
+        """``client_cap_hint``: what to do when a proxy meets the per-client cap, said in its log line."""
         self.limits = limits
+        self._trusted = ip_networks(limits.trusted_clients)
+        self._client_cap_hint = client_cap_hint
         self.open = 0
         self.by_client: Tally[str] = Tally()
         self.lingering = 0
@@ -299,13 +330,16 @@ class ConnectionGuard:
 
     def admit(self, client: str) -> Optional[str]:
         """None, and the connection counted, or why it is refused."""
-        if self.by_client[client] >= self.limits.max_per_client:
+        if self.by_client[client] >= self.limits.max_per_client and not self.trusted(client):
             return "client"
         if self.open >= self.limits.max_connections:
             return "total"
         self.open += 1
         self.by_client[client] += 1
         return None
+
+    def trusted(self, client: str) -> bool:
+        return bool(self._trusted) and _in_networks(client, self._trusted)
 
     def release(self, client: str) -> None:
         self.open -= 1
@@ -321,10 +355,11 @@ class ConnectionGuard:
             self._log.log(
                 "refused:client",
                 logging.WARNING,
-                "%s listener: refused a connection from %s, which already holds %d (the per-client cap)",
+                "%s listener: refused a connection from %s, which already holds %d (the per-client cap)%s",
                 self.limits.name,
                 client,
                 self.by_client[client],
+                self._client_cap_hint,
             )
         else:
             self._log.log(

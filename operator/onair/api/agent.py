@@ -16,10 +16,11 @@ Every role also serves ``GET /metrics`` (Prometheus text) and ``GET /healthz``.
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import datetime
-from typing import Literal, Optional
+from typing import Literal, Optional, Sequence
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from .base import ApiModel
 
@@ -178,6 +179,20 @@ class TranscoderConfig(ApiModel):
     whep_max_viewers: int = Field(500, ge=1, description="WHEP sessions at once; more get 503 (play HLS/DASH)")
 
 
+def ip_networks(entries: Sequence[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Addresses or CIDRs (``10.42.0.0/16``, ``192.0.2.7``, ``2001:db8::/32``); ValueError says which
+    entry is not one."""
+    networks = []
+    for entry in entries:
+        try:
+            networks.append(ipaddress.ip_network(entry.strip(), strict=False))
+        except ValueError:
+            raise ValueError(
+                f"{entry!r} is not an IP address or CIDR (e.g. 10.42.0.0/16, 192.0.2.7 or 2001:db8::/32)"
+            ) from None
+    return tuple(networks)
+
+
 class OriginConfig(ApiModel):
     role: Literal["origin"] = "origin"
     livestream: str
@@ -225,6 +240,21 @@ class OriginConfig(ApiModel):
         description="LL-HLS part / LL-DASH chunk duration (the transcoder's partSeconds), with lowLatency",
     )
     cors_origins: list[str] = ["*"]
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description=(
+            "addresses or CIDRs of the proxies viewers come through (ingress controller, gateway, CDN): a connection "
+            "from one is held only to the public port's total cap, not to the per-address cap (a quarter of it) "
+            "that keeps one client from taking the port"
+        ),
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _are_networks(cls, value: list[str]) -> list[str]:
+        ip_networks(value)
+        return value
+
     peer_upload_urls: Optional[list[str]] = Field(
         None,
         description=(

@@ -22,6 +22,7 @@ from typing import Any, Literal, Mapping, Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from onair import roles
+from onair.api.agent import ip_networks
 
 ENV_PREFIX = "ONAIR_"
 ROLE_KEYS = ("ingest", "transcoder", "origin", "recorder")
@@ -174,6 +175,13 @@ class OperatorConfig(BaseModel):
         "from the Livestreams' namespaces (allowedRoutes.namespaces.from: All or Selector).",
     )
     playback_gateway_section_name: Optional[str] = Field(None, description="The Gateway listener to attach to.")
+    playback_trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or CIDRs (comma-separated) of the proxies viewers reach the origins through: "
+        "the ingress controller's or gateway's pods, a CDN's egress. Each origin holds one client address to a "
+        "quarter of its connections (4,096 of 16,384), and every LL-HLS viewer keeps one open; connections "
+        "from these addresses are held only to the total.",
+    )
     # --- ways in from outside the cluster: ingest
     ingest_external_traffic_policy: Optional[Literal["Cluster", "Local"]] = Field(
         None,
@@ -192,6 +200,12 @@ class OperatorConfig(BaseModel):
         '{"main": {"rtmp": 30935, "srt": 30900}}; one Livestream per '
         "cluster can own a given nodePort. Unset ports are allocated by Kubernetes.",
     )
+
+    @field_validator("playback_trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, value: list[str]) -> list[str]:
+        ip_networks(value)
+        return value
 
     @field_validator("resources")
     @classmethod
@@ -365,7 +379,13 @@ class OperatorConfig(BaseModel):
             raise ValueError("invalid operator configuration:\n  " + "\n  ".join(lines)) from None
 
 
-_LIST_FIELDS = {"image_pull_secrets", "watch_namespaces", "whip_ice_servers", "whip_ingest_ice_servers"}
+_LIST_FIELDS = {
+    "image_pull_secrets",
+    "watch_namespaces",
+    "whip_ice_servers",
+    "whip_ingest_ice_servers",
+    "playback_trusted_proxies",
+}
 _JSON_EXAMPLES = {
     "playback_route_annotations": '{"cert-manager.io/cluster-issuer": "letsencrypt"}',
     "ingest_service_annotations": '{"metallb.universe.tf/address-pool": "public"}',

@@ -189,6 +189,7 @@ def render_agent_configs(
         if b.outputs.webrtc
         else None,
         peer_upload_urls=replica_urls,
+        trusted_proxies=list(config.playback_trusted_proxies),
     )
     rec = settings.recording
     if rec.mode != "disabled":

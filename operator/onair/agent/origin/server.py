@@ -1125,8 +1125,21 @@ class OriginAgent(Agent):
         # Viewers are mostly at the live edge, answered from memory: a connection is its socket alone
         # (held LL-HLS reloads too). A DVR rewind read from the volume needs a second fd while it
         # is sent; short of one, that request gets a 503 with Retry-After (see _errors).
-        limits = fds.allot("public", max_connections=PUBLIC_CONNECTIONS, fds_per_connection=1, backlog=PUBLIC_BACKLOG)
-        self.public_guard = http_limits.ConnectionGuard(limits, self.metrics.connections, log)
+        limits = fds.allot(
+            "public",
+            max_connections=PUBLIC_CONNECTIONS,
+            fds_per_connection=1,
+            backlog=PUBLIC_BACKLOG,
+            trusted_clients=self.config.trusted_proxies,
+        )
+        self.public_guard = http_limits.ConnectionGuard(
+            limits,
+            self.metrics.connections,
+            log,
+            client_cap_hint="; if that address is a proxy carrying many viewers (an ingress controller, a gateway, "
+            "a CDN), list it in the operator's ONAIR_PLAYBACK_TRUSTED_PROXIES (chart: livestreams.playback."
+            "trustedProxies)",
+        )
         # No handler cancellation: ffmpeg closes its socket right after the last chunk without
         # reading our response, and the upload must still be stored.
         self._public_runner = web.AppRunner(self.public, access_log=None, keepalive_timeout=limits.idle_timeout)
