@@ -291,3 +291,66 @@ def whep_viewers(tx) -> float:
     return float(
         next(x for x in metrics.splitlines() if x.startswith("onair_transcoder_whep_viewers{")).rsplit(" ")[-1]
     )
+
+
+async def test_sessions_end_when_the_stream_goes_backstage_again_unless_a_member_watches(whep_source, origins):
+    """Access is checked at every HLS request; a WHEP session has no requests after its POST, so the
+    origin ends those the rules now refuse: back to backstage, the public viewer goes, the member stays."""
+    tx = whep_source
+    loopback_ice()
+    origin = origins.start(phase="live", whep_url=f"{tx.url}/whep", agent_token_file=tx.config.agent_token_file)
+    tx.put_desired(phase="live", broadcasting=True)
+    tx.wait_status(lambda s: s.get("broadcasting"), 60, "broadcasting")
+    url = origin.url("whep")
+    public = await WhepViewer.open(url)
+    member = await WhepViewer.open(url, headers={"Authorization": f"Bearer {origin.token(user_id='host-1')}"})
+    try:
+        await public.wait_frames(30, timeout=30)
+        await member.wait_frames(30, timeout=30)
+        origin.set_phase("backstage")
+        await wait_for_async(lambda: session_over(public), 15)
+        before = member.video_frames
+        await member.wait_frames(before + 45, timeout=30)
+        assert not session_over(member)
+        assert whep_viewers(tx) == 1
+        # Its session is gone at the transcoder too: the viewer's own DELETE finds nothing.
+        assert await public.delete() == 404
+        # Live but not broadcast to viewers (publicBroadcasting off): members only, as for HLS.
+        origin.put_desired(phase="live", public_broadcasting=True)
+        second = await WhepViewer.open(url)
+        try:
+            await second.wait_frames(30, timeout=30)
+            origin.put_desired(phase="live", public_broadcasting=False)
+            await wait_for_async(lambda: session_over(second), 15)
+        finally:
+            await second.close(delete=False)
+        before = member.video_frames
+        await member.wait_frames(before + 45, timeout=30)
+    finally:
+        await public.close(delete=False)
+        await member.close()
+
+
+async def test_a_members_session_ends_when_its_token_expires_before_the_stream_opens(whep_source, origins):
+    tx = whep_source
+    loopback_ice()
+    origin = origins.start(phase="backstage", whep_url=f"{tx.url}/whep", agent_token_file=tx.config.agent_token_file)
+    tx.put_desired(phase="backstage", broadcasting=True)
+    tx.wait_status(lambda s: s.get("broadcasting"), 60, "broadcasting")
+    url = origin.url("whep")
+    short = await WhepViewer.open(url, headers={"Authorization": f"Bearer {origin.token(ttl=8)}"})
+    lasting = await WhepViewer.open(f"{url}?token={origin.token(ttl=600)}")
+    try:
+        await short.wait_frames(30, timeout=8)
+        await wait_for_async(lambda: session_over(short), 20)
+        before = lasting.video_frames
+        await lasting.wait_frames(before + 45, timeout=30)
+        assert whep_viewers(tx) == 1
+    finally:
+        await short.close(delete=False)
+        await lasting.close()
+
+
+def session_over(viewer: WhepViewer) -> bool:
+    """The transcoder closed the viewer's peer connection: its tracks end (DTLS close)."""
+    return viewer.ended is not None or viewer.pc.connectionState in ("closed", "failed")

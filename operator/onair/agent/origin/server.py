@@ -18,7 +18,7 @@ from collections import Counter as CounterOf, deque
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Coroutine, Optional
 from urllib.parse import quote, urlsplit
 
 import aiohttp
@@ -31,10 +31,11 @@ from prometheus_client import Counter, Gauge
 from onair.agent import fast_gets, http_limits
 from onair.agent.app import Agent, listen, run_role
 from onair.agent.hls import MediaPlaylist, add_query
+from onair.agent.webrtc import signalling
 from onair.api.agent import Desired, OriginConfig, OriginStatus
 from onair.endpoints import PLAYBACK_PATHS, RECORDINGS_PATH, UPLOAD_PREFIX
 
-from . import access, chunked
+from . import access, chunked, whep
 from .dash import (
     LL_MAX_PLAYBACK_RATE,
     LL_MIN_PLAYBACK_RATE,
@@ -81,10 +82,6 @@ MAX_SDP_BYTES = 64 * 1024
 # DASH segment length assumed when no HLS rendition tells the real one (deciding whether a DASH
 # segment began after the origin was made public).
 DASH_SEGMENT_GUESS_SECONDS = 10.0
-NOT_BROADCAST_NOW = (
-    "the stream is not broadcast to viewers now (backstage preview, or made only for a recording): "
-    "a playback token of a member is required"
-)
 NOT_BROADCAST = (
     "this part of the stream was not broadcast to viewers (backstage preview, or made only for a "
     "recording): a playback token of a member is required"
@@ -210,6 +207,9 @@ class OriginAgent(Agent):
         self._fast_heads: dict[str, tuple[HotFile, bytes]] = {}
         self.uploads = Uploads(self)
         self.replicas = Replicas(self, config.peer_upload_urls or [])
+        self.whep_sessions = whep.Sessions()
+        self._whep_tasks: set[asyncio.Task] = set()
+        self._whep_reconciled_at = 0.0
         self.app.add_routes([web.post("/dvr/clear", self._post_clear), web.get("/readyz", self._get_readyz)])
         # A probe, like /healthz: what a StatefulSet's rolling update waits for before the next replica.
         self.open_paths.add("/readyz")
@@ -352,6 +352,7 @@ class OriginAgent(Agent):
 
     async def apply_desired(self, desired: Desired) -> None:
         self.hls_changed()  # an ended stream answers held reloads at once
+        self.end_refused_whep_sessions()  # back to backstage, publicBroadcasting off: at once, not at the next sweep
         if self.dvr.set_public(self.public_now(), time.monotonic(), datetime.now(timezone.utc)):
             log.info(
                 "%s",
@@ -927,6 +928,12 @@ class OriginAgent(Agent):
         refused = self._whep_refusal(request)
         if refused is not None:
             return refused
+        if self.whep_sessions.full():
+            return web.json_response(
+                {"error": "this origin has its maximum of WebRTC sessions: play HLS or DASH, or retry later"},
+                status=503,
+                headers={"Retry-After": "2", "Cache-Control": "no-store"},
+            )
         if request.content_type != "application/sdp":
             return web.json_response(
                 {
@@ -938,7 +945,16 @@ class OriginAgent(Agent):
         offer = await request.read()
         if len(offer) > MAX_SDP_BYTES:
             return web.json_response({"error": "the SDP offer is too large"}, status=413)
-        return await self._to_transcoder("POST", self.config.whep_url, offer)
+        response = await self._to_transcoder("POST", self.config.whep_url, offer)
+        session = whep.session_id(response.headers.get("Location")) if response.status == 201 else None
+        if session is not None:
+            # Let in now; the token (a member's) is verified again for as long as the session plays.
+            token, _ = access.request_token(request.query, request.headers.get("Authorization"))
+            member = self._access(request).member
+            self.whep_sessions.admit(session, token if member else None, time.monotonic())
+            # The desired state may have changed while the transcoder answered.
+            self.end_refused_whep_sessions()
+        return response
 
     async def _whep_options(self, request: web.Request) -> web.Response:
         """``OPTIONS /whep`` (not a CORS preflight): the ICE servers a viewer should offer with, in ``Link``
@@ -953,10 +969,7 @@ class OriginAgent(Agent):
     def _whep_refusal(self, request: web.Request) -> Optional[web.Response]:
         """What HLS would refuse: a closed stream without a valid token, and while the outputs are not
         broadcast to viewers (``publicBroadcasting`` off), anyone but a member."""
-        decision = self._access(request)
-        reason = decision.reason if not decision.allowed else None
-        if reason is None and not decision.member and not self.public_now():
-            reason = NOT_BROADCAST_NOW
+        reason = access.live_refusal(self._access(request), self.public_now())
         if reason is None:
             return None
         return web.json_response(
@@ -972,7 +985,85 @@ class OriginAgent(Agent):
         if not re.fullmatch(r"[0-9a-f]{32}", session):
             return web.json_response({"error": "no such WHEP session"}, status=404)
         body = await request.read() if request.method == "PATCH" else None
-        return await self._to_transcoder(request.method, f"{self.config.whep_url.rstrip('/')}/{session}", body)
+        response = await self._to_transcoder(request.method, f"{self.config.whep_url.rstrip('/')}/{session}", body)
+        if request.method == "DELETE" and response.status in (200, 404):
+            self.whep_sessions.forget(session)  # ended (or unknown) at the transcoder: nothing left to enforce
+        return response
+
+    def end_refused_whep_sessions(self) -> None:
+        """End at the transcoder every session this replica let in that the access rules now refuse."""
+        if not self.config.whep_url or not len(self.whep_sessions):
+            return
+        open_, public = self.open_to_viewers(), self.public_now()
+        secret, now = self.playback_secret.get(), time.time()
+
+        def rule(token: Optional[str]) -> Optional[str]:
+            return access.live_refusal(access.decide(open_, token, secret, self.config.livestream, now), public)
+
+        for session, reason in self.whep_sessions.refused(rule):
+            self._spawn_whep(self._end_whep_session(session.id, reason))
+
+    def _spawn_whep(self, work: Coroutine[Any, Any, None]) -> None:
+        """WHEP sessions' requests to the transcoder, off the janitor's pass (a slow transcoder delays none)."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._whep_tasks.add(task)
+        task.add_done_callback(self._whep_tasks.discard)
+
+    async def _end_whep_session(self, session: str, reason: str) -> None:
+        assert self.config.whep_url
+        url = f"{self.config.whep_url.rstrip('/')}/{session}"
+        headers = {
+            "Authorization": f"Bearer {self.agent_token.get() or ''}",
+            signalling.END_REASON_HEADER: reason.encode("ascii", "replace").decode()[:300],
+        }
+        try:
+            async with self._recorder_http().delete(
+                url, headers=headers, timeout=aiohttp.ClientTimeout(total=10)
+            ) as upstream:
+                status = upstream.status
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            status, reason = 0, f"{reason} (the transcoder does not answer: {exc or type(exc).__name__})"
+        if status in (200, 404):
+            self.whep_sessions.forget(session)
+            log.info("ended WHEP session %s: %s", session[:8], reason)
+        else:
+            self.whep_sessions.end_failed(session)  # the next sweep asks again
+            self.log_limited(
+                "whep-end", logging.WARNING, "could not end WHEP session %s (%s): %s", session[:8], status, reason
+            )
+
+    async def _reconcile_whep_sessions(self) -> None:
+        """Forget the sessions the transcoder ended (the viewer left, the broadcast stopped): the table
+        holds only what still plays."""
+        now = time.monotonic()
+        if (
+            not self.config.whep_url
+            or not len(self.whep_sessions)
+            or now - self._whep_reconciled_at < whep.RECONCILE_SECONDS
+        ):
+            return
+        self._whep_reconciled_at = now
+        headers = {"Authorization": f"Bearer {self.agent_token.get() or ''}"}
+        try:
+            async with self._recorder_http().get(
+                self.config.whep_url, headers=headers, timeout=aiohttp.ClientTimeout(total=10)
+            ) as upstream:
+                if upstream.status != 200:
+                    raise aiohttp.ClientResponseError(
+                        upstream.request_info, (), status=upstream.status, message=upstream.reason or ""
+                    )
+                listed = (await upstream.json()).get("sessions", [])
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+            self.log_limited(
+                "whep-list",
+                logging.WARNING,
+                "cannot list the transcoder's WHEP sessions: %s",
+                exc or type(exc).__name__,
+            )
+            return
+        gone = self.whep_sessions.reconcile(listed, now)
+        if gone:
+            log.debug("forgot %d WHEP sessions the transcoder ended", len(gone))
 
     async def _to_transcoder(self, method: str, url: str, body: Optional[bytes]) -> web.Response:
         headers = {"Authorization": f"Bearer {self.agent_token.get() or ''}"}
@@ -1035,6 +1126,12 @@ class OriginAgent(Agent):
     async def _janitor_loop(self) -> None:
         while True:
             await asyncio.sleep(JANITOR_INTERVAL)
+            try:
+                # Tokens expire with no request to notice it: looked at every pass.
+                self.end_refused_whep_sessions()
+                self._spawn_whep(self._reconcile_whep_sessions())
+            except Exception:  # as the sweep: never stop for good
+                log.exception("WHEP session check failed")
             try:
                 await self._sweep()
             except Exception:  # the sweep must never stop for good
@@ -1203,6 +1300,8 @@ class OriginAgent(Agent):
     async def stop(self) -> None:
         if self._janitor:
             self._janitor.cancel()
+        for task in list(self._whep_tasks):
+            task.cancel()
         if self._replica_watch:
             self._replica_watch.cancel()
         if self._public_runner:

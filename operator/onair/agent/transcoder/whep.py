@@ -280,6 +280,7 @@ class WhepServer:
         return [
             web.post("/whep", self.post),
             web.options("/whep", self.options),
+            web.get("/whep", self.list),
             web.delete("/whep/{id}", self.delete),
             web.patch("/whep/{id}", self.patch),
         ]
@@ -344,11 +345,16 @@ class WhepServer:
             status=204, headers=signalling.with_links({"Accept-Post": "application/sdp"}, self._links(uuid.uuid4().hex))
         )
 
+    async def list(self, request: web.Request) -> web.Response:
+        """The sessions playing now: what the origin compares its own table with, to forget those ended here."""
+        return web.json_response({"sessions": sorted(self.viewers)}, headers={"Cache-Control": "no-store"})
+
     async def delete(self, request: web.Request) -> web.Response:
         viewer = self.viewers.get(request.match_info["id"])
         if viewer is None:
             return self._error(404, "no such WHEP session (it ended, or never existed)")
-        await self.end(viewer, "the viewer sent DELETE")
+        # The origin ends sessions the access rules now refuse, and says why.
+        await self.end(viewer, request.headers.get(signalling.END_REASON_HEADER, "the viewer sent DELETE")[:300])
         return web.Response(status=200)
 
     async def patch(self, request: web.Request) -> web.Response:

@@ -18,6 +18,9 @@ if TYPE_CHECKING:  # aiortc loads only when a session really starts
 
 NOT_AN_OFFER = "the body is not an SDP offer"
 TRICKLE_ICE_UNSUPPORTED = "trickle ICE is not supported: send all candidates in the offer"
+# On the origin's DELETE of a WHEP session the access rules now refuse (agent API only; never a viewer's):
+# why, for the transcoder's log.
+END_REASON_HEADER = "Onair-End-Reason"
 
 
 class OfferRefused(Exception):
