@@ -148,6 +148,16 @@ class Metrics:
         self.refused = Counter(
             "onair_origin_playback_refused", "Playback requests refused in backstage", registry=registry
         )
+        self.whep_sessions = Gauge(
+            "onair_origin_whep_sessions",
+            "WHEP sessions this replica let in that still play, whose access it keeps checking",
+            registry=registry,
+        )
+        self.whep_ended = Counter(
+            "onair_origin_whep_sessions_ended",
+            "WHEP sessions this replica ended because the access rules now refuse them",
+            registry=registry,
+        )
         self.fast = Counter(
             "onair_origin_http_fast_responses",
             "Public port responses written from memory without aiohttp's request handling",
@@ -208,6 +218,7 @@ class OriginAgent(Agent):
         self.uploads = Uploads(self)
         self.replicas = Replicas(self, config.peer_upload_urls or [])
         self.whep_sessions = whep.Sessions()
+        self.metrics.whep_sessions.set_function(lambda: len(self.whep_sessions))
         self._whep_tasks: set[asyncio.Task] = set()
         self._whep_reconciled_at = 0.0
         self.app.add_routes([web.post("/dvr/clear", self._post_clear), web.get("/readyz", self._get_readyz)])
@@ -1025,6 +1036,7 @@ class OriginAgent(Agent):
             status, reason = 0, f"{reason} (the transcoder does not answer: {exc or type(exc).__name__})"
         if status in (200, 404):
             self.whep_sessions.forget(session)
+            self.metrics.whep_ended.inc()
             log.info("ended WHEP session %s: %s", session[:8], reason)
         else:
             self.whep_sessions.end_failed(session)  # the next sweep asks again
