@@ -1034,15 +1034,19 @@ class OriginAgent(Agent):
                 status = upstream.status
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             status, reason = 0, f"{reason} (the transcoder does not answer: {exc or type(exc).__name__})"
-        if status in (200, 404):
+        if status in (200, 404):  # 404: the transcoder had ended it already
             self.whep_sessions.forget(session)
-            self.metrics.whep_ended.inc()
-            log.info("ended WHEP session %s: %s", session[:8], reason)
-        else:
-            self.whep_sessions.end_failed(session)  # the next sweep asks again
-            self.log_limited(
-                "whep-end", logging.WARNING, "could not end WHEP session %s (%s): %s", session[:8], status, reason
-            )
+            if status == 200:
+                self.metrics.whep_ended.inc()
+                log.info("ended WHEP session %s: %s", session[:8], reason)
+            return
+        self.log_limited(
+            "whep-end", logging.WARNING, "could not end WHEP session %s (%s): %s", session[:8], status, reason
+        )
+        # Asked again after a pause, not at every pass: a transcoder down would get a storm of DELETEs
+        # (and a transcoder that restarted has no sessions left: its list then forgets them).
+        await asyncio.sleep(whep.END_RETRY_SECONDS)
+        self.whep_sessions.end_failed(session)
 
     async def _reconcile_whep_sessions(self) -> None:
         """Forget the sessions the transcoder ended (the viewer left, the broadcast stopped): the table

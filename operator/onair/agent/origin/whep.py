@@ -23,6 +23,8 @@ from typing import Callable, Iterable, Optional
 MAX_SESSIONS = 5000
 # How often the table is compared with the transcoder's list of sessions (those ended there drop out).
 RECONCILE_SECONDS = 10.0
+# A session the transcoder could not be told to end is asked about again after this long.
+END_RETRY_SECONDS = 5.0
 
 
 @dataclass
