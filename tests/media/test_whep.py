@@ -356,10 +356,11 @@ def session_over(viewer: WhepViewer) -> bool:
     return viewer.ended is not None or viewer.pc.connectionState in ("closed", "failed")
 
 
-async def test_each_origin_replica_checks_the_sessions_it_let_in_and_forgets_the_ended_ones(whep_source, origins):
+async def test_origin_replicas_check_every_session_and_forget_the_ended_ones(whep_source, origins):
     """Two replicas in front of one transcoder (the operator pushes the desired state to each): a session
-    is checked by the replica that proxied its POST; one its viewer ended through the other replica, or
-    that the transcoder ended, is forgotten (the transcoder's list), so the table does not grow."""
+    is checked by the replica that proxied its POST and, once the transcoder lists it, by the other too;
+    one its viewer ended through the other replica, or that the transcoder ended, is forgotten by both
+    (the transcoder's list), so the tables do not grow."""
     tx = whep_source
     loopback_ice()
     a, b = (
@@ -374,26 +375,27 @@ async def test_each_origin_replica_checks_the_sessions_it_let_in_and_forgets_the
     try:
         for viewer in (public_a, public_b, member_b):
             await viewer.wait_frames(15, timeout=30)
-        assert (origin_whep(a, "sessions"), origin_whep(b, "sessions")) == (1, 2)
+        await wait_for_async(lambda: origin_whep(a, "sessions") == origin_whep(b, "sessions") == 3, 30)
         # Its DELETE lands on the other replica (one Service in front of both): ended at the transcoder,
         # and the replica that let it in forgets it.
         async with aiohttp.ClientSession() as http:
             other = a.url(f"whep/{public_b.location.rsplit('/', 1)[1]}")
             async with http.delete(other) as resp:
                 assert resp.status == 200
-        await wait_for_async(lambda: origin_whep(b, "sessions") == 1, 30)
-        # Back to backstage on both: each ends the public sessions it let in; the member plays on.
+        await wait_for_async(lambda: origin_whep(a, "sessions") == origin_whep(b, "sessions") == 2, 30)
+        # Back to backstage on both: the public session ends (once: the second DELETE finds nothing);
+        # the member plays on.
         for origin in (a, b):
             origin.set_phase("backstage")
         await wait_for_async(lambda: session_over(public_a), 15)
-        assert (origin_whep(a, "sessions_ended_total"), origin_whep(b, "sessions_ended_total")) == (1, 0)
-        assert origin_whep(a, "sessions") == 0
+        assert origin_whep(a, "sessions_ended_total") + origin_whep(b, "sessions_ended_total") == 1
+        await wait_for_async(lambda: origin_whep(a, "sessions") == origin_whep(b, "sessions") == 1, 15)
         before = member_b.video_frames
         await member_b.wait_frames(before + 30, timeout=30)
         # The member leaves without DELETE (the tab closed: DTLS close): the transcoder ends it, b forgets it.
         await member_b.close(delete=False)
         await wait_for_async(lambda: whep_viewers(tx) == 0, 30)
-        await wait_for_async(lambda: origin_whep(b, "sessions") == 0, 30)
+        await wait_for_async(lambda: origin_whep(a, "sessions") == origin_whep(b, "sessions") == 0, 30)
     finally:
         for viewer in (public_a, public_b, member_b):
             await viewer.close(delete=False)
@@ -402,3 +404,28 @@ async def test_each_origin_replica_checks_the_sessions_it_let_in_and_forgets_the
 def origin_whep(origin, metric: str) -> float:
     name = f"onair_origin_whep_{metric} "
     return float(next(line for line in origin.metrics().splitlines() if line.startswith(name)).rsplit(" ")[-1])
+
+
+async def test_sessions_let_in_before_an_origin_restart_are_still_checked(whep_source, origins):
+    """The origin pod restarts (a rolling update) while viewers watch: the transcoder keeps their sessions
+    and lists them with the token each came with, so the new process checks them as the old one did."""
+    tx = whep_source
+    loopback_ice()
+    origin = origins.start(phase="live", whep_url=f"{tx.url}/whep", agent_token_file=tx.config.agent_token_file)
+    tx.put_desired(phase="live", broadcasting=True)
+    tx.wait_status(lambda s: s.get("broadcasting"), 60, "broadcasting")
+    public = await WhepViewer.open(origin.url("whep"))
+    member = await WhepViewer.open(origin.url("whep"), headers={"Authorization": f"Bearer {origin.token()}"})
+    try:
+        await public.wait_frames(15, timeout=30)
+        await member.wait_frames(15, timeout=30)
+        origins.restart(origin, phase="live")
+        await wait_for_async(lambda: origin_whep(origin, "sessions") == 2, 30)
+        origin.set_phase("backstage")
+        await wait_for_async(lambda: session_over(public), 15)
+        before = member.video_frames
+        await member.wait_frames(before + 45, timeout=30)
+        assert whep_viewers(tx) == 1
+    finally:
+        await public.close(delete=False)
+        await member.close()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from onair import tokens
 from onair.agent.origin import access, whep
 
@@ -58,8 +60,29 @@ def test_the_transcoders_list_prunes_what_it_ended_but_not_what_is_newer_than_th
     sessions.admit("left", None, 1.0)
     sessions.admit("plays", None, 2.0)
     sessions.admit("newer", None, 5.0)  # let in while the list was on its way: not in it yet
-    assert sessions.reconcile(["plays"], asked_at=4.0) == ["left"]
+    assert sessions.reconcile({"plays": None}, asked_at=4.0) == (["left"], [])
     assert "plays" in sessions and "newer" in sessions and "left" not in sessions
+
+
+def test_sessions_let_in_elsewhere_are_taken_on_with_their_token_and_checked():
+    """Another replica's, or this pod's before it restarted: listed by the transcoder, checked here too."""
+    now = time.time()
+    sessions = whep.Sessions(limit=3)
+    sessions.admit("mine", None, 1.0)
+    member = tokens.mint(SECRET, STREAM, now + 60)
+    listed = {"mine": None, "public": None, "member": member, "one-too-many": None}
+    gone, adopted = sessions.reconcile(listed, asked_at=4.0)
+    assert gone == [] and adopted == ["public", "member"] and len(sessions) == 3  # bounded
+    assert [s.id for s, _ in sessions.refused(rule("backstage", True, now))] == ["mine", "public"]
+
+
+def test_the_transcoders_list_is_read_strictly():
+    member = "a.b.c"
+    body = {"sessions": [{"id": "x", "token": None}, {"id": "y", "token": member}, {"id": "z", "token": ""}]}
+    assert whep.listed_sessions(body) == {"x": None, "y": member, "z": None}
+    for bad in ({"sessions": ["x"]}, {"sessions": None}, ["x"], {"sessions": [{"token": "t"}]}):
+        with pytest.raises(ValueError):
+            whep.listed_sessions(bad)
 
 
 def test_the_table_is_bounded():

@@ -150,7 +150,7 @@ class Metrics:
         )
         self.whep_sessions = Gauge(
             "onair_origin_whep_sessions",
-            "WHEP sessions this replica let in that still play, whose access it keeps checking",
+            "WHEP sessions playing whose access this replica keeps checking (let in here, or listed by the transcoder)",
             registry=registry,
         )
         self.whep_ended = Counter(
@@ -956,13 +956,15 @@ class OriginAgent(Agent):
         offer = await request.read()
         if len(offer) > MAX_SDP_BYTES:
             return web.json_response({"error": "the SDP offer is too large"}, status=413)
-        response = await self._to_transcoder("POST", self.config.whep_url, offer)
+        # Let in now; a member's token is verified again for as long as the session plays. The transcoder
+        # keeps it with the session, so that another replica, or this one restarted, can check it too.
+        presented, _ = access.request_token(request.query, request.headers.get("Authorization"))
+        token = presented if self._access(request).member else None
+        extra = {signalling.PLAYBACK_TOKEN_HEADER: token} if token else {}
+        response = await self._to_transcoder("POST", self.config.whep_url, offer, extra)
         session = whep.session_id(response.headers.get("Location")) if response.status == 201 else None
         if session is not None:
-            # Let in now; the token (a member's) is verified again for as long as the session plays.
-            token, _ = access.request_token(request.query, request.headers.get("Authorization"))
-            member = self._access(request).member
-            self.whep_sessions.admit(session, token if member else None, time.monotonic())
+            self.whep_sessions.admit(session, token, time.monotonic())
             # The desired state may have changed while the transcoder answered.
             self.end_refused_whep_sessions()
         return response
@@ -1049,14 +1051,10 @@ class OriginAgent(Agent):
         self.whep_sessions.end_failed(session)
 
     async def _reconcile_whep_sessions(self) -> None:
-        """Forget the sessions the transcoder ended (the viewer left, the broadcast stopped): the table
-        holds only what still plays."""
+        """Forget the sessions the transcoder ended (the viewer left, the broadcast stopped), take on those
+        another replica let in or this pod did before it restarted: the table holds what plays."""
         now = time.monotonic()
-        if (
-            not self.config.whep_url
-            or not len(self.whep_sessions)
-            or now - self._whep_reconciled_at < whep.RECONCILE_SECONDS
-        ):
+        if not self.config.whep_url or now - self._whep_reconciled_at < whep.RECONCILE_SECONDS:
             return
         self._whep_reconciled_at = now
         headers = {"Authorization": f"Bearer {self.agent_token.get() or ''}"}
@@ -1068,21 +1066,30 @@ class OriginAgent(Agent):
                     raise aiohttp.ClientResponseError(
                         upstream.request_info, (), status=upstream.status, message=upstream.reason or ""
                     )
-                listed = (await upstream.json()).get("sessions", [])
+                listed = whep.listed_sessions(await upstream.json())
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+            # No transcoder while the stream is not live: only worth a warning while sessions are held.
             self.log_limited(
                 "whep-list",
-                logging.WARNING,
+                logging.WARNING if len(self.whep_sessions) else logging.DEBUG,
                 "cannot list the transcoder's WHEP sessions: %s",
                 exc or type(exc).__name__,
             )
             return
-        gone = self.whep_sessions.reconcile(listed, now)
-        if gone:
-            log.debug("forgot %d WHEP sessions the transcoder ended", len(gone))
+        gone, adopted = self.whep_sessions.reconcile(listed, now)
+        if gone or adopted:
+            log.info(
+                "WHEP sessions: forgot %d the transcoder ended, took on %d let in elsewhere or before a restart",
+                len(gone),
+                len(adopted),
+            )
+        if adopted:
+            self.end_refused_whep_sessions()
 
-    async def _to_transcoder(self, method: str, url: str, body: Optional[bytes]) -> web.Response:
-        headers = {"Authorization": f"Bearer {self.agent_token.get() or ''}"}
+    async def _to_transcoder(
+        self, method: str, url: str, body: Optional[bytes], extra_headers: Optional[dict[str, str]] = None
+    ) -> web.Response:
+        headers = {"Authorization": f"Bearer {self.agent_token.get() or ''}", **(extra_headers or {})}
         if body is not None:
             headers["Content-Type"] = "application/sdp"
         try:

@@ -7,15 +7,19 @@ the origin remembers who it let in (the session's id from the transcoder's ``Loc
 token it came with, verified again as HLS would verify it: expiry and the current secret) and ends at the
 transcoder every session the rules now refuse, when the desired state changes and as tokens expire.
 
-A session lives on the replica that proxied its POST: each replica enforces its own (the operator pushes
-the desired state to every replica). One ended by its viewer (DELETE, through any replica) or by the
-transcoder (connection gone, broadcast stopped) drops out when the transcoder no longer lists it.
+A session is let in by the replica that proxied its POST, which checks it from then on (the operator
+pushes the desired state to every replica). The origin hands a member's token to the transcoder with the
+offer, and the transcoder lists its sessions with their tokens (``GET /whep``): every replica takes on the
+sessions it does not know (let in by another replica, or by this pod before it restarted), so none plays
+unchecked; ending one twice is harmless (the second DELETE is a 404). One ended by its viewer (DELETE,
+through any replica) or by the transcoder (connection gone, broadcast stopped) drops out when the
+transcoder no longer lists it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable, Optional
+from typing import Callable, Mapping, Optional
 
 # Sessions remembered per replica, at most: far above the transcoder's viewers at once
 # (``whepMaxViewers``, 500 by default), whose list prunes the table; one more POST gets 503 rather
@@ -81,11 +85,30 @@ class Sessions:
         if session in self._sessions:
             self._sessions[session].ending = False
 
-    def reconcile(self, listed: Iterable[str], asked_at: float) -> list[str]:
-        """Forget what the transcoder's list (asked for at ``asked_at``) no longer has; a session admitted
-        since the question may be missing from the answer only because it is newer: kept."""
-        alive = set(listed)
-        gone = [s.id for s in self._sessions.values() if s.admitted_at < asked_at and s.id not in alive]
+    def reconcile(self, listed: Mapping[str, Optional[str]], asked_at: float) -> tuple[list[str], list[str]]:
+        """The transcoder's list (session id -> the member's token, asked for at ``asked_at``): forget what
+        it no longer has (a session admitted since the question may be missing only because it is newer:
+        kept), take on what this replica does not know (up to the limit). The ids forgotten, taken on."""
+        gone = [s.id for s in self._sessions.values() if s.admitted_at < asked_at and s.id not in listed]
         for session in gone:
             del self._sessions[session]
-        return gone
+        adopted = []
+        for session, token in listed.items():
+            if session not in self._sessions and not self.full():
+                self._sessions[session] = Session(session, token, asked_at)
+                adopted.append(session)
+        return gone, adopted
+
+
+def listed_sessions(body: object) -> dict[str, Optional[str]]:
+    """The transcoder's ``GET /whep`` answer as session id -> token; ``ValueError`` when it is not one."""
+    sessions = body.get("sessions") if isinstance(body, dict) else None
+    if not isinstance(sessions, list):
+        raise ValueError(f"not a WHEP session list: {str(body)[:200]}")
+    out: dict[str, Optional[str]] = {}
+    for entry in sessions:
+        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+            raise ValueError(f"not a WHEP session: {str(entry)[:200]}")
+        token = entry.get("token")
+        out[entry["id"]] = token if isinstance(token, str) and token else None
+    return out

@@ -21,6 +21,9 @@ TRICKLE_ICE_UNSUPPORTED = "trickle ICE is not supported: send all candidates in 
 # On the origin's DELETE of a WHEP session the access rules now refuse (agent API only; never a viewer's):
 # why, for the transcoder's log.
 END_REASON_HEADER = "Onair-End-Reason"
+# On the origin's POST of a WHEP offer: the playback token of a member, kept with the session and listed
+# back (GET /whep), so that every origin replica, a restarted one too, checks it as HLS would.
+PLAYBACK_TOKEN_HEADER = "Onair-Playback-Token"
 
 
 class OfferRefused(Exception):
