@@ -95,3 +95,19 @@ async def test_chromium_plays_whep_decodes_frames_and_ends_the_session(whep_chai
     wait_for(lambda: whep_viewers(tx) == 0, 10, what="the session to end on DELETE")
     assert page.exceptions == []
     await page.close()
+
+
+async def test_the_player_says_why_when_its_access_ends(whep_chain, browser):
+    """The origin ends a session its access rules now refuse (here the member's token expires before the
+    stream opens): the page notices the session is gone and shows the origin's reason."""
+    origin, tx = whep_chain
+    page = await browser.new_page(origin.url(f"player?format=whep&token={origin.token(ttl=15)}"))
+    await page.wait_for("document.getElementById('video').currentTime > 1", timeout=30, what="playback")
+    await page.wait_for(
+        "!document.getElementById('message').hidden && /expired/.test(document.getElementById('message').textContent)",
+        timeout=40,
+        what="the reason on the page",
+    )
+    assert whep_viewers(tx) == 0
+    assert page.exceptions == []
+    await page.close()

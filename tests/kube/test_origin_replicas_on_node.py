@@ -19,7 +19,6 @@ import pytest
 
 from tests.fixtures.cluster import wait_for
 from tests.fixtures.kube import (
-    helm,
     install_onair,
     livestream_status,
     patch_spec,
@@ -27,6 +26,7 @@ from tests.fixtures.kube import (
     pod_problems,
     restricted_namespace,
     restricted_pod,
+    uninstall_in_user_order,
     wait_pods_ready,
 )
 from tests.kube.test_pods_as_kubernetes_runs_them import Encoder
@@ -190,25 +190,11 @@ def test_a_rolling_update_of_two_origin_replicas_while_a_player_plays(node_clust
     finally:
         if encoder is not None:
             encoder.stop()
-        try:
-            for ls in custom.list_namespaced_custom_object("onair.dev", "v1alpha1", ns, "livestreams")["items"]:
-                custom.delete_namespaced_custom_object(
-                    "onair.dev", "v1alpha1", ns, "livestreams", ls["metadata"]["name"]
-                )
-        except Exception as e:  # noqa: BLE001 - reported, teardown continues
-            print(f"teardown: {e}")
-        try:
-            if installed:
-                helm(
-                    "uninstall",
-                    RELEASE,
-                    "--namespace",
-                    op_ns,
-                    "--wait",
-                    "--timeout",
-                    "60s",
-                    kubeconfig=node_cluster.kubeconfig,
-                )
-        finally:
-            for name in (ns, op_ns):
-                core.delete_namespace(name, propagation_policy="Background")
+        uninstall_in_user_order(
+            core,
+            custom,
+            livestream_ns=ns,
+            operator_ns=op_ns,
+            release=RELEASE if installed else None,
+            kubeconfig=node_cluster.kubeconfig,
+        )

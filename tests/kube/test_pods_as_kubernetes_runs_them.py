@@ -42,7 +42,6 @@ from onair import roles
 from tests.fixtures.cluster import wait_for
 from tests.fixtures.kube import (
     ffmpeg_push,
-    helm,
     install_onair,
     livestream_status,
     patch_spec,
@@ -50,6 +49,7 @@ from tests.fixtures.kube import (
     pod_problems,
     restricted_namespace,
     restricted_pod,
+    uninstall_in_user_order,
     wait_pods_ready,
 )
 
@@ -302,33 +302,14 @@ def show(node_cluster, onair_image):
     finally:
         s.stop_encoders()
         print("\n" + "\n".join(f"  {k}: {v:.1f}s" for k, v in s.timings.items()))
-        try:
-            for ls in s.custom.list_namespaced_custom_object("onair.dev", "v1alpha1", ns, "livestreams")["items"]:
-                s.custom.delete_namespaced_custom_object(
-                    "onair.dev", "v1alpha1", ns, "livestreams", ls["metadata"]["name"]
-                )
-            wait_for(
-                lambda: not s.custom.list_namespaced_custom_object("onair.dev", "v1alpha1", ns, "livestreams")["items"],
-                timeout=60,
-                what="Livestream deleted",
-            )
-        except Exception as e:  # noqa: BLE001 - reported, teardown continues
-            print(f"teardown: {e}")
-        try:
-            if installed:
-                helm(
-                    "uninstall",
-                    RELEASE,
-                    "--namespace",
-                    op_ns,
-                    "--wait",
-                    "--timeout",
-                    "60s",
-                    kubeconfig=node_cluster.kubeconfig,
-                )
-        finally:
-            for name in (ns, op_ns):
-                core.delete_namespace(name, propagation_policy="Background")
+        uninstall_in_user_order(
+            core,
+            s.custom,
+            livestream_ns=ns,
+            operator_ns=op_ns,
+            release=RELEASE if installed else None,
+            kubeconfig=node_cluster.kubeconfig,
+        )
 
 
 def _nginx_pids(show: Show, pod) -> list[int]:

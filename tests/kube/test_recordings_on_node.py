@@ -19,7 +19,6 @@ import pytest
 from tests.fixtures.cluster import wait_for
 from tests.fixtures.kube import (
     ffmpeg_push,
-    helm,
     install_onair,
     livestream_status,
     patch_spec,
@@ -27,6 +26,7 @@ from tests.fixtures.kube import (
     pod_problems,
     restricted_namespace,
     restricted_pod,
+    uninstall_in_user_order,
     wait_pods_ready,
 )
 
@@ -187,25 +187,16 @@ def node(node_cluster, onair_image):
                 n.custom.patch_namespaced_custom_object(
                     GROUP, VERSION, ns, "recordings", rec["metadata"]["name"], {"metadata": {"finalizers": None}}
                 )
-            for ls in n.custom.list_namespaced_custom_object(GROUP, VERSION, ns, "livestreams")["items"]:
-                n.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, "livestreams", ls["metadata"]["name"])
         except Exception as e:  # noqa: BLE001 - reported, teardown continues
             print(f"teardown: {e}")
-        try:
-            if installed:
-                helm(
-                    "uninstall",
-                    RELEASE,
-                    "--namespace",
-                    op_ns,
-                    "--wait",
-                    "--timeout",
-                    "60s",
-                    kubeconfig=node_cluster.kubeconfig,
-                )
-        finally:
-            for name in (ns, op_ns):
-                core.delete_namespace(name, propagation_policy="Background")
+        uninstall_in_user_order(
+            core,
+            n.custom,
+            livestream_ns=ns,
+            operator_ns=op_ns,
+            release=RELEASE if installed else None,
+            kubeconfig=node_cluster.kubeconfig,
+        )
 
 
 def test_recordings_are_objects_whose_deletion_deletes_the_files_with_or_without_a_recorder(node):

@@ -291,3 +291,141 @@ def whep_viewers(tx) -> float:
     return float(
         next(x for x in metrics.splitlines() if x.startswith("onair_transcoder_whep_viewers{")).rsplit(" ")[-1]
     )
+
+
+async def test_sessions_end_when_the_stream_goes_backstage_again_unless_a_member_watches(whep_source, origins):
+    """Access is checked at every HLS request; a WHEP session has no requests after its POST, so the
+    origin ends those the rules now refuse: back to backstage, the public viewer goes, the member stays."""
+    tx = whep_source
+    loopback_ice()
+    origin = origins.start(phase="live", whep_url=f"{tx.url}/whep", agent_token_file=tx.config.agent_token_file)
+    tx.put_desired(phase="live", broadcasting=True)
+    tx.wait_status(lambda s: s.get("broadcasting"), 60, "broadcasting")
+    url = origin.url("whep")
+    public = await WhepViewer.open(url)
+    member = await WhepViewer.open(url, headers={"Authorization": f"Bearer {origin.token(user_id='host-1')}"})
+    try:
+        await public.wait_frames(30, timeout=30)
+        await member.wait_frames(30, timeout=30)
+        origin.set_phase("backstage")
+        await wait_for_async(lambda: session_over(public), 15)
+        before = member.video_frames
+        await member.wait_frames(before + 45, timeout=30)
+        assert not session_over(member)
+        assert whep_viewers(tx) == 1
+        # Its session is gone at the transcoder too: the viewer's own DELETE finds nothing.
+        assert await public.delete() == 404
+        # Live but not broadcast to viewers (publicBroadcasting off): members only, as for HLS.
+        origin.put_desired(phase="live", public_broadcasting=True)
+        second = await WhepViewer.open(url)
+        try:
+            await second.wait_frames(30, timeout=30)
+            origin.put_desired(phase="live", public_broadcasting=False)
+            await wait_for_async(lambda: session_over(second), 15)
+        finally:
+            await second.close(delete=False)
+        before = member.video_frames
+        await member.wait_frames(before + 45, timeout=30)
+    finally:
+        await public.close(delete=False)
+        await member.close()
+
+
+async def test_a_members_session_ends_when_its_token_expires_before_the_stream_opens(whep_source, origins):
+    tx = whep_source
+    loopback_ice()
+    origin = origins.start(phase="backstage", whep_url=f"{tx.url}/whep", agent_token_file=tx.config.agent_token_file)
+    tx.put_desired(phase="backstage", broadcasting=True)
+    tx.wait_status(lambda s: s.get("broadcasting"), 60, "broadcasting")
+    url = origin.url("whep")
+    short = await WhepViewer.open(url, headers={"Authorization": f"Bearer {origin.token(ttl=8)}"})
+    lasting = await WhepViewer.open(f"{url}?token={origin.token(ttl=600)}")
+    try:
+        await short.wait_frames(30, timeout=8)
+        await wait_for_async(lambda: session_over(short), 20)
+        before = lasting.video_frames
+        await lasting.wait_frames(before + 45, timeout=30)
+        assert whep_viewers(tx) == 1
+    finally:
+        await short.close(delete=False)
+        await lasting.close()
+
+
+def session_over(viewer: WhepViewer) -> bool:
+    """The transcoder closed the viewer's peer connection: its tracks end (DTLS close)."""
+    return viewer.ended is not None or viewer.pc.connectionState in ("closed", "failed")
+
+
+async def test_origin_replicas_check_every_session_and_forget_the_ended_ones(whep_source, origins):
+    """Two replicas in front of one transcoder (the operator pushes the desired state to each): a session
+    is checked by the replica that proxied its POST and, once the transcoder lists it, by the other too;
+    one its viewer ended through the other replica, or that the transcoder ended, is forgotten by both
+    (the transcoder's list), so the tables do not grow."""
+    tx = whep_source
+    loopback_ice()
+    a, b = (
+        origins.start(phase="live", whep_url=f"{tx.url}/whep", agent_token_file=tx.config.agent_token_file)
+        for _ in range(2)
+    )
+    tx.put_desired(phase="live", broadcasting=True)
+    tx.wait_status(lambda s: s.get("broadcasting"), 60, "broadcasting")
+    public_a = await WhepViewer.open(a.url("whep"))
+    public_b = await WhepViewer.open(b.url("whep"))
+    member_b = await WhepViewer.open(b.url("whep"), headers={"Authorization": f"Bearer {b.token()}"})
+    try:
+        for viewer in (public_a, public_b, member_b):
+            await viewer.wait_frames(15, timeout=30)
+        await wait_for_async(lambda: origin_whep(a, "sessions") == origin_whep(b, "sessions") == 3, 30)
+        # Its DELETE lands on the other replica (one Service in front of both): ended at the transcoder,
+        # and the replica that let it in forgets it.
+        async with aiohttp.ClientSession() as http:
+            other = a.url(f"whep/{public_b.location.rsplit('/', 1)[1]}")
+            async with http.delete(other) as resp:
+                assert resp.status == 200
+        await wait_for_async(lambda: origin_whep(a, "sessions") == origin_whep(b, "sessions") == 2, 30)
+        # Back to backstage on both: the public session ends (once: the second DELETE finds nothing);
+        # the member plays on.
+        for origin in (a, b):
+            origin.set_phase("backstage")
+        await wait_for_async(lambda: session_over(public_a), 15)
+        assert origin_whep(a, "sessions_ended_total") + origin_whep(b, "sessions_ended_total") == 1
+        await wait_for_async(lambda: origin_whep(a, "sessions") == origin_whep(b, "sessions") == 1, 15)
+        before = member_b.video_frames
+        await member_b.wait_frames(before + 30, timeout=30)
+        # The member leaves without DELETE (the tab closed: DTLS close): the transcoder ends it, b forgets it.
+        await member_b.close(delete=False)
+        await wait_for_async(lambda: whep_viewers(tx) == 0, 30)
+        await wait_for_async(lambda: origin_whep(a, "sessions") == origin_whep(b, "sessions") == 0, 30)
+    finally:
+        for viewer in (public_a, public_b, member_b):
+            await viewer.close(delete=False)
+
+
+def origin_whep(origin, metric: str) -> float:
+    name = f"onair_origin_whep_{metric} "
+    return float(next(line for line in origin.metrics().splitlines() if line.startswith(name)).rsplit(" ")[-1])
+
+
+async def test_sessions_let_in_before_an_origin_restart_are_still_checked(whep_source, origins):
+    """The origin pod restarts (a rolling update) while viewers watch: the transcoder keeps their sessions
+    and lists them with the token each came with, so the new process checks them as the old one did."""
+    tx = whep_source
+    loopback_ice()
+    origin = origins.start(phase="live", whep_url=f"{tx.url}/whep", agent_token_file=tx.config.agent_token_file)
+    tx.put_desired(phase="live", broadcasting=True)
+    tx.wait_status(lambda s: s.get("broadcasting"), 60, "broadcasting")
+    public = await WhepViewer.open(origin.url("whep"))
+    member = await WhepViewer.open(origin.url("whep"), headers={"Authorization": f"Bearer {origin.token()}"})
+    try:
+        await public.wait_frames(15, timeout=30)
+        await member.wait_frames(15, timeout=30)
+        origins.restart(origin, phase="live")
+        await wait_for_async(lambda: origin_whep(origin, "sessions") == 2, 30)
+        origin.set_phase("backstage")
+        await wait_for_async(lambda: session_over(public), 15)
+        before = member.video_frames
+        await member.wait_frames(before + 45, timeout=30)
+        assert whep_viewers(tx) == 1
+    finally:
+        await public.close(delete=False)
+        await member.close()

@@ -20,6 +20,10 @@ from onair.agent.app import SecretFile  # noqa: F401 - re-exported: the origin's
 # A token is echoed into every URI of the playlists we serve; anything but the JWT alphabet
 # could inject playlist lines into a link someone else opens.
 _TOKEN_CHARS = re.compile(r"^[A-Za-z0-9._-]{1,4096}$")
+NOT_BROADCAST_NOW = (
+    "the stream is not broadcast to viewers now (backstage preview, or made only for a recording): "
+    "a playback token of a member is required"
+)
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,17 @@ def decide(open_: bool, token: Optional[str], secret: Optional[str], livestream:
     except tokens.TokenError as exc:
         return Decision(False, f"playback token refused: {exc}")
     return Decision(True, token=carried, member=True)
+
+
+def live_refusal(decision: Decision, broadcast_to_viewers: bool) -> Optional[str]:
+    """Why a viewer of what is made now (WHEP) is turned away, None when it may watch: what HLS refuses
+    for the live edge, a closed stream without a valid token, and anyone but a member while what is
+    made is not broadcast to viewers (``publicBroadcasting`` off)."""
+    if not decision.allowed:
+        return decision.reason
+    if not decision.member and not broadcast_to_viewers:
+        return NOT_BROADCAST_NOW
+    return None
 
 
 def private_cache_control(value: Optional[str]) -> str:

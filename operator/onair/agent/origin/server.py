@@ -18,7 +18,7 @@ from collections import Counter as CounterOf, deque
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Coroutine, Optional
 from urllib.parse import quote, urlsplit
 
 import aiohttp
@@ -31,10 +31,11 @@ from prometheus_client import Counter, Gauge
 from onair.agent import fast_gets, http_limits
 from onair.agent.app import Agent, listen, run_role
 from onair.agent.hls import MediaPlaylist, add_query
+from onair.agent.webrtc import signalling
 from onair.api.agent import Desired, OriginConfig, OriginStatus
 from onair.endpoints import PLAYBACK_PATHS, RECORDINGS_PATH, UPLOAD_PREFIX
 
-from . import access, chunked
+from . import access, chunked, whep
 from .dash import (
     LL_MAX_PLAYBACK_RATE,
     LL_MIN_PLAYBACK_RATE,
@@ -81,10 +82,6 @@ MAX_SDP_BYTES = 64 * 1024
 # DASH segment length assumed when no HLS rendition tells the real one (deciding whether a DASH
 # segment began after the origin was made public).
 DASH_SEGMENT_GUESS_SECONDS = 10.0
-NOT_BROADCAST_NOW = (
-    "the stream is not broadcast to viewers now (backstage preview, or made only for a recording): "
-    "a playback token of a member is required"
-)
 NOT_BROADCAST = (
     "this part of the stream was not broadcast to viewers (backstage preview, or made only for a "
     "recording): a playback token of a member is required"
@@ -151,6 +148,16 @@ class Metrics:
         self.refused = Counter(
             "onair_origin_playback_refused", "Playback requests refused in backstage", registry=registry
         )
+        self.whep_sessions = Gauge(
+            "onair_origin_whep_sessions",
+            "WHEP sessions playing whose access this replica keeps checking (let in here, or listed by the transcoder)",
+            registry=registry,
+        )
+        self.whep_ended = Counter(
+            "onair_origin_whep_sessions_ended",
+            "WHEP sessions this replica ended because the access rules now refuse them",
+            registry=registry,
+        )
         self.fast = Counter(
             "onair_origin_http_fast_responses",
             "Public port responses written from memory without aiohttp's request handling",
@@ -210,6 +217,10 @@ class OriginAgent(Agent):
         self._fast_heads: dict[str, tuple[HotFile, bytes]] = {}
         self.uploads = Uploads(self)
         self.replicas = Replicas(self, config.peer_upload_urls or [])
+        self.whep_sessions = whep.Sessions()
+        self.metrics.whep_sessions.set_function(lambda: len(self.whep_sessions))
+        self._whep_tasks: set[asyncio.Task] = set()
+        self._whep_reconciled_at = 0.0
         self.app.add_routes([web.post("/dvr/clear", self._post_clear), web.get("/readyz", self._get_readyz)])
         # A probe, like /healthz: what a StatefulSet's rolling update waits for before the next replica.
         self.open_paths.add("/readyz")
@@ -352,6 +363,7 @@ class OriginAgent(Agent):
 
     async def apply_desired(self, desired: Desired) -> None:
         self.hls_changed()  # an ended stream answers held reloads at once
+        self.end_refused_whep_sessions()  # back to backstage, publicBroadcasting off: at once, not at the next sweep
         if self.dvr.set_public(self.public_now(), time.monotonic(), datetime.now(timezone.utc)):
             log.info(
                 "%s",
@@ -927,6 +939,12 @@ class OriginAgent(Agent):
         refused = self._whep_refusal(request)
         if refused is not None:
             return refused
+        if self.whep_sessions.full():
+            return web.json_response(
+                {"error": "this origin has its maximum of WebRTC sessions: play HLS or DASH, or retry later"},
+                status=503,
+                headers={"Retry-After": "2", "Cache-Control": "no-store"},
+            )
         if request.content_type != "application/sdp":
             return web.json_response(
                 {
@@ -938,7 +956,18 @@ class OriginAgent(Agent):
         offer = await request.read()
         if len(offer) > MAX_SDP_BYTES:
             return web.json_response({"error": "the SDP offer is too large"}, status=413)
-        return await self._to_transcoder("POST", self.config.whep_url, offer)
+        # Let in now; a member's token is verified again for as long as the session plays. The transcoder
+        # keeps it with the session, so that another replica, or this one restarted, can check it too.
+        presented, _ = access.request_token(request.query, request.headers.get("Authorization"))
+        token = presented if self._access(request).member else None
+        extra = {signalling.PLAYBACK_TOKEN_HEADER: token} if token else {}
+        response = await self._to_transcoder("POST", self.config.whep_url, offer, extra)
+        session = whep.session_id(response.headers.get("Location")) if response.status == 201 else None
+        if session is not None:
+            self.whep_sessions.admit(session, token, time.monotonic())
+            # The desired state may have changed while the transcoder answered.
+            self.end_refused_whep_sessions()
+        return response
 
     async def _whep_options(self, request: web.Request) -> web.Response:
         """``OPTIONS /whep`` (not a CORS preflight): the ICE servers a viewer should offer with, in ``Link``
@@ -953,10 +982,7 @@ class OriginAgent(Agent):
     def _whep_refusal(self, request: web.Request) -> Optional[web.Response]:
         """What HLS would refuse: a closed stream without a valid token, and while the outputs are not
         broadcast to viewers (``publicBroadcasting`` off), anyone but a member."""
-        decision = self._access(request)
-        reason = decision.reason if not decision.allowed else None
-        if reason is None and not decision.member and not self.public_now():
-            reason = NOT_BROADCAST_NOW
+        reason = access.live_refusal(self._access(request), self.public_now())
         if reason is None:
             return None
         return web.json_response(
@@ -972,10 +998,98 @@ class OriginAgent(Agent):
         if not re.fullmatch(r"[0-9a-f]{32}", session):
             return web.json_response({"error": "no such WHEP session"}, status=404)
         body = await request.read() if request.method == "PATCH" else None
-        return await self._to_transcoder(request.method, f"{self.config.whep_url.rstrip('/')}/{session}", body)
+        response = await self._to_transcoder(request.method, f"{self.config.whep_url.rstrip('/')}/{session}", body)
+        if request.method == "DELETE" and response.status in (200, 404):
+            self.whep_sessions.forget(session)  # ended (or unknown) at the transcoder: nothing left to enforce
+        return response
 
-    async def _to_transcoder(self, method: str, url: str, body: Optional[bytes]) -> web.Response:
+    def end_refused_whep_sessions(self) -> None:
+        """End at the transcoder every session this replica let in that the access rules now refuse."""
+        if not self.config.whep_url or not len(self.whep_sessions):
+            return
+        open_, public = self.open_to_viewers(), self.public_now()
+        secret, now = self.playback_secret.get(), time.time()
+
+        def rule(token: Optional[str]) -> Optional[str]:
+            return access.live_refusal(access.decide(open_, token, secret, self.config.livestream, now), public)
+
+        for session, reason in self.whep_sessions.refused(rule):
+            self._spawn_whep(self._end_whep_session(session.id, reason))
+
+    def _spawn_whep(self, work: Coroutine[Any, Any, None]) -> None:
+        """WHEP sessions' requests to the transcoder, off the janitor's pass (a slow transcoder delays none)."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._whep_tasks.add(task)
+        task.add_done_callback(self._whep_tasks.discard)
+
+    async def _end_whep_session(self, session: str, reason: str) -> None:
+        assert self.config.whep_url
+        url = f"{self.config.whep_url.rstrip('/')}/{session}"
+        headers = {
+            "Authorization": f"Bearer {self.agent_token.get() or ''}",
+            signalling.END_REASON_HEADER: reason.encode("ascii", "replace").decode()[:300],
+        }
+        try:
+            async with self._recorder_http().delete(
+                url, headers=headers, timeout=aiohttp.ClientTimeout(total=10)
+            ) as upstream:
+                status = upstream.status
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            status, reason = 0, f"{reason} (the transcoder does not answer: {exc or type(exc).__name__})"
+        if status in (200, 404):  # 404: the transcoder had ended it already
+            self.whep_sessions.forget(session)
+            if status == 200:
+                self.metrics.whep_ended.inc()
+                log.info("ended WHEP session %s: %s", session[:8], reason)
+            return
+        self.log_limited(
+            "whep-end", logging.WARNING, "could not end WHEP session %s (%s): %s", session[:8], status, reason
+        )
+        # Asked again after a pause, not at every pass: a transcoder down would get a storm of DELETEs
+        # (and a transcoder that restarted has no sessions left: its list then forgets them).
+        await asyncio.sleep(whep.END_RETRY_SECONDS)
+        self.whep_sessions.end_failed(session)
+
+    async def _reconcile_whep_sessions(self) -> None:
+        """Forget the sessions the transcoder ended (the viewer left, the broadcast stopped), take on those
+        another replica let in or this pod did before it restarted: the table holds what plays."""
+        now = time.monotonic()
+        if not self.config.whep_url or now - self._whep_reconciled_at < whep.RECONCILE_SECONDS:
+            return
+        self._whep_reconciled_at = now
         headers = {"Authorization": f"Bearer {self.agent_token.get() or ''}"}
+        try:
+            async with self._recorder_http().get(
+                self.config.whep_url, headers=headers, timeout=aiohttp.ClientTimeout(total=10)
+            ) as upstream:
+                if upstream.status != 200:
+                    raise aiohttp.ClientResponseError(
+                        upstream.request_info, (), status=upstream.status, message=upstream.reason or ""
+                    )
+                listed = whep.listed_sessions(await upstream.json())
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+            # No transcoder while the stream is not live: only worth a warning while sessions are held.
+            self.log_limited(
+                "whep-list",
+                logging.WARNING if len(self.whep_sessions) else logging.DEBUG,
+                "cannot list the transcoder's WHEP sessions: %s",
+                exc or type(exc).__name__,
+            )
+            return
+        gone, adopted = self.whep_sessions.reconcile(listed, now)
+        if gone or adopted:
+            log.info(
+                "WHEP sessions: forgot %d the transcoder ended, took on %d let in elsewhere or before a restart",
+                len(gone),
+                len(adopted),
+            )
+        if adopted:
+            self.end_refused_whep_sessions()
+
+    async def _to_transcoder(
+        self, method: str, url: str, body: Optional[bytes], extra_headers: Optional[dict[str, str]] = None
+    ) -> web.Response:
+        headers = {"Authorization": f"Bearer {self.agent_token.get() or ''}", **(extra_headers or {})}
         if body is not None:
             headers["Content-Type"] = "application/sdp"
         try:
@@ -1035,6 +1149,12 @@ class OriginAgent(Agent):
     async def _janitor_loop(self) -> None:
         while True:
             await asyncio.sleep(JANITOR_INTERVAL)
+            try:
+                # Tokens expire with no request to notice it: looked at every pass.
+                self.end_refused_whep_sessions()
+                self._spawn_whep(self._reconcile_whep_sessions())
+            except Exception:  # as the sweep: never stop for good
+                log.exception("WHEP session check failed")
             try:
                 await self._sweep()
             except Exception:  # the sweep must never stop for good
@@ -1216,6 +1336,8 @@ class OriginAgent(Agent):
     async def stop(self) -> None:
         if self._janitor:
             self._janitor.cancel()
+        for task in list(self._whep_tasks):
+            task.cancel()
         if self._replica_watch:
             self._replica_watch.cancel()
         if self._public_runner:

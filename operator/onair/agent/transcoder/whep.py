@@ -6,8 +6,8 @@ x264's zerolatency tune, a 1 s GOP, Opus audio), so it costs one more encode per
 single hop more: its packets reach this module over loopback the moment x264 and libopus emit
 them. Put on the origin instead, the rendition would cross the network and another (de)muxer
 first, and the origin would need a media path it does not have (it takes files). The origin stays
-the public HTTP front: it checks backstage tokens exactly as for HLS (``origin/access.py``) and
-proxies the signalling requests (POST, OPTIONS, DELETE) here over the agent API (agent token), so viewers never reach
+the public HTTP front: it checks backstage tokens exactly as for HLS (``origin/access.py``), for as
+long as a session plays (``origin/whep.py``: it DELETEs those the rules now refuse), and proxies the signalling requests (POST, OPTIONS, DELETE) here over the agent API (agent token), so viewers never reach
 this pod over HTTP; WebRTC media (ICE/DTLS/SRTP over UDP) flows between the viewer and this pod.
 
 Per viewer nothing is encoded: ``ForwardedTrack.recv`` returns the encoder's ``av.Packet`` objects,
@@ -248,6 +248,7 @@ class Viewer:
     id: str
     pc: RTCPeerConnection
     tracks: list[ForwardedTrack]
+    token: Optional[str] = None  # the member's playback token the origin let it in with
     started: float = field(default_factory=time.monotonic)
     closed: bool = False
 
@@ -280,6 +281,7 @@ class WhepServer:
         return [
             web.post("/whep", self.post),
             web.options("/whep", self.options),
+            web.get("/whep", self.list),
             web.delete("/whep/{id}", self.delete),
             web.patch("/whep/{id}", self.patch),
         ]
@@ -329,6 +331,7 @@ class WhepServer:
         except Exception as exc:  # aiortc's refusals are ValueErrors/AttributeErrors with readable text
             log.info("WHEP offer refused: %r", exc)
             return self._error(400, f"cannot negotiate this offer: {exc}")
+        viewer.token = request.headers.get(signalling.PLAYBACK_TOKEN_HEADER) or None
         self.viewers[viewer_id] = viewer
         log.info("WHEP viewer %s started (%d watching)", viewer_id[:8], len(self.viewers))
         headers = signalling.with_links(
@@ -344,11 +347,18 @@ class WhepServer:
             status=204, headers=signalling.with_links({"Accept-Post": "application/sdp"}, self._links(uuid.uuid4().hex))
         )
 
+    async def list(self, request: web.Request) -> web.Response:
+        """The sessions playing now with the token each was let in with: what every origin replica compares
+        its table with (forgetting those ended here, taking on those let in by another or before a restart)."""
+        sessions = [{"id": v.id, "token": v.token} for v in sorted(self.viewers.values(), key=lambda v: v.id)]
+        return web.json_response({"sessions": sessions}, headers={"Cache-Control": "no-store"})
+
     async def delete(self, request: web.Request) -> web.Response:
         viewer = self.viewers.get(request.match_info["id"])
         if viewer is None:
             return self._error(404, "no such WHEP session (it ended, or never existed)")
-        await self.end(viewer, "the viewer sent DELETE")
+        # The origin ends sessions the access rules now refuse, and says why.
+        await self.end(viewer, request.headers.get(signalling.END_REASON_HEADER, "the viewer sent DELETE")[:300])
         return web.Response(status=200)
 
     async def patch(self, request: web.Request) -> web.Response:

@@ -18,6 +18,12 @@ if TYPE_CHECKING:  # aiortc loads only when a session really starts
 
 NOT_AN_OFFER = "the body is not an SDP offer"
 TRICKLE_ICE_UNSUPPORTED = "trickle ICE is not supported: send all candidates in the offer"
+# On the origin's DELETE of a WHEP session the access rules now refuse (agent API only; never a viewer's):
+# why, for the transcoder's log.
+END_REASON_HEADER = "Onair-End-Reason"
+# On the origin's POST of a WHEP offer: the playback token of a member, kept with the session and listed
+# back (GET /whep), so that every origin replica, a restarted one too, checks it as HLS would.
+PLAYBACK_TOKEN_HEADER = "Onair-Playback-Token"
 
 
 class OfferRefused(Exception):
