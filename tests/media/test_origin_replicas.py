@@ -5,6 +5,7 @@ continues the survivor's numbering instead of starting again (``origin/replicas.
 
 from __future__ import annotations
 
+import concurrent.futures
 import shutil
 import time
 
@@ -13,6 +14,7 @@ import pytest
 
 from tests.fixtures.media import free_port, wait_for
 from tests.fixtures.origin import replica_numbering, replicas_agree
+from tests.media.test_transcoder_lldash import newest_segment
 
 pytestmark = [pytest.mark.media, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -29,7 +31,7 @@ def last_msn(text: str) -> int:
     return max(replica_numbering(text))
 
 
-def start_chain(ingest_agent, origins, transcoder_agent, publishers, tmp_path, phase: str):
+def start_chain(ingest_agent, origins, transcoder_agent, publishers, tmp_path, phase: str, dash: bool = False):
     ports = [free_port(), free_port()]
     urls = [f"http://127.0.0.1:{p}/upload" for p in ports]
     a = origins.start(phase=phase, low_latency=True, upload_port=ports[0], peer_upload_urls=[urls[1]])
@@ -48,7 +50,7 @@ def start_chain(ingest_agent, origins, transcoder_agent, publishers, tmp_path, p
         low_latency=True,
         part_seconds=0.2,
         hls_mpegts=False,
-        dash=False,
+        dash=dash,
     )
     publishers.rtmp(ingest.rtmp_url, width=320, height=180, fps=30)
     ingest.wait_receiving()
@@ -182,3 +184,61 @@ def test_replicas_made_public_a_moment_apart_end_with_the_same_viewers_numbering
 def viewers(origin) -> dict:
     response = origin.get("hls/cmaf/180p/index.m3u8")
     return replica_numbering(response.text) if response.status_code == 200 else {}
+
+
+@pytest.fixture
+def lldash_replicas(ingest_agent, origins, transcoder_agent, publishers, tmp_path):
+    """LL-HLS and LL-DASH: each DASH segment is one chunked PUT to every replica as ffmpeg writes it."""
+    return start_chain(ingest_agent, origins, transcoder_agent, publishers, tmp_path, "live", dash=True)
+
+
+def test_both_replicas_serve_the_ll_dash_segment_being_written_chunked_and_the_same_mpd(lldash_replicas):
+    a, b, tx = lldash_replicas
+    wait_for(lambda: all((s := newest_segment(o.data_dir)) and s[2] >= 3 for o in (a, b)), 60, what="DASH on both")
+    # The same MPD from both (one Host, as behind the Service): read when it did not change meanwhile.
+    host = {"Host": "origin.example"}
+    for _ in range(20):
+        first, theirs, again = (o.get("dash/manifest.mpd", headers=host) for o in (a, b, a))
+        assert first.status_code == theirs.status_code == 200, (first.text, theirs.text)
+        if first.text == again.text:
+            assert theirs.text == first.text, f"the replicas' MPDs differ:\n{first.text}\n----\n{theirs.text}"
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the MPD changed between every two reads")
+    # The segment being written, asked of both replicas at once: each streams it chunk by chunk
+    # before it is complete there, and both end with the same bytes, the finished segment's.
+    attempts = []
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        for _ in range(10):
+            run, rep, number = newest_segment(a.data_dir)
+            name = f"{run}_{rep}_{number + 1:06d}.m4s"
+            got = list(pool.map(lambda o: stream_segment(o, name), (a, b)))
+            attempts.append((name, [(g[0].get("transfer-encoding"), g[1], len(g[2])) for g in got]))
+            if all(early is False for _, early, _ in got):
+                break
+            time.sleep(0.1)  # complete on a replica by the time we asked: try the next one
+        else:
+            pytest.fail(f"never got a segment from both replicas before it was complete: {attempts}")
+    for origin, (headers, _, chunks) in zip((a, b), got):
+        assert headers.get("transfer-encoding") == "chunked" and "content-length" not in headers
+        streamed = b"".join(chunks)
+        assert len(chunks[0]) < len(streamed), "its first bytes came only with the rest"
+        assert (origin.data_dir / "dash" / name).read_bytes() == streamed
+        later = origin.get(f"dash/{name}")
+        assert later.status_code == 200 and later.content == streamed
+    assert b"".join(got[0][2]) == b"".join(got[1][2])
+
+
+def stream_segment(origin, name: str) -> tuple:
+    """(response headers, whether the segment was complete on the replica's disk at the first chunk, chunks)."""
+    on_disk = origin.data_dir / "dash" / name
+    chunks: list[bytes] = []
+    complete_when_first = None
+    with httpx.stream("GET", origin.url(f"dash/{name}"), timeout=10) as response:
+        assert response.status_code == 200, response.read()
+        for chunk in response.iter_raw():
+            if not chunks:
+                complete_when_first = on_disk.exists()
+            chunks.append(chunk)
+        return response.headers, complete_when_first, chunks
