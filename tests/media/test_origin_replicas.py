@@ -193,6 +193,12 @@ def test_replicas_made_public_a_moment_apart_number_the_viewers_playlist_alike_a
     assert samples[0] > 100, f"only {samples[0]} numbered segments seen: no test"
     ours, theirs = viewers(a), viewers(b)
     replicas_agree(ours, theirs, at_least=3)
+    # Why they agree whenever each was made public: viewers' numbers are the upload order's, the
+    # members' (who also saw the preview), not a count of the segments made public on that replica.
+    for origin, view in ((a, ours), (b, theirs)):
+        token_view = replica_numbering(playlist(origin, "180p", token=a.token()))
+        members = {uri.split("?")[0]: msn for msn, (_, uri, _) in token_view.items()}
+        assert all(members.get(uri) == msn for msn, (_, uri, _) in view.items()), (origin.base, view, members)
     assert "differs from the peer" in a.log_text() + b.log_text(), "the replicas never diverged: no test"
     settled(a, b, tx)
     identical(a, b)
