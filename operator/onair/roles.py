@@ -52,7 +52,11 @@ INGEST = MediaRole(
 TRANSCODER = MediaRole("transcoder", (Port("agent", AGENT_PORT),))
 # ``http`` is the public playback port; ``upload`` takes the transcoder's output only, on a listener of
 # its own so viewers cannot starve it, and the origin Service keeps it cluster-internal.
-ORIGIN = MediaRole("origin", (Port("agent", AGENT_PORT), Port("http", 8081), Port("upload", 8082)))
+# Its /readyz: 200 once the public port serves viewers (a replica after copying a peer's DVR), 503
+# again from SIGTERM on while it drains, so it leaves the Service before its port closes.
+ORIGIN = MediaRole(
+    "origin", (Port("agent", AGENT_PORT), Port("http", 8081), Port("upload", 8082)), readiness_path="/readyz"
+)
 RECORDER = MediaRole("recorder", (Port("agent", AGENT_PORT),))
 
 MEDIA_ROLES: dict[str, MediaRole] = {r.name: r for r in (INGEST, TRANSCODER, ORIGIN, RECORDER)}

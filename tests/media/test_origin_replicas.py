@@ -5,6 +5,7 @@ continues the survivor's numbering instead of starting again (``origin/replicas.
 
 from __future__ import annotations
 
+import concurrent.futures
 import shutil
 import time
 
@@ -13,6 +14,7 @@ import pytest
 
 from tests.fixtures.media import free_port, wait_for
 from tests.fixtures.origin import replica_numbering, replicas_agree
+from tests.media.test_transcoder_lldash import newest_segment
 
 pytestmark = [pytest.mark.media, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -29,7 +31,7 @@ def last_msn(text: str) -> int:
     return max(replica_numbering(text))
 
 
-def start_chain(ingest_agent, origins, transcoder_agent, publishers, tmp_path, phase: str):
+def start_chain(ingest_agent, origins, transcoder_agent, publishers, tmp_path, phase: str, dash: bool = False):
     ports = [free_port(), free_port()]
     urls = [f"http://127.0.0.1:{p}/upload" for p in ports]
     a = origins.start(phase=phase, low_latency=True, upload_port=ports[0], peer_upload_urls=[urls[1]])
@@ -48,7 +50,7 @@ def start_chain(ingest_agent, origins, transcoder_agent, publishers, tmp_path, p
         low_latency=True,
         part_seconds=0.2,
         hls_mpegts=False,
-        dash=False,
+        dash=dash,
     )
     publishers.rtmp(ingest.rtmp_url, width=320, height=180, fps=30)
     ingest.wait_receiving()
@@ -154,26 +156,49 @@ def test_a_crashed_replica_is_no_outage_and_comes_back_with_the_same_numbering(r
     assert httpx.get(f"{b.base}/hls/cmaf/180p/index.m3u8", timeout=5).status_code == 200
 
 
-def test_replicas_made_public_a_moment_apart_end_with_the_same_viewers_numbering(backstage_replicas):
+def test_replicas_made_public_a_moment_apart_number_the_viewers_playlist_alike_all_along(backstage_replicas):
     """The operator tells each replica in turn: a segment that begins between the two is private on
-    one and public on the other, which would number the viewers' playlists differently for good.
-    The replicas compare their last segments and the one behind copies the other."""
+    one and public on the other. The viewers' numbering does not depend on it: a public segment
+    keeps the number the upload order gave it (the members' numbering), so a media sequence number
+    names the same segment on both replicas at every instant, not only once the one behind copied
+    the other (the replicas still compare their last segments, and b, which has two segments private
+    that a has public, copies a)."""
     a, b, tx = backstage_replicas
+    seen: dict[int, tuple] = {}
+    samples = [0]
+
+    def sample() -> None:
+        for origin in (a, b):
+            for msn, entry in viewers(origin).items():
+                first = seen.setdefault(msn, (origin.base, entry[:2]))
+                assert first[1] == entry[:2], f"#{msn} was {first[1]} on {first[0]}, then {entry[:2]} on {origin.base}"
+                samples[0] += 1
+
+    def sample_for(seconds: float) -> None:
+        until = time.monotonic() + seconds
+        while time.monotonic() < until:
+            sample()
+            time.sleep(0.1)
+
     a.set_phase("live")
-    time.sleep(2.5)  # two segments and a dozen parts: made public on a, still the preview on b
+    sample_for(2.5)  # two segments and a dozen parts: made public on a, still the preview on b
     b.set_phase("live")
     wait_for(
-        lambda: min(len(viewers(o)) for o in (a, b)) >= 3,
+        lambda: sample() or min(len(viewers(o)) for o in (a, b)) >= 3,
         30,
         what="public segments on both",
     )
-
-    def same_public_numbering() -> bool:
-        ours, theirs = viewers(a), viewers(b)
-        common = set(ours) & set(theirs)
-        return len(common) >= 3 and all(ours[m][:2] == theirs[m][:2] for m in common)
-
-    wait_for(same_public_numbering, 30, what="the viewers' numbering to agree on both replicas")
+    # Through the replicas' comparison (every 3 s) and the copy it starts.
+    sample_for(8)
+    assert samples[0] > 100, f"only {samples[0]} numbered segments seen: no test"
+    ours, theirs = viewers(a), viewers(b)
+    replicas_agree(ours, theirs, at_least=3)
+    # Why they agree whenever each was made public: viewers' numbers are the upload order's, the
+    # members' (who also saw the preview), not a count of the segments made public on that replica.
+    for origin, view in ((a, ours), (b, theirs)):
+        token_view = replica_numbering(playlist(origin, "180p", token=a.token()))
+        members = {uri.split("?")[0]: msn for msn, (_, uri, _) in token_view.items()}
+        assert all(members.get(uri) == msn for msn, (_, uri, _) in view.items()), (origin.base, view, members)
     assert "differs from the peer" in a.log_text() + b.log_text(), "the replicas never diverged: no test"
     settled(a, b, tx)
     identical(a, b)
@@ -182,3 +207,61 @@ def test_replicas_made_public_a_moment_apart_end_with_the_same_viewers_numbering
 def viewers(origin) -> dict:
     response = origin.get("hls/cmaf/180p/index.m3u8")
     return replica_numbering(response.text) if response.status_code == 200 else {}
+
+
+@pytest.fixture
+def lldash_replicas(ingest_agent, origins, transcoder_agent, publishers, tmp_path):
+    """LL-HLS and LL-DASH: each DASH segment is one chunked PUT to every replica as ffmpeg writes it."""
+    return start_chain(ingest_agent, origins, transcoder_agent, publishers, tmp_path, "live", dash=True)
+
+
+def test_both_replicas_serve_the_ll_dash_segment_being_written_chunked_and_the_same_mpd(lldash_replicas):
+    a, b, tx = lldash_replicas
+    wait_for(lambda: all((s := newest_segment(o.data_dir)) and s[2] >= 3 for o in (a, b)), 60, what="DASH on both")
+    # The same MPD from both (one Host, as behind the Service): read when it did not change meanwhile.
+    host = {"Host": "origin.example"}
+    for _ in range(20):
+        first, theirs, again = (o.get("dash/manifest.mpd", headers=host) for o in (a, b, a))
+        assert first.status_code == theirs.status_code == 200, (first.text, theirs.text)
+        if first.text == again.text:
+            assert theirs.text == first.text, f"the replicas' MPDs differ:\n{first.text}\n----\n{theirs.text}"
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the MPD changed between every two reads")
+    # The segment being written, asked of both replicas at once: each streams it chunk by chunk
+    # before it is complete there, and both end with the same bytes, the finished segment's.
+    attempts = []
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        for _ in range(10):
+            run, rep, number = newest_segment(a.data_dir)
+            name = f"{run}_{rep}_{number + 1:06d}.m4s"
+            got = list(pool.map(lambda o: stream_segment(o, name), (a, b)))
+            attempts.append((name, [(g[0].get("transfer-encoding"), g[1], len(g[2])) for g in got]))
+            if all(early is False for _, early, _ in got):
+                break
+            time.sleep(0.1)  # complete on a replica by the time we asked: try the next one
+        else:
+            pytest.fail(f"never got a segment from both replicas before it was complete: {attempts}")
+    for origin, (headers, _, chunks) in zip((a, b), got):
+        assert headers.get("transfer-encoding") == "chunked" and "content-length" not in headers
+        streamed = b"".join(chunks)
+        assert len(chunks[0]) < len(streamed), "its first bytes came only with the rest"
+        assert (origin.data_dir / "dash" / name).read_bytes() == streamed
+        later = origin.get(f"dash/{name}")
+        assert later.status_code == 200 and later.content == streamed
+    assert b"".join(got[0][2]) == b"".join(got[1][2])
+
+
+def stream_segment(origin, name: str) -> tuple:
+    """(response headers, whether the segment was complete on the replica's disk at the first chunk, chunks)."""
+    on_disk = origin.data_dir / "dash" / name
+    chunks: list[bytes] = []
+    complete_when_first = None
+    with httpx.stream("GET", origin.url(f"dash/{name}"), timeout=10) as response:
+        assert response.status_code == 200, response.read()
+        for chunk in response.iter_raw():
+            if not chunks:
+                complete_when_first = on_disk.exists()
+            chunks.append(chunk)
+        return response.headers, complete_when_first, chunks

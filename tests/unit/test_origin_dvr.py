@@ -453,7 +453,8 @@ def test_the_backstage_preview_never_becomes_public_and_viewers_start_at_going_l
     pl = viewers(dvr)
     # seg 5 started at the switch and its upload proves nothing about what it holds: private too.
     assert [s.uri for s in pl.segments] == ["seg_r1_00006.m4s", "seg_r1_00007.m4s", "seg_r1_00008.m4s"]
-    assert pl.media_sequence == 0 and pl.discontinuity_sequence == 0
+    # Numbered as for members (seg 6 is #6): a replica made public a moment later numbers alike.
+    assert pl.media_sequence == 6 and pl.discontinuity_sequence == 0
     assert not any(s.discontinuity for s in pl.segments)
     assert pl.segments[0].init_section.uri == "init_r1.mp4"
     # Files follow the playlists: viewers get the public segments and the init, never the preview.
@@ -552,3 +553,44 @@ def test_a_late_upload_of_the_segment_in_flight_at_the_switch_stays_private():
     tx.publish()
     assert viewers(dvr) is None
     assert not dvr.public_file("hls/cmaf/360p/seg_r1_00003.m4s")
+
+
+def test_replicas_made_public_a_moment_apart_number_every_segment_they_both_show_alike():
+    """Two origin replicas indexing the same uploads; go-live reaches one 3 s after the other, so
+    the later one's first public segment is a later one. At every upload the segments both show
+    to viewers carry the same media sequence and discontinuity numbers."""
+    replicas = [Dvr(window_seconds=600), Dvr(window_seconds=600)]
+    clocks = [[0.0], [0.0]]
+    txs = [FakeTranscoder(d, clock=c, duration=2.0, uploads_when_done=True) for d, c in zip(replicas, clocks)]
+    for dvr in replicas:
+        dvr.set_public(False, 0.0, T0)  # backstage
+    for tx in txs:
+        tx.run_for(3)
+        # The transcoder restarted during the preview: the viewers' periods are numbered too.
+        tx.sequence = 40
+    for tx in txs:
+        tx.run_for(2)
+    make_public(replicas[0], clocks[0])  # go-live reaches the first replica at t=10...
+
+    def numbered(dvr: Dvr) -> dict[int, tuple[int, str]]:
+        pl = viewers(dvr)
+        if pl is None:
+            return {}
+        out, disc = {}, pl.discontinuity_sequence or 0
+        for i, seg in enumerate(pl.segments):
+            disc += 1 if seg.discontinuity else 0
+            out[pl.media_sequence + i] = (disc, seg.uri)
+        return out
+
+    both = 0
+    for step in range(8):
+        if step == 2:
+            make_public(replicas[1], clocks[1])  # ...and the second at t=14
+        for tx in txs:
+            tx.segment()
+        first, second = numbered(replicas[0]), numbered(replicas[1])
+        assert all(first[msn] == second[msn] for msn in set(first) & set(second)), (step, first, second)
+        both += bool(set(first) & set(second))
+    assert both >= 4 and len(numbered(replicas[0])) > len(numbered(replicas[1]))
+    # The members' numbering is the viewers': the first public segment keeps its number.
+    assert viewers(replicas[0]).media_sequence == served(replicas[0]).media_sequence + 6

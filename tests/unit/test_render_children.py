@@ -435,9 +435,8 @@ def test_every_pod_is_restricted(rendered):
             assert sc["runAsNonRoot"] is True and sc["seccompProfile"] == {"type": "RuntimeDefault"}
             assert c["image"] == CONFIG.image and c["imagePullPolicy"] == CONFIG.image_pull_policy
             # The ingest is ready once its nginx answers (encoders connect to nginx, not the agent);
-            # origin replicas once they serve viewers (after copying a peer's DVR).
-            replicated = c["name"] == "origin" and "show-origin" in by_kind(rendered, "StatefulSet")
-            ready_path = "/readyz" if c["name"] == "ingest" or replicated else "/healthz"
+            # an origin once it serves viewers (a replica after copying a peer's DVR), not while it drains.
+            ready_path = "/readyz" if c["name"] in ("ingest", "origin") else "/healthz"
             assert c["readinessProbe"]["httpGet"] == {"path": ready_path, "port": "agent"}
             assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "agent"}
             assert c["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "agent"}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from onair.api.agent import OriginConfig, TranscoderConfig
+from onair.api.agent import ORIGIN_DRAIN_SECONDS, ORIGIN_FINISH_SECONDS, OriginConfig, TranscoderConfig
 from tests.unit.test_render_children import by_kind, calltype, config_of, livestream, names, render
 
 PEERS = [f"http://show-origin-{i}.show-origin-peers.media.svc:8082/upload" for i in range(3)]
@@ -70,3 +70,22 @@ def test_a_livestream_overrides_its_calltypes_replicas():
 def test_replicas_out_of_range_are_refused(bad):
     with pytest.raises(ValidationError):
         calltype(origin={"replicas": bad})
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_an_origin_drains_within_its_grace_period(replicas):
+    """A StatefulSet's rolling update or scale-down and a Deployment's rollout both SIGTERM an origin
+    that viewers still reach until the endpoints are updated: it drains (serves on, not ready), and
+    the kubelet must not SIGKILL it before the drain and the requests then in flight are over."""
+    out = render(ct=calltype(origin={"replicas": replicas}))
+    workload = by_kind(out, "StatefulSet" if replicas > 1 else "Deployment")["show-origin"]
+    pod = workload["spec"]["template"]["spec"]
+    origin: OriginConfig = config_of(out, "origin")
+    assert origin.drain_seconds == ORIGIN_DRAIN_SECONDS > 0
+    assert pod["terminationGracePeriodSeconds"] > ORIGIN_DRAIN_SECONDS + ORIGIN_FINISH_SECONDS
+    # Not ready while draining: the probe asks the path that says so.
+    assert pod["containers"][0]["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    # The others keep their own grace: nothing of the origin's leaks into them.
+    assert (
+        by_kind(out, "Deployment")["show-transcoder"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 30
+    )

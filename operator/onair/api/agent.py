@@ -193,6 +193,15 @@ def ip_networks(entries: Sequence[str]) -> tuple[ipaddress.IPv4Network | ipaddre
     return tuple(networks)
 
 
+# On SIGTERM an origin answers /readyz 503 and serves on this long before it stops listening: the
+# time for its Service's endpoints and every kube-proxy (or another load balancer) to drop it, so
+# no viewer's request meets a closed port during a rolling update or a scale-down.
+ORIGIN_DRAIN_SECONDS = 5.0
+# Then the requests still in flight (held LL-HLS reloads, a DVR rewind being sent) get this long
+# to finish before their connections are closed. The pod's grace period covers both.
+ORIGIN_FINISH_SECONDS = 10.0
+
+
 class OriginConfig(ApiModel):
     role: Literal["origin"] = "origin"
     livestream: str
@@ -266,6 +275,16 @@ class OriginConfig(ApiModel):
     )
     max_upload_bytes: int = Field(
         64 * 1024 * 1024, ge=1024 * 1024, description="largest segment/screenshot the transcoder may PUT (413 above)"
+    )
+    drain_seconds: float = Field(
+        ORIGIN_DRAIN_SECONDS,
+        ge=0,
+        le=60,
+        description=(
+            "after SIGTERM: /readyz answers 503 and viewers are served on (each answer closing its connection, so "
+            "keep-alive clients reconnect to another replica) this long, while load balancers drop this origin; "
+            "then the port closes"
+        ),
     )
 
 

@@ -4,12 +4,13 @@ files each role may read, and the rollout strategy."""
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Mapping
 
 from pydantic import BaseModel
 
 from onair import roles
-from onair.api.agent import IngestConfig, OriginConfig, RecorderConfig, TranscoderConfig
+from onair.api.agent import ORIGIN_FINISH_SECONDS, IngestConfig, OriginConfig, RecorderConfig, TranscoderConfig
 from onair.api.meta import LABEL_ROLE, labels
 from onair.api.settings import S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY, CallSettings
 from onair.api.operator_config import OperatorConfig
@@ -37,8 +38,6 @@ from onair.render.child_names import (
 
 
 CONFIG_HASH_ANNOTATION = "onair.dev/config-sha256"
-# The origin replicas' readinessProbe (agent/origin/server.py): 200 once viewers are served.
-ORIGIN_READINESS_PATH = "/readyz"
 UID = 10001
 
 
@@ -59,8 +58,20 @@ _SECRET_KEYS: dict[str, tuple[str, ...]] = {
     "origin": (creds_mod.PLAYBACK_SECRET, creds_mod.UPLOAD_TOKEN, creds_mod.AGENT_TOKEN),
     "recorder": (creds_mod.AGENT_TOKEN,),
 }
-# Grace before SIGKILL: the recorder finalises its MP4 on SIGTERM, the others just stop.
+# Grace before SIGKILL: the recorder finalises its MP4 on SIGTERM, the others just stop; the
+# origin's is its drain and the requests then in flight on top of this (``grace_seconds``).
 _GRACE_SECONDS = {"ingest": 15, "transcoder": 30, "origin": 15, "recorder": 60}
+
+
+def grace_seconds(role: str, agent: BaseModel) -> int:
+    """The pod's terminationGracePeriodSeconds: an origin serves viewers through its drain (out of
+    its Service's endpoints) and finishes the requests in flight before it stops, and a SIGKILL
+    meanwhile would cut them. Draining in the agent rather than in a preStop sleep: the agent
+    says not-ready at once and closes keep-alive connections, and ``onair dev`` (no kubelet)
+    drains the same way."""
+    if isinstance(agent, OriginConfig):
+        return math.ceil(agent.drain_seconds + ORIGIN_FINISH_SECONDS) + _GRACE_SECONDS[role]
+    return _GRACE_SECONDS[role]
 
 
 def pod_security_context() -> dict:
@@ -242,7 +253,7 @@ def _pod_template(
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "securityContext": pod_security_context(),
-        "terminationGracePeriodSeconds": _GRACE_SECONDS[role.name],
+        "terminationGracePeriodSeconds": grace_seconds(role.name, agent),
         "containers": [container],
         "volumes": volumes,
     }
@@ -305,10 +316,6 @@ def render_origin_statefulset(
     """
     name = ls_meta["name"]
     template, metadata = _pod_template(ls_meta, "origin", agent, effective, config)
-    # Ready once it serves viewers (after its copy), not once its agent API answers: the rolling
-    # update must not take the next replica down while this one still copies.
-    template["spec"]["containers"][0]["readinessProbe"] = _kubelet_probe(5, 3, ORIGIN_READINESS_PATH)
-    metadata["annotations"] = {rollout.TEMPLATE_HASH_ANNOTATION: rollout.template_hash(template)}
     claim: dict = {
         "metadata": {"name": "data", "labels": selector_labels(name, "origin")},
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": config.dvr_volume_size}}},

@@ -24,6 +24,12 @@ made only for a transcoded recording stay private for good, also once the stream
 ended. Token holders and in-cluster readers get every segment; viewers get the public ones,
 numbered on their own (``public_sequence``, ``public_discontinuity``, a discontinuity wherever
 private segments were left out) so their playlist stays consistent from one reload to the next.
+Until the first public segment nothing is numbered for viewers, and it keeps the members' numbers
+(``sequence``, ``discontinuity``): so origin replicas made public a moment apart (go-live reaches each at
+its own time) number the viewers' playlist alike at every instant, the later one's window simply
+beginning a segment or two later. After a private stretch *between* public ones the viewers'
+numbering goes on from their last segment, which depends on when each replica was made private:
+replicas may then differ until they compare their last segments (``behind``, ``replicas.py``).
 
 Low-latency HLS (RFC 8216bis). When the transcoder's playlists carry partial segments, the
 index also keeps the parts of the last few segments and of the segment still being written, and
@@ -251,9 +257,14 @@ class Dvr:
             ):
                 r.discontinuity += 1
             public = self.began_public(self.fresh[up_path], up.duration, up.program_date_time)
-            public_discontinuity = r.public_discontinuity
+            public_sequence, public_discontinuity = r.next_public_sequence, r.public_discontinuity
             last_public = r.last_public
-            if (
+            if public and last_public is None:
+                # The first public segment keeps the numbers the upload order gave it: replicas
+                # made public a moment apart (their first public segments differ) still name
+                # every segment they both show alike, as a sliding window that began later.
+                public_sequence, public_discontinuity = r.next_sequence, r.discontinuity
+            elif (
                 public
                 and last_public is not None
                 and (last_public.discontinuity != r.discontinuity or last_public.sequence != r.next_sequence - 1)
@@ -268,7 +279,7 @@ class Dvr:
                 up.program_date_time,
                 up.sequence,
                 public,
-                r.next_public_sequence if public else 0,
+                public_sequence if public else 0,
                 public_discontinuity if public else 0,
             )
             del self.fresh[up_path]

@@ -32,7 +32,7 @@ from onair.agent import fast_gets, http_limits
 from onair.agent.app import Agent, listen, run_role
 from onair.agent.hls import MediaPlaylist, add_query
 from onair.agent.webrtc import signalling
-from onair.api.agent import Desired, OriginConfig, OriginStatus
+from onair.api.agent import ORIGIN_FINISH_SECONDS, Desired, OriginConfig, OriginStatus
 from onair.endpoints import PLAYBACK_PATHS, RECORDINGS_PATH, UPLOAD_PREFIX
 
 from . import access, chunked, whep
@@ -203,6 +203,8 @@ class OriginAgent(Agent):
         self._phase_logged: Optional[tuple[str, bool]] = (self.desired.phase, False)
         self._janitor: Optional[asyncio.Task] = None
         self._replica_watch: Optional[asyncio.Task] = None
+        # SIGTERM came: not ready, viewers served on until the drain ends (``drain``).
+        self.draining = False
         self._public_runner: Optional[web.AppRunner] = None
         self._upload_runner: Optional[web.AppRunner] = None
         self.public_guard: Optional[http_limits.ConnectionGuard] = None
@@ -383,6 +385,8 @@ class OriginAgent(Agent):
 
     async def _get_readyz(self, request: web.Request) -> web.Response:
         """Ready once viewers are served: with replicas, only after this one copied a peer's DVR."""
+        if self.draining:
+            return web.Response(status=503, text="stopping: serving viewers until load balancers drop this origin\n")
         if self._public_runner is None:
             return web.Response(status=503, text="not serving viewers yet (copying a peer replica's DVR)\n")
         return web.Response(text="ready\n")
@@ -488,6 +492,12 @@ class OriginAgent(Agent):
 
     async def _on_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
         self.metrics.responses(response.status).inc()
+        if self.draining:
+            # A keep-alive client (a browser, a CDN) would go on asking this origin until its port
+            # closes: its next request opens a connection the Service sends to another replica.
+            # (aiohttp wrote its Connection header before this hook: the header is set here too.)
+            response.force_close()
+            response.headers["Connection"] = "close"
         if request.method == "GET" and response.content_length:
             self.metrics.sent_bytes.inc(response.content_length)
         if not request.path.startswith(f"/{UPLOAD_PREFIX}/"):
@@ -658,6 +668,7 @@ class OriginAgent(Agent):
             or not self.open_to_viewers()  # a token is needed, and no shared cache may keep the answer
             or not _CONDITIONAL_LOWER.isdisjoint(headers)  # 206, 304, 412: FileResponse's
             or path in self.dash_live
+            or self.draining  # _playback's answer closes the connection (_on_prepare)
         ):
             return None
         prepared = self._fast_heads.get(path)
@@ -1262,7 +1273,12 @@ class OriginAgent(Agent):
         )
         # No handler cancellation: ffmpeg closes its socket right after the last chunk without
         # reading our response, and the upload must still be stored.
-        self._public_runner = web.AppRunner(self.public, access_log=None, keepalive_timeout=limits.idle_timeout)
+        self._public_runner = web.AppRunner(
+            self.public,
+            access_log=None,
+            keepalive_timeout=limits.idle_timeout,
+            shutdown_timeout=ORIGIN_FINISH_SECONDS,
+        )
         await self._listen(
             self._public_runner, self.config.http_port, "httpPort", self.public_guard, fast_answer=self._fast_answer
         )
@@ -1332,6 +1348,21 @@ class OriginAgent(Agent):
         await self.start_public(fds)
         self._janitor = asyncio.get_running_loop().create_task(self._janitor_loop(), name="origin-janitor")
         self._replica_watch = asyncio.get_running_loop().create_task(self.replicas.watch(), name="origin-replicas")
+
+    async def drain(self) -> None:
+        """Not ready at once, serving on for ``drain_seconds``: the Service's endpoints and every
+        kube-proxy drop this pod meanwhile, so no viewer's request meets a closed port (a rolling
+        update, a scale-down, a pod evicted). Uploads keep coming, so what it serves stays live;
+        requests in flight when the port closes get ``ORIGIN_FINISH_SECONDS`` more (``stop``)."""
+        self.draining = True
+        if self.config.drain_seconds <= 0 or self._public_runner is None:
+            return
+        log.info(
+            "stopping: /readyz answers 503, viewers are served %gs more while load balancers drop this origin",
+            self.config.drain_seconds,
+        )
+        await asyncio.sleep(self.config.drain_seconds)
+        log.info("drained: the public port closes (%d connections open)", self.public_connections())
 
     async def stop(self) -> None:
         if self._janitor:
