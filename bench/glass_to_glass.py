@@ -37,6 +37,7 @@ import os
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -130,6 +131,8 @@ def summarize(result: dict, settle_seconds: float) -> dict:
         # How fast latency grows while sampled (seconds per minute): a player playing slower than the
         # stream is made drifts behind, one that catches up holds 0.
         out["drift"] = 60_000 * statistics.linear_regression([s["shown"] for s in window], steady).slope
+    if result.get("hlsStart"):
+        out["hls_start"] = result["hlsStart"]
     offsets = result.get("pdtOffsets") or []
     if offsets:
         out["pdt_offset"] = statistics.median(offsets)
@@ -147,6 +150,39 @@ def _requests_around(result: dict, stall: dict) -> list[str]:
         if finished >= began - 1000 and r["start"] <= ended:
             out.append(f"{r['url']} {r['status']} at {(r['start'] - began) / 1000:+.2f} s took {r['seconds']:.2f} s")
     return out
+
+
+async def watch_edges(urls: dict[str, str], into: dict[str, list[float]], every: float = 0.05) -> None:
+    """How late each HLS variant's segments are listed: per new segment in its first media playlist,
+    when it was first seen minus when its last frame was received (PDT + EXTINF). A player's latency
+    starts from that listing: two variants cut from one encode differ only by it (and their players)."""
+    import urllib.parse
+
+    from bench._hls_viewer import first_variant, get
+    from onair.agent.hls import parse_media_playlist
+
+    media: dict[str, str] = {}
+    seen: dict[str, int] = {}
+    while True:
+        for key, master in urls.items():
+            try:
+                if key not in media:
+                    text = (await asyncio.to_thread(get, master)).decode()
+                    media[key] = urllib.parse.urljoin(master, first_variant(text))
+                playlist = parse_media_playlist((await asyncio.to_thread(get, media[key])).decode())
+            except Exception:  # noqa: BLE001 - not listed yet, or a restart: try again
+                continue
+            now = time.time()
+            for segment in playlist.segments:
+                if key in seen and segment.sequence > seen[key] and segment.program_date_time is not None:
+                    into.setdefault(key, []).append(now - segment.program_date_time.timestamp() - segment.duration)
+            if playlist.segments:
+                seen[key] = max(seen.get(key, -1), playlist.segments[-1].sequence)
+        await asyncio.sleep(every)
+
+
+def _seconds(value: Optional[float]) -> str:
+    return f"{value:.2f} s" if isinstance(value, (int, float)) else "-"
 
 
 def row(label: str, figures: dict) -> str:
@@ -205,6 +241,8 @@ async def measure(args: argparse.Namespace) -> None:
         runner, base = await server.serve()
         browser = await launch(Path(tmp))
         results: dict[str, dict] = {}
+        edge_delays: dict[str, list[float]] = {}
+        edge_watch: Optional[asyncio.Task] = None
         try:
 
             def live() -> Optional[dict]:
@@ -215,6 +253,8 @@ async def measure(args: argparse.Namespace) -> None:
                 return st if st.get("live") and st.get("broadcasting") else None
 
             await asyncio.to_thread(wait_until, live, 120, "status.live and status.broadcasting")
+            hls_urls = {key: urls["playback"][key] for key in ("hlsCmaf", "hlsMpegts") if urls["playback"].get(key)}
+            edge_watch = asyncio.create_task(watch_edges(hls_urls, edge_delays))
             # Players join a stream that has been on for a while, as most viewers do: one opened in its
             # first seconds starts nearer the edge than its player would otherwise choose.
             await asyncio.sleep(args.warmup)
@@ -254,6 +294,8 @@ async def measure(args: argparse.Namespace) -> None:
                 print(row(f"{key} ({player})", results[key]), flush=True)
             status = custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "livestreams", NAME).get("status")
         finally:
+            if edge_watch is not None:
+                edge_watch.cancel()
             await browser.close()
             await runner.cleanup()
             err = camera.stop()
@@ -282,6 +324,19 @@ async def measure(args: argparse.Namespace) -> None:
         )
         for key, figures in results.items():
             print(row(f"{key} ({player_for(key, args.low_latency)})", figures))
+        for key, figures in results.items():
+            if start := figures.get("hls_start"):
+                print(
+                    f"{key}: hls.js read TARGETDURATION {start['targetDuration']}, HOLD-BACK {start['holdBack']}, "
+                    f"last EXTINFs {start['durations']}; started at {_seconds(start.get('startPosition'))} "
+                    f"(live edge {_seconds(start.get('edge'))}), target latency {_seconds(start.get('targetLatency'))}; "
+                    f"the edge's last frame was received {_seconds(start.get('edgeAge'))} before"
+                )
+        for key, delays in edge_delays.items():
+            print(
+                f"{key}: segments listed {statistics.median(delays):.2f} s (min {min(delays):.2f}, "
+                f"max {max(delays):.2f}, {len(delays)} segments) after their last frame was received"
+            )
         for key, figures in results.items():
             for stall in figures.get("stall_events") or ():
                 lasted = f"{stall['seconds']:.2f} s" if stall.get("seconds") is not None else "until the end"
