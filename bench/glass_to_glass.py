@@ -104,6 +104,47 @@ def measured(args: argparse.Namespace, key: str) -> bool:
     return not args.players or key in args.players.split(",")
 
 
+async def join_at_phase(listings: asyncio.Queue[float], phase: float) -> None:
+    """Wait until ``phase`` of a segment after its playlist listed a new one.
+
+    Stock hls.js counts the live edge's age from its own first playlist load, so how long the newest
+    segment had been listed when a viewer joined (0 to one segment) stays in that viewer's latency
+    for good. Joining every HLS player at the same phase makes their figures comparable; 0.5 is the
+    average viewer's."""
+    while not listings.empty():
+        listings.get_nowait()
+    duration = await asyncio.wait_for(listings.get(), 60)
+    await asyncio.sleep(phase * duration)
+
+
+async def warm_up(browser, base: str, urls: dict, args: argparse.Namespace) -> None:
+    """Play each kind of player once, unmeasured: a fresh browser's first page spends up to a second
+    more before its first frame (scripts compiled, media pipeline and decoder started), and a stock
+    player that never catches up keeps that second as latency. Measured first, a player would carry it
+    alone and lose to the same player measured second."""
+    for kind in dict.fromkeys(player_for(key, args.low_latency) for key in play_order(args)):
+        key = next(k for k in play_order(args) if player_for(k, args.low_latency) == kind)
+        if kind == "whep" or not urls["playback"].get(key):
+            continue  # WHEP: the browser's own RTCPeerConnection, no script player to warm
+        page = await browser.new_page(
+            f"{base}/page.html?player={kind}&src={urls['playback'][key]}"
+            f"{page_query(kind, args.part_ms, args.hls_max_rate)}"
+        )
+        try:
+            await page.wait_for("g2g.firstFrameAt !== null", timeout=60, interval=0.2)
+        except Exception:  # noqa: BLE001 - the measured run reports what goes wrong
+            pass
+        finally:
+            await page.close()
+
+
+def play_order(args: argparse.Namespace) -> list[str]:
+    """The players to measure, one after the other, in the order --players names them."""
+    if not args.players:
+        return list(PLAYERS)
+    return [key for key in args.players.split(",") if key in PLAYERS]
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
@@ -152,7 +193,12 @@ def _requests_around(result: dict, stall: dict) -> list[str]:
     return out
 
 
-async def watch_edges(urls: dict[str, str], into: dict[str, list[float]], every: float = 0.05) -> None:
+async def watch_edges(
+    urls: dict[str, str],
+    into: dict[str, list[float]],
+    listings: dict[str, asyncio.Queue[float]],
+    every: float = 0.05,
+) -> None:
     """How late each HLS variant's segments are listed: per new segment in its first media playlist,
     when it was first seen minus when its last frame was received (PDT + EXTINF). A player's latency
     starts from that listing: two variants cut from one encode differ only by it (and their players)."""
@@ -176,6 +222,7 @@ async def watch_edges(urls: dict[str, str], into: dict[str, list[float]], every:
             for segment in playlist.segments:
                 if key in seen and segment.sequence > seen[key] and segment.program_date_time is not None:
                     into.setdefault(key, []).append(now - segment.program_date_time.timestamp() - segment.duration)
+                    listings.setdefault(key, asyncio.Queue()).put_nowait(segment.duration)
             if playlist.segments:
                 seen[key] = max(seen.get(key, -1), playlist.segments[-1].sequence)
         await asyncio.sleep(every)
@@ -242,6 +289,7 @@ async def measure(args: argparse.Namespace) -> None:
         browser = await launch(Path(tmp))
         results: dict[str, dict] = {}
         edge_delays: dict[str, list[float]] = {}
+        listings: dict[str, asyncio.Queue[float]] = {}
         edge_watch: Optional[asyncio.Task] = None
         try:
 
@@ -254,18 +302,19 @@ async def measure(args: argparse.Namespace) -> None:
 
             await asyncio.to_thread(wait_until, live, 120, "status.live and status.broadcasting")
             hls_urls = {key: urls["playback"][key] for key in ("hlsCmaf", "hlsMpegts") if urls["playback"].get(key)}
-            edge_watch = asyncio.create_task(watch_edges(hls_urls, edge_delays))
+            edge_watch = asyncio.create_task(watch_edges(hls_urls, edge_delays, listings))
             # Players join a stream that has been on for a while, as most viewers do: one opened in its
             # first seconds starts nearer the edge than its player would otherwise choose.
             await asyncio.sleep(args.warmup)
-            for key in PLAYERS:
+            await warm_up(browser, base, urls, args)
+            for key in play_order(args):
                 player = player_for(key, args.low_latency)
-                if not measured(args, key):
-                    continue
                 url = urls["playback"].get(key)
                 if not url:
                     print(f"{key}: not in status.playback, skipped", flush=True)
                     continue
+                if player == "hls" and args.join_phase >= 0:
+                    await join_at_phase(listings.setdefault(key, asyncio.Queue()), args.join_phase)
                 page = await browser.new_page(
                     f"{base}/page.html?player={player}&src={url}{page_query(player, args.part_ms, args.hls_max_rate)}"
                 )
@@ -307,6 +356,8 @@ async def measure(args: argparse.Namespace) -> None:
         if args.segment_seconds is not None:
             tier += f" + {args.segment_seconds} s segments"
         tier += f", players opened {args.warmup:.0f} s after going live"
+        if args.join_phase >= 0:
+            tier += f" (HLS ones {args.join_phase:g} of a segment after one was listed)"
         print(
             f"\nglass to glass: onair dev --runtime {args.runtime}, callType livestream{tier}, {args.protocol.upper()} "
             f"{width}x{height}@30 ({args.encoder} x264), {args.settle:.0f} s settle + {args.seconds:.0f} s sampled per "
@@ -361,12 +412,21 @@ def main() -> None:
         help="hls.js maxLiveSyncPlaybackRate with --low-latency (default: the origin's player page's; "
         "1: hls.js's default, no catch-up)",
     )
-    parser.add_argument("--players", default="", help="comma-separated status.playback keys (default: all)")
+    parser.add_argument(
+        "--players", default="", help="comma-separated status.playback keys, measured in this order (default: all)"
+    )
     parser.add_argument(
         "--low-latency",
         action="store_true",
         help="the low-latency tier: broadcasting.lowLatency on the Livestream, hls.js lowLatencyMode, "
         "dash.js low-latency settings",
+    )
+    parser.add_argument(
+        "--join-phase",
+        type=float,
+        default=0.5,
+        help="open each standard HLS player this fraction of a segment after its playlist listed a new one "
+        "(0.5: the average viewer's; negative: whenever its turn comes)",
     )
     parser.add_argument(
         "--warmup", type=float, default=15, help="seconds between the stream going live and the first player"
