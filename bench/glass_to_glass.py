@@ -172,6 +172,13 @@ def summarize(result: dict, settle_seconds: float) -> dict:
         # How fast latency grows while sampled (seconds per minute): a player playing slower than the
         # stream is made drifts behind, one that catches up holds 0.
         out["drift"] = 60_000 * statistics.linear_regression([s["shown"] for s in window], steady).slope
+    if first is not None:
+        # What the player fetched before its first frame, from the page opening: where startup went.
+        out["startup_requests"] = [
+            f"{r['url']} {r['status']} at {(r['start'] - result['openedAt']) / 1000:.2f} s took {r['seconds']:.2f} s"
+            for r in result.get("requests") or ()
+            if r["start"] <= first and not r["url"].endswith((".js", ".html"))
+        ]
     if result.get("hlsStart"):
         out["hls_start"] = result["hlsStart"]
     offsets = result.get("pdtOffsets") or []
@@ -383,6 +390,11 @@ async def measure(args: argparse.Namespace) -> None:
                     f"(live edge {_seconds(start.get('edge'))}), target latency {_seconds(start.get('targetLatency'))}; "
                     f"the edge's last frame was received {_seconds(start.get('edgeAge'))} before"
                 )
+        for key, figures in results.items():
+            if figures.get("startup_requests"):
+                print(f"{key} before its first frame at {_seconds(figures.get('startup'))}:")
+                for request in figures["startup_requests"]:
+                    print(f"    {request}")
         for key, delays in edge_delays.items():
             print(
                 f"{key}: segments listed {statistics.median(delays):.2f} s (min {min(delays):.2f}, "
