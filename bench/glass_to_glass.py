@@ -113,7 +113,11 @@ async def join_at_phase(listings: asyncio.Queue[float], phase: float) -> None:
     average viewer's."""
     while not listings.empty():
         listings.get_nowait()
-    duration = await asyncio.wait_for(listings.get(), 60)
+    try:
+        duration = await asyncio.wait_for(listings.get(), 60)
+    except asyncio.TimeoutError:
+        print("no new segment listed in 60 s: the player joins at whatever phase", flush=True)
+        return
     await asyncio.sleep(phase * duration)
 
 
