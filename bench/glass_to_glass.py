@@ -16,6 +16,12 @@ frame's time is from its capture time (``pdt-cap``: hls.js's program-date-time; 
 ``timeAsUTC()``, availabilityStartTime + media time), i.e. how much of the latency lies before the
 player's timeline begins. Prints figures, asserts nothing; stops everything it started.
 
+Players are measured one after the other, after one unmeasured page per player kind (a fresh
+browser's first page starts up to a second slower, which a stock player keeps as latency). Each
+standard HLS player joins half a segment after its playlist listed one (``--join-phase``): stock
+hls.js counts the live edge's age from its own first load, so the phase a viewer joins at (0 to a
+segment) stays in its latency, and two players joined at different phases do not compare.
+
     python3 bench/glass_to_glass.py [--runtime process|node] [--seconds 30] [--settle 10]
                                     [--protocol rtmp|srt] [--encoder obs|zerolatency] [--size 1280x720]
                                     [--low-latency [--part-ms 200]]
