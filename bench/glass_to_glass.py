@@ -16,6 +16,12 @@ frame's time is from its capture time (``pdt-cap``: hls.js's program-date-time; 
 ``timeAsUTC()``, availabilityStartTime + media time), i.e. how much of the latency lies before the
 player's timeline begins. Prints figures, asserts nothing; stops everything it started.
 
+Players are measured one after the other, after one unmeasured page per player kind (a fresh
+browser's first page starts up to a second slower, which a stock player keeps as latency). Each
+standard HLS player joins half a segment after its playlist listed one (``--join-phase``): stock
+hls.js counts the live edge's age from its own first load, so the phase a viewer joins at (0 to a
+segment) stays in its latency, and two players joined at different phases do not compare.
+
     python3 bench/glass_to_glass.py [--runtime process|node] [--seconds 30] [--settle 10]
                                     [--protocol rtmp|srt] [--encoder obs|zerolatency] [--size 1280x720]
                                     [--low-latency [--part-ms 200]]
@@ -37,6 +43,7 @@ import os
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -103,6 +110,51 @@ def measured(args: argparse.Namespace, key: str) -> bool:
     return not args.players or key in args.players.split(",")
 
 
+async def join_at_phase(listings: asyncio.Queue[float], phase: float) -> None:
+    """Wait until ``phase`` of a segment after its playlist listed a new one.
+
+    Stock hls.js counts the live edge's age from its own first playlist load, so how long the newest
+    segment had been listed when a viewer joined (0 to one segment) stays in that viewer's latency
+    for good. Joining every HLS player at the same phase makes their figures comparable; 0.5 is the
+    average viewer's."""
+    while not listings.empty():
+        listings.get_nowait()
+    try:
+        duration = await asyncio.wait_for(listings.get(), 60)
+    except asyncio.TimeoutError:
+        print("no new segment listed in 60 s: the player joins at whatever phase", flush=True)
+        return
+    await asyncio.sleep(phase * duration)
+
+
+async def warm_up(browser, base: str, urls: dict, args: argparse.Namespace) -> None:
+    """Play each kind of player once, unmeasured: a fresh browser's first page spends up to a second
+    more before its first frame (scripts compiled, media pipeline and decoder started), and a stock
+    player that never catches up keeps that second as latency. Measured first, a player would carry it
+    alone and lose to the same player measured second."""
+    for kind in dict.fromkeys(player_for(key, args.low_latency) for key in play_order(args)):
+        key = next(k for k in play_order(args) if player_for(k, args.low_latency) == kind)
+        if kind == "whep" or not urls["playback"].get(key):
+            continue  # WHEP: the browser's own RTCPeerConnection, no script player to warm
+        page = await browser.new_page(
+            f"{base}/page.html?player={kind}&src={urls['playback'][key]}"
+            f"{page_query(kind, args.part_ms, args.hls_max_rate)}"
+        )
+        try:
+            await page.wait_for("g2g.firstFrameAt !== null", timeout=60, interval=0.2)
+        except Exception:  # noqa: BLE001 - the measured run reports what goes wrong
+            pass
+        finally:
+            await page.close()
+
+
+def play_order(args: argparse.Namespace) -> list[str]:
+    """The players to measure, one after the other, in the order --players names them."""
+    if not args.players:
+        return list(PLAYERS)
+    return [key for key in args.players.split(",") if key in PLAYERS]
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
@@ -130,6 +182,15 @@ def summarize(result: dict, settle_seconds: float) -> dict:
         # How fast latency grows while sampled (seconds per minute): a player playing slower than the
         # stream is made drifts behind, one that catches up holds 0.
         out["drift"] = 60_000 * statistics.linear_regression([s["shown"] for s in window], steady).slope
+    if first is not None:
+        # What the player fetched before its first frame, from the page opening: where startup went.
+        out["startup_requests"] = [
+            f"{r['url']} {r['status']} at {(r['start'] - result['openedAt']) / 1000:.2f} s took {r['seconds']:.2f} s"
+            for r in result.get("requests") or ()
+            if r["start"] <= first and not r["url"].endswith((".js", ".html"))
+        ]
+    if result.get("hlsStart"):
+        out["hls_start"] = result["hlsStart"]
     offsets = result.get("pdtOffsets") or []
     if offsets:
         out["pdt_offset"] = statistics.median(offsets)
@@ -147,6 +208,45 @@ def _requests_around(result: dict, stall: dict) -> list[str]:
         if finished >= began - 1000 and r["start"] <= ended:
             out.append(f"{r['url']} {r['status']} at {(r['start'] - began) / 1000:+.2f} s took {r['seconds']:.2f} s")
     return out
+
+
+async def watch_edges(
+    urls: dict[str, str],
+    into: dict[str, list[float]],
+    listings: dict[str, asyncio.Queue[float]],
+    every: float = 0.05,
+) -> None:
+    """How late each HLS variant's segments are listed: per new segment in its first media playlist,
+    when it was first seen minus when its last frame was received (PDT + EXTINF). A player's latency
+    starts from that listing: two variants cut from one encode differ only by it (and their players)."""
+    import urllib.parse
+
+    from bench._hls_viewer import first_variant, get
+    from onair.agent.hls import parse_media_playlist
+
+    media: dict[str, str] = {}
+    seen: dict[str, int] = {}
+    while True:
+        for key, master in urls.items():
+            try:
+                if key not in media:
+                    text = (await asyncio.to_thread(get, master)).decode()
+                    media[key] = urllib.parse.urljoin(master, first_variant(text))
+                playlist = parse_media_playlist((await asyncio.to_thread(get, media[key])).decode())
+            except Exception:  # noqa: BLE001 - not listed yet, or a restart: try again
+                continue
+            now = time.time()
+            for segment in playlist.segments:
+                if key in seen and segment.sequence > seen[key] and segment.program_date_time is not None:
+                    into.setdefault(key, []).append(now - segment.program_date_time.timestamp() - segment.duration)
+                    listings.setdefault(key, asyncio.Queue()).put_nowait(segment.duration)
+            if playlist.segments:
+                seen[key] = max(seen.get(key, -1), playlist.segments[-1].sequence)
+        await asyncio.sleep(every)
+
+
+def _seconds(value: Optional[float]) -> str:
+    return f"{value:.2f} s" if isinstance(value, (int, float)) else "-"
 
 
 def row(label: str, figures: dict) -> str:
@@ -205,6 +305,9 @@ async def measure(args: argparse.Namespace) -> None:
         runner, base = await server.serve()
         browser = await launch(Path(tmp))
         results: dict[str, dict] = {}
+        edge_delays: dict[str, list[float]] = {}
+        listings: dict[str, asyncio.Queue[float]] = {}
+        edge_watch: Optional[asyncio.Task] = None
         try:
 
             def live() -> Optional[dict]:
@@ -215,17 +318,20 @@ async def measure(args: argparse.Namespace) -> None:
                 return st if st.get("live") and st.get("broadcasting") else None
 
             await asyncio.to_thread(wait_until, live, 120, "status.live and status.broadcasting")
+            hls_urls = {key: urls["playback"][key] for key in ("hlsCmaf", "hlsMpegts") if urls["playback"].get(key)}
+            edge_watch = asyncio.create_task(watch_edges(hls_urls, edge_delays, listings))
             # Players join a stream that has been on for a while, as most viewers do: one opened in its
             # first seconds starts nearer the edge than its player would otherwise choose.
             await asyncio.sleep(args.warmup)
-            for key in PLAYERS:
+            await warm_up(browser, base, urls, args)
+            for key in play_order(args):
                 player = player_for(key, args.low_latency)
-                if not measured(args, key):
-                    continue
                 url = urls["playback"].get(key)
                 if not url:
                     print(f"{key}: not in status.playback, skipped", flush=True)
                     continue
+                if player == "hls" and args.join_phase >= 0:
+                    await join_at_phase(listings.setdefault(key, asyncio.Queue()), args.join_phase)
                 page = await browser.new_page(
                     f"{base}/page.html?player={player}&src={url}{page_query(player, args.part_ms, args.hls_max_rate)}"
                 )
@@ -254,6 +360,8 @@ async def measure(args: argparse.Namespace) -> None:
                 print(row(f"{key} ({player})", results[key]), flush=True)
             status = custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "livestreams", NAME).get("status")
         finally:
+            if edge_watch is not None:
+                edge_watch.cancel()
             await browser.close()
             await runner.cleanup()
             err = camera.stop()
@@ -265,6 +373,8 @@ async def measure(args: argparse.Namespace) -> None:
         if args.segment_seconds is not None:
             tier += f" + {args.segment_seconds} s segments"
         tier += f", players opened {args.warmup:.0f} s after going live"
+        if args.join_phase >= 0:
+            tier += f" (HLS ones {args.join_phase:g} of a segment after one was listed)"
         print(
             f"\nglass to glass: onair dev --runtime {args.runtime}, callType livestream{tier}, {args.protocol.upper()} "
             f"{width}x{height}@30 ({args.encoder} x264), {args.settle:.0f} s settle + {args.seconds:.0f} s sampled per "
@@ -282,6 +392,24 @@ async def measure(args: argparse.Namespace) -> None:
         )
         for key, figures in results.items():
             print(row(f"{key} ({player_for(key, args.low_latency)})", figures))
+        for key, figures in results.items():
+            if start := figures.get("hls_start"):
+                print(
+                    f"{key}: hls.js read TARGETDURATION {start['targetDuration']}, HOLD-BACK {start['holdBack']}, "
+                    f"last EXTINFs {start['durations']}; started at {_seconds(start.get('startPosition'))} "
+                    f"(live edge {_seconds(start.get('edge'))}), target latency {_seconds(start.get('targetLatency'))}; "
+                    f"the edge's last frame was received {_seconds(start.get('edgeAge'))} before"
+                )
+        for key, figures in results.items():
+            if figures.get("startup_requests"):
+                print(f"{key} before its first frame at {_seconds(figures.get('startup'))}:")
+                for request in figures["startup_requests"]:
+                    print(f"    {request}")
+        for key, delays in edge_delays.items():
+            print(
+                f"{key}: segments listed {statistics.median(delays):.2f} s (min {min(delays):.2f}, "
+                f"max {max(delays):.2f}, {len(delays)} segments) after their last frame was received"
+            )
         for key, figures in results.items():
             for stall in figures.get("stall_events") or ():
                 lasted = f"{stall['seconds']:.2f} s" if stall.get("seconds") is not None else "until the end"
@@ -306,12 +434,21 @@ def main() -> None:
         help="hls.js maxLiveSyncPlaybackRate with --low-latency (default: the origin's player page's; "
         "1: hls.js's default, no catch-up)",
     )
-    parser.add_argument("--players", default="", help="comma-separated status.playback keys (default: all)")
+    parser.add_argument(
+        "--players", default="", help="comma-separated status.playback keys, measured in this order (default: all)"
+    )
     parser.add_argument(
         "--low-latency",
         action="store_true",
         help="the low-latency tier: broadcasting.lowLatency on the Livestream, hls.js lowLatencyMode, "
         "dash.js low-latency settings",
+    )
+    parser.add_argument(
+        "--join-phase",
+        type=float,
+        default=0.5,
+        help="open each standard HLS player this fraction of a segment after its playlist listed a new one "
+        "(0.5: the average viewer's; negative: whenever its turn comes)",
     )
     parser.add_argument(
         "--warmup", type=float, default=15, help="seconds between the stream going live and the first player"

@@ -94,6 +94,26 @@ if (player === "hls" || player === "hls-ll") {
   window.hls = new Hls(player === "hls-ll"
     ? {lowLatencyMode: true, maxLiveSyncPlaybackRate: parseFloat(params.get("maxRate") || "1")} : {});
   hls.on(Hls.Events.ERROR, (_, d) => g2g.errors.push(`${d.type}/${d.details}${d.fatal ? " fatal" : ""}`));
+  // Where hls.js chose to play and why: the playlist it read at start (TARGETDURATION, HOLD-BACK,
+  // segment durations) and the latency it aims at, so two players' latencies can be told apart.
+  hls.on(Hls.Events.LEVEL_LOADED, (_, d) => {
+    if (g2g.hlsStart) return;
+    const details = d.details, last = details.fragments[details.fragments.length - 1];
+    // How long ago the newest listed segment's last frame was received: hls.js counts the edge's age
+    // from this load, so what it was before (up to a segment, by when the player joined) stays in
+    // its latency.
+    const edgeAge = last && last.programDateTime ? (Date.now() - last.programDateTime) / 1000 - last.duration : null;
+    g2g.hlsStart = {targetDuration: details.targetduration, holdBack: details.holdBack || null, edgeAge,
+                    durations: details.fragments.slice(-6).map((f) => +f.duration.toFixed(3)),
+                    edge: details.edge, liveSyncPosition: null, startPosition: null};
+  });
+  hls.on(Hls.Events.FRAG_CHANGED, () => {
+    if (!g2g.hlsStart || g2g.hlsStart.startPosition !== null) return;
+    const details = hls.latestLevelDetails || (hls.levels[hls.currentLevel] || {}).details;
+    Object.assign(g2g.hlsStart, {startPosition: video.currentTime, liveSyncPosition: hls.liveSyncPosition,
+                                 targetLatency: hls.targetLatency, latency: hls.latency,
+                                 edge: details ? details.edge : g2g.hlsStart.edge});
+  });
   hls.loadSource(src);
   hls.attachMedia(video);
 } else if (player === "dash" || player === "dash-ll") {

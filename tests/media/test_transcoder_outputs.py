@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import m3u8
 import pytest
 from mpegdash.parser import MPEGDASHParser
 
-from tests.fixtures.media import ffprobe_json, first_frame_is_keyframe, wait_for
+from tests.fixtures.media import ffprobe_json, first_frame_is_keyframe, free_port, wait_for
 
 pytestmark = [pytest.mark.media, pytest.mark.timeout(180)]
 
@@ -145,3 +146,45 @@ def test_low_latency_one_second_segments_and_low_latency_dash(rtmp_server, publi
     # what the availabilityTimeOffset ffmpeg writes promises (tests/media/test_transcoder_lldash.py).
     assert not template.segment_timelines and "$Number" in template.media
     assert template.duration == template.timescale
+
+
+@pytest.mark.slow
+def test_target_duration_is_the_segment_duration_at_ntsc_frame_rates(publishers, transcoder_agent):
+    """A 29.97 fps source makes 2 s segments of 60 frames, 2.002 s: EXT-X-TARGETDURATION is 2 (RFC 8216
+    4.3.3.1: every EXTINF rounded to the nearest integer), in the CMAF and the MPEG-TS playlists alike.
+    Stock hls.js starts three target durations behind the live edge: a 3 would cost every viewer 3 s."""
+    port = free_port(socket.SOCK_DGRAM)
+    # MPEG-TS over SRT keeps the exact 30000/1001 rate (RTMP's metadata says 29); ffmpeg listens, the
+    # transcoder pulls.
+    publishers.custom(
+        [
+            "-loglevel", "error",
+            "-re", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30000/1001",
+            "-re", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+            "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p",
+            "-g", "30", "-c:a", "aac", "-ar", "48000",
+            "-f", "mpegts", f"srt://127.0.0.1:{port}?mode=listener&latency=200000",
+        ]
+    )  # fmt: skip
+    tx = transcoder_agent.start(
+        pull_uris=[f"srt://127.0.0.1:{port}?mode=caller&latency=200000"],
+        tracks=["180p"],
+        source_size=(320, 180),
+        dash=False,
+        screenshot_interval_seconds=0,
+    )
+    tx.wait_status(lambda s: s.get("activeSource") == "pull", 40, "pull source selected")
+    tx.put_desired(phase="live", broadcasting=True)
+    wait_for(
+        lambda: all(
+            (out := tx.out / "hls" / k / "180p/index.m3u8").is_file() and len(m3u8.loads(out.read_text()).segments) >= 3
+            for k in ("cmaf", "ts")
+        ),
+        60,
+        what="three segments in both media playlists",
+    )
+    for kind in ("cmaf", "ts"):
+        media = _media(tx.out, kind, "180p")
+        durations = [s.duration for s in media.segments]
+        assert all(abs(d - 2.002) < 0.0015 for d in durations[:-1]), (kind, durations)
+        assert media.target_duration == 2, (kind, media.target_duration, durations)

@@ -314,6 +314,13 @@ def test_target_duration_never_shrinks():
     assert served(dvr).target_duration == 4
 
 
+def test_target_duration_bounds_durations_rounded_to_the_nearest_second():
+    # 29.97 fps: 2 s segments of 60 frames last 2.002 s, and RFC 8216 rounds EXTINF to the nearest integer.
+    dvr = Dvr(window_seconds=60)
+    FakeTranscoder(dvr, duration=2.002).run_for(3)
+    assert served(dvr).target_duration == 2
+
+
 def test_uris_leaving_the_tree_are_skipped():
     dvr = Dvr(window_seconds=60)
     text = "\n".join(

@@ -2,7 +2,7 @@ from datetime import datetime, timedelta, timezone
 
 import m3u8
 
-from onair.agent.hls import parse_media_playlist
+from onair.agent.hls import parse_media_playlist, target_duration_for
 from onair.agent.transcoder.playlists import MediaPlaylist, public_master
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
@@ -149,3 +149,48 @@ def test_low_latency_playlist_lists_parts_open_parts_and_hint_for_the_origin():
     playlist.end()
     text = playlist.render()
     assert "#EXT-X-PRELOAD-HINT" not in text and "r1_000030" not in text and text.endswith("#EXT-X-ENDLIST\n")
+
+
+def test_target_duration_bounds_each_duration_rounded_to_the_nearest_second():
+    # RFC 8216 4.3.3.1: EXTINF rounded to the nearest integer <= EXT-X-TARGETDURATION.
+    assert [target_duration_for(d) for d in (2.0, 2.002, 2.033, 2.49, 2.5, 1.001, 0.968, 0.2)] == [
+        2,
+        2,
+        2,
+        2,
+        3,
+        1,
+        1,
+        1,
+    ]
+
+
+def test_ntsc_segments_keep_the_target_duration_of_their_nominal_length():
+    # 29.97 fps: 60 frames are 2.002 s; rounding up would announce 3 and hls.js would start 3 s further back.
+    playlist = MediaPlaylist(window=6, version=7)
+    _fill(playlist, "r1", 4, T0, step=2.002)
+    assert playlist.target_duration == 2 and m3u8.loads(playlist.render()).target_duration == 2
+
+
+def test_target_duration_is_set_before_the_first_segment_and_only_ever_grows():
+    playlist = MediaPlaylist(window=6, version=7)
+    playlist.plan_segments(2)
+    # A run's first segment may be short: the target published with it is already the one that lasts.
+    playlist.add("r1_0.m4s", 1.2, "r1", "init.mp4", T0)
+    assert m3u8.loads(playlist.render()).target_duration == 2
+    _fill(playlist, "r1", 2, T0)
+    assert playlist.target_duration == 2
+    # A segment the encoder cut late must still fit (the RFC's MUST), and the target never comes back down.
+    playlist.add("r1_9.m4s", 2.6, "r1", "r1_init.mp4", T0 + timedelta(seconds=9))
+    _fill(playlist, "r1", 2, T0 + timedelta(seconds=10))
+    assert playlist.target_duration == 3 and m3u8.loads(playlist.render()).target_duration == 3
+
+
+def test_resume_keeps_the_target_duration_players_were_told():
+    before = MediaPlaylist(window=6, version=7)
+    _fill(before, "r1", 2, T0)
+    before.add("r1_long.m4s", 3.4, "r1", "r1_init.mp4", T0 + timedelta(seconds=8))
+    _fill(before, "r1", 5, T0 + timedelta(seconds=9))  # the long one slid out of the window
+    assert before.target_duration == 3
+    resumed = MediaPlaylist.resume(before.render(), window=6, version=7)
+    assert resumed.target_duration == 3

@@ -218,6 +218,14 @@ def map_tag(uri: str, byterange: Optional[str] = None) -> str:
     return f'#EXT-X-MAP:URI="{uri}"' + (f',BYTERANGE="{byterange}"' if byterange else "")
 
 
+def target_duration_for(duration: float) -> int:
+    """The smallest ``EXT-X-TARGETDURATION`` a segment of ``duration`` seconds allows: RFC 8216
+    4.3.3.1 bounds its ``EXTINF`` rounded to the NEAREST integer. Rounding up instead would make a
+    29.97 fps source's 2.002 s segments a 3 s target, and players start whole target durations
+    behind the live edge (hls.js: three)."""
+    return max(1, int(duration + 0.5))
+
+
 def extinf_tag(duration: float, decimals: int = 6) -> str:
     return f"#EXTINF:{duration:.{decimals}f},"
 

@@ -283,8 +283,8 @@ class Dvr:
                 public_discontinuity if public else 0,
             )
             del self.fresh[up_path]
-            if int(seg.duration + 0.5) > r.target_duration:
-                self._set_meta(r, int(seg.duration + 0.5), r.version, r.independent_segments)
+            if hls.target_duration_for(seg.duration) > r.target_duration:
+                self._set_meta(r, hls.target_duration_for(seg.duration), r.version, r.independent_segments)
             self._append(r, seg)
             self.journal.append({"op": "add", "p": r.path, "s": _encode(seg)})
             appended.append(seg)

@@ -222,6 +222,7 @@ class Packager:
                         kind, rung, MediaPlaylist(self.window, version=7 if kind == "cmaf" else 6)
                     )
                 self.renditions[key].seen = set()
+                self.renditions[key].playlist.plan_segments(segment_seconds)
         # Renditions of an earlier ladder that this run does not produce end cleanly.
         for key, rendition in self.renditions.items():
             if key[1] not in self.rungs and not rendition.playlist.ended:
@@ -523,6 +524,7 @@ class Packager:
         except (ValueError, UnicodeDecodeError) as exc:
             log.warning("cannot continue %s/%s (%s): starting a new playlist", rendition.base, PUBLIC_PLAYLIST, exc)
             return
+        playlist.plan_segments(self.segment_seconds)
         rendition.playlist = playlist
         log.info("continuing %s from media sequence %d", rendition.base, playlist.media_sequence)
 

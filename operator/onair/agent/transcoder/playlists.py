@@ -23,14 +23,21 @@ Pure: parse text (``onair.agent.hls``), render text; the packager does the I/O.
 
 from __future__ import annotations
 
-import math
 import posixpath
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Optional
 
-from onair.agent.hls import extinf_tag, map_tag, parse_media_playlist, part_tag, pdt_tag, preload_hint_tag
+from onair.agent.hls import (
+    extinf_tag,
+    map_tag,
+    parse_media_playlist,
+    part_tag,
+    pdt_tag,
+    preload_hint_tag,
+    target_duration_for,
+)
 
 # Media time running this far behind the wall clock means an outage, not jitter.
 PDT_RESYNC_SECONDS = 1.0
@@ -109,7 +116,7 @@ class MediaPlaylist:
         entry = Entry(uri, duration, run_id, init, pdt, discontinuity, parts)
         self.entries.append(entry)
         self._last = entry
-        self._target = max(self._target, math.ceil(duration - 1e-3))
+        self._target = max(self._target, target_duration_for(duration))
         removed = []
         while len(self.entries) > self.window:
             gone = self.entries.popleft()
@@ -120,6 +127,16 @@ class MediaPlaylist:
             removed.append(gone)
         return removed
 
+    def plan_segments(self, seconds: float) -> None:
+        """The encoder cuts segments of about ``seconds``: the target duration they need, set before
+        the first is listed. RFC 8216 forbids changing it, so a short first segment (a run starting
+        mid-GOP) must not publish a smaller one that the next segments would then have to raise."""
+        self._target = max(self._target, target_duration_for(seconds))
+
+    @property
+    def target_duration(self) -> int:
+        return self._target
+
     def end(self) -> None:
         self.ended = True
         self.open_parts, self.preload_hint = [], None
@@ -128,8 +145,8 @@ class MediaPlaylist:
     def resume(cls, text: str, window: int, version: int) -> "MediaPlaylist":
         """A playlist this packager published before (the pod restarted): carry on from it.
 
-        Sequence numbers continue, its segments stay listed until they slide out, and whatever
-        comes next is a new run, hence a discontinuity. Its ENDLIST (if any) is dropped by the
+        Sequence numbers continue, as does its target duration, its segments stay listed until
+        they slide out, and whatever comes next is a new run, hence a discontinuity. Its ENDLIST (if any) is dropped by the
         next segment, like after any stop.
         """
         playlist = cls(window, version)
@@ -137,6 +154,8 @@ class MediaPlaylist:
         playlist.media_sequence = parsed.media_sequence
         playlist.discontinuity_sequence = parsed.discontinuity_sequence
         playlist.ended = parsed.endlist
+        # What players were told stays: RFC 8216 forbids a target duration that changes.
+        playlist._target = max(playlist._target, parsed.target_duration)
         pdt: Optional[datetime] = None
         runs = 0
         for segment in parsed.segments:
@@ -156,7 +175,7 @@ class MediaPlaylist:
             )
             playlist.entries.append(entry)
             playlist._last = entry
-            playlist._target = max(playlist._target, math.ceil(segment.duration - 1e-3))
+            playlist._target = max(playlist._target, target_duration_for(segment.duration))
             pdt = pdt + timedelta(seconds=segment.duration)
         while len(playlist.entries) > window:
             playlist.entries.popleft()
