@@ -154,8 +154,7 @@ def test_target_duration_is_the_segment_duration_at_ntsc_frame_rates(publishers,
     4.3.3.1: every EXTINF rounded to the nearest integer), in the CMAF and the MPEG-TS playlists alike.
     Stock hls.js starts three target durations behind the live edge: a 3 would cost every viewer 3 s."""
     port = free_port(socket.SOCK_DGRAM)
-    # MPEG-TS over SRT keeps the exact 30000/1001 rate (RTMP's metadata says 29); ffmpeg listens, the
-    # transcoder pulls.
+    # MPEG-TS over SRT (RTMP: the test below); ffmpeg listens, the transcoder pulls.
     publishers.custom(
         [
             "-loglevel", "error",
@@ -188,3 +187,38 @@ def test_target_duration_is_the_segment_duration_at_ntsc_frame_rates(publishers,
         durations = [s.duration for s in media.segments]
         assert all(abs(d - 2.002) < 0.0015 for d in durations[:-1]), (kind, durations)
         assert media.target_duration == 2, (kind, media.target_duration, durations)
+
+
+@pytest.mark.slow
+def test_an_ntsc_rate_over_rtmp_is_encoded_at_that_rate(rtmp_server, publishers, transcoder_agent):
+    """OBS at 29.97 fps over RTMP: FLV's whole-millisecond timestamps make ffmpeg print estimates
+    ("29 fps, 29.97 tbr"); the transcoder encodes at the rate they point to, 30000/1001, so 2 s
+    segments are 60 frames (2.002 s) with none dropped, not 58 frames at 29 fps."""
+    publishers.custom(
+        [
+            "-loglevel", "error",
+            "-re", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30000/1001",
+            "-re", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+            "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p",
+            "-g", "60", "-c:a", "aac", "-ar", "48000", "-f", "flv", rtmp_server.url("main"),
+        ]
+    )  # fmt: skip
+    tx = transcoder_agent.start(
+        main_url=rtmp_server.url("main"),
+        tracks=["180p"],
+        source_size=(320, 180),
+        dash=False,
+        screenshot_interval_seconds=0,
+    )
+    tx.put_desired(phase="live", broadcasting=True)
+    wait_for(
+        lambda: (out := tx.out / "hls/ts/180p/index.m3u8").is_file() and len(m3u8.loads(out.read_text()).segments) >= 3,
+        60,
+        what="three segments",
+    )
+    media = _media(tx.out, "ts", "180p")
+    durations = [s.duration for s in media.segments]
+    assert all(abs(d - 2.002) < 0.0015 for d in durations[:-1]), durations
+    segment = tx.out / "hls/ts/180p" / media.segments[1].uri
+    frames = ffprobe_json(str(segment), "-count_frames", "-select_streams", "v:0")["streams"][0]["nb_read_frames"]
+    assert int(frames) == 60, f"{frames} frames in a 2 s segment of a 29.97 fps source"

@@ -1,3 +1,5 @@
+import pytest
+
 from onair.agent.ffmpeg_output import InputProbe, parse_speed, parse_video_stream
 from onair.agent.transcoder.source import Decision, PullRotation, SourceSelector
 
@@ -96,7 +98,8 @@ def test_input_probe_reads_the_input_section_only():
     for line in lines:
         probe.feed(line)
     assert probe.video is not None
-    assert (probe.video.codec, probe.video.width, probe.video.height, probe.video.fps) == ("h264", 1920, 1080, 29.97)
+    assert (probe.video.codec, probe.video.width, probe.video.height) == ("h264", 1920, 1080)
+    assert probe.video.fps == 30000 / 1001
     assert probe.audio_codec == "aac"
 
 
@@ -106,6 +109,25 @@ def test_video_stream_without_fps_and_with_tbr_only():
     )
     assert (video.width, video.height, video.fps) == (1280, 720, 50.0)
     assert parse_video_stream("Stream #0:0: Audio: aac") is None
+
+
+@pytest.mark.parametrize(
+    "figures, rate",
+    [
+        # A live RTMP input at 30000/1001: whole-millisecond FLV timestamps, with or without metadata.
+        ("29 fps, 29.97 tbr", 30000 / 1001),
+        ("30.30 fps, 29.92 tbr", 30000 / 1001),
+        ("30.30 fps, 30 tbr", 30.0),
+        ("23.98 fps, 23.98 tbr", 24000 / 1001),
+        ("59.94 fps, 59.94 tbr", 60000 / 1001),
+        ("25 fps, 50 tbr", 25.0),  # interlaced: fields in tbr, frames in fps
+        ("17 fps, 17 tbr", 17.0),  # a rate of its own (screen capture): as printed
+        ("1k fps, 1k tbr", 1000.0),
+    ],
+)
+def test_the_frame_rate_is_the_standard_rate_ffmpegs_estimates_point_to(figures, rate):
+    video = parse_video_stream(f"Stream #0:0: Video: h264 (High), yuv420p(progressive), 1280x720, {figures}, 1k tbn")
+    assert video is not None and video.fps == pytest.approx(rate, rel=1e-9)
 
 
 def test_next_change_is_when_a_silent_source_would_be_declared_frozen():

@@ -44,13 +44,41 @@ def parse_video_stream(line: str) -> Optional[InputVideo]:
     size = _SIZE.search(rest)
     if not size:
         return None
-    fps = None
+    estimates = []
     for pattern in (_FPS, _TBR):
         rate = pattern.search(rest)
         if rate:
-            fps = float(rate.group("fps")) * (1000 if rate.group("k") else 1)
-            break
-    return InputVideo(match.group("codec"), int(size.group("w")), int(size.group("h")), fps)
+            estimates.append(float(rate.group("fps")) * (1000 if rate.group("k") else 1))
+    return InputVideo(match.group("codec"), int(size.group("w")), int(size.group("h")), frame_rate_of(estimates))
+
+
+# Camera and encoder frame rates. FLV (RTMP) timestamps are whole milliseconds and its metadata is
+# optional, so ffmpeg's two figures for a live RTMP input are estimates that can miss the real rate
+# either way ("29 fps, 29.97 tbr", "30.30 fps, 29.92 tbr" for 30000/1001); encoding at a missed
+# rate drops or repeats a frame every second or so.
+STANDARD_FRAME_RATES = (
+    10.0, 12.0, 12.5, 15.0, 20.0, 24000 / 1001, 24.0, 25.0, 30000 / 1001, 30.0,
+    48.0, 50.0, 60000 / 1001, 60.0, 72.0, 90.0, 100.0, 120000 / 1001, 120.0, 144.0,
+)  # fmt: skip
+# How far off an estimate may be and still be read as a standard rate.
+FRAME_RATE_TOLERANCE = 0.02
+
+
+def frame_rate_of(estimates: list[float]) -> Optional[float]:
+    """The frame rate ffmpeg's figures (``fps`` first, then ``tbr``) point to: the standard rate
+    nearest to either of them, whichever estimate is nearer one, if within the tolerance; else
+    ffmpeg's ``fps`` as printed (a rate of its own, e.g. a screen capture at 17 fps)."""
+    best: Optional[tuple[float, float]] = None
+    for estimate in estimates:
+        if estimate <= 0:
+            continue
+        standard = min(STANDARD_FRAME_RATES, key=lambda rate: abs(rate - estimate) / rate)
+        error = abs(standard - estimate) / standard
+        if error <= FRAME_RATE_TOLERANCE and (best is None or error < best[0]):
+            best = (error, standard)
+    if best is not None:
+        return best[1]
+    return next((e for e in estimates if e > 0), None)
 
 
 class InputProbe:

@@ -412,7 +412,7 @@ class IngestAgent(Agent):
                     v.codec if v else "no video",
                     v.width if v else "?",
                     v.height if v else "?",
-                    v.fps if v else "?",
+                    round(v.fps, 3) if v and v.fps else "?",
                 )
             elif self.last_stat and self.last_stat.publishing:
                 log.warning(
