@@ -121,3 +121,10 @@ def test_a_playlist_name_leads_back_to_its_part():
     part = "events_keynote_20260714T090005Z_part0001.mp4"
     assert vod.part_of_playlist(vod.playlist_name(part)) == part
     assert vod.part_of_playlist(part) is None and vod.part_of_playlist("x.json") is None
+
+
+def test_the_target_duration_is_the_longest_segment_rounded_to_the_nearest_second():
+    # 2.002 s segments (30 samples of 1001/15000 s): RFC 8216 rounds EXTINF to the nearest integer, so 2.
+    body = b"".join(fragment(30, True, per_sample_duration=1001) for _ in range(3))
+    text = vod.hls_vod_playlist(index(HEADER + body, target=2.0), "p.mp4")
+    assert "#EXTINF:2.002" in text and "#EXT-X-TARGETDURATION:2\n" in text

@@ -19,13 +19,12 @@ left out: the playlist only ever names bytes that are there.
 
 from __future__ import annotations
 
-import math
 import struct
 from dataclasses import dataclass
 from typing import BinaryIO, Optional
 
 from onair import endpoints
-from onair.agent.hls import extinf_tag, map_tag
+from onair.agent.hls import extinf_tag, map_tag, target_duration_for
 from onair.agent.mp4box import boxes, child, children, file_boxes
 
 TARGET_SECONDS = 4.0
@@ -222,7 +221,7 @@ def group_fragments(fragments: list[Fragment], target_seconds: float = TARGET_SE
 
 def hls_vod_playlist(index: VodIndex, uri: str) -> str:
     """The playlist (``#EXT-X-PLAYLIST-TYPE:VOD``) of one part, naming it by ``uri`` (relative)."""
-    target = max(1, math.ceil(max(s.duration for s in index.segments) - 0.001))
+    target = target_duration_for(max(s.duration for s in index.segments))
     lines = [
         "#EXTM3U",
         "#EXT-X-VERSION:7",
