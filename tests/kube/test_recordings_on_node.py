@@ -295,7 +295,12 @@ def test_recordings_are_objects_whose_deletion_deletes_the_files_with_or_without
             "MediaDeletionFailed from the failed pod",
         )
         assert cond["status"] == "False" and "ermission denied" in cond["message"], cond
-        assert any(e.reason == "MediaDeletionFailed" and e.type == "Warning" for e in node.events(second["name"]))
+        # The Event is written apart from the condition: it may come a moment later.
+        node.until(
+            lambda: any(e.reason == "MediaDeletionFailed" and e.type == "Warning" for e in node.events(second["name"])),
+            30,
+            "a MediaDeletionFailed Warning Event",
+        )
         print(f"  failed deletion pod reported: {time.monotonic() - t2:.1f}s")
     finally:
         volume_dir.chmod(mode)
