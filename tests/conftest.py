@@ -4,6 +4,8 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 # The package's source root is operator/, never the repo root (an importable `operator`
 # would shadow the standard library).
@@ -29,3 +31,18 @@ pytest_plugins = [
     "tests.fixtures.browser",
     "tests.fixtures.image",
 ]
+
+
+# Tiers that run on one real node (tests/kube) or load the image into a private containerd
+# (tests/image): each pytest process starts its own node and imports the image, so under
+# pytest-xdist (`--dist loadgroup`, as scripts/test runs it) they all go to one worker, which
+# starts one node, while the other workers run everything else.
+ONE_WORKER_TIERS = ("kube", "image")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    tests = ROOT / "tests"
+    for item in items:
+        path = Path(str(item.path))
+        if path.is_relative_to(tests) and path.relative_to(tests).parts[0] in ONE_WORKER_TIERS:
+            item.add_marker(pytest.mark.xdist_group("node"))
