@@ -34,15 +34,26 @@ pytest_plugins = [
 
 
 # Tiers that run on one real node (tests/kube) or load the image into a private containerd
-# (tests/image): each pytest process starts its own node and imports the image, so under
-# pytest-xdist (`--dist loadgroup`, as scripts/test runs it) they all go to one worker, which
-# starts one node, while the other workers run everything else.
-ONE_WORKER_TIERS = ("kube", "image")
+# (tests/image): heavy, and timed by the node's own pace, so scripts/test runs them after the rest,
+# alone, while the rest runs on several workers. ONAIR_TEST_TIERS=node keeps only them,
+# ONAIR_TEST_TIERS=rest leaves them out; unset, everything runs.
+NODE_TIERS = ("kube", "image")
+TIERS_VARIABLE = "ONAIR_TEST_TIERS"
+
+
+def is_node_tier(item: pytest.Item) -> bool:
+    tests, path = ROOT / "tests", Path(str(item.path))
+    return path.is_relative_to(tests) and path.relative_to(tests).parts[0] in NODE_TIERS
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    tests = ROOT / "tests"
-    for item in items:
-        path = Path(str(item.path))
-        if path.is_relative_to(tests) and path.relative_to(tests).parts[0] in ONE_WORKER_TIERS:
-            item.add_marker(pytest.mark.xdist_group("node"))
+    tiers = os.environ.get(TIERS_VARIABLE, "")
+    if tiers not in ("", "node", "rest"):
+        raise pytest.UsageError(f"{TIERS_VARIABLE} must be node, rest or unset, not {tiers!r}")
+    if not tiers:
+        return
+    keep = [item for item in items if is_node_tier(item) == (tiers == "node")]
+    deselected = [item for item in items if is_node_tier(item) != (tiers == "node")]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = keep
