@@ -197,6 +197,29 @@ def test_ended_phase_serves_the_dvr_as_vod(origins, transcoders):
     assert origin.get(f"hls/cmaf/360p/{pl.segments[0].uri}").status_code == 200
 
 
+def last_msn(origin, rung: str, fmt: str = "cmaf") -> int:
+    pl = media_playlist(origin, rung, fmt)
+    return pl.media_sequence + len(pl.segments) - 1
+
+
+@pytest.mark.parametrize("fmt", ["cmaf", "ts"])
+def test_a_master_playlist_asked_for_mid_segment_is_answered_when_the_next_segment_is_listed(origins, transcoders, fmt):
+    """Stock hls.js keeps for good how old the live edge was when it joined: every viewer joins a fresh one."""
+    origin = origins.start(phase="live")
+    transcoders.start(origin, fmt=fmt)
+    wait_for(segments_available(origin, 3, fmt=fmt), timeout=30, what="3 segments")
+    wait_for(segments_available(origin, 3, "180p", fmt=fmt), timeout=15, what="3 segments in 180p")
+    for _ in range(3):  # three joins, each half a (1 s) segment after a listing
+        seen = last_msn(origin, "360p", fmt)
+        wait_for(lambda: last_msn(origin, "360p", fmt) > seen, timeout=5, interval=0.02, what="a listing")
+        time.sleep(0.5)
+        before = {rung.name: last_msn(origin, rung.name, fmt) for rung in SMALL_LADDER}
+        master = origin.get(f"hls/{fmt}/master.m3u8")
+        assert master.status_code == 200 and m3u8.loads(master.text).is_variant
+        after = {rung.name: last_msn(origin, rung.name, fmt) for rung in SMALL_LADDER}
+        assert all(after[name] > before[name] for name in before), (before, after)
+
+
 def test_mpegts_ladder(origins, transcoders, tmp_path):
     origin = origins.start(phase="live")
     transcoders.start(origin, fmt="ts")

@@ -601,3 +601,59 @@ def test_replicas_made_public_a_moment_apart_number_every_segment_they_both_show
     assert both >= 4 and len(numbered(replicas[0])) > len(numbered(replicas[1]))
     # The members' numbering is the viewers': the first public segment keeps its number.
     assert viewers(replicas[0]).media_sequence == served(replicas[0]).media_sequence + 6
+
+
+MASTER = "hls/cmaf/master.m3u8"
+HIGH = "hls/cmaf/720p/index.m3u8"
+
+
+def two_renditions(dvr: Dvr, clock: list[float], segments: int = 3) -> tuple[FakeTranscoder, FakeTranscoder]:
+    low = FakeTranscoder(dvr, clock=clock)
+    high = FakeTranscoder(dvr, clock=[clock[0]], playlist=HIGH)
+    for _ in range(segments):
+        low.segment()
+        high.segment()
+    return low, high
+
+
+def test_a_joining_viewer_waits_for_the_next_segment_of_every_rendition_of_its_master():
+    dvr = Dvr(window_seconds=60)
+    clock = [0.0]
+    low, high = two_renditions(dvr, clock)  # segments 0..2, the last one listed at t=3
+    assert dvr.join_targets(MASTER, public=False, now=3.5) == {PLAYLIST: 2, HIGH: 2}
+    assert dvr.join_targets(MASTER, public=True, now=3.5) == {PLAYLIST: 2, HIGH: 2}
+    # What the server then waits for: segment 3 listed in each.
+    assert dvr.wait_state(PLAYLIST, False, 3, None, ended=False) == "wait"
+    low.segment()
+    assert dvr.wait_state(PLAYLIST, False, 3, None, ended=False) == "ready"
+    assert dvr.wait_state(HIGH, False, 3, None, ended=False) == "wait"
+    high.segment()
+    assert dvr.wait_state(HIGH, False, 3, None, ended=False) == "ready"
+    # Another packaging of the stream has its own master.
+    assert dvr.join_targets("hls/ts/master.m3u8", public=False, now=4.5) == {}
+
+
+def test_no_wait_when_a_segment_was_just_listed_or_the_stream_is_not_flowing():
+    dvr = Dvr(window_seconds=60)
+    two_renditions(dvr, [0.0])  # the last segment listed at t=3, one a second
+    assert dvr.join_targets(MASTER, public=False, now=3.05) == {}, "a fresh edge already"
+    assert dvr.join_targets(MASTER, public=False, now=3.1) != {}
+    assert dvr.join_targets(MASTER, public=False, now=4.5) != {}
+    assert dvr.join_targets(MASTER, public=False, now=4.6) == {}, "nothing listed for 1.6 segments"
+
+
+def test_no_wait_for_low_latency_renditions_or_a_newest_segment_viewers_do_not_get():
+    dvr = Dvr(window_seconds=60)
+    clock = [0.0]
+    low, high = two_renditions(dvr, clock)
+    dvr.renditions[HIGH].part_target = 0.2  # LL-HLS: clients follow the parts, not the segments
+    assert dvr.join_targets(MASTER, public=False, now=3.5) == {}
+
+    dvr = Dvr(window_seconds=60)
+    clock = [0.0]
+    low, high = two_renditions(dvr, clock)
+    make_public(dvr, clock, public=False)  # back to backstage: what comes now is for members
+    low.segment()
+    high.segment()
+    assert dvr.join_targets(MASTER, public=True, now=4.5) == {}
+    assert dvr.join_targets(MASTER, public=False, now=4.5) == {PLAYLIST: 3, HIGH: 3}

@@ -90,6 +90,11 @@ BLOCK_AHEAD_SEGMENTS = 2
 BLOCK_AHEAD_SECONDS = 3.0
 # Replicas compare this many of their last segments per rendition (``recent``, ``behind``).
 RECENT_SEGMENTS = 5
+# A master playlist of standard HLS asked for at least this far into a segment (in target durations)
+# is answered when the next segment is listed (``join_targets``); earlier, waiting gains too little.
+JOIN_HOLD_MIN_PHASE = 0.1
+# No listing for this many target durations: the stream is not flowing, nobody waits for the next.
+JOIN_HOLD_MAX_PHASE = 1.5
 
 
 @dataclass(frozen=True)
@@ -144,6 +149,7 @@ class Rendition:
         self.open_parts: tuple[Part, ...] = ()  # of the segment being written (sequence next_sequence)
         self.open_public = False  # whether viewers get the open parts
         self.hint: Optional[str] = None  # stored path the next part will have
+        self.listed_at: Optional[float] = None  # when the last segment was indexed; not journaled
 
     def parts_of(self, sequence: int) -> tuple[Part, ...]:
         for entry in self.parts:
@@ -293,6 +299,8 @@ class Dvr:
                 if len(parts) == len(up.parts):  # all or nothing: a segment is never half made of parts
                     self._hold_parts(parts, seg.public)
                     r.parts.append(SegmentParts(seg.sequence, parts))
+        if appended:
+            r.listed_at = now
         r.upstream_ended_at = (r.upstream_ended_at or now) if playlist.endlist else None
         parts_changed = self._ingest_open_parts(r, path, playlist, now)
         removed = self._trim(r, now)
@@ -705,6 +713,36 @@ class Dvr:
             )
             cached = self._rendered[(path, public, skip)] = (key, text)
         return cached[1]
+
+    def join_targets(self, master: str, public: bool, now: float) -> dict[str, int]:
+        """Media playlist → its last media sequence number now, for each rendition of ``master``
+        whose next segment a viewer asking for ``master`` should wait for; empty when waiting gains nothing.
+
+        Stock hls.js starts three target durations behind the end of the first media playlist it
+        loads, counting the end's age from its own load, and keeps that distance (it changes the
+        playback rate only in low-latency mode). The time since the last segment was listed, up to a
+        segment, thus stays in a viewer's latency for good, half a segment on average. Answering the
+        master when the next segment is listed makes every viewer start on a fresh edge: the same
+        latency for all, at most a segment more startup. Not for LL-HLS (clients sync to parts), a
+        segment listed a moment ago, or a stream that is not flowing.
+        """
+        family = posixpath.dirname(master)
+        renditions = [r for p, r in self.renditions.items() if posixpath.dirname(posixpath.dirname(p)) == family]
+        if not renditions or any(r.low_latency for r in renditions):
+            return {}
+        targets: dict[str, int] = {}
+        newest = None
+        for r in renditions:
+            edge = live_edge(r, public)
+            newest_seen = r.last_public if public else r.last
+            if edge is None or r.listed_at is None or newest_seen is not r.last:
+                return {}  # nothing listed for this view yet, or its newest segment is not for it
+            targets[r.path] = edge.last_msn
+            newest = r.listed_at if newest is None else max(newest, r.listed_at)
+        assert newest is not None
+        target_duration = max(r.target_duration for r in renditions)
+        phase = (now - newest) / target_duration
+        return targets if JOIN_HOLD_MIN_PHASE <= phase <= JOIN_HOLD_MAX_PHASE else {}
 
     def _siblings(self, r: Rendition) -> list[Rendition]:
         """The other renditions of the same master (``hls/cmaf/<rung>/index.m3u8``): rendition reports."""

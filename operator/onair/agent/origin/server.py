@@ -45,7 +45,7 @@ from .dash import (
     young_stream_wait,
     time_shift_buffer_depth,
 )
-from .dvr import GRACE_MIN_SECONDS, Dvr
+from .dvr import GRACE_MIN_SECONDS, JOIN_HOLD_MAX_PHASE, Dvr
 from .journal import Journal
 from .replicas import Replicas
 from .paths import SCREENSHOT, BadPath, is_publishable, kind_of, safe_relpath
@@ -599,6 +599,8 @@ class OriginAgent(Agent):
                 request, path, kind.content_type, query, headers, public=not decision.member
             )
         if kind.playlist:
+            if path.endswith(".m3u8") and not self.ended(path):
+                await self._join_at_listing(path, public=not decision.member)
             hot = self.storage.hot(path)
             raw = hot.data if hot is not None else await self.run_io(self.storage.read, path)
             if raw is None:
@@ -781,6 +783,23 @@ class OriginAgent(Agent):
         if text is None:
             return web.json_response({"error": "no segments yet"}, status=404, headers={"Cache-Control": "no-cache"})
         return web.Response(text=text, content_type=content_type, headers=headers)
+
+    async def _join_at_listing(self, master: str, public: bool) -> None:
+        """Hold a standard-HLS master playlist until its renditions list their next segment, so the
+        viewer starts on a fresh live edge (``Dvr.join_targets``)."""
+        targets = self.dvr.join_targets(master, public, time.monotonic())
+        if not targets:
+            return
+        loop = asyncio.get_running_loop()
+        target_duration = max(self.dvr.renditions[p].target_duration for p in targets)
+        deadline = loop.time() + JOIN_HOLD_MAX_PHASE * target_duration
+        for playlist, msn in targets.items():
+
+            def listed(playlist: str = playlist, msn: int = msn) -> bool:
+                return self.dvr.wait_state(playlist, public, msn + 1, None, self.ended(playlist)) != "wait"
+
+            if not await self._hold_until(playlist, listed, deadline - loop.time()):
+                return  # late: the viewer gets the edge there is
 
     def _private(self, path: str) -> bool:
         """A stored media file viewers must not get: made while the origin was not public (backstage preview)."""
