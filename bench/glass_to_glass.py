@@ -24,7 +24,8 @@ segment) stays in its latency, and two players joined at different phases do not
 
     python3 bench/glass_to_glass.py [--runtime process|node] [--seconds 30] [--settle 10]
                                     [--protocol rtmp|srt] [--encoder obs|zerolatency] [--size 1280x720]
-                                    [--low-latency [--part-ms 200]]
+                                    [--low-latency [--part-ms 200]] [--segment-seconds 1]
+                                    [--zero-latency-encoding]
 
 ``--low-latency`` measures the low-latency tier: the Livestream overrides its CallType with
 ``broadcasting.lowLatency: true`` (LL-HLS parts on the CMAF output, chunked DASH), the CMAF playlist
@@ -70,12 +71,18 @@ LOW_LATENCY_PLAYERS = {"hlsCmaf": "hls-ll", "dash": "dash-ll"}
 
 
 def livestream_spec(
-    low_latency: bool, part_ms: int, webrtc: bool = False, segment_seconds: Optional[int] = None
+    low_latency: bool,
+    part_ms: int,
+    webrtc: bool = False,
+    segment_seconds: Optional[int] = None,
+    zero_latency_encoding: bool = False,
 ) -> dict:
     spec: dict = {"callType": "livestream", "phase": "live"}
     broadcasting: dict = {}
     if segment_seconds is not None:
         broadcasting["segmentDurationSeconds"] = segment_seconds
+    if zero_latency_encoding:
+        broadcasting["zeroLatencyEncoding"] = True
     if low_latency:
         broadcasting.update({"lowLatency": True, "partDurationMs": part_ms})
     if webrtc:
@@ -280,7 +287,11 @@ async def measure(args: argparse.Namespace) -> None:
                 "kind": "Livestream",
                 "metadata": {"name": NAME},
                 "spec": livestream_spec(
-                    args.low_latency, args.part_ms, webrtc=measured(args, "whep"), segment_seconds=args.segment_seconds
+                    args.low_latency,
+                    args.part_ms,
+                    webrtc=measured(args, "whep"),
+                    segment_seconds=args.segment_seconds,
+                    zero_latency_encoding=args.zero_latency_encoding,
                 ),
             },
         )
@@ -372,6 +383,8 @@ async def measure(args: argparse.Namespace) -> None:
         )
         if args.segment_seconds is not None:
             tier += f" + {args.segment_seconds} s segments"
+        if args.zero_latency_encoding:
+            tier += " + zeroLatencyEncoding"
         tier += f", players opened {args.warmup:.0f} s after going live"
         if args.join_phase >= 0:
             tier += f" (HLS ones {args.join_phase:g} of a segment after one was listed)"
@@ -455,6 +468,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--segment-seconds", type=int, help="broadcasting.segmentDurationSeconds on the Livestream (default: CallType)"
+    )
+    parser.add_argument(
+        "--zero-latency-encoding",
+        action="store_true",
+        help="broadcasting.zeroLatencyEncoding on the Livestream: the standard tier encoded without B-frames or lookahead",
     )
     parser.add_argument(
         "--part-ms", type=int, default=200, help="LL-HLS part / LL-DASH chunk target with --low-latency"

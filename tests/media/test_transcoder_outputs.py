@@ -149,6 +149,37 @@ def test_low_latency_one_second_segments_and_low_latency_dash(rtmp_server, publi
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("zero_latency", [False, True])
+def test_zero_latency_encoding_leaves_out_b_frames(rtmp_server, publishers, transcoder_agent, zero_latency):
+    """The standard tier's ``zeroLatencyEncoding``: x264 at the production preset without B-frames
+    (nor the lookahead the figures in the README show), with whole segments as usual."""
+    tx = transcoder_agent.start(
+        main_url=rtmp_server.url("main"),
+        tracks=["180p"],
+        source_size=(320, 180),
+        segment_seconds=1,
+        hls_cmaf=False,
+        dash=False,
+        screenshot_interval_seconds=0,
+        preset="veryfast",  # the production default: B-frames unless told otherwise
+        zero_latency_encoding=zero_latency,
+    )
+    publishers.rtmp(rtmp_server.url("main"), width=320, height=180)
+    tx.wait_status(lambda s: s.get("activeSource") == "main", 30, "main selected")
+    tx.put_desired(phase="live", broadcasting=True)
+    path = tx.wait_file("hls/ts/180p/index.m3u8", 40)
+    playlist = wait_for(
+        lambda: (lambda p: p if len(p.segments) >= 3 else None)(m3u8.loads(path.read_text())), 30, what="3 segments"
+    )
+    assert all(abs(s.duration - 1.0) < 0.05 for s in playlist.segments[:-1])
+    segment = path.parent / playlist.segments[1].uri
+    probe = ffprobe_json(str(segment), "-select_streams", "v:0", "-show_frames", "-show_entries", "frame=pict_type")
+    types = [frame["pict_type"] for frame in probe["frames"]]
+    assert types and types[0] == "I"
+    assert ("B" in types) is not zero_latency, types
+
+
+@pytest.mark.slow
 def test_target_duration_is_the_segment_duration_at_ntsc_frame_rates(publishers, transcoder_agent):
     """A 29.97 fps source makes 2 s segments of 60 frames, 2.002 s: EXT-X-TARGETDURATION is 2 (RFC 8216
     4.3.3.1: every EXTINF rounded to the nearest integer), in the CMAF and the MPEG-TS playlists alike.

@@ -63,3 +63,9 @@ def test_drift_is_how_fast_latency_grows_per_minute_while_sampled():
         {"openedAt": first, "firstFrameAt": first, "samples": [{**s, "latency": 2.0} for s in samples]}, 0
     )
     assert steady["drift"] == 0
+
+
+def test_the_standard_tier_can_be_measured_with_short_segments_and_zero_latency_encoding():
+    spec = g2g.livestream_spec(False, 200, segment_seconds=1, zero_latency_encoding=True)
+    assert spec["settingsOverride"] == {"broadcasting": {"segmentDurationSeconds": 1, "zeroLatencyEncoding": True}}
+    assert "settingsOverride" not in g2g.livestream_spec(False, 200)

@@ -108,6 +108,17 @@ def test_default_push_stream_children():
     assert {(api, kind) for api, kind in CHILD_KINDS} >= {(o["apiVersion"], o["kind"]) for o in out.objects}
 
 
+def test_zero_latency_encoding_reaches_the_transcoder_from_the_calltype_or_the_livestream():
+    assert not config_of(render(), "transcoder").zero_latency_encoding
+    by_calltype = render(ct=calltype(broadcasting={"zeroLatencyEncoding": True}))
+    assert config_of(by_calltype, "transcoder").zero_latency_encoding
+    off = render(
+        livestream(settingsOverride={"broadcasting": {"zeroLatencyEncoding": False}}),
+        ct=calltype(broadcasting={"zeroLatencyEncoding": True}),
+    )
+    assert not config_of(off, "transcoder").zero_latency_encoding
+
+
 def test_low_latency_tier_reaches_transcoder_and_origin_from_the_calltype_or_the_livestream():
     plain = render()
     assert not config_of(plain, "transcoder").low_latency and not config_of(plain, "origin").low_latency

@@ -199,3 +199,12 @@ def test_ll_hls_cuts_cmaf_parts_on_time_without_b_frames_and_leaves_ts_alone():
     assert all(_after(args, f"-bf:v:{i}") == "0" and _after(args, f"-tune:v:{i}") == "zerolatency" for i in range(3))
     assert _after(args, "-force_key_frames:v:0") == "expr:gte(t,n_forced*1)"
     assert "-bf:v:0" not in encoder_args(_plan(low_latency=True, segment_seconds=1))
+
+
+def test_zero_latency_encoding_in_the_standard_tier_drops_b_frames_and_lookahead_without_cutting_parts():
+    args = encoder_args(_plan(segment_seconds=1, zero_latency=True))
+    assert all(_after(args, f"-bf:v:{i}") == "0" and _after(args, f"-tune:v:{i}") == "zerolatency" for i in range(3))
+    cmaf = _after(args, "tee").split("|")[0]
+    assert "hls_time=1" in cmaf and "split_by_time" not in cmaf and "independent_segments" in cmaf
+    plain = encoder_args(_plan(segment_seconds=1))
+    assert "-bf:v:0" not in plain and "zerolatency" not in plain

@@ -134,6 +134,9 @@ class TranscoderConfig(ApiModel):
         0.2, ge=0.05, le=1.0, description="LL-HLS part target; rounded to whole frames dividing the GOP"
     )
     segment_seconds: float = 2.0
+    zero_latency_encoding: bool = Field(
+        False, description="x264's zerolatency tune (no B-frames, no lookahead) without lowLatency too"
+    )
     screenshot_interval_seconds: int = 10
     screenshot_width: int = 1080
     output_dir: Optional[str] = Field(None, description="write outputs here (shared volume / local tests)")

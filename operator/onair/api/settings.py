@@ -129,6 +129,14 @@ class BroadcastingSettings(ApiModel):
     segment_duration_seconds: Optional[int] = Field(
         None, ge=1, le=10, description=("Target media segment duration. Default 2.")
     )
+    zero_latency_encoding: Optional[bool] = Field(
+        None,
+        description=(
+            "Encode the ladder with x264's zerolatency tune (no B-frames, no lookahead) in the standard tier too: "
+            "each HLS/DASH segment is ready about 0.4 s sooner, which every viewer gets as latency, at the cost of "
+            "some picture quality at the same bitrates. The low-latency tier always encodes so. Default false."
+        ),
+    )
 
 
 class DvrSettings(ApiModel):
@@ -330,6 +338,7 @@ DEFAULT_SETTINGS = CallSettings(
         low_latency=False,
         part_duration_ms=200,
         segment_duration_seconds=2,
+        zero_latency_encoding=False,
     ),
     dvr=DvrSettings(enabled=True, duration_seconds=3600),
     origin=OriginSettings(replicas=1),

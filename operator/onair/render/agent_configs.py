@@ -161,6 +161,7 @@ def render_agent_configs(
         low_latency=b.low_latency,
         part_seconds=b.part_duration_ms / 1000,
         segment_seconds=float(b.segment_duration_seconds),
+        zero_latency_encoding=bool(b.zero_latency_encoding),
         screenshot_interval_seconds=settings.screenshots.interval_seconds,
         screenshot_width=settings.screenshots.width,
         output_url=endpoints.origin_upload_url(origin_host, origin_upload),

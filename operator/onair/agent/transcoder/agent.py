@@ -314,6 +314,7 @@ class TranscoderAgent(Agent):
             dash=cfg.dash,
             low_latency=cfg.low_latency,
             part_seconds=parts,
+            zero_latency=cfg.zero_latency_encoding,
             dash_window=cfg.playlist_segments,
             screenshot_width=cfg.screenshot_width,
             screenshot_interval_seconds=cfg.screenshot_interval_seconds,

@@ -88,6 +88,7 @@ class EncoderPlan:
     dash: bool = True
     low_latency: bool = False
     part_seconds: Optional[float] = None  # LL-HLS: ffmpeg's CMAF "segments" are parts this long
+    zero_latency: bool = False  # x264's zerolatency tune; always with parts
     list_size: int = 20  # ffmpeg's own playlists: the packager makes the public ones
     dash_window: int = 8
     screenshot_width: int = 1080
@@ -245,10 +246,11 @@ def _video_options(plan: EncoderPlan) -> list[str]:
             f"-g:v:{i}", str(gop), f"-keyint_min:v:{i}", str(gop), f"-sc_threshold:v:{i}", "0",
             f"-force_key_frames:v:{i}", f"expr:gte(t,n_forced*{seg:g})",
         ]
-        if plan.part_seconds:
+        if plan.zero_latency or plan.part_seconds:
             # x264's zerolatency tune: no B-frames, no lookahead, slice threads instead of frame
             # threads; each of those otherwise holds frames back (10 of lookahead at veryfast, one
-            # per frame thread), a third of a second that every LL viewer would wait too.
+            # per frame thread), a third of a second before a part or segment can be cut, that
+            # every viewer would wait too.
             args += [f"-tune:v:{i}", "zerolatency", f"-bf:v:{i}", "0"]
     # tee hands packets to several muxers: the parameter sets must be in the stream headers.
     args += ["-flags:v", "+global_header"]
