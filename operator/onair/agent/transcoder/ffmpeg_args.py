@@ -221,7 +221,7 @@ def filter_graph(plan: EncoderPlan) -> str:
     return ";".join(parts)
 
 
-def _video_options(plan: EncoderPlan) -> list[str]:
+def video_options(plan: EncoderPlan) -> list[str]:
     args: list[str] = []
     seg = plan.segment_seconds
     for i, rung in enumerate(plan.rungs):
@@ -399,7 +399,7 @@ def encoder_args(plan: EncoderPlan) -> list[str]:
     if plan.has_audio:
         for _ in plan.rungs:
             args += ["-map", "0:a:0"]
-    args += _video_options(plan) + _audio_options(plan)
+    args += video_options(plan) + _audio_options(plan)
     args += ["-max_muxing_queue_size", "4096"]
     slaves = []
     if plan.hls_cmaf:
