@@ -24,6 +24,20 @@ def _media(out: Path, kind: str, rung: str) -> m3u8.M3U8:
     return m3u8.loads((out / "hls" / kind / rung / "index.m3u8").read_text())
 
 
+def _live_from_rtmp(tx, rtmp_server, publishers, playlist: str, segments: int) -> tuple[Path, m3u8.M3U8]:
+    """Publish 320x180 to ``main`` over RTMP, go live, and wait for ``segments`` in the transcoder's ``playlist``."""
+    publishers.rtmp(rtmp_server.url("main"), width=320, height=180)
+    tx.wait_status(lambda s: s.get("activeSource") == "main", 30, "main selected")
+    tx.put_desired(phase="live", broadcasting=True)
+    path = tx.wait_file(playlist, 40)
+    listed = wait_for(
+        lambda: (lambda p: p if len(p.segments) >= segments else None)(m3u8.loads(path.read_text())),
+        30,
+        what=f"{segments} segments in {playlist}",
+    )
+    return path, listed
+
+
 @pytest.mark.slow
 def test_publish_gives_hls_cmaf_ts_dash_and_a_screenshot(rtmp_server, publishers, transcoder_agent, tmp_path):
     tx = transcoder_agent.start(main_url=rtmp_server.url("main"), tracks=["360p", "240p"], preset="veryfast")
@@ -127,13 +141,7 @@ def test_low_latency_one_second_segments_and_low_latency_dash(rtmp_server, publi
         hls_mpegts=False,
         screenshot_interval_seconds=0,
     )
-    publishers.rtmp(rtmp_server.url("main"), width=320, height=180)
-    tx.wait_status(lambda s: s.get("activeSource") == "main", 30, "main selected")
-    tx.put_desired(phase="live", broadcasting=True)
-    path = tx.wait_file("hls/cmaf/180p/index.m3u8", 40)
-    playlist = wait_for(
-        lambda: (lambda p: p if len(p.segments) >= 4 else None)(m3u8.loads(path.read_text())), 30, what="four segments"
-    )
+    path, playlist = _live_from_rtmp(tx, rtmp_server, publishers, "hls/cmaf/180p/index.m3u8", 4)
     assert all(abs(s.duration - 1.0) < 0.05 for s in playlist.segments[:-1])
     assert playlist.target_duration == 1
     mpd_text = tx.wait_file("dash/manifest.mpd").read_text()
@@ -164,13 +172,7 @@ def test_zero_latency_encoding_leaves_out_b_frames(rtmp_server, publishers, tran
         preset="veryfast",  # the production default: B-frames unless told otherwise
         zero_latency_encoding=zero_latency,
     )
-    publishers.rtmp(rtmp_server.url("main"), width=320, height=180)
-    tx.wait_status(lambda s: s.get("activeSource") == "main", 30, "main selected")
-    tx.put_desired(phase="live", broadcasting=True)
-    path = tx.wait_file("hls/ts/180p/index.m3u8", 40)
-    playlist = wait_for(
-        lambda: (lambda p: p if len(p.segments) >= 3 else None)(m3u8.loads(path.read_text())), 30, what="3 segments"
-    )
+    path, playlist = _live_from_rtmp(tx, rtmp_server, publishers, "hls/ts/180p/index.m3u8", 3)
     assert all(abs(s.duration - 1.0) < 0.05 for s in playlist.segments[:-1])
     segment = path.parent / playlist.segments[1].uri
     probe = ffprobe_json(str(segment), "-select_streams", "v:0", "-show_frames", "-show_entries", "frame=pict_type")
