@@ -161,10 +161,15 @@ class PlaylistRecording:
         return self.init + b"".join(self.segments.values())
 
 
-def switch_time_ms(log: str, switch: str) -> float:
-    """When the transcoder's log says it made ``switch`` ("main -> backup"), Unix ms."""
-    line = next(line for line in log.splitlines() if f"source switch: {switch}" in line)
-    return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp() * 1000
+def switch_time_ms(log: str, switch: str, not_before_ms: float = 0.0) -> float:
+    """When the transcoder's log says it made ``switch`` ("main -> backup"), Unix ms: the first such
+    switch from ``not_before_ms`` on (a loaded machine can starve a reader into an earlier one)."""
+    for line in log.splitlines():
+        if f"source switch: {switch}" in line:
+            at = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp() * 1000
+            if at >= not_before_ms:
+                return at
+    raise ValueError(f"the transcoder's log has no {switch!r} switch after {not_before_ms:.0f}")
 
 
 def failover_and_return(
@@ -206,10 +211,12 @@ def failover_and_return(
         gop = round(fps * gop_seconds)
         wait_until(lambda: backup.frames % gop == gop - kill_frames_before_key, 10, "the backup late in its GOP", 0.005)
         assert main.proc is not None
+        caused = {"main -> backup": time.time() * 1000}
         main.proc.kill()
         tx.wait_status(lambda s: s.get("activeSource") == "backup", 10, "backup on air")
         recording.keep_for(12)
         main.stop()
+        caused["backup -> main"] = time.time() * 1000
         main = camera("main")
         tx.wait_status(lambda s: s.get("activeSource") == "main", 30, "main back on air")
         recording.keep_for(14)
@@ -226,5 +233,6 @@ def failover_and_return(
         raise AssertionError(f"{unreadable} of {len(frames)} frames without a readable clock")
     log = tx.log_text()
     return {
-        switch: switch_figures(frames, switch_time_ms(log, switch)) for switch in ("main -> backup", "backup -> main")
+        switch: switch_figures(frames, switch_time_ms(log, switch, not_before_ms))
+        for switch, not_before_ms in caused.items()
     }

@@ -15,6 +15,7 @@ import secrets
 from pathlib import Path
 
 import pytest
+from kubernetes.client.rest import ApiException
 
 from tests.fixtures.cluster import wait_for
 from tests.fixtures.operator import condition
@@ -53,6 +54,30 @@ def recording(kube, namespace: str, name: str):
 
 def delete_recording(kube, namespace: str, name: str) -> None:
     kube.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "recordings", name)
+
+
+def delete_without_finalizer(kube, namespace: str, name: str) -> None:
+    """Remove the finalizer, then delete, as a user forcing a deletion does. The operator puts its
+    finalizer back as soon as it sees the object without it; the delete is conditional on the
+    version this patch made, so it only ever deletes the object without the finalizer (409: again)."""
+    for _ in range(20):
+        patched = kube.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, "recordings", name, {"metadata": {"finalizers": None}}
+        )
+        try:
+            kube.custom.delete_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                namespace,
+                "recordings",
+                name,
+                body={"preconditions": {"resourceVersion": patched["metadata"]["resourceVersion"]}},
+            )
+            return
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+    raise AssertionError(f"recording {name}: the finalizer came back before every one of 20 deletes")
 
 
 def start_show(kube, routes, recorder_agent, rtmp_source, namespace, calltype, tmp_path, name="show"):
@@ -234,10 +259,7 @@ def test_deleting_a_recording_deletes_its_files_through_the_recorder(
 
     # Deleted without its finalizer (removed by hand first): the files stay, so the Recording comes back.
     kept = recording(kube, namespace, second["name"])
-    kube.custom.patch_namespaced_custom_object(
-        GROUP, VERSION, namespace, "recordings", second["name"], {"metadata": {"finalizers": None}}
-    )
-    delete_recording(kube, namespace, second["name"])
+    delete_without_finalizer(kube, namespace, second["name"])
     back = wait_for(
         lambda: (
             (r := recording(kube, namespace, second["name"])) and r["metadata"]["uid"] != kept["metadata"]["uid"] and r
